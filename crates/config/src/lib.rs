@@ -1,0 +1,482 @@
+//! Configuration files of openrelay processes (TOML), and the values they carry.
+//!
+//! Every file is parsed strictly (`deny_unknown_fields`): a misspelt field is an
+//! error, not a silently ignored default. Errors name the field, so an operator
+//! can fix the file without reading code. Commented examples live in
+//! `examples/` at the repository root and are parsed by this crate's tests.
+
+mod pin;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use pin::{KeyPin, KeyPinError};
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema; the message
+    /// names the field and the line.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file, or `<string>`.
+        origin: String,
+        /// The parser's message (names the field and its position).
+        message: String,
+    },
+    /// A field parsed but its value is not acceptable.
+    #[error("{origin}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file, or `<string>`.
+        origin: String,
+        /// Dotted path of the field, e.g. `ingress.egress_relays`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            origin: String::new(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn with_origin(self, origin: &str) -> Self {
+        match self {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                origin: origin.to_owned(),
+                message,
+            },
+            ConfigError::Invalid { field, reason, .. } => ConfigError::Invalid {
+                origin: origin.to_owned(),
+                field,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// What a relay does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayRole {
+    /// Sees clients, forwards opaque datagrams to egress relays.
+    Ingress,
+    /// Sees destinations, never clients.
+    Egress,
+}
+
+impl std::fmt::Display for RelayRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RelayRole::Ingress => "ingress",
+            RelayRole::Egress => "egress",
+        })
+    }
+}
+
+/// Logging settings shared by every process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter directive, e.g. `info` or `openrelay_egress=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// Append logs to this file instead of standard error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            file: None,
+        }
+    }
+}
+
+/// `openrelay relay --config FILE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// `ingress` or `egress`.
+    pub role: RelayRole,
+    /// The operator running this relay (its name; keys come with the registry).
+    pub operator: String,
+    /// UDP address the QUIC server listens on.
+    pub listen: SocketAddr,
+    /// Where the relay keeps its key; created on first start.
+    pub state_dir: PathBuf,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Settings used when `role = "ingress"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressConfig>,
+    /// Settings used when `role = "egress"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressConfig>,
+}
+
+/// Ingress relay settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressConfig {
+    /// The egress relays this ingress forwards to; any other target is refused
+    /// (the ingress is not an open UDP proxy).
+    pub egress_relays: Vec<SocketAddr>,
+    /// Most tunnels one client address may hold open at once.
+    #[serde(default = "default_max_tunnels_per_client")]
+    pub max_tunnels_per_client: usize,
+    /// A tunnel that carries no datagram for this long is closed.
+    #[serde(default = "default_tunnel_idle_timeout_secs")]
+    pub tunnel_idle_timeout_secs: u64,
+    /// Source address for datagrams to egress relays (default: the listen address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_bind: Option<IpAddr>,
+}
+
+fn default_max_tunnels_per_client() -> usize {
+    16
+}
+fn default_tunnel_idle_timeout_secs() -> u64 {
+    120
+}
+
+/// Egress relay settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Networks allowed as destinations although the default policy refuses them
+    /// (loopback, private, link-local, ...).
+    #[serde(default)]
+    pub allow: Vec<ipnet::IpNet>,
+    /// Destination ports refused; default: the policy's standard list (25, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_ports: Option<Vec<u16>>,
+    /// Give up connecting to a destination after this long.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// A UDP flow that carries nothing for this long is closed.
+    #[serde(default = "default_udp_idle_timeout_secs")]
+    pub udp_idle_timeout_secs: u64,
+    /// Most flows (streams) one client connection may hold open at once.
+    #[serde(default = "default_max_flows_per_connection")]
+    pub max_flows_per_connection: u32,
+    /// Source address for connections to destinations (default: the listen address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_bind: Option<IpAddr>,
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    10
+}
+fn default_udp_idle_timeout_secs() -> u64 {
+    60
+}
+fn default_max_flows_per_connection() -> u32 {
+    1024
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            allow: Vec::new(),
+            deny_ports: None,
+            connect_timeout_secs: default_connect_timeout_secs(),
+            udp_idle_timeout_secs: default_udp_idle_timeout_secs(),
+            max_flows_per_connection: default_max_flows_per_connection(),
+            outbound_bind: None,
+        }
+    }
+}
+
+/// One relay the client may use (the embedded relay list, until the registry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayEntry {
+    /// A name for status output and logs.
+    pub name: String,
+    /// `ingress` or `egress`.
+    pub role: RelayRole,
+    /// The relay's operator; a path never uses two relays of one operator.
+    pub operator: String,
+    /// The relay's QUIC address.
+    pub addr: SocketAddr,
+    /// The relay's public key; the TLS handshake must prove it.
+    pub key: KeyPin,
+}
+
+/// `openrelay client --config FILE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Where the client keeps its state.
+    pub state_dir: PathBuf,
+    /// SOCKS5 listen address.
+    #[serde(default = "default_socks")]
+    pub socks: SocketAddr,
+    /// HTTP proxy listen address.
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+    /// Local address of the QUIC socket towards the ingress (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Path building and failure detection.
+    #[serde(default)]
+    pub path: PathConfig,
+    /// The relays to choose from.
+    #[serde(rename = "relay")]
+    pub relays: Vec<RelayEntry>,
+}
+
+fn default_socks() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1080))
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8118))
+}
+
+/// How the client builds paths and notices dead relays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathConfig {
+    /// Give up building a path (both handshakes) after this many milliseconds.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// Consider a path dead after this many milliseconds without hearing from it.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Send keep-alives this often so the idle timeout only fires on a dead relay.
+    #[serde(default = "default_keepalive_ms")]
+    pub keepalive_ms: u64,
+    /// A relay that failed is not chosen again for this many seconds.
+    #[serde(default = "default_failed_relay_quarantine_secs")]
+    pub failed_relay_quarantine_secs: u64,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    2_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    3_000
+}
+fn default_keepalive_ms() -> u64 {
+    500
+}
+fn default_failed_relay_quarantine_secs() -> u64 {
+    60
+}
+
+impl Default for PathConfig {
+    fn default() -> Self {
+        PathConfig {
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            keepalive_ms: default_keepalive_ms(),
+            failed_relay_quarantine_secs: default_failed_relay_quarantine_secs(),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: String::new(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+impl RelayConfig {
+    /// Reads and validates a relay config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
+    }
+
+    /// Parses and validates relay config text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: RelayConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
+        config.validate().map_err(|e| e.with_origin("<string>"))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.operator.trim().is_empty() {
+            return Err(ConfigError::invalid("operator", "must not be empty"));
+        }
+        match self.role {
+            RelayRole::Ingress => {
+                if self.egress.is_some() {
+                    return Err(ConfigError::invalid(
+                        "egress",
+                        "an ingress relay takes an [ingress] section, not [egress]",
+                    ));
+                }
+                let Some(ingress) = &self.ingress else {
+                    return Err(ConfigError::invalid(
+                        "ingress",
+                        "missing: an ingress relay needs an [ingress] section listing `egress_relays`",
+                    ));
+                };
+                if ingress.egress_relays.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "ingress.egress_relays",
+                        "must list at least one egress relay address",
+                    ));
+                }
+                if ingress.max_tunnels_per_client == 0 {
+                    return Err(ConfigError::invalid(
+                        "ingress.max_tunnels_per_client",
+                        "must be at least 1",
+                    ));
+                }
+                if ingress.tunnel_idle_timeout_secs == 0 {
+                    return Err(ConfigError::invalid(
+                        "ingress.tunnel_idle_timeout_secs",
+                        "must be at least 1",
+                    ));
+                }
+            }
+            RelayRole::Egress => {
+                if self.ingress.is_some() {
+                    return Err(ConfigError::invalid(
+                        "ingress",
+                        "an egress relay takes an [egress] section, not [ingress]",
+                    ));
+                }
+                let egress = self.egress.clone().unwrap_or_default();
+                for (field, value) in [
+                    ("egress.connect_timeout_secs", egress.connect_timeout_secs),
+                    ("egress.udp_idle_timeout_secs", egress.udp_idle_timeout_secs),
+                    (
+                        "egress.max_flows_per_connection",
+                        u64::from(egress.max_flows_per_connection),
+                    ),
+                ] {
+                    if value == 0 {
+                        return Err(ConfigError::invalid(field, "must be at least 1"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The egress settings (defaults when the section is absent).
+    pub fn egress_settings(&self) -> EgressConfig {
+        self.egress.clone().unwrap_or_default()
+    }
+
+    /// Serialises the config as TOML.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
+    }
+}
+
+impl ClientConfig {
+    /// Reads and validates a client config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
+    }
+
+    /// Parses and validates client config text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: ClientConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
+        config.validate().map_err(|e| e.with_origin("<string>"))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (i, relay) in self.relays.iter().enumerate() {
+            if relay.name.trim().is_empty() {
+                return Err(ConfigError::invalid(format!("relay[{i}].name"), "must not be empty"));
+            }
+            if relay.operator.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("relay[{i}].operator"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(relay.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("relay[{i}].name"),
+                    format!("{:?} is used by two relays", relay.name),
+                ));
+            }
+        }
+        let has_two_operator_path = self.relays.iter().any(|i| {
+            i.role == RelayRole::Ingress
+                && self
+                    .relays
+                    .iter()
+                    .any(|e| e.role == RelayRole::Egress && e.operator != i.operator)
+        });
+        if !has_two_operator_path {
+            return Err(ConfigError::invalid(
+                "relay",
+                "needs at least one ingress and one egress relay of different operators",
+            ));
+        }
+        let path = &self.path;
+        for (field, value) in [
+            ("path.handshake_timeout_ms", path.handshake_timeout_ms),
+            ("path.idle_timeout_ms", path.idle_timeout_ms),
+            ("path.keepalive_ms", path.keepalive_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        if path.keepalive_ms >= path.idle_timeout_ms {
+            return Err(ConfigError::invalid(
+                "path.keepalive_ms",
+                "must be shorter than path.idle_timeout_ms",
+            ));
+        }
+        if self.socks == self.http {
+            return Err(ConfigError::invalid("http", "must differ from `socks`"));
+        }
+        Ok(())
+    }
+
+    /// Serialises the config as TOML.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,123 @@
+use super::*;
+
+const INGRESS_EXAMPLE: &str = include_str!("../../../examples/ingress.toml");
+const EGRESS_EXAMPLE: &str = include_str!("../../../examples/egress.toml");
+const CLIENT_EXAMPLE: &str = include_str!("../../../examples/client.toml");
+
+fn expect_field(err: ConfigError, wanted: &str) {
+    let text = err.to_string();
+    assert!(text.contains(wanted), "error {text:?} should name {wanted:?}");
+}
+
+#[test]
+fn the_commented_examples_parse() {
+    let ingress = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
+    assert_eq!(ingress.role, RelayRole::Ingress);
+    assert_eq!(ingress.ingress.unwrap().egress_relays.len(), 2);
+    let egress = RelayConfig::from_toml(EGRESS_EXAMPLE).unwrap();
+    assert_eq!(egress.role, RelayRole::Egress);
+    assert_eq!(egress.egress_settings().connect_timeout_secs, 10);
+    let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
+    assert_eq!(client.relays.len(), 2);
+    assert_eq!(client.socks, SocketAddr::from(([127, 0, 0, 1], 1080)));
+}
+
+#[test]
+fn a_missing_field_is_named() {
+    let text = INGRESS_EXAMPLE.replace("listen = \"0.0.0.0:4433\"", "");
+    expect_field(RelayConfig::from_toml(&text).unwrap_err(), "listen");
+}
+
+#[test]
+fn an_unknown_field_is_named() {
+    let text = format!("{EGRESS_EXAMPLE}\nconect_timeout = 3\n");
+    expect_field(RelayConfig::from_toml(&text).unwrap_err(), "conect_timeout");
+}
+
+#[test]
+fn a_bad_value_is_named() {
+    let text = EGRESS_EXAMPLE.replace("0.0.0.0:4433", "not-an-address");
+    expect_field(RelayConfig::from_toml(&text).unwrap_err(), "listen");
+    let text = CLIENT_EXAMPLE.replace("ed25519:11qY", "ed25519:!!");
+    expect_field(ClientConfig::from_toml(&text).unwrap_err(), "key");
+}
+
+#[test]
+fn an_ingress_needs_egress_relays() {
+    let text = INGRESS_EXAMPLE.replace(
+        "egress_relays = [\"198.51.100.20:4433\", \"[2001:db8::20]:4433\"]",
+        "egress_relays = []",
+    );
+    expect_field(RelayConfig::from_toml(&text).unwrap_err(), "ingress.egress_relays");
+    let without_section = INGRESS_EXAMPLE.split("[ingress]").next().unwrap();
+    expect_field(RelayConfig::from_toml(without_section).unwrap_err(), "ingress");
+}
+
+#[test]
+fn the_wrong_section_for_the_role_is_refused() {
+    let text = format!("{EGRESS_EXAMPLE}\n[ingress]\negress_relays = [\"192.0.2.1:1\"]\n");
+    expect_field(RelayConfig::from_toml(&text).unwrap_err(), "ingress");
+}
+
+#[test]
+fn a_client_needs_a_two_operator_path() {
+    let text = CLIENT_EXAMPLE.replace("operator = \"example-isp\"", "operator = \"example-coop\"");
+    expect_field(ClientConfig::from_toml(&text).unwrap_err(), "relay");
+}
+
+#[test]
+fn duplicate_relay_names_are_refused() {
+    let text = CLIENT_EXAMPLE.replace("name = \"egress-isp\"", "name = \"ingress-coop\"");
+    expect_field(ClientConfig::from_toml(&text).unwrap_err(), "relay[1].name");
+}
+
+#[test]
+fn keepalive_must_be_shorter_than_idle_timeout() {
+    let text = CLIENT_EXAMPLE.replace("keepalive_ms = 500", "keepalive_ms = 5000");
+    expect_field(ClientConfig::from_toml(&text).unwrap_err(), "path.keepalive_ms");
+}
+
+#[test]
+fn errors_from_files_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("openrelay-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, "role = \"ingress\"\n").unwrap();
+    let text = RelayConfig::load(&path).unwrap_err().to_string();
+    assert!(text.contains("relay.toml"), "{text}");
+    let missing = RelayConfig::load(&dir.join("absent.toml")).unwrap_err();
+    assert!(matches!(missing, ConfigError::Read { .. }));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn configs_round_trip_through_toml() {
+    let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
+    assert_eq!(ClientConfig::from_toml(&client.to_toml().unwrap()).unwrap(), client);
+    let relay = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
+    assert_eq!(RelayConfig::from_toml(&relay.to_toml().unwrap()).unwrap(), relay);
+}
+
+#[test]
+fn key_pins_parse_and_print() {
+    let pin = KeyPin::from_ed25519([7; 32]);
+    assert_eq!(KeyPin::parse(&pin.to_string()).unwrap(), pin);
+    assert_eq!(KeyPin::parse("rsa:AAAA"), Err(KeyPinError::UnknownAlgorithm));
+    assert_eq!(KeyPin::parse("ed25519:AAAA"), Err(KeyPinError::Length(3)));
+    assert_eq!(KeyPin::parse("ed25519:*"), Err(KeyPinError::Encoding));
+    assert_eq!(pin.spki_der().len(), 44);
+}
+
+proptest::proptest! {
+    #[test]
+    fn config_parsers_never_panic(text in "\\PC{0,400}") {
+        let _ = RelayConfig::from_toml(&text);
+        let _ = ClientConfig::from_toml(&text);
+    }
+
+    #[test]
+    fn key_pins_round_trip(raw in proptest::array::uniform32(0u8..)) {
+        let pin = KeyPin::from_ed25519(raw);
+        proptest::prop_assert_eq!(KeyPin::parse(&pin.to_string()).unwrap(), pin);
+    }
+}
