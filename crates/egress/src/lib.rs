@@ -1,1 +1,286 @@
-//! placeholder
+//! The egress relay: an HTTP/3 server that opens connections to destinations
+//! for its clients. It serves
+//!
+//! * `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel on the request stream;
+//! * extended CONNECT with `:protocol = connect-udp` (RFC 9298 §3.4): UDP
+//!   payloads in HTTP Datagrams (RFC 9297), context ID 0.
+//!
+//! Names are resolved here, so the client's DNS never leaves it in the clear.
+//! Every destination passes the [`DestinationPolicy`] after resolution, so a
+//! name cannot smuggle a client to loopback or private addresses.
+//!
+//! Privacy: the egress sees the ingress's address, never the client's; it logs
+//! neither destinations nor peer addresses (only aggregate counts).
+
+mod connect;
+mod resolve;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h3::ext::Protocol;
+use openrelay_config::{EgressConfig, RelayConfig};
+use openrelay_policy::DestinationPolicy;
+use openrelay_transport::datagrams::DatagramRouter;
+use openrelay_transport::endpoint::{self, Tuning};
+use openrelay_transport::identity::Identity;
+use openrelay_transport::tls::TlsError;
+use openrelay_wire::proxy_status::ProxyErrorType;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+pub use connect::FlowError;
+
+/// The name this relay gives itself in Proxy-Status (RFC 9209 §2).
+pub const PROXY_NAME: &str = "openrelay-egress";
+
+/// Why the egress could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EgressError {
+    /// The QUIC socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured listen address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The relay was configured with another role.
+    #[error("this config is for an {0} relay, not an egress")]
+    WrongRole(openrelay_config::RelayRole),
+}
+
+/// Settings of a running egress, derived from its config file.
+#[derive(Debug, Clone)]
+pub struct EgressSettings {
+    /// UDP listen address.
+    pub listen: SocketAddr,
+    /// Which destinations are refused.
+    pub policy: DestinationPolicy,
+    /// Give up connecting to a destination after this long.
+    pub connect_timeout: Duration,
+    /// Close UDP flows idle this long.
+    pub udp_idle_timeout: Duration,
+    /// Most concurrent flows per client connection.
+    pub max_flows_per_connection: u32,
+    /// Source address of outgoing connections.
+    pub outbound_bind: Option<IpAddr>,
+}
+
+impl EgressSettings {
+    /// Settings from a relay config file.
+    pub fn from_config(config: &RelayConfig) -> Result<Self, EgressError> {
+        if config.role != openrelay_config::RelayRole::Egress {
+            return Err(EgressError::WrongRole(config.role));
+        }
+        let egress: EgressConfig = config.egress_settings();
+        let deny_ports = egress
+            .deny_ports
+            .clone()
+            .unwrap_or_else(|| DestinationPolicy::DEFAULT_DENY_PORTS.to_vec());
+        let listen_ip = config.listen.ip();
+        Ok(EgressSettings {
+            listen: config.listen,
+            policy: DestinationPolicy::new(egress.allow.clone(), deny_ports),
+            connect_timeout: Duration::from_secs(egress.connect_timeout_secs),
+            udp_idle_timeout: Duration::from_secs(egress.udp_idle_timeout_secs),
+            max_flows_per_connection: egress.max_flows_per_connection,
+            outbound_bind: egress
+                .outbound_bind
+                .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
+        })
+    }
+}
+
+/// Aggregate counters (no per-client or per-destination data).
+#[derive(Debug, Default)]
+pub struct EgressStats {
+    /// Client connections accepted.
+    pub connections: AtomicU64,
+    /// TCP flows opened.
+    pub tcp_flows: AtomicU64,
+    /// UDP flows opened.
+    pub udp_flows: AtomicU64,
+    /// Requests refused by the destination policy.
+    pub refused: AtomicU64,
+    /// Requests whose destination could not be reached.
+    pub failed: AtomicU64,
+    /// Payload bytes sent to destinations.
+    pub bytes_out: AtomicU64,
+    /// Payload bytes received from destinations.
+    pub bytes_in: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) settings: EgressSettings,
+    pub(crate) stats: EgressStats,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub(crate) async fn shutting_down(&self) {
+        let mut shutdown = self.shutdown.clone();
+        // An error means the sender is gone, which is also a shutdown.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+}
+
+/// A bound egress relay, ready to serve.
+#[derive(Debug)]
+pub struct Egress {
+    endpoint: quinn::Endpoint,
+    settings: EgressSettings,
+}
+
+impl Egress {
+    /// Binds the QUIC endpoint with the relay's identity.
+    pub fn bind(settings: EgressSettings, identity: &Identity) -> Result<Self, EgressError> {
+        let tuning = Tuning::relay(Duration::from_secs(30), settings.max_flows_per_connection);
+        let server_config = endpoint::server_config(identity, &tuning)?;
+        let endpoint = quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
+            EgressError::Bind {
+                addr: settings.listen,
+                source,
+            }
+        })?;
+        Ok(Egress { endpoint, settings })
+    }
+
+    /// The bound address (useful when listening on port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Serves clients until `shutdown` resolves, then closes connections.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            settings: self.settings,
+            stats: EgressStats::default(),
+            shutdown: stop_rx,
+        });
+        info!("egress relay serving");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    tokio::spawn(handle_connection(incoming, Arc::clone(&shared)));
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        self.endpoint.close(quinn::VarInt::from_u32(0x100), b"shutting down");
+        // Give CONNECTION_CLOSE frames a moment to leave.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let stats = &shared.stats;
+        info!(
+            connections = stats.connections.load(Ordering::Relaxed),
+            tcp_flows = stats.tcp_flows.load(Ordering::Relaxed),
+            udp_flows = stats.udp_flows.load(Ordering::Relaxed),
+            refused = stats.refused.load(Ordering::Relaxed),
+            failed = stats.failed.load(Ordering::Relaxed),
+            bytes_out = stats.bytes_out.load(Ordering::Relaxed),
+            bytes_in = stats.bytes_in.load(Ordering::Relaxed),
+            "egress relay stopped"
+        );
+    }
+}
+
+type ServerStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(e) => {
+            debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let h3_connection = h3::server::builder()
+        .enable_extended_connect(true)
+        .enable_datagram(true)
+        .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
+        .await;
+    let mut h3_connection = match h3_connection {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "HTTP/3 setup failed");
+            return;
+        }
+    };
+    let router = DatagramRouter::new();
+    let datagram_task = tokio::spawn(Arc::clone(&router).run(connection.clone()));
+    loop {
+        tokio::select! {
+            accepted = h3_connection.accept() => match accepted {
+                Ok(Some(resolver)) => {
+                    let shared = Arc::clone(&shared);
+                    let router = Arc::clone(&router);
+                    let connection = connection.clone();
+                    tokio::spawn(async move {
+                        match resolver.resolve_request().await {
+                            Ok((request, stream)) => {
+                                handle_request(request, stream, connection, router, shared).await;
+                            }
+                            Err(e) => debug!(error = %e, "malformed request"),
+                        }
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(error = %e, "connection ended");
+                    break;
+                }
+            },
+            () = shared.shutting_down() => break,
+        }
+    }
+    datagram_task.abort();
+}
+
+async fn handle_request(
+    request: http::Request<()>,
+    stream: ServerStream,
+    connection: quinn::Connection,
+    router: Arc<DatagramRouter>,
+    shared: Arc<Shared>,
+) {
+    let protocol = request.extensions().get::<Protocol>().copied();
+    match (request.method(), protocol) {
+        (&http::Method::CONNECT, None) => connect::tcp(request, stream, shared).await,
+        (&http::Method::CONNECT, Some(p)) if p == Protocol::CONNECT_UDP => {
+            connect::udp(request, stream, connection, router, shared).await;
+        }
+        (&http::Method::CONNECT, Some(_)) => {
+            connect::refuse(stream, http::StatusCode::NOT_IMPLEMENTED, None).await;
+        }
+        _ => {
+            connect::refuse(
+                stream,
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                Some(ProxyErrorType::HttpRequestDenied),
+            )
+            .await;
+        }
+    }
+}
+
+pub(crate) fn log_refusal(reason: &'static str) {
+    // The reason is a fixed string: never the destination.
+    debug!(reason, "request refused");
+}
+
+pub(crate) fn log_flow_error(error: &FlowError) {
+    warn!(kind = error.kind_name(), "flow failed");
+}

@@ -1,1 +1,417 @@
-//! placeholder
+//! The ingress relay: an HTTP/3 server that accepts only connect-udp requests
+//! (RFC 9298 §3.4) whose target is a known egress relay, and relays HTTP
+//! Datagrams between the client and that egress over plain UDP. It never
+//! terminates the client's inner QUIC connection, so it learns neither
+//! destinations nor any plaintext; it is not an open UDP proxy.
+//!
+//! Privacy: the client's address is held in memory for the per-client tunnel
+//! limit only ([`Sensitive`]); it is never logged.
+
+mod limiter;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h3::ext::Protocol;
+use openrelay_config::RelayConfig;
+use openrelay_log::Sensitive;
+use openrelay_transport::datagrams::DatagramRouter;
+use openrelay_transport::endpoint::{self, Tuning};
+use openrelay_transport::h3util::CAPSULE_PROTOCOL;
+use openrelay_transport::identity::Identity;
+use openrelay_transport::tls::TlsError;
+use openrelay_transport::udp_bridge::{self, BridgeCounters};
+use openrelay_wire::masque;
+use openrelay_wire::proxy_status::{self, ProxyErrorType};
+use openrelay_wire::target::Host;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+pub use limiter::{TunnelLimiter, TunnelPermit};
+
+/// The name this relay gives itself in Proxy-Status (RFC 9209 §2).
+pub const PROXY_NAME: &str = "openrelay-ingress";
+
+/// Why the ingress could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngressError {
+    /// The QUIC socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured listen address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The relay was configured with another role.
+    #[error("this config is for an {0} relay, not an ingress")]
+    WrongRole(openrelay_config::RelayRole),
+}
+
+/// Settings of a running ingress.
+#[derive(Debug, Clone)]
+pub struct IngressSettings {
+    /// UDP listen address.
+    pub listen: SocketAddr,
+    /// The only targets clients may reach.
+    pub egress_relays: HashSet<SocketAddr>,
+    /// Most tunnels per client address.
+    pub max_tunnels_per_client: usize,
+    /// Tunnels idle this long are closed.
+    pub tunnel_idle_timeout: Duration,
+    /// Source address of datagrams to egress relays.
+    pub outbound_bind: Option<IpAddr>,
+}
+
+impl IngressSettings {
+    /// Settings from a relay config file.
+    pub fn from_config(config: &RelayConfig) -> Result<Self, IngressError> {
+        let Some(ingress) = config.ingress.as_ref() else {
+            return Err(IngressError::WrongRole(config.role));
+        };
+        let listen_ip = config.listen.ip();
+        Ok(IngressSettings {
+            listen: config.listen,
+            egress_relays: ingress.egress_relays.iter().copied().collect(),
+            max_tunnels_per_client: ingress.max_tunnels_per_client,
+            tunnel_idle_timeout: Duration::from_secs(ingress.tunnel_idle_timeout_secs),
+            outbound_bind: ingress
+                .outbound_bind
+                .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
+        })
+    }
+}
+
+/// Aggregate counters.
+#[derive(Debug, Default)]
+pub struct IngressStats {
+    /// Client connections accepted.
+    pub connections: AtomicU64,
+    /// Tunnels opened.
+    pub tunnels: AtomicU64,
+    /// Requests refused (wrong method, unknown target, over the limit).
+    pub refused: AtomicU64,
+    /// Bytes relayed towards egress relays.
+    pub bytes_out: AtomicU64,
+    /// Bytes relayed towards clients.
+    pub bytes_in: AtomicU64,
+}
+
+struct Shared {
+    settings: IngressSettings,
+    limiter: TunnelLimiter,
+    stats: IngressStats,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    async fn shutting_down(&self) {
+        let mut shutdown = self.shutdown.clone();
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+}
+
+/// A bound ingress relay.
+#[derive(Debug)]
+pub struct Ingress {
+    endpoint: quinn::Endpoint,
+    settings: IngressSettings,
+}
+
+impl Ingress {
+    /// Binds the QUIC endpoint with the relay's identity.
+    pub fn bind(settings: IngressSettings, identity: &Identity) -> Result<Self, IngressError> {
+        // Every tunnel is one request stream; the per-client limit is enforced
+        // separately, this only bounds one connection.
+        let max_streams = u32::try_from(settings.max_tunnels_per_client).unwrap_or(u32::MAX);
+        let tuning = Tuning::relay(Duration::from_secs(30), max_streams.saturating_add(4));
+        let server_config = endpoint::server_config(identity, &tuning)?;
+        let endpoint = quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
+            IngressError::Bind {
+                addr: settings.listen,
+                source,
+            }
+        })?;
+        Ok(Ingress { endpoint, settings })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Serves clients until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            limiter: TunnelLimiter::new(self.settings.max_tunnels_per_client),
+            settings: self.settings,
+            stats: IngressStats::default(),
+            shutdown: stop_rx,
+        });
+        info!(
+            egress_relays = shared.settings.egress_relays.len(),
+            "ingress relay serving"
+        );
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    tokio::spawn(handle_connection(incoming, Arc::clone(&shared)));
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        self.endpoint.close(quinn::VarInt::from_u32(0x100), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let stats = &shared.stats;
+        info!(
+            connections = stats.connections.load(Ordering::Relaxed),
+            tunnels = stats.tunnels.load(Ordering::Relaxed),
+            refused = stats.refused.load(Ordering::Relaxed),
+            bytes_out = stats.bytes_out.load(Ordering::Relaxed),
+            bytes_in = stats.bytes_in.load(Ordering::Relaxed),
+            "ingress relay stopped"
+        );
+    }
+}
+
+type ServerStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let client = Sensitive(incoming.remote_address().ip());
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(e) => {
+            debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let h3_connection = h3::server::builder()
+        .enable_extended_connect(true)
+        .enable_datagram(true)
+        .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
+        .await;
+    let mut h3_connection = match h3_connection {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "HTTP/3 setup failed");
+            return;
+        }
+    };
+    let router = DatagramRouter::new();
+    let datagram_task = tokio::spawn(Arc::clone(&router).run(connection.clone()));
+    loop {
+        tokio::select! {
+            accepted = h3_connection.accept() => match accepted {
+                Ok(Some(resolver)) => {
+                    let shared = Arc::clone(&shared);
+                    let router = Arc::clone(&router);
+                    let connection = connection.clone();
+                    tokio::spawn(async move {
+                        match resolver.resolve_request().await {
+                            Ok((request, stream)) => {
+                                handle_request(request, stream, client, connection, router, shared).await;
+                            }
+                            Err(e) => debug!(error = %e, "malformed request"),
+                        }
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(error = %e, "connection ended");
+                    break;
+                }
+            },
+            () = shared.shutting_down() => break,
+        }
+    }
+    datagram_task.abort();
+}
+
+async fn respond(stream: &mut ServerStream, status: http::StatusCode, error: Option<ProxyErrorType>) {
+    let mut response = http::Response::builder().status(status);
+    if let Some(error) = error {
+        response = response.header("proxy-status", proxy_status::format(PROXY_NAME, error));
+    }
+    if let Ok(response) = response.body(()) {
+        let _ = stream.send_response(response).await;
+    }
+}
+
+async fn refuse(
+    mut stream: ServerStream,
+    status: http::StatusCode,
+    error: ProxyErrorType,
+    reason: &'static str,
+    shared: &Shared,
+) {
+    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+    debug!(reason, "request refused");
+    respond(&mut stream, status, Some(error)).await;
+    let _ = stream.finish().await;
+}
+
+/// Which egress relay a request asks for, if it is one we forward to.
+pub fn requested_egress(
+    request: &http::Request<()>,
+    egress_relays: &HashSet<SocketAddr>,
+) -> Result<SocketAddr, &'static str> {
+    if request.method() != http::Method::CONNECT
+        || request.extensions().get::<Protocol>() != Some(&Protocol::CONNECT_UDP)
+    {
+        return Err("not connect-udp");
+    }
+    let target = masque::parse_udp_path(request.uri().path()).map_err(|_| "malformed target")?;
+    let Host::Ip(ip) = target.host else {
+        return Err("target is a name, not a relay address");
+    };
+    let egress = SocketAddr::new(ip, target.port);
+    if egress_relays.contains(&egress) {
+        Ok(egress)
+    } else {
+        Err("target is not a known egress relay")
+    }
+}
+
+fn outbound_bind(bind: Option<IpAddr>, egress: SocketAddr) -> SocketAddr {
+    match (bind, egress) {
+        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_)) | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => {
+            SocketAddr::new(ip, 0)
+        }
+        (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+        (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    }
+}
+
+async fn handle_request(
+    request: http::Request<()>,
+    mut stream: ServerStream,
+    client: Sensitive<IpAddr>,
+    connection: quinn::Connection,
+    router: Arc<DatagramRouter>,
+    shared: Arc<Shared>,
+) {
+    // RFC 9298 §3.4 lets a proxy refuse any target; we forward only to egress
+    // relays, so a refusal is 403 whatever was asked.
+    let egress = match requested_egress(&request, &shared.settings.egress_relays) {
+        Ok(egress) => egress,
+        Err(reason) => {
+            let error = if reason == "not connect-udp" {
+                ProxyErrorType::HttpRequestDenied
+            } else {
+                ProxyErrorType::DestinationIpProhibited
+            };
+            return refuse(stream, http::StatusCode::FORBIDDEN, error, reason, &shared).await;
+        }
+    };
+    let Some(_permit) = shared.limiter.acquire(client) else {
+        return refuse(
+            stream,
+            http::StatusCode::TOO_MANY_REQUESTS,
+            ProxyErrorType::HttpRequestDenied,
+            "tunnel limit reached",
+            &shared,
+        )
+        .await;
+    };
+    let socket = async {
+        let socket = UdpSocket::bind(outbound_bind(shared.settings.outbound_bind, egress)).await?;
+        socket.connect(egress).await?;
+        Ok::<_, std::io::Error>(socket)
+    };
+    let socket = match socket.await {
+        Ok(socket) => Arc::new(socket),
+        Err(_) => {
+            respond(
+                &mut stream,
+                http::StatusCode::BAD_GATEWAY,
+                Some(ProxyErrorType::DestinationUnavailable),
+            )
+            .await;
+            return;
+        }
+    };
+    let Ok(ok) = http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header(CAPSULE_PROTOCOL, "?1")
+        .body(())
+    else {
+        return;
+    };
+    if stream.send_response(ok).await.is_err() {
+        return;
+    }
+    shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
+    let counters = Arc::new(BridgeCounters::default());
+    let end = udp_bridge::run(
+        &router,
+        connection,
+        stream,
+        socket,
+        shared.settings.tunnel_idle_timeout,
+        Arc::clone(&counters),
+        shared.shutting_down(),
+    )
+    .await;
+    let stats = &shared.stats;
+    stats
+        .bytes_out
+        .fetch_add(counters.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats
+        .bytes_in
+        .fetch_add(counters.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
+    debug!(end = ?end.ok(), "tunnel closed");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn request(method: http::Method, path: &str, protocol: Option<Protocol>) -> http::Request<()> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("https://ingress.example{path}"))
+            .body(())
+            .unwrap();
+        if let Some(protocol) = protocol {
+            request.extensions_mut().insert(protocol);
+        }
+        request
+    }
+
+    #[test]
+    fn only_connect_udp_to_known_egress_relays_is_forwarded() {
+        let egress: SocketAddr = "192.0.2.20:4433".parse().unwrap();
+        let known = HashSet::from([egress, "[2001:db8::20]:4433".parse().unwrap()]);
+        let udp = Some(Protocol::CONNECT_UDP);
+        let ok = request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.20/4433/", udp);
+        assert_eq!(requested_egress(&ok, &known), Ok(egress));
+        let v6 = request(http::Method::CONNECT, "/.well-known/masque/udp/2001%3Adb8%3A%3A20/4433/", udp);
+        assert!(requested_egress(&v6, &known).is_ok());
+        for refused in [
+            request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.20/53/", udp),
+            request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.99/4433/", udp),
+            request(http::Method::CONNECT, "/.well-known/masque/udp/egress.example/4433/", udp),
+            request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.20/4433/", None),
+            request(http::Method::GET, "/.well-known/masque/udp/192.0.2.20/4433/", None),
+            request(http::Method::CONNECT, "/.well-known/masque/ip/192.0.2.20/4433/", udp),
+        ] {
+            assert!(requested_egress(&refused, &known).is_err(), "{:?}", refused.uri());
+        }
+    }
+}

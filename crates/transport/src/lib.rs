@@ -1,1 +1,23 @@
-//! placeholder
+//! QUIC and HTTP/3 plumbing shared by the relays and the client.
+//!
+//! * [`identity`]: a relay's long-term Ed25519 key, kept in its state directory.
+//! * [`tls`]: TLS 1.3 configs; clients pin the relay's key (no web PKI).
+//! * [`endpoint`]: quinn client/server configs tuned for relaying.
+//! * [`datagrams`]: HTTP Datagrams (RFC 9297) on a QUIC connection, routed by
+//!   quarter stream ID to per-request sinks.
+//! * [`tunnel_socket`]: a quinn socket whose packets travel inside HTTP datagrams
+//!   of another connection; the client runs its inner QUIC connection over it.
+//! * [`udp_bridge`]: the server side of a connect-udp request: datagrams to
+//!   and from a connected UDP socket (the ingress and the egress both use it).
+//! * [`h3util`]: small helpers around the `h3` crate.
+
+pub mod datagrams;
+pub mod endpoint;
+pub mod h3util;
+pub mod identity;
+pub mod tls;
+pub mod tunnel_socket;
+pub mod udp_bridge;
+
+/// ALPN of HTTP/3 (RFC 9114 §3.1).
+pub const ALPN_H3: &[u8] = b"h3";

@@ -1,0 +1,313 @@
+//! The two request kinds the egress serves, and how their failures map to HTTP
+//! statuses and Proxy-Status error types (RFC 9209 §2.3), so the client can
+//! give its app a precise answer (a SOCKS reply code, an HTTP status).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use openrelay_policy::Refusal;
+use openrelay_transport::datagrams::DatagramRouter;
+use openrelay_transport::h3util::CAPSULE_PROTOCOL;
+use openrelay_transport::udp_bridge::{self, BridgeCounters};
+use openrelay_wire::masque;
+use openrelay_wire::proxy_status::{self, ProxyErrorType};
+use openrelay_wire::target::Target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+use crate::{PROXY_NAME, ServerStream, Shared, log_flow_error, log_refusal};
+
+/// Why a flow could not be opened. Carries no address or name.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// The request target does not parse.
+    #[error("malformed request target")]
+    BadTarget,
+    /// The destination policy refused it.
+    #[error("refused by policy: {0}")]
+    Refused(Refusal),
+    /// The name does not resolve (or resolves to nothing usable).
+    #[error("name resolution failed")]
+    DnsFailed,
+    /// The resolver did not answer in time.
+    #[error("name resolution timed out")]
+    DnsTimeout,
+    /// The destination actively refused the connection.
+    #[error("connection refused")]
+    ConnectionRefused,
+    /// The destination did not answer in time.
+    #[error("connection timed out")]
+    ConnectionTimeout,
+    /// No route to the destination.
+    #[error("destination unreachable")]
+    Unreachable,
+    /// Another socket error.
+    #[error("socket error: {0:?}")]
+    Io(std::io::ErrorKind),
+}
+
+impl FlowError {
+    /// The Proxy-Status error type (RFC 9209 §2.3).
+    pub fn proxy_error(&self) -> ProxyErrorType {
+        match self {
+            FlowError::BadTarget => ProxyErrorType::HttpRequestDenied,
+            FlowError::Refused(Refusal::Port) => ProxyErrorType::HttpRequestDenied,
+            FlowError::Refused(_) => ProxyErrorType::DestinationIpProhibited,
+            FlowError::DnsFailed => ProxyErrorType::DnsError,
+            FlowError::DnsTimeout => ProxyErrorType::DnsTimeout,
+            FlowError::ConnectionRefused => ProxyErrorType::ConnectionRefused,
+            FlowError::ConnectionTimeout => ProxyErrorType::ConnectionTimeout,
+            FlowError::Unreachable => ProxyErrorType::DestinationIpUnroutable,
+            FlowError::Io(_) => ProxyErrorType::DestinationUnavailable,
+        }
+    }
+
+    /// The response status.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            FlowError::BadTarget => http::StatusCode::BAD_REQUEST,
+            other => http::StatusCode::from_u16(proxy_status::http_status(other.proxy_error()))
+                .unwrap_or(http::StatusCode::BAD_GATEWAY),
+        }
+    }
+
+    /// A fixed name for logs.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            FlowError::BadTarget => "bad_target",
+            FlowError::Refused(_) => "refused",
+            FlowError::DnsFailed => "dns_error",
+            FlowError::DnsTimeout => "dns_timeout",
+            FlowError::ConnectionRefused => "connection_refused",
+            FlowError::ConnectionTimeout => "connection_timeout",
+            FlowError::Unreachable => "unreachable",
+            FlowError::Io(_) => "io",
+        }
+    }
+
+    fn from_io(error: &std::io::Error) -> Self {
+        use std::io::ErrorKind::*;
+        match error.kind() {
+            ConnectionRefused => FlowError::ConnectionRefused,
+            TimedOut => FlowError::ConnectionTimeout,
+            NetworkUnreachable | HostUnreachable | AddrNotAvailable => FlowError::Unreachable,
+            kind => FlowError::Io(kind),
+        }
+    }
+}
+
+/// Answers `stream` with an error status (and Proxy-Status) and ends it.
+pub(crate) async fn refuse(
+    mut stream: ServerStream,
+    status: http::StatusCode,
+    error: Option<ProxyErrorType>,
+) {
+    let mut response = http::Response::builder().status(status);
+    if let Some(error) = error {
+        response = response.header("proxy-status", proxy_status::format(PROXY_NAME, error));
+    }
+    if let Ok(response) = response.body(()) {
+        let _ = stream.send_response(response).await;
+        let _ = stream.finish().await;
+    }
+}
+
+async fn fail(stream: ServerStream, error: FlowError, shared: &Shared) {
+    match &error {
+        FlowError::Refused(_) | FlowError::BadTarget => {
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log_refusal(error.kind_name());
+        }
+        _ => {
+            shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+            log_flow_error(&error);
+        }
+    }
+    refuse(stream, error.status(), Some(error.proxy_error())).await;
+}
+
+fn local_bind(bind: Option<IpAddr>, destination: SocketAddr) -> SocketAddr {
+    match (bind, destination) {
+        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_)) | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => {
+            SocketAddr::new(ip, 0)
+        }
+        (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+        (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    }
+}
+
+async fn connect_one(destination: SocketAddr, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if destination.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(local_bind(bind, destination))?;
+    socket.set_nodelay(true)?;
+    socket.connect(destination).await
+}
+
+/// Tries each address in order within one overall timeout.
+async fn connect_tcp(
+    addresses: &[SocketAddr],
+    bind: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, FlowError> {
+    let attempt = async {
+        let mut last = FlowError::Unreachable;
+        for &address in addresses {
+            match connect_one(address, bind).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = FlowError::from_io(&e),
+            }
+        }
+        Err(last)
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or(Err(FlowError::ConnectionTimeout))
+}
+
+/// `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel in the request stream's
+/// DATA frames. A TCP error becomes a stream reset with H3_CONNECT_ERROR.
+pub(crate) async fn tcp(request: http::Request<()>, mut stream: ServerStream, shared: Arc<Shared>) {
+    let target = match request.uri().authority().map(|a| Target::parse_authority(a.as_str())) {
+        Some(Ok(target)) => target,
+        _ => return fail(stream, FlowError::BadTarget, &shared).await,
+    };
+    let settings = &shared.settings;
+    let tcp = match crate::resolve::permitted_addresses(&target, &settings.policy, settings.connect_timeout)
+        .await
+    {
+        Ok(addresses) => connect_tcp(&addresses, settings.outbound_bind, settings.connect_timeout).await,
+        Err(e) => Err(e),
+    };
+    let tcp = match tcp {
+        Ok(tcp) => tcp,
+        Err(e) => return fail(stream, e, &shared).await,
+    };
+    let Ok(ok) = http::Response::builder().status(http::StatusCode::OK).body(()) else {
+        return;
+    };
+    if stream.send_response(ok).await.is_err() {
+        return;
+    }
+    shared.stats.tcp_flows.fetch_add(1, Ordering::Relaxed);
+    let (mut send, mut recv) = stream.split();
+    let (mut tcp_read, mut tcp_write) = tcp.into_split();
+    let stats = &shared.stats;
+
+    let client_to_destination = async {
+        loop {
+            match recv.recv_data().await {
+                Ok(Some(mut data)) => {
+                    while data.has_remaining() {
+                        let chunk = data.chunk();
+                        let n = chunk.len();
+                        tcp_write.write_all(chunk).await.map_err(|_| ())?;
+                        stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                        data.advance(n);
+                    }
+                }
+                Ok(None) => {
+                    // The client finished its side: half-close towards the destination.
+                    let _ = tcp_write.shutdown().await;
+                    return Ok::<(), ()>(());
+                }
+                Err(_) => return Err(()),
+            }
+        }
+    };
+    let destination_to_client = async {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            buf.reserve(64 * 1024);
+            match tcp_read.read_buf(&mut buf).await {
+                Ok(0) => {
+                    let _ = send.finish().await;
+                    return Ok::<(), ()>(());
+                }
+                Ok(n) => {
+                    stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    let chunk: Bytes = buf.split().freeze();
+                    send.send_data(chunk).await.map_err(|_| ())?;
+                }
+                Err(_) => {
+                    send.stop_stream(h3::error::Code::H3_CONNECT_ERROR);
+                    return Err(());
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = async { tokio::try_join!(client_to_destination, destination_to_client) } => {}
+        () = shared.shutting_down() => {}
+    }
+}
+
+/// connect-udp (RFC 9298 §3.4): resolve, check, then bridge datagrams to a
+/// UDP socket connected to the first permitted address.
+pub(crate) async fn udp(
+    request: http::Request<()>,
+    mut stream: ServerStream,
+    connection: quinn::Connection,
+    router: Arc<DatagramRouter>,
+    shared: Arc<Shared>,
+) {
+    let target = match masque::parse_udp_path(request.uri().path()) {
+        Ok(target) => target,
+        Err(_) => return fail(stream, FlowError::BadTarget, &shared).await,
+    };
+    let settings = &shared.settings;
+    let address = match crate::resolve::permitted_addresses(&target, &settings.policy, settings.connect_timeout)
+        .await
+    {
+        Ok(addresses) => addresses[0],
+        Err(e) => return fail(stream, e, &shared).await,
+    };
+    let socket = async {
+        let socket = UdpSocket::bind(local_bind(settings.outbound_bind, address)).await?;
+        socket.connect(address).await?;
+        Ok::<_, std::io::Error>(socket)
+    };
+    let socket = match socket.await {
+        Ok(socket) => Arc::new(socket),
+        Err(e) => return fail(stream, FlowError::from_io(&e), &shared).await,
+    };
+    let Ok(ok) = http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header(CAPSULE_PROTOCOL, "?1")
+        .body(())
+    else {
+        return;
+    };
+    // The route is registered inside the bridge before datagrams can flow back;
+    // datagrams the client sends before our 200 arrives may be dropped (RFC 9298 §5).
+    if stream.send_response(ok).await.is_err() {
+        return;
+    }
+    shared.stats.udp_flows.fetch_add(1, Ordering::Relaxed);
+    let counters = Arc::new(BridgeCounters::default());
+    let end = udp_bridge::run(
+        &router,
+        connection,
+        stream,
+        socket,
+        settings.udp_idle_timeout,
+        Arc::clone(&counters),
+        shared.shutting_down(),
+    )
+    .await;
+    let stats = &shared.stats;
+    stats
+        .bytes_out
+        .fetch_add(counters.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats
+        .bytes_in
+        .fetch_add(counters.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
+    tracing::debug!(end = ?end.ok(), "udp flow ended");
+}

@@ -1,0 +1,234 @@
+//! HTTP Datagrams (RFC 9297 §2.1) on one QUIC connection: every datagram starts
+//! with the quarter stream ID of the request it belongs to, then (for
+//! connect-udp, RFC 9298 §4) a context ID; context 0 carries a UDP payload.
+//!
+//! [`DatagramRouter`] reads a connection's datagrams and hands each payload to
+//! the sink registered for its request; [`DatagramSender`] frames payloads for
+//! one request. Payloads are sliced out of the received buffer, not copied.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use openrelay_wire::datagram::{self, UDP_PAYLOAD_CONTEXT};
+use tokio::sync::mpsc;
+
+/// Receives the payloads of one request's datagrams. Must not block: a sink
+/// that cannot take a datagram drops it, as a UDP socket would.
+pub trait DatagramSink: Send + Sync + 'static {
+    /// Takes one payload.
+    fn deliver(&self, payload: Bytes);
+}
+
+impl DatagramSink for mpsc::Sender<Bytes> {
+    fn deliver(&self, payload: Bytes) {
+        // A full queue means the consumer is behind: drop, like a UDP socket buffer.
+        let _ = self.try_send(payload);
+    }
+}
+
+/// Why a request could not be given a datagram route or sender.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// Only client-initiated bidirectional streams carry requests (RFC 9297 §2.1).
+    #[error("stream {0} cannot carry HTTP datagrams")]
+    NotARequestStream(u64),
+    /// Another request already holds this stream's route.
+    #[error("a datagram route for stream {0} exists already")]
+    Duplicate(u64),
+}
+
+type Routes = RwLock<HashMap<u64, Arc<dyn DatagramSink>>>;
+
+/// Dispatches a connection's incoming HTTP datagrams by quarter stream ID.
+#[derive(Default)]
+pub struct DatagramRouter {
+    routes: Routes,
+}
+
+impl std::fmt::Debug for DatagramRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes = self.routes.read().map(|r| r.len()).unwrap_or(0);
+        f.debug_struct("DatagramRouter").field("routes", &routes).finish()
+    }
+}
+
+/// Keeps a route registered; dropping it removes the route.
+#[derive(Debug)]
+pub struct Route {
+    router: Arc<DatagramRouter>,
+    quarter_stream_id: u64,
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        if let Ok(mut routes) = self.router.routes.write() {
+            routes.remove(&self.quarter_stream_id);
+        }
+    }
+}
+
+impl DatagramRouter {
+    /// An empty router.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Sends the datagrams of request stream `stream_id` to `sink` until the
+    /// returned [`Route`] is dropped.
+    pub fn register(
+        self: &Arc<Self>,
+        stream_id: u64,
+        sink: Arc<dyn DatagramSink>,
+    ) -> Result<Route, RouteError> {
+        let quarter_stream_id = datagram::quarter_stream_id(stream_id)
+            .map_err(|_| RouteError::NotARequestStream(stream_id))?;
+        let mut routes = self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if routes.contains_key(&quarter_stream_id) {
+            return Err(RouteError::Duplicate(stream_id));
+        }
+        routes.insert(quarter_stream_id, sink);
+        Ok(Route {
+            router: Arc::clone(self),
+            quarter_stream_id,
+        })
+    }
+
+    /// Number of registered routes.
+    pub fn len(&self) -> usize {
+        self.routes.read().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Whether no route is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Delivers one received datagram. Datagrams that do not parse, carry an
+    /// unknown context ID (RFC 9298 §4: may be dropped) or name no registered
+    /// request (RFC 9297 §2.1: may be dropped) are dropped.
+    pub fn dispatch(&self, datagram: Bytes) {
+        let (quarter_stream_id, offset) = match datagram::decode(&datagram) {
+            Ok(d) if d.context_id == UDP_PAYLOAD_CONTEXT => {
+                (d.quarter_stream_id, datagram.len() - d.payload.len())
+            }
+            Ok(_) | Err(_) => return,
+        };
+        let sink = match self.routes.read() {
+            Ok(routes) => routes.get(&quarter_stream_id).cloned(),
+            Err(_) => None,
+        };
+        if let Some(sink) = sink {
+            sink.deliver(datagram.slice(offset..));
+        }
+    }
+
+    /// Reads `connection`'s datagrams until it closes; returns why it closed.
+    pub async fn run(self: Arc<Self>, connection: quinn::Connection) -> quinn::ConnectionError {
+        loop {
+            match connection.read_datagram().await {
+                Ok(datagram) => self.dispatch(datagram),
+                Err(e) => return e,
+            }
+        }
+    }
+}
+
+/// Frames payloads as HTTP datagrams of one request, context 0.
+#[derive(Debug, Clone)]
+pub struct DatagramSender {
+    connection: quinn::Connection,
+    header: Bytes,
+}
+
+impl DatagramSender {
+    /// A sender for request stream `stream_id` of `connection`.
+    pub fn new(connection: quinn::Connection, stream_id: u64) -> Result<Self, RouteError> {
+        let quarter_stream_id = datagram::quarter_stream_id(stream_id)
+            .map_err(|_| RouteError::NotARequestStream(stream_id))?;
+        let mut header = BytesMut::with_capacity(16);
+        datagram::encode_header(quarter_stream_id, UDP_PAYLOAD_CONTEXT, &mut header)
+            .map_err(|_| RouteError::NotARequestStream(stream_id))?;
+        Ok(DatagramSender {
+            connection,
+            header: header.freeze(),
+        })
+    }
+
+    /// Queues one payload. Payloads too large for the path are refused with
+    /// `TooLarge`; the caller decides whether that is an error (it is not for
+    /// tunnelled QUIC, whose path MTU discovery expects such losses).
+    pub fn send(&self, payload: &[u8]) -> Result<(), quinn::SendDatagramError> {
+        let mut buf = BytesMut::with_capacity(self.header.len() + payload.len());
+        buf.put_slice(&self.header);
+        buf.put_slice(payload);
+        self.connection.send_datagram(buf.freeze())
+    }
+
+    /// The largest payload the path takes now, if datagrams are enabled.
+    pub fn max_payload(&self) -> Option<usize> {
+        self.connection
+            .max_datagram_size()
+            .map(|size| size.saturating_sub(self.header.len()))
+    }
+
+    /// The connection datagrams go out on.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn framed(quarter: u64, context: u64, payload: &[u8]) -> Bytes {
+        let mut buf = BytesMut::new();
+        datagram::encode_header(quarter, context, &mut buf).unwrap();
+        buf.put_slice(payload);
+        buf.freeze()
+    }
+
+    #[test]
+    fn datagrams_reach_the_route_of_their_stream() {
+        let router = DatagramRouter::new();
+        let (tx4, mut rx4) = mpsc::channel(4);
+        let (tx8, mut rx8) = mpsc::channel(4);
+        let _r4 = router.register(4, Arc::new(tx4)).unwrap();
+        let _r8 = router.register(8, Arc::new(tx8)).unwrap();
+        router.dispatch(framed(1, 0, b"one"));
+        router.dispatch(framed(2, 0, b"two"));
+        router.dispatch(framed(2, 5, b"unknown context"));
+        router.dispatch(framed(9, 0, b"no such stream"));
+        router.dispatch(Bytes::from_static(&[0x40]));
+        assert_eq!(rx4.try_recv().unwrap(), Bytes::from_static(b"one"));
+        assert_eq!(rx8.try_recv().unwrap(), Bytes::from_static(b"two"));
+        assert!(rx4.try_recv().is_err());
+        assert!(rx8.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_dropped_route_stops_delivery() {
+        let router = DatagramRouter::new();
+        let (tx, mut rx) = mpsc::channel(4);
+        let route = router.register(0, Arc::new(tx)).unwrap();
+        assert!(router.register(0, Arc::new(mpsc::channel(1).0)).is_err());
+        drop(route);
+        assert!(router.is_empty());
+        router.dispatch(framed(0, 0, b"late"));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn only_request_streams_get_routes() {
+        let router = DatagramRouter::new();
+        for stream in [1, 2, 3, 6] {
+            assert!(router.register(stream, Arc::new(mpsc::channel(1).0)).is_err());
+        }
+    }
+}

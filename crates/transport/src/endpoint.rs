@@ -1,0 +1,94 @@
+//! quinn configurations for the three kinds of QUIC connection in a path:
+//! client→ingress (outer), client→egress (inner, inside the outer's datagrams).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openrelay_config::KeyPin;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+
+use crate::identity::Identity;
+use crate::tls::{self, TlsError};
+
+/// Outer packets must carry a whole inner QUIC packet (at least 1200 bytes,
+/// RFC 9000 §14.1) plus the HTTP datagram header and the outer packet overhead,
+/// from the very first packet: so the outer connection starts above 1200.
+pub const OUTER_INITIAL_MTU: u16 = 1350;
+
+/// Timing and sizing knobs of one connection.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Close the connection after this long without hearing from the peer.
+    pub idle_timeout: Duration,
+    /// Send a keep-alive this often (None: never).
+    pub keepalive: Option<Duration>,
+    /// Initial path MTU (discovery may raise it).
+    pub initial_mtu: u16,
+    /// Most concurrent request streams the peer may open.
+    pub max_concurrent_bidi_streams: u32,
+    /// Bytes of datagrams queued for sending before the oldest are dropped.
+    pub datagram_send_buffer: usize,
+}
+
+impl Tuning {
+    /// A relay's server side.
+    pub fn relay(idle_timeout: Duration, max_concurrent_bidi_streams: u32) -> Self {
+        Tuning {
+            idle_timeout,
+            keepalive: None,
+            initial_mtu: OUTER_INITIAL_MTU,
+            max_concurrent_bidi_streams,
+            datagram_send_buffer: 4 << 20,
+        }
+    }
+
+    /// The client's side of a path (outer or inner connection).
+    pub fn client(idle_timeout: Duration, keepalive: Duration, initial_mtu: u16) -> Self {
+        Tuning {
+            idle_timeout,
+            keepalive: Some(keepalive),
+            initial_mtu,
+            // The client opens requests; the relays open none towards it.
+            max_concurrent_bidi_streams: 0,
+            datagram_send_buffer: 4 << 20,
+        }
+    }
+
+    fn transport(&self) -> TransportConfig {
+        let mut transport = TransportConfig::default();
+        // Durations that do not fit a varint of milliseconds fall back to quinn's default.
+        if let Ok(timeout) = IdleTimeout::try_from(self.idle_timeout) {
+            transport.max_idle_timeout(Some(timeout));
+        }
+        transport
+            .keep_alive_interval(self.keepalive)
+            .initial_mtu(self.initial_mtu)
+            .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_bidi_streams))
+            .datagram_receive_buffer_size(Some(4 << 20))
+            .datagram_send_buffer_size(self.datagram_send_buffer)
+            .stream_receive_window(VarInt::from_u32(4 << 20))
+            .send_window(32 << 20);
+        transport
+    }
+}
+
+/// A relay's QUIC server configuration.
+pub fn server_config(identity: &Identity, tuning: &Tuning) -> Result<quinn::ServerConfig, TlsError> {
+    let tls = tls::server_config(identity)?;
+    let crypto = QuicServerConfig::try_from(tls)
+        .map_err(|_| TlsError::Rustls(rustls::Error::General("no TLS 1.3 suite".into())))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(tuning.transport()));
+    Ok(config)
+}
+
+/// A client configuration that only accepts the relay holding `pin`.
+pub fn client_config(pin: KeyPin, tuning: &Tuning) -> Result<quinn::ClientConfig, TlsError> {
+    let tls = tls::client_config(pin)?;
+    let crypto = QuicClientConfig::try_from(tls)
+        .map_err(|_| TlsError::Rustls(rustls::Error::General("no TLS 1.3 suite".into())))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(tuning.transport()));
+    Ok(config)
+}

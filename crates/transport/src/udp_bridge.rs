@@ -1,0 +1,195 @@
+//! The server side of an established connect-udp request (RFC 9298 §5): the
+//! request's HTTP datagrams become UDP payloads on a connected socket, and the
+//! socket's datagrams come back as HTTP datagrams. DATAGRAM capsules on the
+//! request stream (RFC 9297 §3.5) are accepted too. The ingress bridges to an
+//! egress relay, the egress to a destination; neither looks inside payloads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use h3::server::RequestStream;
+use openrelay_wire::{capsule, datagram::UDP_PAYLOAD_CONTEXT, varint};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use crate::datagrams::{DatagramRouter, DatagramSender, DatagramSink, RouteError};
+
+/// Largest UDP payload we read from the socket.
+const MAX_UDP_PAYLOAD: usize = 65_535;
+
+/// How a bridged flow ended; reported as an aggregate, never with addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeEnd {
+    /// The client closed or reset the request stream.
+    ClientClosed,
+    /// Nothing crossed the bridge for the idle timeout.
+    Idle,
+    /// The request stream carried a malformed capsule (RFC 9297 §3.3).
+    MalformedCapsule,
+    /// The socket failed (e.g. ICMP unreachable from the far side).
+    SocketError,
+    /// The bridge's owner is shutting down.
+    Shutdown,
+}
+
+/// Bytes carried by a bridge, for aggregate accounting.
+#[derive(Debug, Default)]
+pub struct BridgeCounters {
+    /// Payload bytes from the client side to the socket.
+    pub bytes_out: AtomicU64,
+    /// Payload bytes from the socket to the client side.
+    pub bytes_in: AtomicU64,
+}
+
+struct SocketSink {
+    socket: Arc<UdpSocket>,
+    clock: Arc<ActivityClock>,
+    counters: Arc<BridgeCounters>,
+}
+
+impl DatagramSink for SocketSink {
+    fn deliver(&self, payload: Bytes) {
+        // try_send: a full socket buffer drops the datagram, as UDP does.
+        if self.socket.try_send(&payload).is_ok() {
+            self.clock.touch();
+            self.counters
+                .bytes_out
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Last activity, as milliseconds since the bridge started.
+struct ActivityClock {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl ActivityClock {
+    fn new() -> Self {
+        ActivityClock {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Bridges request `stream` (already answered with 2xx) to `socket` until one
+/// side ends, the flow idles out, or `shutdown` resolves.
+pub async fn run<S>(
+    router: &Arc<DatagramRouter>,
+    connection: quinn::Connection,
+    mut stream: RequestStream<S, Bytes>,
+    socket: Arc<UdpSocket>,
+    idle_timeout: Duration,
+    counters: Arc<BridgeCounters>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<BridgeEnd, RouteError>
+where
+    S: h3::quic::RecvStream,
+{
+    let stream_id = stream.id().into_inner();
+    let sender = DatagramSender::new(connection, stream_id)?;
+    let clock = Arc::new(ActivityClock::new());
+    let sink = Arc::new(SocketSink {
+        socket: Arc::clone(&socket),
+        clock: Arc::clone(&clock),
+        counters: Arc::clone(&counters),
+    });
+    let _route = router.register(stream_id, sink.clone())?;
+
+    let socket_to_client = async {
+        let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
+        loop {
+            match socket.recv(&mut buf).await {
+                Ok(n) => {
+                    clock.touch();
+                    counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    // Too large for the client's path or connection gone: drop it,
+                    // as a router would; the far side's transport recovers.
+                    let _ = sender.send(&buf[..n]);
+                }
+                // A connected UDP socket reports ICMP errors from earlier sends;
+                // refused means nobody listens there (any more).
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return BridgeEnd::SocketError;
+                }
+                Err(_) => return BridgeEnd::SocketError,
+            }
+        }
+    };
+
+    let client_stream = async {
+        let mut pending = BytesMut::new();
+        loop {
+            match stream.recv_data().await {
+                Ok(Some(mut data)) => {
+                    while data.has_remaining() {
+                        let chunk = data.chunk();
+                        pending.extend_from_slice(chunk);
+                        let n = chunk.len();
+                        data.advance(n);
+                    }
+                    if drain_capsules(&mut pending, &sink).is_err() {
+                        stream.stop_sending(h3::error::Code::H3_DATAGRAM_ERROR);
+                        return BridgeEnd::MalformedCapsule;
+                    }
+                }
+                Ok(None) | Err(_) => return BridgeEnd::ClientClosed,
+            }
+        }
+    };
+
+    let idle = async {
+        let tick = (idle_timeout / 4).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(tick).await;
+            if clock.idle_for() >= idle_timeout {
+                return BridgeEnd::Idle;
+            }
+        }
+    };
+
+    let end = tokio::select! {
+        end = socket_to_client => end,
+        end = client_stream => end,
+        end = idle => end,
+        () = shutdown => BridgeEnd::Shutdown,
+    };
+    Ok(end)
+}
+
+/// Consumes complete capsules from `pending`. DATAGRAM capsules (RFC 9297
+/// §3.5) carry what an HTTP datagram would: a context ID then the payload;
+/// unknown capsule types are skipped (RFC 9297 §3.2).
+fn drain_capsules(pending: &mut BytesMut, sink: &SocketSink) -> Result<(), capsule::CapsuleError> {
+    loop {
+        let (payload, used) = match capsule::decode(pending)? {
+            None => return Ok(()),
+            Some((c, used)) if c.capsule_type == capsule::DATAGRAM => {
+                let payload = match varint::decode(c.value) {
+                    Ok((UDP_PAYLOAD_CONTEXT, n)) => Some(Bytes::copy_from_slice(&c.value[n..])),
+                    _ => None,
+                };
+                (payload, used)
+            }
+            Some((_, used)) => (None, used),
+        };
+        pending.advance(used);
+        if let Some(payload) = payload {
+            sink.deliver(payload);
+        }
+    }
+}
