@@ -1,1 +1,105 @@
-//! placeholder
+//! The openrelay client: local SOCKS5 and HTTP proxies whose flows cross an
+//! ingress and an egress relay of different operators.
+//!
+//! * [`selection`]: which ingress/egress pair to use (pure code).
+//! * [`path`]: one path: outer QUIC to the ingress, a connect-udp tunnel to
+//!   the egress, the inner QUIC + HTTP/3 connection to the egress inside it.
+//! * [`manager`]: keeps a live path, replaces it when a relay dies.
+//! * [`flow`]: TCP (CONNECT) and UDP (connect-udp) flows on the inner connection.
+//! * [`socks`], [`http_proxy`]: the local interfaces apps talk to.
+//!
+//! The client may log destinations, but only at debug level and below.
+
+pub mod flow;
+pub mod http_proxy;
+pub mod manager;
+pub mod path;
+pub mod selection;
+pub mod socks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use openrelay_config::ClientConfig;
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use flow::FlowError;
+pub use manager::{PathError, PathManager};
+
+/// Why the client could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A local listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        /// `socks` or `http`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A client with its listeners bound.
+#[derive(Debug)]
+pub struct Client {
+    manager: Arc<PathManager>,
+    socks: TcpListener,
+    http: TcpListener,
+}
+
+impl Client {
+    /// Binds the SOCKS5 and HTTP listeners.
+    pub async fn bind(config: &ClientConfig) -> Result<Self, ClientError> {
+        let listen = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ClientError::Listen { what, addr, source })
+        };
+        let socks = listen("socks", config.socks).await?;
+        let http = listen("http", config.http).await?;
+        Ok(Client {
+            manager: Arc::new(PathManager::new(config)),
+            socks,
+            http,
+        })
+    }
+
+    /// The SOCKS5 listener's address.
+    pub fn socks_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socks.local_addr()
+    }
+
+    /// The HTTP proxy's address.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The path manager (for status and tests).
+    pub fn manager(&self) -> &Arc<PathManager> {
+        &self.manager
+    }
+
+    /// Builds the first path, so traffic can flow as soon as this returns Ok.
+    pub async fn warm_up(&self) -> Result<(), PathError> {
+        self.manager.current().await.map(|_| ())
+    }
+
+    /// Serves both proxies until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        info!("client serving");
+        let socks = socks::serve(self.socks, Arc::clone(&self.manager));
+        let http = http_proxy::serve(self.http, Arc::clone(&self.manager));
+        tokio::select! {
+            () = socks => {}
+            () = http => {}
+            () = shutdown => {}
+        }
+        self.manager.close().await;
+        info!("client stopped");
+    }
+}

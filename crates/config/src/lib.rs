@@ -421,7 +421,10 @@ impl ClientConfig {
         let mut names = HashSet::new();
         for (i, relay) in self.relays.iter().enumerate() {
             if relay.name.trim().is_empty() {
-                return Err(ConfigError::invalid(format!("relay[{i}].name"), "must not be empty"));
+                return Err(ConfigError::invalid(
+                    format!("relay[{i}].name"),
+                    "must not be empty",
+                ));
             }
             if relay.operator.trim().is_empty() {
                 return Err(ConfigError::invalid(

@@ -6,7 +6,10 @@ const CLIENT_EXAMPLE: &str = include_str!("../../../examples/client.toml");
 
 fn expect_field(err: ConfigError, wanted: &str) {
     let text = err.to_string();
-    assert!(text.contains(wanted), "error {text:?} should name {wanted:?}");
+    assert!(
+        text.contains(wanted),
+        "error {text:?} should name {wanted:?}"
+    );
 }
 
 #[test]
@@ -48,9 +51,15 @@ fn an_ingress_needs_egress_relays() {
         "egress_relays = [\"198.51.100.20:4433\", \"[2001:db8::20]:4433\"]",
         "egress_relays = []",
     );
-    expect_field(RelayConfig::from_toml(&text).unwrap_err(), "ingress.egress_relays");
+    expect_field(
+        RelayConfig::from_toml(&text).unwrap_err(),
+        "ingress.egress_relays",
+    );
     let without_section = INGRESS_EXAMPLE.split("[ingress]").next().unwrap();
-    expect_field(RelayConfig::from_toml(without_section).unwrap_err(), "ingress");
+    expect_field(
+        RelayConfig::from_toml(without_section).unwrap_err(),
+        "ingress",
+    );
 }
 
 #[test]
@@ -74,7 +83,10 @@ fn duplicate_relay_names_are_refused() {
 #[test]
 fn keepalive_must_be_shorter_than_idle_timeout() {
     let text = CLIENT_EXAMPLE.replace("keepalive_ms = 500", "keepalive_ms = 5000");
-    expect_field(ClientConfig::from_toml(&text).unwrap_err(), "path.keepalive_ms");
+    expect_field(
+        ClientConfig::from_toml(&text).unwrap_err(),
+        "path.keepalive_ms",
+    );
 }
 
 #[test]
@@ -93,16 +105,25 @@ fn errors_from_files_name_the_file() {
 #[test]
 fn configs_round_trip_through_toml() {
     let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
-    assert_eq!(ClientConfig::from_toml(&client.to_toml().unwrap()).unwrap(), client);
+    assert_eq!(
+        ClientConfig::from_toml(&client.to_toml().unwrap()).unwrap(),
+        client
+    );
     let relay = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
-    assert_eq!(RelayConfig::from_toml(&relay.to_toml().unwrap()).unwrap(), relay);
+    assert_eq!(
+        RelayConfig::from_toml(&relay.to_toml().unwrap()).unwrap(),
+        relay
+    );
 }
 
 #[test]
 fn key_pins_parse_and_print() {
     let pin = KeyPin::from_ed25519([7; 32]);
     assert_eq!(KeyPin::parse(&pin.to_string()).unwrap(), pin);
-    assert_eq!(KeyPin::parse("rsa:AAAA"), Err(KeyPinError::UnknownAlgorithm));
+    assert_eq!(
+        KeyPin::parse("rsa:AAAA"),
+        Err(KeyPinError::UnknownAlgorithm)
+    );
     assert_eq!(KeyPin::parse("ed25519:AAAA"), Err(KeyPinError::Length(3)));
     assert_eq!(KeyPin::parse("ed25519:*"), Err(KeyPinError::Encoding));
     assert_eq!(pin.spki_der().len(), 44);

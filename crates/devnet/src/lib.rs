@@ -1,1 +1,261 @@
-//! placeholder
+//! `openrelay devnet`: a complete local network on one machine. Each operator
+//! runs one ingress and one egress relay on its own loopback addresses
+//! (ingress *i* on 127.0.1.*i*, egress *i* on 127.0.2.*i*; the client's QUIC
+//! socket on 127.0.3.1), so every hop shows distinct addresses, as on a real
+//! network. Every component is a separate `openrelay` process started from
+//! exported config files, exactly as an operator would run it.
+
+mod supervise;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use openrelay_config::{
+    ClientConfig, EgressConfig, IngressConfig, LogConfig, PathConfig, RelayConfig, RelayEntry,
+    RelayRole,
+};
+use openrelay_transport::identity::{Identity, IdentityError};
+
+pub use supervise::{Component, SuperviseError, run};
+
+/// The client's outer QUIC socket address in a devnet.
+pub const CLIENT_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 3, 1);
+
+/// Why a devnet could not be planned or exported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevnetError {
+    /// At least two operators are needed for a path of two operators.
+    #[error("--operators must be between 2 and 250, got {0}")]
+    Operators(usize),
+    /// Keys could not be created.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A free port could not be found, or a file written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A config could not be serialised.
+    #[error(transparent)]
+    Config(#[from] openrelay_config::ConfigError),
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct DevnetOptions {
+    /// Number of operators (each runs one ingress and one egress).
+    pub operators: usize,
+    /// The client's SOCKS5 address.
+    pub socks: SocketAddr,
+    /// The client's HTTP proxy address.
+    pub http: SocketAddr,
+    /// Keys and state.
+    pub state_dir: PathBuf,
+    /// Where components log (one file each); None: no log files.
+    pub log_dir: Option<PathBuf>,
+    /// Log filter for every component.
+    pub log_level: String,
+}
+
+/// The configs of every component.
+#[derive(Debug, Clone)]
+pub struct DevnetPlan {
+    /// Relay configs, named `ingress-<i>` / `egress-<i>`.
+    pub relays: Vec<(String, RelayConfig)>,
+    /// The client config.
+    pub client: ClientConfig,
+}
+
+fn free_udp_port(ip: Ipv4Addr) -> Result<u16, DevnetError> {
+    // The port is released before the relay binds it; another process could
+    // take it in between, which the relay then reports as a bind error.
+    let socket = UdpSocket::bind((ip, 0)).map_err(|source| DevnetError::Io {
+        what: format!("no free UDP port on {ip}"),
+        source,
+    })?;
+    socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|source| DevnetError::Io {
+            what: "reading a bound port".into(),
+            source,
+        })
+}
+
+fn log_config(options: &DevnetOptions, name: &str) -> LogConfig {
+    LogConfig {
+        level: options.log_level.clone(),
+        file: options
+            .log_dir
+            .as_ref()
+            .map(|d| d.join(format!("{name}.log"))),
+    }
+}
+
+/// Plans a devnet: addresses, keys (created in the state directory), configs.
+pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
+    let n = options.operators;
+    if !(2..=250).contains(&n) {
+        return Err(DevnetError::Operators(n));
+    }
+    let mut egress_addrs = Vec::new();
+    let mut entries = Vec::new();
+    let mut relays = Vec::new();
+    for role in [RelayRole::Egress, RelayRole::Ingress] {
+        for i in 1..=n {
+            let octet = u8::try_from(i).map_err(|_| DevnetError::Operators(n))?;
+            let ip = match role {
+                RelayRole::Ingress => Ipv4Addr::new(127, 0, 1, octet),
+                RelayRole::Egress => Ipv4Addr::new(127, 0, 2, octet),
+            };
+            let listen = SocketAddr::new(IpAddr::V4(ip), free_udp_port(ip)?);
+            let name = format!("{role}-{i}");
+            let state_dir = options.state_dir.join(&name);
+            let identity = Identity::load_or_create(&state_dir)?;
+            let operator = format!("operator-{i}");
+            let (ingress, egress) = match role {
+                RelayRole::Egress => {
+                    egress_addrs.push(listen);
+                    let egress = EgressConfig {
+                        // The devnet has no internet: its destinations are local.
+                        allow: vec![
+                            ipnet::IpNet::from(
+                                ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).map_err(
+                                    |e| DevnetError::Io {
+                                        what: "allow list".into(),
+                                        source: std::io::Error::other(e),
+                                    },
+                                )?,
+                            ),
+                            ipnet::IpNet::from(ipnet::Ipv6Net::from(std::net::Ipv6Addr::LOCALHOST)),
+                        ],
+                        ..EgressConfig::default()
+                    };
+                    (None, Some(egress))
+                }
+                RelayRole::Ingress => (
+                    Some(IngressConfig {
+                        egress_relays: egress_addrs.clone(),
+                        max_tunnels_per_client: 64,
+                        tunnel_idle_timeout_secs: 120,
+                        outbound_bind: None,
+                    }),
+                    None,
+                ),
+            };
+            entries.push(RelayEntry {
+                name: name.clone(),
+                role,
+                operator: operator.clone(),
+                addr: listen,
+                key: identity.pin(),
+            });
+            relays.push((
+                name.clone(),
+                RelayConfig {
+                    role,
+                    operator,
+                    listen,
+                    state_dir,
+                    log: log_config(options, &name),
+                    ingress,
+                    egress,
+                },
+            ));
+        }
+    }
+    let client = ClientConfig {
+        state_dir: options.state_dir.join("client"),
+        socks: options.socks,
+        http: options.http,
+        bind: Some(IpAddr::V4(CLIENT_ADDRESS)),
+        log: log_config(options, "client"),
+        path: PathConfig::default(),
+        relays: entries,
+    };
+    Ok(DevnetPlan { relays, client })
+}
+
+/// Writes one config file per component into `dir`; returns their paths,
+/// relays first, the client last.
+pub fn export(plan: &DevnetPlan, dir: &Path) -> Result<Vec<(String, PathBuf)>, DevnetError> {
+    std::fs::create_dir_all(dir).map_err(|source| DevnetError::Io {
+        what: format!("creating {}", dir.display()),
+        source,
+    })?;
+    let mut written = Vec::new();
+    let header = "# Written by `openrelay devnet --export`.\n";
+    let mut write = |name: &str, text: String| {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, format!("{header}{text}")).map_err(|source| DevnetError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })?;
+        written.push((name.to_owned(), path));
+        Ok::<(), DevnetError>(())
+    };
+    for (name, relay) in &plan.relays {
+        write(name, relay.to_toml()?)?;
+    }
+    write("client", plan.client.to_toml()?)?;
+    Ok(written)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path, operators: usize) -> DevnetOptions {
+        DevnetOptions {
+            operators,
+            socks: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:1".parse().unwrap(),
+            state_dir: dir.to_owned(),
+            log_dir: None,
+            log_level: "info".into(),
+        }
+    }
+
+    #[test]
+    fn exported_configs_load_and_pin_the_relays_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(&options(dir.path(), 3)).unwrap();
+        let files = export(&plan, &dir.path().join("configs")).unwrap();
+        assert_eq!(files.len(), 7);
+        for (name, path) in &files[..6] {
+            let relay = RelayConfig::load(path).unwrap();
+            let key = Identity::load_or_create(&relay.state_dir).unwrap().pin();
+            let entry = plan.client.relays.iter().find(|r| &r.name == name).unwrap();
+            assert_eq!(entry.key, key);
+            assert_eq!(entry.addr, relay.listen);
+        }
+        let client = ClientConfig::load(&files[6].1).unwrap();
+        assert_eq!(client.relays.len(), 6);
+    }
+
+    #[test]
+    fn every_component_has_its_own_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(&options(dir.path(), 2)).unwrap();
+        let mut ips: Vec<IpAddr> = plan.relays.iter().map(|(_, r)| r.listen.ip()).collect();
+        ips.push(IpAddr::V4(CLIENT_ADDRESS));
+        let count = ips.len();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), count);
+    }
+
+    #[test]
+    fn one_operator_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            plan(&options(dir.path(), 1)),
+            Err(DevnetError::Operators(1))
+        ));
+    }
+}

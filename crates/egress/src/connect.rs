@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use openrelay_policy::Refusal;
 use openrelay_transport::datagrams::DatagramRouter;
 use openrelay_transport::h3util::CAPSULE_PROTOCOL;
+use openrelay_transport::tcp_pump::{self, PumpCounters};
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use openrelay_wire::target::Target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use crate::{PROXY_NAME, ServerStream, Shared, log_flow_error, log_refusal};
@@ -66,10 +66,14 @@ impl FlowError {
         }
     }
 
-    /// The response status.
+    /// The response status. Policy refusals are 403 (RFC 9209 §2.3.4 would
+    /// suggest 502 for a prohibited IP, but a refusal by policy is not a
+    /// gateway failure, and apps show 403 as "forbidden"); Proxy-Status still
+    /// says exactly why.
     pub fn status(&self) -> http::StatusCode {
         match self {
             FlowError::BadTarget => http::StatusCode::BAD_REQUEST,
+            FlowError::Refused(_) => http::StatusCode::FORBIDDEN,
             other => http::StatusCode::from_u16(proxy_status::http_status(other.proxy_error()))
                 .unwrap_or(http::StatusCode::BAD_GATEWAY),
         }
@@ -132,9 +136,8 @@ async fn fail(stream: ServerStream, error: FlowError, shared: &Shared) {
 
 fn local_bind(bind: Option<IpAddr>, destination: SocketAddr) -> SocketAddr {
     match (bind, destination) {
-        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_)) | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => {
-            SocketAddr::new(ip, 0)
-        }
+        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_))
+        | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => SocketAddr::new(ip, 0),
         (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
     }
@@ -175,78 +178,54 @@ async fn connect_tcp(
 /// `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel in the request stream's
 /// DATA frames. A TCP error becomes a stream reset with H3_CONNECT_ERROR.
 pub(crate) async fn tcp(request: http::Request<()>, mut stream: ServerStream, shared: Arc<Shared>) {
-    let target = match request.uri().authority().map(|a| Target::parse_authority(a.as_str())) {
+    let target = match request
+        .uri()
+        .authority()
+        .map(|a| Target::parse_authority(a.as_str()))
+    {
         Some(Ok(target)) => target,
         _ => return fail(stream, FlowError::BadTarget, &shared).await,
     };
     let settings = &shared.settings;
-    let tcp = match crate::resolve::permitted_addresses(&target, &settings.policy, settings.connect_timeout)
-        .await
+    let tcp = match crate::resolve::permitted_addresses(
+        &target,
+        &settings.policy,
+        settings.connect_timeout,
+    )
+    .await
     {
-        Ok(addresses) => connect_tcp(&addresses, settings.outbound_bind, settings.connect_timeout).await,
+        Ok(addresses) => {
+            connect_tcp(&addresses, settings.outbound_bind, settings.connect_timeout).await
+        }
         Err(e) => Err(e),
     };
     let tcp = match tcp {
         Ok(tcp) => tcp,
         Err(e) => return fail(stream, e, &shared).await,
     };
-    let Ok(ok) = http::Response::builder().status(http::StatusCode::OK).body(()) else {
+    let Ok(ok) = http::Response::builder()
+        .status(http::StatusCode::OK)
+        .body(())
+    else {
         return;
     };
     if stream.send_response(ok).await.is_err() {
         return;
     }
     shared.stats.tcp_flows.fetch_add(1, Ordering::Relaxed);
-    let (mut send, mut recv) = stream.split();
-    let (mut tcp_read, mut tcp_write) = tcp.into_split();
-    let stats = &shared.stats;
-
-    let client_to_destination = async {
-        loop {
-            match recv.recv_data().await {
-                Ok(Some(mut data)) => {
-                    while data.has_remaining() {
-                        let chunk = data.chunk();
-                        let n = chunk.len();
-                        tcp_write.write_all(chunk).await.map_err(|_| ())?;
-                        stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                        data.advance(n);
-                    }
-                }
-                Ok(None) => {
-                    // The client finished its side: half-close towards the destination.
-                    let _ = tcp_write.shutdown().await;
-                    return Ok::<(), ()>(());
-                }
-                Err(_) => return Err(()),
-            }
-        }
-    };
-    let destination_to_client = async {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        loop {
-            buf.reserve(64 * 1024);
-            match tcp_read.read_buf(&mut buf).await {
-                Ok(0) => {
-                    let _ = send.finish().await;
-                    return Ok::<(), ()>(());
-                }
-                Ok(n) => {
-                    stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                    let chunk: Bytes = buf.split().freeze();
-                    send.send_data(chunk).await.map_err(|_| ())?;
-                }
-                Err(_) => {
-                    send.stop_stream(h3::error::Code::H3_CONNECT_ERROR);
-                    return Err(());
-                }
-            }
-        }
-    };
+    let (send, recv) = stream.split();
+    let counters = PumpCounters::default();
     tokio::select! {
-        _ = async { tokio::try_join!(client_to_destination, destination_to_client) } => {}
+        () = tcp_pump::pump(tcp, send, recv, Bytes::new(), &counters) => {}
         () = shared.shutting_down() => {}
     }
+    let stats = &shared.stats;
+    stats
+        .bytes_out
+        .fetch_add(counters.to_tcp.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats
+        .bytes_in
+        .fetch_add(counters.from_tcp.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// connect-udp (RFC 9298 §3.4): resolve, check, then bridge datagrams to a
@@ -263,8 +242,12 @@ pub(crate) async fn udp(
         Err(_) => return fail(stream, FlowError::BadTarget, &shared).await,
     };
     let settings = &shared.settings;
-    let address = match crate::resolve::permitted_addresses(&target, &settings.policy, settings.connect_timeout)
-        .await
+    let address = match crate::resolve::permitted_addresses(
+        &target,
+        &settings.policy,
+        settings.connect_timeout,
+    )
+    .await
     {
         Ok(addresses) => addresses[0],
         Err(e) => return fail(stream, e, &shared).await,
@@ -303,9 +286,10 @@ pub(crate) async fn udp(
     )
     .await;
     let stats = &shared.stats;
-    stats
-        .bytes_out
-        .fetch_add(counters.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats.bytes_out.fetch_add(
+        counters.bytes_out.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     stats
         .bytes_in
         .fetch_add(counters.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);

@@ -26,7 +26,7 @@ use h3::ext::Protocol;
 use openrelay_config::{EgressConfig, RelayConfig};
 use openrelay_policy::DestinationPolicy;
 use openrelay_transport::datagrams::DatagramRouter;
-use openrelay_transport::endpoint::{self, Tuning};
+use openrelay_transport::endpoint::{self, INNER_INITIAL_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::tls::TlsError;
 use openrelay_wire::proxy_status::ProxyErrorType;
@@ -143,14 +143,19 @@ pub struct Egress {
 impl Egress {
     /// Binds the QUIC endpoint with the relay's identity.
     pub fn bind(settings: EgressSettings, identity: &Identity) -> Result<Self, EgressError> {
-        let tuning = Tuning::relay(Duration::from_secs(30), settings.max_flows_per_connection);
+        let tuning = Tuning::relay(
+            Duration::from_secs(30),
+            settings.max_flows_per_connection,
+            INNER_INITIAL_MTU,
+        );
         let server_config = endpoint::server_config(identity, &tuning)?;
-        let endpoint = quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
-            EgressError::Bind {
-                addr: settings.listen,
-                source,
-            }
-        })?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
+                EgressError::Bind {
+                    addr: settings.listen,
+                    source,
+                }
+            })?;
         Ok(Egress { endpoint, settings })
     }
 
@@ -179,7 +184,8 @@ impl Egress {
             }
         }
         let _ = stop_tx.send(true);
-        self.endpoint.close(quinn::VarInt::from_u32(0x100), b"shutting down");
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0x100), b"shutting down");
         // Give CONNECTION_CLOSE frames a moment to leave.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         let stats = &shared.stats;

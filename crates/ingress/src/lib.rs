@@ -21,7 +21,7 @@ use h3::ext::Protocol;
 use openrelay_config::RelayConfig;
 use openrelay_log::Sensitive;
 use openrelay_transport::datagrams::DatagramRouter;
-use openrelay_transport::endpoint::{self, Tuning};
+use openrelay_transport::endpoint::{self, OUTER_INITIAL_MTU, Tuning};
 use openrelay_transport::h3util::CAPSULE_PROTOCOL;
 use openrelay_transport::identity::Identity;
 use openrelay_transport::tls::TlsError;
@@ -134,14 +134,19 @@ impl Ingress {
         // Every tunnel is one request stream; the per-client limit is enforced
         // separately, this only bounds one connection.
         let max_streams = u32::try_from(settings.max_tunnels_per_client).unwrap_or(u32::MAX);
-        let tuning = Tuning::relay(Duration::from_secs(30), max_streams.saturating_add(4));
+        let tuning = Tuning::relay(
+            Duration::from_secs(30),
+            max_streams.saturating_add(4),
+            OUTER_INITIAL_MTU,
+        );
         let server_config = endpoint::server_config(identity, &tuning)?;
-        let endpoint = quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
-            IngressError::Bind {
-                addr: settings.listen,
-                source,
-            }
-        })?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
+                IngressError::Bind {
+                    addr: settings.listen,
+                    source,
+                }
+            })?;
         Ok(Ingress { endpoint, settings })
     }
 
@@ -174,7 +179,8 @@ impl Ingress {
             }
         }
         let _ = stop_tx.send(true);
-        self.endpoint.close(quinn::VarInt::from_u32(0x100), b"shutting down");
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0x100), b"shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         let stats = &shared.stats;
         info!(
@@ -242,7 +248,11 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     datagram_task.abort();
 }
 
-async fn respond(stream: &mut ServerStream, status: http::StatusCode, error: Option<ProxyErrorType>) {
+async fn respond(
+    stream: &mut ServerStream,
+    status: http::StatusCode,
+    error: Option<ProxyErrorType>,
+) {
     let mut response = http::Response::builder().status(status);
     if let Some(error) = error {
         response = response.header("proxy-status", proxy_status::format(PROXY_NAME, error));
@@ -289,9 +299,8 @@ pub fn requested_egress(
 
 fn outbound_bind(bind: Option<IpAddr>, egress: SocketAddr) -> SocketAddr {
     match (bind, egress) {
-        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_)) | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => {
-            SocketAddr::new(ip, 0)
-        }
+        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_))
+        | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => SocketAddr::new(ip, 0),
         (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
     }
@@ -368,9 +377,10 @@ async fn handle_request(
     )
     .await;
     let stats = &shared.stats;
-    stats
-        .bytes_out
-        .fetch_add(counters.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats.bytes_out.fetch_add(
+        counters.bytes_out.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     stats
         .bytes_in
         .fetch_add(counters.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -399,19 +409,55 @@ mod tests {
         let egress: SocketAddr = "192.0.2.20:4433".parse().unwrap();
         let known = HashSet::from([egress, "[2001:db8::20]:4433".parse().unwrap()]);
         let udp = Some(Protocol::CONNECT_UDP);
-        let ok = request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.20/4433/", udp);
+        let ok = request(
+            http::Method::CONNECT,
+            "/.well-known/masque/udp/192.0.2.20/4433/",
+            udp,
+        );
         assert_eq!(requested_egress(&ok, &known), Ok(egress));
-        let v6 = request(http::Method::CONNECT, "/.well-known/masque/udp/2001%3Adb8%3A%3A20/4433/", udp);
+        let v6 = request(
+            http::Method::CONNECT,
+            "/.well-known/masque/udp/2001%3Adb8%3A%3A20/4433/",
+            udp,
+        );
         assert!(requested_egress(&v6, &known).is_ok());
         for refused in [
-            request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.20/53/", udp),
-            request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.99/4433/", udp),
-            request(http::Method::CONNECT, "/.well-known/masque/udp/egress.example/4433/", udp),
-            request(http::Method::CONNECT, "/.well-known/masque/udp/192.0.2.20/4433/", None),
-            request(http::Method::GET, "/.well-known/masque/udp/192.0.2.20/4433/", None),
-            request(http::Method::CONNECT, "/.well-known/masque/ip/192.0.2.20/4433/", udp),
+            request(
+                http::Method::CONNECT,
+                "/.well-known/masque/udp/192.0.2.20/53/",
+                udp,
+            ),
+            request(
+                http::Method::CONNECT,
+                "/.well-known/masque/udp/192.0.2.99/4433/",
+                udp,
+            ),
+            request(
+                http::Method::CONNECT,
+                "/.well-known/masque/udp/egress.example/4433/",
+                udp,
+            ),
+            request(
+                http::Method::CONNECT,
+                "/.well-known/masque/udp/192.0.2.20/4433/",
+                None,
+            ),
+            request(
+                http::Method::GET,
+                "/.well-known/masque/udp/192.0.2.20/4433/",
+                None,
+            ),
+            request(
+                http::Method::CONNECT,
+                "/.well-known/masque/ip/192.0.2.20/4433/",
+                udp,
+            ),
         ] {
-            assert!(requested_egress(&refused, &known).is_err(), "{:?}", refused.uri());
+            assert!(
+                requested_egress(&refused, &known).is_err(),
+                "{:?}",
+                refused.uri()
+            );
         }
     }
 }

@@ -33,7 +33,10 @@ impl TunnelLimiter {
 
     /// A permit for one more tunnel of `client`, if under the limit.
     pub fn acquire(&self, client: Sensitive<IpAddr>) -> Option<TunnelPermit> {
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = open.entry(*client).or_insert(0);
         if *count >= self.max_per_client {
             return None;
@@ -53,7 +56,10 @@ impl TunnelLimiter {
 
 impl Drop for TunnelPermit {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(count) = open.get_mut(&*self.client) {
             *count -= 1;
             if *count == 0 {
@@ -84,7 +90,9 @@ mod tests {
     #[test]
     fn closed_clients_leave_no_entry() {
         let limiter = TunnelLimiter::new(1);
-        let permit = limiter.acquire(Sensitive("192.0.2.1".parse().unwrap())).unwrap();
+        let permit = limiter
+            .acquire(Sensitive("192.0.2.1".parse().unwrap()))
+            .unwrap();
         assert_eq!(limiter.clients(), 1);
         drop(permit);
         assert_eq!(limiter.clients(), 0);

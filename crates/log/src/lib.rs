@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn sensitive_never_formats_its_value() {
-        let addr: std::net::SocketAddr = "192.0.2.7:4242".parse().unwrap_or_else(|_| unreachable!());
+        let addr: std::net::SocketAddr =
+            "192.0.2.7:4242".parse().unwrap_or_else(|_| unreachable!());
         let s = Sensitive(addr);
         for text in [format!("{s}"), format!("{s:?}"), format!("{s:#?}")] {
             assert!(!text.contains("192.0.2.7"), "{text}");
@@ -174,7 +175,13 @@ mod tests {
     fn relays_log_only_openrelay_targets() {
         assert!(target_allowed(Role::Relay, "openrelay_egress::tcp"));
         assert!(target_allowed(Role::Relay, "openrelay"));
-        for foreign in ["quinn", "quinn_proto::connection", "h3::server", "rustls::conn", "openrelayx"] {
+        for foreign in [
+            "quinn",
+            "quinn_proto::connection",
+            "h3::server",
+            "rustls::conn",
+            "openrelayx",
+        ] {
             assert!(!target_allowed(Role::Relay, foreign), "{foreign}");
             assert!(target_allowed(Role::Client, foreign), "{foreign}");
         }
@@ -189,7 +196,9 @@ mod tests {
         })
         .err();
         match err {
-            Some(LogError::Filter { directive, .. }) => assert_eq!(directive, "openrelay=notalevel"),
+            Some(LogError::Filter { directive, .. }) => {
+                assert_eq!(directive, "openrelay=notalevel")
+            }
             other => panic!("expected a filter error, got {other:?}"),
         }
     }

@@ -50,7 +50,9 @@ pub struct DatagramRouter {
 impl std::fmt::Debug for DatagramRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let routes = self.routes.read().map(|r| r.len()).unwrap_or(0);
-        f.debug_struct("DatagramRouter").field("routes", &routes).finish()
+        f.debug_struct("DatagramRouter")
+            .field("routes", &routes)
+            .finish()
     }
 }
 
@@ -228,7 +230,11 @@ mod tests {
     fn only_request_streams_get_routes() {
         let router = DatagramRouter::new();
         for stream in [1, 2, 3, 6] {
-            assert!(router.register(stream, Arc::new(mpsc::channel(1).0)).is_err());
+            assert!(
+                router
+                    .register(stream, Arc::new(mpsc::channel(1).0))
+                    .is_err()
+            );
         }
     }
 }

@@ -16,6 +16,11 @@ use crate::tls::{self, TlsError};
 /// from the very first packet: so the outer connection starts above 1200.
 pub const OUTER_INITIAL_MTU: u16 = 1350;
 
+/// Inner connections (client↔egress) start at QUIC's minimum: their packets
+/// ride in the outer connection's datagrams, which have less room than a UDP
+/// packet. Path MTU discovery raises it when the outer path allows.
+pub const INNER_INITIAL_MTU: u16 = 1200;
+
 /// Timing and sizing knobs of one connection.
 #[derive(Debug, Clone)]
 pub struct Tuning {
@@ -32,12 +37,17 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    /// A relay's server side.
-    pub fn relay(idle_timeout: Duration, max_concurrent_bidi_streams: u32) -> Self {
+    /// A relay's server side: the ingress serves outer connections
+    /// ([`OUTER_INITIAL_MTU`]), the egress inner ones ([`INNER_INITIAL_MTU`]).
+    pub fn relay(
+        idle_timeout: Duration,
+        max_concurrent_bidi_streams: u32,
+        initial_mtu: u16,
+    ) -> Self {
         Tuning {
             idle_timeout,
             keepalive: None,
-            initial_mtu: OUTER_INITIAL_MTU,
+            initial_mtu,
             max_concurrent_bidi_streams,
             datagram_send_buffer: 4 << 20,
         }
@@ -74,7 +84,10 @@ impl Tuning {
 }
 
 /// A relay's QUIC server configuration.
-pub fn server_config(identity: &Identity, tuning: &Tuning) -> Result<quinn::ServerConfig, TlsError> {
+pub fn server_config(
+    identity: &Identity,
+    tuning: &Tuning,
+) -> Result<quinn::ServerConfig, TlsError> {
     let tls = tls::server_config(identity)?;
     let crypto = QuicServerConfig::try_from(tls)
         .map_err(|_| TlsError::Rustls(rustls::Error::General("no TLS 1.3 suite".into())))?;

@@ -12,7 +12,10 @@ pub const CAPSULE_PROTOCOL: &str = "capsule-protocol";
 
 /// An extended CONNECT request with `:protocol = connect-udp` (RFC 9298 §3.4)
 /// to `proxy_authority`, for `target`, using the default URI template.
-pub fn connect_udp_request(proxy_authority: &str, target: &Target) -> Result<http::Request<()>, http::Error> {
+pub fn connect_udp_request(
+    proxy_authority: &str,
+    target: &Target,
+) -> Result<http::Request<()>, http::Error> {
     let uri = format!("https://{proxy_authority}{}", masque::udp_path(target));
     let mut request = http::Request::builder()
         .method(http::Method::CONNECT)

@@ -9,12 +9,14 @@
 //!   of another connection; the client runs its inner QUIC connection over it.
 //! * [`udp_bridge`]: the server side of a connect-udp request: datagrams to
 //!   and from a connected UDP socket (the ingress and the egress both use it).
+//! * [`tcp_pump`]: bytes between a TCP connection and a CONNECT stream.
 //! * [`h3util`]: small helpers around the `h3` crate.
 
 pub mod datagrams;
 pub mod endpoint;
 pub mod h3util;
 pub mod identity;
+pub mod tcp_pump;
 pub mod tls;
 pub mod tunnel_socket;
 pub mod udp_bridge;

@@ -55,9 +55,9 @@ impl TunnelSocket {
             // is how the inner connection learns its MTU (RFC 8899).
             // Lost: the outer connection is gone; the path manager notices and
             // closes the inner connection, so treat it as packet loss meanwhile.
-            Ok(()) | Err(SendDatagramError::TooLarge) | Err(SendDatagramError::ConnectionLost(_)) => {
-                Ok(())
-            }
+            Ok(())
+            | Err(SendDatagramError::TooLarge)
+            | Err(SendDatagramError::ConnectionLost(_)) => Ok(()),
             Err(e) => Err(io::Error::other(e)),
         }
     }

@@ -143,7 +143,7 @@ pub fn quarter_stream_id(stream_id: u64) -> Result<u64, DatagramError> {
     if stream_id > varint::MAX {
         return Err(DatagramError::StreamIdTooLarge);
     }
-    if stream_id % 4 != 0 {
+    if !stream_id.is_multiple_of(4) {
         return Err(DatagramError::NotClientBidiStream);
     }
     Ok(stream_id / 4)

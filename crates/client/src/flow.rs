@@ -1,0 +1,218 @@
+//! Flows on the inner connection: a CONNECT request stream per TCP flow (RFC
+//! 9114 §4.4), a connect-udp request per UDP flow (RFC 9298). Opening a flow
+//! on a path that turns out dead marks the path failed and retries on a new
+//! one, so a relay failure costs new flows a delay, not an error.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openrelay_transport::datagrams::{DatagramSender, Route};
+use openrelay_transport::h3util;
+use openrelay_wire::proxy_status::{self, ProxyErrorType};
+use openrelay_wire::socks5::Reply;
+use openrelay_wire::target::Target;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::manager::{PathError, PathManager};
+use crate::path::{Hop, Path};
+
+/// A CONNECT stream on the inner connection.
+pub type InnerStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+/// Attempts per flow: the first path, then replacements if it died.
+const ATTEMPTS: usize = 3;
+/// Datagrams queued per UDP flow towards the app.
+const UDP_QUEUE: usize = 1024;
+
+/// Why a flow could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// No path to the relays.
+    #[error(transparent)]
+    NoPath(#[from] PathError),
+    /// The egress answered with an error status.
+    #[error("the egress refused the flow: HTTP {status} ({})", error.map_or("no details", |e| e.as_str()))]
+    Refused {
+        /// The response status.
+        status: u16,
+        /// Its Proxy-Status error type, if any (RFC 9209).
+        error: Option<ProxyErrorType>,
+    },
+    /// The request failed on a path that stayed up.
+    #[error("the flow failed: {0}")]
+    Broken(String),
+}
+
+impl FlowError {
+    /// The SOCKS5 reply for this failure (RFC 1928 §6).
+    pub fn socks_reply(&self) -> Reply {
+        match self {
+            FlowError::NoPath(_) | FlowError::Broken(_) => Reply::GeneralFailure,
+            FlowError::Refused { error, status } => match error {
+                Some(
+                    ProxyErrorType::DestinationIpProhibited | ProxyErrorType::HttpRequestDenied,
+                ) => Reply::NotAllowedByRuleset,
+                Some(
+                    ProxyErrorType::DnsError
+                    | ProxyErrorType::DnsTimeout
+                    | ProxyErrorType::DestinationNotFound
+                    | ProxyErrorType::DestinationUnavailable
+                    | ProxyErrorType::ConnectionTimeout,
+                ) => Reply::HostUnreachable,
+                Some(ProxyErrorType::DestinationIpUnroutable) => Reply::NetworkUnreachable,
+                Some(ProxyErrorType::ConnectionRefused) => Reply::ConnectionRefused,
+                _ if *status == 403 => Reply::NotAllowedByRuleset,
+                _ => Reply::GeneralFailure,
+            },
+        }
+    }
+
+    /// The HTTP status the local HTTP proxy answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            FlowError::NoPath(_) | FlowError::Broken(_) => 502,
+            FlowError::Refused { status, .. } => *status,
+        }
+    }
+
+    /// The Proxy-Status error type to report to the app.
+    pub fn proxy_error(&self) -> ProxyErrorType {
+        match self {
+            FlowError::NoPath(_) | FlowError::Broken(_) => ProxyErrorType::ProxyInternalError,
+            FlowError::Refused { error, .. } => error.unwrap_or(ProxyErrorType::HttpRequestDenied),
+        }
+    }
+}
+
+/// A TCP flow: the CONNECT stream, and the path it lives on.
+pub struct TcpFlow {
+    /// The request stream carrying the bytes.
+    pub stream: InnerStream,
+    _path: Arc<Path>,
+}
+
+impl std::fmt::Debug for TcpFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpFlow").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UdpFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpFlow").finish_non_exhaustive()
+    }
+}
+
+/// A UDP flow: its request stream, datagram sender and incoming payloads.
+pub struct UdpFlow {
+    /// Kept open for the flow's lifetime (closing it ends the flow).
+    pub stream: InnerStream,
+    /// Sends UDP payloads to the destination.
+    pub sender: DatagramSender,
+    /// UDP payloads from the destination.
+    pub incoming: mpsc::Receiver<Bytes>,
+    _route: Route,
+    _path: Arc<Path>,
+}
+
+async fn open(
+    manager: &Arc<PathManager>,
+    make_request: impl Fn(&Path) -> Result<http::Request<()>, http::Error>,
+    datagrams: bool,
+) -> Result<
+    (
+        InnerStream,
+        Arc<Path>,
+        Option<(Route, mpsc::Receiver<Bytes>)>,
+    ),
+    FlowError,
+> {
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        let path = manager.current().await?;
+        let request = make_request(&path).map_err(|e| FlowError::Broken(e.to_string()))?;
+        let mut requests = path.requests();
+        let attempt = async {
+            let mut stream = requests
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            // Register before the response so no early datagram is lost.
+            let route = if datagrams {
+                let (tx, rx) = mpsc::channel(UDP_QUEUE);
+                let route = path
+                    .inner_router()
+                    .register(stream.id().into_inner(), Arc::new(tx))
+                    .map_err(|e| e.to_string())?;
+                Some((route, rx))
+            } else {
+                None
+            };
+            let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((stream, response, route))
+        };
+        match attempt.await {
+            Ok((stream, response, route)) if response.status().is_success() => {
+                return Ok((stream, path, route));
+            }
+            Ok((_, response, _)) => {
+                let error = response
+                    .headers()
+                    .get("proxy-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(proxy_status::parse_error);
+                return Err(FlowError::Refused {
+                    status: response.status().as_u16(),
+                    error,
+                });
+            }
+            Err(e) if !path.is_alive() => {
+                debug!(error = %e, "path died while opening a flow; retrying");
+                let hop = if path.outer_failed() {
+                    Hop::Ingress
+                } else {
+                    Hop::Egress
+                };
+                manager.path_failed(&path, hop).await;
+                last = e;
+            }
+            Err(e) => return Err(FlowError::Broken(e)),
+        }
+    }
+    Err(FlowError::Broken(last))
+}
+
+/// Opens a TCP flow to `target` through the egress.
+pub async fn open_tcp(manager: &Arc<PathManager>, target: &Target) -> Result<TcpFlow, FlowError> {
+    debug!(destination = %target.authority(), "opening tcp flow");
+    let (stream, path, _) = open(manager, |_| h3util::connect_tcp_request(target), false).await?;
+    Ok(TcpFlow {
+        stream,
+        _path: path,
+    })
+}
+
+/// Opens a UDP flow to `target` through the egress.
+pub async fn open_udp(manager: &Arc<PathManager>, target: &Target) -> Result<UdpFlow, FlowError> {
+    debug!(destination = %target.authority(), "opening udp flow");
+    let (stream, path, route) = open(
+        manager,
+        |path| h3util::connect_udp_request(&path.egress.addr.to_string(), target),
+        true,
+    )
+    .await?;
+    let Some((route, incoming)) = route else {
+        return Err(FlowError::Broken("no datagram route".into()));
+    };
+    let sender = DatagramSender::new(path.inner().clone(), stream.id().into_inner())
+        .map_err(|e| FlowError::Broken(e.to_string()))?;
+    Ok(UdpFlow {
+        stream,
+        sender,
+        incoming,
+        _route: route,
+        _path: path,
+    })
+}

@@ -1,0 +1,140 @@
+//! The local HTTP proxy: `CONNECT host:port` tunnels and absolute-form
+//! `http://` requests (RFC 9112 §3.2.2), each over one CONNECT flow. Errors are
+//! answered with the matching status and a Proxy-Status field (RFC 9209).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use openrelay_transport::tcp_pump::{self, PumpCounters};
+use openrelay_wire::http1::{self, ProxyRequest};
+use openrelay_wire::proxy_status::{self, ProxyErrorType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use crate::flow::{self, FlowError};
+use crate::manager::PathManager;
+
+/// Time allowed for the request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+const PROXY_NAME: &str = "openrelay-client";
+
+/// Accepts connections and runs `handler` on each in its own task. Accept
+/// errors (e.g. out of file descriptors) pause briefly instead of spinning.
+pub(crate) async fn accept_loop<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                tokio::spawn(handler(tcp));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves HTTP proxy connections until the listener fails.
+pub async fn serve(listener: TcpListener, manager: Arc<PathManager>) {
+    accept_loop(listener, move |tcp| handle(tcp, Arc::clone(&manager))).await;
+}
+
+fn error_response(status: u16, error: ProxyErrorType, message: &str) -> Vec<u8> {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = format!("{status} {reason}: {message}\n");
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nProxy-Status: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len(),
+        proxy_status::format(PROXY_NAME, error),
+    )
+    .into_bytes()
+}
+
+async fn read_head(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<ProxyRequest>, http1::Http1Error> {
+    loop {
+        if let Some(request) = http1::parse_proxy_request(buf)? {
+            return Ok(Some(request));
+        }
+        match tcp.read_buf(buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
+    let _ = tcp.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(4096);
+    let request = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut tcp, &mut buf)).await {
+        Ok(Ok(Some(request))) => request,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            let response = error_response(
+                e.status(),
+                ProxyErrorType::HttpRequestDenied,
+                &e.to_string(),
+            );
+            let _ = tcp.write_all(&response).await;
+            return;
+        }
+        Err(_) => {
+            let response = error_response(
+                408,
+                ProxyErrorType::HttpRequestDenied,
+                "request head timed out",
+            );
+            let _ = tcp.write_all(&response).await;
+            return;
+        }
+    };
+    let (target, initial, tunnel) = match request {
+        ProxyRequest::Tunnel { target, consumed } => {
+            let early = buf.split_off(consumed.min(buf.len())).freeze();
+            (target, early, true)
+        }
+        ProxyRequest::Forward {
+            target,
+            head,
+            consumed,
+        } => {
+            let mut initial = BytesMut::from(&head[..]);
+            initial.extend_from_slice(buf.get(consumed..).unwrap_or_default());
+            (target, initial.freeze(), false)
+        }
+    };
+    match flow::open_tcp(&manager, &target).await {
+        Ok(flow) => {
+            if tunnel
+                && tcp
+                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            let (send, recv) = flow.stream.split();
+            tcp_pump::pump(tcp, send, recv, initial, &PumpCounters::default()).await;
+        }
+        Err(e) => {
+            debug!(error = %e, "proxy request failed");
+            let _ = tcp.write_all(&flow_error_response(&e)).await;
+        }
+    }
+}
+
+fn flow_error_response(error: &FlowError) -> Vec<u8> {
+    error_response(error.http_status(), error.proxy_error(), &error.to_string())
+}

@@ -1,0 +1,199 @@
+//! Runs devnet components as child processes and stops them together.
+//!
+//! Each child gets a pipe as standard input and exits when it closes
+//! (`--exit-with-stdin`), so children never outlive the devnet, even when the
+//! devnet itself is killed. A child reports readiness with one `ready ...`
+//! line on standard output.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+/// Time a relay has to report readiness.
+const RELAY_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time the client has to build its first path.
+const CLIENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time children get to exit after their stdin closes.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// One process of the devnet.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// `ingress-1`, `client`, ...
+    pub name: String,
+    /// `relay` or `client`.
+    pub subcommand: &'static str,
+    /// Its config file.
+    pub config: PathBuf,
+}
+
+/// Why the devnet could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuperviseError {
+    /// A component could not be started.
+    #[error("cannot start {name}: {source}")]
+    Spawn {
+        /// The component.
+        name: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A component exited or stayed silent before it was ready.
+    #[error("{name} did not become ready: {reason}")]
+    NotReady {
+        /// The component.
+        name: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The client exited while the devnet was running.
+    #[error("the client exited unexpectedly ({0})")]
+    ClientExited(String),
+}
+
+struct Running {
+    name: String,
+    child: Child,
+    // Held apart from `child`: `Child::wait` closes a stdin it still owns,
+    // which would tell the child to exit.
+    stdin: Option<tokio::process::ChildStdin>,
+}
+
+async fn start(
+    exe: &Path,
+    component: &Component,
+    limit: Duration,
+) -> Result<(Running, String), SuperviseError> {
+    let mut child = Command::new(exe)
+        .arg(component.subcommand)
+        .arg("--config")
+        .arg(&component.config)
+        .arg("--exit-with-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| SuperviseError::Spawn {
+            name: component.name.clone(),
+            source,
+        })?;
+    let not_ready = |reason: String| SuperviseError::NotReady {
+        name: component.name.clone(),
+        reason,
+    };
+    let stdin = child.stdin.take();
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| not_ready("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = match tokio::time::timeout(limit, lines.next_line()).await {
+        Ok(Ok(Some(line))) if line.starts_with("ready") => line,
+        Ok(Ok(Some(line))) => return Err(not_ready(format!("unexpected output {line:?}"))),
+        Ok(Ok(None)) | Ok(Err(_)) => {
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            return Err(not_ready(format!("exited ({status}); see its log")));
+        }
+        Err(_) => return Err(not_ready(format!("no ready line within {limit:?}"))),
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((
+        Running {
+            name: component.name.clone(),
+            child,
+            stdin,
+        },
+        line,
+    ))
+}
+
+async fn stop_all(running: &mut Vec<Running>) {
+    // Closing stdin asks each child to shut down cleanly.
+    for r in running.iter_mut() {
+        drop(r.stdin.take());
+    }
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    for r in running.iter_mut() {
+        if tokio::time::timeout_at(deadline, r.child.wait())
+            .await
+            .is_err()
+        {
+            warn!(component = %r.name, "did not stop in time; killing it");
+            let _ = r.child.kill().await;
+        }
+    }
+    running.clear();
+}
+
+/// Starts `relays`, then `client`; calls `on_ready` with the client's ready
+/// line and with each component's pid; runs until `shutdown` resolves or the
+/// client exits. Relays that die are left dead (the client routes around
+/// them); that is what failover tests exercise.
+pub async fn run(
+    exe: &Path,
+    relays: &[Component],
+    client: &Component,
+    on_ready: impl FnOnce(&str, &[(String, u32)]),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SuperviseError> {
+    let mut running = Vec::new();
+    let started = async {
+        for relay in relays {
+            let (child, _) = start(exe, relay, RELAY_READY_TIMEOUT).await?;
+            running.push(child);
+        }
+        let (child, line) = start(exe, client, CLIENT_READY_TIMEOUT).await?;
+        running.push(child);
+        Ok::<String, SuperviseError>(line)
+    };
+    tokio::pin!(shutdown);
+    let line = tokio::select! {
+        line = started => line,
+        () = &mut shutdown => {
+            stop_all(&mut running).await;
+            return Ok(());
+        }
+    };
+    let line = match line {
+        Ok(line) => line,
+        Err(e) => {
+            stop_all(&mut running).await;
+            return Err(e);
+        }
+    };
+    let pids: Vec<(String, u32)> = running
+        .iter()
+        .filter_map(|r| r.child.id().map(|pid| (r.name.clone(), pid)))
+        .collect();
+    on_ready(&line, &pids);
+    info!("devnet running");
+    let client_exit = async {
+        match running.last_mut() {
+            Some(client) => client
+                .child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        status = client_exit => Err(SuperviseError::ClientExited(status)),
+        () = &mut shutdown => Ok(()),
+    };
+    stop_all(&mut running).await;
+    result
+}

@@ -1,0 +1,124 @@
+//! Copies bytes both ways between a TCP connection and the DATA frames of an
+//! HTTP/3 CONNECT stream (RFC 9114 §4.4), with half-close: a FIN on either
+//! side becomes a FIN on the other. A TCP error resets the stream with
+//! H3_CONNECT_ERROR, as §4.4 asks; a stream error drops the TCP connection.
+//! The egress and the client both run one pump per TCP flow.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Buf, Bytes, BytesMut};
+use h3::quic::{RecvStream, SendStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read size per TCP read; a DATA frame carries at most this much.
+const CHUNK: usize = 64 * 1024;
+
+/// The receiving half of a CONNECT stream (client or server side).
+pub trait StreamRecv: Send {
+    /// The next chunk of DATA, or `None` at the end of the stream.
+    fn recv_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, ()>> + Send;
+}
+
+/// The sending half of a CONNECT stream (client or server side).
+pub trait StreamSend: Send {
+    /// Sends one DATA frame.
+    fn send_chunk(&mut self, data: Bytes) -> impl Future<Output = Result<(), ()>> + Send;
+    /// Ends the stream cleanly (FIN).
+    fn finish_stream(&mut self) -> impl Future<Output = ()> + Send;
+    /// Resets the stream with H3_CONNECT_ERROR.
+    fn reset_connect_error(&mut self);
+}
+
+macro_rules! impl_stream_halves {
+    ($stream:ident) => {
+        impl<S: RecvStream + Send> StreamRecv for h3::$stream::RequestStream<S, Bytes> {
+            async fn recv_chunk(&mut self) -> Result<Option<Bytes>, ()> {
+                match self.recv_data().await {
+                    Ok(Some(mut data)) => Ok(Some(data.copy_to_bytes(data.remaining()))),
+                    Ok(None) => Ok(None),
+                    Err(_) => Err(()),
+                }
+            }
+        }
+
+        impl<S: SendStream<Bytes> + Send> StreamSend for h3::$stream::RequestStream<S, Bytes> {
+            async fn send_chunk(&mut self, data: Bytes) -> Result<(), ()> {
+                self.send_data(data).await.map_err(|_| ())
+            }
+            async fn finish_stream(&mut self) {
+                let _ = self.finish().await;
+            }
+            fn reset_connect_error(&mut self) {
+                self.stop_stream(h3::error::Code::H3_CONNECT_ERROR);
+            }
+        }
+    };
+}
+
+impl_stream_halves!(client);
+impl_stream_halves!(server);
+
+/// Payload bytes a pump moved.
+#[derive(Debug, Default)]
+pub struct PumpCounters {
+    /// From the TCP side into the stream.
+    pub from_tcp: AtomicU64,
+    /// From the stream to the TCP side.
+    pub to_tcp: AtomicU64,
+}
+
+/// Runs until both directions finished or either failed. `initial` is sent
+/// into the stream before anything read from TCP (bytes the caller already
+/// read while parsing a proxy request).
+pub async fn pump(
+    tcp: TcpStream,
+    mut send: impl StreamSend,
+    mut recv: impl StreamRecv,
+    initial: Bytes,
+    counters: &PumpCounters,
+) {
+    let (mut tcp_read, mut tcp_write) = tcp.into_split();
+    let stream_to_tcp = async {
+        loop {
+            match recv.recv_chunk().await {
+                Ok(Some(data)) => {
+                    tcp_write.write_all(&data).await.map_err(|_| ())?;
+                    counters
+                        .to_tcp
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Ok(None) => {
+                    let _ = tcp_write.shutdown().await;
+                    return Ok::<(), ()>(());
+                }
+                Err(()) => return Err(()),
+            }
+        }
+    };
+    let tcp_to_stream = async {
+        if !initial.is_empty() {
+            send.send_chunk(initial).await?;
+        }
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        loop {
+            buf.reserve(CHUNK);
+            match tcp_read.read_buf(&mut buf).await {
+                Ok(0) => {
+                    send.finish_stream().await;
+                    return Ok::<(), ()>(());
+                }
+                Ok(n) => {
+                    counters.from_tcp.fetch_add(n as u64, Ordering::Relaxed);
+                    send.send_chunk(buf.split().freeze()).await?;
+                }
+                Err(_) => {
+                    send.reset_connect_error();
+                    return Err(());
+                }
+            }
+        }
+    };
+    let _ = tokio::try_join!(stream_to_tcp, tcp_to_stream);
+}
