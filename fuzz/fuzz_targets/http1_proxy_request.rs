@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(consumed <= data.len() && consumed <= http1::MAX_HEAD_LEN);
             assert_eq!(Target::parse_authority(&target.authority()), Ok(target));
         }
-        Ok(Some(ProxyRequest::Forward { target, head, consumed })) => {
+        Ok(Some(ProxyRequest::Forward {
+            target,
+            head,
+            consumed,
+        })) => {
             assert!(consumed <= data.len() && consumed <= http1::MAX_HEAD_LEN);
             assert_ne!(target.port, 0);
             assert!(head.ends_with(b"Connection: close\r\n\r\n"));

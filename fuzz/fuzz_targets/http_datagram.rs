@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         let mut re = Vec::new();
         datagram::encode_header(d.quarter_stream_id, d.context_id, &mut re)
             .expect("decoded values are encodable");
-        assert_eq!(re.len(), datagram::header_len(d.quarter_stream_id, d.context_id));
+        assert_eq!(
+            re.len(),
+            datagram::header_len(d.quarter_stream_id, d.context_id)
+        );
         re.extend_from_slice(d.payload);
         assert_eq!(datagram::decode(&re), Ok(d));
     }

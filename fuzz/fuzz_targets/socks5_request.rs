@@ -36,6 +36,9 @@ fuzz_target!(|data: &[u8]| {
         socks5::encode_udp_header(&p.target, &mut re);
         re.extend_from_slice(p.payload);
         let again = socks5::parse_udp_packet(&re).expect("re-encoded datagram parses");
-        assert_eq!((again.frag, &again.target, again.payload), (0, &p.target, p.payload));
+        assert_eq!(
+            (again.frag, &again.target, again.payload),
+            (0, &p.target, p.payload)
+        );
     }
 });

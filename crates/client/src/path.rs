@@ -173,7 +173,8 @@ impl Path {
         // Outer: a fresh UDP socket per path, so successive paths share no
         // source port the ingress could link.
         let bind_addr = SocketAddr::new(bind.unwrap_or_else(|| unspecified_for(ingress.addr)), 0);
-        let outer_endpoint = quinn::Endpoint::client(bind_addr).map_err(|e| local(&e))?;
+        let outer_endpoint =
+            openrelay_transport::udp::endpoint(bind_addr, None).map_err(|e| local(&e))?;
         let outer_config = endpoint::client_config(
             ingress.key,
             &Tuning::client(idle, keepalive, OUTER_INITIAL_MTU),
@@ -352,6 +353,21 @@ impl Path {
 
     /// Closes both connections.
     pub fn close(&self, reason: &'static str) {
+        let (outer, inner) = (self.outer.stats(), self.inner.stats());
+        tracing::debug!(
+            outer_lost = outer.path.lost_packets,
+            outer_congestion_events = outer.path.congestion_events,
+            outer_mtu = outer.path.current_mtu,
+            outer_cwnd = outer.path.cwnd,
+            outer_datagrams_sent = outer.frame_tx.datagram,
+            inner_lost = inner.path.lost_packets,
+            inner_congestion_events = inner.path.congestion_events,
+            inner_mtu = inner.path.current_mtu,
+            inner_cwnd = inner.path.cwnd,
+            inner_rtt_us = inner.path.rtt.as_micros() as u64,
+            inner_sent_packets = inner.path.sent_packets,
+            "path closed"
+        );
         self.inner
             .close(quinn::VarInt::from_u32(0x100), reason.as_bytes());
         self.outer

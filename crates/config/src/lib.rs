@@ -468,7 +468,8 @@ impl ClientConfig {
                 "must be shorter than path.idle_timeout_ms",
             ));
         }
-        if self.socks == self.http {
+        // Port 0 (any free port) on both is fine: each gets its own port.
+        if self.socks == self.http && self.socks.port() != 0 {
             return Err(ConfigError::invalid("http", "must differ from `socks`"));
         }
         Ok(())

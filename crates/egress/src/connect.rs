@@ -16,7 +16,7 @@ use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use openrelay_wire::target::Target;
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::{PROXY_NAME, ServerStream, Shared, log_flow_error, log_refusal};
 
@@ -253,7 +253,7 @@ pub(crate) async fn udp(
         Err(e) => return fail(stream, e, &shared).await,
     };
     let socket = async {
-        let socket = UdpSocket::bind(local_bind(settings.outbound_bind, address)).await?;
+        let socket = openrelay_transport::udp::bind(local_bind(settings.outbound_bind, address))?;
         socket.connect(address).await?;
         Ok::<_, std::io::Error>(socket)
     };

@@ -149,12 +149,10 @@ impl Egress {
             INNER_INITIAL_MTU,
         );
         let server_config = endpoint::server_config(identity, &tuning)?;
-        let endpoint =
-            quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
-                EgressError::Bind {
-                    addr: settings.listen,
-                    source,
-                }
+        let endpoint = openrelay_transport::udp::endpoint(settings.listen, Some(server_config))
+            .map_err(|source| EgressError::Bind {
+                addr: settings.listen,
+                source,
             })?;
         Ok(Egress { endpoint, settings })
     }
@@ -253,6 +251,17 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         }
     }
     datagram_task.abort();
+    let stats = connection.stats();
+    debug!(
+        lost_packets = stats.path.lost_packets,
+        congestion_events = stats.path.congestion_events,
+        mtu = stats.path.current_mtu,
+        cwnd = stats.path.cwnd,
+        rtt_us = stats.path.rtt.as_micros() as u64,
+        sent_packets = stats.path.sent_packets,
+        datagrams_sent = stats.frame_tx.datagram,
+        "connection closed"
+    );
 }
 
 async fn handle_request(

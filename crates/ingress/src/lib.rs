@@ -29,7 +29,6 @@ use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use openrelay_wire::target::Host;
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
@@ -140,12 +139,10 @@ impl Ingress {
             OUTER_INITIAL_MTU,
         );
         let server_config = endpoint::server_config(identity, &tuning)?;
-        let endpoint =
-            quinn::Endpoint::server(server_config, settings.listen).map_err(|source| {
-                IngressError::Bind {
-                    addr: settings.listen,
-                    source,
-                }
+        let endpoint = openrelay_transport::udp::endpoint(settings.listen, Some(server_config))
+            .map_err(|source| IngressError::Bind {
+                addr: settings.listen,
+                source,
             })?;
         Ok(Ingress { endpoint, settings })
     }
@@ -246,6 +243,17 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         }
     }
     datagram_task.abort();
+    let stats = connection.stats();
+    debug!(
+        lost_packets = stats.path.lost_packets,
+        congestion_events = stats.path.congestion_events,
+        mtu = stats.path.current_mtu,
+        cwnd = stats.path.cwnd,
+        rtt_us = stats.path.rtt.as_micros() as u64,
+        sent_packets = stats.path.sent_packets,
+        datagrams_sent = stats.frame_tx.datagram,
+        "connection closed"
+    );
 }
 
 async fn respond(
@@ -338,7 +346,8 @@ async fn handle_request(
         .await;
     };
     let socket = async {
-        let socket = UdpSocket::bind(outbound_bind(shared.settings.outbound_bind, egress)).await?;
+        let socket =
+            openrelay_transport::udp::bind(outbound_bind(shared.settings.outbound_bind, egress))?;
         socket.connect(egress).await?;
         Ok::<_, std::io::Error>(socket)
     };

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{FilterFn, LevelFilter};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
 /// A value that must never appear in logs (an address, a destination).
@@ -103,11 +103,13 @@ pub enum LogError {
     AlreadySet,
 }
 
-/// Whether an event or span from `target` may be logged by a process of `role`.
-pub fn target_allowed(role: Role, target: &str) -> bool {
+/// The targets a process of `role` may log at all. Static (decided once per
+/// callsite), so disabled third-party spans cost nothing on hot paths.
+pub fn privacy_filter(role: Role) -> Targets {
     match role {
-        Role::Relay => target == "openrelay" || target.starts_with("openrelay_"),
-        Role::Client | Role::Tool => true,
+        // Target prefixes: `openrelay` covers `openrelay_egress::...` etc.
+        Role::Relay => Targets::new().with_target("openrelay", LevelFilter::TRACE),
+        Role::Client | Role::Tool => Targets::new().with_default(LevelFilter::TRACE),
     }
 }
 
@@ -131,24 +133,21 @@ pub fn init(options: &LogOptions) -> Result<(), LogError> {
             directive: options.filter.clone(),
             reason: e.to_string(),
         })?;
-    let role = options.role;
-    let privacy = FilterFn::new(move |meta| target_allowed(role, meta.target()));
-    let registry = tracing_subscriber::registry();
+    // Both filters are global: a callsite either filter disables is never
+    // enabled, and no span data is recorded for it.
+    let registry = tracing_subscriber::registry()
+        .with(privacy_filter(options.role))
+        .with(env_filter);
     let result = match &options.file {
         Some(path) => {
             let file = open_log_file(path)?;
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
-                .with_writer(Mutex::new(file))
-                .with_filter(env_filter)
-                .with_filter(privacy);
+                .with_writer(Mutex::new(file));
             registry.with(layer).try_init()
         }
         None => {
-            let layer = tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(env_filter)
-                .with_filter(privacy);
+            let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
             registry.with(layer).try_init()
         }
     };
@@ -173,17 +172,20 @@ mod tests {
 
     #[test]
     fn relays_log_only_openrelay_targets() {
-        assert!(target_allowed(Role::Relay, "openrelay_egress::tcp"));
-        assert!(target_allowed(Role::Relay, "openrelay"));
+        let relay = privacy_filter(Role::Relay);
+        let client = privacy_filter(Role::Client);
+        let trace = tracing::Level::TRACE;
+        assert!(relay.would_enable("openrelay_egress::connect", &trace));
+        assert!(relay.would_enable("openrelay", &trace));
         for foreign in [
             "quinn",
             "quinn_proto::connection",
             "h3::server",
             "rustls::conn",
-            "openrelayx",
+            "tokio",
         ] {
-            assert!(!target_allowed(Role::Relay, foreign), "{foreign}");
-            assert!(target_allowed(Role::Client, foreign), "{foreign}");
+            assert!(!relay.would_enable(foreign, &trace), "{foreign}");
+            assert!(client.would_enable(foreign, &trace), "{foreign}");
         }
     }
 

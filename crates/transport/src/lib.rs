@@ -10,6 +10,7 @@
 //! * [`udp_bridge`]: the server side of a connect-udp request: datagrams to
 //!   and from a connected UDP socket (the ingress and the egress both use it).
 //! * [`tcp_pump`]: bytes between a TCP connection and a CONNECT stream.
+//! * [`udp`]: UDP sockets and quinn endpoints with large socket buffers.
 //! * [`h3util`]: small helpers around the `h3` crate.
 
 pub mod datagrams;
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod tcp_pump;
 pub mod tls;
 pub mod tunnel_socket;
+pub mod udp;
 pub mod udp_bridge;
 
 /// ALPN of HTTP/3 (RFC 9114 §3.1).

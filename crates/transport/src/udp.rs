@@ -1,0 +1,49 @@
+//! UDP sockets with room to absorb bursts. A relay forwards packets at line
+//! rate between two sockets; with the kernel's default receive buffer (about
+//! 200 KiB) a burst overflows it and the kernel drops packets, which the inner
+//! QUIC connection reads as congestion. We ask for larger buffers; the kernel
+//! caps the request at `net.core.rmem_max` / `wmem_max` without failing.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Socket buffer size requested for relay sockets.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A non-blocking UDP socket bound to `addr`, with large buffers.
+pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Dual-stack is the OS default on Linux; be explicit so behaviour
+        // does not depend on a sysctl.
+        socket.set_only_v6(false)?;
+    }
+    // Best effort: a smaller buffer is slower, not wrong.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A tokio UDP socket bound to `addr`, with large buffers.
+pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    tokio::net::UdpSocket::from_std(bind_std(addr)?)
+}
+
+/// A quinn endpoint on a socket with large buffers; a server if
+/// `server_config` is given.
+pub fn endpoint(
+    addr: SocketAddr,
+    server_config: Option<quinn::ServerConfig>,
+) -> io::Result<quinn::Endpoint> {
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server_config,
+        bind_std(addr)?,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
