@@ -1,0 +1,20 @@
+//! Config files (TOML): any text gives a config or an error, never a panic;
+//! a config that parses serialises and parses back to itself.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use openrelay_config::{ClientConfig, RelayConfig};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(relay) = RelayConfig::from_toml(text) {
+        let again = relay.to_toml().expect("a valid config serialises");
+        assert_eq!(RelayConfig::from_toml(&again).expect("and parses back"), relay);
+    }
+    if let Ok(client) = ClientConfig::from_toml(text) {
+        let again = client.to_toml().expect("a valid config serialises");
+        assert_eq!(ClientConfig::from_toml(&again).expect("and parses back"), client);
+    }
+});
