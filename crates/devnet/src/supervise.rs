@@ -120,11 +120,17 @@ async fn start(
 }
 
 async fn stop_all(running: &mut Vec<Running>) {
-    // Closing stdin asks each child to shut down cleanly.
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    // Closing stdin asks a child to shut down cleanly. The last one started
+    // (the client) goes first, so it does not watch its relays vanish and
+    // log failovers on the way out.
+    if let Some(last) = running.last_mut() {
+        drop(last.stdin.take());
+        let _ = tokio::time::timeout_at(deadline, last.child.wait()).await;
+    }
     for r in running.iter_mut() {
         drop(r.stdin.take());
     }
-    let deadline = tokio::time::Instant::now() + STOP_GRACE;
     for r in running.iter_mut() {
         if tokio::time::timeout_at(deadline, r.child.wait())
             .await

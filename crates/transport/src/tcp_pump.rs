@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use h3::quic::{RecvStream, SendStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -81,19 +82,38 @@ pub async fn pump(
 ) {
     let (mut tcp_read, mut tcp_write) = tcp.into_split();
     let stream_to_tcp = async {
+        let mut gathered = BytesMut::with_capacity(CHUNK);
         loop {
-            match recv.recv_chunk().await {
+            let mut finished = match recv.recv_chunk().await {
                 Ok(Some(data)) => {
-                    tcp_write.write_all(&data).await.map_err(|_| ())?;
-                    counters
-                        .to_tcp
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    gathered.extend_from_slice(&data);
+                    false
                 }
-                Ok(None) => {
-                    let _ = tcp_write.shutdown().await;
-                    return Ok::<(), ()>(());
-                }
+                Ok(None) => true,
                 Err(()) => return Err(()),
+            };
+            // Chunks arrive about one QUIC packet at a time; writing each one
+            // costs a syscall. Gather what has already arrived into one write
+            // (recv_data keeps its state in the stream, so polling it once
+            // without waiting loses nothing).
+            while !finished && gathered.len() < CHUNK {
+                match recv.recv_chunk().now_or_never() {
+                    Some(Ok(Some(data))) => gathered.extend_from_slice(&data),
+                    Some(Ok(None)) => finished = true,
+                    Some(Err(())) => return Err(()),
+                    None => break,
+                }
+            }
+            if !gathered.is_empty() {
+                tcp_write.write_all(&gathered).await.map_err(|_| ())?;
+                counters
+                    .to_tcp
+                    .fetch_add(gathered.len() as u64, Ordering::Relaxed);
+                gathered.clear();
+            }
+            if finished {
+                let _ = tcp_write.shutdown().await;
+                return Ok::<(), ()>(());
             }
         }
     };

@@ -11,13 +11,18 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use h3::server::RequestStream;
 use openrelay_wire::{capsule, datagram::UDP_PAYLOAD_CONTEXT, varint};
+use quinn::udp::RecvMeta;
+use std::io::IoSliceMut;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crate::datagrams::{DatagramRouter, DatagramSender, DatagramSink, RouteError};
 
-/// Largest UDP payload we read from the socket.
-const MAX_UDP_PAYLOAD: usize = 65_535;
+/// Room for one received message: a GRO burst is at most 64 KiB.
+const RECEIVE_BUFFER: usize = 65_536;
+/// Messages taken per receive call (recvmmsg).
+const RECEIVE_BATCH: usize = 4;
 
 /// How a bridged flow ended; reported as an aggregate, never with addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,22 +116,43 @@ where
     let _route = router.register(stream_id, sink.clone())?;
 
     let socket_to_client = async {
-        let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
+        let Ok(state) = quinn::udp::UdpSocketState::new((&*socket).into()) else {
+            return BridgeEnd::SocketError;
+        };
+        // With UDP GRO the kernel hands over a whole burst of same-size
+        // datagrams in one receive (`stride` apart): one syscall per burst
+        // instead of one per packet.
+        let mut storage = vec![0u8; RECEIVE_BUFFER * RECEIVE_BATCH];
+        let mut meta = [RecvMeta::default(); RECEIVE_BATCH];
         loop {
-            match socket.recv(&mut buf).await {
-                Ok(n) => {
-                    clock.touch();
-                    counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                    // Too large for the client's path or connection gone: drop it,
-                    // as a router would; the far side's transport recovers.
-                    let _ = sender.send(&buf[..n]);
-                }
-                // A connected UDP socket reports ICMP errors from earlier sends;
-                // refused means nobody listens there (any more).
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    return BridgeEnd::SocketError;
-                }
+            if socket.readable().await.is_err() {
+                return BridgeEnd::SocketError;
+            }
+            let mut bufs: Vec<IoSliceMut<'_>> = storage
+                .chunks_mut(RECEIVE_BUFFER)
+                .map(IoSliceMut::new)
+                .collect();
+            let received = socket.try_io(Interest::READABLE, || {
+                state.recv((&*socket).into(), &mut bufs, &mut meta)
+            });
+            let count = match received {
+                Ok(count) => count,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                // A connected UDP socket reports ICMP errors from earlier sends
+                // (e.g. nobody listens there any more): the flow is over.
                 Err(_) => return BridgeEnd::SocketError,
+            };
+            clock.touch();
+            for (buf, meta) in bufs.iter().zip(&meta).take(count) {
+                let stride = meta.stride.max(1);
+                for datagram in buf[..meta.len].chunks(stride) {
+                    counters
+                        .bytes_in
+                        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                    // Too large for the client's path or connection gone: drop
+                    // it, as a router would; the far side's transport recovers.
+                    let _ = sender.send(datagram);
+                }
             }
         }
     };

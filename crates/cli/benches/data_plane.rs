@@ -1,0 +1,223 @@
+//! Data-plane benchmark: a single 1 GiB TCP download and the time to first
+//! byte of new connections, direct and through a devnet (two relays), measured
+//! in one run with curl as the client. Prints each figure and its ratio to
+//! direct. Run with `cargo bench -p openrelay --bench data_plane`
+//! (`-- --size-mib N --ttfb-runs N` to change the workload).
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+/// Serves `GET /bytes/<n>` with n bytes from a repeated block, one thread per
+/// connection: fast enough that the direct path measures curl and the kernel.
+fn start_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+fn serve(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut head = Vec::new();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.extend_from_slice(line.as_bytes());
+    }
+    let head = String::from_utf8_lossy(&head);
+    let len: u64 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|path| path.strip_prefix("/bytes/"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let header = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(header.as_bytes()).is_err() {
+        return;
+    }
+    let block = vec![0x5au8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        if stream.write_all(&block[..n]).is_err() {
+            return;
+        }
+        left -= n as u64;
+    }
+}
+
+struct Devnet {
+    child: Child,
+    socks: String,
+    _state: tempfile::TempDir,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        // Closing stdin stops the devnet's children; then stop the devnet.
+        drop(self.child.stdin.take());
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_devnet() -> Devnet {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openrelay"))
+        .args([
+            "devnet",
+            "--socks",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let socks = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("socks="))
+        .unwrap_or_else(|| panic!("devnet did not become ready: {line:?}"))
+        .to_owned();
+    Devnet {
+        child,
+        socks,
+        _state: state,
+    }
+}
+
+struct Transfer {
+    seconds: f64,
+    bytes: f64,
+    ttfb: f64,
+}
+
+fn curl(url: &str, socks: Option<&str>) -> Transfer {
+    let mut command = Command::new("curl");
+    command.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{time_total} %{size_download} %{time_starttransfer}",
+    ]);
+    if let Some(socks) = socks {
+        command.args(["--socks5-hostname", socks]);
+    }
+    let output = command.arg(url).output().unwrap();
+    assert!(
+        output.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let fields: Vec<f64> = text
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Transfer {
+        seconds: fields[0],
+        bytes: fields[1],
+        ttfb: fields[2],
+    }
+}
+
+fn gbit_per_s(t: &Transfer) -> f64 {
+    t.bytes * 8.0 / t.seconds / 1e9
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo test --benches` runs benches with --bench absent: stay quick then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("data_plane: skipped (run with `cargo bench`)");
+        return;
+    }
+    let size = arg("--size-mib", 1024) << 20;
+    let runs = arg("--ttfb-runs", 50) as usize;
+    let server = start_server();
+    let devnet = start_devnet();
+    let socks = devnet.socks.as_str();
+    let bulk_url = format!("http://127.0.0.1:{}/bytes/{size}", server.port());
+    // `localhost` so the egress resolves the name, as for real traffic.
+    let bulk_url_relay = format!("http://localhost:{}/bytes/{size}", server.port());
+    let small_url = format!("http://localhost:{}/bytes/1", server.port());
+
+    // Warm the path (first flow builds nothing now, but fills caches).
+    curl(&small_url, Some(socks));
+
+    println!("single {} MiB download, best of 3 (Gbit/s):", size >> 20);
+    let best = |socks: Option<&str>, url: &str| {
+        (0..3)
+            .map(|_| gbit_per_s(&curl(url, socks)))
+            .fold(0.0f64, f64::max)
+    };
+    let direct = best(None, &bulk_url);
+    let relay = best(Some(socks), &bulk_url_relay);
+    println!("  direct            {direct:8.2}");
+    println!(
+        "  openrelay 2 hops  {relay:8.2}   ratio to direct {:.3}",
+        relay / direct
+    );
+
+    println!("time to first byte of a new connection, {runs} runs (ms):");
+    let sample = |socks: Option<&str>| {
+        let mut ttfb: Vec<f64> = (0..runs)
+            .map(|_| curl(&small_url, socks).ttfb * 1e3)
+            .collect();
+        ttfb.sort_by(f64::total_cmp);
+        ttfb
+    };
+    let direct_ttfb = sample(None);
+    let relay_ttfb = sample(Some(socks));
+    for (name, t) in [("direct", &direct_ttfb), ("openrelay 2 hops", &relay_ttfb)] {
+        println!(
+            "  {name:<17} median {:6.3}  p90 {:6.3}",
+            percentile(t, 0.5),
+            percentile(t, 0.9)
+        );
+    }
+    let (d, r) = (percentile(&direct_ttfb, 0.5), percentile(&relay_ttfb, 0.5));
+    println!(
+        "  added by the relays (median): {:.3} ms   ratio to direct {:.2}",
+        r - d,
+        r / d
+    );
+    drop(devnet);
+}
