@@ -61,7 +61,26 @@ fn serve(mut stream: TcpStream) {
 struct Devnet {
     child: Child,
     socks: String,
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Devnet {
+    /// CPU time (user + system, seconds) used so far by each component.
+    fn cpu_seconds(&self) -> Vec<(String, f64)> {
+        let pids = std::fs::read_to_string(self.state.path().join("devnet.pids")).unwrap();
+        pids.lines()
+            .filter_map(|line| {
+                let (name, pid) = line.split_once(' ')?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // Fields after the command name (which may contain spaces).
+                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ticks: f64 =
+                    fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+                // /proc reports USER_HZ ticks, 100 per second on Linux.
+                Some((name.to_owned(), ticks / 100.0))
+            })
+            .collect()
+    }
 }
 
 impl Drop for Devnet {
@@ -105,7 +124,7 @@ fn start_devnet() -> Devnet {
     Devnet {
         child,
         socks,
-        _state: state,
+        state,
     }
 }
 
@@ -189,12 +208,22 @@ fn main() {
             .fold(0.0f64, f64::max)
     };
     let direct = best(None, &bulk_url);
+    let cpu_before = devnet.cpu_seconds();
     let relay = best(Some(socks), &bulk_url_relay);
+    let cpu_after = devnet.cpu_seconds();
     println!("  direct            {direct:8.2}");
     println!(
         "  openrelay 2 hops  {relay:8.2}   ratio to direct {:.3}",
         relay / direct
     );
+
+    println!("CPU seconds per GiB carried, by component (each hop's own cost):");
+    let gib = 3.0 * size as f64 / f64::from(1u32 << 30);
+    for ((name, before), (_, after)) in cpu_before.iter().zip(&cpu_after) {
+        if after > before {
+            println!("  {name:<17} {:6.2}", (after - before) / gib);
+        }
+    }
 
     println!("time to first byte of a new connection, {runs} runs (ms):");
     let sample = |socks: Option<&str>| {
