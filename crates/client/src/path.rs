@@ -4,7 +4,7 @@
 //! ingress sees only the outer connection; the egress sees the inner one
 //! arriving from the ingress's address.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use bytes::Bytes;
 use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route};
 use openrelay_transport::endpoint::{self, INNER_INITIAL_MTU, OUTER_INITIAL_MTU, Tuning};
-use openrelay_transport::h3util;
 use openrelay_transport::tunnel_socket::TunnelSocket;
+use openrelay_transport::{h3util, udp};
 use openrelay_wire::target::Target;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -108,13 +108,6 @@ impl Drop for Path {
     }
 }
 
-fn unspecified_for(addr: SocketAddr) -> IpAddr {
-    match addr {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    }
-}
-
 async fn with_timeout<T>(
     limit: Duration,
     hop: Hop,
@@ -172,9 +165,8 @@ impl Path {
 
         // Outer: a fresh UDP socket per path, so successive paths share no
         // source port the ingress could link.
-        let bind_addr = SocketAddr::new(bind.unwrap_or_else(|| unspecified_for(ingress.addr)), 0);
         let outer_endpoint =
-            openrelay_transport::udp::endpoint(bind_addr, None).map_err(|e| local(&e))?;
+            udp::endpoint(udp::local_for(bind, ingress.addr), None).map_err(|e| local(&e))?;
         let outer_config = endpoint::client_config(
             ingress.key,
             &Tuning::client(idle, keepalive, OUTER_INITIAL_MTU),
@@ -353,21 +345,8 @@ impl Path {
 
     /// Closes both connections.
     pub fn close(&self, reason: &'static str) {
-        let (outer, inner) = (self.outer.stats(), self.inner.stats());
-        tracing::debug!(
-            outer_lost = outer.path.lost_packets,
-            outer_congestion_events = outer.path.congestion_events,
-            outer_mtu = outer.path.current_mtu,
-            outer_cwnd = outer.path.cwnd,
-            outer_datagrams_sent = outer.frame_tx.datagram,
-            inner_lost = inner.path.lost_packets,
-            inner_congestion_events = inner.path.congestion_events,
-            inner_mtu = inner.path.current_mtu,
-            inner_cwnd = inner.path.cwnd,
-            inner_rtt_us = inner.path.rtt.as_micros() as u64,
-            inner_sent_packets = inner.path.sent_packets,
-            "path closed"
-        );
+        endpoint::log_connection_stats(&self.outer, "outer");
+        endpoint::log_connection_stats(&self.inner, "inner");
         self.inner
             .close(quinn::VarInt::from_u32(0x100), reason.as_bytes());
         self.outer

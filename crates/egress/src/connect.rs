@@ -2,23 +2,21 @@
 //! statuses and Proxy-Status error types (RFC 9209 §2.3), so the client can
 //! give its app a precise answer (a SOCKS reply code, an HTTP status).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use openrelay_policy::Refusal;
-use openrelay_transport::datagrams::DatagramRouter;
-use openrelay_transport::h3util::CAPSULE_PROTOCOL;
-use openrelay_transport::tcp_pump::{self, PumpCounters};
-use openrelay_transport::udp_bridge::{self, BridgeCounters};
+use openrelay_transport::server::{self, RequestContext, ServerStream};
+use openrelay_transport::{tcp_pump, udp, udp_bridge};
 use openrelay_wire::masque;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use openrelay_wire::target::Target;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::{PROXY_NAME, ServerStream, Shared, log_flow_error, log_refusal};
+use crate::{PROXY_NAME, Shared, log_flow_error, log_refusal};
 
 /// Why a flow could not be opened. Carries no address or name.
 #[derive(Debug, thiserror::Error)]
@@ -104,22 +102,6 @@ impl FlowError {
     }
 }
 
-/// Answers `stream` with an error status (and Proxy-Status) and ends it.
-pub(crate) async fn refuse(
-    mut stream: ServerStream,
-    status: http::StatusCode,
-    error: Option<ProxyErrorType>,
-) {
-    let mut response = http::Response::builder().status(status);
-    if let Some(error) = error {
-        response = response.header("proxy-status", proxy_status::format(PROXY_NAME, error));
-    }
-    if let Ok(response) = response.body(()) {
-        let _ = stream.send_response(response).await;
-        let _ = stream.finish().await;
-    }
-}
-
 async fn fail(stream: ServerStream, error: FlowError, shared: &Shared) {
     match &error {
         FlowError::Refused(_) | FlowError::BadTarget => {
@@ -131,16 +113,13 @@ async fn fail(stream: ServerStream, error: FlowError, shared: &Shared) {
             log_flow_error(&error);
         }
     }
-    refuse(stream, error.status(), Some(error.proxy_error())).await;
-}
-
-fn local_bind(bind: Option<IpAddr>, destination: SocketAddr) -> SocketAddr {
-    match (bind, destination) {
-        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_))
-        | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => SocketAddr::new(ip, 0),
-        (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-        (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
-    }
+    server::respond_error(
+        stream,
+        error.status(),
+        PROXY_NAME,
+        Some(error.proxy_error()),
+    )
+    .await;
 }
 
 async fn connect_one(destination: SocketAddr, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
@@ -149,7 +128,7 @@ async fn connect_one(destination: SocketAddr, bind: Option<IpAddr>) -> std::io::
     } else {
         TcpSocket::new_v6()?
     };
-    socket.bind(local_bind(bind, destination))?;
+    socket.bind(udp::local_for(bind, destination))?;
     socket.set_nodelay(true)?;
     socket.connect(destination).await
 }
@@ -177,7 +156,12 @@ async fn connect_tcp(
 
 /// `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel in the request stream's
 /// DATA frames. A TCP error becomes a stream reset with H3_CONNECT_ERROR.
-pub(crate) async fn tcp(request: http::Request<()>, mut stream: ServerStream, shared: Arc<Shared>) {
+pub(crate) async fn tcp(
+    request: http::Request<()>,
+    mut stream: ServerStream,
+    context: RequestContext,
+    shared: Arc<Shared>,
+) {
     let target = match request
         .uri()
         .authority()
@@ -203,29 +187,15 @@ pub(crate) async fn tcp(request: http::Request<()>, mut stream: ServerStream, sh
         Ok(tcp) => tcp,
         Err(e) => return fail(stream, e, &shared).await,
     };
-    let Ok(ok) = http::Response::builder()
-        .status(http::StatusCode::OK)
-        .body(())
-    else {
-        return;
-    };
-    if stream.send_response(ok).await.is_err() {
+    if !server::respond_ok(&mut stream, false).await {
         return;
     }
     shared.stats.tcp_flows.fetch_add(1, Ordering::Relaxed);
     let (send, recv) = stream.split();
-    let counters = PumpCounters::default();
     tokio::select! {
-        () = tcp_pump::pump(tcp, send, recv, Bytes::new(), &counters) => {}
-        () = shared.shutting_down() => {}
+        () = tcp_pump::pump(tcp, send, recv, Bytes::new(), &shared.stats.tcp) => {}
+        () = context.shutdown.wait() => {}
     }
-    let stats = &shared.stats;
-    stats
-        .bytes_out
-        .fetch_add(counters.to_tcp.load(Ordering::Relaxed), Ordering::Relaxed);
-    stats
-        .bytes_in
-        .fetch_add(counters.from_tcp.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// connect-udp (RFC 9298 §3.4): resolve, check, then bridge datagrams to a
@@ -233,8 +203,7 @@ pub(crate) async fn tcp(request: http::Request<()>, mut stream: ServerStream, sh
 pub(crate) async fn udp(
     request: http::Request<()>,
     mut stream: ServerStream,
-    connection: quinn::Connection,
-    router: Arc<DatagramRouter>,
+    context: RequestContext,
     shared: Arc<Shared>,
 ) {
     let target = match masque::parse_udp_path(request.uri().path()) {
@@ -253,7 +222,7 @@ pub(crate) async fn udp(
         Err(e) => return fail(stream, e, &shared).await,
     };
     let socket = async {
-        let socket = openrelay_transport::udp::bind(local_bind(settings.outbound_bind, address))?;
+        let socket = udp::bind(udp::local_for(settings.outbound_bind, address))?;
         socket.connect(address).await?;
         Ok::<_, std::io::Error>(socket)
     };
@@ -261,37 +230,21 @@ pub(crate) async fn udp(
         Ok(socket) => Arc::new(socket),
         Err(e) => return fail(stream, FlowError::from_io(&e), &shared).await,
     };
-    let Ok(ok) = http::Response::builder()
-        .status(http::StatusCode::OK)
-        .header(CAPSULE_PROTOCOL, "?1")
-        .body(())
-    else {
-        return;
-    };
-    // The route is registered inside the bridge before datagrams can flow back;
-    // datagrams the client sends before our 200 arrives may be dropped (RFC 9298 §5).
-    if stream.send_response(ok).await.is_err() {
+    // Datagrams the client sends before our 200 arrives may be dropped
+    // (RFC 9298 §5); the bridge registers its route before it returns.
+    if !server::respond_ok(&mut stream, true).await {
         return;
     }
     shared.stats.udp_flows.fetch_add(1, Ordering::Relaxed);
-    let counters = Arc::new(BridgeCounters::default());
     let end = udp_bridge::run(
-        &router,
-        connection,
+        &context.router,
+        context.connection.clone(),
         stream,
         socket,
         settings.udp_idle_timeout,
-        Arc::clone(&counters),
-        shared.shutting_down(),
+        Arc::clone(&shared.stats.udp),
+        context.shutdown.wait(),
     )
     .await;
-    let stats = &shared.stats;
-    stats.bytes_out.fetch_add(
-        counters.bytes_out.load(Ordering::Relaxed),
-        Ordering::Relaxed,
-    );
-    stats
-        .bytes_in
-        .fetch_add(counters.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
     tracing::debug!(end = ?end.ok(), "udp flow ended");
 }

@@ -21,16 +21,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use h3::ext::Protocol;
 use openrelay_config::{EgressConfig, RelayConfig};
 use openrelay_policy::DestinationPolicy;
-use openrelay_transport::datagrams::DatagramRouter;
 use openrelay_transport::endpoint::{self, INNER_INITIAL_MTU, Tuning};
 use openrelay_transport::identity::Identity;
+use openrelay_transport::server::{
+    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
+};
+use openrelay_transport::tcp_pump::PumpCounters;
 use openrelay_transport::tls::TlsError;
+use openrelay_transport::udp_bridge::BridgeCounters;
 use openrelay_wire::proxy_status::ProxyErrorType;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 pub use connect::FlowError;
@@ -103,8 +105,6 @@ impl EgressSettings {
 /// Aggregate counters (no per-client or per-destination data).
 #[derive(Debug, Default)]
 pub struct EgressStats {
-    /// Client connections accepted.
-    pub connections: AtomicU64,
     /// TCP flows opened.
     pub tcp_flows: AtomicU64,
     /// UDP flows opened.
@@ -113,23 +113,25 @@ pub struct EgressStats {
     pub refused: AtomicU64,
     /// Requests whose destination could not be reached.
     pub failed: AtomicU64,
-    /// Payload bytes sent to destinations.
-    pub bytes_out: AtomicU64,
-    /// Payload bytes received from destinations.
-    pub bytes_in: AtomicU64,
+    /// TCP payload bytes (to destinations: `to_tcp`).
+    pub tcp: PumpCounters,
+    /// UDP payload bytes (to destinations: `bytes_out`).
+    pub udp: Arc<BridgeCounters>,
 }
 
 pub(crate) struct Shared {
     pub(crate) settings: EgressSettings,
     pub(crate) stats: EgressStats,
-    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-impl Shared {
-    pub(crate) async fn shutting_down(&self) {
-        let mut shutdown = self.shutdown.clone();
-        // An error means the sender is gone, which is also a shutdown.
-        let _ = shutdown.wait_for(|stop| *stop).await;
+impl RequestHandler for Shared {
+    fn handle(
+        self: Arc<Self>,
+        request: http::Request<()>,
+        stream: ServerStream,
+        context: RequestContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        handle_request(request, stream, context, self)
     }
 }
 
@@ -164,126 +166,56 @@ impl Egress {
 
     /// Serves clients until `shutdown` resolves, then closes connections.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             settings: self.settings,
             stats: EgressStats::default(),
-            shutdown: stop_rx,
         });
+        let counters = Arc::new(ServerCounters::default());
         info!("egress relay serving");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                incoming = self.endpoint.accept() => {
-                    let Some(incoming) = incoming else { break };
-                    tokio::spawn(handle_connection(incoming, Arc::clone(&shared)));
-                }
-                () = &mut shutdown => break,
-            }
-        }
-        let _ = stop_tx.send(true);
-        self.endpoint
-            .close(quinn::VarInt::from_u32(0x100), b"shutting down");
-        // Give CONNECTION_CLOSE frames a moment to leave.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        server::serve(
+            self.endpoint,
+            Arc::clone(&shared),
+            Arc::clone(&counters),
+            shutdown,
+        )
+        .await;
         let stats = &shared.stats;
         info!(
-            connections = stats.connections.load(Ordering::Relaxed),
+            connections = counters.connections.load(Ordering::Relaxed),
             tcp_flows = stats.tcp_flows.load(Ordering::Relaxed),
             udp_flows = stats.udp_flows.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),
             failed = stats.failed.load(Ordering::Relaxed),
-            bytes_out = stats.bytes_out.load(Ordering::Relaxed),
-            bytes_in = stats.bytes_in.load(Ordering::Relaxed),
+            tcp_bytes_out = stats.tcp.to_tcp.load(Ordering::Relaxed),
+            tcp_bytes_in = stats.tcp.from_tcp.load(Ordering::Relaxed),
+            udp_bytes_out = stats.udp.bytes_out.load(Ordering::Relaxed),
+            udp_bytes_in = stats.udp.bytes_in.load(Ordering::Relaxed),
             "egress relay stopped"
         );
     }
 }
 
-type ServerStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
-
-async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
-    let connection = match incoming.await {
-        Ok(connection) => connection,
-        Err(e) => {
-            debug!(error = %e, "handshake failed");
-            return;
-        }
-    };
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let h3_connection = h3::server::builder()
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
-        .await;
-    let mut h3_connection = match h3_connection {
-        Ok(c) => c,
-        Err(e) => {
-            debug!(error = %e, "HTTP/3 setup failed");
-            return;
-        }
-    };
-    let router = DatagramRouter::new();
-    let datagram_task = tokio::spawn(Arc::clone(&router).run(connection.clone()));
-    loop {
-        tokio::select! {
-            accepted = h3_connection.accept() => match accepted {
-                Ok(Some(resolver)) => {
-                    let shared = Arc::clone(&shared);
-                    let router = Arc::clone(&router);
-                    let connection = connection.clone();
-                    tokio::spawn(async move {
-                        match resolver.resolve_request().await {
-                            Ok((request, stream)) => {
-                                handle_request(request, stream, connection, router, shared).await;
-                            }
-                            Err(e) => debug!(error = %e, "malformed request"),
-                        }
-                    });
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(error = %e, "connection ended");
-                    break;
-                }
-            },
-            () = shared.shutting_down() => break,
-        }
-    }
-    datagram_task.abort();
-    let stats = connection.stats();
-    debug!(
-        lost_packets = stats.path.lost_packets,
-        congestion_events = stats.path.congestion_events,
-        mtu = stats.path.current_mtu,
-        cwnd = stats.path.cwnd,
-        rtt_us = stats.path.rtt.as_micros() as u64,
-        sent_packets = stats.path.sent_packets,
-        datagrams_sent = stats.frame_tx.datagram,
-        "connection closed"
-    );
-}
-
 async fn handle_request(
     request: http::Request<()>,
     stream: ServerStream,
-    connection: quinn::Connection,
-    router: Arc<DatagramRouter>,
+    context: RequestContext,
     shared: Arc<Shared>,
 ) {
     let protocol = request.extensions().get::<Protocol>().copied();
     match (request.method(), protocol) {
-        (&http::Method::CONNECT, None) => connect::tcp(request, stream, shared).await,
+        (&http::Method::CONNECT, None) => connect::tcp(request, stream, context, shared).await,
         (&http::Method::CONNECT, Some(p)) if p == Protocol::CONNECT_UDP => {
-            connect::udp(request, stream, connection, router, shared).await;
+            connect::udp(request, stream, context, shared).await;
         }
         (&http::Method::CONNECT, Some(_)) => {
-            connect::refuse(stream, http::StatusCode::NOT_IMPLEMENTED, None).await;
+            server::respond_error(stream, http::StatusCode::NOT_IMPLEMENTED, PROXY_NAME, None)
+                .await;
         }
         _ => {
-            connect::refuse(
+            server::respond_error(
                 stream,
                 http::StatusCode::METHOD_NOT_ALLOWED,
+                PROXY_NAME,
                 Some(ProxyErrorType::HttpRequestDenied),
             )
             .await;

@@ -11,25 +11,25 @@ mod limiter;
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use h3::ext::Protocol;
 use openrelay_config::RelayConfig;
 use openrelay_log::Sensitive;
-use openrelay_transport::datagrams::DatagramRouter;
 use openrelay_transport::endpoint::{self, OUTER_INITIAL_MTU, Tuning};
-use openrelay_transport::h3util::CAPSULE_PROTOCOL;
 use openrelay_transport::identity::Identity;
+use openrelay_transport::server::{
+    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
+};
 use openrelay_transport::tls::TlsError;
+use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
-use openrelay_wire::proxy_status::{self, ProxyErrorType};
+use openrelay_wire::proxy_status::ProxyErrorType;
 use openrelay_wire::target::Host;
-use tokio::sync::watch;
 use tracing::{debug, info};
 
 pub use limiter::{TunnelLimiter, TunnelPermit};
@@ -94,29 +94,28 @@ impl IngressSettings {
 /// Aggregate counters.
 #[derive(Debug, Default)]
 pub struct IngressStats {
-    /// Client connections accepted.
-    pub connections: AtomicU64,
     /// Tunnels opened.
     pub tunnels: AtomicU64,
     /// Requests refused (wrong method, unknown target, over the limit).
     pub refused: AtomicU64,
-    /// Bytes relayed towards egress relays.
-    pub bytes_out: AtomicU64,
-    /// Bytes relayed towards clients.
-    pub bytes_in: AtomicU64,
+    /// Bytes relayed (towards egress relays: `bytes_out`).
+    pub bytes: Arc<BridgeCounters>,
 }
 
 struct Shared {
     settings: IngressSettings,
     limiter: TunnelLimiter,
     stats: IngressStats,
-    shutdown: watch::Receiver<bool>,
 }
 
-impl Shared {
-    async fn shutting_down(&self) {
-        let mut shutdown = self.shutdown.clone();
-        let _ = shutdown.wait_for(|stop| *stop).await;
+impl RequestHandler for Shared {
+    fn handle(
+        self: Arc<Self>,
+        request: http::Request<()>,
+        stream: ServerStream,
+        context: RequestContext,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        handle_request(request, stream, context, self)
     }
 }
 
@@ -154,124 +153,37 @@ impl Ingress {
 
     /// Serves clients until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             limiter: TunnelLimiter::new(self.settings.max_tunnels_per_client),
             settings: self.settings,
             stats: IngressStats::default(),
-            shutdown: stop_rx,
         });
+        let counters = Arc::new(ServerCounters::default());
         info!(
             egress_relays = shared.settings.egress_relays.len(),
             "ingress relay serving"
         );
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                incoming = self.endpoint.accept() => {
-                    let Some(incoming) = incoming else { break };
-                    tokio::spawn(handle_connection(incoming, Arc::clone(&shared)));
-                }
-                () = &mut shutdown => break,
-            }
-        }
-        let _ = stop_tx.send(true);
-        self.endpoint
-            .close(quinn::VarInt::from_u32(0x100), b"shutting down");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        server::serve(
+            self.endpoint,
+            Arc::clone(&shared),
+            Arc::clone(&counters),
+            shutdown,
+        )
+        .await;
         let stats = &shared.stats;
         info!(
-            connections = stats.connections.load(Ordering::Relaxed),
+            connections = counters.connections.load(Ordering::Relaxed),
             tunnels = stats.tunnels.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),
-            bytes_out = stats.bytes_out.load(Ordering::Relaxed),
-            bytes_in = stats.bytes_in.load(Ordering::Relaxed),
+            bytes_out = stats.bytes.bytes_out.load(Ordering::Relaxed),
+            bytes_in = stats.bytes.bytes_in.load(Ordering::Relaxed),
             "ingress relay stopped"
         );
     }
 }
 
-type ServerStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
-
-async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
-    let client = Sensitive(incoming.remote_address().ip());
-    let connection = match incoming.await {
-        Ok(connection) => connection,
-        Err(e) => {
-            debug!(error = %e, "handshake failed");
-            return;
-        }
-    };
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let h3_connection = h3::server::builder()
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
-        .await;
-    let mut h3_connection = match h3_connection {
-        Ok(c) => c,
-        Err(e) => {
-            debug!(error = %e, "HTTP/3 setup failed");
-            return;
-        }
-    };
-    let router = DatagramRouter::new();
-    let datagram_task = tokio::spawn(Arc::clone(&router).run(connection.clone()));
-    loop {
-        tokio::select! {
-            accepted = h3_connection.accept() => match accepted {
-                Ok(Some(resolver)) => {
-                    let shared = Arc::clone(&shared);
-                    let router = Arc::clone(&router);
-                    let connection = connection.clone();
-                    tokio::spawn(async move {
-                        match resolver.resolve_request().await {
-                            Ok((request, stream)) => {
-                                handle_request(request, stream, client, connection, router, shared).await;
-                            }
-                            Err(e) => debug!(error = %e, "malformed request"),
-                        }
-                    });
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(error = %e, "connection ended");
-                    break;
-                }
-            },
-            () = shared.shutting_down() => break,
-        }
-    }
-    datagram_task.abort();
-    let stats = connection.stats();
-    debug!(
-        lost_packets = stats.path.lost_packets,
-        congestion_events = stats.path.congestion_events,
-        mtu = stats.path.current_mtu,
-        cwnd = stats.path.cwnd,
-        rtt_us = stats.path.rtt.as_micros() as u64,
-        sent_packets = stats.path.sent_packets,
-        datagrams_sent = stats.frame_tx.datagram,
-        "connection closed"
-    );
-}
-
-async fn respond(
-    stream: &mut ServerStream,
-    status: http::StatusCode,
-    error: Option<ProxyErrorType>,
-) {
-    let mut response = http::Response::builder().status(status);
-    if let Some(error) = error {
-        response = response.header("proxy-status", proxy_status::format(PROXY_NAME, error));
-    }
-    if let Ok(response) = response.body(()) {
-        let _ = stream.send_response(response).await;
-    }
-}
-
 async fn refuse(
-    mut stream: ServerStream,
+    stream: ServerStream,
     status: http::StatusCode,
     error: ProxyErrorType,
     reason: &'static str,
@@ -279,9 +191,10 @@ async fn refuse(
 ) {
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
     debug!(reason, "request refused");
-    respond(&mut stream, status, Some(error)).await;
-    let _ = stream.finish().await;
+    server::respond_error(stream, status, PROXY_NAME, Some(error)).await;
 }
+
+const NOT_CONNECT_UDP: &str = "not connect-udp";
 
 /// Which egress relay a request asks for, if it is one we forward to.
 pub fn requested_egress(
@@ -291,7 +204,7 @@ pub fn requested_egress(
     if request.method() != http::Method::CONNECT
         || request.extensions().get::<Protocol>() != Some(&Protocol::CONNECT_UDP)
     {
-        return Err("not connect-udp");
+        return Err(NOT_CONNECT_UDP);
     }
     let target = masque::parse_udp_path(request.uri().path()).map_err(|_| "malformed target")?;
     let Host::Ip(ip) = target.host else {
@@ -305,21 +218,10 @@ pub fn requested_egress(
     }
 }
 
-fn outbound_bind(bind: Option<IpAddr>, egress: SocketAddr) -> SocketAddr {
-    match (bind, egress) {
-        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_))
-        | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => SocketAddr::new(ip, 0),
-        (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-        (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
-    }
-}
-
 async fn handle_request(
     request: http::Request<()>,
     mut stream: ServerStream,
-    client: Sensitive<IpAddr>,
-    connection: quinn::Connection,
-    router: Arc<DatagramRouter>,
+    context: RequestContext,
     shared: Arc<Shared>,
 ) {
     // RFC 9298 §3.4 lets a proxy refuse any target; we forward only to egress
@@ -327,7 +229,7 @@ async fn handle_request(
     let egress = match requested_egress(&request, &shared.settings.egress_relays) {
         Ok(egress) => egress,
         Err(reason) => {
-            let error = if reason == "not connect-udp" {
+            let error = if reason == NOT_CONNECT_UDP {
                 ProxyErrorType::HttpRequestDenied
             } else {
                 ProxyErrorType::DestinationIpProhibited
@@ -335,6 +237,8 @@ async fn handle_request(
             return refuse(stream, http::StatusCode::FORBIDDEN, error, reason, &shared).await;
         }
     };
+    // The client's address, held only for the per-client limit.
+    let client = Sensitive(context.connection.remote_address().ip());
     let Some(_permit) = shared.limiter.acquire(client) else {
         return refuse(
             stream,
@@ -346,53 +250,29 @@ async fn handle_request(
         .await;
     };
     let socket = async {
-        let socket =
-            openrelay_transport::udp::bind(outbound_bind(shared.settings.outbound_bind, egress))?;
+        let socket = udp::bind(udp::local_for(shared.settings.outbound_bind, egress))?;
         socket.connect(egress).await?;
         Ok::<_, std::io::Error>(socket)
     };
-    let socket = match socket.await {
-        Ok(socket) => Arc::new(socket),
-        Err(_) => {
-            respond(
-                &mut stream,
-                http::StatusCode::BAD_GATEWAY,
-                Some(ProxyErrorType::DestinationUnavailable),
-            )
+    let Ok(socket) = socket.await else {
+        let error = Some(ProxyErrorType::DestinationUnavailable);
+        return server::respond_error(stream, http::StatusCode::BAD_GATEWAY, PROXY_NAME, error)
             .await;
-            return;
-        }
     };
-    let Ok(ok) = http::Response::builder()
-        .status(http::StatusCode::OK)
-        .header(CAPSULE_PROTOCOL, "?1")
-        .body(())
-    else {
-        return;
-    };
-    if stream.send_response(ok).await.is_err() {
+    if !server::respond_ok(&mut stream, true).await {
         return;
     }
     shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
-    let counters = Arc::new(BridgeCounters::default());
     let end = udp_bridge::run(
-        &router,
-        connection,
+        &context.router,
+        context.connection.clone(),
         stream,
-        socket,
+        Arc::new(socket),
         shared.settings.tunnel_idle_timeout,
-        Arc::clone(&counters),
-        shared.shutting_down(),
+        Arc::clone(&shared.stats.bytes),
+        context.shutdown.wait(),
     )
     .await;
-    let stats = &shared.stats;
-    stats.bytes_out.fetch_add(
-        counters.bytes_out.load(Ordering::Relaxed),
-        Ordering::Relaxed,
-    );
-    stats
-        .bytes_in
-        .fetch_add(counters.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
     debug!(end = ?end.ok(), "tunnel closed");
 }
 

@@ -117,3 +117,20 @@ pub fn client_config(pin: KeyPin, tuning: &Tuning) -> Result<quinn::ClientConfig
     config.transport_config(Arc::new(tuning.transport()));
     Ok(config)
 }
+
+/// Logs a connection's transport statistics at debug level: aggregates only,
+/// no addresses. `which` names the connection (`outer`, `inner`, `client`).
+pub fn log_connection_stats(connection: &quinn::Connection, which: &'static str) {
+    let stats = connection.stats();
+    tracing::debug!(
+        which,
+        lost_packets = stats.path.lost_packets,
+        congestion_events = stats.path.congestion_events,
+        mtu = stats.path.current_mtu,
+        cwnd = stats.path.cwnd,
+        rtt_us = stats.path.rtt.as_micros() as u64,
+        sent_packets = stats.path.sent_packets,
+        datagrams_sent = stats.frame_tx.datagram,
+        "connection statistics"
+    );
+}

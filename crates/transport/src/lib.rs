@@ -9,6 +9,7 @@
 //!   of another connection; the client runs its inner QUIC connection over it.
 //! * [`udp_bridge`]: the server side of a connect-udp request: datagrams to
 //!   and from a connected UDP socket (the ingress and the egress both use it).
+//! * [`server`]: the HTTP/3 server loop both relays run.
 //! * [`tcp_pump`]: bytes between a TCP connection and a CONNECT stream.
 //! * [`udp`]: UDP sockets and quinn endpoints with large socket buffers.
 //! * [`h3util`]: small helpers around the `h3` crate.
@@ -17,6 +18,7 @@ pub mod datagrams;
 pub mod endpoint;
 pub mod h3util;
 pub mod identity;
+pub mod server;
 pub mod tcp_pump;
 pub mod tls;
 pub mod tunnel_socket;

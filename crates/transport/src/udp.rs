@@ -5,7 +5,7 @@
 //! caps the request at `net.core.rmem_max` / `wmem_max` without failing.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -46,4 +46,15 @@ pub fn endpoint(
         bind_std(addr)?,
         Arc::new(quinn::TokioRuntime),
     )
+}
+
+/// The local address for a socket towards `peer`: `bind` if it is of the same
+/// family, else the unspecified address of the peer's family; port 0.
+pub fn local_for(bind: Option<IpAddr>, peer: SocketAddr) -> SocketAddr {
+    match (bind, peer) {
+        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_))
+        | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => SocketAddr::new(ip, 0),
+        (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+        (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    }
 }
