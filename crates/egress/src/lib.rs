@@ -24,13 +24,12 @@ use std::time::Duration;
 use h3::ext::Protocol;
 use openrelay_config::{EgressConfig, RelayConfig};
 use openrelay_policy::DestinationPolicy;
-use openrelay_transport::endpoint::{self, INNER_INITIAL_MTU, Tuning};
+use openrelay_transport::endpoint::{INNER_INITIAL_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
+    self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
 };
 use openrelay_transport::tcp_pump::PumpCounters;
-use openrelay_transport::tls::TlsError;
 use openrelay_transport::udp_bridge::BridgeCounters;
 use openrelay_wire::proxy_status::ProxyErrorType;
 use tracing::{debug, info, warn};
@@ -44,17 +43,9 @@ pub const PROXY_NAME: &str = "openrelay-egress";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EgressError {
-    /// The QUIC socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured listen address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// TLS setup failed.
+    /// The QUIC server could not start.
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    Start(#[from] StartError),
     /// The relay was configured with another role.
     #[error("this config is for an {0} relay, not an egress")]
     WrongRole(openrelay_config::RelayRole),
@@ -150,12 +141,7 @@ impl Egress {
             settings.max_flows_per_connection,
             INNER_INITIAL_MTU,
         );
-        let server_config = endpoint::server_config(identity, &tuning)?;
-        let endpoint = openrelay_transport::udp::endpoint(settings.listen, Some(server_config))
-            .map_err(|source| EgressError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+        let endpoint = server::bind(settings.listen, identity, &tuning)?;
         Ok(Egress { endpoint, settings })
     }
 

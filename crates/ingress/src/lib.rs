@@ -19,12 +19,11 @@ use std::time::Duration;
 use h3::ext::Protocol;
 use openrelay_config::RelayConfig;
 use openrelay_log::Sensitive;
-use openrelay_transport::endpoint::{self, OUTER_INITIAL_MTU, Tuning};
+use openrelay_transport::endpoint::{OUTER_INITIAL_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
+    self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
 };
-use openrelay_transport::tls::TlsError;
 use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
@@ -41,17 +40,9 @@ pub const PROXY_NAME: &str = "openrelay-ingress";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IngressError {
-    /// The QUIC socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured listen address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// TLS setup failed.
+    /// The QUIC server could not start.
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    Start(#[from] StartError),
     /// The relay was configured with another role.
     #[error("this config is for an {0} relay, not an ingress")]
     WrongRole(openrelay_config::RelayRole),
@@ -137,12 +128,7 @@ impl Ingress {
             max_streams.saturating_add(4),
             OUTER_INITIAL_MTU,
         );
-        let server_config = endpoint::server_config(identity, &tuning)?;
-        let endpoint = openrelay_transport::udp::endpoint(settings.listen, Some(server_config))
-            .map_err(|source| IngressError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+        let endpoint = server::bind(settings.listen, identity, &tuning)?;
         Ok(Ingress { endpoint, settings })
     }
 

@@ -5,6 +5,7 @@
 //! wait on.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +16,10 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::datagrams::DatagramRouter;
-use crate::endpoint::log_connection_stats;
+use crate::endpoint::{self, Tuning, log_connection_stats};
+use crate::identity::Identity;
+use crate::tls::TlsError;
+use crate::udp;
 
 /// A request stream on the server side.
 pub type ServerStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -54,6 +58,36 @@ pub trait RequestHandler: Send + Sync + 'static {
         stream: ServerStream,
         context: RequestContext,
     ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// Why a relay's QUIC server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured listen address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A relay's QUIC endpoint on `listen`, authenticated by `identity`.
+pub fn bind(
+    listen: SocketAddr,
+    identity: &Identity,
+    tuning: &Tuning,
+) -> Result<quinn::Endpoint, StartError> {
+    let server_config = endpoint::server_config(identity, tuning)?;
+    udp::endpoint(listen, Some(server_config)).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })
 }
 
 /// Connections accepted by [`serve`].
