@@ -1,0 +1,215 @@
+//! "No logs of who or where": with every component logging at `trace`, a
+//! devnet carries TCP (SOCKS5 by name and by IP, the HTTP proxy forwarding and
+//! tunnelling), UDP (by IP and by name) and refused or failing flows; then the
+//! relay logs are searched for every destination (names, addresses, ports,
+//! paths) and for the client's address and ports. The client may log
+//! destinations, but only at debug level and below.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Devnet, SocksUdp, events, fetch, port_mentions, servers};
+use openrelay_wire::target::Target;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_never_log_destinations_or_client_addresses_at_trace_level() {
+    let mut devnet = Devnet::start_with(2, "trace");
+    let servers = servers();
+    let (http_port, udp_port) = (servers.http.port(), servers.udp.port());
+    let closed_port = common::closed_port();
+    let closed = closed_port.port;
+    let socks = devnet.socks.to_string();
+    let http_proxy = format!("http://{}", devnet.http);
+
+    // TCP, every way in.
+    for (what, proxy, url) in [
+        (
+            "socks5 by name",
+            vec!["--socks5-hostname", socks.as_str()],
+            format!("http://localhost:{http_port}/bytes/100000"),
+        ),
+        (
+            "socks5 by IP",
+            vec!["--socks5", socks.as_str()],
+            format!("http://127.0.0.1:{http_port}/bytes/100000"),
+        ),
+        (
+            "http proxy",
+            vec!["-x", http_proxy.as_str()],
+            format!("http://127.0.0.1:{http_port}/bytes/100000"),
+        ),
+        (
+            "http proxy CONNECT",
+            vec!["-p", "-x", http_proxy.as_str()],
+            format!("http://localhost:{http_port}/bytes/100000"),
+        ),
+    ] {
+        fetch(&proxy, &url, LIMIT).await.assert_ok(what);
+    }
+
+    // UDP by IP and by name.
+    let association = SocksUdp::associate(devnet.socks).await;
+    let by_name = Target::parse_authority(&format!("localhost:{udp_port}")).unwrap();
+    for target in [Target::from_socket_addr(servers.udp), by_name] {
+        let mut echoed = false;
+        for _ in 0..10 {
+            association.send(&target, b"where am I").await;
+            if let Some((_, payload)) = association.recv(Duration::from_millis(500)).await {
+                echoed = payload == b"where am I";
+                break;
+            }
+        }
+        assert!(echoed, "UDP echo");
+    }
+    drop(association);
+
+    // Flows that fail at the egress: refused by policy, connection refused,
+    // a name that does not resolve.
+    for (target, want) in [
+        ("10.0.0.1:80".to_owned(), 0x02),
+        (format!("127.0.0.1:{closed}"), 0x05),
+        ("nonexistent.invalid:80".to_owned(), 0x04),
+    ] {
+        let (_tcp, code) =
+            common::socks_connect(devnet.socks, &Target::parse_authority(&target).unwrap()).await;
+        assert_eq!(code, want, "{target}");
+    }
+
+    // Stop cleanly (SIGINT, as Ctrl-C would) so every log is complete.
+    assert!(common::send_signal(devnet.pid(), "INT"));
+    let status = devnet.wait_exit(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "devnet exit: {status:?}"
+    );
+
+    let logs = devnet.logs();
+    let relays: Vec<&(String, String)> = logs
+        .iter()
+        .filter(|(name, _)| name.starts_with("ingress-") || name.starts_with("egress-"))
+        .collect();
+    assert_eq!(relays.len(), 4, "one log per relay");
+
+    // The logs are real: each relay logged its start and stop, the relays
+    // logged below info level, and the path's relays saw the traffic.
+    for (name, text) in &relays {
+        assert!(text.contains("relay serving"), "{name}.log: {text}");
+        assert!(text.contains("relay stopped"), "{name}.log: {text}");
+    }
+    assert!(
+        relays
+            .iter()
+            .any(|(_, text)| text.lines().any(|l| common::level_of(l) == Some("DEBUG"))),
+        "relays log at debug level when asked"
+    );
+    let (ingress, egress) = devnet.current_path();
+    let egress_log = devnet.log(&egress);
+    let stopped = common::lines_with(&egress_log, "relay stopped").join("\n");
+    assert!(
+        !stopped.contains("tcp_flows=0") && !stopped.contains("udp_flows=0"),
+        "{egress} carried the flows: {stopped}"
+    );
+    assert!(
+        common::lines_with(&devnet.log(&ingress), "relay stopped")
+            .iter()
+            .any(|l| !l.contains("tunnels=0")),
+        "{ingress} carried the tunnel"
+    );
+
+    // Nothing about where, nor who.
+    let client_ports = [devnet.socks.port(), devnet.http.port()];
+    let destination_ports = [http_port, udp_port, closed];
+    let client_ip = "127.0.3.1";
+    for (name, text) in &relays {
+        for needle in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "/bytes/",
+            "10.0.0.1",
+            "nonexistent",
+            ".invalid",
+            client_ip,
+        ] {
+            let hits = common::lines_with(text, needle);
+            assert!(hits.is_empty(), "{name}.log mentions {needle:?}: {hits:#?}");
+        }
+        for port in destination_ports.iter().chain(&client_ports) {
+            let hits = port_mentions(text, *port);
+            assert!(
+                hits.is_empty(),
+                "{name}.log mentions port {port}: {hits:#?}"
+            );
+        }
+    }
+
+    // The client logs destinations, but only at debug and trace.
+    let client = devnet.log("client");
+    // (A control: the checks above do find destinations in a real log.)
+    assert!(!port_mentions(&client, http_port).is_empty());
+    assert!(!common::lines_with(&client, "localhost").is_empty());
+    let client_events = events(&client);
+    let destination = format!("localhost:{http_port}");
+    assert!(
+        client_events
+            .iter()
+            .any(|(level, e)| matches!(level.as_str(), "DEBUG" | "TRACE")
+                && e.contains(&destination)),
+        "client.log has the destination at debug level"
+    );
+    for (level, event) in &client_events {
+        if matches!(level.as_str(), "DEBUG" | "TRACE") {
+            continue;
+        }
+        for needle in ["localhost", "/bytes/", "10.0.0.1", "nonexistent"] {
+            assert!(
+                !event.contains(needle),
+                "client.log mentions {needle:?} at {level}: {event}"
+            );
+        }
+        for port in destination_ports {
+            assert!(
+                port_mentions(event, port).is_empty(),
+                "client.log mentions port {port} at {level}: {event}"
+            );
+            let address = SocketAddr::from(([127, 0, 0, 1], port)).to_string();
+            assert!(
+                !event.contains(&address),
+                "client.log mentions {address} at {level}: {event}"
+            );
+        }
+    }
+}
+
+/// The port check used above finds ports and ignores other numbers, so
+/// the privacy test can neither miss a leak nor fail on a byte counter.
+#[test]
+fn port_mentions_finds_ports_not_counters() {
+    let port = 40097;
+    for leak in [
+        "connect to 127.0.0.1:40097 failed",
+        "target=[::1]:40097",
+        "port=40097",
+        "dst_port=40097 other=1",
+        "Target { port: 40097 }",
+        "destination 40097",
+        "\"40097\"",
+        "40097",
+    ] {
+        assert_eq!(port_mentions(leak, port).len(), 1, "{leak}");
+    }
+    for benign in [
+        "bytes_out=40097",
+        "bytes_in=140097 sent=400970",
+        "2026-11-21T19:49:30.400971Z",
+        "rtt_us=40097",
+        "port=400971",
+    ] {
+        assert!(port_mentions(benign, port).is_empty(), "{benign}");
+    }
+}
