@@ -33,7 +33,7 @@ pub use manager::{PathError, PathManager};
 #[non_exhaustive]
 pub enum ClientError {
     /// A local listener could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what})")]
     Listen {
         /// `socks` or `http`.
         what: &'static str,

@@ -32,7 +32,7 @@ pub enum DevnetError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
     /// A free port could not be found, or a file written.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

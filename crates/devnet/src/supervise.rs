@@ -37,7 +37,7 @@ pub struct Component {
 #[non_exhaustive]
 pub enum SuperviseError {
     /// A component could not be started.
-    #[error("cannot start {name}: {source}")]
+    #[error("cannot start {name}")]
     Spawn {
         /// The component.
         name: String,

@@ -91,7 +91,7 @@ pub enum LogError {
         reason: String,
     },
     /// The log file cannot be opened.
-    #[error("cannot open log file {path}: {source}")]
+    #[error("cannot open log file {path}")]
     File {
         /// The file.
         path: PathBuf,

@@ -16,7 +16,7 @@ pub const KEY_FILE: &str = "identity.key";
 #[non_exhaustive]
 pub enum IdentityError {
     /// Reading or writing the state directory failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: PathBuf,

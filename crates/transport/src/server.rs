@@ -65,7 +65,7 @@ pub trait RequestHandler: Send + Sync + 'static {
 #[non_exhaustive]
 pub enum StartError {
     /// The UDP socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The configured listen address.
         addr: SocketAddr,
