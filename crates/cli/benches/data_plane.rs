@@ -164,6 +164,45 @@ fn curl(url: &str, socks: Option<&str>) -> Transfer {
     }
 }
 
+/// Time to the first response byte of a new TCP connection, opened from this
+/// process back to back (no process start-up between samples), directly or
+/// through the SOCKS5 proxy with the name resolved at the egress.
+fn ttfb_back_to_back(server: SocketAddr, socks: Option<SocketAddr>, runs: usize) -> Vec<f64> {
+    use openrelay_wire::socks5;
+    use openrelay_wire::target::Target;
+    use std::io::Read;
+    let request = b"GET /bytes/1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut samples: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            let mut stream = match socks {
+                None => TcpStream::connect(server).unwrap(),
+                Some(socks) => {
+                    let mut stream = TcpStream::connect(socks).unwrap();
+                    let target =
+                        Target::parse_authority(&format!("localhost:{}", server.port())).unwrap();
+                    let mut hello = Vec::new();
+                    socks5::encode_greeting(&[socks5::METHOD_NO_AUTH], &mut hello);
+                    socks5::encode_request(socks5::Command::Connect, &target, &mut hello);
+                    stream.write_all(&hello).unwrap();
+                    // Method selection (2 bytes) then a reply with an IPv4 address (10 bytes).
+                    let mut reply = [0u8; 12];
+                    stream.read_exact(&mut reply).unwrap();
+                    assert_eq!(reply[3], socks5::Reply::Succeeded as u8, "socks reply");
+                    stream
+                }
+            };
+            stream.set_nodelay(true).unwrap();
+            stream.write_all(request).unwrap();
+            let mut first = [0u8; 1];
+            stream.read_exact(&mut first).unwrap();
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
 fn gbit_per_s(t: &Transfer) -> f64 {
     t.bytes * 8.0 / t.seconds / 1e9
 }
@@ -225,7 +264,7 @@ fn main() {
         }
     }
 
-    println!("time to first byte of a new connection, {runs} runs (ms):");
+    println!("time to first byte of a new connection, {runs} runs, one curl process each (ms):");
     let sample = |socks: Option<&str>| {
         let mut ttfb: Vec<f64> = (0..runs)
             .map(|_| curl(&small_url, socks).ttfb * 1e3)
@@ -243,6 +282,30 @@ fn main() {
         );
     }
     let (d, r) = (percentile(&direct_ttfb, 0.5), percentile(&relay_ttfb, 0.5));
+    println!(
+        "  added by the relays (median): {:.3} ms   ratio to direct {:.2}",
+        r - d,
+        r / d
+    );
+
+    // curl starts a process per sample, leaving every relay idle for a few
+    // milliseconds in between; on a VM, waking an idle process costs up to a
+    // millisecond, once per process on the path. Back-to-back connections
+    // from one process measure the relays' own cost.
+    println!(
+        "time to first byte of a new connection, {runs} runs back to back from one process (ms):"
+    );
+    let socks_addr: SocketAddr = socks.parse().unwrap();
+    let direct_loop = ttfb_back_to_back(server, None, runs);
+    let relay_loop = ttfb_back_to_back(server, Some(socks_addr), runs);
+    for (name, t) in [("direct", &direct_loop), ("openrelay 2 hops", &relay_loop)] {
+        println!(
+            "  {name:<17} median {:6.3}  p90 {:6.3}",
+            percentile(t, 0.5),
+            percentile(t, 0.9)
+        );
+    }
+    let (d, r) = (percentile(&direct_loop, 0.5), percentile(&relay_loop, 0.5));
     println!(
         "  added by the relays (median): {:.3} ms   ratio to direct {:.2}",
         r - d,

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -92,8 +92,19 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// A runtime with `worker_threads` threads; one means a single-threaded
+/// runtime (no cross-thread wake-ups per packet), `None` one per core.
+fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -104,12 +115,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay {
             config,
             exit_with_stdin,
-        } => runtime()?.block_on(run_relay(&config, exit_with_stdin)),
+        } => {
+            let config = RelayConfig::load(&config)?;
+            runtime(config.worker_threads)?.block_on(run_relay(config, exit_with_stdin))
+        }
         Command::Client {
             config,
             exit_with_stdin,
-        } => runtime()?.block_on(run_client(&config, exit_with_stdin)),
-        Command::Devnet(args) => runtime()?.block_on(run_devnet(args)),
+        } => {
+            let config = ClientConfig::load(&config)?;
+            runtime(Some(config.worker_threads))?.block_on(run_client(config, exit_with_stdin))
+        }
+        Command::Devnet(args) => runtime(Some(1))?.block_on(run_devnet(args)),
         Command::Key { state_dir } => {
             let identity = Identity::load_or_create(&state_dir)?;
             println!("{}", identity.pin());
@@ -153,8 +170,7 @@ fn ready(line: &str) {
     let _ = stdout.flush();
 }
 
-async fn run_relay(path: &Path, exit_with_stdin: bool) -> anyhow::Result<()> {
-    let config = RelayConfig::load(path)?;
+async fn run_relay(config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
     openrelay_log::init(&LogOptions {
         role: Role::Relay,
         filter: config.log.level.clone(),
@@ -187,8 +203,7 @@ async fn run_relay(path: &Path, exit_with_stdin: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_client(path: &Path, exit_with_stdin: bool) -> anyhow::Result<()> {
-    let config = ClientConfig::load(path)?;
+async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
     openrelay_log::init(&LogOptions {
         role: Role::Client,
         filter: config.log.level.clone(),

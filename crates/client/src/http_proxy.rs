@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use openrelay_transport::tcp_pump::{self, PumpCounters};
 use openrelay_wire::http1::{self, ProxyRequest};
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
@@ -115,7 +115,14 @@ async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
             (target, initial.freeze(), false)
         }
     };
-    match flow::open_tcp(&manager, &target).await {
+    // A forwarded request is already complete: send it with the CONNECT. A
+    // tunnel's early bytes wait for the response, as the app expects.
+    let (early, after) = if tunnel {
+        (Bytes::new(), initial)
+    } else {
+        (initial, Bytes::new())
+    };
+    match flow::open_tcp(&manager, &target, &early).await {
         Ok(flow) => {
             if tunnel
                 && tcp
@@ -126,7 +133,7 @@ async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
                 return;
             }
             let (send, recv) = flow.stream.split();
-            tcp_pump::pump(tcp, send, recv, initial, &PumpCounters::default()).await;
+            tcp_pump::pump(tcp, send, recv, after, &PumpCounters::default()).await;
         }
         Err(e) => {
             debug!(error = %e, "proxy request failed");

@@ -113,7 +113,7 @@ async fn connect(
     early_data: Bytes,
     manager: &Arc<PathManager>,
 ) {
-    match flow::open_tcp(manager, &target).await {
+    match flow::open_tcp(manager, &target, &Bytes::new()).await {
         Ok(flow) => {
             let bound = tcp.local_addr().unwrap_or(NO_ADDRESS);
             reply(&mut tcp, Reply::Succeeded, bound).await;

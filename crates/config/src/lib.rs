@@ -129,6 +129,10 @@ pub struct RelayConfig {
     pub listen: SocketAddr,
     /// Where the relay keeps its key; created on first start.
     pub state_dir: PathBuf,
+    /// Threads serving connections (default: one per CPU core; 1 runs a
+    /// single-threaded runtime, best when several processes share few cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -244,6 +248,10 @@ pub struct ClientConfig {
     /// Local address of the QUIC socket towards the ingress (default: any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind: Option<IpAddr>,
+    /// Threads running the client (default 1: one path is driven by one task,
+    /// and a single thread avoids cross-thread wake-ups on every packet).
+    #[serde(default = "default_client_worker_threads")]
+    pub worker_threads: usize,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -253,6 +261,10 @@ pub struct ClientConfig {
     /// The relays to choose from.
     #[serde(rename = "relay")]
     pub relays: Vec<RelayEntry>,
+}
+
+fn default_client_worker_threads() -> usize {
+    1
 }
 
 fn default_socks() -> SocketAddr {
@@ -334,6 +346,9 @@ impl RelayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.operator.trim().is_empty() {
             return Err(ConfigError::invalid("operator", "must not be empty"));
+        }
+        if self.worker_threads == Some(0) {
+            return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
         }
         match self.role {
             RelayRole::Ingress => {
@@ -418,6 +433,9 @@ impl ClientConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.worker_threads == 0 {
+            return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
+        }
         let mut names = HashSet::new();
         for (i, relay) in self.relays.iter().enumerate() {
             if relay.name.trim().is_empty() {

@@ -161,6 +161,8 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     operator,
                     listen,
                     state_dir,
+                    // Every devnet process shares this machine's cores.
+                    worker_threads: Some(1),
                     log: log_config(options, &name),
                     ingress,
                     egress,
@@ -173,6 +175,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         socks: options.socks,
         http: options.http,
         bind: Some(IpAddr::V4(CLIENT_ADDRESS)),
+        worker_threads: 1,
         log: log_config(options, "client"),
         path: PathConfig::default(),
         relays: entries,

@@ -162,6 +162,7 @@ pub(crate) async fn tcp(
     context: RequestContext,
     shared: Arc<Shared>,
 ) {
+    let started = std::time::Instant::now();
     let target = match request
         .uri()
         .authority()
@@ -190,6 +191,11 @@ pub(crate) async fn tcp(
     if !server::respond_ok(&mut stream, false).await {
         return;
     }
+    // Setup time only: the destination is never logged by a relay.
+    tracing::debug!(
+        setup_us = started.elapsed().as_micros() as u64,
+        "tcp flow opened"
+    );
     shared.stats.tcp_flows.fetch_add(1, Ordering::Relaxed);
     let (send, recv) = stream.split();
     tokio::select! {
