@@ -146,9 +146,18 @@ proptest::proptest! {
 #[test]
 fn worker_threads_must_be_positive() {
     let relay = format!("worker_threads = 0\n{EGRESS_EXAMPLE}");
-    expect_field(RelayConfig::from_toml(&relay).unwrap_err(), "worker_threads");
+    expect_field(
+        RelayConfig::from_toml(&relay).unwrap_err(),
+        "worker_threads",
+    );
     let client = CLIENT_EXAMPLE.replace("worker_threads = 1", "worker_threads = 0");
-    expect_field(ClientConfig::from_toml(&client).unwrap_err(), "worker_threads");
+    expect_field(
+        ClientConfig::from_toml(&client).unwrap_err(),
+        "worker_threads",
+    );
     let relay = RelayConfig::from_toml(EGRESS_EXAMPLE).unwrap();
-    assert_eq!(relay.worker_threads, None, "relays default to one thread per core");
+    assert_eq!(
+        relay.worker_threads, None,
+        "relays default to one thread per core"
+    );
 }
