@@ -294,9 +294,13 @@ async fn refused_and_unreachable_destinations_and_malformed_requests() {
             .find(|l| l.to_ascii_lowercase().starts_with("proxy-status:"))
             .unwrap_or_else(|| panic!("{what}: no Proxy-Status in {head}"));
         if let Some(error) = error {
-            assert!(
-                proxy_status.contains(&format!("error={error}")),
-                "{what}: {proxy_status}"
+            // RFC 9209 §2: the member nearest the origin (the egress, with the
+            // error) first, then each proxy towards the client appends its own.
+            let value = proxy_status.split_once(':').unwrap().1.trim();
+            assert_eq!(
+                value,
+                format!("openrelay-egress; error={error}, openrelay-client"),
+                "{what}"
             );
         }
     }

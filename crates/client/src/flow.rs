@@ -39,6 +39,8 @@ pub enum FlowError {
         status: u16,
         /// Its Proxy-Status error type, if any (RFC 9209).
         error: Option<ProxyErrorType>,
+        /// Its Proxy-Status field as received, to pass on to the app.
+        upstream_status: Option<String>,
     },
     /// The request failed on a path that stayed up.
     #[error("the flow failed: {0}")]
@@ -50,7 +52,7 @@ impl FlowError {
     pub fn socks_reply(&self) -> Reply {
         match self {
             FlowError::NoPath(_) | FlowError::Broken(_) => Reply::GeneralFailure,
-            FlowError::Refused { error, status } => match error {
+            FlowError::Refused { error, status, .. } => match error {
                 Some(
                     ProxyErrorType::DestinationIpProhibited | ProxyErrorType::HttpRequestDenied,
                 ) => Reply::NotAllowedByRuleset,
@@ -77,11 +79,21 @@ impl FlowError {
         }
     }
 
-    /// The Proxy-Status error type to report to the app.
-    pub fn proxy_error(&self) -> ProxyErrorType {
+    /// The Proxy-Status field for the app (RFC 9209 §2): the egress's
+    /// members first (nearest the origin), then ours; ours carries the error
+    /// when the failure is the client's own.
+    pub fn proxy_status(&self, our_name: &str) -> String {
         match self {
-            FlowError::NoPath(_) | FlowError::Broken(_) => ProxyErrorType::ProxyInternalError,
-            FlowError::Refused { error, .. } => error.unwrap_or(ProxyErrorType::HttpRequestDenied),
+            FlowError::NoPath(_) | FlowError::Broken(_) => {
+                proxy_status::format(our_name, ProxyErrorType::ProxyInternalError)
+            }
+            FlowError::Refused {
+                upstream_status: Some(upstream),
+                ..
+            } => format!("{upstream}, {our_name}"),
+            FlowError::Refused { error, .. } => {
+                proxy_status::format(our_name, error.unwrap_or(ProxyErrorType::HttpRequestDenied))
+            }
         }
     }
 }
@@ -169,14 +181,18 @@ async fn open(
                 return Ok((stream, path, route));
             }
             Ok((_, response, _)) => {
-                let error = response
+                // to_str: visible ASCII only, so it is safe to repeat in a header.
+                let upstream_status = response
                     .headers()
                     .get("proxy-status")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(proxy_status::parse_error);
+                    .map(str::to_owned);
                 return Err(FlowError::Refused {
                     status: response.status().as_u16(),
-                    error,
+                    error: upstream_status
+                        .as_deref()
+                        .and_then(proxy_status::parse_error),
+                    upstream_status,
                 });
             }
             Err(e) if !path.is_alive() => {

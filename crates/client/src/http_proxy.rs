@@ -46,7 +46,7 @@ pub async fn serve(listener: TcpListener, manager: Arc<PathManager>) {
     accept_loop(listener, move |tcp| handle(tcp, Arc::clone(&manager))).await;
 }
 
-fn error_response(status: u16, error: ProxyErrorType, message: &str) -> Vec<u8> {
+fn error_response(status: u16, proxy_status: &str, message: &str) -> Vec<u8> {
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -55,7 +55,7 @@ fn error_response(status: u16, error: ProxyErrorType, message: &str) -> Vec<u8> 
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nProxy-Status: {}\r\nConnection: close\r\n\r\n{body}",
         body.len(),
-        proxy_status::format(PROXY_NAME, error),
+        proxy_status,
     )
     .into_bytes()
 }
@@ -82,20 +82,12 @@ async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
         Ok(Ok(Some(request))) => request,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
-            let response = error_response(
-                e.status(),
-                ProxyErrorType::HttpRequestDenied,
-                &e.to_string(),
-            );
+            let response = request_error_response(e.status(), &e.to_string());
             let _ = tcp.write_all(&response).await;
             return;
         }
         Err(_) => {
-            let response = error_response(
-                408,
-                ProxyErrorType::HttpRequestDenied,
-                "request head timed out",
-            );
+            let response = request_error_response(408, "request head timed out");
             let _ = tcp.write_all(&response).await;
             return;
         }
@@ -143,5 +135,15 @@ async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
 }
 
 fn flow_error_response(error: &FlowError) -> Vec<u8> {
-    error_response(error.http_status(), error.proxy_error(), &error.to_string())
+    error_response(
+        error.http_status(),
+        &error.proxy_status(PROXY_NAME),
+        &error.to_string(),
+    )
+}
+
+/// An error the proxy itself found in the app's request.
+fn request_error_response(status: u16, message: &str) -> Vec<u8> {
+    let field = proxy_status::format(PROXY_NAME, ProxyErrorType::HttpRequestDenied);
+    error_response(status, &field, message)
 }
