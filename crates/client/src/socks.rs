@@ -26,6 +26,9 @@ const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_MESSAGE: usize = 1024;
 /// Datagrams queued per UDP destination while its flow opens.
 const UDP_FLOW_QUEUE: usize = 256;
+/// Destinations one association may talk to at once (each is a connect-udp
+/// request on the egress); datagrams to further ones are dropped.
+const MAX_UDP_FLOWS_PER_ASSOCIATION: usize = 256;
 
 /// Accepts SOCKS5 connections until the listener fails.
 pub async fn serve(listener: TcpListener, manager: Arc<PathManager>) {
@@ -166,6 +169,13 @@ async fn associate(mut control: TcpStream, manager: &Arc<PathManager>) {
                 let target = packet.target;
                 if flows.get(&target).is_some_and(|tx| tx.is_closed()) {
                     flows.remove(&target);
+                }
+                if !flows.contains_key(&target) && flows.len() >= MAX_UDP_FLOWS_PER_ASSOCIATION {
+                    // Ended flows free their slots; over the cap, drop as UDP would.
+                    flows.retain(|_, tx| !tx.is_closed());
+                    if flows.len() >= MAX_UDP_FLOWS_PER_ASSOCIATION {
+                        continue;
+                    }
                 }
                 let tx = flows.entry(target.clone()).or_insert_with(|| {
                     spawn_udp_flow(target, Arc::clone(manager), Arc::clone(&socket), from)
