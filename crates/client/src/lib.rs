@@ -84,11 +84,6 @@ impl Client {
         &self.manager
     }
 
-    /// Builds the first path, so traffic can flow as soon as this returns Ok.
-    pub async fn warm_up(&self) -> Result<(), PathError> {
-        self.manager.current().await.map(|_| ())
-    }
-
     /// Serves both proxies until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         info!("client serving");

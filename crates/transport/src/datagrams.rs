@@ -170,18 +170,6 @@ impl DatagramSender {
         buf.put_slice(payload);
         self.connection.send_datagram(buf.freeze())
     }
-
-    /// The largest payload the path takes now, if datagrams are enabled.
-    pub fn max_payload(&self) -> Option<usize> {
-        self.connection
-            .max_datagram_size()
-            .map(|size| size.saturating_sub(self.header.len()))
-    }
-
-    /// The connection datagrams go out on.
-    pub fn connection(&self) -> &quinn::Connection {
-        &self.connection
-    }
 }
 
 #[cfg(test)]
