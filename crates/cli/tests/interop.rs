@@ -1,6 +1,7 @@
 //! Interoperability with an independent HTTP/3 implementation: aioquic (PyPI)
-//! talks to our egress directly, with standards-form CONNECT and connect-udp
-//! datagrams it frames itself (see tests/interop/aioquic_masque.py).
+//! talks to our egress directly (standards-form CONNECT, connect-udp with
+//! datagrams it frames itself) and to our ingress (connect-udp to an egress
+//! accepted, anything else refused). See tests/interop/aioquic_masque.py.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
@@ -18,8 +19,26 @@ fn aioquic_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn run_script(args: &[String], checks: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aioquic_masque.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "aioquic client failed:\n{stdout}\n{stderr}"
+    );
+    for check in checks {
+        assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
+    }
+}
+
 #[test]
-fn aioquic_speaks_connect_and_connect_udp_with_our_egress() {
+fn aioquic_speaks_masque_with_our_relays() {
     if !aioquic_available() {
         // CI installs aioquic (.ci/run); elsewhere say clearly what was skipped.
         assert!(
@@ -31,23 +50,30 @@ fn aioquic_speaks_connect_and_connect_udp_with_our_egress() {
     }
     let devnet = Devnet::start(2);
     let servers = servers();
-    let egress = RelayConfig::load(&devnet.state_dir.join("configs/egress-1.toml")).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aioquic_masque.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(egress.listen.ip().to_string())
-        .arg(egress.listen.port().to_string())
-        .arg(servers.http.port().to_string())
-        .arg(servers.udp.port().to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "aioquic client failed:\n{stdout}\n{stderr}"
+    let listen = |name: &str| {
+        RelayConfig::load(&devnet.state_dir.join(format!("configs/{name}.toml")))
+            .unwrap()
+            .listen
+    };
+    let (egress, ingress) = (listen("egress-1"), listen("ingress-2"));
+    let (tcp, udp) = (servers.http.port(), servers.udp.port());
+    let strings = |items: &[&dyn ToString]| items.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+    run_script(
+        &strings(&[&"egress", &egress.ip(), &egress.port(), &tcp, &udp]),
+        &["tcp connect ok", "udp connect ok", "refusal ok"],
     );
-    for check in ["tcp connect ok", "udp connect ok", "refusal ok"] {
-        assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
-    }
+    run_script(
+        &strings(&[
+            &"ingress",
+            &ingress.ip(),
+            &ingress.port(),
+            &egress.ip(),
+            &egress.port(),
+            &udp,
+        ]),
+        &[
+            "ingress accepts egress ok",
+            "ingress refuses other targets ok",
+        ],
+    );
 }

@@ -7,9 +7,13 @@ It checks our wire format against another implementation:
     UDP payloads in HTTP Datagrams (RFC 9297 section 2.1) framed by aioquic,
     context ID 0 (RFC 9298 section 4).
 
-Usage: aioquic_masque.py EGRESS_HOST EGRESS_PORT TCP_PORT UDP_PORT
+Usage:
+  aioquic_masque.py egress EGRESS_HOST EGRESS_PORT TCP_PORT UDP_PORT
+  aioquic_masque.py ingress INGRESS_HOST INGRESS_PORT EGRESS_HOST EGRESS_PORT UDP_PORT
 (TCP_PORT: an HTTP server answering GET /hello; UDP_PORT: a UDP echo server,
-both on 127.0.0.1). Prints one line per check; exits non-zero on failure.
+both on 127.0.0.1). In ingress mode it checks that connect-udp to a known
+egress relay is accepted and to anything else refused with 403. Prints one
+line per check; exits non-zero on failure.
 """
 import asyncio
 import ssl
@@ -45,11 +49,39 @@ def status_of(headers):
     return dict(headers).get(b":status")
 
 
-async def main(host, port, tcp_port, udp_port):
+def configuration():
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536)
     # Key pinning is tested elsewhere; this test is about the wire format.
     config.verify_mode = ssl.CERT_NONE
-    async with connect(host, port, configuration=config, create_protocol=Client) as client:
+    return config
+
+
+async def connect_udp(client, proxy, target_host, target_port):
+    """Sends connect-udp for target via proxy; returns (stream id, response headers)."""
+    stream = client._quic.get_next_available_stream_id()
+    path = f"/.well-known/masque/udp/{target_host}/{target_port}/".encode()
+    client.h3.send_headers(stream, [
+        (b":method", b"CONNECT"), (b":protocol", b"connect-udp"), (b":scheme", b"https"),
+        (b":authority", proxy.encode()), (b":path", path), (b"capsule-protocol", b"?1"),
+    ])
+    client.transmit()
+    response = await client.next_event(stream, HeadersReceived)
+    return stream, dict(response.headers)
+
+
+async def ingress_checks(host, port, egress_host, egress_port, udp_port):
+    async with connect(host, port, configuration=configuration(), create_protocol=Client) as client:
+        _, headers = await connect_udp(client, f"{host}:{port}", egress_host, egress_port)
+        assert headers.get(b":status") == b"200", headers
+        assert headers.get(b"capsule-protocol") == b"?1", headers
+        print("ingress accepts egress ok")
+        _, headers = await connect_udp(client, f"{host}:{port}", "127.0.0.1", udp_port)
+        assert headers.get(b":status") == b"403", headers
+        print("ingress refuses other targets ok")
+
+
+async def egress_checks(host, port, tcp_port, udp_port):
+    async with connect(host, port, configuration=configuration(), create_protocol=Client) as client:
         # CONNECT (TCP), RFC 9114 section 4.4: no :scheme, no :path.
         stream = client._quic.get_next_available_stream_id()
         client.h3.send_headers(stream, [(b":method", b"CONNECT"), (b":authority", f"127.0.0.1:{tcp_port}".encode())])
@@ -69,15 +101,8 @@ async def main(host, port, tcp_port, udp_port):
         print("tcp connect ok")
 
         # connect-udp, RFC 9298 section 3.4, default URI template.
-        stream = client._quic.get_next_available_stream_id()
-        path = f"/.well-known/masque/udp/127.0.0.1/{udp_port}/".encode()
-        client.h3.send_headers(stream, [
-            (b":method", b"CONNECT"), (b":protocol", b"connect-udp"), (b":scheme", b"https"),
-            (b":authority", f"{host}:{port}".encode()), (b":path", path), (b"capsule-protocol", b"?1"),
-        ])
-        client.transmit()
-        response = await client.next_event(stream, HeadersReceived)
-        assert status_of(response.headers) == b"200", response.headers
+        stream, headers = await connect_udp(client, f"{host}:{port}", "127.0.0.1", udp_port)
+        assert headers.get(b":status") == b"200", headers
         for i in range(5):
             payload = f"datagram {i}".encode()
             # aioquic adds the quarter stream ID; the context ID 0 is ours to add.
@@ -99,5 +124,9 @@ async def main(host, port, tcp_port, udp_port):
 
 
 if __name__ == "__main__":
-    host, port, tcp_port, udp_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    asyncio.run(asyncio.wait_for(main(host, port, tcp_port, udp_port), 20))
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "egress":
+        checks = egress_checks(args[0], int(args[1]), int(args[2]), int(args[3]))
+    else:
+        checks = ingress_checks(args[0], int(args[1]), args[2], int(args[3]), int(args[4]))
+    asyncio.run(asyncio.wait_for(checks, 20))
