@@ -53,6 +53,72 @@ enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
+    /// Show a running client's path, relays and open flows.
+    Status {
+        /// The client's state directory, or a devnet's (its client's is used).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Simulate collusion: the probability that some path has its ingress
+    /// and egress held by one adversary, exactly and by Monte Carlo.
+    Sim(SimArgs),
+}
+
+/// Flags of `openrelay sim`; the model is in docs/collusion.md.
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    /// Selection policy: random, operator-diverse or stake-weighted.
+    #[arg(long, default_value = "random")]
+    policy: openrelay_sim::Policy,
+    /// Weight the selected policy's choice by advertised bandwidth (stake).
+    #[arg(long)]
+    stake_weighted: bool,
+    /// The adversary's share of the relays of each role (built population; default 0.02).
+    #[arg(long, conflicts_with = "population")]
+    adversary_share: Option<f64>,
+    /// Report the number of paths until this probability of compromise.
+    #[arg(long, default_value_t = 0.5)]
+    target_probability: f64,
+    /// Report probabilities after N paths (default: random's paths to the target).
+    #[arg(long, value_name = "N")]
+    paths: Option<u64>,
+    /// Monte Carlo runs per scenario (0: exact values only).
+    #[arg(long, value_name = "T", default_value_t = openrelay_sim::report::DEFAULT_TRIALS)]
+    trials: u64,
+    /// Monte Carlo seed.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Built population: operators' worth of relays.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        conflicts_with = "population"
+    )]
+    operators: usize,
+    /// Built population: relays per operator and role.
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = 10,
+        conflicts_with = "population"
+    )]
+    relays_per_operator: usize,
+    /// Split the adversary into K operator identities (a Sybil).
+    #[arg(long, value_name = "K")]
+    sybil_identities: Option<usize>,
+    /// A population file (TOML; see crates/sim/examples/population.toml).
+    #[arg(long, value_name = "FILE")]
+    population: Option<PathBuf>,
+    /// Also write the comparison as an SVG line plot to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,12 +193,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime(Some(config.worker_threads))?.block_on(run_client(config, exit_with_stdin))
         }
         Command::Devnet(args) => runtime(Some(1))?.block_on(run_devnet(args)),
+        Command::Status { state_dir, json } => {
+            runtime(Some(1))?.block_on(run_status(&state_dir, json))
+        }
         Command::Key { state_dir } => {
             let identity = Identity::load_or_create(&state_dir)?;
             println!("{}", identity.pin());
             Ok(())
         }
+        Command::Sim(args) => run_sim(args),
     }
+}
+
+/// `openrelay sim`: maps flags to [`openrelay_sim::SimOptions`], prints
+/// the report, writes the plot.
+fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let population = match args.population {
+        Some(path) => openrelay_sim::PopulationSource::File(path),
+        None => openrelay_sim::PopulationSource::Uniform {
+            operators: args.operators,
+            relays_per_operator: args.relays_per_operator,
+            adversary_share: args.adversary_share.unwrap_or(0.02),
+        },
+    };
+    let policy = if args.stake_weighted {
+        args.policy.with_weighting(openrelay_sim::Weighting::Stake)
+    } else {
+        args.policy
+    };
+    let report = openrelay_sim::run(&openrelay_sim::SimOptions {
+        policy,
+        population,
+        sybil_identities: args.sybil_identities,
+        target_probability: args.target_probability,
+        paths: args.paths,
+        trials: args.trials,
+        seed: args.seed,
+    })?;
+    if let Some(path) = &args.plot {
+        std::fs::write(path, openrelay_sim::svg::plot(&report))
+            .with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render_text());
+        if let Some(path) = &args.plot {
+            println!("plot written to {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT, SIGTERM or (if asked) the end of standard input.
@@ -300,5 +410,53 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         shutdown_signal(false),
     )
     .await?;
+    Ok(())
+}
+
+/// `openrelay status`: asks the running client over its control socket.
+async fn run_status(state_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use openrelay_client::control;
+    // A devnet's state directory holds its client's in `client/`.
+    let devnet_client = state_dir.join("client");
+    let dir = if !control::socket_path(state_dir).exists()
+        && control::socket_path(&devnet_client).exists()
+    {
+        devnet_client.as_path()
+    } else {
+        state_dir
+    };
+    let status = control::query(dir).await?;
+    if json {
+        println!("{}", serde_json::to_string(&status)?);
+        return Ok(());
+    }
+    let state = match status.state {
+        control::PathState::Connected => "connected",
+        control::PathState::Connecting => "connecting",
+        control::PathState::Disconnected => "disconnected (the next flow builds a path)",
+    };
+    println!("state:      {state}");
+    for (hop, relay) in [("ingress", &status.ingress), ("egress", &status.egress)] {
+        if let Some(relay) = relay {
+            let region = match (&relay.country, &relay.city) {
+                (Some(country), Some(city)) => format!(", {city} {country}"),
+                (Some(country), None) => format!(", {country}"),
+                _ => String::new(),
+            };
+            let label = format!("{hop}:");
+            println!(
+                "{label:<11} {} (operator {}{region}) at {}",
+                relay.name, relay.operator, relay.address
+            );
+        }
+    }
+    if let Some(age) = status.path_age_secs {
+        println!("path age:   {age} s");
+    }
+    println!("open flows: {}", status.open_flows);
+    match status.directory_age_secs {
+        Some(age) => println!("directory:  issued {age} s ago"),
+        None => println!("directory:  relay list from the config file"),
+    }
     Ok(())
 }

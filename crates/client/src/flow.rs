@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::manager::{PathError, PathManager};
-use crate::path::{Hop, Path};
+use crate::path::{Hop, Path, PathUse};
 
 /// A CONNECT stream on the inner connection.
 pub type InnerStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -102,7 +102,7 @@ impl FlowError {
 pub struct TcpFlow {
     /// The request stream carrying the bytes.
     pub stream: InnerStream,
-    _path: Arc<Path>,
+    _path: PathUse,
 }
 
 impl std::fmt::Debug for TcpFlow {
@@ -126,7 +126,7 @@ pub struct UdpFlow {
     /// UDP payloads from the destination.
     pub incoming: mpsc::Receiver<Bytes>,
     _route: Route,
-    _path: Arc<Path>,
+    _path: PathUse,
 }
 
 async fn open(
@@ -234,7 +234,7 @@ pub async fn open_tcp(
     );
     Ok(TcpFlow {
         stream,
-        _path: path,
+        _path: path.hold(),
     })
 }
 
@@ -258,6 +258,6 @@ pub async fn open_udp(manager: &Arc<PathManager>, target: &Target) -> Result<Udp
         sender,
         incoming,
         _route: route,
-        _path: path,
+        _path: path.hold(),
     })
 }

@@ -7,9 +7,11 @@
 //! * [`manager`]: keeps a live path, replaces it when a relay dies.
 //! * [`flow`]: TCP (CONNECT) and UDP (connect-udp) flows on the inner connection.
 //! * [`socks`], [`http_proxy`]: the local interfaces apps talk to.
+//! * [`control`]: the local control socket `openrelay status` talks to.
 //!
 //! The client may log destinations, but only at debug level and below.
 
+pub mod control;
 pub mod flow;
 pub mod http_proxy;
 pub mod manager;
@@ -26,7 +28,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 pub use flow::FlowError;
-pub use manager::{PathError, PathManager};
+pub use manager::{PathError, PathManager, PathSnapshot};
 
 /// Why the client could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,9 @@ pub enum ClientError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
 }
 
 /// A client with its listeners bound.
@@ -50,6 +55,7 @@ pub struct Client {
     manager: Arc<PathManager>,
     socks: TcpListener,
     http: TcpListener,
+    control: tokio::net::UnixListener,
 }
 
 impl Client {
@@ -62,10 +68,12 @@ impl Client {
         };
         let socks = listen("socks", config.socks).await?;
         let http = listen("http", config.http).await?;
+        let control = control::bind(&config.state_dir).await?;
         Ok(Client {
             manager: Arc::new(PathManager::new(config)),
             socks,
             http,
+            control,
         })
     }
 
@@ -89,12 +97,42 @@ impl Client {
         info!("client serving");
         let socks = socks::serve(self.socks, Arc::clone(&self.manager));
         let http = http_proxy::serve(self.http, Arc::clone(&self.manager));
+        let manager = Arc::clone(&self.manager);
+        let control = control::serve(self.control, Arc::new(move || status(&manager)));
         tokio::select! {
             () = socks => {}
             () = http => {}
+            () = control => {}
             () = shutdown => {}
         }
         self.manager.close().await;
         info!("client stopped");
+    }
+}
+
+fn relay_status(relay: &openrelay_config::RelayEntry) -> control::RelayStatus {
+    control::RelayStatus {
+        name: relay.name.clone(),
+        operator: relay.operator.clone(),
+        address: relay.addr,
+        country: None,
+        city: None,
+    }
+}
+
+/// The status the control socket reports.
+fn status(manager: &PathManager) -> control::Status {
+    let (state, path) = match manager.snapshot() {
+        PathSnapshot::Connected(path) => (control::PathState::Connected, Some(path)),
+        PathSnapshot::Connecting => (control::PathState::Connecting, None),
+        PathSnapshot::Disconnected => (control::PathState::Disconnected, None),
+    };
+    control::Status {
+        state,
+        ingress: path.as_ref().map(|p| relay_status(&p.ingress)),
+        egress: path.as_ref().map(|p| relay_status(&p.egress)),
+        path_age_secs: path.as_ref().map(|p| p.age().as_secs()),
+        open_flows: path.as_ref().map_or(0, |p| p.open_flows()),
+        directory_age_secs: None,
     }
 }

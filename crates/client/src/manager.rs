@@ -7,12 +7,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openrelay_config::{ClientConfig, PathConfig, RelayEntry};
+use openrelay_config::{ClientConfig, PathConfig, RelayEntry, RelayRole};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::path::{BuildError, Hop, Path};
-use crate::selection;
+use crate::selection::{self, Candidate, EgressRegion, SelectionError};
 
 /// Paths tried before giving up on one request for a path.
 const MAX_BUILD_ATTEMPTS: usize = 4;
@@ -21,9 +21,10 @@ const MAX_BUILD_ATTEMPTS: usize = 4;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PathError {
-    /// The relay list has no ingress/egress pair of different operators.
-    #[error("no usable path: the relay list has no ingress and egress of different operators")]
-    NoCandidate,
+    /// No valid ingress/egress pair exists (e.g. one operator left); the
+    /// reason says which rule could not be met.
+    #[error(transparent)]
+    NoPath(#[from] SelectionError),
     /// Every attempt failed; the last error is given.
     #[error("no relay path could be built: {0}")]
     AllFailed(String),
@@ -42,6 +43,21 @@ pub struct PathManager {
     quarantine: Mutex<HashMap<String, Instant>>,
     rng: Mutex<fastrand::Rng>,
     closed: std::sync::atomic::AtomicBool,
+    // The live path as last published, readable without waiting for a build
+    // (for status reports), and whether a build is under way.
+    published: Mutex<Option<Arc<Path>>>,
+    building: std::sync::atomic::AtomicBool,
+}
+
+/// The manager's state as a status report sees it.
+#[derive(Debug, Clone)]
+pub enum PathSnapshot {
+    /// A path is up.
+    Connected(Arc<Path>),
+    /// A path is being built.
+    Connecting,
+    /// No path; the next flow builds one.
+    Disconnected,
 }
 
 impl PathManager {
@@ -55,6 +71,8 @@ impl PathManager {
             quarantine: Mutex::new(HashMap::new()),
             rng: Mutex::new(fastrand::Rng::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
+            published: Mutex::new(None),
+            building: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -76,20 +94,34 @@ impl PathManager {
             .insert(relay.name.clone(), until);
     }
 
-    fn choose(&self) -> Option<selection::PathChoice> {
+    fn choose(&self) -> Result<(&RelayEntry, &RelayEntry), PathError> {
         let quarantined = self.quarantined();
+        let candidates: Vec<Candidate> = self.relays.iter().map(Candidate::from).collect();
         let mut rng = self
             .rng
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        selection::choose(
-            &self.relays,
-            |r| quarantined.contains_key(&r.name),
-            |n| rng.usize(..n),
+        let region = EgressRegion::Any;
+        let choice = selection::choose(
+            &candidates,
+            &region,
+            |c| quarantined.contains_key(&c.id),
+            &mut rng,
         )
         // Every pair has a quarantined relay: they may be back, so try them
         // again rather than fail (still never the same operator).
-        .or_else(|| selection::choose(&self.relays, |_| false, |n| rng.usize(..n)))
+        .or_else(|_| selection::choose(&candidates, &region, |_| false, &mut rng))?;
+        // Candidates are made from `self.relays`, so the lookup finds them.
+        let relay = |role, id: &str| {
+            self.relays
+                .iter()
+                .find(|r| r.role == role && r.name == id)
+                .ok_or_else(|| PathError::AllFailed(format!("relay {id} is not in the relay list")))
+        };
+        Ok((
+            relay(RelayRole::Ingress, &choice.ingress.id)?,
+            relay(RelayRole::Egress, &choice.egress.id)?,
+        ))
     }
 
     /// The live path, building one if there is none.
@@ -101,17 +133,16 @@ impl PathManager {
         if let Some(path) = slot.as_ref().filter(|p| p.is_alive()) {
             return Ok(Arc::clone(path));
         }
+        let _building = BuildingFlag::set(&self.building);
         let mut last_error: Option<BuildError> = None;
         for _ in 0..MAX_BUILD_ATTEMPTS {
-            let Some(choice) = self.choose() else {
-                return Err(PathError::NoCandidate);
-            };
-            let (ingress, egress) = (&self.relays[choice.ingress], &self.relays[choice.egress]);
+            let (ingress, egress) = self.choose()?;
             match Path::build(ingress, egress, self.bind, &self.config).await {
                 Ok(path) => {
                     info!(ingress = %ingress.name, egress = %egress.name, "path established");
                     let path = Arc::new(path);
                     *slot = Some(Arc::clone(&path));
+                    self.publish(Some(Arc::clone(&path)));
                     self.watch(&path);
                     return Ok(path);
                 }
@@ -158,6 +189,30 @@ impl PathManager {
             self.quarantine(relay);
             path.close("path failed");
             *slot = None;
+            self.publish(None);
+        }
+    }
+
+    fn publish(&self, path: Option<Arc<Path>>) {
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = path;
+    }
+
+    /// The current state, without waiting for a path build to finish.
+    pub fn snapshot(&self) -> PathSnapshot {
+        let published = self
+            .published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match published.filter(|p| p.is_alive()) {
+            Some(path) => PathSnapshot::Connected(path),
+            None if self.building.load(std::sync::atomic::Ordering::Relaxed) => {
+                PathSnapshot::Connecting
+            }
+            None => PathSnapshot::Disconnected,
         }
     }
 
@@ -165,8 +220,25 @@ impl PathManager {
     pub async fn close(&self) {
         self.closed
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.publish(None);
         if let Some(path) = self.current.lock().await.take() {
             path.close("client shutting down");
         }
+    }
+}
+
+/// Marks a path build as under way until dropped (also on early return).
+struct BuildingFlag<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> BuildingFlag<'a> {
+    fn set(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        BuildingFlag(flag)
+    }
+}
+
+impl Drop for BuildingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }

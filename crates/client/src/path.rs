@@ -89,6 +89,21 @@ pub struct Path {
     _inner_endpoint: quinn::Endpoint,
     _outer_endpoint: quinn::Endpoint,
     tasks: Vec<JoinHandle<()>>,
+    built_at: std::time::Instant,
+    open_flows: std::sync::atomic::AtomicU64,
+}
+
+/// A flow's hold on its path: keeps the path alive and counted while the
+/// flow is open.
+#[derive(Debug)]
+pub struct PathUse(Arc<Path>);
+
+impl Drop for PathUse {
+    fn drop(&mut self) {
+        self.0
+            .open_flows
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Path {
@@ -290,7 +305,26 @@ impl Path {
             _inner_endpoint: inner_endpoint,
             _outer_endpoint: outer_endpoint,
             tasks: vec![outer_driver, router_task, inner_driver, inner_router_task],
+            built_at: std::time::Instant::now(),
+            open_flows: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Registers a flow on this path until the returned hold is dropped.
+    pub fn hold(self: &Arc<Self>) -> PathUse {
+        self.open_flows
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        PathUse(Arc::clone(self))
+    }
+
+    /// Flows open on this path.
+    pub fn open_flows(&self) -> u64 {
+        self.open_flows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long ago the path was built.
+    pub fn age(&self) -> std::time::Duration {
+        self.built_at.elapsed()
     }
 
     /// A handle for opening requests on the inner connection.

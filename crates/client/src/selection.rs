@@ -1,122 +1,417 @@
-//! Choosing the relays of a path. Pure and deterministic for a given random
-//! source, so its rules are tested directly: an ingress and an egress of the
-//! same operator are never paired, and excluded (recently failed) relays are
-//! not chosen. Weighting, regions and per-site isolation come with the
-//! registry; this is the part the data plane needs.
+//! Choosing the relays of a path.
+//!
+//! Everything here is pure: no clock is read (time is passed in) and all
+//! randomness comes from a caller-supplied [`fastrand::Rng`], so one seed
+//! always gives the same choices and the privacy rules are tested directly
+//! over thousands of seeded runs.
+//!
+//! # Rules, always enforced
+//! * An ingress and an egress of the same **operator** are never paired:
+//!   privacy holds only while the two relays of a path do not collude, and
+//!   one operator runs both sides by definition. There is no fallback: when
+//!   no valid pair exists the answer is [`SelectionError::NoPath`].
+//! * An ingress and an egress in the same (known) **network label** (AS or
+//!   hosting network) are never paired: one network operator could watch both
+//!   hops. An empty label means "unknown" and never conflicts.
+//! * **Excluded** relays (failed, quarantined) are never chosen.
+//! * The egress honours the requested [`EgressRegion`].
+//!
+//! # Weighting: how a pair is drawn
+//! Given the eligible egresses `E` (right role, in the region, not excluded,
+//! and compatible with at least one usable ingress) and, for an egress `e`,
+//! its compatible ingresses `I(e)` (usable, other operator, other network):
+//!
+//! 1. the egress is drawn with `P(e) = b(e) / Σ_{x ∈ E} b(x)`,
+//! 2. then the ingress with `P(i | e) = b(i) / Σ_{y ∈ I(e)} b(y)`,
+//!
+//! so `P(i, e) = P(e) · P(i | e)`, where `b` is the advertised (later:
+//! measured) bandwidth. Egresses are therefore chosen exactly in proportion
+//! to their bandwidth share among eligible egresses; an ingress's marginal
+//! share, `P(i) = Σ_{e ∈ E, i ∈ I(e)} P(e) · P(i | e)`, equals its plain
+//! bandwidth share whenever every ingress is compatible with every egress.
+//! For [`EgressRegion::Near`], `E` is the eligible set in the home country
+//! when it is not empty, else the eligible set anywhere. The egress is drawn first because it is the
+//! relay the user constrains (region) and the one per-site isolation spreads
+//! sites over; the ingress only has to be compatible with it. If every
+//! relay of a set has bandwidth 0, that set is drawn uniformly instead (a
+//! relay with no advertised bandwidth is otherwise never chosen).
+//!
+//! # Submodules
+//! * [`site`]: [`SiteKey`], the registrable domain that per-site isolation
+//!   keys on (public suffix list).
+//! * [`plan`]: [`PathPlan`], the state machine that rotates paths on an
+//!   interval, excludes failed relays and assigns sites to egresses.
+
+pub mod plan;
+pub mod site;
+
+use std::collections::BTreeSet;
+use std::fmt;
 
 use openrelay_config::{RelayEntry, RelayRole};
 
-/// Indices into the relay list of a chosen ingress and egress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PathChoice {
-    /// The ingress relay.
-    pub ingress: usize,
-    /// The egress relay.
-    pub egress: usize,
+pub use plan::{DEFAULT_ROTATION, Moment, PathPlan, PlanConfig, PlannedPath};
+pub use site::SiteKey;
+
+/// Bandwidth given to relays whose bandwidth is not known (the embedded
+/// relay list): every such relay weighs the same.
+pub const UNKNOWN_BANDWIDTH: u64 = 1;
+
+/// Prefix of the network label given to relays whose network is not known;
+/// see [`Candidate::from`].
+pub const UNKNOWN_NETWORK_PREFIX: &str = "unknown:";
+
+/// A relay the client may put on a path, with what selection needs to know
+/// about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Identifies the relay: its name in the embedded list (later: its key
+    /// from the verified descriptor). Exclusions and plans refer to relays by
+    /// `id` and role.
+    pub id: String,
+    /// Ingress or egress.
+    pub role: RelayRole,
+    /// The operator running it; never the same on both hops.
+    pub operator: String,
+    /// Autonomous system or hosting network label; never the same on both
+    /// hops. Empty means unknown and conflicts with nothing.
+    pub network: String,
+    /// ISO 3166-1 alpha-2 country code (compared case-insensitively); empty
+    /// when unknown.
+    pub country: String,
+    /// City name (compared case-insensitively); empty when unknown.
+    pub city: String,
+    /// Advertised (later: measured) bandwidth; the selection weight.
+    pub bandwidth: u64,
 }
 
-/// All ingress/egress pairs of different operators, skipping `excluded` relays.
-pub fn candidates(
-    relays: &[RelayEntry],
-    excluded: impl Fn(&RelayEntry) -> bool,
-) -> Vec<PathChoice> {
-    let excluded = &excluded;
-    let usable = |role| {
-        relays
-            .iter()
-            .enumerate()
-            .filter(move |(_, r)| r.role == role && !excluded(r))
-    };
-    let mut pairs = Vec::new();
-    for (i, ingress) in usable(RelayRole::Ingress) {
-        for (e, egress) in usable(RelayRole::Egress) {
-            if ingress.operator != egress.operator {
-                pairs.push(PathChoice {
-                    ingress: i,
-                    egress: e,
-                });
+impl From<&RelayEntry> for Candidate {
+    /// A candidate from the embedded relay list, which has no region,
+    /// network or bandwidth yet: country and city are empty (unknown, so a
+    /// request for a specific country finds no egress there), bandwidth is
+    /// [`UNKNOWN_BANDWIDTH`] (all relays weigh the same), and the network
+    /// label is `unknown:<name>`, unique per relay, so that the network rule
+    /// treats every relay as its own network instead of putting them all in
+    /// one "unknown" network and excluding every pair.
+    fn from(relay: &RelayEntry) -> Self {
+        Candidate {
+            id: relay.name.clone(),
+            role: relay.role,
+            operator: relay.operator.clone(),
+            network: format!("{UNKNOWN_NETWORK_PREFIX}{}", relay.name),
+            country: String::new(),
+            city: String::new(),
+            bandwidth: UNKNOWN_BANDWIDTH,
+        }
+    }
+}
+
+impl Candidate {
+    /// Whether `self` and `other` may be the two hops of one path: different
+    /// operators, and different networks when both are known. Roles are not
+    /// checked here.
+    pub fn compatible_with(&self, other: &Candidate) -> bool {
+        self.operator != other.operator
+            && (self.network.is_empty()
+                || other.network.is_empty()
+                || self.network != other.network)
+    }
+
+    /// Whether this relay is in `country` (ISO codes are case-insensitive).
+    fn in_country(&self, country: &str) -> bool {
+        !self.country.is_empty() && self.country.eq_ignore_ascii_case(country)
+    }
+
+    /// Whether this relay is in `city` of `country`.
+    fn in_city(&self, country: &str, city: &str) -> bool {
+        self.in_country(country)
+            && !self.city.is_empty()
+            && self.city.to_lowercase() == city.to_lowercase()
+    }
+}
+
+/// Where the user wants to appear to be: a constraint on the egress only
+/// (the ingress is chosen for compatibility, not location).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum EgressRegion {
+    /// Any egress.
+    #[default]
+    Any,
+    /// An egress in this country (ISO 3166-1 alpha-2); an error if none.
+    Country(String),
+    /// An egress in this city of this country; an error if none.
+    City {
+        /// ISO 3166-1 alpha-2 country code.
+        country: String,
+        /// City name.
+        city: String,
+    },
+    /// The default: prefer an egress in the user's own country (sites see a
+    /// nearby address, so language and latency stay as without a VPN), and
+    /// use any egress when no valid path has its egress there.
+    Near {
+        /// The user's ISO 3166-1 alpha-2 country code.
+        home_country: String,
+    },
+}
+
+impl EgressRegion {
+    /// Whether `egress` satisfies a strict region. `Near` accepts any egress
+    /// here; its preference is applied by trying its country first.
+    pub fn contains(&self, egress: &Candidate) -> bool {
+        match self {
+            EgressRegion::Any | EgressRegion::Near { .. } => true,
+            EgressRegion::Country(country) => egress.in_country(country),
+            EgressRegion::City { country, city } => egress.in_city(country, city),
+        }
+    }
+}
+
+impl fmt::Display for EgressRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EgressRegion::Any => f.write_str("anywhere"),
+            EgressRegion::Country(country) => write!(f, "in country {country}"),
+            EgressRegion::City { country, city } => write!(f, "in {city}, {country}"),
+            EgressRegion::Near { home_country } => write!(f, "near {home_country}"),
+        }
+    }
+}
+
+/// The relays of one path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathChoice {
+    /// The ingress relay (sees the client, not the destination).
+    pub ingress: Candidate,
+    /// The egress relay (sees the destination, not the client).
+    pub egress: Candidate,
+}
+
+/// Why no path can be chosen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectionError {
+    /// No ingress/egress pair satisfies the rules and the request.
+    #[error("no valid path: {reason}")]
+    NoPath {
+        /// Why.
+        reason: NoPathReason,
+    },
+}
+
+/// Why no valid path exists, for the user and for callers that react to it
+/// (e.g. retrying once exclusions expire).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoPathReason {
+    /// No ingress relay is usable.
+    NoIngress {
+        /// How many ingress relays exist but are excluded.
+        excluded: usize,
+    },
+    /// No egress relay is usable in the requested region.
+    NoEgress {
+        /// The region asked for.
+        region: EgressRegion,
+        /// How many egress relays exist there but are excluded.
+        excluded: usize,
+    },
+    /// Every usable ingress and egress belongs to this one operator.
+    OneOperator {
+        /// The operator.
+        operator: String,
+    },
+    /// Relays of several operators remain, but every usable ingress shares
+    /// its operator or network with every usable egress in the region.
+    NoCompatiblePair {
+        /// The region asked for.
+        region: EgressRegion,
+    },
+}
+
+impl fmt::Display for NoPathReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let region_note = |f: &mut fmt::Formatter<'_>, region: &EgressRegion| {
+            if *region == EgressRegion::Any {
+                Ok(())
+            } else {
+                write!(f, " {region}")
+            }
+        };
+        match self {
+            NoPathReason::NoIngress { excluded: 0 } => f.write_str("no ingress relay"),
+            NoPathReason::NoIngress { excluded } => write!(
+                f,
+                "no usable ingress relay ({excluded} excluded after failures)"
+            ),
+            NoPathReason::NoEgress {
+                region,
+                excluded: 0,
+            } => {
+                f.write_str("no egress relay")?;
+                region_note(f, region)
+            }
+            NoPathReason::NoEgress { region, excluded } => {
+                f.write_str("no usable egress relay")?;
+                region_note(f, region)?;
+                write!(f, " ({excluded} excluded after failures)")
+            }
+            NoPathReason::OneOperator { operator } => write!(
+                f,
+                "only one operator left ({operator}); an ingress and an egress of the same operator are never paired"
+            ),
+            NoPathReason::NoCompatiblePair { region } => {
+                f.write_str(
+                    "every usable ingress shares its operator or network with every usable egress",
+                )?;
+                region_note(f, region)
             }
         }
     }
-    pairs
 }
 
-/// Picks one candidate uniformly with `pick(n)` returning a number below `n`.
+fn no_path(reason: NoPathReason) -> SelectionError {
+    SelectionError::NoPath { reason }
+}
+
+/// Chooses a path: an egress in `region`, then an ingress compatible with
+/// it, each by bandwidth as described in the [module documentation](self),
+/// never an `excluded` relay.
 pub fn choose(
-    relays: &[RelayEntry],
-    excluded: impl Fn(&RelayEntry) -> bool,
-    pick: impl FnOnce(usize) -> usize,
-) -> Option<PathChoice> {
-    let pairs = candidates(relays, excluded);
-    if pairs.is_empty() {
-        return None;
+    candidates: &[Candidate],
+    region: &EgressRegion,
+    excluded: impl Fn(&Candidate) -> bool,
+    rng: &mut fastrand::Rng,
+) -> Result<PathChoice, SelectionError> {
+    let pools = Pool::preferred(candidates, region, &excluded)?;
+    let pool = &pools[0];
+    let egress = pick_weighted(&pool.egresses, rng);
+    Ok(pool.complete(egress, rng))
+}
+
+/// The relays one draw chooses from: usable ingresses and eligible egresses
+/// (in the region, each compatible with at least one usable ingress).
+#[derive(Debug)]
+struct Pool<'a> {
+    ingresses: Vec<&'a Candidate>,
+    egresses: Vec<&'a Candidate>,
+}
+
+impl<'a> Pool<'a> {
+    /// The pools to draw from for `region`, most preferred first, none
+    /// empty: for [`EgressRegion::Near`], the home country's pool (if it has
+    /// a valid path) and then the pool for any egress; otherwise the one
+    /// pool of the region. The error is the last pool's when none is valid.
+    fn preferred(
+        candidates: &'a [Candidate],
+        region: &EgressRegion,
+        excluded: &dyn Fn(&Candidate) -> bool,
+    ) -> Result<Vec<Pool<'a>>, SelectionError> {
+        match region {
+            EgressRegion::Near { home_country } => {
+                let home = EgressRegion::Country(home_country.clone());
+                let any = Pool::strict(candidates, &EgressRegion::Any, excluded)?;
+                Ok(match Pool::strict(candidates, &home, excluded) {
+                    Ok(home) => vec![home, any],
+                    Err(_) => vec![any],
+                })
+            }
+            strict => Ok(vec![Pool::strict(candidates, strict, excluded)?]),
+        }
     }
-    pairs.get(pick(pairs.len())).copied()
+
+    fn strict(
+        candidates: &'a [Candidate],
+        region: &EgressRegion,
+        excluded: &dyn Fn(&Candidate) -> bool,
+    ) -> Result<Pool<'a>, SelectionError> {
+        let ingress_listed = candidates.iter().filter(|c| c.role == RelayRole::Ingress);
+        let ingresses: Vec<_> = ingress_listed.clone().filter(|c| !excluded(c)).collect();
+        let egress_listed = candidates
+            .iter()
+            .filter(|c| c.role == RelayRole::Egress && region.contains(c));
+        let usable_egresses: Vec<_> = egress_listed.clone().filter(|c| !excluded(c)).collect();
+        if ingresses.is_empty() {
+            return Err(no_path(NoPathReason::NoIngress {
+                excluded: ingress_listed.count(),
+            }));
+        }
+        if usable_egresses.is_empty() {
+            return Err(no_path(NoPathReason::NoEgress {
+                region: region.clone(),
+                excluded: egress_listed.count(),
+            }));
+        }
+        let egresses: Vec<_> = usable_egresses
+            .iter()
+            .copied()
+            .filter(|e| ingresses.iter().any(|i| i.compatible_with(e)))
+            .collect();
+        if egresses.is_empty() {
+            let operators: BTreeSet<&str> = ingresses
+                .iter()
+                .chain(&usable_egresses)
+                .map(|c| c.operator.as_str())
+                .collect();
+            let reason = match operators.into_iter().collect::<Vec<_>>()[..] {
+                [operator] => NoPathReason::OneOperator {
+                    operator: operator.to_owned(),
+                },
+                _ => NoPathReason::NoCompatiblePair {
+                    region: region.clone(),
+                },
+            };
+            return Err(no_path(reason));
+        }
+        Ok(Pool {
+            ingresses,
+            egresses,
+        })
+    }
+
+    /// The usable ingresses compatible with `egress`.
+    fn ingresses_for(&self, egress: &Candidate) -> Vec<&'a Candidate> {
+        self.ingresses
+            .iter()
+            .copied()
+            .filter(|i| i.compatible_with(egress))
+            .collect()
+    }
+
+    /// Draws the ingress for `egress`, which must be one of the pool's
+    /// egresses (so it has a compatible ingress).
+    fn complete(&self, egress: &Candidate, rng: &mut fastrand::Rng) -> PathChoice {
+        let ingress = pick_weighted(&self.ingresses_for(egress), rng);
+        PathChoice {
+            ingress: ingress.clone(),
+            egress: egress.clone(),
+        }
+    }
+}
+
+/// Draws one relay with probability proportional to its bandwidth, or
+/// uniformly when all bandwidths are 0. `relays` must not be empty.
+///
+/// Sums are `u128`, so no set of `u64` bandwidths overflows, and the draw is
+/// an unbiased integer in `0..total`, so shares are exact.
+fn pick_weighted<'a>(relays: &[&'a Candidate], rng: &mut fastrand::Rng) -> &'a Candidate {
+    debug_assert!(!relays.is_empty());
+    let total: u128 = relays.iter().map(|c| u128::from(c.bandwidth)).sum();
+    if total == 0 {
+        return relays[rng.usize(..relays.len())];
+    }
+    let mut point = rng.u128(..total);
+    for relay in relays {
+        let weight = u128::from(relay.bandwidth);
+        if point < weight {
+            return relay;
+        }
+        point -= weight;
+    }
+    // Unreachable: `point < total`, the sum of all weights.
+    relays[relays.len() - 1]
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use openrelay_config::KeyPin;
-    use proptest::prelude::*;
-
-    fn relay(name: &str, role: RelayRole, operator: &str) -> RelayEntry {
-        RelayEntry {
-            name: name.into(),
-            role,
-            operator: operator.into(),
-            addr: "192.0.2.1:4433".parse().unwrap(),
-            key: KeyPin::from_ed25519([1; 32]),
-        }
-    }
-
-    fn network(operators: usize) -> Vec<RelayEntry> {
-        (0..operators)
-            .flat_map(|o| {
-                [
-                    relay(&format!("in{o}"), RelayRole::Ingress, &format!("op{o}")),
-                    relay(&format!("eg{o}"), RelayRole::Egress, &format!("op{o}")),
-                ]
-            })
-            .collect()
-    }
-
-    #[test]
-    fn one_operator_has_no_path() {
-        assert_eq!(choose(&network(1), |_| false, |_| 0), None);
-    }
-
-    #[test]
-    fn exclusion_removes_the_failed_relay() {
-        let relays = network(2);
-        let pairs = candidates(&relays, |r| r.name == "eg1");
-        assert_eq!(
-            pairs,
-            vec![PathChoice {
-                ingress: 2,
-                egress: 1
-            }]
-        );
-        assert!(candidates(&relays, |r| r.name == "eg1" || r.name == "in1").is_empty());
-    }
-
-    proptest! {
-        #[test]
-        fn never_the_same_operator(operators in 2usize..8, seed in any::<u64>(), excluded in any::<u16>()) {
-            let relays = network(operators);
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let is_excluded = |r: &RelayEntry| {
-                let index = relays.iter().position(|x| x.name == r.name).unwrap_or(0);
-                excluded & (1 << (index % 16)) != 0
-            };
-            if let Some(choice) = choose(&relays, is_excluded, |n| rng.usize(..n)) {
-                let (i, e) = (&relays[choice.ingress], &relays[choice.egress]);
-                prop_assert_eq!(i.role, RelayRole::Ingress);
-                prop_assert_eq!(e.role, RelayRole::Egress);
-                prop_assert_ne!(&i.operator, &e.operator);
-                prop_assert!(!is_excluded(i) && !is_excluded(e));
-            }
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,140 @@
+//! `openrelay sim` through the real binary: the published figure, the plot,
+//! JSON, and clear errors with a non-zero exit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_openrelay"))
+        .arg("sim")
+        .args(args)
+        .output()
+        .expect("run openrelay")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+#[test]
+fn headline_command_reproduces_the_published_1733() {
+    let out = sim(&[
+        "--policy",
+        "random",
+        "--adversary-share",
+        "0.02",
+        "--target-probability",
+        "0.5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().any(|l| l == "paths=1733"), "{text}");
+    // The comparison table: every policy, with and without a Sybil split.
+    for row in [
+        "random ",
+        "operator-diverse  1 operator",
+        "operator-diverse  10 identities",
+        "stake-weighted    1 operator",
+        "stake-weighted    10 identities",
+    ] {
+        assert!(text.contains(row), "missing {row:?} in\n{text}");
+    }
+}
+
+#[test]
+fn plot_writes_an_svg_with_a_line_per_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("collusion.svg");
+    let out = sim(&["--trials", "0", "--plot", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg = std::fs::read_to_string(&file).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<polyline").count(), 6, "{svg}");
+    for scenario in [
+        "random, 1 operator",
+        "operator-diverse, 10 identities",
+        "stake-weighted, 1 operator",
+    ] {
+        assert!(
+            svg.contains(&format!("data-scenario=\"{scenario}\"")),
+            "{scenario}"
+        );
+    }
+    assert_eq!(svg.matches('<').count(), svg.matches('>').count());
+}
+
+#[test]
+fn json_is_one_object() {
+    let out = sim(&["--json", "--trials", "20", "--paths", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let json = text.trim();
+    assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
+    assert!(json.contains("\"paths\":1733"), "{json}");
+    assert!(json.contains("\"n\":100"), "{json}");
+}
+
+#[test]
+fn example_population_file_runs() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/examples/population.toml");
+    let out = sim(&[
+        "--population",
+        example.to_str().unwrap(),
+        "--policy",
+        "stake-weighted",
+        "--trials",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().any(|l| l.starts_with("paths=")), "{text}");
+    assert!(text.contains("2 operators"), "{text}");
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[operator]]\ningress = 2\negress = 2\nbandwidth = -5\nadversary = true\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--policy".into(), "tor".into()], "unknown policy"),
+        (
+            vec!["--adversary-share".into(), "1.5".into()],
+            "--adversary-share",
+        ),
+        (vec!["--no-such-flag".into()], "--no-such-flag"),
+        (
+            vec!["--population".into(), bad.display().to_string()],
+            "operator[1].bandwidth",
+        ),
+        (
+            vec![
+                "--population".into(),
+                dir.path().join("missing.toml").display().to_string(),
+            ],
+            "cannot read population file",
+        ),
+        (
+            vec!["--sybil-identities".into(), "1000".into()],
+            "--sybil-identities",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sim(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,79 @@
+//! `openrelay status`: a running client reports its path (ingress and egress,
+//! each with its operator) and open flows over its control socket.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Devnet, fetch, run_openrelay, servers};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_the_path_and_open_flows() {
+    let devnet = Devnet::start(2);
+    let servers = servers();
+    let socks = devnet.socks.to_string();
+    // A slow download keeps one flow open while we ask.
+    let slow = fetch(
+        &["--socks5", &socks],
+        &format!("http://127.0.0.1:{}/slow/2000000", servers.http.port()),
+        Duration::from_secs(30),
+    );
+    let download = tokio::spawn(slow);
+    let state_dir = devnet.state_dir.display().to_string();
+    let mut status = serde_json::Value::Null;
+    for _ in 0..50 {
+        let out = run_openrelay(
+            &["status", "--state-dir", &state_dir, "--json"],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "status failed: {}", out.stderr);
+        status = serde_json::from_str(out.stdout.trim()).unwrap();
+        if status["open_flows"].as_u64() == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["state"], "connected", "{status}");
+    assert_eq!(status["open_flows"], 1, "{status}");
+    let (ingress, egress) = (&status["ingress"], &status["egress"]);
+    let (ingress_operator, egress_operator) = (
+        ingress["operator"].as_str().unwrap(),
+        egress["operator"].as_str().unwrap(),
+    );
+    assert_ne!(ingress_operator, egress_operator, "{status}");
+    let (name_in, name_out) = devnet.current_path();
+    assert_eq!(ingress["name"], name_in.as_str());
+    assert_eq!(egress["name"], name_out.as_str());
+
+    // The text form says the same for people.
+    let text = run_openrelay(
+        &["status", "--state-dir", &state_dir],
+        Duration::from_secs(5),
+    );
+    assert!(
+        text.stdout
+            .contains(&format!("(operator {ingress_operator})")),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("open flows: 1"), "{}", text.stdout);
+    download.abort();
+}
+
+#[test]
+fn status_without_a_client_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().display().to_string();
+    let out = run_openrelay(
+        &["status", "--state-dir", &state_dir],
+        Duration::from_secs(5),
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("no running client found"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"));
+}

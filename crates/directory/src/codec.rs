@@ -1,0 +1,160 @@
+//! The primitives of the canonical encoding (`docs/directory-format.md`,
+//! "Primitives"): fixed-width big-endian integers, fixed-size byte arrays and
+//! short length-prefixed strings. Fixed widths leave no room for overlong or
+//! alternative encodings; every read is bounds-checked and returns
+//! [`FormatError::Truncated`] instead of panicking.
+
+use crate::FormatError;
+
+/// Decodes one whole value from `bytes`: trailing bytes are an error, so
+/// every value has exactly one encoding.
+pub(crate) fn decode_exact<T>(
+    bytes: &[u8],
+    decode: impl FnOnce(&mut Reader<'_>) -> Result<T, FormatError>,
+) -> Result<T, FormatError> {
+    let mut r = Reader::new(bytes);
+    let value = decode(&mut r)?;
+    r.finish()?;
+    Ok(value)
+}
+
+/// A cursor over untrusted bytes. Every method either consumes exactly what
+/// it returns or fails without panicking.
+#[derive(Debug)]
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Bytes consumed so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not yet consumed.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// The bytes consumed since `start` (a value returned by `position`).
+    pub(crate) fn consumed_since(&self, start: usize) -> &'a [u8] {
+        self.buf.get(start..self.pos).unwrap_or_default()
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        let end = self.pos.checked_add(n).ok_or(FormatError::Truncated)?;
+        let out = self.buf.get(self.pos..end).ok_or(FormatError::Truncated)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, FormatError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, FormatError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, FormatError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, FormatError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    /// A string of at most `max` bytes behind a one-byte length. The text rules
+    /// are the caller's; here only the length and UTF-8 are checked.
+    pub(crate) fn short_str(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<&'a str, FormatError> {
+        let len = usize::from(self.u8()?);
+        if len > max {
+            return Err(FormatError::TooLarge {
+                what: field,
+                limit: max,
+            });
+        }
+        std::str::from_utf8(self.bytes(len)?).map_err(|_| FormatError::Invalid {
+            field,
+            reason: "not UTF-8",
+        })
+    }
+
+    /// The version byte every object starts with; only `expected` is known.
+    pub(crate) fn version(
+        &mut self,
+        object: &'static str,
+        expected: u8,
+    ) -> Result<(), FormatError> {
+        let version = self.u8()?;
+        if version != expected {
+            return Err(FormatError::UnsupportedVersion { object, version });
+        }
+        Ok(())
+    }
+
+    /// Fails unless every byte was consumed: a value has exactly one encoding,
+    /// so anything after it is an error, not padding.
+    pub(crate) fn finish(self) -> Result<(), FormatError> {
+        match self.remaining() {
+            0 => Ok(()),
+            count => Err(FormatError::TrailingBytes { count }),
+        }
+    }
+}
+
+/// Writes a string whose length the type's constructor already bounded to at
+/// most 255 bytes.
+pub(crate) fn put_short_str(out: &mut Vec<u8>, s: &str) {
+    // Constructors bound every string to at most 255 bytes (the limits in
+    // `lib.rs` are all smaller); saturate rather than panic regardless.
+    let len = u8::try_from(s.len()).unwrap_or(u8::MAX);
+    out.push(len);
+    out.extend_from_slice(s.as_bytes().get(..usize::from(len)).unwrap_or_default());
+}
+
+/// Writes a list count that the constructor bounded to fit in a `u32`.
+pub(crate) fn put_count_u32(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+/// Capacity to reserve for `count` announced items of at least `min_len`
+/// bytes each: never more than the remaining input could hold, so a forged
+/// count cannot make us allocate.
+pub(crate) fn bounded_capacity(count: usize, remaining: usize, min_len: usize) -> usize {
+    count.min(remaining / min_len.max(1))
+}
+
+/// Checks that `items` are strictly ascending by `key`: sorted and free of
+/// duplicates, which is what makes a list's encoding unique.
+pub(crate) fn check_strictly_ascending<T, K: Ord>(
+    items: &[T],
+    list: &'static str,
+    key: impl Fn(&T) -> K,
+) -> Result<(), FormatError> {
+    for pair in items.windows(2) {
+        if let [a, b] = pair {
+            match key(a).cmp(&key(b)) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err(FormatError::Duplicate { list }),
+                std::cmp::Ordering::Greater => return Err(FormatError::Unsorted { list }),
+            }
+        }
+    }
+    Ok(())
+}

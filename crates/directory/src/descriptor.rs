@@ -1,0 +1,524 @@
+//! Relay descriptors (issue 3, item 1): what a relay says about itself, signed
+//! by the relay key and by its operator's key, so that neither a relay nor an
+//! operator alone can put a relay under another operator's name, and a client
+//! can check both (SPEC: "signed by both. Clients verify every signature").
+
+use std::net::SocketAddr;
+
+use openrelay_config::{KeyPin, RelayRole};
+
+use crate::codec::{Reader, check_strictly_ascending, decode_exact};
+use crate::fields::{
+    Network, Region, check_endpoint, check_software_version, decode_endpoint, encode_endpoint,
+    endpoint_key,
+};
+use crate::keys::{
+    Domain, OperatorId, OperatorKey, RelayId, RelayKey, Signature, check_public_key,
+};
+use crate::{FormatError, MAX_CLOCK_SKEW_SECS, Signer};
+
+/// The format version of descriptor bodies this crate reads and writes.
+pub const DESCRIPTOR_VERSION: u8 = 1;
+
+const ROLE_INGRESS: u8 = 1;
+const ROLE_EGRESS: u8 = 2;
+const MEASUREMENT_NONE: u8 = 0;
+const MEASUREMENT_SHA256: u8 = 1;
+
+/// The fields of a relay descriptor, as an operator fills them in. Turned into
+/// a [`RelayDescriptor`] by [`RelayDescriptor::new`], which checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescriptorFields {
+    /// The relay's long-term key (it signs the descriptor).
+    pub relay: RelayId,
+    /// The operator's key (it signs the descriptor too).
+    pub operator: OperatorId,
+    /// Ingress or egress.
+    pub role: RelayRole,
+    /// Where clients (ingress) or ingress relays (egress) send QUIC packets:
+    /// 1 to [`MAX_ENDPOINTS`](crate::MAX_ENDPOINTS) unicast addresses with
+    /// ports, no duplicates. Any order; the descriptor sorts them.
+    pub endpoints: Vec<SocketAddr>,
+    /// The key the relay's QUIC/TLS certificate carries, which clients pin
+    /// (`transport::tls::PinnedKeyVerifier`). Separate from `relay` so the
+    /// TLS key can rotate under one relay identity.
+    pub quic_pin: KeyPin,
+    /// Country and city.
+    pub region: Region,
+    /// AS number or network label.
+    pub network: Network,
+    /// Advertised bandwidth in bits per second (weights path selection; the
+    /// stake covers it). Not 0.
+    pub bandwidth_bps: u64,
+    /// The software the relay runs, e.g. `openrelay 0.1.0`.
+    pub software_version: String,
+    /// SHA-256 of the relay's software build, for validators that compare it
+    /// with reproducible builds (SPEC: "software measurement"); `None` until
+    /// remote attestation exists.
+    pub software_measurement: Option<[u8; 32]>,
+    /// Valid from (Unix seconds, inclusive).
+    pub not_before: u64,
+    /// Valid until (Unix seconds, exclusive); after `not_before`, at most
+    /// [`MAX_DESCRIPTOR_LIFETIME_SECS`](crate::MAX_DESCRIPTOR_LIFETIME_SECS)
+    /// later, so a descriptor stops being accepted when it is not refreshed.
+    pub not_after: u64,
+}
+
+/// A checked descriptor (not yet signed): every field within the format's
+/// rules, endpoints sorted. Its canonical bytes ([`RelayDescriptor::to_bytes`])
+/// are what both signatures cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayDescriptor {
+    fields: DescriptorFields,
+}
+
+fn role_byte(role: RelayRole) -> u8 {
+    match role {
+        RelayRole::Ingress => ROLE_INGRESS,
+        RelayRole::Egress => ROLE_EGRESS,
+    }
+}
+
+impl RelayDescriptor {
+    /// Checks `fields` against the format's rules (`docs/directory-format.md`,
+    /// "Relay descriptor") and sorts the endpoints.
+    pub fn new(mut fields: DescriptorFields) -> Result<Self, FormatError> {
+        fields.endpoints.sort_by_key(endpoint_key);
+        let descriptor = RelayDescriptor { fields };
+        descriptor.check()?;
+        Ok(descriptor)
+    }
+
+    fn check(&self) -> Result<(), FormatError> {
+        let f = &self.fields;
+        if f.relay.as_bytes() == f.operator.as_bytes() {
+            return Err(FormatError::Invalid {
+                field: "operator",
+                reason: "the relay key and the operator key must differ",
+            });
+        }
+        if f.endpoints.is_empty() {
+            return Err(FormatError::Invalid {
+                field: "endpoints",
+                reason: "at least one is needed",
+            });
+        }
+        if f.endpoints.len() > crate::MAX_ENDPOINTS {
+            return Err(FormatError::TooLarge {
+                what: "endpoints",
+                limit: crate::MAX_ENDPOINTS,
+            });
+        }
+        f.endpoints.iter().try_for_each(check_endpoint)?;
+        check_strictly_ascending(&f.endpoints, "endpoints", endpoint_key)?;
+        check_public_key(f.quic_pin.as_bytes()).map_err(|_| FormatError::Invalid {
+            field: "quic_pin",
+            reason: "not a usable Ed25519 key",
+        })?;
+        f.region.check()?;
+        f.network.check()?;
+        if f.bandwidth_bps == 0 {
+            return Err(FormatError::Invalid {
+                field: "bandwidth_bps",
+                reason: "must not be 0",
+            });
+        }
+        check_software_version(&f.software_version)?;
+        if f.not_after <= f.not_before {
+            return Err(FormatError::Invalid {
+                field: "not_after",
+                reason: "must be after not_before",
+            });
+        }
+        if f.not_after - f.not_before > crate::MAX_DESCRIPTOR_LIFETIME_SECS {
+            return Err(FormatError::Invalid {
+                field: "not_after",
+                reason: "validity window longer than the maximum",
+            });
+        }
+        Ok(())
+    }
+
+    /// All fields.
+    pub fn fields(&self) -> &DescriptorFields {
+        &self.fields
+    }
+
+    /// The relay's id (its long-term key).
+    pub fn relay(&self) -> RelayId {
+        self.fields.relay
+    }
+
+    /// The operator's id.
+    pub fn operator(&self) -> OperatorId {
+        self.fields.operator
+    }
+
+    /// Ingress or egress.
+    pub fn role(&self) -> RelayRole {
+        self.fields.role
+    }
+
+    /// The endpoints, sorted.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.fields.endpoints
+    }
+
+    /// The QUIC/TLS key clients pin.
+    pub fn quic_pin(&self) -> KeyPin {
+        self.fields.quic_pin
+    }
+
+    /// Country and city.
+    pub fn region(&self) -> &Region {
+        &self.fields.region
+    }
+
+    /// AS number or network label.
+    pub fn network(&self) -> &Network {
+        &self.fields.network
+    }
+
+    /// Advertised bandwidth, bits per second.
+    pub fn bandwidth_bps(&self) -> u64 {
+        self.fields.bandwidth_bps
+    }
+
+    /// Whether `now` (Unix seconds) is inside the validity window, allowing
+    /// the relay's clock to run up to [`MAX_CLOCK_SKEW_SECS`] ahead of ours
+    /// for `not_before` (but none for `not_after`: expiry is what removes
+    /// relays that stopped refreshing).
+    pub fn is_valid_at(&self, now: u64) -> bool {
+        self.fields.not_before <= now.saturating_add(MAX_CLOCK_SKEW_SECS)
+            && now < self.fields.not_after
+    }
+
+    /// The canonical bytes (`docs/directory-format.md`, "Relay descriptor").
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let f = &self.fields;
+        let mut out = Vec::with_capacity(256);
+        out.push(DESCRIPTOR_VERSION);
+        out.extend_from_slice(f.relay.as_bytes());
+        out.extend_from_slice(f.operator.as_bytes());
+        out.push(role_byte(f.role));
+        // At most MAX_ENDPOINTS (8), checked on construction.
+        out.push(u8::try_from(f.endpoints.len()).unwrap_or(u8::MAX));
+        for endpoint in &f.endpoints {
+            encode_endpoint(endpoint, &mut out);
+        }
+        out.extend_from_slice(f.quic_pin.as_bytes());
+        f.region.encode(&mut out);
+        f.network.encode(&mut out);
+        out.extend_from_slice(&f.bandwidth_bps.to_be_bytes());
+        crate::codec::put_short_str(&mut out, &f.software_version);
+        match &f.software_measurement {
+            None => out.push(MEASUREMENT_NONE),
+            Some(digest) => {
+                out.push(MEASUREMENT_SHA256);
+                out.extend_from_slice(digest);
+            }
+        }
+        out.extend_from_slice(&f.not_before.to_be_bytes());
+        out.extend_from_slice(&f.not_after.to_be_bytes());
+        out
+    }
+
+    /// Parses canonical bytes; anything else (trailing bytes included) is
+    /// refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        decode_exact(bytes, Self::decode)
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
+        r.version("descriptor", DESCRIPTOR_VERSION)?;
+        let relay = read_key(r, "relay")?;
+        let operator = read_key(r, "operator")?;
+        let role = match r.u8()? {
+            ROLE_INGRESS => RelayRole::Ingress,
+            ROLE_EGRESS => RelayRole::Egress,
+            _ => {
+                return Err(FormatError::Invalid {
+                    field: "role",
+                    reason: "neither ingress nor egress",
+                });
+            }
+        };
+        let count = usize::from(r.u8()?);
+        if count > crate::MAX_ENDPOINTS {
+            return Err(FormatError::TooLarge {
+                what: "endpoints",
+                limit: crate::MAX_ENDPOINTS,
+            });
+        }
+        let mut endpoints = Vec::with_capacity(count);
+        for _ in 0..count {
+            endpoints.push(decode_endpoint(r)?);
+        }
+        let quic_pin = KeyPin::from_ed25519(r.array()?);
+        let region = Region::decode(r)?;
+        let network = Network::decode(r)?;
+        let bandwidth_bps = r.u64()?;
+        let software_version = r
+            .short_str("software_version", crate::MAX_SOFTWARE_VERSION_LEN)?
+            .to_owned();
+        let software_measurement = match r.u8()? {
+            MEASUREMENT_NONE => None,
+            MEASUREMENT_SHA256 => Some(r.array()?),
+            _ => {
+                return Err(FormatError::Invalid {
+                    field: "software_measurement",
+                    reason: "unknown kind",
+                });
+            }
+        };
+        let not_before = r.u64()?;
+        let not_after = r.u64()?;
+        let descriptor = RelayDescriptor {
+            fields: DescriptorFields {
+                relay: RelayId::from_checked(relay),
+                operator: OperatorId::from_checked(operator),
+                role,
+                endpoints,
+                quic_pin,
+                region,
+                network,
+                bandwidth_bps,
+                software_version,
+                software_measurement,
+                not_before,
+                not_after,
+            },
+        };
+        // The same checks as `new`, without sorting: unsorted input is refused.
+        descriptor.check()?;
+        Ok(descriptor)
+    }
+}
+
+/// Reads a public key and checks that it is usable (canonical, large order).
+pub(crate) fn read_key(r: &mut Reader<'_>, field: &'static str) -> Result<[u8; 32], FormatError> {
+    let bytes = r.array::<32>()?;
+    check_public_key(&bytes).map_err(|_| FormatError::Invalid {
+        field,
+        reason: "not a usable Ed25519 key",
+    })?;
+    Ok(bytes)
+}
+
+/// Why a signed descriptor is not acceptable now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DescriptorError {
+    /// A signature does not verify: forged, made over other bytes, or by
+    /// another key than the descriptor names.
+    #[error("bad signature by {which}")]
+    BadSignature {
+        /// Whose signature failed.
+        which: Signer,
+    },
+    /// `now` is before the validity window (beyond the allowed clock skew).
+    #[error("descriptor of relay {relay} is not valid before {not_before} (now {now})")]
+    NotYetValid {
+        /// The relay.
+        relay: RelayId,
+        /// Start of its validity.
+        not_before: u64,
+        /// The time checked.
+        now: u64,
+    },
+    /// The validity window has ended: the relay did not refresh it.
+    #[error("descriptor of relay {relay} expired at {not_after} (now {now})")]
+    Expired {
+        /// The relay.
+        relay: RelayId,
+        /// End of its validity.
+        not_after: u64,
+        /// The time checked.
+        now: u64,
+    },
+}
+
+/// Why a descriptor cannot be signed with the given keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The relay key is not the one the descriptor names.
+    #[error("the relay key does not match the descriptor's relay id")]
+    WrongRelayKey,
+    /// The operator key is not the one the descriptor names.
+    #[error("the operator key does not match the descriptor's operator id")]
+    WrongOperatorKey,
+}
+
+impl RelayKey {
+    /// The relay's signature over `descriptor`. Refused when the descriptor
+    /// names another relay: a signature that could never verify is a bug.
+    pub fn sign_descriptor(&self, descriptor: &RelayDescriptor) -> Result<Signature, SignError> {
+        if self.id() != descriptor.relay() {
+            return Err(SignError::WrongRelayKey);
+        }
+        Ok(self.sign(Domain::DescriptorRelay, &descriptor.to_bytes()))
+    }
+}
+
+impl OperatorKey {
+    /// The operator's signature over `descriptor`. Refused when the descriptor
+    /// names another operator.
+    pub fn sign_descriptor(&self, descriptor: &RelayDescriptor) -> Result<Signature, SignError> {
+        if self.id() != descriptor.operator() {
+            return Err(SignError::WrongOperatorKey);
+        }
+        Ok(self.sign(Domain::DescriptorOperator, &descriptor.to_bytes()))
+    }
+}
+
+/// A descriptor with its relay and operator signatures, as published and as
+/// carried in a directory. Holding one proves nothing: call
+/// [`SignedDescriptor::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedDescriptor {
+    descriptor: RelayDescriptor,
+    /// `descriptor.to_bytes()`, kept so verification does not re-encode.
+    body: Vec<u8>,
+    relay_signature: Signature,
+    operator_signature: Signature,
+}
+
+impl SignedDescriptor {
+    /// Signs `descriptor` with both keys (when both are at hand; otherwise
+    /// sign separately and use [`SignedDescriptor::from_parts`]).
+    pub fn sign(
+        descriptor: RelayDescriptor,
+        relay_key: &RelayKey,
+        operator_key: &OperatorKey,
+    ) -> Result<Self, SignError> {
+        let relay_signature = relay_key.sign_descriptor(&descriptor)?;
+        let operator_signature = operator_key.sign_descriptor(&descriptor)?;
+        Ok(Self::from_parts(
+            descriptor,
+            relay_signature,
+            operator_signature,
+        ))
+    }
+
+    /// Puts a descriptor and two signatures together, unchecked.
+    pub fn from_parts(
+        descriptor: RelayDescriptor,
+        relay_signature: Signature,
+        operator_signature: Signature,
+    ) -> Self {
+        let body = descriptor.to_bytes();
+        SignedDescriptor {
+            descriptor,
+            body,
+            relay_signature,
+            operator_signature,
+        }
+    }
+
+    /// The descriptor (its signatures unchecked unless this came out of
+    /// verification).
+    pub fn descriptor(&self) -> &RelayDescriptor {
+        &self.descriptor
+    }
+
+    /// The relay's signature.
+    pub fn relay_signature(&self) -> &Signature {
+        &self.relay_signature
+    }
+
+    /// The operator's signature.
+    pub fn operator_signature(&self) -> &Signature {
+        &self.operator_signature
+    }
+
+    /// The canonical bytes both signatures cover.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Checks both signatures (relay's first), then that `now` (Unix seconds)
+    /// is inside the validity window. What the registry runs when a relay
+    /// publishes, and what clients run on every descriptor of a directory.
+    pub fn verify(&self, now: u64) -> Result<(), DescriptorError> {
+        self.verify_signatures()?;
+        let d = &self.descriptor;
+        if now.saturating_add(MAX_CLOCK_SKEW_SECS) < d.fields.not_before {
+            return Err(DescriptorError::NotYetValid {
+                relay: d.relay(),
+                not_before: d.fields.not_before,
+                now,
+            });
+        }
+        if now >= d.fields.not_after {
+            return Err(DescriptorError::Expired {
+                relay: d.relay(),
+                not_after: d.fields.not_after,
+                now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks both signatures only.
+    pub fn verify_signatures(&self) -> Result<(), DescriptorError> {
+        let d = &self.descriptor;
+        if !d
+            .relay()
+            .verify(Domain::DescriptorRelay, &self.body, &self.relay_signature)
+        {
+            return Err(DescriptorError::BadSignature {
+                which: Signer::Relay(d.relay()),
+            });
+        }
+        if !d.operator().verify(
+            Domain::DescriptorOperator,
+            &self.body,
+            &self.operator_signature,
+        ) {
+            return Err(DescriptorError::BadSignature {
+                which: Signer::Operator(d.operator()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The canonical bytes: the body, the relay's signature, the operator's.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 2 * Signature::LEN);
+        self.encode(&mut out);
+        out
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(self.relay_signature.as_bytes());
+        out.extend_from_slice(self.operator_signature.as_bytes());
+    }
+
+    /// Parses a signed descriptor (signatures unchecked: call `verify`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        decode_exact(bytes, Self::decode)
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
+        let start = r.position();
+        let descriptor = RelayDescriptor::decode(r)?;
+        // The decoder accepts only canonical bytes, so these are exactly
+        // `descriptor.to_bytes()` (property-tested and fuzzed).
+        let body = r.consumed_since(start).to_vec();
+        let relay_signature = Signature::from_bytes(r.array()?);
+        let operator_signature = Signature::from_bytes(r.array()?);
+        Ok(SignedDescriptor {
+            descriptor,
+            body,
+            relay_signature,
+            operator_signature,
+        })
+    }
+}
+
+/// The smallest possible signed descriptor, to bound allocations for a count
+/// read from untrusted input.
+pub(crate) const MIN_SIGNED_DESCRIPTOR_LEN: usize =
+    1 + 32 + 32 + 1 + 1 + 7 + 32 + 2 + 1 + 5 + 8 + 2 + 1 + 8 + 8 + 2 * Signature::LEN;

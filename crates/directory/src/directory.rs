@@ -1,0 +1,427 @@
+//! The directory document (issue 3, item 2): every valid descriptor, the
+//! profiles of their operators, a sequence number and times, signed by a
+//! threshold of validators rather than by the registry alone.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::codec::{Reader, bounded_capacity, check_strictly_ascending, put_count_u32};
+use crate::descriptor::{MIN_SIGNED_DESCRIPTOR_LEN, SignedDescriptor};
+use crate::keys::{Domain, Signature, ValidatorId, ValidatorKey, check_public_key};
+use crate::profile::{MIN_SIGNED_PROFILE_LEN, SignedOperatorProfile};
+use crate::{FormatError, OperatorId, RelayId};
+
+/// The format version of directory bodies this crate reads and writes.
+pub const DIRECTORY_VERSION: u8 = 1;
+/// The format version of the signed-directory envelope.
+pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
+
+/// A directory document's contents: what validators sign.
+///
+/// Profiles are sorted by operator id and descriptors by relay id, each
+/// without duplicates, so one set of contents has one encoding and one relay
+/// cannot appear twice. Only the format is checked here; whether the
+/// signatures inside verify and the times fit is
+/// [`Directory::check_contents`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directory {
+    sequence: u64,
+    issued_at: u64,
+    valid_until: u64,
+    operators: Vec<SignedOperatorProfile>,
+    descriptors: Vec<SignedDescriptor>,
+}
+
+impl Directory {
+    /// The directory with these parts, if they pass the format checks.
+    fn checked(
+        sequence: u64,
+        issued_at: u64,
+        valid_until: u64,
+        operators: Vec<SignedOperatorProfile>,
+        descriptors: Vec<SignedDescriptor>,
+    ) -> Result<Self, FormatError> {
+        let directory = Directory {
+            sequence,
+            issued_at,
+            valid_until,
+            operators,
+            descriptors,
+        };
+        directory.check()?;
+        Ok(directory)
+    }
+
+    /// Assembles a directory: sorts `operators` and `descriptors`, refuses
+    /// duplicates, too many entries, and a validity window that is empty or
+    /// longer than [`MAX_DIRECTORY_LIFETIME_SECS`](crate::MAX_DIRECTORY_LIFETIME_SECS).
+    pub fn new(
+        sequence: u64,
+        issued_at: u64,
+        valid_until: u64,
+        mut operators: Vec<SignedOperatorProfile>,
+        mut descriptors: Vec<SignedDescriptor>,
+    ) -> Result<Self, FormatError> {
+        operators.sort_by_key(|p| p.profile().operator());
+        descriptors.sort_by_key(|d| d.descriptor().relay());
+        Self::checked(sequence, issued_at, valid_until, operators, descriptors)
+    }
+
+    fn check(&self) -> Result<(), FormatError> {
+        if self.valid_until <= self.issued_at {
+            return Err(FormatError::Invalid {
+                field: "valid_until",
+                reason: "must be after issued_at",
+            });
+        }
+        if self.valid_until - self.issued_at > crate::MAX_DIRECTORY_LIFETIME_SECS {
+            return Err(FormatError::Invalid {
+                field: "valid_until",
+                reason: "validity window longer than the maximum",
+            });
+        }
+        if self.operators.len() > crate::MAX_OPERATORS {
+            return Err(FormatError::TooLarge {
+                what: "operators",
+                limit: crate::MAX_OPERATORS,
+            });
+        }
+        if self.descriptors.len() > crate::MAX_RELAYS {
+            return Err(FormatError::TooLarge {
+                what: "descriptors",
+                limit: crate::MAX_RELAYS,
+            });
+        }
+        check_strictly_ascending(&self.operators, "operators", |p| p.profile().operator())?;
+        check_strictly_ascending(&self.descriptors, "descriptors", |d| d.descriptor().relay())
+    }
+
+    /// The sequence number: strictly increasing from one directory to the
+    /// next, which is how clients detect a rollback.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// When it was issued (Unix seconds).
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+
+    /// Until when it may be used (Unix seconds, exclusive).
+    pub fn valid_until(&self) -> u64 {
+        self.valid_until
+    }
+
+    /// Operator profiles, sorted by operator id.
+    pub fn operators(&self) -> &[SignedOperatorProfile] {
+        &self.operators
+    }
+
+    /// Descriptors, sorted by relay id.
+    pub fn descriptors(&self) -> &[SignedDescriptor] {
+        &self.descriptors
+    }
+
+    /// The profile of `operator`, if present.
+    pub fn operator(&self, operator: &OperatorId) -> Option<&SignedOperatorProfile> {
+        self.operators
+            .binary_search_by(|p| p.profile().operator().cmp(operator))
+            .ok()
+            .and_then(|i| self.operators.get(i))
+    }
+
+    /// The descriptor of `relay`, if present.
+    pub fn descriptor(&self, relay: &RelayId) -> Option<&SignedDescriptor> {
+        self.descriptors
+            .binary_search_by(|d| d.descriptor().relay().cmp(relay))
+            .ok()
+            .and_then(|i| self.descriptors.get(i))
+    }
+
+    /// The canonical bytes (`docs/directory-format.md`, "Directory").
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(32 + self.operators.len() * 256 + self.descriptors.len() * 512);
+        out.push(DIRECTORY_VERSION);
+        out.extend_from_slice(&self.sequence.to_be_bytes());
+        out.extend_from_slice(&self.issued_at.to_be_bytes());
+        out.extend_from_slice(&self.valid_until.to_be_bytes());
+        put_count_u32(&mut out, self.operators.len());
+        for profile in &self.operators {
+            profile.encode(&mut out);
+        }
+        put_count_u32(&mut out, self.descriptors.len());
+        for descriptor in &self.descriptors {
+            descriptor.encode(&mut out);
+        }
+        out
+    }
+
+    /// Parses canonical bytes (no signature is checked).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        if bytes.len() > crate::MAX_DIRECTORY_BYTES {
+            return Err(FormatError::TooLarge {
+                what: "directory",
+                limit: crate::MAX_DIRECTORY_BYTES,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        r.version("directory", DIRECTORY_VERSION)?;
+        let sequence = r.u64()?;
+        let issued_at = r.u64()?;
+        let valid_until = r.u64()?;
+        let operators = read_list(
+            &mut r,
+            "operators",
+            crate::MAX_OPERATORS,
+            MIN_SIGNED_PROFILE_LEN,
+            SignedOperatorProfile::decode,
+        )?;
+        check_strictly_ascending(&operators, "operators", |p| p.profile().operator())?;
+        let descriptors = read_list(
+            &mut r,
+            "descriptors",
+            crate::MAX_RELAYS,
+            MIN_SIGNED_DESCRIPTOR_LEN,
+            SignedDescriptor::decode,
+        )?;
+        r.finish()?;
+        Self::checked(sequence, issued_at, valid_until, operators, descriptors)
+    }
+
+    /// SHA-256 of [`Directory::to_bytes`].
+    pub fn digest(&self) -> DirectoryDigest {
+        DirectoryDigest::of(&self.to_bytes())
+    }
+}
+
+fn read_list<'a, T>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    limit: usize,
+    min_len: usize,
+    decode: impl Fn(&mut Reader<'a>) -> Result<T, FormatError>,
+) -> Result<Vec<T>, FormatError> {
+    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+    if count > limit {
+        return Err(FormatError::TooLarge { what, limit });
+    }
+    let mut items = Vec::with_capacity(bounded_capacity(count, r.remaining(), min_len));
+    for _ in 0..count {
+        items.push(decode(r)?);
+    }
+    Ok(items)
+}
+
+/// SHA-256 of a directory's canonical bytes: names one directory's contents,
+/// whichever validators' signatures came with it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DirectoryDigest([u8; 32]);
+
+impl DirectoryDigest {
+    /// The digest of directory bytes.
+    pub fn of(directory_bytes: &[u8]) -> Self {
+        DirectoryDigest(Sha256::digest(directory_bytes).into())
+    }
+
+    /// A digest from its bytes (e.g. as stored with a cache).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        DirectoryDigest(bytes)
+    }
+
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DirectoryDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for DirectoryDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DirectoryDigest({self})")
+    }
+}
+
+/// A digest's text is not 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a directory digest is 64 lower-case hex digits")]
+pub struct DigestSyntaxError;
+
+impl std::str::FromStr for DirectoryDigest {
+    type Err = DigestSyntaxError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 {
+            return Err(DigestSyntaxError);
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            _ => Err(DigestSyntaxError),
+        };
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            if let [hi, lo] = pair {
+                *o = (nibble(*hi)? << 4) | nibble(*lo)?;
+            }
+        }
+        Ok(DirectoryDigest(out))
+    }
+}
+
+impl serde::Serialize for DirectoryDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DirectoryDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One validator's signature over a directory's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidatorSignature {
+    /// Who claims to have signed (checked against the client's trust config).
+    pub validator: ValidatorId,
+    /// The signature.
+    pub signature: Signature,
+}
+
+impl ValidatorKey {
+    /// Signs a directory. A validator should sign only after checking it
+    /// ([`Directory::check_contents`] and its own measurements): a signature
+    /// is its vouching for every relay inside.
+    pub fn sign_directory(&self, directory: &Directory) -> ValidatorSignature {
+        self.sign_directory_bytes(&directory.to_bytes())
+    }
+
+    /// Signs a directory's canonical bytes (as [`Directory::to_bytes`] gives
+    /// them, or as received and decoded).
+    pub fn sign_directory_bytes(&self, directory_bytes: &[u8]) -> ValidatorSignature {
+        ValidatorSignature {
+            validator: self.id(),
+            signature: self.sign(Domain::Directory, directory_bytes),
+        }
+    }
+}
+
+impl ValidatorSignature {
+    /// Whether the signature verifies over `directory_bytes` with the key it
+    /// names (not whether that key is trusted: that is the caller's).
+    pub fn verifies(&self, directory_bytes: &[u8]) -> bool {
+        self.validator
+            .verify(Domain::Directory, directory_bytes, &self.signature)
+    }
+}
+
+/// A directory as it travels: its canonical bytes and the validators'
+/// signatures over them.
+///
+/// The signature list is not covered by any signature (validators sign
+/// independently, and a registry collects what it gets), so its order is kept
+/// as given and entries from unknown validators or repeated validators are
+/// allowed on the wire: verification counts each trusted validator at most
+/// once and ignores the rest. Checking before parsing: [`crate::verify_directory`]
+/// counts valid signatures over `directory` before decoding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedDirectory {
+    /// The directory's canonical bytes ([`Directory::to_bytes`]).
+    pub directory: Vec<u8>,
+    /// Validators' signatures over `directory`.
+    pub signatures: Vec<ValidatorSignature>,
+}
+
+impl SignedDirectory {
+    /// An envelope for `directory` with no signatures yet.
+    pub fn new(directory: &Directory) -> Self {
+        SignedDirectory {
+            directory: directory.to_bytes(),
+            signatures: Vec::new(),
+        }
+    }
+
+    /// Adds `key`'s signature, replacing an earlier one by the same validator.
+    pub fn sign(&mut self, key: &ValidatorKey) {
+        self.add_signature(key.sign_directory_bytes(&self.directory));
+    }
+
+    /// Adds a signature made elsewhere, replacing an earlier one by the same
+    /// validator (unchecked: verification checks).
+    pub fn add_signature(&mut self, signature: ValidatorSignature) {
+        self.signatures
+            .retain(|s| s.validator != signature.validator);
+        self.signatures.push(signature);
+    }
+
+    /// The digest of the directory bytes.
+    pub fn digest(&self) -> DirectoryDigest {
+        DirectoryDigest::of(&self.directory)
+    }
+
+    /// The envelope's bytes (`docs/directory-format.md`, "Signed directory").
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            1 + 4 + self.directory.len() + 1 + self.signatures.len() * (32 + Signature::LEN),
+        );
+        out.push(SIGNED_DIRECTORY_VERSION);
+        put_count_u32(&mut out, self.directory.len());
+        out.extend_from_slice(&self.directory);
+        // At most MAX_DIRECTORY_SIGNATURES (a `u8`) are encoded; a longer list
+        // cannot have come from `from_bytes` and is cut rather than panicking.
+        let count = self.signatures.len().min(crate::MAX_DIRECTORY_SIGNATURES);
+        out.push(u8::try_from(count).unwrap_or(u8::MAX));
+        for s in self.signatures.iter().take(count) {
+            out.extend_from_slice(s.validator.as_bytes());
+            out.extend_from_slice(s.signature.as_bytes());
+        }
+        out
+    }
+
+    /// Parses the envelope. The directory bytes are only bounded in size
+    /// here, not parsed: [`crate::verify_directory`] parses them after the
+    /// signatures checked out.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        let mut r = Reader::new(bytes);
+        r.version("signed directory", SIGNED_DIRECTORY_VERSION)?;
+        let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+        if len > crate::MAX_DIRECTORY_BYTES {
+            return Err(FormatError::TooLarge {
+                what: "directory",
+                limit: crate::MAX_DIRECTORY_BYTES,
+            });
+        }
+        let directory = r.bytes(len)?.to_vec();
+        let count = usize::from(r.u8()?);
+        if count > crate::MAX_DIRECTORY_SIGNATURES {
+            return Err(FormatError::TooLarge {
+                what: "signatures",
+                limit: crate::MAX_DIRECTORY_SIGNATURES,
+            });
+        }
+        let mut signatures = Vec::with_capacity(count);
+        for _ in 0..count {
+            let validator = r.array::<32>()?;
+            check_public_key(&validator).map_err(|_| FormatError::Invalid {
+                field: "validator",
+                reason: "not a usable Ed25519 key",
+            })?;
+            signatures.push(ValidatorSignature {
+                validator: ValidatorId::from_checked(validator),
+                signature: Signature::from_bytes(r.array()?),
+            });
+        }
+        r.finish()?;
+        Ok(SignedDirectory {
+            directory,
+            signatures,
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! Who the relays are, and how a client knows (SPEC "Registry, trust and
+//! incentives"; issue 3, items 1 to 3).
+//!
+//! - **Identities**: Ed25519 keys of relays, operators and
+//!   validators, each its own type.
+//! - **Operator profiles**: name, contact, jurisdiction, signed by the
+//!   operator (operator transparency).
+//! - **Relay descriptors**: keys, role, endpoints, the QUIC key clients pin,
+//!   region, network, bandwidth, software, validity; signed by the relay *and*
+//!   its operator.
+//! - **The directory**: every valid descriptor and the profiles of their
+//!   operators, a sequence number and a validity window, signed by validators.
+//! - **Verification** ([`verify_directory`]): k of n trusted validators,
+//!   freshness, no rollback, and every signature inside.
+//!
+//! Everything has one canonical byte encoding, specified in
+//! `docs/directory-format.md`; decoders accept only that encoding and never
+//! panic. The crate does no I/O: the registry stores and serves these bytes,
+//! clients fetch and cache them, and both call in here.
+
+mod codec;
+mod descriptor;
+mod directory;
+mod fields;
+mod keys;
+mod profile;
+mod verify;
+
+pub use descriptor::{
+    DESCRIPTOR_VERSION, DescriptorError, DescriptorFields, RelayDescriptor, SignError,
+    SignedDescriptor,
+};
+pub use directory::{
+    DIRECTORY_VERSION, DigestSyntaxError, Directory, DirectoryDigest, SIGNED_DIRECTORY_VERSION,
+    SignedDirectory, ValidatorSignature,
+};
+pub use fields::{CountryCode, Network, Region};
+pub use keys::{
+    KeyError, OperatorId, OperatorKey, RelayId, RelayKey, Signature, ValidatorId, ValidatorKey,
+};
+pub use openrelay_config::{KeyPin, RelayRole};
+pub use profile::{
+    BadProfileSignature, OperatorProfile, PROFILE_VERSION, ProfileFields, ProfileSignError,
+    SignedOperatorProfile,
+};
+/// The RNG traits [`RelayKey::generate`] and friends take, at the version
+/// they take them (`rand_core::OsRng` for real keys).
+pub use rand_core;
+pub use verify::{
+    DirectoryError, LastSeen, TrustConfig, TrustConfigError, VerifiedDirectory, VerifiedRelay,
+    verify_directory, verify_directory_bytes,
+};
+
+/// How far another party's clock may run ahead of ours: a directory issued or
+/// a descriptor starting up to this many seconds in the future is accepted.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+/// Longest validity window of a descriptor (7 days). Bounds how long a
+/// descriptor of a relay that was shut down, or whose key leaked, stays
+/// acceptable.
+pub const MAX_DESCRIPTOR_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+/// Longest validity window of a directory (7 days). Clients usually refuse
+/// far younger ones through [`TrustConfig::max_age_secs`].
+pub const MAX_DIRECTORY_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+/// Most endpoints of one relay.
+pub const MAX_ENDPOINTS: usize = 8;
+/// Longest city name, in bytes.
+pub const MAX_CITY_LEN: usize = 64;
+/// Longest network label, in bytes.
+pub const MAX_NETWORK_LABEL_LEN: usize = 64;
+/// Longest software version, in bytes.
+pub const MAX_SOFTWARE_VERSION_LEN: usize = 64;
+/// Longest operator name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest operator contact, in bytes.
+pub const MAX_CONTACT_LEN: usize = 128;
+/// Most relays in one directory (several times today's Tor network).
+pub const MAX_RELAYS: usize = 20_000;
+/// Most operators in one directory.
+pub const MAX_OPERATORS: usize = 20_000;
+/// Largest directory body, in bytes; the count and field limits above keep
+/// every valid directory below it (checked by a test).
+pub const MAX_DIRECTORY_BYTES: usize = 24 * 1024 * 1024;
+/// Most validator signatures one signed directory carries, and most
+/// validators a [`TrustConfig`] may name.
+pub const MAX_DIRECTORY_SIGNATURES: usize = 64;
+
+/// Bytes that break the format's rules (`docs/directory-format.md`). Decoders
+/// return it for anything but the one canonical encoding of a valid value;
+/// constructors return it for values that have no encoding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The input ended inside a value.
+    #[error("truncated")]
+    Truncated,
+    /// Bytes follow a complete value.
+    #[error("{count} bytes after the end")]
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// A version byte this implementation does not know.
+    #[error("{object} version {version} is not supported")]
+    UnsupportedVersion {
+        /// Which object.
+        object: &'static str,
+        /// The version found.
+        version: u8,
+    },
+    /// A list or string over its limit.
+    #[error("{what}: more than {limit}")]
+    TooLarge {
+        /// Which list or field.
+        what: &'static str,
+        /// The limit (entries or bytes).
+        limit: usize,
+    },
+    /// A field's value breaks its rule.
+    #[error("field `{field}`: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// A list that must be strictly ascending is not sorted.
+    #[error("{list} are not sorted")]
+    Unsorted {
+        /// The list.
+        list: &'static str,
+    },
+    /// A list holds the same entry twice.
+    #[error("{list} contain a duplicate")]
+    Duplicate {
+        /// The list.
+        list: &'static str,
+    },
+}
+
+/// Whose signature a check was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Signer {
+    /// A relay, over its descriptor.
+    Relay(RelayId),
+    /// An operator, over a descriptor of one of its relays.
+    Operator(OperatorId),
+    /// An operator, over its profile.
+    OperatorProfile(OperatorId),
+}
+
+impl std::fmt::Display for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signer::Relay(id) => write!(f, "relay {id}"),
+            Signer::Operator(id) => write!(f, "operator {id} (descriptor)"),
+            Signer::OperatorProfile(id) => write!(f, "operator {id} (profile)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

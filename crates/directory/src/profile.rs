@@ -1,0 +1,224 @@
+//! Operator profiles (issue 3, item 1: "a public profile (name, contact,
+//! jurisdiction: operator transparency)"), signed by the operator key so that
+//! nobody but the operator can change what a directory says about it.
+
+use crate::codec::{Reader, decode_exact, put_short_str};
+use crate::descriptor::read_key;
+use crate::fields::{CountryCode, check_text};
+use crate::keys::{Domain, OperatorId, OperatorKey, Signature};
+use crate::{FormatError, Signer};
+
+/// The format version of operator profiles this crate reads and writes.
+pub const PROFILE_VERSION: u8 = 1;
+
+/// The fields of an operator profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileFields {
+    /// The operator's key.
+    pub operator: OperatorId,
+    /// Display name, 1 to [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes. Not
+    /// unique and not what path selection compares (that is the key).
+    pub name: String,
+    /// How to reach the operator (e-mail address, URL), 1 to
+    /// [`MAX_CONTACT_LEN`](crate::MAX_CONTACT_LEN) bytes.
+    pub contact: String,
+    /// The country whose law the operator answers to (ISO 3166-1 alpha-2).
+    pub jurisdiction: CountryCode,
+    /// When the operator signed this version (Unix seconds), so a registry
+    /// keeps the newest profile and refuses an older one replayed to it.
+    pub published_at: u64,
+}
+
+/// A checked operator profile (not yet signed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorProfile {
+    fields: ProfileFields,
+}
+
+impl OperatorProfile {
+    /// Checks `fields` against the format's rules.
+    pub fn new(fields: ProfileFields) -> Result<Self, FormatError> {
+        let profile = OperatorProfile { fields };
+        profile.check()?;
+        Ok(profile)
+    }
+
+    fn check(&self) -> Result<(), FormatError> {
+        check_text("name", &self.fields.name, 1, crate::MAX_NAME_LEN)?;
+        check_text("contact", &self.fields.contact, 1, crate::MAX_CONTACT_LEN)
+    }
+
+    /// All fields.
+    pub fn fields(&self) -> &ProfileFields {
+        &self.fields
+    }
+
+    /// The operator's id.
+    pub fn operator(&self) -> OperatorId {
+        self.fields.operator
+    }
+
+    /// The display name.
+    pub fn name(&self) -> &str {
+        &self.fields.name
+    }
+
+    /// The contact.
+    pub fn contact(&self) -> &str {
+        &self.fields.contact
+    }
+
+    /// The jurisdiction.
+    pub fn jurisdiction(&self) -> CountryCode {
+        self.fields.jurisdiction
+    }
+
+    /// The canonical bytes (`docs/directory-format.md`, "Operator profile").
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let f = &self.fields;
+        let mut out = Vec::with_capacity(64 + f.name.len() + f.contact.len());
+        out.push(PROFILE_VERSION);
+        out.extend_from_slice(f.operator.as_bytes());
+        put_short_str(&mut out, &f.name);
+        put_short_str(&mut out, &f.contact);
+        f.jurisdiction.encode(&mut out);
+        out.extend_from_slice(&f.published_at.to_be_bytes());
+        out
+    }
+
+    /// Parses canonical bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        decode_exact(bytes, Self::decode)
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
+        r.version("operator profile", PROFILE_VERSION)?;
+        let operator = OperatorId::from_checked(read_key(r, "operator")?);
+        let name = r.short_str("name", crate::MAX_NAME_LEN)?.to_owned();
+        let contact = r.short_str("contact", crate::MAX_CONTACT_LEN)?.to_owned();
+        let jurisdiction = CountryCode::decode(r)?;
+        let published_at = r.u64()?;
+        let profile = OperatorProfile {
+            fields: ProfileFields {
+                operator,
+                name,
+                contact,
+                jurisdiction,
+                published_at,
+            },
+        };
+        profile.check()?;
+        Ok(profile)
+    }
+}
+
+/// Why a profile cannot be signed with a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileSignError {
+    /// The key is not the one the profile names.
+    #[error("the operator key does not match the profile's operator id")]
+    WrongOperatorKey,
+}
+
+impl OperatorKey {
+    /// Signs `profile`, which must name this key.
+    pub fn sign_profile(
+        &self,
+        profile: OperatorProfile,
+    ) -> Result<SignedOperatorProfile, ProfileSignError> {
+        if self.id() != profile.operator() {
+            return Err(ProfileSignError::WrongOperatorKey);
+        }
+        let body = profile.to_bytes();
+        let signature = self.sign(Domain::OperatorProfile, &body);
+        Ok(SignedOperatorProfile {
+            profile,
+            body,
+            signature,
+        })
+    }
+}
+
+/// A profile with its operator's signature. Holding one proves nothing: call
+/// [`SignedOperatorProfile::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedOperatorProfile {
+    profile: OperatorProfile,
+    body: Vec<u8>,
+    signature: Signature,
+}
+
+/// A profile's signature does not verify with the key it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad signature by {which}")]
+pub struct BadProfileSignature {
+    /// Always [`Signer::OperatorProfile`] of the profile's operator.
+    pub which: Signer,
+}
+
+impl SignedOperatorProfile {
+    /// Puts a profile and a signature together, unchecked.
+    pub fn from_parts(profile: OperatorProfile, signature: Signature) -> Self {
+        let body = profile.to_bytes();
+        SignedOperatorProfile {
+            profile,
+            body,
+            signature,
+        }
+    }
+
+    /// The profile (unchecked unless this came out of verification).
+    pub fn profile(&self) -> &OperatorProfile {
+        &self.profile
+    }
+
+    /// The operator's signature.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Checks the operator's signature.
+    pub fn verify(&self) -> Result<(), BadProfileSignature> {
+        let operator = self.profile.operator();
+        if operator.verify(Domain::OperatorProfile, &self.body, &self.signature) {
+            Ok(())
+        } else {
+            Err(BadProfileSignature {
+                which: Signer::OperatorProfile(operator),
+            })
+        }
+    }
+
+    /// The canonical bytes: the body, then the signature.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + Signature::LEN);
+        self.encode(&mut out);
+        out
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(self.signature.as_bytes());
+    }
+
+    /// Parses a signed profile (signature unchecked: call `verify`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        decode_exact(bytes, Self::decode)
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
+        let start = r.position();
+        let profile = OperatorProfile::decode(r)?;
+        let body = r.consumed_since(start).to_vec();
+        let signature = Signature::from_bytes(r.array()?);
+        Ok(SignedOperatorProfile {
+            profile,
+            body,
+            signature,
+        })
+    }
+}
+
+/// The smallest possible signed profile, to bound allocations.
+pub(crate) const MIN_SIGNED_PROFILE_LEN: usize = 1 + 32 + 2 + 2 + 2 + 8 + Signature::LEN;

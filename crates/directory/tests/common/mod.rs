@@ -1,0 +1,144 @@
+//! Deterministic fixtures: keys from fixed seeds, a small network of operators
+//! and relays, directories signed by chosen validators.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+
+use openrelay_directory::{
+    CountryCode, DescriptorFields, Directory, KeyPin, Network, OperatorKey, OperatorProfile,
+    ProfileFields, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory,
+    SignedOperatorProfile, TrustConfig, ValidatorKey,
+};
+
+/// The fixtures' reference time (Unix seconds): directories are issued then.
+pub const T0: u64 = 1_750_000_000;
+/// When verification runs in the fixtures: a minute after issue.
+pub const NOW: u64 = T0 + 60;
+/// Directory validity in the fixtures.
+pub const DIRECTORY_LIFETIME: u64 = 3 * 3600;
+/// Maximum age the fixtures' trust config accepts.
+pub const MAX_AGE: u64 = 6 * 3600;
+
+/// A 32-byte seed: `tag` repeated, then `index`.
+pub fn seed(tag: u8, index: u8) -> [u8; 32] {
+    let mut s = [tag; 32];
+    s[31] = index;
+    s
+}
+
+pub fn operator_key(i: u8) -> OperatorKey {
+    OperatorKey::from_bytes(&seed(0x0a, i))
+}
+
+pub fn relay_key(i: u8) -> RelayKey {
+    RelayKey::from_bytes(&seed(0x0b, i))
+}
+
+pub fn validator_key(i: u8) -> ValidatorKey {
+    ValidatorKey::from_bytes(&seed(0x0c, i))
+}
+
+/// The QUIC/TLS key of relay `i` (any Ed25519 key; the transport makes its own).
+pub fn quic_pin(i: u8) -> KeyPin {
+    RelayKey::from_bytes(&seed(0x0d, i)).id().into()
+}
+
+pub fn profile_fields(i: u8) -> ProfileFields {
+    ProfileFields {
+        operator: operator_key(i).id(),
+        name: format!("Operator {i}"),
+        contact: format!("mailto:ops{i}@example.org"),
+        jurisdiction: CountryCode::parse(["DE", "NL", "CH", "IS"][usize::from(i % 4)]).unwrap(),
+        published_at: T0 - 86_400,
+    }
+}
+
+pub fn profile(i: u8) -> SignedOperatorProfile {
+    operator_key(i)
+        .sign_profile(OperatorProfile::new(profile_fields(i)).unwrap())
+        .unwrap()
+}
+
+pub fn descriptor_fields(relay: u8, operator: u8, role: RelayRole) -> DescriptorFields {
+    let endpoint: SocketAddr = format!("127.0.0.1:{}", 4000 + u16::from(relay))
+        .parse()
+        .unwrap();
+    DescriptorFields {
+        relay: relay_key(relay).id(),
+        operator: operator_key(operator).id(),
+        role,
+        endpoints: vec![endpoint],
+        quic_pin: quic_pin(relay),
+        region: Region {
+            country: CountryCode::parse(["DE", "NL", "FR"][usize::from(relay % 3)]).unwrap(),
+            city: ["Frankfurt", "Amsterdam", "Paris"][usize::from(relay % 3)].to_owned(),
+        },
+        network: Network::Asn(64_500 + u32::from(relay)),
+        bandwidth_bps: 1_000_000_000,
+        software_version: "openrelay 0.1.0".to_owned(),
+        software_measurement: None,
+        not_before: T0 - 3600,
+        not_after: T0 + 86_400,
+    }
+}
+
+pub fn sign(fields: DescriptorFields, relay: u8, operator: u8) -> SignedDescriptor {
+    SignedDescriptor::sign(
+        RelayDescriptor::new(fields).unwrap(),
+        &relay_key(relay),
+        &operator_key(operator),
+    )
+    .unwrap()
+}
+
+pub fn descriptor(relay: u8, operator: u8, role: RelayRole) -> SignedDescriptor {
+    sign(descriptor_fields(relay, operator, role), relay, operator)
+}
+
+/// Three operators; relays 0 (ingress, op 0), 1 (egress, op 1), 2 (ingress,
+/// op 2), 3 (egress, op 2).
+pub fn network() -> (Vec<SignedOperatorProfile>, Vec<SignedDescriptor>) {
+    (
+        vec![profile(0), profile(1), profile(2)],
+        vec![
+            descriptor(0, 0, RelayRole::Ingress),
+            descriptor(1, 1, RelayRole::Egress),
+            descriptor(2, 2, RelayRole::Ingress),
+            descriptor(3, 2, RelayRole::Egress),
+        ],
+    )
+}
+
+pub fn directory_with(
+    sequence: u64,
+    operators: Vec<SignedOperatorProfile>,
+    descriptors: Vec<SignedDescriptor>,
+) -> Directory {
+    Directory::new(
+        sequence,
+        T0,
+        T0 + DIRECTORY_LIFETIME,
+        operators,
+        descriptors,
+    )
+    .unwrap()
+}
+
+pub fn directory(sequence: u64) -> Directory {
+    let (operators, descriptors) = network();
+    directory_with(sequence, operators, descriptors)
+}
+
+/// `directory` signed by the validators with the given indices.
+pub fn signed(directory: &Directory, validators: &[u8]) -> SignedDirectory {
+    let mut signed = SignedDirectory::new(directory);
+    for &v in validators {
+        signed.sign(&validator_key(v));
+    }
+    signed
+}
+
+/// Trusts validators `0..n`, `k` of them needed.
+pub fn trust(k: usize, n: u8) -> TrustConfig {
+    TrustConfig::new((0..n).map(|v| validator_key(v).id()), k, MAX_AGE).unwrap()
+}

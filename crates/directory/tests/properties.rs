@@ -1,0 +1,313 @@
+//! Property tests of the canonical encoding: every value round-trips to the
+//! same bytes, and no input, arbitrary or a mutated valid encoding, makes a
+//! decoder panic; whatever decodes re-encodes to exactly the input.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::LazyLock;
+
+use common::*;
+use openrelay_directory::{
+    CountryCode, DescriptorFields, Directory, KeyPin, Network, OperatorId, OperatorProfile,
+    ProfileFields, Region, RelayDescriptor, RelayId, RelayRole, Signature, SignedDescriptor,
+    SignedDirectory, SignedOperatorProfile, ValidatorId, ValidatorSignature,
+};
+use proptest::prelude::*;
+
+const POOL: u8 = 12;
+
+/// Public keys are derived once: random 32 bytes are rarely valid points.
+static RELAYS: LazyLock<Vec<RelayId>> =
+    LazyLock::new(|| (0..POOL).map(|i| relay_key(i).id()).collect());
+static OPERATORS: LazyLock<Vec<OperatorId>> =
+    LazyLock::new(|| (0..POOL).map(|i| operator_key(i).id()).collect());
+static VALIDATORS: LazyLock<Vec<ValidatorId>> =
+    LazyLock::new(|| (0..POOL).map(|i| validator_key(i).id()).collect());
+static PINS: LazyLock<Vec<KeyPin>> = LazyLock::new(|| (0..POOL).map(quic_pin).collect());
+
+fn text(max: usize) -> impl Strategy<Value = String> {
+    // Letters (some non-ASCII), digits, inner spaces and punctuation.
+    proptest::string::string_regex(&format!(
+        "[a-zA-Z0-9äöüßé.@:/-]([a-zA-Z0-9äöüßé .@:/-]{{0,{}}}[a-zA-Z0-9.])?",
+        max / 2 - 2
+    ))
+    .unwrap()
+    .prop_filter("within the byte limit", move |s| s.len() <= max)
+}
+
+fn country() -> impl Strategy<Value = CountryCode> {
+    (b'A'..=b'Z', b'A'..=b'Z').prop_map(|(a, b)| CountryCode::from_bytes([a, b]).unwrap())
+}
+
+fn endpoint() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (1u32..0xe000_0000, 1u16..)
+            .prop_map(|(ip, port)| SocketAddr::from((Ipv4Addr::from(ip), port))),
+        (0x2000u128 << 112..0x3fffu128 << 112, 1u16..)
+            .prop_map(|(ip, port)| SocketAddr::from((Ipv6Addr::from(ip), port))),
+    ]
+}
+
+fn network_label() -> impl Strategy<Value = Network> {
+    prop_oneof![
+        (1u32..).prop_map(Network::Asn),
+        text(openrelay_directory::MAX_NETWORK_LABEL_LEN)
+            .prop_filter("not an AS number", |s| {
+                !(s.len() > 2
+                    && s.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("as"))
+                    && s.bytes().skip(2).all(|b| b.is_ascii_digit()))
+            })
+            .prop_map(Network::Label),
+    ]
+}
+
+prop_compose! {
+    fn descriptor_fields_any()(
+        relay in 0..POOL,
+        operator_offset in 1..POOL,
+        ingress in any::<bool>(),
+        endpoints in proptest::collection::btree_set(endpoint(), 1..=openrelay_directory::MAX_ENDPOINTS),
+        pin in 0..POOL,
+        country in country(),
+        city in prop_oneof![Just(String::new()), text(openrelay_directory::MAX_CITY_LEN)],
+        network in network_label(),
+        bandwidth_bps in 1u64..,
+        software_version in "[ -~]{0,62}[!-~]".prop_filter("no leading space", |s| !s.starts_with(' ')),
+        software_measurement in any::<Option<[u8; 32]>>(),
+        not_before in any::<u64>(),
+        lifetime in 1..=openrelay_directory::MAX_DESCRIPTOR_LIFETIME_SECS,
+    ) -> DescriptorFields {
+        DescriptorFields {
+            relay: RELAYS[usize::from(relay)],
+            operator: OPERATORS[usize::from((relay + operator_offset) % POOL)],
+            role: if ingress { RelayRole::Ingress } else { RelayRole::Egress },
+            endpoints: endpoints.into_iter().collect(),
+            quic_pin: PINS[usize::from(pin)],
+            region: Region { country, city },
+            network,
+            bandwidth_bps,
+            software_version,
+            software_measurement,
+            not_before: not_before.min(u64::MAX - lifetime),
+            not_after: not_before.min(u64::MAX - lifetime) + lifetime,
+        }
+    }
+}
+
+prop_compose! {
+    fn signed_descriptor_any()(fields in descriptor_fields_any(), a in any::<[u8; 32]>(), b in any::<[u8; 32]>()) -> SignedDescriptor {
+        let mut relay_sig = [0u8; 64];
+        relay_sig[..32].copy_from_slice(&a);
+        let mut operator_sig = [0u8; 64];
+        operator_sig[32..].copy_from_slice(&b);
+        SignedDescriptor::from_parts(
+            RelayDescriptor::new(fields).unwrap(),
+            Signature::from_bytes(relay_sig),
+            Signature::from_bytes(operator_sig),
+        )
+    }
+}
+
+prop_compose! {
+    fn profile_any()(
+        operator in 0..POOL,
+        name in text(openrelay_directory::MAX_NAME_LEN),
+        contact in text(openrelay_directory::MAX_CONTACT_LEN),
+        jurisdiction in country(),
+        published_at in any::<u64>(),
+        sig in any::<[u8; 32]>(),
+    ) -> SignedOperatorProfile {
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&sig);
+        SignedOperatorProfile::from_parts(
+            OperatorProfile::new(ProfileFields {
+                operator: OPERATORS[usize::from(operator)],
+                name,
+                contact,
+                jurisdiction,
+                published_at,
+            })
+            .unwrap(),
+            Signature::from_bytes(signature),
+        )
+    }
+}
+
+prop_compose! {
+    fn directory_any()(
+        sequence in any::<u64>(),
+        issued_at in any::<u64>(),
+        lifetime in 1..=openrelay_directory::MAX_DIRECTORY_LIFETIME_SECS,
+        operators in proptest::collection::vec(profile_any(), 0..4),
+        descriptors in proptest::collection::vec(signed_descriptor_any(), 0..4),
+    ) -> Directory {
+        let issued_at = issued_at.min(u64::MAX - lifetime);
+        let mut operators = operators;
+        operators.sort_by_key(|p| p.profile().operator());
+        operators.dedup_by_key(|p| p.profile().operator());
+        let mut descriptors = descriptors;
+        descriptors.sort_by_key(|d| d.descriptor().relay());
+        descriptors.dedup_by_key(|d| d.descriptor().relay());
+        Directory::new(sequence, issued_at, issued_at + lifetime, operators, descriptors).unwrap()
+    }
+}
+
+prop_compose! {
+    fn signed_directory_any()(
+        directory in directory_any(),
+        signatures in proptest::collection::vec((0..POOL, any::<[u8; 32]>()), 0..6),
+    ) -> SignedDirectory {
+        SignedDirectory {
+            directory: directory.to_bytes(),
+            signatures: signatures
+                .into_iter()
+                .map(|(v, s)| {
+                    let mut signature = [0u8; 64];
+                    signature[..32].copy_from_slice(&s);
+                    ValidatorSignature {
+                        validator: VALIDATORS[usize::from(v)],
+                        signature: Signature::from_bytes(signature),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Decodes `bytes` as every object; whatever decodes re-encodes to `bytes`.
+fn decode_all(bytes: &[u8]) {
+    if let Ok(d) = RelayDescriptor::from_bytes(bytes) {
+        assert_eq!(d.to_bytes(), bytes);
+    }
+    if let Ok(d) = SignedDescriptor::from_bytes(bytes) {
+        assert_eq!(d.to_bytes(), bytes);
+        assert_eq!(d.body(), d.descriptor().to_bytes());
+    }
+    if let Ok(p) = OperatorProfile::from_bytes(bytes) {
+        assert_eq!(p.to_bytes(), bytes);
+    }
+    if let Ok(p) = SignedOperatorProfile::from_bytes(bytes) {
+        assert_eq!(p.to_bytes(), bytes);
+    }
+    if let Ok(d) = Directory::from_bytes(bytes) {
+        assert_eq!(d.to_bytes(), bytes);
+    }
+    if let Ok(s) = SignedDirectory::from_bytes(bytes) {
+        assert_eq!(s.to_bytes(), bytes);
+        if let Ok(d) = Directory::from_bytes(&s.directory) {
+            assert_eq!(d.to_bytes(), s.directory);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    Insert(usize, u8),
+    Remove(usize),
+    Truncate(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1u8..).prop_map(|(i, x)| Mutation::Flip(i, x)),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, x)| Mutation::Insert(i, x)),
+        any::<usize>().prop_map(Mutation::Remove),
+        any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        let len = bytes.len();
+        match *m {
+            Mutation::Flip(i, x) if len > 0 => bytes[i % len] ^= x,
+            Mutation::Insert(i, x) => bytes.insert(i % (len + 1), x),
+            Mutation::Remove(i) if len > 0 => {
+                bytes.remove(i % len);
+            }
+            Mutation::Truncate(i) => bytes.truncate(i % (len + 1)),
+            _ => {}
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn descriptors_round_trip(signed in signed_descriptor_any()) {
+        let body = signed.descriptor().to_bytes();
+        prop_assert_eq!(&RelayDescriptor::from_bytes(&body).unwrap(), signed.descriptor());
+        let bytes = signed.to_bytes();
+        let decoded = SignedDescriptor::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(decoded.to_bytes(), bytes);
+        prop_assert_eq!(decoded, signed);
+    }
+
+    #[test]
+    fn profiles_round_trip(signed in profile_any()) {
+        let bytes = signed.to_bytes();
+        let decoded = SignedOperatorProfile::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(decoded.to_bytes(), bytes);
+        prop_assert_eq!(decoded, signed);
+    }
+
+    #[test]
+    fn signed_directories_round_trip(signed in signed_directory_any()) {
+        let bytes = signed.to_bytes();
+        let decoded = SignedDirectory::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(decoded.to_bytes(), bytes);
+        let directory = Directory::from_bytes(&decoded.directory).unwrap();
+        prop_assert_eq!(directory.to_bytes(), decoded.directory.clone());
+        prop_assert_eq!(decoded, signed);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        decode_all(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bytes_behind_a_valid_version_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        // Past the version byte, so the rest of the parser is reached.
+        let mut input = vec![1u8];
+        input.extend_from_slice(&bytes);
+        decode_all(&input);
+    }
+
+    #[test]
+    fn mutated_encodings_never_panic(
+        signed in signed_directory_any(),
+        mutations in proptest::collection::vec(mutation(), 1..4),
+    ) {
+        decode_all(&mutate(signed.to_bytes(), &mutations));
+        decode_all(&mutate(signed.directory.clone(), &mutations));
+    }
+
+    #[test]
+    fn mutated_descriptors_never_panic(
+        signed in signed_descriptor_any(),
+        mutations in proptest::collection::vec(mutation(), 1..4),
+    ) {
+        decode_all(&mutate(signed.to_bytes(), &mutations));
+        decode_all(&mutate(signed.descriptor().to_bytes(), &mutations));
+    }
+}
+
+/// The real network's objects (with valid signatures) also survive mutation:
+/// run a fixed set once, not per case, to keep key derivation out of loops.
+#[test]
+fn mutated_fixture_directory_never_panics() {
+    let bytes = signed(&directory(1), &[0, 1]).to_bytes();
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0xff;
+        decode_all(&b);
+    }
+}

@@ -1,0 +1,360 @@
+//! Test vectors (`tests/vectors/directory-v1.json`): keys from fixed seeds,
+//! the fields of profiles and descriptors, their canonical bytes and
+//! signatures, a directory and its validator-signed envelope.
+//!
+//! `vectors_match_the_file` rebuilds the file's contents from the fixed inputs
+//! and compares them byte for byte, so any change to the encoding or the
+//! signing fails here. To change the format deliberately, regenerate:
+//!
+//! ```sh
+//! OPENRELAY_REGENERATE_VECTORS=1 cargo test -p openrelay-directory --test vectors
+//! ```
+//!
+//! and bump the version bytes if old bytes no longer decode the same way.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use openrelay_directory::{
+    CountryCode, DescriptorFields, Directory, Network, OperatorKey, OperatorProfile, ProfileFields,
+    Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory,
+    SignedOperatorProfile, TrustConfig, ValidatorKey, verify_directory_bytes,
+};
+use serde_json::{Value, json};
+
+const ISSUED_AT: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+const NOW: u64 = ISSUED_AT + 600;
+const MAX_AGE: u64 = 6 * 3600;
+
+fn path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory-v1.json")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Seed `n` of a vector key: the bytes `n, n+1, ..., n+31`.
+fn seed(n: u8) -> [u8; 32] {
+    std::array::from_fn(|i| n.wrapping_add(i as u8))
+}
+
+struct Inputs {
+    operators: Vec<(OperatorKey, ProfileFields)>,
+    relays: Vec<(RelayKey, DescriptorFields, usize)>,
+    validators: Vec<ValidatorKey>,
+    signed_by: Vec<usize>,
+}
+
+fn inputs() -> Inputs {
+    let operator_keys = [
+        OperatorKey::from_bytes(&seed(0x10)),
+        OperatorKey::from_bytes(&seed(0x30)),
+    ];
+    let relay_keys = [
+        RelayKey::from_bytes(&seed(0x50)),
+        RelayKey::from_bytes(&seed(0x70)),
+    ];
+    let quic_keys = [
+        RelayKey::from_bytes(&seed(0x90)),
+        RelayKey::from_bytes(&seed(0xb0)),
+    ];
+    let validators: Vec<ValidatorKey> = [0xd0, 0xe0, 0xf0]
+        .map(|n| ValidatorKey::from_bytes(&seed(n)))
+        .into();
+    let operators = vec![
+        (
+            operator_keys[0].clone(),
+            ProfileFields {
+                operator: operator_keys[0].id(),
+                name: "Example Relays e.V.".into(),
+                contact: "mailto:relays@example.org".into(),
+                jurisdiction: CountryCode::parse("DE").unwrap(),
+                published_at: ISSUED_AT - 86_400,
+            },
+        ),
+        (
+            operator_keys[1].clone(),
+            ProfileFields {
+                operator: operator_keys[1].id(),
+                name: "Beispiel Netz AG".into(),
+                contact: "https://example.net/contact".into(),
+                jurisdiction: CountryCode::parse("CH").unwrap(),
+                published_at: ISSUED_AT - 3600,
+            },
+        ),
+    ];
+    let relays = vec![
+        (
+            relay_keys[0].clone(),
+            DescriptorFields {
+                relay: relay_keys[0].id(),
+                operator: operator_keys[0].id(),
+                role: RelayRole::Ingress,
+                endpoints: vec![
+                    "203.0.113.5:443".parse().unwrap(),
+                    "[2001:db8::5]:443".parse().unwrap(),
+                ],
+                quic_pin: quic_keys[0].id().into(),
+                region: Region {
+                    country: CountryCode::parse("DE").unwrap(),
+                    city: "Frankfurt".into(),
+                },
+                network: Network::Asn(64_496),
+                bandwidth_bps: 10_000_000_000,
+                software_version: "openrelay 0.1.0".into(),
+                software_measurement: None,
+                not_before: ISSUED_AT - 3600,
+                not_after: ISSUED_AT + 86_400,
+            },
+            0,
+        ),
+        (
+            relay_keys[1].clone(),
+            DescriptorFields {
+                relay: relay_keys[1].id(),
+                operator: operator_keys[1].id(),
+                role: RelayRole::Egress,
+                endpoints: vec!["198.51.100.7:8443".parse().unwrap()],
+                quic_pin: quic_keys[1].id().into(),
+                region: Region {
+                    country: CountryCode::parse("CH").unwrap(),
+                    city: "Zürich".into(),
+                },
+                network: Network::Label("Example Hosting".into()),
+                bandwidth_bps: 2_500_000_000,
+                software_version: "openrelay 0.1.0".into(),
+                software_measurement: Some(std::array::from_fn(|i| i as u8)),
+                not_before: ISSUED_AT - 600,
+                not_after: ISSUED_AT + 2 * 86_400,
+            },
+            1,
+        ),
+    ];
+    Inputs {
+        operators,
+        relays,
+        validators,
+        signed_by: vec![0, 2],
+    }
+}
+
+fn trust(inputs: &Inputs) -> TrustConfig {
+    TrustConfig::new(inputs.validators.iter().map(|v| v.id()), 2, MAX_AGE).unwrap()
+}
+
+fn network_json(network: &Network) -> Value {
+    match network {
+        Network::Asn(asn) => json!({ "asn": asn }),
+        Network::Label(label) => json!({ "label": label }),
+    }
+}
+
+/// The file's contents, from the fixed inputs.
+fn generate() -> String {
+    let inputs = inputs();
+    let mut keys = Vec::new();
+    let mut profiles = Vec::new();
+    let mut signed_profiles = Vec::new();
+    for (i, (key, fields)) in inputs.operators.iter().enumerate() {
+        keys.push(json!({
+            "name": format!("operator {i}"),
+            "seed": hex(&key.to_bytes()),
+            "public": hex(key.id().as_bytes()),
+            "id": key.id().to_string(),
+        }));
+        let signed = key
+            .sign_profile(OperatorProfile::new(fields.clone()).unwrap())
+            .unwrap();
+        let bytes = signed.to_bytes();
+        let body = signed.profile().to_bytes();
+        profiles.push(json!({
+            "operator": fields.operator.to_string(),
+            "name": fields.name,
+            "contact": fields.contact,
+            "jurisdiction": fields.jurisdiction.as_str(),
+            "published_at": fields.published_at,
+            "body": hex(&body),
+            "signature": hex(signed.signature().as_bytes()),
+            "signed": hex(&bytes),
+        }));
+        signed_profiles.push(signed);
+    }
+    let mut descriptors = Vec::new();
+    let mut signed_descriptors = Vec::new();
+    for (i, (key, fields, operator)) in inputs.relays.iter().enumerate() {
+        keys.push(json!({
+            "name": format!("relay {i}"),
+            "seed": hex(&key.to_bytes()),
+            "public": hex(key.id().as_bytes()),
+            "id": key.id().to_string(),
+        }));
+        let descriptor = RelayDescriptor::new(fields.clone()).unwrap();
+        let signed =
+            SignedDescriptor::sign(descriptor, key, &inputs.operators[*operator].0).unwrap();
+        let f = signed.descriptor().fields();
+        descriptors.push(json!({
+            "relay": f.relay.to_string(),
+            "operator": f.operator.to_string(),
+            "role": f.role.to_string(),
+            "endpoints": f.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "quic_pin": f.quic_pin.to_string(),
+            "country": f.region.country.as_str(),
+            "city": f.region.city,
+            "network": network_json(&f.network),
+            "bandwidth_bps": f.bandwidth_bps,
+            "software_version": f.software_version,
+            "software_measurement": f.software_measurement.map(|m| hex(&m)),
+            "not_before": f.not_before,
+            "not_after": f.not_after,
+            "body": hex(signed.body()),
+            "relay_signature": hex(signed.relay_signature().as_bytes()),
+            "operator_signature": hex(signed.operator_signature().as_bytes()),
+            "signed": hex(&signed.to_bytes()),
+        }));
+        signed_descriptors.push(signed);
+    }
+    for (i, key) in inputs.validators.iter().enumerate() {
+        keys.push(json!({
+            "name": format!("validator {i}"),
+            "seed": hex(&key.to_bytes()),
+            "public": hex(key.id().as_bytes()),
+            "id": key.id().to_string(),
+        }));
+    }
+    let directory = Directory::new(
+        42,
+        ISSUED_AT,
+        ISSUED_AT + 3 * 3600,
+        signed_profiles,
+        signed_descriptors,
+    )
+    .unwrap();
+    let mut signed = SignedDirectory::new(&directory);
+    for &v in &inputs.signed_by {
+        signed.sign(&inputs.validators[v]);
+    }
+    let trust = trust(&inputs);
+    let doc = json!({
+        "about": "openrelay directory format v1 test vectors (docs/directory-format.md). \
+                  Generated by crates/directory/tests/vectors.rs; do not edit by hand.",
+        "keys": keys,
+        "operator_profiles": profiles,
+        "descriptors": descriptors,
+        "directory": {
+            "sequence": directory.sequence(),
+            "issued_at": directory.issued_at(),
+            "valid_until": directory.valid_until(),
+            "body": hex(&directory.to_bytes()),
+            "sha256": directory.digest().to_string(),
+        },
+        "signed_directory": {
+            "signed_by": inputs.signed_by.iter().map(|&v| inputs.validators[v].id().to_string()).collect::<Vec<_>>(),
+            "validator_signatures": signed.signatures.iter().map(|s| hex(s.signature.as_bytes())).collect::<Vec<_>>(),
+            "bytes": hex(&signed.to_bytes()),
+        },
+        "verification": {
+            "trusted_validators": trust.validators().iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            "threshold": trust.threshold(),
+            "max_age_secs": trust.max_age_secs(),
+            "now": NOW,
+            "result": "valid",
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&doc).unwrap();
+    text.push('\n');
+    text
+}
+
+/// The first place where two JSON values differ, as a path.
+fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(u), Some(v)) => first_difference(u, v, &format!("{path}.{k}")),
+                _ => Some(format!("{path}.{k}")),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (u, v))| first_difference(u, v, &format!("{path}[{i}]"))),
+        _ if a == b => None,
+        _ => Some(path.to_owned()),
+    }
+}
+
+#[test]
+fn vectors_match_the_file() {
+    let generated = generate();
+    if std::env::var_os("OPENRELAY_REGENERATE_VECTORS").is_some() {
+        std::fs::write(path(), &generated).unwrap();
+        return;
+    }
+    // Compared as JSON values (key order aside, every value and every hex
+    // string of canonical bytes must be identical).
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
+    let generated: Value = serde_json::from_str(&generated).unwrap();
+    if let Some(at) = first_difference(&stored, &generated, "") {
+        panic!(
+            "the encoding or signing changed: `{at}` in {} differs from what the code \
+             produces (if the change is deliberate, regenerate with \
+             OPENRELAY_REGENERATE_VECTORS=1 and bump the format version where old bytes \
+             would now decode differently)",
+            path().display()
+        );
+    }
+}
+
+/// The stored bytes, read back with only the public decoding API, verify.
+#[test]
+fn stored_vectors_decode_and_verify() {
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
+    for p in stored["operator_profiles"].as_array().unwrap() {
+        let signed =
+            SignedOperatorProfile::from_bytes(&unhex(p["signed"].as_str().unwrap())).unwrap();
+        signed.verify().unwrap();
+        assert_eq!(signed.profile().name(), p["name"].as_str().unwrap());
+        assert_eq!(
+            hex(&signed.profile().to_bytes()),
+            p["body"].as_str().unwrap()
+        );
+    }
+    for d in stored["descriptors"].as_array().unwrap() {
+        let signed = SignedDescriptor::from_bytes(&unhex(d["signed"].as_str().unwrap())).unwrap();
+        signed.verify(NOW).unwrap();
+        assert_eq!(hex(signed.body()), d["body"].as_str().unwrap());
+        assert_eq!(
+            signed.descriptor().relay().to_string(),
+            d["relay"].as_str().unwrap()
+        );
+    }
+    let v = &stored["verification"];
+    let trust = TrustConfig::new(
+        v["trusted_validators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().parse().unwrap()),
+        v["threshold"].as_u64().unwrap() as usize,
+        v["max_age_secs"].as_u64().unwrap(),
+    )
+    .unwrap();
+    let bytes = unhex(stored["signed_directory"]["bytes"].as_str().unwrap());
+    let verified =
+        verify_directory_bytes(&bytes, &trust, v["now"].as_u64().unwrap(), None).unwrap();
+    assert_eq!(
+        verified.digest().to_string(),
+        stored["directory"]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(verified.relays().count(), 2);
+}

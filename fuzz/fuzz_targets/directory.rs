@@ -1,0 +1,31 @@
+//! Signed directories and directory bodies (`docs/directory-format.md`): what
+//! a client parses when it fetches the relay list.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use openrelay_directory::{
+    Directory, SignedDirectory, TrustConfig, ValidatorKey, verify_directory,
+};
+
+fuzz_target!(|data: &[u8]| {
+    // Whatever decodes is canonical: it re-encodes to exactly the input.
+    if let Ok(d) = Directory::from_bytes(data) {
+        assert_eq!(d.to_bytes(), data);
+        let _ = d.check_contents(1_750_000_000);
+    }
+    if let Ok(s) = SignedDirectory::from_bytes(data) {
+        assert_eq!(s.to_bytes(), data);
+        if let Ok(d) = Directory::from_bytes(&s.directory) {
+            assert_eq!(d.to_bytes(), s.directory);
+        }
+        // Full verification of untrusted input must fail cleanly. Signed by
+        // a fixed validator here so the body parser and the content checks
+        // are reached too, not only the signature count.
+        let validator = ValidatorKey::from_bytes(&[7; 32]);
+        let trust = TrustConfig::new([validator.id()], 1, u64::MAX).expect("a valid trust config");
+        let mut signed = s.clone();
+        signed.sign(&validator);
+        let _ = verify_directory(signed, &trust, 1_750_000_000, None);
+        let _ = verify_directory(s, &trust, 1_750_000_000, None);
+    }
+});
