@@ -53,6 +53,28 @@ enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
+    /// Run the relay registry: relays publish descriptors, validators sign
+    /// directories, clients fetch them.
+    Registry {
+        /// The registry's config file (see examples/registry.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Exit when standard input closes (used by `devnet` for its children).
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
+    },
+    /// Run a validator that checks and signs the registry's directories.
+    Validator {
+        /// The validator's config file (see examples/validator.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the validator's public key (creating it if needed) and exit.
+        #[arg(long)]
+        print_key: bool,
+        /// Exit when standard input closes (used by `devnet` for its children).
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
+    },
     /// Show a running client's path, relays and open flows.
     Status {
         /// The client's state directory, or a devnet's (its client's is used).
@@ -193,6 +215,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime(Some(config.worker_threads))?.block_on(run_client(config, exit_with_stdin))
         }
         Command::Devnet(args) => runtime(Some(1))?.block_on(run_devnet(args)),
+        Command::Registry {
+            config,
+            exit_with_stdin,
+        } => {
+            let config = openrelay_config::RegistryConfig::load(&config)?;
+            runtime(None)?.block_on(run_registry(config, exit_with_stdin))
+        }
+        Command::Validator {
+            config,
+            print_key,
+            exit_with_stdin,
+        } => {
+            let config = openrelay_config::ValidatorConfig::load(&config)?;
+            let key = openrelay_registry::keyfile::load_or_create(&config.state_dir)?;
+            if print_key {
+                println!("{}", key.id());
+                return Ok(());
+            }
+            runtime(Some(1))?.block_on(run_validator(config, key, exit_with_stdin))
+        }
         Command::Status { state_dir, json } => {
             runtime(Some(1))?.block_on(run_status(&state_dir, json))
         }
@@ -458,5 +500,48 @@ async fn run_status(state_dir: &std::path::Path, json: bool) -> anyhow::Result<(
         Some(age) => println!("directory:  issued {age} s ago"),
         None => println!("directory:  relay list from the config file"),
     }
+    Ok(())
+}
+
+async fn run_registry(
+    config: openrelay_config::RegistryConfig,
+    exit_with_stdin: bool,
+) -> anyhow::Result<()> {
+    use openrelay_transport::endpoint::{OUTER_INITIAL_MTU, Tuning};
+    openrelay_log::init(&LogOptions {
+        role: Role::Relay,
+        filter: config.log.level.clone(),
+        file: config.log.file.clone(),
+    })?;
+    let identity = Identity::load_or_create(&config.state_dir)?;
+    let service = std::sync::Arc::new(openrelay_registry::service::RegistryService::new(&config)?);
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, OUTER_INITIAL_MTU);
+    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
+    let listen = endpoint.local_addr()?;
+    ready(&format!(
+        "ready role=registry listen={listen} key={}",
+        identity.pin()
+    ));
+    service
+        .run(endpoint, shutdown_signal(exit_with_stdin))
+        .await;
+    Ok(())
+}
+
+async fn run_validator(
+    config: openrelay_config::ValidatorConfig,
+    key: openrelay_directory::ValidatorKey,
+    exit_with_stdin: bool,
+) -> anyhow::Result<()> {
+    openrelay_log::init(&LogOptions {
+        role: Role::Tool,
+        filter: config.log.level.clone(),
+        file: config.log.file.clone(),
+    })?;
+    let registry =
+        openrelay_registry::http::RegistryClient::new(config.registry.addr, config.registry.key);
+    ready(&format!("ready role=validator key={}", key.id()));
+    let poll = std::time::Duration::from_secs(config.poll_interval_secs);
+    openrelay_registry::validator::run(registry, key, poll, shutdown_signal(exit_with_stdin)).await;
     Ok(())
 }

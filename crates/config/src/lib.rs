@@ -316,6 +316,72 @@ impl Default for PathConfig {
     }
 }
 
+/// A registry's address and the key its TLS handshake must prove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryEndpoint {
+    /// The registry's QUIC address.
+    pub addr: SocketAddr,
+    /// Its public key (printed by `openrelay registry` at start-up).
+    pub key: KeyPin,
+}
+
+/// `openrelay registry --config FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// UDP address of the registry's HTTP/3 server.
+    pub listen: SocketAddr,
+    /// Its TLS key and its store (`registry.redb`).
+    pub state_dir: PathBuf,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Public keys of the validators whose signatures count.
+    pub validators: Vec<KeyPin>,
+    /// Signatures needed before a directory is served (k of n).
+    pub threshold: usize,
+    /// A descriptor not refreshed for this long leaves the registry.
+    #[serde(default = "default_descriptor_ttl_secs")]
+    pub descriptor_ttl_secs: u64,
+    /// How long each directory is valid.
+    #[serde(default = "default_directory_lifetime_secs")]
+    pub directory_lifetime_secs: u64,
+    /// How often the registry proposes a new directory when relays changed.
+    #[serde(default = "default_proposal_interval_secs")]
+    pub proposal_interval_secs: u64,
+}
+
+fn default_descriptor_ttl_secs() -> u64 {
+    600
+}
+fn default_directory_lifetime_secs() -> u64 {
+    3600
+}
+fn default_proposal_interval_secs() -> u64 {
+    10
+}
+
+/// `openrelay validator --config FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorConfig {
+    /// Where the validator keeps its signing key (`validator.key`).
+    pub state_dir: PathBuf,
+    /// The registry whose proposals it checks and signs.
+    pub registry: RegistryEndpoint,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// How often it asks for a new proposal.
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+}
+
+fn default_poll_interval_secs() -> u64 {
+    5
+}
+
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -491,6 +557,83 @@ impl ClientConfig {
             return Err(ConfigError::invalid("http", "must differ from `socks`"));
         }
         Ok(())
+    }
+
+    /// Serialises the config as TOML.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
+    }
+}
+
+impl RegistryConfig {
+    /// Reads and validates a registry config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
+    }
+
+    /// Parses and validates registry config text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: RegistryConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
+        config.validate().map_err(|e| e.with_origin("<string>"))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.validators.is_empty() {
+            return Err(ConfigError::invalid(
+                "validators",
+                "must list at least one validator key",
+            ));
+        }
+        if self.threshold == 0 || self.threshold > self.validators.len() {
+            return Err(ConfigError::invalid(
+                "threshold",
+                format!(
+                    "must be between 1 and the number of validators ({})",
+                    self.validators.len()
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("descriptor_ttl_secs", self.descriptor_ttl_secs),
+            ("directory_lifetime_secs", self.directory_lifetime_secs),
+            ("proposal_interval_secs", self.proposal_interval_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        if self.proposal_interval_secs >= self.directory_lifetime_secs {
+            return Err(ConfigError::invalid(
+                "proposal_interval_secs",
+                "must be shorter than directory_lifetime_secs",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serialises the config as TOML.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
+    }
+}
+
+impl ValidatorConfig {
+    /// Reads and validates a validator config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
+    }
+
+    /// Parses and validates validator config text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: ValidatorConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
+        if config.poll_interval_secs == 0 {
+            return Err(
+                ConfigError::invalid("poll_interval_secs", "must be at least 1")
+                    .with_origin("<string>"),
+            );
+        }
+        Ok(config)
     }
 
     /// Serialises the config as TOML.

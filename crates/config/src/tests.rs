@@ -161,3 +161,29 @@ fn worker_threads_must_be_positive() {
         "relays default to one thread per core"
     );
 }
+
+const REGISTRY_EXAMPLE: &str = include_str!("../../../examples/registry.toml");
+const VALIDATOR_EXAMPLE: &str = include_str!("../../../examples/validator.toml");
+
+#[test]
+fn registry_and_validator_examples_parse() {
+    let registry = RegistryConfig::from_toml(REGISTRY_EXAMPLE).unwrap();
+    assert_eq!((registry.validators.len(), registry.threshold), (3, 2));
+    assert_eq!(
+        RegistryConfig::from_toml(&registry.to_toml().unwrap()).unwrap(),
+        registry
+    );
+    let validator = ValidatorConfig::from_toml(VALIDATOR_EXAMPLE).unwrap();
+    assert_eq!(
+        ValidatorConfig::from_toml(&validator.to_toml().unwrap()).unwrap(),
+        validator
+    );
+}
+
+#[test]
+fn a_threshold_above_the_validator_count_is_named() {
+    let text = REGISTRY_EXAMPLE.replace("threshold = 2", "threshold = 4");
+    expect_field(RegistryConfig::from_toml(&text).unwrap_err(), "threshold");
+    let text = REGISTRY_EXAMPLE.replace("threshold = 2", "threshold = 0");
+    expect_field(RegistryConfig::from_toml(&text).unwrap_err(), "threshold");
+}

@@ -12,9 +12,14 @@
 //!   profile, and the next sequence number. Validators sign it (k of n); the
 //!   registry alone cannot make clients trust it.
 //!
-//! Not in this crate: the network service, validators, and signing.
+//! [`service`] serves it over HTTP/3, [`validator`] checks and signs its
+//! proposals, [`http`] is the client relays, validators and clients use.
 
+pub mod http;
+pub mod keyfile;
+pub mod service;
 mod store;
+pub mod validator;
 
 use std::collections::BTreeSet;
 

@@ -216,3 +216,41 @@ pub async fn respond_ok(stream: &mut ServerStream, capsule_protocol: bool) -> bo
         Err(_) => false,
     }
 }
+
+/// Answers `stream` with `status` and `body`, then ends the stream.
+pub async fn respond(mut stream: ServerStream, status: http::StatusCode, body: Bytes) {
+    let Ok(response) = http::Response::builder().status(status).body(()) else {
+        return;
+    };
+    if stream.send_response(response).await.is_err() {
+        return;
+    }
+    if !body.is_empty() && stream.send_data(body).await.is_err() {
+        return;
+    }
+    let _ = stream.finish().await;
+}
+
+/// Reads a request body of at most `limit` bytes; `None` if it is larger or
+/// the stream fails.
+pub async fn read_body(stream: &mut ServerStream, limit: usize) -> Option<Vec<u8>> {
+    use bytes::Buf;
+    let mut body = Vec::new();
+    loop {
+        match stream.recv_data().await {
+            Ok(Some(mut chunk)) => {
+                if body.len() + chunk.remaining() > limit {
+                    return None;
+                }
+                while chunk.has_remaining() {
+                    let piece = chunk.chunk();
+                    body.extend_from_slice(piece);
+                    let n = piece.len();
+                    chunk.advance(n);
+                }
+            }
+            Ok(None) => return Some(body),
+            Err(_) => return None,
+        }
+    }
+}
