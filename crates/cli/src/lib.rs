@@ -166,6 +166,10 @@ struct DevnetArgs {
     /// Write one config file per component into DIR and exit.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
+    /// Also run a registry and three validators (two must sign); relays
+    /// publish their descriptors and the client uses the signed directory.
+    #[arg(long)]
+    registry: bool,
 }
 
 /// Runs the command line; the binary's `main` calls only this.
@@ -335,6 +339,7 @@ async fn run_relay(config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result
             let settings = openrelay_ingress::IngressSettings::from_config(&config)?;
             let ingress = openrelay_ingress::Ingress::bind(settings, &identity)?;
             let listen = ingress.local_addr()?;
+            let _publishing = publish(&config, listen, &identity)?;
             ready(&format!(
                 "ready role=ingress listen={listen} key={}",
                 identity.pin()
@@ -345,6 +350,7 @@ async fn run_relay(config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result
             let settings = openrelay_egress::EgressSettings::from_config(&config)?;
             let egress = openrelay_egress::Egress::bind(settings, &identity)?;
             let listen = egress.local_addr()?;
+            let _publishing = publish(&config, listen, &identity)?;
             ready(&format!(
                 "ready role=egress listen={listen} key={}",
                 identity.pin()
@@ -353,6 +359,36 @@ async fn run_relay(config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Starts publishing the relay's descriptor if its config says where; the
+/// returned guard stops it when the relay stops.
+fn publish(
+    config: &RelayConfig,
+    listen: std::net::SocketAddr,
+    identity: &Identity,
+) -> anyhow::Result<Option<AbortOnDrop>> {
+    let Some(publish) = &config.publish else {
+        return Ok(None);
+    };
+    let publisher = openrelay_registry::publisher::Publisher::new(
+        publish,
+        config.role,
+        listen,
+        identity.pin(),
+        &config.state_dir,
+    )?;
+    let task = tokio::spawn(publisher.run(std::future::pending()));
+    Ok(Some(AbortOnDrop(task)))
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
@@ -416,6 +452,7 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         state_dir: std::path::absolute(&state_dir)?,
         log_dir,
         log_level: args.log_level.clone(),
+        registry: args.registry,
     };
     let plan = openrelay_devnet::plan(&options)?;
     if let Some(dir) = &args.export {
@@ -427,7 +464,12 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let files = openrelay_devnet::export(&plan, &options.state_dir.join("configs"))?;
     let component = |(name, config): &(String, PathBuf)| openrelay_devnet::Component {
         name: name.clone(),
-        subcommand: if name == "client" { "client" } else { "relay" },
+        subcommand: match name.as_str() {
+            "client" => "client",
+            "registry" => "registry",
+            n if n.starts_with("validator-") => "validator",
+            _ => "relay",
+        },
         config: config.clone(),
     };
     let (client, relays) = files.split_last().context("devnet plan is empty")?;

@@ -241,7 +241,7 @@ fn config_errors_name_the_field() {
                 "--config".into(),
                 write(dir.path(), "no-relays.toml", &client_head),
             ],
-            vec!["missing field `relay`".into()],
+            vec!["field `relay`".into()],
         ),
         (
             "devnet of one operator",

@@ -12,6 +12,7 @@
 //! The client may log destinations, but only at debug level and below.
 
 pub mod control;
+pub mod directory;
 pub mod flow;
 pub mod http_proxy;
 pub mod manager;
@@ -44,6 +45,9 @@ pub enum ClientError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The directory settings are unusable.
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryConfigError),
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(#[from] control::ControlError),
@@ -56,6 +60,7 @@ pub struct Client {
     socks: TcpListener,
     http: TcpListener,
     control: tokio::net::UnixListener,
+    directory: Option<Arc<directory::DirectoryFeed>>,
 }
 
 impl Client {
@@ -69,11 +74,19 @@ impl Client {
         let socks = listen("socks", config.socks).await?;
         let http = listen("http", config.http).await?;
         let control = control::bind(&config.state_dir).await?;
+        let directory = match &config.directory {
+            Some(settings) => Some(Arc::new(directory::DirectoryFeed::new(
+                settings,
+                &config.state_dir,
+            )?)),
+            None => None,
+        };
         Ok(Client {
             manager: Arc::new(PathManager::new(config)),
             socks,
             http,
             control,
+            directory,
         })
     }
 
@@ -99,11 +112,17 @@ impl Client {
         let http = http_proxy::serve(self.http, Arc::clone(&self.manager));
         let manager = Arc::clone(&self.manager);
         let control = control::serve(self.control, Arc::new(move || status(&manager)));
+        let feed = self
+            .directory
+            .map(|feed| tokio::spawn(feed.run(Arc::clone(&self.manager))));
         tokio::select! {
             () = socks => {}
             () = http => {}
             () = control => {}
             () = shutdown => {}
+        }
+        if let Some(feed) = feed {
+            feed.abort();
         }
         self.manager.close().await;
         info!("client stopped");
@@ -133,6 +152,8 @@ fn status(manager: &PathManager) -> control::Status {
         egress: path.as_ref().map(|p| relay_status(&p.egress)),
         path_age_secs: path.as_ref().map(|p| p.age().as_secs()),
         open_flows: path.as_ref().map_or(0, |p| p.open_flows()),
-        directory_age_secs: None,
+        directory_age_secs: manager
+            .directory_issued_at()
+            .map(|issued| directory::unix_now().saturating_sub(issued)),
     }
 }

@@ -36,7 +36,9 @@ pub enum PathError {
 /// Owns the current path.
 #[derive(Debug)]
 pub struct PathManager {
-    relays: Vec<RelayEntry>,
+    // Replaced when a newer directory arrives.
+    relays: std::sync::RwLock<Vec<RelayEntry>>,
+    directory_issued_at: Mutex<Option<u64>>,
     bind: Option<IpAddr>,
     config: PathConfig,
     current: tokio::sync::Mutex<Option<Arc<Path>>>,
@@ -64,7 +66,8 @@ impl PathManager {
     /// A manager for the client's relay list.
     pub fn new(config: &ClientConfig) -> Self {
         PathManager {
-            relays: config.relays.clone(),
+            relays: std::sync::RwLock::new(config.relays.clone()),
+            directory_issued_at: Mutex::new(None),
             bind: config.bind,
             config: config.path.clone(),
             current: tokio::sync::Mutex::new(None),
@@ -94,9 +97,35 @@ impl PathManager {
             .insert(relay.name.clone(), until);
     }
 
-    fn choose(&self) -> Result<(&RelayEntry, &RelayEntry), PathError> {
+    /// Replaces the relay list (from a newer verified directory issued at
+    /// `issued_at`). The current path stays until it fails or rotates.
+    pub fn set_relays(&self, relays: Vec<RelayEntry>, issued_at: Option<u64>) {
+        *self
+            .relays
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = relays;
+        *self
+            .directory_issued_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = issued_at;
+    }
+
+    /// When the directory in use was issued (None: relays from the config).
+    pub fn directory_issued_at(&self) -> Option<u64> {
+        *self
+            .directory_issued_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn choose(&self) -> Result<(RelayEntry, RelayEntry), PathError> {
         let quarantined = self.quarantined();
-        let candidates: Vec<Candidate> = self.relays.iter().map(Candidate::from).collect();
+        let relays = self
+            .relays
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let candidates: Vec<Candidate> = relays.iter().map(Candidate::from).collect();
         let mut rng = self
             .rng
             .lock()
@@ -113,9 +142,10 @@ impl PathManager {
         .or_else(|_| selection::choose(&candidates, &region, |_| false, &mut rng))?;
         // Candidates are made from `self.relays`, so the lookup finds them.
         let relay = |role, id: &str| {
-            self.relays
+            relays
                 .iter()
                 .find(|r| r.role == role && r.name == id)
+                .cloned()
                 .ok_or_else(|| PathError::AllFailed(format!("relay {id} is not in the relay list")))
         };
         Ok((
@@ -137,7 +167,7 @@ impl PathManager {
         let mut last_error: Option<BuildError> = None;
         for _ in 0..MAX_BUILD_ATTEMPTS {
             let (ingress, egress) = self.choose()?;
-            match Path::build(ingress, egress, self.bind, &self.config).await {
+            match Path::build(&ingress, &egress, self.bind, &self.config).await {
                 Ok(path) => {
                     info!(ingress = %ingress.name, egress = %egress.name, "path established");
                     let path = Arc::new(path);
@@ -149,8 +179,8 @@ impl PathManager {
                 Err(e) => {
                     warn!(error = %e, "path build failed");
                     match e.hop() {
-                        Some(Hop::Ingress) => self.quarantine(ingress),
-                        Some(Hop::Egress) => self.quarantine(egress),
+                        Some(Hop::Ingress) => self.quarantine(&ingress),
+                        Some(Hop::Egress) => self.quarantine(&egress),
                         None => {}
                     }
                     last_error = Some(e);

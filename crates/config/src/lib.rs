@@ -142,6 +142,75 @@ pub struct RelayConfig {
     /// Settings used when `role = "egress"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<EgressConfig>,
+    /// Publishing this relay's descriptor to a registry (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishConfig>,
+}
+
+/// How a relay describes itself to a registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// The registry.
+    pub registry: RegistryEndpoint,
+    /// The operator's signing key (hex); every descriptor needs its signature.
+    pub operator_key_file: PathBuf,
+    /// The operator's public name.
+    pub operator_name: String,
+    /// How to reach the operator (e.g. `mailto:`).
+    pub operator_contact: String,
+    /// The operator's jurisdiction (ISO 3166-1 alpha-2).
+    pub jurisdiction: String,
+    /// Where the relay is (ISO 3166-1 alpha-2).
+    pub country: String,
+    /// Its city.
+    pub city: String,
+    /// Its network: `AS<number>` or a label.
+    pub network: String,
+    /// Advertised bandwidth, bits per second.
+    pub bandwidth_bps: u64,
+    /// The address clients use (default: the listen address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<SocketAddr>,
+    /// Republish this often (well under the registry's descriptor TTL).
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+    /// Each descriptor is valid this long (longer than a directory lives).
+    #[serde(default = "default_descriptor_lifetime_secs")]
+    pub descriptor_lifetime_secs: u64,
+}
+
+fn default_refresh_secs() -> u64 {
+    60
+}
+fn default_descriptor_lifetime_secs() -> u64 {
+    86_400
+}
+
+/// Where a client gets its relay list: a registry's directory, trusted only
+/// with the signatures of `threshold` of `validators`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The registry serving the directory.
+    pub registry: RegistryEndpoint,
+    /// Validators whose signatures count.
+    pub validators: Vec<KeyPin>,
+    /// Signatures required (k of n).
+    pub threshold: usize,
+    /// A directory older than this is refused, cached or not.
+    #[serde(default = "default_directory_max_age_secs")]
+    pub max_age_secs: u64,
+    /// Fetch a newer directory this often.
+    #[serde(default = "default_directory_refresh_secs")]
+    pub refresh_secs: u64,
+}
+
+fn default_directory_max_age_secs() -> u64 {
+    7200
+}
+fn default_directory_refresh_secs() -> u64 {
+    30
 }
 
 /// Ingress relay settings.
@@ -258,9 +327,12 @@ pub struct ClientConfig {
     /// Path building and failure detection.
     #[serde(default)]
     pub path: PathConfig,
-    /// The relays to choose from.
-    #[serde(rename = "relay")]
+    /// The relays to choose from (when no `[directory]` is configured).
+    #[serde(rename = "relay", default)]
     pub relays: Vec<RelayEntry>,
+    /// Take the relay list from a registry's signed directory instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryConfig>,
 }
 
 fn default_client_worker_threads() -> usize {
@@ -416,6 +488,15 @@ impl RelayConfig {
         if self.worker_threads == Some(0) {
             return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
         }
+        if let Some(publish) = &self.publish
+            && (publish.refresh_secs == 0
+                || publish.refresh_secs >= publish.descriptor_lifetime_secs)
+        {
+            return Err(ConfigError::invalid(
+                "publish.refresh_secs",
+                "must be at least 1 and shorter than publish.descriptor_lifetime_secs",
+            ));
+        }
         match self.role {
             RelayRole::Ingress => {
                 if self.egress.is_some() {
@@ -530,7 +611,26 @@ impl ClientConfig {
                     .iter()
                     .any(|e| e.role == RelayRole::Egress && e.operator != i.operator)
         });
-        if !has_two_operator_path {
+        if let Some(directory) = &self.directory {
+            if directory.validators.is_empty() {
+                return Err(ConfigError::invalid(
+                    "directory.validators",
+                    "must list at least one validator key",
+                ));
+            }
+            if directory.threshold == 0 || directory.threshold > directory.validators.len() {
+                return Err(ConfigError::invalid(
+                    "directory.threshold",
+                    "must be between 1 and the number of validators",
+                ));
+            }
+            if directory.max_age_secs == 0 || directory.refresh_secs == 0 {
+                return Err(ConfigError::invalid(
+                    "directory",
+                    "max_age_secs and refresh_secs must be at least 1",
+                ));
+            }
+        } else if !has_two_operator_path {
             return Err(ConfigError::invalid(
                 "relay",
                 "needs at least one ingress and one egress relay of different operators",

@@ -11,8 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use openrelay_config::{
-    ClientConfig, EgressConfig, IngressConfig, LogConfig, PathConfig, RelayConfig, RelayEntry,
-    RelayRole,
+    ClientConfig, DirectoryConfig, EgressConfig, IngressConfig, KeyPin, LogConfig, PathConfig,
+    PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, RelayRole,
+    ValidatorConfig,
 };
 use openrelay_transport::identity::{Identity, IdentityError};
 
@@ -20,6 +21,12 @@ pub use supervise::{Component, SuperviseError, run};
 
 /// The client's outer QUIC socket address in a devnet.
 pub const CLIENT_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 3, 1);
+/// The registry's address in a devnet with `--registry`.
+pub const REGISTRY_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 4, 1);
+/// Validators in a devnet with `--registry`, and how many must sign.
+pub const VALIDATORS: usize = 3;
+/// Signatures a devnet directory needs.
+pub const THRESHOLD: usize = 2;
 
 /// Why a devnet could not be planned or exported.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +38,9 @@ pub enum DevnetError {
     /// Keys could not be created.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// Signing keys could not be created.
+    #[error(transparent)]
+    KeyFile(#[from] openrelay_registry::keyfile::KeyFileError),
     /// A free port could not be found, or a file written.
     #[error("{what}")]
     Io {
@@ -59,11 +69,18 @@ pub struct DevnetOptions {
     pub log_dir: Option<PathBuf>,
     /// Log filter for every component.
     pub log_level: String,
+    /// Run a registry and validators; relays publish, the client reads the
+    /// signed directory (instead of a relay list in its config).
+    pub registry: bool,
 }
 
 /// The configs of every component.
 #[derive(Debug, Clone)]
 pub struct DevnetPlan {
+    /// The registry (with `--registry`).
+    pub registry: Option<RegistryConfig>,
+    /// The validators, named `validator-<i>` (with `--registry`).
+    pub validators: Vec<(String, ValidatorConfig)>,
     /// Relay configs, named `ingress-<i>` / `egress-<i>`.
     pub relays: Vec<(String, RelayConfig)>,
     /// The client config.
@@ -102,6 +119,19 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
     if !(2..=250).contains(&n) {
         return Err(DevnetError::Operators(n));
     }
+    let registry = options
+        .registry
+        .then(|| registry_plan(options))
+        .transpose()?;
+    let endpoint = registry.as_ref().map(|(config, _, pins)| {
+        (
+            RegistryEndpoint {
+                addr: config.listen,
+                key: pins.registry,
+            },
+            pins.validators.clone(),
+        )
+    });
     let mut egress_addrs = Vec::new();
     let mut entries = Vec::new();
     let mut relays = Vec::new();
@@ -117,6 +147,10 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             let state_dir = options.state_dir.join(&name);
             let identity = Identity::load_or_create(&state_dir)?;
             let operator = format!("operator-{i}");
+            let publish = match &endpoint {
+                Some((registry, _)) => Some(publish_config(options, registry.clone(), i, octet)?),
+                None => None,
+            };
             let (ingress, egress) = match role {
                 RelayRole::Egress => {
                     egress_addrs.push(listen);
@@ -166,6 +200,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     log: log_config(options, &name),
                     ingress,
                     egress,
+                    publish,
                 },
             ));
         }
@@ -178,13 +213,121 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         worker_threads: 1,
         log: log_config(options, "client"),
         path: PathConfig::default(),
-        relays: entries,
+        // With a registry the client learns relays from the signed directory.
+        relays: if endpoint.is_some() {
+            Vec::new()
+        } else {
+            entries
+        },
+        directory: endpoint.map(|(registry, validators)| DirectoryConfig {
+            registry,
+            validators,
+            threshold: THRESHOLD,
+            max_age_secs: 7200,
+            refresh_secs: 2,
+        }),
     };
-    Ok(DevnetPlan { relays, client })
+    let (registry, validators) = match registry {
+        Some((config, validators, _)) => (Some(config), validators),
+        None => (None, Vec::new()),
+    };
+    Ok(DevnetPlan {
+        registry,
+        validators,
+        relays,
+        client,
+    })
 }
 
-/// Writes one config file per component into `dir`; returns their paths,
-/// relays first, the client last.
+struct Pins {
+    registry: KeyPin,
+    validators: Vec<KeyPin>,
+}
+
+type RegistryPlan = (RegistryConfig, Vec<(String, ValidatorConfig)>, Pins);
+
+/// The registry and its validators; keys are created now, so every config
+/// can carry the pins.
+fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
+    let listen = SocketAddr::new(
+        IpAddr::V4(REGISTRY_ADDRESS),
+        free_udp_port(REGISTRY_ADDRESS)?,
+    );
+    let state_dir = options.state_dir.join("registry");
+    let registry_pin = Identity::load_or_create(&state_dir)?.pin();
+    let mut validators = Vec::new();
+    let mut validator_pins = Vec::new();
+    for i in 1..=VALIDATORS {
+        let name = format!("validator-{i}");
+        let state_dir = options.state_dir.join(&name);
+        let key = openrelay_registry::keyfile::load_or_create(&state_dir)?;
+        validator_pins.push(KeyPin::from(key.id()));
+        validators.push((
+            name.clone(),
+            ValidatorConfig {
+                state_dir,
+                registry: RegistryEndpoint {
+                    addr: listen,
+                    key: registry_pin,
+                },
+                log: log_config(options, &name),
+                poll_interval_secs: 1,
+            },
+        ));
+    }
+    let config = RegistryConfig {
+        listen,
+        state_dir,
+        log: log_config(options, "registry"),
+        validators: validator_pins.clone(),
+        threshold: THRESHOLD,
+        descriptor_ttl_secs: 10,
+        directory_lifetime_secs: 3600,
+        proposal_interval_secs: 1,
+    };
+    Ok((
+        config,
+        validators,
+        Pins {
+            registry: registry_pin,
+            validators: validator_pins,
+        },
+    ))
+}
+
+/// What relay `i` of operator `i` publishes; the operator key is created
+/// here, once, because both relays of the operator sign with it.
+fn publish_config(
+    options: &DevnetOptions,
+    registry: RegistryEndpoint,
+    operator: usize,
+    octet: u8,
+) -> Result<PublishConfig, DevnetError> {
+    let operator_key_file = options
+        .state_dir
+        .join(format!("operator-{operator}"))
+        .join("operator.key");
+    openrelay_registry::keyfile::operator_key(&operator_key_file)?;
+    let countries = ["DE", "NL", "CH", "SE", "FR", "IS"];
+    let country = countries[operator % countries.len()].to_owned();
+    Ok(PublishConfig {
+        registry,
+        operator_key_file,
+        operator_name: format!("Devnet operator {operator}"),
+        operator_contact: format!("mailto:operator-{operator}@devnet.invalid"),
+        jurisdiction: country.clone(),
+        country,
+        city: "Localhost".to_owned(),
+        network: format!("AS{}", 64_500 + u32::from(octet)),
+        bandwidth_bps: 1_000_000_000,
+        endpoint: None,
+        refresh_secs: 2,
+        descriptor_lifetime_secs: 86_400,
+    })
+}
+
+/// Writes one config file per component into `dir`; returns their paths in
+/// start order: registry, validators, relays, the client last.
 pub fn export(plan: &DevnetPlan, dir: &Path) -> Result<Vec<(String, PathBuf)>, DevnetError> {
     std::fs::create_dir_all(dir).map_err(|source| DevnetError::Io {
         what: format!("creating {}", dir.display()),
@@ -201,6 +344,12 @@ pub fn export(plan: &DevnetPlan, dir: &Path) -> Result<Vec<(String, PathBuf)>, D
         written.push((name.to_owned(), path));
         Ok::<(), DevnetError>(())
     };
+    if let Some(registry) = &plan.registry {
+        write("registry", registry.to_toml()?)?;
+    }
+    for (name, validator) in &plan.validators {
+        write(name, validator.to_toml()?)?;
+    }
     for (name, relay) in &plan.relays {
         write(name, relay.to_toml()?)?;
     }
@@ -221,6 +370,7 @@ mod tests {
             state_dir: dir.to_owned(),
             log_dir: None,
             log_level: "info".into(),
+            registry: false,
         }
     }
 

@@ -1,15 +1,18 @@
-//! A validator's signing key on disk: 32 secret bytes as hex in
-//! `validator.key`, created on first start (directory 0700, file 0600).
+//! Ed25519 signing keys on disk (a validator's, an operator's, a relay's
+//! descriptor key): 32 secret bytes as hex, created on first use (directory
+//! 0700, file 0600).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use openrelay_directory::ValidatorKey;
-use openrelay_directory::rand_core::OsRng;
+use openrelay_directory::rand_core::{OsRng, RngCore};
+use openrelay_directory::{OperatorKey, RelayKey, ValidatorKey};
 
-/// File name of the key inside the state directory.
+/// A validator's key file inside its state directory.
 pub const VALIDATOR_KEY_FILE: &str = "validator.key";
+/// A relay's descriptor-signing key file inside its state directory.
+pub const RELAY_KEY_FILE: &str = "relay.key";
 
 /// Why the key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +27,7 @@ pub enum KeyFileError {
         source: std::io::Error,
     },
     /// The file does not hold 64 hex digits.
-    #[error("{path}: not a validator key (64 hex digits expected)")]
+    #[error("{path}: not a signing key (64 hex digits expected)")]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -43,36 +46,56 @@ fn decode_hex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Loads `state_dir/validator.key`, creating it if absent.
-pub fn load_or_create(state_dir: &Path) -> Result<ValidatorKey, KeyFileError> {
-    let path = state_dir.join(VALIDATOR_KEY_FILE);
+/// Loads the secret in `path`, creating it (and its directory) if absent.
+pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| KeyFileError::Io { path, source }
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => decode_hex(&text)
-            .map(|secret| ValidatorKey::from_bytes(&secret))
-            .ok_or(KeyFileError::Malformed { path }),
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_hex(&text).ok_or_else(|| KeyFileError::Malformed {
+            path: path.to_owned(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)
-                .map_err(io(state_dir))?;
-            let key = ValidatorKey::generate(&mut OsRng);
-            let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            if let Some(dir) = path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io(dir))?;
+            }
+            let mut secret = [0u8; 32];
+            OsRng.fill_bytes(&mut secret);
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(io(&path))?;
-            file.write_all(hex.as_bytes()).map_err(io(&path))?;
-            Ok(key)
+                .open(path)
+                .map_err(io(path))?;
+            file.write_all(hex.as_bytes()).map_err(io(path))?;
+            Ok(secret)
         }
-        Err(source) => Err(KeyFileError::Io { path, source }),
+        Err(source) => Err(KeyFileError::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
+}
+
+/// Loads `state_dir/validator.key`, creating it if absent.
+pub fn load_or_create(state_dir: &Path) -> Result<ValidatorKey, KeyFileError> {
+    load_or_create_secret(&state_dir.join(VALIDATOR_KEY_FILE)).map(|s| ValidatorKey::from_bytes(&s))
+}
+
+/// Loads a relay's descriptor key from its state directory, creating it.
+pub fn relay_key(state_dir: &Path) -> Result<RelayKey, KeyFileError> {
+    load_or_create_secret(&state_dir.join(RELAY_KEY_FILE)).map(|s| RelayKey::from_bytes(&s))
+}
+
+/// Loads an operator key file, creating it.
+pub fn operator_key(path: &Path) -> Result<OperatorKey, KeyFileError> {
+    load_or_create_secret(path).map(|s| OperatorKey::from_bytes(&s))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 
 pub mod http;
 pub mod keyfile;
+pub mod publisher;
 pub mod service;
 mod store;
 pub mod validator;

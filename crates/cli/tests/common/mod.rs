@@ -248,6 +248,11 @@ impl Devnet {
     /// Starts a devnet of `operators` operators logging at `log_level`, and
     /// waits for its `ready` line.
     pub fn start_with(operators: usize, log_level: &str) -> Devnet {
+        Devnet::start_with_args(operators, log_level, &[])
+    }
+
+    /// As [`Devnet::start_with`], with extra `devnet` flags (e.g. `--registry`).
+    pub fn start_with_args(operators: usize, log_level: &str, extra: &[&str]) -> Devnet {
         let dir = tempfile::Builder::new()
             .prefix("openrelay-it-")
             .tempdir()
@@ -264,6 +269,7 @@ impl Devnet {
             .arg("--log-dir")
             .arg(&log_dir)
             .args(["--log-level", log_level])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -306,9 +312,11 @@ impl Devnet {
                 .pids
                 .insert(name.to_owned(), pid.trim().parse().unwrap());
         }
+        // Relays and the client, plus a registry and 3 validators with --registry.
+        let extra_components = if extra.contains(&"--registry") { 4 } else { 0 };
         assert_eq!(
             devnet.pids.len(),
-            2 * operators + 1,
+            2 * operators + 1 + extra_components,
             "devnet.pids lists every component: {pids}"
         );
         devnet
