@@ -549,7 +549,7 @@ async fn run_registry(
     config: openrelay_config::RegistryConfig,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
-    use openrelay_transport::endpoint::{OUTER_INITIAL_MTU, Tuning};
+    use openrelay_transport::endpoint::{INNER_INITIAL_MTU, Tuning};
     openrelay_log::init(&LogOptions {
         role: Role::Relay,
         filter: config.log.level.clone(),
@@ -557,7 +557,9 @@ async fn run_registry(
     })?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let service = std::sync::Arc::new(openrelay_registry::service::RegistryService::new(&config)?);
-    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, OUTER_INITIAL_MTU);
+    // Clients reach the registry through their relays (QUIC inside a
+    // connect-udp flow), so start at the inner path's MTU.
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, INNER_INITIAL_MTU);
     let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
     let listen = endpoint.local_addr()?;
     ready(&format!(

@@ -3,6 +3,13 @@
 //! in the state directory and refreshed. While the registry is down the client
 //! keeps working from the cached directory until it is too old; a forged,
 //! stale, rolled-back or under-signed directory is refused and changes nothing.
+//!
+//! The directory is fetched *through the relays*: a QUIC connection to the
+//! registry inside a connect-udp flow on the current path, so the registry
+//! sees an egress relay, never the user (SPEC: registries learn nothing about
+//! users). The directory's signatures, not the channel, make it trustworthy.
+//! There is no direct fetch: the first path comes from the cache or from the
+//! config's `[[relay]]` entries, used to bootstrap.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +22,8 @@ use openrelay_directory::{
 use openrelay_registry::http::RegistryClient;
 use openrelay_registry::service::paths;
 pub use openrelay_registry::service::unix_now;
+use openrelay_transport::endpoint::INNER_INITIAL_MTU;
+use openrelay_wire::target::Target;
 use tracing::{info, warn};
 
 use crate::manager::PathManager;
@@ -116,17 +125,41 @@ impl DirectoryFeed {
         }
     }
 
-    /// Fetches, verifies and caches the registry's current directory.
-    pub async fn fetch(&self) -> Result<RelayList, String> {
-        let bytes = match self
-            .registry
-            .call(http::Method::GET, paths::DIRECTORY, Vec::new())
+    /// Fetches the directory through a path of `manager`.
+    async fn fetch_through_path(&self, manager: &Arc<PathManager>) -> Result<Vec<u8>, String> {
+        let registry = self.registry.addr();
+        let flow = crate::flow::open_udp(manager, &Target::from_socket_addr(registry))
             .await
-        {
-            Ok((200, bytes)) => bytes,
-            Ok((status, _)) => return Err(format!("registry answered HTTP {status}")),
-            Err(e) => return Err(e.to_string()),
-        };
+            .map_err(|e| format!("no path to fetch the directory through: {e}"))?;
+        let (socket, _hold) = flow.into_socket(registry);
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            None,
+            Arc::new(socket),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| e.to_string())?;
+        let result = self
+            .registry
+            .call_via(
+                &endpoint,
+                INNER_INITIAL_MTU,
+                http::Method::GET,
+                paths::DIRECTORY,
+                Vec::new(),
+            )
+            .await;
+        endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
+        match result {
+            Ok((200, bytes)) => Ok(bytes),
+            Ok((status, _)) => Err(format!("registry answered HTTP {status}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Fetches (through the relays), verifies and caches the directory.
+    pub async fn fetch(&self, manager: &Arc<PathManager>) -> Result<RelayList, String> {
+        let bytes = self.fetch_through_path(manager).await?;
         let list = self.accept(&bytes, unix_now())?;
         // Write then rename, so a crash never leaves half a cache.
         let temporary = self.cache.with_extension("tmp");
@@ -146,7 +179,7 @@ impl DirectoryFeed {
             manager.set_relays(list.relays, Some(list.issued_at));
         }
         loop {
-            match self.fetch().await {
+            match self.fetch(&manager).await {
                 Ok(list) => {
                     info!(relays = list.relays.len(), "directory updated");
                     manager.set_relays(list.relays, Some(list.issued_at));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use openrelay_transport::datagrams::{DatagramSender, Route};
 use openrelay_transport::h3util;
+use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use openrelay_wire::socks5::Reply;
 use openrelay_wire::target::Target;
@@ -108,6 +109,34 @@ pub struct TcpFlow {
 impl std::fmt::Debug for TcpFlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpFlow").finish_non_exhaustive()
+    }
+}
+
+/// What keeps a UDP flow open after its datagrams were handed to a socket.
+pub struct UdpFlowHold {
+    _stream: InnerStream,
+    _route: Route,
+    _path: PathUse,
+}
+
+impl std::fmt::Debug for UdpFlowHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpFlowHold").finish_non_exhaustive()
+    }
+}
+
+impl UdpFlow {
+    /// Turns the flow into a virtual UDP socket towards `peer`, to run QUIC
+    /// to `peer` through the relays; the hold keeps the flow open.
+    pub fn into_socket(self, peer: std::net::SocketAddr) -> (TunnelSocket, UdpFlowHold) {
+        let local = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let socket = TunnelSocket::new(self.sender, self.incoming, local, peer);
+        let hold = UdpFlowHold {
+            _stream: self.stream,
+            _route: self._route,
+            _path: self._path,
+        };
+        (socket, hold)
     }
 }
 

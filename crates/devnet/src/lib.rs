@@ -213,12 +213,9 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         worker_threads: 1,
         log: log_config(options, "client"),
         path: PathConfig::default(),
-        // With a registry the client learns relays from the signed directory.
-        relays: if endpoint.is_some() {
-            Vec::new()
-        } else {
-            entries
-        },
+        // With a registry, these only bootstrap the first path, through which
+        // the client fetches the signed directory that replaces them.
+        relays: entries,
         directory: endpoint.map(|(registry, validators)| DirectoryConfig {
             registry,
             validators,

@@ -42,9 +42,37 @@ impl RegistryClient {
         RegistryClient { addr, pin }
     }
 
-    /// `method path` with `body`; returns the status and the response body.
+    /// The registry's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `method path` with `body` over a direct UDP socket; returns the status
+    /// and the response body. For relays and validators, whose addresses are
+    /// public anyway; clients use [`RegistryClient::call_via`].
     pub async fn call(
         &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), CallError> {
+        let endpoint = udp::endpoint(udp::local_for(None, self.addr), None).map_err(|e| {
+            CallError::Failed {
+                addr: self.addr,
+                reason: e.to_string(),
+            }
+        })?;
+        self.call_via(&endpoint, OUTER_INITIAL_MTU, method, path, body)
+            .await
+    }
+
+    /// The same call over `endpoint`, e.g. one whose packets travel inside a
+    /// connect-udp flow through the relays, so the registry never learns who
+    /// asked. `initial_mtu` must fit what that endpoint can carry.
+    pub async fn call_via(
+        &self,
+        endpoint: &quinn::Endpoint,
+        initial_mtu: u16,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
@@ -53,7 +81,8 @@ impl RegistryClient {
             addr: self.addr,
             reason,
         };
-        match tokio::time::timeout(CALL_TIMEOUT, self.exchange(method, path, body)).await {
+        let exchange = self.exchange(endpoint, initial_mtu, method, path, body);
+        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
             Ok(result) => result.map_err(failed),
             Err(_) => Err(failed("timed out".into())),
         }
@@ -61,17 +90,13 @@ impl RegistryClient {
 
     async fn exchange(
         &self,
+        quic: &quinn::Endpoint,
+        initial_mtu: u16,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), String> {
-        let local = udp::local_for(None, self.addr);
-        let quic = udp::endpoint(local, None).map_err(|e| e.to_string())?;
-        let tuning = Tuning::client(
-            Duration::from_secs(10),
-            Duration::from_secs(2),
-            OUTER_INITIAL_MTU,
-        );
+        let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), initial_mtu);
         let config = endpoint::client_config(self.pin, &tuning).map_err(|e| e.to_string())?;
         let connection = quic
             .connect_with(config, self.addr, &self.addr.ip().to_string())
