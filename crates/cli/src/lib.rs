@@ -320,6 +320,16 @@ async fn shutdown_signal(exit_with_stdin: bool) {
     }
 }
 
+/// Logging as a component's config says, with the privacy rules of `role`.
+fn init_logging(role: Role, log: &openrelay_config::LogConfig) -> anyhow::Result<()> {
+    openrelay_log::init(&LogOptions {
+        role,
+        filter: log.level.clone(),
+        file: log.file.clone(),
+    })?;
+    Ok(())
+}
+
 fn ready(line: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
@@ -327,11 +337,7 @@ fn ready(line: &str) {
 }
 
 async fn run_relay(config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
-    openrelay_log::init(&LogOptions {
-        role: Role::Relay,
-        filter: config.log.level.clone(),
-        file: config.log.file.clone(),
-    })?;
+    init_logging(Role::Relay, &config.log)?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let shutdown = shutdown_signal(exit_with_stdin);
     match config.role {
@@ -392,11 +398,7 @@ impl Drop for AbortOnDrop {
 }
 
 async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
-    openrelay_log::init(&LogOptions {
-        role: Role::Client,
-        filter: config.log.level.clone(),
-        file: config.log.file.clone(),
-    })?;
+    init_logging(Role::Client, &config.log)?;
     let client = openrelay_client::Client::bind(&config).await?;
     let (socks, http) = (client.socks_addr()?, client.http_addr()?);
     let manager = std::sync::Arc::clone(client.manager());
@@ -550,11 +552,7 @@ async fn run_registry(
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
     use openrelay_transport::endpoint::{INNER_INITIAL_MTU, Tuning};
-    openrelay_log::init(&LogOptions {
-        role: Role::Relay,
-        filter: config.log.level.clone(),
-        file: config.log.file.clone(),
-    })?;
+    init_logging(Role::Relay, &config.log)?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let service = std::sync::Arc::new(openrelay_registry::service::RegistryService::new(&config)?);
     // Clients reach the registry through their relays (QUIC inside a
@@ -577,11 +575,7 @@ async fn run_validator(
     key: openrelay_directory::ValidatorKey,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
-    openrelay_log::init(&LogOptions {
-        role: Role::Tool,
-        filter: config.log.level.clone(),
-        file: config.log.file.clone(),
-    })?;
+    init_logging(Role::Tool, &config.log)?;
     let registry =
         openrelay_registry::http::RegistryClient::new(config.registry.addr, config.registry.key);
     ready(&format!("ready role=validator key={}", key.id()));
