@@ -41,6 +41,12 @@ enum Command {
         /// The client's config file (see examples/client.toml).
         #[arg(long)]
         config: PathBuf,
+        /// Use only egress relays in this country (overrides `path.egress_country`).
+        #[arg(long, value_name = "CC")]
+        egress_country: Option<String>,
+        /// ... and in this city (overrides `path.egress_city`).
+        #[arg(long, requires = "egress_country")]
+        egress_city: Option<String>,
         /// Exit when standard input closes (used by `devnet` for its children).
         #[arg(long, hide = true)]
         exit_with_stdin: bool,
@@ -170,6 +176,13 @@ struct DevnetArgs {
     /// publish their descriptors and the client uses the signed directory.
     #[arg(long)]
     registry: bool,
+    /// The client uses only egress relays in this country (ISO 3166-1
+    /// alpha-2; devnet operators 1, 2, 3, ... are in NL, CH, SE, FR, IS, DE).
+    #[arg(long, value_name = "CC")]
+    egress_country: Option<String>,
+    /// ... and in this city (every devnet relay is in "Localhost").
+    #[arg(long, requires = "egress_country")]
+    egress_city: Option<String>,
 }
 
 /// Runs the command line; the binary's `main` calls only this.
@@ -213,9 +226,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Client {
             config,
+            egress_country,
+            egress_city,
             exit_with_stdin,
         } => {
-            let config = ClientConfig::load(&config)?;
+            let mut config = ClientConfig::load(&config)?;
+            if egress_country.is_some() {
+                config.path.egress_country = egress_country;
+                config.path.egress_city = egress_city;
+            }
             runtime(Some(config.worker_threads))?.block_on(run_client(config, exit_with_stdin))
         }
         Command::Devnet(args) => runtime(Some(1))?.block_on(run_devnet(args)),
@@ -455,6 +474,8 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         log_dir,
         log_level: args.log_level.clone(),
         registry: args.registry,
+        egress_country: args.egress_country.clone(),
+        egress_city: args.egress_city.clone(),
     };
     let plan = openrelay_devnet::plan(&options)?;
     if let Some(dir) = &args.export {

@@ -53,7 +53,7 @@ async fn status_reports_the_path_and_open_flows() {
     );
     assert!(
         text.stdout
-            .contains(&format!("(operator {ingress_operator})")),
+            .contains(&format!("(operator {ingress_operator}")),
         "{}",
         text.stdout
     );
@@ -76,4 +76,33 @@ fn status_without_a_client_is_a_clear_error() {
         out.stderr
     );
     assert!(!out.stderr.contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requested_egress_country_is_used_and_shown() {
+    // Devnet operators 1, 2, 3 are in NL, CH, SE; only operator 3 is in SE.
+    for extra in [
+        &["--egress-country", "SE"][..],
+        &["--egress-country", "SE", "--registry"][..],
+    ] {
+        let devnet = Devnet::start_with_args(3, "debug", extra);
+        let state_dir = devnet.state_dir.display().to_string();
+        let out = run_openrelay(
+            &["status", "--state-dir", &state_dir, "--json"],
+            Duration::from_secs(5),
+        );
+        let status: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(status["egress"]["country"], "SE", "{extra:?}: {status}");
+        assert_ne!(
+            status["ingress"]["country"], "SE",
+            "{extra:?}: ingress of another operator: {status}"
+        );
+        let (_, egress) = devnet.current_path();
+        assert_eq!(egress, "egress-3", "{extra:?}");
+        let text = run_openrelay(
+            &["status", "--state-dir", &state_dir],
+            Duration::from_secs(5),
+        );
+        assert!(text.stdout.contains("Localhost SE"), "{}", text.stdout);
+    }
 }

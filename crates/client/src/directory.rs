@@ -75,6 +75,10 @@ fn relay_entries(directory: &VerifiedDirectory) -> Vec<RelayEntry> {
                 operator: relay.operator_id().to_string(),
                 addr: *relay.endpoints().first()?,
                 key: relay.quic_pin(),
+                country: Some(relay.region().country.to_string()),
+                city: Some(relay.region().city.clone()).filter(|c| !c.is_empty()),
+                network: Some(relay.network().to_string()),
+                bandwidth_bps: Some(relay.bandwidth_bps()),
             })
         })
         .collect()

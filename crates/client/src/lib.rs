@@ -134,8 +134,8 @@ fn relay_status(relay: &openrelay_config::RelayEntry) -> control::RelayStatus {
         name: relay.name.clone(),
         operator: relay.operator.clone(),
         address: relay.addr,
-        country: None,
-        city: None,
+        country: relay.country.clone(),
+        city: relay.city.clone(),
     }
 }
 

@@ -130,7 +130,14 @@ impl PathManager {
             .rng
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let region = EgressRegion::Any;
+        let region = match (&self.config.egress_country, &self.config.egress_city) {
+            (Some(country), Some(city)) => EgressRegion::City {
+                country: country.clone(),
+                city: city.clone(),
+            },
+            (Some(country), None) => EgressRegion::Country(country.clone()),
+            _ => EgressRegion::Any,
+        };
         let choice = selection::choose(
             &candidates,
             &region,

@@ -86,22 +86,25 @@ pub struct Candidate {
 }
 
 impl From<&RelayEntry> for Candidate {
-    /// A candidate from the embedded relay list, which has no region,
-    /// network or bandwidth yet: country and city are empty (unknown, so a
-    /// request for a specific country finds no egress there), bandwidth is
-    /// [`UNKNOWN_BANDWIDTH`] (all relays weigh the same), and the network
-    /// label is `unknown:<name>`, unique per relay, so that the network rule
-    /// treats every relay as its own network instead of putting them all in
-    /// one "unknown" network and excluding every pair.
+    /// A candidate from a relay entry (from the config or a verified
+    /// directory). What the entry does not say stays unknown: no country or
+    /// city (a request for a specific region finds no egress there),
+    /// bandwidth [`UNKNOWN_BANDWIDTH`] (all such relays weigh the same), and
+    /// the network label `unknown:<name>`, unique per relay, so that the
+    /// network rule treats every such relay as its own network instead of
+    /// putting them all in one "unknown" network and excluding every pair.
     fn from(relay: &RelayEntry) -> Self {
         Candidate {
             id: relay.name.clone(),
             role: relay.role,
             operator: relay.operator.clone(),
-            network: format!("{UNKNOWN_NETWORK_PREFIX}{}", relay.name),
-            country: String::new(),
-            city: String::new(),
-            bandwidth: UNKNOWN_BANDWIDTH,
+            network: relay
+                .network
+                .clone()
+                .unwrap_or_else(|| format!("{UNKNOWN_NETWORK_PREFIX}{}", relay.name)),
+            country: relay.country.clone().unwrap_or_default(),
+            city: relay.city.clone().unwrap_or_default(),
+            bandwidth: relay.bandwidth_bps.unwrap_or(UNKNOWN_BANDWIDTH),
         }
     }
 }

@@ -300,6 +300,20 @@ pub struct RelayEntry {
     pub addr: SocketAddr,
     /// The relay's public key; the TLS handshake must prove it.
     pub key: KeyPin,
+    /// Where the relay is (ISO 3166-1 alpha-2), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Its city, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// Its network (`AS<number>` or a label), if known: a path never uses two
+    /// relays of one known network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Its advertised bandwidth in bits per second, if known: selection is
+    /// weighted by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_bps: Option<u64>,
 }
 
 /// `openrelay client --config FILE`.
@@ -362,6 +376,12 @@ pub struct PathConfig {
     /// A relay that failed is not chosen again for this many seconds.
     #[serde(default = "default_failed_relay_quarantine_secs")]
     pub failed_relay_quarantine_secs: u64,
+    /// Use only egress relays in this country (ISO 3166-1 alpha-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_country: Option<String>,
+    /// ... and in this city (needs `egress_country`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_city: Option<String>,
 }
 
 fn default_handshake_timeout_ms() -> u64 {
@@ -384,6 +404,8 @@ impl Default for PathConfig {
             idle_timeout_ms: default_idle_timeout_ms(),
             keepalive_ms: default_keepalive_ms(),
             failed_relay_quarantine_secs: default_failed_relay_quarantine_secs(),
+            egress_country: None,
+            egress_city: None,
         }
     }
 }
@@ -645,6 +667,12 @@ impl ClientConfig {
             if value == 0 {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
+        }
+        if path.egress_city.is_some() && path.egress_country.is_none() {
+            return Err(ConfigError::invalid(
+                "path.egress_city",
+                "needs path.egress_country too",
+            ));
         }
         if path.keepalive_ms >= path.idle_timeout_ms {
             return Err(ConfigError::invalid(

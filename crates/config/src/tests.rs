@@ -187,3 +187,18 @@ fn a_threshold_above_the_validator_count_is_named() {
     let text = REGISTRY_EXAMPLE.replace("threshold = 2", "threshold = 0");
     expect_field(RegistryConfig::from_toml(&text).unwrap_err(), "threshold");
 }
+
+#[test]
+fn an_egress_city_needs_a_country() {
+    let text = CLIENT_EXAMPLE.replace("[path]\n", "[path]\negress_city = \"Zurich\"\n");
+    expect_field(
+        ClientConfig::from_toml(&text).unwrap_err(),
+        "path.egress_city",
+    );
+    let text = CLIENT_EXAMPLE.replace(
+        "[path]\n",
+        "[path]\negress_country = \"CH\"\negress_city = \"Zurich\"\n",
+    );
+    let config = ClientConfig::from_toml(&text).unwrap();
+    assert_eq!(config.path.egress_country.as_deref(), Some("CH"));
+}

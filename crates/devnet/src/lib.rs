@@ -72,6 +72,10 @@ pub struct DevnetOptions {
     /// Run a registry and validators; relays publish, the client reads the
     /// signed directory (instead of a relay list in its config).
     pub registry: bool,
+    /// The client uses only egress relays in this country.
+    pub egress_country: Option<String>,
+    /// ... and this city.
+    pub egress_city: Option<String>,
 }
 
 /// The configs of every component.
@@ -187,6 +191,10 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 operator: operator.clone(),
                 addr: listen,
                 key: identity.pin(),
+                country: Some(country_of(i)),
+                city: Some(DEVNET_CITY.to_owned()),
+                network: Some(network_of(octet)),
+                bandwidth_bps: Some(DEVNET_BANDWIDTH),
             });
             relays.push((
                 name.clone(),
@@ -212,7 +220,11 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         bind: Some(IpAddr::V4(CLIENT_ADDRESS)),
         worker_threads: 1,
         log: log_config(options, "client"),
-        path: PathConfig::default(),
+        path: PathConfig {
+            egress_country: options.egress_country.clone(),
+            egress_city: options.egress_city.clone(),
+            ..PathConfig::default()
+        },
         // With a registry, these only bootstrap the first path, through which
         // the client fetches the signed directory that replaces them.
         relays: entries,
@@ -292,6 +304,23 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
     ))
 }
 
+/// The city every devnet relay claims.
+const DEVNET_CITY: &str = "Localhost";
+/// The bandwidth every devnet relay advertises (bits/s).
+const DEVNET_BANDWIDTH: u64 = 1_000_000_000;
+
+/// The country operator `i`'s relays are in: operators 1, 2, 3, ... are in
+/// NL, CH, SE, FR, IS, DE, ... so region choices can be tried on a devnet.
+pub fn country_of(operator: usize) -> String {
+    const COUNTRIES: [&str; 6] = ["DE", "NL", "CH", "SE", "FR", "IS"];
+    COUNTRIES[operator % COUNTRIES.len()].to_owned()
+}
+
+/// The network label of the relays on `127.0.x.octet`.
+fn network_of(octet: u8) -> String {
+    format!("AS{}", 64_500 + u32::from(octet))
+}
+
 /// What relay `i` of operator `i` publishes; the operator key is created
 /// here, once, because both relays of the operator sign with it.
 fn publish_config(
@@ -305,8 +334,7 @@ fn publish_config(
         .join(format!("operator-{operator}"))
         .join("operator.key");
     openrelay_registry::keyfile::operator_key(&operator_key_file)?;
-    let countries = ["DE", "NL", "CH", "SE", "FR", "IS"];
-    let country = countries[operator % countries.len()].to_owned();
+    let country = country_of(operator);
     Ok(PublishConfig {
         registry,
         operator_key_file,
@@ -314,9 +342,9 @@ fn publish_config(
         operator_contact: format!("mailto:operator-{operator}@devnet.invalid"),
         jurisdiction: country.clone(),
         country,
-        city: "Localhost".to_owned(),
-        network: format!("AS{}", 64_500 + u32::from(octet)),
-        bandwidth_bps: 1_000_000_000,
+        city: DEVNET_CITY.to_owned(),
+        network: network_of(octet),
+        bandwidth_bps: DEVNET_BANDWIDTH,
         endpoint: None,
         refresh_secs: 2,
         descriptor_lifetime_secs: 86_400,
@@ -368,6 +396,8 @@ mod tests {
             log_dir: None,
             log_level: "info".into(),
             registry: false,
+            egress_country: None,
+            egress_city: None,
         }
     }
 

@@ -517,6 +517,10 @@ fn entry(name: &str, role: RelayRole, operator: &str) -> RelayEntry {
         operator: operator.into(),
         addr: "192.0.2.1:4433".parse().unwrap(),
         key: KeyPin::from_ed25519([1; 32]),
+        country: None,
+        city: None,
+        network: None,
+        bandwidth_bps: None,
     }
 }
 
