@@ -2,12 +2,11 @@
 //! descriptor key): 32 secret bytes as hex, created on first use (directory
 //! 0700, file 0600).
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use openrelay_directory::rand_core::{OsRng, RngCore};
 use openrelay_directory::{OperatorKey, RelayKey, ValidatorKey};
+use openrelay_transport::identity::write_secret_file;
 
 /// A validator's key file inside its state directory.
 pub const VALIDATOR_KEY_FILE: &str = "validator.key";
@@ -48,38 +47,22 @@ fn decode_hex(text: &str) -> Option<[u8; 32]> {
 
 /// Loads the secret in `path`, creating it (and its directory) if absent.
 pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| KeyFileError::Io { path, source }
+    let io = |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
     };
     match std::fs::read_to_string(path) {
         Ok(text) => decode_hex(&text).ok_or_else(|| KeyFileError::Malformed {
             path: path.to_owned(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(io(dir))?;
-            }
             let mut secret = [0u8; 32];
             OsRng.fill_bytes(&mut secret);
             let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(io(path))?;
-            file.write_all(hex.as_bytes()).map_err(io(path))?;
+            write_secret_file(path, hex.as_bytes()).map_err(io)?;
             Ok(secret)
         }
-        Err(source) => Err(KeyFileError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(io(source)),
     }
 }
 

@@ -36,6 +36,24 @@ pub enum IdentityError {
     Generate(String),
 }
 
+/// Writes a new secret file readable only by its owner (0600), creating its
+/// directory (0700) if needed; never overwrites an existing file.
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
 /// A relay's key pair.
 pub struct Identity {
     key: rcgen::KeyPair,
@@ -95,28 +113,9 @@ impl Identity {
 
     /// Writes the key to `state_dir/identity.key`; refuses to overwrite one.
     pub fn store(&self, state_dir: &Path) -> Result<(), IdentityError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)
-            .map_err(|source| IdentityError::Io {
-                path: state_dir.to_owned(),
-                source,
-            })?;
         let path = state_dir.join(KEY_FILE);
-        let io_error = |source| IdentityError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error)?;
-        file.write_all(self.key.serialize_pem().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io_error)
+        write_secret_file(&path, self.key.serialize_pem().as_bytes())
+            .map_err(|source| IdentityError::Io { path, source })
     }
 
     /// The public key clients pin.
