@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use openrelay_config::{ClientConfig, RelayConfig, RelayRole};
+use openrelay_config::{ClientConfig, PathConfig, RelayConfig, RelayRole};
 use openrelay_log::{LogOptions, Role};
 use openrelay_transport::identity::Identity;
 use tracing::warn;
@@ -41,12 +41,8 @@ enum Command {
         /// The client's config file (see examples/client.toml).
         #[arg(long)]
         config: PathBuf,
-        /// Use only egress relays in this country (overrides `path.egress_country`).
-        #[arg(long, value_name = "CC")]
-        egress_country: Option<String>,
-        /// ... and in this city (overrides `path.egress_city`).
-        #[arg(long, requires = "egress_country")]
-        egress_city: Option<String>,
+        #[command(flatten)]
+        path: PathArgs,
         /// Exit when standard input closes (used by `devnet` for its children).
         #[arg(long, hide = true)]
         exit_with_stdin: bool,
@@ -151,8 +147,10 @@ struct SimArgs {
 
 #[derive(Debug, clap::Args)]
 struct DevnetArgs {
-    /// Number of operators, each running one ingress and one egress relay.
-    #[arg(long, default_value_t = 2)]
+    /// Number of operators, each running one ingress and one egress relay
+    /// (operators are in different countries, so the default three give
+    /// three regions).
+    #[arg(long, default_value_t = 3)]
     operators: usize,
     /// The client's SOCKS5 listen address.
     #[arg(long, default_value = "127.0.0.1:1080")]
@@ -172,17 +170,54 @@ struct DevnetArgs {
     /// Write one config file per component into DIR and exit.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
-    /// Also run a registry and three validators (two must sign); relays
-    /// publish their descriptors and the client uses the signed directory.
+    /// Run without the registry and validators: the client uses the relay
+    /// list in its config instead of the validator-signed directory.
     #[arg(long)]
-    registry: bool,
-    /// The client uses only egress relays in this country (ISO 3166-1
-    /// alpha-2; devnet operators 1, 2, 3, ... are in NL, CH, SE, FR, IS, DE).
+    no_registry: bool,
+    /// The client's path selection (devnet operators 1, 2, 3, ... are in
+    /// NL, CH, SE, FR, IS, DE; every devnet relay is in "Localhost").
+    #[command(flatten)]
+    path: PathArgs,
+}
+
+/// Path selection settings on the command line; each overrides the
+/// client config's `[path]` entry of the same name.
+#[derive(Debug, clap::Args)]
+struct PathArgs {
+    /// Use only egress relays in this country (ISO 3166-1 alpha-2).
     #[arg(long, value_name = "CC")]
     egress_country: Option<String>,
-    /// ... and in this city (every devnet relay is in "Localhost").
+    /// ... and in this city.
     #[arg(long, requires = "egress_country")]
     egress_city: Option<String>,
+    /// Your own country: egress relays there are preferred when no egress
+    /// country is asked for ("near my region").
+    #[arg(long, value_name = "CC")]
+    home_country: Option<String>,
+    /// New flows move to a fresh path this often (open flows finish on
+    /// theirs).
+    #[arg(long, value_name = "SECS")]
+    rotation_secs: Option<u64>,
+    /// Per-site isolation: flows to different sites use different egress
+    /// relays.
+    #[arg(long)]
+    per_site: bool,
+}
+
+impl PathArgs {
+    fn apply(&self, path: &mut PathConfig) {
+        if self.egress_country.is_some() {
+            path.egress_country.clone_from(&self.egress_country);
+            path.egress_city.clone_from(&self.egress_city);
+        }
+        if self.home_country.is_some() {
+            path.home_country.clone_from(&self.home_country);
+        }
+        if let Some(secs) = self.rotation_secs {
+            path.rotation_secs = secs;
+        }
+        path.per_site |= self.per_site;
+    }
 }
 
 /// Runs the command line; the binary's `main` calls only this.
@@ -226,15 +261,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Client {
             config,
-            egress_country,
-            egress_city,
+            path,
             exit_with_stdin,
         } => {
             let mut config = ClientConfig::load(&config)?;
-            if egress_country.is_some() {
-                config.path.egress_country = egress_country;
-                config.path.egress_city = egress_city;
-            }
+            path.apply(&mut config.path);
+            config.path.validate()?;
             runtime(Some(config.worker_threads))?.block_on(run_client(config, exit_with_stdin))
         }
         Command::Devnet(args) => runtime(Some(1))?.block_on(run_devnet(args)),
@@ -473,9 +505,12 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         state_dir: std::path::absolute(&state_dir)?,
         log_dir,
         log_level: args.log_level.clone(),
-        registry: args.registry,
-        egress_country: args.egress_country.clone(),
-        egress_city: args.egress_city.clone(),
+        registry: !args.no_registry,
+        path: {
+            let mut path = PathConfig::default();
+            args.path.apply(&mut path);
+            path
+        },
     };
     let plan = openrelay_devnet::plan(&options)?;
     if let Some(dir) = &args.export {
@@ -560,7 +595,10 @@ async fn run_status(state_dir: &std::path::Path, json: bool) -> anyhow::Result<(
     if let Some(age) = status.path_age_secs {
         println!("path age:   {age} s");
     }
-    println!("open flows: {}", status.open_flows);
+    println!(
+        "open flows: {} on {} path(s)",
+        status.open_flows, status.live_paths
+    );
     match status.directory_age_secs {
         Some(age) => println!("directory:  issued {age} s ago"),
         None => println!("directory:  relay list from the config file"),

@@ -1,4 +1,4 @@
-//! `openrelay devnet --registry`: relays publish descriptors, a registry and
+//! `openrelay devnet` (with its registry, the default): relays publish descriptors, a registry and
 //! three validators (two must sign) issue the directory, and the client,
 //! bootstrapped by its config's relays, fetches it through its path and takes
 //! its relays from it. Traffic flows; a relay that dies leaves the directory
@@ -10,16 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Devnet, fetch, run_openrelay, send_signal, servers};
+use common::{Devnet, fetch, send_signal, servers};
 
-fn status(devnet: &Devnet) -> serde_json::Value {
-    let state_dir = devnet.state_dir.display().to_string();
-    let out = run_openrelay(
-        &["status", "--state-dir", &state_dir, "--json"],
-        Duration::from_secs(5),
-    );
-    assert!(out.status.success(), "{}", out.stderr);
-    serde_json::from_str(out.stdout.trim()).unwrap()
+/// A download through the devnet's SOCKS5 proxy that must succeed.
+async fn download(socks: &str, url: &str, what: &str) {
+    fetch(&["--socks5-hostname", socks], url, Duration::from_secs(10))
+        .await
+        .assert_ok(what);
 }
 
 /// Captures UDP packets to the devnet registry's address while alive.
@@ -63,26 +60,22 @@ async fn the_client_runs_on_the_validator_signed_directory() {
         capture.is_some() || std::env::var_os("CI").is_none(),
         "tcpdump must be installed in CI"
     );
-    let devnet = Devnet::start_with_args(3, "debug", &["--registry"]);
+    // Paths rotate every 2 s, so the client draws many paths from the
+    // directory during the test.
+    let devnet = Devnet::start_with_args(3, "debug", &["--rotation-secs", "2"]);
     let servers = servers();
     let socks = devnet.socks.to_string();
     let url = format!("http://localhost:{}/bytes/300000", servers.http.port());
-    fetch(
-        &["--socks5-hostname", &socks],
-        &url,
-        Duration::from_secs(10),
-    )
-    .await
-    .assert_ok("download on the directory's relays");
+    download(&socks, &url, "download on the directory's relays").await;
 
     // The first path comes from the bootstrap relays; the directory follows
     // once two validators signed it and it was fetched through that path.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut now = status(&devnet);
+    let mut now = devnet.status();
     while now["directory_age_secs"].as_u64().is_none() {
         assert!(Instant::now() < deadline, "no directory arrived: {now}");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        now = status(&devnet);
+        now = devnet.status();
     }
     assert!(devnet.state_dir.join("client/directory.bin").exists());
     let (ingress_operator, egress_operator) = (
@@ -131,17 +124,31 @@ async fn the_client_runs_on_the_validator_signed_directory() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // ... and the client stops choosing it: every rotation draws a fresh
+    // path from the directory, and none is built through the dead egress
+    // (a build through it would fail and be logged). Flows keep working.
+    let after_update = client_log().len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client_log()[after_update..]
+        .matches("path established")
+        .count()
+        < 5
+    {
+        assert!(Instant::now() < deadline, "paths stopped rotating");
+        download(&socks, &url, "download while paths rotate").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let rotated = client_log()[after_update..].to_owned();
+    assert!(
+        !rotated.contains("path build failed") && !rotated.contains("relay failed"),
+        "a path was tried through the relay that left the directory:\n{rotated}"
+    );
+
     // The registry goes down: the client keeps working from what it verified,
     // and says so (a fetch through the path ends at the call's 10 s timeout).
     let failures_before = client_log().matches("directory not updated").count();
     assert!(send_signal(devnet.component_pid("registry"), "KILL"));
-    fetch(
-        &["--socks5-hostname", &socks],
-        &url,
-        Duration::from_secs(10),
-    )
-    .await
-    .assert_ok("download with the registry down");
+    download(&socks, &url, "download with the registry down").await;
     let deadline = Instant::now() + Duration::from_secs(25);
     while client_log().matches("directory not updated").count() <= failures_before {
         assert!(
@@ -150,11 +157,5 @@ async fn the_client_runs_on_the_validator_signed_directory() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    fetch(
-        &["--socks5-hostname", &socks],
-        &url,
-        Duration::from_secs(10),
-    )
-    .await
-    .assert_ok("download after the failed refresh");
+    download(&socks, &url, "download after the failed refresh").await;
 }

@@ -83,7 +83,7 @@ async fn the_requested_egress_country_is_used_and_shown() {
     // Devnet operators 1, 2, 3 are in NL, CH, SE; only operator 3 is in SE.
     for extra in [
         &["--egress-country", "SE"][..],
-        &["--egress-country", "SE", "--registry"][..],
+        &["--egress-country", "SE", "--no-registry"][..],
     ] {
         let devnet = Devnet::start_with_args(3, "debug", extra);
         let state_dir = devnet.state_dir.display().to_string();

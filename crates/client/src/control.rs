@@ -56,13 +56,16 @@ pub struct RelayStatus {
 pub struct Status {
     /// Whether traffic can flow.
     pub state: PathState,
-    /// The ingress of the current path.
+    /// The ingress of the path new flows last took.
     pub ingress: Option<RelayStatus>,
-    /// The egress of the current path.
+    /// The egress of that path.
     pub egress: Option<RelayStatus>,
-    /// Seconds since the current path was built.
+    /// Seconds since that path was built.
     pub path_age_secs: Option<u64>,
-    /// Flows open on the current path.
+    /// Paths up: those new flows use (one, or one per site with per-site
+    /// isolation) and rotated-out ones still carrying flows.
+    pub live_paths: usize,
+    /// Flows open on all paths.
     pub open_flows: u64,
     /// Seconds since the relay directory was issued (None: the relay list
     /// comes from the config file).
@@ -191,6 +194,7 @@ mod tests {
             }),
             egress: None,
             path_age_secs: Some(3),
+            live_paths: 1,
             open_flows: 2,
             directory_age_secs: None,
         }

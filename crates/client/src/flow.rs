@@ -17,6 +17,7 @@ use tracing::debug;
 
 use crate::manager::{PathError, PathManager};
 use crate::path::{Hop, Path, PathUse};
+use crate::selection::SiteKey;
 
 /// A CONNECT stream on the inner connection.
 pub type InnerStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -160,6 +161,7 @@ pub struct UdpFlow {
 
 async fn open(
     manager: &Arc<PathManager>,
+    target: &Target,
     make_request: impl Fn(&Path) -> Result<http::Request<()>, http::Error>,
     datagrams: bool,
     early_data: &Bytes,
@@ -172,8 +174,9 @@ async fn open(
     FlowError,
 > {
     let mut last = String::new();
+    let site = SiteKey::of(&target.host);
     for _ in 0..ATTEMPTS {
-        let path = manager.current().await?;
+        let path = manager.path_for(Some(&site)).await?;
         let request = make_request(&path).map_err(|e| FlowError::Broken(e.to_string()))?;
         let mut requests = path.requests();
         let attempt = async {
@@ -231,7 +234,7 @@ async fn open(
                 } else {
                     Hop::Egress
                 };
-                manager.path_failed(&path, hop).await;
+                manager.path_failed(&path, hop);
                 last = e;
             }
             Err(e) => return Err(FlowError::Broken(e)),
@@ -252,6 +255,7 @@ pub async fn open_tcp(
     let started = std::time::Instant::now();
     let (stream, path, _) = open(
         manager,
+        target,
         |_| h3util::connect_tcp_request(target),
         false,
         early_data,
@@ -272,6 +276,7 @@ pub async fn open_udp(manager: &Arc<PathManager>, target: &Target) -> Result<Udp
     debug!(destination = %target.authority(), "opening udp flow");
     let (stream, path, route) = open(
         manager,
+        target,
         |path| h3util::connect_udp_request(&path.egress.addr.to_string(), target),
         true,
         &Bytes::new(),

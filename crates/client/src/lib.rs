@@ -115,6 +115,7 @@ impl Client {
         let feed = self
             .directory
             .map(|feed| tokio::spawn(feed.run(Arc::clone(&self.manager))));
+        let maintenance = tokio::spawn(Arc::clone(&self.manager).run_maintenance());
         tokio::select! {
             () = socks => {}
             () = http => {}
@@ -124,7 +125,8 @@ impl Client {
         if let Some(feed) = feed {
             feed.abort();
         }
-        self.manager.close().await;
+        maintenance.abort();
+        self.manager.close();
         info!("client stopped");
     }
 }
@@ -141,17 +143,15 @@ fn relay_status(relay: &openrelay_config::RelayEntry) -> control::RelayStatus {
 
 /// The status the control socket reports.
 fn status(manager: &PathManager) -> control::Status {
-    let (state, path) = match manager.snapshot() {
-        PathSnapshot::Connected(path) => (control::PathState::Connected, Some(path)),
-        PathSnapshot::Connecting => (control::PathState::Connecting, None),
-        PathSnapshot::Disconnected => (control::PathState::Disconnected, None),
-    };
+    let snapshot = manager.snapshot();
+    let path = snapshot.latest.as_ref();
     control::Status {
-        state,
-        ingress: path.as_ref().map(|p| relay_status(&p.ingress)),
-        egress: path.as_ref().map(|p| relay_status(&p.egress)),
-        path_age_secs: path.as_ref().map(|p| p.age().as_secs()),
-        open_flows: path.as_ref().map_or(0, |p| p.open_flows()),
+        state: snapshot.state,
+        ingress: path.map(|p| relay_status(&p.ingress)),
+        egress: path.map(|p| relay_status(&p.egress)),
+        path_age_secs: path.map(|p| p.age().as_secs()),
+        live_paths: snapshot.live_paths,
+        open_flows: snapshot.open_flows,
         directory_age_secs: manager
             .directory_issued_at()
             .map(|issued| directory::unix_now().saturating_sub(issued)),

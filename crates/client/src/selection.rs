@@ -65,9 +65,10 @@ pub const UNKNOWN_NETWORK_PREFIX: &str = "unknown:";
 /// about it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
-    /// Identifies the relay: its name in the embedded list (later: its key
-    /// from the verified descriptor). Exclusions and plans refer to relays by
-    /// `id` and role.
+    /// Identifies the relay. From a relay entry it is the relay's pinned
+    /// key, the same whether the entry came from the config or from a
+    /// directory (where names differ), so a directory refresh keeps paths
+    /// and exclusions. Exclusions and plans refer to relays by `id` and role.
     pub id: String,
     /// Ingress or egress.
     pub role: RelayRole,
@@ -87,7 +88,7 @@ pub struct Candidate {
 
 impl From<&RelayEntry> for Candidate {
     /// A candidate from a relay entry (from the config or a verified
-    /// directory). What the entry does not say stays unknown: no country or
+    /// directory), identified by its key. What the entry does not say stays unknown: no country or
     /// city (a request for a specific region finds no egress there),
     /// bandwidth [`UNKNOWN_BANDWIDTH`] (all such relays weigh the same), and
     /// the network label `unknown:<name>`, unique per relay, so that the
@@ -95,7 +96,7 @@ impl From<&RelayEntry> for Candidate {
     /// putting them all in one "unknown" network and excluding every pair.
     fn from(relay: &RelayEntry) -> Self {
         Candidate {
-            id: relay.name.clone(),
+            id: relay.key.to_string(),
             role: relay.role,
             operator: relay.operator.clone(),
             network: relay

@@ -382,6 +382,20 @@ pub struct PathConfig {
     /// ... and in this city (needs `egress_country`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_city: Option<String>,
+    /// The user's own country (ISO 3166-1 alpha-2). Without an
+    /// `egress_country`, egresses there are preferred ("near my region") and
+    /// others used only when no valid path has its egress there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_country: Option<String>,
+    /// New flows move to a fresh path this many seconds after it was chosen;
+    /// flows already open finish on their path.
+    #[serde(default = "default_rotation_secs")]
+    pub rotation_secs: u64,
+    /// Give every site (registrable domain) its own egress: flows to
+    /// different sites use different egress relays whenever enough exist,
+    /// flows to one site keep theirs.
+    #[serde(default)]
+    pub per_site: bool,
 }
 
 fn default_handshake_timeout_ms() -> u64 {
@@ -396,6 +410,9 @@ fn default_keepalive_ms() -> u64 {
 fn default_failed_relay_quarantine_secs() -> u64 {
     60
 }
+fn default_rotation_secs() -> u64 {
+    600
+}
 
 impl Default for PathConfig {
     fn default() -> Self {
@@ -406,7 +423,53 @@ impl Default for PathConfig {
             failed_relay_quarantine_secs: default_failed_relay_quarantine_secs(),
             egress_country: None,
             egress_city: None,
+            home_country: None,
+            rotation_secs: default_rotation_secs(),
+            per_site: false,
         }
+    }
+}
+
+impl PathConfig {
+    /// Checks the settings (also after command-line overrides); errors name
+    /// the `self.*` field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("path.handshake_timeout_ms", self.handshake_timeout_ms),
+            ("path.idle_timeout_ms", self.idle_timeout_ms),
+            ("path.keepalive_ms", self.keepalive_ms),
+            ("path.rotation_secs", self.rotation_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        for (field, code) in [
+            ("path.egress_country", &self.egress_country),
+            ("path.home_country", &self.home_country),
+        ] {
+            if let Some(code) = code
+                && !(code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()))
+            {
+                return Err(ConfigError::invalid(
+                    field,
+                    "must be an ISO 3166-1 alpha-2 country code such as \"CH\"",
+                ));
+            }
+        }
+        if self.egress_city.is_some() && self.egress_country.is_none() {
+            return Err(ConfigError::invalid(
+                "path.egress_city",
+                "needs self.egress_country too",
+            ));
+        }
+        if self.keepalive_ms >= self.idle_timeout_ms {
+            return Err(ConfigError::invalid(
+                "path.keepalive_ms",
+                "must be shorter than self.idle_timeout_ms",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -658,28 +721,7 @@ impl ClientConfig {
                 "needs at least one ingress and one egress relay of different operators",
             ));
         }
-        let path = &self.path;
-        for (field, value) in [
-            ("path.handshake_timeout_ms", path.handshake_timeout_ms),
-            ("path.idle_timeout_ms", path.idle_timeout_ms),
-            ("path.keepalive_ms", path.keepalive_ms),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::invalid(field, "must be at least 1"));
-            }
-        }
-        if path.egress_city.is_some() && path.egress_country.is_none() {
-            return Err(ConfigError::invalid(
-                "path.egress_city",
-                "needs path.egress_country too",
-            ));
-        }
-        if path.keepalive_ms >= path.idle_timeout_ms {
-            return Err(ConfigError::invalid(
-                "path.keepalive_ms",
-                "must be shorter than path.idle_timeout_ms",
-            ));
-        }
+        self.path.validate()?;
         // Port 0 (any free port) on both is fine: each gets its own port.
         if self.socks == self.http && self.socks.port() != 0 {
             return Err(ConfigError::invalid("http", "must differ from `socks`"));

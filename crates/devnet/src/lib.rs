@@ -72,10 +72,8 @@ pub struct DevnetOptions {
     /// Run a registry and validators; relays publish, the client reads the
     /// signed directory (instead of a relay list in its config).
     pub registry: bool,
-    /// The client uses only egress relays in this country.
-    pub egress_country: Option<String>,
-    /// ... and this city.
-    pub egress_city: Option<String>,
+    /// The client's path selection settings.
+    pub path: PathConfig,
 }
 
 /// The configs of every component.
@@ -123,6 +121,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
     if !(2..=250).contains(&n) {
         return Err(DevnetError::Operators(n));
     }
+    options.path.validate()?;
     let registry = options
         .registry
         .then(|| registry_plan(options))
@@ -220,11 +219,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         bind: Some(IpAddr::V4(CLIENT_ADDRESS)),
         worker_threads: 1,
         log: log_config(options, "client"),
-        path: PathConfig {
-            egress_country: options.egress_country.clone(),
-            egress_city: options.egress_city.clone(),
-            ..PathConfig::default()
-        },
+        path: options.path.clone(),
         // With a registry, these only bootstrap the first path, through which
         // the client fetches the signed directory that replaces them.
         relays: entries,
@@ -396,8 +391,7 @@ mod tests {
             log_dir: None,
             log_level: "info".into(),
             registry: false,
-            egress_country: None,
-            egress_city: None,
+            path: PathConfig::default(),
         }
     }
 

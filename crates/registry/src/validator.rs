@@ -20,10 +20,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    info!(validator = %key.id(), "validator started");
     let mut signed: Option<DirectoryDigest> = None;
     loop {
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => {
+                info!("validator stopped");
+                return;
+            }
             () = tokio::time::sleep(poll) => {}
         }
         if let Some(digest) = check_and_sign(&registry, &key, signed).await {

@@ -251,7 +251,7 @@ impl Devnet {
         Devnet::start_with_args(operators, log_level, &[])
     }
 
-    /// As [`Devnet::start_with`], with extra `devnet` flags (e.g. `--registry`).
+    /// As [`Devnet::start_with`], with extra `devnet` flags (e.g. `--no-registry`).
     pub fn start_with_args(operators: usize, log_level: &str, extra: &[&str]) -> Devnet {
         let dir = tempfile::Builder::new()
             .prefix("openrelay-it-")
@@ -312,8 +312,13 @@ impl Devnet {
                 .pids
                 .insert(name.to_owned(), pid.trim().parse().unwrap());
         }
-        // Relays and the client, plus a registry and 3 validators with --registry.
-        let extra_components = if extra.contains(&"--registry") { 4 } else { 0 };
+        // Relays and the client, plus a registry and 3 validators unless
+        // --no-registry.
+        let extra_components = if extra.contains(&"--no-registry") {
+            0
+        } else {
+            4
+        };
         assert_eq!(
             devnet.pids.len(),
             2 * operators + 1 + extra_components,
@@ -376,6 +381,17 @@ impl Devnet {
             .collect();
         logs.sort();
         logs
+    }
+
+    /// `openrelay status --json` for this devnet's client.
+    pub fn status(&self) -> serde_json::Value {
+        let state_dir = self.state_dir.display().to_string();
+        let out = run_openrelay(
+            &["status", "--state-dir", &state_dir, "--json"],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "{}", out.stderr);
+        serde_json::from_str(out.stdout.trim()).unwrap()
     }
 
     /// The (ingress, egress) of the client's most recent path, from its
@@ -503,17 +519,31 @@ pub fn servers() -> Servers {
                 if let Some(udp6) = udp6 {
                     echoes.push(tokio::spawn(echo(udp6)));
                 }
-                loop {
-                    let Ok((tcp, _)) = http.accept().await else {
-                        continue;
-                    };
-                    tokio::spawn(serve_http(tcp));
-                }
+                serve_http_on(http).await;
             });
         });
         rx.recv_timeout(Duration::from_secs(10))
             .expect("test servers did not start")
     })
+}
+
+async fn serve_http_on(listener: TcpListener) {
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(serve_http(tcp, peer));
+    }
+}
+
+/// Starts another instance of the test HTTP server, on `ip` (any address of
+/// 127.0.0.0/8 works on Linux without set-up), in the caller's runtime: a
+/// destination that is its own site for per-site isolation.
+pub async fn http_server_at(ip: Ipv4Addr) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_http_on(listener));
+    addr
 }
 
 async fn bind_echo() -> (UdpSocket, Option<UdpSocket>) {
@@ -538,7 +568,7 @@ async fn echo(socket: UdpSocket) {
     }
 }
 
-fn route(target: &str) -> Option<Vec<u8>> {
+fn route(target: &str, peer: SocketAddr) -> Option<Vec<u8>> {
     // A proxy may pass the absolute form on; accept it.
     let path = match target.strip_prefix("http://") {
         Some(rest) => &rest[rest.find('/')?..],
@@ -546,6 +576,10 @@ fn route(target: &str) -> Option<Vec<u8>> {
     };
     if path == "/hello" {
         return Some(HELLO.to_vec());
+    }
+    // Who connected: through the devnet, the egress relay's address.
+    if path == "/ip" {
+        return Some(peer.ip().to_string().into_bytes());
     }
     if let Some(len) = path.strip_prefix("/slow/") {
         let len: usize = len.parse().ok()?;
@@ -560,7 +594,7 @@ fn route(target: &str) -> Option<Vec<u8>> {
     (len <= 1 << 30).then(|| content(seed, len))
 }
 
-async fn serve_http(mut tcp: TcpStream) {
+async fn serve_http(mut tcp: TcpStream, peer: SocketAddr) {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -574,7 +608,7 @@ async fn serve_http(mut tcp: TcpStream) {
     }
     let text = String::from_utf8_lossy(&head);
     let target = text.split_whitespace().nth(1).unwrap_or_default();
-    let Some(body) = route(target) else {
+    let Some(body) = route(target, peer) else {
         let _ = tcp
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await;

@@ -216,6 +216,38 @@ impl<T: Moment> PathPlan<T> {
         self.sites.retain(|_, p| p.generation != generation);
     }
 
+    /// Forgets every kept path whose rotation is due at `now` (a path
+    /// nobody asks for again is not kept alive by being remembered).
+    pub fn forget_expired(&mut self, now: T) {
+        let rotation = self.config.rotation;
+        let fresh = |p: &PlannedPath<T>| now.since(p.chosen_at) < rotation;
+        if self.shared.as_ref().is_some_and(|p| !fresh(p)) {
+            self.shared = None;
+        }
+        self.sites.retain(|_, p| fresh(p));
+    }
+
+    /// Ends every exclusion at once (e.g. when every relay of a needed role
+    /// is excluded: they may be back, and trying them beats failing).
+    pub fn clear_exclusions(&mut self) {
+        self.excluded.clear();
+    }
+
+    /// Whether any relay is excluded (at some time).
+    pub fn has_exclusions(&self) -> bool {
+        !self.excluded.is_empty()
+    }
+
+    /// The generations of the paths the plan keeps (the shared path and the
+    /// per-site paths); a built path of any other generation no longer gets
+    /// new flows.
+    pub fn kept_generations(&self) -> impl Iterator<Item = u64> + '_ {
+        self.shared
+            .iter()
+            .chain(self.sites.values())
+            .map(|p| p.generation)
+    }
+
     /// When the next kept path is due to rotate, for the caller's timer
     /// (`None`: nothing kept, or too far in the future to represent).
     pub fn next_rotation(&self) -> Option<T> {

@@ -510,13 +510,22 @@ fn the_same_seed_gives_the_same_choices() {
     assert_ne!(run(1), run(2));
 }
 
+/// A distinct key per relay name.
+fn key_of(name: &str) -> KeyPin {
+    let mut key = [0; 32];
+    for (k, b) in key.iter_mut().zip(name.bytes()) {
+        *k = b;
+    }
+    KeyPin::from_ed25519(key)
+}
+
 fn entry(name: &str, role: RelayRole, operator: &str) -> RelayEntry {
     RelayEntry {
         name: name.into(),
         role,
         operator: operator.into(),
         addr: "192.0.2.1:4433".parse().unwrap(),
-        key: KeyPin::from_ed25519([1; 32]),
+        key: key_of(name),
         country: None,
         city: None,
         network: None,
@@ -535,7 +544,7 @@ fn embedded_relay_entries_become_candidates_with_unique_unknown_networks() {
     assert_eq!(
         candidates[0],
         relay(
-            "in-a",
+            &key_of("in-a").to_string(),
             INGRESS,
             "a",
             "unknown:in-a",
@@ -550,8 +559,8 @@ fn embedded_relay_entries_become_candidates_with_unique_unknown_networks() {
     for _ in 0..100 {
         let choice = choose(&candidates, &EgressRegion::Any, |_| false, &mut rng).unwrap();
         assert_eq!(
-            (choice.ingress.id.as_str(), choice.egress.id.as_str()),
-            ("in-a", "eg-b")
+            (choice.ingress.id, choice.egress.id),
+            (key_of("in-a").to_string(), key_of("eg-b").to_string())
         );
     }
     // No region is known, so a country request is refused, by name.
