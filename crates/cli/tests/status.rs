@@ -29,13 +29,15 @@ async fn status_reports_the_path_and_open_flows() {
         );
         assert!(out.status.success(), "status failed: {}", out.stderr);
         status = serde_json::from_str(out.stdout.trim()).unwrap();
-        if status["open_flows"].as_u64() == Some(1) {
+        // The download, and at times the client's own directory fetch.
+        if status["open_flows"].as_u64() >= Some(1) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status["state"], "connected", "{status}");
-    assert_eq!(status["open_flows"], 1, "{status}");
+    assert!(status["open_flows"].as_u64() >= Some(1), "{status}");
+    assert!(status["live_paths"].as_u64() >= Some(1), "{status}");
     let (ingress, egress) = (&status["ingress"], &status["egress"]);
     let (ingress_operator, egress_operator) = (
         ingress["operator"].as_str().unwrap(),
@@ -57,7 +59,8 @@ async fn status_reports_the_path_and_open_flows() {
         "{}",
         text.stdout
     );
-    assert!(text.stdout.contains("open flows: 1"), "{}", text.stdout);
+    assert!(text.stdout.contains("open flows: "), "{}", text.stdout);
+    assert!(!text.stdout.contains("open flows: 0 "), "{}", text.stdout);
     download.abort();
 }
 
@@ -84,6 +87,8 @@ async fn the_requested_egress_country_is_used_and_shown() {
     for extra in [
         &["--egress-country", "SE"][..],
         &["--egress-country", "SE", "--no-registry"][..],
+        // "Near my region": a valid path with its egress at home exists.
+        &["--home-country", "SE"][..],
     ] {
         let devnet = Devnet::start_with_args(3, "debug", extra);
         let state_dir = devnet.state_dir.display().to_string();

@@ -202,3 +202,25 @@ fn an_egress_city_needs_a_country() {
     let config = ClientConfig::from_toml(&text).unwrap();
     assert_eq!(config.path.egress_country.as_deref(), Some("CH"));
 }
+
+#[test]
+fn path_selection_settings_are_checked_and_named() {
+    for (line, field) in [
+        ("home_country = \"Germany\"", "path.home_country"),
+        ("egress_country = \"C1\"", "path.egress_country"),
+    ] {
+        let text = CLIENT_EXAMPLE.replace("[path]\n", &format!("[path]\n{line}\n"));
+        expect_field(ClientConfig::from_toml(&text).unwrap_err(), field);
+    }
+    let text = CLIENT_EXAMPLE.replace("rotation_secs = 600", "rotation_secs = 0");
+    expect_field(
+        ClientConfig::from_toml(&text).unwrap_err(),
+        "path.rotation_secs",
+    );
+    let text = CLIENT_EXAMPLE.replace("[path]\n", "[path]\nhome_country = \"SE\"\n");
+    let text = text.replace("per_site = false", "per_site = true");
+    let path = ClientConfig::from_toml(&text).unwrap().path;
+    assert_eq!(path.home_country.as_deref(), Some("SE"));
+    assert!(path.per_site);
+    assert_eq!(path.rotation_secs, 600);
+}
