@@ -5,6 +5,8 @@
 //! can fix the file without reading code. Commented examples live in
 //! `examples/` at the repository root and are parsed by this crate's tests.
 
+mod admission;
+mod issuer;
 mod pin;
 
 use std::collections::HashSet;
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use admission::AdmissionConfig;
+pub use issuer::IssuerConfig;
 pub use pin::{KeyPin, KeyPinError};
 
 /// Why a configuration file was refused.
@@ -229,6 +233,9 @@ pub struct IngressConfig {
     /// Source address for datagrams to egress relays (default: the listen address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_bind: Option<IpAddr>,
+    /// Privacy Pass admission: each tunnel request must carry a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionConfig>,
 }
 
 fn default_max_tunnels_per_client() -> usize {
@@ -613,6 +620,9 @@ impl RelayConfig {
                         "ingress.tunnel_idle_timeout_secs",
                         "must be at least 1",
                     ));
+                }
+                if let Some(admission) = &ingress.admission {
+                    admission.validate()?;
                 }
             }
             RelayRole::Egress => {

@@ -180,6 +180,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                         max_tunnels_per_client: 64,
                         tunnel_idle_timeout_secs: 120,
                         outbound_bind: None,
+                        admission: None,
                     }),
                     None,
                 ),

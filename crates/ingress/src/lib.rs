@@ -7,17 +7,19 @@
 //! Privacy: the client's address is held in memory for the per-client tunnel
 //! limit only ([`Sensitive`]); it is never logged.
 
+pub mod admission;
 mod limiter;
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use h3::ext::Protocol;
-use openrelay_config::RelayConfig;
+use openrelay_config::{AdmissionConfig, RelayConfig};
 use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_INITIAL_MTU, Tuning};
 use openrelay_transport::identity::Identity;
@@ -27,10 +29,11 @@ use openrelay_transport::server::{
 use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
-use openrelay_wire::proxy_status::ProxyErrorType;
+use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use openrelay_wire::target::Host;
 use tracing::{debug, info};
 
+pub use admission::{Admission, AdmissionError, Refusal};
 pub use limiter::{TunnelLimiter, TunnelPermit};
 
 /// The name this relay gives itself in Proxy-Status (RFC 9209 §2).
@@ -46,6 +49,9 @@ pub enum IngressError {
     /// The relay was configured with another role.
     #[error("this config is for an {0} relay, not an ingress")]
     WrongRole(openrelay_config::RelayRole),
+    /// Token admission could not be set up.
+    #[error("admission: {0}")]
+    Admission(#[from] AdmissionError),
 }
 
 /// Settings of a running ingress.
@@ -61,6 +67,10 @@ pub struct IngressSettings {
     pub tunnel_idle_timeout: Duration,
     /// Source address of datagrams to egress relays.
     pub outbound_bind: Option<IpAddr>,
+    /// Privacy Pass admission, if on.
+    pub admission: Option<AdmissionConfig>,
+    /// The relay's state directory (the embedded double-spend set's default home).
+    pub state_dir: PathBuf,
 }
 
 impl IngressSettings {
@@ -78,6 +88,8 @@ impl IngressSettings {
             outbound_bind: ingress
                 .outbound_bind
                 .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
+            admission: ingress.admission.clone(),
+            state_dir: config.state_dir.clone(),
         })
     }
 }
@@ -97,6 +109,7 @@ struct Shared {
     settings: IngressSettings,
     limiter: TunnelLimiter,
     stats: IngressStats,
+    admission: Option<Arc<Admission>>,
 }
 
 impl RequestHandler for Shared {
@@ -115,11 +128,19 @@ impl RequestHandler for Shared {
 pub struct Ingress {
     endpoint: quinn::Endpoint,
     settings: IngressSettings,
+    admission: Option<Arc<Admission>>,
 }
 
 impl Ingress {
-    /// Binds the QUIC endpoint with the relay's identity.
+    /// Binds the QUIC endpoint with the relay's identity, and sets up token
+    /// admission if configured (reads the issuer keys, opens the
+    /// double-spend set).
     pub fn bind(settings: IngressSettings, identity: &Identity) -> Result<Self, IngressError> {
+        let admission = settings
+            .admission
+            .as_ref()
+            .map(|config| Admission::open(config, &settings.state_dir).map(Arc::new))
+            .transpose()?;
         // Every tunnel is one request stream; the per-client limit is enforced
         // separately, this only bounds one connection.
         let max_streams = u32::try_from(settings.max_tunnels_per_client).unwrap_or(u32::MAX);
@@ -129,7 +150,11 @@ impl Ingress {
             OUTER_INITIAL_MTU,
         );
         let endpoint = server::bind(settings.listen, identity, &tuning)?;
-        Ok(Ingress { endpoint, settings })
+        Ok(Ingress {
+            endpoint,
+            settings,
+            admission,
+        })
     }
 
     /// The bound address.
@@ -143,10 +168,16 @@ impl Ingress {
             limiter: TunnelLimiter::new(self.settings.max_tunnels_per_client),
             settings: self.settings,
             stats: IngressStats::default(),
+            admission: self.admission,
         });
         let counters = Arc::new(ServerCounters::default());
+        let refresh = shared
+            .admission
+            .clone()
+            .map(|admission| tokio::spawn(admission.refresh_keys()));
         info!(
             egress_relays = shared.settings.egress_relays.len(),
+            tokens_required = shared.admission.is_some(),
             "ingress relay serving"
         );
         server::serve(
@@ -156,6 +187,9 @@ impl Ingress {
             shutdown,
         )
         .await;
+        if let Some(refresh) = refresh {
+            refresh.abort();
+        }
         let stats = &shared.stats;
         info!(
             connections = counters.connections.load(Ordering::Relaxed),
@@ -178,6 +212,35 @@ async fn refuse(
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
     debug!(reason, "request refused");
     server::respond_error(stream, status, PROXY_NAME, Some(error)).await;
+}
+
+/// Answers a request without a valid token (see [`admission`]); the token
+/// itself is never logged.
+async fn refuse_admission(
+    mut stream: ServerStream,
+    refusal: &Refusal,
+    admission: &Admission,
+    shared: &Shared,
+) {
+    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+    debug!(reason = refusal.details(), "request refused");
+    let proxy_status = format!(
+        "{}; details=\"{}\"",
+        proxy_status::format(PROXY_NAME, ProxyErrorType::HttpRequestDenied),
+        refusal.details()
+    );
+    let mut response = http::Response::builder()
+        .status(refusal.status())
+        .header("proxy-status", proxy_status);
+    if refusal.challenges()
+        && let Some(challenge) = admission.challenge()
+    {
+        response = response.header(http::header::WWW_AUTHENTICATE, challenge);
+    }
+    if let Ok(response) = response.body(()) {
+        let _ = stream.send_response(response).await;
+        let _ = stream.finish().await;
+    }
 }
 
 const NOT_CONNECT_UDP: &str = "not connect-udp";
@@ -235,6 +298,11 @@ async fn handle_request(
         )
         .await;
     };
+    if let Some(admission) = &shared.admission
+        && let Err(refusal) = admission.admit(&request).await
+    {
+        return refuse_admission(stream, &refusal, admission, &shared).await;
+    }
     let socket = async {
         let socket = udp::bind(udp::local_for(shared.settings.outbound_bind, egress))?;
         socket.connect(egress).await?;

@@ -2,8 +2,13 @@
 //! A spend is `SET openrelay:spent:<hex key> 1 NX EXAT <expires>`: atomic on
 //! the server, so two relays racing on one token admit it once; Redis drops
 //! the entry when the key epoch ends.
+//!
+//! The connection is made on first use (and again after a failure), so a
+//! relay can be set up synchronously; [`RedisSpentTokens::connect`] connects
+//! at once, to find a wrong address at start-up.
 
 use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
 
 use super::{SpendFuture, SpendKey, SpentError, SpentTokens};
 use crate::keys::hex;
@@ -12,9 +17,9 @@ use crate::keys::hex;
 pub const KEY_PREFIX: &str = "openrelay:spent:";
 
 /// The Redis store (reconnects by itself after a connection loss).
-#[derive(Clone)]
 pub struct RedisSpentTokens {
-    connection: ConnectionManager,
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
 }
 
 impl std::fmt::Debug for RedisSpentTokens {
@@ -24,24 +29,38 @@ impl std::fmt::Debug for RedisSpentTokens {
 }
 
 impl RedisSpentTokens {
-    /// Connects to `url` (`redis://host:port/db`).
+    /// A store at `url` (`redis://host:port/db`); connects on first use.
+    pub fn new(url: &str) -> Result<Self, SpentError> {
+        Ok(RedisSpentTokens {
+            client: redis::Client::open(url).map_err(SpentError::from_display)?,
+            connection: OnceCell::new(),
+        })
+    }
+
+    /// A store at `url`, connected now.
     pub async fn connect(url: &str) -> Result<Self, SpentError> {
-        let client = redis::Client::open(url).map_err(SpentError::from_display)?;
-        let connection = ConnectionManager::new(client)
+        let store = Self::new(url)?;
+        store.connection().await?;
+        Ok(store)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, SpentError> {
+        self.connection
+            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
             .await
-            .map_err(SpentError::from_display)?;
-        Ok(RedisSpentTokens { connection })
+            .cloned()
+            .map_err(SpentError::from_display)
     }
 }
 
 impl SpentTokens for RedisSpentTokens {
     fn spend(&self, key: SpendKey, expires: u64, now: u64) -> SpendFuture<'_> {
-        let mut connection = self.connection.clone();
         Box::pin(async move {
             if expires <= now {
                 // Already expired: its key no longer admits anything.
                 return Ok(false);
             }
+            let mut connection = self.connection().await?;
             let set: Option<String> = redis::cmd("SET")
                 .arg(format!("{KEY_PREFIX}{}", hex(&key.0)))
                 .arg(1)

@@ -1,0 +1,133 @@
+//! `[ingress.admission]`: token-gated access to an ingress relay (Privacy
+//! Pass, RFC 9577/9578). Absent, the ingress admits every connect-udp request
+//! to a known egress, as before.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+
+/// How an ingress checks the access token of each tunnel request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// The issuer's server name in the token challenge (RFC 9577 §2.1.1),
+    /// e.g. `issuer.example:4433`; clients get tokens for this challenge.
+    pub issuer_name: String,
+    /// The issuer directory (RFC 9578 §4 JSON, as `openrelay issuer` writes
+    /// it to `<state_dir>/issuer-directory.json`): the issuer's public keys.
+    /// Re-read every `keys_refresh_secs`, so key rotations reach the relay.
+    pub issuer_keys: PathBuf,
+    /// How often the issuer keys are re-read.
+    #[serde(default = "default_keys_refresh_secs")]
+    pub keys_refresh_secs: u64,
+    /// A Redis server shared by a fleet of ingresses as their double-spend
+    /// set, e.g. `redis://10.0.0.5:6379/0`. Without it each ingress keeps
+    /// its own set in `spent_path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// The embedded double-spend set (default `<state_dir>/spent-tokens.redb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent_path: Option<PathBuf>,
+}
+
+fn default_keys_refresh_secs() -> u64 {
+    60
+}
+
+impl AdmissionConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !crate::issuer::is_server_name(&self.issuer_name) {
+            return Err(ConfigError::invalid(
+                "ingress.admission.issuer_name",
+                "must be a server name (host or host:port)",
+            ));
+        }
+        if self.keys_refresh_secs == 0 {
+            return Err(ConfigError::invalid(
+                "ingress.admission.keys_refresh_secs",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::invalid(
+                    "ingress.admission.redis_url",
+                    "must be a redis:// URL",
+                ));
+            }
+            if self.spent_path.is_some() {
+                return Err(ConfigError::invalid(
+                    "ingress.admission.spent_path",
+                    "give either redis_url (shared set) or spent_path (embedded set), not both",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::{ConfigError, RelayConfig};
+
+    const INGRESS: &str = include_str!("../../../examples/ingress.toml");
+
+    fn with_admission(section: &str) -> String {
+        format!("{INGRESS}\n[ingress.admission]\n{section}")
+    }
+
+    #[test]
+    fn admission_is_opt_in_and_parsed_strictly() {
+        let plain = RelayConfig::from_toml(INGRESS).unwrap();
+        assert_eq!(plain.ingress.unwrap().admission, None);
+
+        let text = with_admission(
+            "issuer_name = \"issuer.example:4450\"\nissuer_keys = \"/var/lib/openrelay/issuer/issuer-directory.json\"\nredis_url = \"redis://10.0.0.5:6379/0\"\n",
+        );
+        let config = RelayConfig::from_toml(&text).unwrap();
+        let admission = config.ingress.as_ref().unwrap().admission.clone().unwrap();
+        assert_eq!(admission.keys_refresh_secs, 60);
+        assert_eq!(
+            admission.redis_url.as_deref(),
+            Some("redis://10.0.0.5:6379/0")
+        );
+        assert_eq!(
+            RelayConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+            config
+        );
+
+        for (section, field) in [
+            (
+                "issuer_name = \"\"\nissuer_keys = \"k\"\n",
+                "ingress.admission.issuer_name",
+            ),
+            (
+                "issuer_name = \"i\"\nissuer_keys = \"k\"\nkeys_refresh_secs = 0\n",
+                "ingress.admission.keys_refresh_secs",
+            ),
+            (
+                "issuer_name = \"i\"\nissuer_keys = \"k\"\nredis_url = \"http://x\"\n",
+                "ingress.admission.redis_url",
+            ),
+            (
+                "issuer_name = \"i\"\nissuer_keys = \"k\"\nredis_url = \"redis://x\"\nspent_path = \"p\"\n",
+                "ingress.admission.spent_path",
+            ),
+            (
+                "issuer_name = \"i\"\nissuer_keys = \"k\"\ncolour = 1\n",
+                "colour",
+            ),
+            ("issuer_name = \"i\"\n", "issuer_keys"),
+        ] {
+            let error = RelayConfig::from_toml(&with_admission(section)).unwrap_err();
+            let text = match &error {
+                ConfigError::Invalid { field, .. } => field.clone(),
+                other => other.to_string(),
+            };
+            assert!(text.contains(field), "{field}: {error}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `openrelay issuer --config FILE`: the token issuer (OPAQUE accounts,
+//! Privacy Pass issuance, RFC 9578).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, LogConfig, parse, read};
+
+/// The issuer's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// UDP address of the issuer's HTTP/3 server.
+    pub listen: SocketAddr,
+    /// Its TLS key, accounts (`issuer.redb`), token keys (`token-keys/`) and
+    /// the directory it publishes for relays (`issuer-directory.json`).
+    pub state_dir: PathBuf,
+    /// The name relays put in their token challenges (`issuer_name`).
+    pub issuer_name: String,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// How long a token key signs; its tokens are accepted one period more.
+    #[serde(default = "default_key_rotation_secs")]
+    pub key_rotation_secs: u64,
+    /// Most tokens one account may obtain per `token_period_secs`.
+    #[serde(default = "default_tokens_per_period")]
+    pub tokens_per_period: u32,
+    /// The period of `tokens_per_period`.
+    #[serde(default = "default_token_period_secs")]
+    pub token_period_secs: u64,
+    /// How long a login session may request tokens.
+    #[serde(default = "default_session_lifetime_secs")]
+    pub session_lifetime_secs: u64,
+}
+
+fn default_key_rotation_secs() -> u64 {
+    7 * 24 * 3600
+}
+fn default_tokens_per_period() -> u32 {
+    1000
+}
+fn default_token_period_secs() -> u64 {
+    24 * 3600
+}
+fn default_session_lifetime_secs() -> u64 {
+    600
+}
+
+/// A server name as token challenges carry it (RFC 9577 §2.1.1.1): host or
+/// host:port, printable ASCII without userinfo (`@`) or list commas.
+pub(crate) fn is_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'@' && b != b',')
+}
+
+impl IssuerConfig {
+    /// Reads and validates an issuer config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
+    }
+
+    /// Parses and validates issuer config text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: IssuerConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
+        config.validate().map_err(|e| e.with_origin("<string>"))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_server_name(&self.issuer_name) {
+            return Err(ConfigError::invalid(
+                "issuer_name",
+                "must be a server name (host or host:port)",
+            ));
+        }
+        for (field, value) in [
+            ("key_rotation_secs", self.key_rotation_secs),
+            ("tokens_per_period", u64::from(self.tokens_per_period)),
+            ("token_period_secs", self.token_period_secs),
+            ("session_lifetime_secs", self.session_lifetime_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialises the config as TOML.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/issuer.toml");
+
+    #[test]
+    fn the_example_parses_and_round_trips() {
+        let config = IssuerConfig::from_toml(EXAMPLE).unwrap();
+        assert_eq!(config.issuer_name, "issuer.example:4450");
+        assert_eq!(config.tokens_per_period, 1000);
+        assert_eq!(
+            IssuerConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+            config
+        );
+    }
+
+    fn field_of(error: ConfigError) -> String {
+        match error {
+            ConfigError::Invalid { field, .. } => field,
+            ConfigError::Parse { message, .. } => message,
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (from, to, field) in [
+            (
+                "tokens_per_period = 1000",
+                "tokens_per_period = 0",
+                "tokens_per_period",
+            ),
+            (
+                "key_rotation_secs = 604800",
+                "key_rotation_secs = 0",
+                "key_rotation_secs",
+            ),
+            (
+                "issuer_name = \"issuer.example:4450\"",
+                "issuer_name = \"a@b\"",
+                "issuer_name",
+            ),
+            (
+                "session_lifetime_secs = 600",
+                "session_lifetime_secs = 600\ncolour = 1",
+                "colour",
+            ),
+        ] {
+            let text = EXAMPLE.replace(from, to);
+            let error = IssuerConfig::from_toml(&text).unwrap_err();
+            assert!(field_of(error).contains(field), "{field}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Token-gated admission on a real ingress (loopback sockets): no token gets a
+//! 401 with a challenge our own parser reads; a valid token opens a tunnel
+//! whose datagrams reach the egress; a replay is refused, on one ingress and
+//! across two ingresses sharing one real Redis; bad tokens are refused; and
+//! nothing is forwarded for any refusal.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
+use openrelay_tokens::testing::RedisServer;
+use openrelay_tokens::{SigningKey, TokenChallenge};
+
+const NOTHING: Duration = Duration::from_millis(300);
+
+fn details(answer: &Answer) -> String {
+    answer
+        .headers
+        .get("proxy-status")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn assert_refused(answer: &Answer, status: u16, detail: &str, egress: &FakeEgress) {
+    assert_eq!(answer.status.as_u16(), status, "{}", details(answer));
+    assert!(
+        details(answer).contains(&format!("details=\"{detail}\"")),
+        "{}",
+        details(answer)
+    );
+    assert!(answer.sender.is_none());
+    assert!(
+        egress.recv(NOTHING).await.is_none(),
+        "a refused request reached the egress"
+    );
+}
+
+async fn assert_tunnel_works(answer: &Answer, egress: &FakeEgress) {
+    assert_eq!(answer.status, http::StatusCode::OK, "{:?}", answer.headers);
+    answer
+        .sender
+        .as_ref()
+        .unwrap()
+        .send(b"inner quic packet")
+        .unwrap();
+    assert_eq!(
+        egress.recv(Duration::from_secs(5)).await.as_deref(),
+        Some(&b"inner quic packet"[..])
+    );
+}
+
+#[tokio::test]
+async fn tokens_gate_the_tunnel_on_one_ingress() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("issuer-directory.json");
+    let key = issuer_key();
+    let epoch = write_directory(&keys, key);
+    let egress = FakeEgress::start().await;
+    let ingress = start_ingress(egress.addr(), Some(admission(keys, None)), dir.path());
+
+    // No token: 401 with a challenge for this issuer and its current key.
+    let answer = connect_udp(&ingress, egress.addr(), None).await;
+    assert_refused(&answer, 401, "token required", &egress).await;
+    let header = answer.headers.get(http::header::WWW_AUTHENTICATE).unwrap();
+    let challenges = parse_www_authenticate(header.to_str().unwrap()).unwrap();
+    assert_eq!(challenges.len(), 1);
+    let challenge = TokenChallenge::decode(&challenges[0].challenge).unwrap();
+    assert_eq!(challenge, TokenChallenge::for_issuer(ISSUER_NAME));
+    assert_eq!(challenges[0].token_key.as_deref(), Some(epoch.key.spki()));
+
+    // Another scheme is no token either.
+    let answer = connect_udp(&ingress, egress.addr(), Some("Basic dXNlcjpwYXNz")).await;
+    assert_refused(&answer, 401, "token required", &egress).await;
+
+    // A valid token opens the tunnel; its datagrams reach the egress.
+    let token = token(key, ISSUER_NAME);
+    let authorization = build_authorization(&token);
+    let answer = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
+    assert_tunnel_works(&answer, &egress).await;
+
+    // The same token again: spent.
+    let replay = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
+    assert_refused(&replay, 401, "token already spent", &egress).await;
+    assert!(replay.headers.contains_key(http::header::WWW_AUTHENTICATE));
+
+    // Malformed credentials: 400.
+    let answer = connect_udp(&ingress, egress.addr(), Some("PrivateToken token=\"%%%\"")).await;
+    assert_refused(&answer, 400, "malformed token", &egress).await;
+
+    // A forged signature, another issuer's key, another challenge: 401.
+    let mut forged = common::token(key, ISSUER_NAME);
+    forged.authenticator[7] ^= 0x40;
+    let answer = connect_udp(&ingress, egress.addr(), Some(&build_authorization(&forged))).await;
+    assert_refused(&answer, 401, "bad token signature", &egress).await;
+    let stranger = SigningKey::generate().unwrap();
+    let foreign = common::token(&stranger, ISSUER_NAME);
+    let answer = connect_udp(
+        &ingress,
+        egress.addr(),
+        Some(&build_authorization(&foreign)),
+    )
+    .await;
+    assert_refused(&answer, 401, "unknown token key", &egress).await;
+    let elsewhere = common::token(key, "other-issuer.test");
+    let answer = connect_udp(
+        &ingress,
+        egress.addr(),
+        Some(&build_authorization(&elsewhere)),
+    )
+    .await;
+    assert_refused(&answer, 401, "token for another challenge", &egress).await;
+
+    // The spent set survives a restart of the ingress.
+    drop(ingress);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let keys = dir.path().join("issuer-directory.json");
+    let ingress = start_ingress(egress.addr(), Some(admission(keys, None)), dir.path());
+    let replay = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
+    assert_refused(&replay, 401, "token already spent", &egress).await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_reaches_the_ingress_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("issuer-directory.json");
+    write_directory(&keys, issuer_key());
+    let egress = FakeEgress::start().await;
+    let ingress = start_ingress(
+        egress.addr(),
+        Some(admission(keys.clone(), None)),
+        dir.path(),
+    );
+    let next = SigningKey::generate().unwrap();
+    let early = build_authorization(&token(&next, ISSUER_NAME));
+    let answer = connect_udp(&ingress, egress.addr(), Some(&early)).await;
+    assert_refused(&answer, 401, "unknown token key", &egress).await;
+    write_directory(&keys, &next);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fresh = build_authorization(&token(&next, ISSUER_NAME));
+    let answer = connect_udp(&ingress, egress.addr(), Some(&fresh)).await;
+    assert_tunnel_works(&answer, &egress).await;
+}
+
+#[tokio::test]
+async fn two_ingresses_sharing_redis_admit_a_token_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("issuer-directory.json");
+    write_directory(&keys, issuer_key());
+    let egress = FakeEgress::start().await;
+    let (state_a, state_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start_ingress(
+        egress.addr(),
+        Some(admission(keys.clone(), Some(redis.url()))),
+        &state_a,
+    );
+    let b = start_ingress(
+        egress.addr(),
+        Some(admission(keys, Some(redis.url()))),
+        &state_b,
+    );
+
+    let authorization = build_authorization(&token(issuer_key(), ISSUER_NAME));
+    let answer = connect_udp(&a, egress.addr(), Some(&authorization)).await;
+    assert_tunnel_works(&answer, &egress).await;
+    let replay = connect_udp(&b, egress.addr(), Some(&authorization)).await;
+    assert_refused(&replay, 401, "token already spent", &egress).await;
+    let replay = connect_udp(&a, egress.addr(), Some(&authorization)).await;
+    assert_refused(&replay, 401, "token already spent", &egress).await;
+
+    // A fresh token works at the other one.
+    let other = build_authorization(&token(issuer_key(), ISSUER_NAME));
+    let answer = connect_udp(&b, egress.addr(), Some(&other)).await;
+    assert_tunnel_works(&answer, &egress).await;
+
+    // Redis gone: fail closed (503), nothing forwarded.
+    drop(redis);
+    let third = build_authorization(&token(issuer_key(), ISSUER_NAME));
+    let answer = connect_udp(&a, egress.addr(), Some(&third)).await;
+    assert_refused(&answer, 503, "double-spend store unavailable", &egress).await;
+}
+
+#[tokio::test]
+async fn without_admission_no_token_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let egress = FakeEgress::start().await;
+    let ingress = start_ingress(egress.addr(), None, dir.path());
+    let answer = connect_udp(&ingress, egress.addr(), None).await;
+    assert_tunnel_works(&answer, &egress).await;
+}

@@ -1,0 +1,199 @@
+//! A real ingress on a loopback socket, a stand-in egress (a UDP socket that
+//! records what reaches it), issuer keys in a directory file, and a minimal
+//! connect-udp client made of quinn, h3 and the transport crate.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use openrelay_config::{AdmissionConfig, KeyPin};
+use openrelay_ingress::{Ingress, IngressSettings};
+use openrelay_tokens::{EpochKey, IssuerDirectory, SigningKey, Token, TokenChallenge, issuance};
+use openrelay_transport::datagrams::DatagramSender;
+use openrelay_transport::endpoint::{self, OUTER_INITIAL_MTU, Tuning};
+use openrelay_transport::h3util;
+use openrelay_transport::identity::Identity;
+use openrelay_transport::udp;
+use openrelay_wire::target::Target;
+use tokio::sync::oneshot;
+
+pub const ISSUER_NAME: &str = "issuer.test:4450";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One issuer key for all tests (RSA key generation takes a while).
+pub fn issuer_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate().unwrap())
+}
+
+/// Writes the issuer directory with `key` valid now.
+pub fn write_directory(path: &Path, key: &SigningKey) -> EpochKey {
+    let epoch = EpochKey::new(key.public().clone(), now() - 10, 3600);
+    let directory = IssuerDirectory::new("/token-request", std::slice::from_ref(&epoch));
+    std::fs::write(path, directory.to_json()).unwrap();
+    epoch
+}
+
+/// A token from `key` for the ingress's challenge, issued locally.
+pub fn token(key: &SigningKey, issuer_name: &str) -> Token {
+    let digest = TokenChallenge::for_issuer(issuer_name).digest().unwrap();
+    let (request, pending) = issuance::request(key.public(), digest).unwrap();
+    pending.finalize(&key.sign(&request).unwrap()).unwrap()
+}
+
+/// A stand-in egress: a UDP socket whose received datagrams tests inspect.
+pub struct FakeEgress {
+    pub socket: tokio::net::UdpSocket,
+}
+
+impl FakeEgress {
+    pub async fn start() -> Self {
+        FakeEgress {
+            socket: tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// The next datagram within `limit`, if any.
+    pub async fn recv(&self, limit: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(limit, self.socket.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+}
+
+/// A running ingress; shuts down when dropped.
+pub struct RunningIngress {
+    pub addr: SocketAddr,
+    pub pin: KeyPin,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for RunningIngress {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Admission settings reading keys from `keys`, spending into `redis_url`
+/// or the state directory.
+pub fn admission(keys: PathBuf, redis_url: Option<String>) -> AdmissionConfig {
+    AdmissionConfig {
+        issuer_name: ISSUER_NAME.to_owned(),
+        issuer_keys: keys,
+        keys_refresh_secs: 1,
+        redis_url,
+        spent_path: None,
+    }
+}
+
+pub fn start_ingress(
+    egress: SocketAddr,
+    admission: Option<AdmissionConfig>,
+    state_dir: &Path,
+) -> RunningIngress {
+    let identity = Identity::generate().unwrap();
+    let settings = IngressSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        egress_relays: HashSet::from([egress]),
+        max_tunnels_per_client: 16,
+        tunnel_idle_timeout: Duration::from_secs(30),
+        outbound_bind: None,
+        admission,
+        state_dir: state_dir.to_owned(),
+    };
+    let ingress = Ingress::bind(settings, &identity).unwrap();
+    let addr = ingress.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(ingress.serve(async {
+        let _ = stopped.await;
+    }));
+    RunningIngress {
+        addr,
+        pin: identity.pin(),
+        stop: Some(stop),
+    }
+}
+
+/// The answer to a connect-udp request.
+pub struct Answer {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    /// On 200: sends one payload through the tunnel.
+    pub sender: Option<DatagramSender>,
+    _keep: Option<(quinn::Connection, quinn::Endpoint)>,
+}
+
+/// Sends connect-udp for `egress` to `ingress`, with `authorization` if given.
+pub async fn connect_udp(
+    ingress: &RunningIngress,
+    egress: SocketAddr,
+    authorization: Option<&str>,
+) -> Answer {
+    let quic = udp::endpoint(udp::local_for(None, ingress.addr), None).unwrap();
+    let tuning = Tuning::client(
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+        OUTER_INITIAL_MTU,
+    );
+    let config = endpoint::client_config(ingress.pin, &tuning).unwrap();
+    let connection = quic
+        .connect_with(config, ingress.addr, "ingress")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut driver, mut requests) = h3::client::builder()
+        .enable_extended_connect(true)
+        .enable_datagram(true)
+        .build::<_, _, Bytes>(h3_quinn::Connection::new(connection.clone()))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    assert!(h3util::wait_for_datagram_support(&requests, Duration::from_secs(5)).await);
+    let mut request =
+        h3util::connect_udp_request(&ingress.addr.to_string(), &Target::from_socket_addr(egress))
+            .unwrap();
+    if let Some(value) = authorization {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value.parse().unwrap());
+    }
+    let mut stream = requests.send_request(request).await.unwrap();
+    let stream_id = stream.id().into_inner();
+    let response = stream.recv_response().await.unwrap();
+    let status = response.status();
+    let sender = (status == http::StatusCode::OK)
+        .then(|| DatagramSender::new(connection.clone(), stream_id).unwrap());
+    // Keep the request stream open while the test uses the tunnel.
+    tokio::spawn(async move {
+        let _ = stream.recv_data().await;
+        drop(requests);
+    });
+    Answer {
+        status,
+        headers: response.headers().clone(),
+        sender,
+        _keep: Some((connection, quic)),
+    }
+}
