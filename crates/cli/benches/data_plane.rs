@@ -99,6 +99,11 @@ fn start_devnet() -> Devnet {
     let mut child = Command::new(env!("CARGO_BIN_EXE_openrelay"))
         .args([
             "devnet",
+            // The measured path and one spare pair; no registry or
+            // validators competing for the two cores.
+            "--operators",
+            "2",
+            "--no-registry",
             "--socks",
             "127.0.0.1:0",
             "--http",
