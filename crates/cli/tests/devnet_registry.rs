@@ -10,7 +10,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Devnet, fetch, send_signal, servers};
+use common::{Devnet, Proc, fetch, run_openrelay, send_signal, servers};
+use openrelay_config::ClientConfig;
 
 /// A download through the devnet's SOCKS5 proxy that must succeed.
 async fn download(socks: &str, url: &str, what: &str) {
@@ -158,4 +159,46 @@ async fn the_client_runs_on_the_validator_signed_directory() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     download(&socks, &url, "download after the failed refresh").await;
+
+    // A client started while the registry is down works from its cached
+    // directory alone: its config lists no relays at all.
+    let spare = tempfile::tempdir().unwrap();
+    let mut config = ClientConfig::load(&devnet.state_dir.join("configs/client.toml")).unwrap();
+    config.relays.clear();
+    config.state_dir = spare.path().join("client");
+    config.socks = "127.0.0.1:0".parse().unwrap();
+    config.http = "127.0.0.1:0".parse().unwrap();
+    config.log.file = None;
+    std::fs::create_dir_all(&config.state_dir).unwrap();
+    std::fs::copy(
+        devnet.state_dir.join("client/directory.bin"),
+        config.state_dir.join("directory.bin"),
+    )
+    .unwrap();
+    let config_file = spare.path().join("client.toml");
+    std::fs::write(&config_file, config.to_toml().unwrap()).unwrap();
+    let restarted = Proc::start(
+        &["client", "--config", config_file.to_str().unwrap()],
+        &spare.path().join("client.stderr"),
+    );
+    download(
+        &restarted.ready_field("socks"),
+        &url,
+        "a client started from its cache while the registry is down",
+    )
+    .await;
+    let out = run_openrelay(
+        &[
+            "status",
+            "--state-dir",
+            config.state_dir.to_str().unwrap(),
+            "--json",
+        ],
+        Duration::from_secs(5),
+    );
+    let status: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(
+        status["directory_age_secs"].as_u64().is_some(),
+        "the restarted client does not use the cached directory: {status}"
+    );
 }
