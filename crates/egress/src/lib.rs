@@ -13,6 +13,7 @@
 //! neither destinations nor peer addresses (only aggregate counts).
 
 mod connect;
+pub mod meter;
 mod resolve;
 
 use std::future::Future;
