@@ -139,7 +139,7 @@ impl Ingress {
         let admission = settings
             .admission
             .as_ref()
-            .map(|config| Admission::open(config, &settings.state_dir).map(Arc::new))
+            .map(|config| admission::open(config, &settings.state_dir).map(Arc::new))
             .transpose()?;
         // Every tunnel is one request stream; the per-client limit is enforced
         // separately, this only bounds one connection.
@@ -299,7 +299,7 @@ async fn handle_request(
         .await;
     };
     if let Some(admission) = &shared.admission
-        && let Err(refusal) = admission.admit(&request).await
+        && let Err(refusal) = admission.admit(request.headers()).await
     {
         return refuse_admission(stream, &refusal, admission, &shared).await;
     }

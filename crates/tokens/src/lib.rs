@@ -14,6 +14,8 @@
 //! - [`directory`]: the issuer directory JSON (RFC 9578 §4).
 //! - [`verify`]: token verification against a key set and a challenge, usable
 //!   by any relay.
+//! - [`gate`]: verify-and-spend of `Authorization: PrivateToken` for one
+//!   challenge, shared by the ingress (admission) and the egress (payments).
 //! - [`spent`]: the double-spend store (`SpentTokens`): embedded (redb) and,
 //!   with the `redis` feature, Redis for a fleet of relays.
 //!
@@ -24,6 +26,7 @@
 pub mod b64;
 pub mod challenge;
 pub mod directory;
+pub mod gate;
 pub mod header;
 pub mod issuance;
 pub mod keys;

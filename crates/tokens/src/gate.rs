@@ -1,0 +1,228 @@
+//! A token gate: verifies `Authorization: PrivateToken token=...` (RFC 9577
+//! §2.2) against one challenge and the issuer's current keys, and spends each
+//! token once in a double-spend store. The ingress admits tunnels with it and
+//! the egress takes payments with it; they differ only in the challenge
+//! (RFC 9577 §2.1.1: the ingress's names only the issuer, the egress's also
+//! its operator in `origin_info`).
+//!
+//! | input | refusal | status |
+//! |---|---|---|
+//! | no `PrivateToken` credentials | [`Refusal::Missing`] "token required" | 401 + challenge |
+//! | malformed `Authorization` or token | [`Refusal::Malformed`] "malformed token" | 400 |
+//! | token for another challenge | [`Refusal::Invalid`] "token for another challenge" | 401 + challenge |
+//! | unknown key | [`Refusal::Invalid`] "unknown token key" | 401 + challenge |
+//! | key outside its epoch | [`Refusal::Invalid`] "token key expired" | 401 + challenge |
+//! | bad signature | [`Refusal::Invalid`] "bad token signature" | 401 + challenge |
+//! | spent before | [`Refusal::Spent`] "token already spent" | 401 + challenge |
+//! | double-spend store unreachable | [`Refusal::StoreUnavailable`] "double-spend store unavailable" | 503 (fail closed) |
+//!
+//! Tokens are never logged.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, warn};
+
+use crate::header::parse_authorization;
+use crate::{
+    EpochKey, HeaderError, IssuerDirectory, Redemption, SpentTokens, Token, TokenChallenge,
+    TokenVerifier, VerifyError,
+};
+
+/// Why a gate could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateError {
+    /// The issuer keys could not be read.
+    #[error("issuer keys {path}: {reason}")]
+    Keys {
+        /// The directory file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The challenge cannot be encoded.
+    #[error("challenge: {0}")]
+    Challenge(#[from] crate::ChallengeError),
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `PrivateToken` credentials: ask for a token.
+    Missing,
+    /// Credentials that do not parse.
+    Malformed,
+    /// A token that does not verify.
+    Invalid(VerifyError),
+    /// A token spent before.
+    Spent,
+    /// The double-spend store did not answer.
+    StoreUnavailable,
+}
+
+impl Refusal {
+    /// The response status.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Refusal::Malformed => http::StatusCode::BAD_REQUEST,
+            Refusal::StoreUnavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Missing | Refusal::Invalid(_) | Refusal::Spent => {
+                http::StatusCode::UNAUTHORIZED
+            }
+        }
+    }
+
+    /// The Proxy-Status details (RFC 9209 §2.1.5).
+    pub fn details(&self) -> &'static str {
+        match self {
+            Refusal::Missing => "token required",
+            Refusal::Malformed => "malformed token",
+            Refusal::Invalid(VerifyError::WrongChallenge) => "token for another challenge",
+            Refusal::Invalid(VerifyError::UnknownKey) => "unknown token key",
+            Refusal::Invalid(VerifyError::KeyExpired) => "token key expired",
+            Refusal::Invalid(_) => "bad token signature",
+            Refusal::Spent => "token already spent",
+            Refusal::StoreUnavailable => "double-spend store unavailable",
+        }
+    }
+
+    /// Whether the answer carries a fresh challenge (all 401s: the client
+    /// can get a token that will do).
+    pub fn challenges(&self) -> bool {
+        self.status() == http::StatusCode::UNAUTHORIZED
+    }
+}
+
+/// A token gate for one challenge; see the [module documentation](self).
+#[derive(Debug)]
+pub struct TokenGate {
+    verifier: RwLock<TokenVerifier>,
+    keys_path: PathBuf,
+    keys_refresh: Duration,
+    spent: Arc<dyn SpentTokens>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The token keys of the issuer directory (RFC 9578 §4) in the file `path`.
+pub fn read_keys(path: &Path) -> Result<Vec<EpochKey>, GateError> {
+    let fail = |reason: String| GateError::Keys {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let keys = IssuerDirectory::from_json(&bytes)
+        .and_then(|d| d.epoch_keys())
+        .map_err(|e| fail(e.to_string()))?;
+    if keys.is_empty() {
+        return Err(fail("no token keys of type 0x0002".into()));
+    }
+    Ok(keys)
+}
+
+impl TokenGate {
+    /// A gate for `challenge`, with the issuer keys read from the issuer
+    /// directory file `keys_path` (re-read every `keys_refresh` by
+    /// [`TokenGate::refresh_keys`]) and tokens spent in `spent`.
+    pub fn new(
+        challenge: &TokenChallenge,
+        keys_path: &Path,
+        keys_refresh: Duration,
+        spent: Arc<dyn SpentTokens>,
+    ) -> Result<Self, GateError> {
+        let keys = read_keys(keys_path)?;
+        Ok(TokenGate {
+            verifier: RwLock::new(TokenVerifier::new(challenge, keys)?),
+            keys_path: keys_path.to_owned(),
+            keys_refresh,
+            spent,
+        })
+    }
+
+    fn verifier(&self) -> std::sync::RwLockReadGuard<'_, TokenVerifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Re-reads the issuer keys every `keys_refresh` (forever; abort the
+    /// task to stop). A failed read keeps the keys held.
+    pub async fn refresh_keys(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.keys_refresh).await;
+            match read_keys(&self.keys_path) {
+                Ok(keys) => {
+                    let mut verifier = self
+                        .verifier
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if verifier.keys() != keys.as_slice() {
+                        debug!(keys = keys.len(), "issuer keys updated");
+                        verifier.set_keys(keys);
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot refresh issuer keys; keeping the old ones"),
+            }
+        }
+    }
+
+    /// The `WWW-Authenticate` value of a 401 (RFC 9577 §2.1).
+    pub fn challenge(&self) -> Option<String> {
+        self.verifier().www_authenticate(unix_now())
+    }
+
+    /// The token in `headers`' one `Authorization: PrivateToken` field.
+    pub fn token_in(headers: &http::HeaderMap) -> Result<Token, Refusal> {
+        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            // None, or several Authorization fields (not one credential).
+            return Err(if headers.contains_key(http::header::AUTHORIZATION) {
+                Refusal::Malformed
+            } else {
+                Refusal::Missing
+            });
+        };
+        let value = value.to_str().map_err(|_| Refusal::Malformed)?;
+        match parse_authorization(value) {
+            Ok(token) => Ok(token),
+            Err(HeaderError::OtherScheme) => Err(Refusal::Missing),
+            Err(_) => Err(Refusal::Malformed),
+        }
+    }
+
+    /// Accepts `token` if it verifies and was never spent, spending it.
+    pub async fn redeem(&self, token: &Token) -> Result<Redemption, Refusal> {
+        let now = unix_now();
+        let redemption = self
+            .verifier()
+            .verify(token, now)
+            .map_err(Refusal::Invalid)?;
+        match self
+            .spent
+            .spend(redemption.spend_key, redemption.expires, now)
+            .await
+        {
+            Ok(true) => Ok(redemption),
+            Ok(false) => Err(Refusal::Spent),
+            Err(e) => {
+                warn!(error = %e, "double-spend store unavailable; refusing tokens");
+                Err(Refusal::StoreUnavailable)
+            }
+        }
+    }
+
+    /// Accepts the token in `headers` (see [`TokenGate::token_in`] and
+    /// [`TokenGate::redeem`]).
+    pub async fn admit(&self, headers: &http::HeaderMap) -> Result<Token, Refusal> {
+        let token = Self::token_in(headers)?;
+        self.redeem(&token).await?;
+        Ok(token)
+    }
+}
