@@ -29,7 +29,7 @@ use openrelay_transport::server::{
 use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
-use openrelay_wire::proxy_status::{self, ProxyErrorType};
+use openrelay_wire::proxy_status::ProxyErrorType;
 use openrelay_wire::target::Host;
 use tracing::{debug, info};
 
@@ -217,30 +217,25 @@ async fn refuse(
 /// Answers a request without a valid token (see [`admission`]); the token
 /// itself is never logged.
 async fn refuse_admission(
-    mut stream: ServerStream,
+    stream: ServerStream,
     refusal: &Refusal,
     admission: &Admission,
     shared: &Shared,
 ) {
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
     debug!(reason = refusal.details(), "request refused");
-    let proxy_status = format!(
-        "{}; details=\"{}\"",
-        proxy_status::format(PROXY_NAME, ProxyErrorType::HttpRequestDenied),
-        refusal.details()
-    );
-    let mut response = http::Response::builder()
-        .status(refusal.status())
-        .header("proxy-status", proxy_status);
-    if refusal.challenges()
-        && let Some(challenge) = admission.challenge()
-    {
-        response = response.header(http::header::WWW_AUTHENTICATE, challenge);
-    }
-    if let Ok(response) = response.body(()) {
-        let _ = stream.send_response(response).await;
-        let _ = stream.finish().await;
-    }
+    let challenge = refusal
+        .challenges()
+        .then(|| admission.challenge())
+        .flatten();
+    server::respond_denied(
+        stream,
+        refusal.status(),
+        PROXY_NAME,
+        refusal.details(),
+        challenge,
+    )
+    .await;
 }
 
 const NOT_CONNECT_UDP: &str = "not connect-udp";

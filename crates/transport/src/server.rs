@@ -204,6 +204,33 @@ pub async fn respond_error(
     }
 }
 
+/// Answers a request refused for its credentials: `status`, `Proxy-Status:
+/// <proxy_name>; error=http_request_denied; details="<details>"` (RFC 9209
+/// §2.1.5; `details` is a fixed text, never a credential) and, when given, a
+/// `WWW-Authenticate` challenge (RFC 9110 §11.6.1); then ends the stream.
+pub async fn respond_denied(
+    mut stream: ServerStream,
+    status: http::StatusCode,
+    proxy_name: &str,
+    details: &str,
+    challenge: Option<String>,
+) {
+    let proxy_status = format!(
+        "{}; details=\"{details}\"",
+        proxy_status::format(proxy_name, ProxyErrorType::HttpRequestDenied),
+    );
+    let mut response = http::Response::builder()
+        .status(status)
+        .header("proxy-status", proxy_status);
+    if let Some(challenge) = challenge {
+        response = response.header(http::header::WWW_AUTHENTICATE, challenge);
+    }
+    if let Ok(response) = response.body(()) {
+        let _ = stream.send_response(response).await;
+        let _ = stream.finish().await;
+    }
+}
+
 /// Answers `stream` with 200 and, for connect-udp, `Capsule-Protocol: ?1`
 /// (RFC 9298 §3.3). Returns false if the client is gone.
 pub async fn respond_ok(stream: &mut ServerStream, capsule_protocol: bool) -> bool {
