@@ -8,13 +8,12 @@
 //! details="..."` (RFC 9209 §2.1.5), and nothing is forwarded.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::AdmissionConfig;
+use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
-use openrelay_tokens::spent::{RedbSpentTokens, RedisSpentTokens};
-use openrelay_tokens::{SpentTokens, TokenChallenge};
+use openrelay_tokens::spent::open_store;
 
 pub use openrelay_tokens::gate::Refusal;
 
@@ -33,33 +32,18 @@ pub enum AdmissionError {
     Store(#[from] openrelay_tokens::SpentError),
 }
 
-/// Opens the double-spend set a config names: Redis if `redis_url` is set
-/// (connected on first use), else the embedded file at `path` (default
-/// `<state_dir>/spent-tokens.redb`).
-pub fn open_spent_store(
-    redis_url: Option<&str>,
-    path: Option<&Path>,
-    state_dir: &Path,
-) -> Result<Arc<dyn SpentTokens>, openrelay_tokens::SpentError> {
-    Ok(match redis_url {
-        Some(url) => Arc::new(RedisSpentTokens::new(url)?),
-        None => {
-            let path = path.map_or_else(|| state_dir.join(SPENT_FILE), Path::to_owned);
-            Arc::new(RedbSpentTokens::open(&path)?)
-        }
-    })
-}
-
 /// An ingress's admission check: a [`TokenGate`] for the issuer's challenge.
 pub type Admission = TokenGate;
 
 /// Sets up admission from the config: reads the issuer keys and opens the
 /// double-spend set.
 pub fn open(config: &AdmissionConfig, state_dir: &Path) -> Result<Admission, AdmissionError> {
-    let spent = open_spent_store(
+    let spent = open_store(
         config.redis_url.as_deref(),
-        config.spent_path.as_deref(),
-        state_dir,
+        &config
+            .spent_path
+            .clone()
+            .unwrap_or_else(|| state_dir.join(SPENT_FILE)),
     )?;
     Ok(TokenGate::new(
         &TokenChallenge::for_issuer(&config.issuer_name),

@@ -24,6 +24,20 @@ mod redis_store;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisSpentTokens;
 
+/// Opens the double-spend set a relay's config names: the Redis server at
+/// `redis_url` if given (shared by a fleet; connected on first use), else the
+/// embedded set in the file `path`.
+#[cfg(feature = "redis")]
+pub fn open_store(
+    redis_url: Option<&str>,
+    path: &std::path::Path,
+) -> Result<std::sync::Arc<dyn SpentTokens>, SpentError> {
+    Ok(match redis_url {
+        Some(url) => std::sync::Arc::new(RedisSpentTokens::new(url)?),
+        None => std::sync::Arc::new(RedbSpentTokens::open(path)?),
+    })
+}
+
 /// A token's identity in the store: SHA-256 of its `AuthenticatorInput`
 /// (token type, nonce, challenge digest, key id; RFC 9577 §2.2.2). Keyed on
 /// what was signed, not on the signature, so no re-encoding of the
