@@ -94,6 +94,19 @@ impl TokenChallenge {
         }
     }
 
+    /// The challenge of payment tokens for the relay whose key pin is
+    /// `relay` (`ed25519:...`): the issuer's, scoped to that relay by
+    /// `origin_info` (RFC 9577 §2.1.1), so a token paid to one egress can be
+    /// redeemed only for it. Still context-free, so clients can fetch such
+    /// tokens ahead of time; the issuer, which sees them only blinded, never
+    /// learns for which relay.
+    pub fn for_relay(issuer_name: impl Into<String>, relay: impl Into<String>) -> Self {
+        TokenChallenge {
+            origin_info: vec![relay.into()],
+            ..Self::for_issuer(issuer_name)
+        }
+    }
+
     /// Parses a challenge (RFC 9577 §2.1.1).
     pub fn decode(bytes: &[u8]) -> Result<Self, ChallengeError> {
         let mut r = Reader { bytes };
