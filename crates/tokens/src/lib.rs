@@ -45,6 +45,12 @@ pub use spent::{SpendKey, SpentError, SpentTokens};
 pub use token::{Token, TokenError};
 pub use verify::{Redemption, TokenVerifier, VerifyError};
 
+/// Where an egress relay takes payment tokens: `POST` with `Authorization:
+/// PrivateToken token=...` on the client's inner HTTP/3 connection (the
+/// egress answers when the next token is due; see `openrelay-egress`'s
+/// `payment` module).
+pub const PAYMENT_PATH: &str = "/.well-known/openrelay/pay";
+
 /// Token type Blind RSA (2048-bit) (RFC 9578 §8.2.2), the only type openrelay
 /// issues and accepts.
 pub const TOKEN_TYPE_BLIND_RSA: u16 = 0x0002;
