@@ -16,6 +16,8 @@ use openrelay_log::{LogOptions, Role};
 use openrelay_transport::identity::Identity;
 use tracing::warn;
 
+mod tun;
+
 /// openrelay: your traffic crosses two relays of different operators, so no
 /// single server can link you to what you do.
 #[derive(Debug, Parser)]
@@ -43,9 +45,29 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         path: PathArgs,
+        /// Also run the full-device VPN (the config's `[tun]`), as `up` does.
+        #[arg(long)]
+        tun: bool,
         /// Exit when standard input closes (used by `devnet` for its children).
         #[arg(long, hide = true)]
         exit_with_stdin: bool,
+    },
+    /// Bring the full-device VPN up: start the client with `--tun` in the
+    /// background and return once traffic flows (docs/tun.md).
+    Up {
+        /// The client's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Bring the full-device VPN down: stop its client and undo every system
+    /// change it recorded (also after the client died).
+    Down {
+        /// The client's state directory.
+        #[arg(long, conflicts_with = "config")]
+        state_dir: Option<PathBuf>,
+        /// The client's config file (its state directory is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run a complete local network: relays of several operators and a client.
     Devnet(DevnetArgs),
@@ -174,6 +196,15 @@ struct DevnetArgs {
     /// list in its config instead of the validator-signed directory.
     #[arg(long)]
     no_registry: bool,
+    /// Run the client with its full-device VPN in a fresh network namespace
+    /// NAME, linked to this one by a veth pair on whose host side the
+    /// ingresses listen (docs/tun.md); removed on exit.
+    #[arg(long, value_name = "NAME")]
+    client_netns: Option<String>,
+    /// The resolver the egresses forward clients' DNS queries to (default:
+    /// each egress's /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR")]
+    dns_resolver: Option<SocketAddr>,
     /// The client's path selection (devnet operators 1, 2, 3, ... are in
     /// NL, CH, SE, FR, IS, DE; every devnet relay is in "Localhost").
     #[command(flatten)]
@@ -262,12 +293,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client {
             config,
             path,
+            tun: with_tun,
             exit_with_stdin,
         } => {
             let mut config = ClientConfig::load(&config)?;
+            config.tun.enabled |= with_tun;
             path.apply(&mut config.path);
             config.path.validate()?;
             runtime(Some(config.worker_threads))?.block_on(run_client(config, exit_with_stdin))
+        }
+        Command::Up { config } => tun::run_up(&config),
+        Command::Down { state_dir, config } => {
+            tun::run_down(&tun::down_state_dir(state_dir, config)?)
         }
         Command::Devnet(args) => runtime(Some(1))?.block_on(run_devnet(args)),
         Command::Registry {
@@ -450,16 +487,35 @@ impl Drop for AbortOnDrop {
 
 async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
     init_logging(Role::Client, &config.log)?;
-    let client = openrelay_client::Client::bind(&config).await?;
+    // The VPN comes up first: the kill switch holds from here on, and the
+    // sockets to the ingress must be created marked (after `up`).
+    let mut vpn = match config.tun.enabled {
+        true => Some(openrelay_tun::Vpn::up(&config)?),
+        false => None,
+    };
+    let client = match openrelay_client::Client::bind(&config).await {
+        Ok(client) => client,
+        Err(e) => {
+            if let Some(vpn) = vpn {
+                vpn.down();
+            }
+            return Err(e.into());
+        }
+    };
     let (socks, http) = (client.socks_addr()?, client.http_addr()?);
     let manager = std::sync::Arc::clone(client.manager());
+    let stack = vpn
+        .as_mut()
+        .map(|vpn| AbortOnDrop(tokio::spawn(vpn.serve(std::sync::Arc::clone(&manager)))));
+    let tun_name = vpn.as_ref().map(|_| format!(" tun={}", config.tun.name));
     // Announce readiness once a path works; until then keep trying, so a
     // client started before its relays comes up by itself.
     tokio::spawn(async move {
         loop {
             match manager.current().await {
                 Ok(_) => {
-                    ready(&format!("ready socks={socks} http={http}"));
+                    let tun = tun_name.unwrap_or_default();
+                    ready(&format!("ready socks={socks} http={http}{tun}"));
                     return;
                 }
                 Err(openrelay_client::PathError::Closed) => return,
@@ -471,6 +527,10 @@ async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Resu
         }
     });
     client.serve(shutdown_signal(exit_with_stdin)).await;
+    drop(stack);
+    if let Some(vpn) = vpn {
+        vpn.down();
+    }
     Ok(())
 }
 
@@ -506,11 +566,21 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         log_dir,
         log_level: args.log_level.clone(),
         registry: !args.no_registry,
+        client_netns: args.client_netns.is_some(),
+        dns_resolver: args.dns_resolver,
         path: {
             let mut path = PathConfig::default();
             args.path.apply(&mut path);
             path
         },
+    };
+    // The link must exist before the plan picks ports on its addresses.
+    let _netns = match (&args.client_netns, &args.export) {
+        (Some(name), None) => Some(openrelay_devnet::netns::ClientNetns::create(
+            name,
+            u8::try_from(args.operators).context("--operators")?,
+        )?),
+        _ => None,
     };
     let plan = openrelay_devnet::plan(&options)?;
     if let Some(dir) = &args.export {
@@ -529,6 +599,7 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
             _ => "relay",
         },
         config: config.clone(),
+        netns: (name == "client").then(|| args.client_netns.clone()).flatten(),
     };
     let (client, relays) = files.split_last().context("devnet plan is empty")?;
     let relays: Vec<_> = relays.iter().map(component).collect();
@@ -539,6 +610,7 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         &exe,
         &relays,
         &client,
+        args.client_netns.is_some(),
         |line, pids| {
             let list: String = pids
                 .iter()

@@ -8,6 +8,7 @@
 mod admission;
 mod issuer;
 mod pin;
+mod tun;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use admission::AdmissionConfig;
 pub use issuer::IssuerConfig;
 pub use pin::{KeyPin, KeyPinError};
+pub use tun::{MIN_TUN_MTU, TunConfig, TunDnsConfig};
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +270,11 @@ pub struct EgressConfig {
     /// Source address for connections to destinations (default: the listen address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_bind: Option<IpAddr>,
+    /// The resolver that answers clients' DNS queries (`POST /dns-query`,
+    /// RFC 8484 wire format); default: the first `nameserver` of
+    /// /etc/resolv.conf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 fn default_connect_timeout_secs() -> u64 {
@@ -289,6 +296,7 @@ impl Default for EgressConfig {
             udp_idle_timeout_secs: default_udp_idle_timeout_secs(),
             max_flows_per_connection: default_max_flows_per_connection(),
             outbound_bind: None,
+            dns_resolver: None,
         }
     }
 }
@@ -354,6 +362,9 @@ pub struct ClientConfig {
     /// Take the relay list from a registry's signed directory instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<DirectoryConfig>,
+    /// The full-device VPN (`openrelay client --tun`, `openrelay up`).
+    #[serde(default)]
+    pub tun: TunConfig,
 }
 
 fn default_client_worker_threads() -> usize {
@@ -678,6 +689,7 @@ impl ClientConfig {
         if self.worker_threads == 0 {
             return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
         }
+        self.tun.validate()?;
         let mut names = HashSet::new();
         for (i, relay) in self.relays.iter().enumerate() {
             if relay.name.trim().is_empty() {

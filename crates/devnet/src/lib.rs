@@ -5,6 +5,7 @@
 //! network. Every component is a separate `openrelay` process started from
 //! exported config files, exactly as an operator would run it.
 
+pub mod netns;
 mod supervise;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -27,6 +28,12 @@ pub const REGISTRY_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 4, 1);
 pub const VALIDATORS: usize = 3;
 /// Signatures a devnet directory needs.
 pub const THRESHOLD: usize = 2;
+
+/// Destinations a devnet's egresses may reach besides loopback: the
+/// benchmarking range (RFC 2544), where tests put the servers that a client
+/// in its own namespace reaches through the relays.
+pub const DEVNET_INTERNET: ipnet::IpNet =
+    ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(Ipv4Addr::new(198, 18, 0, 0), 15));
 
 /// Why a devnet could not be planned or exported.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +81,12 @@ pub struct DevnetOptions {
     pub registry: bool,
     /// The client's path selection settings.
     pub path: PathConfig,
+    /// The client runs with its full-device VPN in a network namespace
+    /// linked to this one ([`netns`]): the ingresses listen on the link.
+    pub client_netns: bool,
+    /// The resolver the egresses send clients' DNS queries to (default:
+    /// each egress's system resolver).
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 /// The configs of every component.
@@ -142,6 +155,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         for i in 1..=n {
             let octet = u8::try_from(i).map_err(|_| DevnetError::Operators(n))?;
             let ip = match role {
+                RelayRole::Ingress if options.client_netns => netns::ingress_address(octet),
                 RelayRole::Ingress => Ipv4Addr::new(127, 0, 1, octet),
                 RelayRole::Egress => Ipv4Addr::new(127, 0, 2, octet),
             };
@@ -169,7 +183,11 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                                 )?,
                             ),
                             ipnet::IpNet::from(ipnet::Ipv6Net::from(std::net::Ipv6Addr::LOCALHOST)),
+                            // With a client namespace, destinations live on
+                            // the benchmarking range (RFC 2544) here.
+                            DEVNET_INTERNET,
                         ],
+                        dns_resolver: options.dns_resolver,
                         ..EgressConfig::default()
                     };
                     (None, Some(egress))
@@ -217,7 +235,11 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         state_dir: options.state_dir.join("client"),
         socks: options.socks,
         http: options.http,
-        bind: Some(IpAddr::V4(CLIENT_ADDRESS)),
+        bind: Some(IpAddr::V4(if options.client_netns {
+            netns::CLIENT_V4
+        } else {
+            CLIENT_ADDRESS
+        })),
         worker_threads: 1,
         log: log_config(options, "client"),
         path: options.path.clone(),
@@ -231,6 +253,10 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             max_age_secs: 7200,
             refresh_secs: 2,
         }),
+        tun: openrelay_config::TunConfig {
+            enabled: options.client_netns,
+            ..openrelay_config::TunConfig::default()
+        },
     };
     let (registry, validators) = match registry {
         Some((config, validators, _)) => (Some(config), validators),
@@ -393,6 +419,8 @@ mod tests {
             log_level: "info".into(),
             registry: false,
             path: PathConfig::default(),
+            client_netns: false,
+            dns_resolver: None,
         }
     }
 

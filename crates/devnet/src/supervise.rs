@@ -30,6 +30,8 @@ pub struct Component {
     pub subcommand: &'static str,
     /// Its config file.
     pub config: PathBuf,
+    /// Run it in this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 /// Why the devnet could not run.
@@ -70,7 +72,15 @@ async fn start(
     component: &Component,
     limit: Duration,
 ) -> Result<(Running, String), SuperviseError> {
-    let mut child = Command::new(exe)
+    let mut command = match &component.netns {
+        Some(name) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", name]).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
+    let mut child = command
         .arg(component.subcommand)
         .arg("--config")
         .arg(&component.config)
@@ -145,12 +155,15 @@ async fn stop_all(running: &mut Vec<Running>) {
 
 /// Starts `relays`, then `client`; calls `on_ready` with the client's ready
 /// line and with each component's pid; runs until `shutdown` resolves or the
-/// client exits. Relays that die are left dead (the client routes around
+/// client exits (with `outlive_client`, only `shutdown` ends it: a client in
+/// its own namespace is killed by leak tests, which then check that its kill
+/// switch holds). Relays that die are left dead (the client routes around
 /// them); that is what failover tests exercise.
 pub async fn run(
     exe: &Path,
     relays: &[Component],
     client: &Component,
+    outlive_client: bool,
     on_ready: impl FnOnce(&str, &[(String, u32)]),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SuperviseError> {
@@ -186,7 +199,7 @@ pub async fn run(
     on_ready(&line, &pids);
     info!("devnet running");
     let client_exit = async {
-        match running.last_mut() {
+        let status = match running.last_mut() {
             Some(client) => client
                 .child
                 .wait()
@@ -194,7 +207,12 @@ pub async fn run(
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
             None => std::future::pending().await,
+        };
+        if outlive_client {
+            warn!(%status, "the client exited; the devnet keeps running");
+            return std::future::pending().await;
         }
+        status
     };
     let result = tokio::select! {
         status = client_exit => Err(SuperviseError::ClientExited(status)),

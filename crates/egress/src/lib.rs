@@ -3,7 +3,9 @@
 //!
 //! * `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel on the request stream;
 //! * extended CONNECT with `:protocol = connect-udp` (RFC 9298 §3.4): UDP
-//!   payloads in HTTP Datagrams (RFC 9297), context ID 0.
+//!   payloads in HTTP Datagrams (RFC 9297), context ID 0;
+//! * `POST /dns-query` (RFC 8484 §4.1): a DNS message, forwarded to this
+//!   relay's resolver (the full-device VPN's DNS).
 //!
 //! Names are resolved here, so the client's DNS never leaves it in the clear.
 //! Every destination passes the [`DestinationPolicy`] after resolution, so a
@@ -13,6 +15,7 @@
 //! neither destinations nor peer addresses (only aggregate counts).
 
 mod connect;
+mod dns;
 pub mod meter;
 mod resolve;
 
@@ -67,6 +70,8 @@ pub struct EgressSettings {
     pub max_flows_per_connection: u32,
     /// Source address of outgoing connections.
     pub outbound_bind: Option<IpAddr>,
+    /// Where DNS queries (`POST /dns-query`) go; `None`: the system's resolver.
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 impl EgressSettings {
@@ -90,6 +95,7 @@ impl EgressSettings {
             outbound_bind: egress
                 .outbound_bind
                 .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
+            dns_resolver: egress.dns_resolver,
         })
     }
 }
@@ -193,6 +199,9 @@ async fn handle_request(
         (&http::Method::CONNECT, None) => connect::tcp(request, stream, context, shared).await,
         (&http::Method::CONNECT, Some(p)) if p == Protocol::CONNECT_UDP => {
             connect::udp(request, stream, context, shared).await;
+        }
+        (&http::Method::POST, None) if request.uri().path() == openrelay_wire::dns::PATH => {
+            dns::answer(request, stream, shared).await;
         }
         (&http::Method::CONNECT, Some(_)) => {
             server::respond_error(stream, http::StatusCode::NOT_IMPLEMENTED, PROXY_NAME, None)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use h3::quic::{RecvStream, SendStream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Read size per TCP read; a DATA frame carries at most this much.
@@ -75,12 +75,26 @@ pub struct PumpCounters {
 /// read while parsing a proxy request).
 pub async fn pump(
     tcp: TcpStream,
+    send: impl StreamSend,
+    recv: impl StreamRecv,
+    initial: Bytes,
+    counters: &PumpCounters,
+) {
+    let (tcp_read, tcp_write) = tcp.into_split();
+    pump_halves(tcp_read, tcp_write, send, recv, initial, counters).await;
+}
+
+/// [`pump`] over any byte stream given as its two halves (e.g. a TCP
+/// connection of the full-device VPN's userspace stack, split with
+/// `tokio::io::split`).
+pub async fn pump_halves(
+    mut tcp_read: impl AsyncRead + Unpin,
+    mut tcp_write: impl AsyncWrite + Unpin,
     mut send: impl StreamSend,
     mut recv: impl StreamRecv,
     initial: Bytes,
     counters: &PumpCounters,
 ) {
-    let (mut tcp_read, mut tcp_write) = tcp.into_split();
     let stream_to_tcp = async {
         let mut gathered = BytesMut::with_capacity(CHUNK);
         loop {

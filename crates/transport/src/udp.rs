@@ -7,11 +7,23 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Socket buffer size requested for relay sockets.
 pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The firewall mark (`SO_MARK`) of UDP sockets bound from now on; 0: none.
+static SOCKET_MARK: AtomicU32 = AtomicU32::new(0);
+
+/// Marks every UDP socket this process binds from now on with `mark`
+/// (`SO_MARK`, needs CAP_NET_ADMIN). The full-device VPN uses it so its own
+/// packets to the ingress bypass the tunnel's routes and pass its kill
+/// switch; 0 turns marking off.
+pub fn set_socket_mark(mark: u32) {
+    SOCKET_MARK.store(mark, Ordering::Relaxed);
+}
 
 /// A non-blocking UDP socket bound to `addr`, with large buffers.
 pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
@@ -24,6 +36,10 @@ pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     // Best effort: a smaller buffer is slower, not wrong.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    let mark = SOCKET_MARK.load(Ordering::Relaxed);
+    if mark != 0 {
+        socket.set_mark(mark)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())

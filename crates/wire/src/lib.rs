@@ -15,6 +15,7 @@
 //! | [`socks5`] | SOCKS version 5 | RFC 1928 |
 //! | [`http1`] | the local HTTP proxy's request head | RFC 9112 §3.2 |
 //! | [`proxy_status`] | the `Proxy-Status` response field | RFC 9209 |
+//! | [`dns`] | DNS messages relayed for the full-device VPN | RFC 1035 §4.1, RFC 8484 §4.1 |
 //!
 //! # Privacy
 //!
@@ -25,6 +26,7 @@
 
 pub mod capsule;
 pub mod datagram;
+pub mod dns;
 pub mod http1;
 pub mod masque;
 pub mod proxy_status;

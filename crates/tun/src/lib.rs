@@ -1,0 +1,202 @@
+//! The full-device VPN on Linux (`openrelay client --tun`, `openrelay up` /
+//! `openrelay down`): a TUN device whose packets a userspace TCP/IP stack
+//! turns into flows through the relays, DNS answered through the egress, a
+//! kill switch that fails closed, split tunnelling, and a journal of every
+//! system change so that `down`, SIGTERM or the next start after a crash
+//! undo exactly what was done. Design: `docs/tun.md`.
+//!
+//! * [`plan`]: what is changed (routes, policy rules, nftables ruleset,
+//!   resolver file), as pure, tested data.
+//! * [`journal`]: the write-ahead record of changes; [`system`] applies and
+//!   undoes them with `ip` and `nft`.
+//! * [`device`], [`stack`]: the TUN device and packets to flows;
+//!   [`dns`] and [`icmp`]: what the stack answers itself.
+
+pub mod device;
+pub mod dns;
+pub mod icmp;
+pub mod journal;
+pub mod plan;
+pub mod stack;
+pub mod system;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openrelay_client::PathManager;
+use openrelay_config::ClientConfig;
+use tracing::{info, warn};
+
+use crate::journal::Change;
+use crate::plan::Settings;
+use crate::system::{System, SystemError};
+
+/// The pid file `openrelay down` reads, in the client's state directory.
+pub const PID_FILE: &str = "tun.pid";
+
+/// Why the VPN could not come up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TunError {
+    /// A system change failed (everything made so far was undone).
+    #[error(transparent)]
+    System(#[from] SystemError),
+    /// The TUN device could not be created.
+    #[error("cannot create the TUN device {name}: {source}")]
+    Device {
+        /// Its name.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The resolver file or pid file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Undoes what a previous run left in `state_dir`'s journal (after a crash,
+/// or for `openrelay down`); returns how many changes were undone.
+pub fn recover(state_dir: &Path) -> Result<usize, SystemError> {
+    System::new(state_dir).undo_all()
+}
+
+/// A VPN that is up: kill switch, device, routes, rules and resolver in place.
+pub struct Vpn {
+    system: System,
+    device: Option<tun_rs::AsyncDevice>,
+    stack: stack::StackSettings,
+    dns_timeout: Duration,
+    state_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Vpn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vpn")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vpn {
+    /// Brings the system changes up, kill switch first, after undoing what a
+    /// crashed earlier run left behind. The client's sockets to the ingress
+    /// are marked from here on (they must be created after this). On error
+    /// everything made so far is undone.
+    pub fn up(config: &ClientConfig) -> Result<Vpn, TunError> {
+        let tun = &config.tun;
+        let state_dir = config.state_dir.clone();
+        std::fs::create_dir_all(&state_dir).map_err(|source| TunError::File {
+            path: state_dir.clone(),
+            source,
+        })?;
+        let undone = recover(&state_dir)?;
+        if undone > 0 {
+            warn!(changes = undone, "undid the system changes of an earlier run that did not stop cleanly");
+        }
+        openrelay_transport::udp::set_socket_mark(plan::MARK);
+        let system = System::new(&state_dir);
+        let settings = Settings {
+            device: tun.name.clone(),
+            exclude: tun.exclude.clone(),
+            lan_access: tun.lan_access,
+            kill_switch: tun.kill_switch,
+        };
+        let mut vpn = Vpn {
+            system,
+            device: None,
+            stack: stack::StackSettings {
+                mtu: tun.mtu,
+                udp_idle_timeout: Duration::from_secs(tun.udp_idle_timeout_secs),
+            },
+            dns_timeout: Duration::from_millis(tun.dns.timeout_ms),
+            state_dir,
+        };
+        let resolv = (!tun.dns.resolv_conf.is_empty()).then(|| PathBuf::from(&tun.dns.resolv_conf));
+        if let Err(e) = vpn.make(&settings, resolv.as_deref(), tun.mtu) {
+            vpn.down();
+            return Err(e);
+        }
+        let pid_file = vpn.state_dir.join(PID_FILE);
+        std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+            .map_err(|source| TunError::File { path: pid_file, source })?;
+        info!(device = %settings.device, kill_switch = settings.kill_switch, "full-device VPN up");
+        Ok(vpn)
+    }
+
+    fn make(&mut self, settings: &Settings, resolv: Option<&Path>, mtu: u16) -> Result<(), TunError> {
+        if settings.kill_switch {
+            self.system.apply(
+                &Change::Firewall {
+                    table: plan::FIREWALL_TABLE.into(),
+                },
+                Some(&plan::kill_switch(settings)),
+            )?;
+        }
+        self.system.apply(
+            &Change::Device {
+                name: settings.device.clone(),
+            },
+            None,
+        )?;
+        let device = device::create(&settings.device, mtu).map_err(|source| TunError::Device {
+            name: settings.device.clone(),
+            source,
+        })?;
+        self.device = Some(device);
+        for change in plan::routes(settings).iter().chain(&plan::rules(settings)) {
+            self.system.apply(change, None)?;
+        }
+        if let Some(path) = resolv {
+            let original = match std::fs::read_to_string(path) {
+                Ok(text) => Some(text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(TunError::File {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            };
+            let text = plan::resolv_conf(original.as_deref().unwrap_or_default());
+            self.system.apply(
+                &Change::ResolvConf {
+                    path: path.to_owned(),
+                    original,
+                },
+                Some(&text),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs the userspace stack until the device closes; run it as a task
+    /// next to the client and abort it to stop.
+    pub fn serve(&mut self, manager: Arc<PathManager>) -> impl std::future::Future<Output = ()> + use<> {
+        let device = self.device.take();
+        let settings = self.stack.clone();
+        let resolver = dns::Resolver::new(Arc::clone(&manager), self.dns_timeout);
+        async move {
+            if let Some(device) = device {
+                let packets = device::PacketStream::new(device, settings.mtu);
+                stack::run(packets, &settings, manager, resolver).await;
+            }
+        }
+    }
+
+    /// Undoes every change (the kill switch last goes first in the journal,
+    /// so it is lifted last).
+    pub fn down(self) {
+        drop(self.device);
+        match self.system.undo_all() {
+            Ok(n) => info!(changes = n, "full-device VPN down; system restored"),
+            Err(e) => warn!(error = %e, "could not restore everything; `openrelay down` retries"),
+        }
+        let _ = std::fs::remove_file(self.state_dir.join(PID_FILE));
+    }
+}

@@ -1,0 +1,319 @@
+//! What the VPN changes on the system, as pure data: the kill switch's
+//! nftables ruleset, the routes and policy rules that send traffic into the
+//! TUN device (and let excluded traffic bypass it), the resolver file's new
+//! text. `system` applies and undoes these; everything here is tested
+//! without touching the system.
+//!
+//! Routing (policy routing as in wg-quick): the client's own sockets to the
+//! ingress carry the firewall mark [`MARK`] and use the main table; DNS (port
+//! 53, UDP and TCP) always goes into the tunnel; excluded networks (and, with
+//! LAN access, every non-default route of the main table) use the main
+//! table; everything else uses table [`TABLE`], whose only route is the TUN
+//! device. When the device is gone (the client died) table [`TABLE`] is
+//! empty, lookups fall through to the main table, and the kill switch drops
+//! the packets there: the system fails closed.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::journal::{Change, Family};
+
+/// The firewall mark of the client's sockets to the ingress (`SO_MARK`).
+pub const MARK: u32 = 0x6f72;
+/// The routing table holding the TUN device's default routes.
+pub const TABLE: u32 = 0x6f72;
+/// The first policy rule priority used (the rules take the next few).
+pub const RULE_PRIORITY: u32 = 6100;
+/// The nftables table of the kill switch (family `inet`).
+pub const FIREWALL_TABLE: &str = "openrelay";
+/// The TUN device's IPv4 address.
+pub const TUN_V4: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 2);
+/// The TUN device's IPv6 address (unique local, RFC 4193).
+pub const TUN_V6: Ipv6Addr = Ipv6Addr::new(0xfd6f, 0x7265, 0x6c61, 0x7900, 0, 0, 0, 2);
+/// The resolver address written to resolv.conf. Any address works (every
+/// query to port 53 is answered through the egress); this one is inside the
+/// tunnel and answers ping.
+pub const DNS_V4: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
+/// The IPv6 twin of [`DNS_V4`].
+pub const DNS_V6: Ipv6Addr = Ipv6Addr::new(0xfd6f, 0x7265, 0x6c61, 0x7900, 0, 0, 0, 1);
+
+/// Local-network ranges reachable directly with `lan_access`: private
+/// (RFC 1918, RFC 4193), link-local (RFC 3927, RFC 4291 §2.5.6) and multicast.
+pub const LAN_V4: [&str; 6] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "255.255.255.255/32",
+];
+/// IPv6 local-network ranges (see [`LAN_V4`]).
+pub const LAN_V6: [&str; 3] = ["fc00::/7", "fe80::/10", "ff00::/8"];
+
+/// What the user configured, as far as the plan depends on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The TUN device's name.
+    pub device: String,
+    /// Networks that bypass the tunnel.
+    pub exclude: Vec<IpNet>,
+    /// Whether the local network bypasses the tunnel.
+    pub lan_access: bool,
+    /// Whether the kill switch is installed.
+    pub kill_switch: bool,
+}
+
+/// Where a packet to `destination` goes while the VPN is up (what the rules
+/// of [`rules`] decide, as a function to test them against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Into the tunnel.
+    Tunnel,
+    /// The normal route (excluded network, or local network with LAN access).
+    Bypass,
+}
+
+/// Whether `ip` is in the local-network ranges.
+pub fn is_lan(ip: IpAddr) -> bool {
+    let ranges: &[&str] = match ip {
+        IpAddr::V4(_) => &LAN_V4,
+        IpAddr::V6(_) => &LAN_V6,
+    };
+    ranges
+        .iter()
+        .filter_map(|r| r.parse::<IpNet>().ok())
+        .any(|net| net.contains(&ip))
+}
+
+/// Where an app's packet to `destination:port` goes.
+pub fn decide(settings: &Settings, destination: IpAddr, port: u16) -> Decision {
+    if port == 53 {
+        return Decision::Tunnel;
+    }
+    if settings.exclude.iter().any(|net| net.contains(&destination))
+        || (settings.lan_access && is_lan(destination))
+    {
+        return Decision::Bypass;
+    }
+    Decision::Tunnel
+}
+
+fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_owned()).collect()
+}
+
+/// The routes of table [`TABLE`]: the default route of each family into the device.
+pub fn routes(settings: &Settings) -> Vec<Change> {
+    let table = TABLE.to_string();
+    [Family::V4, Family::V6]
+        .into_iter()
+        .map(|family| Change::Route {
+            family,
+            args: args(&["default", "dev", &settings.device, "table", &table]),
+        })
+        .collect()
+}
+
+/// The policy rules, both families, in priority order.
+pub fn rules(settings: &Settings) -> Vec<Change> {
+    let table = TABLE.to_string();
+    let mark = format!("{MARK:#x}");
+    let mut rules = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let mut priority = RULE_PRIORITY;
+        let mut add = |words: &[&str]| {
+            let mut a = vec!["priority".to_owned(), priority.to_string()];
+            a.extend(args(words));
+            rules.push(Change::Rule { family, args: a });
+            priority += 1;
+        };
+        // The client's own packets to the ingress: the normal route.
+        add(&["fwmark", &mark, "lookup", "main"]);
+        // DNS always into the tunnel, even to a resolver on the LAN.
+        add(&["ipproto", "udp", "dport", "53", "lookup", &table]);
+        add(&["ipproto", "tcp", "dport", "53", "lookup", &table]);
+        for net in &settings.exclude {
+            let matches = matches!(
+                (family, net),
+                (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
+            );
+            if matches {
+                add(&["to", &net.to_string(), "lookup", "main"]);
+            }
+        }
+        if settings.lan_access {
+            // Every main-table route but the default one: the LAN's subnets.
+            add(&["lookup", "main", "suppress_prefixlength", "0"]);
+        }
+        add(&["lookup", &table]);
+    }
+    rules
+}
+
+fn set(nets: &[String]) -> String {
+    format!("{{ {} }}", nets.join(", "))
+}
+
+/// The kill switch: a table of family `inet` that drops everything entering
+/// or leaving by an interface other than loopback and the TUN device, except
+/// the client's marked UDP (to the ingress), excluded networks, the local
+/// network with LAN access, DHCPv4 and IPv6 neighbour discovery (link
+/// mechanics that carry no user data). Forwarded traffic (containers, VMs)
+/// is held to the same rules.
+pub fn kill_switch(settings: &Settings) -> String {
+    let device = &settings.device;
+    let (mut v4, mut v6): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for net in &settings.exclude {
+        match net {
+            IpNet::V4(n) => v4.push(n.to_string()),
+            IpNet::V6(n) => v6.push(n.to_string()),
+        }
+    }
+    if settings.lan_access {
+        v4.extend(LAN_V4.iter().map(|s| (*s).to_owned()));
+        v6.extend(LAN_V6.iter().map(|s| (*s).to_owned()));
+    }
+    let mut out_allow = String::new();
+    let mut in_allow = String::new();
+    if !v4.is_empty() {
+        out_allow += &format!("        ip daddr {} accept\n", set(&v4));
+        in_allow += &format!("        ip saddr {} accept\n", set(&v4));
+    }
+    if !v6.is_empty() {
+        out_allow += &format!("        ip6 daddr {} accept\n", set(&v6));
+        in_allow += &format!("        ip6 saddr {} accept\n", set(&v6));
+    }
+    format!(
+        "table inet {FIREWALL_TABLE} {{
+    chain output {{
+        type filter hook output priority 0; policy drop;
+        oifname \"lo\" accept
+        oifname \"{device}\" accept
+        meta mark {MARK:#x} meta l4proto udp accept
+        th dport 53 reject with icmpx type admin-prohibited
+{out_allow}        udp sport 68 udp dport 67 accept
+        icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} ip6 hoplimit 255 accept
+        reject with icmpx type admin-prohibited
+    }}
+    chain input {{
+        type filter hook input priority 0; policy drop;
+        iifname \"lo\" accept
+        iifname \"{device}\" accept
+        ct state established,related accept
+{in_allow}        udp sport 67 udp dport 68 accept
+        icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert }} ip6 hoplimit 255 accept
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy drop;
+        oifname \"{device}\" accept
+        iifname \"{device}\" accept
+{out_allow}    }}
+}}
+"
+    )
+}
+
+/// The resolver file while the VPN is up: `nameserver` lines replaced by the
+/// tunnel's address; `search`, `domain` and `options` kept (they leak
+/// nothing: every query still goes through the tunnel).
+pub fn resolv_conf(original: &str) -> String {
+    let mut text = String::from(
+        "# Written by openrelay while the VPN is up; `openrelay down` restores the original.\n",
+    );
+    text += &format!("nameserver {DNS_V4}\n");
+    for line in original.lines() {
+        let keyword = line.split_whitespace().next().unwrap_or_default();
+        if matches!(keyword, "search" | "domain" | "options") {
+            text += line;
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn settings(exclude: &[&str], lan_access: bool) -> Settings {
+        Settings {
+            device: "openrelay0".into(),
+            exclude: exclude.iter().map(|s| s.parse().unwrap()).collect(),
+            lan_access,
+            kill_switch: true,
+        }
+    }
+
+    #[test]
+    fn everything_goes_through_the_tunnel_by_default() {
+        let s = settings(&[], false);
+        for ip in ["192.168.1.1", "8.8.8.8", "fe80::1", "2001:db8::1"] {
+            assert_eq!(decide(&s, ip.parse().unwrap(), 443), Decision::Tunnel, "{ip}");
+        }
+        let text = kill_switch(&s);
+        assert!(!text.contains("daddr"), "no bypass without exclusions:\n{text}");
+        assert!(text.contains("policy drop"));
+    }
+
+    #[test]
+    fn exclusions_and_lan_access_bypass_but_never_dns() {
+        let s = settings(&["203.0.113.0/24", "2001:db8::/32"], true);
+        assert_eq!(decide(&s, "203.0.113.9".parse().unwrap(), 443), Decision::Bypass);
+        assert_eq!(decide(&s, "2001:db8::9".parse().unwrap(), 443), Decision::Bypass);
+        assert_eq!(decide(&s, "192.168.1.1".parse().unwrap(), 22), Decision::Bypass);
+        assert_eq!(decide(&s, "192.168.1.1".parse().unwrap(), 53), Decision::Tunnel);
+        assert_eq!(decide(&s, "8.8.8.8".parse().unwrap(), 443), Decision::Tunnel);
+        let text = kill_switch(&s);
+        assert!(text.contains("203.0.113.0/24") && text.contains("192.168.0.0/16"));
+        // DNS is rejected before any bypass rule can accept it.
+        assert!(text.find("th dport 53").unwrap() < text.find("daddr").unwrap());
+    }
+
+    #[test]
+    fn rules_put_the_mark_first_and_the_tunnel_last() {
+        let s = settings(&["203.0.113.0/24"], true);
+        let rules = rules(&s);
+        let v4: Vec<&Vec<String>> = rules
+            .iter()
+            .filter_map(|c| match c {
+                Change::Rule { family: Family::V4, args } => Some(args),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(v4.len(), 6);
+        assert_eq!(v4[0][2..], args(&["fwmark", "0x6f72", "lookup", "main"]));
+        assert_eq!(v4[3][2..], args(&["to", "203.0.113.0/24", "lookup", "main"]));
+        assert_eq!(v4[5][2..], args(&["lookup", "28530"]));
+        let priorities: Vec<&String> = v4.iter().map(|a| &a[1]).collect();
+        assert!(priorities.windows(2).all(|w| w[0] < w[1]));
+        // The IPv6 rules do not carry the IPv4 exclusion.
+        assert_eq!(rules.len(), 6 + 5);
+    }
+
+    #[test]
+    fn resolv_conf_keeps_search_and_options_only() {
+        let original = "# comment\nnameserver 192.0.2.53\nsearch example.org\noptions edns0\nnameserver 2001:db8::53\n";
+        let text = resolv_conf(original);
+        assert!(text.contains("nameserver 10.89.0.1\n"));
+        assert!(!text.contains("192.0.2.53") && !text.contains("2001:db8::53"));
+        assert!(text.contains("search example.org\n") && text.contains("options edns0\n"));
+        assert_eq!(text.matches("nameserver").count(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn dns_is_always_tunnelled_and_unlisted_public_addresses_too(
+            a: u32, exclude_len in 0u8..=32, lan: bool
+        ) {
+            let ip = IpAddr::V4(Ipv4Addr::from(a));
+            let net = ipnet::Ipv4Net::new(Ipv4Addr::from(a.wrapping_add(1 << 20)), exclude_len.max(8)).unwrap().trunc();
+            let s = Settings { device: "t".into(), exclude: vec![IpNet::V4(net)], lan_access: lan, kill_switch: true };
+            prop_assert_eq!(decide(&s, ip, 53), Decision::Tunnel);
+            let expected = if net.contains(&ip) || (lan && is_lan(ip)) { Decision::Bypass } else { Decision::Tunnel };
+            prop_assert_eq!(decide(&s, ip, 443), expected);
+        }
+    }
+}
