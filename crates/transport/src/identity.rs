@@ -123,6 +123,17 @@ impl Identity {
         self.pin
     }
 
+    /// An Ed25519 signature (RFC 8032) of `message` by this relay, e.g. on
+    /// its settlement requests to the issuer; verifiable with the pin alone.
+    pub fn sign(&self, message: &[u8]) -> Result<[u8; 64], IdentityError> {
+        use rcgen::SigningKey;
+        self.key
+            .sign(message)
+            .map_err(|e| IdentityError::Generate(e.to_string()))?
+            .try_into()
+            .map_err(|_| IdentityError::Generate("Ed25519 signature is not 64 bytes".into()))
+    }
+
     /// A self-signed certificate carrying this key, and the private key, for
     /// the TLS server. The certificate is only a container for the key: clients
     /// check the key, not names or dates.
@@ -143,6 +154,16 @@ impl Identity {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_verify_with_the_pin_alone() {
+        let identity = Identity::generate().unwrap();
+        let signature = identity.sign(b"settle 3 tokens").unwrap();
+        let key = ed25519_dalek::VerifyingKey::from_bytes(identity.pin().as_bytes()).unwrap();
+        let signature = ed25519_dalek::Signature::from_bytes(&signature);
+        assert!(key.verify_strict(b"settle 3 tokens", &signature).is_ok());
+        assert!(key.verify_strict(b"settle 4 tokens", &signature).is_err());
+    }
 
     #[test]
     fn a_key_is_created_once_and_reloaded() {
