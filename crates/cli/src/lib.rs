@@ -87,6 +87,15 @@ enum Command {
         #[arg(long, hide = true)]
         exit_with_stdin: bool,
     },
+    /// Run the token issuer: OPAQUE accounts, Privacy Pass tokens (RFC 9578).
+    Issuer {
+        /// The issuer's config file (see examples/issuer.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Exit when standard input closes (used by `devnet` for its children).
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
+    },
     /// Run a validator that checks and signs the registry's directories.
     Validator {
         /// The validator's config file (see examples/validator.toml).
@@ -313,6 +322,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = openrelay_config::RegistryConfig::load(&config)?;
             runtime(None)?.block_on(run_registry(config, exit_with_stdin))
+        }
+        Command::Issuer {
+            config,
+            exit_with_stdin,
+        } => {
+            let config = openrelay_config::IssuerConfig::load(&config)?;
+            runtime(None)?.block_on(run_issuer(config, exit_with_stdin))
         }
         Command::Validator {
             config,
@@ -693,6 +709,25 @@ async fn run_registry(
     let listen = endpoint.local_addr()?;
     ready(&format!(
         "ready role=registry listen={listen} key={}",
+        identity.pin()
+    ));
+    service
+        .run(endpoint, shutdown_signal(exit_with_stdin))
+        .await;
+    Ok(())
+}
+
+async fn run_issuer(
+    config: openrelay_config::IssuerConfig,
+    exit_with_stdin: bool,
+) -> anyhow::Result<()> {
+    init_logging(Role::Relay, &config.log)?;
+    let identity = Identity::load_or_create(&config.state_dir)?;
+    let service = std::sync::Arc::new(openrelay_issuer::IssuerService::new(&config)?);
+    let endpoint = openrelay_issuer::IssuerService::bind(&config, &identity)?;
+    let listen = endpoint.local_addr()?;
+    ready(&format!(
+        "ready role=issuer listen={listen} key={}",
         identity.pin()
     ));
     service

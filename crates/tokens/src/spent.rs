@@ -113,8 +113,11 @@ fn remove_expired(
 }
 
 impl RedbSpentTokens {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, and its directory.
     pub fn open(path: &Path) -> Result<Self, SpentError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(SpentError::from_display)?;
+        }
         let db = Database::create(path).map_err(SpentError::from_display)?;
         let txn = db.begin_write().map_err(SpentError::from_display)?;
         {

@@ -14,6 +14,7 @@
 //! * [`udp`]: UDP sockets and quinn endpoints with large socket buffers.
 //! * [`h3util`]: small helpers around the `h3` crate.
 
+pub mod call;
 pub mod datagrams;
 pub mod endpoint;
 pub mod h3util;

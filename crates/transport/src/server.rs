@@ -245,10 +245,15 @@ pub async fn respond_ok(stream: &mut ServerStream, capsule_protocol: bool) -> bo
 }
 
 /// Answers `stream` with `status` and `body`, then ends the stream.
-pub async fn respond(mut stream: ServerStream, status: http::StatusCode, body: Bytes) {
-    let Ok(response) = http::Response::builder().status(status).body(()) else {
-        return;
-    };
+pub async fn respond(stream: ServerStream, status: http::StatusCode, body: Bytes) {
+    if let Ok(response) = http::Response::builder().status(status).body(()) {
+        send(stream, response, body).await;
+    }
+}
+
+/// Answers `stream` with `response` (status and header fields) and `body`,
+/// then ends the stream.
+pub async fn send(mut stream: ServerStream, response: http::Response<()>, body: Bytes) {
     if stream.send_response(response).await.is_err() {
         return;
     }

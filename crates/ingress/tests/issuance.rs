@@ -1,0 +1,79 @@
+//! Issuance then redemption over the real services: an account logs in at
+//! the issuer (OPAQUE), fetches tokens, and an ingress that reads the keys
+//! the issuer published admits each token once.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use openrelay_config::IssuerConfig;
+use openrelay_issuer::keys::DIRECTORY_FILE;
+use openrelay_issuer::{IssuerClient, IssuerService};
+use openrelay_tokens::TokenChallenge;
+use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
+use openrelay_transport::identity::Identity;
+
+#[tokio::test]
+async fn tokens_from_the_issuer_open_tunnels_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer_dir = dir.path().join("issuer");
+    let config = IssuerConfig::from_toml(&format!(
+        "listen = \"127.0.0.1:0\"\nstate_dir = {issuer_dir:?}\nissuer_name = \"{ISSUER_NAME}\"\n"
+    ))
+    .unwrap();
+    let identity = Identity::generate().unwrap();
+    let service = Arc::new(IssuerService::new(&config).unwrap());
+    let endpoint = IssuerService::bind(&config, &identity).unwrap();
+    let issuer_addr = endpoint.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(service.run(endpoint, async {
+        let _ = stopped.await;
+    }));
+
+    let egress = FakeEgress::start().await;
+    let ingress = start_ingress(
+        egress.addr(),
+        Some(admission(issuer_dir.join(DIRECTORY_FILE), None)),
+        &dir.path().join("ingress"),
+    );
+
+    // The client learns the challenge and key from the ingress's 401 ...
+    let answer = connect_udp(&ingress, egress.addr(), None).await;
+    assert_eq!(answer.status, http::StatusCode::UNAUTHORIZED);
+    let header = answer.headers.get(http::header::WWW_AUTHENTICATE).unwrap();
+    let offered = parse_www_authenticate(header.to_str().unwrap())
+        .unwrap()
+        .remove(0);
+    let challenge = TokenChallenge::decode(&offered.challenge).unwrap();
+    let key = openrelay_tokens::TokenKey::from_spki(&offered.token_key.unwrap()).unwrap();
+
+    // ... and gets tokens from the issuer for it.
+    let client = IssuerClient::connect(issuer_addr, identity.pin())
+        .await
+        .unwrap();
+    client
+        .register("dave", "a good long password")
+        .await
+        .unwrap();
+    let session = client.login("dave", "a good long password").await.unwrap();
+    let tokens = client
+        .fetch_tokens(&session, &key, &challenge, 2)
+        .await
+        .unwrap();
+
+    for token in &tokens {
+        let authorization = build_authorization(token);
+        let answer = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
+        assert_eq!(answer.status, http::StatusCode::OK);
+        answer.sender.as_ref().unwrap().send(b"hello").unwrap();
+        assert_eq!(
+            egress.recv(Duration::from_secs(5)).await.as_deref(),
+            Some(&b"hello"[..])
+        );
+        let replay = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
+        assert_eq!(replay.status, http::StatusCode::UNAUTHORIZED);
+    }
+}

@@ -1,0 +1,303 @@
+//! The issuer's client API (for the wallet): register, log in, read the
+//! directory and fetch a batch of tokens, over one pinned HTTP/3 connection
+//! (`transport::call`). The password never leaves this process: only OPAQUE
+//! messages are sent (RFC 9807).
+
+use std::net::SocketAddr;
+
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
+};
+use openrelay_config::KeyPin;
+use openrelay_tokens::issuance::{self, IssuanceError, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
+use openrelay_tokens::{IssuerDirectory, Token, TokenChallenge, TokenKey, TokenResponse};
+use openrelay_transport::call::{PinnedConnection, Response};
+use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::udp;
+use rand_core::OsRng;
+
+use crate::{Suite, frame, paths, session_bearer, valid_username};
+
+/// Why a call to the issuer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerClientError {
+    /// The issuer could not be reached (or proved another key).
+    #[error("issuer at {addr}: {reason}")]
+    Unreachable {
+        /// The issuer.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The account name is empty, too long or not printable ASCII.
+    #[error("account names are 1 to 64 printable ASCII characters")]
+    Username,
+    /// The name is taken.
+    #[error("account name taken")]
+    Taken,
+    /// Wrong name or password.
+    #[error("login failed: wrong account name or password")]
+    LoginFailed,
+    /// The session expired or was never opened.
+    #[error("not logged in (session missing or expired)")]
+    NotLoggedIn,
+    /// The account has had its tokens for this period.
+    #[error("{0}")]
+    QuotaExhausted(String),
+    /// OPAQUE failed on the client (a malformed or forged server message).
+    #[error("OPAQUE: {0}")]
+    Opaque(String),
+    /// A token could not be finalised.
+    #[error(transparent)]
+    Issuance(#[from] IssuanceError),
+    /// Any other answer.
+    #[error("issuer answered {status}: {message}")]
+    Refused {
+        /// The status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// A logged-in session: the bearer credential for token requests.
+#[derive(Clone)]
+pub struct Session {
+    bearer: String,
+}
+
+impl Session {
+    /// A session from a bearer kept from an earlier login (e.g. in the
+    /// client's wallet).
+    pub fn from_bearer(bearer: String) -> Self {
+        Session { bearer }
+    }
+
+    /// The bearer, to keep (it is a credential: store it sealed).
+    pub fn bearer(&self) -> &str {
+        &self.bearer
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Session(<redacted>)")
+    }
+}
+
+/// A connection to an issuer.
+#[derive(Debug)]
+pub struct IssuerClient {
+    addr: SocketAddr,
+    connection: PinnedConnection,
+    _endpoint: Option<quinn::Endpoint>,
+}
+
+fn refused(response: &Response) -> IssuerClientError {
+    IssuerClientError::Refused {
+        status: response.status,
+        message: String::from_utf8_lossy(&response.body).trim().to_owned(),
+    }
+}
+
+impl IssuerClient {
+    /// Connects to the issuer at `addr`, which must prove `pin`.
+    pub async fn connect(addr: SocketAddr, pin: KeyPin) -> Result<Self, IssuerClientError> {
+        let endpoint = udp::endpoint(udp::local_for(None, addr), None).map_err(|e| {
+            IssuerClientError::Unreachable {
+                addr,
+                reason: e.to_string(),
+            }
+        })?;
+        let mut client = Self::connect_via(&endpoint, OUTER_INITIAL_MTU, addr, pin).await?;
+        client._endpoint = Some(endpoint);
+        Ok(client)
+    }
+
+    /// Connects over `endpoint` (e.g. one tunnelled through the relays, so
+    /// the issuer does not see the client's address).
+    pub async fn connect_via(
+        endpoint: &quinn::Endpoint,
+        initial_mtu: u16,
+        addr: SocketAddr,
+        pin: KeyPin,
+    ) -> Result<Self, IssuerClientError> {
+        let connection = PinnedConnection::connect(endpoint, addr, pin, initial_mtu)
+            .await
+            .map_err(|reason| IssuerClientError::Unreachable { addr, reason })?;
+        Ok(IssuerClient {
+            addr,
+            connection,
+            _endpoint: None,
+        })
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        headers: &[(http::HeaderName, String)],
+        body: Vec<u8>,
+    ) -> Result<Response, IssuerClientError> {
+        self.connection
+            .request(http::Method::POST, path, headers, body)
+            .await
+            .map_err(|reason| IssuerClientError::Unreachable {
+                addr: self.addr,
+                reason,
+            })
+    }
+
+    /// Posts an OPAQUE message for `username` to `path`; the 200 answer's body.
+    async fn opaque_step(
+        &self,
+        path: &str,
+        username: &str,
+        message: &[u8],
+    ) -> Result<Vec<u8>, IssuerClientError> {
+        let response = self.post(path, &[], frame(username, message)).await?;
+        if response.status != 200 {
+            return Err(refused(&response));
+        }
+        Ok(response.body)
+    }
+
+    /// Registers `username` with `password` (OPAQUE registration, RFC 9807 §5).
+    pub async fn register(&self, username: &str, password: &str) -> Result<(), IssuerClientError> {
+        if !valid_username(username) {
+            return Err(IssuerClientError::Username);
+        }
+        let opaque = |e: opaque_ke::errors::ProtocolError| IssuerClientError::Opaque(e.to_string());
+        let start =
+            ClientRegistration::<Suite>::start(&mut OsRng, password.as_bytes()).map_err(opaque)?;
+        let body = self
+            .opaque_step(paths::REGISTER_START, username, &start.message.serialize())
+            .await?;
+        let message = RegistrationResponse::<Suite>::deserialize(&body).map_err(opaque)?;
+        let finish = start
+            .state
+            .finish(
+                &mut OsRng,
+                password.as_bytes(),
+                message,
+                ClientRegistrationFinishParameters::default(),
+            )
+            .map_err(opaque)?;
+        let response = self
+            .post(
+                paths::REGISTER_FINISH,
+                &[],
+                frame(username, &finish.message.serialize()),
+            )
+            .await?;
+        match response.status {
+            204 => Ok(()),
+            409 => Err(IssuerClientError::Taken),
+            _ => Err(refused(&response)),
+        }
+    }
+
+    /// Logs in (OPAQUE login, RFC 9807 §6) and returns the session.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Session, IssuerClientError> {
+        if !valid_username(username) {
+            return Err(IssuerClientError::Username);
+        }
+        let opaque = |e: opaque_ke::errors::ProtocolError| IssuerClientError::Opaque(e.to_string());
+        let start = ClientLogin::<Suite>::start(&mut OsRng, password.as_bytes()).map_err(opaque)?;
+        let body = self
+            .opaque_step(paths::LOGIN_START, username, &start.message.serialize())
+            .await?;
+        let Some((id, message)) = body.split_first_chunk::<16>() else {
+            return Err(IssuerClientError::Opaque("short login response".into()));
+        };
+        let message = CredentialResponse::<Suite>::deserialize(message).map_err(opaque)?;
+        // A wrong password fails here, on the client, before anything is sent.
+        let finish = start
+            .state
+            .finish(
+                &mut OsRng,
+                password.as_bytes(),
+                message,
+                ClientLoginFinishParameters::default(),
+            )
+            .map_err(|_| IssuerClientError::LoginFailed)?;
+        let mut body = id.to_vec();
+        body.extend_from_slice(&finish.message.serialize());
+        let response = self.post(paths::LOGIN_FINISH, &[], body).await?;
+        match response.status {
+            204 => Ok(Session {
+                bearer: session_bearer(&finish.session_key),
+            }),
+            401 => Err(IssuerClientError::LoginFailed),
+            _ => Err(refused(&response)),
+        }
+    }
+
+    /// The issuer directory (RFC 9578 §4).
+    pub async fn directory(&self) -> Result<IssuerDirectory, IssuerClientError> {
+        let response = self
+            .connection
+            .request(http::Method::GET, paths::DIRECTORY, &[], Vec::new())
+            .await
+            .map_err(|reason| IssuerClientError::Unreachable {
+                addr: self.addr,
+                reason,
+            })?;
+        if response.status != 200 {
+            return Err(refused(&response));
+        }
+        IssuerDirectory::from_json(&response.body).map_err(|e| IssuerClientError::Refused {
+            status: 200,
+            message: e.to_string(),
+        })
+    }
+
+    /// Fetches `count` tokens for `challenge` under `key` (RFC 9578 §6),
+    /// one request each, on this connection. Stops at the first refusal
+    /// (e.g. the quota), returning it.
+    pub async fn fetch_tokens(
+        &self,
+        session: &Session,
+        key: &TokenKey,
+        challenge: &TokenChallenge,
+        count: usize,
+    ) -> Result<Vec<Token>, IssuerClientError> {
+        let digest = challenge
+            .digest()
+            .map_err(|e| IssuerClientError::Opaque(e.to_string()))?;
+        let headers = [
+            (
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", session.bearer),
+            ),
+            (http::header::CONTENT_TYPE, REQUEST_MEDIA_TYPE.to_owned()),
+            (http::header::ACCEPT, RESPONSE_MEDIA_TYPE.to_owned()),
+        ];
+        let mut tokens = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (request, pending) = issuance::request(key, digest)?;
+            let response = self
+                .post(paths::TOKEN_REQUEST, &headers, request.encode())
+                .await?;
+            match response.status {
+                200 => {
+                    let response = TokenResponse::decode(&response.body)?;
+                    tokens.push(pending.finalize(&response)?);
+                }
+                401 => return Err(IssuerClientError::NotLoggedIn),
+                429 => {
+                    return Err(IssuerClientError::QuotaExhausted(
+                        String::from_utf8_lossy(&response.body).trim().to_owned(),
+                    ));
+                }
+                _ => return Err(refused(&response)),
+            }
+        }
+        Ok(tokens)
+    }
+}

@@ -1,0 +1,137 @@
+//! A small pinned HTTP/3 client for openrelay's own services (the registry,
+//! the token issuer): a QUIC connection to one address whose key is pinned as
+//! for relays, then any number of requests on it, each with a bounded
+//! response body.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use openrelay_config::KeyPin;
+use tokio::task::JoinHandle;
+
+use crate::endpoint::{self, Tuning};
+
+/// Largest response body accepted (a full directory is well under this).
+pub const MAX_RESPONSE: usize = 32 << 20;
+
+type Requests = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+/// A response: status, header fields and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The header fields.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// An HTTP/3 connection to a pinned service; closed when dropped.
+pub struct PinnedConnection {
+    addr: SocketAddr,
+    connection: quinn::Connection,
+    requests: Requests,
+    driver: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PinnedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedConnection")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PinnedConnection {
+    fn drop(&mut self) {
+        self.connection
+            .close(quinn::VarInt::from_u32(0x100), b"done");
+        self.driver.abort();
+    }
+}
+
+impl PinnedConnection {
+    /// Connects over `quic` to `addr`, which must prove `pin`.
+    /// `initial_mtu` must fit what that endpoint can carry.
+    pub async fn connect(
+        quic: &quinn::Endpoint,
+        addr: SocketAddr,
+        pin: KeyPin,
+        initial_mtu: u16,
+    ) -> Result<Self, String> {
+        let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), initial_mtu);
+        let config = endpoint::client_config(pin, &tuning).map_err(|e| e.to_string())?;
+        let connection = quic
+            .connect_with(config, addr, &addr.ip().to_string())
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut driver, requests) = h3::client::new(h3_quinn::Connection::new(connection.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(PinnedConnection {
+            addr,
+            connection,
+            requests,
+            driver,
+        })
+    }
+
+    /// The QUIC connection (e.g. to see why the service closed it).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    /// `method path` with `headers` and `body`; the response.
+    pub async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: &[(http::HeaderName, String)],
+        body: Vec<u8>,
+    ) -> Result<Response, String> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("https://{}{path}", self.addr));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(()).map_err(|e| e.to_string())?;
+        let mut stream = self
+            .requests
+            .clone()
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !body.is_empty() {
+            stream
+                .send_data(Bytes::from(body))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        stream.finish().await.map_err(|e| e.to_string())?;
+        let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+        let mut received = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+            if received.len() + chunk.remaining() > MAX_RESPONSE {
+                return Err("response too large".to_owned());
+            }
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                received.extend_from_slice(piece);
+                let n = piece.len();
+                chunk.advance(n);
+            }
+        }
+        Ok(Response {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: received,
+        })
+    }
+}
