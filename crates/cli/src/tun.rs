@@ -11,6 +11,8 @@ use openrelay_config::ClientConfig;
 
 /// Time `up` waits for the client's ready line.
 const UP_TIMEOUT: Duration = Duration::from_secs(45);
+/// Where the background client's standard error goes, in its state directory.
+const STDERR_FILE: &str = "tun-client.stderr";
 /// Time `down` gives the client to undo its changes after SIGTERM.
 const DOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -23,6 +25,15 @@ pub(crate) fn run_up(config_path: &Path) -> anyhow::Result<()> {
         bail!("the VPN is already up (client pid {pid}); `openrelay down` first");
     }
     let exe = std::env::current_exe().context("cannot find the openrelay executable")?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    // The background client must not hold our caller's terminal or pipes.
+    let stderr_file = config.state_dir.join(STDERR_FILE);
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_file)
+        .with_context(|| format!("cannot open {}", stderr_file.display()))?;
     let mut child = {
         use std::os::unix::process::CommandExt;
         Command::new(exe)
@@ -30,7 +41,7 @@ pub(crate) fn run_up(config_path: &Path) -> anyhow::Result<()> {
             .arg(config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .context("cannot start the client")?
@@ -51,7 +62,10 @@ pub(crate) fn run_up(config_path: &Path) -> anyhow::Result<()> {
             // Not up: stop it; it undoes what it changed on SIGTERM.
             terminate(child.id());
             let _ = child.wait();
-            bail!("the client did not come up within {UP_TIMEOUT:?}; see its log")
+            bail!(
+                "the client did not come up within {UP_TIMEOUT:?}; see {}",
+                stderr_file.display()
+            )
         }
     }
 }
@@ -91,8 +105,12 @@ pub(crate) fn run_down(state_dir: &Path) -> anyhow::Result<()> {
             bail!("the client (pid {pid}) did not stop within {DOWN_GRACE:?}");
         }
     }
-    let undone = openrelay_tun::recover(state_dir)
-        .with_context(|| format!("cannot undo the changes recorded in {}", state_dir.display()))?;
+    let undone = openrelay_tun::recover(state_dir).with_context(|| {
+        format!(
+            "cannot undo the changes recorded in {}",
+            state_dir.display()
+        )
+    })?;
     let _ = std::fs::remove_file(state_dir.join(openrelay_tun::PID_FILE));
     println!("down: {undone} leftover system changes undone");
     Ok(())

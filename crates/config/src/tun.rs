@@ -134,8 +134,61 @@ impl TunConfig {
             ));
         }
         if self.dns.timeout_ms == 0 {
-            return Err(ConfigError::invalid("tun.dns.timeout_ms", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "tun.dns.timeout_ms",
+                "must be at least 1",
+            ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::ClientConfig;
+
+    const CLIENT_EXAMPLE: &str = include_str!("../../../examples/client.toml");
+
+    /// The example's commented `[tun]` section, uncommented (the relay
+    /// sections come first in the file, so it is appended after them).
+    fn with_tun(extra: &str) -> String {
+        let (relays, tun) = CLIENT_EXAMPLE.split_once("# [tun]").unwrap();
+        let tun: String = format!("# [tun]{tun}")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        format!(
+            "{relays}{}",
+            tun.replacen("[tun]\n", &format!("[tun]\n{extra}"), 1)
+        )
+    }
+
+    #[test]
+    fn the_commented_tun_example_parses_and_defaults_are_safe() {
+        let client = ClientConfig::from_toml(&with_tun("")).unwrap();
+        assert_eq!(client.tun.name, "openrelay0");
+        assert_eq!(client.tun.exclude.len(), 1);
+        assert!(client.tun.kill_switch && !client.tun.lan_access && !client.tun.enabled);
+        let plain = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
+        assert!(plain.tun.kill_switch, "the kill switch is on by default");
+        assert_eq!(plain.tun.dns.resolv_conf, "/etc/resolv.conf");
+    }
+
+    #[test]
+    fn bad_tun_fields_are_named() {
+        let text = with_tun("").replace("mtu = 1280", "mtu = 1200");
+        let err = ClientConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("tun.mtu"), "{err}");
+        let text = with_tun("").replace("\"openrelay0\"", "\"a-name-far-too-long\"");
+        let err = ClientConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("tun.name"), "{err}");
+        let text = with_tun("").replace("203.0.113.0/24", "0.0.0.0/0");
+        let err = ClientConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("tun.exclude"), "{err}");
+        let err = ClientConfig::from_toml(&with_tun("kill_swich = false\n")).unwrap_err();
+        assert!(err.to_string().contains("kill_swich"), "{err}");
     }
 }

@@ -42,7 +42,9 @@ pub fn ingress_address(i: u8) -> Ipv4Addr {
 #[non_exhaustive]
 pub enum NetnsError {
     /// The name is not usable for a namespace.
-    #[error("--client-netns: {0:?} is not a usable name (letters, digits, '-', '_', '.'; at most 64)")]
+    #[error(
+        "--client-netns: {0:?} is not a usable name (letters, digits, '-', '_', '.'; at most 64)"
+    )]
     Name(String),
     /// A command failed.
     #[error("`{command}` failed: {reason}")]
@@ -84,7 +86,9 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), NetnsErr
     if output.status.success() {
         Ok(())
     } else {
-        Err(fail(String::from_utf8_lossy(&output.stderr).trim().to_owned()))
+        Err(fail(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ))
     }
 }
 
@@ -112,9 +116,9 @@ impl ClientNetns {
             return Err(NetnsError::Name(name.to_owned()));
         }
         // A short, stable link name (IFNAMSIZ) derived from the namespace's.
-        let hash = name
-            .bytes()
-            .fold(0xcbf2_9ce4_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let hash = name.bytes().fold(0xcbf2_9ce4_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
         let host_link = format!("orh{:08x}", hash);
         let netns = ClientNetns {
             name: name.to_owned(),
@@ -144,17 +148,30 @@ impl ClientNetns {
         // would show as packets to it.
         std::fs::create_dir_all(&self.etc)
             .and_then(|()| {
-                std::fs::write(self.etc.join("resolv.conf"), format!("nameserver {GATEWAY_V4}\n"))
+                std::fs::write(
+                    self.etc.join("resolv.conf"),
+                    format!("nameserver {GATEWAY_V4}\n"),
+                )
             })
             .map_err(|source| NetnsError::File {
                 path: self.etc.clone(),
                 source,
             })?;
-        run("ip", &["link", "add", host, "type", "veth", "peer", "name", UPLINK, "netns", name], None)?;
+        run(
+            "ip",
+            &[
+                "link", "add", host, "type", "veth", "peer", "name", UPLINK, "netns", name,
+            ],
+            None,
+        )?;
         let gw4 = format!("{GATEWAY_V4}/24");
         let gw6 = format!("{GATEWAY_V6}/64");
         run("ip", &["addr", "add", &gw4, "dev", host], None)?;
-        run("ip", &["-6", "addr", "add", &gw6, "dev", host, "nodad"], None)?;
+        run(
+            "ip",
+            &["-6", "addr", "add", &gw6, "dev", host, "nodad"],
+            None,
+        )?;
         let mut ingresses = Vec::new();
         for i in 1..=operators {
             let address = format!("{}/24", ingress_address(i));
@@ -174,7 +191,14 @@ impl ClientNetns {
         inside(&["-6", "addr", "add", &client6, "dev", UPLINK, "nodad"])?;
         inside(&["link", "set", UPLINK, "up"])?;
         inside(&["route", "add", "default", "via", &GATEWAY_V4.to_string()])?;
-        inside(&["-6", "route", "add", "default", "via", &GATEWAY_V6.to_string()])?;
+        inside(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &GATEWAY_V6.to_string(),
+        ])?;
         let ruleset = format!(
             "table inet {table} {{
     chain input {{
@@ -212,10 +236,10 @@ impl Drop for ClientNetns {
                 warn!(error = %e, "cleaning up the client namespace");
             }
         }
-        if self.etc.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&self.etc) {
-                warn!(error = %e, "removing the namespace's /etc/netns entry");
-            }
+        if self.etc.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.etc)
+        {
+            warn!(error = %e, "removing the namespace's /etc/netns entry");
         }
     }
 }

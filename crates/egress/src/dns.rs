@@ -54,11 +54,18 @@ pub(crate) fn system_resolver() -> Option<SocketAddr> {
 }
 
 /// Serves one `POST /dns-query`.
-pub(crate) async fn answer(request: http::Request<()>, mut stream: ServerStream, shared: Arc<Shared>) {
+pub(crate) async fn answer(
+    request: http::Request<()>,
+    mut stream: ServerStream,
+    shared: Arc<Shared>,
+) {
     let media_ok = request
         .headers()
         .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(dns::MEDIA_TYPE.as_bytes()));
+        .is_some_and(|v| {
+            v.as_bytes()
+                .eq_ignore_ascii_case(dns::MEDIA_TYPE.as_bytes())
+        });
     if !media_ok {
         log_refusal("dns query without application/dns-message");
         return server::respond_error(
@@ -72,11 +79,13 @@ pub(crate) async fn answer(request: http::Request<()>, mut stream: ServerStream,
     let timeout = shared.settings.connect_timeout;
     let Ok(Some(message)) = tokio::time::timeout(timeout, read_body(&mut stream)).await else {
         log_refusal("dns query body unreadable or too large");
-        return server::respond_error(stream, http::StatusCode::BAD_REQUEST, PROXY_NAME, None).await;
+        return server::respond_error(stream, http::StatusCode::BAD_REQUEST, PROXY_NAME, None)
+            .await;
     };
     let Ok(query) = Query::parse(&message) else {
         log_refusal("malformed dns query");
-        return server::respond_error(stream, http::StatusCode::BAD_REQUEST, PROXY_NAME, None).await;
+        return server::respond_error(stream, http::StatusCode::BAD_REQUEST, PROXY_NAME, None)
+            .await;
     };
     let resolver = shared.settings.dns_resolver.or_else(system_resolver);
     match forward(resolver, &query, &message, timeout).await {
@@ -86,12 +95,11 @@ pub(crate) async fn answer(request: http::Request<()>, mut stream: ServerStream,
                 .header(http::header::CONTENT_TYPE, dns::MEDIA_TYPE)
                 .header(http::header::CACHE_CONTROL, "no-store")
                 .body(());
-            if let Ok(response) = response {
-                if stream.send_response(response).await.is_ok()
-                    && stream.send_data(Bytes::from(answer)).await.is_ok()
-                {
-                    let _ = stream.finish().await;
-                }
+            if let Ok(response) = response
+                && stream.send_response(response).await.is_ok()
+                && stream.send_data(Bytes::from(answer)).await.is_ok()
+            {
+                let _ = stream.finish().await;
             }
         }
         Err(e) => {
@@ -100,8 +108,13 @@ pub(crate) async fn answer(request: http::Request<()>, mut stream: ServerStream,
                 ResolverError::Timeout => ProxyErrorType::DnsTimeout,
                 _ => ProxyErrorType::DnsError,
             };
-            server::respond_error(stream, http::StatusCode::BAD_GATEWAY, PROXY_NAME, Some(error))
-                .await;
+            server::respond_error(
+                stream,
+                http::StatusCode::BAD_GATEWAY,
+                PROXY_NAME,
+                Some(error),
+            )
+            .await;
         }
     }
 }
@@ -188,7 +201,10 @@ mod tests {
     #[test]
     fn the_first_nameserver_is_the_resolver() {
         let text = "# generated\nsearch example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n";
-        assert_eq!(first_nameserver(text), Some("192.0.2.53:53".parse().unwrap()));
+        assert_eq!(
+            first_nameserver(text),
+            Some("192.0.2.53:53".parse().unwrap())
+        );
         assert_eq!(
             first_nameserver("nameserver 2001:db8::1"),
             Some("[2001:db8::1]:53".parse().unwrap())

@@ -97,7 +97,10 @@ impl Vpn {
         })?;
         let undone = recover(&state_dir)?;
         if undone > 0 {
-            warn!(changes = undone, "undid the system changes of an earlier run that did not stop cleanly");
+            warn!(
+                changes = undone,
+                "undid the system changes of an earlier run that did not stop cleanly"
+            );
         }
         openrelay_transport::udp::set_socket_mark(plan::MARK);
         let system = System::new(&state_dir);
@@ -123,13 +126,22 @@ impl Vpn {
             return Err(e);
         }
         let pid_file = vpn.state_dir.join(PID_FILE);
-        std::fs::write(&pid_file, format!("{}\n", std::process::id()))
-            .map_err(|source| TunError::File { path: pid_file, source })?;
+        std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| {
+            TunError::File {
+                path: pid_file,
+                source,
+            }
+        })?;
         info!(device = %settings.device, kill_switch = settings.kill_switch, "full-device VPN up");
         Ok(vpn)
     }
 
-    fn make(&mut self, settings: &Settings, resolv: Option<&Path>, mtu: u16) -> Result<(), TunError> {
+    fn make(
+        &mut self,
+        settings: &Settings,
+        resolv: Option<&Path>,
+        mtu: u16,
+    ) -> Result<(), TunError> {
         if settings.kill_switch {
             self.system.apply(
                 &Change::Firewall {
@@ -177,7 +189,10 @@ impl Vpn {
 
     /// Runs the userspace stack until the device closes; run it as a task
     /// next to the client and abort it to stop.
-    pub fn serve(&mut self, manager: Arc<PathManager>) -> impl std::future::Future<Output = ()> + use<> {
+    pub fn serve(
+        &mut self,
+        manager: Arc<PathManager>,
+    ) -> impl std::future::Future<Output = ()> + use<> {
         let device = self.device.take();
         let settings = self.stack.clone();
         let resolver = dns::Resolver::new(Arc::clone(&manager), self.dns_timeout);

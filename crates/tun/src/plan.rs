@@ -91,7 +91,10 @@ pub fn decide(settings: &Settings, destination: IpAddr, port: u16) -> Decision {
     if port == 53 {
         return Decision::Tunnel;
     }
-    if settings.exclude.iter().any(|net| net.contains(&destination))
+    if settings
+        .exclude
+        .iter()
+        .any(|net| net.contains(&destination))
         || (settings.lan_access && is_lan(destination))
     {
         return Decision::Bypass;
@@ -251,21 +254,43 @@ mod tests {
     fn everything_goes_through_the_tunnel_by_default() {
         let s = settings(&[], false);
         for ip in ["192.168.1.1", "8.8.8.8", "fe80::1", "2001:db8::1"] {
-            assert_eq!(decide(&s, ip.parse().unwrap(), 443), Decision::Tunnel, "{ip}");
+            assert_eq!(
+                decide(&s, ip.parse().unwrap(), 443),
+                Decision::Tunnel,
+                "{ip}"
+            );
         }
         let text = kill_switch(&s);
-        assert!(!text.contains("daddr"), "no bypass without exclusions:\n{text}");
+        assert!(
+            !text.contains("daddr"),
+            "no bypass without exclusions:\n{text}"
+        );
         assert!(text.contains("policy drop"));
     }
 
     #[test]
     fn exclusions_and_lan_access_bypass_but_never_dns() {
         let s = settings(&["203.0.113.0/24", "2001:db8::/32"], true);
-        assert_eq!(decide(&s, "203.0.113.9".parse().unwrap(), 443), Decision::Bypass);
-        assert_eq!(decide(&s, "2001:db8::9".parse().unwrap(), 443), Decision::Bypass);
-        assert_eq!(decide(&s, "192.168.1.1".parse().unwrap(), 22), Decision::Bypass);
-        assert_eq!(decide(&s, "192.168.1.1".parse().unwrap(), 53), Decision::Tunnel);
-        assert_eq!(decide(&s, "8.8.8.8".parse().unwrap(), 443), Decision::Tunnel);
+        assert_eq!(
+            decide(&s, "203.0.113.9".parse().unwrap(), 443),
+            Decision::Bypass
+        );
+        assert_eq!(
+            decide(&s, "2001:db8::9".parse().unwrap(), 443),
+            Decision::Bypass
+        );
+        assert_eq!(
+            decide(&s, "192.168.1.1".parse().unwrap(), 22),
+            Decision::Bypass
+        );
+        assert_eq!(
+            decide(&s, "192.168.1.1".parse().unwrap(), 53),
+            Decision::Tunnel
+        );
+        assert_eq!(
+            decide(&s, "8.8.8.8".parse().unwrap(), 443),
+            Decision::Tunnel
+        );
         let text = kill_switch(&s);
         assert!(text.contains("203.0.113.0/24") && text.contains("192.168.0.0/16"));
         // DNS is rejected before any bypass rule can accept it.
@@ -279,13 +304,19 @@ mod tests {
         let v4: Vec<&Vec<String>> = rules
             .iter()
             .filter_map(|c| match c {
-                Change::Rule { family: Family::V4, args } => Some(args),
+                Change::Rule {
+                    family: Family::V4,
+                    args,
+                } => Some(args),
                 _ => None,
             })
             .collect();
         assert_eq!(v4.len(), 6);
         assert_eq!(v4[0][2..], args(&["fwmark", "0x6f72", "lookup", "main"]));
-        assert_eq!(v4[3][2..], args(&["to", "203.0.113.0/24", "lookup", "main"]));
+        assert_eq!(
+            v4[3][2..],
+            args(&["to", "203.0.113.0/24", "lookup", "main"])
+        );
         assert_eq!(v4[5][2..], args(&["lookup", "28530"]));
         let priorities: Vec<&String> = v4.iter().map(|a| &a[1]).collect();
         assert!(priorities.windows(2).all(|w| w[0] < w[1]));
@@ -312,7 +343,7 @@ mod tests {
             let net = ipnet::Ipv4Net::new(Ipv4Addr::from(a.wrapping_add(1 << 20)), exclude_len.max(8)).unwrap().trunc();
             let s = Settings { device: "t".into(), exclude: vec![IpNet::V4(net)], lan_access: lan, kill_switch: true };
             prop_assert_eq!(decide(&s, ip, 53), Decision::Tunnel);
-            let expected = if net.contains(&ip) || (lan && is_lan(ip)) { Decision::Bypass } else { Decision::Tunnel };
+            let expected = if IpNet::V4(net).contains(&ip) || (lan && is_lan(ip)) { Decision::Bypass } else { Decision::Tunnel };
             prop_assert_eq!(decide(&s, ip, 443), expected);
         }
     }

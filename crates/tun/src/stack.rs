@@ -50,8 +50,11 @@ pub async fn run(
         match stream {
             IpStackStream::Tcp(tcp) => {
                 let destination = tcp.peer_addr();
-                let (manager, resolver, counters) =
-                    (Arc::clone(&manager), resolver.clone(), Arc::clone(&counters));
+                let (manager, resolver, counters) = (
+                    Arc::clone(&manager),
+                    resolver.clone(),
+                    Arc::clone(&counters),
+                );
                 tokio::spawn(async move {
                     if destination.port() == 53 {
                         return dns::serve_tcp(&resolver, tcp).await;
@@ -82,12 +85,11 @@ pub async fn run(
             }
             IpStackStream::UnknownTransport(packet) => {
                 let protocol = u8::from(packet.ip_protocol());
-                if protocol == icmp::PROTO_ICMP || protocol == icmp::PROTO_ICMPV6 {
-                    if let Some(reply) =
+                if (protocol == icmp::PROTO_ICMP || protocol == icmp::PROTO_ICMPV6)
+                    && let Some(reply) =
                         icmp::answer(packet.src_addr(), packet.dst_addr(), packet.payload())
-                    {
-                        let _ = packet.send(reply);
-                    }
+                {
+                    let _ = packet.send(reply);
                 }
             }
             IpStackStream::UnknownNetwork(_) => {}

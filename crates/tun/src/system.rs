@@ -69,7 +69,12 @@ fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), System
     }
 }
 
-fn ip(family: crate::journal::Family, object: &str, verb: &str, args: &[String]) -> Result<(), SystemError> {
+fn ip(
+    family: crate::journal::Family,
+    object: &str,
+    verb: &str,
+    args: &[String],
+) -> Result<(), SystemError> {
     let mut all = vec![family.flag().to_owned(), object.to_owned(), verb.to_owned()];
     all.extend_from_slice(args);
     run("ip", &all, None)
@@ -148,7 +153,12 @@ impl System {
         match change {
             Change::Firewall { table } => gone(run(
                 "nft",
-                &["delete".into(), "table".into(), "inet".into(), table.clone()],
+                &[
+                    "delete".into(),
+                    "table".into(),
+                    "inet".into(),
+                    table.clone(),
+                ],
                 None,
             )),
             Change::Device { name } => gone(run(

@@ -72,7 +72,9 @@ impl Query {
     /// The question section (name, type, class) of `message`, the query
     /// this was parsed from.
     pub fn question<'a>(&self, message: &'a [u8]) -> &'a [u8] {
-        message.get(HEADER_LEN..self.question_end).unwrap_or_default()
+        message
+            .get(HEADER_LEN..self.question_end)
+            .unwrap_or_default()
     }
 
     /// Checks that `answer` answers `query` (the message this was parsed
