@@ -14,8 +14,10 @@ use clap::{Parser, Subcommand};
 use openrelay_config::{ClientConfig, PathConfig, RelayConfig, RelayRole};
 use openrelay_log::{LogOptions, Role};
 use openrelay_transport::identity::Identity;
+use openrelay_transport::task::AbortOnDrop;
 use tracing::warn;
 
+mod account;
 mod tun;
 
 /// openrelay: your traffic crosses two relays of different operators, so no
@@ -69,6 +71,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The client's account at its token issuer: register, log in (OPAQUE),
+    /// wallet balance.
+    Account(account::AccountArgs),
     /// Run a complete local network: relays of several operators and a client.
     Devnet(DevnetArgs),
     /// Print a relay's public key (what clients pin), creating it if needed.
@@ -205,6 +210,10 @@ struct DevnetArgs {
     /// list in its config instead of the validator-signed directory.
     #[arg(long)]
     no_registry: bool,
+    /// Run without the token issuer: relays admit and carry without Privacy
+    /// Pass tokens.
+    #[arg(long)]
+    no_tokens: bool,
     /// Run the client with its full-device VPN in a fresh network namespace
     /// NAME, linked to this one by a veth pair on whose host side the
     /// ingresses listen (docs/tun.md); removed on exit.
@@ -309,11 +318,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config.tun.enabled |= with_tun;
             path.apply(&mut config.path);
             config.path.validate()?;
-            runtime(Some(config.worker_threads))?.block_on(run_client(config, exit_with_stdin))
+            // ipstack's TCP streams block in place when dropped, which needs
+            // a multi-threaded runtime.
+            let threads = match config.tun.enabled {
+                true => config.worker_threads.max(2),
+                false => config.worker_threads,
+            };
+            runtime(Some(threads))?.block_on(run_client(config, exit_with_stdin))
         }
         Command::Up { config } => tun::run_up(&config),
         Command::Down { state_dir, config } => {
             tun::run_down(&tun::down_state_dir(state_dir, config)?)
+        }
+        Command::Account(args) => {
+            let message = runtime(Some(1))?.block_on(account::run(args))?;
+            println!("{message}");
+            Ok(())
         }
         Command::Devnet(args) => runtime(Some(1))?.block_on(run_devnet(args)),
         Command::Registry {
@@ -477,7 +497,7 @@ fn publish(
     config: &RelayConfig,
     listen: std::net::SocketAddr,
     identity: &Identity,
-) -> anyhow::Result<Option<AbortOnDrop>> {
+) -> anyhow::Result<Option<AbortOnDrop<()>>> {
     let Some(publish) = &config.publish else {
         return Ok(None);
     };
@@ -490,15 +510,6 @@ fn publish(
     )?;
     let task = tokio::spawn(publisher.run(std::future::pending()));
     Ok(Some(AbortOnDrop(task)))
-}
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
@@ -582,6 +593,7 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         log_dir,
         log_level: args.log_level.clone(),
         registry: !args.no_registry,
+        tokens: !args.no_tokens,
         client_netns: args.client_netns.is_some(),
         dns_resolver: args.dns_resolver,
         path: {
@@ -611,22 +623,31 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         subcommand: match name.as_str() {
             "client" => "client",
             "registry" => "registry",
+            "issuer" => "issuer",
             n if n.starts_with("validator-") => "validator",
             _ => "relay",
         },
         config: config.clone(),
-        netns: (name == "client").then(|| args.client_netns.clone()).flatten(),
+        netns: (name == "client")
+            .then(|| args.client_netns.clone())
+            .flatten(),
     };
     let (client, relays) = files.split_last().context("devnet plan is empty")?;
     let relays: Vec<_> = relays.iter().map(component).collect();
     let client = component(client);
     let exe = std::env::current_exe().context("cannot find the openrelay executable")?;
     let pids_file = options.state_dir.join("devnet.pids");
+    let client_config = plan.client.clone();
     openrelay_devnet::run(
         &exe,
         &relays,
         &client,
         args.client_netns.is_some(),
+        async move {
+            account::devnet_login(&client_config)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        },
         |line, pids| {
             let list: String = pids
                 .iter()
@@ -687,6 +708,9 @@ async fn run_status(state_dir: &std::path::Path, json: bool) -> anyhow::Result<(
         "open flows: {} on {} path(s)",
         status.open_flows, status.live_paths
     );
+    if let Some(balance) = status.token_balance {
+        println!("tokens:     {balance} in the wallet");
+    }
     match status.directory_age_secs {
         Some(age) => println!("directory:  issued {age} s ago"),
         None => println!("directory:  relay list from the config file"),

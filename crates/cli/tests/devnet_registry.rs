@@ -170,11 +170,15 @@ async fn the_client_runs_on_the_validator_signed_directory() {
     config.http = "127.0.0.1:0".parse().unwrap();
     config.log.file = None;
     std::fs::create_dir_all(&config.state_dir).unwrap();
-    std::fs::copy(
-        devnet.state_dir.join("client/directory.bin"),
-        config.state_dir.join("directory.bin"),
-    )
-    .unwrap();
+    // Its state directory as it was: the cached directory, and the token
+    // wallet the relays want tokens from.
+    for file in ["directory.bin", "wallet.bin", "wallet.key"] {
+        std::fs::copy(
+            devnet.state_dir.join("client").join(file),
+            config.state_dir.join(file),
+        )
+        .unwrap();
+    }
     let config_file = spare.path().join("client.toml");
     std::fs::write(&config_file, config.to_toml().unwrap()).unwrap();
     let restarted = Proc::start(

@@ -48,7 +48,8 @@ fn aioquic_speaks_masque_with_our_relays() {
         eprintln!("SKIPPED: python3 module aioquic not installed (pip install aioquic)");
         return;
     }
-    let devnet = Devnet::start(2);
+    // The MASQUE exchange itself: aioquic holds no access token.
+    let devnet = Devnet::start_with_args(2, "debug", &["--no-tokens"]);
     let servers = servers();
     let listen = |name: &str| {
         RelayConfig::load(&devnet.state_dir.join(format!("configs/{name}.toml")))

@@ -58,8 +58,10 @@ async fn sigterm_stops_the_devnet_and_every_component_within_5s() {
 }
 
 /// `devnet --export DIR` writes one config per component and exits; each
-/// then runs as its own process (`openrelay relay --config`, `openrelay
-/// client --config`), and together they carry downloads.
+/// then runs as its own process (`openrelay issuer --config`, `openrelay
+/// relay --config`, `openrelay client --config`), the client's account is
+/// created with `openrelay account register`, and together they carry
+/// token-gated, paid downloads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_configs_run_as_separate_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +88,14 @@ async fn exported_configs_run_as_separate_processes() {
         Duration::from_secs(20),
     );
     assert!(export.status.success(), "export failed: {}", export.stderr);
-    let names = ["egress-1", "egress-2", "ingress-1", "ingress-2", "client"];
+    let names = [
+        "issuer",
+        "egress-1",
+        "egress-2",
+        "ingress-1",
+        "ingress-2",
+        "client",
+    ];
     for name in names {
         let file = configs.join(format!("{name}.toml"));
         assert!(file.is_file(), "{name}.toml written");
@@ -97,13 +106,15 @@ async fn exported_configs_run_as_separate_processes() {
         );
     }
 
-    // Relays first (egresses before the ingresses that list them), then
-    // the client, each its own process.
+    // The issuer, then relays (egresses before the ingresses that list
+    // them), then the client's account, then the client, each its own
+    // process.
     let mut relays = Vec::new();
-    for name in &names[..4] {
+    for name in &names[..5] {
         let config = path(&configs.join(format!("{name}.toml")));
+        let subcommand = if *name == "issuer" { "issuer" } else { "relay" };
         let relay = Proc::start(
-            &["relay", "--config", &config],
+            &[subcommand, "--config", &config],
             &dir.path().join(format!("{name}.stderr")),
         );
         let role = relay.ready_field("role");
@@ -111,6 +122,17 @@ async fn exported_configs_run_as_separate_processes() {
         assert!(relay.ready_field("key").starts_with("ed25519:"));
         relays.push(relay);
     }
+    let client_config = path(&configs.join("client.toml"));
+    let register = account(&[
+        "register",
+        "--config",
+        &client_config,
+        "--username",
+        "alice",
+        "--password-stdin",
+    ]);
+    assert!(register.0, "account register failed: {}", register.1);
+    assert!(register.1.contains("logged in as alice"), "{}", register.1);
     let client = Proc::start(
         &["client", "--config", &path(&configs.join("client.toml"))],
         &dir.path().join("client.stderr"),
@@ -139,6 +161,30 @@ async fn exported_configs_run_as_separate_processes() {
     }
     drop(client);
     drop(relays);
+}
+
+/// `openrelay account <args>` with a password on standard input: whether
+/// it succeeded, and what it printed.
+fn account(args: &[&str]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("account")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -67,6 +67,9 @@ pub struct Status {
     pub live_paths: usize,
     /// Flows open on all paths.
     pub open_flows: u64,
+    /// Tokens in the wallet (access and payment), with an `[account]`.
+    #[serde(default)]
+    pub token_balance: Option<usize>,
     /// Seconds since the relay directory was issued (None: the relay list
     /// comes from the config file).
     pub directory_age_secs: Option<u64>,
@@ -196,6 +199,7 @@ mod tests {
             path_age_secs: Some(3),
             live_paths: 1,
             open_flows: 2,
+            token_balance: Some(12),
             directory_age_secs: None,
         }
     }

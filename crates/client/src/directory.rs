@@ -23,7 +23,6 @@ use openrelay_registry::http::RegistryClient;
 use openrelay_registry::service::paths;
 pub use openrelay_registry::service::unix_now;
 use openrelay_transport::endpoint::INNER_INITIAL_MTU;
-use openrelay_wire::target::Target;
 use tracing::{info, warn};
 
 use crate::manager::PathManager;
@@ -131,18 +130,7 @@ impl DirectoryFeed {
 
     /// Fetches the directory through a path of `manager`.
     async fn fetch_through_path(&self, manager: &Arc<PathManager>) -> Result<Vec<u8>, String> {
-        let registry = self.registry.addr();
-        let flow = crate::flow::open_udp(manager, &Target::from_socket_addr(registry))
-            .await
-            .map_err(|e| format!("no path to fetch the directory through: {e}"))?;
-        let (socket, _hold) = flow.into_socket(registry);
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            None,
-            Arc::new(socket),
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(|e| e.to_string())?;
+        let (endpoint, _hold) = crate::flow::tunnel_endpoint(manager, self.registry.addr()).await?;
         let result = self
             .registry
             .call_via(

@@ -271,6 +271,28 @@ pub async fn open_tcp(
     })
 }
 
+/// A QUIC endpoint whose packets to `peer` cross the relays in a UDP flow,
+/// so a service the client talks to (registry, issuer) sees an egress relay,
+/// never the user. The hold keeps the flow open; drop it after the
+/// endpoint.
+pub async fn tunnel_endpoint(
+    manager: &Arc<PathManager>,
+    peer: std::net::SocketAddr,
+) -> Result<(quinn::Endpoint, UdpFlowHold), String> {
+    let flow = open_udp(manager, &Target::from_socket_addr(peer))
+        .await
+        .map_err(|e| format!("no path to tunnel through: {e}"))?;
+    let (socket, hold) = flow.into_socket(peer);
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        Arc::new(socket),
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((endpoint, hold))
+}
+
 /// Opens a UDP flow to `target` through the egress.
 pub async fn open_udp(manager: &Arc<PathManager>, target: &Target) -> Result<UdpFlow, FlowError> {
     debug!(destination = %target.authority(), "opening udp flow");

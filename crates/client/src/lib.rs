@@ -11,6 +11,7 @@
 //!
 //! The client may log destinations, but only at debug level and below.
 
+pub mod account;
 pub mod control;
 pub mod directory;
 pub mod flow;
@@ -19,6 +20,7 @@ pub mod manager;
 pub mod path;
 pub mod selection;
 pub mod socks;
+pub mod wallet;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,6 +53,9 @@ pub enum ClientError {
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(#[from] control::ControlError),
+    /// The token wallet cannot be opened.
+    #[error(transparent)]
+    Wallet(#[from] wallet::WalletError),
 }
 
 /// A client with its listeners bound.
@@ -61,6 +66,7 @@ pub struct Client {
     http: TcpListener,
     control: tokio::net::UnixListener,
     directory: Option<Arc<directory::DirectoryFeed>>,
+    account: Option<Arc<account::Account>>,
 }
 
 impl Client {
@@ -81,12 +87,20 @@ impl Client {
             )?)),
             None => None,
         };
+        let account = match &config.account {
+            Some(settings) => Some(Arc::new(account::Account::new(
+                settings.clone(),
+                Arc::new(wallet::Wallet::open(&config.state_dir)?),
+            ))),
+            None => None,
+        };
         Ok(Client {
-            manager: Arc::new(PathManager::new(config)),
+            manager: Arc::new(PathManager::new(config, account.clone())),
             socks,
             http,
             control,
             directory,
+            account,
         })
     }
 
@@ -111,7 +125,14 @@ impl Client {
         let socks = socks::serve(self.socks, Arc::clone(&self.manager));
         let http = http_proxy::serve(self.http, Arc::clone(&self.manager));
         let manager = Arc::clone(&self.manager);
-        let control = control::serve(self.control, Arc::new(move || status(&manager)));
+        let wallet = self.account.as_ref().map(|a| Arc::clone(a.wallet()));
+        let control = control::serve(
+            self.control,
+            Arc::new(move || status(&manager, wallet.as_deref())),
+        );
+        let stock = self
+            .account
+            .map(|account| tokio::spawn(account.keep_stocked(Arc::clone(&self.manager))));
         let feed = self
             .directory
             .map(|feed| tokio::spawn(feed.run(Arc::clone(&self.manager))));
@@ -126,6 +147,9 @@ impl Client {
             feed.abort();
         }
         maintenance.abort();
+        if let Some(stock) = stock {
+            stock.abort();
+        }
         self.manager.close();
         info!("client stopped");
     }
@@ -142,7 +166,7 @@ fn relay_status(relay: &openrelay_config::RelayEntry) -> control::RelayStatus {
 }
 
 /// The status the control socket reports.
-fn status(manager: &PathManager) -> control::Status {
+fn status(manager: &PathManager, wallet: Option<&wallet::Wallet>) -> control::Status {
     let snapshot = manager.snapshot();
     let path = snapshot.latest.as_ref();
     control::Status {
@@ -152,6 +176,7 @@ fn status(manager: &PathManager) -> control::Status {
         path_age_secs: path.map(|p| p.age().as_secs()),
         live_paths: snapshot.live_paths,
         open_flows: snapshot.open_flows,
+        token_balance: wallet.map(wallet::Wallet::balance),
         directory_age_secs: manager
             .directory_issued_at()
             .map(|issued| directory::unix_now().saturating_sub(issued)),

@@ -19,6 +19,7 @@ use openrelay_config::{ClientConfig, PathConfig, RelayEntry, RelayRole};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::account::Account;
 use crate::control::PathState;
 use crate::path::{BuildError, Hop, Path};
 use crate::selection::{
@@ -61,6 +62,7 @@ pub struct PathManager {
     directory_issued_at: Mutex<Option<u64>>,
     bind: Option<IpAddr>,
     config: PathConfig,
+    account: Option<Arc<Account>>,
     /// Built paths, by the plan generation they serve.
     paths: Mutex<HashMap<u64, Arc<Path>>>,
     /// One build at a time per generation: concurrent flows wait for it.
@@ -118,8 +120,9 @@ fn candidates(relays: &[RelayEntry]) -> Vec<Candidate> {
 }
 
 impl PathManager {
-    /// A manager for the client's relay list and path settings.
-    pub fn new(config: &ClientConfig) -> Self {
+    /// A manager for the client's relay list and path settings; with an
+    /// account, paths show access tokens and pay their egress.
+    pub fn new(config: &ClientConfig, account: Option<Arc<Account>>) -> Self {
         PathManager {
             plan: Mutex::new(PathPlan::new(
                 candidates(&config.relays),
@@ -130,6 +133,7 @@ impl PathManager {
             directory_issued_at: Mutex::new(None),
             bind: config.bind,
             config: config.path.clone(),
+            account,
             paths: Mutex::new(HashMap::new()),
             builds: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
@@ -263,7 +267,14 @@ impl PathManager {
             self.check_open()?;
             let (ingress, egress) = self.entries(&planned.choice)?;
             self.building.fetch_add(1, Ordering::Relaxed);
-            let result = Path::build(&ingress, &egress, self.bind, &self.config).await;
+            let result = Path::build(
+                &ingress,
+                &egress,
+                self.bind,
+                &self.config,
+                self.account.as_ref(),
+            )
+            .await;
             self.building.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Ok(path) => {
@@ -403,6 +414,19 @@ impl PathManager {
             ticks.tick().await;
             self.maintain().await;
         }
+    }
+
+    /// The egress relays of the paths up (new flows' and retired ones').
+    pub fn live_egresses(&self) -> Vec<RelayEntry> {
+        let mut egresses: Vec<RelayEntry> = lock(&self.paths)
+            .values()
+            .chain(lock(&self.retired).iter().map(|(p, _)| p))
+            .filter(|p| p.is_alive())
+            .map(|p| p.egress.clone())
+            .collect();
+        egresses.sort_by(|a, b| a.name.cmp(&b.name));
+        egresses.dedup_by(|a, b| a.key == b.key);
+        egresses
     }
 
     /// The current state, without waiting for a path build to finish.

@@ -15,6 +15,8 @@ use openrelay_transport::endpoint::{self, INNER_INITIAL_MTU, OUTER_INITIAL_MTU, 
 use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_transport::{h3util, udp};
 use openrelay_wire::target::Target;
+
+use crate::account::Account;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -48,6 +50,18 @@ pub enum BuildError {
         /// What failed.
         reason: String,
     },
+    /// The ingress wants an access token and got none, or a bad one
+    /// (RFC 9577: 401 with a `PrivateToken` challenge). Not the relay's
+    /// fault: it is not blamed.
+    #[error(
+        "ingress relay {relay} requires an access token ({details}); run `openrelay account login` to get tokens"
+    )]
+    AccessRefused {
+        /// The ingress's name.
+        relay: String,
+        /// The ingress's Proxy-Status details, e.g. "token required".
+        details: String,
+    },
     /// The ingress refused the tunnel to the egress.
     #[error("ingress relay {relay} refused the tunnel: HTTP {status}")]
     TunnelRefused {
@@ -67,6 +81,7 @@ impl BuildError {
         match self {
             BuildError::Handshake { hop, .. } => Some(*hop),
             BuildError::TunnelRefused { .. } => Some(Hop::Ingress),
+            BuildError::AccessRefused { .. } => None,
             BuildError::Local(_) => None,
         }
     }
@@ -144,6 +159,18 @@ async fn with_timeout<T>(
     }
 }
 
+/// The `details` parameter of a response's Proxy-Status (RFC 9209 §2.1.5),
+/// or empty.
+fn proxy_status_details(response: &http::Response<()>) -> String {
+    response
+        .headers()
+        .get("proxy-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("details=").nth(1))
+        .map(|d| d.trim_matches('"').to_owned())
+        .unwrap_or_default()
+}
+
 /// Starts HTTP/3 on `connection` and waits until the peer's SETTINGS allow
 /// extended CONNECT and datagrams. The connection driver runs in a task.
 async fn start_h3(
@@ -172,6 +199,7 @@ impl Path {
         egress: &RelayEntry,
         bind: Option<IpAddr>,
         config: &PathConfig,
+        account: Option<&Arc<Account>>,
     ) -> Result<Path, BuildError> {
         let limit = Duration::from_millis(config.handshake_timeout_ms);
         let idle = Duration::from_millis(config.idle_timeout_ms);
@@ -184,7 +212,7 @@ impl Path {
             udp::endpoint(udp::local_for(bind, ingress.addr), None).map_err(|e| local(&e))?;
         let outer_config = endpoint::client_config(
             ingress.key,
-            &Tuning::client(idle, keepalive, OUTER_INITIAL_MTU),
+            &Tuning::client(idle, keepalive, OUTER_INITIAL_MTU).with_congestion(config.congestion),
         )
         .map_err(|e| local(&e))?;
         let server_name = ingress.addr.ip().to_string();
@@ -203,11 +231,20 @@ impl Path {
                         router.run(outer).await;
                     }
                 });
-                let request = h3util::connect_udp_request(
+                let mut request = h3util::connect_udp_request(
                     &ingress.addr.to_string(),
                     &Target::from_socket_addr(egress.addr),
                 )
                 .map_err(|e| e.to_string())?;
+                // The access token rides on the tunnel request itself: no
+                // extra round trip (RFC 9577 §2.2).
+                if let Some(credentials) = account.and_then(|a| a.access_authorization())
+                    && let Ok(value) = http::HeaderValue::try_from(credentials)
+                {
+                    request
+                        .headers_mut()
+                        .insert(http::header::AUTHORIZATION, value);
+                }
                 let mut stream = requests
                     .send_request(request)
                     .await
@@ -223,18 +260,25 @@ impl Path {
                     requests,
                     driver,
                     (router_task, route),
-                    (stream, response.status()),
+                    (stream, response.status(), proxy_status_details(&response)),
                     rx,
                 ))
             })
             .await?;
         let (router_task, tunnel_route) = outer_router_task;
-        let (mut tunnel_stream, status) = tunnel_stream;
+        let (mut tunnel_stream, status, details) = tunnel_stream;
         let abort_outer = |reason: &[u8]| {
             outer.close(quinn::VarInt::from_u32(0x100), reason);
             outer_driver.abort();
             router_task.abort();
         };
+        if status == http::StatusCode::UNAUTHORIZED {
+            abort_outer(b"no access");
+            return Err(BuildError::AccessRefused {
+                relay: ingress.name.clone(),
+                details,
+            });
+        }
         if !status.is_success() {
             abort_outer(b"tunnel refused");
             return Err(BuildError::TunnelRefused {
@@ -263,7 +307,8 @@ impl Path {
                 idle + Duration::from_millis(500),
                 keepalive,
                 INNER_INITIAL_MTU,
-            ),
+            )
+            .with_congestion(config.congestion),
         )
         .map_err(|e| local(&e))?;
         let egress_name = egress.addr.ip().to_string();
@@ -292,6 +337,12 @@ impl Path {
                 router.run(inner).await;
             }
         });
+        let mut tasks = vec![outer_driver, router_task, inner_driver, inner_router_task];
+        if let Some(account) = account {
+            tasks.push(tokio::spawn(
+                Arc::clone(account).pay(requests.clone(), egress.clone()),
+            ));
+        }
         Ok(Path {
             ingress: ingress.clone(),
             egress: egress.clone(),
@@ -304,7 +355,7 @@ impl Path {
             _tunnel_route: tunnel_route,
             _inner_endpoint: inner_endpoint,
             _outer_endpoint: outer_endpoint,
-            tasks: vec![outer_driver, router_task, inner_driver, inner_router_task],
+            tasks,
             built_at: std::time::Instant::now(),
             open_flows: std::sync::atomic::AtomicU64::new(0),
         })

@@ -38,28 +38,34 @@ fn default_keys_refresh_secs() -> u64 {
 
 impl AdmissionConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_at("ingress.admission")
+    }
+
+    /// Checks the settings; errors name the field under `section` (the
+    /// same settings describe the egress's payment tokens).
+    pub(crate) fn validate_at(&self, section: &str) -> Result<(), ConfigError> {
         if !crate::issuer::is_server_name(&self.issuer_name) {
             return Err(ConfigError::invalid(
-                "ingress.admission.issuer_name",
+                format!("{section}.issuer_name"),
                 "must be a server name (host or host:port)",
             ));
         }
         if self.keys_refresh_secs == 0 {
             return Err(ConfigError::invalid(
-                "ingress.admission.keys_refresh_secs",
+                format!("{section}.keys_refresh_secs"),
                 "must be at least 1",
             ));
         }
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(ConfigError::invalid(
-                    "ingress.admission.redis_url",
+                    format!("{section}.redis_url"),
                     "must be a redis:// URL",
                 ));
             }
             if self.spent_path.is_some() {
                 return Err(ConfigError::invalid(
-                    "ingress.admission.spent_path",
+                    format!("{section}.spent_path"),
                     "give either redis_url (shared set) or spent_path (embedded set), not both",
                 ));
             }

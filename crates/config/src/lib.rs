@@ -5,8 +5,11 @@
 //! can fix the file without reading code. Commented examples live in
 //! `examples/` at the repository root and are parsed by this crate's tests.
 
+mod account;
 mod admission;
+mod congestion;
 mod issuer;
+mod payment;
 mod pin;
 mod tun;
 
@@ -16,8 +19,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use account::AccountConfig;
 pub use admission::AdmissionConfig;
+pub use congestion::CongestionControl;
 pub use issuer::IssuerConfig;
+pub use payment::PaymentConfig;
 pub use pin::{KeyPin, KeyPinError};
 pub use tun::{MIN_TUN_MTU, TunConfig, TunDnsConfig};
 
@@ -139,6 +145,10 @@ pub struct RelayConfig {
     /// single-threaded runtime, best when several processes share few cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
+    /// Congestion controller of the connections this relay sends on (an
+    /// ingress: outer connections; an egress: inner ones).
+    #[serde(default)]
+    pub congestion: CongestionControl,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -275,6 +285,9 @@ pub struct EgressConfig {
     /// /etc/resolv.conf.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_resolver: Option<SocketAddr>,
+    /// Pay-as-you-go (Privacy Pass tokens per quantum); absent: free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentConfig>,
 }
 
 fn default_connect_timeout_secs() -> u64 {
@@ -297,6 +310,7 @@ impl Default for EgressConfig {
             max_flows_per_connection: default_max_flows_per_connection(),
             outbound_bind: None,
             dns_resolver: None,
+            payment: None,
         }
     }
 }
@@ -365,6 +379,10 @@ pub struct ClientConfig {
     /// The full-device VPN (`openrelay client --tun`, `openrelay up`).
     #[serde(default)]
     pub tun: TunConfig,
+    /// The account's token issuer (Privacy Pass access and payment tokens);
+    /// absent: no tokens (relays that require them refuse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountConfig>,
 }
 
 fn default_client_worker_threads() -> usize {
@@ -414,6 +432,10 @@ pub struct PathConfig {
     /// flows to one site keep theirs.
     #[serde(default)]
     pub per_site: bool,
+    /// Congestion controller of the client's side of both connections of a
+    /// path (outer to the ingress, inner to the egress).
+    #[serde(default)]
+    pub congestion: CongestionControl,
 }
 
 fn default_handshake_timeout_ms() -> u64 {
@@ -444,6 +466,7 @@ impl Default for PathConfig {
             home_country: None,
             rotation_secs: default_rotation_secs(),
             per_site: false,
+            congestion: CongestionControl::default(),
         }
     }
 }
@@ -491,7 +514,8 @@ impl PathConfig {
     }
 }
 
-/// A registry's address and the key its TLS handshake must prove.
+/// A service's (registry's, issuer's) address and the key its TLS handshake
+/// must prove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryEndpoint {
@@ -656,6 +680,9 @@ impl RelayConfig {
                         return Err(ConfigError::invalid(field, "must be at least 1"));
                     }
                 }
+                if let Some(payment) = &egress.payment {
+                    payment.validate()?;
+                }
             }
         }
         Ok(())
@@ -690,6 +717,9 @@ impl ClientConfig {
             return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
         }
         self.tun.validate()?;
+        if let Some(account) = &self.account {
+            account.validate()?;
+        }
         let mut names = HashSet::new();
         for (i, relay) in self.relays.iter().enumerate() {
             if relay.name.trim().is_empty() {

@@ -12,9 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use openrelay_config::{
-    ClientConfig, DirectoryConfig, EgressConfig, IngressConfig, KeyPin, LogConfig, PathConfig,
-    PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, RelayRole,
-    ValidatorConfig,
+    AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
+    IssuerConfig, KeyPin, LogConfig, PathConfig, PaymentConfig, PublishConfig, RegistryConfig,
+    RegistryEndpoint, RelayConfig, RelayEntry, RelayRole, ValidatorConfig,
 };
 use openrelay_transport::identity::{Identity, IdentityError};
 
@@ -24,6 +24,10 @@ pub use supervise::{Component, SuperviseError, run};
 pub const CLIENT_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 3, 1);
 /// The registry's address in a devnet with `--registry`.
 pub const REGISTRY_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 4, 1);
+/// Where the token issuer listens.
+pub const ISSUER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 1);
+/// The account the devnet creates for its client.
+pub const DEVNET_ACCOUNT: &str = "devnet";
 /// Validators in a devnet with `--registry`, and how many must sign.
 pub const VALIDATORS: usize = 3;
 /// Signatures a devnet directory needs.
@@ -87,11 +91,16 @@ pub struct DevnetOptions {
     /// The resolver the egresses send clients' DNS queries to (default:
     /// each egress's system resolver).
     pub dns_resolver: Option<SocketAddr>,
+    /// Run a token issuer: ingresses admit only with an access token,
+    /// egresses charge payment tokens, and the client has an account.
+    pub tokens: bool,
 }
 
 /// The configs of every component.
 #[derive(Debug, Clone)]
 pub struct DevnetPlan {
+    /// The token issuer (unless `--no-tokens`).
+    pub issuer: Option<IssuerConfig>,
     /// The registry (with `--registry`).
     pub registry: Option<RegistryConfig>,
     /// The validators, named `validator-<i>` (with `--registry`).
@@ -148,6 +157,14 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             pins.validators.clone(),
         )
     });
+    let issuer = options.tokens.then(|| issuer_plan(options)).transpose()?;
+    let issuer_endpoint = match &issuer {
+        Some(issuer) => Some(RegistryEndpoint {
+            addr: issuer.listen,
+            key: Identity::load_or_create(&issuer.state_dir)?.pin(),
+        }),
+        None => None,
+    };
     let mut egress_addrs = Vec::new();
     let mut entries = Vec::new();
     let mut relays = Vec::new();
@@ -188,6 +205,14 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                             DEVNET_INTERNET,
                         ],
                         dns_resolver: options.dns_resolver,
+                        payment: issuer.as_ref().map(|issuer| PaymentConfig {
+                            quantum_mib: 256,
+                            quantum_secs: 600,
+                            grace_secs: 10,
+                            settle_at: issuer_endpoint.clone(),
+                            settle_secs: 5,
+                            tokens: token_settings(issuer),
+                        }),
                         ..EgressConfig::default()
                     };
                     (None, Some(egress))
@@ -198,7 +223,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                         max_tunnels_per_client: 64,
                         tunnel_idle_timeout_secs: 120,
                         outbound_bind: None,
-                        admission: None,
+                        admission: issuer.as_ref().map(token_settings),
                     }),
                     None,
                 ),
@@ -223,6 +248,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     state_dir,
                     // Every devnet process shares this machine's cores.
                     worker_threads: Some(1),
+                    congestion: Default::default(),
                     log: log_config(options, &name),
                     ingress,
                     egress,
@@ -257,12 +283,22 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             enabled: options.client_netns,
             ..openrelay_config::TunConfig::default()
         },
+        account: issuer
+            .as_ref()
+            .zip(issuer_endpoint)
+            .map(|(issuer, endpoint)| AccountConfig {
+                issuer: endpoint,
+                issuer_name: issuer.issuer_name.clone(),
+                batch: 16,
+                low_water: 4,
+            }),
     };
     let (registry, validators) = match registry {
         Some((config, validators, _)) => (Some(config), validators),
         None => (None, Vec::new()),
     };
     Ok(DevnetPlan {
+        issuer,
         registry,
         validators,
         relays,
@@ -279,6 +315,35 @@ type RegistryPlan = (RegistryConfig, Vec<(String, ValidatorConfig)>, Pins);
 
 /// The registry and its validators; keys are created now, so every config
 /// can carry the pins.
+/// The issuer: generous quotas and long sessions, so a devnet runs for days.
+fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
+    let listen = SocketAddr::new(IpAddr::V4(ISSUER_ADDRESS), free_udp_port(ISSUER_ADDRESS)?);
+    Ok(IssuerConfig {
+        listen,
+        state_dir: options.state_dir.join("issuer"),
+        issuer_name: listen.to_string(),
+        log: log_config(options, "issuer"),
+        key_rotation_secs: 7 * 24 * 3600,
+        tokens_per_period: 1_000_000,
+        token_period_secs: 24 * 3600,
+        session_lifetime_secs: 30 * 24 * 3600,
+    })
+}
+
+/// How a relay checks tokens of `issuer`: its name, the key directory it
+/// publishes in its state directory, each relay's own double-spend set.
+fn token_settings(issuer: &IssuerConfig) -> AdmissionConfig {
+    AdmissionConfig {
+        issuer_name: issuer.issuer_name.clone(),
+        issuer_keys: issuer
+            .state_dir
+            .join(openrelay_issuer::keys::DIRECTORY_FILE),
+        keys_refresh_secs: 5,
+        redis_url: None,
+        spent_path: None,
+    }
+}
+
 fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
     let listen = SocketAddr::new(
         IpAddr::V4(REGISTRY_ADDRESS),
@@ -391,6 +456,10 @@ pub fn export(plan: &DevnetPlan, dir: &Path) -> Result<Vec<(String, PathBuf)>, D
         written.push((name.to_owned(), path));
         Ok::<(), DevnetError>(())
     };
+    // The issuer first: the relays read the keys it publishes at start.
+    if let Some(issuer) = &plan.issuer {
+        write("issuer", issuer.to_toml()?)?;
+    }
     if let Some(registry) = &plan.registry {
         write("registry", registry.to_toml()?)?;
     }
@@ -419,6 +488,7 @@ mod tests {
             log_level: "info".into(),
             registry: false,
             path: PathConfig::default(),
+            tokens: false,
             client_netns: false,
             dns_resolver: None,
         }

@@ -153,7 +153,9 @@ async fn stop_all(running: &mut Vec<Running>) {
     running.clear();
 }
 
-/// Starts `relays`, then `client`; calls `on_ready` with the client's ready
+/// Starts `relays`, then runs `prepare_client` (e.g. creating the client's
+/// account at the issuer started among them), then starts `client`; calls
+/// `on_ready` with the client's ready
 /// line and with each component's pid; runs until `shutdown` resolves or the
 /// client exits (with `outlive_client`, only `shutdown` ends it: a client in
 /// its own namespace is killed by leak tests, which then check that its kill
@@ -164,6 +166,7 @@ pub async fn run(
     relays: &[Component],
     client: &Component,
     outlive_client: bool,
+    prepare_client: impl Future<Output = Result<(), String>>,
     on_ready: impl FnOnce(&str, &[(String, u32)]),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SuperviseError> {
@@ -173,6 +176,12 @@ pub async fn run(
             let (child, _) = start(exe, relay, RELAY_READY_TIMEOUT).await?;
             running.push(child);
         }
+        prepare_client
+            .await
+            .map_err(|reason| SuperviseError::NotReady {
+                name: client.name.clone(),
+                reason,
+            })?;
         let (child, line) = start(exe, client, CLIENT_READY_TIMEOUT).await?;
         running.push(child);
         Ok::<String, SuperviseError>(line)

@@ -16,6 +16,7 @@ use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use openrelay_wire::target::Target;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::payment::Session;
 use crate::{PROXY_NAME, Shared, log_flow_error, log_refusal};
 
 /// Why a flow could not be opened. Carries no address or name.
@@ -161,6 +162,7 @@ pub(crate) async fn tcp(
     mut stream: ServerStream,
     context: RequestContext,
     shared: Arc<Shared>,
+    session: Option<Arc<Session>>,
 ) {
     let started = std::time::Instant::now();
     let target = match request
@@ -199,7 +201,9 @@ pub(crate) async fn tcp(
     shared.stats.tcp_flows.fetch_add(1, Ordering::Relaxed);
     let (send, recv) = stream.split();
     tokio::select! {
-        () = tcp_pump::pump(tcp, send, recv, Bytes::new(), &shared.stats.tcp) => {}
+        // A paying session meters its own bytes (added to the totals when
+        // it ends).
+        () = tcp_pump::pump(tcp, send, recv, Bytes::new(), session.as_ref().map_or(&shared.stats.tcp, |s| &s.tcp)) => {}
         () = context.shutdown.wait() => {}
     }
 }
@@ -211,6 +215,7 @@ pub(crate) async fn udp(
     mut stream: ServerStream,
     context: RequestContext,
     shared: Arc<Shared>,
+    session: Option<Arc<Session>>,
 ) {
     let target = match masque::parse_udp_path(request.uri().path()) {
         Ok(target) => target,
@@ -248,7 +253,7 @@ pub(crate) async fn udp(
         stream,
         socket,
         settings.udp_idle_timeout,
-        Arc::clone(&shared.stats.udp),
+        Arc::clone(session.as_ref().map_or(&shared.stats.udp, |s| &s.udp)),
         context.shutdown.wait(),
     )
     .await;

@@ -7,6 +7,10 @@
 //! * `POST /dns-query` (RFC 8484 §4.1): a DNS message, forwarded to this
 //!   relay's resolver (the full-device VPN's DNS).
 //!
+//! With `[egress.payment]`, sessions are pay-as-you-go: `POST
+//! /.well-known/openrelay/pay` with a Privacy Pass token per quantum (see
+//! [`payment`]).
+//!
 //! Names are resolved here, so the client's DNS never leaves it in the clear.
 //! Every destination passes the [`DestinationPolicy`] after resolution, so a
 //! name cannot smuggle a client to loopback or private addresses.
@@ -16,27 +20,33 @@
 
 mod connect;
 mod dns;
+pub mod ledger;
 pub mod meter;
+pub mod payment;
 mod resolve;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use h3::ext::Protocol;
-use openrelay_config::{EgressConfig, RelayConfig};
+use openrelay_config::{EgressConfig, PaymentConfig, RelayConfig};
 use openrelay_policy::DestinationPolicy;
 use openrelay_transport::endpoint::{INNER_INITIAL_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
 };
+use openrelay_transport::task::AbortOnDrop;
 use openrelay_transport::tcp_pump::PumpCounters;
 use openrelay_transport::udp_bridge::BridgeCounters;
 use openrelay_wire::proxy_status::ProxyErrorType;
 use tracing::{debug, info, warn};
+
+use crate::payment::{PAY_PATH, Payments};
 
 pub use connect::FlowError;
 
@@ -53,6 +63,9 @@ pub enum EgressError {
     /// The relay was configured with another role.
     #[error("this config is for an {0} relay, not an egress")]
     WrongRole(openrelay_config::RelayRole),
+    /// Payments could not be set up.
+    #[error("payment: {0}")]
+    Payment(#[from] payment::PaymentError),
 }
 
 /// Settings of a running egress, derived from its config file.
@@ -72,6 +85,15 @@ pub struct EgressSettings {
     pub outbound_bind: Option<IpAddr>,
     /// Where DNS queries (`POST /dns-query`) go; `None`: the system's resolver.
     pub dns_resolver: Option<SocketAddr>,
+    /// Pay-as-you-go terms and tokens; `None`: free.
+    pub payment: Option<PaymentConfig>,
+    /// The relay's state directory (payment double-spend set, ledger).
+    pub state_dir: PathBuf,
+    /// The operator (credited at settlement).
+    pub operator: String,
+    /// Congestion controller of the inner connections (this relay sends
+    /// the downloads on them).
+    pub congestion: openrelay_config::CongestionControl,
 }
 
 impl EgressSettings {
@@ -96,6 +118,10 @@ impl EgressSettings {
                 .outbound_bind
                 .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
             dns_resolver: egress.dns_resolver,
+            payment: egress.payment.clone(),
+            state_dir: config.state_dir.clone(),
+            operator: config.operator.clone(),
+            congestion: config.congestion,
         })
     }
 }
@@ -120,6 +146,7 @@ pub struct EgressStats {
 pub(crate) struct Shared {
     pub(crate) settings: EgressSettings,
     pub(crate) stats: EgressStats,
+    pub(crate) payments: Option<Arc<Payments>>,
 }
 
 impl RequestHandler for Shared {
@@ -138,6 +165,7 @@ impl RequestHandler for Shared {
 pub struct Egress {
     endpoint: quinn::Endpoint,
     settings: EgressSettings,
+    payments: Option<Arc<Payments>>,
 }
 
 impl Egress {
@@ -147,9 +175,22 @@ impl Egress {
             Duration::from_secs(30),
             settings.max_flows_per_connection,
             INNER_INITIAL_MTU,
-        );
+        )
+        .with_congestion(settings.congestion);
         let endpoint = server::bind(settings.listen, identity, &tuning)?;
-        Ok(Egress { endpoint, settings })
+        let payments = settings
+            .payment
+            .as_ref()
+            .map(|config| {
+                Payments::open(config, identity, &settings.operator, &settings.state_dir)
+                    .map(Arc::new)
+            })
+            .transpose()?;
+        Ok(Egress {
+            endpoint,
+            settings,
+            payments,
+        })
     }
 
     /// The bound address (useful when listening on port 0).
@@ -159,12 +200,22 @@ impl Egress {
 
     /// Serves clients until `shutdown` resolves, then closes connections.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        // These end with this future, also when it is cancelled.
+        let _keys = self
+            .payments
+            .as_ref()
+            .map(|payments| AbortOnDrop(tokio::spawn(Arc::clone(payments).refresh_keys())));
+        let _settle = self
+            .payments
+            .as_ref()
+            .map(|payments| AbortOnDrop(tokio::spawn(Arc::clone(payments).settle())));
         let shared = Arc::new(Shared {
             settings: self.settings,
             stats: EgressStats::default(),
+            payments: self.payments,
         });
         let counters = Arc::new(ServerCounters::default());
-        info!("egress relay serving");
+        info!(payments = shared.payments.is_some(), "egress relay serving");
         server::serve(
             self.endpoint,
             Arc::clone(&shared),
@@ -195,11 +246,25 @@ async fn handle_request(
     shared: Arc<Shared>,
 ) {
     let protocol = request.extensions().get::<Protocol>().copied();
+    let session = shared.payments.as_ref().map(|payments| {
+        (
+            Arc::clone(payments),
+            payments.session(&context.connection, &shared),
+        )
+    });
     match (request.method(), protocol) {
-        (&http::Method::CONNECT, None) => connect::tcp(request, stream, context, shared).await,
-        (&http::Method::CONNECT, Some(p)) if p == Protocol::CONNECT_UDP => {
-            connect::udp(request, stream, context, shared).await;
+        (&http::Method::CONNECT, None) => {
+            connect::tcp(request, stream, context, shared, session.map(|(_, s)| s)).await;
         }
+        (&http::Method::CONNECT, Some(p)) if p == Protocol::CONNECT_UDP => {
+            connect::udp(request, stream, context, shared, session.map(|(_, s)| s)).await;
+        }
+        (&http::Method::POST, None) if request.uri().path() == PAY_PATH => match session {
+            Some((payments, session)) => payments.pay(request, stream, session).await,
+            None => {
+                server::respond_error(stream, http::StatusCode::NOT_FOUND, PROXY_NAME, None).await;
+            }
+        },
         (&http::Method::POST, None) if request.uri().path() == openrelay_wire::dns::PATH => {
             dns::answer(request, stream, shared).await;
         }

@@ -19,13 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use h3::ext::Protocol;
-use openrelay_config::{AdmissionConfig, RelayConfig};
+use openrelay_config::{AdmissionConfig, CongestionControl, RelayConfig};
 use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_INITIAL_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
 };
+use openrelay_transport::task::AbortOnDrop;
 use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
@@ -71,6 +72,9 @@ pub struct IngressSettings {
     pub admission: Option<AdmissionConfig>,
     /// The relay's state directory (the embedded double-spend set's default home).
     pub state_dir: PathBuf,
+    /// Congestion controller of the outer connections (this relay sends
+    /// the downloads on them).
+    pub congestion: CongestionControl,
 }
 
 impl IngressSettings {
@@ -90,6 +94,7 @@ impl IngressSettings {
                 .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
             admission: ingress.admission.clone(),
             state_dir: config.state_dir.clone(),
+            congestion: config.congestion,
         })
     }
 }
@@ -148,7 +153,8 @@ impl Ingress {
             Duration::from_secs(30),
             max_streams.saturating_add(4),
             OUTER_INITIAL_MTU,
-        );
+        )
+        .with_congestion(settings.congestion);
         let endpoint = server::bind(settings.listen, identity, &tuning)?;
         Ok(Ingress {
             endpoint,
@@ -171,10 +177,11 @@ impl Ingress {
             admission: self.admission,
         });
         let counters = Arc::new(ServerCounters::default());
-        let refresh = shared
+        // Ends with this future, also when it is cancelled.
+        let _refresh = shared
             .admission
             .clone()
-            .map(|admission| tokio::spawn(admission.refresh_keys()));
+            .map(|admission| AbortOnDrop(tokio::spawn(admission.refresh_keys())));
         info!(
             egress_relays = shared.settings.egress_relays.len(),
             tokens_required = shared.admission.is_some(),
@@ -187,9 +194,6 @@ impl Ingress {
             shutdown,
         )
         .await;
-        if let Some(refresh) = refresh {
-            refresh.abort();
-        }
         let stats = &shared.stats;
         info!(
             connections = counters.connections.load(Ordering::Relaxed),
@@ -224,18 +228,8 @@ async fn refuse_admission(
 ) {
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
     debug!(reason = refusal.details(), "request refused");
-    let challenge = refusal
-        .challenges()
-        .then(|| admission.challenge())
-        .flatten();
-    server::respond_denied(
-        stream,
-        refusal.status(),
-        PROXY_NAME,
-        refusal.details(),
-        challenge,
-    )
-    .await;
+    let (status, details, challenge) = admission.answer(refusal);
+    server::respond_denied(stream, status, PROXY_NAME, details, challenge).await;
 }
 
 const NOT_CONNECT_UDP: &str = "not connect-udp";

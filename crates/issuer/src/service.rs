@@ -8,6 +8,8 @@
 //! | `POST /v1/login/finish` | login id ‖ CredentialFinalization | 204 (session open); 401 wrong password |
 //! | `POST /token-request` | `Authorization: Bearer <session>`, `Content-Type: application/private-token-request`, TokenRequest (RFC 9578 §6.1) | 200 `application/private-token-response` TokenResponse; 401 no session; 415 wrong type; 422 bad request (RFC 9578 §6.2); 429 over the account's quota |
 //! | `GET /.well-known/private-token-issuer-directory` | | 200 the directory (RFC 9578 §4) |
+//! | `POST /v1/settle` | a relay's `Settlement` of collected payment tokens, signed by the relay's key (`openrelay_tokens::settlement`) | 200 JSON `Receipt` (redeemed, refused with reasons); 400 malformed; 401 bad signature |
+//! | `GET /v1/ledger?operator=NAME` | | 200 JSON `OperatorLedger` (tokens redeemed, bytes reported) |
 //!
 //! Unknown accounts get a login response too (RFC 9807 §6.3.2.2, no account
 //! enumeration); the failure shows only at the finish.
@@ -24,8 +26,9 @@ use opaque_ke::{
     ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
 use openrelay_config::IssuerConfig;
-use openrelay_tokens::TokenRequest;
 use openrelay_tokens::issuance::{REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
+use openrelay_tokens::settlement::{self, OperatorLedger, Receipt, RefusedToken, Settlement};
+use openrelay_tokens::{TokenRequest, TokenVerifier, VerifyError};
 use openrelay_transport::identity::write_secret_file;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
@@ -133,6 +136,46 @@ fn text(status: http::StatusCode, message: impl Into<String>) -> Reply {
     (status, Vec::new(), Bytes::from(message.into() + "\n"))
 }
 
+fn json(value: &impl serde::Serialize) -> Reply {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            http::StatusCode::OK,
+            vec![(http::header::CONTENT_TYPE, "application/json")],
+            Bytes::from(body),
+        ),
+        Err(e) => text(http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `%XX` escapes of a query value decoded (operator names may hold spaces);
+/// an invalid escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl IssuerService {
     /// The service for `config`: opens its store, OPAQUE setup and token keys
     /// (making a first key if there is none, which takes a moment).
@@ -159,6 +202,9 @@ impl IssuerService {
     /// Makes the keys the ring needs at `now` and publishes the directory.
     fn rotate(&self, now: u64) -> Result<(), ServiceError> {
         lock(&self.keys).prune(now);
+        if let Err(e) = self.store.prune_redeemed(now) {
+            warn!(error = %e, "redeemed tokens not pruned");
+        }
         loop {
             let needed = lock(&self.keys).plan(now);
             let Some(needed) = needed else { break };
@@ -414,6 +460,120 @@ impl IssuerService {
         }
     }
 
+    /// Redeems a relay's collected payment tokens for its operator (see
+    /// `openrelay_tokens::settlement`). A token counts only if it verifies
+    /// for the challenge scoped to the signing relay (so only the relay that
+    /// collected it can redeem it) and was never redeemed before.
+    fn settle(&self, request: &http::Request<()>, body: &[u8], now: u64) -> Reply {
+        use http::StatusCode;
+        let signature = request
+            .headers()
+            .get(settlement::SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(openrelay_tokens::b64::decode)
+            .and_then(|b| <[u8; 64]>::try_from(b).ok());
+        let Some(signature) = signature else {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "missing or malformed relay signature",
+            );
+        };
+        let claim = match Settlement::decode(body) {
+            Ok(claim) => claim,
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let signed = ed25519_dalek::VerifyingKey::from_bytes(&claim.relay).is_ok_and(|key| {
+            key.verify_strict(body, &ed25519_dalek::Signature::from_bytes(&signature))
+                .is_ok()
+        });
+        if !signed {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "the relay signature does not verify",
+            );
+        }
+        let relay = openrelay_config::KeyPin::from_ed25519(claim.relay).to_string();
+        let challenge =
+            openrelay_tokens::TokenChallenge::for_relay(&self.config.issuer_name, relay);
+        let verifier = match TokenVerifier::new(&challenge, lock(&self.keys).epochs()) {
+            Ok(verifier) => verifier,
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let mut refused = Vec::new();
+        let mut valid = Vec::new();
+        for (index, token) in claim.tokens.iter().enumerate() {
+            match verifier.verify(token, now) {
+                Ok(redemption) => valid.push((index, redemption)),
+                Err(VerifyError::WrongChallenge) => refused.push(RefusedToken {
+                    index,
+                    reason: "not collected by this relay".into(),
+                }),
+                Err(e) => refused.push(RefusedToken {
+                    index,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        let keys: Vec<([u8; 32], u64)> = valid
+            .iter()
+            .map(|(_, r)| (r.spend_key.0, r.expires))
+            .collect();
+        let fresh = match self
+            .store
+            .redeem(&claim.operator, &keys, claim.bytes_carried)
+        {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                warn!(error = %e, "settlement not recorded");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
+            }
+        };
+        for ((index, _), new) in valid.iter().zip(&fresh) {
+            if !new {
+                refused.push(RefusedToken {
+                    index: *index,
+                    reason: "already redeemed".into(),
+                });
+            }
+        }
+        refused.sort_by_key(|r| r.index);
+        let receipt = Receipt {
+            redeemed: fresh.iter().filter(|f| **f).count(),
+            refused,
+        };
+        info!(
+            operator = %claim.operator,
+            redeemed = receipt.redeemed,
+            refused = receipt.refused.len(),
+            "settlement"
+        );
+        json(&receipt)
+    }
+
+    /// An operator's ledger (`?operator=NAME`).
+    fn ledger(&self, request: &http::Request<()>) -> Reply {
+        let operator = request
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("operator="))
+            .map(percent_decode);
+        let Some(operator) = operator.filter(|o| !o.is_empty()) else {
+            return text(http::StatusCode::BAD_REQUEST, "ask for ?operator=NAME");
+        };
+        match self.store.ledger(&operator) {
+            Ok((tokens_redeemed, bytes_reported, settlements)) => json(&OperatorLedger {
+                operator,
+                tokens_redeemed,
+                bytes_reported,
+                settlements,
+            }),
+            Err(e) => {
+                warn!(error = %e, "ledger not read");
+                text(http::StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            }
+        }
+    }
+
     async fn serve_request(&self, request: http::Request<()>, mut stream: ServerStream) {
         use http::{Method, StatusCode};
         let now = unix_now();
@@ -426,6 +586,7 @@ impl IssuerService {
                 )],
                 Bytes::from(lock(&self.keys).directory().to_json()),
             ),
+            (Method::GET, settlement::LEDGER_PATH) => self.ledger(&request),
             (Method::POST, path) => match server::read_body(&mut stream, MAX_BODY).await {
                 None => text(StatusCode::PAYLOAD_TOO_LARGE, "body too large or cut off"),
                 Some(body) => match path {
@@ -434,6 +595,7 @@ impl IssuerService {
                     paths::LOGIN_START => self.login_start(&body, now),
                     paths::LOGIN_FINISH => self.login_finish(&body, now),
                     paths::TOKEN_REQUEST => self.issue(&request, &body, now),
+                    settlement::SETTLE_PATH => self.settle(&request, &body, now),
                     _ => text(StatusCode::NOT_FOUND, "unknown request"),
                 },
             },

@@ -178,6 +178,13 @@ impl TokenGate {
         self.verifier().www_authenticate(unix_now())
     }
 
+    /// How to answer `refusal`: the status, the Proxy-Status details, and
+    /// the challenge to send along (with every 401).
+    pub fn answer(&self, refusal: &Refusal) -> (http::StatusCode, &'static str, Option<String>) {
+        let challenge = refusal.challenges().then(|| self.challenge()).flatten();
+        (refusal.status(), refusal.details(), challenge)
+    }
+
     /// The token in `headers`' one `Authorization: PrivateToken` field.
     pub fn token_in(headers: &http::HeaderMap) -> Result<Token, Refusal> {
         let mut values = headers.get_all(http::header::AUTHORIZATION).iter();

@@ -16,6 +16,8 @@
 //!   by any relay.
 //! - [`gate`]: verify-and-spend of `Authorization: PrivateToken` for one
 //!   challenge, shared by the ingress (admission) and the egress (payments).
+//! - [`settlement`]: how an egress redeems collected payment tokens at the
+//!   issuer, and the operators' ledger.
 //! - [`spent`]: the double-spend store (`SpentTokens`): embedded (redb) and,
 //!   with the `redis` feature, Redis for a fleet of relays.
 //!
@@ -30,6 +32,7 @@ pub mod gate;
 pub mod header;
 pub mod issuance;
 pub mod keys;
+pub mod settlement;
 pub mod spent;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,5 +1,7 @@
 //! Test support (feature `testing`): a real `redis-server` on a free loopback
-//! port, killed when dropped, so a failing test leaves no process behind.
+//! port, killed when dropped, so a failing test leaves no process behind;
+//! and a local issuer (one key, its directory file, tokens for any
+//! challenge) for relays under test.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -69,4 +71,40 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One issuer key for all tests of a process (RSA key generation takes a
+/// while).
+#[allow(clippy::unwrap_used)]
+pub fn issuer_key() -> &'static crate::SigningKey {
+    static KEY: std::sync::OnceLock<crate::SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| crate::SigningKey::generate().unwrap())
+}
+
+/// Writes the issuer directory (RFC 9578 §4) with `key` valid now to `path`,
+/// as a relay's `issuer_keys` file.
+#[allow(clippy::unwrap_used)]
+pub fn write_directory(path: &std::path::Path, key: &crate::SigningKey) -> crate::EpochKey {
+    let now = crate::gate::unix_now();
+    let epoch = crate::EpochKey::new(key.public().clone(), now - 10, 3600);
+    let directory = crate::IssuerDirectory::new("/token-request", std::slice::from_ref(&epoch));
+    std::fs::write(path, directory.to_json()).unwrap();
+    epoch
+}
+
+/// A token from `key` for `challenge`, issued locally (RFC 9578 §6).
+#[allow(clippy::unwrap_used)]
+pub fn mint(key: &crate::SigningKey, challenge: &crate::TokenChallenge) -> crate::Token {
+    let (request, pending) =
+        crate::issuance::request(key.public(), challenge.digest().unwrap()).unwrap();
+    pending.finalize(&key.sign(&request).unwrap()).unwrap()
+}
+
+/// A token that parses (type 0x0002, every byte `n`) but was never signed:
+/// for storage and codec tests.
+#[allow(clippy::unwrap_used)]
+pub fn unsigned_token(n: u8) -> crate::Token {
+    let mut bytes = vec![0x00, 0x02];
+    bytes.extend_from_slice(&[n; 32 + 32 + 32 + crate::NK]);
+    crate::Token::decode(&bytes).unwrap()
 }

@@ -108,13 +108,18 @@ impl PinnedConnection {
             .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
-        if !body.is_empty() {
-            stream
-                .send_data(Bytes::from(body))
-                .await
-                .map_err(|e| e.to_string())?;
+        // A server that has answered may stop reading the request (RFC 9114
+        // §4.1.1); the client must still take the complete response, so a
+        // failure to send the rest is not an error by itself.
+        let sent = async {
+            if !body.is_empty() {
+                stream.send_data(Bytes::from(body)).await?;
+            }
+            stream.finish().await
+        };
+        if let Err(e) = sent.await {
+            tracing::debug!(error = %e, "request body not fully sent; reading the response");
         }
-        stream.finish().await.map_err(|e| e.to_string())?;
         let response = stream.recv_response().await.map_err(|e| e.to_string())?;
         let mut received = Vec::new();
         while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {

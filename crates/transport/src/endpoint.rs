@@ -1,10 +1,42 @@
-//! quinn configurations for the three kinds of QUIC connection in a path:
+//! quinn configurations for the two QUIC connections of a path:
 //! client→ingress (outer), client→egress (inner, inside the outer's datagrams).
+//!
+//! # Congestion control of nested connections
+//!
+//! Each connection's sender runs its own controller ([`CongestionControl`]):
+//! for downloads the ingress sends on the outer connection and the egress on
+//! the inner one; for uploads the client sends on both. Inner packets ride in
+//! outer DATAGRAM frames, which the outer connection never retransmits, so one
+//! lost outer packet is also a lost inner packet and *both* controllers see
+//! it. A loss-based controller (Cubic, NewReno) treats each one as congestion:
+//! on a path with random loss (radio links, busy peering) the outer and the
+//! inner window both shrink on every loss and the path runs at a small
+//! fraction of its capacity (`docs/BENCHMARKS.md`, loss sweep).
+//!
+//! BBR estimates the bottleneck's rate and the path's minimum RTT and sends at
+//! that rate whatever the random loss, while still backing off when the
+//! queue it builds shows up as delivery rate not growing. That fits both
+//! layers:
+//!
+//! * inner: it is the end-to-end controller of the user's traffic (what TCP
+//!   would be without the relays), so it should behave like a good TCP.
+//! * outer: it only carries inner datagrams, whose sender already reacts to
+//!   congestion; the outer controller must still exist (RFC 9298's
+//!   performance considerations: the outer connection keeps congestion
+//!   control unless it knows for certain that the inner traffic has its own,
+//!   and an ingress cannot know that of a client's tunnel),
+//!   but it should not add a second, independent reaction to every random
+//!   loss. BBR bounds the outer rate by the measured bottleneck, which is
+//!   what protects the link, and leaves loss response to the inner one.
+//!
+//! So one setting applies to both layers of a process; relays and clients
+//! choose theirs in their config (`congestion`), measured by `bench/run`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::KeyPin;
+use openrelay_config::{CongestionControl, KeyPin};
+use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
@@ -37,6 +69,8 @@ pub struct Tuning {
     pub max_concurrent_bidi_streams: u32,
     /// Bytes of datagrams queued for sending before the oldest are dropped.
     pub datagram_send_buffer: usize,
+    /// The sender's congestion controller (see the module documentation).
+    pub congestion: CongestionControl,
 }
 
 impl Tuning {
@@ -53,6 +87,7 @@ impl Tuning {
             initial_mtu,
             max_concurrent_bidi_streams,
             datagram_send_buffer: 4 << 20,
+            congestion: CongestionControl::default(),
         }
     }
 
@@ -65,7 +100,14 @@ impl Tuning {
             // The client opens requests; the relays open none towards it.
             max_concurrent_bidi_streams: 0,
             datagram_send_buffer: 4 << 20,
+            congestion: CongestionControl::default(),
         }
+    }
+
+    /// The same tuning with another congestion controller.
+    pub fn with_congestion(mut self, congestion: CongestionControl) -> Self {
+        self.congestion = congestion;
+        self
     }
 
     fn transport(&self) -> TransportConfig {
@@ -91,6 +133,12 @@ impl Tuning {
             .datagram_send_buffer_size(self.datagram_send_buffer)
             .stream_receive_window(VarInt::from_u32(4 << 20))
             .send_window(32 << 20);
+        transport.congestion_controller_factory(match self.congestion {
+            CongestionControl::Bbr => Arc::new(BbrConfig::default())
+                as Arc<dyn quinn::congestion::ControllerFactory + Send + Sync>,
+            CongestionControl::Cubic => Arc::new(CubicConfig::default()),
+            CongestionControl::NewReno => Arc::new(NewRenoConfig::default()),
+        });
         transport
     }
 }

@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod h3util;
 pub mod identity;
 pub mod server;
+pub mod task;
 pub mod tcp_pump;
 pub mod tls;
 pub mod tunnel_socket;

@@ -313,12 +313,13 @@ impl Devnet {
                 .insert(name.to_owned(), pid.trim().parse().unwrap());
         }
         // Relays and the client, plus a registry and 3 validators unless
-        // --no-registry.
-        let extra_components = if extra.contains(&"--no-registry") {
+        // --no-registry, and the token issuer unless --no-tokens.
+        let registry = if extra.contains(&"--no-registry") {
             0
         } else {
             4
         };
+        let extra_components = registry + usize::from(!extra.contains(&"--no-tokens"));
         assert_eq!(
             devnet.pids.len(),
             2 * operators + 1 + extra_components,

@@ -1,18 +1,17 @@
 //! A real ingress on a loopback socket, a stand-in egress (a UDP socket that
 //! records what reaches it), issuer keys in a directory file, and a minimal
 //! connect-udp client made of quinn, h3 and the transport crate.
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use openrelay_config::{AdmissionConfig, KeyPin};
 use openrelay_ingress::{Ingress, IngressSettings};
-use openrelay_tokens::{EpochKey, IssuerDirectory, SigningKey, Token, TokenChallenge, issuance};
+use openrelay_tokens::{SigningKey, Token, TokenChallenge};
 use openrelay_transport::datagrams::DatagramSender;
 use openrelay_transport::endpoint::{self, OUTER_INITIAL_MTU, Tuning};
 use openrelay_transport::h3util;
@@ -30,25 +29,11 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// One issuer key for all tests (RSA key generation takes a while).
-pub fn issuer_key() -> &'static SigningKey {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| SigningKey::generate().unwrap())
-}
-
-/// Writes the issuer directory with `key` valid now.
-pub fn write_directory(path: &Path, key: &SigningKey) -> EpochKey {
-    let epoch = EpochKey::new(key.public().clone(), now() - 10, 3600);
-    let directory = IssuerDirectory::new("/token-request", std::slice::from_ref(&epoch));
-    std::fs::write(path, directory.to_json()).unwrap();
-    epoch
-}
+pub use openrelay_tokens::testing::{issuer_key, write_directory};
 
 /// A token from `key` for the ingress's challenge, issued locally.
 pub fn token(key: &SigningKey, issuer_name: &str) -> Token {
-    let digest = TokenChallenge::for_issuer(issuer_name).digest().unwrap();
-    let (request, pending) = issuance::request(key.public(), digest).unwrap();
-    pending.finalize(&key.sign(&request).unwrap()).unwrap()
+    openrelay_tokens::testing::mint(key, &TokenChallenge::for_issuer(issuer_name))
 }
 
 /// A stand-in egress: a UDP socket whose received datagrams tests inspect.
@@ -120,6 +105,7 @@ pub fn start_ingress(
         outbound_bind: None,
         admission,
         state_dir: state_dir.to_owned(),
+        congestion: Default::default(),
     };
     let ingress = Ingress::bind(settings, &identity).unwrap();
     let addr = ingress.local_addr().unwrap();

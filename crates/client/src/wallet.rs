@@ -1,0 +1,373 @@
+//! The token wallet: Privacy Pass tokens (RFC 9578 type 0x0002) the client
+//! holds, in pools by challenge (RFC 9577 §2.1.1): one pool of *access*
+//! tokens for ingress relays (the issuer's cross-origin challenge), and one
+//! pool of *payment* tokens per egress relay (the issuer's challenge scoped
+//! to that relay, [`TokenChallenge::for_relay`]). The issuer only ever sees
+//! blinded messages, so it learns neither which pool a token is for nor
+//! where it is spent.
+//!
+//! At rest the wallet is `wallet.bin` in the state directory, sealed with
+//! ChaCha20-Poly1305 under a random key in `wallet.key` (mode 0600): a copy
+//! of the wallet file alone (a backup, a synced folder) reveals and allows
+//! nothing, and a tampered file is refused rather than half-read. Whoever
+//! can read both files as the user can spend the tokens, as with any local
+//! credential.
+//!
+//! The file is the only copy: every operation locks `wallet.lock`, reads,
+//! changes and writes it back, so `openrelay account login` can add tokens
+//! while a client runs, and a token taken by one is never taken by another.
+//!
+//! The login session (a bearer the issuer gave at `openrelay account login`)
+//! is kept in the wallet too, so the client can top pools up in the
+//! background while the session lasts; after that, running low gives a clear
+//! message naming the command that fixes it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use openrelay_tokens::{Token, TokenChallenge, b64};
+use ring::aead::{self, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+/// The sealed wallet's file name in the state directory.
+pub const WALLET_FILE: &str = "wallet.bin";
+/// The wallet key's file name in the state directory.
+pub const KEY_FILE: &str = "wallet.key";
+/// The lock file serialising access to the wallet.
+pub const LOCK_FILE: &str = "wallet.lock";
+
+/// Version byte of the sealed file.
+const FORMAT: u8 = 1;
+
+/// Why the wallet cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalletError {
+    /// A file could not be read or written.
+    #[error("wallet file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The sealed file does not open with the key (tampered, truncated, or
+    /// another key).
+    #[error("wallet file {0} cannot be opened with {KEY_FILE}: tampered with, or from another key")]
+    Sealed(PathBuf),
+    /// The key file is not 32 bytes.
+    #[error("wallet key {0} is not a 32-byte key")]
+    BadKey(PathBuf),
+    /// A challenge could not be encoded.
+    #[error("challenge: {0}")]
+    Challenge(#[from] openrelay_tokens::ChallengeError),
+}
+
+/// What the wallet file holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Contents {
+    /// The issuer login session's bearer, and when it ends (Unix seconds).
+    session: Option<(String, u64)>,
+    /// Tokens (base64url, RFC 9577 §2.2.1 encoding) by challenge (base64url
+    /// of its encoding).
+    pools: BTreeMap<String, Vec<String>>,
+}
+
+/// A wallet in a state directory.
+pub struct Wallet {
+    file: PathBuf,
+    lock: PathBuf,
+    key: LessSafeKey,
+    // Serialises this process's own operations (the file lock serialises
+    // processes).
+    busy: Mutex<()>,
+}
+
+impl std::fmt::Debug for Wallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wallet")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalletError + '_ {
+    move |source| WalletError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The wallet's pool name for `challenge`.
+fn pool_of(challenge: &TokenChallenge) -> Result<String, WalletError> {
+    Ok(b64::encode(&challenge.encode()?))
+}
+
+impl Wallet {
+    /// Opens the wallet in `state_dir`, creating an empty one (and its key)
+    /// if there is none.
+    pub fn open(state_dir: &Path) -> Result<Self, WalletError> {
+        let key_path = state_dir.join(KEY_FILE);
+        let key_bytes = match std::fs::read(&key_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut fresh = [0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut fresh)
+                    .map_err(|_| io(&key_path)(std::io::Error::other("no randomness")))?;
+                openrelay_transport::identity::write_secret_file(&key_path, &fresh)
+                    .map_err(io(&key_path))?;
+                fresh.to_vec()
+            }
+            Err(e) => return Err(io(&key_path)(e)),
+        };
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &key_bytes)
+            .map_err(|_| WalletError::BadKey(key_path.clone()))?;
+        let wallet = Wallet {
+            file: state_dir.join(WALLET_FILE),
+            lock: state_dir.join(LOCK_FILE),
+            key: LessSafeKey::new(key),
+            busy: Mutex::new(()),
+        };
+        // Refuse a tampered wallet at start, not at first use.
+        wallet.read(|_| ())?;
+        Ok(wallet)
+    }
+
+    /// Runs `change` on the wallet's contents under both locks and writes
+    /// them back if `save`.
+    fn with<T>(
+        &self,
+        save: bool,
+        change: impl FnOnce(&mut Contents) -> T,
+    ) -> Result<T, WalletError> {
+        let _busy: MutexGuard<'_, ()> = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(io(&self.lock))?;
+        lock.lock().map_err(io(&self.lock))?;
+        let mut contents = match std::fs::read(&self.file) {
+            Ok(sealed) => self.unseal(sealed)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Contents::default(),
+            Err(e) => return Err(io(&self.file)(e)),
+        };
+        let result = change(&mut contents);
+        if save {
+            self.save(&contents)?;
+        }
+        Ok(result)
+    }
+
+    fn read<T>(&self, look: impl FnOnce(&Contents) -> T) -> Result<T, WalletError> {
+        self.with(false, |c| look(c))
+    }
+
+    /// `FORMAT ‖ nonce ‖ ChaCha20-Poly1305(JSON)`, the format byte as AAD.
+    fn unseal(&self, mut sealed: Vec<u8>) -> Result<Contents, WalletError> {
+        let refused = || WalletError::Sealed(self.file.clone());
+        if sealed.len() < 1 + aead::NONCE_LEN || sealed[0] != FORMAT {
+            return Err(refused());
+        }
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        nonce.copy_from_slice(&sealed[1..1 + aead::NONCE_LEN]);
+        let body = &mut sealed[1 + aead::NONCE_LEN..];
+        let plain = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from([FORMAT]),
+                body,
+            )
+            .map_err(|_| refused())?;
+        serde_json::from_slice(plain).map_err(|_| refused())
+    }
+
+    fn save(&self, contents: &Contents) -> Result<(), WalletError> {
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| io(&self.file)(std::io::Error::other("no randomness")))?;
+        let mut body =
+            serde_json::to_vec(contents).map_err(|e| io(&self.file)(std::io::Error::other(e)))?;
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from([FORMAT]),
+                &mut body,
+            )
+            .map_err(|_| io(&self.file)(std::io::Error::other("sealing failed")))?;
+        let mut sealed = vec![FORMAT];
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&body);
+        // Write then rename, so a crash never leaves half a wallet.
+        let temporary = self.file.with_extension("tmp");
+        openrelay_transport::identity::write_secret_file(&temporary, &sealed)
+            .and_then(|()| std::fs::rename(&temporary, &self.file))
+            .map_err(io(&self.file))
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut Contents) -> T) -> Result<T, WalletError> {
+        self.with(true, change)
+    }
+
+    /// Adds `tokens` for `challenge`.
+    pub fn add(&self, challenge: &TokenChallenge, tokens: &[Token]) -> Result<(), WalletError> {
+        let pool = pool_of(challenge)?;
+        self.update(|c| {
+            c.pools
+                .entry(pool)
+                .or_default()
+                .extend(tokens.iter().map(|t| b64::encode(&t.encode())));
+        })
+    }
+
+    /// Takes one token for `challenge` out of the wallet (saved before it is
+    /// handed out, so a token is never shown twice, even after a crash).
+    pub fn take(&self, challenge: &TokenChallenge) -> Result<Option<Token>, WalletError> {
+        let pool = pool_of(challenge)?;
+        self.update(|c| {
+            let tokens = c.pools.get_mut(&pool)?;
+            let token = loop {
+                let encoded = tokens.pop()?;
+                // A token that no longer parses (never written by us) is
+                // dropped rather than shown.
+                match b64::decode(&encoded).and_then(|b| Token::decode(&b).ok()) {
+                    Some(token) => break token,
+                    None => warn!("dropping an unreadable token from the wallet"),
+                }
+            };
+            if tokens.is_empty() {
+                c.pools.remove(&pool);
+            }
+            Some(token)
+        })
+    }
+
+    /// How many tokens the wallet holds for `challenge` (0 if it cannot be
+    /// read).
+    pub fn count(&self, challenge: &TokenChallenge) -> usize {
+        let Ok(pool) = pool_of(challenge) else {
+            return 0;
+        };
+        self.read(|c| c.pools.get(&pool).map_or(0, Vec::len))
+            .unwrap_or(0)
+    }
+
+    /// How many tokens the wallet holds in all (0 if it cannot be read).
+    pub fn balance(&self) -> usize {
+        self.read(|c| c.pools.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Keeps the issuer session `bearer`, valid until `expires`.
+    pub fn set_session(&self, bearer: String, expires: u64) -> Result<(), WalletError> {
+        self.update(|c| c.session = Some((bearer, expires)))
+    }
+
+    /// Forgets the issuer session (the issuer no longer knows it).
+    pub fn clear_session(&self) -> Result<(), WalletError> {
+        self.update(|c| c.session = None)
+    }
+
+    /// The issuer session's bearer if it is still valid at `now`.
+    pub fn session(&self, now: u64) -> Option<String> {
+        self.read(|c| {
+            c.session
+                .as_ref()
+                .filter(|(_, expires)| *expires > now)
+                .map(|(bearer, _)| bearer.clone())
+        })
+        .ok()
+        .flatten()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    use openrelay_tokens::testing::unsigned_token as token;
+
+    #[test]
+    fn tokens_persist_sealed_and_are_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = TokenChallenge::for_issuer("issuer.example");
+        let pay = TokenChallenge::for_relay("issuer.example", "ed25519:relay");
+        {
+            let wallet = Wallet::open(dir.path()).unwrap();
+            wallet.add(&access, &[token(1), token(2)]).unwrap();
+            wallet.add(&pay, &[token(3)]).unwrap();
+            wallet.set_session("bearer".into(), 100).unwrap();
+        }
+        let sealed = std::fs::read(dir.path().join(WALLET_FILE)).unwrap();
+        let needle = b64::encode(&token(1).encode());
+        assert!(!String::from_utf8_lossy(&sealed).contains(&needle));
+        assert!(!String::from_utf8_lossy(&sealed).contains("bearer"));
+
+        let wallet = Wallet::open(dir.path()).unwrap();
+        assert_eq!((wallet.count(&access), wallet.count(&pay)), (2, 1));
+        assert_eq!(wallet.balance(), 3);
+        assert_eq!(wallet.session(99).as_deref(), Some("bearer"));
+        assert_eq!(wallet.session(100), None);
+        assert_eq!(wallet.take(&pay).unwrap(), Some(token(3)));
+        assert_eq!(wallet.take(&pay).unwrap(), None);
+        let reopened = Wallet::open(dir.path()).unwrap();
+        assert_eq!(reopened.count(&pay), 0);
+        assert_eq!(reopened.count(&access), 2);
+    }
+
+    #[test]
+    fn two_openers_share_one_wallet_and_never_take_a_token_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = TokenChallenge::for_issuer("issuer.example");
+        let client = Wallet::open(dir.path()).unwrap();
+        let login = Wallet::open(dir.path()).unwrap();
+        login.add(&access, &[token(1), token(2)]).unwrap();
+        assert_eq!(client.count(&access), 2);
+        let taken: Vec<Token> = std::thread::scope(|s| {
+            let a = s.spawn(|| client.take(&access).unwrap());
+            let b = s.spawn(|| login.take(&access).unwrap());
+            [a.join().unwrap(), b.join().unwrap()]
+                .into_iter()
+                .flatten()
+                .collect()
+        });
+        assert_eq!(taken.len(), 2);
+        assert_ne!(taken[0], taken[1]);
+        assert_eq!(client.take(&access).unwrap(), None);
+    }
+
+    #[test]
+    fn a_tampered_wallet_or_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = TokenChallenge::for_issuer("issuer.example");
+        Wallet::open(dir.path())
+            .unwrap()
+            .add(&access, &[token(1)])
+            .unwrap();
+        let path = dir.path().join(WALLET_FILE);
+        let mut sealed = std::fs::read(&path).unwrap();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        std::fs::write(&path, &sealed).unwrap();
+        let error = Wallet::open(dir.path()).unwrap_err();
+        assert!(matches!(error, WalletError::Sealed(_)), "{error}");
+        sealed[last] ^= 1;
+        std::fs::write(&path, &sealed).unwrap();
+        std::fs::write(dir.path().join(KEY_FILE), [7u8; 32]).unwrap();
+        assert!(matches!(
+            Wallet::open(dir.path()).unwrap_err(),
+            WalletError::Sealed(_)
+        ));
+    }
+}

@@ -1,0 +1,129 @@
+//! `[egress.payment]`: pay-as-you-go at an egress relay. Clients pay one
+//! Privacy Pass token per quantum of traffic or time, inside their encrypted
+//! connection; a session whose due token does not arrive within the grace
+//! window is closed. Absent, the egress serves without payment, as before.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AdmissionConfig, ConfigError, RegistryEndpoint};
+
+/// How an egress charges its sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentConfig {
+    /// One token buys this many MiB carried ...
+    #[serde(default = "default_quantum_mib")]
+    pub quantum_mib: u64,
+    /// ... or this many seconds of session, whichever runs out first.
+    #[serde(default = "default_quantum_secs")]
+    pub quantum_secs: u64,
+    /// A due token must arrive within this many seconds.
+    #[serde(default = "default_grace_secs")]
+    pub grace_secs: u64,
+    /// Where collected tokens are redeemed for the operator: the issuer's
+    /// address and key. Absent: tokens accumulate in the relay's ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_at: Option<RegistryEndpoint>,
+    /// How often collected tokens are settled.
+    #[serde(default = "default_settle_secs")]
+    pub settle_secs: u64,
+    /// The tokens: their issuer, its keys and the double-spend set (as for
+    /// `[ingress.admission]`; a separate set, since these tokens are for
+    /// another challenge).
+    pub tokens: AdmissionConfig,
+}
+
+fn default_settle_secs() -> u64 {
+    60
+}
+
+fn default_quantum_mib() -> u64 {
+    256
+}
+fn default_quantum_secs() -> u64 {
+    600
+}
+fn default_grace_secs() -> u64 {
+    10
+}
+
+impl PaymentConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("egress.payment.quantum_mib", self.quantum_mib),
+            ("egress.payment.quantum_secs", self.quantum_secs),
+            ("egress.payment.grace_secs", self.grace_secs),
+            ("egress.payment.settle_secs", self.settle_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        if self.quantum_mib > 1 << 30 {
+            return Err(ConfigError::invalid(
+                "egress.payment.quantum_mib",
+                "at most 2^30 MiB",
+            ));
+        }
+        self.tokens.validate_at("egress.payment.tokens")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::{ConfigError, RelayConfig};
+
+    const EGRESS: &str = include_str!("../../../examples/egress.toml");
+
+    fn with_payment(section: &str) -> String {
+        format!("{EGRESS}\n[egress.payment]\n{section}")
+    }
+
+    const TOKENS: &str = "[egress.payment.tokens]\nissuer_name = \"issuer.example:4450\"\nissuer_keys = \"/k.json\"\n";
+
+    #[test]
+    fn payment_is_opt_in_with_defaults_and_checked() {
+        let plain = RelayConfig::from_toml(EGRESS).unwrap();
+        assert_eq!(plain.egress.unwrap().payment, None);
+
+        let config =
+            RelayConfig::from_toml(&with_payment(&format!("grace_secs = 5\n{TOKENS}"))).unwrap();
+        let payment = config.egress.as_ref().unwrap().payment.clone().unwrap();
+        assert_eq!(
+            (
+                payment.quantum_mib,
+                payment.quantum_secs,
+                payment.grace_secs
+            ),
+            (256, 600, 5)
+        );
+        assert_eq!(
+            RelayConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+            config
+        );
+
+        for (text, field) in [
+            (
+                format!("quantum_mib = 0\n{TOKENS}"),
+                "egress.payment.quantum_mib",
+            ),
+            (
+                format!("grace_secs = 0\n{TOKENS}"),
+                "egress.payment.grace_secs",
+            ),
+            (
+                TOKENS.replace("issuer.example:4450", ""),
+                "egress.payment.tokens.issuer_name",
+            ),
+        ] {
+            let error = RelayConfig::from_toml(&with_payment(&text)).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Invalid { field: f, .. } if f == field),
+                "{field}: {error}"
+            );
+        }
+        let error = RelayConfig::from_toml(&with_payment("quantum_mib = 1\n")).unwrap_err();
+        assert!(error.to_string().contains("tokens"), "{error}");
+    }
+}

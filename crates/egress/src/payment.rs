@@ -1,0 +1,398 @@
+//! Pay-as-you-go sessions (opt-in, `[egress.payment]`).
+//!
+//! A session is one inner QUIC connection from a client; it is metered by a
+//! [`Meter`] (one token per quantum of bytes or time, a grace window for each
+//! due token) and paid inside the encrypted connection, so the ingress never
+//! sees payments and the egress never learns who paid (Privacy Pass tokens
+//! are unlinkable to their issuance, RFC 9576 §3.3).
+//!
+//! # The payment request
+//! `POST /.well-known/openrelay/pay` with `Authorization: PrivateToken
+//! token=...` (RFC 9577 §2.2). The token must be for this relay's challenge:
+//! the configured issuer, and `origin_info` naming this relay by its key pin
+//! (RFC 9577 §2.1.1), so a token collected here can be redeemed only for this
+//! relay (see the issuer's settlement). A valid, unspent token pays one
+//! quantum, and the response is *held* until the next token is due soon
+//! (a quarter of a quantum left, or due): the answer `200` then tells the
+//! client to pay again, so a paying client is never held up and needs no
+//! meter of its own. Refusals are answered at once, as the ingress answers
+//! admission refusals ([`openrelay_tokens::gate`]): 401 with a
+//! `WWW-Authenticate: PrivateToken` challenge (how a client learns this
+//! relay's challenge), 400 for a malformed token, 503 if the double-spend
+//! set is unreachable.
+//!
+//! A session whose due token does not arrive within the grace window is
+//! closed with QUIC application error [`PAYMENT_OVERDUE`] and the reason
+//! `payment overdue`. Collected tokens are kept in the [`Ledger`] until
+//! they are settled at the issuer.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use openrelay_config::{PaymentConfig, RegistryEndpoint};
+use openrelay_tokens::TokenChallenge;
+use openrelay_tokens::gate::{GateError, Refusal, TokenGate};
+use openrelay_tokens::settlement::{self, Receipt, Settlement};
+use openrelay_tokens::spent::open_store;
+use openrelay_transport::call::PinnedConnection;
+use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::identity::Identity;
+use openrelay_transport::server::{self, ServerStream};
+use openrelay_transport::tcp_pump::PumpCounters;
+use openrelay_transport::udp;
+use openrelay_transport::udp_bridge::BridgeCounters;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::ledger::{Ledger, LedgerError, Total};
+use crate::meter::{Meter, PaymentTerms, Standing};
+use crate::{EgressStats, PROXY_NAME};
+
+/// The payment request's path.
+pub use openrelay_tokens::PAYMENT_PATH as PAY_PATH;
+
+/// The QUIC application error code a session is closed with when a due
+/// token did not arrive in time (in no registered HTTP/3 range).
+pub const PAYMENT_OVERDUE: u32 = 0x4f52_5001;
+
+/// The embedded double-spend set of payment tokens in the state directory.
+pub const SPENT_FILE: &str = "payment-spent-tokens.redb";
+
+/// How often a session's standing is checked.
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why payments could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PaymentError {
+    /// The issuer keys or the challenge are unusable.
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// The double-spend set could not be opened.
+    #[error(transparent)]
+    Store(#[from] openrelay_tokens::SpentError),
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Where and how often collected tokens are settled.
+#[derive(Debug)]
+struct Settling {
+    issuer: RegistryEndpoint,
+    every: Duration,
+    state_dir: std::path::PathBuf,
+    operator: String,
+}
+
+/// One metered session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    meter: Mutex<Meter>,
+    started: Instant,
+    /// TCP payload carried for this session.
+    pub(crate) tcp: PumpCounters,
+    /// UDP payload carried for this session.
+    pub(crate) udp: Arc<BridgeCounters>,
+    /// Signalled when the standing may have changed.
+    changed: Notify,
+}
+
+impl Session {
+    fn new(terms: PaymentTerms) -> Self {
+        Session {
+            meter: Mutex::new(Meter::new(terms)),
+            started: Instant::now(),
+            tcp: PumpCounters::default(),
+            udp: Arc::new(BridgeCounters::default()),
+            changed: Notify::new(),
+        }
+    }
+
+    fn meter(&self) -> MutexGuard<'_, Meter> {
+        self.meter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bytes(&self) -> u64 {
+        [
+            &self.tcp.from_tcp,
+            &self.tcp.to_tcp,
+            &self.udp.bytes_in,
+            &self.udp.bytes_out,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .fold(0, u64::saturating_add)
+    }
+
+    fn standing(&self) -> Standing {
+        let bytes = self.bytes();
+        self.meter().observe(bytes, self.started.elapsed())
+    }
+
+    /// Whether the client should pay again now: a token is due, or less
+    /// than a quarter of a quantum (bytes or time) is left.
+    fn wants_token(&self) -> bool {
+        let terms = *self.meter().terms();
+        match self.standing() {
+            Standing::Paid {
+                bytes_left,
+                time_left,
+            } => bytes_left < terms.quantum_bytes / 4 || time_left < terms.quantum_time / 4,
+            Standing::Due { .. } | Standing::Overdue { .. } => true,
+        }
+    }
+
+    fn add_to(&self, stats: &EgressStats) {
+        for (from, to) in [
+            (&self.tcp.from_tcp, &stats.tcp.from_tcp),
+            (&self.tcp.to_tcp, &stats.tcp.to_tcp),
+            (&self.udp.bytes_in, &stats.udp.bytes_in),
+            (&self.udp.bytes_out, &stats.udp.bytes_out),
+        ] {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The egress's payment desk: the token gate, the terms, the open sessions.
+#[derive(Debug)]
+pub struct Payments {
+    gate: Arc<TokenGate>,
+    ledger: Arc<Ledger>,
+    terms: PaymentTerms,
+    settlement: Option<Settling>,
+    sessions: Mutex<HashMap<usize, Arc<Session>>>,
+}
+
+impl Payments {
+    /// Sets up payments for the relay of `identity`, run by `operator`.
+    pub fn open(
+        config: &PaymentConfig,
+        identity: &Identity,
+        operator: &str,
+        state_dir: &Path,
+    ) -> Result<Self, PaymentError> {
+        let relay = identity.pin().to_string();
+        let tokens = &config.tokens;
+        let spent = open_store(
+            tokens.redis_url.as_deref(),
+            &tokens
+                .spent_path
+                .clone()
+                .unwrap_or_else(|| state_dir.join(SPENT_FILE)),
+        )?;
+        let gate = TokenGate::new(
+            &TokenChallenge::for_relay(&tokens.issuer_name, &relay),
+            &tokens.issuer_keys,
+            Duration::from_secs(tokens.keys_refresh_secs),
+            spent,
+        )?;
+        Ok(Payments {
+            gate: Arc::new(gate),
+            ledger: Arc::new(Ledger::open(state_dir)?),
+            terms: PaymentTerms::new(
+                config.quantum_mib.saturating_mul(1 << 20),
+                Duration::from_secs(config.quantum_secs),
+                Duration::from_secs(config.grace_secs),
+            ),
+            sessions: Mutex::new(HashMap::new()),
+            settlement: config.settle_at.as_ref().map(|issuer| Settling {
+                issuer: issuer.clone(),
+                every: Duration::from_secs(config.settle_secs),
+                state_dir: state_dir.to_owned(),
+                operator: operator.to_owned(),
+            }),
+        })
+    }
+
+    /// Settles collected tokens at the issuer every `settle_secs` (forever;
+    /// abort to stop). Tokens stay in the ledger until the issuer answered
+    /// for them, so nothing is lost while it is unreachable.
+    pub async fn settle(self: Arc<Self>) {
+        let Some(settling) = &self.settlement else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(settling.every).await;
+            match self.settle_once(settling).await {
+                Ok(None) => {}
+                Ok(Some(receipt)) => info!(
+                    redeemed = receipt.redeemed,
+                    refused = receipt.refused.len(),
+                    "tokens settled"
+                ),
+                Err(e) => warn!(error = %e, "settlement failed; tokens kept for the next try"),
+            }
+        }
+    }
+
+    async fn settle_once(&self, settling: &Settling) -> Result<Option<Receipt>, String> {
+        let tokens = self
+            .ledger
+            .unsettled(settlement::MAX_TOKENS)
+            .map_err(|e| e.to_string())?;
+        if tokens.is_empty() {
+            return Ok(None);
+        }
+        let total = |t| self.ledger.total(t).map_err(|e| e.to_string());
+        let bytes = total(Total::BytesCarried)?.saturating_sub(total(Total::BytesReported)?);
+        // The relay key signs; it is read from the state directory rather
+        // than held, as relays hold it only for TLS.
+        let identity = Identity::load_or_create(&settling.state_dir).map_err(|e| e.to_string())?;
+        let body = Settlement {
+            relay: *identity.pin().as_bytes(),
+            operator: settling.operator.clone(),
+            bytes_carried: bytes,
+            tokens: tokens.clone(),
+        }
+        .encode()
+        .ok_or("settlement over its limits")?;
+        let signature = identity.sign(&body).map_err(|e| e.to_string())?;
+        let issuer = &settling.issuer;
+        let quic =
+            udp::endpoint(udp::local_for(None, issuer.addr), None).map_err(|e| e.to_string())?;
+        let connection =
+            PinnedConnection::connect(&quic, issuer.addr, issuer.key, OUTER_INITIAL_MTU).await?;
+        let header = http::HeaderName::from_static(settlement::SIGNATURE_HEADER);
+        let response = connection
+            .request(
+                http::Method::POST,
+                settlement::SETTLE_PATH,
+                &[(header, openrelay_tokens::b64::encode(&signature))],
+                body,
+            )
+            .await?;
+        if response.status != 200 {
+            return Err(format!(
+                "issuer answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body).trim()
+            ));
+        }
+        let receipt: Receipt = serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
+        self.ledger
+            .settled(&tokens, receipt.redeemed as u64, bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(receipt))
+    }
+
+    /// Keeps the issuer keys current (forever; abort to stop).
+    pub async fn refresh_keys(self: Arc<Self>) {
+        Arc::clone(&self.gate).refresh_keys().await;
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<usize, Arc<Session>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The session of `connection`, starting it (and its meter's clock) at
+    /// the connection's first request.
+    pub(crate) fn session(
+        self: &Arc<Self>,
+        connection: &quinn::Connection,
+        stats: &Arc<crate::Shared>,
+    ) -> Arc<Session> {
+        let id = connection.stable_id();
+        let mut sessions = self.sessions();
+        if let Some(session) = sessions.get(&id) {
+            return Arc::clone(session);
+        }
+        let session = Arc::new(Session::new(self.terms));
+        sessions.insert(id, Arc::clone(&session));
+        tokio::spawn(Arc::clone(self).enforce(
+            id,
+            Arc::clone(&session),
+            connection.clone(),
+            Arc::clone(stats),
+        ));
+        session
+    }
+
+    /// Closes the session's connection once a due token is overdue; ends
+    /// with the connection.
+    async fn enforce(
+        self: Arc<Self>,
+        id: usize,
+        session: Arc<Session>,
+        connection: quinn::Connection,
+        shared: Arc<crate::Shared>,
+    ) {
+        loop {
+            if let Standing::Overdue { paid } = session.standing() {
+                info!(paid, "session closed: payment overdue");
+                connection.close(PAYMENT_OVERDUE.into(), b"payment overdue");
+                break;
+            }
+            if session.wants_token() {
+                session.changed.notify_waiters();
+            }
+            tokio::select! {
+                _ = connection.closed() => break,
+                () = tokio::time::sleep(CHECK_INTERVAL) => {}
+            }
+        }
+        self.sessions().remove(&id);
+        session.add_to(&shared.stats);
+        if let Err(e) = self.ledger.carried(session.bytes()) {
+            warn!(error = %e, "bytes carried not recorded");
+        }
+        session.changed.notify_waiters();
+    }
+
+    /// Serves one payment request on `session`; see the [module
+    /// documentation](self).
+    pub(crate) async fn pay(
+        &self,
+        request: http::Request<()>,
+        mut stream: ServerStream,
+        session: Arc<Session>,
+    ) {
+        let token = match self.gate.admit(request.headers()).await {
+            Ok(token) => token,
+            Err(refusal) => {
+                debug!(reason = refusal.details(), "payment refused");
+                return refuse(stream, &refusal, &self.gate).await;
+            }
+        };
+        // Spent already (the gate's double-spend set): a failure to keep it
+        // for settlement costs this relay the token, not the client.
+        if let Err(e) = self.ledger.collect(&token) {
+            warn!(error = %e, "collected token not kept for settlement");
+        }
+        session.meter().pay();
+        let paid = session.meter().paid();
+        debug!(paid, "payment accepted");
+        // Hold the answer until the next token is wanted (or the session
+        // ends): the answer is the client's cue to pay again.
+        while !session.wants_token() {
+            let changed = session.changed.notified();
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(CHECK_INTERVAL) => {}
+            }
+        }
+        let response = http::Response::builder()
+            .status(http::StatusCode::OK)
+            .header("openrelay-paid-quanta", paid.to_string())
+            .body(());
+        if let Ok(response) = response {
+            let _ = stream.send_response(response).await;
+            let _ = stream.finish().await;
+        }
+    }
+}
+
+/// Answers a refused payment (the token is never logged).
+async fn refuse(stream: ServerStream, refusal: &Refusal, gate: &TokenGate) {
+    let (status, details, challenge) = gate.answer(refusal);
+    server::respond_denied(stream, status, PROXY_NAME, details, challenge).await;
+}

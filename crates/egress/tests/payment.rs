@@ -1,0 +1,410 @@
+//! Pay-as-you-go on a real egress (loopback QUIC, in-process): an unpaid
+//! session is closed after its grace window with a clear reason; a paying
+//! session is asked for its next token before it is due and stays open as
+//! long as it pays; tokens for another challenge, forged or spent ones are
+//! refused with the challenge to use; every accepted token is in the ledger.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use openrelay_config::RelayConfig;
+use openrelay_egress::ledger::{Ledger, Total};
+use openrelay_egress::payment::PAYMENT_OVERDUE;
+use openrelay_egress::{Egress, EgressSettings};
+use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
+use openrelay_tokens::testing::{issuer_key, mint, write_directory};
+use openrelay_tokens::{PAYMENT_PATH, Token, TokenChallenge};
+use openrelay_transport::call::{PinnedConnection, Response};
+use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::identity::Identity;
+use openrelay_transport::udp;
+
+const ISSUER: &str = "issuer.test:4450";
+
+struct RunningEgress {
+    addr: SocketAddr,
+    issuer: String,
+    identity: Identity,
+    state: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningEgress {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An egress charging one token per `quantum_secs` of session, with
+/// `grace_secs` for a due token, taking tokens of a local test issuer.
+fn start_egress(quantum_secs: u64, grace_secs: u64) -> RunningEgress {
+    let state = tempfile::tempdir().unwrap();
+    let keys = state.path().join("issuer-directory.json");
+    write_directory(&keys, issuer_key());
+    start_egress_with(state, quantum_secs, grace_secs, ISSUER, &keys, "")
+}
+
+/// An egress with its payment settings: `extra` is more `[egress.payment]`
+/// keys (e.g. where to settle).
+fn start_egress_with(
+    state: tempfile::TempDir,
+    quantum_secs: u64,
+    grace_secs: u64,
+    issuer: &str,
+    keys: &std::path::Path,
+    extra: &str,
+) -> RunningEgress {
+    let config = RelayConfig::from_toml(&format!(
+        r#"
+role = "egress"
+operator = "test"
+listen = "127.0.0.1:0"
+state_dir = "{state}"
+
+[egress.payment]
+quantum_secs = {quantum_secs}
+grace_secs = {grace_secs}
+{extra}
+
+[egress.payment.tokens]
+issuer_name = "{issuer}"
+issuer_keys = "{keys}"
+"#,
+        state = state.path().display(),
+        keys = keys.display(),
+    ))
+    .unwrap();
+    let identity = Identity::load_or_create(state.path()).unwrap();
+    let egress = Egress::bind(EgressSettings::from_config(&config).unwrap(), &identity).unwrap();
+    let addr = egress.local_addr().unwrap();
+    let task = tokio::spawn(egress.serve(std::future::pending()));
+    RunningEgress {
+        addr,
+        issuer: issuer.to_owned(),
+        identity,
+        state,
+        task,
+    }
+}
+
+impl RunningEgress {
+    async fn session(&self) -> (PinnedConnection, quinn::Endpoint) {
+        let quic = udp::endpoint(udp::local_for(None, self.addr), None).unwrap();
+        let connection =
+            PinnedConnection::connect(&quic, self.addr, self.identity.pin(), OUTER_INITIAL_MTU)
+                .await
+                .unwrap();
+        (connection, quic)
+    }
+
+    fn challenge(&self) -> TokenChallenge {
+        TokenChallenge::for_relay(&self.issuer, self.identity.pin().to_string())
+    }
+
+    fn ledger(&self) -> Ledger {
+        Ledger::open(self.state.path()).unwrap()
+    }
+}
+
+async fn pay(session: &PinnedConnection, token: Option<&Token>) -> Response {
+    let headers: Vec<_> = token
+        .map(|t| (http::header::AUTHORIZATION, build_authorization(t)))
+        .into_iter()
+        .collect();
+    session
+        .request(http::Method::POST, PAYMENT_PATH, &headers, Vec::new())
+        .await
+        .unwrap()
+}
+
+fn details(response: &Response) -> String {
+    response
+        .headers
+        .get("proxy-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Waits until the session is closed, at most `limit`.
+async fn closed_within(
+    session: &PinnedConnection,
+    limit: Duration,
+) -> Option<quinn::ConnectionError> {
+    tokio::time::timeout(limit, session.connection().closed())
+        .await
+        .ok()
+}
+
+fn closed_for_payment(error: Option<&quinn::ConnectionError>) -> bool {
+    matches!(
+        error,
+        Some(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == quinn::VarInt::from_u32(PAYMENT_OVERDUE)
+                && &close.reason[..] == b"payment overdue"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaid_session_is_told_the_challenge_and_closed_after_grace() {
+    let egress = start_egress(60, 1);
+    let (session, _quic) = egress.session().await;
+    let started = Instant::now();
+    // No token: 401 and the challenge to pay with, scoped to this relay.
+    let answer = pay(&session, None).await;
+    assert_eq!(answer.status, 401, "{}", details(&answer));
+    let header = answer.headers.get(http::header::WWW_AUTHENTICATE).unwrap();
+    let challenges = parse_www_authenticate(header.to_str().unwrap()).unwrap();
+    let challenge = TokenChallenge::decode(&challenges[0].challenge).unwrap();
+    assert_eq!(challenge, egress.challenge());
+    // Nothing else arrives: the session is closed, with a reason.
+    let error = closed_within(&session, Duration::from_secs(10)).await;
+    assert!(closed_for_payment(error.as_ref()), "{error:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paying_session_is_asked_ahead_and_stays_open_while_it_pays() {
+    // One token per 2 s of session; 1 s of grace.
+    let egress = start_egress(2, 1);
+    let (session, _quic) = egress.session().await;
+    let key = issuer_key();
+    let started = Instant::now();
+    let mut paid = 0u64;
+    // Each answer comes when the next token is due soon (a quarter of a
+    // quantum left): pay again at once, for about three quanta.
+    while started.elapsed() < Duration::from_secs(5) {
+        let answer = pay(&session, Some(&mint(key, &egress.challenge()))).await;
+        assert_eq!(answer.status, 200, "{}", details(&answer));
+        paid += 1;
+        assert!(session.connection().close_reason().is_none());
+    }
+    // Asked ahead, once per quantum: about one token per 2 s.
+    assert!((3..=5).contains(&paid), "paid {paid} tokens in 5 s");
+
+    // Refusals leave the session as it was: another challenge, a forged
+    // token, a spent one.
+    let access = mint(key, &TokenChallenge::for_issuer(ISSUER));
+    let answer = pay(&session, Some(&access)).await;
+    assert_eq!(answer.status, 401);
+    assert!(
+        details(&answer).contains("token for another challenge"),
+        "{}",
+        details(&answer)
+    );
+    let mut forged = mint(key, &egress.challenge());
+    forged.authenticator[3] ^= 1;
+    let answer = pay(&session, Some(&forged)).await;
+    assert!(
+        details(&answer).contains("bad token signature"),
+        "{}",
+        details(&answer)
+    );
+    let token = mint(key, &egress.challenge());
+    assert_eq!(pay(&session, Some(&token)).await.status, 200);
+    paid += 1;
+    let answer = pay(&session, Some(&token)).await;
+    assert!(
+        details(&answer).contains("token already spent"),
+        "{}",
+        details(&answer)
+    );
+
+    // It stops paying: closed once its paid time and the grace are over.
+    let error = closed_within(&session, Duration::from_secs(10)).await;
+    assert!(closed_for_payment(error.as_ref()), "{error:?}");
+    // Every accepted token waits in the ledger for settlement.
+    drop(session);
+    egress.task.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ledger = egress.ledger();
+    assert_eq!(ledger.total(Total::TokensCollected).unwrap(), paid);
+    assert_eq!(
+        ledger.unsettled(100).unwrap().len(),
+        usize::try_from(paid).unwrap()
+    );
+}
+
+/// An egress answers a refused payment without reading the rest of the
+/// request and stops the request stream (RFC 9114 §4.1.1); the client must
+/// still take every answer (this once lost one request in a hundred).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_sent_before_the_request_ends_all_arrive() {
+    let egress = start_egress(60, 30);
+    let (session, _quic) = egress.session().await;
+    for i in 0..300 {
+        let answer = session
+            .request(http::Method::POST, PAYMENT_PATH, &[], Vec::new())
+            .await;
+        assert!(
+            answer.as_ref().is_ok_and(|a| a.status == 401),
+            "request {i}: {answer:?}"
+        );
+    }
+}
+
+/// Settlement with a real issuer: a client pays the egress with tokens it
+/// got from the issuer; the egress redeems them for its operator, once; the
+/// same tokens are refused when redeemed again, or by another relay (which
+/// did not collect them), and an unsigned claim is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
+    use openrelay_issuer::{IssuerClient, IssuerService};
+    use openrelay_tokens::settlement::{LEDGER_PATH, OperatorLedger, Receipt, Settlement};
+
+    let issuer_state = tempfile::tempdir().unwrap();
+    let issuer_config = openrelay_config::IssuerConfig::from_toml(&format!(
+        "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nissuer_name = \"issuer.test\"\n",
+        issuer_state.path()
+    ))
+    .unwrap();
+    let issuer_identity = Identity::generate().unwrap();
+    let service = std::sync::Arc::new(IssuerService::new(&issuer_config).unwrap());
+    let endpoint = IssuerService::bind(&issuer_config, &issuer_identity).unwrap();
+    let issuer_addr = endpoint.local_addr().unwrap();
+    let issuer_task = tokio::spawn(service.run(endpoint, std::future::pending()));
+
+    let keys = issuer_state
+        .path()
+        .join(openrelay_issuer::keys::DIRECTORY_FILE);
+    let egress = start_egress_with(
+        tempfile::tempdir().unwrap(),
+        60,
+        30,
+        "issuer.test",
+        &keys,
+        &format!(
+            "settle_secs = 1\nsettle_at = {{ addr = \"{issuer_addr}\", key = \"{}\" }}",
+            issuer_identity.pin()
+        ),
+    );
+
+    // A client pays with three tokens from its account.
+    let account = IssuerClient::connect(issuer_addr, issuer_identity.pin())
+        .await
+        .unwrap();
+    account.register("alice", "correct horse").await.unwrap();
+    let login = account.login("alice", "correct horse").await.unwrap();
+    let key = account.directory().await.unwrap().epoch_keys().unwrap()[0]
+        .key
+        .clone();
+    let tokens = account
+        .fetch_tokens(&login, &key, &egress.challenge(), 3)
+        .await
+        .unwrap();
+    let (session, _quic) = egress.session().await;
+    // Paid ahead of a 60 s quantum: each answer is held until the next
+    // token is due, so do not wait for it.
+    for token in &tokens {
+        let _ = tokio::time::timeout(Duration::from_millis(500), pay(&session, Some(token))).await;
+    }
+
+    // Settled within a few seconds, credited to the operator.
+    let issuer = PinnedConnection::connect(
+        &udp::endpoint(udp::local_for(None, issuer_addr), None).unwrap(),
+        issuer_addr,
+        issuer_identity.pin(),
+        OUTER_INITIAL_MTU,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ledger = loop {
+        let answer = issuer
+            .request(
+                http::Method::GET,
+                &format!("{LEDGER_PATH}?operator=test"),
+                &[],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let ledger: OperatorLedger = serde_json::from_slice(&answer.body).unwrap();
+        if ledger.tokens_redeemed == 3 || Instant::now() > deadline {
+            break ledger;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ledger.tokens_redeemed, 3, "{ledger:?}");
+
+    // The same tokens again, by the relay that collected them: refused.
+    let claim = |relay: &Identity| {
+        Settlement {
+            relay: *relay.pin().as_bytes(),
+            operator: "test".into(),
+            bytes_carried: 0,
+            tokens: tokens.clone(),
+        }
+        .encode()
+        .unwrap()
+    };
+    let body = claim(&egress.identity);
+    let answer = settle(
+        &issuer,
+        body.clone(),
+        Some(egress.identity.sign(&body).unwrap()),
+    )
+    .await
+    .unwrap();
+    let receipt: Receipt = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(receipt.redeemed, 0);
+    assert!(
+        receipt
+            .refused
+            .iter()
+            .all(|r| r.reason == "already redeemed"),
+        "{receipt:?}"
+    );
+
+    // By another relay (its own key, so its own signature): not its tokens.
+    let other = Identity::generate().unwrap();
+    let body = claim(&other);
+    let answer = settle(&issuer, body.clone(), Some(other.sign(&body).unwrap()))
+        .await
+        .unwrap();
+    let receipt: Receipt = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(receipt.redeemed, 0);
+    assert_eq!(receipt.refused.len(), 3);
+    assert!(
+        receipt
+            .refused
+            .iter()
+            .all(|r| r.reason == "not collected by this relay"),
+        "{receipt:?}"
+    );
+
+    // Claiming to be the collecting relay without its key: 401.
+    let body = claim(&egress.identity);
+    let answer = settle(&issuer, body.clone(), Some(other.sign(&body).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 401);
+    let answer = settle(&issuer, body, None).await.unwrap();
+    assert_eq!(answer.status, 401);
+    issuer_task.abort();
+}
+
+/// A settlement request with `body` and, if given, `signature`.
+async fn settle(
+    issuer: &PinnedConnection,
+    body: Vec<u8>,
+    signature: Option<[u8; 64]>,
+) -> Result<Response, String> {
+    let headers: Vec<_> = signature
+        .map(|s| {
+            (
+                http::HeaderName::from_static(openrelay_tokens::settlement::SIGNATURE_HEADER),
+                openrelay_tokens::b64::encode(&s),
+            )
+        })
+        .into_iter()
+        .collect();
+    issuer
+        .request(
+            http::Method::POST,
+            openrelay_tokens::settlement::SETTLE_PATH,
+            &headers,
+            body,
+        )
+        .await
+}
