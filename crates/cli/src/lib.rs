@@ -638,12 +638,16 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the openrelay executable")?;
     let pids_file = options.state_dir.join("devnet.pids");
     let client_config = plan.client.clone();
+    let relay_count = plan.relays.len();
     openrelay_devnet::run(
         &exe,
         &relays,
         &client,
         args.client_netns.is_some(),
         async move {
+            if let Some(directory) = &client_config.directory {
+                full_directory(directory, relay_count).await;
+            }
             account::devnet_login(&client_config)
                 .await
                 .map_err(|e| format!("{e:#}"))
@@ -662,6 +666,37 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Waits (up to 20 s) until the registry serves a directory listing all
+/// `relays` of the devnet, so its client starts on the whole network rather
+/// than on the first relays to publish. (A real network has no such moment;
+/// its clients start on whatever the current directory lists.)
+async fn full_directory(directory: &openrelay_config::DirectoryConfig, relays: usize) {
+    let registry = openrelay_registry::http::RegistryClient::new(
+        directory.registry.addr,
+        directory.registry.key,
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        let listed = registry
+            .call(
+                http::Method::GET,
+                openrelay_registry::service::paths::DIRECTORY,
+                Vec::new(),
+            )
+            .await
+            .ok()
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| openrelay_directory::SignedDirectory::from_bytes(&body).ok())
+            .and_then(|signed| openrelay_directory::Directory::from_bytes(&signed.directory).ok())
+            .map_or(0, |d| d.descriptors().len());
+        if listed >= relays {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    warn!("the directory does not list every devnet relay yet; starting the client anyway");
 }
 
 /// `openrelay status`: asks the running client over its control socket.

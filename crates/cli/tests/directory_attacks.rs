@@ -87,14 +87,30 @@ async fn forged_under_signed_stale_and_replayed_directories_change_nothing() {
             .unwrap()
         })
         .collect();
-    assert!(send_signal(devnet.component_pid("registry"), "KILL"));
+    let registry_pid = devnet.component_pid("registry");
+    assert!(send_signal(registry_pid, "KILL"));
+    // Its socket is free once it is gone.
+    while common::is_running(registry_pid) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let cache = devnet.state_dir.join("client/directory.bin");
     let genuine = std::fs::read(&cache).unwrap();
     let current =
         Directory::from_bytes(&SignedDirectory::from_bytes(&genuine).unwrap().directory).unwrap();
     let impostor = Arc::new(Impostor::default());
     let tuning = Tuning::relay(Duration::from_secs(30), 64, INNER_INITIAL_MTU);
-    let endpoint = server::bind(registry, &identity, &tuning).unwrap();
+    // The kernel may take a moment to release the dead registry's port.
+    let mut tries = 0;
+    let endpoint = loop {
+        match server::bind(registry, &identity, &tuning) {
+            Ok(endpoint) => break endpoint,
+            Err(_) if tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot take the registry's place: {e}"),
+        }
+    };
     let serving = tokio::spawn(server::serve(
         endpoint,
         Arc::clone(&impostor),

@@ -20,6 +20,15 @@ async fn status_reports_the_path_and_open_flows() {
         Duration::from_secs(30),
     );
     let download = tokio::spawn(slow);
+    // Its flow is open (the client's own directory fetches come and go).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !devnet.log("client").contains("tcp flow opened") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let state_dir = devnet.state_dir.display().to_string();
     let mut status = serde_json::Value::Null;
     for _ in 0..50 {
