@@ -122,6 +122,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// An egress operator's contribution ledger at the issuer (tokens
+    /// redeemed, bytes reported), and the relay's own ledger when it is not
+    /// running.
+    Ledger {
+        /// The egress relay's config file (its `[egress.payment]` names the
+        /// issuer it settles at).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate collusion: the probability that some path has its ingress
     /// and egress held by one adversary, exactly and by Monte Carlo.
     Sim(SimArgs),
@@ -372,7 +384,102 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim(args) => run_sim(args),
+        Command::Ledger { config, json } => {
+            let config = RelayConfig::load(&config)?;
+            runtime(Some(1))?.block_on(run_ledger(&config, json))
+        }
     }
+}
+
+/// `openrelay ledger`: the operator's ledger at the issuer, and the relay's
+/// own totals (readable only while the relay is stopped: it holds its
+/// ledger file open).
+async fn run_ledger(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
+    use openrelay_egress::ledger::{Ledger, Total};
+    use openrelay_tokens::settlement::{LEDGER_PATH, OperatorLedger};
+    let payment = config
+        .egress
+        .as_ref()
+        .and_then(|e| e.payment.as_ref())
+        .context("this relay takes no payments (no [egress.payment] section)")?;
+    let issuer = payment
+        .settle_at
+        .as_ref()
+        .context("[egress.payment] has no settle_at: this relay settles nowhere")?;
+    let quic = openrelay_transport::udp::endpoint(
+        openrelay_transport::udp::local_for(None, issuer.addr),
+        None,
+    )?;
+    let connection = openrelay_transport::call::PinnedConnection::connect(
+        &quic,
+        issuer.addr,
+        issuer.key,
+        openrelay_transport::endpoint::OUTER_INITIAL_MTU,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
+    let operator: String = config
+        .operator
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let answer = connection
+        .request(
+            http::Method::GET,
+            &format!("{LEDGER_PATH}?operator={operator}"),
+            &[],
+            Vec::new(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
+    anyhow::ensure!(
+        answer.status == 200,
+        "issuer answered {}: {}",
+        answer.status,
+        String::from_utf8_lossy(&answer.body).trim()
+    );
+    let at_issuer: OperatorLedger = serde_json::from_slice(&answer.body)?;
+    let local = Ledger::open(&config.state_dir).ok().map(|ledger| {
+        [
+            Total::BytesCarried,
+            Total::TokensCollected,
+            Total::TokensRedeemed,
+            Total::TokensRefused,
+        ]
+        .map(|t| ledger.total(t).unwrap_or(0))
+    });
+    if json {
+        let local = local.map(|[carried, collected, redeemed, refused]| {
+            serde_json::json!({
+                "bytes_carried": carried,
+                "tokens_collected": collected,
+                "tokens_redeemed": redeemed,
+                "tokens_refused": refused,
+            })
+        });
+        println!(
+            "{}",
+            serde_json::json!({ "issuer": at_issuer, "relay": local })
+        );
+        return Ok(());
+    }
+    println!(
+        "operator {}: {} tokens redeemed, {} bytes reported in {} settlements",
+        at_issuer.operator,
+        at_issuer.tokens_redeemed,
+        at_issuer.bytes_reported,
+        at_issuer.settlements
+    );
+    match local {
+        Some([carried, collected, redeemed, refused]) => println!(
+            "this relay: {carried} bytes carried, {collected} tokens collected, {redeemed} redeemed, {refused} refused"
+        ),
+        None => println!("this relay: its ledger is in use (the relay is running)"),
+    }
+    Ok(())
 }
 
 /// `openrelay sim`: maps flags to [`openrelay_sim::SimOptions`], prints
