@@ -214,8 +214,27 @@ mod tests {
 
     proptest! {
         #[test]
-        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let _ = Settlement::decode(&bytes);
+        fn decoding_never_panics_and_is_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            if let Ok(settlement) = Settlement::decode(&bytes) {
+                prop_assert_eq!(settlement.encode(), Some(bytes));
+            }
+        }
+
+        #[test]
+        fn what_encodes_decodes(
+            relay in any::<[u8; 32]>(),
+            operator in "[a-z0-9 -]{1,40}",
+            bytes_carried in any::<u64>(),
+            tokens in proptest::collection::vec(any::<u8>(), 0..6),
+        ) {
+            let settlement = Settlement {
+                relay,
+                operator,
+                bytes_carried,
+                tokens: tokens.into_iter().map(token).collect(),
+            };
+            let encoded = settlement.encode().unwrap();
+            prop_assert_eq!(Settlement::decode(&encoded).unwrap(), settlement);
         }
     }
 }
