@@ -128,6 +128,14 @@ impl Tuning {
         transport
             .keep_alive_interval(self.keepalive)
             .initial_mtu(self.initial_mtu)
+            // Black hole detection (bursts of lost large packets) drops the
+            // MTU to `min_mtu`. An outer connection below its initial MTU can
+            // no longer carry a whole inner packet in a datagram: every inner
+            // packet is refused and the path goes silent until it idles out
+            // (seen with BBR, whose probing loses bursts at a full drop-tail
+            // queue). So the floor is the initial MTU, which the path proved
+            // it carries during the handshake.
+            .min_mtu(self.initial_mtu)
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_bidi_streams))
             .datagram_receive_buffer_size(Some(4 << 20))
             .datagram_send_buffer_size(self.datagram_send_buffer)
