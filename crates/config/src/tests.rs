@@ -228,25 +228,27 @@ fn path_selection_settings_are_checked_and_named() {
 #[test]
 fn congestion_control_is_chosen_per_process_and_checked() {
     let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
-    assert_eq!(client.path.congestion, CongestionControl::Bbr);
+    assert_eq!(client.path.congestion, CongestionControl::Cubic);
     let ingress = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
-    assert_eq!(ingress.congestion, CongestionControl::Bbr);
+    assert_eq!(ingress.congestion, CongestionControl::Cubic);
     for (text, wanted) in [
-        ("cubic", CongestionControl::Cubic),
+        ("bbr", CongestionControl::Bbr),
         ("newreno", CongestionControl::NewReno),
     ] {
-        let egress =
-            EGRESS_EXAMPLE.replace("congestion = \"bbr\"", &format!("congestion = \"{text}\""));
+        let egress = EGRESS_EXAMPLE.replace(
+            "congestion = \"cubic\"",
+            &format!("congestion = \"{text}\""),
+        );
         assert_eq!(RelayConfig::from_toml(&egress).unwrap().congestion, wanted);
     }
     // Absent: the default.
-    let without = CLIENT_EXAMPLE.replace("congestion = \"bbr\"", "");
+    let without = CLIENT_EXAMPLE.replace("congestion = \"cubic\"", "");
     assert_eq!(
         ClientConfig::from_toml(&without).unwrap().path.congestion,
         CongestionControl::default()
     );
-    let text = CLIENT_EXAMPLE.replace("congestion = \"bbr\"", "congestion = \"vegas\"");
+    let text = CLIENT_EXAMPLE.replace("congestion = \"cubic\"", "congestion = \"vegas\"");
     expect_field(ClientConfig::from_toml(&text).unwrap_err(), "congestion");
-    let text = INGRESS_EXAMPLE.replace("congestion = \"bbr\"", "congestion = \"BBR\"");
+    let text = INGRESS_EXAMPLE.replace("congestion = \"cubic\"", "congestion = \"Cubic\"");
     expect_field(RelayConfig::from_toml(&text).unwrap_err(), "congestion");
 }
