@@ -249,24 +249,13 @@ async fn answers_sent_before_the_request_ends_all_arrive() {
 /// did not collect them), and an unsigned claim is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
-    use openrelay_issuer::{IssuerClient, IssuerService};
+    use openrelay_issuer::IssuerClient;
+    use openrelay_issuer::testing::LocalIssuer;
     use openrelay_tokens::settlement::{LEDGER_PATH, OperatorLedger, Receipt, Settlement};
 
     let issuer_state = tempfile::tempdir().unwrap();
-    let issuer_config = openrelay_config::IssuerConfig::from_toml(&format!(
-        "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nissuer_name = \"issuer.test\"\n",
-        issuer_state.path()
-    ))
-    .unwrap();
-    let issuer_identity = Identity::generate().unwrap();
-    let service = std::sync::Arc::new(IssuerService::new(&issuer_config).unwrap());
-    let endpoint = IssuerService::bind(&issuer_config, &issuer_identity).unwrap();
-    let issuer_addr = endpoint.local_addr().unwrap();
-    let issuer_task = tokio::spawn(service.run(endpoint, std::future::pending()));
-
-    let keys = issuer_state
-        .path()
-        .join(openrelay_issuer::keys::DIRECTORY_FILE);
+    let local = LocalIssuer::start(issuer_state.path(), "issuer.test");
+    let (issuer_addr, keys) = (local.addr, local.keys.clone());
     let egress = start_egress_with(
         tempfile::tempdir().unwrap(),
         60,
@@ -275,14 +264,12 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
         &keys,
         &format!(
             "settle_secs = 1\nsettle_at = {{ addr = \"{issuer_addr}\", key = \"{}\" }}",
-            issuer_identity.pin()
+            local.pin
         ),
     );
 
     // A client pays with three tokens from its account.
-    let account = IssuerClient::connect(issuer_addr, issuer_identity.pin())
-        .await
-        .unwrap();
+    let account = IssuerClient::connect(issuer_addr, local.pin).await.unwrap();
     account.register("alice", "correct horse").await.unwrap();
     let login = account.login("alice", "correct horse").await.unwrap();
     let key = account.directory().await.unwrap().epoch_keys().unwrap()[0]
@@ -303,7 +290,7 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
     let issuer = PinnedConnection::connect(
         &udp::endpoint(udp::local_for(None, issuer_addr), None).unwrap(),
         issuer_addr,
-        issuer_identity.pin(),
+        local.pin,
         OUTER_INITIAL_MTU,
     )
     .await
@@ -381,7 +368,6 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
     assert_eq!(answer.status, 401);
     let answer = settle(&issuer, body, None).await.unwrap();
     assert_eq!(answer.status, 401);
-    issuer_task.abort();
 }
 
 /// A settlement request with `body` and, if given, `signature`.

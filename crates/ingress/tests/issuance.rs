@@ -5,38 +5,24 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use openrelay_config::IssuerConfig;
-use openrelay_issuer::keys::DIRECTORY_FILE;
-use openrelay_issuer::{IssuerClient, IssuerService};
+use openrelay_issuer::IssuerClient;
+use openrelay_issuer::testing::LocalIssuer;
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
-use openrelay_transport::identity::Identity;
 
 #[tokio::test]
 async fn tokens_from_the_issuer_open_tunnels_once() {
     let dir = tempfile::tempdir().unwrap();
-    let issuer_dir = dir.path().join("issuer");
-    let config = IssuerConfig::from_toml(&format!(
-        "listen = \"127.0.0.1:0\"\nstate_dir = {issuer_dir:?}\nissuer_name = \"{ISSUER_NAME}\"\n"
-    ))
-    .unwrap();
-    let identity = Identity::generate().unwrap();
-    let service = Arc::new(IssuerService::new(&config).unwrap());
-    let endpoint = IssuerService::bind(&config, &identity).unwrap();
-    let issuer_addr = endpoint.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service.run(endpoint, async {
-        let _ = stopped.await;
-    }));
+    let issuer = LocalIssuer::start(&dir.path().join("issuer"), ISSUER_NAME);
+    let issuer_addr = issuer.addr;
 
     let egress = FakeEgress::start().await;
     let ingress = start_ingress(
         egress.addr(),
-        Some(admission(issuer_dir.join(DIRECTORY_FILE), None)),
+        Some(admission(issuer.keys.clone(), None)),
         &dir.path().join("ingress"),
     );
 
@@ -51,7 +37,7 @@ async fn tokens_from_the_issuer_open_tunnels_once() {
     let key = openrelay_tokens::TokenKey::from_spki(&offered.token_key.unwrap()).unwrap();
 
     // ... and gets tokens from the issuer for it.
-    let client = IssuerClient::connect(issuer_addr, identity.pin())
+    let client = IssuerClient::connect(issuer_addr, issuer.pin)
         .await
         .unwrap();
     client

@@ -16,18 +16,14 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use openrelay_config::IssuerConfig;
-use openrelay_issuer::keys::DIRECTORY_FILE;
-use openrelay_issuer::{IssuerClient, IssuerService};
+use openrelay_issuer::IssuerClient;
+use openrelay_issuer::testing::LocalIssuer;
 use openrelay_tokens::header::{build_authorization, parse_authorization};
 use openrelay_tokens::issuance::{self, REQUEST_MEDIA_TYPE};
 use openrelay_tokens::{Token, TokenChallenge, TokenResponse};
 use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
-use openrelay_transport::identity::Identity;
 use openrelay_transport::udp;
 
 /// Everything one party saw, as byte strings.
@@ -106,24 +102,13 @@ async fn issue(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_issuer_and_the_relays_share_no_value_and_accounts_look_alike() {
     let dir = tempfile::tempdir().unwrap();
-    let issuer_dir = dir.path().join("issuer");
-    let config = IssuerConfig::from_toml(&format!(
-        "listen = \"127.0.0.1:0\"\nstate_dir = {issuer_dir:?}\nissuer_name = \"{ISSUER_NAME}\"\n"
-    ))
-    .unwrap();
-    let identity = Identity::generate().unwrap();
-    let service = Arc::new(IssuerService::new(&config).unwrap());
-    let endpoint = IssuerService::bind(&config, &identity).unwrap();
-    let issuer_addr = endpoint.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service.run(endpoint, async {
-        let _ = stopped.await;
-    }));
-    let issuer = IssuerClient::connect(issuer_addr, identity.pin())
+    let local = LocalIssuer::start(&dir.path().join("issuer"), ISSUER_NAME);
+    let (issuer_addr, issuer_pin) = (local.addr, local.pin);
+    let issuer = IssuerClient::connect(issuer_addr, issuer_pin)
         .await
         .unwrap();
     let quic = udp::endpoint(udp::local_for(None, issuer_addr), None).unwrap();
-    let raw = PinnedConnection::connect(&quic, issuer_addr, identity.pin(), OUTER_INITIAL_MTU)
+    let raw = PinnedConnection::connect(&quic, issuer_addr, issuer_pin, OUTER_INITIAL_MTU)
         .await
         .unwrap();
 
@@ -139,7 +124,7 @@ async fn the_issuer_and_the_relays_share_no_value_and_accounts_look_alike() {
     let egress = FakeEgress::start().await;
     let ingress = start_ingress(
         egress.addr(),
-        Some(admission(issuer_dir.join(DIRECTORY_FILE), None)),
+        Some(admission(local.keys.clone(), None)),
         &dir.path().join("ingress"),
     );
     let mut relay_view = View::default();

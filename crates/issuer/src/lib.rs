@@ -21,6 +21,8 @@ pub mod client;
 pub mod keys;
 pub mod service;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use sha2::Digest;
 

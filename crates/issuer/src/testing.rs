@@ -1,0 +1,49 @@
+//! Test support (feature `testing`): a real issuer service on a loopback
+//! port in the caller's runtime, stopped when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openrelay_config::{IssuerConfig, KeyPin};
+use openrelay_transport::identity::Identity;
+
+use crate::IssuerService;
+
+/// A running issuer.
+#[derive(Debug)]
+pub struct LocalIssuer {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its key (what clients and relays pin).
+    pub pin: KeyPin,
+    /// The key directory it publishes for relays (`issuer_keys`).
+    pub keys: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LocalIssuer {
+    /// Starts an issuer named `issuer_name` keeping its state in `state_dir`.
+    #[allow(clippy::unwrap_used)]
+    pub fn start(state_dir: &Path, issuer_name: &str) -> Self {
+        let config = IssuerConfig::from_toml(&format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\nissuer_name = \"{issuer_name}\"\n"
+        ))
+        .unwrap();
+        let identity = Identity::generate().unwrap();
+        let service = Arc::new(IssuerService::new(&config).unwrap());
+        let endpoint = IssuerService::bind(&config, &identity).unwrap();
+        LocalIssuer {
+            addr: endpoint.local_addr().unwrap(),
+            pin: identity.pin(),
+            keys: state_dir.join(crate::keys::DIRECTORY_FILE),
+            task: tokio::spawn(service.run(endpoint, std::future::pending())),
+        }
+    }
+}
+
+impl Drop for LocalIssuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
