@@ -67,6 +67,20 @@ pub enum Standing {
     },
 }
 
+impl Standing {
+    /// Whether the client should pay now: a token is due, or less than a
+    /// quarter of a quantum (bytes or time) is left under `terms`.
+    pub fn wants_token(&self, terms: &PaymentTerms) -> bool {
+        match *self {
+            Standing::Paid {
+                bytes_left,
+                time_left,
+            } => bytes_left < terms.quantum_bytes / 4 || time_left < terms.quantum_time / 4,
+            Standing::Due { .. } | Standing::Overdue { .. } => true,
+        }
+    }
+}
+
 /// The meter of one session.
 #[derive(Debug, Clone)]
 pub struct Meter {

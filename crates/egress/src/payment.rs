@@ -78,6 +78,9 @@ pub enum PaymentError {
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The relay key could not be taken for settlement.
+    #[error(transparent)]
+    Identity(#[from] openrelay_transport::identity::IdentityError),
 }
 
 /// Where and how often collected tokens are settled.
@@ -85,7 +88,8 @@ pub enum PaymentError {
 struct Settling {
     issuer: RegistryEndpoint,
     every: Duration,
-    state_dir: std::path::PathBuf,
+    /// The relay's key, which signs settlements.
+    identity: Identity,
     operator: String,
 }
 
@@ -134,19 +138,6 @@ impl Session {
     fn standing(&self) -> Standing {
         let bytes = self.bytes();
         self.meter().observe(bytes, self.started.elapsed())
-    }
-
-    /// Whether the client should pay again now: a token is due, or less
-    /// than a quarter of a quantum (bytes or time) is left.
-    fn wants_token(&self) -> bool {
-        let terms = *self.meter().terms();
-        match self.standing() {
-            Standing::Paid {
-                bytes_left,
-                time_left,
-            } => bytes_left < terms.quantum_bytes / 4 || time_left < terms.quantum_time / 4,
-            Standing::Due { .. } | Standing::Overdue { .. } => true,
-        }
     }
 
     fn add_to(&self, stats: &EgressStats) {
@@ -203,12 +194,15 @@ impl Payments {
                 Duration::from_secs(config.grace_secs),
             ),
             sessions: Mutex::new(HashMap::new()),
-            settlement: config.settle_at.as_ref().map(|issuer| Settling {
-                issuer: issuer.clone(),
-                every: Duration::from_secs(config.settle_secs),
-                state_dir: state_dir.to_owned(),
-                operator: operator.to_owned(),
-            }),
+            settlement: match &config.settle_at {
+                Some(issuer) => Some(Settling {
+                    issuer: issuer.clone(),
+                    every: Duration::from_secs(config.settle_secs),
+                    identity: identity.duplicate()?,
+                    operator: operator.to_owned(),
+                }),
+                None => None,
+            },
         })
     }
 
@@ -243,9 +237,7 @@ impl Payments {
         }
         let total = |t| self.ledger.total(t).map_err(|e| e.to_string());
         let bytes = total(Total::BytesCarried)?.saturating_sub(total(Total::BytesReported)?);
-        // The relay key signs; it is read from the state directory rather
-        // than held, as relays hold it only for TLS.
-        let identity = Identity::load_or_create(&settling.state_dir).map_err(|e| e.to_string())?;
+        let identity = &settling.identity;
         let body = Settlement {
             relay: *identity.pin().as_bytes(),
             operator: settling.operator.clone(),
@@ -327,12 +319,13 @@ impl Payments {
         shared: Arc<crate::Shared>,
     ) {
         loop {
-            if let Standing::Overdue { paid } = session.standing() {
+            let standing = session.standing();
+            if let Standing::Overdue { paid } = standing {
                 info!(paid, "session closed: payment overdue");
                 connection.close(PAYMENT_OVERDUE.into(), b"payment overdue");
                 break;
             }
-            if session.wants_token() {
+            if standing.wants_token(&self.terms) {
                 session.changed.notify_waiters();
             }
             tokio::select! {
@@ -373,7 +366,7 @@ impl Payments {
         debug!(paid, "payment accepted");
         // Hold the answer until the next token is wanted (or the session
         // ends): the answer is the client's cue to pay again.
-        while !session.wants_token() {
+        while !session.standing().wants_token(&self.terms) {
             let changed = session.changed.notified();
             tokio::select! {
                 () = changed => {}

@@ -123,6 +123,14 @@ impl Identity {
         self.pin
     }
 
+    /// A second handle on the same key (for a task that signs on its own,
+    /// such as settlement), without reading the key file again.
+    pub fn duplicate(&self) -> Result<Self, IdentityError> {
+        let key = rcgen::KeyPair::try_from(self.key.serialize_der())
+            .map_err(|e| IdentityError::Generate(e.to_string()))?;
+        Self::from_key(key).map_err(IdentityError::Generate)
+    }
+
     /// An Ed25519 signature (RFC 8032) of `message` by this relay, e.g. on
     /// its settlement requests to the issuer; verifiable with the pin alone.
     pub fn sign(&self, message: &[u8]) -> Result<[u8; 64], IdentityError> {
@@ -163,6 +171,10 @@ mod tests {
         let signature = ed25519_dalek::Signature::from_bytes(&signature);
         assert!(key.verify_strict(b"settle 3 tokens", &signature).is_ok());
         assert!(key.verify_strict(b"settle 4 tokens", &signature).is_err());
+        let twin = identity.duplicate().unwrap();
+        assert_eq!(twin.pin(), identity.pin());
+        let again = ed25519_dalek::Signature::from_bytes(&twin.sign(b"settle 3 tokens").unwrap());
+        assert!(key.verify_strict(b"settle 3 tokens", &again).is_ok());
     }
 
     #[test]
