@@ -418,18 +418,13 @@ async fn run_ledger(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
-    let operator: String = config
-        .operator
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("operator", &config.operator)
+        .finish();
     let answer = connection
         .request(
             http::Method::GET,
-            &format!("{LEDGER_PATH}?operator={operator}"),
+            &format!("{LEDGER_PATH}?{query}"),
             &[],
             Vec::new(),
         )

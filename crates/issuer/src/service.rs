@@ -147,35 +147,6 @@ fn json(value: &impl serde::Serialize) -> Reply {
     }
 }
 
-/// `%XX` escapes of a query value decoded (operator names may hold spaces);
-/// an invalid escape is kept as it is.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl IssuerService {
     /// The service for `config`: opens its store, OPAQUE setup and token keys
     /// (making a first key if there is none, which takes a moment).
@@ -552,11 +523,11 @@ impl IssuerService {
 
     /// An operator's ledger (`?operator=NAME`).
     fn ledger(&self, request: &http::Request<()>) -> Reply {
-        let operator = request
-            .uri()
-            .query()
-            .and_then(|q| q.strip_prefix("operator="))
-            .map(percent_decode);
+        let operator = request.uri().query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "operator")
+                .map(|(_, value)| value.into_owned())
+        });
         let Some(operator) = operator.filter(|o| !o.is_empty()) else {
             return text(http::StatusCode::BAD_REQUEST, "ask for ?operator=NAME");
         };
