@@ -187,7 +187,9 @@ impl Account {
                 .iter()
                 .map(|e| self.payment_challenge(e)),
         );
-        wanted.retain(|c| self.wallet.count(c) < self.config.low_water);
+        let counts = self.wallet.counts(&wanted);
+        let mut counts = counts.into_iter();
+        wanted.retain(|_| counts.next().unwrap_or(0) < self.config.low_water);
         if wanted.is_empty() {
             return Ok(0);
         }

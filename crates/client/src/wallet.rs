@@ -255,11 +255,24 @@ impl Wallet {
     /// How many tokens the wallet holds for `challenge` (0 if it cannot be
     /// read).
     pub fn count(&self, challenge: &TokenChallenge) -> usize {
-        let Ok(pool) = pool_of(challenge) else {
-            return 0;
-        };
-        self.read(|c| c.pools.get(&pool).map_or(0, Vec::len))
-            .unwrap_or(0)
+        self.counts(std::slice::from_ref(challenge))[0]
+    }
+
+    /// How many tokens the wallet holds for each of `challenges`, in one
+    /// read of the file (0s if it cannot be read).
+    pub fn counts(&self, challenges: &[TokenChallenge]) -> Vec<usize> {
+        let pools: Vec<Option<String>> = challenges.iter().map(|c| pool_of(c).ok()).collect();
+        self.read(|c| {
+            pools
+                .iter()
+                .map(|pool| {
+                    pool.as_ref()
+                        .and_then(|p| c.pools.get(p))
+                        .map_or(0, Vec::len)
+                })
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![0; challenges.len()])
     }
 
     /// How many tokens the wallet holds in all (0 if it cannot be read).
