@@ -74,14 +74,23 @@ impl Rng {
     }
 }
 
+/// How long before a frame is due the delay thread stops sleeping.
+const SPIN: Duration = Duration::from_micros(300);
+
 fn direction(link: &Link, mut from: File, mut to: File, seed: u64) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
     std::thread::spawn(move || {
         for (due, frame) in rx {
+            // A sleeping thread wakes late by this VM's scheduling latency
+            // (0.1-0.2 ms per crossing, 2 ms over a TTFB exchange), which
+            // would count against every path: sleep until shortly before
+            // the frame is due and spin for the rest.
             let now = Instant::now();
-            // Early by at most 20 µs rather than a sleep that overshoots more.
-            if due > now + Duration::from_micros(20) {
-                std::thread::sleep(due - now);
+            if due > now + SPIN {
+                std::thread::sleep(due - now - SPIN);
+            }
+            while Instant::now() < due {
+                std::hint::spin_loop();
             }
             let _ = to.write(&frame);
         }

@@ -228,27 +228,25 @@ fn path_selection_settings_are_checked_and_named() {
 #[test]
 fn congestion_control_is_chosen_per_process_and_checked() {
     let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
-    assert_eq!(client.path.congestion, CongestionControl::Cubic);
+    assert_eq!(client.path.congestion, CongestionControl::Bbr);
     let ingress = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
-    assert_eq!(ingress.congestion, CongestionControl::Cubic);
+    assert_eq!(ingress.congestion, CongestionControl::Bbr);
     for (text, wanted) in [
-        ("bbr", CongestionControl::Bbr),
+        ("cubic", CongestionControl::Cubic),
         ("newreno", CongestionControl::NewReno),
     ] {
-        let egress = EGRESS_EXAMPLE.replace(
-            "congestion = \"cubic\"",
-            &format!("congestion = \"{text}\""),
-        );
+        let egress =
+            EGRESS_EXAMPLE.replace("congestion = \"bbr\"", &format!("congestion = \"{text}\""));
         assert_eq!(RelayConfig::from_toml(&egress).unwrap().congestion, wanted);
     }
     // Absent: the default.
-    let without = CLIENT_EXAMPLE.replace("congestion = \"cubic\"", "");
+    let without = CLIENT_EXAMPLE.replace("congestion = \"bbr\"", "");
     assert_eq!(
         ClientConfig::from_toml(&without).unwrap().path.congestion,
         CongestionControl::default()
     );
-    let text = CLIENT_EXAMPLE.replace("congestion = \"cubic\"", "congestion = \"vegas\"");
+    let text = CLIENT_EXAMPLE.replace("congestion = \"bbr\"", "congestion = \"vegas\"");
     expect_field(ClientConfig::from_toml(&text).unwrap_err(), "congestion");
-    let text = INGRESS_EXAMPLE.replace("congestion = \"cubic\"", "congestion = \"Cubic\"");
+    let text = INGRESS_EXAMPLE.replace("congestion = \"bbr\"", "congestion = \"Bbr\"");
     expect_field(RelayConfig::from_toml(&text).unwrap_err(), "congestion");
 }

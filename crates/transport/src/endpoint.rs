@@ -14,9 +14,12 @@
 //! fraction of its capacity (`docs/BENCHMARKS.md`, loss sweep).
 //!
 //! BBR estimates the bottleneck's rate and the path's minimum RTT and sends at
-//! that rate whatever the random loss, while still backing off when the
-//! queue it builds shows up as delivery rate not growing. That fits both
-//! layers:
+//! that rate, backing off when the queue it builds shows up as delivery rate
+//! not growing. quinn's BBR (a BBRv1 port) enters loss recovery on every
+//! loss and, held back by flow control, never leaves start-up, so it runs
+//! behind [`crate::bbr_guard::Guarded`]: losses count only above 2 % of a
+//! round, and what is in flight is bounded by twice the measured
+//! bandwidth-delay product (BBRv2/v3's rules). That fits both layers:
 //!
 //! * inner: it is the end-to-end controller of the user's traffic (what TCP
 //!   would be without the relays), so it should behave like a good TCP.
@@ -29,8 +32,9 @@
 //!   loss. BBR bounds the outer rate by the measured bottleneck, which is
 //!   what protects the link, and leaves loss response to the inner one.
 //!
-//! So one setting applies to both layers of a process; relays and clients
-//! choose theirs in their config (`congestion`), measured by `bench/run`.
+//! So one setting applies to both layers of a process, BBR by default;
+//! relays and clients may choose another in their config (`congestion`).
+//! Each is measured by `bench/run --congestion`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +44,7 @@ use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
+use crate::bbr_guard::GuardedFactory;
 use crate::identity::Identity;
 use crate::tls::{self, TlsError};
 
@@ -52,6 +57,13 @@ pub const OUTER_INITIAL_MTU: u16 = 1350;
 /// ride in the outer connection's datagrams, which have less room than a UDP
 /// packet. Path MTU discovery raises it when the outer path allows.
 pub const INNER_INITIAL_MTU: u16 = 1200;
+
+/// Bytes a peer may send on one stream ahead of what we have read.
+pub const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
+
+/// Bytes a peer may send on all streams of a connection ahead of what we
+/// have read.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 32 << 20;
 
 /// Ack-eliciting packets a peer may receive before it must acknowledge.
 pub const ACK_ELICITING_THRESHOLD: u32 = 9;
@@ -139,10 +151,17 @@ impl Tuning {
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_bidi_streams))
             .datagram_receive_buffer_size(Some(4 << 20))
             .datagram_send_buffer_size(self.datagram_send_buffer)
-            .stream_receive_window(VarInt::from_u32(4 << 20))
-            .send_window(32 << 20);
+            // Flow control must not be what limits a download: a stream
+            // needs a window of at least the bandwidth-delay product, and
+            // the delay includes the queue BBR keeps (1 Gbit/s over a 45 ms
+            // path whose queue adds up to one more round trip: ~11 MB).
+            // The connection window bounds what one peer can make us buffer
+            // across all its streams.
+            .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+            .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+            .send_window(CONNECTION_RECEIVE_WINDOW.into());
         transport.congestion_controller_factory(match self.congestion {
-            CongestionControl::Bbr => Arc::new(BbrConfig::default())
+            CongestionControl::Bbr => Arc::new(GuardedFactory(Arc::new(BbrConfig::default())))
                 as Arc<dyn quinn::congestion::ControllerFactory + Send + Sync>,
             CongestionControl::Cubic => Arc::new(CubicConfig::default()),
             CongestionControl::NewReno => Arc::new(NewRenoConfig::default()),
