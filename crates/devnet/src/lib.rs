@@ -111,20 +111,26 @@ pub struct DevnetPlan {
     pub client: ClientConfig,
 }
 
+/// Ports the devnet gives its components lie below the kernel's ephemeral
+/// range (`net.ipv4.ip_local_port_range`, 32768 and up by default), so no
+/// process's outgoing socket (bound to 0.0.0.0 and a kernel-chosen port,
+/// which also blocks every 127.x address) can take one between the check
+/// here and the component's own bind.
+const DEVNET_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
 fn free_udp_port(ip: Ipv4Addr) -> Result<u16, DevnetError> {
-    // The port is released before the relay binds it; another process could
-    // take it in between, which the relay then reports as a bind error.
-    let socket = UdpSocket::bind((ip, 0)).map_err(|source| DevnetError::Io {
-        what: format!("no free UDP port on {ip}"),
-        source,
-    })?;
-    socket
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|source| DevnetError::Io {
-            what: "reading a bound port".into(),
-            source,
-        })
+    let mut last_error = None;
+    for _ in 0..64 {
+        let port = fastrand::u16(DEVNET_PORTS);
+        match UdpSocket::bind((ip, port)) {
+            Ok(_) => return Ok(port),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(DevnetError::Io {
+        what: format!("no free UDP port on {ip} in {DEVNET_PORTS:?}"),
+        source: last_error.unwrap_or_else(|| std::io::Error::other("no port tried")),
+    })
 }
 
 fn log_config(options: &DevnetOptions, name: &str) -> LogConfig {

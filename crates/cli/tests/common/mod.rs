@@ -451,8 +451,28 @@ impl Drop for Devnet {
         drop(self.stdin.take());
         if std::thread::panicking() {
             eprintln!("{state}\n{}", self.diagnostics());
+            keep_logs(&self.log_dir);
         }
     }
+}
+
+/// With `OPENRELAY_TEST_LOGS=DIR`, a failed test's component logs are copied
+/// to a fresh directory under DIR (the test's own directory is removed).
+fn keep_logs(log_dir: &Path) {
+    let Some(root) = std::env::var_os("OPENRELAY_TEST_LOGS") else {
+        return;
+    };
+    let Ok(kept) = tempfile::Builder::new()
+        .prefix("failed-")
+        .tempdir_in(&root)
+        .map(tempfile::TempDir::keep)
+    else {
+        return;
+    };
+    for entry in std::fs::read_dir(log_dir).into_iter().flatten().flatten() {
+        let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+    }
+    eprintln!("logs kept in {}", kept.display());
 }
 
 // ---------------------------------------------------------------------------
