@@ -1,23 +1,25 @@
 //! `congestion`: the QUIC congestion controller of a process's connections
 //! (client `[path] congestion`, relay top-level `congestion`). Why each one
-//! fits or does not: `openrelay_transport::endpoint` and `docs/BENCHMARKS.md`.
+//! fits or does not: `openrelay_transport::congestion` and `docs/BENCHMARKS.md`.
 
 use serde::{Deserialize, Serialize};
 
-/// Which congestion controller a QUIC connection's sender runs.
+/// Which congestion controller a QUIC connection's sender runs. Every one
+/// treats loss below 2 % of a round as noise, not congestion: one lost
+/// outer packet is a loss for both nested connections, and halving both
+/// windows on random loss runs a path at a small fraction of its capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum CongestionControl {
-    /// Model-based (quinn's BBRv1 behind a 2 % loss-rate threshold, as in
-    /// BBRv2/v3): paces at the measured bottleneck rate and does not shrink
-    /// its window on random loss, so openrelay's nested connections keep
-    /// their rate on a lossy link. openrelay's default.
+    /// openrelay's default: a window of twice the measured delivery rate
+    /// times the minimum RTT (BBR's window rule), cut to 0.7× by loss above
+    /// 2 % of a round.
     #[default]
-    Bbr,
-    /// Loss-based (RFC 9438), quinn's own default: cuts its window on every
-    /// loss, so a path with random loss runs far below its capacity (0.02×
-    /// direct at 0.1 % loss, docs/BENCHMARKS.md).
+    DeliveryRate,
+    /// quinn's Cubic (RFC 9438): fills the bottleneck's queue before it
+    /// backs off.
     Cubic,
-    /// Loss-based (RFC 9002 §7), halves on every loss.
+    /// quinn's NewReno (RFC 9002 §7).
+    #[serde(rename = "newreno")]
     NewReno,
 }

@@ -228,25 +228,30 @@ fn path_selection_settings_are_checked_and_named() {
 #[test]
 fn congestion_control_is_chosen_per_process_and_checked() {
     let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
-    assert_eq!(client.path.congestion, CongestionControl::Bbr);
+    assert_eq!(client.path.congestion, CongestionControl::DeliveryRate);
     let ingress = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
-    assert_eq!(ingress.congestion, CongestionControl::Bbr);
+    assert_eq!(ingress.congestion, CongestionControl::DeliveryRate);
     for (text, wanted) in [
         ("cubic", CongestionControl::Cubic),
         ("newreno", CongestionControl::NewReno),
     ] {
-        let egress =
-            EGRESS_EXAMPLE.replace("congestion = \"bbr\"", &format!("congestion = \"{text}\""));
+        let egress = EGRESS_EXAMPLE.replace(
+            "congestion = \"delivery-rate\"",
+            &format!("congestion = \"{text}\""),
+        );
         assert_eq!(RelayConfig::from_toml(&egress).unwrap().congestion, wanted);
     }
     // Absent: the default.
-    let without = CLIENT_EXAMPLE.replace("congestion = \"bbr\"", "");
+    let without = CLIENT_EXAMPLE.replace("congestion = \"delivery-rate\"", "");
     assert_eq!(
         ClientConfig::from_toml(&without).unwrap().path.congestion,
         CongestionControl::default()
     );
-    let text = CLIENT_EXAMPLE.replace("congestion = \"bbr\"", "congestion = \"vegas\"");
+    let text = CLIENT_EXAMPLE.replace("congestion = \"delivery-rate\"", "congestion = \"vegas\"");
     expect_field(ClientConfig::from_toml(&text).unwrap_err(), "congestion");
-    let text = INGRESS_EXAMPLE.replace("congestion = \"bbr\"", "congestion = \"Bbr\"");
+    let text = INGRESS_EXAMPLE.replace(
+        "congestion = \"delivery-rate\"",
+        "congestion = \"DeliveryRate\"",
+    );
     expect_field(RelayConfig::from_toml(&text).unwrap_err(), "congestion");
 }

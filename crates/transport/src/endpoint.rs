@@ -1,50 +1,21 @@
 //! quinn configurations for the two QUIC connections of a path:
 //! client→ingress (outer), client→egress (inner, inside the outer's datagrams).
 //!
-//! # Congestion control of nested connections
-//!
-//! Each connection's sender runs its own controller ([`CongestionControl`]):
-//! for downloads the ingress sends on the outer connection and the egress on
-//! the inner one; for uploads the client sends on both. Inner packets ride in
-//! outer DATAGRAM frames, which the outer connection never retransmits, so one
-//! lost outer packet is also a lost inner packet and *both* controllers see
-//! it. A loss-based controller (Cubic, NewReno) treats each one as congestion:
-//! on a path with random loss (radio links, busy peering) the outer and the
-//! inner window both shrink on every loss and the path runs at a small
-//! fraction of its capacity (`docs/BENCHMARKS.md`, loss sweep).
-//!
-//! BBR estimates the bottleneck's rate and the path's minimum RTT and sends at
-//! that rate, backing off when the queue it builds shows up as delivery rate
-//! not growing. quinn's BBR (a BBRv1 port) enters loss recovery on every
-//! loss and, held back by flow control, never leaves start-up, so it runs
-//! behind [`crate::bbr_guard::Guarded`]: losses count only above 2 % of a
-//! round, and what is in flight is bounded by twice the measured
-//! bandwidth-delay product (BBRv2/v3's rules). That fits both layers:
-//!
-//! * inner: it is the end-to-end controller of the user's traffic (what TCP
-//!   would be without the relays), so it should behave like a good TCP.
-//! * outer: it only carries inner datagrams, whose sender already reacts to
-//!   congestion; the outer controller must still exist (RFC 9298's
-//!   performance considerations: the outer connection keeps congestion
-//!   control unless it knows for certain that the inner traffic has its own,
-//!   and an ingress cannot know that of a client's tunnel),
-//!   but it should not add a second, independent reaction to every random
-//!   loss. BBR bounds the outer rate by the measured bottleneck, which is
-//!   what protects the link, and leaves loss response to the inner one.
-//!
-//! So one setting applies to both layers of a process, BBR by default;
-//! relays and clients may choose another in their config (`congestion`).
-//! Each is measured by `bench/run --congestion`.
+//! Congestion control of nested connections: [`crate::congestion`]; each
+//! process chooses its controller in its config (`congestion`), measured
+//! by `bench/run --congestion`. The outer connection keeps a controller of
+//! its own (RFC 9298 §9 and RFC 9297 §5: a tunnel endpoint cannot know for
+//! certain that the inner traffic is congestion-controlled).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::{CongestionControl, KeyPin};
-use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+use quinn::congestion::{ControllerFactory, CubicConfig, NewRenoConfig};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
-use crate::bbr_guard::GuardedFactory;
+use crate::congestion::{DeliveryRateConfig, LossTolerantConfig};
 use crate::identity::Identity;
 use crate::tls::{self, TlsError};
 
@@ -161,10 +132,15 @@ impl Tuning {
             .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
             .send_window(CONNECTION_RECEIVE_WINDOW.into());
         transport.congestion_controller_factory(match self.congestion {
-            CongestionControl::Bbr => Arc::new(GuardedFactory(Arc::new(BbrConfig::default())))
-                as Arc<dyn quinn::congestion::ControllerFactory + Send + Sync>,
-            CongestionControl::Cubic => Arc::new(CubicConfig::default()),
-            CongestionControl::NewReno => Arc::new(NewRenoConfig::default()),
+            CongestionControl::DeliveryRate => {
+                Arc::new(DeliveryRateConfig) as Arc<dyn ControllerFactory + Send + Sync>
+            }
+            CongestionControl::Cubic => {
+                Arc::new(LossTolerantConfig(Arc::new(CubicConfig::default())))
+            }
+            CongestionControl::NewReno => {
+                Arc::new(LossTolerantConfig(Arc::new(NewRenoConfig::default())))
+            }
         });
         transport
     }

@@ -3,8 +3,8 @@
 //! * [`identity`]: a relay's long-term Ed25519 key, kept in its state directory.
 //! * [`tls`]: TLS 1.3 configs; clients pin the relay's key (no web PKI).
 //! * [`endpoint`]: quinn client/server configs tuned for relaying.
-//! * [`bbr_guard`]: two rules quinn's BBR lacks (random loss is not
-//!   congestion; in flight bounded by the measured bandwidth-delay product).
+//! * [`congestion`]: congestion control for nested connections (random loss
+//!   is not congestion; a window from the measured delivery rate).
 //! * [`datagrams`]: HTTP Datagrams (RFC 9297) on a QUIC connection, routed by
 //!   quarter stream ID to per-request sinks.
 //! * [`tunnel_socket`]: a quinn socket whose packets travel inside HTTP datagrams
@@ -16,8 +16,8 @@
 //! * [`udp`]: UDP sockets and quinn endpoints with large socket buffers.
 //! * [`h3util`]: small helpers around the `h3` crate.
 
-pub mod bbr_guard;
 pub mod call;
+pub mod congestion;
 pub mod datagrams;
 pub mod endpoint;
 pub mod h3util;
