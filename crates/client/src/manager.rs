@@ -169,15 +169,16 @@ impl PathManager {
             Some(site) => plan.assign(site, now),
             None => plan.current(now),
         };
-        let planned = match ask(&mut plan) {
-            Ok(planned) => planned,
-            // Every usable pair has a failed relay: they may be back, so try
-            // them again rather than fail (still never one operator).
-            Err(_) if plan.has_exclusions() => {
-                plan.clear_exclusions();
-                ask(&mut plan)?
+        let planned = loop {
+            match ask(&mut plan) {
+                Ok(planned) => break planned,
+                // Every usable pair has a failed relay. They may be back:
+                // give back the one that failed longest ago and try again,
+                // so one that just failed is retried last (still never one
+                // operator's pair).
+                Err(e) if !plan.release_oldest_exclusion() => return Err(e.into()),
+                Err(_) => {}
             }
-            Err(e) => return Err(e.into()),
         };
         self.retire_unplanned(plan);
         Ok(planned)

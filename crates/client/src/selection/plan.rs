@@ -227,15 +227,18 @@ impl<T: Moment> PathPlan<T> {
         self.sites.retain(|_, p| fresh(p));
     }
 
-    /// Ends every exclusion at once (e.g. when every relay of a needed role
-    /// is excluded: they may be back, and trying them beats failing).
-    pub fn clear_exclusions(&mut self) {
-        self.excluded.clear();
-    }
-
-    /// Whether any relay is excluded (at some time).
-    pub fn has_exclusions(&self) -> bool {
-        !self.excluded.is_empty()
+    /// Ends the exclusion that ends first, which (every exclusion being as
+    /// long) is that of the relay that failed longest ago; false if none is
+    /// left. For when no path is left: the relays may be back, and trying
+    /// the one that failed longest ago beats failing, or retrying the one
+    /// that just did.
+    pub fn release_oldest_exclusion(&mut self) -> bool {
+        let oldest = self
+            .excluded
+            .iter()
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(id, _)| id.clone());
+        oldest.is_some_and(|id| self.excluded.remove(&id).is_some())
     }
 
     /// The generations of the paths the plan keeps (the shared path and the

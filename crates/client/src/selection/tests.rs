@@ -712,6 +712,20 @@ fn no_path_left_is_an_error_and_recovers_when_exclusions_end() {
 }
 
 #[test]
+fn with_no_path_left_the_relay_that_failed_longest_ago_comes_back_first() {
+    let mut plan = plan(network(3), PlanConfig::default(), 1);
+    plan.exclude("eg1", secs(40));
+    plan.exclude("eg0", secs(50));
+    plan.exclude("eg2", secs(60));
+    assert!(plan.current(secs(0)).is_err());
+    assert!(plan.release_oldest_exclusion());
+    assert_eq!(plan.current(secs(0)).unwrap().choice.egress.id, "eg1");
+    assert!(plan.is_excluded("eg0", secs(0)) && plan.is_excluded("eg2", secs(0)));
+    assert!(plan.release_oldest_exclusion() && plan.release_oldest_exclusion());
+    assert!(!plan.release_oldest_exclusion());
+}
+
+#[test]
 fn discard_and_candidate_changes_replace_the_path() {
     let mut plan = plan(network(3), PlanConfig::default(), 1);
     let first = plan.current(secs(0)).unwrap();
