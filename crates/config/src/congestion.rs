@@ -11,13 +11,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CongestionControl {
-    /// openrelay's default: a window of twice the measured delivery rate
-    /// times the minimum RTT (BBR's window rule), cut to 0.7× by loss above
-    /// 2 % of a round.
-    #[default]
+    /// A window of twice the measured delivery rate times the minimum RTT
+    /// (BBR's window rule), cut to 0.7× by loss above 2 % of a round. Keeps
+    /// most of the rate at 1 % random loss, where Cubic does not; needs
+    /// more CPU per byte and loses to Cubic where the hosts, not the
+    /// network, are the bottleneck (docs/BENCHMARKS.md).
     DeliveryRate,
-    /// quinn's Cubic (RFC 9438): fills the bottleneck's queue before it
-    /// backs off.
+    /// quinn's Cubic (RFC 9438), openrelay's default: fills the
+    /// bottleneck's queue before it backs off.
+    #[default]
     Cubic,
     /// quinn's NewReno (RFC 9002 §7).
     #[serde(rename = "newreno")]

@@ -228,30 +228,27 @@ fn path_selection_settings_are_checked_and_named() {
 #[test]
 fn congestion_control_is_chosen_per_process_and_checked() {
     let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
-    assert_eq!(client.path.congestion, CongestionControl::DeliveryRate);
+    assert_eq!(client.path.congestion, CongestionControl::Cubic);
     let ingress = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
-    assert_eq!(ingress.congestion, CongestionControl::DeliveryRate);
+    assert_eq!(ingress.congestion, CongestionControl::Cubic);
     for (text, wanted) in [
-        ("cubic", CongestionControl::Cubic),
+        ("delivery-rate", CongestionControl::DeliveryRate),
         ("newreno", CongestionControl::NewReno),
     ] {
         let egress = EGRESS_EXAMPLE.replace(
-            "congestion = \"delivery-rate\"",
+            "congestion = \"cubic\"",
             &format!("congestion = \"{text}\""),
         );
         assert_eq!(RelayConfig::from_toml(&egress).unwrap().congestion, wanted);
     }
     // Absent: the default.
-    let without = CLIENT_EXAMPLE.replace("congestion = \"delivery-rate\"", "");
+    let without = CLIENT_EXAMPLE.replace("congestion = \"cubic\"", "");
     assert_eq!(
         ClientConfig::from_toml(&without).unwrap().path.congestion,
         CongestionControl::default()
     );
-    let text = CLIENT_EXAMPLE.replace("congestion = \"delivery-rate\"", "congestion = \"vegas\"");
+    let text = CLIENT_EXAMPLE.replace("congestion = \"cubic\"", "congestion = \"vegas\"");
     expect_field(ClientConfig::from_toml(&text).unwrap_err(), "congestion");
-    let text = INGRESS_EXAMPLE.replace(
-        "congestion = \"delivery-rate\"",
-        "congestion = \"DeliveryRate\"",
-    );
+    let text = INGRESS_EXAMPLE.replace("congestion = \"cubic\"", "congestion = \"Cubic\"");
     expect_field(RelayConfig::from_toml(&text).unwrap_err(), "congestion");
 }
