@@ -23,7 +23,7 @@ use std::time::Duration;
 use openrelay_config::{AccountConfig, RelayEntry};
 use openrelay_issuer::client::{IssuerClient, IssuerClientError, Session};
 use openrelay_tokens::header::build_authorization;
-use openrelay_tokens::{PAYMENT_PATH, TokenChallenge, TokenKey};
+use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
 use openrelay_transport::endpoint::INNER_INITIAL_MTU;
 use tracing::{debug, info, warn};
 
@@ -143,8 +143,9 @@ impl Account {
         })
     }
 
-    /// The key the issuer signs with now.
-    async fn signing_key(client: &IssuerClient) -> Result<TokenKey, AccountError> {
+    /// The key the issuer signs with now, and until when its tokens are
+    /// accepted.
+    async fn signing_key(client: &IssuerClient) -> Result<EpochKey, AccountError> {
         let now = unix_now();
         client
             .directory()
@@ -154,7 +155,6 @@ impl Account {
             .into_iter()
             .filter(|k| k.not_before <= now && now < k.issue_until())
             .max_by_key(|k| k.not_before)
-            .map(|k| k.key)
             .ok_or(AccountError::NoKey)
     }
 
@@ -170,8 +170,10 @@ impl Account {
         let key = Self::signing_key(client).await?;
         let mut added = 0;
         for challenge in challenges {
-            let tokens = client.fetch_tokens(session, &key, challenge, count).await?;
-            self.wallet.add(challenge, &tokens)?;
+            let tokens = client
+                .fetch_tokens(session, &key.key, challenge, count)
+                .await?;
+            self.wallet.add(challenge, &tokens, key.expires)?;
             added += tokens.len();
         }
         Ok(added)

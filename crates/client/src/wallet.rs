@@ -17,6 +17,10 @@
 //! changes and writes it back, so `openrelay account login` can add tokens
 //! while a client runs, and a token taken by one is never taken by another.
 //!
+//! Tokens are only accepted while their issuer key lasts (the issuer's
+//! directory says until when); the wallet keeps that time with them, does
+//! not count or hand out tokens past it, and drops them at the next change.
+//!
 //! The login session (a bearer the issuer gave at `openrelay account login`)
 //! is kept in the wallet too, so the client can top pools up in the
 //! background while the session lasts; after that, running low gives a clear
@@ -30,7 +34,9 @@ use openrelay_tokens::{Token, TokenChallenge, b64};
 use ring::aead::{self, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tracing::{info, warn};
+
+use crate::directory::unix_now;
 
 /// The sealed wallet's file name in the state directory.
 pub const WALLET_FILE: &str = "wallet.bin";
@@ -74,6 +80,56 @@ struct Contents {
     /// Tokens (base64url, RFC 9577 §2.2.1 encoding) by challenge (base64url
     /// of its encoding).
     pools: BTreeMap<String, Vec<String>>,
+    /// When the tokens of each issuer key stop being accepted (Unix
+    /// seconds), by `token_key_id` (base64url). Tokens of a key not listed
+    /// are kept (wallets written before this field).
+    #[serde(default)]
+    key_expiry: BTreeMap<String, u64>,
+}
+
+impl Contents {
+    /// Whether the encoded token parses and its key is not known to have
+    /// expired at `now`.
+    fn usable(&self, encoded: &str, now: u64) -> bool {
+        b64::decode(encoded)
+            .and_then(|b| Token::decode(&b).ok())
+            .is_some_and(|token| {
+                self.key_expiry
+                    .get(&b64::encode(&token.token_key_id))
+                    .is_none_or(|expires| now < *expires)
+            })
+    }
+
+    /// Tokens usable at `now` in `pool`.
+    fn usable_in(&self, pool: &str, now: u64) -> usize {
+        self.pools.get(pool).map_or(0, |tokens| {
+            tokens.iter().filter(|t| self.usable(t, now)).count()
+        })
+    }
+
+    /// Drops the tokens that are no longer usable, and the expiry times
+    /// that have passed.
+    fn purge(&mut self, now: u64) {
+        let before: usize = self.pools.values().map(Vec::len).sum();
+        let pools = std::mem::take(&mut self.pools);
+        self.pools = pools
+            .into_iter()
+            .map(|(pool, tokens)| {
+                let kept: Vec<String> =
+                    tokens.into_iter().filter(|t| self.usable(t, now)).collect();
+                (pool, kept)
+            })
+            .filter(|(_, tokens)| !tokens.is_empty())
+            .collect();
+        self.key_expiry.retain(|_, expires| now < *expires);
+        let dropped = before - self.pools.values().map(Vec::len).sum::<usize>();
+        if dropped > 0 {
+            info!(
+                dropped,
+                "tokens of an expired issuer key (or unreadable) dropped from the wallet"
+            );
+        }
+    }
 }
 
 /// A wallet in a state directory.
@@ -219,10 +275,28 @@ impl Wallet {
         self.with(true, change)
     }
 
-    /// Adds `tokens` for `challenge`.
-    pub fn add(&self, challenge: &TokenChallenge, tokens: &[Token]) -> Result<(), WalletError> {
+    /// Adds `tokens` for `challenge`, accepted until `expires` (Unix seconds:
+    /// their issuer key's `expires` in the issuer directory).
+    pub fn add(
+        &self,
+        challenge: &TokenChallenge,
+        tokens: &[Token],
+        expires: u64,
+    ) -> Result<(), WalletError> {
         let pool = pool_of(challenge)?;
+        let now = unix_now();
         self.update(|c| {
+            c.purge(now);
+            if expires <= now {
+                return; // already useless
+            }
+            for token in tokens {
+                let expiry = c
+                    .key_expiry
+                    .entry(b64::encode(&token.token_key_id))
+                    .or_insert(expires);
+                *expiry = (*expiry).max(expires);
+            }
             c.pools
                 .entry(pool)
                 .or_default()
@@ -235,11 +309,11 @@ impl Wallet {
     pub fn take(&self, challenge: &TokenChallenge) -> Result<Option<Token>, WalletError> {
         let pool = pool_of(challenge)?;
         self.update(|c| {
+            // Expired and unreadable tokens are dropped rather than shown.
+            c.purge(unix_now());
             let tokens = c.pools.get_mut(&pool)?;
             let token = loop {
                 let encoded = tokens.pop()?;
-                // A token that no longer parses (never written by us) is
-                // dropped rather than shown.
                 match b64::decode(&encoded).and_then(|b| Token::decode(&b).ok()) {
                     Some(token) => break token,
                     None => warn!("dropping an unreadable token from the wallet"),
@@ -252,8 +326,8 @@ impl Wallet {
         })
     }
 
-    /// How many tokens the wallet holds for `challenge` (0 if it cannot be
-    /// read).
+    /// How many usable tokens the wallet holds for `challenge` (0 if it
+    /// cannot be read).
     pub fn count(&self, challenge: &TokenChallenge) -> usize {
         self.counts(std::slice::from_ref(challenge))[0]
     }
@@ -262,22 +336,21 @@ impl Wallet {
     /// read of the file (0s if it cannot be read).
     pub fn counts(&self, challenges: &[TokenChallenge]) -> Vec<usize> {
         let pools: Vec<Option<String>> = challenges.iter().map(|c| pool_of(c).ok()).collect();
+        let now = unix_now();
         self.read(|c| {
             pools
                 .iter()
-                .map(|pool| {
-                    pool.as_ref()
-                        .and_then(|p| c.pools.get(p))
-                        .map_or(0, Vec::len)
-                })
+                .map(|pool| pool.as_ref().map_or(0, |p| c.usable_in(p, now)))
                 .collect()
         })
         .unwrap_or_else(|_| vec![0; challenges.len()])
     }
 
-    /// How many tokens the wallet holds in all (0 if it cannot be read).
+    /// How many usable tokens the wallet holds in all (0 if it cannot be
+    /// read).
     pub fn balance(&self) -> usize {
-        self.read(|c| c.pools.values().map(Vec::len).sum())
+        let now = unix_now();
+        self.read(|c| c.pools.keys().map(|p| c.usable_in(p, now)).sum())
             .unwrap_or(0)
     }
 
@@ -311,6 +384,31 @@ mod tests {
 
     use openrelay_tokens::testing::unsigned_token as token;
 
+    /// An expiry no test outlives.
+    const FUTURE: u64 = u64::MAX;
+
+    #[test]
+    fn tokens_of_an_expired_key_are_neither_counted_nor_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = TokenChallenge::for_issuer("issuer.example");
+        let wallet = Wallet::open(dir.path()).unwrap();
+        let mut old = [token(1), token(2)];
+        for t in &mut old {
+            t.token_key_id = [9; 32];
+        }
+        wallet.add(&access, &old, unix_now() - 1).unwrap();
+        assert_eq!((wallet.count(&access), wallet.balance()), (0, 0));
+        assert_eq!(wallet.take(&access).unwrap(), None);
+        // Fresh tokens of another key are; the expired ones are gone.
+        wallet.add(&access, &[token(3)], unix_now() + 3600).unwrap();
+        assert_eq!(wallet.count(&access), 1);
+        assert_eq!(wallet.take(&access).unwrap(), Some(token(3)));
+        let held = wallet
+            .read(|c| c.pools.values().map(Vec::len).sum::<usize>())
+            .unwrap();
+        assert_eq!(held, 0);
+    }
+
     #[test]
     fn tokens_persist_sealed_and_are_taken_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -318,8 +416,8 @@ mod tests {
         let pay = TokenChallenge::for_relay("issuer.example", "ed25519:relay");
         {
             let wallet = Wallet::open(dir.path()).unwrap();
-            wallet.add(&access, &[token(1), token(2)]).unwrap();
-            wallet.add(&pay, &[token(3)]).unwrap();
+            wallet.add(&access, &[token(1), token(2)], FUTURE).unwrap();
+            wallet.add(&pay, &[token(3)], FUTURE).unwrap();
             wallet.set_session("bearer".into(), 100).unwrap();
         }
         let sealed = std::fs::read(dir.path().join(WALLET_FILE)).unwrap();
@@ -345,7 +443,7 @@ mod tests {
         let access = TokenChallenge::for_issuer("issuer.example");
         let client = Wallet::open(dir.path()).unwrap();
         let login = Wallet::open(dir.path()).unwrap();
-        login.add(&access, &[token(1), token(2)]).unwrap();
+        login.add(&access, &[token(1), token(2)], FUTURE).unwrap();
         assert_eq!(client.count(&access), 2);
         let taken: Vec<Token> = std::thread::scope(|s| {
             let a = s.spawn(|| client.take(&access).unwrap());
@@ -366,7 +464,7 @@ mod tests {
         let access = TokenChallenge::for_issuer("issuer.example");
         Wallet::open(dir.path())
             .unwrap()
-            .add(&access, &[token(1)])
+            .add(&access, &[token(1)], FUTURE)
             .unwrap();
         let path = dir.path().join(WALLET_FILE);
         let mut sealed = std::fs::read(&path).unwrap();
