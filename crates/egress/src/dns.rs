@@ -3,14 +3,17 @@
 //! the message to this relay's resolver over UDP, and again over TCP when the
 //! answer was truncated (RFC 7766 §5). The query arrives inside the inner
 //! connection, so it never crossed the client's network in the clear, and the
-//! resolver sees this relay, not the client. Names are never logged.
+//! resolver sees this relay, not the client. Names are never logged. Query and
+//! answer bytes are metered with the session's UDP (pay-as-you-go).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use openrelay_transport::server::{self, ServerStream};
+use openrelay_transport::udp_bridge::BridgeCounters;
 use openrelay_wire::dns::{self, MAX_MESSAGE, Query};
 use openrelay_wire::proxy_status::ProxyErrorType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,6 +61,7 @@ pub(crate) async fn answer(
     request: http::Request<()>,
     mut stream: ServerStream,
     shared: Arc<Shared>,
+    counters: Arc<BridgeCounters>,
 ) {
     let media_ok = request
         .headers()
@@ -88,8 +92,14 @@ pub(crate) async fn answer(
             .await;
     };
     let resolver = shared.settings.dns_resolver.or_else(system_resolver);
+    counters
+        .bytes_out
+        .fetch_add(message.len() as u64, Ordering::Relaxed);
     match forward(resolver, &query, &message, timeout).await {
         Ok(answer) => {
+            counters
+                .bytes_in
+                .fetch_add(answer.len() as u64, Ordering::Relaxed);
             let response = http::Response::builder()
                 .status(http::StatusCode::OK)
                 .header(http::header::CONTENT_TYPE, dns::MEDIA_TYPE)

@@ -266,7 +266,10 @@ async fn handle_request(
             }
         },
         (&http::Method::POST, None) if request.uri().path() == openrelay_wire::dns::PATH => {
-            dns::answer(request, stream, shared).await;
+            // Queries and answers are metered as UDP, like the flows they
+            // stand for.
+            let counters = Arc::clone(session.as_ref().map_or(&shared.stats.udp, |(_, s)| &s.udp));
+            dns::answer(request, stream, shared, counters).await;
         }
         (&http::Method::CONNECT, Some(_)) => {
             server::respond_error(stream, http::StatusCode::NOT_IMPLEMENTED, PROXY_NAME, None)

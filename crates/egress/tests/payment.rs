@@ -42,11 +42,11 @@ fn start_egress(quantum_secs: u64, grace_secs: u64) -> RunningEgress {
     let state = tempfile::tempdir().unwrap();
     let keys = state.path().join("issuer-directory.json");
     write_directory(&keys, issuer_key());
-    start_egress_with(state, quantum_secs, grace_secs, ISSUER, &keys, "")
+    start_egress_with(state, quantum_secs, grace_secs, ISSUER, &keys, "", "")
 }
 
 /// An egress with its payment settings: `extra` is more `[egress.payment]`
-/// keys (e.g. where to settle).
+/// keys (e.g. where to settle), `egress` more `[egress]` keys.
 fn start_egress_with(
     state: tempfile::TempDir,
     quantum_secs: u64,
@@ -54,6 +54,7 @@ fn start_egress_with(
     issuer: &str,
     keys: &std::path::Path,
     extra: &str,
+    egress: &str,
 ) -> RunningEgress {
     let config = RelayConfig::from_toml(&format!(
         r#"
@@ -61,6 +62,9 @@ role = "egress"
 operator = "test"
 listen = "127.0.0.1:0"
 state_dir = "{state}"
+
+[egress]
+{egress}
 
 [egress.payment]
 quantum_secs = {quantum_secs}
@@ -266,6 +270,7 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
             "settle_secs = 1\nsettle_at = {{ addr = \"{issuer_addr}\", key = \"{}\" }}",
             local.pin
         ),
+        "",
     );
 
     // A client pays with three tokens from its account.
@@ -393,4 +398,68 @@ async fn settle(
             body,
         )
         .await
+}
+
+/// DNS answered through the egress (`POST /dns-query`) is part of the
+/// session's metered bytes: query and answer are in the ledger's bytes
+/// carried when the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_queries_are_metered_with_the_session() {
+    // A resolver on loopback that answers every query with an empty answer.
+    let resolver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let resolver_addr = resolver.local_addr().unwrap();
+    let answers = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, from) = resolver.recv_from(&mut buf).await.unwrap();
+            buf[2] |= 0x80; // QR: a response, same ID and question
+            resolver.send_to(&buf[..n], from).await.unwrap();
+        }
+    });
+    let state = tempfile::tempdir().unwrap();
+    let keys = state.path().join("issuer-directory.json");
+    write_directory(&keys, issuer_key());
+    let egress = start_egress_with(
+        state,
+        60,
+        30,
+        ISSUER,
+        &keys,
+        "",
+        &format!("dns_resolver = \"{resolver_addr}\""),
+    );
+    // Within its first grace window (30 s), before any payment is due.
+    let (session, _quic) = egress.session().await;
+
+    // example.com, type A, class IN, recursion desired.
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+    let queries = 10;
+    for _ in 0..queries {
+        let response = session
+            .request(
+                http::Method::POST,
+                openrelay_wire::dns::PATH,
+                &[(
+                    http::header::CONTENT_TYPE,
+                    openrelay_wire::dns::MEDIA_TYPE.to_owned(),
+                )],
+                query.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body.len(), query.len());
+    }
+    session.connection().close(0u32.into(), b"done");
+    drop(session);
+    // The egress records a session's bytes when it sees the session end;
+    // the ledger can be read once the egress has stopped.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    egress.task.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let carried = 2 * queries * query.len() as u64;
+    let total = egress.ledger().total(Total::BytesCarried).unwrap();
+    answers.abort();
+    assert_eq!(total, carried, "bytes carried: queries and answers");
 }
