@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Serves `GET /bytes/<n>` with n bytes from a repeated block, one thread per
 /// connection: fast enough that the direct path measures curl and the kernel.
@@ -94,11 +95,13 @@ impl Drop for Devnet {
     }
 }
 
-fn start_devnet() -> Devnet {
+/// A devnet of two operators, with `extra` devnet flags.
+fn start_devnet(extra: &[&str]) -> Devnet {
     let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_openrelay"))
+        .arg("devnet")
+        .args(extra)
         .args([
-            "devnet",
             // The measured path and one spare pair; no registry or
             // validators competing for the two cores.
             "--operators",
@@ -108,11 +111,11 @@ fn start_devnet() -> Devnet {
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
-            "--log-level",
-            "warn",
         ])
         .arg("--state-dir")
         .arg(state.path())
+        .arg("--log-dir")
+        .arg(state.path().join("logs"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -235,7 +238,7 @@ fn main() {
     let size = arg("--size-mib", 1024) << 20;
     let runs = arg("--ttfb-runs", 50) as usize;
     let server = start_server();
-    let devnet = start_devnet();
+    let devnet = start_devnet(&["--log-level", "warn"]);
     let socks = devnet.socks.as_str();
     let bulk_url = format!("http://127.0.0.1:{}/bytes/{size}", server.port());
     // `localhost` so the egress resolves the name, as for real traffic.
@@ -317,4 +320,65 @@ fn main() {
         r / d
     );
     drop(devnet);
+
+    // Admission: a tunnel request carries a Privacy Pass token, which the
+    // ingress verifies before it forwards anything. Paths rotate every
+    // second, so each devnet builds a fresh path (outer handshake,
+    // connect-udp, inner handshake) about once a second; the client logs
+    // how long each took.
+    let builds = arg("--setup-runs", 20) as usize;
+    println!(
+        "tunnel set-up (new path: outer handshake, connect-udp, inner handshake), {builds} builds (ms):"
+    );
+    let mut medians = Vec::new();
+    for (name, tokens) in [("without admission", false), ("with admission", true)] {
+        let mut flags = vec!["--rotation-secs", "1", "--log-level", "info"];
+        if !tokens {
+            flags.push("--no-tokens");
+        }
+        let devnet = start_devnet(&flags);
+        let setups = path_setups(&devnet, &small_url, builds);
+        println!(
+            "  {name:<18} median {:6.3}  p90 {:6.3}  ({} builds)",
+            percentile(&setups, 0.5),
+            percentile(&setups, 0.9),
+            setups.len()
+        );
+        medians.push(percentile(&setups, 0.5));
+    }
+    println!(
+        "  added by admission (median): {:.3} ms",
+        medians[1] - medians[0]
+    );
+}
+
+/// Set-up times (ms, sorted) of the paths `devnet`'s client builds while a
+/// flow to `url` starts about once a second, `builds` of them after the
+/// first.
+fn path_setups(devnet: &Devnet, url: &str, builds: usize) -> Vec<f64> {
+    let log = devnet.state.path().join("logs").join("client.log");
+    let read = || -> Vec<f64> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("path established"))
+            .filter_map(|l| {
+                l.split("setup_us=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|us| us / 1e3)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3 * builds as u64 + 10);
+    while read().len() <= builds && std::time::Instant::now() < deadline {
+        curl(url, Some(&devnet.socks));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let mut setups: Vec<f64> = read().into_iter().skip(1).collect();
+    setups.sort_by(f64::total_cmp);
+    setups
 }

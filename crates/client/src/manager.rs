@@ -268,6 +268,7 @@ impl PathManager {
             self.check_open()?;
             let (ingress, egress) = self.entries(&planned.choice)?;
             self.building.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let result = Path::build(
                 &ingress,
                 &egress,
@@ -279,7 +280,8 @@ impl PathManager {
             self.building.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Ok(path) => {
-                    info!(ingress = %ingress.name, egress = %egress.name, "path established");
+                    let setup_us = started.elapsed().as_micros() as u64;
+                    info!(ingress = %ingress.name, egress = %egress.name, setup_us, "path established");
                     let path = Arc::new(path);
                     self.watch(&path);
                     self.adopt(generation, &path);
