@@ -294,9 +294,10 @@ const REGAIN: (u64, u64) = (5, 4);
 /// and shrink the window further. Two ACKs' worth keeps the ACK clock.
 const MIN_WINDOW_PACKETS: u64 = 2 * (crate::endpoint::ACK_ELICITING_THRESHOLD as u64 + 1);
 
-/// openrelay's default congestion controller (see the module
+/// The `delivery-rate` congestion controller (see the module
 /// documentation): a window of [`INFLIGHT_GAIN`] measured bandwidth-delay
-/// products, cut by losses above [`LOSS_THRESHOLD`].
+/// products plus the recent ACK aggregation, cut by losses above
+/// [`LOSS_THRESHOLD`].
 #[derive(Debug, Clone)]
 pub struct DeliveryRate {
     mtu: u64,
