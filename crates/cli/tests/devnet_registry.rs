@@ -26,14 +26,25 @@ struct Capture(std::process::Child, tempfile::NamedTempFile);
 impl Capture {
     fn start() -> Option<Capture> {
         let file = tempfile::NamedTempFile::new().unwrap();
-        let child = std::process::Command::new("tcpdump")
+        let status = tempfile::NamedTempFile::new().unwrap();
+        let mut child = std::process::Command::new("tcpdump")
             .args(["-i", "lo", "-n", "-l", "-q", "udp and dst host 127.0.4.1"])
             .stdout(file.reopen().unwrap())
-            .stderr(std::process::Stdio::null())
+            .stderr(status.reopen().unwrap())
             .spawn()
             .ok()?;
-        // tcpdump needs a moment to attach.
-        std::thread::sleep(Duration::from_millis(500));
+        // tcpdump says "listening on" once it captures; the devnet fetches
+        // its first directory within two seconds of starting, so a capture
+        // that attached late would miss it (seen once in CI).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(status.path())
+            .unwrap_or_default()
+            .contains("listening on")
+        {
+            assert!(Instant::now() < deadline, "tcpdump did not start");
+            assert!(matches!(child.try_wait(), Ok(None)), "tcpdump exited");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Some(Capture(child, file))
     }
 
