@@ -17,7 +17,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
-use std::process::Command;
+
+use openrelay_tun::system::{CommandError, run_command};
 
 use tracing::warn;
 
@@ -47,13 +48,8 @@ pub enum NetnsError {
     )]
     Name(String),
     /// A command failed.
-    #[error("`{command}` failed: {reason}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// What went wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Command(#[from] CommandError),
     /// A file under /etc/netns could not be written.
     #[error("{path}: {source}")]
     File {
@@ -65,31 +61,7 @@ pub enum NetnsError {
 }
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), NetnsError> {
-    use std::io::Write;
-    let command = format!("{program} {}", args.join(" "));
-    let fail = |reason: String| NetnsError::Command {
-        command: command.clone(),
-        reason,
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    if let Some(mut pipe) = child.stdin.take() {
-        pipe.write_all(stdin.unwrap_or_default().as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let output = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(fail(
-            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        ))
-    }
+    Ok(run_command(program, args, stdin)?)
 }
 
 /// The client's namespace, its link and the host side's firewall; removed
@@ -128,10 +100,10 @@ impl ClientNetns {
         };
         // Refuse to adopt (and later delete) a namespace someone else made.
         if PathBuf::from("/run/netns").join(name).exists() {
-            return Err(NetnsError::Command {
+            return Err(NetnsError::Command(CommandError {
                 command: format!("ip netns add {name}"),
                 reason: "the namespace already exists".into(),
-            });
+            }));
         }
         run("ip", &["netns", "add", name], None)?;
         if let Err(e) = netns.set_up(operators) {

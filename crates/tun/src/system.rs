@@ -17,13 +17,8 @@ pub enum SystemError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// A command could not be run or failed.
-    #[error("`{command}` failed: {reason}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// Its error output or exit status.
-        reason: String,
-    },
+    #[error(transparent)]
+    Command(#[from] CommandError),
     /// The resolver file could not be read or written.
     #[error("{path}: {source}")]
     File {
@@ -34,15 +29,32 @@ pub enum SystemError {
     },
 }
 
-fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), SystemError> {
+/// A command that could not be run, or that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` failed: {reason}")]
+pub struct CommandError {
+    /// The command line.
+    pub command: String,
+    /// Its error output, or its exit status when it wrote none.
+    pub reason: String,
+}
+
+/// Runs `program` with `args` (and `stdin` on its standard input, if
+/// given), its output discarded.
+pub fn run_command<S: AsRef<str>>(
+    program: &str,
+    args: &[S],
+    stdin: Option<&str>,
+) -> Result<(), CommandError> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let command = format!("{program} {}", args.join(" "));
     debug!(%command, "running");
-    let fail = |reason: String| SystemError::Command {
+    let fail = |reason: String| CommandError {
         command: command.clone(),
         reason,
     };
     let mut child = Command::new(program)
-        .args(args)
+        .args(&args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -67,6 +79,10 @@ fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), System
             stderr
         }))
     }
+}
+
+fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), SystemError> {
+    Ok(run_command(program, args, stdin)?)
 }
 
 fn ip(
@@ -141,7 +157,7 @@ impl System {
     /// Undoes one change; a change that is already gone is not an error.
     fn undo(change: &Change) -> Result<(), SystemError> {
         let gone = |result: Result<(), SystemError>| match result {
-            Err(SystemError::Command { reason, .. })
+            Err(SystemError::Command(CommandError { reason, .. }))
                 if ["No such", "Cannot find", "does not exist", "not found"]
                     .iter()
                     .any(|m| reason.contains(m)) =>
