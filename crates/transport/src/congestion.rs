@@ -648,9 +648,9 @@ mod tests {
         assert_eq!(bound.window(1), None);
     }
 
-    #[test]
-    fn bound_is_twice_the_measured_bandwidth_delay_product() {
-        // 125 MB/s (1 Gbit/s) over a 20 ms minimum RTT: 2.5 MB product.
+    /// A model that measured 100 ms of 125 MB/s (1 Gbit/s) over a 20 ms
+    /// minimum RTT, one ACK per millisecond; its start and RTT.
+    fn model_at_a_gigabit() -> (DeliveryRateModel, Instant, Duration) {
         let mut bound = DeliveryRateModel::default();
         let start = Instant::now();
         let rtt = Duration::from_millis(20);
@@ -658,6 +658,13 @@ mod tests {
         for ms in 1..=100 {
             bound.on_delivered(at(start, ms), 125_000, false, rtt);
         }
+        (bound, start, rtt)
+    }
+
+    #[test]
+    fn bound_is_twice_the_measured_bandwidth_delay_product() {
+        // 125 MB/s (1 Gbit/s) over a 20 ms minimum RTT: 2.5 MB product.
+        let (bound, _, _) = model_at_a_gigabit();
         assert_eq!(bound.max_rate(), 125_000_000);
         // Plus one ACK's worth of aggregation: each ACK arrives in one piece.
         assert_eq!(bound.window(1), Some(5_000_000 + 125_000));
@@ -667,13 +674,7 @@ mod tests {
 
     #[test]
     fn idle_and_app_limited_rounds_keep_the_estimate() {
-        let mut bound = DeliveryRateModel::default();
-        let start = Instant::now();
-        let rtt = Duration::from_millis(20);
-        bound.on_delivered(start, PACKET, false, rtt);
-        for ms in 1..=100 {
-            bound.on_delivered(at(start, ms), 125_000, false, rtt);
-        }
+        let (mut bound, start, rtt) = model_at_a_gigabit();
         // A long idle gap, then twenty rounds of a trickle, app-limited:
         // the rate is kept (only the aggregation allowance fades).
         for ms in (10_000..10_400).step_by(20) {
@@ -685,13 +686,7 @@ mod tests {
 
     #[test]
     fn a_slower_path_lowers_the_bound_within_the_filter_window() {
-        let mut bound = DeliveryRateModel::default();
-        let start = Instant::now();
-        let rtt = Duration::from_millis(20);
-        bound.on_delivered(start, PACKET, false, rtt);
-        for ms in 1..=100 {
-            bound.on_delivered(at(start, ms), 125_000, false, rtt);
-        }
+        let (mut bound, start, rtt) = model_at_a_gigabit();
         // Now a tenth of the rate, not application-limited, for 11 rounds.
         for ms in 101..=101 + 20 * BANDWIDTH_ROUNDS as u64 + 20 {
             bound.on_delivered(at(start, ms), 12_500, false, rtt);
@@ -748,6 +743,17 @@ mod tests {
         windows
     }
 
+    /// A controller after 20 rounds of a full 1 Gbit/s, 25 ms path; its
+    /// start and RTT.
+    fn full_gigabit_path() -> (DeliveryRate, Instant, Duration) {
+        let mut cc = DeliveryRate::new(MTU);
+        let start = Instant::now();
+        let rtt = Duration::from_millis(25);
+        cc.on_delivered(start, 0, false, rtt);
+        drive(&mut cc, start, 20, 125_000_000, rtt);
+        (cc, start, rtt)
+    }
+
     #[test]
     fn start_up_doubles_each_round_until_the_path_is_full() {
         let mut cc = DeliveryRate::new(MTU);
@@ -771,11 +777,7 @@ mod tests {
 
     #[test]
     fn random_loss_leaves_the_window_alone() {
-        let mut cc = DeliveryRate::new(MTU);
-        let start = Instant::now();
-        let rtt = Duration::from_millis(25);
-        cc.on_delivered(start, 0, false, rtt);
-        drive(&mut cc, start, 20, 125_000_000, rtt);
+        let (mut cc, start, rtt) = full_gigabit_path();
         let full = cc.window();
         // One packet in a thousand lost, every round.
         for round in 20..40u32 {
@@ -790,11 +792,7 @@ mod tests {
 
     #[test]
     fn congestion_cuts_to_seven_tenths_once_per_round_then_regains() {
-        let mut cc = DeliveryRate::new(MTU);
-        let start = Instant::now();
-        let rtt = Duration::from_millis(25);
-        cc.on_delivered(start, 0, false, rtt);
-        drive(&mut cc, start, 20, 125_000_000, rtt);
+        let (mut cc, start, rtt) = full_gigabit_path();
         let full = cc.window();
         let now = start + rtt * 21;
         // A queue overflowing: a tenth of a round lost, in many events.
@@ -809,11 +807,7 @@ mod tests {
 
     #[test]
     fn persistent_congestion_drops_to_the_floor() {
-        let mut cc = DeliveryRate::new(MTU);
-        let start = Instant::now();
-        let rtt = Duration::from_millis(25);
-        cc.on_delivered(start, 0, false, rtt);
-        drive(&mut cc, start, 20, 125_000_000, rtt);
+        let (mut cc, start, _) = full_gigabit_path();
         cc.on_congestion_event(start, start, true, 100_000);
         assert_eq!(cc.window(), MIN_WINDOW_PACKETS * u64::from(MTU));
     }
