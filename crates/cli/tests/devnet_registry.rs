@@ -33,18 +33,9 @@ impl Capture {
             .stderr(status.reopen().unwrap())
             .spawn()
             .ok()?;
-        // tcpdump says "listening on" once it captures; the devnet fetches
-        // its first directory within two seconds of starting, so a capture
-        // that attached late would miss it (seen once in CI).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(status.path())
-            .unwrap_or_default()
-            .contains("listening on")
-        {
-            assert!(Instant::now() < deadline, "tcpdump did not start");
-            assert!(matches!(child.try_wait(), Ok(None)), "tcpdump exited");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // The devnet fetches its first directory within two seconds of
+        // starting (a capture that attached late missed it once in CI).
+        common::wait_until_capturing(&mut child, status.path());
         Some(Capture(child, file))
     }
 

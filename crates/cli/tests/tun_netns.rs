@@ -19,6 +19,8 @@
     clippy::print_stderr
 )]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -168,16 +170,7 @@ impl Capture {
             Stdio::null(),
             &log,
         );
-        // tcpdump says "listening on" once it captures.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("listening on")
-        {
-            assert!(Instant::now() < deadline, "tcpdump did not start");
-            assert!(matches!(child.try_wait(), Ok(None)), "tcpdump exited");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_until_capturing(&mut child, &log);
         Capture { child, file }
     }
 

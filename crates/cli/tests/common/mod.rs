@@ -456,6 +456,21 @@ impl Drop for Devnet {
     }
 }
 
+/// Waits until `tcpdump` (whose standard error goes to `status`) says
+/// "listening on", i.e. captures: a capture that attaches late misses the
+/// packets a test looks for.
+pub fn wait_until_capturing(tcpdump: &mut std::process::Child, status: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(status)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(Instant::now() < deadline, "tcpdump did not start");
+        assert!(matches!(tcpdump.try_wait(), Ok(None)), "tcpdump exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// With `OPENRELAY_TEST_LOGS=DIR`, a failed test's component logs are copied
 /// to a fresh directory under DIR (the test's own directory is removed).
 fn keep_logs(log_dir: &Path) {
