@@ -365,9 +365,7 @@ impl DeliveryRate {
         let cap = cap.saturating_mul(REGAIN.0) / REGAIN.1;
         self.loss_cap = (cap < self.model_window()).then_some(cap);
     }
-}
 
-impl DeliveryRate {
     /// `bytes` were acknowledged at `now` (quinn's `on_ack`, which passes
     /// the RTT as a type only quinn can build).
     pub fn on_delivered(
