@@ -75,19 +75,28 @@ impl Rng {
 }
 
 /// How long before a frame is due the delay thread stops sleeping, when
-/// the frame is the first after a quiet spell.
+/// the link is nearly idle.
 const SPIN: Duration = Duration::from_micros(300);
-/// A gap between frames longer than this makes the next one "first after a
-/// quiet spell".
-const QUIET: Duration = Duration::from_millis(1);
+/// "Nearly idle": at most this many frames in flight on the link.
+const FEW_FRAMES: usize = 4;
 
 fn direction(link: &Link, mut from: File, mut to: File, seed: u64) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
     std::thread::spawn(move || {
-        let mut last_write = Instant::now();
-        for (due, frame) in rx {
+        let mut in_flight = std::collections::VecDeque::new();
+        loop {
+            if in_flight.is_empty() {
+                match rx.recv() {
+                    Ok(frame) => in_flight.push_back(frame),
+                    Err(_) => return,
+                }
+            }
+            in_flight.extend(rx.try_iter());
+            let Some((due, frame)) = in_flight.pop_front() else {
+                continue;
+            };
             let now = Instant::now();
-            if now.duration_since(last_write) > QUIET {
+            if in_flight.len() < FEW_FRAMES {
                 // A sleeping thread wakes late by this VM's scheduling
                 // latency (0.1-0.2 ms per crossing, 2 ms over a TTFB
                 // exchange), which would count against every path: sleep
@@ -99,14 +108,13 @@ fn direction(link: &Link, mut from: File, mut to: File, seed: u64) {
                     std::hint::spin_loop();
                 }
             } else if due > now {
-                // Under a stream of frames spinning would burn a core
-                // (frames are microseconds apart at 1 Gbit/s) that the
-                // paths' own processes need; a late wake-up here delays a
-                // burst, not a round trip, and writes what fell due meanwhile.
+                // Under a stream of frames spinning would burn a core that
+                // the paths' own processes need; a late wake-up here delays
+                // a burst, not a round trip, and what fell due meanwhile is
+                // written at once.
                 std::thread::sleep(due - now);
             }
             let _ = to.write(&frame);
-            last_write = Instant::now();
         }
     });
     let mut rng = Rng(seed | 1);

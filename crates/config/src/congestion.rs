@@ -17,8 +17,9 @@ pub enum CongestionControl {
     /// more CPU per byte and loses to Cubic where the hosts, not the
     /// network, are the bottleneck (docs/BENCHMARKS.md).
     DeliveryRate,
-    /// quinn's Cubic (RFC 9438), openrelay's default: fills the
-    /// bottleneck's queue before it backs off.
+    /// Cubic (RFC 9438) with HyStart++ slow start (RFC 9406), openrelay's
+    /// default: fills the bottleneck's queue before it backs off, and
+    /// leaves slow start when the round trip starts to grow.
     #[default]
     Cubic,
     /// quinn's NewReno (RFC 9002 §7).

@@ -25,14 +25,16 @@
 //!   round; losses above the threshold cut it to 0.7× (BBRv2's `beta`),
 //!   regained by a quarter each clean round.
 //!
-//! The default is quinn's Cubic behind the threshold ([`LossTolerant`]):
-//! on the benchmark's lossy 1 Gbit/s path both keep ≥ 0.95× of direct
-//! TCP's goodput, and where the hosts' CPUs are the bottleneck (loopback)
-//! Cubic carries 2.6 Gbit/s where `delivery-rate` carries 1.0–1.7: there
-//! the loaded round trip is many times the minimum, and a window sized on
-//! the minimum leaves the sender idle. `delivery-rate` is the choice for
-//! very lossy links (1 % random loss: 651 against 13 Mbit/s, the
-//! threshold's statistics at small windows cutting Cubic too often).
+//! The default is Cubic (RFC 9438) with HyStart++ slow start (RFC 9406)
+//! behind the threshold ([`Cubic`] in a [`LossTolerant`]): on the
+//! benchmark's lossy 1 Gbit/s path it keeps ≥ 0.95× of direct TCP's
+//! goodput, and where the hosts' CPUs are the bottleneck (loopback) Cubic
+//! carries 2.6 Gbit/s where `delivery-rate` carries 1.0–1.7: there the
+//! loaded round trip is many times the minimum, and a window sized on the
+//! minimum leaves the sender idle. `delivery-rate` is the choice for very
+//! lossy links (1 % random loss: 651 against 13 Mbit/s, the threshold's
+//! statistics at small windows cutting Cubic too often). Why openrelay has
+//! its own Cubic rather than quinn's: [`cubic`].
 //!
 //! Why not quinn's BBR: it is a port of BBRv1 marked experimental, and its
 //! bandwidth sample is one acknowledged packet over the time since the
@@ -55,6 +57,9 @@ use std::time::{Duration, Instant};
 
 use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
 use quinn_proto::RttEstimator;
+
+pub mod cubic;
+pub use cubic::{Cubic, CubicConfig};
 
 /// Loss rate above which losses count as congestion: BBRv2/v3's
 /// `BBRLossThresh` (draft-ietf-ccwg-bbr §2.6).
@@ -454,7 +459,7 @@ impl ControllerFactory for DeliveryRateConfig {
     }
 }
 
-/// A quinn congestion controller (Cubic, NewReno) that only hears about
+/// A congestion controller (Cubic, quinn's NewReno) that only hears about
 /// losses [`LossTolerance`] judges to be congestion.
 pub struct LossTolerant {
     inner: Box<dyn Controller>,

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::{CongestionControl, KeyPin};
-use quinn::congestion::{ControllerFactory, CubicConfig, NewRenoConfig};
+use quinn::congestion::{ControllerFactory, NewRenoConfig};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
-use crate::congestion::{DeliveryRateConfig, LossTolerantConfig};
+use crate::congestion::{CubicConfig, DeliveryRateConfig, LossTolerantConfig};
 use crate::identity::Identity;
 use crate::tls::{self, TlsError};
 
@@ -135,9 +135,7 @@ impl Tuning {
             CongestionControl::DeliveryRate => {
                 Arc::new(DeliveryRateConfig) as Arc<dyn ControllerFactory + Send + Sync>
             }
-            CongestionControl::Cubic => {
-                Arc::new(LossTolerantConfig(Arc::new(CubicConfig::default())))
-            }
+            CongestionControl::Cubic => Arc::new(LossTolerantConfig(Arc::new(CubicConfig))),
             CongestionControl::NewReno => {
                 Arc::new(LossTolerantConfig(Arc::new(NewRenoConfig::default())))
             }
