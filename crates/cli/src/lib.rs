@@ -414,7 +414,7 @@ async fn run_ledger(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
         &quic,
         issuer.addr,
         issuer.key,
-        openrelay_transport::endpoint::OUTER_INITIAL_MTU,
+        openrelay_transport::endpoint::OUTER_MTU,
     )
     .await
     .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
@@ -859,13 +859,13 @@ async fn run_registry(
     config: openrelay_config::RegistryConfig,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
-    use openrelay_transport::endpoint::{INNER_INITIAL_MTU, Tuning};
+    use openrelay_transport::endpoint::{INNER_MTU, Tuning};
     init_logging(Role::Relay, &config.log)?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let service = std::sync::Arc::new(openrelay_registry::service::RegistryService::new(&config)?);
     // Clients reach the registry through their relays (QUIC inside a
     // connect-udp flow), so start at the inner path's MTU.
-    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, INNER_INITIAL_MTU);
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, INNER_MTU);
     let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
     let listen = endpoint.local_addr()?;
     ready(&format!(

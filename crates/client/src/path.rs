@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route};
-use openrelay_transport::endpoint::{self, INNER_INITIAL_MTU, OUTER_INITIAL_MTU, Tuning};
+use openrelay_transport::endpoint::{self, INNER_MTU, OUTER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_transport::{h3util, udp};
 use openrelay_wire::target::Target;
@@ -212,7 +212,7 @@ impl Path {
             udp::endpoint(udp::local_for(bind, ingress.addr), None).map_err(|e| local(&e))?;
         let outer_config = endpoint::client_config(
             ingress.key,
-            &Tuning::client(idle, keepalive, OUTER_INITIAL_MTU).with_congestion(config.congestion),
+            &Tuning::client(idle, keepalive, OUTER_MTU).with_congestion(config.congestion),
         )
         .map_err(|e| local(&e))?;
         let server_name = ingress.addr.ip().to_string();
@@ -303,12 +303,8 @@ impl Path {
         // outer notices a dead ingress, so a dead ingress is blamed correctly.
         let inner_config = endpoint::client_config(
             egress.key,
-            &Tuning::client(
-                idle + Duration::from_millis(500),
-                keepalive,
-                INNER_INITIAL_MTU,
-            )
-            .with_congestion(config.congestion),
+            &Tuning::client(idle + Duration::from_millis(500), keepalive, INNER_MTU)
+                .with_congestion(config.congestion),
         )
         .map_err(|e| local(&e))?;
         let egress_name = egress.addr.ip().to_string();

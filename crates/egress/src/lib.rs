@@ -35,7 +35,7 @@ use std::time::Duration;
 use h3::ext::Protocol;
 use openrelay_config::{EgressConfig, PaymentConfig, RelayConfig};
 use openrelay_policy::DestinationPolicy;
-use openrelay_transport::endpoint::{INNER_INITIAL_MTU, Tuning};
+use openrelay_transport::endpoint::{INNER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
@@ -174,7 +174,7 @@ impl Egress {
         let tuning = Tuning::relay(
             Duration::from_secs(30),
             settings.max_flows_per_connection,
-            INNER_INITIAL_MTU,
+            INNER_MTU,
         )
         .with_congestion(settings.congestion);
         let endpoint = server::bind(settings.listen, identity, &tuning)?;

@@ -38,7 +38,7 @@ use openrelay_tokens::gate::{GateError, Refusal, TokenGate};
 use openrelay_tokens::settlement::{self, Receipt, Settlement};
 use openrelay_tokens::spent::open_store;
 use openrelay_transport::call::PinnedConnection;
-use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{self, ServerStream};
 use openrelay_transport::tcp_pump::PumpCounters;
@@ -251,7 +251,7 @@ impl Payments {
         let quic =
             udp::endpoint(udp::local_for(None, issuer.addr), None).map_err(|e| e.to_string())?;
         let connection =
-            PinnedConnection::connect(&quic, issuer.addr, issuer.key, OUTER_INITIAL_MTU).await?;
+            PinnedConnection::connect(&quic, issuer.addr, issuer.key, OUTER_MTU).await?;
         let header = http::HeaderName::from_static(settlement::SIGNATURE_HEADER);
         let response = connection
             .request(

@@ -16,7 +16,7 @@ use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
 use openrelay_tokens::testing::{issuer_key, mint, write_directory};
 use openrelay_tokens::{PAYMENT_PATH, Token, TokenChallenge};
 use openrelay_transport::call::{PinnedConnection, Response};
-use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::identity::Identity;
 use openrelay_transport::udp;
 
@@ -96,7 +96,7 @@ impl RunningEgress {
     async fn session(&self) -> (PinnedConnection, quinn::Endpoint) {
         let quic = udp::endpoint(udp::local_for(None, self.addr), None).unwrap();
         let connection =
-            PinnedConnection::connect(&quic, self.addr, self.identity.pin(), OUTER_INITIAL_MTU)
+            PinnedConnection::connect(&quic, self.addr, self.identity.pin(), OUTER_MTU)
                 .await
                 .unwrap();
         (connection, quic)
@@ -296,7 +296,7 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
         &udp::endpoint(udp::local_for(None, issuer_addr), None).unwrap(),
         issuer_addr,
         local.pin,
-        OUTER_INITIAL_MTU,
+        OUTER_MTU,
     )
     .await
     .unwrap();

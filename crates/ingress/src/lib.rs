@@ -21,7 +21,7 @@ use std::time::Duration;
 use h3::ext::Protocol;
 use openrelay_config::{AdmissionConfig, CongestionControl, RelayConfig};
 use openrelay_log::Sensitive;
-use openrelay_transport::endpoint::{OUTER_INITIAL_MTU, Tuning};
+use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
@@ -152,7 +152,7 @@ impl Ingress {
         let tuning = Tuning::relay(
             Duration::from_secs(30),
             max_streams.saturating_add(4),
-            OUTER_INITIAL_MTU,
+            OUTER_MTU,
         )
         .with_congestion(settings.congestion);
         let endpoint = server::bind(settings.listen, identity, &tuning)?;

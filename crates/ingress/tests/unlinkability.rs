@@ -23,7 +23,7 @@ use openrelay_tokens::header::{build_authorization, parse_authorization};
 use openrelay_tokens::issuance::{self, REQUEST_MEDIA_TYPE};
 use openrelay_tokens::{Token, TokenChallenge, TokenResponse};
 use openrelay_transport::call::PinnedConnection;
-use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
 
 /// Everything one party saw, as byte strings.
@@ -108,7 +108,7 @@ async fn the_issuer_and_the_relays_share_no_value_and_accounts_look_alike() {
         .await
         .unwrap();
     let quic = udp::endpoint(udp::local_for(None, issuer_addr), None).unwrap();
-    let raw = PinnedConnection::connect(&quic, issuer_addr, issuer_pin, OUTER_INITIAL_MTU)
+    let raw = PinnedConnection::connect(&quic, issuer_addr, issuer_pin, OUTER_MTU)
         .await
         .unwrap();
 

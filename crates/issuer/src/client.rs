@@ -13,7 +13,7 @@ use openrelay_config::KeyPin;
 use openrelay_tokens::issuance::{self, IssuanceError, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 use openrelay_tokens::{IssuerDirectory, Token, TokenChallenge, TokenKey, TokenResponse};
 use openrelay_transport::call::{PinnedConnection, Response};
-use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
 use rand_core::OsRng;
 
@@ -111,7 +111,7 @@ impl IssuerClient {
                 reason: e.to_string(),
             }
         })?;
-        let mut client = Self::connect_via(&endpoint, OUTER_INITIAL_MTU, addr, pin).await?;
+        let mut client = Self::connect_via(&endpoint, OUTER_MTU, addr, pin).await?;
         client._endpoint = Some(endpoint);
         Ok(client)
     }
@@ -120,11 +120,11 @@ impl IssuerClient {
     /// the issuer does not see the client's address).
     pub async fn connect_via(
         endpoint: &quinn::Endpoint,
-        initial_mtu: u16,
+        mtu: u16,
         addr: SocketAddr,
         pin: KeyPin,
     ) -> Result<Self, IssuerClientError> {
-        let connection = PinnedConnection::connect(endpoint, addr, pin, initial_mtu)
+        let connection = PinnedConnection::connect(endpoint, addr, pin, mtu)
             .await
             .map_err(|reason| IssuerClientError::Unreachable { addr, reason })?;
         Ok(IssuerClient {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use openrelay_config::KeyPin;
 pub use openrelay_transport::call::MAX_RESPONSE;
 use openrelay_transport::call::PinnedConnection;
-use openrelay_transport::endpoint::OUTER_INITIAL_MTU;
+use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
 /// Time one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,17 +60,17 @@ impl RegistryClient {
                 reason: e.to_string(),
             }
         })?;
-        self.call_via(&endpoint, OUTER_INITIAL_MTU, method, path, body)
+        self.call_via(&endpoint, OUTER_MTU, method, path, body)
             .await
     }
 
     /// The same call over `endpoint`, e.g. one whose packets travel inside a
     /// connect-udp flow through the relays, so the registry never learns who
-    /// asked. `initial_mtu` must fit what that endpoint can carry.
+    /// asked. `mtu` must fit what that endpoint can carry.
     pub async fn call_via(
         &self,
         endpoint: &quinn::Endpoint,
-        initial_mtu: u16,
+        mtu: u16,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
@@ -79,7 +79,7 @@ impl RegistryClient {
             addr: self.addr,
             reason,
         };
-        let exchange = self.exchange(endpoint, initial_mtu, method, path, body);
+        let exchange = self.exchange(endpoint, mtu, method, path, body);
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
             Ok(result) => result.map_err(failed),
             Err(_) => Err(failed("timed out".into())),
@@ -89,12 +89,12 @@ impl RegistryClient {
     async fn exchange(
         &self,
         quic: &quinn::Endpoint,
-        initial_mtu: u16,
+        mtu: u16,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), String> {
-        let connection = PinnedConnection::connect(quic, self.addr, self.pin, initial_mtu).await?;
+        let connection = PinnedConnection::connect(quic, self.addr, self.pin, mtu).await?;
         let response = connection.request(method, path, &[], body).await?;
         Ok((response.status, response.body))
     }

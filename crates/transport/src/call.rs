@@ -54,14 +54,14 @@ impl Drop for PinnedConnection {
 
 impl PinnedConnection {
     /// Connects over `quic` to `addr`, which must prove `pin`.
-    /// `initial_mtu` must fit what that endpoint can carry.
+    /// `mtu` must fit what that endpoint can carry.
     pub async fn connect(
         quic: &quinn::Endpoint,
         addr: SocketAddr,
         pin: KeyPin,
-        initial_mtu: u16,
+        mtu: u16,
     ) -> Result<Self, String> {
-        let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), initial_mtu);
+        let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), mtu);
         let config = endpoint::client_config(pin, &tuning).map_err(|e| e.to_string())?;
         let connection = quic
             .connect_with(config, addr, &addr.ip().to_string())

@@ -162,8 +162,8 @@ impl DatagramSender {
     }
 
     /// Queues one payload. Payloads too large for the path are refused with
-    /// `TooLarge`; the caller decides whether that is an error (it is not for
-    /// tunnelled QUIC, whose path MTU discovery expects such losses).
+    /// `TooLarge`; the caller decides whether that is an error (for
+    /// tunnelled QUIC it is a lost packet).
     pub fn send(&self, payload: &[u8]) -> Result<(), quinn::SendDatagramError> {
         let mut buf = BytesMut::with_capacity(self.header.len() + payload.len());
         buf.put_slice(&self.header);

@@ -51,8 +51,8 @@ impl TunnelSocket {
 
     fn send_one(&self, packet: &[u8]) -> io::Result<()> {
         match self.sender.send(packet) {
-            // Too large: a path MTU probe the outer path cannot carry; losing it
-            // is how the inner connection learns its MTU (RFC 8899).
+            // Too large: cannot happen at INNER_MTU, but a peer's smaller
+            // datagram limit would make it plain packet loss.
             // Lost: the outer connection is gone; the path manager notices and
             // closes the inner connection, so treat it as packet loss meanwhile.
             Ok(())
@@ -136,8 +136,7 @@ impl AsyncUdpSocket for TunnelSocket {
     }
 
     fn may_fragment(&self) -> bool {
-        // Datagrams are never fragmented: too-large ones are dropped. Saying so
-        // lets quinn run path MTU discovery on the inner connection.
+        // Datagrams are never fragmented: too-large ones are dropped.
         false
     }
 }

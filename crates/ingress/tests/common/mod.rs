@@ -13,7 +13,7 @@ use openrelay_config::{AdmissionConfig, KeyPin};
 use openrelay_ingress::{Ingress, IngressSettings};
 use openrelay_tokens::{SigningKey, Token, TokenChallenge};
 use openrelay_transport::datagrams::DatagramSender;
-use openrelay_transport::endpoint::{self, OUTER_INITIAL_MTU, Tuning};
+use openrelay_transport::endpoint::{self, OUTER_MTU, Tuning};
 use openrelay_transport::h3util;
 use openrelay_transport::identity::Identity;
 use openrelay_transport::udp;
@@ -136,11 +136,7 @@ pub async fn connect_udp(
     authorization: Option<&str>,
 ) -> Answer {
     let quic = udp::endpoint(udp::local_for(None, ingress.addr), None).unwrap();
-    let tuning = Tuning::client(
-        Duration::from_secs(10),
-        Duration::from_secs(2),
-        OUTER_INITIAL_MTU,
-    );
+    let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), OUTER_MTU);
     let config = endpoint::client_config(ingress.pin, &tuning).unwrap();
     let connection = quic
         .connect_with(config, ingress.addr, "ingress")
