@@ -859,13 +859,13 @@ async fn run_registry(
     config: openrelay_config::RegistryConfig,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
-    use openrelay_transport::endpoint::{INNER_MTU, Tuning};
+    use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
     init_logging(Role::Relay, &config.log)?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let service = std::sync::Arc::new(openrelay_registry::service::RegistryService::new(&config)?);
     // Clients reach the registry through their relays (QUIC inside a
-    // connect-udp flow), so start at the inner path's MTU.
-    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, INNER_MTU);
+    // connect-udp flow), so its packets must fit their datagrams.
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, TUNNELLED_MTU);
     let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
     let listen = endpoint.local_addr()?;
     ready(&format!(

@@ -24,7 +24,7 @@ use openrelay_config::{AccountConfig, RelayEntry};
 use openrelay_issuer::client::{IssuerClient, IssuerClientError, Session};
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
-use openrelay_transport::endpoint::INNER_MTU;
+use openrelay_transport::endpoint::TUNNELLED_MTU;
 use tracing::{debug, info, warn};
 
 use crate::directory::unix_now;
@@ -120,9 +120,13 @@ impl Account {
         if let Some(manager) = manager {
             match crate::flow::tunnel_endpoint(manager, issuer.addr).await {
                 Ok((endpoint, hold)) => {
-                    let client =
-                        IssuerClient::connect_via(&endpoint, INNER_MTU, issuer.addr, issuer.key)
-                            .await?;
+                    let client = IssuerClient::connect_via(
+                        &endpoint,
+                        TUNNELLED_MTU,
+                        issuer.addr,
+                        issuer.key,
+                    )
+                    .await?;
                     return Ok(IssuerLink {
                         client,
                         _tunnel: Some((endpoint, hold)),

@@ -22,7 +22,7 @@ use openrelay_directory::{
 use openrelay_registry::http::RegistryClient;
 use openrelay_registry::service::paths;
 pub use openrelay_registry::service::unix_now;
-use openrelay_transport::endpoint::INNER_MTU;
+use openrelay_transport::endpoint::TUNNELLED_MTU;
 use tracing::{info, warn};
 
 use crate::manager::PathManager;
@@ -135,7 +135,7 @@ impl DirectoryFeed {
             .registry
             .call_via(
                 &endpoint,
-                INNER_MTU,
+                TUNNELLED_MTU,
                 http::Method::GET,
                 paths::DIRECTORY,
                 Vec::new(),

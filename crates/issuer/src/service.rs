@@ -195,7 +195,7 @@ impl IssuerService {
         let tuning = openrelay_transport::endpoint::Tuning::relay(
             Duration::from_secs(30),
             64,
-            openrelay_transport::endpoint::INNER_MTU,
+            openrelay_transport::endpoint::TUNNELLED_MTU,
         );
         server::bind(config.listen, identity, &tuning)
     }

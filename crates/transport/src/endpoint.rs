@@ -30,6 +30,12 @@ pub const OUTER_MTU: u16 = 1350;
 /// outer packet's overhead with the longest connection ID (41 bytes), the
 /// DATAGRAM frame's bound (17) and the HTTP datagram header (up to 5).
 ///
+/// Connections carried in a connect-udp flow of an inner connection: the
+/// client's directory fetches and token purchases, and the servers they
+/// reach (registry, issuer). QUIC's minimum (RFC 9000 §14.1), which fits an
+/// inner datagram at [`INNER_MTU`] (at least 1217 bytes).
+pub const TUNNELLED_MTU: u16 = 1200;
+
 /// Neither size changes during a connection (no path MTU discovery, and the
 /// floor is the size itself). Discovery raised the outer connection to 1452
 /// and the inner one to 1389 on Ethernet, but loss bursts at a full
