@@ -59,7 +59,7 @@ use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
 use quinn_proto::RttEstimator;
 
 pub mod cubic;
-pub use cubic::{Cubic, CubicConfig};
+pub use cubic::Cubic;
 
 /// Loss rate above which losses count as congestion: BBRv2/v3's
 /// `BBRLossThresh` (draft-ietf-ccwg-bbr §2.6).
@@ -449,15 +449,42 @@ impl Controller for DeliveryRate {
     }
 }
 
-/// Builds [`DeliveryRate`] controllers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeliveryRateConfig;
-
-impl ControllerFactory for DeliveryRateConfig {
-    fn build(self: Arc<Self>, _now: Instant, current_mtu: u16) -> Box<dyn Controller> {
-        Box::new(DeliveryRate::new(current_mtu))
+impl FromMtu for DeliveryRate {
+    fn from_mtu(mtu: u16) -> Self {
+        DeliveryRate::new(mtu)
     }
 }
+
+/// A controller that starts from the path's MTU alone.
+pub trait FromMtu: Controller + 'static {
+    fn from_mtu(mtu: u16) -> Self;
+}
+
+/// Builds controllers of type `C` ([`CubicConfig`], [`DeliveryRateConfig`]).
+pub struct ConfigFor<C>(std::marker::PhantomData<fn() -> C>);
+
+impl<C> Default for ConfigFor<C> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<C> std::fmt::Debug for ConfigFor<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<C>())
+    }
+}
+
+impl<C: FromMtu> ControllerFactory for ConfigFor<C> {
+    fn build(self: Arc<Self>, _now: Instant, current_mtu: u16) -> Box<dyn Controller> {
+        Box::new(C::from_mtu(current_mtu))
+    }
+}
+
+/// Builds [`Cubic`] controllers.
+pub type CubicConfig = ConfigFor<Cubic>;
+/// Builds [`DeliveryRate`] controllers.
+pub type DeliveryRateConfig = ConfigFor<DeliveryRate>;
 
 /// A congestion controller (Cubic, quinn's NewReno) that only hears about
 /// losses [`LossTolerance`] judges to be congestion.

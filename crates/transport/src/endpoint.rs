@@ -143,9 +143,11 @@ impl Tuning {
             .send_window(CONNECTION_RECEIVE_WINDOW.into());
         transport.congestion_controller_factory(match self.congestion {
             CongestionControl::DeliveryRate => {
-                Arc::new(DeliveryRateConfig) as Arc<dyn ControllerFactory + Send + Sync>
+                Arc::new(DeliveryRateConfig::default()) as Arc<dyn ControllerFactory + Send + Sync>
             }
-            CongestionControl::Cubic => Arc::new(LossTolerantConfig(Arc::new(CubicConfig))),
+            CongestionControl::Cubic => {
+                Arc::new(LossTolerantConfig(Arc::new(CubicConfig::default())))
+            }
             CongestionControl::NewReno => {
                 Arc::new(LossTolerantConfig(Arc::new(NewRenoConfig::default())))
             }

@@ -18,10 +18,9 @@
 //! reduction per round trip (RFC 9002 §7.3.2).
 
 use std::any::Any;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
+use quinn::congestion::{Controller, ControllerMetrics};
 use quinn_proto::RttEstimator;
 
 /// RFC 9438 §4.6: multiplicative decrease factor.
@@ -418,13 +417,9 @@ impl Controller for Cubic {
     }
 }
 
-/// Builds [`Cubic`] controllers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CubicConfig;
-
-impl ControllerFactory for CubicConfig {
-    fn build(self: Arc<Self>, _now: Instant, current_mtu: u16) -> Box<dyn Controller> {
-        Box::new(Cubic::new(current_mtu))
+impl super::FromMtu for Cubic {
+    fn from_mtu(mtu: u16) -> Self {
+        Cubic::new(mtu)
     }
 }
 
