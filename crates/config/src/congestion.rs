@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum CongestionControl {
     /// A window of twice the measured delivery rate times the minimum RTT
-    /// (BBR's window rule), cut to 0.7× by loss above 2 % of a round. Keeps
-    /// most of the rate at 1 % random loss, where Cubic does not; needs
-    /// more CPU per byte and loses to Cubic where the hosts, not the
-    /// network, are the bottleneck (docs/BENCHMARKS.md).
+    /// (BBR's window rule), cut to 0.7× by loss above 2 % of a round. As
+    /// fast as Cubic on the benchmark's lossy path; needs more CPU per byte
+    /// and loses to Cubic where the hosts, not the network, are the
+    /// bottleneck (docs/BENCHMARKS.md).
     DeliveryRate,
     /// Cubic (RFC 9438) with HyStart++ slow start (RFC 9406), openrelay's
     /// default: fills the bottleneck's queue before it backs off, and
