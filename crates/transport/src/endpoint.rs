@@ -30,12 +30,6 @@ pub const OUTER_MTU: u16 = 1350;
 /// outer packet's overhead with the longest connection ID (41 bytes), the
 /// DATAGRAM frame's bound (17) and the HTTP datagram header (up to 5).
 ///
-/// Connections carried in a connect-udp flow of an inner connection: the
-/// client's directory fetches and token purchases, and the servers they
-/// reach (registry, issuer). QUIC's minimum (RFC 9000 §14.1), which fits an
-/// inner datagram at [`INNER_MTU`] (at least 1217 bytes).
-pub const TUNNELLED_MTU: u16 = 1200;
-
 /// Neither size changes during a connection (no path MTU discovery, and the
 /// floor is the size itself). Discovery raised the outer connection to 1452
 /// and the inner one to 1389 on Ethernet, but loss bursts at a full
@@ -46,6 +40,12 @@ pub const TUNNELLED_MTU: u16 = 1200;
 /// quarter of the benchmark's runs). 8 % more packets per byte buys a path
 /// whose packets always fit.
 pub const INNER_MTU: u16 = 1280;
+
+/// Connections carried in a connect-udp flow of an inner connection: the
+/// client's directory fetches and token purchases, and the servers they
+/// reach (registry, issuer). QUIC's minimum (RFC 9000 §14.1), which fits an
+/// inner datagram at [`INNER_MTU`] (at least 1217 bytes).
+pub const TUNNELLED_MTU: u16 = 1200;
 
 /// Bytes a peer may send on one stream ahead of what we have read.
 pub const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
@@ -134,7 +134,7 @@ impl Tuning {
             .datagram_send_buffer_size(self.datagram_send_buffer)
             // Flow control must not be what limits a download: a stream
             // needs a window of at least the bandwidth-delay product, and
-            // the delay includes the queue BBR keeps (1 Gbit/s over a 45 ms
+            // the delay includes the queue the sender fills (1 Gbit/s over a 45 ms
             // path whose queue adds up to one more round trip: ~11 MB).
             // The connection window bounds what one peer can make us buffer
             // across all its streams.
