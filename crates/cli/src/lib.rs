@@ -339,9 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime(Some(threads))?.block_on(run_client(config, exit_with_stdin))
         }
         Command::Up { config } => tun::run_up(&config),
-        Command::Down { state_dir, config } => {
-            tun::run_down(&tun::down_state_dir(state_dir, config)?)
-        }
+        Command::Down { state_dir, config } => tun::run_down(&tun::down_target(state_dir, config)?),
         Command::Account(args) => {
             let message = runtime(Some(1))?.block_on(account::run(args))?;
             println!("{message}");

@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use crate::journal::Change;
 use crate::plan::Settings;
-use crate::system::{System, SystemError};
+use crate::system::{System, SystemError, UndoScope};
 
 /// The pid file `openrelay down` reads, in the client's state directory.
 pub const PID_FILE: &str = "tun.pid";
@@ -61,9 +61,11 @@ pub enum TunError {
 }
 
 /// Undoes what a previous run left in `state_dir`'s journal (after a crash,
-/// or for `openrelay down`); returns how many changes were undone.
-pub fn recover(state_dir: &Path) -> Result<usize, SystemError> {
-    System::new(state_dir).undo_all()
+/// or for `openrelay down`); returns how many changes were undone. The
+/// resolver file restored may only be /etc/resolv.conf or `resolver_file`
+/// (the config's `tun.dns.resolv_conf`, if known).
+pub fn recover(state_dir: &Path, resolver_file: Option<&Path>) -> Result<usize, SystemError> {
+    System::new(state_dir).undo_all(&UndoScope::new(resolver_file))
 }
 
 /// A VPN that is up: kill switch, device, routes, rules and resolver in place.
@@ -73,6 +75,7 @@ pub struct Vpn {
     stack: stack::StackSettings,
     dns_timeout: Duration,
     state_dir: PathBuf,
+    undo_scope: UndoScope,
 }
 
 impl std::fmt::Debug for Vpn {
@@ -89,13 +92,21 @@ impl Vpn {
     /// are marked from here on (they must be created after this). On error
     /// everything made so far is undone.
     pub fn up(config: &ClientConfig) -> Result<Vpn, TunError> {
+        use std::os::unix::fs::DirBuilderExt;
         let tun = &config.tun;
         let state_dir = config.state_dir.clone();
-        std::fs::create_dir_all(&state_dir).map_err(|source| TunError::File {
-            path: state_dir.clone(),
-            source,
-        })?;
-        let undone = recover(&state_dir)?;
+        // Only its owner may write where the journal lives (`journal`).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|source| TunError::File {
+                path: state_dir.clone(),
+                source,
+            })?;
+        let resolv = (!tun.dns.resolv_conf.is_empty()).then(|| PathBuf::from(&tun.dns.resolv_conf));
+        let undo_scope = UndoScope::new(resolv.as_deref());
+        let undone = System::new(&state_dir).undo_all(&undo_scope)?;
         if undone > 0 {
             warn!(
                 changes = undone,
@@ -119,8 +130,8 @@ impl Vpn {
             },
             dns_timeout: Duration::from_millis(tun.dns.timeout_ms),
             state_dir,
+            undo_scope,
         };
-        let resolv = (!tun.dns.resolv_conf.is_empty()).then(|| PathBuf::from(&tun.dns.resolv_conf));
         if let Err(e) = vpn.make(&settings, resolv.as_deref(), tun.mtu) {
             vpn.down();
             return Err(e);
@@ -208,7 +219,7 @@ impl Vpn {
     /// so it is lifted last).
     pub fn down(self) {
         drop(self.device);
-        match self.system.undo_all() {
+        match self.system.undo_all(&self.undo_scope) {
             Ok(n) => info!(changes = n, "full-device VPN down; system restored"),
             Err(e) => warn!(error = %e, "could not restore everything; `openrelay down` retries"),
         }

@@ -154,6 +154,65 @@ pub fn rules(settings: &Settings) -> Vec<Change> {
     rules
 }
 
+/// Whether `name` can be a network device's name (1 to 15 bytes, IFNAMSIZ;
+/// the characters `tun.name` allows).
+pub fn is_device_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `args` is a route [`routes`] makes (for some device): undoing a
+/// journal deletes nothing else.
+pub fn is_planned_route(args: &[String]) -> bool {
+    let table = TABLE.to_string();
+    matches!(
+        args,
+        [default, dev, device, t, n]
+            if default == "default" && dev == "dev" && is_device_name(device)
+                && t == "table" && *n == table
+    )
+}
+
+/// How many rules [`rules`] makes per family at most: the mark, DNS over
+/// UDP and TCP, LAN access and the tunnel, and the exclusions.
+fn max_rules(exclusions: usize) -> u32 {
+    u32::try_from(exclusions)
+        .unwrap_or(u32::MAX)
+        .saturating_add(5)
+}
+
+/// Whether `args` is a policy rule [`rules`] makes (for some settings):
+/// undoing a journal deletes nothing else. Its priority is in openrelay's
+/// range, and its selector and action are one of the plan's shapes.
+pub fn is_planned_rule(args: &[String]) -> bool {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let table = TABLE.to_string();
+    let mark = format!("{MARK:#x}");
+    let ["priority", priority, rest @ ..] = words.as_slice() else {
+        return false;
+    };
+    // The exclusions are bounded only by the config; a journal line cannot
+    // name a priority past what a plausible config makes.
+    let in_range = priority.parse::<u32>().is_ok_and(|p| {
+        (RULE_PRIORITY..RULE_PRIORITY.saturating_add(max_rules(MAX_EXCLUSIONS))).contains(&p)
+    });
+    in_range
+        && match rest {
+            ["fwmark", m, "lookup", "main"] => *m == mark,
+            ["ipproto", "udp" | "tcp", "dport", "53", "lookup", t] => *t == table,
+            ["to", net, "lookup", "main"] => net.parse::<IpNet>().is_ok(),
+            ["lookup", "main", "suppress_prefixlength", "0"] => true,
+            ["lookup", t] => *t == table,
+            _ => false,
+        }
+}
+
+/// The most exclusions a journal's rules are accepted for (far more than a
+/// config would list).
+pub const MAX_EXCLUSIONS: usize = 4096;
+
 fn set(nets: &[String]) -> String {
     format!("{{ {} }}", nets.join(", "))
 }
@@ -334,7 +393,55 @@ mod tests {
         assert_eq!(text.matches("nameserver").count(), 1);
     }
 
+    #[test]
+    fn only_the_plans_own_routes_and_rules_count_as_planned() {
+        let words = |text: &str| -> Vec<String> { text.split(' ').map(str::to_owned).collect() };
+        for refused in [
+            "default via 192.0.2.1",
+            "default dev eth0 table main",
+            "default dev eth0 table 254",
+            "192.0.2.0/24 dev openrelay0 table 28530",
+            "default dev ../x table 28530",
+        ] {
+            assert!(!is_planned_route(&words(refused)), "{refused}");
+        }
+        for refused in [
+            "priority 0 lookup main",
+            "priority 32766 lookup main",
+            "priority 6100 lookup local",
+            "priority 6100 fwmark 0x1 lookup main",
+            "priority 6100 from all lookup 28530 -batch x",
+            "priority 6100 to not-a-net lookup main",
+            "lookup 28530",
+        ] {
+            assert!(!is_planned_rule(&words(refused)), "{refused}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn everything_the_plan_makes_counts_as_planned(
+            nets in proptest::collection::vec((any::<u32>(), 0u8..=32, any::<u128>(), 0u8..=128, any::<bool>()), 0..12),
+            lan: bool,
+            device in "[a-z0-9_-]{1,15}",
+        ) {
+            let exclude = nets
+                .iter()
+                .map(|(a, l4, b, l6, v6)| match v6 {
+                    false => IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(*a), *l4).unwrap()),
+                    true => IpNet::V6(ipnet::Ipv6Net::new(Ipv6Addr::from(*b), *l6).unwrap()),
+                })
+                .collect();
+            let s = Settings { device, exclude, lan_access: lan, kill_switch: true };
+            for change in routes(&s).iter().chain(&rules(&s)) {
+                match change {
+                    Change::Route { args, .. } => prop_assert!(is_planned_route(args), "{args:?}"),
+                    Change::Rule { args, .. } => prop_assert!(is_planned_rule(args), "{args:?}"),
+                    other => prop_assert!(false, "{other:?}"),
+                }
+            }
+        }
+
         #[test]
         fn dns_is_always_tunnelled_and_unlisted_public_addresses_too(
             a: u32, exclude_len in 0u8..=32, lan: bool
