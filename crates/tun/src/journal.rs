@@ -89,7 +89,12 @@ impl std::fmt::Display for Change {
             Change::Firewall { table } => write!(f, "the nftables table inet {table:?}"),
             Change::Device { name } => write!(f, "the device {name:?}"),
             Change::Route { family, args } => {
-                write!(f, "the route `ip {} route {}`", family.flag(), args.join(" "))
+                write!(
+                    f,
+                    "the route `ip {} route {}`",
+                    family.flag(),
+                    args.join(" ")
+                )
             }
             Change::Rule { family, args } => {
                 write!(f, "the rule `ip {} rule {}`", family.flag(), args.join(" "))

@@ -9,23 +9,28 @@
 //!   resolver file), as pure, tested data.
 //! * [`journal`]: the write-ahead record of changes; [`system`] applies and
 //!   undoes them with `ip` and `nft`.
+//! * [`ingresses`]: keeps the kill switch's ingress sets at the ingresses
+//!   the client may use (the only places its own packets may go).
 //! * [`device`], [`stack`]: the TUN device and packets to flows;
 //!   [`dns`] and [`icmp`]: what the stack answers itself.
 
 pub mod device;
 pub mod dns;
 pub mod icmp;
+pub mod ingresses;
 pub mod journal;
 pub mod plan;
 pub mod stack;
 pub mod system;
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_client::PathManager;
-use openrelay_config::ClientConfig;
+use openrelay_client::{IngressFilter, PathManager};
+use openrelay_config::{ClientConfig, RelayRole};
 use tracing::{info, warn};
 
 use crate::journal::Change;
@@ -76,6 +81,8 @@ pub struct Vpn {
     dns_timeout: Duration,
     state_dir: PathBuf,
     undo_scope: UndoScope,
+    /// The kill switch's admitted ingresses (None: no kill switch).
+    ingresses: Option<Arc<ingresses::KillSwitchIngresses>>,
 }
 
 impl std::fmt::Debug for Vpn {
@@ -131,8 +138,17 @@ impl Vpn {
             dns_timeout: Duration::from_millis(tun.dns.timeout_ms),
             state_dir,
             undo_scope,
+            ingresses: None,
         };
-        if let Err(e) = vpn.make(&settings, resolv.as_deref(), tun.mtu) {
+        // The config's ingresses (the first path's, or the bootstrap of a
+        // directory, whose ingresses the path manager admits as it arrives).
+        let ingresses: BTreeSet<SocketAddr> = config
+            .relays
+            .iter()
+            .filter(|r| r.role == RelayRole::Ingress)
+            .map(|r| r.addr)
+            .collect();
+        if let Err(e) = vpn.make(&settings, &ingresses, resolv.as_deref(), tun.mtu) {
             vpn.down();
             return Err(e);
         }
@@ -150,6 +166,7 @@ impl Vpn {
     fn make(
         &mut self,
         settings: &Settings,
+        ingresses: &BTreeSet<SocketAddr>,
         resolv: Option<&Path>,
         mtu: u16,
     ) -> Result<(), TunError> {
@@ -158,8 +175,11 @@ impl Vpn {
                 &Change::Firewall {
                     table: plan::FIREWALL_TABLE.into(),
                 },
-                Some(&plan::kill_switch(settings)),
+                Some(&plan::kill_switch(settings, ingresses)),
             )?;
+            self.ingresses = Some(Arc::new(ingresses::KillSwitchIngresses::new(
+                ingresses.clone(),
+            )));
         }
         self.system.apply(
             &Change::Device {
@@ -196,6 +216,14 @@ impl Vpn {
             )?;
         }
         Ok(())
+    }
+
+    /// The kill switch's ingress sets, for the path manager to keep at the
+    /// ingresses it may use (None without a kill switch).
+    pub fn ingress_filter(&self) -> Option<Arc<dyn IngressFilter>> {
+        self.ingresses
+            .as_ref()
+            .map(|i| Arc::clone(i) as Arc<dyn IngressFilter>)
     }
 
     /// Runs the userspace stack until the device closes; run it as a task

@@ -13,7 +13,8 @@
 //! empty, lookups fall through to the main table, and the kill switch drops
 //! the packets there: the system fails closed.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -27,6 +28,11 @@ pub const TABLE: u32 = 0x6f72;
 pub const RULE_PRIORITY: u32 = 6100;
 /// The nftables table of the kill switch (family `inet`).
 pub const FIREWALL_TABLE: &str = "openrelay";
+/// The kill switch's set of IPv4 ingress addresses and UDP ports: the only
+/// places the client's marked packets may go.
+pub const INGRESS_SET_V4: &str = "ingresses_v4";
+/// The IPv6 twin of [`INGRESS_SET_V4`].
+pub const INGRESS_SET_V6: &str = "ingresses_v6";
 /// The TUN device's IPv4 address.
 pub const TUN_V4: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 2);
 /// The TUN device's IPv6 address (unique local, RFC 4193).
@@ -217,13 +223,64 @@ fn set(nets: &[String]) -> String {
     format!("{{ {} }}", nets.join(", "))
 }
 
+/// The elements of the ingress sets: (IPv4, IPv6) `address . port` lists.
+fn ingress_elements(ingresses: &BTreeSet<SocketAddr>) -> (Vec<String>, Vec<String>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for ingress in ingresses {
+        // A v4-mapped IPv6 address is sent as IPv4.
+        match ingress.ip().to_canonical() {
+            IpAddr::V4(ip) => v4.push(format!("{ip} . {}", ingress.port())),
+            IpAddr::V6(ip) => v6.push(format!("{ip} . {}", ingress.port())),
+        }
+    }
+    (v4, v6)
+}
+
+/// The declaration of one ingress set with its elements.
+fn ingress_set(name: &str, kind: &str, elements: &[String]) -> String {
+    let elements = match elements.is_empty() {
+        true => String::new(),
+        false => format!(" elements = {};", set(elements)),
+    };
+    format!(
+        "    set {name} {{ type {kind} . inet_service;{elements} }}
+"
+    )
+}
+
+/// The nftables script that makes `ingresses` the kill switch's ingress
+/// sets. `nft -f` runs a script as one transaction: packets see the old
+/// sets or the new ones, never an empty or partial set in between.
+pub fn ingress_sets_update(ingresses: &BTreeSet<SocketAddr>) -> String {
+    let (v4, v6) = ingress_elements(ingresses);
+    let mut script = String::new();
+    for (name, elements) in [(INGRESS_SET_V4, v4), (INGRESS_SET_V6, v6)] {
+        script += &format!(
+            "flush set inet {FIREWALL_TABLE} {name}
+"
+        );
+        if !elements.is_empty() {
+            script += &format!(
+                "add element inet {FIREWALL_TABLE} {name} {}
+",
+                set(&elements)
+            );
+        }
+    }
+    script
+}
+
 /// The kill switch: a table of family `inet` that drops everything entering
 /// or leaving by an interface other than loopback and the TUN device, except
-/// the client's marked UDP (to the ingress), excluded networks, the local
-/// network with LAN access, DHCPv4 and IPv6 neighbour discovery (link
-/// mechanics that carry no user data). Forwarded traffic (containers, VMs)
-/// is held to the same rules.
-pub fn kill_switch(settings: &Settings) -> String {
+/// the client's marked UDP to the ingresses (`ingresses` at first; the sets
+/// are then kept current with [`ingress_sets_update`]), excluded networks,
+/// the local network with LAN access, DHCPv4 and IPv6 neighbour discovery
+/// (link mechanics that carry no user data). A marked packet to anything but
+/// a listed ingress address and port is refused before any other rule could
+/// let it out: the client's own sockets (a direct connection to an issuer,
+/// say) cannot bypass the tunnel. Forwarded traffic (containers, VMs) is
+/// held to the same rules.
+pub fn kill_switch(settings: &Settings, ingresses: &BTreeSet<SocketAddr>) -> String {
     let device = &settings.device;
     let (mut v4, mut v6): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for net in &settings.exclude {
@@ -246,13 +303,18 @@ pub fn kill_switch(settings: &Settings) -> String {
         out_allow += &format!("        ip6 daddr {} accept\n", set(&v6));
         in_allow += &format!("        ip6 saddr {} accept\n", set(&v6));
     }
+    let (ingress_v4, ingress_v6) = ingress_elements(ingresses);
+    let sets = ingress_set(INGRESS_SET_V4, "ipv4_addr", &ingress_v4)
+        + &ingress_set(INGRESS_SET_V6, "ipv6_addr", &ingress_v6);
     format!(
         "table inet {FIREWALL_TABLE} {{
-    chain output {{
+{sets}    chain output {{
         type filter hook output priority 0; policy drop;
         oifname \"lo\" accept
         oifname \"{device}\" accept
-        meta mark {MARK:#x} meta l4proto udp accept
+        meta mark {MARK:#x} ip daddr . udp dport @{INGRESS_SET_V4} accept
+        meta mark {MARK:#x} ip6 daddr . udp dport @{INGRESS_SET_V6} accept
+        meta mark {MARK:#x} reject with icmpx type admin-prohibited
         th dport 53 reject with icmpx type admin-prohibited
 {out_allow}        udp sport 68 udp dport 67 accept
         icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} ip6 hoplimit 255 accept
@@ -319,9 +381,9 @@ mod tests {
                 "{ip}"
             );
         }
-        let text = kill_switch(&s);
+        let text = kill_switch(&s, &BTreeSet::new());
         assert!(
-            !text.contains("daddr"),
+            !text.contains("ip daddr {") && !text.contains("ip6 daddr {"),
             "no bypass without exclusions:\n{text}"
         );
         assert!(text.contains("policy drop"));
@@ -350,10 +412,58 @@ mod tests {
             decide(&s, "8.8.8.8".parse().unwrap(), 443),
             Decision::Tunnel
         );
-        let text = kill_switch(&s);
+        let text = kill_switch(&s, &BTreeSet::new());
         assert!(text.contains("203.0.113.0/24") && text.contains("192.168.0.0/16"));
         // DNS is rejected before any bypass rule can accept it.
-        assert!(text.find("th dport 53").unwrap() < text.find("daddr").unwrap());
+        assert!(text.find("th dport 53").unwrap() < text.find("ip daddr {").unwrap());
+    }
+
+    #[test]
+    fn marked_packets_go_only_to_the_listed_ingresses() {
+        let s = settings(&["203.0.113.0/24"], true);
+        let ingresses: BTreeSet<SocketAddr> = [
+            "192.0.2.1:4433",
+            "192.0.2.2:443",
+            "[2001:db8::1]:4433",
+            "[::ffff:192.0.2.3]:4433",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let text = kill_switch(&s, &ingresses);
+        assert!(text.contains(
+            "set ingresses_v4 { type ipv4_addr . inet_service; elements = { 192.0.2.1 . 4433, 192.0.2.2 . 443, 192.0.2.3 . 4433 }; }"
+        ), "{text}");
+        assert!(text.contains(
+            "set ingresses_v6 { type ipv6_addr . inet_service; elements = { 2001:db8::1 . 4433 }; }"
+        ), "{text}");
+        // No rule accepts marked packets by their mark alone, and the
+        // refusal of other marked packets comes before every bypass.
+        let output = &text[text.find("chain output").unwrap()..text.find("chain input").unwrap()];
+        let mark = format!("meta mark {MARK:#x}");
+        for line in output.lines().filter(|l| l.contains(&mark)) {
+            assert!(
+                line.contains("@ingresses_v") || line.contains("reject"),
+                "{line}"
+            );
+        }
+        let refusal = output.find(&format!("{mark} reject")).unwrap();
+        assert!(refusal < output.find("ip daddr {").unwrap());
+        assert!(refusal < output.find("udp sport 68").unwrap());
+        // Without ingresses the sets are declared empty.
+        let empty = kill_switch(&s, &BTreeSet::new());
+        assert!(empty.contains("set ingresses_v4 { type ipv4_addr . inet_service; }"));
+    }
+
+    #[test]
+    fn an_ingress_update_replaces_both_sets_in_one_script() {
+        let one: BTreeSet<SocketAddr> = ["192.0.2.9:4433".parse().unwrap()].into();
+        assert_eq!(
+            ingress_sets_update(&one),
+            "flush set inet openrelay ingresses_v4\n\
+             add element inet openrelay ingresses_v4 { 192.0.2.9 . 4433 }\n\
+             flush set inet openrelay ingresses_v6\n"
+        );
     }
 
     #[test]
