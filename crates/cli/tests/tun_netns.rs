@@ -289,7 +289,9 @@ fn ingresses_of(state: &Path) -> Vec<SocketAddr> {
 /// two at once on two cores make both slow.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn setup(name: &str) -> Option<(World, PathBuf)> {
+/// The test's internet namespace with its servers, and the name of the
+/// client namespace the devnet is to make (None: not root).
+fn internet(name: &str) -> Option<World> {
     if !is_root() {
         eprintln!("SKIPPED: the full-device VPN tests need root (network namespaces, nftables)");
         return None;
@@ -332,9 +334,16 @@ fn setup(name: &str) -> Option<(World, PathBuf)> {
         &log,
     );
     world.children.push(servers);
-    let state = world.dir.path().join("devnet");
-    let log = world.dir.path().join("devnet.log");
-    let netns_path = format!("--net=/run/netns/{inet}");
+    Some(world)
+}
+
+/// Runs `openrelay devnet --client-netns` in the internet namespace, with
+/// state in `run` under the test's directory, until it is ready (it is then
+/// the last of `world.children`); returns its state directory.
+fn start_devnet(world: &mut World, run: &str) -> PathBuf {
+    let state = world.dir.path().join(run);
+    let log = world.dir.path().join(format!("{run}.log"));
+    let netns_path = format!("--net=/run/netns/{}", world.internet);
     let mut devnet = spawn_group(
         "nsenter",
         &[
@@ -352,7 +361,12 @@ fn setup(name: &str) -> Option<(World, PathBuf)> {
             "--state-dir",
             state.to_str().unwrap(),
             "--log-dir",
-            world.dir.path().join("logs").to_str().unwrap(),
+            world
+                .dir
+                .path()
+                .join(format!("{run}-logs"))
+                .to_str()
+                .unwrap(),
         ],
         Stdio::piped(),
         &log,
@@ -365,6 +379,12 @@ fn setup(name: &str) -> Option<(World, PathBuf)> {
     world.children.push(devnet);
     world.ingresses = ingresses_of(&state);
     assert_eq!(world.ingresses.len(), 3);
+    state
+}
+
+fn setup(name: &str) -> Option<(World, PathBuf)> {
+    let mut world = internet(name)?;
+    let state = start_devnet(&mut world, "devnet");
     Some((world, state))
 }
 
@@ -532,4 +552,62 @@ fn vpn_in_a_namespace_leaks_nothing_fails_closed_and_restores_the_system() {
     );
 
     eprintln!("tun namespace test took {:?}", started.elapsed());
+}
+
+/// Issue 11, item 20: what a killed run leaves behind (a link holding the
+/// devnet's link addresses, a namespace, its firewall table) does not break
+/// the next `devnet --client-netns`: the leftovers of a devnet that is gone
+/// are removed (its owner record names a dead pid), and the link addresses
+/// are held so that a leftover nobody owns cannot shadow them.
+#[test]
+fn a_killed_runs_leftovers_do_not_break_the_next_devnet() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(mut world) = internet("left") else {
+        return;
+    };
+    // A link with the devnet's addresses that no devnet owns (as an earlier
+    // version, killed, left one).
+    let inet = world.internet.clone();
+    let ip = |args: &str| {
+        let mut all = vec!["-n", inet.as_str()];
+        all.extend(args.split(' '));
+        must("ip", &all);
+    };
+    ip("link add orcstale0 type veth peer name orcstale1");
+    ip("addr add 10.231.0.254/24 dev orcstale0");
+    ip("addr add 10.231.0.1/24 dev orcstale0");
+    ip("link set orcstale0 up");
+    ip("link set orcstale1 up");
+
+    // A devnet of this version, killed outright: its namespace, link,
+    // firewall table and the client's kill switch stay behind.
+    start_devnet(&mut world, "killed");
+    let killed = world.children.pop().unwrap();
+    signal_group_kill(killed);
+    let (_, namespaces) = sh("ip", &["netns", "list"]);
+    assert!(
+        namespaces.contains(&world.client),
+        "the killed devnet's namespace is left over: {namespaces}"
+    );
+
+    // The next devnet, with the same client namespace name, works.
+    start_devnet(&mut world, "next");
+    for url in [format!("http://{DEST}/"), "http://dest.test/".to_owned()] {
+        let (ok, body) = curl(&world, &url, &[]);
+        assert!(
+            ok && body.contains("hello from the destination"),
+            "{url} after a killed run: {body}"
+        );
+    }
+}
+
+/// Kills `child`'s whole process group at once, as a crash or `kill -9`
+/// would, and reaps it.
+fn signal_group_kill(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
 }
