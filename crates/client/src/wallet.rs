@@ -532,14 +532,21 @@ mod tests {
         assert_eq!(client.take(&access).unwrap(), None);
     }
 
-    #[test]
-    fn a_crash_between_writing_and_renaming_breaks_no_later_save() {
+    /// A wallet in a fresh directory holding one access token, and the
+    /// access challenge.
+    fn wallet_with_one_token() -> (tempfile::TempDir, TokenChallenge) {
         let dir = tempfile::tempdir().unwrap();
         let access = TokenChallenge::for_issuer("issuer.example");
         Wallet::open(dir.path())
             .unwrap()
             .add(&access, &[token(1)], FUTURE)
             .unwrap();
+        (dir, access)
+    }
+
+    #[test]
+    fn a_crash_between_writing_and_renaming_breaks_no_later_save() {
+        let (dir, access) = wallet_with_one_token();
         // What a crash after writing the temporary file and before renaming
         // it leaves: the fixed name of earlier versions, and one of today's.
         let stale = [
@@ -573,12 +580,7 @@ mod tests {
 
     #[test]
     fn a_tampered_wallet_or_another_key_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let access = TokenChallenge::for_issuer("issuer.example");
-        Wallet::open(dir.path())
-            .unwrap()
-            .add(&access, &[token(1)], FUTURE)
-            .unwrap();
+        let (dir, _) = wallet_with_one_token();
         let path = dir.path().join(WALLET_FILE);
         let mut sealed = std::fs::read(&path).unwrap();
         let last = sealed.len() - 1;

@@ -456,7 +456,10 @@ mod tests {
     proptest! {
         #[test]
         fn any_text_parses_or_fails_without_panic(text in "\\PC{0,200}") {
-            let _ = parse(&text);
+            let scope = crate::system::UndoScope::new(None);
+            for change in parse(&text).unwrap_or_default() {
+                let _ = (scope.allows(&change), change.to_string());
+            }
         }
 
         #[test]

@@ -312,13 +312,16 @@ mod tests {
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "precious\n").unwrap();
         let system = System::new(dir.path());
-        system
-            .journal()
-            .record(&Change::ResolvConf {
-                path: victim.clone(),
-                original: Some("overwritten by root\n".into()),
-            })
-            .unwrap();
+        let record_resolver_file = |path: &Path, original: &str| {
+            system
+                .journal()
+                .record(&Change::ResolvConf {
+                    path: path.to_owned(),
+                    original: Some(original.into()),
+                })
+                .unwrap();
+        };
+        record_resolver_file(&victim, "overwritten by root\n");
         let resolver = dir.path().join("resolv.conf");
         let result = system.undo_all(&UndoScope::new(Some(&resolver)));
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
@@ -337,13 +340,7 @@ mod tests {
         // The file the config names is restored.
         std::fs::remove_file(system.journal().path()).unwrap();
         std::fs::write(&resolver, "nameserver 10.89.0.1\n").unwrap();
-        system
-            .journal()
-            .record(&Change::ResolvConf {
-                path: resolver.clone(),
-                original: Some("nameserver 192.0.2.53\n".into()),
-            })
-            .unwrap();
+        record_resolver_file(&resolver, "nameserver 192.0.2.53\n");
         assert_eq!(
             system.undo_all(&UndoScope::new(Some(&resolver))).unwrap(),
             1
