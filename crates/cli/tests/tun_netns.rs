@@ -601,6 +601,43 @@ fn a_killed_runs_leftovers_do_not_break_the_next_devnet() {
             "{url} after a killed run: {body}"
         );
     }
+
+    // A live devnet's namespace is not a leftover: a second devnet in the
+    // same network namespace is refused, and the first keeps working.
+    let other = format!("{PREFIX}left-x-{}", std::process::id());
+    let (ok, out) = sh(
+        "nsenter",
+        &[
+            &format!("--net=/run/netns/{inet}"),
+            "--",
+            BIN,
+            "devnet",
+            "--client-netns",
+            &other,
+            "--no-registry",
+            "--operators",
+            "3",
+        ],
+    );
+    let pid = pid_of_devnet(&world);
+    assert!(
+        !ok && out.contains(&format!("another devnet (pid {pid})")),
+        "a second devnet beside a live one: {out}"
+    );
+    let (_, namespaces) = sh("ip", &["netns", "list"]);
+    assert!(!namespaces.contains(&other), "{namespaces}");
+    let (ok, body) = curl(&world, &format!("http://{DEST}/"), &[]);
+    assert!(
+        ok && body.contains("hello"),
+        "the live devnet still works: {body}"
+    );
+    drop(next);
+}
+
+/// The pid of the devnet last started (its process group leader is
+/// `nsenter`, which execs the devnet: the same pid).
+fn pid_of_devnet(world: &World) -> u32 {
+    world.children.last().unwrap().id()
 }
 
 /// Kills `child`'s whole process group at once, as a crash or `kill -9`

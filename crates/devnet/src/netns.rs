@@ -69,9 +69,10 @@ pub enum NetnsError {
         "--client-netns: the namespace {0:?} already exists and no devnet owns it; if it is a leftover, remove it with `ip netns delete {0}`"
     )]
     Exists(String),
-    /// A running devnet already has a client namespace here.
+    /// A running devnet has a client namespace from this network namespace
+    /// (whose link addresses a second one would share), or one of this name.
     #[error(
-        "another devnet (pid {pid}) runs a client namespace ({name:?}) from this network namespace; the link addresses are taken: stop it first"
+        "another devnet (pid {pid}) is running with the client namespace {name:?}, from this network namespace or under this name: stop it first"
     )]
     Busy {
         /// That devnet's pid.
@@ -303,8 +304,18 @@ impl ClientNetns {
         remove_stale(me)?;
         let parts = Parts::of(name);
         // Refuse to adopt (and later delete) a namespace someone else made.
+        // A record still here names a live devnet (stale ones are gone).
         if PathBuf::from("/run/netns").join(name).exists() {
-            return Err(NetnsError::Exists(name.to_owned()));
+            let owner = std::fs::read_to_string(&parts.record)
+                .ok()
+                .and_then(|text| Owner::parse(&text));
+            return Err(match owner {
+                Some(owner) => NetnsError::Busy {
+                    pid: owner.pid,
+                    name: name.to_owned(),
+                },
+                None => NetnsError::Exists(name.to_owned()),
+            });
         }
         // Recorded before anything is made, so a kill at any point leaves
         // a record that proves whose leftovers they are.
