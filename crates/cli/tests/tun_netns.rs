@@ -631,7 +631,6 @@ fn a_killed_runs_leftovers_do_not_break_the_next_devnet() {
         ok && body.contains("hello"),
         "the live devnet still works: {body}"
     );
-    drop(next);
 }
 
 /// The pid of the devnet last started (its process group leader is
