@@ -187,3 +187,38 @@ fn undoing_a_journal_deletes_tun_devices_only() {
     assert!(exists("orcv1"), "a veth named in the journal is left alone");
     assert!(!exists("orctun9"), "the TUN device is deleted");
 }
+
+#[test]
+fn the_ruleset_and_its_updates_load_with_ipv6_ingresses_too() {
+    if !own_namespace() {
+        return;
+    }
+    let settings = Settings {
+        device: "orctun0".into(),
+        exclude: vec!["2001:db8:9::/48".parse().unwrap()],
+        lan_access: true,
+        kill_switch: true,
+    };
+    let ingresses: BTreeSet<SocketAddr> =
+        [addr("[2001:db8::1]:4433"), addr("192.0.2.1:443")].into();
+    let nft = |script: &str| {
+        openrelay_tun::system::run_command("nft", &["-f", "-"], Some(script)).unwrap();
+    };
+    nft(&plan::kill_switch(&settings, &ingresses));
+    let filter = KillSwitchIngresses::new(ingresses);
+    filter.replace(&[addr("[2001:db8::2]:443")].into()).unwrap();
+    filter.replace(&BTreeSet::new()).unwrap();
+    filter
+        .replace(&[addr("[2001:db8::3]:443"), addr("192.0.2.3:443")].into())
+        .unwrap();
+    let listed = Command::new("nft")
+        .args(["list", "table", "inet", plan::FIREWALL_TABLE])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("2001:db8::3 . 443") && listed.contains("192.0.2.3 . 443"),
+        "{listed}"
+    );
+    assert!(!listed.contains("2001:db8::2 . 443"), "{listed}");
+}
