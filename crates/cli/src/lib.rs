@@ -15,7 +15,7 @@ use openrelay_config::{ClientConfig, PathConfig, RelayConfig, RelayRole};
 use openrelay_log::{LogOptions, Role};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::task::AbortOnDrop;
-use tracing::warn;
+use tracing::{debug, warn};
 
 mod account;
 mod tun;
@@ -339,9 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime(Some(threads))?.block_on(run_client(config, exit_with_stdin))
         }
         Command::Up { config } => tun::run_up(&config),
-        Command::Down { state_dir, config } => {
-            tun::run_down(&tun::down_state_dir(state_dir, config)?)
-        }
+        Command::Down { state_dir, config } => tun::run_down(&tun::down_target(state_dir, config)?),
         Command::Account(args) => {
             let message = runtime(Some(1))?.block_on(account::run(args))?;
             println!("{message}");
@@ -633,6 +631,11 @@ async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Resu
     };
     let (socks, http) = (client.socks_addr()?, client.http_addr()?);
     let manager = std::sync::Arc::clone(client.manager());
+    // The kill switch admits the client's own packets to the ingresses the
+    // manager may use, and no further.
+    if let Some(filter) = vpn.as_ref().and_then(openrelay_tun::Vpn::ingress_filter) {
+        manager.filter_ingresses(filter);
+    }
     let stack = vpn
         .as_mut()
         .map(|vpn| AbortOnDrop(tokio::spawn(vpn.serve(std::sync::Arc::clone(&manager)))));
@@ -640,6 +643,7 @@ async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Resu
     // Announce readiness once a path works; until then keep trying, so a
     // client started before its relays comes up by itself.
     tokio::spawn(async move {
+        let mut said = false;
         loop {
             match manager.current().await {
                 Ok(_) => {
@@ -648,8 +652,15 @@ async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Resu
                     return;
                 }
                 Err(openrelay_client::PathError::Closed) => return,
+                // The manager warns about build failures as their cause
+                // changes; saying it again every second is noise.
                 Err(e) => {
-                    warn!(error = %e, "no path yet; retrying");
+                    if !said {
+                        warn!(error = %e, "no path yet; retrying");
+                        said = true;
+                    } else {
+                        debug!(error = %e, "no path yet; retrying");
+                    }
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
@@ -818,12 +829,20 @@ async fn run_status(state_dir: &std::path::Path, json: bool) -> anyhow::Result<(
         println!("{}", serde_json::to_string(&status)?);
         return Ok(());
     }
-    let state = match status.state {
-        control::PathState::Connected => "connected",
-        control::PathState::Connecting => "connecting",
-        control::PathState::Disconnected => "disconnected (the next flow builds a path)",
+    let state = match (status.state, status.next_attempt_secs) {
+        (control::PathState::Connected, _) => "connected".to_owned(),
+        (control::PathState::Connecting, _) => "connecting".to_owned(),
+        (control::PathState::Disconnected, None) => {
+            "disconnected (the next flow builds a path)".to_owned()
+        }
+        (control::PathState::Disconnected, Some(secs)) => {
+            format!("disconnected (next attempt in {secs} s)")
+        }
     };
     println!("state:      {state}");
+    if let Some(reason) = &status.no_path {
+        println!("no path:    {reason}");
+    }
     for (hop, relay) in [("ingress", &status.ingress), ("egress", &status.egress)] {
         if let Some(relay) = relay {
             let region = match (&relay.country, &relay.city) {

@@ -91,10 +91,21 @@ fn terminate(pid: u32) {
     }
 }
 
+/// What `openrelay down` works on.
+#[derive(Debug)]
+pub(crate) struct DownTarget {
+    /// The client's state directory.
+    state_dir: PathBuf,
+    /// The resolver file its config points at the tunnel, if the config was
+    /// given (undoing restores only this one and /etc/resolv.conf).
+    resolver_file: Option<PathBuf>,
+}
+
 /// `openrelay down`: stops the VPN's client (SIGTERM; it undoes its own
 /// changes), then undoes whatever the journal still holds (all of it when
 /// the client had died), lifting the kill switch last.
-pub(crate) fn run_down(state_dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn run_down(target: &DownTarget) -> anyhow::Result<()> {
+    let state_dir = target.state_dir.as_path();
     if let Some(pid) = running_client(state_dir) {
         terminate(pid);
         let deadline = Instant::now() + DOWN_GRACE;
@@ -105,25 +116,36 @@ pub(crate) fn run_down(state_dir: &Path) -> anyhow::Result<()> {
             bail!("the client (pid {pid}) did not stop within {DOWN_GRACE:?}");
         }
     }
-    let undone = openrelay_tun::recover(state_dir).with_context(|| {
-        format!(
-            "cannot undo the changes recorded in {}",
-            state_dir.display()
-        )
-    })?;
+    let undone =
+        openrelay_tun::recover(state_dir, target.resolver_file.as_deref()).with_context(|| {
+            format!(
+                "cannot undo the changes recorded in {}",
+                state_dir.display()
+            )
+        })?;
     let _ = std::fs::remove_file(state_dir.join(openrelay_tun::PID_FILE));
     println!("down: {undone} leftover system changes undone");
     Ok(())
 }
 
-/// The state directory `down` works on: given, or the config's.
-pub(crate) fn down_state_dir(
+/// What `down` works on: the state directory given or the config's, and
+/// the config's resolver file if the config is given.
+pub(crate) fn down_target(
     state_dir: Option<PathBuf>,
     config: Option<PathBuf>,
-) -> anyhow::Result<PathBuf> {
-    match (state_dir, config) {
-        (Some(dir), _) => Ok(dir),
-        (None, Some(config)) => Ok(ClientConfig::load(&config)?.state_dir),
+) -> anyhow::Result<DownTarget> {
+    let config = config.map(|path| ClientConfig::load(&path)).transpose()?;
+    let resolver_file = config
+        .as_ref()
+        .map(|c| PathBuf::from(&c.tun.dns.resolv_conf))
+        .filter(|path| !path.as_os_str().is_empty());
+    let state_dir = match (state_dir, config) {
+        (Some(dir), _) => dir,
+        (None, Some(config)) => config.state_dir,
         (None, None) => bail!("give --state-dir DIR or --config FILE"),
-    }
+    };
+    Ok(DownTarget {
+        state_dir,
+        resolver_file,
+    })
 }

@@ -22,6 +22,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,8 +32,9 @@ const INTERNET_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tun/intern
 const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tun/client.py");
 const DEST: &str = "198.18.0.1";
 const CLIENT_ADDR: &str = "10.231.0.100";
-const INGRESSES: [&str; 3] = ["10.231.0.1", "10.231.0.2", "10.231.0.3"];
 const UPLINK: &str = "uplink0";
+/// Every namespace this test makes starts with this, then the test's pid.
+const PREFIX: &str = "orc-tun-";
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -77,6 +79,9 @@ struct World {
     client: String,
     dir: tempfile::TempDir,
     children: Vec<Child>,
+    /// The ingresses' QUIC addresses: the only place the client's packets
+    /// may go.
+    ingresses: Vec<SocketAddr>,
 }
 
 impl Drop for World {
@@ -175,17 +180,25 @@ impl Capture {
     }
 
     /// Stops the capture and returns every packet that is neither UDP from
-    /// the client to an ingress nor link mechanics (ARP, IPv6 neighbour
-    /// discovery): the leaks. Also returns the count of tunnel packets.
-    fn stop(mut self) -> (Vec<String>, usize) {
+    /// the client to an ingress's QUIC address and port nor link mechanics
+    /// (ARP, IPv6 neighbour discovery): the leaks. Also returns the count of
+    /// tunnel packets.
+    fn stop(mut self, world: &World) -> (Vec<String>, usize) {
         std::thread::sleep(Duration::from_millis(300));
         let _ = Command::new("kill")
             .args(["-s", "INT", "--", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
         let file = self.file.to_str().unwrap();
-        let ingresses = INGRESSES.join(" or ");
-        let tunnel = format!("udp and src host {CLIENT_ADDR} and dst host ({ingresses})");
+        let ingresses: Vec<String> = world
+            .ingresses
+            .iter()
+            .map(|a| format!("(dst host {} and dst port {})", a.ip(), a.port()))
+            .collect();
+        let tunnel = format!(
+            "udp and src host {CLIENT_ADDR} and ({})",
+            ingresses.join(" or ")
+        );
         let ndp = "icmp6 and (ip6[40] == 135 or ip6[40] == 136)";
         let filter = format!("not arp and not ({ndp}) and not ({tunnel})");
         let read = |filter: &str| -> Vec<String> {
@@ -247,17 +260,50 @@ fn pid_of(state: &Path, component: &str) -> u32 {
         .unwrap_or_else(|| panic!("no pid for {component} in {pids}"))
 }
 
-fn setup() -> Option<(World, PathBuf)> {
+/// Removes the namespaces (and /etc/netns entries) an earlier run of this
+/// test left when it was killed: those of our prefix whose pid is gone.
+fn remove_leftovers_of_killed_runs() {
+    let (_, list) = sh("ip", &["netns", "list"]);
+    for name in list.split_whitespace().filter(|n| n.starts_with(PREFIX)) {
+        let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = sh("ip", &["netns", "delete", name]);
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(name));
+        }
+    }
+}
+
+/// The ingresses' addresses in the devnet's client config.
+fn ingresses_of(state: &Path) -> Vec<SocketAddr> {
+    let config =
+        openrelay_config::ClientConfig::load(&state.join("configs").join("client.toml")).unwrap();
+    config
+        .relays
+        .iter()
+        .filter(|r| r.role == openrelay_config::RelayRole::Ingress)
+        .map(|r| r.addr)
+        .collect()
+}
+
+/// Serialises the tests of this file: each runs a devnet with a VPN, and
+/// two at once on two cores make both slow.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The test's internet namespace with its servers, and the name of the
+/// client namespace the devnet is to make (None: not root).
+fn internet(name: &str) -> Option<World> {
     if !is_root() {
         eprintln!("SKIPPED: the full-device VPN tests need root (network namespaces, nftables)");
         return None;
     }
+    remove_leftovers_of_killed_runs();
     let pid = std::process::id();
     let mut world = World {
-        internet: format!("ortun-i-{pid}"),
-        client: format!("ortun-c-{pid}"),
+        internet: format!("{PREFIX}{name}-i-{pid}"),
+        client: format!("{PREFIX}{name}-c-{pid}"),
         dir: tempfile::tempdir().unwrap(),
         children: Vec::new(),
+        ingresses: Vec::new(),
     };
     let inet = world.internet.clone();
     must("ip", &["netns", "add", &inet]);
@@ -288,9 +334,16 @@ fn setup() -> Option<(World, PathBuf)> {
         &log,
     );
     world.children.push(servers);
-    let state = world.dir.path().join("devnet");
-    let log = world.dir.path().join("devnet.log");
-    let netns_path = format!("--net=/run/netns/{inet}");
+    Some(world)
+}
+
+/// Runs `openrelay devnet --client-netns` in the internet namespace, with
+/// state in `run` under the test's directory, until it is ready (it is then
+/// the last of `world.children`); returns its state directory.
+fn start_devnet(world: &mut World, run: &str) -> PathBuf {
+    let state = world.dir.path().join(run);
+    let log = world.dir.path().join(format!("{run}.log"));
+    let netns_path = format!("--net=/run/netns/{}", world.internet);
     let mut devnet = spawn_group(
         "nsenter",
         &[
@@ -308,7 +361,12 @@ fn setup() -> Option<(World, PathBuf)> {
             "--state-dir",
             state.to_str().unwrap(),
             "--log-dir",
-            world.dir.path().join("logs").to_str().unwrap(),
+            world
+                .dir
+                .path()
+                .join(format!("{run}-logs"))
+                .to_str()
+                .unwrap(),
         ],
         Stdio::piped(),
         &log,
@@ -319,13 +377,24 @@ fn setup() -> Option<(World, PathBuf)> {
         "the devnet's client runs the VPN: {ready}"
     );
     world.children.push(devnet);
+    world.ingresses = ingresses_of(&state);
+    assert_eq!(world.ingresses.len(), 3);
+    state
+}
+
+fn setup(name: &str) -> Option<(World, PathBuf)> {
+    let mut world = internet(name)?;
+    let state = start_devnet(&mut world, "devnet");
     Some((world, state))
 }
 
 #[test]
 fn vpn_in_a_namespace_leaks_nothing_fails_closed_and_restores_the_system() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
-    let Some((world, state)) = setup() else {
+    let Some((world, state)) = setup("leak") else {
         return;
     };
 
@@ -359,7 +428,33 @@ fn vpn_in_a_namespace_leaks_nothing_fails_closed_and_restores_the_system() {
         !ok,
         "IPv6 to the link's far side must not get through: {out}"
     );
-    let (leaks, tunnel) = capture.stop();
+    // The client's own (marked) packets go to the ingresses' QUIC ports
+    // only: not to the gateway (where an issuer or registry could be), any
+    // other address, or another port of an ingress.
+    let ingress = world.ingresses[0];
+    for (host, port) in [
+        ("10.231.0.254".to_owned(), 4450),
+        ("192.0.2.1".to_owned(), 443),
+        (ingress.ip().to_string(), ingress.port() + 1),
+        ("fd00:6f72:e7::fe".to_owned(), 443),
+    ] {
+        let (ok, out) = client_py(&world, &["marked-udp", &host, &port.to_string()]);
+        assert!(
+            ok && out.trim() == "refused",
+            "a marked datagram to {host} port {port}: {out}"
+        );
+    }
+    let (_, set) = in_ns(
+        &world.client,
+        &["nft", "list", "set", "inet", "openrelay", "ingresses_v4"],
+    );
+    for ingress in &world.ingresses {
+        assert!(
+            set.contains(&format!("{} . {}", ingress.ip(), ingress.port())),
+            "the kill switch admits {ingress}:\n{set}"
+        );
+    }
+    let (leaks, tunnel) = capture.stop(&world);
     assert!(
         leaks.is_empty(),
         "packets outside the tunnel:\n{}",
@@ -392,7 +487,7 @@ fn vpn_in_a_namespace_leaks_nothing_fails_closed_and_restores_the_system() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (leaks, _) = capture.stop();
+    let (leaks, _) = capture.stop(&world);
     assert!(
         leaks.is_empty(),
         "leaks during failover:\n{}",
@@ -411,7 +506,7 @@ fn vpn_in_a_namespace_leaks_nothing_fails_closed_and_restores_the_system() {
     assert!(!ok, "DNS got an answer with the client dead");
     let (ok, _) = curl(&world, "http://[fd00:6f72:e7::fe]/", &["--max-time", "3"]);
     assert!(!ok);
-    let (leaks, _) = capture.stop();
+    let (leaks, _) = capture.stop(&world);
     assert!(
         leaks.is_empty(),
         "leaks with the client dead:\n{}",
@@ -457,4 +552,98 @@ fn vpn_in_a_namespace_leaks_nothing_fails_closed_and_restores_the_system() {
     );
 
     eprintln!("tun namespace test took {:?}", started.elapsed());
+}
+
+/// Issue 11, item 20: what a killed run leaves behind (a link holding the
+/// devnet's link addresses, a namespace, its firewall table) does not break
+/// the next `devnet --client-netns`: the leftovers of a devnet that is gone
+/// are removed (its owner record names a dead pid), and the link addresses
+/// are held so that a leftover nobody owns cannot shadow them.
+#[test]
+fn a_killed_runs_leftovers_do_not_break_the_next_devnet() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(mut world) = internet("left") else {
+        return;
+    };
+    // A link with the devnet's addresses that no devnet owns (as an earlier
+    // version, killed, left one).
+    let inet = world.internet.clone();
+    let ip = |args: &str| {
+        let mut all = vec!["-n", inet.as_str()];
+        all.extend(args.split(' '));
+        must("ip", &all);
+    };
+    ip("link add orcstale0 type veth peer name orcstale1");
+    ip("addr add 10.231.0.254/24 dev orcstale0");
+    ip("addr add 10.231.0.1/24 dev orcstale0");
+    ip("link set orcstale0 up");
+    ip("link set orcstale1 up");
+
+    // A devnet of this version, killed outright: its namespace, link,
+    // firewall table and the client's kill switch stay behind.
+    start_devnet(&mut world, "killed");
+    let killed = world.children.pop().unwrap();
+    signal_group_kill(killed);
+    let (_, namespaces) = sh("ip", &["netns", "list"]);
+    assert!(
+        namespaces.contains(&world.client),
+        "the killed devnet's namespace is left over: {namespaces}"
+    );
+
+    // The next devnet, with the same client namespace name, works.
+    start_devnet(&mut world, "next");
+    for url in [format!("http://{DEST}/"), "http://dest.test/".to_owned()] {
+        let (ok, body) = curl(&world, &url, &[]);
+        assert!(
+            ok && body.contains("hello from the destination"),
+            "{url} after a killed run: {body}"
+        );
+    }
+
+    // A live devnet's namespace is not a leftover: a second devnet in the
+    // same network namespace is refused, and the first keeps working.
+    let other = format!("{PREFIX}left-x-{}", std::process::id());
+    let (ok, out) = sh(
+        "nsenter",
+        &[
+            &format!("--net=/run/netns/{inet}"),
+            "--",
+            BIN,
+            "devnet",
+            "--client-netns",
+            &other,
+            "--no-registry",
+            "--operators",
+            "3",
+        ],
+    );
+    let pid = pid_of_devnet(&world);
+    assert!(
+        !ok && out.contains(&format!("another devnet (pid {pid})")),
+        "a second devnet beside a live one: {out}"
+    );
+    let (_, namespaces) = sh("ip", &["netns", "list"]);
+    assert!(!namespaces.contains(&other), "{namespaces}");
+    let (ok, body) = curl(&world, &format!("http://{DEST}/"), &[]);
+    assert!(
+        ok && body.contains("hello"),
+        "the live devnet still works: {body}"
+    );
+}
+
+/// The pid of the devnet last started (its process group leader is
+/// `nsenter`, which execs the devnet: the same pid).
+fn pid_of_devnet(world: &World) -> u32 {
+    world.children.last().unwrap().id()
+}
+
+/// Kills `child`'s whole process group at once, as a crash or `kill -9`
+/// would, and reaps it.
+fn signal_group_kill(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
 }

@@ -73,6 +73,12 @@ pub struct Status {
     /// Seconds since the relay directory was issued (None: the relay list
     /// comes from the config file).
     pub directory_age_secs: Option<u64>,
+    /// While no path is up: why the last attempt to build one failed.
+    #[serde(default)]
+    pub no_path: Option<String>,
+    /// While building is backing off: seconds until the next attempt.
+    #[serde(default)]
+    pub next_attempt_secs: Option<u64>,
 }
 
 /// Why the control socket could not be used.
@@ -201,6 +207,8 @@ mod tests {
             open_flows: 2,
             token_balance: Some(12),
             directory_age_secs: None,
+            no_path: None,
+            next_attempt_secs: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! The client may log destinations, but only at debug level and below.
 
 pub mod account;
+mod backoff;
 pub mod control;
 pub mod directory;
 pub mod flow;
@@ -31,7 +32,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 pub use flow::FlowError;
-pub use manager::{PathError, PathManager, PathSnapshot};
+pub use manager::{IngressFilter, PathError, PathManager, PathSnapshot};
 
 /// Why the client could not start.
 #[derive(Debug, thiserror::Error)]
@@ -180,5 +181,9 @@ fn status(manager: &PathManager, wallet: Option<&wallet::Wallet>) -> control::St
         directory_age_secs: manager
             .directory_issued_at()
             .map(|issued| directory::unix_now().saturating_sub(issued)),
+        no_path: snapshot.no_path.as_ref().map(ToString::to_string),
+        next_attempt_secs: snapshot
+            .next_attempt_in
+            .map(|wait| wait.as_secs_f64().ceil() as u64),
     }
 }

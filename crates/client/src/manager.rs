@@ -8,11 +8,24 @@
 //! A relay that fails (handshake, or a live path dying) is excluded for
 //! `failed_relay_quarantine_secs`; the plan then repairs or replaces every
 //! path that used it, never pairing one operator's relays.
+//!
+//! When a request for a path fails altogether (every attempt, or a refusal
+//! no other relay would change, such as an ingress asking for an access
+//! token the wallet does not hold), the next build waits out a back-off
+//! ([`crate::backoff`]); requests meanwhile fail at once with the reason.
+//! A success, tokens arriving in the wallet or a new relay list end the
+//! wait. Failures are logged as warnings when their cause changes, not per
+//! attempt.
+//!
+//! With the full-device VPN's kill switch the client's own packets may
+//! reach only the addresses an [`IngressFilter`] admits: the manager keeps
+//! it at the listed ingresses plus those of live paths, admitting a new
+//! ingress before any path can be built to it.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use openrelay_config::{ClientConfig, PathConfig, RelayEntry, RelayRole};
@@ -20,6 +33,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::account::Account;
+use crate::backoff::BuildBackoff;
 use crate::control::PathState;
 use crate::path::{BuildError, Hop, Path};
 use crate::selection::{
@@ -47,9 +61,37 @@ pub enum PathError {
     /// Every attempt failed; the last error is given.
     #[error("no relay path could be built: {0}")]
     AllFailed(String),
+    /// Building keeps failing: the next attempt waits out a back-off.
+    #[error("no relay path: {last} (next attempt in {}s)", retry_in.as_secs_f32().ceil())]
+    BackingOff {
+        /// Why the last attempt failed.
+        last: BuildError,
+        /// Time until the next attempt.
+        retry_in: Duration,
+    },
     /// The client is shutting down.
     #[error("the client is shutting down")]
     Closed,
+}
+
+/// Where the client's own packets may go. The full-device VPN's kill switch
+/// implements it: the client's marked packets reach only the addresses it
+/// was last given.
+pub trait IngressFilter: Send + Sync + std::fmt::Debug {
+    /// From now on admit exactly `ingresses` (QUIC addresses of ingress
+    /// relays), replacing the previous set in one step; in force when it
+    /// returns. Failures are the implementation's to report (the filter
+    /// then keeps its previous set, failing closed for new ingresses).
+    fn admit_only(&self, ingresses: &BTreeSet<SocketAddr>);
+}
+
+/// Why path building is failing, while it is.
+#[derive(Debug)]
+struct Failing {
+    /// The last attempt's error.
+    last: BuildError,
+    /// Access tokens in the wallet after it (an increase ends the back-off).
+    access_tokens: usize,
 }
 
 /// Owns the client's paths.
@@ -74,6 +116,14 @@ pub struct PathManager {
     // under way.
     published: Mutex<Option<Arc<Path>>>,
     building: AtomicUsize,
+    /// When the next build may start.
+    backoff: Mutex<BuildBackoff<Instant>>,
+    /// Why builds fail, while they do.
+    failing: Mutex<Option<Failing>>,
+    /// The kill switch's admitted ingresses, with the full-device VPN.
+    ingress_filter: OnceLock<Arc<dyn IngressFilter>>,
+    /// Held while the filter is changed, so that changes never interleave.
+    filter_update: Mutex<()>,
 }
 
 /// The manager's state as a status report sees it.
@@ -87,6 +137,10 @@ pub struct PathSnapshot {
     pub live_paths: usize,
     /// Flows open on all of them.
     pub open_flows: u64,
+    /// Why building a path failed last, while no path is up.
+    pub no_path: Option<BuildError>,
+    /// Time until the next build may start, while backing off.
+    pub next_attempt_in: Option<Duration>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,6 +173,23 @@ fn candidates(relays: &[RelayEntry]) -> Vec<Candidate> {
     relays.iter().map(Candidate::from).collect()
 }
 
+fn ingress_addresses(relays: &[RelayEntry]) -> impl Iterator<Item = SocketAddr> + '_ {
+    relays
+        .iter()
+        .filter(|r| r.role == RelayRole::Ingress)
+        .map(|r| r.addr)
+}
+
+/// Whether two build errors have one cause (so the second is not worth
+/// another warning): every access refusal is one cause, whichever ingress
+/// said it (they all ask for the same tokens).
+fn same_cause(a: &BuildError, b: &BuildError) -> bool {
+    match (a, b) {
+        (BuildError::AccessRefused { .. }, BuildError::AccessRefused { .. }) => true,
+        (a, b) => a == b,
+    }
+}
+
 impl PathManager {
     /// A manager for the client's relay list and path settings; with an
     /// account, paths show access tokens and pay their egress.
@@ -140,19 +211,84 @@ impl PathManager {
             closed: AtomicBool::new(false),
             published: Mutex::new(None),
             building: AtomicUsize::new(0),
+            backoff: Mutex::new(BuildBackoff::new(fastrand::Rng::new())),
+            failing: Mutex::new(None),
+            ingress_filter: OnceLock::new(),
+            filter_update: Mutex::new(()),
+        }
+    }
+
+    /// Keeps `filter` at the ingresses the client may use from now on (once;
+    /// a second filter is ignored). The filter's current set should already
+    /// admit the config's ingresses: paths may be under way.
+    pub fn filter_ingresses(&self, filter: Arc<dyn IngressFilter>) {
+        if self.ingress_filter.set(filter).is_err() {
+            warn!("an ingress filter is already installed; ignoring another");
+        }
+        self.refresh_ingress_filter();
+    }
+
+    /// The ingresses the client's packets may reach: those of the relay
+    /// list and those of paths still up (a path whose ingress left the list
+    /// keeps working until it is replaced and its flows end).
+    fn admitted_ingresses(&self) -> BTreeSet<SocketAddr> {
+        let relays = self
+            .relays
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut admitted: BTreeSet<SocketAddr> = ingress_addresses(&relays).collect();
+        drop(relays);
+        admitted.extend(
+            lock(&self.paths)
+                .values()
+                .chain(lock(&self.retired).iter().map(|(p, _)| p))
+                .filter(|p| p.is_alive())
+                .map(|p| p.ingress.addr),
+        );
+        admitted
+    }
+
+    /// Brings the ingress filter (if any) up to date.
+    fn refresh_ingress_filter(&self) {
+        if let Some(filter) = self.ingress_filter.get() {
+            let _one_change = lock(&self.filter_update);
+            filter.admit_only(&self.admitted_ingresses());
         }
     }
 
     /// Replaces the relay list (from a newer verified directory issued at
     /// `issued_at`). A path whose relay left is replaced (or, for a departed
-    /// ingress, repaired) when next asked for; other paths stay.
+    /// ingress, repaired) when next asked for; other paths stay. With an
+    /// ingress filter, new ingresses are admitted before the plan can
+    /// choose them, and departed ones dropped after it no longer can.
     pub fn set_relays(&self, relays: Vec<RelayEntry>, issued_at: Option<u64>) {
-        lock(&self.plan).set_candidates(candidates(&relays));
-        *self
-            .relays
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = relays;
+        let filter = self
+            .ingress_filter
+            .get()
+            .map(|filter| (filter, lock(&self.filter_update)));
+        if let Some((filter, _)) = &filter {
+            let mut widened = self.admitted_ingresses();
+            widened.extend(ingress_addresses(&relays));
+            filter.admit_only(&widened);
+        }
+        let changed = {
+            let mut current = self
+                .relays
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = *current != relays;
+            lock(&self.plan).set_candidates(candidates(&relays));
+            *current = relays;
+            changed
+        };
         *lock(&self.directory_issued_at) = issued_at;
+        if let Some((filter, _)) = &filter {
+            filter.admit_only(&self.admitted_ingresses());
+        }
+        if changed {
+            // Relays that were not there may work.
+            lock(&self.backoff).reset();
+        }
     }
 
     /// When the directory in use was issued (None: relays from the config).
@@ -240,6 +376,69 @@ impl PathManager {
         }
     }
 
+    /// Access tokens in the wallet (0 without an account).
+    fn access_tokens(&self) -> usize {
+        self.account
+            .as_ref()
+            .map_or(0, |a| a.wallet().count(&a.access_challenge()))
+    }
+
+    /// `Ok` if a build may start now; else the back-off's error. A wait
+    /// caused by an access refusal ends as soon as the wallet holds more
+    /// access tokens than after that refusal.
+    fn check_backoff(&self) -> Result<(), PathError> {
+        let now = Instant::now();
+        let Err(retry_in) = lock(&self.backoff).check(now) else {
+            return Ok(());
+        };
+        let failing = lock(&self.failing);
+        let Some(failing) = failing.as_ref() else {
+            return Ok(());
+        };
+        if matches!(failing.last, BuildError::AccessRefused { .. })
+            && self.access_tokens() > failing.access_tokens
+        {
+            info!("access tokens arrived; building a path now");
+            lock(&self.backoff).reset();
+            return Ok(());
+        }
+        Err(PathError::BackingOff {
+            last: failing.last.clone(),
+            retry_in,
+        })
+    }
+
+    /// Logs a failed build attempt: a warning when its cause differs from
+    /// the last failure's, else at debug level.
+    fn note_failure(&self, error: &BuildError) {
+        let mut failing = lock(&self.failing);
+        let known = failing.as_ref().is_some_and(|f| same_cause(&f.last, error));
+        if known {
+            debug!(error = %error, "path build failed");
+        } else {
+            warn!(error = %error, "path build failed");
+        }
+        *failing = Some(Failing {
+            last: error.clone(),
+            access_tokens: self.access_tokens(),
+        });
+    }
+
+    /// A request for a path failed: back off before the next build.
+    fn back_off(&self) {
+        let wait = lock(&self.backoff).failed(Instant::now());
+        debug!(
+            wait_ms = wait.as_millis() as u64,
+            "next path build after a back-off"
+        );
+    }
+
+    /// A path was built: failures are over.
+    fn build_succeeded(&self) {
+        lock(&self.backoff).reset();
+        *lock(&self.failing) = None;
+    }
+
     /// The path for new flows not isolated by site, building it if needed.
     pub async fn current(self: &Arc<Self>) -> Result<Arc<Path>, PathError> {
         self.path_for(None).await
@@ -266,6 +465,7 @@ impl PathManager {
                 return Ok(path);
             }
             self.check_open()?;
+            self.check_backoff()?;
             let (ingress, egress) = self.entries(&planned.choice)?;
             self.building.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
@@ -282,6 +482,7 @@ impl PathManager {
                 Ok(path) => {
                     let setup_us = started.elapsed().as_micros() as u64;
                     info!(ingress = %ingress.name, egress = %egress.name, setup_us, "path established");
+                    self.build_succeeded();
                     let path = Arc::new(path);
                     self.watch(&path);
                     self.adopt(generation, &path);
@@ -289,16 +490,23 @@ impl PathManager {
                     return Ok(path);
                 }
                 Err(e) => {
-                    warn!(error = %e, "path build failed");
+                    self.note_failure(&e);
                     match e.hop() {
                         Some(Hop::Ingress) => self.exclude(&ingress),
                         Some(Hop::Egress) => self.exclude(&egress),
                         None => lock(&self.plan).discard(generation),
                     }
+                    // Every ingress asks for the same tokens: trying the
+                    // next one now would only be refused again.
+                    let final_refusal = matches!(e, BuildError::AccessRefused { .. });
                     last_error = Some(e);
+                    if final_refusal {
+                        break;
+                    }
                 }
             }
         }
+        self.back_off();
         Err(PathError::AllFailed(
             last_error.map(|e| e.to_string()).unwrap_or_default(),
         ))
@@ -384,6 +592,8 @@ impl PathManager {
     /// first flow after it does not wait for the handshakes; with it, retires
     /// the expired paths (a site's next flow gets a fresh one).
     async fn maintain(self: &Arc<Self>) {
+        // Drops the ingresses of paths that closed and left the list.
+        self.refresh_ingress_filter();
         let now = Instant::now();
         lock(&self.retired).retain(|(path, since)| {
             let done = !path.is_alive()
@@ -453,11 +663,20 @@ impl PathManager {
         } else {
             PathState::Disconnected
         };
+        let no_path = match state {
+            PathState::Connected => None,
+            _ => lock(&self.failing).as_ref().map(|f| f.last.clone()),
+        };
+        let next_attempt_in = no_path
+            .as_ref()
+            .and_then(|_| lock(&self.backoff).check(Instant::now()).err());
         PathSnapshot {
             state,
             latest: latest.or_else(|| live.first().cloned()),
             live_paths: live.len(),
             open_flows: live.iter().map(|p| p.open_flows()).sum(),
+            no_path,
+            next_attempt_in,
         }
     }
 
@@ -469,6 +688,82 @@ impl PathManager {
         let retired: Vec<Arc<Path>> = lock(&self.retired).drain(..).map(|(p, _)| p).collect();
         for path in paths.iter().chain(&retired) {
             path.close("client shutting down");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use openrelay_config::KeyPin;
+    use std::sync::Weak;
+
+    fn relay(n: u8, role: RelayRole) -> RelayEntry {
+        RelayEntry {
+            name: format!("{role}-{n}"),
+            role,
+            operator: format!("operator-{n}"),
+            addr: SocketAddr::from(([192, 0, 2, n], 4433)),
+            key: KeyPin::from_ed25519([n; 32]),
+            country: None,
+            city: None,
+            network: None,
+            bandwidth_bps: None,
+        }
+    }
+
+    /// Records every set it is given, with the ingresses the manager listed
+    /// at that moment.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        manager: OnceLock<Weak<PathManager>>,
+        calls: Mutex<Vec<(BTreeSet<SocketAddr>, BTreeSet<SocketAddr>)>>,
+    }
+
+    impl IngressFilter for Recorder {
+        fn admit_only(&self, ingresses: &BTreeSet<SocketAddr>) {
+            let manager = self.manager.get().unwrap().upgrade().unwrap();
+            let listed = ingress_addresses(&manager.relays.read().unwrap()).collect();
+            lock(&self.calls).push((ingresses.clone(), listed));
+        }
+    }
+
+    #[test]
+    fn the_filter_admits_a_new_ingress_before_the_plan_can_choose_it_and_drops_a_departed_one_after()
+     {
+        let entry = |r: RelayEntry| {
+            format!(
+                "[[relay]]\nname = \"{}\"\nrole = \"{}\"\noperator = \"{}\"\naddr = \"{}\"\nkey = \"{}\"\n",
+                r.name, r.role, r.operator, r.addr, r.key
+            )
+        };
+        let config = ClientConfig::from_toml(&format!(
+            "state_dir = \"/nonexistent/openrelay-test\"\n{}{}",
+            entry(relay(1, RelayRole::Ingress)),
+            entry(relay(9, RelayRole::Egress))
+        ))
+        .unwrap();
+        let manager = Arc::new(PathManager::new(&config, None));
+        let recorder = Arc::new(Recorder::default());
+        recorder.manager.set(Arc::downgrade(&manager)).unwrap();
+        manager.filter_ingresses(Arc::clone(&recorder) as Arc<dyn IngressFilter>);
+        manager.set_relays(
+            vec![relay(2, RelayRole::Ingress), relay(9, RelayRole::Egress)],
+            Some(1),
+        );
+        let calls = lock(&recorder.calls).clone();
+        let (a, b) = (
+            relay(1, RelayRole::Ingress).addr,
+            relay(2, RelayRole::Ingress).addr,
+        );
+        let sets: Vec<BTreeSet<SocketAddr>> = calls.iter().map(|(set, _)| set.clone()).collect();
+        assert_eq!(sets, vec![[a].into(), [a, b].into(), [b].into()]);
+        for (admitted, listed) in &calls {
+            assert!(
+                admitted.is_superset(listed),
+                "a listed ingress was not admitted: {admitted:?} vs {listed:?}"
+            );
         }
     }
 }

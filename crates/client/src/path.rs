@@ -37,7 +37,7 @@ pub enum Hop {
 }
 
 /// Why a path could not be built. Names relays, never destinations.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// A QUIC handshake failed or timed out.

@@ -48,6 +48,18 @@ pub const LOCK_FILE: &str = "wallet.lock";
 /// Version byte of the sealed file.
 const FORMAT: u8 = 1;
 
+/// A save writes `wallet.bin.<random>.tmp`, then renames it over the
+/// wallet. The name is unique per save, so a temporary file a crash left
+/// behind never blocks a later save; every temporary file found while the
+/// wallet is locked is such a leftover (a save holds the lock until its
+/// rename) and is removed.
+const TEMPORARY_PREFIX: &str = "wallet.bin.";
+/// See [`TEMPORARY_PREFIX`].
+const TEMPORARY_SUFFIX: &str = ".tmp";
+/// The fixed temporary name earlier versions used; a leftover of it is
+/// removed too.
+const OLD_TEMPORARY: &str = "wallet.tmp";
+
 /// Why the wallet cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -134,6 +146,8 @@ impl Contents {
 
 /// A wallet in a state directory.
 pub struct Wallet {
+    /// The state directory.
+    dir: PathBuf,
     file: PathBuf,
     lock: PathBuf,
     key: LessSafeKey,
@@ -183,23 +197,24 @@ impl Wallet {
         let key = UnboundKey::new(&CHACHA20_POLY1305, &key_bytes)
             .map_err(|_| WalletError::BadKey(key_path.clone()))?;
         let wallet = Wallet {
+            dir: state_dir.to_owned(),
             file: state_dir.join(WALLET_FILE),
             lock: state_dir.join(LOCK_FILE),
             key: LessSafeKey::new(key),
             busy: Mutex::new(()),
         };
-        // Refuse a tampered wallet at start, not at first use.
-        wallet.read(|_| ())?;
+        // Refuse a tampered wallet at start, not at first use; clear what
+        // an interrupted save left.
+        wallet.locked(|| {
+            wallet.remove_stale_temporaries()?;
+            wallet.load().map(drop)
+        })?;
         Ok(wallet)
     }
 
-    /// Runs `change` on the wallet's contents under both locks and writes
-    /// them back if `save`.
-    fn with<T>(
-        &self,
-        save: bool,
-        change: impl FnOnce(&mut Contents) -> T,
-    ) -> Result<T, WalletError> {
+    /// Runs `work` holding both locks: this process's and the file lock
+    /// that serialises processes.
+    fn locked<T>(&self, work: impl FnOnce() -> Result<T, WalletError>) -> Result<T, WalletError> {
         let _busy: MutexGuard<'_, ()> = self
             .busy
             .lock()
@@ -211,16 +226,59 @@ impl Wallet {
             .open(&self.lock)
             .map_err(io(&self.lock))?;
         lock.lock().map_err(io(&self.lock))?;
-        let mut contents = match std::fs::read(&self.file) {
-            Ok(sealed) => self.unseal(sealed)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Contents::default(),
-            Err(e) => return Err(io(&self.file)(e)),
-        };
-        let result = change(&mut contents);
-        if save {
-            self.save(&contents)?;
+        work()
+    }
+
+    /// The contents on disk (empty if there is no wallet file yet); call
+    /// holding the locks.
+    fn load(&self) -> Result<Contents, WalletError> {
+        match std::fs::read(&self.file) {
+            Ok(sealed) => self.unseal(sealed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Contents::default()),
+            Err(e) => Err(io(&self.file)(e)),
         }
-        Ok(result)
+    }
+
+    /// Runs `change` on the wallet's contents under both locks and writes
+    /// them back if `save`.
+    fn with<T>(
+        &self,
+        save: bool,
+        change: impl FnOnce(&mut Contents) -> T,
+    ) -> Result<T, WalletError> {
+        self.locked(|| {
+            let mut contents = self.load()?;
+            let result = change(&mut contents);
+            if save {
+                self.remove_stale_temporaries()?;
+                self.save(&contents)?;
+            }
+            Ok(result)
+        })
+    }
+
+    /// Removes the temporary files of saves that never reached their
+    /// rename (see [`TEMPORARY_PREFIX`]); call holding the locks.
+    fn remove_stale_temporaries(&self) -> Result<(), WalletError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(io(&self.dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io(&self.dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = name == OLD_TEMPORARY
+                || (name.starts_with(TEMPORARY_PREFIX) && name.ends_with(TEMPORARY_SUFFIX));
+            if stale {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        info!(file = %path.display(), "removed what an interrupted wallet save left")
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&path)(e)),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read<T>(&self, look: impl FnOnce(&Contents) -> T) -> Result<T, WalletError> {
@@ -264,11 +322,27 @@ impl Wallet {
         let mut sealed = vec![FORMAT];
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&body);
-        // Write then rename, so a crash never leaves half a wallet.
-        let temporary = self.file.with_extension("tmp");
-        openrelay_transport::identity::write_secret_file(&temporary, &sealed)
-            .and_then(|()| std::fs::rename(&temporary, &self.file))
-            .map_err(io(&self.file))
+        // Write a fresh file, flush it, rename it over the wallet, flush the
+        // directory: a crash at any point leaves the old wallet or the new
+        // one, never half of one, and the rename is durable once this
+        // returns.
+        let mut unique = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut unique)
+            .map_err(|_| io(&self.file)(std::io::Error::other("no randomness")))?;
+        let unique: String = unique.iter().map(|b| format!("{b:02x}")).collect();
+        let temporary = self
+            .dir
+            .join(format!("{TEMPORARY_PREFIX}{unique}{TEMPORARY_SUFFIX}"));
+        let written = openrelay_transport::identity::write_secret_file(&temporary, &sealed)
+            .and_then(|()| std::fs::rename(&temporary, &self.file));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(io(&self.file)(e));
+        }
+        std::fs::File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io(&self.dir))
     }
 
     fn update<T>(&self, change: impl FnOnce(&mut Contents) -> T) -> Result<T, WalletError> {
@@ -458,14 +532,55 @@ mod tests {
         assert_eq!(client.take(&access).unwrap(), None);
     }
 
-    #[test]
-    fn a_tampered_wallet_or_another_key_is_refused() {
+    /// A wallet in a fresh directory holding one access token, and the
+    /// access challenge.
+    fn wallet_with_one_token() -> (tempfile::TempDir, TokenChallenge) {
         let dir = tempfile::tempdir().unwrap();
         let access = TokenChallenge::for_issuer("issuer.example");
         Wallet::open(dir.path())
             .unwrap()
             .add(&access, &[token(1)], FUTURE)
             .unwrap();
+        (dir, access)
+    }
+
+    #[test]
+    fn a_crash_between_writing_and_renaming_breaks_no_later_save() {
+        let (dir, access) = wallet_with_one_token();
+        // What a crash after writing the temporary file and before renaming
+        // it leaves: the fixed name of earlier versions, and one of today's.
+        let stale = [
+            dir.path().join("wallet.tmp"),
+            dir.path().join("wallet.bin.00c0ffee00c0ffee.tmp"),
+        ];
+        let crash = || {
+            for path in &stale {
+                std::fs::write(path, b"half a wallet").unwrap();
+            }
+        };
+        crash();
+        let wallet = Wallet::open(dir.path()).unwrap();
+        assert!(stale.iter().all(|p| !p.exists()), "opening cleans up");
+        crash();
+        wallet.add(&access, &[token(2)], FUTURE).unwrap();
+        assert!(stale.iter().all(|p| !p.exists()), "saving cleans up");
+        assert_eq!(wallet.take(&access).unwrap(), Some(token(2)));
+        let reopened = Wallet::open(dir.path()).unwrap();
+        assert_eq!(reopened.count(&access), 1);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "no temporary file outlives a save: {left:?}"
+        );
+    }
+
+    #[test]
+    fn a_tampered_wallet_or_another_key_is_refused() {
+        let (dir, _) = wallet_with_one_token();
         let path = dir.path().join(WALLET_FILE);
         let mut sealed = std::fs::read(&path).unwrap();
         let last = sealed.len() - 1;

@@ -3,6 +3,13 @@
 //! and flushed to disk *before* it is made, so whoever finds the file (`down`,
 //! the client on SIGTERM, the next start after a crash) can undo exactly
 //! what was done, newest first. One JSON object per line.
+//!
+//! Undoing runs as root, so the journal is trusted only when nobody else
+//! could have written it: it must be a regular file (not a symlink) owned
+//! by the user undoing it and writable by nobody else, in a directory only
+//! that user (or root) can change ([`Journal::read`]). What it names is
+//! checked against what openrelay makes before anything is undone
+//! (`system::UndoScope`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,6 +79,73 @@ pub enum Change {
     },
 }
 
+/// The longest journal read (a real one is a few KiB: a line per change and
+/// the resolver file's text).
+pub const MAX_JOURNAL_BYTES: u64 = 1 << 20;
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Firewall { table } => write!(f, "the nftables table inet {table:?}"),
+            Change::Device { name } => write!(f, "the device {name:?}"),
+            Change::Route { family, args } => {
+                write!(
+                    f,
+                    "the route `ip {} route {}`",
+                    family.flag(),
+                    args.join(" ")
+                )
+            }
+            Change::Rule { family, args } => {
+                write!(f, "the rule `ip {} rule {}`", family.flag(), args.join(" "))
+            }
+            Change::ResolvConf { path, .. } => write!(f, "the file {}", path.display()),
+        }
+    }
+}
+
+/// Why a journal is not trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Distrust {
+    /// It is a symlink (it could point anywhere).
+    #[error("it is a symbolic link")]
+    Symlink,
+    /// It is not a regular file.
+    #[error("it is not a regular file")]
+    NotAFile,
+    /// Another user owns it.
+    #[error("it belongs to uid {owner}, not to uid {me} who undoes it")]
+    Owner {
+        /// Its owner.
+        owner: u32,
+        /// The effective uid undoing it.
+        me: u32,
+    },
+    /// Group or others may write it.
+    #[error("group or others may write it (mode {mode:o})")]
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Its directory belongs to another user, who could replace it.
+    #[error("its directory belongs to uid {owner}, who could replace it")]
+    DirectoryOwner {
+        /// The directory's owner.
+        owner: u32,
+    },
+    /// Group or others may replace it (its directory is writable by them
+    /// and not sticky).
+    #[error("its directory is writable by group or others (mode {mode:o})")]
+    DirectoryWritable {
+        /// The directory's permission bits.
+        mode: u32,
+    },
+    /// Longer than any journal openrelay writes.
+    #[error("it is longer than {MAX_JOURNAL_BYTES} bytes")]
+    TooLarge,
+}
+
 /// Why the journal could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,6 +157,17 @@ pub enum JournalError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The file could have been written by someone other than the user
+    /// undoing it; nothing in it is undone.
+    #[error(
+        "journal {path} is not trusted: {reason}; nothing was undone (check who wrote it, then remove it or fix its ownership and mode)"
+    )]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: Distrust,
     },
     /// A line other than the last does not parse: the file is not ours or
     /// was edited; nothing is undone blindly.
@@ -125,6 +210,39 @@ pub fn line(change: &Change) -> String {
     line
 }
 
+/// Whether a journal with metadata `file`, in a directory with metadata
+/// `dir`, can only have been written by `me` (or root, for the directory).
+fn trusted(file: &std::fs::Metadata, dir: &std::fs::Metadata, me: u32) -> Result<(), Distrust> {
+    use std::os::unix::fs::MetadataExt;
+    const GROUP_OR_OTHER_WRITE: u32 = 0o022;
+    const STICKY: u32 = 0o1000;
+    if !file.is_file() {
+        return Err(Distrust::NotAFile);
+    }
+    if file.uid() != me {
+        return Err(Distrust::Owner {
+            owner: file.uid(),
+            me,
+        });
+    }
+    if file.mode() & GROUP_OR_OTHER_WRITE != 0 {
+        return Err(Distrust::Writable {
+            mode: file.mode() & 0o7777,
+        });
+    }
+    if dir.uid() != me && dir.uid() != 0 {
+        return Err(Distrust::DirectoryOwner { owner: dir.uid() });
+    }
+    // In a sticky directory (like /tmp) only the file's owner may rename or
+    // delete it.
+    if dir.mode() & GROUP_OR_OTHER_WRITE != 0 && dir.mode() & STICKY == 0 {
+        return Err(Distrust::DirectoryWritable {
+            mode: dir.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
 /// The journal file of a state directory.
 #[derive(Debug, Clone)]
 pub struct Journal {
@@ -154,10 +272,13 @@ impl Journal {
     /// Appends `change` and flushes it to disk; call before making it.
     pub fn record(&self, change: &Change) -> Result<(), JournalError> {
         use std::os::unix::fs::OpenOptionsExt;
+        // Never through a symlink: appending as root wherever one points
+        // would write into any file.
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&self.path)
             .map_err(|e| self.io(e))?;
         file.write_all(line(change).as_bytes())
@@ -166,12 +287,40 @@ impl Journal {
     }
 
     /// The recorded changes, oldest first; empty if there is no journal.
+    /// Refused unless only the user reading it could have written it (see
+    /// the module's documentation).
     pub fn read(&self) -> Result<Vec<Change>, JournalError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let untrusted = |reason| JournalError::Untrusted {
+            path: self.path.clone(),
+            reason,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&self.path);
+        let file = match file {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                return Err(untrusted(Distrust::Symlink));
+            }
             Err(e) => return Err(self.io(e)),
         };
+        // The checks look at the file opened, not at whatever the name
+        // points to by now.
+        let meta = file.metadata().map_err(|e| self.io(e))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir_meta = std::fs::metadata(dir).map_err(|e| self.io(e))?;
+        trusted(&meta, &dir_meta, nix::unistd::geteuid().as_raw()).map_err(untrusted)?;
+        let mut text = String::new();
+        file.take(MAX_JOURNAL_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| self.io(e))?;
+        if text.len() as u64 > MAX_JOURNAL_BYTES || meta.size() > MAX_JOURNAL_BYTES {
+            return Err(untrusted(Distrust::TooLarge));
+        }
         parse(&text).map_err(|(line, reason)| JournalError::Corrupt {
             path: self.path.clone(),
             line,
@@ -242,10 +391,75 @@ mod tests {
         assert!(parse("{\"change\":\"mystery\"}\n").is_err());
     }
 
+    #[test]
+    fn a_journal_others_could_have_written_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::in_dir(dir.path());
+        journal.record(&samples()[0]).unwrap();
+        let set_mode = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let refusal = || match journal.read() {
+            Err(JournalError::Untrusted { reason, .. }) => Some(reason),
+            Ok(_) => None,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(refusal(), None);
+        set_mode(journal.path(), 0o666);
+        assert_eq!(refusal(), Some(Distrust::Writable { mode: 0o666 }));
+        set_mode(journal.path(), 0o600);
+        set_mode(dir.path(), 0o777);
+        assert_eq!(refusal(), Some(Distrust::DirectoryWritable { mode: 0o777 }));
+        // Sticky, like /tmp: others cannot replace a file they do not own.
+        set_mode(dir.path(), 0o1777);
+        assert_eq!(refusal(), None);
+        set_mode(dir.path(), 0o700);
+        // A symlink to a journal is refused, whatever it points to.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let real = Journal::in_dir(elsewhere.path());
+        real.record(&samples()[0]).unwrap();
+        std::fs::remove_file(journal.path()).unwrap();
+        std::os::unix::fs::symlink(real.path(), journal.path()).unwrap();
+        assert_eq!(refusal(), Some(Distrust::Symlink));
+        std::fs::remove_file(journal.path()).unwrap();
+        // Another user's journal (only root can make one to test with).
+        journal.record(&samples()[0]).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(journal.path(), Some(65534), None).unwrap();
+            assert_eq!(
+                refusal(),
+                Some(Distrust::Owner {
+                    owner: 65534,
+                    me: 0
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn an_endless_journal_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::in_dir(dir.path());
+        let line = line(&samples()[1]);
+        let copies = MAX_JOURNAL_BYTES as usize / line.len() + 1;
+        std::fs::write(journal.path(), line.repeat(copies)).unwrap();
+        assert!(matches!(
+            journal.read(),
+            Err(JournalError::Untrusted {
+                reason: Distrust::TooLarge,
+                ..
+            })
+        ));
+    }
+
     proptest! {
         #[test]
         fn any_text_parses_or_fails_without_panic(text in "\\PC{0,200}") {
-            let _ = parse(&text);
+            let scope = crate::system::UndoScope::new(None);
+            for change in parse(&text).unwrap_or_default() {
+                let _ = (scope.allows(&change), change.to_string());
+            }
         }
 
         #[test]

@@ -9,28 +9,33 @@
 //!   resolver file), as pure, tested data.
 //! * [`journal`]: the write-ahead record of changes; [`system`] applies and
 //!   undoes them with `ip` and `nft`.
+//! * [`ingresses`]: keeps the kill switch's ingress sets at the ingresses
+//!   the client may use (the only places its own packets may go).
 //! * [`device`], [`stack`]: the TUN device and packets to flows;
 //!   [`dns`] and [`icmp`]: what the stack answers itself.
 
 pub mod device;
 pub mod dns;
 pub mod icmp;
+pub mod ingresses;
 pub mod journal;
 pub mod plan;
 pub mod stack;
 pub mod system;
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_client::PathManager;
-use openrelay_config::ClientConfig;
+use openrelay_client::{IngressFilter, PathManager};
+use openrelay_config::{ClientConfig, RelayRole};
 use tracing::{info, warn};
 
 use crate::journal::Change;
 use crate::plan::Settings;
-use crate::system::{System, SystemError};
+use crate::system::{System, SystemError, UndoScope};
 
 /// The pid file `openrelay down` reads, in the client's state directory.
 pub const PID_FILE: &str = "tun.pid";
@@ -61,9 +66,11 @@ pub enum TunError {
 }
 
 /// Undoes what a previous run left in `state_dir`'s journal (after a crash,
-/// or for `openrelay down`); returns how many changes were undone.
-pub fn recover(state_dir: &Path) -> Result<usize, SystemError> {
-    System::new(state_dir).undo_all()
+/// or for `openrelay down`); returns how many changes were undone. The
+/// resolver file restored may only be /etc/resolv.conf or `resolver_file`
+/// (the config's `tun.dns.resolv_conf`, if known).
+pub fn recover(state_dir: &Path, resolver_file: Option<&Path>) -> Result<usize, SystemError> {
+    System::new(state_dir).undo_all(&UndoScope::new(resolver_file))
 }
 
 /// A VPN that is up: kill switch, device, routes, rules and resolver in place.
@@ -73,6 +80,9 @@ pub struct Vpn {
     stack: stack::StackSettings,
     dns_timeout: Duration,
     state_dir: PathBuf,
+    undo_scope: UndoScope,
+    /// The kill switch's admitted ingresses (None: no kill switch).
+    ingresses: Option<Arc<ingresses::KillSwitchIngresses>>,
 }
 
 impl std::fmt::Debug for Vpn {
@@ -89,13 +99,21 @@ impl Vpn {
     /// are marked from here on (they must be created after this). On error
     /// everything made so far is undone.
     pub fn up(config: &ClientConfig) -> Result<Vpn, TunError> {
+        use std::os::unix::fs::DirBuilderExt;
         let tun = &config.tun;
         let state_dir = config.state_dir.clone();
-        std::fs::create_dir_all(&state_dir).map_err(|source| TunError::File {
-            path: state_dir.clone(),
-            source,
-        })?;
-        let undone = recover(&state_dir)?;
+        // Only its owner may write where the journal lives (`journal`).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|source| TunError::File {
+                path: state_dir.clone(),
+                source,
+            })?;
+        let resolv = (!tun.dns.resolv_conf.is_empty()).then(|| PathBuf::from(&tun.dns.resolv_conf));
+        let undo_scope = UndoScope::new(resolv.as_deref());
+        let undone = System::new(&state_dir).undo_all(&undo_scope)?;
         if undone > 0 {
             warn!(
                 changes = undone,
@@ -119,9 +137,18 @@ impl Vpn {
             },
             dns_timeout: Duration::from_millis(tun.dns.timeout_ms),
             state_dir,
+            undo_scope,
+            ingresses: None,
         };
-        let resolv = (!tun.dns.resolv_conf.is_empty()).then(|| PathBuf::from(&tun.dns.resolv_conf));
-        if let Err(e) = vpn.make(&settings, resolv.as_deref(), tun.mtu) {
+        // The config's ingresses (the first path's, or the bootstrap of a
+        // directory, whose ingresses the path manager admits as it arrives).
+        let ingresses: BTreeSet<SocketAddr> = config
+            .relays
+            .iter()
+            .filter(|r| r.role == RelayRole::Ingress)
+            .map(|r| r.addr)
+            .collect();
+        if let Err(e) = vpn.make(&settings, &ingresses, resolv.as_deref(), tun.mtu) {
             vpn.down();
             return Err(e);
         }
@@ -139,6 +166,7 @@ impl Vpn {
     fn make(
         &mut self,
         settings: &Settings,
+        ingresses: &BTreeSet<SocketAddr>,
         resolv: Option<&Path>,
         mtu: u16,
     ) -> Result<(), TunError> {
@@ -147,8 +175,11 @@ impl Vpn {
                 &Change::Firewall {
                     table: plan::FIREWALL_TABLE.into(),
                 },
-                Some(&plan::kill_switch(settings)),
+                Some(&plan::kill_switch(settings, ingresses)),
             )?;
+            self.ingresses = Some(Arc::new(ingresses::KillSwitchIngresses::new(
+                ingresses.clone(),
+            )));
         }
         self.system.apply(
             &Change::Device {
@@ -187,6 +218,14 @@ impl Vpn {
         Ok(())
     }
 
+    /// The kill switch's ingress sets, for the path manager to keep at the
+    /// ingresses it may use (None without a kill switch).
+    pub fn ingress_filter(&self) -> Option<Arc<dyn IngressFilter>> {
+        self.ingresses
+            .as_ref()
+            .map(|i| Arc::clone(i) as Arc<dyn IngressFilter>)
+    }
+
     /// Runs the userspace stack until the device closes; run it as a task
     /// next to the client and abort it to stop.
     pub fn serve(
@@ -208,7 +247,7 @@ impl Vpn {
     /// so it is lifted last).
     pub fn down(self) {
         drop(self.device);
-        match self.system.undo_all() {
+        match self.system.undo_all(&self.undo_scope) {
             Ok(n) => info!(changes = n, "full-device VPN down; system restored"),
             Err(e) => warn!(error = %e, "could not restore everything; `openrelay down` retries"),
         }

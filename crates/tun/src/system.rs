@@ -2,12 +2,13 @@
 //! recording each in the [`Journal`] before it is made.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use tracing::{debug, warn};
 
 use crate::journal::{Change, Journal, JournalError};
+use crate::plan;
 
 /// Why a system change failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,17 @@ pub enum SystemError {
     /// A command could not be run or failed.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The journal names something openrelay never changes (it was edited
+    /// or is corrupt); nothing in it was undone.
+    #[error(
+        "the journal {journal} asks to undo {change}, which openrelay never changes; nothing was undone (was it edited?)"
+    )]
+    NotOurs {
+        /// The journal.
+        journal: PathBuf,
+        /// The change it names.
+        change: Box<Change>,
+    },
     /// The resolver file could not be read or written.
     #[error("{path}: {source}")]
     File {
@@ -111,6 +123,67 @@ fn write_in_place(path: &Path, text: &str) -> Result<(), SystemError> {
     std::fs::write(path, text).map_err(|e| file_error(path, e))
 }
 
+/// What undoing a journal may touch: only what openrelay itself changes.
+/// Undoing runs as root, so a journal naming anything else (another file,
+/// firewall table, device, route or rule) is refused whole: see
+/// [`UndoScope::allows`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoScope {
+    resolver_files: Vec<PathBuf>,
+}
+
+impl UndoScope {
+    /// Undoing may restore the default resolver file (/etc/resolv.conf) and
+    /// `configured`, the one the client's config names (`tun.dns.resolv_conf`),
+    /// if known.
+    pub fn new(configured: Option<&Path>) -> UndoScope {
+        let mut resolver_files = vec![PathBuf::from(
+            openrelay_config::TunDnsConfig::default().resolv_conf,
+        )];
+        resolver_files.extend(configured.map(Path::to_owned));
+        resolver_files.dedup();
+        UndoScope { resolver_files }
+    }
+
+    /// Whether `change` is one openrelay makes: its own firewall table, a
+    /// TUN device, a route or rule of the plan's shapes (table, priorities),
+    /// a resolver file of this scope. (Whether a named device is a TUN device
+    /// is checked when it is deleted.)
+    pub fn allows(&self, change: &Change) -> bool {
+        match change {
+            Change::Firewall { table } => table == plan::FIREWALL_TABLE,
+            Change::Device { name } => plan::is_device_name(name),
+            Change::Route { args, .. } => plan::is_planned_route(args),
+            Change::Rule { args, .. } => plan::is_planned_rule(args),
+            Change::ResolvConf { path, .. } => self.resolver_files.contains(path),
+        }
+    }
+}
+
+/// Whether the network device `name` exists and is something other than a
+/// TUN device (which undoing must then leave alone).
+fn is_other_than_tun(name: &str) -> Result<bool, SystemError> {
+    let output = Command::new("ip")
+        .args(["-details", "-json", "link", "show", "dev", name])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| CommandError {
+            command: format!("ip -details -json link show dev {name}"),
+            reason: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Ok(false); // no such device
+    }
+    let links: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let kind = links
+        .get(0)
+        .and_then(|link| link.get("linkinfo"))
+        .and_then(|info| info.get("info_kind"))
+        .and_then(serde_json::Value::as_str);
+    Ok(kind != Some("tun"))
+}
+
 /// Makes system changes, each journalled before it is made.
 #[derive(Debug)]
 pub struct System {
@@ -177,6 +250,10 @@ impl System {
                 ],
                 None,
             )),
+            Change::Device { name } if is_other_than_tun(name)? => {
+                warn!(device = %name, "the journal names a device that is not a TUN device; left alone");
+                Ok(())
+            }
             Change::Device { name } => gone(run(
                 "ip",
                 &["link".into(), "delete".into(), "dev".into(), name.clone()],
@@ -195,10 +272,18 @@ impl System {
     }
 
     /// Undoes everything in the journal, newest first, then removes it.
-    /// Every change is attempted; the first failure is returned (and the
-    /// journal kept) if any failed. Returns how many changes were undone.
-    pub fn undo_all(&self) -> Result<usize, SystemError> {
+    /// A journal that is not trusted, or that names anything outside
+    /// `scope`, is refused before anything is undone. Otherwise every change
+    /// is attempted; the first failure is returned (and the journal kept) if
+    /// any failed. Returns how many changes were undone.
+    pub fn undo_all(&self, scope: &UndoScope) -> Result<usize, SystemError> {
         let changes = self.journal.read()?;
+        if let Some(foreign) = changes.iter().find(|c| !scope.allows(c)) {
+            return Err(SystemError::NotOurs {
+                journal: self.journal.path().to_owned(),
+                change: Box::new(foreign.clone()),
+            });
+        }
         let mut first_error = None;
         for change in changes.iter().rev() {
             if let Err(e) = Self::undo(change) {
@@ -213,5 +298,89 @@ impl System {
                 Ok(changes.len())
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_refuses_a_journal_naming_a_file_openrelay_never_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let system = System::new(dir.path());
+        let record_resolver_file = |path: &Path, original: &str| {
+            system
+                .journal()
+                .record(&Change::ResolvConf {
+                    path: path.to_owned(),
+                    original: Some(original.into()),
+                })
+                .unwrap();
+        };
+        record_resolver_file(&victim, "overwritten by root\n");
+        let resolver = dir.path().join("resolv.conf");
+        let result = system.undo_all(&UndoScope::new(Some(&resolver)));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(
+            matches!(&result, Err(SystemError::NotOurs { change, .. })
+                if matches!(&**change, Change::ResolvConf { path, .. } if *path == victim)),
+            "{result:?}"
+        );
+        assert!(system.journal().path().exists(), "the journal is kept");
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.contains("victim") && message.contains("nothing was undone"),
+            "{message}"
+        );
+
+        // The file the config names is restored.
+        std::fs::remove_file(system.journal().path()).unwrap();
+        std::fs::write(&resolver, "nameserver 10.89.0.1\n").unwrap();
+        record_resolver_file(&resolver, "nameserver 192.0.2.53\n");
+        assert_eq!(
+            system.undo_all(&UndoScope::new(Some(&resolver))).unwrap(),
+            1
+        );
+        assert_eq!(
+            std::fs::read_to_string(&resolver).unwrap(),
+            "nameserver 192.0.2.53\n"
+        );
+    }
+
+    #[test]
+    fn undo_refuses_tables_devices_routes_and_rules_it_never_makes() {
+        let scope = UndoScope::new(None);
+        let words = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        use crate::journal::Family::V4;
+        for foreign in [
+            Change::Firewall {
+                table: "filter".into(),
+            },
+            Change::Device {
+                name: "eth0 type veth".into(),
+            },
+            Change::Route {
+                family: V4,
+                args: words("default via 192.0.2.1"),
+            },
+            Change::Rule {
+                family: V4,
+                args: words("priority 32766 lookup main"),
+            },
+            Change::ResolvConf {
+                path: "/etc/shadow".into(),
+                original: None,
+            },
+        ] {
+            assert!(!scope.allows(&foreign), "{foreign:?}");
+        }
+        assert!(scope.allows(&Change::ResolvConf {
+            path: "/etc/resolv.conf".into(),
+            original: None,
+        }));
     }
 }

@@ -1,7 +1,9 @@
 """Run in the client namespace: `dns SERVER NAME` sends one A query for NAME
 to SERVER:53 over UDP (or `dns-tcp` over TCP) and prints the addresses in the
-answer; `udp HOST PORT TEXT` sends one datagram and prints the reply. Exits
-non-zero on timeout."""
+answer; `udp HOST PORT TEXT` sends one datagram and prints the reply;
+`marked-udp HOST PORT` sends one datagram carrying the client's firewall mark
+(as the client's own sockets do) and prints "sent" or "refused" (the local
+firewall refused it). Exits non-zero on timeout."""
 import socket
 import struct
 import sys
@@ -49,3 +51,13 @@ elif mode == "udp":
     s.settimeout(8)
     s.sendto(sys.argv[4].encode(), (sys.argv[2], int(sys.argv[3])))
     print(s.recvfrom(65535)[0].decode())
+elif mode == "marked-udp":
+    host, port = sys.argv[2], int(sys.argv[3])
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    SO_MARK = 36
+    s.setsockopt(socket.SOL_SOCKET, SO_MARK, 0x6F72)
+    try:
+        s.sendto(b"marked", (host, port))
+        print("sent")
+    except PermissionError:
+        print("refused")
