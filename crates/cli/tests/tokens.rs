@@ -7,10 +7,14 @@
 
 mod common;
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Devnet, fetch, run_openrelay, servers, signal_group};
-use openrelay_config::ClientConfig;
+use common::{Devnet, LoopbackCapture, Proc, fetch, run_openrelay, servers, signal_group};
+use openrelay_config::{AccountConfig, ClientConfig, IssuerConfig, RelayConfig, RelayRole};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_devnet_is_token_gated_paid_and_settled() {
@@ -87,4 +91,264 @@ async fn the_devnet_is_token_gated_paid_and_settled() {
         said.contains("requires an access token") && said.contains("openrelay account login"),
         "{said}"
     );
+}
+
+/// What the client logs for each refill (with the refill path's relays).
+const REFILL_LINE: &str = "wallet topped up";
+
+/// A client config of its own next to the devnet whose configs are in
+/// `configs`: its state and log in `dir`, its QUIC socket on `bind`, its
+/// proxies on free ports, its account settings changed by `account`.
+fn own_client(
+    configs: &Path,
+    dir: &Path,
+    bind: &str,
+    account: impl FnOnce(&mut AccountConfig),
+) -> PathBuf {
+    let mut client = ClientConfig::load(&configs.join("client.toml")).unwrap();
+    client.state_dir = dir.join("client");
+    client.socks = "127.0.0.1:0".parse().unwrap();
+    client.http = "127.0.0.1:0".parse().unwrap();
+    client.bind = Some(bind.parse().unwrap());
+    client.log.level = "debug".into();
+    client.log.file = Some(dir.join("client.log"));
+    account(client.account.as_mut().unwrap());
+    let file = dir.join("client.toml");
+    std::fs::write(&file, client.to_toml().unwrap()).unwrap();
+    file
+}
+
+/// `openrelay account register` for `config` (a first login goes straight
+/// to the issuer: the new account has no tokens for a path yet).
+fn register(config: &Path, username: &str) {
+    let mut child = Command::new(common::BIN)
+        .args([
+            "account",
+            "register",
+            "--password-stdin",
+            "--username",
+            username,
+        ])
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long test password\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "account register hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The issuer's address in the devnet whose configs are in `configs`.
+fn issuer_address(configs: &Path) -> SocketAddr {
+    IssuerConfig::load(&configs.join("issuer.toml"))
+        .unwrap()
+        .listen
+}
+
+/// The address (without port) of a tcpdump `address.port` source.
+fn ip_of(source: &str) -> &str {
+    source.rsplit_once('.').map_or(source, |(ip, _)| ip)
+}
+
+/// Waits until `log` holds at least `count` lines with `needle`, at most
+/// `limit`; returns those lines.
+fn wait_for_lines(log: &Path, needle: &str, count: usize, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue 11 item 11: refills do not ride the browsing path. The client
+/// browses on one path (its egress seen by the destination); over several
+/// refills, the issuer only ever hears from other egresses (tcpdump on
+/// loopback), and each refill's path, as the client logs it, has an egress
+/// of its own and an ingress of another operator than the browsing path's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refills_take_a_path_of_their_own_never_the_browsing_egress() {
+    let devnet = Devnet::start(3);
+    let configs = devnet.state_dir.join("configs");
+    let issuer = issuer_address(&configs);
+    let dir = tempfile::tempdir().unwrap();
+    // Every refill path spends an access token, which (with low_water =
+    // batch) asks for the next refill: refills keep coming.
+    let config = own_client(&configs, dir.path(), "127.0.3.2", |account| {
+        account.batch = 2;
+        account.low_water = 2;
+    });
+    register(&config, "refill-test");
+    let capture = LoopbackCapture::start(&format!(
+        "udp and dst host {} and dst port {}",
+        issuer.ip(),
+        issuer.port()
+    ))
+    .expect("tcpdump must be installed");
+    let client = Proc::start(
+        &["client", "--config", config.to_str().unwrap()],
+        &dir.path().join("client.stderr"),
+    );
+    let socks = client.ready_field("socks");
+
+    // The browsing path's egress, as the destination sees it.
+    let url = format!("http://127.0.0.1:{}/ip", servers().http.port());
+    let seen = fetch(
+        &["--socks5-hostname", &socks],
+        &url,
+        Duration::from_secs(10),
+    )
+    .await;
+    seen.assert_ok("browsing through the own client");
+    let browsing_ip = String::from_utf8(seen.body).unwrap();
+    assert!(browsing_ip.starts_with("127.0.2."), "{browsing_ip}");
+
+    let log = dir.path().join("client.log");
+    let refills = wait_for_lines(&log, REFILL_LINE, 3, Duration::from_secs(60));
+    assert!(
+        refills.len() >= 3,
+        "only {} refills: {refills:?}",
+        refills.len()
+    );
+    // Still browsing on the same path.
+    let again = fetch(
+        &["--socks5-hostname", &socks],
+        &url,
+        Duration::from_secs(10),
+    )
+    .await;
+    again.assert_ok("browsing after the refills");
+    assert_eq!(String::from_utf8(again.body).unwrap(), browsing_ip);
+
+    let sources = capture.sources();
+    assert!(!sources.is_empty(), "no refill reached the issuer");
+    assert!(
+        sources.iter().all(|s| ip_of(s) != browsing_ip),
+        "the issuer saw the browsing egress {browsing_ip}: {sources:?}"
+    );
+}
+
+/// What the client logs when a refill cannot reach the issuer.
+const REFILL_FAILED: &str = "wallet not topped up";
+
+/// Issue 11 item 10: refills never go direct. In a devnet (exported, run
+/// component by component) whose egresses refuse the issuer's port, the
+/// client's refills fail, it says why, and nothing reaches the issuer at
+/// all: no packet from the client's address (tcpdump on loopback), nor from
+/// any other (the egresses do not settle here, so nothing else talks to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, configs) = (dir.path().join("state"), dir.path().join("configs"));
+    let export = run_openrelay(
+        &[
+            "devnet",
+            "--operators",
+            "2",
+            "--no-registry",
+            "--log-level",
+            "debug",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--log-dir",
+            dir.path().join("logs").to_str().unwrap(),
+            "--export",
+            configs.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(export.status.success(), "{}", export.stderr);
+    let issuer = issuer_address(&configs);
+    let mut components = Vec::new();
+    let stderr = |name: &str| dir.path().join(format!("{name}.stderr"));
+    let issuer_config = configs.join("issuer.toml");
+    components.push(Proc::start(
+        &["issuer", "--config", issuer_config.to_str().unwrap()],
+        &stderr("issuer"),
+    ));
+    for i in 1..=2 {
+        for role in [RelayRole::Egress, RelayRole::Ingress] {
+            let name = format!("{role}-{i}");
+            let file = configs.join(format!("{name}.toml"));
+            let mut relay = RelayConfig::load(&file).unwrap();
+            if let Some(payment) = relay.egress.as_mut().and_then(|e| {
+                // The egress refuses the issuer's port as a destination.
+                e.deny_ports = Some(vec![25, issuer.port()]);
+                e.payment.as_mut()
+            }) {
+                payment.settle_at = None;
+            }
+            std::fs::write(&file, relay.to_toml().unwrap()).unwrap();
+            components.push(Proc::start(
+                &["relay", "--config", file.to_str().unwrap()],
+                &stderr(&name),
+            ));
+        }
+    }
+    let config = own_client(&configs, dir.path(), "127.0.3.1", |account| {
+        account.batch = 2;
+        account.low_water = 2;
+    });
+    register(&config, "direct-test");
+
+    let capture = LoopbackCapture::start(&format!(
+        "udp and dst host {} and dst port {}",
+        issuer.ip(),
+        issuer.port()
+    ))
+    .expect("tcpdump must be installed");
+    let client = Proc::start(
+        &["client", "--config", config.to_str().unwrap()],
+        &stderr("client"),
+    );
+    let socks = client.ready_field("socks");
+    // Browsing works (the login's tokens pay for it); a refill is due at
+    // once (low_water = batch) and fails.
+    let url = format!("http://127.0.0.1:{}/hello", servers().http.port());
+    fetch(
+        &["--socks5-hostname", &socks],
+        &url,
+        Duration::from_secs(10),
+    )
+    .await
+    .assert_ok("browsing while refills fail");
+    let log = dir.path().join("client.log");
+    let failed = wait_for_lines(&log, REFILL_FAILED, 1, Duration::from_secs(30));
+    assert!(
+        !failed.is_empty(),
+        "the client did not say why refills fail"
+    );
+    // Time for a fallback to show up on the wire, were there one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sources = capture.sources();
+    assert!(
+        sources.is_empty(),
+        "packets reached the issuer although every egress refuses it: {sources:?}"
+    );
+    drop(client);
+    drop(components);
 }

@@ -195,3 +195,51 @@ async fn without_admission_no_token_is_asked() {
     let answer = connect_udp(&ingress, egress.addr(), None).await;
     assert_tunnel_works(&answer, &egress).await;
 }
+
+/// The challenge `ingress` announces on a 401 (RFC 9577 §2.1).
+async fn announced_challenge(ingress: &RunningIngress, egress: &FakeEgress) -> TokenChallenge {
+    let answer = connect_udp(ingress, egress.addr(), None).await;
+    assert_refused(&answer, 401, "token required", egress).await;
+    let header = answer.headers.get(http::header::WWW_AUTHENTICATE).unwrap();
+    let challenges = parse_www_authenticate(header.to_str().unwrap()).unwrap();
+    TokenChallenge::decode(&challenges[0].challenge).unwrap()
+}
+
+/// Issue 11 item 12: an access token is scoped to the operator of the
+/// ingress it is shown to (RFC 9577 §2.1.1 `origin_info`), so what one
+/// operator's ingress collects opens nothing at another operator's, even
+/// though each keeps its own spent set.
+#[tokio::test]
+async fn a_token_spent_at_one_operators_ingress_is_refused_at_anothers() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("issuer-directory.json");
+    let key = issuer_key();
+    write_directory(&keys, key);
+    let egress = FakeEgress::start().await;
+    let a = start_ingress(
+        egress.addr(),
+        Some(admission(keys.clone(), None)),
+        &dir.path().join("a"),
+    );
+    let b = start_ingress(
+        egress.addr(),
+        Some(admission(keys, None)),
+        &dir.path().join("b"),
+    );
+    let for_a = announced_challenge(&a, &egress).await;
+    let for_b = announced_challenge(&b, &egress).await;
+    assert_ne!(for_a, for_b, "each operator's ingress names its operator");
+
+    // A's ingress collects a token made for it ...
+    let collected = build_authorization(&openrelay_tokens::testing::mint(key, &for_a));
+    let answer = connect_udp(&a, egress.addr(), Some(&collected)).await;
+    assert_tunnel_works(&answer, &egress).await;
+    // ... and replays it at B's: refused, nothing forwarded.
+    let replay = connect_udp(&b, egress.addr(), Some(&collected)).await;
+    assert_refused(&replay, 401, "token for another challenge", &egress).await;
+    // A fresh token for A still works at A, one for B at B.
+    let fresh = build_authorization(&openrelay_tokens::testing::mint(key, &for_a));
+    assert_tunnel_works(&connect_udp(&a, egress.addr(), Some(&fresh)).await, &egress).await;
+    let at_b = build_authorization(&openrelay_tokens::testing::mint(key, &for_b));
+    assert_tunnel_works(&connect_udp(&b, egress.addr(), Some(&at_b)).await, &egress).await;
+}

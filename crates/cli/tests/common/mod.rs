@@ -471,6 +471,47 @@ pub fn wait_until_capturing(tcpdump: &mut std::process::Child, status: &Path) {
     }
 }
 
+/// A tcpdump capture on loopback of the packets matching a filter, while
+/// alive.
+#[derive(Debug)]
+pub struct LoopbackCapture {
+    child: Child,
+    file: tempfile::NamedTempFile,
+}
+
+impl LoopbackCapture {
+    /// Starts capturing packets matching `filter` (tcpdump syntax) and waits
+    /// until tcpdump captures; `None` if tcpdump is not installed.
+    pub fn start(filter: &str) -> Option<LoopbackCapture> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let status = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new("tcpdump")
+            .args(["-i", "lo", "-n", "-l", "-q", filter])
+            .stdout(file.reopen().unwrap())
+            .stderr(status.reopen().unwrap())
+            .spawn()
+            .ok()?;
+        wait_until_capturing(&mut child, status.path());
+        Some(LoopbackCapture { child, file })
+    }
+
+    /// The source (`address.port`) of every packet captured so far.
+    pub fn sources(&self) -> Vec<String> {
+        std::fs::read_to_string(self.file.path())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for LoopbackCapture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// With `OPENRELAY_TEST_LOGS=DIR`, a failed test's component logs are copied
 /// to a fresh directory under DIR (the test's own directory is removed).
 fn keep_logs(log_dir: &Path) {
