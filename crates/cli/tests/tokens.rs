@@ -94,7 +94,7 @@ async fn the_devnet_is_token_gated_paid_and_settled() {
 }
 
 /// What the client logs for each refill (with the refill path's relays).
-const REFILL_LINE: &str = "wallet topped up";
+const REFILL_LINE: &str = "wallet topped up through a refill path";
 
 /// A client config of its own next to the devnet whose configs are in
 /// `configs`: its state and log in `dir`, its QUIC socket on `bind`, its
@@ -201,6 +201,8 @@ async fn refills_take_a_path_of_their_own_never_the_browsing_egress() {
     let config = own_client(&configs, dir.path(), "127.0.3.2", |account| {
         account.batch = 2;
         account.low_water = 2;
+        account.refill_delay_min_secs = 1;
+        account.refill_delay_max_secs = 2;
     });
     register(&config, "refill-test");
     let capture = LoopbackCapture::start(&format!(
@@ -250,6 +252,51 @@ async fn refills_take_a_path_of_their_own_never_the_browsing_egress() {
         sources.iter().all(|s| ip_of(s) != browsing_ip),
         "the issuer saw the browsing egress {browsing_ip}: {sources:?}"
     );
+    // The client's own account of it: each refill path's egress is not the
+    // browsing one, nor its ingress's operator the browsing ingress's (three
+    // operators leave room for both).
+    let status = own_status(dir.path());
+    let browsing_egress = status["egress"]["name"].as_str().unwrap();
+    let browsing_operator = status["ingress"]["operator"].as_str().unwrap();
+    let field = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+            .to_owned()
+    };
+    let refills = wait_for_lines(&log, REFILL_LINE, 0, Duration::ZERO);
+    for line in &refills {
+        assert_ne!(field(line, "egress"), browsing_egress, "{line}");
+        assert_ne!(field(line, "ingress_operator"), browsing_operator, "{line}");
+    }
+    // Each refill had a fresh path, so its own source port at the egress
+    // (the egresses' settlements come from 127.0.0.1).
+    let distinct: std::collections::BTreeSet<&str> = sources
+        .iter()
+        .filter(|s| s.starts_with("127.0.2."))
+        .map(String::as_str)
+        .collect();
+    assert!(
+        distinct.len() >= refills.len(),
+        "{} refills from {} sources: {distinct:?}",
+        refills.len(),
+        distinct.len()
+    );
+}
+
+/// `openrelay status --json` of the client whose state is in `dir/client`.
+fn own_status(dir: &Path) -> serde_json::Value {
+    let out = run_openrelay(
+        &[
+            "status",
+            "--state-dir",
+            dir.join("client").to_str().unwrap(),
+            "--json",
+        ],
+        Duration::from_secs(5),
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    serde_json::from_str(out.stdout.trim()).unwrap()
 }
 
 /// What the client logs when a refill cannot reach the issuer.
@@ -312,6 +359,8 @@ async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
     let config = own_client(&configs, dir.path(), "127.0.3.1", |account| {
         account.batch = 2;
         account.low_water = 2;
+        account.refill_delay_min_secs = 1;
+        account.refill_delay_max_secs = 2;
     });
     register(&config, "direct-test");
 
@@ -341,6 +390,11 @@ async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
     assert!(
         !failed.is_empty(),
         "the client did not say why refills fail"
+    );
+    assert!(
+        failed[0].contains("did not reach the issuer") && failed[0].contains("never directly"),
+        "{}",
+        failed[0]
     );
     // Time for a fallback to show up on the wire, were there one.
     tokio::time::sleep(Duration::from_secs(3)).await;

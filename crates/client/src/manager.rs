@@ -23,7 +23,8 @@ use crate::account::Account;
 use crate::control::PathState;
 use crate::path::{BuildError, Hop, Path};
 use crate::selection::{
-    Candidate, EgressRegion, PathChoice, PathPlan, PlanConfig, PlannedPath, SelectionError, SiteKey,
+    Candidate, EgressRegion, PathChoice, PathPlan, PlanConfig, PlannedPath, RefillChoiceError,
+    SelectionError, SiteKey,
 };
 
 /// Paths tried before giving up on one request for a path.
@@ -52,6 +53,21 @@ pub enum PathError {
     Closed,
 }
 
+/// Why no refill path could be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefillPathError {
+    /// No pair of relays qualifies (see [`crate::selection::choose_refill`]).
+    #[error("no refill path: {0}")]
+    NoPath(#[from] RefillChoiceError),
+    /// The chosen path could not be built.
+    #[error("the refill path failed: {0}")]
+    Build(#[from] BuildError),
+    /// The relay list changed under the choice, or the client is closing.
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
 /// Owns the client's paths.
 #[derive(Debug)]
 pub struct PathManager {
@@ -74,6 +90,9 @@ pub struct PathManager {
     // under way.
     published: Mutex<Option<Arc<Path>>>,
     building: AtomicUsize,
+    /// When the last browsing path was established: refills keep away from
+    /// session starts ([`crate::refill`]).
+    last_established: Mutex<Option<Instant>>,
 }
 
 /// The manager's state as a status report sees it.
@@ -140,6 +159,7 @@ impl PathManager {
             closed: AtomicBool::new(false),
             published: Mutex::new(None),
             building: AtomicUsize::new(0),
+            last_established: Mutex::new(None),
         }
     }
 
@@ -274,14 +294,18 @@ impl PathManager {
                 &egress,
                 self.bind,
                 &self.config,
-                self.account.as_ref(),
+                self.account.as_deref(),
             )
             .await;
             self.building.fetch_sub(1, Ordering::Relaxed);
             match result {
-                Ok(path) => {
+                Ok(mut path) => {
                     let setup_us = started.elapsed().as_micros() as u64;
                     info!(ingress = %ingress.name, egress = %egress.name, setup_us, "path established");
+                    *lock(&self.last_established) = Some(Instant::now());
+                    if let Some(account) = &self.account {
+                        path.pay_with(account);
+                    }
                     let path = Arc::new(path);
                     self.watch(&path);
                     self.adopt(generation, &path);
@@ -419,22 +443,9 @@ impl PathManager {
         }
     }
 
-    /// The egress relays of the paths up (new flows' and retired ones').
-    pub fn live_egresses(&self) -> Vec<RelayEntry> {
-        let mut egresses: Vec<RelayEntry> = lock(&self.paths)
-            .values()
-            .chain(lock(&self.retired).iter().map(|(p, _)| p))
-            .filter(|p| p.is_alive())
-            .map(|p| p.egress.clone())
-            .collect();
-        egresses.sort_by(|a, b| a.name.cmp(&b.name));
-        egresses.dedup_by(|a, b| a.key == b.key);
-        egresses
-    }
-
-    /// The current state, without waiting for a path build to finish.
-    pub fn snapshot(&self) -> PathSnapshot {
-        let latest = lock(&self.published).clone().filter(|p| p.is_alive());
+    /// The paths up: those new flows use and retired ones still carrying
+    /// flows.
+    fn live_paths(&self) -> Vec<Arc<Path>> {
         let mut live: Vec<Arc<Path>> = lock(&self.paths)
             .values()
             .filter(|p| p.is_alive())
@@ -446,6 +457,78 @@ impl PathManager {
                 .filter(|(p, _)| p.is_alive())
                 .map(|(p, _)| Arc::clone(p)),
         );
+        live
+    }
+
+    /// The relays of the paths up (new flows' and retired ones'), ingress
+    /// and egress of each.
+    pub fn live_relays(&self) -> Vec<(RelayEntry, RelayEntry)> {
+        self.live_paths()
+            .iter()
+            .map(|p| (p.ingress.clone(), p.egress.clone()))
+            .collect()
+    }
+
+    /// The relays new paths are chosen from.
+    pub fn relays(&self) -> Vec<RelayEntry> {
+        self.relays
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// When the last browsing path was established.
+    pub fn last_established(&self) -> Option<Instant> {
+        *lock(&self.last_established)
+    }
+
+    /// Builds a path for one token refill through an ingress for whose
+    /// operator `account` holds an access token, apart from every browsing
+    /// path ([`PathPlan::refill`]): this manager's, and `elsewhere` (the
+    /// paths of another process, e.g. a running client's when `openrelay
+    /// account login` runs beside it). The path is the caller's alone: never
+    /// filed, never used for flows, and it pays nobody (`docs/payments.md`).
+    /// A relay that fails the build is excluded as for any path.
+    pub async fn build_refill_path(
+        &self,
+        account: &Account,
+        elsewhere: &[(RelayEntry, RelayEntry)],
+    ) -> Result<Path, RefillPathError> {
+        self.check_open()?;
+        let browsing: Vec<PathChoice> = self
+            .live_relays()
+            .iter()
+            .chain(elsewhere)
+            .map(|(ingress, egress)| PathChoice {
+                ingress: Candidate::from(ingress),
+                egress: Candidate::from(egress),
+            })
+            .collect();
+        let with_access: Vec<String> = account
+            .ingresses_with_access(&self.relays())
+            .iter()
+            .map(|ingress| ingress.key.to_string())
+            .collect();
+        let choice =
+            lock(&self.plan).refill(&browsing, |c| with_access.contains(&c.id), Instant::now())?;
+        let (ingress, egress) = self.entries(&choice)?;
+        match Path::build(&ingress, &egress, self.bind, &self.config, Some(account)).await {
+            Ok(path) => Ok(path),
+            Err(e) => {
+                match e.hop() {
+                    Some(Hop::Ingress) => self.exclude(&ingress),
+                    Some(Hop::Egress) => self.exclude(&egress),
+                    None => {}
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The current state, without waiting for a path build to finish.
+    pub fn snapshot(&self) -> PathSnapshot {
+        let latest = lock(&self.published).clone().filter(|p| p.is_alive());
+        let live = self.live_paths();
         let state = if !live.is_empty() {
             PathState::Connected
         } else if self.building.load(Ordering::Relaxed) > 0 {
