@@ -149,7 +149,7 @@ async fn through_relays(
     relays: &[RelayEntry],
     account: &Account,
 ) -> anyhow::Result<Option<(IssuerLink, String)>> {
-    if account.ingresses_with_access(&relays).is_empty() {
+    if account.ingresses_with_access(relays).is_empty() {
         return Ok(None);
     }
     let manager = PathManager::new(config, None);

@@ -118,17 +118,13 @@ fn own_client(
     file
 }
 
-/// `openrelay account register` for `config` (a first login goes straight
-/// to the issuer: the new account has no tokens for a path yet).
-fn register(config: &Path, username: &str) {
+/// `openrelay account <action...>` for `config` and `username`, the
+/// password on standard input; what it printed.
+fn account(config: &Path, action: &[&str], username: &str) -> String {
     let mut child = Command::new(common::BIN)
-        .args([
-            "account",
-            "register",
-            "--password-stdin",
-            "--username",
-            username,
-        ])
+        .arg("account")
+        .args(action)
+        .args(["--password-stdin", "--username", username])
         .arg("--config")
         .arg(config)
         .stdin(Stdio::piped())
@@ -144,7 +140,7 @@ fn register(config: &Path, username: &str) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "account register hangs");
+        assert!(Instant::now() < deadline, "account {action:?} hangs");
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
@@ -153,6 +149,14 @@ fn register(config: &Path, username: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `openrelay account register` (a first login goes straight to the
+/// issuer: the new account has no tokens for a path yet).
+fn register(config: &Path, username: &str) {
+    let said = account(config, &["register"], username);
+    assert!(said.contains("directly"), "{said}");
 }
 
 /// The issuer's address in the devnet whose configs are in `configs`.
@@ -269,6 +273,24 @@ async fn refills_take_a_path_of_their_own_never_the_browsing_egress() {
         assert_ne!(field(line, "egress"), browsing_egress, "{line}");
         assert_ne!(field(line, "ingress_operator"), browsing_operator, "{line}");
     }
+    // A login while the wallet holds tokens goes through the relays too,
+    // apart from the running client's path; `--direct` goes directly.
+    let said = account(&config, &["login"], "refill-test");
+    assert!(said.contains("through the relays"), "{said}");
+    let login_egress = said
+        .split("egress ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap();
+    assert_ne!(login_egress, browsing_egress, "{said}");
+    let said = account(&config, &["login", "--direct"], "refill-test");
+    assert!(said.contains("directly"), "{said}");
+    let sources = capture.sources();
+    assert!(
+        sources.iter().all(|s| ip_of(s) != browsing_ip),
+        "the issuer saw the browsing egress {browsing_ip}: {sources:?}"
+    );
+
     // Each refill had a fresh path, so its own source port at the egress
     // (the egresses' settlements come from 127.0.0.1).
     let distinct: std::collections::BTreeSet<&str> = sources

@@ -549,6 +549,38 @@ mod tests {
         assert_eq!(ips.len(), count);
     }
 
+    /// Access tokens are scoped to the ingress operator's key: the relays'
+    /// configs, the client's bootstrap entries and (with a registry) the key
+    /// that signs the operator's descriptors must name the same one, per
+    /// operator, and no two operators share one.
+    #[test]
+    fn every_component_names_the_same_operator_key() {
+        for registry in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut options = options(dir.path(), 3);
+            options.registry = registry;
+            options.tokens = true;
+            let plan = plan(&options).unwrap();
+            let mut keys = std::collections::BTreeSet::new();
+            for (name, relay) in &plan.relays {
+                let key = relay.operator_key.unwrap();
+                let entry = plan.client.relays.iter().find(|r| &r.name == name).unwrap();
+                assert_eq!(entry.operator_key, Some(key), "{name}");
+                assert_eq!(entry.operator, relay.operator, "{name}");
+                if let Some(publish) = &relay.publish {
+                    let signer =
+                        openrelay_registry::keyfile::operator_key(&publish.operator_key_file)
+                            .unwrap();
+                    assert_eq!(KeyPin::from(signer.id()), key, "{name}");
+                }
+                keys.insert((relay.operator.clone(), key.to_string()));
+            }
+            let operators: std::collections::BTreeSet<&String> =
+                keys.iter().map(|(_, key)| key).collect();
+            assert_eq!((keys.len(), operators.len()), (3, 3), "{keys:?}");
+        }
+    }
+
     #[test]
     fn one_operator_is_refused() {
         let dir = tempfile::tempdir().unwrap();

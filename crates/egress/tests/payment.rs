@@ -562,8 +562,4 @@ async fn reconnecting_without_paying_carries_about_the_allowance() {
         "{connections} unpaid connections over one tunnel carried {} KiB",
         carried >> 10
     );
-    eprintln!(
-        "{connections} unpaid connections over one tunnel carried {} KiB",
-        carried >> 10
-    );
 }
