@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Devnet, LoopbackCapture, Proc, fetch, run_openrelay, servers, signal_group};
@@ -118,38 +116,21 @@ fn own_client(
     file
 }
 
-/// `openrelay account <action...>` for `config` and `username`, the
-/// password on standard input; what it printed.
+/// `openrelay account <action...>` for `config` and `username`, which must
+/// succeed; what it printed.
 fn account(config: &Path, action: &[&str], username: &str) -> String {
-    let mut child = Command::new(common::BIN)
-        .arg("account")
-        .args(action)
-        .args(["--password-stdin", "--username", username])
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long test password\n")
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "account {action:?} hangs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let config = config.to_str().unwrap();
+    let mut args = action.to_vec();
+    args.extend([
+        "--password-stdin",
+        "--username",
+        username,
+        "--config",
+        config,
+    ]);
+    let (ok, said) = common::account(&args, "a long test password");
+    assert!(ok, "account {action:?}: {said}");
+    said
 }
 
 /// `openrelay account register` (a first login goes straight to the
@@ -157,6 +138,38 @@ fn account(config: &Path, action: &[&str], username: &str) -> String {
 fn register(config: &Path, username: &str) {
     let said = account(config, &["register"], username);
     assert!(said.contains("directly"), "{said}");
+}
+
+/// A client of its own that refills all the time: every refill path spends
+/// an access token, which (with low_water = batch) asks for the next refill,
+/// 1 to 2 s later. Registered (directly), then a capture of what reaches
+/// the issuer at `issuer` starts, then the client; its config file is
+/// returned with them.
+fn refilling_client(
+    configs: &Path,
+    dir: &Path,
+    bind: &str,
+    username: &str,
+    issuer: SocketAddr,
+) -> (PathBuf, LoopbackCapture, Proc) {
+    let config = own_client(configs, dir, bind, |account| {
+        account.batch = 2;
+        account.low_water = 2;
+        account.refill_delay_min_secs = 1;
+        account.refill_delay_max_secs = 2;
+    });
+    register(&config, username);
+    let capture = LoopbackCapture::start(&format!(
+        "udp and dst host {} and dst port {}",
+        issuer.ip(),
+        issuer.port()
+    ))
+    .expect("tcpdump must be installed");
+    let client = Proc::start(
+        &["client", "--config", config.to_str().unwrap()],
+        &dir.join("client.stderr"),
+    );
+    (config, capture, client)
 }
 
 /// The issuer's address in the devnet whose configs are in `configs`.
@@ -200,25 +213,8 @@ async fn refills_take_a_path_of_their_own_never_the_browsing_egress() {
     let configs = devnet.state_dir.join("configs");
     let issuer = issuer_address(&configs);
     let dir = tempfile::tempdir().unwrap();
-    // Every refill path spends an access token, which (with low_water =
-    // batch) asks for the next refill: refills keep coming.
-    let config = own_client(&configs, dir.path(), "127.0.3.2", |account| {
-        account.batch = 2;
-        account.low_water = 2;
-        account.refill_delay_min_secs = 1;
-        account.refill_delay_max_secs = 2;
-    });
-    register(&config, "refill-test");
-    let capture = LoopbackCapture::start(&format!(
-        "udp and dst host {} and dst port {}",
-        issuer.ip(),
-        issuer.port()
-    ))
-    .expect("tcpdump must be installed");
-    let client = Proc::start(
-        &["client", "--config", config.to_str().unwrap()],
-        &dir.path().join("client.stderr"),
-    );
+    let (config, capture, client) =
+        refilling_client(&configs, dir.path(), "127.0.3.2", "refill-test", issuer);
     let socks = client.ready_field("socks");
 
     // The browsing path's egress, as the destination sees it.
@@ -351,6 +347,20 @@ async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
         Duration::from_secs(30),
     );
     assert!(export.status.success(), "{}", export.stderr);
+    // Each ingress names its operator's key, as `openrelay key` prints it.
+    let printed = run_openrelay(
+        &[
+            "key",
+            "--operator-key-file",
+            state.join("operator-1/operator.key").to_str().unwrap(),
+        ],
+        Duration::from_secs(10),
+    );
+    let ingress = RelayConfig::load(&configs.join("ingress-1.toml")).unwrap();
+    assert_eq!(
+        printed.stdout.trim(),
+        ingress.operator_key.unwrap().to_string()
+    );
     let issuer = issuer_address(&configs);
     let mut components = Vec::new();
     let stderr = |name: &str| dir.path().join(format!("{name}.stderr"));
@@ -378,24 +388,8 @@ async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
             ));
         }
     }
-    let config = own_client(&configs, dir.path(), "127.0.3.1", |account| {
-        account.batch = 2;
-        account.low_water = 2;
-        account.refill_delay_min_secs = 1;
-        account.refill_delay_max_secs = 2;
-    });
-    register(&config, "direct-test");
-
-    let capture = LoopbackCapture::start(&format!(
-        "udp and dst host {} and dst port {}",
-        issuer.ip(),
-        issuer.port()
-    ))
-    .expect("tcpdump must be installed");
-    let client = Proc::start(
-        &["client", "--config", config.to_str().unwrap()],
-        &stderr("client"),
-    );
+    let (_, capture, client) =
+        refilling_client(&configs, dir.path(), "127.0.3.1", "direct-test", issuer);
     let socks = client.ready_field("socks");
     // Browsing works (the login's tokens pay for it); a refill is due at
     // once (low_water = batch) and fails.

@@ -314,10 +314,8 @@ impl PathManager {
                 }
                 Err(e) => {
                     warn!(error = %e, "path build failed");
-                    match e.hop() {
-                        Some(Hop::Ingress) => self.exclude(&ingress),
-                        Some(Hop::Egress) => self.exclude(&egress),
-                        None => lock(&self.plan).discard(generation),
+                    if !self.blame(&e, &ingress, &egress) {
+                        lock(&self.plan).discard(generation);
                     }
                     last_error = Some(e);
                 }
@@ -512,17 +510,23 @@ impl PathManager {
         let choice =
             lock(&self.plan).refill(&browsing, |c| with_access.contains(&c.id), Instant::now())?;
         let (ingress, egress) = self.entries(&choice)?;
-        match Path::build(&ingress, &egress, self.bind, &self.config, Some(account)).await {
-            Ok(path) => Ok(path),
-            Err(e) => {
-                match e.hop() {
-                    Some(Hop::Ingress) => self.exclude(&ingress),
-                    Some(Hop::Egress) => self.exclude(&egress),
-                    None => {}
-                }
-                Err(e.into())
-            }
+        Path::build(&ingress, &egress, self.bind, &self.config, Some(account))
+            .await
+            .map_err(|e| {
+                self.blame(&e, &ingress, &egress);
+                e.into()
+            })
+    }
+
+    /// Excludes the relay a failed build of `ingress`→`egress` is blamed
+    /// on; false if none is.
+    fn blame(&self, error: &BuildError, ingress: &RelayEntry, egress: &RelayEntry) -> bool {
+        match error.hop() {
+            Some(Hop::Ingress) => self.exclude(ingress),
+            Some(Hop::Egress) => self.exclude(egress),
+            None => return false,
         }
+        true
     }
 
     /// The current state, without waiting for a path build to finish.

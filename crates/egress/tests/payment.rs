@@ -39,10 +39,29 @@ impl Drop for RunningEgress {
 /// An egress charging one token per `quantum_secs` of session, with
 /// `grace_secs` for a due token, taking tokens of a local test issuer.
 fn start_egress(quantum_secs: u64, grace_secs: u64) -> RunningEgress {
+    start_egress_of_test_issuer(quantum_secs, grace_secs, "", "")
+}
+
+/// As [`start_egress`], with more `[egress.payment]` keys (`extra`) and
+/// `[egress]` keys (`egress`).
+fn start_egress_of_test_issuer(
+    quantum_secs: u64,
+    grace_secs: u64,
+    extra: &str,
+    egress: &str,
+) -> RunningEgress {
     let state = tempfile::tempdir().unwrap();
     let keys = state.path().join("issuer-directory.json");
     write_directory(&keys, issuer_key());
-    start_egress_with(state, quantum_secs, grace_secs, ISSUER, &keys, "", "")
+    start_egress_with(
+        state,
+        quantum_secs,
+        grace_secs,
+        ISSUER,
+        &keys,
+        extra,
+        egress,
+    )
 }
 
 /// An egress with its payment settings: `extra` is more `[egress.payment]`
@@ -416,18 +435,8 @@ async fn dns_queries_are_metered_with_the_session() {
             resolver.send_to(&buf[..n], from).await.unwrap();
         }
     });
-    let state = tempfile::tempdir().unwrap();
-    let keys = state.path().join("issuer-directory.json");
-    write_directory(&keys, issuer_key());
-    let egress = start_egress_with(
-        state,
-        60,
-        30,
-        ISSUER,
-        &keys,
-        "",
-        &format!("dns_resolver = \"{resolver_addr}\""),
-    );
+    let egress =
+        start_egress_of_test_issuer(60, 30, "", &format!("dns_resolver = \"{resolver_addr}\""));
     // Within its first grace window (30 s), before any payment is due.
     let (session, _quic) = egress.session().await;
 
@@ -534,15 +543,9 @@ async fn download_unpaid(
 /// not what the link carries in that time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_without_paying_carries_about_the_allowance() {
-    let state = tempfile::tempdir().unwrap();
-    let keys = state.path().join("issuer-directory.json");
-    write_directory(&keys, issuer_key());
-    let egress = start_egress_with(
-        state,
+    let egress = start_egress_of_test_issuer(
         60,
         2,
-        ISSUER,
-        &keys,
         "unpaid_allowance_kib = 256",
         "allow = [\"127.0.0.0/8\"]",
     );

@@ -212,6 +212,38 @@ pub fn run_openrelay(args: &[&str], limit: Duration) -> Finished {
     }
 }
 
+/// `openrelay account <args>` with `password` on standard input (at most
+/// 30 s, else panics): whether it succeeded, and what it printed (standard
+/// output, then standard error).
+pub fn account(args: &[&str], password: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("account")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(password.as_bytes()).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            signal_group(child.id(), "KILL");
+            panic!("openrelay account {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 // ---------------------------------------------------------------------------
 // The devnet
 // ---------------------------------------------------------------------------
