@@ -88,28 +88,28 @@ pub async fn run(args: AccountArgs) -> anyhow::Result<String> {
         .context("--config FILE is required (the client's config)")?;
     let config = ClientConfig::load(Path::new(config_path))?;
     let account = account_of(&config)?;
-    if let AccountAction::Status = args.action {
-        let session = account
-            .wallet()
-            .session(openrelay_client::directory::unix_now())
-            .is_some();
-        return Ok(format!(
-            "tokens: {} in the wallet; issuer session: {}",
-            account.wallet().balance(),
-            if session {
-                "valid"
-            } else {
-                "none (run `openrelay account login`)"
-            }
-        ));
-    }
-    let username = args.username.context("--username NAME is required")?;
-    let password = password(args.password_stdin)?;
     let route = match args.action {
+        AccountAction::Status => {
+            let session = account
+                .wallet()
+                .session(openrelay_client::directory::unix_now())
+                .is_some();
+            return Ok(format!(
+                "tokens: {} in the wallet; issuer session: {}",
+                account.wallet().balance(),
+                if session {
+                    "valid"
+                } else {
+                    "none (run `openrelay account login`)"
+                }
+            ));
+        }
         AccountAction::Register => Route::Register,
         AccountAction::Login { direct: true } => Route::Direct,
-        AccountAction::Login { direct: false } | AccountAction::Status => Route::RelaysIfPaid,
+        AccountAction::Login { direct: false } => Route::RelaysIfPaid,
     };
+    let username = args.username.context("--username NAME is required")?;
+    let password = password(args.password_stdin)?;
     let (added, how) = log_in(&config, &account, &username, &password, route).await?;
     Ok(format!(
         "logged in as {username} {how}; {added} tokens fetched, {} in the wallet",
