@@ -137,6 +137,14 @@ pub struct RelayConfig {
     pub role: RelayRole,
     /// The operator running this relay (its name; keys come with the registry).
     pub operator: String,
+    /// The operator's public key (`ed25519:...`, its id in the registry and
+    /// the directory). A token-gated ingress scopes its access tokens to it
+    /// (RFC 9577 `origin_info`), so tokens it collects open nothing at
+    /// another operator's ingress; clients know it from the directory (or
+    /// their `[[relay]]` entries). Default: the public key of
+    /// `publish.operator_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_key: Option<KeyPin>,
     /// UDP address the QUIC server listens on.
     pub listen: SocketAddr,
     /// Where the relay keeps its key; created on first start.
@@ -325,6 +333,11 @@ pub struct RelayEntry {
     pub role: RelayRole,
     /// The relay's operator; a path never uses two relays of one operator.
     pub operator: String,
+    /// The operator's public key (`ed25519:...`, as in the registry). A
+    /// token-gated ingress takes only access tokens scoped to it, so the
+    /// client needs it to show one (the directory always carries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_key: Option<KeyPin>,
     /// The relay's QUIC address.
     pub addr: SocketAddr,
     /// The relay's public key; the TLS handshake must prove it.
@@ -658,6 +671,12 @@ impl RelayConfig {
                 }
                 if let Some(admission) = &ingress.admission {
                     admission.validate()?;
+                    if self.operator_key.is_none() && self.publish.is_none() {
+                        return Err(ConfigError::invalid(
+                            "operator_key",
+                            "a token-gated ingress ([ingress.admission]) scopes access tokens to its operator's key: give `operator_key` (or [publish] with the operator's key file)",
+                        ));
+                    }
                 }
             }
             RelayRole::Egress => {

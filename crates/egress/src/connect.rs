@@ -164,6 +164,11 @@ pub(crate) async fn tcp(
     shared: Arc<Shared>,
     session: Option<Arc<Session>>,
 ) {
+    if let Some(session) = &session
+        && !session.admit_flow().await
+    {
+        return; // overdue: the connection is being closed
+    }
     let started = std::time::Instant::now();
     let target = match request
         .uri()
@@ -217,6 +222,11 @@ pub(crate) async fn udp(
     shared: Arc<Shared>,
     session: Option<Arc<Session>>,
 ) {
+    if let Some(session) = &session
+        && !session.admit_flow().await
+    {
+        return; // overdue: the connection is being closed
+    }
     let target = match masque::parse_udp_path(request.uri().path()) {
         Ok(target) => target,
         Err(_) => return fail(stream, FlowError::BadTarget, &shared).await,
