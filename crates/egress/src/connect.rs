@@ -155,6 +155,27 @@ async fn connect_tcp(
         .unwrap_or(Err(FlowError::ConnectionTimeout))
 }
 
+/// A UDP socket connected to the first of `addresses` a socket can be
+/// connected to (an IPv6 address fails at once on a host without IPv6).
+async fn connect_udp(
+    addresses: &[SocketAddr],
+    bind: Option<IpAddr>,
+) -> Result<tokio::net::UdpSocket, FlowError> {
+    let mut last = FlowError::Unreachable;
+    for &address in addresses {
+        let socket = async {
+            let socket = udp::bind(udp::local_for(bind, address))?;
+            socket.connect(address).await?;
+            Ok::<_, std::io::Error>(socket)
+        };
+        match socket.await {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = FlowError::from_io(&e),
+        }
+    }
+    Err(last)
+}
+
 /// `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel in the request stream's
 /// DATA frames. A TCP error becomes a stream reset with H3_CONNECT_ERROR.
 pub(crate) async fn tcp(
@@ -176,8 +197,9 @@ pub(crate) async fn tcp(
     let settings = &shared.settings;
     let tcp = match crate::resolve::permitted_addresses(
         &target,
-        &settings.policy,
-        settings.connect_timeout,
+        &shared.policy.get(),
+        &shared.resolver,
+        context.connection.stable_id(),
     )
     .await
     {
@@ -222,24 +244,20 @@ pub(crate) async fn udp(
         Err(_) => return fail(stream, FlowError::BadTarget, &shared).await,
     };
     let settings = &shared.settings;
-    let address = match crate::resolve::permitted_addresses(
+    let addresses = match crate::resolve::permitted_addresses(
         &target,
-        &settings.policy,
-        settings.connect_timeout,
+        &shared.policy.get(),
+        &shared.resolver,
+        context.connection.stable_id(),
     )
     .await
     {
-        Ok(addresses) => addresses[0],
+        Ok(addresses) => addresses,
         Err(e) => return fail(stream, e, &shared).await,
     };
-    let socket = async {
-        let socket = udp::bind(udp::local_for(settings.outbound_bind, address))?;
-        socket.connect(address).await?;
-        Ok::<_, std::io::Error>(socket)
-    };
-    let socket = match socket.await {
+    let socket = match connect_udp(&addresses, settings.outbound_bind).await {
         Ok(socket) => Arc::new(socket),
-        Err(e) => return fail(stream, FlowError::from_io(&e), &shared).await,
+        Err(e) => return fail(stream, e, &shared).await,
     };
     // Datagrams the client sends before our 200 arrives may be dropped
     // (RFC 9298 §5); the bridge registers its route before it returns.

@@ -64,13 +64,54 @@ pub fn endpoint(
     )
 }
 
-/// The local address for a socket towards `peer`: `bind` if it is of the same
-/// family, else the unspecified address of the peer's family; port 0.
+/// The local address for a socket towards `peer`, port 0: `bind` where it
+/// can reach the peer, else the unspecified address of the peer's family
+/// (the kernel then picks the source by its routes).
+///
+/// `bind` can reach `peer` if it is of the same family and is not a
+/// loopback address facing a peer that is not: the kernel never sends a
+/// loopback source off the host (RFC 1122 §3.2.1.3), so a relay listening
+/// on 127.0.2.1 (the devnet's egresses) reaches other loopback services
+/// from that address, which they see, and the internet from its real one.
 pub fn local_for(bind: Option<IpAddr>, peer: SocketAddr) -> SocketAddr {
+    let reaches = |ip: IpAddr| !ip.is_loopback() || peer.ip().to_canonical().is_loopback();
     match (bind, peer) {
         (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_))
-        | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => SocketAddr::new(ip, 0),
+        | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_))
+            if reaches(ip) =>
+        {
+            SocketAddr::new(ip, 0)
+        }
         (_, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_source_is_bound_only_where_it_reaches_the_peer() {
+        let loopback: IpAddr = "127.0.2.1".parse().unwrap();
+        let public: IpAddr = "198.51.100.20".parse().unwrap();
+        for (bind, peer, local) in [
+            (Some(loopback), "127.0.4.1:4460", "127.0.2.1:0"),
+            (Some(loopback), "[::ffff:127.0.4.1]:4460", "[::]:0"),
+            (Some(loopback), "93.184.215.14:443", "0.0.0.0:0"),
+            (Some(public), "93.184.215.14:443", "198.51.100.20:0"),
+            (Some(public), "127.0.0.1:6379", "198.51.100.20:0"),
+            (Some(public), "[2001:db8::1]:443", "[::]:0"),
+            (Some("::1".parse().unwrap()), "[::1]:53", "[::1]:0"),
+            (Some("::1".parse().unwrap()), "[2606:4700::1]:443", "[::]:0"),
+            (None, "93.184.215.14:443", "0.0.0.0:0"),
+        ] {
+            assert_eq!(local_for(bind, sa(peer)), sa(local), "{bind:?} -> {peer}");
+        }
     }
 }
