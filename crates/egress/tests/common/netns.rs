@@ -20,7 +20,7 @@
 )]
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Set in the inner run to the namespace's name.
@@ -112,10 +112,10 @@ pub struct Netns {
 impl Netns {
     /// Makes namespace `ore<tag><pid>` with loopback up, a veth link whose
     /// namespace side has `addresses` (CIDR; IPv6 without duplicate address
-    /// detection) and is up (the host side is up
-    /// and has no address), and `/etc/netns/<name>/resolv.conf` naming
-    /// 127.0.0.1 (what `ip netns exec` shows as /etc/resolv.conf).
-    pub fn create(tag: &str, addresses: &[&str]) -> Netns {
+    /// detection) and whose host side has `host_addresses`, both up, and
+    /// `/etc/netns/<name>/resolv.conf` naming 127.0.0.1 (what `ip netns
+    /// exec` shows as /etc/resolv.conf).
+    pub fn create(tag: &str, addresses: &[&str], host_addresses: &[&str]) -> Netns {
         remove_leftovers(tag);
         let pid = std::process::id();
         let netns = Netns {
@@ -145,17 +145,38 @@ impl Netns {
                 ns,
             ],
         );
-        for address in addresses {
-            let mut args = vec!["-n", ns, "addr", "add", address, "dev", &netns.inner_link];
-            if address.contains(':') {
-                // Usable at once, not after duplicate address detection.
-                args.push("nodad");
+        for (side, addresses, link) in [
+            (Some(ns), addresses, &netns.inner_link),
+            (None, host_addresses, &netns.host_link),
+        ] {
+            for address in addresses {
+                let mut args: Vec<&str> = side.map(|ns| vec!["-n", ns]).unwrap_or_default();
+                args.extend(["addr", "add", address, "dev", link]);
+                if address.contains(':') {
+                    // Usable at once, not after duplicate address detection.
+                    args.push("nodad");
+                }
+                must("ip", &args);
             }
-            must("ip", &args);
         }
         must("ip", &["-n", ns, "link", "set", &netns.inner_link, "up"]);
         must("ip", &["link", "set", &netns.host_link, "up"]);
         netns
+    }
+
+    /// Starts `program args` inside, as a child in its own process group
+    /// (killed with it on drop).
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Child {
+        use std::os::unix::process::CommandExt;
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
     }
 
     /// Runs `test` of this binary inside, to completion (at most `limit`);
@@ -221,7 +242,7 @@ pub fn isolated(tag: &str, test: &str, addresses: &[&str], limit: Duration) -> P
         eprintln!("SKIPPED: {test} needs root (network namespaces)");
         return Place::Done;
     }
-    let netns = Netns::create(tag, addresses);
+    let netns = Netns::create(tag, addresses, &[]);
     netns.run_test(test, limit);
     Place::Done
 }
