@@ -107,7 +107,10 @@ async fn a_plain_devnet_reaches_a_destination_beyond_loopback() {
         if direct.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "the web server did not start: {direct:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the web server did not start: {direct:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -117,8 +120,16 @@ async fn a_plain_devnet_reaches_a_destination_beyond_loopback() {
     let http = format!("http://{}", devnet.http);
     let named = format!("http://{WEB_NAME}:{WEB_PORT}/hello");
     for (what, proxy, target) in [
-        ("SOCKS5 by address", ["--socks5-hostname", socks.as_str()], &url),
-        ("SOCKS5 by name", ["--socks5-hostname", socks.as_str()], &named),
+        (
+            "SOCKS5 by address",
+            ["--socks5-hostname", socks.as_str()],
+            &url,
+        ),
+        (
+            "SOCKS5 by name",
+            ["--socks5-hostname", socks.as_str()],
+            &named,
+        ),
         ("HTTP proxy", ["-x", http.as_str()], &url),
         ("HTTP proxy by name", ["-x", http.as_str()], &named),
     ] {

@@ -91,7 +91,6 @@ impl DenyEntry {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
     use crate::{ConfigError, RelayConfig};
 
     const EGRESS: &str = include_str!("../../../examples/egress.toml");

@@ -182,9 +182,8 @@ fn address_notifications() -> io::Result<OwnedFd> {
 /// An error (ENOBUFS: notifications were lost) means the same.
 fn wait_for_change(socket: &OwnedFd, buf: &mut [u8]) -> bool {
     let fd = socket.as_raw_fd();
-    match nix::sys::socket::recv(fd, buf, MsgFlags::empty()) {
-        Err(Errno::EAGAIN | Errno::EINTR) => return false,
-        Ok(_) | Err(_) => {}
+    if let Err(Errno::EAGAIN | Errno::EINTR) = nix::sys::socket::recv(fd, buf, MsgFlags::empty()) {
+        return false;
     }
     while let Ok(_) | Err(Errno::EINTR | Errno::ENOBUFS) =
         nix::sys::socket::recv(fd, buf, MsgFlags::MSG_DONTWAIT)

@@ -200,9 +200,7 @@ impl Resolver {
         };
         match tokio::time::timeout(self.budget, lookup).await {
             Err(_) => Err(FlowError::DnsTimeout),
-            Ok(Err(e)) if matches!(e, hickory_resolver::net::NetError::Timeout) => {
-                Err(FlowError::DnsTimeout)
-            }
+            Ok(Err(hickory_resolver::net::NetError::Timeout)) => Err(FlowError::DnsTimeout),
             Ok(Err(_)) => Err(FlowError::DnsFailed),
             Ok(Ok(found)) => Ok(found.iter().collect()),
         }

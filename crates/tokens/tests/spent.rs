@@ -45,10 +45,7 @@ async fn redis_store_is_shared_and_expires() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = openrelay_tokens::gate::unix_now();
     let a = RedisSpentTokens::connect(&server.url()).await.unwrap();
     let b = RedisSpentTokens::connect(&server.url()).await.unwrap();
     spends_once(&a, now).await;
@@ -87,10 +84,7 @@ async fn a_stopped_redis_fails_spends_within_the_timeout_and_recovers() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = openrelay_tokens::gate::unix_now();
     let connected = RedisSpentTokens::connect(&server.url()).await.unwrap();
     assert!(connected.spend(key(1), now + 100, now).await.unwrap());
     let fresh = RedisSpentTokens::new(&server.url()).unwrap();
