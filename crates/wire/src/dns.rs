@@ -307,10 +307,12 @@ pub enum Filtered {
 /// The rewritten answer keeps the header (ID, flags, RCODE) with the
 /// counts updated and the AD bit cleared (RFC 4035 §3.2.3: the data is no
 /// longer what was validated), the question as it was, and every other
-/// record in its place; names are written uncompressed (RFC 1035 §4.1.4),
-/// so no compression pointer can point into a removed record. An answer
-/// whose records do not parse is an error: it must not be passed on
-/// unchecked.
+/// record in its place. Its names are written anew, so no compression
+/// pointer can point into a removed record: an owner name seen before (the
+/// question's, or an earlier record's) as a pointer to it (RFC 1035
+/// §4.1.4), so the answer stays about as small as it was; every other name
+/// uncompressed. An answer whose records do not parse is an error: it must
+/// not be passed on unchecked.
 pub fn filter_answer(
     answer: &[u8],
     mut keep: impl FnMut(IpAddr) -> bool,
@@ -343,6 +345,15 @@ pub fn filter_answer(
     out.extend_from_slice(&answer[..HEADER_LEN]);
     out[3] &= !AD;
     out.extend_from_slice(&answer[HEADER_LEN..questions_end]);
+    // Owner names written in full, and where: a name written again is a
+    // pointer to its first occurrence (the question's, mostly).
+    let mut written: Vec<(Vec<u8>, usize)> = Vec::new();
+    if count(4) == 1 {
+        let name = answer
+            .get(HEADER_LEN..questions_end.saturating_sub(4))
+            .unwrap_or_default();
+        written.push((name.to_vec(), HEADER_LEN));
+    }
     let mut counts = [0u16; 3];
     for (section, record, verdict) in &records {
         let rdata = match verdict {
@@ -351,7 +362,18 @@ pub fn filter_answer(
             Verdict::Hints(rdata) => rdata.clone(),
         };
         let owner = read_name(answer, record.owner)?.0;
-        out.extend_from_slice(&owner);
+        match written.iter().find(|(name, _)| *name == owner) {
+            Some(&(_, at)) => {
+                let pointer = u16::try_from(at).unwrap_or(0) | 0xc000;
+                out.extend_from_slice(&pointer.to_be_bytes());
+            }
+            None => {
+                if out.len() < 0x4000 {
+                    written.push((owner.clone(), out.len()));
+                }
+                out.extend_from_slice(&owner);
+            }
+        }
         out.extend_from_slice(&answer[record.fixed..record.fixed + 8]);
         let len = u16::try_from(rdata.len()).map_err(|_| DnsError::TooLong)?;
         out.extend_from_slice(&len.to_be_bytes());
@@ -971,6 +993,21 @@ mod tests {
             let got = Message::from_vec(&empty).unwrap();
             assert!(got.answers.is_empty());
             assert_eq!(got.queries.len(), 1);
+            // Records owned by the question's name keep pointing at it: a
+            // removed A record costs its 16 bytes, nothing grows.
+            let answer = encode(
+                &[
+                    a("rebind.example.", [93, 184, 215, 14]),
+                    a("rebind.example.", [127, 0, 0, 1]),
+                    a("rebind.example.", [93, 184, 215, 15]),
+                ],
+                &[],
+                &[],
+            );
+            let Ok(Filtered::Rewritten(two)) = filter_answer(&answer, public) else {
+                panic!("rewritten");
+            };
+            assert_eq!(two.len(), answer.len() - 16);
         }
 
         #[test]
