@@ -124,14 +124,17 @@ async fn fail(stream: ServerStream, error: FlowError, shared: &Shared) {
 }
 
 async fn connect_one(destination: SocketAddr, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if destination.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.bind(udp::local_for(bind, destination))?;
-    socket.set_nodelay(true)?;
-    socket.connect(destination).await
+    udp::connect_from(bind, destination, |local| async move {
+        let socket = if destination.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(local)?;
+        socket.set_nodelay(true)?;
+        socket.connect(destination).await
+    })
+    .await
 }
 
 /// Tries each address in order within one overall timeout.
@@ -163,11 +166,11 @@ async fn connect_udp(
 ) -> Result<tokio::net::UdpSocket, FlowError> {
     let mut last = FlowError::Unreachable;
     for &address in addresses {
-        let socket = async {
-            let socket = udp::bind(udp::local_for(bind, address))?;
+        let socket = udp::connect_from(bind, address, |local| async move {
+            let socket = udp::bind(local)?;
             socket.connect(address).await?;
-            Ok::<_, std::io::Error>(socket)
-        };
+            Ok(socket)
+        });
         match socket.await {
             Ok(socket) => return Ok(socket),
             Err(e) => last = FlowError::from_io(&e),
