@@ -199,7 +199,11 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 RelayRole::Egress => {
                     egress_addrs.push(listen);
                     let egress = EgressConfig {
-                        // The devnet has no internet: its destinations are local.
+                        // Loopback destinations are allowed (a web server on
+                        // this machine, as in the README); everything else
+                        // follows the default policy, so the internet is
+                        // reached where the machine has it (from the address
+                        // the kernel picks: `transport::udp::local_for`).
                         allow: vec![
                             ipnet::IpNet::from(
                                 ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).map_err(
