@@ -6,11 +6,18 @@
 //! answer to each refusal are [`openrelay_tokens::gate`]'s; every refusal
 //! carries `Proxy-Status: openrelay-ingress; error=http_request_denied;
 //! details="..."` (RFC 9209 §2.1.5), and nothing is forwarded.
+//!
+//! The issuer's keys are fetched from the issuer (or read from a local
+//! file) and followed as they rotate ([`follow_keys`]); until they arrive
+//! the ingress serves but refuses tunnels with 503 "issuer keys not yet
+//! available", so it may start before the issuer.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::AdmissionConfig;
+use openrelay_issuer::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
 use openrelay_tokens::spent::open_store;
@@ -35,8 +42,9 @@ pub enum AdmissionError {
 /// An ingress's admission check: a [`TokenGate`] for the issuer's challenge.
 pub type Admission = TokenGate;
 
-/// Sets up admission from the config: reads the issuer keys and opens the
-/// double-spend set.
+/// Sets up admission from the config: opens the double-spend set, and
+/// takes the issuer keys if a local file has them ([`follow_keys`] gets
+/// them otherwise).
 pub fn open(config: &AdmissionConfig, state_dir: &Path) -> Result<Admission, AdmissionError> {
     let spent = open_store(
         config.redis_url.as_deref(),
@@ -45,10 +53,17 @@ pub fn open(config: &AdmissionConfig, state_dir: &Path) -> Result<Admission, Adm
             .clone()
             .unwrap_or_else(|| state_dir.join(SPENT_FILE)),
     )?;
-    Ok(TokenGate::new(
-        &TokenChallenge::for_issuer(&config.issuer_name),
-        &config.issuer_keys,
-        Duration::from_secs(config.keys_refresh_secs),
-        spent,
-    )?)
+    let gate = TokenGate::new(&TokenChallenge::for_issuer(&config.issuer_name), spent)?;
+    if let Some(keys) = KeySource::from_config(config).and_then(|s| s.read_local()) {
+        gate.set_keys(keys);
+    }
+    Ok(gate)
+}
+
+/// Keeps `admission`'s issuer keys current (forever; abort to stop).
+pub async fn follow_keys(admission: Arc<Admission>, config: AdmissionConfig) {
+    if let Some(source) = KeySource::from_config(&config) {
+        let refresh = Duration::from_secs(config.keys_refresh_secs);
+        keyfeed::follow(admission, source, refresh).await;
+    }
 }

@@ -10,7 +10,7 @@
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
-use super::{SpendFuture, SpendKey, SpentError, SpentTokens};
+use super::{SpendFuture, SpendKey, SpentError, SpentTokens, entry_expiry};
 use crate::keys::hex;
 
 /// Prefix of every key this store writes.
@@ -66,7 +66,7 @@ impl SpentTokens for RedisSpentTokens {
                 .arg(1)
                 .arg("NX")
                 .arg("EXAT")
-                .arg(expires)
+                .arg(entry_expiry(expires, now))
                 .query_async(&mut connection)
                 .await
                 .map_err(SpentError::from_display)?;
