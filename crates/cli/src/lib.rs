@@ -207,7 +207,8 @@ struct DevnetArgs {
     /// The client's HTTP proxy listen address.
     #[arg(long, default_value = "127.0.0.1:8118")]
     http: SocketAddr,
-    /// Keys and state (default: a fresh temporary directory, removed on exit).
+    /// Keys and state (default: a fresh temporary directory, removed on exit;
+    /// with --export, DIR/state).
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Each component logs to its own file here (client.log, ingress-<i>.log, egress-<i>.log).
@@ -216,7 +217,8 @@ struct DevnetArgs {
     /// Log filter for every component (e.g. info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: String,
-    /// Write one config file per component into DIR and exit.
+    /// Write one config file per component into DIR and exit (keys and
+    /// state go to DIR/state unless --state-dir says otherwise).
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
     /// Run without the registry and validators: the client uses the relay
@@ -586,9 +588,12 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         file: None,
     })?;
     let temporary;
-    let state_dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => {
+    let state_dir = match (&args.state_dir, &args.export) {
+        (Some(dir), _) => dir.clone(),
+        // Exported configs name their state directories (and the keys the
+        // client pins are made there now): keep them next to the configs.
+        (None, Some(export)) => export.join("state"),
+        (None, None) => {
             temporary = tempfile::Builder::new()
                 .prefix("openrelay-devnet-")
                 .tempdir()

@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Devnet, Proc, assert_bytes_eq, content, fetch, is_running, run_openrelay, servers};
+use common::{
+    Devnet, Proc, account, assert_bytes_eq, content, fetch, is_running, run_openrelay, servers,
+};
 
 /// SIGTERM to the devnet: it exits (successfully) within 5 s and takes
 /// every component it started with it.
@@ -161,30 +163,6 @@ async fn exported_configs_run_as_separate_processes() {
     }
     drop(client);
     drop(relays);
-}
-
-/// `openrelay account <args>` with a password on standard input: whether
-/// it succeeded, and what it printed.
-fn account(args: &[&str]) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(common::BIN)
-        .arg("account")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery staple\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

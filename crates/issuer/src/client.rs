@@ -19,7 +19,7 @@ use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
 use rand_core::OsRng;
 
-use crate::puzzle::Puzzle;
+use crate::puzzle::{Puzzle, join_solution};
 use crate::{
     OPAQUE_CONTEXT, Suite, frame, opaque_identifiers, paths, session_bearer, valid_username,
 };
@@ -161,6 +161,22 @@ impl IssuerClient {
             })
     }
 
+    /// `GET path`: the 200 answer's body.
+    async fn get(&self, path: &str) -> Result<Vec<u8>, IssuerClientError> {
+        let response = self
+            .connection
+            .request(http::Method::GET, path, &[], Vec::new())
+            .await
+            .map_err(|reason| IssuerClientError::Unreachable {
+                addr: self.addr,
+                reason,
+            })?;
+        if response.status != 200 {
+            return Err(refused(&response));
+        }
+        Ok(response.body)
+    }
+
     /// Posts an OPAQUE message for `username` to `path`; the 200 answer's body.
     async fn opaque_step(
         &self,
@@ -187,19 +203,8 @@ impl IssuerClient {
         if !valid_username(username) {
             return Err(IssuerClientError::Username);
         }
-        let puzzle = self
-            .connection
-            .request(http::Method::GET, paths::REGISTER_PUZZLE, &[], Vec::new())
-            .await
-            .map_err(|reason| IssuerClientError::Unreachable {
-                addr: self.addr,
-                reason,
-            })?;
-        if puzzle.status != 200 {
-            return Err(refused(&puzzle));
-        }
-        let puzzle =
-            Puzzle::decode(&puzzle.body).map_err(|e| IssuerClientError::Puzzle(e.to_string()))?;
+        let puzzle = Puzzle::decode(&self.get(paths::REGISTER_PUZZLE).await?)
+            .map_err(|e| IssuerClientError::Puzzle(e.to_string()))?;
         let name = username.to_owned();
         let solution = blocking(move || puzzle.solve(&name)).await?;
         let opaque = |e: opaque_ke::errors::ProtocolError| IssuerClientError::Opaque(e.to_string());
@@ -224,9 +229,7 @@ impl IssuerClient {
         })
         .await?
         .map_err(opaque)?;
-        let mut upload = puzzle.encode().to_vec();
-        upload.extend_from_slice(&solution.to_be_bytes());
-        upload.extend_from_slice(&finish.message.serialize());
+        let upload = join_solution(&puzzle, solution, &finish.message.serialize());
         let response = self
             .post(paths::REGISTER_FINISH, &[], frame(username, &upload))
             .await?;
@@ -309,20 +312,11 @@ impl IssuerClient {
 
     /// The issuer directory (RFC 9578 §4).
     pub async fn directory(&self) -> Result<IssuerDirectory, IssuerClientError> {
-        let response = self
-            .connection
-            .request(http::Method::GET, paths::DIRECTORY, &[], Vec::new())
-            .await
-            .map_err(|reason| IssuerClientError::Unreachable {
-                addr: self.addr,
-                reason,
-            })?;
-        if response.status != 200 {
-            return Err(refused(&response));
-        }
-        IssuerDirectory::from_json(&response.body).map_err(|e| IssuerClientError::Refused {
-            status: 200,
-            message: e.to_string(),
+        IssuerDirectory::from_json(&self.get(paths::DIRECTORY).await?).map_err(|e| {
+            IssuerClientError::Refused {
+                status: 200,
+                message: e.to_string(),
+            }
         })
     }
 

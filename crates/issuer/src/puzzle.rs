@@ -181,6 +181,28 @@ impl Puzzle {
     }
 }
 
+/// A registration upload as the issuer receives it: `puzzle ‖ solution ‖
+/// rest` (the rest is the OPAQUE `RegistrationUpload`). `Malformed` if it
+/// does not start with a puzzle and a solution.
+pub fn split_solution(message: &[u8]) -> Result<(Puzzle, u64, &[u8]), PuzzleError> {
+    let (puzzle, rest) = message
+        .split_at_checked(PUZZLE_LEN)
+        .ok_or(PuzzleError::Malformed)?;
+    let (counter, rest) = rest
+        .split_first_chunk::<SOLUTION_LEN>()
+        .ok_or(PuzzleError::Malformed)?;
+    Ok((Puzzle::decode(puzzle)?, u64::from_be_bytes(*counter), rest))
+}
+
+/// What a client sends: `puzzle ‖ counter ‖ rest` (see [`split_solution`]).
+pub fn join_solution(puzzle: &Puzzle, counter: u64, rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PUZZLE_LEN + SOLUTION_LEN + rest.len());
+    out.extend_from_slice(&puzzle.encode());
+    out.extend_from_slice(&counter.to_be_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
 fn leading_zero_bits(hash: &[u8; 32]) -> u8 {
     let mut bits = 0u8;
     for byte in hash {
@@ -267,6 +289,13 @@ mod tests {
         fn decoding_never_panics_and_is_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Ok(puzzle) = Puzzle::decode(&bytes) {
                 prop_assert_eq!(puzzle.encode().to_vec(), bytes);
+            }
+        }
+
+        #[test]
+        fn uploads_split_as_they_were_joined(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok((puzzle, counter, rest)) = split_solution(&bytes) {
+                prop_assert_eq!(join_solution(&puzzle, counter, rest), bytes);
             }
         }
     }

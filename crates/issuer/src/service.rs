@@ -55,7 +55,7 @@ use tracing::{debug, info, warn};
 use crate::keys::{KeyRing, KeyRingError};
 use crate::limiter::AddressKey;
 use crate::logins::{LoginId, LoginLimits, Logins};
-use crate::puzzle::{PUZZLE_LEN, Puzzle, SOLUTION_LEN};
+use crate::puzzle::{Puzzle, split_solution};
 use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
 use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
 use crate::{Suite, opaque_identifiers, paths, session_bearer, unframe};
@@ -419,23 +419,12 @@ impl IssuerService {
         let Some((username, message)) = unframe(body) else {
             return text(StatusCode::BAD_REQUEST, "malformed registration upload");
         };
-        // puzzle ‖ solution ‖ upload.
-        let Some((puzzle, rest)) = message.split_at_checked(PUZZLE_LEN) else {
+        let Ok((puzzle, counter, upload)) = split_solution(message) else {
             return text(
                 StatusCode::FORBIDDEN,
                 "registration needs a solved puzzle (GET /v1/register/puzzle)",
             );
         };
-        let (Some((counter, upload)), Ok(puzzle)) = (
-            rest.split_first_chunk::<SOLUTION_LEN>(),
-            Puzzle::decode(puzzle),
-        ) else {
-            return text(
-                StatusCode::FORBIDDEN,
-                "registration needs a solved puzzle (GET /v1/register/puzzle)",
-            );
-        };
-        let counter = u64::from_be_bytes(*counter);
         if let Err(e) = puzzle.verify(
             &self.puzzle_key,
             self.config.registration_puzzle_bits,

@@ -83,6 +83,18 @@ async fn client_from(issuer: &Issuer, from: &str) -> (IssuerClient, quinn::Endpo
     (client, quic)
 }
 
+/// A client from `from` with a fresh account `name` (password `password`).
+async fn registered(
+    issuer: &Issuer,
+    from: &str,
+    name: &str,
+    password: &str,
+) -> (IssuerClient, quinn::Endpoint) {
+    let (client, quic) = client_from(issuer, from).await;
+    client.register(ISSUER, name, password).await.unwrap();
+    (client, quic)
+}
+
 fn frame(name: &str, message: &[u8]) -> Vec<u8> {
     let mut out = u16::try_from(name.len()).unwrap().to_be_bytes().to_vec();
     out.extend_from_slice(name.as_bytes());
@@ -200,11 +212,7 @@ async fn registration_needs_a_fresh_solved_puzzle() {
     assert_eq!(answer.status, 403);
 
     // The client does all of it, and the account works.
-    let (client, _quic) = client_from(&issuer, "127.0.0.1").await;
-    client
-        .register(ISSUER, "carol", "long password")
-        .await
-        .unwrap();
+    let (client, _quic) = registered(&issuer, "127.0.0.1", "carol", "long password").await;
     client
         .login(ISSUER, "carol", "long password")
         .await
@@ -218,11 +226,7 @@ async fn registration_needs_a_fresh_solved_puzzle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_logins_from_one_address_do_not_lock_out_another() {
     let issuer = start();
-    let (client, _q) = client_from(&issuer, "127.0.0.2").await;
-    client
-        .register(ISSUER, "victim", "victim password")
-        .await
-        .unwrap();
+    let _victim = registered(&issuer, "127.0.0.2", "victim", "victim password").await;
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut held = Vec::new();
@@ -259,11 +263,7 @@ async fn pending_logins_from_one_address_do_not_lock_out_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_guessing_is_slowed() {
     let issuer = start();
-    let (client, _q) = client_from(&issuer, "127.0.0.1").await;
-    client
-        .register(ISSUER, "alice", "the real one")
-        .await
-        .unwrap();
+    let _alice = registered(&issuer, "127.0.0.1", "alice", "the real one").await;
     let mut outcomes = Vec::new();
     for i in 0..12u8 {
         // A fresh address for each guess: the account's own limit holds.
@@ -565,11 +565,7 @@ async fn ledger_reads_are_authenticated_fresh_and_not_replayable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opaque_is_bound_to_the_context_and_the_issuer_name() {
     let issuer = start();
-    let (client, _q) = client_from(&issuer, "127.0.0.1").await;
-    client
-        .register(ISSUER, "alice", "pass phrase")
-        .await
-        .unwrap();
+    let (client, _q) = registered(&issuer, "127.0.0.1", "alice", "pass phrase").await;
     client.login(ISSUER, "alice", "pass phrase").await.unwrap();
     assert!(matches!(
         client

@@ -149,17 +149,19 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        signal_group(self.child.id(), "KILL");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-            eprintln!(
-                "--- stderr of {:?} ---\n{}",
-                self.ready,
-                tail(&stderr, 40, false)
-            );
-        }
+        stop_and_report(&mut self.child, &self.stderr, &format!("{:?}", self.ready));
+    }
+}
+
+/// Kills `child`'s process group and, if the test is failing, prints the
+/// tail of its stderr file under `label`.
+pub fn stop_and_report(child: &mut Child, stderr: &Path, label: &str) {
+    signal_group(child.id(), "KILL");
+    let _ = child.kill();
+    let _ = child.wait();
+    if std::thread::panicking() {
+        let text = std::fs::read_to_string(stderr).unwrap_or_default();
+        eprintln!("--- stderr of {label} ---\n{}", tail(&text, 40, false));
     }
 }
 
@@ -167,6 +169,40 @@ fn ready_field(line: &str, key: &str) -> Option<String> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
         .map(str::to_owned)
+}
+
+/// `openrelay account <args>` with a password on standard input (at most
+/// 60 s): whether it succeeded, and what it printed.
+pub fn account(args: &[&str]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("account")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            signal_group(child.id(), "KILL");
+            let _ = child.kill();
+            panic!("openrelay account {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 /// The result of `openrelay <args>` run to completion.
