@@ -71,13 +71,12 @@ impl RelayListing {
                     .iter()
                     .map(|pin| ValidatorId::try_from(*pin).map_err(|e| ListingError(e.to_string())))
                     .collect::<Result<Vec<_>, _>>()?;
-                RelayListing::Directory(DirectoryWatch {
-                    registry: RegistryClient::new(config.registry.addr, config.registry.key),
-                    trust: TrustConfig::new(validators, config.threshold, config.max_age_secs)
+                RelayListing::Directory(DirectoryWatch::new(
+                    RegistryClient::new(config.registry.addr, config.registry.key),
+                    TrustConfig::new(validators, config.threshold, config.max_age_secs)
                         .map_err(|e| ListingError(e.to_string()))?,
-                    refresh: Duration::from_secs(config.refresh_secs),
-                    current: Mutex::new(None),
-                })
+                    Duration::from_secs(config.refresh_secs),
+                ))
             }
         })
     }
@@ -120,6 +119,15 @@ pub struct DirectoryWatch {
 }
 
 impl DirectoryWatch {
+    fn new(registry: RegistryClient, trust: TrustConfig, refresh: Duration) -> Self {
+        DirectoryWatch {
+            registry,
+            trust,
+            refresh,
+            current: Mutex::new(None),
+        }
+    }
+
     fn current(&self) -> Option<(Arc<VerifiedDirectory>, LastSeen)> {
         self.current
             .lock()
@@ -145,7 +153,22 @@ impl DirectoryWatch {
         }
     }
 
-    async fn fetch(&self, now: u64) -> Result<VerifiedDirectory, String> {
+    /// Verifies `bytes` at `now` (k of n, fresh, not older than the last
+    /// one) and keeps it; how many relays it lists.
+    fn accept(&self, bytes: &[u8], now: u64) -> Result<usize, String> {
+        let last_seen = self.current().map(|(_, seen)| seen);
+        let directory = verify_directory_bytes(bytes, &self.trust, now, last_seen.as_ref())
+            .map_err(|e| e.to_string())?;
+        let relays = directory.relays().count();
+        let seen = directory.last_seen();
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Arc::new(directory), seen));
+        Ok(relays)
+    }
+
+    async fn fetch(&self) -> Result<Vec<u8>, String> {
         let (status, bytes) = self
             .registry
             .call(
@@ -155,12 +178,10 @@ impl DirectoryWatch {
             )
             .await
             .map_err(|e| e.to_string())?;
-        if status != 200 {
-            return Err(format!("registry answered HTTP {status}"));
+        match status {
+            200 => Ok(bytes),
+            _ => Err(format!("registry answered HTTP {status}")),
         }
-        let last_seen = self.current().map(|(_, seen)| seen);
-        verify_directory_bytes(&bytes, &self.trust, now, last_seen.as_ref())
-            .map_err(|e| e.to_string())
     }
 
     async fn run(&self) {
@@ -169,20 +190,15 @@ impl DirectoryWatch {
             self.refresh.min(Duration::from_secs(60)),
         );
         loop {
-            let delay = match self.fetch(crate::service::unix_now()).await {
-                Ok(directory) => {
-                    if self.current().is_none() {
-                        info!(
-                            relays = directory.relays().count(),
-                            "relay directory received"
-                        );
+            let first = self.current().is_none();
+            let fetched = self.fetch().await;
+            let accepted =
+                fetched.and_then(|bytes| self.accept(&bytes, crate::service::unix_now()));
+            let delay = match accepted {
+                Ok(relays) => {
+                    if first {
+                        info!(relays, "relay directory received");
                     }
-                    let seen = directory.last_seen();
-                    *self
-                        .current
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some((Arc::new(directory), seen));
                     backoff.reset();
                     self.refresh
                 }
@@ -244,10 +260,61 @@ impl ReplayGuard {
     }
 }
 
+/// The directory crate's fixtures (keys from fixed seeds, a small network,
+/// directories signed by chosen validators).
+#[cfg(test)]
+#[path = "../../directory/tests/common/mod.rs"]
+mod directory_fixture;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// With a directory: a relay speaks for the operator the directory lists
+    /// it under (by its QUIC key), the operator key for itself; nothing is
+    /// known before a directory verifies or once it is too old.
+    #[test]
+    fn the_directory_says_who_speaks_for_an_operator() {
+        use super::directory_fixture::*;
+        let watch = DirectoryWatch::new(
+            RegistryClient::new("127.0.0.1:9".parse().unwrap(), quic_pin(9)),
+            trust(2, 3),
+            Duration::from_secs(30),
+        );
+        let listing = RelayListing::Directory(watch);
+        let RelayListing::Directory(watch) = &listing else {
+            unreachable!()
+        };
+        let op = |i: u8| operator_key(i).id().to_string();
+        let relay = |i: u8| *quic_pin(i).as_bytes();
+        assert_eq!(listing.vouches(&op(1), &relay(1), NOW), Vouch::Unknown);
+        // Under-signed: refused, still nothing known.
+        let weak = signed(&directory(1), &[0]).to_bytes();
+        assert!(watch.accept(&weak, NOW).is_err());
+        assert_eq!(listing.vouches(&op(1), &relay(1), NOW), Vouch::Unknown);
+
+        let good = signed(&directory(1), &[0, 1]).to_bytes();
+        assert_eq!(watch.accept(&good, NOW), Ok(4));
+        assert_eq!(listing.vouches(&op(1), &relay(1), NOW), Vouch::Listed);
+        assert_eq!(listing.vouches(&op(2), &relay(3), NOW), Vouch::Listed);
+        assert_eq!(listing.vouches(&op(2), &relay(1), NOW), Vouch::NotListed);
+        assert_eq!(listing.vouches(&op(1), &relay(7), NOW), Vouch::NotListed);
+        let operator_key_of = |i: u8| *KeyPin::from(operator_key(i).id()).as_bytes();
+        assert_eq!(
+            listing.vouches(&op(1), &operator_key_of(1), NOW),
+            Vouch::Listed
+        );
+        assert_eq!(
+            listing.vouches(&op(1), &operator_key_of(2), NOW),
+            Vouch::NotListed
+        );
+        // An older directory does not replace it; once too old, unknown.
+        let older = signed(&directory(0), &[0, 1]).to_bytes();
+        assert!(watch.accept(&older, NOW).is_err());
+        let late = T0 + DIRECTORY_LIFETIME + 1;
+        assert_eq!(listing.vouches(&op(1), &relay(1), late), Vouch::Unknown);
+    }
 
     #[test]
     fn configured_relays_speak_only_for_their_operator() {
