@@ -34,6 +34,7 @@ pub mod logins;
 pub mod puzzle;
 pub mod relays;
 pub mod service;
+pub mod sessions;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

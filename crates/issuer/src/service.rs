@@ -24,7 +24,6 @@
 //! [`BLOCKING_QUEUE`] waiting (503 "issuer busy" beyond), so the async
 //! workers keep serving.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +56,7 @@ use crate::limiter::AddressKey;
 use crate::logins::{LoginId, LoginLimits, Logins};
 use crate::puzzle::{Puzzle, split_solution};
 use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
+use crate::sessions::Sessions;
 use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
 use crate::{Suite, opaque_identifiers, paths, session_bearer, unframe};
 
@@ -98,11 +98,6 @@ pub enum ServiceError {
     },
 }
 
-struct LoginSession {
-    username: String,
-    expires: u64,
-}
-
 /// Blocking work off the async runtime, bounded: at most
 /// [`BLOCKING_WORKERS`] at once and [`BLOCKING_QUEUE`] waiting.
 #[derive(Debug)]
@@ -142,7 +137,7 @@ pub struct IssuerService {
     logins: Mutex<Logins<ServerLogin<Suite>>>,
     /// The clock of the login limits (monotonic).
     started: Instant,
-    sessions: Mutex<HashMap<String, LoginSession>>,
+    sessions: Mutex<Sessions>,
     listing: Arc<RelayListing>,
     replays: Mutex<ReplayGuard>,
     blocking: Blocking,
@@ -297,9 +292,11 @@ impl IssuerService {
         Ok(service)
     }
 
-    /// Makes the keys the ring needs at `now` and publishes the directory.
+    /// Makes the keys the ring needs at `now` and publishes the directory;
+    /// forgets what has expired.
     fn rotate(&self, now: u64) -> Result<(), ServiceError> {
         lock(&self.keys).prune(now);
+        lock(&self.sessions).prune(now);
         if let Err(e) = self.store.prune(now) {
             warn!(error = %e, "redeemed tokens and used puzzles not pruned");
         }
@@ -538,14 +535,11 @@ impl IssuerService {
             return text(http::StatusCode::UNAUTHORIZED, "login failed");
         };
         lock(&self.logins).succeeded(&username);
-        let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| s.expires > now);
-        sessions.insert(
+        lock(&self.sessions).open(
             session_bearer(&finished.session_key),
-            LoginSession {
-                username,
-                expires: now.saturating_add(self.config.session_lifetime_secs),
-            },
+            &username,
+            now.saturating_add(self.config.session_lifetime_secs),
+            now,
         );
         (http::StatusCode::NO_CONTENT, Vec::new(), Bytes::new())
     }
@@ -557,9 +551,7 @@ impl IssuerService {
             .to_str()
             .ok()?;
         let bearer = value.strip_prefix("Bearer ")?;
-        let sessions = lock(&self.sessions);
-        let session = sessions.get(bearer)?;
-        (session.expires > now).then(|| session.username.clone())
+        lock(&self.sessions).account(bearer, now).map(str::to_owned)
     }
 
     fn issue(&self, request: &http::Request<()>, body: &[u8], now: u64) -> Reply {
