@@ -607,7 +607,7 @@ fn publish(
         publish,
         config.role,
         listen,
-        identity.pin(),
+        identity,
         &config.state_dir,
     )?;
     let task = tokio::spawn(publisher.run(std::future::pending()));
@@ -902,11 +902,23 @@ async fn run_validator(
     key: openrelay_directory::ValidatorKey,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
+    use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
     init_logging(Role::Tool, &config.log)?;
+    // Its TLS key (relays pin it to publish here), next to its signing key.
+    let identity = Identity::load_or_create(&config.state_dir)?;
+    let validator = openrelay_registry::validator::Validator::new(&config, key)?;
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, OUTER_MTU);
+    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
+    let listen = endpoint.local_addr()?;
     let registry =
         openrelay_registry::http::RegistryClient::new(config.registry.addr, config.registry.key);
-    ready(&format!("ready role=validator key={}", key.id()));
-    let poll = std::time::Duration::from_secs(config.poll_interval_secs);
-    openrelay_registry::validator::run(registry, key, poll, shutdown_signal(exit_with_stdin)).await;
+    ready(&format!(
+        "ready role=validator listen={listen} key={} tls_key={}",
+        validator.id(),
+        identity.pin()
+    ));
+    validator
+        .run(endpoint, registry, shutdown_signal(exit_with_stdin))
+        .await;
     Ok(())
 }

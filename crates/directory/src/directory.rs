@@ -11,7 +11,7 @@ use crate::profile::{MIN_SIGNED_PROFILE_LEN, SignedOperatorProfile};
 use crate::{FormatError, OperatorId, RelayId};
 
 /// The format version of directory bodies this crate reads and writes.
-pub const DIRECTORY_VERSION: u8 = 1;
+pub const DIRECTORY_VERSION: u8 = 2;
 /// The format version of the signed-directory envelope.
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
 

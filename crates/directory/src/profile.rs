@@ -73,6 +73,20 @@ impl OperatorProfile {
         self.fields.jurisdiction
     }
 
+    /// When the operator signed it (Unix seconds).
+    pub fn published_at(&self) -> u64 {
+        self.fields.published_at
+    }
+
+    /// Whether `other` says the same as `self` apart from when it was signed.
+    pub fn same_except_published_at(&self, other: &OperatorProfile) -> bool {
+        let undated = |p: &OperatorProfile| ProfileFields {
+            published_at: 0,
+            ..p.fields.clone()
+        };
+        undated(self) == undated(other)
+    }
+
     /// The canonical bytes (`docs/directory-format.md`, "Operator profile").
     pub fn to_bytes(&self) -> Vec<u8> {
         let f = &self.fields;
