@@ -142,7 +142,8 @@ enum Command {
 /// Flags of `openrelay sim`; the model is in docs/collusion.md.
 #[derive(Debug, clap::Args)]
 struct SimArgs {
-    /// Selection policy: random, operator-diverse or stake-weighted.
+    /// Selection policy: random, operator-diverse, stake-weighted or capped
+    /// (what openrelay clients do: clipped bandwidth, operator shares capped).
     #[arg(long, default_value = "random")]
     policy: openrelay_sim::Policy,
     /// Weight the selected policy's choice by advertised bandwidth (stake).
@@ -367,12 +368,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_key,
             exit_with_stdin,
         } => {
-            let config = openrelay_config::ValidatorConfig::load(&config)?;
-            let key = openrelay_registry::keyfile::load_or_create(&config.state_dir)?;
             if print_key {
+                // Before the config is complete: it must list this key.
+                let state_dir = openrelay_config::ValidatorConfig::load_state_dir(&config)?;
+                let key = openrelay_registry::keyfile::load_or_create(&state_dir)?;
                 println!("{}", key.id());
                 return Ok(());
             }
+            let config = openrelay_config::ValidatorConfig::load(&config)?;
+            let key = openrelay_registry::keyfile::load_or_create(&config.state_dir)?;
             runtime(Some(1))?.block_on(run_validator(config, key, exit_with_stdin))
         }
         Command::Status { state_dir, json } => {

@@ -7,68 +7,24 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod registry_fixtures;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{Devnet, fetch, send_signal, servers};
-use openrelay_config::ClientConfig;
-use openrelay_directory::{Directory, SignedDirectory, ValidatorKey};
+use common::{Devnet, fetch, servers};
 use openrelay_registry::service::unix_now;
-use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
-use openrelay_transport::identity::Identity;
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
+use registry_fixtures::{reissued, take_over_registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Answers every request with the bytes it is told to serve.
-#[derive(Debug, Default)]
-struct Impostor(Mutex<Vec<u8>>);
-
-impl RequestHandler for Impostor {
-    fn handle(
-        self: Arc<Self>,
-        _request: http::Request<()>,
-        stream: ServerStream,
-        _context: RequestContext,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let body = Bytes::from(self.0.lock().unwrap().clone());
-        server::respond(stream, http::StatusCode::OK, body)
-    }
-}
-
-/// `directory`'s relays under a new sequence and validity, signed by two of
-/// the devnet's validators.
-fn reissued(
-    directory: &Directory,
-    validators: &[ValidatorKey],
-    sequence: u64,
-    issued_at: u64,
-    valid_until: u64,
-) -> Vec<u8> {
-    let d = Directory::new(
-        sequence,
-        issued_at,
-        valid_until,
-        directory.operators().to_vec(),
-        directory.descriptors().to_vec(),
-    )
-    .unwrap();
-    let mut signed = SignedDirectory::new(&d);
-    signed.sign(&validators[0]);
-    signed.sign(&validators[1]);
-    signed.to_bytes()
-}
 
 /// A plain request through the client's HTTP proxy: the whole answer.
 async fn through_http_proxy(proxy: std::net::SocketAddr, url: &str) -> String {
     let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
     let host = url.trim_start_matches("http://").split('/').next().unwrap();
-    tcp.write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    tcp.write_all(
+        format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
@@ -90,55 +46,29 @@ async fn an_expired_directory_stops_paths_with_a_clear_error_until_a_fresh_one_a
     wait_for(&devnet, "directory updated", 1, Duration::from_secs(30)).await;
 
     // Take the registry's place, with its key, at its address.
-    let config = ClientConfig::load(&devnet.state_dir.join("configs/client.toml")).unwrap();
-    let registry = config.directory.unwrap().registry.addr;
-    let identity = Identity::load_or_create(&devnet.state_dir.join("registry")).unwrap();
-    let validators: Vec<ValidatorKey> = (1..=2)
-        .map(|i| {
-            openrelay_registry::keyfile::load_or_create(
-                &devnet.state_dir.join(format!("validator-{i}")),
-            )
-            .unwrap()
-        })
-        .collect();
-    let registry_pid = devnet.component_pid("registry");
-    assert!(send_signal(registry_pid, "KILL"));
-    while common::is_running(registry_pid) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let cache = devnet.state_dir.join("client/directory.bin");
-    let genuine = std::fs::read(&cache).unwrap();
-    let current =
-        Directory::from_bytes(&SignedDirectory::from_bytes(&genuine).unwrap().directory).unwrap();
-    let impostor = Arc::new(Impostor::default());
-    let tuning = Tuning::relay(Duration::from_secs(30), 64, TUNNELLED_MTU);
-    let mut tries = 0;
-    let endpoint = loop {
-        match server::bind(registry, &identity, &tuning) {
-            Ok(endpoint) => break endpoint,
-            Err(_) if tries < 40 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("cannot take the registry's place: {e}"),
-        }
-    };
-    let serving = tokio::spawn(server::serve(
-        endpoint,
-        Arc::clone(&impostor),
-        Arc::new(ServerCounters::default()),
-        std::future::pending(),
-    ));
+    let taken = take_over_registry(&devnet).await;
+    let (current, cache) = (&taken.current, &taken.cache);
+    let signers = [&taken.validators[0], &taken.validators[1]];
 
     // A genuine directory valid for 12 more seconds.
     let now = unix_now();
-    let short = reissued(&current, &validators, current.sequence() + 1, now, now + 12);
-    *impostor.0.lock().unwrap() = short.clone();
+    let short = reissued(current, &signers, current.sequence() + 1, now, now + 12);
+    taken.impostor.serve(short);
     let updates = devnet.log("client").matches("directory updated").count();
-    wait_for(&devnet, "directory updated", updates + 1, Duration::from_secs(20)).await;
-    fetch(&["--socks5-hostname", &socks], &url, Duration::from_secs(10))
-        .await
-        .assert_ok("on the short-lived directory");
+    wait_for(
+        &devnet,
+        "directory updated",
+        updates + 1,
+        Duration::from_secs(20),
+    )
+    .await;
+    fetch(
+        &["--socks5-hostname", &socks],
+        &url,
+        Duration::from_secs(10),
+    )
+    .await
+    .assert_ok("on the short-lived directory");
 
     // It expires and nothing newer comes: no path for traffic, and the
     // answer says why and what to do.
@@ -154,7 +84,12 @@ async fn an_expired_directory_stops_paths_with_a_clear_error_until_a_fresh_one_a
             && answer.contains("check the network connection and the registry"),
         "{answer}"
     );
-    let socks_try = fetch(&["--socks5-hostname", &socks], &url, Duration::from_secs(10)).await;
+    let socks_try = fetch(
+        &["--socks5-hostname", &socks],
+        &url,
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(
         socks_try.status != 200,
         "traffic flowed on an expired directory: {socks_try:?}"
@@ -170,13 +105,22 @@ async fn an_expired_directory_stops_paths_with_a_clear_error_until_a_fresh_one_a
     // A fresh directory arrives (fetched through the expired one's relays):
     // traffic flows again without anyone touching the client.
     let now = unix_now();
-    let fresh = reissued(&current, &validators, current.sequence() + 2, now, now + 3600);
+    let fresh = reissued(current, &signers, current.sequence() + 2, now, now + 3600);
     let updates = devnet.log("client").matches("directory updated").count();
-    *impostor.0.lock().unwrap() = fresh.clone();
-    wait_for(&devnet, "directory updated", updates + 1, Duration::from_secs(30)).await;
-    fetch(&["--socks5-hostname", &socks], &url, Duration::from_secs(10))
-        .await
-        .assert_ok("after a fresh directory arrived");
-    assert_eq!(std::fs::read(&cache).unwrap(), fresh);
-    serving.abort();
+    taken.impostor.serve(fresh.clone());
+    wait_for(
+        &devnet,
+        "directory updated",
+        updates + 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    fetch(
+        &["--socks5-hostname", &socks],
+        &url,
+        Duration::from_secs(10),
+    )
+    .await
+    .assert_ok("after a fresh directory arrived");
+    assert_eq!(std::fs::read(cache).unwrap(), fresh);
 }

@@ -13,7 +13,10 @@ mod registry_fixtures;
 use std::time::{Duration, Instant};
 
 use common::Proc;
-use openrelay_directory::{RelayRole, TrustConfig, ValidatorId, verify_directory_bytes};
+use openrelay_directory::{
+    DirectoryDigest, RelayRole, SignedDirectory, TrustConfig, ValidatorId, ValidatorKey,
+    verify_directory_bytes,
+};
 use openrelay_registry::http::RegistryClient;
 use openrelay_registry::service::{paths, unix_now};
 use registry_fixtures::*;
@@ -28,8 +31,7 @@ const RELAYS: [(u8, u8, RelayRole); 4] = [
 /// The `[publication]` section of the registry and every validator: at most
 /// two relays per operator and five in all, a TTL of 3 s, special-purpose
 /// endpoints refused.
-const PUBLICATION: &str =
-    "descriptor_ttl_secs = 3\nmax_relays_per_operator = 2\nmax_relays = 5";
+const PUBLICATION: &str = "descriptor_ttl_secs = 3\nmax_relays_per_operator = 2\nmax_relays = 5";
 
 /// Waits for a served directory that verifies and satisfies `want`,
 /// republishing `refresh` to `targets` meanwhile.
@@ -42,6 +44,8 @@ async fn served_directory(
 ) -> (u64, usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        // A second after any earlier publication, so each is newer.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         for &(relay, operator, role) in refresh {
             publish(targets, relay, operator, role).await;
         }
@@ -59,7 +63,6 @@ async fn served_directory(
             Instant::now() < deadline,
             "no suitable directory was served in time"
         );
-        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
 }
 
@@ -116,7 +119,9 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
     assert_eq!(post(&registry, paths::DESCRIPTORS, forged).await, 403);
 
     let trust = TrustConfig::new(
-        keys.iter().map(|v| v.key.id()).collect::<Vec<ValidatorId>>(),
+        keys.iter()
+            .map(|v| v.key.id())
+            .collect::<Vec<ValidatorId>>(),
         2,
         3600,
     )
@@ -124,11 +129,39 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
     let (first, relays) = served_directory(&registry, &targets, &trust, |n| n == 4, &RELAYS).await;
     assert_eq!(relays, 4);
 
+    // Item 21: the registry's answers to a signature tell a validator's
+    // normal life from a real problem. A signature over the directory
+    // served already: 200. Over one it no longer offers: 410. A bad one: 403.
+    let (_, served) = registry
+        .call(http::Method::GET, paths::DIRECTORY, Vec::new())
+        .await
+        .unwrap();
+    let served = SignedDirectory::from_bytes(&served).unwrap();
+    let submission = |key: &ValidatorKey, digest: DirectoryDigest, directory: &[u8]| {
+        let mut body = key.id().as_bytes().to_vec();
+        body.extend_from_slice(digest.as_bytes());
+        body.extend_from_slice(key.sign_directory_bytes(directory).signature.as_bytes());
+        body
+    };
+    let late = submission(&keys[0].key, served.digest(), &served.directory);
+    assert_eq!(post(&registry, paths::SIGNATURES, late).await, 200);
+    let gone = submission(
+        &keys[0].key,
+        DirectoryDigest::of(b"another directory"),
+        b"another directory",
+    );
+    assert_eq!(post(&registry, paths::SIGNATURES, gone).await, 410);
+    let forged = submission(&keys[0].key, served.digest(), b"other bytes");
+    assert_eq!(post(&registry, paths::SIGNATURES, forged).await, 403);
+
     // Replays: the descriptor just published again, and an older one: 409.
     // (A second later than the last refresh, so the first is newer.)
     tokio::time::sleep(Duration::from_secs(1)).await;
     let current = descriptor(1, 0, RelayRole::Egress);
-    assert_eq!(post(&registry, paths::DESCRIPTORS, current.clone()).await, 204);
+    assert_eq!(
+        post(&registry, paths::DESCRIPTORS, current.clone()).await,
+        204
+    );
     assert_eq!(post(&registry, paths::DESCRIPTORS, current).await, 409);
     let older = sign(fields(1, 0, RelayRole::Egress, 30), 1, 0);
     assert_eq!(post(&registry, paths::DESCRIPTORS, older).await, 409);

@@ -184,9 +184,7 @@ impl DirectoryFeed {
         match self.accept_signed(signed.clone(), now) {
             Ok(list) => Some(list),
             Err(DirectoryError::Expired { .. } | DirectoryError::Stale { .. }) => {
-                let issued_at = Directory::from_bytes(&signed.directory)
-                    .ok()?
-                    .issued_at();
+                let issued_at = Directory::from_bytes(&signed.directory).ok()?.issued_at();
                 match self.accept_signed(signed, issued_at) {
                     Ok(list) => {
                         warn!(
@@ -275,8 +273,146 @@ impl DirectoryFeed {
                     }
                 }
             }
-            debug!(next_in_secs = self.refresh.as_secs(), "next directory fetch");
+            debug!(
+                next_in_secs = self.refresh.as_secs(),
+                "next directory fetch"
+            );
             tokio::time::sleep(self.refresh).await;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use openrelay_config::{KeyPin, RegistryEndpoint, RelayRole};
+    use openrelay_directory::{
+        CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields,
+        QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
+    };
+
+    use super::*;
+
+    fn feed(allow_special: bool, dir: &Path) -> DirectoryFeed {
+        let config = DirectoryConfig {
+            registry: RegistryEndpoint {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                key: KeyPin::from(ValidatorKey::from_bytes(&[1; 32]).id()),
+            },
+            validators: vec![KeyPin::from(ValidatorKey::from_bytes(&[9; 32]).id())],
+            threshold: 1,
+            max_age_secs: 3600,
+            refresh_secs: 30,
+            allow_special_purpose_endpoints: allow_special,
+        };
+        DirectoryFeed::new(&config, dir).unwrap()
+    }
+
+    /// A directory signed by the feed's validator: relays 1 and 2 (operator
+    /// 1, ingress) and 3 (operator 2, egress) at `endpoints[i]`.
+    fn directory(now: u64, endpoints: [&[&str]; 3]) -> Vec<u8> {
+        let operators: Vec<OperatorKey> =
+            (1..=2).map(|i| OperatorKey::from_bytes(&[i; 32])).collect();
+        let profiles = operators
+            .iter()
+            .map(|key| {
+                key.sign_profile(
+                    OperatorProfile::new(ProfileFields {
+                        operator: key.id(),
+                        name: "Op".into(),
+                        contact: "mailto:op@example.org".into(),
+                        jurisdiction: CountryCode::parse("DE").unwrap(),
+                        published_at: now - 60,
+                    })
+                    .unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let descriptors = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, endpoints)| {
+                let n = u8::try_from(i).unwrap() + 10;
+                let (relay, quic) = (
+                    RelayKey::from_bytes(&[n; 32]),
+                    QuicKey::from_bytes(&[n + 10; 32]),
+                );
+                let operator = &operators[usize::from(i == 2)];
+                let descriptor = RelayDescriptor::new(DescriptorFields {
+                    relay: relay.id(),
+                    operator: operator.id(),
+                    role: if i == 2 {
+                        RelayRole::Egress
+                    } else {
+                        RelayRole::Ingress
+                    },
+                    endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
+                    quic_pin: quic.pin(),
+                    region: Region {
+                        country: CountryCode::parse("DE").unwrap(),
+                        city: String::new(),
+                    },
+                    network: Network::Asn(64_500 + u32::from(n)),
+                    bandwidth_bps: 1_000_000,
+                    software_version: "openrelay 0.1.0".into(),
+                    software_measurement: None,
+                    not_before: now - 60,
+                    not_after: now + 86_400,
+                })
+                .unwrap();
+                let quic_signature = quic.sign_descriptor(&descriptor);
+                SignedDescriptor::sign(descriptor, &relay, operator, quic_signature).unwrap()
+            })
+            .collect();
+        let directory = Directory::new(1, now, now + 3600, profiles, descriptors).unwrap();
+        let mut signed = SignedDirectory::new(&directory);
+        signed.sign(&ValidatorKey::from_bytes(&[9; 32]));
+        signed.to_bytes()
+    }
+
+    /// Issue 11, item 17: a directory cannot make the client send packets to
+    /// hosts in its own network.
+    #[test]
+    fn relays_at_special_purpose_addresses_are_left_out_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let bytes = directory(
+            now,
+            [
+                &["127.0.0.1:4433"],
+                &["10.1.2.3:4433", "11.22.33.44:4433"],
+                &["[fe80::1]:443", "169.254.169.254:80"],
+            ],
+        );
+        let strict = feed(false, dir.path()).accept(&bytes, now).unwrap();
+        let addrs: Vec<String> = strict.relays.iter().map(|r| r.addr.to_string()).collect();
+        // Relay 1 (loopback only) and relay 3 (link-local only) are gone;
+        // relay 2 is used at its public address.
+        assert_eq!(addrs, vec!["11.22.33.44:4433"]);
+        let local = feed(true, dir.path()).accept(&bytes, now).unwrap();
+        assert_eq!(local.relays.len(), 3);
+        // The times the manager gates traffic on.
+        assert_eq!(local.times.issued_at, now);
+        assert_eq!(local.times.usable_until, now + 3600);
+    }
+
+    /// A cached directory that expired still gives its relays, marked
+    /// expired, so the client can fetch a fresh directory through them.
+    #[test]
+    fn an_expired_cache_is_loaded_for_fetching_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_ago = unix_now() - 2 * 3600;
+        let bytes = directory(
+            long_ago,
+            [&["11.0.0.1:1"], &["11.0.0.2:1"], &["11.0.0.3:1"]],
+        );
+        std::fs::write(dir.path().join(CACHE_FILE), &bytes).unwrap();
+        let list = feed(false, dir.path()).load_cache().unwrap();
+        assert_eq!(list.relays.len(), 3);
+        assert!(list.times.usable_until <= unix_now());
+        // Garbage in the cache is ignored.
+        std::fs::write(dir.path().join(CACHE_FILE), b"junk").unwrap();
+        assert!(feed(false, dir.path()).load_cache().is_none());
     }
 }

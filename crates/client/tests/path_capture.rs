@@ -38,8 +38,18 @@ fn an_attacker_pair_claiming_huge_bandwidth_gets_only_its_capped_share() {
     let mut relays = Vec::new();
     let mut operators = Vec::new();
     for (i, (ingress, egress)) in honest.iter().enumerate() {
-        relays.push(relay(&format!("in{i}"), RelayRole::Ingress, &format!("op{i}"), *ingress));
-        relays.push(relay(&format!("eg{i}"), RelayRole::Egress, &format!("op{i}"), *egress));
+        relays.push(relay(
+            &format!("in{i}"),
+            RelayRole::Ingress,
+            &format!("op{i}"),
+            *ingress,
+        ));
+        relays.push(relay(
+            &format!("eg{i}"),
+            RelayRole::Egress,
+            &format!("op{i}"),
+            *egress,
+        ));
         operators.push(Operator {
             name: format!("op{i}"),
             adversary: false,
@@ -76,9 +86,14 @@ fn an_attacker_pair_claiming_huge_bandwidth_gets_only_its_capped_share() {
     // The simulator's exact figure for the same population under the rule
     // clients use, and the bound it must respect.
     let population = Population::new(operators).unwrap();
-    let predicted = exact::path_odds(&population, Policy::CAPPED).unwrap().per_path;
+    let predicted = exact::path_odds(&population, Policy::CAPPED)
+        .unwrap()
+        .per_path;
     let bound = MAX_OPERATOR_SHARE * MAX_OPERATOR_SHARE;
-    assert!(predicted <= bound * (1.0 + 1e-9), "predicted {predicted} > {bound}");
+    assert!(
+        predicted <= bound * (1.0 + 1e-9),
+        "predicted {predicted} > {bound}"
+    );
     // Four standard deviations of the binomial estimate.
     let sigma = (predicted * (1.0 - predicted) / f64::from(draws)).sqrt();
     assert!(

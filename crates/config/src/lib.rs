@@ -27,7 +27,7 @@ pub use issuer::IssuerConfig;
 pub use payment::PaymentConfig;
 pub use pin::{KeyPin, KeyPinError};
 pub use registry::{
-    DirectoryConfig, MAX_RELAYS_LIMIT, PublishConfig, PublicationLimits, RegistryConfig,
+    DirectoryConfig, MAX_RELAYS_LIMIT, PublicationLimits, PublishConfig, RegistryConfig,
     ValidatorConfig,
 };
 pub use tun::{MIN_TUN_MTU, TunConfig, TunDnsConfig};

@@ -350,6 +350,20 @@ impl ValidatorConfig {
         Ok(config)
     }
 
+    /// Only `state_dir` of a validator config file, which may be unfinished:
+    /// a new validator prints its key (`--print-key`) before the file can
+    /// list it among `validators`.
+    pub fn load_state_dir(path: &Path) -> Result<PathBuf, ConfigError> {
+        #[derive(Deserialize)]
+        struct StateDirOnly {
+            state_dir: PathBuf,
+        }
+        let text = read(path)?;
+        let only: StateDirOnly =
+            parse(&text).map_err(|e| e.with_origin(&path.display().to_string()))?;
+        Ok(only.state_dir)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         check_threshold(&self.validators, self.threshold)?;
         for (field, value) in [

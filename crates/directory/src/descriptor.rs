@@ -334,9 +334,7 @@ pub fn endpoint_class(endpoint: &SocketAddr) -> Option<openrelay_policy::Address
 impl RelayDescriptor {
     /// The first endpoint with a special-purpose address ([`endpoint_class`]),
     /// with its class.
-    pub fn special_purpose_endpoint(
-        &self,
-    ) -> Option<(SocketAddr, openrelay_policy::AddressClass)> {
+    pub fn special_purpose_endpoint(&self) -> Option<(SocketAddr, openrelay_policy::AddressClass)> {
         self.fields
             .endpoints
             .iter()

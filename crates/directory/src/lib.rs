@@ -52,7 +52,7 @@ pub use profile::{
     BadProfileSignature, OperatorProfile, PROFILE_VERSION, ProfileFields, ProfileSignError,
     SignedOperatorProfile,
 };
-pub use proposal::{MAX_PROPOSAL_BYTES, PROPOSAL_VERSION, Proposal};
+pub use proposal::{PROPOSAL_VERSION, Proposal};
 /// The RNG traits [`RelayKey::generate`] and friends take, at the version
 /// they take them (`rand_core::OsRng` for real keys).
 pub use rand_core;

@@ -4,7 +4,9 @@
 //! validators sign, each vote carries its own validator's signature.
 
 use crate::FormatError;
-use crate::codec::{Reader, put_count_u32};
+use crate::codec::{
+    Reader, put_directory_bytes, put_small_count, read_directory_bytes, read_small_count,
+};
 use crate::vote::SignedVote;
 
 /// The format version of proposals this crate reads and writes.
@@ -26,12 +28,8 @@ impl Proposal {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + 4 + self.directory.len() + 1);
         out.push(PROPOSAL_VERSION);
-        put_count_u32(&mut out, self.directory.len());
-        out.extend_from_slice(&self.directory);
-        // At most MAX_DIRECTORY_SIGNATURES (a `u8`) are encoded; a longer list
-        // cannot have come from `from_bytes` and is cut rather than panicking.
-        let count = self.votes.len().min(crate::MAX_DIRECTORY_SIGNATURES);
-        out.push(u8::try_from(count).unwrap_or(u8::MAX));
+        put_directory_bytes(&mut out, &self.directory);
+        let count = put_small_count(&mut out, self.votes.len(), crate::MAX_DIRECTORY_SIGNATURES);
         for vote in self.votes.iter().take(count) {
             vote.encode(&mut out);
         }
@@ -43,21 +41,8 @@ impl Proposal {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes);
         r.version("proposal", PROPOSAL_VERSION)?;
-        let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
-        if len > crate::MAX_DIRECTORY_BYTES {
-            return Err(FormatError::TooLarge {
-                what: "directory",
-                limit: crate::MAX_DIRECTORY_BYTES,
-            });
-        }
-        let directory = r.bytes(len)?.to_vec();
-        let count = usize::from(r.u8()?);
-        if count > crate::MAX_DIRECTORY_SIGNATURES {
-            return Err(FormatError::TooLarge {
-                what: "votes",
-                limit: crate::MAX_DIRECTORY_SIGNATURES,
-            });
-        }
+        let directory = read_directory_bytes(&mut r)?;
+        let count = read_small_count(&mut r, "votes", crate::MAX_DIRECTORY_SIGNATURES)?;
         let mut votes = Vec::with_capacity(count);
         for _ in 0..count {
             votes.push(SignedVote::decode(&mut r)?);
@@ -66,11 +51,3 @@ impl Proposal {
         Ok(Proposal { directory, votes })
     }
 }
-
-/// Largest proposal, in bytes: the largest directory and a vote of every
-/// relay by each of the most validators.
-pub const MAX_PROPOSAL_BYTES: usize = 1
-    + 4
-    + crate::MAX_DIRECTORY_BYTES
-    + 1
-    + crate::MAX_DIRECTORY_SIGNATURES * crate::vote::MAX_SIGNED_VOTE_BYTES;

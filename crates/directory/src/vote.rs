@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{
-    Reader, bounded_capacity, check_strictly_ascending, decode_exact, put_count_u32,
+    OneSigned, Reader, bounded_capacity, check_strictly_ascending, decode_exact, put_count_u32,
 };
 use crate::descriptor::read_key;
 use crate::keys::{Domain, RelayId, Signature, ValidatorId, ValidatorKey};
@@ -57,6 +57,14 @@ impl Vote {
         mut entries: Vec<VoteEntry>,
     ) -> Result<Self, FormatError> {
         entries.sort();
+        Self::checked(validator, voted_at, entries)
+    }
+
+    fn checked(
+        validator: ValidatorId,
+        voted_at: u64,
+        entries: Vec<VoteEntry>,
+    ) -> Result<Self, FormatError> {
         let vote = Vote {
             validator,
             voted_at,
@@ -132,13 +140,7 @@ impl Vote {
                 not_before: r.u64()?,
             });
         }
-        let vote = Vote {
-            validator,
-            voted_at,
-            entries,
-        };
-        vote.check()?;
-        Ok(vote)
+        Self::checked(validator, voted_at, entries)
     }
 }
 
@@ -159,11 +161,11 @@ impl ValidatorKey {
         }
         let body = vote.to_bytes();
         let signature = self.sign(Domain::Vote, &body);
-        Ok(SignedVote {
-            vote,
+        Ok(SignedVote(OneSigned {
+            value: vote,
             body,
             signature,
-        })
+        }))
     }
 }
 
@@ -178,28 +180,24 @@ pub struct BadVoteSignature {
 /// A vote with its validator's signature. Holding one proves nothing: call
 /// [`SignedVote::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedVote {
-    vote: Vote,
-    body: Vec<u8>,
-    signature: Signature,
-}
+pub struct SignedVote(OneSigned<Vote>);
 
 impl SignedVote {
     /// The vote (unchecked unless this came out of verification).
     pub fn vote(&self) -> &Vote {
-        &self.vote
+        &self.0.value
     }
 
     /// The validator's signature.
     pub fn signature(&self) -> &Signature {
-        &self.signature
+        &self.0.signature
     }
 
     /// Checks the validator's signature (not whether the validator is
     /// trusted: that is the caller's).
     pub fn verify(&self) -> Result<(), BadVoteSignature> {
-        let validator = self.vote.validator();
-        if validator.verify(Domain::Vote, &self.body, &self.signature) {
+        let validator = self.vote().validator();
+        if validator.verify(Domain::Vote, &self.0.body, &self.0.signature) {
             Ok(())
         } else {
             Err(BadVoteSignature {
@@ -210,14 +208,11 @@ impl SignedVote {
 
     /// The canonical bytes: the body, then the signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + Signature::LEN);
-        self.encode(&mut out);
-        out
+        self.0.to_bytes()
     }
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.body);
-        out.extend_from_slice(self.signature.as_bytes());
+        self.0.encode(out);
     }
 
     /// Parses a signed vote (signature unchecked: call `verify`).
@@ -226,15 +221,7 @@ impl SignedVote {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        let start = r.position();
-        let vote = Vote::decode(r)?;
-        let body = r.consumed_since(start).to_vec();
-        let signature = Signature::from_bytes(r.array()?);
-        Ok(SignedVote {
-            vote,
-            body,
-            signature,
-        })
+        OneSigned::decode(r, Vote::decode).map(SignedVote)
     }
 }
 

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 
 use openrelay_directory::vote::{SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
-    CountryCode, DescriptorFields, Directory, Network, OperatorKey, OperatorProfile, Proposal,
-    ProfileFields, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
+    CountryCode, DescriptorFields, Directory, Network, OperatorKey, OperatorProfile, ProfileFields,
+    Proposal, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
     SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey, verify_directory_bytes,
 };
 use serde_json::{Value, json};
@@ -410,7 +410,8 @@ fn stored_vectors_decode_and_verify() {
     let vote = SignedVote::from_bytes(&unhex(stored["vote"]["signed"].as_str().unwrap())).unwrap();
     vote.verify().unwrap();
     assert_eq!(vote.vote().entries().len(), 2);
-    let proposal = Proposal::from_bytes(&unhex(stored["proposal"]["bytes"].as_str().unwrap())).unwrap();
+    let proposal =
+        Proposal::from_bytes(&unhex(stored["proposal"]["bytes"].as_str().unwrap())).unwrap();
     assert_eq!(proposal.votes, vec![vote]);
     assert_eq!(
         hex(&proposal.directory),

@@ -23,7 +23,10 @@ fn entry(relay: u8, not_before: u64) -> VoteEntry {
 }
 
 fn vote(validator: u8, relays: &[u8]) -> SignedVote {
-    let entries = relays.iter().map(|&r| entry(r, T0 + u64::from(r))).collect();
+    let entries = relays
+        .iter()
+        .map(|&r| entry(r, T0 + u64::from(r)))
+        .collect();
     validator_key(validator)
         .sign_vote(Vote::new(validator_key(validator).id(), NOW, entries).unwrap())
         .unwrap()
@@ -59,7 +62,11 @@ fn a_forged_or_misattributed_vote_is_refused() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     assert_eq!(
-        SignedVote::from_bytes(&bytes).unwrap().verify().unwrap_err().which,
+        SignedVote::from_bytes(&bytes)
+            .unwrap()
+            .verify()
+            .unwrap_err()
+            .which,
         Signer::Validator(validator_key(0).id())
     );
     let foreign = Vote::new(validator_key(1).id(), NOW, vec![entry(1, T0)]).unwrap();
@@ -68,7 +75,11 @@ fn a_forged_or_misattributed_vote_is_refused() {
         Err(VoteSignError::WrongValidatorKey)
     );
     assert_eq!(
-        Vote::new(validator_key(0).id(), NOW, vec![entry(1, T0), entry(1, T0 + 1)]),
+        Vote::new(
+            validator_key(0).id(),
+            NOW,
+            vec![entry(1, T0), entry(1, T0 + 1)]
+        ),
         Err(FormatError::Duplicate {
             list: "vote entries"
         })
@@ -82,11 +93,23 @@ fn a_forged_or_misattributed_vote_is_refused() {
 }
 
 #[test]
+fn the_largest_vote_is_what_the_format_document_says() {
+    assert_eq!(openrelay_directory::vote::MAX_SIGNED_VOTE_BYTES, 800_109);
+}
+
+#[test]
 fn tally_elects_the_relays_most_votes_list() {
     let votes = [vote(0, &[1, 2, 3]), vote(1, &[1, 2]), vote(2, &[1, 4])];
     let elected = tally(votes.iter().map(SignedVote::vote));
     let ids: Vec<_> = elected.keys().copied().collect();
-    assert_eq!(ids, vec![relay_key(1).id(), relay_key(2).id()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        vec![relay_key(1).id(), relay_key(2).id()]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
     assert_eq!(elected[&relay_key(1).id()].votes, 3);
     assert_eq!(elected[&relay_key(1).id()].newest_not_before, T0 + 1);
     // Exactly half is not a majority.
@@ -223,7 +246,10 @@ fn weights_clip_the_claim_and_cap_an_operator() {
     // Three operators: the cap is a third each at most.
     assert_eq!(effective_cap(MAX_OPERATOR_SHARE, 3), 1.0 / 3.0);
     let capped = cap_shares(&[5.0, 1.0, 1.0], MAX_OPERATOR_SHARE);
-    assert!(capped.iter().all(|&m| (m - 1.0).abs() < 1e-12), "{capped:?}");
+    assert!(
+        capped.iter().all(|&m| (m - 1.0).abs() < 1e-12),
+        "{capped:?}"
+    );
 }
 
 proptest! {

@@ -39,8 +39,8 @@ use std::sync::{Mutex, MutexGuard};
 use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{Elected, Vote, VoteEntry};
 use openrelay_directory::{
-    AddressClass, BadProfileSignature, DescriptorError, Directory, FormatError, KeyPin,
-    OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
+    AddressClass, BadProfileSignature, DescriptorError, Directory, FormatError, KeyPin, OperatorId,
+    RelayId, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
 };
 use tracing::warn;
 
@@ -195,7 +195,10 @@ impl Index {
             }
             self.expiry.pop_first();
             if let Some(d) = self.relays.get(&relay) {
-                let (operator, pin) = (d.signed.descriptor().operator(), d.signed.descriptor().quic_pin());
+                let (operator, pin) = (
+                    d.signed.descriptor().operator(),
+                    d.signed.descriptor().quic_pin(),
+                );
                 self.forget_live(operator, pin, relay);
             }
         }
@@ -322,11 +325,6 @@ impl<S: RegistryStore> Registry<S> {
         index
     }
 
-    /// The publication rules in force.
-    pub fn limits(&self) -> &PublicationLimits {
-        &self.limits
-    }
-
     /// Accepts an operator's signed profile at `now`: one signed later than
     /// the stored one replaces it; the very same one refreshes it; an older
     /// one is a replay ([`PublishError::NotNewer`]).
@@ -344,8 +342,7 @@ impl<S: RegistryStore> Registry<S> {
                 });
             }
             Some(stored)
-                if offered == stored.signed.profile().published_at()
-                    && stored.signed != signed =>
+                if offered == stored.signed.profile().published_at() && stored.signed != signed =>
             {
                 return Err(PublishError::ProfileConflict);
             }

@@ -50,8 +50,9 @@ pub(crate) async fn serve(
 
 /// Answers with `status` and `text` (and `retry-after`, seconds).
 pub(crate) async fn reply(stream: ServerStream, status: u16, text: &str, retry_after: Option<u64>) {
-    let mut response =
-        http::Response::builder().status(http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR));
+    let mut response = http::Response::builder().status(
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+    );
     if let Some(secs) = retry_after {
         response = response.header(http::header::RETRY_AFTER, secs);
     }

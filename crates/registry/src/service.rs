@@ -356,7 +356,8 @@ impl RegistryService {
     /// Takes a validator's vote; answers the relays it lists that this
     /// registry lacks.
     fn accept_vote(&self, body: &[u8], now: u64) -> Result<Vec<u8>, (u16, String)> {
-        let vote = SignedVote::from_bytes(body).map_err(|e| (400, format!("malformed vote: {e}")))?;
+        let vote =
+            SignedVote::from_bytes(body).map_err(|e| (400, format!("malformed vote: {e}")))?;
         let validator = vote.vote().validator();
         if !self.validators.contains(&validator) {
             return Err((403, "not a configured validator".into()));
@@ -401,7 +402,12 @@ impl RegistryService {
             validator,
             signature: Signature::from_bytes(signature),
         };
-        let does_not_verify = || (403, "signature does not verify over that directory".to_owned());
+        let does_not_verify = || {
+            (
+                403,
+                "signature does not verify over that directory".to_owned(),
+            )
+        };
         let mut pending = lock(&self.pending);
         if let Some(p) = pending.as_mut().filter(|p| p.digest == digest) {
             if !signature.verifies(&p.envelope.directory) {
@@ -498,8 +504,13 @@ impl RegistryService {
                         server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
                     }
                     Ok(Ok(SignatureOutcome::AlreadyServed)) => {
-                        reply(stream, 200, "already signed by the threshold and served", None)
-                            .await;
+                        reply(
+                            stream,
+                            200,
+                            "already signed by the threshold and served",
+                            None,
+                        )
+                        .await;
                     }
                     Ok(Ok(SignatureOutcome::Superseded)) => {
                         reply(stream, 410, "not the current proposal (replaced)", None).await;

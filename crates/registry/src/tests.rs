@@ -326,7 +326,12 @@ fn replays_of_descriptors_and_profiles_are_refused() {
         Err(PublishError::ProfileConflict)
     ));
     let (directory, _) = registry
-        .assemble(&everything(&registry, NOW + 5), 1, NOW + 5, NOW + 5 + LIFETIME)
+        .assemble(
+            &everything(&registry, NOW + 5),
+            1,
+            NOW + 5,
+            NOW + 5 + LIFETIME,
+        )
         .unwrap();
     let names: Vec<&str> = directory
         .operators()
@@ -346,7 +351,11 @@ fn profiles_of_operators_without_live_relays_are_pruned() {
     registry.publish_profile(&profile(5), NOW).unwrap();
     assert_eq!(registry.profile_count(), 3);
     for relay in 0..2 {
-        let mut refreshed = fields(relay, 0, [RelayRole::Ingress, RelayRole::Egress][relay as usize]);
+        let mut refreshed = fields(
+            relay,
+            0,
+            [RelayRole::Ingress, RelayRole::Egress][relay as usize],
+        );
         refreshed.not_before = NOW + TTL - 60;
         registry
             .publish_descriptor(&sign_with(refreshed, relay, 0, relay), NOW + TTL - 1)
@@ -436,14 +445,21 @@ fn the_registry_never_holds_more_relays_than_a_directory_can_list() {
         if relay < max {
             published.unwrap();
         } else {
-            assert!(matches!(published, Err(PublishError::Full { .. })), "{published:?}");
+            assert!(
+                matches!(published, Err(PublishError::Full { .. })),
+                "{published:?}"
+            );
         }
     }
     let publishing = started.elapsed();
     let (directory, missing) = registry
         .assemble(&everything(&registry, NOW), 1, NOW, NOW + LIFETIME)
         .unwrap();
-    assert_eq!(directory.descriptors().len(), max as usize, "{publishing:?}");
+    assert_eq!(
+        directory.descriptors().len(),
+        max as usize,
+        "{publishing:?}"
+    );
     assert!(missing.is_empty());
 }
 
@@ -455,7 +471,12 @@ struct CountingStore {
 }
 
 impl RegistryStore for CountingStore {
-    fn put_descriptor(&self, relay: &[u8; 32], d: &[u8], expires_at: u64) -> Result<(), StoreError> {
+    fn put_descriptor(
+        &self,
+        relay: &[u8; 32],
+        d: &[u8],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
         self.inner.put_descriptor(relay, d, expires_at)
     }
     fn descriptors(&self) -> Result<Vec<Timed>, StoreError> {
@@ -498,12 +519,18 @@ fn publishing_never_reads_the_store_back() {
         full_reads: Default::default(),
     };
     let registry = Registry::open(store, limits()).unwrap();
-    let at_start = registry.store().full_reads.load(std::sync::atomic::Ordering::Relaxed);
+    let at_start = registry
+        .store()
+        .full_reads
+        .load(std::sync::atomic::Ordering::Relaxed);
     for operator in 0..10 {
         registry.publish_profile(&profile(operator), NOW).unwrap();
         for relay in 0..10 {
             registry
-                .publish_descriptor(&descriptor(10 * operator + relay, operator, RelayRole::Egress), NOW)
+                .publish_descriptor(
+                    &descriptor(10 * operator + relay, operator, RelayRole::Egress),
+                    NOW,
+                )
                 .unwrap();
         }
     }
@@ -512,7 +539,10 @@ fn publishing_never_reads_the_store_back() {
         .assemble(&everything(&registry, NOW), 1, NOW, NOW + LIFETIME)
         .unwrap();
     assert_eq!(
-        registry.store().full_reads.load(std::sync::atomic::Ordering::Relaxed),
+        registry
+            .store()
+            .full_reads
+            .load(std::sync::atomic::Ordering::Relaxed),
         at_start
     );
 }
@@ -677,12 +707,7 @@ mod proposals {
         }
     }
 
-    fn reissued(
-        proposal: &Proposal,
-        sequence: u64,
-        issued_at: u64,
-        valid_until: u64,
-    ) -> Proposal {
+    fn reissued(proposal: &Proposal, sequence: u64, issued_at: u64, valid_until: u64) -> Proposal {
         let d = Directory::from_bytes(&proposal.directory).unwrap();
         with(
             proposal,
@@ -760,7 +785,13 @@ mod proposals {
             }
         );
         assert!(matches!(
-            refusal(&reissued(&first, 8, NOW - 1, NOW + LIFETIME), Some(&LastSigned { issued_at: NOW, ..record })),
+            refusal(
+                &reissued(&first, 8, NOW - 1, NOW + LIFETIME),
+                Some(&LastSigned {
+                    issued_at: NOW,
+                    ..record
+                })
+            ),
             Refusal::IssuedBeforeLastSigned { .. }
         ));
     }
@@ -818,7 +849,10 @@ mod proposals {
             ));
         }
         assert_eq!(
-            refusal(&reissued(&proposal, 7, NOW - 3600, NOW + 2 * LIFETIME), None),
+            refusal(
+                &reissued(&proposal, 7, NOW - 3600, NOW + 2 * LIFETIME),
+                None
+            ),
             Refusal::NotIssuedNow {
                 issued_at: NOW - 3600,
                 now: NOW
@@ -857,7 +891,14 @@ mod proposals {
         .unwrap();
         let omitted = refusal(&with(&proposal, &own_only), None);
         assert!(
-            matches!(omitted, Refusal::OmittedRelay { votes: 3, of: 3, .. }),
+            matches!(
+                omitted,
+                Refusal::OmittedRelay {
+                    votes: 3,
+                    of: 3,
+                    ..
+                }
+            ),
             "{omitted}"
         );
         // Relay 9, which no validator saw, slipped in.

@@ -356,7 +356,10 @@ mod tests {
         // share among the ingresses an egress leaves (a little more after an
         // honest egress, whose own ingress is left out).
         assert!(close(capped.egress, c), "{capped:?}");
-        assert!(capped.ingress >= c && capped.ingress <= c / (1.0 - 1.0 / 50.0), "{capped:?}");
+        assert!(
+            capped.ingress >= c && capped.ingress <= c / (1.0 - 1.0 / 50.0),
+            "{capped:?}"
+        );
         assert!(close(capped.per_path, c * c), "{capped:?}");
     }
 

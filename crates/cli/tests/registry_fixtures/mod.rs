@@ -51,7 +51,7 @@ pub fn profile(operator: u8) -> Vec<u8> {
 }
 
 /// Relay `relay`'s fields: a global unicast endpoint (`11.22.33.<relay>`;
-/// nothing connects to it), valid from `age` seconds ago for two hours.
+/// nothing connects to it), valid from `age` seconds ago for a day.
 pub fn fields(relay: u8, operator: u8, role: RelayRole, age: u64) -> DescriptorFields {
     let now = unix_now();
     DescriptorFields {
@@ -69,7 +69,7 @@ pub fn fields(relay: u8, operator: u8, role: RelayRole, age: u64) -> DescriptorF
         software_version: "openrelay 0.1.0".to_owned(),
         software_measurement: None,
         not_before: now - age,
-        not_after: now + 7200,
+        not_after: now + 86_400,
     }
 }
 
@@ -184,4 +184,137 @@ pub fn validator_client(proc: &Proc) -> RegistryClient {
         proc.ready_field("listen").parse().unwrap(),
         proc.ready_field("tls_key").parse().unwrap(),
     )
+}
+
+/// A registry stand-in that answers every request with the bytes it is
+/// told to serve.
+#[derive(Debug, Default)]
+pub struct Impostor(pub std::sync::Mutex<Vec<u8>>);
+
+impl openrelay_transport::server::RequestHandler for Impostor {
+    fn handle(
+        self: std::sync::Arc<Self>,
+        _request: http::Request<()>,
+        stream: openrelay_transport::server::ServerStream,
+        _context: openrelay_transport::server::RequestContext,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let body = bytes::Bytes::from(self.0.lock().unwrap().clone());
+        openrelay_transport::server::respond(stream, http::StatusCode::OK, body)
+    }
+}
+
+impl Impostor {
+    /// Serves `bytes` from now on.
+    pub fn serve(&self, bytes: Vec<u8>) {
+        *self.0.lock().unwrap() = bytes;
+    }
+}
+
+/// A devnet whose registry was killed and replaced by an [`Impostor`]
+/// holding its key, at its address: only the directory's validator
+/// signatures can tell them apart.
+pub struct TakenOver {
+    /// The impostor.
+    pub impostor: std::sync::Arc<Impostor>,
+    /// The directory the client had verified before (its cache).
+    pub genuine: Vec<u8>,
+    /// That directory, parsed.
+    pub current: openrelay_directory::Directory,
+    /// The devnet's three validators' keys.
+    pub validators: Vec<ValidatorKey>,
+    /// The client's cache file.
+    pub cache: PathBuf,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TakenOver {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// Kills `devnet`'s registry and takes its place (see [`TakenOver`]).
+pub async fn take_over_registry(devnet: &crate::common::Devnet) -> TakenOver {
+    use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+    use openrelay_transport::server::{self, ServerCounters};
+    use std::time::Duration;
+    let config =
+        openrelay_config::ClientConfig::load(&devnet.state_dir.join("configs/client.toml"))
+            .unwrap();
+    let registry = config.directory.unwrap().registry.addr;
+    let identity = Identity::load_or_create(&devnet.state_dir.join("registry")).unwrap();
+    let validators: Vec<ValidatorKey> = (1..=3)
+        .map(|i| {
+            openrelay_registry::keyfile::load_or_create(
+                &devnet.state_dir.join(format!("validator-{i}")),
+            )
+            .unwrap()
+        })
+        .collect();
+    let registry_pid = devnet.component_pid("registry");
+    assert!(crate::common::send_signal(registry_pid, "KILL"));
+    // Its socket is free once it is gone.
+    while crate::common::is_running(registry_pid) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cache = devnet.state_dir.join("client/directory.bin");
+    let genuine = std::fs::read(&cache).unwrap();
+    let current = openrelay_directory::Directory::from_bytes(
+        &openrelay_directory::SignedDirectory::from_bytes(&genuine)
+            .unwrap()
+            .directory,
+    )
+    .unwrap();
+    let impostor = std::sync::Arc::new(Impostor::default());
+    let tuning = Tuning::relay(Duration::from_secs(30), 64, TUNNELLED_MTU);
+    // The kernel may take a moment to release the dead registry's port.
+    let mut tries = 0;
+    let endpoint = loop {
+        match server::bind(registry, &identity, &tuning) {
+            Ok(endpoint) => break endpoint,
+            Err(_) if tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot take the registry's place: {e}"),
+        }
+    };
+    let serving = tokio::spawn(server::serve(
+        endpoint,
+        std::sync::Arc::clone(&impostor),
+        std::sync::Arc::new(ServerCounters::default()),
+        std::future::pending(),
+    ));
+    TakenOver {
+        impostor,
+        genuine,
+        current,
+        validators,
+        cache,
+        serving,
+    }
+}
+
+/// `directory`'s contents under a new sequence and validity, signed by
+/// `validators`.
+pub fn reissued(
+    directory: &openrelay_directory::Directory,
+    validators: &[&ValidatorKey],
+    sequence: u64,
+    issued_at: u64,
+    valid_until: u64,
+) -> Vec<u8> {
+    let d = openrelay_directory::Directory::new(
+        sequence,
+        issued_at,
+        valid_until,
+        directory.operators().to_vec(),
+        directory.descriptors().to_vec(),
+    )
+    .unwrap();
+    let mut signed = openrelay_directory::SignedDirectory::new(&d);
+    for key in validators {
+        signed.sign(key);
+    }
+    signed.to_bytes()
 }

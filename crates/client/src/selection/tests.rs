@@ -410,13 +410,26 @@ fn an_operator_claiming_huge_bandwidth_gets_at_most_its_capped_share() {
     use openrelay_directory::weight::MAX_OPERATOR_SHARE;
     // Eleven operators at 1 Gbit/s and one claiming u64::MAX.
     let mut relays: Vec<Candidate> = (0..11)
-        .map(|n| relay(&format!("e{n}"), EGRESS, &format!("op{n}"), "", "DE", "", 1_000_000_000))
+        .map(|n| {
+            relay(
+                &format!("e{n}"),
+                EGRESS,
+                &format!("op{n}"),
+                "",
+                "DE",
+                "",
+                1_000_000_000,
+            )
+        })
         .collect();
     relays.push(relay("big", EGRESS, "big", "", "DE", "", u64::MAX));
     let refs: Vec<&Candidate> = relays.iter().collect();
     let weights = selection_weights(&refs);
     let total: f64 = weights.iter().sum();
-    assert!((weights[11] / total - MAX_OPERATOR_SHARE).abs() < 1e-12, "{weights:?}");
+    assert!(
+        (weights[11] / total - MAX_OPERATOR_SHARE).abs() < 1e-12,
+        "{weights:?}"
+    );
     assert!(weights[..11].iter().all(|&w| w == 1e9), "{weights:?}");
     // Two relays of one operator share its capped weight in proportion.
     relays.push(relay("big2", EGRESS, "big", "", "DE", "", 10_000_000_000));
@@ -433,7 +446,10 @@ fn an_operator_claiming_huge_bandwidth_gets_at_most_its_capped_share() {
     ];
     let refs: Vec<&Candidate> = few.iter().collect();
     let weights = selection_weights(&refs);
-    assert!(weights.iter().all(|&w| (w - weights[0]).abs() < 1e-9 * w), "{weights:?}");
+    assert!(
+        weights.iter().all(|&w| (w - weights[0]).abs() < 1e-9 * w),
+        "{weights:?}"
+    );
 }
 
 #[test]

@@ -228,7 +228,9 @@ pub enum Refusal {
         of: usize,
     },
     /// A listed descriptor is older than the votes allow.
-    #[error("relay {relay} is listed with a descriptor from {not_before}, the votes know one from {newest}")]
+    #[error(
+        "relay {relay} is listed with a descriptor from {not_before}, the votes know one from {newest}"
+    )]
     StaleDescriptor {
         /// The relay.
         relay: RelayId,
@@ -398,7 +400,11 @@ fn check_votes<'a>(
     Ok(votes.iter().collect())
 }
 
-fn check_relays(directory: &Directory, votes: &[&SignedVote], rules: &Rules) -> Result<(), Refusal> {
+fn check_relays(
+    directory: &Directory,
+    votes: &[&SignedVote],
+    rules: &Rules,
+) -> Result<(), Refusal> {
     let of = votes.len();
     let elected = tally(votes.iter().map(|v| v.vote()));
     let voted = |relay: &RelayId| {
@@ -437,10 +443,7 @@ fn check_relays(directory: &Directory, votes: &[&SignedVote], rules: &Rules) -> 
         }
         *per_operator.entry(d.operator()).or_default() += 1;
     }
-    if let Some(relay) = elected
-        .keys()
-        .find(|r| directory.descriptor(r).is_none())
-    {
+    if let Some(relay) = elected.keys().find(|r| directory.descriptor(r).is_none()) {
         return Err(Refusal::OmittedRelay {
             relay: *relay,
             votes: voted(relay),

@@ -129,11 +129,6 @@ impl Validator {
         self.key.id()
     }
 
-    /// The validator's view of the relays (what relays published to it).
-    pub fn relays(&self) -> &Arc<Registry<RedbStore>> {
-        &self.registry
-    }
-
     /// What this validator signed last.
     pub fn last_signed(&self) -> Result<Option<LastSigned>, StoreError> {
         Ok(self
@@ -219,6 +214,8 @@ impl Validator {
                 round.last_vote = Some((entries, now));
                 self.forward(registry, &wanted).await;
             }
+            // The registry holds a vote of this second already (a restart).
+            Ok((409, _)) => debug!("vote not newer than the one the registry holds"),
             Ok((status, reply)) => {
                 warn!(status, reply = %String::from_utf8_lossy(&reply).trim(), "vote not accepted");
             }
@@ -253,7 +250,12 @@ impl Validator {
         }
     }
 
-    async fn sign_proposal(self: &Arc<Self>, registry: &RegistryClient, round: &mut Round, now: u64) {
+    async fn sign_proposal(
+        self: &Arc<Self>,
+        registry: &RegistryClient,
+        round: &mut Round,
+        now: u64,
+    ) {
         let body = match registry
             .call(http::Method::GET, paths::PROPOSAL, Vec::new())
             .await
@@ -351,7 +353,13 @@ impl Validator {
         }
     }
 
-    fn refused(&self, round: &mut Round, refusal: Refusal, digest: Option<DirectoryDigest>, now: u64) {
+    fn refused(
+        &self,
+        round: &mut Round,
+        refusal: Refusal,
+        digest: Option<DirectoryDigest>,
+        now: u64,
+    ) {
         if refusal.is_transient() {
             let since = *round.transient_since.get_or_insert(now);
             if now.saturating_sub(since) < TRANSIENT_GRACE_SECS {
