@@ -20,15 +20,20 @@ async fn download(socks: &str, url: &str, what: &str) {
         .assert_ok(what);
 }
 
-/// Captures UDP packets to the devnet registry's address while alive.
+/// Captures UDP packets to the devnet registry's address from egress
+/// (127.0.2.x) and client (127.0.3.x) addresses while alive. Other devnets
+/// on this machine use the same addresses (with other ports), and their
+/// relays' publications would flood an unfiltered capture.
 struct Capture(std::process::Child, tempfile::NamedTempFile);
 
 impl Capture {
     fn start() -> Option<Capture> {
         let file = tempfile::NamedTempFile::new().unwrap();
         let status = tempfile::NamedTempFile::new().unwrap();
+        let filter =
+            "udp and dst host 127.0.4.1 and (src net 127.0.2.0/24 or src net 127.0.3.0/24)";
         let mut child = std::process::Command::new("tcpdump")
-            .args(["-i", "lo", "-n", "-l", "-q", "udp and dst host 127.0.4.1"])
+            .args(["-i", "lo", "-n", "-l", "-q", filter])
             .stdout(file.reopen().unwrap())
             .stderr(status.reopen().unwrap())
             .spawn()
@@ -39,12 +44,16 @@ impl Capture {
         Some(Capture(child, file))
     }
 
-    fn sources(mut self) -> Vec<String> {
+    /// The sources of the packets to `registry` (this devnet's, by port).
+    fn sources(mut self, registry: std::net::SocketAddr) -> Vec<String> {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        // `IP 127.0.2.3.40000 > 127.0.4.1.4443: UDP, length 1200`
+        let destination = format!("{}.{}:", registry.ip(), registry.port());
         std::fs::read_to_string(self.1.path())
             .unwrap()
             .lines()
+            .filter(|l| l.split_whitespace().nth(4) == Some(destination.as_str()))
             .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
             .collect()
     }
@@ -99,9 +108,15 @@ async fn the_client_runs_on_the_validator_signed_directory() {
     // The directory reached the client through the relays: the registry got
     // traffic from an egress relay's address (egresses send from their own
     // address, 127.0.2.x; relays and validators publish from elsewhere).
+    let registry = ClientConfig::load(&devnet.state_dir.join("configs/client.toml"))
+        .unwrap()
+        .directory
+        .unwrap()
+        .registry
+        .addr;
     match capture {
         Some(capture) => {
-            let sources = capture.sources();
+            let sources = capture.sources(registry);
             assert!(
                 sources.iter().any(|s| s.starts_with("127.0.2.")),
                 "no directory fetch through an egress: {sources:?}"

@@ -19,11 +19,20 @@
 //!
 //! So two colluding operators (one ingress, one egress) hold both hops of a
 //! path with probability at most `MAX_OPERATOR_SHARE²` = 1 % in any network of
-//! ten or more operators per role, however much bandwidth they claim; with
-//! fewer operators the cap is `1/k` (every operator equal), the operator
-//! diversity a small network has anyway. The price is that a genuinely large
-//! operator cannot get more than a tenth of the paths until bandwidth is
-//! measured. `openrelay-sim` models exactly these rules (policy `capped`).
+//! ten or more operators per role, however much bandwidth they claim.
+//! `openrelay-sim` models exactly these rules (policy `capped`).
+//!
+//! What it costs and what it does not do:
+//! - A genuinely large operator gets at most a tenth of a role's paths until
+//!   bandwidth is measured.
+//! - In a draw among fewer than ten operators the cap is `1/k`, which makes
+//!   every operator equal there (the `operator-diverse` policy of the
+//!   simulator): bandwidth no longer matters in a small network.
+//! - Identities are as cheap as claims: an adversary showing `K` operators,
+//!   each at the clip, still gets up to `K` times the cap (as much as its
+//!   relays' clipped bandwidth weighs against the honest relays'). Only
+//!   measured bandwidth or stake (later issues) bounds that; the cap only
+//!   stops a single claim from buying everything.
 
 /// The most bandwidth (bits per second) a relay's claim counts for.
 pub const MAX_WEIGHTED_BANDWIDTH_BPS: u64 = 10_000_000_000;

@@ -277,6 +277,19 @@ impl RegistryService {
         if !self.all_listed(&missing, now) {
             return;
         }
+        // A directory without an ingress and an egress would leave every
+        // client without a path (validators that have not yet heard from any
+        // relay vote for none, e.g. when a network starts).
+        let has = |role| {
+            candidate
+                .descriptors()
+                .iter()
+                .any(|d| d.descriptor().role() == role)
+        };
+        if !has(openrelay_config::RelayRole::Ingress) || !has(openrelay_config::RelayRole::Egress) {
+            debug!("the elected relays make no path yet; nothing proposed");
+            return;
+        }
         let fresh_enough = |d: &Directory| d.valid_until().saturating_sub(now) > self.lifetime / 2;
         if lock(&self.served)
             .as_ref()
@@ -286,14 +299,15 @@ impl RegistryService {
             return;
         }
         let voters: BTreeSet<ValidatorId> = votes.iter().map(|v| v.vote().validator()).collect();
-        let mut pending = lock(&self.pending);
-        if pending.as_ref().is_some_and(|p| {
+        if lock(&self.pending).as_ref().is_some_and(|p| {
             same_contents(&p.directory, &candidate)
                 && p.voters == voters
                 && now.saturating_sub(p.created_at) < PROPOSAL_MAX_AGE_SECS
         }) {
             return; // Validators are signing this one already.
         }
+        // Built without holding the lock request handlers take (this is the
+        // only task that replaces the proposal).
         let directory = match self
             .next_sequence()
             .map_err(crate::AssembleError::from)
@@ -319,7 +333,7 @@ impl RegistryService {
             }
             .to_bytes(),
         );
-        *pending = Some(Pending {
+        *lock(&self.pending) = Some(Pending {
             digest: envelope.digest(),
             envelope,
             directory,
@@ -381,7 +395,9 @@ impl RegistryService {
     }
 
     /// Takes a validator's signature; records and serves the directory once
-    /// the threshold is met.
+    /// the threshold is met. Locks are held only to read or change the
+    /// proposal and the served directory: verifying a directory and writing
+    /// it to disk happen outside them, so request handlers never wait.
     fn accept_signature(&self, body: &[u8], now: u64) -> Result<SignatureOutcome, (u16, String)> {
         let bad = |why: &str| (400, why.to_owned());
         if body.len() != SIGNATURE_SUBMISSION_LEN {
@@ -408,52 +424,69 @@ impl RegistryService {
                 "signature does not verify over that directory".to_owned(),
             )
         };
-        let mut pending = lock(&self.pending);
-        if let Some(p) = pending.as_mut().filter(|p| p.digest == digest) {
-            if !signature.verifies(&p.envelope.directory) {
+        let recording_failed = |e: crate::AssembleError| {
+            warn!(error = %e, "cannot record the signed directory");
+            (500, "cannot record the directory".to_owned())
+        };
+        let pending_bytes = lock(&self.pending)
+            .as_ref()
+            .filter(|p| p.digest == digest)
+            .map(|p| p.envelope.directory.clone());
+        if let Some(directory) = pending_bytes {
+            if !signature.verifies(&directory) {
                 return Err(does_not_verify());
             }
-            p.envelope.add_signature(signature);
-            if p.envelope.signatures.len() < self.threshold {
+            let complete = {
+                let mut pending = lock(&self.pending);
+                let Some(p) = pending.as_mut().filter(|p| p.digest == digest) else {
+                    return Ok(SignatureOutcome::Superseded);
+                };
+                p.envelope.add_signature(signature);
+                (p.envelope.signatures.len() >= self.threshold).then(|| p.envelope.clone())
+            };
+            let Some(envelope) = complete else {
                 return Ok(SignatureOutcome::Counted);
-            }
-            if let Err(e) = verify_directory(p.envelope.clone(), &self.trust, now, None) {
+            };
+            if let Err(e) = verify_directory(envelope.clone(), &self.trust, now, None) {
                 warn!(error = %e, "a proposal signed by the threshold does not verify");
                 return Ok(SignatureOutcome::Counted);
             }
-            self.registry.record(&p.envelope).map_err(|e| {
-                warn!(error = %e, "cannot record the signed directory");
-                (500, "cannot record the directory".to_owned())
-            })?;
+            let sequence = self.registry.record(&envelope).map_err(recording_failed)?;
             info!(
-                sequence = p.directory.sequence(),
-                signatures = p.envelope.signatures.len(),
+                sequence,
+                signatures = envelope.signatures.len(),
                 "directory signed by the threshold; serving it"
             );
-            if let Some(p) = pending.take() {
-                *lock(&self.served) = Served::of(p.envelope);
+            let mut pending = lock(&self.pending);
+            if pending.as_ref().is_some_and(|p| p.digest == digest) {
+                *pending = None;
             }
+            drop(pending);
+            *lock(&self.served) = Served::of(envelope);
             return Ok(SignatureOutcome::Counted);
         }
-        drop(pending);
-        let mut served = lock(&self.served);
-        if let Some(s) = served.as_mut().filter(|s| s.digest == digest) {
-            if !signature.verifies(&s.envelope.directory) {
-                return Err(does_not_verify());
-            }
-            // More signatures make the served directory sturdier (a client
-            // trusting another subset of validators may need this one).
-            if !s.envelope.signatures.contains(&signature) {
+        let served = lock(&self.served)
+            .as_ref()
+            .filter(|s| s.digest == digest)
+            .map(|s| s.envelope.clone());
+        let Some(mut envelope) = served else {
+            return Ok(SignatureOutcome::Superseded);
+        };
+        if !signature.verifies(&envelope.directory) {
+            return Err(does_not_verify());
+        }
+        // More signatures make the served directory sturdier (a client
+        // trusting another subset of validators may need this one).
+        if !envelope.signatures.contains(&signature) {
+            envelope.add_signature(signature);
+            self.registry.record(&envelope).map_err(recording_failed)?;
+            let mut served = lock(&self.served);
+            if let Some(s) = served.as_mut().filter(|s| s.digest == digest) {
                 s.envelope.add_signature(signature);
-                self.registry.record(&s.envelope).map_err(|e| {
-                    warn!(error = %e, "cannot record the signed directory");
-                    (500, "cannot record the directory".to_owned())
-                })?;
                 s.encoded = Bytes::from(s.envelope.to_bytes());
             }
-            return Ok(SignatureOutcome::AlreadyServed);
         }
-        Ok(SignatureOutcome::Superseded)
+        Ok(SignatureOutcome::AlreadyServed)
     }
 
     async fn serve_request(self: Arc<Self>, request: http::Request<()>, mut stream: ServerStream) {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::ValidatorConfig;
-use openrelay_directory::vote::{Vote, VoteEntry};
+use openrelay_directory::vote::{SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
     DirectoryDigest, Proposal, RelayId, ValidatorId, ValidatorKey, ValidatorSignature,
 };
@@ -182,25 +182,15 @@ impl Validator {
 
     /// Votes, if the view changed or the last vote is getting old, and
     /// forwards what the registry lacks.
-    async fn vote(&self, registry: &RegistryClient, round: &mut Round, now: u64) {
-        let entries = self
-            .registry
-            .vote_entries(now, now.saturating_add(self.rules.max_lifetime_secs));
-        let due = match &round.last_vote {
-            Some((last, at)) => {
-                (*last != entries || now.saturating_sub(*at) >= REVOTE_SECS) && now > *at
-            }
-            None => true,
-        };
-        if !due {
-            return;
-        }
-        let vote = match Vote::new(self.key.id(), now, entries.clone())
-            .map_err(|e| e.to_string())
-            .and_then(|v| self.key.sign_vote(v).map_err(|e| e.to_string()))
-        {
-            Ok(vote) => vote,
-            Err(e) => {
+    async fn vote(self: &Arc<Self>, registry: &RegistryClient, round: &mut Round, now: u64) {
+        let this = Arc::clone(self);
+        let last = round.last_vote.clone();
+        // Listing and signing up to 20,000 relays: off the runtime.
+        let made = tokio::task::spawn_blocking(move || this.make_vote(last.as_ref(), now)).await;
+        let (entries, vote) = match made {
+            Ok(Ok(Some(made))) => made,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
                 warn!(error = %e, "cannot make a vote");
                 return;
             }
@@ -221,6 +211,29 @@ impl Validator {
             }
             Err(e) => warn!(error = %e, "cannot post the vote"),
         }
+    }
+
+    /// This validator's signed vote at `now`, with its entries, unless its
+    /// view is what it voted for `last` and that vote is recent.
+    fn make_vote(
+        &self,
+        last: Option<&(Vec<VoteEntry>, u64)>,
+        now: u64,
+    ) -> Result<Option<(Vec<VoteEntry>, SignedVote)>, VoteError> {
+        let entries = self
+            .registry
+            .vote_entries(now, now.saturating_add(self.rules.max_lifetime_secs));
+        let due = match last {
+            Some((voted, at)) => {
+                (*voted != entries || now.saturating_sub(*at) >= REVOTE_SECS) && now > *at
+            }
+            None => true,
+        };
+        if !due {
+            return Ok(None);
+        }
+        let vote = Vote::new(self.key.id(), now, entries.clone())?;
+        Ok(Some((entries, self.key.sign_vote(vote)?)))
     }
 
     /// Forwards the publications of the relays in `wanted` (32-byte ids) to
@@ -375,6 +388,16 @@ impl Validator {
             round.refused = digest;
         }
     }
+}
+
+/// Why no vote could be made (neither can happen with the publication
+/// limits in force, but neither is a reason to panic).
+#[derive(Debug, thiserror::Error)]
+enum VoteError {
+    #[error(transparent)]
+    Format(#[from] openrelay_directory::FormatError),
+    #[error(transparent)]
+    Sign(#[from] openrelay_directory::vote::VoteSignError),
 }
 
 /// A signature to post.
