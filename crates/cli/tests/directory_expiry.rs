@@ -38,6 +38,30 @@ async fn wait_for(devnet: &Devnet, what: &str, count: usize, limit: Duration) {
     }
 }
 
+/// Serves `directory`, waits until the client took it and downloads `url`
+/// through it.
+async fn serve_and_use(
+    devnet: &Devnet,
+    taken: &registry_fixtures::TakenOver,
+    directory: Vec<u8>,
+    url: &str,
+    what: &str,
+) {
+    let updates = devnet.log("client").matches("directory updated").count();
+    taken.impostor.serve(directory);
+    wait_for(
+        devnet,
+        "directory updated",
+        updates + 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let socks = devnet.socks.to_string();
+    fetch(&["--socks5-hostname", &socks], url, Duration::from_secs(10))
+        .await
+        .assert_ok(what);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_directory_stops_paths_with_a_clear_error_until_a_fresh_one_arrives() {
     let devnet = Devnet::start(3);
@@ -53,22 +77,7 @@ async fn an_expired_directory_stops_paths_with_a_clear_error_until_a_fresh_one_a
     // A genuine directory valid for 12 more seconds.
     let now = unix_now();
     let short = reissued(current, &signers, current.sequence() + 1, now, now + 12);
-    taken.impostor.serve(short);
-    let updates = devnet.log("client").matches("directory updated").count();
-    wait_for(
-        &devnet,
-        "directory updated",
-        updates + 1,
-        Duration::from_secs(20),
-    )
-    .await;
-    fetch(
-        &["--socks5-hostname", &socks],
-        &url,
-        Duration::from_secs(10),
-    )
-    .await
-    .assert_ok("on the short-lived directory");
+    serve_and_use(&devnet, &taken, short, &url, "on the short-lived directory").await;
 
     // It expires and nothing newer comes: no path for traffic, and the
     // answer says why and what to do.
@@ -106,21 +115,13 @@ async fn an_expired_directory_stops_paths_with_a_clear_error_until_a_fresh_one_a
     // traffic flows again without anyone touching the client.
     let now = unix_now();
     let fresh = reissued(current, &signers, current.sequence() + 2, now, now + 3600);
-    let updates = devnet.log("client").matches("directory updated").count();
-    taken.impostor.serve(fresh.clone());
-    wait_for(
+    serve_and_use(
         &devnet,
-        "directory updated",
-        updates + 1,
-        Duration::from_secs(30),
+        &taken,
+        fresh.clone(),
+        &url,
+        "after a fresh directory arrived",
     )
     .await;
-    fetch(
-        &["--socks5-hostname", &socks],
-        &url,
-        Duration::from_secs(10),
-    )
-    .await
-    .assert_ok("after a fresh directory arrived");
     assert_eq!(std::fs::read(cache).unwrap(), fresh);
 }
