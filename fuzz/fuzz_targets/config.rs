@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use openrelay_config::{ClientConfig, RelayConfig};
+use openrelay_config::{ClientConfig, RegistryConfig, RelayConfig, ValidatorConfig};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -16,5 +16,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(client) = ClientConfig::from_toml(text) {
         let again = client.to_toml().expect("a valid config serialises");
         assert_eq!(ClientConfig::from_toml(&again).expect("and parses back"), client);
+    }
+    if let Ok(registry) = RegistryConfig::from_toml(text) {
+        let again = registry.to_toml().expect("a valid config serialises");
+        assert_eq!(RegistryConfig::from_toml(&again).expect("and parses back"), registry);
+    }
+    if let Ok(validator) = ValidatorConfig::from_toml(text) {
+        let again = validator.to_toml().expect("a valid config serialises");
+        assert_eq!(ValidatorConfig::from_toml(&again).expect("and parses back"), validator);
     }
 });

@@ -148,7 +148,8 @@ enum Command {
 /// Flags of `openrelay sim`; the model is in docs/collusion.md.
 #[derive(Debug, clap::Args)]
 struct SimArgs {
-    /// Selection policy: random, operator-diverse or stake-weighted.
+    /// Selection policy: random, operator-diverse, stake-weighted or capped
+    /// (what openrelay clients do: clipped bandwidth, operator shares capped).
     #[arg(long, default_value = "random")]
     policy: openrelay_sim::Policy,
     /// Weight the selected policy's choice by advertised bandwidth (stake).
@@ -373,12 +374,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_key,
             exit_with_stdin,
         } => {
-            let config = openrelay_config::ValidatorConfig::load(&config)?;
-            let key = openrelay_registry::keyfile::load_or_create(&config.state_dir)?;
             if print_key {
+                // Before the config is complete: it must list this key.
+                let state_dir = openrelay_config::ValidatorConfig::load_state_dir(&config)?;
+                let key = openrelay_registry::keyfile::load_or_create(&state_dir)?;
                 println!("{}", key.id());
                 return Ok(());
             }
+            let config = openrelay_config::ValidatorConfig::load(&config)?;
+            let key = openrelay_registry::keyfile::load_or_create(&config.state_dir)?;
             runtime(Some(1))?.block_on(run_validator(config, key, exit_with_stdin))
         }
         Command::Status { state_dir, json } => {
@@ -562,7 +566,7 @@ fn publish(
         publish,
         config.role,
         listen,
-        identity.pin(),
+        identity,
         &config.state_dir,
     )?;
     let task = tokio::spawn(publisher.run(std::future::pending()));
@@ -881,11 +885,23 @@ async fn run_validator(
     key: openrelay_directory::ValidatorKey,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
+    use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
     init_logging(Role::Tool, &config.log)?;
+    // Its TLS key (relays pin it to publish here), next to its signing key.
+    let identity = Identity::load_or_create(&config.state_dir)?;
+    let validator = openrelay_registry::validator::Validator::new(&config, key)?;
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, OUTER_MTU);
+    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
+    let listen = endpoint.local_addr()?;
     let registry =
         openrelay_registry::http::RegistryClient::new(config.registry.addr, config.registry.key);
-    ready(&format!("ready role=validator key={}", key.id()));
-    let poll = std::time::Duration::from_secs(config.poll_interval_secs);
-    openrelay_registry::validator::run(registry, key, poll, shutdown_signal(exit_with_stdin)).await;
+    ready(&format!(
+        "ready role=validator listen={listen} key={} tls_key={}",
+        validator.id(),
+        identity.pin()
+    ));
+    validator
+        .run(endpoint, registry, shutdown_signal(exit_with_stdin))
+        .await;
     Ok(())
 }

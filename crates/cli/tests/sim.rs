@@ -41,6 +41,8 @@ fn headline_command_reproduces_the_published_1733() {
         "operator-diverse  10 identities",
         "stake-weighted    1 operator",
         "stake-weighted    10 identities",
+        "capped            1 operator",
+        "capped            10 identities",
     ] {
         assert!(text.contains(row), "missing {row:?} in\n{text}");
     }
@@ -55,11 +57,12 @@ fn plot_writes_an_svg_with_a_line_per_scenario() {
     let svg = std::fs::read_to_string(&file).unwrap();
     assert!(svg.starts_with("<svg"), "{svg}");
     assert!(svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<polyline").count(), 6, "{svg}");
+    assert_eq!(svg.matches("<polyline").count(), 8, "{svg}");
     for scenario in [
         "random, 1 operator",
         "operator-diverse, 10 identities",
         "stake-weighted, 1 operator",
+        "capped, 10 identities",
     ] {
         assert!(
             svg.contains(&format!("data-scenario=\"{scenario}\"")),

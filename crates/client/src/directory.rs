@@ -1,8 +1,18 @@
 //! The relay list from a registry's signed directory: fetched, verified
 //! against the configured validators (k of n; `openrelay-directory`), cached
 //! in the state directory and refreshed. While the registry is down the client
-//! keeps working from the cached directory until it is too old; a forged,
-//! stale, rolled-back or under-signed directory is refused and changes nothing.
+//! keeps working from the directory it verified until that is past its
+//! validity (or `max_age_secs` old); then it builds no more paths for traffic
+//! ([`PathError::DirectoryExpired`](crate::PathError::DirectoryExpired), which
+//! names the directory's age and what to do) and only keeps trying to fetch a
+//! fresh one, through the relays of the expired one. A forged, stale,
+//! rolled-back or under-signed directory is refused and changes nothing.
+//!
+//! Relays whose endpoints are loopback, private, link-local or otherwise
+//! special-purpose addresses are left out unless
+//! `directory.allow_special_purpose_endpoints` is set (a local network such as
+//! the devnet): a directory must not make the client send packets to hosts
+//! inside its own network.
 //!
 //! The directory is fetched *through the relays*: a QUIC connection to the
 //! registry inside a connect-udp flow on the current path, so the registry
@@ -17,15 +27,16 @@ use std::time::Duration;
 
 use openrelay_config::{DirectoryConfig, RelayEntry};
 use openrelay_directory::{
-    LastSeen, TrustConfig, ValidatorId, VerifiedDirectory, verify_directory_bytes,
+    Directory, DirectoryError, LastSeen, SignedDirectory, TrustConfig, ValidatorId,
+    VerifiedDirectory, endpoint_class, verify_directory,
 };
 use openrelay_registry::http::RegistryClient;
 use openrelay_registry::service::paths;
 pub use openrelay_registry::service::unix_now;
 use openrelay_transport::endpoint::TUNNELLED_MTU;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::manager::PathManager;
+use crate::manager::{DirectoryTimes, PathManager};
 
 /// The cached directory's file name in the state directory.
 pub const CACHE_FILE: &str = "directory.bin";
@@ -40,8 +51,8 @@ pub struct DirectoryConfigError(String);
 pub struct RelayList {
     /// The relays, as the path manager uses them.
     pub relays: Vec<RelayEntry>,
-    /// When the directory was issued.
-    pub issued_at: u64,
+    /// When the directory was issued and until when it may carry traffic.
+    pub times: DirectoryTimes,
 }
 
 /// Fetches and verifies directories.
@@ -52,15 +63,24 @@ pub struct DirectoryFeed {
     cache: PathBuf,
     last_seen: Mutex<Option<LastSeen>>,
     refresh: Duration,
+    allow_special_purpose_endpoints: bool,
 }
 
 /// The manager's view of a verified relay: the relay's id (short) as its
 /// name, the operator's key as its operator (names can be claimed by
-/// anyone; keys cannot), its first endpoint and its pinned QUIC key.
-fn relay_entries(directory: &VerifiedDirectory) -> Vec<RelayEntry> {
-    directory
+/// anyone; keys cannot), its first usable endpoint and its pinned QUIC key.
+/// A relay with no usable endpoint (only special-purpose addresses, unless
+/// `allow_special` is set) is left out.
+fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<RelayEntry> {
+    let usable = |addr: &&std::net::SocketAddr| allow_special || endpoint_class(addr).is_none();
+    let mut skipped = 0usize;
+    let entries: Vec<RelayEntry> = directory
         .relays()
         .filter_map(|relay| {
+            let Some(addr) = relay.endpoints().iter().find(usable) else {
+                skipped += 1;
+                return None;
+            };
             let id = relay.id().to_string();
             let short = id
                 .strip_prefix("ed25519:")
@@ -73,7 +93,7 @@ fn relay_entries(directory: &VerifiedDirectory) -> Vec<RelayEntry> {
                 role: relay.role(),
                 operator: relay.operator_id().to_string(),
                 operator_key: Some(relay.operator_id().into()),
-                addr: *relay.endpoints().first()?,
+                addr: *addr,
                 key: relay.quic_pin(),
                 country: Some(relay.region().country.to_string()),
                 city: Some(relay.region().city.clone()).filter(|c| !c.is_empty()),
@@ -81,7 +101,16 @@ fn relay_entries(directory: &VerifiedDirectory) -> Vec<RelayEntry> {
                 bandwidth_bps: Some(relay.bandwidth_bps()),
             })
         })
-        .collect()
+        .collect();
+    if skipped > 0 {
+        warn!(
+            relays = skipped,
+            "left out relays whose endpoints are loopback, private, link-local or other \
+             special-purpose addresses (directory.allow_special_purpose_endpoints is for local \
+             test networks only)"
+        );
+    }
+    entries
 }
 
 impl DirectoryFeed {
@@ -100,28 +129,77 @@ impl DirectoryFeed {
             cache: state_dir.join(CACHE_FILE),
             last_seen: Mutex::new(None),
             refresh: Duration::from_secs(config.refresh_secs),
+            allow_special_purpose_endpoints: config.allow_special_purpose_endpoints,
         })
     }
 
-    fn accept(&self, bytes: &[u8], now: u64) -> Result<RelayList, String> {
+    fn list(&self, verified: &VerifiedDirectory) -> RelayList {
+        let issued_at = verified.issued_at();
+        RelayList {
+            relays: relay_entries(verified, self.allow_special_purpose_endpoints),
+            times: DirectoryTimes {
+                issued_at,
+                usable_until: verified
+                    .valid_until()
+                    .min(issued_at.saturating_add(self.trust.max_age_secs())),
+            },
+        }
+    }
+
+    /// Verifies `signed` at `now` after the last directory accepted, and
+    /// remembers it.
+    fn accept_signed(
+        &self,
+        signed: SignedDirectory,
+        now: u64,
+    ) -> Result<RelayList, DirectoryError> {
         let mut last_seen = self
             .last_seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let verified = verify_directory_bytes(bytes, &self.trust, now, last_seen.as_ref())
-            .map_err(|e| e.to_string())?;
+        let verified = verify_directory(signed, &self.trust, now, last_seen.as_ref())?;
         *last_seen = Some(verified.last_seen());
-        Ok(RelayList {
-            relays: relay_entries(&verified),
-            issued_at: verified.issued_at(),
-        })
+        Ok(self.list(&verified))
     }
 
-    /// The cached directory, if it still verifies now.
+    fn accept(&self, bytes: &[u8], now: u64) -> Result<RelayList, String> {
+        let signed = SignedDirectory::from_bytes(bytes).map_err(|e| e.to_string())?;
+        self.accept_signed(signed, now).map_err(|e| e.to_string())
+    }
+
+    /// The cached directory. One that no longer verifies now because it is
+    /// too old is still loaded if it verified when it was issued: its relays
+    /// then serve only to fetch a fresh directory (its times say it is
+    /// expired), so a client whose directory expired while it was off can
+    /// recover. Anything else wrong with it and it is ignored.
     pub fn load_cache(&self) -> Option<RelayList> {
         let bytes = std::fs::read(&self.cache).ok()?;
-        match self.accept(&bytes, unix_now()) {
+        let signed = match SignedDirectory::from_bytes(&bytes) {
+            Ok(signed) => signed,
+            Err(e) => {
+                warn!(error = %e, "cached directory refused");
+                return None;
+            }
+        };
+        let now = unix_now();
+        match self.accept_signed(signed.clone(), now) {
             Ok(list) => Some(list),
+            Err(DirectoryError::Expired { .. } | DirectoryError::Stale { .. }) => {
+                let issued_at = Directory::from_bytes(&signed.directory).ok()?.issued_at();
+                match self.accept_signed(signed, issued_at) {
+                    Ok(list) => {
+                        warn!(
+                            age_secs = now.saturating_sub(issued_at),
+                            "the cached directory has expired; its relays are used only to fetch a fresh one"
+                        );
+                        Some(list)
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cached directory refused");
+                        None
+                    }
+                }
+            }
             Err(e) => {
                 warn!(error = %e, "cached directory refused");
                 None
@@ -129,9 +207,11 @@ impl DirectoryFeed {
         }
     }
 
-    /// Fetches the directory through a path of `manager`.
+    /// Fetches the directory through a path of `manager` (also on the relays
+    /// of an expired directory: what comes back is verified on its own).
     async fn fetch_through_path(&self, manager: &Arc<PathManager>) -> Result<Vec<u8>, String> {
-        let (endpoint, _hold) = crate::flow::tunnel_endpoint(manager, self.registry.addr()).await?;
+        let (endpoint, _hold) =
+            crate::flow::directory_tunnel_endpoint(manager, self.registry.addr()).await?;
         let result = self
             .registry
             .call_via(
@@ -166,21 +246,174 @@ impl DirectoryFeed {
     }
 
     /// Keeps `manager`'s relay list current: the cache at once, then a fetch
-    /// every refresh interval.
+    /// every refresh interval. A refused or failed fetch keeps the list in
+    /// use until it expires (the manager then refuses traffic on it).
     pub async fn run(self: Arc<Self>, manager: Arc<PathManager>) {
+        let mut usable_until = None;
         if let Some(list) = self.load_cache() {
-            manager.set_relays(list.relays, Some(list.issued_at));
+            usable_until = Some(list.times.usable_until);
+            manager.set_relays(list.relays, Some(list.times));
         }
         loop {
             match self.fetch(&manager).await {
                 Ok(list) => {
                     info!(relays = list.relays.len(), "directory updated");
-                    manager.set_relays(list.relays, Some(list.issued_at));
+                    usable_until = Some(list.times.usable_until);
+                    manager.set_relays(list.relays, Some(list.times));
                 }
-                // Keep the last good list; the registry may be down.
-                Err(e) => warn!(error = %e, "directory not updated"),
+                Err(e) => {
+                    let now = unix_now();
+                    match usable_until {
+                        Some(until) if now >= until => warn!(
+                            error = %e,
+                            expired_secs_ago = now - until,
+                            "directory not updated; the one in use has expired, so no paths are \
+                             built for traffic until a fresh one arrives"
+                        ),
+                        _ => warn!(error = %e, "directory not updated"),
+                    }
+                }
             }
+            debug!(
+                next_in_secs = self.refresh.as_secs(),
+                "next directory fetch"
+            );
             tokio::time::sleep(self.refresh).await;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use openrelay_config::{KeyPin, RegistryEndpoint, RelayRole};
+    use openrelay_directory::{
+        CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields,
+        QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
+    };
+
+    use super::*;
+
+    fn feed(allow_special: bool, dir: &Path) -> DirectoryFeed {
+        let config = DirectoryConfig {
+            registry: RegistryEndpoint {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                key: KeyPin::from(ValidatorKey::from_bytes(&[1; 32]).id()),
+            },
+            validators: vec![KeyPin::from(ValidatorKey::from_bytes(&[9; 32]).id())],
+            threshold: 1,
+            max_age_secs: 3600,
+            refresh_secs: 30,
+            allow_special_purpose_endpoints: allow_special,
+        };
+        DirectoryFeed::new(&config, dir).unwrap()
+    }
+
+    /// A directory signed by the feed's validator: relays 1 and 2 (operator
+    /// 1, ingress) and 3 (operator 2, egress) at `endpoints[i]`.
+    fn directory(now: u64, endpoints: [&[&str]; 3]) -> Vec<u8> {
+        let operators: Vec<OperatorKey> =
+            (1..=2).map(|i| OperatorKey::from_bytes(&[i; 32])).collect();
+        let profiles = operators
+            .iter()
+            .map(|key| {
+                key.sign_profile(
+                    OperatorProfile::new(ProfileFields {
+                        operator: key.id(),
+                        name: "Op".into(),
+                        contact: "mailto:op@example.org".into(),
+                        jurisdiction: CountryCode::parse("DE").unwrap(),
+                        published_at: now - 60,
+                    })
+                    .unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let descriptors = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, endpoints)| {
+                let n = u8::try_from(i).unwrap() + 10;
+                let (relay, quic) = (
+                    RelayKey::from_bytes(&[n; 32]),
+                    QuicKey::from_bytes(&[n + 10; 32]),
+                );
+                let operator = &operators[usize::from(i == 2)];
+                let descriptor = RelayDescriptor::new(DescriptorFields {
+                    relay: relay.id(),
+                    operator: operator.id(),
+                    role: if i == 2 {
+                        RelayRole::Egress
+                    } else {
+                        RelayRole::Ingress
+                    },
+                    endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
+                    quic_pin: quic.pin(),
+                    region: Region {
+                        country: CountryCode::parse("DE").unwrap(),
+                        city: String::new(),
+                    },
+                    network: Network::Asn(64_500 + u32::from(n)),
+                    bandwidth_bps: 1_000_000,
+                    software_version: "openrelay 0.1.0".into(),
+                    software_measurement: None,
+                    not_before: now - 60,
+                    not_after: now + 86_400,
+                })
+                .unwrap();
+                let quic_signature = quic.sign_descriptor(&descriptor);
+                SignedDescriptor::sign(descriptor, &relay, operator, quic_signature).unwrap()
+            })
+            .collect();
+        let directory = Directory::new(1, now, now + 3600, profiles, descriptors).unwrap();
+        let mut signed = SignedDirectory::new(&directory);
+        signed.sign(&ValidatorKey::from_bytes(&[9; 32]));
+        signed.to_bytes()
+    }
+
+    /// Issue 11, item 17: a directory cannot make the client send packets to
+    /// hosts in its own network.
+    #[test]
+    fn relays_at_special_purpose_addresses_are_left_out_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let bytes = directory(
+            now,
+            [
+                &["127.0.0.1:4433"],
+                &["10.1.2.3:4433", "11.22.33.44:4433"],
+                &["[fe80::1]:443", "169.254.169.254:80"],
+            ],
+        );
+        let strict = feed(false, dir.path()).accept(&bytes, now).unwrap();
+        let addrs: Vec<String> = strict.relays.iter().map(|r| r.addr.to_string()).collect();
+        // Relay 1 (loopback only) and relay 3 (link-local only) are gone;
+        // relay 2 is used at its public address.
+        assert_eq!(addrs, vec!["11.22.33.44:4433"]);
+        let local = feed(true, dir.path()).accept(&bytes, now).unwrap();
+        assert_eq!(local.relays.len(), 3);
+        // The times the manager gates traffic on.
+        assert_eq!(local.times.issued_at, now);
+        assert_eq!(local.times.usable_until, now + 3600);
+    }
+
+    /// A cached directory that expired still gives its relays, marked
+    /// expired, so the client can fetch a fresh directory through them.
+    #[test]
+    fn an_expired_cache_is_loaded_for_fetching_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_ago = unix_now() - 2 * 3600;
+        let bytes = directory(
+            long_ago,
+            [&["11.0.0.1:1"], &["11.0.0.2:1"], &["11.0.0.3:1"]],
+        );
+        std::fs::write(dir.path().join(CACHE_FILE), &bytes).unwrap();
+        let list = feed(false, dir.path()).load_cache().unwrap();
+        assert_eq!(list.relays.len(), 3);
+        assert!(list.times.usable_until <= unix_now());
+        // Garbage in the cache is ignored.
+        std::fs::write(dir.path().join(CACHE_FILE), b"junk").unwrap();
+        assert!(feed(false, dir.path()).load_cache().is_none());
     }
 }

@@ -15,7 +15,7 @@ use openrelay_wire::target::Target;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::manager::{PathError, PathManager};
+use crate::manager::{PathError, PathManager, Purpose};
 use crate::path::{Hop, Path, PathUse};
 use crate::selection::SiteKey;
 
@@ -235,6 +235,7 @@ async fn open(
     make_request: impl Fn(&Path) -> Result<http::Request<()>, http::Error>,
     datagrams: bool,
     early_data: &Bytes,
+    purpose: Purpose,
 ) -> Result<
     (
         InnerStream,
@@ -246,7 +247,7 @@ async fn open(
     let mut last = String::new();
     let site = SiteKey::of(&target.host);
     for _ in 0..ATTEMPTS {
-        let path = manager.path_for(Some(&site)).await?;
+        let path = manager.path_for_purpose(Some(&site), purpose).await?;
         let request = make_request(&path).map_err(|e| FlowError::Broken(e.to_string()))?;
         match attempt(&path, request, datagrams, early_data).await {
             Ok((stream, route)) => return Ok((stream, path, route)),
@@ -283,6 +284,7 @@ pub async fn open_tcp(
         |_| h3util::connect_tcp_request(target),
         false,
         early_data,
+        Purpose::Traffic,
     )
     .await?;
     debug!(
@@ -303,7 +305,24 @@ pub async fn tunnel_endpoint(
     manager: &Arc<PathManager>,
     peer: std::net::SocketAddr,
 ) -> Result<(quinn::Endpoint, UdpFlowHold), String> {
-    let flow = open_udp(manager, &Target::from_socket_addr(peer))
+    tunnel_endpoint_for(manager, peer, Purpose::Traffic).await
+}
+
+/// [`tunnel_endpoint`] for fetching the directory: allowed on the relays of
+/// an expired directory ([`Purpose::DirectoryFetch`]).
+pub async fn directory_tunnel_endpoint(
+    manager: &Arc<PathManager>,
+    peer: std::net::SocketAddr,
+) -> Result<(quinn::Endpoint, UdpFlowHold), String> {
+    tunnel_endpoint_for(manager, peer, Purpose::DirectoryFetch).await
+}
+
+async fn tunnel_endpoint_for(
+    manager: &Arc<PathManager>,
+    peer: std::net::SocketAddr,
+    purpose: Purpose,
+) -> Result<(quinn::Endpoint, UdpFlowHold), String> {
+    let flow = open_udp_for(manager, &Target::from_socket_addr(peer), purpose)
         .await
         .map_err(|e| format!("no path to tunnel through: {e}"))?;
     endpoint_over(flow, peer).map_err(|e| e.to_string())
@@ -341,6 +360,14 @@ fn udp_request(path: &Path, target: &Target) -> Result<http::Request<()>, http::
 
 /// Opens a UDP flow to `target` through the egress.
 pub async fn open_udp(manager: &Arc<PathManager>, target: &Target) -> Result<UdpFlow, FlowError> {
+    open_udp_for(manager, target, Purpose::Traffic).await
+}
+
+async fn open_udp_for(
+    manager: &Arc<PathManager>,
+    target: &Target,
+    purpose: Purpose,
+) -> Result<UdpFlow, FlowError> {
     debug!(destination = %target.authority(), "opening udp flow");
     let (stream, path, route) = open(
         manager,
@@ -348,6 +375,7 @@ pub async fn open_udp(manager: &Arc<PathManager>, target: &Target) -> Result<Udp
         |path| udp_request(path, target),
         true,
         &Bytes::new(),
+        purpose,
     )
     .await?;
     udp_flow(stream, &path, route)

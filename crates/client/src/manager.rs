@@ -73,6 +73,44 @@ pub enum PathError {
     /// The client is shutting down.
     #[error("the client is shutting down")]
     Closed,
+    /// The relay directory in use is past its validity (or older than
+    /// `directory.max_age_secs`) and no fresh one arrived: no path is built
+    /// on an outdated relay list.
+    #[error(
+        "the relay directory expired {expired_secs_ago} s ago (it was issued {age_secs} s ago) and \
+         no fresh one could be fetched, so no path is built on an outdated relay list; check the \
+         network connection and the registry named in [directory] (the client keeps fetching \
+         and resumes by itself when a fresh directory arrives)"
+    )]
+    DirectoryExpired {
+        /// Seconds since the directory was issued.
+        age_secs: u64,
+        /// Seconds since it stopped being usable.
+        expired_secs_ago: u64,
+    },
+}
+
+/// When the relay list in use came from a directory: when it was issued
+/// and until when it may carry traffic (its `valid_until`, or its issue time
+/// plus `directory.max_age_secs` if that is earlier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryTimes {
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// Unix seconds (exclusive).
+    pub usable_until: u64,
+}
+
+/// What a path is wanted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The user's traffic (and anything else): only on a current relay list.
+    Traffic,
+    /// Fetching a fresh directory. Allowed on the relays of an expired one:
+    /// the fetched directory is trusted for its validators' signatures, not
+    /// for the path it came through, and without this a client whose
+    /// directory expired could never recover.
+    DirectoryFetch,
 }
 
 /// Where the client's own packets may go. The full-device VPN's kill switch
@@ -117,7 +155,7 @@ pub struct PathManager {
     // Replaced when a newer directory arrives; the plan holds the same
     // relays as candidates.
     relays: RwLock<Vec<RelayEntry>>,
-    directory_issued_at: Mutex<Option<u64>>,
+    directory: Mutex<Option<DirectoryTimes>>,
     bind: Option<IpAddr>,
     config: PathConfig,
     account: Option<Arc<Account>>,
@@ -220,7 +258,7 @@ impl PathManager {
                 fastrand::Rng::new(),
             )),
             relays: RwLock::new(config.relays.clone()),
-            directory_issued_at: Mutex::new(None),
+            directory: Mutex::new(None),
             bind: config.bind,
             config: config.path.clone(),
             account,
@@ -276,12 +314,14 @@ impl PathManager {
         }
     }
 
-    /// Replaces the relay list (from a newer verified directory issued at
-    /// `issued_at`). A path whose relay left is replaced (or, for a departed
-    /// ingress, repaired) when next asked for; other paths stay. With an
-    /// ingress filter, new ingresses are admitted before the plan can
-    /// choose them, and departed ones dropped after it no longer can.
-    pub fn set_relays(&self, relays: Vec<RelayEntry>, issued_at: Option<u64>) {
+    /// Replaces the relay list (from a verified directory with `times`). A
+    /// path whose relay left is replaced (or, for a departed ingress,
+    /// repaired) when next asked for; other paths stay. Once the directory
+    /// is past `times.usable_until`, paths are refused
+    /// ([`PathError::DirectoryExpired`]) except to fetch a fresh directory.
+    /// With an ingress filter, new ingresses are admitted before the plan
+    /// can choose them, and departed ones dropped after it no longer can.
+    pub fn set_relays(&self, relays: Vec<RelayEntry>, times: Option<DirectoryTimes>) {
         let filter = self
             .ingress_filter
             .get()
@@ -301,7 +341,7 @@ impl PathManager {
             *current = relays;
             changed
         };
-        *lock(&self.directory_issued_at) = issued_at;
+        *lock(&self.directory) = times;
         if let Some((filter, _)) = &filter {
             filter.admit_only(&self.admitted_ingresses());
         }
@@ -313,7 +353,22 @@ impl PathManager {
 
     /// When the directory in use was issued (None: relays from the config).
     pub fn directory_issued_at(&self) -> Option<u64> {
-        *lock(&self.directory_issued_at)
+        lock(&self.directory).map(|t| t.issued_at)
+    }
+
+    /// Refuses traffic on an expired directory's relays.
+    fn check_directory(&self, purpose: Purpose) -> Result<(), PathError> {
+        let Some(times) = *lock(&self.directory) else {
+            return Ok(());
+        };
+        let now = crate::directory::unix_now();
+        if purpose == Purpose::Traffic && now >= times.usable_until {
+            return Err(PathError::DirectoryExpired {
+                age_secs: now.saturating_sub(times.issued_at),
+                expired_secs_ago: now - times.usable_until,
+            });
+        }
+        Ok(())
     }
 
     /// The plan's path for new flows to `site` (None: flows not isolated by
@@ -484,9 +539,19 @@ impl PathManager {
         self: &Arc<Self>,
         site: Option<&SiteKey>,
     ) -> Result<Arc<Path>, PathError> {
+        self.path_for_purpose(site, Purpose::Traffic).await
+    }
+
+    /// [`PathManager::path_for`], for `purpose`.
+    pub async fn path_for_purpose(
+        self: &Arc<Self>,
+        site: Option<&SiteKey>,
+        purpose: Purpose,
+    ) -> Result<Arc<Path>, PathError> {
         let mut last_error: Option<BuildError> = None;
         for _ in 0..MAX_BUILD_ATTEMPTS {
             self.check_open()?;
+            self.check_directory(purpose)?;
             let planned = self.planned(site)?;
             let generation = planned.generation;
             if let Some(path) = self.built(generation) {
@@ -854,7 +919,7 @@ mod tests {
         manager.filter_ingresses(Arc::clone(&recorder) as Arc<dyn IngressFilter>);
         manager.set_relays(
             vec![relay(2, RelayRole::Ingress), relay(9, RelayRole::Egress)],
-            Some(1),
+            None,
         );
         let calls = lock(&recorder.calls).clone();
         let (a, b) = (

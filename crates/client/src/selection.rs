@@ -21,14 +21,25 @@
 //! and compatible with at least one usable ingress) and, for an egress `e`,
 //! its compatible ingresses `I(e)` (usable, other operator, other network):
 //!
-//! 1. the egress is drawn with `P(e) = b(e) / Σ_{x ∈ E} b(x)`,
-//! 2. then the ingress with `P(i | e) = b(i) / Σ_{y ∈ I(e)} b(y)`,
+//! 1. the egress is drawn with `P(e) = w_E(e) / Σ_{x ∈ E} w_E(x)`,
+//! 2. then the ingress with `P(i | e) = w_I(i) / Σ_{y ∈ I(e)} w_I(y)`,
 //!
-//! so `P(i, e) = P(e) · P(i | e)`, where `b` is the advertised (later:
-//! measured) bandwidth. Egresses are therefore chosen exactly in proportion
-//! to their bandwidth share among eligible egresses; an ingress's marginal
-//! share, `P(i) = Σ_{e ∈ E, i ∈ I(e)} P(e) · P(i | e)`, equals its plain
-//! bandwidth share whenever every ingress is compatible with every egress.
+//! so `P(i, e) = P(e) · P(i | e)`. `w_S` is a relay's **weight in the set
+//! `S`** ([`selection_weights`], the rule of `openrelay_directory::weight`):
+//! its advertised (later: measured) bandwidth clipped to 10 Gbit/s, with its
+//! operator's share of `S` capped at `max(10 %, 1/k)` for `k` operators in
+//! `S`, the excess taken off by water-filling. For the egress `S` is `E`;
+//! for the ingress it is every usable ingress `I` (then restricted to
+//! `I(e)`), so an ingress operator's chance given any egress is at most its
+//! capped share over the slice of `I` the egress leaves. Without the cap,
+//! self-declared bandwidth would let two made-up operators at `u64::MAX` be
+//! both hops of nearly every path; with it, two colluding operators (one per
+//! role) hold both hops of at most 1 % of paths once ten operators serve each
+//! role, which `openrelay sim` (policy `capped`) computes exactly. Where no
+//! operator is capped, relays are chosen exactly in proportion to their
+//! (clipped) bandwidth; an ingress's marginal share,
+//! `P(i) = Σ_{e ∈ E, i ∈ I(e)} P(e) · P(i | e)`, then equals its bandwidth
+//! share whenever every ingress is compatible with every egress.
 //! For [`EgressRegion::Near`], `E` is the eligible set in the home country
 //! when it is not empty, else the eligible set anywhere. The egress is drawn first because it is the
 //! relay the user constrains (region) and the one per-site isolation spreads
@@ -290,7 +301,7 @@ pub fn choose(
     let pools = Pool::preferred(candidates, region, &excluded)?;
     let pool = &pools[0];
     let egress = pick_weighted(&pool.egresses, rng);
-    Ok(pool.complete(egress, rng))
+    pool.complete(egress, rng)
 }
 
 /// Why no refill path can be chosen.
@@ -364,7 +375,10 @@ pub fn choose_refill(
         }) {
             Ok(pool) => {
                 let egress = pick_weighted(&pool.egresses, rng);
-                return Ok(pool.complete(egress, rng));
+                match pool.complete(egress, rng) {
+                    Ok(choice) => return Ok(choice),
+                    Err(e) => last = Some(e),
+                }
             }
             Err(e) => last = Some(e),
         }
@@ -456,47 +470,112 @@ impl<'a> Pool<'a> {
         })
     }
 
-    /// The usable ingresses compatible with `egress`.
-    fn ingresses_for(&self, egress: &Candidate) -> Vec<&'a Candidate> {
-        self.ingresses
-            .iter()
-            .copied()
-            .filter(|i| i.compatible_with(egress))
-            .collect()
-    }
-
-    /// Draws the ingress for `egress`, which must be one of the pool's
-    /// egresses (so it has a compatible ingress).
-    fn complete(&self, egress: &Candidate, rng: &mut fastrand::Rng) -> PathChoice {
-        let ingress = pick_weighted(&self.ingresses_for(egress), rng);
-        PathChoice {
+    /// Draws the ingress for `egress`, one of the pool's egresses (each has
+    /// a compatible ingress, so the error cannot happen).
+    fn complete(
+        &self,
+        egress: &Candidate,
+        rng: &mut fastrand::Rng,
+    ) -> Result<PathChoice, SelectionError> {
+        let ingress = pick_ingress(&self.ingresses, egress, rng).ok_or_else(|| {
+            no_path(NoPathReason::NoCompatiblePair {
+                region: EgressRegion::Any,
+            })
+        })?;
+        Ok(PathChoice {
             ingress: ingress.clone(),
             egress: egress.clone(),
-        }
+        })
     }
 }
 
-/// Draws one relay with probability proportional to its bandwidth, or
-/// uniformly when all bandwidths are 0. `relays` must not be empty.
-///
-/// Sums are `u128`, so no set of `u64` bandwidths overflows, and the draw is
-/// an unbiased integer in `0..total`, so shares are exact.
+/// Draws an ingress compatible with `egress` by its weight among all of
+/// `usable` (operator shares capped over all usable ingresses, then
+/// restricted to the compatible ones); `None` if none is compatible.
+fn pick_ingress<'a>(
+    usable: &[&'a Candidate],
+    egress: &Candidate,
+    rng: &mut fastrand::Rng,
+) -> Option<&'a Candidate> {
+    let weights = selection_weights(usable);
+    let (compatible, weights): (Vec<&'a Candidate>, Vec<f64>) = usable
+        .iter()
+        .zip(weights)
+        .filter(|(i, _)| i.compatible_with(egress))
+        .map(|(i, w)| (*i, w))
+        .unzip();
+    (!compatible.is_empty()).then(|| pick_by_weights(&compatible, &weights, rng))
+}
+
+/// The weight of each of `relays` in one draw among them (issue 11, item 7;
+/// `openrelay_directory::weight`): its bandwidth clipped to
+/// [`MAX_WEIGHTED_BANDWIDTH_BPS`](openrelay_directory::weight::MAX_WEIGHTED_BANDWIDTH_BPS),
+/// scaled so that its operator's share of the draw is at most
+/// `max(`[`MAX_OPERATOR_SHARE`](openrelay_directory::weight::MAX_OPERATOR_SHARE)`, 1/k)`
+/// for `k` operators in the draw. Relays of one operator keep their
+/// proportions.
+pub fn selection_weights(relays: &[&Candidate]) -> Vec<f64> {
+    use openrelay_directory::weight::{MAX_OPERATOR_SHARE, cap_shares, clipped_bandwidth};
+    let clipped: Vec<f64> = relays
+        .iter()
+        .map(|r| clipped_bandwidth(r.bandwidth) as f64)
+        .collect();
+    let mut operators: Vec<&str> = relays.iter().map(|r| r.operator.as_str()).collect();
+    operators.sort_unstable();
+    operators.dedup();
+    let group = |r: &Candidate| operators.binary_search(&r.operator.as_str()).unwrap_or(0);
+    let mut masses = vec![0.0; operators.len()];
+    for (relay, weight) in relays.iter().zip(&clipped) {
+        masses[group(relay)] += weight;
+    }
+    let capped = cap_shares(&masses, MAX_OPERATOR_SHARE);
+    relays
+        .iter()
+        .zip(&clipped)
+        .map(|(relay, weight)| {
+            let g = group(relay);
+            if masses[g] > 0.0 {
+                weight * capped[g] / masses[g]
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Draws one relay with probability proportional to its weight in this
+/// draw ([`selection_weights`]), or uniformly when all weights are 0.
+/// `relays` must not be empty.
 fn pick_weighted<'a>(relays: &[&'a Candidate], rng: &mut fastrand::Rng) -> &'a Candidate {
-    debug_assert!(!relays.is_empty());
-    let total: u128 = relays.iter().map(|c| u128::from(c.bandwidth)).sum();
-    if total == 0 {
+    pick_by_weights(relays, &selection_weights(relays), rng)
+}
+
+/// Draws one of `relays` with probability proportional to `weights` (one
+/// each), or uniformly when all are 0. `relays` must not be empty.
+fn pick_by_weights<'a>(
+    relays: &[&'a Candidate],
+    weights: &[f64],
+    rng: &mut fastrand::Rng,
+) -> &'a Candidate {
+    debug_assert!(!relays.is_empty() && relays.len() == weights.len());
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 {
         return relays[rng.usize(..relays.len())];
     }
-    let mut point = rng.u128(..total);
-    for relay in relays {
-        let weight = u128::from(relay.bandwidth);
-        if point < weight {
+    let mut point = rng.f64() * total;
+    for (relay, weight) in relays.iter().zip(weights) {
+        if point < *weight {
             return relay;
         }
         point -= weight;
     }
-    // Unreachable: `point < total`, the sum of all weights.
-    relays[relays.len() - 1]
+    // Only through rounding at the very end of the range.
+    relays
+        .iter()
+        .zip(weights)
+        .rev()
+        .find(|(_, w)| **w > 0.0)
+        .map_or(relays[relays.len() - 1], |(r, _)| r)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod deny;
 mod issuer;
 mod payment;
 mod pin;
+mod registry;
 mod tun;
 
 use std::collections::HashSet;
@@ -27,6 +28,10 @@ pub use deny::{DenyEntry, Net};
 pub use issuer::{IssuerConfig, SettlementRelays};
 pub use payment::PaymentConfig;
 pub use pin::{KeyPin, KeyPinError};
+pub use registry::{
+    DirectoryConfig, MAX_RELAYS_LIMIT, PublicationLimits, PublishConfig, RegistryConfig,
+    ValidatorConfig,
+};
 pub use tun::{MIN_TUN_MTU, TunConfig, TunDnsConfig};
 
 /// Why a configuration file was refused.
@@ -171,97 +176,6 @@ pub struct RelayConfig {
     /// Publishing this relay's descriptor to a registry (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<PublishConfig>,
-}
-
-/// How a relay describes itself to a registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishConfig {
-    /// The registry.
-    pub registry: RegistryEndpoint,
-    /// The operator's signing key (hex); every descriptor needs its signature.
-    pub operator_key_file: PathBuf,
-    /// The operator's public name.
-    pub operator_name: String,
-    /// How to reach the operator (e.g. `mailto:`).
-    pub operator_contact: String,
-    /// The operator's jurisdiction (ISO 3166-1 alpha-2).
-    pub jurisdiction: String,
-    /// Where the relay is (ISO 3166-1 alpha-2).
-    pub country: String,
-    /// Its city.
-    pub city: String,
-    /// Its network: `AS<number>` or a label.
-    pub network: String,
-    /// Advertised bandwidth, bits per second.
-    pub bandwidth_bps: u64,
-    /// The address clients use (default: the listen address).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<SocketAddr>,
-    /// Republish this often (well under the registry's descriptor TTL).
-    #[serde(default = "default_refresh_secs")]
-    pub refresh_secs: u64,
-    /// Each descriptor is valid this long (longer than a directory lives).
-    #[serde(default = "default_descriptor_lifetime_secs")]
-    pub descriptor_lifetime_secs: u64,
-}
-
-fn default_refresh_secs() -> u64 {
-    60
-}
-fn default_descriptor_lifetime_secs() -> u64 {
-    86_400
-}
-
-/// Where a client gets its relay list: a registry's directory, trusted only
-/// with the signatures of `threshold` of `validators`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectoryConfig {
-    /// The registry serving the directory.
-    pub registry: RegistryEndpoint,
-    /// Validators whose signatures count.
-    pub validators: Vec<KeyPin>,
-    /// Signatures required (k of n).
-    pub threshold: usize,
-    /// A directory older than this is refused, cached or not.
-    #[serde(default = "default_directory_max_age_secs")]
-    pub max_age_secs: u64,
-    /// Fetch a newer directory this often.
-    #[serde(default = "default_directory_refresh_secs")]
-    pub refresh_secs: u64,
-}
-
-impl DirectoryConfig {
-    /// Checks the settings; errors name the field under `section`.
-    pub(crate) fn validate_at(&self, section: &str) -> Result<(), ConfigError> {
-        if self.validators.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{section}.validators"),
-                "must list at least one validator key",
-            ));
-        }
-        if self.threshold == 0 || self.threshold > self.validators.len() {
-            return Err(ConfigError::invalid(
-                format!("{section}.threshold"),
-                "must be between 1 and the number of validators",
-            ));
-        }
-        if self.max_age_secs == 0 || self.refresh_secs == 0 {
-            return Err(ConfigError::invalid(
-                section,
-                "max_age_secs and refresh_secs must be at least 1",
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn default_directory_max_age_secs() -> u64 {
-    7200
-}
-fn default_directory_refresh_secs() -> u64 {
-    30
 }
 
 /// Ingress relay settings.
@@ -588,62 +502,6 @@ pub struct RegistryEndpoint {
     pub key: KeyPin,
 }
 
-/// `openrelay registry --config FILE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
-    /// UDP address of the registry's HTTP/3 server.
-    pub listen: SocketAddr,
-    /// Its TLS key and its store (`registry.redb`).
-    pub state_dir: PathBuf,
-    /// Logging.
-    #[serde(default)]
-    pub log: LogConfig,
-    /// Public keys of the validators whose signatures count.
-    pub validators: Vec<KeyPin>,
-    /// Signatures needed before a directory is served (k of n).
-    pub threshold: usize,
-    /// A descriptor not refreshed for this long leaves the registry.
-    #[serde(default = "default_descriptor_ttl_secs")]
-    pub descriptor_ttl_secs: u64,
-    /// How long each directory is valid.
-    #[serde(default = "default_directory_lifetime_secs")]
-    pub directory_lifetime_secs: u64,
-    /// How often the registry proposes a new directory when relays changed.
-    #[serde(default = "default_proposal_interval_secs")]
-    pub proposal_interval_secs: u64,
-}
-
-fn default_descriptor_ttl_secs() -> u64 {
-    600
-}
-fn default_directory_lifetime_secs() -> u64 {
-    3600
-}
-fn default_proposal_interval_secs() -> u64 {
-    10
-}
-
-/// `openrelay validator --config FILE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidatorConfig {
-    /// Where the validator keeps its signing key (`validator.key`).
-    pub state_dir: PathBuf,
-    /// The registry whose proposals it checks and signs.
-    pub registry: RegistryEndpoint,
-    /// Logging.
-    #[serde(default)]
-    pub log: LogConfig,
-    /// How often it asks for a new proposal.
-    #[serde(default = "default_poll_interval_secs")]
-    pub poll_interval_secs: u64,
-}
-
-fn default_poll_interval_secs() -> u64 {
-    5
-}
-
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -678,14 +536,8 @@ impl RelayConfig {
         if self.worker_threads == Some(0) {
             return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
         }
-        if let Some(publish) = &self.publish
-            && (publish.refresh_secs == 0
-                || publish.refresh_secs >= publish.descriptor_lifetime_secs)
-        {
-            return Err(ConfigError::invalid(
-                "publish.refresh_secs",
-                "must be at least 1 and shorter than publish.descriptor_lifetime_secs",
-            ));
+        if let Some(publish) = &self.publish {
+            publish.validate()?;
         }
         match self.role {
             RelayRole::Ingress => {
@@ -833,83 +685,6 @@ impl ClientConfig {
             return Err(ConfigError::invalid("http", "must differ from `socks`"));
         }
         Ok(())
-    }
-
-    /// Serialises the config as TOML.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
-    }
-}
-
-impl RegistryConfig {
-    /// Reads and validates a registry config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
-    }
-
-    /// Parses and validates registry config text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: RegistryConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
-        config.validate().map_err(|e| e.with_origin("<string>"))?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.validators.is_empty() {
-            return Err(ConfigError::invalid(
-                "validators",
-                "must list at least one validator key",
-            ));
-        }
-        if self.threshold == 0 || self.threshold > self.validators.len() {
-            return Err(ConfigError::invalid(
-                "threshold",
-                format!(
-                    "must be between 1 and the number of validators ({})",
-                    self.validators.len()
-                ),
-            ));
-        }
-        for (field, value) in [
-            ("descriptor_ttl_secs", self.descriptor_ttl_secs),
-            ("directory_lifetime_secs", self.directory_lifetime_secs),
-            ("proposal_interval_secs", self.proposal_interval_secs),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::invalid(field, "must be at least 1"));
-            }
-        }
-        if self.proposal_interval_secs >= self.directory_lifetime_secs {
-            return Err(ConfigError::invalid(
-                "proposal_interval_secs",
-                "must be shorter than directory_lifetime_secs",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Serialises the config as TOML.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
-    }
-}
-
-impl ValidatorConfig {
-    /// Reads and validates a validator config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
-    }
-
-    /// Parses and validates validator config text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: ValidatorConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
-        if config.poll_interval_secs == 0 {
-            return Err(
-                ConfigError::invalid("poll_interval_secs", "must be at least 1")
-                    .with_origin("<string>"),
-            );
-        }
-        Ok(config)
     }
 
     /// Serialises the config as TOML.

@@ -252,3 +252,102 @@ fn congestion_control_is_chosen_per_process_and_checked() {
     let text = INGRESS_EXAMPLE.replace("congestion = \"cubic\"", "congestion = \"Cubic\"");
     expect_field(RelayConfig::from_toml(&text).unwrap_err(), "congestion");
 }
+
+#[test]
+fn publication_limits_are_checked_and_named() {
+    let registry = RegistryConfig::from_toml(REGISTRY_EXAMPLE).unwrap();
+    assert_eq!(registry.publication.max_relays, MAX_RELAYS_LIMIT);
+    assert!(!registry.publication.allow_special_purpose_endpoints);
+    for (from, to, field) in [
+        (
+            "max_relays = 20000",
+            "max_relays = 20001",
+            "publication.max_relays",
+        ),
+        (
+            "max_relays_per_operator = 256",
+            "max_relays_per_operator = 0",
+            "publication.max_relays_per_operator",
+        ),
+        (
+            "descriptor_ttl_secs = 600",
+            "descriptor_ttl_secs = 0",
+            "publication.descriptor_ttl_secs",
+        ),
+    ] {
+        let text = REGISTRY_EXAMPLE.replace(from, to);
+        expect_field(RegistryConfig::from_toml(&text).unwrap_err(), field);
+        let text = VALIDATOR_EXAMPLE.replace(from, to);
+        expect_field(ValidatorConfig::from_toml(&text).unwrap_err(), field);
+    }
+    // Absent, the section takes its defaults.
+    let without = REGISTRY_EXAMPLE.split("[publication]").next().unwrap();
+    let registry =
+        RegistryConfig::from_toml(&format!("{without}\n[log]\nlevel = \"info\"\n")).unwrap();
+    assert_eq!(registry.publication, PublicationLimits::default());
+}
+
+#[test]
+fn a_validator_names_its_peers_and_where_relays_reach_it() {
+    let validator = ValidatorConfig::from_toml(VALIDATOR_EXAMPLE).unwrap();
+    assert_eq!((validator.validators.len(), validator.threshold), (3, 2));
+    assert_eq!(validator.max_directory_lifetime_secs, 7200);
+    let text = VALIDATOR_EXAMPLE.replace("listen = \"0.0.0.0:4444\"", "");
+    expect_field(ValidatorConfig::from_toml(&text).unwrap_err(), "listen");
+    let text = VALIDATOR_EXAMPLE.replace("threshold = 2", "threshold = 4");
+    expect_field(ValidatorConfig::from_toml(&text).unwrap_err(), "threshold");
+}
+
+#[test]
+fn a_relay_publishes_to_every_validator() {
+    let publish = "\n[publish]\noperator_key_file = \"/k\"\noperator_name = \"Op\"\n\
+        operator_contact = \"mailto:o@example.org\"\njurisdiction = \"DE\"\ncountry = \"DE\"\n\
+        city = \"Berlin\"\nnetwork = \"AS64500\"\nbandwidth_bps = 1000000000\n\
+        [publish.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n";
+    let text = format!("{EGRESS_EXAMPLE}{publish}");
+    expect_field(
+        RelayConfig::from_toml(&text).unwrap_err(),
+        "publish.validators",
+    );
+    let text = format!(
+        "{text}[[publish.validators]]\naddr = \"192.0.2.2:4444\"\nkey = \"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\"\n"
+    );
+    let relay = RelayConfig::from_toml(&text).unwrap();
+    assert_eq!(relay.publish.unwrap().validators.len(), 1);
+}
+
+#[test]
+fn local_relay_endpoints_are_an_explicit_choice_of_the_client() {
+    let directory = "\n[directory]\nvalidators = [\"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\"]\nthreshold = 1\n\
+        [directory.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n";
+    let client = ClientConfig::from_toml(&format!("{CLIENT_EXAMPLE}{directory}")).unwrap();
+    let directory_config = client.directory.clone().unwrap();
+    assert!(!directory_config.allow_special_purpose_endpoints);
+    let text = format!("{CLIENT_EXAMPLE}{directory}allow_special_purpose_endpoints = true\n");
+    let client = ClientConfig::from_toml(&text);
+    // The flag belongs to [directory.registry]'s parent; written after the
+    // sub-table it lands in the wrong table and is refused as unknown.
+    assert!(client.is_err());
+    let text = format!(
+        "{CLIENT_EXAMPLE}{}",
+        directory.replace(
+            "threshold = 1\n",
+            "threshold = 1\nallow_special_purpose_endpoints = true\n"
+        )
+    );
+    let client = ClientConfig::from_toml(&text).unwrap();
+    assert!(client.directory.unwrap().allow_special_purpose_endpoints);
+}
+
+#[test]
+fn a_new_validator_can_print_its_key_before_its_config_lists_it() {
+    let path = std::env::temp_dir().join(format!("orr-validator-{}.toml", std::process::id()));
+    std::fs::write(&path, "state_dir = \"/var/lib/v\"\n").unwrap();
+    let (full, state_dir) = (
+        ValidatorConfig::load(&path),
+        ValidatorConfig::load_state_dir(&path),
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(full.is_err());
+    assert_eq!(state_dir.unwrap(), PathBuf::from("/var/lib/v"));
+}

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use openrelay_config::{
     AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
-    IssuerConfig, KeyPin, LogConfig, PathConfig, PaymentConfig, PublishConfig, RegistryConfig,
-    RegistryEndpoint, RelayConfig, RelayEntry, RelayRole, SettlementRelays, ValidatorConfig,
+    IssuerConfig, KeyPin, LogConfig, PathConfig, PaymentConfig, PublicationLimits, PublishConfig,
+    RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, RelayRole, SettlementRelays,
+    ValidatorConfig,
 };
 use openrelay_transport::identity::{Identity, IdentityError};
 
@@ -26,6 +27,11 @@ pub const CLIENT_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 3, 1);
 pub const REGISTRY_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 4, 1);
 /// Where the token issuer listens.
 pub const ISSUER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 1);
+/// Where validator `i` (from 1) listens for relays' publications:
+/// `127.0.6.i`.
+pub fn validator_address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 6, u8::try_from(i).unwrap_or(u8::MAX))
+}
 /// The account the devnet creates for its client.
 pub const DEVNET_ACCOUNT: &str = "devnet";
 /// Validators in a devnet with `--registry`, and how many must sign.
@@ -154,13 +160,21 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         .registry
         .then(|| registry_plan(options))
         .transpose()?;
-    let endpoint = registry.as_ref().map(|(config, _, pins)| {
+    let endpoint = registry.as_ref().map(|(config, validators, pins)| {
         (
             RegistryEndpoint {
                 addr: config.listen,
                 key: pins.registry,
             },
             pins.validators.clone(),
+            validators
+                .iter()
+                .zip(&pins.validator_tls)
+                .map(|((_, v), key)| RegistryEndpoint {
+                    addr: v.listen,
+                    key: *key,
+                })
+                .collect::<Vec<_>>(),
         )
     });
     let mut issuer = options.tokens.then(|| issuer_plan(options)).transpose()?;
@@ -192,7 +206,13 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             // to it, so the bootstrap entries must carry the same key.
             let operator_key = operator_pin(options, i)?;
             let publish = match &endpoint {
-                Some((registry, _)) => Some(publish_config(options, registry.clone(), i, octet)?),
+                Some((registry, _, validators)) => Some(publish_config(
+                    options,
+                    registry.clone(),
+                    validators.clone(),
+                    i,
+                    octet,
+                )?),
                 None => None,
             };
             let (ingress, egress) = match role {
@@ -281,12 +301,13 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
     // or, without a registry, each operator's egress by key.
     if let Some(issuer) = &mut issuer {
         issuer.settlement = Some(match &endpoint {
-            Some((registry, validators)) => SettlementRelays::Directory(DirectoryConfig {
+            Some((registry, validators, _)) => SettlementRelays::Directory(DirectoryConfig {
                 registry: registry.clone(),
                 validators: validators.clone(),
                 threshold: THRESHOLD,
                 max_age_secs: 7200,
                 refresh_secs: 2,
+                allow_special_purpose_endpoints: true,
             }),
             None => SettlementRelays::Relays(
                 entries
@@ -312,12 +333,14 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         // With a registry, these only bootstrap the first path, through which
         // the client fetches the signed directory that replaces them.
         relays: entries,
-        directory: endpoint.map(|(registry, validators)| DirectoryConfig {
+        directory: endpoint.map(|(registry, validators, _)| DirectoryConfig {
             registry,
             validators,
             threshold: THRESHOLD,
             max_age_secs: 7200,
             refresh_secs: 2,
+            // Every devnet relay is on loopback (or a private test range).
+            allow_special_purpose_endpoints: true,
         }),
         tun: openrelay_config::TunConfig {
             enabled: options.client_netns,
@@ -350,7 +373,10 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
 
 struct Pins {
     registry: KeyPin,
+    /// The validators' signing keys.
     validators: Vec<KeyPin>,
+    /// The validators' TLS keys (relays publish to them).
+    validator_tls: Vec<KeyPin>,
 }
 
 type RegistryPlan = (RegistryConfig, Vec<(String, ValidatorConfig)>, Pins);
@@ -400,23 +426,42 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
     );
     let state_dir = options.state_dir.join("registry");
     let registry_pin = Identity::load_or_create(&state_dir)?.pin();
-    let mut validators = Vec::new();
+    // The registry and every validator apply the same rules; the devnet's
+    // relays are on loopback, and leave 10 s after they stop publishing.
+    let publication = PublicationLimits {
+        descriptor_ttl_secs: 10,
+        allow_special_purpose_endpoints: true,
+        ..PublicationLimits::default()
+    };
     let mut validator_pins = Vec::new();
+    let mut validator_tls = Vec::new();
+    let mut dirs = Vec::new();
     for i in 1..=VALIDATORS {
         let name = format!("validator-{i}");
         let state_dir = options.state_dir.join(&name);
         let key = openrelay_registry::keyfile::load_or_create(&state_dir)?;
         validator_pins.push(KeyPin::from(key.id()));
+        validator_tls.push(Identity::load_or_create(&state_dir)?.pin());
+        dirs.push((i, name, state_dir));
+    }
+    let mut validators = Vec::new();
+    for (i, name, state_dir) in dirs {
+        let ip = validator_address(i);
         validators.push((
             name.clone(),
             ValidatorConfig {
+                listen: SocketAddr::new(IpAddr::V4(ip), free_udp_port(ip)?),
                 state_dir,
                 registry: RegistryEndpoint {
                     addr: listen,
                     key: registry_pin,
                 },
+                validators: validator_pins.clone(),
+                threshold: THRESHOLD,
                 log: log_config(options, &name),
                 poll_interval_secs: 1,
+                max_directory_lifetime_secs: 7200,
+                publication: publication.clone(),
             },
         ));
     }
@@ -426,9 +471,9 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
         log: log_config(options, "registry"),
         validators: validator_pins.clone(),
         threshold: THRESHOLD,
-        descriptor_ttl_secs: 10,
         directory_lifetime_secs: 3600,
         proposal_interval_secs: 1,
+        publication,
     };
     Ok((
         config,
@@ -436,6 +481,7 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
         Pins {
             registry: registry_pin,
             validators: validator_pins,
+            validator_tls,
         },
     ))
 }
@@ -476,6 +522,7 @@ fn operator_pin(options: &DevnetOptions, operator: usize) -> Result<KeyPin, Devn
 fn publish_config(
     options: &DevnetOptions,
     registry: RegistryEndpoint,
+    validators: Vec<RegistryEndpoint>,
     operator: usize,
     octet: u8,
 ) -> Result<PublishConfig, DevnetError> {
@@ -483,6 +530,7 @@ fn publish_config(
     let country = country_of(operator);
     Ok(PublishConfig {
         registry,
+        validators,
         operator_key_file,
         operator_name: format!("Devnet operator {operator}"),
         operator_contact: format!("mailto:operator-{operator}@devnet.invalid"),

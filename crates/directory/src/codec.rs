@@ -5,6 +5,7 @@
 //! [`FormatError::Truncated`] instead of panicking.
 
 use crate::FormatError;
+use crate::keys::Signature;
 
 /// Decodes one whole value from `bytes`: trailing bytes are an error, so
 /// every value has exactly one encoding.
@@ -157,4 +158,87 @@ pub(crate) fn check_strictly_ascending<T, K: Ord>(
         }
     }
     Ok(())
+}
+
+/// A canonical value, the exact bytes it was encoded as, and one signature
+/// over them: how operator profiles and votes travel. Decoding keeps the
+/// bytes as read (they are canonical, so they equal the value's encoding),
+/// so verification never re-encodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OneSigned<T> {
+    pub(crate) value: T,
+    pub(crate) body: Vec<u8>,
+    pub(crate) signature: Signature,
+}
+
+impl<T> OneSigned<T> {
+    /// The body, then the signature.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + Signature::LEN);
+        self.encode(&mut out);
+        out
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(self.signature.as_bytes());
+    }
+
+    /// Reads a value with `decode`, then its signature.
+    pub(crate) fn decode<'a>(
+        r: &mut Reader<'a>,
+        decode: impl FnOnce(&mut Reader<'a>) -> Result<T, FormatError>,
+    ) -> Result<Self, FormatError> {
+        let start = r.position();
+        let value = decode(r)?;
+        let body = r.consumed_since(start).to_vec();
+        let signature = Signature::from_bytes(r.array()?);
+        Ok(OneSigned {
+            value,
+            body,
+            signature,
+        })
+    }
+}
+
+/// Reads a directory's bytes behind their `u32` length, refusing more than
+/// [`MAX_DIRECTORY_BYTES`](crate::MAX_DIRECTORY_BYTES) before reading them
+/// (the envelope and the proposal carry a directory this way).
+pub(crate) fn read_directory_bytes(r: &mut Reader<'_>) -> Result<Vec<u8>, FormatError> {
+    let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+    if len > crate::MAX_DIRECTORY_BYTES {
+        return Err(FormatError::TooLarge {
+            what: "directory",
+            limit: crate::MAX_DIRECTORY_BYTES,
+        });
+    }
+    Ok(r.bytes(len)?.to_vec())
+}
+
+/// Reads a `u8` count of at most `limit` entries.
+pub(crate) fn read_small_count(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    limit: usize,
+) -> Result<usize, FormatError> {
+    let count = usize::from(r.u8()?);
+    if count > limit {
+        return Err(FormatError::TooLarge { what, limit });
+    }
+    Ok(count)
+}
+
+/// Writes a directory's bytes behind their `u32` length.
+pub(crate) fn put_directory_bytes(out: &mut Vec<u8>, directory: &[u8]) {
+    put_count_u32(out, directory.len());
+    out.extend_from_slice(directory);
+}
+
+/// Writes the `u8` count of a list of at most `limit` (≤ 255) entries and
+/// returns how many of `len` to write: a longer list cannot have come from
+/// a decoder and is cut rather than panicking.
+pub(crate) fn put_small_count(out: &mut Vec<u8>, len: usize, limit: usize) -> usize {
+    let count = len.min(limit);
+    out.push(u8::try_from(count).unwrap_or(u8::MAX));
+    count
 }

@@ -2,6 +2,11 @@
 //! by the relay key and by its operator's key, so that neither a relay nor an
 //! operator alone can put a relay under another operator's name, and a client
 //! can check both (SPEC: "signed by both. Clients verify every signature").
+//!
+//! Version 2 adds a third signature, by the QUIC/TLS key the descriptor pins
+//! (issue 11, item 8): proof that the relay holds the key it asks clients to
+//! pin, so nobody can claim another relay's key and lock it out of the
+//! registry.
 
 use std::net::SocketAddr;
 
@@ -13,12 +18,13 @@ use crate::fields::{
     endpoint_key,
 };
 use crate::keys::{
-    Domain, OperatorId, OperatorKey, RelayId, RelayKey, Signature, check_public_key,
+    Domain, OperatorId, OperatorKey, QuicKey, RelayId, RelayKey, Signature, check_public_key,
+    verify,
 };
 use crate::{FormatError, MAX_CLOCK_SKEW_SECS, Signer};
 
 /// The format version of descriptor bodies this crate reads and writes.
-pub const DESCRIPTOR_VERSION: u8 = 1;
+pub const DESCRIPTOR_VERSION: u8 = 2;
 
 const ROLE_INGRESS: u8 = 1;
 const ROLE_EGRESS: u8 = 2;
@@ -193,6 +199,26 @@ impl RelayDescriptor {
             && now < self.fields.not_after
     }
 
+    /// Whether `other` says the same as `self` apart from its validity window:
+    /// a relay refreshing its descriptor changes only the window, and a
+    /// registry need not issue a new directory for that.
+    pub fn same_except_validity(&self, other: &RelayDescriptor) -> bool {
+        let window = |d: &RelayDescriptor| DescriptorFields {
+            not_before: 0,
+            not_after: 0,
+            ..d.fields.clone()
+        };
+        window(self) == window(other)
+    }
+
+    /// What the relay's QUIC/TLS key signs (the domain prefix
+    /// `openrelay descriptor v2 quic\0`, then the canonical bytes): sign this
+    /// with the key of [`DescriptorFields::quic_pin`] and pass the signature
+    /// to [`SignedDescriptor::sign`].
+    pub fn quic_key_message(&self) -> Vec<u8> {
+        Domain::DescriptorQuic.message(&self.to_bytes())
+    }
+
     /// The canonical bytes (`docs/directory-format.md`, "Relay descriptor").
     pub fn to_bytes(&self) -> Vec<u8> {
         let f = &self.fields;
@@ -295,6 +321,27 @@ impl RelayDescriptor {
     }
 }
 
+/// The special-purpose class of an endpoint's address (loopback, private,
+/// link-local, documentation, ...: every range `openrelay_policy::classify`
+/// knows), or `None` for a global unicast address. Registries, validators
+/// and clients refuse relays with such endpoints unless configured for a
+/// local network (issue 11, item 17): otherwise a directory could make
+/// clients send QUIC packets to hosts inside their own network.
+pub fn endpoint_class(endpoint: &SocketAddr) -> Option<openrelay_policy::AddressClass> {
+    openrelay_policy::classify(endpoint.ip())
+}
+
+impl RelayDescriptor {
+    /// The first endpoint with a special-purpose address ([`endpoint_class`]),
+    /// with its class.
+    pub fn special_purpose_endpoint(&self) -> Option<(SocketAddr, openrelay_policy::AddressClass)> {
+        self.fields
+            .endpoints
+            .iter()
+            .find_map(|e| endpoint_class(e).map(|class| (*e, class)))
+    }
+}
+
 /// Reads a public key and checks that it is usable (canonical, large order).
 pub(crate) fn read_key(r: &mut Reader<'_>, field: &'static str) -> Result<[u8; 32], FormatError> {
     let bytes = r.array::<32>()?;
@@ -348,6 +395,10 @@ pub enum SignError {
     /// The operator key is not the one the descriptor names.
     #[error("the operator key does not match the descriptor's operator id")]
     WrongOperatorKey,
+    /// The QUIC-key signature does not verify with the descriptor's
+    /// `quic_pin`: the relay signed with another key than it pins.
+    #[error("the QUIC key signature does not match the descriptor's quic_pin")]
+    WrongQuicKey,
 }
 
 impl RelayKey {
@@ -372,8 +423,15 @@ impl OperatorKey {
     }
 }
 
-/// A descriptor with its relay and operator signatures, as published and as
-/// carried in a directory. Holding one proves nothing: call
+impl QuicKey {
+    /// This key's signature over `descriptor` ([`RelayDescriptor::quic_key_message`]).
+    pub fn sign_descriptor(&self, descriptor: &RelayDescriptor) -> Signature {
+        self.sign_message(&descriptor.quic_key_message())
+    }
+}
+
+/// A descriptor with its relay, operator and QUIC-key signatures, as
+/// published and as carried in a directory. Holding one proves nothing: call
 /// [`SignedDescriptor::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedDescriptor {
@@ -382,30 +440,42 @@ pub struct SignedDescriptor {
     body: Vec<u8>,
     relay_signature: Signature,
     operator_signature: Signature,
+    quic_signature: Signature,
 }
 
 impl SignedDescriptor {
-    /// Signs `descriptor` with both keys (when both are at hand; otherwise
-    /// sign separately and use [`SignedDescriptor::from_parts`]).
+    /// Signs `descriptor` with the relay and operator keys and adds
+    /// `quic_signature`, the QUIC key's signature over
+    /// [`RelayDescriptor::quic_key_message`] (made by the relay's transport
+    /// identity, or [`QuicKey::sign_descriptor`]). Refused when a key does
+    /// not match what the descriptor names, so a relay finds out at start-up
+    /// rather than from a registry.
     pub fn sign(
         descriptor: RelayDescriptor,
         relay_key: &RelayKey,
         operator_key: &OperatorKey,
+        quic_signature: Signature,
     ) -> Result<Self, SignError> {
         let relay_signature = relay_key.sign_descriptor(&descriptor)?;
         let operator_signature = operator_key.sign_descriptor(&descriptor)?;
-        Ok(Self::from_parts(
+        let signed = Self::from_parts(
             descriptor,
             relay_signature,
             operator_signature,
-        ))
+            quic_signature,
+        );
+        if !signed.quic_signature_verifies() {
+            return Err(SignError::WrongQuicKey);
+        }
+        Ok(signed)
     }
 
-    /// Puts a descriptor and two signatures together, unchecked.
+    /// Puts a descriptor and its three signatures together, unchecked.
     pub fn from_parts(
         descriptor: RelayDescriptor,
         relay_signature: Signature,
         operator_signature: Signature,
+        quic_signature: Signature,
     ) -> Self {
         let body = descriptor.to_bytes();
         SignedDescriptor {
@@ -413,6 +483,7 @@ impl SignedDescriptor {
             body,
             relay_signature,
             operator_signature,
+            quic_signature,
         }
     }
 
@@ -432,13 +503,27 @@ impl SignedDescriptor {
         &self.operator_signature
     }
 
+    /// The QUIC key's signature (proof of possession of `quic_pin`).
+    pub fn quic_signature(&self) -> &Signature {
+        &self.quic_signature
+    }
+
+    fn quic_signature_verifies(&self) -> bool {
+        verify(
+            self.descriptor.fields.quic_pin.as_bytes(),
+            Domain::DescriptorQuic,
+            &self.body,
+            &self.quic_signature,
+        )
+    }
+
     /// The canonical bytes both signatures cover.
     pub fn body(&self) -> &[u8] {
         &self.body
     }
 
-    /// Checks both signatures (relay's first), then that `now` (Unix seconds)
-    /// is inside the validity window. What the registry runs when a relay
+    /// Checks the three signatures (relay's, operator's, QUIC key's), then
+    /// that `now` (Unix seconds) is inside the validity window. What the registry runs when a relay
     /// publishes, and what clients run on every descriptor of a directory.
     pub fn verify(&self, now: u64) -> Result<(), DescriptorError> {
         self.verify_signatures()?;
@@ -460,7 +545,7 @@ impl SignedDescriptor {
         Ok(())
     }
 
-    /// Checks both signatures only.
+    /// Checks the three signatures only.
     pub fn verify_signatures(&self) -> Result<(), DescriptorError> {
         let d = &self.descriptor;
         if !d
@@ -480,12 +565,18 @@ impl SignedDescriptor {
                 which: Signer::Operator(d.operator()),
             });
         }
+        if !self.quic_signature_verifies() {
+            return Err(DescriptorError::BadSignature {
+                which: Signer::QuicKey(d.relay()),
+            });
+        }
         Ok(())
     }
 
-    /// The canonical bytes: the body, the relay's signature, the operator's.
+    /// The canonical bytes: the body, the relay's signature, the
+    /// operator's, the QUIC key's.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 2 * Signature::LEN);
+        let mut out = Vec::with_capacity(self.body.len() + 3 * Signature::LEN);
         self.encode(&mut out);
         out
     }
@@ -494,6 +585,7 @@ impl SignedDescriptor {
         out.extend_from_slice(&self.body);
         out.extend_from_slice(self.relay_signature.as_bytes());
         out.extend_from_slice(self.operator_signature.as_bytes());
+        out.extend_from_slice(self.quic_signature.as_bytes());
     }
 
     /// Parses a signed descriptor (signatures unchecked: call `verify`).
@@ -509,11 +601,13 @@ impl SignedDescriptor {
         let body = r.consumed_since(start).to_vec();
         let relay_signature = Signature::from_bytes(r.array()?);
         let operator_signature = Signature::from_bytes(r.array()?);
+        let quic_signature = Signature::from_bytes(r.array()?);
         Ok(SignedDescriptor {
             descriptor,
             body,
             relay_signature,
             operator_signature,
+            quic_signature,
         })
     }
 }
@@ -521,4 +615,4 @@ impl SignedDescriptor {
 /// The smallest possible signed descriptor, to bound allocations for a count
 /// read from untrusted input.
 pub(crate) const MIN_SIGNED_DESCRIPTOR_LEN: usize =
-    1 + 32 + 32 + 1 + 1 + 7 + 32 + 2 + 1 + 5 + 8 + 2 + 1 + 8 + 8 + 2 * Signature::LEN;
+    1 + 32 + 32 + 1 + 1 + 7 + 32 + 2 + 1 + 5 + 8 + 2 + 1 + 8 + 8 + 3 * Signature::LEN;

@@ -4,14 +4,17 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::codec::{Reader, bounded_capacity, check_strictly_ascending, put_count_u32};
+use crate::codec::{
+    Reader, bounded_capacity, check_strictly_ascending, put_count_u32, put_directory_bytes,
+    put_small_count, read_directory_bytes, read_small_count,
+};
 use crate::descriptor::{MIN_SIGNED_DESCRIPTOR_LEN, SignedDescriptor};
 use crate::keys::{Domain, Signature, ValidatorId, ValidatorKey, check_public_key};
 use crate::profile::{MIN_SIGNED_PROFILE_LEN, SignedOperatorProfile};
 use crate::{FormatError, OperatorId, RelayId};
 
 /// The format version of directory bodies this crate reads and writes.
-pub const DIRECTORY_VERSION: u8 = 1;
+pub const DIRECTORY_VERSION: u8 = 2;
 /// The format version of the signed-directory envelope.
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
 
@@ -372,12 +375,12 @@ impl SignedDirectory {
             1 + 4 + self.directory.len() + 1 + self.signatures.len() * (32 + Signature::LEN),
         );
         out.push(SIGNED_DIRECTORY_VERSION);
-        put_count_u32(&mut out, self.directory.len());
-        out.extend_from_slice(&self.directory);
-        // At most MAX_DIRECTORY_SIGNATURES (a `u8`) are encoded; a longer list
-        // cannot have come from `from_bytes` and is cut rather than panicking.
-        let count = self.signatures.len().min(crate::MAX_DIRECTORY_SIGNATURES);
-        out.push(u8::try_from(count).unwrap_or(u8::MAX));
+        put_directory_bytes(&mut out, &self.directory);
+        let count = put_small_count(
+            &mut out,
+            self.signatures.len(),
+            crate::MAX_DIRECTORY_SIGNATURES,
+        );
         for s in self.signatures.iter().take(count) {
             out.extend_from_slice(s.validator.as_bytes());
             out.extend_from_slice(s.signature.as_bytes());
@@ -391,21 +394,8 @@ impl SignedDirectory {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes);
         r.version("signed directory", SIGNED_DIRECTORY_VERSION)?;
-        let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
-        if len > crate::MAX_DIRECTORY_BYTES {
-            return Err(FormatError::TooLarge {
-                what: "directory",
-                limit: crate::MAX_DIRECTORY_BYTES,
-            });
-        }
-        let directory = r.bytes(len)?.to_vec();
-        let count = usize::from(r.u8()?);
-        if count > crate::MAX_DIRECTORY_SIGNATURES {
-            return Err(FormatError::TooLarge {
-                what: "signatures",
-                limit: crate::MAX_DIRECTORY_SIGNATURES,
-            });
-        }
+        let directory = read_directory_bytes(&mut r)?;
+        let count = read_small_count(&mut r, "signatures", crate::MAX_DIRECTORY_SIGNATURES)?;
         let mut signatures = Vec::with_capacity(count);
         for _ in 0..count {
             let validator = r.array::<32>()?;

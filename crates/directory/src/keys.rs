@@ -93,23 +93,32 @@ pub(crate) enum Domain {
     DescriptorRelay,
     /// An operator signing a descriptor of one of its relays.
     DescriptorOperator,
+    /// The relay's QUIC/TLS key signing the descriptor that pins it (proof
+    /// that the relay holds the key it asks clients to pin).
+    DescriptorQuic,
     /// An operator signing its public profile.
     OperatorProfile,
     /// A validator signing a directory document.
     Directory,
+    /// A validator signing its vote (the relays it saw publish).
+    Vote,
 }
 
 impl Domain {
     pub(crate) fn prefix(self) -> &'static [u8] {
         match self {
-            Domain::DescriptorRelay => b"openrelay descriptor v1 relay\0",
-            Domain::DescriptorOperator => b"openrelay descriptor v1 operator\0",
+            // Each prefix names the version of the object it signs, so a
+            // signature over one version's bytes never verifies for another.
+            Domain::DescriptorRelay => b"openrelay descriptor v2 relay\0",
+            Domain::DescriptorOperator => b"openrelay descriptor v2 operator\0",
+            Domain::DescriptorQuic => b"openrelay descriptor v2 quic\0",
             Domain::OperatorProfile => b"openrelay operator profile v1\0",
-            Domain::Directory => b"openrelay directory v1 validator\0",
+            Domain::Directory => b"openrelay directory v2 validator\0",
+            Domain::Vote => b"openrelay vote v1 validator\0",
         }
     }
 
-    fn message(self, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn message(self, body: &[u8]) -> Vec<u8> {
         let prefix = self.prefix();
         let mut message = Vec::with_capacity(prefix.len() + body.len());
         message.extend_from_slice(prefix);
@@ -118,14 +127,14 @@ impl Domain {
     }
 }
 
-fn sign(key: &SigningKey, domain: Domain, body: &[u8]) -> Signature {
+pub(crate) fn sign(key: &SigningKey, domain: Domain, body: &[u8]) -> Signature {
     Signature(key.sign(&domain.message(body)).to_bytes())
 }
 
 /// Strict Ed25519 verification (rejects non-canonical `S`, small-order `R`
 /// and keys): one message has at most one accepted signature per key, so a
 /// third party cannot mint a second valid signature from a first.
-fn verify(key: &[u8; 32], domain: Domain, body: &[u8], signature: &Signature) -> bool {
+pub(crate) fn verify(key: &[u8; 32], domain: Domain, body: &[u8], signature: &Signature) -> bool {
     let Ok(key) = check_public_key(key) else {
         return false;
     };
@@ -304,3 +313,39 @@ signing_key!(
     ValidatorKey,
     ValidatorId
 );
+
+/// A relay's QUIC/TLS key as an Ed25519 signing key, for tests and tools. A
+/// running relay signs with its transport identity instead (over
+/// [`RelayDescriptor::quic_key_message`](crate::RelayDescriptor::quic_key_message)).
+///
+/// The secret is zeroed when dropped; `Debug` shows only the pin.
+#[derive(Clone)]
+pub struct QuicKey(SigningKey);
+
+impl QuicKey {
+    /// A fresh key from `rng`.
+    pub fn generate<R: CryptoRngCore + ?Sized>(rng: &mut R) -> Self {
+        QuicKey(SigningKey::generate(rng))
+    }
+
+    /// The key of a 32-byte secret (the RFC 8032 seed).
+    pub fn from_bytes(secret: &[u8; 32]) -> Self {
+        QuicKey(SigningKey::from_bytes(secret))
+    }
+
+    /// The pin clients check in the TLS handshake: this key's public half.
+    pub fn pin(&self) -> KeyPin {
+        KeyPin::from_ed25519(self.0.verifying_key().to_bytes())
+    }
+
+    /// The signature over `message` (RFC 8032, pure Ed25519).
+    pub fn sign_message(&self, message: &[u8]) -> Signature {
+        Signature(self.0.sign(message).to_bytes())
+    }
+}
+
+impl std::fmt::Debug for QuicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("QuicKey").field(&self.pin()).finish()
+    }
+}

@@ -12,6 +12,10 @@
 //!   operators, a sequence number and a validity window, signed by validators.
 //! - **Verification** ([`verify_directory`]): k of n trusted validators,
 //!   freshness, no rollback, and every signature inside.
+//! - **Votes and proposals** ([`vote`], [`Proposal`]): each validator's view
+//!   of the live relays, from which a directory's relay list is elected.
+//! - **Selection weights** ([`weight`]): how much a relay's advertised
+//!   bandwidth counts when clients draw paths.
 //!
 //! Everything has one canonical byte encoding, specified in
 //! `docs/directory-format.md`; decoders accept only that encoding and never
@@ -24,11 +28,14 @@ mod directory;
 mod fields;
 mod keys;
 mod profile;
+mod proposal;
 mod verify;
+pub mod vote;
+pub mod weight;
 
 pub use descriptor::{
     DESCRIPTOR_VERSION, DescriptorError, DescriptorFields, RelayDescriptor, SignError,
-    SignedDescriptor,
+    SignedDescriptor, endpoint_class,
 };
 pub use directory::{
     DIRECTORY_VERSION, DigestSyntaxError, Directory, DirectoryDigest, SIGNED_DIRECTORY_VERSION,
@@ -36,13 +43,16 @@ pub use directory::{
 };
 pub use fields::{CountryCode, Network, Region};
 pub use keys::{
-    KeyError, OperatorId, OperatorKey, RelayId, RelayKey, Signature, ValidatorId, ValidatorKey,
+    KeyError, OperatorId, OperatorKey, QuicKey, RelayId, RelayKey, Signature, ValidatorId,
+    ValidatorKey,
 };
 pub use openrelay_config::{KeyPin, RelayRole};
+pub use openrelay_policy::AddressClass;
 pub use profile::{
     BadProfileSignature, OperatorProfile, PROFILE_VERSION, ProfileFields, ProfileSignError,
     SignedOperatorProfile,
 };
+pub use proposal::{PROPOSAL_VERSION, Proposal};
 /// The RNG traits [`RelayKey::generate`] and friends take, at the version
 /// they take them (`rand_core::OsRng` for real keys).
 pub use rand_core;
@@ -147,6 +157,10 @@ pub enum Signer {
     Operator(OperatorId),
     /// An operator, over its profile.
     OperatorProfile(OperatorId),
+    /// The QUIC/TLS key a relay's descriptor pins, over that descriptor.
+    QuicKey(RelayId),
+    /// A validator, over its vote.
+    Validator(ValidatorId),
 }
 
 impl std::fmt::Display for Signer {
@@ -155,6 +169,8 @@ impl std::fmt::Display for Signer {
             Signer::Relay(id) => write!(f, "relay {id}"),
             Signer::Operator(id) => write!(f, "operator {id} (descriptor)"),
             Signer::OperatorProfile(id) => write!(f, "operator {id} (profile)"),
+            Signer::QuicKey(id) => write!(f, "the QUIC key of relay {id}"),
+            Signer::Validator(id) => write!(f, "validator {id} (vote)"),
         }
     }
 }

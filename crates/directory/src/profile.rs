@@ -2,7 +2,7 @@
 //! jurisdiction: operator transparency)"), signed by the operator key so that
 //! nobody but the operator can change what a directory says about it.
 
-use crate::codec::{Reader, decode_exact, put_short_str};
+use crate::codec::{OneSigned, Reader, decode_exact, put_short_str};
 use crate::descriptor::read_key;
 use crate::fields::{CountryCode, check_text};
 use crate::keys::{Domain, OperatorId, OperatorKey, Signature};
@@ -73,6 +73,20 @@ impl OperatorProfile {
         self.fields.jurisdiction
     }
 
+    /// When the operator signed it (Unix seconds).
+    pub fn published_at(&self) -> u64 {
+        self.fields.published_at
+    }
+
+    /// Whether `other` says the same as `self` apart from when it was signed.
+    pub fn same_except_published_at(&self, other: &OperatorProfile) -> bool {
+        let undated = |p: &OperatorProfile| ProfileFields {
+            published_at: 0,
+            ..p.fields.clone()
+        };
+        undated(self) == undated(other)
+    }
+
     /// The canonical bytes (`docs/directory-format.md`, "Operator profile").
     pub fn to_bytes(&self) -> Vec<u8> {
         let f = &self.fields;
@@ -132,22 +146,18 @@ impl OperatorKey {
         }
         let body = profile.to_bytes();
         let signature = self.sign(Domain::OperatorProfile, &body);
-        Ok(SignedOperatorProfile {
-            profile,
+        Ok(SignedOperatorProfile(OneSigned {
+            value: profile,
             body,
             signature,
-        })
+        }))
     }
 }
 
 /// A profile with its operator's signature. Holding one proves nothing: call
 /// [`SignedOperatorProfile::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedOperatorProfile {
-    profile: OperatorProfile,
-    body: Vec<u8>,
-    signature: Signature,
-}
+pub struct SignedOperatorProfile(OneSigned<OperatorProfile>);
 
 /// A profile's signature does not verify with the key it names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,27 +171,27 @@ impl SignedOperatorProfile {
     /// Puts a profile and a signature together, unchecked.
     pub fn from_parts(profile: OperatorProfile, signature: Signature) -> Self {
         let body = profile.to_bytes();
-        SignedOperatorProfile {
-            profile,
+        SignedOperatorProfile(OneSigned {
+            value: profile,
             body,
             signature,
-        }
+        })
     }
 
     /// The profile (unchecked unless this came out of verification).
     pub fn profile(&self) -> &OperatorProfile {
-        &self.profile
+        &self.0.value
     }
 
     /// The operator's signature.
     pub fn signature(&self) -> &Signature {
-        &self.signature
+        &self.0.signature
     }
 
     /// Checks the operator's signature.
     pub fn verify(&self) -> Result<(), BadProfileSignature> {
-        let operator = self.profile.operator();
-        if operator.verify(Domain::OperatorProfile, &self.body, &self.signature) {
+        let operator = self.profile().operator();
+        if operator.verify(Domain::OperatorProfile, &self.0.body, &self.0.signature) {
             Ok(())
         } else {
             Err(BadProfileSignature {
@@ -192,14 +202,11 @@ impl SignedOperatorProfile {
 
     /// The canonical bytes: the body, then the signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + Signature::LEN);
-        self.encode(&mut out);
-        out
+        self.0.to_bytes()
     }
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.body);
-        out.extend_from_slice(self.signature.as_bytes());
+        self.0.encode(out);
     }
 
     /// Parses a signed profile (signature unchecked: call `verify`).
@@ -208,15 +215,7 @@ impl SignedOperatorProfile {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        let start = r.position();
-        let profile = OperatorProfile::decode(r)?;
-        let body = r.consumed_since(start).to_vec();
-        let signature = Signature::from_bytes(r.array()?);
-        Ok(SignedOperatorProfile {
-            profile,
-            body,
-            signature,
-        })
+        OneSigned::decode(r, OperatorProfile::decode).map(SignedOperatorProfile)
     }
 }
 

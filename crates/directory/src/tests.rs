@@ -72,8 +72,10 @@ fn domain_prefixes_are_distinct_and_prefix_free() {
     let all = [
         Domain::DescriptorRelay,
         Domain::DescriptorOperator,
+        Domain::DescriptorQuic,
         Domain::OperatorProfile,
         Domain::Directory,
+        Domain::Vote,
     ];
     for a in all {
         let pa = a.prefix();
@@ -95,8 +97,10 @@ fn a_signature_verifies_only_in_its_own_domain() {
     assert!(key.id().verify(Domain::DescriptorRelay, body, &sig));
     for other in [
         Domain::DescriptorOperator,
+        Domain::DescriptorQuic,
         Domain::OperatorProfile,
         Domain::Directory,
+        Domain::Vote,
     ] {
         assert!(!key.id().verify(other, body, &sig), "{other:?}");
     }

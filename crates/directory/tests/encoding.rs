@@ -50,7 +50,7 @@ fn every_object_round_trips() {
         *signed_descriptor.descriptor()
     );
     let bytes = signed_descriptor.to_bytes();
-    assert_eq!(bytes.len(), body.len() + 128);
+    assert_eq!(bytes.len(), body.len() + 192);
     assert_eq!(
         SignedDescriptor::from_bytes(&bytes).unwrap(),
         signed_descriptor
@@ -120,15 +120,18 @@ fn every_truncation_is_refused() {
 
 #[test]
 fn unknown_versions_are_refused() {
-    let mut b = body(0);
-    b[0] = 2;
-    assert_eq!(
-        RelayDescriptor::from_bytes(&b),
-        Err(FormatError::UnsupportedVersion {
-            object: "descriptor",
-            version: 2
-        })
-    );
+    // Version 1 (before the QUIC key signed too) and anything newer.
+    for version in [1, 3] {
+        let mut b = body(0);
+        b[0] = version;
+        assert_eq!(
+            RelayDescriptor::from_bytes(&b),
+            Err(FormatError::UnsupportedVersion {
+                object: "descriptor",
+                version
+            })
+        );
+    }
     let mut b = directory(1).to_bytes();
     b[0] = 0;
     assert!(matches!(
@@ -585,7 +588,7 @@ fn directory_windows_are_bounded() {
 #[test]
 fn forged_counts_do_not_allocate_or_overrun() {
     // A directory header announcing u32::MAX operators, then nothing.
-    let mut b = vec![1u8];
+    let mut b = vec![openrelay_directory::DIRECTORY_VERSION];
     b.extend_from_slice(&1u64.to_be_bytes());
     b.extend_from_slice(&T0.to_be_bytes());
     b.extend_from_slice(&(T0 + 60).to_be_bytes());
@@ -648,7 +651,7 @@ fn the_largest_valid_directory_fits_the_size_limit() {
         .to_bytes()
         .len();
     // The sizes `docs/directory-format.md` states.
-    assert_eq!((largest_descriptor, largest_profile), (634, 301));
+    assert_eq!((largest_descriptor, largest_profile), (698, 301));
     let mut fields = descriptor_fields(0, 0, RelayRole::Ingress);
     fields.region.city = String::new();
     fields.software_version = "v".into();
@@ -661,7 +664,7 @@ fn the_largest_valid_directory_fits_the_size_limit() {
         .unwrap()
         .to_bytes()
         .len();
-    assert_eq!((smallest_descriptor, smallest_profile), (269, 111));
+    assert_eq!((smallest_descriptor, smallest_profile), (333, 111));
 
     let header = 1 + 3 * 8 + 2 * 4;
     let largest = header + MAX_RELAYS * largest_descriptor + MAX_OPERATORS * largest_profile;

@@ -97,15 +97,18 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn signed_descriptor_any()(fields in descriptor_fields_any(), a in any::<[u8; 32]>(), b in any::<[u8; 32]>()) -> SignedDescriptor {
+    fn signed_descriptor_any()(fields in descriptor_fields_any(), a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), c in any::<[u8; 32]>()) -> SignedDescriptor {
         let mut relay_sig = [0u8; 64];
         relay_sig[..32].copy_from_slice(&a);
         let mut operator_sig = [0u8; 64];
         operator_sig[32..].copy_from_slice(&b);
+        let mut quic_sig = [0u8; 64];
+        quic_sig[16..48].copy_from_slice(&c);
         SignedDescriptor::from_parts(
             RelayDescriptor::new(fields).unwrap(),
             Signature::from_bytes(relay_sig),
             Signature::from_bytes(operator_sig),
+            Signature::from_bytes(quic_sig),
         )
     }
 }

@@ -1,4 +1,4 @@
-//! Test vectors (`tests/vectors/directory-v1.json`): keys from fixed seeds,
+//! Test vectors (`tests/vectors/directory-v2.json`): keys from fixed seeds,
 //! the fields of profiles and descriptors, their canonical bytes and
 //! signatures, a directory and its validator-signed envelope.
 //!
@@ -15,10 +15,11 @@
 
 use std::path::PathBuf;
 
+use openrelay_directory::vote::{SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
     CountryCode, DescriptorFields, Directory, Network, OperatorKey, OperatorProfile, ProfileFields,
-    Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory,
-    SignedOperatorProfile, TrustConfig, ValidatorKey, verify_directory_bytes,
+    Proposal, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
+    SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey, verify_directory_bytes,
 };
 use serde_json::{Value, json};
 
@@ -27,7 +28,7 @@ const NOW: u64 = ISSUED_AT + 600;
 const MAX_AGE: u64 = 6 * 3600;
 
 fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory-v1.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory-v2.json")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -48,7 +49,7 @@ fn seed(n: u8) -> [u8; 32] {
 
 struct Inputs {
     operators: Vec<(OperatorKey, ProfileFields)>,
-    relays: Vec<(RelayKey, DescriptorFields, usize)>,
+    relays: Vec<(RelayKey, QuicKey, DescriptorFields, usize)>,
     validators: Vec<ValidatorKey>,
     signed_by: Vec<usize>,
 }
@@ -63,8 +64,8 @@ fn inputs() -> Inputs {
         RelayKey::from_bytes(&seed(0x70)),
     ];
     let quic_keys = [
-        RelayKey::from_bytes(&seed(0x90)),
-        RelayKey::from_bytes(&seed(0xb0)),
+        QuicKey::from_bytes(&seed(0x90)),
+        QuicKey::from_bytes(&seed(0xb0)),
     ];
     let validators: Vec<ValidatorKey> = [0xd0, 0xe0, 0xf0]
         .map(|n| ValidatorKey::from_bytes(&seed(n)))
@@ -94,6 +95,7 @@ fn inputs() -> Inputs {
     let relays = vec![
         (
             relay_keys[0].clone(),
+            quic_keys[0].clone(),
             DescriptorFields {
                 relay: relay_keys[0].id(),
                 operator: operator_keys[0].id(),
@@ -102,7 +104,7 @@ fn inputs() -> Inputs {
                     "203.0.113.5:443".parse().unwrap(),
                     "[2001:db8::5]:443".parse().unwrap(),
                 ],
-                quic_pin: quic_keys[0].id().into(),
+                quic_pin: quic_keys[0].pin(),
                 region: Region {
                     country: CountryCode::parse("DE").unwrap(),
                     city: "Frankfurt".into(),
@@ -118,12 +120,13 @@ fn inputs() -> Inputs {
         ),
         (
             relay_keys[1].clone(),
+            quic_keys[1].clone(),
             DescriptorFields {
                 relay: relay_keys[1].id(),
                 operator: operator_keys[1].id(),
                 role: RelayRole::Egress,
                 endpoints: vec!["198.51.100.7:8443".parse().unwrap()],
-                quic_pin: quic_keys[1].id().into(),
+                quic_pin: quic_keys[1].pin(),
                 region: Region {
                     country: CountryCode::parse("CH").unwrap(),
                     city: "Zürich".into(),
@@ -189,16 +192,28 @@ fn generate() -> String {
     }
     let mut descriptors = Vec::new();
     let mut signed_descriptors = Vec::new();
-    for (i, (key, fields, operator)) in inputs.relays.iter().enumerate() {
+    for (i, (key, quic, fields, operator)) in inputs.relays.iter().enumerate() {
         keys.push(json!({
             "name": format!("relay {i}"),
             "seed": hex(&key.to_bytes()),
             "public": hex(key.id().as_bytes()),
             "id": key.id().to_string(),
         }));
+        keys.push(json!({
+            "name": format!("relay {i} QUIC key"),
+            "seed": hex(&seed(if i == 0 { 0x90 } else { 0xb0 })),
+            "public": hex(quic.pin().as_bytes()),
+            "id": quic.pin().to_string(),
+        }));
         let descriptor = RelayDescriptor::new(fields.clone()).unwrap();
-        let signed =
-            SignedDescriptor::sign(descriptor, key, &inputs.operators[*operator].0).unwrap();
+        let quic_signature = quic.sign_descriptor(&descriptor);
+        let signed = SignedDescriptor::sign(
+            descriptor,
+            key,
+            &inputs.operators[*operator].0,
+            quic_signature,
+        )
+        .unwrap();
         let f = signed.descriptor().fields();
         descriptors.push(json!({
             "relay": f.relay.to_string(),
@@ -217,6 +232,7 @@ fn generate() -> String {
             "body": hex(signed.body()),
             "relay_signature": hex(signed.relay_signature().as_bytes()),
             "operator_signature": hex(signed.operator_signature().as_bytes()),
+            "quic_signature": hex(signed.quic_signature().as_bytes()),
             "signed": hex(&signed.to_bytes()),
         }));
         signed_descriptors.push(signed);
@@ -242,8 +258,29 @@ fn generate() -> String {
         signed.sign(&inputs.validators[v]);
     }
     let trust = trust(&inputs);
+    let vote = inputs.validators[0]
+        .sign_vote(
+            Vote::new(
+                inputs.validators[0].id(),
+                ISSUED_AT - 30,
+                inputs
+                    .relays
+                    .iter()
+                    .map(|(key, _, fields, _)| VoteEntry {
+                        relay: key.id(),
+                        not_before: fields.not_before,
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let proposal = Proposal {
+        directory: directory.to_bytes(),
+        votes: vec![vote.clone()],
+    };
     let doc = json!({
-        "about": "openrelay directory format v1 test vectors (docs/directory-format.md). \
+        "about": "openrelay directory format v2 test vectors (docs/directory-format.md). \
                   Generated by crates/directory/tests/vectors.rs; do not edit by hand.",
         "keys": keys,
         "operator_profiles": profiles,
@@ -259,6 +296,19 @@ fn generate() -> String {
             "signed_by": inputs.signed_by.iter().map(|&v| inputs.validators[v].id().to_string()).collect::<Vec<_>>(),
             "validator_signatures": signed.signatures.iter().map(|s| hex(s.signature.as_bytes())).collect::<Vec<_>>(),
             "bytes": hex(&signed.to_bytes()),
+        },
+        "vote": {
+            "validator": vote.vote().validator().to_string(),
+            "voted_at": vote.vote().voted_at(),
+            "relays": vote.vote().entries().iter().map(|e| json!({
+                "relay": e.relay.to_string(),
+                "not_before": e.not_before,
+            })).collect::<Vec<_>>(),
+            "signature": hex(vote.signature().as_bytes()),
+            "signed": hex(&vote.to_bytes()),
+        },
+        "proposal": {
+            "bytes": hex(&proposal.to_bytes()),
         },
         "verification": {
             "trusted_validators": trust.validators().iter().map(|v| v.to_string()).collect::<Vec<_>>(),
@@ -357,4 +407,14 @@ fn stored_vectors_decode_and_verify() {
         stored["directory"]["sha256"].as_str().unwrap()
     );
     assert_eq!(verified.relays().count(), 2);
+    let vote = SignedVote::from_bytes(&unhex(stored["vote"]["signed"].as_str().unwrap())).unwrap();
+    vote.verify().unwrap();
+    assert_eq!(vote.vote().entries().len(), 2);
+    let proposal =
+        Proposal::from_bytes(&unhex(stored["proposal"]["bytes"].as_str().unwrap())).unwrap();
+    assert_eq!(proposal.votes, vec![vote]);
+    assert_eq!(
+        hex(&proposal.directory),
+        stored["directory"]["body"].as_str().unwrap()
+    );
 }

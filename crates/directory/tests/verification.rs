@@ -88,6 +88,7 @@ fn forged_relay_signature_is_refused() {
         honest.descriptor().clone(),
         forged_sig,
         *honest.operator_signature(),
+        *honest.quic_signature(),
     );
     assert_eq!(
         verify(with_descriptor(1, forged), &trust(2, 3)),
@@ -106,6 +107,7 @@ fn forged_operator_signature_is_refused() {
         honest.descriptor().clone(),
         *honest.relay_signature(),
         openrelay_directory::Signature::from_bytes(bad),
+        *honest.quic_signature(),
     );
     assert_eq!(
         verify(with_descriptor(1, forged), &trust(2, 3)),
@@ -133,6 +135,7 @@ fn a_relay_cannot_claim_an_operator_that_did_not_sign() {
         claimed.clone(),
         relay_key(1).sign_descriptor(&claimed).unwrap(),
         *signed_by_1.operator_signature(),
+        quic_key(1).sign_descriptor(&claimed),
     );
     assert_eq!(
         verify(with_descriptor(1, forged), &trust(2, 3)),
@@ -538,6 +541,7 @@ fn a_single_descriptor_with_a_forged_signature_is_refused() {
         d.descriptor().clone(),
         *d.operator_signature(),
         *d.relay_signature(),
+        *d.quic_signature(),
     );
     assert_eq!(
         swapped.verify(NOW),
@@ -552,6 +556,7 @@ fn a_single_descriptor_with_a_forged_signature_is_refused() {
         RelayDescriptor::new(fields).unwrap(),
         *d.relay_signature(),
         *d.operator_signature(),
+        *d.quic_signature(),
     );
     assert!(matches!(
         inflated.verify(NOW),

@@ -168,9 +168,10 @@ impl EgressSettings {
 }
 
 /// The operator's infrastructure that `config` names, as deny rules (and
-/// host names to resolve at start): the registry it publishes to and the
-/// issuer it settles with, every port but their QUIC service's (clients
-/// reach those through the relays); its Redis and its nameservers, every
+/// host names to resolve at start): the registry and validators it
+/// publishes to and the issuer it settles with and takes keys from, every
+/// port but their QUIC service's (clients reach those through the relays);
+/// its Redis and its nameservers, every
 /// port (the egress asks its nameservers itself, and answers clients' DNS
 /// through `/dns-query`, where query types are checked).
 fn infrastructure(
@@ -180,16 +181,20 @@ fn infrastructure(
 ) -> (Vec<DenyRule>, Vec<String>) {
     let mut rules = Vec::new();
     let mut names = Vec::new();
-    let services = config
-        .publish
-        .as_ref()
+    let publish = config.publish.as_ref();
+    let payment = egress.payment.as_ref();
+    let services = publish
         .map(|publish| publish.registry.addr)
         .into_iter()
         .chain(
-            egress
-                .payment
-                .as_ref()
-                .and_then(|p| p.settle_at.as_ref())
+            publish
+                .into_iter()
+                .flat_map(|p| p.validators.iter().map(|v| v.addr)),
+        )
+        .chain(payment.and_then(|p| p.settle_at.as_ref()).map(|i| i.addr))
+        .chain(
+            payment
+                .and_then(|p| p.tokens.issuer.as_ref())
                 .map(|i| i.addr),
         );
     for service in services {

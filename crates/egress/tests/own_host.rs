@@ -168,10 +168,10 @@ async fn the_deny_list_beats_allow_and_can_name_ports() {
     assert_eq!(accepted_allowed.load(Ordering::Relaxed), 1);
 }
 
-/// The issuer, registry, Redis and resolver the config names are refused
-/// as destinations, without the operator listing them; the issuer's and
-/// registry's own QUIC ports stay open (clients reach them through the
-/// relays). In a namespace without routes, so nothing leaves this machine.
+/// The issuer, registry, validators, Redis and resolver the config names
+/// are refused as destinations, without the operator listing them; the
+/// issuer's, registry's and validators' own QUIC ports stay open (clients
+/// reach them through the relays). In a namespace without routes, so nothing leaves this machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_infrastructure_in_the_config_is_refused() {
     let test = "the_infrastructure_in_the_config_is_refused";
@@ -200,6 +200,7 @@ redis_url = "redis://11.79.114.11:6379/0"
 
 [publish]
 registry = {{ addr = "11.79.114.12:4460", key = "{pin}" }}
+validators = [{{ addr = "11.79.114.15:4470", key = "{pin}" }}]
 operator_key_file = "{operator_key}"
 operator_name = "Test"
 operator_contact = "mailto:test@example.invalid"
@@ -220,6 +221,7 @@ bandwidth_bps = 1000000
         "11.79.114.12:22",
         "11.79.114.13:53",
         "11.79.114.13:443",
+        "11.79.114.15:22",
     ] {
         let answer = session.connect(target).await;
         assert!(
@@ -231,7 +233,12 @@ bandwidth_bps = 1000000
     }
     // The services' own ports are not refused by the policy (nothing
     // listens there: the connection fails, it is not prohibited).
-    for target in ["11.79.114.10:4450", "11.79.114.12:4460", "11.79.114.14:22"] {
+    for target in [
+        "11.79.114.10:4450",
+        "11.79.114.12:4460",
+        "11.79.114.15:4470",
+        "11.79.114.14:22",
+    ] {
         let answer = session.connect(target).await;
         assert!(
             !prohibited(answer.status, &answer.proxy_status()),

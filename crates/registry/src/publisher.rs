@@ -1,7 +1,8 @@
 //! A relay publishing itself: its operator's signed profile and a fresh
-//! descriptor (signed by the relay's own key and by the operator key) every
-//! `refresh_secs`, so the registry keeps listing it; a relay that stops
-//! publishing leaves the directory after the registry's TTL.
+//! descriptor (signed by the relay's own key, the operator key and the QUIC
+//! key it pins) every `refresh_secs`, to the registry and to every validator,
+//! so the validators see the relay whatever the registry does; a relay that
+//! stops publishing leaves the directory after the TTL.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,11 +12,12 @@ use std::time::Duration;
 use openrelay_config::{KeyPin, PublishConfig, RelayRole};
 use openrelay_directory::{
     CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields, Region,
-    RelayDescriptor, RelayKey, SignedDescriptor,
+    RelayDescriptor, RelayKey, Signature, SignedDescriptor,
 };
+use openrelay_transport::identity::Identity;
 use tracing::{debug, warn};
 
-use crate::http::RegistryClient;
+use crate::http::{CallError, RegistryClient};
 use crate::keyfile::{self, KeyFileError};
 use crate::service::{paths, unix_now};
 
@@ -26,6 +28,9 @@ pub enum PublisherError {
     /// A key file.
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    /// The relay's QUIC identity cannot sign.
+    #[error("the relay's QUIC key: {0}")]
+    Identity(#[from] openrelay_transport::identity::IdentityError),
     /// A `[publish]` field does not fit the descriptor format.
     #[error("publish.{field}: {reason}")]
     Field {
@@ -36,12 +41,37 @@ pub enum PublisherError {
     },
 }
 
+/// One publication that did not go through.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishFailure {
+    /// The registry or a validator refused it.
+    #[error("{endpoint} {path}: HTTP {status}: {reply}")]
+    Refused {
+        /// Who refused.
+        endpoint: SocketAddr,
+        /// What was published.
+        path: &'static str,
+        /// The status.
+        status: u16,
+        /// Its explanation.
+        reply: String,
+    },
+    /// The call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The descriptor could not be signed.
+    #[error(transparent)]
+    Sign(#[from] PublisherError),
+}
+
 /// Everything needed to publish one relay.
 #[derive(Debug)]
 pub struct Publisher {
-    registry: RegistryClient,
+    targets: Vec<RegistryClient>,
     relay_key: RelayKey,
     operator_key: OperatorKey,
+    quic_key: Identity,
     profile: ProfileFields,
     template: DescriptorFields,
     lifetime: u64,
@@ -60,12 +90,14 @@ fn field<T, E: std::fmt::Display>(
 
 impl Publisher {
     /// A publisher for the relay with `role`, listening on `listen`, whose
-    /// QUIC key is `quic_pin`; its descriptor key lives in `state_dir`.
+    /// QUIC/TLS key is `quic_key` (it signs every descriptor, proving the
+    /// relay holds the key it asks clients to pin); its descriptor key lives
+    /// in `state_dir`.
     pub fn new(
         config: &PublishConfig,
         role: RelayRole,
         listen: SocketAddr,
-        quic_pin: KeyPin,
+        quic_key: &Identity,
         state_dir: &Path,
     ) -> Result<Self, PublisherError> {
         let relay_key = keyfile::relay_key(state_dir)?;
@@ -82,6 +114,7 @@ impl Publisher {
             jurisdiction: field("jurisdiction", CountryCode::parse(&config.jurisdiction))?,
             published_at: now,
         };
+        let quic_pin: KeyPin = quic_key.pin();
         let template = DescriptorFields {
             relay: relay_key.id(),
             operator: operator_key.id(),
@@ -99,10 +132,15 @@ impl Publisher {
             not_before: now,
             not_after: now,
         };
+        let targets = std::iter::once(&config.registry)
+            .chain(&config.validators)
+            .map(|t| RegistryClient::new(t.addr, t.key))
+            .collect();
         let publisher = Publisher {
-            registry: RegistryClient::new(config.registry.addr, config.registry.key),
+            targets,
             relay_key,
             operator_key,
+            quic_key: quic_key.duplicate()?,
             profile,
             template,
             lifetime: config.descriptor_lifetime_secs,
@@ -125,41 +163,53 @@ impl Publisher {
         fields.not_before = now.saturating_sub(60);
         fields.not_after = now.saturating_add(self.lifetime);
         let descriptor = field("country", RelayDescriptor::new(fields))?;
+        let quic_signature =
+            Signature::from_bytes(self.quic_key.sign(&descriptor.quic_key_message())?);
         let signed = field(
             "operator_key_file",
-            SignedDescriptor::sign(descriptor, &self.relay_key, &self.operator_key),
+            SignedDescriptor::sign(
+                descriptor,
+                &self.relay_key,
+                &self.operator_key,
+                quic_signature,
+            ),
         )?;
         Ok(signed.to_bytes())
     }
 
-    /// Publishes the profile and a fresh descriptor once.
-    pub async fn publish_once(&self) -> Result<(), String> {
-        let profile = self.signed_profile().map_err(|e| e.to_string())?;
-        let descriptor = self
-            .signed_descriptor(unix_now())
-            .map_err(|e| e.to_string())?;
-        for (path, body) in [(paths::PROFILES, profile), (paths::DESCRIPTORS, descriptor)] {
-            match self.registry.call(http::Method::POST, path, body).await {
-                Ok((204, _)) => {}
-                Ok((status, reply)) => {
-                    return Err(format!(
-                        "{path}: HTTP {status}: {}",
-                        String::from_utf8_lossy(&reply).trim()
-                    ));
-                }
-                Err(e) => return Err(e.to_string()),
+    /// Publishes the profile and a fresh descriptor once, to the registry
+    /// and every validator at the same time; returns what failed.
+    pub async fn publish_once(&self) -> Vec<PublishFailure> {
+        let (profile, descriptor) =
+            match (self.signed_profile(), self.signed_descriptor(unix_now())) {
+                (Ok(p), Ok(d)) => (p, d),
+                (Err(e), _) | (_, Err(e)) => return vec![e.into()],
+            };
+        let mut calls = tokio::task::JoinSet::new();
+        for target in &self.targets {
+            let (target, profile, descriptor) =
+                (target.clone(), profile.clone(), descriptor.clone());
+            calls.spawn(async move { publish_to(&target, profile, descriptor).await });
+        }
+        let mut failures = Vec::new();
+        while let Some(done) = calls.join_next().await {
+            if let Ok(mut failed) = done {
+                failures.append(&mut failed);
             }
         }
-        Ok(())
+        failures
     }
 
     /// Publishes every `refresh_secs` until `shutdown`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            match self.publish_once().await {
-                Ok(()) => debug!("descriptor published"),
-                Err(e) => warn!(error = %e, "cannot publish the descriptor"),
+            let failures = self.publish_once().await;
+            if failures.is_empty() {
+                debug!("descriptor published");
+            }
+            for failure in failures {
+                warn!(error = %failure, "cannot publish the descriptor");
             }
             tokio::select! {
                 () = &mut shutdown => return,
@@ -167,4 +217,29 @@ impl Publisher {
             }
         }
     }
+}
+
+/// Publishes to one registry or validator: the profile, then the
+/// descriptor. A profile refused as not newer is not a failure (another
+/// relay of the operator, started later, published a newer one).
+async fn publish_to(
+    target: &RegistryClient,
+    profile: Vec<u8>,
+    descriptor: Vec<u8>,
+) -> Vec<PublishFailure> {
+    let mut failures = Vec::new();
+    for (path, body) in [(paths::PROFILES, profile), (paths::DESCRIPTORS, descriptor)] {
+        match target.call(http::Method::POST, path, body).await {
+            Ok((204, _)) => {}
+            Ok((409, _)) if path == paths::PROFILES => {}
+            Ok((status, reply)) => failures.push(PublishFailure::Refused {
+                endpoint: target.addr(),
+                path,
+                status,
+                reply: String::from_utf8_lossy(&reply).trim().to_owned(),
+            }),
+            Err(e) => failures.push(e.into()),
+        }
+    }
+    failures
 }

@@ -5,39 +5,56 @@
 //! |---|---|
 //! | `POST /v1/profiles` | publish a signed operator profile |
 //! | `POST /v1/descriptors` | publish or refresh a signed descriptor |
-//! | `GET /v1/proposal` | the directory waiting for validator signatures |
-//! | `POST /v1/signatures` | a validator's signature over the proposal (32-byte id, 64-byte signature) |
+//! | `POST /v1/votes` | a validator's signed vote; answered with the ids of the voted relays this registry lacks (32 bytes each), which the validator then forwards |
+//! | `GET /v1/proposal` | the directory waiting for validator signatures, with the votes it was built from (`docs/directory-format.md`, "Proposal") |
+//! | `POST /v1/signatures` | a validator's signature: 32-byte validator id, 32-byte SHA-256 of the directory signed, 64-byte signature |
 //! | `GET /v1/directory` | the newest directory signed by a threshold of validators |
 //!
-//! Every signature is verified before it is kept, so nobody can displace a
-//! validator's signature with a forged one; the directory is served only once
-//! the client-side verification (`verify_directory`) passes with the
-//! configured validators and threshold.
+//! A proposal lists exactly the relays most of the validators' current votes
+//! list ([`openrelay_directory::vote::tally`]); validators refuse anything
+//! else. Every signature is verified before it is kept, so nobody can
+//! displace a validator's signature with a forged one; a directory is served
+//! only once the client-side verification (`verify_directory`) passes with
+//! the configured validators and threshold.
+//!
+//! Answers to a signature: `204` counted for the pending proposal; `200` the
+//! directory it signs is already served (the threshold was reached without
+//! it), the signature was added to it; `410` it signs a proposal that was
+//! replaced meanwhile. These three are a validator's normal life. Anything
+//! else (`400`, `403`) is a real problem.
+//!
+//! All CPU work (signature checks, assembling and verifying directories)
+//! runs on blocking threads, not on the async runtime.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use openrelay_config::RegistryConfig;
+use openrelay_directory::vote::{SignedVote, tally};
 use openrelay_directory::{
-    Directory, Signature, SignedDirectory, TrustConfig, ValidatorId, ValidatorSignature,
-    verify_directory,
+    Directory, DirectoryDigest, MAX_CLOCK_SKEW_SECS, Proposal, Signature, SignedDirectory,
+    TrustConfig, ValidatorId, ValidatorSignature, verify_directory,
 };
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
 use tracing::{debug, info, warn};
 
-use crate::{PublishError, RedbStore, Registry, RegistrySettings};
+use crate::publication::{self, reply};
+use crate::{RedbStore, Registry, RegistryStore, same_contents};
 
-/// Paths of the registry's HTTP API.
+/// Paths of the registry's HTTP API (the publication paths are the
+/// validators' too).
 pub mod paths {
     /// Operator profiles.
     pub const PROFILES: &str = "/v1/profiles";
     /// Relay descriptors.
     pub const DESCRIPTORS: &str = "/v1/descriptors";
+    /// Validators' votes.
+    pub const VOTES: &str = "/v1/votes";
     /// The proposal for validators.
     pub const PROPOSAL: &str = "/v1/proposal";
     /// Validator signatures.
@@ -46,8 +63,16 @@ pub mod paths {
     pub const DIRECTORY: &str = "/v1/directory";
 }
 
-/// Largest published object accepted (descriptors and profiles are < 1 KiB).
-const MAX_PUBLICATION: usize = 16 * 1024;
+/// How old a vote may be and still count (validators vote every poll and at
+/// least every [`crate::validator::REVOTE_SECS`]).
+pub const VOTE_MAX_AGE_SECS: u64 = 120;
+/// A proposal nobody signed is rebuilt after this long, so the one offered
+/// is always recent (validators refuse directories issued long ago) and its
+/// votes are current.
+pub const PROPOSAL_MAX_AGE_SECS: u64 = 30;
+/// Length of a signature submission: validator id, directory digest,
+/// signature.
+pub const SIGNATURE_SUBMISSION_LEN: usize = 32 + 32 + 64;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,21 +93,82 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The key under which the registry remembers the last sequence it proposed,
+/// so a restart never offers two different directories under one number.
+const LAST_PROPOSED: &str = "last_proposed_sequence";
+
+/// A directory waiting for signatures.
+#[derive(Debug)]
+struct Pending {
+    envelope: SignedDirectory,
+    directory: Directory,
+    digest: DirectoryDigest,
+    voters: BTreeSet<ValidatorId>,
+    created_at: u64,
+    /// The proposal as served (directory and votes).
+    encoded: Bytes,
+}
+
+/// The directory being served.
+#[derive(Debug)]
+struct Served {
+    envelope: SignedDirectory,
+    directory: Directory,
+    digest: DirectoryDigest,
+    encoded: Bytes,
+}
+
+impl Served {
+    fn of(envelope: SignedDirectory) -> Option<Served> {
+        let directory = Directory::from_bytes(&envelope.directory).ok()?;
+        Some(Served {
+            digest: envelope.digest(),
+            encoded: Bytes::from(envelope.to_bytes()),
+            directory,
+            envelope,
+        })
+    }
+}
+
+/// What became of a validator's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignatureOutcome {
+    /// Counted for the pending proposal.
+    Counted,
+    /// The directory it signs is already served; added to it.
+    AlreadyServed,
+    /// It signs a proposal that has been replaced.
+    Superseded,
+}
+
 /// The registry service.
 #[derive(Debug)]
 pub struct RegistryService {
-    registry: Registry<RedbStore>,
+    registry: Arc<Registry<RedbStore>>,
     trust: TrustConfig,
-    validators: HashSet<ValidatorId>,
+    validators: BTreeSet<ValidatorId>,
+    threshold: usize,
     lifetime: u64,
     proposal_interval: Duration,
-    proposal: Mutex<Option<SignedDirectory>>,
+    votes: Mutex<BTreeMap<ValidatorId, SignedVote>>,
+    pending: Mutex<Option<Pending>>,
+    served: Mutex<Option<Served>>,
+    /// Since when elected relays could not be listed (no usable descriptor
+    /// here), for a warning if it lasts.
+    missing_since: Mutex<Option<u64>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl RegistryService {
     /// The service for `config`, with its store in the state directory.
     pub fn new(config: &RegistryConfig) -> Result<Self, ServiceError> {
         let store = RedbStore::open(&config.state_dir.join("registry.redb"))?;
+        let registry = Registry::open(store, config.publication.clone())?;
         let validators: Vec<ValidatorId> = config
             .validators
             .iter()
@@ -95,19 +181,21 @@ impl RegistryService {
             config.directory_lifetime_secs,
         )
         .map_err(|e| ServiceError::Trust(e.to_string()))?;
+        let served = registry
+            .latest()?
+            .and_then(|bytes| SignedDirectory::from_bytes(&bytes).ok())
+            .and_then(Served::of);
         Ok(RegistryService {
-            registry: Registry::new(
-                store,
-                RegistrySettings {
-                    descriptor_ttl_secs: config.descriptor_ttl_secs,
-                    directory_lifetime_secs: config.directory_lifetime_secs,
-                },
-            ),
+            registry: Arc::new(registry),
             trust,
             validators: validators.into_iter().collect(),
+            threshold: config.threshold,
             lifetime: config.directory_lifetime_secs,
             proposal_interval: Duration::from_secs(config.proposal_interval_secs),
-            proposal: Mutex::new(None),
+            votes: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(None),
+            served: Mutex::new(served),
+            missing_since: Mutex::new(None),
         })
     }
 
@@ -121,7 +209,9 @@ impl RegistryService {
             let service = Arc::clone(&self);
             async move {
                 loop {
-                    service.propose(unix_now());
+                    let round = Arc::clone(&service);
+                    // Assembling a directory is CPU work: off the runtime.
+                    let _ = tokio::task::spawn_blocking(move || round.propose(unix_now())).await;
                     tokio::time::sleep(service.proposal_interval).await;
                 }
             }
@@ -138,186 +228,333 @@ impl RegistryService {
         info!("registry stopped");
     }
 
-    fn current_proposal(&self) -> std::sync::MutexGuard<'_, Option<SignedDirectory>> {
-        self.proposal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).
+    fn fresh_votes(&self, now: u64) -> Vec<SignedVote> {
+        let mut votes = lock(&self.votes);
+        votes.retain(|_, v| v.vote().voted_at().saturating_add(VOTE_MAX_AGE_SECS) >= now);
+        votes.values().cloned().collect()
     }
 
-    /// Prunes, and proposes a new directory if the relays changed or the
-    /// served one is past half its life.
+    /// The sequence for a new proposal: above every number proposed or
+    /// served before, even across restarts.
+    fn next_sequence(&self) -> Result<u64, crate::StoreError> {
+        let store = self.registry.store();
+        let proposed = store
+            .meta(LAST_PROPOSED)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let served = store.latest_directory()?.map_or(0, |(s, _)| s);
+        let next = proposed.max(served).saturating_add(1);
+        store.put_meta(LAST_PROPOSED, &next.to_be_bytes())?;
+        Ok(next)
+    }
+
+    /// Prunes, then proposes a new directory from the validators' current
+    /// votes if what they elect differs from what is served (or pending), or
+    /// the served one is past half its life.
     pub fn propose(&self, now: u64) {
         if let Err(e) = self.registry.prune(now) {
             warn!(error = %e, "prune failed");
         }
-        let next = match self.registry.next_directory(now) {
-            Ok(next) => next,
+        let votes = self.fresh_votes(now);
+        if votes.len() < self.threshold {
+            debug!(
+                votes = votes.len(),
+                needed = self.threshold,
+                "waiting for validators' votes"
+            );
+            return;
+        }
+        let elected = tally(votes.iter().map(SignedVote::vote));
+        let valid_until = now.saturating_add(self.lifetime);
+        let (candidate, missing) = match self.registry.assemble(&elected, 0, now, valid_until) {
+            Ok(assembled) => assembled,
             Err(e) => {
                 warn!(error = %e, "no directory to propose");
                 return;
             }
         };
-        let served = self
-            .registry
-            .latest()
-            .ok()
-            .flatten()
-            .and_then(|bytes| SignedDirectory::from_bytes(&bytes).ok())
-            .and_then(|signed| Directory::from_bytes(&signed.directory).ok());
-        let fresh_enough = |d: &Directory| d.valid_until().saturating_sub(now) > self.lifetime / 2;
-        let unchanged = |d: &Directory| same_contents(d, &next);
-        let mut proposal = self.current_proposal();
-        if served
-            .as_ref()
-            .is_some_and(|d| unchanged(d) && fresh_enough(d))
-        {
-            *proposal = None;
+        if !self.all_listed(&missing, now) {
             return;
         }
-        let pending = proposal
+        // A directory without an ingress and an egress would leave every
+        // client without a path (validators that have not yet heard from any
+        // relay vote for none, e.g. when a network starts).
+        let has = |role| {
+            candidate
+                .descriptors()
+                .iter()
+                .any(|d| d.descriptor().role() == role)
+        };
+        if !has(openrelay_config::RelayRole::Ingress) || !has(openrelay_config::RelayRole::Egress) {
+            debug!("the elected relays make no path yet; nothing proposed");
+            return;
+        }
+        let fresh_enough = |d: &Directory| d.valid_until().saturating_sub(now) > self.lifetime / 2;
+        if lock(&self.served)
             .as_ref()
-            .and_then(|p| Directory::from_bytes(&p.directory).ok());
-        if pending
-            .as_ref()
-            .is_some_and(|d| unchanged(d) && fresh_enough(d))
+            .is_some_and(|s| same_contents(&s.directory, &candidate) && fresh_enough(&s.directory))
         {
+            *lock(&self.pending) = None;
+            return;
+        }
+        let voters: BTreeSet<ValidatorId> = votes.iter().map(|v| v.vote().validator()).collect();
+        if lock(&self.pending).as_ref().is_some_and(|p| {
+            same_contents(&p.directory, &candidate)
+                && p.voters == voters
+                && now.saturating_sub(p.created_at) < PROPOSAL_MAX_AGE_SECS
+        }) {
             return; // Validators are signing this one already.
         }
-        debug!(
-            sequence = next.sequence(),
-            relays = next.descriptors().len(),
-            "new proposal"
-        );
-        *proposal = Some(SignedDirectory::new(&next));
-    }
-
-    /// Takes a validator's signature over the current proposal; records and
-    /// serves the directory once the threshold is met.
-    fn accept_signature(
-        &self,
-        body: &[u8],
-        now: u64,
-    ) -> Result<bool, (http::StatusCode, &'static str)> {
-        let bad = |why| (http::StatusCode::BAD_REQUEST, why);
-        let (id, signature) = match (body.get(..32), body.get(32..96), body.len()) {
-            (Some(id), Some(signature), 96) => (id, signature),
-            _ => {
-                return Err(bad(
-                    "expected a 32-byte validator id and a 64-byte signature",
-                ));
+        // Built without holding the lock request handlers take (this is the
+        // only task that replaces the proposal).
+        let directory = match self
+            .next_sequence()
+            .map_err(crate::AssembleError::from)
+            .and_then(|sequence| self.registry.assemble(&elected, sequence, now, valid_until))
+        {
+            Ok((directory, _)) => directory,
+            Err(e) => {
+                warn!(error = %e, "no directory to propose");
+                return;
             }
         };
+        debug!(
+            sequence = directory.sequence(),
+            relays = directory.descriptors().len(),
+            votes = votes.len(),
+            "new proposal"
+        );
+        let envelope = SignedDirectory::new(&directory);
+        let encoded = Bytes::from(
+            Proposal {
+                directory: envelope.directory.clone(),
+                votes,
+            }
+            .to_bytes(),
+        );
+        *lock(&self.pending) = Some(Pending {
+            digest: envelope.digest(),
+            envelope,
+            directory,
+            voters,
+            created_at: now,
+            encoded,
+        });
+    }
+
+    /// Whether every elected relay could be listed; warns when some could
+    /// not for longer than a proposal lives (the validators forward what the
+    /// registry lacks when they vote, so this should not last).
+    fn all_listed(&self, missing: &[openrelay_directory::RelayId], now: u64) -> bool {
+        let mut since = lock(&self.missing_since);
+        if missing.is_empty() {
+            *since = None;
+            return true;
+        }
+        let first = *since.get_or_insert(now);
+        if now.saturating_sub(first) > 2 * PROPOSAL_MAX_AGE_SECS {
+            warn!(
+                relays = missing.len(),
+                "relays most validators voted for have no usable descriptor here; no directory is proposed"
+            );
+        } else {
+            debug!(
+                relays = missing.len(),
+                "waiting for the validators to forward elected relays"
+            );
+        }
+        false
+    }
+
+    /// Takes a validator's vote; answers the relays it lists that this
+    /// registry lacks.
+    fn accept_vote(&self, body: &[u8], now: u64) -> Result<Vec<u8>, (u16, String)> {
+        let vote =
+            SignedVote::from_bytes(body).map_err(|e| (400, format!("malformed vote: {e}")))?;
+        let validator = vote.vote().validator();
+        if !self.validators.contains(&validator) {
+            return Err((403, "not a configured validator".into()));
+        }
+        vote.verify().map_err(|e| (403, e.to_string()))?;
+        let voted_at = vote.vote().voted_at();
+        if voted_at > now.saturating_add(MAX_CLOCK_SKEW_SECS)
+            || voted_at.saturating_add(VOTE_MAX_AGE_SECS) < now
+        {
+            return Err((403, format!("vote made at {voted_at}, not now ({now})")));
+        }
+        let mut votes = lock(&self.votes);
+        if let Some(stored) = votes.get(&validator)
+            && stored.vote().voted_at() >= voted_at
+        {
+            return Err((409, "not newer than this validator's stored vote".into()));
+        }
+        let wanted = self.registry.wanted(vote.vote(), now);
+        votes.insert(validator, vote);
+        Ok(wanted.iter().flat_map(|r| r.to_bytes()).collect())
+    }
+
+    /// Takes a validator's signature; records and serves the directory once
+    /// the threshold is met. Locks are held only to read or change the
+    /// proposal and the served directory: verifying a directory and writing
+    /// it to disk happen outside them, so request handlers never wait.
+    fn accept_signature(&self, body: &[u8], now: u64) -> Result<SignatureOutcome, (u16, String)> {
+        let bad = |why: &str| (400, why.to_owned());
+        if body.len() != SIGNATURE_SUBMISSION_LEN {
+            return Err(bad(
+                "expected a 32-byte validator id, a 32-byte directory digest and a 64-byte signature",
+            ));
+        }
+        let (id, rest) = body.split_at(32);
+        let (digest, signature) = rest.split_at(32);
         let id: [u8; 32] = id.try_into().map_err(|_| bad("validator id"))?;
+        let digest = DirectoryDigest::from_bytes(digest.try_into().map_err(|_| bad("digest"))?);
         let signature: [u8; 64] = signature.try_into().map_err(|_| bad("signature"))?;
         let validator = ValidatorId::from_bytes(id).map_err(|_| bad("not a valid Ed25519 key"))?;
         if !self.validators.contains(&validator) {
-            return Err((http::StatusCode::FORBIDDEN, "not a configured validator"));
+            return Err((403, "not a configured validator".into()));
         }
-        let mut proposal = self.current_proposal();
-        let Some(pending) = proposal.as_mut() else {
-            return Err((http::StatusCode::CONFLICT, "no proposal to sign"));
-        };
         let signature = ValidatorSignature {
             validator,
             signature: Signature::from_bytes(signature),
         };
-        if !signature.verifies(&pending.directory) {
-            return Err((
-                http::StatusCode::FORBIDDEN,
-                "signature does not verify over the proposal",
-            ));
-        }
-        pending.add_signature(signature);
-        if verify_directory(pending.clone(), &self.trust, now, None).is_err() {
-            return Ok(false);
-        }
-        if let Err(e) = self.registry.record(pending) {
+        let does_not_verify = || {
+            (
+                403,
+                "signature does not verify over that directory".to_owned(),
+            )
+        };
+        let recording_failed = |e: crate::AssembleError| {
             warn!(error = %e, "cannot record the signed directory");
-            return Err((
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot record the directory",
-            ));
+            (500, "cannot record the directory".to_owned())
+        };
+        let pending_bytes = lock(&self.pending)
+            .as_ref()
+            .filter(|p| p.digest == digest)
+            .map(|p| p.envelope.directory.clone());
+        if let Some(directory) = pending_bytes {
+            if !signature.verifies(&directory) {
+                return Err(does_not_verify());
+            }
+            let complete = {
+                let mut pending = lock(&self.pending);
+                let Some(p) = pending.as_mut().filter(|p| p.digest == digest) else {
+                    return Ok(SignatureOutcome::Superseded);
+                };
+                p.envelope.add_signature(signature);
+                (p.envelope.signatures.len() >= self.threshold).then(|| p.envelope.clone())
+            };
+            let Some(envelope) = complete else {
+                return Ok(SignatureOutcome::Counted);
+            };
+            if let Err(e) = verify_directory(envelope.clone(), &self.trust, now, None) {
+                warn!(error = %e, "a proposal signed by the threshold does not verify");
+                return Ok(SignatureOutcome::Counted);
+            }
+            let sequence = self.registry.record(&envelope).map_err(recording_failed)?;
+            info!(
+                sequence,
+                signatures = envelope.signatures.len(),
+                "directory signed by the threshold; serving it"
+            );
+            let mut pending = lock(&self.pending);
+            if pending.as_ref().is_some_and(|p| p.digest == digest) {
+                *pending = None;
+            }
+            drop(pending);
+            *lock(&self.served) = Served::of(envelope);
+            return Ok(SignatureOutcome::Counted);
         }
-        info!(
-            signatures = pending.signatures.len(),
-            "directory signed by the threshold; serving it"
-        );
-        *proposal = None;
-        Ok(true)
+        let served = lock(&self.served)
+            .as_ref()
+            .filter(|s| s.digest == digest)
+            .map(|s| s.envelope.clone());
+        let Some(mut envelope) = served else {
+            return Ok(SignatureOutcome::Superseded);
+        };
+        if !signature.verifies(&envelope.directory) {
+            return Err(does_not_verify());
+        }
+        // More signatures make the served directory sturdier (a client
+        // trusting another subset of validators may need this one).
+        if !envelope.signatures.contains(&signature) {
+            envelope.add_signature(signature);
+            self.registry.record(&envelope).map_err(recording_failed)?;
+            let mut served = lock(&self.served);
+            if let Some(s) = served.as_mut().filter(|s| s.digest == digest) {
+                s.envelope.add_signature(signature);
+                s.encoded = Bytes::from(s.envelope.to_bytes());
+            }
+        }
+        Ok(SignatureOutcome::AlreadyServed)
     }
 
-    async fn serve_request(&self, request: http::Request<()>, mut stream: ServerStream) {
-        use http::{Method, StatusCode};
+    async fn serve_request(self: Arc<Self>, request: http::Request<()>, mut stream: ServerStream) {
+        use http::Method;
         let now = unix_now();
-        let reply = |status: StatusCode, text: &str| (status, Bytes::from(format!("{text}\n")));
-        let (status, body) = match (request.method().clone(), request.uri().path()) {
-            (Method::GET, paths::DIRECTORY) => match self.registry.latest() {
-                Ok(Some(signed)) => (StatusCode::OK, Bytes::from(signed)),
-                Ok(None) => reply(StatusCode::NOT_FOUND, "no directory signed yet"),
-                Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, "store error"),
-            },
-            (Method::GET, paths::PROPOSAL) => match self.current_proposal().as_ref() {
-                Some(pending) => (StatusCode::OK, Bytes::from(pending.directory.clone())),
-                None => reply(StatusCode::NOT_FOUND, "nothing to sign"),
-            },
-            (Method::POST, path @ (paths::PROFILES | paths::DESCRIPTORS | paths::SIGNATURES)) => {
-                let limit = if path == paths::SIGNATURES {
-                    96
-                } else {
-                    MAX_PUBLICATION
-                };
-                match server::read_body(&mut stream, limit).await {
-                    None => reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large or cut off"),
-                    Some(body) if path == paths::SIGNATURES => {
-                        match self.accept_signature(&body, now) {
-                            Ok(_) => (StatusCode::NO_CONTENT, Bytes::new()),
-                            Err((status, why)) => reply(status, why),
-                        }
-                    }
-                    Some(body) => {
-                        let published = if path == paths::PROFILES {
-                            self.registry.publish_profile(&body).map(|_| ())
-                        } else {
-                            self.registry.publish_descriptor(&body, now).map(|_| ())
-                        };
-                        match published {
-                            Ok(()) => (StatusCode::NO_CONTENT, Bytes::new()),
-                            Err(e) => reply(publish_status(&e), &e.to_string()),
-                        }
-                    }
+        match (request.method().clone(), request.uri().path()) {
+            (Method::GET, paths::DIRECTORY) => {
+                let served = lock(&self.served).as_ref().map(|s| s.encoded.clone());
+                match served {
+                    Some(bytes) => server::respond(stream, http::StatusCode::OK, bytes).await,
+                    None => reply(stream, 404, "no directory signed yet", None).await,
                 }
             }
-            _ => reply(StatusCode::NOT_FOUND, "unknown request"),
-        };
-        server::respond(stream, status, body).await;
+            (Method::GET, paths::PROPOSAL) => {
+                let pending = lock(&self.pending).as_ref().map(|p| p.encoded.clone());
+                match pending {
+                    Some(bytes) => server::respond(stream, http::StatusCode::OK, bytes).await,
+                    None => reply(stream, 404, "nothing to sign", None).await,
+                }
+            }
+            (Method::POST, path @ (paths::PROFILES | paths::DESCRIPTORS)) => {
+                publication::serve(Arc::clone(&self.registry), path, stream, now).await;
+            }
+            (Method::POST, paths::VOTES) => {
+                let limit = openrelay_directory::vote::MAX_SIGNED_VOTE_BYTES;
+                let Some(body) = server::read_body(&mut stream, limit).await else {
+                    return reply(stream, 413, "body too large or cut off", None).await;
+                };
+                let service = Arc::clone(&self);
+                match tokio::task::spawn_blocking(move || service.accept_vote(&body, now)).await {
+                    Ok(Ok(wanted)) => {
+                        server::respond(stream, http::StatusCode::OK, Bytes::from(wanted)).await;
+                    }
+                    Ok(Err((status, why))) => reply(stream, status, &why, None).await,
+                    Err(_) => reply(stream, 500, "vote failed", None).await,
+                }
+            }
+            (Method::POST, paths::SIGNATURES) => {
+                let Some(body) = server::read_body(&mut stream, SIGNATURE_SUBMISSION_LEN).await
+                else {
+                    return reply(stream, 413, "body too large or cut off", None).await;
+                };
+                let service = Arc::clone(&self);
+                let outcome =
+                    tokio::task::spawn_blocking(move || service.accept_signature(&body, now)).await;
+                match outcome {
+                    Ok(Ok(SignatureOutcome::Counted)) => {
+                        server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
+                    }
+                    Ok(Ok(SignatureOutcome::AlreadyServed)) => {
+                        reply(
+                            stream,
+                            200,
+                            "already signed by the threshold and served",
+                            None,
+                        )
+                        .await;
+                    }
+                    Ok(Ok(SignatureOutcome::Superseded)) => {
+                        reply(stream, 410, "not the current proposal (replaced)", None).await;
+                    }
+                    Ok(Err((status, why))) => reply(stream, status, &why, None).await,
+                    Err(_) => reply(stream, 500, "signature failed", None).await,
+                }
+            }
+            _ => reply(stream, 404, "unknown request", None).await,
+        }
     }
-}
-
-fn publish_status(error: &PublishError) -> http::StatusCode {
-    match error {
-        PublishError::Malformed(_) => http::StatusCode::BAD_REQUEST,
-        PublishError::Descriptor(_) | PublishError::Profile(_) => http::StatusCode::FORBIDDEN,
-        PublishError::PinClaimed => http::StatusCode::CONFLICT,
-        PublishError::UnknownOperator => http::StatusCode::UNPROCESSABLE_ENTITY,
-        _ => http::StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// Whether two directories list the same relays and profiles.
-fn same_contents(a: &Directory, b: &Directory) -> bool {
-    let descriptors = |d: &Directory| {
-        d.descriptors()
-            .iter()
-            .map(|x| x.to_bytes())
-            .collect::<Vec<_>>()
-    };
-    let profiles = |d: &Directory| {
-        d.operators()
-            .iter()
-            .map(|x| x.to_bytes())
-            .collect::<Vec<_>>()
-    };
-    descriptors(a) == descriptors(b) && profiles(a) == profiles(b)
 }
 
 impl RequestHandler for RegistryService {

@@ -1,18 +1,32 @@
-//! Where the registry keeps what relays published and the directories it
-//! issued. A trait, so the on-chain registry (a later issue) can stand in for
-//! the embedded store; [`RedbStore`] keeps everything in one redb file, so a
-//! devnet needs no outside service.
+//! Where the registry (and each validator) keeps what relays published, the
+//! directories issued and a little state of its own. A trait, so the on-chain
+//! registry (a later issue) can stand in for the embedded store;
+//! [`RedbStore`] keeps everything in one redb file, so a devnet needs no
+//! outside service.
+//!
+//! The store is read once at start ([`crate::Registry::open`] parses it into
+//! memory) and written through on every change, so publishing never re-reads
+//! or re-parses what is stored.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
-/// Relay id → expiry (u64 big-endian, Unix seconds) followed by the signed descriptor.
+/// Relay id → expiry (u64 big-endian, Unix seconds) followed by the signed
+/// descriptor.
 const DESCRIPTORS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("descriptors");
-/// Operator id → signed operator profile.
-const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("profiles");
+/// Operator id → when it was last published (u64 big-endian) followed by the
+/// signed operator profile.
+const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("profiles_v2");
 /// Sequence number → signed directory.
 const DIRECTORIES: TableDefinition<u64, &[u8]> = TableDefinition::new("directories");
+/// Small named values (the last proposed sequence, a validator's record).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Signed directories kept: the newest few (clients only ever fetch the
+/// newest; older ones are kept for an operator looking into a problem).
+const DIRECTORIES_KEPT: u64 = 8;
 
 /// A storage failure (the store's own message; no relay data in it).
 #[derive(Debug, thiserror::Error)]
@@ -25,27 +39,53 @@ impl StoreError {
     }
 }
 
+/// One stored descriptor or profile with its key (relay or operator id) and
+/// the time that goes with it (a descriptor's expiry, a profile's last
+/// publication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timed {
+    /// The relay or operator id.
+    pub key: [u8; 32],
+    /// The expiry or publication time (Unix seconds).
+    pub time: u64,
+    /// The signed descriptor or profile.
+    pub bytes: Vec<u8>,
+}
+
 /// Storage behind the registry.
 pub trait RegistryStore: Send + Sync {
-    /// Stores (or replaces) a relay's signed descriptor until `expires_at`.
+    /// Stores (or replaces) a relay's signed descriptor, live until
+    /// `expires_at`. Need not be durable at once: relays republish.
     fn put_descriptor(
         &self,
         relay: &[u8; 32],
         descriptor: &[u8],
         expires_at: u64,
     ) -> Result<(), StoreError>;
-    /// Stores (or replaces) an operator's signed profile.
-    fn put_profile(&self, operator: &[u8; 32], profile: &[u8]) -> Result<(), StoreError>;
-    /// Signed descriptors whose expiry is after `now`.
-    fn live_descriptors(&self, now: u64) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// All signed operator profiles.
-    fn profiles(&self) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// Forgets descriptors whose expiry is at or before `now`; returns how many.
-    fn prune(&self, now: u64) -> Result<usize, StoreError>;
-    /// Stores a signed directory under its sequence number.
+    /// Every stored descriptor with its expiry.
+    fn descriptors(&self) -> Result<Vec<Timed>, StoreError>;
+    /// Stores (or replaces) an operator's signed profile, published at
+    /// `received_at`. Need not be durable at once.
+    fn put_profile(
+        &self,
+        operator: &[u8; 32],
+        profile: &[u8],
+        received_at: u64,
+    ) -> Result<(), StoreError>;
+    /// Every stored profile with when it was last published.
+    fn profiles(&self) -> Result<Vec<Timed>, StoreError>;
+    /// Forgets these descriptors and profiles, durably (also making every
+    /// earlier write durable).
+    fn remove(&self, relays: &[[u8; 32]], operators: &[[u8; 32]]) -> Result<(), StoreError>;
+    /// Stores a signed directory under its sequence number, durably (the
+    /// store may forget much older ones).
     fn put_directory(&self, sequence: u64, signed: &[u8]) -> Result<(), StoreError>;
     /// The signed directory with the highest sequence number.
     fn latest_directory(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// Stores a named value, durably: it is on disk when this returns.
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// A named value.
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The embedded store: one redb file.
@@ -57,6 +97,9 @@ pub struct RedbStore {
 impl RedbStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(StoreError::from_redb)?;
+        }
         let db = Database::create(path).map_err(StoreError::from_redb)?;
         // Create the tables up front so readers never meet a missing table.
         let txn = db.begin_write().map_err(StoreError::from_redb)?;
@@ -64,6 +107,7 @@ impl RedbStore {
             txn.open_table(DESCRIPTORS).map_err(StoreError::from_redb)?;
             txn.open_table(PROFILES).map_err(StoreError::from_redb)?;
             txn.open_table(DIRECTORIES).map_err(StoreError::from_redb)?;
+            txn.open_table(META).map_err(StoreError::from_redb)?;
         }
         txn.commit().map_err(StoreError::from_redb)?;
         Ok(RedbStore { db })
@@ -71,19 +115,59 @@ impl RedbStore {
 
     fn write(
         &self,
-        apply: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+        durable: bool,
+        apply: impl FnOnce(&WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::from_redb)?;
+        let mut txn = self.db.begin_write().map_err(StoreError::from_redb)?;
+        if !durable {
+            // Publications are soft state (relays republish every refresh):
+            // they need not cost an fsync each; the next durable commit
+            // (a prune, every proposal interval) persists them.
+            txn.set_durability(Durability::None)
+                .map_err(StoreError::from_redb)?;
+        }
         apply(&txn).map_err(StoreError::from_redb)?;
         txn.commit().map_err(StoreError::from_redb)
     }
-}
 
-fn expiry_of(value: &[u8]) -> u64 {
-    value
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(0, u64::from_be_bytes)
+    fn read_timed(
+        &self,
+        table: TableDefinition<&[u8; 32], &[u8]>,
+    ) -> Result<Vec<Timed>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from_redb)?;
+        let table = txn.open_table(table).map_err(StoreError::from_redb)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(StoreError::from_redb)? {
+            let (key, value) = entry.map_err(StoreError::from_redb)?;
+            let value = value.value();
+            let time = value
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
+            out.push(Timed {
+                key: *key.value(),
+                time,
+                bytes: value.get(8..).unwrap_or_default().to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_timed(
+        &self,
+        table: TableDefinition<&[u8; 32], &[u8]>,
+        key: &[u8; 32],
+        time: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(8 + bytes.len());
+        value.extend_from_slice(&time.to_be_bytes());
+        value.extend_from_slice(bytes);
+        self.write(false, |txn| {
+            txn.open_table(table)?.insert(key, value.as_slice())?;
+            Ok(())
+        })
+    }
 }
 
 impl RegistryStore for RedbStore {
@@ -93,63 +177,47 @@ impl RegistryStore for RedbStore {
         descriptor: &[u8],
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        let mut value = Vec::with_capacity(8 + descriptor.len());
-        value.extend_from_slice(&expires_at.to_be_bytes());
-        value.extend_from_slice(descriptor);
-        self.write(|txn| {
-            txn.open_table(DESCRIPTORS)?
-                .insert(relay, value.as_slice())?;
-            Ok(())
-        })
+        self.put_timed(DESCRIPTORS, relay, expires_at, descriptor)
     }
 
-    fn put_profile(&self, operator: &[u8; 32], profile: &[u8]) -> Result<(), StoreError> {
-        self.write(|txn| {
-            txn.open_table(PROFILES)?.insert(operator, profile)?;
-            Ok(())
-        })
+    fn descriptors(&self) -> Result<Vec<Timed>, StoreError> {
+        self.read_timed(DESCRIPTORS)
     }
 
-    fn live_descriptors(&self, now: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(StoreError::from_redb)?;
-        let table = txn.open_table(DESCRIPTORS).map_err(StoreError::from_redb)?;
-        let mut live = Vec::new();
-        for entry in table.iter().map_err(StoreError::from_redb)? {
-            let (_, value) = entry.map_err(StoreError::from_redb)?;
-            let value = value.value();
-            if expiry_of(value) > now {
-                live.push(value.get(8..).unwrap_or_default().to_vec());
+    fn put_profile(
+        &self,
+        operator: &[u8; 32],
+        profile: &[u8],
+        received_at: u64,
+    ) -> Result<(), StoreError> {
+        self.put_timed(PROFILES, operator, received_at, profile)
+    }
+
+    fn profiles(&self) -> Result<Vec<Timed>, StoreError> {
+        self.read_timed(PROFILES)
+    }
+
+    fn remove(&self, relays: &[[u8; 32]], operators: &[[u8; 32]]) -> Result<(), StoreError> {
+        self.write(true, |txn| {
+            let mut descriptors = txn.open_table(DESCRIPTORS)?;
+            for relay in relays {
+                descriptors.remove(relay)?;
             }
-        }
-        Ok(live)
-    }
-
-    fn profiles(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(StoreError::from_redb)?;
-        let table = txn.open_table(PROFILES).map_err(StoreError::from_redb)?;
-        let mut profiles = Vec::new();
-        for entry in table.iter().map_err(StoreError::from_redb)? {
-            let (_, value) = entry.map_err(StoreError::from_redb)?;
-            profiles.push(value.value().to_vec());
-        }
-        Ok(profiles)
-    }
-
-    fn prune(&self, now: u64) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        self.write(|txn| {
-            let mut table = txn.open_table(DESCRIPTORS)?;
-            let before = table.len()?;
-            table.retain(|_, value| expiry_of(value) > now)?;
-            removed = usize::try_from(before - table.len()?).unwrap_or(usize::MAX);
+            let mut profiles = txn.open_table(PROFILES)?;
+            for operator in operators {
+                profiles.remove(operator)?;
+            }
             Ok(())
-        })?;
-        Ok(removed)
+        })
     }
 
     fn put_directory(&self, sequence: u64, signed: &[u8]) -> Result<(), StoreError> {
-        self.write(|txn| {
-            txn.open_table(DIRECTORIES)?.insert(sequence, signed)?;
+        self.write(true, |txn| {
+            let mut table = txn.open_table(DIRECTORIES)?;
+            table.insert(sequence, signed)?;
+            let newest = table.last()?.map_or(sequence, |(s, _)| s.value());
+            let oldest_kept = newest.saturating_sub(DIRECTORIES_KEPT - 1);
+            table.retain(|s, _| s >= oldest_kept)?;
             Ok(())
         })
     }
@@ -159,5 +227,21 @@ impl RegistryStore for RedbStore {
         let table = txn.open_table(DIRECTORIES).map_err(StoreError::from_redb)?;
         let last = table.last().map_err(StoreError::from_redb)?;
         Ok(last.map(|(sequence, signed)| (sequence.value(), signed.value().to_vec())))
+    }
+
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(true, |txn| {
+            txn.open_table(META)?.insert(name, value)?;
+            Ok(())
+        })
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from_redb)?;
+        let table = txn.open_table(META).map_err(StoreError::from_redb)?;
+        Ok(table
+            .get(name)
+            .map_err(StoreError::from_redb)?
+            .map(|v| v.value().to_vec()))
     }
 }

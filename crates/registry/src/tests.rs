@@ -1,9 +1,11 @@
 use std::net::SocketAddr;
 
+use openrelay_config::PublicationLimits;
+use openrelay_directory::vote::{Vote, VoteEntry, tally};
 use openrelay_directory::{
     CountryCode, DescriptorFields, DirectoryError, Network, OperatorKey, OperatorProfile,
-    ProfileFields, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory,
-    TrustConfig, ValidatorKey, verify_directory,
+    ProfileFields, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
+    SignedDirectory, TrustConfig, ValidatorKey, verify_directory,
 };
 
 use super::*;
@@ -12,27 +14,31 @@ const NOW: u64 = 1_750_000_000;
 const TTL: u64 = 600;
 const LIFETIME: u64 = 3600;
 
-fn seed(tag: u8, index: u8) -> [u8; 32] {
+fn seed(tag: u8, index: u32) -> [u8; 32] {
     let mut s = [tag; 32];
-    s[31] = index;
+    s[28..].copy_from_slice(&index.to_be_bytes());
     s
 }
 
-fn operator_key(i: u8) -> OperatorKey {
+fn operator_key(i: u32) -> OperatorKey {
     OperatorKey::from_bytes(&seed(0x1a, i))
 }
 
-fn relay_key(i: u8) -> RelayKey {
+fn relay_key(i: u32) -> RelayKey {
     RelayKey::from_bytes(&seed(0x1b, i))
 }
 
-fn profile(i: u8) -> Vec<u8> {
+fn quic_key(i: u32) -> QuicKey {
+    QuicKey::from_bytes(&seed(0x1c, i))
+}
+
+fn profile_at(i: u32, published_at: u64, name: &str) -> Vec<u8> {
     let fields = ProfileFields {
         operator: operator_key(i).id(),
-        name: format!("Operator {i}"),
+        name: name.to_owned(),
         contact: format!("mailto:ops{i}@example.org"),
         jurisdiction: CountryCode::parse("DE").unwrap(),
-        published_at: NOW - 86_400,
+        published_at,
     };
     operator_key(i)
         .sign_profile(OperatorProfile::new(fields).unwrap())
@@ -40,60 +46,71 @@ fn profile(i: u8) -> Vec<u8> {
         .to_bytes()
 }
 
-fn descriptor_with(
-    relay: u8,
-    operator: u8,
-    role: RelayRole,
-    pin_of: u8,
-    not_after: u64,
-) -> Vec<u8> {
-    let endpoint: SocketAddr = format!("192.0.2.{}:4433", relay + 1).parse().unwrap();
-    let fields = DescriptorFields {
+fn profile(i: u32) -> Vec<u8> {
+    profile_at(i, NOW - 86_400, &format!("Operator {i}"))
+}
+
+fn fields(relay: u32, operator: u32, role: RelayRole) -> DescriptorFields {
+    let endpoint: SocketAddr = format!("192.0.2.{}:4433", relay % 250 + 1).parse().unwrap();
+    DescriptorFields {
         relay: relay_key(relay).id(),
         operator: operator_key(operator).id(),
         role,
         endpoints: vec![endpoint],
-        quic_pin: RelayKey::from_bytes(&seed(0x1c, pin_of)).id().into(),
+        quic_pin: quic_key(relay).pin(),
         region: Region {
             country: CountryCode::parse("NL").unwrap(),
             city: "Amsterdam".to_owned(),
         },
-        network: Network::Asn(64_500 + u32::from(relay)),
+        network: Network::Asn(64_500 + relay),
         bandwidth_bps: 1_000_000_000,
         software_version: "openrelay 0.1.0".to_owned(),
         software_measurement: None,
         not_before: NOW - 3600,
-        not_after,
-    };
-    SignedDescriptor::sign(
-        RelayDescriptor::new(fields).unwrap(),
-        &relay_key(relay),
-        &operator_key(operator),
+        not_after: NOW + 86_400,
+    }
+}
+
+/// Signed by relay `relay`'s key, `operator`'s key and the QUIC key `quic`.
+fn sign_with(fields: DescriptorFields, relay: u32, operator: u32, quic: u32) -> Vec<u8> {
+    let descriptor = RelayDescriptor::new(fields).unwrap();
+    let quic_signature = quic_key(quic).sign_descriptor(&descriptor);
+    SignedDescriptor::from_parts(
+        descriptor.clone(),
+        relay_key(relay).sign_descriptor(&descriptor).unwrap(),
+        operator_key(operator).sign_descriptor(&descriptor).unwrap(),
+        quic_signature,
     )
-    .unwrap()
     .to_bytes()
 }
 
-fn descriptor(relay: u8, operator: u8, role: RelayRole) -> Vec<u8> {
-    descriptor_with(relay, operator, role, relay, NOW + 86_400)
+fn descriptor(relay: u32, operator: u32, role: RelayRole) -> Vec<u8> {
+    sign_with(fields(relay, operator, role), relay, operator, relay)
+}
+
+fn limits() -> PublicationLimits {
+    PublicationLimits {
+        descriptor_ttl_secs: TTL,
+        // The fixtures use documentation addresses (192.0.2.0/24).
+        allow_special_purpose_endpoints: true,
+        ..PublicationLimits::default()
+    }
+}
+
+fn open_with(dir: &tempfile::TempDir, limits: PublicationLimits) -> Registry<RedbStore> {
+    let store = RedbStore::open(&dir.path().join("registry.redb")).unwrap();
+    Registry::open(store, limits).unwrap()
 }
 
 fn registry(dir: &tempfile::TempDir) -> Registry<RedbStore> {
-    let store = RedbStore::open(&dir.path().join("registry.redb")).unwrap();
-    Registry::new(
-        store,
-        RegistrySettings {
-            descriptor_ttl_secs: TTL,
-            directory_lifetime_secs: LIFETIME,
-        },
-    )
+    open_with(dir, limits())
 }
 
 /// Two operators, each with an ingress and an egress.
 fn populated(dir: &tempfile::TempDir) -> Registry<RedbStore> {
     let registry = registry(dir);
     for operator in 0..2 {
-        registry.publish_profile(&profile(operator)).unwrap();
+        registry.publish_profile(&profile(operator), NOW).unwrap();
         registry
             .publish_descriptor(&descriptor(2 * operator, operator, RelayRole::Ingress), NOW)
             .unwrap();
@@ -107,15 +124,31 @@ fn populated(dir: &tempfile::TempDir) -> Registry<RedbStore> {
     registry
 }
 
+fn validators() -> Vec<ValidatorKey> {
+    (0..3)
+        .map(|i| ValidatorKey::from_bytes(&seed(0x1d, i)))
+        .collect()
+}
+
+/// Every live relay, as every validator would vote for it.
+fn everything<S: RegistryStore>(registry: &Registry<S>, now: u64) -> BTreeMap<RelayId, Elected> {
+    let entries = registry.vote_entries(now, now + LIFETIME);
+    let votes: Vec<Vote> = validators()
+        .iter()
+        .map(|v| Vote::new(v.id(), now, entries.clone()).unwrap())
+        .collect();
+    tally(&votes)
+}
+
 #[test]
-fn a_proposed_directory_signed_by_validators_verifies_for_clients() {
+fn an_assembled_directory_signed_by_validators_verifies_for_clients() {
     let dir = tempfile::tempdir().unwrap();
     let registry = populated(&dir);
-    let directory = registry.next_directory(NOW).unwrap();
-    assert_eq!(directory.sequence(), 1);
-    let validators: Vec<ValidatorKey> = (0..3)
-        .map(|i| ValidatorKey::from_bytes(&seed(0x1d, i)))
-        .collect();
+    let (directory, missing) = registry
+        .assemble(&everything(&registry, NOW), 1, NOW, NOW + LIFETIME)
+        .unwrap();
+    assert!(missing.is_empty());
+    let validators = validators();
     let mut signed = SignedDirectory::new(&directory);
     for validator in &validators[..2] {
         signed.sign(validator);
@@ -123,28 +156,14 @@ fn a_proposed_directory_signed_by_validators_verifies_for_clients() {
     let trust = TrustConfig::new(validators.iter().map(ValidatorKey::id), 2, 2 * LIFETIME).unwrap();
     let verified = verify_directory(signed.clone(), &trust, NOW + 1, None).unwrap();
     assert_eq!(verified.relays().count(), 4);
-
     assert_eq!(registry.record(&signed).unwrap(), 1);
     assert_eq!(registry.latest().unwrap().unwrap(), signed.to_bytes());
-    assert_eq!(
-        registry.next_directory(NOW + 10).unwrap().sequence(),
-        2,
-        "sequence advances"
-    );
-}
 
-#[test]
-fn one_validator_is_not_enough_for_a_threshold_of_two() {
-    let dir = tempfile::tempdir().unwrap();
-    let directory = populated(&dir).next_directory(NOW).unwrap();
-    let validators: Vec<ValidatorKey> = (0..3)
-        .map(|i| ValidatorKey::from_bytes(&seed(0x1d, i)))
-        .collect();
-    let mut signed = SignedDirectory::new(&directory);
-    signed.sign(&validators[0]);
-    let trust = TrustConfig::new(validators.iter().map(ValidatorKey::id), 2, 2 * LIFETIME).unwrap();
+    // One validator is not enough for a threshold of two.
+    let mut one = SignedDirectory::new(&directory);
+    one.sign(&validators[0]);
     assert!(matches!(
-        verify_directory(signed, &trust, NOW + 1, None),
+        verify_directory(one, &trust, NOW + 1, None),
         Err(DirectoryError::UnderSigned {
             valid: 1,
             needed: 2
@@ -153,70 +172,379 @@ fn one_validator_is_not_enough_for_a_threshold_of_two() {
 }
 
 #[test]
-fn a_relay_that_stops_refreshing_leaves_the_next_directory() {
+fn a_relay_that_stops_refreshing_is_no_longer_voted_for() {
     let dir = tempfile::tempdir().unwrap();
     let registry = populated(&dir);
     // Relay 0 refreshes, the others fall silent.
     let later = NOW + TTL - 10;
+    let mut refreshed = fields(0, 0, RelayRole::Ingress);
+    refreshed.not_before = later - 60;
     registry
-        .publish_descriptor(&descriptor(0, 0, RelayRole::Ingress), later)
+        .publish_descriptor(&sign_with(refreshed, 0, 0, 0), later)
         .unwrap();
     let after_ttl = NOW + TTL + 1;
-    let directory = registry.next_directory(after_ttl).unwrap();
-    let relays: Vec<RelayId> = directory
-        .descriptors()
+    let voted: Vec<RelayId> = registry
+        .vote_entries(after_ttl, after_ttl + LIFETIME)
         .iter()
-        .map(|d| d.descriptor().relay())
+        .map(|e| e.relay)
         .collect();
-    assert_eq!(relays, vec![relay_key(0).id()]);
-    assert_eq!(registry.prune(after_ttl).unwrap(), 3);
-    assert_eq!(registry.live(after_ttl).unwrap().len(), 1);
+    assert_eq!(voted, vec![relay_key(0).id()]);
+    assert_eq!(registry.live(after_ttl).len(), 1);
+    // The silent ones are kept (not live) until their own expiry, so a
+    // replay cannot revive them ...
+    assert!(matches!(
+        registry.publish_descriptor(&descriptor(1, 0, RelayRole::Egress), after_ttl),
+        Err(PublishError::NotNewer { .. })
+    ));
+    // ... and forgotten after it.
+    let gone = NOW + 86_400;
+    assert_eq!(registry.prune(gone).unwrap().descriptors, 4);
 }
 
 #[test]
-fn a_descriptor_expiring_before_the_directory_is_left_out() {
+fn a_descriptor_expiring_before_the_directory_cannot_be_listed() {
     let dir = tempfile::tempdir().unwrap();
     let registry = populated(&dir);
-    let short = descriptor_with(4, 1, RelayRole::Egress, 4, NOW + LIFETIME / 2);
-    registry.publish_descriptor(&short, NOW).unwrap();
-    let directory = registry.next_directory(NOW).unwrap();
-    assert_eq!(
-        directory.descriptors().len(),
-        4,
-        "the short-lived relay is not listed"
+    let mut short = fields(4, 1, RelayRole::Egress);
+    short.not_after = NOW + LIFETIME / 2;
+    registry
+        .publish_descriptor(&sign_with(short, 4, 1, 4), NOW)
+        .unwrap();
+    // Validators do not vote for it ...
+    assert_eq!(registry.vote_entries(NOW, NOW + LIFETIME).len(), 4);
+    // ... and were it elected anyway, it is reported missing, not listed.
+    let mut elected = everything(&registry, NOW);
+    elected.insert(
+        relay_key(4).id(),
+        Elected {
+            votes: 3,
+            newest_not_before: NOW - 3600,
+        },
     );
+    let (directory, missing) = registry.assemble(&elected, 1, NOW, NOW + LIFETIME).unwrap();
+    assert_eq!(directory.descriptors().len(), 4);
+    assert_eq!(missing, vec![relay_key(4).id()]);
 }
 
 #[test]
-fn bad_publications_are_refused_and_change_nothing() {
+fn bad_publications_are_refused_with_their_status_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let registry = populated(&dir);
     let mut forged = descriptor(5, 1, RelayRole::Egress);
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    assert!(matches!(
-        registry.publish_descriptor(&forged, NOW),
-        Err(PublishError::Descriptor(_))
-    ));
-    assert!(matches!(
-        registry.publish_descriptor(b"junk", NOW),
-        Err(PublishError::Malformed(_))
-    ));
-    let stranger = descriptor(6, 7, RelayRole::Egress);
-    assert!(matches!(
-        registry.publish_descriptor(&stranger, NOW),
-        Err(PublishError::UnknownOperator)
-    ));
-    // Relay 7 claims relay 1's QUIC key.
-    let thief = descriptor_with(7, 0, RelayRole::Egress, 1, NOW + 86_400);
-    assert!(matches!(
-        registry.publish_descriptor(&thief, NOW),
-        Err(PublishError::PinClaimed)
-    ));
+    let e = registry.publish_descriptor(&forged, NOW).unwrap_err();
+    assert!(matches!(e, PublishError::Descriptor(_)), "{e}");
+    assert_eq!(e.status(), 403);
+    let e = registry.publish_descriptor(b"junk", NOW).unwrap_err();
+    assert_eq!(e.status(), 400);
+    let e = registry
+        .publish_descriptor(&descriptor(6, 7, RelayRole::Egress), NOW)
+        .unwrap_err();
+    assert!(matches!(e, PublishError::UnknownOperator));
+    assert_eq!(e.status(), 422);
     let mut profile = profile(1);
     profile[3] ^= 1;
-    assert!(registry.publish_profile(&profile).is_err());
-    assert_eq!(registry.live(NOW).unwrap().len(), 4);
+    assert!(registry.publish_profile(&profile, NOW).is_err());
+    assert_eq!(registry.live(NOW).len(), 4);
+}
+
+/// Issue 11, item 8: a descriptor claiming another relay's QUIC key needs
+/// that key's signature, so nobody can lock an honest relay out.
+#[test]
+fn a_quic_key_claimed_without_holding_it_locks_nobody_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(&dir);
+    registry.publish_profile(&profile(0), NOW).unwrap();
+    registry.publish_profile(&profile(1), NOW).unwrap();
+    // Relay 9 (operator 1) claims relay 0's QUIC key, signing with its own.
+    let mut thief = fields(9, 1, RelayRole::Ingress);
+    thief.quic_pin = quic_key(0).pin();
+    let e = registry
+        .publish_descriptor(&sign_with(thief, 9, 1, 9), NOW)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PublishError::Descriptor(DescriptorError::BadSignature {
+                which: openrelay_directory::Signer::QuicKey(_)
+            })
+        ),
+        "{e}"
+    );
+    // The honest relay, which holds the key, publishes.
+    registry
+        .publish_descriptor(&descriptor(0, 0, RelayRole::Ingress), NOW)
+        .unwrap();
+    // Whoever holds a key cannot list it under a second relay id.
+    let mut twin = fields(8, 1, RelayRole::Ingress);
+    twin.quic_pin = quic_key(0).pin();
+    assert!(matches!(
+        registry.publish_descriptor(&sign_with(twin, 8, 1, 0), NOW),
+        Err(PublishError::PinClaimed)
+    ));
+}
+
+/// Issue 11, item 8: a publication not newer than the stored one is a
+/// replay.
+#[test]
+fn replays_of_descriptors_and_profiles_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = populated(&dir);
+    // The same descriptor again, or an older one.
+    let e = registry
+        .publish_descriptor(&descriptor(1, 0, RelayRole::Egress), NOW + 5)
+        .unwrap_err();
+    assert!(matches!(e, PublishError::NotNewer { .. }), "{e}");
+    assert_eq!(e.status(), 409);
+    let mut older = fields(1, 0, RelayRole::Egress);
+    older.not_before -= 10;
+    assert!(matches!(
+        registry.publish_descriptor(&sign_with(older, 1, 0, 1), NOW + 5),
+        Err(PublishError::NotNewer { .. })
+    ));
+    let mut newer = fields(1, 0, RelayRole::Egress);
+    newer.not_before += 10;
+    registry
+        .publish_descriptor(&sign_with(newer, 1, 0, 1), NOW + 5)
+        .unwrap();
+
+    // Profiles: newer replaces, the same refreshes, older is refused, and a
+    // different one from the same second conflicts.
+    registry
+        .publish_profile(&profile_at(0, NOW, "New name"), NOW)
+        .unwrap();
+    registry
+        .publish_profile(&profile_at(0, NOW, "New name"), NOW + 1)
+        .unwrap();
+    let e = registry
+        .publish_profile(&profile_at(0, NOW - 86_400, "Old name"), NOW + 2)
+        .unwrap_err();
+    assert!(matches!(e, PublishError::NotNewer { .. }), "{e}");
+    assert!(matches!(
+        registry.publish_profile(&profile_at(0, NOW, "Other name"), NOW + 3),
+        Err(PublishError::ProfileConflict)
+    ));
+    let (directory, _) = registry
+        .assemble(
+            &everything(&registry, NOW + 5),
+            1,
+            NOW + 5,
+            NOW + 5 + LIFETIME,
+        )
+        .unwrap();
+    let names: Vec<&str> = directory
+        .operators()
+        .iter()
+        .map(|p| p.profile().name())
+        .collect();
+    assert!(names.contains(&"New name"), "{names:?}");
+}
+
+/// Issue 11, item 8: profiles of operators without live relays go.
+#[test]
+fn profiles_of_operators_without_live_relays_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = populated(&dir);
+    // A profile published without ever a relay, and operator 1's relays
+    // falling silent while operator 0's refresh.
+    registry.publish_profile(&profile(5), NOW).unwrap();
+    assert_eq!(registry.profile_count(), 3);
+    for relay in 0..2 {
+        let mut refreshed = fields(
+            relay,
+            0,
+            [RelayRole::Ingress, RelayRole::Egress][relay as usize],
+        );
+        refreshed.not_before = NOW + TTL - 60;
+        registry
+            .publish_descriptor(&sign_with(refreshed, relay, 0, relay), NOW + TTL - 1)
+            .unwrap();
+    }
+    assert_eq!(registry.prune(NOW + TTL + 1).unwrap().profiles, 2);
+    assert_eq!(registry.profile_count(), 1);
+    // It survives a restart.
+    drop(registry);
+    assert_eq!(open_with(&dir, limits()).profile_count(), 1);
+}
+
+/// Issue 11, item 8: per-operator and total limits refuse clearly; a
+/// refresh is never refused for them.
+#[test]
+fn relays_are_bounded_per_operator_and_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_with(
+        &dir,
+        PublicationLimits {
+            max_relays_per_operator: 2,
+            max_relays: 3,
+            ..limits()
+        },
+    );
+    for operator in 0..3 {
+        registry.publish_profile(&profile(operator), NOW).unwrap();
+    }
+    registry
+        .publish_descriptor(&descriptor(0, 0, RelayRole::Ingress), NOW)
+        .unwrap();
+    registry
+        .publish_descriptor(&descriptor(1, 0, RelayRole::Egress), NOW)
+        .unwrap();
+    let e = registry
+        .publish_descriptor(&descriptor(2, 0, RelayRole::Egress), NOW)
+        .unwrap_err();
+    assert!(matches!(e, PublishError::OperatorFull { limit: 2 }), "{e}");
+    assert_eq!(e.status(), 403);
+    registry
+        .publish_descriptor(&descriptor(3, 1, RelayRole::Egress), NOW)
+        .unwrap();
+    let e = registry
+        .publish_descriptor(&descriptor(4, 2, RelayRole::Egress), NOW)
+        .unwrap_err();
+    assert!(matches!(e, PublishError::Full { limit: 3, .. }), "{e}");
+    assert_eq!(e.status(), 503);
+    // A live relay refreshing is not a new one.
+    let mut refreshed = fields(0, 0, RelayRole::Ingress);
+    refreshed.not_before += 1;
+    registry
+        .publish_descriptor(&sign_with(refreshed, 0, 0, 0), NOW + 1)
+        .unwrap();
+    // Once relays leave, there is room again.
+    let later = NOW + TTL + 1;
+    registry
+        .publish_descriptor(&descriptor(4, 2, RelayRole::Egress), later)
+        .unwrap();
+}
+
+/// Issue 11, item 8: before, 20,001 live descriptors made every proposal
+/// fail (`TooLarge`) forever. Now the 20,001st is refused at publication
+/// and the directory of the 20,000 assembles.
+#[test]
+fn the_registry_never_holds_more_relays_than_a_directory_can_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_with(
+        &dir,
+        PublicationLimits {
+            max_relays_per_operator: openrelay_directory::MAX_RELAYS,
+            ..limits()
+        },
+    );
+    let max = openrelay_directory::MAX_RELAYS as u32;
+    assert_eq!(
+        openrelay_config::MAX_RELAYS_LIMIT,
+        openrelay_directory::MAX_RELAYS
+    );
+    registry.publish_profile(&profile(0), NOW).unwrap();
+    registry.publish_profile(&profile(1), NOW).unwrap();
+    let started = std::time::Instant::now();
+    for relay in 0..=max {
+        // The last one under another operator: the total limit refuses it.
+        let operator = u32::from(relay == max);
+        let published =
+            registry.publish_descriptor(&descriptor(relay, operator, RelayRole::Egress), NOW);
+        if relay < max {
+            published.unwrap();
+        } else {
+            assert!(
+                matches!(published, Err(PublishError::Full { .. })),
+                "{published:?}"
+            );
+        }
+    }
+    let publishing = started.elapsed();
+    let (directory, missing) = registry
+        .assemble(&everything(&registry, NOW), 1, NOW, NOW + LIFETIME)
+        .unwrap();
+    assert_eq!(
+        directory.descriptors().len(),
+        max as usize,
+        "{publishing:?}"
+    );
+    assert!(missing.is_empty());
+}
+
+/// A store that counts how often everything stored is read back.
+#[derive(Debug)]
+struct CountingStore {
+    inner: RedbStore,
+    full_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl RegistryStore for CountingStore {
+    fn put_descriptor(
+        &self,
+        relay: &[u8; 32],
+        d: &[u8],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.put_descriptor(relay, d, expires_at)
+    }
+    fn descriptors(&self) -> Result<Vec<Timed>, StoreError> {
+        self.full_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.descriptors()
+    }
+    fn put_profile(&self, op: &[u8; 32], p: &[u8], at: u64) -> Result<(), StoreError> {
+        self.inner.put_profile(op, p, at)
+    }
+    fn profiles(&self) -> Result<Vec<Timed>, StoreError> {
+        self.full_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.profiles()
+    }
+    fn remove(&self, relays: &[[u8; 32]], operators: &[[u8; 32]]) -> Result<(), StoreError> {
+        self.inner.remove(relays, operators)
+    }
+    fn put_directory(&self, sequence: u64, signed: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_directory(sequence, signed)
+    }
+    fn latest_directory(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        self.inner.latest_directory()
+    }
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_meta(name, value)
+    }
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.meta(name)
+    }
+}
+
+/// Issue 11, item 8: before, every publication read and parsed every stored
+/// descriptor and profile (twice). Now the store is read once, at start.
+#[test]
+fn publishing_never_reads_the_store_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CountingStore {
+        inner: RedbStore::open(&dir.path().join("registry.redb")).unwrap(),
+        full_reads: Default::default(),
+    };
+    let registry = Registry::open(store, limits()).unwrap();
+    let at_start = registry
+        .store()
+        .full_reads
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for operator in 0..10 {
+        registry.publish_profile(&profile(operator), NOW).unwrap();
+        for relay in 0..10 {
+            registry
+                .publish_descriptor(
+                    &descriptor(10 * operator + relay, operator, RelayRole::Egress),
+                    NOW,
+                )
+                .unwrap();
+        }
+    }
+    registry.prune(NOW).unwrap();
+    registry
+        .assemble(&everything(&registry, NOW), 1, NOW, NOW + LIFETIME)
+        .unwrap();
+    assert_eq!(
+        registry
+            .store()
+            .full_reads
+            .load(std::sync::atomic::Ordering::Relaxed),
+        at_start
+    );
 }
 
 #[test]
@@ -224,12 +552,488 @@ fn the_store_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let signed = {
         let registry = populated(&dir);
-        let signed = SignedDirectory::new(&registry.next_directory(NOW).unwrap());
+        let (directory, _) = registry
+            .assemble(&everything(&registry, NOW), 1, NOW, NOW + LIFETIME)
+            .unwrap();
+        let signed = SignedDirectory::new(&directory);
         registry.record(&signed).unwrap();
+        registry.prune(NOW).unwrap();
         signed
     };
     let registry = registry(&dir);
-    assert_eq!(registry.live(NOW).unwrap().len(), 4);
+    assert_eq!(registry.live(NOW).len(), 4);
     assert_eq!(registry.latest().unwrap().unwrap(), signed.to_bytes());
-    assert_eq!(registry.next_directory(NOW).unwrap().sequence(), 2);
+}
+
+#[test]
+fn special_purpose_endpoints_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_with(
+        &dir,
+        PublicationLimits {
+            allow_special_purpose_endpoints: false,
+            ..limits()
+        },
+    );
+    registry.publish_profile(&profile(0), NOW).unwrap();
+    for (endpoint, class) in [
+        ("127.0.0.1:4433", "loopback"),
+        ("10.0.0.7:4433", "private"),
+        ("[fe80::1]:4433", "link-local"),
+        ("192.0.2.1:4433", "documentation"),
+    ] {
+        let mut f = fields(0, 0, RelayRole::Ingress);
+        f.endpoints = vec![endpoint.parse().unwrap()];
+        let e = registry
+            .publish_descriptor(&sign_with(f, 0, 0, 0), NOW)
+            .unwrap_err();
+        assert!(
+            matches!(e, PublishError::SpecialPurposeEndpoint { class: c, .. } if c.as_str() == class),
+            "{endpoint}: {e}"
+        );
+        assert_eq!(e.status(), 403);
+    }
+    let mut f = fields(0, 0, RelayRole::Ingress);
+    f.endpoints = vec!["1.1.1.1:4433".parse().unwrap()];
+    registry
+        .publish_descriptor(&sign_with(f, 0, 0, 0), NOW)
+        .unwrap();
+}
+
+#[test]
+fn a_vote_tells_the_registry_what_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = populated(&dir);
+    let mut entries = registry.vote_entries(NOW, NOW + LIFETIME);
+    // A relay the registry never saw, and a newer descriptor of one it has.
+    entries.push(VoteEntry {
+        relay: relay_key(9).id(),
+        not_before: NOW,
+    });
+    entries[0].not_before += 30;
+    let vote = Vote::new(validators()[0].id(), NOW, entries.clone()).unwrap();
+    let mut wanted = registry.wanted(&vote, NOW);
+    wanted.sort();
+    let mut expected = vec![relay_key(9).id(), entries[0].relay];
+    expected.sort();
+    assert_eq!(wanted, expected);
+    let (profile, descriptor) = registry.publication_of(&relay_key(1).id()).unwrap();
+    assert!(SignedOperatorProfile::from_bytes(&profile).is_ok());
+    assert!(SignedDescriptor::from_bytes(&descriptor).is_ok());
+}
+
+#[test]
+fn refreshes_alone_do_not_change_the_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = populated(&dir);
+    let (before, _) = registry
+        .assemble(&everything(&registry, NOW), 1, NOW, NOW + LIFETIME)
+        .unwrap();
+    let later = NOW + 60;
+    let mut refreshed = fields(0, 0, RelayRole::Ingress);
+    refreshed.not_before = later - 60;
+    refreshed.not_after = later + 86_400;
+    registry
+        .publish_descriptor(&sign_with(refreshed, 0, 0, 0), later)
+        .unwrap();
+    let (after, _) = registry
+        .assemble(&everything(&registry, later), 2, later, later + LIFETIME)
+        .unwrap();
+    assert_ne!(before.to_bytes(), after.to_bytes());
+    assert!(same_contents(&before, &after));
+    let mut moved = fields(0, 0, RelayRole::Ingress);
+    moved.not_before = later - 30;
+    moved.bandwidth_bps *= 2;
+    registry
+        .publish_descriptor(&sign_with(moved, 0, 0, 0), later)
+        .unwrap();
+    let (changed, _) = registry
+        .assemble(&everything(&registry, later), 3, later, later + LIFETIME)
+        .unwrap();
+    assert!(!same_contents(&before, &changed));
+}
+
+/// The validator's checks (issue 11, item 6), as pure functions.
+mod proposals {
+    use openrelay_directory::vote::SignedVote;
+    use openrelay_directory::{Directory, DirectoryDigest, Proposal, SignedOperatorProfile};
+
+    use super::*;
+    use crate::validator::check::{
+        FIRST_SEQUENCE_LIMIT, LastSigned, Refusal, Rules, SEQUENCE_SLACK, Verdict, check_proposal,
+    };
+
+    /// Validator 0's rules: three validators, threshold 2.
+    fn rules() -> Rules {
+        Rules {
+            own: validators()[0].id(),
+            validators: validators().iter().map(ValidatorKey::id).collect(),
+            threshold: 2,
+            max_lifetime_secs: 2 * LIFETIME,
+            limits: limits(),
+        }
+    }
+
+    fn signed_votes(registry: &Registry<RedbStore>, by: &[usize]) -> Vec<SignedVote> {
+        let entries = registry.vote_entries(NOW, NOW + LIFETIME);
+        by.iter()
+            .map(|&i| {
+                let key = &validators()[i];
+                key.sign_vote(Vote::new(key.id(), NOW, entries.clone()).unwrap())
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// What an honest registry proposes: every relay the votes elect.
+    fn honest(registry: &Registry<RedbStore>, sequence: u64) -> Proposal {
+        let votes = signed_votes(registry, &[0, 1, 2]);
+        let elected = tally(votes.iter().map(SignedVote::vote));
+        let (directory, missing) = registry
+            .assemble(&elected, sequence, NOW, NOW + LIFETIME)
+            .unwrap();
+        assert!(missing.is_empty());
+        Proposal {
+            directory: directory.to_bytes(),
+            votes,
+        }
+    }
+
+    /// `proposal` with its directory replaced by `directory`.
+    fn with(proposal: &Proposal, directory: &Directory) -> Proposal {
+        Proposal {
+            directory: directory.to_bytes(),
+            votes: proposal.votes.clone(),
+        }
+    }
+
+    fn reissued(proposal: &Proposal, sequence: u64, issued_at: u64, valid_until: u64) -> Proposal {
+        let d = Directory::from_bytes(&proposal.directory).unwrap();
+        with(
+            proposal,
+            &Directory::new(
+                sequence,
+                issued_at,
+                valid_until,
+                d.operators().to_vec(),
+                d.descriptors().to_vec(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn refusal(proposal: &Proposal, last: Option<&LastSigned>) -> Refusal {
+        match check_proposal(proposal, &rules(), last, NOW) {
+            Err(refusal) => refusal,
+            Ok(verdict) => panic!("signed: {verdict:?}"),
+        }
+    }
+
+    fn signed_record(proposal: &Proposal, at: u64) -> LastSigned {
+        let d = Directory::from_bytes(&proposal.directory).unwrap();
+        LastSigned {
+            sequence: d.sequence(),
+            issued_at: d.issued_at(),
+            digest: DirectoryDigest::of(&proposal.directory),
+            signed_at: at,
+        }
+    }
+
+    #[test]
+    fn an_honest_proposal_is_signed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let proposal = honest(&registry, 7);
+        let Verdict::Sign { directory, digest } =
+            check_proposal(&proposal, &rules(), None, NOW).unwrap()
+        else {
+            panic!("not signed");
+        };
+        assert_eq!(directory.descriptors().len(), 4);
+        let record = signed_record(&proposal, NOW);
+        assert_eq!(record.digest, digest);
+        assert_eq!(LastSigned::from_bytes(&record.to_bytes()), Some(record));
+        assert!(matches!(
+            check_proposal(&proposal, &rules(), Some(&record), NOW + 5),
+            Ok(Verdict::AlreadySigned)
+        ));
+        // The next one, a little later.
+        let next = reissued(&proposal, 8, NOW, NOW + LIFETIME);
+        assert!(matches!(
+            check_proposal(&next, &rules(), Some(&record), NOW),
+            Ok(Verdict::Sign { .. })
+        ));
+    }
+
+    /// Two directories under one sequence would split clients.
+    #[test]
+    fn a_second_directory_under_a_signed_sequence_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let first = honest(&registry, 7);
+        let record = signed_record(&first, NOW);
+        let other = reissued(&first, 7, NOW, NOW + LIFETIME - 1);
+        assert_eq!(
+            refusal(&other, Some(&record)),
+            Refusal::Equivocation { sequence: 7 }
+        );
+        assert_eq!(
+            refusal(&reissued(&first, 6, NOW, NOW + LIFETIME), Some(&record)),
+            Refusal::RolledBack {
+                sequence: 6,
+                last: 7
+            }
+        );
+        assert!(matches!(
+            refusal(
+                &reissued(&first, 8, NOW - 1, NOW + LIFETIME),
+                Some(&LastSigned {
+                    issued_at: NOW,
+                    ..record
+                })
+            ),
+            Refusal::IssuedBeforeLastSigned { .. }
+        ));
+    }
+
+    /// From `u64::MAX` no later directory could follow.
+    #[test]
+    fn sequences_may_only_advance_a_bounded_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let proposal = honest(&registry, 7);
+        assert_eq!(
+            refusal(&reissued(&proposal, u64::MAX, NOW, NOW + LIFETIME), None),
+            Refusal::SequenceJump {
+                sequence: u64::MAX,
+                limit: FIRST_SEQUENCE_LIMIT
+            }
+        );
+        // Signed sequence 7 ten seconds ago: up to 7 + 1 + 10 + slack now.
+        let record = LastSigned {
+            signed_at: NOW - 10,
+            issued_at: NOW - 10,
+            ..signed_record(&proposal, NOW - 10)
+        };
+        let limit = 7 + 1 + 10 + SEQUENCE_SLACK;
+        assert!(matches!(
+            check_proposal(
+                &reissued(&proposal, limit, NOW, NOW + LIFETIME),
+                &rules(),
+                Some(&record),
+                NOW
+            ),
+            Ok(Verdict::Sign { .. })
+        ));
+        assert_eq!(
+            refusal(
+                &reissued(&proposal, u64::MAX, NOW, NOW + LIFETIME),
+                Some(&record)
+            ),
+            Refusal::SequenceJump {
+                sequence: u64::MAX,
+                limit
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_directory_issued_now_and_not_too_long_is_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let proposal = honest(&registry, 7);
+        for issued_at in [NOW - 400, NOW + 400] {
+            assert!(matches!(
+                refusal(&reissued(&proposal, 7, issued_at, issued_at + 60), None),
+                Refusal::NotIssuedNow { .. }
+            ));
+        }
+        assert_eq!(
+            refusal(
+                &reissued(&proposal, 7, NOW - 3600, NOW + 2 * LIFETIME),
+                None
+            ),
+            Refusal::NotIssuedNow {
+                issued_at: NOW - 3600,
+                now: NOW
+            }
+        );
+        assert!(matches!(
+            refusal(&reissued(&proposal, 7, NOW, NOW + 2 * LIFETIME + 1), None),
+            Refusal::TooLong { .. }
+        ));
+    }
+
+    /// A registry listing only some relays (say, its own), or adding one the
+    /// validators never saw.
+    #[test]
+    fn the_relay_list_must_be_exactly_the_elected_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let proposal = honest(&registry, 7);
+        let d = Directory::from_bytes(&proposal.directory).unwrap();
+        // Only operator 1's relays (2 and 3).
+        let own_only = Directory::new(
+            7,
+            NOW,
+            NOW + LIFETIME,
+            d.operators()
+                .iter()
+                .filter(|p| p.profile().operator() == operator_key(1).id())
+                .cloned()
+                .collect(),
+            d.descriptors()
+                .iter()
+                .filter(|x| x.descriptor().operator() == operator_key(1).id())
+                .cloned()
+                .collect(),
+        )
+        .unwrap();
+        let omitted = refusal(&with(&proposal, &own_only), None);
+        assert!(
+            matches!(
+                omitted,
+                Refusal::OmittedRelay {
+                    votes: 3,
+                    of: 3,
+                    ..
+                }
+            ),
+            "{omitted}"
+        );
+        // Relay 9, which no validator saw, slipped in.
+        registry.publish_profile(&profile(9), NOW).unwrap();
+        let stranger = SignedDescriptor::from_bytes(&descriptor(9, 9, RelayRole::Egress)).unwrap();
+        let mut descriptors = d.descriptors().to_vec();
+        descriptors.push(stranger);
+        let mut operators = d.operators().to_vec();
+        operators.push(SignedOperatorProfile::from_bytes(&profile(9)).unwrap());
+        let added = Directory::new(7, NOW, NOW + LIFETIME, operators, descriptors).unwrap();
+        assert_eq!(
+            refusal(&with(&proposal, &added), None),
+            Refusal::UnknownRelay {
+                relay: relay_key(9).id(),
+                votes: 0,
+                of: 3
+            }
+        );
+        // A profile nobody needs.
+        let mut operators = d.operators().to_vec();
+        operators.push(SignedOperatorProfile::from_bytes(&profile(9)).unwrap());
+        let padded =
+            Directory::new(7, NOW, NOW + LIFETIME, operators, d.descriptors().to_vec()).unwrap();
+        assert_eq!(
+            refusal(&with(&proposal, &padded), None),
+            Refusal::ExtraProfile(operator_key(9).id())
+        );
+    }
+
+    #[test]
+    fn the_votes_must_be_trusted_fresh_distinct_enough_and_include_mine() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let proposal = honest(&registry, 7);
+        let mut p = proposal.clone();
+        p.votes = signed_votes(&registry, &[1, 2]);
+        assert_eq!(refusal(&p, None), Refusal::OwnVoteMissing);
+        assert!(refusal(&p, None).is_transient());
+        p.votes = signed_votes(&registry, &[0]);
+        assert_eq!(refusal(&p, None), Refusal::TooFewVotes { have: 1, need: 2 });
+        p.votes = signed_votes(&registry, &[0, 0, 1]);
+        assert_eq!(
+            refusal(&p, None),
+            Refusal::DuplicateVote(validators()[0].id())
+        );
+        let stranger = ValidatorKey::from_bytes(&[0x77; 32]);
+        let entries = registry.vote_entries(NOW, NOW + LIFETIME);
+        let foreign = stranger
+            .sign_vote(Vote::new(stranger.id(), NOW, entries.clone()).unwrap())
+            .unwrap();
+        p.votes = vec![signed_votes(&registry, &[0]).remove(0), foreign];
+        assert_eq!(refusal(&p, None), Refusal::UntrustedVote(stranger.id()));
+        let old = validators()[1]
+            .sign_vote(Vote::new(validators()[1].id(), NOW - 1000, entries.clone()).unwrap())
+            .unwrap();
+        p.votes = vec![signed_votes(&registry, &[0]).remove(0), old];
+        assert!(matches!(refusal(&p, None), Refusal::StaleVote { .. }));
+        let mut forged = signed_votes(&registry, &[1]).remove(0).to_bytes();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        p.votes = vec![
+            signed_votes(&registry, &[0]).remove(0),
+            SignedVote::from_bytes(&forged).unwrap(),
+        ];
+        assert_eq!(refusal(&p, None), Refusal::BadVote(validators()[1].id()));
+    }
+
+    #[test]
+    fn descriptors_older_than_the_votes_allow_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let old = honest(&registry, 7);
+        // Relay 0 refreshed long after (more than a TTL): the validators vote
+        // for the new descriptor; the registry offers the old one.
+        let mut fresh = fields(0, 0, RelayRole::Ingress);
+        fresh.not_before = NOW - 3600 + TTL + 1;
+        registry
+            .publish_descriptor(&sign_with(fresh, 0, 0, 0), NOW)
+            .unwrap();
+        let stale = Proposal {
+            directory: old.directory,
+            votes: signed_votes(&registry, &[0, 1, 2]),
+        };
+        let r = refusal(&stale, None);
+        assert!(
+            matches!(r, Refusal::StaleDescriptor { relay, .. } if relay == relay_key(0).id()),
+            "{r}"
+        );
+        assert!(r.is_transient());
+    }
+
+    #[test]
+    fn the_publication_rules_and_every_signature_hold_in_a_proposal() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let proposal = honest(&registry, 7);
+        let strict = Rules {
+            limits: PublicationLimits {
+                allow_special_purpose_endpoints: false,
+                ..limits()
+            },
+            ..rules()
+        };
+        assert!(matches!(
+            check_proposal(&proposal, &strict, None, NOW),
+            Err(Refusal::SpecialPurposeEndpoint { .. })
+        ));
+        let crowded = Rules {
+            limits: PublicationLimits {
+                max_relays_per_operator: 1,
+                ..limits()
+            },
+            ..rules()
+        };
+        assert!(matches!(
+            check_proposal(&proposal, &crowded, None, NOW),
+            Err(Refusal::TooManyRelays { .. })
+        ));
+        // A descriptor whose operator signature was tampered with.
+        let d = Directory::from_bytes(&proposal.directory).unwrap();
+        let mut descriptors = d.descriptors().to_vec();
+        let honest_one = descriptors[0].clone();
+        let mut bad = *honest_one.operator_signature().as_bytes();
+        bad[0] ^= 1;
+        descriptors[0] = SignedDescriptor::from_parts(
+            honest_one.descriptor().clone(),
+            *honest_one.relay_signature(),
+            openrelay_directory::Signature::from_bytes(bad),
+            *honest_one.quic_signature(),
+        );
+        let forged =
+            Directory::new(7, NOW, NOW + LIFETIME, d.operators().to_vec(), descriptors).unwrap();
+        assert!(matches!(
+            refusal(&with(&proposal, &forged), None),
+            Refusal::Contents(DirectoryError::BadSignature { .. })
+        ));
+    }
 }

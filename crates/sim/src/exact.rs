@@ -1,19 +1,19 @@
 //! Exact probabilities.
 //!
 //! The chance `q` that one path is compromised (ingress and egress both held
-//! by the adversary) is the sum, over all (ingress, egress) pairs, of the
-//! pair's selection probability where both are adversarial. Whether a relay
-//! is adversarial depends only on its operator, and a policy's choice
-//! depends only on operator totals, so the sum is grouped by ingress
-//! operator `o`:
+//! by the adversary) is the sum, over all (egress, ingress) pairs, of the
+//! pair's selection probability where both are adversarial. Paths are drawn
+//! as the client draws them, egress first. Whether a relay is adversarial
+//! depends only on its operator, and a policy's choice depends only on
+//! operator totals, so the sum is grouped by egress operator `o`:
 //!
 //! ```text
-//! q = Σ_{o adversarial} P(ingress operator = o) · A_egress(≠o) / W_egress(≠o)
+//! q = Σ_{o adversarial} P(egress operator = o) · A_ingress(≠o) / W_ingress(≠o)
 //! ```
 //!
-//! where `W_egress(≠o)` is the egress weight the policy allows after an
-//! ingress of `o` (all of it without operator diversity, all but `o`'s
-//! with it) and `A_egress(≠o)` the adversary's part of it. That is the
+//! where `W_ingress(≠o)` is the ingress weight the policy allows after an
+//! egress of `o` (all of it without operator diversity, all but `o`'s
+//! with it) and `A_ingress(≠o)` the adversary's part of it. That is the
 //! pair enumeration in `O(operators)` instead of `O(ingress × egress)`
 //! (the tests check it against the literal pair enumeration).
 //!
@@ -21,7 +21,7 @@
 //! `P(some path compromised) = 1 - (1 - q)ⁿ`.
 
 use crate::error::SimError;
-use crate::policy::Policy;
+use crate::policy::{Policy, operator_scales};
 use crate::population::{Population, Role};
 
 /// Per-path probabilities under one policy.
@@ -35,16 +35,42 @@ pub struct PathOdds {
     pub per_path: f64,
 }
 
-/// Which ingress operators can start a path: with operator diversity, an
-/// operator that runs every egress relay cannot. Decided on relay counts
+/// Which egress operators can start a path: with operator diversity, an
+/// operator that runs every ingress relay cannot. Decided on relay counts
 /// (exact), not on float sums.
-pub(crate) fn ingress_eligible(population: &Population, policy: Policy) -> Vec<bool> {
-    let egress_total: usize = population.operators().iter().map(|o| o.egress.len()).sum();
+pub(crate) fn egress_eligible(population: &Population, policy: Policy) -> Vec<bool> {
+    let ingress_total: usize = population.operators().iter().map(|o| o.ingress.len()).sum();
     population
         .operators()
         .iter()
         .map(|o| {
-            !o.ingress.is_empty() && (!policy.operator_diverse || egress_total > o.egress.len())
+            !o.egress.is_empty() && (!policy.operator_diverse || ingress_total > o.ingress.len())
+        })
+        .collect()
+}
+
+/// Each operator's weight in `role` as the policy draws it: its mass,
+/// scaled by the operator cap where the policy has one, over the operators
+/// `eligible` marks (the others weigh 0).
+pub(crate) fn role_masses(
+    population: &Population,
+    policy: Policy,
+    role: Role,
+    eligible: &[bool],
+) -> Vec<f64> {
+    let w = policy.weighting;
+    let scales = operator_scales(population, w, role, eligible);
+    population
+        .operators()
+        .iter()
+        .zip(eligible)
+        .zip(&scales)
+        .map(|((o, &ok), scale)| {
+            if ok {
+                w.operator_mass(o, role) * scale
+            } else {
+                0.0
+            }
         })
         .collect()
 }
@@ -52,38 +78,24 @@ pub(crate) fn ingress_eligible(population: &Population, policy: Policy) -> Vec<b
 pub(crate) fn no_valid_path(policy: Policy) -> SimError {
     SimError::NoValidPath {
         policy: policy.to_string(),
-        reason: "every egress relay belongs to the operator of every ingress relay".to_owned(),
+        reason: "every ingress relay belongs to the operator of every egress relay".to_owned(),
     }
 }
 
 /// The exact per-path probabilities of `policy` on `population`.
 pub fn path_odds(population: &Population, policy: Policy) -> Result<PathOdds, SimError> {
     let ops = population.operators();
-    let w = policy.weighting;
-    let eligible = ingress_eligible(population, policy);
-    let ingress_mass: Vec<f64> = ops
-        .iter()
-        .zip(&eligible)
-        .map(|(o, &ok)| {
-            if ok {
-                w.operator_mass(o, Role::Ingress)
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let egress_mass: Vec<f64> = ops
-        .iter()
-        .map(|o| w.operator_mass(o, Role::Egress))
-        .collect();
-    let ingress_total: f64 = ingress_mass.iter().sum();
-    if ingress_total <= 0.0 {
+    let eligible = egress_eligible(population, policy);
+    let egress_mass = role_masses(population, policy, Role::Egress, &eligible);
+    let ingress_mass = role_masses(population, policy, Role::Ingress, &vec![true; ops.len()]);
+    let egress_total: f64 = egress_mass.iter().sum();
+    if egress_total <= 0.0 {
         return Err(no_valid_path(policy));
     }
-    let egress_total: f64 = egress_mass.iter().sum();
-    let egress_adversary: f64 = ops
+    let ingress_total: f64 = ingress_mass.iter().sum();
+    let ingress_adversary: f64 = ops
         .iter()
-        .zip(&egress_mass)
+        .zip(&ingress_mass)
         .filter(|(o, _)| o.adversary)
         .map(|(_, m)| m)
         .sum();
@@ -92,24 +104,24 @@ pub fn path_odds(population: &Population, policy: Policy) -> Result<PathOdds, Si
         egress: 0.0,
         per_path: 0.0,
     };
-    for ((op, &m_in), &m_eg) in ops.iter().zip(&ingress_mass).zip(&egress_mass) {
-        if m_in <= 0.0 {
+    for ((op, &m_eg), &m_in) in ops.iter().zip(&egress_mass).zip(&ingress_mass) {
+        if m_eg <= 0.0 {
             continue;
         }
-        let p = m_in / ingress_total;
+        let p = m_eg / egress_total;
         let (allowed, adversary) = if policy.operator_diverse {
             // Subtract rather than re-sum the others: O(1) per operator.
-            let own_adversary = if op.adversary { m_eg } else { 0.0 };
-            (egress_total - m_eg, egress_adversary - own_adversary)
+            let own_adversary = if op.adversary { m_in } else { 0.0 };
+            (ingress_total - m_in, ingress_adversary - own_adversary)
         } else {
-            (egress_total, egress_adversary)
+            (ingress_total, ingress_adversary)
         };
         // `allowed > 0` by eligibility; clamp rounding below zero.
-        let p_egress = (adversary / allowed).clamp(0.0, 1.0);
-        odds.egress += p * p_egress;
+        let p_ingress = (adversary / allowed).clamp(0.0, 1.0);
+        odds.ingress += p * p_ingress;
         if op.adversary {
-            odds.ingress += p;
-            odds.per_path += p * p_egress;
+            odds.egress += p;
+            odds.per_path += p * p_ingress;
         }
     }
     odds.ingress = odds.ingress.clamp(0.0, 1.0);
@@ -172,24 +184,30 @@ mod tests {
     use crate::population::Operator;
     use proptest::prelude::*;
 
-    /// The literal definition: enumerate every (ingress relay, egress relay)
+    /// The literal definition: enumerate every (egress relay, ingress relay)
     /// pair with its selection probability.
     fn enumerate_pairs(pop: &Population, policy: Policy) -> Option<PathOdds> {
         let ops = pop.operators();
-        let eligible = ingress_eligible(pop, policy);
-        let relays = |role: Role| -> Vec<(usize, f64)> {
+        let eligible = egress_eligible(pop, policy);
+        let all = vec![true; ops.len()];
+        let relays = |role: Role, keep: &[bool]| -> Vec<(usize, f64)> {
+            let scales = operator_scales(pop, policy.weighting, role, keep);
             ops.iter()
                 .enumerate()
-                .flat_map(|(i, o)| policy.weighting.relay_weights(o, role).map(move |w| (i, w)))
+                .filter(|(i, _)| keep[*i])
+                .flat_map(|(i, o)| {
+                    let scale = scales[i];
+                    policy
+                        .weighting
+                        .relay_weights(o, role)
+                        .map(move |w| (i, w * scale))
+                })
                 .collect()
         };
-        let ingress: Vec<(usize, f64)> = relays(Role::Ingress)
-            .into_iter()
-            .filter(|(o, _)| eligible[*o])
-            .collect();
-        let egress = relays(Role::Egress);
-        let total_in: f64 = ingress.iter().map(|r| r.1).sum();
-        if total_in == 0.0 {
+        let egress = relays(Role::Egress, &eligible);
+        let ingress = relays(Role::Ingress, &all);
+        let total_eg: f64 = egress.iter().map(|r| r.1).sum();
+        if total_eg == 0.0 {
             return None;
         }
         let mut odds = PathOdds {
@@ -197,17 +215,17 @@ mod tests {
             egress: 0.0,
             per_path: 0.0,
         };
-        for &(oi, wi) in &ingress {
-            let allowed = |oe: usize| !policy.operator_diverse || oe != oi;
-            let total_eg: f64 = egress.iter().filter(|r| allowed(r.0)).map(|r| r.1).sum();
-            for &(oe, we) in egress.iter().filter(|r| allowed(r.0)) {
-                let p = wi / total_in * we / total_eg;
-                if ops[oi].adversary {
-                    odds.ingress += p;
-                }
+        for &(oe, we) in &egress {
+            let allowed = |oi: usize| !policy.operator_diverse || oi != oe;
+            let total_in: f64 = ingress.iter().filter(|r| allowed(r.0)).map(|r| r.1).sum();
+            for &(oi, wi) in ingress.iter().filter(|r| allowed(r.0)) {
+                let p = we / total_eg * wi / total_in;
                 if ops[oe].adversary {
                     odds.egress += p;
-                    if ops[oi].adversary {
+                }
+                if ops[oi].adversary {
+                    odds.ingress += p;
+                    if ops[oe].adversary {
                         odds.per_path += p;
                     }
                 }
@@ -252,7 +270,12 @@ mod tests {
     #[test]
     fn operator_diversity_stops_a_single_operator_adversary() {
         let pop = Population::uniform(20, 3, 0.2).unwrap();
-        for w in [Weighting::Relay, Weighting::Operator, Weighting::Stake] {
+        for w in [
+            Weighting::Relay,
+            Weighting::Operator,
+            Weighting::Stake,
+            Weighting::Capped,
+        ] {
             let policy = Policy {
                 operator_diverse: true,
                 weighting: w,
@@ -279,11 +302,12 @@ mod tests {
             let staked = path_odds(&split, Policy::STAKE_WEIGHTED).unwrap();
             // Counting operators: every identity is one more voice.
             assert!(diverse.per_path >= last.0, "k={k}");
-            assert!(close(diverse.ingress, k as f64 / (98 + k) as f64), "k={k}");
-            // Stake: the adversary's chance to be picked is its stake share,
-            // however it splits, and compromise stays at most the random
-            // baseline s² (it tends to s² as k grows: s²(k-1)/(k-s)).
-            assert!(close(staked.ingress, s), "k={k}: {staked:?}");
+            assert!(close(diverse.egress, k as f64 / (98 + k) as f64), "k={k}");
+            // Stake: the adversary's chance to be picked (first, as the
+            // egress) is its stake share, however it splits, and compromise
+            // stays at most the random baseline s² (it tends to s² as k
+            // grows: s²(k-1)/(k-s)).
+            assert!(close(staked.egress, s), "k={k}: {staked:?}");
             assert!(
                 staked.per_path <= s * s * (1.0 + 1e-12),
                 "k={k}: {staked:?}"
@@ -296,6 +320,47 @@ mod tests {
         // random baseline; stake weighting keeps it below the baseline.
         assert!(last.0 > 40.0 * s * s, "{last:?}");
         assert!(last.1 < s * s);
+    }
+
+    /// Issue 11, item 7: two made-up operators claiming `u64::MAX` get at
+    /// most the capped share of each role, so at most its square of paths.
+    #[test]
+    fn the_cap_bounds_an_attacker_pair_claiming_huge_bandwidth() {
+        use openrelay_directory::weight::MAX_OPERATOR_SHARE;
+        let mut ops: Vec<Operator> = (0..50)
+            .map(|i| Operator {
+                name: format!("honest-{i}"),
+                adversary: false,
+                ingress: vec![1000.0],
+                egress: vec![1000.0],
+            })
+            .collect();
+        ops.push(Operator {
+            name: "evil-ingress".into(),
+            adversary: true,
+            ingress: vec![u64::MAX as f64 / 1e6],
+            egress: vec![],
+        });
+        ops.push(Operator {
+            name: "evil-egress".into(),
+            adversary: true,
+            ingress: vec![],
+            egress: vec![u64::MAX as f64 / 1e6],
+        });
+        let pop = Population::new(ops).unwrap();
+        let uncapped = path_odds(&pop, Policy::STAKE_WEIGHTED).unwrap();
+        assert!(uncapped.per_path > 0.99, "{uncapped:?}");
+        let capped = path_odds(&pop, Policy::CAPPED).unwrap();
+        let c = MAX_OPERATOR_SHARE;
+        // The egress is drawn at its capped share; the ingress at its capped
+        // share among the ingresses an egress leaves (a little more after an
+        // honest egress, whose own ingress is left out).
+        assert!(close(capped.egress, c), "{capped:?}");
+        assert!(
+            capped.ingress >= c && capped.ingress <= c / (1.0 - 1.0 / 50.0),
+            "{capped:?}"
+        );
+        assert!(close(capped.per_path, c * c), "{capped:?}");
     }
 
     #[test]
@@ -352,7 +417,8 @@ mod tests {
             prop_oneof![
                 Just(Weighting::Relay),
                 Just(Weighting::Operator),
-                Just(Weighting::Stake)
+                Just(Weighting::Stake),
+                Just(Weighting::Capped)
             ],
         )
             .prop_map(|(operator_diverse, weighting)| Policy {

@@ -14,10 +14,13 @@
 //! - [`monte_carlo`]: the same probability by drawing paths like a client
 //!   (seeded, reproducible), with a 95% interval, as an independent check.
 //! - [`policy`]: random, operator-diverse (openrelay's rule: never one
-//!   operator on both hops) and stake-weighted selection, to show what
-//!   operator diversity buys against one operator, what a Sybil adversary
-//!   splitting into many identities takes back, and what stake weighting
-//!   restores.
+//!   operator on both hops), stake-weighted and capped selection, to show
+//!   what operator diversity buys against one operator, what a Sybil
+//!   adversary splitting into many identities takes back, what stake
+//!   weighting restores, and what the clients' cap on self-declared bandwidth
+//!   (`capped`: clipped to 10 Gbit/s, no operator above `max(10 %, 1/k)` of a
+//!   draw) leaves an adversary that claims huge bandwidth. Paths are drawn as
+//!   clients draw them, egress first.
 //! - [`report`] and [`svg`]: the table, JSON and plot behind `openrelay sim`.
 //!
 //! Pure computation: no printing, and file access only to read a population

@@ -1,15 +1,16 @@
 //! Monte Carlo estimate: draw paths the way a client would and count.
 //!
 //! This deliberately shares no algebra with [`crate::exact`]: each path is
-//! drawn relay by relay (alias tables over relay weights), the egress of an
+//! drawn relay by relay as a client draws it, egress first (alias tables over
+//! relay weights, operator caps applied as factors), the ingress of an
 //! operator-diverse path by rejecting same-operator draws, and a trial is
 //! `n` such paths, a hit if any of them has an adversarial ingress and
 //! egress. Agreement of the two within the confidence interval is then
 //! evidence for both. Seeded with `fastrand`, so a run is reproducible.
 
 use crate::error::SimError;
-use crate::exact::{ingress_eligible, no_valid_path};
-use crate::policy::Policy;
+use crate::exact::{egress_eligible, no_valid_path, role_masses};
+use crate::policy::{Policy, operator_scales};
 use crate::population::{Population, Role};
 
 /// 97.5th percentile of the standard normal: a two-sided 95% interval.
@@ -149,23 +150,28 @@ struct Table {
 }
 
 impl Table {
-    /// `None` if no relay passes `keep`.
+    /// The relays of the operators `include` accepts, their weights scaled
+    /// by each operator's cap factor among the operators `cap_over` marks;
+    /// `None` if no relay is included.
     fn new(
         population: &Population,
         policy: Policy,
         role: Role,
-        keep: impl Fn(usize) -> bool,
+        cap_over: &[bool],
+        include: impl Fn(usize) -> bool,
     ) -> Option<Table> {
+        let scales = operator_scales(population, policy.weighting, role, cap_over);
         let (owner, weights): (Vec<usize>, Vec<f64>) = population
             .operators()
             .iter()
             .enumerate()
-            .filter(|(i, _)| keep(*i))
+            .filter(|(i, _)| include(*i))
             .flat_map(|(i, op)| {
+                let scale = scales[i];
                 policy
                     .weighting
                     .relay_weights(op, role)
-                    .map(move |w| (i, w))
+                    .map(move |w| (i, w * scale))
             })
             .unzip();
         (!owner.is_empty()).then(|| Table {
@@ -184,31 +190,32 @@ impl Table {
 struct Sampler {
     operator_diverse: bool,
     adversary: Vec<bool>,
-    ingress: Table,
     egress: Table,
-    /// With operator diversity, the egress table without the one operator
-    /// (if any) that holds more than half the egress weight: rejection
-    /// after its ingress relays would take many draws.
+    ingress: Table,
+    /// With operator diversity, the ingress table without the one operator
+    /// (if any) that holds more than half the ingress weight: rejection
+    /// after its egress relays would take many draws. (Weights as in
+    /// `ingress`, only that operator left out.)
     dominant: Option<(usize, Table)>,
 }
 
 impl Sampler {
     fn new(population: &Population, policy: Policy) -> Result<Sampler, SimError> {
-        let eligible = ingress_eligible(population, policy);
-        let ingress = Table::new(population, policy, Role::Ingress, |i| eligible[i])
+        let eligible = egress_eligible(population, policy);
+        let all = vec![true; population.operators().len()];
+        let egress = Table::new(population, policy, Role::Egress, &eligible, |i| eligible[i])
             .ok_or_else(|| no_valid_path(policy))?;
-        let egress = Table::new(population, policy, Role::Egress, |_| true)
+        let ingress = Table::new(population, policy, Role::Ingress, &all, |_| true)
             .ok_or_else(|| no_valid_path(policy))?;
-        let mass: Vec<f64> = population
-            .operators()
-            .iter()
-            .map(|op| policy.weighting.operator_mass(op, Role::Egress))
-            .collect();
+        let mass = role_masses(population, policy, Role::Ingress, &all);
         let total: f64 = mass.iter().sum();
         let dominant = if policy.operator_diverse {
-            mass.iter()
-                .position(|&m| m > total / 2.0)
-                .and_then(|d| Some((d, Table::new(population, policy, Role::Egress, |i| i != d)?)))
+            mass.iter().position(|&m| m > total / 2.0).and_then(|d| {
+                Some((
+                    d,
+                    Table::new(population, policy, Role::Ingress, &all, |i| i != d)?,
+                ))
+            })
         } else {
             None
         };
@@ -219,21 +226,21 @@ impl Sampler {
                 .iter()
                 .map(|op| op.adversary)
                 .collect(),
-            ingress,
             egress,
+            ingress,
             dominant,
         })
     }
 
     /// Draws one path; true if the adversary holds both of its relays.
     fn compromised(&self, rng: &mut fastrand::Rng) -> bool {
-        let ingress = self.ingress.operator(rng);
-        let egress = match &self.dominant {
-            Some((d, table)) if *d == ingress => table.operator(rng),
+        let egress = self.egress.operator(rng);
+        let ingress = match &self.dominant {
+            Some((d, table)) if *d == egress => table.operator(rng),
             _ => loop {
-                let egress = self.egress.operator(rng);
-                if !self.operator_diverse || egress != ingress {
-                    break egress;
+                let ingress = self.ingress.operator(rng);
+                if !self.operator_diverse || ingress != egress {
+                    break ingress;
                 }
             },
         };

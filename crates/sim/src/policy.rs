@@ -6,7 +6,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::population::{Operator, Role};
+use openrelay_directory::weight::{MAX_OPERATOR_SHARE, MAX_WEIGHTED_BANDWIDTH_BPS, cap_shares};
+
+use crate::population::{Operator, Population, Role};
+
+/// [`MAX_WEIGHTED_BANDWIDTH_BPS`] in the simulator's unit (bandwidths read as
+/// Mbit/s).
+pub const MAX_WEIGHTED_BANDWIDTH: f64 = MAX_WEIGHTED_BANDWIDTH_BPS as f64 / 1e6;
 
 /// What the chance of picking a relay (within a role) is proportional to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +29,11 @@ pub enum Weighting {
     /// adversary's chance is its share of stake, however many identities
     /// it spreads that stake over.
     Stake,
+    /// openrelay's client rule while bandwidth is self-declared
+    /// (`openrelay_directory::weight`): advertised bandwidth clipped to
+    /// [`MAX_WEIGHTED_BANDWIDTH`], and every operator's share of a draw
+    /// capped at `max(10 %, 1/k)` for `k` operators in it.
+    Capped,
 }
 
 impl Weighting {
@@ -32,11 +43,13 @@ impl Weighting {
             Weighting::Relay => "relay",
             Weighting::Operator => "operator",
             Weighting::Stake => "stake",
+            Weighting::Capped => "capped",
         }
     }
 
-    /// The weight of each relay of `op` in `role`. Each is positive; an
-    /// operator's relays sum to [`Weighting::operator_mass`].
+    /// The weight of each relay of `op` in `role` before any operator cap
+    /// ([`operator_scales`] gives the factor that applies it). Each is
+    /// positive; an operator's relays sum to [`Weighting::operator_mass`].
     pub fn relay_weights(self, op: &Operator, role: Role) -> impl Iterator<Item = f64> + '_ {
         let relays = op.relays(role);
         let n = relays.len() as f64;
@@ -44,21 +57,55 @@ impl Weighting {
             Weighting::Relay => 1.0,
             Weighting::Operator => 1.0 / n,
             Weighting::Stake => bw,
+            Weighting::Capped => bw.min(MAX_WEIGHTED_BANDWIDTH),
         })
     }
 
-    /// The total weight of `op`'s relays in `role` (zero if it has none):
-    /// only this matters for compromise, as the adversary either holds an
-    /// operator or not.
+    /// The total weight of `op`'s relays in `role` (zero if it has none),
+    /// before any operator cap: only operator totals matter for compromise,
+    /// as the adversary either holds an operator or not.
     pub fn operator_mass(self, op: &Operator, role: Role) -> f64 {
         let relays = op.relays(role);
         match self {
             _ if relays.is_empty() => 0.0,
             Weighting::Relay => relays.len() as f64,
             Weighting::Operator => 1.0,
-            Weighting::Stake => relays.iter().sum(),
+            Weighting::Stake | Weighting::Capped => self.relay_weights(op, role).sum(),
         }
     }
+}
+
+/// For each operator, the factor its relays' weights in `role` are scaled by
+/// when drawing among the operators `eligible` marks: 1 except under
+/// [`Weighting::Capped`], where the factor brings the operator's share down
+/// to the cap (water-filling over the eligible operators, as a client does
+/// over the relays it draws from).
+pub fn operator_scales(
+    population: &Population,
+    weighting: Weighting,
+    role: Role,
+    eligible: &[bool],
+) -> Vec<f64> {
+    let ops = population.operators();
+    if weighting != Weighting::Capped {
+        return vec![1.0; ops.len()];
+    }
+    let masses: Vec<f64> = ops
+        .iter()
+        .zip(eligible)
+        .map(|(op, &ok)| {
+            if ok {
+                weighting.operator_mass(op, role)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    cap_shares(&masses, MAX_OPERATOR_SHARE)
+        .iter()
+        .zip(&masses)
+        .map(|(capped, mass)| if *mass > 0.0 { capped / mass } else { 0.0 })
+        .collect()
 }
 
 impl FromStr for Weighting {
@@ -69,8 +116,9 @@ impl FromStr for Weighting {
             "relay" => Ok(Weighting::Relay),
             "operator" => Ok(Weighting::Operator),
             "stake" => Ok(Weighting::Stake),
+            "capped" => Ok(Weighting::Capped),
             _ => Err(format!(
-                "unknown weighting \"{s}\" (expected relay, operator or stake)"
+                "unknown weighting \"{s}\" (expected relay, operator, stake or capped)"
             )),
         }
     }
@@ -78,11 +126,13 @@ impl FromStr for Weighting {
 
 /// A selection policy.
 ///
-/// Paths are drawn ingress first, then egress: the ingress by its weight
-/// among the ingress relays that can be completed into a path; the egress
-/// by its weight among the egress relays allowed with that ingress (with
-/// `operator_diverse`, those of any other operator). Without
-/// `operator_diverse` the two draws are independent.
+/// Paths are drawn as the client draws them, egress first, then ingress:
+/// the egress by its weight among the egress relays that can be completed
+/// into a path; the ingress by its weight among the ingress relays allowed
+/// with that egress (with `operator_diverse`, those of any other operator).
+/// Without `operator_diverse` the two draws are independent. Under
+/// [`Weighting::Capped`] operator shares are capped over the eligible egress
+/// relays and over all ingress relays (then restricted), as in the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Policy {
     /// Never pair an ingress and an egress of the same operator.
@@ -105,18 +155,25 @@ impl Policy {
         weighting: Weighting::Operator,
     };
     /// `stake-weighted`: never the same operator on both hops; relays by
-    /// advertised bandwidth (openrelay's rule once the registry carries
-    /// bandwidth).
+    /// advertised bandwidth, uncapped.
     pub const STAKE_WEIGHTED: Policy = Policy {
         operator_diverse: true,
         weighting: Weighting::Stake,
     };
+    /// `capped`: what openrelay clients do (issue 11, item 7): never the same
+    /// operator on both hops; relays by clipped bandwidth with every
+    /// operator's share of a draw capped.
+    pub const CAPPED: Policy = Policy {
+        operator_diverse: true,
+        weighting: Weighting::Capped,
+    };
 
-    /// The three policies every report compares.
-    pub const COMPARED: [Policy; 3] = [
+    /// The policies every report compares.
+    pub const COMPARED: [Policy; 4] = [
         Policy::RANDOM,
         Policy::OPERATOR_DIVERSE,
         Policy::STAKE_WEIGHTED,
+        Policy::CAPPED,
     ];
 
     /// The same policy with another weighting.
@@ -132,6 +189,7 @@ impl fmt::Display for Policy {
             Policy::RANDOM => f.write_str("random"),
             Policy::OPERATOR_DIVERSE => f.write_str("operator-diverse"),
             Policy::STAKE_WEIGHTED => f.write_str("stake-weighted"),
+            Policy::CAPPED => f.write_str("capped"),
             Policy {
                 operator_diverse,
                 weighting,
@@ -150,14 +208,15 @@ impl fmt::Display for Policy {
 impl FromStr for Policy {
     type Err = String;
 
-    /// `random`, `operator-diverse` or `stake-weighted`.
+    /// `random`, `operator-diverse`, `stake-weighted` or `capped`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "random" => Ok(Policy::RANDOM),
             "operator-diverse" => Ok(Policy::OPERATOR_DIVERSE),
             "stake-weighted" => Ok(Policy::STAKE_WEIGHTED),
+            "capped" => Ok(Policy::CAPPED),
             _ => Err(format!(
-                "unknown policy \"{s}\" (expected random, operator-diverse or stake-weighted)"
+                "unknown policy \"{s}\" (expected random, operator-diverse, stake-weighted or capped)"
             )),
         }
     }
@@ -178,7 +237,12 @@ mod tests {
             "random/stake"
         );
         assert!("tor".parse::<Policy>().is_err());
-        for w in [Weighting::Relay, Weighting::Operator, Weighting::Stake] {
+        for w in [
+            Weighting::Relay,
+            Weighting::Operator,
+            Weighting::Stake,
+            Weighting::Capped,
+        ] {
             assert_eq!(w.as_str().parse::<Weighting>().unwrap(), w);
         }
     }

@@ -281,11 +281,14 @@ fn describe(policy: Policy) -> String {
         Weighting::Relay => "each relay equally likely",
         Weighting::Operator => "each operator equally likely, then one of its relays",
         Weighting::Stake => "relays in proportion to advertised bandwidth (stake)",
+        Weighting::Capped => {
+            "relays by bandwidth clipped to 10 Gbit/s, no operator above max(10 %, 1/k) of a draw (openrelay's clients)"
+        }
     };
     if policy.operator_diverse {
-        format!("ingress, then an egress of another operator; {pick}")
+        format!("egress, then an ingress of another operator; {pick}")
     } else {
-        format!("ingress and egress drawn independently; {pick}")
+        format!("egress and ingress drawn independently; {pick}")
     }
 }
 
@@ -461,10 +464,11 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "random: {}\noperator-diverse: {}\nstake-weighted: {}",
+            "random: {}\noperator-diverse: {}\nstake-weighted: {}\ncapped: {}",
             describe(Policy::RANDOM),
             describe(Policy::OPERATOR_DIVERSE),
-            describe(Policy::STAKE_WEIGHTED)
+            describe(Policy::STAKE_WEIGHTED),
+            describe(Policy::CAPPED)
         );
         out
     }
@@ -596,7 +600,7 @@ mod tests {
         let text = report.render_text();
         assert!(text.lines().any(|l| l == "paths=1733"), "{text}");
         assert!(text.contains("n = 1733"), "{text}");
-        assert_eq!(report.comparison.len(), 6);
+        assert_eq!(report.comparison.len(), 8);
     }
 
     #[test]
@@ -618,6 +622,7 @@ mod tests {
         assert_eq!(q(Policy::STAKE_WEIGHTED, false), 0.0);
         assert!(q(Policy::OPERATOR_DIVERSE, true) > 10.0 * baseline);
         assert!(q(Policy::STAKE_WEIGHTED, true) <= baseline);
+        assert!(q(Policy::CAPPED, true) <= baseline);
     }
 
     #[test]
@@ -632,7 +637,7 @@ mod tests {
         assert!(json.starts_with('{') && json.ends_with('}'));
         assert!(json.contains("\"paths\":1733"), "{json}");
         assert!(json.contains("\"n\":50"), "{json}");
-        assert_eq!(json.matches("\"monte_carlo\"").count(), 7);
+        assert_eq!(json.matches("\"monte_carlo\"").count(), 9);
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         assert!(!json.contains("NaN") && !json.contains("inf"));
     }

@@ -26,6 +26,7 @@ fn colour(policy: Policy) -> &'static str {
         Policy::RANDOM => "#1f77b4",
         Policy::OPERATOR_DIVERSE => "#d62728",
         Policy::STAKE_WEIGHTED => "#2ca02c",
+        Policy::CAPPED => "#9467bd",
         _ => "#7f7f7f",
     }
 }

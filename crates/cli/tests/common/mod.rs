@@ -537,6 +537,18 @@ impl LoopbackCapture {
             .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
             .collect()
     }
+
+    /// The source of every packet captured so far to `destination` (lines
+    /// read `IP 127.0.2.3.40000 > 127.0.4.1.4443: UDP, length 1200`).
+    pub fn sources_to(&self, destination: SocketAddr) -> Vec<String> {
+        let destination = format!("{}.{}:", destination.ip(), destination.port());
+        std::fs::read_to_string(self.file.path())
+            .unwrap()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(4) == Some(destination.as_str()))
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .collect()
+    }
 }
 
 impl Drop for LoopbackCapture {

@@ -40,7 +40,7 @@ use openrelay_config::RelayRole;
 
 use super::{
     Candidate, EgressRegion, PathChoice, Pool, RefillChoiceError, SelectionError, SiteKey,
-    choose_refill, pick_weighted,
+    choose_refill, pick_ingress, pick_weighted,
 };
 
 /// How long new flows keep using one path: ten minutes, long enough that a
@@ -365,26 +365,20 @@ impl<T: Moment> PathPlan<T> {
     }
 
     /// `path` with its egress (as currently listed) and a new compatible
-    /// ingress, drawn by bandwidth; `None` if no usable ingress fits.
+    /// ingress, drawn by weight as in [`super::choose`]; `None` if no usable
+    /// ingress fits.
     fn repair_ingress(&mut self, path: &PlannedPath<T>, now: T) -> Option<PlannedPath<T>> {
         let egress = self.find(RelayRole::Egress, &path.choice.egress.id)?;
-        let ingresses: Vec<&Candidate> = self
+        let usable: Vec<&Candidate> = self
             .candidates
             .iter()
-            .filter(|c| {
-                c.role == RelayRole::Ingress
-                    && !self.is_excluded(&c.id, now)
-                    && c.compatible_with(egress)
-            })
+            .filter(|c| c.role == RelayRole::Ingress && !self.is_excluded(&c.id, now))
             .collect();
-        if ingresses.is_empty() {
-            return None;
-        }
         // The candidates stay borrowed while drawing: draw from a copy of
         // the generator's state and store it back.
         let mut rng = self.rng.clone();
         let choice = PathChoice {
-            ingress: pick_weighted(&ingresses, &mut rng).clone(),
+            ingress: pick_ingress(&usable, egress, &mut rng)?.clone(),
             egress: egress.clone(),
         };
         self.rng = rng;
@@ -450,7 +444,7 @@ impl<T: Moment> PathPlan<T> {
         let choice = match load {
             None => {
                 let pool = &pools[0];
-                pool.complete(pick_weighted(&pool.egresses, rng), rng)
+                pool.complete(pick_weighted(&pool.egresses, rng), rng)?
             }
             Some(load) => {
                 let load_of = |e: &Candidate| load.get(e.id.as_str()).copied().unwrap_or(0);
@@ -477,7 +471,7 @@ impl<T: Moment> PathPlan<T> {
                         (pool, tier)
                     }
                 };
-                pool.complete(pick_weighted(&egresses, rng), rng)
+                pool.complete(pick_weighted(&egresses, rng), rng)?
             }
         };
         Ok(PlannedPath {

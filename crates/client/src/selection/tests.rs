@@ -353,10 +353,11 @@ fn chi_square(observed: &[u64], shares: &[f64]) -> f64 {
 
 #[test]
 fn choices_follow_the_bandwidth_shares() {
-    // Egresses of four operators, ingresses of three others: all compatible,
-    // so both marginals are the plain bandwidth shares.
-    let egress_bw = [100, 200, 300, 400];
-    let ingress_bw = [1, 2, 5];
+    // Egresses of twenty operators, ingresses of fifteen others, none with
+    // more than a tenth of its role's bandwidth (so none is capped): all
+    // compatible, so both marginals are the plain bandwidth shares.
+    let egress_bw: Vec<u64> = (0..20).map(|n| 50 + 2 * n + (n % 3) * 7).collect();
+    let ingress_bw: Vec<u64> = (11..=25).collect();
     let mut relays = Vec::new();
     for (n, bw) in egress_bw.iter().enumerate() {
         relays.push(relay(
@@ -380,9 +381,9 @@ fn choices_follow_the_bandwidth_shares() {
             *bw,
         ));
     }
-    let draws = 20_000;
+    let draws = 40_000;
     let mut rng = fastrand::Rng::with_seed(42);
-    let (mut egress_counts, mut ingress_counts) = ([0u64; 4], [0u64; 3]);
+    let (mut egress_counts, mut ingress_counts) = (vec![0u64; 20], vec![0u64; 15]);
     for _ in 0..draws {
         let choice = choose(&relays, &EgressRegion::Any, |_| false, &mut rng).unwrap();
         egress_counts[choice.egress.id[1..].parse::<usize>().unwrap()] += 1;
@@ -392,33 +393,69 @@ fn choices_follow_the_bandwidth_shares() {
         let total: u64 = bw.iter().sum();
         bw.iter().map(|&b| b as f64 / total as f64).collect()
     };
-    // Critical values at p = 0.001: 16.27 (3 degrees of freedom), 13.82 (2).
+    // Critical values at p = 0.001: 43.82 (19 degrees of freedom), 36.12 (14).
     let egress_chi = chi_square(&egress_counts, &shares(&egress_bw));
     let ingress_chi = chi_square(&ingress_counts, &shares(&ingress_bw));
-    assert!(egress_chi < 16.27, "{egress_counts:?}: chi² {egress_chi}");
+    assert!(egress_chi < 43.82, "{egress_counts:?}: chi² {egress_chi}");
     assert!(
-        ingress_chi < 13.82,
+        ingress_chi < 36.12,
         "{ingress_counts:?}: chi² {ingress_chi}"
     );
-    // And a plain relative tolerance: each share within 5% of its value.
-    for (counts, bw) in [
-        (&egress_counts[..], &egress_bw[..]),
-        (&ingress_counts[..], &ingress_bw[..]),
-    ] {
-        for (count, share) in counts.iter().zip(shares(bw)) {
-            let observed = *count as f64 / draws as f64;
-            assert!(
-                (observed - share).abs() < 0.05 * share,
-                "{counts:?} vs {bw:?}"
-            );
-        }
-    }
+}
+
+/// Issue 11, item 7: bandwidth claims are clipped and no operator gets more
+/// than a tenth of a draw (or `1/k` of it with `k < 10` operators).
+#[test]
+fn an_operator_claiming_huge_bandwidth_gets_at_most_its_capped_share() {
+    use openrelay_directory::weight::MAX_OPERATOR_SHARE;
+    // Eleven operators at 1 Gbit/s and one claiming u64::MAX.
+    let mut relays: Vec<Candidate> = (0..11)
+        .map(|n| {
+            relay(
+                &format!("e{n}"),
+                EGRESS,
+                &format!("op{n}"),
+                "",
+                "DE",
+                "",
+                1_000_000_000,
+            )
+        })
+        .collect();
+    relays.push(relay("big", EGRESS, "big", "", "DE", "", u64::MAX));
+    let refs: Vec<&Candidate> = relays.iter().collect();
+    let weights = selection_weights(&refs);
+    let total: f64 = weights.iter().sum();
+    assert!(
+        (weights[11] / total - MAX_OPERATOR_SHARE).abs() < 1e-12,
+        "{weights:?}"
+    );
+    assert!(weights[..11].iter().all(|&w| w == 1e9), "{weights:?}");
+    // Two relays of one operator share its capped weight in proportion.
+    relays.push(relay("big2", EGRESS, "big", "", "DE", "", 10_000_000_000));
+    let refs: Vec<&Candidate> = relays.iter().collect();
+    let weights = selection_weights(&refs);
+    let total: f64 = weights.iter().sum();
+    assert!(((weights[11] + weights[12]) / total - MAX_OPERATOR_SHARE).abs() < 1e-12);
+    assert!((weights[11] - weights[12]).abs() < 1e-6 * weights[11]);
+    // Three operators: a third each, whatever they claim.
+    let few = [
+        relay("a", EGRESS, "a", "", "", "", 1),
+        relay("b", EGRESS, "b", "", "", "", 1_000),
+        relay("c", EGRESS, "c", "", "", "", u64::MAX),
+    ];
+    let refs: Vec<&Candidate> = few.iter().collect();
+    let weights = selection_weights(&refs);
+    assert!(
+        weights.iter().all(|&w| (w - weights[0]).abs() < 1e-9 * w),
+        "{weights:?}"
+    );
 }
 
 #[test]
-fn the_ingress_is_drawn_by_bandwidth_among_those_compatible_with_the_egress() {
-    // i0 shares e0's operator, i1 shares e1's network: P(i | e0) ∝ (i1, i2)
-    // = (2, 5), P(i | e1) ∝ (i0, i2) = (1, 5).
+fn the_ingress_is_drawn_by_weight_among_those_compatible_with_the_egress() {
+    // i0 shares e0's operator, i1 shares e1's network: P(i | e0) over
+    // (i1, i2), P(i | e1) over (i0, i2), each by its weight in that draw.
     let relays = vec![
         relay("e0", EGRESS, "a", "as-a", "", "", 1),
         relay("e1", EGRESS, "b", "as-b", "", "", 1),
@@ -436,16 +473,20 @@ fn the_ingress_is_drawn_by_bandwidth_among_those_compatible_with_the_egress() {
     assert_eq!(count("e0", "i0") + count("e1", "i1"), 0, "{counts:?}");
     let e0 = [count("e0", "i1"), count("e0", "i2")];
     let e1 = [count("e1", "i0"), count("e1", "i2")];
-    // Egresses: equal bandwidth, so half each (chi², 1 degree of freedom,
+    let shares = |a: &Candidate, b: &Candidate| {
+        let w = selection_weights(&[a, b]);
+        [w[0] / (w[0] + w[1]), w[1] / (w[0] + w[1])]
+    };
+    // Egresses: equal weight, so half each (chi², 1 degree of freedom,
     // p = 0.001: 10.83); ingresses by their conditional shares.
     let totals = [e0.iter().sum(), e1.iter().sum()];
     assert!(chi_square(&totals, &[0.5, 0.5]) < 10.83, "{counts:?}");
     assert!(
-        chi_square(&e0, &[2.0 / 7.0, 5.0 / 7.0]) < 10.83,
+        chi_square(&e0, &shares(&relays[3], &relays[4])) < 10.83,
         "{counts:?}"
     );
     assert!(
-        chi_square(&e1, &[1.0 / 6.0, 5.0 / 6.0]) < 10.83,
+        chi_square(&e1, &shares(&relays[2], &relays[4])) < 10.83,
         "{counts:?}"
     );
 }

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use openrelay_directory::{
     CountryCode, DescriptorFields, Directory, KeyPin, Network, OperatorKey, OperatorProfile,
-    ProfileFields, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory,
-    SignedOperatorProfile, TrustConfig, ValidatorKey,
+    ProfileFields, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
+    SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey,
 };
 
 /// The fixtures' reference time (Unix seconds): directories are issued then.
@@ -39,8 +39,13 @@ pub fn validator_key(i: u8) -> ValidatorKey {
 }
 
 /// The QUIC/TLS key of relay `i` (any Ed25519 key; the transport makes its own).
+pub fn quic_key(i: u8) -> QuicKey {
+    QuicKey::from_bytes(&seed(0x0d, i))
+}
+
+/// The pin of [`quic_key`]`(i)`.
 pub fn quic_pin(i: u8) -> KeyPin {
-    RelayKey::from_bytes(&seed(0x0d, i)).id().into()
+    quic_key(i).pin()
 }
 
 pub fn profile_fields(i: u8) -> ProfileFields {
@@ -82,11 +87,20 @@ pub fn descriptor_fields(relay: u8, operator: u8, role: RelayRole) -> Descriptor
     }
 }
 
+/// Signs with relay `relay`'s key, operator `operator`'s key and the QUIC key
+/// the fields pin (one of the fixtures' [`quic_key`]s).
 pub fn sign(fields: DescriptorFields, relay: u8, operator: u8) -> SignedDescriptor {
+    let quic = (0..=u8::MAX)
+        .map(quic_key)
+        .find(|k| k.pin() == fields.quic_pin)
+        .expect("the fields pin one of the fixtures' QUIC keys");
+    let descriptor = RelayDescriptor::new(fields).unwrap();
+    let quic_signature = quic.sign_descriptor(&descriptor);
     SignedDescriptor::sign(
-        RelayDescriptor::new(fields).unwrap(),
+        descriptor,
         &relay_key(relay),
         &operator_key(operator),
+        quic_signature,
     )
     .unwrap()
 }

@@ -1,0 +1,320 @@
+//! What the registry tests share: operators and relays made from fixed
+//! seeds (descriptors signed by relay, operator and QUIC key), and real
+//! `openrelay validator` processes with their keys made in advance.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use openrelay_config::KeyPin;
+use openrelay_directory::{
+    CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey,
+    Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, ValidatorKey,
+};
+use openrelay_registry::http::RegistryClient;
+use openrelay_registry::service::{paths, unix_now};
+use openrelay_transport::identity::Identity;
+
+use crate::common::Proc;
+
+fn seed(tag: u8, index: u8) -> [u8; 32] {
+    let mut s = [tag; 32];
+    s[31] = index;
+    s
+}
+
+pub fn operator_key(operator: u8) -> OperatorKey {
+    OperatorKey::from_bytes(&seed(0x2a, operator))
+}
+
+pub fn relay_key(relay: u8) -> RelayKey {
+    RelayKey::from_bytes(&seed(0x2b, relay))
+}
+
+pub fn quic_key(relay: u8) -> QuicKey {
+    QuicKey::from_bytes(&seed(0x2c, relay))
+}
+
+/// Operator `operator`'s signed profile, signed a minute ago.
+pub fn profile(operator: u8) -> Vec<u8> {
+    let key = operator_key(operator);
+    let fields = ProfileFields {
+        operator: key.id(),
+        name: format!("Operator {operator}"),
+        contact: format!("mailto:ops{operator}@example.org"),
+        jurisdiction: CountryCode::parse("NL").unwrap(),
+        published_at: unix_now() - 60,
+    };
+    key.sign_profile(OperatorProfile::new(fields).unwrap())
+        .unwrap()
+        .to_bytes()
+}
+
+/// Relay `relay`'s fields: a global unicast endpoint (`11.22.33.<relay>`;
+/// nothing connects to it), valid from `age` seconds ago for a day.
+pub fn fields(relay: u8, operator: u8, role: RelayRole, age: u64) -> DescriptorFields {
+    let now = unix_now();
+    DescriptorFields {
+        relay: relay_key(relay).id(),
+        operator: operator_key(operator).id(),
+        role,
+        endpoints: vec![format!("11.22.33.{relay}:4433").parse().unwrap()],
+        quic_pin: quic_key(relay).pin(),
+        region: Region {
+            country: CountryCode::parse("DE").unwrap(),
+            city: "Berlin".to_owned(),
+        },
+        network: Network::Asn(64_500 + u32::from(relay)),
+        bandwidth_bps: 1_000_000_000,
+        software_version: "openrelay 0.1.0".to_owned(),
+        software_measurement: None,
+        not_before: now - age,
+        not_after: now + 86_400,
+    }
+}
+
+/// `fields` signed by relay `relay`, operator `operator` and QUIC key
+/// `relay`.
+pub fn sign(fields: DescriptorFields, relay: u8, operator: u8) -> Vec<u8> {
+    let descriptor = RelayDescriptor::new(fields).unwrap();
+    let quic_signature = quic_key(relay).sign_descriptor(&descriptor);
+    SignedDescriptor::sign(
+        descriptor,
+        &relay_key(relay),
+        &operator_key(operator),
+        quic_signature,
+    )
+    .unwrap()
+    .to_bytes()
+}
+
+/// A fresh descriptor of `relay` (a newer `not_before` every second).
+pub fn descriptor(relay: u8, operator: u8, role: RelayRole) -> Vec<u8> {
+    sign(fields(relay, operator, role, 0), relay, operator)
+}
+
+/// POSTs `body` to `path`; the status.
+pub async fn post(client: &RegistryClient, path: &str, body: Vec<u8>) -> u16 {
+    client.call(http::Method::POST, path, body).await.unwrap().0
+}
+
+/// Publishes operator `operator`'s profile and a fresh descriptor of
+/// `relay` to each of `targets`; every answer must be 204 (a profile may
+/// also be 409: already stored).
+pub async fn publish(targets: &[RegistryClient], relay: u8, operator: u8, role: RelayRole) {
+    let descriptor = descriptor(relay, operator, role);
+    for target in targets {
+        let status = post(target, paths::PROFILES, profile(operator)).await;
+        assert!(matches!(status, 204 | 409), "profile: {status}");
+        assert_eq!(
+            post(target, paths::DESCRIPTORS, descriptor.clone()).await,
+            204,
+            "descriptor of relay {relay} to {}",
+            target.addr()
+        );
+    }
+}
+
+/// A validator's keys, made before it starts (so configs can name them).
+pub struct ValidatorKeys {
+    pub dir: PathBuf,
+    pub key: ValidatorKey,
+    pub tls: KeyPin,
+}
+
+impl ValidatorKeys {
+    pub fn new(dir: &Path) -> ValidatorKeys {
+        std::fs::create_dir_all(dir).unwrap();
+        ValidatorKeys {
+            dir: dir.to_owned(),
+            key: openrelay_registry::keyfile::load_or_create(dir).unwrap(),
+            tls: Identity::load_or_create(dir).unwrap().pin(),
+        }
+    }
+}
+
+/// `count` validators' keys in `root/validator-<i>`.
+pub fn validator_keys(root: &Path, count: usize) -> Vec<ValidatorKeys> {
+    (0..count)
+        .map(|i| ValidatorKeys::new(&root.join(format!("validator-{i}"))))
+        .collect()
+}
+
+/// The TOML list of the validators' signing keys.
+pub fn key_list(validators: &[ValidatorKeys]) -> String {
+    let keys: Vec<String> = validators
+        .iter()
+        .map(|v| format!("\"{}\"", v.key.id()))
+        .collect();
+    format!("[{}]", keys.join(", "))
+}
+
+/// Starts validator `v` (threshold `threshold` of `all`) checking the
+/// registry at `registry` with TLS key `registry_key`; `publication` is the
+/// TOML of its `[publication]` section.
+pub fn start_validator(
+    v: &ValidatorKeys,
+    all: &[ValidatorKeys],
+    threshold: usize,
+    registry: SocketAddr,
+    registry_key: &str,
+    publication: &str,
+) -> Proc {
+    let config = v.dir.join("validator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = {threshold}\npoll_interval_secs = 1\n\
+             [registry]\naddr = \"{registry}\"\nkey = \"{registry_key}\"\n[publication]\n{publication}\n[log]\nlevel = \"debug\"\nfile = {:?}\n",
+            v.dir.display(),
+            key_list(all),
+            v.dir.join("validator.log").display(),
+        ),
+    )
+    .unwrap();
+    Proc::start(
+        &["validator", "--config", &config.display().to_string()],
+        &v.dir.join("stderr"),
+    )
+}
+
+/// A client for a started validator's publication endpoint.
+pub fn validator_client(proc: &Proc) -> RegistryClient {
+    RegistryClient::new(
+        proc.ready_field("listen").parse().unwrap(),
+        proc.ready_field("tls_key").parse().unwrap(),
+    )
+}
+
+/// A registry stand-in that answers every request with the bytes it is
+/// told to serve.
+#[derive(Debug, Default)]
+pub struct Impostor(pub std::sync::Mutex<Vec<u8>>);
+
+impl openrelay_transport::server::RequestHandler for Impostor {
+    fn handle(
+        self: std::sync::Arc<Self>,
+        _request: http::Request<()>,
+        stream: openrelay_transport::server::ServerStream,
+        _context: openrelay_transport::server::RequestContext,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let body = bytes::Bytes::from(self.0.lock().unwrap().clone());
+        openrelay_transport::server::respond(stream, http::StatusCode::OK, body)
+    }
+}
+
+impl Impostor {
+    /// Serves `bytes` from now on.
+    pub fn serve(&self, bytes: Vec<u8>) {
+        *self.0.lock().unwrap() = bytes;
+    }
+}
+
+/// A devnet whose registry was killed and replaced by an [`Impostor`]
+/// holding its key, at its address: only the directory's validator
+/// signatures can tell them apart.
+pub struct TakenOver {
+    /// The impostor.
+    pub impostor: std::sync::Arc<Impostor>,
+    /// The directory the client had verified before (its cache).
+    pub genuine: Vec<u8>,
+    /// That directory, parsed.
+    pub current: openrelay_directory::Directory,
+    /// The devnet's three validators' keys.
+    pub validators: Vec<ValidatorKey>,
+    /// The client's cache file.
+    pub cache: PathBuf,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TakenOver {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// Kills `devnet`'s registry and takes its place (see [`TakenOver`]).
+pub async fn take_over_registry(devnet: &crate::common::Devnet) -> TakenOver {
+    use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+    use openrelay_transport::server::{self, ServerCounters};
+    use std::time::Duration;
+    let config =
+        openrelay_config::ClientConfig::load(&devnet.state_dir.join("configs/client.toml"))
+            .unwrap();
+    let registry = config.directory.unwrap().registry.addr;
+    let identity = Identity::load_or_create(&devnet.state_dir.join("registry")).unwrap();
+    let validators: Vec<ValidatorKey> = (1..=3)
+        .map(|i| {
+            openrelay_registry::keyfile::load_or_create(
+                &devnet.state_dir.join(format!("validator-{i}")),
+            )
+            .unwrap()
+        })
+        .collect();
+    let registry_pid = devnet.component_pid("registry");
+    assert!(crate::common::send_signal(registry_pid, "KILL"));
+    // Its socket is free once it is gone.
+    while crate::common::is_running(registry_pid) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cache = devnet.state_dir.join("client/directory.bin");
+    let genuine = std::fs::read(&cache).unwrap();
+    let current = openrelay_directory::Directory::from_bytes(
+        &openrelay_directory::SignedDirectory::from_bytes(&genuine)
+            .unwrap()
+            .directory,
+    )
+    .unwrap();
+    let impostor = std::sync::Arc::new(Impostor::default());
+    let tuning = Tuning::relay(Duration::from_secs(30), 64, TUNNELLED_MTU);
+    // The kernel may take a moment to release the dead registry's port.
+    let mut tries = 0;
+    let endpoint = loop {
+        match server::bind(registry, &identity, &tuning) {
+            Ok(endpoint) => break endpoint,
+            Err(_) if tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot take the registry's place: {e}"),
+        }
+    };
+    let serving = tokio::spawn(server::serve(
+        endpoint,
+        std::sync::Arc::clone(&impostor),
+        std::sync::Arc::new(ServerCounters::default()),
+        std::future::pending(),
+    ));
+    TakenOver {
+        impostor,
+        genuine,
+        current,
+        validators,
+        cache,
+        serving,
+    }
+}
+
+/// `directory`'s contents under a new sequence and validity, signed by
+/// `validators`.
+pub fn reissued(
+    directory: &openrelay_directory::Directory,
+    validators: &[&ValidatorKey],
+    sequence: u64,
+    issued_at: u64,
+    valid_until: u64,
+) -> Vec<u8> {
+    let d = openrelay_directory::Directory::new(
+        sequence,
+        issued_at,
+        valid_until,
+        directory.operators().to_vec(),
+        directory.descriptors().to_vec(),
+    )
+    .unwrap();
+    let mut signed = openrelay_directory::SignedDirectory::new(&d);
+    for key in validators {
+        signed.sign(key);
+    }
+    signed.to_bytes()
+}

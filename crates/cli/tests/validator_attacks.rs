@@ -1,0 +1,332 @@
+//! Issue 11, item 6: a malicious registry against three real
+//! `openrelay validator`s (threshold 2). The test is the registry: it takes
+//! the validators' votes and signatures and serves the proposals it likes.
+//! Four relays publish to the validators. An honest proposal is signed;
+//! then each attack is served in turn and gets no signature at all:
+//!
+//! - a second directory under the sequence already signed (splitting
+//!   clients), also after a validator restarts (its record is on disk);
+//! - sequence `u64::MAX` (every later directory would look rolled back);
+//! - a directory listing only the registry's own relay;
+//! - a directory leaving out one live relay;
+//! - a directory adding a relay the validators never saw;
+//! - a directory issued long ago, and one valid for too long.
+//!
+//! A last honest proposal is signed again, so the refusals were the attacks'.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod registry_fixtures;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::Proc;
+use openrelay_directory::vote::{SignedVote, tally};
+use openrelay_directory::{
+    Directory, DirectoryDigest, Proposal, RelayRole, SignedDescriptor, SignedOperatorProfile,
+    ValidatorId,
+};
+use openrelay_registry::http::RegistryClient;
+use openrelay_registry::service::{paths, unix_now};
+use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+use openrelay_transport::identity::Identity;
+use openrelay_transport::server::{
+    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
+};
+use registry_fixtures::*;
+
+/// The malicious registry: keeps the latest vote of each validator, records
+/// every signature (validator, digest), serves whatever proposal it is told.
+#[derive(Debug, Default)]
+struct Impostor {
+    votes: Mutex<BTreeMap<ValidatorId, SignedVote>>,
+    signatures: Mutex<Vec<(ValidatorId, DirectoryDigest)>>,
+    proposal: Mutex<Option<Vec<u8>>>,
+}
+
+impl RequestHandler for Impostor {
+    async fn handle(
+        self: Arc<Self>,
+        request: http::Request<()>,
+        mut stream: ServerStream,
+        _context: RequestContext,
+    ) {
+        let path = request.uri().path().to_owned();
+        if request.method() == http::Method::GET {
+            let proposal = self.proposal.lock().unwrap().clone();
+            return match proposal {
+                Some(p) => server::respond(stream, http::StatusCode::OK, Bytes::from(p)).await,
+                None => server::respond(stream, http::StatusCode::NOT_FOUND, Bytes::new()).await,
+            };
+        }
+        let body = server::read_body(&mut stream, 1 << 20)
+            .await
+            .unwrap_or_default();
+        match path.as_str() {
+            paths::VOTES => {
+                if let Ok(vote) = SignedVote::from_bytes(&body) {
+                    let validator = vote.vote().validator();
+                    self.votes.lock().unwrap().insert(validator, vote);
+                }
+                server::respond(stream, http::StatusCode::OK, Bytes::new()).await;
+            }
+            paths::SIGNATURES if body.len() == 128 => {
+                let validator = ValidatorId::from_bytes(body[..32].try_into().unwrap()).unwrap();
+                let digest = DirectoryDigest::from_bytes(body[32..64].try_into().unwrap());
+                self.signatures.lock().unwrap().push((validator, digest));
+                server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
+            }
+            // Publications forwarded or misdirected: taken and ignored.
+            _ => server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await,
+        }
+    }
+}
+
+impl Impostor {
+    fn signers(&self, digest: &DirectoryDigest) -> usize {
+        let signatures = self.signatures.lock().unwrap();
+        let mut who: Vec<ValidatorId> = signatures
+            .iter()
+            .filter(|(_, d)| d == digest)
+            .map(|(v, _)| *v)
+            .collect();
+        who.sort();
+        who.dedup();
+        who.len()
+    }
+
+    fn votes(&self) -> Vec<SignedVote> {
+        self.votes.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Serves `directory` with the current votes; its digest.
+    fn serve(&self, directory: &Directory) -> DirectoryDigest {
+        let bytes = directory.to_bytes();
+        let digest = DirectoryDigest::of(&bytes);
+        *self.proposal.lock().unwrap() = Some(
+            Proposal {
+                directory: bytes,
+                votes: self.votes(),
+            }
+            .to_bytes(),
+        );
+        digest
+    }
+}
+
+const RELAYS: [(u8, u8, RelayRole); 4] = [
+    (0, 0, RelayRole::Ingress),
+    (1, 0, RelayRole::Egress),
+    (2, 1, RelayRole::Ingress),
+    (3, 1, RelayRole::Egress),
+];
+
+/// The relays (descriptor bytes) and profiles as published, by relay.
+struct Published {
+    descriptors: BTreeMap<u8, SignedDescriptor>,
+    profiles: BTreeMap<u8, SignedOperatorProfile>,
+}
+
+impl Published {
+    /// A directory of the relays `relays` (with their operators' profiles).
+    fn directory(
+        &self,
+        sequence: u64,
+        issued_at: u64,
+        valid_until: u64,
+        relays: &[u8],
+    ) -> Directory {
+        let descriptors: Vec<SignedDescriptor> =
+            relays.iter().map(|r| self.descriptors[r].clone()).collect();
+        let mut operators: Vec<u8> = relays
+            .iter()
+            .map(|r| if *r == 9 { 9 } else { r / 2 })
+            .collect();
+        operators.dedup();
+        let profiles = operators.iter().map(|o| self.profiles[o].clone()).collect();
+        Directory::new(sequence, issued_at, valid_until, profiles, descriptors).unwrap()
+    }
+}
+
+/// Waits until `digest` has at least `at_least` signers.
+async fn signed_by(impostor: &Impostor, digest: &DirectoryDigest, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while impostor.signers(digest) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{digest} was not signed by {at_least} validators"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Serves `directory` for a few poll intervals: nobody may sign it.
+async fn refused(impostor: &Impostor, name: &str, directory: &Directory) {
+    let digest = impostor.serve(directory);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        impostor.signers(&digest),
+        0,
+        "{name}: the validators signed {digest}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malicious_registry_gets_no_signature_on_any_attack() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let identity = Identity::generate().unwrap();
+    let tuning = Tuning::relay(Duration::from_secs(30), 64, TUNNELLED_MTU);
+    let endpoint = server::bind("127.0.0.1:0".parse().unwrap(), &identity, &tuning).unwrap();
+    let registry_addr = endpoint.local_addr().unwrap();
+    let impostor = Arc::new(Impostor::default());
+    let serving = tokio::spawn(server::serve(
+        endpoint,
+        Arc::clone(&impostor),
+        Arc::new(ServerCounters::default()),
+        std::future::pending(),
+    ));
+    let registry_key = identity.pin().to_string();
+    let publication = "descriptor_ttl_secs = 600";
+    let start =
+        |v: &ValidatorKeys| start_validator(v, &keys, 2, registry_addr, &registry_key, publication);
+    let mut validators: Vec<Proc> = keys.iter().map(start).collect();
+    let targets: Vec<RegistryClient> = validators.iter().map(validator_client).collect();
+
+    // The relays publish to every validator (not refreshed: a TTL of 10 min).
+    let mut published = Published {
+        descriptors: BTreeMap::new(),
+        profiles: BTreeMap::new(),
+    };
+    for (relay, operator, role) in RELAYS {
+        let descriptor = descriptor(relay, operator, role);
+        let profile = profile(operator);
+        for target in &targets {
+            let status = post(target, paths::PROFILES, profile.clone()).await;
+            assert!(matches!(status, 204 | 409));
+            assert_eq!(
+                post(target, paths::DESCRIPTORS, descriptor.clone()).await,
+                204
+            );
+        }
+        published
+            .descriptors
+            .insert(relay, SignedDescriptor::from_bytes(&descriptor).unwrap());
+        published.profiles.insert(
+            operator,
+            SignedOperatorProfile::from_bytes(&profile).unwrap(),
+        );
+    }
+    // The registry's own relay, which no validator ever saw.
+    published.profiles.insert(
+        9,
+        SignedOperatorProfile::from_bytes(&registry_fixtures::profile(9)).unwrap(),
+    );
+    published.descriptors.insert(
+        9,
+        SignedDescriptor::from_bytes(&descriptor(9, 9, RelayRole::Egress)).unwrap(),
+    );
+    // Every validator votes for the four relays.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let votes = impostor.votes();
+        let elected = tally(votes.iter().map(SignedVote::vote));
+        if votes.len() == 3 && elected.len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no votes for the relays: {votes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let all = [0, 1, 2, 3];
+    let now = unix_now();
+    let honest = published.directory(10, now, now + 3600, &all);
+    let digest = impostor.serve(&honest);
+    signed_by(&impostor, &digest, 3).await;
+
+    let now = unix_now();
+    refused(
+        &impostor,
+        "a second directory under sequence 10",
+        &published.directory(10, now, now + 3000, &all),
+    )
+    .await;
+    refused(
+        &impostor,
+        "sequence u64::MAX",
+        &published.directory(u64::MAX, now, now + 3600, &all),
+    )
+    .await;
+    refused(
+        &impostor,
+        "only the registry's own relay",
+        &published.directory(11, now, now + 3600, &[9]),
+    )
+    .await;
+    refused(
+        &impostor,
+        "one live relay left out",
+        &published.directory(11, now, now + 3600, &[0, 1, 3]),
+    )
+    .await;
+    refused(
+        &impostor,
+        "a relay the validators never saw",
+        &published.directory(11, now, now + 3600, &[0, 1, 2, 3, 9]),
+    )
+    .await;
+    refused(
+        &impostor,
+        "issued an hour ago",
+        &published.directory(11, now - 3600, now + 60, &all),
+    )
+    .await;
+    refused(
+        &impostor,
+        "valid for a week",
+        &published.directory(11, now, now + 7 * 86_400, &all),
+    )
+    .await;
+
+    // A validator restarted keeps its record: no second directory under 10.
+    drop(validators.remove(0));
+    validators.insert(0, start(&keys[0]));
+    refused(
+        &impostor,
+        "a second directory under sequence 10, after a restart",
+        &published.directory(10, now, now + 2000, &all),
+    )
+    .await;
+
+    // Each refusal was logged with its reason.
+    let logs: Vec<String> = keys
+        .iter()
+        .map(|v| std::fs::read_to_string(v.dir.join("validator.log")).unwrap())
+        .collect();
+    for reason in [
+        "sequence 10 was already signed with other contents",
+        "jumps beyond",
+        "is listed but only 0 of 3 votes list it",
+        "is left out but 3 of 3 votes list it",
+        "issued at",
+        "at most 7200 s signed",
+    ] {
+        assert!(
+            logs.iter().all(|log| log.contains(reason)),
+            "a validator did not log {reason:?}"
+        );
+    }
+
+    // And an honest next directory is signed again.
+    let now = unix_now();
+    let next = published.directory(12, now, now + 3600, &all);
+    let digest = impostor.serve(&next);
+    signed_by(&impostor, &digest, 3).await;
+    serving.abort();
+}

@@ -1,0 +1,106 @@
+//! How much a relay counts when a client draws a path (issue 11, item 7).
+//!
+//! Selection is weighted by bandwidth, and until validators measure it
+//! (a later issue) the bandwidth is what the relay *says*. Anyone can make
+//! keys and call themselves two operators, so weighting by the raw claim
+//! lets one party with two descriptors at `u64::MAX` be both hops of nearly
+//! every path. Two rules bound what a claim can buy:
+//!
+//! 1. **Clipping.** A relay counts with at most
+//!    [`MAX_WEIGHTED_BANDWIDTH_BPS`] (10 Gbit/s): more than one relay process
+//!    forwards today, so a larger claim is not believable, and it keeps every
+//!    sum far from overflowing.
+//! 2. **Operator cap.** Within one draw (the relays of one role a path may use
+//!    at that step), no operator gets more than
+//!    `max(`[`MAX_OPERATOR_SHARE`]`, 1/k)` of the total weight, `k` being the
+//!    operators in the draw. The excess is removed by water-filling: capped
+//!    operators get exactly the cap, the others keep their weight, and an
+//!    operator's relays share its weight in proportion to their own.
+//!
+//! So two colluding operators (one ingress, one egress) hold both hops of a
+//! path with probability at most `MAX_OPERATOR_SHARE²` = 1 % in any network of
+//! ten or more operators per role, however much bandwidth they claim.
+//! `openrelay-sim` models exactly these rules (policy `capped`).
+//!
+//! What it costs and what it does not do:
+//! - A genuinely large operator gets at most a tenth of a role's paths until
+//!   bandwidth is measured.
+//! - In a draw among fewer than ten operators the cap is `1/k`, which makes
+//!   every operator equal there (the `operator-diverse` policy of the
+//!   simulator): bandwidth no longer matters in a small network.
+//! - Identities are as cheap as claims: an adversary showing `K` operators,
+//!   each at the clip, still gets up to `K` times the cap (as much as its
+//!   relays' clipped bandwidth weighs against the honest relays'). Only
+//!   measured bandwidth or stake (later issues) bounds that; the cap only
+//!   stops a single claim from buying everything.
+
+/// The most bandwidth (bits per second) a relay's claim counts for.
+pub const MAX_WEIGHTED_BANDWIDTH_BPS: u64 = 10_000_000_000;
+
+/// The largest share of one draw's weight an operator can get, when the draw
+/// has at least `1 / MAX_OPERATOR_SHARE` operators.
+pub const MAX_OPERATOR_SHARE: f64 = 0.1;
+
+/// A relay's advertised bandwidth as selection counts it: clipped to
+/// [`MAX_WEIGHTED_BANDWIDTH_BPS`].
+pub fn clipped_bandwidth(advertised_bps: u64) -> u64 {
+    advertised_bps.min(MAX_WEIGHTED_BANDWIDTH_BPS)
+}
+
+/// The share cap that applies to a draw among `operators` operators:
+/// `max(max_share, 1/operators)`, so the capped weights always fill the whole.
+pub fn effective_cap(max_share: f64, operators: usize) -> f64 {
+    if operators == 0 {
+        return 1.0;
+    }
+    max_share.max(1.0 / operators as f64).min(1.0)
+}
+
+/// Caps every operator's share of the total at [`effective_cap`]`(max_share,
+/// k)`, `k` being the operators with positive mass, by water-filling:
+/// operators above the cap are lowered to exactly the cap of the *new* total,
+/// the others keep their mass. `masses[i]` is operator `i`'s total weight;
+/// the result has the same length and order. Masses that are not positive
+/// stay 0.
+///
+/// Order is kept (a heavier operator never ends up lighter than a lighter
+/// one) and the result is the unique allocation where every capped operator
+/// sits exactly at the cap and no uncapped one exceeds it.
+pub fn cap_shares(masses: &[f64], max_share: f64) -> Vec<f64> {
+    let positive = |m: f64| m.is_finite() && m > 0.0;
+    let mut order: Vec<usize> = (0..masses.len()).filter(|&i| positive(masses[i])).collect();
+    let mut out: Vec<f64> = masses
+        .iter()
+        .map(|&m| if positive(m) { m } else { 0.0 })
+        .collect();
+    let k = order.len();
+    if k == 0 {
+        return out;
+    }
+    let cap = effective_cap(max_share, k);
+    // Heaviest first: the capped operators are always a prefix.
+    order.sort_by(|&a, &b| masses[b].total_cmp(&masses[a]));
+    let mut rest: f64 = order.iter().map(|&i| masses[i]).sum();
+    for capped in 0..k {
+        let free = 1.0 - capped as f64 * cap;
+        if free <= 0.0 {
+            break;
+        }
+        // The total if the first `capped` operators sit at the cap and the
+        // others keep their mass: total = rest + capped · cap · total.
+        let total = rest / free;
+        let heaviest_uncapped = masses[order[capped]];
+        if heaviest_uncapped <= cap * total {
+            for &i in &order[..capped] {
+                out[i] = cap * total;
+            }
+            return out;
+        }
+        rest -= heaviest_uncapped;
+    }
+    // Only reachable through rounding with every operator capped: all equal.
+    for &i in &order {
+        out[i] = 1.0;
+    }
+    out
+}

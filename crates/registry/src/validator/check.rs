@@ -1,0 +1,480 @@
+//! What a validator checks before it signs a proposal (issue 11, item 6):
+//! pure code, time passed in, so every rule is tested without a network.
+//!
+//! A validator signs a proposal only if, in this order:
+//! 1. it is well formed;
+//! 2. it does not contradict what this validator signed before
+//!    ([`LastSigned`], kept in its state directory): the sequence is higher
+//!    than the last one signed but by a bounded step (at most one per second
+//!    since then, plus [`SEQUENCE_SLACK`]; at most [`FIRST_SEQUENCE_LIMIT`]
+//!    for a validator that never signed), never the same sequence with
+//!    another digest, never issued before the last one;
+//! 3. it was issued now (within [`MAX_CLOCK_SKEW_SECS`] either way) and is
+//!    valid no longer than this validator allows;
+//! 4. it carries at least `threshold` distinct, fresh, correctly signed
+//!    votes of trusted validators, this validator's own among them;
+//! 5. it lists exactly the relays those votes elect ([`tally`]), each with a
+//!    descriptor no older than the votes say (less a TTL of tolerance), the
+//!    profiles of their operators and nothing else;
+//! 6. it keeps the publication rules (operator and total limits,
+//!    special-purpose endpoints);
+//! 7. every signature inside verifies and every descriptor is valid over the
+//!    directory's life ([`Directory::check_contents`]).
+//!
+//! A registry can therefore not get signatures on two directories with one
+//! sequence number, on a sequence from which no later directory could
+//! follow, on an old or overlong directory, or on a relay list of its
+//! choosing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use openrelay_config::PublicationLimits;
+use openrelay_directory::vote::{SignedVote, tally};
+use openrelay_directory::{
+    AddressClass, Directory, DirectoryDigest, DirectoryError, FormatError, MAX_CLOCK_SKEW_SECS,
+    OperatorId, Proposal, RelayId, ValidatorId,
+};
+
+use crate::service::VOTE_MAX_AGE_SECS;
+
+/// A registry may skip this many sequence numbers beyond one per second since
+/// the last directory this validator signed.
+pub const SEQUENCE_SLACK: u64 = 64;
+/// The highest sequence a validator that never signed accepts (so a registry
+/// cannot start a network at `u64::MAX`, from which no directory could
+/// follow).
+pub const FIRST_SEQUENCE_LIMIT: u64 = 1 << 32;
+
+/// What a validator remembers of the last directory it signed (persisted
+/// before the signature leaves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSigned {
+    /// Its sequence.
+    pub sequence: u64,
+    /// When it was issued.
+    pub issued_at: u64,
+    /// SHA-256 of its bytes.
+    pub digest: DirectoryDigest,
+    /// When this validator signed it.
+    pub signed_at: u64,
+}
+
+impl LastSigned {
+    /// Length of [`LastSigned::to_bytes`].
+    pub const LEN: usize = 8 + 8 + 32 + 8;
+
+    /// The record's bytes: sequence, issued_at, digest, signed_at.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..8].copy_from_slice(&self.sequence.to_be_bytes());
+        out[8..16].copy_from_slice(&self.issued_at.to_be_bytes());
+        out[16..48].copy_from_slice(self.digest.as_bytes());
+        out[48..].copy_from_slice(&self.signed_at.to_be_bytes());
+        out
+    }
+
+    /// Reads a record written by [`LastSigned::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let u64_at = |at: usize| {
+            bytes
+                .get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+        };
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        Some(LastSigned {
+            sequence: u64_at(0)?,
+            issued_at: u64_at(8)?,
+            digest: DirectoryDigest::from_bytes(bytes.get(16..48)?.try_into().ok()?),
+            signed_at: u64_at(48)?,
+        })
+    }
+}
+
+/// The rules of one validator.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// This validator.
+    pub own: ValidatorId,
+    /// Every validator whose vote counts (this one included).
+    pub validators: BTreeSet<ValidatorId>,
+    /// The fewest votes a proposal must carry.
+    pub threshold: usize,
+    /// The longest validity signed.
+    pub max_lifetime_secs: u64,
+    /// The publication rules (the same as the registry's); its TTL is also
+    /// how far a listed descriptor may lag behind the newest voted one.
+    pub limits: PublicationLimits,
+}
+
+/// What to do with a proposal that passed.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Sign it (after recording it).
+    Sign {
+        /// The directory.
+        directory: Directory,
+        /// Its digest.
+        digest: DirectoryDigest,
+    },
+    /// This validator signed exactly this directory already.
+    AlreadySigned,
+}
+
+/// Why a validator does not sign a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The proposal or its directory does not decode.
+    #[error("malformed proposal: {0}")]
+    Malformed(#[from] FormatError),
+    /// Lower than the last sequence signed: a rollback.
+    #[error("sequence {sequence} is below the last one signed ({last})")]
+    RolledBack {
+        /// The proposal's.
+        sequence: u64,
+        /// The last signed.
+        last: u64,
+    },
+    /// The sequence already signed, with other contents: equivocation.
+    #[error("sequence {sequence} was already signed with other contents")]
+    Equivocation {
+        /// The sequence.
+        sequence: u64,
+    },
+    /// The sequence jumps further than allowed.
+    #[error("sequence {sequence} jumps beyond {limit}, the highest allowed now")]
+    SequenceJump {
+        /// The proposal's.
+        sequence: u64,
+        /// The highest acceptable.
+        limit: u64,
+    },
+    /// Issued before the last directory signed.
+    #[error("issued at {issued_at}, before the last directory signed ({last})")]
+    IssuedBeforeLastSigned {
+        /// The proposal's.
+        issued_at: u64,
+        /// The last signed one's.
+        last: u64,
+    },
+    /// Not issued now.
+    #[error("issued at {issued_at}, not now ({now})")]
+    NotIssuedNow {
+        /// The proposal's.
+        issued_at: u64,
+        /// The validator's clock.
+        now: u64,
+    },
+    /// Valid for longer than this validator signs.
+    #[error("valid for {secs} s, at most {max} s signed")]
+    TooLong {
+        /// The proposal's validity.
+        secs: u64,
+        /// The maximum.
+        max: u64,
+    },
+    /// A vote by a validator not in the trusted set.
+    #[error("a vote by {0}, who is not a validator")]
+    UntrustedVote(ValidatorId),
+    /// A vote whose signature does not verify.
+    #[error("the vote of {0} does not verify")]
+    BadVote(ValidatorId),
+    /// Two votes of one validator.
+    #[error("two votes of {0}")]
+    DuplicateVote(ValidatorId),
+    /// A vote too old or from the future.
+    #[error("the vote of {validator} was made at {voted_at}, not recently (now {now})")]
+    StaleVote {
+        /// The validator.
+        validator: ValidatorId,
+        /// When.
+        voted_at: u64,
+        /// The validator's clock.
+        now: u64,
+    },
+    /// Fewer votes than the threshold.
+    #[error("{have} votes, at least {need} needed")]
+    TooFewVotes {
+        /// Votes carried.
+        have: usize,
+        /// The threshold.
+        need: usize,
+    },
+    /// This validator's own vote is not among them (yet).
+    #[error("this validator's vote is not among the proposal's votes")]
+    OwnVoteMissing,
+    /// A listed relay most votes do not list: the registry added it.
+    #[error("relay {relay} is listed but only {votes} of {of} votes list it")]
+    UnknownRelay {
+        /// The relay.
+        relay: RelayId,
+        /// Votes listing it.
+        votes: usize,
+        /// Votes in all.
+        of: usize,
+    },
+    /// A relay most votes list is left out.
+    #[error("relay {relay} is left out but {votes} of {of} votes list it")]
+    OmittedRelay {
+        /// The relay.
+        relay: RelayId,
+        /// Votes listing it.
+        votes: usize,
+        /// Votes in all.
+        of: usize,
+    },
+    /// A listed descriptor is older than the votes allow.
+    #[error(
+        "relay {relay} is listed with a descriptor from {not_before}, the votes know one from {newest}"
+    )]
+    StaleDescriptor {
+        /// The relay.
+        relay: RelayId,
+        /// The listed descriptor's start.
+        not_before: u64,
+        /// The newest voted one's.
+        newest: u64,
+    },
+    /// A profile of an operator without listed relays.
+    #[error("profile of operator {0}, who has no listed relay")]
+    ExtraProfile(OperatorId),
+    /// More relays of one operator, or in all, than the publication rules
+    /// allow.
+    #[error("{count} relays {of}, at most {limit} allowed")]
+    TooManyRelays {
+        /// `"of one operator"` or `"in all"`.
+        of: &'static str,
+        /// How many.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A relay endpoint at a special-purpose address.
+    #[error("relay {relay} has endpoint {endpoint}, a {class} address")]
+    SpecialPurposeEndpoint {
+        /// The relay.
+        relay: RelayId,
+        /// The endpoint.
+        endpoint: SocketAddr,
+        /// Its class.
+        class: AddressClass,
+    },
+    /// A signature or validity inside the directory is wrong.
+    #[error("contents: {0}")]
+    Contents(#[from] DirectoryError),
+}
+
+impl Refusal {
+    /// Whether an honest registry can cause this in passing (its proposal
+    /// predates this validator's vote, or a relay's publication reached the
+    /// validators first): then the validator waits before it warns.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Refusal::OwnVoteMissing
+                | Refusal::OmittedRelay { .. }
+                | Refusal::StaleDescriptor { .. }
+        )
+    }
+}
+
+/// Checks `proposal` at `now` after `last` (what this validator signed last).
+pub fn check_proposal(
+    proposal: &Proposal,
+    rules: &Rules,
+    last: Option<&LastSigned>,
+    now: u64,
+) -> Result<Verdict, Refusal> {
+    let directory = Directory::from_bytes(&proposal.directory)?;
+    let digest = DirectoryDigest::of(&proposal.directory);
+    if last.is_some_and(|l| l.digest == digest) {
+        return Ok(Verdict::AlreadySigned);
+    }
+    check_record(&directory, last, now)?;
+    check_times(&directory, rules, now)?;
+    let votes = check_votes(&proposal.votes, rules, now)?;
+    check_relays(&directory, &votes, rules)?;
+    directory.check_contents(now)?;
+    Ok(Verdict::Sign { directory, digest })
+}
+
+fn check_record(directory: &Directory, last: Option<&LastSigned>, now: u64) -> Result<(), Refusal> {
+    let sequence = directory.sequence();
+    let Some(last) = last else {
+        if sequence > FIRST_SEQUENCE_LIMIT {
+            return Err(Refusal::SequenceJump {
+                sequence,
+                limit: FIRST_SEQUENCE_LIMIT,
+            });
+        }
+        return Ok(());
+    };
+    if sequence < last.sequence {
+        return Err(Refusal::RolledBack {
+            sequence,
+            last: last.sequence,
+        });
+    }
+    if sequence == last.sequence {
+        // Same digest was answered before this is reached.
+        return Err(Refusal::Equivocation { sequence });
+    }
+    let limit = last
+        .sequence
+        .saturating_add(1)
+        .saturating_add(now.saturating_sub(last.signed_at))
+        .saturating_add(SEQUENCE_SLACK);
+    if sequence > limit {
+        return Err(Refusal::SequenceJump { sequence, limit });
+    }
+    if directory.issued_at() < last.issued_at {
+        return Err(Refusal::IssuedBeforeLastSigned {
+            issued_at: directory.issued_at(),
+            last: last.issued_at,
+        });
+    }
+    Ok(())
+}
+
+fn check_times(directory: &Directory, rules: &Rules, now: u64) -> Result<(), Refusal> {
+    let issued_at = directory.issued_at();
+    if issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS)
+        || now.saturating_sub(issued_at) > MAX_CLOCK_SKEW_SECS
+    {
+        return Err(Refusal::NotIssuedNow { issued_at, now });
+    }
+    let secs = directory.valid_until().saturating_sub(issued_at);
+    if secs > rules.max_lifetime_secs {
+        return Err(Refusal::TooLong {
+            secs,
+            max: rules.max_lifetime_secs,
+        });
+    }
+    Ok(())
+}
+
+/// The proposal's votes, checked: trusted, verified, distinct, fresh, enough,
+/// this validator's among them.
+fn check_votes<'a>(
+    votes: &'a [SignedVote],
+    rules: &Rules,
+    now: u64,
+) -> Result<Vec<&'a SignedVote>, Refusal> {
+    let mut seen = BTreeSet::new();
+    for signed in votes {
+        let vote = signed.vote();
+        let validator = vote.validator();
+        if !rules.validators.contains(&validator) {
+            return Err(Refusal::UntrustedVote(validator));
+        }
+        if !seen.insert(validator) {
+            return Err(Refusal::DuplicateVote(validator));
+        }
+        let voted_at = vote.voted_at();
+        if voted_at > now.saturating_add(MAX_CLOCK_SKEW_SECS)
+            || voted_at.saturating_add(VOTE_MAX_AGE_SECS) < now
+        {
+            return Err(Refusal::StaleVote {
+                validator,
+                voted_at,
+                now,
+            });
+        }
+        if signed.verify().is_err() {
+            return Err(Refusal::BadVote(validator));
+        }
+    }
+    if votes.len() < rules.threshold {
+        return Err(Refusal::TooFewVotes {
+            have: votes.len(),
+            need: rules.threshold,
+        });
+    }
+    if !seen.contains(&rules.own) {
+        return Err(Refusal::OwnVoteMissing);
+    }
+    Ok(votes.iter().collect())
+}
+
+fn check_relays(
+    directory: &Directory,
+    votes: &[&SignedVote],
+    rules: &Rules,
+) -> Result<(), Refusal> {
+    let of = votes.len();
+    let elected = tally(votes.iter().map(|v| v.vote()));
+    let voted = |relay: &RelayId| {
+        votes
+            .iter()
+            .filter(|v| v.vote().entry(relay).is_some())
+            .count()
+    };
+    let mut per_operator: BTreeMap<OperatorId, usize> = BTreeMap::new();
+    for signed in directory.descriptors() {
+        let d = signed.descriptor();
+        let relay = d.relay();
+        let Some(e) = elected.get(&relay) else {
+            return Err(Refusal::UnknownRelay {
+                relay,
+                votes: voted(&relay),
+                of,
+            });
+        };
+        let not_before = d.fields().not_before;
+        if not_before.saturating_add(rules.limits.descriptor_ttl_secs) < e.newest_not_before {
+            return Err(Refusal::StaleDescriptor {
+                relay,
+                not_before,
+                newest: e.newest_not_before,
+            });
+        }
+        if !rules.limits.allow_special_purpose_endpoints
+            && let Some((endpoint, class)) = d.special_purpose_endpoint()
+        {
+            return Err(Refusal::SpecialPurposeEndpoint {
+                relay,
+                endpoint,
+                class,
+            });
+        }
+        *per_operator.entry(d.operator()).or_default() += 1;
+    }
+    if let Some(relay) = elected.keys().find(|r| directory.descriptor(r).is_none()) {
+        return Err(Refusal::OmittedRelay {
+            relay: *relay,
+            votes: voted(relay),
+            of,
+        });
+    }
+    if let Some(profile) = directory
+        .operators()
+        .iter()
+        .find(|p| !per_operator.contains_key(&p.profile().operator()))
+    {
+        return Err(Refusal::ExtraProfile(profile.profile().operator()));
+    }
+    if let Some(count) = per_operator
+        .values()
+        .copied()
+        .find(|&n| n > rules.limits.max_relays_per_operator)
+    {
+        return Err(Refusal::TooManyRelays {
+            of: "of one operator",
+            count,
+            limit: rules.limits.max_relays_per_operator,
+        });
+    }
+    let total = directory.descriptors().len();
+    if total > rules.limits.max_relays {
+        return Err(Refusal::TooManyRelays {
+            of: "in all",
+            count: total,
+            limit: rules.limits.max_relays,
+        });
+    }
+    Ok(())
+}

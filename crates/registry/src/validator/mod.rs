@@ -1,0 +1,439 @@
+//! A validator (`openrelay validator`): its own view of the relays, its
+//! votes, and its checks of the registry's proposals.
+//!
+//! **Why relays publish to validators** (rather than validators fetching
+//! descriptors): a validator can only fetch from somewhere it knows of, and
+//! the only list of relays is the registry's, which may leave a relay out.
+//! Relays therefore publish to the registry *and* to every validator (their
+//! `[[publish.validators]]`), each validator keeps its own store of what was
+//! published to it (the same rules as the registry's, [`crate::Registry`]),
+//! and no relay depends on the registry to be seen.
+//!
+//! Every poll the validator:
+//! 1. votes: signs the list of relays live in its view and posts it to the
+//!    registry, then forwards any of them the registry says it lacks;
+//! 2. fetches the proposal (the directory and the votes it was built from)
+//!    and checks it ([`check::check_proposal`]): a registry can neither hide a
+//!    relay most validators saw nor add one they did not, nor reuse,
+//!    roll back or run away with sequence numbers;
+//! 3. records what it is about to sign in its state directory (so a restart
+//!    cannot make it sign two directories under one number), then signs.
+//!
+//! Logging: a refusal an honest registry can cause in passing
+//! ([`check::Refusal::is_transient`]) and the registry's benign answers
+//! (already served, replaced) are logged at debug; a transient refusal that
+//! lasts longer than [`TRANSIENT_GRACE_SECS`], and every other refusal, warn.
+
+pub mod check;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openrelay_config::ValidatorConfig;
+use openrelay_directory::vote::{SignedVote, Vote, VoteEntry};
+use openrelay_directory::{
+    DirectoryDigest, Proposal, RelayId, ValidatorId, ValidatorKey, ValidatorSignature,
+};
+use openrelay_transport::server::{
+    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
+};
+use tracing::{debug, info, warn};
+
+use crate::http::RegistryClient;
+use crate::publication::{self, reply};
+use crate::service::{paths, unix_now};
+use crate::{RedbStore, Registry, RegistryStore, StoreError};
+use check::{LastSigned, Refusal, Rules, Verdict, check_proposal};
+
+/// A validator votes again at least this often, even when its view did not
+/// change, so its vote stays fresh at the registry.
+pub const REVOTE_SECS: u64 = 30;
+/// A refusal an honest registry can cause in passing is logged at debug
+/// until it lasts this long.
+pub const TRANSIENT_GRACE_SECS: u64 = 60;
+/// The store file in the validator's state directory.
+pub const STORE_FILE: &str = "validator.redb";
+/// The key of the last-signed record in the store.
+const LAST_SIGNED: &str = "last_signed";
+
+/// Why a validator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidatorError {
+    /// Its store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key in the config is not usable, or its own key is not listed.
+    #[error("validators: {0}")]
+    Validators(String),
+}
+
+/// A validator: its key, its view of the relays, its rules and its record.
+#[derive(Debug)]
+pub struct Validator {
+    key: ValidatorKey,
+    registry: Arc<Registry<RedbStore>>,
+    rules: Rules,
+    poll: Duration,
+}
+
+/// What the validator's loop remembers between rounds.
+#[derive(Debug, Default)]
+struct Round {
+    last_vote: Option<(Vec<VoteEntry>, u64)>,
+    /// The digest last signed and whether the registry took the signature.
+    posted: Option<(DirectoryDigest, bool)>,
+    /// Since when proposals have been refused for a transient reason.
+    transient_since: Option<u64>,
+    /// The last proposal refused for a lasting reason (warned once).
+    refused: Option<DirectoryDigest>,
+}
+
+impl Validator {
+    /// A validator for `config` with signing key `key`; its store is in the
+    /// state directory.
+    pub fn new(config: &ValidatorConfig, key: ValidatorKey) -> Result<Self, ValidatorError> {
+        let validators: BTreeSet<ValidatorId> = config
+            .validators
+            .iter()
+            .map(|pin| {
+                ValidatorId::try_from(*pin).map_err(|e| ValidatorError::Validators(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        if !validators.contains(&key.id()) {
+            return Err(ValidatorError::Validators(format!(
+                "this validator's own key {} is not listed",
+                key.id()
+            )));
+        }
+        let store = RedbStore::open(&config.state_dir.join(STORE_FILE))?;
+        let registry = Registry::open(store, config.publication.clone())?;
+        Ok(Validator {
+            rules: Rules {
+                own: key.id(),
+                validators,
+                threshold: config.threshold,
+                max_lifetime_secs: config.max_directory_lifetime_secs,
+                limits: config.publication.clone(),
+            },
+            key,
+            registry: Arc::new(registry),
+            poll: Duration::from_secs(config.poll_interval_secs),
+        })
+    }
+
+    /// The validator's public key.
+    pub fn id(&self) -> ValidatorId {
+        self.key.id()
+    }
+
+    /// What this validator signed last.
+    pub fn last_signed(&self) -> Result<Option<LastSigned>, StoreError> {
+        Ok(self
+            .registry
+            .store()
+            .meta(LAST_SIGNED)?
+            .and_then(|bytes| LastSigned::from_bytes(&bytes)))
+    }
+
+    /// Serves relays' publications on `endpoint` and checks and signs the
+    /// proposals of `registry` every poll, until `shutdown`.
+    pub async fn run(
+        self,
+        endpoint: quinn::Endpoint,
+        registry: RegistryClient,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let validator = Arc::new(self);
+        info!(validator = %validator.key.id(), "validator started");
+        let service = Arc::new(PublicationService(Arc::clone(&validator.registry)));
+        let rounds = tokio::spawn({
+            let validator = Arc::clone(&validator);
+            async move {
+                let mut round = Round::default();
+                loop {
+                    tokio::time::sleep(validator.poll).await;
+                    validator.round(&registry, &mut round).await;
+                }
+            }
+        });
+        server::serve(
+            endpoint,
+            service,
+            Arc::new(ServerCounters::default()),
+            shutdown,
+        )
+        .await;
+        rounds.abort();
+        info!("validator stopped");
+    }
+
+    async fn round(self: &Arc<Self>, registry: &RegistryClient, round: &mut Round) {
+        let now = unix_now();
+        let this = Arc::clone(self);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || this.registry.prune(now)).await {
+            warn!(error = %e, "prune failed");
+        }
+        self.vote(registry, round, now).await;
+        self.sign_proposal(registry, round, now).await;
+    }
+
+    /// Votes, if the view changed or the last vote is getting old, and
+    /// forwards what the registry lacks.
+    async fn vote(self: &Arc<Self>, registry: &RegistryClient, round: &mut Round, now: u64) {
+        let this = Arc::clone(self);
+        let last = round.last_vote.clone();
+        // Listing and signing up to 20,000 relays: off the runtime.
+        let made = tokio::task::spawn_blocking(move || this.make_vote(last.as_ref(), now)).await;
+        let (entries, vote) = match made {
+            Ok(Ok(Some(made))) => made,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot make a vote");
+                return;
+            }
+        };
+        match registry
+            .call(http::Method::POST, paths::VOTES, vote.to_bytes())
+            .await
+        {
+            Ok((200, wanted)) => {
+                debug!(relays = entries.len(), "voted");
+                round.last_vote = Some((entries, now));
+                self.forward(registry, &wanted).await;
+            }
+            // The registry holds a vote of this second already (a restart).
+            Ok((409, _)) => debug!("vote not newer than the one the registry holds"),
+            Ok((status, reply)) => {
+                warn!(status, reply = %String::from_utf8_lossy(&reply).trim(), "vote not accepted");
+            }
+            Err(e) => warn!(error = %e, "cannot post the vote"),
+        }
+    }
+
+    /// This validator's signed vote at `now`, with its entries, unless its
+    /// view is what it voted for `last` and that vote is recent.
+    fn make_vote(
+        &self,
+        last: Option<&(Vec<VoteEntry>, u64)>,
+        now: u64,
+    ) -> Result<Option<(Vec<VoteEntry>, SignedVote)>, VoteError> {
+        let entries = self
+            .registry
+            .vote_entries(now, now.saturating_add(self.rules.max_lifetime_secs));
+        let due = match last {
+            Some((voted, at)) => {
+                (*voted != entries || now.saturating_sub(*at) >= REVOTE_SECS) && now > *at
+            }
+            None => true,
+        };
+        if !due {
+            return Ok(None);
+        }
+        let vote = Vote::new(self.key.id(), now, entries.clone())?;
+        Ok(Some((entries, self.key.sign_vote(vote)?)))
+    }
+
+    /// Forwards the publications of the relays in `wanted` (32-byte ids) to
+    /// the registry, which lacks them (the relay may not have reached it).
+    async fn forward(&self, registry: &RegistryClient, wanted: &[u8]) {
+        for id in wanted.chunks_exact(32) {
+            let Some(relay) = <[u8; 32]>::try_from(id)
+                .ok()
+                .and_then(|b| RelayId::from_bytes(b).ok())
+            else {
+                continue;
+            };
+            let Some((profile, descriptor)) = self.registry.publication_of(&relay) else {
+                continue;
+            };
+            for (path, body) in [(paths::PROFILES, profile), (paths::DESCRIPTORS, descriptor)] {
+                match registry.call(http::Method::POST, path, body).await {
+                    // 409: it has this one (or a newer one) by now.
+                    Ok((204 | 409, _)) => {}
+                    Ok((status, reply)) => {
+                        debug!(%relay, status, reply = %String::from_utf8_lossy(&reply).trim(), "forwarding refused");
+                    }
+                    Err(e) => debug!(%relay, error = %e, "cannot forward"),
+                }
+            }
+            debug!(%relay, "forwarded a relay the registry lacked");
+        }
+    }
+
+    async fn sign_proposal(
+        self: &Arc<Self>,
+        registry: &RegistryClient,
+        round: &mut Round,
+        now: u64,
+    ) {
+        let body = match registry
+            .call(http::Method::GET, paths::PROPOSAL, Vec::new())
+            .await
+        {
+            Ok((200, body)) => body,
+            Ok(_) => return, // Nothing to sign.
+            Err(e) => {
+                warn!(error = %e, "cannot fetch the proposal");
+                return;
+            }
+        };
+        let this = Arc::clone(self);
+        let checked = tokio::task::spawn_blocking(move || this.check_and_record(&body, now)).await;
+        let (digest, signature) = match checked {
+            Ok(Ok(Signing::New(digest, signature))) => (digest, signature),
+            // Signed before: post again only if the registry did not take it.
+            Ok(Ok(Signing::Again(digest, signature))) => {
+                if round.posted == Some((digest, true)) {
+                    return;
+                }
+                (digest, signature)
+            }
+            Ok(Err(Checked::Refused(refusal, digest))) => {
+                self.refused(round, refusal, digest, now);
+                return;
+            }
+            Ok(Err(Checked::Store(e))) => {
+                warn!(error = %e, "cannot record the directory to sign; not signing");
+                return;
+            }
+            Err(_) => return,
+        };
+        round.transient_since = None;
+        let mut body = self.key.id().as_bytes().to_vec();
+        body.extend_from_slice(digest.as_bytes());
+        body.extend_from_slice(signature.signature.as_bytes());
+        let taken = match registry
+            .call(http::Method::POST, paths::SIGNATURES, body)
+            .await
+        {
+            Ok((204, _)) => {
+                info!(%digest, "signed a directory");
+                true
+            }
+            Ok((200, _)) => {
+                debug!(%digest, "signed a directory the registry already serves");
+                true
+            }
+            Ok((410, _)) => {
+                debug!(%digest, "signed a proposal the registry has replaced meanwhile");
+                true
+            }
+            Ok((status, reply)) => {
+                warn!(status, reply = %String::from_utf8_lossy(&reply).trim(), "signature not accepted");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot post the signature");
+                false
+            }
+        };
+        round.posted = Some((digest, taken));
+    }
+
+    /// Checks a proposal and, if it is to be signed, records it durably and
+    /// signs it.
+    fn check_and_record(&self, body: &[u8], now: u64) -> Result<Signing, Checked> {
+        let proposal = Proposal::from_bytes(body)
+            .map_err(|e| Checked::Refused(Refusal::Malformed(e), None))?;
+        let digest = DirectoryDigest::of(&proposal.directory);
+        let last = self.last_signed().map_err(Checked::Store)?;
+        match check_proposal(&proposal, &self.rules, last.as_ref(), now) {
+            // Ed25519 is deterministic: the same signature as the first time.
+            Ok(Verdict::AlreadySigned) => Ok(Signing::Again(
+                digest,
+                self.key.sign_directory_bytes(&proposal.directory),
+            )),
+            Ok(Verdict::Sign { directory, digest }) => {
+                // Written (durably) before the signature exists, so a crash
+                // right after can never lead to signing another directory
+                // under this sequence.
+                let record = LastSigned {
+                    sequence: directory.sequence(),
+                    issued_at: directory.issued_at(),
+                    digest,
+                    signed_at: now,
+                };
+                self.registry
+                    .store()
+                    .put_meta(LAST_SIGNED, &record.to_bytes())
+                    .map_err(Checked::Store)?;
+                Ok(Signing::New(digest, self.key.sign_directory(&directory)))
+            }
+            Err(refusal) => Err(Checked::Refused(refusal, Some(digest))),
+        }
+    }
+
+    fn refused(
+        &self,
+        round: &mut Round,
+        refusal: Refusal,
+        digest: Option<DirectoryDigest>,
+        now: u64,
+    ) {
+        if refusal.is_transient() {
+            let since = *round.transient_since.get_or_insert(now);
+            if now.saturating_sub(since) < TRANSIENT_GRACE_SECS {
+                debug!(reason = %refusal, "not signing the proposal yet");
+            } else {
+                warn!(reason = %refusal, secs = now - since, "refusing the registry's proposals");
+            }
+            return;
+        }
+        round.transient_since = None;
+        if digest.is_none() || round.refused != digest {
+            warn!(reason = %refusal, "refusing to sign a proposal");
+            round.refused = digest;
+        }
+    }
+}
+
+/// Why no vote could be made (neither can happen with the publication
+/// limits in force, but neither is a reason to panic).
+#[derive(Debug, thiserror::Error)]
+enum VoteError {
+    #[error(transparent)]
+    Format(#[from] openrelay_directory::FormatError),
+    #[error(transparent)]
+    Sign(#[from] openrelay_directory::vote::VoteSignError),
+}
+
+/// A signature to post.
+#[derive(Debug)]
+enum Signing {
+    /// Over a directory signed just now.
+    New(DirectoryDigest, ValidatorSignature),
+    /// Over the directory signed last time.
+    Again(DirectoryDigest, ValidatorSignature),
+}
+
+/// Why a proposal was not signed.
+#[derive(Debug)]
+enum Checked {
+    Refused(Refusal, Option<DirectoryDigest>),
+    Store(StoreError),
+}
+
+/// The validator's server: relays' publications (the same endpoints as the
+/// registry's).
+#[derive(Debug)]
+struct PublicationService(Arc<Registry<RedbStore>>);
+
+impl RequestHandler for PublicationService {
+    async fn handle(
+        self: Arc<Self>,
+        request: http::Request<()>,
+        stream: ServerStream,
+        _context: RequestContext,
+    ) {
+        let now = unix_now();
+        match (request.method(), request.uri().path()) {
+            (&http::Method::POST, path @ (paths::PROFILES | paths::DESCRIPTORS)) => {
+                publication::serve(Arc::clone(&self.0), path, stream, now).await;
+            }
+            _ => reply(stream, 404, "unknown request", None).await,
+        }
+    }
+}
