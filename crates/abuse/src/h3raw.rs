@@ -372,6 +372,28 @@ mod tests {
     }
 
     proptest! {
+        /// What a target sends back is untrusted: any bytes, in any chunks,
+        /// give frames or nothing, never a panic, and whole frames survive
+        /// any split.
+        #[test]
+        fn frame_reader_takes_any_bytes(
+            noise in proptest::collection::vec(any::<u8>(), 0..512),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            split in 0usize..400,
+        ) {
+            let mut reader = FrameReader::default();
+            reader.push(Bytes::from(noise));
+            while reader.next_frame().is_some() {}
+            let bytes = frame(frame_type::DATA, &payload);
+            let split = split.min(bytes.len());
+            let mut clean = FrameReader::default();
+            clean.push(Bytes::copy_from_slice(&bytes[..split]));
+            let early = clean.next_frame();
+            clean.push(Bytes::copy_from_slice(&bytes[split..]));
+            let frame = early.or_else(|| clean.next_frame());
+            prop_assert_eq!(frame, Some((frame_type::DATA, payload)));
+        }
+
         #[test]
         fn prefixed_integers_round_trip(value in 0u64..(1 << 62), prefix in 1u8..=8) {
             let mut out = Vec::new();
