@@ -152,26 +152,22 @@ impl Target {
                 egress_relays,
             });
         }
-        if table.contains_key("validators") {
+        let (role, addr, state_dir) = if table.contains_key("validators") {
             let config = RegistryConfig::load(path)?;
-            return Ok(Target {
-                role: Role::Registry,
-                addr: config.listen,
-                key: key_in(&config.state_dir)?,
-                egress_relays: Vec::new(),
-            });
-        }
-        if table.contains_key("issuer_name") {
+            (Role::Registry, config.listen, config.state_dir)
+        } else if table.contains_key("issuer_name") {
             let config = IssuerConfig::load(path)?;
-            return Ok(Target {
-                role: Role::Issuer,
-                addr: config.listen,
-                key: key_in(&config.state_dir)?,
-                egress_relays: Vec::new(),
+            (Role::Issuer, config.listen, config.state_dir)
+        } else {
+            return Err(TargetError::UnknownConfig {
+                path: path.to_owned(),
             });
-        }
-        Err(TargetError::UnknownConfig {
-            path: path.to_owned(),
+        };
+        Ok(Target {
+            role,
+            addr,
+            key: key_in(&state_dir)?,
+            egress_relays: Vec::new(),
         })
     }
 }
