@@ -3,24 +3,38 @@
 //! never leaves this process, and the issuer stores nothing it could test a
 //! guess against offline. A login keeps the issuer's session in the wallet
 //! (sealed, in the client's state directory) and fetches a first batch of
-//! access tokens; a running client tops up from then on.
-
+//! tokens; a running client tops up from then on.
+//!
+//! Which address the issuer sees (docs/payments.md): `register` connects
+//! directly (a new account has no token to build a path with), and so does
+//! a login whose wallet holds no access token for any known ingress, or one
+//! asked to with `--direct`. Otherwise a login goes through the relays, on a
+//! path of its own apart from a running client's path, and never falls back
+//! to a direct connection when that path fails.
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use openrelay_client::account::Account;
+use openrelay_client::PathManager;
+use openrelay_client::account::{Account, IssuerLink, REFILL_MAX_TOKENS};
 use openrelay_client::wallet::Wallet;
-use openrelay_config::ClientConfig;
+use openrelay_config::{ClientConfig, RelayEntry};
 
 /// What to do with the account.
 #[derive(Debug, clap::Subcommand)]
 pub enum AccountAction {
-    /// Create the account (then log in).
+    /// Create the account, then log in; both directly (the issuer sees this
+    /// host's address: a new account has no token for a path).
     Register,
-    /// Log in: keep a session in the wallet and fetch tokens.
-    Login,
+    /// Log in: keep a session in the wallet and fetch tokens. Through the
+    /// relays while the wallet holds an access token, else directly.
+    Login {
+        /// Connect directly even if the wallet could pay for a path (the
+        /// issuer then sees this host's address).
+        #[arg(long)]
+        direct: bool,
+    },
     /// Show the wallet's balance.
     Status,
 }
@@ -74,43 +88,125 @@ pub async fn run(args: AccountArgs) -> anyhow::Result<String> {
         .context("--config FILE is required (the client's config)")?;
     let config = ClientConfig::load(Path::new(config_path))?;
     let account = account_of(&config)?;
-    if let AccountAction::Status = args.action {
-        let session = account
-            .wallet()
-            .session(openrelay_client::directory::unix_now())
-            .is_some();
-        return Ok(format!(
-            "tokens: {} in the wallet; issuer session: {}",
-            account.wallet().balance(),
-            if session {
-                "valid"
-            } else {
-                "none (run `openrelay account login`)"
-            }
-        ));
-    }
+    let route = match args.action {
+        AccountAction::Status => {
+            let session = account
+                .wallet()
+                .session(openrelay_client::directory::unix_now())
+                .is_some();
+            return Ok(format!(
+                "tokens: {} in the wallet; issuer session: {}",
+                account.wallet().balance(),
+                if session {
+                    "valid"
+                } else {
+                    "none (run `openrelay account login`)"
+                }
+            ));
+        }
+        AccountAction::Register => Route::Register,
+        AccountAction::Login { direct: true } => Route::Direct,
+        AccountAction::Login { direct: false } => Route::RelaysIfPaid,
+    };
     let username = args.username.context("--username NAME is required")?;
     let password = password(args.password_stdin)?;
-    let register = matches!(args.action, AccountAction::Register);
-    let added = log_in(&config, &account, &username, &password, register).await?;
+    let (added, how) = log_in(&config, &account, &username, &password, route).await?;
     Ok(format!(
-        "logged in as {username}; {added} tokens fetched, {} in the wallet",
+        "logged in as {username} {how}; {added} tokens fetched, {} in the wallet",
         account.wallet().balance()
     ))
 }
 
-/// Registers (if `register`) and logs in `username`: keeps the session in
-/// the wallet and fetches a batch of tokens of each kind the client will
-/// need first; returns how many.
+/// How a login reaches the issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Register, then log in, directly.
+    Register,
+    /// Directly, as asked.
+    Direct,
+    /// Through the relays if the wallet holds an access token, else
+    /// directly.
+    RelaysIfPaid,
+}
+
+/// The relays the client would use: the cached directory's if it still
+/// verifies, else the config's.
+fn known_relays(config: &ClientConfig) -> anyhow::Result<Vec<RelayEntry>> {
+    if let Some(directory) = &config.directory {
+        let feed = openrelay_client::directory::DirectoryFeed::new(directory, &config.state_dir)?;
+        if let Some(list) = feed.load_cache() {
+            return Ok(list.relays);
+        }
+    }
+    Ok(config.relays.clone())
+}
+
+/// A connection to the issuer through a path of its own (as a refill's),
+/// apart from a running client's path; `None` if the wallet holds no
+/// access token for any known ingress.
+async fn through_relays(
+    config: &ClientConfig,
+    relays: &[RelayEntry],
+    account: &Account,
+) -> anyhow::Result<Option<(IssuerLink, String)>> {
+    if account.ingresses_with_access(relays).is_empty() {
+        return Ok(None);
+    }
+    let manager = PathManager::new(config, None);
+    manager.set_relays(relays.to_vec(), None);
+    // A client running on this state directory: keep off its path.
+    let running = openrelay_client::control::query(&config.state_dir)
+        .await
+        .ok();
+    let find = |status: Option<&openrelay_client::control::RelayStatus>| {
+        status.and_then(|s| relays.iter().find(|r| r.addr == s.address).cloned())
+    };
+    let elsewhere: Vec<(RelayEntry, RelayEntry)> = running
+        .as_ref()
+        .and_then(|s| Some((find(s.ingress.as_ref())?, find(s.egress.as_ref())?)))
+        .into_iter()
+        .collect();
+    let path = manager
+        .build_refill_path(account, &elsewhere)
+        .await
+        .context("no path to the issuer through the relays (`--direct` connects directly, showing the issuer this host's address)")?;
+    let how = format!(
+        "through the relays (ingress {}, egress {}: the issuer saw the egress's address)",
+        path.ingress.name, path.egress.name
+    );
+    let link = account
+        .connect_issuer_through(path)
+        .await
+        .context("the issuer was not reached through the relays (`--direct` connects directly, showing the issuer this host's address)")?;
+    Ok(Some((link, how)))
+}
+
+/// Registers (with [`Route::Register`]) and logs in `username`: keeps the
+/// session in the wallet and fetches tokens for the pools the client will
+/// need first; returns how many, and how the issuer was reached.
 async fn log_in(
     config: &ClientConfig,
     account: &Account,
     username: &str,
     password: &str,
-    register: bool,
-) -> anyhow::Result<usize> {
-    let link = account.issuer(None).await?;
-    if register {
+    route: Route,
+) -> anyhow::Result<(usize, String)> {
+    const DIRECT: &str = "directly (the issuer saw this host's address)";
+    let relays = known_relays(config)?;
+    let through = match route {
+        Route::Register | Route::Direct => None,
+        Route::RelaysIfPaid => through_relays(config, &relays, account).await?,
+    };
+    let tunnelled = through.is_some();
+    let (link, how) = match through {
+        Some(through) => through,
+        None if route == Route::RelaysIfPaid => (
+            account.connect_issuer_directly().await?,
+            format!("{DIRECT}: the wallet holds no access token for a path"),
+        ),
+        None => (account.connect_issuer_directly().await?, DIRECT.to_owned()),
+    };
+    if route == Route::Register {
         link.client
             .register(username, password)
             .await
@@ -126,21 +222,22 @@ async fn log_in(
     account
         .wallet()
         .set_session(session.bearer().to_owned(), u64::MAX)?;
-    // Access tokens, and payment tokens for the egresses the config lists
-    // (the same relays as in the directory, by key), so the first paths
-    // need no refill.
-    let mut challenges = vec![account.access_challenge()];
-    challenges.extend(
-        config
-            .relays
-            .iter()
-            .filter(|r| r.role == openrelay_config::RelayRole::Egress)
-            .map(|egress| account.payment_challenge(egress)),
-    );
-    let batch = config.account.as_ref().map_or(8, |a| a.batch);
-    Ok(account
-        .fetch(&link.client, &session, &challenges, batch)
-        .await?)
+    // A batch for every pool the client keeps (access per ingress operator,
+    // payment per egress), so the first paths need no refill; through the
+    // relays at most what a refill fetches (the path's egress is unpaid),
+    // the running client fetches the rest.
+    let mut wanted = account.batches(account.pools(&relays, &[]));
+    if tunnelled {
+        let mut budget = REFILL_MAX_TOKENS;
+        wanted.retain_mut(|(_, count)| {
+            *count = (*count).min(budget);
+            budget -= *count;
+            *count > 0
+        });
+    }
+    let added = account.fetch(&link.client, &session, &wanted).await;
+    link.close();
+    Ok((added?, how))
 }
 
 /// The devnet's account for its client: created on the first run with a
@@ -161,12 +258,18 @@ pub async fn devnet_login(config: &ClientConfig) -> anyhow::Result<()> {
             (password, true)
         }
     };
+    // Directly: the devnet is one machine, and its client is not up yet.
+    let route = if register {
+        Route::Register
+    } else {
+        Route::Direct
+    };
     log_in(
         config,
         &account,
         openrelay_devnet::DEVNET_ACCOUNT,
         &password,
-        register,
+        route,
     )
     .await?;
     Ok(())

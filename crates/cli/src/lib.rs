@@ -76,11 +76,16 @@ enum Command {
     Account(account::AccountArgs),
     /// Run a complete local network: relays of several operators and a client.
     Devnet(DevnetArgs),
-    /// Print a relay's public key (what clients pin), creating it if needed.
+    /// Print a relay's public key (what clients pin), or an operator's,
+    /// creating it if needed.
     Key {
         /// The relay's state directory.
-        #[arg(long)]
-        state_dir: PathBuf,
+        #[arg(long, required_unless_present = "operator_key_file")]
+        state_dir: Option<PathBuf>,
+        /// Print the public key of this operator key file instead (a relay
+        /// config's `operator_key`, the operator's id in the registry).
+        #[arg(long, conflicts_with = "state_dir")]
+        operator_key_file: Option<PathBuf>,
     },
     /// Run the relay registry: relays publish descriptors, validators sign
     /// directories, clients fetch them.
@@ -376,9 +381,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { state_dir, json } => {
             runtime(Some(1))?.block_on(run_status(&state_dir, json))
         }
-        Command::Key { state_dir } => {
-            let identity = Identity::load_or_create(&state_dir)?;
-            println!("{}", identity.pin());
+        Command::Key {
+            state_dir,
+            operator_key_file,
+        } => {
+            let pin = match (state_dir, operator_key_file) {
+                (_, Some(file)) => operator_pin(&file)?,
+                (Some(dir), None) => Identity::load_or_create(&dir)?.pin(),
+                (None, None) => anyhow::bail!("--state-dir or --operator-key-file is required"),
+            };
+            println!("{pin}");
             Ok(())
         }
         Command::Sim(args) => run_sim(args),
@@ -560,8 +572,35 @@ fn ready(line: &str) {
     let _ = stdout.flush();
 }
 
-async fn run_relay(config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
+/// The public key of the operator key file `file` (created if absent).
+fn operator_pin(file: &std::path::Path) -> anyhow::Result<openrelay_config::KeyPin> {
+    Ok(openrelay_config::KeyPin::from(
+        openrelay_registry::keyfile::operator_key(file)?.id(),
+    ))
+}
+
+/// Fills in the relay's `operator_key` from its publishing key file, and
+/// refuses a config whose two disagree (tokens would be scoped to another
+/// operator than the directory lists).
+fn resolve_operator_key(config: &mut RelayConfig) -> anyhow::Result<()> {
+    let Some(publish) = &config.publish else {
+        return Ok(());
+    };
+    let published = operator_pin(&publish.operator_key_file)?;
+    match config.operator_key {
+        None => config.operator_key = Some(published),
+        Some(given) => anyhow::ensure!(
+            given == published,
+            "operator_key {given} is not the key of {} ({published}), which signs this relay's descriptors",
+            publish.operator_key_file.display()
+        ),
+    }
+    Ok(())
+}
+
+async fn run_relay(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
     init_logging(Role::Relay, &config.log)?;
+    resolve_operator_key(&mut config)?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let shutdown = shutdown_signal(exit_with_stdin);
     match config.role {

@@ -20,45 +20,11 @@ async fn download(socks: &str, url: &str, what: &str) {
         .assert_ok(what);
 }
 
-/// Captures UDP packets to the devnet registry's address while alive.
-struct Capture(std::process::Child, tempfile::NamedTempFile);
-
-impl Capture {
-    fn start() -> Option<Capture> {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let status = tempfile::NamedTempFile::new().unwrap();
-        let mut child = std::process::Command::new("tcpdump")
-            .args(["-i", "lo", "-n", "-l", "-q", "udp and dst host 127.0.4.1"])
-            .stdout(file.reopen().unwrap())
-            .stderr(status.reopen().unwrap())
-            .spawn()
-            .ok()?;
-        // The devnet fetches its first directory within two seconds of
-        // starting (a capture that attached late missed it once in CI).
-        common::wait_until_capturing(&mut child, status.path());
-        Some(Capture(child, file))
-    }
-
-    fn sources(mut self) -> Vec<String> {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        std::fs::read_to_string(self.1.path())
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_runs_on_the_validator_signed_directory() {
-    let capture = Capture::start();
+    // The devnet fetches its first directory within two seconds of
+    // starting: the capture must be running before.
+    let capture = common::LoopbackCapture::start("udp and dst host 127.0.4.1");
     assert!(
         capture.is_some() || std::env::var_os("CI").is_none(),
         "tcpdump must be installed in CI"

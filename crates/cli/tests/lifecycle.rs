@@ -163,28 +163,9 @@ async fn exported_configs_run_as_separate_processes() {
     drop(relays);
 }
 
-/// `openrelay account <args>` with a password on standard input: whether
-/// it succeeded, and what it printed.
+/// `openrelay account <args>` with this test's password.
 fn account(args: &[&str]) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(common::BIN)
-        .arg("account")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery staple\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    common::account(args, "correct horse battery staple")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -3,24 +3,37 @@
 //! access token for each tunnel, and paying each egress as it goes.
 //!
 //! * **Access**: every connect-udp request to an ingress carries one access
-//!   token (`Authorization: PrivateToken`, RFC 9577 §2.2), taken from the
-//!   wallet when the path is built; no round trip is added.
-//! * **Payment**: on each path, a payer keeps one `POST
+//!   token (`Authorization: PrivateToken`, RFC 9577 §2.2) scoped to the
+//!   ingress's operator ([`TokenChallenge::for_ingress_operator`]), taken
+//!   from that operator's pool when the path is built; no round trip is
+//!   added.
+//! * **Payment**: on each browsing path, a payer keeps one `POST
 //!   /.well-known/openrelay/pay` open on the inner connection to the egress
 //!   (so only the egress sees it, encrypted), each carrying a token scoped
 //!   to that egress; the egress answers when the next token is due soon, and
 //!   the payer pays again. A paying client is never held up.
-//! * **Refills**: pools below `low_water` are topped up with `batch` tokens
-//!   from the issuer, through the relays when a path is up (so the issuer
-//!   sees an egress address, not the user's), directly otherwise. The issuer
-//!   signs blinded messages and never learns which pool a token is for.
-//!   Refills need the login session the wallet keeps; without one, running
-//!   low is reported with the command that fixes it.
+//! * **Refills**: the client keeps a pool for every ingress operator and
+//!   every egress it may use, so a new path never waits for tokens. A pool
+//!   below `low_water` is topped up through a **path of its own**
+//!   ([`PathManager::build_refill_path`]): its egress is never a browsing
+//!   path's (an issuer working with that egress would otherwise link the
+//!   account to the session's destinations), its ingress preferably of
+//!   another operator; built fresh for each refill, used for nothing else,
+//!   closed after it. Refills start at random moments, never within
+//!   `refill_delay_min_secs` of a browsing path's start ([`crate::refill`]).
+//!   They never go directly to the issuer: when no refill path works, the
+//!   client says why and tries again later. Only the explicit `openrelay
+//!   account register|login` commands may connect directly
+//!   ([`Account::connect_issuer_directly`]).
+//!
+//! The issuer signs blinded messages and never learns which pool a token is
+//! for. Refills need the login session the wallet keeps; without one,
+//! running low is reported with the command that fixes it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AccountConfig, RelayEntry};
+use openrelay_config::{AccountConfig, KeyPin, RelayEntry, RelayRole};
 use openrelay_issuer::client::{IssuerClient, IssuerClientError, Session};
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
@@ -28,8 +41,10 @@ use openrelay_transport::endpoint::TUNNELLED_MTU;
 use tracing::{debug, info, warn};
 
 use crate::directory::unix_now;
-use crate::manager::PathManager;
-use crate::path::InnerRequests;
+use crate::flow::{FlowError, UdpFlowHold};
+use crate::manager::{PathManager, RefillPathError};
+use crate::path::{InnerRequests, Path};
+use crate::refill::{RefillPoll, RefillTimer};
 use crate::wallet::{Wallet, WalletError};
 
 /// How often the pools are checked.
@@ -37,6 +52,11 @@ const STOCK_CHECK: Duration = Duration::from_secs(2);
 /// How long a payer waits before trying again after a refusal or an empty
 /// pool.
 const PAY_RETRY: Duration = Duration::from_secs(1);
+/// Most tokens one refill fetches. A refill path pays its egress nothing:
+/// it runs within the egress's unpaid allowance and grace window (each
+/// token is one request of about 1 KB on the wire, one round trip through
+/// both relays), so a large need is spread over several refills.
+pub const REFILL_MAX_TOKENS: usize = 32;
 
 /// Why tokens could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +74,77 @@ pub enum AccountError {
     /// The wallet failed.
     #[error(transparent)]
     Wallet(#[from] WalletError),
+    /// No path for the refill (refills never go directly to the issuer).
+    #[error("{0}; refills go only through the relays, never directly to the issuer")]
+    RefillPath(#[from] RefillPathError),
+    /// The refill path's egress did not open a flow to the issuer.
+    #[error(
+        "egress relay {egress} did not reach the issuer: {error}; refills go only through the relays, never directly to the issuer"
+    )]
+    IssuerNotReached {
+        /// The refill path's egress.
+        egress: String,
+        /// Its answer.
+        error: FlowError,
+    },
 }
 
-/// A connection to the issuer, with the tunnel it runs in (if any).
+/// Why a tunnel request goes without an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingAccess {
+    /// The client has no account.
+    NoAccount,
+    /// The ingress's operator key is not known, so no token can be scoped
+    /// to it.
+    UnknownOperator,
+    /// The wallet holds none for the ingress's operator.
+    NoneLeft,
+}
+
+impl MissingAccess {
+    /// What the user can do about it.
+    pub fn hint(self) -> &'static str {
+        match self {
+            MissingAccess::NoAccount => "run `openrelay account login` to get tokens",
+            MissingAccess::UnknownOperator => {
+                "its operator's key is not known (`operator_key` in its [[relay]] entry), so no token can be scoped to it"
+            }
+            MissingAccess::NoneLeft => {
+                "the wallet holds none for its operator; a refill is scheduled (`openrelay account login` if the issuer session expired)"
+            }
+        }
+    }
+}
+
+/// A connection to the issuer, with the refill path it runs on (if any),
+/// closed with it.
 #[derive(Debug)]
 pub struct IssuerLink {
     /// The connection.
     pub client: IssuerClient,
-    _tunnel: Option<(quinn::Endpoint, crate::flow::UdpFlowHold)>,
+    tunnel: Option<(quinn::Endpoint, UdpFlowHold, Arc<Path>)>,
+}
+
+impl IssuerLink {
+    /// Closes the connection and tears the refill path down.
+    pub fn close(self) {
+        let IssuerLink { client, tunnel } = self;
+        drop(client);
+        if let Some((endpoint, hold, path)) = tunnel {
+            endpoint.close(quinn::VarInt::from_u32(0x100), b"refill done");
+            drop(hold);
+            path.close("refill done");
+        }
+    }
+}
+
+/// What one refill did.
+#[derive(Debug)]
+struct Refilled {
+    added: usize,
+    ingress: String,
+    ingress_operator: String,
+    egress: String,
 }
 
 /// An account with its issuer and wallet.
@@ -88,9 +171,16 @@ impl Account {
         &self.wallet
     }
 
-    /// The challenge of access tokens (ingress relays).
-    pub fn access_challenge(&self) -> TokenChallenge {
-        TokenChallenge::for_issuer(&self.config.issuer_name)
+    /// The challenge of access tokens for `ingress`: scoped to its
+    /// operator's key; `None` if that key is not known.
+    pub fn access_challenge(&self, ingress: &RelayEntry) -> Option<TokenChallenge> {
+        ingress
+            .operator_key
+            .map(|operator| self.operator_challenge(&operator))
+    }
+
+    fn operator_challenge(&self, operator: &KeyPin) -> TokenChallenge {
+        TokenChallenge::for_ingress_operator(&self.config.issuer_name, &operator.to_string())
     }
 
     /// The challenge of payment tokens for `egress`.
@@ -98,49 +188,80 @@ impl Account {
         TokenChallenge::for_relay(&self.config.issuer_name, egress.key.to_string())
     }
 
-    /// The `Authorization` value for a new tunnel, if the wallet holds an
-    /// access token (a relay that wants one answers 401 otherwise).
-    pub fn access_authorization(&self) -> Option<String> {
-        match self.wallet.take(&self.access_challenge()) {
-            Ok(token) => token.map(|t| build_authorization(&t)),
+    /// The `Authorization` value for a new tunnel through `ingress`, taken
+    /// from its operator's pool; why there is none otherwise (a relay that
+    /// wants one answers 401).
+    pub fn access_authorization(&self, ingress: &RelayEntry) -> Result<String, MissingAccess> {
+        let challenge = self
+            .access_challenge(ingress)
+            .ok_or(MissingAccess::UnknownOperator)?;
+        match self.wallet.take(&challenge) {
+            Ok(Some(token)) => Ok(build_authorization(&token)),
+            Ok(None) => {
+                self.ran_dry.notify_one();
+                Err(MissingAccess::NoneLeft)
+            }
             Err(e) => {
                 warn!(error = %e, "wallet unusable");
-                None
+                Err(MissingAccess::NoneLeft)
             }
         }
     }
 
-    /// Connects to the issuer: through the relays if a path is up, else
-    /// directly.
-    pub async fn issuer(
-        &self,
-        manager: Option<&Arc<PathManager>>,
-    ) -> Result<IssuerLink, AccountError> {
+    /// The ingresses of `relays` whose operator's pool holds a token.
+    pub fn ingresses_with_access(&self, relays: &[RelayEntry]) -> Vec<RelayEntry> {
+        let ingresses: Vec<(&RelayEntry, TokenChallenge)> = relays
+            .iter()
+            .filter(|r| r.role == RelayRole::Ingress)
+            .filter_map(|r| Some((r, self.access_challenge(r)?)))
+            .collect();
+        let challenges: Vec<TokenChallenge> = ingresses.iter().map(|(_, c)| c.clone()).collect();
+        ingresses
+            .iter()
+            .zip(self.wallet.counts(&challenges))
+            .filter(|(_, count)| *count > 0)
+            .map(|((r, _), _)| (*r).clone())
+            .collect()
+    }
+
+    /// Connects to the issuer **directly, from this host's address**: only
+    /// for the explicit `openrelay account register|login` commands (a new
+    /// account has no token for a path yet), as `docs/payments.md` tells
+    /// users. Refills never call this.
+    pub async fn connect_issuer_directly(&self) -> Result<IssuerLink, AccountError> {
         let issuer = &self.config.issuer;
-        if let Some(manager) = manager {
-            match crate::flow::tunnel_endpoint(manager, issuer.addr).await {
-                Ok((endpoint, hold)) => {
-                    let client = IssuerClient::connect_via(
-                        &endpoint,
-                        TUNNELLED_MTU,
-                        issuer.addr,
-                        issuer.key,
-                    )
-                    .await?;
-                    return Ok(IssuerLink {
-                        client,
-                        _tunnel: Some((endpoint, hold)),
-                    });
-                }
-                Err(e) => {
-                    debug!(error = %e, "issuer not reachable through the relays; going direct");
-                }
-            }
-        }
         Ok(IssuerLink {
             client: IssuerClient::connect(issuer.addr, issuer.key).await?,
-            _tunnel: None,
+            tunnel: None,
         })
+    }
+
+    /// Connects to the issuer through `path` (a refill path): the issuer
+    /// sees the path's egress, never this host.
+    pub async fn connect_issuer_through(&self, path: Path) -> Result<IssuerLink, AccountError> {
+        let path = Arc::new(path);
+        let issuer = &self.config.issuer;
+        let not_reached = |error| AccountError::IssuerNotReached {
+            egress: path.egress.name.clone(),
+            error,
+        };
+        let (endpoint, hold) = match crate::flow::tunnel_endpoint_on(&path, issuer.addr).await {
+            Ok(tunnel) => tunnel,
+            Err(e) => {
+                path.close("refill failed");
+                return Err(not_reached(e));
+            }
+        };
+        match IssuerClient::connect_via(&endpoint, TUNNELLED_MTU, issuer.addr, issuer.key).await {
+            Ok(client) => Ok(IssuerLink {
+                client,
+                tunnel: Some((endpoint, hold, path)),
+            }),
+            Err(e) => {
+                path.close("refill failed");
+                Err(e.into())
+            }
+        }
     }
 
     /// The key the issuer signs with now, and until when its tokens are
@@ -158,20 +279,20 @@ impl Account {
             .ok_or(AccountError::NoKey)
     }
 
-    /// Adds `count` tokens for each of `challenges` to the wallet, with the
-    /// login session `session`.
+    /// Adds tokens to the wallet, `count` for each of `wanted`'s
+    /// challenges, with the login session `session`; each challenge's tokens
+    /// are kept as soon as they arrive.
     pub async fn fetch(
         &self,
         client: &IssuerClient,
         session: &Session,
-        challenges: &[TokenChallenge],
-        count: usize,
+        wanted: &[(TokenChallenge, usize)],
     ) -> Result<usize, AccountError> {
         let key = Self::signing_key(client).await?;
         let mut added = 0;
-        for challenge in challenges {
+        for (challenge, count) in wanted {
             let tokens = client
-                .fetch_tokens(session, &key.key, challenge, count)
+                .fetch_tokens(session, &key.key, challenge, *count)
                 .await?;
             self.wallet.add(challenge, &tokens, key.expires)?;
             added += tokens.len();
@@ -179,62 +300,133 @@ impl Account {
         Ok(added)
     }
 
-    /// Tops up every pool the client needs (access, and payment for the
-    /// egresses of its live paths) that is below `low_water`.
-    async fn restock(&self, manager: &Arc<PathManager>) -> Result<usize, AccountError> {
-        let mut wanted = vec![self.access_challenge()];
-        wanted.extend(
-            manager
-                .live_egresses()
-                .iter()
-                .map(|e| self.payment_challenge(e)),
-        );
-        let counts = self.wallet.counts(&wanted);
-        let mut counts = counts.into_iter();
-        wanted.retain(|_| counts.next().unwrap_or(0) < self.config.low_water);
-        if wanted.is_empty() {
-            return Ok(0);
+    /// A full batch for each of `challenges` (a login's first fill).
+    pub fn batches(&self, challenges: Vec<TokenChallenge>) -> Vec<(TokenChallenge, usize)> {
+        challenges
+            .into_iter()
+            .map(|c| (c, self.config.batch))
+            .collect()
+    }
+
+    /// Every pool the client keeps for `relays`: access for each ingress
+    /// operator, payment for each egress; those of `first` (the relays of
+    /// the paths up) first.
+    pub fn pools(&self, relays: &[RelayEntry], first: &[RelayEntry]) -> Vec<TokenChallenge> {
+        let mut pools: Vec<TokenChallenge> = Vec::new();
+        for relay in first.iter().chain(relays) {
+            let pool = match relay.role {
+                RelayRole::Ingress => self.access_challenge(relay),
+                RelayRole::Egress => Some(self.payment_challenge(relay)),
+            };
+            if let Some(pool) = pool
+                && !pools.contains(&pool)
+            {
+                pools.push(pool);
+            }
         }
+        pools
+    }
+
+    /// The pools of `manager`'s relays below `low_water`, each with the
+    /// tokens that fill it to `batch`, at most [`REFILL_MAX_TOKENS`] in all.
+    fn wanted(&self, manager: &PathManager) -> Vec<(TokenChallenge, usize)> {
+        let live: Vec<RelayEntry> = manager
+            .live_relays()
+            .into_iter()
+            .flat_map(|(ingress, egress)| [ingress, egress])
+            .collect();
+        let pools = self.pools(&manager.relays(), &live);
+        let counts = self.wallet.counts(&pools);
+        let mut budget = REFILL_MAX_TOKENS;
+        pools
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, have)| *have < self.config.low_water)
+            .map_while(|(pool, have)| {
+                let count = self.config.batch.saturating_sub(have).min(budget);
+                budget -= count;
+                (count > 0).then_some((pool, count))
+            })
+            .collect()
+    }
+
+    /// One refill of `wanted` through a fresh path of its own, torn down
+    /// after it.
+    async fn refill(
+        &self,
+        manager: &PathManager,
+        wanted: &[(TokenChallenge, usize)],
+    ) -> Result<Refilled, AccountError> {
         let bearer = self
             .wallet
             .session(unix_now())
             .ok_or(AccountError::NoSession)?;
-        let link = self.issuer(Some(manager)).await?;
+        let path = manager.build_refill_path(self, &[]).await?;
+        let (ingress, egress) = (path.ingress.clone(), path.egress.clone());
+        let link = self.connect_issuer_through(path).await?;
         let fetched = self
-            .fetch(
-                &link.client,
-                &Session::from_bearer(bearer),
-                &wanted,
-                self.config.batch,
-            )
+            .fetch(&link.client, &Session::from_bearer(bearer), wanted)
             .await;
-        if let Err(AccountError::Issuer(IssuerClientError::NotLoggedIn)) = fetched {
-            // The issuer no longer knows the session (expired, restarted).
-            self.wallet.clear_session()?;
-            return Err(AccountError::NoSession);
+        link.close();
+        match fetched {
+            Ok(added) => Ok(Refilled {
+                added,
+                ingress: ingress.name,
+                ingress_operator: ingress.operator,
+                egress: egress.name,
+            }),
+            Err(AccountError::Issuer(IssuerClientError::NotLoggedIn)) => {
+                // The issuer no longer knows the session (expired, restarted).
+                self.wallet.clear_session()?;
+                Err(AccountError::NoSession)
+            }
+            Err(e) => Err(e),
         }
-        fetched
     }
 
-    /// Keeps the pools stocked until the task is aborted.
+    /// Keeps the pools stocked until the task is aborted; see the [module
+    /// documentation](self) for when refills happen.
     pub async fn keep_stocked(self: Arc<Self>, manager: Arc<PathManager>) {
+        let mut timer = RefillTimer::new(
+            Duration::from_secs(self.config.refill_delay_min_secs),
+            Duration::from_secs(self.config.refill_delay_max_secs),
+        );
+        let mut rng = fastrand::Rng::new();
         let mut warned = false;
         loop {
-            match self.restock(&manager).await {
-                Ok(0) => {}
-                Ok(added) => {
-                    info!(added, balance = self.wallet.balance(), "wallet topped up");
-                    warned = false;
-                }
-                Err(e) if !warned => {
-                    warn!(error = %e, balance = self.wallet.balance(), "wallet not topped up");
-                    warned = true;
-                }
-                Err(e) => debug!(error = %e, "wallet still not topped up"),
+            let now = tokio::time::Instant::now();
+            let wanted = self.wanted(&manager);
+            if !wanted.is_empty() {
+                timer.low(now, &mut rng);
             }
+            let wait = match timer.poll(now, manager.last_established(), &mut rng) {
+                RefillPoll::Start if !wanted.is_empty() => {
+                    match self.refill(&manager, &wanted).await {
+                        Ok(done) => {
+                            info!(
+                                added = done.added,
+                                balance = self.wallet.balance(),
+                                ingress = %done.ingress,
+                                ingress_operator = %done.ingress_operator,
+                                egress = %done.egress,
+                                "wallet topped up through a refill path"
+                            );
+                            warned = false;
+                        }
+                        Err(e) if !warned => {
+                            warn!(error = %e, balance = self.wallet.balance(), "wallet not topped up");
+                            warned = true;
+                        }
+                        Err(e) => debug!(error = %e, "wallet still not topped up"),
+                    }
+                    continue;
+                }
+                RefillPoll::WaitUntil(due) => due.min(now + STOCK_CHECK),
+                RefillPoll::Start | RefillPoll::Idle => now + STOCK_CHECK,
+            };
             tokio::select! {
-                () = tokio::time::sleep(STOCK_CHECK) => {}
-                () = self.ran_dry.notified() => {}
+                () = tokio::time::sleep_until(wait) => {}
+                () = self.ran_dry.notified() => timer.dry(tokio::time::Instant::now(), &mut rng),
             }
         }
     }

@@ -72,6 +72,7 @@ fn relay_entries(directory: &VerifiedDirectory) -> Vec<RelayEntry> {
                 name: format!("{}-{short}", relay.role()),
                 role: relay.role(),
                 operator: relay.operator_id().to_string(),
+                operator_key: Some(relay.operator_id().into()),
                 addr: *relay.endpoints().first()?,
                 key: relay.quic_pin(),
                 country: Some(relay.region().country.to_string()),

@@ -159,6 +159,76 @@ pub struct UdpFlow {
     _path: PathUse,
 }
 
+/// A request stream on the inner connection, with its datagram route for
+/// connect-udp.
+type Opened = (InnerStream, Option<(Route, mpsc::Receiver<Bytes>)>);
+
+/// Why one request on one path did not open a flow.
+enum Attempt {
+    /// The egress answered with an error: final.
+    Refused(FlowError),
+    /// The request failed (the path may have died).
+    Failed(String),
+}
+
+/// Sends `request` on `path` and waits for the egress's answer.
+async fn attempt(
+    path: &Path,
+    request: http::Request<()>,
+    datagrams: bool,
+    early_data: &Bytes,
+) -> Result<Opened, Attempt> {
+    let mut requests = path.requests();
+    let sent = async {
+        let mut stream = requests
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Register before the response so no early datagram is lost.
+        let route = if datagrams {
+            let (tx, rx) = mpsc::channel(UDP_QUEUE);
+            let route = path
+                .inner_router()
+                .register(stream.id().into_inner(), Arc::new(tx))
+                .map_err(|e| e.to_string())?;
+            Some((route, rx))
+        } else {
+            None
+        };
+        // Optimistic data (sent before the response) saves a round trip
+        // through both relays. HTTP/3 frames it inside the request stream,
+        // so a refused request's data is discarded, never misread as
+        // another request as it could be after an HTTP/1.1 CONNECT.
+        if !early_data.is_empty() {
+            stream
+                .send_data(early_data.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((stream, response, route))
+    };
+    match sent.await {
+        Ok((stream, response, route)) if response.status().is_success() => Ok((stream, route)),
+        Ok((_, response, _)) => {
+            // to_str: visible ASCII only, so it is safe to repeat in a header.
+            let upstream_status = response
+                .headers()
+                .get("proxy-status")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            Err(Attempt::Refused(FlowError::Refused {
+                status: response.status().as_u16(),
+                error: upstream_status
+                    .as_deref()
+                    .and_then(proxy_status::parse_error),
+                upstream_status,
+            }))
+        }
+        Err(e) => Err(Attempt::Failed(e)),
+    }
+}
+
 async fn open(
     manager: &Arc<PathManager>,
     target: &Target,
@@ -178,56 +248,10 @@ async fn open(
     for _ in 0..ATTEMPTS {
         let path = manager.path_for(Some(&site)).await?;
         let request = make_request(&path).map_err(|e| FlowError::Broken(e.to_string()))?;
-        let mut requests = path.requests();
-        let attempt = async {
-            let mut stream = requests
-                .send_request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            // Register before the response so no early datagram is lost.
-            let route = if datagrams {
-                let (tx, rx) = mpsc::channel(UDP_QUEUE);
-                let route = path
-                    .inner_router()
-                    .register(stream.id().into_inner(), Arc::new(tx))
-                    .map_err(|e| e.to_string())?;
-                Some((route, rx))
-            } else {
-                None
-            };
-            // Optimistic data (sent before the response) saves a round trip
-            // through both relays. HTTP/3 frames it inside the request stream,
-            // so a refused request's data is discarded, never misread as
-            // another request as it could be after an HTTP/1.1 CONNECT.
-            if !early_data.is_empty() {
-                stream
-                    .send_data(early_data.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let response = stream.recv_response().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((stream, response, route))
-        };
-        match attempt.await {
-            Ok((stream, response, route)) if response.status().is_success() => {
-                return Ok((stream, path, route));
-            }
-            Ok((_, response, _)) => {
-                // to_str: visible ASCII only, so it is safe to repeat in a header.
-                let upstream_status = response
-                    .headers()
-                    .get("proxy-status")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                return Err(FlowError::Refused {
-                    status: response.status().as_u16(),
-                    error: upstream_status
-                        .as_deref()
-                        .and_then(proxy_status::parse_error),
-                    upstream_status,
-                });
-            }
-            Err(e) if !path.is_alive() => {
+        match attempt(&path, request, datagrams, early_data).await {
+            Ok((stream, route)) => return Ok((stream, path, route)),
+            Err(Attempt::Refused(refused)) => return Err(refused),
+            Err(Attempt::Failed(e)) if !path.is_alive() => {
                 debug!(error = %e, "path died while opening a flow; retrying");
                 let hop = if path.outer_failed() {
                     Hop::Ingress
@@ -237,7 +261,7 @@ async fn open(
                 manager.path_failed(&path, hop);
                 last = e;
             }
-            Err(e) => return Err(FlowError::Broken(e)),
+            Err(Attempt::Failed(e)) => return Err(FlowError::Broken(e)),
         }
     }
     Err(FlowError::Broken(last))
@@ -282,15 +306,37 @@ pub async fn tunnel_endpoint(
     let flow = open_udp(manager, &Target::from_socket_addr(peer))
         .await
         .map_err(|e| format!("no path to tunnel through: {e}"))?;
+    endpoint_over(flow, peer).map_err(|e| e.to_string())
+}
+
+/// As [`tunnel_endpoint`], on `path` only (a refill's own path): no other
+/// path is tried.
+pub async fn tunnel_endpoint_on(
+    path: &Arc<Path>,
+    peer: std::net::SocketAddr,
+) -> Result<(quinn::Endpoint, UdpFlowHold), FlowError> {
+    let flow = open_udp_on(path, &Target::from_socket_addr(peer)).await?;
+    endpoint_over(flow, peer).map_err(|e| FlowError::Broken(e.to_string()))
+}
+
+/// A QUIC endpoint over `flow`, whose packets go to `peer`.
+fn endpoint_over(
+    flow: UdpFlow,
+    peer: std::net::SocketAddr,
+) -> std::io::Result<(quinn::Endpoint, UdpFlowHold)> {
     let (socket, hold) = flow.into_socket(peer);
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),
         None,
         Arc::new(socket),
         Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok((endpoint, hold))
+}
+
+/// The connect-udp request for `target` on `path`.
+fn udp_request(path: &Path, target: &Target) -> Result<http::Request<()>, http::Error> {
+    h3util::connect_udp_request(&path.egress.addr.to_string(), target)
 }
 
 /// Opens a UDP flow to `target` through the egress.
@@ -299,11 +345,29 @@ pub async fn open_udp(manager: &Arc<PathManager>, target: &Target) -> Result<Udp
     let (stream, path, route) = open(
         manager,
         target,
-        |path| h3util::connect_udp_request(&path.egress.addr.to_string(), target),
+        |path| udp_request(path, target),
         true,
         &Bytes::new(),
     )
     .await?;
+    udp_flow(stream, &path, route)
+}
+
+/// Opens a UDP flow to `target` on `path` only.
+pub async fn open_udp_on(path: &Arc<Path>, target: &Target) -> Result<UdpFlow, FlowError> {
+    let request = udp_request(path, target).map_err(|e| FlowError::Broken(e.to_string()))?;
+    match attempt(path, request, true, &Bytes::new()).await {
+        Ok((stream, route)) => udp_flow(stream, path, route),
+        Err(Attempt::Refused(refused)) => Err(refused),
+        Err(Attempt::Failed(e)) => Err(FlowError::Broken(e)),
+    }
+}
+
+fn udp_flow(
+    stream: InnerStream,
+    path: &Arc<Path>,
+    route: Option<(Route, mpsc::Receiver<Bytes>)>,
+) -> Result<UdpFlow, FlowError> {
     let Some((route, incoming)) = route else {
         return Err(FlowError::Broken("no datagram route".into()));
     };

@@ -19,6 +19,7 @@ pub mod flow;
 pub mod http_proxy;
 pub mod manager;
 pub mod path;
+pub mod refill;
 pub mod selection;
 pub mod socks;
 pub mod wallet;

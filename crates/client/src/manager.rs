@@ -37,7 +37,8 @@ use crate::backoff::BuildBackoff;
 use crate::control::PathState;
 use crate::path::{BuildError, Hop, Path};
 use crate::selection::{
-    Candidate, EgressRegion, PathChoice, PathPlan, PlanConfig, PlannedPath, SelectionError, SiteKey,
+    Candidate, EgressRegion, PathChoice, PathPlan, PlanConfig, PlannedPath, RefillChoiceError,
+    SelectionError, SiteKey,
 };
 
 /// Paths tried before giving up on one request for a path.
@@ -94,6 +95,21 @@ struct Failing {
     access_tokens: usize,
 }
 
+/// Why no refill path could be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefillPathError {
+    /// No pair of relays qualifies (see [`crate::selection::choose_refill`]).
+    #[error("no refill path: {0}")]
+    NoPath(#[from] RefillChoiceError),
+    /// The chosen path could not be built.
+    #[error("the refill path failed: {0}")]
+    Build(#[from] BuildError),
+    /// The relay list changed under the choice, or the client is closing.
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
 /// Owns the client's paths.
 #[derive(Debug)]
 pub struct PathManager {
@@ -124,6 +140,9 @@ pub struct PathManager {
     ingress_filter: OnceLock<Arc<dyn IngressFilter>>,
     /// Held while the filter is changed, so that changes never interleave.
     filter_update: Mutex<()>,
+    /// When the last browsing path was established: refills keep away from
+    /// session starts ([`crate::refill`]).
+    last_established: Mutex<Option<Instant>>,
 }
 
 /// The manager's state as a status report sees it.
@@ -211,6 +230,7 @@ impl PathManager {
             closed: AtomicBool::new(false),
             published: Mutex::new(None),
             building: AtomicUsize::new(0),
+            last_established: Mutex::new(None),
             backoff: Mutex::new(BuildBackoff::new(fastrand::Rng::new())),
             failing: Mutex::new(None),
             ingress_filter: OnceLock::new(),
@@ -376,11 +396,25 @@ impl PathManager {
         }
     }
 
-    /// Access tokens in the wallet (0 without an account).
+    /// Access tokens in the wallet for the listed ingresses' operators (0
+    /// without an account).
     fn access_tokens(&self) -> usize {
-        self.account
-            .as_ref()
-            .map_or(0, |a| a.wallet().count(&a.access_challenge()))
+        let Some(account) = &self.account else {
+            return 0;
+        };
+        let relays = self
+            .relays
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut challenges: Vec<_> = relays
+            .iter()
+            .filter(|relay| relay.role == RelayRole::Ingress)
+            .filter_map(|relay| account.access_challenge(relay))
+            .collect();
+        drop(relays);
+        challenges.sort_by_key(|c| c.origin_info.clone());
+        challenges.dedup();
+        account.wallet().counts(&challenges).into_iter().sum()
     }
 
     /// `Ok` if a build may start now; else the back-off's error. A wait
@@ -474,15 +508,19 @@ impl PathManager {
                 &egress,
                 self.bind,
                 &self.config,
-                self.account.as_ref(),
+                self.account.as_deref(),
             )
             .await;
             self.building.fetch_sub(1, Ordering::Relaxed);
             match result {
-                Ok(path) => {
+                Ok(mut path) => {
                     let setup_us = started.elapsed().as_micros() as u64;
                     info!(ingress = %ingress.name, egress = %egress.name, setup_us, "path established");
                     self.build_succeeded();
+                    *lock(&self.last_established) = Some(Instant::now());
+                    if let Some(account) = &self.account {
+                        path.pay_with(account);
+                    }
                     let path = Arc::new(path);
                     self.watch(&path);
                     self.adopt(generation, &path);
@@ -491,13 +529,13 @@ impl PathManager {
                 }
                 Err(e) => {
                     self.note_failure(&e);
-                    match e.hop() {
-                        Some(Hop::Ingress) => self.exclude(&ingress),
-                        Some(Hop::Egress) => self.exclude(&egress),
-                        None => lock(&self.plan).discard(generation),
+                    if !self.blame(&e, &ingress, &egress) {
+                        lock(&self.plan).discard(generation);
                     }
-                    // Every ingress asks for the same tokens: trying the
-                    // next one now would only be refused again.
+                    // A refused access token is the wallet's state, not the
+                    // relay's fault: back off until the refill loop (which
+                    // stocks every ingress operator's pool) has run, rather
+                    // than trying ingress after ingress now.
                     let final_refusal = matches!(e, BuildError::AccessRefused { .. });
                     last_error = Some(e);
                     if final_refusal {
@@ -629,22 +667,9 @@ impl PathManager {
         }
     }
 
-    /// The egress relays of the paths up (new flows' and retired ones').
-    pub fn live_egresses(&self) -> Vec<RelayEntry> {
-        let mut egresses: Vec<RelayEntry> = lock(&self.paths)
-            .values()
-            .chain(lock(&self.retired).iter().map(|(p, _)| p))
-            .filter(|p| p.is_alive())
-            .map(|p| p.egress.clone())
-            .collect();
-        egresses.sort_by(|a, b| a.name.cmp(&b.name));
-        egresses.dedup_by(|a, b| a.key == b.key);
-        egresses
-    }
-
-    /// The current state, without waiting for a path build to finish.
-    pub fn snapshot(&self) -> PathSnapshot {
-        let latest = lock(&self.published).clone().filter(|p| p.is_alive());
+    /// The paths up: those new flows use and retired ones still carrying
+    /// flows.
+    fn live_paths(&self) -> Vec<Arc<Path>> {
         let mut live: Vec<Arc<Path>> = lock(&self.paths)
             .values()
             .filter(|p| p.is_alive())
@@ -656,6 +681,84 @@ impl PathManager {
                 .filter(|(p, _)| p.is_alive())
                 .map(|(p, _)| Arc::clone(p)),
         );
+        live
+    }
+
+    /// The relays of the paths up (new flows' and retired ones'), ingress
+    /// and egress of each.
+    pub fn live_relays(&self) -> Vec<(RelayEntry, RelayEntry)> {
+        self.live_paths()
+            .iter()
+            .map(|p| (p.ingress.clone(), p.egress.clone()))
+            .collect()
+    }
+
+    /// The relays new paths are chosen from.
+    pub fn relays(&self) -> Vec<RelayEntry> {
+        self.relays
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// When the last browsing path was established.
+    pub fn last_established(&self) -> Option<Instant> {
+        *lock(&self.last_established)
+    }
+
+    /// Builds a path for one token refill through an ingress for whose
+    /// operator `account` holds an access token, apart from every browsing
+    /// path ([`PathPlan::refill`]): this manager's, and `elsewhere` (the
+    /// paths of another process, e.g. a running client's when `openrelay
+    /// account login` runs beside it). The path is the caller's alone: never
+    /// filed, never used for flows, and it pays nobody (`docs/payments.md`).
+    /// A relay that fails the build is excluded as for any path.
+    pub async fn build_refill_path(
+        &self,
+        account: &Account,
+        elsewhere: &[(RelayEntry, RelayEntry)],
+    ) -> Result<Path, RefillPathError> {
+        self.check_open()?;
+        let browsing: Vec<PathChoice> = self
+            .live_relays()
+            .iter()
+            .chain(elsewhere)
+            .map(|(ingress, egress)| PathChoice {
+                ingress: Candidate::from(ingress),
+                egress: Candidate::from(egress),
+            })
+            .collect();
+        let with_access: Vec<String> = account
+            .ingresses_with_access(&self.relays())
+            .iter()
+            .map(|ingress| ingress.key.to_string())
+            .collect();
+        let choice =
+            lock(&self.plan).refill(&browsing, |c| with_access.contains(&c.id), Instant::now())?;
+        let (ingress, egress) = self.entries(&choice)?;
+        Path::build(&ingress, &egress, self.bind, &self.config, Some(account))
+            .await
+            .map_err(|e| {
+                self.blame(&e, &ingress, &egress);
+                e.into()
+            })
+    }
+
+    /// Excludes the relay a failed build of `ingress`→`egress` is blamed
+    /// on; false if none is.
+    fn blame(&self, error: &BuildError, ingress: &RelayEntry, egress: &RelayEntry) -> bool {
+        match error.hop() {
+            Some(Hop::Ingress) => self.exclude(ingress),
+            Some(Hop::Egress) => self.exclude(egress),
+            None => return false,
+        }
+        true
+    }
+
+    /// The current state, without waiting for a path build to finish.
+    pub fn snapshot(&self) -> PathSnapshot {
+        let latest = lock(&self.published).clone().filter(|p| p.is_alive());
+        let live = self.live_paths();
         let state = if !live.is_empty() {
             PathState::Connected
         } else if self.building.load(Ordering::Relaxed) > 0 {
@@ -706,6 +809,7 @@ mod tests {
             operator: format!("operator-{n}"),
             addr: SocketAddr::from(([192, 0, 2, n], 4433)),
             key: KeyPin::from_ed25519([n; 32]),
+            operator_key: None,
             country: None,
             city: None,
             network: None,

@@ -16,7 +16,7 @@ use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_transport::{h3util, udp};
 use openrelay_wire::target::Target;
 
-use crate::account::Account;
+use crate::account::{Account, MissingAccess};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -53,14 +53,14 @@ pub enum BuildError {
     /// The ingress wants an access token and got none, or a bad one
     /// (RFC 9577: 401 with a `PrivateToken` challenge). Not the relay's
     /// fault: it is not blamed.
-    #[error(
-        "ingress relay {relay} requires an access token ({details}); run `openrelay account login` to get tokens"
-    )]
+    #[error("ingress relay {relay} requires an access token ({details}); {hint}")]
     AccessRefused {
         /// The ingress's name.
         relay: String,
         /// The ingress's Proxy-Status details, e.g. "token required".
         details: String,
+        /// What the user can do about it.
+        hint: &'static str,
     },
     /// The ingress refused the tunnel to the egress.
     #[error("ingress relay {relay} refused the tunnel: HTTP {status}")]
@@ -193,13 +193,15 @@ async fn start_h3(
 }
 
 impl Path {
-    /// Builds a path through `ingress` to `egress`.
+    /// Builds a path through `ingress` to `egress`, showing the ingress an
+    /// access token of `account` (if any). Nobody pays the egress yet: a
+    /// browsing path gets its payer with [`Path::pay_with`].
     pub async fn build(
         ingress: &RelayEntry,
         egress: &RelayEntry,
         bind: Option<IpAddr>,
         config: &PathConfig,
-        account: Option<&Arc<Account>>,
+        account: Option<&Account>,
     ) -> Result<Path, BuildError> {
         let limit = Duration::from_millis(config.handshake_timeout_ms);
         let idle = Duration::from_millis(config.idle_timeout_ms);
@@ -216,6 +218,7 @@ impl Path {
         )
         .map_err(|e| local(&e))?;
         let server_name = ingress.addr.ip().to_string();
+        let mut access = Err(MissingAccess::NoAccount);
         let (outer, outer_requests, outer_driver, outer_router_task, tunnel_stream, tunnel_rx) =
             with_timeout(limit, Hop::Ingress, ingress, async {
                 let connecting = outer_endpoint
@@ -237,9 +240,13 @@ impl Path {
                 )
                 .map_err(|e| e.to_string())?;
                 // The access token rides on the tunnel request itself: no
-                // extra round trip (RFC 9577 §2.2).
-                if let Some(credentials) = account.and_then(|a| a.access_authorization())
-                    && let Ok(value) = http::HeaderValue::try_from(credentials)
+                // extra round trip (RFC 9577 §2.2). Taken only now, so a
+                // failed handshake costs none.
+                if let Some(account) = account {
+                    access = account.access_authorization(ingress);
+                }
+                if let Ok(credentials) = &access
+                    && let Ok(value) = http::HeaderValue::try_from(credentials.as_str())
                 {
                     request
                         .headers_mut()
@@ -277,6 +284,9 @@ impl Path {
             return Err(BuildError::AccessRefused {
                 relay: ingress.name.clone(),
                 details,
+                hint: access
+                    .err()
+                    .map_or("the token shown was refused", MissingAccess::hint),
             });
         }
         if !status.is_success() {
@@ -333,12 +343,7 @@ impl Path {
                 router.run(inner).await;
             }
         });
-        let mut tasks = vec![outer_driver, router_task, inner_driver, inner_router_task];
-        if let Some(account) = account {
-            tasks.push(tokio::spawn(
-                Arc::clone(account).pay(requests.clone(), egress.clone()),
-            ));
-        }
+        let tasks = vec![outer_driver, router_task, inner_driver, inner_router_task];
         Ok(Path {
             ingress: ingress.clone(),
             egress: egress.clone(),
@@ -355,6 +360,15 @@ impl Path {
             built_at: std::time::Instant::now(),
             open_flows: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Pays the egress with `account`'s tokens as the path goes, until it
+    /// closes (browsing paths; a refill path never pays: see
+    /// `docs/payments.md`).
+    pub fn pay_with(&mut self, account: &Arc<Account>) {
+        self.tasks.push(tokio::spawn(
+            Arc::clone(account).pay(self.requests.clone(), self.egress.clone()),
+        ));
     }
 
     /// Registers a flow on this path until the returned hold is dropped.

@@ -293,6 +293,89 @@ pub fn choose(
     Ok(pool.complete(egress, rng))
 }
 
+/// Why no refill path can be chosen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefillChoiceError {
+    /// Every usable egress carries a browsing path (a refill waits until
+    /// one is free: it never shares a browsing path's egress).
+    #[error("every usable egress relay carries a browsing path")]
+    EveryEgressBrowsing,
+    /// No usable ingress is one the client holds an access token for.
+    #[error("no access token for the operator of any usable ingress relay")]
+    NoAccessToken,
+    /// The other rules leave no pair.
+    #[error(transparent)]
+    NoPath(#[from] SelectionError),
+}
+
+/// Chooses the path of one token refill, apart from the `browsing` paths:
+/// its egress is never one of theirs (the issuer sees the refill's egress
+/// address: were it a browsing egress, an issuer and that egress working
+/// together would link the account to the session's destinations), and,
+/// where the relays allow, neither its egress's operator nor its ingress's
+/// is one of the browsing paths' (so no browsing relay's operator sees the
+/// refill at all). Its ingress must pass `has_access` (the client holds an
+/// access token for it). The operator and network rules hold as for every
+/// path; the region does not apply (no destination is reached). Drawn by
+/// bandwidth like [`choose`], in the first of these tiers that has a pair.
+pub fn choose_refill(
+    candidates: &[Candidate],
+    browsing: &[PathChoice],
+    has_access: impl Fn(&Candidate) -> bool,
+    excluded: impl Fn(&Candidate) -> bool,
+    rng: &mut fastrand::Rng,
+) -> Result<PathChoice, RefillChoiceError> {
+    let browsing_egress = |c: &Candidate| browsing.iter().any(|p| p.egress.id == c.id);
+    let egress_operator = |c: &Candidate| browsing.iter().any(|p| p.egress.operator == c.operator);
+    let ingress_operator =
+        |c: &Candidate| browsing.iter().any(|p| p.ingress.operator == c.operator);
+    // The rules every refill path keeps; the tiers add preferences.
+    let refused = |c: &Candidate| {
+        excluded(c)
+            || match c.role {
+                RelayRole::Egress => browsing_egress(c),
+                RelayRole::Ingress => !has_access(c),
+            }
+    };
+    let usable = |role: RelayRole, extra: &dyn Fn(&Candidate) -> bool| {
+        candidates
+            .iter()
+            .any(|c| c.role == role && !excluded(c) && !extra(c))
+    };
+    if !usable(RelayRole::Egress, &browsing_egress) {
+        return Err(RefillChoiceError::EveryEgressBrowsing);
+    }
+    if !usable(RelayRole::Ingress, &|c| !has_access(c)) {
+        return Err(RefillChoiceError::NoAccessToken);
+    }
+    let tiers: [&dyn Fn(&Candidate) -> bool; 3] = [
+        &|c| match c.role {
+            RelayRole::Egress => egress_operator(c),
+            RelayRole::Ingress => ingress_operator(c),
+        },
+        &|c| c.role == RelayRole::Egress && egress_operator(c),
+        &|_| false,
+    ];
+    let mut last = None;
+    for avoided in tiers {
+        match Pool::strict(candidates, &EgressRegion::Any, &|c| {
+            refused(c) || avoided(c)
+        }) {
+            Ok(pool) => {
+                let egress = pick_weighted(&pool.egresses, rng);
+                return Ok(pool.complete(egress, rng));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    // The last tier keeps only the hard rules: its error is the reason.
+    Err(last.map_or(
+        RefillChoiceError::EveryEgressBrowsing,
+        RefillChoiceError::from,
+    ))
+}
+
 /// The relays one draw chooses from: usable ingresses and eligible egresses
 /// (in the region, each compatible with at least one usable ingress).
 #[derive(Debug)]

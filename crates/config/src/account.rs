@@ -23,6 +23,14 @@ pub struct AccountConfig {
     /// A kind of token runs low below this many.
     #[serde(default = "default_low_water")]
     pub low_water: usize,
+    /// A refill starts at a random moment at least this many seconds after
+    /// a pool ran low, and never within this many seconds of a browsing
+    /// path's start, so the issuer cannot tie it to a session by its time.
+    #[serde(default = "default_refill_delay_min_secs")]
+    pub refill_delay_min_secs: u64,
+    /// ... and at most this many seconds after the pool ran low.
+    #[serde(default = "default_refill_delay_max_secs")]
+    pub refill_delay_max_secs: u64,
 }
 
 fn default_batch() -> usize {
@@ -30,6 +38,12 @@ fn default_batch() -> usize {
 }
 fn default_low_water() -> usize {
     3
+}
+fn default_refill_delay_min_secs() -> u64 {
+    5
+}
+fn default_refill_delay_max_secs() -> u64 {
+    60
 }
 
 impl AccountConfig {
@@ -50,6 +64,18 @@ impl AccountConfig {
             return Err(ConfigError::invalid(
                 "account.low_water",
                 "must not exceed account.batch",
+            ));
+        }
+        if self.refill_delay_min_secs == 0 {
+            return Err(ConfigError::invalid(
+                "account.refill_delay_min_secs",
+                "must be at least 1 (a refill at once is timed by the session that used the tokens)",
+            ));
+        }
+        if self.refill_delay_max_secs < self.refill_delay_min_secs {
+            return Err(ConfigError::invalid(
+                "account.refill_delay_max_secs",
+                "must not be less than account.refill_delay_min_secs",
             ));
         }
         Ok(())

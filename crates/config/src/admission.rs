@@ -86,6 +86,26 @@ mod tests {
     }
 
     #[test]
+    fn a_token_gated_ingress_needs_its_operators_key() {
+        let text = with_admission("issuer_name = \"i\"\nissuer_keys = \"k\"\n");
+        let without = text.replace("\noperator_key =", "\n# operator_key =");
+        let error = RelayConfig::from_toml(&without).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { field, .. } if field == "operator_key"),
+            "{error}"
+        );
+        // Without admission the key is not needed.
+        let plain = INGRESS.replace("\noperator_key =", "\n# operator_key =");
+        assert_eq!(RelayConfig::from_toml(&plain).unwrap().operator_key, None);
+        assert!(
+            RelayConfig::from_toml(&text)
+                .unwrap()
+                .operator_key
+                .is_some()
+        );
+    }
+
+    #[test]
     fn admission_is_opt_in_and_parsed_strictly() {
         let plain = RelayConfig::from_toml(INGRESS).unwrap();
         assert_eq!(plain.ingress.unwrap().admission, None);

@@ -8,6 +8,7 @@
 mod account;
 mod admission;
 mod congestion;
+mod deny;
 mod issuer;
 mod payment;
 mod pin;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use account::AccountConfig;
 pub use admission::AdmissionConfig;
 pub use congestion::CongestionControl;
+pub use deny::{DenyEntry, Net};
 pub use issuer::IssuerConfig;
 pub use payment::PaymentConfig;
 pub use pin::{KeyPin, KeyPinError};
@@ -137,6 +139,14 @@ pub struct RelayConfig {
     pub role: RelayRole,
     /// The operator running this relay (its name; keys come with the registry).
     pub operator: String,
+    /// The operator's public key (`ed25519:...`, its id in the registry and
+    /// the directory). A token-gated ingress scopes its access tokens to it
+    /// (RFC 9577 `origin_info`), so tokens it collects open nothing at
+    /// another operator's ingress; clients know it from the directory (or
+    /// their `[[relay]]` entries). Default: the public key of
+    /// `publish.operator_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_key: Option<KeyPin>,
     /// UDP address the QUIC server listens on.
     pub listen: SocketAddr,
     /// Where the relay keeps its key; created on first start.
@@ -261,10 +271,16 @@ fn default_tunnel_idle_timeout_secs() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EgressConfig {
-    /// Networks allowed as destinations although the default policy refuses them
-    /// (loopback, private, link-local, ...).
+    /// Networks allowed as destinations although the default policy refuses
+    /// them: special-purpose addresses (loopback, private, link-local, ...),
+    /// the relay host's own addresses, the infrastructure its config names.
+    /// `deny` still wins.
     #[serde(default)]
     pub allow: Vec<ipnet::IpNet>,
+    /// Destinations refused even where `allow` names them (the operator's
+    /// own networks and hosts): nets, addresses, or nets with ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<DenyEntry>,
     /// Destination ports refused; default: the policy's standard list (25, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_ports: Option<Vec<u16>>,
@@ -280,11 +296,19 @@ pub struct EgressConfig {
     /// Source address for connections to destinations (default: the listen address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_bind: Option<IpAddr>,
-    /// The resolver that answers clients' DNS queries (`POST /dns-query`,
-    /// RFC 8484 wire format); default: the first `nameserver` of
-    /// /etc/resolv.conf.
+    /// The resolver the egress asks: for the names of CONNECT and
+    /// connect-udp targets, and with clients' DNS queries (`POST
+    /// /dns-query`, RFC 8484 wire format); default: the `nameserver`s of
+    /// /etc/resolv.conf. Refused as a destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_resolver: Option<SocketAddr>,
+    /// A name lookup (or a client's DNS query) gives up after this long.
+    #[serde(default = "default_dns_timeout_secs")]
+    pub dns_timeout_secs: u64,
+    /// Most name lookups in flight at once; one client connection may hold
+    /// a quarter of them.
+    #[serde(default = "default_max_dns_lookups")]
+    pub max_dns_lookups: u32,
     /// Pay-as-you-go (Privacy Pass tokens per quantum); absent: free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentConfig>,
@@ -299,17 +323,26 @@ fn default_udp_idle_timeout_secs() -> u64 {
 fn default_max_flows_per_connection() -> u32 {
     1024
 }
+fn default_dns_timeout_secs() -> u64 {
+    5
+}
+fn default_max_dns_lookups() -> u32 {
+    512
+}
 
 impl Default for EgressConfig {
     fn default() -> Self {
         EgressConfig {
             allow: Vec::new(),
+            deny: Vec::new(),
             deny_ports: None,
             connect_timeout_secs: default_connect_timeout_secs(),
             udp_idle_timeout_secs: default_udp_idle_timeout_secs(),
             max_flows_per_connection: default_max_flows_per_connection(),
             outbound_bind: None,
             dns_resolver: None,
+            dns_timeout_secs: default_dns_timeout_secs(),
+            max_dns_lookups: default_max_dns_lookups(),
             payment: None,
         }
     }
@@ -325,6 +358,11 @@ pub struct RelayEntry {
     pub role: RelayRole,
     /// The relay's operator; a path never uses two relays of one operator.
     pub operator: String,
+    /// The operator's public key (`ed25519:...`, as in the registry). A
+    /// token-gated ingress takes only access tokens scoped to it, so the
+    /// client needs it to show one (the directory always carries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_key: Option<KeyPin>,
     /// The relay's QUIC address.
     pub addr: SocketAddr,
     /// The relay's public key; the TLS handshake must prove it.
@@ -658,6 +696,12 @@ impl RelayConfig {
                 }
                 if let Some(admission) = &ingress.admission {
                     admission.validate()?;
+                    if self.operator_key.is_none() && self.publish.is_none() {
+                        return Err(ConfigError::invalid(
+                            "operator_key",
+                            "a token-gated ingress ([ingress.admission]) scopes access tokens to its operator's key: give `operator_key` (or [publish] with the operator's key file)",
+                        ));
+                    }
                 }
             }
             RelayRole::Egress => {
@@ -671,6 +715,8 @@ impl RelayConfig {
                 for (field, value) in [
                     ("egress.connect_timeout_secs", egress.connect_timeout_secs),
                     ("egress.udp_idle_timeout_secs", egress.udp_idle_timeout_secs),
+                    ("egress.dns_timeout_secs", egress.dns_timeout_secs),
+                    ("egress.max_dns_lookups", u64::from(egress.max_dns_lookups)),
                     (
                         "egress.max_flows_per_connection",
                         u64::from(egress.max_flows_per_connection),

@@ -20,6 +20,16 @@ pub struct PaymentConfig {
     /// A due token must arrive within this many seconds.
     #[serde(default = "default_grace_secs")]
     pub grace_secs: u64,
+    /// What a session that has paid nothing may carry (KiB) before its
+    /// first token arrives: enough to start paying, and for a token refill
+    /// (which pays nobody: docs/payments.md), not for free browsing.
+    #[serde(default = "default_unpaid_allowance_kib")]
+    pub unpaid_allowance_kib: u64,
+    /// A session belongs to its tunnel (the ingress's UDP source) and is
+    /// remembered this long after its last connection ended, so reconnecting
+    /// through the same tunnel does not start a fresh, unpaid session.
+    #[serde(default = "default_tunnel_memory_secs")]
+    pub tunnel_memory_secs: u64,
     /// Where collected tokens are redeemed for the operator: the issuer's
     /// address and key. Absent: tokens accumulate in the relay's ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +56,12 @@ fn default_quantum_secs() -> u64 {
 fn default_grace_secs() -> u64 {
     10
 }
+fn default_unpaid_allowance_kib() -> u64 {
+    1024
+}
+fn default_tunnel_memory_secs() -> u64 {
+    600
+}
 
 impl PaymentConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -54,10 +70,17 @@ impl PaymentConfig {
             ("egress.payment.quantum_secs", self.quantum_secs),
             ("egress.payment.grace_secs", self.grace_secs),
             ("egress.payment.settle_secs", self.settle_secs),
+            ("egress.payment.tunnel_memory_secs", self.tunnel_memory_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
+        }
+        if self.unpaid_allowance_kib >= self.quantum_mib.saturating_mul(1024) {
+            return Err(ConfigError::invalid(
+                "egress.payment.unpaid_allowance_kib",
+                "must be less than a quantum (egress.payment.quantum_mib)",
+            ));
         }
         if self.quantum_mib > 1 << 30 {
             return Err(ConfigError::invalid(
@@ -99,6 +122,10 @@ mod tests {
             (256, 600, 5)
         );
         assert_eq!(
+            (payment.unpaid_allowance_kib, payment.tunnel_memory_secs),
+            (1024, 600)
+        );
+        assert_eq!(
             RelayConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
             config
         );
@@ -111,6 +138,14 @@ mod tests {
             (
                 format!("grace_secs = 0\n{TOKENS}"),
                 "egress.payment.grace_secs",
+            ),
+            (
+                format!("quantum_mib = 1\nunpaid_allowance_kib = 1024\n{TOKENS}"),
+                "egress.payment.unpaid_allowance_kib",
+            ),
+            (
+                format!("tunnel_memory_secs = 0\n{TOKENS}"),
+                "egress.payment.tunnel_memory_secs",
             ),
             (
                 TOKENS.replace("issuer.example:4450", ""),

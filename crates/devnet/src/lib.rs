@@ -187,6 +187,10 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             let state_dir = options.state_dir.join(&name);
             let identity = Identity::load_or_create(&state_dir)?;
             let operator = format!("operator-{i}");
+            // One key per operator, also without a registry: it is the
+            // operator's id in the directory, and access tokens are scoped
+            // to it, so the bootstrap entries must carry the same key.
+            let operator_key = operator_pin(options, i)?;
             let publish = match &endpoint {
                 Some((registry, _)) => Some(publish_config(options, registry.clone(), i, octet)?),
                 None => None,
@@ -195,7 +199,11 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 RelayRole::Egress => {
                     egress_addrs.push(listen);
                     let egress = EgressConfig {
-                        // The devnet has no internet: its destinations are local.
+                        // Loopback destinations are allowed (a web server on
+                        // this machine, as in the README); everything else
+                        // follows the default policy, so the internet is
+                        // reached where the machine has it (from the address
+                        // the kernel picks: `transport::udp::local_for`).
                         allow: vec![
                             ipnet::IpNet::from(
                                 ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).map_err(
@@ -215,6 +223,8 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                             quantum_mib: 256,
                             quantum_secs: 600,
                             grace_secs: 10,
+                            unpaid_allowance_kib: 1024,
+                            tunnel_memory_secs: 600,
                             settle_at: issuer_endpoint.clone(),
                             settle_secs: 5,
                             tokens: token_settings(issuer),
@@ -238,6 +248,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 name: name.clone(),
                 role,
                 operator: operator.clone(),
+                operator_key: Some(operator_key),
                 addr: listen,
                 key: identity.pin(),
                 country: Some(country_of(i)),
@@ -250,6 +261,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 RelayConfig {
                     role,
                     operator,
+                    operator_key: Some(operator_key),
                     listen,
                     state_dir,
                     // Every devnet process shares this machine's cores.
@@ -297,6 +309,8 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 issuer_name: issuer.issuer_name.clone(),
                 batch: 16,
                 low_water: 4,
+                refill_delay_min_secs: 5,
+                refill_delay_max_secs: 60,
             }),
     };
     let (registry, validators) = match registry {
@@ -414,19 +428,29 @@ fn network_of(octet: u8) -> String {
     format!("AS{}", 64_500 + u32::from(octet))
 }
 
-/// What relay `i` of operator `i` publishes; the operator key is created
-/// here, once, because both relays of the operator sign with it.
+/// Operator `i`'s key file, shared by both its relays.
+fn operator_key_file(options: &DevnetOptions, operator: usize) -> PathBuf {
+    options
+        .state_dir
+        .join(format!("operator-{operator}"))
+        .join("operator.key")
+}
+
+/// Operator `i`'s public key, its key created on first use.
+fn operator_pin(options: &DevnetOptions, operator: usize) -> Result<KeyPin, DevnetError> {
+    let key = openrelay_registry::keyfile::operator_key(&operator_key_file(options, operator))?;
+    Ok(KeyPin::from(key.id()))
+}
+
+/// What relay `i` of operator `i` publishes, signed with the operator's key
+/// ([`operator_pin`] created it).
 fn publish_config(
     options: &DevnetOptions,
     registry: RegistryEndpoint,
     operator: usize,
     octet: u8,
 ) -> Result<PublishConfig, DevnetError> {
-    let operator_key_file = options
-        .state_dir
-        .join(format!("operator-{operator}"))
-        .join("operator.key");
-    openrelay_registry::keyfile::operator_key(&operator_key_file)?;
+    let operator_key_file = operator_key_file(options, operator);
     let country = country_of(operator);
     Ok(PublishConfig {
         registry,
@@ -527,6 +551,38 @@ mod tests {
         ips.sort();
         ips.dedup();
         assert_eq!(ips.len(), count);
+    }
+
+    /// Access tokens are scoped to the ingress operator's key: the relays'
+    /// configs, the client's bootstrap entries and (with a registry) the key
+    /// that signs the operator's descriptors must name the same one, per
+    /// operator, and no two operators share one.
+    #[test]
+    fn every_component_names_the_same_operator_key() {
+        for registry in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut options = options(dir.path(), 3);
+            options.registry = registry;
+            options.tokens = true;
+            let plan = plan(&options).unwrap();
+            let mut keys = std::collections::BTreeSet::new();
+            for (name, relay) in &plan.relays {
+                let key = relay.operator_key.unwrap();
+                let entry = plan.client.relays.iter().find(|r| &r.name == name).unwrap();
+                assert_eq!(entry.operator_key, Some(key), "{name}");
+                assert_eq!(entry.operator, relay.operator, "{name}");
+                if let Some(publish) = &relay.publish {
+                    let signer =
+                        openrelay_registry::keyfile::operator_key(&publish.operator_key_file)
+                            .unwrap();
+                    assert_eq!(KeyPin::from(signer.id()), key, "{name}");
+                }
+                keys.insert((relay.operator.clone(), key.to_string()));
+            }
+            let operators: std::collections::BTreeSet<&String> =
+                keys.iter().map(|(_, key)| key).collect();
+            assert_eq!((keys.len(), operators.len()), (3, 3), "{keys:?}");
+        }
     }
 
     #[test]

@@ -124,14 +124,17 @@ async fn fail(stream: ServerStream, error: FlowError, shared: &Shared) {
 }
 
 async fn connect_one(destination: SocketAddr, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if destination.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.bind(udp::local_for(bind, destination))?;
-    socket.set_nodelay(true)?;
-    socket.connect(destination).await
+    udp::connect_from(bind, destination, |local| async move {
+        let socket = if destination.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(local)?;
+        socket.set_nodelay(true)?;
+        socket.connect(destination).await
+    })
+    .await
 }
 
 /// Tries each address in order within one overall timeout.
@@ -155,6 +158,27 @@ async fn connect_tcp(
         .unwrap_or(Err(FlowError::ConnectionTimeout))
 }
 
+/// A UDP socket connected to the first of `addresses` a socket can be
+/// connected to (an IPv6 address fails at once on a host without IPv6).
+async fn connect_udp(
+    addresses: &[SocketAddr],
+    bind: Option<IpAddr>,
+) -> Result<tokio::net::UdpSocket, FlowError> {
+    let mut last = FlowError::Unreachable;
+    for &address in addresses {
+        let socket = udp::connect_from(bind, address, |local| async move {
+            let socket = udp::bind(local)?;
+            socket.connect(address).await?;
+            Ok(socket)
+        });
+        match socket.await {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = FlowError::from_io(&e),
+        }
+    }
+    Err(last)
+}
+
 /// `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel in the request stream's
 /// DATA frames. A TCP error becomes a stream reset with H3_CONNECT_ERROR.
 pub(crate) async fn tcp(
@@ -164,6 +188,11 @@ pub(crate) async fn tcp(
     shared: Arc<Shared>,
     session: Option<Arc<Session>>,
 ) {
+    if let Some(session) = &session
+        && !session.admit_flow().await
+    {
+        return; // overdue: the connection is being closed
+    }
     let started = std::time::Instant::now();
     let target = match request
         .uri()
@@ -177,8 +206,9 @@ pub(crate) async fn tcp(
     let settings = &shared.settings;
     let tcp = match crate::resolve::permitted_addresses(
         &target,
-        &settings.policy,
-        settings.connect_timeout,
+        &shared.policy.get(),
+        &shared.resolver,
+        context.connection.stable_id(),
     )
     .await
     {
@@ -218,6 +248,11 @@ pub(crate) async fn udp(
     shared: Arc<Shared>,
     session: Option<Arc<Session>>,
 ) {
+    if let Some(session) = &session
+        && !session.admit_flow().await
+    {
+        return; // overdue: the connection is being closed
+    }
     let target = match masque::parse_udp_path(request.uri().path()) {
         Ok(target) => target,
         Err(_) => return fail(stream, FlowError::BadTarget, &shared).await,
@@ -225,24 +260,20 @@ pub(crate) async fn udp(
     // The head is not needed again; an idle flow should not keep it.
     drop(request);
     let settings = &shared.settings;
-    let address = match crate::resolve::permitted_addresses(
+    let addresses = match crate::resolve::permitted_addresses(
         &target,
-        &settings.policy,
-        settings.connect_timeout,
+        &shared.policy.get(),
+        &shared.resolver,
+        context.connection.stable_id(),
     )
     .await
     {
-        Ok(addresses) => addresses[0],
+        Ok(addresses) => addresses,
         Err(e) => return fail(stream, e, &shared).await,
     };
-    let socket = async {
-        let socket = udp::bind(udp::local_for(settings.outbound_bind, address))?;
-        socket.connect(address).await?;
-        Ok::<_, std::io::Error>(socket)
-    };
-    let socket = match socket.await {
+    let socket = match connect_udp(&addresses, settings.outbound_bind).await {
         Ok(socket) => Arc::new(socket),
-        Err(e) => return fail(stream, FlowError::from_io(&e), &shared).await,
+        Err(e) => return fail(stream, e, &shared).await,
     };
     // Datagrams the client sends before our 200 arrives may be dropped
     // (RFC 9298 §5); the bridge registers its route before it returns.

@@ -5,21 +5,81 @@
 //! connection, so it never crossed the client's network in the clear, and the
 //! resolver sees this relay, not the client. Names are never logged. Query and
 //! answer bytes are metered with the session's UDP (pay-as-you-go).
+//!
+//! The resolver is often the operator's internal one, so what reaches it and
+//! what comes back are both checked:
+//!
+//! - Only the query types browsers and apps ask for are forwarded
+//!   ([`ANSWERED_TYPES`]), in class IN; anything else is answered REFUSED
+//!   (RFC 1035 §4.1.1, RCODE 5) in a valid DNS answer (HTTP 200), without
+//!   reaching the resolver. That keeps out zone transfers (AXFR, IXFR) and
+//!   ANY (enumeration of the operator's zones), CHAOS-class queries
+//!   (`version.bind`: the resolver's software), and obsolete or
+//!   experimental types nobody's app needs.
+//! - A reverse lookup (PTR) must name one whole address the destination
+//!   policy permits: internal names of private, loopback or this host's
+//!   addresses are not handed out.
+//! - Answers lose the addresses the destination policy refuses (loopback,
+//!   private, this host's, the deny list): A and AAAA records and SVCB/HTTPS
+//!   address hints, rewritten by [`dns::filter_answer`]. A name that
+//!   resolves to such addresses (DNS rebinding, against the egress's
+//!   network or the user's own LAN) gets an answer without them: NOERROR
+//!   with the other records, or none. An answer whose records do not parse
+//!   is not passed on unchecked: the client gets SERVFAIL.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use openrelay_policy::DestinationPolicy;
 use openrelay_transport::server::{self, ServerStream};
 use openrelay_transport::udp_bridge::BridgeCounters;
-use openrelay_wire::dns::{self, MAX_MESSAGE, Query};
+use openrelay_wire::dns::{self, CLASS_IN, Filtered, MAX_MESSAGE, Query, ReverseName, types};
 use openrelay_wire::proxy_status::ProxyErrorType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::{PROXY_NAME, Shared, log_refusal};
+
+/// The query types forwarded to the resolver: addresses and names (A, AAAA,
+/// CNAME, PTR), what browsers ask before connecting (HTTPS, SVCB: ECH keys,
+/// ALPN), mail and services (MX, SRV, NAPTR for SIP), TXT (SPF, domain
+/// verification), zone facts tools ask (NS, SOA, CAA), and the keys
+/// validating stubs and SSH, TLS and mail clients check (DS, DNSKEY, SSHFP,
+/// TLSA).
+pub const ANSWERED_TYPES: &[u16] = &[
+    types::A,
+    types::NS,
+    types::CNAME,
+    types::SOA,
+    types::PTR,
+    types::MX,
+    types::TXT,
+    types::AAAA,
+    types::SRV,
+    types::NAPTR,
+    types::DS,
+    types::SSHFP,
+    types::DNSKEY,
+    types::TLSA,
+    types::SVCB,
+    types::HTTPS,
+    types::CAA,
+];
+
+/// Whether `query` (the message `message`) may go to the resolver.
+fn forwarded(query: &Query, message: &[u8], policy: &DestinationPolicy) -> bool {
+    let qtype = query.question_type(message);
+    if query.question_class(message) != CLASS_IN || !ANSWERED_TYPES.contains(&qtype) {
+        return false;
+    }
+    match query.reverse_name(message) {
+        Some(ReverseName::Address(ip)) if qtype == types::PTR => policy.check_ip(ip).is_ok(),
+        Some(ReverseName::Incomplete) if qtype == types::PTR => false,
+        _ => true,
+    }
+}
 
 /// Why the resolver gave no usable answer. Carries no name.
 #[derive(Debug, thiserror::Error)]
@@ -40,28 +100,14 @@ impl From<std::io::Error> for ResolverError {
     }
 }
 
-/// The first `nameserver` of a resolv.conf text (resolv.conf(5)), port 53.
-pub(crate) fn first_nameserver(text: &str) -> Option<SocketAddr> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        (words.next() == Some("nameserver"))
-            .then(|| words.next()?.parse().ok())
-            .flatten()
-            .map(|ip| SocketAddr::new(ip, 53))
-    })
-}
-
-/// The resolver the egress forwards to: the configured one, else the system's.
-pub(crate) fn system_resolver() -> Option<SocketAddr> {
-    first_nameserver(&std::fs::read_to_string("/etc/resolv.conf").ok()?)
-}
-
-/// Serves one `POST /dns-query`.
+/// Serves one `POST /dns-query` for the client connection `connection`
+/// (its QUIC `stable_id`).
 pub(crate) async fn answer(
     request: http::Request<()>,
     mut stream: ServerStream,
     shared: Arc<Shared>,
     counters: Arc<BridgeCounters>,
+    connection: usize,
 ) {
     let media_ok = request
         .headers()
@@ -80,7 +126,7 @@ pub(crate) async fn answer(
         )
         .await;
     }
-    let timeout = shared.settings.connect_timeout;
+    let timeout = shared.settings.dns_timeout;
     let Ok(Some(message)) = tokio::time::timeout(timeout, read_body(&mut stream)).await else {
         log_refusal("dns query body unreadable or too large");
         return server::respond_error(stream, http::StatusCode::BAD_REQUEST, PROXY_NAME, None)
@@ -91,26 +137,37 @@ pub(crate) async fn answer(
         return server::respond_error(stream, http::StatusCode::BAD_REQUEST, PROXY_NAME, None)
             .await;
     };
-    let resolver = shared.settings.dns_resolver.or_else(system_resolver);
     counters
         .bytes_out
         .fetch_add(message.len() as u64, Ordering::Relaxed);
-    match forward(resolver, &query, &message, timeout).await {
+    let policy = shared.policy.get();
+    if !forwarded(&query, &message, &policy) {
+        log_refusal("dns query type not answered");
+        return send_answer(stream, &counters, query.refused(&message)).await;
+    }
+    let resolver = shared.settings.nameservers.first().copied();
+    let forwarding = async {
+        let _slot = shared.slots.acquire(connection).await;
+        forward(resolver, &query, &message).await
+    };
+    let answer = tokio::time::timeout(timeout, forwarding)
+        .await
+        .unwrap_or(Err(ResolverError::Timeout));
+    match answer {
         Ok(answer) => {
-            counters
-                .bytes_in
-                .fetch_add(answer.len() as u64, Ordering::Relaxed);
-            let response = http::Response::builder()
-                .status(http::StatusCode::OK)
-                .header(http::header::CONTENT_TYPE, dns::MEDIA_TYPE)
-                .header(http::header::CACHE_CONTROL, "no-store")
-                .body(());
-            if let Ok(response) = response
-                && stream.send_response(response).await.is_ok()
-                && stream.send_data(Bytes::from(answer)).await.is_ok()
-            {
-                let _ = stream.finish().await;
-            }
+            let keep = |ip| policy.check_ip(ip).is_ok();
+            let answer = match dns::filter_answer(&answer, keep) {
+                Ok(Filtered::Unchanged) => answer,
+                Ok(Filtered::Rewritten(filtered)) => {
+                    log_refusal("dns answer addresses removed");
+                    filtered
+                }
+                Err(_) => {
+                    tracing::warn!("dns answer unreadable; answering SERVFAIL");
+                    query.servfail(&message)
+                }
+            };
+            send_answer(stream, &counters, answer).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "dns query failed");
@@ -129,6 +186,24 @@ pub(crate) async fn answer(
     }
 }
 
+/// Sends a DNS answer (HTTP 200, RFC 8484 §4.2.1), counted as UDP in.
+async fn send_answer(mut stream: ServerStream, counters: &BridgeCounters, answer: Vec<u8>) {
+    counters
+        .bytes_in
+        .fetch_add(answer.len() as u64, Ordering::Relaxed);
+    let response = http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, dns::MEDIA_TYPE)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(());
+    if let Ok(response) = response
+        && stream.send_response(response).await.is_ok()
+        && stream.send_data(Bytes::from(answer)).await.is_ok()
+    {
+        let _ = stream.finish().await;
+    }
+}
+
 /// The request body, or `None` past [`MAX_MESSAGE`] or on a stream error.
 async fn read_body(stream: &mut ServerStream) -> Option<Vec<u8>> {
     let mut body = BytesMut::new();
@@ -141,22 +216,18 @@ async fn read_body(stream: &mut ServerStream) -> Option<Vec<u8>> {
     Some(body.to_vec())
 }
 
+/// The resolver's answer (the caller bounds the time).
 async fn forward(
     resolver: Option<SocketAddr>,
     query: &Query,
     message: &[u8],
-    timeout: Duration,
 ) -> Result<Vec<u8>, ResolverError> {
     let resolver = resolver.ok_or(ResolverError::NoResolver)?;
-    let answer = tokio::time::timeout(timeout, over_udp(resolver, query, message))
-        .await
-        .map_err(|_| ResolverError::Timeout)??;
+    let answer = over_udp(resolver, query, message).await?;
     if !dns::truncated(&answer) {
         return Ok(answer);
     }
-    tokio::time::timeout(timeout, over_tcp(resolver, query, message))
-        .await
-        .map_err(|_| ResolverError::Timeout)?
+    over_tcp(resolver, query, message).await
 }
 
 async fn over_udp(
@@ -201,24 +272,4 @@ async fn over_tcp(
         .check_answer(message, &answer)
         .map_err(|_| ResolverError::Mismatch)?;
     Ok(answer)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_nameserver_is_the_resolver() {
-        let text = "# generated\nsearch example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n";
-        assert_eq!(
-            first_nameserver(text),
-            Some("192.0.2.53:53".parse().unwrap())
-        );
-        assert_eq!(
-            first_nameserver("nameserver 2001:db8::1"),
-            Some("[2001:db8::1]:53".parse().unwrap())
-        );
-        assert_eq!(first_nameserver("nameserver\noptions ndots:2"), None);
-    }
 }

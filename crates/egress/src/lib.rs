@@ -13,13 +13,17 @@
 //!
 //! Names are resolved here, so the client's DNS never leaves it in the clear.
 //! Every destination passes the [`DestinationPolicy`] after resolution, so a
-//! name cannot smuggle a client to loopback or private addresses.
+//! name cannot smuggle a client to loopback or private addresses, to this
+//! relay's own host (every interface address, kept current by `host`) or to
+//! the operator's infrastructure (its deny list, and the issuer, registry,
+//! Redis and resolver this relay's config names).
 //!
 //! Privacy: the egress sees the ingress's address, never the client's; it logs
 //! neither destinations nor peer addresses (only aggregate counts).
 
 mod connect;
 mod dns;
+mod host;
 pub mod ledger;
 pub mod meter;
 pub mod payment;
@@ -34,7 +38,7 @@ use std::time::Duration;
 
 use h3::ext::Protocol;
 use openrelay_config::{EgressConfig, PaymentConfig, RelayConfig};
-use openrelay_policy::DestinationPolicy;
+use openrelay_policy::{DenyRule, DestinationPolicy, Ports};
 use openrelay_transport::endpoint::{INNER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{
@@ -46,7 +50,9 @@ use openrelay_transport::udp_bridge::BridgeCounters;
 use openrelay_wire::proxy_status::ProxyErrorType;
 use tracing::{debug, info, warn};
 
+use crate::host::PolicyCell;
 use crate::payment::{PAY_PATH, Payments};
+use crate::resolve::{LookupSlots, Resolver};
 
 pub use connect::FlowError;
 
@@ -66,6 +72,13 @@ pub enum EgressError {
     /// Payments could not be set up.
     #[error("payment: {0}")]
     Payment(#[from] payment::PaymentError),
+    /// The host's own addresses could not be read (so they could not be
+    /// refused).
+    #[error("cannot read this host's addresses: {0}")]
+    HostAddresses(std::io::Error),
+    /// The resolver could not be set up.
+    #[error("resolver: {0}")]
+    Resolver(#[from] hickory_resolver::net::NetError),
 }
 
 /// Settings of a running egress, derived from its config file.
@@ -73,18 +86,28 @@ pub enum EgressError {
 pub struct EgressSettings {
     /// UDP listen address.
     pub listen: SocketAddr,
-    /// Which destinations are refused.
+    /// Which destinations are refused (the running egress adds its host's
+    /// addresses and keeps them current).
     pub policy: DestinationPolicy,
+    /// Infrastructure the config names by host name (a Redis URL's host):
+    /// resolved when the egress starts, then refused like the rest.
+    pub infrastructure_names: Vec<String>,
     /// Give up connecting to a destination after this long.
     pub connect_timeout: Duration,
     /// Close UDP flows idle this long.
     pub udp_idle_timeout: Duration,
     /// Most concurrent flows per client connection.
     pub max_flows_per_connection: u32,
-    /// Source address of outgoing connections.
+    /// Source address of outgoing connections, used for destinations it
+    /// can reach (a loopback address only for loopback destinations).
     pub outbound_bind: Option<IpAddr>,
-    /// Where DNS queries (`POST /dns-query`) go; `None`: the system's resolver.
-    pub dns_resolver: Option<SocketAddr>,
+    /// The nameservers names are resolved with and DNS queries (`POST
+    /// /dns-query`) go to (the first).
+    pub nameservers: Vec<SocketAddr>,
+    /// A lookup or forwarded query gives up after this long.
+    pub dns_timeout: Duration,
+    /// Most lookups and forwarded queries in flight.
+    pub max_dns_lookups: usize,
     /// Pay-as-you-go terms and tokens; `None`: free.
     pub payment: Option<PaymentConfig>,
     /// The relay's state directory (payment double-spend set, ledger).
@@ -108,22 +131,83 @@ impl EgressSettings {
             .clone()
             .unwrap_or_else(|| DestinationPolicy::DEFAULT_DENY_PORTS.to_vec());
         let listen_ip = config.listen.ip();
+        let nameservers = resolve::configured_nameservers(egress.dns_resolver);
+        let deny = egress
+            .deny
+            .iter()
+            .map(|entry| DenyRule {
+                net: entry.net(),
+                ports: entry
+                    .ports()
+                    .map_or(Ports::All, |ports| Ports::Only(ports.to_vec())),
+            })
+            .collect();
+        let (infrastructure, infrastructure_names) = infrastructure(config, &egress, &nameservers);
         Ok(EgressSettings {
             listen: config.listen,
-            policy: DestinationPolicy::new(egress.allow.clone(), deny_ports),
+            policy: DestinationPolicy::new(egress.allow.clone(), deny_ports)
+                .with_deny(deny)
+                .with_infrastructure(infrastructure),
+            infrastructure_names,
             connect_timeout: Duration::from_secs(egress.connect_timeout_secs),
             udp_idle_timeout: Duration::from_secs(egress.udp_idle_timeout_secs),
             max_flows_per_connection: egress.max_flows_per_connection,
             outbound_bind: egress
                 .outbound_bind
                 .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
-            dns_resolver: egress.dns_resolver,
+            nameservers,
+            dns_timeout: Duration::from_secs(egress.dns_timeout_secs),
+            max_dns_lookups: usize::try_from(egress.max_dns_lookups).unwrap_or(usize::MAX),
             payment: egress.payment.clone(),
             state_dir: config.state_dir.clone(),
             operator: config.operator.clone(),
             congestion: config.congestion,
         })
     }
+}
+
+/// The operator's infrastructure that `config` names, as deny rules (and
+/// host names to resolve at start): the registry it publishes to and the
+/// issuer it settles with, every port but their QUIC service's (clients
+/// reach those through the relays); its Redis and its nameservers, every
+/// port (the egress asks its nameservers itself, and answers clients' DNS
+/// through `/dns-query`, where query types are checked).
+fn infrastructure(
+    config: &RelayConfig,
+    egress: &EgressConfig,
+    nameservers: &[SocketAddr],
+) -> (Vec<DenyRule>, Vec<String>) {
+    let mut rules = Vec::new();
+    let mut names = Vec::new();
+    let services = config
+        .publish
+        .as_ref()
+        .map(|publish| publish.registry.addr)
+        .into_iter()
+        .chain(
+            egress
+                .payment
+                .as_ref()
+                .and_then(|p| p.settle_at.as_ref())
+                .map(|i| i.addr),
+        );
+    for service in services {
+        rules.push(DenyRule::host_except(service.ip(), service.port()));
+    }
+    let redis = egress
+        .payment
+        .as_ref()
+        .and_then(|payment| payment.tokens.redis_url.as_deref())
+        .and_then(openrelay_tokens::spent::redis_host);
+    match redis.map(|host| host.parse::<IpAddr>().map_err(|_| host)) {
+        Some(Ok(ip)) => rules.push(DenyRule::all_ports(ip.into())),
+        Some(Err(name)) => names.push(name),
+        None => {}
+    }
+    for server in nameservers {
+        rules.push(DenyRule::all_ports(server.ip().into()));
+    }
+    (rules, names)
 }
 
 /// Aggregate counters (no per-client or per-destination data).
@@ -147,7 +231,16 @@ pub(crate) struct Shared {
     pub(crate) settings: EgressSettings,
     pub(crate) stats: EgressStats,
     pub(crate) payments: Option<Arc<Payments>>,
+    /// The destination policy in force (with the host's addresses now).
+    pub(crate) policy: Arc<PolicyCell>,
+    pub(crate) resolver: Resolver,
+    /// Shared by lookups and forwarded DNS queries.
+    pub(crate) slots: Arc<LookupSlots>,
 }
+
+/// The lookup slots' name for the egress's own lookups (no client
+/// connection has this QUIC `stable_id`, an address).
+const OWN_LOOKUPS: usize = usize::MAX;
 
 impl RequestHandler for Shared {
     fn handle(
@@ -166,6 +259,9 @@ pub struct Egress {
     endpoint: quinn::Endpoint,
     settings: EgressSettings,
     payments: Option<Arc<Payments>>,
+    policy: Arc<PolicyCell>,
+    resolver: Resolver,
+    slots: Arc<LookupSlots>,
 }
 
 impl Egress {
@@ -186,10 +282,26 @@ impl Egress {
                     .map(Arc::new)
             })
             .transpose()?;
+        // The host's addresses are known (and watched) before the first
+        // request.
+        let policy = Arc::new(PolicyCell::new(settings.policy.clone()));
+        host::watch(&policy).map_err(EgressError::HostAddresses)?;
+        if settings.nameservers.is_empty() {
+            warn!("no nameserver (dns_resolver, /etc/resolv.conf): names will not resolve");
+        }
+        let slots = Arc::new(LookupSlots::new(settings.max_dns_lookups));
+        let resolver = Resolver::new(
+            &settings.nameservers,
+            settings.dns_timeout,
+            Arc::clone(&slots),
+        )?;
         Ok(Egress {
             endpoint,
             settings,
             payments,
+            policy,
+            resolver,
+            slots,
         })
     }
 
@@ -209,10 +321,14 @@ impl Egress {
             .payments
             .as_ref()
             .map(|payments| AbortOnDrop(tokio::spawn(Arc::clone(payments).settle())));
+        refuse_named_infrastructure(&self.settings, &self.resolver, &self.policy).await;
         let shared = Arc::new(Shared {
             settings: self.settings,
             stats: EgressStats::default(),
             payments: self.payments,
+            policy: self.policy,
+            resolver: self.resolver,
+            slots: self.slots,
         });
         let counters = Arc::new(ServerCounters::default());
         info!(payments = shared.payments.is_some(), "egress relay serving");
@@ -236,6 +352,33 @@ impl Egress {
             udp_bytes_in = stats.udp.bytes_in.load(Ordering::Relaxed),
             "egress relay stopped"
         );
+    }
+}
+
+/// Resolves the infrastructure named by host name and refuses its
+/// addresses. A name that does not resolve now is said loudly: its host is
+/// then not refused (list it in `deny`).
+async fn refuse_named_infrastructure(
+    settings: &EgressSettings,
+    resolver: &Resolver,
+    policy: &PolicyCell,
+) {
+    for name in &settings.infrastructure_names {
+        match resolver.lookup(name, OWN_LOOKUPS).await {
+            Ok(addresses) => policy.update(|policy| {
+                let mut rules = policy.infrastructure().to_vec();
+                rules.extend(
+                    addresses
+                        .into_iter()
+                        .map(|ip| DenyRule::all_ports(ip.into())),
+                );
+                policy.with_infrastructure(rules)
+            }),
+            Err(e) => warn!(
+                error = %e,
+                "the Redis host does not resolve: it is not refused as a destination (add it to egress.deny)"
+            ),
+        }
     }
 }
 
@@ -269,7 +412,8 @@ async fn handle_request(
             // Queries and answers are metered as UDP, like the flows they
             // stand for.
             let counters = Arc::clone(session.as_ref().map_or(&shared.stats.udp, |(_, s)| &s.udp));
-            dns::answer(request, stream, shared, counters).await;
+            let connection = context.connection.stable_id();
+            dns::answer(request, stream, shared, counters, connection).await;
         }
         (&http::Method::CONNECT, Some(_)) => {
             server::respond_error(stream, http::StatusCode::NOT_IMPLEMENTED, PROXY_NAME, None)

@@ -1,10 +1,17 @@
 //! Pay-as-you-go sessions (opt-in, `[egress.payment]`).
 //!
-//! A session is one inner QUIC connection from a client; it is metered by a
-//! [`Meter`] (one token per quantum of bytes or time, a grace window for each
-//! due token) and paid inside the encrypted connection, so the ingress never
-//! sees payments and the egress never learns who paid (Privacy Pass tokens
-//! are unlinkable to their issuance, RFC 9576 §3.3).
+//! A session is one tunnel: the inner QUIC connections arriving from one
+//! ingress UDP source (the ingress opens a socket per tunnel), kept for
+//! `tunnel_memory_secs` after its last connection ended
+//! ([`TunnelSessions`]), so a client cannot shed an unpaid session by
+//! reconnecting. It is metered by a [`Meter`] (one token per quantum of bytes
+//! or time; a due token must arrive within a grace window and before the
+//! session carries its unpaid allowance, or one more quantum once it paid)
+//! and paid inside the encrypted connection, so the ingress never sees
+//! payments and the egress never learns who paid (Privacy Pass tokens are
+//! unlinkable to their issuance, RFC 9576 §3.3). While a session's first
+//! payment is being checked, its new flows wait for the verdict, so a client
+//! that pays at once never runs into its allowance.
 //!
 //! # The payment request
 //! `POST /.well-known/openrelay/pay` with `Authorization: PrivateToken
@@ -27,8 +34,9 @@
 //! they are settled at the issuer.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,7 +57,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::ledger::{Ledger, LedgerError, Total};
-use crate::meter::{Meter, PaymentTerms, Standing};
+use crate::meter::{Meter, PaymentTerms, Standing, TunnelSessions};
 use crate::{EgressStats, PROXY_NAME};
 
 /// The payment request's path.
@@ -62,8 +70,15 @@ pub const PAYMENT_OVERDUE: u32 = 0x4f52_5001;
 /// The embedded double-spend set of payment tokens in the state directory.
 pub const SPENT_FILE: &str = "payment-spent-tokens.redb";
 
-/// How often a session's standing is checked.
+/// How often a session's standing is checked while it is paid up.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often while a token is due: a session that does not pay is closed
+/// within this of reaching its allowance (what it moves meanwhile is the
+/// overshoot, a few MiB at most on the fastest link).
+const DUE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// Ended sessions remembered at most (the oldest are forgotten first):
+/// a few hundred bytes each.
+const REMEMBERED_TUNNELS: usize = 32_768;
 
 /// Why payments could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +108,7 @@ struct Settling {
     operator: String,
 }
 
-/// One metered session.
+/// One metered session (a tunnel's).
 #[derive(Debug)]
 pub(crate) struct Session {
     meter: Mutex<Meter>,
@@ -104,6 +119,20 @@ pub(crate) struct Session {
     pub(crate) udp: Arc<BridgeCounters>,
     /// Signalled when the standing may have changed.
     changed: Notify,
+    /// Payments being checked now.
+    paying: AtomicUsize,
+    /// The counters as last added to the relay's totals and ledger.
+    accounted: Mutex<[u64; 4]>,
+}
+
+/// Counts a payment as being checked while alive.
+struct Paying<'a>(&'a Session);
+
+impl Drop for Paying<'_> {
+    fn drop(&mut self) {
+        self.0.paying.fetch_sub(1, Ordering::Relaxed);
+        self.0.changed.notify_waiters();
+    }
 }
 
 impl Session {
@@ -114,25 +143,48 @@ impl Session {
             tcp: PumpCounters::default(),
             udp: Arc::new(BridgeCounters::default()),
             changed: Notify::new(),
+            paying: AtomicUsize::new(0),
+            accounted: Mutex::new([0; 4]),
+        }
+    }
+
+    /// Whether a new flow may open: not once the session is overdue, and
+    /// only after the verdict on a first payment being checked (a client
+    /// that pays at once is then never closed for what its first flows
+    /// carried meanwhile). Bounded: the enforcer closes a session whose
+    /// token is late.
+    pub(crate) async fn admit_flow(&self) -> bool {
+        loop {
+            let changed = self.changed.notified();
+            if let Standing::Overdue { .. } = self.standing() {
+                return false;
+            }
+            if self.meter().paid() > 0 || self.paying.load(Ordering::Relaxed) == 0 {
+                return true;
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(DUE_CHECK_INTERVAL) => {}
+            }
         }
     }
 
     fn meter(&self) -> MutexGuard<'_, Meter> {
-        self.meter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.meter)
     }
 
-    fn bytes(&self) -> u64 {
+    fn counters(&self) -> [u64; 4] {
         [
             &self.tcp.from_tcp,
             &self.tcp.to_tcp,
             &self.udp.bytes_in,
             &self.udp.bytes_out,
         ]
-        .iter()
         .map(|c| c.load(Ordering::Relaxed))
-        .fold(0, u64::saturating_add)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.counters().iter().fold(0, |a, b| a.saturating_add(*b))
     }
 
     fn standing(&self) -> Standing {
@@ -140,17 +192,28 @@ impl Session {
         self.meter().observe(bytes, self.started.elapsed())
     }
 
-    fn add_to(&self, stats: &EgressStats) {
-        for (from, to) in [
-            (&self.tcp.from_tcp, &stats.tcp.from_tcp),
-            (&self.tcp.to_tcp, &stats.tcp.to_tcp),
-            (&self.udp.bytes_in, &stats.udp.bytes_in),
-            (&self.udp.bytes_out, &stats.udp.bytes_out),
-        ] {
-            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+    /// Adds what the session carried since the last call to `stats`;
+    /// returns how many bytes that was.
+    fn account(&self, stats: &EgressStats) -> u64 {
+        let now = self.counters();
+        let before = std::mem::replace(&mut *lock(&self.accounted), now);
+        let totals = [
+            &stats.tcp.from_tcp,
+            &stats.tcp.to_tcp,
+            &stats.udp.bytes_in,
+            &stats.udp.bytes_out,
+        ];
+        let mut added = 0u64;
+        for ((total, now), before) in totals.iter().zip(now).zip(before) {
+            let delta = now.saturating_sub(before);
+            total.fetch_add(delta, Ordering::Relaxed);
+            added = added.saturating_add(delta);
         }
+        added
     }
 }
+
+type Tunnels = TunnelSessions<SocketAddr, Arc<Session>, Instant>;
 
 /// The egress's payment desk: the token gate, the terms, the open sessions.
 #[derive(Debug)]
@@ -159,7 +222,10 @@ pub struct Payments {
     ledger: Arc<Ledger>,
     terms: PaymentTerms,
     settlement: Option<Settling>,
-    sessions: Mutex<HashMap<usize, Arc<Session>>>,
+    /// Sessions by tunnel source.
+    tunnels: Mutex<Tunnels>,
+    /// The session of each live connection, by its stable id.
+    connections: Mutex<HashMap<usize, Arc<Session>>>,
 }
 
 impl Payments {
@@ -192,8 +258,13 @@ impl Payments {
                 config.quantum_mib.saturating_mul(1 << 20),
                 Duration::from_secs(config.quantum_secs),
                 Duration::from_secs(config.grace_secs),
+                config.unpaid_allowance_kib.saturating_mul(1 << 10),
             ),
-            sessions: Mutex::new(HashMap::new()),
+            tunnels: Mutex::new(TunnelSessions::new(
+                Duration::from_secs(config.tunnel_memory_secs),
+                REMEMBERED_TUNNELS,
+            )),
+            connections: Mutex::new(HashMap::new()),
             settlement: match &config.settle_at {
                 Some(issuer) => Some(Settling {
                     issuer: issuer.clone(),
@@ -280,28 +351,28 @@ impl Payments {
         Arc::clone(&self.gate).refresh_keys().await;
     }
 
-    fn sessions(&self) -> MutexGuard<'_, HashMap<usize, Arc<Session>>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The session of `connection`, starting it (and its meter's clock) at
-    /// the connection's first request.
+    /// The session of `connection`'s tunnel, attaching the connection to it
+    /// at its first request: a new session, or the one the tunnel's earlier
+    /// connections left (within `tunnel_memory_secs`), meter and all.
     pub(crate) fn session(
         self: &Arc<Self>,
         connection: &quinn::Connection,
         stats: &Arc<crate::Shared>,
     ) -> Arc<Session> {
         let id = connection.stable_id();
-        let mut sessions = self.sessions();
-        if let Some(session) = sessions.get(&id) {
+        let mut connections = lock(&self.connections);
+        if let Some(session) = connections.get(&id) {
             return Arc::clone(session);
         }
-        let session = Arc::new(Session::new(self.terms));
-        sessions.insert(id, Arc::clone(&session));
+        // The tunnel's source address is kept in memory only, never logged.
+        let tunnel = connection.remote_address();
+        let (session, _, _forgotten) = lock(&self.tunnels).attach(&tunnel, Instant::now(), || {
+            Arc::new(Session::new(self.terms))
+        });
+        connections.insert(id, Arc::clone(&session));
         tokio::spawn(Arc::clone(self).enforce(
             id,
+            tunnel,
             Arc::clone(&session),
             connection.clone(),
             Arc::clone(stats),
@@ -309,11 +380,12 @@ impl Payments {
         session
     }
 
-    /// Closes the session's connection once a due token is overdue; ends
-    /// with the connection.
+    /// Closes the connection once its session is overdue; ends with the
+    /// connection, leaving the session to its tunnel.
     async fn enforce(
         self: Arc<Self>,
         id: usize,
+        tunnel: SocketAddr,
         session: Arc<Session>,
         connection: quinn::Connection,
         shared: Arc<crate::Shared>,
@@ -328,14 +400,20 @@ impl Payments {
             if standing.wants_token(&self.terms) {
                 session.changed.notify_waiters();
             }
+            let next = match standing {
+                Standing::Due { .. } => DUE_CHECK_INTERVAL,
+                _ => CHECK_INTERVAL,
+            };
             tokio::select! {
                 _ = connection.closed() => break,
-                () = tokio::time::sleep(CHECK_INTERVAL) => {}
+                () = tokio::time::sleep(next) => {}
             }
         }
-        self.sessions().remove(&id);
-        session.add_to(&shared.stats);
-        if let Err(e) = self.ledger.carried(session.bytes()) {
+        lock(&self.connections).remove(&id);
+        // Sessions forgotten now carried nothing since their last
+        // connection ended, when they were accounted.
+        let _forgotten = lock(&self.tunnels).detach(&tunnel, Instant::now());
+        if let Err(e) = self.ledger.carried(session.account(&shared.stats)) {
             warn!(error = %e, "bytes carried not recorded");
         }
         session.changed.notify_waiters();
@@ -349,6 +427,8 @@ impl Payments {
         mut stream: ServerStream,
         session: Arc<Session>,
     ) {
+        session.paying.fetch_add(1, Ordering::Relaxed);
+        let checking = Paying(&session);
         let token = match self.gate.admit(request.headers()).await {
             Ok(token) => token,
             Err(refusal) => {
@@ -363,6 +443,7 @@ impl Payments {
         }
         session.meter().pay();
         let paid = session.meter().paid();
+        drop(checking);
         debug!(paid, "payment accepted");
         // Hold the answer until the next token is wanted (or the session
         // ends): the answer is the client's cue to pay again.
@@ -382,6 +463,12 @@ impl Payments {
             let _ = stream.finish().await;
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Answers a refused payment (the token is never logged).

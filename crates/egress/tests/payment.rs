@@ -39,10 +39,29 @@ impl Drop for RunningEgress {
 /// An egress charging one token per `quantum_secs` of session, with
 /// `grace_secs` for a due token, taking tokens of a local test issuer.
 fn start_egress(quantum_secs: u64, grace_secs: u64) -> RunningEgress {
+    start_egress_of_test_issuer(quantum_secs, grace_secs, "", "")
+}
+
+/// As [`start_egress`], with more `[egress.payment]` keys (`extra`) and
+/// `[egress]` keys (`egress`).
+fn start_egress_of_test_issuer(
+    quantum_secs: u64,
+    grace_secs: u64,
+    extra: &str,
+    egress: &str,
+) -> RunningEgress {
     let state = tempfile::tempdir().unwrap();
     let keys = state.path().join("issuer-directory.json");
     write_directory(&keys, issuer_key());
-    start_egress_with(state, quantum_secs, grace_secs, ISSUER, &keys, "", "")
+    start_egress_with(
+        state,
+        quantum_secs,
+        grace_secs,
+        ISSUER,
+        &keys,
+        extra,
+        egress,
+    )
 }
 
 /// An egress with its payment settings: `extra` is more `[egress.payment]`
@@ -416,18 +435,8 @@ async fn dns_queries_are_metered_with_the_session() {
             resolver.send_to(&buf[..n], from).await.unwrap();
         }
     });
-    let state = tempfile::tempdir().unwrap();
-    let keys = state.path().join("issuer-directory.json");
-    write_directory(&keys, issuer_key());
-    let egress = start_egress_with(
-        state,
-        60,
-        30,
-        ISSUER,
-        &keys,
-        "",
-        &format!("dns_resolver = \"{resolver_addr}\""),
-    );
+    let egress =
+        start_egress_of_test_issuer(60, 30, "", &format!("dns_resolver = \"{resolver_addr}\""));
     // Within its first grace window (30 s), before any payment is due.
     let (session, _quic) = egress.session().await;
 
@@ -462,4 +471,98 @@ async fn dns_queries_are_metered_with_the_session() {
     let total = egress.ledger().total(Total::BytesCarried).unwrap();
     answers.abort();
     assert_eq!(total, carried, "bytes carried: queries and answers");
+}
+
+/// A TCP server on loopback that sends zeros to whoever connects, as fast as
+/// it can, until the peer goes away.
+async fn endless_source() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let zeros = vec![0u8; 64 * 1024];
+                while tcp.write_all(&zeros).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+/// One connection over `quic` (so every connection comes from the same UDP
+/// source, as through one ingress tunnel) that never pays and downloads
+/// from `source` through the egress for at most `limit`; the bytes it got.
+async fn download_unpaid(
+    egress: &RunningEgress,
+    quic: &quinn::Endpoint,
+    source: SocketAddr,
+    limit: Duration,
+) -> u64 {
+    use openrelay_transport::endpoint::{self, Tuning};
+    let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), OUTER_MTU);
+    let config = endpoint::client_config(egress.identity.pin(), &tuning).unwrap();
+    let Ok(connecting) = quic.connect_with(config, egress.addr, "egress") else {
+        return 0;
+    };
+    let Ok(connection) = connecting.await else {
+        return 0;
+    };
+    let mut received = 0u64;
+    let transfer = async {
+        let (mut driver, mut requests) =
+            h3::client::new(h3_quinn::Connection::new(connection.clone()))
+                .await
+                .ok()?;
+        tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        let target = openrelay_wire::target::Target::from_socket_addr(source);
+        let request = openrelay_transport::h3util::connect_tcp_request(&target).ok()?;
+        let mut stream = requests.send_request(request).await.ok()?;
+        let response = stream.recv_response().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        while let Ok(Some(chunk)) = stream.recv_data().await {
+            received += bytes::Buf::remaining(&chunk) as u64;
+        }
+        Some(())
+    };
+    let _ = tokio::time::timeout(limit, transfer).await;
+    connection.close(0u32.into(), b"reconnecting");
+    received
+}
+
+/// Issue 11 item 13, on real sockets (scaled down: 2 s of grace, 256 KiB
+/// unpaid allowance): a client that never pays and reconnects over the same
+/// tunnel source before each grace window ends moves about the allowance,
+/// not what the link carries in that time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_without_paying_carries_about_the_allowance() {
+    let egress = start_egress_of_test_issuer(
+        60,
+        2,
+        "unpaid_allowance_kib = 256",
+        "allow = [\"127.0.0.0/8\"]",
+    );
+    let source = endless_source().await;
+    let quic = udp::endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let started = Instant::now();
+    let mut carried = 0u64;
+    let mut connections = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        carried += download_unpaid(&egress, &quic, source, Duration::from_millis(1800)).await;
+        connections += 1;
+    }
+    assert!(connections >= 5, "{connections} connections");
+    // The allowance, and what the link moves between two checks (10 ms).
+    assert!(
+        carried <= (256 << 10) + (2 << 20),
+        "{connections} unpaid connections over one tunnel carried {} KiB",
+        carried >> 10
+    );
 }

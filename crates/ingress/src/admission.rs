@@ -1,8 +1,12 @@
 //! Token-gated admission (opt-in, `[ingress.admission]`): every connect-udp
 //! request must carry `Authorization: PrivateToken token=...` (RFC 9577
 //! §2.2) with a token of the configured issuer, for this relay's challenge
-//! (the issuer's name only), under a key in its epoch, never spent before (at
-//! this ingress, or at any ingress sharing its Redis set). The checks and the
+//! (the issuer's name, scoped by `origin_info` to this relay's operator key,
+//! [`TokenChallenge::for_ingress_operator`]), under a key in its epoch, never
+//! spent before (at this ingress, or at any ingress sharing its Redis set).
+//! The scope makes a collected token worthless at other operators'
+//! ingresses, whose spent sets are their own: a malicious ingress cannot
+//! replay what it collects. The checks and the
 //! answer to each refusal are [`openrelay_tokens::gate`]'s; every refusal
 //! carries `Proxy-Status: openrelay-ingress; error=http_request_denied;
 //! details="..."` (RFC 9209 §2.1.5), and nothing is forwarded.
@@ -10,7 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use openrelay_config::AdmissionConfig;
+use openrelay_config::{AdmissionConfig, KeyPin};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
 use openrelay_tokens::spent::open_store;
@@ -30,14 +34,30 @@ pub enum AdmissionError {
     /// The double-spend store could not be opened.
     #[error(transparent)]
     Store(#[from] openrelay_tokens::SpentError),
+    /// Admission is on but the operator's key is not known.
+    #[error(
+        "a token-gated ingress needs its operator's key (`operator_key`, or [publish] with the operator key file): access tokens are scoped to it"
+    )]
+    NoOperatorKey,
 }
 
-/// An ingress's admission check: a [`TokenGate`] for the issuer's challenge.
+/// An ingress's admission check: a [`TokenGate`] for the issuer's challenge
+/// scoped to the operator.
 pub type Admission = TokenGate;
 
-/// Sets up admission from the config: reads the issuer keys and opens the
-/// double-spend set.
-pub fn open(config: &AdmissionConfig, state_dir: &Path) -> Result<Admission, AdmissionError> {
+/// What admission needs: the token settings and the operator's key the
+/// tokens are scoped to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    /// The issuer, its keys, the double-spend set.
+    pub tokens: AdmissionConfig,
+    /// The operator's key (the relay config's `operator_key`).
+    pub operator_key: KeyPin,
+}
+
+/// Sets up admission: reads the issuer keys and opens the double-spend set.
+pub fn open(settings: &AdmissionSettings, state_dir: &Path) -> Result<Admission, AdmissionError> {
+    let config = &settings.tokens;
     let spent = open_store(
         config.redis_url.as_deref(),
         &config
@@ -46,7 +66,10 @@ pub fn open(config: &AdmissionConfig, state_dir: &Path) -> Result<Admission, Adm
             .unwrap_or_else(|| state_dir.join(SPENT_FILE)),
     )?;
     Ok(TokenGate::new(
-        &TokenChallenge::for_issuer(&config.issuer_name),
+        &TokenChallenge::for_ingress_operator(
+            &config.issuer_name,
+            &settings.operator_key.to_string(),
+        ),
         &config.issuer_keys,
         Duration::from_secs(config.keys_refresh_secs),
         spent,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use h3::ext::Protocol;
-use openrelay_config::{AdmissionConfig, CongestionControl, RelayConfig};
+use openrelay_config::{CongestionControl, RelayConfig};
 use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
@@ -34,7 +34,7 @@ use openrelay_wire::proxy_status::ProxyErrorType;
 use openrelay_wire::target::Host;
 use tracing::{debug, info};
 
-pub use admission::{Admission, AdmissionError, Refusal};
+pub use admission::{Admission, AdmissionError, AdmissionSettings, Refusal};
 pub use limiter::{TunnelLimiter, TunnelPermit};
 
 /// The name this relay gives itself in Proxy-Status (RFC 9209 §2).
@@ -69,7 +69,7 @@ pub struct IngressSettings {
     /// Source address of datagrams to egress relays.
     pub outbound_bind: Option<IpAddr>,
     /// Privacy Pass admission, if on.
-    pub admission: Option<AdmissionConfig>,
+    pub admission: Option<AdmissionSettings>,
     /// The relay's state directory (the embedded double-spend set's default home).
     pub state_dir: PathBuf,
     /// Congestion controller of the outer connections (this relay sends
@@ -92,7 +92,19 @@ impl IngressSettings {
             outbound_bind: ingress
                 .outbound_bind
                 .or((!listen_ip.is_unspecified()).then_some(listen_ip)),
-            admission: ingress.admission.clone(),
+            admission: ingress
+                .admission
+                .clone()
+                .map(|tokens| {
+                    config
+                        .operator_key
+                        .map(|operator_key| AdmissionSettings {
+                            tokens,
+                            operator_key,
+                        })
+                        .ok_or(AdmissionError::NoOperatorKey)
+                })
+                .transpose()?,
             state_dir: config.state_dir.clone(),
             congestion: config.congestion,
         })

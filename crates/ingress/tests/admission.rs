@@ -70,7 +70,7 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     let challenges = parse_www_authenticate(header.to_str().unwrap()).unwrap();
     assert_eq!(challenges.len(), 1);
     let challenge = TokenChallenge::decode(&challenges[0].challenge).unwrap();
-    assert_eq!(challenge, TokenChallenge::for_issuer(ISSUER_NAME));
+    assert_eq!(challenge, ingress.challenge());
     assert_eq!(challenges[0].token_key.as_deref(), Some(epoch.key.spki()));
 
     // Another scheme is no token either.
@@ -78,7 +78,7 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     assert_refused(&answer, 401, "token required", &egress).await;
 
     // A valid token opens the tunnel; its datagrams reach the egress.
-    let token = token(key, ISSUER_NAME);
+    let token = token(key, &ingress.challenge());
     let authorization = build_authorization(&token);
     let answer = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
     assert_tunnel_works(&answer, &egress).await;
@@ -93,12 +93,12 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     assert_refused(&answer, 400, "malformed token", &egress).await;
 
     // A forged signature, another issuer's key, another challenge: 401.
-    let mut forged = common::token(key, ISSUER_NAME);
+    let mut forged = common::token(key, &ingress.challenge());
     forged.authenticator[7] ^= 0x40;
     let answer = connect_udp(&ingress, egress.addr(), Some(&build_authorization(&forged))).await;
     assert_refused(&answer, 401, "bad token signature", &egress).await;
     let stranger = SigningKey::generate().unwrap();
-    let foreign = common::token(&stranger, ISSUER_NAME);
+    let foreign = common::token(&stranger, &ingress.challenge());
     let answer = connect_udp(
         &ingress,
         egress.addr(),
@@ -106,7 +106,10 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     )
     .await;
     assert_refused(&answer, 401, "unknown token key", &egress).await;
-    let elsewhere = common::token(key, "other-issuer.test");
+    let elsewhere = common::token(
+        key,
+        &TokenChallenge::for_ingress_operator("other-issuer.test", &ingress.operator.to_string()),
+    );
     let answer = connect_udp(
         &ingress,
         egress.addr(),
@@ -116,10 +119,16 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     assert_refused(&answer, 401, "token for another challenge", &egress).await;
 
     // The spent set survives a restart of the ingress.
+    let operator = ingress.operator;
     drop(ingress);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let keys = dir.path().join("issuer-directory.json");
-    let ingress = start_ingress(egress.addr(), Some(admission(keys, None)), dir.path());
+    let ingress = start_ingress_of(
+        operator,
+        egress.addr(),
+        Some(admission(keys, None)),
+        dir.path(),
+    );
     let replay = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
     assert_refused(&replay, 401, "token already spent", &egress).await;
 }
@@ -136,12 +145,12 @@ async fn a_rotated_key_reaches_the_ingress_without_restart() {
         dir.path(),
     );
     let next = SigningKey::generate().unwrap();
-    let early = build_authorization(&token(&next, ISSUER_NAME));
+    let early = build_authorization(&token(&next, &ingress.challenge()));
     let answer = connect_udp(&ingress, egress.addr(), Some(&early)).await;
     assert_refused(&answer, 401, "unknown token key", &egress).await;
     write_directory(&keys, &next);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let fresh = build_authorization(&token(&next, ISSUER_NAME));
+    let fresh = build_authorization(&token(&next, &ingress.challenge()));
     let answer = connect_udp(&ingress, egress.addr(), Some(&fresh)).await;
     assert_tunnel_works(&answer, &egress).await;
 }
@@ -156,18 +165,22 @@ async fn two_ingresses_sharing_redis_admit_a_token_once() {
     write_directory(&keys, issuer_key());
     let egress = FakeEgress::start().await;
     let (state_a, state_b) = (dir.path().join("a"), dir.path().join("b"));
-    let a = start_ingress(
+    // A fleet: two ingresses of one operator.
+    let fleet = operator();
+    let a = start_ingress_of(
+        fleet,
         egress.addr(),
         Some(admission(keys.clone(), Some(redis.url()))),
         &state_a,
     );
-    let b = start_ingress(
+    let b = start_ingress_of(
+        fleet,
         egress.addr(),
         Some(admission(keys, Some(redis.url()))),
         &state_b,
     );
 
-    let authorization = build_authorization(&token(issuer_key(), ISSUER_NAME));
+    let authorization = build_authorization(&token(issuer_key(), &a.challenge()));
     let answer = connect_udp(&a, egress.addr(), Some(&authorization)).await;
     assert_tunnel_works(&answer, &egress).await;
     let replay = connect_udp(&b, egress.addr(), Some(&authorization)).await;
@@ -176,13 +189,13 @@ async fn two_ingresses_sharing_redis_admit_a_token_once() {
     assert_refused(&replay, 401, "token already spent", &egress).await;
 
     // A fresh token works at the other one.
-    let other = build_authorization(&token(issuer_key(), ISSUER_NAME));
+    let other = build_authorization(&token(issuer_key(), &b.challenge()));
     let answer = connect_udp(&b, egress.addr(), Some(&other)).await;
     assert_tunnel_works(&answer, &egress).await;
 
     // Redis gone: fail closed (503), nothing forwarded.
     drop(redis);
-    let third = build_authorization(&token(issuer_key(), ISSUER_NAME));
+    let third = build_authorization(&token(issuer_key(), &a.challenge()));
     let answer = connect_udp(&a, egress.addr(), Some(&third)).await;
     assert_refused(&answer, 503, "double-spend store unavailable", &egress).await;
 }
@@ -194,4 +207,52 @@ async fn without_admission_no_token_is_asked() {
     let ingress = start_ingress(egress.addr(), None, dir.path());
     let answer = connect_udp(&ingress, egress.addr(), None).await;
     assert_tunnel_works(&answer, &egress).await;
+}
+
+/// The challenge `ingress` announces on a 401 (RFC 9577 §2.1).
+async fn announced_challenge(ingress: &RunningIngress, egress: &FakeEgress) -> TokenChallenge {
+    let answer = connect_udp(ingress, egress.addr(), None).await;
+    assert_refused(&answer, 401, "token required", egress).await;
+    let header = answer.headers.get(http::header::WWW_AUTHENTICATE).unwrap();
+    let challenges = parse_www_authenticate(header.to_str().unwrap()).unwrap();
+    TokenChallenge::decode(&challenges[0].challenge).unwrap()
+}
+
+/// Issue 11 item 12: an access token is scoped to the operator of the
+/// ingress it is shown to (RFC 9577 §2.1.1 `origin_info`), so what one
+/// operator's ingress collects opens nothing at another operator's, even
+/// though each keeps its own spent set.
+#[tokio::test]
+async fn a_token_spent_at_one_operators_ingress_is_refused_at_anothers() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("issuer-directory.json");
+    let key = issuer_key();
+    write_directory(&keys, key);
+    let egress = FakeEgress::start().await;
+    let a = start_ingress(
+        egress.addr(),
+        Some(admission(keys.clone(), None)),
+        &dir.path().join("a"),
+    );
+    let b = start_ingress(
+        egress.addr(),
+        Some(admission(keys, None)),
+        &dir.path().join("b"),
+    );
+    let for_a = announced_challenge(&a, &egress).await;
+    let for_b = announced_challenge(&b, &egress).await;
+    assert_ne!(for_a, for_b, "each operator's ingress names its operator");
+
+    // A's ingress collects a token made for it ...
+    let collected = build_authorization(&openrelay_tokens::testing::mint(key, &for_a));
+    let answer = connect_udp(&a, egress.addr(), Some(&collected)).await;
+    assert_tunnel_works(&answer, &egress).await;
+    // ... and replays it at B's: refused, nothing forwarded.
+    let replay = connect_udp(&b, egress.addr(), Some(&collected)).await;
+    assert_refused(&replay, 401, "token for another challenge", &egress).await;
+    // A fresh token for A still works at A, one for B at B.
+    let fresh = build_authorization(&openrelay_tokens::testing::mint(key, &for_a));
+    assert_tunnel_works(&connect_udp(&a, egress.addr(), Some(&fresh)).await, &egress).await;
+    let at_b = build_authorization(&openrelay_tokens::testing::mint(key, &for_b));
+    assert_tunnel_works(&connect_udp(&b, egress.addr(), Some(&at_b)).await, &egress).await;
 }

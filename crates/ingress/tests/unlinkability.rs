@@ -112,7 +112,9 @@ async fn the_issuer_and_the_relays_share_no_value_and_accounts_look_alike() {
         .await
         .unwrap();
 
-    let access = TokenChallenge::for_issuer(ISSUER_NAME);
+    // Access tokens for the ingress below, scoped to its operator.
+    let ingress_operator = operator();
+    let access = TokenChallenge::for_ingress_operator(ISSUER_NAME, &ingress_operator.to_string());
     let payment = TokenChallenge::for_relay(ISSUER_NAME, "ed25519:an-egress-relay");
     let mut issuer_view = View::default();
     let mut alice = issue(&issuer, &raw, "alice", &access, 3, &mut issuer_view).await;
@@ -122,7 +124,8 @@ async fn the_issuer_and_the_relays_share_no_value_and_accounts_look_alike() {
     // The relays' view: the Authorization header, spent at a real ingress
     // for access tokens (and as an egress would receive it for payments).
     let egress = FakeEgress::start().await;
-    let ingress = start_ingress(
+    let ingress = start_ingress_of(
+        ingress_operator,
         egress.addr(),
         Some(admission(local.keys.clone(), None)),
         &dir.path().join("ingress"),

@@ -7,6 +7,25 @@
 //! decides, for one already-resolved destination, whether the relay may
 //! connect to it.
 //!
+//! # What is refused, in order
+//!
+//! 1. Ports in the deny list (and port 0): [`Refusal::Port`].
+//! 2. The operator's deny list ([`DestinationPolicy::with_deny`]), whatever
+//!    else says: [`Refusal::Denied`].
+//! 3. The operator's allow nets permit what they contain; nothing below
+//!    refuses it. (A development network allows loopback this way.)
+//! 4. Special-purpose addresses ([`classify`]): [`Refusal::Address`].
+//! 5. The addresses of the relay's own host, every interface
+//!    ([`DestinationPolicy::with_host_addresses`]): [`Refusal::OwnHost`], so
+//!    `CONNECT <relay's public IP>:22` does not reach the host's own
+//!    services past its inbound firewall.
+//! 6. The relay's infrastructure, as its config names it (issuer, registry,
+//!    Redis, resolver; [`DestinationPolicy::with_infrastructure`]):
+//!    [`Refusal::Denied`].
+//!
+//! Operators say what they know (2, 3); the relay's own knowledge (4-6) is
+//! the default that an allow net overrides for the addresses it names.
+//!
 //! It is pure code: no name resolution, no I/O, no logging. Every method takes
 //! `&self`, and [`DestinationPolicy`] is `Send + Sync`, so one policy can be
 //! shared (e.g. in an `Arc`) by all the flows of an egress relay.
@@ -133,6 +152,70 @@ pub enum Refusal {
     /// The port is in the deny list (or is port 0).
     #[error("destination port is blocked by this relay's policy")]
     Port,
+    /// The address is one of the relay host's own.
+    #[error("destination is this relay's own host")]
+    OwnHost,
+    /// The operator's deny list, or the relay's own infrastructure, names
+    /// the destination. (One refusal for both: a client learns no more about
+    /// the operator's network than that it may not go there.)
+    #[error("destination is denied by this relay's policy")]
+    Denied,
+}
+
+/// Which ports of its net a [`DenyRule`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ports {
+    /// Every port.
+    All,
+    /// Only these.
+    Only(Vec<u16>),
+    /// Every port except these: a service of the operator's that clients
+    /// do reach, through the relays (the registry's and the issuer's QUIC
+    /// port), on a host whose other ports are refused.
+    AllExcept(Vec<u16>),
+}
+
+/// Destinations to refuse: a net and which of its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyRule {
+    /// The addresses (an IPv4 rule also covers the IPv4-mapped IPv6 forms).
+    pub net: IpNet,
+    /// The ports.
+    pub ports: Ports,
+}
+
+impl DenyRule {
+    /// Every port of `net`.
+    #[must_use]
+    pub fn all_ports(net: IpNet) -> Self {
+        Self {
+            net,
+            ports: Ports::All,
+        }
+    }
+
+    /// Every port of the one address `ip` except `port`.
+    #[must_use]
+    pub fn host_except(ip: IpAddr, port: u16) -> Self {
+        Self {
+            net: IpNet::from(ip),
+            ports: Ports::AllExcept(vec![port]),
+        }
+    }
+
+    /// Whether the rule refuses `ip` on `port`; with `port` `None`, whether
+    /// it refuses `ip` on every port.
+    fn refuses(&self, ip: IpAddr, port: Option<u16>) -> bool {
+        let ports = match (&self.ports, port) {
+            (Ports::All, _) => true,
+            (Ports::Only(list), Some(port)) => list.contains(&port),
+            (Ports::AllExcept(list), Some(port)) => !list.contains(&port),
+            // With no exception it is every port.
+            (Ports::AllExcept(list), None) => list.is_empty(),
+            (Ports::Only(_), None) => false,
+        };
+        ports && contains(&self.net, ip)
+    }
 }
 
 /// The destination policy of an egress relay.
@@ -146,6 +229,13 @@ pub struct DestinationPolicy {
     allow: Vec<IpNet>,
     /// Sorted and deduplicated.
     deny_ports: Vec<u16>,
+    /// The operator's deny list: beats `allow`.
+    deny: Vec<DenyRule>,
+    /// The relay's own host (the nets of loopback interfaces, the single
+    /// addresses of others).
+    host: Vec<IpNet>,
+    /// The relay's infrastructure, from its config.
+    infrastructure: Vec<DenyRule>,
 }
 
 impl DestinationPolicy {
@@ -160,7 +250,56 @@ impl DestinationPolicy {
     pub fn new(allow: Vec<IpNet>, mut deny_ports: Vec<u16>) -> Self {
         deny_ports.sort_unstable();
         deny_ports.dedup();
-        Self { allow, deny_ports }
+        Self {
+            allow,
+            deny_ports,
+            deny: Vec::new(),
+            host: Vec::new(),
+            infrastructure: Vec::new(),
+        }
+    }
+
+    /// This policy with the operator's deny list: destinations refused
+    /// even where an allow net contains them.
+    #[must_use]
+    pub fn with_deny(mut self, deny: Vec<DenyRule>) -> Self {
+        self.deny = deny;
+        self
+    }
+
+    /// This policy refusing the relay host's own addresses (replacing those
+    /// given before: interfaces change). An allow net still permits the
+    /// addresses it contains.
+    #[must_use]
+    pub fn with_host_addresses(mut self, host: Vec<IpNet>) -> Self {
+        self.host = host;
+        self
+    }
+
+    /// This policy refusing the relay's infrastructure. An allow net still
+    /// permits the addresses it contains.
+    #[must_use]
+    pub fn with_infrastructure(mut self, infrastructure: Vec<DenyRule>) -> Self {
+        self.infrastructure = infrastructure;
+        self
+    }
+
+    /// The operator's deny list.
+    #[must_use]
+    pub fn deny(&self) -> &[DenyRule] {
+        &self.deny
+    }
+
+    /// The relay host's addresses, as last given.
+    #[must_use]
+    pub fn host_addresses(&self) -> &[IpNet] {
+        &self.host
+    }
+
+    /// The relay's infrastructure.
+    #[must_use]
+    pub fn infrastructure(&self) -> &[DenyRule] {
+        &self.infrastructure
     }
 
     /// Default policy: no extra allows, default deny ports.
@@ -192,7 +331,7 @@ impl DestinationPolicy {
     /// [`Refusal::Address`] if the address is refused.
     pub fn check(&self, addr: SocketAddr) -> Result<(), Refusal> {
         self.check_port(addr.port())?;
-        self.check_ip(addr.ip())
+        self.judge(addr.ip(), Some(addr.port()))
     }
 
     /// Judge a port alone (before resolving a name, so we don't even resolve
@@ -209,30 +348,43 @@ impl DestinationPolicy {
         }
     }
 
-    /// Judge an address alone, whatever the port.
+    /// Judge an address alone: refused only if it is refused on every port
+    /// (deny rules for some ports do not refuse the address). This is how
+    /// addresses in DNS answers are judged.
     ///
-    /// An address is permitted if [`classify`] finds it globally routable, or
-    /// if an allow net contains it. An IPv4-mapped IPv6 address
-    /// (`::ffff:a.b.c.d`) is the same destination as `a.b.c.d`, so an allow
-    /// net containing either form permits it.
+    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is the same
+    /// destination as `a.b.c.d`, so a net containing either form matches it.
     ///
     /// # Errors
     ///
-    /// [`Refusal::Address`] with the address's class if it is refused.
+    /// The refusal, in the order of the [crate documentation](crate).
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
-        let Some(class) = classify(ip) else {
-            return Ok(());
-        };
-        let other_form = other_form(ip);
-        let allowed = self
-            .allow
-            .iter()
-            .any(|net| net.contains(&ip) || other_form.is_some_and(|other| net.contains(&other)));
-        if allowed {
-            Ok(())
-        } else {
-            Err(Refusal::Address(class))
+        self.judge(ip, None)
+    }
+
+    /// Steps 2 to 6 of the crate documentation, for `ip` on `port` (or, with
+    /// `None`, on every port).
+    fn judge(&self, ip: IpAddr, port: Option<u16>) -> Result<(), Refusal> {
+        if self.deny.iter().any(|rule| rule.refuses(ip, port)) {
+            return Err(Refusal::Denied);
         }
+        if self.allow.iter().any(|net| contains(net, ip)) {
+            return Ok(());
+        }
+        if let Some(class) = classify(ip) {
+            return Err(Refusal::Address(class));
+        }
+        if self.host.iter().any(|net| contains(net, ip)) {
+            return Err(Refusal::OwnHost);
+        }
+        if self
+            .infrastructure
+            .iter()
+            .any(|rule| rule.refuses(ip, port))
+        {
+            return Err(Refusal::Denied);
+        }
+        Ok(())
     }
 
     /// Keep only permitted addresses of a name's resolution, preserving
@@ -271,6 +423,11 @@ impl Default for DestinationPolicy {
     fn default() -> Self {
         Self::standard()
     }
+}
+
+/// Whether `net` contains `ip` in either of its spellings.
+fn contains(net: &IpNet, ip: IpAddr) -> bool {
+    net.contains(&ip) || other_form(ip).is_some_and(|other| net.contains(&other))
 }
 
 /// The other spelling of the same destination: the IPv4-mapped IPv6 form of

@@ -632,3 +632,92 @@ fn masks_handle_edges() {
     assert_eq!(mask_v6(128), u128::MAX);
     assert_eq!(mask_v6(200), u128::MAX);
 }
+
+#[test]
+fn the_operators_deny_list_beats_the_allow_list() {
+    let policy = DestinationPolicy::new(vec![net("10.0.0.0/8")], Vec::new()).with_deny(vec![
+        DenyRule::all_ports(net("10.1.0.0/16")),
+        DenyRule::all_ports(net("203.0.114.0/24")),
+        DenyRule {
+            net: net("198.51.99.7/32"),
+            ports: Ports::Only(vec![22, 6379]),
+        },
+    ]);
+    assert_eq!(policy.check(sa("10.2.0.1:80")), Ok(()), "allowed");
+    assert_eq!(policy.check(sa("10.1.0.1:80")), Err(Refusal::Denied));
+    assert_eq!(
+        policy.check(sa("[::ffff:10.1.0.1]:80")),
+        Err(Refusal::Denied)
+    );
+    assert_eq!(policy.check(sa("203.0.114.9:443")), Err(Refusal::Denied));
+    assert_eq!(policy.check_ip(ip("203.0.114.9")), Err(Refusal::Denied));
+    // A rule for some ports refuses those ports, not the address.
+    assert_eq!(policy.check(sa("198.51.99.7:22")), Err(Refusal::Denied));
+    assert_eq!(policy.check(sa("198.51.99.7:6379")), Err(Refusal::Denied));
+    assert_eq!(policy.check(sa("198.51.99.7:443")), Ok(()));
+    assert_eq!(policy.check_ip(ip("198.51.99.7")), Ok(()));
+    // Ports refused outright stay a port refusal.
+    assert_eq!(policy.check(sa("10.1.0.1:0")), Err(Refusal::Port));
+}
+
+#[test]
+fn the_hosts_own_addresses_are_refused_unless_allowed() {
+    let host = vec![
+        net("127.0.0.0/8"),
+        net("11.79.0.2/32"),
+        net("2a01:4f8::2/128"),
+    ];
+    let policy = DestinationPolicy::standard().with_host_addresses(host.clone());
+    assert_eq!(policy.check(sa("11.79.0.2:22")), Err(Refusal::OwnHost));
+    assert_eq!(
+        policy.check(sa("[::ffff:11.79.0.2]:22")),
+        Err(Refusal::OwnHost)
+    );
+    assert_eq!(policy.check(sa("[2a01:4f8::2]:443")), Err(Refusal::OwnHost));
+    assert_eq!(policy.check_ip(ip("11.79.0.2")), Err(Refusal::OwnHost));
+    assert_eq!(policy.check(sa("11.79.0.3:22")), Ok(()), "a neighbour");
+    // Special-purpose addresses keep their class.
+    assert_eq!(
+        policy.check(sa("127.0.0.1:22")),
+        Err(Refusal::Address(Loopback))
+    );
+    assert_eq!(policy.host_addresses(), host.as_slice());
+    // The operator's allow list wins for what it names.
+    let allowing = DestinationPolicy::new(vec![net("11.79.0.2/32")], Vec::new())
+        .with_host_addresses(host.clone());
+    assert_eq!(allowing.check(sa("11.79.0.2:22")), Ok(()));
+    assert_eq!(
+        allowing.check(sa("[2a01:4f8::2]:443")),
+        Err(Refusal::OwnHost)
+    );
+    // Replaced, not added to, when interfaces change.
+    let moved = policy.with_host_addresses(vec![net("11.79.0.5/32")]);
+    assert_eq!(moved.check(sa("11.79.0.2:22")), Ok(()));
+    assert_eq!(moved.check(sa("11.79.0.5:22")), Err(Refusal::OwnHost));
+}
+
+#[test]
+fn infrastructure_is_refused_except_its_public_service() {
+    let policy = DestinationPolicy::standard().with_infrastructure(vec![
+        DenyRule::host_except(ip("11.79.0.9"), 4450),
+        DenyRule::all_ports(net("11.79.0.10/32")),
+    ]);
+    assert_eq!(
+        policy.check(sa("11.79.0.9:4450")),
+        Ok(()),
+        "the issuer's QUIC port"
+    );
+    assert_eq!(policy.check(sa("11.79.0.9:22")), Err(Refusal::Denied));
+    assert_eq!(
+        policy.check_ip(ip("11.79.0.9")),
+        Ok(()),
+        "reachable on a port"
+    );
+    assert_eq!(policy.check(sa("11.79.0.10:6379")), Err(Refusal::Denied));
+    assert_eq!(policy.check_ip(ip("11.79.0.10")), Err(Refusal::Denied));
+    assert_eq!(policy.infrastructure().len(), 2);
+    // An allow net names what the operator wants reachable.
+    let allowing = DestinationPolicy::new(vec![net("11.79.0.10/32")], Vec::new())
+        .with_infrastructure(policy.infrastructure().to_vec());
+    assert_eq!(allowing.check(sa("11.79.0.10:6379")), Ok(()));
+}

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use openrelay_policy::{DestinationPolicy, Refusal, classify};
+use openrelay_policy::{DenyRule, DestinationPolicy, Ports, Refusal, classify};
 use proptest::prelude::*;
 
 /// Every range the standard policy must refuse, written independently of the
@@ -281,6 +281,94 @@ proptest! {
             prop_assert_eq!(result, Err(policy.check(addrs[0]).unwrap_err()));
         } else {
             prop_assert_eq!(result, Ok(expected));
+        }
+    }
+}
+
+fn arb_ports() -> impl Strategy<Value = Ports> {
+    prop_oneof![
+        Just(Ports::All),
+        prop::collection::vec(any::<u16>(), 0..3).prop_map(Ports::Only),
+        prop::collection::vec(any::<u16>(), 0..3).prop_map(Ports::AllExcept),
+    ]
+}
+
+fn arb_rule() -> impl Strategy<Value = DenyRule> {
+    (arb_net(), arb_ports()).prop_map(|(net, ports)| DenyRule { net, ports })
+}
+
+fn in_either_form(net: &IpNet, ip: IpAddr) -> bool {
+    let other = match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+    };
+    net.contains(&ip) || net.contains(&other)
+}
+
+fn rule_refuses(rule: &DenyRule, ip: IpAddr, port: Option<u16>) -> bool {
+    in_either_form(&rule.net, ip)
+        && match (&rule.ports, port) {
+            (Ports::All, _) => true,
+            (Ports::Only(list), Some(p)) => list.contains(&p),
+            (Ports::AllExcept(list), Some(p)) => !list.contains(&p),
+            (Ports::AllExcept(list), None) => list.is_empty(),
+            (Ports::Only(_), None) => false,
+        }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The order of the crate documentation, against a model written here:
+    /// deny list, then allow nets, then class, own host, infrastructure.
+    #[test]
+    fn verdicts_follow_the_documented_order(
+        ip in arb_ip(),
+        port in 1_u16..,
+        near in (any::<u8>(), any::<bool>()),
+        allow in prop::collection::vec(arb_net(), 0..3),
+        deny in prop::collection::vec(arb_rule(), 0..3),
+        host in prop::collection::vec(arb_net(), 0..3),
+        infrastructure in prop::collection::vec(arb_rule(), 0..3),
+        which in 0_usize..4,
+    ) {
+        // Make one list name the address often enough to matter.
+        let (mut allow, mut deny, mut host, mut infrastructure) = (allow, deny, host, infrastructure);
+        let around = net_around(ip, near.0, near.1);
+        match which {
+            0 => allow.push(around),
+            1 => deny.push(DenyRule::all_ports(around)),
+            2 => host.push(around),
+            _ => infrastructure.push(DenyRule::all_ports(around)),
+        }
+        let policy = DestinationPolicy::new(allow.clone(), Vec::new())
+            .with_deny(deny.clone())
+            .with_host_addresses(host.clone())
+            .with_infrastructure(infrastructure.clone());
+        for at in [Some(port), None] {
+            let expected = if deny.iter().any(|r| rule_refuses(r, ip, at)) {
+                Err(Refusal::Denied)
+            } else if allow.iter().any(|n| in_either_form(n, ip)) {
+                Ok(())
+            } else if let Some(class) = classify(ip) {
+                Err(Refusal::Address(class))
+            } else if host.iter().any(|n| in_either_form(n, ip)) {
+                Err(Refusal::OwnHost)
+            } else if infrastructure.iter().any(|r| rule_refuses(r, ip, at)) {
+                Err(Refusal::Denied)
+            } else {
+                Ok(())
+            };
+            let verdict = match at {
+                Some(port) => policy.check(SocketAddr::new(ip, port)),
+                None => policy.check_ip(ip),
+            };
+            prop_assert_eq!(verdict, expected, "{} at {:?}", ip, at);
+        }
+        // An address refused on every port is refused on each one (a
+        // rule for some ports may be the reason given there).
+        if policy.check_ip(ip).is_err() {
+            prop_assert!(policy.check(SocketAddr::new(ip, port)).is_err());
         }
     }
 }

@@ -34,6 +34,10 @@ pub enum ChallengeError {
     OriginInfo,
 }
 
+/// The prefix of the origin name of access tokens scoped to an ingress
+/// operator ([`TokenChallenge::for_ingress_operator`]).
+pub const INGRESS_OPERATOR_ORIGIN: &str = "ingress:";
+
 /// A token challenge: which issuer's tokens an origin (here: a relay) takes,
 /// and in which context.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -103,6 +107,24 @@ impl TokenChallenge {
     pub fn for_relay(issuer_name: impl Into<String>, relay: impl Into<String>) -> Self {
         TokenChallenge {
             origin_info: vec![relay.into()],
+            ..Self::for_issuer(issuer_name)
+        }
+    }
+
+    /// The challenge of access tokens for the ingress relays of the operator
+    /// whose key pin is `operator` (`ed25519:...`): the issuer's, scoped by
+    /// `origin_info` to that operator (RFC 9577 §2.1.1), so a token one
+    /// operator's ingress collected opens no tunnel at another operator's
+    /// (their spent sets are separate). The operator's key, not its name:
+    /// names can be claimed by anyone, a key only by its holder, whose
+    /// signature puts each relay under it in the directory. The origin name
+    /// is `ingress:<pin>`, so it never equals a payment challenge's (a relay
+    /// key alone). Context-free like every openrelay challenge, so clients
+    /// fetch these ahead of time and the issuer, seeing them blinded, never
+    /// learns for which operator.
+    pub fn for_ingress_operator(issuer_name: impl Into<String>, operator: &str) -> Self {
+        TokenChallenge {
+            origin_info: vec![format!("{INGRESS_OPERATOR_ORIGIN}{operator}")],
             ..Self::for_issuer(issuer_name)
         }
     }
@@ -229,5 +251,32 @@ mod tests {
         let mut origins = TokenChallenge::for_issuer("issuer.example");
         origins.origin_info = vec!["a.example".into(), String::new()];
         assert_eq!(origins.encode(), Err(ChallengeError::OriginInfo));
+    }
+
+    #[test]
+    fn access_challenges_of_two_operators_and_a_payment_challenge_all_differ() {
+        let pin = "ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let other = "ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw";
+        let access = TokenChallenge::for_ingress_operator("issuer.example", pin);
+        let bytes = access.encode().unwrap();
+        assert_eq!(TokenChallenge::decode(&bytes).unwrap(), access);
+        let digests = [
+            access.digest().unwrap(),
+            TokenChallenge::for_ingress_operator("issuer.example", other)
+                .digest()
+                .unwrap(),
+            // The same key as a relay's (payment) is another origin.
+            TokenChallenge::for_relay("issuer.example", pin)
+                .digest()
+                .unwrap(),
+            TokenChallenge::for_issuer("issuer.example")
+                .digest()
+                .unwrap(),
+        ];
+        for (i, a) in digests.iter().enumerate() {
+            for b in &digests[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }

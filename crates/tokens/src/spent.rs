@@ -22,7 +22,7 @@ use crate::token::Token;
 #[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "redis")]
-pub use redis_store::RedisSpentTokens;
+pub use redis_store::{REDIS_RESPONSE_TIMEOUT, RedisSpentTokens, redis_host};
 
 /// Opens the double-spend set a relay's config names: the Redis server at
 /// `redis_url` if given (shared by a fleet; connected on first use), else the

@@ -64,10 +64,34 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)
     }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is
+    /// answered, as with a hung or overloaded Redis.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Signals this server's process by its pid, with kill(1) (the
+    /// workspace forbids `unsafe`).
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, "--", &self.child.id().to_string()])
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "kill -s {signal} redis-server"
+        );
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // SIGKILL ends a stopped process too.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -45,10 +45,7 @@ async fn redis_store_is_shared_and_expires() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = openrelay_tokens::gate::unix_now();
     let a = RedisSpentTokens::connect(&server.url()).await.unwrap();
     let b = RedisSpentTokens::connect(&server.url()).await.unwrap();
     spends_once(&a, now).await;
@@ -73,4 +70,64 @@ async fn redis_store_is_shared_and_expires() {
         !a.spend(key(5), now, now).await.unwrap(),
         "an expired key admits nothing"
     );
+}
+
+/// A Redis that stops answering (SIGSTOP: its sockets stay open, nothing
+/// is read) costs each spend at most the store's response timeout, as an
+/// error (the relay answers 503), both on a connection made before and on
+/// a first connection; once it runs again (SIGCONT) spends succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_fails_spends_within_the_timeout_and_recovers() {
+    use openrelay_tokens::spent::REDIS_RESPONSE_TIMEOUT;
+    use std::time::{Duration, Instant};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let now = openrelay_tokens::gate::unix_now();
+    let connected = RedisSpentTokens::connect(&server.url()).await.unwrap();
+    assert!(connected.spend(key(1), now + 100, now).await.unwrap());
+    let fresh = RedisSpentTokens::new(&server.url()).unwrap();
+
+    server.pause();
+    // The bound under test, with room for a loaded machine; a hang would
+    // run into the outer limit.
+    let bound = REDIS_RESPONSE_TIMEOUT + Duration::from_secs(2);
+    for (what, store) in [("connected", &connected), ("first use", &fresh)] {
+        for n in 2..5 {
+            let started = Instant::now();
+            let spend =
+                tokio::time::timeout(Duration::from_secs(30), store.spend(key(n), now + 100, now))
+                    .await;
+            let elapsed = started.elapsed();
+            assert!(
+                matches!(spend, Ok(Err(_))),
+                "{what}: a stopped Redis must fail the spend, got {spend:?} after {elapsed:?}"
+            );
+            assert!(elapsed <= bound, "{what}: failed only after {elapsed:?}");
+        }
+    }
+
+    server.resume();
+    // Key 9 is new to the first store asked, spent for the second.
+    for (what, store, new) in [
+        ("connected", &connected, true),
+        ("first use", &fresh, false),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            match store.spend(key(9), now + 100, now).await {
+                Ok(fresh_spend) => break fresh_spend,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{what}: no recovery: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(answer, new, "{what}: spend after recovery");
+        assert!(
+            !store.spend(key(1), now + 100, now).await.unwrap(),
+            "{what}: the spend made before the stop is still held"
+        );
+    }
 }

@@ -74,3 +74,98 @@ pub fn local_for(bind: Option<IpAddr>, peer: SocketAddr) -> SocketAddr {
         (_, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
     }
 }
+
+/// Runs `connect` (a TCP or UDP socket bound to the local address it is
+/// given, connected to `peer`) from `bind` where that source reaches the
+/// peer, else from the unspecified address (the kernel then picks the
+/// source by its routes).
+///
+/// Whether it reaches is the kernel's answer: connecting from a source it
+/// cannot send from fails with EINVAL before any packet leaves (a loopback
+/// source towards a remote peer, RFC 1122 §3.2.1.3). A loopback source
+/// reaches every address of this host, loopback or not, so a relay
+/// listening on 127.0.2.1 (the devnet's egresses) keeps that address
+/// towards the services on this machine, which see it, and reaches the
+/// internet from its real one.
+pub async fn connect_from<T, F, Fut>(
+    bind: Option<IpAddr>,
+    peer: SocketAddr,
+    connect: F,
+) -> io::Result<T>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = io::Result<T>>,
+{
+    let local = local_for(bind, peer);
+    match connect(local).await {
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput && !local.ip().is_unspecified() => {
+            connect(local_for(None, peer)).await
+        }
+        result => result,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The kernel's answer decides: refused (EINVAL) from the configured
+    /// source, the connection is made from the unspecified one; any other
+    /// outcome stands.
+    #[tokio::test]
+    async fn a_source_that_cannot_reach_the_peer_is_replaced() {
+        let loopback = Some(IpAddr::from([127, 0, 2, 1]));
+        let peer: SocketAddr = "11.79.115.2:443".parse().unwrap();
+        let tried = std::sync::Mutex::new(Vec::new());
+        let kernel = |local: SocketAddr| {
+            tried.lock().unwrap().push(local);
+            let refused = local.ip().is_loopback();
+            async move {
+                if refused {
+                    Err(io::Error::from(io::ErrorKind::InvalidInput))
+                } else {
+                    Ok(local)
+                }
+            }
+        };
+        let used = connect_from(loopback, peer, kernel).await.unwrap();
+        assert_eq!(used, "0.0.0.0:0".parse::<SocketAddr>().unwrap());
+        assert_eq!(tried.lock().unwrap().len(), 2);
+        // Other errors are the destination's: no second try.
+        tried.lock().unwrap().clear();
+        let refused = connect_from(loopback, peer, |local| {
+            tried.lock().unwrap().push(local);
+            async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionRefused)) }
+        })
+        .await;
+        assert_eq!(
+            refused.unwrap_err().kind(),
+            io::ErrorKind::ConnectionRefused
+        );
+        assert_eq!(tried.lock().unwrap().len(), 1);
+    }
+
+    /// A loopback source is kept towards this host (the devnet's egresses
+    /// show their own address to its registry).
+    #[tokio::test]
+    async fn a_loopback_source_is_kept_towards_this_host() {
+        let server = tokio::net::UdpSocket::bind("127.0.4.9:0").await.unwrap();
+        let peer = server.local_addr().unwrap();
+        let socket = connect_from(
+            Some(IpAddr::from([127, 0, 2, 9])),
+            peer,
+            |local| async move {
+                let socket = bind(local)?;
+                socket.connect(peer).await?;
+                Ok(socket)
+            },
+        )
+        .await
+        .unwrap();
+        socket.send(b"ping").await.unwrap();
+        let mut buf = [0u8; 8];
+        let (_, from) = server.recv_from(&mut buf).await.unwrap();
+        assert_eq!(from.ip(), IpAddr::from([127, 0, 2, 9]));
+    }
+}

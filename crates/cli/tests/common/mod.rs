@@ -205,6 +205,38 @@ pub fn run_openrelay(args: &[&str], limit: Duration) -> Finished {
     }
 }
 
+/// `openrelay account <args>` with `password` on standard input (at most
+/// 30 s, else panics): whether it succeeded, and what it printed (standard
+/// output, then standard error).
+pub fn account(args: &[&str], password: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("account")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(password.as_bytes()).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            signal_group(child.id(), "KILL");
+            panic!("openrelay account {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 // ---------------------------------------------------------------------------
 // The devnet
 // ---------------------------------------------------------------------------
@@ -461,6 +493,47 @@ pub fn wait_until_capturing(tcpdump: &mut std::process::Child, status: &Path) {
         assert!(Instant::now() < deadline, "tcpdump did not start");
         assert!(matches!(tcpdump.try_wait(), Ok(None)), "tcpdump exited");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tcpdump capture on loopback of the packets matching a filter, while
+/// alive.
+#[derive(Debug)]
+pub struct LoopbackCapture {
+    child: Child,
+    file: tempfile::NamedTempFile,
+}
+
+impl LoopbackCapture {
+    /// Starts capturing packets matching `filter` (tcpdump syntax) and waits
+    /// until tcpdump captures; `None` if tcpdump is not installed.
+    pub fn start(filter: &str) -> Option<LoopbackCapture> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let status = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new("tcpdump")
+            .args(["-i", "lo", "-n", "-l", "-q", filter])
+            .stdout(file.reopen().unwrap())
+            .stderr(status.reopen().unwrap())
+            .spawn()
+            .ok()?;
+        wait_until_capturing(&mut child, status.path());
+        Some(LoopbackCapture { child, file })
+    }
+
+    /// The source (`address.port`) of every packet captured so far.
+    pub fn sources(&self) -> Vec<String> {
+        std::fs::read_to_string(self.file.path())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for LoopbackCapture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

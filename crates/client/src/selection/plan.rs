@@ -38,7 +38,10 @@ use std::time::Duration;
 
 use openrelay_config::RelayRole;
 
-use super::{Candidate, EgressRegion, PathChoice, Pool, SelectionError, SiteKey, pick_weighted};
+use super::{
+    Candidate, EgressRegion, PathChoice, Pool, RefillChoiceError, SelectionError, SiteKey,
+    choose_refill, pick_weighted,
+};
 
 /// How long new flows keep using one path: ten minutes, long enough that a
 /// path's handshakes are amortised over many flows, short enough that one
@@ -293,6 +296,33 @@ impl<T: Moment> PathPlan<T> {
         let path = self.renew(kept.as_ref(), now, Some(site))?;
         self.sites.insert(site.clone(), path.clone());
         Ok(path)
+    }
+
+    /// A path for one token refill at `now`, apart from the `browsing`
+    /// paths (see [`choose_refill`]), through an ingress that passes
+    /// `has_access`, never through an excluded relay. The plan keeps
+    /// nothing of it: a refill path is never used for flows, and each refill
+    /// draws its own.
+    pub fn refill(
+        &mut self,
+        browsing: &[PathChoice],
+        has_access: impl Fn(&Candidate) -> bool,
+        now: T,
+    ) -> Result<PathChoice, RefillChoiceError> {
+        self.excluded.retain(|_, until| now < *until);
+        let PathPlan {
+            candidates,
+            excluded,
+            rng,
+            ..
+        } = self;
+        choose_refill(
+            candidates,
+            browsing,
+            has_access,
+            |c| excluded.contains_key(&c.id),
+            rng,
+        )
     }
 
     /// The path kept for `site`, if any, without checking it (status).

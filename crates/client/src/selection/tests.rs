@@ -524,6 +524,7 @@ fn entry(name: &str, role: RelayRole, operator: &str) -> RelayEntry {
         name: name.into(),
         role,
         operator: operator.into(),
+        operator_key: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
         key: key_of(name),
         country: None,
@@ -1000,4 +1001,124 @@ fn next_rotation_is_the_earliest_kept_path() {
     assert_eq!(plan.next_rotation(), Some(secs(610)));
     assert!(plan.site(&site("a.example")).is_some());
     assert!(plan.site(&site("c.example")).is_none());
+}
+
+/// Refill paths (issue 11 item 11) over thousands of seeded setups: the
+/// egress is never a browsing path's, the ingress is one the client holds
+/// a token for, the usual rules hold, and when a pair with neither operator
+/// of the browsing paths exists, that is what is chosen; when none exists at
+/// all, the error says why.
+#[test]
+fn refill_paths_keep_apart_from_browsing_paths_over_seeded_runs() {
+    let (mut chosen, mut apart) = (0, 0);
+    for seed in 0..20_000 {
+        let mut setup = fastrand::Rng::with_seed(seed);
+        let candidates = population(&mut setup);
+        let mask = setup.u16(..) & setup.u16(..);
+        let excluded = |c: &Candidate| {
+            let n: u32 = c.id[1..].parse().unwrap();
+            mask & (1 << n) != 0
+        };
+        let tokens = setup.u16(..) | setup.u16(..);
+        let has_access = |c: &Candidate| {
+            let n: u32 = c.id[1..].parse().unwrap();
+            tokens & (1 << n) != 0
+        };
+        // Up to three browsing paths drawn by the ordinary rules.
+        let mut browsing = Vec::new();
+        for _ in 0..setup.usize(0..=3) {
+            if let Ok(path) = choose(&candidates, &EgressRegion::Any, |_| false, &mut setup) {
+                browsing.push(path);
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let result = choose_refill(&candidates, &browsing, has_access, excluded, &mut rng);
+        let browsing_egress = |c: &Candidate| browsing.iter().any(|p| p.egress.id == c.id);
+        let hard = |c: &Candidate| {
+            excluded(c)
+                || (c.role == EGRESS && browsing_egress(c))
+                || (c.role == INGRESS && !has_access(c))
+        };
+        let valid = valid_pairs(&candidates, &EgressRegion::Any, &hard);
+        let separate = |i: &Candidate, e: &Candidate| {
+            browsing
+                .iter()
+                .all(|p| p.ingress.operator != i.operator && p.egress.operator != e.operator)
+        };
+        match result {
+            Ok(choice) => {
+                chosen += 1;
+                assert_rules(&choice, &hard, seed);
+                assert!(
+                    valid
+                        .iter()
+                        .any(|(i, e)| **i == choice.ingress && **e == choice.egress),
+                    "seed {seed}"
+                );
+                if valid.iter().any(|(i, e)| separate(i, e)) {
+                    apart += 1;
+                    assert!(
+                        separate(&choice.ingress, &choice.egress),
+                        "a pair apart from every browsing operator existed, seed {seed}"
+                    );
+                }
+            }
+            Err(error) => {
+                assert!(valid.is_empty(), "{error} with valid pairs, seed {seed}");
+                let any = |role, skip: &dyn Fn(&Candidate) -> bool| {
+                    candidates
+                        .iter()
+                        .any(|c| c.role == role && !excluded(c) && !skip(c))
+                };
+                let expected_kind = if !any(EGRESS, &browsing_egress) {
+                    "egress"
+                } else if !any(INGRESS, &|c| !has_access(c)) {
+                    "token"
+                } else {
+                    "rules"
+                };
+                let kind = match error {
+                    RefillChoiceError::EveryEgressBrowsing => "egress",
+                    RefillChoiceError::NoAccessToken => "token",
+                    RefillChoiceError::NoPath(_) => "rules",
+                };
+                assert_eq!(kind, expected_kind, "seed {seed}");
+            }
+        }
+    }
+    // The setups exercise every branch.
+    assert!(
+        chosen > 2_000 && apart > 500,
+        "{chosen} chosen, {apart} apart"
+    );
+}
+
+#[test]
+fn a_refill_uses_another_egress_and_ingress_operator_than_browsing() {
+    // Three operators, a browsing path from operator 0's ingress to
+    // operator 1's egress: the refill's egress is operator 0's or 2's, its
+    // ingress operator 1's or 2's, never eg1.
+    let candidates = network(3);
+    let browsing = [PathChoice {
+        ingress: candidates[0].clone(),
+        egress: candidates[3].clone(),
+    }];
+    for seed in 0..200 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let choice = choose_refill(&candidates, &browsing, |_| true, |_| false, &mut rng).unwrap();
+        assert_ne!(choice.egress.id, "eg1");
+        assert_ne!(choice.ingress.operator, "op0");
+        assert_ne!(choice.egress.operator, "op1");
+    }
+    // Only the browsing egress left: no refill, and why.
+    let mut rng = fastrand::Rng::with_seed(1);
+    let only = |c: &Candidate| c.role == EGRESS && c.id != "eg1";
+    assert_eq!(
+        choose_refill(&candidates, &browsing, |_| true, only, &mut rng),
+        Err(RefillChoiceError::EveryEgressBrowsing)
+    );
+    assert_eq!(
+        choose_refill(&candidates, &browsing, |_| false, |_| false, &mut rng),
+        Err(RefillChoiceError::NoAccessToken)
+    );
 }

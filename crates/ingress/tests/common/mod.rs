@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use openrelay_config::{AdmissionConfig, KeyPin};
-use openrelay_ingress::{Ingress, IngressSettings};
+use openrelay_ingress::{AdmissionSettings, Ingress, IngressSettings};
 use openrelay_tokens::{SigningKey, Token, TokenChallenge};
 use openrelay_transport::datagrams::DatagramSender;
 use openrelay_transport::endpoint::{self, OUTER_MTU, Tuning};
@@ -31,9 +31,14 @@ pub fn now() -> u64 {
 
 pub use openrelay_tokens::testing::{issuer_key, write_directory};
 
-/// A token from `key` for the ingress's challenge, issued locally.
-pub fn token(key: &SigningKey, issuer_name: &str) -> Token {
-    openrelay_tokens::testing::mint(key, &TokenChallenge::for_issuer(issuer_name))
+/// A token from `key` for `challenge`, issued locally.
+pub fn token(key: &SigningKey, challenge: &TokenChallenge) -> Token {
+    openrelay_tokens::testing::mint(key, challenge)
+}
+
+/// A fresh operator key (the operator of the relays a test starts).
+pub fn operator() -> KeyPin {
+    Identity::generate().unwrap().pin()
 }
 
 /// A stand-in egress: a UDP socket whose received datagrams tests inspect.
@@ -68,7 +73,16 @@ impl FakeEgress {
 pub struct RunningIngress {
     pub addr: SocketAddr,
     pub pin: KeyPin,
+    /// Its operator's key.
+    pub operator: KeyPin,
     stop: Option<oneshot::Sender<()>>,
+}
+
+impl RunningIngress {
+    /// The challenge of access tokens for this ingress: its operator's.
+    pub fn challenge(&self) -> TokenChallenge {
+        TokenChallenge::for_ingress_operator(ISSUER_NAME, &self.operator.to_string())
+    }
 }
 
 impl Drop for RunningIngress {
@@ -91,7 +105,19 @@ pub fn admission(keys: PathBuf, redis_url: Option<String>) -> AdmissionConfig {
     }
 }
 
+/// An ingress of an operator of its own.
 pub fn start_ingress(
+    egress: SocketAddr,
+    admission: Option<AdmissionConfig>,
+    state_dir: &Path,
+) -> RunningIngress {
+    start_ingress_of(operator(), egress, admission, state_dir)
+}
+
+/// An ingress of `operator` (e.g. a second one of a fleet, or the same
+/// relay restarted).
+pub fn start_ingress_of(
+    operator: KeyPin,
     egress: SocketAddr,
     admission: Option<AdmissionConfig>,
     state_dir: &Path,
@@ -103,7 +129,10 @@ pub fn start_ingress(
         max_tunnels_per_client: 16,
         tunnel_idle_timeout: Duration::from_secs(30),
         outbound_bind: None,
-        admission,
+        admission: admission.map(|tokens| AdmissionSettings {
+            tokens,
+            operator_key: operator,
+        }),
         state_dir: state_dir.to_owned(),
         congestion: Default::default(),
     };
@@ -116,6 +145,7 @@ pub fn start_ingress(
     RunningIngress {
         addr,
         pin: identity.pin(),
+        operator,
         stop: Some(stop),
     }
 }
