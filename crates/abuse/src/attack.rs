@@ -109,9 +109,9 @@ pub struct Counters {
     pub streams: AtomicU64,
     /// Streams the target stopped or reset.
     pub stopped: AtomicU64,
-    /// Bytes written on streams.
+    /// Bytes written on streams, or datagram bytes queued.
     pub bytes: AtomicU64,
-    /// HTTP datagrams sent.
+    /// HTTP datagrams sent on the wire.
     pub datagrams: AtomicU64,
 }
 
@@ -602,6 +602,7 @@ async fn malformed_capsules(run: &Arc<Run>) {
                     Ok(()) => Counters::add(&run.counters.bytes, bytes.len() as u64),
                     Err(quinn::WriteError::Stopped(_)) => {
                         Counters::add(&run.counters.stopped, 1);
+                        continue;
                     }
                     Err(_) => break,
                 }
@@ -656,7 +657,6 @@ async fn datagram_flood(run: &Arc<Run>) {
                 break;
             }
             sent += 1;
-            Counters::add(&run.counters.datagrams, 1);
             Counters::add(&run.counters.bytes, len);
             // quinn drops the oldest queued datagram when its buffer is
             // full; yielding lets its driver send what is queued.
@@ -664,6 +664,10 @@ async fn datagram_flood(run: &Arc<Run>) {
                 tokio::task::yield_now().await;
             }
         }
+        // What went on the wire (congestion control paces it), not what was
+        // queued.
+        let on_wire = connection.connection.stats().frame_tx.datagram;
+        Counters::add(&run.counters.datagrams, on_wire);
         run.ended(&connection);
     })
     .await;

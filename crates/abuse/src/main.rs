@@ -100,7 +100,9 @@ struct TargetArgs {
     #[arg(long)]
     key: Option<KeyPin>,
     /// Start the target from --config (`openrelay <role> --config FILE`)
-    /// with its open-file limit raised, and stop it at the end.
+    /// with its open-file limit raised, and stop it at the end; `attack`
+    /// starts it afresh for each attack, so no attack inherits another's
+    /// memory.
     #[arg(long, requires = "config")]
     start: bool,
     /// The `openrelay` binary --start runs (default: next to this one).
@@ -139,7 +141,9 @@ struct TargetArgs {
 struct Ready {
     target: Target,
     pid: Option<u32>,
-    _started: Option<Started>,
+    started: Option<Started>,
+    /// How to start it again (`--start`).
+    restart: Option<Restart>,
     via: Option<Via>,
     attack_from: IpAddr,
     legit_from: IpAddr,
@@ -156,29 +160,22 @@ fn prepare(args: &TargetArgs) -> anyhow::Result<Ready> {
         },
         _ => bail!("give --config, or --role, --addr and --key"),
     };
-    let started = match (&args.config, args.start) {
-        (Some(config), true) => {
-            let openrelay = match &args.openrelay {
+    let restart = match (&args.config, args.start) {
+        (Some(config), true) => Some(Restart {
+            openrelay: match &args.openrelay {
                 Some(path) => path.clone(),
                 None => std::env::current_exe()?
                     .parent()
                     .context("no directory of this binary")?
                     .join("openrelay"),
-            };
-            let stderr = match &args.target_log {
-                Some(path) => Stdio::from(std::fs::File::create(path)?),
-                None => Stdio::null(),
-            };
-            Some(Started::start(
-                &openrelay,
-                target.role,
-                config,
-                target::own_nofile_hard_limit(),
-                stderr,
-            )?)
-        }
+            },
+            config: config.clone(),
+            role: target.role,
+            log: args.target_log.clone(),
+        }),
         _ => None,
     };
+    let started = restart.as_ref().map(Restart::start).transpose()?;
     let pid = started.as_ref().map(Started::pid).or(args.pid);
     let via = match target.role {
         Role::Ingress => Some(match (&args.egress_config, args.egress, args.egress_key) {
@@ -217,11 +214,41 @@ fn prepare(args: &TargetArgs) -> anyhow::Result<Ready> {
     Ok(Ready {
         target,
         pid,
-        _started: started,
+        started,
+        restart,
         via,
         attack_from,
         legit_from,
     })
+}
+
+/// How `--start` runs the target.
+struct Restart {
+    openrelay: PathBuf,
+    config: PathBuf,
+    role: Role,
+    log: Option<PathBuf>,
+}
+
+impl Restart {
+    fn start(&self) -> anyhow::Result<Started> {
+        let stderr = match &self.log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+            None => Stdio::null(),
+        };
+        Ok(Started::start(
+            &self.openrelay,
+            self.role,
+            &self.config,
+            target::own_nofile_hard_limit(),
+            stderr,
+        )?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -257,7 +284,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             max_mib,
             json,
         } => {
-            let ready = prepare(&target)?;
+            let mut ready = prepare(&target)?;
             let attacks = if attacks.is_empty() {
                 Attack::ALL.to_vec()
             } else {
@@ -276,15 +303,21 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 ready.target.addr,
                 ready.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             );
-            let options = PhaseOptions {
-                duration: Duration::from_secs(duration),
-                probe_every: Duration::from_millis(250),
-                probes_after: 5,
-                pid: ready.pid,
-                sample_every: Duration::from_secs(1),
-            };
             let mut phases: Vec<Phase> = Vec::new();
-            for attack in attacks {
+            for (i, attack) in attacks.into_iter().enumerate() {
+                if let (Some(restart), true) = (&ready.restart, i > 0) {
+                    drop(ready.started.take());
+                    let started = restart.start()?;
+                    ready.pid = Some(started.pid());
+                    ready.started = Some(started);
+                }
+                let options = PhaseOptions {
+                    duration: Duration::from_secs(duration),
+                    probe_every: Duration::from_millis(250),
+                    probes_after: 5,
+                    pid: ready.pid,
+                    sample_every: Duration::from_secs(1),
+                };
                 let plan = Plan {
                     target: ready.target.clone(),
                     sources: openrelay_abuse::addresses(ready.attack_from, target.sources),

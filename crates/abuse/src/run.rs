@@ -190,7 +190,7 @@ pub fn table(target: &str, phases: &[Phase]) -> String {
         };
         let t = &phase.tally;
         let did = format!(
-            "{} conns ({} refused, {} closed by target), {} streams ({} stopped), {} MiB, {} datagrams",
+            "{} conns ({} refused, {} closed by target), {} streams ({} stopped), {} MiB written, {} datagrams sent",
             t.connections,
             t.refused,
             t.closed_by_target,
