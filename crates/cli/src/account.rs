@@ -206,15 +206,21 @@ async fn log_in(
         ),
         None => (account.connect_issuer_directly().await?, DIRECT.to_owned()),
     };
+    let issuer_name = &config
+        .account
+        .as_ref()
+        .context("the client config has no [account] section naming the issuer")?
+        .issuer_name;
     if route == Route::Register {
+        eprintln!("registering: solving the issuer's registration puzzle takes a moment");
         link.client
-            .register(username, password)
+            .register(issuer_name, username, password)
             .await
             .with_context(|| format!("cannot register {username:?}"))?;
     }
     let session = link
         .client
-        .login(username, password)
+        .login(issuer_name, username, password)
         .await
         .with_context(|| format!("cannot log in as {username:?}"))?;
     // The issuer ends the session when it wants; a refused refill then

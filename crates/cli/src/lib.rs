@@ -18,6 +18,7 @@ use openrelay_transport::task::AbortOnDrop;
 use tracing::{debug, warn};
 
 mod account;
+mod ledger;
 mod tun;
 
 /// openrelay: your traffic crosses two relays of different operators, so no
@@ -211,7 +212,8 @@ struct DevnetArgs {
     /// The client's HTTP proxy listen address.
     #[arg(long, default_value = "127.0.0.1:8118")]
     http: SocketAddr,
-    /// Keys and state (default: a fresh temporary directory, removed on exit).
+    /// Keys and state (default: a fresh temporary directory, removed on exit;
+    /// with --export, DIR/state).
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Each component logs to its own file here (client.log, ingress-<i>.log, egress-<i>.log).
@@ -220,7 +222,8 @@ struct DevnetArgs {
     /// Log filter for every component (e.g. info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: String,
-    /// Write one config file per component into DIR and exit.
+    /// Write one config file per component into DIR and exit (keys and
+    /// state go to DIR/state unless --state-dir says otherwise).
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
     /// Run without the registry and validators: the client uses the relay
@@ -396,95 +399,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(args) => run_sim(args),
         Command::Ledger { config, json } => {
             let config = RelayConfig::load(&config)?;
-            runtime(Some(1))?.block_on(run_ledger(&config, json))
+            runtime(Some(1))?.block_on(ledger::run(&config, json))
         }
     }
-}
-
-/// `openrelay ledger`: the operator's ledger at the issuer, and the relay's
-/// own totals (readable only while the relay is stopped: it holds its
-/// ledger file open).
-async fn run_ledger(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
-    use openrelay_egress::ledger::{Ledger, Total};
-    use openrelay_tokens::settlement::{LEDGER_PATH, OperatorLedger};
-    let payment = config
-        .egress
-        .as_ref()
-        .and_then(|e| e.payment.as_ref())
-        .context("this relay takes no payments (no [egress.payment] section)")?;
-    let issuer = payment
-        .settle_at
-        .as_ref()
-        .context("[egress.payment] has no settle_at: this relay settles nowhere")?;
-    let quic = openrelay_transport::udp::endpoint(
-        openrelay_transport::udp::local_for(None, issuer.addr),
-        None,
-    )?;
-    let connection = openrelay_transport::call::PinnedConnection::connect(
-        &quic,
-        issuer.addr,
-        issuer.key,
-        openrelay_transport::endpoint::OUTER_MTU,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("operator", &config.operator)
-        .finish();
-    let answer = connection
-        .request(
-            http::Method::GET,
-            &format!("{LEDGER_PATH}?{query}"),
-            &[],
-            Vec::new(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
-    anyhow::ensure!(
-        answer.status == 200,
-        "issuer answered {}: {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body).trim()
-    );
-    let at_issuer: OperatorLedger = serde_json::from_slice(&answer.body)?;
-    let local = Ledger::open(&config.state_dir).ok().map(|ledger| {
-        [
-            Total::BytesCarried,
-            Total::TokensCollected,
-            Total::TokensRedeemed,
-            Total::TokensRefused,
-        ]
-        .map(|t| ledger.total(t).unwrap_or(0))
-    });
-    if json {
-        let local = local.map(|[carried, collected, redeemed, refused]| {
-            serde_json::json!({
-                "bytes_carried": carried,
-                "tokens_collected": collected,
-                "tokens_redeemed": redeemed,
-                "tokens_refused": refused,
-            })
-        });
-        println!(
-            "{}",
-            serde_json::json!({ "issuer": at_issuer, "relay": local })
-        );
-        return Ok(());
-    }
-    println!(
-        "operator {}: {} tokens redeemed, {} bytes reported in {} settlements",
-        at_issuer.operator,
-        at_issuer.tokens_redeemed,
-        at_issuer.bytes_reported,
-        at_issuer.settlements
-    );
-    match local {
-        Some([carried, collected, redeemed, refused]) => println!(
-            "this relay: {carried} bytes carried, {collected} tokens collected, {redeemed} redeemed, {refused} refused"
-        ),
-        None => println!("this relay: its ledger is in use (the relay is running)"),
-    }
-    Ok(())
 }
 
 /// `openrelay sim`: maps flags to [`openrelay_sim::SimOptions`], prints
@@ -616,7 +533,8 @@ async fn run_relay(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Re
             ingress.serve(shutdown).await;
         }
         RelayRole::Egress => {
-            let settings = openrelay_egress::EgressSettings::from_config(&config)?;
+            let mut settings = openrelay_egress::EgressSettings::from_config(&config)?;
+            settings.operator = ledger::settlement_operator(&config)?;
             let egress = openrelay_egress::Egress::bind(settings, &identity)?;
             let listen = egress.local_addr()?;
             let _publishing = publish(&config, listen, &identity)?;
@@ -720,9 +638,12 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         file: None,
     })?;
     let temporary;
-    let state_dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => {
+    let state_dir = match (&args.state_dir, &args.export) {
+        (Some(dir), _) => dir.clone(),
+        // Exported configs name their state directories (and the keys the
+        // client pins are made there now): keep them next to the configs.
+        (None, Some(export)) => export.join("state"),
+        (None, None) => {
             temporary = tempfile::Builder::new()
                 .prefix("openrelay-devnet-")
                 .tempdir()

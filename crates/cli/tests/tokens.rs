@@ -369,17 +369,32 @@ async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
         &["issuer", "--config", issuer_config.to_str().unwrap()],
         &stderr("issuer"),
     ));
+    // The relays read the issuer's keys from the file it writes, so the
+    // only traffic to the issuer the capture could see is the client's.
+    let key_file = IssuerConfig::load(&issuer_config)
+        .unwrap()
+        .state_dir
+        .join("issuer-directory.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !key_file.exists() {
+        assert!(Instant::now() < deadline, "the issuer wrote no keys");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for i in 1..=2 {
         for role in [RelayRole::Egress, RelayRole::Ingress] {
             let name = format!("{role}-{i}");
             let file = configs.join(format!("{name}.toml"));
             let mut relay = RelayConfig::load(&file).unwrap();
+            if let Some(admission) = relay.ingress.as_mut().and_then(|i| i.admission.as_mut()) {
+                admission.issuer_keys = Some(key_file.clone());
+            }
             if let Some(payment) = relay.egress.as_mut().and_then(|e| {
                 // The egress refuses the issuer's port as a destination.
                 e.deny_ports = Some(vec![25, issuer.port()]);
                 e.payment.as_mut()
             }) {
                 payment.settle_at = None;
+                payment.tokens.issuer_keys = Some(key_file.clone());
             }
             std::fs::write(&file, relay.to_toml().unwrap()).unwrap();
             components.push(Proc::start(

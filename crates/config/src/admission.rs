@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ConfigError;
+use crate::{ConfigError, RegistryEndpoint};
 
 /// How an ingress checks the access token of each tunnel request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,11 +15,20 @@ pub struct AdmissionConfig {
     /// The issuer's server name in the token challenge (RFC 9577 §2.1.1),
     /// e.g. `issuer.example:4433`; clients get tokens for this challenge.
     pub issuer_name: String,
-    /// The issuer directory (RFC 9578 §4 JSON, as `openrelay issuer` writes
-    /// it to `<state_dir>/issuer-directory.json`): the issuer's public keys.
-    /// Re-read every `keys_refresh_secs`, so key rotations reach the relay.
-    pub issuer_keys: PathBuf,
-    /// How often the issuer keys are re-read.
+    /// The issuer: its address and the key its TLS handshake must prove.
+    /// The relay fetches the issuer's public keys from it (the issuer
+    /// directory, RFC 9578 §4) at start, retrying with backoff until they
+    /// arrive (tokens are refused with 503 meanwhile), then every
+    /// `keys_refresh_secs`, so key rotations reach the relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<RegistryEndpoint>,
+    /// A local copy of the issuer directory (as `openrelay issuer` writes it
+    /// to `<state_dir>/issuer-directory.json`), read instead of asking
+    /// `issuer`: for a relay on the issuer's host, or one that must not
+    /// reach it. Re-read every `keys_refresh_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_keys: Option<PathBuf>,
+    /// How often the issuer keys are fetched (or re-read).
     #[serde(default = "default_keys_refresh_secs")]
     pub keys_refresh_secs: u64,
     /// A Redis server shared by a fleet of ingresses as their double-spend
@@ -48,6 +57,12 @@ impl AdmissionConfig {
             return Err(ConfigError::invalid(
                 format!("{section}.issuer_name"),
                 "must be a server name (host or host:port)",
+            ));
+        }
+        if self.issuer.is_none() && self.issuer_keys.is_none() {
+            return Err(ConfigError::invalid(
+                format!("{section}.issuer"),
+                "say where the issuer's keys come from: issuer = { addr, key } (or a local issuer_keys file)",
             ));
         }
         if self.keys_refresh_secs == 0 {
@@ -116,6 +131,7 @@ mod tests {
         let config = RelayConfig::from_toml(&text).unwrap();
         let admission = config.ingress.as_ref().unwrap().admission.clone().unwrap();
         assert_eq!(admission.keys_refresh_secs, 60);
+        assert_eq!(admission.issuer, None);
         assert_eq!(
             admission.redis_url.as_deref(),
             Some("redis://10.0.0.5:6379/0")
@@ -124,6 +140,17 @@ mod tests {
             RelayConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
             config
         );
+
+        let networked = with_admission(
+            "issuer_name = \"issuer.example:4450\"\nissuer = { addr = \"192.0.2.7:4450\", key = \"ed25519:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\" }\n",
+        );
+        let config = RelayConfig::from_toml(&networked).unwrap();
+        let admission = config.ingress.as_ref().unwrap().admission.clone().unwrap();
+        assert_eq!(
+            admission.issuer.unwrap().addr,
+            "192.0.2.7:4450".parse().unwrap()
+        );
+        assert_eq!(admission.issuer_keys, None);
 
         for (section, field) in [
             (
@@ -146,7 +173,7 @@ mod tests {
                 "issuer_name = \"i\"\nissuer_keys = \"k\"\ncolour = 1\n",
                 "colour",
             ),
-            ("issuer_name = \"i\"\n", "issuer_keys"),
+            ("issuer_name = \"i\"\n", "ingress.admission.issuer"),
         ] {
             let error = RelayConfig::from_toml(&with_admission(section)).unwrap_err();
             let text = match &error {

@@ -1,12 +1,22 @@
 //! `openrelay issuer --config FILE`: the token issuer (OPAQUE accounts,
 //! Privacy Pass issuance, RFC 9578).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, LogConfig, parse, read};
+use crate::{ConfigError, DirectoryConfig, KeyPin, LogConfig, parse, read};
+
+/// The longest `key_rotation_secs`: a key's tokens are accepted for two
+/// periods, which must stay within the relays' bound on a key's lifetime
+/// (60 days, `openrelay_tokens::keys::MAX_KEY_LIFETIME_SECS`).
+pub const MAX_KEY_ROTATION_SECS: u64 = 30 * 24 * 3600;
+/// The largest `registration_puzzle_bits` (about 4 × 10^9 hashes).
+pub const MAX_PUZZLE_BITS: u8 = 32;
+/// The longest operator name (as a settlement carries it).
+const MAX_OPERATOR: usize = 255;
 
 /// The issuer's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +44,31 @@ pub struct IssuerConfig {
     /// How long a login session may request tokens.
     #[serde(default = "default_session_lifetime_secs")]
     pub session_lifetime_secs: u64,
+    /// The proof of work a registration costs: a solution must hash (SHA-256)
+    /// to this many leading zero bits, about 2^bits hashes on the client
+    /// (0 to 32). Each account gets `tokens_per_period` tokens, so this is
+    /// the price of tokens for someone who makes accounts in bulk.
+    #[serde(default = "default_registration_puzzle_bits")]
+    pub registration_puzzle_bits: u8,
+    /// Which relays may settle collected tokens (and read the ledger) for
+    /// which operator. Absent: settlements are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementRelays>,
 }
 
+/// Where the issuer learns which relays belong to which operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SettlementRelays {
+    /// `[settlement.directory]`: the validator-signed directory (fetched
+    /// from the registry, verified k of n, refreshed); the operator is
+    /// named by its key (`ed25519:...`), and its relays are those the
+    /// directory lists for it.
+    Directory(DirectoryConfig),
+    /// `[settlement.relays]`: operator name → its relays' keys, for a
+    /// network without a registry.
+    Relays(BTreeMap<String, Vec<KeyPin>>),
+}
 fn default_key_rotation_secs() -> u64 {
     7 * 24 * 3600
 }
@@ -47,6 +80,9 @@ fn default_token_period_secs() -> u64 {
 }
 fn default_session_lifetime_secs() -> u64 {
     600
+}
+fn default_registration_puzzle_bits() -> u8 {
+    22
 }
 
 /// A server name as token challenges carry it (RFC 9577 §2.1.1.1): host or
@@ -89,6 +125,40 @@ impl IssuerConfig {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
         }
+        if self.key_rotation_secs > MAX_KEY_ROTATION_SECS {
+            return Err(ConfigError::invalid(
+                "key_rotation_secs",
+                format!("at most {MAX_KEY_ROTATION_SECS} (30 days)"),
+            ));
+        }
+        if self.registration_puzzle_bits > MAX_PUZZLE_BITS {
+            return Err(ConfigError::invalid(
+                "registration_puzzle_bits",
+                format!("at most {MAX_PUZZLE_BITS}"),
+            ));
+        }
+        match &self.settlement {
+            Some(SettlementRelays::Directory(directory)) => {
+                directory.validate_at("settlement.directory")?;
+            }
+            Some(SettlementRelays::Relays(operators)) => {
+                for (operator, relays) in operators {
+                    if operator.is_empty() || operator.len() > MAX_OPERATOR {
+                        return Err(ConfigError::invalid(
+                            "settlement.relays",
+                            format!("operator names are 1 to {MAX_OPERATOR} bytes"),
+                        ));
+                    }
+                    if relays.is_empty() {
+                        return Err(ConfigError::invalid(
+                            format!("settlement.relays.{operator}"),
+                            "must list at least one relay key",
+                        ));
+                    }
+                }
+            }
+            None => {}
+        }
         Ok(())
     }
 
@@ -110,6 +180,11 @@ mod tests {
         let config = IssuerConfig::from_toml(EXAMPLE).unwrap();
         assert_eq!(config.issuer_name, "issuer.example:4450");
         assert_eq!(config.tokens_per_period, 1000);
+        assert_eq!(config.registration_puzzle_bits, 22);
+        assert!(matches!(
+            config.settlement,
+            Some(SettlementRelays::Directory(ref d)) if d.threshold == 2
+        ));
         assert_eq!(
             IssuerConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
             config
@@ -147,10 +222,51 @@ mod tests {
                 "session_lifetime_secs = 600\ncolour = 1",
                 "colour",
             ),
+            (
+                "key_rotation_secs = 604800",
+                "key_rotation_secs = 18446744073709551615",
+                "key_rotation_secs",
+            ),
+            (
+                "registration_puzzle_bits = 22",
+                "registration_puzzle_bits = 33",
+                "registration_puzzle_bits",
+            ),
+            (
+                "threshold = 2",
+                "threshold = 4",
+                "settlement.directory.threshold",
+            ),
         ] {
+            assert!(EXAMPLE.contains(from), "{from}");
             let text = EXAMPLE.replace(from, to);
             let error = IssuerConfig::from_toml(&text).unwrap_err();
             assert!(field_of(error).contains(field), "{field}");
         }
+    }
+
+    #[test]
+    fn settlement_relays_can_be_listed_instead() {
+        let text = EXAMPLE
+            .split("[settlement.directory]")
+            .next()
+            .unwrap()
+            .to_owned()
+            + "[settlement.relays]\n\"operator-1\" = [\"ed25519:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\"]\n";
+        let config = IssuerConfig::from_toml(&text).unwrap();
+        let Some(SettlementRelays::Relays(operators)) = &config.settlement else {
+            panic!("{:?}", config.settlement);
+        };
+        assert_eq!(operators["operator-1"].len(), 1);
+        assert_eq!(
+            IssuerConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+            config
+        );
+        let empty = text.replace(
+            "[\"ed25519:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\"]",
+            "[]",
+        );
+        let error = IssuerConfig::from_toml(&empty).unwrap_err();
+        assert!(field_of(error).contains("settlement.relays.operator-1"));
     }
 }

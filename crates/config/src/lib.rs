@@ -24,7 +24,7 @@ pub use account::AccountConfig;
 pub use admission::AdmissionConfig;
 pub use congestion::CongestionControl;
 pub use deny::{DenyEntry, Net};
-pub use issuer::IssuerConfig;
+pub use issuer::{IssuerConfig, SettlementRelays};
 pub use payment::PaymentConfig;
 pub use pin::{KeyPin, KeyPinError};
 pub use tun::{MIN_TUN_MTU, TunConfig, TunDnsConfig};
@@ -230,6 +230,31 @@ pub struct DirectoryConfig {
     /// Fetch a newer directory this often.
     #[serde(default = "default_directory_refresh_secs")]
     pub refresh_secs: u64,
+}
+
+impl DirectoryConfig {
+    /// Checks the settings; errors name the field under `section`.
+    pub(crate) fn validate_at(&self, section: &str) -> Result<(), ConfigError> {
+        if self.validators.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{section}.validators"),
+                "must list at least one validator key",
+            ));
+        }
+        if self.threshold == 0 || self.threshold > self.validators.len() {
+            return Err(ConfigError::invalid(
+                format!("{section}.threshold"),
+                "must be between 1 and the number of validators",
+            ));
+        }
+        if self.max_age_secs == 0 || self.refresh_secs == 0 {
+            return Err(ConfigError::invalid(
+                section,
+                "max_age_secs and refresh_secs must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_directory_max_age_secs() -> u64 {
@@ -795,24 +820,7 @@ impl ClientConfig {
                     .any(|e| e.role == RelayRole::Egress && e.operator != i.operator)
         });
         if let Some(directory) = &self.directory {
-            if directory.validators.is_empty() {
-                return Err(ConfigError::invalid(
-                    "directory.validators",
-                    "must list at least one validator key",
-                ));
-            }
-            if directory.threshold == 0 || directory.threshold > directory.validators.len() {
-                return Err(ConfigError::invalid(
-                    "directory.threshold",
-                    "must be between 1 and the number of validators",
-                ));
-            }
-            if directory.max_age_secs == 0 || directory.refresh_secs == 0 {
-                return Err(ConfigError::invalid(
-                    "directory",
-                    "max_age_secs and refresh_secs must be at least 1",
-                ));
-            }
+            directory.validate_at("directory")?;
         } else if !has_two_operator_path {
             return Err(ConfigError::invalid(
                 "relay",

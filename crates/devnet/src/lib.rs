@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use openrelay_config::{
     AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
     IssuerConfig, KeyPin, LogConfig, PathConfig, PaymentConfig, PublishConfig, RegistryConfig,
-    RegistryEndpoint, RelayConfig, RelayEntry, RelayRole, ValidatorConfig,
+    RegistryEndpoint, RelayConfig, RelayEntry, RelayRole, SettlementRelays, ValidatorConfig,
 };
 use openrelay_transport::identity::{Identity, IdentityError};
 
@@ -163,7 +163,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             pins.validators.clone(),
         )
     });
-    let issuer = options.tokens.then(|| issuer_plan(options)).transpose()?;
+    let mut issuer = options.tokens.then(|| issuer_plan(options)).transpose()?;
     let issuer_endpoint = match &issuer {
         Some(issuer) => Some(RegistryEndpoint {
             addr: issuer.listen,
@@ -227,7 +227,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                             tunnel_memory_secs: 600,
                             settle_at: issuer_endpoint.clone(),
                             settle_secs: 5,
-                            tokens: token_settings(issuer),
+                            tokens: token_settings(issuer, issuer_endpoint.clone()),
                         }),
                         ..EgressConfig::default()
                     };
@@ -239,7 +239,9 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                         max_tunnels_per_client: 64,
                         tunnel_idle_timeout_secs: 120,
                         outbound_bind: None,
-                        admission: issuer.as_ref().map(token_settings),
+                        admission: issuer
+                            .as_ref()
+                            .map(|issuer| token_settings(issuer, issuer_endpoint.clone())),
                     }),
                     None,
                 ),
@@ -274,6 +276,26 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 },
             ));
         }
+    }
+    // Who may settle: the relays the directory lists for their operator,
+    // or, without a registry, each operator's egress by key.
+    if let Some(issuer) = &mut issuer {
+        issuer.settlement = Some(match &endpoint {
+            Some((registry, validators)) => SettlementRelays::Directory(DirectoryConfig {
+                registry: registry.clone(),
+                validators: validators.clone(),
+                threshold: THRESHOLD,
+                max_age_secs: 7200,
+                refresh_secs: 2,
+            }),
+            None => SettlementRelays::Relays(
+                entries
+                    .iter()
+                    .filter(|e| e.role == RelayRole::Egress)
+                    .map(|e| (e.operator.clone(), vec![e.key]))
+                    .collect(),
+            ),
+        });
     }
     let client = ClientConfig {
         state_dir: options.state_dir.join("client"),
@@ -335,7 +357,8 @@ type RegistryPlan = (RegistryConfig, Vec<(String, ValidatorConfig)>, Pins);
 
 /// The registry and its validators; keys are created now, so every config
 /// can carry the pins.
-/// The issuer: generous quotas and long sessions, so a devnet runs for days.
+/// The issuer: generous quotas and long sessions, so a devnet runs for days;
+/// a light registration puzzle (a few thousand hashes).
 fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
     let listen = SocketAddr::new(IpAddr::V4(ISSUER_ADDRESS), free_udp_port(ISSUER_ADDRESS)?);
     Ok(IssuerConfig {
@@ -347,17 +370,23 @@ fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
         tokens_per_period: 1_000_000,
         token_period_secs: 24 * 3600,
         session_lifetime_secs: 30 * 24 * 3600,
+        registration_puzzle_bits: DEVNET_PUZZLE_BITS,
+        // Set once the relays are planned.
+        settlement: None,
     })
 }
 
-/// How a relay checks tokens of `issuer`: its name, the key directory it
-/// publishes in its state directory, each relay's own double-spend set.
-fn token_settings(issuer: &IssuerConfig) -> AdmissionConfig {
+/// The devnet issuer's registration puzzle: 2^12 hashes, a few ms.
+pub const DEVNET_PUZZLE_BITS: u8 = 12;
+
+/// How a relay checks tokens of `issuer`: its name, its keys fetched from
+/// it over the network (so relays may start before the issuer), each
+/// relay's own double-spend set.
+fn token_settings(issuer: &IssuerConfig, endpoint: Option<RegistryEndpoint>) -> AdmissionConfig {
     AdmissionConfig {
         issuer_name: issuer.issuer_name.clone(),
-        issuer_keys: issuer
-            .state_dir
-            .join(openrelay_issuer::keys::DIRECTORY_FILE),
+        issuer: endpoint,
+        issuer_keys: None,
         keys_refresh_secs: 5,
         redis_url: None,
         spent_path: None,
@@ -486,7 +515,8 @@ pub fn export(plan: &DevnetPlan, dir: &Path) -> Result<Vec<(String, PathBuf)>, D
         written.push((name.to_owned(), path));
         Ok::<(), DevnetError>(())
     };
-    // The issuer first: the relays read the keys it publishes at start.
+    // Any start order works (relays fetch the issuer's keys and retry);
+    // the devnet itself starts the issuer first.
     if let Some(issuer) = &plan.issuer {
         write("issuer", issuer.to_toml()?)?;
     }

@@ -9,7 +9,7 @@
 //!
 //! With `[egress.payment]`, sessions are pay-as-you-go: `POST
 //! /.well-known/openrelay/pay` with a Privacy Pass token per quantum (see
-//! [`payment`]).
+//! [`payment`]); collected tokens are redeemed at the issuer ([`settle`]).
 //!
 //! Names are resolved here, so the client's DNS never leaves it in the clear.
 //! Every destination passes the [`DestinationPolicy`] after resolution, so a
@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod meter;
 pub mod payment;
 mod resolve;
+pub mod settle;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

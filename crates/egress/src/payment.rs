@@ -31,7 +31,11 @@
 //! A session whose due token does not arrive within the grace window is
 //! closed with QUIC application error [`PAYMENT_OVERDUE`] and the reason
 //! `payment overdue`. Collected tokens are kept in the [`Ledger`] until
-//! they are settled at the issuer.
+//! they are settled at the issuer ([`crate::settle`]).
+//!
+//! The issuer's keys are fetched from it (or read from a local file) and
+//! followed as they rotate; until they arrive, payments are refused with
+//! 503 "issuer keys not yet available" and unpaid sessions run their grace.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,24 +44,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openrelay_config::{PaymentConfig, RegistryEndpoint};
+use openrelay_config::PaymentConfig;
+use openrelay_issuer::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, Refusal, TokenGate};
-use openrelay_tokens::settlement::{self, Receipt, Settlement};
 use openrelay_tokens::spent::open_store;
-use openrelay_transport::call::PinnedConnection;
-use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{self, ServerStream};
 use openrelay_transport::tcp_pump::PumpCounters;
-use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::BridgeCounters;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::ledger::{Ledger, LedgerError, Total};
+use crate::ledger::{Ledger, LedgerError};
 use crate::meter::{Meter, PaymentTerms, Standing, TunnelSessions};
+use crate::settle::Settler;
 use crate::{EgressStats, PROXY_NAME};
 
 /// The payment request's path.
@@ -96,16 +98,6 @@ pub enum PaymentError {
     /// The relay key could not be taken for settlement.
     #[error(transparent)]
     Identity(#[from] openrelay_transport::identity::IdentityError),
-}
-
-/// Where and how often collected tokens are settled.
-#[derive(Debug)]
-struct Settling {
-    issuer: RegistryEndpoint,
-    every: Duration,
-    /// The relay's key, which signs settlements.
-    identity: Identity,
-    operator: String,
 }
 
 /// One metered session (a tunnel's).
@@ -219,9 +211,11 @@ type Tunnels = TunnelSessions<SocketAddr, Arc<Session>, Instant>;
 #[derive(Debug)]
 pub struct Payments {
     gate: Arc<TokenGate>,
+    /// Where the issuer keys come from, and how often they are fetched.
+    keys: Option<(KeySource, Duration)>,
     ledger: Arc<Ledger>,
     terms: PaymentTerms,
-    settlement: Option<Settling>,
+    settlement: Option<Settler>,
     /// Sessions by tunnel source.
     tunnels: Mutex<Tunnels>,
     /// The session of each live connection, by its stable id.
@@ -229,7 +223,8 @@ pub struct Payments {
 }
 
 impl Payments {
-    /// Sets up payments for the relay of `identity`, run by `operator`.
+    /// Sets up payments for the relay of `identity`, credited at settlement
+    /// to `operator` (its operator key with a registry, else its name).
     pub fn open(
         config: &PaymentConfig,
         identity: &Identity,
@@ -247,12 +242,15 @@ impl Payments {
         )?;
         let gate = TokenGate::new(
             &TokenChallenge::for_relay(&tokens.issuer_name, &relay),
-            &tokens.issuer_keys,
-            Duration::from_secs(tokens.keys_refresh_secs),
             spent,
         )?;
+        let source = KeySource::from_config(tokens);
+        if let Some(keys) = source.as_ref().and_then(KeySource::read_local) {
+            gate.set_keys(keys);
+        }
         Ok(Payments {
             gate: Arc::new(gate),
+            keys: source.map(|s| (s, Duration::from_secs(tokens.keys_refresh_secs))),
             ledger: Arc::new(Ledger::open(state_dir)?),
             terms: PaymentTerms::new(
                 config.quantum_mib.saturating_mul(1 << 20),
@@ -266,7 +264,7 @@ impl Payments {
             )),
             connections: Mutex::new(HashMap::new()),
             settlement: match &config.settle_at {
-                Some(issuer) => Some(Settling {
+                Some(issuer) => Some(Settler {
                     issuer: issuer.clone(),
                     every: Duration::from_secs(config.settle_secs),
                     identity: identity.duplicate()?,
@@ -278,77 +276,20 @@ impl Payments {
     }
 
     /// Settles collected tokens at the issuer every `settle_secs` (forever;
-    /// abort to stop). Tokens stay in the ledger until the issuer answered
-    /// for them, so nothing is lost while it is unreachable.
+    /// abort to stop); see [`crate::settle`].
     pub async fn settle(self: Arc<Self>) {
-        let Some(settling) = &self.settlement else {
-            return;
-        };
-        loop {
-            tokio::time::sleep(settling.every).await;
-            match self.settle_once(settling).await {
-                Ok(None) => {}
-                Ok(Some(receipt)) => info!(
-                    redeemed = receipt.redeemed,
-                    refused = receipt.refused.len(),
-                    "tokens settled"
-                ),
-                Err(e) => warn!(error = %e, "settlement failed; tokens kept for the next try"),
-            }
+        if let Some(settler) = &self.settlement {
+            settler
+                .run(Arc::clone(&self.ledger), Arc::clone(&self.gate))
+                .await;
         }
-    }
-
-    async fn settle_once(&self, settling: &Settling) -> Result<Option<Receipt>, String> {
-        let tokens = self
-            .ledger
-            .unsettled(settlement::MAX_TOKENS)
-            .map_err(|e| e.to_string())?;
-        if tokens.is_empty() {
-            return Ok(None);
-        }
-        let total = |t| self.ledger.total(t).map_err(|e| e.to_string());
-        let bytes = total(Total::BytesCarried)?.saturating_sub(total(Total::BytesReported)?);
-        let identity = &settling.identity;
-        let body = Settlement {
-            relay: *identity.pin().as_bytes(),
-            operator: settling.operator.clone(),
-            bytes_carried: bytes,
-            tokens: tokens.clone(),
-        }
-        .encode()
-        .ok_or("settlement over its limits")?;
-        let signature = identity.sign(&body).map_err(|e| e.to_string())?;
-        let issuer = &settling.issuer;
-        let quic =
-            udp::endpoint(udp::local_for(None, issuer.addr), None).map_err(|e| e.to_string())?;
-        let connection =
-            PinnedConnection::connect(&quic, issuer.addr, issuer.key, OUTER_MTU).await?;
-        let header = http::HeaderName::from_static(settlement::SIGNATURE_HEADER);
-        let response = connection
-            .request(
-                http::Method::POST,
-                settlement::SETTLE_PATH,
-                &[(header, openrelay_tokens::b64::encode(&signature))],
-                body,
-            )
-            .await?;
-        if response.status != 200 {
-            return Err(format!(
-                "issuer answered {}: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body).trim()
-            ));
-        }
-        let receipt: Receipt = serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
-        self.ledger
-            .settled(&tokens, receipt.redeemed as u64, bytes)
-            .map_err(|e| e.to_string())?;
-        Ok(Some(receipt))
     }
 
     /// Keeps the issuer keys current (forever; abort to stop).
     pub async fn refresh_keys(self: Arc<Self>) {
-        Arc::clone(&self.gate).refresh_keys().await;
+        if let Some((source, refresh)) = self.keys.clone() {
+            keyfeed::follow(Arc::clone(&self.gate), source, refresh).await;
+        }
     }
 
     /// The session of `connection`'s tunnel, attaching the connection to it

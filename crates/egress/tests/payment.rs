@@ -12,7 +12,9 @@ use openrelay_config::RelayConfig;
 use openrelay_egress::ledger::{Ledger, Total};
 use openrelay_egress::payment::PAYMENT_OVERDUE;
 use openrelay_egress::{Egress, EgressSettings};
+use openrelay_issuer::testing::LocalIssuer;
 use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
+use openrelay_tokens::settlement::OperatorLedger;
 use openrelay_tokens::testing::{issuer_key, mint, write_directory};
 use openrelay_tokens::{PAYMENT_PATH, Token, TokenChallenge};
 use openrelay_transport::call::{PinnedConnection, Response};
@@ -58,20 +60,26 @@ fn start_egress_of_test_issuer(
         quantum_secs,
         grace_secs,
         ISSUER,
-        &keys,
+        &key_file(&keys),
         extra,
         egress,
     )
 }
 
-/// An egress with its payment settings: `extra` is more `[egress.payment]`
-/// keys (e.g. where to settle), `egress` more `[egress]` keys.
+/// The token setting that reads the issuer keys from `path`.
+fn key_file(path: &std::path::Path) -> String {
+    format!("issuer_keys = \"{}\"", path.display())
+}
+
+/// An egress with its payment settings: `keys` says where the issuer keys
+/// come from, `extra` is more `[egress.payment]` keys (e.g. where to
+/// settle), `egress` more `[egress]` keys.
 fn start_egress_with(
     state: tempfile::TempDir,
     quantum_secs: u64,
     grace_secs: u64,
     issuer: &str,
-    keys: &std::path::Path,
+    keys: &str,
     extra: &str,
     egress: &str,
 ) -> RunningEgress {
@@ -92,10 +100,9 @@ grace_secs = {grace_secs}
 
 [egress.payment.tokens]
 issuer_name = "{issuer}"
-issuer_keys = "{keys}"
+{keys}
 "#,
         state = state.path().display(),
-        keys = keys.display(),
     ))
     .unwrap();
     let identity = Identity::load_or_create(state.path()).unwrap();
@@ -268,23 +275,33 @@ async fn answers_sent_before_the_request_ends_all_arrive() {
 
 /// Settlement with a real issuer: a client pays the egress with tokens it
 /// got from the issuer; the egress redeems them for its operator, once; the
-/// same tokens are refused when redeemed again, or by another relay (which
-/// did not collect them), and an unsigned claim is refused.
+/// same tokens are refused when redeemed again, or by another relay of the
+/// operator (which did not collect them), and an unsigned claim is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
     use openrelay_issuer::IssuerClient;
-    use openrelay_issuer::testing::LocalIssuer;
-    use openrelay_tokens::settlement::{LEDGER_PATH, OperatorLedger, Receipt, Settlement};
+    use openrelay_tokens::settlement::{Receipt, Settlement};
 
+    let state = tempfile::tempdir().unwrap();
+    let relay = Identity::load_or_create(state.path()).unwrap();
+    let other = Identity::generate().unwrap();
     let issuer_state = tempfile::tempdir().unwrap();
-    let local = LocalIssuer::start(issuer_state.path(), "issuer.test");
+    let local = LocalIssuer::start_with(
+        issuer_state.path(),
+        "issuer.test",
+        &format!(
+            "[settlement.relays]\n\"test\" = [\"{}\", \"{}\"]\n",
+            relay.pin(),
+            other.pin()
+        ),
+    );
     let (issuer_addr, keys) = (local.addr, local.keys.clone());
     let egress = start_egress_with(
-        tempfile::tempdir().unwrap(),
+        state,
         60,
         30,
         "issuer.test",
-        &keys,
+        &key_file(&keys),
         &format!(
             "settle_secs = 1\nsettle_at = {{ addr = \"{issuer_addr}\", key = \"{}\" }}",
             local.pin
@@ -294,8 +311,14 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
 
     // A client pays with three tokens from its account.
     let account = IssuerClient::connect(issuer_addr, local.pin).await.unwrap();
-    account.register("alice", "correct horse").await.unwrap();
-    let login = account.login("alice", "correct horse").await.unwrap();
+    account
+        .register("issuer.test", "alice", "correct horse")
+        .await
+        .unwrap();
+    let login = account
+        .login("issuer.test", "alice", "correct horse")
+        .await
+        .unwrap();
     let key = account.directory().await.unwrap().epoch_keys().unwrap()[0]
         .key
         .clone();
@@ -311,31 +334,8 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
     }
 
     // Settled within a few seconds, credited to the operator.
-    let issuer = PinnedConnection::connect(
-        &udp::endpoint(udp::local_for(None, issuer_addr), None).unwrap(),
-        issuer_addr,
-        local.pin,
-        OUTER_MTU,
-    )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let ledger = loop {
-        let answer = issuer
-            .request(
-                http::Method::GET,
-                &format!("{LEDGER_PATH}?operator=test"),
-                &[],
-                Vec::new(),
-            )
-            .await
-            .unwrap();
-        let ledger: OperatorLedger = serde_json::from_slice(&answer.body).unwrap();
-        if ledger.tokens_redeemed == 3 || Instant::now() > deadline {
-            break ledger;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let issuer = issuer_connection(&local).await;
+    let ledger = ledger_when(&issuer, &egress.identity, |l| l.tokens_redeemed == 3).await;
     assert_eq!(ledger.tokens_redeemed, 3, "{ledger:?}");
 
     // The same tokens again, by the relay that collected them: refused.
@@ -350,13 +350,9 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
         .unwrap()
     };
     let body = claim(&egress.identity);
-    let answer = settle(
-        &issuer,
-        body.clone(),
-        Some(egress.identity.sign(&body).unwrap()),
-    )
-    .await
-    .unwrap();
+    let answer = settle(&issuer, body.clone(), Some(sign(&egress.identity, &body)))
+        .await
+        .unwrap();
     let receipt: Receipt = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(receipt.redeemed, 0);
     assert!(
@@ -367,10 +363,10 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
         "{receipt:?}"
     );
 
-    // By another relay (its own key, so its own signature): not its tokens.
-    let other = Identity::generate().unwrap();
+    // By another relay of the operator (its own key, so its own
+    // signature): not its tokens.
     let body = claim(&other);
-    let answer = settle(&issuer, body.clone(), Some(other.sign(&body).unwrap()))
+    let answer = settle(&issuer, body.clone(), Some(sign(&other, &body)))
         .await
         .unwrap();
     let receipt: Receipt = serde_json::from_slice(&answer.body).unwrap();
@@ -386,12 +382,170 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
 
     // Claiming to be the collecting relay without its key: 401.
     let body = claim(&egress.identity);
-    let answer = settle(&issuer, body.clone(), Some(other.sign(&body).unwrap()))
+    let answer = settle(&issuer, body.clone(), Some(sign(&other, &body)))
         .await
         .unwrap();
     assert_eq!(answer.status, 401);
     let answer = settle(&issuer, body, None).await.unwrap();
     assert_eq!(answer.status, 401);
+}
+
+/// Item 15: 600 collected tokens, more than one settlement may carry
+/// (`MAX_TOKENS` = 512) and 50 times what fitted the issuer's old 4 KiB
+/// body limit (12 tokens got 413, retried forever), are all settled, in
+/// batches, by the egress's own settlement loop against a real issuer whose
+/// keys it fetched over the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_hundred_pending_tokens_are_all_settled() {
+    use openrelay_issuer::IssuerClient;
+
+    const TOKENS: usize = 600;
+    let state = tempfile::tempdir().unwrap();
+    let relay = Identity::load_or_create(state.path()).unwrap();
+    let issuer_state = tempfile::tempdir().unwrap();
+    let local = LocalIssuer::start_with(
+        issuer_state.path(),
+        "issuer.test",
+        &format!("[settlement.relays]\n\"test\" = [\"{}\"]\n", relay.pin()),
+    );
+    // Tokens scoped to this egress, from an account.
+    let account = IssuerClient::connect(local.addr, local.pin).await.unwrap();
+    account
+        .register("issuer.test", "payer", "correct horse")
+        .await
+        .unwrap();
+    let login = account
+        .login("issuer.test", "payer", "correct horse")
+        .await
+        .unwrap();
+    let key = account.directory().await.unwrap().epoch_keys().unwrap()[0]
+        .key
+        .clone();
+    let challenge = TokenChallenge::for_relay("issuer.test", relay.pin().to_string());
+    let tokens = account
+        .fetch_tokens(&login, &key, &challenge, TOKENS)
+        .await
+        .unwrap();
+    // Collected while the egress was down (paying 600 sessions through the
+    // front door would take minutes): the ledger is what settlement reads.
+    {
+        let ledger = Ledger::open(state.path()).unwrap();
+        for token in &tokens {
+            ledger.collect(token).unwrap();
+        }
+        ledger.carried(600 << 20).unwrap();
+    }
+
+    let egress = start_egress_with(
+        state,
+        60,
+        30,
+        "issuer.test",
+        &format!(
+            "issuer = {{ addr = \"{}\", key = \"{}\" }}",
+            local.addr, local.pin
+        ),
+        &format!(
+            "settle_secs = 1\nsettle_at = {{ addr = \"{}\", key = \"{}\" }}",
+            local.addr, local.pin
+        ),
+        "",
+    );
+    let issuer = issuer_connection(&local).await;
+    let ledger = ledger_when(&issuer, &egress.identity, |l| {
+        l.tokens_redeemed == TOKENS as u64
+    })
+    .await;
+    assert_eq!(ledger.tokens_redeemed, TOKENS as u64, "{ledger:?}");
+    assert_eq!(ledger.bytes_reported, 600 << 20);
+    // In batches (128 tokens each), none refused, nothing left.
+    assert_eq!(ledger.settlements, 5);
+    egress.task.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let local_ledger = egress.ledger();
+    assert!(local_ledger.unsettled(TOKENS).unwrap().is_empty());
+    assert_eq!(
+        local_ledger.total(Total::TokensRedeemed).unwrap(),
+        TOKENS as u64
+    );
+}
+
+async fn issuer_connection(local: &LocalIssuer) -> PinnedConnection {
+    PinnedConnection::connect(
+        &udp::endpoint(udp::local_for(None, local.addr), None).unwrap(),
+        local.addr,
+        local.pin,
+        OUTER_MTU,
+    )
+    .await
+    .unwrap()
+}
+
+/// The operator's ledger at the issuer, read (signed by `relay`) until
+/// `done` or 60 s.
+async fn ledger_when(
+    issuer: &PinnedConnection,
+    relay: &Identity,
+    done: impl Fn(&OperatorLedger) -> bool,
+) -> OperatorLedger {
+    use openrelay_tokens::settlement::{LEDGER_PATH, LEDGER_READ_SIGNATURE_PREFIX, LedgerRequest};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = LedgerRequest {
+            signer: *relay.pin().as_bytes(),
+            issuer: "issuer.test".into(),
+            operator: "test".into(),
+            issued_at: openrelay_tokens::gate::unix_now(),
+            nonce: rand_nonce(),
+        }
+        .encode()
+        .unwrap();
+        let signature = relay
+            .sign(&openrelay_tokens::settlement::signed_message(
+                LEDGER_READ_SIGNATURE_PREFIX,
+                &body,
+            ))
+            .unwrap();
+        let answer = issuer
+            .request(
+                http::Method::POST,
+                LEDGER_PATH,
+                &[(
+                    http::HeaderName::from_static(openrelay_tokens::settlement::SIGNATURE_HEADER),
+                    openrelay_tokens::b64::encode(&signature),
+                )],
+                body,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let ledger: OperatorLedger = serde_json::from_slice(&answer.body).unwrap();
+        if done(&ledger) || Instant::now() > deadline {
+            return ledger;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn rand_nonce() -> [u8; 16] {
+    let mut nonce = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    nonce
+}
+
+/// `body` signed by `relay` as a settlement.
+fn sign(relay: &Identity, body: &[u8]) -> [u8; 64] {
+    relay
+        .sign(&openrelay_tokens::settlement::signed_message(
+            openrelay_tokens::settlement::SETTLEMENT_SIGNATURE_PREFIX,
+            body,
+        ))
+        .unwrap()
 }
 
 /// A settlement request with `body` and, if given, `signature`.

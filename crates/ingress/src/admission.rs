@@ -10,11 +10,18 @@
 //! answer to each refusal are [`openrelay_tokens::gate`]'s; every refusal
 //! carries `Proxy-Status: openrelay-ingress; error=http_request_denied;
 //! details="..."` (RFC 9209 §2.1.5), and nothing is forwarded.
+//!
+//! The issuer's keys are fetched from the issuer (or read from a local
+//! file) and followed as they rotate ([`follow_keys`]); until they arrive
+//! the ingress serves but refuses tunnels with 503 "issuer keys not yet
+//! available", so it may start before the issuer.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::{AdmissionConfig, KeyPin};
+use openrelay_issuer::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
 use openrelay_tokens::spent::open_store;
@@ -55,7 +62,8 @@ pub struct AdmissionSettings {
     pub operator_key: KeyPin,
 }
 
-/// Sets up admission: reads the issuer keys and opens the double-spend set.
+/// Sets up admission: opens the double-spend set, and takes the issuer
+/// keys if a local file has them ([`follow_keys`] gets them otherwise).
 pub fn open(settings: &AdmissionSettings, state_dir: &Path) -> Result<Admission, AdmissionError> {
     let config = &settings.tokens;
     let spent = open_store(
@@ -65,13 +73,23 @@ pub fn open(settings: &AdmissionSettings, state_dir: &Path) -> Result<Admission,
             .clone()
             .unwrap_or_else(|| state_dir.join(SPENT_FILE)),
     )?;
-    Ok(TokenGate::new(
+    let gate = TokenGate::new(
         &TokenChallenge::for_ingress_operator(
             &config.issuer_name,
             &settings.operator_key.to_string(),
         ),
-        &config.issuer_keys,
-        Duration::from_secs(config.keys_refresh_secs),
         spent,
-    )?)
+    )?;
+    if let Some(keys) = KeySource::from_config(config).and_then(|s| s.read_local()) {
+        gate.set_keys(keys);
+    }
+    Ok(gate)
+}
+
+/// Keeps `admission`'s issuer keys current (forever; abort to stop).
+pub async fn follow_keys(admission: Arc<Admission>, config: AdmissionConfig) {
+    if let Some(source) = KeySource::from_config(&config) {
+        let refresh = Duration::from_secs(config.keys_refresh_secs);
+        keyfeed::follow(admission, source, refresh).await;
+    }
 }

@@ -193,7 +193,13 @@ impl Ingress {
         let _refresh = shared
             .admission
             .clone()
-            .map(|admission| AbortOnDrop(tokio::spawn(admission.refresh_keys())));
+            .zip(shared.settings.admission.clone())
+            .map(|(admission, config)| {
+                AbortOnDrop(tokio::spawn(admission::follow_keys(
+                    admission,
+                    config.tokens,
+                )))
+            });
         info!(
             egress_relays = shared.settings.egress_relays.len(),
             tokens_required = shared.admission.is_some(),

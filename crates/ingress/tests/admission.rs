@@ -133,6 +133,75 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     assert_refused(&replay, 401, "token already spent", &egress).await;
 }
 
+/// Issue 11, item 19: an ingress started before its issuer does not exit:
+/// it serves, refusing tunnels with 503 and a clear Proxy-Status (without
+/// spending the token), fetches the issuer's keys over the network once
+/// the issuer is up (pinned by its key), and admits from then on. (Before,
+/// it exited at start: "issuer keys ...: No such file or directory".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_started_before_its_issuer_waits_for_its_keys() {
+    use openrelay_issuer::{IssuerClient, IssuerService};
+    let dir = tempfile::tempdir().unwrap();
+    let issuer_addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let issuer_identity = openrelay_transport::identity::Identity::generate().unwrap();
+    let egress = FakeEgress::start().await;
+    let ingress = start_ingress(
+        egress.addr(),
+        Some(admission_from_issuer(issuer_addr, issuer_identity.pin())),
+        &dir.path().join("ingress"),
+    );
+    // A token the ingress cannot check yet (a key it has never seen).
+    let early = build_authorization(&token(issuer_key(), &ingress.challenge()));
+    let answer = connect_udp(&ingress, egress.addr(), Some(&early)).await;
+    assert_refused(&answer, 503, "issuer keys not yet available", &egress).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answer = connect_udp(&ingress, egress.addr(), None).await;
+    assert_refused(&answer, 503, "issuer keys not yet available", &egress).await;
+
+    // The issuer comes up; a client gets a token from it.
+    let config = openrelay_config::IssuerConfig::from_toml(&format!(
+        "listen = \"{issuer_addr}\"\nstate_dir = {:?}\nissuer_name = \"{ISSUER_NAME}\"\nregistration_puzzle_bits = 8\n",
+        dir.path().join("issuer")
+    ))
+    .unwrap();
+    let service = std::sync::Arc::new(IssuerService::new(&config).unwrap());
+    let endpoint = IssuerService::bind(&config, &issuer_identity).unwrap();
+    let _issuer = tokio::spawn(service.run(endpoint, std::future::pending()));
+    let client = IssuerClient::connect(issuer_addr, issuer_identity.pin())
+        .await
+        .unwrap();
+    client
+        .register(ISSUER_NAME, "erin", "pass phrase")
+        .await
+        .unwrap();
+    let session = client
+        .login(ISSUER_NAME, "erin", "pass phrase")
+        .await
+        .unwrap();
+    let key = client.directory().await.unwrap().epoch_keys().unwrap()[0]
+        .key
+        .clone();
+    let tokens = client
+        .fetch_tokens(&session, &key, &ingress.challenge(), 1)
+        .await
+        .unwrap();
+    let authorization = build_authorization(&tokens[0]);
+    // Within the backoff (at most the 1 s refresh here), the ingress has
+    // the keys; the token was never spent by the refusals.
+    let mut answer = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
+    for _ in 0..40 {
+        if answer.status != http::StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        answer = connect_udp(&ingress, egress.addr(), Some(&authorization)).await;
+    }
+    assert_tunnel_works(&answer, &egress).await;
+}
+
 #[tokio::test]
 async fn a_rotated_key_reaches_the_ingress_without_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,14 +20,23 @@ async fn tokens_from_the_issuer_open_tunnels_once() {
     let issuer_addr = issuer.addr;
 
     let egress = FakeEgress::start().await;
+    // The ingress fetches the issuer's keys from the issuer.
     let ingress = start_ingress(
         egress.addr(),
-        Some(admission(issuer.keys.clone(), None)),
+        Some(admission_from_issuer(issuer_addr, issuer.pin)),
         &dir.path().join("ingress"),
     );
 
-    // The client learns the challenge and key from the ingress's 401 ...
-    let answer = connect_udp(&ingress, egress.addr(), None).await;
+    // The client learns the challenge and key from the ingress's 401 (once
+    // the ingress has the keys: 503 until then) ...
+    let mut answer = connect_udp(&ingress, egress.addr(), None).await;
+    for _ in 0..50 {
+        if answer.status != http::StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = connect_udp(&ingress, egress.addr(), None).await;
+    }
     assert_eq!(answer.status, http::StatusCode::UNAUTHORIZED);
     let header = answer.headers.get(http::header::WWW_AUTHENTICATE).unwrap();
     let offered = parse_www_authenticate(header.to_str().unwrap())
@@ -41,10 +50,13 @@ async fn tokens_from_the_issuer_open_tunnels_once() {
         .await
         .unwrap();
     client
-        .register("dave", "a good long password")
+        .register(ISSUER_NAME, "dave", "a good long password")
         .await
         .unwrap();
-    let session = client.login("dave", "a good long password").await.unwrap();
+    let session = client
+        .login(ISSUER_NAME, "dave", "a good long password")
+        .await
+        .unwrap();
     let tokens = client
         .fetch_tokens(&session, &key, &challenge, 2)
         .await

@@ -63,11 +63,11 @@ async fn issue(
     issuer_view: &mut View,
 ) -> Vec<Token> {
     issuer
-        .register(username, "a good long password")
+        .register(ISSUER_NAME, username, "a good long password")
         .await
         .unwrap();
     let session = issuer
-        .login(username, "a good long password")
+        .login(ISSUER_NAME, username, "a good long password")
         .await
         .unwrap();
     issuer_view.saw(username.as_bytes());

@@ -1,7 +1,9 @@
 //! The issuer's client API (for the wallet): register, log in, read the
 //! directory and fetch a batch of tokens, over one pinned HTTP/3 connection
 //! (`transport::call`). The password never leaves this process: only OPAQUE
-//! messages are sent (RFC 9807).
+//! messages are sent (RFC 9807), bound to openrelay's context and to the
+//! account and issuer names. The CPU-heavy steps (Argon2id, the
+//! registration puzzle) run on a blocking thread.
 
 use std::net::SocketAddr;
 
@@ -17,7 +19,10 @@ use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
 use rand_core::OsRng;
 
-use crate::{Suite, frame, paths, session_bearer, valid_username};
+use crate::puzzle::{Puzzle, join_solution};
+use crate::{
+    OPAQUE_CONTEXT, Suite, frame, opaque_identifiers, paths, session_bearer, valid_username,
+};
 
 /// Why a call to the issuer failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,13 @@ pub enum IssuerClientError {
     /// The account has had its tokens for this period.
     #[error("{0}")]
     QuotaExhausted(String),
+    /// Too many login attempts lately (for the account or from this
+    /// address); the message says when to retry.
+    #[error("{0}")]
+    Throttled(String),
+    /// The registration puzzle could not be had or was refused.
+    #[error("registration puzzle: {0}")]
+    Puzzle(String),
     /// OPAQUE failed on the client (a malformed or forged server message).
     #[error("OPAQUE: {0}")]
     Opaque(String),
@@ -149,6 +161,22 @@ impl IssuerClient {
             })
     }
 
+    /// `GET path`: the 200 answer's body.
+    async fn get(&self, path: &str) -> Result<Vec<u8>, IssuerClientError> {
+        let response = self
+            .connection
+            .request(http::Method::GET, path, &[], Vec::new())
+            .await
+            .map_err(|reason| IssuerClientError::Unreachable {
+                addr: self.addr,
+                reason,
+            })?;
+        if response.status != 200 {
+            return Err(refused(&response));
+        }
+        Ok(response.body)
+    }
+
     /// Posts an OPAQUE message for `username` to `path`; the 200 answer's body.
     async fn opaque_step(
         &self,
@@ -163,11 +191,22 @@ impl IssuerClient {
         Ok(response.body)
     }
 
-    /// Registers `username` with `password` (OPAQUE registration, RFC 9807 §5).
-    pub async fn register(&self, username: &str, password: &str) -> Result<(), IssuerClientError> {
+    /// Registers `username` with `password` at the issuer named
+    /// `issuer_name` (OPAQUE registration, RFC 9807 §5), after solving its
+    /// registration puzzle.
+    pub async fn register(
+        &self,
+        issuer_name: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), IssuerClientError> {
         if !valid_username(username) {
             return Err(IssuerClientError::Username);
         }
+        let puzzle = Puzzle::decode(&self.get(paths::REGISTER_PUZZLE).await?)
+            .map_err(|e| IssuerClientError::Puzzle(e.to_string()))?;
+        let name = username.to_owned();
+        let solution = blocking(move || puzzle.solve(&name)).await?;
         let opaque = |e: opaque_ke::errors::ProtocolError| IssuerClientError::Opaque(e.to_string());
         let start =
             ClientRegistration::<Suite>::start(&mut OsRng, password.as_bytes()).map_err(opaque)?;
@@ -175,32 +214,40 @@ impl IssuerClient {
             .opaque_step(paths::REGISTER_START, username, &start.message.serialize())
             .await?;
         let message = RegistrationResponse::<Suite>::deserialize(&body).map_err(opaque)?;
-        let finish = start
-            .state
-            .finish(
+        let (password, name, issuer) = (
+            password.to_owned(),
+            username.to_owned(),
+            issuer_name.to_owned(),
+        );
+        let finish = blocking(move || {
+            start.state.finish(
                 &mut OsRng,
                 password.as_bytes(),
                 message,
-                ClientRegistrationFinishParameters::default(),
+                ClientRegistrationFinishParameters::new(opaque_identifiers(&name, &issuer), None),
             )
-            .map_err(opaque)?;
+        })
+        .await?
+        .map_err(opaque)?;
+        let upload = join_solution(&puzzle, solution, &finish.message.serialize());
         let response = self
-            .post(
-                paths::REGISTER_FINISH,
-                &[],
-                frame(username, &finish.message.serialize()),
-            )
+            .post(paths::REGISTER_FINISH, &[], frame(username, &upload))
             .await?;
         match response.status {
             204 => Ok(()),
             409 => Err(IssuerClientError::Taken),
+            403 => Err(IssuerClientError::Puzzle(
+                String::from_utf8_lossy(&response.body).trim().to_owned(),
+            )),
             _ => Err(refused(&response)),
         }
     }
 
-    /// Logs in (OPAQUE login, RFC 9807 §6) and returns the session.
+    /// Logs in at the issuer named `issuer_name` (OPAQUE login, RFC 9807
+    /// §6) and returns the session.
     pub async fn login(
         &self,
+        issuer_name: &str,
         username: &str,
         password: &str,
     ) -> Result<Session, IssuerClientError> {
@@ -209,23 +256,48 @@ impl IssuerClient {
         }
         let opaque = |e: opaque_ke::errors::ProtocolError| IssuerClientError::Opaque(e.to_string());
         let start = ClientLogin::<Suite>::start(&mut OsRng, password.as_bytes()).map_err(opaque)?;
-        let body = self
-            .opaque_step(paths::LOGIN_START, username, &start.message.serialize())
+        let response = self
+            .post(
+                paths::LOGIN_START,
+                &[],
+                frame(username, &start.message.serialize()),
+            )
             .await?;
+        match response.status {
+            200 => {}
+            429 => {
+                return Err(IssuerClientError::Throttled(
+                    String::from_utf8_lossy(&response.body).trim().to_owned(),
+                ));
+            }
+            _ => return Err(refused(&response)),
+        }
+        let body = response.body;
         let Some((id, message)) = body.split_first_chunk::<16>() else {
             return Err(IssuerClientError::Opaque("short login response".into()));
         };
         let message = CredentialResponse::<Suite>::deserialize(message).map_err(opaque)?;
-        // A wrong password fails here, on the client, before anything is sent.
-        let finish = start
-            .state
-            .finish(
+        let (password, name, issuer) = (
+            password.to_owned(),
+            username.to_owned(),
+            issuer_name.to_owned(),
+        );
+        // A wrong password (or another issuer) fails here, on the client,
+        // before anything is sent.
+        let finish = blocking(move || {
+            start.state.finish(
                 &mut OsRng,
                 password.as_bytes(),
                 message,
-                ClientLoginFinishParameters::default(),
+                ClientLoginFinishParameters::new(
+                    Some(OPAQUE_CONTEXT),
+                    opaque_identifiers(&name, &issuer),
+                    None,
+                ),
             )
-            .map_err(|_| IssuerClientError::LoginFailed)?;
+        })
+        .await?
+        .map_err(|_| IssuerClientError::LoginFailed)?;
         let mut body = id.to_vec();
         body.extend_from_slice(&finish.message.serialize());
         let response = self.post(paths::LOGIN_FINISH, &[], body).await?;
@@ -240,20 +312,11 @@ impl IssuerClient {
 
     /// The issuer directory (RFC 9578 §4).
     pub async fn directory(&self) -> Result<IssuerDirectory, IssuerClientError> {
-        let response = self
-            .connection
-            .request(http::Method::GET, paths::DIRECTORY, &[], Vec::new())
-            .await
-            .map_err(|reason| IssuerClientError::Unreachable {
-                addr: self.addr,
-                reason,
-            })?;
-        if response.status != 200 {
-            return Err(refused(&response));
-        }
-        IssuerDirectory::from_json(&response.body).map_err(|e| IssuerClientError::Refused {
-            status: 200,
-            message: e.to_string(),
+        IssuerDirectory::from_json(&self.get(paths::DIRECTORY).await?).map_err(|e| {
+            IssuerClientError::Refused {
+                status: 200,
+                message: e.to_string(),
+            }
         })
     }
 
@@ -300,4 +363,13 @@ impl IssuerClient {
         }
         Ok(tokens)
     }
+}
+
+/// Runs CPU-heavy `work` (Argon2id, a puzzle) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, IssuerClientError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| IssuerClientError::Opaque(format!("worker thread: {e}")))
 }

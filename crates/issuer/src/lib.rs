@@ -3,6 +3,11 @@
 //! - Accounts are OPAQUE (RFC 9807) registrations: the issuer stores a
 //!   password file from which the password cannot be read, and a login proves
 //!   knowledge of the password without sending it. No email, no other data.
+//!   Both sides bind the exchange to openrelay ([`OPAQUE_CONTEXT`]) and to
+//!   the account name and the issuer's name ([`opaque_identifiers`]).
+//! - A registration costs a proof of work ([`puzzle`]); logins are slowed
+//!   per account and per address, and pending logins bounded per address and
+//!   in total ([`logins`], [`limiter`]).
 //! - A login yields a session key on both sides; the client derives a bearer
 //!   credential from it ([`session_bearer`]) that authorises token requests
 //!   for a short while.
@@ -11,15 +16,25 @@
 //!   The issuer signs blinded messages: it cannot tell which token it issued
 //!   when a relay later sees it.
 //! - Token keys rotate ([`keys::KeyRing`]); the public keys are served in the
-//!   issuer directory (RFC 9578 §4) and written to `issuer-directory.json`
-//!   for relays on the same host.
+//!   issuer directory (RFC 9578 §4), which relays fetch and follow
+//!   ([`keyfeed`]), and written to `issuer-directory.json` for relays that
+//!   read a local copy.
+//! - Relays settle collected payment tokens for their operator; only relays
+//!   listed for that operator may ([`relays`]: the validator-signed
+//!   directory, or a configured list), and only they may read its ledger.
 //!
 //! [`service`] is the HTTP/3 server (on `transport::server`), [`client`] the
 //! client API a wallet uses.
 
 pub mod client;
+pub mod keyfeed;
 pub mod keys;
+pub mod limiter;
+pub mod logins;
+pub mod puzzle;
+pub mod relays;
 pub mod service;
+pub mod sessions;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -40,8 +55,29 @@ impl opaque_ke::CipherSuite for Suite {
     type Ksf = argon2::Argon2<'static>;
 }
 
+/// The OPAQUE context string (RFC 9807 §6.1): both sides must use it, so a
+/// login transcript of openrelay is never valid for another application.
+pub const OPAQUE_CONTEXT: &[u8] = b"openrelay issuer OPAQUE v1";
+
+/// The OPAQUE identities (RFC 9807 §4.1.2, §6.1) of a registration or login
+/// of `username` at the issuer named `issuer_name` (its token-challenge
+/// name): the client's envelope and every login are bound to both, so a
+/// password file or login made for one issuer or account does not verify
+/// at another.
+pub fn opaque_identifiers<'a>(
+    username: &'a str,
+    issuer_name: &'a str,
+) -> opaque_ke::Identifiers<'a> {
+    opaque_ke::Identifiers {
+        client: Some(username.as_bytes()),
+        server: Some(issuer_name.as_bytes()),
+    }
+}
+
 /// Paths of the issuer's HTTP API.
 pub mod paths {
+    /// A registration puzzle ([`crate::puzzle`]).
+    pub const REGISTER_PUZZLE: &str = "/v1/register/puzzle";
     /// OPAQUE registration, first message (RFC 9807 §5.2).
     pub const REGISTER_START: &str = "/v1/register/start";
     /// OPAQUE registration, the record upload.

@@ -2,23 +2,33 @@
 //!
 //! | request | does | answers |
 //! |---|---|---|
+//! | `GET /v1/register/puzzle` | | 200 a registration puzzle ([`crate::puzzle`]) |
 //! | `POST /v1/register/start` | `frame(name, RegistrationRequest)` | 200 RegistrationResponse |
-//! | `POST /v1/register/finish` | `frame(name, RegistrationUpload)` | 204; 409 name taken |
-//! | `POST /v1/login/start` | `frame(name, CredentialRequest)` | 200 login id (16 bytes) ‖ CredentialResponse |
+//! | `POST /v1/register/finish` | `frame(name, puzzle ‖ solution ‖ RegistrationUpload)` | 204; 403 puzzle missing, unsolved, expired or used; 409 name taken |
+//! | `POST /v1/login/start` | `frame(name, CredentialRequest)` | 200 login id (16 bytes) ‖ CredentialResponse; 429 + `Retry-After` too many attempts for the account or from the address; 503 too many logins in progress (from the address, or in all) |
 //! | `POST /v1/login/finish` | login id ‖ CredentialFinalization | 204 (session open); 401 wrong password |
 //! | `POST /token-request` | `Authorization: Bearer <session>`, `Content-Type: application/private-token-request`, TokenRequest (RFC 9578 §6.1) | 200 `application/private-token-response` TokenResponse; 401 no session; 415 wrong type; 422 bad request (RFC 9578 §6.2); 429 over the account's quota |
 //! | `GET /.well-known/private-token-issuer-directory` | | 200 the directory (RFC 9578 §4) |
-//! | `POST /v1/settle` | a relay's `Settlement` of collected payment tokens, signed by the relay's key (`openrelay_tokens::settlement`) | 200 JSON `Receipt` (redeemed, refused with reasons); 400 malformed; 401 bad signature |
-//! | `GET /v1/ledger?operator=NAME` | | 200 JSON `OperatorLedger` (tokens redeemed, bytes reported) |
+//! | `POST /v1/settle` | a relay's `Settlement` of collected payment tokens, signed by the relay's key (`openrelay_tokens::settlement`) | 200 JSON `Receipt` (redeemed, refused with reasons); 400 malformed; 401 bad signature; 403 relay not listed for the operator; 503 no relay directory yet |
+//! | `POST /v1/ledger` | a `LedgerRequest` signed by one of the operator's relays (or its operator key) | 200 JSON `OperatorLedger`; 401 unsigned, stale, for another issuer or replayed; 403 not the operator's |
 //!
 //! Unknown accounts get a login response too (RFC 9807 §6.3.2.2, no account
-//! enumeration); the failure shows only at the finish.
+//! enumeration); the failure shows only at the finish. OPAQUE runs with the
+//! context [`crate::OPAQUE_CONTEXT`] and the identities (account name,
+//! `issuer_name`) on both sides (RFC 9807 §6.1).
+//!
+//! Bodies are read up to a bound per path (a settlement of
+//! `settlement::MAX_TOKENS` tokens is ~180 KiB, everything else under 4 KiB).
+//! Everything that costs CPU or an fsync (OPAQUE, RSA blind signing, redb
+//! writes) runs on blocking threads, at most [`BLOCKING_WORKERS`] at once and
+//! [`BLOCKING_QUEUE`] waiting (503 "issuer busy" beyond), so the async
+//! workers keep serving.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use opaque_ke::{
@@ -26,28 +36,43 @@ use opaque_ke::{
     ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
 use openrelay_config::IssuerConfig;
+pub use openrelay_tokens::gate::unix_now;
 use openrelay_tokens::issuance::{REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
-use openrelay_tokens::settlement::{self, OperatorLedger, Receipt, RefusedToken, Settlement};
+use openrelay_tokens::settlement::{
+    self, LEDGER_READ_SIGNATURE_PREFIX, LEDGER_REQUEST_MAX_AGE_SECS, LedgerRequest, OperatorLedger,
+    Receipt, RefusedToken, SETTLEMENT_SIGNATURE_PREFIX, Settlement,
+};
 use openrelay_tokens::{TokenRequest, TokenVerifier, VerifyError};
 use openrelay_transport::identity::write_secret_file;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
 use rand_core::{OsRng, RngCore};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::keys::{KeyRing, KeyRingError};
-use crate::store::{Quota, Store, StoreError};
-use crate::{Suite, paths, session_bearer, unframe};
+use crate::limiter::AddressKey;
+use crate::logins::{LoginId, LoginLimits, Logins};
+use crate::puzzle::{Puzzle, split_solution};
+use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
+use crate::sessions::Sessions;
+use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
+use crate::{Suite, opaque_identifiers, paths, session_bearer, unframe};
 
 /// The OPAQUE server setup file (its OPRF seed and key pair; 0600).
 pub const SETUP_FILE: &str = "opaque-setup.key";
-/// Largest request body (OPAQUE messages and token requests are < 1 KiB).
+/// The key that authenticates registration puzzles (0600).
+pub const PUZZLE_KEY_FILE: &str = "puzzle.key";
+/// Largest body of an account or token request (OPAQUE messages, puzzle
+/// solutions and token requests are all < 1 KiB).
 const MAX_BODY: usize = 4096;
-/// How long a login may take between its two messages.
-const LOGIN_WINDOW_SECS: u64 = 60;
-/// Most logins waiting for their second message.
-const MAX_PENDING_LOGINS: usize = 10_000;
+/// Blocking work (OPAQUE, RSA, fsyncs) running at once.
+pub const BLOCKING_WORKERS: usize = 4;
+/// Requests waiting for a blocking worker; more are answered 503.
+pub const BLOCKING_QUEUE: usize = 256;
+/// Signed ledger reads remembered (their nonces) while fresh.
+const REPLAY_CAPACITY: usize = 100_000;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +84,11 @@ pub enum ServiceError {
     /// The token keys could not be loaded or made.
     #[error(transparent)]
     Keys(#[from] KeyRingError),
-    /// The OPAQUE setup file is unreadable or could not be written.
+    /// The settlement listing is misconfigured.
+    #[error(transparent)]
+    Listing(#[from] ListingError),
+    /// A secret file (OPAQUE setup, puzzle key) is unreadable or could not
+    /// be written.
     #[error("{path}: {reason}")]
     Setup {
         /// The file.
@@ -69,21 +98,33 @@ pub enum ServiceError {
     },
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Blocking work off the async runtime, bounded: at most
+/// [`BLOCKING_WORKERS`] at once and [`BLOCKING_QUEUE`] waiting.
+#[derive(Debug)]
+struct Blocking {
+    workers: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
 }
 
-struct PendingLogin {
-    username: String,
-    state: ServerLogin<Suite>,
-    expires: u64,
-}
+impl Blocking {
+    fn new() -> Self {
+        Blocking {
+            workers: Arc::new(Semaphore::new(BLOCKING_WORKERS)),
+            waiting: Arc::new(Semaphore::new(BLOCKING_QUEUE)),
+        }
+    }
 
-struct LoginSession {
-    username: String,
-    expires: u64,
+    /// Runs `work` on a blocking thread; `None` if too much is waiting.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let _queued = Arc::clone(&self.waiting).try_acquire_owned().ok()?;
+        let worker = Arc::clone(&self.workers).acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let _worker = worker;
+            work()
+        })
+        .await
+        .ok()
+    }
 }
 
 /// The issuer service.
@@ -91,9 +132,15 @@ pub struct IssuerService {
     config: IssuerConfig,
     store: Store,
     setup: ServerSetup<Suite>,
+    puzzle_key: [u8; 32],
     keys: Mutex<KeyRing>,
-    logins: Mutex<HashMap<[u8; 16], PendingLogin>>,
-    sessions: Mutex<HashMap<String, LoginSession>>,
+    logins: Mutex<Logins<ServerLogin<Suite>>>,
+    /// The clock of the login limits (monotonic).
+    started: Instant,
+    sessions: Mutex<Sessions>,
+    listing: Arc<RelayListing>,
+    replays: Mutex<ReplayGuard>,
+    blocking: Blocking,
 }
 
 impl std::fmt::Debug for IssuerService {
@@ -110,27 +157,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn load_or_create_setup(path: &std::path::Path) -> Result<ServerSetup<Suite>, ServiceError> {
+/// The secret in `path`, parsed by `parse`; made by `make` and written
+/// (0600) if the file does not exist.
+fn load_or_create_secret<T>(
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    make: impl FnOnce() -> (T, Vec<u8>),
+) -> Result<T, ServiceError> {
     let fail = |reason: String| ServiceError::Setup {
         path: path.to_owned(),
         reason,
     };
     match std::fs::read(path) {
-        Ok(bytes) => ServerSetup::<Suite>::deserialize(&bytes).map_err(|e| fail(e.to_string())),
+        Ok(bytes) => parse(&bytes).map_err(fail),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let setup = ServerSetup::<Suite>::new(&mut OsRng);
-            write_secret_file(path, &setup.serialize()).map_err(|e| fail(e.to_string()))?;
-            Ok(setup)
+            let (secret, bytes) = make();
+            write_secret_file(path, &bytes).map_err(|e| fail(e.to_string()))?;
+            Ok(secret)
         }
         Err(e) => Err(fail(e.to_string())),
     }
 }
 
-type Reply = (
-    http::StatusCode,
-    Vec<(http::HeaderName, &'static str)>,
-    Bytes,
-);
+type Reply = (http::StatusCode, Vec<(http::HeaderName, String)>, Bytes);
 
 fn text(status: http::StatusCode, message: impl Into<String>) -> Reply {
     (status, Vec::new(), Bytes::from(message.into() + "\n"))
@@ -140,41 +189,116 @@ fn json(value: &impl serde::Serialize) -> Reply {
     match serde_json::to_vec(value) {
         Ok(body) => (
             http::StatusCode::OK,
-            vec![(http::header::CONTENT_TYPE, "application/json")],
+            vec![(http::header::CONTENT_TYPE, "application/json".to_owned())],
             Bytes::from(body),
         ),
         Err(e) => text(http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
+/// Whether `signature` is `key`'s over `prefix ‖ body` (strict Ed25519, as
+/// for directories).
+fn signed_by(key: &[u8; 32], prefix: &[u8], body: &[u8], signature: &[u8; 64]) -> bool {
+    ed25519_dalek::VerifyingKey::from_bytes(key).is_ok_and(|key| {
+        key.verify_strict(
+            &settlement::signed_message(prefix, body),
+            &ed25519_dalek::Signature::from_bytes(signature),
+        )
+        .is_ok()
+    })
+}
+
+/// The signature header of `request`, if it holds 64 bytes.
+fn signature_of(request: &http::Request<()>) -> Option<[u8; 64]> {
+    request
+        .headers()
+        .get(settlement::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(openrelay_tokens::b64::decode)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+}
+
+/// How a [`Vouch`] other than `Listed` is answered.
+fn not_vouched(vouch: Vouch, operator: &str) -> Reply {
+    match vouch {
+        Vouch::Unknown => text(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "the relay directory is not available yet; retry later",
+        ),
+        _ => text(
+            http::StatusCode::FORBIDDEN,
+            format!("this key is not listed as a relay of operator {operator:?}"),
+        ),
+    }
+}
+
+/// The body limit of a POST to `path`; `None` for an unknown path.
+fn body_limit(path: &str) -> Option<usize> {
+    match path {
+        settlement::SETTLE_PATH => Some(settlement::MAX_ENCODED_LEN),
+        settlement::LEDGER_PATH => Some(settlement::MAX_LEDGER_REQUEST_LEN),
+        paths::REGISTER_START
+        | paths::REGISTER_FINISH
+        | paths::LOGIN_START
+        | paths::LOGIN_FINISH
+        | paths::TOKEN_REQUEST => Some(MAX_BODY),
+        _ => None,
+    }
+}
+
 impl IssuerService {
-    /// The service for `config`: opens its store, OPAQUE setup and token keys
-    /// (making a first key if there is none, which takes a moment).
+    /// The service for `config`: opens its store, OPAQUE setup, puzzle key
+    /// and token keys (making a first key if there is none, which takes a
+    /// moment).
     pub fn new(config: &IssuerConfig) -> Result<Self, ServiceError> {
         std::fs::create_dir_all(&config.state_dir).map_err(|e| ServiceError::Setup {
             path: config.state_dir.clone(),
             reason: e.to_string(),
         })?;
         let store = Store::open(&config.state_dir.join("issuer.redb"))?;
-        let setup = load_or_create_setup(&config.state_dir.join(SETUP_FILE))?;
+        let setup = load_or_create_secret(
+            &config.state_dir.join(SETUP_FILE),
+            |bytes| ServerSetup::<Suite>::deserialize(bytes).map_err(|e| e.to_string()),
+            || {
+                let setup = ServerSetup::<Suite>::new(&mut OsRng);
+                let bytes = setup.serialize().to_vec();
+                (setup, bytes)
+            },
+        )?;
+        let puzzle_key = load_or_create_secret(
+            &config.state_dir.join(PUZZLE_KEY_FILE),
+            |bytes| <[u8; 32]>::try_from(bytes).map_err(|_| "not a 32-byte key".to_owned()),
+            || {
+                let mut key = [0u8; 32];
+                OsRng.fill_bytes(&mut key);
+                (key, key.to_vec())
+            },
+        )?;
         let keys = KeyRing::load(&config.state_dir, config.key_rotation_secs, unix_now())?;
         let service = IssuerService {
             config: config.clone(),
             store,
             setup,
+            puzzle_key,
             keys: Mutex::new(keys),
-            logins: Mutex::default(),
+            logins: Mutex::new(Logins::new(LoginLimits::DEFAULT)),
+            started: Instant::now(),
             sessions: Mutex::default(),
+            listing: Arc::new(RelayListing::from_config(config.settlement.as_ref())?),
+            replays: Mutex::new(ReplayGuard::new(REPLAY_CAPACITY)),
+            blocking: Blocking::new(),
         };
         service.rotate(unix_now())?;
         Ok(service)
     }
 
-    /// Makes the keys the ring needs at `now` and publishes the directory.
+    /// Makes the keys the ring needs at `now` and publishes the directory;
+    /// forgets what has expired.
     fn rotate(&self, now: u64) -> Result<(), ServiceError> {
         lock(&self.keys).prune(now);
-        if let Err(e) = self.store.prune_redeemed(now) {
-            warn!(error = %e, "redeemed tokens not pruned");
+        lock(&self.sessions).prune(now);
+        if let Err(e) = self.store.prune(now) {
+            warn!(error = %e, "redeemed tokens and used puzzles not pruned");
         }
         loop {
             let needed = lock(&self.keys).plan(now);
@@ -200,7 +324,8 @@ impl IssuerService {
         server::bind(config.listen, identity, &tuning)
     }
 
-    /// Serves `endpoint` and rotates keys until `shutdown`.
+    /// Serves `endpoint`, rotates keys and follows the relay directory
+    /// until `shutdown`.
     pub async fn run(
         self: Arc<Self>,
         endpoint: quinn::Endpoint,
@@ -222,6 +347,10 @@ impl IssuerService {
                 }
             }
         });
+        let listing = tokio::spawn(Arc::clone(&self.listing).run());
+        if let RelayListing::Nobody = &*self.listing {
+            warn!("no [settlement] section: every settlement will be refused");
+        }
         info!(issuer_name = %self.config.issuer_name, "issuer serving");
         server::serve(
             endpoint,
@@ -231,17 +360,42 @@ impl IssuerService {
         )
         .await;
         rotation.abort();
+        listing.abort();
         info!("issuer stopped");
     }
 
+    /// The time on the login limits' clock.
+    fn login_clock(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn puzzle(&self, now: u64) -> Reply {
+        let mut nonce = [0u8; 16];
+        OsRng.fill_bytes(&mut nonce);
+        let puzzle = Puzzle::issue(
+            &self.puzzle_key,
+            self.config.registration_puzzle_bits,
+            now,
+            nonce,
+        );
+        (
+            http::StatusCode::OK,
+            vec![(
+                http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            )],
+            Bytes::copy_from_slice(&puzzle.encode()),
+        )
+    }
+
     fn register_start(&self, body: &[u8]) -> Reply {
-        let Some((username, message)) = unframe(body) else {
-            return text(
-                http::StatusCode::BAD_REQUEST,
-                "malformed registration request",
-            );
-        };
-        let Ok(request) = RegistrationRequest::<Suite>::deserialize(message) else {
+        let request = unframe(body).and_then(|(username, message)| {
+            Some((
+                username,
+                RegistrationRequest::<Suite>::deserialize(message).ok()?,
+            ))
+        });
+        let Some((username, request)) = request else {
             return text(
                 http::StatusCode::BAD_REQUEST,
                 "malformed registration request",
@@ -257,108 +411,135 @@ impl IssuerService {
         }
     }
 
-    fn register_finish(&self, body: &[u8]) -> Reply {
+    fn register_finish(&self, body: &[u8], now: u64) -> Reply {
+        use http::StatusCode;
         let Some((username, message)) = unframe(body) else {
+            return text(StatusCode::BAD_REQUEST, "malformed registration upload");
+        };
+        let Ok((puzzle, counter, upload)) = split_solution(message) else {
             return text(
-                http::StatusCode::BAD_REQUEST,
-                "malformed registration upload",
+                StatusCode::FORBIDDEN,
+                "registration needs a solved puzzle (GET /v1/register/puzzle)",
             );
         };
-        let Ok(upload) = RegistrationUpload::<Suite>::deserialize(message) else {
-            return text(
-                http::StatusCode::BAD_REQUEST,
-                "malformed registration upload",
-            );
+        if let Err(e) = puzzle.verify(
+            &self.puzzle_key,
+            self.config.registration_puzzle_bits,
+            now,
+            username,
+            counter,
+        ) {
+            return text(StatusCode::FORBIDDEN, e.to_string());
+        }
+        let Ok(upload) = RegistrationUpload::<Suite>::deserialize(upload) else {
+            return text(StatusCode::BAD_REQUEST, "malformed registration upload");
         };
         let file = ServerRegistration::<Suite>::finish(upload).serialize();
-        match self.store.create_account(username, &file) {
-            Ok(true) => {
+        let spend = PuzzleSpend {
+            nonce: puzzle.nonce,
+            expires: puzzle.expires,
+        };
+        match self.store.create_account(username, &file, spend) {
+            Ok(Registration::Created) => {
                 info!("account registered");
-                (http::StatusCode::NO_CONTENT, Vec::new(), Bytes::new())
+                (StatusCode::NO_CONTENT, Vec::new(), Bytes::new())
             }
-            Ok(false) => text(http::StatusCode::CONFLICT, "account name taken"),
+            Ok(Registration::NameTaken) => text(StatusCode::CONFLICT, "account name taken"),
+            Ok(Registration::PuzzleUsed) => text(
+                StatusCode::FORBIDDEN,
+                "registration puzzle already used; fetch a new one",
+            ),
             Err(e) => {
                 warn!(error = %e, "cannot store an account");
-                text(http::StatusCode::INTERNAL_SERVER_ERROR, "store error")
+                text(StatusCode::INTERNAL_SERVER_ERROR, "store error")
             }
         }
     }
 
-    fn login_start(&self, body: &[u8], now: u64) -> Reply {
-        let Some((username, message)) = unframe(body) else {
-            return text(http::StatusCode::BAD_REQUEST, "malformed login request");
+    fn login_parameters<'a>(&'a self, username: &'a str) -> ServerLoginParameters<'a, 'a> {
+        ServerLoginParameters {
+            context: Some(crate::OPAQUE_CONTEXT),
+            identifiers: opaque_identifiers(username, &self.config.issuer_name),
+        }
+    }
+
+    fn login_start(&self, body: &[u8], peer: IpAddr) -> Reply {
+        use http::StatusCode;
+        let request = unframe(body).and_then(|(username, message)| {
+            Some((
+                username,
+                CredentialRequest::<Suite>::deserialize(message).ok()?,
+            ))
+        });
+        let Some((username, request)) = request else {
+            return text(StatusCode::BAD_REQUEST, "malformed login request");
         };
-        let Ok(request) = CredentialRequest::<Suite>::deserialize(message) else {
-            return text(http::StatusCode::BAD_REQUEST, "malformed login request");
-        };
+        let mut id = [0u8; 16];
+        OsRng.fill_bytes(&mut id);
+        let id = LoginId(id);
+        let admitted =
+            lock(&self.logins).admit(id, username, AddressKey::of(peer), self.login_clock());
+        if let Err(refusal) = admitted {
+            debug!(reason = %refusal, "login refused");
+            let status = match refusal {
+                crate::logins::LoginRefusal::Account(_)
+                | crate::logins::LoginRefusal::Address(_) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let (status, mut headers, body) = text(status, refusal.to_string());
+            headers.push((
+                http::header::RETRY_AFTER,
+                refusal.retry_after_secs().to_string(),
+            ));
+            return (status, headers, body);
+        }
         let file = match self.store.password_file(username) {
             Ok(file) => file.and_then(|f| ServerRegistration::<Suite>::deserialize(&f).ok()),
             Err(e) => {
+                lock(&self.logins).release(id);
                 warn!(error = %e, "cannot read an account");
-                return text(http::StatusCode::INTERNAL_SERVER_ERROR, "store error");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "store error");
             }
         };
-        let Ok(result) = ServerLogin::start(
+        let started = ServerLogin::start(
             &mut OsRng,
             &self.setup,
             file,
             request,
             username.as_bytes(),
-            ServerLoginParameters::default(),
-        ) else {
-            return text(http::StatusCode::BAD_REQUEST, "login refused");
-        };
-        let mut id = [0u8; 16];
-        OsRng.fill_bytes(&mut id);
-        let mut logins = lock(&self.logins);
-        logins.retain(|_, l| l.expires > now);
-        if logins.len() >= MAX_PENDING_LOGINS {
-            return text(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                "too many logins in progress",
-            );
-        }
-        logins.insert(
-            id,
-            PendingLogin {
-                username: username.to_owned(),
-                state: result.state,
-                expires: now + LOGIN_WINDOW_SECS,
-            },
+            self.login_parameters(username),
         );
-        let mut out = id.to_vec();
+        let Ok(result) = started else {
+            lock(&self.logins).release(id);
+            return text(StatusCode::BAD_REQUEST, "login refused");
+        };
+        lock(&self.logins).fill(id, result.state);
+        let mut out = id.0.to_vec();
         out.extend_from_slice(&result.message.serialize());
-        (http::StatusCode::OK, Vec::new(), Bytes::from(out))
+        (StatusCode::OK, Vec::new(), Bytes::from(out))
     }
 
     fn login_finish(&self, body: &[u8], now: u64) -> Reply {
         let Some((id, message)) = body.split_first_chunk::<16>() else {
             return text(http::StatusCode::BAD_REQUEST, "malformed login finish");
         };
-        let Some(pending) = lock(&self.logins).remove(id) else {
+        let taken = lock(&self.logins).take(LoginId(*id), self.login_clock());
+        let Some((username, state)) = taken else {
             return text(http::StatusCode::UNAUTHORIZED, "no such login in progress");
         };
         let finished = CredentialFinalization::<Suite>::deserialize(message)
             .ok()
-            .filter(|_| pending.expires > now)
-            .and_then(|m| {
-                pending
-                    .state
-                    .finish(m, ServerLoginParameters::default())
-                    .ok()
-            });
+            .and_then(|m| state.finish(m, self.login_parameters(&username)).ok());
         let Some(finished) = finished else {
             debug!("login failed");
             return text(http::StatusCode::UNAUTHORIZED, "login failed");
         };
-        let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| s.expires > now);
-        sessions.insert(
+        lock(&self.logins).succeeded(&username);
+        lock(&self.sessions).open(
             session_bearer(&finished.session_key),
-            LoginSession {
-                username: pending.username,
-                expires: now + self.config.session_lifetime_secs,
-            },
+            &username,
+            now.saturating_add(self.config.session_lifetime_secs),
+            now,
         );
         (http::StatusCode::NO_CONTENT, Vec::new(), Bytes::new())
     }
@@ -370,9 +551,7 @@ impl IssuerService {
             .to_str()
             .ok()?;
         let bearer = value.strip_prefix("Bearer ")?;
-        let sessions = lock(&self.sessions);
-        let session = sessions.get(bearer)?;
-        (session.expires > now).then(|| session.username.clone())
+        lock(&self.sessions).account(bearer, now).map(str::to_owned)
     }
 
     fn issue(&self, request: &http::Request<()>, body: &[u8], now: u64) -> Reply {
@@ -424,7 +603,7 @@ impl IssuerService {
         match signer.sign(&token_request) {
             Ok(response) => (
                 http::StatusCode::OK,
-                vec![(http::header::CONTENT_TYPE, RESPONSE_MEDIA_TYPE)],
+                vec![(http::header::CONTENT_TYPE, RESPONSE_MEDIA_TYPE.to_owned())],
                 Bytes::from(response.encode()),
             ),
             Err(e) => text(http::StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
@@ -432,18 +611,13 @@ impl IssuerService {
     }
 
     /// Redeems a relay's collected payment tokens for its operator (see
-    /// `openrelay_tokens::settlement`). A token counts only if it verifies
-    /// for the challenge scoped to the signing relay (so only the relay that
+    /// `openrelay_tokens::settlement`). The relay must be listed for the
+    /// operator it names; a token counts only if it verifies for the
+    /// challenge scoped to the signing relay (so only the relay that
     /// collected it can redeem it) and was never redeemed before.
     fn settle(&self, request: &http::Request<()>, body: &[u8], now: u64) -> Reply {
         use http::StatusCode;
-        let signature = request
-            .headers()
-            .get(settlement::SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(openrelay_tokens::b64::decode)
-            .and_then(|b| <[u8; 64]>::try_from(b).ok());
-        let Some(signature) = signature else {
+        let Some(signature) = signature_of(request) else {
             return text(
                 StatusCode::UNAUTHORIZED,
                 "missing or malformed relay signature",
@@ -453,15 +627,15 @@ impl IssuerService {
             Ok(claim) => claim,
             Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
         };
-        let signed = ed25519_dalek::VerifyingKey::from_bytes(&claim.relay).is_ok_and(|key| {
-            key.verify_strict(body, &ed25519_dalek::Signature::from_bytes(&signature))
-                .is_ok()
-        });
-        if !signed {
+        if !signed_by(&claim.relay, SETTLEMENT_SIGNATURE_PREFIX, body, &signature) {
             return text(
                 StatusCode::UNAUTHORIZED,
                 "the relay signature does not verify",
             );
+        }
+        let vouch = self.listing.vouches(&claim.operator, &claim.relay, now);
+        if vouch != Vouch::Listed {
+            return not_vouched(vouch, &claim.operator);
         }
         let relay = openrelay_config::KeyPin::from_ed25519(claim.relay).to_string();
         let challenge =
@@ -521,53 +695,118 @@ impl IssuerService {
         json(&receipt)
     }
 
-    /// An operator's ledger (`?operator=NAME`).
-    fn ledger(&self, request: &http::Request<()>) -> Reply {
-        let operator = request.uri().query().and_then(|query| {
-            form_urlencoded::parse(query.as_bytes())
-                .find(|(name, _)| name == "operator")
-                .map(|(_, value)| value.into_owned())
-        });
-        let Some(operator) = operator.filter(|o| !o.is_empty()) else {
-            return text(http::StatusCode::BAD_REQUEST, "ask for ?operator=NAME");
+    /// An operator's ledger, for a fresh request signed by one of its relays
+    /// (or its operator key), addressed to this issuer, seen once.
+    fn ledger(&self, request: &http::Request<()>, body: &[u8], now: u64) -> Reply {
+        use http::StatusCode;
+        let Some(signature) = signature_of(request) else {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "sign the ledger request (openrelay ledger does)",
+            );
         };
-        match self.store.ledger(&operator) {
+        let asked = match LedgerRequest::decode(body) {
+            Ok(asked) => asked,
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        if !signed_by(
+            &asked.signer,
+            LEDGER_READ_SIGNATURE_PREFIX,
+            body,
+            &signature,
+        ) {
+            return text(StatusCode::UNAUTHORIZED, "the signature does not verify");
+        }
+        if asked.issuer != self.config.issuer_name {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "the request is for another issuer",
+            );
+        }
+        if asked.issued_at.abs_diff(now) > LEDGER_REQUEST_MAX_AGE_SECS {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "the request is stale (or the clocks differ by more than 5 minutes)",
+            );
+        }
+        let vouch = self.listing.vouches(&asked.operator, &asked.signer, now);
+        if vouch != Vouch::Listed {
+            return not_vouched(vouch, &asked.operator);
+        }
+        let until = asked
+            .issued_at
+            .saturating_add(LEDGER_REQUEST_MAX_AGE_SECS + 1);
+        if let Err(e) = lock(&self.replays).accept(asked.nonce, until, now) {
+            return text(StatusCode::UNAUTHORIZED, e.to_string());
+        }
+        match self.store.ledger(&asked.operator) {
             Ok((tokens_redeemed, bytes_reported, settlements)) => json(&OperatorLedger {
-                operator,
+                operator: asked.operator,
                 tokens_redeemed,
                 bytes_reported,
                 settlements,
             }),
             Err(e) => {
                 warn!(error = %e, "ledger not read");
-                text(http::StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+                text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
             }
         }
     }
 
-    async fn serve_request(&self, request: http::Request<()>, mut stream: ServerStream) {
-        use http::{Method, StatusCode};
+    /// A POST to `path`, on a blocking thread.
+    fn post(&self, request: &http::Request<()>, body: &[u8], peer: IpAddr) -> Reply {
         let now = unix_now();
-        let (status, headers, body) = match (request.method().clone(), request.uri().path()) {
+        match request.uri().path() {
+            paths::REGISTER_START => self.register_start(body),
+            paths::REGISTER_FINISH => self.register_finish(body, now),
+            paths::LOGIN_START => self.login_start(body, peer),
+            paths::LOGIN_FINISH => self.login_finish(body, now),
+            paths::TOKEN_REQUEST => self.issue(request, body, now),
+            settlement::SETTLE_PATH => self.settle(request, body, now),
+            settlement::LEDGER_PATH => self.ledger(request, body, now),
+            _ => text(http::StatusCode::NOT_FOUND, "unknown request"),
+        }
+    }
+
+    async fn serve_request(
+        self: Arc<Self>,
+        request: http::Request<()>,
+        mut stream: ServerStream,
+        peer: IpAddr,
+    ) {
+        use http::{Method, StatusCode};
+        let method = request.method().clone();
+        let (status, headers, body) = match (method, request.uri().path()) {
             (Method::GET, paths::DIRECTORY) => (
                 StatusCode::OK,
                 vec![(
                     http::header::CONTENT_TYPE,
-                    openrelay_tokens::directory::MEDIA_TYPE,
+                    openrelay_tokens::directory::MEDIA_TYPE.to_owned(),
                 )],
                 Bytes::from(lock(&self.keys).directory().to_json()),
             ),
-            (Method::GET, settlement::LEDGER_PATH) => self.ledger(&request),
-            (Method::POST, path) => match server::read_body(&mut stream, MAX_BODY).await {
-                None => text(StatusCode::PAYLOAD_TOO_LARGE, "body too large or cut off"),
-                Some(body) => match path {
-                    paths::REGISTER_START => self.register_start(&body),
-                    paths::REGISTER_FINISH => self.register_finish(&body),
-                    paths::LOGIN_START => self.login_start(&body, now),
-                    paths::LOGIN_FINISH => self.login_finish(&body, now),
-                    paths::TOKEN_REQUEST => self.issue(&request, &body, now),
-                    settlement::SETTLE_PATH => self.settle(&request, &body, now),
-                    _ => text(StatusCode::NOT_FOUND, "unknown request"),
+            (Method::GET, paths::REGISTER_PUZZLE) => self.puzzle(unix_now()),
+            (Method::GET, settlement::LEDGER_PATH) => {
+                let (status, mut headers, body) = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "ledger reads are signed: POST a LedgerRequest (openrelay ledger does)",
+                );
+                headers.push((http::header::ALLOW, "POST".to_owned()));
+                (status, headers, body)
+            }
+            (Method::POST, path) => match body_limit(path) {
+                None => text(StatusCode::NOT_FOUND, "unknown request"),
+                Some(limit) => match server::read_body(&mut stream, limit).await {
+                    None => text(StatusCode::PAYLOAD_TOO_LARGE, "body too large or cut off"),
+                    Some(body) => {
+                        let service = Arc::clone(&self);
+                        self.blocking
+                            .run(move || service.post(&request, &body, peer))
+                            .await
+                            .unwrap_or_else(|| {
+                                text(StatusCode::SERVICE_UNAVAILABLE, "issuer busy; retry")
+                            })
+                    }
                 },
             },
             _ => text(StatusCode::NOT_FOUND, "unknown request"),
@@ -602,8 +841,10 @@ impl RequestHandler for IssuerService {
         self: Arc<Self>,
         request: http::Request<()>,
         stream: ServerStream,
-        _context: RequestContext,
+        context: RequestContext,
     ) {
-        self.serve_request(request, stream).await;
+        // The address only feeds the login limits; it is never logged.
+        let peer = context.connection.remote_address().ip();
+        self.serve_request(request, stream, peer).await;
     }
 }

@@ -1,7 +1,9 @@
 //! The issuer's store (redb, `issuer.redb`): OPAQUE password files by
 //! account name, each account's token count in the current period, the
-//! payment tokens redeemed at settlement (until their key expires), and each
-//! operator's ledger.
+//! registration puzzles used (until they expire), the payment tokens
+//! redeemed at settlement (until their key expires), and each operator's
+//! ledger. Every write is a durable transaction (an fsync): the service
+//! calls the store only from blocking threads.
 
 use std::path::Path;
 
@@ -14,6 +16,8 @@ const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("usage");
 const REDEEMED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("redeemed");
 /// Operator → (tokens redeemed, bytes reported, settlements).
 const LEDGER: TableDefinition<&str, (u64, u64, u64)> = TableDefinition::new("ledger");
+/// Registration puzzle used (its nonce) → when it expires.
+const USED_PUZZLES: TableDefinition<&[u8; 16], u64> = TableDefinition::new("used_puzzles");
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,24 @@ impl StoreError {
     fn from_redb(error: impl std::fmt::Display) -> Self {
         StoreError(error.to_string())
     }
+}
+
+/// What became of a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registration {
+    /// The account exists now.
+    Created,
+    /// The name is taken.
+    NameTaken,
+    /// The puzzle was used for another registration.
+    PuzzleUsed,
+}
+
+/// A registration puzzle to spend with an account: its nonce and expiry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PuzzleSpend {
+    pub(crate) nonce: [u8; 16],
+    pub(crate) expires: u64,
 }
 
 /// Whether a token may be issued.
@@ -49,6 +71,8 @@ impl Store {
             txn.open_table(USAGE).map_err(StoreError::from_redb)?;
             txn.open_table(REDEEMED).map_err(StoreError::from_redb)?;
             txn.open_table(LEDGER).map_err(StoreError::from_redb)?;
+            txn.open_table(USED_PUZZLES)
+                .map_err(StoreError::from_redb)?;
         }
         txn.commit().map_err(StoreError::from_redb)?;
         Ok(Store { db })
@@ -63,21 +87,34 @@ impl Store {
             .map(|v| v.value().to_vec()))
     }
 
-    /// Stores a new account; false if the name is taken.
-    pub(crate) fn create_account(&self, username: &str, file: &[u8]) -> Result<bool, StoreError> {
-        let run = || -> Result<bool, redb::Error> {
+    /// Stores a new account and spends its registration puzzle, in one
+    /// transaction: neither happens without the other.
+    pub(crate) fn create_account(
+        &self,
+        username: &str,
+        file: &[u8],
+        puzzle: PuzzleSpend,
+    ) -> Result<Registration, StoreError> {
+        let run = || -> Result<Registration, redb::Error> {
             let txn = self.db.begin_write()?;
-            let created = {
-                let mut table = txn.open_table(ACCOUNTS)?;
-                if table.get(username)?.is_some() {
-                    false
+            let outcome = {
+                let mut accounts = txn.open_table(ACCOUNTS)?;
+                let mut puzzles = txn.open_table(USED_PUZZLES)?;
+                if puzzles.get(&puzzle.nonce)?.is_some() {
+                    Registration::PuzzleUsed
+                } else if accounts.get(username)?.is_some() {
+                    Registration::NameTaken
                 } else {
-                    table.insert(username, file)?;
-                    true
+                    accounts.insert(username, file)?;
+                    puzzles.insert(&puzzle.nonce, puzzle.expires)?;
+                    Registration::Created
                 }
             };
-            txn.commit()?;
-            Ok(created)
+            match outcome {
+                Registration::Created => txn.commit()?,
+                _ => txn.abort()?,
+            }
+            Ok(outcome)
         };
         run().map_err(StoreError::from_redb)
     }
@@ -113,7 +150,9 @@ impl Store {
     /// Redeems the tokens with spend keys `keys` (each valid until its
     /// expiry) for `operator`, which reported `bytes` carried: in one
     /// transaction, the keys not redeemed before are recorded and credited.
-    /// Returns, per key, whether it was redeemed now.
+    /// A settlement that redeems nothing changes nothing (its bytes and the
+    /// settlement itself are not counted). Returns, per key, whether it was
+    /// redeemed now.
     pub(crate) fn redeem(
         &self,
         operator: &str,
@@ -132,21 +171,26 @@ impl Store {
                     }
                     fresh.push(new);
                 }
-                let mut ledger = txn.open_table(LEDGER)?;
-                let (tokens, reported, settlements) =
-                    ledger.get(operator)?.map_or((0, 0, 0), |v| v.value());
                 let count = fresh.iter().filter(|f| **f).count() as u64;
-                ledger.insert(
-                    operator,
-                    (
-                        tokens.saturating_add(count),
-                        reported.saturating_add(bytes),
-                        settlements.saturating_add(1),
-                    ),
-                )?;
+                if count > 0 {
+                    let mut ledger = txn.open_table(LEDGER)?;
+                    let (tokens, reported, settlements) =
+                        ledger.get(operator)?.map_or((0, 0, 0), |v| v.value());
+                    ledger.insert(
+                        operator,
+                        (
+                            tokens.saturating_add(count),
+                            reported.saturating_add(bytes),
+                            settlements.saturating_add(1),
+                        ),
+                    )?;
+                }
                 fresh
             };
-            txn.commit()?;
+            match fresh.iter().any(|f| *f) {
+                true => txn.commit()?,
+                false => txn.abort()?,
+            }
             Ok(fresh)
         };
         run().map_err(StoreError::from_redb)
@@ -163,11 +207,14 @@ impl Store {
     }
 
     /// Forgets redeemed tokens whose key has expired (they can no longer be
-    /// presented), so the set stays bounded.
-    pub(crate) fn prune_redeemed(&self, now: u64) -> Result<(), StoreError> {
+    /// presented) and expired puzzles (refused anyway), so both sets stay
+    /// bounded.
+    pub(crate) fn prune(&self, now: u64) -> Result<(), StoreError> {
         let run = || -> Result<(), redb::Error> {
             let txn = self.db.begin_write()?;
             txn.open_table(REDEEMED)?
+                .retain(|_, expires| expires > now)?;
+            txn.open_table(USED_PUZZLES)?
                 .retain(|_, expires| expires > now)?;
             txn.commit()?;
             Ok(())

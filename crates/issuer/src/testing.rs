@@ -23,11 +23,18 @@ pub struct LocalIssuer {
 }
 
 impl LocalIssuer {
-    /// Starts an issuer named `issuer_name` keeping its state in `state_dir`.
-    #[allow(clippy::unwrap_used)]
+    /// Starts an issuer named `issuer_name` keeping its state in `state_dir`,
+    /// with an easy registration puzzle (8 bits) and no settlements.
     pub fn start(state_dir: &Path, issuer_name: &str) -> Self {
+        Self::start_with(state_dir, issuer_name, "")
+    }
+
+    /// As [`LocalIssuer::start`], with `extra` config text (e.g. a
+    /// `[settlement.relays]` table).
+    #[allow(clippy::unwrap_used)]
+    pub fn start_with(state_dir: &Path, issuer_name: &str, extra: &str) -> Self {
         let config = IssuerConfig::from_toml(&format!(
-            "listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\nissuer_name = \"{issuer_name}\"\n"
+            "listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\nissuer_name = \"{issuer_name}\"\nregistration_puzzle_bits = 8\n{extra}"
         ))
         .unwrap();
         let identity = Identity::generate().unwrap();

@@ -11,9 +11,11 @@ use openrelay_tokens::{TokenChallenge, TokenVerifier};
 use openrelay_transport::identity::Identity;
 use tokio::sync::oneshot;
 
+const ISSUER: &str = "issuer.test";
+
 fn config(state_dir: &std::path::Path, tokens_per_period: u32) -> IssuerConfig {
     IssuerConfig::from_toml(&format!(
-        "listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\nissuer_name = \"issuer.test\"\ntokens_per_period = {tokens_per_period}\n"
+        "listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\nissuer_name = \"{ISSUER}\"\ntokens_per_period = {tokens_per_period}\nregistration_puzzle_bits = 8\n"
     ))
     .unwrap()
 }
@@ -51,20 +53,26 @@ async fn accounts_sessions_quota_and_tokens() {
         .await
         .unwrap();
 
-    client.register("alice", "correct horse").await.unwrap();
+    client
+        .register(ISSUER, "alice", "correct horse")
+        .await
+        .unwrap();
     assert!(matches!(
-        client.register("alice", "another").await,
+        client.register(ISSUER, "alice", "another").await,
         Err(IssuerClientError::Taken)
     ));
     assert!(matches!(
-        client.login("alice", "wrong horse").await,
+        client.login(ISSUER, "alice", "wrong horse").await,
         Err(IssuerClientError::LoginFailed)
     ));
     assert!(matches!(
-        client.login("mallory", "correct horse").await,
+        client.login(ISSUER, "mallory", "correct horse").await,
         Err(IssuerClientError::LoginFailed)
     ));
-    let session = client.login("alice", "correct horse").await.unwrap();
+    let session = client
+        .login(ISSUER, "alice", "correct horse")
+        .await
+        .unwrap();
 
     let directory = client.directory().await.unwrap();
     let keys = directory.epoch_keys().unwrap();
@@ -90,8 +98,14 @@ async fn accounts_sessions_quota_and_tokens() {
         other => panic!("expected the quota, got {other:?}"),
     }
     // Another account has its own quota; a session from a failed login has none.
-    client.register("bob", "hunter2 but longer").await.unwrap();
-    let bob = client.login("bob", "hunter2 but longer").await.unwrap();
+    client
+        .register(ISSUER, "bob", "hunter2 but longer")
+        .await
+        .unwrap();
+    let bob = client
+        .login(ISSUER, "bob", "hunter2 but longer")
+        .await
+        .unwrap();
     assert_eq!(
         client
             .fetch_tokens(&bob, &keys[0].key, &challenge, 1)
@@ -125,7 +139,10 @@ async fn accounts_and_keys_survive_a_restart() {
     let client = IssuerClient::connect(issuer.addr, issuer.pin)
         .await
         .unwrap();
-    client.register("carol", "pass phrase").await.unwrap();
+    client
+        .register(ISSUER, "carol", "pass phrase")
+        .await
+        .unwrap();
     let before = client.directory().await.unwrap();
     drop(client);
     // The store is released once the service has stopped.
@@ -136,7 +153,7 @@ async fn accounts_and_keys_survive_a_restart() {
     let client = IssuerClient::connect(issuer.addr, issuer.pin)
         .await
         .unwrap();
-    client.login("carol", "pass phrase").await.unwrap();
+    client.login(ISSUER, "carol", "pass phrase").await.unwrap();
     assert_eq!(client.directory().await.unwrap(), before);
 }
 

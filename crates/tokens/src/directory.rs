@@ -2,13 +2,15 @@
 //! `/.well-known/private-token-issuer-directory` listing the issuer's public
 //! keys, most preferred first, with an optional `not-before`. openrelay adds
 //! `openrelay-expires` (when relays stop accepting a key's tokens); clients
-//! ignore fields they do not know (RFC 9578 §4).
+//! ignore fields they do not know (RFC 9578 §4). openrelay requires both on
+//! every key of type 0x0002, within [`MAX_KEY_LIFETIME_SECS`] of each other:
+//! a key valid forever would keep its spent tokens forever.
 
 use serde::{Deserialize, Serialize};
 
 use crate::TOKEN_TYPE_BLIND_RSA;
 use crate::b64;
-use crate::keys::{EpochKey, TokenKey};
+use crate::keys::{EpochKey, MAX_KEY_LIFETIME_SECS, TokenKey};
 
 /// The well-known path of the directory (RFC 9578 §4, §8.1).
 pub const WELL_KNOWN_PATH: &str = "/.well-known/private-token-issuer-directory";
@@ -30,6 +32,16 @@ pub enum DirectoryError {
     /// A type 0x0002 key is not base64url SPKI of a token key.
     #[error("issuer directory: token key {index} is not a valid token key")]
     BadKey {
+        /// Its position in `token-keys`.
+        index: usize,
+    },
+    /// A type 0x0002 key without `not-before` and `openrelay-expires`, or
+    /// whose epoch is empty or longer than [`MAX_KEY_LIFETIME_SECS`].
+    #[error(
+        "issuer directory: token key {index} needs not-before and openrelay-expires, \
+         at most {MAX_KEY_LIFETIME_SECS} s apart"
+    )]
+    Epoch {
         /// Its position in `token-keys`.
         index: usize,
     },
@@ -105,8 +117,8 @@ impl IssuerDirectory {
     }
 
     /// The type 0x0002 keys with their epochs (other token types are
-    /// skipped). A key without `not-before` counts from 0; one without
-    /// `openrelay-expires` never expires.
+    /// skipped). Each must carry `not-before` and `openrelay-expires`, with
+    /// `not_before < expires <= not_before + MAX_KEY_LIFETIME_SECS`.
     pub fn epoch_keys(&self) -> Result<Vec<EpochKey>, DirectoryError> {
         self.token_keys
             .iter()
@@ -116,12 +128,61 @@ impl IssuerDirectory {
                 let key = b64::decode(&k.token_key)
                     .and_then(|spki| TokenKey::from_spki(&spki).ok())
                     .ok_or(DirectoryError::BadKey { index })?;
+                let (Some(not_before), Some(expires)) = (k.not_before, k.expires) else {
+                    return Err(DirectoryError::Epoch { index });
+                };
+                let lifetime = expires.saturating_sub(not_before);
+                if lifetime == 0 || lifetime > MAX_KEY_LIFETIME_SECS {
+                    return Err(DirectoryError::Epoch { index });
+                }
                 Ok(EpochKey {
                     key,
-                    not_before: k.not_before.unwrap_or(0),
-                    expires: k.expires.unwrap_or(u64::MAX),
+                    not_before,
+                    expires,
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn with_epoch(not_before: Option<u64>, expires: Option<u64>) -> IssuerDirectory {
+        let key = crate::testing::issuer_key().public().clone();
+        let mut directory =
+            IssuerDirectory::new("/token-request", &[EpochKey::new(key, 1000, 3600)]);
+        directory.token_keys[0].not_before = not_before;
+        directory.token_keys[0].expires = expires;
+        directory
+    }
+
+    /// A key valid forever kept its spent tokens forever (and Redis refused
+    /// its `EXAT`); every key now has a bounded epoch.
+    #[test]
+    fn every_key_has_a_bounded_epoch() {
+        let parsed = with_epoch(Some(1000), Some(8200)).epoch_keys().unwrap();
+        assert_eq!((parsed[0].not_before, parsed[0].expires), (1000, 8200));
+        let longest = 1000 + MAX_KEY_LIFETIME_SECS;
+        assert!(with_epoch(Some(1000), Some(longest)).epoch_keys().is_ok());
+        for (not_before, expires) in [
+            (Some(1000), None),
+            (None, Some(8200)),
+            (None, None),
+            (Some(1000), Some(1000)),
+            (Some(1000), Some(999)),
+            (Some(1000), Some(longest + 1)),
+            (Some(0), Some(u64::MAX)),
+        ] {
+            assert!(
+                matches!(
+                    with_epoch(not_before, expires).epoch_keys(),
+                    Err(DirectoryError::Epoch { index: 0 })
+                ),
+                "{not_before:?} {expires:?}"
+            );
+        }
     }
 }

@@ -15,14 +15,19 @@
 //! | bad signature | [`Refusal::Invalid`] "bad token signature" | 401 + challenge |
 //! | spent before | [`Refusal::Spent`] "token already spent" | 401 + challenge |
 //! | double-spend store unreachable | [`Refusal::StoreUnavailable`] "double-spend store unavailable" | 503 (fail closed) |
+//! | no issuer keys yet | [`Refusal::KeysUnavailable`] "issuer keys not yet available" | 503 (the relay serves while it waits for them) |
 //!
-//! Tokens are never logged.
+//! A gate starts without keys and is given them by its owner
+//! ([`TokenGate::set_keys`]): fetched from the issuer over the network and
+//! followed as they rotate (`openrelay_issuer::keyfeed`), or read from a
+//! local file ([`read_keys`]). Tokens are never logged.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::header::parse_authorization;
 use crate::{
@@ -60,6 +65,8 @@ pub enum Refusal {
     Spent,
     /// The double-spend store did not answer.
     StoreUnavailable,
+    /// The relay has no issuer keys yet (the issuer was not reachable).
+    KeysUnavailable,
 }
 
 impl Refusal {
@@ -67,7 +74,9 @@ impl Refusal {
     pub fn status(&self) -> http::StatusCode {
         match self {
             Refusal::Malformed => http::StatusCode::BAD_REQUEST,
-            Refusal::StoreUnavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::StoreUnavailable | Refusal::KeysUnavailable => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::Missing | Refusal::Invalid(_) | Refusal::Spent => {
                 http::StatusCode::UNAUTHORIZED
             }
@@ -85,6 +94,7 @@ impl Refusal {
             Refusal::Invalid(_) => "bad token signature",
             Refusal::Spent => "token already spent",
             Refusal::StoreUnavailable => "double-spend store unavailable",
+            Refusal::KeysUnavailable => "issuer keys not yet available",
         }
     }
 
@@ -99,8 +109,9 @@ impl Refusal {
 #[derive(Debug)]
 pub struct TokenGate {
     verifier: RwLock<TokenVerifier>,
-    keys_path: PathBuf,
-    keys_refresh: Duration,
+    /// Whether the issuer's keys arrived (until then every token is
+    /// refused with [`Refusal::KeysUnavailable`]).
+    has_keys: AtomicBool,
     spent: Arc<dyn SpentTokens>,
 }
 
@@ -128,20 +139,12 @@ pub fn read_keys(path: &Path) -> Result<Vec<EpochKey>, GateError> {
 }
 
 impl TokenGate {
-    /// A gate for `challenge`, with the issuer keys read from the issuer
-    /// directory file `keys_path` (re-read every `keys_refresh` by
-    /// [`TokenGate::refresh_keys`]) and tokens spent in `spent`.
-    pub fn new(
-        challenge: &TokenChallenge,
-        keys_path: &Path,
-        keys_refresh: Duration,
-        spent: Arc<dyn SpentTokens>,
-    ) -> Result<Self, GateError> {
-        let keys = read_keys(keys_path)?;
+    /// A gate for `challenge`, spending tokens in `spent`, without issuer
+    /// keys until [`TokenGate::set_keys`].
+    pub fn new(challenge: &TokenChallenge, spent: Arc<dyn SpentTokens>) -> Result<Self, GateError> {
         Ok(TokenGate {
-            verifier: RwLock::new(TokenVerifier::new(challenge, keys)?),
-            keys_path: keys_path.to_owned(),
-            keys_refresh,
+            verifier: RwLock::new(TokenVerifier::new(challenge, Vec::new())?),
+            has_keys: AtomicBool::new(false),
             spent,
         })
     }
@@ -152,25 +155,28 @@ impl TokenGate {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Re-reads the issuer keys every `keys_refresh` (forever; abort the
-    /// task to stop). A failed read keeps the keys held.
-    pub async fn refresh_keys(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(self.keys_refresh).await;
-            match read_keys(&self.keys_path) {
-                Ok(keys) => {
-                    let mut verifier = self
-                        .verifier
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if verifier.keys() != keys.as_slice() {
-                        debug!(keys = keys.len(), "issuer keys updated");
-                        verifier.set_keys(keys);
-                    }
-                }
-                Err(e) => warn!(error = %e, "cannot refresh issuer keys; keeping the old ones"),
-            }
+    /// Takes the issuer's current keys; true if they differ from those held.
+    pub fn set_keys(&self, keys: Vec<EpochKey>) -> bool {
+        let mut verifier = self
+            .verifier
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.has_keys.store(true, Ordering::Release);
+        if verifier.keys() == keys.as_slice() {
+            return false;
         }
+        verifier.set_keys(keys);
+        true
+    }
+
+    /// The issuer keys held (none before they arrive).
+    pub fn keys(&self) -> Vec<EpochKey> {
+        self.verifier().keys().to_vec()
+    }
+
+    /// Whether the issuer's keys have arrived.
+    pub fn has_keys(&self) -> bool {
+        self.has_keys.load(Ordering::Acquire)
     }
 
     /// The `WWW-Authenticate` value of a 401 (RFC 9577 §2.1).
@@ -206,6 +212,9 @@ impl TokenGate {
 
     /// Accepts `token` if it verifies and was never spent, spending it.
     pub async fn redeem(&self, token: &Token) -> Result<Redemption, Refusal> {
+        if !self.has_keys() {
+            return Err(Refusal::KeysUnavailable);
+        }
         let now = unix_now();
         let redemption = self
             .verifier()
@@ -228,6 +237,10 @@ impl TokenGate {
     /// Accepts the token in `headers` (see [`TokenGate::token_in`] and
     /// [`TokenGate::redeem`]).
     pub async fn admit(&self, headers: &http::HeaderMap) -> Result<Token, Refusal> {
+        // Before any 401: without keys there is no challenge to send.
+        if !self.has_keys() {
+            return Err(Refusal::KeysUnavailable);
+        }
         let token = Self::token_in(headers)?;
         self.redeem(&token).await?;
         Ok(token)

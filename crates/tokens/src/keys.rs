@@ -20,6 +20,12 @@ use crate::NK;
 /// The RSA modulus size of token type 0x0002.
 pub const MODULUS_BITS: usize = NK * 8;
 
+/// The longest a key's tokens may be accepted (`expires - not_before`): two
+/// issuance periods of at most 30 days each. Every key has an expiry within
+/// this bound, so double-spend entries, which live until their key expires,
+/// are always pruned, and every expiry fits a store's range (Redis `EXAT`).
+pub const MAX_KEY_LIFETIME_SECS: u64 = 60 * 24 * 3600;
+
 /// Why a key was refused or could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

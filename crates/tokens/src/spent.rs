@@ -8,7 +8,8 @@
 //!
 //! Every entry carries the expiry of its token's key epoch and is forgotten
 //! after it (by then the key's tokens are refused anyway), so the store holds
-//! at most two issuance periods of tokens.
+//! at most two issuance periods of tokens. No entry is kept longer than
+//! [`MAX_ENTRY_SECS`] (see [`entry_expiry`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -68,6 +69,22 @@ impl SpentError {
     fn from_display(error: impl std::fmt::Display) -> Self {
         SpentError(error.to_string())
     }
+}
+
+/// The longest any entry is kept: a verified token's key expires at most
+/// [`MAX_KEY_LIFETIME_SECS`](crate::keys::MAX_KEY_LIFETIME_SECS) after its
+/// `not_before`, which is at most the clock skew ahead of now, and the
+/// verifier adds the skew once more.
+pub const MAX_ENTRY_SECS: u64 =
+    crate::keys::MAX_KEY_LIFETIME_SECS + 2 * crate::verify::CLOCK_SKEW_SECS;
+
+/// When an entry for a token expiring at `expires` may be forgotten: then,
+/// but never later than [`MAX_ENTRY_SECS`] from `now`. No token that verifies
+/// expires later, so the bound loses nothing; it keeps a bogus expiry (say
+/// `u64::MAX`) from making an entry that is never pruned, or one Redis
+/// refuses (`EXAT` out of range).
+pub fn entry_expiry(expires: u64, now: u64) -> u64 {
+    expires.min(now.saturating_add(MAX_ENTRY_SECS))
 }
 
 /// A boxed future, so stores can be chosen at run time (`Arc<dyn SpentTokens>`).
@@ -143,6 +160,7 @@ impl RedbSpentTokens {
     }
 
     fn spend_blocking(&self, key: &SpendKey, expires: u64, now: u64) -> Result<bool, redb::Error> {
+        let expires = entry_expiry(expires, now);
         let txn = self.db.begin_write()?;
         let fresh = {
             let mut spent = txn.open_table(SPENT)?;

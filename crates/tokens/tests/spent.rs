@@ -131,3 +131,52 @@ async fn a_stopped_redis_fails_spends_within_the_timeout_and_recovers() {
         );
     }
 }
+
+/// A spend entry never outlives the longest key epoch, whatever expiry it
+/// is given: Redis refuses `EXAT` past its range (it answered an error for
+/// `u64::MAX`, so the token was refused), and an embedded entry that never
+/// expires would never be pruned.
+#[tokio::test]
+async fn spend_entries_expire_within_the_longest_key_lifetime() {
+    use openrelay_tokens::spent::MAX_ENTRY_SECS;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbSpentTokens::open(&dir.path().join("spent.redb")).unwrap();
+    assert!(redb.spend(key(1), u64::MAX, now).await.unwrap());
+    assert!(!redb.spend(key(1), u64::MAX, now + 1).await.unwrap());
+    let horizon = now + MAX_ENTRY_SECS;
+    assert_eq!(redb.prune(horizon - 1).unwrap(), 0);
+    assert_eq!(redb.prune(horizon).unwrap(), 1, "entry never pruned");
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = RedisSpentTokens::connect(&server.url()).await.unwrap();
+    assert!(
+        redis.spend(key(2), u64::MAX, now).await.unwrap(),
+        "a fresh token refused"
+    );
+    assert!(!redis.spend(key(2), u64::MAX, now).await.unwrap());
+    // TTL over RESP's inline command form: the entry ends within the bound.
+    let ttl: i64 = {
+        use std::io::{Read, Write};
+        let addr = server
+            .url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "TTL openrelay:spent:{}\r\n", "02".repeat(32)).unwrap();
+        let mut answer = [0u8; 32];
+        let n = stream.read(&mut answer).unwrap();
+        let answer = std::str::from_utf8(&answer[..n]).unwrap();
+        answer.trim().trim_start_matches(':').parse().unwrap()
+    };
+    assert!(
+        (1..=i64::try_from(MAX_ENTRY_SECS).unwrap()).contains(&ttl),
+        "ttl {ttl}"
+    );
+}

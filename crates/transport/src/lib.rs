@@ -15,7 +15,9 @@
 //! * [`tcp_pump`]: bytes between a TCP connection and a CONNECT stream.
 //! * [`udp`]: UDP sockets and quinn endpoints with large socket buffers.
 //! * [`h3util`]: small helpers around the `h3` crate.
+//! * [`backoff`]: retry delays (capped, doubling, spread).
 
+pub mod backoff;
 pub mod call;
 pub mod congestion;
 pub mod datagrams;

@@ -142,17 +142,19 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        signal_group(self.child.id(), "KILL");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-            eprintln!(
-                "--- stderr of {:?} ---\n{}",
-                self.ready,
-                tail(&stderr, 40, false)
-            );
-        }
+        stop_and_report(&mut self.child, &self.stderr, &format!("{:?}", self.ready));
+    }
+}
+
+/// Kills `child`'s process group and, if the test is failing, prints the
+/// tail of its stderr file under `label`.
+pub fn stop_and_report(child: &mut Child, stderr: &Path, label: &str) {
+    signal_group(child.id(), "KILL");
+    let _ = child.kill();
+    let _ = child.wait();
+    if std::thread::panicking() {
+        let text = std::fs::read_to_string(stderr).unwrap_or_default();
+        eprintln!("--- stderr of {label} ---\n{}", tail(&text, 40, false));
     }
 }
 
@@ -206,7 +208,7 @@ pub fn run_openrelay(args: &[&str], limit: Duration) -> Finished {
 }
 
 /// `openrelay account <args>` with `password` on standard input (at most
-/// 30 s, else panics): whether it succeeded, and what it printed (standard
+/// 60 s, else panics; registering solves the issuer's puzzle): whether it succeeded, and what it printed (standard
 /// output, then standard error).
 pub fn account(args: &[&str], password: &str) -> (bool, String) {
     use std::io::Write;
@@ -223,11 +225,11 @@ pub fn account(args: &[&str], password: &str) -> (bool, String) {
     stdin.write_all(password.as_bytes()).unwrap();
     stdin.write_all(b"\n").unwrap();
     drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             signal_group(child.id(), "KILL");
-            panic!("openrelay account {args:?} did not exit within 30 s");
+            panic!("openrelay account {args:?} did not exit within 60 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -98,10 +98,20 @@ impl Drop for RunningIngress {
 pub fn admission(keys: PathBuf, redis_url: Option<String>) -> AdmissionConfig {
     AdmissionConfig {
         issuer_name: ISSUER_NAME.to_owned(),
-        issuer_keys: keys,
+        issuer: None,
+        issuer_keys: Some(keys),
         keys_refresh_secs: 1,
         redis_url,
         spent_path: None,
+    }
+}
+
+/// Admission settings fetching the keys from the issuer at `addr` with `key`.
+pub fn admission_from_issuer(addr: SocketAddr, key: KeyPin) -> AdmissionConfig {
+    AdmissionConfig {
+        issuer: Some(openrelay_config::RegistryEndpoint { addr, key }),
+        issuer_keys: None,
+        ..admission(PathBuf::new(), None)
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use super::{SpendFuture, SpendKey, SpentError, SpentTokens};
+use super::{SpendFuture, SpendKey, SpentError, SpentTokens, entry_expiry};
 use crate::keys::hex;
 
 /// Prefix of every key this store writes.
@@ -109,9 +109,12 @@ impl SpentTokens for RedisSpentTokens {
                 // Already expired: its key no longer admits anything.
                 return Ok(false);
             }
-            tokio::time::timeout(REDIS_RESPONSE_TIMEOUT, self.spend_now(key, expires))
-                .await
-                .map_err(|_| SpentError::from_display("Redis did not answer in time"))?
+            tokio::time::timeout(
+                REDIS_RESPONSE_TIMEOUT,
+                self.spend_now(key, entry_expiry(expires, now)),
+            )
+            .await
+            .map_err(|_| SpentError::from_display("Redis did not answer in time"))?
         })
     }
 }

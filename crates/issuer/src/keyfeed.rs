@@ -1,0 +1,144 @@
+//! How relays get the issuer's token keys and keep them current: from the
+//! issuer itself over the network (its TLS key pinned; `GET
+//! /.well-known/private-token-issuer-directory`, RFC 9578 §4), or from a
+//! local copy of that document. A relay serves from its start: until the
+//! keys arrive its [`TokenGate`] refuses tokens with 503 ("issuer keys not
+//! yet available"), and [`follow`] retries with backoff, so relays and
+//! issuer may start in any order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openrelay_config::{AdmissionConfig, RegistryEndpoint};
+use openrelay_tokens::EpochKey;
+use openrelay_tokens::gate::{GateError, TokenGate, read_keys};
+use openrelay_transport::backoff::Backoff;
+use tracing::{debug, info, warn};
+
+use crate::client::{IssuerClient, IssuerClientError};
+
+/// How long one fetch from the issuer may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// The first retry after a failed fetch; later ones double up to the
+/// refresh interval (at most a minute).
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// Why keys could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFeedError {
+    /// The local file is unreadable or not a directory with keys.
+    #[error(transparent)]
+    File(#[from] GateError),
+    /// The issuer could not be asked.
+    #[error(transparent)]
+    Issuer(#[from] IssuerClientError),
+    /// The issuer's directory is malformed or lists no usable key.
+    #[error("issuer at {addr}: {reason}")]
+    Directory {
+        /// The issuer.
+        addr: std::net::SocketAddr,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The issuer did not answer in time.
+    #[error("issuer at {0}: no answer within {FETCH_TIMEOUT:?}")]
+    TimedOut(std::net::SocketAddr),
+}
+
+/// Where a relay's issuer keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The issuer, over the network.
+    Issuer(RegistryEndpoint),
+    /// A local copy of its directory (overrides the network when given).
+    File(PathBuf),
+}
+
+impl KeySource {
+    /// The source a relay's token settings name: the local file if given,
+    /// else the issuer. `None` if neither (the config check refuses that).
+    pub fn from_config(config: &AdmissionConfig) -> Option<Self> {
+        match (&config.issuer_keys, &config.issuer) {
+            (Some(path), _) => Some(KeySource::File(path.clone())),
+            (None, Some(issuer)) => Some(KeySource::Issuer(issuer.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The keys now, if they can be had without the network (a local file
+    /// that reads): so a relay with a file starts with keys.
+    pub fn read_local(&self) -> Option<Vec<EpochKey>> {
+        match self {
+            KeySource::File(path) => read_keys(path).ok(),
+            KeySource::Issuer(_) => None,
+        }
+    }
+
+    /// The issuer's current keys.
+    pub async fn fetch(&self) -> Result<Vec<EpochKey>, KeyFeedError> {
+        let issuer = match self {
+            KeySource::File(path) => return Ok(read_keys(path)?),
+            KeySource::Issuer(issuer) => issuer,
+        };
+        let fetch =
+            async {
+                let client = IssuerClient::connect(issuer.addr, issuer.key).await?;
+                let keys = client.directory().await?.epoch_keys().map_err(|e| {
+                    KeyFeedError::Directory {
+                        addr: issuer.addr,
+                        reason: e.to_string(),
+                    }
+                })?;
+                if keys.is_empty() {
+                    return Err(KeyFeedError::Directory {
+                        addr: issuer.addr,
+                        reason: "no token keys of type 0x0002".into(),
+                    });
+                }
+                Ok(keys)
+            };
+        tokio::time::timeout(FETCH_TIMEOUT, fetch)
+            .await
+            .map_err(|_| KeyFeedError::TimedOut(issuer.addr))?
+    }
+}
+
+/// Gives `gate` the issuer's keys from `source` and keeps them current:
+/// fetched at once, again every `refresh`; a failure keeps the keys held
+/// and is retried with backoff (from 250 ms, doubling to `refresh`, at most
+/// a minute). Runs forever; abort the task to stop.
+pub async fn follow(gate: Arc<TokenGate>, source: KeySource, refresh: Duration) {
+    let mut backoff = Backoff::seeded_now(FIRST_RETRY, refresh.min(MAX_RETRY));
+    let mut failing = false;
+    loop {
+        let delay = match source.fetch().await {
+            Ok(keys) => {
+                let first = !gate.has_keys();
+                let count = keys.len();
+                if gate.set_keys(keys) || first {
+                    info!(keys = count, "issuer keys updated");
+                }
+                failing = false;
+                backoff.reset();
+                refresh
+            }
+            Err(e) => {
+                if failing {
+                    debug!(error = %e, "issuer keys still unavailable");
+                } else {
+                    warn!(
+                        error = %e,
+                        have_keys = gate.has_keys(),
+                        "cannot get the issuer keys; retrying"
+                    );
+                    failing = true;
+                }
+                backoff.next_delay()
+            }
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
