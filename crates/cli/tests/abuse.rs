@@ -4,7 +4,12 @@
 //! must survive and still serve a legitimate client during and after.
 //! The numbers (memory, CPU, success rates at full strength) are benchmarks:
 //! docs/BENCHMARKS.md, "Abuse and resource bounds".
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
