@@ -159,6 +159,14 @@ async fn every_attack_leaves_every_target_alive_and_serving() {
             }
         }
     }
+    // Bad input never panics (a panicking request task leaves the process
+    // up, so survival alone would not show it).
+    for name in ["ingress-1", "egress-1", "egress-2", "registry", "issuer"] {
+        let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+            failures.push(format!("{name} panicked: {line}"));
+        }
+    }
     if !failures.is_empty() {
         for name in ["ingress-1", "egress-1", "registry", "issuer"] {
             let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();

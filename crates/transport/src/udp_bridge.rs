@@ -116,7 +116,7 @@ pub async fn run<S>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<BridgeEnd, RouteError>
 where
-    S: h3::quic::RecvStream,
+    S: h3::quic::RecvStream + h3::quic::SendStream<Bytes>,
 {
     let stream_id = stream.id().into_inner();
     let sender = DatagramSender::new(connection, stream_id)?;
@@ -166,7 +166,13 @@ where
                         data.advance(n);
                     }
                     if drain_capsules(&mut pending, &sink).is_err() {
-                        stream.stop_sending(h3::error::Code::H3_DATAGRAM_ERROR);
+                        // A malformed capsule makes the request malformed
+                        // (RFC 9297 §3.3): the stream is reset here, and
+                        // dropping it stops the peer's side. Not
+                        // `stop_sending`: h3-quinn panics when called while
+                        // its next read is in flight (found by
+                        // openrelay-abuse's malformed-capsules attack).
+                        stream.stop_stream(h3::error::Code::H3_DATAGRAM_ERROR);
                         return BridgeEnd::MalformedCapsule;
                     }
                 }
