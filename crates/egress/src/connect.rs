@@ -202,6 +202,7 @@ pub(crate) async fn tcp(
         Some(Ok(target)) => target,
         _ => return fail(stream, FlowError::BadTarget, &shared).await,
     };
+    drop(request);
     let settings = &shared.settings;
     let tcp = match crate::resolve::permitted_addresses(
         &target,
@@ -256,6 +257,8 @@ pub(crate) async fn udp(
         Ok(target) => target,
         Err(_) => return fail(stream, FlowError::BadTarget, &shared).await,
     };
+    // The head is not needed again; an idle flow should not keep it.
+    drop(request);
     let settings = &shared.settings;
     let addresses = match crate::resolve::permitted_addresses(
         &target,

@@ -310,6 +310,9 @@ async fn handle_request(
     {
         return refuse_admission(stream, &refusal, admission, &shared).await;
     }
+    // The head (with its token) is not needed again; an idle tunnel should
+    // not keep it.
+    drop(request);
     let socket = async {
         let socket = udp::bind(udp::local_for(shared.settings.outbound_bind, egress))?;
         socket.connect(egress).await?;

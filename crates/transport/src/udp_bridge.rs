@@ -4,6 +4,7 @@
 //! request stream (RFC 9297 §3.5) are accepted too. The ingress bridges to an
 //! egress relay, the egress to a destination; neither looks inside payloads.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +24,18 @@ use crate::datagrams::{DatagramRouter, DatagramSender, DatagramSink, RouteError}
 const RECEIVE_BUFFER: usize = 65_536;
 /// Messages taken per receive call (recvmmsg).
 const RECEIVE_BATCH: usize = 4;
+
+thread_local! {
+    /// The receive buffer of every bridge that runs on this thread
+    /// (`RECEIVE_BATCH` GRO bursts, 256 KiB), allocated on first use.
+    ///
+    /// A bridge needs it only between a receive and the last send of what
+    /// was received, which is synchronous (no await in between), so one
+    /// buffer per worker thread serves every flow: an idle flow holds none
+    /// (a buffer per flow cost 256 KiB each, 256 MiB for a connection's
+    /// 1,024 flows).
+    static RECEIVE_STORAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// How a bridged flow ended; reported as an aggregate, never with addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +116,7 @@ pub async fn run<S>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<BridgeEnd, RouteError>
 where
-    S: h3::quic::RecvStream,
+    S: h3::quic::RecvStream + h3::quic::SendStream<Bytes>,
 {
     let stream_id = stream.id().into_inner();
     let sender = DatagramSender::new(connection, stream_id)?;
@@ -119,40 +132,24 @@ where
         let Ok(state) = quinn::udp::UdpSocketState::new((&*socket).into()) else {
             return BridgeEnd::SocketError;
         };
-        // With UDP GRO the kernel hands over a whole burst of same-size
-        // datagrams in one receive (`stride` apart): one syscall per burst
-        // instead of one per packet.
-        let mut storage = vec![0u8; RECEIVE_BUFFER * RECEIVE_BATCH];
-        let mut meta = [RecvMeta::default(); RECEIVE_BATCH];
         loop {
             if socket.readable().await.is_err() {
                 return BridgeEnd::SocketError;
             }
-            let mut bufs: Vec<IoSliceMut<'_>> = storage
-                .chunks_mut(RECEIVE_BUFFER)
-                .map(IoSliceMut::new)
-                .collect();
-            let received = socket.try_io(Interest::READABLE, || {
-                state.recv((&*socket).into(), &mut bufs, &mut meta)
+            let forwarded = RECEIVE_STORAGE.with(|storage| match storage.try_borrow_mut() {
+                Ok(mut storage) => {
+                    receive_and_forward(&socket, &state, &mut storage, &sender, &counters)
+                }
+                // Not reachable (nothing below awaits or calls back into a
+                // bridge), but a fresh buffer is correct where a panic is not.
+                Err(_) => receive_and_forward(&socket, &state, &mut Vec::new(), &sender, &counters),
             });
-            let count = match received {
-                Ok(count) => count,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            match forwarded {
+                Ok(true) => clock.touch(),
+                Ok(false) => {}
                 // A connected UDP socket reports ICMP errors from earlier sends
                 // (e.g. nobody listens there any more): the flow is over.
                 Err(_) => return BridgeEnd::SocketError,
-            };
-            clock.touch();
-            for (buf, meta) in bufs.iter().zip(&meta).take(count) {
-                let stride = meta.stride.max(1);
-                for datagram in buf[..meta.len].chunks(stride) {
-                    counters
-                        .bytes_in
-                        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-                    // Too large for the client's path or connection gone: drop
-                    // it, as a router would; the far side's transport recovers.
-                    let _ = sender.send(datagram);
-                }
             }
         }
     };
@@ -169,7 +166,13 @@ where
                         data.advance(n);
                     }
                     if drain_capsules(&mut pending, &sink).is_err() {
-                        stream.stop_sending(h3::error::Code::H3_DATAGRAM_ERROR);
+                        // A malformed capsule makes the request malformed
+                        // (RFC 9297 §3.3): the stream is reset here, and
+                        // dropping it stops the peer's side. Not
+                        // `stop_sending`: h3-quinn panics when called while
+                        // its next read is in flight (found by
+                        // openrelay-abuse's malformed-capsules attack).
+                        stream.stop_stream(h3::error::Code::H3_DATAGRAM_ERROR);
                         return BridgeEnd::MalformedCapsule;
                     }
                 }
@@ -195,6 +198,46 @@ where
         () = shutdown => BridgeEnd::Shutdown,
     };
     Ok(end)
+}
+
+/// Receives what `socket` holds (up to `RECEIVE_BATCH` messages, each a GRO
+/// burst of same-size datagrams `stride` apart: one syscall per burst, not
+/// per packet) into `storage` and sends every datagram to the client.
+/// `Ok(false)`: nothing was there after all.
+fn receive_and_forward(
+    socket: &UdpSocket,
+    state: &quinn::udp::UdpSocketState,
+    storage: &mut Vec<u8>,
+    sender: &DatagramSender,
+    counters: &BridgeCounters,
+) -> std::io::Result<bool> {
+    if storage.len() < RECEIVE_BUFFER * RECEIVE_BATCH {
+        storage.resize(RECEIVE_BUFFER * RECEIVE_BATCH, 0);
+    }
+    let mut chunks = storage.chunks_mut(RECEIVE_BUFFER);
+    let mut bufs: [IoSliceMut<'_>; RECEIVE_BATCH] =
+        std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+    let mut meta = [RecvMeta::default(); RECEIVE_BATCH];
+    let received = socket.try_io(Interest::READABLE, || {
+        state.recv(socket.into(), &mut bufs, &mut meta)
+    });
+    let count = match received {
+        Ok(count) => count,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for (buf, meta) in bufs.iter().zip(&meta).take(count) {
+        let stride = meta.stride.max(1);
+        for datagram in buf[..meta.len].chunks(stride) {
+            counters
+                .bytes_in
+                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+            // Too large for the client's path or connection gone: drop it,
+            // as a router would; the far side's transport recovers.
+            let _ = sender.send(datagram);
+        }
+    }
+    Ok(true)
 }
 
 /// Consumes complete capsules from `pending`. DATAGRAM capsules (RFC 9297

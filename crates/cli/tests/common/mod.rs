@@ -63,14 +63,7 @@ pub fn signal_group(pgid: u32, signal: &str) {
 
 /// Whether `pid` is a live process (a zombie has exited: it is not live).
 pub fn is_running(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // `pid (comm) S ...`: the state follows the last ')'.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    !matches!(state, Some("Z" | "X" | "x") | None)
+    openrelay_abuse::monitor::alive(pid)
 }
 
 /// Reads the first line of `stdout` (within `limit`), then keeps draining it on

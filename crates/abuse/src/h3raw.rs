@@ -1,0 +1,418 @@
+//! HTTP/3 written by hand on quinn: what an attacker sends is exactly the
+//! bytes we choose, valid or not, which no HTTP/3 library lets us do.
+//!
+//! * frames (RFC 9114 §7.1): a type and a length (variable-length integers,
+//!   RFC 9000 §16) and a payload; [`frame_header`] can declare a length the
+//!   payload never reaches;
+//! * field sections (RFC 9204 §4.5): [`field_section`] writes QPACK literal
+//!   field lines with literal names (§4.5.6) after a prefix that references
+//!   no dynamic table (§4.5.1), without Huffman coding, which every decoder
+//!   accepts; prefixed integers as RFC 7541 §5.1 (RFC 9204 §4.1.1);
+//! * [`RawConnection`]: a QUIC connection to a pinned server with our control
+//!   stream and SETTINGS (RFC 9114 §6.2.1, §7.2.4) open, and requests and
+//!   unidirectional streams of any content.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use openrelay_config::KeyPin;
+use openrelay_transport::endpoint::{self, Tuning};
+use openrelay_wire::varint;
+
+/// Frame types (RFC 9114 §7.2, RFC 9297 §2.1).
+pub mod frame_type {
+    /// DATA (RFC 9114 §7.2.1).
+    pub const DATA: u64 = 0x00;
+    /// HEADERS (RFC 9114 §7.2.2).
+    pub const HEADERS: u64 = 0x01;
+    /// SETTINGS (RFC 9114 §7.2.4).
+    pub const SETTINGS: u64 = 0x04;
+    /// A reserved type (RFC 9114 §7.2.8: `0x1f * N + 0x21`), which a
+    /// receiver must skip.
+    pub const RESERVED: u64 = 0x1f * 7 + 0x21;
+}
+
+/// Unidirectional stream types (RFC 9114 §6.2).
+pub mod stream_type {
+    /// The control stream (RFC 9114 §6.2.1).
+    pub const CONTROL: u64 = 0x00;
+    /// A reserved type (RFC 9114 §6.2.3), which a receiver must ignore.
+    pub const RESERVED: u64 = 0x1f * 5 + 0x21;
+}
+
+/// Settings (RFC 9114 §7.2.4.1, RFC 9220 §3, RFC 9297 §2.1.1).
+pub mod setting {
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 9220 §3).
+    pub const ENABLE_CONNECT_PROTOCOL: u64 = 0x08;
+    /// SETTINGS_H3_DATAGRAM (RFC 9297 §2.1.1).
+    pub const H3_DATAGRAM: u64 = 0x33;
+}
+
+/// Appends `value` as a QUIC variable-length integer (RFC 9000 §16).
+/// Values above 2^62 - 1 cannot be encoded and are written as that maximum.
+pub fn put_varint(value: u64, out: &mut Vec<u8>) {
+    let _ = varint::encode(value.min(varint::MAX), out);
+}
+
+/// A frame header declaring `length` bytes of payload (RFC 9114 §7.1); the
+/// payload may never come.
+pub fn frame_header(frame_type: u64, length: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    put_varint(frame_type, &mut out);
+    put_varint(length, &mut out);
+    out
+}
+
+/// A whole frame.
+pub fn frame(frame_type: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = frame_header(frame_type, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Appends `value` as a prefixed integer (RFC 7541 §5.1) in the low
+/// `prefix_bits` bits of a first byte whose high bits are `flags`.
+pub fn put_prefixed_integer(value: u64, prefix_bits: u8, flags: u8, out: &mut Vec<u8>) {
+    let max_prefix = (1u64 << prefix_bits) - 1;
+    if value < max_prefix {
+        out.push(flags | value as u8);
+        return;
+    }
+    out.push(flags | max_prefix as u8);
+    let mut rest = value - max_prefix;
+    while rest >= 0x80 {
+        out.push(0x80 | (rest & 0x7f) as u8);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
+}
+
+/// A QPACK field section (RFC 9204 §4.5) of literal field lines with literal
+/// names (§4.5.6), in the order given, pseudo-header fields included as
+/// given (valid or not). The prefix (§4.5.1) says Required Insert Count 0
+/// and Base 0: no dynamic table is referenced.
+pub fn field_section(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = vec![0x00, 0x00];
+    for (name, value) in fields {
+        // `001N H` then the name length on 3 bits; N = 0, H = 0 (no Huffman).
+        put_prefixed_integer(name.len() as u64, 3, 0x20, &mut out);
+        out.extend_from_slice(name.as_bytes());
+        // `H` then the value length on 7 bits; H = 0.
+        put_prefixed_integer(value.len() as u64, 7, 0x00, &mut out);
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+/// A HEADERS frame carrying `fields` (see [`field_section`]).
+pub fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
+    frame(frame_type::HEADERS, &field_section(fields))
+}
+
+/// The start of our control stream: its type and a SETTINGS frame
+/// announcing HTTP datagrams (RFC 9297 §2.1.1).
+pub fn control_stream_start() -> Vec<u8> {
+    let mut settings = Vec::new();
+    put_varint(setting::H3_DATAGRAM, &mut settings);
+    put_varint(1, &mut settings);
+    let mut out = Vec::new();
+    put_varint(stream_type::CONTROL, &mut out);
+    out.extend(frame(frame_type::SETTINGS, &settings));
+    out
+}
+
+/// The fields of an extended CONNECT for connect-udp (RFC 9298 §3.4, RFC 9220
+/// §4) through `authority` to `path` (the URI template's expansion).
+pub fn connect_udp_fields<'a>(authority: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        (":method", "CONNECT"),
+        (":protocol", "connect-udp"),
+        (":scheme", "https"),
+        (":authority", authority),
+        (":path", path),
+        ("capsule-protocol", "?1"),
+    ]
+}
+
+/// Why a raw connection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RawError {
+    /// A local socket error.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS setup failed.
+    #[error("tls: {0}")]
+    Tls(#[from] openrelay_transport::tls::TlsError),
+    /// The connection could not be started.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection failed or was refused.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// A stream write failed.
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// A stream read failed.
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// Did not finish in time.
+    #[error("timed out")]
+    Timeout,
+}
+
+/// A client QUIC endpoint on `bind` (port 0).
+pub fn client_endpoint(bind: IpAddr) -> Result<quinn::Endpoint, RawError> {
+    Ok(openrelay_transport::udp::endpoint(
+        SocketAddr::new(bind, 0),
+        None,
+    )?)
+}
+
+/// A raw HTTP/3 client connection: QUIC to a pinned server, our control
+/// stream open with its SETTINGS; requests are written by hand.
+#[derive(Debug)]
+pub struct RawConnection {
+    /// The QUIC connection.
+    pub connection: quinn::Connection,
+    control: quinn::SendStream,
+}
+
+impl RawConnection {
+    /// Connects from `endpoint` to `addr`, which must hold `pin`, with
+    /// packets of `mtu` bytes and a keep-alive, within `limit`.
+    pub async fn connect(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        pin: KeyPin,
+        mtu: u16,
+        limit: Duration,
+    ) -> Result<Self, RawError> {
+        Self::connect_with_control(endpoint, addr, pin, mtu, limit, &control_stream_start()).await
+    }
+
+    /// As [`RawConnection::connect`], with `control` as the whole start of
+    /// the control stream (its type included), valid or not.
+    pub async fn connect_with_control(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        pin: KeyPin,
+        mtu: u16,
+        limit: Duration,
+        control: &[u8],
+    ) -> Result<Self, RawError> {
+        let tuning = Tuning::client(Duration::from_secs(60), Duration::from_secs(10), mtu);
+        let config = endpoint::client_config(pin, &tuning)?;
+        let connecting = endpoint.connect_with(config, addr, &addr.ip().to_string())?;
+        let connection = tokio::time::timeout(limit, connecting)
+            .await
+            .map_err(|_| RawError::Timeout)??;
+        let mut control_stream = connection.open_uni().await?;
+        control_stream.write_all(control).await?;
+        let control = control_stream;
+        Ok(RawConnection {
+            connection,
+            control,
+        })
+    }
+
+    /// Writes more bytes on our control stream (e.g. a frame the server
+    /// must skip, or one it must reject).
+    pub async fn control(&mut self, bytes: &[u8]) -> Result<(), RawError> {
+        Ok(self.control.write_all(bytes).await?)
+    }
+
+    /// Opens a request stream and writes `bytes` on it.
+    pub async fn request(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), RawError> {
+        let (mut send, recv) = self.connection.open_bi().await?;
+        send.write_all(bytes).await?;
+        Ok((send, recv))
+    }
+
+    /// Opens a unidirectional stream and writes `bytes` on it (its type
+    /// first, as the caller wrote it).
+    pub async fn uni(&self, bytes: &[u8]) -> Result<quinn::SendStream, RawError> {
+        let mut send = self.connection.open_uni().await?;
+        send.write_all(bytes).await?;
+        Ok(send)
+    }
+
+    /// Closes the connection with H3_NO_ERROR.
+    pub fn close(&self) {
+        self.connection
+            .close(quinn::VarInt::from_u32(0x100), b"done");
+    }
+}
+
+/// Reads frames from a response stream until a HEADERS frame has arrived:
+/// the response head (its content is not decoded; QPACK's static table and
+/// Huffman coding would be needed). `Ok(false)`: the stream ended first.
+pub async fn response_head(
+    recv: &mut quinn::RecvStream,
+    limit: Duration,
+) -> Result<bool, RawError> {
+    let mut reader = FrameReader::default();
+    tokio::time::timeout(limit, async {
+        loop {
+            match recv.read_chunk(16 * 1024, true).await? {
+                None => return Ok(false),
+                Some(chunk) => {
+                    reader.push(chunk.bytes);
+                    while let Some((frame_type, _)) = reader.next_frame() {
+                        if frame_type == frame_type::HEADERS {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| RawError::Timeout)?
+}
+
+/// Splits a received stream into frames (RFC 9114 §7.1), buffering at most
+/// one frame (the harness reads only small responses).
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buffer: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: Bytes) {
+        self.buffer.extend_from_slice(bytes.chunk());
+    }
+
+    /// The next complete frame: its type and payload.
+    pub fn next_frame(&mut self) -> Option<(u64, Vec<u8>)> {
+        let (frame_type, type_len) = varint::decode(&self.buffer).ok()?;
+        let (length, length_len) = varint::decode(self.buffer.get(type_len..)?).ok()?;
+        let start = type_len + length_len;
+        let end = start.checked_add(usize::try_from(length).ok()?)?;
+        if self.buffer.len() < end {
+            return None;
+        }
+        let payload = self.buffer[start..end].to_vec();
+        self.buffer.drain(..end);
+        Some((frame_type, payload))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decodes a prefixed integer (RFC 7541 §5.1), for the round trip.
+    fn decode_prefixed(buf: &[u8], prefix_bits: u8) -> (u64, usize) {
+        let max_prefix = (1u64 << prefix_bits) - 1;
+        let mut value = u64::from(buf[0]) & max_prefix;
+        if value < max_prefix {
+            return (value, 1);
+        }
+        let mut shift = 0;
+        for (i, byte) in buf[1..].iter().enumerate() {
+            value += u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                return (value, i + 2);
+            }
+        }
+        panic!("unterminated integer");
+    }
+
+    #[test]
+    fn rfc7541_integer_examples() {
+        // RFC 7541 C.1.1: 10 on a 5-bit prefix; C.1.2: 1337 on 5 bits.
+        let mut out = Vec::new();
+        put_prefixed_integer(10, 5, 0, &mut out);
+        assert_eq!(out, [0x0a]);
+        out.clear();
+        put_prefixed_integer(1337, 5, 0, &mut out);
+        assert_eq!(out, [0x1f, 0x9a, 0x0a]);
+        // C.1.3: 42 on an 8-bit prefix.
+        out.clear();
+        put_prefixed_integer(42, 8, 0, &mut out);
+        assert_eq!(out, [0x2a]);
+    }
+
+    #[test]
+    fn a_literal_field_line_is_laid_out_as_rfc9204_says() {
+        let section = field_section(&[(":method", "GET")]);
+        // Prefix 0, 0; `0010 0111` then 0: a name length of 7 fills the
+        // 3-bit prefix, so a continuation byte follows (RFC 7541 §5.1).
+        assert_eq!(
+            section,
+            [
+                0x00, 0x00, 0x27, 0x00, b':', b'm', b'e', b't', b'h', b'o', b'd', 0x03, b'G', b'E',
+                b'T'
+            ]
+        );
+    }
+
+    #[test]
+    fn frames_split_again() {
+        let mut bytes = frame(frame_type::HEADERS, b"abc");
+        bytes.extend(frame(frame_type::DATA, &[7; 300]));
+        bytes.extend(frame_header(frame_type::DATA, 1 << 40));
+        let mut reader = FrameReader::default();
+        reader.push(Bytes::from(bytes));
+        assert_eq!(
+            reader.next_frame(),
+            Some((frame_type::HEADERS, b"abc".to_vec()))
+        );
+        assert_eq!(reader.next_frame().unwrap().1.len(), 300);
+        assert_eq!(reader.next_frame(), None);
+    }
+
+    proptest! {
+        /// What a target sends back is untrusted: any bytes, in any chunks,
+        /// give frames or nothing, never a panic, and whole frames survive
+        /// any split.
+        #[test]
+        fn frame_reader_takes_any_bytes(
+            noise in proptest::collection::vec(any::<u8>(), 0..512),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            split in 0usize..400,
+        ) {
+            let mut reader = FrameReader::default();
+            reader.push(Bytes::from(noise));
+            while reader.next_frame().is_some() {}
+            let bytes = frame(frame_type::DATA, &payload);
+            let split = split.min(bytes.len());
+            let mut clean = FrameReader::default();
+            clean.push(Bytes::copy_from_slice(&bytes[..split]));
+            let early = clean.next_frame();
+            clean.push(Bytes::copy_from_slice(&bytes[split..]));
+            let frame = early.or_else(|| clean.next_frame());
+            prop_assert_eq!(frame, Some((frame_type::DATA, payload)));
+        }
+
+        #[test]
+        fn prefixed_integers_round_trip(value in 0u64..(1 << 62), prefix in 1u8..=8) {
+            let mut out = Vec::new();
+            put_prefixed_integer(value, prefix, 0, &mut out);
+            prop_assert_eq!(decode_prefixed(&out, prefix), (value, out.len()));
+        }
+
+        #[test]
+        fn field_lines_carry_their_bytes(name in "[a-z-]{1,40}", value in "[ -~]{0,300}") {
+            let section = field_section(&[(name.as_str(), value.as_str())]);
+            let (name_len, used) = decode_prefixed(&section[2..], 3);
+            prop_assert_eq!(section[2] & 0xf8, 0x20);
+            let name_start = 2 + used;
+            let name_end = name_start + name_len as usize;
+            prop_assert_eq!(&section[name_start..name_end], name.as_bytes());
+            let (value_len, used) = decode_prefixed(&section[name_end..], 7);
+            prop_assert_eq!(section[name_end] & 0x80, 0);
+            prop_assert_eq!(&section[name_end + used..], value.as_bytes());
+            prop_assert_eq!(value_len as usize, value.len());
+        }
+    }
+}
