@@ -18,6 +18,7 @@ use openrelay_directory::{Directory, SignedDirectory, ValidatorKey};
 use openrelay_registry::service::unix_now;
 use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
 use openrelay_transport::identity::Identity;
+use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
@@ -98,11 +99,11 @@ async fn forged_under_signed_stale_and_replayed_directories_change_nothing() {
     let current =
         Directory::from_bytes(&SignedDirectory::from_bytes(&genuine).unwrap().directory).unwrap();
     let impostor = Arc::new(Impostor::default());
-    let tuning = Tuning::relay(Duration::from_secs(30), 64, TUNNELLED_MTU);
+    let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
     // The kernel may take a moment to release the dead registry's port.
     let mut tries = 0;
     let endpoint = loop {
-        match server::bind(registry, &identity, &tuning) {
+        match server::bind(registry, &identity, &tuning, ServerLimits::service()) {
             Ok(endpoint) => break endpoint,
             Err(_) if tries < 40 => {
                 tries += 1;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, LogConfig, parse, read};
+use crate::{ConfigError, LimitsConfig, LogConfig, is_default, parse, read};
 
 /// The issuer's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,9 @@ pub struct IssuerConfig {
     /// How long a login session may request tokens.
     #[serde(default = "default_session_lifetime_secs")]
     pub session_lifetime_secs: u64,
+    /// Connection, stream and time limits (service defaults).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: LimitsConfig,
 }
 
 fn default_key_rotation_secs() -> u64 {
@@ -89,7 +92,7 @@ impl IssuerConfig {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
         }
-        Ok(())
+        self.limits.validate()
     }
 
     /// Serialises the config as TOML.

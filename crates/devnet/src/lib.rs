@@ -227,6 +227,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     Some(IngressConfig {
                         egress_relays: egress_addrs.clone(),
                         max_tunnels_per_client: 64,
+                        max_tunnels_per_address_with_tokens: 1024,
                         tunnel_idle_timeout_secs: 120,
                         outbound_bind: None,
                         admission: issuer.as_ref().map(token_settings),
@@ -256,6 +257,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     worker_threads: Some(1),
                     congestion: Default::default(),
                     log: log_config(options, &name),
+                    limits: Default::default(),
                     ingress,
                     egress,
                     publish,
@@ -333,6 +335,7 @@ fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
         tokens_per_period: 1_000_000,
         token_period_secs: 24 * 3600,
         session_lifetime_secs: 30 * 24 * 3600,
+        limits: Default::default(),
     })
 }
 
@@ -386,6 +389,7 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
         descriptor_ttl_secs: 10,
         directory_lifetime_secs: 3600,
         proposal_interval_secs: 1,
+        limits: Default::default(),
     };
     Ok((
         config,

@@ -68,6 +68,8 @@ pub struct Tuning {
     pub mtu: u16,
     /// Most concurrent request streams the peer may open.
     pub max_concurrent_bidi_streams: u32,
+    /// Most concurrent unidirectional streams the peer may open.
+    pub max_concurrent_uni_streams: u32,
     /// Bytes of datagrams queued for sending before the oldest are dropped.
     pub datagram_send_buffer: usize,
     /// The sender's congestion controller (see the module documentation).
@@ -75,14 +77,18 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    /// A relay's server side: the ingress serves outer connections
-    /// ([`OUTER_MTU`]), the egress inner ones ([`INNER_MTU`]).
-    pub fn relay(idle_timeout: Duration, max_concurrent_bidi_streams: u32, mtu: u16) -> Self {
+    /// A server's side (relays, registry, issuer): the ingress serves outer
+    /// connections ([`OUTER_MTU`]), the egress inner ones ([`INNER_MTU`]).
+    /// The stream limits are the server's
+    /// ([`crate::limits::ServerLimits`], applied by [`crate::server::bind`]).
+    pub fn relay(idle_timeout: Duration, mtu: u16) -> Self {
+        let limits = crate::limits::ServerLimits::service();
         Tuning {
             idle_timeout,
             keepalive: None,
             mtu,
-            max_concurrent_bidi_streams,
+            max_concurrent_bidi_streams: limits.max_concurrent_bidi_streams,
+            max_concurrent_uni_streams: limits.max_concurrent_uni_streams,
             datagram_send_buffer: 4 << 20,
             congestion: CongestionControl::default(),
         }
@@ -96,6 +102,9 @@ impl Tuning {
             mtu,
             // The client opens requests; the relays open none towards it.
             max_concurrent_bidi_streams: 0,
+            // The server's control and QPACK streams, and a few to grease
+            // with (RFC 9114 §6.2.3).
+            max_concurrent_uni_streams: 8,
             datagram_send_buffer: 4 << 20,
             congestion: CongestionControl::default(),
         }
@@ -130,6 +139,7 @@ impl Tuning {
             .min_mtu(self.mtu)
             .mtu_discovery_config(None)
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_bidi_streams))
+            .max_concurrent_uni_streams(VarInt::from_u32(self.max_concurrent_uni_streams))
             .datagram_receive_buffer_size(Some(4 << 20))
             .datagram_send_buffer_size(self.datagram_send_buffer)
             // Flow control must not be what limits a download: a stream

@@ -120,7 +120,21 @@ impl Proc {
     /// Runs `openrelay <args>` and waits for its `ready` line; stderr goes to
     /// `stderr` (a file), shown if the test fails.
     pub fn start(args: &[&str], stderr: &Path) -> Proc {
-        let mut child = Command::new(BIN)
+        Proc::start_under(&[], args, stderr)
+    }
+
+    /// As [`Proc::start`], run under `wrapper` (a command and its
+    /// arguments that runs the rest, e.g. `prlimit --nofile=64:64 --`).
+    pub fn start_under(wrapper: &[&str], args: &[&str], stderr: &Path) -> Proc {
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -139,6 +153,11 @@ impl Proc {
             other => panic!("openrelay {args:?} did not become ready: {other:?}"),
         }
         proc
+    }
+
+    /// The process id (of the wrapper's `exec`ed openrelay, if wrapped).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The value of `key=` in the ready line.

@@ -1,0 +1,151 @@
+//! Item 1 of issue 11: HTTP/3 frames are never buffered without bound. A
+//! real relay process receives streams that declare a 4 GiB HEADERS frame
+//! or a 4 GiB frame of an unknown type and then stream zeros: each stream is
+//! reset after at most 64 KiB, and the relay's resident memory stays flat
+//! while a hundred such streams run at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+mod standalone;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU};
+use openrelay_transport::testing::{
+    RawClient, frame_header, headers_frame, stream_fate, write_zeros,
+};
+use openrelay_wire::h3frame::{code, frame_type};
+
+const ATTACKS: [(&str, u64); 2] = [("HEADERS", frame_type::HEADERS), ("unknown 0x21", 0x21)];
+
+fn mtu(role: &str) -> u16 {
+    if role == "ingress" {
+        OUTER_MTU
+    } else {
+        INNER_MTU
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_4_gib_frame_is_reset_within_64_kib() {
+    for role in ["ingress", "egress"] {
+        let relay = standalone::relay(role, "", "debug");
+        let client = RawClient::connect(relay.addr, relay.pin, mtu(role), None)
+            .await
+            .unwrap();
+        for (what, frame_type) in ATTACKS {
+            let (mut send, mut recv) = client
+                .request(&frame_header(frame_type, 1 << 32))
+                .await
+                .unwrap();
+            let started = Instant::now();
+            let end = write_zeros(&mut send, 64 << 10).await;
+            let (stopped, reset) = stream_fate(&mut send, &mut recv).await;
+            eprintln!(
+                "{role}, {what}: wrote {} bytes; stopped with {stopped:?}, reset with {reset:?} after {:?}",
+                end.written,
+                started.elapsed()
+            );
+            assert_eq!(
+                (stopped, reset),
+                (Some(code::H3_EXCESSIVE_LOAD), Some(code::H3_EXCESSIVE_LOAD)),
+                "{role}: a stream declaring a 4 GiB {what} frame is stopped and reset"
+            );
+        }
+        // The relay still serves, on the same connection: a request answered
+        // (403 at the ingress, 405 at the egress) rather than reset.
+        let head = headers_frame(&[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "relay.test"),
+            (":path", "/"),
+        ]);
+        let (mut send, mut recv) = client.request(&head).await.unwrap();
+        send.finish().unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 16))
+            .await
+            .expect("answered in time")
+            .expect("answered, not reset");
+        assert!(!answer.is_empty(), "{role} answers after the attacks");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_endless_frames_at_once_leave_the_relay_memory_flat() {
+    // Each stream may push up to 8 MiB before the test stops it itself, so
+    // a relay that buffered would grow by up to 800 MiB at a time.
+    const STREAMS: usize = 100;
+    const PER_STREAM: u64 = 8 << 20;
+    const RUN: Duration = Duration::from_secs(8);
+    let relay = standalone::relay("egress", "", "info");
+    let client = Arc::new(
+        RawClient::connect(relay.addr, relay.pin, INNER_MTU, None)
+            .await
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = relay.rss();
+    let peak = Arc::new(AtomicU64::new(before));
+    let written = Arc::new(AtomicU64::new(0));
+    let resets = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + RUN;
+    let mut attackers = Vec::new();
+    for i in 0..STREAMS {
+        let (client, written, resets) = (
+            Arc::clone(&client),
+            Arc::clone(&written),
+            Arc::clone(&resets),
+        );
+        let frame_type = ATTACKS[i % 2].1;
+        attackers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Ok((mut send, _recv)) =
+                    client.request(&frame_header(frame_type, 1 << 32)).await
+                else {
+                    break;
+                };
+                let end = write_zeros(&mut send, PER_STREAM).await;
+                written.fetch_add(end.written, Ordering::Relaxed);
+                match end.stopped {
+                    Some(_) => resets.fetch_add(1, Ordering::Relaxed),
+                    // Never stopped: this stream holds its 8 MiB; keep it
+                    // open until the end of the run.
+                    None => {
+                        tokio::time::sleep_until(deadline.into()).await;
+                        break;
+                    }
+                };
+            }
+        }));
+    }
+    while Instant::now() < deadline + Duration::from_secs(1) {
+        peak.fetch_max(relay.rss(), Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for attacker in attackers {
+        let _ = attacker.await;
+    }
+    let after = relay.rss();
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!(
+        "egress VmRSS: before {} KiB, peak {} KiB (+{} KiB), after {} KiB; \
+         {STREAMS} concurrent streams wrote {} KiB in total, {} streams stopped",
+        before / 1024,
+        peak / 1024,
+        peak.saturating_sub(before) / 1024,
+        after / 1024,
+        written.load(Ordering::Relaxed) / 1024,
+        resets.load(Ordering::Relaxed),
+    );
+    assert!(
+        peak.saturating_sub(before) < 32 << 20,
+        "the relay's memory grew by {} KiB",
+        peak.saturating_sub(before) / 1024
+    );
+    assert!(
+        resets.load(Ordering::Relaxed) >= STREAMS as u64,
+        "every stream was stopped"
+    );
+}
