@@ -123,6 +123,13 @@ impl GuardError {
         }
     }
 
+    /// Whether the stream's other direction is reset too: a frame error
+    /// makes the request unusable; after a body timeout the server may still
+    /// answer (it stopped reading, nothing more).
+    fn resets_response(&self) -> bool {
+        matches!(self, GuardError::Frame(_))
+    }
+
     fn scope(&self) -> ErrorScope {
         match self {
             GuardError::Frame(e) => e.scope,
@@ -358,11 +365,11 @@ impl GuardedRecvStream {
         }
     }
 
-    /// The error code of a stream-level failure, to reset the paired send
-    /// half with.
+    /// The error code of a stream-level failure that ends the paired send
+    /// half too.
     fn stream_failure_code(&self) -> Option<u64> {
         self.failure
-            .filter(|e| e.scope() == ErrorScope::Stream)
+            .filter(|e| e.scope() == ErrorScope::Stream && e.resets_response())
             .map(|e| e.code())
     }
 }

@@ -111,3 +111,32 @@ fn start(wrapper: &[&str], command: &str, config: &str, level: &str) -> Standalo
         dir,
     }
 }
+
+/// An HTTP/3 client connection (our own, guarded) to `addr`, its driver
+/// running; waits for the server's SETTINGS.
+pub async fn h3_client(
+    addr: SocketAddr,
+    pin: KeyPin,
+    mtu: u16,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    openrelay_transport::h3guard::ClientRequests,
+) {
+    use openrelay_transport::{endpoint, h3guard, h3util, udp};
+    use std::time::Duration;
+    let quic = udp::endpoint(udp::local_for(None, addr), None).unwrap();
+    let tuning = endpoint::Tuning::client(Duration::from_secs(10), Duration::from_secs(1), mtu);
+    let config = endpoint::client_config(pin, &tuning).unwrap();
+    let connection = quic
+        .connect_with(config, addr, &addr.ip().to_string())
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut driver, requests) = h3guard::client(&connection).await.unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    assert!(h3util::wait_for_datagram_support(&requests, Duration::from_secs(5)).await);
+    (quic, connection, requests)
+}
