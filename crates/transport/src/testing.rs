@@ -69,12 +69,14 @@ pub fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
     frame(frame_type::HEADERS, &section)
 }
 
-/// The start of a control stream: its type and an empty SETTINGS frame
-/// (RFC 9114 §6.2.1).
+/// The start of a control stream: its type and a SETTINGS frame
+/// (RFC 9114 §6.2.1) allowing extended CONNECT (RFC 9220 §3,
+/// SETTINGS_ENABLE_CONNECT_PROTOCOL 0x08) and HTTP datagrams (RFC 9297
+/// §2.1.1, SETTINGS_H3_DATAGRAM 0x33), as a relay's does.
 fn control_stream_start() -> Vec<u8> {
     let mut out = Vec::new();
     let _ = varint::encode(stream_type_value(UniStreamType::Control), &mut out);
-    out.extend(frame(frame_type::SETTINGS, &[]));
+    out.extend(frame(frame_type::SETTINGS, &[0x08, 0x01, 0x33, 0x01]));
     out
 }
 
