@@ -438,3 +438,30 @@ async fn an_egress_out_of_descriptors_answers_503_and_keeps_serving() {
     }
     accepted.abort();
 }
+
+/// Handshakes from addresses not yet proven count only in total; when many
+/// are under way, newcomers are asked to prove theirs with a QUIC Retry
+/// (RFC 9000 §8.1.2) first, which real clients pass transparently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piled_up_handshakes_make_newcomers_prove_their_address() {
+    let relay = standalone::relay(
+        "ingress",
+        "[limits]\nmax_unvalidated_handshakes = 1\n",
+        "debug",
+    );
+    let attempts: Vec<_> = (0..8)
+        .map(|i| {
+            let (addr, pin) = (relay.addr, relay.pin);
+            tokio::spawn(async move {
+                let bind: IpAddr = format!("127.0.1.{}", i + 1).parse().unwrap();
+                RawClient::connect(addr, pin, OUTER_MTU, Some(bind)).await
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for attempt in attempts {
+        clients.push(attempt.await.unwrap().expect("every client gets in"));
+    }
+    let log = relay.log_text();
+    assert!(log.contains("address validation asked (retry)"), "{log}");
+}

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU};
 use openrelay_transport::testing::{
-    RawClient, frame_header, headers_frame, stream_fate, write_zeros,
+    RawClient, close_code, frame_header, headers_frame, stream_fate, write_zeros,
 };
-use openrelay_wire::h3frame::{code, frame_type};
+use openrelay_wire::h3frame::{UniStreamType, code, frame_type};
 
 const ATTACKS: [(&str, u64); 2] = [("HEADERS", frame_type::HEADERS), ("unknown 0x21", 0x21)];
 
@@ -148,4 +148,83 @@ async fn a_hundred_endless_frames_at_once_leave_the_relay_memory_flat() {
         resets.load(Ordering::Relaxed) >= STREAMS as u64,
         "every stream was stopped"
     );
+}
+
+/// Unidirectional streams (RFC 9114 §6.2): a stream of an unknown type is
+/// stopped whatever it carries; the QPACK streams, read by the guard since
+/// h3 never reads them, may carry nothing a table-less peer accepts; the
+/// control stream's frames are bounded like a request's; a client may not
+/// push. Each breach ends what the RFC says it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unidirectional_streams_are_bounded_too() {
+    let relay = standalone::relay("ingress", "", "debug");
+    let connect = || RawClient::connect(relay.addr, relay.pin, OUTER_MTU, None);
+
+    // An unknown type streaming zeros: stopped, the connection lives on.
+    let client = connect().await.unwrap();
+    let mut grease = client.uni(UniStreamType::Other(0x21), &[]).await.unwrap();
+    let end = write_zeros(&mut grease, 16 << 20).await;
+    assert_eq!(end.stopped, Some(code::H3_STREAM_CREATION_ERROR), "{end:?}");
+    assert!(end.written < 16 << 20);
+    assert!(client.connection.close_reason().is_none());
+
+    // Connection errors, each on a fresh connection.
+    let mut insert = Vec::new();
+    // Insert with Literal Name (RFC 9204 §4.3.3) into a table of capacity 0.
+    openrelay_wire::qpack::encode_integer(1, 5, 0x40, &mut insert);
+    insert.extend(b"a\x01b");
+    let mut endless_unknown = frame_header(0x21, 1 << 32);
+    endless_unknown.extend([0u8; 1024]);
+    for (what, expected) in [
+        ("QPACK encoder insert", code::QPACK_ENCODER_STREAM_ERROR),
+        (
+            "QPACK decoder section acknowledgment",
+            code::QPACK_DECODER_STREAM_ERROR,
+        ),
+        ("push stream from a client", code::H3_STREAM_CREATION_ERROR),
+        (
+            "endless unknown frame on the control stream",
+            code::H3_EXCESSIVE_LOAD,
+        ),
+        ("GOAWAY longer than one integer", code::H3_FRAME_ERROR),
+    ] {
+        let mut client = connect().await.unwrap();
+        let _stream = match what {
+            "QPACK encoder insert" => Some(
+                client
+                    .uni(UniStreamType::QpackEncoder, &insert)
+                    .await
+                    .unwrap(),
+            ),
+            "QPACK decoder section acknowledgment" => Some(
+                client
+                    .uni(UniStreamType::QpackDecoder, &[0x84])
+                    .await
+                    .unwrap(),
+            ),
+            "push stream from a client" => {
+                Some(client.uni(UniStreamType::Push, &[0x00]).await.unwrap())
+            }
+            "endless unknown frame on the control stream" => {
+                client.control.write_all(&endless_unknown).await.unwrap();
+                None
+            }
+            _ => {
+                // A GOAWAY declaring 1 MiB: one integer is at most 8 bytes.
+                client
+                    .control
+                    .write_all(&frame_header(frame_type::GOAWAY, 1 << 20))
+                    .await
+                    .unwrap();
+                None
+            }
+        };
+        assert_eq!(
+            close_code(&client.connection).await,
+            Some(expected),
+            "{what}"
+        );
+    }
+    // The relay serves on.
+    assert!(connect().await.is_ok());
 }

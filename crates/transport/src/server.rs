@@ -187,6 +187,7 @@ pub async fn serve<H: RequestHandler>(
                     // it with a token proving that address (RFC 9000 §8.1.2).
                     Admission::Retry => {
                         counters.retries.fetch_add(1, Ordering::Relaxed);
+                        debug!("address validation asked (retry)");
                         if incoming.retry().is_err() {
                             debug!("connection attempt dropped: retry impossible");
                         }

@@ -129,7 +129,8 @@ pub async fn write_zeros(send: &mut quinn::SendStream, limit: u64) -> ZerosEnd {
 pub struct RawClient {
     /// The QUIC connection.
     pub connection: quinn::Connection,
-    _control: quinn::SendStream,
+    /// Our control stream (its type and SETTINGS already sent).
+    pub control: quinn::SendStream,
     _endpoint: quinn::Endpoint,
 }
 
@@ -152,7 +153,7 @@ impl RawClient {
         control.write_all(&control_stream_start()).await?;
         Ok(RawClient {
             connection,
-            _control: control,
+            control,
             _endpoint: endpoint,
         })
     }
@@ -180,6 +181,15 @@ impl RawClient {
         start.extend_from_slice(bytes);
         send.write_all(&start).await?;
         Ok(send)
+    }
+}
+
+/// The application error code the connection was closed with, waiting at
+/// most [`STREAM_FATE_LIMIT`].
+pub async fn close_code(connection: &quinn::Connection) -> Option<u64> {
+    match tokio::time::timeout(STREAM_FATE_LIMIT, connection.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(close)) => Some(close.error_code.into_inner()),
+        _ => None,
     }
 }
 
