@@ -70,6 +70,11 @@ pub struct Tuning {
     pub max_concurrent_bidi_streams: u32,
     /// Most concurrent unidirectional streams the peer may open.
     pub max_concurrent_uni_streams: u32,
+    /// Bytes the peer may send on one stream ahead of what we read.
+    pub stream_receive_window: u32,
+    /// Bytes the peer may send on all streams ahead of what we read: what
+    /// one connection can make us hold.
+    pub connection_receive_window: u32,
     /// Bytes of datagrams queued for sending before the oldest are dropped.
     pub datagram_send_buffer: usize,
     /// The sender's congestion controller (see the module documentation).
@@ -89,6 +94,8 @@ impl Tuning {
             mtu,
             max_concurrent_bidi_streams: limits.max_concurrent_bidi_streams,
             max_concurrent_uni_streams: limits.max_concurrent_uni_streams,
+            stream_receive_window: limits.stream_receive_window,
+            connection_receive_window: limits.connection_receive_window,
             datagram_send_buffer: 4 << 20,
             congestion: CongestionControl::default(),
         }
@@ -105,6 +112,8 @@ impl Tuning {
             // The server's control and QPACK streams, and a few to grease
             // with (RFC 9114 §6.2.3).
             max_concurrent_uni_streams: 8,
+            stream_receive_window: STREAM_RECEIVE_WINDOW,
+            connection_receive_window: CONNECTION_RECEIVE_WINDOW,
             datagram_send_buffer: 4 << 20,
             congestion: CongestionControl::default(),
         }
@@ -148,8 +157,8 @@ impl Tuning {
             // path whose queue adds up to one more round trip: ~11 MB).
             // The connection window bounds what one peer can make us buffer
             // across all its streams.
-            .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
-            .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+            .stream_receive_window(VarInt::from_u32(self.stream_receive_window))
+            .receive_window(VarInt::from_u32(self.connection_receive_window))
             .send_window(CONNECTION_RECEIVE_WINDOW.into());
         transport.congestion_controller_factory(match self.congestion {
             CongestionControl::DeliveryRate => {

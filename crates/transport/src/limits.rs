@@ -59,6 +59,11 @@ pub struct ServerLimits {
     /// (control, QPACK encoder and decoder, RFC 9114 §6.2), peers grease
     /// with a few more.
     pub max_concurrent_uni_streams: u32,
+    /// Bytes a peer may send on one stream ahead of what the server reads.
+    pub stream_receive_window: u32,
+    /// Bytes a peer may send on all its streams ahead of what the server
+    /// reads: the most stream data one connection can park here.
+    pub connection_receive_window: u32,
 }
 
 impl ServerLimits {
@@ -66,13 +71,18 @@ impl ServerLimits {
     /// carrier NAT shares it, each with a connection per path. The
     /// per-address cap is as high as an address's token-paid tunnels may go
     /// (`ingress.max_tunnels_per_address_with_tokens`), as each tunnel is
-    /// one connection.
+    /// one connection. Its streams carry request heads only (tunnelled
+    /// packets are datagrams, outside stream flow control), so small
+    /// receive windows cost no throughput and bound what a connection can
+    /// park to 1 MiB.
     pub fn ingress() -> Self {
         ServerLimits {
             max_connections: 16_384,
             max_connections_per_address: 1024,
             max_unvalidated_handshakes: 256,
             max_concurrent_bidi_streams: 20,
+            stream_receive_window: 256 << 10,
+            connection_receive_window: 1 << 20,
             ..ServerLimits::common()
         }
     }
@@ -80,6 +90,9 @@ impl ServerLimits {
     /// An egress: its peers are ingress relays, each carrying many clients'
     /// tunnels from one address (a socket per tunnel), so the per-address
     /// cap is high; `egress.max_flows_per_connection` gives the streams.
+    /// Uploads of TCP flows are stream data: the receive windows stay at
+    /// the bandwidth-delay product of a fast path
+    /// ([`crate::endpoint::STREAM_RECEIVE_WINDOW`]).
     pub fn egress(max_flows_per_connection: u32) -> Self {
         ServerLimits {
             max_connections: 32_768,
@@ -92,12 +105,15 @@ impl ServerLimits {
 
     /// The registry and the issuer: clients reach them through egress
     /// relays (many clients per address), relays and validators directly.
+    /// Requests are small (publications, settlements), answers large.
     pub fn service() -> Self {
         ServerLimits {
             max_connections: 4096,
             max_connections_per_address: 1024,
             max_unvalidated_handshakes: 128,
             max_concurrent_bidi_streams: 64,
+            stream_receive_window: 1 << 20,
+            connection_receive_window: 4 << 20,
             ..ServerLimits::common()
         }
     }
@@ -112,6 +128,8 @@ impl ServerLimits {
             request_body_timeout: Duration::from_secs(30),
             max_concurrent_bidi_streams: 0,
             max_concurrent_uni_streams: 8,
+            stream_receive_window: crate::endpoint::STREAM_RECEIVE_WINDOW,
+            connection_receive_window: crate::endpoint::CONNECTION_RECEIVE_WINDOW,
         }
     }
 

@@ -115,7 +115,8 @@ impl Listener {
 }
 
 /// A server's QUIC endpoint on `listen`, authenticated by `identity`,
-/// tuned by `tuning`, with the stream limits of `limits`.
+/// tuned by `tuning`, with the stream counts and receive windows of
+/// `limits`.
 pub fn bind(
     listen: SocketAddr,
     identity: &Identity,
@@ -125,6 +126,8 @@ pub fn bind(
     let mut tuning = tuning.clone();
     tuning.max_concurrent_bidi_streams = limits.max_concurrent_bidi_streams;
     tuning.max_concurrent_uni_streams = limits.max_concurrent_uni_streams;
+    tuning.stream_receive_window = limits.stream_receive_window;
+    tuning.connection_receive_window = limits.connection_receive_window;
     let mut server_config = endpoint::server_config(identity, &tuning)?;
     server_config
         .max_incoming(MAX_INCOMING)

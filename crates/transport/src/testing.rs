@@ -101,20 +101,35 @@ pub struct ZerosEnd {
 
 /// Writes zeros on `send` until the peer stops the stream, the connection
 /// fails, or `limit` bytes are written.
+///
+/// The stop is watched apart from the writes: quinn reports a write blocked
+/// by connection-level flow control as blocked even once the stream is
+/// stopped, so a writer that only wrote could wait for credit forever.
 pub async fn write_zeros(send: &mut quinn::SendStream, limit: u64) -> ZerosEnd {
     let zeros = [0u8; 4096];
     let mut written = 0u64;
+    let stopped = send.stopped();
+    tokio::pin!(stopped);
     while written < limit {
         let n = (limit - written).min(zeros.len() as u64) as usize;
-        match send.write(&zeros[..n]).await {
-            Ok(n) => written += n as u64,
-            Err(quinn::WriteError::Stopped(code)) => {
+        tokio::select! {
+            biased;
+            code = &mut stopped => {
                 return ZerosEnd {
                     written,
-                    stopped: Some(code.into_inner()),
+                    stopped: code.ok().flatten().map(|c| c.into_inner()),
                 };
             }
-            Err(_) => break,
+            result = send.write(&zeros[..n]) => match result {
+                Ok(n) => written += n as u64,
+                Err(quinn::WriteError::Stopped(code)) => {
+                    return ZerosEnd {
+                        written,
+                        stopped: Some(code.into_inner()),
+                    };
+                }
+                Err(_) => break,
+            },
         }
     }
     ZerosEnd {
