@@ -228,6 +228,7 @@ impl Egress {
         info!(
             connections = counters.connections.load(Ordering::Relaxed),
             connections_refused = counters.refused.load(Ordering::Relaxed),
+            retries = counters.retries.load(Ordering::Relaxed),
             tcp_flows = stats.tcp_flows.load(Ordering::Relaxed),
             udp_flows = stats.udp_flows.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),

@@ -66,7 +66,7 @@ pub struct IngressSettings {
     /// Most tunnels per client address without token admission.
     pub max_tunnels_per_client: usize,
     /// Most tunnels per client address with token admission (see
-    /// [`limiter`]).
+    /// [`TunnelLimiter`]).
     pub max_tunnels_per_address_with_tokens: usize,
     /// Tunnels idle this long are closed.
     pub tunnel_idle_timeout: Duration,
@@ -107,7 +107,7 @@ impl IngressSettings {
     }
 
     /// Tunnels one client address may hold: with token admission the token
-    /// counts, not the address (see [`limiter`]).
+    /// counts, not the address (see [`TunnelLimiter`]).
     fn tunnels_per_address(&self) -> usize {
         match self.admission {
             Some(_) => self.max_tunnels_per_address_with_tokens,
@@ -210,6 +210,7 @@ impl Ingress {
         info!(
             connections = counters.connections.load(Ordering::Relaxed),
             connections_refused = counters.refused.load(Ordering::Relaxed),
+            retries = counters.retries.load(Ordering::Relaxed),
             tunnels = stats.tunnels.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),
             out_of_descriptors = stats.out_of_descriptors.load(Ordering::Relaxed),

@@ -2,18 +2,6 @@
 //! /64, [`AddressKey`]) may hold at most N tunnels at once, across all its
 //! connections, so one party cannot take all of the ingress's sockets.
 //! Entries disappear when an address's last tunnel closes.
-//!
-//! # Which N
-//!
-//! Without token admission the address is the only handle on a client, so
-//! N is small (`ingress.max_tunnels_per_client`, 16). With admission every
-//! tunnel is paid with a Privacy Pass token the issuer rations per account,
-//! and one address may be a carrier-grade NAT with hundreds of users: the
-//! token decides, and N is only a ceiling that keeps one token-rich party
-//! from taking every socket (`ingress.max_tunnels_per_address_with_tokens`,
-//! 1024). The slot is taken before the token is checked, so a request over
-//! the ceiling is refused without spending its token, and given back when
-//! the token is refused.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +11,19 @@ use openrelay_log::Sensitive;
 use openrelay_transport::limits::AddressKey;
 
 /// Counts open tunnels per client address.
+///
+/// # Which limit
+///
+/// Without token admission the address is the only handle on a client, so
+/// the limit is small (`ingress.max_tunnels_per_client`, 16). With
+/// admission every tunnel is paid with a Privacy Pass token the issuer
+/// rations per account, and one address may be a carrier-grade NAT with
+/// hundreds of users: the token decides, and the limit is only a ceiling
+/// that keeps one token-rich party from taking every socket
+/// (`ingress.max_tunnels_per_address_with_tokens`, 1024). The slot is taken
+/// before the token is checked, so a request over the ceiling is refused
+/// without spending its token, and the slot is given back when the token is
+/// refused.
 #[derive(Debug, Clone)]
 pub struct TunnelLimiter {
     max_per_address: usize,

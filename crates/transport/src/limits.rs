@@ -293,7 +293,8 @@ impl ConnectionGate {
 
     /// Connections held now: (total, handshakes from unproven addresses,
     /// addresses counted).
-    pub fn counts(&self) -> (usize, usize, usize) {
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize, usize) {
         let state = self.state();
         (state.total, state.unvalidated, state.per_address.len())
     }

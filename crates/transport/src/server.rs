@@ -107,11 +107,6 @@ impl Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
-
-    /// The limits it serves with.
-    pub fn limits(&self) -> &ServerLimits {
-        &self.limits
-    }
 }
 
 /// A server's QUIC endpoint on `listen`, authenticated by `identity`,
