@@ -616,6 +616,23 @@ impl quic::SendStream<Bytes> for GuardedBidiStream {
 // Sync too: h3's request sender is shared across tasks (as h3-quinn's is).
 type Opened<T> = Pin<Box<dyn Stream<Item = Result<T, quinn::ConnectionError>> + Send + Sync>>;
 
+/// The next stream `streams` opens or accepts, as h3 wants the error.
+fn poll_opened<T>(
+    streams: &mut Opened<T>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, ConnectionErrorIncoming>> {
+    // The streams below never end; an end would mean the connection did.
+    let next = ready!(streams.poll_next_unpin(cx));
+    Poll::Ready(
+        next.unwrap_or(Err(quinn::ConnectionError::LocallyClosed))
+            .map_err(convert_connection_error),
+    )
+}
+
+fn as_stream_error(connection_error: ConnectionErrorIncoming) -> StreamErrorIncoming {
+    StreamErrorIncoming::ConnectionErrorIncoming { connection_error }
+}
+
 /// Opens streams on a guarded connection (h3's request sender holds one).
 pub struct GuardedOpenStreams {
     connection: quinn::Connection,
@@ -658,12 +675,7 @@ impl quic::OpenStreams<Bytes> for GuardedOpenStreams {
                 Some((c.open_bi().await, c))
             }))
         });
-        let opened = ready!(opening.poll_next_unpin(cx));
-        let (send, recv) = opened
-            .unwrap_or(Err(quinn::ConnectionError::LocallyClosed))
-            .map_err(|e| StreamErrorIncoming::ConnectionErrorIncoming {
-                connection_error: convert_connection_error(e),
-            })?;
+        let (send, recv) = ready!(poll_opened(opening, cx)).map_err(as_stream_error)?;
         Poll::Ready(Ok(GuardedBidiStream {
             send: GuardedSendStream::new(send, self.side),
             recv: GuardedRecvStream::new(
@@ -685,12 +697,7 @@ impl quic::OpenStreams<Bytes> for GuardedOpenStreams {
                 Some((c.open_uni().await, c))
             }))
         });
-        let opened = ready!(opening.poll_next_unpin(cx));
-        let send = opened
-            .unwrap_or(Err(quinn::ConnectionError::LocallyClosed))
-            .map_err(|e| StreamErrorIncoming::ConnectionErrorIncoming {
-                connection_error: convert_connection_error(e),
-            })?;
+        let send = ready!(poll_opened(opening, cx)).map_err(as_stream_error)?;
         let mut send = GuardedSendStream::new(send, self.side);
         // Control and QPACK streams live as long as the connection.
         send.wrote = true;
@@ -892,15 +899,11 @@ impl quic::Connection<Bytes> for GuardedConnection {
         cx: &mut Context<'_>,
     ) -> Poll<Result<GuardedRecvStream, ConnectionErrorIncoming>> {
         // New streams; quinn's stream limit bounds how many wait here.
-        while let Poll::Ready(accepted) = self.incoming_uni.poll_next_unpin(cx) {
-            match accepted {
-                Some(Ok(stream)) => self.pending_uni.push(PendingUni {
-                    stream,
-                    reader: StreamTypeReader::default(),
-                }),
-                Some(Err(error)) => return Poll::Ready(Err(convert_connection_error(error))),
-                None => break,
-            }
+        while let Poll::Ready(accepted) = poll_opened(&mut self.incoming_uni, cx) {
+            self.pending_uni.push(PendingUni {
+                stream: accepted?,
+                reader: StreamTypeReader::default(),
+            });
         }
         for i in 0..self.qpack.len() {
             match self.qpack[i].poll_drain(cx) {
@@ -949,10 +952,7 @@ impl quic::Connection<Bytes> for GuardedConnection {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<GuardedBidiStream, ConnectionErrorIncoming>> {
-        let accepted = ready!(self.incoming_bi.poll_next_unpin(cx));
-        let (send, recv) = accepted
-            .unwrap_or(Err(quinn::ConnectionError::LocallyClosed))
-            .map_err(convert_connection_error)?;
+        let (send, recv) = ready!(poll_opened(&mut self.incoming_bi, cx))?;
         let mut recv = GuardedRecvStream::new(
             recv,
             self.connection.clone(),
