@@ -152,8 +152,6 @@ async fn through_relays(
     if account.ingresses_with_access(relays).is_empty() {
         return Ok(None);
     }
-    let manager = PathManager::new(config, None);
-    manager.set_relays(relays.to_vec(), None);
     // A client running on this state directory: keep off its path.
     let running = openrelay_client::control::query(&config.state_dir)
         .await
@@ -166,8 +164,7 @@ async fn through_relays(
         .and_then(|s| Some((find(s.ingress.as_ref())?, find(s.egress.as_ref())?)))
         .into_iter()
         .collect();
-    let path = manager
-        .build_refill_path(account, &elsewhere)
+    let path = refill_path(config, relays, account, &elsewhere)
         .await
         .context("no path to the issuer through the relays (`--direct` connects directly, showing the issuer this host's address)")?;
     let how = format!(
@@ -179,6 +176,36 @@ async fn through_relays(
         .await
         .context("the issuer was not reached through the relays (`--direct` connects directly, showing the issuer this host's address)")?;
     Ok(Some((link, how)))
+}
+
+/// Tries to build a refill path a few times over about 15 s: relays that
+/// just started may still be waiting for the issuer's keys (503) or be
+/// unreachable for a moment. Each try starts afresh (a fresh manager, so an
+/// ingress that refused once is not quarantined for the next try); only
+/// a failed build is retried, never a missing token or relay.
+async fn refill_path(
+    config: &ClientConfig,
+    relays: &[RelayEntry],
+    account: &Account,
+    elsewhere: &[(RelayEntry, RelayEntry)],
+) -> Result<openrelay_client::path::Path, openrelay_client::manager::RefillPathError> {
+    use openrelay_client::manager::RefillPathError;
+    const TRIES: u32 = 5;
+    let mut wait = std::time::Duration::from_millis(500);
+    let mut tries = 1;
+    loop {
+        let manager = PathManager::new(config, None);
+        manager.set_relays(relays.to_vec(), None);
+        match manager.build_refill_path(account, elsewhere).await {
+            Err(RefillPathError::Build(e)) if tries < TRIES => {
+                eprintln!("the path to the issuer failed ({e}); trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Registers (with [`Route::Register`]) and logs in `username`: keeps the

@@ -293,12 +293,37 @@ impl PathArgs {
 /// Runs the command line; the binary's `main` calls only this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = raise_descriptor_limit() {
+        eprintln!("openrelay: cannot raise the open file limit: {e}");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("openrelay: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises this process's soft limit on open files (RLIMIT_NOFILE) to its
+/// hard limit: every tunnel, flow and connection to a destination is a file
+/// descriptor, and the usual soft limit (1024) is far below what a relay
+/// carries. When even the hard limit is reached, servers refuse the request
+/// that needed one (503) and keep serving others.
+fn raise_descriptor_limit() -> nix::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(())
+}
+
+/// Logs the open file limit a server runs with.
+fn log_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit};
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        tracing::info!(open_files = soft, "open file limit");
     }
 }
 
@@ -522,6 +547,7 @@ fn resolve_operator_key(config: &mut RelayConfig) -> anyhow::Result<()> {
 async fn run_relay(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
     init_logging(Role::Relay, &config.log)?;
     resolve_operator_key(&mut config)?;
+    log_descriptor_limit();
     let identity = Identity::load_or_create(&config.state_dir)?;
     let shutdown = shutdown_signal(exit_with_stdin);
     match config.role {
@@ -848,8 +874,9 @@ async fn run_registry(
     let service = std::sync::Arc::new(openrelay_registry::service::RegistryService::new(&config)?);
     // Clients reach the registry through their relays (QUIC inside a
     // connect-udp flow), so its packets must fit their datagrams.
-    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, TUNNELLED_MTU);
-    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), TUNNELLED_MTU);
+    let limits = openrelay_transport::limits::ServerLimits::service().with_config(&config.limits);
+    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning, limits)?;
     let listen = endpoint.local_addr()?;
     ready(&format!(
         "ready role=registry listen={listen} key={}",
@@ -890,8 +917,9 @@ async fn run_validator(
     // Its TLS key (relays pin it to publish here), next to its signing key.
     let identity = Identity::load_or_create(&config.state_dir)?;
     let validator = openrelay_registry::validator::Validator::new(&config, key)?;
-    let tuning = Tuning::relay(std::time::Duration::from_secs(30), 64, OUTER_MTU);
-    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning)?;
+    let tuning = Tuning::relay(std::time::Duration::from_secs(30), OUTER_MTU);
+    let limits = openrelay_transport::limits::ServerLimits::service().with_config(&config.limits);
+    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning, limits)?;
     let listen = endpoint.local_addr()?;
     let registry =
         openrelay_registry::http::RegistryClient::new(config.registry.addr, config.registry.key);

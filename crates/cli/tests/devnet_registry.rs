@@ -77,7 +77,13 @@ async fn the_client_runs_on_the_validator_signed_directory() {
         .addr;
     match capture {
         Some(capture) => {
-            let sources = capture.sources_to(registry);
+            // The fetch is done; give tcpdump a moment to write it out.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut sources = capture.sources_to(registry);
+            while !sources.iter().any(|s| s.starts_with("127.0.2.")) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                sources = capture.sources_to(registry);
+            }
             assert!(
                 sources.iter().any(|s| s.starts_with("127.0.2.")),
                 "no directory fetch through an egress: {sources:?}"

@@ -7,11 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod standalone;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Devnet, SocksUdp, events, fetch, port_mentions, servers};
+use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU};
+use openrelay_transport::testing::{RawClient, headers_frame, stream_fate};
 use openrelay_wire::target::Target;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -211,5 +214,99 @@ fn port_mentions_finds_ports_not_counters() {
         "port=400971",
     ] {
         assert!(port_mentions(benign, port).is_empty(), "{benign}");
+    }
+}
+
+/// Malformed requests naming `secret.example`: h3 quotes the offending field
+/// in its errors (an invalid `:authority`, header value or name), so a relay
+/// that logged those errors would write the destination to its log.
+fn malformed_requests() -> Vec<(&'static str, Vec<u8>)> {
+    let pseudo = |authority: &'static str| vec![(":method", "CONNECT"), (":authority", authority)];
+    let mut with_header = pseudo("relay.test:443");
+    with_header.push(("x-where", "secret.example:443\u{1}"));
+    let mut with_name = pseudo("relay.test:443");
+    with_name.push(("Secret.Example", "1"));
+    vec![
+        (
+            "authority with a space",
+            headers_frame(&pseudo("secret.example:443 x")),
+        ),
+        (
+            "authority with a control byte",
+            headers_frame(&pseudo("secret.example:443\u{7f}")),
+        ),
+        (
+            "header value with a control byte",
+            headers_frame(&with_header),
+        ),
+        ("upper-case header name", headers_frame(&with_name)),
+        (
+            "path with a control byte",
+            headers_frame(&[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", "relay.test"),
+                (":path", "/secret.example\u{1}"),
+            ]),
+        ),
+    ]
+}
+
+/// What a leak of `secret.example` looks like in a log: the text, or its
+/// bytes as Rust prints a byte slice (`[115, 101, 99, ...]`), from the
+/// second letter on so an upper-case copy (`Secret.Example`) is found too.
+fn leak_needles() -> Vec<String> {
+    let bytes: Vec<String> = "ecret.".bytes().map(|b| b.to_string()).collect();
+    vec!["secret.example".to_owned(), bytes.join(", ")]
+}
+
+/// Item 16 of issue 11: relays log error kinds, never the Display of a
+/// library error that may carry peer data. Malformed requests naming a
+/// destination reach a real ingress and egress logging at trace level; the
+/// destination appears in neither log, in any form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_never_put_their_fields_in_relay_logs() {
+    for role in ["ingress", "egress"] {
+        let relay = standalone::relay(role, "", "trace");
+        let mtu = if role == "ingress" {
+            OUTER_MTU
+        } else {
+            INNER_MTU
+        };
+        let client = RawClient::connect(relay.addr, relay.pin, mtu, None)
+            .await
+            .unwrap();
+        for (what, head) in malformed_requests() {
+            let (mut send, mut recv) = client.request(&head).await.unwrap();
+            send.finish().unwrap();
+            // The request is complete (finished), so only the answer's
+            // reset tells: RFC 9114 §4.1.2 makes a malformed request a
+            // stream error of type H3_MESSAGE_ERROR (0x10e).
+            let (_, reset) = stream_fate(&mut send, &mut recv).await;
+            assert_eq!(reset, Some(0x10e), "{role}: {what} is refused as malformed");
+        }
+        drop(client);
+        assert!(common::send_signal(relay.proc.pid(), "INT"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !relay.log_text().contains("relay stopped") {
+            assert!(std::time::Instant::now() < deadline, "{role} stops");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = relay.log_text();
+        assert!(
+            log.lines()
+                .any(|l| common::level_of(l) == Some("TRACE")
+                    || common::level_of(l) == Some("DEBUG")),
+            "{role} logged below info: {log}"
+        );
+        assert!(
+            !common::lines_with(&log, "malformed").is_empty(),
+            "{role} logged the refusals: {log}"
+        );
+        let lower = log.to_lowercase();
+        for needle in leak_needles() {
+            let hits = common::lines_with(&lower, &needle);
+            assert!(hits.is_empty(), "{role}.log mentions {needle:?}: {hits:#?}");
+        }
     }
 }

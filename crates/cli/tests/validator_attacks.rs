@@ -33,6 +33,7 @@ use openrelay_registry::http::RegistryClient;
 use openrelay_registry::service::{paths, unix_now};
 use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
 use openrelay_transport::identity::Identity;
+use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
@@ -179,8 +180,14 @@ async fn a_malicious_registry_gets_no_signature_on_any_attack() {
     let dir = tempfile::tempdir().unwrap();
     let keys = validator_keys(dir.path(), 3);
     let identity = Identity::generate().unwrap();
-    let tuning = Tuning::relay(Duration::from_secs(30), 64, TUNNELLED_MTU);
-    let endpoint = server::bind("127.0.0.1:0".parse().unwrap(), &identity, &tuning).unwrap();
+    let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
+    let endpoint = server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &identity,
+        &tuning,
+        ServerLimits::service(),
+    )
+    .unwrap();
     let registry_addr = endpoint.local_addr().unwrap();
     let impostor = Arc::new(Impostor::default());
     let serving = tokio::spawn(server::serve(

@@ -20,7 +20,7 @@ use crate::path::{Hop, Path, PathUse};
 use crate::selection::SiteKey;
 
 /// A CONNECT stream on the inner connection.
-pub type InnerStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+pub type InnerStream = openrelay_transport::h3guard::ClientStream;
 
 /// Attempts per flow: the first path, then replacements if it died.
 const ATTEMPTS: usize = 3;

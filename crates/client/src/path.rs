@@ -13,16 +13,16 @@ use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route};
 use openrelay_transport::endpoint::{self, INNER_MTU, OUTER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
-use openrelay_transport::{h3util, udp};
+use openrelay_transport::{h3guard, h3util, udp};
 use openrelay_wire::target::Target;
 
 use crate::account::{Account, MissingAccess};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// An h3 request handle (cheap to clone).
-pub type InnerRequests = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
-type OuterStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+/// An h3 request handle (cheap to clone), its streams guarded.
+pub type InnerRequests = h3guard::ClientRequests;
+type OuterStream = h3guard::ClientStream;
 
 /// Packets queued from the tunnel towards the inner QUIC stack.
 const TUNNEL_QUEUE: usize = 8192;
@@ -176,10 +176,7 @@ fn proxy_status_details(response: &http::Response<()>) -> String {
 async fn start_h3(
     connection: &quinn::Connection,
 ) -> Result<(InnerRequests, JoinHandle<()>), String> {
-    let (mut driver, requests) = h3::client::builder()
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .build::<_, _, Bytes>(h3_quinn::Connection::new(connection.clone()))
+    let (mut driver, requests) = h3guard::client(connection)
         .await
         .map_err(|e| e.to_string())?;
     let task = tokio::spawn(async move {

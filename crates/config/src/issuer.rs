@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, DirectoryConfig, KeyPin, LogConfig, parse, read};
+use crate::{
+    ConfigError, DirectoryConfig, KeyPin, LimitsConfig, LogConfig, is_default, parse, read,
+};
 
 /// The longest `key_rotation_secs`: a key's tokens are accepted for two
 /// periods, which must stay within the relays' bound on a key's lifetime
@@ -54,6 +56,9 @@ pub struct IssuerConfig {
     /// which operator. Absent: settlements are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement: Option<SettlementRelays>,
+    /// Connection, stream and time limits (service defaults).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: LimitsConfig,
 }
 
 /// Where the issuer learns which relays belong to which operator.
@@ -159,7 +164,7 @@ impl IssuerConfig {
             }
             None => {}
         }
-        Ok(())
+        self.limits.validate()
     }
 
     /// Serialises the config as TOML.

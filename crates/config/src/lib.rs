@@ -10,6 +10,7 @@ mod admission;
 mod congestion;
 mod deny;
 mod issuer;
+mod limits;
 mod payment;
 mod pin;
 mod registry;
@@ -26,6 +27,7 @@ pub use admission::AdmissionConfig;
 pub use congestion::CongestionControl;
 pub use deny::{DenyEntry, Net};
 pub use issuer::{IssuerConfig, SettlementRelays};
+pub use limits::LimitsConfig;
 pub use payment::PaymentConfig;
 pub use pin::{KeyPin, KeyPinError};
 pub use registry::{
@@ -167,6 +169,9 @@ pub struct RelayConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Connection, stream and time limits (defaults by role).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: LimitsConfig,
     /// Settings used when `role = "ingress"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressConfig>,
@@ -185,9 +190,16 @@ pub struct IngressConfig {
     /// The egress relays this ingress forwards to; any other target is refused
     /// (the ingress is not an open UDP proxy).
     pub egress_relays: Vec<SocketAddr>,
-    /// Most tunnels one client address may hold open at once.
+    /// Most tunnels one client address (IPv4, or IPv6 /64) may hold open at
+    /// once without token admission.
     #[serde(default = "default_max_tunnels_per_client")]
     pub max_tunnels_per_client: usize,
+    /// With token admission, the ceiling per address instead: each tunnel
+    /// is paid with a token, and one address may be a whole carrier-grade
+    /// NAT, so the token is what counts; this only keeps one address from
+    /// taking every socket.
+    #[serde(default = "default_max_tunnels_per_address_with_tokens")]
+    pub max_tunnels_per_address_with_tokens: usize,
     /// A tunnel that carries no datagram for this long is closed.
     #[serde(default = "default_tunnel_idle_timeout_secs")]
     pub tunnel_idle_timeout_secs: u64,
@@ -201,6 +213,13 @@ pub struct IngressConfig {
 
 fn default_max_tunnels_per_client() -> usize {
     16
+}
+fn default_max_tunnels_per_address_with_tokens() -> usize {
+    1024
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 fn default_tunnel_idle_timeout_secs() -> u64 {
     120
@@ -536,6 +555,7 @@ impl RelayConfig {
         if self.worker_threads == Some(0) {
             return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
         }
+        self.limits.validate()?;
         if let Some(publish) = &self.publish {
             publish.validate()?;
         }
@@ -559,11 +579,19 @@ impl RelayConfig {
                         "must list at least one egress relay address",
                     ));
                 }
-                if ingress.max_tunnels_per_client == 0 {
-                    return Err(ConfigError::invalid(
+                for (field, value) in [
+                    (
                         "ingress.max_tunnels_per_client",
-                        "must be at least 1",
-                    ));
+                        ingress.max_tunnels_per_client,
+                    ),
+                    (
+                        "ingress.max_tunnels_per_address_with_tokens",
+                        ingress.max_tunnels_per_address_with_tokens,
+                    ),
+                ] {
+                    if value == 0 {
+                        return Err(ConfigError::invalid(field, "must be at least 1"));
+                    }
                 }
                 if ingress.tunnel_idle_timeout_secs == 0 {
                     return Err(ConfigError::invalid(

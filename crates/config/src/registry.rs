@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, KeyPin, LogConfig, RegistryEndpoint, parse, read};
+use crate::{
+    ConfigError, KeyPin, LimitsConfig, LogConfig, RegistryEndpoint, is_default, parse, read,
+};
 
 /// The most relays a directory can list (`openrelay_directory::MAX_RELAYS`,
 /// which depends on this crate, not the other way round; a test there checks
@@ -254,6 +256,9 @@ pub struct RegistryConfig {
     /// What relays may publish (the same as at every validator).
     #[serde(default)]
     pub publication: PublicationLimits,
+    /// Connection, stream and time limits (service defaults).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: LimitsConfig,
 }
 
 fn default_directory_lifetime_secs() -> u64 {
@@ -291,6 +296,10 @@ pub struct ValidatorConfig {
     /// What relays may publish (the same as at the registry).
     #[serde(default)]
     pub publication: PublicationLimits,
+    /// Connection, stream and time limits of its publication server
+    /// (service defaults).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: LimitsConfig,
 }
 
 fn default_poll_interval_secs() -> u64 {
@@ -329,6 +338,7 @@ impl RegistryConfig {
                 "must be shorter than directory_lifetime_secs",
             ));
         }
+        self.limits.validate()?;
         self.publication.validate()
     }
 
@@ -378,6 +388,7 @@ impl ValidatorConfig {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
         }
+        self.limits.validate()?;
         self.publication.validate()
     }
 

@@ -257,6 +257,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     Some(IngressConfig {
                         egress_relays: egress_addrs.clone(),
                         max_tunnels_per_client: 64,
+                        max_tunnels_per_address_with_tokens: 1024,
                         tunnel_idle_timeout_secs: 120,
                         outbound_bind: None,
                         admission: issuer
@@ -290,6 +291,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     worker_threads: Some(1),
                     congestion: Default::default(),
                     log: log_config(options, &name),
+                    limits: Default::default(),
                     ingress,
                     egress,
                     publish,
@@ -399,6 +401,7 @@ fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
         registration_puzzle_bits: DEVNET_PUZZLE_BITS,
         // Set once the relays are planned.
         settlement: None,
+        limits: Default::default(),
     })
 }
 
@@ -462,6 +465,7 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
                 poll_interval_secs: 1,
                 max_directory_lifetime_secs: 7200,
                 publication: publication.clone(),
+                limits: Default::default(),
             },
         ));
     }
@@ -474,6 +478,7 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
         directory_lifetime_secs: 3600,
         proposal_interval_secs: 1,
         publication,
+        limits: Default::default(),
     };
     Ok((
         config,

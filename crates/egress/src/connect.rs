@@ -44,6 +44,9 @@ pub enum FlowError {
     /// No route to the destination.
     #[error("destination unreachable")]
     Unreachable,
+    /// This relay has no file descriptor left for the socket.
+    #[error("out of file descriptors")]
+    OutOfDescriptors,
     /// Another socket error.
     #[error("socket error: {0:?}")]
     Io(std::io::ErrorKind),
@@ -61,6 +64,8 @@ impl FlowError {
             FlowError::ConnectionRefused => ProxyErrorType::ConnectionRefused,
             FlowError::ConnectionTimeout => ProxyErrorType::ConnectionTimeout,
             FlowError::Unreachable => ProxyErrorType::DestinationIpUnroutable,
+            // The relay is full for now (503), not the destination's fault.
+            FlowError::OutOfDescriptors => ProxyErrorType::ConnectionLimitReached,
             FlowError::Io(_) => ProxyErrorType::DestinationUnavailable,
         }
     }
@@ -88,12 +93,16 @@ impl FlowError {
             FlowError::ConnectionRefused => "connection_refused",
             FlowError::ConnectionTimeout => "connection_timeout",
             FlowError::Unreachable => "unreachable",
+            FlowError::OutOfDescriptors => "out_of_descriptors",
             FlowError::Io(_) => "io",
         }
     }
 
     fn from_io(error: &std::io::Error) -> Self {
         use std::io::ErrorKind::*;
+        if udp::out_of_descriptors(error) {
+            return FlowError::OutOfDescriptors;
+        }
         match error.kind() {
             ConnectionRefused => FlowError::ConnectionRefused,
             TimedOut => FlowError::ConnectionTimeout,

@@ -42,8 +42,9 @@ use openrelay_config::{EgressConfig, PaymentConfig, RelayConfig};
 use openrelay_policy::{DenyRule, DestinationPolicy, Ports};
 use openrelay_transport::endpoint::{INNER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
+use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
+    self, Listener, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
 };
 use openrelay_transport::task::AbortOnDrop;
 use openrelay_transport::tcp_pump::PumpCounters;
@@ -118,6 +119,8 @@ pub struct EgressSettings {
     /// Congestion controller of the inner connections (this relay sends
     /// the downloads on them).
     pub congestion: openrelay_config::CongestionControl,
+    /// Connection, stream and time limits.
+    pub limits: ServerLimits,
 }
 
 impl EgressSettings {
@@ -163,6 +166,8 @@ impl EgressSettings {
             state_dir: config.state_dir.clone(),
             operator: config.operator.clone(),
             congestion: config.congestion,
+            limits: ServerLimits::egress(egress.max_flows_per_connection)
+                .with_config(&config.limits),
         })
     }
 }
@@ -262,7 +267,7 @@ impl RequestHandler for Shared {
 /// A bound egress relay, ready to serve.
 #[derive(Debug)]
 pub struct Egress {
-    endpoint: quinn::Endpoint,
+    listener: Listener,
     settings: EgressSettings,
     payments: Option<Arc<Payments>>,
     policy: Arc<PolicyCell>,
@@ -273,13 +278,9 @@ pub struct Egress {
 impl Egress {
     /// Binds the QUIC endpoint with the relay's identity.
     pub fn bind(settings: EgressSettings, identity: &Identity) -> Result<Self, EgressError> {
-        let tuning = Tuning::relay(
-            Duration::from_secs(30),
-            settings.max_flows_per_connection,
-            INNER_MTU,
-        )
-        .with_congestion(settings.congestion);
-        let endpoint = server::bind(settings.listen, identity, &tuning)?;
+        let tuning =
+            Tuning::relay(Duration::from_secs(30), INNER_MTU).with_congestion(settings.congestion);
+        let listener = server::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
         let payments = settings
             .payment
             .as_ref()
@@ -302,7 +303,7 @@ impl Egress {
             Arc::clone(&slots),
         )?;
         Ok(Egress {
-            endpoint,
+            listener,
             settings,
             payments,
             policy,
@@ -313,7 +314,7 @@ impl Egress {
 
     /// The bound address (useful when listening on port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.endpoint.local_addr()
+        self.listener.local_addr()
     }
 
     /// Serves clients until `shutdown` resolves, then closes connections.
@@ -339,7 +340,7 @@ impl Egress {
         let counters = Arc::new(ServerCounters::default());
         info!(payments = shared.payments.is_some(), "egress relay serving");
         server::serve(
-            self.endpoint,
+            self.listener,
             Arc::clone(&shared),
             Arc::clone(&counters),
             shutdown,
@@ -348,6 +349,8 @@ impl Egress {
         let stats = &shared.stats;
         info!(
             connections = counters.connections.load(Ordering::Relaxed),
+            connections_refused = counters.refused.load(Ordering::Relaxed),
+            retries = counters.retries.load(Ordering::Relaxed),
             tcp_flows = stats.tcp_flows.load(Ordering::Relaxed),
             udp_flows = stats.udp_flows.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),

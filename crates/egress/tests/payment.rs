@@ -667,10 +667,9 @@ async fn download_unpaid(
     };
     let mut received = 0u64;
     let transfer = async {
-        let (mut driver, mut requests) =
-            h3::client::new(h3_quinn::Connection::new(connection.clone()))
-                .await
-                .ok()?;
+        let (mut driver, mut requests) = openrelay_transport::h3guard::client(&connection)
+            .await
+            .ok()?;
         tokio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });

@@ -4,8 +4,8 @@
 //! terminates the client's inner QUIC connection, so it learns neither
 //! destinations nor any plaintext; it is not an open UDP proxy.
 //!
-//! Privacy: the client's address is held in memory for the per-client tunnel
-//! limit only ([`Sensitive`]); it is never logged.
+//! Privacy: the client's address is held in memory for the per-address
+//! tunnel and connection limits only ([`Sensitive`]); it is never logged.
 
 pub mod admission;
 mod limiter;
@@ -23,8 +23,9 @@ use openrelay_config::{CongestionControl, RelayConfig};
 use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
+use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
+    self, Listener, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
 };
 use openrelay_transport::task::AbortOnDrop;
 use openrelay_transport::udp;
@@ -62,8 +63,11 @@ pub struct IngressSettings {
     pub listen: SocketAddr,
     /// The only targets clients may reach.
     pub egress_relays: HashSet<SocketAddr>,
-    /// Most tunnels per client address.
+    /// Most tunnels per client address without token admission.
     pub max_tunnels_per_client: usize,
+    /// Most tunnels per client address with token admission (see
+    /// [`TunnelLimiter`]).
+    pub max_tunnels_per_address_with_tokens: usize,
     /// Tunnels idle this long are closed.
     pub tunnel_idle_timeout: Duration,
     /// Source address of datagrams to egress relays.
@@ -75,6 +79,8 @@ pub struct IngressSettings {
     /// Congestion controller of the outer connections (this relay sends
     /// the downloads on them).
     pub congestion: CongestionControl,
+    /// Connection, stream and time limits.
+    pub limits: ServerLimits,
 }
 
 impl IngressSettings {
@@ -88,6 +94,7 @@ impl IngressSettings {
             listen: config.listen,
             egress_relays: ingress.egress_relays.iter().copied().collect(),
             max_tunnels_per_client: ingress.max_tunnels_per_client,
+            max_tunnels_per_address_with_tokens: ingress.max_tunnels_per_address_with_tokens,
             tunnel_idle_timeout: Duration::from_secs(ingress.tunnel_idle_timeout_secs),
             outbound_bind: ingress
                 .outbound_bind
@@ -107,7 +114,17 @@ impl IngressSettings {
                 .transpose()?,
             state_dir: config.state_dir.clone(),
             congestion: config.congestion,
+            limits: ServerLimits::ingress().with_config(&config.limits),
         })
+    }
+
+    /// Tunnels one client address may hold: with token admission the token
+    /// counts, not the address (see [`TunnelLimiter`]).
+    fn tunnels_per_address(&self) -> usize {
+        match self.admission {
+            Some(_) => self.max_tunnels_per_address_with_tokens,
+            None => self.max_tunnels_per_client,
+        }
     }
 }
 
@@ -118,6 +135,8 @@ pub struct IngressStats {
     pub tunnels: AtomicU64,
     /// Requests refused (wrong method, unknown target, over the limit).
     pub refused: AtomicU64,
+    /// Tunnels refused for lack of file descriptors.
+    pub out_of_descriptors: AtomicU64,
     /// Bytes relayed (towards egress relays: `bytes_out`).
     pub bytes: Arc<BridgeCounters>,
 }
@@ -143,7 +162,7 @@ impl RequestHandler for Shared {
 /// A bound ingress relay.
 #[derive(Debug)]
 pub struct Ingress {
-    endpoint: quinn::Endpoint,
+    listener: Listener,
     settings: IngressSettings,
     admission: Option<Arc<Admission>>,
 }
@@ -158,18 +177,11 @@ impl Ingress {
             .as_ref()
             .map(|config| admission::open(config, &settings.state_dir).map(Arc::new))
             .transpose()?;
-        // Every tunnel is one request stream; the per-client limit is enforced
-        // separately, this only bounds one connection.
-        let max_streams = u32::try_from(settings.max_tunnels_per_client).unwrap_or(u32::MAX);
-        let tuning = Tuning::relay(
-            Duration::from_secs(30),
-            max_streams.saturating_add(4),
-            OUTER_MTU,
-        )
-        .with_congestion(settings.congestion);
-        let endpoint = server::bind(settings.listen, identity, &tuning)?;
+        let tuning =
+            Tuning::relay(Duration::from_secs(30), OUTER_MTU).with_congestion(settings.congestion);
+        let listener = server::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
         Ok(Ingress {
-            endpoint,
+            listener,
             settings,
             admission,
         })
@@ -177,13 +189,13 @@ impl Ingress {
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.endpoint.local_addr()
+        self.listener.local_addr()
     }
 
     /// Serves clients until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::new(Shared {
-            limiter: TunnelLimiter::new(self.settings.max_tunnels_per_client),
+            limiter: TunnelLimiter::new(self.settings.tunnels_per_address()),
             settings: self.settings,
             stats: IngressStats::default(),
             admission: self.admission,
@@ -206,7 +218,7 @@ impl Ingress {
             "ingress relay serving"
         );
         server::serve(
-            self.endpoint,
+            self.listener,
             Arc::clone(&shared),
             Arc::clone(&counters),
             shutdown,
@@ -215,8 +227,11 @@ impl Ingress {
         let stats = &shared.stats;
         info!(
             connections = counters.connections.load(Ordering::Relaxed),
+            connections_refused = counters.refused.load(Ordering::Relaxed),
+            retries = counters.retries.load(Ordering::Relaxed),
             tunnels = stats.tunnels.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),
+            out_of_descriptors = stats.out_of_descriptors.load(Ordering::Relaxed),
             bytes_out = stats.bytes.bytes_out.load(Ordering::Relaxed),
             bytes_in = stats.bytes.bytes_in.load(Ordering::Relaxed),
             "ingress relay stopped"
@@ -293,7 +308,8 @@ async fn handle_request(
             return refuse(stream, http::StatusCode::FORBIDDEN, error, reason, &shared).await;
         }
     };
-    // The client's address, held only for the per-client limit.
+    // The client's address, held only for the per-address limit. The slot
+    // is taken before the token is checked: a refusal spends no token.
     let client = Sensitive(context.connection.remote_address().ip());
     let Some(_permit) = shared.limiter.acquire(client) else {
         return refuse(
@@ -318,10 +334,29 @@ async fn handle_request(
         socket.connect(egress).await?;
         Ok::<_, std::io::Error>(socket)
     };
-    let Ok(socket) = socket.await else {
-        let error = Some(ProxyErrorType::DestinationUnavailable);
-        return server::respond_error(stream, http::StatusCode::BAD_GATEWAY, PROXY_NAME, error)
+    let socket = match socket.await {
+        Ok(socket) => socket,
+        // Out of descriptors: this relay is full for now, the egress is
+        // fine (RFC 9209 §2.3.12, 503); the relay keeps serving others.
+        Err(e) if udp::out_of_descriptors(&e) => {
+            shared
+                .stats
+                .out_of_descriptors
+                .fetch_add(1, Ordering::Relaxed);
+            return refuse(
+                stream,
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                ProxyErrorType::ConnectionLimitReached,
+                "out of file descriptors",
+                &shared,
+            )
             .await;
+        }
+        Err(_) => {
+            let error = Some(ProxyErrorType::DestinationUnavailable);
+            return server::respond_error(stream, http::StatusCode::BAD_GATEWAY, PROXY_NAME, error)
+                .await;
+        }
     };
     if !server::respond_ok(&mut stream, true).await {
         return;

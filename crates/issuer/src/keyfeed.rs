@@ -24,6 +24,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 /// refresh interval (at most a minute).
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// The longest wait between tries while the relay holds no keys at all: it
+/// refuses every token meanwhile, so an issuer that comes up late (another
+/// start order) is noticed within seconds, not a minute.
+const MAX_RETRY_WITHOUT_KEYS: Duration = Duration::from_secs(5);
 
 /// Why keys could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +113,8 @@ impl KeySource {
 /// Gives `gate` the issuer's keys from `source` and keeps them current:
 /// fetched at once, again every `refresh`; a failure keeps the keys held
 /// and is retried with backoff (from 250 ms, doubling to `refresh`, at most
-/// a minute). Runs forever; abort the task to stop.
+/// a minute, or 5 s while no keys are held). Runs forever; abort the task to
+/// stop.
 pub async fn follow(gate: Arc<TokenGate>, source: KeySource, refresh: Duration) {
     let mut backoff = Backoff::seeded_now(FIRST_RETRY, refresh.min(MAX_RETRY));
     let mut failing = false;
@@ -136,7 +141,12 @@ pub async fn follow(gate: Arc<TokenGate>, source: KeySource, refresh: Duration) 
                     );
                     failing = true;
                 }
-                backoff.next_delay()
+                let delay = backoff.next_delay();
+                if gate.has_keys() {
+                    delay
+                } else {
+                    delay.min(MAX_RETRY_WITHOUT_KEYS)
+                }
             }
         };
         tokio::time::sleep(delay).await;

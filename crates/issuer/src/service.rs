@@ -311,24 +311,26 @@ impl IssuerService {
         Ok(())
     }
 
-    /// The issuer's QUIC endpoint on its listen address.
+    /// The issuer's QUIC endpoint on its listen address, with its
+    /// `[limits]`.
     pub fn bind(
         config: &IssuerConfig,
         identity: &openrelay_transport::identity::Identity,
-    ) -> Result<quinn::Endpoint, openrelay_transport::server::StartError> {
+    ) -> Result<server::Listener, openrelay_transport::server::StartError> {
         let tuning = openrelay_transport::endpoint::Tuning::relay(
             Duration::from_secs(30),
-            64,
             openrelay_transport::endpoint::TUNNELLED_MTU,
         );
-        server::bind(config.listen, identity, &tuning)
+        let limits =
+            openrelay_transport::limits::ServerLimits::service().with_config(&config.limits);
+        server::bind(config.listen, identity, &tuning, limits)
     }
 
     /// Serves `endpoint`, rotates keys and follows the relay directory
     /// until `shutdown`.
     pub async fn run(
         self: Arc<Self>,
-        endpoint: quinn::Endpoint,
+        endpoint: server::Listener,
         shutdown: impl Future<Output = ()>,
     ) {
         let rotation = tokio::spawn({

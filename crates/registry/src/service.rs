@@ -202,7 +202,7 @@ impl RegistryService {
     /// Serves `endpoint` and proposes directories until `shutdown`.
     pub async fn run(
         self: Arc<Self>,
-        endpoint: quinn::Endpoint,
+        endpoint: server::Listener,
         shutdown: impl Future<Output = ()>,
     ) {
         let proposer = tokio::spawn({

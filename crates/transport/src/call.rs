@@ -11,11 +11,11 @@ use openrelay_config::KeyPin;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::{self, Tuning};
+use crate::error_kind;
+use crate::h3guard::{self, ClientRequests};
 
 /// Largest response body accepted (a full directory is well under this).
 pub const MAX_RESPONSE: usize = 32 << 20;
-
-type Requests = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 /// A response: status, header fields and body.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ pub struct Response {
 pub struct PinnedConnection {
     addr: SocketAddr,
     connection: quinn::Connection,
-    requests: Requests,
+    requests: ClientRequests,
     driver: JoinHandle<()>,
 }
 
@@ -63,14 +63,16 @@ impl PinnedConnection {
     ) -> Result<Self, String> {
         let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), mtu);
         let config = endpoint::client_config(pin, &tuning).map_err(|e| e.to_string())?;
+        // Errors carry kinds, not the libraries' text, which quotes what the
+        // peer sent (see `error_kind`).
         let connection = quic
             .connect_with(config, addr, &addr.ip().to_string())
             .map_err(|e| e.to_string())?
             .await
-            .map_err(|e| e.to_string())?;
-        let (mut driver, requests) = h3::client::new(h3_quinn::Connection::new(connection.clone()))
+            .map_err(|e| format!("handshake failed: {}", error_kind::quic(&e)))?;
+        let (mut driver, requests) = h3guard::client(&connection)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("HTTP/3 failed: {}", error_kind::connection(&e)))?;
         let driver = tokio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
@@ -102,12 +104,14 @@ impl PinnedConnection {
             request = request.header(name, value);
         }
         let request = request.body(()).map_err(|e| e.to_string())?;
+        let failed =
+            |e: h3::error::StreamError| format!("request failed: {}", error_kind::stream(&e));
         let mut stream = self
             .requests
             .clone()
             .send_request(request)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
         // A server that has answered may stop reading the request (RFC 9114
         // §4.1.1); the client must still take the complete response, so a
         // failure to send the rest is not an error by itself.
@@ -118,11 +122,14 @@ impl PinnedConnection {
             stream.finish().await
         };
         if let Err(e) = sent.await {
-            tracing::debug!(error = %e, "request body not fully sent; reading the response");
+            tracing::debug!(
+                error = error_kind::stream(&e),
+                "request body not fully sent; reading the response"
+            );
         }
-        let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+        let response = stream.recv_response().await.map_err(failed)?;
         let mut received = Vec::new();
-        while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+        while let Some(mut chunk) = stream.recv_data().await.map_err(failed)? {
             if received.len() + chunk.remaining() > MAX_RESPONSE {
                 return Err("response too large".to_owned());
             }

@@ -68,6 +68,13 @@ pub struct Tuning {
     pub mtu: u16,
     /// Most concurrent request streams the peer may open.
     pub max_concurrent_bidi_streams: u32,
+    /// Most concurrent unidirectional streams the peer may open.
+    pub max_concurrent_uni_streams: u32,
+    /// Bytes the peer may send on one stream ahead of what we read.
+    pub stream_receive_window: u32,
+    /// Bytes the peer may send on all streams ahead of what we read: what
+    /// one connection can make us hold.
+    pub connection_receive_window: u32,
     /// Bytes of datagrams queued for sending before the oldest are dropped.
     pub datagram_send_buffer: usize,
     /// The sender's congestion controller (see the module documentation).
@@ -75,14 +82,20 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    /// A relay's server side: the ingress serves outer connections
-    /// ([`OUTER_MTU`]), the egress inner ones ([`INNER_MTU`]).
-    pub fn relay(idle_timeout: Duration, max_concurrent_bidi_streams: u32, mtu: u16) -> Self {
+    /// A server's side (relays, registry, issuer): the ingress serves outer
+    /// connections ([`OUTER_MTU`]), the egress inner ones ([`INNER_MTU`]).
+    /// The stream limits are the server's
+    /// ([`crate::limits::ServerLimits`], applied by [`crate::server::bind`]).
+    pub fn relay(idle_timeout: Duration, mtu: u16) -> Self {
+        let limits = crate::limits::ServerLimits::service();
         Tuning {
             idle_timeout,
             keepalive: None,
             mtu,
-            max_concurrent_bidi_streams,
+            max_concurrent_bidi_streams: limits.max_concurrent_bidi_streams,
+            max_concurrent_uni_streams: limits.max_concurrent_uni_streams,
+            stream_receive_window: limits.stream_receive_window,
+            connection_receive_window: limits.connection_receive_window,
             datagram_send_buffer: 4 << 20,
             congestion: CongestionControl::default(),
         }
@@ -96,6 +109,11 @@ impl Tuning {
             mtu,
             // The client opens requests; the relays open none towards it.
             max_concurrent_bidi_streams: 0,
+            // The server's control and QPACK streams, and a few to grease
+            // with (RFC 9114 §6.2.3).
+            max_concurrent_uni_streams: 8,
+            stream_receive_window: STREAM_RECEIVE_WINDOW,
+            connection_receive_window: CONNECTION_RECEIVE_WINDOW,
             datagram_send_buffer: 4 << 20,
             congestion: CongestionControl::default(),
         }
@@ -130,6 +148,7 @@ impl Tuning {
             .min_mtu(self.mtu)
             .mtu_discovery_config(None)
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_bidi_streams))
+            .max_concurrent_uni_streams(VarInt::from_u32(self.max_concurrent_uni_streams))
             .datagram_receive_buffer_size(Some(4 << 20))
             .datagram_send_buffer_size(self.datagram_send_buffer)
             // Flow control must not be what limits a download: a stream
@@ -138,8 +157,8 @@ impl Tuning {
             // path whose queue adds up to one more round trip: ~11 MB).
             // The connection window bounds what one peer can make us buffer
             // across all its streams.
-            .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
-            .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+            .stream_receive_window(VarInt::from_u32(self.stream_receive_window))
+            .receive_window(VarInt::from_u32(self.connection_receive_window))
             .send_window(CONNECTION_RECEIVE_WINDOW.into());
         transport.congestion_controller_factory(match self.congestion {
             CongestionControl::DeliveryRate => {

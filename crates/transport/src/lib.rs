@@ -11,7 +11,12 @@
 //!   of another connection; the client runs its inner QUIC connection over it.
 //! * [`udp_bridge`]: the server side of a connect-udp request: datagrams to
 //!   and from a connected UDP socket (the ingress and the egress both use it).
-//! * [`server`]: the HTTP/3 server loop both relays run.
+//! * [`h3guard`]: h3's QUIC layer on quinn, guarding every received stream
+//!   (frame limits, QPACK streams, resets), for our servers and clients.
+//! * [`limits`]: a server's connection, stream and time limits, and the
+//!   per-address connection gate.
+//! * [`server`]: the HTTP/3 server loop every openrelay server runs.
+//! * [`error_kind`]: fixed names of library errors, for logs.
 //! * [`tcp_pump`]: bytes between a TCP connection and a CONNECT stream.
 //! * [`udp`]: UDP sockets and quinn endpoints with large socket buffers.
 //! * [`h3util`]: small helpers around the `h3` crate.
@@ -22,11 +27,16 @@ pub mod call;
 pub mod congestion;
 pub mod datagrams;
 pub mod endpoint;
+pub mod error_kind;
+pub mod h3guard;
 pub mod h3util;
 pub mod identity;
+pub mod limits;
 pub mod server;
 pub mod task;
 pub mod tcp_pump;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 pub mod tunnel_socket;
 pub mod udp;

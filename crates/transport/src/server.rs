@@ -1,8 +1,13 @@
-//! The HTTP/3 server loop both relays run: accept QUIC connections, speak
-//! HTTP/3 with extended CONNECT and datagrams enabled (RFC 9220 / RFC 9297
-//! §2.1.1 settings), route each connection's datagrams, and hand every request
-//! to the relay's [`RequestHandler`]. Shutdown is one signal every flow can
-//! wait on.
+//! The HTTP/3 server loop every openrelay server runs (both relays, the
+//! registry, the issuer): accept QUIC connections within the server's
+//! [`ServerLimits`], speak HTTP/3 with extended CONNECT and datagrams enabled
+//! (RFC 9220 / RFC 9297 §2.1.1 settings) over the frame guard
+//! ([`crate::h3guard`]), route each connection's datagrams, and hand every
+//! request whose head arrived in time to the server's [`RequestHandler`].
+//! Shutdown is one signal every flow can wait on.
+//!
+//! Logs name error kinds ([`crate::error_kind`]), never a library error's
+//! text: those quote peer data (a malformed `:authority` is a destination).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,18 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use openrelay_wire::h3frame::code;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
 use tokio::sync::watch;
 use tracing::debug;
 
 use crate::datagrams::DatagramRouter;
 use crate::endpoint::{self, Tuning, log_connection_stats};
+use crate::error_kind;
+use crate::h3guard::{self, RequestDeadlines};
 use crate::identity::Identity;
+use crate::limits::{Admission, ConnectionGate, ConnectionPermit, ServerLimits};
 use crate::tls::TlsError;
 use crate::udp;
 
-/// A request stream on the server side.
-pub type ServerStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+/// A request stream on the server side (its frames guarded).
+pub type ServerStream = h3guard::ServerStream;
 
 /// Resolves once the server is shutting down; cheap to clone into every flow.
 #[derive(Debug, Clone)]
@@ -77,34 +86,78 @@ pub enum StartError {
     Tls(#[from] TlsError),
 }
 
-/// A relay's QUIC endpoint on `listen`, authenticated by `identity`.
+/// Connection attempts quinn keeps waiting for [`serve`] to decide on
+/// (quinn's default, 65,536, is sized for slower decisions; ours are
+/// immediate).
+const MAX_INCOMING: usize = 4096;
+/// Bytes quinn buffers per waiting connection attempt after its first
+/// packet (0-RTT data, which we never accept), and for all of them.
+const INCOMING_BUFFER: u64 = 16 << 10;
+const INCOMING_BUFFER_TOTAL: u64 = 4 << 20;
+
+/// A bound server: its QUIC endpoint and the limits [`serve`] enforces.
+#[derive(Debug)]
+pub struct Listener {
+    endpoint: quinn::Endpoint,
+    limits: ServerLimits,
+}
+
+impl Listener {
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+}
+
+/// A server's QUIC endpoint on `listen`, authenticated by `identity`,
+/// tuned by `tuning`, with the stream counts and receive windows of
+/// `limits`.
 pub fn bind(
     listen: SocketAddr,
     identity: &Identity,
     tuning: &Tuning,
-) -> Result<quinn::Endpoint, StartError> {
-    let server_config = endpoint::server_config(identity, tuning)?;
-    udp::endpoint(listen, Some(server_config)).map_err(|source| StartError::Bind {
-        addr: listen,
-        source,
-    })
+    limits: ServerLimits,
+) -> Result<Listener, StartError> {
+    let mut tuning = tuning.clone();
+    tuning.max_concurrent_bidi_streams = limits.max_concurrent_bidi_streams;
+    tuning.max_concurrent_uni_streams = limits.max_concurrent_uni_streams;
+    tuning.stream_receive_window = limits.stream_receive_window;
+    tuning.connection_receive_window = limits.connection_receive_window;
+    let mut server_config = endpoint::server_config(identity, &tuning)?;
+    server_config
+        .max_incoming(MAX_INCOMING)
+        .incoming_buffer_size(INCOMING_BUFFER)
+        .incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
+    let endpoint =
+        udp::endpoint(listen, Some(server_config)).map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    Ok(Listener { endpoint, limits })
 }
 
-/// Connections accepted by [`serve`].
+/// Connections seen by [`serve`].
 #[derive(Debug, Default)]
 pub struct ServerCounters {
     /// Connections whose handshake completed.
     pub connections: AtomicU64,
+    /// Connection attempts refused by a connection limit.
+    pub refused: AtomicU64,
+    /// Connection attempts asked to prove their address (QUIC Retry).
+    pub retries: AtomicU64,
 }
 
-/// Serves `endpoint` with `handler` until `shutdown` resolves, then closes
+/// Serves `listener` with `handler` until `shutdown` resolves, then closes
 /// every connection and waits briefly for the close to be sent.
 pub async fn serve<H: RequestHandler>(
-    endpoint: quinn::Endpoint,
+    listener: Listener,
     handler: Arc<H>,
     counters: Arc<ServerCounters>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Listener { endpoint, limits } = listener;
+    let gate = ConnectionGate::new(limits.clone());
+    let limits = Arc::new(limits);
     let (trigger, receiver) = watch::channel(false);
     let signal = Shutdown(receiver);
     tokio::pin!(shutdown);
@@ -112,12 +165,37 @@ pub async fn serve<H: RequestHandler>(
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                tokio::spawn(connection(
-                    incoming,
-                    Arc::clone(&handler),
-                    Arc::clone(&counters),
-                    signal.clone(),
-                ));
+                let admission = gate.admit(
+                    incoming.remote_address().ip(),
+                    incoming.remote_address_validated(),
+                    incoming.may_retry(),
+                );
+                match admission {
+                    Admission::Accept(permit) => {
+                        tokio::spawn(connection(
+                            incoming,
+                            permit,
+                            Arc::clone(&handler),
+                            Arc::clone(&counters),
+                            Arc::clone(&limits),
+                            signal.clone(),
+                        ));
+                    }
+                    // A stateless Retry: a client at a real address answers
+                    // it with a token proving that address (RFC 9000 §8.1.2).
+                    Admission::Retry => {
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                        debug!("address validation asked (retry)");
+                        if incoming.retry().is_err() {
+                            debug!("connection attempt dropped: retry impossible");
+                        }
+                    }
+                    Admission::Refuse(refusal) => {
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                        debug!(reason = refusal.kind_name(), "connection refused");
+                        incoming.refuse();
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -129,27 +207,48 @@ pub async fn serve<H: RequestHandler>(
 
 async fn connection<H: RequestHandler>(
     incoming: quinn::Incoming,
+    mut permit: ConnectionPermit,
     handler: Arc<H>,
     counters: Arc<ServerCounters>,
+    limits: Arc<ServerLimits>,
     shutdown: Shutdown,
 ) {
-    let connection = match incoming.await {
-        Ok(connection) => connection,
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
         Err(e) => {
-            debug!(error = %e, "handshake failed");
+            debug!(error = error_kind::quic(&e), "handshake failed");
             return;
         }
     };
+    // Dropping the attempt on timeout closes it (quinn closes a connection
+    // no handle refers to).
+    let connection = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
+            debug!(error = error_kind::quic(&e), "handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("handshake timed out");
+            return;
+        }
+    };
+    // The handshake proved the address: it counts from now on.
+    if let Err(refusal) = permit.established() {
+        counters.refused.fetch_add(1, Ordering::Relaxed);
+        debug!(reason = refusal.kind_name(), "connection refused");
+        connection.close(
+            quinn::VarInt::from_u32(code::H3_EXCESSIVE_LOAD as u32),
+            refusal.kind_name().as_bytes(),
+        );
+        return;
+    }
     counters.connections.fetch_add(1, Ordering::Relaxed);
-    let h3_connection = h3::server::builder()
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
-        .await;
-    let mut h3_connection = match h3_connection {
+    let deadlines = RequestDeadlines::new(limits.request_body_timeout);
+    let mut h3_connection = match h3guard::server(&connection, deadlines.clone()).await {
         Ok(c) => c,
         Err(e) => {
-            debug!(error = %e, "HTTP/3 setup failed");
+            debug!(error = error_kind::connection(&e), "HTTP/3 setup failed");
             return;
         }
     };
@@ -166,16 +265,27 @@ async fn connection<H: RequestHandler>(
                 Ok(Some(resolver)) => {
                     let handler = Arc::clone(&handler);
                     let context = context.clone();
+                    let deadlines = deadlines.clone();
+                    let head_timeout = limits.request_head_timeout;
                     tokio::spawn(async move {
-                        match resolver.resolve_request().await {
-                            Ok((request, stream)) => handler.handle(request, stream, context).await,
-                            Err(e) => debug!(error = %e, "malformed request"),
+                        // On timeout the unresolved stream is dropped, which
+                        // rejects it (H3_REQUEST_REJECTED both ways).
+                        match tokio::time::timeout(head_timeout, resolver.resolve_request()).await {
+                            Ok(Ok((request, stream))) => {
+                                // A CONNECT stream is a tunnel: no end in time.
+                                if request.method() == http::Method::CONNECT {
+                                    deadlines.exempt(stream.id().into_inner());
+                                }
+                                handler.handle(request, stream, context).await;
+                            }
+                            Ok(Err(e)) => debug!(error = error_kind::stream(&e), "malformed request"),
+                            Err(_) => debug!("request head timed out"),
                         }
                     });
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    debug!(error = %e, "connection ended");
+                    debug!(error = error_kind::connection(&e), "connection ended");
                     break;
                 }
             },
@@ -184,6 +294,7 @@ async fn connection<H: RequestHandler>(
     }
     datagram_task.abort();
     log_connection_stats(&connection, "client");
+    drop(permit);
 }
 
 /// Answers `stream` with `status` and, if given, a Proxy-Status naming

@@ -64,6 +64,17 @@ pub fn endpoint(
     )
 }
 
+/// Whether `error` says the process (EMFILE) or the system (ENFILE) has no
+/// file descriptor left: a server answers such a request "unavailable,
+/// retry later" and keeps serving, rather than blaming the destination.
+pub fn out_of_descriptors(error: &io::Error) -> bool {
+    // Linux errno values (asm-generic/errno-base.h); the standard library
+    // has no `ErrorKind` for them.
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(error.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
 /// The local address for a socket towards `peer`: `bind` if it is of the same
 /// family, else the unspecified address of the peer's family; port 0.
 pub fn local_for(bind: Option<IpAddr>, peer: SocketAddr) -> SocketAddr {

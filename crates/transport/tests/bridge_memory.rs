@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use openrelay_transport::datagrams::DatagramRouter;
 use openrelay_transport::endpoint::{self, OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
-use openrelay_transport::{h3util, server, udp};
+use openrelay_transport::{h3guard, h3util, server, udp};
 use openrelay_wire::target::Target;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio::sync::watch;
@@ -45,7 +44,8 @@ fn held(region: &Region<'_, System>) -> isize {
 #[tokio::test(flavor = "current_thread")]
 async fn idle_bridges_hold_no_receive_buffer() {
     let identity = Identity::generate().unwrap();
-    let tuning = Tuning::relay(Duration::from_secs(30), 2 * FLOWS as u32, OUTER_MTU);
+    let mut tuning = Tuning::relay(Duration::from_secs(30), OUTER_MTU);
+    tuning.max_concurrent_bidi_streams = 2 * FLOWS as u32;
     let server_endpoint = udp::endpoint(
         loopback(),
         Some(endpoint::server_config(&identity, &tuning).unwrap()),
@@ -63,12 +63,12 @@ async fn idle_bridges_hold_no_receive_buffer() {
         let (ready, router) = (Arc::clone(&ready), Arc::clone(&router));
         async move {
             let connection = server_endpoint.accept().await.unwrap().await.unwrap();
-            let mut h3 = h3::server::builder()
-                .enable_extended_connect(true)
-                .enable_datagram(true)
-                .build::<_, Bytes>(h3_quinn::Connection::new(connection.clone()))
-                .await
-                .unwrap();
+            let mut h3 = h3guard::server(
+                &connection,
+                h3guard::RequestDeadlines::new(Duration::from_secs(600)),
+            )
+            .await
+            .unwrap();
             while let Ok(Some(resolver)) = h3.accept().await {
                 let (ready, router, connection) =
                     (Arc::clone(&ready), Arc::clone(&router), connection.clone());
@@ -107,12 +107,7 @@ async fn idle_bridges_hold_no_receive_buffer() {
         .unwrap()
         .await
         .unwrap();
-    let (mut driver, mut requests) = h3::client::builder()
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .build::<_, _, Bytes>(h3_quinn::Connection::new(connection.clone()))
-        .await
-        .unwrap();
+    let (mut driver, mut requests) = h3guard::client(&connection).await.unwrap();
     let _driver = tokio::spawn(async move {
         let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
     });

@@ -16,6 +16,8 @@
 //! | [`http1`] | the local HTTP proxy's request head | RFC 9112 §3.2 |
 //! | [`proxy_status`] | the `Proxy-Status` response field | RFC 9209 |
 //! | [`dns`] | DNS messages relayed for the full-device VPN | RFC 1035 §4.1, RFC 8484 §4.1 |
+//! | [`h3frame`] | HTTP/3 frame boundaries and stream types on received streams (limits before buffering) | RFC 9114 §6.2, §7.1, §8.1 |
+//! | [`qpack`] | QPACK prefixed integers, zero-capacity encoder/decoder stream checks, literal field sections | RFC 9204 §4.1.1, §4.3, §4.4, §4.5 |
 //!
 //! # Privacy
 //!
@@ -27,9 +29,11 @@
 pub mod capsule;
 pub mod datagram;
 pub mod dns;
+pub mod h3frame;
 pub mod http1;
 pub mod masque;
 pub mod proxy_status;
+pub mod qpack;
 pub mod socks5;
 pub mod target;
 pub mod varint;

@@ -113,7 +113,21 @@ impl Proc {
     /// Runs `openrelay <args>` and waits for its `ready` line; stderr goes to
     /// `stderr` (a file), shown if the test fails.
     pub fn start(args: &[&str], stderr: &Path) -> Proc {
-        let mut child = Command::new(BIN)
+        Proc::start_under(&[], args, stderr)
+    }
+
+    /// As [`Proc::start`], run under `wrapper` (a command and its
+    /// arguments that runs the rest, e.g. `prlimit --nofile=64:64 --`).
+    pub fn start_under(wrapper: &[&str], args: &[&str], stderr: &Path) -> Proc {
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -132,6 +146,11 @@ impl Proc {
             other => panic!("openrelay {args:?} did not become ready: {other:?}"),
         }
         proc
+    }
+
+    /// The process id (of the wrapper's `exec`ed openrelay, if wrapped).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The value of `key=` in the ready line.
@@ -512,8 +531,11 @@ impl LoopbackCapture {
     pub fn start(filter: &str) -> Option<LoopbackCapture> {
         let file = tempfile::NamedTempFile::new().unwrap();
         let status = tempfile::NamedTempFile::new().unwrap();
+        // Immediate mode: by default libpcap hands packets over in batches
+        // up to a second late, and a test reading right after the traffic
+        // it waited for would miss them.
         let mut child = Command::new("tcpdump")
-            .args(["-i", "lo", "-n", "-l", "-q", filter])
+            .args(["-i", "lo", "-n", "-l", "-q", "--immediate-mode", filter])
             .stdout(file.reopen().unwrap())
             .stderr(status.reopen().unwrap())
             .spawn()

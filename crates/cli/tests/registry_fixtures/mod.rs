@@ -236,6 +236,7 @@ impl Drop for TakenOver {
 /// Kills `devnet`'s registry and takes its place (see [`TakenOver`]).
 pub async fn take_over_registry(devnet: &crate::common::Devnet) -> TakenOver {
     use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+    use openrelay_transport::limits::ServerLimits;
     use openrelay_transport::server::{self, ServerCounters};
     use std::time::Duration;
     let config =
@@ -266,11 +267,11 @@ pub async fn take_over_registry(devnet: &crate::common::Devnet) -> TakenOver {
     )
     .unwrap();
     let impostor = std::sync::Arc::new(Impostor::default());
-    let tuning = Tuning::relay(Duration::from_secs(30), 64, TUNNELLED_MTU);
+    let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
     // The kernel may take a moment to release the dead registry's port.
     let mut tries = 0;
     let endpoint = loop {
-        match server::bind(registry, &identity, &tuning) {
+        match server::bind(registry, &identity, &tuning, ServerLimits::service()) {
             Ok(endpoint) => break endpoint,
             Err(_) if tries < 40 => {
                 tries += 1;

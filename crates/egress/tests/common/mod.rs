@@ -54,8 +54,8 @@ pub fn start_egress(rest: &str) -> RunningEgress {
     }
 }
 
-type Requests = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
-type Stream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+type Requests = openrelay_transport::h3guard::ClientRequests;
+type Stream = openrelay_transport::h3guard::ClientStream;
 
 /// A client's session with an egress: one QUIC connection, any requests.
 pub struct Session {
@@ -95,7 +95,7 @@ impl Session {
             .unwrap()
             .await
             .unwrap();
-        let (mut driver, requests) = h3::client::new(h3_quinn::Connection::new(connection.clone()))
+        let (mut driver, requests) = openrelay_transport::h3guard::client(&connection)
             .await
             .unwrap();
         let driver = AbortOnDrop(tokio::spawn(async move {

@@ -137,6 +137,7 @@ pub fn start_ingress_of(
         listen: "127.0.0.1:0".parse().unwrap(),
         egress_relays: HashSet::from([egress]),
         max_tunnels_per_client: 16,
+        max_tunnels_per_address_with_tokens: 1024,
         tunnel_idle_timeout: Duration::from_secs(30),
         outbound_bind: None,
         admission: admission.map(|tokens| AdmissionSettings {
@@ -145,6 +146,7 @@ pub fn start_ingress_of(
         }),
         state_dir: state_dir.to_owned(),
         congestion: Default::default(),
+        limits: openrelay_transport::limits::ServerLimits::ingress(),
     };
     let ingress = Ingress::bind(settings, &identity).unwrap();
     let addr = ingress.local_addr().unwrap();
@@ -183,10 +185,7 @@ pub async fn connect_udp(
         .unwrap()
         .await
         .unwrap();
-    let (mut driver, mut requests) = h3::client::builder()
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .build::<_, _, Bytes>(h3_quinn::Connection::new(connection.clone()))
+    let (mut driver, mut requests) = openrelay_transport::h3guard::client(&connection)
         .await
         .unwrap();
     tokio::spawn(async move {

@@ -142,7 +142,7 @@ impl Validator {
     /// proposals of `registry` every poll, until `shutdown`.
     pub async fn run(
         self,
-        endpoint: quinn::Endpoint,
+        endpoint: server::Listener,
         registry: RegistryClient,
         shutdown: impl Future<Output = ()>,
     ) {

@@ -1,0 +1,142 @@
+//! One openrelay server process (a relay or the registry) started alone from
+//! a config the test writes, with its log file and its memory readable: the
+//! target of the resource-limit and log-privacy tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use openrelay_config::KeyPin;
+
+use crate::common::Proc;
+
+/// A running server process; killed when dropped.
+#[derive(Debug)]
+pub struct Standalone {
+    /// The process.
+    pub proc: Proc,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+    /// Its key.
+    pub pin: KeyPin,
+    /// Its log file.
+    pub log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Standalone {
+    /// Its resident memory (VmRSS), in bytes.
+    pub fn rss(&self) -> u64 {
+        openrelay_transport::testing::resident_memory(self.proc.pid()).expect("the server runs")
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+}
+
+/// A relay of `role` (`ingress` or `egress`) on 127.0.0.1 logging at
+/// `level`; `extra` (sections only, such as `[limits]` or `[ingress]`) is
+/// appended to its config. An ingress without an `[ingress]` section in `extra`
+/// forwards to 127.0.0.1:9 only.
+pub fn relay(role: &str, extra: &str, level: &str) -> Standalone {
+    relay_under(&[], role, extra, level)
+}
+
+/// As [`relay`], started under `wrapper` (e.g. `prlimit ... --`).
+pub fn relay_under(wrapper: &[&str], role: &str, extra: &str, level: &str) -> Standalone {
+    let ingress = if role == "ingress" && !extra.contains("[ingress]") {
+        "[ingress]\negress_relays = [\"127.0.0.1:9\"]\n"
+    } else {
+        ""
+    };
+    start(
+        wrapper,
+        "relay",
+        &format!(
+            "role = \"{role}\"\noperator = \"test\"\nlisten = \"127.0.0.1:0\"\nworker_threads = 1\n\
+             {extra}\n{ingress}"
+        ),
+        level,
+    )
+}
+
+/// A registry (trusting one validator) on 127.0.0.1; `extra` (sections
+/// only) is appended.
+pub fn registry(extra: &str, level: &str) -> Standalone {
+    start(
+        &[],
+        "registry",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nvalidators = [\"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\n\
+             threshold = 1\n{extra}\n"
+        ),
+        level,
+    )
+}
+
+fn start(wrapper: &[&str], command: &str, config: &str, level: &str) -> Standalone {
+    let dir = tempfile::Builder::new()
+        .prefix("openrelay-standalone-")
+        .tempdir()
+        .unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join(format!("{command}.log"));
+    // `config` starts with top-level keys and may end with sections, so
+    // `state_dir` goes first and `[log]` last.
+    let path = dir.path().join(format!("{command}.toml"));
+    std::fs::write(
+        &path,
+        format!("state_dir = {state:?}\n{config}\n[log]\nlevel = \"{level}\"\nfile = {log:?}\n"),
+    )
+    .unwrap();
+    let proc = Proc::start_under(
+        wrapper,
+        &[command, "--config", path.to_str().unwrap()],
+        &dir.path().join("stderr"),
+    );
+    let addr = proc.ready_field("listen").parse().unwrap();
+    let pin = proc.ready_field("key").parse().unwrap();
+    Standalone {
+        proc,
+        addr,
+        pin,
+        log,
+        dir,
+    }
+}
+
+/// An HTTP/3 client connection (our own, guarded) to `addr`, its driver
+/// running; waits for the server's SETTINGS.
+pub async fn h3_client(
+    addr: SocketAddr,
+    pin: KeyPin,
+    mtu: u16,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    openrelay_transport::h3guard::ClientRequests,
+) {
+    use openrelay_transport::{endpoint, h3guard, h3util, udp};
+    use std::time::Duration;
+    let quic = udp::endpoint(udp::local_for(None, addr), None).unwrap();
+    let tuning = endpoint::Tuning::client(Duration::from_secs(10), Duration::from_secs(1), mtu);
+    let config = endpoint::client_config(pin, &tuning).unwrap();
+    let connection = quic
+        .connect_with(config, addr, &addr.ip().to_string())
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut driver, requests) = h3guard::client(&connection).await.unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    assert!(h3util::wait_for_datagram_support(&requests, Duration::from_secs(5)).await);
+    (quic, connection, requests)
+}
