@@ -168,10 +168,11 @@ where
                     if drain_capsules(&mut pending, &sink).is_err() {
                         // A malformed capsule makes the request malformed
                         // (RFC 9297 §3.3): the stream is reset here, and
-                        // dropping it stops the peer's side. Not
-                        // `stop_sending`: h3-quinn panics when called while
-                        // its next read is in flight (found by
-                        // openrelay-abuse's malformed-capsules attack).
+                        // dropping it stops the peer's side. Resetting
+                        // and dropping asks nothing of the stream type
+                        // (h3-quinn's, used before `h3guard`, panicked on
+                        // `stop_sending` while a read was in flight: found
+                        // by openrelay-abuse's malformed-capsules attack).
                         stream.stop_stream(h3::error::Code::H3_DATAGRAM_ERROR);
                         return BridgeEnd::MalformedCapsule;
                     }
