@@ -76,6 +76,7 @@ fn domain_prefixes_are_distinct_and_prefix_free() {
         Domain::OperatorProfile,
         Domain::Directory,
         Domain::Vote,
+        Domain::IssuerKeys,
     ];
     for a in all {
         let pa = a.prefix();
@@ -101,6 +102,7 @@ fn a_signature_verifies_only_in_its_own_domain() {
         Domain::OperatorProfile,
         Domain::Directory,
         Domain::Vote,
+        Domain::IssuerKeys,
     ] {
         assert!(!key.id().verify(other, body, &sig), "{other:?}");
     }
