@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, DirectoryConfig, KeyPin, LogConfig, parse, read};
+use crate::{ConfigError, DirectoryConfig, KeyPin, KeyPublishConfig, LogConfig, parse, read};
 
 /// The longest `key_rotation_secs`: a key's tokens are accepted for two
 /// periods, which must stay within the relays' bound on a key's lifetime
@@ -54,6 +54,16 @@ pub struct IssuerConfig {
     /// which operator. Absent: settlements are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement: Option<SettlementRelays>,
+    /// Where the issuer publishes its signed token key set (RFC 9576 §6 key
+    /// consistency): the registry and every validator. Needs `[directory]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<KeyPublishConfig>,
+    /// The validator-signed directory the issuer follows (verified k of n):
+    /// it signs tokens only with keys the directory lists for it, and hands
+    /// the directory to clients that ask (they check its signatures, not the
+    /// issuer). Needs `[publish]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryConfig>,
 }
 
 /// Where the issuer learns which relays belong to which operator.
@@ -136,6 +146,26 @@ impl IssuerConfig {
                 "registration_puzzle_bits",
                 format!("at most {MAX_PUZZLE_BITS}"),
             ));
+        }
+        match (&self.publish, &self.directory) {
+            (Some(publish), Some(directory)) => {
+                publish.validate()?;
+                directory.validate_at("directory")?;
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "directory",
+                    "[publish] needs [directory]: the issuer signs only with keys it sees listed",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "publish",
+                    "[directory] needs [publish]: the issuer signs only with keys the directory \
+                     lists, and nothing is listed unless it publishes",
+                ));
+            }
+            (None, None) => {}
         }
         match &self.settlement {
             Some(SettlementRelays::Directory(directory)) => {
@@ -239,7 +269,8 @@ mod tests {
             ),
         ] {
             assert!(EXAMPLE.contains(from), "{from}");
-            let text = EXAMPLE.replace(from, to);
+            // The first occurrence (`threshold` is also in [directory]).
+            let text = EXAMPLE.replacen(from, to, 1);
             let error = IssuerConfig::from_toml(&text).unwrap_err();
             assert!(field_of(error).contains(field), "{field}");
         }

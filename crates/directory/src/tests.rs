@@ -123,3 +123,11 @@ proptest! {
         prop_assert_eq!(endpoint_key(&a).cmp(&endpoint_key(&b)), ea.cmp(&eb));
     }
 }
+
+/// `openrelay-config` bounds `[publication] issuers` by what a directory
+/// can list; it cannot name this crate's constant (the dependency runs the
+/// other way), so the two are compared here.
+#[test]
+fn the_config_bounds_issuers_by_what_a_directory_lists() {
+    assert_eq!(crate::MAX_ISSUERS, openrelay_config::MAX_ISSUERS_LIMIT);
+}
