@@ -235,6 +235,11 @@ struct DevnetArgs {
     /// Pass tokens.
     #[arg(long)]
     no_tokens: bool,
+    /// How long each issuer token key signs before the next takes over
+    /// (default a week; a few minutes to watch key rotations, which the
+    /// validator-signed directory must list before a key signs).
+    #[arg(long, value_name = "SECS", default_value_t = openrelay_devnet::DEVNET_KEY_ROTATION_SECS)]
+    key_rotation_secs: u64,
     /// Run the client with its full-device VPN in a fresh network namespace
     /// NAME, linked to this one by a veth pair on whose host side the
     /// ingresses listen (docs/tun.md); removed on exit.
@@ -671,6 +676,7 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         log_level: args.log_level.clone(),
         registry: !args.no_registry,
         tokens: !args.no_tokens,
+        key_rotation_secs: args.key_rotation_secs,
         client_netns: args.client_netns.is_some(),
         dns_resolver: args.dns_resolver,
         path: {

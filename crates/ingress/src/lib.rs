@@ -101,6 +101,7 @@ impl IngressSettings {
                         .map(|operator_key| AdmissionSettings {
                             tokens,
                             operator_key,
+                            directory: config.directory.clone(),
                         })
                         .ok_or(AdmissionError::NoOperatorKey)
                 })
@@ -146,6 +147,8 @@ pub struct Ingress {
     endpoint: quinn::Endpoint,
     settings: IngressSettings,
     admission: Option<Arc<Admission>>,
+    /// Where the admission's issuer keys come from.
+    key_source: Option<openrelay_issuer::keyfeed::KeySource>,
 }
 
 impl Ingress {
@@ -153,11 +156,15 @@ impl Ingress {
     /// admission if configured (reads the issuer keys, opens the
     /// double-spend set).
     pub fn bind(settings: IngressSettings, identity: &Identity) -> Result<Self, IngressError> {
-        let admission = settings
+        let opened = settings
             .admission
             .as_ref()
-            .map(|config| admission::open(config, &settings.state_dir).map(Arc::new))
+            .map(|config| admission::open(config, &settings.state_dir))
             .transpose()?;
+        let (admission, key_source) = match opened {
+            Some((gate, source)) => (Some(Arc::new(gate)), source),
+            None => (None, None),
+        };
         // Every tunnel is one request stream; the per-client limit is enforced
         // separately, this only bounds one connection.
         let max_streams = u32::try_from(settings.max_tunnels_per_client).unwrap_or(u32::MAX);
@@ -172,6 +179,7 @@ impl Ingress {
             endpoint,
             settings,
             admission,
+            key_source,
         })
     }
 
@@ -190,14 +198,20 @@ impl Ingress {
         });
         let counters = Arc::new(ServerCounters::default());
         // Ends with this future, also when it is cancelled.
+        let refresh = shared
+            .settings
+            .admission
+            .as_ref()
+            .map_or(Duration::from_secs(60), |a| {
+                Duration::from_secs(a.tokens.keys_refresh_secs)
+            });
         let _refresh = shared
             .admission
             .clone()
-            .zip(shared.settings.admission.clone())
-            .map(|(admission, config)| {
+            .zip(self.key_source)
+            .map(|(admission, source)| {
                 AbortOnDrop(tokio::spawn(admission::follow_keys(
-                    admission,
-                    config.tokens,
+                    admission, source, refresh,
                 )))
             });
         info!(

@@ -339,7 +339,6 @@ impl<S: RegistryStore> Registry<S> {
 /// The directory crate's fixtures (keys from fixed seeds, key sets of
 /// issuers rotating daily).
 #[cfg(test)]
-#[allow(dead_code, unused_imports, clippy::unwrap_used)]
 #[path = "../../directory/tests/common/mod.rs"]
 pub(crate) mod fixture;
 

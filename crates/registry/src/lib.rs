@@ -21,9 +21,11 @@
 //!   validators' votes ([`openrelay_directory::vote::tally`]).
 //!
 //! [`service`] serves the registry over HTTP/3, [`validator`] runs a
-//! validator, [`publisher`] publishes a relay, [`http`] is the client all of
-//! them use.
+//! validator, [`publisher`] publishes a relay, [`key_sets`] holds issuers'
+//! token key sets, [`follow`] keeps a server's copy of the verified
+//! directory, [`http`] is the client all of them use.
 
+pub mod follow;
 pub mod http;
 pub mod key_sets;
 pub mod keyfile;
