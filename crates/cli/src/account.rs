@@ -15,7 +15,7 @@
 //! With `[directory]`, tokens are fetched only under the key the
 //! validator-signed directory lists for the issuer (RFC 9576 §6): the
 //! client's cached directory, or a copy the issuer hands over (verified as
-//! any). A login waits up to a minute for a key not listed yet (a new
+//! any). A login waits up to 40 s for a key not listed yet (a new
 //! issuer's first key); an issuer offering a key the directory does not
 //! list while it lists another is refused at once.
 use std::io::BufRead;
@@ -33,7 +33,7 @@ use openrelay_issuer::Session;
 /// How long a login waits for the validator-signed directory to list the
 /// issuer's token key (a new issuer's first key, a rotation in progress),
 /// asking again every [`LISTING_RETRY`].
-const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
 const LISTING_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What to do with the account.

@@ -408,11 +408,13 @@ impl Account {
         let hex = |key: &EpochKey| -> String {
             key.key.id().iter().map(|b| format!("{b:02x}")).collect()
         };
+        // What `directory` lists for the issuer, and whether the issuer's
+        // offer is consistent with it.
         let judge = |directory: &openrelay_directory::VerifiedDirectory| {
             let listed = match self.listed_in(directory) {
                 Ok(listed) => listed,
                 Err(KeyConsistencyError::NotListed(_)) => Vec::new(),
-                Err(e) => return Err(AccountError::Consistency(e)),
+                Err(e) => return (Vec::new(), Err(AccountError::Consistency(e))),
             };
             let current = listed
                 .iter()
@@ -421,8 +423,8 @@ impl Account {
             let unlisted = offered
                 .iter()
                 .find(|k| k.accepts_at(now, 0) && !lists(&listed, k));
-            match (current, unlisted) {
-                (Some(current), None) => Ok((current, listed)),
+            let verdict = match (current, unlisted) {
+                (Some(current), None) => Ok(current),
                 // The directory has a key signing now and the issuer
                 // offers another: no fresher directory changes that.
                 (Some(_), Some(key)) => Err(AccountError::UnlistedKey { key_id: hex(key) }),
@@ -431,21 +433,21 @@ impl Account {
                 (None, unlisted) => Err(AccountError::KeyNotYetListed {
                     offered: unlisted.map(hex),
                 }),
-            }
+            };
+            (listed, verdict)
         };
-        let verdict = match feed.verified() {
-            Some(directory) => judge(&directory),
-            None => Err(AccountError::NoDirectory),
+        let mut judged = feed.verified().map(|directory| judge(&directory));
+        if !matches!(judged, Some((_, Ok(_))))
+            && let Some(copy) = self.issuer_copy(feed, client).await
+        {
+            judged = Some(judge(&copy));
+        }
+        let Some((listed, verdict)) = judged else {
+            return Err(AccountError::NoDirectory);
         };
-        let (key, listed) = match verdict {
-            Ok(found) => found,
-            Err(first) => match self.issuer_copy(feed, client).await {
-                Some(directory) => judge(&directory)?,
-                None => return Err(first),
-            },
-        };
+        // Whatever the verdict, only tokens under listed keys are kept.
         self.keep_listed(&listed);
-        Ok(key)
+        verdict
     }
 
     /// The issuer's copy of the validator-signed directory, verified by the

@@ -452,4 +452,58 @@ mod tests {
         std::fs::write(dir.path().join(CACHE_FILE), b"junk").unwrap();
         assert!(feed(false, dir.path()).load_cache().is_none());
     }
+
+    /// Issue 11 item 11 (RFC 9576 §6): a directory whose issuer key set
+    /// breaks the bounds (here: four keys, one more than a set may list) is
+    /// refused as a whole, even signed by the validators, and changes
+    /// nothing.
+    #[test]
+    fn a_directory_with_an_over_bounded_key_set_is_refused() {
+        use openrelay_directory::{IssuerKey, IssuerKeySet, IssuerTokenKey, KeySetFields};
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let feed = feed(true, dir.path());
+        let good = directory(now, [&["11.0.0.1:1"], &["11.0.0.2:1"], &["11.0.0.3:1"]]);
+        feed.accept(&good, now).unwrap();
+        let before = feed.verified().unwrap().digest();
+
+        // A valid set of three keys, then its key count made four.
+        let issuer = IssuerKey::from_bytes(&[5; 32]);
+        let keys = (0..3u64)
+            .map(|i| IssuerTokenKey {
+                token_type: openrelay_directory::TOKEN_TYPE_BLIND_RSA,
+                key: vec![u8::try_from(i).unwrap(); 342],
+                not_before: now + i * 3600,
+                expires: now + i * 3600 + 7200,
+            })
+            .collect();
+        let set = issuer
+            .sign_key_set(
+                IssuerKeySet::new(KeySetFields {
+                    issuer: issuer.id(),
+                    issuer_name: "issuer.example:4450".into(),
+                    published_at: now,
+                    keys,
+                })
+                .unwrap(),
+            )
+            .unwrap()
+            .to_bytes();
+        let mut four = set.clone();
+        four[1 + 32 + 1 + "issuer.example:4450".len() + 8] = 4;
+        let signed = SignedDirectory::from_bytes(&good).unwrap();
+        let mut body = signed.directory.clone();
+        // Replace the empty list of key sets (a u32 0) by one entry.
+        body.truncate(body.len() - 4);
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&four);
+        let mut forged = SignedDirectory {
+            directory: body,
+            signatures: Vec::new(),
+        };
+        forged.sign(&ValidatorKey::from_bytes(&[9; 32]));
+        let refused = feed.accept(&forged.to_bytes(), now).unwrap_err();
+        assert!(refused.contains("malformed"), "{refused}");
+        assert_eq!(feed.verified().unwrap().digest(), before);
+    }
 }

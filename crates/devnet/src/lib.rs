@@ -439,7 +439,8 @@ fn token_settings(issuer: &IssuerConfig, endpoint: Option<RegistryEndpoint>) -> 
         issuer_name: issuer.issuer_name.clone(),
         issuer: endpoint,
         issuer_keys: None,
-        keys_refresh_secs: 5,
+        // With a registry: as often as the directory is fetched.
+        keys_refresh_secs: 2,
         redis_url: None,
         spent_path: None,
     }

@@ -178,7 +178,9 @@ pub async fn follow(gate: Arc<TokenGate>, source: KeySource, refresh: Duration) 
                 backoff.next_delay()
             }
             Err(e) => {
-                if failing {
+                // A network starting up has no directory yet: say so quietly.
+                let none_yet = matches!(&e, KeyFeedError::Directory(f) if f.is_none_yet());
+                if failing || (none_yet && !gate.has_keys()) {
                     debug!(error = %e, "issuer keys still unavailable");
                 } else {
                     warn!(

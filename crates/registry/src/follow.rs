@@ -39,6 +39,14 @@ pub enum FollowError {
     Refused(#[from] DirectoryError),
 }
 
+impl FollowError {
+    /// Whether the registry has simply signed no directory yet (a network
+    /// starting up): no problem to warn about.
+    pub fn is_none_yet(&self) -> bool {
+        matches!(self, FollowError::Status(404))
+    }
+}
+
 /// The directory a server follows.
 #[derive(Debug)]
 pub struct DirectoryFollower {
@@ -161,7 +169,7 @@ impl DirectoryFollower {
                 }
                 Err(e) => {
                     // Keep the last good directory; the registry may be down.
-                    if failing {
+                    if failing || (first && e.is_none_yet()) {
                         debug!(error = %e, "directory still not updated");
                     } else {
                         warn!(error = %e, "directory not updated");
