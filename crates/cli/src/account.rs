@@ -285,7 +285,9 @@ async fn fetch_when_listed(
                 if !told {
                     #[allow(clippy::print_stderr)]
                     {
-                        eprintln!("waiting for the validator-signed directory to list the issuer's token key: {e}");
+                        eprintln!(
+                            "waiting for the validator-signed directory to list the issuer's token key: {e}"
+                        );
                     }
                     told = true;
                 }

@@ -401,7 +401,9 @@ fn key_consistency_settings_go_together() {
     );
 
     let directory = "\n[directory]\nregistry = { addr = \"203.0.113.10:4440\", key = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\" }\nvalidators = [\"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\nthreshold = 1\n";
-    let gated = |tokens: &str| format!("{INGRESS_EXAMPLE}{directory}\n[ingress.admission]\nissuer_name = \"i\"\n{tokens}");
+    let gated = |tokens: &str| {
+        format!("{INGRESS_EXAMPLE}{directory}\n[ingress.admission]\nissuer_name = \"i\"\n{tokens}")
+    };
     let relay = RelayConfig::from_toml(&gated(
         "issuer = { addr = \"203.0.113.5:4450\", key = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\" }\n",
     ))

@@ -125,9 +125,7 @@ impl Directory {
         }
         check_strictly_ascending(&self.operators, "operators", |p| p.profile().operator())?;
         check_strictly_ascending(&self.descriptors, "descriptors", |d| d.descriptor().relay())?;
-        check_strictly_ascending(&self.key_sets, "issuer key sets", |s| {
-            s.key_set().issuer()
-        })
+        check_strictly_ascending(&self.key_sets, "issuer key sets", |s| s.key_set().issuer())
     }
 
     /// The sequence number: strictly increasing from one directory to the

@@ -336,9 +336,7 @@ impl IssuerKeySet {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
         r.version("issuer key set", ISSUER_KEYS_VERSION)?;
         let issuer = IssuerId::from_checked(read_key(r, "issuer")?);
-        let issuer_name = r
-            .short_str("issuer_name", MAX_ISSUER_NAME_LEN)?
-            .to_owned();
+        let issuer_name = r.short_str("issuer_name", MAX_ISSUER_NAME_LEN)?.to_owned();
         let published_at = r.u64()?;
         let count = usize::from(r.u8()?);
         if count > MAX_ISSUER_KEYS {

@@ -53,8 +53,8 @@ pub use fields::{CountryCode, Network, Region};
 pub use issuer_keys::{
     BadKeySetSignature, ISSUER_KEYS_VERSION, IssuerKeySet, IssuerTokenKey, KeySetDigest,
     KeySetFields, KeySetSignError, MAX_ISSUER_KEYS, MAX_ISSUER_NAME_LEN, MAX_ISSUERS,
-    MAX_SIGNED_KEY_SET_BYTES, MAX_TOKEN_KEY_LEN, MAX_TOKEN_KEY_LIFETIME_SECS,
-    SignedIssuerKeySet, TOKEN_TYPE_BLIND_RSA,
+    MAX_SIGNED_KEY_SET_BYTES, MAX_TOKEN_KEY_LEN, MAX_TOKEN_KEY_LIFETIME_SECS, SignedIssuerKeySet,
+    TOKEN_TYPE_BLIND_RSA,
 };
 pub use keys::{
     IssuerId, IssuerKey, KeyError, OperatorId, OperatorKey, QuicKey, RelayId, RelayKey, Signature,

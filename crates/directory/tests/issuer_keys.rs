@@ -11,9 +11,9 @@ use common::*;
 use openrelay_directory::vote::{IssuerVote, Vote, tally_issuers};
 use openrelay_directory::{
     Directory, DirectoryError, FormatError, IssuerKeySet, IssuerTokenKey, KeySetFields,
-    KeySetSignError, MAX_ISSUER_KEYS, MAX_ISSUERS, MAX_SIGNED_KEY_SET_BYTES,
-    MAX_TOKEN_KEY_LEN, MAX_TOKEN_KEY_LIFETIME_SECS, Signer, SignedIssuerKeySet,
-    TOKEN_TYPE_BLIND_RSA, verify_directory,
+    KeySetSignError, MAX_ISSUER_KEYS, MAX_ISSUERS, MAX_SIGNED_KEY_SET_BYTES, MAX_TOKEN_KEY_LEN,
+    MAX_TOKEN_KEY_LIFETIME_SECS, SignedIssuerKeySet, Signer, TOKEN_TYPE_BLIND_RSA,
+    verify_directory,
 };
 use proptest::prelude::*;
 
@@ -291,10 +291,8 @@ fn a_directory_lists_key_sets_by_issuer() {
 #[test]
 fn a_forged_key_set_refuses_the_directory() {
     let honest = key_set(1, &[1]);
-    let forged = SignedIssuerKeySet::from_parts(
-        honest.key_set().clone(),
-        *key_set(2, &[1]).signature(),
-    );
+    let forged =
+        SignedIssuerKeySet::from_parts(honest.key_set().clone(), *key_set(2, &[1]).signature());
     let d = directory(1).with_issuer_keys(vec![forged]).unwrap();
     assert_eq!(
         verify_directory(signed(&d, &[0, 1]), &trust(2, 3), NOW, None).unwrap_err(),
@@ -325,7 +323,11 @@ fn votes_name_key_sets_and_a_majority_elects_one() {
     decoded.verify().unwrap();
     assert_eq!(decoded.vote().issuer(&issuer_key(1).id()), Some(a));
 
-    let elected = |votes: &[Vote]| tally_issuers(votes.iter()).get(&issuer_key(1).id()).copied();
+    let elected = |votes: &[Vote]| {
+        tally_issuers(votes.iter())
+            .get(&issuer_key(1).id())
+            .copied()
+    };
     assert_eq!(elected(&[vote(0, a), vote(1, a), vote(2, b)]), Some(a));
     assert_eq!(elected(&[vote(0, a), vote(1, b), vote(2, b)]), Some(b));
     // Equivocation: a different set for each validator lists none; so do

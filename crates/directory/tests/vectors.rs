@@ -20,9 +20,8 @@ use openrelay_directory::vote::{IssuerVote, SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
     CountryCode, DescriptorFields, Directory, IssuerKey, IssuerKeySet, IssuerTokenKey,
     KeySetFields, Network, OperatorKey, OperatorProfile, ProfileFields, Proposal, QuicKey, Region,
-    RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory,
-    SignedIssuerKeySet, SignedOperatorProfile, TOKEN_TYPE_BLIND_RSA, TrustConfig, ValidatorKey,
-    verify_directory_bytes,
+    RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
+    SignedOperatorProfile, TOKEN_TYPE_BLIND_RSA, TrustConfig, ValidatorKey, verify_directory_bytes,
 };
 use serde_json::{Value, json};
 
@@ -463,9 +462,10 @@ fn stored_vectors_decode_and_verify() {
         stored["directory"]["sha256"].as_str().unwrap()
     );
     assert_eq!(verified.relays().count(), 2);
-    let key_set =
-        SignedIssuerKeySet::from_bytes(&unhex(stored["issuer_key_set"]["signed"].as_str().unwrap()))
-            .unwrap();
+    let key_set = SignedIssuerKeySet::from_bytes(&unhex(
+        stored["issuer_key_set"]["signed"].as_str().unwrap(),
+    ))
+    .unwrap();
     key_set.verify().unwrap();
     let issuer = key_set.key_set().issuer();
     assert_eq!(

@@ -53,8 +53,7 @@ pub fn listed_set<'a>(
     issuer: &KeyPin,
     issuer_name: &str,
 ) -> Result<&'a IssuerKeySet, KeyConsistencyError> {
-    let id =
-        IssuerId::try_from(*issuer).map_err(|_| KeyConsistencyError::BadIssuerKey(*issuer))?;
+    let id = IssuerId::try_from(*issuer).map_err(|_| KeyConsistencyError::BadIssuerKey(*issuer))?;
     let set = directory
         .issuer_keys(&id)
         .ok_or(KeyConsistencyError::NotListed(*issuer))?;
@@ -81,11 +80,8 @@ pub fn listed_keys(
         .iter()
         .map(|listed| {
             Ok(EpochKey {
-                key: TokenKey::from_spki(&listed.key).map_err(|_| {
-                    KeyConsistencyError::BadTokenKey {
-                        issuer: *issuer,
-                    }
-                })?,
+                key: TokenKey::from_spki(&listed.key)
+                    .map_err(|_| KeyConsistencyError::BadTokenKey { issuer: *issuer })?,
                 not_before: listed.not_before,
                 expires: listed.expires,
             })

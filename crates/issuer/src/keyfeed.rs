@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::{AdmissionConfig, DirectoryConfig, KeyPin, RegistryEndpoint};
-use openrelay_registry::follow::{DirectoryFollower, FollowError};
 pub use openrelay_registry::follow::FollowConfigError;
+use openrelay_registry::follow::{DirectoryFollower, FollowError};
 use openrelay_tokens::EpochKey;
 use openrelay_tokens::gate::{GateError, TokenGate, read_keys};
 use openrelay_transport::backoff::Backoff;
@@ -123,23 +123,22 @@ impl KeySource {
             }
             KeySource::Issuer(issuer) => issuer,
         };
-        let fetch =
-            async {
-                let client = IssuerClient::connect(issuer.addr, issuer.key).await?;
-                let keys = client.directory().await?.epoch_keys().map_err(|e| {
-                    KeyFeedError::IssuerDirectory {
-                        addr: issuer.addr,
-                        reason: e.to_string(),
-                    }
-                })?;
-                if keys.is_empty() {
-                    return Err(KeyFeedError::IssuerDirectory {
-                        addr: issuer.addr,
-                        reason: "no token keys of type 0x0002".into(),
-                    });
+        let fetch = async {
+            let client = IssuerClient::connect(issuer.addr, issuer.key).await?;
+            let keys = client.directory().await?.epoch_keys().map_err(|e| {
+                KeyFeedError::IssuerDirectory {
+                    addr: issuer.addr,
+                    reason: e.to_string(),
                 }
-                Ok(keys)
-            };
+            })?;
+            if keys.is_empty() {
+                return Err(KeyFeedError::IssuerDirectory {
+                    addr: issuer.addr,
+                    reason: "no token keys of type 0x0002".into(),
+                });
+            }
+            Ok(keys)
+        };
         tokio::time::timeout(FETCH_TIMEOUT, fetch)
             .await
             .map_err(|_| KeyFeedError::TimedOut(issuer.addr))?

@@ -85,8 +85,8 @@ impl KeyPublisher {
         identity: Identity,
         issuer_name: &str,
     ) -> Result<Self, KeySetError> {
-        let issuer = IssuerId::try_from(identity.pin())
-            .map_err(|e| KeySetError::Identity(e.to_string()))?;
+        let issuer =
+            IssuerId::try_from(identity.pin()).map_err(|e| KeySetError::Identity(e.to_string()))?;
         Ok(KeyPublisher {
             targets: std::iter::once(&config.registry)
                 .chain(&config.validators)

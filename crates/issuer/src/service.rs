@@ -54,15 +54,15 @@ use tracing::{debug, info, warn};
 
 use crate::consistency::{KeyConsistencyError, listed_keys, lists};
 use crate::keys::{KeyRing, KeyRingError};
-use crate::publish::{KeyPublisher, KeySetError};
-use openrelay_registry::follow::{DirectoryFollower, FollowConfigError};
 use crate::limiter::AddressKey;
 use crate::logins::{LoginId, LoginLimits, Logins};
+use crate::publish::{KeyPublisher, KeySetError};
 use crate::puzzle::{Puzzle, split_solution};
 use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
 use crate::sessions::Sessions;
 use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
 use crate::{Suite, opaque_identifiers, paths, session_bearer, unframe};
+use openrelay_registry::follow::{DirectoryFollower, FollowConfigError};
 
 /// The OPAQUE server setup file (its OPRF seed and key pair; 0600).
 pub const SETUP_FILE: &str = "opaque-setup.key";
@@ -295,16 +295,11 @@ impl IssuerService {
             (Some(publish), Some(directory)) => {
                 // The key set is signed by the identity clients pin: the
                 // TLS key in the state directory.
-                let identity = openrelay_transport::identity::Identity::load_or_create(
-                    &config.state_dir,
-                )?;
+                let identity =
+                    openrelay_transport::identity::Identity::load_or_create(&config.state_dir)?;
                 Some((
                     Arc::new(DirectoryFollower::new(directory)?),
-                    Arc::new(KeyPublisher::new(
-                        publish,
-                        identity,
-                        &config.issuer_name,
-                    )?),
+                    Arc::new(KeyPublisher::new(publish, identity, &config.issuer_name)?),
                 ))
             }
             _ => None,

@@ -152,9 +152,7 @@ impl KeySets {
         let at = sets.partition_point(|s| s.set().published_at() <= stored.set().published_at());
         sets.insert(at, stored);
         let excess = sets.len().saturating_sub(KEY_SET_HISTORY);
-        sets.drain(..excess)
-            .map(|s| (issuer, s.digest))
-            .collect()
+        sets.drain(..excess).map(|s| (issuer, s.digest)).collect()
     }
 
     /// Forgets every set whose keys have all expired at `now`; returns them.
@@ -485,7 +483,9 @@ mod tests {
             let registry = open(&dir);
             registry.publish_key_set(&newer.to_bytes(), now).unwrap();
             assert!(registry.publish_key_set(&older.to_bytes(), now).is_err());
-            registry.store_voted_key_set(&older.to_bytes(), now).unwrap();
+            registry
+                .store_voted_key_set(&older.to_bytes(), now)
+                .unwrap();
             assert!(registry.holds_key_set(&issuer_key(1).id(), &older.digest()));
             // The validators elected the older one.
             let vote = |digest| {

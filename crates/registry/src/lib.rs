@@ -42,9 +42,9 @@ use std::sync::{Mutex, MutexGuard};
 use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{Elected, Vote, VoteEntry};
 use openrelay_directory::{
-    AddressClass, BadKeySetSignature, BadProfileSignature, DescriptorError, Directory,
-    FormatError, KeyPin, OperatorId, RelayId, SignedDescriptor, SignedDirectory,
-    SignedIssuerKeySet, SignedOperatorProfile,
+    AddressClass, BadKeySetSignature, BadProfileSignature, DescriptorError, Directory, FormatError,
+    KeyPin, OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
+    SignedOperatorProfile,
 };
 use tracing::warn;
 

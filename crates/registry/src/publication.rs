@@ -47,9 +47,7 @@ pub(crate) async fn serve(
     what: Publication,
     mut stream: ServerStream,
     now: u64,
-    key_set: impl FnOnce(&Registry<RedbStore>, &[u8], u64) -> Result<(), PublishError>
-    + Send
-    + 'static,
+    key_set: impl FnOnce(&Registry<RedbStore>, &[u8], u64) -> Result<(), PublishError> + Send + 'static,
 ) {
     let Some(body) = server::read_body(&mut stream, MAX_PUBLICATION).await else {
         return reply(stream, 413, "body too large or cut off", None).await;

@@ -463,8 +463,7 @@ impl RegistryService {
             })
             .unwrap_or_default();
         let split = listed.iter().any(|issuer| {
-            !elected.contains_key(issuer)
-                && votes.iter().any(|v| v.vote().issuer(issuer).is_some())
+            !elected.contains_key(issuer) && votes.iter().any(|v| v.vote().issuer(issuer).is_some())
         });
         let mut since = lock(&self.split_since);
         if !split {

@@ -1093,7 +1093,8 @@ mod proposals {
         };
         let (a, b) = (key_set(1, &[1]), key_set_at(1, &[1, 2], NOW - 30));
         let base = honest(&registry, 7);
-        let listing = |votes: Vec<SignedVote>, sets: Vec<openrelay_directory::SignedIssuerKeySet>| {
+        let listing = |votes: Vec<SignedVote>,
+                       sets: Vec<openrelay_directory::SignedIssuerKeySet>| {
             let d = Directory::from_bytes(&base.directory)
                 .unwrap()
                 .with_issuer_keys(sets)
@@ -1105,24 +1106,46 @@ mod proposals {
         };
         // Two of three name A: A listed is signed; B listed, or nothing, is
         // refused.
-        let votes = votes_naming(&registry, &[(0, a.digest()), (1, a.digest()), (2, b.digest())]);
+        let votes = votes_naming(
+            &registry,
+            &[(0, a.digest()), (1, a.digest()), (2, b.digest())],
+        );
         assert!(matches!(
             check_proposal(&listing(votes.clone(), vec![a.clone()]), &rules, None, NOW),
             Ok(Verdict::Sign { .. })
         ));
         assert!(matches!(
             check_proposal(&listing(votes.clone(), vec![b.clone()]), &rules, None, NOW),
-            Err(Refusal::UnknownKeySet { votes: 1, of: 3, .. })
+            Err(Refusal::UnknownKeySet {
+                votes: 1,
+                of: 3,
+                ..
+            })
         ));
         let omitted = check_proposal(&listing(votes, Vec::new()), &rules, None, NOW).unwrap_err();
-        assert!(matches!(omitted, Refusal::OmittedKeySet { votes: 2, of: 3, .. }));
+        assert!(matches!(
+            omitted,
+            Refusal::OmittedKeySet {
+                votes: 2,
+                of: 3,
+                ..
+            }
+        ));
         assert!(omitted.is_transient());
         // Each validator shown another set: none may be listed.
         let c = key_set_at(1, &[2], NOW - 20);
-        let split = votes_naming(&registry, &[(0, a.digest()), (1, b.digest()), (2, c.digest())]);
+        let split = votes_naming(
+            &registry,
+            &[(0, a.digest()), (1, b.digest()), (2, c.digest())],
+        );
         for set in [&a, &b, &c] {
             assert!(matches!(
-                check_proposal(&listing(split.clone(), vec![set.clone()]), &rules, None, NOW),
+                check_proposal(
+                    &listing(split.clone(), vec![set.clone()]),
+                    &rules,
+                    None,
+                    NOW
+                ),
                 Err(Refusal::UnknownKeySet { votes: 1, .. })
             ));
         }

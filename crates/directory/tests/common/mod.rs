@@ -204,7 +204,11 @@ pub fn key_set(i: u8, keys: &[u8]) -> openrelay_directory::SignedIssuerKeySet {
 }
 
 /// [`key_set`] published at `published_at`.
-pub fn key_set_at(i: u8, keys: &[u8], published_at: u64) -> openrelay_directory::SignedIssuerKeySet {
+pub fn key_set_at(
+    i: u8,
+    keys: &[u8],
+    published_at: u64,
+) -> openrelay_directory::SignedIssuerKeySet {
     let set = openrelay_directory::IssuerKeySet::new(openrelay_directory::KeySetFields {
         issuer: issuer_key(i).id(),
         issuer_name: format!("issuer{i}.example:4450"),
