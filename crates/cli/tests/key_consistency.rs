@@ -175,36 +175,6 @@ async fn pay(
     Some((answer.status, proxy_status))
 }
 
-/// The exported network of a two-operator devnet (registry, validators,
-/// issuer, relays, client configs) in `dir`.
-fn export(dir: &Path) -> PathBuf {
-    let configs = dir.join("configs");
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let exported = run_openrelay(
-        &[
-            "devnet",
-            "--export",
-            configs.to_str().unwrap(),
-            "--state-dir",
-            dir.join("state").to_str().unwrap(),
-            "--log-dir",
-            logs.to_str().unwrap(),
-            "--log-level",
-            "debug",
-            "--operators",
-            "2",
-            "--socks",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(exported.status.success(), "{}", exported.stderr);
-    configs
-}
-
 /// Starts `openrelay <subcommand> --config <config>`.
 fn start(subcommand: &str, config: &Path) -> Proc {
     let stderr = config.with_extension("stderr");
@@ -244,7 +214,7 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
         .prefix("openrelay-keys-")
         .tempdir()
         .unwrap();
-    let configs = export(dir.path());
+    let configs = common::export_devnet(dir.path(), &["--log-level", "debug"]);
     let issuer_config = IssuerConfig::load(&configs.join("issuer.toml")).unwrap();
     let issuer_name = issuer_config.issuer_name.clone();
 

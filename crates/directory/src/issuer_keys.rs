@@ -419,46 +419,19 @@ impl SignedIssuerKeySet {
         &self.0.value
     }
 
-    /// The issuer's signature.
-    pub fn signature(&self) -> &Signature {
-        &self.0.signature
-    }
-
     /// SHA-256 of the set's body (what votes name).
     pub fn digest(&self) -> KeySetDigest {
         KeySetDigest::of(&self.0.body)
     }
-
-    /// Checks the issuer's signature.
-    pub fn verify(&self) -> Result<(), BadKeySetSignature> {
-        let issuer = self.key_set().issuer();
-        if issuer.verify(Domain::IssuerKeys, &self.0.body, &self.0.signature) {
-            Ok(())
-        } else {
-            Err(BadKeySetSignature {
-                which: Signer::Issuer(issuer),
-            })
-        }
-    }
-
-    /// The canonical bytes: the body, then the signature.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.to_bytes()
-    }
-
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        self.0.encode(out);
-    }
-
-    /// Parses a signed key set (signature unchecked: call `verify`).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
-        decode_exact(bytes, Self::decode)
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        OneSigned::decode(r, IssuerKeySet::decode).map(SignedIssuerKeySet)
-    }
 }
+
+crate::codec::one_signed!(
+    SignedIssuerKeySet,
+    IssuerKeySet,
+    BadKeySetSignature,
+    Domain::IssuerKeys,
+    |set| set.issuer() => Signer::Issuer
+);
 
 /// The smallest possible signed key set, to bound allocations.
 pub(crate) const MIN_SIGNED_KEY_SET_LEN: usize =

@@ -23,9 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::codec::{
-    OneSigned, Reader, bounded_capacity, check_strictly_ascending, decode_exact, put_count_u32,
-};
+use crate::codec::{OneSigned, Reader, bounded_capacity, check_strictly_ascending, put_count_u32};
 use crate::descriptor::read_key;
 use crate::issuer_keys::{KeySetDigest, MAX_ISSUERS};
 use crate::keys::{Domain, IssuerId, RelayId, Signature, ValidatorId, ValidatorKey};
@@ -269,43 +267,15 @@ impl SignedVote {
     pub fn vote(&self) -> &Vote {
         &self.0.value
     }
-
-    /// The validator's signature.
-    pub fn signature(&self) -> &Signature {
-        &self.0.signature
-    }
-
-    /// Checks the validator's signature (not whether the validator is
-    /// trusted: that is the caller's).
-    pub fn verify(&self) -> Result<(), BadVoteSignature> {
-        let validator = self.vote().validator();
-        if validator.verify(Domain::Vote, &self.0.body, &self.0.signature) {
-            Ok(())
-        } else {
-            Err(BadVoteSignature {
-                which: Signer::Validator(validator),
-            })
-        }
-    }
-
-    /// The canonical bytes: the body, then the signature.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.to_bytes()
-    }
-
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        self.0.encode(out);
-    }
-
-    /// Parses a signed vote (signature unchecked: call `verify`).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
-        decode_exact(bytes, Self::decode)
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        OneSigned::decode(r, Vote::decode).map(SignedVote)
-    }
 }
+
+crate::codec::one_signed!(
+    SignedVote,
+    Vote,
+    BadVoteSignature,
+    Domain::Vote,
+    |vote| vote.validator() => Signer::Validator
+);
 
 /// Largest signed vote, in bytes (every relay and issuer listed).
 pub const MAX_SIGNED_VOTE_BYTES: usize = 1

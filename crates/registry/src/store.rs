@@ -118,6 +118,32 @@ pub trait RegistryStore: Send + Sync {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// A stored value: a time (u64 big-endian), then the bytes.
+fn timed_value(time: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + bytes.len());
+    value.extend_from_slice(&time.to_be_bytes());
+    value.extend_from_slice(bytes);
+    value
+}
+
+/// The time and the bytes of a stored value ([`timed_value`]); a value too
+/// short for a time reads as time 0.
+fn split_timed(value: &[u8]) -> (u64, Vec<u8>) {
+    let time = value
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes);
+    (time, value.get(8..).unwrap_or_default().to_vec())
+}
+
+/// The key of a key set: issuer id, then digest.
+fn key_set_key(issuer: &[u8; 32], digest: &[u8; 32]) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(issuer);
+    key[32..].copy_from_slice(digest);
+    key
+}
+
 /// The embedded store: one redb file.
 #[derive(Debug)]
 pub struct RedbStore {
@@ -170,15 +196,11 @@ impl RedbStore {
         let mut out = Vec::new();
         for entry in table.iter().map_err(StoreError::from_redb)? {
             let (key, value) = entry.map_err(StoreError::from_redb)?;
-            let value = value.value();
-            let time = value
-                .get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_be_bytes);
+            let (time, bytes) = split_timed(value.value());
             out.push(Timed {
                 key: *key.value(),
                 time,
-                bytes: value.get(8..).unwrap_or_default().to_vec(),
+                bytes,
             });
         }
         Ok(out)
@@ -191,9 +213,7 @@ impl RedbStore {
         time: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let mut value = Vec::with_capacity(8 + bytes.len());
-        value.extend_from_slice(&time.to_be_bytes());
-        value.extend_from_slice(bytes);
+        let value = timed_value(time, bytes);
         self.write(false, |txn| {
             txn.open_table(table)?.insert(key, value.as_slice())?;
             Ok(())
@@ -249,14 +269,10 @@ impl RegistryStore for RedbStore {
         signed: &[u8],
         received_at: u64,
     ) -> Result<(), StoreError> {
-        let mut key = [0u8; 64];
-        key[..32].copy_from_slice(issuer);
-        key[32..].copy_from_slice(digest);
-        let mut value = Vec::with_capacity(8 + signed.len());
-        value.extend_from_slice(&received_at.to_be_bytes());
-        value.extend_from_slice(signed);
+        let value = timed_value(received_at, signed);
         self.write(true, |txn| {
-            txn.open_table(KEY_SETS)?.insert(&key, value.as_slice())?;
+            txn.open_table(KEY_SETS)?
+                .insert(&key_set_key(issuer, digest), value.as_slice())?;
             Ok(())
         })
     }
@@ -267,19 +283,16 @@ impl RegistryStore for RedbStore {
         let mut out = Vec::new();
         for entry in table.iter().map_err(StoreError::from_redb)? {
             let (key, value) = entry.map_err(StoreError::from_redb)?;
-            let (key, value) = (key.value(), value.value());
+            let key = key.value();
             let (mut issuer, mut digest) = ([0u8; 32], [0u8; 32]);
             issuer.copy_from_slice(&key[..32]);
             digest.copy_from_slice(&key[32..]);
-            let time = value
-                .get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_be_bytes);
+            let (time, bytes) = split_timed(value.value());
             out.push(KeySetEntry {
                 issuer,
                 digest,
                 time,
-                bytes: value.get(8..).unwrap_or_default().to_vec(),
+                bytes,
             });
         }
         Ok(out)
@@ -289,10 +302,7 @@ impl RegistryStore for RedbStore {
         self.write(true, |txn| {
             let mut table = txn.open_table(KEY_SETS)?;
             for (issuer, digest) in sets {
-                let mut key = [0u8; 64];
-                key[..32].copy_from_slice(issuer);
-                key[32..].copy_from_slice(digest);
-                table.remove(&key)?;
+                table.remove(&key_set_key(issuer, digest))?;
             }
             Ok(())
         })
