@@ -11,15 +11,30 @@
 //! asked to with `--direct`. Otherwise a login goes through the relays, on a
 //! path of its own apart from a running client's path, and never falls back
 //! to a direct connection when that path fails.
+//!
+//! With `[directory]`, tokens are fetched only under the key the
+//! validator-signed directory lists for the issuer (RFC 9576 §6): the
+//! client's cached directory, or a copy the issuer hands over (verified as
+//! any). A login waits up to 40 s for a key not listed yet (a new
+//! issuer's first key); an issuer offering a key the directory does not
+//! list while it lists another is refused at once.
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use openrelay_client::PathManager;
-use openrelay_client::account::{Account, IssuerLink, REFILL_MAX_TOKENS};
+use openrelay_client::account::{Account, AccountError, IssuerLink, REFILL_MAX_TOKENS};
+use openrelay_client::directory::{DirectoryFeed, RelayList};
 use openrelay_client::wallet::Wallet;
 use openrelay_config::{ClientConfig, RelayEntry};
+use openrelay_issuer::Session;
+
+/// How long a login waits for the validator-signed directory to list the
+/// issuer's token key (a new issuer's first key, a rotation in progress),
+/// asking again every [`LISTING_RETRY`].
+const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
+const LISTING_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What to do with the account.
 #[derive(Debug, clap::Subcommand)]
@@ -71,13 +86,27 @@ fn password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn account_of(config: &ClientConfig) -> anyhow::Result<Account> {
+/// The client's account, its keys checked against `feed`'s directory.
+fn account_of(config: &ClientConfig, feed: Option<Arc<DirectoryFeed>>) -> anyhow::Result<Account> {
     let settings = config
         .account
         .clone()
         .context("the client config has no [account] section naming the issuer")?;
     let wallet = Wallet::open(&config.state_dir)?;
-    Ok(Account::new(settings, Arc::new(wallet)))
+    Ok(Account::new(settings, Arc::new(wallet)).checked_against(feed))
+}
+
+/// The client's directory feed (with `[directory]`) and the relay list of
+/// its cache, if that still verifies.
+fn directory_of(
+    config: &ClientConfig,
+) -> anyhow::Result<(Option<Arc<DirectoryFeed>>, Option<RelayList>)> {
+    let Some(directory) = &config.directory else {
+        return Ok((None, None));
+    };
+    let feed = Arc::new(DirectoryFeed::new(directory, &config.state_dir)?);
+    let cached = feed.load_cache();
+    Ok((Some(feed), cached))
 }
 
 /// Runs `openrelay account ...`; returns what to print.
@@ -87,7 +116,8 @@ pub async fn run(args: AccountArgs) -> anyhow::Result<String> {
         .as_deref()
         .context("--config FILE is required (the client's config)")?;
     let config = ClientConfig::load(Path::new(config_path))?;
-    let account = account_of(&config)?;
+    let (feed, cached) = directory_of(&config)?;
+    let account = account_of(&config, feed)?;
     let route = match args.action {
         AccountAction::Status => {
             let session = account
@@ -110,7 +140,8 @@ pub async fn run(args: AccountArgs) -> anyhow::Result<String> {
     };
     let username = args.username.context("--username NAME is required")?;
     let password = password(args.password_stdin)?;
-    let (added, how) = log_in(&config, &account, &username, &password, route).await?;
+    let relays = cached.map_or_else(|| config.relays.clone(), |list| list.relays);
+    let (added, how) = log_in(&config, &relays, &account, &username, &password, route).await?;
     Ok(format!(
         "logged in as {username} {how}; {added} tokens fetched, {} in the wallet",
         account.wallet().balance()
@@ -127,18 +158,6 @@ enum Route {
     /// Through the relays if the wallet holds an access token, else
     /// directly.
     RelaysIfPaid,
-}
-
-/// The relays the client would use: the cached directory's if it still
-/// verifies, else the config's.
-fn known_relays(config: &ClientConfig) -> anyhow::Result<Vec<RelayEntry>> {
-    if let Some(directory) = &config.directory {
-        let feed = openrelay_client::directory::DirectoryFeed::new(directory, &config.state_dir)?;
-        if let Some(list) = feed.load_cache() {
-            return Ok(list.relays);
-        }
-    }
-    Ok(config.relays.clone())
 }
 
 /// A connection to the issuer through a path of its own (as a refill's),
@@ -210,19 +229,20 @@ async fn refill_path(
 
 /// Registers (with [`Route::Register`]) and logs in `username`: keeps the
 /// session in the wallet and fetches tokens for the pools the client will
-/// need first; returns how many, and how the issuer was reached.
+/// need first (of `relays`, the ones it knows); returns how many, and how
+/// the issuer was reached.
 async fn log_in(
     config: &ClientConfig,
+    relays: &[RelayEntry],
     account: &Account,
     username: &str,
     password: &str,
     route: Route,
 ) -> anyhow::Result<(usize, String)> {
     const DIRECT: &str = "directly (the issuer saw this host's address)";
-    let relays = known_relays(config)?;
     let through = match route {
         Route::Register | Route::Direct => None,
-        Route::RelaysIfPaid => through_relays(config, &relays, account).await?,
+        Route::RelaysIfPaid => through_relays(config, relays, account).await?,
     };
     let tunnelled = through.is_some();
     let (link, how) = match through {
@@ -259,7 +279,7 @@ async fn log_in(
     // payment per egress), so the first paths need no refill; through the
     // relays at most what a refill fetches (the path's egress is unpaid),
     // the running client fetches the rest.
-    let mut wanted = account.batches(account.pools(&relays, &[]));
+    let mut wanted = account.batches(account.pools(relays, &[]));
     if tunnelled {
         let mut budget = REFILL_MAX_TOKENS;
         wanted.retain_mut(|(_, count)| {
@@ -268,9 +288,41 @@ async fn log_in(
             *count > 0
         });
     }
-    let added = account.fetch(&link.client, &session, &wanted).await;
+    let added = fetch_when_listed(account, &link.client, &session, &wanted).await;
     link.close();
     Ok((added?, how))
+}
+
+/// [`Account::fetch`], waiting up to [`LISTING_WAIT`] while the directory
+/// does not list the issuer's current key yet (a new issuer's first key
+/// takes a few validator rounds to be listed); any other refusal at once.
+async fn fetch_when_listed(
+    account: &Account,
+    client: &openrelay_issuer::IssuerClient,
+    session: &Session,
+    wanted: &[(openrelay_tokens::TokenChallenge, usize)],
+) -> Result<usize, AccountError> {
+    let deadline = tokio::time::Instant::now() + LISTING_WAIT;
+    let mut told = false;
+    loop {
+        match account.fetch(client, session, wanted).await {
+            Err(e @ (AccountError::KeyNotYetListed { .. } | AccountError::NoDirectory))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                if !told {
+                    #[allow(clippy::print_stderr)]
+                    {
+                        eprintln!(
+                            "waiting for the validator-signed directory to list the issuer's token key: {e}"
+                        );
+                    }
+                    told = true;
+                }
+                tokio::time::sleep(LISTING_RETRY).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// The devnet's account for its client: created on the first run with a
@@ -280,7 +332,9 @@ pub async fn devnet_login(config: &ClientConfig) -> anyhow::Result<()> {
     if config.account.is_none() {
         return Ok(());
     }
-    let account = account_of(config)?;
+    let (feed, cached) = directory_of(config)?;
+    let account = account_of(config, feed)?;
+    let relays = cached.map_or_else(|| config.relays.clone(), |list| list.relays);
     let secret = config.state_dir.join("devnet-account.secret");
     let (password, register) = match std::fs::read_to_string(&secret) {
         Ok(password) => (password, false),
@@ -299,6 +353,7 @@ pub async fn devnet_login(config: &ClientConfig) -> anyhow::Result<()> {
     };
     log_in(
         config,
+        &relays,
         &account,
         openrelay_devnet::DEVNET_ACCOUNT,
         &password,

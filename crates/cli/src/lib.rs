@@ -235,6 +235,11 @@ struct DevnetArgs {
     /// Pass tokens.
     #[arg(long)]
     no_tokens: bool,
+    /// How long each issuer token key signs before the next takes over
+    /// (default a week; a few minutes to watch key rotations, which the
+    /// validator-signed directory must list before a key signs).
+    #[arg(long, value_name = "SECS", default_value_t = openrelay_devnet::DEVNET_KEY_ROTATION_SECS)]
+    key_rotation_secs: u64,
     /// Run the client with its full-device VPN in a fresh network namespace
     /// NAME, linked to this one by a veth pair on whose host side the
     /// ingresses listen (docs/tun.md); removed on exit.
@@ -697,6 +702,7 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         log_level: args.log_level.clone(),
         registry: !args.no_registry,
         tokens: !args.no_tokens,
+        key_rotation_secs: args.key_rotation_secs,
         client_netns: args.client_netns.is_some(),
         dns_resolver: args.dns_resolver,
         path: {
@@ -749,7 +755,8 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         args.client_netns.is_some(),
         async move {
             if let Some(directory) = &client_config.directory {
-                full_directory(directory, relay_count).await;
+                let issuer = client_config.account.as_ref().map(|a| a.issuer.key);
+                full_directory(directory, relay_count, issuer).await;
             }
             account::devnet_login(&client_config)
                 .await
@@ -772,17 +779,24 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
 }
 
 /// Waits (up to 20 s) until the registry serves a directory listing all
-/// `relays` of the devnet, so its client starts on the whole network rather
-/// than on the first relays to publish. (A real network has no such moment;
-/// its clients start on whatever the current directory lists.)
-async fn full_directory(directory: &openrelay_config::DirectoryConfig, relays: usize) {
+/// `relays` of the devnet and, with tokens, the key set of `issuer`, so its
+/// client starts on the whole network rather than on the first relays to
+/// publish, and with relays that know the issuer's keys. (A real network
+/// has no such moment; its clients start on whatever the current directory
+/// lists.)
+async fn full_directory(
+    directory: &openrelay_config::DirectoryConfig,
+    relays: usize,
+    issuer: Option<openrelay_config::KeyPin>,
+) {
     let registry = openrelay_registry::http::RegistryClient::new(
         directory.registry.addr,
         directory.registry.key,
     );
+    let issuer = issuer.and_then(|pin| openrelay_directory::IssuerId::try_from(pin).ok());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while tokio::time::Instant::now() < deadline {
-        let listed = registry
+        let complete = registry
             .call(
                 http::Method::GET,
                 openrelay_registry::service::paths::DIRECTORY,
@@ -793,13 +807,23 @@ async fn full_directory(directory: &openrelay_config::DirectoryConfig, relays: u
             .filter(|(status, _)| *status == 200)
             .and_then(|(_, body)| openrelay_directory::SignedDirectory::from_bytes(&body).ok())
             .and_then(|signed| openrelay_directory::Directory::from_bytes(&signed.directory).ok())
-            .map_or(0, |d| d.descriptors().len());
-        if listed >= relays {
+            .is_some_and(|d| {
+                d.descriptors().len() >= relays
+                    && issuer.is_none_or(|issuer| d.key_set(&issuer).is_some())
+            });
+        if complete {
+            // The relays take the listed keys at their next directory fetch.
+            tokio::time::sleep(std::time::Duration::from_secs(
+                directory.refresh_secs.min(5),
+            ))
+            .await;
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    warn!("the directory does not list every devnet relay yet; starting the client anyway");
+    warn!(
+        "the directory does not list every devnet relay (and the issuer's keys) yet; starting the client anyway"
+    );
 }
 
 /// `openrelay status`: asks the running client over its control socket.

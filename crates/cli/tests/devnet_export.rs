@@ -129,31 +129,8 @@ async fn exported_components_start_in_any_order_and_a_new_account_downloads() {
         .prefix("openrelay-export-")
         .tempdir()
         .unwrap();
-    let (configs, state, logs) = (
-        dir.path().join("configs"),
-        dir.path().join("state"),
-        dir.path().join("logs"),
-    );
-    std::fs::create_dir_all(&logs).unwrap();
-    let exported = run_openrelay(
-        &[
-            "devnet",
-            "--export",
-            configs.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--log-dir",
-            logs.to_str().unwrap(),
-            "--operators",
-            "2",
-            "--socks",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(exported.status.success(), "{}", exported.stderr);
+    let configs = common::export_devnet(dir.path(), &[]);
+    let logs = dir.path().join("logs");
 
     let mut names: Vec<String> = std::fs::read_dir(&configs)
         .unwrap()

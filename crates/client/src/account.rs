@@ -26,6 +26,19 @@
 //!   account register|login` commands may connect directly
 //!   ([`Account::connect_issuer_directly`]).
 //!
+//! * **Key consistency** (RFC 9576 §6; with `[directory]`): tokens are
+//!   requested only under the key the validator-signed directory lists for
+//!   the issuer as signing now, and only if every key the issuer offers
+//!   that is valid now is listed too; otherwise the issuer is refused with
+//!   the reason (an issuer showing a key to only some users could recognise
+//!   their tokens where they are spent). Tokens under keys the directory no
+//!   longer lists are dropped from the wallet. The directory comes from the
+//!   client's feed, or, when that lacks the issuer's current key (a
+//!   rotation, the first login), from a copy the issuer hands over, which is
+//!   verified as any (the validators' signatures make it trustworthy).
+//!   Without a directory (a relay list in the config) the keys the issuer
+//!   serves are used as they are: key consistency then rests on the issuer.
+//!
 //! The issuer signs blinded messages and never learns which pool a token is
 //! for. Refills need the login session the wallet keeps; without one,
 //! running low is reported with the command that fixes it.
@@ -35,12 +48,13 @@ use std::time::Duration;
 
 use openrelay_config::{AccountConfig, KeyPin, RelayEntry, RelayRole};
 use openrelay_issuer::client::{IssuerClient, IssuerClientError, Session};
+use openrelay_issuer::consistency::{KeyConsistencyError, listed_keys, lists};
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
 use openrelay_transport::endpoint::TUNNELLED_MTU;
 use tracing::{debug, info, warn};
 
-use crate::directory::unix_now;
+use crate::directory::{DirectoryFeed, unix_now};
 use crate::flow::{FlowError, UdpFlowHold};
 use crate::manager::{PathManager, RefillPathError};
 use crate::path::{InnerRequests, Path};
@@ -71,6 +85,40 @@ pub enum AccountError {
     /// The issuer publishes no key that signs now.
     #[error("the issuer publishes no token key valid now")]
     NoKey,
+    /// No verified directory to check the issuer's keys against, neither
+    /// the client's nor a copy from the issuer.
+    #[error(
+        "no validator-signed directory to check the issuer's token keys against (RFC 9576 §6); \
+         tokens are fetched once one lists them"
+    )]
+    NoDirectory,
+    /// The directory lists no key of the issuer that signs now (yet: a new
+    /// issuer, or one whose next key is not listed in time); no token is
+    /// fetched meanwhile.
+    #[error(
+        "the validator-signed directory lists no token key of the issuer that signs now{}; no \
+         token is fetched under a key it does not list (RFC 9576 §6)",
+        offered.as_ref().map(|id| format!(" (the issuer offers {id})")).unwrap_or_default()
+    )]
+    KeyNotYetListed {
+        /// The unlisted key the issuer offers valid now, hex, if any.
+        offered: Option<String>,
+    },
+    /// The directory's key set of the issuer is unusable here (another
+    /// issuer name, not a token key).
+    #[error(transparent)]
+    Consistency(#[from] KeyConsistencyError),
+    /// The issuer offers a key valid now that the directory does not list
+    /// for it: refused, no token is fetched under any of its keys.
+    #[error(
+        "refusing the issuer's keys: it offers token key {key_id} (valid now) that the \
+         validator-signed directory does not list for it; an issuer showing a key to only some \
+         users could recognise their tokens where they are spent (RFC 9576 §6)"
+    )]
+    UnlistedKey {
+        /// The offered key's `token_key_id`, hex.
+        key_id: String,
+    },
     /// The wallet failed.
     #[error(transparent)]
     Wallet(#[from] WalletError),
@@ -154,6 +202,11 @@ pub struct Account {
     wallet: Arc<Wallet>,
     /// Wakes the refill loop when a pool ran dry.
     ran_dry: tokio::sync::Notify,
+    /// The directory the issuer's keys are checked against (RFC 9576 §6);
+    /// `None`: no check (a relay list in the config).
+    directory: Option<Arc<DirectoryFeed>>,
+    /// The listing last enforced on the wallet (its directory's digest).
+    enforced: std::sync::Mutex<Option<openrelay_directory::DirectoryDigest>>,
 }
 
 impl Account {
@@ -163,6 +216,56 @@ impl Account {
             config,
             wallet,
             ran_dry: tokio::sync::Notify::new(),
+            directory: None,
+            enforced: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// This account with the issuer's keys checked against `directory`'s
+    /// verified directory (RFC 9576 §6), if there is one.
+    pub fn checked_against(mut self, directory: Option<Arc<DirectoryFeed>>) -> Self {
+        self.directory = directory;
+        self
+    }
+
+    /// The keys `directory` lists for this account's issuer.
+    fn listed_in(
+        &self,
+        directory: &openrelay_directory::VerifiedDirectory,
+    ) -> Result<Vec<EpochKey>, KeyConsistencyError> {
+        listed_keys(directory, &self.config.issuer.key, &self.config.issuer_name)
+    }
+
+    /// Drops the wallet's tokens under keys the feed's directory does not
+    /// list for the issuer, once per directory (nothing without one).
+    pub fn enforce_listing(&self) {
+        let Some(directory) = self.directory.as_ref().and_then(|f| f.verified()) else {
+            return;
+        };
+        let digest = directory.digest();
+        {
+            let mut enforced = self
+                .enforced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *enforced == Some(digest) {
+                return;
+            }
+            *enforced = Some(digest);
+        }
+        let listed = self.listed_in(&directory).unwrap_or_default();
+        self.keep_listed(&listed);
+    }
+
+    fn keep_listed(&self, listed: &[EpochKey]) {
+        let ids: Vec<[u8; 32]> = listed.iter().map(|k| k.key.id()).collect();
+        match self.wallet.keep_only_keys(&ids) {
+            Ok(0) => {}
+            Ok(dropped) => warn!(
+                dropped,
+                "dropped tokens under issuer keys the validator-signed directory does not list (RFC 9576 §6)"
+            ),
+            Err(e) => warn!(error = %e, "wallet unusable"),
         }
     }
 
@@ -264,19 +367,112 @@ impl Account {
         }
     }
 
-    /// The key the issuer signs with now, and until when its tokens are
-    /// accepted.
-    async fn signing_key(client: &IssuerClient) -> Result<EpochKey, AccountError> {
+    /// The key to request tokens under now, and until when its tokens are
+    /// accepted: without a directory, the one the issuer says signs now;
+    /// with one, the one the directory lists as signing now, after checking
+    /// that every key the issuer offers valid now is listed
+    /// ([`Account::consistent_key`]).
+    async fn signing_key(&self, client: &IssuerClient) -> Result<EpochKey, AccountError> {
         let now = unix_now();
-        client
+        let offered = client
             .directory()
             .await?
             .epoch_keys()
-            .map_err(|_| AccountError::NoKey)?
+            .map_err(|_| AccountError::NoKey)?;
+        if let Some(feed) = &self.directory {
+            return self.consistent_key(feed, client, &offered, now).await;
+        }
+        offered
             .into_iter()
             .filter(|k| k.not_before <= now && now < k.issue_until())
             .max_by_key(|k| k.not_before)
             .ok_or(AccountError::NoKey)
+    }
+
+    /// RFC 9576 §6 key consistency: the key the directory lists for the
+    /// issuer as signing at `now`, provided every key `offered` (by the
+    /// issuer) that is valid at `now` is listed. The feed's directory is
+    /// asked first; if it does not settle the question (no directory, or
+    /// the issuer offers keys it does not list), the copy the issuer hands
+    /// over is verified and asked (it may be newer, e.g. after a rotation).
+    /// Keys offered for later are not used now and not checked; a key
+    /// signing now that is not listed refuses the issuer. The wallet keeps
+    /// only tokens under listed keys.
+    async fn consistent_key(
+        &self,
+        feed: &DirectoryFeed,
+        client: &IssuerClient,
+        offered: &[EpochKey],
+        now: u64,
+    ) -> Result<EpochKey, AccountError> {
+        let hex = |key: &EpochKey| -> String {
+            key.key.id().iter().map(|b| format!("{b:02x}")).collect()
+        };
+        // What `directory` lists for the issuer, and whether the issuer's
+        // offer is consistent with it.
+        let judge = |directory: &openrelay_directory::VerifiedDirectory| {
+            let listed = match self.listed_in(directory) {
+                Ok(listed) => listed,
+                Err(KeyConsistencyError::NotListed(_)) => Vec::new(),
+                Err(e) => return (Vec::new(), Err(AccountError::Consistency(e))),
+            };
+            let current = listed
+                .iter()
+                .find(|k| k.not_before <= now && now < k.issue_until())
+                .cloned();
+            let unlisted = offered
+                .iter()
+                .find(|k| k.accepts_at(now, 0) && !lists(&listed, k));
+            let verdict = match (current, unlisted) {
+                (Some(current), None) => Ok(current),
+                // The directory has a key signing now and the issuer
+                // offers another: no fresher directory changes that.
+                (Some(_), Some(key)) => Err(AccountError::UnlistedKey { key_id: hex(key) }),
+                // Nothing signs now by the directory: a key not listed yet,
+                // or one shown to this user only; either way, no token.
+                (None, unlisted) => Err(AccountError::KeyNotYetListed {
+                    offered: unlisted.map(hex),
+                }),
+            };
+            (listed, verdict)
+        };
+        let mut judged = feed.verified().map(|directory| judge(&directory));
+        if !matches!(judged, Some((_, Ok(_))))
+            && let Some(copy) = self.issuer_copy(feed, client).await
+        {
+            judged = Some(judge(&copy));
+        }
+        let Some((listed, verdict)) = judged else {
+            return Err(AccountError::NoDirectory);
+        };
+        // Whatever the verdict, only tokens under listed keys are kept.
+        self.keep_listed(&listed);
+        verdict
+    }
+
+    /// The issuer's copy of the validator-signed directory, verified by the
+    /// feed (and kept, if newer); `None` if it has none or it does not
+    /// verify.
+    async fn issuer_copy(
+        &self,
+        feed: &DirectoryFeed,
+        client: &IssuerClient,
+    ) -> Option<Arc<openrelay_directory::VerifiedDirectory>> {
+        let bytes = match client.signed_directory().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                debug!(error = %e, "the issuer hands over no directory");
+                return None;
+            }
+        };
+        match feed.accept_copy(&bytes) {
+            Ok(directory) => Some(directory),
+            Err(e) => {
+                // An older copy than the feed's is no news.
+                debug!(error = %e, "the issuer's copy of the directory not taken");
+                feed.verified()
+            }
+        }
     }
 
     /// Adds tokens to the wallet, `count` for each of `wanted`'s
@@ -288,7 +484,7 @@ impl Account {
         session: &Session,
         wanted: &[(TokenChallenge, usize)],
     ) -> Result<usize, AccountError> {
-        let key = Self::signing_key(client).await?;
+        let key = self.signing_key(client).await?;
         let mut added = 0;
         for (challenge, count) in wanted {
             let tokens = client
@@ -395,6 +591,7 @@ impl Account {
         let mut warned = false;
         loop {
             let now = tokio::time::Instant::now();
+            self.enforce_listing();
             let wanted = self.wanted(&manager);
             if !wanted.is_empty() {
                 timer.low(now, &mut rng);

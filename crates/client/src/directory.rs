@@ -19,16 +19,19 @@
 //! sees an egress relay, never the user (SPEC: registries learn nothing about
 //! users). The directory's signatures, not the channel, make it trustworthy.
 //! There is no direct fetch: the first path comes from the cache or from the
-//! config's `[[relay]]` entries, used to bootstrap.
+//! config's `[[relay]]` entries, used to bootstrap. A copy the issuer hands
+//! over (`GET /v1/directory` on the issuer, when the client checks the
+//! issuer's token keys against the directory, RFC 9576 §6) is verified the
+//! same way ([`DirectoryFeed::accept_copy`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use openrelay_config::{DirectoryConfig, RelayEntry};
 use openrelay_directory::{
-    Directory, DirectoryError, LastSeen, SignedDirectory, TrustConfig, ValidatorId,
-    VerifiedDirectory, endpoint_class, verify_directory,
+    Directory, DirectoryError, SignedDirectory, TrustConfig, ValidatorId, VerifiedDirectory,
+    endpoint_class, verify_directory,
 };
 use openrelay_registry::http::RegistryClient;
 use openrelay_registry::service::paths;
@@ -61,7 +64,8 @@ pub struct DirectoryFeed {
     registry: RegistryClient,
     trust: TrustConfig,
     cache: PathBuf,
-    last_seen: Mutex<Option<LastSeen>>,
+    /// The last directory accepted (and what the next must not roll back).
+    current: Mutex<Option<Arc<VerifiedDirectory>>>,
     refresh: Duration,
     allow_special_purpose_endpoints: bool,
 }
@@ -127,7 +131,7 @@ impl DirectoryFeed {
             registry: RegistryClient::new(config.registry.addr, config.registry.key),
             trust,
             cache: state_dir.join(CACHE_FILE),
-            last_seen: Mutex::new(None),
+            current: Mutex::new(None),
             refresh: Duration::from_secs(config.refresh_secs),
             allow_special_purpose_endpoints: config.allow_special_purpose_endpoints,
         })
@@ -146,25 +150,63 @@ impl DirectoryFeed {
         }
     }
 
+    fn current(&self) -> MutexGuard<'_, Option<Arc<VerifiedDirectory>>> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last directory verified (however old: what it lists was shown
+    /// to everyone), if any.
+    pub fn verified(&self) -> Option<Arc<VerifiedDirectory>> {
+        self.current().clone()
+    }
+
     /// Verifies `signed` at `now` after the last directory accepted, and
     /// remembers it.
     fn accept_signed(
         &self,
         signed: SignedDirectory,
         now: u64,
-    ) -> Result<RelayList, DirectoryError> {
-        let mut last_seen = self
-            .last_seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let verified = verify_directory(signed, &self.trust, now, last_seen.as_ref())?;
-        *last_seen = Some(verified.last_seen());
-        Ok(self.list(&verified))
+    ) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
+        let mut current = self.current();
+        let last_seen = current.as_ref().map(|d| d.last_seen());
+        let verified = Arc::new(verify_directory(
+            signed,
+            &self.trust,
+            now,
+            last_seen.as_ref(),
+        )?);
+        *current = Some(Arc::clone(&verified));
+        Ok(verified)
     }
 
     fn accept(&self, bytes: &[u8], now: u64) -> Result<RelayList, String> {
         let signed = SignedDirectory::from_bytes(bytes).map_err(|e| e.to_string())?;
-        self.accept_signed(signed, now).map_err(|e| e.to_string())
+        self.accept_signed(signed, now)
+            .map(|verified| self.list(&verified))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Verifies a directory someone else handed over (the issuer's copy),
+    /// as a fetched one, and caches it: its validators' signatures, not who
+    /// sent it, make it trustworthy.
+    pub fn accept_copy(&self, bytes: &[u8]) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
+        let verified = self.accept_signed(SignedDirectory::from_bytes(bytes)?, unix_now())?;
+        self.write_cache(bytes);
+        Ok(verified)
+    }
+
+    /// Writes the cache (then renames, so a crash never leaves half a
+    /// cache).
+    fn write_cache(&self, bytes: &[u8]) {
+        let temporary = self.cache.with_extension("tmp");
+        if std::fs::write(&temporary, bytes)
+            .and_then(|()| std::fs::rename(&temporary, &self.cache))
+            .is_err()
+        {
+            warn!("cannot cache the directory");
+        }
     }
 
     /// The cached directory. One that no longer verifies now because it is
@@ -183,11 +225,12 @@ impl DirectoryFeed {
         };
         let now = unix_now();
         match self.accept_signed(signed.clone(), now) {
-            Ok(list) => Some(list),
+            Ok(verified) => Some(self.list(&verified)),
             Err(DirectoryError::Expired { .. } | DirectoryError::Stale { .. }) => {
                 let issued_at = Directory::from_bytes(&signed.directory).ok()?.issued_at();
                 match self.accept_signed(signed, issued_at) {
-                    Ok(list) => {
+                    Ok(verified) => {
+                        let list = self.list(&verified);
                         warn!(
                             age_secs = now.saturating_sub(issued_at),
                             "the cached directory has expired; its relays are used only to fetch a fresh one"
@@ -234,14 +277,7 @@ impl DirectoryFeed {
     pub async fn fetch(&self, manager: &Arc<PathManager>) -> Result<RelayList, String> {
         let bytes = self.fetch_through_path(manager).await?;
         let list = self.accept(&bytes, unix_now())?;
-        // Write then rename, so a crash never leaves half a cache.
-        let temporary = self.cache.with_extension("tmp");
-        if std::fs::write(&temporary, &bytes)
-            .and_then(|()| std::fs::rename(&temporary, &self.cache))
-            .is_err()
-        {
-            warn!("cannot cache the directory");
-        }
+        self.write_cache(&bytes);
         Ok(list)
     }
 
@@ -415,5 +451,59 @@ mod tests {
         // Garbage in the cache is ignored.
         std::fs::write(dir.path().join(CACHE_FILE), b"junk").unwrap();
         assert!(feed(false, dir.path()).load_cache().is_none());
+    }
+
+    /// Issue 11 item 11 (RFC 9576 §6): a directory whose issuer key set
+    /// breaks the bounds (here: four keys, one more than a set may list) is
+    /// refused as a whole, even signed by the validators, and changes
+    /// nothing.
+    #[test]
+    fn a_directory_with_an_over_bounded_key_set_is_refused() {
+        use openrelay_directory::{IssuerKey, IssuerKeySet, IssuerTokenKey, KeySetFields};
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let feed = feed(true, dir.path());
+        let good = directory(now, [&["11.0.0.1:1"], &["11.0.0.2:1"], &["11.0.0.3:1"]]);
+        feed.accept(&good, now).unwrap();
+        let before = feed.verified().unwrap().digest();
+
+        // A valid set of three keys, then its key count made four.
+        let issuer = IssuerKey::from_bytes(&[5; 32]);
+        let keys = (0..3u64)
+            .map(|i| IssuerTokenKey {
+                token_type: openrelay_directory::TOKEN_TYPE_BLIND_RSA,
+                key: vec![u8::try_from(i).unwrap(); 342],
+                not_before: now + i * 3600,
+                expires: now + i * 3600 + 7200,
+            })
+            .collect();
+        let set = issuer
+            .sign_key_set(
+                IssuerKeySet::new(KeySetFields {
+                    issuer: issuer.id(),
+                    issuer_name: "issuer.example:4450".into(),
+                    published_at: now,
+                    keys,
+                })
+                .unwrap(),
+            )
+            .unwrap()
+            .to_bytes();
+        let mut four = set.clone();
+        four[1 + 32 + 1 + "issuer.example:4450".len() + 8] = 4;
+        let signed = SignedDirectory::from_bytes(&good).unwrap();
+        let mut body = signed.directory.clone();
+        // Replace the empty list of key sets (a u32 0) by one entry.
+        body.truncate(body.len() - 4);
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&four);
+        let mut forged = SignedDirectory {
+            directory: body,
+            signatures: Vec::new(),
+        };
+        forged.sign(&ValidatorKey::from_bytes(&[9; 32]));
+        let refused = feed.accept(&forged.to_bytes(), now).unwrap_err();
+        assert!(refused.contains("malformed"), "{refused}");
+        assert_eq!(feed.verified().unwrap().digest(), before);
     }
 }

@@ -90,10 +90,13 @@ impl Client {
             None => None,
         };
         let account = match &config.account {
-            Some(settings) => Some(Arc::new(account::Account::new(
-                settings.clone(),
-                Arc::new(wallet::Wallet::open(&config.state_dir)?),
-            ))),
+            Some(settings) => Some(Arc::new(
+                account::Account::new(
+                    settings.clone(),
+                    Arc::new(wallet::Wallet::open(&config.state_dir)?),
+                )
+                .checked_against(directory.clone()),
+            )),
             None => None,
         };
         Ok(Client {

@@ -378,6 +378,28 @@ impl Wallet {
         })
     }
 
+    /// Drops every token whose issuer key (`token_key_id`) is not in
+    /// `listed`: with a validator-signed directory, only tokens under the
+    /// keys it lists for the issuer are kept (RFC 9576 §6; a token under a
+    /// key the issuer showed only this user could be recognised where it is
+    /// spent). Returns how many were dropped.
+    pub fn keep_only_keys(&self, listed: &[[u8; 32]]) -> Result<usize, WalletError> {
+        let listed: Vec<String> = listed.iter().map(|id| b64::encode(id)).collect();
+        self.update(|c| {
+            let before: usize = c.pools.values().map(Vec::len).sum();
+            for tokens in c.pools.values_mut() {
+                tokens.retain(|encoded| {
+                    b64::decode(encoded)
+                        .and_then(|b| Token::decode(&b).ok())
+                        .is_some_and(|t| listed.contains(&b64::encode(&t.token_key_id)))
+                });
+            }
+            c.pools.retain(|_, tokens| !tokens.is_empty());
+            c.key_expiry.retain(|id, _| listed.contains(id));
+            before - c.pools.values().map(Vec::len).sum::<usize>()
+        })
+    }
+
     /// Takes one token for `challenge` out of the wallet (saved before it is
     /// handed out, so a token is never shown twice, even after a crash).
     pub fn take(&self, challenge: &TokenChallenge) -> Result<Option<Token>, WalletError> {
@@ -481,6 +503,32 @@ mod tests {
             .read(|c| c.pools.values().map(Vec::len).sum::<usize>())
             .unwrap();
         assert_eq!(held, 0);
+    }
+
+    /// Issue 11 item 11 (RFC 9576 §6): tokens under a key the directory
+    /// does not list for the issuer are dropped, whatever pool they are in.
+    #[test]
+    fn only_tokens_under_listed_keys_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = TokenChallenge::for_issuer("issuer.example");
+        let pay = TokenChallenge::for_relay("issuer.example", "ed25519:relay");
+        let wallet = Wallet::open(dir.path()).unwrap();
+        let under = |n, key: u8| {
+            let mut t = token(n);
+            t.token_key_id = [key; 32];
+            t
+        };
+        wallet
+            .add(&access, &[under(1, 7), under(2, 8)], FUTURE)
+            .unwrap();
+        wallet.add(&pay, &[under(3, 8)], FUTURE).unwrap();
+        assert_eq!(wallet.keep_only_keys(&[[7; 32]]).unwrap(), 2);
+        assert_eq!((wallet.count(&access), wallet.count(&pay)), (1, 0));
+        assert_eq!(wallet.take(&access).unwrap(), Some(under(1, 7)));
+        // Nothing listed: nothing kept.
+        wallet.add(&access, &[under(4, 7)], FUTURE).unwrap();
+        assert_eq!(wallet.keep_only_keys(&[]).unwrap(), 1);
+        assert_eq!(wallet.balance(), 0);
     }
 
     #[test]

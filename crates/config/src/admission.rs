@@ -19,7 +19,9 @@ pub struct AdmissionConfig {
     /// The relay fetches the issuer's public keys from it (the issuer
     /// directory, RFC 9578 §4) at start, retrying with backoff until they
     /// arrive (tokens are refused with 503 meanwhile), then every
-    /// `keys_refresh_secs`, so key rotations reach the relay.
+    /// `keys_refresh_secs`, so key rotations reach the relay. With the
+    /// relay's `[directory]`, its key names the issuer whose key set the
+    /// directory lists, and only those keys are accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<RegistryEndpoint>,
     /// A local copy of the issuer directory (as `openrelay issuer` writes it
@@ -48,6 +50,34 @@ fn default_keys_refresh_secs() -> u64 {
 impl AdmissionConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.validate_at("ingress.admission")
+    }
+
+    /// With the relay's `[directory]` (`directory`), the keys come from the
+    /// directory, for the issuer `issuer.key` names: a local key file would
+    /// be ignored, so it is refused rather than silently unused.
+    pub(crate) fn validate_key_source(
+        &self,
+        section: &str,
+        directory: bool,
+    ) -> Result<(), ConfigError> {
+        if !directory {
+            return Ok(());
+        }
+        if self.issuer.is_none() {
+            return Err(ConfigError::invalid(
+                format!("{section}.issuer"),
+                "with [directory], give the issuer (`issuer = { addr, key }`): its key names the \
+                 issuer whose keys the directory lists",
+            ));
+        }
+        if self.issuer_keys.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{section}.issuer_keys"),
+                "with [directory], only the keys the directory lists are accepted: remove the \
+                 local key file",
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the settings; errors name the field under `section` (the

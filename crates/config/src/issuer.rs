@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ConfigError, DirectoryConfig, KeyPin, LimitsConfig, LogConfig, is_default, parse, read,
+    ConfigError, DirectoryConfig, KeyPin, KeyPublishConfig, LimitsConfig, LogConfig, is_default,
+    parse, read,
 };
 
 /// The longest `key_rotation_secs`: a key's tokens are accepted for two
@@ -59,6 +60,16 @@ pub struct IssuerConfig {
     /// Connection, stream and time limits (service defaults).
     #[serde(default, skip_serializing_if = "is_default")]
     pub limits: LimitsConfig,
+    /// Where the issuer publishes its signed token key set (RFC 9576 §6 key
+    /// consistency): the registry and every validator. Needs `[directory]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<KeyPublishConfig>,
+    /// The validator-signed directory the issuer follows (verified k of n):
+    /// it signs tokens only with keys the directory lists for it, and hands
+    /// the directory to clients that ask (they check its signatures, not the
+    /// issuer). Needs `[publish]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryConfig>,
 }
 
 /// Where the issuer learns which relays belong to which operator.
@@ -141,6 +152,26 @@ impl IssuerConfig {
                 "registration_puzzle_bits",
                 format!("at most {MAX_PUZZLE_BITS}"),
             ));
+        }
+        match (&self.publish, &self.directory) {
+            (Some(publish), Some(directory)) => {
+                publish.validate()?;
+                directory.validate_at("directory")?;
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "directory",
+                    "[publish] needs [directory]: the issuer signs only with keys it sees listed",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "publish",
+                    "[directory] needs [publish]: the issuer signs only with keys the directory \
+                     lists, and nothing is listed unless it publishes",
+                ));
+            }
+            (None, None) => {}
         }
         match &self.settlement {
             Some(SettlementRelays::Directory(directory)) => {
@@ -244,7 +275,8 @@ mod tests {
             ),
         ] {
             assert!(EXAMPLE.contains(from), "{from}");
-            let text = EXAMPLE.replace(from, to);
+            // The first occurrence (`threshold` is also in [directory]).
+            let text = EXAMPLE.replacen(from, to, 1);
             let error = IssuerConfig::from_toml(&text).unwrap_err();
             assert!(field_of(error).contains(field), "{field}");
         }

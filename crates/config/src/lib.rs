@@ -31,8 +31,8 @@ pub use limits::LimitsConfig;
 pub use payment::PaymentConfig;
 pub use pin::{KeyPin, KeyPinError};
 pub use registry::{
-    DirectoryConfig, MAX_RELAYS_LIMIT, PublicationLimits, PublishConfig, RegistryConfig,
-    ValidatorConfig,
+    DirectoryConfig, KeyPublishConfig, MAX_ISSUERS_LIMIT, MAX_RELAYS_LIMIT, PublicationLimits,
+    PublishConfig, RegistryConfig, ValidatorConfig,
 };
 pub use tun::{MIN_TUN_MTU, TunConfig, TunDnsConfig};
 
@@ -181,6 +181,14 @@ pub struct RelayConfig {
     /// Publishing this relay's descriptor to a registry (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<PublishConfig>,
+    /// The validator-signed directory (fetched from the registry directly:
+    /// a relay is no user to hide), verified k of n as clients verify it.
+    /// With it, the token gates (`[ingress.admission]`,
+    /// `[egress.payment.tokens]`) accept only the keys the directory lists
+    /// for their issuer (RFC 9576 §6 key consistency), whatever the issuer
+    /// itself serves; without it they take the issuer's keys from the issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryConfig>,
 }
 
 /// Ingress relay settings.
@@ -559,6 +567,10 @@ impl RelayConfig {
         if let Some(publish) = &self.publish {
             publish.validate()?;
         }
+        if let Some(directory) = &self.directory {
+            directory.validate_at("directory")?;
+        }
+        let directory = self.directory.is_some();
         match self.role {
             RelayRole::Ingress => {
                 if self.egress.is_some() {
@@ -601,6 +613,7 @@ impl RelayConfig {
                 }
                 if let Some(admission) = &ingress.admission {
                     admission.validate()?;
+                    admission.validate_key_source("ingress.admission", directory)?;
                     if self.operator_key.is_none() && self.publish.is_none() {
                         return Err(ConfigError::invalid(
                             "operator_key",
@@ -633,6 +646,9 @@ impl RelayConfig {
                 }
                 if let Some(payment) = &egress.payment {
                     payment.validate()?;
+                    payment
+                        .tokens
+                        .validate_key_source("egress.payment.tokens", directory)?;
                 }
             }
         }

@@ -17,6 +17,9 @@ use crate::{
 /// which depends on this crate, not the other way round; a test there checks
 /// that the two agree).
 pub const MAX_RELAYS_LIMIT: usize = 20_000;
+/// The most issuers a directory lists key sets of
+/// (`openrelay_directory::MAX_ISSUERS`; a test there checks they agree).
+pub const MAX_ISSUERS_LIMIT: usize = 64;
 
 /// How a relay describes itself to a registry and the validators.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +119,45 @@ fn default_directory_refresh_secs() -> u64 {
     30
 }
 
+/// Where a token issuer publishes its signed token key set (RFC 9576 §6 key
+/// consistency): the registry and every validator, as relays publish their
+/// descriptors, so that a set is listed only when most validators saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPublishConfig {
+    /// The registry.
+    pub registry: RegistryEndpoint,
+    /// Every validator (its address and TLS key).
+    pub validators: Vec<RegistryEndpoint>,
+    /// Publish the current set again this often (and at once whenever the
+    /// keys change).
+    #[serde(default = "default_key_publish_refresh_secs")]
+    pub refresh_secs: u64,
+}
+
+fn default_key_publish_refresh_secs() -> u64 {
+    60
+}
+
+impl KeyPublishConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.validators.is_empty() {
+            return Err(ConfigError::invalid(
+                "publish.validators",
+                "must list every validator ([[publish.validators]] with addr and key): a key \
+                 set is listed only when most validators saw it",
+            ));
+        }
+        if self.refresh_secs == 0 {
+            return Err(ConfigError::invalid(
+                "publish.refresh_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl DirectoryConfig {
     /// Checks the settings; errors name the field under `section`.
     pub(crate) fn validate_at(&self, section: &str) -> Result<(), ConfigError> {
@@ -164,10 +206,25 @@ pub struct PublicationLimits {
     /// devnet).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_special_purpose_endpoints: bool,
+    /// The token issuers whose key sets are accepted and listed (their
+    /// identity keys, `ed25519:...`, the keys clients pin in `[account]
+    /// issuer`), at most 64. Any other issuer's publication is refused
+    /// (403): issuers are few, and an open list could be filled by anyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<KeyPin>,
+    /// The shortest time one token key may sign (its issuing window: half
+    /// its epoch). A key's tokens tell when they were issued to within this
+    /// window, so a short one would let an issuer narrow its users down by
+    /// the time they refilled.
+    #[serde(default = "default_min_token_key_period_secs")]
+    pub min_token_key_period_secs: u64,
 }
 
 fn default_descriptor_ttl_secs() -> u64 {
     600
+}
+fn default_min_token_key_period_secs() -> u64 {
+    3600
 }
 fn default_max_relays_per_operator() -> usize {
     256
@@ -183,6 +240,8 @@ impl Default for PublicationLimits {
             max_relays_per_operator: default_max_relays_per_operator(),
             max_relays: default_max_relays(),
             allow_special_purpose_endpoints: false,
+            issuers: Vec::new(),
+            min_token_key_period_secs: default_min_token_key_period_secs(),
         }
     }
 }
@@ -205,6 +264,26 @@ impl PublicationLimits {
             return Err(ConfigError::invalid(
                 "publication.max_relays_per_operator",
                 "must be between 1 and publication.max_relays",
+            ));
+        }
+        if self.issuers.len() > MAX_ISSUERS_LIMIT {
+            return Err(ConfigError::invalid(
+                "publication.issuers",
+                format!("at most {MAX_ISSUERS_LIMIT} (what a directory can list)"),
+            ));
+        }
+        let mut issuers = self.issuers.clone();
+        issuers.sort_by_key(|pin| *pin.as_bytes());
+        if issuers.windows(2).any(|w| w.first() == w.get(1)) {
+            return Err(ConfigError::invalid(
+                "publication.issuers",
+                "an issuer is listed twice",
+            ));
+        }
+        if self.min_token_key_period_secs == 0 {
+            return Err(ConfigError::invalid(
+                "publication.min_token_key_period_secs",
+                "must be at least 1",
             ));
         }
         Ok(())

@@ -3,6 +3,7 @@ use super::*;
 const INGRESS_EXAMPLE: &str = include_str!("../../../examples/ingress.toml");
 const EGRESS_EXAMPLE: &str = include_str!("../../../examples/egress.toml");
 const CLIENT_EXAMPLE: &str = include_str!("../../../examples/client.toml");
+const ISSUER_EXAMPLE: &str = include_str!("../../../examples/issuer.toml");
 
 fn expect_field(err: ConfigError, wanted: &str) {
     let text = err.to_string();
@@ -258,6 +259,14 @@ fn publication_limits_are_checked_and_named() {
     let registry = RegistryConfig::from_toml(REGISTRY_EXAMPLE).unwrap();
     assert_eq!(registry.publication.max_relays, MAX_RELAYS_LIMIT);
     assert!(!registry.publication.allow_special_purpose_endpoints);
+    assert_eq!(registry.publication.issuers.len(), 1);
+    assert_eq!(
+        ValidatorConfig::from_toml(VALIDATOR_EXAMPLE)
+            .unwrap()
+            .publication,
+        registry.publication,
+        "the examples' registry and validator apply the same rules"
+    );
     for (from, to, field) in [
         (
             "max_relays = 20000",
@@ -274,7 +283,18 @@ fn publication_limits_are_checked_and_named() {
             "descriptor_ttl_secs = 0",
             "publication.descriptor_ttl_secs",
         ),
+        (
+            "min_token_key_period_secs = 3600",
+            "min_token_key_period_secs = 0",
+            "publication.min_token_key_period_secs",
+        ),
+        (
+            "issuers = [\"ed25519:iOgV5UGCEvAK2wEt-6Wc2JuXf4UwIlhPS3MZTDChNnU\"]",
+            "issuers = [\"ed25519:iOgV5UGCEvAK2wEt-6Wc2JuXf4UwIlhPS3MZTDChNnU\", \"ed25519:iOgV5UGCEvAK2wEt-6Wc2JuXf4UwIlhPS3MZTDChNnU\"]",
+            "publication.issuers",
+        ),
     ] {
+        assert!(REGISTRY_EXAMPLE.contains(from), "{from}");
         let text = REGISTRY_EXAMPLE.replace(from, to);
         expect_field(RegistryConfig::from_toml(&text).unwrap_err(), field);
         let text = VALIDATOR_EXAMPLE.replace(from, to);
@@ -350,4 +370,54 @@ fn a_new_validator_can_print_its_key_before_its_config_lists_it() {
     std::fs::remove_file(&path).unwrap();
     assert!(full.is_err());
     assert_eq!(state_dir.unwrap(), PathBuf::from("/var/lib/v"));
+}
+
+/// RFC 9576 §6 key consistency: an issuer publishes its key set and follows
+/// the directory (both or neither); a relay with a directory names its
+/// issuer by key and takes no local key file.
+#[test]
+fn key_consistency_settings_go_together() {
+    let issuer = IssuerConfig::from_toml(ISSUER_EXAMPLE).unwrap();
+    assert_eq!(issuer.publish.as_ref().unwrap().validators.len(), 3);
+    assert_eq!(issuer.directory.as_ref().unwrap().threshold, 2);
+    let publish_only = ISSUER_EXAMPLE.replace("[directory]", "[directory_absent]");
+    let publish_only = publish_only
+        .split("[directory_absent]")
+        .next()
+        .unwrap()
+        .to_owned();
+    expect_field(
+        IssuerConfig::from_toml(&publish_only).unwrap_err(),
+        "directory",
+    );
+    let directory_only = {
+        let (head, tail) = ISSUER_EXAMPLE.split_once("[publish]").unwrap();
+        let (_, rest) = tail.split_once("[directory]").unwrap();
+        format!("{head}[directory]{rest}")
+    };
+    expect_field(
+        IssuerConfig::from_toml(&directory_only).unwrap_err(),
+        "publish",
+    );
+
+    let directory = "\n[directory]\nregistry = { addr = \"203.0.113.10:4440\", key = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\" }\nvalidators = [\"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\nthreshold = 1\n";
+    let gated = |tokens: &str| {
+        format!("{INGRESS_EXAMPLE}{directory}\n[ingress.admission]\nissuer_name = \"i\"\n{tokens}")
+    };
+    let relay = RelayConfig::from_toml(&gated(
+        "issuer = { addr = \"203.0.113.5:4450\", key = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\" }\n",
+    ))
+    .unwrap();
+    assert_eq!(relay.directory.unwrap().threshold, 1);
+    expect_field(
+        RelayConfig::from_toml(&gated("issuer_keys = \"/k.json\"\n")).unwrap_err(),
+        "ingress.admission.issuer",
+    );
+    expect_field(
+        RelayConfig::from_toml(&gated(
+            "issuer = { addr = \"203.0.113.5:4450\", key = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\" }\nissuer_keys = \"/k.json\"\n",
+        ))
+        .unwrap_err(),
+        "ingress.admission.issuer_keys",
+    );
 }

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use openrelay_config::{
     AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
-    IssuerConfig, KeyPin, LogConfig, PathConfig, PaymentConfig, PublicationLimits, PublishConfig,
-    RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, RelayRole, SettlementRelays,
-    ValidatorConfig,
+    IssuerConfig, KeyPin, KeyPublishConfig, LogConfig, PathConfig, PaymentConfig,
+    PublicationLimits, PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry,
+    RelayRole, SettlementRelays, ValidatorConfig,
 };
 use openrelay_transport::identity::{Identity, IdentityError};
 
@@ -100,7 +100,14 @@ pub struct DevnetOptions {
     /// Run a token issuer: ingresses admit only with an access token,
     /// egresses charge payment tokens, and the client has an account.
     pub tokens: bool,
+    /// How long each of the issuer's token keys signs (`key_rotation_secs`;
+    /// short to watch rotations happen). With a registry, the publication
+    /// rules allow keys this short.
+    pub key_rotation_secs: u64,
 }
+
+/// The devnet issuer's key rotation by default: a week, as in production.
+pub const DEVNET_KEY_ROTATION_SECS: u64 = 7 * 24 * 3600;
 
 /// The configs of every component.
 #[derive(Debug, Clone)]
@@ -156,9 +163,15 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         return Err(DevnetError::Operators(n));
     }
     options.path.validate()?;
+    // The issuer's identity key (clients pin it; with a registry it signs
+    // the issuer's key set, which the registry and validators recognise).
+    let issuer_pin = match options.tokens {
+        true => Some(Identity::load_or_create(&options.state_dir.join("issuer"))?.pin()),
+        false => None,
+    };
     let registry = options
         .registry
-        .then(|| registry_plan(options))
+        .then(|| registry_plan(options, issuer_pin))
         .transpose()?;
     let endpoint = registry.as_ref().map(|(config, validators, pins)| {
         (
@@ -178,13 +191,26 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         )
     });
     let mut issuer = options.tokens.then(|| issuer_plan(options)).transpose()?;
-    let issuer_endpoint = match &issuer {
-        Some(issuer) => Some(RegistryEndpoint {
+    let issuer_endpoint = issuer
+        .as_ref()
+        .zip(issuer_pin)
+        .map(|(issuer, key)| RegistryEndpoint {
             addr: issuer.listen,
-            key: Identity::load_or_create(&issuer.state_dir)?.pin(),
-        }),
-        None => None,
-    };
+            key,
+        });
+    // With a registry, every server follows the validator-signed directory
+    // as the client does: relays accept only the issuer keys it lists
+    // (RFC 9576 §6), the issuer signs only with listed keys.
+    let followed = endpoint
+        .as_ref()
+        .map(|(registry, validators, _)| DirectoryConfig {
+            registry: registry.clone(),
+            validators: validators.clone(),
+            threshold: THRESHOLD,
+            max_age_secs: 7200,
+            refresh_secs: 2,
+            allow_special_purpose_endpoints: true,
+        });
     let mut egress_addrs = Vec::new();
     let mut entries = Vec::new();
     let mut relays = Vec::new();
@@ -295,22 +321,26 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     ingress,
                     egress,
                     publish,
+                    // Only where tokens are checked.
+                    directory: followed.clone().filter(|_| options.tokens),
                 },
             ));
         }
     }
     // Who may settle: the relays the directory lists for their operator,
-    // or, without a registry, each operator's egress by key.
+    // or, without a registry, each operator's egress by key. With a
+    // registry, the issuer publishes its key set to it and every validator.
     if let Some(issuer) = &mut issuer {
-        issuer.settlement = Some(match &endpoint {
-            Some((registry, validators, _)) => SettlementRelays::Directory(DirectoryConfig {
+        if let (Some((registry, _, validators)), Some(followed)) = (&endpoint, &followed) {
+            issuer.publish = Some(KeyPublishConfig {
                 registry: registry.clone(),
                 validators: validators.clone(),
-                threshold: THRESHOLD,
-                max_age_secs: 7200,
-                refresh_secs: 2,
-                allow_special_purpose_endpoints: true,
-            }),
+                refresh_secs: 10,
+            });
+            issuer.directory = Some(followed.clone());
+        }
+        issuer.settlement = Some(match &followed {
+            Some(followed) => SettlementRelays::Directory(followed.clone()),
             None => SettlementRelays::Relays(
                 entries
                     .iter()
@@ -335,15 +365,9 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         // With a registry, these only bootstrap the first path, through which
         // the client fetches the signed directory that replaces them.
         relays: entries,
-        directory: endpoint.map(|(registry, validators, _)| DirectoryConfig {
-            registry,
-            validators,
-            threshold: THRESHOLD,
-            max_age_secs: 7200,
-            refresh_secs: 2,
-            // Every devnet relay is on loopback (or a private test range).
-            allow_special_purpose_endpoints: true,
-        }),
+        // Every devnet relay is on loopback (or a private test range):
+        // `allow_special_purpose_endpoints`.
+        directory: followed,
         tun: openrelay_config::TunConfig {
             enabled: options.client_netns,
             ..openrelay_config::TunConfig::default()
@@ -394,7 +418,7 @@ fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
         state_dir: options.state_dir.join("issuer"),
         issuer_name: listen.to_string(),
         log: log_config(options, "issuer"),
-        key_rotation_secs: 7 * 24 * 3600,
+        key_rotation_secs: options.key_rotation_secs,
         tokens_per_period: 1_000_000,
         token_period_secs: 24 * 3600,
         session_lifetime_secs: 30 * 24 * 3600,
@@ -402,6 +426,8 @@ fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
         // Set once the relays are planned.
         settlement: None,
         limits: Default::default(),
+        publish: None,
+        directory: None,
     })
 }
 
@@ -416,13 +442,17 @@ fn token_settings(issuer: &IssuerConfig, endpoint: Option<RegistryEndpoint>) -> 
         issuer_name: issuer.issuer_name.clone(),
         issuer: endpoint,
         issuer_keys: None,
-        keys_refresh_secs: 5,
+        // With a registry: as often as the directory is fetched.
+        keys_refresh_secs: 2,
         redis_url: None,
         spent_path: None,
     }
 }
 
-fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
+fn registry_plan(
+    options: &DevnetOptions,
+    issuer: Option<KeyPin>,
+) -> Result<RegistryPlan, DevnetError> {
     let listen = SocketAddr::new(
         IpAddr::V4(REGISTRY_ADDRESS),
         free_udp_port(REGISTRY_ADDRESS)?,
@@ -431,9 +461,15 @@ fn registry_plan(options: &DevnetOptions) -> Result<RegistryPlan, DevnetError> {
     let registry_pin = Identity::load_or_create(&state_dir)?.pin();
     // The registry and every validator apply the same rules; the devnet's
     // relays are on loopback, and leave 10 s after they stop publishing.
+    // The issuer's key set is recognised; its keys may sign as briefly as
+    // it rotates them (`--key-rotation-secs`).
     let publication = PublicationLimits {
         descriptor_ttl_secs: 10,
         allow_special_purpose_endpoints: true,
+        issuers: issuer.into_iter().collect(),
+        min_token_key_period_secs: options
+            .key_rotation_secs
+            .min(PublicationLimits::default().min_token_key_period_secs),
         ..PublicationLimits::default()
     };
     let mut validator_pins = Vec::new();
@@ -604,6 +640,7 @@ mod tests {
             tokens: false,
             client_netns: false,
             dns_resolver: None,
+            key_rotation_secs: DEVNET_KEY_ROTATION_SECS,
         }
     }
 

@@ -201,6 +201,57 @@ impl<T> OneSigned<T> {
     }
 }
 
+/// The methods every once-signed object shares (a newtype over
+/// [`OneSigned`]): the signature, its check with the key the object names
+/// (`$id`, from the value `$v`) under `$domain`, failing with
+/// `$error { which: $signer(id) }`, and the canonical bytes.
+macro_rules! one_signed {
+    ($name:ident, $value:ident, $error:ident, $domain:expr, |$v:ident| $id:expr => $signer:path) => {
+        impl $name {
+            /// The signature.
+            pub fn signature(&self) -> &$crate::keys::Signature {
+                &self.0.signature
+            }
+
+            /// Checks the signature with the key the object names (not
+            /// whether that key is trusted: that is the caller's).
+            pub fn verify(&self) -> Result<(), $error> {
+                let id = {
+                    let $v = &self.0.value;
+                    $id
+                };
+                if id.verify($domain, &self.0.body, &self.0.signature) {
+                    Ok(())
+                } else {
+                    Err($error { which: $signer(id) })
+                }
+            }
+
+            /// The canonical bytes: the body, then the signature.
+            pub fn to_bytes(&self) -> Vec<u8> {
+                self.0.to_bytes()
+            }
+
+            pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+                self.0.encode(out);
+            }
+
+            /// Parses the signed object (signature unchecked: call `verify`).
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, $crate::FormatError> {
+                $crate::codec::decode_exact(bytes, Self::decode)
+            }
+
+            pub(crate) fn decode(
+                r: &mut $crate::codec::Reader<'_>,
+            ) -> Result<Self, $crate::FormatError> {
+                $crate::codec::OneSigned::decode(r, $value::decode).map($name)
+            }
+        }
+    };
+}
+
+pub(crate) use one_signed;
+
 /// Reads a directory's bytes behind their `u32` length, refusing more than
 /// [`MAX_DIRECTORY_BYTES`](crate::MAX_DIRECTORY_BYTES) before reading them
 /// (the envelope and the proposal carry a directory this way).

@@ -2,27 +2,27 @@
 //! profiles of their operators, a sequence number and times, signed by a
 //! threshold of validators rather than by the registry alone.
 
-use sha2::{Digest as _, Sha256};
-
 use crate::codec::{
     Reader, bounded_capacity, check_strictly_ascending, put_count_u32, put_directory_bytes,
     put_small_count, read_directory_bytes, read_small_count,
 };
 use crate::descriptor::{MIN_SIGNED_DESCRIPTOR_LEN, SignedDescriptor};
-use crate::keys::{Domain, Signature, ValidatorId, ValidatorKey, check_public_key};
+use crate::issuer_keys::{MAX_ISSUERS, MIN_SIGNED_KEY_SET_LEN, SignedIssuerKeySet};
+use crate::keys::{Domain, IssuerId, Signature, ValidatorId, ValidatorKey, check_public_key};
 use crate::profile::{MIN_SIGNED_PROFILE_LEN, SignedOperatorProfile};
 use crate::{FormatError, OperatorId, RelayId};
 
-/// The format version of directory bodies this crate reads and writes.
-pub const DIRECTORY_VERSION: u8 = 2;
+/// The format version of directory bodies this crate reads and writes
+/// (3: issuer key sets after the descriptors, RFC 9576 §6).
+pub const DIRECTORY_VERSION: u8 = 3;
 /// The format version of the signed-directory envelope.
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
 
 /// A directory document's contents: what validators sign.
 ///
-/// Profiles are sorted by operator id and descriptors by relay id, each
-/// without duplicates, so one set of contents has one encoding and one relay
-/// cannot appear twice. Only the format is checked here; whether the
+/// Profiles are sorted by operator id, descriptors by relay id and issuer
+/// key sets by issuer id, each without duplicates, so one set of contents
+/// has one encoding and one relay (or issuer) cannot appear twice. Only the format is checked here; whether the
 /// signatures inside verify and the times fit is
 /// [`Directory::check_contents`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,7 @@ pub struct Directory {
     valid_until: u64,
     operators: Vec<SignedOperatorProfile>,
     descriptors: Vec<SignedDescriptor>,
+    key_sets: Vec<SignedIssuerKeySet>,
 }
 
 impl Directory {
@@ -42,6 +43,7 @@ impl Directory {
         valid_until: u64,
         operators: Vec<SignedOperatorProfile>,
         descriptors: Vec<SignedDescriptor>,
+        key_sets: Vec<SignedIssuerKeySet>,
     ) -> Result<Self, FormatError> {
         let directory = Directory {
             sequence,
@@ -49,6 +51,7 @@ impl Directory {
             valid_until,
             operators,
             descriptors,
+            key_sets,
         };
         directory.check()?;
         Ok(directory)
@@ -66,7 +69,27 @@ impl Directory {
     ) -> Result<Self, FormatError> {
         operators.sort_by_key(|p| p.profile().operator());
         descriptors.sort_by_key(|d| d.descriptor().relay());
-        Self::checked(sequence, issued_at, valid_until, operators, descriptors)
+        Self::checked(
+            sequence,
+            issued_at,
+            valid_until,
+            operators,
+            descriptors,
+            Vec::new(),
+        )
+    }
+
+    /// This directory listing `key_sets` (any order; sorted here) as the
+    /// issuers' token keys; refuses two sets of one issuer and more than
+    /// [`MAX_ISSUERS`](crate::MAX_ISSUERS).
+    pub fn with_issuer_keys(
+        mut self,
+        mut key_sets: Vec<SignedIssuerKeySet>,
+    ) -> Result<Self, FormatError> {
+        key_sets.sort_by_key(|s| s.key_set().issuer());
+        self.key_sets = key_sets;
+        self.check()?;
+        Ok(self)
     }
 
     fn check(&self) -> Result<(), FormatError> {
@@ -94,8 +117,15 @@ impl Directory {
                 limit: crate::MAX_RELAYS,
             });
         }
+        if self.key_sets.len() > MAX_ISSUERS {
+            return Err(FormatError::TooLarge {
+                what: "issuer key sets",
+                limit: MAX_ISSUERS,
+            });
+        }
         check_strictly_ascending(&self.operators, "operators", |p| p.profile().operator())?;
-        check_strictly_ascending(&self.descriptors, "descriptors", |d| d.descriptor().relay())
+        check_strictly_ascending(&self.descriptors, "descriptors", |d| d.descriptor().relay())?;
+        check_strictly_ascending(&self.key_sets, "issuer key sets", |s| s.key_set().issuer())
     }
 
     /// The sequence number: strictly increasing from one directory to the
@@ -122,6 +152,19 @@ impl Directory {
     /// Descriptors, sorted by relay id.
     pub fn descriptors(&self) -> &[SignedDescriptor] {
         &self.descriptors
+    }
+
+    /// Issuer key sets, sorted by issuer id.
+    pub fn key_sets(&self) -> &[SignedIssuerKeySet] {
+        &self.key_sets
+    }
+
+    /// The key set of `issuer`, if listed.
+    pub fn key_set(&self, issuer: &IssuerId) -> Option<&SignedIssuerKeySet> {
+        self.key_sets
+            .binary_search_by(|s| s.key_set().issuer().cmp(issuer))
+            .ok()
+            .and_then(|i| self.key_sets.get(i))
     }
 
     /// The profile of `operator`, if present.
@@ -156,6 +199,10 @@ impl Directory {
         for descriptor in &self.descriptors {
             descriptor.encode(&mut out);
         }
+        put_count_u32(&mut out, self.key_sets.len());
+        for set in &self.key_sets {
+            set.encode(&mut out);
+        }
         out
     }
 
@@ -187,8 +234,23 @@ impl Directory {
             MIN_SIGNED_DESCRIPTOR_LEN,
             SignedDescriptor::decode,
         )?;
+        check_strictly_ascending(&descriptors, "descriptors", |d| d.descriptor().relay())?;
+        let key_sets = read_list(
+            &mut r,
+            "issuer key sets",
+            MAX_ISSUERS,
+            MIN_SIGNED_KEY_SET_LEN,
+            SignedIssuerKeySet::decode,
+        )?;
         r.finish()?;
-        Self::checked(sequence, issued_at, valid_until, operators, descriptors)
+        Self::checked(
+            sequence,
+            issued_at,
+            valid_until,
+            operators,
+            descriptors,
+            key_sets,
+        )
     }
 
     /// SHA-256 of [`Directory::to_bytes`].
@@ -215,79 +277,11 @@ fn read_list<'a, T>(
     Ok(items)
 }
 
-/// SHA-256 of a directory's canonical bytes: names one directory's contents,
-/// whichever validators' signatures came with it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DirectoryDigest([u8; 32]);
-
-impl DirectoryDigest {
-    /// The digest of directory bytes.
-    pub fn of(directory_bytes: &[u8]) -> Self {
-        DirectoryDigest(Sha256::digest(directory_bytes).into())
-    }
-
-    /// A digest from its bytes (e.g. as stored with a cache).
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        DirectoryDigest(bytes)
-    }
-
-    /// The digest's bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for DirectoryDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl std::fmt::Debug for DirectoryDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DirectoryDigest({self})")
-    }
-}
-
-/// A digest's text is not 64 lower-case hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a directory digest is 64 lower-case hex digits")]
-pub struct DigestSyntaxError;
-
-impl std::str::FromStr for DirectoryDigest {
-    type Err = DigestSyntaxError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = s.as_bytes();
-        if bytes.len() != 64 {
-            return Err(DigestSyntaxError);
-        }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            _ => Err(DigestSyntaxError),
-        };
-        let mut out = [0u8; 32];
-        for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            if let [hi, lo] = pair {
-                *o = (nibble(*hi)? << 4) | nibble(*lo)?;
-            }
-        }
-        Ok(DirectoryDigest(out))
-    }
-}
-
-impl serde::Serialize for DirectoryDigest {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for DirectoryDigest {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::digest::sha256_digest!(
+    /// SHA-256 of a directory's canonical bytes: names one directory's contents,
+    /// whichever validators' signatures came with it.
+    DirectoryDigest
+);
 
 /// One validator's signature over a directory's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

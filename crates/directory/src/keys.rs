@@ -100,8 +100,11 @@ pub(crate) enum Domain {
     OperatorProfile,
     /// A validator signing a directory document.
     Directory,
-    /// A validator signing its vote (the relays it saw publish).
+    /// A validator signing its vote (the relays and issuer key sets it saw
+    /// published).
     Vote,
+    /// An issuer signing its token key set (RFC 9576 §6 key consistency).
+    IssuerKeys,
 }
 
 impl Domain {
@@ -113,8 +116,9 @@ impl Domain {
             Domain::DescriptorOperator => b"openrelay descriptor v2 operator\0",
             Domain::DescriptorQuic => b"openrelay descriptor v2 quic\0",
             Domain::OperatorProfile => b"openrelay operator profile v1\0",
-            Domain::Directory => b"openrelay directory v2 validator\0",
-            Domain::Vote => b"openrelay vote v1 validator\0",
+            Domain::Directory => b"openrelay directory v3 validator\0",
+            Domain::Vote => b"openrelay vote v2 validator\0",
+            Domain::IssuerKeys => b"openrelay issuer keys v1\0",
         }
     }
 
@@ -249,6 +253,13 @@ public_id!(
     /// Clients are configured with a set of these and a threshold.
     ValidatorId
 );
+public_id!(
+    /// The public id of a token issuer: its long-term Ed25519 key (the key
+    /// of its QUIC/TLS identity, which clients pin in `[account] issuer`
+    /// and relays in their token settings). It signs the issuer's token key
+    /// sets ([`crate::SignedIssuerKeySet`]).
+    IssuerId
+);
 
 macro_rules! signing_key {
     ($(#[$doc:meta])* $name:ident, $id:ident) => {
@@ -312,6 +323,13 @@ signing_key!(
     /// A validator's signing key.
     ValidatorKey,
     ValidatorId
+);
+signing_key!(
+    /// An issuer's identity key as a signing key, for tests and tools. A
+    /// running issuer signs with its transport identity instead (over
+    /// [`IssuerKeySet::signing_message`](crate::IssuerKeySet::signing_message)).
+    IssuerKey,
+    IssuerId
 );
 
 /// A relay's QUIC/TLS key as an Ed25519 signing key, for tests and tools. A

@@ -12,8 +12,13 @@
 //!   operators, a sequence number and a validity window, signed by validators.
 //! - **Verification** ([`verify_directory`]): k of n trusted validators,
 //!   freshness, no rollback, and every signature inside.
+//! - **Issuer key sets** ([`SignedIssuerKeySet`]): each token issuer's
+//!   Privacy Pass keys with their epochs, signed by the issuer, listed in the
+//!   directory so that clients and relays accept only those (RFC 9576 §6,
+//!   key consistency).
 //! - **Votes and proposals** ([`vote`], [`Proposal`]): each validator's view
-//!   of the live relays, from which a directory's relay list is elected.
+//!   of the live relays and of the issuers' key sets, from which a
+//!   directory's lists are elected.
 //! - **Selection weights** ([`weight`]): how much a relay's advertised
 //!   bandwidth counts when clients draw paths.
 //!
@@ -24,8 +29,10 @@
 
 mod codec;
 mod descriptor;
+mod digest;
 mod directory;
 mod fields;
+mod issuer_keys;
 mod keys;
 mod profile;
 mod proposal;
@@ -37,14 +44,21 @@ pub use descriptor::{
     DESCRIPTOR_VERSION, DescriptorError, DescriptorFields, RelayDescriptor, SignError,
     SignedDescriptor, endpoint_class,
 };
+pub use digest::DigestSyntaxError;
 pub use directory::{
-    DIRECTORY_VERSION, DigestSyntaxError, Directory, DirectoryDigest, SIGNED_DIRECTORY_VERSION,
-    SignedDirectory, ValidatorSignature,
+    DIRECTORY_VERSION, Directory, DirectoryDigest, SIGNED_DIRECTORY_VERSION, SignedDirectory,
+    ValidatorSignature,
 };
 pub use fields::{CountryCode, Network, Region};
+pub use issuer_keys::{
+    BadKeySetSignature, ISSUER_KEYS_VERSION, IssuerKeySet, IssuerTokenKey, KeySetDigest,
+    KeySetFields, KeySetSignError, MAX_ISSUER_KEYS, MAX_ISSUER_NAME_LEN, MAX_ISSUERS,
+    MAX_SIGNED_KEY_SET_BYTES, MAX_TOKEN_KEY_LEN, MAX_TOKEN_KEY_LIFETIME_SECS, SignedIssuerKeySet,
+    TOKEN_TYPE_BLIND_RSA,
+};
 pub use keys::{
-    KeyError, OperatorId, OperatorKey, QuicKey, RelayId, RelayKey, Signature, ValidatorId,
-    ValidatorKey,
+    IssuerId, IssuerKey, KeyError, OperatorId, OperatorKey, QuicKey, RelayId, RelayKey, Signature,
+    ValidatorId, ValidatorKey,
 };
 pub use openrelay_config::{KeyPin, RelayRole};
 pub use openrelay_policy::AddressClass;
@@ -161,6 +175,8 @@ pub enum Signer {
     QuicKey(RelayId),
     /// A validator, over its vote.
     Validator(ValidatorId),
+    /// A token issuer, over its key set.
+    Issuer(IssuerId),
 }
 
 impl std::fmt::Display for Signer {
@@ -171,6 +187,7 @@ impl std::fmt::Display for Signer {
             Signer::OperatorProfile(id) => write!(f, "operator {id} (profile)"),
             Signer::QuicKey(id) => write!(f, "the QUIC key of relay {id}"),
             Signer::Validator(id) => write!(f, "validator {id} (vote)"),
+            Signer::Issuer(id) => write!(f, "issuer {id} (key set)"),
         }
     }
 }

@@ -182,42 +182,15 @@ impl SignedOperatorProfile {
     pub fn profile(&self) -> &OperatorProfile {
         &self.0.value
     }
-
-    /// The operator's signature.
-    pub fn signature(&self) -> &Signature {
-        &self.0.signature
-    }
-
-    /// Checks the operator's signature.
-    pub fn verify(&self) -> Result<(), BadProfileSignature> {
-        let operator = self.profile().operator();
-        if operator.verify(Domain::OperatorProfile, &self.0.body, &self.0.signature) {
-            Ok(())
-        } else {
-            Err(BadProfileSignature {
-                which: Signer::OperatorProfile(operator),
-            })
-        }
-    }
-
-    /// The canonical bytes: the body, then the signature.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.to_bytes()
-    }
-
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        self.0.encode(out);
-    }
-
-    /// Parses a signed profile (signature unchecked: call `verify`).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
-        decode_exact(bytes, Self::decode)
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        OneSigned::decode(r, OperatorProfile::decode).map(SignedOperatorProfile)
-    }
 }
+
+crate::codec::one_signed!(
+    SignedOperatorProfile,
+    OperatorProfile,
+    BadProfileSignature,
+    Domain::OperatorProfile,
+    |profile| profile.operator() => Signer::OperatorProfile
+);
 
 /// The smallest possible signed profile, to bound allocations.
 pub(crate) const MIN_SIGNED_PROFILE_LEN: usize = 1 + 32 + 2 + 2 + 2 + 8 + Signature::LEN;

@@ -76,6 +76,7 @@ fn domain_prefixes_are_distinct_and_prefix_free() {
         Domain::OperatorProfile,
         Domain::Directory,
         Domain::Vote,
+        Domain::IssuerKeys,
     ];
     for a in all {
         let pa = a.prefix();
@@ -101,6 +102,7 @@ fn a_signature_verifies_only_in_its_own_domain() {
         Domain::OperatorProfile,
         Domain::Directory,
         Domain::Vote,
+        Domain::IssuerKeys,
     ] {
         assert!(!key.id().verify(other, body, &sig), "{other:?}");
     }
@@ -120,4 +122,12 @@ proptest! {
         encode_endpoint(&b, &mut eb);
         prop_assert_eq!(endpoint_key(&a).cmp(&endpoint_key(&b)), ea.cmp(&eb));
     }
+}
+
+/// `openrelay-config` bounds `[publication] issuers` by what a directory
+/// can list; it cannot name this crate's constant (the dependency runs the
+/// other way), so the two are compared here.
+#[test]
+fn the_config_bounds_issuers_by_what_a_directory_lists() {
+    assert_eq!(crate::MAX_ISSUERS, openrelay_config::MAX_ISSUERS_LIMIT);
 }

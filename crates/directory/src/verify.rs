@@ -14,7 +14,8 @@ use openrelay_config::{KeyPin, RelayRole};
 use crate::descriptor::{DescriptorError, RelayDescriptor};
 use crate::directory::{Directory, DirectoryDigest, SignedDirectory};
 use crate::fields::{Network, Region};
-use crate::keys::{OperatorId, RelayId, ValidatorId};
+use crate::issuer_keys::IssuerKeySet;
+use crate::keys::{IssuerId, OperatorId, RelayId, ValidatorId};
 use crate::profile::OperatorProfile;
 use crate::{FormatError, MAX_CLOCK_SKEW_SECS, Signer};
 
@@ -268,7 +269,8 @@ impl Directory {
     /// signed it or on what the client saw before: every operator profile's
     /// signature; for every descriptor, that its operator's profile is
     /// present, both signatures, its validity at `now` and over the
-    /// directory's whole validity; and that no QUIC key appears twice.
+    /// directory's whole validity; that no QUIC key appears twice; and every
+    /// issuer key set's signature.
     ///
     /// Validators run this before signing; clients through
     /// [`verify_directory`]. The first failure refuses the whole directory: a
@@ -297,6 +299,10 @@ impl Directory {
             if !pins.insert(f.quic_pin) {
                 return Err(DirectoryError::DuplicatePin { pin: f.quic_pin });
             }
+        }
+        for set in self.key_sets() {
+            set.verify()
+                .map_err(|e| DirectoryError::BadSignature { which: e.which })?;
         }
         Ok(())
     }
@@ -524,6 +530,13 @@ impl VerifiedDirectory {
     /// verified directory).
     pub fn relay_by_pin(&self, pin: &KeyPin) -> Option<VerifiedRelay<'_>> {
         self.relays().find(|r| r.quic_pin() == *pin)
+    }
+
+    /// The token keys the directory lists for `issuer` (RFC 9576 §6: the
+    /// only keys a client may use and a relay may accept for that issuer),
+    /// if it lists any.
+    pub fn issuer_keys(&self, issuer: &IssuerId) -> Option<&IssuerKeySet> {
+        self.directory.key_set(issuer).map(|s| s.key_set())
     }
 
     /// The profile of `operator`.

@@ -13,18 +13,25 @@
 //! add one they never saw, and a relay that publishes to only some validators
 //! cannot block every directory (it is simply in or out by majority, as in
 //! Tor's directory consensus).
+//!
+//! Since version 2 a vote also names, for each issuer, the digest of the
+//! newest key set that issuer published to the validator; an issuer's set is
+//! listed exactly when more than half of the votes name that same digest
+//! ([`tally_issuers`]). An issuer that shows different key sets to
+//! different validators (to tag users with keys of their own) gets at most
+//! one of them listed, or none.
 
 use std::collections::BTreeMap;
 
-use crate::codec::{
-    OneSigned, Reader, bounded_capacity, check_strictly_ascending, decode_exact, put_count_u32,
-};
+use crate::codec::{OneSigned, Reader, bounded_capacity, check_strictly_ascending, put_count_u32};
 use crate::descriptor::read_key;
-use crate::keys::{Domain, RelayId, Signature, ValidatorId, ValidatorKey};
+use crate::issuer_keys::{KeySetDigest, MAX_ISSUERS};
+use crate::keys::{Domain, IssuerId, RelayId, Signature, ValidatorId, ValidatorKey};
 use crate::{FormatError, Signer};
 
-/// The format version of votes this crate reads and writes.
-pub const VOTE_VERSION: u8 = 1;
+/// The format version of votes this crate reads and writes (2: issuer key
+/// sets after the relays).
+pub const VOTE_VERSION: u8 = 2;
 
 /// One relay a validator vouches for: it published to this validator within
 /// the validator's descriptor TTL, and its newest descriptor there starts at
@@ -37,15 +44,28 @@ pub struct VoteEntry {
     pub not_before: u64,
 }
 
-/// A validator's view of the live relays at `voted_at` (not yet signed).
+/// One issuer key set a validator vouches for: the newest set `issuer`
+/// published to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IssuerVote {
+    /// The issuer.
+    pub issuer: IssuerId,
+    /// SHA-256 of the set's body.
+    pub digest: KeySetDigest,
+}
+
+/// A validator's view of the live relays and of the issuers' key sets at
+/// `voted_at` (not yet signed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vote {
     validator: ValidatorId,
     voted_at: u64,
     entries: Vec<VoteEntry>,
+    issuers: Vec<IssuerVote>,
 }
 
 const ENTRY_LEN: usize = 32 + 8;
+const ISSUER_ENTRY_LEN: usize = 32 + 32;
 
 impl Vote {
     /// A vote by `validator` at `voted_at` for `entries` (any order; sorted
@@ -57,18 +77,30 @@ impl Vote {
         mut entries: Vec<VoteEntry>,
     ) -> Result<Self, FormatError> {
         entries.sort();
-        Self::checked(validator, voted_at, entries)
+        Self::checked(validator, voted_at, entries, Vec::new())
+    }
+
+    /// This vote naming `issuers`' key sets too (any order; sorted here).
+    /// Refuses an issuer named twice and more than
+    /// [`MAX_ISSUERS`](crate::MAX_ISSUERS).
+    pub fn with_issuers(mut self, mut issuers: Vec<IssuerVote>) -> Result<Self, FormatError> {
+        issuers.sort();
+        self.issuers = issuers;
+        self.check()?;
+        Ok(self)
     }
 
     fn checked(
         validator: ValidatorId,
         voted_at: u64,
         entries: Vec<VoteEntry>,
+        issuers: Vec<IssuerVote>,
     ) -> Result<Self, FormatError> {
         let vote = Vote {
             validator,
             voted_at,
             entries,
+            issuers,
         };
         vote.check()?;
         Ok(vote)
@@ -81,7 +113,14 @@ impl Vote {
                 limit: crate::MAX_RELAYS,
             });
         }
-        check_strictly_ascending(&self.entries, "vote entries", |e| e.relay)
+        if self.issuers.len() > MAX_ISSUERS {
+            return Err(FormatError::TooLarge {
+                what: "vote issuers",
+                limit: MAX_ISSUERS,
+            });
+        }
+        check_strictly_ascending(&self.entries, "vote entries", |e| e.relay)?;
+        check_strictly_ascending(&self.issuers, "vote issuers", |e| e.issuer)
     }
 
     /// Who voted.
@@ -99,6 +138,20 @@ impl Vote {
         &self.entries
     }
 
+    /// The issuers' key sets, sorted by issuer id.
+    pub fn issuers(&self) -> &[IssuerVote] {
+        &self.issuers
+    }
+
+    /// The key set this vote names for `issuer`, if any.
+    pub fn issuer(&self, issuer: &IssuerId) -> Option<KeySetDigest> {
+        self.issuers
+            .binary_search_by(|e| e.issuer.cmp(issuer))
+            .ok()
+            .and_then(|i| self.issuers.get(i))
+            .map(|e| e.digest)
+    }
+
     /// The entry for `relay`, if the vote lists it.
     pub fn entry(&self, relay: &RelayId) -> Option<&VoteEntry> {
         self.entries
@@ -109,7 +162,14 @@ impl Vote {
 
     /// The canonical bytes (`docs/directory-format.md`, "Vote").
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 32 + 8 + 4 + self.entries.len() * ENTRY_LEN);
+        let mut out = Vec::with_capacity(
+            1 + 32
+                + 8
+                + 4
+                + self.entries.len() * ENTRY_LEN
+                + 4
+                + self.issuers.len() * ISSUER_ENTRY_LEN,
+        );
         out.push(VOTE_VERSION);
         out.extend_from_slice(self.validator.as_bytes());
         out.extend_from_slice(&self.voted_at.to_be_bytes());
@@ -117,6 +177,11 @@ impl Vote {
         for entry in &self.entries {
             out.extend_from_slice(entry.relay.as_bytes());
             out.extend_from_slice(&entry.not_before.to_be_bytes());
+        }
+        put_count_u32(&mut out, self.issuers.len());
+        for entry in &self.issuers {
+            out.extend_from_slice(entry.issuer.as_bytes());
+            out.extend_from_slice(entry.digest.as_bytes());
         }
         out
     }
@@ -140,7 +205,22 @@ impl Vote {
                 not_before: r.u64()?,
             });
         }
-        Self::checked(validator, voted_at, entries)
+        let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+        if count > MAX_ISSUERS {
+            return Err(FormatError::TooLarge {
+                what: "vote issuers",
+                limit: MAX_ISSUERS,
+            });
+        }
+        let mut issuers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let issuer = IssuerId::from_checked(read_key(r, "issuer")?);
+            issuers.push(IssuerVote {
+                issuer,
+                digest: KeySetDigest::from_bytes(r.array()?),
+            });
+        }
+        Self::checked(validator, voted_at, entries, issuers)
     }
 }
 
@@ -187,47 +267,25 @@ impl SignedVote {
     pub fn vote(&self) -> &Vote {
         &self.0.value
     }
-
-    /// The validator's signature.
-    pub fn signature(&self) -> &Signature {
-        &self.0.signature
-    }
-
-    /// Checks the validator's signature (not whether the validator is
-    /// trusted: that is the caller's).
-    pub fn verify(&self) -> Result<(), BadVoteSignature> {
-        let validator = self.vote().validator();
-        if validator.verify(Domain::Vote, &self.0.body, &self.0.signature) {
-            Ok(())
-        } else {
-            Err(BadVoteSignature {
-                which: Signer::Validator(validator),
-            })
-        }
-    }
-
-    /// The canonical bytes: the body, then the signature.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.to_bytes()
-    }
-
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        self.0.encode(out);
-    }
-
-    /// Parses a signed vote (signature unchecked: call `verify`).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
-        decode_exact(bytes, Self::decode)
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        OneSigned::decode(r, Vote::decode).map(SignedVote)
-    }
 }
 
-/// Largest signed vote, in bytes (every relay listed).
-pub const MAX_SIGNED_VOTE_BYTES: usize =
-    1 + 32 + 8 + 4 + crate::MAX_RELAYS * ENTRY_LEN + Signature::LEN;
+crate::codec::one_signed!(
+    SignedVote,
+    Vote,
+    BadVoteSignature,
+    Domain::Vote,
+    |vote| vote.validator() => Signer::Validator
+);
+
+/// Largest signed vote, in bytes (every relay and issuer listed).
+pub const MAX_SIGNED_VOTE_BYTES: usize = 1
+    + 32
+    + 8
+    + 4
+    + crate::MAX_RELAYS * ENTRY_LEN
+    + 4
+    + MAX_ISSUERS * ISSUER_ENTRY_LEN
+    + Signature::LEN;
 
 /// A relay most of a set of votes list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,4 +319,29 @@ pub fn tally<'a>(votes: impl IntoIterator<Item = &'a Vote>) -> BTreeMap<RelayId,
     }
     counts.retain(|_, elected| elected.votes * 2 > total);
     counts
+}
+
+/// The issuer key sets more than half of `votes` name, each by its digest
+/// (each vote counted once; the caller makes sure they are distinct,
+/// trusted and verified). An issuer whose votes are split, none naming one
+/// set for a majority, has no set elected: an issuer showing different sets
+/// to different validators gets at most one listed, or none. The one rule
+/// the registry (to build a proposal) and the validators (to check it)
+/// apply.
+pub fn tally_issuers<'a>(
+    votes: impl IntoIterator<Item = &'a Vote>,
+) -> BTreeMap<IssuerId, KeySetDigest> {
+    let mut counts: BTreeMap<(IssuerId, KeySetDigest), usize> = BTreeMap::new();
+    let mut total = 0usize;
+    for vote in votes {
+        total += 1;
+        for entry in vote.issuers() {
+            *counts.entry((entry.issuer, entry.digest)).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .filter(|(_, n)| n * 2 > total)
+        .map(|(key, _)| key)
+        .collect()
 }

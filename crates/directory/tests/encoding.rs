@@ -132,12 +132,18 @@ fn unknown_versions_are_refused() {
             })
         );
     }
-    let mut b = directory(1).to_bytes();
-    b[0] = 0;
-    assert!(matches!(
-        Directory::from_bytes(&b),
-        Err(FormatError::UnsupportedVersion { .. })
-    ));
+    // Directory version 2 (before issuer key sets), 0 and anything newer.
+    for version in [0, 2, 4] {
+        let mut b = directory(1).to_bytes();
+        b[0] = version;
+        assert_eq!(
+            Directory::from_bytes(&b),
+            Err(FormatError::UnsupportedVersion {
+                object: "directory",
+                version
+            })
+        );
+    }
 }
 
 #[test]
@@ -548,10 +554,14 @@ fn directory_lists_must_be_sorted_and_distinct() {
     let bytes = two.to_bytes();
     let first = two.descriptors()[0].to_bytes();
     let second = two.descriptors()[1].to_bytes();
-    let start = bytes.len() - first.len() - second.len();
+    // The descriptors, then an empty list of issuer key sets (a u32 0).
+    let end = bytes.len() - 4;
+    let start = end - first.len() - second.len();
+    let no_key_sets = &bytes[end..];
     let mut swapped = bytes[..start].to_vec();
     swapped.extend_from_slice(&second);
     swapped.extend_from_slice(&first);
+    swapped.extend_from_slice(no_key_sets);
     assert_eq!(
         Directory::from_bytes(&swapped),
         Err(FormatError::Unsorted {
@@ -561,6 +571,7 @@ fn directory_lists_must_be_sorted_and_distinct() {
     let mut doubled = bytes[..start].to_vec();
     doubled.extend_from_slice(&first);
     doubled.extend_from_slice(&first);
+    doubled.extend_from_slice(no_key_sets);
     assert_eq!(
         Directory::from_bytes(&doubled),
         Err(FormatError::Duplicate {

@@ -139,12 +139,37 @@ prop_compose! {
 }
 
 prop_compose! {
+    /// A key set of issuer `issuer` (of the fixtures) whose keys are the
+    /// fixtures' daily keys `first..first + count`, any signature.
+    fn key_set_any()(
+        issuer in 0..POOL,
+        first in 0u8..8,
+        count in 1usize..=openrelay_directory::MAX_ISSUER_KEYS,
+        published_at in 0u64..T0,
+        sig in any::<[u8; 32]>(),
+    ) -> openrelay_directory::SignedIssuerKeySet {
+        let keys = (0..count).map(|i| token_key(first + i as u8, 86_400)).collect();
+        let set = openrelay_directory::IssuerKeySet::new(openrelay_directory::KeySetFields {
+            issuer: issuer_key(issuer).id(),
+            issuer_name: format!("issuer{issuer}.example"),
+            published_at,
+            keys,
+        })
+        .unwrap();
+        let mut signature = [0u8; 64];
+        signature[8..40].copy_from_slice(&sig);
+        openrelay_directory::SignedIssuerKeySet::from_parts(set, Signature::from_bytes(signature))
+    }
+}
+
+prop_compose! {
     fn directory_any()(
         sequence in any::<u64>(),
         issued_at in any::<u64>(),
         lifetime in 1..=openrelay_directory::MAX_DIRECTORY_LIFETIME_SECS,
         operators in proptest::collection::vec(profile_any(), 0..4),
         descriptors in proptest::collection::vec(signed_descriptor_any(), 0..4),
+        key_sets in proptest::collection::vec(key_set_any(), 0..3),
     ) -> Directory {
         let issued_at = issued_at.min(u64::MAX - lifetime);
         let mut operators = operators;
@@ -153,7 +178,13 @@ prop_compose! {
         let mut descriptors = descriptors;
         descriptors.sort_by_key(|d| d.descriptor().relay());
         descriptors.dedup_by_key(|d| d.descriptor().relay());
-        Directory::new(sequence, issued_at, issued_at + lifetime, operators, descriptors).unwrap()
+        let mut key_sets = key_sets;
+        key_sets.sort_by_key(|s| s.key_set().issuer());
+        key_sets.dedup_by_key(|s| s.key_set().issuer());
+        Directory::new(sequence, issued_at, issued_at + lifetime, operators, descriptors)
+            .unwrap()
+            .with_issuer_keys(key_sets)
+            .unwrap()
     }
 }
 
@@ -196,6 +227,9 @@ fn decode_all(bytes: &[u8]) {
     }
     if let Ok(d) = Directory::from_bytes(bytes) {
         assert_eq!(d.to_bytes(), bytes);
+    }
+    if let Ok(k) = openrelay_directory::SignedIssuerKeySet::from_bytes(bytes) {
+        assert_eq!(k.to_bytes(), bytes);
     }
     if let Ok(s) = SignedDirectory::from_bytes(bytes) {
         assert_eq!(s.to_bytes(), bytes);

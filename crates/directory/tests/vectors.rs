@@ -1,6 +1,7 @@
-//! Test vectors (`tests/vectors/directory-v2.json`): keys from fixed seeds,
-//! the fields of profiles and descriptors, their canonical bytes and
-//! signatures, a directory and its validator-signed envelope.
+//! Test vectors (`tests/vectors/directory-v3.json`): keys from fixed seeds,
+//! the fields of profiles, descriptors and an issuer key set (with the token
+//! key of RFC 9578 Appendix A.2), their canonical bytes and signatures, a
+//! directory and its validator-signed envelope, a vote and a proposal.
 //!
 //! `vectors_match_the_file` rebuilds the file's contents from the fixed inputs
 //! and compares them byte for byte, so any change to the encoding or the
@@ -15,11 +16,12 @@
 
 use std::path::PathBuf;
 
-use openrelay_directory::vote::{SignedVote, Vote, VoteEntry};
+use openrelay_directory::vote::{IssuerVote, SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
-    CountryCode, DescriptorFields, Directory, Network, OperatorKey, OperatorProfile, ProfileFields,
-    Proposal, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
-    SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey, verify_directory_bytes,
+    CountryCode, DescriptorFields, Directory, IssuerKey, IssuerKeySet, IssuerTokenKey,
+    KeySetFields, Network, OperatorKey, OperatorProfile, ProfileFields, Proposal, QuicKey, Region,
+    RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
+    SignedOperatorProfile, TOKEN_TYPE_BLIND_RSA, TrustConfig, ValidatorKey, verify_directory_bytes,
 };
 use serde_json::{Value, json};
 
@@ -28,7 +30,7 @@ const NOW: u64 = ISSUED_AT + 600;
 const MAX_AGE: u64 = 6 * 3600;
 
 fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory-v2.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory-v3.json")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -47,7 +49,11 @@ fn seed(n: u8) -> [u8; 32] {
     std::array::from_fn(|i| n.wrapping_add(i as u8))
 }
 
+/// The issuer public key `pkS` of RFC 9578 Appendix A.2 (its SPKI).
+const RFC9578_PK_S: &str = "30820152303d06092a864886f70d01010a3030a00d300b0609608648016503040202a11a301806092a864886f70d010108300b0609608648016503040202a2030201300382010f003082010a0282010100cb1aed6b6a95f5b1ce013a4cfcab25b94b2e64a23034e4250a7eab43c0df3a8c12993af12b111908d4b471bec31d4b6c9ad9cdda90612a2ee903523e6de5a224d6b02f09e5c374d0cfe01d8f529c500a78a2f67908fa682b5a2b430c81eaf1af72d7b5e794fc98a3139276879757ce453b526ef9bf6ceb99979b8423b90f4461a22af37aab0cf5733f7597abe44d31c732db68a181c6cbbe607d8c0e52e0655fd9996dc584eca0be87afbcd78a337d17b1dba9e828bbd81e291317144e7ff89f55619709b096cbb9ea474cead264c2073fe49740c01f00e109106066983d21e5f83f086e2e823c879cd43cef700d2a352a9babd612d03cad02db134b7e225a5f0203010001";
+
 struct Inputs {
+    issuer: (IssuerKey, KeySetFields),
     operators: Vec<(OperatorKey, ProfileFields)>,
     relays: Vec<(RelayKey, QuicKey, DescriptorFields, usize)>,
     validators: Vec<ValidatorKey>,
@@ -141,7 +147,20 @@ fn inputs() -> Inputs {
             1,
         ),
     ];
+    let issuer = IssuerKey::from_bytes(&seed(0xc0));
+    let issuer_fields = KeySetFields {
+        issuer: issuer.id(),
+        issuer_name: "issuer.example:4450".into(),
+        published_at: ISSUED_AT - 120,
+        keys: vec![IssuerTokenKey {
+            token_type: TOKEN_TYPE_BLIND_RSA,
+            key: unhex(RFC9578_PK_S),
+            not_before: ISSUED_AT - 86_400,
+            expires: ISSUED_AT + 13 * 86_400,
+        }],
+    };
     Inputs {
+        issuer: (issuer, issuer_fields),
         operators,
         relays,
         validators,
@@ -245,6 +264,16 @@ fn generate() -> String {
             "id": key.id().to_string(),
         }));
     }
+    let (issuer, issuer_fields) = &inputs.issuer;
+    keys.push(json!({
+        "name": "issuer",
+        "seed": hex(&issuer.to_bytes()),
+        "public": hex(issuer.id().as_bytes()),
+        "id": issuer.id().to_string(),
+    }));
+    let key_set = issuer
+        .sign_key_set(IssuerKeySet::new(issuer_fields.clone()).unwrap())
+        .unwrap();
     let directory = Directory::new(
         42,
         ISSUED_AT,
@@ -252,6 +281,8 @@ fn generate() -> String {
         signed_profiles,
         signed_descriptors,
     )
+    .unwrap()
+    .with_issuer_keys(vec![key_set.clone()])
     .unwrap();
     let mut signed = SignedDirectory::new(&directory);
     for &v in &inputs.signed_by {
@@ -272,6 +303,11 @@ fn generate() -> String {
                     })
                     .collect(),
             )
+            .unwrap()
+            .with_issuers(vec![IssuerVote {
+                issuer: issuer.id(),
+                digest: key_set.digest(),
+            }])
             .unwrap(),
         )
         .unwrap();
@@ -280,11 +316,26 @@ fn generate() -> String {
         votes: vec![vote.clone()],
     };
     let doc = json!({
-        "about": "openrelay directory format v2 test vectors (docs/directory-format.md). \
+        "about": "openrelay directory format v3 test vectors (docs/directory-format.md). \
                   Generated by crates/directory/tests/vectors.rs; do not edit by hand.",
         "keys": keys,
         "operator_profiles": profiles,
         "descriptors": descriptors,
+        "issuer_key_set": {
+            "issuer": issuer_fields.issuer.to_string(),
+            "issuer_name": issuer_fields.issuer_name,
+            "published_at": issuer_fields.published_at,
+            "keys": issuer_fields.keys.iter().map(|k| json!({
+                "token_type": k.token_type,
+                "token_key": hex(&k.key),
+                "not_before": k.not_before,
+                "expires": k.expires,
+            })).collect::<Vec<_>>(),
+            "body": hex(&key_set.key_set().to_bytes()),
+            "sha256": key_set.digest().to_string(),
+            "signature": hex(key_set.signature().as_bytes()),
+            "signed": hex(&key_set.to_bytes()),
+        },
         "directory": {
             "sequence": directory.sequence(),
             "issued_at": directory.issued_at(),
@@ -303,6 +354,10 @@ fn generate() -> String {
             "relays": vote.vote().entries().iter().map(|e| json!({
                 "relay": e.relay.to_string(),
                 "not_before": e.not_before,
+            })).collect::<Vec<_>>(),
+            "issuers": vote.vote().issuers().iter().map(|e| json!({
+                "issuer": e.issuer.to_string(),
+                "key_set": e.digest.to_string(),
             })).collect::<Vec<_>>(),
             "signature": hex(vote.signature().as_bytes()),
             "signed": hex(&vote.to_bytes()),
@@ -407,9 +462,24 @@ fn stored_vectors_decode_and_verify() {
         stored["directory"]["sha256"].as_str().unwrap()
     );
     assert_eq!(verified.relays().count(), 2);
+    let key_set = SignedIssuerKeySet::from_bytes(&unhex(
+        stored["issuer_key_set"]["signed"].as_str().unwrap(),
+    ))
+    .unwrap();
+    key_set.verify().unwrap();
+    let issuer = key_set.key_set().issuer();
+    assert_eq!(
+        verified.issuer_keys(&issuer).unwrap().keys()[0].key,
+        unhex(RFC9578_PK_S)
+    );
+    assert_eq!(
+        key_set.digest().to_string(),
+        stored["issuer_key_set"]["sha256"].as_str().unwrap()
+    );
     let vote = SignedVote::from_bytes(&unhex(stored["vote"]["signed"].as_str().unwrap())).unwrap();
     vote.verify().unwrap();
     assert_eq!(vote.vote().entries().len(), 2);
+    assert_eq!(vote.vote().issuer(&issuer), Some(key_set.digest()));
     let proposal =
         Proposal::from_bytes(&unhex(stored["proposal"]["bytes"].as_str().unwrap())).unwrap();
     assert_eq!(proposal.votes, vec![vote]);

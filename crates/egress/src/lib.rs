@@ -112,6 +112,9 @@ pub struct EgressSettings {
     pub max_dns_lookups: usize,
     /// Pay-as-you-go terms and tokens; `None`: free.
     pub payment: Option<PaymentConfig>,
+    /// The validator-signed directory: with it, payment tokens are accepted
+    /// only under the keys it lists for their issuer.
+    pub directory: Option<openrelay_config::DirectoryConfig>,
     /// The relay's state directory (payment double-spend set, ledger).
     pub state_dir: PathBuf,
     /// The operator (credited at settlement).
@@ -163,6 +166,7 @@ impl EgressSettings {
             dns_timeout: Duration::from_secs(egress.dns_timeout_secs),
             max_dns_lookups: usize::try_from(egress.max_dns_lookups).unwrap_or(usize::MAX),
             payment: egress.payment.clone(),
+            directory: config.directory.clone(),
             state_dir: config.state_dir.clone(),
             operator: config.operator.clone(),
             congestion: config.congestion,
@@ -174,7 +178,8 @@ impl EgressSettings {
 
 /// The operator's infrastructure that `config` names, as deny rules (and
 /// host names to resolve at start): the registry and validators it
-/// publishes to and the issuer it settles with and takes keys from, every
+/// publishes to, the registry whose directory it follows, and the issuer it
+/// settles with and takes keys from, every
 /// port but their QUIC service's (clients reach those through the relays);
 /// its Redis and its nameservers, every
 /// port (the egress asks its nameservers itself, and answers clients' DNS
@@ -196,6 +201,7 @@ fn infrastructure(
                 .into_iter()
                 .flat_map(|p| p.validators.iter().map(|v| v.addr)),
         )
+        .chain(config.directory.as_ref().map(|d| d.registry.addr))
         .chain(payment.and_then(|p| p.settle_at.as_ref()).map(|i| i.addr))
         .chain(
             payment
@@ -285,8 +291,14 @@ impl Egress {
             .payment
             .as_ref()
             .map(|config| {
-                Payments::open(config, identity, &settings.operator, &settings.state_dir)
-                    .map(Arc::new)
+                Payments::open(
+                    config,
+                    identity,
+                    &settings.operator,
+                    &settings.state_dir,
+                    settings.directory.as_ref(),
+                )
+                .map(Arc::new)
             })
             .transpose()?;
         // The host's addresses are known (and watched) before the first

@@ -33,9 +33,11 @@
 //! `payment overdue`. Collected tokens are kept in the [`Ledger`] until
 //! they are settled at the issuer ([`crate::settle`]).
 //!
-//! The issuer's keys are fetched from it (or read from a local file) and
-//! followed as they rotate; until they arrive, payments are refused with
-//! 503 "issuer keys not yet available" and unpaid sessions run their grace.
+//! The issuer's keys are those the validator-signed directory lists for it
+//! when the relay has a `[directory]` (RFC 9576 §6 key consistency), else
+//! fetched from the issuer (or read from a local file); they are followed as
+//! they rotate. Until they arrive, payments are refused with 503 "issuer
+//! keys not yet available" and unpaid sessions run their grace.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,7 +46,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openrelay_config::PaymentConfig;
+use openrelay_config::{DirectoryConfig, PaymentConfig};
 use openrelay_issuer::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, Refusal, TokenGate};
@@ -98,6 +100,9 @@ pub enum PaymentError {
     /// The relay key could not be taken for settlement.
     #[error(transparent)]
     Identity(#[from] openrelay_transport::identity::IdentityError),
+    /// The `[directory]` settings are unusable.
+    #[error(transparent)]
+    Directory(#[from] keyfeed::FollowConfigError),
 }
 
 /// One metered session (a tunnel's).
@@ -224,12 +229,14 @@ pub struct Payments {
 
 impl Payments {
     /// Sets up payments for the relay of `identity`, credited at settlement
-    /// to `operator` (its operator key with a registry, else its name).
+    /// to `operator` (its operator key with a registry, else its name);
+    /// with `directory`, only the issuer keys it lists are accepted.
     pub fn open(
         config: &PaymentConfig,
         identity: &Identity,
         operator: &str,
         state_dir: &Path,
+        directory: Option<&DirectoryConfig>,
     ) -> Result<Self, PaymentError> {
         let relay = identity.pin().to_string();
         let tokens = &config.tokens;
@@ -244,7 +251,7 @@ impl Payments {
             &TokenChallenge::for_relay(&tokens.issuer_name, &relay),
             spent,
         )?;
-        let source = KeySource::from_config(tokens);
+        let source = KeySource::from_config(tokens, directory)?;
         if let Some(keys) = source.as_ref().and_then(KeySource::read_local) {
             gate.set_keys(keys);
         }

@@ -11,16 +11,19 @@
 //! carries `Proxy-Status: openrelay-ingress; error=http_request_denied;
 //! details="..."` (RFC 9209 §2.1.5), and nothing is forwarded.
 //!
-//! The issuer's keys are fetched from the issuer (or read from a local
-//! file) and followed as they rotate ([`follow_keys`]); until they arrive
-//! the ingress serves but refuses tunnels with 503 "issuer keys not yet
-//! available", so it may start before the issuer.
+//! The issuer's keys are those the validator-signed directory lists for it
+//! when the relay has a `[directory]` (RFC 9576 §6 key consistency: a key
+//! the issuer shows only some users is refused), else fetched from the
+//! issuer (or read from a local file); they are followed as they rotate
+//! ([`follow_keys`]). Until they arrive the ingress serves but refuses
+//! tunnels with 503 "issuer keys not yet available", so it may start before
+//! the issuer.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AdmissionConfig, KeyPin};
+use openrelay_config::{AdmissionConfig, DirectoryConfig, KeyPin};
 use openrelay_issuer::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
@@ -46,6 +49,9 @@ pub enum AdmissionError {
         "a token-gated ingress needs its operator's key (`operator_key`, or [publish] with the operator key file): access tokens are scoped to it"
     )]
     NoOperatorKey,
+    /// The `[directory]` settings are unusable.
+    #[error(transparent)]
+    Directory(#[from] keyfeed::FollowConfigError),
 }
 
 /// An ingress's admission check: a [`TokenGate`] for the issuer's challenge
@@ -60,11 +66,17 @@ pub struct AdmissionSettings {
     pub tokens: AdmissionConfig,
     /// The operator's key (the relay config's `operator_key`).
     pub operator_key: KeyPin,
+    /// The relay's `[directory]`: with it, only the keys it lists for the
+    /// issuer are accepted.
+    pub directory: Option<DirectoryConfig>,
 }
 
 /// Sets up admission: opens the double-spend set, and takes the issuer
 /// keys if a local file has them ([`follow_keys`] gets them otherwise).
-pub fn open(settings: &AdmissionSettings, state_dir: &Path) -> Result<Admission, AdmissionError> {
+pub fn open(
+    settings: &AdmissionSettings,
+    state_dir: &Path,
+) -> Result<(Admission, Option<KeySource>), AdmissionError> {
     let config = &settings.tokens;
     let spent = open_store(
         config.redis_url.as_deref(),
@@ -80,16 +92,15 @@ pub fn open(settings: &AdmissionSettings, state_dir: &Path) -> Result<Admission,
         ),
         spent,
     )?;
-    if let Some(keys) = KeySource::from_config(config).and_then(|s| s.read_local()) {
+    let source = KeySource::from_config(config, settings.directory.as_ref())?;
+    if let Some(keys) = source.as_ref().and_then(KeySource::read_local) {
         gate.set_keys(keys);
     }
-    Ok(gate)
+    Ok((gate, source))
 }
 
-/// Keeps `admission`'s issuer keys current (forever; abort to stop).
-pub async fn follow_keys(admission: Arc<Admission>, config: AdmissionConfig) {
-    if let Some(source) = KeySource::from_config(&config) {
-        let refresh = Duration::from_secs(config.keys_refresh_secs);
-        keyfeed::follow(admission, source, refresh).await;
-    }
+/// Keeps `admission`'s issuer keys current from `source` (forever; abort to
+/// stop), fetching every `refresh`.
+pub async fn follow_keys(admission: Arc<Admission>, source: KeySource, refresh: Duration) {
+    keyfeed::follow(admission, source, refresh).await;
 }

@@ -108,6 +108,7 @@ impl IngressSettings {
                         .map(|operator_key| AdmissionSettings {
                             tokens,
                             operator_key,
+                            directory: config.directory.clone(),
                         })
                         .ok_or(AdmissionError::NoOperatorKey)
                 })
@@ -165,6 +166,8 @@ pub struct Ingress {
     listener: Listener,
     settings: IngressSettings,
     admission: Option<Arc<Admission>>,
+    /// Where the admission's issuer keys come from.
+    key_source: Option<openrelay_issuer::keyfeed::KeySource>,
 }
 
 impl Ingress {
@@ -172,11 +175,15 @@ impl Ingress {
     /// admission if configured (reads the issuer keys, opens the
     /// double-spend set).
     pub fn bind(settings: IngressSettings, identity: &Identity) -> Result<Self, IngressError> {
-        let admission = settings
+        let opened = settings
             .admission
             .as_ref()
-            .map(|config| admission::open(config, &settings.state_dir).map(Arc::new))
+            .map(|config| admission::open(config, &settings.state_dir))
             .transpose()?;
+        let (admission, key_source) = match opened {
+            Some((gate, source)) => (Some(Arc::new(gate)), source),
+            None => (None, None),
+        };
         let tuning =
             Tuning::relay(Duration::from_secs(30), OUTER_MTU).with_congestion(settings.congestion);
         let listener = server::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
@@ -184,6 +191,7 @@ impl Ingress {
             listener,
             settings,
             admission,
+            key_source,
         })
     }
 
@@ -202,14 +210,20 @@ impl Ingress {
         });
         let counters = Arc::new(ServerCounters::default());
         // Ends with this future, also when it is cancelled.
+        let refresh = shared
+            .settings
+            .admission
+            .as_ref()
+            .map_or(Duration::from_secs(60), |a| {
+                Duration::from_secs(a.tokens.keys_refresh_secs)
+            });
         let _refresh = shared
             .admission
             .clone()
-            .zip(shared.settings.admission.clone())
-            .map(|(admission, config)| {
+            .zip(self.key_source)
+            .map(|(admission, source)| {
                 AbortOnDrop(tokio::spawn(admission::follow_keys(
-                    admission,
-                    config.tokens,
+                    admission, source, refresh,
                 )))
             });
         info!(

@@ -320,6 +320,13 @@ impl IssuerClient {
         })
     }
 
+    /// The issuer's copy of the validator-signed directory it follows (the
+    /// bytes, to verify: only the validators' signatures make it
+    /// trustworthy).
+    pub async fn signed_directory(&self) -> Result<Vec<u8>, IssuerClientError> {
+        self.get(paths::SIGNED_DIRECTORY).await
+    }
+
     /// Fetches `count` tokens for `challenge` under `key` (RFC 9578 §6),
     /// one request each, on this connection. Stops at the first refusal
     /// (e.g. the quota), returning it.

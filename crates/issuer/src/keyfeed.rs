@@ -1,22 +1,27 @@
-//! How relays get the issuer's token keys and keep them current: from the
-//! issuer itself over the network (its TLS key pinned; `GET
-//! /.well-known/private-token-issuer-directory`, RFC 9578 §4), or from a
-//! local copy of that document. A relay serves from its start: until the
-//! keys arrive its [`TokenGate`] refuses tokens with 503 ("issuer keys not
-//! yet available"), and [`follow`] retries with backoff, so relays and
-//! issuer may start in any order.
+//! How relays get the issuer's token keys and keep them current: with a
+//! `[directory]`, only the keys the validator-signed directory lists for the
+//! issuer (RFC 9576 §6 key consistency: whatever the issuer itself serves);
+//! without one, from the issuer itself over the network (its TLS key
+//! pinned; `GET /.well-known/private-token-issuer-directory`, RFC 9578 §4),
+//! or from a local copy of that document. A relay serves from its start:
+//! until the keys arrive its [`TokenGate`] refuses tokens with 503 ("issuer
+//! keys not yet available"), and [`follow`] retries with backoff, so relays
+//! and issuer may start in any order.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AdmissionConfig, RegistryEndpoint};
+use openrelay_config::{AdmissionConfig, DirectoryConfig, KeyPin, RegistryEndpoint};
+pub use openrelay_registry::follow::FollowConfigError;
+use openrelay_registry::follow::{DirectoryFollower, FollowError};
 use openrelay_tokens::EpochKey;
 use openrelay_tokens::gate::{GateError, TokenGate, read_keys};
 use openrelay_transport::backoff::Backoff;
 use tracing::{debug, info, warn};
 
 use crate::client::{IssuerClient, IssuerClientError};
+use crate::consistency::{KeyConsistencyError, listed_keys};
 
 /// How long one fetch from the issuer may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,7 +46,7 @@ pub enum KeyFeedError {
     Issuer(#[from] IssuerClientError),
     /// The issuer's directory is malformed or lists no usable key.
     #[error("issuer at {addr}: {reason}")]
-    Directory {
+    IssuerDirectory {
         /// The issuer.
         addr: std::net::SocketAddr,
         /// What is wrong.
@@ -50,26 +55,53 @@ pub enum KeyFeedError {
     /// The issuer did not answer in time.
     #[error("issuer at {0}: no answer within {FETCH_TIMEOUT:?}")]
     TimedOut(std::net::SocketAddr),
+    /// The directory could not be had.
+    #[error(transparent)]
+    Directory(#[from] FollowError),
+    /// The verified directory lists no usable keys for the issuer: every
+    /// token is refused until it does.
+    #[error(transparent)]
+    NotListed(#[from] KeyConsistencyError),
 }
 
 /// Where a relay's issuer keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum KeySource {
     /// The issuer, over the network.
     Issuer(RegistryEndpoint),
     /// A local copy of its directory (overrides the network when given).
     File(PathBuf),
+    /// Only the keys the validator-signed directory lists for the issuer
+    /// pinned as `issuer`, named `issuer_name` (RFC 9576 §6).
+    Directory {
+        /// The directory, fetched from the registry and verified.
+        follower: Arc<DirectoryFollower>,
+        /// The issuer's identity key.
+        issuer: KeyPin,
+        /// Its name in the relay's token challenge.
+        issuer_name: String,
+    },
 }
 
 impl KeySource {
-    /// The source a relay's token settings name: the local file if given,
-    /// else the issuer. `None` if neither (the config check refuses that).
-    pub fn from_config(config: &AdmissionConfig) -> Option<Self> {
-        match (&config.issuer_keys, &config.issuer) {
-            (Some(path), _) => Some(KeySource::File(path.clone())),
-            (None, Some(issuer)) => Some(KeySource::Issuer(issuer.clone())),
-            (None, None) => None,
-        }
+    /// The source a relay's token settings name: with the relay's
+    /// `directory`, the directory (for the issuer `config.issuer` names);
+    /// else the local file if given, else the issuer. `None` if none of
+    /// them (the config check refuses that).
+    pub fn from_config(
+        config: &AdmissionConfig,
+        directory: Option<&DirectoryConfig>,
+    ) -> Result<Option<Self>, FollowConfigError> {
+        Ok(match (directory, &config.issuer_keys, &config.issuer) {
+            (Some(directory), _, Some(issuer)) => Some(KeySource::Directory {
+                follower: Arc::new(DirectoryFollower::new(directory)?),
+                issuer: issuer.key,
+                issuer_name: config.issuer_name.clone(),
+            }),
+            (_, Some(path), _) => Some(KeySource::File(path.clone())),
+            (_, None, Some(issuer)) => Some(KeySource::Issuer(issuer.clone())),
+            (_, None, None) => None,
+        })
     }
 
     /// The keys now, if they can be had without the network (a local file
@@ -77,7 +109,7 @@ impl KeySource {
     pub fn read_local(&self) -> Option<Vec<EpochKey>> {
         match self {
             KeySource::File(path) => read_keys(path).ok(),
-            KeySource::Issuer(_) => None,
+            KeySource::Issuer(_) | KeySource::Directory { .. } => None,
         }
     }
 
@@ -85,25 +117,32 @@ impl KeySource {
     pub async fn fetch(&self) -> Result<Vec<EpochKey>, KeyFeedError> {
         let issuer = match self {
             KeySource::File(path) => return Ok(read_keys(path)?),
+            KeySource::Directory {
+                follower,
+                issuer,
+                issuer_name,
+            } => {
+                let directory = follower.refresh().await?;
+                return Ok(listed_keys(&directory, issuer, issuer_name)?);
+            }
             KeySource::Issuer(issuer) => issuer,
         };
-        let fetch =
-            async {
-                let client = IssuerClient::connect(issuer.addr, issuer.key).await?;
-                let keys = client.directory().await?.epoch_keys().map_err(|e| {
-                    KeyFeedError::Directory {
-                        addr: issuer.addr,
-                        reason: e.to_string(),
-                    }
-                })?;
-                if keys.is_empty() {
-                    return Err(KeyFeedError::Directory {
-                        addr: issuer.addr,
-                        reason: "no token keys of type 0x0002".into(),
-                    });
+        let fetch = async {
+            let client = IssuerClient::connect(issuer.addr, issuer.key).await?;
+            let keys = client.directory().await?.epoch_keys().map_err(|e| {
+                KeyFeedError::IssuerDirectory {
+                    addr: issuer.addr,
+                    reason: e.to_string(),
                 }
-                Ok(keys)
-            };
+            })?;
+            if keys.is_empty() {
+                return Err(KeyFeedError::IssuerDirectory {
+                    addr: issuer.addr,
+                    reason: "no token keys of type 0x0002".into(),
+                });
+            }
+            Ok(keys)
+        };
         tokio::time::timeout(FETCH_TIMEOUT, fetch)
             .await
             .map_err(|_| KeyFeedError::TimedOut(issuer.addr))?
@@ -130,8 +169,22 @@ pub async fn follow(gate: Arc<TokenGate>, source: KeySource, refresh: Duration) 
                 backoff.reset();
                 refresh
             }
+            // The verified directory lists no keys for the issuer: what the
+            // relay held is no longer consistent, so every token is refused
+            // until a directory lists keys again.
+            Err(KeyFeedError::NotListed(e)) => {
+                let had = gate.has_keys();
+                gate.set_keys(Vec::new());
+                if had || !failing {
+                    warn!(error = %e, "no token keys listed for the issuer; refusing its tokens");
+                }
+                failing = true;
+                backoff.next_delay()
+            }
             Err(e) => {
-                if failing {
+                // A network starting up has no directory yet: say so quietly.
+                let none_yet = matches!(&e, KeyFeedError::Directory(f) if f.is_none_yet());
+                if failing || (none_yet && !gate.has_keys()) {
                     debug!(error = %e, "issuer keys still unavailable");
                 } else {
                     warn!(

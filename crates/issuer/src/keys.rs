@@ -3,10 +3,11 @@
 //! Each key is a PKCS#8 PEM file `token-keys/<not_before>.pem` (mode 0600).
 //! A key signs during `[not_before, not_before + P)` and its tokens are
 //! accepted until `not_before + 2P` (see `openrelay_tokens::keys`). The next
-//! key is made a quarter period before it takes over, so relays that re-read
-//! the directory learn it before any token uses it. Expired key files are
-//! deleted. Truncated key ids (the last byte, RFC 9578 §6.5) of live keys are
-//! kept distinct.
+//! key is made half a period before it takes over ([`LEAD`]), so it is
+//! published (to the registry and validators, RFC 9576 §6) and listed in the
+//! validator-signed directory, and relays and clients that follow it know
+//! it, before any token uses it. Expired key files are deleted. Truncated
+//! key ids (the last byte, RFC 9578 §6.5) of live keys are kept distinct.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,12 @@ use crate::paths;
 pub const KEY_DIR: &str = "token-keys";
 /// The directory document written for relays on the same host.
 pub const DIRECTORY_FILE: &str = "issuer-directory.json";
+/// How far ahead of its start the next key is made, as a fraction of the
+/// period: `P / LEAD`. Half a period leaves the directory (and everyone who
+/// follows it) that long to list the key before it signs; at most three
+/// keys are then live (the previous, the current, the next), what a key set
+/// may list.
+pub const LEAD: u64 = 2;
 
 /// Why the keys could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
@@ -107,13 +114,13 @@ impl KeyRing {
     }
 
     /// The key needed next, if any: one for now if nothing signs now, or the
-    /// successor of the current key in its last quarter.
+    /// successor of the current key in its last [`LEAD`]th.
     pub fn plan(&self, now: u64) -> Option<Needed> {
         let Some(current) = self.current(now) else {
             return Some(Needed(now));
         };
         let next = current.issue_until();
-        let due = next.saturating_sub(self.period / 4);
+        let due = next.saturating_sub(self.period / LEAD);
         (now >= due && !self.keys.iter().any(|(e, _)| e.not_before == next)).then_some(Needed(next))
     }
 
@@ -150,14 +157,12 @@ impl KeyRing {
         Ok(())
     }
 
-    /// The key that signs a request naming `truncated_id` at `now`.
-    pub fn signer(&self, truncated_id: u8, now: u64) -> Option<&SigningKey> {
-        self.keys
-            .iter()
-            .find(|(e, _)| {
-                e.key.truncated_id() == truncated_id && e.not_before <= now && now < e.issue_until()
-            })
-            .map(|(_, k)| k)
+    /// The key that signs a request naming `truncated_id` at `now`, with
+    /// its epoch.
+    pub fn signer(&self, truncated_id: u8, now: u64) -> Option<&(EpochKey, SigningKey)> {
+        self.keys.iter().find(|(e, _)| {
+            e.key.truncated_id() == truncated_id && e.not_before <= now && now < e.issue_until()
+        })
     }
 
     /// The live keys' epochs.

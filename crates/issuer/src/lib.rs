@@ -19,6 +19,12 @@
 //!   issuer directory (RFC 9578 §4), which relays fetch and follow
 //!   ([`keyfeed`]), and written to `issuer-directory.json` for relays that
 //!   read a local copy.
+//! - Key consistency (RFC 9576 §6, [`consistency`]): with `[publish]` and
+//!   `[directory]` the issuer publishes its keys, signed by its identity key,
+//!   to the registry and every validator ([`publish`]), signs tokens only
+//!   with keys the validator-signed directory lists for it, and hands
+//!   clients that ask a copy of that directory (`GET /v1/directory`).
+//!   Clients and relays that follow the directory accept only listed keys.
 //! - Relays settle collected payment tokens for their operator; only relays
 //!   listed for that operator may ([`relays`]: the validator-signed
 //!   directory, or a configured list), and only they may read its ledger.
@@ -27,10 +33,12 @@
 //! client API a wallet uses.
 
 pub mod client;
+pub mod consistency;
 pub mod keyfeed;
 pub mod keys;
 pub mod limiter;
 pub mod logins;
+pub mod publish;
 pub mod puzzle;
 pub mod relays;
 pub mod service;
@@ -90,6 +98,9 @@ pub mod paths {
     pub const TOKEN_REQUEST: &str = "/token-request";
     /// The issuer directory (RFC 9578 §4).
     pub const DIRECTORY: &str = openrelay_tokens::directory::WELL_KNOWN_PATH;
+    /// A copy of the validator-signed directory the issuer follows (clients
+    /// verify its signatures; the issuer only passes it on).
+    pub const SIGNED_DIRECTORY: &str = "/v1/directory";
 }
 
 /// Longest account name.

@@ -16,16 +16,11 @@
 //! are fresh, so none is accepted twice.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use openrelay_config::{KeyPin, SettlementRelays};
-use openrelay_directory::{
-    LastSeen, OperatorId, TrustConfig, ValidatorId, VerifiedDirectory, verify_directory_bytes,
-};
-use openrelay_registry::http::RegistryClient;
-use openrelay_transport::backoff::Backoff;
-use tracing::{info, warn};
+use openrelay_directory::OperatorId;
+use openrelay_registry::follow::DirectoryFollower;
 
 /// Whether a key speaks for an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,19 +60,9 @@ impl RelayListing {
                     .map(|(operator, keys)| (operator.clone(), keys.iter().copied().collect()))
                     .collect(),
             ),
-            Some(SettlementRelays::Directory(config)) => {
-                let validators = config
-                    .validators
-                    .iter()
-                    .map(|pin| ValidatorId::try_from(*pin).map_err(|e| ListingError(e.to_string())))
-                    .collect::<Result<Vec<_>, _>>()?;
-                RelayListing::Directory(DirectoryWatch::new(
-                    RegistryClient::new(config.registry.addr, config.registry.key),
-                    TrustConfig::new(validators, config.threshold, config.max_age_secs)
-                        .map_err(|e| ListingError(e.to_string()))?,
-                    Duration::from_secs(config.refresh_secs),
-                ))
-            }
+            Some(SettlementRelays::Directory(config)) => RelayListing::Directory(DirectoryWatch(
+                DirectoryFollower::new(config).map_err(|e| ListingError(e.to_string()))?,
+            )),
         })
     }
 
@@ -104,44 +89,20 @@ impl RelayListing {
     /// once without one.
     pub async fn run(self: Arc<Self>) {
         if let RelayListing::Directory(watch) = &*self {
-            watch.run().await;
+            watch.0.run().await;
         }
     }
 }
 
 /// The directory, fetched and verified.
 #[derive(Debug)]
-pub struct DirectoryWatch {
-    registry: RegistryClient,
-    trust: TrustConfig,
-    refresh: Duration,
-    current: Mutex<Option<(Arc<VerifiedDirectory>, LastSeen)>>,
-}
+pub struct DirectoryWatch(DirectoryFollower);
 
 impl DirectoryWatch {
-    fn new(registry: RegistryClient, trust: TrustConfig, refresh: Duration) -> Self {
-        DirectoryWatch {
-            registry,
-            trust,
-            refresh,
-            current: Mutex::new(None),
-        }
-    }
-
-    fn current(&self) -> Option<(Arc<VerifiedDirectory>, LastSeen)> {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
     fn vouches(&self, operator: &str, pin: &KeyPin, now: u64) -> Vouch {
-        let Some((directory, _)) = self.current() else {
+        let Some(directory) = self.0.fresh(now) else {
             return Vouch::Unknown;
         };
-        if directory.check_fresh(&self.trust, now).is_err() {
-            return Vouch::Unknown;
-        }
         let relay = directory
             .relay_by_pin(pin)
             .is_some_and(|relay| relay.operator_id().to_string() == operator);
@@ -150,65 +111,6 @@ impl DirectoryWatch {
         match relay || operator_key {
             true => Vouch::Listed,
             false => Vouch::NotListed,
-        }
-    }
-
-    /// Verifies `bytes` at `now` (k of n, fresh, not older than the last
-    /// one) and keeps it; how many relays it lists.
-    fn accept(&self, bytes: &[u8], now: u64) -> Result<usize, String> {
-        let last_seen = self.current().map(|(_, seen)| seen);
-        let directory = verify_directory_bytes(bytes, &self.trust, now, last_seen.as_ref())
-            .map_err(|e| e.to_string())?;
-        let relays = directory.relays().count();
-        let seen = directory.last_seen();
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Arc::new(directory), seen));
-        Ok(relays)
-    }
-
-    async fn fetch(&self) -> Result<Vec<u8>, String> {
-        let (status, bytes) = self
-            .registry
-            .call(
-                http::Method::GET,
-                openrelay_registry::service::paths::DIRECTORY,
-                Vec::new(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        match status {
-            200 => Ok(bytes),
-            _ => Err(format!("registry answered HTTP {status}")),
-        }
-    }
-
-    async fn run(&self) {
-        let mut backoff = Backoff::seeded_now(
-            Duration::from_millis(500),
-            self.refresh.min(Duration::from_secs(60)),
-        );
-        loop {
-            let first = self.current().is_none();
-            let fetched = self.fetch().await;
-            let accepted =
-                fetched.and_then(|bytes| self.accept(&bytes, crate::service::unix_now()));
-            let delay = match accepted {
-                Ok(relays) => {
-                    if first {
-                        info!(relays, "relay directory received");
-                    }
-                    backoff.reset();
-                    self.refresh
-                }
-                Err(e) => {
-                    // Keep the last good directory; the registry may be down.
-                    warn!(error = %e, "relay directory not updated");
-                    backoff.next_delay()
-                }
-            };
-            tokio::time::sleep(delay).await;
         }
     }
 }
@@ -277,11 +179,12 @@ mod tests {
     #[test]
     fn the_directory_says_who_speaks_for_an_operator() {
         use super::directory_fixture::*;
-        let watch = DirectoryWatch::new(
+        use openrelay_registry::http::RegistryClient;
+        let watch = DirectoryWatch(DirectoryFollower::with_trust(
             RegistryClient::new("127.0.0.1:9".parse().unwrap(), quic_pin(9)),
             trust(2, 3),
-            Duration::from_secs(30),
-        );
+            std::time::Duration::from_secs(30),
+        ));
         let listing = RelayListing::Directory(watch);
         let RelayListing::Directory(watch) = &listing else {
             unreachable!()
@@ -291,11 +194,11 @@ mod tests {
         assert_eq!(listing.vouches(&op(1), &relay(1), NOW), Vouch::Unknown);
         // Under-signed: refused, still nothing known.
         let weak = signed(&directory(1), &[0]).to_bytes();
-        assert!(watch.accept(&weak, NOW).is_err());
+        assert!(watch.0.accept(&weak, NOW).is_err());
         assert_eq!(listing.vouches(&op(1), &relay(1), NOW), Vouch::Unknown);
 
         let good = signed(&directory(1), &[0, 1]).to_bytes();
-        assert_eq!(watch.accept(&good, NOW), Ok(4));
+        assert_eq!(watch.0.accept(&good, NOW).unwrap().relays().count(), 4);
         assert_eq!(listing.vouches(&op(1), &relay(1), NOW), Vouch::Listed);
         assert_eq!(listing.vouches(&op(2), &relay(3), NOW), Vouch::Listed);
         assert_eq!(listing.vouches(&op(2), &relay(1), NOW), Vouch::NotListed);
@@ -311,7 +214,7 @@ mod tests {
         );
         // An older directory does not replace it; once too old, unknown.
         let older = signed(&directory(0), &[0, 1]).to_bytes();
-        assert!(watch.accept(&older, NOW).is_err());
+        assert!(watch.0.accept(&older, NOW).is_err());
         let late = T0 + DIRECTORY_LIFETIME + 1;
         assert_eq!(listing.vouches(&op(1), &relay(1), late), Vouch::Unknown);
     }

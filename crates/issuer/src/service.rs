@@ -7,8 +7,9 @@
 //! | `POST /v1/register/finish` | `frame(name, puzzle ‖ solution ‖ RegistrationUpload)` | 204; 403 puzzle missing, unsolved, expired or used; 409 name taken |
 //! | `POST /v1/login/start` | `frame(name, CredentialRequest)` | 200 login id (16 bytes) ‖ CredentialResponse; 429 + `Retry-After` too many attempts for the account or from the address; 503 too many logins in progress (from the address, or in all) |
 //! | `POST /v1/login/finish` | login id ‖ CredentialFinalization | 204 (session open); 401 wrong password |
-//! | `POST /token-request` | `Authorization: Bearer <session>`, `Content-Type: application/private-token-request`, TokenRequest (RFC 9578 §6.1) | 200 `application/private-token-response` TokenResponse; 401 no session; 415 wrong type; 422 bad request (RFC 9578 §6.2); 429 over the account's quota |
+//! | `POST /token-request` | `Authorization: Bearer <session>`, `Content-Type: application/private-token-request`, TokenRequest (RFC 9578 §6.1) | 200 `application/private-token-response` TokenResponse; 401 no session; 415 wrong type; 422 bad request (RFC 9578 §6.2); 429 over the account's quota; 503 the key is not (yet) listed in the validator-signed directory (with `[directory]`) |
 //! | `GET /.well-known/private-token-issuer-directory` | | 200 the directory (RFC 9578 §4) |
+//! | `GET /v1/directory` | | 200 the validator-signed directory the issuer follows (`[directory]`), for clients to verify; 404 none yet |
 //! | `POST /v1/settle` | a relay's `Settlement` of collected payment tokens, signed by the relay's key (`openrelay_tokens::settlement`) | 200 JSON `Receipt` (redeemed, refused with reasons); 400 malformed; 401 bad signature; 403 relay not listed for the operator; 503 no relay directory yet |
 //! | `POST /v1/ledger` | a `LedgerRequest` signed by one of the operator's relays (or its operator key) | 200 JSON `OperatorLedger`; 401 unsigned, stale, for another issuer or replayed; 403 not the operator's |
 //!
@@ -51,14 +52,17 @@ use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::consistency::{KeyConsistencyError, listed_keys, lists};
 use crate::keys::{KeyRing, KeyRingError};
 use crate::limiter::AddressKey;
 use crate::logins::{LoginId, LoginLimits, Logins};
+use crate::publish::{KeyPublisher, KeySetError};
 use crate::puzzle::{Puzzle, split_solution};
 use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
 use crate::sessions::Sessions;
 use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
 use crate::{Suite, opaque_identifiers, paths, session_bearer, unframe};
+use openrelay_registry::follow::{DirectoryFollower, FollowConfigError};
 
 /// The OPAQUE server setup file (its OPRF seed and key pair; 0600).
 pub const SETUP_FILE: &str = "opaque-setup.key";
@@ -87,6 +91,15 @@ pub enum ServiceError {
     /// The settlement listing is misconfigured.
     #[error(transparent)]
     Listing(#[from] ListingError),
+    /// The directory settings are unusable.
+    #[error(transparent)]
+    Directory(#[from] FollowConfigError),
+    /// The key set cannot be published.
+    #[error(transparent)]
+    KeySet(#[from] KeySetError),
+    /// The issuer's identity (which signs its key set) cannot be loaded.
+    #[error(transparent)]
+    Identity(#[from] openrelay_transport::identity::IdentityError),
     /// A secret file (OPAQUE setup, puzzle key) is unreadable or could not
     /// be written.
     #[error("{path}: {reason}")]
@@ -141,6 +154,9 @@ pub struct IssuerService {
     listing: Arc<RelayListing>,
     replays: Mutex<ReplayGuard>,
     blocking: Blocking,
+    /// Key consistency (`[publish]` and `[directory]`): the directory
+    /// followed and the publisher of the key set.
+    consistency: Option<(Arc<DirectoryFollower>, Arc<KeyPublisher>)>,
 }
 
 impl std::fmt::Debug for IssuerService {
@@ -275,6 +291,19 @@ impl IssuerService {
             },
         )?;
         let keys = KeyRing::load(&config.state_dir, config.key_rotation_secs, unix_now())?;
+        let consistency = match (&config.publish, &config.directory) {
+            (Some(publish), Some(directory)) => {
+                // The key set is signed by the identity clients pin: the
+                // TLS key in the state directory.
+                let identity =
+                    openrelay_transport::identity::Identity::load_or_create(&config.state_dir)?;
+                Some((
+                    Arc::new(DirectoryFollower::new(directory)?),
+                    Arc::new(KeyPublisher::new(publish, identity, &config.issuer_name)?),
+                ))
+            }
+            _ => None,
+        };
         let service = IssuerService {
             config: config.clone(),
             store,
@@ -287,6 +316,7 @@ impl IssuerService {
             listing: Arc::new(RelayListing::from_config(config.settlement.as_ref())?),
             replays: Mutex::new(ReplayGuard::new(REPLAY_CAPACITY)),
             blocking: Blocking::new(),
+            consistency,
         };
         service.rotate(unix_now())?;
         Ok(service)
@@ -300,15 +330,39 @@ impl IssuerService {
         if let Err(e) = self.store.prune(now) {
             warn!(error = %e, "redeemed tokens and used puzzles not pruned");
         }
+        let mut added = false;
         loop {
             let needed = lock(&self.keys).plan(now);
             let Some(needed) = needed else { break };
             // Made without holding the lock: key generation takes a moment.
             let key = make_key(|key| lock(&self.keys).fits(key))?;
             lock(&self.keys).add(needed, key)?;
+            added = true;
         }
         lock(&self.keys).publish(&self.config.state_dir)?;
+        if added && let Some((_, publisher)) = &self.consistency {
+            publisher.keys_changed();
+        }
         Ok(())
+    }
+
+    /// Whether `epoch` may sign now: without a directory to follow, any key
+    /// of the ring; with one, only a key the last verified directory lists
+    /// for this issuer (RFC 9576 §6: a key not yet listed signs nothing).
+    fn may_sign(&self, epoch: &openrelay_tokens::EpochKey) -> Result<(), KeyConsistencyError> {
+        let Some((follower, publisher)) = &self.consistency else {
+            return Ok(());
+        };
+        let issuer = openrelay_config::KeyPin::from(publisher.issuer());
+        let directory = follower
+            .current()
+            .ok_or(KeyConsistencyError::NotListed(issuer))?;
+        let listed = listed_keys(&directory, &issuer, &self.config.issuer_name)?;
+        if lists(&listed, epoch) {
+            Ok(())
+        } else {
+            Err(KeyConsistencyError::NotListed(issuer))
+        }
     }
 
     /// The issuer's QUIC endpoint on its listen address, with its
@@ -353,6 +407,26 @@ impl IssuerService {
         if let RelayListing::Nobody = &*self.listing {
             warn!("no [settlement] section: every settlement will be refused");
         }
+        let consistency = self.consistency.clone().map(|(follower, publisher)| {
+            let service = Arc::clone(&self);
+            let following = tokio::spawn(async move { follower.run().await });
+            let publishing = tokio::spawn(async move {
+                publisher
+                    .run(
+                        || lock(&service.keys).epochs(),
+                        unix_now,
+                        std::future::pending(),
+                    )
+                    .await;
+            });
+            (following, publishing)
+        });
+        if self.consistency.is_none() {
+            info!(
+                "no [publish] and [directory]: token keys are not published to the registry, so \
+                 key consistency rests on this issuer (RFC 9576 §6)"
+            );
+        }
         info!(issuer_name = %self.config.issuer_name, "issuer serving");
         server::serve(
             endpoint,
@@ -363,6 +437,10 @@ impl IssuerService {
         .await;
         rotation.abort();
         listing.abort();
+        if let Some((following, publishing)) = consistency {
+            following.abort();
+            publishing.abort();
+        }
         info!("issuer stopped");
     }
 
@@ -581,9 +659,21 @@ impl IssuerService {
         let signer = lock(&self.keys)
             .signer(token_request.truncated_token_key_id, now)
             .cloned();
-        let Some(signer) = signer else {
+        let Some((epoch, signer)) = signer else {
             return text(http::StatusCode::UNPROCESSABLE_ENTITY, "unknown token key");
         };
+        if let Err(e) = self.may_sign(&epoch) {
+            debug!(error = %e, "token key not listed yet");
+            let (status, mut headers, body) = text(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "this token key is not (yet) listed in the validator-signed directory, so it \
+                     signs nothing (RFC 9576 §6); retry later: {e}"
+                ),
+            );
+            headers.push((http::header::RETRY_AFTER, "10".to_owned()));
+            return (status, headers, body);
+        }
         let period = now / self.config.token_period_secs;
         let limit = u64::from(self.config.tokens_per_period);
         match self.store.take_token(&username, period, limit) {
@@ -788,6 +878,26 @@ impl IssuerService {
                 Bytes::from(lock(&self.keys).directory().to_json()),
             ),
             (Method::GET, paths::REGISTER_PUZZLE) => self.puzzle(unix_now()),
+            (Method::GET, paths::SIGNED_DIRECTORY) => {
+                let copy = self
+                    .consistency
+                    .as_ref()
+                    .and_then(|(follower, _)| follower.current());
+                match copy {
+                    Some(directory) => (
+                        StatusCode::OK,
+                        vec![(
+                            http::header::CONTENT_TYPE,
+                            "application/octet-stream".to_owned(),
+                        )],
+                        Bytes::from(directory.signed().to_bytes()),
+                    ),
+                    None => text(
+                        StatusCode::NOT_FOUND,
+                        "this issuer follows no validator-signed directory (or has none yet)",
+                    ),
+                }
+            }
             (Method::GET, settlement::LEDGER_PATH) => {
                 let (status, mut headers, body) = text(
                     StatusCode::METHOD_NOT_ALLOWED,

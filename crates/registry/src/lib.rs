@@ -21,10 +21,13 @@
 //!   validators' votes ([`openrelay_directory::vote::tally`]).
 //!
 //! [`service`] serves the registry over HTTP/3, [`validator`] runs a
-//! validator, [`publisher`] publishes a relay, [`http`] is the client all of
-//! them use.
+//! validator, [`publisher`] publishes a relay, [`key_sets`] holds issuers'
+//! token key sets, [`follow`] keeps a server's copy of the verified
+//! directory, [`http`] is the client all of them use.
 
+pub mod follow;
 pub mod http;
+pub mod key_sets;
 pub mod keyfile;
 mod publication;
 pub mod publisher;
@@ -39,12 +42,14 @@ use std::sync::{Mutex, MutexGuard};
 use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{Elected, Vote, VoteEntry};
 use openrelay_directory::{
-    AddressClass, BadProfileSignature, DescriptorError, Directory, FormatError, KeyPin, OperatorId,
-    RelayId, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
+    AddressClass, BadKeySetSignature, BadProfileSignature, DescriptorError, Directory, FormatError,
+    KeyPin, OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
+    SignedOperatorProfile,
 };
 use tracing::warn;
 
-pub use store::{RedbStore, RegistryStore, StoreError, Timed};
+pub use key_sets::{KEY_SET_HISTORY, KeySetRule, check_key_set};
+pub use store::{KeySetEntry, RedbStore, RegistryStore, StoreError, Timed};
 
 /// Why a publication was refused. Each maps to its own HTTP status
 /// ([`PublishError::status`]).
@@ -79,6 +84,27 @@ pub enum PublishError {
     /// A different profile signed at the same second as the stored one.
     #[error("a different profile with the same published_at is stored")]
     ProfileConflict,
+    /// An issuer key set's signature is wrong.
+    #[error("key set refused: {0}")]
+    KeySetSignature(#[from] BadKeySetSignature),
+    /// An issuer key set breaks a publication rule.
+    #[error("key set refused: {0}")]
+    KeySet(#[from] KeySetRule),
+    /// A different key set of the issuer signed at the same second as the
+    /// held one (the first one stays).
+    #[error("a different key set of this issuer with the same published_at is held")]
+    KeySetConflict,
+    /// A key set adds a key that starts before the last issuing window of
+    /// the held set ends: it would replace the key users refill with now.
+    #[error(
+        "a new key starts at {not_before}, before the last published issuing window ends ({until})"
+    )]
+    EarlyKey {
+        /// The new key's start.
+        not_before: u64,
+        /// The end of the held set's last issuing window.
+        until: u64,
+    },
     /// An endpoint's address is loopback, private, link-local or otherwise
     /// special-purpose, and this registry is not configured for a local
     /// network.
@@ -116,11 +142,15 @@ impl PublishError {
             PublishError::Malformed(_) => 400,
             PublishError::Descriptor(_)
             | PublishError::Profile(_)
+            | PublishError::KeySetSignature(_)
+            | PublishError::KeySet(_)
             | PublishError::SpecialPurposeEndpoint { .. }
             | PublishError::OperatorFull { .. } => 403,
             PublishError::PinClaimed
             | PublishError::NotNewer { .. }
-            | PublishError::ProfileConflict => 409,
+            | PublishError::ProfileConflict
+            | PublishError::KeySetConflict
+            | PublishError::EarlyKey { .. } => 409,
             PublishError::UnknownOperator => 422,
             PublishError::Full { .. } => 503,
             PublishError::Store(_) => 500,
@@ -147,6 +177,8 @@ pub struct Pruned {
     pub descriptors: usize,
     /// Profiles of operators without a live relay for a TTL.
     pub profiles: usize,
+    /// Issuer key sets whose keys have all expired.
+    pub key_sets: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +214,7 @@ struct Index {
     live_per_operator: HashMap<OperatorId, usize>,
     live_pins: HashMap<KeyPin, RelayId>,
     profiles: HashMap<OperatorId, StoredProfile>,
+    key_sets: key_sets::KeySets,
     now: u64,
 }
 
@@ -300,13 +333,33 @@ impl<S: RegistryStore> Registry<S> {
                 _ => unreadable_operators.push(entry.key),
             }
         }
-        if !unreadable_relays.is_empty() || !unreadable_operators.is_empty() {
+        let mut unreadable_key_sets = Vec::new();
+        for entry in store.key_sets()? {
+            match SignedIssuerKeySet::from_bytes(&entry.bytes) {
+                Ok(signed)
+                    if signed.key_set().issuer().as_bytes() == &entry.issuer
+                        && signed.digest().as_bytes() == &entry.digest =>
+                {
+                    index.key_sets.insert(key_sets::StoredKeySet {
+                        digest: signed.digest(),
+                        signed,
+                    });
+                }
+                _ => unreadable_key_sets.push((entry.issuer, entry.digest)),
+            }
+        }
+        if !unreadable_relays.is_empty()
+            || !unreadable_operators.is_empty()
+            || !unreadable_key_sets.is_empty()
+        {
             warn!(
                 descriptors = unreadable_relays.len(),
                 profiles = unreadable_operators.len(),
+                key_sets = unreadable_key_sets.len(),
                 "dropping stored entries that no longer parse"
             );
             store.remove(&unreadable_relays, &unreadable_operators)?;
+            store.remove_key_sets(&unreadable_key_sets)?;
         }
         Ok(Registry {
             store,
@@ -482,10 +535,13 @@ impl<S: RegistryStore> Registry<S> {
         }
         let relay_keys: Vec<[u8; 32]> = relays.iter().map(RelayId::to_bytes).collect();
         let operator_keys: Vec<[u8; 32]> = operators.iter().map(OperatorId::to_bytes).collect();
+        drop(index);
         self.store.remove(&relay_keys, &operator_keys)?;
+        let key_sets = self.prune_key_sets(now)?;
         Ok(Pruned {
             descriptors: relays.len(),
             profiles: operators.len(),
+            key_sets,
         })
     }
 
@@ -598,12 +654,13 @@ impl<S: RegistryStore> Registry<S> {
     }
 }
 
-/// Whether two directories list the same relays saying the same things and
-/// the same operator profiles, apart from validity windows and when profiles
-/// were signed: relays refresh their descriptors every minute or so, and that
-/// alone is no reason for a new directory.
+/// Whether two directories list the same relays saying the same things, the
+/// same operator profiles and the same issuer key sets, apart from validity
+/// windows and when profiles were signed: relays refresh their descriptors
+/// every minute or so, and that alone is no reason for a new directory.
 pub fn same_contents(a: &Directory, b: &Directory) -> bool {
-    a.descriptors().len() == b.descriptors().len()
+    a.key_sets() == b.key_sets()
+        && a.descriptors().len() == b.descriptors().len()
         && a.operators().len() == b.operators().len()
         && a.descriptors()
             .iter()

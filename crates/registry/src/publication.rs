@@ -1,7 +1,8 @@
 //! The publication endpoints, served alike by the registry and by every
-//! validator (relays publish to all of them): `POST /v1/profiles` and
-//! `POST /v1/descriptors`. Parsing, signature checks and the store write run
-//! on a blocking thread, never on the async runtime.
+//! validator (relays and issuers publish to all of them): `POST
+//! /v1/profiles`, `POST /v1/descriptors` and `POST /v1/issuer-keys`.
+//! Parsing, signature checks and the store write run on a blocking thread,
+//! never on the async runtime.
 
 use std::sync::Arc;
 
@@ -11,27 +12,50 @@ use openrelay_transport::server::{self, ServerStream};
 use crate::service::paths;
 use crate::{PublishError, RedbStore, Registry};
 
-/// Largest published object accepted (descriptors and profiles are < 1 KiB).
+/// Largest published object accepted (descriptors and profiles are < 1 KiB,
+/// issuer key sets at most 2 KiB).
 pub(crate) const MAX_PUBLICATION: usize = 16 * 1024;
 
-/// Serves one publication request (`path` is [`paths::PROFILES`] or
-/// [`paths::DESCRIPTORS`]) against `registry`.
+/// What a publication is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Publication {
+    /// An operator profile.
+    Profile,
+    /// A relay descriptor.
+    Descriptor,
+    /// An issuer key set.
+    KeySet,
+}
+
+impl Publication {
+    /// The publication `path` takes, if any.
+    pub(crate) fn at(path: &str) -> Option<Self> {
+        match path {
+            paths::PROFILES => Some(Publication::Profile),
+            paths::DESCRIPTORS => Some(Publication::Descriptor),
+            paths::ISSUER_KEYS => Some(Publication::KeySet),
+            _ => None,
+        }
+    }
+}
+
+/// Serves one publication request of kind `what` against `registry`; a key
+/// set goes to `key_set` (the registry holds a set a current vote names
+/// whatever its age; validators take only newer ones).
 pub(crate) async fn serve(
     registry: Arc<Registry<RedbStore>>,
-    path: &str,
+    what: Publication,
     mut stream: ServerStream,
     now: u64,
+    key_set: impl FnOnce(&Registry<RedbStore>, &[u8], u64) -> Result<(), PublishError> + Send + 'static,
 ) {
     let Some(body) = server::read_body(&mut stream, MAX_PUBLICATION).await else {
         return reply(stream, 413, "body too large or cut off", None).await;
     };
-    let profile = path == paths::PROFILES;
-    let outcome = tokio::task::spawn_blocking(move || {
-        if profile {
-            registry.publish_profile(&body, now).map(|_| ())
-        } else {
-            registry.publish_descriptor(&body, now).map(|_| ())
-        }
+    let outcome = tokio::task::spawn_blocking(move || match what {
+        Publication::Profile => registry.publish_profile(&body, now).map(|_| ()),
+        Publication::Descriptor => registry.publish_descriptor(&body, now).map(|_| ()),
+        Publication::KeySet => key_set(&registry, &body, now),
     })
     .await;
     match outcome {

@@ -5,14 +5,21 @@
 //! |---|---|
 //! | `POST /v1/profiles` | publish a signed operator profile |
 //! | `POST /v1/descriptors` | publish or refresh a signed descriptor |
-//! | `POST /v1/votes` | a validator's signed vote; answered with the ids of the voted relays this registry lacks (32 bytes each), which the validator then forwards |
+//! | `POST /v1/issuer-keys` | publish an issuer's signed token key set (RFC 9576 §6; [`crate::key_sets`]) |
+//! | `POST /v1/votes` | a validator's signed vote; answered with what it names that this registry lacks, which the validator then forwards: entries of a kind byte (1 relay, 2 issuer key set) and a 32-byte id |
 //! | `GET /v1/proposal` | the directory waiting for validator signatures, with the votes it was built from (`docs/directory-format.md`, "Proposal") |
 //! | `POST /v1/signatures` | a validator's signature: 32-byte validator id, 32-byte SHA-256 of the directory signed, 64-byte signature |
 //! | `GET /v1/directory` | the newest directory signed by a threshold of validators |
 //!
 //! A proposal lists exactly the relays most of the validators' current votes
-//! list ([`openrelay_directory::vote::tally`]); validators refuse anything
-//! else. Every signature is verified before it is kept, so nobody can
+//! list ([`openrelay_directory::vote::tally`]), and exactly the issuer key
+//! sets most of them name ([`openrelay_directory::vote::tally_issuers`]);
+//! validators refuse anything else. While the votes on a listed issuer's set
+//! are split (validators still catching up with a new set), no new
+//! directory is proposed for up to [`KEY_SET_SPLIT_GRACE_SECS`], so an
+//! honest rotation never drops the issuer's keys from the directory for a
+//! round; an issuer that keeps validators split (equivocating) loses its
+//! listing after that. Every signature is verified before it is kept, so nobody can
 //! displace a validator's signature with a forged one; a directory is served
 //! only once the client-side verification (`verify_directory`) passes with
 //! the configured validators and threshold.
@@ -33,17 +40,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use openrelay_config::RegistryConfig;
-use openrelay_directory::vote::{SignedVote, tally};
+use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
-    Directory, DirectoryDigest, MAX_CLOCK_SKEW_SECS, Proposal, Signature, SignedDirectory,
-    TrustConfig, ValidatorId, ValidatorSignature, verify_directory,
+    Directory, DirectoryDigest, IssuerId, MAX_CLOCK_SKEW_SECS, Proposal, RelayId, Signature,
+    SignedDirectory, SignedIssuerKeySet, TrustConfig, ValidatorId, ValidatorSignature,
+    verify_directory,
 };
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
 use tracing::{debug, info, warn};
 
-use crate::publication::{self, reply};
+use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
 
 /// Paths of the registry's HTTP API (the publication paths are the
@@ -53,6 +61,8 @@ pub mod paths {
     pub const PROFILES: &str = "/v1/profiles";
     /// Relay descriptors.
     pub const DESCRIPTORS: &str = "/v1/descriptors";
+    /// Issuers' signed token key sets.
+    pub const ISSUER_KEYS: &str = "/v1/issuer-keys";
     /// Validators' votes.
     pub const VOTES: &str = "/v1/votes";
     /// The proposal for validators.
@@ -73,6 +83,53 @@ pub const PROPOSAL_MAX_AGE_SECS: u64 = 30;
 /// Length of a signature submission: validator id, directory digest,
 /// signature.
 pub const SIGNATURE_SUBMISSION_LEN: usize = 32 + 32 + 64;
+/// How long the registry holds off proposing while the votes on a listed
+/// issuer's key set are split (see the module documentation).
+pub const KEY_SET_SPLIT_GRACE_SECS: u64 = 60;
+
+/// What a vote names that the registry lacks (the answer to `POST
+/// /v1/votes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// A relay's profile and descriptor.
+    Relay(RelayId),
+    /// An issuer's key set (the one the voter holds).
+    KeySet(IssuerId),
+}
+
+const WANTED_RELAY: u8 = 1;
+const WANTED_KEY_SET: u8 = 2;
+
+/// The answer to a vote: one kind byte and a 32-byte id per entry.
+pub fn encode_wanted(wanted: &[Wanted]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(wanted.len() * 33);
+    for entry in wanted {
+        let (kind, id) = match entry {
+            Wanted::Relay(relay) => (WANTED_RELAY, relay.to_bytes()),
+            Wanted::KeySet(issuer) => (WANTED_KEY_SET, issuer.to_bytes()),
+        };
+        out.push(kind);
+        out.extend_from_slice(&id);
+    }
+    out
+}
+
+/// Reads an answer to a vote; entries that are not a known kind and a usable
+/// key are skipped (a registry's answer is untrusted).
+pub fn decode_wanted(bytes: &[u8]) -> Vec<Wanted> {
+    bytes
+        .chunks_exact(33)
+        .filter_map(|entry| {
+            let (kind, id) = entry.split_first()?;
+            let id = <[u8; 32]>::try_from(id).ok()?;
+            match *kind {
+                WANTED_RELAY => RelayId::from_bytes(id).ok().map(Wanted::Relay),
+                WANTED_KEY_SET => IssuerId::from_bytes(id).ok().map(Wanted::KeySet),
+                _ => None,
+            }
+        })
+        .collect()
+}
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +213,8 @@ pub struct RegistryService {
     /// Since when elected relays could not be listed (no usable descriptor
     /// here), for a warning if it lasts.
     missing_since: Mutex<Option<u64>>,
+    /// Since when the votes on a listed issuer's key set have been split.
+    split_since: Mutex<Option<u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,6 +255,7 @@ impl RegistryService {
             pending: Mutex::new(None),
             served: Mutex::new(served),
             missing_since: Mutex::new(None),
+            split_since: Mutex::new(None),
         })
     }
 
@@ -266,15 +326,28 @@ impl RegistryService {
             return;
         }
         let elected = tally(votes.iter().map(SignedVote::vote));
+        let issuers = tally_issuers(votes.iter().map(SignedVote::vote));
+        if self.key_set_votes_split(&votes, &issuers, now) {
+            return;
+        }
         let valid_until = now.saturating_add(self.lifetime);
-        let (candidate, missing) = match self.registry.assemble(&elected, 0, now, valid_until) {
+        let assemble = |sequence| {
+            self.registry
+                .assemble(&elected, sequence, now, valid_until)
+                .and_then(|(directory, relays)| {
+                    let (directory, key_sets) =
+                        self.registry.with_elected_key_sets(directory, &issuers)?;
+                    Ok((directory, relays.len() + key_sets.len()))
+                })
+        };
+        let (candidate, missing) = match assemble(0) {
             Ok(assembled) => assembled,
             Err(e) => {
                 warn!(error = %e, "no directory to propose");
                 return;
             }
         };
-        if !self.all_listed(&missing, now) {
+        if !self.all_listed(missing, now) {
             return;
         }
         // A directory without an ingress and an egress would leave every
@@ -311,7 +384,7 @@ impl RegistryService {
         let directory = match self
             .next_sequence()
             .map_err(crate::AssembleError::from)
-            .and_then(|sequence| self.registry.assemble(&elected, sequence, now, valid_until))
+            .and_then(assemble)
         {
             Ok((directory, _)) => directory,
             Err(e) => {
@@ -343,27 +416,68 @@ impl RegistryService {
         });
     }
 
-    /// Whether every elected relay could be listed; warns when some could
-    /// not for longer than a proposal lives (the validators forward what the
-    /// registry lacks when they vote, so this should not last).
-    fn all_listed(&self, missing: &[openrelay_directory::RelayId], now: u64) -> bool {
+    /// Whether every elected relay and key set could be listed (`missing`
+    /// could not); warns when some could not for longer than a proposal
+    /// lives (the validators forward what the registry lacks when they vote,
+    /// so this should not last).
+    fn all_listed(&self, missing: usize, now: u64) -> bool {
         let mut since = lock(&self.missing_since);
-        if missing.is_empty() {
+        if missing == 0 {
             *since = None;
             return true;
         }
         let first = *since.get_or_insert(now);
         if now.saturating_sub(first) > 2 * PROPOSAL_MAX_AGE_SECS {
             warn!(
-                relays = missing.len(),
-                "relays most validators voted for have no usable descriptor here; no directory is proposed"
+                missing,
+                "relays or key sets most validators voted for are not held here; no directory is proposed"
             );
         } else {
             debug!(
-                relays = missing.len(),
-                "waiting for the validators to forward elected relays"
+                missing,
+                "waiting for the validators to forward elected relays and key sets"
             );
         }
+        false
+    }
+
+    /// Whether to hold off proposing: an issuer the served directory lists
+    /// has no elected key set now, but some current vote names one (its
+    /// validators are catching up with a new set), for less than
+    /// [`KEY_SET_SPLIT_GRACE_SECS`]. Proposing now would drop the issuer's
+    /// keys from the directory for a round.
+    fn key_set_votes_split(
+        &self,
+        votes: &[SignedVote],
+        elected: &BTreeMap<IssuerId, openrelay_directory::KeySetDigest>,
+        now: u64,
+    ) -> bool {
+        let listed: Vec<IssuerId> = lock(&self.served)
+            .as_ref()
+            .map(|s| {
+                s.directory
+                    .key_sets()
+                    .iter()
+                    .map(|k| k.key_set().issuer())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let split = listed.iter().any(|issuer| {
+            !elected.contains_key(issuer) && votes.iter().any(|v| v.vote().issuer(issuer).is_some())
+        });
+        let mut since = lock(&self.split_since);
+        if !split {
+            *since = None;
+            return false;
+        }
+        let first = *since.get_or_insert(now);
+        if now.saturating_sub(first) < KEY_SET_SPLIT_GRACE_SECS {
+            debug!("the votes on an issuer's key set are split; waiting before proposing");
+            return true;
+        }
+        warn!(
+            "the votes on an issuer's key set have been split for over a minute; its keys leave the directory"
+        );
         false
     }
 
@@ -389,9 +503,37 @@ impl RegistryService {
         {
             return Err((409, "not newer than this validator's stored vote".into()));
         }
-        let wanted = self.registry.wanted(vote.vote(), now);
+        let wanted: Vec<Wanted> = self
+            .registry
+            .wanted(vote.vote(), now)
+            .into_iter()
+            .map(Wanted::Relay)
+            .chain(
+                self.registry
+                    .wanted_key_sets(vote.vote(), now)
+                    .into_iter()
+                    .map(Wanted::KeySet),
+            )
+            .collect();
         votes.insert(validator, vote);
-        Ok(wanted.iter().flat_map(|r| r.to_bytes()).collect())
+        Ok(encode_wanted(&wanted))
+    }
+
+    /// Takes an issuer's key set: one a current vote names is held whatever
+    /// its age (a validator forwarding what it voted for); anything else
+    /// must be newer than what is held ([`crate::key_sets`]).
+    fn accept_key_set(&self, body: &[u8], now: u64) -> Result<(), crate::PublishError> {
+        let voted = SignedIssuerKeySet::from_bytes(body).is_ok_and(|signed| {
+            let (issuer, digest) = (signed.key_set().issuer(), signed.digest());
+            self.fresh_votes(now)
+                .iter()
+                .any(|v| v.vote().issuer(&issuer) == Some(digest))
+        });
+        if voted {
+            self.registry.store_voted_key_set(body, now).map(drop)
+        } else {
+            self.registry.publish_key_set(body, now).map(drop)
+        }
     }
 
     /// Takes a validator's signature; records and serves the directory once
@@ -492,6 +634,16 @@ impl RegistryService {
     async fn serve_request(self: Arc<Self>, request: http::Request<()>, mut stream: ServerStream) {
         use http::Method;
         let now = unix_now();
+        if let (&Method::POST, Some(what)) =
+            (request.method(), Publication::at(request.uri().path()))
+        {
+            let service = Arc::clone(&self);
+            let registry = Arc::clone(&self.registry);
+            return publication::serve(registry, what, stream, now, move |_, body, now| {
+                service.accept_key_set(body, now)
+            })
+            .await;
+        }
         match (request.method().clone(), request.uri().path()) {
             (Method::GET, paths::DIRECTORY) => {
                 let served = lock(&self.served).as_ref().map(|s| s.encoded.clone());
@@ -506,9 +658,6 @@ impl RegistryService {
                     Some(bytes) => server::respond(stream, http::StatusCode::OK, bytes).await,
                     None => reply(stream, 404, "nothing to sign", None).await,
                 }
-            }
-            (Method::POST, path @ (paths::PROFILES | paths::DESCRIPTORS)) => {
-                publication::serve(Arc::clone(&self.registry), path, stream, now).await;
             }
             (Method::POST, paths::VOTES) => {
                 let limit = openrelay_directory::vote::MAX_SIGNED_VOTE_BYTES;

@@ -20,6 +20,9 @@ const DESCRIPTORS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("des
 /// Operator id → when it was last published (u64 big-endian) followed by the
 /// signed operator profile.
 const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("profiles_v2");
+/// Issuer id ‖ SHA-256 of the key set's body → when it was received (u64
+/// big-endian) followed by the signed issuer key set.
+const KEY_SETS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("issuer_key_sets");
 /// Sequence number → signed directory.
 const DIRECTORIES: TableDefinition<u64, &[u8]> = TableDefinition::new("directories");
 /// Small named values (the last proposed sequence, a validator's record).
@@ -52,6 +55,19 @@ pub struct Timed {
     pub bytes: Vec<u8>,
 }
 
+/// One stored issuer key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySetEntry {
+    /// The issuer.
+    pub issuer: [u8; 32],
+    /// SHA-256 of the set's body.
+    pub digest: [u8; 32],
+    /// When it was received (Unix seconds).
+    pub time: u64,
+    /// The signed key set.
+    pub bytes: Vec<u8>,
+}
+
 /// Storage behind the registry.
 pub trait RegistryStore: Send + Sync {
     /// Stores (or replaces) a relay's signed descriptor, live until
@@ -77,6 +93,20 @@ pub trait RegistryStore: Send + Sync {
     /// Forgets these descriptors and profiles, durably (also making every
     /// earlier write durable).
     fn remove(&self, relays: &[[u8; 32]], operators: &[[u8; 32]]) -> Result<(), StoreError>;
+    /// Stores an issuer's signed key set (whose body has SHA-256 `digest`),
+    /// received at `received_at`, durably: key sets change rarely, and a
+    /// validator's refusal of replays rests on what it holds.
+    fn put_key_set(
+        &self,
+        issuer: &[u8; 32],
+        digest: &[u8; 32],
+        signed: &[u8],
+        received_at: u64,
+    ) -> Result<(), StoreError>;
+    /// Every stored key set.
+    fn key_sets(&self) -> Result<Vec<KeySetEntry>, StoreError>;
+    /// Forgets these key sets (issuer, digest), durably.
+    fn remove_key_sets(&self, sets: &[([u8; 32], [u8; 32])]) -> Result<(), StoreError>;
     /// Stores a signed directory under its sequence number, durably (the
     /// store may forget much older ones).
     fn put_directory(&self, sequence: u64, signed: &[u8]) -> Result<(), StoreError>;
@@ -86,6 +116,32 @@ pub trait RegistryStore: Send + Sync {
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// A named value.
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// A stored value: a time (u64 big-endian), then the bytes.
+fn timed_value(time: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + bytes.len());
+    value.extend_from_slice(&time.to_be_bytes());
+    value.extend_from_slice(bytes);
+    value
+}
+
+/// The time and the bytes of a stored value ([`timed_value`]); a value too
+/// short for a time reads as time 0.
+fn split_timed(value: &[u8]) -> (u64, Vec<u8>) {
+    let time = value
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes);
+    (time, value.get(8..).unwrap_or_default().to_vec())
+}
+
+/// The key of a key set: issuer id, then digest.
+fn key_set_key(issuer: &[u8; 32], digest: &[u8; 32]) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(issuer);
+    key[32..].copy_from_slice(digest);
+    key
 }
 
 /// The embedded store: one redb file.
@@ -106,6 +162,7 @@ impl RedbStore {
         {
             txn.open_table(DESCRIPTORS).map_err(StoreError::from_redb)?;
             txn.open_table(PROFILES).map_err(StoreError::from_redb)?;
+            txn.open_table(KEY_SETS).map_err(StoreError::from_redb)?;
             txn.open_table(DIRECTORIES).map_err(StoreError::from_redb)?;
             txn.open_table(META).map_err(StoreError::from_redb)?;
         }
@@ -139,15 +196,11 @@ impl RedbStore {
         let mut out = Vec::new();
         for entry in table.iter().map_err(StoreError::from_redb)? {
             let (key, value) = entry.map_err(StoreError::from_redb)?;
-            let value = value.value();
-            let time = value
-                .get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_be_bytes);
+            let (time, bytes) = split_timed(value.value());
             out.push(Timed {
                 key: *key.value(),
                 time,
-                bytes: value.get(8..).unwrap_or_default().to_vec(),
+                bytes,
             });
         }
         Ok(out)
@@ -160,9 +213,7 @@ impl RedbStore {
         time: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let mut value = Vec::with_capacity(8 + bytes.len());
-        value.extend_from_slice(&time.to_be_bytes());
-        value.extend_from_slice(bytes);
+        let value = timed_value(time, bytes);
         self.write(false, |txn| {
             txn.open_table(table)?.insert(key, value.as_slice())?;
             Ok(())
@@ -206,6 +257,52 @@ impl RegistryStore for RedbStore {
             let mut profiles = txn.open_table(PROFILES)?;
             for operator in operators {
                 profiles.remove(operator)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn put_key_set(
+        &self,
+        issuer: &[u8; 32],
+        digest: &[u8; 32],
+        signed: &[u8],
+        received_at: u64,
+    ) -> Result<(), StoreError> {
+        let value = timed_value(received_at, signed);
+        self.write(true, |txn| {
+            txn.open_table(KEY_SETS)?
+                .insert(&key_set_key(issuer, digest), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn key_sets(&self) -> Result<Vec<KeySetEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from_redb)?;
+        let table = txn.open_table(KEY_SETS).map_err(StoreError::from_redb)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(StoreError::from_redb)? {
+            let (key, value) = entry.map_err(StoreError::from_redb)?;
+            let key = key.value();
+            let (mut issuer, mut digest) = ([0u8; 32], [0u8; 32]);
+            issuer.copy_from_slice(&key[..32]);
+            digest.copy_from_slice(&key[32..]);
+            let (time, bytes) = split_timed(value.value());
+            out.push(KeySetEntry {
+                issuer,
+                digest,
+                time,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    fn remove_key_sets(&self, sets: &[([u8; 32], [u8; 32])]) -> Result<(), StoreError> {
+        self.write(true, |txn| {
+            let mut table = txn.open_table(KEY_SETS)?;
+            for (issuer, digest) in sets {
+                table.remove(&key_set_key(issuer, digest))?;
             }
             Ok(())
         })

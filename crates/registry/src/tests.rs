@@ -495,6 +495,23 @@ impl RegistryStore for CountingStore {
     fn remove(&self, relays: &[[u8; 32]], operators: &[[u8; 32]]) -> Result<(), StoreError> {
         self.inner.remove(relays, operators)
     }
+    fn put_key_set(
+        &self,
+        issuer: &[u8; 32],
+        digest: &[u8; 32],
+        signed: &[u8],
+        at: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.put_key_set(issuer, digest, signed, at)
+    }
+    fn key_sets(&self) -> Result<Vec<store::KeySetEntry>, StoreError> {
+        self.full_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.key_sets()
+    }
+    fn remove_key_sets(&self, sets: &[([u8; 32], [u8; 32])]) -> Result<(), StoreError> {
+        self.inner.remove_key_sets(sets)
+    }
     fn put_directory(&self, sequence: u64, signed: &[u8]) -> Result<(), StoreError> {
         self.inner.put_directory(sequence, signed)
     }
@@ -1034,6 +1051,114 @@ mod proposals {
         assert!(matches!(
             refusal(&with(&proposal, &forged), None),
             Refusal::Contents(DirectoryError::BadSignature { .. })
+        ));
+    }
+
+    /// Issue 11 item 11 (RFC 9576 §6): a proposal lists exactly the issuer
+    /// key sets most votes name. Votes naming a set of issuer 1 from
+    /// validators `by`, and the other validators' sets of `other`.
+    fn votes_naming(
+        registry: &Registry<RedbStore>,
+        named: &[(usize, openrelay_directory::KeySetDigest)],
+    ) -> Vec<SignedVote> {
+        use openrelay_directory::vote::IssuerVote;
+        let entries = registry.vote_entries(NOW, NOW + LIFETIME);
+        named
+            .iter()
+            .map(|&(i, digest)| {
+                let key = &validators()[i];
+                let vote = Vote::new(key.id(), NOW, entries.clone())
+                    .unwrap()
+                    .with_issuers(vec![IssuerVote {
+                        issuer: crate::key_sets::fixture::issuer_key(1).id(),
+                        digest,
+                    }])
+                    .unwrap();
+                key.sign_vote(vote).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_proposal_lists_exactly_the_key_sets_most_votes_name() {
+        use crate::key_sets::fixture::{issuer_key, key_set, key_set_at};
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let rules = Rules {
+            limits: PublicationLimits {
+                issuers: vec![openrelay_config::KeyPin::from(issuer_key(1).id())],
+                ..limits()
+            },
+            ..rules()
+        };
+        let (a, b) = (key_set(1, &[1]), key_set_at(1, &[1, 2], NOW - 30));
+        let base = honest(&registry, 7);
+        let listing = |votes: Vec<SignedVote>,
+                       sets: Vec<openrelay_directory::SignedIssuerKeySet>| {
+            let d = Directory::from_bytes(&base.directory)
+                .unwrap()
+                .with_issuer_keys(sets)
+                .unwrap();
+            Proposal {
+                directory: d.to_bytes(),
+                votes,
+            }
+        };
+        // Two of three name A: A listed is signed; B listed, or nothing, is
+        // refused.
+        let votes = votes_naming(
+            &registry,
+            &[(0, a.digest()), (1, a.digest()), (2, b.digest())],
+        );
+        assert!(matches!(
+            check_proposal(&listing(votes.clone(), vec![a.clone()]), &rules, None, NOW),
+            Ok(Verdict::Sign { .. })
+        ));
+        assert!(matches!(
+            check_proposal(&listing(votes.clone(), vec![b.clone()]), &rules, None, NOW),
+            Err(Refusal::UnknownKeySet {
+                votes: 1,
+                of: 3,
+                ..
+            })
+        ));
+        let omitted = check_proposal(&listing(votes, Vec::new()), &rules, None, NOW).unwrap_err();
+        assert!(matches!(
+            omitted,
+            Refusal::OmittedKeySet {
+                votes: 2,
+                of: 3,
+                ..
+            }
+        ));
+        assert!(omitted.is_transient());
+        // Each validator shown another set: none may be listed.
+        let c = key_set_at(1, &[2], NOW - 20);
+        let split = votes_naming(
+            &registry,
+            &[(0, a.digest()), (1, b.digest()), (2, c.digest())],
+        );
+        for set in [&a, &b, &c] {
+            assert!(matches!(
+                check_proposal(
+                    &listing(split.clone(), vec![set.clone()]),
+                    &rules,
+                    None,
+                    NOW
+                ),
+                Err(Refusal::UnknownKeySet { votes: 1, .. })
+            ));
+        }
+        assert!(matches!(
+            check_proposal(&listing(split, Vec::new()), &rules, None, NOW),
+            Ok(Verdict::Sign { .. })
+        ));
+        // An issuer this validator does not recognise is refused even when
+        // elected (its rules differ from the others').
+        let votes = votes_naming(&registry, &[(0, a.digest()), (1, a.digest())]);
+        assert!(matches!(
+            check_proposal(&listing(votes, vec![a]), &self::rules(), None, NOW),
+            Err(Refusal::KeySetRule { .. })
         ));
     }
 }

@@ -258,6 +258,33 @@ pub fn account(args: &[&str], password: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `openrelay devnet --export <dir>/configs` of a two-operator network
+/// (ephemeral proxy ports), keys and state in `<dir>/state`, logs in
+/// `<dir>/logs`, with `extra` flags; the configs' directory.
+pub fn export_devnet(dir: &Path, extra: &[&str]) -> PathBuf {
+    let (configs, state, logs) = (dir.join("configs"), dir.join("state"), dir.join("logs"));
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut args = vec![
+        "devnet",
+        "--export",
+        configs.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--log-dir",
+        logs.to_str().unwrap(),
+        "--operators",
+        "2",
+        "--socks",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let exported = run_openrelay(&args, Duration::from_secs(30));
+    assert!(exported.status.success(), "{}", exported.stderr);
+    configs
+}
+
 // ---------------------------------------------------------------------------
 // The devnet
 // ---------------------------------------------------------------------------

@@ -156,3 +156,65 @@ pub fn signed(directory: &Directory, validators: &[u8]) -> SignedDirectory {
 pub fn trust(k: usize, n: u8) -> TrustConfig {
     TrustConfig::new((0..n).map(|v| validator_key(v).id()), k, MAX_AGE).unwrap()
 }
+
+/// Issuer `i`'s identity key.
+pub fn issuer_key(i: u8) -> openrelay_directory::IssuerKey {
+    openrelay_directory::IssuerKey::from_bytes(&seed(0x0e, i))
+}
+
+/// A stand-in token key (only its size is the directory's business): 342
+/// bytes, like an RFC 9578 SPKI, made from `n`, whose `token_key_id`s end
+/// in distinct bytes for distinct `n` in the fixtures' range.
+pub fn token_key_bytes(n: u8) -> Vec<u8> {
+    token_key_bytes_of_len(n, 342)
+}
+
+/// [`token_key_bytes`] of `len` bytes.
+pub fn token_key_bytes_of_len(n: u8, len: usize) -> Vec<u8> {
+    (0u16..)
+        .map(|salt| {
+            let mut bytes = vec![n; len];
+            bytes[..2].copy_from_slice(&salt.to_be_bytes());
+            bytes
+        })
+        .find(|bytes| {
+            use sha2::Digest as _;
+            let id: [u8; 32] = sha2::Sha256::digest(bytes).into();
+            id[31] == n
+        })
+        .unwrap()
+}
+
+/// Key `n` of an issuer rotating every `period` seconds: signs from
+/// `T0 + n * period` for one period, accepted for two.
+pub fn token_key(n: u8, period: u64) -> openrelay_directory::IssuerTokenKey {
+    let not_before = T0 - period + u64::from(n) * period;
+    openrelay_directory::IssuerTokenKey {
+        token_type: openrelay_directory::TOKEN_TYPE_BLIND_RSA,
+        key: token_key_bytes(n),
+        not_before,
+        expires: not_before + 2 * period,
+    }
+}
+
+/// Issuer `i`'s key set of the keys `keys` (a day's period), published at
+/// `T0 - 60`, signed.
+pub fn key_set(i: u8, keys: &[u8]) -> openrelay_directory::SignedIssuerKeySet {
+    key_set_at(i, keys, T0 - 60)
+}
+
+/// [`key_set`] published at `published_at`.
+pub fn key_set_at(
+    i: u8,
+    keys: &[u8],
+    published_at: u64,
+) -> openrelay_directory::SignedIssuerKeySet {
+    let set = openrelay_directory::IssuerKeySet::new(openrelay_directory::KeySetFields {
+        issuer: issuer_key(i).id(),
+        issuer_name: format!("issuer{i}.example:4450"),
+        published_at,
+        keys: keys.iter().map(|&n| token_key(n, 86_400)).collect(),
+    })
+    .unwrap();
+    issuer_key(i).sign_key_set(set).unwrap()
+}

@@ -143,6 +143,7 @@ pub fn start_ingress_of(
         admission: admission.map(|tokens| AdmissionSettings {
             tokens,
             operator_key: operator,
+            directory: None,
         }),
         state_dir: state_dir.to_owned(),
         congestion: Default::default(),

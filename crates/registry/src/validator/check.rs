@@ -18,24 +18,30 @@
 //!    profiles of their operators and nothing else;
 //! 6. it keeps the publication rules (operator and total limits,
 //!    special-purpose endpoints);
-//! 7. every signature inside verifies and every descriptor is valid over the
+//! 7. it lists exactly the issuer key sets those votes elect
+//!    ([`tally_issuers`]: for each issuer, the set more than half of the
+//!    votes name), each keeping the publication rules for key sets
+//!    ([`check_key_set`]);
+//! 8. every signature inside verifies and every descriptor is valid over the
 //!    directory's life ([`Directory::check_contents`]).
 //!
 //! A registry can therefore not get signatures on two directories with one
 //! sequence number, on a sequence from which no later directory could
-//! follow, on an old or overlong directory, or on a relay list of its
-//! choosing.
+//! follow, on an old or overlong directory, or on a relay list or issuer
+//! keys of its choosing; and an issuer showing validators different key
+//! sets gets at most the one most of them saw listed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use openrelay_config::PublicationLimits;
-use openrelay_directory::vote::{SignedVote, tally};
+use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
-    AddressClass, Directory, DirectoryDigest, DirectoryError, FormatError, MAX_CLOCK_SKEW_SECS,
-    OperatorId, Proposal, RelayId, ValidatorId,
+    AddressClass, Directory, DirectoryDigest, DirectoryError, FormatError, IssuerId,
+    MAX_CLOCK_SKEW_SECS, OperatorId, Proposal, RelayId, ValidatorId,
 };
 
+use crate::key_sets::{KeySetRule, check_key_set};
 use crate::service::VOTE_MAX_AGE_SECS;
 
 /// A registry may skip this many sequence numbers beyond one per second since
@@ -263,6 +269,35 @@ pub enum Refusal {
         /// Its class.
         class: AddressClass,
     },
+    /// A listed issuer key set that most votes do not name: the registry
+    /// chose it.
+    #[error("the key set of issuer {issuer} is listed but only {votes} of {of} votes name it")]
+    UnknownKeySet {
+        /// The issuer.
+        issuer: IssuerId,
+        /// Votes naming that very set.
+        votes: usize,
+        /// Votes in all.
+        of: usize,
+    },
+    /// An issuer key set most votes name is left out.
+    #[error("the key set of issuer {issuer} is left out but {votes} of {of} votes name it")]
+    OmittedKeySet {
+        /// The issuer.
+        issuer: IssuerId,
+        /// Votes naming the elected set.
+        votes: usize,
+        /// Votes in all.
+        of: usize,
+    },
+    /// A listed key set breaks the publication rules for key sets.
+    #[error("the key set of issuer {issuer}: {rule}")]
+    KeySetRule {
+        /// The issuer.
+        issuer: IssuerId,
+        /// The rule.
+        rule: KeySetRule,
+    },
     /// A signature or validity inside the directory is wrong.
     #[error("contents: {0}")]
     Contents(#[from] DirectoryError),
@@ -278,6 +313,7 @@ impl Refusal {
             Refusal::OwnVoteMissing
                 | Refusal::OmittedRelay { .. }
                 | Refusal::StaleDescriptor { .. }
+                | Refusal::OmittedKeySet { .. }
         )
     }
 }
@@ -298,6 +334,7 @@ pub fn check_proposal(
     check_times(&directory, rules, now)?;
     let votes = check_votes(&proposal.votes, rules, now)?;
     check_relays(&directory, &votes, rules)?;
+    check_key_sets(&directory, &votes, rules, now)?;
     directory.check_contents(now)?;
     Ok(Verdict::Sign { directory, digest })
 }
@@ -474,6 +511,46 @@ fn check_relays(
             of: "in all",
             count: total,
             limit: rules.limits.max_relays,
+        });
+    }
+    Ok(())
+}
+
+fn check_key_sets(
+    directory: &Directory,
+    votes: &[&SignedVote],
+    rules: &Rules,
+    now: u64,
+) -> Result<(), Refusal> {
+    let of = votes.len();
+    let elected = tally_issuers(votes.iter().map(|v| v.vote()));
+    let naming = |issuer: &IssuerId, digest| {
+        votes
+            .iter()
+            .filter(|v| v.vote().issuer(issuer) == Some(digest))
+            .count()
+    };
+    for signed in directory.key_sets() {
+        let issuer = signed.key_set().issuer();
+        let digest = signed.digest();
+        if elected.get(&issuer) != Some(&digest) {
+            return Err(Refusal::UnknownKeySet {
+                issuer,
+                votes: naming(&issuer, digest),
+                of,
+            });
+        }
+        check_key_set(signed.key_set(), &rules.limits, now)
+            .map_err(|rule| Refusal::KeySetRule { issuer, rule })?;
+    }
+    if let Some((issuer, digest)) = elected
+        .iter()
+        .find(|(issuer, _)| directory.key_set(issuer).is_none())
+    {
+        return Err(Refusal::OmittedKeySet {
+            issuer: *issuer,
+            votes: naming(issuer, *digest),
+            of,
         });
     }
     Ok(())

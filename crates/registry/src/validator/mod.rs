@@ -32,9 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::ValidatorConfig;
-use openrelay_directory::vote::{SignedVote, Vote, VoteEntry};
+use openrelay_directory::vote::{IssuerVote, SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
-    DirectoryDigest, Proposal, RelayId, ValidatorId, ValidatorKey, ValidatorSignature,
+    DirectoryDigest, Proposal, ValidatorId, ValidatorKey, ValidatorSignature,
 };
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
@@ -42,8 +42,8 @@ use openrelay_transport::server::{
 use tracing::{debug, info, warn};
 
 use crate::http::RegistryClient;
-use crate::publication::{self, reply};
-use crate::service::{paths, unix_now};
+use crate::publication::{self, Publication, reply};
+use crate::service::{Wanted, decode_wanted, paths, unix_now};
 use crate::{RedbStore, Registry, RegistryStore, StoreError};
 use check::{LastSigned, Refusal, Rules, Verdict, check_proposal};
 
@@ -79,10 +79,13 @@ pub struct Validator {
     poll: Duration,
 }
 
+/// What a vote says: the relays and the issuers' key sets.
+type View = (Vec<VoteEntry>, Vec<IssuerVote>);
+
 /// What the validator's loop remembers between rounds.
 #[derive(Debug, Default)]
 struct Round {
-    last_vote: Option<(Vec<VoteEntry>, u64)>,
+    last_vote: Option<(View, u64)>,
     /// The digest last signed and whether the registry took the signature.
     posted: Option<(DirectoryDigest, bool)>,
     /// Since when proposals have been refused for a transient reason.
@@ -187,7 +190,7 @@ impl Validator {
         let last = round.last_vote.clone();
         // Listing and signing up to 20,000 relays: off the runtime.
         let made = tokio::task::spawn_blocking(move || this.make_vote(last.as_ref(), now)).await;
-        let (entries, vote) = match made {
+        let (view, vote) = match made {
             Ok(Ok(Some(made))) => made,
             Ok(Ok(None)) | Err(_) => return,
             Ok(Err(e)) => {
@@ -200,8 +203,8 @@ impl Validator {
             .await
         {
             Ok((200, wanted)) => {
-                debug!(relays = entries.len(), "voted");
-                round.last_vote = Some((entries, now));
+                debug!(relays = view.0.len(), key_sets = view.1.len(), "voted");
+                round.last_vote = Some((view, now));
                 self.forward(registry, &wanted).await;
             }
             // The registry holds a vote of this second already (a restart).
@@ -217,49 +220,56 @@ impl Validator {
     /// view is what it voted for `last` and that vote is recent.
     fn make_vote(
         &self,
-        last: Option<&(Vec<VoteEntry>, u64)>,
+        last: Option<&(View, u64)>,
         now: u64,
-    ) -> Result<Option<(Vec<VoteEntry>, SignedVote)>, VoteError> {
-        let entries = self
-            .registry
-            .vote_entries(now, now.saturating_add(self.rules.max_lifetime_secs));
+    ) -> Result<Option<(View, SignedVote)>, VoteError> {
+        let view: View = (
+            self.registry
+                .vote_entries(now, now.saturating_add(self.rules.max_lifetime_secs)),
+            self.registry.key_set_votes(now),
+        );
         let due = match last {
             Some((voted, at)) => {
-                (*voted != entries || now.saturating_sub(*at) >= REVOTE_SECS) && now > *at
+                (*voted != view || now.saturating_sub(*at) >= REVOTE_SECS) && now > *at
             }
             None => true,
         };
         if !due {
             return Ok(None);
         }
-        let vote = Vote::new(self.key.id(), now, entries.clone())?;
-        Ok(Some((entries, self.key.sign_vote(vote)?)))
+        let vote = Vote::new(self.key.id(), now, view.0.clone())?.with_issuers(view.1.clone())?;
+        Ok(Some((view, self.key.sign_vote(vote)?)))
     }
 
-    /// Forwards the publications of the relays in `wanted` (32-byte ids) to
-    /// the registry, which lacks them (the relay may not have reached it).
+    /// Forwards what the registry said it lacks (the answer to a vote) from
+    /// this validator's view: relays' profiles and descriptors (the relay
+    /// may not have reached the registry) and issuers' key sets (the one
+    /// this validator voted for).
     async fn forward(&self, registry: &RegistryClient, wanted: &[u8]) {
-        for id in wanted.chunks_exact(32) {
-            let Some(relay) = <[u8; 32]>::try_from(id)
-                .ok()
-                .and_then(|b| RelayId::from_bytes(b).ok())
-            else {
-                continue;
+        for wanted in decode_wanted(wanted) {
+            let publications = match wanted {
+                Wanted::Relay(relay) => match self.registry.publication_of(&relay) {
+                    Some((profile, descriptor)) => {
+                        vec![(paths::PROFILES, profile), (paths::DESCRIPTORS, descriptor)]
+                    }
+                    None => continue,
+                },
+                Wanted::KeySet(issuer) => match self.registry.newest_key_set(&issuer) {
+                    Some(set) => vec![(paths::ISSUER_KEYS, set)],
+                    None => continue,
+                },
             };
-            let Some((profile, descriptor)) = self.registry.publication_of(&relay) else {
-                continue;
-            };
-            for (path, body) in [(paths::PROFILES, profile), (paths::DESCRIPTORS, descriptor)] {
+            for (path, body) in publications {
                 match registry.call(http::Method::POST, path, body).await {
                     // 409: it has this one (or a newer one) by now.
                     Ok((204 | 409, _)) => {}
                     Ok((status, reply)) => {
-                        debug!(%relay, status, reply = %String::from_utf8_lossy(&reply).trim(), "forwarding refused");
+                        debug!(?wanted, status, reply = %String::from_utf8_lossy(&reply).trim(), "forwarding refused");
                     }
-                    Err(e) => debug!(%relay, error = %e, "cannot forward"),
+                    Err(e) => debug!(?wanted, error = %e, "cannot forward"),
                 }
             }
-            debug!(%relay, "forwarded a relay the registry lacked");
+            debug!(?wanted, "forwarded what the registry lacked");
         }
     }
 
@@ -429,9 +439,15 @@ impl RequestHandler for PublicationService {
         _context: RequestContext,
     ) {
         let now = unix_now();
-        match (request.method(), request.uri().path()) {
-            (&http::Method::POST, path @ (paths::PROFILES | paths::DESCRIPTORS)) => {
-                publication::serve(Arc::clone(&self.0), path, stream, now).await;
+        let publication = Publication::at(request.uri().path());
+        match (request.method(), publication) {
+            (&http::Method::POST, Some(what)) => {
+                // A validator holds only a newer set than its own (replays
+                // refused): its vote is its own view.
+                publication::serve(Arc::clone(&self.0), what, stream, now, |r, b, now| {
+                    r.publish_key_set(b, now).map(drop)
+                })
+                .await;
             }
             _ => reply(stream, 404, "unknown request", None).await,
         }

@@ -1,0 +1,184 @@
+//! Following the validator-signed directory from the registry, for the
+//! network's servers (relays, the token issuer): fetched directly (they are
+//! not users to hide), verified as clients verify it (k of n validators,
+//! freshness, no rollback; `openrelay_directory::verify_directory`) and
+//! refreshed. A refused or failed fetch keeps the last good directory.
+//! Clients have their own feed, which fetches through the relays.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openrelay_config::DirectoryConfig;
+use openrelay_directory::{
+    DirectoryError, LastSeen, TrustConfig, ValidatorId, VerifiedDirectory, verify_directory_bytes,
+};
+use openrelay_transport::backoff::Backoff;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::http::{CallError, RegistryClient};
+use crate::service::{paths, unix_now};
+
+/// Why the directory settings are unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("directory.validators: {0}")]
+pub struct FollowConfigError(String);
+
+/// Why a fetch brought no new directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FollowError {
+    /// The registry could not be asked.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The registry answered something else than a directory.
+    #[error("registry answered HTTP {0}")]
+    Status(u16),
+    /// What it served does not verify.
+    #[error("directory refused: {0}")]
+    Refused(#[from] DirectoryError),
+}
+
+impl FollowError {
+    /// Whether the registry has simply signed no directory yet (a network
+    /// starting up): no problem to warn about.
+    pub fn is_none_yet(&self) -> bool {
+        matches!(self, FollowError::Status(404))
+    }
+}
+
+/// The directory a server follows.
+#[derive(Debug)]
+pub struct DirectoryFollower {
+    registry: RegistryClient,
+    trust: TrustConfig,
+    refresh: Duration,
+    current: Mutex<Option<(Arc<VerifiedDirectory>, LastSeen)>>,
+    updates: watch::Sender<Option<Arc<VerifiedDirectory>>>,
+}
+
+impl DirectoryFollower {
+    /// A follower of `config`'s registry and validators.
+    pub fn new(config: &DirectoryConfig) -> Result<Self, FollowConfigError> {
+        let validators = config
+            .validators
+            .iter()
+            .map(|pin| ValidatorId::try_from(*pin).map_err(|e| FollowConfigError(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let trust = TrustConfig::new(validators, config.threshold, config.max_age_secs)
+            .map_err(|e| FollowConfigError(e.to_string()))?;
+        Ok(Self::with_trust(
+            RegistryClient::new(config.registry.addr, config.registry.key),
+            trust,
+            Duration::from_secs(config.refresh_secs),
+        ))
+    }
+
+    /// A follower of `registry` trusting `trust`, fetching every `refresh`.
+    pub fn with_trust(registry: RegistryClient, trust: TrustConfig, refresh: Duration) -> Self {
+        DirectoryFollower {
+            registry,
+            trust,
+            refresh,
+            current: Mutex::new(None),
+            updates: watch::Sender::new(None),
+        }
+    }
+
+    /// The trust configuration directories are verified with.
+    pub fn trust(&self) -> &TrustConfig {
+        &self.trust
+    }
+
+    /// The last directory verified, however old.
+    pub fn current(&self) -> Option<Arc<VerifiedDirectory>> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|(directory, _)| Arc::clone(directory))
+    }
+
+    /// The last directory verified, if it is still fresh at `now` (not past
+    /// its validity or the trust config's maximum age).
+    pub fn fresh(&self, now: u64) -> Option<Arc<VerifiedDirectory>> {
+        self.current()
+            .filter(|directory| directory.check_fresh(&self.trust, now).is_ok())
+    }
+
+    /// A receiver that sees every newly accepted directory.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<VerifiedDirectory>>> {
+        self.updates.subscribe()
+    }
+
+    /// Verifies `bytes` (a signed directory) at `now` after the last one
+    /// accepted and keeps it.
+    pub fn accept(&self, bytes: &[u8], now: u64) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last_seen = current.as_ref().map(|(_, seen)| *seen);
+        let verified = verify_directory_bytes(bytes, &self.trust, now, last_seen.as_ref())?;
+        let seen = verified.last_seen();
+        let verified = Arc::new(verified);
+        let changed = last_seen != Some(seen);
+        *current = Some((Arc::clone(&verified), seen));
+        drop(current);
+        if changed {
+            self.updates.send_replace(Some(Arc::clone(&verified)));
+        }
+        Ok(verified)
+    }
+
+    /// Fetches the registry's directory once, verifies and keeps it.
+    pub async fn refresh(&self) -> Result<Arc<VerifiedDirectory>, FollowError> {
+        let (status, bytes) = self
+            .registry
+            .call(http::Method::GET, paths::DIRECTORY, Vec::new())
+            .await?;
+        if status != 200 {
+            return Err(FollowError::Status(status));
+        }
+        Ok(self.accept(&bytes, unix_now())?)
+    }
+
+    /// Keeps the directory current (forever; abort to stop): a fetch every
+    /// refresh interval, retried with backoff (from 500 ms, at most the
+    /// refresh interval and a minute) while it fails.
+    pub async fn run(&self) {
+        let mut backoff = Backoff::seeded_now(
+            Duration::from_millis(500),
+            self.refresh.min(Duration::from_secs(60)),
+        );
+        let mut failing = false;
+        loop {
+            let first = self.current().is_none();
+            let delay = match self.refresh().await {
+                Ok(directory) => {
+                    if first {
+                        info!(
+                            sequence = directory.sequence(),
+                            relays = directory.relays().count(),
+                            "validator-signed directory received"
+                        );
+                    }
+                    failing = false;
+                    backoff.reset();
+                    self.refresh
+                }
+                Err(e) => {
+                    // Keep the last good directory; the registry may be down.
+                    if failing || (first && e.is_none_yet()) {
+                        debug!(error = %e, "directory still not updated");
+                    } else {
+                        warn!(error = %e, "directory not updated");
+                        failing = true;
+                    }
+                    backoff.next_delay()
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
