@@ -4,10 +4,10 @@
 //! * frames (RFC 9114 §7.1): a type and a length (variable-length integers,
 //!   RFC 9000 §16) and a payload; [`frame_header`] can declare a length the
 //!   payload never reaches;
-//! * field sections (RFC 9204 §4.5): [`field_section`] writes QPACK literal
+//! * field sections (RFC 9204 §4.5): [`headers_frame`] writes QPACK literal
 //!   field lines with literal names (§4.5.6) after a prefix that references
 //!   no dynamic table (§4.5.1), without Huffman coding, which every decoder
-//!   accepts; prefixed integers as RFC 7541 §5.1 (RFC 9204 §4.1.1);
+//!   accepts;
 //! * [`RawConnection`]: a QUIC connection to a pinned server with our control
 //!   stream and SETTINGS (RFC 9114 §6.2.1, §7.2.4) open, and requests and
 //!   unidirectional streams of any content.
@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use openrelay_config::KeyPin;
 use openrelay_transport::endpoint::{self, Tuning};
+pub use openrelay_wire::h3frame::{frame, frame_header, headers_frame};
 use openrelay_wire::varint;
 
 /// Frame types (RFC 9114 §7.2, RFC 9297 §2.1).
@@ -53,61 +54,6 @@ pub mod setting {
 /// Values above 2^62 - 1 cannot be encoded and are written as that maximum.
 pub fn put_varint(value: u64, out: &mut Vec<u8>) {
     let _ = varint::encode(value.min(varint::MAX), out);
-}
-
-/// A frame header declaring `length` bytes of payload (RFC 9114 §7.1); the
-/// payload may never come.
-pub fn frame_header(frame_type: u64, length: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    put_varint(frame_type, &mut out);
-    put_varint(length, &mut out);
-    out
-}
-
-/// A whole frame.
-pub fn frame(frame_type: u64, payload: &[u8]) -> Vec<u8> {
-    let mut out = frame_header(frame_type, payload.len() as u64);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// Appends `value` as a prefixed integer (RFC 7541 §5.1) in the low
-/// `prefix_bits` bits of a first byte whose high bits are `flags`.
-pub fn put_prefixed_integer(value: u64, prefix_bits: u8, flags: u8, out: &mut Vec<u8>) {
-    let max_prefix = (1u64 << prefix_bits) - 1;
-    if value < max_prefix {
-        out.push(flags | value as u8);
-        return;
-    }
-    out.push(flags | max_prefix as u8);
-    let mut rest = value - max_prefix;
-    while rest >= 0x80 {
-        out.push(0x80 | (rest & 0x7f) as u8);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
-
-/// A QPACK field section (RFC 9204 §4.5) of literal field lines with literal
-/// names (§4.5.6), in the order given, pseudo-header fields included as
-/// given (valid or not). The prefix (§4.5.1) says Required Insert Count 0
-/// and Base 0: no dynamic table is referenced.
-pub fn field_section(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = vec![0x00, 0x00];
-    for (name, value) in fields {
-        // `001N H` then the name length on 3 bits; N = 0, H = 0 (no Huffman).
-        put_prefixed_integer(name.len() as u64, 3, 0x20, &mut out);
-        out.extend_from_slice(name.as_bytes());
-        // `H` then the value length on 7 bits; H = 0.
-        put_prefixed_integer(value.len() as u64, 7, 0x00, &mut out);
-        out.extend_from_slice(value.as_bytes());
-    }
-    out
-}
-
-/// A HEADERS frame carrying `fields` (see [`field_section`]).
-pub fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
-    frame(frame_type::HEADERS, &field_section(fields))
 }
 
 /// The start of our control stream: its type and a SETTINGS frame
@@ -309,53 +255,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Decodes a prefixed integer (RFC 7541 §5.1), for the round trip.
-    fn decode_prefixed(buf: &[u8], prefix_bits: u8) -> (u64, usize) {
-        let max_prefix = (1u64 << prefix_bits) - 1;
-        let mut value = u64::from(buf[0]) & max_prefix;
-        if value < max_prefix {
-            return (value, 1);
-        }
-        let mut shift = 0;
-        for (i, byte) in buf[1..].iter().enumerate() {
-            value += u64::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte & 0x80 == 0 {
-                return (value, i + 2);
-            }
-        }
-        panic!("unterminated integer");
-    }
-
-    #[test]
-    fn rfc7541_integer_examples() {
-        // RFC 7541 C.1.1: 10 on a 5-bit prefix; C.1.2: 1337 on 5 bits.
-        let mut out = Vec::new();
-        put_prefixed_integer(10, 5, 0, &mut out);
-        assert_eq!(out, [0x0a]);
-        out.clear();
-        put_prefixed_integer(1337, 5, 0, &mut out);
-        assert_eq!(out, [0x1f, 0x9a, 0x0a]);
-        // C.1.3: 42 on an 8-bit prefix.
-        out.clear();
-        put_prefixed_integer(42, 8, 0, &mut out);
-        assert_eq!(out, [0x2a]);
-    }
-
-    #[test]
-    fn a_literal_field_line_is_laid_out_as_rfc9204_says() {
-        let section = field_section(&[(":method", "GET")]);
-        // Prefix 0, 0; `0010 0111` then 0: a name length of 7 fills the
-        // 3-bit prefix, so a continuation byte follows (RFC 7541 §5.1).
-        assert_eq!(
-            section,
-            [
-                0x00, 0x00, 0x27, 0x00, b':', b'm', b'e', b't', b'h', b'o', b'd', 0x03, b'G', b'E',
-                b'T'
-            ]
-        );
-    }
-
     #[test]
     fn frames_split_again() {
         let mut bytes = frame(frame_type::HEADERS, b"abc");
@@ -392,27 +291,6 @@ mod tests {
             clean.push(Bytes::copy_from_slice(&bytes[split..]));
             let frame = early.or_else(|| clean.next_frame());
             prop_assert_eq!(frame, Some((frame_type::DATA, payload)));
-        }
-
-        #[test]
-        fn prefixed_integers_round_trip(value in 0u64..(1 << 62), prefix in 1u8..=8) {
-            let mut out = Vec::new();
-            put_prefixed_integer(value, prefix, 0, &mut out);
-            prop_assert_eq!(decode_prefixed(&out, prefix), (value, out.len()));
-        }
-
-        #[test]
-        fn field_lines_carry_their_bytes(name in "[a-z-]{1,40}", value in "[ -~]{0,300}") {
-            let section = field_section(&[(name.as_str(), value.as_str())]);
-            let (name_len, used) = decode_prefixed(&section[2..], 3);
-            prop_assert_eq!(section[2] & 0xf8, 0x20);
-            let name_start = 2 + used;
-            let name_end = name_start + name_len as usize;
-            prop_assert_eq!(&section[name_start..name_end], name.as_bytes());
-            let (value_len, used) = decode_prefixed(&section[name_end..], 7);
-            prop_assert_eq!(section[name_end] & 0x80, 0);
-            prop_assert_eq!(&section[name_end + used..], value.as_bytes());
-            prop_assert_eq!(value_len as usize, value.len());
         }
     }
 }

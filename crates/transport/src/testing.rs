@@ -4,7 +4,7 @@
 //! malformed field sections, and a server that answers with any of these.
 //!
 //! Frames are written by hand (RFC 9114 §7.1), field sections as QPACK
-//! literals ([`openrelay_wire::qpack::encode_literal_field_section`]).
+//! literals ([`openrelay_wire::h3frame::headers_frame`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use openrelay_config::KeyPin;
 use openrelay_wire::h3frame::{UniStreamType, frame_type};
-use openrelay_wire::{qpack, varint};
+pub use openrelay_wire::h3frame::{frame, frame_header, headers_frame};
+use openrelay_wire::varint;
 
 use crate::endpoint::{self, Tuning};
 use crate::identity::Identity;
@@ -41,53 +42,15 @@ pub enum RawError {
     Write(#[from] quinn::WriteError),
 }
 
-/// A frame header: type and declared payload length (RFC 9114 §7.1).
-pub fn frame_header(frame_type: u64, length: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    // Only values above 2^62 fail, which tests do not use.
-    let _ = varint::encode(frame_type, &mut out);
-    let _ = varint::encode(length, &mut out);
-    out
-}
-
-/// A whole frame.
-pub fn frame(frame_type: u64, payload: &[u8]) -> Vec<u8> {
-    let mut out = frame_header(frame_type, payload.len() as u64);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// A HEADERS frame carrying `fields` as QPACK literals, in order, exactly as
-/// given (pseudo-header fields too, valid or not).
-pub fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
-    let fields: Vec<(&[u8], &[u8])> = fields
-        .iter()
-        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-        .collect();
-    let mut section = Vec::new();
-    qpack::encode_literal_field_section(&fields, &mut section);
-    frame(frame_type::HEADERS, &section)
-}
-
 /// The start of a control stream: its type and a SETTINGS frame
 /// (RFC 9114 §6.2.1) allowing extended CONNECT (RFC 9220 §3,
 /// SETTINGS_ENABLE_CONNECT_PROTOCOL 0x08) and HTTP datagrams (RFC 9297
 /// §2.1.1, SETTINGS_H3_DATAGRAM 0x33), as a relay's does.
 fn control_stream_start() -> Vec<u8> {
     let mut out = Vec::new();
-    let _ = varint::encode(stream_type_value(UniStreamType::Control), &mut out);
+    let _ = varint::encode(UniStreamType::Control.value(), &mut out);
     out.extend(frame(frame_type::SETTINGS, &[0x08, 0x01, 0x33, 0x01]));
     out
-}
-
-fn stream_type_value(stream_type: UniStreamType) -> u64 {
-    match stream_type {
-        UniStreamType::Control => 0x00,
-        UniStreamType::Push => 0x01,
-        UniStreamType::QpackEncoder => 0x02,
-        UniStreamType::QpackDecoder => 0x03,
-        UniStreamType::Other(value) => value,
-    }
 }
 
 /// What happened to a stream of zeros.
@@ -192,7 +155,7 @@ impl RawClient {
     ) -> Result<quinn::SendStream, RawError> {
         let mut send = self.connection.open_uni().await?;
         let mut start = Vec::new();
-        let _ = varint::encode(stream_type_value(stream_type), &mut start);
+        let _ = varint::encode(stream_type.value(), &mut start);
         start.extend_from_slice(bytes);
         send.write_all(&start).await?;
         Ok(send)

@@ -506,6 +506,50 @@ impl UniStreamType {
             other => UniStreamType::Other(other),
         }
     }
+
+    /// The stream type value.
+    pub fn value(self) -> u64 {
+        match self {
+            UniStreamType::Control => 0x00,
+            UniStreamType::Push => 0x01,
+            UniStreamType::QpackEncoder => 0x02,
+            UniStreamType::QpackDecoder => 0x03,
+            UniStreamType::Other(value) => value,
+        }
+    }
+}
+
+/// A frame header declaring `length` bytes of payload (§7.1), whether or not
+/// they follow: the writing side, for peers that send what they choose (the
+/// torture harness, tests). Values past 2^62 - 1 are written as that
+/// maximum.
+pub fn frame_header(frame_type: u64, length: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_HEADER_LEN);
+    for value in [frame_type, length] {
+        // Cannot fail once clamped to the varint range.
+        let _ = varint::encode(value.min(varint::MAX), &mut out);
+    }
+    out
+}
+
+/// A whole frame: [`frame_header`] and `payload`.
+pub fn frame(frame_type: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = frame_header(frame_type, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A HEADERS frame (§7.2.2) carrying `fields` as QPACK literals in the
+/// order given, exactly as given (pseudo-header fields too, valid or not;
+/// [`crate::qpack::encode_literal_field_section`]).
+pub fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
+    let fields: Vec<(&[u8], &[u8])> = fields
+        .iter()
+        .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+        .collect();
+    let mut section = Vec::new();
+    crate::qpack::encode_literal_field_section(&fields, &mut section);
+    frame(frame_type::HEADERS, &section)
 }
 
 /// Reads the variable-length integer that starts a unidirectional stream

@@ -224,6 +224,27 @@ proptest! {
         prop_assert_eq!(qpack::decode_integer(&out[..len - 1], prefix), Ok(None));
     }
 
+    /// A HEADERS frame written for a peer that sends what it chooses carries
+    /// each field as a literal line with a literal name (RFC 9204 §4.5.6).
+    #[test]
+    fn written_field_lines_carry_their_bytes(name in "[a-z-]{1,40}", value in "[ -~]{0,300}") {
+        let frame = openrelay_wire::h3frame::headers_frame(&[(name.as_str(), value.as_str())]);
+        let (kind, used) = varint::decode(&frame).unwrap();
+        let (length, more) = varint::decode(&frame[used..]).unwrap();
+        prop_assert_eq!(kind, frame_type::HEADERS);
+        let section = &frame[used + more..];
+        prop_assert_eq!(length as usize, section.len());
+        prop_assert_eq!(&section[..2], &[0u8, 0][..]);
+        prop_assert_eq!(section[2] & 0xf8, 0x20);
+        let (name_len, used) = qpack::decode_integer(&section[2..], 3).unwrap().unwrap();
+        let name_end = 2 + used + name_len as usize;
+        prop_assert_eq!(&section[2 + used..name_end], name.as_bytes());
+        prop_assert_eq!(section[name_end] & 0x80, 0);
+        let (value_len, used) = qpack::decode_integer(&section[name_end..], 7).unwrap().unwrap();
+        prop_assert_eq!(&section[name_end + used..], value.as_bytes());
+        prop_assert_eq!(value_len as usize, value.len());
+    }
+
     #[test]
     fn stream_cancellations_pass_in_any_pieces(
         ids in prop::collection::vec(0..=varint::MAX, 0..10),
