@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use openrelay_config::KeyPin;
 use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::datagrams::{DatagramRouter, DatagramSender};
 use openrelay_transport::endpoint::{self, INNER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
+use openrelay_types::KeyPin;
 use openrelay_wire::masque;
 use openrelay_wire::target::Target as WireTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -122,7 +122,7 @@ pub async fn run(args: AccountArgs) -> anyhow::Result<String> {
         AccountAction::Status => {
             let session = account
                 .wallet()
-                .session(openrelay_client::directory::unix_now())
+                .session(openrelay_types::unix_now())
                 .is_some();
             return Ok(format!(
                 "tokens: {} in the wallet; issuer session: {}",

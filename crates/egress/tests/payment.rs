@@ -495,7 +495,7 @@ async fn ledger_when(
             signer: *relay.pin().as_bytes(),
             issuer: "issuer.test".into(),
             operator: "test".into(),
-            issued_at: openrelay_tokens::gate::unix_now(),
+            issued_at: openrelay_types::unix_now(),
             nonce: rand_nonce(),
         }
         .encode()

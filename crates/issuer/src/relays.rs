@@ -18,9 +18,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use openrelay_config::{KeyPin, SettlementRelays};
+use openrelay_config::SettlementRelays;
+
 use openrelay_directory::OperatorId;
 use openrelay_registry::follow::DirectoryFollower;
+use openrelay_types::KeyPin;
 
 /// Whether a key speaks for an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

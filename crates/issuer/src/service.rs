@@ -37,7 +37,6 @@ use opaque_ke::{
     ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
 use openrelay_config::IssuerConfig;
-pub use openrelay_tokens::gate::unix_now;
 use openrelay_tokens::issuance::{REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 use openrelay_tokens::settlement::{
     self, LEDGER_READ_SIGNATURE_PREFIX, LEDGER_REQUEST_MAX_AGE_SECS, LedgerRequest, OperatorLedger,
@@ -48,6 +47,7 @@ use openrelay_transport::identity::write_secret_file;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
+use openrelay_types::unix_now;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -353,7 +353,7 @@ impl IssuerService {
         let Some((follower, publisher)) = &self.consistency else {
             return Ok(());
         };
-        let issuer = openrelay_config::KeyPin::from(publisher.issuer());
+        let issuer = openrelay_types::KeyPin::from(publisher.issuer());
         let directory = follower
             .current()
             .ok_or(KeyConsistencyError::NotListed(issuer))?;
@@ -729,7 +729,7 @@ impl IssuerService {
         if vouch != Vouch::Listed {
             return not_vouched(vouch, &claim.operator);
         }
-        let relay = openrelay_config::KeyPin::from_ed25519(claim.relay).to_string();
+        let relay = openrelay_types::KeyPin::from_ed25519(claim.relay).to_string();
         let challenge =
             openrelay_tokens::TokenChallenge::for_relay(&self.config.issuer_name, relay);
         let verifier = match TokenVerifier::new(&challenge, lock(&self.keys).epochs()) {

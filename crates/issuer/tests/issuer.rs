@@ -22,7 +22,7 @@ fn config(state_dir: &std::path::Path, tokens_per_period: u32) -> IssuerConfig {
 
 struct Running {
     addr: std::net::SocketAddr,
-    pin: openrelay_config::KeyPin,
+    pin: openrelay_types::KeyPin,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }

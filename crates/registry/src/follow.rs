@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::http::{CallError, RegistryClient};
-use crate::service::{paths, unix_now};
+use crate::service::paths;
+use openrelay_types::unix_now;
 
 /// Why the directory settings are unusable.
 #[derive(Debug, thiserror::Error)]

@@ -43,9 +43,10 @@ use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{Elected, Vote, VoteEntry};
 use openrelay_directory::{
     AddressClass, BadKeySetSignature, BadProfileSignature, DescriptorError, Directory, FormatError,
-    KeyPin, OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
+    OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
     SignedOperatorProfile,
 };
+use openrelay_types::KeyPin;
 use tracing::warn;
 
 pub use key_sets::{KEY_SET_HISTORY, KeySetRule, check_key_set};

@@ -36,7 +36,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use openrelay_types::unix_now;
 
 use bytes::Bytes;
 use openrelay_config::RegistryConfig;
@@ -141,13 +143,6 @@ pub enum ServiceError {
     /// The validator set is not usable.
     #[error("validators: {0}")]
     Trust(String),
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The key under which the registry remembers the last sequence it proposed,
@@ -359,7 +354,7 @@ impl RegistryService {
                 .iter()
                 .any(|d| d.descriptor().role() == role)
         };
-        if !has(openrelay_config::RelayRole::Ingress) || !has(openrelay_config::RelayRole::Egress) {
+        if !has(openrelay_types::RelayRole::Ingress) || !has(openrelay_types::RelayRole::Egress) {
             debug!("the elected relays make no path yet; nothing proposed");
             return;
         }

@@ -12,7 +12,7 @@ use openrelay_client::IngressFilter;
 use tracing::{info, warn};
 
 use crate::plan;
-use crate::system::{CommandError, run_command};
+use openrelay_command::{CommandError, run_command};
 
 /// The kill switch's admitted ingresses.
 #[derive(Debug)]
