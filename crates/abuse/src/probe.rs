@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use crate::h3raw::{self, RawConnection, RawError, frame_type};
 use crate::target::{Role, Target};
 
-/// The registry's directory (`openrelay_registry::service::paths::DIRECTORY`).
+/// The registry's directory (`openrelay_registry_client::paths::DIRECTORY`).
 pub const REGISTRY_DIRECTORY: &str = "/v1/directory";
 /// The issuer's key directory (RFC 9578 §4).
 pub const ISSUER_DIRECTORY: &str = "/.well-known/private-token-issuer-directory";

@@ -790,7 +790,7 @@ async fn full_directory(
     relays: usize,
     issuer: Option<openrelay_types::KeyPin>,
 ) {
-    let registry = openrelay_registry::http::RegistryClient::new(
+    let registry = openrelay_registry_client::RegistryClient::new(
         directory.registry.addr,
         directory.registry.key,
     );
@@ -800,7 +800,7 @@ async fn full_directory(
         let complete = registry
             .call(
                 http::Method::GET,
-                openrelay_registry::service::paths::DIRECTORY,
+                openrelay_registry_client::paths::DIRECTORY,
                 Vec::new(),
             )
             .await
@@ -947,7 +947,7 @@ async fn run_validator(
     let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning, limits)?;
     let listen = endpoint.local_addr()?;
     let registry =
-        openrelay_registry::http::RegistryClient::new(config.registry.addr, config.registry.key);
+        openrelay_registry_client::RegistryClient::new(config.registry.addr, config.registry.key);
     ready(&format!(
         "ready role=validator listen={listen} key={} tls_key={}",
         validator.id(),

@@ -32,8 +32,8 @@ use openrelay_directory::{
     Directory, IssuerId, IssuerKey, IssuerKeySet, IssuerTokenKey, KeySetFields, SignedDirectory,
     SignedIssuerKeySet, TOKEN_TYPE_BLIND_RSA,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::paths;
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{PAYMENT_PATH, SigningKey, Token, TokenChallenge};
 use openrelay_transport::call::PinnedConnection;

@@ -17,8 +17,8 @@ use openrelay_directory::{
     DirectoryDigest, SignedDirectory, TrustConfig, ValidatorId, ValidatorKey,
     verify_directory_bytes,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::paths;
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_types::RelayRole;
 use openrelay_types::unix_now;
 use registry_fixtures::*;

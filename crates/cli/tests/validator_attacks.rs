@@ -28,8 +28,8 @@ use openrelay_directory::vote::{SignedVote, tally};
 use openrelay_directory::{
     Directory, DirectoryDigest, Proposal, SignedDescriptor, SignedOperatorProfile, ValidatorId,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::paths;
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::limits::ServerLimits;

@@ -33,8 +33,8 @@ use openrelay_directory::{
     Directory, DirectoryError, SignedDirectory, TrustConfig, ValidatorId, VerifiedDirectory,
     endpoint_class, verify_directory,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::paths;
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_types::unix_now;
 use tracing::{debug, info, warn};

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use openrelay_config::{AdmissionConfig, DirectoryConfig, RegistryEndpoint};
 
-pub use openrelay_registry::follow::FollowConfigError;
-use openrelay_registry::follow::{DirectoryFollower, FollowError};
+pub use openrelay_registry_client::follow::FollowConfigError;
+use openrelay_registry_client::follow::{DirectoryFollower, FollowError};
 use openrelay_tokens::EpochKey;
 use openrelay_tokens::gate::{GateError, TokenGate, read_keys};
 use openrelay_transport::backoff::Backoff;

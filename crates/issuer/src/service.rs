@@ -62,7 +62,7 @@ use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
 use crate::sessions::Sessions;
 use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
 use crate::{Suite, opaque_identifiers, paths, session_bearer, unframe};
-use openrelay_registry::follow::{DirectoryFollower, FollowConfigError};
+use openrelay_registry_client::follow::{DirectoryFollower, FollowConfigError};
 
 /// The OPAQUE server setup file (its OPRF seed and key pair; 0600).
 pub const SETUP_FILE: &str = "opaque-setup.key";

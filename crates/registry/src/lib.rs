@@ -22,11 +22,10 @@
 //!
 //! [`service`] serves the registry over HTTP/3, [`validator`] runs a
 //! validator, [`publisher`] publishes a relay, [`key_sets`] holds issuers'
-//! token key sets, [`follow`] keeps a server's copy of the verified
-//! directory, [`http`] is the client all of them use.
+//! token key sets. The client all of them use, the API's paths and the
+//! servers' directory follower are in `openrelay-registry-client`, which
+//! clients link without this crate.
 
-pub mod follow;
-pub mod http;
 pub mod key_sets;
 pub mod keyfile;
 mod publication;

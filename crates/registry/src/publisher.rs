@@ -19,9 +19,9 @@ use openrelay_transport::identity::Identity;
 use openrelay_types::{KeyPin, RelayRole};
 use tracing::{debug, warn};
 
-use crate::http::{CallError, RegistryClient};
 use crate::keyfile::{self, KeyFileError};
-use crate::service::paths;
+use openrelay_registry_client::paths;
+use openrelay_registry_client::{CallError, RegistryClient};
 use openrelay_types::unix_now;
 
 /// Why the publisher could not be set up.

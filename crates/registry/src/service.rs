@@ -53,27 +53,10 @@ use openrelay_transport::server::{
 };
 use tracing::{debug, info, warn};
 
+use openrelay_registry_client::paths;
+
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
-
-/// Paths of the registry's HTTP API (the publication paths are the
-/// validators' too).
-pub mod paths {
-    /// Operator profiles.
-    pub const PROFILES: &str = "/v1/profiles";
-    /// Relay descriptors.
-    pub const DESCRIPTORS: &str = "/v1/descriptors";
-    /// Issuers' signed token key sets.
-    pub const ISSUER_KEYS: &str = "/v1/issuer-keys";
-    /// Validators' votes.
-    pub const VOTES: &str = "/v1/votes";
-    /// The proposal for validators.
-    pub const PROPOSAL: &str = "/v1/proposal";
-    /// Validator signatures.
-    pub const SIGNATURES: &str = "/v1/signatures";
-    /// The signed directory.
-    pub const DIRECTORY: &str = "/v1/directory";
-}
 
 /// How old a vote may be and still count (validators vote every poll and at
 /// least every [`crate::validator::REVOTE_SECS`]).

@@ -10,8 +10,8 @@ use openrelay_directory::{
     CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey,
     Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::paths;
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_transport::identity::Identity;
 use openrelay_types::KeyPin;
 use openrelay_types::RelayRole;

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use openrelay_transport::call::MAX_RESPONSE;
 use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;

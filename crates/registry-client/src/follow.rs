@@ -16,8 +16,8 @@ use openrelay_transport::backoff::Backoff;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::http::{CallError, RegistryClient};
-use crate::service::paths;
+use crate::paths;
+use crate::{CallError, RegistryClient};
 use openrelay_types::unix_now;
 
 /// Why the directory settings are unusable.
