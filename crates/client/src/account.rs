@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use openrelay_config::{AccountConfig, RelayEntry};
 
-use openrelay_issuer::client::{IssuerClient, IssuerClientError, Session};
-use openrelay_issuer::consistency::{KeyConsistencyError, listed_keys, lists};
+use openrelay_issuer_client::client::{IssuerClient, IssuerClientError, Session};
+use openrelay_issuer_client::consistency::{KeyConsistencyError, listed_keys, lists};
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
 use openrelay_transport::endpoint::TUNNELLED_MTU;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use openrelay_config::{AdmissionConfig, DirectoryConfig};
 
-use openrelay_issuer::keyfeed::{self, KeySource};
+use openrelay_issuer_client::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
 use openrelay_tokens::spent::open_store;

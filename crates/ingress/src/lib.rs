@@ -167,7 +167,7 @@ pub struct Ingress {
     settings: IngressSettings,
     admission: Option<Arc<Admission>>,
     /// Where the admission's issuer keys come from.
-    key_source: Option<openrelay_issuer::keyfeed::KeySource>,
+    key_source: Option<openrelay_issuer_client::keyfeed::KeySource>,
 }
 
 impl Ingress {

@@ -12,8 +12,9 @@ use opaque_ke::{
     ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
 };
 use openrelay_config::IssuerConfig;
-use openrelay_issuer::puzzle::Puzzle;
-use openrelay_issuer::{IssuerClient, IssuerClientError, IssuerService, Suite, paths};
+use openrelay_issuer::IssuerService;
+use openrelay_issuer_client::puzzle::Puzzle;
+use openrelay_issuer_client::{IssuerClient, IssuerClientError, Suite, paths};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::settlement::{
     LEDGER_PATH, LEDGER_READ_SIGNATURE_PREFIX, LedgerRequest, OperatorLedger, Receipt, SETTLE_PATH,
@@ -129,7 +130,7 @@ async fn registration_upload(connection: &PinnedConnection, name: &str) -> Vec<u
             b"pw",
             message,
             ClientRegistrationFinishParameters::new(
-                openrelay_issuer::opaque_identifiers(name, ISSUER),
+                openrelay_issuer_client::opaque_identifiers(name, ISSUER),
                 None,
             ),
         )
@@ -603,7 +604,7 @@ async fn opaque_is_bound_to_the_context_and_the_issuer_name() {
         message,
         ClientLoginFinishParameters::new(
             None,
-            openrelay_issuer::opaque_identifiers("alice", ISSUER),
+            openrelay_issuer_client::opaque_identifiers("alice", ISSUER),
             None,
         ),
     );

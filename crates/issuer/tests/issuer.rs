@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use openrelay_config::IssuerConfig;
-use openrelay_issuer::{IssuerClient, IssuerClientError, IssuerService, Suite};
+use openrelay_issuer::IssuerService;
+use openrelay_issuer_client::{IssuerClient, IssuerClientError, Suite};
 use openrelay_tokens::{TokenChallenge, TokenVerifier};
 use openrelay_transport::identity::Identity;
 use tokio::sync::oneshot;
