@@ -19,7 +19,7 @@
 //!
 //! A gate starts without keys and is given them by its owner
 //! ([`TokenGate::set_keys`]): fetched from the issuer over the network and
-//! followed as they rotate (`openrelay_issuer::keyfeed`), or read from a
+//! followed as they rotate (`openrelay_issuer_client::keyfeed`), or read from a
 //! local file ([`read_keys`]). Tokens are never logged.
 
 use openrelay_types::unix_now;
