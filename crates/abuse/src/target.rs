@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use openrelay_config::{IssuerConfig, RegistryConfig, RelayConfig};
-
 use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU, TUNNELLED_MTU};
 use openrelay_transport::identity::{Identity, KEY_FILE};
 use openrelay_types::{KeyPin, RelayRole};

@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use openrelay_config::{ClientConfig, PathConfig, RelayEntry};
-
 use openrelay_types::RelayRole;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -861,12 +860,12 @@ impl PathManager {
         }
     }
 }
+use openrelay_types::KeyPin;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use openrelay_types::KeyPin;
     use std::sync::Weak;
 
     fn relay(n: u8, role: RelayRole) -> RelayEntry {

@@ -60,7 +60,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use openrelay_config::RelayEntry;
-
 use openrelay_types::RelayRole;
 
 pub use plan::{DEFAULT_ROTATION, Moment, PathPlan, PlanConfig, PlannedPath};

@@ -17,7 +17,6 @@ use openrelay_config::{
     PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, SettlementRelays,
     ValidatorConfig,
 };
-
 use openrelay_transport::identity::{Identity, IdentityError};
 use openrelay_types::{KeyPin, RelayRole};
 

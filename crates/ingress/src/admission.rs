@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::{AdmissionConfig, DirectoryConfig};
-
 use openrelay_issuer_client::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};

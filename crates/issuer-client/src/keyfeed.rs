@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::{AdmissionConfig, DirectoryConfig, RegistryEndpoint};
-
 pub use openrelay_registry_client::follow::FollowConfigError;
 use openrelay_registry_client::follow::{DirectoryFollower, FollowError};
 use openrelay_tokens::EpochKey;

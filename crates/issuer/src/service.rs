@@ -37,6 +37,10 @@ use opaque_ke::{
     ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
 use openrelay_config::IssuerConfig;
+use openrelay_issuer_client::consistency::{KeyConsistencyError, listed_keys, lists};
+use openrelay_issuer_client::puzzle::{Puzzle, split_solution};
+use openrelay_issuer_client::{Suite, opaque_identifiers, paths, session_bearer, unframe};
+use openrelay_registry_client::follow::{DirectoryFollower, FollowConfigError};
 use openrelay_tokens::issuance::{REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 use openrelay_tokens::settlement::{
     self, LEDGER_READ_SIGNATURE_PREFIX, LEDGER_REQUEST_MAX_AGE_SECS, LedgerRequest, OperatorLedger,
@@ -59,10 +63,6 @@ use crate::publish::{KeyPublisher, KeySetError};
 use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
 use crate::sessions::Sessions;
 use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
-use openrelay_issuer_client::consistency::{KeyConsistencyError, listed_keys, lists};
-use openrelay_issuer_client::puzzle::{Puzzle, split_solution};
-use openrelay_issuer_client::{Suite, opaque_identifiers, paths, session_bearer, unframe};
-use openrelay_registry_client::follow::{DirectoryFollower, FollowConfigError};
 
 /// The OPAQUE server setup file (its OPRF seed and key pair; 0600).
 pub const SETUP_FILE: &str = "opaque-setup.key";

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openrelay_config::IssuerConfig;
-
 use openrelay_transport::identity::Identity;
 use openrelay_types::KeyPin;
 

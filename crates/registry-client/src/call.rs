@@ -9,6 +9,7 @@ use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
 use openrelay_types::KeyPin;
+
 /// Time one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 

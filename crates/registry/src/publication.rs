@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use openrelay_registry_client::paths;
 use openrelay_transport::server::{self, ServerStream};
 
 use crate::{PublishError, RedbStore, Registry};
-use openrelay_registry_client::paths;
 
 /// Largest published object accepted (descriptors and profiles are < 1 KiB,
 /// issuer key sets at most 2 KiB).

@@ -38,8 +38,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openrelay_types::unix_now;
-
 use bytes::Bytes;
 use openrelay_config::RegistryConfig;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
@@ -48,12 +46,12 @@ use openrelay_directory::{
     SignedDirectory, SignedIssuerKeySet, TrustConfig, ValidatorId, ValidatorSignature,
     verify_directory,
 };
+use openrelay_registry_client::paths;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
+use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
-
-use openrelay_registry_client::paths;
 
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_config::CongestionControl;
-
 use openrelay_types::KeyPin;
 use quinn::congestion::{ControllerFactory, NewRenoConfig};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};

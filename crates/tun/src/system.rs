@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use tracing::warn;
-
 use openrelay_command::{CommandError, run_command};
+use tracing::warn;
 
 use crate::journal::{Change, Journal, JournalError};
 use crate::plan;

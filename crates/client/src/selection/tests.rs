@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use openrelay_config::RelayEntry;
-
 use openrelay_types::{KeyPin, RelayRole};
 
 use super::*;
