@@ -860,12 +860,12 @@ impl PathManager {
         }
     }
 }
-use openrelay_types::KeyPin;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use openrelay_types::KeyPin;
     use std::sync::Weak;
 
     fn relay(n: u8, role: RelayRole) -> RelayEntry {

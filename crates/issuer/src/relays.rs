@@ -173,7 +173,6 @@ mod directory_fixture;
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use openrelay_registry_client::RegistryClient;
 
     /// With a directory: a relay speaks for the operator the directory lists
     /// it under (by its QUIC key), the operator key for itself; nothing is
@@ -181,6 +180,7 @@ mod tests {
     #[test]
     fn the_directory_says_who_speaks_for_an_operator() {
         use super::directory_fixture::*;
+        use openrelay_registry_client::RegistryClient;
         let watch = DirectoryWatch(DirectoryFollower::with_trust(
             RegistryClient::new("127.0.0.1:9".parse().unwrap(), quic_pin(9)),
             trust(2, 3),
