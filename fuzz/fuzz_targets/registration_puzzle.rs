@@ -1,11 +1,11 @@
 //! The registration puzzle and the upload that carries its solution
-//! (openrelay_issuer::puzzle): the issuer splits uploads from anyone and
+//! (openrelay_issuer_client::puzzle): the issuer splits uploads from anyone and
 //! clients decode puzzles from the issuer. Nothing panics, what parses
 //! re-encodes to the same bytes, and no edited puzzle verifies.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use openrelay_issuer::puzzle::{Puzzle, join_solution, split_solution};
+use openrelay_issuer_client::puzzle::{Puzzle, join_solution, split_solution};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((puzzle, counter, rest)) = split_solution(data) {

@@ -16,8 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use openrelay_config::KeyPin;
 use openrelay_transport::endpoint::{self, Tuning};
+use openrelay_types::KeyPin;
 pub use openrelay_wire::h3frame::{frame, frame_header, headers_frame};
 use openrelay_wire::varint;
 

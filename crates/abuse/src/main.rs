@@ -17,7 +17,7 @@ use openrelay_abuse::monitor::{self, Timed};
 use openrelay_abuse::probe::{self, Prober, Via};
 use openrelay_abuse::run::{self, Phase, PhaseOptions};
 use openrelay_abuse::target::{self, Role, Started, Target};
-use openrelay_config::KeyPin;
+use openrelay_types::KeyPin;
 
 /// openrelay's torture harness.
 #[derive(Debug, Parser)]

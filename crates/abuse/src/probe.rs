@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use openrelay_config::KeyPin;
 use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::datagrams::{DatagramRouter, DatagramSender};
 use openrelay_transport::endpoint::{self, INNER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
+use openrelay_types::KeyPin;
 use openrelay_wire::masque;
 use openrelay_wire::target::Target as WireTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use crate::h3raw::{self, RawConnection, RawError, frame_type};
 use crate::target::{Role, Target};
 
-/// The registry's directory (`openrelay_registry::service::paths::DIRECTORY`).
+/// The registry's directory (`openrelay_registry_client::paths::DIRECTORY`).
 pub const REGISTRY_DIRECTORY: &str = "/v1/directory";
 /// The issuer's key directory (RFC 9578 §4).
 pub const ISSUER_DIRECTORY: &str = "/.well-known/private-token-issuer-directory";

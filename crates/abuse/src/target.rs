@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use openrelay_config::{IssuerConfig, KeyPin, RegistryConfig, RelayConfig, RelayRole};
+use openrelay_config::{IssuerConfig, RegistryConfig, RelayConfig};
 use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU, TUNNELLED_MTU};
 use openrelay_transport::identity::{Identity, KEY_FILE};
+use openrelay_types::{KeyPin, RelayRole};
 
 /// Which kind of server the target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

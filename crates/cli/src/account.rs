@@ -28,7 +28,7 @@ use openrelay_client::account::{Account, AccountError, IssuerLink, REFILL_MAX_TO
 use openrelay_client::directory::{DirectoryFeed, RelayList};
 use openrelay_client::wallet::Wallet;
 use openrelay_config::{ClientConfig, RelayEntry};
-use openrelay_issuer::Session;
+use openrelay_issuer_client::Session;
 
 /// How long a login waits for the validator-signed directory to list the
 /// issuer's token key (a new issuer's first key, a rotation in progress),
@@ -122,7 +122,7 @@ pub async fn run(args: AccountArgs) -> anyhow::Result<String> {
         AccountAction::Status => {
             let session = account
                 .wallet()
-                .session(openrelay_client::directory::unix_now())
+                .session(openrelay_types::unix_now())
                 .is_some();
             return Ok(format!(
                 "tokens: {} in the wallet; issuer session: {}",
@@ -298,7 +298,7 @@ async fn log_in(
 /// takes a few validator rounds to be listed); any other refusal at once.
 async fn fetch_when_listed(
     account: &Account,
-    client: &openrelay_issuer::IssuerClient,
+    client: &openrelay_issuer_client::IssuerClient,
     session: &Session,
     wanted: &[(openrelay_tokens::TokenChallenge, usize)],
 ) -> Result<usize, AccountError> {

@@ -49,7 +49,7 @@ pub async fn run(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
         signer: *identity.pin().as_bytes(),
         issuer: payment.tokens.issuer_name.clone(),
         operator: settlement_operator(config)?,
-        issued_at: openrelay_tokens::gate::unix_now(),
+        issued_at: openrelay_types::unix_now(),
         nonce,
     }
     .encode()

@@ -11,10 +11,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use openrelay_config::{ClientConfig, PathConfig, RelayConfig, RelayRole};
+use openrelay_config::{ClientConfig, PathConfig, RelayConfig};
 use openrelay_log::{LogOptions, Role};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::task::AbortOnDrop;
+use openrelay_types::RelayRole;
 use tracing::{debug, warn};
 
 mod account;
@@ -524,8 +525,8 @@ fn ready(line: &str) {
 }
 
 /// The public key of the operator key file `file` (created if absent).
-fn operator_pin(file: &std::path::Path) -> anyhow::Result<openrelay_config::KeyPin> {
-    Ok(openrelay_config::KeyPin::from(
+fn operator_pin(file: &std::path::Path) -> anyhow::Result<openrelay_types::KeyPin> {
+    Ok(openrelay_types::KeyPin::from(
         openrelay_registry::keyfile::operator_key(file)?.id(),
     ))
 }
@@ -787,9 +788,9 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
 async fn full_directory(
     directory: &openrelay_config::DirectoryConfig,
     relays: usize,
-    issuer: Option<openrelay_config::KeyPin>,
+    issuer: Option<openrelay_types::KeyPin>,
 ) {
-    let registry = openrelay_registry::http::RegistryClient::new(
+    let registry = openrelay_registry_client::RegistryClient::new(
         directory.registry.addr,
         directory.registry.key,
     );
@@ -799,7 +800,7 @@ async fn full_directory(
         let complete = registry
             .call(
                 http::Method::GET,
-                openrelay_registry::service::paths::DIRECTORY,
+                openrelay_registry_client::paths::DIRECTORY,
                 Vec::new(),
             )
             .await
@@ -946,7 +947,7 @@ async fn run_validator(
     let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning, limits)?;
     let listen = endpoint.local_addr()?;
     let registry =
-        openrelay_registry::http::RegistryClient::new(config.registry.addr, config.registry.key);
+        openrelay_registry_client::RegistryClient::new(config.registry.addr, config.registry.key);
     ready(&format!(
         "ready role=validator listen={listen} key={} tls_key={}",
         validator.id(),

@@ -155,7 +155,7 @@ fn an_ipv6_slash_64_is_one_address() {
         &dir.path().join("stderr"),
     );
     let addr: SocketAddr = relay.ready_field("listen").parse().unwrap();
-    let pin: openrelay_config::KeyPin = relay.ready_field("key").parse().unwrap();
+    let pin: openrelay_types::KeyPin = relay.ready_field("key").parse().unwrap();
     let outcomes = in_namespace(namespace.0, move || {
         Box::pin(async move {
             let connect = |from: &str| {

@@ -149,13 +149,7 @@ async fn exported_components_start_in_any_order_and_a_new_account_downloads() {
     let seed = std::env::var("OPENRELAY_EXPORT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+        .unwrap_or_else(|| openrelay_types::clock::unix_nanos_seed() | 1);
     let mut rng = Rng(seed);
     for i in (1..names.len()).rev() {
         let j = rng.next(i as u64 + 1) as usize;

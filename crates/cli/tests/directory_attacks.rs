@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{Devnet, fetch, servers};
 use openrelay_directory::SignedDirectory;
-use openrelay_registry::service::unix_now;
+use openrelay_types::unix_now;
 use registry_fixtures::{reissued, take_over_registry};
 
 /// Waits until the client's log holds `count` lines with `what`.

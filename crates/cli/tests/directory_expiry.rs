@@ -12,7 +12,7 @@ mod registry_fixtures;
 use std::time::{Duration, Instant};
 
 use common::{Devnet, fetch, servers};
-use openrelay_registry::service::unix_now;
+use openrelay_types::unix_now;
 use registry_fixtures::{reissued, take_over_registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

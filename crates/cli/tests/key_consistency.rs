@@ -27,18 +27,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Devnet, Proc, account, fetch, run_openrelay, servers};
-use openrelay_config::{ClientConfig, IssuerConfig, KeyPin, RegistryEndpoint, RelayConfig};
+use openrelay_config::{ClientConfig, IssuerConfig, RegistryEndpoint, RelayConfig};
 use openrelay_directory::{
     Directory, IssuerId, IssuerKey, IssuerKeySet, IssuerTokenKey, KeySetFields, SignedDirectory,
     SignedIssuerKeySet, TOKEN_TYPE_BLIND_RSA,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::{paths, unix_now};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{PAYMENT_PATH, SigningKey, Token, TokenChallenge};
 use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::endpoint::{self, OUTER_MTU, Tuning};
 use openrelay_transport::{h3guard, h3util, udp};
+use openrelay_types::KeyPin;
+use openrelay_types::unix_now;
 use openrelay_wire::target::Target;
 use registry_fixtures::*;
 
@@ -538,8 +540,8 @@ async fn an_issuer_showing_validators_different_key_sets_gets_at_most_one_listed
         .collect();
 
     // Two relays, so the registry has a directory to propose.
-    publish(&everyone, 0, 0, openrelay_directory::RelayRole::Ingress).await;
-    publish(&everyone, 1, 1, openrelay_directory::RelayRole::Egress).await;
+    publish(&everyone, 0, 0, openrelay_types::RelayRole::Ingress).await;
+    publish(&everyone, 1, 1, openrelay_types::RelayRole::Egress).await;
 
     let now = unix_now();
     // Issuer 1 shows set A to validators 1 and 2, set B (newer) to

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use common::Proc;
 use openrelay_directory::{
-    DirectoryDigest, RelayRole, SignedDirectory, TrustConfig, ValidatorId, ValidatorKey,
+    DirectoryDigest, SignedDirectory, TrustConfig, ValidatorId, ValidatorKey,
     verify_directory_bytes,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::{paths, unix_now};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
+use openrelay_types::RelayRole;
+use openrelay_types::unix_now;
 use registry_fixtures::*;
 
 const RELAYS: [(u8, u8, RelayRole); 4] = [

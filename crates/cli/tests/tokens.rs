@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Devnet, LoopbackCapture, Proc, fetch, run_openrelay, servers, signal_group};
-use openrelay_config::{AccountConfig, ClientConfig, IssuerConfig, RelayConfig, RelayRole};
+use openrelay_config::{AccountConfig, ClientConfig, IssuerConfig, RelayConfig};
+use openrelay_types::RelayRole;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_devnet_is_token_gated_paid_and_settled() {

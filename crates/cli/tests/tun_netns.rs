@@ -280,7 +280,7 @@ fn ingresses_of(state: &Path) -> Vec<SocketAddr> {
     config
         .relays
         .iter()
-        .filter(|r| r.role == openrelay_config::RelayRole::Ingress)
+        .filter(|r| r.role == openrelay_types::RelayRole::Ingress)
         .map(|r| r.addr)
         .collect()
 }

@@ -26,17 +26,18 @@ use bytes::Bytes;
 use common::Proc;
 use openrelay_directory::vote::{SignedVote, tally};
 use openrelay_directory::{
-    Directory, DirectoryDigest, Proposal, RelayRole, SignedDescriptor, SignedOperatorProfile,
-    ValidatorId,
+    Directory, DirectoryDigest, Proposal, SignedDescriptor, SignedOperatorProfile, ValidatorId,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::{paths, unix_now};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
+use openrelay_types::RelayRole;
+use openrelay_types::unix_now;
 use registry_fixtures::*;
 
 /// The malicious registry: keeps the latest vote of each validator, records

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use openrelay_client::selection::{Candidate, EgressRegion, PathPlan, PlanConfig, SiteKey, choose};
-use openrelay_config::RelayRole;
+use openrelay_types::RelayRole;
 
 const COUNTRIES: [&str; 6] = ["DE", "NL", "CH", "SE", "FR", "IS"];
 

@@ -46,15 +46,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AccountConfig, KeyPin, RelayEntry, RelayRole};
-use openrelay_issuer::client::{IssuerClient, IssuerClientError, Session};
-use openrelay_issuer::consistency::{KeyConsistencyError, listed_keys, lists};
+use openrelay_config::{AccountConfig, RelayEntry};
+use openrelay_issuer_client::client::{IssuerClient, IssuerClientError, Session};
+use openrelay_issuer_client::consistency::{KeyConsistencyError, listed_keys, lists};
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
 use openrelay_transport::endpoint::TUNNELLED_MTU;
+use openrelay_types::unix_now;
+use openrelay_types::{KeyPin, RelayRole};
 use tracing::{debug, info, warn};
 
-use crate::directory::{DirectoryFeed, unix_now};
+use crate::directory::DirectoryFeed;
 use crate::flow::{FlowError, UdpFlowHold};
 use crate::manager::{PathManager, RefillPathError};
 use crate::path::{InnerRequests, Path};

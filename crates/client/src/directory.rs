@@ -33,10 +33,10 @@ use openrelay_directory::{
     Directory, DirectoryError, SignedDirectory, TrustConfig, ValidatorId, VerifiedDirectory,
     endpoint_class, verify_directory,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::paths;
-pub use openrelay_registry::service::unix_now;
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::TUNNELLED_MTU;
+use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
 
 use crate::manager::{DirectoryTimes, PathManager};
@@ -322,11 +322,12 @@ impl DirectoryFeed {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use openrelay_config::{KeyPin, RegistryEndpoint, RelayRole};
+    use openrelay_config::RegistryEndpoint;
     use openrelay_directory::{
         CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields,
         QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
     };
+    use openrelay_types::{KeyPin, RelayRole};
 
     use super::*;
 

@@ -184,7 +184,7 @@ fn status(manager: &PathManager, wallet: Option<&wallet::Wallet>) -> control::St
         token_balance: wallet.map(wallet::Wallet::balance),
         directory_age_secs: manager
             .directory_issued_at()
-            .map(|issued| directory::unix_now().saturating_sub(issued)),
+            .map(|issued| openrelay_types::unix_now().saturating_sub(issued)),
         no_path: snapshot.no_path.as_ref().map(ToString::to_string),
         next_attempt_secs: snapshot
             .next_attempt_in

@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
-use openrelay_config::{ClientConfig, PathConfig, RelayEntry, RelayRole};
+use openrelay_config::{ClientConfig, PathConfig, RelayEntry};
+use openrelay_types::RelayRole;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -361,7 +362,7 @@ impl PathManager {
         let Some(times) = *lock(&self.directory) else {
             return Ok(());
         };
-        let now = crate::directory::unix_now();
+        let now = openrelay_types::unix_now();
         if purpose == Purpose::Traffic && now >= times.usable_until {
             return Err(PathError::DirectoryExpired {
                 age_secs: now.saturating_sub(times.issued_at),
@@ -864,7 +865,7 @@ impl PathManager {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use openrelay_config::KeyPin;
+    use openrelay_types::KeyPin;
     use std::sync::Weak;
 
     fn relay(n: u8, role: RelayRole) -> RelayEntry {

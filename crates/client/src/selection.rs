@@ -59,7 +59,8 @@ pub mod site;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use openrelay_config::{RelayEntry, RelayRole};
+use openrelay_config::RelayEntry;
+use openrelay_types::RelayRole;
 
 pub use plan::{DEFAULT_ROTATION, Moment, PathPlan, PlanConfig, PlannedPath};
 pub use site::SiteKey;

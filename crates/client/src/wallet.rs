@@ -36,7 +36,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::directory::unix_now;
+use openrelay_types::unix_now;
 
 /// The sealed wallet's file name in the state directory.
 pub const WALLET_FILE: &str = "wallet.bin";

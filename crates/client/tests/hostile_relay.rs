@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use openrelay_client::path::{BuildError, Path};
-use openrelay_config::{PathConfig, RelayEntry, RelayRole};
+use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_transport::testing::EndlessHeadServer;
+use openrelay_types::RelayRole;
 use openrelay_wire::h3frame::code;
 
 fn entry(role: RelayRole, server: &EndlessHeadServer, operator: &str) -> RelayEntry {

@@ -7,9 +7,9 @@
 #![allow(clippy::unwrap_used)]
 
 use openrelay_client::selection::{Candidate, EgressRegion, choose};
-use openrelay_config::RelayRole;
 use openrelay_directory::weight::MAX_OPERATOR_SHARE;
 use openrelay_sim::{Operator, Policy, Population, exact};
+use openrelay_types::RelayRole;
 
 fn relay(id: &str, role: RelayRole, operator: &str, bandwidth: u64) -> Candidate {
     Candidate {

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ConfigError, DirectoryConfig, KeyPin, KeyPublishConfig, LimitsConfig, LogConfig, is_default,
-    parse, read,
+    ConfigError, DirectoryConfig, KeyPublishConfig, LimitsConfig, LogConfig, is_default, parse,
+    read,
 };
+
+use openrelay_types::KeyPin;
 
 /// The longest `key_rotation_secs`: a key's tokens are accepted for two
 /// periods, which must stay within the relays' bound on a key's lifetime

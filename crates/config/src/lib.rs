@@ -12,7 +12,6 @@ mod deny;
 mod issuer;
 mod limits;
 mod payment;
-mod pin;
 mod registry;
 mod tun;
 
@@ -20,6 +19,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use openrelay_types::{KeyPin, RelayRole};
 use serde::{Deserialize, Serialize};
 
 pub use account::AccountConfig;
@@ -29,7 +29,6 @@ pub use deny::{DenyEntry, Net};
 pub use issuer::{IssuerConfig, SettlementRelays};
 pub use limits::LimitsConfig;
 pub use payment::PaymentConfig;
-pub use pin::{KeyPin, KeyPinError};
 pub use registry::{
     DirectoryConfig, KeyPublishConfig, MAX_ISSUERS_LIMIT, MAX_RELAYS_LIMIT, PublicationLimits,
     PublishConfig, RegistryConfig, ValidatorConfig,
@@ -91,25 +90,6 @@ impl ConfigError {
             },
             other => other,
         }
-    }
-}
-
-/// What a relay does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RelayRole {
-    /// Sees clients, forwards opaque datagrams to egress relays.
-    Ingress,
-    /// Sees destinations, never clients.
-    Egress,
-}
-
-impl std::fmt::Display for RelayRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RelayRole::Ingress => "ingress",
-            RelayRole::Egress => "egress",
-        })
     }
 }
 

@@ -7,11 +7,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use openrelay_types::KeyPin;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    ConfigError, KeyPin, LimitsConfig, LogConfig, RegistryEndpoint, is_default, parse, read,
-};
+use crate::{ConfigError, LimitsConfig, LogConfig, RegistryEndpoint, is_default, parse, read};
 
 /// The most relays a directory can list (`openrelay_directory::MAX_RELAYS`,
 /// which depends on this crate, not the other way round; a test there checks

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 
 use openrelay_config::{
     AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
-    IssuerConfig, KeyPin, KeyPublishConfig, LogConfig, PathConfig, PaymentConfig,
-    PublicationLimits, PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry,
-    RelayRole, SettlementRelays, ValidatorConfig,
+    IssuerConfig, KeyPublishConfig, LogConfig, PathConfig, PaymentConfig, PublicationLimits,
+    PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, SettlementRelays,
+    ValidatorConfig,
 };
 use openrelay_transport::identity::{Identity, IdentityError};
+use openrelay_types::{KeyPin, RelayRole};
 
 pub use supervise::{Component, SuperviseError, run};
 

@@ -31,7 +31,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use openrelay_tun::system::{CommandError, run_command};
+use openrelay_command::{CommandError, run_command};
 
 use tracing::{info, warn};
 

@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use openrelay_config::{KeyPin, RelayRole};
+use openrelay_types::{KeyPin, RelayRole};
 
 use crate::codec::{Reader, check_strictly_ascending, decode_exact};
 use crate::fields::{

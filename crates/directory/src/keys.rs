@@ -12,7 +12,7 @@
 //! directory), even when one key is used for both.
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use openrelay_config::{KeyPin, KeyPinError};
+use openrelay_types::{KeyPin, KeyPinError};
 use rand_core::CryptoRngCore;
 
 /// Why 32 bytes (or their text form) are not an acceptable public key.

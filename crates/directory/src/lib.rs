@@ -60,7 +60,6 @@ pub use keys::{
     IssuerId, IssuerKey, KeyError, OperatorId, OperatorKey, QuicKey, RelayId, RelayKey, Signature,
     ValidatorId, ValidatorKey,
 };
-pub use openrelay_config::{KeyPin, RelayRole};
 pub use openrelay_policy::AddressClass;
 pub use profile::{
     BadProfileSignature, OperatorProfile, PROFILE_VERSION, ProfileFields, ProfileSignError,

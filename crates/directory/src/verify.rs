@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use openrelay_config::{KeyPin, RelayRole};
+use openrelay_types::{KeyPin, RelayRole};
 
 use crate::descriptor::{DescriptorError, RelayDescriptor};
 use crate::directory::{Directory, DirectoryDigest, SignedDirectory};

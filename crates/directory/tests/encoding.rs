@@ -10,8 +10,9 @@ use common::*;
 use openrelay_directory::{
     CountryCode, Directory, FormatError, MAX_CITY_LEN, MAX_DIRECTORY_BYTES,
     MAX_DIRECTORY_SIGNATURES, MAX_ENDPOINTS, Network, OperatorId, OperatorProfile, RelayDescriptor,
-    RelayId, RelayRole, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
+    RelayId, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
 };
+use openrelay_types::RelayRole;
 
 /// Offsets in a descriptor body (`docs/directory-format.md`).
 const ROLE: usize = 65;
@@ -415,7 +416,7 @@ fn descriptor_fields_are_checked() {
 
     // The pin must be a usable key.
     let mut fields = descriptor_fields(0, 0, RelayRole::Ingress);
-    fields.quic_pin = openrelay_directory::KeyPin::from_ed25519([0; 32]);
+    fields.quic_pin = openrelay_types::KeyPin::from_ed25519([0; 32]);
     assert!(matches!(
         RelayDescriptor::new(fields),
         Err(FormatError::Invalid {
@@ -456,10 +457,10 @@ fn ids_print_and_parse_like_key_pins() {
     let id = relay_key(1).id();
     let text = id.to_string();
     assert!(text.starts_with("ed25519:"));
-    assert_eq!(text, openrelay_directory::KeyPin::from(id).to_string());
+    assert_eq!(text, openrelay_types::KeyPin::from(id).to_string());
     assert_eq!(text.parse::<RelayId>().unwrap(), id);
     assert_eq!(format!("{id:?}"), format!("RelayId({text})"));
-    let pin: openrelay_directory::KeyPin = text.parse().unwrap();
+    let pin: openrelay_types::KeyPin = text.parse().unwrap();
     assert_eq!(RelayId::try_from(pin).unwrap(), id);
     assert!("ed25519:AAAA".parse::<RelayId>().is_err());
     let json = serde_json::to_string(&id).unwrap();

@@ -10,10 +10,11 @@ use std::sync::LazyLock;
 
 use common::*;
 use openrelay_directory::{
-    CountryCode, DescriptorFields, Directory, KeyPin, Network, OperatorId, OperatorProfile,
-    ProfileFields, Region, RelayDescriptor, RelayId, RelayRole, Signature, SignedDescriptor,
-    SignedDirectory, SignedOperatorProfile, ValidatorId, ValidatorSignature,
+    CountryCode, DescriptorFields, Directory, Network, OperatorId, OperatorProfile, ProfileFields,
+    Region, RelayDescriptor, RelayId, Signature, SignedDescriptor, SignedDirectory,
+    SignedOperatorProfile, ValidatorId, ValidatorSignature,
 };
+use openrelay_types::{KeyPin, RelayRole};
 use proptest::prelude::*;
 
 const POOL: u8 = 12;

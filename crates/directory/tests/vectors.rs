@@ -20,9 +20,10 @@ use openrelay_directory::vote::{IssuerVote, SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
     CountryCode, DescriptorFields, Directory, IssuerKey, IssuerKeySet, IssuerTokenKey,
     KeySetFields, Network, OperatorKey, OperatorProfile, ProfileFields, Proposal, QuicKey, Region,
-    RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
+    RelayDescriptor, RelayKey, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
     SignedOperatorProfile, TOKEN_TYPE_BLIND_RSA, TrustConfig, ValidatorKey, verify_directory_bytes,
 };
+use openrelay_types::RelayRole;
 use serde_json::{Value, json};
 
 const ISSUED_AT: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z

@@ -7,10 +7,11 @@ mod common;
 use common::*;
 use openrelay_directory::{
     DescriptorError, Directory, DirectoryError, FormatError, LastSeen, MAX_CLOCK_SKEW_SECS,
-    MAX_DIRECTORY_SIGNATURES, Network, RelayDescriptor, RelayRole, SignError, SignedDescriptor,
+    MAX_DIRECTORY_SIGNATURES, Network, RelayDescriptor, SignError, SignedDescriptor,
     SignedDirectory, Signer, TrustConfig, TrustConfigError, ValidatorSignature, verify_directory,
     verify_directory_bytes,
 };
+use openrelay_types::RelayRole;
 
 fn verify(signed: SignedDirectory, trust: &TrustConfig) -> Result<(), DirectoryError> {
     verify_directory(signed, trust, NOW, None).map(|_| ())

@@ -10,9 +10,10 @@ use openrelay_directory::weight::{
     MAX_OPERATOR_SHARE, MAX_WEIGHTED_BANDWIDTH_BPS, cap_shares, clipped_bandwidth, effective_cap,
 };
 use openrelay_directory::{
-    DescriptorError, DirectoryError, FormatError, Proposal, RelayDescriptor, RelayRole, SignError,
+    DescriptorError, DirectoryError, FormatError, Proposal, RelayDescriptor, SignError,
     SignedDescriptor, Signer, verify_directory,
 };
+use openrelay_types::RelayRole;
 use proptest::prelude::*;
 
 fn entry(relay: u8, not_before: u64) -> VoteEntry {

@@ -70,7 +70,7 @@ pub enum EgressError {
     Start(#[from] StartError),
     /// The relay was configured with another role.
     #[error("this config is for an {0} relay, not an egress")]
-    WrongRole(openrelay_config::RelayRole),
+    WrongRole(openrelay_types::RelayRole),
     /// Payments could not be set up.
     #[error("payment: {0}")]
     Payment(#[from] payment::PaymentError),
@@ -129,7 +129,7 @@ pub struct EgressSettings {
 impl EgressSettings {
     /// Settings from a relay config file.
     pub fn from_config(config: &RelayConfig) -> Result<Self, EgressError> {
-        if config.role != openrelay_config::RelayRole::Egress {
+        if config.role != openrelay_types::RelayRole::Egress {
             return Err(EgressError::WrongRole(config.role));
         }
         let egress: EgressConfig = config.egress_settings();

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use openrelay_config::{DirectoryConfig, PaymentConfig};
-use openrelay_issuer::keyfeed::{self, KeySource};
+use openrelay_issuer_client::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, Refusal, TokenGate};
 use openrelay_tokens::spent::open_store;

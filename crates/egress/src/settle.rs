@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use openrelay_config::RegistryEndpoint;
 use openrelay_tokens::Token;
-use openrelay_tokens::gate::{TokenGate, unix_now};
+use openrelay_tokens::gate::TokenGate;
 use openrelay_tokens::settlement::{self, Receipt, SETTLEMENT_SIGNATURE_PREFIX, Settlement};
 use openrelay_tokens::verify::CLOCK_SKEW_SECS;
 use openrelay_transport::backoff::Backoff;
@@ -32,6 +32,7 @@ use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::identity::{Identity, IdentityError};
 use openrelay_transport::udp;
+use openrelay_types::unix_now;
 use tracing::{info, warn};
 
 use crate::ledger::{Ledger, LedgerError, Total};

@@ -279,7 +279,7 @@ async fn answers_sent_before_the_request_ends_all_arrive() {
 /// operator (which did not collect them), and an unsigned claim is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
-    use openrelay_issuer::IssuerClient;
+    use openrelay_issuer_client::IssuerClient;
     use openrelay_tokens::settlement::{Receipt, Settlement};
 
     let state = tempfile::tempdir().unwrap();
@@ -397,7 +397,7 @@ async fn collected_tokens_are_redeemed_once_and_only_by_their_relay() {
 /// keys it fetched over the network.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_hundred_pending_tokens_are_all_settled() {
-    use openrelay_issuer::IssuerClient;
+    use openrelay_issuer_client::IssuerClient;
 
     const TOKENS: usize = 600;
     let state = tempfile::tempdir().unwrap();
@@ -495,7 +495,7 @@ async fn ledger_when(
             signer: *relay.pin().as_bytes(),
             issuer: "issuer.test".into(),
             operator: "test".into(),
-            issued_at: openrelay_tokens::gate::unix_now(),
+            issued_at: openrelay_types::unix_now(),
             nonce: rand_nonce(),
         }
         .encode()

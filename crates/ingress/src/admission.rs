@@ -23,11 +23,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AdmissionConfig, DirectoryConfig, KeyPin};
-use openrelay_issuer::keyfeed::{self, KeySource};
+use openrelay_config::{AdmissionConfig, DirectoryConfig};
+use openrelay_issuer_client::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
 use openrelay_tokens::spent::open_store;
+use openrelay_types::KeyPin;
 
 pub use openrelay_tokens::gate::Refusal;
 

@@ -50,7 +50,7 @@ pub enum IngressError {
     Start(#[from] StartError),
     /// The relay was configured with another role.
     #[error("this config is for an {0} relay, not an ingress")]
-    WrongRole(openrelay_config::RelayRole),
+    WrongRole(openrelay_types::RelayRole),
     /// Token admission could not be set up.
     #[error("admission: {0}")]
     Admission(#[from] AdmissionError),
@@ -167,7 +167,7 @@ pub struct Ingress {
     settings: IngressSettings,
     admission: Option<Arc<Admission>>,
     /// Where the admission's issuer keys come from.
-    key_source: Option<openrelay_issuer::keyfeed::KeySource>,
+    key_source: Option<openrelay_issuer_client::keyfeed::KeySource>,
 }
 
 impl Ingress {

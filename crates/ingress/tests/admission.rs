@@ -140,7 +140,8 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
 /// it exited at start: "issuer keys ...: No such file or directory".)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingress_started_before_its_issuer_waits_for_its_keys() {
-    use openrelay_issuer::{IssuerClient, IssuerService};
+    use openrelay_issuer::IssuerService;
+    use openrelay_issuer_client::IssuerClient;
     let dir = tempfile::tempdir().unwrap();
     let issuer_addr = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

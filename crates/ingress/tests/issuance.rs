@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use openrelay_issuer::IssuerClient;
 use openrelay_issuer::testing::LocalIssuer;
+use openrelay_issuer_client::IssuerClient;
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
 

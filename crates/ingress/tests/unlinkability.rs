@@ -17,8 +17,8 @@
 mod common;
 
 use common::*;
-use openrelay_issuer::IssuerClient;
 use openrelay_issuer::testing::LocalIssuer;
+use openrelay_issuer_client::IssuerClient;
 use openrelay_tokens::header::{build_authorization, parse_authorization};
 use openrelay_tokens::issuance::{self, REQUEST_MEDIA_TYPE};
 use openrelay_tokens::{Token, TokenChallenge, TokenResponse};

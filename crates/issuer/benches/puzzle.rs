@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use openrelay_issuer::puzzle::Puzzle;
+use openrelay_issuer_client::puzzle::Puzzle;
 
 const KEY: [u8; 32] = [7; 32];
 const NOW: u64 = 1_800_000_000;

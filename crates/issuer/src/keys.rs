@@ -15,7 +15,7 @@ use openrelay_tokens::{EpochKey, IssuerDirectory, SigningKey};
 use openrelay_transport::identity::write_secret_file;
 use tracing::{info, warn};
 
-use crate::paths;
+use openrelay_issuer_client::paths;
 
 /// The key directory inside the state directory.
 pub const KEY_DIR: &str = "token-keys";

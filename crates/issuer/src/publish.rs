@@ -19,8 +19,8 @@ use openrelay_directory::{
     IssuerId, IssuerKeySet, IssuerTokenKey, KeySetFields, MAX_ISSUER_KEYS, Signature,
     SignedIssuerKeySet, TOKEN_TYPE_BLIND_RSA,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::paths;
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_tokens::EpochKey;
 use openrelay_transport::identity::Identity;
 use tokio::sync::Notify;

@@ -18,9 +18,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use openrelay_config::{KeyPin, SettlementRelays};
+use openrelay_config::SettlementRelays;
 use openrelay_directory::OperatorId;
-use openrelay_registry::follow::DirectoryFollower;
+use openrelay_registry_client::follow::DirectoryFollower;
+use openrelay_types::KeyPin;
 
 /// Whether a key speaks for an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +180,7 @@ mod tests {
     #[test]
     fn the_directory_says_who_speaks_for_an_operator() {
         use super::directory_fixture::*;
-        use openrelay_registry::http::RegistryClient;
+        use openrelay_registry_client::RegistryClient;
         let watch = DirectoryWatch(DirectoryFollower::with_trust(
             RegistryClient::new("127.0.0.1:9".parse().unwrap(), quic_pin(9)),
             trust(2, 3),

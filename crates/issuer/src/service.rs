@@ -2,7 +2,7 @@
 //!
 //! | request | does | answers |
 //! |---|---|---|
-//! | `GET /v1/register/puzzle` | | 200 a registration puzzle ([`crate::puzzle`]) |
+//! | `GET /v1/register/puzzle` | | 200 a registration puzzle ([`openrelay_issuer_client::puzzle`]) |
 //! | `POST /v1/register/start` | `frame(name, RegistrationRequest)` | 200 RegistrationResponse |
 //! | `POST /v1/register/finish` | `frame(name, puzzle ‖ solution ‖ RegistrationUpload)` | 204; 403 puzzle missing, unsolved, expired or used; 409 name taken |
 //! | `POST /v1/login/start` | `frame(name, CredentialRequest)` | 200 login id (16 bytes) ‖ CredentialResponse; 429 + `Retry-After` too many attempts for the account or from the address; 503 too many logins in progress (from the address, or in all) |
@@ -15,7 +15,7 @@
 //!
 //! Unknown accounts get a login response too (RFC 9807 §6.3.2.2, no account
 //! enumeration); the failure shows only at the finish. OPAQUE runs with the
-//! context [`crate::OPAQUE_CONTEXT`] and the identities (account name,
+//! context [`openrelay_issuer_client::OPAQUE_CONTEXT`] and the identities (account name,
 //! `issuer_name`) on both sides (RFC 9807 §6.1).
 //!
 //! Bodies are read up to a bound per path (a settlement of
@@ -37,7 +37,10 @@ use opaque_ke::{
     ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
 };
 use openrelay_config::IssuerConfig;
-pub use openrelay_tokens::gate::unix_now;
+use openrelay_issuer_client::consistency::{KeyConsistencyError, listed_keys, lists};
+use openrelay_issuer_client::puzzle::{Puzzle, split_solution};
+use openrelay_issuer_client::{Suite, opaque_identifiers, paths, session_bearer, unframe};
+use openrelay_registry_client::follow::{DirectoryFollower, FollowConfigError};
 use openrelay_tokens::issuance::{REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 use openrelay_tokens::settlement::{
     self, LEDGER_READ_SIGNATURE_PREFIX, LEDGER_REQUEST_MAX_AGE_SECS, LedgerRequest, OperatorLedger,
@@ -48,21 +51,18 @@ use openrelay_transport::identity::write_secret_file;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
+use openrelay_types::unix_now;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::consistency::{KeyConsistencyError, listed_keys, lists};
 use crate::keys::{KeyRing, KeyRingError};
 use crate::limiter::AddressKey;
 use crate::logins::{LoginId, LoginLimits, Logins};
 use crate::publish::{KeyPublisher, KeySetError};
-use crate::puzzle::{Puzzle, split_solution};
 use crate::relays::{ListingError, RelayListing, ReplayGuard, Vouch};
 use crate::sessions::Sessions;
 use crate::store::{PuzzleSpend, Quota, Registration, Store, StoreError};
-use crate::{Suite, opaque_identifiers, paths, session_bearer, unframe};
-use openrelay_registry::follow::{DirectoryFollower, FollowConfigError};
 
 /// The OPAQUE server setup file (its OPRF seed and key pair; 0600).
 pub const SETUP_FILE: &str = "opaque-setup.key";
@@ -353,7 +353,7 @@ impl IssuerService {
         let Some((follower, publisher)) = &self.consistency else {
             return Ok(());
         };
-        let issuer = openrelay_config::KeyPin::from(publisher.issuer());
+        let issuer = openrelay_types::KeyPin::from(publisher.issuer());
         let directory = follower
             .current()
             .ok_or(KeyConsistencyError::NotListed(issuer))?;
@@ -538,7 +538,7 @@ impl IssuerService {
 
     fn login_parameters<'a>(&'a self, username: &'a str) -> ServerLoginParameters<'a, 'a> {
         ServerLoginParameters {
-            context: Some(crate::OPAQUE_CONTEXT),
+            context: Some(openrelay_issuer_client::OPAQUE_CONTEXT),
             identifiers: opaque_identifiers(username, &self.config.issuer_name),
         }
     }
@@ -729,7 +729,7 @@ impl IssuerService {
         if vouch != Vouch::Listed {
             return not_vouched(vouch, &claim.operator);
         }
-        let relay = openrelay_config::KeyPin::from_ed25519(claim.relay).to_string();
+        let relay = openrelay_types::KeyPin::from_ed25519(claim.relay).to_string();
         let challenge =
             openrelay_tokens::TokenChallenge::for_relay(&self.config.issuer_name, relay);
         let verifier = match TokenVerifier::new(&challenge, lock(&self.keys).epochs()) {

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use openrelay_config::{IssuerConfig, KeyPin};
+use openrelay_config::IssuerConfig;
 use openrelay_transport::identity::Identity;
+use openrelay_types::KeyPin;
 
 use crate::IssuerService;
 

@@ -11,9 +11,10 @@ use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,
     ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
 };
-use openrelay_config::{IssuerConfig, KeyPin};
-use openrelay_issuer::puzzle::Puzzle;
-use openrelay_issuer::{IssuerClient, IssuerClientError, IssuerService, Suite, paths};
+use openrelay_config::IssuerConfig;
+use openrelay_issuer::IssuerService;
+use openrelay_issuer_client::puzzle::Puzzle;
+use openrelay_issuer_client::{IssuerClient, IssuerClientError, Suite, paths};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::settlement::{
     LEDGER_PATH, LEDGER_READ_SIGNATURE_PREFIX, LedgerRequest, OperatorLedger, Receipt, SETTLE_PATH,
@@ -23,6 +24,7 @@ use openrelay_transport::call::{PinnedConnection, Response};
 use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::identity::Identity;
 use openrelay_transport::udp;
+use openrelay_types::KeyPin;
 
 const ISSUER: &str = "issuer.test";
 const PUZZLE_BITS: u8 = 12;
@@ -128,7 +130,7 @@ async fn registration_upload(connection: &PinnedConnection, name: &str) -> Vec<u
             b"pw",
             message,
             ClientRegistrationFinishParameters::new(
-                openrelay_issuer::opaque_identifiers(name, ISSUER),
+                openrelay_issuer_client::opaque_identifiers(name, ISSUER),
                 None,
             ),
         )
@@ -375,7 +377,7 @@ fn ledger_request(signer: &Identity, operator: &str, issued_at: u64) -> Vec<u8> 
 }
 
 async fn read_ledger(connection: &PinnedConnection, relay: &Identity) -> OperatorLedger {
-    let body = ledger_request(relay, "operator-1", openrelay_tokens::gate::unix_now());
+    let body = ledger_request(relay, "operator-1", openrelay_types::unix_now());
     let signature = sign(relay, LEDGER_READ_SIGNATURE_PREFIX, &body);
     let answer = signed_post(connection, LEDGER_PATH, body, signature).await;
     assert_eq!(
@@ -493,7 +495,7 @@ async fn ledger_reads_are_authenticated_fresh_and_not_replayable() {
     let issuer = start();
     let (connection, _q) = connect_from(&issuer, "127.0.0.1").await;
     let listed = &issuer.relay;
-    let now = openrelay_tokens::gate::unix_now();
+    let now = openrelay_types::unix_now();
 
     // The old way: a GET with the operator in the query.
     let answer = connection
@@ -602,7 +604,7 @@ async fn opaque_is_bound_to_the_context_and_the_issuer_name() {
         message,
         ClientLoginFinishParameters::new(
             None,
-            openrelay_issuer::opaque_identifiers("alice", ISSUER),
+            openrelay_issuer_client::opaque_identifiers("alice", ISSUER),
             None,
         ),
     );

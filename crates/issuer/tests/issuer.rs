@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use openrelay_config::IssuerConfig;
-use openrelay_issuer::{IssuerClient, IssuerClientError, IssuerService, Suite};
+use openrelay_issuer::IssuerService;
+use openrelay_issuer_client::{IssuerClient, IssuerClientError, Suite};
 use openrelay_tokens::{TokenChallenge, TokenVerifier};
 use openrelay_transport::identity::Identity;
 use tokio::sync::oneshot;
@@ -22,7 +23,7 @@ fn config(state_dir: &std::path::Path, tokens_per_period: u32) -> IssuerConfig {
 
 struct Running {
     addr: std::net::SocketAddr,
-    pin: openrelay_config::KeyPin,
+    pin: openrelay_types::KeyPin,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }

@@ -343,9 +343,9 @@ pub(crate) mod fixture;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use openrelay_config::KeyPin;
     use openrelay_directory::vote::tally_issuers;
     use openrelay_directory::{IssuerTokenKey, KeySetFields};
+    use openrelay_types::KeyPin;
 
     use super::fixture::{T0, issuer_key, key_set, key_set_at, token_key};
     use super::*;

@@ -22,11 +22,10 @@
 //!
 //! [`service`] serves the registry over HTTP/3, [`validator`] runs a
 //! validator, [`publisher`] publishes a relay, [`key_sets`] holds issuers'
-//! token key sets, [`follow`] keeps a server's copy of the verified
-//! directory, [`http`] is the client all of them use.
+//! token key sets. The client all of them use, the API's paths and the
+//! servers' directory follower are in `openrelay-registry-client`, which
+//! clients link without this crate.
 
-pub mod follow;
-pub mod http;
 pub mod key_sets;
 pub mod keyfile;
 mod publication;
@@ -43,9 +42,10 @@ use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{Elected, Vote, VoteEntry};
 use openrelay_directory::{
     AddressClass, BadKeySetSignature, BadProfileSignature, DescriptorError, Directory, FormatError,
-    KeyPin, OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
+    OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
     SignedOperatorProfile,
 };
+use openrelay_types::KeyPin;
 use tracing::warn;
 
 pub use key_sets::{KEY_SET_HISTORY, KeySetRule, check_key_set};

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use openrelay_registry_client::paths;
 use openrelay_transport::server::{self, ServerStream};
 
-use crate::service::paths;
 use crate::{PublishError, RedbStore, Registry};
 
 /// Largest published object accepted (descriptors and profiles are < 1 KiB,

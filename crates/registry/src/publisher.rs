@@ -9,17 +9,19 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use openrelay_config::{KeyPin, PublishConfig, RelayRole};
+use openrelay_config::PublishConfig;
 use openrelay_directory::{
     CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields, Region,
     RelayDescriptor, RelayKey, Signature, SignedDescriptor,
 };
+use openrelay_registry_client::paths;
+use openrelay_registry_client::{CallError, RegistryClient};
 use openrelay_transport::identity::Identity;
+use openrelay_types::unix_now;
+use openrelay_types::{KeyPin, RelayRole};
 use tracing::{debug, warn};
 
-use crate::http::{CallError, RegistryClient};
 use crate::keyfile::{self, KeyFileError};
-use crate::service::{paths, unix_now};
 
 /// Why the publisher could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use openrelay_config::RegistryConfig;
@@ -46,32 +46,15 @@ use openrelay_directory::{
     SignedDirectory, SignedIssuerKeySet, TrustConfig, ValidatorId, ValidatorSignature,
     verify_directory,
 };
+use openrelay_registry_client::paths;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
+use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
 
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
-
-/// Paths of the registry's HTTP API (the publication paths are the
-/// validators' too).
-pub mod paths {
-    /// Operator profiles.
-    pub const PROFILES: &str = "/v1/profiles";
-    /// Relay descriptors.
-    pub const DESCRIPTORS: &str = "/v1/descriptors";
-    /// Issuers' signed token key sets.
-    pub const ISSUER_KEYS: &str = "/v1/issuer-keys";
-    /// Validators' votes.
-    pub const VOTES: &str = "/v1/votes";
-    /// The proposal for validators.
-    pub const PROPOSAL: &str = "/v1/proposal";
-    /// Validator signatures.
-    pub const SIGNATURES: &str = "/v1/signatures";
-    /// The signed directory.
-    pub const DIRECTORY: &str = "/v1/directory";
-}
 
 /// How old a vote may be and still count (validators vote every poll and at
 /// least every [`crate::validator::REVOTE_SECS`]).
@@ -141,13 +124,6 @@ pub enum ServiceError {
     /// The validator set is not usable.
     #[error("validators: {0}")]
     Trust(String),
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The key under which the registry remembers the last sequence it proposed,
@@ -359,7 +335,7 @@ impl RegistryService {
                 .iter()
                 .any(|d| d.descriptor().role() == role)
         };
-        if !has(openrelay_config::RelayRole::Ingress) || !has(openrelay_config::RelayRole::Egress) {
+        if !has(openrelay_types::RelayRole::Ingress) || !has(openrelay_types::RelayRole::Egress) {
             debug!("the elected relays make no path yet; nothing proposed");
             return;
         }

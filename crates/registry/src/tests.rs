@@ -4,9 +4,10 @@ use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{Vote, VoteEntry, tally};
 use openrelay_directory::{
     CountryCode, DescriptorFields, DirectoryError, Network, OperatorKey, OperatorProfile,
-    ProfileFields, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
-    SignedDirectory, TrustConfig, ValidatorKey, verify_directory,
+    ProfileFields, QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, SignedDirectory,
+    TrustConfig, ValidatorKey, verify_directory,
 };
+use openrelay_types::RelayRole;
 
 use super::*;
 
@@ -1086,7 +1087,7 @@ mod proposals {
         let registry = populated(&dir);
         let rules = Rules {
             limits: PublicationLimits {
-                issuers: vec![openrelay_config::KeyPin::from(issuer_key(1).id())],
+                issuers: vec![openrelay_types::KeyPin::from(issuer_key(1).id())],
                 ..limits()
             },
             ..rules()

@@ -19,13 +19,13 @@
 //!
 //! A gate starts without keys and is given them by its owner
 //! ([`TokenGate::set_keys`]): fetched from the issuer over the network and
-//! followed as they rotate (`openrelay_issuer::keyfeed`), or read from a
+//! followed as they rotate (`openrelay_issuer_client::keyfeed`), or read from a
 //! local file ([`read_keys`]). Tokens are never logged.
 
+use openrelay_types::unix_now;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::warn;
 
@@ -113,13 +113,6 @@ pub struct TokenGate {
     /// refused with [`Refusal::KeysUnavailable`]).
     has_keys: AtomicBool,
     spent: Arc<dyn SpentTokens>,
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The token keys of the issuer directory (RFC 9578 §4) in the file `path`.

@@ -109,7 +109,7 @@ pub fn issuer_key() -> &'static crate::SigningKey {
 /// as a relay's `issuer_keys` file.
 #[allow(clippy::unwrap_used)]
 pub fn write_directory(path: &std::path::Path, key: &crate::SigningKey) -> crate::EpochKey {
-    let now = crate::gate::unix_now();
+    let now = openrelay_types::unix_now();
     let epoch = crate::EpochKey::new(key.public().clone(), now - 10, 3600);
     let directory = crate::IssuerDirectory::new("/token-request", std::slice::from_ref(&epoch));
     std::fs::write(path, directory.to_json()).unwrap();

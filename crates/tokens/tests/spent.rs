@@ -45,7 +45,7 @@ async fn redis_store_is_shared_and_expires() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let now = openrelay_tokens::gate::unix_now();
+    let now = openrelay_types::unix_now();
     let a = RedisSpentTokens::connect(&server.url()).await.unwrap();
     let b = RedisSpentTokens::connect(&server.url()).await.unwrap();
     spends_once(&a, now).await;
@@ -84,7 +84,7 @@ async fn a_stopped_redis_fails_spends_within_the_timeout_and_recovers() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let now = openrelay_tokens::gate::unix_now();
+    let now = openrelay_types::unix_now();
     let connected = RedisSpentTokens::connect(&server.url()).await.unwrap();
     assert!(connected.spend(key(1), now + 100, now).await.unwrap());
     let fresh = RedisSpentTokens::new(&server.url()).unwrap();
@@ -139,10 +139,7 @@ async fn a_stopped_redis_fails_spends_within_the_timeout_and_recovers() {
 #[tokio::test]
 async fn spend_entries_expire_within_the_longest_key_lifetime() {
     use openrelay_tokens::spent::MAX_ENTRY_SECS;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = openrelay_types::unix_now();
     let dir = tempfile::tempdir().unwrap();
     let redb = RedbSpentTokens::open(&dir.path().join("spent.redb")).unwrap();
     assert!(redb.spend(key(1), u64::MAX, now).await.unwrap());

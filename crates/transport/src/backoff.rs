@@ -29,10 +29,7 @@ impl Backoff {
 
     /// As [`Backoff::new`], seeded from the clock.
     pub fn seeded_now(first: Duration, cap: Duration) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        Self::new(first, cap, seed)
+        Self::new(first, cap, openrelay_types::clock::unix_nanos_seed())
     }
 
     /// The delay before the next try after a failure.

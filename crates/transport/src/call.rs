@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use openrelay_config::KeyPin;
+use openrelay_types::KeyPin;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::{self, Tuning};

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{CongestionControl, KeyPin};
+use openrelay_config::CongestionControl;
+use openrelay_types::KeyPin;
 use quinn::congestion::{ControllerFactory, NewRenoConfig};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use openrelay_config::KeyPin;
+use openrelay_types::KeyPin;
 use openrelay_wire::h3frame::{UniStreamType, frame_type};
 pub use openrelay_wire::h3frame::{frame, frame_header, headers_frame};
 use openrelay_wire::varint;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use openrelay_config::KeyPin;
+use openrelay_types::KeyPin;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use openrelay_client::IngressFilter;
+use openrelay_command::{CommandError, run_command};
 use tracing::{info, warn};
 
 use crate::plan;
-use crate::system::{CommandError, run_command};
 
 /// The kill switch's admitted ingresses.
 #[derive(Debug)]

@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openrelay_client::{IngressFilter, PathManager};
-use openrelay_config::{ClientConfig, RelayRole};
+use openrelay_config::ClientConfig;
+use openrelay_types::RelayRole;
 use tracing::{info, warn};
 
 use crate::journal::Change;

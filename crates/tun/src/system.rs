@@ -1,11 +1,11 @@
 //! Applies and undoes [`Change`]s with `ip` (iproute2) and `nft` (nftables),
 //! recording each in the [`Journal`] before it is made.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use tracing::{debug, warn};
+use openrelay_command::{CommandError, run_command};
+use tracing::warn;
 
 use crate::journal::{Change, Journal, JournalError};
 use crate::plan;
@@ -39,58 +39,6 @@ pub enum SystemError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// A command that could not be run, or that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("`{command}` failed: {reason}")]
-pub struct CommandError {
-    /// The command line.
-    pub command: String,
-    /// Its error output, or its exit status when it wrote none.
-    pub reason: String,
-}
-
-/// Runs `program` with `args` (and `stdin` on its standard input, if
-/// given), its output discarded.
-pub fn run_command<S: AsRef<str>>(
-    program: &str,
-    args: &[S],
-    stdin: Option<&str>,
-) -> Result<(), CommandError> {
-    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let command = format!("{program} {}", args.join(" "));
-    debug!(%command, "running");
-    let fail = |reason: String| CommandError {
-        command: command.clone(),
-        reason,
-    };
-    let mut child = Command::new(program)
-        .args(&args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let output = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        Err(fail(if stderr.is_empty() {
-            output.status.to_string()
-        } else {
-            stderr
-        }))
-    }
 }
 
 fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), SystemError> {

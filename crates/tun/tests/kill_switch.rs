@@ -202,7 +202,7 @@ fn the_ruleset_and_its_updates_load_with_ipv6_ingresses_too() {
     let ingresses: BTreeSet<SocketAddr> =
         [addr("[2001:db8::1]:4433"), addr("192.0.2.1:443")].into();
     let nft = |script: &str| {
-        openrelay_tun::system::run_command("nft", &["-f", "-"], Some(script)).unwrap();
+        openrelay_command::run_command("nft", &["-f", "-"], Some(script)).unwrap();
     };
     nft(&plan::kill_switch(&settings, &ingresses));
     let filter = KillSwitchIngresses::new(ingresses);

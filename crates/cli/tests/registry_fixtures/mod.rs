@@ -6,14 +6,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use openrelay_config::KeyPin;
 use openrelay_directory::{
     CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey,
-    Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor, ValidatorKey,
+    Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
 };
-use openrelay_registry::http::RegistryClient;
-use openrelay_registry::service::{paths, unix_now};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
 use openrelay_transport::identity::Identity;
+use openrelay_types::KeyPin;
+use openrelay_types::RelayRole;
+use openrelay_types::unix_now;
 
 use crate::common::Proc;
 

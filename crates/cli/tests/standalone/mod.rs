@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use openrelay_config::KeyPin;
+use openrelay_types::KeyPin;
 
 use crate::common::Proc;
 

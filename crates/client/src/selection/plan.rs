@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use openrelay_config::RelayRole;
+use openrelay_types::RelayRole;
 
 use super::{
     Candidate, EgressRegion, PathChoice, Pool, RefillChoiceError, SelectionError, SiteKey,

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use openrelay_config::{KeyPin, RelayEntry, RelayRole};
+use openrelay_config::RelayEntry;
+use openrelay_types::{KeyPin, RelayRole};
 
 use super::*;
 

@@ -5,10 +5,12 @@
 use std::net::SocketAddr;
 
 use openrelay_directory::{
-    CountryCode, DescriptorFields, Directory, KeyPin, Network, OperatorKey, OperatorProfile,
-    ProfileFields, QuicKey, Region, RelayDescriptor, RelayKey, RelayRole, SignedDescriptor,
-    SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey,
+    CountryCode, DescriptorFields, Directory, Network, OperatorKey, OperatorProfile, ProfileFields,
+    QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, SignedDirectory,
+    SignedOperatorProfile, TrustConfig, ValidatorKey,
 };
+
+use openrelay_types::{KeyPin, RelayRole};
 
 /// The fixtures' reference time (Unix seconds): directories are issued then.
 pub const T0: u64 = 1_750_000_000;

@@ -6,10 +6,10 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use openrelay_config::{AdmissionConfig, KeyPin};
+use openrelay_config::AdmissionConfig;
 use openrelay_ingress::{AdmissionSettings, Ingress, IngressSettings};
 use openrelay_tokens::{SigningKey, Token, TokenChallenge};
 use openrelay_transport::datagrams::DatagramSender;
@@ -17,16 +17,14 @@ use openrelay_transport::endpoint::{self, OUTER_MTU, Tuning};
 use openrelay_transport::h3util;
 use openrelay_transport::identity::Identity;
 use openrelay_transport::udp;
+use openrelay_types::KeyPin;
 use openrelay_wire::target::Target;
 use tokio::sync::oneshot;
 
 pub const ISSUER_NAME: &str = "issuer.test:4450";
 
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    openrelay_types::unix_now()
 }
 
 pub use openrelay_tokens::testing::{issuer_key, write_directory};

@@ -41,11 +41,13 @@ use openrelay_transport::server::{
 };
 use tracing::{debug, info, warn};
 
-use crate::http::RegistryClient;
 use crate::publication::{self, Publication, reply};
-use crate::service::{Wanted, decode_wanted, paths, unix_now};
+use crate::service::{Wanted, decode_wanted};
 use crate::{RedbStore, Registry, RegistryStore, StoreError};
 use check::{LastSigned, Refusal, Rules, Verdict, check_proposal};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
+use openrelay_types::unix_now;
 
 /// A validator votes again at least this often, even when its view did not
 /// change, so its vote stays fresh at the registry.

@@ -11,12 +11,12 @@ use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,
     ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
 };
-use openrelay_config::KeyPin;
 use openrelay_tokens::issuance::{self, IssuanceError, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
 use openrelay_tokens::{IssuerDirectory, Token, TokenChallenge, TokenKey, TokenResponse};
 use openrelay_transport::call::{PinnedConnection, Response};
 use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
+use openrelay_types::KeyPin;
 use rand_core::OsRng;
 
 use crate::puzzle::{Puzzle, join_solution};

@@ -94,3 +94,30 @@ impl<'de> Deserialize<'de> for KeyPin {
         KeyPin::parse(&text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_pins_parse_and_print() {
+        let pin = KeyPin::from_ed25519([7; 32]);
+        assert_eq!(KeyPin::parse(&pin.to_string()).unwrap(), pin);
+        assert_eq!(
+            KeyPin::parse("rsa:AAAA"),
+            Err(KeyPinError::UnknownAlgorithm)
+        );
+        assert_eq!(KeyPin::parse("ed25519:AAAA"), Err(KeyPinError::Length(3)));
+        assert_eq!(KeyPin::parse("ed25519:*"), Err(KeyPinError::Encoding));
+        assert_eq!(pin.spki_der().len(), 44);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn key_pins_round_trip(raw in proptest::array::uniform32(0u8..)) {
+            let pin = KeyPin::from_ed25519(raw);
+            proptest::prop_assert_eq!(KeyPin::parse(&pin.to_string()).unwrap(), pin);
+        }
+    }
+}

@@ -13,11 +13,12 @@ use openrelay_directory::{
     DirectoryError, LastSeen, TrustConfig, ValidatorId, VerifiedDirectory, verify_directory_bytes,
 };
 use openrelay_transport::backoff::Backoff;
+use openrelay_types::unix_now;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::http::{CallError, RegistryClient};
-use crate::service::{paths, unix_now};
+use crate::paths;
+use crate::{CallError, RegistryClient};
 
 /// Why the directory settings are unusable.
 #[derive(Debug, thiserror::Error)]

@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AdmissionConfig, DirectoryConfig, KeyPin, RegistryEndpoint};
-pub use openrelay_registry::follow::FollowConfigError;
-use openrelay_registry::follow::{DirectoryFollower, FollowError};
+use openrelay_config::{AdmissionConfig, DirectoryConfig, RegistryEndpoint};
+pub use openrelay_registry_client::follow::FollowConfigError;
+use openrelay_registry_client::follow::{DirectoryFollower, FollowError};
 use openrelay_tokens::EpochKey;
 use openrelay_tokens::gate::{GateError, TokenGate, read_keys};
 use openrelay_transport::backoff::Backoff;
+use openrelay_types::KeyPin;
 use tracing::{debug, info, warn};
 
 use crate::client::{IssuerClient, IssuerClientError};

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use openrelay_config::KeyPin;
-pub use openrelay_transport::call::MAX_RESPONSE;
 use openrelay_transport::call::PinnedConnection;
 use openrelay_transport::endpoint::OUTER_MTU;
 use openrelay_transport::udp;
+use openrelay_types::KeyPin;
+
 /// Time one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 

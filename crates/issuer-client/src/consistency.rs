@@ -9,9 +9,9 @@
 //! keys their token gates accept) and the issuer itself (which keys it may
 //! sign with) share.
 
-use openrelay_config::KeyPin;
 use openrelay_directory::{IssuerId, IssuerKeySet, VerifiedDirectory};
 use openrelay_tokens::{EpochKey, TokenKey};
+use openrelay_types::KeyPin;
 
 /// Why a directory gives no usable keys for an issuer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

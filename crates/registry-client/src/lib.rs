@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+
+mod call;
+pub mod follow;
+pub mod paths;
+
+pub use call::{CallError, RegistryClient};

@@ -1,0 +1,17 @@
+//! Paths of the registry's HTTP API (the publication paths are the
+//! validators' too).
+
+/// Operator profiles.
+pub const PROFILES: &str = "/v1/profiles";
+/// Relay descriptors.
+pub const DESCRIPTORS: &str = "/v1/descriptors";
+/// Issuers' signed token key sets.
+pub const ISSUER_KEYS: &str = "/v1/issuer-keys";
+/// Validators' votes.
+pub const VOTES: &str = "/v1/votes";
+/// The proposal for validators.
+pub const PROPOSAL: &str = "/v1/proposal";
+/// Validator signatures.
+pub const SIGNATURES: &str = "/v1/signatures";
+/// The signed directory.
+pub const DIRECTORY: &str = "/v1/directory";

@@ -1,0 +1,20 @@
+//! The one place openrelay reads the wall clock for Unix time: signatures,
+//! directories, tokens and puzzles all carry Unix seconds, and every process
+//! takes "now" from here (pure code takes `now` as an argument instead).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch (0 if the clock is set before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Nanoseconds since the Unix epoch, truncated to 64 bits (1 if the clock is
+/// set before it): a seed for spreading retries, not a time to compare.
+pub fn unix_nanos_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
