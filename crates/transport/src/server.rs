@@ -11,8 +11,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,12 +27,15 @@ use crate::endpoint::{self, Tuning, log_connection_stats};
 use crate::error_kind;
 use crate::h3guard::{self, RequestDeadlines};
 use crate::identity::Identity;
-use crate::limits::{Admission, ConnectionGate, ConnectionPermit, ServerLimits};
+use crate::limits::{Admission, ConnectionGate, ConnectionPermit, ServerLimits, StreamAllowance};
 use crate::tls::TlsError;
 use crate::udp;
 
-/// A request stream on the server side (its frames guarded).
-pub type ServerStream = h3guard::ServerStream;
+/// A request stream on the server side (its frames guarded), boxed: h3's
+/// request stream is about 650 bytes, and every async function it is moved
+/// into keeps a copy of it for as long as the request lives (an idle
+/// tunnel held three); a box makes each copy a pointer.
+pub type ServerStream = Box<h3guard::ServerStream>;
 
 /// Resolves once the server is shutting down; cheap to clone into every flow.
 #[derive(Debug, Clone)]
@@ -111,7 +115,8 @@ impl Listener {
 
 /// A server's QUIC endpoint on `listen`, authenticated by `identity`,
 /// tuned by `tuning`, with the stream counts and receive windows of
-/// `limits`.
+/// `limits` (request streams: the initial allowance, see
+/// [`StreamAllowance`]).
 pub fn bind(
     listen: SocketAddr,
     identity: &Identity,
@@ -119,7 +124,7 @@ pub fn bind(
     limits: ServerLimits,
 ) -> Result<Listener, StartError> {
     let mut tuning = tuning.clone();
-    tuning.max_concurrent_bidi_streams = limits.max_concurrent_bidi_streams;
+    tuning.max_concurrent_bidi_streams = StreamAllowance::new(&limits).current();
     tuning.max_concurrent_uni_streams = limits.max_concurrent_uni_streams;
     tuning.stream_receive_window = limits.stream_receive_window;
     tuning.connection_receive_window = limits.connection_receive_window;
@@ -171,16 +176,19 @@ pub async fn serve<H: RequestHandler>(
                     incoming.may_retry(),
                 );
                 match admission {
-                    Admission::Accept(permit) => {
-                        tokio::spawn(connection(
-                            incoming,
-                            permit,
-                            Arc::clone(&handler),
-                            Arc::clone(&counters),
-                            Arc::clone(&limits),
-                            signal.clone(),
-                        ));
-                    }
+                    Admission::Accept(permit) => match incoming.accept() {
+                        Ok(connecting) => {
+                            tokio::spawn(connection(
+                                connecting,
+                                permit,
+                                Arc::clone(&handler),
+                                Arc::clone(&counters),
+                                Arc::clone(&limits),
+                                signal.clone(),
+                            ));
+                        }
+                        Err(e) => debug!(error = error_kind::quic(&e), "handshake failed"),
+                    },
                     // A stateless Retry: a client at a real address answers
                     // it with a token proving that address (RFC 9000 §8.1.2).
                     Admission::Retry => {
@@ -205,52 +213,30 @@ pub async fn serve<H: RequestHandler>(
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
 }
 
+/// One connection, for as long as it lives: most of them are idle tunnels,
+/// so what this task keeps matters (it is one per connection). The
+/// handshake and HTTP/3 setup run in a box of their own (their futures
+/// take several KiB, which the task would otherwise keep room for all its
+/// life), and each request runs in a task of its own ([`request`]).
 async fn connection<H: RequestHandler>(
-    incoming: quinn::Incoming,
+    connecting: quinn::Connecting,
     mut permit: ConnectionPermit,
     handler: Arc<H>,
     counters: Arc<ServerCounters>,
     limits: Arc<ServerLimits>,
     shutdown: Shutdown,
 ) {
-    let connecting = match incoming.accept() {
-        Ok(connecting) => connecting,
-        Err(e) => {
-            debug!(error = error_kind::quic(&e), "handshake failed");
-            return;
-        }
-    };
-    // Dropping the attempt on timeout closes it (quinn closes a connection
-    // no handle refers to).
-    let connection = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => {
-            debug!(error = error_kind::quic(&e), "handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!("handshake timed out");
-            return;
-        }
-    };
-    // The handshake proved the address: it counts from now on.
-    if let Err(refusal) = permit.established() {
-        counters.refused.fetch_add(1, Ordering::Relaxed);
-        debug!(reason = refusal.kind_name(), "connection refused");
-        connection.close(
-            quinn::VarInt::from_u32(code::H3_EXCESSIVE_LOAD as u32),
-            refusal.kind_name().as_bytes(),
-        );
-        return;
-    }
-    counters.connections.fetch_add(1, Ordering::Relaxed);
     let deadlines = RequestDeadlines::new(limits.request_body_timeout);
-    let mut h3_connection = match h3guard::server(&connection, deadlines.clone()).await {
-        Ok(c) => c,
-        Err(e) => {
-            debug!(error = error_kind::connection(&e), "HTTP/3 setup failed");
-            return;
-        }
+    let established = Box::pin(establish(
+        connecting,
+        &mut permit,
+        &counters,
+        &limits,
+        deadlines.clone(),
+    ))
+    .await;
+    let Some((connection, mut h3_connection)) = established else {
+        return;
     };
     let router = DatagramRouter::new();
     let datagram_task = tokio::spawn(Arc::clone(&router).run(connection.clone()));
@@ -259,29 +245,29 @@ async fn connection<H: RequestHandler>(
         router,
         shutdown: shutdown.clone(),
     };
+    let mut allowance = StreamAllowance::new(&limits);
+    let open = Arc::new(AtomicU32::new(0));
     loop {
         tokio::select! {
             accepted = h3_connection.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    let handler = Arc::clone(&handler);
-                    let context = context.clone();
-                    let deadlines = deadlines.clone();
-                    let head_timeout = limits.request_head_timeout;
-                    tokio::spawn(async move {
-                        // On timeout the unresolved stream is dropped, which
-                        // rejects it (H3_REQUEST_REJECTED both ways).
-                        match tokio::time::timeout(head_timeout, resolver.resolve_request()).await {
-                            Ok(Ok((request, stream))) => {
-                                // A CONNECT stream is a tunnel: no end in time.
-                                if request.method() == http::Method::CONNECT {
-                                    deadlines.exempt(stream.id().into_inner());
-                                }
-                                handler.handle(request, stream, context).await;
-                            }
-                            Ok(Err(e)) => debug!(error = error_kind::stream(&e), "malformed request"),
-                            Err(_) => debug!("request head timed out"),
-                        }
-                    });
+                    let open_now = open.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Some(raised) = allowance.on_open(open_now) {
+                        connection.set_max_concurrent_bi_streams(raised.into());
+                    }
+                    // On timeout the unresolved stream is dropped, which
+                    // rejects it (H3_REQUEST_REJECTED both ways).
+                    let resolving = Box::pin(tokio::time::timeout(
+                        limits.request_head_timeout,
+                        resolver.resolve_request(),
+                    ));
+                    tokio::spawn(request(
+                        resolving,
+                        Arc::clone(&handler),
+                        context.clone(),
+                        deadlines.clone(),
+                        OpenRequest(Arc::clone(&open)),
+                    ));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -295,6 +281,93 @@ async fn connection<H: RequestHandler>(
     datagram_task.abort();
     log_connection_stats(&connection, "client");
     drop(permit);
+}
+
+/// The handshake (bounded in time), the address's place at the gate, and
+/// HTTP/3 setup; `None` if any fails.
+async fn establish(
+    connecting: quinn::Connecting,
+    permit: &mut ConnectionPermit,
+    counters: &ServerCounters,
+    limits: &ServerLimits,
+    deadlines: RequestDeadlines,
+) -> Option<(quinn::Connection, h3guard::ServerConnection)> {
+    // Dropping the attempt on timeout closes it (quinn closes a connection
+    // no handle refers to).
+    let connection = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
+            debug!(error = error_kind::quic(&e), "handshake failed");
+            return None;
+        }
+        Err(_) => {
+            debug!("handshake timed out");
+            return None;
+        }
+    };
+    // The handshake proved the address: it counts from now on.
+    if let Err(refusal) = permit.established() {
+        counters.refused.fetch_add(1, Ordering::Relaxed);
+        debug!(reason = refusal.kind_name(), "connection refused");
+        connection.close(
+            quinn::VarInt::from_u32(code::H3_EXCESSIVE_LOAD as u32),
+            refusal.kind_name().as_bytes(),
+        );
+        return None;
+    }
+    counters.connections.fetch_add(1, Ordering::Relaxed);
+    match h3guard::server(&connection, deadlines).await {
+        Ok(h3_connection) => Some((connection, h3_connection)),
+        Err(e) => {
+            debug!(error = error_kind::connection(&e), "HTTP/3 setup failed");
+            None
+        }
+    }
+}
+
+/// A request counted open at its connection ([`StreamAllowance`]) until
+/// dropped.
+struct OpenRequest(Arc<AtomicU32>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type Resolving = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    Result<(http::Request<()>, h3guard::ServerStream), h3::error::StreamError>,
+                    tokio::time::error::Elapsed,
+                >,
+            > + Send,
+    >,
+>;
+
+/// One request: its head, read within the head timeout (`resolving`, boxed
+/// and gone once the head is in), then the handler. The task keeps only
+/// the handler's future and a few pointers.
+async fn request<H: RequestHandler>(
+    resolving: Resolving,
+    handler: Arc<H>,
+    context: RequestContext,
+    deadlines: RequestDeadlines,
+    _open: OpenRequest,
+) {
+    let handling = match resolving.await {
+        Ok(Ok((request, stream))) => {
+            // A CONNECT stream is a tunnel: no end in time.
+            if request.method() == http::Method::CONNECT {
+                deadlines.exempt(stream.id().into_inner());
+            }
+            handler.handle(request, Box::new(stream), context)
+        }
+        Ok(Err(e)) => return debug!(error = error_kind::stream(&e), "malformed request"),
+        Err(_) => return debug!("request head timed out"),
+    };
+    handling.await;
 }
 
 /// Answers `stream` with `status` and, if given, a Proxy-Status naming
