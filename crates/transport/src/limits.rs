@@ -187,11 +187,14 @@ impl ServerLimits {
 /// allowed `max_flows_per_connection` (1,024) streams from the start held
 /// about 120 KiB for every connection, idle or hostile. A connection
 /// therefore starts with [`ServerLimits::initial_concurrent_bidi_streams`];
-/// once half of its allowance is in use, the allowance doubles (up to
+/// once half of its allowance is taken by requests whose heads arrived,
+/// the allowance doubles (up to
 /// [`ServerLimits::max_concurrent_bidi_streams`]) until less than half is,
 /// so a burst of requests seldom waits a round trip for more, and memory
-/// follows the most streams a connection really used. It never shrinks:
-/// quinn's tables would not give the memory back.
+/// follows the most requests a connection really made. It never shrinks:
+/// quinn's tables would not give the memory back. Heads that never
+/// complete do not count, or a slowloris peer would raise it to the
+/// maximum for free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamAllowance {
     current: u32,

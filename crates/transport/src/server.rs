@@ -12,8 +12,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -247,8 +247,10 @@ async fn connection<H: RequestHandler>(
         router,
         shutdown: shutdown.clone(),
     };
-    let mut allowance = StreamAllowance::new(&limits);
-    let open = Arc::new(AtomicU32::new(0));
+    let requests = Arc::new(OpenRequests {
+        open: AtomicU32::new(0),
+        allowance: Mutex::new(StreamAllowance::new(&limits)),
+    });
     let going_away = loop {
         // h3's `accept` future keeps room for its GOAWAY (two request
         // streams and a shutdown, 1.3 KiB) while it waits; polling for the
@@ -262,10 +264,6 @@ async fn connection<H: RequestHandler>(
                     let resolver = h3_connection.create_resolver(h3::frame::FrameStream::new(
                         h3::stream::BufRecvStream::new(stream),
                     ));
-                    let open_now = open.fetch_add(1, Ordering::Relaxed) + 1;
-                    if let Some(raised) = allowance.on_open(open_now) {
-                        connection.set_max_concurrent_bi_streams(raised.into());
-                    }
                     // On timeout the unresolved stream is dropped, which
                     // rejects it (H3_REQUEST_REJECTED both ways).
                     let resolving = Box::pin(tokio::time::timeout(
@@ -277,7 +275,7 @@ async fn connection<H: RequestHandler>(
                         Arc::clone(&handler),
                         context.clone(),
                         deadlines.clone(),
-                        OpenRequest(Arc::clone(&open)),
+                        Arc::clone(&requests),
                     ));
                 }
                 Ok(None) => break true,
@@ -343,13 +341,40 @@ async fn establish(
     }
 }
 
-/// A request counted open at its connection ([`StreamAllowance`]) until
+/// A connection's requests whose heads arrived and are not yet done, and
+/// its request-stream allowance, which follows them. Requests count from
+/// their complete head on: streams whose heads never finish (slowloris)
+/// would otherwise raise the allowance to its maximum for free, and it
+/// never shrinks.
+struct OpenRequests {
+    open: AtomicU32,
+    allowance: Mutex<StreamAllowance>,
+}
+
+impl OpenRequests {
+    /// Counts a request open until the returned guard is dropped, raising
+    /// `connection`'s allowance if it is half used.
+    fn open(self: Arc<Self>, connection: &quinn::Connection) -> OpenRequest {
+        let open_now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let raised = self
+            .allowance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .on_open(open_now);
+        if let Some(raised) = raised {
+            connection.set_max_concurrent_bi_streams(raised.into());
+        }
+        OpenRequest(self)
+    }
+}
+
+/// A request counted open at its connection ([`OpenRequests`]) until
 /// dropped.
-struct OpenRequest(Arc<AtomicU32>);
+struct OpenRequest(Arc<OpenRequests>);
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -372,15 +397,16 @@ async fn request<H: RequestHandler>(
     handler: Arc<H>,
     context: RequestContext,
     deadlines: RequestDeadlines,
-    _open: OpenRequest,
+    requests: Arc<OpenRequests>,
 ) {
-    let handling = match resolving.await {
+    let (handling, _open) = match resolving.await {
         Ok(Ok((request, stream))) => {
+            let open = requests.open(&context.connection);
             // A CONNECT stream is a tunnel: no end in time.
             if request.method() == http::Method::CONNECT {
                 deadlines.exempt(stream.id().into_inner());
             }
-            handler.handle(request, Box::new(stream), context)
+            (handler.handle(request, Box::new(stream), context), open)
         }
         Ok(Err(e)) => return debug!(error = error_kind::stream(&e), "malformed request"),
         Err(_) => return debug!("request head timed out"),

@@ -4,7 +4,7 @@
 //! paid for 1,024 slots on every idle egress connection (about 120 KiB).
 //! A fresh connection may now open only a few request streams; the server
 //! raises the allowance as the connection's requests grow, never past the
-//! maximum. Memory per idle connection is measured in docs/BENCHMARKS.md
+//! maximum, and never for heads that do not arrive. Memory per idle connection is measured in docs/BENCHMARKS.md
 //! (`openrelay-abuse attack --attacks connections`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -100,6 +100,23 @@ async fn a_connections_stream_allowance_starts_small_and_follows_its_requests() 
         fresh.len()
     );
 
+    // Heads that never complete (slowloris) do not raise it: they would
+    // raise it to the maximum for free, and it never shrinks.
+    let mut slow = fresh;
+    for (send, _) in &mut slow {
+        // A HEADERS frame (type 0x01) declaring 100 bytes, of which one
+        // arrives (RFC 9114 §7.1, §7.2.2).
+        send.write_all(&[0x01, 0x40, 0x64, 0x00]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let more = credit(&idle).await;
+    assert!(
+        more.is_empty(),
+        "{} more request streams for {} incomplete heads",
+        more.len(),
+        slow.len()
+    );
+
     // Requests opened together all get through: the allowance grows with
     // them, up to the maximum.
     let busy = connect(addr, &identity).await;
@@ -134,7 +151,7 @@ async fn a_connections_stream_allowance_starts_small_and_follows_its_requests() 
     );
 
     release.send(true).unwrap();
-    drop((fresh, beyond, held, requests));
+    drop((slow, more, beyond, held, requests));
     driving.abort();
     served.abort();
 }
