@@ -4,21 +4,25 @@
 //! paid for 1,024 slots on every idle egress connection (about 120 KiB).
 //! A fresh connection may now open only a few request streams; the server
 //! raises the allowance as the connection's requests grow, never past the
-//! maximum, and never for heads that do not arrive. Memory per idle connection is measured in docs/BENCHMARKS.md
-//! (`openrelay-abuse attack --attacks connections`).
+//! maximum, and never for heads that do not arrive. Memory per idle
+//! connection is measured in docs/BENCHMARKS.md (`openrelay-abuse attack
+//! --attacks connections`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use openrelay_transport::endpoint::{self, INNER_MTU, Tuning};
+use openrelay_transport::call::PinnedConnection;
+use openrelay_transport::endpoint::{INNER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{
     self, RequestContext, RequestHandler, ServerCounters, ServerStream,
 };
-use openrelay_transport::{h3guard, udp};
+use openrelay_transport::testing::RawClient;
+use openrelay_transport::udp;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
@@ -27,9 +31,11 @@ const MAX: u32 = 100;
 /// What "a few" means for a fresh connection.
 const SMALL: usize = 40;
 
-/// Answers every request with 200 and holds its stream open until released.
+/// Answers every request with 200 and holds its stream open until
+/// released, counting the requests it holds.
 struct Hold {
     release: watch::Receiver<bool>,
+    held: AtomicU32,
 }
 
 impl RequestHandler for Hold {
@@ -42,24 +48,12 @@ impl RequestHandler for Hold {
         let mut release = self.release.clone();
         async move {
             if server::respond_ok(&mut stream, false).await {
+                self.held.fetch_add(1, Ordering::SeqCst);
                 let _ = release.wait_for(|released| *released).await;
+                let _ = stream.finish().await;
             }
         }
     }
-}
-
-async fn connect(addr: SocketAddr, identity: &Identity) -> quinn::Connection {
-    let endpoint = udp::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
-    let tuning = Tuning::client(Duration::from_secs(30), Duration::from_secs(5), INNER_MTU);
-    endpoint
-        .connect_with(
-            endpoint::client_config(identity.pin(), &tuning).unwrap(),
-            addr,
-            "127.0.0.1",
-        )
-        .unwrap()
-        .await
-        .unwrap()
 }
 
 /// Bidirectional streams `connection` may open now: opened (never written,
@@ -84,16 +78,22 @@ async fn a_connections_stream_allowance_starts_small_and_follows_its_requests() 
     .unwrap();
     let addr = listener.local_addr().unwrap();
     let (release, released) = watch::channel(false);
+    let hold = Arc::new(Hold {
+        release: released,
+        held: AtomicU32::new(0),
+    });
     let served = tokio::spawn(server::serve(
         listener,
-        Arc::new(Hold { release: released }),
+        Arc::clone(&hold),
         Arc::new(ServerCounters::default()),
         std::future::pending(),
     ));
 
     // An idle connection is allowed a few request streams, not the maximum.
-    let idle = connect(addr, &identity).await;
-    let fresh = credit(&idle).await;
+    let idle = RawClient::connect(addr, identity.pin(), INNER_MTU, None)
+        .await
+        .unwrap();
+    let fresh = credit(&idle.connection).await;
     assert!(
         (4..=SMALL).contains(&fresh.len()),
         "a fresh connection may open {} request streams at once (expected a few, at most {SMALL}; the maximum is {MAX})",
@@ -109,7 +109,7 @@ async fn a_connections_stream_allowance_starts_small_and_follows_its_requests() 
         send.write_all(&[0x01, 0x40, 0x64, 0x00]).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let more = credit(&idle).await;
+    let more = credit(&idle.connection).await;
     assert!(
         more.is_empty(),
         "{} more request streams for {} incomplete heads",
@@ -119,31 +119,32 @@ async fn a_connections_stream_allowance_starts_small_and_follows_its_requests() 
 
     // Requests opened together all get through: the allowance grows with
     // them, up to the maximum.
-    let busy = connect(addr, &identity).await;
-    let (mut driver, requests) = h3guard::client(&busy).await.unwrap();
-    let driving = tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
-    let held = futures_util::future::join_all((0..MAX).map(|i| {
-        let mut requests = requests.clone();
-        async move {
-            let request = http::Request::get(format!("https://{addr}/hold/{i}"))
-                .body(())
-                .unwrap();
-            let mut stream = requests.send_request(request).await.unwrap();
-            stream.finish().await.unwrap();
-            let response = stream.recv_response().await.unwrap();
-            assert_eq!(response.status(), http::StatusCode::OK);
-            stream
-        }
-    }));
-    let held = timeout(Duration::from_secs(20), held)
+    let quic = udp::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
+    let busy = PinnedConnection::connect(&quic, addr, identity.pin(), INNER_MTU)
         .await
-        .expect("every request of a growing connection is answered");
-    assert_eq!(held.len(), MAX as usize);
+        .unwrap();
+    let paths: Vec<String> = (0..MAX).map(|i| format!("/hold/{i}")).collect();
+    let answered = futures_util::future::join_all(
+        paths
+            .iter()
+            .map(|path| busy.request(http::Method::GET, path, &[], Vec::new())),
+    );
+    tokio::pin!(answered);
+    let all_held = async {
+        while hold.held.load(Ordering::SeqCst) < MAX {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = &mut answered => panic!("requests ended before they were released"),
+        held = timeout(Duration::from_secs(20), all_held) => held.unwrap_or_else(|_| panic!(
+            "{} of {MAX} requests of a growing connection reached the server",
+            hold.held.load(Ordering::SeqCst)
+        )),
+    }
 
     // ... and never beyond it.
-    let beyond = credit(&busy).await;
+    let beyond = credit(busy.connection()).await;
     assert!(
         beyond.is_empty(),
         "{} request streams beyond the maximum of {MAX}",
@@ -151,7 +152,12 @@ async fn a_connections_stream_allowance_starts_small_and_follows_its_requests() 
     );
 
     release.send(true).unwrap();
-    drop((slow, more, beyond, held, requests));
-    driving.abort();
+    let answered = timeout(Duration::from_secs(20), answered).await.unwrap();
+    assert!(
+        answered
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.status == 200))
+    );
+    drop((slow, more, beyond));
     served.abort();
 }
