@@ -293,7 +293,7 @@ pub(crate) async fn udp(
     let end = udp_bridge::run(
         &context.router,
         context.connection.clone(),
-        stream,
+        &mut stream,
         socket,
         settings.udp_idle_timeout,
         Arc::clone(session.as_ref().map_or(&shared.stats.udp, |s| &s.udp)),

@@ -379,7 +379,7 @@ async fn handle_request(
     let end = udp_bridge::run(
         &context.router,
         context.connection.clone(),
-        stream,
+        &mut stream,
         Arc::new(socket),
         shared.settings.tunnel_idle_timeout,
         Arc::clone(&shared.stats.bytes),

@@ -1,8 +1,10 @@
 //! What a server allows its peers, in one place: connections in total and
 //! per address, handshakes from unproven addresses, streams per connection,
 //! and time for handshakes, request heads and request bodies
-//! ([`ServerLimits`]); and the I/O-free bookkeeping that enforces the
-//! connection limits when a connection arrives ([`ConnectionGate`]).
+//! ([`ServerLimits`]); the I/O-free bookkeeping that enforces the
+//! connection limits when a connection arrives ([`ConnectionGate`]); and the
+//! request-stream allowance that follows a connection's use
+//! ([`StreamAllowance`]).
 //!
 //! # Spoofed addresses
 //!
@@ -55,6 +57,9 @@ pub struct ServerLimits {
     pub request_body_timeout: Duration,
     /// Request streams per connection at once (QUIC stream limit).
     pub max_concurrent_bidi_streams: u32,
+    /// Request streams a new connection may open at once; raised with its
+    /// use up to [`Self::max_concurrent_bidi_streams`] ([`StreamAllowance`]).
+    pub initial_concurrent_bidi_streams: u32,
     /// Unidirectional streams per connection at once: HTTP/3 needs three
     /// (control, QPACK encoder and decoder, RFC 9114 §6.2), peers grease
     /// with a few more.
@@ -81,6 +86,8 @@ impl ServerLimits {
             max_connections_per_address: 1024,
             max_unvalidated_handshakes: 256,
             max_concurrent_bidi_streams: 20,
+            // A path's outer connection carries one tunnel.
+            initial_concurrent_bidi_streams: 4,
             stream_receive_window: 256 << 10,
             connection_receive_window: 1 << 20,
             ..ServerLimits::common()
@@ -99,6 +106,8 @@ impl ServerLimits {
             max_connections_per_address: 8192,
             max_unvalidated_handshakes: 1024,
             max_concurrent_bidi_streams: max_flows_per_connection,
+            // A page load's burst of flows starts without waiting for more.
+            initial_concurrent_bidi_streams: 32,
             ..ServerLimits::common()
         }
     }
@@ -112,6 +121,7 @@ impl ServerLimits {
             max_connections_per_address: 1024,
             max_unvalidated_handshakes: 128,
             max_concurrent_bidi_streams: 64,
+            initial_concurrent_bidi_streams: 8,
             stream_receive_window: 1 << 20,
             connection_receive_window: 4 << 20,
             ..ServerLimits::common()
@@ -127,6 +137,7 @@ impl ServerLimits {
             request_head_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(30),
             max_concurrent_bidi_streams: 0,
+            initial_concurrent_bidi_streams: 0,
             max_concurrent_uni_streams: 8,
             stream_receive_window: crate::endpoint::STREAM_RECEIVE_WINDOW,
             connection_receive_window: crate::endpoint::CONNECTION_RECEIVE_WINDOW,
@@ -162,7 +173,62 @@ impl ServerLimits {
         }
         self.max_connections_per_address =
             self.max_connections_per_address.min(self.max_connections);
+        self.initial_concurrent_bidi_streams = self
+            .initial_concurrent_bidi_streams
+            .min(self.max_concurrent_bidi_streams);
         self
+    }
+}
+
+/// How many request streams one connection's peer may open at once.
+///
+/// quinn keeps a slot in two hash tables for every stream a peer may open,
+/// allocated when the allowance is given and never shrunk: an egress that
+/// allowed `max_flows_per_connection` (1,024) streams from the start held
+/// about 120 KiB for every connection, idle or hostile. A connection
+/// therefore starts with [`ServerLimits::initial_concurrent_bidi_streams`];
+/// once half of its allowance is taken by requests whose heads arrived,
+/// the allowance doubles (up to
+/// [`ServerLimits::max_concurrent_bidi_streams`]) until less than half is,
+/// so a burst of requests seldom waits a round trip for more, and memory
+/// follows the most requests a connection really made. It never shrinks:
+/// quinn's tables would not give the memory back. Heads that never
+/// complete do not count, or a slowloris peer would raise it to the
+/// maximum for free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamAllowance {
+    current: u32,
+    max: u32,
+}
+
+impl StreamAllowance {
+    /// A new connection's allowance under `limits` (at least one stream
+    /// when any is allowed).
+    pub fn new(limits: &ServerLimits) -> Self {
+        let max = limits.max_concurrent_bidi_streams;
+        StreamAllowance {
+            current: limits.initial_concurrent_bidi_streams.max(1).min(max),
+            max,
+        }
+    }
+
+    /// Streams the peer may open at once now.
+    pub fn current(&self) -> u32 {
+        self.current
+    }
+
+    /// `open` requests of the connection are open now; returns the raised
+    /// allowance to give the peer, if it grows.
+    pub fn on_open(&mut self, open: u32) -> Option<u32> {
+        let mut next = self.current;
+        while next < self.max && open.saturating_mul(2) >= next {
+            next = next.saturating_mul(2).max(1);
+        }
+        next = next.min(self.max);
+        (next > self.current).then(|| {
+            self.current = next;
+            next
+        })
     }
 }
 
@@ -470,6 +536,63 @@ mod tests {
         drop(_b);
         drop(_c);
         assert_eq!(gate.counts(), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_stream_allowance_starts_small_and_doubles_at_half_use() {
+        let mut allowance = StreamAllowance::new(&ServerLimits::egress(1024));
+        assert_eq!(allowance.current(), 32);
+        assert_eq!(allowance.on_open(15), None);
+        assert_eq!(allowance.on_open(16), Some(64));
+        assert_eq!(allowance.on_open(20), None);
+        // A burst that arrived at once: raised past twice its size.
+        assert_eq!(allowance.on_open(64), Some(256));
+        assert_eq!(allowance.on_open(1000), Some(1024));
+        assert_eq!(allowance.on_open(1024), None);
+        // Never shrinks.
+        assert_eq!(allowance.on_open(0), None);
+        assert_eq!(allowance.current(), 1024);
+        // A configured maximum below the initial allowance wins.
+        let small = ServerLimits {
+            max_concurrent_bidi_streams: 3,
+            ..ServerLimits::egress(1024)
+        };
+        assert_eq!(StreamAllowance::new(&small).current(), 3);
+        let none = ServerLimits {
+            max_concurrent_bidi_streams: 0,
+            ..ServerLimits::egress(1024)
+        };
+        let mut none = StreamAllowance::new(&none);
+        assert_eq!((none.current(), none.on_open(5)), (0, None));
+    }
+
+    proptest::proptest! {
+        /// Whatever the peer does (it can hold at most the allowance), the
+        /// allowance stays within the maximum, never shrinks, and after
+        /// each opening leaves room for as many streams again as are open,
+        /// unless it is at the maximum.
+        #[test]
+        fn the_stream_allowance_keeps_headroom_within_the_maximum(
+            initial in 0u32..64,
+            max in 0u32..4096,
+            opens in proptest::collection::vec(0u32..5000, 1..64),
+        ) {
+            let limits = ServerLimits {
+                max_concurrent_bidi_streams: max,
+                initial_concurrent_bidi_streams: initial,
+                ..ServerLimits::egress(1024)
+            };
+            let mut allowance = StreamAllowance::new(&limits);
+            for open in opens {
+                let before = allowance.current();
+                let open = open.min(before);
+                let raised = allowance.on_open(open);
+                let now = allowance.current();
+                proptest::prop_assert!(now <= max && now >= before);
+                proptest::prop_assert_eq!(raised.is_some(), now > before);
+                proptest::prop_assert!(now == max || now > open.saturating_mul(2));
+            }
+        }
     }
 
     #[test]

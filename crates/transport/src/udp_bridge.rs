@@ -105,11 +105,13 @@ impl ActivityClock {
 }
 
 /// Bridges request `stream` (already answered with 2xx) to `socket` until one
-/// side ends, the flow idles out, or `shutdown` resolves.
+/// side ends, the flow idles out, or `shutdown` resolves. The stream is
+/// borrowed: the caller keeps it (one copy per flow, not one per nested
+/// future).
 pub async fn run<S>(
     router: &Arc<DatagramRouter>,
     connection: quinn::Connection,
-    mut stream: RequestStream<S, Bytes>,
+    stream: &mut RequestStream<S, Bytes>,
     socket: Arc<UdpSocket>,
     idle_timeout: Duration,
     counters: Arc<BridgeCounters>,

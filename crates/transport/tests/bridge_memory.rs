@@ -74,7 +74,8 @@ async fn idle_bridges_hold_no_receive_buffer() {
                     (Arc::clone(&ready), Arc::clone(&router), connection.clone());
                 let mut go = go_signal.clone();
                 tokio::spawn(async move {
-                    let (_request, mut stream) = resolver.resolve_request().await.unwrap();
+                    let (_request, stream) = resolver.resolve_request().await.unwrap();
+                    let mut stream: server::ServerStream = Box::new(stream);
                     let socket = udp::bind(loopback()).unwrap();
                     socket.connect(sink_addr).await.unwrap();
                     assert!(server::respond_ok(&mut stream, true).await);
@@ -83,7 +84,7 @@ async fn idle_bridges_hold_no_receive_buffer() {
                     let _ = udp_bridge::run(
                         &router,
                         connection,
-                        stream,
+                        &mut stream,
                         Arc::new(socket),
                         Duration::from_secs(600),
                         Arc::new(BridgeCounters::default()),
