@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU};
 use openrelay_transport::h3util;
-use openrelay_transport::testing::{RawClient, RawError, frame_header, headers_frame, stream_fate};
+use openrelay_transport::testing::{
+    RawClient, RawError, close_code, frame_header, headers_frame, stream_fate,
+};
 use openrelay_wire::h3frame::{code, frame_type};
 use openrelay_wire::target::Target;
 
@@ -52,7 +54,17 @@ async fn connection_caps_count_per_address_and_in_total() {
     assert!(refused(&connect_from(&relay, "127.0.0.2").await));
     held.push(connect_from(&relay, "127.0.0.3").await.unwrap());
     held.push(connect_from(&relay, "127.0.0.4").await.unwrap());
-    // Five in all: the sixth is refused whatever its address.
+    // Five in all. A sixth from a new address still gets in (fair share):
+    // the address holding the most loses its oldest connection.
+    held.push(connect_from(&relay, "127.0.0.5").await.unwrap());
+    let evicted = held.remove(0);
+    assert_eq!(
+        close_code(&evicted.connection).await,
+        Some(code::H3_EXCESSIVE_LOAD),
+        "the top address's oldest connection leaves"
+    );
+    drop(evicted);
+    // Shares are even now (2, 1, 1, 1): the next is refused.
     assert!(refused(&connect_from(&relay, "127.0.0.5").await));
     // A closed connection gives its place back.
     let first = held.remove(0);
@@ -77,6 +89,7 @@ async fn connection_caps_count_per_address_and_in_total() {
         log.contains("connection refused reason=\"server_full\""),
         "{log}"
     );
+    assert!(log.contains("connection closed to make room"), "{log}");
 }
 
 /// A network namespace of ours, removed when dropped.

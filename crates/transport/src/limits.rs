@@ -24,12 +24,29 @@
 //! gets: counting single IPv6 addresses would give one household 2^64
 //! allowances). IPv4-mapped IPv6 addresses (a dual-stack socket's view of
 //! IPv4 peers) count as their IPv4 address.
+//!
+//! # A full server
+//!
+//! Caps per address alone let a few addresses fill the total (four at the
+//! registry's and issuer's defaults), locking everyone else out. So a full
+//! server makes room by fair share: a connection from a proven address
+//! holding at least two fewer connections than the address holding the
+//! most is admitted, and that address's oldest connection is told to leave
+//! ([`ConnectionPermit::evicted`]; the server closes it with
+//! H3_EXCESSIVE_LOAD). Holding a server then takes about as many addresses
+//! as it has connections, and a full server refuses only newcomers whose
+//! address already holds about its share. Unproven newcomers at a full
+//! server must first prove their address (a Retry), so a spoofed source
+//! evicts nobody.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use openrelay_config::LimitsConfig;
 
@@ -296,11 +313,64 @@ impl Refusal {
     }
 }
 
+/// Connections told to leave a full server but not gone yet, at most: each
+/// lets one newcomer in past the total until it closes.
+const MAX_EVICTING: usize = 64;
+
 #[derive(Debug, Default)]
 struct GateState {
     total: usize,
     unvalidated: usize,
-    per_address: HashMap<AddressKey, usize>,
+    /// Connections told to leave that are still open (counted in `total`,
+    /// no longer at their address).
+    evicting: usize,
+    /// The counted connections of each address, oldest first.
+    per_address: HashMap<AddressKey, Vec<Arc<Eviction>>>,
+}
+
+impl GateState {
+    fn at_address(&self, key: &AddressKey) -> usize {
+        self.per_address.get(key).map_or(0, Vec::len)
+    }
+
+    /// Makes room for a newcomer from `key` at a full server: tells the
+    /// oldest connection of the address holding the most to leave, if that
+    /// address holds at least two more than `key` does.
+    fn evict_for(&mut self, key: &AddressKey) -> bool {
+        if self.evicting >= MAX_EVICTING {
+            return false;
+        }
+        let newcomer = self.at_address(key);
+        let Some((top, held)) = self
+            .per_address
+            .iter()
+            .max_by_key(|(_, held)| held.len())
+            .map(|(top, held)| (*top, held.len()))
+        else {
+            return false;
+        };
+        if top == *key || held < newcomer + 2 {
+            return false;
+        }
+        let Some(victims) = self.per_address.get_mut(&top) else {
+            return false;
+        };
+        let victim = victims.remove(0);
+        if victims.is_empty() {
+            self.per_address.remove(&top);
+        }
+        victim.evicted.store(true, Ordering::Relaxed);
+        victim.notify.notify_one();
+        self.evicting += 1;
+        true
+    }
+}
+
+/// How a gate tells one connection to leave.
+#[derive(Debug, Default)]
+struct Eviction {
+    evicted: AtomicBool,
+    notify: Notify,
 }
 
 /// Counts a server's connections and decides on arriving ones; see the
@@ -330,13 +400,22 @@ impl ConnectionGate {
     pub fn admit(self: &Arc<Self>, ip: IpAddr, validated: bool, may_retry: bool) -> Admission {
         let key = AddressKey::of(ip);
         let mut state = self.state();
-        if state.total >= self.limits.max_connections {
-            return Admission::Refuse(Refusal::Full);
-        }
-        let at_address = state.per_address.get(&key).copied().unwrap_or(0);
-        if at_address >= self.limits.max_connections_per_address {
+        if state.at_address(&key) >= self.limits.max_connections_per_address {
             return Admission::Refuse(Refusal::AddressFull);
         }
+        if state.total >= self.limits.max_connections {
+            // Room is made only for a proven address (module docs).
+            if !validated {
+                return match may_retry {
+                    true => Admission::Retry,
+                    false => Admission::Refuse(Refusal::Full),
+                };
+            }
+            if !state.evict_for(&key) {
+                return Admission::Refuse(Refusal::Full);
+            }
+        }
+        let eviction = Arc::new(Eviction::default());
         if !validated {
             if state.unvalidated >= self.limits.max_unvalidated_handshakes {
                 return match may_retry {
@@ -346,7 +425,11 @@ impl ConnectionGate {
             }
             state.unvalidated += 1;
         } else {
-            *state.per_address.entry(key).or_insert(0) += 1;
+            state
+                .per_address
+                .entry(key)
+                .or_default()
+                .push(Arc::clone(&eviction));
         }
         state.total += 1;
         Admission::Accept(ConnectionPermit {
@@ -354,6 +437,7 @@ impl ConnectionGate {
             key,
             counted: validated,
             unvalidated: !validated,
+            eviction,
         })
     }
 
@@ -363,6 +447,11 @@ impl ConnectionGate {
     fn counts(&self) -> (usize, usize, usize) {
         let state = self.state();
         (state.total, state.unvalidated, state.per_address.len())
+    }
+
+    #[cfg(test)]
+    fn at_address(&self, ip: IpAddr) -> usize {
+        self.state().at_address(&AddressKey::of(ip))
     }
 }
 
@@ -375,6 +464,7 @@ pub struct ConnectionPermit {
     counted: bool,
     /// Counted as an unproven handshake.
     unvalidated: bool,
+    eviction: Arc<Eviction>,
 }
 
 impl ConnectionPermit {
@@ -390,16 +480,24 @@ impl ConnectionPermit {
         if self.counted {
             return Ok(());
         }
-        let at_address = state.per_address.entry(self.key).or_insert(0);
-        if *at_address >= self.gate.limits.max_connections_per_address {
-            if *at_address == 0 {
-                state.per_address.remove(&self.key);
-            }
+        if state.at_address(&self.key) >= self.gate.limits.max_connections_per_address {
             return Err(Refusal::AddressFull);
         }
-        *at_address += 1;
+        state
+            .per_address
+            .entry(self.key)
+            .or_default()
+            .push(Arc::clone(&self.eviction));
         self.counted = true;
         Ok(())
+    }
+
+    /// Resolves once the gate has told this connection to leave, to make
+    /// room at a full server (module docs); the connection should close.
+    pub async fn evicted(&self) {
+        if !self.eviction.evicted.load(Ordering::Relaxed) {
+            self.eviction.notify.notified().await;
+        }
     }
 }
 
@@ -410,11 +508,13 @@ impl Drop for ConnectionPermit {
         if self.unvalidated {
             state.unvalidated -= 1;
         }
-        if self.counted
-            && let Some(count) = state.per_address.get_mut(&self.key)
+        if self.eviction.evicted.load(Ordering::Relaxed) {
+            state.evicting -= 1;
+        } else if self.counted
+            && let Some(held) = state.per_address.get_mut(&self.key)
         {
-            *count -= 1;
-            if *count == 0 {
+            held.retain(|other| !Arc::ptr_eq(other, &self.eviction));
+            if held.is_empty() {
                 state.per_address.remove(&self.key);
             }
         }
@@ -535,6 +635,50 @@ mod tests {
         let _c = accept(gate.admit(ip("192.0.2.3"), true, false));
         drop(_b);
         drop(_c);
+        assert_eq!(gate.counts(), (0, 0, 0));
+    }
+
+    /// Whether `permit` was told to leave (without waiting).
+    fn was_evicted(permit: &ConnectionPermit) -> bool {
+        use std::future::Future;
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let evicted = std::pin::pin!(permit.evicted());
+        evicted.poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn a_full_server_makes_room_by_fair_share() {
+        let gate = ConnectionGate::new(limits(5, 4, 10));
+        let (a, b, c) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
+        // One address holds four of five places, another the fifth.
+        let mut held_a: Vec<_> = (0..4).map(|_| accept(gate.admit(a, true, false))).collect();
+        let held_b = accept(gate.admit(b, true, false));
+        // An unproven newcomer must prove its address first.
+        assert!(matches!(gate.admit(c, false, true), Admission::Retry));
+        // A proven one gets in; the top address's oldest connection leaves.
+        let held_c = accept(gate.admit(c, true, false));
+        assert!(was_evicted(&held_a[0]));
+        assert!(held_a[1..].iter().all(|p| !was_evicted(p)));
+        assert!(!was_evicted(&held_b) && !was_evicted(&held_c));
+        assert_eq!(gate.at_address(a), 3);
+        // The top address itself gains nothing by coming again.
+        assert!(matches!(
+            gate.admit(a, true, false),
+            Admission::Refuse(Refusal::Full)
+        ));
+        // Another newcomer evicts again: a holds 2 now.
+        let held_d = accept(gate.admit(ip("192.0.2.4"), true, false));
+        assert!(was_evicted(&held_a[1]));
+        // Shares are even (a 2, b 1, c 1, d 1): nobody else gets in.
+        assert!(matches!(
+            gate.admit(b, true, false),
+            Admission::Refuse(Refusal::Full)
+        ));
+        // Evicted connections that close give back only the overshoot.
+        held_a.drain(..2);
+        assert_eq!(gate.counts(), (5, 0, 4));
+        drop((held_a, held_b, held_c, held_d));
         assert_eq!(gate.counts(), (0, 0, 0));
     }
 

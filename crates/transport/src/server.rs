@@ -285,6 +285,15 @@ async fn connection<H: RequestHandler>(
                 }
             },
             () = shutdown.wait() => break false,
+            // Room made for a newcomer at a full server (`limits` docs).
+            () = permit.evicted() => {
+                debug!("connection closed to make room");
+                connection.close(
+                    quinn::VarInt::from_u32(code::H3_EXCESSIVE_LOAD as u32),
+                    b"evicted",
+                );
+                break false;
+            }
         }
     };
     // The peer is going away: tell it which requests were accepted (RFC
