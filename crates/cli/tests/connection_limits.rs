@@ -52,11 +52,24 @@ async fn connection_caps_count_per_address_and_in_total() {
     }
     // The fourth from that address is refused; another address is not.
     assert!(refused(&connect_from(&relay, "127.0.0.2").await));
+    // The refusal may come after the handshake (a third connection still
+    // completing at the relay): wait until the relay has said so, so that
+    // the fourth holds no place below.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !relay.log_text().contains("reason=\"address_full\"") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     held.push(connect_from(&relay, "127.0.0.3").await.unwrap());
     held.push(connect_from(&relay, "127.0.0.4").await.unwrap());
     // Five in all. A sixth from a new address still gets in (fair share):
     // the address holding the most loses its oldest connection.
-    held.push(connect_from(&relay, "127.0.0.5").await.unwrap());
+    match connect_from(&relay, "127.0.0.5").await {
+        Ok(client) => held.push(client),
+        Err(e) => panic!(
+            "a newcomer at a full relay was refused: {e}\n{}",
+            relay.log_text()
+        ),
+    }
     let evicted = held.remove(0);
     assert_eq!(
         close_code(&evicted.connection).await,
