@@ -14,6 +14,7 @@
 pub mod account;
 mod backoff;
 pub mod control;
+pub mod controller;
 pub mod directory;
 pub mod flow;
 pub mod http_proxy;
