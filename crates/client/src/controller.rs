@@ -81,6 +81,11 @@ impl PathTries {
         left
     }
 
+    /// Whether a try is left.
+    pub fn left(&self) -> bool {
+        self.spent < PATHS_PER_REQUEST
+    }
+
     /// Tries taken.
     pub fn spent(&self) -> usize {
         self.spent
@@ -112,6 +117,10 @@ pub enum PathError {
     /// The client is shutting down.
     #[error("the client is shutting down")]
     Closed,
+    /// Every path the request tried was found dead before it could be
+    /// used.
+    #[error("every relay path tried had died")]
+    AllDied,
     /// The plan chose a relay the relay list does not hold (cannot happen:
     /// the plan's candidates are the list's).
     #[error("relay {0} is not in the relay list")]
@@ -596,6 +605,11 @@ impl<T: Moment> PathController<T> {
             None => return false,
         }
         true
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// The relay list.

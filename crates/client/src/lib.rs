@@ -11,6 +11,7 @@
 //!
 //! The client may log destinations, but only at debug level and below.
 
+pub mod access;
 pub mod account;
 mod backoff;
 pub mod control;
@@ -23,6 +24,7 @@ pub mod path;
 pub mod refill;
 pub mod selection;
 pub mod socks;
+pub mod stocking;
 pub mod wallet;
 
 use std::future::Future;
@@ -100,8 +102,15 @@ impl Client {
             )),
             None => None,
         };
+        let access = account
+            .clone()
+            .map(|account| account as Arc<dyn access::AccessTokens>);
+        let manager = Arc::new(PathManager::new(config, access));
+        if let Some(account) = &account {
+            manager.listen(Arc::new(stocking::Payments(Arc::clone(account))));
+        }
         Ok(Client {
-            manager: Arc::new(PathManager::new(config, account.clone())),
+            manager,
             socks,
             http,
             control,
@@ -136,9 +145,9 @@ impl Client {
             self.control,
             Arc::new(move || status(&manager, wallet.as_deref())),
         );
-        let stock = self
-            .account
-            .map(|account| tokio::spawn(account.keep_stocked(Arc::clone(&self.manager))));
+        let stock = self.account.map(|account| {
+            tokio::spawn(stocking::keep_stocked(account, Arc::clone(&self.manager)))
+        });
         let feed = self
             .directory
             .map(|feed| tokio::spawn(feed.run(Arc::clone(&self.manager))));
@@ -176,7 +185,11 @@ fn status(manager: &PathManager, wallet: Option<&wallet::Wallet>) -> control::St
     let snapshot = manager.snapshot();
     let path = snapshot.latest.as_ref();
     control::Status {
-        state: snapshot.state,
+        state: match snapshot.state {
+            manager::Connectivity::Connected => control::PathState::Connected,
+            manager::Connectivity::Connecting => control::PathState::Connecting,
+            manager::Connectivity::Disconnected => control::PathState::Disconnected,
+        },
         ingress: path.map(|p| relay_status(&p.ingress)),
         egress: path.map(|p| relay_status(&p.egress)),
         path_age_secs: path.map(|p| p.age().as_secs()),

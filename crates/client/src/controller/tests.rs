@@ -76,7 +76,7 @@ fn handshake(hop: Hop) -> BuildError {
     BuildError::Handshake {
         hop,
         relay: "r".into(),
-        reason: "timed out".into(),
+        reason: std::sync::Arc::new(crate::path::HandshakeFailure::TimedOut),
     }
 }
 
