@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::access::AccessTokens;
-use crate::controller::{Command, PathController, PathKey, Wanted};
+use crate::controller::{CloseReason, Command, PathController, PathKey, Wanted};
 pub use crate::controller::{DirectoryTimes, PATHS_PER_REQUEST, PathError, PathTries, Purpose};
 use crate::path::{BuildError, Hop, Path};
 use crate::selection::{EgressRegion, PlanConfig, RefillChoiceError, SiteKey};
@@ -278,7 +278,9 @@ impl PathManager {
                     {
                         state.published = None;
                     }
-                    debug!(ingress = %path.ingress.name, egress = %path.egress.name, reason = reason.as_str(), "path closed");
+                    if reason == CloseReason::Rotated {
+                        debug!(ingress = %path.ingress.name, egress = %path.egress.name, "retired path closed");
+                    }
                     path.close(reason.as_str());
                     closed = true;
                 }
