@@ -439,7 +439,7 @@ fn refill_paths_keep_off_browsing_egresses() {
 
 /// Whether `list` has a compatible ingress/egress pair avoiding `excluded`.
 fn has_pair(list: &[RelayEntry], excluded: &HashMap<KeyPin, Duration>, now: Duration) -> bool {
-    let usable = |r: &&RelayEntry| !excluded.get(&r.key).is_some_and(|until| now < *until);
+    let usable = |r: &&RelayEntry| excluded.get(&r.key).is_none_or(|until| now >= *until);
     let candidates: Vec<Candidate> = list.iter().filter(usable).map(Candidate::from).collect();
     candidates.iter().any(|i| {
         i.role == RelayRole::Ingress
@@ -647,7 +647,7 @@ fn run_script(seed: u64) {
                     );
                     for relay in [&ingress, &egress] {
                         assert!(
-                            !excluded.get(&relay.key).is_some_and(|until| now < *until),
+                            excluded.get(&relay.key).is_none_or(|until| now >= *until),
                             "{context}: excluded relay {} built on",
                             relay.name
                         );
