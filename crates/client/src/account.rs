@@ -542,15 +542,12 @@ impl Account {
                 .body(());
             let Ok(request) = request else { return };
             let answer = async {
-                let mut stream = requests
-                    .send_request(request)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut stream = requests.send_request(request).await?;
                 // The egress may stop reading once it answered (RFC 9114
                 // §4.1.1): what counts is its response.
                 let _ = stream.finish().await;
-                let response = stream.recv_response().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(response)
+                let response = stream.recv_response().await?;
+                Ok::<_, h3::error::StreamError>(response)
             };
             match answer.await {
                 // Paid; the answer came because the next token is due soon.
