@@ -54,17 +54,15 @@ use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
 use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_types::unix_now;
 use openrelay_types::{KeyPin, RelayRole};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use crate::access::AccessTokens;
+pub use crate::access::MissingAccess;
 use crate::directory::DirectoryFeed;
-use crate::flow::{FlowError, UdpFlowHold};
-use crate::manager::{PathManager, RefillPathError};
+use crate::flow::{FlowError, TunnelError, UdpFlowHold};
 use crate::path::{InnerRequests, Path};
-use crate::refill::{RefillPoll, RefillTimer};
 use crate::wallet::{Wallet, WalletError};
 
-/// How often the pools are checked.
-const STOCK_CHECK: Duration = Duration::from_secs(2);
 /// How long a payer waits before trying again after a refusal or an empty
 /// pool.
 const PAY_RETRY: Duration = Duration::from_secs(1);
@@ -124,9 +122,6 @@ pub enum AccountError {
     /// The wallet failed.
     #[error(transparent)]
     Wallet(#[from] WalletError),
-    /// No path for the refill (refills never go directly to the issuer).
-    #[error("{0}; refills go only through the relays, never directly to the issuer")]
-    RefillPath(#[from] RefillPathError),
     /// The refill path's egress did not open a flow to the issuer.
     #[error(
         "egress relay {egress} did not reach the issuer: {error}; refills go only through the relays, never directly to the issuer"
@@ -137,33 +132,9 @@ pub enum AccountError {
         /// Its answer.
         error: FlowError,
     },
-}
-
-/// Why a tunnel request goes without an access token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MissingAccess {
-    /// The client has no account.
-    NoAccount,
-    /// The ingress's operator key is not known, so no token can be scoped
-    /// to it.
-    UnknownOperator,
-    /// The wallet holds none for the ingress's operator.
-    NoneLeft,
-}
-
-impl MissingAccess {
-    /// What the user can do about it.
-    pub fn hint(self) -> &'static str {
-        match self {
-            MissingAccess::NoAccount => "run `openrelay account login` to get tokens",
-            MissingAccess::UnknownOperator => {
-                "its operator's key is not known (`operator_key` in its [[relay]] entry), so no token can be scoped to it"
-            }
-            MissingAccess::NoneLeft => {
-                "the wallet holds none for its operator; a refill is scheduled (`openrelay account login` if the issuer session expired)"
-            }
-        }
-    }
+    /// No QUIC endpoint could be run over the refill path's flow.
+    #[error("cannot reach the issuer over the refill path: {0}")]
+    IssuerTunnel(std::io::Error),
 }
 
 /// A connection to the issuer, with the refill path it runs on (if any),
@@ -188,13 +159,15 @@ impl IssuerLink {
     }
 }
 
-/// What one refill did.
-#[derive(Debug)]
-struct Refilled {
-    added: usize,
-    ingress: String,
-    ingress_operator: String,
-    egress: String,
+impl AccessTokens for Account {
+    fn authorization(&self, ingress: &RelayEntry) -> Result<String, MissingAccess> {
+        self.access_authorization(ingress)
+    }
+
+    fn held_for(&self, ingress: &RelayEntry) -> usize {
+        self.access_challenge(ingress)
+            .map_or(0, |challenge| self.wallet.counts(&[challenge]).iter().sum())
+    }
 }
 
 /// An account with its issuer and wallet.
@@ -276,6 +249,16 @@ impl Account {
         &self.wallet
     }
 
+    /// The account's settings.
+    pub fn config(&self) -> &AccountConfig {
+        &self.config
+    }
+
+    /// Resolves when a pool ran dry (a tunnel or a payment found no token).
+    pub async fn ran_dry(&self) {
+        self.ran_dry.notified().await;
+    }
+
     /// The challenge of access tokens for `ingress`: scoped to its
     /// operator's key; `None` if that key is not known.
     pub fn access_challenge(&self, ingress: &RelayEntry) -> Option<TokenChallenge> {
@@ -346,15 +329,17 @@ impl Account {
     pub async fn connect_issuer_through(&self, path: Path) -> Result<IssuerLink, AccountError> {
         let path = Arc::new(path);
         let issuer = &self.config.issuer;
-        let not_reached = |error| AccountError::IssuerNotReached {
-            egress: path.egress.name.clone(),
-            error,
-        };
         let (endpoint, hold) = match crate::flow::tunnel_endpoint_on(&path, issuer.addr).await {
             Ok(tunnel) => tunnel,
             Err(e) => {
                 path.close("refill failed");
-                return Err(not_reached(e));
+                return Err(match e {
+                    TunnelError::Flow(error) => AccountError::IssuerNotReached {
+                        egress: path.egress.name.clone(),
+                        error,
+                    },
+                    TunnelError::Endpoint(e) => AccountError::IssuerTunnel(e),
+                });
             }
         };
         match IssuerClient::connect_via(&endpoint, TUNNELLED_MTU, issuer.addr, issuer.key).await {
@@ -525,111 +510,6 @@ impl Account {
         pools
     }
 
-    /// The pools of `manager`'s relays below `low_water`, each with the
-    /// tokens that fill it to `batch`, at most [`REFILL_MAX_TOKENS`] in all.
-    fn wanted(&self, manager: &PathManager) -> Vec<(TokenChallenge, usize)> {
-        let live: Vec<RelayEntry> = manager
-            .live_relays()
-            .into_iter()
-            .flat_map(|(ingress, egress)| [ingress, egress])
-            .collect();
-        let pools = self.pools(&manager.relays(), &live);
-        let counts = self.wallet.counts(&pools);
-        let mut budget = REFILL_MAX_TOKENS;
-        pools
-            .into_iter()
-            .zip(counts)
-            .filter(|(_, have)| *have < self.config.low_water)
-            .map_while(|(pool, have)| {
-                let count = self.config.batch.saturating_sub(have).min(budget);
-                budget -= count;
-                (count > 0).then_some((pool, count))
-            })
-            .collect()
-    }
-
-    /// One refill of `wanted` through a fresh path of its own, torn down
-    /// after it.
-    async fn refill(
-        &self,
-        manager: &PathManager,
-        wanted: &[(TokenChallenge, usize)],
-    ) -> Result<Refilled, AccountError> {
-        let bearer = self
-            .wallet
-            .session(unix_now())
-            .ok_or(AccountError::NoSession)?;
-        let path = manager.build_refill_path(self, &[]).await?;
-        let (ingress, egress) = (path.ingress.clone(), path.egress.clone());
-        let link = self.connect_issuer_through(path).await?;
-        let fetched = self
-            .fetch(&link.client, &Session::from_bearer(bearer), wanted)
-            .await;
-        link.close();
-        match fetched {
-            Ok(added) => Ok(Refilled {
-                added,
-                ingress: ingress.name,
-                ingress_operator: ingress.operator,
-                egress: egress.name,
-            }),
-            Err(AccountError::Issuer(IssuerClientError::NotLoggedIn)) => {
-                // The issuer no longer knows the session (expired, restarted).
-                self.wallet.clear_session()?;
-                Err(AccountError::NoSession)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Keeps the pools stocked until the task is aborted; see the [module
-    /// documentation](self) for when refills happen.
-    pub async fn keep_stocked(self: Arc<Self>, manager: Arc<PathManager>) {
-        let mut timer = RefillTimer::new(
-            Duration::from_secs(self.config.refill_delay_min_secs),
-            Duration::from_secs(self.config.refill_delay_max_secs),
-        );
-        let mut rng = fastrand::Rng::new();
-        let mut warned = false;
-        loop {
-            let now = tokio::time::Instant::now();
-            self.enforce_listing();
-            let wanted = self.wanted(&manager);
-            if !wanted.is_empty() {
-                timer.low(now, &mut rng);
-            }
-            let wait = match timer.poll(now, manager.last_established(), &mut rng) {
-                RefillPoll::Start if !wanted.is_empty() => {
-                    match self.refill(&manager, &wanted).await {
-                        Ok(done) => {
-                            info!(
-                                added = done.added,
-                                balance = self.wallet.balance(),
-                                ingress = %done.ingress,
-                                ingress_operator = %done.ingress_operator,
-                                egress = %done.egress,
-                                "wallet topped up through a refill path"
-                            );
-                            warned = false;
-                        }
-                        Err(e) if !warned => {
-                            warn!(error = %e, balance = self.wallet.balance(), "wallet not topped up");
-                            warned = true;
-                        }
-                        Err(e) => debug!(error = %e, "wallet still not topped up"),
-                    }
-                    continue;
-                }
-                RefillPoll::WaitUntil(due) => due.min(now + STOCK_CHECK),
-                RefillPoll::Start | RefillPoll::Idle => now + STOCK_CHECK,
-            };
-            tokio::select! {
-                () = tokio::time::sleep_until(wait) => {}
-                () = self.ran_dry.notified() => timer.dry(tokio::time::Instant::now(), &mut rng),
-            }
-        }
-    }
-
     /// Pays `egress` on its inner connection as it goes, until the
     /// connection ends or the egress takes no payments.
     pub async fn pay(self: Arc<Self>, requests: InnerRequests, egress: RelayEntry) {
@@ -662,15 +542,12 @@ impl Account {
                 .body(());
             let Ok(request) = request else { return };
             let answer = async {
-                let mut stream = requests
-                    .send_request(request)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut stream = requests.send_request(request).await?;
                 // The egress may stop reading once it answered (RFC 9114
                 // §4.1.1): what counts is its response.
                 let _ = stream.finish().await;
-                let response = stream.recv_response().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(response)
+                let response = stream.recv_response().await?;
+                Ok::<_, h3::error::StreamError>(response)
             };
             match answer.await {
                 // Paid; the answer came because the next token is due soon.

@@ -30,15 +30,16 @@ use std::time::Duration;
 
 use openrelay_config::{DirectoryConfig, RelayEntry};
 use openrelay_directory::{
-    Directory, DirectoryError, SignedDirectory, TrustConfig, ValidatorId, VerifiedDirectory,
-    endpoint_class, verify_directory,
+    Directory, DirectoryError, KeyError, SignedDirectory, TrustConfig, TrustConfigError,
+    ValidatorId, VerifiedDirectory, endpoint_class, verify_directory,
 };
-use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
+use openrelay_registry_client::{CallError, RegistryClient};
 use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
 
+use crate::flow::TunnelError;
 use crate::manager::{DirectoryTimes, PathManager};
 
 /// The cached directory's file name in the state directory.
@@ -46,8 +47,34 @@ pub const CACHE_FILE: &str = "directory.bin";
 
 /// Why the directory source could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("directory.validators: {0}")]
-pub struct DirectoryConfigError(String);
+#[non_exhaustive]
+pub enum DirectoryConfigError {
+    /// A validator's key is not a validator key.
+    #[error("directory.validators: {0}")]
+    Validator(#[from] KeyError),
+    /// The validators and threshold do not make a trust configuration.
+    #[error("directory.validators: {0}")]
+    Trust(#[from] TrustConfigError),
+}
+
+/// Why no fresh directory was taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No flow through the relays to the registry.
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
+    /// The call to the registry failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The registry answered without a directory.
+    #[error("registry answered HTTP {0}")]
+    Status(u16),
+    /// The directory was refused (forged, under-signed, stale, rolled
+    /// back, malformed): nothing changed.
+    #[error(transparent)]
+    Refused(#[from] DirectoryError),
+}
 
 /// A verified relay list.
 #[derive(Debug, Clone)]
@@ -123,10 +150,9 @@ impl DirectoryFeed {
         let validators = config
             .validators
             .iter()
-            .map(|pin| ValidatorId::try_from(*pin).map_err(|e| DirectoryConfigError(e.to_string())))
+            .map(|pin| ValidatorId::try_from(*pin))
             .collect::<Result<Vec<_>, _>>()?;
-        let trust = TrustConfig::new(validators, config.threshold, config.max_age_secs)
-            .map_err(|e| DirectoryConfigError(e.to_string()))?;
+        let trust = TrustConfig::new(validators, config.threshold, config.max_age_secs)?;
         Ok(DirectoryFeed {
             registry: RegistryClient::new(config.registry.addr, config.registry.key),
             trust,
@@ -181,11 +207,10 @@ impl DirectoryFeed {
         Ok(verified)
     }
 
-    fn accept(&self, bytes: &[u8], now: u64) -> Result<RelayList, String> {
-        let signed = SignedDirectory::from_bytes(bytes).map_err(|e| e.to_string())?;
+    fn accept(&self, bytes: &[u8], now: u64) -> Result<RelayList, DirectoryError> {
+        let signed = SignedDirectory::from_bytes(bytes)?;
         self.accept_signed(signed, now)
             .map(|verified| self.list(&verified))
-            .map_err(|e| e.to_string())
     }
 
     /// Verifies a directory someone else handed over (the issuer's copy),
@@ -252,7 +277,7 @@ impl DirectoryFeed {
 
     /// Fetches the directory through a path of `manager` (also on the relays
     /// of an expired directory: what comes back is verified on its own).
-    async fn fetch_through_path(&self, manager: &Arc<PathManager>) -> Result<Vec<u8>, String> {
+    async fn fetch_through_path(&self, manager: &Arc<PathManager>) -> Result<Vec<u8>, FetchError> {
         let (endpoint, _hold) =
             crate::flow::directory_tunnel_endpoint(manager, self.registry.addr()).await?;
         let result = self
@@ -268,13 +293,13 @@ impl DirectoryFeed {
         endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
         match result {
             Ok((200, bytes)) => Ok(bytes),
-            Ok((status, _)) => Err(format!("registry answered HTTP {status}")),
-            Err(e) => Err(e.to_string()),
+            Ok((status, _)) => Err(FetchError::Status(status)),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Fetches (through the relays), verifies and caches the directory.
-    pub async fn fetch(&self, manager: &Arc<PathManager>) -> Result<RelayList, String> {
+    pub async fn fetch(&self, manager: &Arc<PathManager>) -> Result<RelayList, FetchError> {
         let bytes = self.fetch_through_path(manager).await?;
         let list = self.accept(&bytes, unix_now())?;
         self.write_cache(&bytes);
@@ -504,7 +529,7 @@ mod tests {
         };
         forged.sign(&ValidatorKey::from_bytes(&[9; 32]));
         let refused = feed.accept(&forged.to_bytes(), now).unwrap_err();
-        assert!(refused.contains("malformed"), "{refused}");
+        assert!(refused.to_string().contains("malformed"), "{refused}");
         assert_eq!(feed.verified().unwrap().digest(), before);
     }
 }

@@ -1,12 +1,14 @@
 //! Flows on the inner connection: a CONNECT request stream per TCP flow (RFC
 //! 9114 §4.4), a connect-udp request per UDP flow (RFC 9298). Opening a flow
 //! on a path that turns out dead marks the path failed and retries on a new
-//! one, so a relay failure costs new flows a delay, not an error.
+//! one, so a relay failure costs new flows a delay, not an error. Every path
+//! a flow tries counts against one budget with the builds it waits for
+//! ([`crate::controller::PATHS_PER_REQUEST`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use openrelay_transport::datagrams::{DatagramSender, Route};
+use openrelay_transport::datagrams::{DatagramSender, Route, RouteError};
 use openrelay_transport::h3util;
 use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
@@ -15,17 +17,49 @@ use openrelay_wire::target::Target;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::manager::{PathError, PathManager, Purpose};
+use crate::manager::{PathError, PathManager, PathTries, Purpose};
 use crate::path::{Hop, Path, PathUse};
 use crate::selection::SiteKey;
 
 /// A CONNECT stream on the inner connection.
 pub type InnerStream = openrelay_transport::h3guard::ClientStream;
 
-/// Attempts per flow: the first path, then replacements if it died.
-const ATTEMPTS: usize = 3;
 /// Datagrams queued per UDP flow towards the app.
 const UDP_QUEUE: usize = 1024;
+
+/// Why a request on the inner connection failed (the path may have died).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The request stream failed.
+    #[error(transparent)]
+    Stream(#[from] h3::error::StreamError),
+    /// The request could not be formed.
+    #[error(transparent)]
+    Http(#[from] http::Error),
+    /// Its datagrams could not be routed.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A UDP flow was opened without a datagram route.
+    #[error("no datagram route")]
+    NoRoute,
+}
+
+/// What kind of failure a [`FlowError`] is: what the front-ends (SOCKS,
+/// HTTP proxy, TUN) decide their answer by (as arti's `HasKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlowErrorKind {
+    /// No path to the relays (none valid, all failed, backing off, the
+    /// directory expired).
+    NoPath,
+    /// The client is shutting down.
+    ShuttingDown,
+    /// The egress refused the destination.
+    Refused,
+    /// The request failed on a path that stayed up.
+    Broken,
+}
 
 /// Why a flow could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -44,40 +78,51 @@ pub enum FlowError {
         /// Its Proxy-Status field as received, to pass on to the app.
         upstream_status: Option<String>,
     },
-    /// The request failed on a path that stayed up.
+    /// The request failed on a path that stayed up (or on every path the
+    /// flow could try).
     #[error("the flow failed: {0}")]
-    Broken(String),
+    Broken(#[from] RequestError),
 }
 
 impl FlowError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FlowErrorKind {
+        match self {
+            FlowError::NoPath(PathError::Closed) => FlowErrorKind::ShuttingDown,
+            FlowError::NoPath(_) => FlowErrorKind::NoPath,
+            FlowError::Refused { .. } => FlowErrorKind::Refused,
+            FlowError::Broken(_) => FlowErrorKind::Broken,
+        }
+    }
+
     /// The SOCKS5 reply for this failure (RFC 1928 §6).
     pub fn socks_reply(&self) -> Reply {
-        match self {
-            FlowError::NoPath(_) | FlowError::Broken(_) => Reply::GeneralFailure,
-            FlowError::Refused { error, status, .. } => match error {
-                Some(
-                    ProxyErrorType::DestinationIpProhibited | ProxyErrorType::HttpRequestDenied,
-                ) => Reply::NotAllowedByRuleset,
-                Some(
-                    ProxyErrorType::DnsError
-                    | ProxyErrorType::DnsTimeout
-                    | ProxyErrorType::DestinationNotFound
-                    | ProxyErrorType::DestinationUnavailable
-                    | ProxyErrorType::ConnectionTimeout,
-                ) => Reply::HostUnreachable,
-                Some(ProxyErrorType::DestinationIpUnroutable) => Reply::NetworkUnreachable,
-                Some(ProxyErrorType::ConnectionRefused) => Reply::ConnectionRefused,
-                _ if *status == 403 => Reply::NotAllowedByRuleset,
-                _ => Reply::GeneralFailure,
-            },
+        let FlowError::Refused { error, status, .. } = self else {
+            return Reply::GeneralFailure;
+        };
+        match error {
+            Some(ProxyErrorType::DestinationIpProhibited | ProxyErrorType::HttpRequestDenied) => {
+                Reply::NotAllowedByRuleset
+            }
+            Some(
+                ProxyErrorType::DnsError
+                | ProxyErrorType::DnsTimeout
+                | ProxyErrorType::DestinationNotFound
+                | ProxyErrorType::DestinationUnavailable
+                | ProxyErrorType::ConnectionTimeout,
+            ) => Reply::HostUnreachable,
+            Some(ProxyErrorType::DestinationIpUnroutable) => Reply::NetworkUnreachable,
+            Some(ProxyErrorType::ConnectionRefused) => Reply::ConnectionRefused,
+            _ if *status == 403 => Reply::NotAllowedByRuleset,
+            _ => Reply::GeneralFailure,
         }
     }
 
     /// The HTTP status the local HTTP proxy answers with.
     pub fn http_status(&self) -> u16 {
         match self {
-            FlowError::NoPath(_) | FlowError::Broken(_) => 502,
             FlowError::Refused { status, .. } => *status,
+            _ => 502,
         }
     }
 
@@ -86,9 +131,6 @@ impl FlowError {
     /// when the failure is the client's own.
     pub fn proxy_status(&self, our_name: &str) -> String {
         match self {
-            FlowError::NoPath(_) | FlowError::Broken(_) => {
-                proxy_status::format(our_name, ProxyErrorType::ProxyInternalError)
-            }
             FlowError::Refused {
                 upstream_status: Some(upstream),
                 ..
@@ -96,8 +138,21 @@ impl FlowError {
             FlowError::Refused { error, .. } => {
                 proxy_status::format(our_name, error.unwrap_or(ProxyErrorType::HttpRequestDenied))
             }
+            _ => proxy_status::format(our_name, ProxyErrorType::ProxyInternalError),
         }
     }
+}
+
+/// Why no QUIC endpoint could be run through the relays.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TunnelError {
+    /// No UDP flow to the peer.
+    #[error("no path to tunnel through: {0}")]
+    Flow(#[from] FlowError),
+    /// The endpoint over the flow could not be made.
+    #[error("cannot run QUIC over the flow: {0}")]
+    Endpoint(#[from] std::io::Error),
 }
 
 /// A TCP flow: the CONNECT stream, and the path it lives on.
@@ -168,7 +223,7 @@ enum Attempt {
     /// The egress answered with an error: final.
     Refused(FlowError),
     /// The request failed (the path may have died).
-    Failed(String),
+    Failed(RequestError),
 }
 
 /// Sends `request` on `path` and waits for the egress's answer.
@@ -180,17 +235,13 @@ async fn attempt(
 ) -> Result<Opened, Attempt> {
     let mut requests = path.requests();
     let sent = async {
-        let mut stream = requests
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut stream = requests.send_request(request).await?;
         // Register before the response so no early datagram is lost.
         let route = if datagrams {
             let (tx, rx) = mpsc::channel(UDP_QUEUE);
             let route = path
                 .inner_router()
-                .register(stream.id().into_inner(), Arc::new(tx))
-                .map_err(|e| e.to_string())?;
+                .register(stream.id().into_inner(), Arc::new(tx))?;
             Some((route, rx))
         } else {
             None
@@ -200,13 +251,10 @@ async fn attempt(
         // so a refused request's data is discarded, never misread as
         // another request as it could be after an HTTP/1.1 CONNECT.
         if !early_data.is_empty() {
-            stream
-                .send_data(early_data.clone())
-                .await
-                .map_err(|e| e.to_string())?;
+            stream.send_data(early_data.clone()).await?;
         }
-        let response = stream.recv_response().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((stream, response, route))
+        let response = stream.recv_response().await?;
+        Ok::<_, RequestError>((stream, response, route))
     };
     match sent.await {
         Ok((stream, response, route)) if response.status().is_success() => Ok((stream, route)),
@@ -244,15 +292,17 @@ async fn open(
     ),
     FlowError,
 > {
-    let mut last = String::new();
     let site = SiteKey::of(&target.host);
-    for _ in 0..ATTEMPTS {
-        let path = manager.path_for_purpose(Some(&site), purpose).await?;
-        let request = make_request(&path).map_err(|e| FlowError::Broken(e.to_string()))?;
+    let mut tries = PathTries::new();
+    loop {
+        let path = manager
+            .path_within(Some(&site), purpose, &mut tries)
+            .await?;
+        let request = make_request(&path).map_err(RequestError::from)?;
         match attempt(&path, request, datagrams, early_data).await {
             Ok((stream, route)) => return Ok((stream, path, route)),
             Err(Attempt::Refused(refused)) => return Err(refused),
-            Err(Attempt::Failed(e)) if !path.is_alive() => {
+            Err(Attempt::Failed(e)) if !path.is_alive() && tries.left() => {
                 debug!(error = %e, "path died while opening a flow; retrying");
                 let hop = if path.outer_failed() {
                     Hop::Ingress
@@ -260,12 +310,10 @@ async fn open(
                     Hop::Egress
                 };
                 manager.path_failed(&path, hop);
-                last = e;
             }
             Err(Attempt::Failed(e)) => return Err(FlowError::Broken(e)),
         }
     }
-    Err(FlowError::Broken(last))
 }
 
 /// Opens a TCP flow to `target` through the egress. `early_data` (bytes the
@@ -298,44 +346,31 @@ pub async fn open_tcp(
 }
 
 /// A QUIC endpoint whose packets to `peer` cross the relays in a UDP flow,
-/// so a service the client talks to (registry, issuer) sees an egress relay,
-/// never the user. The hold keeps the flow open; drop it after the
-/// endpoint.
-pub async fn tunnel_endpoint(
-    manager: &Arc<PathManager>,
-    peer: std::net::SocketAddr,
-) -> Result<(quinn::Endpoint, UdpFlowHold), String> {
-    tunnel_endpoint_for(manager, peer, Purpose::Traffic).await
-}
-
-/// [`tunnel_endpoint`] for fetching the directory: allowed on the relays of
-/// an expired directory ([`Purpose::DirectoryFetch`]).
+/// so the registry sees an egress relay, never the user; for fetching the
+/// directory, so allowed on the relays of an expired directory
+/// ([`Purpose::DirectoryFetch`]). The hold keeps the flow open; drop it
+/// after the endpoint.
 pub async fn directory_tunnel_endpoint(
     manager: &Arc<PathManager>,
     peer: std::net::SocketAddr,
-) -> Result<(quinn::Endpoint, UdpFlowHold), String> {
-    tunnel_endpoint_for(manager, peer, Purpose::DirectoryFetch).await
+) -> Result<(quinn::Endpoint, UdpFlowHold), TunnelError> {
+    let flow = open_udp_for(
+        manager,
+        &Target::from_socket_addr(peer),
+        Purpose::DirectoryFetch,
+    )
+    .await?;
+    Ok(endpoint_over(flow, peer)?)
 }
 
-async fn tunnel_endpoint_for(
-    manager: &Arc<PathManager>,
-    peer: std::net::SocketAddr,
-    purpose: Purpose,
-) -> Result<(quinn::Endpoint, UdpFlowHold), String> {
-    let flow = open_udp_for(manager, &Target::from_socket_addr(peer), purpose)
-        .await
-        .map_err(|e| format!("no path to tunnel through: {e}"))?;
-    endpoint_over(flow, peer).map_err(|e| e.to_string())
-}
-
-/// As [`tunnel_endpoint`], on `path` only (a refill's own path): no other
-/// path is tried.
+/// A QUIC endpoint to `peer` through a UDP flow on `path` only (a
+/// refill's own path): no other path is tried.
 pub async fn tunnel_endpoint_on(
     path: &Arc<Path>,
     peer: std::net::SocketAddr,
-) -> Result<(quinn::Endpoint, UdpFlowHold), FlowError> {
+) -> Result<(quinn::Endpoint, UdpFlowHold), TunnelError> {
     let flow = open_udp_on(path, &Target::from_socket_addr(peer)).await?;
-    endpoint_over(flow, peer).map_err(|e| FlowError::Broken(e.to_string()))
+    Ok(endpoint_over(flow, peer)?)
 }
 
 /// A QUIC endpoint over `flow`, whose packets go to `peer`.
@@ -383,7 +418,7 @@ async fn open_udp_for(
 
 /// Opens a UDP flow to `target` on `path` only.
 pub async fn open_udp_on(path: &Arc<Path>, target: &Target) -> Result<UdpFlow, FlowError> {
-    let request = udp_request(path, target).map_err(|e| FlowError::Broken(e.to_string()))?;
+    let request = udp_request(path, target).map_err(RequestError::from)?;
     match attempt(path, request, true, &Bytes::new()).await {
         Ok((stream, route)) => udp_flow(stream, path, route),
         Err(Attempt::Refused(refused)) => Err(refused),
@@ -396,11 +431,9 @@ fn udp_flow(
     path: &Arc<Path>,
     route: Option<(Route, mpsc::Receiver<Bytes>)>,
 ) -> Result<UdpFlow, FlowError> {
-    let Some((route, incoming)) = route else {
-        return Err(FlowError::Broken("no datagram route".into()));
-    };
+    let (route, incoming) = route.ok_or(RequestError::NoRoute)?;
     let sender = DatagramSender::new(path.inner().clone(), stream.id().into_inner())
-        .map_err(|e| FlowError::Broken(e.to_string()))?;
+        .map_err(RequestError::from)?;
     Ok(UdpFlow {
         stream,
         sender,

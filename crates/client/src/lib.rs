@@ -4,16 +4,23 @@
 //! * [`selection`]: which ingress/egress pair to use (pure code).
 //! * [`path`]: one path: outer QUIC to the ingress, a connect-udp tunnel to
 //!   the egress, the inner QUIC + HTTP/3 connection to the egress inside it.
-//! * [`manager`]: keeps a live path, replaces it when a relay dies.
+//! * [`controller`]: every decision about paths (which relays, when to build,
+//!   rotate, retire, exclude, back off), as a pure state machine.
+//! * [`manager`]: the controller's async driver: builds, watches, retires and
+//!   closes the real paths.
+//! * [`access`], [`stocking`]: what paths need of the wallet (access tokens),
+//!   and the account's work on paths (paying egresses, refills).
 //! * [`flow`]: TCP (CONNECT) and UDP (connect-udp) flows on the inner connection.
 //! * [`socks`], [`http_proxy`]: the local interfaces apps talk to.
 //! * [`control`]: the local control socket `openrelay status` talks to.
 //!
 //! The client may log destinations, but only at debug level and below.
 
+pub mod access;
 pub mod account;
 mod backoff;
 pub mod control;
+pub mod controller;
 pub mod directory;
 pub mod flow;
 pub mod http_proxy;
@@ -22,6 +29,7 @@ pub mod path;
 pub mod refill;
 pub mod selection;
 pub mod socks;
+pub mod stocking;
 pub mod wallet;
 
 use std::future::Future;
@@ -99,8 +107,15 @@ impl Client {
             )),
             None => None,
         };
+        let access = account
+            .clone()
+            .map(|account| account as Arc<dyn access::AccessTokens>);
+        let manager = Arc::new(PathManager::new(config, access));
+        if let Some(account) = &account {
+            manager.listen(Arc::new(stocking::Payments(Arc::clone(account))));
+        }
         Ok(Client {
-            manager: Arc::new(PathManager::new(config, account.clone())),
+            manager,
             socks,
             http,
             control,
@@ -135,9 +150,9 @@ impl Client {
             self.control,
             Arc::new(move || status(&manager, wallet.as_deref())),
         );
-        let stock = self
-            .account
-            .map(|account| tokio::spawn(account.keep_stocked(Arc::clone(&self.manager))));
+        let stock = self.account.map(|account| {
+            tokio::spawn(stocking::keep_stocked(account, Arc::clone(&self.manager)))
+        });
         let feed = self
             .directory
             .map(|feed| tokio::spawn(feed.run(Arc::clone(&self.manager))));
@@ -175,7 +190,11 @@ fn status(manager: &PathManager, wallet: Option<&wallet::Wallet>) -> control::St
     let snapshot = manager.snapshot();
     let path = snapshot.latest.as_ref();
     control::Status {
-        state: snapshot.state,
+        state: match snapshot.state {
+            manager::Connectivity::Connected => control::PathState::Connected,
+            manager::Connectivity::Connecting => control::PathState::Connecting,
+            manager::Connectivity::Disconnected => control::PathState::Disconnected,
+        },
         ingress: path.map(|p| relay_status(&p.ingress)),
         egress: path.map(|p| relay_status(&p.egress)),
         path_age_secs: path.map(|p| p.age().as_secs()),

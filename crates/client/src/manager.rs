@@ -1,118 +1,50 @@
-//! Keeps the client's paths. Which relays new flows use is the
-//! [`PathPlan`]'s decision (rotation, exclusion of failed relays, per-site
-//! isolation, the egress region); the manager builds the planned paths,
-//! watches them, and retires a path once the plan moves on from it: a retired
-//! path takes no new flows and is closed when its last flow ends, so rotation
-//! never cuts an open connection.
+//! Runs the client's paths: the async driver of the
+//! [`PathController`](crate::controller), which makes every decision
+//! (which relays, when to build, rotate, retire, exclude, back off). The
+//! manager feeds it events and carries out its commands: it builds paths
+//! (each build a task of its own, so a flow that gives up does not cancel a
+//! build others wait for), watches them, retires and closes them, and
+//! keeps the kill switch's [`IngressFilter`] current. All its state sits
+//! behind one lock, never held across an await.
 //!
-//! A relay that fails (handshake, or a live path dying) is excluded for
-//! `failed_relay_quarantine_secs`; the plan then repairs or replaces every
-//! path that used it, never pairing one operator's relays.
-//!
-//! When a request for a path fails altogether (every attempt, or a refusal
-//! no other relay would change, such as an ingress asking for an access
-//! token the wallet does not hold), the next build waits out a back-off
-//! ([`crate::backoff`]); requests meanwhile fail at once with the reason.
-//! A success, tokens arriving in the wallet or a new relay list end the
-//! wait. Failures are logged as warnings when their cause changes, not per
+//! One retry policy: a request for a path tries at most
+//! [`PATHS_PER_REQUEST`] paths (a built one it uses, or one it waits for
+//! while it is built), then fails with the last error and builds back off
+//! ([`crate::backoff`]); an access refusal fails it at once. Flows count
+//! their tries against the same budget ([`PathManager::path_within`]), so
+//! one SOCKS request causes at most [`PATHS_PER_REQUEST`] path builds.
+//! Failures are logged as warnings when their cause changes, not per
 //! attempt.
+//!
+//! Whoever needs to hear of a built path (the payer) registers a
+//! [`PathListener`]; the manager knows nothing of accounts.
 //!
 //! With the full-device VPN's kill switch the client's own packets may
 //! reach only the addresses an [`IngressFilter`] admits: the manager keeps
-//! it at the listed ingresses plus those of live paths, admitting a new
+//! it at the listed ingresses plus those of open paths, admitting a new
 //! ingress before any path can be built to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use openrelay_config::{ClientConfig, PathConfig, RelayEntry};
 use openrelay_types::RelayRole;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::account::Account;
-use crate::backoff::BuildBackoff;
-use crate::control::PathState;
+use crate::access::AccessTokens;
+use crate::controller::{CloseReason, Command, PathController, PathKey, Wanted};
+pub use crate::controller::{DirectoryTimes, PATHS_PER_REQUEST, PathError, PathTries, Purpose};
 use crate::path::{BuildError, Hop, Path};
-use crate::selection::{
-    Candidate, EgressRegion, PathChoice, PathPlan, PlanConfig, PlannedPath, RefillChoiceError,
-    SelectionError, SiteKey,
-};
+use crate::selection::{EgressRegion, PlanConfig, RefillChoiceError, SiteKey};
 
-/// Paths tried before giving up on one request for a path.
-const MAX_BUILD_ATTEMPTS: usize = 4;
-
-/// A retired path with no flows is closed only after this long, so a flow
-/// that took the path just before it retired can register on it first.
-const RETIRE_GRACE: Duration = Duration::from_secs(2);
-
-/// How often retired paths are reaped and rotation is checked.
+/// Longest time between two ticks of the controller (retired paths'
+/// flows are counted at each).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Why no path is available.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum PathError {
-    /// No valid ingress/egress pair exists (e.g. one operator left); the
-    /// reason says which rule could not be met.
-    #[error(transparent)]
-    NoPath(#[from] SelectionError),
-    /// Every attempt failed; the last error is given.
-    #[error("no relay path could be built: {0}")]
-    AllFailed(String),
-    /// Building keeps failing: the next attempt waits out a back-off.
-    #[error("no relay path: {last} (next attempt in {}s)", retry_in.as_secs_f32().ceil())]
-    BackingOff {
-        /// Why the last attempt failed.
-        last: BuildError,
-        /// Time until the next attempt.
-        retry_in: Duration,
-    },
-    /// The client is shutting down.
-    #[error("the client is shutting down")]
-    Closed,
-    /// The relay directory in use is past its validity (or older than
-    /// `directory.max_age_secs`) and no fresh one arrived: no path is built
-    /// on an outdated relay list.
-    #[error(
-        "the relay directory expired {expired_secs_ago} s ago (it was issued {age_secs} s ago) and \
-         no fresh one could be fetched, so no path is built on an outdated relay list; check the \
-         network connection and the registry named in [directory] (the client keeps fetching \
-         and resumes by itself when a fresh directory arrives)"
-    )]
-    DirectoryExpired {
-        /// Seconds since the directory was issued.
-        age_secs: u64,
-        /// Seconds since it stopped being usable.
-        expired_secs_ago: u64,
-    },
-}
-
-/// When the relay list in use came from a directory: when it was issued
-/// and until when it may carry traffic (its `valid_until`, or its issue time
-/// plus `directory.max_age_secs` if that is earlier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DirectoryTimes {
-    /// Unix seconds.
-    pub issued_at: u64,
-    /// Unix seconds (exclusive).
-    pub usable_until: u64,
-}
-
-/// What a path is wanted for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// The user's traffic (and anything else): only on a current relay list.
-    Traffic,
-    /// Fetching a fresh directory. Allowed on the relays of an expired one:
-    /// the fetched directory is trusted for its validators' signatures, not
-    /// for the path it came through, and without this a client whose
-    /// directory expired could never recover.
-    DirectoryFetch,
-}
 
 /// Where the client's own packets may go. The full-device VPN's kill switch
 /// implements it: the client's marked packets reach only the addresses it
@@ -125,13 +57,11 @@ pub trait IngressFilter: Send + Sync + std::fmt::Debug {
     fn admit_only(&self, ingresses: &BTreeSet<SocketAddr>);
 }
 
-/// Why path building is failing, while it is.
-#[derive(Debug)]
-struct Failing {
-    /// The last attempt's error.
-    last: BuildError,
-    /// Access tokens in the wallet after it (an increase ends the back-off).
-    access_tokens: usize,
+/// Hears of every browsing path built (not refill paths).
+pub trait PathListener: Send + Sync + std::fmt::Debug {
+    /// `path` was just built; a task returned runs as long as the path
+    /// (e.g. its payer).
+    fn path_built(&self, path: &Path) -> Option<JoinHandle<()>>;
 }
 
 /// Why no refill path could be built.
@@ -144,51 +74,27 @@ pub enum RefillPathError {
     /// The chosen path could not be built.
     #[error("the refill path failed: {0}")]
     Build(#[from] BuildError),
-    /// The relay list changed under the choice, or the client is closing.
+    /// The client is closing.
     #[error(transparent)]
     Path(#[from] PathError),
 }
 
-/// Owns the client's paths.
-#[derive(Debug)]
-pub struct PathManager {
-    plan: Mutex<PathPlan<Instant>>,
-    // Replaced when a newer directory arrives; the plan holds the same
-    // relays as candidates.
-    relays: RwLock<Vec<RelayEntry>>,
-    directory: Mutex<Option<DirectoryTimes>>,
-    bind: Option<IpAddr>,
-    config: PathConfig,
-    account: Option<Arc<Account>>,
-    /// Built paths, by the plan generation they serve.
-    paths: Mutex<HashMap<u64, Arc<Path>>>,
-    /// One build at a time per generation: concurrent flows wait for it.
-    builds: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
-    /// Paths the plan moved on from, with when; closed once their flows end.
-    retired: Mutex<Vec<(Arc<Path>, Instant)>>,
-    closed: AtomicBool,
-    // The path last handed out, for status reports, and how many builds are
-    // under way.
-    published: Mutex<Option<Arc<Path>>>,
-    building: AtomicUsize,
-    /// When the next build may start.
-    backoff: Mutex<BuildBackoff<Instant>>,
-    /// Why builds fail, while they do.
-    failing: Mutex<Option<Failing>>,
-    /// The kill switch's admitted ingresses, with the full-device VPN.
-    ingress_filter: OnceLock<Arc<dyn IngressFilter>>,
-    /// Held while the filter is changed, so that changes never interleave.
-    filter_update: Mutex<()>,
-    /// When the last browsing path was established: refills keep away from
-    /// session starts ([`crate::refill`]).
-    last_established: Mutex<Option<Instant>>,
+/// Whether traffic can flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connectivity {
+    /// A path is up.
+    Connected,
+    /// A path is being built.
+    Connecting,
+    /// No path, and none being built (the next flow will try).
+    Disconnected,
 }
 
 /// The manager's state as a status report sees it.
 #[derive(Debug, Clone)]
 pub struct PathSnapshot {
     /// Whether traffic can flow.
-    pub state: PathState,
+    pub state: Connectivity,
     /// The path last handed out to a flow, if it is up.
     pub latest: Option<Arc<Path>>,
     /// Paths up: those new flows use and retired ones still carrying flows.
@@ -201,10 +107,31 @@ pub struct PathSnapshot {
     pub next_attempt_in: Option<Duration>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// A build's outcome, for the flows waiting for it.
+type BuildOutcome = Option<Result<Arc<Path>, BuildError>>;
+
+/// Everything behind the manager's one lock.
+#[derive(Debug)]
+struct State {
+    controller: PathController<Instant>,
+    /// Built paths not closed yet (new flows' and retired ones), by key.
+    paths: HashMap<PathKey, Arc<Path>>,
+    /// Builds under way, for the flows that wait for them.
+    builds: HashMap<PathKey, watch::Receiver<BuildOutcome>>,
+    /// The path last handed out, for status reports.
+    published: Option<Arc<Path>>,
+}
+
+/// Owns the client's paths.
+#[derive(Debug)]
+pub struct PathManager {
+    state: Mutex<State>,
+    bind: Option<IpAddr>,
+    config: PathConfig,
+    access: Option<Arc<dyn AccessTokens>>,
+    listener: OnceLock<Arc<dyn PathListener>>,
+    /// The kill switch's admitted ingresses, with the full-device VPN.
+    ingress_filter: OnceLock<Arc<dyn IngressFilter>>,
 }
 
 /// What the user asked of path selection, from the config.
@@ -227,53 +154,51 @@ fn plan_config(path: &PathConfig) -> PlanConfig {
     }
 }
 
-fn candidates(relays: &[RelayEntry]) -> Vec<Candidate> {
-    relays.iter().map(Candidate::from).collect()
-}
-
-fn ingress_addresses(relays: &[RelayEntry]) -> impl Iterator<Item = SocketAddr> + '_ {
-    relays
-        .iter()
-        .filter(|r| r.role == RelayRole::Ingress)
-        .map(|r| r.addr)
-}
-
-/// Whether two build errors have one cause (so the second is not worth
-/// another warning): every access refusal is one cause, whichever ingress
-/// said it (they all ask for the same tokens).
-fn same_cause(a: &BuildError, b: &BuildError) -> bool {
-    match (a, b) {
-        (BuildError::AccessRefused { .. }, BuildError::AccessRefused { .. }) => true,
-        (a, b) => a == b,
+/// The hop to blame for a path found dead.
+fn dead_hop(path: &Path) -> Hop {
+    if path.outer_failed() {
+        Hop::Ingress
+    } else {
+        Hop::Egress
     }
 }
 
 impl PathManager {
-    /// A manager for the client's relay list and path settings; with an
-    /// account, paths show access tokens and pay their egress.
-    pub fn new(config: &ClientConfig, account: Option<Arc<Account>>) -> Self {
+    /// A manager for the client's relay list and path settings; with
+    /// `access`, tunnel requests show access tokens.
+    pub fn new(config: &ClientConfig, access: Option<Arc<dyn AccessTokens>>) -> Self {
+        let controller = PathController::new(
+            config.relays.clone(),
+            plan_config(&config.path),
+            Duration::from_secs(config.path.failed_relay_quarantine_secs),
+            fastrand::Rng::new(),
+        );
         PathManager {
-            plan: Mutex::new(PathPlan::new(
-                candidates(&config.relays),
-                plan_config(&config.path),
-                fastrand::Rng::new(),
-            )),
-            relays: RwLock::new(config.relays.clone()),
-            directory: Mutex::new(None),
+            state: Mutex::new(State {
+                controller,
+                paths: HashMap::new(),
+                builds: HashMap::new(),
+                published: None,
+            }),
             bind: config.bind,
             config: config.path.clone(),
-            account,
-            paths: Mutex::new(HashMap::new()),
-            builds: Mutex::new(HashMap::new()),
-            retired: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
-            published: Mutex::new(None),
-            building: AtomicUsize::new(0),
-            last_established: Mutex::new(None),
-            backoff: Mutex::new(BuildBackoff::new(fastrand::Rng::new())),
-            failing: Mutex::new(None),
+            access,
+            listener: OnceLock::new(),
             ingress_filter: OnceLock::new(),
-            filter_update: Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells `listener` of every browsing path built from now on (once; a
+    /// second listener is ignored).
+    pub fn listen(&self, listener: Arc<dyn PathListener>) {
+        if self.listener.set(listener).is_err() {
+            warn!("a path listener is already installed; ignoring another");
         }
     }
 
@@ -284,34 +209,14 @@ impl PathManager {
         if self.ingress_filter.set(filter).is_err() {
             warn!("an ingress filter is already installed; ignoring another");
         }
-        self.refresh_ingress_filter();
-    }
-
-    /// The ingresses the client's packets may reach: those of the relay
-    /// list and those of paths still up (a path whose ingress left the list
-    /// keeps working until it is replaced and its flows end).
-    fn admitted_ingresses(&self) -> BTreeSet<SocketAddr> {
-        let relays = self
-            .relays
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut admitted: BTreeSet<SocketAddr> = ingress_addresses(&relays).collect();
-        drop(relays);
-        admitted.extend(
-            lock(&self.paths)
-                .values()
-                .chain(lock(&self.retired).iter().map(|(p, _)| p))
-                .filter(|p| p.is_alive())
-                .map(|p| p.ingress.addr),
-        );
-        admitted
+        let state = self.lock();
+        self.refresh_ingress_filter(&state);
     }
 
     /// Brings the ingress filter (if any) up to date.
-    fn refresh_ingress_filter(&self) {
+    fn refresh_ingress_filter(&self, state: &State) {
         if let Some(filter) = self.ingress_filter.get() {
-            let _one_change = lock(&self.filter_update);
-            filter.admit_only(&self.admitted_ingresses());
+            filter.admit_only(&state.controller.admitted_ingresses());
         }
     }
 
@@ -323,210 +228,177 @@ impl PathManager {
     /// With an ingress filter, new ingresses are admitted before the plan
     /// can choose them, and departed ones dropped after it no longer can.
     pub fn set_relays(&self, relays: Vec<RelayEntry>, times: Option<DirectoryTimes>) {
-        let filter = self
-            .ingress_filter
-            .get()
-            .map(|filter| (filter, lock(&self.filter_update)));
-        if let Some((filter, _)) = &filter {
-            let mut widened = self.admitted_ingresses();
-            widened.extend(ingress_addresses(&relays));
+        let mut state = self.lock();
+        if let Some(filter) = self.ingress_filter.get() {
+            let mut widened = state.controller.admitted_ingresses();
+            widened.extend(
+                relays
+                    .iter()
+                    .filter(|r| r.role == RelayRole::Ingress)
+                    .map(|r| r.addr),
+            );
             filter.admit_only(&widened);
         }
-        let changed = {
-            let mut current = self
-                .relays
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let changed = *current != relays;
-            lock(&self.plan).set_candidates(candidates(&relays));
-            *current = relays;
-            changed
-        };
-        *lock(&self.directory) = times;
-        if let Some((filter, _)) = &filter {
-            filter.admit_only(&self.admitted_ingresses());
-        }
-        if changed {
-            // Relays that were not there may work.
-            lock(&self.backoff).reset();
-        }
+        state.controller.relays(relays, times);
+        self.refresh_ingress_filter(&state);
     }
 
     /// When the directory in use was issued (None: relays from the config).
     pub fn directory_issued_at(&self) -> Option<u64> {
-        lock(&self.directory).map(|t| t.issued_at)
+        self.lock().controller.directory_issued_at()
     }
 
-    /// Refuses traffic on an expired directory's relays.
-    fn check_directory(&self, purpose: Purpose) -> Result<(), PathError> {
-        let Some(times) = *lock(&self.directory) else {
-            return Ok(());
-        };
-        let now = openrelay_types::unix_now();
-        if purpose == Purpose::Traffic && now >= times.usable_until {
-            return Err(PathError::DirectoryExpired {
-                age_secs: now.saturating_sub(times.issued_at),
-                expired_secs_ago: now - times.usable_until,
-            });
+    /// Carries out the controller's commands.
+    fn apply(self: &Arc<Self>, state: &mut State) {
+        let mut closed = false;
+        while let Some(command) = state.controller.poll_command() {
+            match command {
+                Command::Build {
+                    key,
+                    ingress,
+                    egress,
+                } => {
+                    let (outcome, waiting) = watch::channel(None);
+                    state.builds.insert(key, waiting);
+                    tokio::spawn(Arc::clone(self).build(key, ingress, egress, outcome));
+                }
+                Command::Retire { key } => {
+                    if let Some(path) = state.paths.get(&key) {
+                        info!(ingress = %path.ingress.name, egress = %path.egress.name, "path retired; it takes no new flows");
+                    }
+                }
+                Command::Close { key, reason } => {
+                    let Some(path) = state.paths.remove(&key) else {
+                        continue;
+                    };
+                    if state
+                        .published
+                        .as_ref()
+                        .is_some_and(|p| Arc::ptr_eq(p, &path))
+                    {
+                        state.published = None;
+                    }
+                    if reason == CloseReason::Rotated {
+                        debug!(ingress = %path.ingress.name, egress = %path.egress.name, "retired path closed");
+                    }
+                    path.close(reason.as_str());
+                    closed = true;
+                }
+            }
         }
-        Ok(())
+        if closed {
+            // Drops the ingresses of closed paths that left the list.
+            self.refresh_ingress_filter(state);
+        }
     }
 
-    /// The plan's path for new flows to `site` (None: flows not isolated by
-    /// site). Retires built paths the plan no longer keeps.
-    fn planned(&self, site: Option<&SiteKey>) -> Result<PlannedPath<Instant>, PathError> {
-        let mut plan = lock(&self.plan);
+    /// Builds the path `key` and reports the outcome to the controller and
+    /// to the flows waiting for it.
+    async fn build(
+        self: Arc<Self>,
+        key: PathKey,
+        ingress: RelayEntry,
+        egress: RelayEntry,
+        outcome: watch::Sender<BuildOutcome>,
+    ) {
+        let started = Instant::now();
+        let built = Path::build(
+            &ingress,
+            &egress,
+            self.bind,
+            &self.config,
+            self.access.as_deref(),
+        )
+        .await;
         let now = Instant::now();
-        let ask = |plan: &mut PathPlan<Instant>| match site {
-            Some(site) => plan.assign(site, now),
-            None => plan.current(now),
-        };
-        let planned = loop {
-            match ask(&mut plan) {
-                Ok(planned) => break planned,
-                // Every usable pair has a failed relay. They may be back:
-                // give back the one that failed longest ago and try again,
-                // so one that just failed is retried last (still never one
-                // operator's pair).
-                Err(e) if !plan.release_oldest_exclusion() => return Err(e.into()),
-                Err(_) => {}
+        let result = match built {
+            Ok(mut path) => {
+                let setup_us = now.duration_since(started).as_micros() as u64;
+                info!(ingress = %ingress.name, egress = %egress.name, setup_us, "path established");
+                if let Some(task) = self.listener.get().and_then(|l| l.path_built(&path)) {
+                    path.attach(task);
+                }
+                let path = Arc::new(path);
+                self.watch(key, &path);
+                let mut state = self.lock();
+                state.paths.insert(key, Arc::clone(&path));
+                state.published = Some(Arc::clone(&path));
+                state.controller.built(key, now);
+                state.builds.remove(&key);
+                self.apply(&mut state);
+                Ok(path)
+            }
+            Err(e) => {
+                let mut state = self.lock();
+                let held = self.access_tokens(&state.controller);
+                let failure = state.controller.build_failed(key, &e, held, now);
+                if failure.new_cause {
+                    warn!(error = %e, "path build failed");
+                } else {
+                    debug!(error = %e, "path build failed");
+                }
+                state.builds.remove(&key);
+                self.apply(&mut state);
+                Err(e)
             }
         };
-        self.retire_unplanned(plan);
-        Ok(planned)
+        outcome.send_replace(Some(result));
     }
 
-    /// Retires the built paths of generations `plan` no longer keeps.
-    fn retire_unplanned(&self, plan: MutexGuard<'_, PathPlan<Instant>>) {
-        let kept: Vec<u64> = plan.kept_generations().collect();
-        drop(plan);
-        lock(&self.builds).retain(|generation, _| kept.contains(generation));
-        let unplanned: Vec<Arc<Path>> = {
-            let mut paths = lock(&self.paths);
-            let gone: Vec<u64> = paths
-                .keys()
-                .copied()
-                .filter(|g| !kept.contains(g))
-                .collect();
-            gone.iter().filter_map(|g| paths.remove(g)).collect()
-        };
-        for path in unplanned {
-            self.retire(path);
-        }
-    }
-
-    fn retire(&self, path: Arc<Path>) {
-        info!(ingress = %path.ingress.name, egress = %path.egress.name, "path retired; it takes no new flows");
-        lock(&self.retired).push((path, Instant::now()));
-    }
-
-    /// The relay entries of a planned path.
-    fn entries(&self, choice: &PathChoice) -> Result<(RelayEntry, RelayEntry), PathError> {
-        let relays = self
-            .relays
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let relay = |role, id: &str| {
-            relays
-                .iter()
-                .find(|r| r.role == role && r.key.to_string() == id)
-                .cloned()
-                .ok_or_else(|| PathError::AllFailed(format!("relay {id} is not in the relay list")))
-        };
-        Ok((
-            relay(RelayRole::Ingress, &choice.ingress.id)?,
-            relay(RelayRole::Egress, &choice.egress.id)?,
-        ))
-    }
-
-    fn exclude(&self, relay: &RelayEntry) {
-        let until = Instant::now() + Duration::from_secs(self.config.failed_relay_quarantine_secs);
-        lock(&self.plan).exclude(&relay.key.to_string(), until);
-    }
-
-    fn check_open(&self) -> Result<(), PathError> {
-        if self.closed.load(Ordering::Relaxed) {
-            Err(PathError::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Access tokens in the wallet for the listed ingresses' operators (0
-    /// without an account).
-    fn access_tokens(&self) -> usize {
-        let Some(account) = &self.account else {
-            return 0;
-        };
-        let relays = self
-            .relays
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut challenges: Vec<_> = relays
-            .iter()
-            .filter(|relay| relay.role == RelayRole::Ingress)
-            .filter_map(|relay| account.access_challenge(relay))
-            .collect();
-        drop(relays);
-        challenges.sort_by_key(|c| c.origin_info.clone());
-        challenges.dedup();
-        account.wallet().counts(&challenges).into_iter().sum()
-    }
-
-    /// `Ok` if a build may start now; else the back-off's error. A wait
-    /// caused by an access refusal ends as soon as the wallet holds more
-    /// access tokens than after that refusal.
-    fn check_backoff(&self) -> Result<(), PathError> {
-        let now = Instant::now();
-        let Err(retry_in) = lock(&self.backoff).check(now) else {
-            return Ok(());
-        };
-        let failing = lock(&self.failing);
-        let Some(failing) = failing.as_ref() else {
-            return Ok(());
-        };
-        if matches!(failing.last, BuildError::AccessRefused { .. })
-            && self.access_tokens() > failing.access_tokens
-        {
-            info!("access tokens arrived; building a path now");
-            lock(&self.backoff).reset();
-            return Ok(());
-        }
-        Err(PathError::BackingOff {
-            last: failing.last.clone(),
-            retry_in,
-        })
-    }
-
-    /// Logs a failed build attempt: a warning when its cause differs from
-    /// the last failure's, else at debug level.
-    fn note_failure(&self, error: &BuildError) {
-        let mut failing = lock(&self.failing);
-        let known = failing.as_ref().is_some_and(|f| same_cause(&f.last, error));
-        if known {
-            debug!(error = %error, "path build failed");
-        } else {
-            warn!(error = %error, "path build failed");
-        }
-        *failing = Some(Failing {
-            last: error.clone(),
-            access_tokens: self.access_tokens(),
+    /// Watches `path` and reports its death.
+    fn watch(self: &Arc<Self>, key: PathKey, path: &Arc<Path>) {
+        let manager = Arc::downgrade(self);
+        let watched = Arc::downgrade(path);
+        tokio::spawn(async move {
+            let Some(path) = watched.upgrade() else {
+                return;
+            };
+            let hop = path.failed().await;
+            drop(path);
+            if let Some(manager) = manager.upgrade() {
+                manager.died(key, hop);
+            }
         });
     }
 
-    /// A request for a path failed: back off before the next build.
-    fn back_off(&self) {
-        let wait = lock(&self.backoff).failed(Instant::now());
-        debug!(
-            wait_ms = wait.as_millis() as u64,
-            "next path build after a back-off"
-        );
+    /// The path `key` died, `hop` to blame.
+    fn died(self: &Arc<Self>, key: PathKey, hop: Hop) {
+        let mut state = self.lock();
+        if let Some(relay) = state.controller.died(key, hop, Instant::now()) {
+            warn!(relay = %relay.name, hop = ?hop, "relay failed; switching path");
+        }
+        self.apply(&mut state);
     }
 
-    /// A path was built: failures are over.
-    fn build_succeeded(&self) {
-        lock(&self.backoff).reset();
-        *lock(&self.failing) = None;
+    /// Marks `path` dead: its failing relay is excluded and the plan repairs
+    /// or replaces every path that used it. Idempotent; a path the manager
+    /// retired or closed itself is not blamed on a relay.
+    pub fn path_failed(self: &Arc<Self>, path: &Arc<Path>, hop: Hop) {
+        let key = {
+            let state = self.lock();
+            state
+                .paths
+                .iter()
+                .find(|(_, p)| Arc::ptr_eq(p, path))
+                .map(|(key, _)| *key)
+        };
+        if let Some(key) = key {
+            self.died(key, hop);
+        }
+    }
+
+    /// Access tokens in the wallet for the listed ingresses (0 without
+    /// access tokens).
+    fn access_tokens(&self, controller: &PathController<Instant>) -> usize {
+        let Some(access) = &self.access else {
+            return 0;
+        };
+        controller
+            .relay_list()
+            .iter()
+            .filter(|r| r.role == RelayRole::Ingress)
+            .map(|r| access.held_for(r))
+            .sum()
     }
 
     /// The path for new flows not isolated by site, building it if needed.
@@ -549,298 +421,199 @@ impl PathManager {
         site: Option<&SiteKey>,
         purpose: Purpose,
     ) -> Result<Arc<Path>, PathError> {
-        let mut last_error: Option<BuildError> = None;
-        for _ in 0..MAX_BUILD_ATTEMPTS {
-            self.check_open()?;
-            self.check_directory(purpose)?;
-            let planned = self.planned(site)?;
-            let generation = planned.generation;
-            if let Some(path) = self.built(generation) {
-                return Ok(path);
-            }
-            let build = Arc::clone(lock(&self.builds).entry(generation).or_default());
-            let _one_build = build.lock().await;
-            // Built by a flow that held the lock before us?
-            if let Some(path) = self.built(generation) {
-                return Ok(path);
-            }
-            self.check_open()?;
-            self.check_backoff()?;
-            let (ingress, egress) = self.entries(&planned.choice)?;
-            self.building.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let result = Path::build(
-                &ingress,
-                &egress,
-                self.bind,
-                &self.config,
-                self.account.as_deref(),
-            )
-            .await;
-            self.building.fetch_sub(1, Ordering::Relaxed);
-            match result {
-                Ok(mut path) => {
-                    let setup_us = started.elapsed().as_micros() as u64;
-                    info!(ingress = %ingress.name, egress = %egress.name, setup_us, "path established");
-                    self.build_succeeded();
-                    *lock(&self.last_established) = Some(Instant::now());
-                    if let Some(account) = &self.account {
-                        path.pay_with(account);
-                    }
-                    let path = Arc::new(path);
-                    self.watch(&path);
-                    self.adopt(generation, &path);
-                    *lock(&self.published) = Some(Arc::clone(&path));
-                    return Ok(path);
+        self.path_within(site, purpose, &mut PathTries::new()).await
+    }
+
+    /// A path for `site` and `purpose`, each path tried taken from `tries`
+    /// (shared by every path one request asks for: see the [module
+    /// documentation](self)). When the tries are spent, or an access
+    /// refusal makes more pointless, the request fails with the last error
+    /// and builds back off.
+    pub async fn path_within(
+        self: &Arc<Self>,
+        site: Option<&SiteKey>,
+        purpose: Purpose,
+        tries: &mut PathTries,
+    ) -> Result<Arc<Path>, PathError> {
+        let mut last: Option<BuildError> = None;
+        while tries.take() {
+            let waiting = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                if let Some(had) = state.controller.awaiting_access_tokens(now)
+                    && self.access_tokens(&state.controller) > had
+                {
+                    info!("access tokens arrived; building a path now");
+                    state.controller.access_tokens_arrived();
                 }
-                Err(e) => {
-                    self.note_failure(&e);
-                    if !self.blame(&e, &ingress, &egress) {
-                        lock(&self.plan).discard(generation);
-                    }
+                let wanted =
+                    state
+                        .controller
+                        .flow_wanted(site, purpose, now, openrelay_types::unix_now());
+                self.apply(&mut state);
+                match wanted? {
+                    Wanted::Ready(key) => match state.paths.get(&key).cloned() {
+                        Some(path) if path.is_alive() => {
+                            state.published = Some(Arc::clone(&path));
+                            return Ok(path);
+                        }
+                        // Dead before its watcher said so: the plan moves on.
+                        Some(path) => {
+                            drop(state);
+                            self.died(key, dead_hop(&path));
+                            continue;
+                        }
+                        None => continue,
+                    },
+                    Wanted::Building(key) => state.builds.get(&key).cloned(),
+                }
+            };
+            let Some(mut waiting) = waiting else {
+                continue;
+            };
+            let outcome = match waiting.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone(),
+                // The build task is gone: the runtime is shutting down.
+                Err(_) => return Err(PathError::Closed),
+            };
+            match outcome {
+                Some(Ok(path)) => return Ok(path),
+                Some(Err(e)) => {
                     // A refused access token is the wallet's state, not the
                     // relay's fault: back off until the refill loop (which
                     // stocks every ingress operator's pool) has run, rather
                     // than trying ingress after ingress now.
                     let final_refusal = matches!(e, BuildError::AccessRefused { .. });
-                    last_error = Some(e);
+                    last = Some(e);
                     if final_refusal {
                         break;
                     }
                 }
+                None => {}
             }
         }
-        self.back_off();
-        Err(PathError::AllFailed(
-            last_error.map(|e| e.to_string()).unwrap_or_default(),
-        ))
-    }
-
-    /// The live built path of `generation`. A dead one is treated as failed
-    /// (its watcher may not have run yet), so the plan moves on from it.
-    fn built(&self, generation: u64) -> Option<Arc<Path>> {
-        let path = lock(&self.paths).get(&generation).cloned()?;
-        if path.is_alive() {
-            *lock(&self.published) = Some(Arc::clone(&path));
-            return Some(path);
-        }
-        let hop = if path.outer_failed() {
-            Hop::Ingress
-        } else {
-            Hop::Egress
-        };
-        self.fail(&path, hop);
-        None
-    }
-
-    /// Files a new path under `generation`, or retires it at once if the
-    /// plan moved on while it was being built (the flow that asked for it
-    /// still uses it).
-    fn adopt(&self, generation: u64, path: &Arc<Path>) {
-        let still_planned = lock(&self.plan).kept_generations().any(|g| g == generation);
-        if still_planned {
-            lock(&self.paths).insert(generation, Arc::clone(path));
-        } else {
-            self.retire(Arc::clone(path));
-        }
-    }
-
-    /// Watches `path` and reports its failure.
-    fn watch(self: &Arc<Self>, path: &Arc<Path>) {
-        let manager = Arc::downgrade(self);
-        let watched = Arc::downgrade(path);
-        let path = Arc::clone(path);
-        tokio::spawn(async move {
-            let hop = path.failed().await;
-            drop(path);
-            if let (Some(manager), Some(path)) = (manager.upgrade(), watched.upgrade()) {
-                manager.fail(&path, hop);
-            }
-        });
-    }
-
-    /// Marks `path` dead: its failing relay is excluded and the plan repairs
-    /// or replaces every path that used it. Idempotent; a path the manager
-    /// retired or closed itself is not blamed on a relay.
-    pub fn path_failed(&self, path: &Arc<Path>, hop: Hop) {
-        self.fail(path, hop);
-    }
-
-    fn fail(&self, path: &Arc<Path>, hop: Hop) {
-        let removed = {
-            let mut paths = lock(&self.paths);
-            let generation = paths
-                .iter()
-                .find(|(_, p)| Arc::ptr_eq(p, path))
-                .map(|(g, _)| *g);
-            generation.and_then(|g| paths.remove(&g))
-        };
-        if removed.is_none() {
-            return;
-        }
-        let relay = match hop {
-            Hop::Ingress => &path.ingress,
-            Hop::Egress => &path.egress,
-        };
-        warn!(relay = %relay.name, hop = ?hop, "relay failed; switching path");
-        self.exclude(relay);
-        path.close("path failed");
-        let mut published = lock(&self.published);
-        if published.as_ref().is_some_and(|p| Arc::ptr_eq(p, path)) {
-            *published = None;
-        }
-    }
-
-    /// Closes retired paths whose flows have ended. When rotation is due:
-    /// without per-site isolation, builds the next path at once so the
-    /// first flow after it does not wait for the handshakes; with it, retires
-    /// the expired paths (a site's next flow gets a fresh one).
-    async fn maintain(self: &Arc<Self>) {
-        // Drops the ingresses of paths that closed and left the list.
-        self.refresh_ingress_filter();
-        let now = Instant::now();
-        lock(&self.retired).retain(|(path, since)| {
-            let done = !path.is_alive()
-                || (path.open_flows() == 0 && now.duration_since(*since) >= RETIRE_GRACE);
-            if done {
-                debug!(ingress = %path.ingress.name, egress = %path.egress.name, "retired path closed");
-                path.close("path rotated");
-            }
-            !done
-        });
-        let prebuild = {
-            let mut plan = lock(&self.plan);
-            let due = plan.next_rotation().is_some_and(|at| at <= now);
-            let per_site = plan.config().per_site;
-            if due && per_site {
-                plan.forget_expired(now);
-                self.retire_unplanned(plan);
-            }
-            due && !per_site
-        };
-        if prebuild && let Err(e) = self.current().await {
-            debug!(error = %e, "no path after rotation yet");
-        }
-    }
-
-    /// Runs [`PathManager::maintain`] until the manager closes.
-    pub async fn run_maintenance(self: Arc<Self>) {
-        let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while !self.closed.load(Ordering::Relaxed) {
-            ticks.tick().await;
-            self.maintain().await;
-        }
-    }
-
-    /// The paths up: those new flows use and retired ones still carrying
-    /// flows.
-    fn live_paths(&self) -> Vec<Arc<Path>> {
-        let mut live: Vec<Arc<Path>> = lock(&self.paths)
-            .values()
-            .filter(|p| p.is_alive())
-            .cloned()
-            .collect();
-        live.extend(
-            lock(&self.retired)
-                .iter()
-                .filter(|(p, _)| p.is_alive())
-                .map(|(p, _)| Arc::clone(p)),
+        let wait = self.lock().controller.request_failed(Instant::now());
+        debug!(
+            wait_ms = wait.as_millis() as u64,
+            "next path build after a back-off"
         );
-        live
+        Err(last.map_or(PathError::AllDied, PathError::AllFailed))
+    }
+
+    /// Ticks the controller until the manager closes: retired paths whose
+    /// flows ended are closed, rotation is carried out.
+    pub async fn run_maintenance(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                let flows: HashMap<PathKey, u64> = state
+                    .paths
+                    .iter()
+                    .map(|(key, path)| (*key, path.open_flows()))
+                    .collect();
+                let rotated = state
+                    .controller
+                    .tick(now, openrelay_types::unix_now(), |key| {
+                        flows.get(&key).copied().unwrap_or(0)
+                    });
+                if let Err(e) = rotated {
+                    debug!(error = %e, "no path after rotation yet");
+                }
+                self.apply(&mut state);
+                if state.controller.is_closed() {
+                    return;
+                }
+                self.refresh_ingress_filter(&state);
+                state
+                    .controller
+                    .poll_timeout()
+                    .map_or(now + MAINTENANCE_INTERVAL, |at| {
+                        at.min(now + MAINTENANCE_INTERVAL)
+                    })
+            };
+            tokio::time::sleep_until(next).await;
+        }
     }
 
     /// The relays of the paths up (new flows' and retired ones'), ingress
     /// and egress of each.
     pub fn live_relays(&self) -> Vec<(RelayEntry, RelayEntry)> {
-        self.live_paths()
-            .iter()
-            .map(|p| (p.ingress.clone(), p.egress.clone()))
-            .collect()
+        self.lock().controller.live_relays()
     }
 
     /// The relays new paths are chosen from.
     pub fn relays(&self) -> Vec<RelayEntry> {
-        self.relays
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.lock().controller.relay_list().to_vec()
     }
 
     /// When the last browsing path was established.
     pub fn last_established(&self) -> Option<Instant> {
-        *lock(&self.last_established)
+        self.lock().controller.last_established()
     }
 
     /// Builds a path for one token refill through an ingress for whose
-    /// operator `account` holds an access token, apart from every browsing
-    /// path ([`PathPlan::refill`]): this manager's, and `elsewhere` (the
-    /// paths of another process, e.g. a running client's when `openrelay
-    /// account login` runs beside it). The path is the caller's alone: never
-    /// filed, never used for flows, and it pays nobody (`docs/payments.md`).
-    /// A relay that fails the build is excluded as for any path.
+    /// operator `access` holds an access token, apart from every browsing
+    /// path ([`crate::selection::PathPlan::refill`]): this manager's, and
+    /// `elsewhere` (the paths of another process, e.g. a running client's
+    /// when `openrelay account login` runs beside it). The path is the
+    /// caller's alone: never filed, never used for flows, and it pays
+    /// nobody (`docs/payments.md`). A relay that fails the build is
+    /// excluded as for any path.
     pub async fn build_refill_path(
         &self,
-        account: &Account,
+        access: &dyn AccessTokens,
         elsewhere: &[(RelayEntry, RelayEntry)],
     ) -> Result<Path, RefillPathError> {
-        self.check_open()?;
-        let browsing: Vec<PathChoice> = self
-            .live_relays()
-            .iter()
-            .chain(elsewhere)
-            .map(|(ingress, egress)| PathChoice {
-                ingress: Candidate::from(ingress),
-                egress: Candidate::from(egress),
-            })
-            .collect();
-        let with_access: Vec<String> = account
-            .ingresses_with_access(&self.relays())
-            .iter()
-            .map(|ingress| ingress.key.to_string())
-            .collect();
-        let choice =
-            lock(&self.plan).refill(&browsing, |c| with_access.contains(&c.id), Instant::now())?;
-        let (ingress, egress) = self.entries(&choice)?;
-        Path::build(&ingress, &egress, self.bind, &self.config, Some(account))
+        let (ingress, egress) = {
+            let mut state = self.lock();
+            if state.controller.is_closed() {
+                return Err(PathError::Closed.into());
+            }
+            let mut browsing = state.controller.live_relays();
+            browsing.extend_from_slice(elsewhere);
+            state.controller.refill_choice(
+                &browsing,
+                |ingress| access.held_for(ingress) > 0,
+                Instant::now(),
+            )?
+        };
+        Path::build(&ingress, &egress, self.bind, &self.config, Some(access))
             .await
             .map_err(|e| {
-                self.blame(&e, &ingress, &egress);
+                self.lock()
+                    .controller
+                    .blame(&e, &ingress, &egress, Instant::now());
                 e.into()
             })
     }
 
-    /// Excludes the relay a failed build of `ingress`→`egress` is blamed
-    /// on; false if none is.
-    fn blame(&self, error: &BuildError, ingress: &RelayEntry, egress: &RelayEntry) -> bool {
-        match error.hop() {
-            Some(Hop::Ingress) => self.exclude(ingress),
-            Some(Hop::Egress) => self.exclude(egress),
-            None => return false,
-        }
-        true
-    }
-
     /// The current state, without waiting for a path build to finish.
     pub fn snapshot(&self) -> PathSnapshot {
-        let latest = lock(&self.published).clone().filter(|p| p.is_alive());
-        let live = self.live_paths();
-        let state = if !live.is_empty() {
-            PathState::Connected
-        } else if self.building.load(Ordering::Relaxed) > 0 {
-            PathState::Connecting
+        let state = self.lock();
+        let live: Vec<Arc<Path>> = state
+            .paths
+            .values()
+            .filter(|p| p.is_alive())
+            .cloned()
+            .collect();
+        let connectivity = if !live.is_empty() {
+            Connectivity::Connected
+        } else if state.controller.building() > 0 {
+            Connectivity::Connecting
         } else {
-            PathState::Disconnected
+            Connectivity::Disconnected
         };
-        let no_path = match state {
-            PathState::Connected => None,
-            _ => lock(&self.failing).as_ref().map(|f| f.last.clone()),
+        let no_path = match connectivity {
+            Connectivity::Connected => None,
+            _ => state.controller.failing().cloned(),
         };
         let next_attempt_in = no_path
             .as_ref()
-            .and_then(|_| lock(&self.backoff).check(Instant::now()).err());
+            .and_then(|_| state.controller.next_attempt_in(Instant::now()));
+        let latest = state.published.clone().filter(|p| p.is_alive());
         PathSnapshot {
-            state,
+            state: connectivity,
             latest: latest.or_else(|| live.first().cloned()),
             live_paths: live.len(),
             open_flows: live.iter().map(|p| p.open_flows()).sum(),
@@ -851,12 +624,15 @@ impl PathManager {
 
     /// Closes every path and refuses new ones.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        *lock(&self.published) = None;
-        let paths: Vec<Arc<Path>> = lock(&self.paths).drain().map(|(_, p)| p).collect();
-        let retired: Vec<Arc<Path>> = lock(&self.retired).drain(..).map(|(p, _)| p).collect();
-        for path in paths.iter().chain(&retired) {
-            path.close("client shutting down");
+        let mut state = self.lock();
+        state.controller.close();
+        state.published = None;
+        while let Some(command) = state.controller.poll_command() {
+            if let Command::Close { key, reason } = command
+                && let Some(path) = state.paths.remove(&key)
+            {
+                path.close(reason.as_str());
+            }
         }
     }
 }
@@ -866,7 +642,6 @@ impl PathManager {
 mod tests {
     use super::*;
     use openrelay_types::KeyPin;
-    use std::sync::Weak;
 
     fn relay(n: u8, role: RelayRole) -> RelayEntry {
         RelayEntry {
@@ -883,19 +658,15 @@ mod tests {
         }
     }
 
-    /// Records every set it is given, with the ingresses the manager listed
-    /// at that moment.
+    /// Records every set it is given.
     #[derive(Debug, Default)]
     struct Recorder {
-        manager: OnceLock<Weak<PathManager>>,
-        calls: Mutex<Vec<(BTreeSet<SocketAddr>, BTreeSet<SocketAddr>)>>,
+        calls: Mutex<Vec<BTreeSet<SocketAddr>>>,
     }
 
     impl IngressFilter for Recorder {
         fn admit_only(&self, ingresses: &BTreeSet<SocketAddr>) {
-            let manager = self.manager.get().unwrap().upgrade().unwrap();
-            let listed = ingress_addresses(&manager.relays.read().unwrap()).collect();
-            lock(&self.calls).push((ingresses.clone(), listed));
+            self.calls.lock().unwrap().push(ingresses.clone());
         }
     }
 
@@ -916,24 +687,20 @@ mod tests {
         .unwrap();
         let manager = Arc::new(PathManager::new(&config, None));
         let recorder = Arc::new(Recorder::default());
-        recorder.manager.set(Arc::downgrade(&manager)).unwrap();
         manager.filter_ingresses(Arc::clone(&recorder) as Arc<dyn IngressFilter>);
-        manager.set_relays(
-            vec![relay(2, RelayRole::Ingress), relay(9, RelayRole::Egress)],
-            None,
-        );
-        let calls = lock(&recorder.calls).clone();
         let (a, b) = (
             relay(1, RelayRole::Ingress).addr,
             relay(2, RelayRole::Ingress).addr,
         );
-        let sets: Vec<BTreeSet<SocketAddr>> = calls.iter().map(|(set, _)| set.clone()).collect();
+        // The filter is called under the manager's lock: the plan cannot
+        // choose from the new list before the widened set is in force.
+        manager.set_relays(
+            vec![relay(2, RelayRole::Ingress), relay(9, RelayRole::Egress)],
+            None,
+        );
+        let sets = recorder.calls.lock().unwrap().clone();
+        // Listed at each call: {a}, {a} (before the new list), {b} (after).
         assert_eq!(sets, vec![[a].into(), [a, b].into(), [b].into()]);
-        for (admitted, listed) in &calls {
-            assert!(
-                admitted.is_superset(listed),
-                "a listed ingress was not admitted: {admitted:?} vs {listed:?}"
-            );
-        }
+        assert_eq!(manager.relays()[0].addr, b);
     }
 }

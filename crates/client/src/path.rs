@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openrelay_config::{PathConfig, RelayEntry};
-use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route};
+use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route, RouteError};
 use openrelay_transport::endpoint::{self, INNER_MTU, OUTER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_transport::{h3guard, h3util, udp};
 use openrelay_wire::target::Target;
 
-use crate::account::{Account, MissingAccess};
+use crate::access::{AccessTokens, MissingAccess};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -36,8 +36,67 @@ pub enum Hop {
     Egress,
 }
 
+/// Why a handshake with a relay failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// It took longer than `path.handshake_timeout_ms`.
+    #[error("timed out")]
+    TimedOut,
+    /// The QUIC connection could not be started.
+    #[error(transparent)]
+    Connect(#[from] quinn::ConnectError),
+    /// The QUIC connection failed (including a key that is not the pinned
+    /// one).
+    #[error(transparent)]
+    Connection(#[from] quinn::ConnectionError),
+    /// HTTP/3 failed on the connection.
+    #[error(transparent)]
+    Http3(#[from] h3::error::ConnectionError),
+    /// The tunnel request failed.
+    #[error(transparent)]
+    Request(#[from] h3::error::StreamError),
+    /// The relay's SETTINGS do not allow what a path needs (RFC 9297
+    /// §2.1.1, RFC 9220).
+    #[error("peer does not support HTTP datagrams and extended CONNECT")]
+    NoDatagrams,
+    /// The tunnel request could not be formed.
+    #[error(transparent)]
+    Http(#[from] http::Error),
+    /// The tunnel's datagrams could not be routed.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+impl HandshakeFailure {
+    /// Whether `self` and `other` are one failure for the log (QUIC errors
+    /// compared as they are; the rest by kind).
+    fn same_as(&self, other: &HandshakeFailure) -> bool {
+        match (self, other) {
+            (HandshakeFailure::Connect(a), HandshakeFailure::Connect(b)) => a == b,
+            (HandshakeFailure::Connection(a), HandshakeFailure::Connection(b)) => a == b,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+/// Why a path could not be set up on this host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalFailure {
+    /// A socket (or the tunnel's local address).
+    #[error(transparent)]
+    Socket(#[from] std::io::Error),
+    /// The TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] openrelay_transport::tls::TlsError),
+    /// The tunnel's datagram sender.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
 /// Why a path could not be built. Names relays, never destinations.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// A QUIC handshake failed or timed out.
@@ -48,7 +107,7 @@ pub enum BuildError {
         /// The relay's name.
         relay: String,
         /// What failed.
-        reason: String,
+        reason: Arc<HandshakeFailure>,
     },
     /// The ingress wants an access token and got none, or a bad one
     /// (RFC 9577: 401 with a `PrivateToken` challenge). Not the relay's
@@ -72,7 +131,61 @@ pub enum BuildError {
     },
     /// Local setup failed (socket, TLS config).
     #[error("local setup failed: {0}")]
-    Local(String),
+    Local(Arc<LocalFailure>),
+}
+
+macro_rules! local_failure {
+    ($($error:ty),*) => {$(
+        impl From<$error> for BuildError {
+            fn from(error: $error) -> Self {
+                BuildError::Local(Arc::new(error.into()))
+            }
+        }
+    )*};
+}
+local_failure!(
+    std::io::Error,
+    openrelay_transport::tls::TlsError,
+    RouteError
+);
+
+impl PartialEq for BuildError {
+    /// One failure for the log: same variant, relay and status, and the
+    /// same handshake failure ([`HandshakeFailure::same_as`]).
+    fn eq(&self, other: &BuildError) -> bool {
+        use BuildError::*;
+        match (self, other) {
+            (
+                Handshake { hop, relay, reason },
+                Handshake {
+                    hop: h,
+                    relay: r,
+                    reason: why,
+                },
+            ) => hop == h && relay == r && reason.same_as(why),
+            (
+                AccessRefused {
+                    relay,
+                    details,
+                    hint,
+                },
+                AccessRefused {
+                    relay: r,
+                    details: d,
+                    hint: h,
+                },
+            ) => relay == r && details == d && hint == h,
+            (
+                TunnelRefused { relay, status },
+                TunnelRefused {
+                    relay: r,
+                    status: s,
+                },
+            ) => relay == r && status == s,
+            (Local(a), Local(b)) => std::mem::discriminant(&**a) == std::mem::discriminant(&**b),
+            _ => false,
+        }
+    }
 }
 
 impl BuildError {
@@ -142,21 +255,18 @@ async fn with_timeout<T>(
     limit: Duration,
     hop: Hop,
     relay: &RelayEntry,
-    future: impl Future<Output = Result<T, String>>,
+    future: impl Future<Output = Result<T, HandshakeFailure>>,
 ) -> Result<T, BuildError> {
-    match tokio::time::timeout(limit, future).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(reason)) => Err(BuildError::Handshake {
-            hop,
-            relay: relay.name.clone(),
-            reason,
-        }),
-        Err(_) => Err(BuildError::Handshake {
-            hop,
-            relay: relay.name.clone(),
-            reason: "timed out".into(),
-        }),
-    }
+    let reason = match tokio::time::timeout(limit, future).await {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(reason)) => reason,
+        Err(_) => HandshakeFailure::TimedOut,
+    };
+    Err(BuildError::Handshake {
+        hop,
+        relay: relay.name.clone(),
+        reason: Arc::new(reason),
+    })
 }
 
 /// The `details` parameter of a response's Proxy-Status (RFC 9209 §2.1.5),
@@ -175,197 +285,257 @@ fn proxy_status_details(response: &http::Response<()>) -> String {
 /// extended CONNECT and datagrams. The connection driver runs in a task.
 async fn start_h3(
     connection: &quinn::Connection,
-) -> Result<(InnerRequests, JoinHandle<()>), String> {
-    let (mut driver, requests) = h3guard::client(connection)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(InnerRequests, JoinHandle<()>), HandshakeFailure> {
+    let (mut driver, requests) = h3guard::client(connection).await?;
     let task = tokio::spawn(async move {
         let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
     });
     if !h3util::wait_for_datagram_support(&requests, Duration::from_secs(5)).await {
         task.abort();
-        return Err("peer does not support HTTP datagrams and extended CONNECT".into());
+        return Err(HandshakeFailure::NoDatagrams);
     }
     Ok((requests, task))
 }
 
-impl Path {
-    /// Builds a path through `ingress` to `egress`, showing the ingress an
-    /// access token of `account` (if any). Nobody pays the egress yet: a
-    /// browsing path gets its payer with [`Path::pay_with`].
-    pub async fn build(
+/// The outer half of a path: the QUIC connection to the ingress and the
+/// connect-udp tunnel through it to the egress (RFC 9298), not yet
+/// carrying anything.
+struct Tunnel {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    // h3 closes a client connection when its last SendRequest is dropped.
+    requests: InnerRequests,
+    stream: OuterStream,
+    route: Route,
+    /// The tunnel's datagrams, towards the inner connection.
+    incoming: mpsc::Receiver<Bytes>,
+    /// The h3 driver and the datagram router.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Tunnel {
+    /// Connects to `ingress` (a fresh UDP socket, so successive paths share
+    /// no source port the ingress could link) and asks it for a tunnel to
+    /// `egress`, showing an access token of `access` (if any).
+    async fn open(
         ingress: &RelayEntry,
         egress: &RelayEntry,
         bind: Option<IpAddr>,
         config: &PathConfig,
-        account: Option<&Account>,
-    ) -> Result<Path, BuildError> {
+        access: Option<&dyn AccessTokens>,
+    ) -> Result<Tunnel, BuildError> {
         let limit = Duration::from_millis(config.handshake_timeout_ms);
-        let idle = Duration::from_millis(config.idle_timeout_ms);
-        let keepalive = Duration::from_millis(config.keepalive_ms);
-        let local = |e: &dyn std::fmt::Display| BuildError::Local(e.to_string());
-
-        // Outer: a fresh UDP socket per path, so successive paths share no
-        // source port the ingress could link.
-        let outer_endpoint =
-            udp::endpoint(udp::local_for(bind, ingress.addr), None).map_err(|e| local(&e))?;
-        let outer_config = endpoint::client_config(
-            ingress.key,
-            &Tuning::client(idle, keepalive, OUTER_MTU).with_congestion(config.congestion),
+        let tuning = Tuning::client(
+            Duration::from_millis(config.idle_timeout_ms),
+            Duration::from_millis(config.keepalive_ms),
+            OUTER_MTU,
         )
-        .map_err(|e| local(&e))?;
+        .with_congestion(config.congestion);
+        let endpoint = udp::endpoint(udp::local_for(bind, ingress.addr), None)?;
+        let client_config = endpoint::client_config(ingress.key, &tuning)?;
         let server_name = ingress.addr.ip().to_string();
-        let mut access = Err(MissingAccess::NoAccount);
-        let (outer, outer_requests, outer_driver, outer_router_task, tunnel_stream, tunnel_rx) =
+        let mut shown = Err(MissingAccess::NoAccount);
+        let (connection, requests, mut tasks, stream, route, incoming, response) =
             with_timeout(limit, Hop::Ingress, ingress, async {
-                let connecting = outer_endpoint
-                    .connect_with(outer_config, ingress.addr, &server_name)
-                    .map_err(|e| e.to_string())?;
-                let outer = connecting.await.map_err(|e| e.to_string())?;
-                let (mut requests, driver) = start_h3(&outer).await?;
+                let connection = endpoint
+                    .connect_with(client_config, ingress.addr, &server_name)?
+                    .await?;
+                let (mut requests, driver) = start_h3(&connection).await?;
                 let router = DatagramRouter::new();
                 let router_task = tokio::spawn({
                     let router = Arc::clone(&router);
-                    let outer = outer.clone();
+                    let connection = connection.clone();
                     async move {
-                        router.run(outer).await;
+                        router.run(connection).await;
                     }
                 });
+                let tasks = vec![driver, router_task];
                 let mut request = h3util::connect_udp_request(
                     &ingress.addr.to_string(),
                     &Target::from_socket_addr(egress.addr),
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
                 // The access token rides on the tunnel request itself: no
                 // extra round trip (RFC 9577 §2.2). Taken only now, so a
                 // failed handshake costs none.
-                if let Some(account) = account {
-                    access = account.access_authorization(ingress);
+                if let Some(access) = access {
+                    shown = access.authorization(ingress);
                 }
-                if let Ok(credentials) = &access
+                if let Ok(credentials) = &shown
                     && let Ok(value) = http::HeaderValue::try_from(credentials.as_str())
                 {
                     request
                         .headers_mut()
                         .insert(http::header::AUTHORIZATION, value);
                 }
-                let mut stream = requests
-                    .send_request(request)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let stream_id = stream.id().into_inner();
-                let (tx, rx) = mpsc::channel::<Bytes>(TUNNEL_QUEUE);
-                let route = router
-                    .register(stream_id, Arc::new(tx))
-                    .map_err(|e| e.to_string())?;
-                let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+                let mut stream = requests.send_request(request).await?;
+                let (tx, incoming) = mpsc::channel::<Bytes>(TUNNEL_QUEUE);
+                let route = router.register(stream.id().into_inner(), Arc::new(tx))?;
+                let response = stream.recv_response().await?;
                 Ok((
-                    outer,
-                    requests,
-                    driver,
-                    (router_task, route),
-                    (stream, response.status(), proxy_status_details(&response)),
-                    rx,
+                    connection, requests, tasks, stream, route, incoming, response,
                 ))
             })
             .await?;
-        let (router_task, tunnel_route) = outer_router_task;
-        let (mut tunnel_stream, status, details) = tunnel_stream;
-        let abort_outer = |reason: &[u8]| {
-            outer.close(quinn::VarInt::from_u32(0x100), reason);
-            outer_driver.abort();
-            router_task.abort();
-        };
-        if status == http::StatusCode::UNAUTHORIZED {
-            abort_outer(b"no access");
-            return Err(BuildError::AccessRefused {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Tunnel {
+                endpoint,
+                connection,
+                requests,
+                stream,
+                route,
+                incoming,
+                tasks,
+            });
+        }
+        let (reason, error): (&[u8], _) = if status == http::StatusCode::UNAUTHORIZED {
+            let error = BuildError::AccessRefused {
                 relay: ingress.name.clone(),
-                details,
-                hint: access
+                details: proxy_status_details(&response),
+                hint: shown
                     .err()
                     .map_or("the token shown was refused", MissingAccess::hint),
-            });
-        }
-        if !status.is_success() {
-            abort_outer(b"tunnel refused");
-            return Err(BuildError::TunnelRefused {
+            };
+            (b"no access", error)
+        } else {
+            let error = BuildError::TunnelRefused {
                 relay: ingress.name.clone(),
                 status: status.as_u16(),
-            });
+            };
+            (b"tunnel refused", error)
+        };
+        connection.close(quinn::VarInt::from_u32(0x100), reason);
+        for task in tasks.drain(..) {
+            task.abort();
         }
+        Err(error)
+    }
 
-        // Inner: QUIC to the egress over the tunnel, pinned to the egress key.
-        let sender = DatagramSender::new(outer.clone(), tunnel_stream.id().into_inner())
-            .map_err(|e| local(&e))?;
-        let outer_local = outer_endpoint.local_addr().map_err(|e| local(&e))?;
-        let socket = TunnelSocket::new(sender, tunnel_rx, outer_local, egress.addr);
-        let inner_endpoint = quinn::Endpoint::new_with_abstract_socket(
+    /// Gives the tunnel up (the inner connection could not be set up).
+    async fn abandon(mut self, reason: &[u8]) {
+        let _ = self.stream.finish().await;
+        self.connection
+            .close(quinn::VarInt::from_u32(0x100), reason);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The inner half of a path: QUIC + HTTP/3 to the egress inside a tunnel's
+/// datagrams, pinned to the egress's key.
+struct Inner {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    requests: InnerRequests,
+    router: Arc<DatagramRouter>,
+    /// The h3 driver and the datagram router.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Inner {
+    /// Connects to `egress` through `tunnel`, whose datagrams (`incoming`)
+    /// it takes.
+    async fn connect(
+        tunnel: &Tunnel,
+        incoming: mpsc::Receiver<Bytes>,
+        egress: &RelayEntry,
+        config: &PathConfig,
+    ) -> Result<Inner, BuildError> {
+        let sender =
+            DatagramSender::new(tunnel.connection.clone(), tunnel.stream.id().into_inner())?;
+        let socket =
+            TunnelSocket::new(sender, incoming, tunnel.endpoint.local_addr()?, egress.addr);
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             None,
             Arc::new(socket),
             Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(|e| local(&e))?;
+        )?;
         // The inner connection notices a dead egress a little later than the
         // outer notices a dead ingress, so a dead ingress is blamed correctly.
-        let inner_config = endpoint::client_config(
-            egress.key,
-            &Tuning::client(idle + Duration::from_millis(500), keepalive, INNER_MTU)
-                .with_congestion(config.congestion),
+        let tuning = Tuning::client(
+            Duration::from_millis(config.idle_timeout_ms) + Duration::from_millis(500),
+            Duration::from_millis(config.keepalive_ms),
+            INNER_MTU,
         )
-        .map_err(|e| local(&e))?;
-        let egress_name = egress.addr.ip().to_string();
-        let inner_result = with_timeout(limit, Hop::Egress, egress, async {
-            let connecting = inner_endpoint
-                .connect_with(inner_config, egress.addr, &egress_name)
-                .map_err(|e| e.to_string())?;
-            let inner = connecting.await.map_err(|e| e.to_string())?;
-            let (requests, driver) = start_h3(&inner).await?;
-            Ok((inner, requests, driver))
+        .with_congestion(config.congestion);
+        let client_config = endpoint::client_config(egress.key, &tuning)?;
+        let server_name = egress.addr.ip().to_string();
+        let limit = Duration::from_millis(config.handshake_timeout_ms);
+        let (connection, requests, driver) = with_timeout(limit, Hop::Egress, egress, async {
+            let connection = endpoint
+                .connect_with(client_config, egress.addr, &server_name)?
+                .await?;
+            let (requests, driver) = start_h3(&connection).await?;
+            Ok((connection, requests, driver))
         })
-        .await;
-        let (inner, requests, inner_driver) = match inner_result {
-            Ok(parts) => parts,
+        .await?;
+        let router = DatagramRouter::new();
+        let router_task = tokio::spawn({
+            let router = Arc::clone(&router);
+            let connection = connection.clone();
+            async move {
+                router.run(connection).await;
+            }
+        });
+        Ok(Inner {
+            endpoint,
+            connection,
+            requests,
+            router,
+            tasks: vec![driver, router_task],
+        })
+    }
+}
+
+impl Path {
+    /// Builds a path through `ingress` to `egress`: the tunnel
+    /// ([`Tunnel::open`], showing the ingress an access token of `access`,
+    /// if any), then the inner connection in it ([`Inner::connect`]).
+    /// Nobody pays the egress: whoever wants to hears of the path once it
+    /// is built and runs its payer with [`Path::attach`].
+    pub async fn build(
+        ingress: &RelayEntry,
+        egress: &RelayEntry,
+        bind: Option<IpAddr>,
+        config: &PathConfig,
+        access: Option<&dyn AccessTokens>,
+    ) -> Result<Path, BuildError> {
+        let mut tunnel = Tunnel::open(ingress, egress, bind, config, access).await?;
+        let incoming = std::mem::replace(&mut tunnel.incoming, mpsc::channel(1).1);
+        let inner = match Inner::connect(&tunnel, incoming, egress, config).await {
+            Ok(inner) => inner,
             Err(e) => {
-                let _ = tunnel_stream.finish().await;
-                abort_outer(b"egress unreachable");
+                tunnel.abandon(b"egress unreachable").await;
                 return Err(e);
             }
         };
-        let inner_router = DatagramRouter::new();
-        let inner_router_task = tokio::spawn({
-            let router = Arc::clone(&inner_router);
-            let inner = inner.clone();
-            async move {
-                router.run(inner).await;
-            }
-        });
-        let tasks = vec![outer_driver, router_task, inner_driver, inner_router_task];
+        let mut tasks = tunnel.tasks;
+        tasks.extend(inner.tasks);
         Ok(Path {
             ingress: ingress.clone(),
             egress: egress.clone(),
-            outer,
-            inner,
-            requests,
-            inner_router,
-            tunnel_stream: tokio::sync::Mutex::new(tunnel_stream),
-            _outer_requests: outer_requests,
-            _tunnel_route: tunnel_route,
-            _inner_endpoint: inner_endpoint,
-            _outer_endpoint: outer_endpoint,
+            outer: tunnel.connection,
+            inner: inner.connection,
+            requests: inner.requests,
+            inner_router: inner.router,
+            tunnel_stream: tokio::sync::Mutex::new(tunnel.stream),
+            _outer_requests: tunnel.requests,
+            _tunnel_route: tunnel.route,
+            _inner_endpoint: inner.endpoint,
+            _outer_endpoint: tunnel.endpoint,
             tasks,
             built_at: std::time::Instant::now(),
             open_flows: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    /// Pays the egress with `account`'s tokens as the path goes, until it
-    /// closes (browsing paths; a refill path never pays: see
+    /// Runs `task` for as long as the path lives (e.g. its payer: a
+    /// browsing path pays its egress, a refill path never does; see
     /// `docs/payments.md`).
-    pub fn pay_with(&mut self, account: &Arc<Account>) {
-        self.tasks.push(tokio::spawn(
-            Arc::clone(account).pay(self.requests.clone(), self.egress.clone()),
-        ));
+    pub fn attach(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
     }
 
     /// Registers a flow on this path until the returned hold is dropped.

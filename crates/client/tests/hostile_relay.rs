@@ -45,7 +45,7 @@ async fn an_endless_tunnel_answer_fails_the_path_at_once() {
     };
     // The guard refused the head (HTTP/3 frame_too_large), h3 reported it.
     assert!(
-        matches!(&error, BuildError::Handshake { reason, .. } if reason.contains("frame_too_large")),
+        matches!(&error, BuildError::Handshake { reason, .. } if reason.to_string().contains("frame_too_large")),
         "the tunnel request failed: {error}"
     );
     assert!(

@@ -9,10 +9,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use openrelay_client::PathManager;
+use openrelay_client::flow::RequestError;
+use openrelay_client::{PathError, PathManager};
 use openrelay_wire::dns::{self, MAX_MESSAGE, Query};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
+
+/// Why a query got no answer through the egress (the app gets SERVFAIL).
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    /// No path.
+    #[error(transparent)]
+    NoPath(#[from] PathError),
+    /// The request failed.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The egress answered with an error status.
+    #[error("the egress answered HTTP {0}")]
+    Status(http::StatusCode),
+    /// The answer exceeds a DNS message.
+    #[error("answer too large")]
+    TooLarge,
+    /// The answer is not the answer to the query.
+    #[error("answer does not match the query")]
+    Mismatch,
+}
 
 /// Answers DNS queries through the current path's egress.
 #[derive(Debug, Clone)]
@@ -36,13 +57,13 @@ impl Resolver {
         dns::set_id(&mut anonymous, 0);
         let asked = async {
             // One retry: the first path may die under the query.
-            let mut last = String::new();
+            let mut last = AskError::Mismatch;
             for _ in 0..2 {
                 match self.ask(&anonymous).await {
                     Ok(answer) if query.check_answer(&anonymous, &answer).is_ok() => {
                         return Ok(answer);
                     }
-                    Ok(_) => last = "answer does not match the query".into(),
+                    Ok(_) => last = AskError::Mismatch,
                     Err(e) => last = e,
                 }
             }
@@ -63,8 +84,8 @@ impl Resolver {
         Some(answer)
     }
 
-    async fn ask(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        let path = self.manager.current().await.map_err(|e| e.to_string())?;
+    async fn ask(&self, message: &[u8]) -> Result<Vec<u8>, AskError> {
+        let path = self.manager.current().await?;
         let _hold = path.hold();
         let request = http::Request::builder()
             .method(http::Method::POST)
@@ -72,25 +93,25 @@ impl Resolver {
             .header(http::header::CONTENT_TYPE, dns::MEDIA_TYPE)
             .header(http::header::ACCEPT, dns::MEDIA_TYPE)
             .body(())
-            .map_err(|e| e.to_string())?;
+            .map_err(RequestError::from)?;
         let mut requests = path.requests();
         let mut stream = requests
             .send_request(request)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(RequestError::from)?;
         stream
             .send_data(Bytes::copy_from_slice(message))
             .await
-            .map_err(|e| e.to_string())?;
-        stream.finish().await.map_err(|e| e.to_string())?;
-        let response = stream.recv_response().await.map_err(|e| e.to_string())?;
+            .map_err(RequestError::from)?;
+        stream.finish().await.map_err(RequestError::from)?;
+        let response = stream.recv_response().await.map_err(RequestError::from)?;
         if response.status() != http::StatusCode::OK {
-            return Err(format!("the egress answered HTTP {}", response.status()));
+            return Err(AskError::Status(response.status()));
         }
         let mut body = BytesMut::new();
-        while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+        while let Some(mut chunk) = stream.recv_data().await.map_err(RequestError::from)? {
             if body.len() + chunk.remaining() > MAX_MESSAGE {
-                return Err("answer too large".into());
+                return Err(AskError::TooLarge);
             }
             body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
         }
