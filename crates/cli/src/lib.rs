@@ -559,9 +559,11 @@ async fn run_relay(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Re
     match config.role {
         RelayRole::Ingress => {
             let settings = openrelay_ingress::IngressSettings::from_config(&config)?;
-            let ingress = openrelay_ingress::Ingress::bind(settings, &identity)?;
+            let mut ingress = openrelay_ingress::Ingress::bind(settings, &identity)?;
             let listen = ingress.local_addr()?;
-            let _publishing = publish(&config, listen, &identity)?;
+            if let Some(publisher) = publisher(&config, listen, &identity)? {
+                ingress.spawn(publisher.run(std::future::pending()));
+            }
             ready(&format!(
                 "ready role=ingress listen={listen} key={}",
                 identity.pin()
@@ -571,9 +573,11 @@ async fn run_relay(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Re
         RelayRole::Egress => {
             let mut settings = openrelay_egress::EgressSettings::from_config(&config)?;
             settings.operator = ledger::settlement_operator(&config)?;
-            let egress = openrelay_egress::Egress::bind(settings, &identity)?;
+            let mut egress = openrelay_egress::Egress::bind(settings, &identity)?;
             let listen = egress.local_addr()?;
-            let _publishing = publish(&config, listen, &identity)?;
+            if let Some(publisher) = publisher(&config, listen, &identity)? {
+                egress.spawn(publisher.run(std::future::pending()));
+            }
             ready(&format!(
                 "ready role=egress listen={listen} key={}",
                 identity.pin()
@@ -584,25 +588,22 @@ async fn run_relay(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Re
     Ok(())
 }
 
-/// Starts publishing the relay's descriptor if its config says where; the
-/// returned guard stops it when the relay stops.
-fn publish(
+/// The relay's descriptor publisher, if its config says where to publish.
+fn publisher(
     config: &RelayConfig,
     listen: std::net::SocketAddr,
     identity: &Identity,
-) -> anyhow::Result<Option<AbortOnDrop<()>>> {
+) -> anyhow::Result<Option<openrelay_registry::publisher::Publisher>> {
     let Some(publish) = &config.publish else {
         return Ok(None);
     };
-    let publisher = openrelay_registry::publisher::Publisher::new(
+    Ok(Some(openrelay_registry::publisher::Publisher::new(
         publish,
         config.role,
         listen,
         identity,
         &config.state_dir,
-    )?;
-    let task = tokio::spawn(publisher.run(std::future::pending()));
-    Ok(Some(AbortOnDrop(task)))
+    )?))
 }
 
 async fn run_client(config: ClientConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
@@ -893,15 +894,10 @@ async fn run_registry(
     config: openrelay_config::RegistryConfig,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
-    use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
     init_logging(Role::Relay, &config.log)?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let service = std::sync::Arc::new(openrelay_registry::service::RegistryService::new(&config)?);
-    // Clients reach the registry through their relays (QUIC inside a
-    // connect-udp flow), so its packets must fit their datagrams.
-    let tuning = Tuning::relay(std::time::Duration::from_secs(30), TUNNELLED_MTU);
-    let limits = openrelay_transport::limits::ServerLimits::service().with_config(&config.limits);
-    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning, limits)?;
+    let endpoint = openrelay_registry::service::RegistryService::bind(&config, &identity)?;
     let listen = endpoint.local_addr()?;
     ready(&format!(
         "ready role=registry listen={listen} key={}",
@@ -937,14 +933,11 @@ async fn run_validator(
     key: openrelay_directory::ValidatorKey,
     exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
-    use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
     init_logging(Role::Tool, &config.log)?;
     // Its TLS key (relays pin it to publish here), next to its signing key.
     let identity = Identity::load_or_create(&config.state_dir)?;
     let validator = openrelay_registry::validator::Validator::new(&config, key)?;
-    let tuning = Tuning::relay(std::time::Duration::from_secs(30), OUTER_MTU);
-    let limits = openrelay_transport::limits::ServerLimits::service().with_config(&config.limits);
-    let endpoint = openrelay_transport::server::bind(config.listen, &identity, &tuning, limits)?;
+    let endpoint = openrelay_registry::validator::Validator::bind(&config, &identity)?;
     let listen = endpoint.local_addr()?;
     let registry =
         openrelay_registry_client::RegistryClient::new(config.registry.addr, config.registry.key);

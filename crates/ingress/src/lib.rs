@@ -24,10 +24,8 @@ use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::limits::ServerLimits;
-use openrelay_transport::server::{
-    self, Listener, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
-};
-use openrelay_transport::task::AbortOnDrop;
+use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
 use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_wire::masque;
@@ -163,7 +161,7 @@ impl RequestHandler for Shared {
 /// A bound ingress relay.
 #[derive(Debug)]
 pub struct Ingress {
-    listener: Listener,
+    service: Service,
     settings: IngressSettings,
     admission: Option<Arc<Admission>>,
     /// Where the admission's issuer keys come from.
@@ -186,9 +184,9 @@ impl Ingress {
         };
         let tuning =
             Tuning::relay(Duration::from_secs(30), OUTER_MTU).with_congestion(settings.congestion);
-        let listener = server::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
+        let service = Service::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
         Ok(Ingress {
-            listener,
+            service,
             settings,
             admission,
             key_source,
@@ -197,19 +195,23 @@ impl Ingress {
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.service.local_addr()
+    }
+
+    /// Runs `task` (e.g. the relay's publisher) in the background for as
+    /// long as the relay serves (see [`Service::spawn`]).
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.service.spawn(task);
     }
 
     /// Serves clients until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::new(Shared {
             limiter: TunnelLimiter::new(self.settings.tunnels_per_address()),
             settings: self.settings,
             stats: IngressStats::default(),
             admission: self.admission,
         });
-        let counters = Arc::new(ServerCounters::default());
-        // Ends with this future, also when it is cancelled.
         let refresh = shared
             .settings
             .admission
@@ -217,32 +219,21 @@ impl Ingress {
             .map_or(Duration::from_secs(60), |a| {
                 Duration::from_secs(a.tokens.keys_refresh_secs)
             });
-        let _refresh = shared
-            .admission
-            .clone()
-            .zip(self.key_source)
-            .map(|(admission, source)| {
-                AbortOnDrop(tokio::spawn(admission::follow_keys(
-                    admission, source, refresh,
-                )))
-            });
+        if let Some((admission, source)) = shared.admission.clone().zip(self.key_source) {
+            self.service
+                .spawn(admission::follow_keys(admission, source, refresh));
+        }
         info!(
             egress_relays = shared.settings.egress_relays.len(),
             tokens_required = shared.admission.is_some(),
             "ingress relay serving"
         );
-        server::serve(
-            self.listener,
-            Arc::clone(&shared),
-            Arc::clone(&counters),
-            shutdown,
-        )
-        .await;
+        let served = self.service.serve(Arc::clone(&shared), shutdown).await;
         let stats = &shared.stats;
         info!(
-            connections = counters.connections.load(Ordering::Relaxed),
-            connections_refused = counters.refused.load(Ordering::Relaxed),
-            retries = counters.retries.load(Ordering::Relaxed),
+            connections = served.connections,
+            connections_refused = served.refused,
+            retries = served.retries,
             tunnels = stats.tunnels.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),
             out_of_descriptors = stats.out_of_descriptors.load(Ordering::Relaxed),

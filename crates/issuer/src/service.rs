@@ -47,10 +47,11 @@ use openrelay_tokens::settlement::{
     Receipt, RefusedToken, SETTLEMENT_SIGNATURE_PREFIX, Settlement,
 };
 use openrelay_tokens::{TokenRequest, TokenVerifier, VerifyError};
-use openrelay_transport::identity::write_secret_file;
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
+use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+use openrelay_transport::identity::{Identity, write_secret_file};
+use openrelay_transport::limits::ServerLimits;
+use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
 use openrelay_types::unix_now;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
@@ -366,82 +367,60 @@ impl IssuerService {
     }
 
     /// The issuer's QUIC endpoint on its listen address, with its
-    /// `[limits]`.
-    pub fn bind(
-        config: &IssuerConfig,
-        identity: &openrelay_transport::identity::Identity,
-    ) -> Result<server::Listener, openrelay_transport::server::StartError> {
-        let tuning = openrelay_transport::endpoint::Tuning::relay(
-            Duration::from_secs(30),
-            openrelay_transport::endpoint::TUNNELLED_MTU,
-        );
-        let limits =
-            openrelay_transport::limits::ServerLimits::service().with_config(&config.limits);
-        server::bind(config.listen, identity, &tuning, limits)
+    /// `[limits]`. Clients reach it through their relays, so its packets
+    /// must fit their datagrams.
+    pub fn bind(config: &IssuerConfig, identity: &Identity) -> Result<Service, StartError> {
+        let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
+        let limits = ServerLimits::service().with_config(&config.limits);
+        Service::bind(config.listen, identity, &tuning, limits)
     }
 
-    /// Serves `endpoint`, rotates keys and follows the relay directory
+    /// Serves `service`, rotates keys and follows the relay directory
     /// until `shutdown`.
-    pub async fn run(
-        self: Arc<Self>,
-        endpoint: server::Listener,
-        shutdown: impl Future<Output = ()>,
-    ) {
-        let rotation = tokio::spawn({
-            let service = Arc::clone(&self);
-            async move {
-                let every =
-                    Duration::from_secs((service.config.key_rotation_secs / 8).clamp(1, 60));
-                loop {
-                    tokio::time::sleep(every).await;
-                    let service = Arc::clone(&service);
-                    let rotated =
-                        tokio::task::spawn_blocking(move || service.rotate(unix_now())).await;
-                    if let Ok(Err(e)) = rotated {
-                        warn!(error = %e, "token key rotation failed");
-                    }
+    pub async fn run(self: Arc<Self>, mut service: Service, shutdown: impl Future<Output = ()>) {
+        let rotating = Arc::clone(&self);
+        service.spawn(async move {
+            let every = Duration::from_secs((rotating.config.key_rotation_secs / 8).clamp(1, 60));
+            loop {
+                tokio::time::sleep(every).await;
+                let issuer = Arc::clone(&rotating);
+                let rotated = tokio::task::spawn_blocking(move || issuer.rotate(unix_now())).await;
+                if let Ok(Err(e)) = rotated {
+                    warn!(error = %e, "token key rotation failed");
                 }
             }
         });
-        let listing = tokio::spawn(Arc::clone(&self.listing).run());
+        service.spawn(Arc::clone(&self.listing).run());
         if let RelayListing::Nobody = &*self.listing {
             warn!("no [settlement] section: every settlement will be refused");
         }
-        let consistency = self.consistency.clone().map(|(follower, publisher)| {
-            let service = Arc::clone(&self);
-            let following = tokio::spawn(async move { follower.run().await });
-            let publishing = tokio::spawn(async move {
-                publisher
-                    .run(
-                        || lock(&service.keys).epochs(),
-                        unix_now,
-                        std::future::pending(),
-                    )
-                    .await;
-            });
-            (following, publishing)
-        });
-        if self.consistency.is_none() {
-            info!(
+        match self.consistency.clone() {
+            Some((follower, publisher)) => {
+                let issuer = Arc::clone(&self);
+                service.spawn(async move { follower.run().await });
+                service.spawn(async move {
+                    publisher
+                        .run(
+                            || lock(&issuer.keys).epochs(),
+                            unix_now,
+                            std::future::pending(),
+                        )
+                        .await;
+                });
+            }
+            None => info!(
                 "no [publish] and [directory]: token keys are not published to the registry, so \
                  key consistency rests on this issuer (RFC 9576 §6)"
-            );
+            ),
         }
         info!(issuer_name = %self.config.issuer_name, "issuer serving");
-        server::serve(
-            endpoint,
-            self,
-            Arc::new(ServerCounters::default()),
-            shutdown,
-        )
-        .await;
-        rotation.abort();
-        listing.abort();
-        if let Some((following, publishing)) = consistency {
-            following.abort();
-            publishing.abort();
-        }
-        info!("issuer stopped");
+        let served = service.serve(self, shutdown).await;
+        info!(
+            connections = served.connections,
+            connections_refused = served.refused,
+            retries = served.retries,
+            "issuer stopped"
+        );
     }
 
     /// The time on the login limits' clock.

@@ -47,9 +47,11 @@ use openrelay_directory::{
     verify_directory,
 };
 use openrelay_registry_client::paths;
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
+use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+use openrelay_transport::identity::Identity;
+use openrelay_transport::limits::ServerLimits;
+use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
 use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
 
@@ -235,33 +237,34 @@ impl RegistryService {
         })
     }
 
-    /// Serves `endpoint` and proposes directories until `shutdown`.
-    pub async fn run(
-        self: Arc<Self>,
-        endpoint: server::Listener,
-        shutdown: impl Future<Output = ()>,
-    ) {
-        let proposer = tokio::spawn({
-            let service = Arc::clone(&self);
-            async move {
-                loop {
-                    let round = Arc::clone(&service);
-                    // Assembling a directory is CPU work: off the runtime.
-                    let _ = tokio::task::spawn_blocking(move || round.propose(unix_now())).await;
-                    tokio::time::sleep(service.proposal_interval).await;
-                }
+    /// The registry's QUIC endpoint on `config.listen`, with its `[limits]`.
+    /// Clients reach the registry through their relays (QUIC inside a
+    /// connect-udp flow), so its packets must fit their datagrams.
+    pub fn bind(config: &RegistryConfig, identity: &Identity) -> Result<Service, StartError> {
+        let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
+        let limits = ServerLimits::service().with_config(&config.limits);
+        Service::bind(config.listen, identity, &tuning, limits)
+    }
+
+    /// Serves `service` and proposes directories until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut service: Service, shutdown: impl Future<Output = ()>) {
+        let proposer = Arc::clone(&self);
+        service.spawn(async move {
+            loop {
+                let round = Arc::clone(&proposer);
+                // Assembling a directory is CPU work: off the runtime.
+                let _ = tokio::task::spawn_blocking(move || round.propose(unix_now())).await;
+                tokio::time::sleep(proposer.proposal_interval).await;
             }
         });
         info!("registry serving");
-        server::serve(
-            endpoint,
-            self,
-            Arc::new(ServerCounters::default()),
-            shutdown,
-        )
-        .await;
-        proposer.abort();
-        info!("registry stopped");
+        let served = service.serve(self, shutdown).await;
+        info!(
+            connections = served.connections,
+            connections_refused = served.refused,
+            retries = served.retries,
+            "registry stopped"
+        );
     }
 
     /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).

@@ -36,9 +36,11 @@ use openrelay_directory::vote::{IssuerVote, SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
     DirectoryDigest, Proposal, ValidatorId, ValidatorKey, ValidatorSignature,
 };
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
+use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
+use openrelay_transport::identity::Identity;
+use openrelay_transport::limits::ServerLimits;
+use openrelay_transport::server::{RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
 use tracing::{debug, info, warn};
 
 use crate::publication::{self, Publication, reply};
@@ -143,36 +145,41 @@ impl Validator {
             .and_then(|bytes| LastSigned::from_bytes(&bytes)))
     }
 
-    /// Serves relays' publications on `endpoint` and checks and signs the
+    /// The validator's QUIC endpoint (relays publish to it) on
+    /// `config.listen`, with its `[limits]`; only relays and the registry
+    /// call it, directly, so it takes the outer MTU.
+    pub fn bind(config: &ValidatorConfig, identity: &Identity) -> Result<Service, StartError> {
+        let tuning = Tuning::relay(Duration::from_secs(30), OUTER_MTU);
+        let limits = ServerLimits::service().with_config(&config.limits);
+        Service::bind(config.listen, identity, &tuning, limits)
+    }
+
+    /// Serves relays' publications on `service` and checks and signs the
     /// proposals of `registry` every poll, until `shutdown`.
     pub async fn run(
         self,
-        endpoint: server::Listener,
+        mut service: Service,
         registry: RegistryClient,
         shutdown: impl Future<Output = ()>,
     ) {
         let validator = Arc::new(self);
         info!(validator = %validator.key.id(), "validator started");
-        let service = Arc::new(PublicationService(Arc::clone(&validator.registry)));
-        let rounds = tokio::spawn({
-            let validator = Arc::clone(&validator);
-            async move {
-                let mut round = Round::default();
-                loop {
-                    tokio::time::sleep(validator.poll).await;
-                    validator.round(&registry, &mut round).await;
-                }
+        let publications = Arc::new(PublicationService(Arc::clone(&validator.registry)));
+        let voting = Arc::clone(&validator);
+        service.spawn(async move {
+            let mut round = Round::default();
+            loop {
+                tokio::time::sleep(voting.poll).await;
+                voting.round(&registry, &mut round).await;
             }
         });
-        server::serve(
-            endpoint,
-            service,
-            Arc::new(ServerCounters::default()),
-            shutdown,
-        )
-        .await;
-        rounds.abort();
-        info!("validator stopped");
+        let served = service.serve(publications, shutdown).await;
+        info!(
+            connections = served.connections,
+            connections_refused = served.refused,
+            retries = served.retries,
+            "validator stopped"
+        );
     }
 
     async fn round(self: &Arc<Self>, registry: &RegistryClient, round: &mut Round) {
