@@ -43,16 +43,15 @@ use openrelay_config::RegistryConfig;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
     Directory, DirectoryDigest, IssuerId, MAX_CLOCK_SKEW_SECS, Proposal, RelayId, Signature,
-    SignedDirectory, SignedIssuerKeySet, TrustConfig, ValidatorId, ValidatorSignature,
-    verify_directory,
+    SignedDirectory, SignedIssuerKeySet, TrustConfig, TrustConfigError, ValidatorId,
+    ValidatorSignature, verify_directory,
 };
 use openrelay_registry_client::paths;
-use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_transport::identity::Identity;
-use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
 use openrelay_transport::service::Service;
-use openrelay_types::unix_now;
+use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
 use crate::publication::{self, Publication, reply};
@@ -125,7 +124,16 @@ pub enum ServiceError {
     Store(#[from] crate::StoreError),
     /// The validator set is not usable.
     #[error("validators: {0}")]
-    Trust(String),
+    Trust(#[from] TrustConfigError),
+}
+
+impl HasKind for ServiceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Store(_) => ErrorKind::Storage,
+            ServiceError::Trust(_) => ErrorKind::Config,
+        }
+    }
 }
 
 /// The key under which the registry remembers the last sequence it proposed,
@@ -206,18 +214,13 @@ impl RegistryService {
     pub fn new(config: &RegistryConfig) -> Result<Self, ServiceError> {
         let store = RedbStore::open(&config.state_dir.join("registry.redb"))?;
         let registry = Registry::open(store, config.publication.clone())?;
-        let validators: Vec<ValidatorId> = config
-            .validators
-            .iter()
-            .map(|pin| ValidatorId::try_from(*pin).map_err(|e| ServiceError::Trust(e.to_string())))
-            .collect::<Result<_, _>>()?;
         // Served directories must pass exactly what clients will check.
-        let trust = TrustConfig::new(
-            validators.iter().copied(),
+        let trust = TrustConfig::from_pins(
+            &config.validators,
             config.threshold,
             config.directory_lifetime_secs,
-        )
-        .map_err(|e| ServiceError::Trust(e.to_string()))?;
+        )?;
+        let validators = trust.validators().to_vec();
         let served = registry
             .latest()?
             .and_then(|bytes| SignedDirectory::from_bytes(&bytes).ok())
@@ -241,9 +244,7 @@ impl RegistryService {
     /// Clients reach the registry through their relays (QUIC inside a
     /// connect-udp flow), so its packets must fit their datagrams.
     pub fn bind(config: &RegistryConfig, identity: &Identity) -> Result<Service, StartError> {
-        let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
-        let limits = ServerLimits::service().with_config(&config.limits);
-        Service::bind(config.listen, identity, &tuning, limits)
+        Service::bind_service(config.listen, identity, TUNNELLED_MTU, &config.limits)
     }
 
     /// Serves `service` and proposes directories until `shutdown`.
@@ -258,13 +259,7 @@ impl RegistryService {
             }
         });
         info!("registry serving");
-        let served = service.serve(self, shutdown).await;
-        info!(
-            connections = served.connections,
-            connections_refused = served.refused,
-            retries = served.retries,
-            "registry stopped"
-        );
+        service.serve(self, shutdown).await.log("registry stopped");
     }
 
     /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).

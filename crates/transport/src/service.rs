@@ -13,6 +13,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use openrelay_config::LimitsConfig;
 
 use tokio::task::JoinSet;
 
@@ -39,6 +42,18 @@ pub struct ServiceStats {
     pub retries: u64,
 }
 
+impl ServiceStats {
+    /// Logs these counts with `message` (e.g. "registry stopped").
+    pub fn log(&self, message: &str) {
+        tracing::info!(
+            connections = self.connections,
+            connections_refused = self.refused,
+            retries = self.retries,
+            "{message}"
+        );
+    }
+}
+
 impl Service {
     /// Binds `listen` with `identity`, `tuning` and `limits` (see
     /// [`server::bind`]); nothing is served and no task runs yet.
@@ -52,6 +67,25 @@ impl Service {
             listener: server::bind(listen, identity, tuning, limits)?,
             tasks: JoinSet::new(),
         })
+    }
+
+    /// An openrelay service's endpoint (the registry, a validator, the
+    /// issuer): [`ServerLimits::service`] with the config's `[limits]`,
+    /// relay tuning with packets of at most `mtu` (clients that reach it
+    /// through their relays need [`crate::endpoint::TUNNELLED_MTU`]).
+    pub fn bind_service(
+        listen: SocketAddr,
+        identity: &Identity,
+        mtu: u16,
+        limits: &LimitsConfig,
+    ) -> Result<Self, StartError> {
+        let tuning = Tuning::relay(Duration::from_secs(30), mtu);
+        Self::bind(
+            listen,
+            identity,
+            &tuning,
+            ServerLimits::service().with_config(limits),
+        )
     }
 
     /// The bound address (useful when listening on port 0).
@@ -91,7 +125,6 @@ impl Service {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     use crate::endpoint::OUTER_MTU;
     use crate::server::{RequestContext, ServerStream};

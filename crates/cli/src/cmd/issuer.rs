@@ -1,0 +1,41 @@
+//! `openrelay issuer`: the token issuer.
+
+use std::path::PathBuf;
+
+use openrelay_config::IssuerConfig;
+use openrelay_issuer::IssuerService;
+use openrelay_log::Role;
+use openrelay_transport::identity::Identity;
+
+use crate::process::{init_logging, ready, runtime, shutdown_signal};
+
+/// Flags of `openrelay issuer`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct IssuerArgs {
+    /// The issuer's config file (see examples/issuer.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Exit when standard input closes (used by `devnet` for its children).
+    #[arg(long, hide = true)]
+    exit_with_stdin: bool,
+}
+
+/// Load config, init logging, run.
+pub(crate) fn run(args: IssuerArgs) -> anyhow::Result<()> {
+    let config = IssuerConfig::load(&args.config)?;
+    runtime(None)?.block_on(serve(config, args.exit_with_stdin))
+}
+
+async fn serve(config: IssuerConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
+    init_logging(Role::Relay, &config.log)?;
+    let identity = Identity::load_or_create(&config.state_dir)?;
+    let issuer = std::sync::Arc::new(IssuerService::new(&config)?);
+    let service = IssuerService::bind(&config, &identity)?;
+    let listen = service.local_addr()?;
+    ready(&format!(
+        "ready role=issuer listen={listen} key={}",
+        identity.pin()
+    ));
+    issuer.run(service, shutdown_signal(exit_with_stdin)).await;
+    Ok(())
+}
