@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an ingress or egress relay.
-    Relay(cmd::relay::RelayArgs),
+    Relay(cmd::ServiceArgs),
     /// Run the client: local SOCKS5 and HTTP proxies through two relays.
     Client(cmd::client::ClientArgs),
     /// Bring the full-device VPN up: start the client with `--tun` in the
@@ -42,9 +42,9 @@ enum Command {
     Key(cmd::key::KeyArgs),
     /// Run the relay registry: relays publish descriptors, validators sign
     /// directories, clients fetch them.
-    Registry(cmd::registry::RegistryArgs),
+    Registry(cmd::ServiceArgs),
     /// Run the token issuer: OPAQUE accounts, Privacy Pass tokens (RFC 9578).
-    Issuer(cmd::issuer::IssuerArgs),
+    Issuer(cmd::ServiceArgs),
     /// Run a validator that checks and signs the registry's directories.
     Validator(cmd::validator::ValidatorArgs),
     /// Show a running client's path, relays and open flows.

@@ -90,3 +90,12 @@ pub(crate) fn ready(line: &str) {
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
 }
+
+/// A server's ready line: its role, listen address and the key clients pin.
+pub(crate) fn ready_service(
+    role: &str,
+    listen: std::net::SocketAddr,
+    key: openrelay_types::KeyPin,
+) {
+    ready(&format!("ready role={role} listen={listen} key={key}"));
+}

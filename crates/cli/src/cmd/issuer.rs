@@ -1,27 +1,15 @@
 //! `openrelay issuer`: the token issuer.
 
-use std::path::PathBuf;
-
 use openrelay_config::IssuerConfig;
 use openrelay_issuer::IssuerService;
 use openrelay_log::Role;
 use openrelay_transport::identity::Identity;
 
-use crate::process::{init_logging, ready, runtime, shutdown_signal};
-
-/// Flags of `openrelay issuer`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct IssuerArgs {
-    /// The issuer's config file (see examples/issuer.toml).
-    #[arg(long)]
-    config: PathBuf,
-    /// Exit when standard input closes (used by `devnet` for its children).
-    #[arg(long, hide = true)]
-    exit_with_stdin: bool,
-}
+use crate::cmd::ServiceArgs;
+use crate::process::{init_logging, ready_service, runtime, shutdown_signal};
 
 /// Load config, init logging, run.
-pub(crate) fn run(args: IssuerArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let config = IssuerConfig::load(&args.config)?;
     runtime(None)?.block_on(serve(config, args.exit_with_stdin))
 }
@@ -32,10 +20,7 @@ async fn serve(config: IssuerConfig, exit_with_stdin: bool) -> anyhow::Result<()
     let issuer = std::sync::Arc::new(IssuerService::new(&config)?);
     let service = IssuerService::bind(&config, &identity)?;
     let listen = service.local_addr()?;
-    ready(&format!(
-        "ready role=issuer listen={listen} key={}",
-        identity.pin()
-    ));
+    ready_service("issuer", listen, identity.pin());
     issuer.run(service, shutdown_signal(exit_with_stdin)).await;
     Ok(())
 }

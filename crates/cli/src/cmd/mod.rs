@@ -1,6 +1,8 @@
 //! One file per subcommand: each parses its flags, loads its config,
 //! sets up logging and runs what its crate provides.
 
+use std::path::PathBuf;
+
 use openrelay_config::PathConfig;
 
 pub(crate) mod account;
@@ -55,4 +57,17 @@ impl PathArgs {
         }
         path.per_site |= self.per_site;
     }
+}
+
+/// The flags every server subcommand (`relay`, `registry`, `issuer`)
+/// takes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServiceArgs {
+    /// The config file (see examples/<role>.toml: ingress, egress, registry,
+    /// issuer).
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// Exit when standard input closes (used by `devnet` for its children).
+    #[arg(long, hide = true)]
+    pub(crate) exit_with_stdin: bool,
 }

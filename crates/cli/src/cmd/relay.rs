@@ -1,29 +1,17 @@
 //! `openrelay relay`: an ingress or egress relay.
 
-use std::path::PathBuf;
-
 use openrelay_config::RelayConfig;
 use openrelay_log::Role;
 use openrelay_transport::identity::Identity;
 use openrelay_types::RelayRole;
 
+use crate::cmd::ServiceArgs;
 use crate::cmd::key::operator_pin;
 use crate::cmd::ledger;
-use crate::process::{init_logging, log_descriptor_limit, ready, runtime, shutdown_signal};
-
-/// Flags of `openrelay relay`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct RelayArgs {
-    /// The relay's config file (see examples/ingress.toml, examples/egress.toml).
-    #[arg(long)]
-    config: PathBuf,
-    /// Exit when standard input closes (used by `devnet` for its children).
-    #[arg(long, hide = true)]
-    exit_with_stdin: bool,
-}
+use crate::process::{init_logging, log_descriptor_limit, ready_service, runtime, shutdown_signal};
 
 /// Load config, init logging, run.
-pub(crate) fn run(args: RelayArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let config = RelayConfig::load(&args.config)?;
     runtime(config.worker_threads)?.block_on(serve(config, args.exit_with_stdin))
 }
@@ -61,10 +49,7 @@ async fn serve(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result
             if let Some(publisher) = publisher(&config, listen, &identity)? {
                 ingress.spawn(publisher.run(std::future::pending()));
             }
-            ready(&format!(
-                "ready role=ingress listen={listen} key={}",
-                identity.pin()
-            ));
+            ready_service("ingress", listen, identity.pin());
             ingress.serve(shutdown).await;
         }
         RelayRole::Egress => {
@@ -75,10 +60,7 @@ async fn serve(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result
             if let Some(publisher) = publisher(&config, listen, &identity)? {
                 egress.spawn(publisher.run(std::future::pending()));
             }
-            ready(&format!(
-                "ready role=egress listen={listen} key={}",
-                identity.pin()
-            ));
+            ready_service("egress", listen, identity.pin());
             egress.serve(shutdown).await;
         }
     }
