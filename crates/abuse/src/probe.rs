@@ -54,13 +54,13 @@ pub enum ProbeError {
     NoEcho,
     /// The handshake with the egress inside the tunnel failed.
     #[error("inner handshake: {0}")]
-    Inner(String),
+    Inner(quinn::ConnectionError),
     /// A service answered with an unexpected status.
     #[error("status {0}")]
     Status(u16),
     /// A service request failed.
     #[error("request: {0}")]
-    Request(String),
+    Request(openrelay_transport::call::CallError),
     /// The probe took longer than [`PROBE_LIMIT`].
     #[error("timed out")]
     Timeout,
@@ -181,9 +181,7 @@ impl Prober {
             let connecting = inner
                 .connect_with(config, via.addr, &via.addr.ip().to_string())
                 .map_err(RawError::Connect)?;
-            let connection = connecting
-                .await
-                .map_err(|e| ProbeError::Inner(e.to_string()))?;
+            let connection = connecting.await.map_err(ProbeError::Inner)?;
             connection.close(quinn::VarInt::from_u32(0x100), b"probe done");
             Ok(())
         }

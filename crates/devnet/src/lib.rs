@@ -8,8 +8,10 @@
 pub mod netns;
 mod supervise;
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use openrelay_config::{
     AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
@@ -17,10 +19,11 @@ use openrelay_config::{
     PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, SettlementRelays,
     ValidatorConfig,
 };
+use openrelay_registry_client::RegistryClient;
 use openrelay_transport::identity::{Identity, IdentityError};
-use openrelay_types::{KeyPin, RelayRole};
+use openrelay_types::{ErrorKind, HasKind, KeyPin, RelayRole};
 
-pub use supervise::{Component, SuperviseError, run};
+pub use supervise::{Component, NotReady, SuperviseError};
 
 /// The client's outer QUIC socket address in a devnet.
 pub const CLIENT_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 3, 1);
@@ -587,40 +590,169 @@ fn publish_config(
     })
 }
 
-/// Writes one config file per component into `dir`; returns their paths in
-/// start order: registry, validators, relays, the client last.
-pub fn export(plan: &DevnetPlan, dir: &Path) -> Result<Vec<(String, PathBuf)>, DevnetError> {
+/// Writes one config file per component into `dir`; returns the
+/// components in start order: the issuer, the registry, validators, relays,
+/// the client last (no network namespace given yet).
+pub fn export(plan: &DevnetPlan, dir: &Path) -> Result<Vec<Component>, DevnetError> {
     std::fs::create_dir_all(dir).map_err(|source| DevnetError::Io {
         what: format!("creating {}", dir.display()),
         source,
     })?;
     let mut written = Vec::new();
     let header = "# Written by `openrelay devnet --export`.\n";
-    let mut write = |name: &str, text: String| {
+    let mut write = |name: &str, subcommand: &'static str, text: String| {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, format!("{header}{text}")).map_err(|source| DevnetError::Io {
             what: format!("writing {}", path.display()),
             source,
         })?;
-        written.push((name.to_owned(), path));
+        written.push(Component {
+            name: name.to_owned(),
+            subcommand,
+            config: path,
+            netns: None,
+        });
         Ok::<(), DevnetError>(())
     };
     // Any start order works (relays fetch the issuer's keys and retry);
     // the devnet itself starts the issuer first.
     if let Some(issuer) = &plan.issuer {
-        write("issuer", issuer.to_toml()?)?;
+        write("issuer", "issuer", issuer.to_toml()?)?;
     }
     if let Some(registry) = &plan.registry {
-        write("registry", registry.to_toml()?)?;
+        write("registry", "registry", registry.to_toml()?)?;
     }
     for (name, validator) in &plan.validators {
-        write(name, validator.to_toml()?)?;
+        write(name, "validator", validator.to_toml()?)?;
     }
     for (name, relay) in &plan.relays {
-        write(name, relay.to_toml()?)?;
+        write(name, "relay", relay.to_toml()?)?;
     }
-    write("client", plan.client.to_toml()?)?;
+    write("client", "client", plan.client.to_toml()?)?;
     Ok(written)
+}
+
+/// Why a running devnet stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Its configs could not be written.
+    #[error(transparent)]
+    Plan(#[from] DevnetError),
+    /// A component failed.
+    #[error(transparent)]
+    Supervise(#[from] SuperviseError),
+}
+
+impl HasKind for RunError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RunError::Plan(e) => e.kind(),
+            RunError::Supervise(e) => e.kind(),
+        }
+    }
+}
+
+impl HasKind for DevnetError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DevnetError::Operators(_) | DevnetError::Config(_) => ErrorKind::Config,
+            DevnetError::Identity(_) | DevnetError::KeyFile(_) | DevnetError::Io { .. } => {
+                ErrorKind::Local
+            }
+        }
+    }
+}
+
+/// Runs `plan` from `exe` (the `openrelay` binary): writes its configs to
+/// `state_dir/configs`, starts every component, waits until the directory
+/// lists the whole network (with a registry), runs `prepare_client`, starts
+/// the client (in `client_netns` if given), writes `state_dir/devnet.pids`
+/// and calls `on_ready` with the client's ready line; runs until `shutdown`
+/// (see [`supervise::run`]).
+pub async fn run_plan(
+    plan: &DevnetPlan,
+    state_dir: &Path,
+    exe: &Path,
+    client_netns: Option<String>,
+    prepare_client: impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    on_ready: impl FnOnce(&str),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let mut components = export(plan, &state_dir.join("configs"))?;
+    let Some(mut client) = components.pop() else {
+        return Ok(());
+    };
+    let outlive_client = client_netns.is_some();
+    client.netns = client_netns;
+    let pids_file = state_dir.join("devnet.pids");
+    let client_config = plan.client.clone();
+    let relay_count = plan.relays.len();
+    let prepare = async move {
+        if let Some(directory) = &client_config.directory {
+            let issuer = client_config.account.as_ref().map(|a| a.issuer.key);
+            full_directory(directory, relay_count, issuer).await;
+        }
+        prepare_client.await
+    };
+    supervise::run(
+        exe,
+        &components,
+        &client,
+        outlive_client,
+        prepare,
+        |line, pids| {
+            let list: String = pids
+                .iter()
+                .map(|(name, pid)| format!("{name} {pid}\n"))
+                .collect();
+            if let Err(e) = std::fs::write(&pids_file, list) {
+                tracing::warn!(error = %e, "cannot write the pid list");
+            }
+            on_ready(line);
+        },
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Waits (up to 20 s) until the registry serves a directory listing all
+/// `relays` of the devnet and, with tokens, the key set of `issuer`, so its
+/// client starts on the whole network rather than on the first relays to
+/// publish, and with relays that know the issuer's keys. (A real network
+/// has no such moment; its clients start on whatever the current directory
+/// lists.)
+async fn full_directory(directory: &DirectoryConfig, relays: usize, issuer: Option<KeyPin>) {
+    let registry = RegistryClient::new(directory.registry.addr, directory.registry.key);
+    let issuer = issuer.and_then(|pin| openrelay_directory::IssuerId::try_from(pin).ok());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        let complete = registry
+            .call(
+                http::Method::GET,
+                openrelay_registry_client::paths::DIRECTORY,
+                Vec::new(),
+            )
+            .await
+            .ok()
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| openrelay_directory::SignedDirectory::from_bytes(&body).ok())
+            .and_then(|signed| openrelay_directory::Directory::from_bytes(&signed.directory).ok())
+            .is_some_and(|d| {
+                d.descriptors().len() >= relays
+                    && issuer.is_none_or(|issuer| d.key_set(&issuer).is_some())
+            });
+        if complete {
+            // The relays take the listed keys at their next directory fetch.
+            tokio::time::sleep(Duration::from_secs(directory.refresh_secs.min(5))).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!(
+        "the directory does not list every devnet relay (and the issuer's keys) yet; starting the client anyway"
+    );
 }
 
 #[cfg(test)]
@@ -651,14 +783,21 @@ mod tests {
         let plan = plan(&options(dir.path(), 3)).unwrap();
         let files = export(&plan, &dir.path().join("configs")).unwrap();
         assert_eq!(files.len(), 7);
-        for (name, path) in &files[..6] {
-            let relay = RelayConfig::load(path).unwrap();
-            let key = Identity::load_or_create(&relay.state_dir).unwrap().pin();
-            let entry = plan.client.relays.iter().find(|r| &r.name == name).unwrap();
+        for relay in &files[..6] {
+            assert_eq!(relay.subcommand, "relay");
+            let config = RelayConfig::load(&relay.config).unwrap();
+            let key = Identity::load_or_create(&config.state_dir).unwrap().pin();
+            let entry = plan
+                .client
+                .relays
+                .iter()
+                .find(|r| r.name == relay.name)
+                .unwrap();
             assert_eq!(entry.key, key);
-            assert_eq!(entry.addr, relay.listen);
+            assert_eq!(entry.addr, config.listen);
         }
-        let client = ClientConfig::load(&files[6].1).unwrap();
+        assert_eq!(files[6].subcommand, "client");
+        let client = ClientConfig::load(&files[6].config).unwrap();
         assert_eq!(client.relays.len(), 6);
     }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use openrelay_types::{ErrorKind, HasKind};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
@@ -52,11 +53,53 @@ pub enum SuperviseError {
         /// The component.
         name: String,
         /// What happened.
-        reason: String,
+        reason: NotReady,
+    },
+    /// Preparing the client (e.g. its account) failed.
+    #[error("{name} could not be prepared: {source}")]
+    Preparation {
+        /// The component.
+        name: String,
+        /// What failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The client exited while the devnet was running.
-    #[error("the client exited unexpectedly ({0})")]
-    ClientExited(String),
+    #[error("the client exited unexpectedly ({})", status_text(.0))]
+    ClientExited(Option<std::process::ExitStatus>),
+}
+
+impl HasKind for SuperviseError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SuperviseError::Spawn { .. } => ErrorKind::Local,
+            SuperviseError::NotReady { .. }
+            | SuperviseError::Preparation { .. }
+            | SuperviseError::ClientExited(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Why a component did not become ready.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotReady {
+    /// Its standard output could not be read.
+    #[error("no stdout")]
+    NoStdout,
+    /// Its first line was not the ready line.
+    #[error("unexpected output {0:?}")]
+    UnexpectedOutput(String),
+    /// It exited first.
+    #[error("exited ({}); see its log", status_text(.0))]
+    Exited(Option<std::process::ExitStatus>),
+    /// It said nothing in time.
+    #[error("no ready line within {0:?}")]
+    Silent(Duration),
+}
+
+/// An exit status as the shell says it (empty if unknown).
+fn status_text(status: &Option<std::process::ExitStatus>) -> String {
+    status.map(|s| s.to_string()).unwrap_or_default()
 }
 
 struct Running {
@@ -94,7 +137,7 @@ async fn start(
             name: component.name.clone(),
             source,
         })?;
-    let not_ready = |reason: String| SuperviseError::NotReady {
+    let not_ready = |reason: NotReady| SuperviseError::NotReady {
         name: component.name.clone(),
         reason,
     };
@@ -102,20 +145,15 @@ async fn start(
     let stdout = child
         .stdout
         .take()
-        .ok_or_else(|| not_ready("no stdout".into()))?;
+        .ok_or_else(|| not_ready(NotReady::NoStdout))?;
     let mut lines = BufReader::new(stdout).lines();
     let line = match tokio::time::timeout(limit, lines.next_line()).await {
         Ok(Ok(Some(line))) if line.starts_with("ready") => line,
-        Ok(Ok(Some(line))) => return Err(not_ready(format!("unexpected output {line:?}"))),
+        Ok(Ok(Some(line))) => return Err(not_ready(NotReady::UnexpectedOutput(line))),
         Ok(Ok(None)) | Ok(Err(_)) => {
-            let status = child
-                .wait()
-                .await
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            return Err(not_ready(format!("exited ({status}); see its log")));
+            return Err(not_ready(NotReady::Exited(child.wait().await.ok())));
         }
-        Err(_) => return Err(not_ready(format!("no ready line within {limit:?}"))),
+        Err(_) => return Err(not_ready(NotReady::Silent(limit))),
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -166,7 +204,7 @@ pub async fn run(
     relays: &[Component],
     client: &Component,
     outlive_client: bool,
-    prepare_client: impl Future<Output = Result<(), String>>,
+    prepare_client: impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
     on_ready: impl FnOnce(&str, &[(String, u32)]),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SuperviseError> {
@@ -178,9 +216,9 @@ pub async fn run(
         }
         prepare_client
             .await
-            .map_err(|reason| SuperviseError::NotReady {
+            .map_err(|source| SuperviseError::Preparation {
                 name: client.name.clone(),
-                reason,
+                source,
             })?;
         let (child, line) = start(exe, client, CLIENT_READY_TIMEOUT).await?;
         running.push(child);
@@ -209,16 +247,11 @@ pub async fn run(
     info!("devnet running");
     let client_exit = async {
         let status = match running.last_mut() {
-            Some(client) => client
-                .child
-                .wait()
-                .await
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
+            Some(client) => client.child.wait().await.ok(),
             None => std::future::pending().await,
         };
         if outlive_client {
-            warn!(%status, "the client exited; the devnet keeps running");
+            warn!(status = %status_text(&status), "the client exited; the devnet keeps running");
             return std::future::pending().await;
         }
         status

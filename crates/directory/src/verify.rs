@@ -58,9 +58,26 @@ pub enum TrustConfigError {
     /// A maximum age of 0 accepts nothing.
     #[error("the maximum directory age must be more than 0 seconds")]
     ZeroMaxAge,
+    /// A configured validator key is not a usable Ed25519 key.
+    #[error("validator key: {0}")]
+    ValidatorKey(#[from] crate::KeyError),
 }
 
 impl TrustConfig {
+    /// [`TrustConfig::new`] for validators configured by their pinned keys
+    /// (a config file's `validators`).
+    pub fn from_pins(
+        validators: &[openrelay_types::KeyPin],
+        threshold: usize,
+        max_age_secs: u64,
+    ) -> Result<Self, TrustConfigError> {
+        let validators = validators
+            .iter()
+            .map(|pin| ValidatorId::try_from(*pin))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(validators, threshold, max_age_secs)
+    }
+
     /// `threshold` distinct signatures out of `validators` are required; a
     /// directory older than `max_age_secs` is refused even when its own
     /// `valid_until` has not passed. A majority threshold (`k > n/2`) is

@@ -20,10 +20,16 @@ const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals");
 /// Why the ledger failed.
 #[derive(Debug, thiserror::Error)]
 #[error("payment ledger: {0}")]
-pub struct LedgerError(String);
+pub struct LedgerError(#[from] redb::Error);
 
-fn failed(e: impl std::fmt::Display) -> LedgerError {
-    LedgerError(e.to_string())
+impl openrelay_types::HasKind for LedgerError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        openrelay_types::ErrorKind::Storage
+    }
+}
+
+fn failed(e: impl Into<redb::Error>) -> LedgerError {
+    LedgerError(e.into())
 }
 
 /// A running total.

@@ -43,10 +43,8 @@ use openrelay_policy::{DenyRule, DestinationPolicy, Ports};
 use openrelay_transport::endpoint::{INNER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::limits::ServerLimits;
-use openrelay_transport::server::{
-    self, Listener, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
-};
-use openrelay_transport::task::AbortOnDrop;
+use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
 use openrelay_transport::tcp_pump::PumpCounters;
 use openrelay_transport::udp_bridge::BridgeCounters;
 use openrelay_wire::proxy_status::ProxyErrorType;
@@ -273,7 +271,7 @@ impl RequestHandler for Shared {
 /// A bound egress relay, ready to serve.
 #[derive(Debug)]
 pub struct Egress {
-    listener: Listener,
+    service: Service,
     settings: EgressSettings,
     payments: Option<Arc<Payments>>,
     policy: Arc<PolicyCell>,
@@ -286,7 +284,7 @@ impl Egress {
     pub fn bind(settings: EgressSettings, identity: &Identity) -> Result<Self, EgressError> {
         let tuning =
             Tuning::relay(Duration::from_secs(30), INNER_MTU).with_congestion(settings.congestion);
-        let listener = server::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
+        let service = Service::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
         let payments = settings
             .payment
             .as_ref()
@@ -315,7 +313,7 @@ impl Egress {
             Arc::clone(&slots),
         )?;
         Ok(Egress {
-            listener,
+            service,
             settings,
             payments,
             policy,
@@ -326,20 +324,21 @@ impl Egress {
 
     /// The bound address (useful when listening on port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.service.local_addr()
+    }
+
+    /// Runs `task` (e.g. the relay's publisher) in the background for as
+    /// long as the relay serves (see [`Service::spawn`]).
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.service.spawn(task);
     }
 
     /// Serves clients until `shutdown` resolves, then closes connections.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        // These end with this future, also when it is cancelled.
-        let _keys = self
-            .payments
-            .as_ref()
-            .map(|payments| AbortOnDrop(tokio::spawn(Arc::clone(payments).refresh_keys())));
-        let _settle = self
-            .payments
-            .as_ref()
-            .map(|payments| AbortOnDrop(tokio::spawn(Arc::clone(payments).settle())));
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) {
+        if let Some(payments) = &self.payments {
+            self.service.spawn(Arc::clone(payments).refresh_keys());
+            self.service.spawn(Arc::clone(payments).settle());
+        }
         refuse_named_infrastructure(&self.settings, &self.resolver, &self.policy).await;
         let shared = Arc::new(Shared {
             settings: self.settings,
@@ -349,20 +348,13 @@ impl Egress {
             resolver: self.resolver,
             slots: self.slots,
         });
-        let counters = Arc::new(ServerCounters::default());
         info!(payments = shared.payments.is_some(), "egress relay serving");
-        server::serve(
-            self.listener,
-            Arc::clone(&shared),
-            Arc::clone(&counters),
-            shutdown,
-        )
-        .await;
+        let served = self.service.serve(Arc::clone(&shared), shutdown).await;
         let stats = &shared.stats;
         info!(
-            connections = counters.connections.load(Ordering::Relaxed),
-            connections_refused = counters.refused.load(Ordering::Relaxed),
-            retries = counters.retries.load(Ordering::Relaxed),
+            connections = served.connections,
+            connections_refused = served.refused,
+            retries = served.retries,
             tcp_flows = stats.tcp_flows.load(Ordering::Relaxed),
             udp_flows = stats.udp_flows.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),

@@ -28,11 +28,9 @@ use openrelay_tokens::gate::TokenGate;
 use openrelay_tokens::settlement::{self, Receipt, SETTLEMENT_SIGNATURE_PREFIX, Settlement};
 use openrelay_tokens::verify::CLOCK_SKEW_SECS;
 use openrelay_transport::backoff::Backoff;
-use openrelay_transport::call::PinnedConnection;
-use openrelay_transport::endpoint::OUTER_MTU;
+use openrelay_transport::call::{CallError, PinnedConnection};
 use openrelay_transport::identity::{Identity, IdentityError};
-use openrelay_transport::udp;
-use openrelay_types::unix_now;
+use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{info, warn};
 
 use crate::ledger::{Ledger, LedgerError, Total};
@@ -58,8 +56,11 @@ pub enum SettleError {
         /// The issuer.
         addr: std::net::SocketAddr,
         /// What went wrong.
-        reason: String,
+        reason: CallError,
     },
+    /// The operator name does not fit a settlement.
+    #[error("the operator name is empty or longer than 255 bytes")]
+    OperatorName,
     /// The issuer refused the batch.
     #[error("issuer answered {status}: {message}")]
     Refused {
@@ -73,7 +74,20 @@ pub enum SettleError {
     Receipt(#[from] serde_json::Error),
     /// A blocking ledger task failed.
     #[error("ledger task: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl HasKind for SettleError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SettleError::Ledger(e) => e.kind(),
+            SettleError::Identity(_) | SettleError::OperatorName => ErrorKind::Config,
+            SettleError::Unreachable { reason, .. } => reason.kind(),
+            SettleError::Refused { .. } => ErrorKind::Refused,
+            SettleError::Receipt(_) => ErrorKind::PeerMisbehaved,
+            SettleError::Task(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// The batch size through a round: halved on each 413, never below one.
@@ -129,10 +143,7 @@ async fn on_ledger<T: Send + 'static>(
     work: impl FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, SettleError> {
     let ledger = Arc::clone(ledger);
-    tokio::task::spawn_blocking(move || work(&ledger))
-        .await
-        .map_err(|e| SettleError::Task(e.to_string()))?
-        .map_err(SettleError::from)
+    Ok(tokio::task::spawn_blocking(move || work(&ledger)).await??)
 }
 
 impl Settler {
@@ -228,7 +239,7 @@ impl Settler {
                     .saturating_sub(l.total(Total::BytesReported)?))
             })
             .await?;
-            match self.send(&connection.0, &tokens, bytes).await {
+            match self.send(connection, &tokens, bytes).await {
                 Ok(receipt) => {
                     let redeemed = receipt.redeemed as u64;
                     // Bytes count at the issuer only with a redeemed token.
@@ -251,18 +262,14 @@ impl Settler {
         }
     }
 
-    async fn connect(&self) -> Result<(PinnedConnection, quinn::Endpoint), SettleError> {
+    async fn connect(&self) -> Result<PinnedConnection, SettleError> {
         let issuer = &self.issuer;
-        let unreachable = |reason: String| SettleError::Unreachable {
-            addr: issuer.addr,
-            reason,
-        };
-        let quic = udp::endpoint(udp::local_for(None, issuer.addr), None)
-            .map_err(|e| unreachable(e.to_string()))?;
-        let connection = PinnedConnection::connect(&quic, issuer.addr, issuer.key, OUTER_MTU)
+        PinnedConnection::open(issuer.addr, issuer.key)
             .await
-            .map_err(unreachable)?;
-        Ok((connection, quic))
+            .map_err(|reason| SettleError::Unreachable {
+                addr: issuer.addr,
+                reason,
+            })
     }
 
     /// One batch: `tokens` and the `bytes` carried not yet reported.
@@ -279,10 +286,7 @@ impl Settler {
             tokens: tokens.to_vec(),
         }
         .encode()
-        .ok_or_else(|| SettleError::Refused {
-            status: 0,
-            message: "the operator name is empty or longer than 255 bytes".into(),
-        })?;
+        .ok_or(SettleError::OperatorName)?;
         let signature = self.identity.sign(&settlement::signed_message(
             SETTLEMENT_SIGNATURE_PREFIX,
             &body,

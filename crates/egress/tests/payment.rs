@@ -553,7 +553,7 @@ async fn settle(
     issuer: &PinnedConnection,
     body: Vec<u8>,
     signature: Option<[u8; 64]>,
-) -> Result<Response, String> {
+) -> Result<Response, openrelay_transport::call::CallError> {
     let headers: Vec<_> = signature
         .map(|s| {
             (

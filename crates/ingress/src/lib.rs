@@ -24,12 +24,11 @@ use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::limits::ServerLimits;
-use openrelay_transport::server::{
-    self, Listener, RequestContext, RequestHandler, ServerCounters, ServerStream, StartError,
-};
-use openrelay_transport::task::AbortOnDrop;
+use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
 use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
+use openrelay_types::{ErrorKind, HasKind};
 use openrelay_wire::masque;
 use openrelay_wire::proxy_status::ProxyErrorType;
 use openrelay_wire::target::Host;
@@ -163,7 +162,7 @@ impl RequestHandler for Shared {
 /// A bound ingress relay.
 #[derive(Debug)]
 pub struct Ingress {
-    listener: Listener,
+    service: Service,
     settings: IngressSettings,
     admission: Option<Arc<Admission>>,
     /// Where the admission's issuer keys come from.
@@ -186,9 +185,9 @@ impl Ingress {
         };
         let tuning =
             Tuning::relay(Duration::from_secs(30), OUTER_MTU).with_congestion(settings.congestion);
-        let listener = server::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
+        let service = Service::bind(settings.listen, identity, &tuning, settings.limits.clone())?;
         Ok(Ingress {
-            listener,
+            service,
             settings,
             admission,
             key_source,
@@ -197,19 +196,23 @@ impl Ingress {
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.service.local_addr()
+    }
+
+    /// Runs `task` (e.g. the relay's publisher) in the background for as
+    /// long as the relay serves (see [`Service::spawn`]).
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.service.spawn(task);
     }
 
     /// Serves clients until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::new(Shared {
             limiter: TunnelLimiter::new(self.settings.tunnels_per_address()),
             settings: self.settings,
             stats: IngressStats::default(),
             admission: self.admission,
         });
-        let counters = Arc::new(ServerCounters::default());
-        // Ends with this future, also when it is cancelled.
         let refresh = shared
             .settings
             .admission
@@ -217,32 +220,21 @@ impl Ingress {
             .map_or(Duration::from_secs(60), |a| {
                 Duration::from_secs(a.tokens.keys_refresh_secs)
             });
-        let _refresh = shared
-            .admission
-            .clone()
-            .zip(self.key_source)
-            .map(|(admission, source)| {
-                AbortOnDrop(tokio::spawn(admission::follow_keys(
-                    admission, source, refresh,
-                )))
-            });
+        if let Some((admission, source)) = shared.admission.clone().zip(self.key_source) {
+            self.service
+                .spawn(admission::follow_keys(admission, source, refresh));
+        }
         info!(
             egress_relays = shared.settings.egress_relays.len(),
             tokens_required = shared.admission.is_some(),
             "ingress relay serving"
         );
-        server::serve(
-            self.listener,
-            Arc::clone(&shared),
-            Arc::clone(&counters),
-            shutdown,
-        )
-        .await;
+        let served = self.service.serve(Arc::clone(&shared), shutdown).await;
         let stats = &shared.stats;
         info!(
-            connections = counters.connections.load(Ordering::Relaxed),
-            connections_refused = counters.refused.load(Ordering::Relaxed),
-            retries = counters.retries.load(Ordering::Relaxed),
+            connections = served.connections,
+            connections_refused = served.refused,
+            retries = served.retries,
             tunnels = stats.tunnels.load(Ordering::Relaxed),
             refused = stats.refused.load(Ordering::Relaxed),
             out_of_descriptors = stats.out_of_descriptors.load(Ordering::Relaxed),
@@ -279,27 +271,74 @@ async fn refuse_admission(
     server::respond_denied(stream, status, PROXY_NAME, details, challenge).await;
 }
 
-const NOT_CONNECT_UDP: &str = "not connect-udp";
+/// Why a request is not forwarded (RFC 9298 §3.4 lets a proxy refuse any
+/// target; this one forwards only to its egress relays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetRefusal {
+    /// Not an extended CONNECT with `:protocol = connect-udp`.
+    #[error("not connect-udp")]
+    NotConnectUdp,
+    /// The connect-udp path does not parse (RFC 9298 §2).
+    #[error("malformed target")]
+    MalformedTarget,
+    /// The target is a name; egress relays are addressed by IP.
+    #[error("target is a name, not a relay address")]
+    NameTarget,
+    /// The target is no egress relay this ingress forwards to.
+    #[error("target is not a known egress relay")]
+    UnknownEgress,
+}
+
+impl TargetRefusal {
+    /// A fixed text for logs (never the target itself).
+    pub fn reason(self) -> &'static str {
+        match self {
+            TargetRefusal::NotConnectUdp => "not connect-udp",
+            TargetRefusal::MalformedTarget => "malformed target",
+            TargetRefusal::NameTarget => "target is a name, not a relay address",
+            TargetRefusal::UnknownEgress => "target is not a known egress relay",
+        }
+    }
+
+    /// The Proxy-Status error the refusal is answered with (RFC 9209 §2.3):
+    /// a request of another kind is denied, any other target prohibited.
+    pub fn proxy_error(self) -> ProxyErrorType {
+        match self {
+            TargetRefusal::NotConnectUdp => ProxyErrorType::HttpRequestDenied,
+            TargetRefusal::MalformedTarget
+            | TargetRefusal::NameTarget
+            | TargetRefusal::UnknownEgress => ProxyErrorType::DestinationIpProhibited,
+        }
+    }
+}
+
+impl HasKind for TargetRefusal {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadInput
+    }
+}
 
 /// Which egress relay a request asks for, if it is one we forward to.
 pub fn requested_egress(
     request: &http::Request<()>,
     egress_relays: &HashSet<SocketAddr>,
-) -> Result<SocketAddr, &'static str> {
+) -> Result<SocketAddr, TargetRefusal> {
     if request.method() != http::Method::CONNECT
         || request.extensions().get::<Protocol>() != Some(&Protocol::CONNECT_UDP)
     {
-        return Err(NOT_CONNECT_UDP);
+        return Err(TargetRefusal::NotConnectUdp);
     }
-    let target = masque::parse_udp_path(request.uri().path()).map_err(|_| "malformed target")?;
+    let target =
+        masque::parse_udp_path(request.uri().path()).map_err(|_| TargetRefusal::MalformedTarget)?;
     let Host::Ip(ip) = target.host else {
-        return Err("target is a name, not a relay address");
+        return Err(TargetRefusal::NameTarget);
     };
     let egress = SocketAddr::new(ip, target.port);
     if egress_relays.contains(&egress) {
         Ok(egress)
     } else {
-        Err("target is not a known egress relay")
+        Err(TargetRefusal::UnknownEgress)
     }
 }
 
@@ -313,12 +352,8 @@ async fn handle_request(
     // relays, so a refusal is 403 whatever was asked.
     let egress = match requested_egress(&request, &shared.settings.egress_relays) {
         Ok(egress) => egress,
-        Err(reason) => {
-            let error = if reason == NOT_CONNECT_UDP {
-                ProxyErrorType::HttpRequestDenied
-            } else {
-                ProxyErrorType::DestinationIpProhibited
-            };
+        Err(refusal) => {
+            let (error, reason) = (refusal.proxy_error(), refusal.reason());
             return refuse(stream, http::StatusCode::FORBIDDEN, error, reason, &shared).await;
         }
     };
@@ -459,6 +494,22 @@ mod tests {
                 requested_egress(&refused, &known).is_err(),
                 "{:?}",
                 refused.uri()
+            );
+        }
+        let not_udp = request(http::Method::GET, "/", None);
+        let refusal = requested_egress(&not_udp, &known).unwrap_err();
+        assert_eq!(refusal.proxy_error(), ProxyErrorType::HttpRequestDenied);
+        for path in [
+            "/.well-known/masque/udp/192.0.2.99/4433/",
+            "/.well-known/masque/udp/egress.example/4433/",
+            "/.well-known/masque/udp/192.0.2.20/x/",
+        ] {
+            let refused = request(http::Method::CONNECT, path, udp);
+            let refusal = requested_egress(&refused, &known).unwrap_err();
+            assert_eq!(
+                refusal.proxy_error(),
+                ProxyErrorType::DestinationIpProhibited,
+                "{path}"
             );
         }
     }

@@ -12,14 +12,14 @@ use opaque_ke::{
     ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
 };
 use openrelay_tokens::issuance::{self, IssuanceError, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE};
+use openrelay_tokens::settlement::{self, OperatorLedger};
+use openrelay_tokens::{ChallengeError, DirectoryError};
 use openrelay_tokens::{IssuerDirectory, Token, TokenChallenge, TokenKey, TokenResponse};
-use openrelay_transport::call::{PinnedConnection, Response};
-use openrelay_transport::endpoint::OUTER_MTU;
-use openrelay_transport::udp;
-use openrelay_types::KeyPin;
+use openrelay_transport::call::{CallError, PinnedConnection, Response};
+use openrelay_types::{ErrorKind, HasKind, KeyPin};
 use rand_core::OsRng;
 
-use crate::puzzle::{Puzzle, join_solution};
+use crate::puzzle::{Puzzle, PuzzleError, join_solution};
 use crate::{
     OPAQUE_CONTEXT, Suite, frame, opaque_identifiers, paths, session_bearer, valid_username,
 };
@@ -34,7 +34,7 @@ pub enum IssuerClientError {
         /// The issuer.
         addr: SocketAddr,
         /// What went wrong.
-        reason: String,
+        reason: CallError,
     },
     /// The account name is empty, too long or not printable ASCII.
     #[error("account names are 1 to 64 printable ASCII characters")]
@@ -48,22 +48,41 @@ pub enum IssuerClientError {
     /// The session expired or was never opened.
     #[error("not logged in (session missing or expired)")]
     NotLoggedIn,
-    /// The account has had its tokens for this period.
+    /// The account has had its tokens for this period (the issuer's
+    /// message says when more come).
     #[error("{0}")]
     QuotaExhausted(String),
     /// Too many login attempts lately (for the account or from this
-    /// address); the message says when to retry.
+    /// address); the issuer's message says when to retry.
     #[error("{0}")]
     Throttled(String),
-    /// The registration puzzle could not be had or was refused.
+    /// The issuer's registration puzzle is malformed.
     #[error("registration puzzle: {0}")]
-    Puzzle(String),
+    Puzzle(#[from] PuzzleError),
+    /// The issuer refused the puzzle's solution (its message says why).
+    #[error("registration puzzle: {0}")]
+    PuzzleRefused(String),
     /// OPAQUE failed on the client (a malformed or forged server message).
     #[error("OPAQUE: {0}")]
-    Opaque(String),
+    Opaque(#[from] opaque_ke::errors::ProtocolError),
+    /// The issuer's login answer is too short to hold a login id.
+    #[error("OPAQUE: short login response")]
+    ShortLoginResponse,
+    /// The token challenge cannot be encoded.
+    #[error(transparent)]
+    Challenge(#[from] ChallengeError),
+    /// The issuer's directory is malformed.
+    #[error("issuer directory: {0}")]
+    Directory(#[from] DirectoryError),
     /// A token could not be finalised.
     #[error(transparent)]
     Issuance(#[from] IssuanceError),
+    /// The issuer's ledger answer does not parse.
+    #[error("issuer ledger: {0}")]
+    Ledger(#[from] serde_json::Error),
+    /// The thread running a CPU-heavy step failed.
+    #[error("worker thread: {0}")]
+    Worker(#[from] tokio::task::JoinError),
     /// Any other answer.
     #[error("issuer answered {status}: {message}")]
     Refused {
@@ -72,6 +91,32 @@ pub enum IssuerClientError {
         /// Its message.
         message: String,
     },
+}
+
+impl HasKind for IssuerClientError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            IssuerClientError::Unreachable { reason, .. } => reason.kind(),
+            IssuerClientError::Username => ErrorKind::BadInput,
+            IssuerClientError::Taken
+            | IssuerClientError::PuzzleRefused(_)
+            | IssuerClientError::Refused { .. } => ErrorKind::Refused,
+            IssuerClientError::LoginFailed | IssuerClientError::NotLoggedIn => {
+                ErrorKind::NotAuthenticated
+            }
+            IssuerClientError::QuotaExhausted(_) | IssuerClientError::Throttled(_) => {
+                ErrorKind::LimitReached
+            }
+            IssuerClientError::Puzzle(_)
+            | IssuerClientError::Opaque(_)
+            | IssuerClientError::ShortLoginResponse
+            | IssuerClientError::Directory(_)
+            | IssuerClientError::Ledger(_)
+            | IssuerClientError::Issuance(_) => ErrorKind::PeerMisbehaved,
+            IssuerClientError::Challenge(_) => ErrorKind::BadInput,
+            IssuerClientError::Worker(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// A logged-in session: the bearer credential for token requests.
@@ -104,7 +149,6 @@ impl std::fmt::Debug for Session {
 pub struct IssuerClient {
     addr: SocketAddr,
     connection: PinnedConnection,
-    _endpoint: Option<quinn::Endpoint>,
 }
 
 fn refused(response: &Response) -> IssuerClientError {
@@ -115,17 +159,10 @@ fn refused(response: &Response) -> IssuerClientError {
 }
 
 impl IssuerClient {
-    /// Connects to the issuer at `addr`, which must prove `pin`.
+    /// Connects to the issuer at `addr`, which must prove `pin`, from a
+    /// fresh local socket.
     pub async fn connect(addr: SocketAddr, pin: KeyPin) -> Result<Self, IssuerClientError> {
-        let endpoint = udp::endpoint(udp::local_for(None, addr), None).map_err(|e| {
-            IssuerClientError::Unreachable {
-                addr,
-                reason: e.to_string(),
-            }
-        })?;
-        let mut client = Self::connect_via(&endpoint, OUTER_MTU, addr, pin).await?;
-        client._endpoint = Some(endpoint);
-        Ok(client)
+        Self::connected(addr, PinnedConnection::open(addr, pin).await)
     }
 
     /// Connects over `endpoint` (e.g. one tunnelled through the relays, so
@@ -136,14 +173,20 @@ impl IssuerClient {
         addr: SocketAddr,
         pin: KeyPin,
     ) -> Result<Self, IssuerClientError> {
-        let connection = PinnedConnection::connect(endpoint, addr, pin, mtu)
-            .await
-            .map_err(|reason| IssuerClientError::Unreachable { addr, reason })?;
-        Ok(IssuerClient {
+        Self::connected(
             addr,
-            connection,
-            _endpoint: None,
-        })
+            PinnedConnection::connect(endpoint, addr, pin, mtu).await,
+        )
+    }
+
+    fn connected(
+        addr: SocketAddr,
+        connection: Result<PinnedConnection, CallError>,
+    ) -> Result<Self, IssuerClientError> {
+        match connection {
+            Ok(connection) => Ok(IssuerClient { addr, connection }),
+            Err(reason) => Err(IssuerClientError::Unreachable { addr, reason }),
+        }
     }
 
     async fn post(
@@ -203,17 +246,14 @@ impl IssuerClient {
         if !valid_username(username) {
             return Err(IssuerClientError::Username);
         }
-        let puzzle = Puzzle::decode(&self.get(paths::REGISTER_PUZZLE).await?)
-            .map_err(|e| IssuerClientError::Puzzle(e.to_string()))?;
+        let puzzle = Puzzle::decode(&self.get(paths::REGISTER_PUZZLE).await?)?;
         let name = username.to_owned();
         let solution = blocking(move || puzzle.solve(&name)).await?;
-        let opaque = |e: opaque_ke::errors::ProtocolError| IssuerClientError::Opaque(e.to_string());
-        let start =
-            ClientRegistration::<Suite>::start(&mut OsRng, password.as_bytes()).map_err(opaque)?;
+        let start = ClientRegistration::<Suite>::start(&mut OsRng, password.as_bytes())?;
         let body = self
             .opaque_step(paths::REGISTER_START, username, &start.message.serialize())
             .await?;
-        let message = RegistrationResponse::<Suite>::deserialize(&body).map_err(opaque)?;
+        let message = RegistrationResponse::<Suite>::deserialize(&body)?;
         let (password, name, issuer) = (
             password.to_owned(),
             username.to_owned(),
@@ -227,8 +267,7 @@ impl IssuerClient {
                 ClientRegistrationFinishParameters::new(opaque_identifiers(&name, &issuer), None),
             )
         })
-        .await?
-        .map_err(opaque)?;
+        .await??;
         let upload = join_solution(&puzzle, solution, &finish.message.serialize());
         let response = self
             .post(paths::REGISTER_FINISH, &[], frame(username, &upload))
@@ -236,7 +275,7 @@ impl IssuerClient {
         match response.status {
             204 => Ok(()),
             409 => Err(IssuerClientError::Taken),
-            403 => Err(IssuerClientError::Puzzle(
+            403 => Err(IssuerClientError::PuzzleRefused(
                 String::from_utf8_lossy(&response.body).trim().to_owned(),
             )),
             _ => Err(refused(&response)),
@@ -254,8 +293,7 @@ impl IssuerClient {
         if !valid_username(username) {
             return Err(IssuerClientError::Username);
         }
-        let opaque = |e: opaque_ke::errors::ProtocolError| IssuerClientError::Opaque(e.to_string());
-        let start = ClientLogin::<Suite>::start(&mut OsRng, password.as_bytes()).map_err(opaque)?;
+        let start = ClientLogin::<Suite>::start(&mut OsRng, password.as_bytes())?;
         let response = self
             .post(
                 paths::LOGIN_START,
@@ -274,9 +312,9 @@ impl IssuerClient {
         }
         let body = response.body;
         let Some((id, message)) = body.split_first_chunk::<16>() else {
-            return Err(IssuerClientError::Opaque("short login response".into()));
+            return Err(IssuerClientError::ShortLoginResponse);
         };
-        let message = CredentialResponse::<Suite>::deserialize(message).map_err(opaque)?;
+        let message = CredentialResponse::<Suite>::deserialize(message)?;
         let (password, name, issuer) = (
             password.to_owned(),
             username.to_owned(),
@@ -312,12 +350,9 @@ impl IssuerClient {
 
     /// The issuer directory (RFC 9578 §4).
     pub async fn directory(&self) -> Result<IssuerDirectory, IssuerClientError> {
-        IssuerDirectory::from_json(&self.get(paths::DIRECTORY).await?).map_err(|e| {
-            IssuerClientError::Refused {
-                status: 200,
-                message: e.to_string(),
-            }
-        })
+        Ok(IssuerDirectory::from_json(
+            &self.get(paths::DIRECTORY).await?,
+        )?)
     }
 
     /// The issuer's copy of the validator-signed directory it follows (the
@@ -337,9 +372,7 @@ impl IssuerClient {
         challenge: &TokenChallenge,
         count: usize,
     ) -> Result<Vec<Token>, IssuerClientError> {
-        let digest = challenge
-            .digest()
-            .map_err(|e| IssuerClientError::Opaque(e.to_string()))?;
+        let digest = challenge.digest()?;
         let headers = [
             (
                 http::header::AUTHORIZATION,
@@ -370,13 +403,34 @@ impl IssuerClient {
         }
         Ok(tokens)
     }
+
+    /// The operator's ledger at the issuer: `request` is an encoded
+    /// [`LedgerRequest`](openrelay_tokens::settlement::LedgerRequest),
+    /// `signature` one of the operator's relays' signature over it under
+    /// the ledger-read prefix.
+    pub async fn operator_ledger(
+        &self,
+        request: Vec<u8>,
+        signature: &[u8; 64],
+    ) -> Result<OperatorLedger, IssuerClientError> {
+        let header = http::HeaderName::from_static(settlement::SIGNATURE_HEADER);
+        let response = self
+            .post(
+                settlement::LEDGER_PATH,
+                &[(header, openrelay_tokens::b64::encode(signature))],
+                request,
+            )
+            .await?;
+        if response.status != 200 {
+            return Err(refused(&response));
+        }
+        Ok(serde_json::from_slice(&response.body)?)
+    }
 }
 
 /// Runs CPU-heavy `work` (Argon2id, a puzzle) off the async runtime.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, IssuerClientError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| IssuerClientError::Opaque(format!("worker thread: {e}")))
+    Ok(tokio::task::spawn_blocking(work).await?)
 }

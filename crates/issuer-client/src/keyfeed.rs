@@ -15,10 +15,10 @@ use std::time::Duration;
 use openrelay_config::{AdmissionConfig, DirectoryConfig, RegistryEndpoint};
 pub use openrelay_registry_client::follow::FollowConfigError;
 use openrelay_registry_client::follow::{DirectoryFollower, FollowError};
-use openrelay_tokens::EpochKey;
 use openrelay_tokens::gate::{GateError, TokenGate, read_keys};
+use openrelay_tokens::{DirectoryError, EpochKey};
 use openrelay_transport::backoff::Backoff;
-use openrelay_types::KeyPin;
+use openrelay_types::{ErrorKind, HasKind, KeyPin};
 use tracing::{debug, info, warn};
 
 use crate::client::{IssuerClient, IssuerClientError};
@@ -45,14 +45,17 @@ pub enum KeyFeedError {
     /// The issuer could not be asked.
     #[error(transparent)]
     Issuer(#[from] IssuerClientError),
-    /// The issuer's directory is malformed or lists no usable key.
+    /// The issuer's directory is malformed.
     #[error("issuer at {addr}: {reason}")]
     IssuerDirectory {
         /// The issuer.
         addr: std::net::SocketAddr,
         /// What is wrong.
-        reason: String,
+        reason: DirectoryError,
     },
+    /// The issuer's directory lists no usable key.
+    #[error("issuer at {0}: no token keys of type 0x0002")]
+    NoTokenKeys(std::net::SocketAddr),
     /// The issuer did not answer in time.
     #[error("issuer at {0}: no answer within {FETCH_TIMEOUT:?}")]
     TimedOut(std::net::SocketAddr),
@@ -63,6 +66,21 @@ pub enum KeyFeedError {
     /// token is refused until it does.
     #[error(transparent)]
     NotListed(#[from] KeyConsistencyError),
+}
+
+impl HasKind for KeyFeedError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            KeyFeedError::File(_) => ErrorKind::Config,
+            KeyFeedError::Issuer(e) => e.kind(),
+            KeyFeedError::IssuerDirectory { .. } | KeyFeedError::NoTokenKeys(_) => {
+                ErrorKind::PeerMisbehaved
+            }
+            KeyFeedError::TimedOut(_) => ErrorKind::Unreachable,
+            KeyFeedError::Directory(e) => e.kind(),
+            KeyFeedError::NotListed(_) => ErrorKind::Refused,
+        }
+    }
 }
 
 /// Where a relay's issuer keys come from.
@@ -130,17 +148,14 @@ impl KeySource {
         };
         let fetch = async {
             let client = IssuerClient::connect(issuer.addr, issuer.key).await?;
-            let keys = client.directory().await?.epoch_keys().map_err(|e| {
+            let keys = client.directory().await?.epoch_keys().map_err(|reason| {
                 KeyFeedError::IssuerDirectory {
                     addr: issuer.addr,
-                    reason: e.to_string(),
+                    reason,
                 }
             })?;
             if keys.is_empty() {
-                return Err(KeyFeedError::IssuerDirectory {
-                    addr: issuer.addr,
-                    reason: "no token keys of type 0x0002".into(),
-                });
+                return Err(KeyFeedError::NoTokenKeys(issuer.addr));
             }
             Ok(keys)
         };

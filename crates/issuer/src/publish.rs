@@ -35,7 +35,7 @@ const RETRY: Duration = Duration::from_secs(3);
 pub enum KeySetError {
     /// The issuer's identity key is not a usable Ed25519 key.
     #[error("the issuer's identity key cannot name a key set: {0}")]
-    Identity(String),
+    Identity(openrelay_directory::KeyError),
     /// The live keys break the key set's rules (e.g. overlapping issuing
     /// windows after `key_rotation_secs` changed).
     #[error("the token keys make no valid key set: {0}")]
@@ -85,8 +85,7 @@ impl KeyPublisher {
         identity: Identity,
         issuer_name: &str,
     ) -> Result<Self, KeySetError> {
-        let issuer =
-            IssuerId::try_from(identity.pin()).map_err(|e| KeySetError::Identity(e.to_string()))?;
+        let issuer = IssuerId::try_from(identity.pin()).map_err(KeySetError::Identity)?;
         Ok(KeyPublisher {
             targets: std::iter::once(&config.registry)
                 .chain(&config.validators)

@@ -37,7 +37,7 @@ pub enum Vouch {
 /// Why the listing could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("settlement.directory.validators: {0}")]
-pub struct ListingError(String);
+pub struct ListingError(openrelay_directory::TrustConfigError);
 
 /// The issuer's view of operators and their relays.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl RelayListing {
                     .collect(),
             ),
             Some(SettlementRelays::Directory(config)) => RelayListing::Directory(DirectoryWatch(
-                DirectoryFollower::new(config).map_err(|e| ListingError(e.to_string()))?,
+                DirectoryFollower::new(config).map_err(|e| ListingError(e.0))?,
             )),
         })
     }

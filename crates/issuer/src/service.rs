@@ -47,11 +47,11 @@ use openrelay_tokens::settlement::{
     Receipt, RefusedToken, SETTLEMENT_SIGNATURE_PREFIX, Settlement,
 };
 use openrelay_tokens::{TokenRequest, TokenVerifier, VerifyError};
-use openrelay_transport::identity::write_secret_file;
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
-use openrelay_types::unix_now;
+use openrelay_transport::endpoint::TUNNELLED_MTU;
+use openrelay_transport::identity::{Identity, write_secret_file};
+use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
+use openrelay_types::{ErrorKind, HasKind, unix_now};
 use rand_core::{OsRng, RngCore};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -100,15 +100,49 @@ pub enum ServiceError {
     /// The issuer's identity (which signs its key set) cannot be loaded.
     #[error(transparent)]
     Identity(#[from] openrelay_transport::identity::IdentityError),
-    /// A secret file (OPAQUE setup, puzzle key) is unreadable or could not
-    /// be written.
-    #[error("{path}: {reason}")]
+    /// The state directory or a secret file (OPAQUE setup, puzzle key) is
+    /// unreadable or could not be written.
+    #[error("{path}: {source}")]
     Setup {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// The I/O error.
+        source: std::io::Error,
     },
+    /// A secret file does not hold what it should.
+    #[error("{path}: {reason}")]
+    Secret {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: SecretError,
+    },
+}
+
+/// What is wrong with a secret file's contents.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// Not an OPAQUE server setup.
+    #[error("OPAQUE setup: {0}")]
+    Opaque(#[from] opaque_ke::errors::ProtocolError),
+    /// Not a 32-byte key.
+    #[error("not a 32-byte key")]
+    KeyLength,
+}
+
+impl HasKind for ServiceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Store(e) => e.kind(),
+            ServiceError::Keys(_) | ServiceError::Setup { .. } => ErrorKind::Local,
+            ServiceError::Listing(_)
+            | ServiceError::Directory(_)
+            | ServiceError::KeySet(_)
+            | ServiceError::Identity(_)
+            | ServiceError::Secret { .. } => ErrorKind::Config,
+        }
+    }
 }
 
 /// Blocking work off the async runtime, bounded: at most
@@ -177,21 +211,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// (0600) if the file does not exist.
 fn load_or_create_secret<T>(
     path: &Path,
-    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    parse: impl FnOnce(&[u8]) -> Result<T, SecretError>,
     make: impl FnOnce() -> (T, Vec<u8>),
 ) -> Result<T, ServiceError> {
-    let fail = |reason: String| ServiceError::Setup {
+    let io = |source: std::io::Error| ServiceError::Setup {
         path: path.to_owned(),
-        reason,
+        source,
     };
     match std::fs::read(path) {
-        Ok(bytes) => parse(&bytes).map_err(fail),
+        Ok(bytes) => parse(&bytes).map_err(|reason| ServiceError::Secret {
+            path: path.to_owned(),
+            reason,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let (secret, bytes) = make();
-            write_secret_file(path, &bytes).map_err(|e| fail(e.to_string()))?;
+            write_secret_file(path, &bytes).map_err(io)?;
             Ok(secret)
         }
-        Err(e) => Err(fail(e.to_string())),
+        Err(e) => Err(io(e)),
     }
 }
 
@@ -267,14 +304,14 @@ impl IssuerService {
     /// and token keys (making a first key if there is none, which takes a
     /// moment).
     pub fn new(config: &IssuerConfig) -> Result<Self, ServiceError> {
-        std::fs::create_dir_all(&config.state_dir).map_err(|e| ServiceError::Setup {
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| ServiceError::Setup {
             path: config.state_dir.clone(),
-            reason: e.to_string(),
+            source,
         })?;
         let store = Store::open(&config.state_dir.join("issuer.redb"))?;
         let setup = load_or_create_secret(
             &config.state_dir.join(SETUP_FILE),
-            |bytes| ServerSetup::<Suite>::deserialize(bytes).map_err(|e| e.to_string()),
+            |bytes| Ok(ServerSetup::<Suite>::deserialize(bytes)?),
             || {
                 let setup = ServerSetup::<Suite>::new(&mut OsRng);
                 let bytes = setup.serialize().to_vec();
@@ -283,7 +320,7 @@ impl IssuerService {
         )?;
         let puzzle_key = load_or_create_secret(
             &config.state_dir.join(PUZZLE_KEY_FILE),
-            |bytes| <[u8; 32]>::try_from(bytes).map_err(|_| "not a 32-byte key".to_owned()),
+            |bytes| <[u8; 32]>::try_from(bytes).map_err(|_| SecretError::KeyLength),
             || {
                 let mut key = [0u8; 32];
                 OsRng.fill_bytes(&mut key);
@@ -366,82 +403,52 @@ impl IssuerService {
     }
 
     /// The issuer's QUIC endpoint on its listen address, with its
-    /// `[limits]`.
-    pub fn bind(
-        config: &IssuerConfig,
-        identity: &openrelay_transport::identity::Identity,
-    ) -> Result<server::Listener, openrelay_transport::server::StartError> {
-        let tuning = openrelay_transport::endpoint::Tuning::relay(
-            Duration::from_secs(30),
-            openrelay_transport::endpoint::TUNNELLED_MTU,
-        );
-        let limits =
-            openrelay_transport::limits::ServerLimits::service().with_config(&config.limits);
-        server::bind(config.listen, identity, &tuning, limits)
+    /// `[limits]`. Clients reach it through their relays, so its packets
+    /// must fit their datagrams.
+    pub fn bind(config: &IssuerConfig, identity: &Identity) -> Result<Service, StartError> {
+        Service::bind_service(config.listen, identity, TUNNELLED_MTU, &config.limits)
     }
 
-    /// Serves `endpoint`, rotates keys and follows the relay directory
+    /// Serves `service`, rotates keys and follows the relay directory
     /// until `shutdown`.
-    pub async fn run(
-        self: Arc<Self>,
-        endpoint: server::Listener,
-        shutdown: impl Future<Output = ()>,
-    ) {
-        let rotation = tokio::spawn({
-            let service = Arc::clone(&self);
-            async move {
-                let every =
-                    Duration::from_secs((service.config.key_rotation_secs / 8).clamp(1, 60));
-                loop {
-                    tokio::time::sleep(every).await;
-                    let service = Arc::clone(&service);
-                    let rotated =
-                        tokio::task::spawn_blocking(move || service.rotate(unix_now())).await;
-                    if let Ok(Err(e)) = rotated {
-                        warn!(error = %e, "token key rotation failed");
-                    }
+    pub async fn run(self: Arc<Self>, mut service: Service, shutdown: impl Future<Output = ()>) {
+        let rotating = Arc::clone(&self);
+        service.spawn(async move {
+            let every = Duration::from_secs((rotating.config.key_rotation_secs / 8).clamp(1, 60));
+            loop {
+                tokio::time::sleep(every).await;
+                let issuer = Arc::clone(&rotating);
+                let rotated = tokio::task::spawn_blocking(move || issuer.rotate(unix_now())).await;
+                if let Ok(Err(e)) = rotated {
+                    warn!(error = %e, "token key rotation failed");
                 }
             }
         });
-        let listing = tokio::spawn(Arc::clone(&self.listing).run());
+        service.spawn(Arc::clone(&self.listing).run());
         if let RelayListing::Nobody = &*self.listing {
             warn!("no [settlement] section: every settlement will be refused");
         }
-        let consistency = self.consistency.clone().map(|(follower, publisher)| {
-            let service = Arc::clone(&self);
-            let following = tokio::spawn(async move { follower.run().await });
-            let publishing = tokio::spawn(async move {
-                publisher
-                    .run(
-                        || lock(&service.keys).epochs(),
-                        unix_now,
-                        std::future::pending(),
-                    )
-                    .await;
-            });
-            (following, publishing)
-        });
-        if self.consistency.is_none() {
-            info!(
+        match self.consistency.clone() {
+            Some((follower, publisher)) => {
+                let issuer = Arc::clone(&self);
+                service.spawn(async move { follower.run().await });
+                service.spawn(async move {
+                    publisher
+                        .run(
+                            || lock(&issuer.keys).epochs(),
+                            unix_now,
+                            std::future::pending(),
+                        )
+                        .await;
+                });
+            }
+            None => info!(
                 "no [publish] and [directory]: token keys are not published to the registry, so \
                  key consistency rests on this issuer (RFC 9576 §6)"
-            );
+            ),
         }
         info!(issuer_name = %self.config.issuer_name, "issuer serving");
-        server::serve(
-            endpoint,
-            self,
-            Arc::new(ServerCounters::default()),
-            shutdown,
-        )
-        .await;
-        rotation.abort();
-        listing.abort();
-        if let Some((following, publishing)) = consistency {
-            following.abort();
-            publishing.abort();
-        }
-        info!("issuer stopped");
+        service.serve(self, shutdown).await.log("issuer stopped");
     }
 
     /// The time on the login limits' clock.

@@ -22,11 +22,17 @@ const USED_PUZZLES: TableDefinition<&[u8; 16], u64> = TableDefinition::new("used
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 #[error("issuer store: {0}")]
-pub struct StoreError(String);
+pub struct StoreError(#[from] redb::Error);
 
 impl StoreError {
-    fn from_redb(error: impl std::fmt::Display) -> Self {
-        StoreError(error.to_string())
+    fn from_redb(error: impl Into<redb::Error>) -> Self {
+        StoreError(error.into())
+    }
+}
+
+impl openrelay_types::HasKind for StoreError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        openrelay_types::ErrorKind::Storage
     }
 }
 

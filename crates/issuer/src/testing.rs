@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use openrelay_config::IssuerConfig;
 use openrelay_transport::identity::Identity;
+use openrelay_transport::task::AbortOnDrop;
 use openrelay_types::KeyPin;
 
 use crate::IssuerService;
@@ -20,7 +21,7 @@ pub struct LocalIssuer {
     pub pin: KeyPin,
     /// The key directory it publishes for relays (`issuer_keys`).
     pub keys: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    _task: AbortOnDrop<()>,
 }
 
 impl LocalIssuer {
@@ -45,13 +46,7 @@ impl LocalIssuer {
             addr: endpoint.local_addr().unwrap(),
             pin: identity.pin(),
             keys: state_dir.join(crate::keys::DIRECTORY_FILE),
-            task: tokio::spawn(service.run(endpoint, std::future::pending())),
+            _task: AbortOnDrop(tokio::spawn(service.run(endpoint, std::future::pending()))),
         }
-    }
-}
-
-impl Drop for LocalIssuer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -2,29 +2,31 @@
 //! validators fetching proposals, clients fetching directories): one QUIC
 //! connection per call, the registry's key pinned as for relays.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use openrelay_transport::call::PinnedConnection;
-use openrelay_transport::endpoint::OUTER_MTU;
-use openrelay_transport::udp;
-use openrelay_types::KeyPin;
+use openrelay_transport::call::{self, PinnedConnection};
+use openrelay_types::{ErrorKind, HasKind, KeyPin};
 
 /// Time one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a call to the registry failed.
+/// Why a call to the registry failed. (Its text includes the reason, as
+/// callers log it in one line.)
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    /// The call did not complete (unreachable, wrong key, timed out, ...).
-    #[error("registry at {addr}: {reason}")]
-    Failed {
-        /// The registry.
-        addr: SocketAddr,
-        /// What went wrong.
-        reason: String,
-    },
+#[error("registry at {addr}: {reason}")]
+pub struct CallError {
+    /// The registry.
+    pub addr: SocketAddr,
+    /// What went wrong.
+    pub reason: call::CallError,
+}
+
+impl HasKind for CallError {
+    fn kind(&self) -> ErrorKind {
+        self.reason.kind()
+    }
 }
 
 /// A registry to call.
@@ -45,22 +47,17 @@ impl RegistryClient {
         self.addr
     }
 
-    /// `method path` with `body` over a direct UDP socket; returns the status
-    /// and the response body. For relays and validators, whose addresses are
-    /// public anyway; clients use [`RegistryClient::call_via`].
+    /// `method path` with `body` over a fresh direct UDP socket; returns the
+    /// status and the response body. For relays and validators, whose
+    /// addresses are public anyway; clients use [`RegistryClient::call_via`].
     pub async fn call(
         &self,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), CallError> {
-        let endpoint = udp::endpoint(udp::local_for(None, self.addr), None).map_err(|e| {
-            CallError::Failed {
-                addr: self.addr,
-                reason: e.to_string(),
-            }
-        })?;
-        self.call_via(&endpoint, OUTER_MTU, method, path, body)
+        let connecting = PinnedConnection::open(self.addr, self.pin);
+        self.within_time(async { Self::exchange(connecting.await?, method, path, body).await })
             .await
     }
 
@@ -75,26 +72,33 @@ impl RegistryClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), CallError> {
-        let failed = |reason: String| CallError::Failed {
+        let connecting = PinnedConnection::connect(endpoint, self.addr, self.pin, mtu);
+        self.within_time(async { Self::exchange(connecting.await?, method, path, body).await })
+            .await
+    }
+
+    /// `call` within [`CALL_TIMEOUT`].
+    async fn within_time(
+        &self,
+        call: impl Future<Output = Result<(u16, Vec<u8>), call::CallError>>,
+    ) -> Result<(u16, Vec<u8>), CallError> {
+        let reason = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(reason)) => reason,
+            Err(_) => call::CallError::TimedOut,
+        };
+        Err(CallError {
             addr: self.addr,
             reason,
-        };
-        let exchange = self.exchange(endpoint, mtu, method, path, body);
-        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
-            Ok(result) => result.map_err(failed),
-            Err(_) => Err(failed("timed out".into())),
-        }
+        })
     }
 
     async fn exchange(
-        &self,
-        quic: &quinn::Endpoint,
-        mtu: u16,
+        connection: PinnedConnection,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let connection = PinnedConnection::connect(quic, self.addr, self.pin, mtu).await?;
+    ) -> Result<(u16, Vec<u8>), call::CallError> {
         let response = connection.request(method, path, &[], body).await?;
         Ok((response.status, response.body))
     }

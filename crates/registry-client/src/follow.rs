@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use openrelay_config::DirectoryConfig;
 use openrelay_directory::{
-    DirectoryError, LastSeen, TrustConfig, ValidatorId, VerifiedDirectory, verify_directory_bytes,
+    DirectoryError, LastSeen, TrustConfig, TrustConfigError, VerifiedDirectory,
+    verify_directory_bytes,
 };
 use openrelay_transport::backoff::Backoff;
-use openrelay_types::unix_now;
+use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -23,7 +24,13 @@ use crate::{CallError, RegistryClient};
 /// Why the directory settings are unusable.
 #[derive(Debug, thiserror::Error)]
 #[error("directory.validators: {0}")]
-pub struct FollowConfigError(String);
+pub struct FollowConfigError(#[from] pub TrustConfigError);
+
+impl HasKind for FollowConfigError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
+}
 
 /// Why a fetch brought no new directory.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +45,16 @@ pub enum FollowError {
     /// What it served does not verify.
     #[error("directory refused: {0}")]
     Refused(#[from] DirectoryError),
+}
+
+impl HasKind for FollowError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FollowError::Call(e) => e.kind(),
+            FollowError::Status(_) => ErrorKind::Refused,
+            FollowError::Refused(_) => ErrorKind::PeerMisbehaved,
+        }
+    }
 }
 
 impl FollowError {
@@ -61,13 +78,8 @@ pub struct DirectoryFollower {
 impl DirectoryFollower {
     /// A follower of `config`'s registry and validators.
     pub fn new(config: &DirectoryConfig) -> Result<Self, FollowConfigError> {
-        let validators = config
-            .validators
-            .iter()
-            .map(|pin| ValidatorId::try_from(*pin).map_err(|e| FollowConfigError(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let trust = TrustConfig::new(validators, config.threshold, config.max_age_secs)
-            .map_err(|e| FollowConfigError(e.to_string()))?;
+        let trust =
+            TrustConfig::from_pins(&config.validators, config.threshold, config.max_age_secs)?;
         Ok(Self::with_trust(
             RegistryClient::new(config.registry.addr, config.registry.key),
             trust,

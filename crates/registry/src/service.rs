@@ -43,14 +43,15 @@ use openrelay_config::RegistryConfig;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
     Directory, DirectoryDigest, IssuerId, MAX_CLOCK_SKEW_SECS, Proposal, RelayId, Signature,
-    SignedDirectory, SignedIssuerKeySet, TrustConfig, ValidatorId, ValidatorSignature,
-    verify_directory,
+    SignedDirectory, SignedIssuerKeySet, TrustConfig, TrustConfigError, ValidatorId,
+    ValidatorSignature, verify_directory,
 };
 use openrelay_registry_client::paths;
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
-use openrelay_types::unix_now;
+use openrelay_transport::endpoint::TUNNELLED_MTU;
+use openrelay_transport::identity::Identity;
+use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
+use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
 use crate::publication::{self, Publication, reply};
@@ -123,7 +124,16 @@ pub enum ServiceError {
     Store(#[from] crate::StoreError),
     /// The validator set is not usable.
     #[error("validators: {0}")]
-    Trust(String),
+    Trust(#[from] TrustConfigError),
+}
+
+impl HasKind for ServiceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Store(_) => ErrorKind::Storage,
+            ServiceError::Trust(_) => ErrorKind::Config,
+        }
+    }
 }
 
 /// The key under which the registry remembers the last sequence it proposed,
@@ -204,18 +214,13 @@ impl RegistryService {
     pub fn new(config: &RegistryConfig) -> Result<Self, ServiceError> {
         let store = RedbStore::open(&config.state_dir.join("registry.redb"))?;
         let registry = Registry::open(store, config.publication.clone())?;
-        let validators: Vec<ValidatorId> = config
-            .validators
-            .iter()
-            .map(|pin| ValidatorId::try_from(*pin).map_err(|e| ServiceError::Trust(e.to_string())))
-            .collect::<Result<_, _>>()?;
         // Served directories must pass exactly what clients will check.
-        let trust = TrustConfig::new(
-            validators.iter().copied(),
+        let trust = TrustConfig::from_pins(
+            &config.validators,
             config.threshold,
             config.directory_lifetime_secs,
-        )
-        .map_err(|e| ServiceError::Trust(e.to_string()))?;
+        )?;
+        let validators = trust.validators().to_vec();
         let served = registry
             .latest()?
             .and_then(|bytes| SignedDirectory::from_bytes(&bytes).ok())
@@ -235,33 +240,26 @@ impl RegistryService {
         })
     }
 
-    /// Serves `endpoint` and proposes directories until `shutdown`.
-    pub async fn run(
-        self: Arc<Self>,
-        endpoint: server::Listener,
-        shutdown: impl Future<Output = ()>,
-    ) {
-        let proposer = tokio::spawn({
-            let service = Arc::clone(&self);
-            async move {
-                loop {
-                    let round = Arc::clone(&service);
-                    // Assembling a directory is CPU work: off the runtime.
-                    let _ = tokio::task::spawn_blocking(move || round.propose(unix_now())).await;
-                    tokio::time::sleep(service.proposal_interval).await;
-                }
+    /// The registry's QUIC endpoint on `config.listen`, with its `[limits]`.
+    /// Clients reach the registry through their relays (QUIC inside a
+    /// connect-udp flow), so its packets must fit their datagrams.
+    pub fn bind(config: &RegistryConfig, identity: &Identity) -> Result<Service, StartError> {
+        Service::bind_service(config.listen, identity, TUNNELLED_MTU, &config.limits)
+    }
+
+    /// Serves `service` and proposes directories until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut service: Service, shutdown: impl Future<Output = ()>) {
+        let proposer = Arc::clone(&self);
+        service.spawn(async move {
+            loop {
+                let round = Arc::clone(&proposer);
+                // Assembling a directory is CPU work: off the runtime.
+                let _ = tokio::task::spawn_blocking(move || round.propose(unix_now())).await;
+                tokio::time::sleep(proposer.proposal_interval).await;
             }
         });
         info!("registry serving");
-        server::serve(
-            endpoint,
-            self,
-            Arc::new(ServerCounters::default()),
-            shutdown,
-        )
-        .await;
-        proposer.abort();
-        info!("registry stopped");
+        service.serve(self, shutdown).await.log("registry stopped");
     }
 
     /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).

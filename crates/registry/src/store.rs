@@ -34,11 +34,17 @@ const DIRECTORIES_KEPT: u64 = 8;
 /// A storage failure (the store's own message; no relay data in it).
 #[derive(Debug, thiserror::Error)]
 #[error("registry store: {0}")]
-pub struct StoreError(String);
+pub struct StoreError(#[from] redb::Error);
 
 impl StoreError {
-    fn from_redb(error: impl std::fmt::Display) -> Self {
-        StoreError(error.to_string())
+    fn from_redb(error: impl Into<redb::Error>) -> Self {
+        StoreError(error.into())
+    }
+}
+
+impl openrelay_types::HasKind for StoreError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        openrelay_types::ErrorKind::Storage
     }
 }
 

@@ -16,6 +16,8 @@
 //! * [`limits`]: a server's connection, stream and time limits, and the
 //!   per-address connection gate.
 //! * [`server`]: the HTTP/3 server loop every openrelay server runs.
+//! * [`service`]: the service runner on it (bind, background tasks, serve,
+//!   final statistics) every openrelay server starts with.
 //! * [`error_kind`]: fixed names of library errors, for logs.
 //! * [`tcp_pump`]: bytes between a TCP connection and a CONNECT stream.
 //! * [`udp`]: UDP sockets and quinn endpoints with large socket buffers.
@@ -33,6 +35,7 @@ pub mod h3util;
 pub mod identity;
 pub mod limits;
 pub mod server;
+pub mod service;
 pub mod task;
 pub mod tcp_pump;
 #[cfg(feature = "testing")]

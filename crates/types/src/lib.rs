@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 pub mod clock;
+pub mod error;
 mod pin;
 mod role;
 
 pub use clock::unix_now;
+pub use error::{ErrorKind, HasKind};
 pub use pin::{KeyPin, KeyPinError};
 pub use role::RelayRole;

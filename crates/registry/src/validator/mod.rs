@@ -34,11 +34,12 @@ use std::time::Duration;
 use openrelay_config::ValidatorConfig;
 use openrelay_directory::vote::{IssuerVote, SignedVote, Vote, VoteEntry};
 use openrelay_directory::{
-    DirectoryDigest, Proposal, ValidatorId, ValidatorKey, ValidatorSignature,
+    DirectoryDigest, KeyError, Proposal, ValidatorId, ValidatorKey, ValidatorSignature,
 };
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
+use openrelay_transport::endpoint::OUTER_MTU;
+use openrelay_transport::identity::Identity;
+use openrelay_transport::server::{RequestContext, RequestHandler, ServerStream, StartError};
+use openrelay_transport::service::Service;
 use tracing::{debug, info, warn};
 
 use crate::publication::{self, Publication, reply};
@@ -47,7 +48,7 @@ use crate::{RedbStore, Registry, RegistryStore, StoreError};
 use check::{LastSigned, Refusal, Rules, Verdict, check_proposal};
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
-use openrelay_types::unix_now;
+use openrelay_types::{ErrorKind, HasKind, unix_now};
 
 /// A validator votes again at least this often, even when its view did not
 /// change, so its vote stays fresh at the registry.
@@ -67,9 +68,21 @@ pub enum ValidatorError {
     /// Its store.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A key in the config is not usable, or its own key is not listed.
+    /// A key in the config is not usable.
     #[error("validators: {0}")]
-    Validators(String),
+    Validators(#[from] KeyError),
+    /// Its own key is not listed among the validators.
+    #[error("validators: this validator's own key {0} is not listed")]
+    OwnKeyNotListed(ValidatorId),
+}
+
+impl HasKind for ValidatorError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ValidatorError::Store(_) => ErrorKind::Storage,
+            ValidatorError::Validators(_) | ValidatorError::OwnKeyNotListed(_) => ErrorKind::Config,
+        }
+    }
 }
 
 /// A validator: its key, its view of the relays, its rules and its record.
@@ -103,15 +116,10 @@ impl Validator {
         let validators: BTreeSet<ValidatorId> = config
             .validators
             .iter()
-            .map(|pin| {
-                ValidatorId::try_from(*pin).map_err(|e| ValidatorError::Validators(e.to_string()))
-            })
+            .map(|pin| ValidatorId::try_from(*pin))
             .collect::<Result<_, _>>()?;
         if !validators.contains(&key.id()) {
-            return Err(ValidatorError::Validators(format!(
-                "this validator's own key {} is not listed",
-                key.id()
-            )));
+            return Err(ValidatorError::OwnKeyNotListed(key.id()));
         }
         let store = RedbStore::open(&config.state_dir.join(STORE_FILE))?;
         let registry = Registry::open(store, config.publication.clone())?;
@@ -143,36 +151,36 @@ impl Validator {
             .and_then(|bytes| LastSigned::from_bytes(&bytes)))
     }
 
-    /// Serves relays' publications on `endpoint` and checks and signs the
+    /// The validator's QUIC endpoint (relays publish to it) on
+    /// `config.listen`, with its `[limits]`; only relays and the registry
+    /// call it, directly, so it takes the outer MTU.
+    pub fn bind(config: &ValidatorConfig, identity: &Identity) -> Result<Service, StartError> {
+        Service::bind_service(config.listen, identity, OUTER_MTU, &config.limits)
+    }
+
+    /// Serves relays' publications on `service` and checks and signs the
     /// proposals of `registry` every poll, until `shutdown`.
     pub async fn run(
         self,
-        endpoint: server::Listener,
+        mut service: Service,
         registry: RegistryClient,
         shutdown: impl Future<Output = ()>,
     ) {
         let validator = Arc::new(self);
         info!(validator = %validator.key.id(), "validator started");
-        let service = Arc::new(PublicationService(Arc::clone(&validator.registry)));
-        let rounds = tokio::spawn({
-            let validator = Arc::clone(&validator);
-            async move {
-                let mut round = Round::default();
-                loop {
-                    tokio::time::sleep(validator.poll).await;
-                    validator.round(&registry, &mut round).await;
-                }
+        let publications = Arc::new(PublicationService(Arc::clone(&validator.registry)));
+        let voting = Arc::clone(&validator);
+        service.spawn(async move {
+            let mut round = Round::default();
+            loop {
+                tokio::time::sleep(voting.poll).await;
+                voting.round(&registry, &mut round).await;
             }
         });
-        server::serve(
-            endpoint,
-            service,
-            Arc::new(ServerCounters::default()),
-            shutdown,
-        )
-        .await;
-        rounds.abort();
-        info!("validator stopped");
+        service
+            .serve(publications, shutdown)
+            .await
+            .log("validator stopped");
     }
 
     async fn round(self: &Arc<Self>, registry: &RegistryClient, round: &mut Round) {

@@ -6,20 +6,21 @@
 //! (`openrelay_tokens::settlement::LedgerRequest`): this relay signs it with
 //! its key, for the issuer its payment tokens name, with a fresh nonce.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use openrelay_config::RelayConfig;
 use openrelay_egress::ledger::{Ledger, Total};
-use openrelay_tokens::settlement::{
-    LEDGER_PATH, LEDGER_READ_SIGNATURE_PREFIX, LedgerRequest, OperatorLedger, SIGNATURE_HEADER,
-    signed_message,
-};
+use openrelay_tokens::settlement::{LEDGER_READ_SIGNATURE_PREFIX, LedgerRequest, signed_message};
 use openrelay_transport::identity::Identity;
+
+use crate::process::runtime;
 
 /// The name the issuer credits this relay's settlements to: its operator's
 /// key when it publishes to a registry (the issuer then checks the relay
 /// against the validator-signed directory, where operators are keys), else
 /// its configured `operator` name.
-pub fn settlement_operator(config: &RelayConfig) -> anyhow::Result<String> {
+pub(crate) fn settlement_operator(config: &RelayConfig) -> anyhow::Result<String> {
     match &config.publish {
         Some(publish) => Ok(
             openrelay_registry::keyfile::operator_key(&publish.operator_key_file)?
@@ -30,8 +31,25 @@ pub fn settlement_operator(config: &RelayConfig) -> anyhow::Result<String> {
     }
 }
 
-/// Runs `openrelay ledger`.
-pub async fn run(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
+/// Flags of `openrelay ledger`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LedgerArgs {
+    /// The egress relay's config file (its `[egress.payment]` names the
+    /// issuer it settles at).
+    #[arg(long)]
+    config: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Load config, ask the issuer, print.
+pub(crate) fn run(args: LedgerArgs) -> anyhow::Result<()> {
+    let config = RelayConfig::load(&args.config)?;
+    runtime(Some(1))?.block_on(show(&config, args.json))
+}
+
+async fn show(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
     let payment = config
         .egress
         .as_ref()
@@ -55,37 +73,9 @@ pub async fn run(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
     .encode()
     .context("the operator name is longer than 255 bytes")?;
     let signature = identity.sign(&signed_message(LEDGER_READ_SIGNATURE_PREFIX, &body))?;
-    let quic = openrelay_transport::udp::endpoint(
-        openrelay_transport::udp::local_for(None, issuer.addr),
-        None,
-    )?;
-    let connection = openrelay_transport::call::PinnedConnection::connect(
-        &quic,
-        issuer.addr,
-        issuer.key,
-        openrelay_transport::endpoint::OUTER_MTU,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
-    let answer = connection
-        .request(
-            http::Method::POST,
-            LEDGER_PATH,
-            &[(
-                http::HeaderName::from_static(SIGNATURE_HEADER),
-                openrelay_tokens::b64::encode(&signature),
-            )],
-            body,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("issuer at {}: {e}", issuer.addr))?;
-    anyhow::ensure!(
-        answer.status == 200,
-        "issuer answered {}: {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body).trim()
-    );
-    let at_issuer: OperatorLedger = serde_json::from_slice(&answer.body)?;
+    let issuer_client =
+        openrelay_issuer_client::client::IssuerClient::connect(issuer.addr, issuer.key).await?;
+    let at_issuer = issuer_client.operator_ledger(body, &signature).await?;
     let local = Ledger::open(&config.state_dir).ok().map(|ledger| {
         [
             Total::BytesCarried,

@@ -38,7 +38,7 @@ const LISTING_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What to do with the account.
 #[derive(Debug, clap::Subcommand)]
-pub enum AccountAction {
+pub(crate) enum AccountAction {
     /// Create the account, then log in; both directly (the issuer sees this
     /// host's address: a new account has no token for a path).
     Register,
@@ -56,7 +56,7 @@ pub enum AccountAction {
 
 /// `openrelay account ...`.
 #[derive(Debug, clap::Args)]
-pub struct AccountArgs {
+pub(crate) struct AccountArgs {
     #[command(subcommand)]
     action: AccountAction,
     /// The client's config file (its `[account]` section names the issuer).
@@ -109,8 +109,15 @@ fn directory_of(
     Ok((Some(feed), cached))
 }
 
-/// Runs `openrelay account ...`; returns what to print.
-pub async fn run(args: AccountArgs) -> anyhow::Result<String> {
+/// Runs `openrelay account ...` and prints its outcome.
+pub(crate) fn run(args: AccountArgs) -> anyhow::Result<()> {
+    let message = crate::process::runtime(Some(1))?.block_on(act(args))?;
+    println!("{message}");
+    Ok(())
+}
+
+/// What `openrelay account ...` did, to print.
+async fn act(args: AccountArgs) -> anyhow::Result<String> {
     let config_path = args
         .config
         .as_deref()
@@ -328,7 +335,7 @@ async fn fetch_when_listed(
 /// The devnet's account for its client: created on the first run with a
 /// random password kept (mode 0600) in the client's state directory, logged
 /// in on every run, so the client starts with tokens.
-pub async fn devnet_login(config: &ClientConfig) -> anyhow::Result<()> {
+pub(crate) async fn devnet_login(config: &ClientConfig) -> anyhow::Result<()> {
     if config.account.is_none() {
         return Ok(());
     }

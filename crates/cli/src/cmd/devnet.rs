@@ -1,0 +1,148 @@
+//! `openrelay devnet`: a complete local network (the devnet crate plans
+//! and supervises it; this file maps flags to its options).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use openrelay_config::PathConfig;
+use openrelay_log::{LogOptions, Role};
+
+use crate::cmd::{PathArgs, account};
+use crate::process::{ready, runtime, shutdown_signal};
+
+/// Flags of `openrelay devnet`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DevnetArgs {
+    /// Number of operators, each running one ingress and one egress relay
+    /// (operators are in different countries, so the default three give
+    /// three regions).
+    #[arg(long, default_value_t = 3)]
+    operators: usize,
+    /// The client's SOCKS5 listen address.
+    #[arg(long, default_value = "127.0.0.1:1080")]
+    socks: SocketAddr,
+    /// The client's HTTP proxy listen address.
+    #[arg(long, default_value = "127.0.0.1:8118")]
+    http: SocketAddr,
+    /// Keys and state (default: a fresh temporary directory, removed on exit;
+    /// with --export, DIR/state).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Each component logs to its own file here (client.log, ingress-<i>.log, egress-<i>.log).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Log filter for every component (e.g. info, debug, trace).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Write one config file per component into DIR and exit (keys and
+    /// state go to DIR/state unless --state-dir says otherwise).
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
+    /// Run without the registry and validators: the client uses the relay
+    /// list in its config instead of the validator-signed directory.
+    #[arg(long)]
+    no_registry: bool,
+    /// Run without the token issuer: relays admit and carry without Privacy
+    /// Pass tokens.
+    #[arg(long)]
+    no_tokens: bool,
+    /// How long each issuer token key signs before the next takes over
+    /// (default a week; a few minutes to watch key rotations, which the
+    /// validator-signed directory must list before a key signs).
+    #[arg(long, value_name = "SECS", default_value_t = openrelay_devnet::DEVNET_KEY_ROTATION_SECS)]
+    key_rotation_secs: u64,
+    /// Run the client with its full-device VPN in a fresh network namespace
+    /// NAME, linked to this one by a veth pair on whose host side the
+    /// ingresses listen (docs/tun.md); removed on exit.
+    #[arg(long, value_name = "NAME")]
+    client_netns: Option<String>,
+    /// The resolver the egresses forward clients' DNS queries to (default:
+    /// each egress's /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR")]
+    dns_resolver: Option<SocketAddr>,
+    /// The client's path selection (devnet operators 1, 2, 3, ... are in
+    /// NL, CH, SE, FR, IS, DE; every devnet relay is in "Localhost").
+    #[command(flatten)]
+    path: PathArgs,
+}
+
+/// Init logging, run (the devnet writes its components' configs itself).
+pub(crate) fn run(args: DevnetArgs) -> anyhow::Result<()> {
+    runtime(Some(1))?.block_on(serve(args))
+}
+
+async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
+    openrelay_log::init(&LogOptions {
+        role: Role::Tool,
+        filter: "warn".into(),
+        file: None,
+    })?;
+    let temporary;
+    let state_dir = match (&args.state_dir, &args.export) {
+        (Some(dir), _) => dir.clone(),
+        // Exported configs name their state directories (and the keys the
+        // client pins are made there now): keep them next to the configs.
+        (None, Some(export)) => export.join("state"),
+        (None, None) => {
+            temporary = tempfile::Builder::new()
+                .prefix("openrelay-devnet-")
+                .tempdir()
+                .context("cannot create a temporary state directory")?;
+            temporary.path().to_owned()
+        }
+    };
+    if let Some(dir) = &args.log_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let log_dir = match &args.log_dir {
+        Some(dir) => Some(std::path::absolute(dir)?),
+        None => None,
+    };
+    let options = openrelay_devnet::DevnetOptions {
+        operators: args.operators,
+        socks: args.socks,
+        http: args.http,
+        state_dir: std::path::absolute(&state_dir)?,
+        log_dir,
+        log_level: args.log_level.clone(),
+        registry: !args.no_registry,
+        tokens: !args.no_tokens,
+        key_rotation_secs: args.key_rotation_secs,
+        client_netns: args.client_netns.is_some(),
+        dns_resolver: args.dns_resolver,
+        path: {
+            let mut path = PathConfig::default();
+            args.path.apply(&mut path);
+            path
+        },
+    };
+    // The link must exist before the plan picks ports on its addresses.
+    let _netns = match (&args.client_netns, &args.export) {
+        (Some(name), None) => Some(openrelay_devnet::netns::ClientNetns::create(
+            name,
+            u8::try_from(args.operators).context("--operators")?,
+        )?),
+        _ => None,
+    };
+    let plan = openrelay_devnet::plan(&options)?;
+    if let Some(dir) = &args.export {
+        for component in openrelay_devnet::export(&plan, dir)? {
+            println!("wrote {}", component.config.display());
+        }
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the openrelay executable")?;
+    let client_config = plan.client.clone();
+    openrelay_devnet::run_plan(
+        &plan,
+        &options.state_dir,
+        &exe,
+        args.client_netns.clone(),
+        async move { Ok(account::devnet_login(&client_config).await?) },
+        ready,
+        shutdown_signal(false),
+    )
+    .await?;
+    Ok(())
+}
