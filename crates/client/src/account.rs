@@ -15,7 +15,7 @@
 //! * **Refills**: the client keeps a pool for every ingress operator and
 //!   every egress it may use, so a new path never waits for tokens. A pool
 //!   below `low_water` is topped up through a **path of its own**
-//!   ([`PathManager::build_refill_path`]): its egress is never a browsing
+//!   ([`PathManager::build_refill_path`](crate::manager::PathManager::build_refill_path)): its egress is never a browsing
 //!   path's (an issuer working with that egress would otherwise link the
 //!   account to the session's destinations), its ingress preferably of
 //!   another operator; built fresh for each refill, used for nothing else,

@@ -29,7 +29,7 @@
 //!   it takes no new flows and is closed once its flows have ended and
 //!   [`RETIRE_GRACE`] has passed, so rotation never cuts a connection.
 //! * A request that gives up ([`PathController::request_failed`]) starts a
-//!   back-off ([`crate::backoff`]): until it ends, a flow that needs a new
+//!   back-off (`backoff`): until it ends, a flow that needs a new
 //!   build fails at once with the reason. A success, a new relay list, or
 //!   (after an access refusal) tokens arriving end it.
 

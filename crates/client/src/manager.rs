@@ -10,7 +10,7 @@
 //! One retry policy: a request for a path tries at most
 //! [`PATHS_PER_REQUEST`] paths (a built one it uses, or one it waits for
 //! while it is built), then fails with the last error and builds back off
-//! ([`crate::backoff`]); an access refusal fails it at once. Flows count
+//! (`backoff`); an access refusal fails it at once. Flows count
 //! their tries against the same budget ([`PathManager::path_within`]), so
 //! one SOCKS request causes at most [`PATHS_PER_REQUEST`] path builds.
 //! Failures are logged as warnings when their cause changes, not per

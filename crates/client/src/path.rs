@@ -151,7 +151,7 @@ local_failure!(
 
 impl PartialEq for BuildError {
     /// One failure for the log: same variant, relay and status, and the
-    /// same handshake failure ([`HandshakeFailure::same_as`]).
+    /// same handshake failure (`HandshakeFailure::same_as`).
     fn eq(&self, other: &BuildError) -> bool {
         use BuildError::*;
         match (self, other) {
@@ -491,8 +491,8 @@ impl Inner {
 
 impl Path {
     /// Builds a path through `ingress` to `egress`: the tunnel
-    /// ([`Tunnel::open`], showing the ingress an access token of `access`,
-    /// if any), then the inner connection in it ([`Inner::connect`]).
+    /// (`Tunnel::open`, showing the ingress an access token of `access`,
+    /// if any), then the inner connection in it (`Inner::connect`).
     /// Nobody pays the egress: whoever wants to hears of the path once it
     /// is built and runs its payer with [`Path::attach`].
     pub async fn build(

@@ -669,7 +669,7 @@ impl HasKind for DevnetError {
 /// lists the whole network (with a registry), runs `prepare_client`, starts
 /// the client (in `client_netns` if given), writes `state_dir/devnet.pids`
 /// and calls `on_ready` with the client's ready line; runs until `shutdown`
-/// (see [`supervise::run`]).
+/// (supervised by the `supervise` module).
 pub async fn run_plan(
     plan: &DevnetPlan,
     state_dir: &Path,

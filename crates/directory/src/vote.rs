@@ -82,7 +82,7 @@ impl Vote {
 
     /// This vote naming `issuers`' key sets too (any order; sorted here).
     /// Refuses an issuer named twice and more than
-    /// [`MAX_ISSUERS`](crate::MAX_ISSUERS).
+    /// [`MAX_ISSUERS`].
     pub fn with_issuers(mut self, mut issuers: Vec<IssuerVote>) -> Result<Self, FormatError> {
         issuers.sort();
         self.issuers = issuers;
