@@ -18,12 +18,12 @@ pub enum ConfigError {
     },
     /// The file is not valid TOML or does not match the schema; the message
     /// names the field and the line.
-    #[error("{origin}: {message}")]
+    #[error("{origin}: {}", source.to_string().trim_end())]
     Parse {
         /// The file, or `<string>`.
         origin: String,
-        /// The parser's message (names the field and its position).
-        message: String,
+        /// The parser's error (names the field and its position).
+        source: toml::de::Error,
     },
     /// A field parsed but its value is not acceptable.
     #[error("{origin}: field `{field}`: {reason}")]
@@ -75,9 +75,9 @@ impl ConfigError {
 
     pub(crate) fn with_origin(self, origin: &str) -> Self {
         match self {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
                 origin: origin.to_owned(),
-                message,
+                source,
             },
             ConfigError::Invalid { field, reason, .. } => ConfigError::Invalid {
                 origin: origin.to_owned(),

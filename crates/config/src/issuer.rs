@@ -275,7 +275,7 @@ mod tests {
     fn field_of(error: ConfigError) -> String {
         match error {
             ConfigError::Invalid { field, .. } => field,
-            ConfigError::Parse { message, .. } => message,
+            ConfigError::Parse { source, .. } => source.to_string(),
             other => other.to_string(),
         }
     }

@@ -64,9 +64,9 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 /// the text uses one of `renames`, says so instead.
 fn parse<F: DeserializeOwned>(text: &str, renames: &[renamed::Renamed]) -> Result<F, ConfigError> {
     toml::from_str(text).map_err(|e| {
-        renamed::find(text, renames).unwrap_or_else(|| ConfigError::Parse {
+        renamed::find(text, renames).unwrap_or(ConfigError::Parse {
             origin: String::new(),
-            message: e.to_string().trim_end().to_owned(),
+            source: e,
         })
     })
 }

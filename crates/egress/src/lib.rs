@@ -47,6 +47,7 @@ use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerSt
 use openrelay_transport::service::Service;
 use openrelay_transport::tcp_pump::PumpCounters;
 use openrelay_transport::udp_bridge::BridgeCounters;
+use openrelay_types::{ErrorKind, HasKind};
 use openrelay_wire::proxy_status::ProxyErrorType;
 use tracing::{debug, info, warn};
 
@@ -76,6 +77,18 @@ pub enum EgressError {
     /// The resolver could not be set up.
     #[error("resolver: {0}")]
     Resolver(#[from] hickory_resolver::net::NetError),
+}
+
+impl HasKind for EgressError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EgressError::Start(e) => e.kind(),
+            EgressError::Payment(e) => e.kind(),
+            EgressError::HostAddresses(_) => ErrorKind::Local,
+            // The system's resolver configuration is unusable.
+            EgressError::Resolver(_) => ErrorKind::Config,
+        }
+    }
 }
 
 /// Settings of a running egress, derived from its config file.

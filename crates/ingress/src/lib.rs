@@ -52,6 +52,15 @@ pub enum IngressError {
     Admission(#[from] AdmissionError),
 }
 
+impl HasKind for IngressError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            IngressError::Start(e) => e.kind(),
+            IngressError::Admission(e) => e.kind(),
+        }
+    }
+}
+
 /// Settings of a running ingress.
 #[derive(Debug, Clone)]
 pub struct IngressSettings {
