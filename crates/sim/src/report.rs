@@ -610,7 +610,6 @@ mod tests {
                 .find(|s| s.policy == policy && matches!(s.adversary, Adversary::Sybil(_)) == sybil)
                 .unwrap()
                 .odds
-                .clone()
                 .unwrap()
                 .per_path
         };
