@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -156,19 +156,9 @@ pub(crate) fn is_server_name(name: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'@' && b != b',')
 }
 
+crate::config_file!(IssuerConfig, RENAMED, "an issuer");
+
 impl IssuerConfig {
-    /// Reads and validates an issuer config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        crate::load(path, Self::from_toml)
-    }
-
-    /// Parses and validates issuer config text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        crate::from_text(text, RENAMED, |config: Self| {
-            crate::validated(config, Self::validate)
-        })
-    }
-
     fn validate(&self) -> Result<(), ConfigError> {
         if !is_server_name(&self.issuer_name) {
             return Err(ConfigError::invalid(
@@ -241,11 +231,6 @@ impl IssuerConfig {
             None => {}
         }
         self.limits.validate()
-    }
-
-    /// Serialises the config as TOML.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        crate::to_toml(self)
     }
 }
 

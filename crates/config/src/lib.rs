@@ -13,6 +13,33 @@
 //! says so in its name (`dangerously_...`). Commented examples live in
 //! `examples/` at the repository root and are parsed by this crate's tests.
 
+/// `load`, `from_toml` and `to_toml` of a config whose file has its own
+/// shape: `$renamed` are its fields under old names, `validate` its checks.
+macro_rules! config_file {
+    ($config:ty, $renamed:expr, $what:literal) => {
+        impl $config {
+            #[doc = concat!("Reads and validates ", $what, " config file.")]
+            pub fn load(path: &std::path::Path) -> Result<Self, crate::ConfigError> {
+                crate::load(path, Self::from_toml)
+            }
+
+            #[doc = concat!("Parses and validates ", $what, " config text.")]
+            pub fn from_toml(text: &str) -> Result<Self, crate::ConfigError> {
+                crate::from_text(text, $renamed, |config: Self| {
+                    config.validate()?;
+                    Ok(config)
+                })
+            }
+
+            /// Serialises the config as TOML.
+            pub fn to_toml(&self) -> Result<String, crate::ConfigError> {
+                crate::to_toml(self)
+            }
+        }
+    };
+}
+pub(crate) use config_file;
+
 pub mod client;
 pub mod congestion;
 pub mod directory;
@@ -94,15 +121,6 @@ fn load<T>(
 /// Writes a config as TOML.
 fn to_toml<T: Serialize>(value: &T) -> Result<String, ConfigError> {
     toml::to_string(value).map_err(ConfigError::Serialize)
-}
-
-/// Runs `validate` on a parsed config and hands it back.
-fn validated<T>(
-    config: T,
-    validate: impl FnOnce(&T) -> Result<(), ConfigError>,
-) -> Result<T, ConfigError> {
-    validate(&config)?;
-    Ok(config)
 }
 
 #[cfg(test)]

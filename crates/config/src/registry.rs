@@ -2,7 +2,7 @@
 //! registry and every validator apply alike (`[publication]`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use openrelay_types::KeyPin;
 use serde::{Deserialize, Serialize};
@@ -181,19 +181,9 @@ fn default_proposal_interval_secs() -> u64 {
     10
 }
 
+crate::config_file!(RegistryConfig, RENAMED, "a registry");
+
 impl RegistryConfig {
-    /// Reads and validates a registry config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        crate::load(path, Self::from_toml)
-    }
-
-    /// Parses and validates registry config text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        crate::from_text(text, RENAMED, |config: Self| {
-            crate::validated(config, Self::validate)
-        })
-    }
-
     fn validate(&self) -> Result<(), ConfigError> {
         check_threshold(&self.validators, self.threshold)?;
         for (field, value) in [
@@ -212,10 +202,5 @@ impl RegistryConfig {
         }
         self.limits.validate()?;
         self.publication.validate()
-    }
-
-    /// Serialises the config as TOML.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        crate::to_toml(self)
     }
 }

@@ -51,19 +51,9 @@ fn default_max_directory_lifetime_secs() -> u64 {
     7200
 }
 
+crate::config_file!(ValidatorConfig, RENAMED, "a validator");
+
 impl ValidatorConfig {
-    /// Reads and validates a validator config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        crate::load(path, Self::from_toml)
-    }
-
-    /// Parses and validates validator config text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        crate::from_text(text, RENAMED, |config: Self| {
-            crate::validated(config, Self::validate)
-        })
-    }
-
     /// Only `state_dir` of a validator config file, which may be unfinished:
     /// a new validator prints its key (`--print-key`) before the file can
     /// list it among `validators`.
@@ -90,10 +80,5 @@ impl ValidatorConfig {
         }
         self.limits.validate()?;
         self.publication.validate()
-    }
-
-    /// Serialises the config as TOML.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        crate::to_toml(self)
     }
 }

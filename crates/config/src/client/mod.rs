@@ -7,7 +7,7 @@ mod tun;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use openrelay_types::{KeyPin, RelayRole};
 use serde::{Deserialize, Serialize};
@@ -225,19 +225,9 @@ impl PathConfig {
     }
 }
 
+crate::config_file!(ClientConfig, RENAMED, "a client");
+
 impl ClientConfig {
-    /// Reads and validates a client config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        crate::load(path, Self::from_toml)
-    }
-
-    /// Parses and validates client config text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        crate::from_text(text, RENAMED, |config: Self| {
-            crate::validated(config, Self::validate)
-        })
-    }
-
     fn validate(&self) -> Result<(), ConfigError> {
         if self.worker_threads == 0 {
             return Err(ConfigError::invalid("worker_threads", "must be at least 1"));
@@ -288,10 +278,5 @@ impl ClientConfig {
             return Err(ConfigError::invalid("http", "must differ from `socks`"));
         }
         Ok(())
-    }
-
-    /// Serialises the config as TOML.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        crate::to_toml(self)
     }
 }
