@@ -11,7 +11,7 @@ use std::time::Duration;
 use openrelay_config::{IssuerConfig, RegistryConfig, RelayConfig};
 use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU, TUNNELLED_MTU};
 use openrelay_transport::identity::{Identity, KEY_FILE};
-use openrelay_types::{KeyPin, RelayRole};
+use openrelay_types::KeyPin;
 
 /// Which kind of server the target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -135,21 +135,17 @@ impl Target {
         })?;
         if table.contains_key("role") {
             let config = RelayConfig::load(path)?;
-            let (role, egress_relays) = match config.role {
-                RelayRole::Ingress => (
-                    Role::Ingress,
-                    config
-                        .ingress
-                        .as_ref()
-                        .map(|i| i.egress_relays.clone())
-                        .unwrap_or_default(),
-                ),
-                RelayRole::Egress => (Role::Egress, Vec::new()),
+            let (role, egress_relays) = match &config {
+                RelayConfig::Ingress(ingress) => {
+                    (Role::Ingress, ingress.role.egress_relays.clone())
+                }
+                RelayConfig::Egress(_) => (Role::Egress, Vec::new()),
             };
+            let common = config.common();
             return Ok(Target {
                 role,
-                addr: config.listen,
-                key: key_in(&config.state_dir)?,
+                addr: common.listen,
+                key: key_in(&common.state_dir)?,
                 egress_relays,
             });
         }

@@ -431,7 +431,7 @@ async fn an_egress_out_of_descriptors_answers_503_and_keeps_serving() {
     let relay = standalone::relay_under(
         &["prlimit", "--nofile=64:64"],
         "egress",
-        "[egress]\nallow = [\"127.0.0.0/8\"]\n",
+        "[egress]\ndangerously_allow_networks = [\"127.0.0.0/8\"]\n",
         "info",
     );
     let (_quic, _connection, mut requests) =

@@ -261,12 +261,16 @@ fn an_export_keeps_the_keys_its_configs_pin() {
         let relay =
             openrelay_config::RelayConfig::load(&configs.join(format!("{name}.toml"))).unwrap();
         assert!(
-            relay.state_dir.starts_with(configs.join("state")),
+            relay.common().state_dir.starts_with(configs.join("state")),
             "{:?}",
-            relay.state_dir
+            relay.common().state_dir
         );
         let key = run_openrelay(
-            &["key", "--state-dir", relay.state_dir.to_str().unwrap()],
+            &[
+                "key",
+                "--state-dir",
+                relay.common().state_dir.to_str().unwrap(),
+            ],
             Duration::from_secs(10),
         );
         let pinned = client.relays.iter().find(|r| r.name == name).unwrap().key;

@@ -54,6 +54,7 @@ fn aioquic_speaks_masque_with_our_relays() {
     let listen = |name: &str| {
         RelayConfig::load(&devnet.state_dir.join(format!("configs/{name}.toml")))
             .unwrap()
+            .common()
             .listen
     };
     let (egress, ingress) = (listen("egress-1"), listen("ingress-2"));

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Devnet, Proc, account, fetch, run_openrelay, servers};
-use openrelay_config::{ClientConfig, IssuerConfig, RegistryEndpoint, RelayConfig};
+use openrelay_config::{ClientConfig, IssuerConfig, RelayCommon, RelayConfig, ServiceEndpoint};
 use openrelay_directory::{
     Directory, IssuerId, IssuerKey, IssuerKeySet, IssuerTokenKey, KeySetFields, SignedDirectory,
     SignedIssuerKeySet, TOKEN_TYPE_BLIND_RSA,
@@ -244,37 +244,42 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
     // issuer for keys (it lists its own); a third relay is configured as
     // every relay was before this item (keys from the issuer, no
     // directory).
-    let rogue_endpoint = |key: KeyPin| RegistryEndpoint {
+    let rogue_endpoint = |key: KeyPin| ServiceEndpoint {
         addr: rogue_addr,
         key,
     };
-    let mut ingress = RelayConfig::load(&configs.join("ingress-1.toml")).unwrap();
-    let admission = ingress
-        .ingress
-        .as_mut()
-        .unwrap()
-        .admission
-        .as_mut()
-        .unwrap();
+    let RelayConfig::Ingress(mut ingress) =
+        RelayConfig::load(&configs.join("ingress-1.toml")).unwrap()
+    else {
+        panic!("ingress-1 is an ingress");
+    };
+    let admission = ingress.role.admission.as_mut().unwrap();
     let issuer_pin = admission.issuer.as_ref().unwrap().key;
     admission.issuer = Some(rogue_endpoint(issuer_pin));
     assert!(
-        ingress.directory.is_some(),
+        ingress.common.directory.is_some(),
         "the devnet's relays follow the directory"
     );
-    std::fs::write(configs.join("ingress-1.toml"), ingress.to_toml().unwrap()).unwrap();
-    let mut egress = RelayConfig::load(&configs.join("egress-1.toml")).unwrap();
-    let tokens = &mut egress
-        .egress
-        .as_mut()
-        .unwrap()
-        .payment
-        .as_mut()
-        .unwrap()
-        .tokens;
+    let to_toml = |relay: RelayConfig| relay.to_toml().unwrap();
+    std::fs::write(
+        configs.join("ingress-1.toml"),
+        to_toml(RelayConfig::Ingress(ingress.clone())),
+    )
+    .unwrap();
+    let RelayConfig::Egress(mut egress) =
+        RelayConfig::load(&configs.join("egress-1.toml")).unwrap()
+    else {
+        panic!("egress-1 is an egress");
+    };
+    let tokens = &mut egress.role.payment.as_mut().unwrap().tokens;
     tokens.issuer = Some(rogue_endpoint(issuer_pin));
-    std::fs::write(configs.join("egress-1.toml"), egress.to_toml().unwrap()).unwrap();
-    let today = RelayConfig {
+    std::fs::write(
+        configs.join("egress-1.toml"),
+        to_toml(RelayConfig::Egress(egress.clone())),
+    )
+    .unwrap();
+    let mut today = ingress.clone();
+    today.common = RelayCommon {
         listen: SocketAddr::from((
             Ipv4Addr::new(127, 0, 1, 1),
             free_port(Ipv4Addr::new(127, 0, 1, 1)),
@@ -282,9 +287,13 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
         state_dir: dir.path().join("ingress-today"),
         directory: None,
         publish: None,
-        ..ingress.clone()
+        ..ingress.common.clone()
     };
-    std::fs::write(configs.join("ingress-today.toml"), today.to_toml().unwrap()).unwrap();
+    std::fs::write(
+        configs.join("ingress-today.toml"),
+        to_toml(RelayConfig::Ingress(today.clone())),
+    )
+    .unwrap();
 
     let _registry = start("registry", &configs.join("registry.toml"));
     let _validators: Vec<Proc> = (1..=3)
@@ -323,17 +332,17 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
     // --- Relays (item 5b) ---------------------------------------------
     let access = TokenChallenge::for_ingress_operator(
         &issuer_name,
-        &ingress.operator_key.unwrap().to_string(),
+        &ingress.common.operator_key.unwrap().to_string(),
     );
     let mint = |key: &SigningKey, challenge: &TokenChallenge| {
         openrelay_tokens::testing::mint(key, challenge)
     };
-    let egress_addr = egress.listen;
+    let egress_addr = egress.common.listen;
     // Until the ingress has taken the listed key, it answers 503.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, details) = connect_udp(
-            ingress.listen,
+            ingress.common.listen,
             ingress_pin,
             egress_addr,
             &mint(&listed_key, &access),
@@ -349,7 +358,7 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (status, details) = connect_udp(
-        ingress.listen,
+        ingress.common.listen,
         ingress_pin,
         egress_addr,
         &mint(&unlisted_key, &access),
@@ -364,7 +373,7 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (status, details) = loop {
         let answer = connect_udp(
-            today.listen,
+            today.common.listen,
             today_pin,
             egress_addr,
             &mint(&unlisted_key, &access),

@@ -367,7 +367,7 @@ async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
     let ingress = RelayConfig::load(&configs.join("ingress-1.toml")).unwrap();
     assert_eq!(
         printed.stdout.trim(),
-        ingress.operator_key.unwrap().to_string()
+        ingress.common().operator_key.unwrap().to_string()
     );
     let issuer = issuer_address(&configs);
     let mut components = Vec::new();
@@ -393,16 +393,20 @@ async fn refills_never_go_direct_when_the_relays_refuse_the_issuer() {
             let name = format!("{role}-{i}");
             let file = configs.join(format!("{name}.toml"));
             let mut relay = RelayConfig::load(&file).unwrap();
-            if let Some(admission) = relay.ingress.as_mut().and_then(|i| i.admission.as_mut()) {
-                admission.issuer_keys = Some(key_file.clone());
-            }
-            if let Some(payment) = relay.egress.as_mut().and_then(|e| {
-                // The egress refuses the issuer's port as a destination.
-                e.deny_ports = Some(vec![25, issuer.port()]);
-                e.payment.as_mut()
-            }) {
-                payment.settle_at = None;
-                payment.tokens.issuer_keys = Some(key_file.clone());
+            match &mut relay {
+                RelayConfig::Ingress(ingress) => {
+                    if let Some(admission) = ingress.role.admission.as_mut() {
+                        admission.issuer_keys = Some(key_file.clone());
+                    }
+                }
+                RelayConfig::Egress(egress) => {
+                    // The egress refuses the issuer's port as a destination.
+                    egress.role.deny_ports = Some(vec![25, issuer.port()]);
+                    if let Some(payment) = egress.role.payment.as_mut() {
+                        payment.settle_at = None;
+                        payment.tokens.issuer_keys = Some(key_file.clone());
+                    }
+                }
             }
             std::fs::write(&file, relay.to_toml().unwrap()).unwrap();
             components.push(Proc::start(

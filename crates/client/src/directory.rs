@@ -10,7 +10,7 @@
 //!
 //! Relays whose endpoints are loopback, private, link-local or otherwise
 //! special-purpose addresses are left out unless
-//! `directory.allow_special_purpose_endpoints` is set (a local network such as
+//! `directory.dangerously_allow_special_purpose_endpoints` is set (a local network such as
 //! the devnet): a directory must not make the client send packets to hosts
 //! inside its own network.
 //!
@@ -94,7 +94,7 @@ pub struct DirectoryFeed {
     /// The last directory accepted (and what the next must not roll back).
     current: Mutex<Option<Arc<VerifiedDirectory>>>,
     refresh: Duration,
-    allow_special_purpose_endpoints: bool,
+    dangerously_allow_special_purpose_endpoints: bool,
 }
 
 /// The manager's view of a verified relay: the relay's id (short) as its
@@ -137,7 +137,7 @@ fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<Rela
         warn!(
             relays = skipped,
             "left out relays whose endpoints are loopback, private, link-local or other \
-             special-purpose addresses (directory.allow_special_purpose_endpoints is for local \
+             special-purpose addresses (directory.dangerously_allow_special_purpose_endpoints is for local \
              test networks only)"
         );
     }
@@ -159,14 +159,15 @@ impl DirectoryFeed {
             cache: state_dir.join(CACHE_FILE),
             current: Mutex::new(None),
             refresh: Duration::from_secs(config.refresh_secs),
-            allow_special_purpose_endpoints: config.allow_special_purpose_endpoints,
+            dangerously_allow_special_purpose_endpoints: config
+                .dangerously_allow_special_purpose_endpoints,
         })
     }
 
     fn list(&self, verified: &VerifiedDirectory) -> RelayList {
         let issued_at = verified.issued_at();
         RelayList {
-            relays: relay_entries(verified, self.allow_special_purpose_endpoints),
+            relays: relay_entries(verified, self.dangerously_allow_special_purpose_endpoints),
             times: DirectoryTimes {
                 issued_at,
                 usable_until: verified
@@ -347,7 +348,7 @@ impl DirectoryFeed {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use openrelay_config::RegistryEndpoint;
+    use openrelay_config::ServiceEndpoint;
     use openrelay_directory::{
         CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields,
         QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
@@ -358,7 +359,7 @@ mod tests {
 
     fn feed(allow_special: bool, dir: &Path) -> DirectoryFeed {
         let config = DirectoryConfig {
-            registry: RegistryEndpoint {
+            registry: ServiceEndpoint {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 key: KeyPin::from(ValidatorKey::from_bytes(&[1; 32]).id()),
             },
@@ -366,7 +367,7 @@ mod tests {
             threshold: 1,
             max_age_secs: 3600,
             refresh_secs: 30,
-            allow_special_purpose_endpoints: allow_special,
+            dangerously_allow_special_purpose_endpoints: allow_special,
         };
         DirectoryFeed::new(&config, dir).unwrap()
     }

@@ -3,16 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    ConfigError, DirectoryConfig, KeyPublishConfig, LimitsConfig, LogConfig, is_default, parse,
-    read,
-};
-
 use openrelay_types::KeyPin;
+
+use crate::renamed::{self, Renamed};
+use crate::{ConfigError, DirectoryConfig, LimitsConfig, LogConfig, ServiceEndpoint, is_default};
+
+/// Fields of an issuer file under their old names.
+const RENAMED: &[Renamed] = &[
+    renamed::special_purpose_endpoints(&["directory"]),
+    renamed::special_purpose_endpoints(&["settlement", "directory"]),
+];
 
 /// The longest `key_rotation_secs`: a key's tokens are accepted for two
 /// periods, which must stay within the relays' bound on a key's lifetime
@@ -103,6 +107,45 @@ fn default_registration_puzzle_bits() -> u8 {
     22
 }
 
+/// Where a token issuer publishes its signed token key set (RFC 9576 §6 key
+/// consistency): the registry and every validator, as relays publish their
+/// descriptors, so that a set is listed only when most validators saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPublishConfig {
+    /// The registry.
+    pub registry: ServiceEndpoint,
+    /// Every validator (its address and TLS key).
+    pub validators: Vec<ServiceEndpoint>,
+    /// Publish the current set again this often (and at once whenever the
+    /// keys change).
+    #[serde(default = "default_key_publish_refresh_secs")]
+    pub refresh_secs: u64,
+}
+
+fn default_key_publish_refresh_secs() -> u64 {
+    60
+}
+
+impl KeyPublishConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.validators.is_empty() {
+            return Err(ConfigError::invalid(
+                "publish.validators",
+                "must list every validator ([[publish.validators]] with addr and key): a key \
+                 set is listed only when most validators saw it",
+            ));
+        }
+        if self.refresh_secs == 0 {
+            return Err(ConfigError::invalid(
+                "publish.refresh_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A server name as token challenges carry it (RFC 9577 §2.1.1.1): host or
 /// host:port, printable ASCII without userinfo (`@`) or list commas.
 pub(crate) fn is_server_name(name: &str) -> bool {
@@ -113,19 +156,9 @@ pub(crate) fn is_server_name(name: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'@' && b != b',')
 }
 
+crate::config_file!(IssuerConfig, RENAMED, "an issuer");
+
 impl IssuerConfig {
-    /// Reads and validates an issuer config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_toml(&read(path)?).map_err(|e| e.with_origin(&path.display().to_string()))
-    }
-
-    /// Parses and validates issuer config text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: IssuerConfig = parse(text).map_err(|e| e.with_origin("<string>"))?;
-        config.validate().map_err(|e| e.with_origin("<string>"))?;
-        Ok(config)
-    }
-
     fn validate(&self) -> Result<(), ConfigError> {
         if !is_server_name(&self.issuer_name) {
             return Err(ConfigError::invalid(
@@ -199,11 +232,6 @@ impl IssuerConfig {
         }
         self.limits.validate()
     }
-
-    /// Serialises the config as TOML.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string(self).map_err(|e| ConfigError::invalid("<config>", e.to_string()))
-    }
 }
 
 #[cfg(test)]
@@ -232,7 +260,7 @@ mod tests {
     fn field_of(error: ConfigError) -> String {
         match error {
             ConfigError::Invalid { field, .. } => field,
-            ConfigError::Parse { message, .. } => message,
+            ConfigError::Parse { source, .. } => source.to_string(),
             other => other.to_string(),
         }
     }

@@ -1,9 +1,30 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use openrelay_types::RelayRole;
+
+use openrelay_types::error::{ErrorKind, HasKind};
+
 use super::*;
 
 const INGRESS_EXAMPLE: &str = include_str!("../../../examples/ingress.toml");
 const EGRESS_EXAMPLE: &str = include_str!("../../../examples/egress.toml");
 const CLIENT_EXAMPLE: &str = include_str!("../../../examples/client.toml");
 const ISSUER_EXAMPLE: &str = include_str!("../../../examples/issuer.toml");
+
+fn ingress(text: &str) -> IngressRelayConfig {
+    match RelayConfig::from_toml(text).unwrap() {
+        RelayConfig::Ingress(ingress) => ingress,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn egress(text: &str) -> EgressRelayConfig {
+    match RelayConfig::from_toml(text).unwrap() {
+        RelayConfig::Egress(egress) => egress,
+        other => panic!("{other:?}"),
+    }
+}
 
 fn expect_field(err: ConfigError, wanted: &str) {
     let text = err.to_string();
@@ -15,12 +36,18 @@ fn expect_field(err: ConfigError, wanted: &str) {
 
 #[test]
 fn the_commented_examples_parse() {
-    let ingress = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
-    assert_eq!(ingress.role, RelayRole::Ingress);
-    assert_eq!(ingress.ingress.unwrap().egress_relays.len(), 2);
-    let egress = RelayConfig::from_toml(EGRESS_EXAMPLE).unwrap();
-    assert_eq!(egress.role, RelayRole::Egress);
-    assert_eq!(egress.egress_settings().connect_timeout_secs, 10);
+    let ingress = ingress(INGRESS_EXAMPLE);
+    assert_eq!(ingress.role.egress_relays.len(), 2);
+    assert_eq!(
+        RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap().role(),
+        RelayRole::Ingress
+    );
+    let egress = egress(EGRESS_EXAMPLE);
+    assert_eq!(egress.role.connect_timeout_secs, 10);
+    assert_eq!(
+        RelayConfig::from_toml(EGRESS_EXAMPLE).unwrap().role(),
+        RelayRole::Egress
+    );
     let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
     assert_eq!(client.relays.len(), 2);
     assert_eq!(client.socks, SocketAddr::from(([127, 0, 0, 1], 1080)));
@@ -137,9 +164,9 @@ fn worker_threads_must_be_positive() {
         ClientConfig::from_toml(&client).unwrap_err(),
         "worker_threads",
     );
-    let relay = RelayConfig::from_toml(EGRESS_EXAMPLE).unwrap();
     assert_eq!(
-        relay.worker_threads, None,
+        egress(EGRESS_EXAMPLE).common.worker_threads,
+        None,
         "relays default to one thread per core"
     );
 }
@@ -211,8 +238,10 @@ fn path_selection_settings_are_checked_and_named() {
 fn congestion_control_is_chosen_per_process_and_checked() {
     let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
     assert_eq!(client.path.congestion, CongestionControl::Cubic);
-    let ingress = RelayConfig::from_toml(INGRESS_EXAMPLE).unwrap();
-    assert_eq!(ingress.congestion, CongestionControl::Cubic);
+    assert_eq!(
+        ingress(INGRESS_EXAMPLE).common.congestion,
+        CongestionControl::Cubic
+    );
     for (text, wanted) in [
         ("delivery-rate", CongestionControl::DeliveryRate),
         ("newreno", CongestionControl::NewReno),
@@ -221,7 +250,10 @@ fn congestion_control_is_chosen_per_process_and_checked() {
             "congestion = \"cubic\"",
             &format!("congestion = \"{text}\""),
         );
-        assert_eq!(RelayConfig::from_toml(&egress).unwrap().congestion, wanted);
+        assert_eq!(
+            RelayConfig::from_toml(&egress).unwrap().common().congestion,
+            wanted
+        );
     }
     // Absent: the default.
     let without = CLIENT_EXAMPLE.replace("congestion = \"cubic\"", "");
@@ -239,7 +271,11 @@ fn congestion_control_is_chosen_per_process_and_checked() {
 fn publication_limits_are_checked_and_named() {
     let registry = RegistryConfig::from_toml(REGISTRY_EXAMPLE).unwrap();
     assert_eq!(registry.publication.max_relays, MAX_RELAYS_LIMIT);
-    assert!(!registry.publication.allow_special_purpose_endpoints);
+    assert!(
+        !registry
+            .publication
+            .dangerously_allow_special_purpose_endpoints
+    );
     assert_eq!(registry.publication.issuers.len(), 1);
     assert_eq!(
         ValidatorConfig::from_toml(VALIDATOR_EXAMPLE)
@@ -314,7 +350,7 @@ fn a_relay_publishes_to_every_validator() {
         "{text}[[publish.validators]]\naddr = \"192.0.2.2:4444\"\nkey = \"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\"\n"
     );
     let relay = RelayConfig::from_toml(&text).unwrap();
-    assert_eq!(relay.publish.unwrap().validators.len(), 1);
+    assert_eq!(relay.common().publish.as_ref().unwrap().validators.len(), 1);
 }
 
 #[test]
@@ -323,8 +359,9 @@ fn local_relay_endpoints_are_an_explicit_choice_of_the_client() {
         [directory.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n";
     let client = ClientConfig::from_toml(&format!("{CLIENT_EXAMPLE}{directory}")).unwrap();
     let directory_config = client.directory.clone().unwrap();
-    assert!(!directory_config.allow_special_purpose_endpoints);
-    let text = format!("{CLIENT_EXAMPLE}{directory}allow_special_purpose_endpoints = true\n");
+    assert!(!directory_config.dangerously_allow_special_purpose_endpoints);
+    let text =
+        format!("{CLIENT_EXAMPLE}{directory}dangerously_allow_special_purpose_endpoints = true\n");
     let client = ClientConfig::from_toml(&text);
     // The flag belongs to [directory.registry]'s parent; written after the
     // sub-table it lands in the wrong table and is refused as unknown.
@@ -333,11 +370,16 @@ fn local_relay_endpoints_are_an_explicit_choice_of_the_client() {
         "{CLIENT_EXAMPLE}{}",
         directory.replace(
             "threshold = 1\n",
-            "threshold = 1\nallow_special_purpose_endpoints = true\n"
+            "threshold = 1\ndangerously_allow_special_purpose_endpoints = true\n"
         )
     );
     let client = ClientConfig::from_toml(&text).unwrap();
-    assert!(client.directory.unwrap().allow_special_purpose_endpoints);
+    assert!(
+        client
+            .directory
+            .unwrap()
+            .dangerously_allow_special_purpose_endpoints
+    );
 }
 
 #[test]
@@ -389,7 +431,7 @@ fn key_consistency_settings_go_together() {
         "issuer = { addr = \"203.0.113.5:4450\", key = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\" }\n",
     ))
     .unwrap();
-    assert_eq!(relay.directory.unwrap().threshold, 1);
+    assert_eq!(relay.common().directory.as_ref().unwrap().threshold, 1);
     expect_field(
         RelayConfig::from_toml(&gated("issuer_keys = \"/k.json\"\n")).unwrap_err(),
         "ingress.admission.issuer",
@@ -401,4 +443,172 @@ fn key_consistency_settings_go_together() {
         .unwrap_err(),
         "ingress.admission.issuer_keys",
     );
+}
+
+/// A relay config is an enum by role: a section of the other role does not
+/// parse, and the error names it.
+#[test]
+fn a_section_of_the_other_role_does_not_parse() {
+    let text = format!("{INGRESS_EXAMPLE}\n[egress]\nconnect_timeout_secs = 3\n");
+    let error = RelayConfig::from_toml(&text).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::Invalid { field, .. } if field == "egress"),
+        "{error}"
+    );
+    assert_eq!(error.kind(), ErrorKind::Config);
+    let text = format!("{EGRESS_EXAMPLE}\n[ingress]\negress_relays = [\"192.0.2.1:1\"]\n");
+    let error = RelayConfig::from_toml(&text).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::Invalid { field, .. } if field == "ingress"),
+        "{error}"
+    );
+    // An egress without its section takes the defaults, and writes them.
+    let without = EGRESS_EXAMPLE.split("\n[egress]\n").next().unwrap();
+    let relay = egress(without);
+    assert_eq!(relay.role, EgressConfig::default());
+    let again = RelayConfig::from_toml(&RelayConfig::Egress(relay.clone()).to_toml().unwrap());
+    assert_eq!(again.unwrap(), RelayConfig::Egress(relay));
+}
+
+/// Every field renamed because it weakens a guarantee: a file using the old
+/// name is refused with a message naming the new one, in every file kind
+/// that has it.
+#[test]
+fn renamed_fields_name_their_new_name() {
+    let special = |table: &str| format!("[{table}]\nallow_special_purpose_endpoints = true\n");
+    let directory = "\n[directory]\nvalidators = [\"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\"]\nthreshold = 1\nallow_special_purpose_endpoints = true\n\
+        [directory.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n";
+    type Parse = fn(&str) -> Result<(), ConfigError>;
+    let relay: Parse = |t| RelayConfig::from_toml(t).map(drop);
+    let client: Parse = |t| ClientConfig::from_toml(t).map(drop);
+    let issuer: Parse = |t| IssuerConfig::from_toml(t).map(drop);
+    let registry: Parse = |t| RegistryConfig::from_toml(t).map(drop);
+    let validator: Parse = |t| ValidatorConfig::from_toml(t).map(drop);
+    let cases: Vec<(Parse, String, &str, &str)> = vec![
+        (
+            relay,
+            EGRESS_EXAMPLE.replace("\n[egress]\n", "\n[egress]\nallow = [\"10.20.0.0/16\"]\n"),
+            "egress.allow",
+            "egress.dangerously_allow_networks",
+        ),
+        (
+            // `allow = []`, as the example had it, gets the message too.
+            relay,
+            EGRESS_EXAMPLE.replace("\n[egress]\n", "\n[egress]\nallow = []\n"),
+            "egress.allow",
+            "egress.dangerously_allow_networks",
+        ),
+        (
+            relay,
+            format!("{EGRESS_EXAMPLE}{directory}"),
+            "directory.allow_special_purpose_endpoints",
+            "directory.dangerously_allow_special_purpose_endpoints",
+        ),
+        (
+            client,
+            format!("{CLIENT_EXAMPLE}{directory}"),
+            "directory.allow_special_purpose_endpoints",
+            "directory.dangerously_allow_special_purpose_endpoints",
+        ),
+        (
+            issuer,
+            ISSUER_EXAMPLE.replacen(
+                "[directory]\n",
+                "[directory]\nallow_special_purpose_endpoints = true\n",
+                1,
+            ),
+            "directory.allow_special_purpose_endpoints",
+            "directory.dangerously_allow_special_purpose_endpoints",
+        ),
+        (
+            issuer,
+            ISSUER_EXAMPLE.replacen(
+                "[settlement.directory]\n",
+                "[settlement.directory]\nallow_special_purpose_endpoints = true\n",
+                1,
+            ),
+            "settlement.directory.allow_special_purpose_endpoints",
+            "settlement.directory.dangerously_allow_special_purpose_endpoints",
+        ),
+        (
+            registry,
+            REGISTRY_EXAMPLE.replace("[publication]\n", &special("publication")),
+            "publication.allow_special_purpose_endpoints",
+            "publication.dangerously_allow_special_purpose_endpoints",
+        ),
+        (
+            validator,
+            VALIDATOR_EXAMPLE.replace("[publication]\n", &special("publication")),
+            "publication.allow_special_purpose_endpoints",
+            "publication.dangerously_allow_special_purpose_endpoints",
+        ),
+    ];
+    for (parse, text, old, new) in cases {
+        let error = parse(&text).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Renamed { old: o, new: n, .. } if o == old && n == new),
+            "{old}: {error}"
+        );
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let message = error.to_string();
+        assert!(message.contains(old) && message.contains(new), "{message}");
+        // Under its new name the file parses.
+        let key = |dotted: &str| format!("\n{} =", dotted.rsplit('.').next().unwrap());
+        let renamed = text.replace(&key(old), &key(new));
+        parse(&renamed).unwrap_or_else(|e| panic!("{new}: {e}"));
+    }
+}
+
+/// Every file in `examples/` parses and round-trips through `to_toml`.
+#[test]
+fn every_example_parses_and_round_trips() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !name.ends_with(".toml") {
+            continue;
+        }
+        seen += 1;
+        match name.as_str() {
+            "ingress.toml" | "egress.toml" => {
+                let config = RelayConfig::load(&path).unwrap();
+                assert_eq!(
+                    RelayConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+                    config
+                );
+            }
+            "client.toml" => {
+                let config = ClientConfig::load(&path).unwrap();
+                assert_eq!(
+                    ClientConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+                    config
+                );
+            }
+            "issuer.toml" => {
+                let config = IssuerConfig::load(&path).unwrap();
+                assert_eq!(
+                    IssuerConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+                    config
+                );
+            }
+            "registry.toml" => {
+                let config = RegistryConfig::load(&path).unwrap();
+                assert_eq!(
+                    RegistryConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+                    config
+                );
+            }
+            "validator.toml" => {
+                let config = ValidatorConfig::load(&path).unwrap();
+                assert_eq!(
+                    ValidatorConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+                    config
+                );
+            }
+            other => panic!("examples/{other}: which process reads it? add it here"),
+        }
+    }
+    assert_eq!(seen, 6);
 }

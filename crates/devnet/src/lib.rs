@@ -16,8 +16,8 @@ use std::time::Duration;
 use openrelay_config::{
     AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
     IssuerConfig, KeyPublishConfig, LogConfig, PathConfig, PaymentConfig, PublicationLimits,
-    PublishConfig, RegistryConfig, RegistryEndpoint, RelayConfig, RelayEntry, SettlementRelays,
-    ValidatorConfig,
+    PublishConfig, RegistryConfig, Relay, RelayCommon, RelayConfig, RelayEntry, ServiceEndpoint,
+    SettlementRelays, ValidatorConfig,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_transport::identity::{Identity, IdentityError};
@@ -179,7 +179,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         .transpose()?;
     let endpoint = registry.as_ref().map(|(config, validators, pins)| {
         (
-            RegistryEndpoint {
+            ServiceEndpoint {
                 addr: config.listen,
                 key: pins.registry,
             },
@@ -187,7 +187,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             validators
                 .iter()
                 .zip(&pins.validator_tls)
-                .map(|((_, v), key)| RegistryEndpoint {
+                .map(|((_, v), key)| ServiceEndpoint {
                     addr: v.listen,
                     key: *key,
                 })
@@ -198,7 +198,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
     let issuer_endpoint = issuer
         .as_ref()
         .zip(issuer_pin)
-        .map(|(issuer, key)| RegistryEndpoint {
+        .map(|(issuer, key)| ServiceEndpoint {
             addr: issuer.listen,
             key,
         });
@@ -213,7 +213,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             threshold: THRESHOLD,
             max_age_secs: 7200,
             refresh_secs: 2,
-            allow_special_purpose_endpoints: true,
+            dangerously_allow_special_purpose_endpoints: true,
         });
     let mut egress_addrs = Vec::new();
     let mut entries = Vec::new();
@@ -245,7 +245,21 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 )?),
                 None => None,
             };
-            let (ingress, egress) = match role {
+            let common = RelayCommon {
+                operator: operator.clone(),
+                operator_key: Some(operator_key),
+                listen,
+                state_dir,
+                // Every devnet process shares this machine's cores.
+                worker_threads: Some(1),
+                congestion: Default::default(),
+                log: log_config(options, &name),
+                limits: Default::default(),
+                publish,
+                // Only where tokens are checked.
+                directory: followed.clone().filter(|_| options.tokens),
+            };
+            let config = match role {
                 RelayRole::Egress => {
                     egress_addrs.push(listen);
                     let egress = EgressConfig {
@@ -254,7 +268,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                         // follows the default policy, so the internet is
                         // reached where the machine has it (from the address
                         // the kernel picks: `transport::udp::local_for`).
-                        allow: vec![
+                        dangerously_allow_networks: vec![
                             ipnet::IpNet::from(
                                 ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).map_err(
                                     |e| DevnetError::Io {
@@ -281,10 +295,14 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                         }),
                         ..EgressConfig::default()
                     };
-                    (None, Some(egress))
+                    RelayConfig::Egress(Relay {
+                        common,
+                        role: egress,
+                    })
                 }
-                RelayRole::Ingress => (
-                    Some(IngressConfig {
+                RelayRole::Ingress => RelayConfig::Ingress(Relay {
+                    common,
+                    role: IngressConfig {
                         egress_relays: egress_addrs.clone(),
                         max_tunnels_per_client: 64,
                         max_tunnels_per_address_with_tokens: 1024,
@@ -293,9 +311,8 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                         admission: issuer
                             .as_ref()
                             .map(|issuer| token_settings(issuer, issuer_endpoint.clone())),
-                    }),
-                    None,
-                ),
+                    },
+                }),
             };
             entries.push(RelayEntry {
                 name: name.clone(),
@@ -309,26 +326,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 network: Some(network_of(octet)),
                 bandwidth_bps: Some(DEVNET_BANDWIDTH),
             });
-            relays.push((
-                name.clone(),
-                RelayConfig {
-                    role,
-                    operator,
-                    operator_key: Some(operator_key),
-                    listen,
-                    state_dir,
-                    // Every devnet process shares this machine's cores.
-                    worker_threads: Some(1),
-                    congestion: Default::default(),
-                    log: log_config(options, &name),
-                    limits: Default::default(),
-                    ingress,
-                    egress,
-                    publish,
-                    // Only where tokens are checked.
-                    directory: followed.clone().filter(|_| options.tokens),
-                },
-            ));
+            relays.push((name, config));
         }
     }
     // Who may settle: the relays the directory lists for their operator,
@@ -370,7 +368,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         // the client fetches the signed directory that replaces them.
         relays: entries,
         // Every devnet relay is on loopback (or a private test range):
-        // `allow_special_purpose_endpoints`.
+        // `dangerously_allow_special_purpose_endpoints`.
         directory: followed,
         tun: openrelay_config::TunConfig {
             enabled: options.client_netns,
@@ -441,7 +439,7 @@ pub const DEVNET_PUZZLE_BITS: u8 = 12;
 /// How a relay checks tokens of `issuer`: its name, its keys fetched from
 /// it over the network (so relays may start before the issuer), each
 /// relay's own double-spend set.
-fn token_settings(issuer: &IssuerConfig, endpoint: Option<RegistryEndpoint>) -> AdmissionConfig {
+fn token_settings(issuer: &IssuerConfig, endpoint: Option<ServiceEndpoint>) -> AdmissionConfig {
     AdmissionConfig {
         issuer_name: issuer.issuer_name.clone(),
         issuer: endpoint,
@@ -469,7 +467,7 @@ fn registry_plan(
     // it rotates them (`--key-rotation-secs`).
     let publication = PublicationLimits {
         descriptor_ttl_secs: 10,
-        allow_special_purpose_endpoints: true,
+        dangerously_allow_special_purpose_endpoints: true,
         issuers: issuer.into_iter().collect(),
         min_token_key_period_secs: options
             .key_rotation_secs
@@ -495,7 +493,7 @@ fn registry_plan(
             ValidatorConfig {
                 listen: SocketAddr::new(IpAddr::V4(ip), free_udp_port(ip)?),
                 state_dir,
-                registry: RegistryEndpoint {
+                registry: ServiceEndpoint {
                     addr: listen,
                     key: registry_pin,
                 },
@@ -566,8 +564,8 @@ fn operator_pin(options: &DevnetOptions, operator: usize) -> Result<KeyPin, Devn
 /// ([`operator_pin`] created it).
 fn publish_config(
     options: &DevnetOptions,
-    registry: RegistryEndpoint,
-    validators: Vec<RegistryEndpoint>,
+    registry: ServiceEndpoint,
+    validators: Vec<ServiceEndpoint>,
     operator: usize,
     octet: u8,
 ) -> Result<PublishConfig, DevnetError> {
@@ -786,6 +784,7 @@ mod tests {
         for relay in &files[..6] {
             assert_eq!(relay.subcommand, "relay");
             let config = RelayConfig::load(&relay.config).unwrap();
+            let config = config.common();
             let key = Identity::load_or_create(&config.state_dir).unwrap().pin();
             let entry = plan
                 .client
@@ -805,7 +804,11 @@ mod tests {
     fn every_component_has_its_own_address() {
         let dir = tempfile::tempdir().unwrap();
         let plan = plan(&options(dir.path(), 2)).unwrap();
-        let mut ips: Vec<IpAddr> = plan.relays.iter().map(|(_, r)| r.listen.ip()).collect();
+        let mut ips: Vec<IpAddr> = plan
+            .relays
+            .iter()
+            .map(|(_, r)| r.common().listen.ip())
+            .collect();
         ips.push(IpAddr::V4(CLIENT_ADDRESS));
         let count = ips.len();
         ips.sort();
@@ -827,6 +830,7 @@ mod tests {
             let plan = plan(&options).unwrap();
             let mut keys = std::collections::BTreeSet::new();
             for (name, relay) in &plan.relays {
+                let relay = relay.common();
                 let key = relay.operator_key.unwrap();
                 let entry = plan.client.relays.iter().find(|r| &r.name == name).unwrap();
                 assert_eq!(entry.operator_key, Some(key), "{name}");
@@ -842,6 +846,59 @@ mod tests {
             let operators: std::collections::BTreeSet<&String> =
                 keys.iter().map(|(_, key)| key).collect();
             assert_eq!((keys.len(), operators.len()), (3, 3), "{keys:?}");
+        }
+    }
+
+    /// Every file `openrelay devnet --export` writes, in every mode, loads
+    /// with the loader of the subcommand that reads it, as the config the
+    /// plan holds (so a field renamed or retyped in `openrelay-config` that
+    /// the devnet still writes under its old shape fails here).
+    #[test]
+    fn every_exported_config_loads_as_planned() {
+        for (registry, tokens) in [(false, false), (false, true), (true, false), (true, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut options = options(dir.path(), 2);
+            options.registry = registry;
+            options.tokens = tokens;
+            let plan = plan(&options).unwrap();
+            let files = export(&plan, &dir.path().join("configs")).unwrap();
+            let validators: std::collections::BTreeMap<_, _> =
+                plan.validators.iter().cloned().collect();
+            let relays: std::collections::BTreeMap<_, _> = plan.relays.iter().cloned().collect();
+            for file in &files {
+                let name = file.name.as_str();
+                let what = format!("{name} (registry {registry}, tokens {tokens})");
+                match file.subcommand {
+                    "issuer" => assert_eq!(
+                        Some(IssuerConfig::load(&file.config).unwrap()),
+                        plan.issuer,
+                        "{what}"
+                    ),
+                    "registry" => assert_eq!(
+                        Some(RegistryConfig::load(&file.config).unwrap()),
+                        plan.registry,
+                        "{what}"
+                    ),
+                    "validator" => assert_eq!(
+                        &ValidatorConfig::load(&file.config).unwrap(),
+                        &validators[name],
+                        "{what}"
+                    ),
+                    "relay" => assert_eq!(
+                        &RelayConfig::load(&file.config).unwrap(),
+                        &relays[name],
+                        "{what}"
+                    ),
+                    "client" => assert_eq!(
+                        ClientConfig::load(&file.config).unwrap(),
+                        plan.client,
+                        "{what}"
+                    ),
+                    other => panic!("{what}: unknown subcommand {other}"),
+                }
+            }
+            let expected = 1 + 2 * 2 + usize::from(tokens) + 4 * usize::from(registry);
+            assert_eq!(files.len(), expected);
         }
     }
 

@@ -213,10 +213,7 @@ impl Parts {
         }
         for (program, args) in commands {
             if let Err(e) = run(program, &args, None) {
-                let gone = matches!(&e, NetnsError::Command(c)
-                    if ["No such", "Cannot find", "does not exist", "not found"]
-                        .iter()
-                        .any(|m| c.reason.contains(m)));
+                let gone = matches!(&e, NetnsError::Command(c) if c.is_already_gone());
                 if !gone {
                     warn!(error = %e, "cleaning up a client namespace");
                 }

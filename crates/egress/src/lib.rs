@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use h3::ext::Protocol;
-use openrelay_config::{EgressConfig, PaymentConfig, RelayConfig};
+use openrelay_config::{EgressConfig, EgressRelayConfig, PaymentConfig, RelayCommon};
 use openrelay_policy::{DenyRule, DestinationPolicy, Ports};
 use openrelay_transport::endpoint::{INNER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
@@ -47,6 +47,7 @@ use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerSt
 use openrelay_transport::service::Service;
 use openrelay_transport::tcp_pump::PumpCounters;
 use openrelay_transport::udp_bridge::BridgeCounters;
+use openrelay_types::{ErrorKind, HasKind};
 use openrelay_wire::proxy_status::ProxyErrorType;
 use tracing::{debug, info, warn};
 
@@ -66,9 +67,6 @@ pub enum EgressError {
     /// The QUIC server could not start.
     #[error(transparent)]
     Start(#[from] StartError),
-    /// The relay was configured with another role.
-    #[error("this config is for an {0} relay, not an egress")]
-    WrongRole(openrelay_types::RelayRole),
     /// Payments could not be set up.
     #[error("payment: {0}")]
     Payment(#[from] payment::PaymentError),
@@ -79,6 +77,18 @@ pub enum EgressError {
     /// The resolver could not be set up.
     #[error("resolver: {0}")]
     Resolver(#[from] hickory_resolver::net::NetError),
+}
+
+impl HasKind for EgressError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EgressError::Start(e) => e.kind(),
+            EgressError::Payment(e) => e.kind(),
+            EgressError::HostAddresses(_) => ErrorKind::Local,
+            // The system's resolver configuration is unusable.
+            EgressError::Resolver(_) => ErrorKind::Config,
+        }
+    }
 }
 
 /// Settings of a running egress, derived from its config file.
@@ -126,11 +136,8 @@ pub struct EgressSettings {
 
 impl EgressSettings {
     /// Settings from a relay config file.
-    pub fn from_config(config: &RelayConfig) -> Result<Self, EgressError> {
-        if config.role != openrelay_types::RelayRole::Egress {
-            return Err(EgressError::WrongRole(config.role));
-        }
-        let egress: EgressConfig = config.egress_settings();
+    pub fn from_config(config: &EgressRelayConfig) -> Result<Self, EgressError> {
+        let (egress, config) = (&config.role, &config.common);
         let deny_ports = egress
             .deny_ports
             .clone()
@@ -147,10 +154,10 @@ impl EgressSettings {
                     .map_or(Ports::All, |ports| Ports::Only(ports.to_vec())),
             })
             .collect();
-        let (infrastructure, infrastructure_names) = infrastructure(config, &egress, &nameservers);
+        let (infrastructure, infrastructure_names) = infrastructure(config, egress, &nameservers);
         Ok(EgressSettings {
             listen: config.listen,
-            policy: DestinationPolicy::new(egress.allow.clone(), deny_ports)
+            policy: DestinationPolicy::new(egress.dangerously_allow_networks.clone(), deny_ports)
                 .with_deny(deny)
                 .with_infrastructure(infrastructure),
             infrastructure_names,
@@ -183,7 +190,7 @@ impl EgressSettings {
 /// port (the egress asks its nameservers itself, and answers clients' DNS
 /// through `/dns-query`, where query types are checked).
 fn infrastructure(
-    config: &RelayConfig,
+    config: &RelayCommon,
     egress: &EgressConfig,
     nameservers: &[SocketAddr],
 ) -> (Vec<DenyRule>, Vec<String>) {

@@ -55,6 +55,7 @@ use openrelay_transport::identity::Identity;
 use openrelay_transport::server::{self, ServerStream};
 use openrelay_transport::tcp_pump::PumpCounters;
 use openrelay_transport::udp_bridge::BridgeCounters;
+use openrelay_types::{ErrorKind, HasKind};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -103,6 +104,18 @@ pub enum PaymentError {
     /// The `[directory]` settings are unusable.
     #[error(transparent)]
     Directory(#[from] keyfeed::FollowConfigError),
+}
+
+impl HasKind for PaymentError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PaymentError::Gate(e) => e.kind(),
+            PaymentError::Store(e) => e.kind(),
+            PaymentError::Ledger(e) => e.kind(),
+            PaymentError::Identity(e) => e.kind(),
+            PaymentError::Directory(e) => e.kind(),
+        }
+    }
 }
 
 /// One metered session (a tunnel's).

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::RegistryEndpoint;
+use openrelay_config::ServiceEndpoint;
 use openrelay_tokens::Token;
 use openrelay_tokens::gate::TokenGate;
 use openrelay_tokens::settlement::{self, Receipt, SETTLEMENT_SIGNATURE_PREFIX, Settlement};
@@ -121,7 +121,7 @@ impl Batches {
 /// Where and how often collected tokens are settled.
 #[derive(Debug)]
 pub(crate) struct Settler {
-    pub(crate) issuer: RegistryEndpoint,
+    pub(crate) issuer: ServiceEndpoint,
     pub(crate) every: Duration,
     /// The relay's key, which signs settlements.
     pub(crate) identity: Identity,

@@ -138,7 +138,7 @@ async fn rebinding_records_are_removed_from_answers() {
 
     // What the operator allows is kept (a lab network, as the devnet does).
     let lab = start_egress(&format!(
-        "[egress]\nallow = [\"10.0.0.0/8\"]\ndns_resolver = \"{}\"\n",
+        "[egress]\ndangerously_allow_networks = [\"10.0.0.0/8\"]\ndns_resolver = \"{}\"\n",
         resolver.addr
     ));
     let (_, answer) = Session::open(&lab)

@@ -117,7 +117,9 @@ async fn connect_to_the_egress_hosts_own_addresses_is_refused() {
 
     // The operator's allow list names the address: reached (so the refusal
     // above was the policy, not the network).
-    let lab = start_egress("[egress]\nallow = [\"11.79.114.2/32\"]\nconnect_timeout_secs = 3\n");
+    let lab = start_egress(
+        "[egress]\ndangerously_allow_networks = [\"11.79.114.2/32\"]\nconnect_timeout_secs = 3\n",
+    );
     let answer = Session::open(&lab).await.connect(&v4.to_string()).await;
     assert_eq!(answer.status, 200, "{}", answer.proxy_status());
     drop(answer);
@@ -140,7 +142,7 @@ async fn the_deny_list_beats_allow_and_can_name_ports() {
     let (other_port, _, _t3) = service("127.0.0.52:0").await;
     let (allowed, accepted_allowed, _t4) = service("127.0.0.53:0").await;
     let egress = start_egress(&format!(
-        "[egress]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.51\", {{ net = \"127.0.0.52/32\", ports = [{}] }}]\n",
+        "[egress]\ndangerously_allow_networks = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.51\", {{ net = \"127.0.0.52/32\", ports = [{}] }}]\n",
         two.port()
     ));
     let session = Session::open(&egress).await;

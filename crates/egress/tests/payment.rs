@@ -106,7 +106,11 @@ issuer_name = "{issuer}"
     ))
     .unwrap();
     let identity = Identity::load_or_create(state.path()).unwrap();
-    let egress = Egress::bind(EgressSettings::from_config(&config).unwrap(), &identity).unwrap();
+    let egress = Egress::bind(
+        EgressSettings::from_config(&egress_config(config)).unwrap(),
+        &identity,
+    )
+    .unwrap();
     let addr = egress.local_addr().unwrap();
     let task = tokio::spawn(egress.serve(std::future::pending()));
     RunningEgress {
@@ -700,7 +704,7 @@ async fn reconnecting_without_paying_carries_about_the_allowance() {
         60,
         2,
         "unpaid_allowance_kib = 256",
-        "allow = [\"127.0.0.0/8\"]",
+        "dangerously_allow_networks = [\"127.0.0.0/8\"]",
     );
     let source = endless_source().await;
     let quic = udp::endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
@@ -718,4 +722,12 @@ async fn reconnecting_without_paying_carries_about_the_allowance() {
         "{connections} unpaid connections over one tunnel carried {} KiB",
         carried >> 10
     );
+}
+
+/// The egress's config, which `config` is.
+fn egress_config(config: RelayConfig) -> openrelay_config::EgressRelayConfig {
+    match config {
+        RelayConfig::Egress(egress) => egress,
+        other => panic!("not an egress: {other:?}"),
+    }
 }

@@ -28,7 +28,7 @@ use openrelay_issuer_client::keyfeed::{self, KeySource};
 use openrelay_tokens::TokenChallenge;
 use openrelay_tokens::gate::{GateError, TokenGate};
 use openrelay_tokens::spent::open_store;
-use openrelay_types::KeyPin;
+use openrelay_types::{ErrorKind, HasKind, KeyPin};
 
 pub use openrelay_tokens::gate::Refusal;
 
@@ -53,6 +53,17 @@ pub enum AdmissionError {
     /// The `[directory]` settings are unusable.
     #[error(transparent)]
     Directory(#[from] keyfeed::FollowConfigError),
+}
+
+impl HasKind for AdmissionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AdmissionError::Gate(e) => e.kind(),
+            AdmissionError::Store(e) => e.kind(),
+            AdmissionError::NoOperatorKey => ErrorKind::Config,
+            AdmissionError::Directory(e) => e.kind(),
+        }
+    }
 }
 
 /// An ingress's admission check: a [`TokenGate`] for the issuer's challenge

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use h3::ext::Protocol;
-use openrelay_config::{CongestionControl, RelayConfig};
+use openrelay_config::{CongestionControl, IngressRelayConfig};
 use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
@@ -47,12 +47,18 @@ pub enum IngressError {
     /// The QUIC server could not start.
     #[error(transparent)]
     Start(#[from] StartError),
-    /// The relay was configured with another role.
-    #[error("this config is for an {0} relay, not an ingress")]
-    WrongRole(openrelay_types::RelayRole),
     /// Token admission could not be set up.
     #[error("admission: {0}")]
     Admission(#[from] AdmissionError),
+}
+
+impl HasKind for IngressError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            IngressError::Start(e) => e.kind(),
+            IngressError::Admission(e) => e.kind(),
+        }
+    }
 }
 
 /// Settings of a running ingress.
@@ -84,10 +90,8 @@ pub struct IngressSettings {
 
 impl IngressSettings {
     /// Settings from a relay config file.
-    pub fn from_config(config: &RelayConfig) -> Result<Self, IngressError> {
-        let Some(ingress) = config.ingress.as_ref() else {
-            return Err(IngressError::WrongRole(config.role));
-        };
+    pub fn from_config(config: &IngressRelayConfig) -> Result<Self, IngressError> {
+        let (ingress, config) = (&config.role, &config.common);
         let listen_ip = config.listen.ip();
         Ok(IngressSettings {
             listen: config.listen,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AdmissionConfig, DirectoryConfig, RegistryEndpoint};
+use openrelay_config::{AdmissionConfig, DirectoryConfig, ServiceEndpoint};
 pub use openrelay_registry_client::follow::FollowConfigError;
 use openrelay_registry_client::follow::{DirectoryFollower, FollowError};
 use openrelay_tokens::gate::{GateError, TokenGate, read_keys};
@@ -87,7 +87,7 @@ impl HasKind for KeyFeedError {
 #[derive(Debug, Clone)]
 pub enum KeySource {
     /// The issuer, over the network.
-    Issuer(RegistryEndpoint),
+    Issuer(ServiceEndpoint),
     /// A local copy of its directory (overrides the network when given).
     File(PathBuf),
     /// Only the keys the validator-signed directory lists for the issuer

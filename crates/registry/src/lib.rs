@@ -429,7 +429,7 @@ impl<S: RegistryStore> Registry<S> {
         let signed = SignedDescriptor::from_bytes(bytes)?;
         signed.verify(now)?;
         let descriptor = signed.descriptor();
-        if !self.limits.allow_special_purpose_endpoints
+        if !self.limits.dangerously_allow_special_purpose_endpoints
             && let Some((endpoint, class)) = descriptor.special_purpose_endpoint()
         {
             return Err(PublishError::SpecialPurposeEndpoint { endpoint, class });

@@ -93,7 +93,7 @@ fn limits() -> PublicationLimits {
     PublicationLimits {
         descriptor_ttl_secs: TTL,
         // The fixtures use documentation addresses (192.0.2.0/24).
-        allow_special_purpose_endpoints: true,
+        dangerously_allow_special_purpose_endpoints: true,
         ..PublicationLimits::default()
     }
 }
@@ -589,7 +589,7 @@ fn special_purpose_endpoints_are_refused_unless_allowed() {
     let registry = open_with(
         &dir,
         PublicationLimits {
-            allow_special_purpose_endpoints: false,
+            dangerously_allow_special_purpose_endpoints: false,
             ..limits()
         },
     );
@@ -1015,7 +1015,7 @@ mod proposals {
         let proposal = honest(&registry, 7);
         let strict = Rules {
             limits: PublicationLimits {
-                allow_special_purpose_endpoints: false,
+                dangerously_allow_special_purpose_endpoints: false,
                 ..limits()
             },
             ..rules()

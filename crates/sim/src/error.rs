@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::policy::Policy;
+
 /// Why a relay population was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -84,17 +86,22 @@ pub enum SimError {
         /// What is wrong with the value.
         reason: String,
     },
-    /// The policy allows no (ingress, egress) pair in this population, e.g.
-    /// every egress relay belongs to the operator of every ingress relay.
-    /// A real client must fail the same way rather than fall back to a
-    /// same-operator path.
-    #[error("the {policy} policy allows no path in this population: {reason}")]
-    NoValidPath {
-        /// The policy's name.
-        policy: String,
-        /// Why.
-        reason: String,
-    },
+    /// The policy allows no (ingress, egress) pair in this population.
+    #[error(transparent)]
+    NoValidPath(#[from] NoValidPath),
+}
+
+/// A policy allows no (ingress, egress) pair in a population: every
+/// ingress relay belongs to the operator of every egress relay. A real
+/// client must fail the same way rather than fall back to a same-operator
+/// path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {policy} policy allows no path in this population: every ingress relay belongs to the operator of every egress relay"
+)]
+pub struct NoValidPath {
+    /// The policy.
+    pub policy: Policy,
 }
 
 impl SimError {

@@ -20,7 +20,7 @@
 //! Paths are independent draws, so after `n` paths
 //! `P(some path compromised) = 1 - (1 - q)ⁿ`.
 
-use crate::error::SimError;
+use crate::error::{NoValidPath, SimError};
 use crate::policy::{Policy, operator_scales};
 use crate::population::{Population, Role};
 
@@ -76,10 +76,7 @@ pub(crate) fn role_masses(
 }
 
 pub(crate) fn no_valid_path(policy: Policy) -> SimError {
-    SimError::NoValidPath {
-        policy: policy.to_string(),
-        reason: "every ingress relay belongs to the operator of every egress relay".to_owned(),
-    }
+    SimError::NoValidPath(NoValidPath { policy })
 }
 
 /// The exact per-path probabilities of `policy` on `population`.
@@ -382,7 +379,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             path_odds(&pop, Policy::STAKE_WEIGHTED),
-            Err(SimError::NoValidPath { .. })
+            Err(SimError::NoValidPath(NoValidPath { policy })) if policy == Policy::STAKE_WEIGHTED
         ));
         assert_eq!(path_odds(&pop, Policy::RANDOM).unwrap().per_path, 1.0);
     }

@@ -47,7 +47,7 @@ pub mod population;
 pub mod report;
 pub mod svg;
 
-pub use error::{PopulationError, SimError};
+pub use error::{NoValidPath, PopulationError, SimError};
 pub use policy::{Policy, Weighting};
 pub use population::{Operator, Population, Role};
 pub use report::{PopulationSource, Report, SimOptions, run};

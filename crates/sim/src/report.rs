@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::error::SimError;
+use crate::error::{NoValidPath, SimError};
 use crate::exact::{PathOdds, path_odds, paths_to_target, prob_any, random_closed_form_paths};
 use crate::monte_carlo::{Estimate, estimate};
 use crate::policy::Policy;
@@ -121,7 +121,7 @@ pub struct Scenario {
     /// The adversary's form.
     pub adversary: Adversary,
     /// Exact per-path probabilities, or why the policy has no path here.
-    pub odds: Result<PathOdds, String>,
+    pub odds: Result<PathOdds, NoValidPath>,
     /// Exact `P(some path of n compromised)`.
     pub after_n: f64,
     /// Exact paths until the target probability; `None`: never.
@@ -202,11 +202,11 @@ pub fn run(options: &SimOptions) -> Result<Report, SimError> {
         };
         let odds = match path_odds(pop, policy) {
             Ok(odds) => odds,
-            Err(e @ SimError::NoValidPath { .. }) => {
+            Err(SimError::NoValidPath(none)) => {
                 return Ok(Scenario {
                     policy,
                     adversary,
-                    odds: Err(e.to_string()),
+                    odds: Err(none),
                     after_n: 0.0,
                     paths_to_target: None,
                     monte_carlo: None,
@@ -250,11 +250,8 @@ pub fn run(options: &SimOptions) -> Result<Report, SimError> {
         Some(s) => s.clone(),
         None => scenario(options.policy, selected_form)?,
     };
-    if let Err(reason) = &selected.odds {
-        return Err(SimError::NoValidPath {
-            policy: options.policy.to_string(),
-            reason: reason.clone(),
-        });
+    if let Err(none) = selected.odds {
+        return Err(none.into());
     }
     Ok(Report {
         population: summary,
@@ -613,7 +610,6 @@ mod tests {
                 .find(|s| s.policy == policy && matches!(s.adversary, Adversary::Sybil(_)) == sybil)
                 .unwrap()
                 .odds
-                .clone()
                 .unwrap()
                 .per_path
         };

@@ -40,16 +40,46 @@ use crate::{
 #[non_exhaustive]
 pub enum GateError {
     /// The issuer keys could not be read.
-    #[error("issuer keys {path}: {reason}")]
+    #[error("issuer keys {}", path.display())]
     Keys {
         /// The directory file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: KeyFileError,
     },
     /// The challenge cannot be encoded.
     #[error("challenge: {0}")]
     Challenge(#[from] crate::ChallengeError),
+}
+
+/// What is wrong with an issuer directory file (`read_keys`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// It cannot be read.
+    #[error("cannot read it")]
+    Read(#[source] std::io::Error),
+    /// It is not an issuer directory (RFC 9578 §4) with usable keys.
+    #[error(transparent)]
+    Directory(#[from] crate::directory::DirectoryError),
+    /// It lists no key of the token type relays check (0x0002).
+    #[error("no token keys of type 0x0002")]
+    NoKeys,
+}
+
+impl openrelay_types::HasKind for GateError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        use openrelay_types::ErrorKind;
+        match self {
+            GateError::Keys {
+                source: KeyFileError::Read(_),
+                ..
+            } => ErrorKind::Local,
+            GateError::Keys { .. } => ErrorKind::Config,
+            GateError::Challenge(_) => ErrorKind::Config,
+        }
+    }
 }
 
 /// Why a token was not accepted.
@@ -117,16 +147,16 @@ pub struct TokenGate {
 
 /// The token keys of the issuer directory (RFC 9578 §4) in the file `path`.
 pub fn read_keys(path: &Path) -> Result<Vec<EpochKey>, GateError> {
-    let fail = |reason: String| GateError::Keys {
+    let fail = |source: KeyFileError| GateError::Keys {
         path: path.to_owned(),
-        reason,
+        source,
     };
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| fail(KeyFileError::Read(e)))?;
     let keys = IssuerDirectory::from_json(&bytes)
         .and_then(|d| d.epoch_keys())
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     if keys.is_empty() {
-        return Err(fail("no token keys of type 0x0002".into()));
+        return Err(fail(KeyFileError::NoKeys));
     }
     Ok(keys)
 }

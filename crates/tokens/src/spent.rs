@@ -63,14 +63,55 @@ impl SpendKey {
 /// Why the store could not answer; a relay refuses the token then (fail
 /// closed), since it cannot tell whether it was spent.
 #[derive(Debug, thiserror::Error)]
-#[error("double-spend store: {0}")]
-pub struct SpentError(String);
+#[non_exhaustive]
+pub enum SpentError {
+    /// The embedded store's directory could not be created.
+    #[cfg(feature = "redb")]
+    #[error("double-spend store: cannot create its directory")]
+    Directory(#[source] std::io::Error),
+    /// The embedded store (redb) failed.
+    #[cfg(feature = "redb")]
+    #[error("double-spend store (redb)")]
+    Redb(#[source] redb::Error),
+    /// A spend's blocking task died (a bug or a panic in the store).
+    #[cfg(feature = "redb")]
+    #[error("double-spend store: its task ended")]
+    Task(#[source] tokio::task::JoinError),
+    /// The shared store (Redis) failed or refused.
+    #[cfg(feature = "redis")]
+    #[error("double-spend store (Redis)")]
+    Redis(#[source] redis::RedisError),
+    /// The shared store (Redis) did not answer in time.
+    #[cfg(feature = "redis")]
+    #[error("double-spend store: Redis did not answer in time")]
+    RedisTimeout,
+}
 
 impl SpentError {
-    // The stores' errors (redis implies redb).
+    /// A redb error of any of its operations.
     #[cfg(feature = "redb")]
-    fn from_display(error: impl std::fmt::Display) -> Self {
-        SpentError(error.to_string())
+    pub(crate) fn redb(error: impl Into<redb::Error>) -> Self {
+        SpentError::Redb(error.into())
+    }
+}
+
+impl openrelay_types::HasKind for SpentError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        // Without the store features the enum has no variants.
+        #[cfg(feature = "redb")]
+        use openrelay_types::ErrorKind;
+        match *self {
+            #[cfg(feature = "redb")]
+            SpentError::Directory(_) => ErrorKind::Local,
+            #[cfg(feature = "redb")]
+            SpentError::Redb(_) => ErrorKind::Storage,
+            #[cfg(feature = "redb")]
+            SpentError::Task(_) => ErrorKind::Internal,
+            #[cfg(feature = "redis")]
+            SpentError::Redis(_) => ErrorKind::Storage,
+            #[cfg(feature = "redis")]
+            SpentError::RedisTimeout => ErrorKind::Unreachable,
+        }
     }
 }
 

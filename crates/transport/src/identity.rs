@@ -24,16 +24,50 @@ pub enum IdentityError {
         source: std::io::Error,
     },
     /// The key file exists but is not an Ed25519 PKCS#8 PEM key.
-    #[error("{path}: not an Ed25519 private key ({reason})")]
+    #[error("{path}: not an Ed25519 private key")]
     BadKey {
         /// The key file.
         path: PathBuf,
-        /// What the parser said.
-        reason: String,
+        /// What is wrong with it.
+        #[source]
+        source: KeyError,
     },
-    /// Generating a key or certificate failed.
-    #[error("cannot create key material: {0}")]
-    Generate(String),
+    /// Generating a key or certificate, or signing, failed.
+    #[error("cannot create key material")]
+    Generate(#[source] rcgen::Error),
+    /// A key made or copied here is unusable (a bug in the key library).
+    #[error("the key made is unusable")]
+    Unusable(#[source] KeyError),
+    /// A signature is not the 64 bytes of an Ed25519 signature.
+    #[error("the signature made is not 64 bytes")]
+    SignatureLength,
+}
+
+/// What is wrong with a key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The PEM text does not parse as a private key.
+    #[error(transparent)]
+    Parse(#[from] rcgen::Error),
+    /// It is another kind of key than Ed25519.
+    #[error("the key is not Ed25519")]
+    NotEd25519,
+    /// Its public half is not 32 bytes.
+    #[error("its public key is not 32 bytes")]
+    PublicKeyLength,
+}
+
+impl openrelay_types::HasKind for IdentityError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        use openrelay_types::ErrorKind;
+        match self {
+            IdentityError::Io { .. } => ErrorKind::Local,
+            IdentityError::BadKey { .. } => ErrorKind::Config,
+            IdentityError::Generate(_) => ErrorKind::Local,
+            IdentityError::Unusable(_) | IdentityError::SignatureLength => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Writes a new secret file readable only by its owner (0600), creating its
@@ -71,19 +105,19 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// Generates a fresh key (not stored).
     pub fn generate() -> Result<Self, IdentityError> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
-            .map_err(|e| IdentityError::Generate(e.to_string()))?;
-        Self::from_key(key).map_err(IdentityError::Generate)
+        let key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(IdentityError::Generate)?;
+        Self::from_key(key).map_err(IdentityError::Unusable)
     }
 
-    fn from_key(key: rcgen::KeyPair) -> Result<Self, String> {
+    fn from_key(key: rcgen::KeyPair) -> Result<Self, KeyError> {
         if !key.is_compatible(&rcgen::PKCS_ED25519) {
-            return Err("key is not Ed25519".into());
+            return Err(KeyError::NotEd25519);
         }
         let raw: [u8; 32] = key
             .public_key_raw()
             .try_into()
-            .map_err(|_| "Ed25519 public key is not 32 bytes".to_owned())?;
+            .map_err(|_| KeyError::PublicKeyLength)?;
         Ok(Identity {
             key,
             pin: KeyPin::from_ed25519(raw),
@@ -95,13 +129,10 @@ impl Identity {
     pub fn load_or_create(state_dir: &Path) -> Result<Self, IdentityError> {
         let path = state_dir.join(KEY_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(pem) => {
-                let key = rcgen::KeyPair::from_pem(&pem).map_err(|e| IdentityError::BadKey {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                Self::from_key(key).map_err(|reason| IdentityError::BadKey { path, reason })
-            }
+            Ok(pem) => rcgen::KeyPair::from_pem(&pem)
+                .map_err(KeyError::Parse)
+                .and_then(Self::from_key)
+                .map_err(|source| IdentityError::BadKey { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let identity = Self::generate()?;
                 identity.store(state_dir)?;
@@ -127,8 +158,8 @@ impl Identity {
     /// such as settlement), without reading the key file again.
     pub fn duplicate(&self) -> Result<Self, IdentityError> {
         let key = rcgen::KeyPair::try_from(self.key.serialize_der())
-            .map_err(|e| IdentityError::Generate(e.to_string()))?;
-        Self::from_key(key).map_err(IdentityError::Generate)
+            .map_err(|e| IdentityError::Unusable(KeyError::Parse(e)))?;
+        Self::from_key(key).map_err(IdentityError::Unusable)
     }
 
     /// An Ed25519 signature (RFC 8032) of `message` by this relay, e.g. on
@@ -137,9 +168,9 @@ impl Identity {
         use rcgen::SigningKey;
         self.key
             .sign(message)
-            .map_err(|e| IdentityError::Generate(e.to_string()))?
+            .map_err(IdentityError::Generate)?
             .try_into()
-            .map_err(|_| IdentityError::Generate("Ed25519 signature is not 64 bytes".into()))
+            .map_err(|_| IdentityError::SignatureLength)
     }
 
     /// A self-signed certificate carrying this key, and the private key, for
@@ -149,10 +180,10 @@ impl Identity {
         &self,
     ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), IdentityError> {
         let params = rcgen::CertificateParams::new(vec!["openrelay.invalid".to_owned()])
-            .map_err(|e| IdentityError::Generate(e.to_string()))?;
+            .map_err(IdentityError::Generate)?;
         let cert = params
             .self_signed(&self.key)
-            .map_err(|e| IdentityError::Generate(e.to_string()))?;
+            .map_err(IdentityError::Generate)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()));
         Ok((cert.der().clone(), key))
     }
@@ -194,8 +225,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(KEY_FILE), "not a key").unwrap();
         let err = Identity::load_or_create(dir.path()).unwrap_err();
-        assert!(matches!(err, IdentityError::BadKey { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                IdentityError::BadKey {
+                    source: KeyError::Parse(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains(KEY_FILE));
+        assert_eq!(
+            openrelay_types::HasKind::kind(&err),
+            openrelay_types::ErrorKind::Config
+        );
+        // A key of another kind is named as such, not as unparsable.
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(dir.path().join(KEY_FILE), other.serialize_pem()).unwrap();
+        let err = Identity::load_or_create(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IdentityError::BadKey {
+                    source: KeyError::NotEd25519,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -90,6 +90,15 @@ pub enum StartError {
     Tls(#[from] TlsError),
 }
 
+impl openrelay_types::HasKind for StartError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        match self {
+            StartError::Bind { .. } => openrelay_types::ErrorKind::Local,
+            StartError::Tls(e) => openrelay_types::HasKind::kind(e),
+        }
+    }
+}
+
 /// Connection attempts quinn keeps waiting for [`serve`] to decide on
 /// (quinn's default, 65,536, is sized for slower decisions; ours are
 /// immediate).

@@ -26,6 +26,15 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+impl openrelay_types::HasKind for TlsError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        match self {
+            TlsError::Identity(e) => e.kind(),
+            TlsError::Rustls(_) => openrelay_types::ErrorKind::Internal,
+        }
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use openrelay_command::{CommandError, run_command};
+use openrelay_command::{CommandError, CommandFailure, run_command};
 use tracing::warn;
 
 use crate::journal::{Change, Journal, JournalError};
@@ -118,7 +118,7 @@ fn is_other_than_tun(name: &str) -> Result<bool, SystemError> {
         .output()
         .map_err(|e| CommandError {
             command: format!("ip -details -json link show dev {name}"),
-            reason: e.to_string(),
+            failure: CommandFailure::Spawn(e),
         })?;
     if !output.status.success() {
         return Ok(false); // no such device
@@ -178,13 +178,7 @@ impl System {
     /// Undoes one change; a change that is already gone is not an error.
     fn undo(change: &Change) -> Result<(), SystemError> {
         let gone = |result: Result<(), SystemError>| match result {
-            Err(SystemError::Command(CommandError { reason, .. }))
-                if ["No such", "Cannot find", "does not exist", "not found"]
-                    .iter()
-                    .any(|m| reason.contains(m)) =>
-            {
-                Ok(())
-            }
+            Err(SystemError::Command(e)) if e.is_already_gone() => Ok(()),
             other => other,
         };
         match change {

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use openrelay_config::RelayConfig;
+use openrelay_config::{EgressRelayConfig, RelayCommon, RelayConfig};
 use openrelay_egress::ledger::{Ledger, Total};
 use openrelay_tokens::settlement::{LEDGER_READ_SIGNATURE_PREFIX, LedgerRequest, signed_message};
 use openrelay_transport::identity::Identity;
@@ -20,7 +20,7 @@ use crate::process::runtime;
 /// key when it publishes to a registry (the issuer then checks the relay
 /// against the validator-signed directory, where operators are keys), else
 /// its configured `operator` name.
-pub(crate) fn settlement_operator(config: &RelayConfig) -> anyhow::Result<String> {
+pub(crate) fn settlement_operator(config: &RelayCommon) -> anyhow::Result<String> {
     match &config.publish {
         Some(publish) => Ok(
             openrelay_registry::keyfile::operator_key(&publish.operator_key_file)?
@@ -45,16 +45,19 @@ pub(crate) struct LedgerArgs {
 
 /// Load config, ask the issuer, print.
 pub(crate) fn run(args: LedgerArgs) -> anyhow::Result<()> {
-    let config = RelayConfig::load(&args.config)?;
+    let RelayConfig::Egress(config) = RelayConfig::load(&args.config)? else {
+        anyhow::bail!("an ingress relay takes no payments: give an egress relay's config");
+    };
     runtime(Some(1))?.block_on(show(&config, args.json))
 }
 
-async fn show(config: &RelayConfig, json: bool) -> anyhow::Result<()> {
+async fn show(config: &EgressRelayConfig, json: bool) -> anyhow::Result<()> {
     let payment = config
-        .egress
+        .role
+        .payment
         .as_ref()
-        .and_then(|e| e.payment.as_ref())
         .context("this relay takes no payments (no [egress.payment] section)")?;
+    let config = &config.common;
     let issuer = payment
         .settle_at
         .as_ref()

@@ -1,6 +1,6 @@
 //! `openrelay relay`: an ingress or egress relay.
 
-use openrelay_config::RelayConfig;
+use openrelay_config::{RelayCommon, RelayConfig};
 use openrelay_log::Role;
 use openrelay_transport::identity::Identity;
 use openrelay_types::RelayRole;
@@ -13,13 +13,13 @@ use crate::process::{init_logging, log_descriptor_limit, ready_service, runtime,
 /// Load config, init logging, run.
 pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let config = RelayConfig::load(&args.config)?;
-    runtime(config.worker_threads)?.block_on(serve(config, args.exit_with_stdin))
+    runtime(config.common().worker_threads)?.block_on(serve(config, args.exit_with_stdin))
 }
 
 /// Fills in the relay's `operator_key` from its publishing key file, and
 /// refuses a config whose two disagree (tokens would be scoped to another
 /// operator than the directory lists).
-fn resolve_operator_key(config: &mut RelayConfig) -> anyhow::Result<()> {
+fn resolve_operator_key(config: &mut RelayCommon) -> anyhow::Result<()> {
     let Some(publish) = &config.publish else {
         return Ok(());
     };
@@ -36,28 +36,32 @@ fn resolve_operator_key(config: &mut RelayConfig) -> anyhow::Result<()> {
 }
 
 async fn serve(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result<()> {
-    init_logging(Role::Relay, &config.log)?;
-    resolve_operator_key(&mut config)?;
+    init_logging(Role::Relay, &config.common().log)?;
+    resolve_operator_key(config.common_mut())?;
     log_descriptor_limit();
-    let identity = Identity::load_or_create(&config.state_dir)?;
+    let identity = Identity::load_or_create(&config.common().state_dir)?;
     let shutdown = shutdown_signal(exit_with_stdin);
-    match config.role {
-        RelayRole::Ingress => {
+    match config {
+        RelayConfig::Ingress(config) => {
             let settings = openrelay_ingress::IngressSettings::from_config(&config)?;
             let mut ingress = openrelay_ingress::Ingress::bind(settings, &identity)?;
             let listen = ingress.local_addr()?;
-            if let Some(publisher) = publisher(&config, listen, &identity)? {
+            if let Some(publisher) =
+                publisher(&config.common, RelayRole::Ingress, listen, &identity)?
+            {
                 ingress.spawn(publisher.run(std::future::pending()));
             }
             ready_service("ingress", listen, identity.pin());
             ingress.serve(shutdown).await;
         }
-        RelayRole::Egress => {
+        RelayConfig::Egress(config) => {
             let mut settings = openrelay_egress::EgressSettings::from_config(&config)?;
-            settings.operator = ledger::settlement_operator(&config)?;
+            settings.operator = ledger::settlement_operator(&config.common)?;
             let mut egress = openrelay_egress::Egress::bind(settings, &identity)?;
             let listen = egress.local_addr()?;
-            if let Some(publisher) = publisher(&config, listen, &identity)? {
+            if let Some(publisher) =
+                publisher(&config.common, RelayRole::Egress, listen, &identity)?
+            {
                 egress.spawn(publisher.run(std::future::pending()));
             }
             ready_service("egress", listen, identity.pin());
@@ -69,7 +73,8 @@ async fn serve(mut config: RelayConfig, exit_with_stdin: bool) -> anyhow::Result
 
 /// The relay's descriptor publisher, if its config says where to publish.
 fn publisher(
-    config: &RelayConfig,
+    config: &RelayCommon,
+    role: RelayRole,
     listen: std::net::SocketAddr,
     identity: &Identity,
 ) -> anyhow::Result<Option<openrelay_registry::publisher::Publisher>> {
@@ -78,7 +83,7 @@ fn publisher(
     };
     Ok(Some(openrelay_registry::publisher::Publisher::new(
         publish,
-        config.role,
+        role,
         listen,
         identity,
         &config.state_dir,

@@ -43,7 +43,11 @@ pub fn start_egress(rest: &str) -> RunningEgress {
     ))
     .unwrap();
     let identity = Identity::load_or_create(state.path()).unwrap();
-    let egress = Egress::bind(EgressSettings::from_config(&config).unwrap(), &identity).unwrap();
+    let egress = Egress::bind(
+        EgressSettings::from_config(&egress_config(config)).unwrap(),
+        &identity,
+    )
+    .unwrap();
     let addr = egress.local_addr().unwrap();
     let task = AbortOnDrop(tokio::spawn(egress.serve(std::future::pending())));
     RunningEgress {
@@ -287,4 +291,12 @@ pub fn addresses(message: &Message) -> Vec<IpAddr> {
             _ => None,
         })
         .collect()
+}
+
+/// The egress's config, which `config` is.
+fn egress_config(config: RelayConfig) -> openrelay_config::EgressRelayConfig {
+    match config {
+        RelayConfig::Egress(egress) => egress,
+        other => panic!("not an egress: {other:?}"),
+    }
 }

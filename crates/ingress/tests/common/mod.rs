@@ -107,7 +107,7 @@ pub fn admission(keys: PathBuf, redis_url: Option<String>) -> AdmissionConfig {
 /// Admission settings fetching the keys from the issuer at `addr` with `key`.
 pub fn admission_from_issuer(addr: SocketAddr, key: KeyPin) -> AdmissionConfig {
     AdmissionConfig {
-        issuer: Some(openrelay_config::RegistryEndpoint { addr, key }),
+        issuer: Some(openrelay_config::ServiceEndpoint { addr, key }),
         issuer_keys: None,
         ..admission(PathBuf::new(), None)
     }

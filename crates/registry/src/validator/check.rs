@@ -469,7 +469,7 @@ fn check_relays(
                 newest: e.newest_not_before,
             });
         }
-        if !rules.limits.allow_special_purpose_endpoints
+        if !rules.limits.dangerously_allow_special_purpose_endpoints
             && let Some((endpoint, class)) = d.special_purpose_endpoint()
         {
             return Err(Refusal::SpecialPurposeEndpoint {

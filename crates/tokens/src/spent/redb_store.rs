@@ -43,25 +43,24 @@ impl RedbSpentTokens {
     /// Opens (or creates) the store at `path`, and its directory.
     pub fn open(path: &Path) -> Result<Self, SpentError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(SpentError::from_display)?;
+            std::fs::create_dir_all(dir).map_err(SpentError::Directory)?;
         }
-        let db = Database::create(path).map_err(SpentError::from_display)?;
-        let txn = db.begin_write().map_err(SpentError::from_display)?;
+        let db = Database::create(path).map_err(SpentError::redb)?;
+        let txn = db.begin_write().map_err(SpentError::redb)?;
         {
-            txn.open_table(SPENT).map_err(SpentError::from_display)?;
-            txn.open_table(BY_EXPIRY)
-                .map_err(SpentError::from_display)?;
+            txn.open_table(SPENT).map_err(SpentError::redb)?;
+            txn.open_table(BY_EXPIRY).map_err(SpentError::redb)?;
         }
-        txn.commit().map_err(SpentError::from_display)?;
+        txn.commit().map_err(SpentError::redb)?;
         Ok(RedbSpentTokens { db: Arc::new(db) })
     }
 
     /// Number of entries held (for tests and metrics).
     pub fn len(&self) -> Result<u64, SpentError> {
         use redb::{ReadableDatabase, ReadableTableMetadata};
-        let txn = self.db.begin_read().map_err(SpentError::from_display)?;
-        let table = txn.open_table(SPENT).map_err(SpentError::from_display)?;
-        table.len().map_err(SpentError::from_display)
+        let txn = self.db.begin_read().map_err(SpentError::redb)?;
+        let table = txn.open_table(SPENT).map_err(SpentError::redb)?;
+        table.len().map_err(SpentError::redb)
     }
 
     /// Whether the store is empty.
@@ -109,7 +108,7 @@ impl RedbSpentTokens {
             txn.commit()?;
             Ok(removed)
         };
-        run().map_err(SpentError::from_display)
+        run().map_err(SpentError::Redb)
     }
 }
 
@@ -119,8 +118,8 @@ impl SpentTokens for RedbSpentTokens {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || store.spend_blocking(&key, expires, now))
                 .await
-                .map_err(SpentError::from_display)?
-                .map_err(SpentError::from_display)
+                .map_err(SpentError::Task)?
+                .map_err(SpentError::Redb)
         })
     }
 }

@@ -62,7 +62,7 @@ impl RedisSpentTokens {
     /// A store at `url` (`redis://host:port/db`); connects on first use.
     pub fn new(url: &str) -> Result<Self, SpentError> {
         Ok(RedisSpentTokens {
-            client: redis::Client::open(url).map_err(SpentError::from_display)?,
+            client: redis::Client::open(url).map_err(SpentError::Redis)?,
             connection: OnceCell::new(),
         })
     }
@@ -84,7 +84,7 @@ impl RedisSpentTokens {
             .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
             .await
             .cloned()
-            .map_err(SpentError::from_display)
+            .map_err(SpentError::Redis)
     }
 
     async fn spend_now(&self, key: SpendKey, expires: u64) -> Result<bool, SpentError> {
@@ -97,7 +97,7 @@ impl RedisSpentTokens {
             .arg(expires)
             .query_async(&mut connection)
             .await
-            .map_err(SpentError::from_display)?;
+            .map_err(SpentError::Redis)?;
         Ok(set.is_some())
     }
 }
@@ -114,7 +114,7 @@ impl SpentTokens for RedisSpentTokens {
                 self.spend_now(key, entry_expiry(expires, now)),
             )
             .await
-            .map_err(|_| SpentError::from_display("Redis did not answer in time"))?
+            .map_err(|_| SpentError::RedisTimeout)?
         })
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, RegistryEndpoint};
+use crate::{ConfigError, ServiceEndpoint};
 
 /// How an ingress checks the access token of each tunnel request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,13 +21,17 @@ pub struct AdmissionConfig {
     /// arrive (tokens are refused with 503 meanwhile), then every
     /// `keys_refresh_secs`, so key rotations reach the relay. With the
     /// relay's `[directory]`, its key names the issuer whose key set the
-    /// directory lists, and only those keys are accepted.
+    /// directory lists, and only those keys are accepted. Without
+    /// `[directory]`, key consistency (RFC 9576 §6) rests on the issuer:
+    /// it could give each relay, or each user, keys of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<RegistryEndpoint>,
+    pub issuer: Option<ServiceEndpoint>,
     /// A local copy of the issuer directory (as `openrelay issuer` writes it
     /// to `<state_dir>/issuer-directory.json`), read instead of asking
     /// `issuer`: for a relay on the issuer's host, or one that must not
-    /// reach it. Re-read every `keys_refresh_secs`.
+    /// reach it. Re-read every `keys_refresh_secs`. Key consistency then
+    /// rests on the issuer, as with `issuer` and no `[directory]` (the two
+    /// cannot be combined).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_keys: Option<PathBuf>,
     /// How often the issuer keys are fetched (or re-read).
@@ -48,10 +52,6 @@ fn default_keys_refresh_secs() -> u64 {
 }
 
 impl AdmissionConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_at("ingress.admission")
-    }
-
     /// With the relay's `[directory]` (`directory`), the keys come from the
     /// directory, for the issuer `issuer.key` names: a local key file would
     /// be ignored, so it is refused rather than silently unused.
@@ -122,9 +122,16 @@ impl AdmissionConfig {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::{ConfigError, RelayConfig};
+    use crate::{ConfigError, IngressRelayConfig, RelayConfig};
 
-    const INGRESS: &str = include_str!("../../../examples/ingress.toml");
+    const INGRESS: &str = include_str!("../../../../examples/ingress.toml");
+
+    fn ingress(text: &str) -> IngressRelayConfig {
+        match RelayConfig::from_toml(text).unwrap() {
+            RelayConfig::Ingress(ingress) => ingress,
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn with_admission(section: &str) -> String {
         format!("{INGRESS}\n[ingress.admission]\n{section}")
@@ -141,25 +148,20 @@ mod tests {
         );
         // Without admission the key is not needed.
         let plain = INGRESS.replace("\noperator_key =", "\n# operator_key =");
-        assert_eq!(RelayConfig::from_toml(&plain).unwrap().operator_key, None);
-        assert!(
-            RelayConfig::from_toml(&text)
-                .unwrap()
-                .operator_key
-                .is_some()
-        );
+        assert_eq!(ingress(&plain).common.operator_key, None);
+        assert!(ingress(&text).common.operator_key.is_some());
     }
 
     #[test]
     fn admission_is_opt_in_and_parsed_strictly() {
-        let plain = RelayConfig::from_toml(INGRESS).unwrap();
-        assert_eq!(plain.ingress.unwrap().admission, None);
+        let plain = ingress(INGRESS);
+        assert_eq!(plain.role.admission, None);
 
         let text = with_admission(
             "issuer_name = \"issuer.example:4450\"\nissuer_keys = \"/var/lib/openrelay/issuer/issuer-directory.json\"\nredis_url = \"redis://10.0.0.5:6379/0\"\n",
         );
         let config = RelayConfig::from_toml(&text).unwrap();
-        let admission = config.ingress.as_ref().unwrap().admission.clone().unwrap();
+        let admission = ingress(&text).role.admission.unwrap();
         assert_eq!(admission.keys_refresh_secs, 60);
         assert_eq!(admission.issuer, None);
         assert_eq!(
@@ -174,8 +176,7 @@ mod tests {
         let networked = with_admission(
             "issuer_name = \"issuer.example:4450\"\nissuer = { addr = \"192.0.2.7:4450\", key = \"ed25519:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\" }\n",
         );
-        let config = RelayConfig::from_toml(&networked).unwrap();
-        let admission = config.ingress.as_ref().unwrap().admission.clone().unwrap();
+        let admission = ingress(&networked).role.admission.unwrap();
         assert_eq!(
             admission.issuer.unwrap().addr,
             "192.0.2.7:4450".parse().unwrap()

@@ -1,4 +1,5 @@
-//! `[egress] deny`: destinations an egress refuses even where `allow` names
+//! `[egress] deny`: destinations an egress refuses even where
+//! `dangerously_allow_networks` names
 //! them, for the operator's own networks and hosts (management networks,
 //! databases, a bastion's SSH).
 //!
@@ -93,10 +94,19 @@ impl DenyEntry {
 mod tests {
     use crate::{ConfigError, RelayConfig};
 
-    const EGRESS: &str = include_str!("../../../examples/egress.toml");
+    const EGRESS: &str = include_str!("../../../../examples/egress.toml");
 
     fn with_deny(deny: &str) -> Result<RelayConfig, ConfigError> {
-        RelayConfig::from_toml(&EGRESS.replace("allow = []", &format!("allow = []\ndeny = {deny}")))
+        RelayConfig::from_toml(
+            &EGRESS.replace("\n[egress]\n", &format!("\n[egress]\ndeny = {deny}\n")),
+        )
+    }
+
+    fn deny_of(config: &RelayConfig) -> Vec<super::DenyEntry> {
+        match config {
+            RelayConfig::Egress(egress) => egress.role.deny.clone(),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -105,7 +115,7 @@ mod tests {
             r#"["203.0.113.0/24", "198.51.100.7", "2001:db8::5", { net = "198.51.100.8/32", ports = [22, 6379] }]"#,
         )
         .unwrap();
-        let deny = config.egress_settings().deny;
+        let deny = deny_of(&config);
         let nets: Vec<String> = deny.iter().map(|d| d.net().to_string()).collect();
         assert_eq!(
             nets,
@@ -122,13 +132,7 @@ mod tests {
             RelayConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
             config
         );
-        assert!(
-            RelayConfig::from_toml(EGRESS)
-                .unwrap()
-                .egress_settings()
-                .deny
-                .is_empty()
-        );
+        assert!(deny_of(&RelayConfig::from_toml(EGRESS).unwrap()).is_empty());
     }
 
     #[test]

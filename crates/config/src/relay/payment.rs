@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AdmissionConfig, ConfigError, RegistryEndpoint};
+use super::AdmissionConfig;
+use crate::{ConfigError, ServiceEndpoint};
 
 /// How an egress charges its sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +34,7 @@ pub struct PaymentConfig {
     /// Where collected tokens are redeemed for the operator: the issuer's
     /// address and key. Absent: tokens accumulate in the relay's ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settle_at: Option<RegistryEndpoint>,
+    pub settle_at: Option<ServiceEndpoint>,
     /// How often collected tokens are settled.
     #[serde(default = "default_settle_secs")]
     pub settle_secs: u64,
@@ -95,9 +96,16 @@ impl PaymentConfig {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::{ConfigError, RelayConfig};
+    use crate::{ConfigError, EgressConfig, RelayConfig};
 
-    const EGRESS: &str = include_str!("../../../examples/egress.toml");
+    const EGRESS: &str = include_str!("../../../../examples/egress.toml");
+
+    fn egress(text: &str) -> EgressConfig {
+        match RelayConfig::from_toml(text).unwrap() {
+            RelayConfig::Egress(egress) => egress.role,
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn with_payment(section: &str) -> String {
         format!("{EGRESS}\n[egress.payment]\n{section}")
@@ -107,12 +115,11 @@ mod tests {
 
     #[test]
     fn payment_is_opt_in_with_defaults_and_checked() {
-        let plain = RelayConfig::from_toml(EGRESS).unwrap();
-        assert_eq!(plain.egress.unwrap().payment, None);
+        assert_eq!(egress(EGRESS).payment, None);
 
-        let config =
-            RelayConfig::from_toml(&with_payment(&format!("grace_secs = 5\n{TOKENS}"))).unwrap();
-        let payment = config.egress.as_ref().unwrap().payment.clone().unwrap();
+        let text = with_payment(&format!("grace_secs = 5\n{TOKENS}"));
+        let config = RelayConfig::from_toml(&text).unwrap();
+        let payment = egress(&text).payment.unwrap();
         assert_eq!(
             (
                 payment.quantum_mib,

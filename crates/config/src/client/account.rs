@@ -5,14 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, RegistryEndpoint};
+use crate::{ConfigError, ServiceEndpoint};
 
 /// The client's issuer and how many tokens it keeps at hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     /// The issuer's address and the key its TLS handshake must prove.
-    pub issuer: RegistryEndpoint,
+    pub issuer: ServiceEndpoint,
     /// The issuer's name in token challenges (RFC 9577 §2.1.1): the relays'
     /// `issuer_name`.
     pub issuer_name: String,

@@ -148,7 +148,7 @@ impl TunConfig {
 mod tests {
     use crate::ClientConfig;
 
-    const CLIENT_EXAMPLE: &str = include_str!("../../../examples/client.toml");
+    const CLIENT_EXAMPLE: &str = include_str!("../../../../examples/client.toml");
 
     /// The example's commented `[tun]` section, uncommented (the relay
     /// sections come first in the file, so it is appended after them).
