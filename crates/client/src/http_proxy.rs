@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use crate::flow::{self, FlowError};
+use crate::flow::{self, FlowError, FlowErrorKind};
 use crate::manager::PathManager;
 
 /// Time allowed for the request head.
@@ -134,12 +134,28 @@ async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
     }
 }
 
+/// The answer to a flow that could not be opened: the egress's refusal
+/// with its status and Proxy-Status members first (nearest the origin,
+/// RFC 9209 §2), then ours; a failure of the client's own is a 502 whose
+/// Proxy-Status error is ours.
 fn flow_error_response(error: &FlowError) -> Vec<u8> {
-    error_response(
-        error.http_status(),
-        &error.proxy_status(PROXY_NAME),
-        &error.to_string(),
-    )
+    let (status, field) = match (error.kind(), error.refusal()) {
+        (FlowErrorKind::Refused, Some(refusal)) => (
+            refusal.status,
+            match &refusal.upstream_status {
+                Some(upstream) => format!("{upstream}, {PROXY_NAME}"),
+                None => proxy_status::format(
+                    PROXY_NAME,
+                    refusal.error.unwrap_or(ProxyErrorType::HttpRequestDenied),
+                ),
+            },
+        ),
+        _ => (
+            502,
+            proxy_status::format(PROXY_NAME, ProxyErrorType::ProxyInternalError),
+        ),
+    };
+    error_response(status, &field, &error.to_string())
 }
 
 /// An error the proxy itself found in the app's request.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use openrelay_transport::tcp_pump::{self, PumpCounters};
+use openrelay_wire::proxy_status::ProxyErrorType;
 use openrelay_wire::socks5::{self, Command, Reply, Socks5Error};
 use openrelay_wire::target::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,8 +18,32 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::flow;
+use crate::flow::{self, FlowError, FlowErrorKind};
 use crate::manager::PathManager;
+
+/// The SOCKS5 reply for a flow that could not be opened (RFC 1928 §6):
+/// what the egress's refusal says, else a general failure.
+fn flow_error_reply(error: &FlowError) -> Reply {
+    match (error.kind(), error.refusal()) {
+        (FlowErrorKind::Refused, Some(refusal)) => match refusal.error {
+            Some(ProxyErrorType::DestinationIpProhibited | ProxyErrorType::HttpRequestDenied) => {
+                Reply::NotAllowedByRuleset
+            }
+            Some(
+                ProxyErrorType::DnsError
+                | ProxyErrorType::DnsTimeout
+                | ProxyErrorType::DestinationNotFound
+                | ProxyErrorType::DestinationUnavailable
+                | ProxyErrorType::ConnectionTimeout,
+            ) => Reply::HostUnreachable,
+            Some(ProxyErrorType::DestinationIpUnroutable) => Reply::NetworkUnreachable,
+            Some(ProxyErrorType::ConnectionRefused) => Reply::ConnectionRefused,
+            _ if refusal.status == 403 => Reply::NotAllowedByRuleset,
+            _ => Reply::GeneralFailure,
+        },
+        _ => Reply::GeneralFailure,
+    }
+}
 
 /// Time allowed for the greeting and the request.
 const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,7 +150,7 @@ async fn connect(
         }
         Err(e) => {
             debug!(error = %e, "socks connect failed");
-            reply(&mut tcp, e.socks_reply(), NO_ADDRESS).await;
+            reply(&mut tcp, flow_error_reply(&e), NO_ADDRESS).await;
         }
     }
 }
