@@ -279,4 +279,26 @@ mod tests {
         BufReader::new(stream).read_line(&mut reply).await.unwrap();
         assert!(reply.contains("unknown request"), "{reply}");
     }
+
+    /// A reply that is not a status is a typed error carrying the reply,
+    /// and a peer's problem, not the caller's.
+    #[tokio::test]
+    async fn a_reply_that_is_not_a_status_is_a_bad_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = bind(dir.path()).await.unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut line = String::new();
+            let (read, mut write) = stream.split();
+            BufReader::new(read).read_line(&mut line).await.unwrap();
+            write.write_all(b"{\"state\": 7}\n").await.unwrap();
+        });
+        let err = query(dir.path()).await.unwrap_err();
+        assert!(
+            matches!(&err, ControlError::BadReply { reply, .. } if reply == "{\"state\": 7}"),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert!(err.to_string().contains("{\"state\": 7}"), "{err}");
+    }
 }

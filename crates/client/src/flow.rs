@@ -441,3 +441,40 @@ fn udp_flow(
         _path: path.hold(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::path::BuildError;
+
+    /// A flow's failure reports the kind of its cause (arti's `HasKind`):
+    /// callers decide on the kind, not on the variants or the text.
+    #[test]
+    fn a_flow_error_reports_its_causes_kind() {
+        let refused = BuildError::AccessRefused {
+            relay: "ingress-1".into(),
+            details: "401".into(),
+            hint: "",
+        };
+        let backing_off = FlowError::NoPath(PathError::BackingOff {
+            last: refused,
+            retry_in: Duration::from_secs(1),
+        });
+        assert_eq!(backing_off.kind(), FlowErrorKind::NoPath);
+        assert_eq!(HasKind::kind(&backing_off), ErrorKind::NotAuthenticated);
+        let closed = FlowError::NoPath(PathError::Closed);
+        assert_eq!(closed.kind(), FlowErrorKind::ShuttingDown);
+        let egress = FlowError::Refused(EgressRefusal {
+            status: 403,
+            error: None,
+            upstream_status: None,
+        });
+        assert_eq!(egress.kind(), FlowErrorKind::Refused);
+        assert_eq!(HasKind::kind(&egress), ErrorKind::Refused);
+        assert!(egress.refusal().is_some() && closed.refusal().is_none());
+        let tunnel = TunnelError::Flow(FlowError::NoPath(PathError::AllDied));
+        assert_eq!(tunnel.kind(), ErrorKind::Unreachable);
+    }
+}

@@ -10,9 +10,12 @@
 //!   privacy holds only while the two relays of a path do not collude, and
 //!   one operator runs both sides by definition. There is no fallback: when
 //!   no valid pair exists the answer is [`SelectionError::NoPath`].
-//! * An ingress and an egress in the same (known) **network label** (AS or
+//! * An ingress and an egress in the same (known) **network** (AS or
 //!   hosting network) are never paired: one network operator could watch both
-//!   hops. An empty label means "unknown" and never conflicts.
+//!   hops. An unknown network (`None`) never conflicts.
+//!
+//! Selection works on [`Relay`], the client's one relay record
+//! ([`crate::relay`]), the same the controller, paths and status use.
 //! * **Excluded** relays (failed, quarantined) are never chosen.
 //! * The egress honours the requested [`EgressRegion`].
 //!

@@ -255,3 +255,49 @@ fn spawn_udp_flow(
     });
     tx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::EgressRefusal;
+    use crate::manager::PathError;
+
+    fn refused(status: u16, error: Option<ProxyErrorType>) -> FlowError {
+        FlowError::Refused(EgressRefusal {
+            status,
+            error,
+            upstream_status: None,
+        })
+    }
+
+    /// The reply follows the egress's refusal (RFC 1928 §6); anything else
+    /// is a general failure.
+    #[test]
+    fn flow_errors_get_the_reply_that_says_why() {
+        let cases = [
+            (
+                refused(403, Some(ProxyErrorType::DestinationIpProhibited)),
+                Reply::NotAllowedByRuleset,
+            ),
+            (
+                refused(502, Some(ProxyErrorType::DnsError)),
+                Reply::HostUnreachable,
+            ),
+            (
+                refused(502, Some(ProxyErrorType::DestinationIpUnroutable)),
+                Reply::NetworkUnreachable,
+            ),
+            (
+                refused(502, Some(ProxyErrorType::ConnectionRefused)),
+                Reply::ConnectionRefused,
+            ),
+            (refused(403, None), Reply::NotAllowedByRuleset),
+            (refused(500, None), Reply::GeneralFailure),
+            (FlowError::NoPath(PathError::Closed), Reply::GeneralFailure),
+            (FlowError::NoPath(PathError::AllDied), Reply::GeneralFailure),
+        ];
+        for (error, reply) in cases {
+            assert_eq!(flow_error_reply(&error), reply, "{error}");
+        }
+    }
+}

@@ -1013,7 +1013,7 @@ fn sites_are_sticky_and_isolated_over_random_scripts() {
                         .map(|(_, e)| e.id)
                         .collect();
                 let load_of = |id: &RelayId| load.get(id).copied().unwrap_or(0);
-                let least = eligible.iter().map(|e| load_of(e)).min().unwrap();
+                let least = eligible.iter().map(load_of).min().unwrap();
                 assert_eq!(
                     load_of(&path.choice.egress.id),
                     least,
