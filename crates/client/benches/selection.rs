@@ -9,28 +9,37 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use openrelay_client::selection::{Candidate, EgressRegion, PathPlan, PlanConfig, SiteKey, choose};
-use openrelay_types::RelayRole;
+use openrelay_client::relay::{Operator, Region, parse_network};
+use openrelay_client::selection::{
+    EgressRegion, PathPlan, PlanConfig, Relay, RelayId, SiteKey, choose,
+};
+use openrelay_types::{KeyPin, RelayRole};
 
 const COUNTRIES: [&str; 6] = ["DE", "NL", "CH", "SE", "FR", "IS"];
 
 /// `n` relays, half ingress and half egress, four relays per operator, two
 /// operators per network, spread over six countries, bandwidths from
 /// 10 Mbit/s to 10 Gbit/s.
-fn directory(n: usize) -> Vec<Candidate> {
+fn directory(n: usize) -> Vec<Relay> {
     (0..n)
-        .map(|i| Candidate {
-            id: format!("relay-{i}"),
+        .map(|i| Relay {
+            id: RelayId::from_pin(KeyPin::from_ed25519(std::array::from_fn(|b| {
+                (i >> (8 * (b % 8))) as u8
+            }))),
+            name: format!("relay-{i}"),
             role: if i % 2 == 0 {
                 RelayRole::Ingress
             } else {
                 RelayRole::Egress
             },
-            operator: format!("operator-{}", i / 4),
-            network: format!("AS{}", 64_500 + i / 8),
-            country: COUNTRIES[i % COUNTRIES.len()].to_owned(),
-            city: String::new(),
-            bandwidth: 10_000_000 * (1 + (i as u64 * 7919) % 1000),
+            operator: Operator::Unlisted(format!("operator-{}", i / 4)),
+            network: Some(parse_network(&format!("AS{}", 64_500 + i / 8))),
+            region: Region {
+                country: Some(COUNTRIES[i % COUNTRIES.len()].to_owned()),
+                city: None,
+            },
+            bandwidth_bps: 10_000_000 * (1 + (i as u64 * 7919) % 1000),
+            addr: std::net::SocketAddr::from(([192, 0, 2, 1], 4433)),
         })
         .collect()
 }
@@ -64,7 +73,7 @@ fn draws(c: &mut Criterion) {
                     choose(
                         black_box(relays),
                         &EgressRegion::Any,
-                        |c| c.id.ends_with('0'),
+                        |c| c.name.ends_with('0'),
                         &mut rng,
                     )
                 })

@@ -4,7 +4,7 @@
 //! refusal). [`crate::account::Account`] implements it; a path and the path
 //! manager see only this trait, never the account.
 
-use openrelay_config::RelayEntry;
+use crate::relay::Relay;
 
 /// Why a tunnel request goes without an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +38,9 @@ pub trait AccessTokens: Send + Sync + std::fmt::Debug {
     /// The `Authorization` value for a new tunnel through `ingress`, taken
     /// from its operator's pool (spent: call only once the tunnel request
     /// is about to be sent); why there is none otherwise.
-    fn authorization(&self, ingress: &RelayEntry) -> Result<String, MissingAccess>;
+    fn authorization(&self, ingress: &Relay) -> Result<String, MissingAccess>;
 
     /// Access tokens held for `ingress`'s operator (0 if its operator key
     /// is not known).
-    fn held_for(&self, ingress: &RelayEntry) -> usize;
+    fn held_for(&self, ingress: &Relay) -> usize;
 }

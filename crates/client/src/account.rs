@@ -43,17 +43,19 @@
 //! for. Refills need the login session the wallet keeps; without one,
 //! running low is reported with the command that fixes it.
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::{AccountConfig, RelayEntry};
+use openrelay_config::AccountConfig;
+use openrelay_directory::OperatorId;
 use openrelay_issuer_client::client::{IssuerClient, IssuerClientError, Session};
 use openrelay_issuer_client::consistency::{KeyConsistencyError, listed_keys, lists};
 use openrelay_tokens::header::build_authorization;
 use openrelay_tokens::{EpochKey, PAYMENT_PATH, TokenChallenge};
 use openrelay_transport::endpoint::TUNNELLED_MTU;
+use openrelay_types::RelayRole;
 use openrelay_types::unix_now;
-use openrelay_types::{KeyPin, RelayRole};
 use tracing::{debug, warn};
 
 use crate::access::AccessTokens;
@@ -61,6 +63,7 @@ pub use crate::access::MissingAccess;
 use crate::directory::DirectoryFeed;
 use crate::flow::{FlowError, TunnelError, UdpFlowHold};
 use crate::path::{InnerRequests, Path};
+use crate::relay::Relay;
 use crate::wallet::{Wallet, WalletError};
 
 /// How long a payer waits before trying again after a refusal or an empty
@@ -137,6 +140,23 @@ pub enum AccountError {
     IssuerTunnel(std::io::Error),
 }
 
+impl HasKind for AccountError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AccountError::NoSession
+            | AccountError::KeyNotYetListed { .. }
+            | AccountError::Consistency(_)
+            | AccountError::UnlistedKey { .. } => ErrorKind::NotAuthenticated,
+            AccountError::Issuer(e) => e.kind(),
+            AccountError::NoKey => ErrorKind::PeerMisbehaved,
+            AccountError::NoDirectory => ErrorKind::Unreachable,
+            AccountError::Wallet(e) => e.kind(),
+            AccountError::IssuerNotReached { error, .. } => HasKind::kind(error),
+            AccountError::IssuerTunnel(_) => ErrorKind::Local,
+        }
+    }
+}
+
 /// A connection to the issuer, with the refill path it runs on (if any),
 /// closed with it.
 #[derive(Debug)]
@@ -160,11 +180,11 @@ impl IssuerLink {
 }
 
 impl AccessTokens for Account {
-    fn authorization(&self, ingress: &RelayEntry) -> Result<String, MissingAccess> {
+    fn authorization(&self, ingress: &Relay) -> Result<String, MissingAccess> {
         self.access_authorization(ingress)
     }
 
-    fn held_for(&self, ingress: &RelayEntry) -> usize {
+    fn held_for(&self, ingress: &Relay) -> usize {
         self.access_challenge(ingress)
             .map_or(0, |challenge| self.wallet.counts(&[challenge]).iter().sum())
     }
@@ -261,25 +281,26 @@ impl Account {
 
     /// The challenge of access tokens for `ingress`: scoped to its
     /// operator's key; `None` if that key is not known.
-    pub fn access_challenge(&self, ingress: &RelayEntry) -> Option<TokenChallenge> {
+    pub fn access_challenge(&self, ingress: &Relay) -> Option<TokenChallenge> {
         ingress
-            .operator_key
-            .map(|operator| self.operator_challenge(&operator))
+            .operator
+            .id()
+            .map(|operator| self.operator_challenge(operator))
     }
 
-    fn operator_challenge(&self, operator: &KeyPin) -> TokenChallenge {
+    fn operator_challenge(&self, operator: &OperatorId) -> TokenChallenge {
         TokenChallenge::for_ingress_operator(&self.config.issuer_name, &operator.to_string())
     }
 
     /// The challenge of payment tokens for `egress`.
-    pub fn payment_challenge(&self, egress: &RelayEntry) -> TokenChallenge {
-        TokenChallenge::for_relay(&self.config.issuer_name, egress.key.to_string())
+    pub fn payment_challenge(&self, egress: &Relay) -> TokenChallenge {
+        TokenChallenge::for_relay(&self.config.issuer_name, egress.pin().to_string())
     }
 
     /// The `Authorization` value for a new tunnel through `ingress`, taken
     /// from its operator's pool; why there is none otherwise (a relay that
     /// wants one answers 401).
-    pub fn access_authorization(&self, ingress: &RelayEntry) -> Result<String, MissingAccess> {
+    pub fn access_authorization(&self, ingress: &Relay) -> Result<String, MissingAccess> {
         let challenge = self
             .access_challenge(ingress)
             .ok_or(MissingAccess::UnknownOperator)?;
@@ -297,8 +318,8 @@ impl Account {
     }
 
     /// The ingresses of `relays` whose operator's pool holds a token.
-    pub fn ingresses_with_access(&self, relays: &[RelayEntry]) -> Vec<RelayEntry> {
-        let ingresses: Vec<(&RelayEntry, TokenChallenge)> = relays
+    pub fn ingresses_with_access(&self, relays: &[Relay]) -> Vec<Relay> {
+        let ingresses: Vec<(&Relay, TokenChallenge)> = relays
             .iter()
             .filter(|r| r.role == RelayRole::Ingress)
             .filter_map(|r| Some((r, self.access_challenge(r)?)))
@@ -494,7 +515,7 @@ impl Account {
     /// Every pool the client keeps for `relays`: access for each ingress
     /// operator, payment for each egress; those of `first` (the relays of
     /// the paths up) first.
-    pub fn pools(&self, relays: &[RelayEntry], first: &[RelayEntry]) -> Vec<TokenChallenge> {
+    pub fn pools(&self, relays: &[Relay], first: &[Relay]) -> Vec<TokenChallenge> {
         let mut pools: Vec<TokenChallenge> = Vec::new();
         for relay in first.iter().chain(relays) {
             let pool = match relay.role {
@@ -512,7 +533,7 @@ impl Account {
 
     /// Pays `egress` on its inner connection as it goes, until the
     /// connection ends or the egress takes no payments.
-    pub async fn pay(self: Arc<Self>, requests: InnerRequests, egress: RelayEntry) {
+    pub async fn pay(self: Arc<Self>, requests: InnerRequests, egress: Relay) {
         let challenge = self.payment_challenge(&egress);
         let uri = format!("https://{}{PAYMENT_PATH}", egress.addr);
         let mut requests = requests;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -101,9 +102,35 @@ pub enum ControlError {
     /// Reading or writing the socket failed.
     #[error("control socket I/O")]
     Io(#[from] std::io::Error),
+    /// The client sent no reply in time.
+    #[error("no reply from the client")]
+    NoReply,
     /// The reply was not a status.
-    #[error("unexpected reply from the client: {0}")]
-    Protocol(String),
+    #[error("unexpected reply from the client: {source}: {reply}")]
+    BadReply {
+        /// The reply line as received.
+        reply: String,
+        /// Why it is not a status.
+        source: serde_json::Error,
+    },
+    /// A caller sent no request line in time.
+    #[error("no request in time")]
+    RequestTimedOut,
+    /// The status could not be written as JSON.
+    #[error("cannot write the status: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl HasKind for ControlError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ControlError::NotRunning { .. } | ControlError::NoReply => ErrorKind::Unreachable,
+            ControlError::InUse(_) => ErrorKind::Config,
+            ControlError::Io(_) => ErrorKind::Local,
+            ControlError::BadReply { .. } | ControlError::RequestTimedOut => ErrorKind::BadInput,
+            ControlError::Encode(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// The socket path for a state directory.
@@ -155,11 +182,9 @@ async fn answer(
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
     tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
         .await
-        .map_err(|_| ControlError::Protocol("request timed out".into()))??;
+        .map_err(|_| ControlError::RequestTimedOut)??;
     let reply = match line.trim() {
-        "status" => {
-            serde_json::to_string(&status()).map_err(|e| ControlError::Protocol(e.to_string()))?
-        }
+        "status" => serde_json::to_string(&status()).map_err(ControlError::Encode)?,
         other => {
             serde_json::json!({ "error": format!("unknown request {other:?}; try \"status\"") })
                 .to_string()
@@ -182,8 +207,11 @@ pub async fn query(state_dir: &Path) -> Result<Status, ControlError> {
     let mut reader = BufReader::new(read.take(1 << 20));
     tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
         .await
-        .map_err(|_| ControlError::Protocol("no reply".into()))??;
-    serde_json::from_str(line.trim()).map_err(|e| ControlError::Protocol(format!("{e}: {line}")))
+        .map_err(|_| ControlError::NoReply)??;
+    serde_json::from_str(line.trim()).map_err(|source| ControlError::BadReply {
+        reply: line.trim().to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -250,5 +278,27 @@ mod tests {
         let mut reply = String::new();
         BufReader::new(stream).read_line(&mut reply).await.unwrap();
         assert!(reply.contains("unknown request"), "{reply}");
+    }
+
+    /// A reply that is not a status is a typed error carrying the reply,
+    /// and a peer's problem, not the caller's.
+    #[tokio::test]
+    async fn a_reply_that_is_not_a_status_is_a_bad_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = bind(dir.path()).await.unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut line = String::new();
+            let (read, mut write) = stream.split();
+            BufReader::new(read).read_line(&mut line).await.unwrap();
+            write.write_all(b"{\"state\": 7}\n").await.unwrap();
+        });
+        let err = query(dir.path()).await.unwrap_err();
+        assert!(
+            matches!(&err, ControlError::BadReply { reply, .. } if reply == "{\"state\": 7}"),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert!(err.to_string().contains("{\"state\": 7}"), "{err}");
     }
 }

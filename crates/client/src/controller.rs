@@ -33,18 +33,19 @@
 //!   build fails at once with the reason. A success, a new relay list, or
 //!   (after an access refusal) tokens arriving end it.
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use openrelay_config::RelayEntry;
 use openrelay_types::RelayRole;
 
 use crate::backoff::BuildBackoff;
 use crate::path::{BuildError, Hop};
+use crate::relay::{Relay, RelayId};
 use crate::selection::{
-    Candidate, Moment, PathChoice, PathPlan, PlanConfig, PlannedPath, RefillChoiceError,
-    SelectionError, SiteKey,
+    Moment, PathChoice, PathPlan, PlanConfig, PlannedPath, RefillChoiceError, SelectionError,
+    SiteKey,
 };
 
 /// A retired path with no flows is closed only after this long, so a flow
@@ -122,9 +123,9 @@ pub enum PathError {
     #[error("every relay path tried had died")]
     AllDied,
     /// The plan chose a relay the relay list does not hold (cannot happen:
-    /// the plan's candidates are the list's).
+    /// the plan's relays are the list).
     #[error("relay {0} is not in the relay list")]
-    NotListed(String),
+    NotListed(RelayId),
     /// The relay directory in use is past its validity (or older than
     /// `directory.max_age_secs`) and no fresh one arrived: no path is built
     /// on an outdated relay list.
@@ -140,6 +141,18 @@ pub enum PathError {
         /// Seconds since it stopped being usable.
         expired_secs_ago: u64,
     },
+}
+
+impl HasKind for PathError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PathError::NoPath(e) => e.kind(),
+            PathError::AllFailed(last) | PathError::BackingOff { last, .. } => last.kind(),
+            PathError::Closed => ErrorKind::Local,
+            PathError::AllDied | PathError::DirectoryExpired { .. } => ErrorKind::Unreachable,
+            PathError::NotListed(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// When the relay list in use came from a directory: when it was issued
@@ -199,9 +212,9 @@ pub enum Command {
         /// The path's key.
         key: PathKey,
         /// Its ingress.
-        ingress: RelayEntry,
+        ingress: Relay,
         /// Its egress.
-        egress: RelayEntry,
+        egress: Relay,
     },
     /// The path takes no new flows from now on (its flows go on).
     Retire {
@@ -240,8 +253,8 @@ pub struct BuildFailure {
 /// A path the controller knows, built or being built.
 #[derive(Debug, Clone)]
 struct Known<T> {
-    ingress: RelayEntry,
-    egress: RelayEntry,
+    ingress: Relay,
+    egress: Relay,
     state: State<T>,
 }
 
@@ -274,17 +287,11 @@ fn same_cause(a: &BuildError, b: &BuildError) -> bool {
     }
 }
 
-/// The selection candidates of a relay list.
-fn candidates(relays: &[RelayEntry]) -> Vec<Candidate> {
-    relays.iter().map(Candidate::from).collect()
-}
-
 /// The paths' state machine; see the [module documentation](self).
 #[derive(Debug)]
 pub struct PathController<T> {
+    /// The plan, which holds the relay list.
     plan: PathPlan<T>,
-    /// The relay list; the plan holds the same relays as candidates.
-    relays: Vec<RelayEntry>,
     directory: Option<DirectoryTimes>,
     /// How long a failed relay is excluded.
     quarantine: Duration,
@@ -304,15 +311,14 @@ impl<T: Moment> PathController<T> {
     /// arrives), excluding a failed relay for `quarantine`; all randomness
     /// (choices and back-off jitter) from `rng`.
     pub fn new(
-        relays: Vec<RelayEntry>,
+        relays: Vec<Relay>,
         plan: PlanConfig,
         quarantine: Duration,
         mut rng: fastrand::Rng,
     ) -> Self {
         let backoff = BuildBackoff::new(rng.fork());
         PathController {
-            plan: PathPlan::new(candidates(&relays), plan, rng),
-            relays,
+            plan: PathPlan::new(relays, plan, rng),
             directory: None,
             quarantine,
             paths: BTreeMap::new(),
@@ -454,7 +460,7 @@ impl<T: Moment> PathController<T> {
     /// of that hop is excluded and the path closed; returns the relay. A
     /// retired path that dies is closed without blame (it takes no flows);
     /// an unknown or already closed path changes nothing.
-    pub fn died(&mut self, key: PathKey, hop: Hop, now: T) -> Option<RelayEntry> {
+    pub fn died(&mut self, key: PathKey, hop: Hop, now: T) -> Option<Relay> {
         let state = self.paths.get(&key)?.state;
         match state {
             State::Building => None,
@@ -481,10 +487,9 @@ impl<T: Moment> PathController<T> {
     /// a departed ingress, repaired) when next asked for; other paths stay.
     /// A changed list ends a back-off: relays that were not there may work.
     /// Returns whether the list changed.
-    pub fn relays(&mut self, relays: Vec<RelayEntry>, times: Option<DirectoryTimes>) -> bool {
-        let changed = self.relays != relays;
-        self.plan.set_candidates(candidates(&relays));
-        self.relays = relays;
+    pub fn relays(&mut self, relays: Vec<Relay>, times: Option<DirectoryTimes>) -> bool {
+        let changed = self.plan.candidates() != relays.as_slice();
+        self.plan.set_candidates(relays);
         self.directory = times;
         if changed {
             self.backoff.reset();
@@ -569,39 +574,28 @@ impl<T: Moment> PathController<T> {
     /// kept: the caller builds it, uses it once and closes it.
     pub fn refill_choice(
         &mut self,
-        browsing: &[(RelayEntry, RelayEntry)],
-        has_access: impl Fn(&RelayEntry) -> bool,
+        browsing: &[(Relay, Relay)],
+        has_access: impl Fn(&Relay) -> bool,
         now: T,
-    ) -> Result<(RelayEntry, RelayEntry), RefillChoiceError> {
+    ) -> Result<(Relay, Relay), RefillChoiceError> {
         let browsing: Vec<PathChoice> = browsing
             .iter()
             .map(|(ingress, egress)| PathChoice {
-                ingress: Candidate::from(ingress),
-                egress: Candidate::from(egress),
+                ingress: ingress.clone(),
+                egress: egress.clone(),
             })
             .collect();
-        let with_access: Vec<String> = self
-            .relays
-            .iter()
-            .filter(|r| r.role == RelayRole::Ingress && has_access(r))
-            .map(|r| r.key.to_string())
-            .collect();
-        let choice = self
-            .plan
-            .refill(&browsing, |c| with_access.contains(&c.id), now)?;
-        self.entries(&choice)
-            .map_err(|_| RefillChoiceError::NoAccessToken)
+        let choice = self.plan.refill(
+            &browsing,
+            |c| c.role == RelayRole::Ingress && has_access(c),
+            now,
+        )?;
+        Ok((choice.ingress, choice.egress))
     }
 
     /// Excludes the relay a failed build of `ingress`→`egress` at `now` is
     /// blamed on; false if none is.
-    pub fn blame(
-        &mut self,
-        error: &BuildError,
-        ingress: &RelayEntry,
-        egress: &RelayEntry,
-        now: T,
-    ) -> bool {
+    pub fn blame(&mut self, error: &BuildError, ingress: &Relay, egress: &Relay, now: T) -> bool {
         match error.hop() {
             Some(Hop::Ingress) => self.exclude(ingress, now),
             Some(Hop::Egress) => self.exclude(egress, now),
@@ -616,8 +610,8 @@ impl<T: Moment> PathController<T> {
     }
 
     /// The relay list.
-    pub fn relay_list(&self) -> &[RelayEntry] {
-        &self.relays
+    pub fn relay_list(&self) -> &[Relay] {
+        self.plan.candidates()
     }
 
     /// When the directory in use was issued (None: relays from the config).
@@ -632,7 +626,7 @@ impl<T: Moment> PathController<T> {
 
     /// The relays of the built paths (new flows' and retired ones'),
     /// ingress and egress of each.
-    pub fn live_relays(&self) -> Vec<(RelayEntry, RelayEntry)> {
+    pub fn live_relays(&self) -> Vec<(Relay, Relay)> {
         self.paths
             .values()
             .filter(|p| p.state != State::Building)
@@ -663,7 +657,8 @@ impl<T: Moment> PathController<T> {
     /// ingress left the list keeps working until it is replaced and its
     /// flows end).
     pub fn admitted_ingresses(&self) -> BTreeSet<SocketAddr> {
-        let mut admitted: BTreeSet<SocketAddr> = ingress_addresses(&self.relays).collect();
+        let mut admitted: BTreeSet<SocketAddr> =
+            ingress_addresses(self.plan.candidates()).collect();
         admitted.extend(self.paths.values().map(|p| p.ingress.addr));
         admitted
     }
@@ -730,34 +725,27 @@ impl<T: Moment> PathController<T> {
         self.commands.push_back(Command::Close { key, reason });
     }
 
-    /// The relay entries of a planned path. The plan's candidates are the
-    /// relay list's, so both are found.
-    fn entries(&self, choice: &PathChoice) -> Result<(RelayEntry, RelayEntry), PathError> {
-        let relay = |role, id: &str| {
-            self.relays
-                .iter()
-                .find(|r| r.role == role && r.key.to_string() == id)
+    /// The relays of a planned path as the list holds them now. The plan's
+    /// relays are the list, so both are found.
+    fn entries(&self, choice: &PathChoice) -> Result<(Relay, Relay), PathError> {
+        let listed = |relay: &Relay| {
+            self.plan
+                .find(relay.role, &relay.id)
                 .cloned()
+                .ok_or(PathError::NotListed(relay.id))
         };
-        match (
-            relay(RelayRole::Ingress, &choice.ingress.id),
-            relay(RelayRole::Egress, &choice.egress.id),
-        ) {
-            (Some(ingress), Some(egress)) => Ok((ingress, egress)),
-            (None, _) => Err(PathError::NotListed(choice.ingress.id.clone())),
-            (_, None) => Err(PathError::NotListed(choice.egress.id.clone())),
-        }
+        Ok((listed(&choice.ingress)?, listed(&choice.egress)?))
     }
 
-    fn exclude(&mut self, relay: &RelayEntry, now: T) {
+    fn exclude(&mut self, relay: &Relay, now: T) {
         if let Some(until) = now.after(self.quarantine) {
-            self.plan.exclude(&relay.key.to_string(), until);
+            self.plan.exclude(relay.id, until);
         }
     }
 }
 
 /// The ingress addresses of a relay list.
-fn ingress_addresses(relays: &[RelayEntry]) -> impl Iterator<Item = SocketAddr> + '_ {
+fn ingress_addresses(relays: &[Relay]) -> impl Iterator<Item = SocketAddr> + '_ {
     relays
         .iter()
         .filter(|r| r.role == RelayRole::Ingress)

@@ -24,11 +24,12 @@
 //! issuer's token keys against the directory, RFC 9576 §6) is verified the
 //! same way ([`DirectoryFeed::accept_copy`]).
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openrelay_config::{DirectoryConfig, RelayEntry};
+use openrelay_config::DirectoryConfig;
 use openrelay_directory::{
     Directory, DirectoryError, KeyError, SignedDirectory, TrustConfig, TrustConfigError,
     ValidatorId, VerifiedDirectory, endpoint_class, verify_directory,
@@ -41,6 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::flow::TunnelError;
 use crate::manager::{DirectoryTimes, PathManager};
+use crate::relay::Relay;
 
 /// The cached directory's file name in the state directory.
 pub const CACHE_FILE: &str = "directory.bin";
@@ -55,6 +57,12 @@ pub enum DirectoryConfigError {
     /// The validators and threshold do not make a trust configuration.
     #[error("directory.validators: {0}")]
     Trust(#[from] TrustConfigError),
+}
+
+impl HasKind for DirectoryConfigError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
 }
 
 /// Why no fresh directory was taken.
@@ -76,11 +84,24 @@ pub enum FetchError {
     Refused(#[from] DirectoryError),
 }
 
+impl HasKind for FetchError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FetchError::Tunnel(e) => e.kind(),
+            FetchError::Call(e) => e.kind(),
+            FetchError::Status(_) => ErrorKind::Refused,
+            // Forged, under-signed, stale, rolled back or malformed: it did
+            // not verify.
+            FetchError::Refused(_) => ErrorKind::NotAuthenticated,
+        }
+    }
+}
+
 /// A verified relay list.
 #[derive(Debug, Clone)]
 pub struct RelayList {
     /// The relays, as the path manager uses them.
-    pub relays: Vec<RelayEntry>,
+    pub relays: Vec<Relay>,
     /// When the directory was issued and until when it may carry traffic.
     pub times: DirectoryTimes,
 }
@@ -97,40 +118,20 @@ pub struct DirectoryFeed {
     dangerously_allow_special_purpose_endpoints: bool,
 }
 
-/// The manager's view of a verified relay: the relay's id (short) as its
-/// name, the operator's key as its operator (names can be claimed by
-/// anyone; keys cannot), its first usable endpoint and its pinned QUIC key.
-/// A relay with no usable endpoint (only special-purpose addresses, unless
-/// `allow_special` is set) is left out.
-fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<RelayEntry> {
+/// The relays of a verified directory, each at its first usable endpoint
+/// ([`Relay::from_directory`]). A relay with no usable endpoint (only
+/// special-purpose addresses, unless `allow_special` is set) is left out.
+fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<Relay> {
     let usable = |addr: &&std::net::SocketAddr| allow_special || endpoint_class(addr).is_none();
     let mut skipped = 0usize;
-    let entries: Vec<RelayEntry> = directory
+    let entries: Vec<Relay> = directory
         .relays()
         .filter_map(|relay| {
             let Some(addr) = relay.endpoints().iter().find(usable) else {
                 skipped += 1;
                 return None;
             };
-            let id = relay.id().to_string();
-            let short = id
-                .strip_prefix("ed25519:")
-                .unwrap_or(&id)
-                .chars()
-                .take(10)
-                .collect::<String>();
-            Some(RelayEntry {
-                name: format!("{}-{short}", relay.role()),
-                role: relay.role(),
-                operator: relay.operator_id().to_string(),
-                operator_key: Some(relay.operator_id().into()),
-                addr: *addr,
-                key: relay.quic_pin(),
-                country: Some(relay.region().country.to_string()),
-                city: Some(relay.region().city.clone()).filter(|c| !c.is_empty()),
-                network: Some(relay.network().to_string()),
-                bandwidth_bps: Some(relay.bandwidth_bps()),
-            })
+            Some(Relay::from_directory(&relay, *addr))
         })
         .collect();
     if skipped > 0 {

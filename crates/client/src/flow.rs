@@ -5,6 +5,7 @@
 //! a flow tries counts against one budget with the builds it waits for
 //! ([`crate::controller::PATHS_PER_REQUEST`]).
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +13,6 @@ use openrelay_transport::datagrams::{DatagramSender, Route, RouteError};
 use openrelay_transport::h3util;
 use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_wire::proxy_status::{self, ProxyErrorType};
-use openrelay_wire::socks5::Reply;
 use openrelay_wire::target::Target;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -45,6 +45,17 @@ pub enum RequestError {
     NoRoute,
 }
 
+impl HasKind for RequestError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RequestError::Stream(_) => ErrorKind::Unreachable,
+            RequestError::Http(_) | RequestError::Route(_) | RequestError::NoRoute => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
 /// What kind of failure a [`FlowError`] is: what the front-ends (SOCKS,
 /// HTTP proxy, TUN) decide their answer by (as arti's `HasKind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,76 +80,55 @@ pub enum FlowError {
     #[error(transparent)]
     NoPath(#[from] PathError),
     /// The egress answered with an error status.
-    #[error("the egress refused the flow: HTTP {status} ({})", error.map_or("no details", |e| e.as_str()))]
-    Refused {
-        /// The response status.
-        status: u16,
-        /// Its Proxy-Status error type, if any (RFC 9209).
-        error: Option<ProxyErrorType>,
-        /// Its Proxy-Status field as received, to pass on to the app.
-        upstream_status: Option<String>,
-    },
+    #[error(transparent)]
+    Refused(EgressRefusal),
     /// The request failed on a path that stayed up (or on every path the
     /// flow could try).
     #[error("the flow failed: {0}")]
     Broken(#[from] RequestError),
 }
 
+impl HasKind for FlowError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FlowError::NoPath(e) => e.kind(),
+            FlowError::Refused { .. } => ErrorKind::Refused,
+            FlowError::Broken(e) => e.kind(),
+        }
+    }
+}
+
+/// The egress's answer to a flow it refused: what the front-ends pass on
+/// to the app.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the egress refused the flow: HTTP {status} ({})", error.map_or("no details", |e| e.as_str()))]
+pub struct EgressRefusal {
+    /// The response status.
+    pub status: u16,
+    /// Its Proxy-Status error type, if any (RFC 9209).
+    pub error: Option<ProxyErrorType>,
+    /// Its Proxy-Status field as received, to pass on to the app.
+    pub upstream_status: Option<String>,
+}
+
 impl FlowError {
-    /// What kind of failure this is.
+    /// What kind of failure this is: what the front-ends decide their
+    /// answer by (with [`FlowError::refusal`] for the egress's details).
     pub fn kind(&self) -> FlowErrorKind {
         match self {
             FlowError::NoPath(PathError::Closed) => FlowErrorKind::ShuttingDown,
             FlowError::NoPath(_) => FlowErrorKind::NoPath,
-            FlowError::Refused { .. } => FlowErrorKind::Refused,
+            FlowError::Refused(_) => FlowErrorKind::Refused,
             FlowError::Broken(_) => FlowErrorKind::Broken,
         }
     }
 
-    /// The SOCKS5 reply for this failure (RFC 1928 §6).
-    pub fn socks_reply(&self) -> Reply {
-        let FlowError::Refused { error, status, .. } = self else {
-            return Reply::GeneralFailure;
-        };
-        match error {
-            Some(ProxyErrorType::DestinationIpProhibited | ProxyErrorType::HttpRequestDenied) => {
-                Reply::NotAllowedByRuleset
-            }
-            Some(
-                ProxyErrorType::DnsError
-                | ProxyErrorType::DnsTimeout
-                | ProxyErrorType::DestinationNotFound
-                | ProxyErrorType::DestinationUnavailable
-                | ProxyErrorType::ConnectionTimeout,
-            ) => Reply::HostUnreachable,
-            Some(ProxyErrorType::DestinationIpUnroutable) => Reply::NetworkUnreachable,
-            Some(ProxyErrorType::ConnectionRefused) => Reply::ConnectionRefused,
-            _ if *status == 403 => Reply::NotAllowedByRuleset,
-            _ => Reply::GeneralFailure,
-        }
-    }
-
-    /// The HTTP status the local HTTP proxy answers with.
-    pub fn http_status(&self) -> u16 {
+    /// The egress's answer, when it refused the flow
+    /// ([`FlowErrorKind::Refused`]).
+    pub fn refusal(&self) -> Option<&EgressRefusal> {
         match self {
-            FlowError::Refused { status, .. } => *status,
-            _ => 502,
-        }
-    }
-
-    /// The Proxy-Status field for the app (RFC 9209 §2): the egress's
-    /// members first (nearest the origin), then ours; ours carries the error
-    /// when the failure is the client's own.
-    pub fn proxy_status(&self, our_name: &str) -> String {
-        match self {
-            FlowError::Refused {
-                upstream_status: Some(upstream),
-                ..
-            } => format!("{upstream}, {our_name}"),
-            FlowError::Refused { error, .. } => {
-                proxy_status::format(our_name, error.unwrap_or(ProxyErrorType::HttpRequestDenied))
-            }
-            _ => proxy_status::format(our_name, ProxyErrorType::ProxyInternalError),
+            FlowError::Refused(refusal) => Some(refusal),
+            _ => None,
         }
     }
 }
@@ -153,6 +143,15 @@ pub enum TunnelError {
     /// The endpoint over the flow could not be made.
     #[error("cannot run QUIC over the flow: {0}")]
     Endpoint(#[from] std::io::Error),
+}
+
+impl HasKind for TunnelError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TunnelError::Flow(e) => HasKind::kind(e),
+            TunnelError::Endpoint(_) => ErrorKind::Local,
+        }
+    }
 }
 
 /// A TCP flow: the CONNECT stream, and the path it lives on.
@@ -265,13 +264,13 @@ async fn attempt(
                 .get("proxy-status")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            Err(Attempt::Refused(FlowError::Refused {
+            Err(Attempt::Refused(FlowError::Refused(EgressRefusal {
                 status: response.status().as_u16(),
                 error: upstream_status
                     .as_deref()
                     .and_then(proxy_status::parse_error),
                 upstream_status,
-            }))
+            })))
         }
         Err(e) => Err(Attempt::Failed(e)),
     }
@@ -441,4 +440,41 @@ fn udp_flow(
         _route: route,
         _path: path.hold(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::path::BuildError;
+
+    /// A flow's failure reports the kind of its cause (arti's `HasKind`):
+    /// callers decide on the kind, not on the variants or the text.
+    #[test]
+    fn a_flow_error_reports_its_causes_kind() {
+        let refused = BuildError::AccessRefused {
+            relay: "ingress-1".into(),
+            details: "401".into(),
+            hint: "",
+        };
+        let backing_off = FlowError::NoPath(PathError::BackingOff {
+            last: refused,
+            retry_in: Duration::from_secs(1),
+        });
+        assert_eq!(backing_off.kind(), FlowErrorKind::NoPath);
+        assert_eq!(HasKind::kind(&backing_off), ErrorKind::NotAuthenticated);
+        let closed = FlowError::NoPath(PathError::Closed);
+        assert_eq!(closed.kind(), FlowErrorKind::ShuttingDown);
+        let egress = FlowError::Refused(EgressRefusal {
+            status: 403,
+            error: None,
+            upstream_status: None,
+        });
+        assert_eq!(egress.kind(), FlowErrorKind::Refused);
+        assert_eq!(HasKind::kind(&egress), ErrorKind::Refused);
+        assert!(egress.refusal().is_some() && closed.refusal().is_none());
+        let tunnel = TunnelError::Flow(FlowError::NoPath(PathError::AllDied));
+        assert_eq!(tunnel.kind(), ErrorKind::Unreachable);
+    }
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use crate::flow::{self, FlowError};
+use crate::flow::{self, FlowError, FlowErrorKind};
 use crate::manager::PathManager;
 
 /// Time allowed for the request head.
@@ -134,16 +134,76 @@ async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
     }
 }
 
+/// The answer to a flow that could not be opened: the egress's refusal
+/// with its status and Proxy-Status members first (nearest the origin,
+/// RFC 9209 §2), then ours; a failure of the client's own is a 502 whose
+/// Proxy-Status error is ours.
 fn flow_error_response(error: &FlowError) -> Vec<u8> {
-    error_response(
-        error.http_status(),
-        &error.proxy_status(PROXY_NAME),
-        &error.to_string(),
-    )
+    let (status, field) = match (error.kind(), error.refusal()) {
+        (FlowErrorKind::Refused, Some(refusal)) => (
+            refusal.status,
+            match &refusal.upstream_status {
+                Some(upstream) => format!("{upstream}, {PROXY_NAME}"),
+                None => proxy_status::format(
+                    PROXY_NAME,
+                    refusal.error.unwrap_or(ProxyErrorType::HttpRequestDenied),
+                ),
+            },
+        ),
+        _ => (
+            502,
+            proxy_status::format(PROXY_NAME, ProxyErrorType::ProxyInternalError),
+        ),
+    };
+    error_response(status, &field, &error.to_string())
 }
 
 /// An error the proxy itself found in the app's request.
 fn request_error_response(status: u16, message: &str) -> Vec<u8> {
     let field = proxy_status::format(PROXY_NAME, ProxyErrorType::HttpRequestDenied);
     error_response(status, &field, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::EgressRefusal;
+    use crate::manager::PathError;
+
+    fn head(error: &FlowError) -> String {
+        let response = String::from_utf8(flow_error_response(error)).unwrap_or_default();
+        response
+            .split("\r\n")
+            .filter(|l| l.starts_with("HTTP/1.1") || l.starts_with("Proxy-Status"))
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+
+    /// The egress's status and Proxy-Status members come first, then ours;
+    /// the client's own failure is a 502 with our error (RFC 9209 §2).
+    #[test]
+    fn flow_errors_get_the_status_and_proxy_status_that_say_why() {
+        let upstream = FlowError::Refused(EgressRefusal {
+            status: 403,
+            error: Some(ProxyErrorType::DestinationIpProhibited),
+            upstream_status: Some("egress; error=destination_ip_prohibited".into()),
+        });
+        let head_of = head(&upstream);
+        assert!(head_of.starts_with("HTTP/1.1 403"), "{head_of}");
+        assert!(
+            head_of.contains("egress; error=destination_ip_prohibited, openrelay-client"),
+            "{head_of}"
+        );
+        let bare = FlowError::Refused(EgressRefusal {
+            status: 400,
+            error: None,
+            upstream_status: None,
+        });
+        let head_of = head(&bare);
+        assert!(head_of.starts_with("HTTP/1.1 400"), "{head_of}");
+        assert!(head_of.contains("error=http_request_denied"), "{head_of}");
+        let own = head(&FlowError::NoPath(PathError::AllDied));
+        assert!(own.starts_with("HTTP/1.1 502"), "{own}");
+        assert!(own.contains("error=proxy_internal_error"), "{own}");
+    }
 }

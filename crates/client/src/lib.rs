@@ -24,14 +24,17 @@ pub mod controller;
 pub mod directory;
 pub mod flow;
 pub mod http_proxy;
+pub mod login;
 pub mod manager;
 pub mod path;
 pub mod refill;
+pub mod relay;
 pub mod selection;
 pub mod socks;
 pub mod stocking;
 pub mod wallet;
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +69,21 @@ pub enum ClientError {
     /// The token wallet cannot be opened.
     #[error(transparent)]
     Wallet(#[from] wallet::WalletError),
+    /// The config's `[[relay]]` entries do not make a relay list.
+    #[error(transparent)]
+    Relays(#[from] relay::RelayConfigError),
+}
+
+impl HasKind for ClientError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ClientError::Listen { .. } => ErrorKind::Local,
+            ClientError::Directory(e) => e.kind(),
+            ClientError::Control(e) => e.kind(),
+            ClientError::Wallet(e) => e.kind(),
+            ClientError::Relays(e) => e.kind(),
+        }
+    }
 }
 
 /// A client with its listeners bound.
@@ -110,7 +128,7 @@ impl Client {
         let access = account
             .clone()
             .map(|account| account as Arc<dyn access::AccessTokens>);
-        let manager = Arc::new(PathManager::new(config, access));
+        let manager = Arc::new(PathManager::new(config, access)?);
         if let Some(account) = &account {
             manager.listen(Arc::new(stocking::Payments(Arc::clone(account))));
         }
@@ -175,13 +193,13 @@ impl Client {
     }
 }
 
-fn relay_status(relay: &openrelay_config::RelayEntry) -> control::RelayStatus {
+fn relay_status(relay: &relay::Relay) -> control::RelayStatus {
     control::RelayStatus {
         name: relay.name.clone(),
-        operator: relay.operator.clone(),
+        operator: relay.operator.to_string(),
         address: relay.addr,
-        country: relay.country.clone(),
-        city: relay.city.clone(),
+        country: relay.region.country.clone(),
+        city: relay.region.city.clone(),
     }
 }
 

@@ -24,12 +24,13 @@
 //! it at the listed ingresses plus those of open paths, admitting a new
 //! ingress before any path can be built to it.
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use openrelay_config::{ClientConfig, PathConfig, RelayEntry};
+use openrelay_config::{ClientConfig, PathConfig};
 use openrelay_types::RelayRole;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,6 +41,7 @@ use crate::access::AccessTokens;
 use crate::controller::{CloseReason, Command, PathController, PathKey, Wanted};
 pub use crate::controller::{DirectoryTimes, PATHS_PER_REQUEST, PathError, PathTries, Purpose};
 use crate::path::{BuildError, Hop, Path};
+use crate::relay::{Relay, RelayConfigError};
 use crate::selection::{EgressRegion, PlanConfig, RefillChoiceError, SiteKey};
 
 /// Longest time between two ticks of the controller (retired paths'
@@ -77,6 +79,16 @@ pub enum RefillPathError {
     /// The client is closing.
     #[error(transparent)]
     Path(#[from] PathError),
+}
+
+impl HasKind for RefillPathError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RefillPathError::NoPath(e) => e.kind(),
+            RefillPathError::Build(e) => e.kind(),
+            RefillPathError::Path(e) => e.kind(),
+        }
+    }
 }
 
 /// Whether traffic can flow.
@@ -164,11 +176,26 @@ fn dead_hop(path: &Path) -> Hop {
 }
 
 impl PathManager {
-    /// A manager for the client's relay list and path settings; with
+    /// A manager for the client's relay list (its `[[relay]]` entries, as
+    /// [`crate::relay::from_config`] maps them) and path settings; with
     /// `access`, tunnel requests show access tokens.
-    pub fn new(config: &ClientConfig, access: Option<Arc<dyn AccessTokens>>) -> Self {
+    pub fn new(
+        config: &ClientConfig,
+        access: Option<Arc<dyn AccessTokens>>,
+    ) -> Result<Self, RelayConfigError> {
+        let relays = crate::relay::from_config(&config.relays)?;
+        Ok(Self::with_relays(config, relays, access))
+    }
+
+    /// A manager over `relays` (e.g. a cached directory's) with the
+    /// client's path settings.
+    pub fn with_relays(
+        config: &ClientConfig,
+        relays: Vec<Relay>,
+        access: Option<Arc<dyn AccessTokens>>,
+    ) -> Self {
         let controller = PathController::new(
-            config.relays.clone(),
+            relays,
             plan_config(&config.path),
             Duration::from_secs(config.path.failed_relay_quarantine_secs),
             fastrand::Rng::new(),
@@ -227,7 +254,7 @@ impl PathManager {
     /// ([`PathError::DirectoryExpired`]) except to fetch a fresh directory.
     /// With an ingress filter, new ingresses are admitted before the plan
     /// can choose them, and departed ones dropped after it no longer can.
-    pub fn set_relays(&self, relays: Vec<RelayEntry>, times: Option<DirectoryTimes>) {
+    pub fn set_relays(&self, relays: Vec<Relay>, times: Option<DirectoryTimes>) {
         let mut state = self.lock();
         if let Some(filter) = self.ingress_filter.get() {
             let mut widened = state.controller.admitted_ingresses();
@@ -297,8 +324,8 @@ impl PathManager {
     async fn build(
         self: Arc<Self>,
         key: PathKey,
-        ingress: RelayEntry,
-        egress: RelayEntry,
+        ingress: Relay,
+        egress: Relay,
         outcome: watch::Sender<BuildOutcome>,
     ) {
         let started = Instant::now();
@@ -538,12 +565,12 @@ impl PathManager {
 
     /// The relays of the paths up (new flows' and retired ones'), ingress
     /// and egress of each.
-    pub fn live_relays(&self) -> Vec<(RelayEntry, RelayEntry)> {
+    pub fn live_relays(&self) -> Vec<(Relay, Relay)> {
         self.lock().controller.live_relays()
     }
 
     /// The relays new paths are chosen from.
-    pub fn relays(&self) -> Vec<RelayEntry> {
+    pub fn relays(&self) -> Vec<Relay> {
         self.lock().controller.relay_list().to_vec()
     }
 
@@ -563,7 +590,7 @@ impl PathManager {
     pub async fn build_refill_path(
         &self,
         access: &dyn AccessTokens,
-        elsewhere: &[(RelayEntry, RelayEntry)],
+        elsewhere: &[(Relay, Relay)],
     ) -> Result<Path, RefillPathError> {
         let (ingress, egress) = {
             let mut state = self.lock();
@@ -641,6 +668,7 @@ impl PathManager {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use openrelay_config::RelayEntry;
     use openrelay_types::KeyPin;
 
     fn relay(n: u8, role: RelayRole) -> RelayEntry {
@@ -685,7 +713,7 @@ mod tests {
             entry(relay(9, RelayRole::Egress))
         ))
         .unwrap();
-        let manager = Arc::new(PathManager::new(&config, None));
+        let manager = Arc::new(PathManager::new(&config, None).unwrap());
         let recorder = Arc::new(Recorder::default());
         manager.filter_ingresses(Arc::clone(&recorder) as Arc<dyn IngressFilter>);
         let (a, b) = (
@@ -695,7 +723,8 @@ mod tests {
         // The filter is called under the manager's lock: the plan cannot
         // choose from the new list before the widened set is in force.
         manager.set_relays(
-            vec![relay(2, RelayRole::Ingress), relay(9, RelayRole::Egress)],
+            crate::relay::from_config(&[relay(2, RelayRole::Ingress), relay(9, RelayRole::Egress)])
+                .unwrap(),
             None,
         );
         let sets = recorder.calls.lock().unwrap().clone();

@@ -4,12 +4,15 @@
 //! ingress sees only the outer connection; the egress sees the inner one
 //! arriving from the ingress's address.
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use openrelay_config::{PathConfig, RelayEntry};
+use openrelay_config::PathConfig;
+
+use crate::relay::Relay;
 use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route, RouteError};
 use openrelay_transport::endpoint::{self, INNER_MTU, OUTER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
@@ -68,6 +71,20 @@ pub enum HandshakeFailure {
     Route(#[from] RouteError),
 }
 
+impl HasKind for HandshakeFailure {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            HandshakeFailure::TimedOut
+            | HandshakeFailure::Connect(_)
+            | HandshakeFailure::Connection(_)
+            | HandshakeFailure::Http3(_)
+            | HandshakeFailure::Request(_) => ErrorKind::Unreachable,
+            HandshakeFailure::NoDatagrams => ErrorKind::PeerMisbehaved,
+            HandshakeFailure::Http(_) | HandshakeFailure::Route(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 impl HandshakeFailure {
     /// Whether `self` and `other` are one failure for the log (QUIC errors
     /// compared as they are; the rest by kind).
@@ -93,6 +110,15 @@ pub enum LocalFailure {
     /// The tunnel's datagram sender.
     #[error(transparent)]
     Route(#[from] RouteError),
+}
+
+impl HasKind for LocalFailure {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LocalFailure::Socket(_) | LocalFailure::Tls(_) => ErrorKind::Local,
+            LocalFailure::Route(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Why a path could not be built. Names relays, never destinations.
@@ -132,6 +158,17 @@ pub enum BuildError {
     /// Local setup failed (socket, TLS config).
     #[error("local setup failed: {0}")]
     Local(Arc<LocalFailure>),
+}
+
+impl HasKind for BuildError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            BuildError::Handshake { reason, .. } => reason.kind(),
+            BuildError::AccessRefused { .. } => ErrorKind::NotAuthenticated,
+            BuildError::TunnelRefused { .. } => ErrorKind::Refused,
+            BuildError::Local(failure) => failure.kind(),
+        }
+    }
 }
 
 macro_rules! local_failure {
@@ -203,9 +240,9 @@ impl BuildError {
 /// A working path.
 pub struct Path {
     /// The ingress relay.
-    pub ingress: RelayEntry,
+    pub ingress: Relay,
     /// The egress relay.
-    pub egress: RelayEntry,
+    pub egress: Relay,
     outer: quinn::Connection,
     inner: quinn::Connection,
     requests: InnerRequests,
@@ -254,7 +291,7 @@ impl Drop for Path {
 async fn with_timeout<T>(
     limit: Duration,
     hop: Hop,
-    relay: &RelayEntry,
+    relay: &Relay,
     future: impl Future<Output = Result<T, HandshakeFailure>>,
 ) -> Result<T, BuildError> {
     let reason = match tokio::time::timeout(limit, future).await {
@@ -318,8 +355,8 @@ impl Tunnel {
     /// no source port the ingress could link) and asks it for a tunnel to
     /// `egress`, showing an access token of `access` (if any).
     async fn open(
-        ingress: &RelayEntry,
-        egress: &RelayEntry,
+        ingress: &Relay,
+        egress: &Relay,
         bind: Option<IpAddr>,
         config: &PathConfig,
         access: Option<&dyn AccessTokens>,
@@ -332,7 +369,7 @@ impl Tunnel {
         )
         .with_congestion(config.congestion);
         let endpoint = udp::endpoint(udp::local_for(bind, ingress.addr), None)?;
-        let client_config = endpoint::client_config(ingress.key, &tuning)?;
+        let client_config = endpoint::client_config(ingress.pin(), &tuning)?;
         let server_name = ingress.addr.ip().to_string();
         let mut shown = Err(MissingAccess::NoAccount);
         let (connection, requests, mut tasks, stream, route, incoming, response) =
@@ -439,7 +476,7 @@ impl Inner {
     async fn connect(
         tunnel: &Tunnel,
         incoming: mpsc::Receiver<Bytes>,
-        egress: &RelayEntry,
+        egress: &Relay,
         config: &PathConfig,
     ) -> Result<Inner, BuildError> {
         let sender =
@@ -460,7 +497,7 @@ impl Inner {
             INNER_MTU,
         )
         .with_congestion(config.congestion);
-        let client_config = endpoint::client_config(egress.key, &tuning)?;
+        let client_config = endpoint::client_config(egress.pin(), &tuning)?;
         let server_name = egress.addr.ip().to_string();
         let limit = Duration::from_millis(config.handshake_timeout_ms);
         let (connection, requests, driver) = with_timeout(limit, Hop::Egress, egress, async {
@@ -496,8 +533,8 @@ impl Path {
     /// Nobody pays the egress: whoever wants to hears of the path once it
     /// is built and runs its payer with [`Path::attach`].
     pub async fn build(
-        ingress: &RelayEntry,
-        egress: &RelayEntry,
+        ingress: &Relay,
+        egress: &Relay,
         bind: Option<IpAddr>,
         config: &PathConfig,
         access: Option<&dyn AccessTokens>,

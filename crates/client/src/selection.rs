@@ -10,9 +10,12 @@
 //!   privacy holds only while the two relays of a path do not collude, and
 //!   one operator runs both sides by definition. There is no fallback: when
 //!   no valid pair exists the answer is [`SelectionError::NoPath`].
-//! * An ingress and an egress in the same (known) **network label** (AS or
+//! * An ingress and an egress in the same (known) **network** (AS or
 //!   hosting network) are never paired: one network operator could watch both
-//!   hops. An empty label means "unknown" and never conflicts.
+//!   hops. An unknown network (`None`) never conflicts.
+//!
+//! Selection works on [`Relay`], the client's one relay record
+//! ([`crate::relay`]), the same the controller, paths and status use.
 //! * **Excluded** relays (failed, quarantined) are never chosen.
 //! * The egress honours the requested [`EgressRegion`].
 //!
@@ -56,95 +59,16 @@
 pub mod plan;
 pub mod site;
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::collections::BTreeSet;
 use std::fmt;
 
-use openrelay_config::RelayEntry;
 use openrelay_types::RelayRole;
+
+pub use crate::relay::{Operator, Relay, RelayId, UNKNOWN_BANDWIDTH};
 
 pub use plan::{DEFAULT_ROTATION, Moment, PathPlan, PlanConfig, PlannedPath};
 pub use site::SiteKey;
-
-/// Bandwidth given to relays whose bandwidth is not known (the embedded
-/// relay list): every such relay weighs the same.
-pub const UNKNOWN_BANDWIDTH: u64 = 1;
-
-/// Prefix of the network label given to relays whose network is not known;
-/// see [`Candidate::from`].
-pub const UNKNOWN_NETWORK_PREFIX: &str = "unknown:";
-
-/// A relay the client may put on a path, with what selection needs to know
-/// about it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Candidate {
-    /// Identifies the relay. From a relay entry it is the relay's pinned
-    /// key, the same whether the entry came from the config or from a
-    /// directory (where names differ), so a directory refresh keeps paths
-    /// and exclusions. Exclusions and plans refer to relays by `id` and role.
-    pub id: String,
-    /// Ingress or egress.
-    pub role: RelayRole,
-    /// The operator running it; never the same on both hops.
-    pub operator: String,
-    /// Autonomous system or hosting network label; never the same on both
-    /// hops. Empty means unknown and conflicts with nothing.
-    pub network: String,
-    /// ISO 3166-1 alpha-2 country code (compared case-insensitively); empty
-    /// when unknown.
-    pub country: String,
-    /// City name (compared case-insensitively); empty when unknown.
-    pub city: String,
-    /// Advertised (later: measured) bandwidth; the selection weight.
-    pub bandwidth: u64,
-}
-
-impl From<&RelayEntry> for Candidate {
-    /// A candidate from a relay entry (from the config or a verified
-    /// directory), identified by its key. What the entry does not say stays unknown: no country or
-    /// city (a request for a specific region finds no egress there),
-    /// bandwidth [`UNKNOWN_BANDWIDTH`] (all such relays weigh the same), and
-    /// the network label `unknown:<name>`, unique per relay, so that the
-    /// network rule treats every such relay as its own network instead of
-    /// putting them all in one "unknown" network and excluding every pair.
-    fn from(relay: &RelayEntry) -> Self {
-        Candidate {
-            id: relay.key.to_string(),
-            role: relay.role,
-            operator: relay.operator.clone(),
-            network: relay
-                .network
-                .clone()
-                .unwrap_or_else(|| format!("{UNKNOWN_NETWORK_PREFIX}{}", relay.name)),
-            country: relay.country.clone().unwrap_or_default(),
-            city: relay.city.clone().unwrap_or_default(),
-            bandwidth: relay.bandwidth_bps.unwrap_or(UNKNOWN_BANDWIDTH),
-        }
-    }
-}
-
-impl Candidate {
-    /// Whether `self` and `other` may be the two hops of one path: different
-    /// operators, and different networks when both are known. Roles are not
-    /// checked here.
-    pub fn compatible_with(&self, other: &Candidate) -> bool {
-        self.operator != other.operator
-            && (self.network.is_empty()
-                || other.network.is_empty()
-                || self.network != other.network)
-    }
-
-    /// Whether this relay is in `country` (ISO codes are case-insensitive).
-    fn in_country(&self, country: &str) -> bool {
-        !self.country.is_empty() && self.country.eq_ignore_ascii_case(country)
-    }
-
-    /// Whether this relay is in `city` of `country`.
-    fn in_city(&self, country: &str, city: &str) -> bool {
-        self.in_country(country)
-            && !self.city.is_empty()
-            && self.city.to_lowercase() == city.to_lowercase()
-    }
-}
 
 /// Where the user wants to appear to be: a constraint on the egress only
 /// (the ingress is chosen for compatibility, not location).
@@ -174,11 +98,11 @@ pub enum EgressRegion {
 impl EgressRegion {
     /// Whether `egress` satisfies a strict region. `Near` accepts any egress
     /// here; its preference is applied by trying its country first.
-    pub fn contains(&self, egress: &Candidate) -> bool {
+    pub fn contains(&self, egress: &Relay) -> bool {
         match self {
             EgressRegion::Any | EgressRegion::Near { .. } => true,
-            EgressRegion::Country(country) => egress.in_country(country),
-            EgressRegion::City { country, city } => egress.in_city(country, city),
+            EgressRegion::Country(country) => egress.region.in_country(country),
+            EgressRegion::City { country, city } => egress.region.in_city(country, city),
         }
     }
 }
@@ -198,9 +122,9 @@ impl fmt::Display for EgressRegion {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PathChoice {
     /// The ingress relay (sees the client, not the destination).
-    pub ingress: Candidate,
+    pub ingress: Relay,
     /// The egress relay (sees the destination, not the client).
-    pub egress: Candidate,
+    pub egress: Relay,
 }
 
 /// Why no path can be chosen.
@@ -213,6 +137,15 @@ pub enum SelectionError {
         /// Why.
         reason: NoPathReason,
     },
+}
+
+impl HasKind for SelectionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            // No pair of relays the rules allow is usable: none to reach.
+            SelectionError::NoPath { .. } => ErrorKind::Unreachable,
+        }
+    }
 }
 
 /// Why no valid path exists, for the user and for callers that react to it
@@ -235,7 +168,7 @@ pub enum NoPathReason {
     /// Every usable ingress and egress belongs to this one operator.
     OneOperator {
         /// The operator.
-        operator: String,
+        operator: Operator,
     },
     /// Relays of several operators remain, but every usable ingress shares
     /// its operator or network with every usable egress in the region.
@@ -294,9 +227,9 @@ fn no_path(reason: NoPathReason) -> SelectionError {
 /// it, each by bandwidth as described in the [module documentation](self),
 /// never an `excluded` relay.
 pub fn choose(
-    candidates: &[Candidate],
+    candidates: &[Relay],
     region: &EgressRegion,
-    excluded: impl Fn(&Candidate) -> bool,
+    excluded: impl Fn(&Relay) -> bool,
     rng: &mut fastrand::Rng,
 ) -> Result<PathChoice, SelectionError> {
     let pools = Pool::preferred(candidates, region, &excluded)?;
@@ -321,6 +254,16 @@ pub enum RefillChoiceError {
     NoPath(#[from] SelectionError),
 }
 
+impl HasKind for RefillChoiceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RefillChoiceError::EveryEgressBrowsing => ErrorKind::Unreachable,
+            RefillChoiceError::NoAccessToken => ErrorKind::NotAuthenticated,
+            RefillChoiceError::NoPath(e) => e.kind(),
+        }
+    }
+}
+
 /// Chooses the path of one token refill, apart from the `browsing` paths:
 /// its egress is never one of theirs (the issuer sees the refill's egress
 /// address: were it a browsing egress, an issuer and that egress working
@@ -332,25 +275,24 @@ pub enum RefillChoiceError {
 /// path; the region does not apply (no destination is reached). Drawn by
 /// bandwidth like [`choose`], in the first of these tiers that has a pair.
 pub fn choose_refill(
-    candidates: &[Candidate],
+    candidates: &[Relay],
     browsing: &[PathChoice],
-    has_access: impl Fn(&Candidate) -> bool,
-    excluded: impl Fn(&Candidate) -> bool,
+    has_access: impl Fn(&Relay) -> bool,
+    excluded: impl Fn(&Relay) -> bool,
     rng: &mut fastrand::Rng,
 ) -> Result<PathChoice, RefillChoiceError> {
-    let browsing_egress = |c: &Candidate| browsing.iter().any(|p| p.egress.id == c.id);
-    let egress_operator = |c: &Candidate| browsing.iter().any(|p| p.egress.operator == c.operator);
-    let ingress_operator =
-        |c: &Candidate| browsing.iter().any(|p| p.ingress.operator == c.operator);
+    let browsing_egress = |c: &Relay| browsing.iter().any(|p| p.egress.id == c.id);
+    let egress_operator = |c: &Relay| browsing.iter().any(|p| p.egress.operator == c.operator);
+    let ingress_operator = |c: &Relay| browsing.iter().any(|p| p.ingress.operator == c.operator);
     // The rules every refill path keeps; the tiers add preferences.
-    let refused = |c: &Candidate| {
+    let refused = |c: &Relay| {
         excluded(c)
             || match c.role {
                 RelayRole::Egress => browsing_egress(c),
                 RelayRole::Ingress => !has_access(c),
             }
     };
-    let usable = |role: RelayRole, extra: &dyn Fn(&Candidate) -> bool| {
+    let usable = |role: RelayRole, extra: &dyn Fn(&Relay) -> bool| {
         candidates
             .iter()
             .any(|c| c.role == role && !excluded(c) && !extra(c))
@@ -361,7 +303,7 @@ pub fn choose_refill(
     if !usable(RelayRole::Ingress, &|c| !has_access(c)) {
         return Err(RefillChoiceError::NoAccessToken);
     }
-    let tiers: [&dyn Fn(&Candidate) -> bool; 3] = [
+    let tiers: [&dyn Fn(&Relay) -> bool; 3] = [
         &|c| match c.role {
             RelayRole::Egress => egress_operator(c),
             RelayRole::Ingress => ingress_operator(c),
@@ -395,8 +337,8 @@ pub fn choose_refill(
 /// (in the region, each compatible with at least one usable ingress).
 #[derive(Debug)]
 struct Pool<'a> {
-    ingresses: Vec<&'a Candidate>,
-    egresses: Vec<&'a Candidate>,
+    ingresses: Vec<&'a Relay>,
+    egresses: Vec<&'a Relay>,
 }
 
 impl<'a> Pool<'a> {
@@ -405,9 +347,9 @@ impl<'a> Pool<'a> {
     /// a valid path) and then the pool for any egress; otherwise the one
     /// pool of the region. The error is the last pool's when none is valid.
     fn preferred(
-        candidates: &'a [Candidate],
+        candidates: &'a [Relay],
         region: &EgressRegion,
-        excluded: &dyn Fn(&Candidate) -> bool,
+        excluded: &dyn Fn(&Relay) -> bool,
     ) -> Result<Vec<Pool<'a>>, SelectionError> {
         match region {
             EgressRegion::Near { home_country } => {
@@ -423,9 +365,9 @@ impl<'a> Pool<'a> {
     }
 
     fn strict(
-        candidates: &'a [Candidate],
+        candidates: &'a [Relay],
         region: &EgressRegion,
-        excluded: &dyn Fn(&Candidate) -> bool,
+        excluded: &dyn Fn(&Relay) -> bool,
     ) -> Result<Pool<'a>, SelectionError> {
         let ingress_listed = candidates.iter().filter(|c| c.role == RelayRole::Ingress);
         let ingresses: Vec<_> = ingress_listed.clone().filter(|c| !excluded(c)).collect();
@@ -450,14 +392,14 @@ impl<'a> Pool<'a> {
             .filter(|e| ingresses.iter().any(|i| i.compatible_with(e)))
             .collect();
         if egresses.is_empty() {
-            let operators: BTreeSet<&str> = ingresses
+            let operators: BTreeSet<&Operator> = ingresses
                 .iter()
                 .chain(&usable_egresses)
-                .map(|c| c.operator.as_str())
+                .map(|c| &c.operator)
                 .collect();
             let reason = match operators.into_iter().collect::<Vec<_>>()[..] {
                 [operator] => NoPathReason::OneOperator {
-                    operator: operator.to_owned(),
+                    operator: operator.clone(),
                 },
                 _ => NoPathReason::NoCompatiblePair {
                     region: region.clone(),
@@ -475,7 +417,7 @@ impl<'a> Pool<'a> {
     /// a compatible ingress, so the error cannot happen).
     fn complete(
         &self,
-        egress: &Candidate,
+        egress: &Relay,
         rng: &mut fastrand::Rng,
     ) -> Result<PathChoice, SelectionError> {
         let ingress = pick_ingress(&self.ingresses, egress, rng).ok_or_else(|| {
@@ -494,12 +436,12 @@ impl<'a> Pool<'a> {
 /// `usable` (operator shares capped over all usable ingresses, then
 /// restricted to the compatible ones); `None` if none is compatible.
 fn pick_ingress<'a>(
-    usable: &[&'a Candidate],
-    egress: &Candidate,
+    usable: &[&'a Relay],
+    egress: &Relay,
     rng: &mut fastrand::Rng,
-) -> Option<&'a Candidate> {
+) -> Option<&'a Relay> {
     let weights = selection_weights(usable);
-    let (compatible, weights): (Vec<&'a Candidate>, Vec<f64>) = usable
+    let (compatible, weights): (Vec<&'a Relay>, Vec<f64>) = usable
         .iter()
         .zip(weights)
         .filter(|(i, _)| i.compatible_with(egress))
@@ -515,16 +457,16 @@ fn pick_ingress<'a>(
 /// `max(`[`MAX_OPERATOR_SHARE`](openrelay_directory::weight::MAX_OPERATOR_SHARE)`, 1/k)`
 /// for `k` operators in the draw. Relays of one operator keep their
 /// proportions.
-pub fn selection_weights(relays: &[&Candidate]) -> Vec<f64> {
+pub fn selection_weights(relays: &[&Relay]) -> Vec<f64> {
     use openrelay_directory::weight::{MAX_OPERATOR_SHARE, cap_shares, clipped_bandwidth};
     let clipped: Vec<f64> = relays
         .iter()
-        .map(|r| clipped_bandwidth(r.bandwidth) as f64)
+        .map(|r| clipped_bandwidth(r.bandwidth_bps) as f64)
         .collect();
-    let mut operators: Vec<&str> = relays.iter().map(|r| r.operator.as_str()).collect();
+    let mut operators: Vec<&Operator> = relays.iter().map(|r| &r.operator).collect();
     operators.sort_unstable();
     operators.dedup();
-    let group = |r: &Candidate| operators.binary_search(&r.operator.as_str()).unwrap_or(0);
+    let group = |r: &Relay| operators.binary_search(&&r.operator).unwrap_or(0);
     let mut masses = vec![0.0; operators.len()];
     for (relay, weight) in relays.iter().zip(&clipped) {
         masses[group(relay)] += weight;
@@ -547,17 +489,17 @@ pub fn selection_weights(relays: &[&Candidate]) -> Vec<f64> {
 /// Draws one relay with probability proportional to its weight in this
 /// draw ([`selection_weights`]), or uniformly when all weights are 0.
 /// `relays` must not be empty.
-fn pick_weighted<'a>(relays: &[&'a Candidate], rng: &mut fastrand::Rng) -> &'a Candidate {
+fn pick_weighted<'a>(relays: &[&'a Relay], rng: &mut fastrand::Rng) -> &'a Relay {
     pick_by_weights(relays, &selection_weights(relays), rng)
 }
 
 /// Draws one of `relays` with probability proportional to `weights` (one
 /// each), or uniformly when all are 0. `relays` must not be empty.
 fn pick_by_weights<'a>(
-    relays: &[&'a Candidate],
+    relays: &[&'a Relay],
     weights: &[f64],
     rng: &mut fastrand::Rng,
-) -> &'a Candidate {
+) -> &'a Relay {
     debug_assert!(!relays.is_empty() && relays.len() == weights.len());
     let total: f64 = weights.iter().sum();
     if total <= 0.0 {

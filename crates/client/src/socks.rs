@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use openrelay_transport::tcp_pump::{self, PumpCounters};
+use openrelay_wire::proxy_status::ProxyErrorType;
 use openrelay_wire::socks5::{self, Command, Reply, Socks5Error};
 use openrelay_wire::target::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,8 +18,32 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::flow;
+use crate::flow::{self, FlowError, FlowErrorKind};
 use crate::manager::PathManager;
+
+/// The SOCKS5 reply for a flow that could not be opened (RFC 1928 §6):
+/// what the egress's refusal says, else a general failure.
+fn flow_error_reply(error: &FlowError) -> Reply {
+    match (error.kind(), error.refusal()) {
+        (FlowErrorKind::Refused, Some(refusal)) => match refusal.error {
+            Some(ProxyErrorType::DestinationIpProhibited | ProxyErrorType::HttpRequestDenied) => {
+                Reply::NotAllowedByRuleset
+            }
+            Some(
+                ProxyErrorType::DnsError
+                | ProxyErrorType::DnsTimeout
+                | ProxyErrorType::DestinationNotFound
+                | ProxyErrorType::DestinationUnavailable
+                | ProxyErrorType::ConnectionTimeout,
+            ) => Reply::HostUnreachable,
+            Some(ProxyErrorType::DestinationIpUnroutable) => Reply::NetworkUnreachable,
+            Some(ProxyErrorType::ConnectionRefused) => Reply::ConnectionRefused,
+            _ if refusal.status == 403 => Reply::NotAllowedByRuleset,
+            _ => Reply::GeneralFailure,
+        },
+        _ => Reply::GeneralFailure,
+    }
+}
 
 /// Time allowed for the greeting and the request.
 const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,7 +150,7 @@ async fn connect(
         }
         Err(e) => {
             debug!(error = %e, "socks connect failed");
-            reply(&mut tcp, e.socks_reply(), NO_ADDRESS).await;
+            reply(&mut tcp, flow_error_reply(&e), NO_ADDRESS).await;
         }
     }
 }
@@ -229,4 +254,50 @@ fn spawn_udp_flow(
         let _ = flow.stream.finish().await;
     });
     tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::EgressRefusal;
+    use crate::manager::PathError;
+
+    fn refused(status: u16, error: Option<ProxyErrorType>) -> FlowError {
+        FlowError::Refused(EgressRefusal {
+            status,
+            error,
+            upstream_status: None,
+        })
+    }
+
+    /// The reply follows the egress's refusal (RFC 1928 §6); anything else
+    /// is a general failure.
+    #[test]
+    fn flow_errors_get_the_reply_that_says_why() {
+        let cases = [
+            (
+                refused(403, Some(ProxyErrorType::DestinationIpProhibited)),
+                Reply::NotAllowedByRuleset,
+            ),
+            (
+                refused(502, Some(ProxyErrorType::DnsError)),
+                Reply::HostUnreachable,
+            ),
+            (
+                refused(502, Some(ProxyErrorType::DestinationIpUnroutable)),
+                Reply::NetworkUnreachable,
+            ),
+            (
+                refused(502, Some(ProxyErrorType::ConnectionRefused)),
+                Reply::ConnectionRefused,
+            ),
+            (refused(403, None), Reply::NotAllowedByRuleset),
+            (refused(500, None), Reply::GeneralFailure),
+            (FlowError::NoPath(PathError::Closed), Reply::GeneralFailure),
+            (FlowError::NoPath(PathError::AllDied), Reply::GeneralFailure),
+        ];
+        for (error, reply) in cases {
+            assert_eq!(flow_error_reply(&error), reply, "{error}");
+        }
+    }
 }

@@ -5,10 +5,11 @@
 //! neither knows the other (see the [account module](crate::account) for
 //! the rules).
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openrelay_config::RelayEntry;
+use crate::relay::Relay;
 use openrelay_issuer_client::client::{IssuerClientError, Session};
 use openrelay_tokens::TokenChallenge;
 use openrelay_types::unix_now;
@@ -48,19 +49,28 @@ pub enum RefillError {
     Account(#[from] AccountError),
 }
 
+impl HasKind for RefillError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RefillError::Path(e) => e.kind(),
+            RefillError::Account(e) => e.kind(),
+        }
+    }
+}
+
 /// What one refill did.
 #[derive(Debug)]
 struct Refilled {
     added: usize,
     ingress: String,
-    ingress_operator: String,
+    ingress_operator: crate::relay::Operator,
     egress: String,
 }
 
 /// The pools of `manager`'s relays below `low_water`, each with the
 /// tokens that fill it to `batch`, at most [`REFILL_MAX_TOKENS`] in all.
 fn wanted(account: &Account, manager: &PathManager) -> Vec<(TokenChallenge, usize)> {
-    let live: Vec<RelayEntry> = manager
+    let live: Vec<Relay> = manager
         .live_relays()
         .into_iter()
         .flat_map(|(ingress, egress)| [ingress, egress])

@@ -26,6 +26,7 @@
 //! background while the session lasts; after that, running low gives a clear
 //! message naming the command that fixes it.
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -82,6 +83,17 @@ pub enum WalletError {
     /// A challenge could not be encoded.
     #[error("challenge: {0}")]
     Challenge(#[from] openrelay_tokens::ChallengeError),
+}
+
+impl HasKind for WalletError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            WalletError::Io { .. } | WalletError::Sealed(_) | WalletError::BadKey(_) => {
+                ErrorKind::Storage
+            }
+            WalletError::Challenge(_) => ErrorKind::BadInput,
+        }
+    }
 }
 
 /// What the wallet file holds.

@@ -7,13 +7,14 @@
 use std::time::{Duration, Instant};
 
 use openrelay_client::path::{BuildError, Path};
+use openrelay_client::relay::Relay;
 use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_transport::testing::EndlessHeadServer;
 use openrelay_types::RelayRole;
 use openrelay_wire::h3frame::code;
 
-fn entry(role: RelayRole, server: &EndlessHeadServer, operator: &str) -> RelayEntry {
-    RelayEntry {
+fn entry(role: RelayRole, server: &EndlessHeadServer, operator: &str) -> Relay {
+    let entry = RelayEntry {
         name: format!("{operator}-{role}"),
         role,
         operator: operator.to_owned(),
@@ -24,7 +25,10 @@ fn entry(role: RelayRole, server: &EndlessHeadServer, operator: &str) -> RelayEn
         city: None,
         network: None,
         bandwidth_bps: None,
-    }
+    };
+    openrelay_client::relay::from_config(&[entry])
+        .unwrap()
+        .remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

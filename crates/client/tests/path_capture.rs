@@ -6,20 +6,36 @@
 //! rule (`openrelay sim`, policy `capped`), at most `MAX_OPERATOR_SHARE²`.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_client::selection::{Candidate, EgressRegion, choose};
+use openrelay_client::relay::{Operator as RelayOperator, Region};
+use openrelay_client::selection::{EgressRegion, Relay, RelayId, choose};
 use openrelay_directory::weight::MAX_OPERATOR_SHARE;
 use openrelay_sim::{Operator, Policy, Population, exact};
-use openrelay_types::RelayRole;
+use openrelay_types::{KeyPin, RelayRole};
 
-fn relay(id: &str, role: RelayRole, operator: &str, bandwidth: u64) -> Candidate {
-    Candidate {
-        id: id.to_owned(),
+/// A distinct id per relay name.
+fn id(name: &str) -> RelayId {
+    let mut key = [0; 32];
+    for (k, b) in key.iter_mut().zip(name.bytes()) {
+        *k = b;
+    }
+    RelayId::from_pin(KeyPin::from_ed25519(key))
+}
+
+fn relay(name: &str, role: RelayRole, operator: &str, bandwidth: u64) -> Relay {
+    Relay {
+        id: id(name),
+        name: name.to_owned(),
         role,
-        operator: operator.to_owned(),
-        network: format!("net-{id}"),
-        country: "DE".to_owned(),
-        city: String::new(),
-        bandwidth,
+        operator: RelayOperator::Unlisted(operator.to_owned()),
+        network: Some(openrelay_client::relay::parse_network(&format!(
+            "net-{name}"
+        ))),
+        region: Region {
+            country: Some("DE".to_owned()),
+            city: None,
+        },
+        bandwidth_bps: bandwidth,
+        addr: "192.0.2.1:4433".parse().unwrap(),
     }
 }
 
@@ -78,7 +94,7 @@ fn an_attacker_pair_claiming_huge_bandwidth_gets_only_its_capped_share() {
     let both = (0..draws)
         .filter(|_| {
             let c = choose(&relays, &EgressRegion::Any, |_| false, &mut rng).unwrap();
-            c.ingress.id == "evil-in" && c.egress.id == "evil-eg"
+            c.ingress.id == id("evil-in") && c.egress.id == id("evil-eg")
         })
         .count();
     let measured = both as f64 / f64::from(draws);

@@ -11,6 +11,7 @@
 //! checked against what openrelay makes before anything is undone
 //! (`system::UndoScope`).
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -180,6 +181,15 @@ pub enum JournalError {
         /// The parser's message.
         reason: String,
     },
+}
+
+impl HasKind for JournalError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            JournalError::Io { .. } => ErrorKind::Storage,
+            JournalError::Untrusted { .. } | JournalError::Corrupt { .. } => ErrorKind::BadInput,
+        }
+    }
 }
 
 /// Parses a journal's text. The last line may be torn (the process died

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod stack;
 pub mod system;
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,15 @@ pub enum TunError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl HasKind for TunError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TunError::System(e) => e.kind(),
+            TunError::Device { .. } | TunError::File { .. } => ErrorKind::Local,
+        }
+    }
 }
 
 /// Undoes what a previous run left in `state_dir`'s journal (after a crash,

@@ -69,7 +69,7 @@ pub async fn run(
                         }
                         // Dropping the connection resets it (the app's
                         // handshake already completed with the stack).
-                        Err(e) => debug!(error = %e, "tcp flow refused"),
+                        Err(e) => debug!(error = %e, kind = ?e.kind(), "tcp flow refused"),
                     }
                 });
             }
@@ -127,7 +127,7 @@ async fn relay_udp(manager: &Arc<PathManager>, mut udp: IpStackUdpStream) {
     let mut flow = match flow::open_udp(manager, &Target::from_socket_addr(destination)).await {
         Ok(flow) => flow,
         Err(e) => {
-            debug!(error = %e, "udp flow refused");
+            debug!(error = %e, kind = ?e.kind(), "udp flow refused");
             return;
         }
     };

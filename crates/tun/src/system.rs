@@ -1,6 +1,7 @@
 //! Applies and undoes [`Change`]s with `ip` (iproute2) and `nft` (nftables),
 //! recording each in the [`Journal`] before it is made.
 
+use openrelay_types::error::{ErrorKind, HasKind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -39,6 +40,16 @@ pub enum SystemError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+impl HasKind for SystemError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SystemError::Journal(e) => e.kind(),
+            SystemError::Command(_) | SystemError::File { .. } => ErrorKind::Local,
+            SystemError::NotOurs { .. } => ErrorKind::BadInput,
+        }
+    }
 }
 
 fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), SystemError> {

@@ -139,7 +139,14 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
         &options.state_dir,
         &exe,
         args.client_netns.clone(),
-        async move { Ok(account::devnet_login(&client_config).await?) },
+        async move {
+            Ok(openrelay_client::login::devnet_login(
+                &client_config,
+                openrelay_devnet::DEVNET_ACCOUNT,
+                &account::progress,
+            )
+            .await?)
+        },
         ready,
         shutdown_signal(false),
     )

@@ -8,29 +8,29 @@ use std::net::SocketAddr;
 
 use openrelay_types::KeyPin;
 
+use crate::relay::{Operator, Region, UNKNOWN_BANDWIDTH, parse_network};
+
 use super::*;
 
 const QUARANTINE: Duration = Duration::from_secs(30);
 const ROTATION: Duration = Duration::from_secs(600);
 const UNIX: u64 = 1_700_000_000;
 
-fn relay(n: u8, role: RelayRole, operator: u8, network: Option<&str>) -> RelayEntry {
-    RelayEntry {
+fn relay(n: u8, role: RelayRole, operator: u8, network: Option<&str>) -> Relay {
+    Relay {
+        id: RelayId::from_pin(KeyPin::from_ed25519([n; 32])),
         name: format!("{role}-{n}"),
         role,
-        operator: format!("operator-{operator}"),
+        operator: Operator::Unlisted(format!("operator-{operator}")),
+        network: network.map(parse_network),
+        region: Region::default(),
+        bandwidth_bps: UNKNOWN_BANDWIDTH,
         addr: SocketAddr::from(([192, 0, 2, n], 4433)),
-        key: KeyPin::from_ed25519([n; 32]),
-        operator_key: None,
-        country: None,
-        city: None,
-        network: network.map(str::to_owned),
-        bandwidth_bps: None,
     }
 }
 
 /// `operators` operators, each with an ingress and an egress.
-fn relays(operators: u8) -> Vec<RelayEntry> {
+fn relays(operators: u8) -> Vec<Relay> {
     (0..operators)
         .flat_map(|o| {
             [
@@ -41,7 +41,7 @@ fn relays(operators: u8) -> Vec<RelayEntry> {
         .collect()
 }
 
-fn controller(relays: Vec<RelayEntry>, per_site: bool, seed: u64) -> PathController<Duration> {
+fn controller(relays: Vec<Relay>, per_site: bool, seed: u64) -> PathController<Duration> {
     PathController::new(
         relays,
         PlanConfig {
@@ -59,7 +59,7 @@ fn commands(c: &mut PathController<Duration>) -> Vec<Command> {
 }
 
 /// The one build queued, as (key, ingress, egress).
-fn the_build(c: &mut PathController<Duration>) -> (PathKey, RelayEntry, RelayEntry) {
+fn the_build(c: &mut PathController<Duration>) -> (PathKey, Relay, Relay) {
     match &commands(c)[..] {
         [
             Command::Build {
@@ -89,7 +89,7 @@ fn access_refused() -> BuildError {
 }
 
 /// A built path for flows not isolated by site, at `now`.
-fn up(c: &mut PathController<Duration>, now: Duration) -> (PathKey, RelayEntry, RelayEntry) {
+fn up(c: &mut PathController<Duration>, now: Duration) -> (PathKey, Relay, Relay) {
     assert!(matches!(
         c.flow_wanted(None, Purpose::Traffic, now, UNIX),
         Ok(Wanted::Building(_))
@@ -438,9 +438,9 @@ fn refill_paths_keep_off_browsing_egresses() {
 }
 
 /// Whether `list` has a compatible ingress/egress pair avoiding `excluded`.
-fn has_pair(list: &[RelayEntry], excluded: &HashMap<KeyPin, Duration>, now: Duration) -> bool {
-    let usable = |r: &&RelayEntry| excluded.get(&r.key).is_none_or(|until| now >= *until);
-    let candidates: Vec<Candidate> = list.iter().filter(usable).map(Candidate::from).collect();
+fn has_pair(list: &[Relay], excluded: &HashMap<RelayId, Duration>, now: Duration) -> bool {
+    let usable = |r: &&Relay| excluded.get(&r.id).is_none_or(|until| now >= *until);
+    let candidates: Vec<Relay> = list.iter().filter(usable).cloned().collect();
     candidates.iter().any(|i| {
         i.role == RelayRole::Ingress
             && candidates
@@ -452,8 +452,8 @@ fn has_pair(list: &[RelayEntry], excluded: &HashMap<KeyPin, Duration>, now: Dura
 /// What the script knows of one path.
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
-    Building(RelayEntry, RelayEntry),
-    Up(RelayEntry, RelayEntry),
+    Building(Relay, Relay),
+    Up(Relay, Relay),
     Retired(Duration),
     Closed,
 }
@@ -476,7 +476,7 @@ fn random_scripts_keep_every_rule() {
 fn run_script(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let networks = [None, Some("as1"), Some("as2")];
-    let mut pool: Vec<RelayEntry> = (0..rng.u8(2..10))
+    let mut pool: Vec<Relay> = (0..rng.u8(2..10))
         .map(|n| {
             let role = if n % 2 == 0 {
                 RelayRole::Ingress
@@ -497,10 +497,10 @@ fn run_script(seed: u64) {
     let mut now = Duration::ZERO;
     let mut seen: BTreeMap<PathKey, Seen> = BTreeMap::new();
     let mut flows: BTreeMap<PathKey, u64> = BTreeMap::new();
-    let mut excluded: HashMap<KeyPin, Duration> = HashMap::new();
-    let exclude = |excluded: &mut HashMap<KeyPin, Duration>, relay: &RelayEntry, now| {
+    let mut excluded: HashMap<RelayId, Duration> = HashMap::new();
+    let exclude = |excluded: &mut HashMap<RelayId, Duration>, relay: &Relay, now| {
         let until = now + QUARANTINE;
-        let entry = excluded.entry(relay.key).or_insert(until);
+        let entry = excluded.entry(relay.id).or_insert(until);
         *entry = (*entry).max(until);
     };
     for step in 0..150 {
@@ -604,16 +604,16 @@ fn run_script(seed: u64) {
         // Exclusions the plan gave back (a draw found no pair): always the
         // one that ends first, and only those.
         excluded.retain(|_, until| now < *until);
-        let released: Vec<(KeyPin, Duration)> = excluded
+        let released: Vec<(RelayId, Duration)> = excluded
             .iter()
-            .filter(|(key, _)| !c.plan.is_excluded(&key.to_string(), now))
+            .filter(|(key, _)| !c.plan.is_excluded(key, now))
             .map(|(key, until)| (*key, *until))
             .collect();
         for (key, until) in &released {
             for (other, other_until) in &excluded {
-                if (*other_until, other.to_string()) < (*until, key.to_string()) {
+                if (*other_until, *other) < (*until, *key) {
                     assert!(
-                        !c.plan.is_excluded(&other.to_string(), now),
+                        !c.plan.is_excluded(other, now),
                         "{context}: an exclusion released before an older one"
                     );
                 }
@@ -642,12 +642,12 @@ fn run_script(seed: u64) {
                     assert_eq!(ingress.role, RelayRole::Ingress);
                     assert_eq!(egress.role, RelayRole::Egress);
                     assert!(
-                        Candidate::from(&ingress).compatible_with(&Candidate::from(&egress)),
+                        ingress.compatible_with(&egress),
                         "{context}: {ingress:?} with {egress:?}"
                     );
                     for relay in [&ingress, &egress] {
                         assert!(
-                            excluded.get(&relay.key).is_none_or(|until| now >= *until),
+                            excluded.get(&relay.id).is_none_or(|until| now >= *until),
                             "{context}: excluded relay {} built on",
                             relay.name
                         );

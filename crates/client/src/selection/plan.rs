@@ -39,7 +39,7 @@ use std::time::Duration;
 use openrelay_types::RelayRole;
 
 use super::{
-    Candidate, EgressRegion, PathChoice, Pool, RefillChoiceError, SelectionError, SiteKey,
+    EgressRegion, PathChoice, Pool, RefillChoiceError, Relay, RelayId, SelectionError, SiteKey,
     choose_refill, pick_ingress, pick_weighted,
 };
 
@@ -136,10 +136,10 @@ enum Verdict {
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub struct PathPlan<T> {
-    candidates: Vec<Candidate>,
+    candidates: Vec<Relay>,
     config: PlanConfig,
     /// Relay id → excluded until then (exclusive).
-    excluded: BTreeMap<String, T>,
+    excluded: BTreeMap<RelayId, T>,
     /// The path of flows not isolated by site.
     shared: Option<PlannedPath<T>>,
     /// Per-site paths (only with `per_site`); pruned when they expire.
@@ -150,7 +150,7 @@ pub struct PathPlan<T> {
 
 impl<T: Moment> PathPlan<T> {
     /// A plan over `candidates`, drawing from `rng`.
-    pub fn new(candidates: Vec<Candidate>, config: PlanConfig, rng: fastrand::Rng) -> Self {
+    pub fn new(candidates: Vec<Relay>, config: PlanConfig, rng: fastrand::Rng) -> Self {
         PathPlan {
             candidates,
             config,
@@ -163,7 +163,7 @@ impl<T: Moment> PathPlan<T> {
     }
 
     /// The relays the plan chooses from.
-    pub fn candidates(&self) -> &[Candidate] {
+    pub fn candidates(&self) -> &[Relay] {
         &self.candidates
     }
 
@@ -171,7 +171,7 @@ impl<T: Moment> PathPlan<T> {
     /// the new list when next asked for: one whose relays left, or changed so
     /// that they break a rule, is repaired or replaced; others stay, so a
     /// directory refresh does not move every site.
-    pub fn set_candidates(&mut self, candidates: Vec<Candidate>) {
+    pub fn set_candidates(&mut self, candidates: Vec<Relay>) {
         self.candidates = candidates;
     }
 
@@ -194,15 +194,15 @@ impl<T: Moment> PathPlan<T> {
     /// Keeps relay `id` (of either role) out of every path until `until`
     /// (exclusive); a later call can only extend the exclusion. Kept paths
     /// that use it are repaired or replaced when next asked for.
-    pub fn exclude(&mut self, id: &str, until: T) {
+    pub fn exclude(&mut self, id: RelayId, until: T) {
         self.excluded
-            .entry(id.to_owned())
+            .entry(id)
             .and_modify(|current| *current = (*current).max(until))
             .or_insert(until);
     }
 
     /// Whether relay `id` is excluded at `now`.
-    pub fn is_excluded(&self, id: &str, now: T) -> bool {
+    pub fn is_excluded(&self, id: &RelayId, now: T) -> bool {
         self.excluded.get(id).is_some_and(|until| now < *until)
     }
 
@@ -240,7 +240,7 @@ impl<T: Moment> PathPlan<T> {
             .excluded
             .iter()
             .min_by(|a, b| a.1.cmp(b.1))
-            .map(|(id, _)| id.clone());
+            .map(|(id, _)| *id);
         oldest.is_some_and(|id| self.excluded.remove(&id).is_some())
     }
 
@@ -306,7 +306,7 @@ impl<T: Moment> PathPlan<T> {
     pub fn refill(
         &mut self,
         browsing: &[PathChoice],
-        has_access: impl Fn(&Candidate) -> bool,
+        has_access: impl Fn(&Relay) -> bool,
         now: T,
     ) -> Result<PathChoice, RefillChoiceError> {
         self.excluded.retain(|_, until| now < *until);
@@ -331,10 +331,10 @@ impl<T: Moment> PathPlan<T> {
     }
 
     /// The relay of `role` with `id` in the current list.
-    fn find(&self, role: RelayRole, id: &str) -> Option<&Candidate> {
+    pub fn find(&self, role: RelayRole, id: &RelayId) -> Option<&Relay> {
         self.candidates
             .iter()
-            .find(|c| c.role == role && c.id == id)
+            .find(|c| c.role == role && c.id == *id)
     }
 
     fn verdict(&self, path: &PlannedPath<T>, now: T) -> Verdict {
@@ -369,7 +369,7 @@ impl<T: Moment> PathPlan<T> {
     /// ingress fits.
     fn repair_ingress(&mut self, path: &PlannedPath<T>, now: T) -> Option<PlannedPath<T>> {
         let egress = self.find(RelayRole::Egress, &path.choice.egress.id)?;
-        let usable: Vec<&Candidate> = self
+        let usable: Vec<&Relay> = self
             .candidates
             .iter()
             .filter(|c| c.role == RelayRole::Ingress && !self.is_excluded(&c.id, now))
@@ -412,10 +412,10 @@ impl<T: Moment> PathPlan<T> {
         let Some(site) = site else {
             return self.draw(now, None);
         };
-        let mut load: HashMap<String, usize> = HashMap::new();
+        let mut load: HashMap<RelayId, usize> = HashMap::new();
         for (other, path) in &self.sites {
             if other != site && self.verdict(path, now) != Verdict::Replace {
-                *load.entry(path.choice.egress.id.clone()).or_default() += 1;
+                *load.entry(path.choice.egress.id).or_default() += 1;
             }
         }
         self.draw(now, Some(&load))
@@ -428,7 +428,7 @@ impl<T: Moment> PathPlan<T> {
     fn draw(
         &mut self,
         now: T,
-        load: Option<&HashMap<String, usize>>,
+        load: Option<&HashMap<RelayId, usize>>,
     ) -> Result<PlannedPath<T>, SelectionError> {
         // Borrow the fields apart: the pools borrow the candidates while
         // the random source is drawn from.
@@ -439,7 +439,7 @@ impl<T: Moment> PathPlan<T> {
             rng,
             ..
         } = self;
-        let is_excluded = |c: &Candidate| excluded.get(&c.id).is_some_and(|until| now < *until);
+        let is_excluded = |c: &Relay| excluded.get(&c.id).is_some_and(|until| now < *until);
         let pools = Pool::preferred(candidates, &config.region, &is_excluded)?;
         let choice = match load {
             None => {
@@ -447,7 +447,7 @@ impl<T: Moment> PathPlan<T> {
                 pool.complete(pick_weighted(&pool.egresses, rng), rng)?
             }
             Some(load) => {
-                let load_of = |e: &Candidate| load.get(e.id.as_str()).copied().unwrap_or(0);
+                let load_of = |e: &Relay| load.get(&e.id).copied().unwrap_or(0);
                 let unused = pools.iter().find_map(|pool| {
                     let unused: Vec<_> = pool
                         .egresses

@@ -20,21 +20,36 @@ fn relay(
     country: &str,
     city: &str,
     bandwidth: u64,
-) -> Candidate {
-    Candidate {
-        id: id.into(),
+) -> Relay {
+    let known = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    Relay {
+        id: rid(id),
+        name: id.into(),
         role,
-        operator: operator.into(),
-        network: network.into(),
-        country: country.into(),
-        city: city.into(),
-        bandwidth,
+        operator: op(operator),
+        network: known(network).map(|n| crate::relay::parse_network(&n)),
+        region: crate::relay::Region {
+            country: known(country),
+            city: known(city),
+        },
+        bandwidth_bps: bandwidth,
+        addr: "192.0.2.1:4433".parse().unwrap(),
     }
+}
+
+/// The id of the relay named `name` (ids sort as names do).
+fn rid(name: &str) -> RelayId {
+    RelayId::from_pin(key_of(name))
+}
+
+/// The operator named `name` (in the config, without a key).
+fn op(name: &str) -> Operator {
+    Operator::Unlisted(name.into())
 }
 
 /// `operators` operators, each with one ingress and one egress, all in
 /// distinct networks, in DE.
-fn network(operators: usize) -> Vec<Candidate> {
+fn network(operators: usize) -> Vec<Relay> {
     (0..operators)
         .flat_map(|o| {
             [
@@ -63,7 +78,7 @@ fn network(operators: usize) -> Vec<Candidate> {
 
 /// A random population: few operators, networks and regions so that
 /// conflicts, empty regions and impossible requests are all common.
-fn population(rng: &mut fastrand::Rng) -> Vec<Candidate> {
+fn population(rng: &mut fastrand::Rng) -> Vec<Relay> {
     let operators = rng.usize(1..=4);
     let networks = ["", "as1", "as2", "as3"];
     let places = [
@@ -112,10 +127,10 @@ fn random_region(rng: &mut fastrand::Rng) -> EgressRegion {
 
 /// All valid pairs by brute force, for a strict region.
 fn valid_pairs<'a>(
-    candidates: &'a [Candidate],
+    candidates: &'a [Relay],
     region: &EgressRegion,
-    excluded: &dyn Fn(&Candidate) -> bool,
-) -> Vec<(&'a Candidate, &'a Candidate)> {
+    excluded: &dyn Fn(&Relay) -> bool,
+) -> Vec<(&'a Relay, &'a Relay)> {
     let mut pairs = Vec::new();
     for i in candidates
         .iter()
@@ -125,7 +140,7 @@ fn valid_pairs<'a>(
             .iter()
             .filter(|c| c.role == EGRESS && !excluded(c))
         {
-            let same_network = !i.network.is_empty() && i.network == e.network;
+            let same_network = i.network.is_some() && i.network == e.network;
             if region.contains(e) && i.operator != e.operator && !same_network {
                 pairs.push((i, e));
             }
@@ -134,13 +149,13 @@ fn valid_pairs<'a>(
     pairs
 }
 
-fn assert_rules(choice: &PathChoice, excluded: &dyn Fn(&Candidate) -> bool, seed: u64) {
+fn assert_rules(choice: &PathChoice, excluded: &dyn Fn(&Relay) -> bool, seed: u64) {
     let (i, e) = (&choice.ingress, &choice.egress);
     assert_eq!(i.role, INGRESS, "seed {seed}");
     assert_eq!(e.role, EGRESS, "seed {seed}");
     assert_ne!(i.operator, e.operator, "same operator, seed {seed}");
     assert!(
-        i.network.is_empty() || i.network != e.network,
+        i.network.is_none() || i.network != e.network,
         "same network, seed {seed}"
     );
     assert!(
@@ -158,8 +173,8 @@ fn rules_hold_and_errors_are_exact_over_thousands_of_seeded_runs() {
         let region = random_region(&mut setup);
         // Each relay excluded with probability 1/4.
         let mask = setup.u16(..) & setup.u16(..);
-        let excluded = |c: &Candidate| {
-            let n: u32 = c.id[1..].parse().unwrap();
+        let excluded = |c: &Relay| {
+            let n: u32 = c.name[1..].parse().unwrap();
             mask & (1 << n) != 0
         };
         let strict = match &region {
@@ -233,7 +248,7 @@ fn one_operator_left_is_an_explicit_error_never_a_fallback() {
         err,
         SelectionError::NoPath {
             reason: NoPathReason::OneOperator {
-                operator: "op0".into()
+                operator: op("op0")
             }
         }
     );
@@ -244,7 +259,7 @@ fn one_operator_left_is_an_explicit_error_never_a_fallback() {
 
     // Three operators, but every relay of two of them failed.
     let relays = network(3);
-    let excluded = |c: &Candidate| c.operator != "op0";
+    let excluded = |c: &Relay| c.operator != op("op0");
     let err = choose(&relays, &EgressRegion::Any, excluded, &mut rng).unwrap_err();
     assert!(
         err.to_string().contains("only one operator left (op0)"),
@@ -256,7 +271,7 @@ fn one_operator_left_is_an_explicit_error_never_a_fallback() {
 fn a_region_without_egress_is_an_explicit_error_naming_it() {
     let relays = network(3);
     let mut rng = fastrand::Rng::with_seed(1);
-    let err = |region: EgressRegion, excluded: &dyn Fn(&Candidate) -> bool| {
+    let err = |region: EgressRegion, excluded: &dyn Fn(&Relay) -> bool| {
         choose(&relays, &region, excluded, &mut rng.clone())
             .unwrap_err()
             .to_string()
@@ -286,7 +301,7 @@ fn a_region_without_egress_is_an_explicit_error_naming_it() {
     // Relays of two operators, all in one network.
     let mut shared = network(2);
     for relay in &mut shared {
-        relay.network = "as1".into();
+        relay.network = Some(crate::relay::parse_network("as1"));
     }
     assert_eq!(
         choose(&shared, &EgressRegion::Any, |_| false, &mut rng).unwrap_err(),
@@ -307,8 +322,8 @@ fn a_region_without_egress_is_an_explicit_error_naming_it() {
 #[test]
 fn near_prefers_home_and_falls_back_to_anywhere() {
     let mut relays = network(4);
-    relays[1].country = "FR".into(); // eg0
-    relays[3].country = "FR".into(); // eg1
+    relays[1].region.country = Some("FR".into()); // eg0
+    relays[3].region.country = Some("FR".into()); // eg1
     let fr = EgressRegion::Near {
         home_country: "FR".into(),
     };
@@ -322,20 +337,24 @@ fn near_prefers_home_and_falls_back_to_anywhere() {
             choose(&relays, &fr, |_| false, &mut rng)
                 .unwrap()
                 .egress
-                .country,
-            "FR"
+                .region
+                .country
+                .as_deref(),
+            Some("FR")
         );
         seen.insert(choose(&relays, &jp, |_| false, &mut rng).unwrap().egress.id);
     }
     assert_eq!(seen.len(), 4, "no home egress: any egress");
     // Home egresses excluded: anywhere else.
-    let excluded = |c: &Candidate| c.country == "FR";
+    let excluded = |c: &Relay| c.region.country.as_deref() == Some("FR");
     assert_eq!(
         choose(&relays, &fr, excluded, &mut rng)
             .unwrap()
             .egress
-            .country,
-        "DE"
+            .region
+            .country
+            .as_deref(),
+        Some("DE")
     );
 }
 
@@ -387,8 +406,8 @@ fn choices_follow_the_bandwidth_shares() {
     let (mut egress_counts, mut ingress_counts) = (vec![0u64; 20], vec![0u64; 15]);
     for _ in 0..draws {
         let choice = choose(&relays, &EgressRegion::Any, |_| false, &mut rng).unwrap();
-        egress_counts[choice.egress.id[1..].parse::<usize>().unwrap()] += 1;
-        ingress_counts[choice.ingress.id[1..].parse::<usize>().unwrap()] += 1;
+        egress_counts[choice.egress.name[1..].parse::<usize>().unwrap()] += 1;
+        ingress_counts[choice.ingress.name[1..].parse::<usize>().unwrap()] += 1;
     }
     let shares = |bw: &[u64]| -> Vec<f64> {
         let total: u64 = bw.iter().sum();
@@ -410,7 +429,7 @@ fn choices_follow_the_bandwidth_shares() {
 fn an_operator_claiming_huge_bandwidth_gets_at_most_its_capped_share() {
     use openrelay_directory::weight::MAX_OPERATOR_SHARE;
     // Eleven operators at 1 Gbit/s and one claiming u64::MAX.
-    let mut relays: Vec<Candidate> = (0..11)
+    let mut relays: Vec<Relay> = (0..11)
         .map(|n| {
             relay(
                 &format!("e{n}"),
@@ -424,7 +443,7 @@ fn an_operator_claiming_huge_bandwidth_gets_at_most_its_capped_share() {
         })
         .collect();
     relays.push(relay("big", EGRESS, "big", "", "DE", "", u64::MAX));
-    let refs: Vec<&Candidate> = relays.iter().collect();
+    let refs: Vec<&Relay> = relays.iter().collect();
     let weights = selection_weights(&refs);
     let total: f64 = weights.iter().sum();
     assert!(
@@ -434,7 +453,7 @@ fn an_operator_claiming_huge_bandwidth_gets_at_most_its_capped_share() {
     assert!(weights[..11].iter().all(|&w| w == 1e9), "{weights:?}");
     // Two relays of one operator share its capped weight in proportion.
     relays.push(relay("big2", EGRESS, "big", "", "DE", "", 10_000_000_000));
-    let refs: Vec<&Candidate> = relays.iter().collect();
+    let refs: Vec<&Relay> = relays.iter().collect();
     let weights = selection_weights(&refs);
     let total: f64 = weights.iter().sum();
     assert!(((weights[11] + weights[12]) / total - MAX_OPERATOR_SHARE).abs() < 1e-12);
@@ -445,7 +464,7 @@ fn an_operator_claiming_huge_bandwidth_gets_at_most_its_capped_share() {
         relay("b", EGRESS, "b", "", "", "", 1_000),
         relay("c", EGRESS, "c", "", "", "", u64::MAX),
     ];
-    let refs: Vec<&Candidate> = few.iter().collect();
+    let refs: Vec<&Relay> = few.iter().collect();
     let weights = selection_weights(&refs);
     assert!(
         weights.iter().all(|&w| (w - weights[0]).abs() < 1e-9 * w),
@@ -465,16 +484,16 @@ fn the_ingress_is_drawn_by_weight_among_those_compatible_with_the_egress() {
         relay("i2", INGRESS, "d", "", "", "", 5),
     ];
     let mut rng = fastrand::Rng::with_seed(3);
-    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut counts: BTreeMap<(RelayId, RelayId), u64> = BTreeMap::new();
     for _ in 0..20_000 {
         let c = choose(&relays, &EgressRegion::Any, |_| false, &mut rng).unwrap();
         *counts.entry((c.egress.id, c.ingress.id)).or_default() += 1;
     }
-    let count = |e: &str, i: &str| counts.get(&(e.into(), i.into())).copied().unwrap_or(0);
+    let count = |e: &str, i: &str| counts.get(&(rid(e), rid(i))).copied().unwrap_or(0);
     assert_eq!(count("e0", "i0") + count("e1", "i1"), 0, "{counts:?}");
     let e0 = [count("e0", "i1"), count("e0", "i2")];
     let e1 = [count("e1", "i0"), count("e1", "i2")];
-    let shares = |a: &Candidate, b: &Candidate| {
+    let shares = |a: &Relay, b: &Relay| {
         let w = selection_weights(&[a, b]);
         [w[0] / (w[0] + w[1]), w[1] / (w[0] + w[1])]
     };
@@ -495,7 +514,7 @@ fn the_ingress_is_drawn_by_weight_among_those_compatible_with_the_egress() {
 #[test]
 fn zero_bandwidth_relays_are_chosen_only_when_all_are_zero() {
     let mut relays = network(3);
-    relays[1].bandwidth = 0; // eg0
+    relays[1].bandwidth_bps = 0; // eg0
     let mut rng = fastrand::Rng::with_seed(5);
     for _ in 0..2_000 {
         assert_ne!(
@@ -503,11 +522,11 @@ fn zero_bandwidth_relays_are_chosen_only_when_all_are_zero() {
                 .unwrap()
                 .egress
                 .id,
-            "eg0"
+            rid("eg0")
         );
     }
     for relay in &mut relays {
-        relay.bandwidth = 0;
+        relay.bandwidth_bps = 0;
     }
     let seen: BTreeSet<_> = (0..2_000)
         .map(|_| {
@@ -524,7 +543,7 @@ fn zero_bandwidth_relays_are_chosen_only_when_all_are_zero() {
 fn huge_bandwidths_do_not_overflow() {
     let mut relays = network(3);
     for relay in &mut relays {
-        relay.bandwidth = u64::MAX;
+        relay.bandwidth_bps = u64::MAX;
     }
     let mut rng = fastrand::Rng::with_seed(5);
     let seen: BTreeSet<_> = (0..1_000)
@@ -577,33 +596,25 @@ fn entry(name: &str, role: RelayRole, operator: &str) -> RelayEntry {
 }
 
 #[test]
-fn embedded_relay_entries_become_candidates_with_unique_unknown_networks() {
+fn embedded_relay_entries_become_relays_with_unknown_networks() {
     let entries = [
         entry("in-a", INGRESS, "a"),
         entry("eg-b", EGRESS, "b"),
         entry("eg-a", EGRESS, "a"),
     ];
-    let candidates: Vec<Candidate> = entries.iter().map(Candidate::from).collect();
-    assert_eq!(
-        candidates[0],
-        relay(
-            &key_of("in-a").to_string(),
-            INGRESS,
-            "a",
-            "unknown:in-a",
-            "",
-            "",
-            UNKNOWN_BANDWIDTH
-        )
-    );
-    let networks: BTreeSet<_> = candidates.iter().map(|c| &c.network).collect();
-    assert_eq!(networks.len(), 3);
+    let candidates = crate::relay::from_config(&entries).unwrap();
+    let mut expected = relay("in-a", INGRESS, "a", "", "", "", UNKNOWN_BANDWIDTH);
+    expected.id = RelayId::from_pin(key_of("in-a"));
+    assert_eq!(candidates[0], expected);
+    // An unknown network conflicts with nothing: the only pair left is
+    // the one the operator rule allows.
+    assert!(candidates.iter().all(|c| c.network.is_none()));
     let mut rng = fastrand::Rng::with_seed(1);
     for _ in 0..100 {
         let choice = choose(&candidates, &EgressRegion::Any, |_| false, &mut rng).unwrap();
         assert_eq!(
             (choice.ingress.id, choice.egress.id),
-            (key_of("in-a").to_string(), key_of("eg-b").to_string())
+            (rid("in-a"), rid("eg-b"))
         );
     }
     // No region is known, so a country request is refused, by name.
@@ -622,7 +633,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn plan(candidates: Vec<Candidate>, config: PlanConfig, seed: u64) -> PathPlan<Duration> {
+fn plan(candidates: Vec<Relay>, config: PlanConfig, seed: u64) -> PathPlan<Duration> {
     PathPlan::new(candidates, config, fastrand::Rng::with_seed(seed))
 }
 
@@ -702,9 +713,9 @@ fn an_excluded_relay_is_never_chosen_until_its_exclusion_ends() {
         } else {
             &first.choice.ingress
         };
-        let failed = failed.id.clone();
+        let failed = failed.id;
         let until = secs(rng.u64(1..1_000));
-        plan.exclude(&failed, until);
+        plan.exclude(failed, until);
         assert!(plan.is_excluded(&failed, secs(0)) && !plan.is_excluded(&failed, until));
         let mut now = secs(0);
         while now < until {
@@ -728,7 +739,7 @@ fn an_excluded_relay_is_never_chosen_until_its_exclusion_ends() {
 fn a_failed_ingress_is_replaced_and_the_egress_kept() {
     let mut plan = plan(network(4), PlanConfig::default(), 9);
     let first = plan.current(secs(0)).unwrap();
-    plan.exclude(&first.choice.ingress.id, secs(100));
+    plan.exclude(first.choice.ingress.id, secs(100));
     let repaired = plan.current(secs(1)).unwrap();
     assert_eq!(repaired.choice.egress, first.choice.egress);
     assert_ne!(repaired.choice.ingress, first.choice.ingress);
@@ -738,7 +749,7 @@ fn a_failed_ingress_is_replaced_and_the_egress_kept() {
         "repair does not reset rotation"
     );
     // A failed egress replaces the whole path.
-    plan.exclude(&repaired.choice.egress.id, secs(100));
+    plan.exclude(repaired.choice.egress.id, secs(100));
     let replaced = plan.current(secs(2)).unwrap();
     assert_ne!(replaced.choice.egress, repaired.choice.egress);
     assert_eq!(replaced.chosen_at, secs(2));
@@ -747,8 +758,8 @@ fn a_failed_ingress_is_replaced_and_the_egress_kept() {
 #[test]
 fn no_path_left_is_an_error_and_recovers_when_exclusions_end() {
     let mut plan = plan(network(2), PlanConfig::default(), 1);
-    plan.exclude("eg0", secs(50));
-    plan.exclude("eg1", secs(60));
+    plan.exclude(rid("eg0"), secs(50));
+    plan.exclude(rid("eg1"), secs(60));
     let err = plan.current(secs(0)).unwrap_err();
     assert!(err.to_string().contains("2 excluded"), "{err}");
     assert!(plan.current(secs(55)).is_ok());
@@ -757,13 +768,13 @@ fn no_path_left_is_an_error_and_recovers_when_exclusions_end() {
 #[test]
 fn with_no_path_left_the_relay_that_failed_longest_ago_comes_back_first() {
     let mut plan = plan(network(3), PlanConfig::default(), 1);
-    plan.exclude("eg1", secs(40));
-    plan.exclude("eg0", secs(50));
-    plan.exclude("eg2", secs(60));
+    plan.exclude(rid("eg1"), secs(40));
+    plan.exclude(rid("eg0"), secs(50));
+    plan.exclude(rid("eg2"), secs(60));
     assert!(plan.current(secs(0)).is_err());
     assert!(plan.release_oldest_exclusion());
-    assert_eq!(plan.current(secs(0)).unwrap().choice.egress.id, "eg1");
-    assert!(plan.is_excluded("eg0", secs(0)) && plan.is_excluded("eg2", secs(0)));
+    assert_eq!(plan.current(secs(0)).unwrap().choice.egress.id, rid("eg1"));
+    assert!(plan.is_excluded(&rid("eg0"), secs(0)) && plan.is_excluded(&rid("eg2"), secs(0)));
     assert!(plan.release_oldest_exclusion() && plan.release_oldest_exclusion());
     assert!(!plan.release_oldest_exclusion());
 }
@@ -798,7 +809,7 @@ fn discard_and_candidate_changes_replace_the_path() {
 
 /// Egresses of distinct operators and networks, each compatible with one of
 /// several ingresses.
-fn wide_network(egresses: usize) -> Vec<Candidate> {
+fn wide_network(egresses: usize) -> Vec<Relay> {
     let mut relays = Vec::new();
     for n in 0..egresses {
         relays.push(relay(
@@ -839,7 +850,7 @@ fn different_sites_get_different_egresses_while_enough_exist() {
         let egresses = rng.usize(1..8);
         let sites = rng.usize(1..12);
         let mut plan = plan(wide_network(egresses), per_site(), seed);
-        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        let mut load: BTreeMap<RelayId, usize> = BTreeMap::new();
         for s in 0..sites {
             let path = plan
                 .assign(&site(&format!("site{s}.example")), secs(s as u64))
@@ -883,7 +894,7 @@ fn without_isolation_every_site_uses_the_current_path() {
 #[test]
 fn near_isolation_spills_to_other_countries_before_sharing() {
     let mut relays = wide_network(4);
-    relays[0].country = "FR".into();
+    relays[0].region.country = Some("FR".into());
     let mut plan = plan(
         relays,
         PlanConfig {
@@ -901,7 +912,7 @@ fn near_isolation_spills_to_other_countries_before_sharing() {
             .choice
             .egress
             .id,
-        "e0"
+        rid("e0")
     );
     let others: BTreeSet<_> = (1..4)
         .map(|s| {
@@ -913,7 +924,7 @@ fn near_isolation_spills_to_other_countries_before_sharing() {
         })
         .collect();
     assert_eq!(others.len(), 3);
-    assert!(!others.contains("e0"));
+    assert!(!others.contains(&rid("e0")));
     // All egresses used: the next site shares the least-loaded home egress.
     assert_eq!(
         plan.assign(&site("z.example"), secs(0))
@@ -921,7 +932,7 @@ fn near_isolation_spills_to_other_countries_before_sharing() {
             .choice
             .egress
             .id,
-        "e0"
+        rid("e0")
     );
 }
 
@@ -938,20 +949,20 @@ fn sites_are_sticky_and_isolated_over_random_scripts() {
             ..per_site()
         };
         let mut plan = plan(all.clone(), config, seed);
-        let mut exclusions: HashMap<String, Duration> = HashMap::new();
+        let mut exclusions: HashMap<RelayId, Duration> = HashMap::new();
         let mut last: BTreeMap<String, PlannedPath<Duration>> = BTreeMap::new();
         let mut now = secs(0);
         for step in 0..200 {
             now += Duration::from_millis(rng.u64(..5_000));
             if rng.u8(..20) == 0 {
-                let victim = all[rng.usize(..all.len())].id.clone();
+                let victim = all[rng.usize(..all.len())].id;
                 let until = now + secs(rng.u64(1..100));
-                plan.exclude(&victim, until);
+                plan.exclude(victim, until);
                 let entry = exclusions.entry(victim).or_insert(until);
                 *entry = (*entry).max(until);
                 continue;
             }
-            let excluded = |id: &str| exclusions.get(id).is_some_and(|until| now < *until);
+            let excluded = |id: &RelayId| exclusions.get(id).is_some_and(|until| now < *until);
             let name = format!("site{}.example", rng.usize(..8));
             let live_elsewhere: Vec<&PlannedPath<Duration>> = last
                 .iter()
@@ -992,17 +1003,17 @@ fn sites_are_sticky_and_isolated_over_random_scripts() {
                 None => true,
             };
             if fresh {
-                let mut load: HashMap<&str, usize> = HashMap::new();
+                let mut load: HashMap<RelayId, usize> = HashMap::new();
                 for p in &live_elsewhere {
-                    *load.entry(p.choice.egress.id.as_str()).or_default() += 1;
+                    *load.entry(p.choice.egress.id).or_default() += 1;
                 }
-                let eligible: BTreeSet<&str> =
+                let eligible: BTreeSet<RelayId> =
                     valid_pairs(&all, &EgressRegion::Any, &|c| excluded(&c.id))
                         .into_iter()
-                        .map(|(_, e)| e.id.as_str())
+                        .map(|(_, e)| e.id)
                         .collect();
-                let load_of = |id: &str| load.get(id).copied().unwrap_or(0);
-                let least = eligible.iter().map(|e| load_of(e)).min().unwrap();
+                let load_of = |id: &RelayId| load.get(id).copied().unwrap_or(0);
+                let least = eligible.iter().map(load_of).min().unwrap();
                 assert_eq!(
                     load_of(&path.choice.egress.id),
                     least,
@@ -1022,7 +1033,7 @@ fn the_same_seed_replays_the_same_plan() {
         for step in 0..300u64 {
             let now = secs(step * 7);
             if step % 50 == 0 {
-                plan.exclude(&format!("e{}", step % 5), now + secs(30));
+                plan.exclude(rid(&format!("e{}", step % 5)), now + secs(30));
             }
             out.push(
                 plan.assign(&site(&format!("s{}.example", step % 9)), now)
@@ -1057,13 +1068,13 @@ fn refill_paths_keep_apart_from_browsing_paths_over_seeded_runs() {
         let mut setup = fastrand::Rng::with_seed(seed);
         let candidates = population(&mut setup);
         let mask = setup.u16(..) & setup.u16(..);
-        let excluded = |c: &Candidate| {
-            let n: u32 = c.id[1..].parse().unwrap();
+        let excluded = |c: &Relay| {
+            let n: u32 = c.name[1..].parse().unwrap();
             mask & (1 << n) != 0
         };
         let tokens = setup.u16(..) | setup.u16(..);
-        let has_access = |c: &Candidate| {
-            let n: u32 = c.id[1..].parse().unwrap();
+        let has_access = |c: &Relay| {
+            let n: u32 = c.name[1..].parse().unwrap();
             tokens & (1 << n) != 0
         };
         // Up to three browsing paths drawn by the ordinary rules.
@@ -1075,14 +1086,14 @@ fn refill_paths_keep_apart_from_browsing_paths_over_seeded_runs() {
         }
         let mut rng = fastrand::Rng::with_seed(seed);
         let result = choose_refill(&candidates, &browsing, has_access, excluded, &mut rng);
-        let browsing_egress = |c: &Candidate| browsing.iter().any(|p| p.egress.id == c.id);
-        let hard = |c: &Candidate| {
+        let browsing_egress = |c: &Relay| browsing.iter().any(|p| p.egress.id == c.id);
+        let hard = |c: &Relay| {
             excluded(c)
                 || (c.role == EGRESS && browsing_egress(c))
                 || (c.role == INGRESS && !has_access(c))
         };
         let valid = valid_pairs(&candidates, &EgressRegion::Any, &hard);
-        let separate = |i: &Candidate, e: &Candidate| {
+        let separate = |i: &Relay, e: &Relay| {
             browsing
                 .iter()
                 .all(|p| p.ingress.operator != i.operator && p.egress.operator != e.operator)
@@ -1107,7 +1118,7 @@ fn refill_paths_keep_apart_from_browsing_paths_over_seeded_runs() {
             }
             Err(error) => {
                 assert!(valid.is_empty(), "{error} with valid pairs, seed {seed}");
-                let any = |role, skip: &dyn Fn(&Candidate) -> bool| {
+                let any = |role, skip: &dyn Fn(&Relay) -> bool| {
                     candidates
                         .iter()
                         .any(|c| c.role == role && !excluded(c) && !skip(c))
@@ -1148,13 +1159,13 @@ fn a_refill_uses_another_egress_and_ingress_operator_than_browsing() {
     for seed in 0..200 {
         let mut rng = fastrand::Rng::with_seed(seed);
         let choice = choose_refill(&candidates, &browsing, |_| true, |_| false, &mut rng).unwrap();
-        assert_ne!(choice.egress.id, "eg1");
-        assert_ne!(choice.ingress.operator, "op0");
-        assert_ne!(choice.egress.operator, "op1");
+        assert_ne!(choice.egress.id, rid("eg1"));
+        assert_ne!(choice.ingress.operator, op("op0"));
+        assert_ne!(choice.egress.operator, op("op1"));
     }
     // Only the browsing egress left: no refill, and why.
     let mut rng = fastrand::Rng::with_seed(1);
-    let only = |c: &Candidate| c.role == EGRESS && c.id != "eg1";
+    let only = |c: &Relay| c.role == EGRESS && c.id != rid("eg1");
     assert_eq!(
         choose_refill(&candidates, &browsing, |_| true, only, &mut rng),
         Err(RefillChoiceError::EveryEgressBrowsing)
