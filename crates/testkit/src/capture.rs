@@ -2,6 +2,8 @@
 //! [`wait_until_capturing`] for captures a test runs elsewhere (in a
 //! network namespace).
 
+#![cfg(feature = "harness")]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command};

@@ -1,6 +1,8 @@
 //! curl as the app: [`fetch`] a URL through a proxy, [`run_curl`] with any
 //! arguments, both with a time limit.
 
+#![cfg(feature = "harness")]
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,8 @@
 //! its temporary directory goes away (`OPENRELAY_TEST_LOGS=DIR` keeps the
 //! logs).
 
+#![cfg(feature = "harness")]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;

@@ -2,6 +2,8 @@
 //! an independent implementation), a nameserver that never answers, and
 //! DNS messages to ask and read.
 
+#![cfg(feature = "harness")]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

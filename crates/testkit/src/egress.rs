@@ -2,6 +2,8 @@
 //! ([`start_egress`]), and HTTP/3 sessions to it ([`Session`]: CONNECT,
 //! POST, DNS queries).
 
+#![cfg(feature = "harness")]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! keys in a directory file, and a minimal connect-udp client made of
 //! quinn, h3 and the transport crate ([`connect_udp`]).
 
+#![cfg(feature = "harness")]
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! Reading logs: events and their levels, lines with a needle, ports
 //! mentioned, and the lines no healthy run writes (panics, warnings).
 
+#![cfg(feature = "harness")]
+
 /// Where `number` occurs in `text` as a whole number (a run of digits not
 /// part of a longer run) in a position where it would be a port: after `:`
 /// (as in `host:port` or `port: 443`), after a field whose name contains

@@ -15,6 +15,8 @@
 //! Everything made is removed on drop, also when the test fails. Needs
 //! root; [`isolated`] skips with a message otherwise.
 
+#![cfg(feature = "harness")]
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -7,6 +7,8 @@
 //! whose `Drop` kills the whole group, so a failing test leaves nothing
 //! running.
 
+#![cfg(feature = "harness")]
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

@@ -4,6 +4,8 @@
 //! them, real `openrelay validator` processes with their keys made in
 //! advance, and a registry impostor that takes a devnet's registry's place.
 
+#![cfg(feature = "harness")]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,8 @@
 //! Helper programs a test runs where it cannot run Rust code of its own:
 //! inside network namespaces it made (python3, standard library only).
 
+#![cfg(feature = "harness")]
+
 /// The "internet" of the full-device VPN tests: an HTTP and a UDP echo
 /// server on 198.18.0.1 and a DNS server on 127.0.0.1:53 answering for
 /// `dest.test`; prints `ready` once everything listens.

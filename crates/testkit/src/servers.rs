@@ -4,6 +4,8 @@
 //! refuses connections ([`closed_port`]), and the deterministic bodies
 //! they serve ([`content`]).
 
+#![cfg(feature = "harness")]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
 use std::sync::mpsc;

@@ -1,6 +1,8 @@
 //! A SOCKS5 client (RFC 1928), built on `openrelay_wire::socks5`, for what
 //! curl cannot show: reply codes, raw bytes, UDP ASSOCIATE.
 
+#![cfg(feature = "harness")]
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! a config the test writes, with its log file and its memory readable: the
 //! target of the resource-limit and log-privacy tests.
 
+#![cfg(feature = "harness")]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
