@@ -20,8 +20,7 @@ use openrelay_abuse::attack::{Attack, Plan};
 use openrelay_abuse::probe::{self, Prober, Via};
 use openrelay_abuse::run::{self, Phase, PhaseOptions};
 use openrelay_abuse::target::{Role, Started, Target};
-
-const BIN: &str = env!("CARGO_BIN_EXE_openrelay");
+use openrelay_testkit::BIN;
 
 fn export(dir: &Path, extra: &[&str]) {
     let status = std::process::Command::new(BIN)
@@ -39,7 +38,7 @@ fn export(dir: &Path, extra: &[&str]) {
 fn start(config: &Path, log: &Path) -> (Target, Started) {
     let target = Target::from_config(config).unwrap();
     let started = Started::start(
-        Path::new(BIN),
+        BIN.path(),
         target.role,
         config,
         None,

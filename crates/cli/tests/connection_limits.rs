@@ -7,8 +7,8 @@
 //! the test and before it, should a killed run have left it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-mod standalone;
+use openrelay_testkit as common;
+use openrelay_testkit::standalone;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;

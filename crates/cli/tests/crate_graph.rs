@@ -2,7 +2,8 @@
 //! (`cargo tree`, normal dependencies only): a client build links no
 //! server code and no server storage; relays link no registry or issuer
 //! service; the devnet does not link the TUN front-end; the shared small
-//! types depend on no other openrelay crate.
+//! types depend on no other openrelay crate; no build but a test's links
+//! the test kit.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -10,6 +11,13 @@ use std::process::Command;
 
 /// The packages `package` links in a normal (non-dev, non-build) build.
 fn linked(package: &str) -> BTreeSet<String> {
+    normal_tree(&["-p", package])
+}
+
+/// The packages in `cargo tree -e normal <select>` (which packages to
+/// start from).
+fn normal_tree(select: &[&str]) -> BTreeSet<String> {
+    let package = select.join(" ");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args([
@@ -22,15 +30,14 @@ fn linked(package: &str) -> BTreeSet<String> {
             "none",
             "--format",
             "{p}",
-            "-p",
-            package,
         ])
+        .args(select)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "cargo tree -p {package}: {}",
+        "cargo tree {package}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout)
@@ -88,4 +95,16 @@ fn the_shared_small_types_depend_on_no_other_openrelay_crate() {
         .filter(|p| p.starts_with("openrelay-") && *p != "openrelay-types")
         .collect();
     assert!(ours.is_empty(), "openrelay-types links {ours:?}");
+}
+
+#[test]
+fn no_normal_build_links_the_test_kit() {
+    // Every workspace member but the kit, with its normal dependencies: the
+    // binary, the relays, the services, the client, the fuzz-free rest.
+    let linked = normal_tree(&["--workspace", "--exclude", "openrelay-testkit"]);
+    assert!(linked.contains("openrelay"), "{linked:?}");
+    assert!(
+        !linked.contains("openrelay-testkit"),
+        "a normal build links openrelay-testkit: {linked:?}"
+    );
 }

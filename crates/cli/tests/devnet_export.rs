@@ -9,7 +9,7 @@
 //! exited at once ("issuer keys ...: No such file or directory").
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

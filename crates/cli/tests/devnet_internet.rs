@@ -13,9 +13,8 @@
 //! earlier run (namespace, link) are removed first.
 #![allow(clippy::unwrap_used, clippy::print_stderr, clippy::panic)]
 
-mod common;
-#[path = "../../egress/tests/common/netns.rs"]
-mod netns;
+use openrelay_testkit as common;
+use openrelay_testkit::netns;
 
 use std::net::SocketAddr;
 use std::process::Child;

@@ -6,7 +6,7 @@
 //! verified.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::time::{Duration, Instant};
 

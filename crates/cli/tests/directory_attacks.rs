@@ -6,8 +6,8 @@
 //! own error, and none changes the client's relays, cache or traffic.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod registry_fixtures;
+use openrelay_testkit as common;
+use openrelay_testkit::registry as registry_fixtures;
 
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,8 @@
 //! nothing newer until the test lets a fresh one through.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod registry_fixtures;
+use openrelay_testkit as common;
+use openrelay_testkit::registry as registry_fixtures;
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@
 //! one at a time (under nextest each test is its own process anyway).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::time::{Duration, Instant};
 

@@ -5,8 +5,7 @@
 //! while a hundred such streams run at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-mod standalone;
+use openrelay_testkit::standalone;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

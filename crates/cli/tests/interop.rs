@@ -4,7 +4,7 @@
 //! accepted, anything else refused). See tests/interop/aioquic_masque.py.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::path::Path;
 use std::process::Command;

@@ -19,8 +19,8 @@
 //!   rotate every minute are listed before they sign.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod registry_fixtures;
+use openrelay_testkit as common;
+use openrelay_testkit::registry as registry_fixtures;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! configs fail with a message naming the field (never a panic).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

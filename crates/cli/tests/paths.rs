@@ -3,7 +3,7 @@
 //! different egress relays and keeps each site on its own.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -6,8 +6,8 @@
 //! destinations, but only at debug level and below.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-mod standalone;
+use openrelay_testkit as common;
+use openrelay_testkit::standalone;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -7,8 +7,8 @@
 //! items 8 and 17).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod registry_fixtures;
+use openrelay_testkit as common;
+use openrelay_testkit::registry as registry_fixtures;
 
 use std::time::{Duration, Instant};
 

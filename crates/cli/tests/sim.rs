@@ -3,22 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::time::Duration;
 
-fn sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_openrelay"))
-        .arg("sim")
-        .args(args)
-        .output()
-        .expect("run openrelay")
+use openrelay_testkit::process::{Finished, run_openrelay};
+
+fn sim(args: &[&str]) -> Finished {
+    run_openrelay(&[&["sim"], args].concat(), Duration::from_secs(120))
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
+fn stdout(out: &Finished) -> String {
+    out.stdout.clone()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
+fn stderr(out: &Finished) -> String {
+    out.stderr.clone()
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! each with its operator) and open flows over its control socket.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::time::Duration;
 

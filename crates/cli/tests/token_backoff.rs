@@ -6,7 +6,7 @@
 //! itself once its wallet gains tokens (`openrelay account register`).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

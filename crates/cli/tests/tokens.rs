@@ -5,7 +5,7 @@
 //! what to do instead of hanging.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

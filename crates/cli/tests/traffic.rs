@@ -4,7 +4,7 @@
 //! UDP ASSOCIATE and reply codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use openrelay_testkit as common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

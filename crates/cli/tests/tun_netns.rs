@@ -19,7 +19,9 @@
     clippy::print_stderr
 )]
 
-mod common;
+use openrelay_testkit as common;
+use openrelay_testkit::netns::{in_ns, is_root, must, sh};
+use openrelay_testkit::scripts::{TUN_CLIENT as CLIENT_PY, TUN_INTERNET as INTERNET_PY};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -28,50 +30,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_openrelay");
-const INTERNET_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tun/internet.py");
-const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tun/client.py");
 const DEST: &str = "198.18.0.1";
 const CLIENT_ADDR: &str = "10.231.0.100";
 const UPLINK: &str = "uplink0";
 /// Every namespace this test makes starts with this, then the test's pid.
 const PREFIX: &str = "orc-tun-";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Runs a command (for at most a minute), returning (success, stdout + stderr).
-fn sh(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("timeout")
-        .args(["60", program])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text += &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-fn must(program: &str, args: &[&str]) -> String {
-    let (ok, text) = sh(program, args);
-    assert!(ok, "{program} {args:?} failed: {text}");
-    text
-}
-
-/// `ip netns exec NS ARGS...`
-fn in_ns(ns: &str, args: &[&str]) -> (bool, String) {
-    let mut all = vec!["netns", "exec", ns];
-    all.extend_from_slice(args);
-    sh("ip", &all)
-}
 
 /// Everything the test made; removed on drop, in reverse.
 struct World {

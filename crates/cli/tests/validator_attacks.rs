@@ -15,8 +15,8 @@
 //! A last honest proposal is signed again, so the refusals were the attacks'.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod registry_fixtures;
+use openrelay_testkit as common;
+use openrelay_testkit::registry as registry_fixtures;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

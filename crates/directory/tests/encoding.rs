@@ -2,16 +2,14 @@
 //! out-of-bounds input (`docs/directory-format.md`).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
 use openrelay_directory::{
     CountryCode, Directory, FormatError, MAX_CITY_LEN, MAX_DIRECTORY_BYTES,
     MAX_DIRECTORY_SIGNATURES, MAX_ENDPOINTS, Network, OperatorId, OperatorProfile, RelayDescriptor,
     RelayId, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
 };
+use openrelay_testkit::fixtures::*;
 use openrelay_types::RelayRole;
 
 /// Offsets in a descriptor body (`docs/directory-format.md`).

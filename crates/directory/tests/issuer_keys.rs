@@ -5,9 +5,6 @@
 //! majority rule that lists at most one set per issuer.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use openrelay_directory::vote::{IssuerVote, Vote, tally_issuers};
 use openrelay_directory::{
     Directory, DirectoryError, FormatError, IssuerKeySet, IssuerTokenKey, KeySetFields,
@@ -15,6 +12,7 @@ use openrelay_directory::{
     MAX_TOKEN_KEY_LIFETIME_SECS, SignedIssuerKeySet, Signer, TOKEN_TYPE_BLIND_RSA,
     verify_directory,
 };
+use openrelay_testkit::fixtures::*;
 use proptest::prelude::*;
 
 const DAY: u64 = 86_400;

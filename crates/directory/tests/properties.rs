@@ -3,17 +3,15 @@
 //! decoder panic; whatever decodes re-encodes to exactly the input.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::LazyLock;
 
-use common::*;
 use openrelay_directory::{
     CountryCode, DescriptorFields, Directory, Network, OperatorId, OperatorProfile, ProfileFields,
     Region, RelayDescriptor, RelayId, Signature, SignedDescriptor, SignedDirectory,
     SignedOperatorProfile, ValidatorId, ValidatorSignature,
 };
+use openrelay_testkit::fixtures::*;
 use openrelay_types::{KeyPin, RelayRole};
 use proptest::prelude::*;
 

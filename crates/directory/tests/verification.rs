@@ -2,15 +2,13 @@
 //! what a verified directory offers path selection.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use openrelay_directory::{
     DescriptorError, Directory, DirectoryError, FormatError, LastSeen, MAX_CLOCK_SKEW_SECS,
     MAX_DIRECTORY_SIGNATURES, Network, RelayDescriptor, SignError, SignedDescriptor,
     SignedDirectory, Signer, TrustConfig, TrustConfigError, ValidatorSignature, verify_directory,
     verify_directory_bytes,
 };
+use openrelay_testkit::fixtures::*;
 use openrelay_types::RelayRole;
 
 fn verify(signed: SignedDirectory, trust: &TrustConfig) -> Result<(), DirectoryError> {

@@ -2,9 +2,6 @@
 //! weight rules (issue 11, items 6 to 8).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use openrelay_directory::vote::{SignedVote, Vote, VoteEntry, VoteSignError, tally};
 use openrelay_directory::weight::{
     MAX_OPERATOR_SHARE, MAX_WEIGHTED_BANDWIDTH_BPS, cap_shares, clipped_bandwidth, effective_cap,
@@ -13,6 +10,7 @@ use openrelay_directory::{
     DescriptorError, DirectoryError, FormatError, Proposal, RelayDescriptor, SignError,
     SignedDescriptor, Signer, verify_directory,
 };
+use openrelay_testkit::fixtures::*;
 use openrelay_types::RelayRole;
 use proptest::prelude::*;
 

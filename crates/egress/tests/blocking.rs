@@ -12,15 +12,14 @@
 //! runs (SIGCONT).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::netns::{self, Place};
-use common::{RunningEgress, Session, silent_nameserver, start_egress};
 use openrelay_egress::payment::PAYMENT_OVERDUE;
+use openrelay_testkit::dns::silent_nameserver;
+use openrelay_testkit::egress::{RunningEgress, Session, start_egress};
+use openrelay_testkit::netns::{self, Place};
 use openrelay_tokens::testing::{RedisServer, issuer_key, mint, write_directory};
 use openrelay_tokens::{PAYMENT_PATH, TokenChallenge};
 

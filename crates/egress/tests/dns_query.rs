@@ -6,15 +6,14 @@
 //! egress fails.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::netns::{self, Place};
-use common::{Session, addresses, dns_server, query, start_egress, zone};
 use hickory_proto::op::ResponseCode;
+use openrelay_testkit::dns::{addresses, dns_server, query, zone};
+use openrelay_testkit::egress::{Session, start_egress};
+use openrelay_testkit::netns::{self, Place};
 
 const IN: u16 = 1;
 const CH: u16 = 3;

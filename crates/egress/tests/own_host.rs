@@ -10,15 +10,14 @@
 //! the infrastructure the config names (issuer, registry, Redis, resolver).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::netns::{self, Place, must};
-use common::{Session, dns_server, start_egress, zone};
+use openrelay_testkit::dns::{dns_server, zone};
+use openrelay_testkit::egress::{Session, start_egress};
+use openrelay_testkit::netns::{self, Place, must};
 use openrelay_transport::task::AbortOnDrop;
 use tokio::net::TcpListener;
 

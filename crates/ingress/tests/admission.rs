@@ -5,7 +5,7 @@
 //! nothing is forwarded for any refusal.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use openrelay_testkit::ingress as common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! the issuer published admits each token once.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use openrelay_testkit::ingress as common;
 
 use std::time::Duration;
 

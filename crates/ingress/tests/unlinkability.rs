@@ -14,7 +14,7 @@
 //!   knowing any account.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use openrelay_testkit::ingress as common;
 
 use common::*;
 use openrelay_issuer::testing::LocalIssuer;

@@ -163,11 +163,10 @@ impl ReplayGuard {
     }
 }
 
-/// The directory crate's fixtures (keys from fixed seeds, a small network,
+/// The directory fixtures (keys from fixed seeds, a small network,
 /// directories signed by chosen validators).
 #[cfg(test)]
-#[path = "../../directory/tests/common/mod.rs"]
-mod directory_fixture;
+use openrelay_testkit::fixtures as directory_fixture;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

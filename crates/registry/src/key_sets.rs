@@ -334,11 +334,10 @@ impl<S: RegistryStore> Registry<S> {
     }
 }
 
-/// The directory crate's fixtures (keys from fixed seeds, key sets of
-/// issuers rotating daily).
+/// The directory fixtures (keys from fixed seeds, key sets of issuers
+/// rotating daily).
 #[cfg(test)]
-#[path = "../../directory/tests/common/mod.rs"]
-pub(crate) mod fixture;
+pub(crate) use openrelay_testkit::fixtures as fixture;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

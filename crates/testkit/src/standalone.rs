@@ -1,14 +1,15 @@
 //! One openrelay server process (a relay or the registry) started alone from
 //! a config the test writes, with its log file and its memory readable: the
 //! target of the resource-limit and log-privacy tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(feature = "harness")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use openrelay_types::KeyPin;
 
-use crate::common::Proc;
+use crate::process::Proc;
 
 /// A running server process; killed when dropped.
 #[derive(Debug)]

@@ -1,23 +1,21 @@
-//! A network namespace made for one test, which the test runs again
-//! inside: `ip netns exec NS <this test binary> --exact <test>`. The inner
-//! run finds itself in the namespace (its own loopback, a veth link with the
-//! addresses asked for, `/etc/resolv.conf` naming 127.0.0.1) and does the
-//! work; the outer run waits for it and fails with its output if it failed.
+//! Network namespaces made for one test.
 //!
-//! Names carry the prefix `ore`, a tag per test and the outer run's pid
-//! (`ore<tag><pid>`; links `ore<tag>h<pid>`, `ore<tag>n<pid>`), so runs never
-//! collide, and what a killed earlier run left (its pid no longer running)
-//! is removed before anything is made. Everything made is removed on drop,
-//! also when the test fails. Needs root; skipped with a message otherwise.
+//! [`isolated`] runs a test again inside a namespace made for it: `ip netns
+//! exec NS <this test binary> --exact <test>`. The inner run finds itself
+//! in the namespace (its own loopback, a veth link with the addresses
+//! asked for, `/etc/resolv.conf` naming 127.0.0.1) and does the work; the
+//! outer run waits for it and fails with its output if it failed.
+//! [`Netns`] is such a namespace for a test to use as it likes.
 //!
-//! Shared by the egress's tests and the binary's (`#[path]`).
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
+//! Names carry a prefix ([`prefix`]: `ore`, or `OPENRELAY_TEST_NETNS_PREFIX`
+//! so engineers sharing a machine keep apart), a tag per test and the
+//! outer run's pid (`ore<tag><pid>`; links `ore<tag>h<pid>`,
+//! `ore<tag>n<pid>`), so runs never collide, and what a killed earlier run
+//! left (its pid no longer running) is removed before anything is made.
+//! Everything made is removed on drop, also when the test fails. Needs
+//! root; [`isolated`] skips with a message otherwise.
+
+#![cfg(feature = "harness")]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +23,18 @@ use std::time::Duration;
 
 /// Set in the inner run to the namespace's name.
 const INSIDE: &str = "OPENRELAY_TEST_NETNS";
+
+/// The start of every name this module makes: `OPENRELAY_TEST_NETNS_PREFIX`
+/// if set (at most 4 characters, as link names are at most 15), else
+/// `ore`.
+pub fn prefix() -> String {
+    let prefix = std::env::var("OPENRELAY_TEST_NETNS_PREFIX").unwrap_or_else(|_| "ore".to_owned());
+    assert!(
+        (1..=4).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_lowercase()),
+        "OPENRELAY_TEST_NETNS_PREFIX is 1 to 4 lowercase letters: {prefix:?}"
+    );
+    prefix
+}
 
 /// Runs `program args` (at most a minute); (success, stdout + stderr).
 pub fn sh(program: &str, args: &[&str]) -> (bool, String) {
@@ -46,6 +56,7 @@ pub fn must(program: &str, args: &[&str]) -> String {
     text
 }
 
+/// Whether this process runs as root (namespaces, links and nftables need it).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -69,7 +80,7 @@ fn pid_after(name: &str, prefix: &str) -> Option<u32> {
 /// Removes the namespaces, links and resolver files of tag `tag` whose
 /// run (pid) has ended.
 pub fn remove_leftovers(tag: &str) {
-    let prefix = format!("ore{tag}");
+    let prefix = format!("{}{tag}", prefix());
     for entry in std::fs::read_dir("/run/netns")
         .into_iter()
         .flatten()
@@ -98,6 +109,13 @@ pub fn remove_leftovers(tag: &str) {
     }
 }
 
+/// `ip netns exec ns args...` (at most a minute); (success, stdout + stderr).
+pub fn in_ns(ns: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["netns", "exec", ns];
+    all.extend_from_slice(args);
+    sh("ip", &all)
+}
+
 /// A namespace of this run, removed on drop.
 #[derive(Debug)]
 pub struct Netns {
@@ -110,18 +128,18 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Makes namespace `ore<tag><pid>` with loopback up, a veth link whose
+    /// Makes namespace `<prefix><tag><pid>` with loopback up, a veth link whose
     /// namespace side has `addresses` (CIDR; IPv6 without duplicate address
     /// detection) and whose host side has `host_addresses`, both up, and
     /// `/etc/netns/<name>/resolv.conf` naming 127.0.0.1 (what `ip netns
     /// exec` shows as /etc/resolv.conf).
     pub fn create(tag: &str, addresses: &[&str], host_addresses: &[&str]) -> Netns {
         remove_leftovers(tag);
-        let pid = std::process::id();
+        let (prefix, pid) = (prefix(), std::process::id());
         let netns = Netns {
-            name: format!("ore{tag}{pid}"),
-            host_link: format!("ore{tag}h{pid}"),
-            inner_link: format!("ore{tag}n{pid}"),
+            name: format!("{prefix}{tag}{pid}"),
+            host_link: format!("{prefix}{tag}h{pid}"),
+            inner_link: format!("{prefix}{tag}n{pid}"),
         };
         must("ip", &["netns", "add", &netns.name]);
         // From here on, drop cleans up.
@@ -233,9 +251,10 @@ pub enum Place {
 /// run, says so.
 pub fn isolated(tag: &str, test: &str, addresses: &[&str], limit: Duration) -> Place {
     if let Ok(name) = std::env::var(INSIDE) {
-        let pid = name.trim_start_matches(&format!("ore{tag}"));
+        let prefix = format!("{}{tag}", prefix());
+        let pid = name.trim_start_matches(&prefix);
         return Place::Inside {
-            link: format!("ore{tag}n{pid}"),
+            link: format!("{prefix}n{pid}"),
         };
     }
     if !is_root() {

@@ -1,14 +1,15 @@
-//! A real ingress on a loopback socket, a stand-in egress (a UDP socket that
-//! records what reaches it), issuer keys in a directory file, and a minimal
-//! connect-udp client made of quinn, h3 and the transport crate.
-#![allow(clippy::unwrap_used, dead_code, unused_imports)]
+//! A real ingress in this process on a loopback socket ([`start_ingress`]),
+//! a stand-in egress (a UDP socket that records what reaches it), issuer
+//! keys in a directory file, and a minimal connect-udp client made of
+//! quinn, h3 and the transport crate ([`connect_udp`]).
+
+#![cfg(feature = "harness")]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use openrelay_config::AdmissionConfig;
 use openrelay_ingress::{AdmissionSettings, Ingress, IngressSettings};
 use openrelay_tokens::{SigningKey, Token, TokenChallenge};
@@ -21,8 +22,10 @@ use openrelay_types::KeyPin;
 use openrelay_wire::target::Target;
 use tokio::sync::oneshot;
 
+/// The issuer the ingresses' tokens name.
 pub const ISSUER_NAME: &str = "issuer.test:4450";
 
+/// Now, in Unix seconds.
 pub fn now() -> u64 {
     openrelay_types::unix_now()
 }
@@ -40,17 +43,21 @@ pub fn operator() -> KeyPin {
 }
 
 /// A stand-in egress: a UDP socket whose received datagrams tests inspect.
+#[derive(Debug)]
 pub struct FakeEgress {
+    /// Its socket.
     pub socket: tokio::net::UdpSocket,
 }
 
 impl FakeEgress {
+    /// Binds it on 127.0.0.1.
     pub async fn start() -> Self {
         FakeEgress {
             socket: tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
         }
     }
 
+    /// Its address.
     pub fn addr(&self) -> SocketAddr {
         self.socket.local_addr().unwrap()
     }
@@ -68,8 +75,11 @@ impl FakeEgress {
 }
 
 /// A running ingress; shuts down when dropped.
+#[derive(Debug)]
 pub struct RunningIngress {
+    /// Its QUIC address.
     pub addr: SocketAddr,
+    /// Its key.
     pub pin: KeyPin,
     /// Its operator's key.
     pub operator: KeyPin,
@@ -162,8 +172,11 @@ pub fn start_ingress_of(
 }
 
 /// The answer to a connect-udp request.
+#[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status.
     pub status: http::StatusCode,
+    /// The response's header fields.
     pub headers: http::HeaderMap,
     /// On 200: sends one payload through the tunnel.
     pub sender: Option<DatagramSender>,

@@ -1,53 +1,34 @@
-//! What the registry tests share: operators and relays made from fixed
-//! seeds (descriptors signed by relay, operator and QUIC key), and real
-//! `openrelay validator` processes with their keys made in advance.
-#![allow(dead_code, clippy::unwrap_used)]
+//! A running registry's fixtures: the [`crate::fixtures`] operators and
+//! relays dated from now (descriptors signed by relay, operator and QUIC
+//! key, with global unicast endpoints as the registry requires), publishing
+//! them, real `openrelay validator` processes with their keys made in
+//! advance, and a registry impostor that takes a devnet's registry's place.
+
+#![cfg(feature = "harness")]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use openrelay_directory::{
-    CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey,
-    Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
+    CountryCode, DescriptorFields, OperatorProfile, ProfileFields, Region, ValidatorKey,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
 use openrelay_transport::identity::Identity;
-use openrelay_types::KeyPin;
-use openrelay_types::RelayRole;
-use openrelay_types::unix_now;
+use openrelay_types::{KeyPin, RelayRole, unix_now};
 
-use crate::common::Proc;
-
-fn seed(tag: u8, index: u8) -> [u8; 32] {
-    let mut s = [tag; 32];
-    s[31] = index;
-    s
-}
-
-pub fn operator_key(operator: u8) -> OperatorKey {
-    OperatorKey::from_bytes(&seed(0x2a, operator))
-}
-
-pub fn relay_key(relay: u8) -> RelayKey {
-    RelayKey::from_bytes(&seed(0x2b, relay))
-}
-
-pub fn quic_key(relay: u8) -> QuicKey {
-    QuicKey::from_bytes(&seed(0x2c, relay))
-}
+pub use crate::fixtures::{operator_key, quic_key, relay_key};
+use crate::process::Proc;
 
 /// Operator `operator`'s signed profile, signed a minute ago.
 pub fn profile(operator: u8) -> Vec<u8> {
-    let key = operator_key(operator);
     let fields = ProfileFields {
-        operator: key.id(),
-        name: format!("Operator {operator}"),
-        contact: format!("mailto:ops{operator}@example.org"),
         jurisdiction: CountryCode::parse("NL").unwrap(),
         published_at: unix_now() - 60,
+        ..crate::fixtures::profile_fields(operator)
     };
-    key.sign_profile(OperatorProfile::new(fields).unwrap())
+    operator_key(operator)
+        .sign_profile(OperatorProfile::new(fields).unwrap())
         .unwrap()
         .to_bytes()
 }
@@ -57,37 +38,21 @@ pub fn profile(operator: u8) -> Vec<u8> {
 pub fn fields(relay: u8, operator: u8, role: RelayRole, age: u64) -> DescriptorFields {
     let now = unix_now();
     DescriptorFields {
-        relay: relay_key(relay).id(),
-        operator: operator_key(operator).id(),
-        role,
         endpoints: vec![format!("11.22.33.{relay}:4433").parse().unwrap()],
-        quic_pin: quic_key(relay).pin(),
         region: Region {
             country: CountryCode::parse("DE").unwrap(),
             city: "Berlin".to_owned(),
         },
-        network: Network::Asn(64_500 + u32::from(relay)),
-        bandwidth_bps: 1_000_000_000,
-        software_version: "openrelay 0.1.0".to_owned(),
-        software_measurement: None,
         not_before: now - age,
         not_after: now + 86_400,
+        ..crate::fixtures::descriptor_fields(relay, operator, role)
     }
 }
 
-/// `fields` signed by relay `relay`, operator `operator` and QUIC key
-/// `relay`.
+/// `fields` signed by relay `relay`, operator `operator` and the QUIC key
+/// they pin, encoded.
 pub fn sign(fields: DescriptorFields, relay: u8, operator: u8) -> Vec<u8> {
-    let descriptor = RelayDescriptor::new(fields).unwrap();
-    let quic_signature = quic_key(relay).sign_descriptor(&descriptor);
-    SignedDescriptor::sign(
-        descriptor,
-        &relay_key(relay),
-        &operator_key(operator),
-        quic_signature,
-    )
-    .unwrap()
-    .to_bytes()
+    crate::fixtures::sign(fields, relay, operator).to_bytes()
 }
 
 /// A fresh descriptor of `relay` (a newer `not_before` every second).
@@ -118,13 +83,18 @@ pub async fn publish(targets: &[RegistryClient], relay: u8, operator: u8, role: 
 }
 
 /// A validator's keys, made before it starts (so configs can name them).
+#[derive(Debug)]
 pub struct ValidatorKeys {
+    /// Its state directory, where the keys are.
     pub dir: PathBuf,
+    /// Its signing key.
     pub key: ValidatorKey,
+    /// Its TLS key's pin.
     pub tls: KeyPin,
 }
 
 impl ValidatorKeys {
+    /// Makes (or loads) the keys in `dir`.
     pub fn new(dir: &Path) -> ValidatorKeys {
         std::fs::create_dir_all(dir).unwrap();
         ValidatorKeys {
@@ -215,6 +185,7 @@ impl Impostor {
 /// A devnet whose registry was killed and replaced by an [`Impostor`]
 /// holding its key, at its address: only the directory's validator
 /// signatures can tell them apart.
+#[derive(Debug)]
 pub struct TakenOver {
     /// The impostor.
     pub impostor: std::sync::Arc<Impostor>,
@@ -236,7 +207,7 @@ impl Drop for TakenOver {
 }
 
 /// Kills `devnet`'s registry and takes its place (see [`TakenOver`]).
-pub async fn take_over_registry(devnet: &crate::common::Devnet) -> TakenOver {
+pub async fn take_over_registry(devnet: &crate::devnet::Devnet) -> TakenOver {
     use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
     use openrelay_transport::limits::ServerLimits;
     use openrelay_transport::server::{self, ServerCounters};
@@ -255,9 +226,9 @@ pub async fn take_over_registry(devnet: &crate::common::Devnet) -> TakenOver {
         })
         .collect();
     let registry_pid = devnet.component_pid("registry");
-    assert!(crate::common::send_signal(registry_pid, "KILL"));
+    assert!(crate::process::send_signal(registry_pid, "KILL"));
     // Its socket is free once it is gone.
-    while crate::common::is_running(registry_pid) {
+    while crate::process::is_running(registry_pid) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cache = devnet.state_dir.join("client/directory.bin");

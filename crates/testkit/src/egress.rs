@@ -1,34 +1,29 @@
-//! Harness for tests of the egress on real sockets: an egress in this
-//! process built from config text, HTTP/3 sessions to it (CONNECT, POST), a
-//! DNS server whose answers the test writes (encoded by hickory-proto, an
-//! independent implementation), a nameserver that never answers, and
-//! network namespaces made for one test ([`netns`]).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! An egress relay in this process built from config text
+//! ([`start_egress`]), and HTTP/3 sessions to it ([`Session`]: CONNECT,
+//! POST, DNS queries).
 
-pub mod netns;
+#![cfg(feature = "harness")]
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::op::Message;
 use openrelay_config::RelayConfig;
 use openrelay_egress::{Egress, EgressSettings};
 use openrelay_transport::endpoint::{OUTER_MTU, Tuning, client_config};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::task::AbortOnDrop;
 use openrelay_transport::udp;
-use tokio::net::UdpSocket;
 
 /// An egress serving in this process until dropped.
+#[derive(Debug)]
 pub struct RunningEgress {
+    /// Its QUIC address.
     pub addr: SocketAddr,
+    /// Its identity (the key clients pin).
     pub identity: Identity,
+    /// Its state directory.
     pub state: tempfile::TempDir,
     _task: AbortOnDrop<()>,
 }
@@ -63,6 +58,7 @@ type Stream = openrelay_transport::h3guard::ClientStream;
 
 /// A client's session with an egress: one QUIC connection, any requests.
 pub struct Session {
+    /// The QUIC connection.
     pub connection: quinn::Connection,
     requests: Requests,
     _driver: AbortOnDrop<()>,
@@ -72,10 +68,33 @@ pub struct Session {
 /// An answer: status, Proxy-Status, body; for a CONNECT that succeeded, the
 /// tunnel's stream (dropping it ends the tunnel).
 pub struct Answer {
+    /// The HTTP status.
     pub status: u16,
+    /// The response's header fields.
     pub headers: http::HeaderMap,
+    /// The body (empty for a tunnel).
     pub body: Vec<u8>,
+    /// A CONNECT's open stream.
     pub tunnel: Option<Stream>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("tunnel", &self.tunnel.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Answer {
@@ -90,6 +109,7 @@ impl Answer {
 }
 
 impl Session {
+    /// Opens a session to `egress` (pinning its key).
     pub async fn open(egress: &RunningEgress) -> Session {
         let endpoint = udp::endpoint(udp::local_for(None, egress.addr), None).unwrap();
         let tuning = Tuning::client(Duration::from_secs(30), Duration::from_secs(2), OUTER_MTU);
@@ -180,117 +200,6 @@ impl Session {
             .await;
         (answer.status, Message::from_vec(&answer.body).ok())
     }
-}
-
-/// The A and AAAA records a [`DnsServer`] gives each name (lowercase, with
-/// the final dot), in order.
-pub type Zone = HashMap<String, Vec<IpAddr>>;
-
-/// A running [`dns_server`].
-pub struct DnsServer {
-    pub addr: SocketAddr,
-    /// Queries received.
-    pub queries: Arc<AtomicUsize>,
-    _task: AbortOnDrop<()>,
-}
-
-/// A DNS server on a UDP socket of `ip`: A and AAAA queries for names in
-/// its zone get those records (answer names compressed, as servers do),
-/// anything else an empty NOERROR answer.
-pub async fn dns_server(ip: IpAddr, zone: Zone) -> DnsServer {
-    let socket = UdpSocket::bind((ip, 0)).await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let zone = Arc::new(zone);
-    let queries = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&queries);
-    let task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_535];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                continue;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            let answer = answer(&query, &zone);
-            let _ = socket.send_to(&answer.to_vec().unwrap(), from).await;
-        }
-    });
-    DnsServer {
-        addr,
-        queries,
-        _task: AbortOnDrop(task),
-    }
-}
-
-fn answer(query: &Message, zone: &Zone) -> Message {
-    let mut answer = Message::new(
-        query.metadata.id,
-        MessageType::Response,
-        query.metadata.op_code,
-    );
-    answer.metadata.recursion_desired = query.metadata.recursion_desired;
-    answer.metadata.recursion_available = true;
-    answer.metadata.response_code = ResponseCode::NoError;
-    for question in &query.queries {
-        answer.add_query(question.clone());
-        let name = question.name().to_ascii().to_ascii_lowercase();
-        for ip in zone.get(&name).into_iter().flatten() {
-            let data = match (question.query_type(), ip) {
-                (RecordType::A, IpAddr::V4(v4)) => RData::A(A::from(*v4)),
-                (RecordType::AAAA, IpAddr::V6(v6)) => RData::AAAA(AAAA::from(*v6)),
-                _ => continue,
-            };
-            answer.add_answer(Record::from_rdata(question.name().clone(), 60, data));
-        }
-    }
-    answer
-}
-
-/// A nameserver that takes queries and never answers (the socket is held,
-/// so queries are not refused by ICMP either).
-pub async fn silent_nameserver(addr: SocketAddr) -> UdpSocket {
-    UdpSocket::bind(addr).await.unwrap()
-}
-
-/// A zone from (name, addresses) pairs.
-pub fn zone(entries: &[(&str, &[&str])]) -> Zone {
-    entries
-        .iter()
-        .map(|(name, ips)| {
-            (
-                (*name).to_owned(),
-                ips.iter().map(|ip| ip.parse().unwrap()).collect(),
-            )
-        })
-        .collect()
-}
-
-/// A query for `name` of type `qtype`, class `class`, recursion desired.
-pub fn query(name: &str, qtype: u16, class: u16) -> Message {
-    let mut message = Message::query();
-    message.metadata.recursion_desired = true;
-    let mut question = hickory_proto::op::Query::query(
-        hickory_proto::rr::Name::from_ascii(name).unwrap(),
-        RecordType::from(qtype),
-    );
-    question.set_query_class(hickory_proto::rr::DNSClass::from(class));
-    message.add_query(question);
-    message
-}
-
-/// The A and AAAA addresses in a message's answer section.
-pub fn addresses(message: &Message) -> Vec<IpAddr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The egress's config, which `config` is.

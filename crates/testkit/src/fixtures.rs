@@ -1,6 +1,8 @@
-//! Deterministic fixtures: keys from fixed seeds, a small network of operators
-//! and relays, directories signed by chosen validators.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Deterministic directory fixtures (no I/O, no clock): keys from fixed
+//! seeds, a small network of operators and relays, directories signed by
+//! chosen validators, issuers' token key sets. Everything is dated from
+//! [`T0`]; [`crate::registry`] dates the same keys and fields from now for
+//! tests against a running registry.
 
 use std::net::SocketAddr;
 
@@ -28,14 +30,17 @@ pub fn seed(tag: u8, index: u8) -> [u8; 32] {
     s
 }
 
+/// Operator `i`'s key.
 pub fn operator_key(i: u8) -> OperatorKey {
     OperatorKey::from_bytes(&seed(0x0a, i))
 }
 
+/// Relay `i`'s identity key.
 pub fn relay_key(i: u8) -> RelayKey {
     RelayKey::from_bytes(&seed(0x0b, i))
 }
 
+/// Validator `i`'s key.
 pub fn validator_key(i: u8) -> ValidatorKey {
     ValidatorKey::from_bytes(&seed(0x0c, i))
 }
@@ -50,6 +55,7 @@ pub fn quic_pin(i: u8) -> KeyPin {
     quic_key(i).pin()
 }
 
+/// Operator `i`'s profile fields (published a day before [`T0`]).
 pub fn profile_fields(i: u8) -> ProfileFields {
     ProfileFields {
         operator: operator_key(i).id(),
@@ -60,12 +66,15 @@ pub fn profile_fields(i: u8) -> ProfileFields {
     }
 }
 
+/// Operator `i`'s signed profile.
 pub fn profile(i: u8) -> SignedOperatorProfile {
     operator_key(i)
         .sign_profile(OperatorProfile::new(profile_fields(i)).unwrap())
         .unwrap()
 }
 
+/// Relay `relay`'s fields (endpoint `127.0.0.1:<4000 + relay>`), valid from
+/// an hour before [`T0`] for a day.
 pub fn descriptor_fields(relay: u8, operator: u8, role: RelayRole) -> DescriptorFields {
     let endpoint: SocketAddr = format!("127.0.0.1:{}", 4000 + u16::from(relay))
         .parse()
@@ -107,6 +116,7 @@ pub fn sign(fields: DescriptorFields, relay: u8, operator: u8) -> SignedDescript
     .unwrap()
 }
 
+/// [`descriptor_fields`] signed (see [`sign`]).
 pub fn descriptor(relay: u8, operator: u8, role: RelayRole) -> SignedDescriptor {
     sign(descriptor_fields(relay, operator, role), relay, operator)
 }
@@ -125,6 +135,7 @@ pub fn network() -> (Vec<SignedOperatorProfile>, Vec<SignedDescriptor>) {
     )
 }
 
+/// A directory of `operators` and `descriptors` issued at [`T0`].
 pub fn directory_with(
     sequence: u64,
     operators: Vec<SignedOperatorProfile>,
@@ -140,6 +151,7 @@ pub fn directory_with(
     .unwrap()
 }
 
+/// The [`network`]'s directory issued at [`T0`].
 pub fn directory(sequence: u64) -> Directory {
     let (operators, descriptors) = network();
     directory_with(sequence, operators, descriptors)
