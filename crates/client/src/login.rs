@@ -39,7 +39,7 @@ use crate::wallet::{Wallet, WalletError};
 
 /// How long a login waits for the validator-signed directory to list the
 /// issuer's token key (a new issuer's first key, a rotation in progress),
-/// asking again every [`LISTING_RETRY`].
+/// asking again every `LISTING_RETRY`.
 pub const LISTING_WAIT: Duration = Duration::from_secs(40);
 const LISTING_RETRY: Duration = Duration::from_secs(2);
 

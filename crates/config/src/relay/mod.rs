@@ -6,7 +6,7 @@
 //! check at start). The file keeps its shape: `role = "ingress"` with an
 //! `[ingress]` section, or `role = "egress"` with an optional `[egress]`
 //! one. The file shape is parsed strictly and turned into the enum in one
-//! place ([`RelayFile`]'s conversion), which refuses a section of the other
+//! place (`RelayFile`'s conversion), which refuses a section of the other
 //! role naming it.
 //!
 //! Why not serde's internally tagged enum with the common fields
