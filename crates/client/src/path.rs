@@ -318,6 +318,21 @@ fn proxy_status_details(response: &http::Response<()>) -> String {
         .unwrap_or_default()
 }
 
+/// A router for `connection`'s HTTP datagrams and the task feeding it
+/// until the connection ends (the outer tunnel and the inner connection
+/// each have one).
+fn spawn_router(connection: &quinn::Connection) -> (Arc<DatagramRouter>, JoinHandle<()>) {
+    let router = DatagramRouter::new();
+    let task = tokio::spawn({
+        let router = Arc::clone(&router);
+        let connection = connection.clone();
+        async move {
+            router.run(connection).await;
+        }
+    });
+    (router, task)
+}
+
 /// Starts HTTP/3 on `connection` and waits until the peer's SETTINGS allow
 /// extended CONNECT and datagrams. The connection driver runs in a task.
 async fn start_h3(
@@ -378,14 +393,7 @@ impl Tunnel {
                     .connect_with(client_config, ingress.addr, &server_name)?
                     .await?;
                 let (mut requests, driver) = start_h3(&connection).await?;
-                let router = DatagramRouter::new();
-                let router_task = tokio::spawn({
-                    let router = Arc::clone(&router);
-                    let connection = connection.clone();
-                    async move {
-                        router.run(connection).await;
-                    }
-                });
+                let (router, router_task) = spawn_router(&connection);
                 let tasks = vec![driver, router_task];
                 let mut request = h3util::connect_udp_request(
                     &ingress.addr.to_string(),
@@ -508,14 +516,7 @@ impl Inner {
             Ok((connection, requests, driver))
         })
         .await?;
-        let router = DatagramRouter::new();
-        let router_task = tokio::spawn({
-            let router = Arc::clone(&router);
-            let connection = connection.clone();
-            async move {
-                router.run(connection).await;
-            }
-        });
+        let (router, router_task) = spawn_router(&connection);
         Ok(Inner {
             endpoint,
             connection,
