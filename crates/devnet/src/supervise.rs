@@ -199,7 +199,7 @@ async fn stop_all(running: &mut Vec<Running>) {
 /// its own namespace is killed by leak tests, which then check that its kill
 /// switch holds). Relays that die are left dead (the client routes around
 /// them); that is what failover tests exercise.
-pub async fn run(
+pub(crate) async fn run(
     exe: &Path,
     relays: &[Component],
     client: &Component,

@@ -48,7 +48,7 @@ use crate::{PROXY_NAME, Shared, log_refusal};
 /// verification), zone facts tools ask (NS, SOA, CAA), and the keys
 /// validating stubs and SSH, TLS and mail clients check (DS, DNSKEY, SSHFP,
 /// TLSA).
-pub const ANSWERED_TYPES: &[u16] = &[
+pub(crate) const ANSWERED_TYPES: &[u16] = &[
     types::A,
     types::NS,
     types::CNAME,

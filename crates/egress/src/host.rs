@@ -35,7 +35,7 @@ use openrelay_policy::DestinationPolicy;
 use tracing::{debug, warn};
 
 /// How often the addresses are re-read without netlink notifications.
-pub const FALLBACK_PERIOD: Duration = Duration::from_secs(1);
+pub(crate) const FALLBACK_PERIOD: Duration = Duration::from_secs(1);
 
 /// The host's addresses now, as the policy takes them.
 pub(crate) fn read_addresses() -> io::Result<Vec<IpNet>> {

@@ -5,6 +5,11 @@
 //!
 //! `cargo bench -p openrelay-issuer --bench puzzle`
 
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented `pub fn`"
+)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -4,6 +4,11 @@
 //!
 //! `cargo bench -p openrelay-tokens --bench tokens`
 
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented `pub fn`"
+)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

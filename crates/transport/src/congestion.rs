@@ -455,6 +455,7 @@ impl FromMtu for DeliveryRate {
 
 /// A controller that starts from the path's MTU alone.
 pub trait FromMtu: Controller + 'static {
+    /// A new controller for a path whose datagrams are `mtu` bytes.
     fn from_mtu(mtu: u16) -> Self;
 }
 

@@ -5,6 +5,11 @@
 //!
 //! Run with `cargo bench -p openrelay-wire --bench datagram`.
 
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented `pub fn`"
+)]
+
 use std::hint::black_box;
 
 use bytes::{BufMut, BytesMut};

@@ -6,6 +6,11 @@
 //!
 //! Run with `cargo bench -p openrelay-wire --bench h3frame`.
 
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented `pub fn`"
+)]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

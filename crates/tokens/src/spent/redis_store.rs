@@ -23,7 +23,7 @@ use super::{SpendFuture, SpendKey, SpentError, SpentTokens, entry_expiry};
 use crate::keys::hex;
 
 /// Prefix of every key this store writes.
-pub const KEY_PREFIX: &str = "openrelay:spent:";
+pub(crate) const KEY_PREFIX: &str = "openrelay:spent:";
 
 /// The longest a spend may take, connecting included. A healthy Redis on
 /// the operator's network answers in about a millisecond; a second is far

@@ -50,7 +50,12 @@ pub enum Phase {
     /// Conservative Slow Start: the round's minimum RTT rose above the
     /// previous one's by the threshold; growth is quartered for
     /// [`CSS_ROUNDS`] rounds unless the RTT falls back (a false alarm).
-    Conservative { baseline: Duration, rounds: u32 },
+    Conservative {
+        /// The previous round's minimum RTT, which a fall below ends the alarm.
+        baseline: Duration,
+        /// Rounds of Conservative Slow Start so far.
+        rounds: u32,
+    },
     /// Slow start is over (by delay or by loss).
     Done,
 }
@@ -96,6 +101,7 @@ impl Default for HyStart {
 }
 
 impl HyStart {
+    /// Where slow start is now.
     pub fn phase(&self) -> Phase {
         self.phase
     }
@@ -108,6 +114,7 @@ impl HyStart {
         }
     }
 
+    /// A packet left: the round ends when it is acknowledged.
     pub fn on_sent(&mut self, packet_number: u64) {
         self.largest_sent = Some(
             self.largest_sent
@@ -209,6 +216,8 @@ pub struct Cubic {
 }
 
 impl Cubic {
+    /// A controller for a path of `mtu` bytes, in slow start with the
+    /// RFC 9002 §7.2 initial window.
     pub fn new(mtu: u16) -> Self {
         let mtu = u64::from(mtu);
         Self {
@@ -230,10 +239,12 @@ impl Cubic {
         2 * self.mtu
     }
 
+    /// The HyStart++ state, for statistics and tests.
     pub fn hystart(&self) -> &HyStart {
         &self.hystart
     }
 
+    /// The slow-start threshold in bytes (`u64::MAX` before the first loss).
     pub fn ssthresh(&self) -> u64 {
         self.ssthresh
     }
