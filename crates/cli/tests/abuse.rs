@@ -20,6 +20,7 @@ use openrelay_abuse::attack::{Attack, Plan};
 use openrelay_abuse::probe::{self, Prober, Via};
 use openrelay_abuse::run::{self, Phase, PhaseOptions};
 use openrelay_abuse::target::{Role, Started, Target};
+use openrelay_testkit as kit;
 use openrelay_testkit::BIN;
 
 fn export(dir: &Path, extra: &[&str]) {
@@ -162,7 +163,7 @@ async fn every_attack_leaves_every_target_alive_and_serving() {
     // up, so survival alone would not show it).
     for name in ["ingress-1", "egress-1", "egress-2", "registry", "issuer"] {
         let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
-        if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+        if let Some(line) = kit::logs::panics(&log).first() {
             failures.push(format!("{name} panicked: {line}"));
         }
     }

@@ -3,15 +3,14 @@
 //! (or registry) process with a `[limits]` section and attacks it with a
 //! raw HTTP/3 client on real sockets.
 //!
-//! The IPv6 test makes a network namespace (`ort-limits6`, removed after
-//! the test and before it, should a killed run have left it).
+//! The IPv6 test runs inside a network namespace of its own
+//! (`openrelay_testkit::netns::isolated`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::standalone;
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU};
@@ -105,64 +104,26 @@ async fn connection_caps_count_per_address_and_in_total() {
     assert!(log.contains("connection closed to make room"), "{log}");
 }
 
-/// A network namespace of ours, removed when dropped.
-struct Namespace(&'static str);
-
-impl Namespace {
-    fn create(name: &'static str) -> Namespace {
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let ip = |args: &[&str]| {
-            let status = Command::new("ip").args(args).status().unwrap();
-            assert!(status.success(), "ip {args:?}");
-        };
-        ip(&["netns", "add", name]);
-        let namespace = Namespace(name);
-        ip(&["-n", name, "link", "set", "lo", "up"]);
-        for address in [
-            "fd00:ab::1/128",
-            "fd00:ab::10/128",
-            "fd00:ab::11/128",
-            "fd00:ab:0:1::10/128",
-        ] {
-            ip(&["-n", name, "addr", "add", address, "dev", "lo", "nodad"]);
-        }
-        namespace
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", self.0]).status();
-    }
-}
-
-/// Runs `work` on a thread inside the namespace (a socket belongs to the
-/// namespace of the thread that makes it), on a runtime of its own.
-fn in_namespace<T: Send + 'static>(
-    name: &'static str,
-    work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/var/run/netns/{name}")).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(work())
-    })
-    .join()
-    .unwrap()
-}
-
 #[test]
 fn an_ipv6_slash_64_is_one_address() {
-    let namespace = Namespace::create("ort-limits6");
-    let ns = ["ip", "netns", "exec", namespace.0];
-    // `standalone` listens on 127.0.0.1; this relay listens in the namespace.
+    // Runs again inside a namespace of its own, where these addresses are
+    // local: two of one /64 and one of another.
+    let addresses = [
+        "fd00:ab::1/128",
+        "fd00:ab::10/128",
+        "fd00:ab::11/128",
+        "fd00:ab:0:1::10/128",
+    ];
+    let place = kit::netns::isolated(
+        "lim",
+        "an_ipv6_slash_64_is_one_address",
+        &addresses,
+        Duration::from_secs(120),
+    );
+    if let kit::netns::Place::Done = place {
+        return;
+    }
+    // `standalone` listens on 127.0.0.1; this relay listens on the namespace's address.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ingress.toml");
     std::fs::write(
@@ -175,28 +136,29 @@ fn an_ipv6_slash_64_is_one_address() {
         ),
     )
     .unwrap();
-    let relay = common::Proc::start_under(
-        &ns,
+    let relay = kit::Proc::start(
         &["relay", "--config", config.to_str().unwrap()],
         &dir.path().join("stderr"),
     );
     let addr: SocketAddr = relay.ready_field("listen").parse().unwrap();
     let pin: openrelay_types::KeyPin = relay.ready_field("key").parse().unwrap();
-    let outcomes = in_namespace(namespace.0, move || {
-        Box::pin(async move {
-            let connect = |from: &str| {
-                let bind: IpAddr = from.parse().unwrap();
-                RawClient::connect(addr, pin, OUTER_MTU, Some(bind))
-            };
-            // Two addresses of one /64 share its two places ...
-            let a = connect("fd00:ab::10").await.unwrap();
-            let b = connect("fd00:ab::11").await.unwrap();
-            let third = connect("fd00:ab::11").await;
-            // ... another /64 has its own.
-            let other = connect("fd00:ab:0:1::10").await;
-            drop((a, b));
-            (refused(&third), other.is_ok())
-        })
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcomes = runtime.block_on(async move {
+        let connect = |from: &str| {
+            let bind: IpAddr = from.parse().unwrap();
+            RawClient::connect(addr, pin, OUTER_MTU, Some(bind))
+        };
+        // Two addresses of one /64 share its two places ...
+        let a = connect("fd00:ab::10").await.unwrap();
+        let b = connect("fd00:ab::11").await.unwrap();
+        let third = connect("fd00:ab::11").await;
+        // ... another /64 has its own.
+        let other = connect("fd00:ab:0:1::10").await;
+        drop((a, b));
+        (refused(&third), other.is_ok())
     });
     assert_eq!(
         outcomes,
@@ -391,10 +353,7 @@ async fn an_ingress_out_of_descriptors_answers_503_and_keeps_serving() {
         h3util::connect_udp_request(&relay.addr.to_string(), &target).unwrap()
     })
     .await;
-    assert!(
-        common::is_running(relay.proc.pid()),
-        "the relay keeps running"
-    );
+    assert!(kit::is_running(relay.proc.pid()), "the relay keeps running");
     // Descriptors given back are usable again, by another client.
     drop(tunnels);
     connection.close(0u32.into(), b"");
@@ -441,10 +400,7 @@ async fn an_egress_out_of_descriptors_answers_503_and_keeps_serving() {
         h3util::connect_tcp_request(&target).unwrap()
     })
     .await;
-    assert!(
-        common::is_running(relay.proc.pid()),
-        "the relay keeps running"
-    );
+    assert!(kit::is_running(relay.proc.pid()), "the relay keeps running");
     // Once flows close, new ones open again.
     for mut flow in flows.drain(..10) {
         flow.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);

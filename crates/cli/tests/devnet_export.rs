@@ -9,7 +9,7 @@
 //! exited at once ("issuer keys ...: No such file or directory").
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{BIN, fetch, is_running, run_openrelay, servers, stop_and_report};
+use kit::{BIN, fetch, is_running, run_openrelay, servers, stop_and_report};
 
 /// One exported component, run as its own process group; killed on drop.
 struct Component {
@@ -96,7 +96,7 @@ impl Drop for Component {
 
 /// `openrelay account <action>` for `username` with the client's config.
 fn account_action(action: &str, client: &Path, username: &str) -> (bool, String) {
-    common::account(
+    kit::account(
         &[
             action,
             "--config",
@@ -129,7 +129,7 @@ async fn exported_components_start_in_any_order_and_a_new_account_downloads() {
         .prefix("openrelay-export-")
         .tempdir()
         .unwrap();
-    let configs = common::export_devnet(dir.path(), &[]);
+    let configs = kit::export_devnet(dir.path(), &[]);
     let logs = dir.path().join("logs");
 
     let mut names: Vec<String> = std::fs::read_dir(&configs)

@@ -13,14 +13,14 @@
 //! earlier run (namespace, link) are removed first.
 #![allow(clippy::unwrap_used, clippy::print_stderr, clippy::panic)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::netns;
 
 use std::net::SocketAddr;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{Devnet, fetch};
+use kit::{Devnet, fetch};
 use openrelay_wire::dns::Query;
 
 /// The web server's address, in the namespace.

@@ -6,11 +6,11 @@
 //! verified.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::time::{Duration, Instant};
 
-use common::{Devnet, Proc, fetch, run_openrelay, send_signal, servers};
+use kit::{Devnet, Proc, fetch, run_openrelay, send_signal, servers};
 use openrelay_config::ClientConfig;
 
 /// A download through the devnet's SOCKS5 proxy that must succeed.
@@ -24,7 +24,7 @@ async fn download(socks: &str, url: &str, what: &str) {
 fn assert_no_validator_warnings(devnet: &Devnet) {
     for i in 1..=3 {
         let log = devnet.log(&format!("validator-{i}"));
-        let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+        let warnings = kit::logs::warnings(&log);
         assert!(warnings.is_empty(), "validator-{i} warned: {warnings:#?}");
     }
 }
@@ -35,7 +35,7 @@ async fn the_client_runs_on_the_validator_signed_directory() {
     // starting: the capture must be running before.
     // Other devnets on this machine use the same addresses (with other
     // ports): only this devnet's registry port counts (`sources_to`).
-    let capture = common::LoopbackCapture::start(
+    let capture = kit::LoopbackCapture::start(
         "udp and dst host 127.0.4.1 and (src net 127.0.2.0/24 or src net 127.0.3.0/24)",
     );
     assert!(

@@ -6,12 +6,12 @@
 //! nothing newer until the test lets a fresh one through.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::registry as registry_fixtures;
 
 use std::time::{Duration, Instant};
 
-use common::{Devnet, fetch, servers};
+use kit::{Devnet, fetch, servers};
 use openrelay_types::unix_now;
 use registry_fixtures::{reissued, take_over_registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

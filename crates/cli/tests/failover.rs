@@ -8,11 +8,11 @@
 //! one at a time (under nextest each test is its own process anyway).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::time::{Duration, Instant};
 
-use common::{Devnet, assert_bytes_eq, content, fetch, servers};
+use kit::{Devnet, assert_bytes_eq, content, fetch, servers};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -59,7 +59,7 @@ async fn kill_relay_in_use(victim: Victim) {
         Victim::Egress => egress,
     };
     let pid = devnet.component_pid(&name);
-    assert!(common::send_signal(pid, "KILL"), "cannot kill {name}");
+    assert!(kit::send_signal(pid, "KILL"), "cannot kill {name}");
     let killed = Instant::now();
 
     // A new download started right after the kill, allowed 5 s in all
@@ -101,7 +101,7 @@ async fn kill_relay_in_use(victim: Victim) {
     after.assert_ok("a later download");
     assert_bytes_eq(&after.body, &content(8, 1 << 20), "later download");
     let log = devnet.log("client");
-    let switched = common::lines_with(&log, "relay failed; switching path");
+    let switched = kit::lines_with(&log, "relay failed; switching path");
     assert!(
         switched
             .iter()

@@ -4,12 +4,12 @@
 //! accepted, anything else refused). See tests/interop/aioquic_masque.py.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{Devnet, servers};
+use kit::{Devnet, servers};
 use openrelay_config::RelayConfig;
 
 fn aioquic_available() -> bool {

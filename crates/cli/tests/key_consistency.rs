@@ -19,14 +19,14 @@
 //!   rotate every minute are listed before they sign.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::registry as registry_fixtures;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Devnet, Proc, account, fetch, run_openrelay, servers};
+use kit::{Devnet, Proc, account, fetch, run_openrelay, servers};
 use openrelay_config::{ClientConfig, IssuerConfig, RelayCommon, RelayConfig, ServiceEndpoint};
 use openrelay_directory::{
     Directory, IssuerId, IssuerKey, IssuerKeySet, IssuerTokenKey, KeySetFields, SignedDirectory,
@@ -210,7 +210,7 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
         .prefix("openrelay-keys-")
         .tempdir()
         .unwrap();
-    let configs = common::export_devnet(dir.path(), &["--log-level", "debug"]);
+    let configs = kit::export_devnet(dir.path(), &["--log-level", "debug"]);
     let issuer_config = IssuerConfig::load(&configs.join("issuer.toml")).unwrap();
     let issuer_name = issuer_config.issuer_name.clone();
 

@@ -3,12 +3,12 @@
 //! configs fail with a message naming the field (never a panic).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Devnet, Proc, assert_bytes_eq, content, fetch, is_running, run_openrelay, servers};
+use kit::{Devnet, Proc, assert_bytes_eq, content, fetch, is_running, run_openrelay, servers};
 
 /// SIGTERM to the devnet: it exits (successfully) within 5 s and takes
 /// every component it started with it.
@@ -28,7 +28,7 @@ async fn sigterm_stops_the_devnet_and_every_component_within_5s() {
     }
 
     let sent = Instant::now();
-    assert!(common::send_signal(devnet.pid(), "TERM"));
+    assert!(kit::send_signal(devnet.pid(), "TERM"));
     let status = devnet.wait_exit(Duration::from_secs(5));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -169,7 +169,7 @@ async fn exported_configs_run_as_separate_processes() {
 
 /// `openrelay account <args>` with this test's password.
 fn account(args: &[&str]) -> (bool, String) {
-    common::account(args, "correct horse battery staple")
+    kit::account(args, "correct horse battery staple")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -286,7 +286,7 @@ fn config_errors_name_the_field() {
         assert!(!run.status.success(), "{what}: must fail");
         assert_eq!(run.status.code(), Some(1), "{what}: exit code");
         assert!(
-            !run.stderr.contains("panicked"),
+            kit::logs::panics(&run.stderr).is_empty(),
             "{what}: panicked: {}",
             run.stderr
         );

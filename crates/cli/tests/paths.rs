@@ -3,13 +3,13 @@
 //! different egress relays and keeps each site on its own.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::{Devnet, assert_bytes_eq, content, fetch, http_server_at, servers};
+use kit::{Devnet, assert_bytes_eq, content, fetch, http_server_at, servers};
 
 /// Waits until `done` holds for the client's log, or panics with `what`.
 async fn wait_for_log(devnet: &Devnet, what: &str, done: impl Fn(&str) -> bool) {

@@ -6,13 +6,13 @@
 //! destinations, but only at debug level and below.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::standalone;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Devnet, SocksUdp, events, fetch, port_mentions, servers};
+use kit::{Devnet, SocksUdp, events, fetch, port_mentions, servers};
 use openrelay_transport::endpoint::{INNER_MTU, OUTER_MTU};
 use openrelay_transport::testing::{RawClient, headers_frame, stream_fate};
 use openrelay_wire::target::Target;
@@ -24,7 +24,7 @@ async fn relays_never_log_destinations_or_client_addresses_at_trace_level() {
     let mut devnet = Devnet::start_with(2, "trace");
     let servers = servers();
     let (http_port, udp_port) = (servers.http.port(), servers.udp.port());
-    let closed_port = common::closed_port();
+    let closed_port = kit::closed_port();
     let closed = closed_port.port;
     let socks = devnet.socks.to_string();
     let http_proxy = format!("http://{}", devnet.http);
@@ -79,12 +79,12 @@ async fn relays_never_log_destinations_or_client_addresses_at_trace_level() {
         ("nonexistent.invalid:80".to_owned(), 0x04),
     ] {
         let (_tcp, code) =
-            common::socks_connect(devnet.socks, &Target::parse_authority(&target).unwrap()).await;
+            kit::socks_connect(devnet.socks, &Target::parse_authority(&target).unwrap()).await;
         assert_eq!(code, want, "{target}");
     }
 
     // Stop cleanly (SIGINT, as Ctrl-C would) so every log is complete.
-    assert!(common::send_signal(devnet.pid(), "INT"));
+    assert!(kit::send_signal(devnet.pid(), "INT"));
     let status = devnet.wait_exit(Duration::from_secs(5));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -107,18 +107,18 @@ async fn relays_never_log_destinations_or_client_addresses_at_trace_level() {
     assert!(
         relays
             .iter()
-            .any(|(_, text)| text.lines().any(|l| common::level_of(l) == Some("DEBUG"))),
+            .any(|(_, text)| text.lines().any(|l| kit::level_of(l) == Some("DEBUG"))),
         "relays log at debug level when asked"
     );
     let (ingress, egress) = devnet.current_path();
     let egress_log = devnet.log(&egress);
-    let stopped = common::lines_with(&egress_log, "relay stopped").join("\n");
+    let stopped = kit::lines_with(&egress_log, "relay stopped").join("\n");
     assert!(
         !stopped.contains("tcp_flows=0") && !stopped.contains("udp_flows=0"),
         "{egress} carried the flows: {stopped}"
     );
     assert!(
-        common::lines_with(&devnet.log(&ingress), "relay stopped")
+        kit::lines_with(&devnet.log(&ingress), "relay stopped")
             .iter()
             .any(|l| !l.contains("tunnels=0")),
         "{ingress} carried the tunnel"
@@ -139,7 +139,7 @@ async fn relays_never_log_destinations_or_client_addresses_at_trace_level() {
             ".invalid",
             client_ip,
         ] {
-            let hits = common::lines_with(text, needle);
+            let hits = kit::lines_with(text, needle);
             assert!(hits.is_empty(), "{name}.log mentions {needle:?}: {hits:#?}");
         }
         for port in destination_ports.iter().chain(&client_ports) {
@@ -155,7 +155,7 @@ async fn relays_never_log_destinations_or_client_addresses_at_trace_level() {
     let client = devnet.log("client");
     // (A control: the checks above do find destinations in a real log.)
     assert!(!port_mentions(&client, http_port).is_empty());
-    assert!(!common::lines_with(&client, "localhost").is_empty());
+    assert!(!kit::lines_with(&client, "localhost").is_empty());
     let client_events = events(&client);
     let destination = format!("localhost:{http_port}");
     assert!(
@@ -286,7 +286,7 @@ async fn malformed_requests_never_put_their_fields_in_relay_logs() {
             assert_eq!(reset, Some(0x10e), "{role}: {what} is refused as malformed");
         }
         drop(client);
-        assert!(common::send_signal(relay.proc.pid(), "INT"));
+        assert!(kit::send_signal(relay.proc.pid(), "INT"));
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !relay.log_text().contains("relay stopped") {
             assert!(std::time::Instant::now() < deadline, "{role} stops");
@@ -295,17 +295,16 @@ async fn malformed_requests_never_put_their_fields_in_relay_logs() {
         let log = relay.log_text();
         assert!(
             log.lines()
-                .any(|l| common::level_of(l) == Some("TRACE")
-                    || common::level_of(l) == Some("DEBUG")),
+                .any(|l| kit::level_of(l) == Some("TRACE") || kit::level_of(l) == Some("DEBUG")),
             "{role} logged below info: {log}"
         );
         assert!(
-            !common::lines_with(&log, "malformed").is_empty(),
+            !kit::lines_with(&log, "malformed").is_empty(),
             "{role} logged the refusals: {log}"
         );
         let lower = log.to_lowercase();
         for needle in leak_needles() {
-            let hits = common::lines_with(&lower, &needle);
+            let hits = kit::lines_with(&lower, &needle);
             assert!(hits.is_empty(), "{role}.log mentions {needle:?}: {hits:#?}");
         }
     }

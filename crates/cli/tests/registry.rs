@@ -7,12 +7,12 @@
 //! items 8 and 17).
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::registry as registry_fixtures;
 
 use std::time::{Duration, Instant};
 
-use common::Proc;
+use kit::Proc;
 use openrelay_directory::{
     DirectoryDigest, SignedDirectory, TrustConfig, ValidatorId, ValidatorKey,
     verify_directory_bytes,
@@ -216,7 +216,7 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
     // Item 21: nothing a validator met here was a real problem.
     for v in &keys {
         let log = std::fs::read_to_string(v.dir.join("validator.log")).unwrap();
-        let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+        let warnings = kit::logs::warnings(&log);
         assert!(warnings.is_empty(), "{warnings:#?}");
     }
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use openrelay_testkit as kit;
 use openrelay_testkit::process::{Finished, run_openrelay};
 
 fn sim(args: &[&str]) -> Finished {
@@ -136,6 +137,6 @@ fn bad_input_gives_a_clear_error_and_non_zero_exit() {
         let err = stderr(&out);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(expected), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(kit::logs::panics(&err).is_empty(), "{args:?}: {err}");
     }
 }

@@ -2,11 +2,11 @@
 //! each with its operator) and open flows over its control socket.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::time::Duration;
 
-use common::{Devnet, fetch, run_openrelay, servers};
+use kit::{Devnet, fetch, run_openrelay, servers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_the_path_and_open_flows() {
@@ -87,7 +87,7 @@ fn status_without_a_client_is_a_clear_error() {
         "{}",
         out.stderr
     );
-    assert!(!out.stderr.contains("panicked"));
+    assert!(kit::logs::panics(&out.stderr).is_empty(), "{}", out.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,12 +6,12 @@
 //! itself once its wallet gains tokens (`openrelay account register`).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Devnet, lines_with, run_openrelay, servers, signal_group, socks_connect};
+use kit::{Devnet, lines_with, run_openrelay, servers, signal_group, socks_connect};
 use openrelay_config::ClientConfig;
 use openrelay_wire::target::Target;
 
@@ -47,7 +47,7 @@ async fn a_client_without_tokens_backs_off_says_why_and_recovers_when_tokens_arr
     // a thread; its SOCKS port is taken from its log meanwhile.
     let mut child = {
         use std::os::unix::process::CommandExt;
-        Command::new(common::BIN)
+        Command::new(kit::BIN)
             .args(["client", "--config", &config])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -94,7 +94,7 @@ async fn a_client_without_tokens_backs_off_says_why_and_recovers_when_tokens_arr
     }
     let text = read_log();
     let attempts = lines_with(&text, "path build failed").len();
-    let warnings: Vec<String> = common::events(&text)
+    let warnings: Vec<String> = kit::events(&text)
         .into_iter()
         .filter(|(level, _)| level == "WARN")
         .map(|(_, event)| event)
@@ -147,7 +147,7 @@ async fn a_client_without_tokens_backs_off_says_why_and_recovers_when_tokens_arr
     );
 
     // Tokens arrive: the client recovers without waiting out its back-off.
-    let mut register = Command::new(common::BIN)
+    let mut register = Command::new(kit::BIN)
         .args([
             "account",
             "register",

@@ -5,13 +5,13 @@
 //! what to do instead of hanging.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Devnet, LoopbackCapture, Proc, fetch, run_openrelay, servers, signal_group};
+use kit::{Devnet, LoopbackCapture, Proc, fetch, run_openrelay, servers, signal_group};
 use openrelay_config::{AccountConfig, ClientConfig, IssuerConfig, RelayConfig};
 use openrelay_types::RelayRole;
 
@@ -76,7 +76,7 @@ async fn the_devnet_is_token_gated_paid_and_settled() {
     let file = spare.path().join("client.toml");
     std::fs::write(&file, client.to_toml().unwrap()).unwrap();
     let stderr = spare.path().join("stderr");
-    let mut child = std::process::Command::new(common::BIN)
+    let mut child = std::process::Command::new(kit::BIN)
         .args(["client", "--config", file.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap())
@@ -136,7 +136,7 @@ fn account(config: &Path, action: &[&str], username: &str) -> String {
         "--config",
         config,
     ]);
-    let (ok, said) = common::account(&args, "a long test password");
+    let (ok, said) = kit::account(&args, "a long test password");
     assert!(ok, "account {action:?}: {said}");
     said
 }

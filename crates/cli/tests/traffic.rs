@@ -4,12 +4,12 @@
 //! UDP ASSOCIATE and reply codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Devnet, assert_bytes_eq, content, fetch, servers};
+use kit::{Devnet, assert_bytes_eq, content, fetch, servers};
 use openrelay_wire::socks5;
 use openrelay_wire::target::{Host, Target};
 
@@ -90,7 +90,7 @@ async fn curl_downloads_are_byte_exact_over_socks5_and_http_proxy() {
 async fn udp_echo_through_socks5_udp_associate() {
     let devnet = Devnet::start(2);
     let echo = servers().udp;
-    let association = common::SocksUdp::associate(devnet.socks).await;
+    let association = kit::SocksUdp::associate(devnet.socks).await;
     let by_ip = Target::from_socket_addr(echo);
     let by_name = authority("localhost", echo.port());
 
@@ -185,14 +185,14 @@ async fn one_hundred_concurrent_downloads() {
         args.push(format!("http://localhost:{port}/bytes/{SIZE}/{i}"));
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = common::run_curl(&refs, LIMIT).await;
+    let run = kit::run_curl(&refs, LIMIT).await;
     assert_eq!(run.exit, Some(0), "curl -Z failed: {}", run.stderr);
     for i in 0..N {
         let body = std::fs::read(dir.path().join(format!("{i}"))).unwrap_or_default();
         assert_bytes_eq(&body, &content(i, SIZE), &format!("download {i}"));
     }
     // All of them rode one path: the client did not need to rebuild it.
-    let paths = common::lines_with(&devnet.log("client"), "path established");
+    let paths = kit::lines_with(&devnet.log("client"), "path established");
     assert_eq!(paths.len(), 1, "{paths:?}");
 }
 
@@ -204,7 +204,7 @@ async fn refused_and_unreachable_destinations_and_malformed_requests() {
     let devnet = Devnet::start(2);
     let socks = devnet.socks;
     let http_proxy = format!("http://{}", devnet.http);
-    let closed_port = common::closed_port();
+    let closed_port = kit::closed_port();
     let closed = closed_port.port;
 
     // SOCKS5 reply codes (RFC 1928 §6), checked on the wire.
@@ -233,7 +233,7 @@ async fn refused_and_unreachable_destinations_and_malformed_requests() {
     ];
     for (what, target, want) in &cases {
         let started = std::time::Instant::now();
-        let (_tcp, code) = common::socks_connect(socks, target).await;
+        let (_tcp, code) = kit::socks_connect(socks, target).await;
         assert_eq!(code, *want, "{what}: SOCKS reply code");
         assert!(
             started.elapsed() < Duration::from_secs(15),
@@ -308,7 +308,7 @@ async fn refused_and_unreachable_destinations_and_malformed_requests() {
     // Malformed SOCKS5: bad version (no reply, closed), unknown command
     // (0x07), BIND (0x07, not supported), unknown address type (0x08).
     let limit = Duration::from_secs(5);
-    let got = common::socks_raw(socks, &[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, 0], limit).await;
+    let got = kit::socks_raw(socks, &[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, 0], limit).await;
     assert!(
         got.is_empty(),
         "SOCKS4 greeting: closed without a reply, got {got:?}"
@@ -327,7 +327,7 @@ async fn refused_and_unreachable_destinations_and_malformed_requests() {
         ("unknown address type 0x07", unknown_atyp, Some(0x08)),
         ("request with version 4", bad_request_version, None),
     ] {
-        let got = common::socks_raw(socks, &bytes, limit).await;
+        let got = kit::socks_raw(socks, &bytes, limit).await;
         assert_eq!(
             got.get(..2),
             Some(&[0x05, 0x00][..]),
@@ -346,7 +346,7 @@ async fn refused_and_unreachable_destinations_and_malformed_requests() {
         }
     }
     // A greeting that offers only username/password gets 0xFF.
-    let got = common::socks_raw(socks, &[0x05, 0x01, 0x02], limit).await;
+    let got = kit::socks_raw(socks, &[0x05, 0x01, 0x02], limit).await;
     assert_eq!(got, [0x05, socks5::METHOD_NO_ACCEPTABLE]);
 
     // Still usable, on the same path.
@@ -358,7 +358,7 @@ async fn refused_and_unreachable_destinations_and_malformed_requests() {
     )
     .await;
     ok.assert_ok("after the refusals");
-    assert_eq!(ok.body, common::HELLO);
-    let (_tcp, code) = common::socks_connect(socks, &authority("localhost", port)).await;
+    assert_eq!(ok.body, kit::HELLO);
+    let (_tcp, code) = kit::socks_connect(socks, &authority("localhost", port)).await;
     assert_eq!(code, 0x00);
 }

@@ -19,7 +19,7 @@
     clippy::print_stderr
 )]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::netns::{in_ns, is_root, must, sh};
 use openrelay_testkit::scripts::{TUN_CLIENT as CLIENT_PY, TUN_INTERNET as INTERNET_PY};
 
@@ -138,7 +138,7 @@ impl Capture {
             Stdio::null(),
             &log,
         );
-        common::wait_until_capturing(&mut child, &log);
+        kit::wait_until_capturing(&mut child, &log);
         Capture { child, file }
     }
 

@@ -15,7 +15,7 @@
 //! A last honest proposal is signed again, so the refusals were the attacks'.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit as common;
+use openrelay_testkit as kit;
 use openrelay_testkit::registry as registry_fixtures;
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::Proc;
+use kit::Proc;
 use openrelay_directory::vote::{SignedVote, tally};
 use openrelay_directory::{
     Directory, DirectoryDigest, Proposal, SignedDescriptor, SignedOperatorProfile, ValidatorId,

@@ -5,11 +5,11 @@
 //! nothing is forwarded for any refusal.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit::ingress as common;
+use openrelay_testkit::ingress as kit;
 
 use std::time::Duration;
 
-use common::*;
+use kit::*;
 use openrelay_tokens::header::{build_authorization, parse_www_authenticate};
 use openrelay_tokens::testing::RedisServer;
 use openrelay_tokens::{SigningKey, TokenChallenge};
@@ -93,12 +93,12 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     assert_refused(&answer, 400, "malformed token", &egress).await;
 
     // A forged signature, another issuer's key, another challenge: 401.
-    let mut forged = common::token(key, &ingress.challenge());
+    let mut forged = kit::token(key, &ingress.challenge());
     forged.authenticator[7] ^= 0x40;
     let answer = connect_udp(&ingress, egress.addr(), Some(&build_authorization(&forged))).await;
     assert_refused(&answer, 401, "bad token signature", &egress).await;
     let stranger = SigningKey::generate().unwrap();
-    let foreign = common::token(&stranger, &ingress.challenge());
+    let foreign = kit::token(&stranger, &ingress.challenge());
     let answer = connect_udp(
         &ingress,
         egress.addr(),
@@ -106,7 +106,7 @@ async fn tokens_gate_the_tunnel_on_one_ingress() {
     )
     .await;
     assert_refused(&answer, 401, "unknown token key", &egress).await;
-    let elsewhere = common::token(
+    let elsewhere = kit::token(
         key,
         &TokenChallenge::for_ingress_operator("other-issuer.test", &ingress.operator.to_string()),
     );

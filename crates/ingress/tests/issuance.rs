@@ -3,11 +3,11 @@
 //! the issuer published admits each token once.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit::ingress as common;
+use openrelay_testkit::ingress as kit;
 
 use std::time::Duration;
 
-use common::*;
+use kit::*;
 use openrelay_issuer::testing::LocalIssuer;
 use openrelay_issuer_client::IssuerClient;
 use openrelay_tokens::TokenChallenge;

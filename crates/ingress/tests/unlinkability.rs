@@ -14,9 +14,9 @@
 //!   knowing any account.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_testkit::ingress as common;
+use openrelay_testkit::ingress as kit;
 
-use common::*;
+use kit::*;
 use openrelay_issuer::testing::LocalIssuer;
 use openrelay_issuer_client::IssuerClient;
 use openrelay_tokens::header::{build_authorization, parse_authorization};
