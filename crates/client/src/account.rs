@@ -145,8 +145,8 @@ impl HasKind for AccountError {
         match self {
             AccountError::NoSession
             | AccountError::KeyNotYetListed { .. }
-            | AccountError::Consistency(_)
             | AccountError::UnlistedKey { .. } => ErrorKind::NotAuthenticated,
+            AccountError::Consistency(e) => e.kind(),
             AccountError::Issuer(e) => e.kind(),
             AccountError::NoKey => ErrorKind::PeerMisbehaved,
             AccountError::NoDirectory => ErrorKind::Unreachable,

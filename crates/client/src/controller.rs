@@ -148,6 +148,7 @@ impl HasKind for PathError {
         match self {
             PathError::NoPath(e) => e.kind(),
             PathError::AllFailed(last) | PathError::BackingOff { last, .. } => last.kind(),
+            // Nothing failed outside: this process is stopping.
             PathError::Closed => ErrorKind::Local,
             PathError::AllDied | PathError::DirectoryExpired { .. } => ErrorKind::Unreachable,
             PathError::NotListed(_) => ErrorKind::Internal,

@@ -11,7 +11,7 @@
 
 use openrelay_directory::{IssuerId, IssuerKeySet, VerifiedDirectory};
 use openrelay_tokens::{EpochKey, TokenKey};
-use openrelay_types::KeyPin;
+use openrelay_types::{ErrorKind, HasKind, KeyPin};
 
 /// Why a directory gives no usable keys for an issuer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +44,22 @@ pub enum KeyConsistencyError {
         /// The issuer.
         issuer: KeyPin,
     },
+}
+
+impl HasKind for KeyConsistencyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            // Our own configuration names an unusable key.
+            KeyConsistencyError::BadIssuerKey(_) => ErrorKind::Config,
+            // The validators do not vouch for these keys (or this name):
+            // every client and relay must refuse them alike.
+            KeyConsistencyError::NotListed(_) | KeyConsistencyError::NameMismatch { .. } => {
+                ErrorKind::NotAuthenticated
+            }
+            // A signed directory carries a key no issuer could have made.
+            KeyConsistencyError::BadTokenKey { .. } => ErrorKind::PeerMisbehaved,
+        }
+    }
 }
 
 /// The key set `directory` lists for the issuer pinned as `issuer`, named

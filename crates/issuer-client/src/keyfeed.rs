@@ -78,7 +78,7 @@ impl HasKind for KeyFeedError {
             }
             KeyFeedError::TimedOut(_) => ErrorKind::Unreachable,
             KeyFeedError::Directory(e) => e.kind(),
-            KeyFeedError::NotListed(_) => ErrorKind::Refused,
+            KeyFeedError::NotListed(e) => e.kind(),
         }
     }
 }
