@@ -4,7 +4,8 @@
 //! (`openrelay client`, `up`), [`registry`], [`validator`] and [`issuer`];
 //! and the pieces they share: [`limits`], [`log`], [`endpoints`] (where a
 //! service is and the key it proves), [`directory`] (whose signatures make a
-//! directory trusted) and [`congestion`].
+//! directory trusted), [`chain`] (the registry contract the registry and
+//! the validators follow) and [`congestion`].
 //!
 //! Every file is parsed strictly (`deny_unknown_fields`): a misspelt field is an
 //! error, not a silently ignored default. Errors name the field, so an operator
@@ -40,6 +41,7 @@ macro_rules! config_file {
 }
 pub(crate) use config_file;
 
+pub mod chain;
 pub mod client;
 pub mod congestion;
 pub mod directory;

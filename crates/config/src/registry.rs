@@ -172,6 +172,10 @@ pub struct RegistryConfig {
     /// Connection, stream and time limits (service defaults).
     #[serde(default, skip_serializing_if = "is_default")]
     pub limits: LimitsConfig,
+    /// The registry contract to follow: with it, a relay is listed only if
+    /// it is registered, staked and committed to its descriptor on chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::chain::ChainConfig>,
 }
 
 fn default_directory_lifetime_secs() -> u64 {
@@ -186,6 +190,9 @@ crate::config_file!(RegistryConfig, RENAMED, "a registry");
 impl RegistryConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_threshold(&self.validators, self.threshold)?;
+        if let Some(chain) = &self.chain {
+            chain.validate("chain")?;
+        }
         for (field, value) in [
             ("directory_lifetime_secs", self.directory_lifetime_secs),
             ("proposal_interval_secs", self.proposal_interval_secs),

@@ -42,6 +42,11 @@ pub struct ValidatorConfig {
     /// (service defaults).
     #[serde(default, skip_serializing_if = "is_default")]
     pub limits: LimitsConfig,
+    /// The registry contract, read through this validator's own node: it
+    /// signs only directories listing exactly the relays the chain has
+    /// registered and covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::chain::ChainConfig>,
 }
 
 fn default_poll_interval_secs() -> u64 {
@@ -67,6 +72,9 @@ impl ValidatorConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_threshold(&self.validators, self.threshold)?;
+        if let Some(chain) = &self.chain {
+            chain.validate("chain")?;
+        }
         for (field, value) in [
             ("poll_interval_secs", self.poll_interval_secs),
             (

@@ -504,6 +504,7 @@ fn registry_plan(
                 max_directory_lifetime_secs: 7200,
                 publication: publication.clone(),
                 limits: Default::default(),
+                chain: None,
             },
         ));
     }
@@ -517,6 +518,7 @@ fn registry_plan(
         proposal_interval_secs: 1,
         publication,
         limits: Default::default(),
+        chain: None,
     };
     Ok((
         config,
