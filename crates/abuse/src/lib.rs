@@ -1,21 +1,4 @@
-//! openrelay's torture harness: attacks a relay (ingress, egress), the
-//! registry or the token issuer over real sockets, watches the target's
-//! memory and CPU, and checks that a legitimate client still gets through
-//! during and after each attack (issue 11). A tool beside the product, like
-//! `bench/`: operators point it at their own servers, the benchmarks in
-//! `docs/BENCHMARKS.md` come from it, and an integration test runs every
-//! attack briefly so it cannot rot.
-//!
-//! * [`h3raw`]: HTTP/3 frames and QPACK literal field sections written by
-//!   hand on quinn (RFC 9114 §7, RFC 9204 §4.5), valid or not.
-//! * [`attack`]: the attacks ([`attack::Attack`]).
-//! * [`probe`]: the legitimate client of each kind of target.
-//! * [`monitor`]: the target's VmRSS, VmHWM, CPU time and descriptors from
-//!   `/proc`.
-//! * [`run`]: one attack as a measured phase, and the report table.
-//! * [`idle`]: memory per idle tunnel (ingress) and per idle UDP flow
-//!   (egress).
-//! * [`target`]: what is attacked, from a config file, optionally started here.
+#![doc = include_str!("../README.md")]
 
 pub mod attack;
 pub mod h3raw;

@@ -1,7 +1,4 @@
-//! The `openrelay` command: one binary, a subcommand per role.
-//!
-//! This is the binary edge: it prints to the terminal, turns errors into
-//! messages with `anyhow`, and owns process concerns (signals, exit codes).
+#![doc = include_str!("../README.md")]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;

@@ -1,20 +1,4 @@
-//! The openrelay client: local SOCKS5 and HTTP proxies whose flows cross an
-//! ingress and an egress relay of different operators.
-//!
-//! * [`selection`]: which ingress/egress pair to use (pure code).
-//! * [`path`]: one path: outer QUIC to the ingress, a connect-udp tunnel to
-//!   the egress, the inner QUIC + HTTP/3 connection to the egress inside it.
-//! * [`controller`]: every decision about paths (which relays, when to build,
-//!   rotate, retire, exclude, back off), as a pure state machine.
-//! * [`manager`]: the controller's async driver: builds, watches, retires and
-//!   closes the real paths.
-//! * [`access`], [`stocking`]: what paths need of the wallet (access tokens),
-//!   and the account's work on paths (paying egresses, refills).
-//! * [`flow`]: TCP (CONNECT) and UDP (connect-udp) flows on the inner connection.
-//! * [`socks`], [`http_proxy`]: the local interfaces apps talk to.
-//! * [`control`]: the local control socket `openrelay status` talks to.
-//!
-//! The client may log destinations, but only at debug level and below.
+#![doc = include_str!("../README.md")]
 
 pub mod access;
 pub mod account;

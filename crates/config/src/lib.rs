@@ -1,18 +1,4 @@
-//! Configuration files of openrelay processes (TOML), and the values they carry.
-//!
-//! One module per process: [`relay`] (`openrelay relay`), [`client`]
-//! (`openrelay client`, `up`), [`registry`], [`validator`] and [`issuer`];
-//! and the pieces they share: [`limits`], [`log`], [`endpoints`] (where a
-//! service is and the key it proves), [`directory`] (whose signatures make a
-//! directory trusted), [`chain`] (the registry contract the registry and
-//! the validators follow) and [`congestion`].
-//!
-//! Every file is parsed strictly (`deny_unknown_fields`): a misspelt field is an
-//! error, not a silently ignored default. Errors name the field, so an operator
-//! can fix the file without reading code; a field used under an old name gets
-//! its new name ([`ConfigError::Renamed`]). A field that weakens a guarantee
-//! says so in its name (`dangerously_...`). Commented examples live in
-//! `examples/` at the repository root and are parsed by this crate's tests.
+#![doc = include_str!("../README.md")]
 
 /// `load`, `from_toml` and `to_toml` of a config whose file has its own
 /// shape: `$renamed` are its fields under old names, `validate` its checks.

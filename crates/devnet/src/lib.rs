@@ -1,9 +1,4 @@
-//! `openrelay devnet`: a complete local network on one machine. Each operator
-//! runs one ingress and one egress relay on its own loopback addresses
-//! (ingress *i* on 127.0.1.*i*, egress *i* on 127.0.2.*i*; the client's QUIC
-//! socket on 127.0.3.1), so every hop shows distinct addresses, as on a real
-//! network. Every component is a separate `openrelay` process started from
-//! exported config files, exactly as an operator would run it.
+#![doc = include_str!("../README.md")]
 
 pub mod netns;
 mod supervise;

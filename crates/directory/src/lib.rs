@@ -1,31 +1,4 @@
-//! Who the relays are, and how a client knows (SPEC "Registry, trust and
-//! incentives"; issue 3, items 1 to 3).
-//!
-//! - **Identities**: Ed25519 keys of relays, operators and
-//!   validators, each its own type.
-//! - **Operator profiles**: name, contact, jurisdiction, signed by the
-//!   operator (operator transparency).
-//! - **Relay descriptors**: keys, role, endpoints, the QUIC key clients pin,
-//!   region, network, bandwidth, software, validity; signed by the relay *and*
-//!   its operator.
-//! - **The directory**: every valid descriptor and the profiles of their
-//!   operators, a sequence number and a validity window, signed by validators.
-//! - **Verification** ([`verify_directory`]): k of n trusted validators,
-//!   freshness, no rollback, and every signature inside.
-//! - **Issuer key sets** ([`SignedIssuerKeySet`]): each token issuer's
-//!   Privacy Pass keys with their epochs, signed by the issuer, listed in the
-//!   directory so that clients and relays accept only those (RFC 9576 §6,
-//!   key consistency).
-//! - **Votes and proposals** ([`vote`], [`Proposal`]): each validator's view
-//!   of the live relays and of the issuers' key sets, from which a
-//!   directory's lists are elected.
-//! - **Selection weights** ([`weight`]): how much a relay's advertised
-//!   bandwidth counts when clients draw paths.
-//!
-//! Everything has one canonical byte encoding, specified in
-//! `docs/directory-format.md`; decoders accept only that encoding and never
-//! panic. The crate does no I/O: the registry stores and serves these bytes,
-//! clients fetch and cache them, and both call in here.
+#![doc = include_str!("../README.md")]
 
 mod codec;
 mod descriptor;

@@ -1,25 +1,4 @@
-//! The egress relay: an HTTP/3 server that opens connections to destinations
-//! for its clients. It serves
-//!
-//! * `CONNECT host:port` (RFC 9114 §4.4): a TCP tunnel on the request stream;
-//! * extended CONNECT with `:protocol = connect-udp` (RFC 9298 §3.4): UDP
-//!   payloads in HTTP Datagrams (RFC 9297), context ID 0;
-//! * `POST /dns-query` (RFC 8484 §4.1): a DNS message, forwarded to this
-//!   relay's resolver (the full-device VPN's DNS).
-//!
-//! With `[egress.payment]`, sessions are pay-as-you-go: `POST
-//! /.well-known/openrelay/pay` with a Privacy Pass token per quantum (see
-//! [`payment`]); collected tokens are redeemed at the issuer ([`settle`]).
-//!
-//! Names are resolved here, so the client's DNS never leaves it in the clear.
-//! Every destination passes the [`DestinationPolicy`] after resolution, so a
-//! name cannot smuggle a client to loopback or private addresses, to this
-//! relay's own host (every interface address, kept current by `host`) or to
-//! the operator's infrastructure (its deny list, and the issuer, registry,
-//! Redis and resolver this relay's config names).
-//!
-//! Privacy: the egress sees the ingress's address, never the client's; it logs
-//! neither destinations nor peer addresses (only aggregate counts).
+#![doc = include_str!("../README.md")]
 
 mod connect;
 mod dns;

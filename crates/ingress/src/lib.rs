@@ -1,11 +1,4 @@
-//! The ingress relay: an HTTP/3 server that accepts only connect-udp requests
-//! (RFC 9298 §3.4) whose target is a known egress relay, and relays HTTP
-//! Datagrams between the client and that egress over plain UDP. It never
-//! terminates the client's inner QUIC connection, so it learns neither
-//! destinations nor any plaintext; it is not an open UDP proxy.
-//!
-//! Privacy: the client's address is held in memory for the per-address
-//! tunnel and connection limits only ([`Sensitive`]); it is never logged.
+#![doc = include_str!("../README.md")]
 
 pub mod admission;
 mod limiter;

@@ -1,18 +1,4 @@
-//! Logging for openrelay processes, with the privacy rule enforced here rather
-//! than left to every call site.
-//!
-//! The rule (SPEC "The parties and what each may know"): no relay writes a client
-//! address or a destination to its logs at any level. Two mechanisms enforce it:
-//!
-//! * [`Sensitive`] wraps values that must not be printed; its `Debug` and
-//!   `Display` print a placeholder, so a stray `?addr` in a relay cannot leak.
-//! * [`init`] with [`Role::Relay`] drops every event and span whose target is not
-//!   one of ours. Third-party crates (quinn, h3, rustls) log peer addresses at
-//!   debug/trace level and we cannot audit their call sites, so their logs never
-//!   reach a relay's output, whatever filter the operator sets.
-//!
-//! Clients may log destinations, but only at `debug` and below (enforced by
-//! review and by the integration tests that read captured logs).
+#![doc = include_str!("../README.md")]
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -1,30 +1,4 @@
-//! The relay registry's core: which published descriptors and profiles it
-//! accepts, how long they live without a refresh, and how a directory is
-//! assembled from them. The same core keeps each validator's own view of the
-//! relays (relays publish to the registry and to every validator).
-//!
-//! * A relay publishes its operator's signed profile and its own descriptor
-//!   (signed by the relay key, the operator key and the QUIC key it pins).
-//!   Everything is verified on publication; see [`PublishError`] for every
-//!   refusal: a replay (not newer than what is stored), a QUIC key another
-//!   live relay holds, a special-purpose endpoint address, too many relays of
-//!   one operator or in all.
-//! * A descriptor lives `descriptor_ttl_secs` after its last publication (and
-//!   never past its own `not_after`): relays join and leave with no manual
-//!   step. A profile is forgotten once its operator has had no live relay
-//!   for a TTL.
-//! * Everything is parsed once (at [`Registry::open`] and on publication)
-//!   and kept in memory; the store is written through. Callers run the
-//!   methods, which verify signatures and write the store, on blocking
-//!   threads, not on the async runtime.
-//! * [`Registry::assemble`] builds a directory from the relays elected by the
-//!   validators' votes ([`openrelay_directory::vote::tally`]).
-//!
-//! [`service`] serves the registry over HTTP/3, [`validator`] runs a
-//! validator, [`publisher`] publishes a relay, [`key_sets`] holds issuers'
-//! token key sets. The client all of them use, the API's paths and the
-//! servers' directory follower are in `openrelay-registry-client`, which
-//! clients link without this crate.
+#![doc = include_str!("../README.md")]
 
 pub mod key_sets;
 pub mod keyfile;

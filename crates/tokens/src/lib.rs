@@ -1,29 +1,4 @@
-//! Privacy Pass tokens for openrelay: the access tokens a client shows the
-//! ingress (and, later, the payments it makes to the egress).
-//!
-//! - [`challenge`]: the `TokenChallenge` structure (RFC 9577 §2.1.1).
-//! - [`token`]: the `Token` structure (RFC 9577 §2.2.1), type 0x0002 only.
-//! - [`header`]: `WWW-Authenticate: PrivateToken ...` and
-//!   `Authorization: PrivateToken token=...` (RFC 9577 §2.1, §2.2).
-//! - [`issuance`]: the publicly verifiable issuance protocol (RFC 9578 §6):
-//!   `TokenRequest`/`TokenResponse`, client blinding and finalisation, issuer
-//!   signing, with RSABSSA-SHA384-PSS-Deterministic (RFC 9474) over 2048-bit keys.
-//! - [`keys`]: issuer keys, their `token_key_id` (RFC 9578 §6.5) and epochs
-//!   (rotation: a key issues for one period, its tokens are accepted for one
-//!   more).
-//! - [`directory`]: the issuer directory JSON (RFC 9578 §4).
-//! - [`verify`]: token verification against a key set and a challenge, usable
-//!   by any relay.
-//! - [`gate`]: verify-and-spend of `Authorization: PrivateToken` for one
-//!   challenge, shared by the ingress (admission) and the egress (payments).
-//! - [`settlement`]: how an egress redeems collected payment tokens at the
-//!   issuer, and the operators' ledger.
-//! - [`spent`]: the double-spend store (`SpentTokens`): embedded (redb) and,
-//!   with the `redis` feature, Redis for a fleet of relays.
-//!
-//! Everything that parses untrusted bytes is a total function returning a
-//! typed error; there are fuzz targets for the token, challenge and header
-//! parsers. Nothing here opens sockets (except the Redis store).
+#![doc = include_str!("../README.md")]
 
 pub mod b64;
 pub mod challenge;

@@ -1,18 +1,4 @@
-//! The full-device VPN on Linux (`openrelay client --tun`, `openrelay up` /
-//! `openrelay down`): a TUN device whose packets a userspace TCP/IP stack
-//! turns into flows through the relays, DNS answered through the egress, a
-//! kill switch that fails closed, split tunnelling, and a journal of every
-//! system change so that `down`, SIGTERM or the next start after a crash
-//! undo exactly what was done. Design: `docs/tun.md`.
-//!
-//! * [`plan`]: what is changed (routes, policy rules, nftables ruleset,
-//!   resolver file), as pure, tested data.
-//! * [`journal`]: the write-ahead record of changes; [`system`] applies and
-//!   undoes them with `ip` and `nft`.
-//! * [`ingresses`]: keeps the kill switch's ingress sets at the ingresses
-//!   the client may use (the only places its own packets may go).
-//! * [`device`], [`stack`]: the TUN device and packets to flows;
-//!   [`dns`] and [`icmp`]: what the stack answers itself.
+#![doc = include_str!("../README.md")]
 
 pub mod device;
 pub mod dns;
