@@ -14,7 +14,8 @@ pub const MAX_CONFIRMATIONS: u64 = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
-    /// JSON-RPC URL of an EVM node (`http://`; see [`ChainConfig::validate`]).
+    /// JSON-RPC URL of an EVM node: `http://` only (openrelay speaks
+    /// JSON-RPC without TLS).
     pub rpc: String,
     /// The chain's id (EIP-155): a node of another chain is refused.
     pub chain_id: u64,
