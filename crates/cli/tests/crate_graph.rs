@@ -64,6 +64,9 @@ const SERVER_CODE: &[&str] = &[
     "openrelay-devnet",
     "redb",
     "redis",
+    // Chain code: clients verify signed directories, never the chain.
+    "openrelay-chain",
+    "alloy",
 ];
 
 #[test]
@@ -77,7 +80,12 @@ fn relays_link_no_registry_or_issuer_service() {
     for relay in ["openrelay-ingress", "openrelay-egress"] {
         assert_links_none(
             relay,
-            &["openrelay-registry", "openrelay-issuer", "openrelay-client"],
+            &[
+                "openrelay-registry",
+                "openrelay-issuer",
+                "openrelay-client",
+                "openrelay-chain",
+            ],
         );
     }
 }
