@@ -9,6 +9,7 @@
 //! contract exists there, so a key is never used on the wrong chain.
 
 use std::future::IntoFuture;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy::contract::SolCallBuilder;
@@ -711,6 +712,94 @@ pub fn signing_provider(url: Url, signer: PrivateKeySigner) -> DynProvider {
         .erased()
 }
 
+/// Why an EVM key file could not be created or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// Creating: the file exists (never overwritten: it may hold stake).
+    #[error("{0} exists; not overwriting an account key")]
+    Exists(PathBuf),
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Group or others may read it.
+    #[error("{path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
+    TooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It does not hold a hex secp256k1 private key.
+    #[error("{0} does not hold an EVM private key (64 hex digits)")]
+    Malformed(PathBuf),
+}
+
+impl openrelay_types::HasKind for KeyFileError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        use openrelay_types::ErrorKind;
+        match self {
+            KeyFileError::Io { .. } => ErrorKind::Local,
+            KeyFileError::Exists(_) | KeyFileError::TooOpen { .. } | KeyFileError::Malformed(_) => {
+                ErrorKind::Config
+            }
+        }
+    }
+}
+
+/// Creates a new EVM account key at `path` (hex, mode 0600; refused if the
+/// file exists). This account pays and holds stake: it is separate from
+/// the operator's Ed25519 key, which signs descriptors.
+pub fn create_key_file(path: &Path) -> Result<PrivateKeySigner, KeyFileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let signer = PrivateKeySigner::random();
+    let io = |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyFileError::Exists(path.to_owned()),
+            _ => io(e),
+        })?;
+    writeln!(file, "{}", signer.to_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    Ok(signer)
+}
+
+/// Reads the EVM account key at `path`, refusing a file others may read.
+pub fn load_key_file(path: &Path) -> Result<PrivateKeySigner, KeyFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let bytes: B256 = text
+        .trim()
+        .parse()
+        .map_err(|_| KeyFileError::Malformed(path.to_owned()))?;
+    PrivateKeySigner::from_bytes(&bytes).map_err(|_| KeyFileError::Malformed(path.to_owned()))
+}
+
 /// Parses a JSON-RPC URL, refusing anything but plain `http://`.
 fn parse_rpc_url(rpc: &str) -> Result<Url, OperatorError> {
     let url: Url = rpc.parse().map_err(|_| OperatorError::BadUrl {
@@ -736,6 +825,34 @@ mod tests {
         assert_eq!(eth(U256::from(500_000_000_000_000_000u128)), "0.5 ETH");
         assert_eq!(eth(U256::from(2_000_000_000_000_000_000u128)), "2 ETH");
         assert_eq!(eth(U256::ZERO), "0 ETH");
+    }
+
+    #[test]
+    fn key_files_are_private_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("evm.key");
+        let created = create_key_file(&path).expect("create");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load_key_file(&path).expect("load").address(),
+            created.address()
+        );
+        assert!(matches!(
+            create_key_file(&path),
+            Err(KeyFileError::Exists(_))
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = load_key_file(&path).expect_err("too open");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        let garbage = dir.path().join("garbage.key");
+        std::fs::write(&garbage, "not a key").expect("write");
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(matches!(
+            load_key_file(&garbage),
+            Err(KeyFileError::Malformed(_))
+        ));
     }
 
     #[test]
