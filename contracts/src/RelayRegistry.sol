@@ -523,6 +523,9 @@ contract RelayRegistry {
             weights[i] = v.stake;
             total += v.stake;
         }
+        // A set without weight would reach its quorum with any one
+        // member's approval (0 >= 0).
+        if (total == 0) revert BadSetChange();
         activeWeight = total;
         emit ValidatorSetChanged(validatorEpoch, activeSet_, keys, weights);
     }

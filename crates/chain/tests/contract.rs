@@ -16,6 +16,7 @@
 //! | a validator leaves before its misbehaviour is judged | leave waits `validatorLeaveDelay`, then its stake unbonds (still slashable) | `validator_set_changes` |
 //! | a minority coalition (< 2/3 of weight) changes the set or slashes | approvals below quorum change nothing; exactly 2/3 is not enough | `validator_set_changes`, `exactly_two_thirds_is_not_a_quorum`, `slashing` |
 //! | replay a set-change or slash approval in a later epoch | proposal ids include the epoch: `WrongEpoch`, and old slash approvals do not count | `validator_set_changes`, `slash_approvals_do_not_carry_across_epochs` |
+//! | a set slashed to no weight, where any one member is a quorum | a change leaving a weightless set is refused | `a_set_change_may_not_leave_a_weightless_set` |
 //! | approve twice to double one's weight | `AlreadyApproved` | `validator_set_changes`, `slashing` |
 //! | execute one slash twice | `BadSlash` once executed | `slashing` |
 //! | a non-validator approves | `NotValidator` | `validator_set_changes`, `slashing` |
@@ -872,6 +873,37 @@ async fn exactly_two_thirds_is_not_a_quorum() {
     );
     ok(chain.validator(2).approveSetChange(0, join, vec![])).await;
     assert_eq!(chain.epoch().await, 1);
+}
+
+#[tokio::test]
+async fn a_set_change_may_not_leave_a_weightless_set() {
+    let chain = Chain::with(ChainParams::devnet(), 3).await;
+    // The set slashes two of its members to nothing; the third leaves.
+    for i in 0..2 {
+        let target = chain.validators[i].address();
+        chain
+            .slash_by(&[0, 1, 2], VALIDATOR, target, eth(2_000))
+            .await;
+    }
+    ok(chain.validator(2).requestLeave()).await;
+    chain
+        .advance(chain.params.validator_leave_delay.as_secs())
+        .await;
+    let leave = vec![chain.validators[2].address()];
+    for i in 0..2 {
+        ok(chain
+            .validator(i)
+            .approveSetChange(0, vec![], leave.clone()))
+        .await;
+    }
+    // The last approval would leave two members of weight 0, each a quorum
+    // on its own.
+    refuses(
+        chain.validator(2).approveSetChange(0, vec![], leave),
+        Refusal::BadSetChange,
+    )
+    .await;
+    assert_eq!(chain.epoch().await, 0);
 }
 
 #[tokio::test]
