@@ -251,6 +251,16 @@ pub enum OperatorError {
     /// Waiting for the receipt failed.
     #[error("waiting for the transaction's receipt: {0}")]
     Receipt(#[source] alloy::providers::PendingTransactionError),
+    /// The transaction was sent but not mined in time (it may still be).
+    #[error(
+        "transaction {tx} was sent but not mined within {after:?}; it may still be: check `openrelay operator status` before sending it again"
+    )]
+    NotConfirmed {
+        /// The transaction.
+        tx: B256,
+        /// The time allowed.
+        after: Duration,
+    },
     /// The transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(B256),
@@ -273,7 +283,9 @@ impl openrelay_types::HasKind for OperatorError {
             | OperatorError::Refused(_)
             | OperatorError::Transaction(_)
             | OperatorError::Reverted(_) => ErrorKind::Refused,
-            OperatorError::Receipt(_) => ErrorKind::Unreachable,
+            OperatorError::Receipt(_) | OperatorError::NotConfirmed { .. } => {
+                ErrorKind::Unreachable
+            }
         }
     }
 }
@@ -363,6 +375,11 @@ pub struct OperatorStatus {
 /// How long one RPC call may take by default.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a sent transaction may take to be mined by default: minutes,
+/// not the seconds of an RPC call (a public chain's blocks come every few
+/// seconds, and a busy one leaves a low-fee transaction waiting).
+pub const DEFAULT_CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The registry contract on a checked chain, with the account that signs.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -370,6 +387,7 @@ pub struct Registry {
     account: Address,
     url: String,
     timeout: Duration,
+    confirm_within: Duration,
     params: ChainParams,
 }
 
@@ -393,6 +411,7 @@ impl Registry {
             account,
             url: rpc.to_owned(),
             timeout,
+            confirm_within: DEFAULT_CONFIRMATION_TIMEOUT,
             params: ChainParams::production(),
         };
         let provider = registry.contract.provider().clone();
@@ -421,6 +440,13 @@ impl Registry {
             .await?
             .into();
         Ok(registry)
+    }
+
+    /// Waits up to `limit` for each transaction to be mined (default
+    /// [`DEFAULT_CONFIRMATION_TIMEOUT`]).
+    pub fn confirm_within(mut self, limit: Duration) -> Registry {
+        self.confirm_within = limit;
+        self
     }
 
     /// The signing account.
@@ -644,9 +670,13 @@ impl Registry {
             .bounded(call.send())
             .await?
             .map_err(|e| self.failed(e))?;
-        let receipt = self
-            .bounded(pending.get_receipt())
-            .await?
+        let tx = *pending.tx_hash();
+        let receipt = tokio::time::timeout(self.confirm_within, pending.get_receipt())
+            .await
+            .map_err(|_| OperatorError::NotConfirmed {
+                tx,
+                after: self.confirm_within,
+            })?
             .map_err(OperatorError::Receipt)?;
         if !receipt.status() {
             return Err(OperatorError::Reverted(receipt.transaction_hash));

@@ -1215,6 +1215,33 @@ async fn operator_errors_say_what_to_do() {
 }
 
 #[tokio::test]
+async fn a_transaction_not_mined_in_time_says_so() {
+    let chain = Chain::start().await;
+    let alice = chain.account().await;
+    let r = registry(&chain, &alice)
+        .await
+        .confirm_within(Duration::from_secs(1));
+    let _: serde_json::Value = chain
+        .reader()
+        .provider()
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .expect("evm_setAutomine");
+    let e = r
+        .register_operator([1; 32], [2; 32], eth(1))
+        .await
+        .expect_err("not mined");
+    assert!(matches!(e, OperatorError::NotConfirmed { .. }), "{e}");
+    assert!(
+        e.to_string().ends_with(
+            "was sent but not mined within 1s; it may still be: check `openrelay operator status` before sending it again"
+        ),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Unreachable);
+}
+
+#[tokio::test]
 async fn connecting_checks_the_url_the_chain_and_the_contract() {
     let chain = Chain::start().await;
     let who = chain.account().await;

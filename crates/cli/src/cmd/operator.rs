@@ -7,7 +7,8 @@ use std::time::Duration;
 use alloy::primitives::utils::parse_ether;
 use alloy::primitives::{Address, B256, U256};
 use openrelay_chain::operator::{
-    OperatorStatus, Registry, Role, Sent, create_key_file, eth, load_key_file,
+    DEFAULT_CONFIRMATION_TIMEOUT, DEFAULT_RPC_TIMEOUT, OperatorStatus, Registry, Role, Sent,
+    create_key_file, eth, load_key_file,
 };
 use openrelay_types::KeyPin;
 
@@ -110,8 +111,11 @@ struct ChainArgs {
     #[arg(long, value_name = "PATH")]
     key_file: PathBuf,
     /// How long one RPC call may take.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_RPC_TIMEOUT.as_secs())]
     timeout_secs: u64,
+    /// How long to wait for a transaction to be mined.
+    #[arg(long, default_value_t = DEFAULT_CONFIRMATION_TIMEOUT.as_secs())]
+    confirm_secs: u64,
 }
 
 impl ChainArgs {
@@ -124,7 +128,8 @@ impl ChainArgs {
             signer,
             Duration::from_secs(self.timeout_secs),
         )
-        .await?)
+        .await?
+        .confirm_within(Duration::from_secs(self.confirm_secs)))
     }
 }
 
