@@ -18,10 +18,10 @@ pragma solidity 0.8.30;
 /// and a directory lists a relay only if its descriptor, signed by the
 /// relay key and the operator key, names the operator key registered here.
 ///
-/// Every parameter is in `Params`, fixed at deployment; contracts/README.md
-/// gives each one's reasoning and the attack it prices.
+/// Every parameter is in `Params`, fixed at deployment; docs/chain.md gives
+/// each one's reasoning and the attack it prices.
 contract RelayRegistry {
-    /// Every parameter of the registry (contracts/README.md, "Parameters").
+    /// Every parameter of the registry (docs/chain.md, "Parameters").
     struct Params {
         /// Wei an operator stakes per Mbit/s its relays advertise.
         uint256 stakePerMbps;
@@ -347,9 +347,7 @@ contract RelayRegistry {
         if (validatorKey == bytes32(0)) revert ZeroKey();
         Validator storage v = validators[msg.sender];
         if (v.active || v.pending) revert AlreadyValidator();
-        if (msg.value < params_.minValidatorStake || msg.value == 0) {
-            revert BelowMinimumStake(params_.minValidatorStake);
-        }
+        if (!_meetsMinimum(msg.value)) revert BelowMinimumStake(params_.minValidatorStake);
         v.validatorKey = validatorKey;
         v.stake = msg.value;
         v.pending = true;
@@ -401,6 +399,11 @@ contract RelayRegistry {
         Validator storage me = validators[msg.sender];
         if (!me.active) revert NotValidator();
         if (joins.length == 0 && leaves.length == 0) revert BadSetChange();
+        // Checked at every approval, not only the one reaching quorum, so
+        // nobody's approval is recorded for a change that cannot apply yet
+        // (it would otherwise apply the moment the delay ends, with no
+        // validator looking at it again).
+        _checkSetChange(joins, leaves);
         bytes32 id = setChangeId(epoch, joins, leaves);
         if (setChangeApproved[id][msg.sender]) revert AlreadyApproved();
         setChangeApproved[id][msg.sender] = true;
@@ -468,12 +471,32 @@ contract RelayRegistry {
         return weight * BPS >= activeWeight * params_.quorumBps;
     }
 
-    function _applySetChange(address[] calldata joins, address[] calldata leaves) private {
+    /// Whether every leave is a member past its leave delay (or slashed
+    /// below the minimum stake) and every join a request past its join
+    /// delay whose stake (after any slash) still meets the minimum.
+    function _checkSetChange(address[] calldata joins, address[] calldata leaves) private view {
         for (uint256 i = 0; i < leaves.length; i++) {
             Validator storage v = validators[leaves[i]];
             if (!v.active) revert BadSetChange();
             bool matured = v.leaving && block.timestamp >= v.leaveReadyAt;
-            if (!matured && v.stake >= params_.minValidatorStake && v.stake > 0) revert BadSetChange();
+            if (!matured && _meetsMinimum(v.stake)) revert BadSetChange();
+        }
+        for (uint256 i = 0; i < joins.length; i++) {
+            Validator storage v = validators[joins[i]];
+            if (!v.pending || block.timestamp < v.joinReadyAt || !_meetsMinimum(v.stake)) revert BadSetChange();
+        }
+    }
+
+    function _meetsMinimum(uint256 amount) private view returns (bool) {
+        return amount >= params_.minValidatorStake && amount > 0;
+    }
+
+    /// Applies a change `_checkSetChange` accepted in this transaction; the
+    /// `active`/`pending` guards refuse an account listed twice.
+    function _applySetChange(address[] calldata joins, address[] calldata leaves) private {
+        for (uint256 i = 0; i < leaves.length; i++) {
+            Validator storage v = validators[leaves[i]];
+            if (!v.active) revert BadSetChange();
             uint256 amount = v.stake;
             delete validators[leaves[i]];
             _unbond(leaves[i], amount);
@@ -481,7 +504,7 @@ contract RelayRegistry {
         }
         for (uint256 i = 0; i < joins.length; i++) {
             Validator storage v = validators[joins[i]];
-            if (!v.pending || block.timestamp < v.joinReadyAt) revert BadSetChange();
+            if (!v.pending) revert BadSetChange();
             v.pending = false;
             v.active = true;
             activeSet_.push(joins[i]);
@@ -500,6 +523,9 @@ contract RelayRegistry {
             weights[i] = v.stake;
             total += v.stake;
         }
+        // A set without weight would reach its quorum with any one
+        // member's approval (0 >= 0).
+        if (total == 0) revert BadSetChange();
         activeWeight = total;
         emit ValidatorSetChanged(validatorEpoch, activeSet_, keys, weights);
     }

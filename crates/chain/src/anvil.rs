@@ -50,7 +50,10 @@ impl openrelay_types::HasKind for AnvilError {
 }
 
 /// Where the anvil binary is: `OPENRELAY_ANVIL`, else `anvil` on PATH,
-/// else the one `npm ci --prefix contracts` installs in this checkout.
+/// else the one `npm ci --prefix contracts` installs in this checkout: the
+/// platform package's binary itself, not npm's `.bin/anvil` node wrapper,
+/// which forwards SIGTERM but not the SIGKILL of `kill_on_drop`, so the
+/// real anvil would outlive us.
 pub fn binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("OPENRELAY_ANVIL") {
         return Some(PathBuf::from(path));
@@ -61,9 +64,14 @@ pub fn binary() -> Option<PathBuf> {
             .find(|candidate| candidate.is_file())
     });
     on_path.or_else(|| {
-        let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../contracts/node_modules/.bin/anvil");
-        installed.is_file().then_some(installed)
+        let packages = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../contracts/node_modules/@foundry-rs");
+        std::fs::read_dir(packages)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("anvil-"))
+            .map(|entry| entry.path().join("bin/anvil"))
+            .find(|candidate| candidate.is_file())
     })
 }
 

@@ -2,3 +2,5 @@
 
 pub mod anvil;
 pub mod contract;
+pub mod deploy;
+pub mod operator;

@@ -50,6 +50,9 @@ enum Command {
     /// redeemed, bytes reported), and the relay's own ledger when it is not
     /// running.
     Ledger(cmd::ledger::LedgerArgs),
+    /// An operator's account on the registry contract: key file, stake,
+    /// relays, status (docs/chain.md).
+    Operator(cmd::operator::OperatorArgs),
     /// Simulate collusion: the probability that some path has its ingress
     /// and egress held by one adversary, exactly and by Monte Carlo.
     Sim(cmd::sim::SimArgs),
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validator(args) => cmd::validator::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Ledger(args) => cmd::ledger::run(args),
+        Command::Operator(args) => cmd::operator::run(args),
         Command::Sim(args) => cmd::sim::run(args),
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod down;
 pub(crate) mod issuer;
 pub(crate) mod key;
 pub(crate) mod ledger;
+pub(crate) mod operator;
 pub(crate) mod registry;
 pub(crate) mod relay;
 pub(crate) mod sim;

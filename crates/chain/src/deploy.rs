@@ -1,0 +1,264 @@
+//! Deploying `RelayRegistry`: its parameters with documented presets and
+//! the genesis validator set.
+//!
+//! Every parameter's reasoning, and the attack it prices, is in
+//! `docs/chain.md` ("Parameters"); the doc comments here say the unit and
+//! the default.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, FixedBytes, U256};
+use alloy::providers::Provider;
+
+use crate::contract::RelayRegistry;
+use crate::operator::{Refusal, eth};
+
+/// One ether in wei.
+const ETHER: u128 = 1_000_000_000_000_000_000;
+const DAY: u64 = 24 * 60 * 60;
+/// 10_000 basis points make the whole.
+pub const BPS: u16 = 10_000;
+/// The least quorum the contract accepts: 6667 bp, more than 2/3.
+pub const MIN_QUORUM_BPS: u16 = 6_667;
+
+/// The contract's parameters (`RelayRegistry.Params`), fixed at deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainParams {
+    /// Wei an operator stakes per Mbit/s its relays advertise (production:
+    /// 0.001 ETH, so 1 Gbit/s needs 1 ETH).
+    pub stake_per_mbps: U256,
+    /// Least stake a validator joins with (production: 10 ETH).
+    pub min_validator_stake: U256,
+    /// From `unstake` or leaving the set to `withdraw` (production: 21
+    /// days).
+    pub unbonding_delay: Duration,
+    /// From a join request to the earliest set change that may include it
+    /// (production: 7 days).
+    pub validator_join_delay: Duration,
+    /// From a leave request to the earliest set change that may apply it
+    /// (production: 7 days).
+    pub validator_leave_delay: Duration,
+    /// Share of the current set's weight a set change or a slash needs, in
+    /// basis points (production: 6667, more than 2/3; never less).
+    pub quorum_bps: u16,
+    /// Share of slashed stake burnt, in basis points (production: 8000).
+    pub slash_burn_bps: u16,
+    /// Share of slashed stake paid to the approving validators, in basis
+    /// points (production: 2000); burn + reward = 10000.
+    pub slash_reward_bps: u16,
+    /// Most relays one operator account registers (production: 256).
+    pub max_relays_per_operator: u32,
+    /// Most validators in the set (production: 100).
+    pub max_validators: u32,
+}
+
+impl ChainParams {
+    /// The parameters for a public chain (docs/chain.md gives each one's
+    /// reasoning).
+    pub fn production() -> ChainParams {
+        ChainParams {
+            stake_per_mbps: U256::from(ETHER / 1_000),
+            min_validator_stake: U256::from(10 * ETHER),
+            unbonding_delay: Duration::from_secs(21 * DAY),
+            validator_join_delay: Duration::from_secs(7 * DAY),
+            validator_leave_delay: Duration::from_secs(7 * DAY),
+            quorum_bps: MIN_QUORUM_BPS,
+            slash_burn_bps: 8_000,
+            slash_reward_bps: 2_000,
+            max_relays_per_operator: 256,
+            max_validators: 100,
+        }
+    }
+
+    /// The production rules with delays of seconds, for the devnet and
+    /// tests: the same stake per Mbit/s (so the same errors), 1 ETH to
+    /// join the set, 60 s unbonding, 10 s join and leave delays.
+    pub fn devnet() -> ChainParams {
+        ChainParams {
+            min_validator_stake: U256::from(ETHER),
+            unbonding_delay: Duration::from_secs(60),
+            validator_join_delay: Duration::from_secs(10),
+            validator_leave_delay: Duration::from_secs(10),
+            max_relays_per_operator: 64,
+            max_validators: 32,
+            ..ChainParams::production()
+        }
+    }
+
+    /// Checks what the constructor would refuse, with the reason.
+    pub fn validate(&self) -> Result<(), DeployError> {
+        if self.quorum_bps < MIN_QUORUM_BPS || self.quorum_bps > BPS {
+            return Err(DeployError::Quorum(self.quorum_bps));
+        }
+        if u32::from(self.slash_burn_bps) + u32::from(self.slash_reward_bps) != u32::from(BPS) {
+            return Err(DeployError::SlashShares {
+                burn_bps: self.slash_burn_bps,
+                reward_bps: self.slash_reward_bps,
+            });
+        }
+        if self.stake_per_mbps.is_zero() {
+            return Err(DeployError::Zero("stake_per_mbps"));
+        }
+        if self.max_relays_per_operator == 0 {
+            return Err(DeployError::Zero("max_relays_per_operator"));
+        }
+        if self.max_validators == 0 {
+            return Err(DeployError::Zero("max_validators"));
+        }
+        Ok(())
+    }
+
+    /// Wei covering `mbps` of advertised bandwidth.
+    pub fn cover_for(&self, mbps: u64) -> U256 {
+        self.stake_per_mbps.saturating_mul(U256::from(mbps))
+    }
+}
+
+impl From<&ChainParams> for RelayRegistry::Params {
+    fn from(p: &ChainParams) -> RelayRegistry::Params {
+        RelayRegistry::Params {
+            stakePerMbps: p.stake_per_mbps,
+            minValidatorStake: p.min_validator_stake,
+            unbondingDelay: p.unbonding_delay.as_secs(),
+            validatorJoinDelay: p.validator_join_delay.as_secs(),
+            validatorLeaveDelay: p.validator_leave_delay.as_secs(),
+            quorumBps: p.quorum_bps,
+            slashBurnBps: p.slash_burn_bps,
+            slashRewardBps: p.slash_reward_bps,
+            maxRelaysPerOperator: p.max_relays_per_operator,
+            maxValidators: p.max_validators,
+        }
+    }
+}
+
+impl From<RelayRegistry::Params> for ChainParams {
+    fn from(p: RelayRegistry::Params) -> ChainParams {
+        ChainParams {
+            stake_per_mbps: p.stakePerMbps,
+            min_validator_stake: p.minValidatorStake,
+            unbonding_delay: Duration::from_secs(p.unbondingDelay),
+            validator_join_delay: Duration::from_secs(p.validatorJoinDelay),
+            validator_leave_delay: Duration::from_secs(p.validatorLeaveDelay),
+            quorum_bps: p.quorumBps,
+            slash_burn_bps: p.slashBurnBps,
+            slash_reward_bps: p.slashRewardBps,
+            max_relays_per_operator: p.maxRelaysPerOperator,
+            max_validators: p.maxValidators,
+        }
+    }
+}
+
+/// A member of the genesis validator set (epoch 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesisValidator {
+    /// Its EVM account.
+    pub account: Address,
+    /// Its Ed25519 validator key's 32 public bytes.
+    pub key: [u8; 32],
+    /// Its stake (and quorum weight), paid by the deployer.
+    pub stake: U256,
+}
+
+/// Why a deployment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The quorum is below 2/3 (or above the whole).
+    #[error("quorum {0} bp must be between {MIN_QUORUM_BPS} (more than 2/3) and {BPS}")]
+    Quorum(u16),
+    /// Burn and reward shares do not add up to the whole.
+    #[error("slash shares must add up to {BPS} bp: burn {burn_bps} + reward {reward_bps}")]
+    SlashShares {
+        /// The burn share.
+        burn_bps: u16,
+        /// The reward share.
+        reward_bps: u16,
+    },
+    /// A parameter that must be positive is zero.
+    #[error("parameter {0} must not be zero")]
+    Zero(&'static str),
+    /// The genesis set is empty or larger than `max_validators`.
+    #[error("the genesis set has {members} validators; it needs 1 to {max}")]
+    GenesisSize {
+        /// Its size.
+        members: usize,
+        /// The most allowed.
+        max: u32,
+    },
+    /// A genesis validator's stake is below the minimum.
+    #[error("genesis validator {account} stakes {}, below the minimum {}", eth(*stake), eth(*minimum))]
+    GenesisStake {
+        /// The validator.
+        account: Address,
+        /// Its stake.
+        stake: U256,
+        /// The minimum.
+        minimum: U256,
+    },
+    /// The contract refused (a rule `validate` does not know of).
+    #[error("the contract refused the deployment: {0}")]
+    Refused(Refusal),
+    /// The node could not be reached or refused the transaction.
+    #[error("deploying the registry contract: {0}")]
+    Rpc(#[source] alloy::contract::Error),
+}
+
+impl openrelay_types::HasKind for DeployError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        use openrelay_types::ErrorKind;
+        match self {
+            DeployError::Quorum(_)
+            | DeployError::SlashShares { .. }
+            | DeployError::Zero(_)
+            | DeployError::GenesisSize { .. }
+            | DeployError::GenesisStake { .. } => ErrorKind::Config,
+            DeployError::Refused(_) => ErrorKind::Refused,
+            DeployError::Rpc(_) => ErrorKind::Unreachable,
+        }
+    }
+}
+
+/// Deploys `RelayRegistry` with `params` and `genesis` (epoch 0) from the
+/// provider's default sender, which pays the genesis stakes; returns the
+/// contract's address.
+pub async fn deploy<P: Provider>(
+    provider: P,
+    params: &ChainParams,
+    genesis: &[GenesisValidator],
+) -> Result<Address, DeployError> {
+    params.validate()?;
+    let fits = usize::try_from(params.max_validators).map_or(true, |max| genesis.len() <= max);
+    if genesis.is_empty() || !fits {
+        return Err(DeployError::GenesisSize {
+            members: genesis.len(),
+            max: params.max_validators,
+        });
+    }
+    if let Some(short) = genesis
+        .iter()
+        .find(|v| v.stake < params.min_validator_stake || v.stake.is_zero())
+    {
+        return Err(DeployError::GenesisStake {
+            account: short.account,
+            stake: short.stake,
+            minimum: params.min_validator_stake,
+        });
+    }
+    let total = genesis
+        .iter()
+        .fold(U256::ZERO, |sum, v| sum.saturating_add(v.stake));
+    RelayRegistry::deploy_builder(
+        provider,
+        params.into(),
+        genesis.iter().map(|v| v.account).collect(),
+        genesis.iter().map(|v| FixedBytes(v.key)).collect(),
+        genesis.iter().map(|v| v.stake).collect(),
+    )
+    .value(total)
+    .deploy()
+    .await
+    .map_err(|e| match Refusal::decode(&e) {
+        Some(refusal) => DeployError::Refused(refusal),
+        None => DeployError::Rpc(e),
+    })
+}

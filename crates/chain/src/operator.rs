@@ -1,0 +1,904 @@
+//! What an operator (or a validator) does on the registry contract:
+//! typed calls the `openrelay operator` and `openrelay validator` commands
+//! make, with errors that say what to do.
+//!
+//! A [`Registry`] is opened with [`Registry::connect`], which refuses an
+//! `https://` URL (alloy is built without TLS: the node is the operator's
+//! own or reached through a local proxy), bounds every RPC call in time,
+//! and checks that the node serves the expected chain and that the
+//! contract exists there, so a key is never used on the wrong chain.
+
+use std::future::IntoFuture;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::contract::SolCallBuilder;
+use alloy::primitives::{Address, B256, FixedBytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use alloy::transports::http::reqwest::Url;
+
+use crate::contract::RelayRegistry::{self, RelayRegistryErrors, RelayRegistryInstance};
+use crate::deploy::ChainParams;
+
+/// Formats wei as ether without trailing zeros (`0.5 ETH`).
+pub fn eth(wei: U256) -> String {
+    let text = alloy::primitives::utils::format_ether(wei);
+    let trimmed = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text.as_str()
+    };
+    format!("{trimmed} ETH")
+}
+
+/// A custom error of `RelayRegistry`, decoded from a revert.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The constructor's parameters or genesis set are invalid.
+    #[error("invalid parameters or genesis set")]
+    BadParams,
+    /// A key is all zeros.
+    #[error("the key is all zeros")]
+    ZeroKey,
+    /// The account (or the relay under it) is already registered.
+    #[error("already registered")]
+    AlreadyRegistered,
+    /// Another account registered this operator key.
+    #[error("another account has registered this operator key")]
+    KeyTaken,
+    /// The account has not registered as an operator.
+    #[error("this account is not a registered operator (register it first)")]
+    NotOperator,
+    /// A relay's role is neither ingress (1) nor egress (2).
+    #[error("role {0} is neither ingress (1) nor egress (2)")]
+    BadRole(u8),
+    /// A relay advertises no bandwidth.
+    #[error("a relay must advertise some bandwidth")]
+    ZeroBandwidth,
+    /// The operator has registered the most relays allowed.
+    #[error("an operator may register at most {0} relays")]
+    TooManyRelays(u32),
+    /// No such relay under this operator.
+    #[error("no such relay under this operator")]
+    UnknownRelay,
+    /// The stake does not cover what was asked.
+    #[error("stake {} is short of the {} required", eth(*stake), eth(*required))]
+    InsufficientStake {
+        /// Wei required.
+        required: U256,
+        /// Wei staked.
+        stake: U256,
+    },
+    /// Nothing to withdraw.
+    #[error("nothing to withdraw")]
+    NothingToWithdraw,
+    /// The unbonding stake is not withdrawable yet.
+    #[error("the unbonding stake can be withdrawn from unix time {0} on")]
+    NotReady(u64),
+    /// The contract could not pay the account.
+    #[error("the payment to this account failed")]
+    TransferFailed,
+    /// The account is not in the current validator set.
+    #[error("this account is not in the current validator set")]
+    NotValidator,
+    /// A validator's stake is below the minimum.
+    #[error("a validator stakes at least {}", eth(*.0))]
+    BelowMinimumStake(U256),
+    /// The account is already a validator or asked to join.
+    #[error("this account is already a validator or waiting to join")]
+    AlreadyValidator,
+    /// The account has no join request.
+    #[error("this account has no pending join request")]
+    NotPending,
+    /// A set-change approval names another epoch than the current one.
+    #[error("the validator set is at epoch {0}")]
+    WrongEpoch(u64),
+    /// A set change includes a join or leave that is not ready (or is
+    /// empty, or lists an account twice).
+    #[error(
+        "the set change is empty, lists an account twice, or includes a join or leave before its delay"
+    )]
+    BadSetChange,
+    /// The set would exceed its maximum size.
+    #[error("the validator set holds at most {0} members")]
+    SetFull(u32),
+    /// This account already approved.
+    #[error("this account has already approved it")]
+    AlreadyApproved,
+    /// A slash is malformed or already executed.
+    #[error("the slash is malformed or already executed")]
+    BadSlash,
+}
+
+impl Refusal {
+    /// The contract's custom error in `error`, if it is one.
+    pub fn decode(error: &alloy::contract::Error) -> Option<Refusal> {
+        use RelayRegistryErrors as E;
+        Some(
+            match error.as_decoded_interface_error::<RelayRegistryErrors>()? {
+                E::BadParams(_) => Refusal::BadParams,
+                E::ZeroKey(_) => Refusal::ZeroKey,
+                E::AlreadyRegistered(_) => Refusal::AlreadyRegistered,
+                E::KeyTaken(_) => Refusal::KeyTaken,
+                E::NotOperator(_) => Refusal::NotOperator,
+                E::BadRole(e) => Refusal::BadRole(e.role),
+                E::ZeroBandwidth(_) => Refusal::ZeroBandwidth,
+                E::TooManyRelays(e) => Refusal::TooManyRelays(e.max),
+                E::UnknownRelay(_) => Refusal::UnknownRelay,
+                E::InsufficientStake(e) => Refusal::InsufficientStake {
+                    required: e.required,
+                    stake: e.stake,
+                },
+                E::NothingToWithdraw(_) => Refusal::NothingToWithdraw,
+                E::NotReady(e) => Refusal::NotReady(e.readyAt),
+                E::TransferFailed(_) => Refusal::TransferFailed,
+                E::NotValidator(_) => Refusal::NotValidator,
+                E::BelowMinimumStake(e) => Refusal::BelowMinimumStake(e.minimum),
+                E::AlreadyValidator(_) => Refusal::AlreadyValidator,
+                E::NotPending(_) => Refusal::NotPending,
+                E::WrongEpoch(e) => Refusal::WrongEpoch(e.current),
+                E::BadSetChange(_) => Refusal::BadSetChange,
+                E::SetFull(e) => Refusal::SetFull(e.max),
+                E::AlreadyApproved(_) => Refusal::AlreadyApproved,
+                E::BadSlash(_) => Refusal::BadSlash,
+            },
+        )
+    }
+}
+
+/// Why an operation on the registry failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperatorError {
+    /// The RPC URL is `https://`: this build has no TLS for JSON-RPC.
+    #[error(
+        "{url}: https RPC is not supported (openrelay speaks plain HTTP to a node you run, or through a local proxy such as `ssh -L`); use an http:// URL"
+    )]
+    HttpsUnsupported {
+        /// The URL given.
+        url: String,
+    },
+    /// The RPC URL does not parse or is not `http://`.
+    #[error("{url} is not an http:// URL")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+    },
+    /// The node did not answer in time.
+    #[error("the RPC node at {url} did not answer within {after:?}")]
+    TimedOut {
+        /// The node.
+        url: String,
+        /// The time allowed.
+        after: Duration,
+    },
+    /// The node could not be reached (or answered with an RPC error).
+    #[error("the RPC node at {url} is unreachable: {source}")]
+    Unreachable {
+        /// The node.
+        url: String,
+        /// Why.
+        #[source]
+        source: alloy::transports::TransportError,
+    },
+    /// The node serves another chain than the one expected.
+    #[error("the RPC node is on chain {actual}, not the expected chain {expected}")]
+    WrongChain {
+        /// The chain id expected.
+        expected: u64,
+        /// The chain id the node reports.
+        actual: u64,
+    },
+    /// No contract at the address on this chain.
+    #[error("no contract at {address} on chain {chain_id}")]
+    NoContract {
+        /// The address given.
+        address: Address,
+        /// The chain.
+        chain_id: u64,
+    },
+    /// Registering (or raising) bandwidth beyond what the stake covers.
+    #[error(
+        "stake {} covers {covers_mbps} Mbit/s; registering {adding_mbps} Mbit/s more needs {} in total",
+        eth(*stake),
+        eth(*required)
+    )]
+    StakeShort {
+        /// Wei staked.
+        stake: U256,
+        /// Mbit/s that stake covers.
+        covers_mbps: u64,
+        /// Mbit/s asked for on top of what the relays advertise.
+        adding_mbps: u64,
+        /// Wei the operator's total would need.
+        required: U256,
+    },
+    /// Unstaking would leave the relays uncovered.
+    #[error(
+        "unstaking {} would leave {}, less than the {} covering the {advertised_mbps} Mbit/s your relays advertise (remove or shrink relays first)",
+        eth(*amount),
+        eth(stake.saturating_sub(*amount)),
+        eth(*cover)
+    )]
+    UnstakeBelowCover {
+        /// Wei asked for.
+        amount: U256,
+        /// Wei staked.
+        stake: U256,
+        /// Wei the relays need.
+        cover: U256,
+        /// Mbit/s the relays advertise.
+        advertised_mbps: u64,
+    },
+    /// Unstaking more than is staked.
+    #[error("unstaking {} is more than the {} staked", eth(*amount), eth(*stake))]
+    UnstakeMoreThanStaked {
+        /// Wei asked for.
+        amount: U256,
+        /// Wei staked.
+        stake: U256,
+    },
+    /// The contract refused for another reason.
+    #[error("the registry contract refused: {0}")]
+    Refused(Refusal),
+    /// The node refused the transaction (funds for gas, nonce) or the call
+    /// failed otherwise.
+    #[error("the transaction failed: {0}")]
+    Transaction(#[source] alloy::contract::Error),
+    /// Waiting for the receipt failed.
+    #[error("waiting for the transaction's receipt: {0}")]
+    Receipt(#[source] alloy::providers::PendingTransactionError),
+    /// The transaction was sent but not mined in time (it may still be).
+    #[error(
+        "transaction {tx} was sent but not mined within {after:?}; it may still be: check `openrelay operator status` before sending it again"
+    )]
+    NotConfirmed {
+        /// The transaction.
+        tx: B256,
+        /// The time allowed.
+        after: Duration,
+    },
+    /// The transaction was mined but reverted.
+    #[error("transaction {0} reverted")]
+    Reverted(B256),
+}
+
+impl openrelay_types::HasKind for OperatorError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        use openrelay_types::ErrorKind;
+        match self {
+            OperatorError::HttpsUnsupported { .. }
+            | OperatorError::BadUrl { .. }
+            | OperatorError::WrongChain { .. }
+            | OperatorError::NoContract { .. } => ErrorKind::Config,
+            OperatorError::TimedOut { .. } | OperatorError::Unreachable { .. } => {
+                ErrorKind::Unreachable
+            }
+            OperatorError::StakeShort { .. }
+            | OperatorError::UnstakeBelowCover { .. }
+            | OperatorError::UnstakeMoreThanStaked { .. }
+            | OperatorError::Refused(_)
+            | OperatorError::Transaction(_)
+            | OperatorError::Reverted(_) => ErrorKind::Refused,
+            OperatorError::Receipt(_) | OperatorError::NotConfirmed { .. } => {
+                ErrorKind::Unreachable
+            }
+        }
+    }
+}
+
+impl openrelay_types::HasKind for Refusal {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        openrelay_types::ErrorKind::Refused
+    }
+}
+
+/// A relay's role on the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An ingress relay (1).
+    Ingress,
+    /// An egress relay (2).
+    Egress,
+}
+
+impl Role {
+    /// The contract's number for it.
+    pub fn code(self) -> u8 {
+        match self {
+            Role::Ingress => 1,
+            Role::Egress => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Role> {
+        match code {
+            1 => Some(Role::Ingress),
+            2 => Some(Role::Egress),
+            _ => None,
+        }
+    }
+}
+
+/// A mined transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Its hash.
+    pub tx: B256,
+    /// The block it is in.
+    pub block: u64,
+    /// Gas it used.
+    pub gas_used: u64,
+}
+
+/// One of the operator's relays as the chain has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayStatus {
+    /// The relay key (the `RelayId` bytes).
+    pub relay_key: [u8; 32],
+    /// Its role.
+    pub role: Role,
+    /// Advertised bandwidth.
+    pub bandwidth_mbps: u32,
+    /// The commitment to its descriptor's content.
+    pub descriptor_hash: [u8; 32],
+}
+
+/// An operator account's standing on the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorStatus {
+    /// The account.
+    pub account: Address,
+    /// Its Ed25519 operator key, if registered.
+    pub operator_key: Option<[u8; 32]>,
+    /// Bonded stake (wei).
+    pub stake: U256,
+    /// Bandwidth all its relays advertise.
+    pub advertised_mbps: u64,
+    /// Stake that bandwidth needs.
+    pub cover_required: U256,
+    /// Whether the stake covers it (else none of its relays is listed).
+    pub covered: bool,
+    /// Its relays.
+    pub relays: Vec<RelayStatus>,
+    /// Stake unbonding (wei).
+    pub unbonding: U256,
+    /// When the unbonding stake can be withdrawn (unix time), if any.
+    pub unbonding_ready_at: Option<u64>,
+    /// Slashing rewards it can withdraw now (wei).
+    pub rewards: U256,
+}
+
+/// How long one RPC call may take by default.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a sent transaction may take to be mined by default: minutes,
+/// not the seconds of an RPC call (a public chain's blocks come every few
+/// seconds, and a busy one leaves a low-fee transaction waiting).
+pub const DEFAULT_CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The registry contract on a checked chain, with the account that signs.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    contract: RelayRegistryInstance<DynProvider>,
+    account: Address,
+    url: String,
+    timeout: Duration,
+    confirm_within: Duration,
+    params: ChainParams,
+}
+
+impl Registry {
+    /// Connects to the node at `rpc` (plain `http://`), checks that it
+    /// serves chain `chain_id` and has a contract at `contract`, and reads
+    /// its parameters. Transactions are signed by `signer`; every RPC call
+    /// is bounded by `timeout`.
+    pub async fn connect(
+        rpc: &str,
+        chain_id: u64,
+        contract: Address,
+        signer: PrivateKeySigner,
+        timeout: Duration,
+    ) -> Result<Registry, OperatorError> {
+        let url = parse_rpc_url(rpc)?;
+        let account = signer.address();
+        let provider = signing_provider(url, signer);
+        let mut registry = Registry {
+            contract: RelayRegistry::new(contract, provider),
+            account,
+            url: rpc.to_owned(),
+            timeout,
+            confirm_within: DEFAULT_CONFIRMATION_TIMEOUT,
+            params: ChainParams::production(),
+        };
+        let provider = registry.contract.provider().clone();
+        let actual = registry
+            .bounded(provider.get_chain_id())
+            .await?
+            .map_err(|e| registry.unreachable(e))?;
+        if actual != chain_id {
+            return Err(OperatorError::WrongChain {
+                expected: chain_id,
+                actual,
+            });
+        }
+        let code = registry
+            .bounded(provider.get_code_at(contract))
+            .await?
+            .map_err(|e| registry.unreachable(e))?;
+        if code.is_empty() {
+            return Err(OperatorError::NoContract {
+                address: contract,
+                chain_id,
+            });
+        }
+        registry.params = registry
+            .read(registry.contract.params().call())
+            .await?
+            .into();
+        Ok(registry)
+    }
+
+    /// Waits up to `limit` for each transaction to be mined (default
+    /// [`DEFAULT_CONFIRMATION_TIMEOUT`]).
+    pub fn confirm_within(mut self, limit: Duration) -> Registry {
+        self.confirm_within = limit;
+        self
+    }
+
+    /// The signing account.
+    pub fn account(&self) -> Address {
+        self.account
+    }
+
+    /// The contract's parameters.
+    pub fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    /// The contract's bindings, for calls this module does not wrap.
+    pub fn contract(&self) -> &RelayRegistryInstance<DynProvider> {
+        &self.contract
+    }
+
+    /// Registers this account as the operator with Ed25519 key
+    /// `operator_key` and signed profile `profile_hash`, staking `stake`.
+    pub async fn register_operator(
+        &self,
+        operator_key: [u8; 32],
+        profile_hash: [u8; 32],
+        stake: U256,
+    ) -> Result<Sent, OperatorError> {
+        let call = self
+            .contract
+            .registerOperator(FixedBytes(operator_key), FixedBytes(profile_hash))
+            .value(stake);
+        self.submit(call).await
+    }
+
+    /// Adds `amount` to this operator's stake.
+    pub async fn stake(&self, amount: U256) -> Result<Sent, OperatorError> {
+        self.submit(self.contract.stake().value(amount)).await
+    }
+
+    /// Starts unbonding `amount` of this operator's stake.
+    pub async fn unstake(&self, amount: U256) -> Result<Sent, OperatorError> {
+        match self.submit(self.contract.unstake(amount)).await {
+            Err(OperatorError::Refused(Refusal::InsufficientStake { stake, .. })) => {
+                if amount > stake {
+                    return Err(OperatorError::UnstakeMoreThanStaked { amount, stake });
+                }
+                let advertised_mbps = self.advertised_mbps().await?;
+                Err(OperatorError::UnstakeBelowCover {
+                    amount,
+                    stake,
+                    cover: self.params.cover_for(advertised_mbps),
+                    advertised_mbps,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Registers relay `relay_key` under this operator.
+    pub async fn register_relay(
+        &self,
+        relay_key: [u8; 32],
+        role: Role,
+        bandwidth_mbps: u32,
+        descriptor_hash: [u8; 32],
+    ) -> Result<Sent, OperatorError> {
+        let call = self.contract.registerRelay(
+            FixedBytes(relay_key),
+            role.code(),
+            bandwidth_mbps,
+            FixedBytes(descriptor_hash),
+        );
+        let sent = self.submit(call).await;
+        self.explain_cover(sent).await
+    }
+
+    /// Changes a relay's advertised bandwidth and descriptor commitment.
+    pub async fn update_relay(
+        &self,
+        relay_key: [u8; 32],
+        bandwidth_mbps: u32,
+        descriptor_hash: [u8; 32],
+    ) -> Result<Sent, OperatorError> {
+        let call = self.contract.updateRelay(
+            FixedBytes(relay_key),
+            bandwidth_mbps,
+            FixedBytes(descriptor_hash),
+        );
+        let sent = self.submit(call).await;
+        self.explain_cover(sent).await
+    }
+
+    /// Removes a relay (its bandwidth no longer needs cover).
+    pub async fn remove_relay(&self, relay_key: [u8; 32]) -> Result<Sent, OperatorError> {
+        self.submit(self.contract.removeRelay(FixedBytes(relay_key)))
+            .await
+    }
+
+    /// Withdraws unbonded stake and rewards.
+    pub async fn withdraw(&self) -> Result<Sent, OperatorError> {
+        self.submit(self.contract.withdraw()).await
+    }
+
+    /// Asks to join the validator set with Ed25519 key `validator_key`,
+    /// staking `stake`.
+    pub async fn validator_join(
+        &self,
+        validator_key: [u8; 32],
+        stake: U256,
+    ) -> Result<Sent, OperatorError> {
+        let call = self
+            .contract
+            .requestJoin(FixedBytes(validator_key))
+            .value(stake);
+        self.submit(call).await
+    }
+
+    /// Asks to leave the validator set.
+    pub async fn validator_leave(&self) -> Result<Sent, OperatorError> {
+        self.submit(self.contract.requestLeave()).await
+    }
+
+    /// Approves, as a member of the current set, the change from `epoch`
+    /// that adds `joins` and removes `leaves`.
+    pub async fn approve_set_change(
+        &self,
+        epoch: u64,
+        joins: Vec<Address>,
+        leaves: Vec<Address>,
+    ) -> Result<Sent, OperatorError> {
+        self.submit(self.contract.approveSetChange(epoch, joins, leaves))
+            .await
+    }
+
+    /// This account's standing as an operator.
+    pub async fn status(&self) -> Result<OperatorStatus, OperatorError> {
+        let account = self.account;
+        let operator = self.read(self.contract.operators(account).call()).await?;
+        let unbonding = self.read(self.contract.unbonding(account).call()).await?;
+        let rewards = self.read(self.contract.rewards(account).call()).await?;
+        let cover_required = self.params.cover_for(operator.advertisedMbps);
+        Ok(OperatorStatus {
+            account,
+            operator_key: (!operator.operatorKey.is_zero()).then_some(operator.operatorKey.0),
+            stake: operator.stake,
+            advertised_mbps: operator.advertisedMbps,
+            cover_required,
+            covered: operator.stake >= cover_required,
+            relays: self.relays().await?,
+            unbonding: unbonding.amount,
+            unbonding_ready_at: (!unbonding.amount.is_zero()).then_some(unbonding.readyAt),
+            rewards,
+        })
+    }
+
+    /// This operator's relays: the keys its `RelayRegistered` events name,
+    /// as the contract holds them now (removed ones left out).
+    async fn relays(&self) -> Result<Vec<RelayStatus>, OperatorError> {
+        let registered = self
+            .bounded(
+                self.contract
+                    .RelayRegistered_filter()
+                    .topic1(self.account.into_word())
+                    .from_block(0)
+                    .query(),
+            )
+            .await?
+            .map_err(|e| self.failed(e))?;
+        let mut keys: Vec<B256> = registered.iter().map(|(event, _)| event.relayKey).collect();
+        keys.sort();
+        keys.dedup();
+        let mut relays = Vec::new();
+        for key in keys {
+            let id = self
+                .read(self.contract.relayId(self.account, key).call())
+                .await?;
+            let relay = self.read(self.contract.relays(id).call()).await?;
+            if let Some(role) = Role::from_code(relay.role) {
+                relays.push(RelayStatus {
+                    relay_key: key.0,
+                    role,
+                    bandwidth_mbps: relay.bandwidthMbps,
+                    descriptor_hash: relay.descriptorHash.0,
+                });
+            }
+        }
+        Ok(relays)
+    }
+
+    async fn advertised_mbps(&self) -> Result<u64, OperatorError> {
+        let operator = self
+            .read(self.contract.operators(self.account).call())
+            .await?;
+        Ok(operator.advertisedMbps)
+    }
+
+    /// Turns a cover refusal into what the stake covers and what is asked.
+    async fn explain_cover(
+        &self,
+        sent: Result<Sent, OperatorError>,
+    ) -> Result<Sent, OperatorError> {
+        let Err(OperatorError::Refused(Refusal::InsufficientStake { required, stake })) = sent
+        else {
+            return sent;
+        };
+        let advertised = self.advertised_mbps().await?;
+        let per_mbps = self.params.stake_per_mbps;
+        let mbps = |wei: U256| u64::try_from(wei / per_mbps).unwrap_or(u64::MAX);
+        Err(OperatorError::StakeShort {
+            stake,
+            covers_mbps: mbps(stake),
+            adding_mbps: mbps(required).saturating_sub(advertised),
+            required,
+        })
+    }
+
+    /// Sends a transaction and waits for its receipt.
+    async fn submit<C: SolCall>(
+        &self,
+        call: SolCallBuilder<&DynProvider, C>,
+    ) -> Result<Sent, OperatorError> {
+        let pending = self
+            .bounded(call.send())
+            .await?
+            .map_err(|e| self.failed(e))?;
+        let tx = *pending.tx_hash();
+        let receipt = tokio::time::timeout(self.confirm_within, pending.get_receipt())
+            .await
+            .map_err(|_| OperatorError::NotConfirmed {
+                tx,
+                after: self.confirm_within,
+            })?
+            .map_err(OperatorError::Receipt)?;
+        if !receipt.status() {
+            return Err(OperatorError::Reverted(receipt.transaction_hash));
+        }
+        Ok(Sent {
+            tx: receipt.transaction_hash,
+            block: receipt.block_number.unwrap_or_default(),
+            gas_used: receipt.gas_used,
+        })
+    }
+
+    /// Reads a view function.
+    async fn read<T>(
+        &self,
+        call: impl IntoFuture<Output = Result<T, alloy::contract::Error>>,
+    ) -> Result<T, OperatorError> {
+        self.bounded(call).await?.map_err(|e| self.failed(e))
+    }
+
+    async fn bounded<T>(&self, call: impl IntoFuture<Output = T>) -> Result<T, OperatorError> {
+        tokio::time::timeout(self.timeout, call.into_future())
+            .await
+            .map_err(|_| OperatorError::TimedOut {
+                url: self.url.clone(),
+                after: self.timeout,
+            })
+    }
+
+    fn failed(&self, error: alloy::contract::Error) -> OperatorError {
+        if let Some(refusal) = Refusal::decode(&error) {
+            return OperatorError::Refused(refusal);
+        }
+        match error {
+            // A node that answers with an error response (not a revert) is
+            // reachable: report the transaction's failure.
+            alloy::contract::Error::TransportError(e) if e.as_error_resp().is_none() => {
+                self.unreachable(e)
+            }
+            other => OperatorError::Transaction(other),
+        }
+    }
+
+    fn unreachable(&self, source: alloy::transports::TransportError) -> OperatorError {
+        OperatorError::Unreachable {
+            url: self.url.clone(),
+            source,
+        }
+    }
+}
+
+/// A provider that signs with `signer` and asks the node for the nonce of
+/// every transaction. Alloy's default nonce cache counts a transaction the
+/// node refused (a revert found while estimating gas) as sent, so the next
+/// one would carry a nonce gap and wait in the node's queue forever.
+pub fn signing_provider(url: Url, signer: PrivateKeySigner) -> DynProvider {
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(signer)
+        .connect_http(url)
+        .erased()
+}
+
+/// Why an EVM key file could not be created or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// Creating: the file exists (never overwritten: it may hold stake).
+    #[error("{0} exists; not overwriting an account key")]
+    Exists(PathBuf),
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Group or others may read it.
+    #[error("{path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
+    TooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It does not hold a hex secp256k1 private key.
+    #[error("{0} does not hold an EVM private key (64 hex digits)")]
+    Malformed(PathBuf),
+}
+
+impl openrelay_types::HasKind for KeyFileError {
+    fn kind(&self) -> openrelay_types::ErrorKind {
+        use openrelay_types::ErrorKind;
+        match self {
+            KeyFileError::Io { .. } => ErrorKind::Local,
+            KeyFileError::Exists(_) | KeyFileError::TooOpen { .. } | KeyFileError::Malformed(_) => {
+                ErrorKind::Config
+            }
+        }
+    }
+}
+
+/// Creates a new EVM account key at `path` (hex, mode 0600; refused if the
+/// file exists). This account pays and holds stake: it is separate from
+/// the operator's Ed25519 key, which signs descriptors.
+pub fn create_key_file(path: &Path) -> Result<PrivateKeySigner, KeyFileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let signer = PrivateKeySigner::random();
+    let io = |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyFileError::Exists(path.to_owned()),
+            _ => io(e),
+        })?;
+    writeln!(file, "{}", signer.to_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    Ok(signer)
+}
+
+/// Reads the EVM account key at `path`, refusing a file others may read.
+pub fn load_key_file(path: &Path) -> Result<PrivateKeySigner, KeyFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let bytes: B256 = text
+        .trim()
+        .parse()
+        .map_err(|_| KeyFileError::Malformed(path.to_owned()))?;
+    PrivateKeySigner::from_bytes(&bytes).map_err(|_| KeyFileError::Malformed(path.to_owned()))
+}
+
+/// Parses a JSON-RPC URL, refusing anything but plain `http://`.
+fn parse_rpc_url(rpc: &str) -> Result<Url, OperatorError> {
+    let url: Url = rpc.parse().map_err(|_| OperatorError::BadUrl {
+        url: rpc.to_owned(),
+    })?;
+    match url.scheme() {
+        "http" => Ok(url),
+        "https" => Err(OperatorError::HttpsUnsupported {
+            url: rpc.to_owned(),
+        }),
+        _ => Err(OperatorError::BadUrl {
+            url: rpc.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ether_is_printed_without_trailing_zeros() {
+        assert_eq!(eth(U256::from(500_000_000_000_000_000u128)), "0.5 ETH");
+        assert_eq!(eth(U256::from(2_000_000_000_000_000_000u128)), "2 ETH");
+        assert_eq!(eth(U256::ZERO), "0 ETH");
+    }
+
+    #[test]
+    fn key_files_are_private_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("evm.key");
+        let created = create_key_file(&path).expect("create");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load_key_file(&path).expect("load").address(),
+            created.address()
+        );
+        assert!(matches!(
+            create_key_file(&path),
+            Err(KeyFileError::Exists(_))
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = load_key_file(&path).expect_err("too open");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        let garbage = dir.path().join("garbage.key");
+        std::fs::write(&garbage, "not a key").expect("write");
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(matches!(
+            load_key_file(&garbage),
+            Err(KeyFileError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_accepted() {
+        assert!(parse_rpc_url("http://127.0.0.1:8545").is_ok());
+        assert!(matches!(
+            parse_rpc_url("https://mainnet.example"),
+            Err(OperatorError::HttpsUnsupported { .. })
+        ));
+        assert!(matches!(
+            parse_rpc_url("ws://127.0.0.1:8545"),
+            Err(OperatorError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            parse_rpc_url("not a url"),
+            Err(OperatorError::BadUrl { .. })
+        ));
+    }
+}

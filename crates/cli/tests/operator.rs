@@ -1,0 +1,181 @@
+//! `openrelay operator` against a real anvil with the registry deployed:
+//! a new key file, registration, stake, a relay the stake does not cover
+//! (and then does), unstaking below cover, status, and the errors for a
+//! wrong chain, an unreachable node and an https URL.
+#![allow(clippy::unwrap_used)]
+
+use openrelay_testkit as kit;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use alloy::signers::local::PrivateKeySigner;
+use kit::run_openrelay;
+use openrelay_chain::anvil::Anvil;
+use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
+use openrelay_chain::operator::signing_provider;
+
+const CHAIN_ID: u64 = 31_337;
+const ETHER: u128 = 1_000_000_000_000_000_000;
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_stakes_registers_a_relay_and_reads_its_status() {
+    let anvil = Anvil::start(CHAIN_ID, None).await.unwrap();
+    let deployer = PrivateKeySigner::random();
+    anvil
+        .fund(deployer.address(), U256::from(100 * ETHER))
+        .await
+        .unwrap();
+    let genesis = [GenesisValidator {
+        account: deployer.address(),
+        key: [7; 32],
+        stake: U256::from(2 * ETHER),
+    }];
+    let provider = signing_provider(anvil.endpoint().parse().unwrap(), deployer);
+    let contract = deploy(provider, &ChainParams::devnet(), &genesis)
+        .await
+        .unwrap()
+        .to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("evm.key");
+    let key_path = key_file.to_str().unwrap();
+    let out = run_openrelay(&["operator", "new-key", "--key-file", key_path], LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    let address = out.stdout.trim().to_owned();
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = run_openrelay(&["operator", "new-key", "--key-file", key_path], LIMIT);
+    assert!(!again.status.success());
+    assert!(again.stderr.contains("exists"), "{}", again.stderr);
+    anvil
+        .fund(address.parse().unwrap(), U256::from(10 * ETHER))
+        .await
+        .unwrap();
+
+    let rpc = anvil.endpoint().to_owned();
+    let chain = |sub: &str| -> Vec<String> {
+        [
+            "operator",
+            sub,
+            "--rpc",
+            &rpc,
+            "--chain-id",
+            "31337",
+            "--contract",
+            &contract,
+            "--key-file",
+            key_path,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let run = |mut args: Vec<String>, extra: &[&str]| {
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_openrelay(&args, LIMIT)
+    };
+
+    let operator_key = dir.path().join("operator.key");
+    let out = run(
+        chain("register"),
+        &[
+            "--operator-key-file",
+            operator_key.to_str().unwrap(),
+            "--stake",
+            "0.5",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("ok tx="), "{}", out.stdout);
+
+    // A relay key as `openrelay key` prints it.
+    let relay_dir = dir.path().join("relay");
+    let out = run_openrelay(&["key", "--state-dir", relay_dir.to_str().unwrap()], LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    let relay_key = out.stdout.trim().to_owned();
+    let relay = [
+        "--relay-key",
+        relay_key.as_str(),
+        "--role",
+        "egress",
+        "--mbps",
+        "1000",
+    ];
+    let out = run(chain("register-relay"), &relay);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains(
+            "stake 0.5 ETH covers 500 Mbit/s; registering 1000 Mbit/s more needs 1 ETH in total"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = run(chain("stake"), &["--amount", "0.5"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = run(chain("register-relay"), &relay);
+    assert!(out.status.success(), "{}", out.stderr);
+
+    let out = run(chain("unstake"), &["--amount", "0.1"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("unstaking 0.1 ETH would leave 0.9 ETH, less than the 1 ETH covering the 1000 Mbit/s your relays advertise"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(chain("status"), &["--json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let status: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(status["account"].as_str().unwrap(), address);
+    assert_eq!(status["stake_wei"], ETHER.to_string());
+    assert_eq!(status["advertised_mbps"], 1000);
+    assert_eq!(status["covered"], true);
+    assert_eq!(status["relays"][0]["relay_key"], relay_key.as_str());
+    assert_eq!(status["relays"][0]["role"], "egress");
+    let out = run(chain("status"), &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("stake     1 ETH (1 ETH needed for 1000 Mbit/s: covered)"),
+        "{}",
+        out.stdout
+    );
+
+    // The wrong chain, an unreachable node, an https URL.
+    let mut wrong = chain("status");
+    wrong[5] = "1".into();
+    let out = run(wrong, &[]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("the RPC node is on chain 31337, not the expected chain 1"),
+        "{}",
+        out.stderr
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut unreachable = chain("status");
+    unreachable[3] = format!("http://{closed}");
+    let out = run(unreachable, &[]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains(&format!("the RPC node at http://{closed} is unreachable")),
+        "{}",
+        out.stderr
+    );
+    let mut https = chain("status");
+    https[3] = "https://rpc.example.org".into();
+    let out = run(https, &[]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("https RPC is not supported"),
+        "{}",
+        out.stderr
+    );
+}
