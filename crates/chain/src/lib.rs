@@ -2,3 +2,4 @@
 
 pub mod anvil;
 pub mod contract;
+pub mod follow;
