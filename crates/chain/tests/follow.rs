@@ -210,6 +210,23 @@ fn latest(follower: &Follower<impl Provider>) -> Arc<ChainSnapshot> {
         .expect("a confirmed snapshot")
 }
 
+/// The snapshot is at the node's head less `confirmations`, on the node's
+/// chain.
+async fn assert_confirmed_canonical(
+    provider: &impl Provider,
+    snapshot: &ChainSnapshot,
+    confirmations: u64,
+) {
+    let head = provider.get_block_number().await.expect("head");
+    assert_eq!(snapshot.block_number, head - confirmations);
+    let block = provider
+        .get_block_by_number(snapshot.block_number.into())
+        .await
+        .expect("block")
+        .expect("exists");
+    assert_eq!(block.header.hash, snapshot.block_hash);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_exactly_the_covered_relays_and_follows_a_real_reorg() {
     let anvil = Anvil::start(CHAIN_ID, None).await.expect("anvil");
@@ -244,8 +261,7 @@ async fn lists_exactly_the_covered_relays_and_follows_a_real_reorg() {
     mine(&anvil, confirmations).await;
     catch_up(&mut follower).await;
     let snapshot = latest(&follower);
-    let head = provider.get_block_number().await.expect("head");
-    assert_eq!(snapshot.block_number, head - confirmations);
+    assert_confirmed_canonical(&provider, &snapshot, confirmations).await;
     assert_eq!(
         listed(&snapshot),
         sorted(vec![(a, relay_key(1)), (a, relay_key(2))]),
@@ -259,12 +275,6 @@ async fn lists_exactly_the_covered_relays_and_follows_a_real_reorg() {
     let genesis = snapshot.current_validator_set().expect("genesis set");
     assert_eq!((genesis.epoch, genesis.members.len()), (0, 3));
     assert_eq!(genesis.block_number, deployed.block);
-    let block = provider
-        .get_block_by_number(snapshot.block_number.into())
-        .await
-        .expect("block")
-        .expect("exists");
-    assert_eq!(block.header.hash, snapshot.block_hash);
 
     // The reorg: C's relay lands in a block the follower sees (not yet
     // confirmed), then the chain is reverted and D's relay lands instead.
@@ -288,14 +298,7 @@ async fn lists_exactly_the_covered_relays_and_follows_a_real_reorg() {
     mine(&anvil, confirmations + 2).await;
     assert!(catch_up(&mut follower).await, "the follower saw the reorg");
     let snapshot = latest(&follower);
-    let head = provider.get_block_number().await.expect("head");
-    assert_eq!(snapshot.block_number, head - confirmations);
-    let canonical = provider
-        .get_block_by_number(snapshot.block_number.into())
-        .await
-        .expect("block")
-        .expect("exists");
-    assert_eq!(canonical.header.hash, snapshot.block_hash);
+    assert_confirmed_canonical(&provider, &snapshot, confirmations).await;
     assert_eq!(
         listed(&snapshot),
         sorted(vec![
@@ -350,6 +353,39 @@ async fn a_reorg_deeper_than_the_depth_is_an_error_then_a_resync() {
     let snapshot = latest(&follower);
     assert_eq!(listed(&snapshot), vec![(kept, relay_key(2))]);
     assert!(!snapshot.operators.contains_key(&gone));
+}
+
+/// anvil's own reorg (`anvil_reorg`): the blocks holding a registration
+/// replaced by empty ones at the same heights; the follower notices when
+/// the node's chain grows past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_height_reorg_drops_a_registration() {
+    let anvil = Anvil::start(CHAIN_ID, None).await.expect("anvil");
+    let deployed = deploy(&anvil).await;
+    let provider = ProviderBuilder::new().connect_http(url(&anvil));
+    let kept = operator_with_relays(&anvil, deployed.contract, 5, &[(1, 5)]).await;
+    mine(&anvil, 3).await;
+    let head = provider.get_block_number().await.expect("head");
+    // Two transactions, two blocks: the registration and its relay.
+    let gone = operator_with_relays(&anvil, deployed.contract, 5, &[(2, 5)]).await;
+    let mut follower = Follower::new(provider.clone(), config(&deployed, 3));
+    catch_up(&mut follower).await;
+    assert_eq!(
+        follower.state().head().map(|h| h.number),
+        Some(head + 2),
+        "the follower holds the blocks about to be replaced"
+    );
+    assert_eq!(listed(&latest(&follower)), vec![(kept, relay_key(1))]);
+
+    rpc(&anvil, "anvil_reorg", serde_json::json!([2, []])).await;
+    assert_eq!(provider.get_block_number().await.expect("head"), head + 2);
+    mine(&anvil, 3).await;
+    assert!(catch_up(&mut follower).await, "the follower saw the reorg");
+    let snapshot = latest(&follower);
+    assert_confirmed_canonical(&provider, &snapshot, 3).await;
+    assert_eq!(listed(&snapshot), vec![(kept, relay_key(1))]);
+    assert!(!snapshot.operators.contains_key(&gone));
+    assert_eq!(snapshot.block_number, head + 2, "the replaced blocks are confirmed");
 }
 
 /// A TCP proxy to anvil that can be stopped (its listener and every

@@ -79,6 +79,16 @@ pub struct RelayRef {
     pub relay_key: B256,
 }
 
+impl RelayRef {
+    /// The relay `relay_key` of `operator`.
+    pub fn new(operator: Address, relay_key: B256) -> RelayRef {
+        RelayRef {
+            operator,
+            relay_key,
+        }
+    }
+}
+
 /// A relay as the chain holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayState {
@@ -218,10 +228,7 @@ impl RegistryState {
             E::UnstakeRequested(e) => self.operator_mut(e.account)?.stake = e.stake,
             E::RelayRegistered(e) => self.register_relay(e)?,
             E::RelayUpdated(e) => {
-                let at = RelayRef {
-                    operator: e.operator,
-                    relay_key: e.relayKey,
-                };
+                let at = RelayRef::new(e.operator, e.relayKey);
                 let old = self.relay(at)?.bandwidth_mbps;
                 let operator = self.operator_mut(e.operator)?;
                 let advertised = operator
@@ -236,10 +243,7 @@ impl RegistryState {
                 }
             }
             E::RelayRemoved(e) => {
-                let at = RelayRef {
-                    operator: e.operator,
-                    relay_key: e.relayKey,
-                };
+                let at = RelayRef::new(e.operator, e.relayKey);
                 let bandwidth = self.relay(at)?.bandwidth_mbps;
                 let operator = self.operator_mut(e.operator)?;
                 let (Some(advertised), Some(count)) = (
@@ -304,10 +308,7 @@ impl RegistryState {
     }
 
     fn register_relay(&mut self, e: &RelayRegistry::RelayRegistered) -> Result<(), Inconsistency> {
-        let at = RelayRef {
-            operator: e.operator,
-            relay_key: e.relayKey,
-        };
+        let at = RelayRef::new(e.operator, e.relayKey);
         let role = RelayRole::from_chain(e.role).ok_or(Inconsistency::BadRole(e.role))?;
         if self.relays.contains_key(&at) {
             return Err(Inconsistency::RelayExists(at));
