@@ -385,7 +385,11 @@ async fn a_same_height_reorg_drops_a_registration() {
     assert_confirmed_canonical(&provider, &snapshot, 3).await;
     assert_eq!(listed(&snapshot), vec![(kept, relay_key(1))]);
     assert!(!snapshot.operators.contains_key(&gone));
-    assert_eq!(snapshot.block_number, head + 2, "the replaced blocks are confirmed");
+    assert_eq!(
+        snapshot.block_number,
+        head + 2,
+        "the replaced blocks are confirmed"
+    );
 }
 
 /// A TCP proxy to anvil that can be stopped (its listener and every

@@ -148,11 +148,12 @@ struct PendingBlock {
 /// from that window: nothing confirmed is ever undone, so there is nothing
 /// to undo. The state at the head (confirmed plus the window), kept to
 /// check each block's events when it arrives, is rebuilt from the
-/// confirmed state after a reorg (a clone: about 10 ms at 100,000 relays,
-/// paid per reorg, not per block). Per block, the cost is its events
-/// applied twice; snapshots of the whole state per block would cost
-/// `confirmations` copies of 100,000 relays, and undo records a second
-/// code path for every event.
+/// confirmed state after a reorg: a clone, paid per reorg, not per block.
+/// Per block, the cost is its events applied twice. Per-block snapshots
+/// would copy the whole state every block; undo records would need a
+/// second, inverse code path for every event. At 100,000 relays
+/// (`cargo bench -p openrelay-chain --bench follow`): a block of 20
+/// events 20 µs, a one-block reorg 6 ms, a snapshot 11 ms.
 #[derive(Debug, Clone)]
 pub struct ChainFollower {
     chain_id: u64,

@@ -75,20 +75,33 @@ impl ChainSnapshot {
     /// The relays registered and covered, with `stake_per_mbps` the
     /// contract's `params().stakePerMbps`, in `RelayRef` order.
     pub fn covered_relays(&self, stake_per_mbps: U256) -> Vec<CoveredRelay> {
-        self.relays
-            .iter()
-            .filter_map(|(at, relay)| {
-                let operator = self.operators.get(&at.operator)?;
-                operator.is_covered(stake_per_mbps).then_some(CoveredRelay {
+        // Relays are ordered by operator: look each operator up once.
+        let mut operator: Option<(Address, Option<&OperatorState>)> = None;
+        let mut covered = Vec::new();
+        for (at, relay) in &self.relays {
+            let held = match operator {
+                Some((account, held)) if account == at.operator => held,
+                _ => {
+                    let held = self
+                        .operators
+                        .get(&at.operator)
+                        .filter(|o| o.is_covered(stake_per_mbps));
+                    operator = Some((at.operator, held));
+                    held
+                }
+            };
+            if let Some(o) = held {
+                covered.push(CoveredRelay {
                     relay: *at,
-                    operator_key: operator.operator_key,
+                    operator_key: o.operator_key,
                     role: relay.role,
                     bandwidth_mbps: relay.bandwidth_mbps,
                     descriptor_hash: relay.descriptor_hash,
-                    operator_stake: operator.stake,
-                    operator_advertised_mbps: operator.advertised_mbps,
-                })
-            })
-            .collect()
+                    operator_stake: o.stake,
+                    operator_advertised_mbps: o.advertised_mbps,
+                });
+            }
+        }
+        covered
     }
 }
