@@ -6,19 +6,30 @@
 
 use alloy::primitives::{Address, B256, Log, LogData};
 use libfuzzer_sys::fuzz_target;
+use openrelay_chain::contract::RelayRegistry::RelayRegistryEvents;
 use openrelay_chain::follow::{ChainBlock, ChainFollower};
 
 const CONTRACT: Address = Address::repeat_byte(0xC0);
 
 /// Reads logs from the input: per log a byte (low 3 bits: topic count, bit
-/// 3: another address), the topics, a length byte and the data.
+/// 3: another address, bit 4: the first topic is the event selector the
+/// next byte picks, so the fuzzer reaches every event's decoding and
+/// state change), the topics, a length byte and the data.
 fn logs(mut data: &[u8]) -> Vec<Log> {
     let mut logs = Vec::new();
     while let Some((&head, rest)) = data.split_first() {
         data = rest;
         let topic_count = usize::from(head & 7).min(4);
         let mut topics = Vec::new();
-        for _ in 0..topic_count {
+        if head & 16 != 0 {
+            let Some((&pick, rest)) = data.split_first() else {
+                return logs;
+            };
+            data = rest;
+            let selectors = RelayRegistryEvents::SELECTORS;
+            topics.push(B256::from(selectors[usize::from(pick) % selectors.len()]));
+        }
+        for _ in topics.len()..topic_count {
             let Some((topic, rest)) = data.split_first_chunk::<32>() else {
                 return logs;
             };
@@ -31,7 +42,11 @@ fn logs(mut data: &[u8]) -> Vec<Log> {
         let len = usize::from(len).min(rest.len());
         let (body, rest) = rest.split_at(len);
         data = rest;
-        let address = if head & 8 == 0 { CONTRACT } else { Address::ZERO };
+        let address = if head & 8 == 0 {
+            CONTRACT
+        } else {
+            Address::ZERO
+        };
         logs.push(Log {
             address,
             data: LogData::new_unchecked(topics, body.to_vec().into()),
