@@ -488,6 +488,30 @@ async fn an_unreachable_node_is_a_typed_error_and_following_recovers() {
         .expect_err("nothing listens");
     assert_eq!(error.kind(), ErrorKind::Unreachable);
 
+    // A node that accepts connections and never answers: a timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_url: Url = format!("http://{}", silent.local_addr().expect("address"))
+        .parse()
+        .expect("a URL");
+    let held = tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            accepted.push(stream);
+        }
+    });
+    let mut config_silent = config(&deployed, 1);
+    config_silent.poll_timeout = Duration::from_millis(300);
+    let mut follower = Follower::new(
+        ProviderBuilder::new().connect_http(silent_url),
+        config_silent,
+    );
+    let error = follower.poll().await.expect_err("no answer");
+    assert!(matches!(error, FollowError::Timeout(_)), "{error}");
+    assert_eq!(error.kind(), ErrorKind::Unreachable);
+    held.abort();
+
     // `run` retries with back-off, warning once, and recovers when the
     // node is back.
     let captured = Captured::default();

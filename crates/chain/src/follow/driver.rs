@@ -36,13 +36,17 @@ pub struct FollowerConfig {
     pub poll_interval: Duration,
     /// The longest pause between retries while the node fails.
     pub max_backoff: Duration,
+    /// The longest a poll may take: a node that accepts connections but
+    /// never answers must not stall following silently.
+    pub poll_timeout: Duration,
 }
 
 impl FollowerConfig {
     /// Defaults: 12 confirmations (Ethereum reorgs beyond a couple of
     /// blocks have not happened since the merge; finality, 2 epochs, is
     /// 64, which delays every change by 13 minutes), 100 blocks per poll,
-    /// a poll every 2 s, back-off up to 60 s.
+    /// a poll every 2 s, back-off up to 60 s, a poll timing out after
+    /// 30 s.
     pub fn new(chain_id: u64, contract: Address, deployment_block: u64) -> FollowerConfig {
         FollowerConfig {
             chain_id,
@@ -52,6 +56,7 @@ impl FollowerConfig {
             max_blocks_per_poll: 100,
             poll_interval: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
+            poll_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -67,6 +72,9 @@ pub enum FollowError {
     /// A contract call failed.
     #[error("registry contract call: {0}")]
     Call(#[from] alloy::contract::Error),
+    /// A poll took longer than `poll_timeout`.
+    #[error("the chain node did not answer within {0:?}")]
+    Timeout(Duration),
     /// The node serves another chain.
     #[error("the node serves chain {got}, not chain {expected}")]
     WrongChain {
@@ -105,7 +113,9 @@ impl HasKind for FollowError {
     fn kind(&self) -> openrelay_types::ErrorKind {
         use openrelay_types::ErrorKind;
         match self {
-            FollowError::Rpc(_) | FollowError::MissingBlock(_) => ErrorKind::Unreachable,
+            FollowError::Rpc(_) | FollowError::Timeout(_) | FollowError::MissingBlock(_) => {
+                ErrorKind::Unreachable
+            }
             FollowError::Call(alloy::contract::Error::TransportError(_)) => ErrorKind::Unreachable,
             // No contract with that ABI at the configured address.
             FollowError::Call(_) | FollowError::WrongChain { .. } => ErrorKind::Config,
@@ -239,8 +249,16 @@ impl<P: Provider> Follower<P> {
     /// blocks from `next_block()` (their hashes, then the contract's logs
     /// by block hash, so logs and hashes agree), feeds them, and publishes
     /// the snapshot if the confirmed head moved. Blocks fed before an
-    /// error stay fed.
+    /// error stay fed; a poll longer than `poll_timeout` is abandoned.
     pub async fn poll(&mut self) -> Result<Polled, FollowError> {
+        let limit = self.config.poll_timeout;
+        // Cancel-safe: every await comes before the first block is fed.
+        tokio::time::timeout(limit, self.poll_unbounded())
+            .await
+            .unwrap_or(Err(FollowError::Timeout(limit)))
+    }
+
+    async fn poll_unbounded(&mut self) -> Result<Polled, FollowError> {
         if !self.chain_checked {
             let got = self.provider.get_chain_id().await?;
             if got != self.config.chain_id {
