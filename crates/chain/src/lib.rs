@@ -3,4 +3,5 @@
 pub mod anvil;
 pub mod contract;
 pub mod deploy;
+pub mod follow;
 pub mod operator;
