@@ -194,6 +194,7 @@ prop_compose! {
     ) -> SignedDirectory {
         SignedDirectory {
             directory: directory.to_bytes(),
+            handovers: Vec::new(),
             signatures: signatures
                 .into_iter()
                 .map(|(v, s)| {
