@@ -199,12 +199,14 @@ impl DirectoryFeed {
     ) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
         let mut current = self.current();
         let last_seen = current.as_ref().map(|d| d.last_seen());
-        let verified = Arc::new(verify_directory(
-            signed,
-            &self.trust,
-            now,
-            last_seen.as_ref(),
-        )?);
+        // From the validator set the last directory proved (its hand-overs
+        // walked), so the next need not carry them again. After a restart
+        // the cached envelope's hand-overs lead there from the genesis set
+        // again.
+        let trust = current
+            .as_ref()
+            .map_or_else(|| self.trust.clone(), |d| self.trust.advanced(d));
+        let verified = Arc::new(verify_directory(signed, &trust, now, last_seen.as_ref())?);
         *current = Some(Arc::clone(&verified));
         Ok(verified)
     }
@@ -527,6 +529,7 @@ mod tests {
         body.extend_from_slice(&four);
         let mut forged = SignedDirectory {
             directory: body,
+            handovers: Vec::new(),
             signatures: Vec::new(),
         };
         forged.sign(&ValidatorKey::from_bytes(&[9; 32]));

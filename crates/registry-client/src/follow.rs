@@ -98,7 +98,9 @@ impl DirectoryFollower {
         }
     }
 
-    /// The trust configuration directories are verified with.
+    /// The trust configuration directories are verified with (its genesis
+    /// set; each directory after the first is verified from the set the
+    /// last one proved, [`TrustConfig::advanced`]).
     pub fn trust(&self) -> &TrustConfig {
         &self.trust
     }
@@ -132,7 +134,13 @@ impl DirectoryFollower {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let last_seen = current.as_ref().map(|(_, seen)| *seen);
-        let verified = verify_directory_bytes(bytes, &self.trust, now, last_seen.as_ref())?;
+        // From the validator set the last directory proved (its hand-overs
+        // walked), so the next need not carry them again.
+        let trust = current.as_ref().map_or_else(
+            || self.trust.clone(),
+            |(directory, _)| self.trust.advanced(directory),
+        );
+        let verified = verify_directory_bytes(bytes, &trust, now, last_seen.as_ref())?;
         let seen = verified.last_seen();
         let verified = Arc::new(verified);
         let changed = last_seen != Some(seen);
