@@ -815,7 +815,7 @@ pub fn verify_directory(
         check_not_rolled_back(&directory, &digest, last)?;
     }
     directory.check_contents(now)?;
-    let selection_bandwidths = selection_bandwidths(&directory);
+    let selection_bandwidths = crate::weight::directory_selection_bandwidths(&directory);
     Ok(VerifiedDirectory {
         signed,
         directory,
@@ -824,45 +824,6 @@ pub fn verify_directory(
         validator_set,
         selection_bandwidths,
     })
-}
-
-/// Each descriptor's selection bandwidth, in the directory's order: with a
-/// chain section, its operator's covered bandwidth split over its relays
-/// ([`crate::weight::stake_capped_bandwidths`]); without, the advertised
-/// bandwidth clipped ([`crate::weight::clipped_bandwidth`]).
-fn selection_bandwidths(directory: &Directory) -> Vec<u64> {
-    let descriptors = directory.descriptors();
-    let Some(chain) = directory.chain() else {
-        return descriptors
-            .iter()
-            .map(|d| crate::weight::clipped_bandwidth(d.descriptor().bandwidth_bps()))
-            .collect();
-    };
-    let mut by_operator: std::collections::BTreeMap<OperatorId, Vec<usize>> = Default::default();
-    for (i, d) in descriptors.iter().enumerate() {
-        by_operator
-            .entry(d.descriptor().operator())
-            .or_default()
-            .push(i);
-    }
-    let mut out = vec![0; descriptors.len()];
-    for (operator, indices) in by_operator {
-        let covered_bps = chain
-            .operator(&operator)
-            .map_or(0, |o| u128::from(o.covered_mbps) * u128::from(BPS_PER_MBPS));
-        let advertised: Vec<u64> = indices
-            .iter()
-            .filter_map(|&i| descriptors.get(i))
-            .map(|d| d.descriptor().bandwidth_bps())
-            .collect();
-        let weights = crate::weight::stake_capped_bandwidths(&advertised, covered_bps);
-        for (&i, w) in indices.iter().zip(weights) {
-            if let Some(slot) = out.get_mut(i) {
-                *slot = w;
-            }
-        }
-    }
-    out
 }
 
 /// [`verify_directory`] on the envelope's bytes (e.g. as fetched or cached).
@@ -884,7 +845,8 @@ pub struct VerifiedDirectory {
     digest: DirectoryDigest,
     signers: Vec<ValidatorId>,
     validator_set: ValidatorSet,
-    /// Per descriptor, in the directory's order: `selection_bandwidths`.
+    /// Per descriptor, in the directory's order:
+    /// [`crate::weight::directory_selection_bandwidths`].
     selection_bandwidths: Vec<u64>,
 }
 

@@ -93,6 +93,50 @@ pub fn stake_capped_bandwidths(advertised_bps: &[u64], covered_bps: u128) -> Vec
     shares.into_iter().map(|(w, _)| w).collect()
 }
 
+/// Each descriptor's selection bandwidth (bits per second, before the
+/// operator-share cap of a draw), in the directory's order: with a chain
+/// section, rule 3 over each operator's relays with the cover the section
+/// gives it ([`stake_capped_bandwidths`]); without, rule 1
+/// ([`clipped_bandwidth`]). What [`crate::VerifiedRelay::selection_bandwidth_bps`]
+/// returns, and what the simulator reads a directory file with.
+pub fn directory_selection_bandwidths(directory: &crate::Directory) -> Vec<u64> {
+    let descriptors = directory.descriptors();
+    let Some(chain) = directory.chain() else {
+        return descriptors
+            .iter()
+            .map(|d| clipped_bandwidth(d.descriptor().bandwidth_bps()))
+            .collect();
+    };
+    let mut by_operator: std::collections::BTreeMap<crate::OperatorId, Vec<usize>> =
+        Default::default();
+    for (i, d) in descriptors.iter().enumerate() {
+        by_operator
+            .entry(d.descriptor().operator())
+            .or_default()
+            .push(i);
+    }
+    let mut out = vec![0; descriptors.len()];
+    for (operator, indices) in by_operator {
+        let covered_bps = chain.operator(&operator).map_or(0, |o| {
+            u128::from(o.covered_mbps) * u128::from(crate::BPS_PER_MBPS)
+        });
+        let advertised: Vec<u64> = indices
+            .iter()
+            .filter_map(|&i| descriptors.get(i))
+            .map(|d| d.descriptor().bandwidth_bps())
+            .collect();
+        for (&i, w) in indices
+            .iter()
+            .zip(stake_capped_bandwidths(&advertised, covered_bps))
+        {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = w;
+            }
+        }
+    }
+    out
+}
+
 /// The share cap that applies to a draw among `operators` operators:
 /// `max(max_share, 1/operators)`, so the capped weights always fill the whole.
 pub fn effective_cap(max_share: f64, operators: usize) -> f64 {
