@@ -5,25 +5,16 @@
 
 use openrelay_directory::weight::stake_capped_bandwidths;
 use openrelay_directory::{
-    ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, DirectoryError, FormatError,
-    MAX_VALIDATOR_SET_CHANGES, Quorum, SignedDirectory, SignedValidatorSetChange, TrustConfig,
-    TrustConfigError, ValidatorMember, ValidatorSet, ValidatorSetChange, more_than_two_thirds,
-    verify_directory,
+    ChainAnchor, Directory, DirectoryError, FormatError, MAX_VALIDATOR_SET_CHANGES, Quorum,
+    SignedDirectory, SignedValidatorSetChange, TrustConfig, TrustConfigError, ValidatorMember,
+    ValidatorSet, ValidatorSetChange, more_than_two_thirds, verify_directory,
 };
 use openrelay_testkit::fixtures::*;
 use openrelay_types::RelayRole;
 use proptest::prelude::*;
 
-const CHAIN_ID: u64 = 31_337;
-const CONTRACT: [u8; 20] = [0x5f; 20];
-
 fn anchor(block_number: u64) -> ChainAnchor {
-    ChainAnchor {
-        chain_id: CHAIN_ID,
-        contract: CONTRACT,
-        block_number,
-        block_hash: [block_number as u8; 32],
-    }
+    chain_anchor(block_number)
 }
 
 /// Validators `members` (fixture indices) with their weights, at `epoch`.
@@ -53,29 +44,9 @@ fn handover(to: &ValidatorSet, block: u64, signers: &[u8]) -> SignedValidatorSet
 
 /// The fixtures' network at sequence `sequence` with a chain section at
 /// `block`, signed by validator set `epoch`: every relay 1 Gbit/s on chain,
-/// every operator covering what it lists.
+/// operators 0, 1 and 2 covering 1, 1 and 2 Gbit/s, what they list.
 fn chain_directory(sequence: u64, block: u64, epoch: u64) -> Directory {
-    let directory = directory(sequence);
-    let section = ChainSection {
-        anchor: anchor(block),
-        validator_epoch: epoch,
-        operators: [(0, 1000), (1, 1000), (2, 2000)]
-            .into_iter()
-            .map(|(o, covered_mbps)| ChainOperator {
-                operator: operator_key(o).id(),
-                account: [o + 1; 20],
-                stake_wei: u128::from(covered_mbps) * 10u128.pow(15),
-                covered_mbps,
-            })
-            .collect(),
-        relays: (0..4)
-            .map(|r| ChainRelay {
-                relay: relay_key(r).id(),
-                bandwidth_mbps: 1000,
-            })
-            .collect(),
-    };
-    directory.with_chain(section).unwrap()
+    with_chain(directory(sequence), block, epoch)
 }
 
 /// `directory` signed by `signers`, carrying `handovers`.
@@ -705,29 +676,8 @@ fn a_sybil_operator_in_a_verified_directory_weighs_its_stake() {
         descriptors.push(sign(fields, r, sybil));
     }
     operators.sort_by_key(|p| p.profile().operator());
-    let d = directory_with(1, operators, descriptors);
-    let section = ChainSection {
-        anchor: anchor(100),
-        validator_epoch: 0,
-        operators: [0u8, 1, sybil]
-            .into_iter()
-            .map(|o| ChainOperator {
-                operator: operator_key(o).id(),
-                account: [o; 20],
-                stake_wei: 1,
-                covered_mbps: 1000,
-            })
-            .collect(),
-        relays: d
-            .descriptors()
-            .iter()
-            .map(|s| ChainRelay {
-                relay: s.descriptor().relay(),
-                bandwidth_mbps: u32::try_from(s.descriptor().bandwidth_bps() / 1_000_000).unwrap(),
-            })
-            .collect(),
-    };
-    let d = d.with_chain(section).unwrap();
+    // Every operator's stake covers what it lists: 1 Gbit/s each.
+    let d = with_chain(directory_with(1, operators, descriptors), 100, 0);
     let verified =
         verify_directory(envelope(&d, vec![], &[0, 1]), &trust(2, 3), NOW, None).unwrap();
     let total_of = |o: u8| -> u64 {

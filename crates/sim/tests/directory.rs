@@ -4,7 +4,7 @@
 //! gains nothing.
 #![allow(clippy::unwrap_used)]
 
-use openrelay_directory::{ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory};
+use openrelay_directory::Directory;
 use openrelay_sim::{Policy, Population, exact};
 use openrelay_testkit::fixtures::*;
 use openrelay_types::RelayRole;
@@ -33,45 +33,7 @@ fn chain_directory(sybil_relays: u8, sybil_bps: u64) -> Directory {
         fields.bandwidth_bps = sybil_bps;
         descriptors.push(sign(fields, relay, SYBIL));
     }
-    let directory = directory_with(1, operators, descriptors);
-    let relays: Vec<ChainRelay> = directory
-        .descriptors()
-        .iter()
-        .map(|d| ChainRelay {
-            relay: d.descriptor().relay(),
-            bandwidth_mbps: u32::try_from(d.descriptor().bandwidth_bps() / 1_000_000).unwrap(),
-        })
-        .collect();
-    let operators = (0..=SYBIL)
-        .map(|o| {
-            let id = operator_key(o).id();
-            let covered_mbps = directory
-                .descriptors()
-                .iter()
-                .zip(&relays)
-                .filter(|(d, _)| d.descriptor().operator() == id)
-                .map(|(_, r)| u64::from(r.bandwidth_mbps))
-                .sum();
-            ChainOperator {
-                operator: id,
-                account: [o; 20],
-                stake_wei: u128::from(covered_mbps),
-                covered_mbps,
-            }
-        })
-        .collect();
-    let section = ChainSection {
-        anchor: ChainAnchor {
-            chain_id: 31_337,
-            contract: [1; 20],
-            block_number: 7,
-            block_hash: [7; 32],
-        },
-        validator_epoch: 0,
-        operators,
-        relays,
-    };
-    directory.with_chain(section).unwrap()
+    with_chain(directory_with(1, operators, descriptors), 7, 0)
 }
 
 fn mass(population: &Population, name: &str) -> (f64, f64) {
