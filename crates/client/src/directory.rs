@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use openrelay_config::DirectoryConfig;
 use openrelay_directory::{
-    Directory, DirectoryError, KeyError, SignedDirectory, TrustConfig, TrustConfigError,
-    ValidatorId, VerifiedDirectory, endpoint_class, verify_directory,
+    Directory, DirectoryError, SignedDirectory, TrustConfig, TrustConfigError, VerifiedDirectory,
+    endpoint_class, verify_directory,
 };
 use openrelay_registry_client::paths;
 use openrelay_registry_client::{CallError, RegistryClient};
@@ -51,10 +51,8 @@ pub const CACHE_FILE: &str = "directory.bin";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DirectoryConfigError {
-    /// A validator's key is not a validator key.
-    #[error("directory.validators: {0}")]
-    Validator(#[from] KeyError),
-    /// The validators and threshold do not make a trust configuration.
+    /// The validators (a key that is not a validator key, one listed
+    /// twice), threshold and weights do not make a trust configuration.
     #[error("directory.validators: {0}")]
     Trust(#[from] TrustConfigError),
 }
@@ -148,12 +146,12 @@ fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<Rela
 impl DirectoryFeed {
     /// A feed for `config`, caching in `state_dir`.
     pub fn new(config: &DirectoryConfig, state_dir: &Path) -> Result<Self, DirectoryConfigError> {
-        let validators = config
-            .validators
-            .iter()
-            .map(|pin| ValidatorId::try_from(*pin))
-            .collect::<Result<Vec<_>, _>>()?;
-        let trust = TrustConfig::new(validators, config.threshold, config.max_age_secs)?;
+        let trust = TrustConfig::from_genesis_pins(
+            &config.validators,
+            config.threshold,
+            config.weights().as_deref(),
+            config.max_age_secs,
+        )?;
         Ok(DirectoryFeed {
             registry: RegistryClient::new(config.registry.addr, config.registry.key),
             trust,
@@ -368,6 +366,7 @@ mod tests {
             },
             validators: vec![KeyPin::from(ValidatorKey::from_bytes(&[9; 32]).id())],
             threshold: 1,
+            validator_weights: None,
             max_age_secs: 3600,
             refresh_secs: 30,
             dangerously_allow_special_purpose_endpoints: allow_special,

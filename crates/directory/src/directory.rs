@@ -47,7 +47,9 @@ pub struct Directory {
     operators: Vec<SignedOperatorProfile>,
     descriptors: Vec<SignedDescriptor>,
     key_sets: Vec<SignedIssuerKeySet>,
-    chain: Option<ChainSection>,
+    // Boxed: most directories (and every one before issue 13) have none,
+    // and a `Directory` travels by value in verdicts and results.
+    chain: Option<Box<ChainSection>>,
 }
 
 impl Directory {
@@ -59,7 +61,7 @@ impl Directory {
         operators: Vec<SignedOperatorProfile>,
         descriptors: Vec<SignedDescriptor>,
         key_sets: Vec<SignedIssuerKeySet>,
-        chain: Option<ChainSection>,
+        chain: Option<Box<ChainSection>>,
     ) -> Result<Self, FormatError> {
         let directory = Directory {
             sequence,
@@ -103,14 +105,14 @@ impl Directory {
     /// set the profiles and descriptors first.
     pub fn with_chain(mut self, mut chain: ChainSection) -> Result<Self, FormatError> {
         chain.sort();
-        self.chain = Some(chain);
+        self.chain = Some(Box::new(chain));
         self.check()?;
         Ok(self)
     }
 
     /// The chain section, if the directory has one.
     pub fn chain(&self) -> Option<&ChainSection> {
-        self.chain.as_ref()
+        self.chain.as_deref()
     }
 
     /// The body's format version: [`DIRECTORY_CHAIN_VERSION`] with a chain
@@ -331,7 +333,7 @@ impl Directory {
             SignedIssuerKeySet::decode,
         )?;
         let chain = chain_head
-            .map(|(anchor, epoch)| ChainSection::decode_lists(&mut r, anchor, epoch))
+            .map(|(anchor, epoch)| ChainSection::decode_lists(&mut r, anchor, epoch).map(Box::new))
             .transpose()?;
         r.finish()?;
         Self::checked(

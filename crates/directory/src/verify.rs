@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openrelay_types::{KeyPin, RelayRole};
 
@@ -48,9 +49,11 @@ pub enum Quorum {
 /// ([`TrustConfig::resume`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustConfig {
-    genesis: ValidatorSet,
+    // Shared, not copied: a trust config is cloned for every directory a
+    // process follows, and kept small inside the services' state.
+    genesis: Arc<ValidatorSet>,
     genesis_quorum: Quorum,
-    current: ValidatorSet,
+    current: Arc<ValidatorSet>,
     max_age_secs: u64,
 }
 
@@ -120,6 +123,47 @@ impl TrustConfig {
         Self::new(validators, threshold, max_age_secs)
     }
 
+    /// A config's `[directory]` genesis set: `validators` by their pinned
+    /// keys, with `weights` (one per validator, in order) a weighted set
+    /// ([`TrustConfig::genesis`]: more than two thirds, `threshold`
+    /// unused), without them [`TrustConfig::new`] (equal weights,
+    /// `threshold` of them).
+    pub fn from_genesis_pins(
+        validators: &[openrelay_types::KeyPin],
+        threshold: usize,
+        weights: Option<&[u128]>,
+        max_age_secs: u64,
+    ) -> Result<Self, TrustConfigError> {
+        let Some(weights) = weights else {
+            return Self::from_pins(validators, threshold, max_age_secs);
+        };
+        if weights.len() != validators.len() {
+            return Err(TrustConfigError::ValidatorSet(FormatError::Invalid {
+                field: "weights",
+                reason: "one per validator",
+            }));
+        }
+        let members = validators
+            .iter()
+            .zip(weights)
+            .map(|(pin, &weight)| {
+                Ok(crate::ValidatorMember {
+                    validator: ValidatorId::try_from(*pin)?,
+                    weight,
+                })
+            })
+            .collect::<Result<Vec<_>, TrustConfigError>>()?;
+        let mut ids: Vec<ValidatorId> = members.iter().map(|m| m.validator).collect();
+        ids.sort();
+        if let Some(pair) = ids.windows(2).find(|w| w.first() == w.get(1))
+            && let Some(dup) = pair.first()
+        {
+            return Err(TrustConfigError::DuplicateValidator(*dup));
+        }
+        let set = ValidatorSet::new(0, members).map_err(TrustConfigError::ValidatorSet)?;
+        Self::genesis(set, max_age_secs)
+    }
+
     /// A config's plain validator list: the genesis set (epoch 0) of
     /// `validators` with equal weights, `threshold` distinct signatures of
     /// which are required on a directory it signs ([`Quorum::AtLeast`], the
@@ -175,8 +219,9 @@ impl TrustConfig {
         if max_age_secs == 0 {
             return Err(TrustConfigError::ZeroMaxAge);
         }
+        let set = Arc::new(set);
         Ok(TrustConfig {
-            genesis: set.clone(),
+            genesis: Arc::clone(&set),
             genesis_quorum: quorum,
             current: set,
             max_age_secs,
@@ -200,9 +245,9 @@ impl TrustConfig {
     /// Anything else is [`TrustConfigError::NotNewer`]. Only pass what
     /// verification returned: a set given here is trusted as it is.
     pub fn resume(&self, set: ValidatorSet) -> Result<TrustConfig, TrustConfigError> {
-        if set.epoch() > self.current.epoch() || set == self.current {
+        if set.epoch() > self.current.epoch() || set == *self.current {
             Ok(TrustConfig {
-                current: set,
+                current: Arc::new(set),
                 ..self.clone()
             })
         } else {
@@ -613,7 +658,7 @@ fn walk_handovers(
     handovers: &[SignedValidatorSetChange],
     directory_head: Option<(ChainAnchor, u64)>,
 ) -> Result<(ValidatorSet, Quorum), DirectoryError> {
-    let mut set = trust.current.clone();
+    let mut set = ValidatorSet::clone(&trust.current);
     let mut last_anchor: Option<ChainAnchor> = None;
     for handover in handovers {
         let change = handover.change();

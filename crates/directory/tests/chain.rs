@@ -197,6 +197,29 @@ fn a_legacy_config_is_a_genesis_set_of_equal_weights_with_k_of_n() {
 }
 
 #[test]
+fn a_config_with_weights_is_a_weighted_genesis_set() {
+    use openrelay_types::KeyPin;
+    let pins: Vec<KeyPin> = (0..3)
+        .map(|v| KeyPin::from(validator_key(v).id()))
+        .collect();
+    let weighted = TrustConfig::from_genesis_pins(&pins, 0, Some(&[40, 30, 30]), MAX_AGE).unwrap();
+    assert_eq!(weighted, weighted_genesis());
+    assert_eq!(weighted.quorum(), Quorum::MoreThanTwoThirdsOfWeight);
+    assert_eq!(
+        TrustConfig::from_genesis_pins(&pins, 2, None, MAX_AGE).unwrap(),
+        trust(2, 3)
+    );
+    for (weights, pins) in [
+        (&[1u128, 1][..], &pins[..]),
+        (&[1, 0, 1][..], &pins[..]),
+        (&[u128::MAX, 1, 1][..], &pins[..]),
+        (&[1, 1, 1][..], &[pins[0], pins[1], pins[0]][..]),
+    ] {
+        assert!(TrustConfig::from_genesis_pins(pins, 0, Some(weights), MAX_AGE).is_err());
+    }
+}
+
+#[test]
 fn a_client_offline_across_three_hand_overs_follows_them_from_genesis() {
     let (handovers, three) = three_handovers();
     let d = chain_directory(5, 140, 3);

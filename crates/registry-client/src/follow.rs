@@ -78,8 +78,12 @@ pub struct DirectoryFollower {
 impl DirectoryFollower {
     /// A follower of `config`'s registry and validators.
     pub fn new(config: &DirectoryConfig) -> Result<Self, FollowConfigError> {
-        let trust =
-            TrustConfig::from_pins(&config.validators, config.threshold, config.max_age_secs)?;
+        let trust = TrustConfig::from_genesis_pins(
+            &config.validators,
+            config.threshold,
+            config.weights().as_deref(),
+            config.max_age_secs,
+        )?;
         Ok(Self::with_trust(
             RegistryClient::new(config.registry.addr, config.registry.key),
             trust,
