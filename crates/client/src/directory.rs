@@ -146,12 +146,7 @@ fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<Rela
 impl DirectoryFeed {
     /// A feed for `config`, caching in `state_dir`.
     pub fn new(config: &DirectoryConfig, state_dir: &Path) -> Result<Self, DirectoryConfigError> {
-        let trust = TrustConfig::from_genesis_pins(
-            &config.validators,
-            config.threshold,
-            config.weights().as_deref(),
-            config.max_age_secs,
-        )?;
+        let trust = openrelay_registry_client::follow::trust_config(config)?;
         Ok(DirectoryFeed {
             registry: RegistryClient::new(config.registry.addr, config.registry.key),
             trust,

@@ -10,7 +10,7 @@
 //! and can cross-check them against a node of its own.
 
 use crate::FormatError;
-use crate::codec::{Reader, bounded_capacity, check_strictly_ascending, put_count_u32};
+use crate::codec::{Reader, check_strictly_ascending, put_count_u32, read_list};
 use crate::descriptor::read_key;
 use crate::keys::{OperatorId, RelayId};
 
@@ -189,26 +189,26 @@ impl ChainSection {
         anchor: ChainAnchor,
         validator_epoch: u64,
     ) -> Result<Self, FormatError> {
-        let count = read_count(r, "chain operators", crate::MAX_OPERATORS)?;
-        let mut operators =
-            Vec::with_capacity(bounded_capacity(count, r.remaining(), CHAIN_OPERATOR_LEN));
-        for _ in 0..count {
-            operators.push(ChainOperator {
-                operator: OperatorId::from_checked(read_key(r, "chain operators")?),
-                account: r.array()?,
-                stake_wei: u128::from_be_bytes(r.array()?),
-                covered_mbps: r.u64()?,
-            });
-        }
-        let count = read_count(r, "chain relays", crate::MAX_RELAYS)?;
-        let mut relays =
-            Vec::with_capacity(bounded_capacity(count, r.remaining(), CHAIN_RELAY_LEN));
-        for _ in 0..count {
-            relays.push(ChainRelay {
+        let operators = read_list(
+            r,
+            "chain operators",
+            crate::MAX_OPERATORS,
+            CHAIN_OPERATOR_LEN,
+            |r| {
+                Ok(ChainOperator {
+                    operator: OperatorId::from_checked(read_key(r, "chain operators")?),
+                    account: r.array()?,
+                    stake_wei: u128::from_be_bytes(r.array()?),
+                    covered_mbps: r.u64()?,
+                })
+            },
+        )?;
+        let relays = read_list(r, "chain relays", crate::MAX_RELAYS, CHAIN_RELAY_LEN, |r| {
+            Ok(ChainRelay {
                 relay: RelayId::from_checked(read_key(r, "chain relays")?),
                 bandwidth_mbps: r.u32()?,
-            });
-        }
+            })
+        })?;
         Ok(ChainSection {
             anchor,
             validator_epoch,
@@ -216,12 +216,4 @@ impl ChainSection {
             relays,
         })
     }
-}
-
-fn read_count(r: &mut Reader<'_>, what: &'static str, limit: usize) -> Result<usize, FormatError> {
-    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
-    if count > limit {
-        return Err(FormatError::TooLarge { what, limit });
-    }
-    Ok(count)
 }

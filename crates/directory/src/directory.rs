@@ -4,8 +4,8 @@
 
 use crate::chain::{ChainAnchor, ChainSection};
 use crate::codec::{
-    Reader, bounded_capacity, check_strictly_ascending, put_count_u32, put_directory_bytes,
-    put_small_count, read_directory_bytes,
+    Reader, check_strictly_ascending, put_count_u32, put_directory_bytes, put_small_count,
+    read_directory_bytes, read_list,
 };
 use crate::descriptor::{MIN_SIGNED_DESCRIPTOR_LEN, SignedDescriptor};
 use crate::issuer_keys::{MAX_ISSUERS, MIN_SIGNED_KEY_SET_LEN, SignedIssuerKeySet};
@@ -351,24 +351,6 @@ impl Directory {
     pub fn digest(&self) -> DirectoryDigest {
         DirectoryDigest::of(&self.to_bytes())
     }
-}
-
-fn read_list<'a, T>(
-    r: &mut Reader<'a>,
-    what: &'static str,
-    limit: usize,
-    min_len: usize,
-    decode: impl Fn(&mut Reader<'a>) -> Result<T, FormatError>,
-) -> Result<Vec<T>, FormatError> {
-    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
-    if count > limit {
-        return Err(FormatError::TooLarge { what, limit });
-    }
-    let mut items = Vec::with_capacity(bounded_capacity(count, r.remaining(), min_len));
-    for _ in 0..count {
-        items.push(decode(r)?);
-    }
-    Ok(items)
 }
 
 crate::digest::sha256_digest!(

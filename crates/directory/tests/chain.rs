@@ -85,6 +85,22 @@ fn three_handovers() -> (Vec<SignedValidatorSetChange>, ValidatorSet) {
     )
 }
 
+/// The weighted genesis trust, the three hand-overs, and the trust after a
+/// directory of epoch 3 (sequence 5, block 140) carrying them verified.
+fn at_epoch_three() -> (TrustConfig, Vec<SignedValidatorSetChange>, TrustConfig) {
+    let genesis = weighted_genesis();
+    let (handovers, _) = three_handovers();
+    let first = verify_directory(
+        envelope(&chain_directory(5, 140, 3), handovers.clone(), &[5, 6]),
+        &genesis,
+        NOW,
+        None,
+    )
+    .unwrap();
+    let trust = genesis.advanced(&first);
+    (genesis, handovers, trust)
+}
+
 #[test]
 fn a_chain_directory_round_trips_and_is_version_4() {
     let d = chain_directory(1, 100, 0);
@@ -366,16 +382,7 @@ fn a_forged_set_at_a_later_epoch_skipping_one_is_refused() {
 
 #[test]
 fn an_old_set_replayed_after_a_hand_over_is_refused() {
-    let genesis = weighted_genesis();
-    let (handovers, _) = three_handovers();
-    let first = verify_directory(
-        envelope(&chain_directory(5, 140, 3), handovers.clone(), &[5, 6]),
-        &genesis,
-        NOW,
-        None,
-    )
-    .unwrap();
-    let trust = genesis.advanced(&first);
+    let (genesis, handovers, trust) = at_epoch_three();
     // The genesis validators (who left, maybe sold their keys) sign a new
     // directory claiming epoch 0.
     let replay = chain_directory(6, 150, 0);
@@ -415,16 +422,7 @@ fn an_old_set_replayed_after_a_hand_over_is_refused() {
 
 #[test]
 fn a_hand_over_naming_another_set_for_a_trusted_epoch_is_a_fork() {
-    let genesis = weighted_genesis();
-    let (handovers, _) = three_handovers();
-    let first = verify_directory(
-        envelope(&chain_directory(5, 140, 3), handovers.clone(), &[5, 6]),
-        &genesis,
-        NOW,
-        None,
-    )
-    .unwrap();
-    let trust = genesis.advanced(&first);
+    let (_, handovers, trust) = at_epoch_three();
     let mut forked = handovers;
     forked[2] = handover(&set(3, &[(5, 1), (7, 1)]), 130, &[3, 4, 5]);
     assert_eq!(

@@ -75,15 +75,23 @@ pub struct DirectoryFollower {
     updates: watch::Sender<Option<Arc<VerifiedDirectory>>>,
 }
 
+/// The trust a `[directory]` section configures: its genesis validator
+/// set (weighted with `validator_weights`, else `threshold` of equal
+/// `validators`) and maximum age. Relays, the issuer and clients all start
+/// from it.
+pub fn trust_config(config: &DirectoryConfig) -> Result<TrustConfig, TrustConfigError> {
+    TrustConfig::from_genesis_pins(
+        &config.validators,
+        config.threshold,
+        config.weights().as_deref(),
+        config.max_age_secs,
+    )
+}
+
 impl DirectoryFollower {
     /// A follower of `config`'s registry and validators.
     pub fn new(config: &DirectoryConfig) -> Result<Self, FollowConfigError> {
-        let trust = TrustConfig::from_genesis_pins(
-            &config.validators,
-            config.threshold,
-            config.weights().as_deref(),
-            config.max_age_secs,
-        )?;
+        let trust = trust_config(config)?;
         Ok(Self::with_trust(
             RegistryClient::new(config.registry.addr, config.registry.key),
             trust,
