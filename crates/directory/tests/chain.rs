@@ -85,9 +85,13 @@ fn three_handovers() -> (Vec<SignedValidatorSetChange>, ValidatorSet) {
     )
 }
 
-/// The weighted genesis trust, the three hand-overs, and the trust after a
-/// directory of epoch 3 (sequence 5, block 140) carrying them verified.
-fn at_epoch_three() -> (TrustConfig, Vec<SignedValidatorSetChange>, TrustConfig) {
+/// The weighted genesis trust, the three hand-overs, and a directory of
+/// epoch 3 (sequence 5, block 140) carrying them, verified.
+fn at_epoch_three() -> (
+    TrustConfig,
+    Vec<SignedValidatorSetChange>,
+    openrelay_directory::VerifiedDirectory,
+) {
     let genesis = weighted_genesis();
     let (handovers, _) = three_handovers();
     let first = verify_directory(
@@ -97,8 +101,7 @@ fn at_epoch_three() -> (TrustConfig, Vec<SignedValidatorSetChange>, TrustConfig)
         None,
     )
     .unwrap();
-    let trust = genesis.advanced(&first);
-    (genesis, handovers, trust)
+    (genesis, handovers, first)
 }
 
 #[test]
@@ -252,15 +255,8 @@ fn a_client_offline_across_three_hand_overs_follows_them_from_genesis() {
 
 #[test]
 fn a_client_remembers_the_latest_set_so_later_directories_need_no_history() {
-    let genesis = weighted_genesis();
-    let (handovers, three) = three_handovers();
-    let first = verify_directory(
-        envelope(&chain_directory(5, 140, 3), handovers.clone(), &[5, 6]),
-        &genesis,
-        NOW,
-        None,
-    )
-    .unwrap();
+    let (genesis, handovers, first) = at_epoch_three();
+    let three = three_handovers().1;
     // Persisted and resumed, or advanced in memory: the same trust.
     let persisted = first.validator_set().to_bytes();
     let resumed = genesis
@@ -382,7 +378,8 @@ fn a_forged_set_at_a_later_epoch_skipping_one_is_refused() {
 
 #[test]
 fn an_old_set_replayed_after_a_hand_over_is_refused() {
-    let (genesis, handovers, trust) = at_epoch_three();
+    let (genesis, handovers, first) = at_epoch_three();
+    let trust = genesis.advanced(&first);
     // The genesis validators (who left, maybe sold their keys) sign a new
     // directory claiming epoch 0.
     let replay = chain_directory(6, 150, 0);
@@ -422,7 +419,8 @@ fn an_old_set_replayed_after_a_hand_over_is_refused() {
 
 #[test]
 fn a_hand_over_naming_another_set_for_a_trusted_epoch_is_a_fork() {
-    let (_, handovers, trust) = at_epoch_three();
+    let (genesis, handovers, first) = at_epoch_three();
+    let trust = genesis.advanced(&first);
     let mut forked = handovers;
     forked[2] = handover(&set(3, &[(5, 1), (7, 1)]), 130, &[3, 4, 5]);
     assert_eq!(
