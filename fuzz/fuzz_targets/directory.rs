@@ -25,7 +25,13 @@ fuzz_target!(|data: &[u8]| {
         let trust = TrustConfig::new([validator.id()], 1, u64::MAX).expect("a valid trust config");
         let mut signed = s.clone();
         signed.sign(&validator);
-        let _ = verify_directory(signed, &trust, 1_750_000_000, None);
-        let _ = verify_directory(s, &trust, 1_750_000_000, None);
+        let _ = verify_directory(signed.clone(), &trust, 1_750_000_000, None);
+        let _ = verify_directory(s.clone(), &trust, 1_750_000_000, None);
+        // The same under a weighted genesis set (more than two thirds), the
+        // rule of chain directories and of every set after a hand-over.
+        let weighted = TrustConfig::genesis(trust.validator_set().clone(), u64::MAX)
+            .expect("a valid trust config");
+        let _ = verify_directory(signed, &weighted, 1_750_000_000, None);
+        let _ = verify_directory(s, &weighted, 1_750_000_000, None);
     }
 });

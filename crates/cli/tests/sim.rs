@@ -99,6 +99,49 @@ fn example_population_file_runs() {
     assert!(text.contains("2 operators"), "{text}");
 }
 
+/// Issue 13, item 5: the collusion figures of the population a directory
+/// file lists (here the fixtures' network with a chain section, as a
+/// client caches it), the heaviest operator as the adversary unless named.
+#[test]
+fn a_directory_file_runs() {
+    use openrelay_testkit::fixtures;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("directory.bin");
+    let directory = fixtures::with_chain(fixtures::directory(1), 100, 0);
+    std::fs::write(&file, fixtures::signed(&directory, &[0, 1]).to_bytes()).unwrap();
+    let out = sim(&[
+        "--directory",
+        file.to_str().unwrap(),
+        "--policy",
+        "capped",
+        "--trials",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().any(|l| l.starts_with("paths=")), "{text}");
+    assert!(text.contains("3 operators"), "{text}");
+    let adversary = fixtures::operator_key(1).id().to_string();
+    let out = sim(&[
+        "--directory",
+        file.to_str().unwrap(),
+        "--adversary",
+        &adversary,
+        "--trials",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let unknown = fixtures::operator_key(9).id().to_string();
+    let out = sim(&[
+        "--directory",
+        file.to_str().unwrap(),
+        "--adversary",
+        &unknown,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not listed"), "{}", stderr(&out));
+}
+
 #[test]
 fn bad_input_gives_a_clear_error_and_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use openrelay_config::DirectoryConfig;
 use openrelay_directory::{
-    Directory, DirectoryError, KeyError, SignedDirectory, TrustConfig, TrustConfigError,
-    ValidatorId, VerifiedDirectory, endpoint_class, verify_directory,
+    Directory, DirectoryError, SignedDirectory, TrustConfig, TrustConfigError, ValidatorSet,
+    VerifiedDirectory, endpoint_class, verify_directory,
 };
 use openrelay_registry_client::paths;
 use openrelay_registry_client::{CallError, RegistryClient};
@@ -46,15 +46,17 @@ use crate::relay::Relay;
 
 /// The cached directory's file name in the state directory.
 pub const CACHE_FILE: &str = "directory.bin";
+/// The latest validator set the client verified (`ValidatorSet::to_bytes`),
+/// in the state directory: where verification starts after a restart, so a
+/// registry need not serve hand-overs the client already followed.
+pub const VALIDATOR_SET_FILE: &str = "validator-set.bin";
 
 /// Why the directory source could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DirectoryConfigError {
-    /// A validator's key is not a validator key.
-    #[error("directory.validators: {0}")]
-    Validator(#[from] KeyError),
-    /// The validators and threshold do not make a trust configuration.
+    /// The validators (a key that is not a validator key, one listed
+    /// twice), threshold and weights do not make a trust configuration.
     #[error("directory.validators: {0}")]
     Trust(#[from] TrustConfigError),
 }
@@ -112,6 +114,8 @@ pub struct DirectoryFeed {
     registry: RegistryClient,
     trust: TrustConfig,
     cache: PathBuf,
+    /// [`VALIDATOR_SET_FILE`] in the state directory.
+    validator_set_file: PathBuf,
     /// The last directory accepted (and what the next must not roll back).
     current: Mutex<Option<Arc<VerifiedDirectory>>>,
     refresh: Duration,
@@ -145,19 +149,50 @@ fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<Rela
     entries
 }
 
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// crash never leaves half a file; a failure is logged (the next fetch
+/// tries again).
+fn write_atomically(path: &Path, bytes: &[u8], what: &str) {
+    let temporary = path.with_extension("tmp");
+    if std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .is_err()
+    {
+        warn!("cannot cache {what}");
+    }
+}
+
+/// `genesis` moved forward to the validator set persisted in `file`, if
+/// there is one that follows it; else `genesis` (a missing file is a first
+/// start, a bad one is logged and ignored: the cached directory's
+/// hand-overs, or the next fetch's, lead from genesis again).
+fn resume_trust(genesis: TrustConfig, file: &Path) -> TrustConfig {
+    let Ok(bytes) = std::fs::read(file) else {
+        return genesis;
+    };
+    let resumed = ValidatorSet::from_bytes(&bytes)
+        .map_err(TrustConfigError::ValidatorSet)
+        .and_then(|set| genesis.resume(set));
+    match resumed {
+        Ok(trust) => trust,
+        Err(e) => {
+            warn!(error = %e, "persisted validator set ignored");
+            genesis
+        }
+    }
+}
+
 impl DirectoryFeed {
     /// A feed for `config`, caching in `state_dir`.
     pub fn new(config: &DirectoryConfig, state_dir: &Path) -> Result<Self, DirectoryConfigError> {
-        let validators = config
-            .validators
-            .iter()
-            .map(|pin| ValidatorId::try_from(*pin))
-            .collect::<Result<Vec<_>, _>>()?;
-        let trust = TrustConfig::new(validators, config.threshold, config.max_age_secs)?;
+        let genesis = openrelay_registry_client::follow::trust_config(config)?;
+        let validator_set_file = state_dir.join(VALIDATOR_SET_FILE);
+        let trust = resume_trust(genesis, &validator_set_file);
         Ok(DirectoryFeed {
             registry: RegistryClient::new(config.registry.addr, config.registry.key),
             trust,
             cache: state_dir.join(CACHE_FILE),
+            validator_set_file,
             current: Mutex::new(None),
             refresh: Duration::from_secs(config.refresh_secs),
             dangerously_allow_special_purpose_endpoints: config
@@ -199,12 +234,24 @@ impl DirectoryFeed {
     ) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
         let mut current = self.current();
         let last_seen = current.as_ref().map(|d| d.last_seen());
-        let verified = Arc::new(verify_directory(
-            signed,
-            &self.trust,
-            now,
-            last_seen.as_ref(),
-        )?);
+        // From the validator set the last directory proved (its hand-overs
+        // walked), so the next need not carry them again; after a restart
+        // from the set persisted in the state directory.
+        let trust = current
+            .as_ref()
+            .map_or_else(|| self.trust.clone(), |d| self.trust.advanced(d));
+        let verified = Arc::new(verify_directory(signed, &trust, now, last_seen.as_ref())?);
+        if verified.validator_set() != trust.validator_set() {
+            info!(
+                epoch = verified.validator_set().epoch(),
+                "followed validator set hand-overs"
+            );
+            write_atomically(
+                &self.validator_set_file,
+                &verified.validator_set().to_bytes(),
+                "the validator set",
+            );
+        }
         *current = Some(Arc::clone(&verified));
         Ok(verified)
     }
@@ -227,13 +274,7 @@ impl DirectoryFeed {
     /// Writes the cache (then renames, so a crash never leaves half a
     /// cache).
     fn write_cache(&self, bytes: &[u8]) {
-        let temporary = self.cache.with_extension("tmp");
-        if std::fs::write(&temporary, bytes)
-            .and_then(|()| std::fs::rename(&temporary, &self.cache))
-            .is_err()
-        {
-            warn!("cannot cache the directory");
-        }
+        write_atomically(&self.cache, bytes, "the directory");
     }
 
     /// The cached directory. One that no longer verifies now because it is
@@ -352,7 +393,8 @@ mod tests {
     use openrelay_config::ServiceEndpoint;
     use openrelay_directory::{
         CountryCode, DescriptorFields, Network, OperatorKey, OperatorProfile, ProfileFields,
-        QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, ValidatorKey,
+        QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, SignedValidatorSetChange,
+        ValidatorKey, ValidatorSet, ValidatorSetChange,
     };
     use openrelay_types::{KeyPin, RelayRole};
 
@@ -366,6 +408,7 @@ mod tests {
             },
             validators: vec![KeyPin::from(ValidatorKey::from_bytes(&[9; 32]).id())],
             threshold: 1,
+            validator_weights: None,
             max_age_secs: 3600,
             refresh_secs: 30,
             dangerously_allow_special_purpose_endpoints: allow_special,
@@ -373,9 +416,9 @@ mod tests {
         DirectoryFeed::new(&config, dir).unwrap()
     }
 
-    /// A directory signed by the feed's validator: relays 1 and 2 (operator
-    /// 1, ingress) and 3 (operator 2, egress) at `endpoints[i]`.
-    fn directory(now: u64, endpoints: [&[&str]; 3]) -> Vec<u8> {
+    /// The directory body of relays 1 and 2 (operator 1, ingress) and 3
+    /// (operator 2, egress) at `endpoints[i]`.
+    fn directory_body(now: u64, endpoints: [&[&str]; 3]) -> Directory {
         let operators: Vec<OperatorKey> =
             (1..=2).map(|i| OperatorKey::from_bytes(&[i; 32])).collect();
         let profiles = operators
@@ -430,10 +473,134 @@ mod tests {
                 SignedDescriptor::sign(descriptor, &relay, operator, quic_signature).unwrap()
             })
             .collect();
-        let directory = Directory::new(1, now, now + 3600, profiles, descriptors).unwrap();
-        let mut signed = SignedDirectory::new(&directory);
+        Directory::new(1, now, now + 3600, profiles, descriptors).unwrap()
+    }
+
+    /// A directory signed by the feed's validator: relays 1 and 2 (operator
+    /// 1, ingress) and 3 (operator 2, egress) at `endpoints[i]`.
+    fn directory(now: u64, endpoints: [&[&str]; 3]) -> Vec<u8> {
+        let mut signed = SignedDirectory::new(&directory_body(now, endpoints));
         signed.sign(&ValidatorKey::from_bytes(&[9; 32]));
         signed.to_bytes()
+    }
+
+    /// Validator `n`'s key (the feed's genesis validator is 9).
+    fn validator(n: u8) -> ValidatorKey {
+        ValidatorKey::from_bytes(&[n; 32])
+    }
+
+    /// The hand-over to validators `members` (weight 1 each) as epoch
+    /// `epoch` at block `epoch * 10`, signed by `signers`.
+    fn handover(epoch: u64, members: &[u8], signers: &[u8]) -> SignedValidatorSetChange {
+        let set =
+            ValidatorSet::equal_weights(epoch, members.iter().map(|&v| validator(v).id())).unwrap();
+        let change =
+            ValidatorSetChange::new(openrelay_testkit::fixtures::chain_anchor(epoch * 10), set)
+                .unwrap();
+        let mut signed = SignedValidatorSetChange::new(change);
+        for &v in signers {
+            signed.sign(&validator(v));
+        }
+        signed
+    }
+
+    /// Directory `sequence` with a chain section at block `epoch * 10 + 5`
+    /// for validator set `epoch`, carrying `handovers`, signed by `signers`.
+    fn chain_directory(
+        now: u64,
+        sequence: u64,
+        epoch: u64,
+        handovers: Vec<SignedValidatorSetChange>,
+        signers: &[u8],
+    ) -> Vec<u8> {
+        let body = directory_body(now, [&["11.0.0.1:1"], &["11.0.0.2:1"], &["11.0.0.3:1"]]);
+        let body = Directory::new(
+            sequence,
+            now,
+            now + 3600,
+            body.operators().to_vec(),
+            body.descriptors().to_vec(),
+        )
+        .unwrap();
+        let section = openrelay_testkit::fixtures::chain_section(&body, epoch * 10 + 5, epoch);
+        let mut signed = SignedDirectory::new(&body.with_chain(section).unwrap())
+            .with_handovers(handovers)
+            .unwrap();
+        for &v in signers {
+            signed.sign(&validator(v));
+        }
+        signed.to_bytes()
+    }
+
+    /// Issue 13, item 4: a client that starts from its genesis validator
+    /// set (the config's one validator, 9) follows three set changes, then
+    /// verifies later directories from the latest set without the history,
+    /// and refuses the old sets' signatures; a refused directory changes
+    /// nothing.
+    #[test]
+    fn a_client_follows_three_validator_set_changes_from_its_genesis_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let all = vec![
+            handover(1, &[20, 21], &[9]),
+            handover(2, &[22, 23, 24], &[20, 21]),
+            handover(3, &[25], &[22, 23, 24]),
+        ];
+        let fresh = feed(true, dir.path());
+        let list = fresh
+            .accept(&chain_directory(now, 1, 3, all.clone(), &[25]), now)
+            .unwrap();
+        assert_eq!(list.relays.len(), 3);
+        assert_eq!(fresh.verified().unwrap().validator_set().epoch(), 3);
+        // Without the history: the feed verifies from the set it reached.
+        fresh
+            .accept(&chain_directory(now, 2, 3, vec![], &[25]), now)
+            .unwrap();
+        // A client at genesis (another state directory) needs the whole
+        // history.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = feed(true, elsewhere.path());
+        assert!(matches!(
+            other.accept(&chain_directory(now, 2, 3, all[1..].to_vec(), &[25]), now),
+            Err(DirectoryError::HandOverGap {
+                expected: 1,
+                found: 2
+            })
+        ));
+        // The set of epoch 2 signing after it handed over: refused, and the
+        // feed keeps directory 2.
+        assert!(matches!(
+            fresh.accept(&chain_directory(now, 3, 2, vec![], &[22, 23, 24]), now),
+            Err(DirectoryError::ValidatorEpochBehind {
+                epoch: 2,
+                trusted: 3
+            })
+        ));
+        // Two of three of epoch 2 sign a hand-over to a set of their own:
+        // exactly two thirds, refused.
+        let forged = vec![
+            all[0].clone(),
+            all[1].clone(),
+            handover(3, &[26], &[22, 23]),
+        ];
+        assert!(matches!(
+            other.accept(&chain_directory(now, 3, 3, forged, &[26]), now),
+            Err(DirectoryError::HandOverUnderSigned { epoch: 3, .. })
+        ));
+        assert_eq!(fresh.verified().unwrap().sequence(), 2);
+        assert!(other.verified().is_none());
+        // After a restart the feed starts from the set it persisted, so a
+        // registry serving only the newest hand-overs is followed.
+        let restarted = feed(true, dir.path());
+        restarted
+            .accept(&chain_directory(now, 4, 3, all[2..].to_vec(), &[25]), now)
+            .unwrap();
+        // A state directory without it starts from genesis again.
+        assert!(
+            feed(true, elsewhere.path())
+                .accept(&chain_directory(now, 4, 3, all[2..].to_vec(), &[25]), now)
+                .is_err()
+        );
     }
 
     /// Issue 11, item 17: a directory cannot make the client send packets to
@@ -527,6 +694,7 @@ mod tests {
         body.extend_from_slice(&four);
         let mut forged = SignedDirectory {
             directory: body,
+            handovers: Vec::new(),
             signatures: Vec::new(),
         };
         forged.sign(&ValidatorKey::from_bytes(&[9; 32]));

@@ -141,8 +141,11 @@ pub struct Relay {
     pub network: Option<Network>,
     /// Where it is.
     pub region: Region,
-    /// Advertised (later: measured) bandwidth in bits per second; the
-    /// selection weight ([`UNKNOWN_BANDWIDTH`] when not known).
+    /// The bandwidth selection weighs it by, in bits per second: a config
+    /// entry's `bandwidth_bps` ([`UNKNOWN_BANDWIDTH`] when not known); a
+    /// directory relay's advertised bandwidth clipped, and in a directory
+    /// with a chain section capped by its operator's stake
+    /// ([`VerifiedRelay::selection_bandwidth_bps`]; later also measured).
     pub bandwidth_bps: u64,
     /// Its QUIC address.
     pub addr: SocketAddr,
@@ -188,7 +191,7 @@ impl Relay {
                 country: Some(region.country.to_string()),
                 city: Some(region.city.clone()).filter(|c| !c.is_empty()),
             },
-            bandwidth_bps: relay.bandwidth_bps(),
+            bandwidth_bps: relay.selection_bandwidth_bps(),
             addr,
         }
     }

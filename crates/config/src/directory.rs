@@ -16,16 +16,29 @@ pub const MAX_RELAYS_LIMIT: usize = 20_000;
 pub const MAX_ISSUERS_LIMIT: usize = 64;
 
 /// Where a client gets its relay list: a registry's directory, trusted only
-/// with the signatures of `threshold` of `validators`.
+/// with the signatures of its genesis validator set (`validators`, with
+/// `threshold` of them, k of n; or with `validator_weights`, more than two
+/// thirds of their weight) and of the sets it hands over to on the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
     /// The registry serving the directory.
     pub registry: ServiceEndpoint,
-    /// Validators whose signatures count.
+    /// The genesis validator set (epoch 0): validators whose signatures
+    /// count until the directory carries a hand-over to another set.
     pub validators: Vec<KeyPin>,
-    /// Signatures required (k of n).
+    /// Signatures of `validators` required (k of n) while the genesis set
+    /// signs; every validator weighs the same. Left out (0) with
+    /// `validator_weights`. A hand-over to another set needs more than two
+    /// thirds of the genesis set in any case.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub threshold: usize,
+    /// The genesis validators' weights (issue 13; on chain, each one's stake
+    /// in wei), one per `validators` entry, in order: an integer, or above
+    /// 2⁶³ a decimal string. Given, directories and hand-overs need more
+    /// than two thirds of the weight, and `threshold` must be left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator_weights: Option<Vec<ValidatorWeight>>,
     /// A directory older than this is refused, cached or not; once the one
     /// in use is this old (or past its own validity), no path is built until
     /// a fresh one arrives.
@@ -43,6 +56,47 @@ pub struct DirectoryConfig {
     pub dangerously_allow_special_purpose_endpoints: bool,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A genesis validator's weight (its stake in wei): a TOML integer, or a
+/// decimal string for weights beyond TOML's 2⁶³ − 1. Written back as an
+/// integer when it fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValidatorWeight(pub u128);
+
+impl Serialize for ValidatorWeight {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(self.0) {
+            Ok(n) => serializer.serialize_i64(n),
+            Err(_) => serializer.collect_str(&self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ValidatorWeight {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Integer(i64),
+            Decimal(String),
+        }
+        let weight = match Written::deserialize(deserializer)? {
+            Written::Integer(n) => u128::try_from(n).ok(),
+            Written::Decimal(text) => text
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<u128>().ok())
+                .flatten(),
+        };
+        weight.map(ValidatorWeight).ok_or_else(|| {
+            serde::de::Error::custom("a weight is a non-negative integer below 2^128")
+        })
+    }
+}
+
 fn default_directory_max_age_secs() -> u64 {
     7200
 }
@@ -51,6 +105,13 @@ fn default_directory_refresh_secs() -> u64 {
 }
 
 impl DirectoryConfig {
+    /// The genesis weights as integers, if given.
+    pub fn weights(&self) -> Option<Vec<u128>> {
+        self.validator_weights
+            .as_ref()
+            .map(|weights| weights.iter().map(|w| w.0).collect())
+    }
+
     /// Checks the settings; errors name the field under `section`.
     pub(crate) fn validate_at(&self, section: &str) -> Result<(), ConfigError> {
         if self.validators.is_empty() {
@@ -59,11 +120,45 @@ impl DirectoryConfig {
                 "must list at least one validator key",
             ));
         }
-        if self.threshold == 0 || self.threshold > self.validators.len() {
-            return Err(ConfigError::invalid(
-                format!("{section}.threshold"),
-                "must be between 1 and the number of validators",
-            ));
+        match &self.validator_weights {
+            None if self.threshold == 0 || self.threshold > self.validators.len() => {
+                return Err(ConfigError::invalid(
+                    format!("{section}.threshold"),
+                    "must be between 1 and the number of validators",
+                ));
+            }
+            None => {}
+            Some(_) if self.threshold != 0 => {
+                return Err(ConfigError::invalid(
+                    format!("{section}.threshold"),
+                    "does not apply with validator_weights (more than two thirds of the \
+                     weight signs); leave it out",
+                ));
+            }
+            Some(weights) if weights.len() != self.validators.len() => {
+                return Err(ConfigError::invalid(
+                    format!("{section}.validator_weights"),
+                    "needs one weight per validator, in the same order",
+                ));
+            }
+            Some(weights) => {
+                if weights.iter().any(|w| w.0 == 0) {
+                    return Err(ConfigError::invalid(
+                        format!("{section}.validator_weights"),
+                        "a weight of 0 gives a validator no say; leave the validator out",
+                    ));
+                }
+                if weights
+                    .iter()
+                    .try_fold(0u128, |sum, w| sum.checked_add(w.0))
+                    .is_none()
+                {
+                    return Err(ConfigError::invalid(
+                        format!("{section}.validator_weights"),
+                        "the weights add up to more than 2^128 - 1",
+                    ));
+                }
+            }
         }
         if self.max_age_secs == 0 || self.refresh_secs == 0 {
             return Err(ConfigError::invalid(

@@ -353,6 +353,47 @@ fn a_relay_publishes_to_every_validator() {
     assert_eq!(relay.common().publish.as_ref().unwrap().validators.len(), 1);
 }
 
+/// Issue 13, item 4: a weighted genesis validator set, its weights as
+/// integers or (beyond TOML's 2^63) decimal strings; `threshold` is for the
+/// unweighted k of n only.
+#[test]
+fn a_genesis_set_can_carry_weights() {
+    let directory = |settings: &str| {
+        format!(
+            "{CLIENT_EXAMPLE}\n[directory]\nvalidators = [\"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\", \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\n{settings}\n\
+             [directory.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n"
+        )
+    };
+    let client = ClientConfig::from_toml(&directory(
+        "validator_weights = [3, \"340282366920938463463374607431768211000\"]",
+    ))
+    .unwrap();
+    let config = client.directory.unwrap();
+    assert_eq!(config.threshold, 0);
+    assert_eq!(
+        config.weights(),
+        Some(vec![3, 340_282_366_920_938_463_463_374_607_431_768_211_000])
+    );
+    // The unweighted form is unchanged.
+    let plain = ClientConfig::from_toml(&directory("threshold = 2")).unwrap();
+    assert_eq!(plain.directory.unwrap().weights(), None);
+    for (settings, field) in [
+        ("threshold = 1\nvalidator_weights = [1, 1]", "threshold"),
+        ("validator_weights = [1]", "validator_weights"),
+        ("validator_weights = [1, 0]", "validator_weights"),
+        (
+            "validator_weights = [\"340282366920938463463374607431768211455\", 1]",
+            "validator_weights",
+        ),
+        ("validator_weights = [1, -2]", "validator_weights"),
+        ("validator_weights = [1, \"0x10\"]", "validator_weights"),
+        ("", "threshold"),
+    ] {
+        let err = ClientConfig::from_toml(&directory(settings)).unwrap_err();
+        expect_field(err, field);
+    }
+}
+
 #[test]
 fn local_relay_endpoints_are_an_explicit_choice_of_the_client() {
     let directory = "\n[directory]\nvalidators = [\"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\"]\nthreshold = 1\n\

@@ -206,6 +206,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             registry: registry.clone(),
             validators: validators.clone(),
             threshold: THRESHOLD,
+            validator_weights: None,
             max_age_secs: 7200,
             refresh_secs: 2,
             dangerously_allow_special_purpose_endpoints: true,

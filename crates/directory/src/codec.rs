@@ -293,3 +293,24 @@ pub(crate) fn put_small_count(out: &mut Vec<u8>, len: usize, limit: usize) -> us
     out.push(u8::try_from(count).unwrap_or(u8::MAX));
     count
 }
+
+/// Reads a `u32` count of at most `limit` entries, then the entries with
+/// `decode`; entries are at least `min_len` bytes, which bounds what is
+/// reserved for a forged count.
+pub(crate) fn read_list<'a, T>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    limit: usize,
+    min_len: usize,
+    decode: impl Fn(&mut Reader<'a>) -> Result<T, FormatError>,
+) -> Result<Vec<T>, FormatError> {
+    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+    if count > limit {
+        return Err(FormatError::TooLarge { what, limit });
+    }
+    let mut items = Vec::with_capacity(bounded_capacity(count, r.remaining(), min_len));
+    for _ in 0..count {
+        items.push(decode(r)?);
+    }
+    Ok(items)
+}

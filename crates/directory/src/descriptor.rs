@@ -26,6 +26,11 @@ use crate::{FormatError, MAX_CLOCK_SKEW_SECS, Signer};
 /// The format version of descriptor bodies this crate reads and writes.
 pub const DESCRIPTOR_VERSION: u8 = 2;
 
+/// The domain prefix of [`RelayDescriptor::content_hash`] (one NUL, last,
+/// like the signature prefixes, and none of them: a content hash is never
+/// a signed message).
+pub const DESCRIPTOR_CONTENT_HASH_PREFIX: &[u8] = b"openrelay descriptor v2 content\0";
+
 const ROLE_INGRESS: u8 = 1;
 const ROLE_EGRESS: u8 = 2;
 const MEASUREMENT_NONE: u8 = 0;
@@ -219,10 +224,40 @@ impl RelayDescriptor {
         Domain::DescriptorQuic.message(&self.to_bytes())
     }
 
+    /// The commitment the chain stores for this relay (`descriptorHash` of
+    /// `RelayRegistry.sol`): SHA-256 of the prefix
+    /// [`DESCRIPTOR_CONTENT_HASH_PREFIX`], then the canonical bytes without
+    /// the validity window (`not_before`, `not_after`, the last 16 bytes).
+    ///
+    /// Everything else (keys, role, endpoints, QUIC key, region, network,
+    /// bandwidth, software) changes it, so a registry lists a descriptor
+    /// only as the operator committed to it on chain; the window does not,
+    /// so a relay refreshes its descriptor without a transaction. Equal for
+    /// two descriptors exactly when [`RelayDescriptor::same_except_validity`]
+    /// (property-tested).
+    pub fn content_hash(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut body = Vec::with_capacity(256);
+        self.encode_without_validity(&mut body);
+        let mut hash = sha2::Sha256::new();
+        hash.update(DESCRIPTOR_CONTENT_HASH_PREFIX);
+        hash.update(&body);
+        hash.finalize().into()
+    }
+
     /// The canonical bytes (`docs/directory-format.md`, "Relay descriptor").
     pub fn to_bytes(&self) -> Vec<u8> {
-        let f = &self.fields;
         let mut out = Vec::with_capacity(256);
+        self.encode_without_validity(&mut out);
+        out.extend_from_slice(&self.fields.not_before.to_be_bytes());
+        out.extend_from_slice(&self.fields.not_after.to_be_bytes());
+        out
+    }
+
+    /// Every field of the canonical bytes but the last two (the validity
+    /// window), in order.
+    fn encode_without_validity(&self, out: &mut Vec<u8>) {
+        let f = &self.fields;
         out.push(DESCRIPTOR_VERSION);
         out.extend_from_slice(f.relay.as_bytes());
         out.extend_from_slice(f.operator.as_bytes());
@@ -230,13 +265,13 @@ impl RelayDescriptor {
         // At most MAX_ENDPOINTS (8), checked on construction.
         out.push(u8::try_from(f.endpoints.len()).unwrap_or(u8::MAX));
         for endpoint in &f.endpoints {
-            encode_endpoint(endpoint, &mut out);
+            encode_endpoint(endpoint, out);
         }
         out.extend_from_slice(f.quic_pin.as_bytes());
-        f.region.encode(&mut out);
-        f.network.encode(&mut out);
+        f.region.encode(out);
+        f.network.encode(out);
         out.extend_from_slice(&f.bandwidth_bps.to_be_bytes());
-        crate::codec::put_short_str(&mut out, &f.software_version);
+        crate::codec::put_short_str(out, &f.software_version);
         match &f.software_measurement {
             None => out.push(MEASUREMENT_NONE),
             Some(digest) => {
@@ -244,9 +279,6 @@ impl RelayDescriptor {
                 out.extend_from_slice(digest);
             }
         }
-        out.extend_from_slice(&f.not_before.to_be_bytes());
-        out.extend_from_slice(&f.not_after.to_be_bytes());
-        out
     }
 
     /// Parses canonical bytes; anything else (trailing bytes included) is

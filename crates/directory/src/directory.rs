@@ -2,21 +2,35 @@
 //! profiles of their operators, a sequence number and times, signed by a
 //! threshold of validators rather than by the registry alone.
 
+use crate::chain::{ChainAnchor, ChainSection};
 use crate::codec::{
-    Reader, bounded_capacity, check_strictly_ascending, put_count_u32, put_directory_bytes,
-    put_small_count, read_directory_bytes, read_small_count,
+    Reader, check_strictly_ascending, put_count_u32, put_directory_bytes, put_small_count,
+    read_directory_bytes, read_list,
 };
 use crate::descriptor::{MIN_SIGNED_DESCRIPTOR_LEN, SignedDescriptor};
 use crate::issuer_keys::{MAX_ISSUERS, MIN_SIGNED_KEY_SET_LEN, SignedIssuerKeySet};
-use crate::keys::{Domain, IssuerId, Signature, ValidatorId, ValidatorKey, check_public_key};
+use crate::keys::{Domain, IssuerId, Signature, ValidatorId, ValidatorKey};
 use crate::profile::{MIN_SIGNED_PROFILE_LEN, SignedOperatorProfile};
+use crate::validator_set::{
+    SignedValidatorSetChange, check_consecutive, put_handovers, read_handovers, read_signatures,
+};
 use crate::{FormatError, OperatorId, RelayId};
 
-/// The format version of directory bodies this crate reads and writes
-/// (3: issuer key sets after the descriptors, RFC 9576 §6).
+/// The format version of directory bodies without a chain section (3:
+/// issuer key sets after the descriptors, RFC 9576 §6). Still read and
+/// written: a directory without [`Directory::chain`] is encoded as version 3.
 pub const DIRECTORY_VERSION: u8 = 3;
-/// The format version of the signed-directory envelope.
+/// The format version of directory bodies with a chain section (issue 13):
+/// version 3's fields with the chain anchor and validator epoch after the
+/// times and the chain's operator and relay figures after the issuer key
+/// sets. Signed under its own prefix (`openrelay directory v4 validator\0`).
+pub const DIRECTORY_CHAIN_VERSION: u8 = 4;
+/// The format version of the signed-directory envelope without validator
+/// set hand-overs.
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
+/// The format version of the signed-directory envelope with validator set
+/// hand-overs (issue 13), between the directory and its signatures.
+pub const SIGNED_DIRECTORY_HANDOVER_VERSION: u8 = 2;
 
 /// A directory document's contents: what validators sign.
 ///
@@ -33,6 +47,9 @@ pub struct Directory {
     operators: Vec<SignedOperatorProfile>,
     descriptors: Vec<SignedDescriptor>,
     key_sets: Vec<SignedIssuerKeySet>,
+    // Boxed: most directories (and every one before issue 13) have none,
+    // and a `Directory` travels by value in verdicts and results.
+    chain: Option<Box<ChainSection>>,
 }
 
 impl Directory {
@@ -44,6 +61,7 @@ impl Directory {
         operators: Vec<SignedOperatorProfile>,
         descriptors: Vec<SignedDescriptor>,
         key_sets: Vec<SignedIssuerKeySet>,
+        chain: Option<Box<ChainSection>>,
     ) -> Result<Self, FormatError> {
         let directory = Directory {
             sequence,
@@ -52,6 +70,7 @@ impl Directory {
             operators,
             descriptors,
             key_sets,
+            chain,
         };
         directory.check()?;
         Ok(directory)
@@ -76,7 +95,54 @@ impl Directory {
             operators,
             descriptors,
             Vec::new(),
+            None,
         )
+    }
+
+    /// This directory with a chain section (encoded as format
+    /// [`DIRECTORY_CHAIN_VERSION`]): `chain`'s lists (any order; sorted
+    /// here) must name exactly the directory's operators and relays, so
+    /// set the profiles and descriptors first.
+    pub fn with_chain(mut self, mut chain: ChainSection) -> Result<Self, FormatError> {
+        chain.sort();
+        self.chain = Some(Box::new(chain));
+        self.check()?;
+        Ok(self)
+    }
+
+    /// The chain section, if the directory has one.
+    pub fn chain(&self) -> Option<&ChainSection> {
+        self.chain.as_deref()
+    }
+
+    /// The body's format version: [`DIRECTORY_CHAIN_VERSION`] with a chain
+    /// section, else [`DIRECTORY_VERSION`].
+    pub fn version(&self) -> u8 {
+        if self.chain.is_some() {
+            DIRECTORY_CHAIN_VERSION
+        } else {
+            DIRECTORY_VERSION
+        }
+    }
+
+    /// The chain anchor and validator epoch of a directory body, read from
+    /// its first bytes without parsing the rest (`None` for a version 3
+    /// body): verification needs the epoch to know whose signatures count,
+    /// and counts them before it parses anything big.
+    pub fn peek_chain_head(bytes: &[u8]) -> Result<Option<(ChainAnchor, u64)>, FormatError> {
+        let mut r = Reader::new(bytes);
+        match r.u8()? {
+            DIRECTORY_VERSION => Ok(None),
+            DIRECTORY_CHAIN_VERSION => {
+                r.bytes(3 * 8)?;
+                let anchor = ChainAnchor::decode(&mut r)?;
+                Ok(Some((anchor, r.u64()?)))
+            }
+            version => Err(FormatError::UnsupportedVersion {
+                object: "directory",
+                version,
+            }),
+        }
     }
 
     /// This directory listing `key_sets` (any order; sorted here) as the
@@ -125,7 +191,14 @@ impl Directory {
         }
         check_strictly_ascending(&self.operators, "operators", |p| p.profile().operator())?;
         check_strictly_ascending(&self.descriptors, "descriptors", |d| d.descriptor().relay())?;
-        check_strictly_ascending(&self.key_sets, "issuer key sets", |s| s.key_set().issuer())
+        check_strictly_ascending(&self.key_sets, "issuer key sets", |s| s.key_set().issuer())?;
+        if let Some(chain) = &self.chain {
+            chain.check_matches(
+                self.operators.iter().map(|p| p.profile().operator()),
+                self.descriptors.iter().map(|d| d.descriptor().relay()),
+            )?;
+        }
+        Ok(())
     }
 
     /// The sequence number: strictly increasing from one directory to the
@@ -187,10 +260,13 @@ impl Directory {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(32 + self.operators.len() * 256 + self.descriptors.len() * 512);
-        out.push(DIRECTORY_VERSION);
+        out.push(self.version());
         out.extend_from_slice(&self.sequence.to_be_bytes());
         out.extend_from_slice(&self.issued_at.to_be_bytes());
         out.extend_from_slice(&self.valid_until.to_be_bytes());
+        if let Some(chain) = &self.chain {
+            chain.encode_head(&mut out);
+        }
         put_count_u32(&mut out, self.operators.len());
         for profile in &self.operators {
             profile.encode(&mut out);
@@ -202,6 +278,9 @@ impl Directory {
         put_count_u32(&mut out, self.key_sets.len());
         for set in &self.key_sets {
             set.encode(&mut out);
+        }
+        if let Some(chain) = &self.chain {
+            chain.encode_lists(&mut out);
         }
         out
     }
@@ -215,10 +294,21 @@ impl Directory {
             });
         }
         let mut r = Reader::new(bytes);
-        r.version("directory", DIRECTORY_VERSION)?;
+        let version = r.u8()?;
+        if version != DIRECTORY_VERSION && version != DIRECTORY_CHAIN_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                object: "directory",
+                version,
+            });
+        }
         let sequence = r.u64()?;
         let issued_at = r.u64()?;
         let valid_until = r.u64()?;
+        let chain_head = if version == DIRECTORY_CHAIN_VERSION {
+            Some((ChainAnchor::decode(&mut r)?, r.u64()?))
+        } else {
+            None
+        };
         let operators = read_list(
             &mut r,
             "operators",
@@ -242,6 +332,9 @@ impl Directory {
             MIN_SIGNED_KEY_SET_LEN,
             SignedIssuerKeySet::decode,
         )?;
+        let chain = chain_head
+            .map(|(anchor, epoch)| ChainSection::decode_lists(&mut r, anchor, epoch).map(Box::new))
+            .transpose()?;
         r.finish()?;
         Self::checked(
             sequence,
@@ -250,6 +343,7 @@ impl Directory {
             operators,
             descriptors,
             key_sets,
+            chain,
         )
     }
 
@@ -257,24 +351,6 @@ impl Directory {
     pub fn digest(&self) -> DirectoryDigest {
         DirectoryDigest::of(&self.to_bytes())
     }
-}
-
-fn read_list<'a, T>(
-    r: &mut Reader<'a>,
-    what: &'static str,
-    limit: usize,
-    min_len: usize,
-    decode: impl Fn(&mut Reader<'a>) -> Result<T, FormatError>,
-) -> Result<Vec<T>, FormatError> {
-    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
-    if count > limit {
-        return Err(FormatError::TooLarge { what, limit });
-    }
-    let mut items = Vec::with_capacity(bounded_capacity(count, r.remaining(), min_len));
-    for _ in 0..count {
-        items.push(decode(r)?);
-    }
-    Ok(items)
 }
 
 crate::digest::sha256_digest!(
@@ -301,11 +377,12 @@ impl ValidatorKey {
     }
 
     /// Signs a directory's canonical bytes (as [`Directory::to_bytes`] gives
-    /// them, or as received and decoded).
+    /// them, or as received and decoded), under the prefix of their format
+    /// version.
     pub fn sign_directory_bytes(&self, directory_bytes: &[u8]) -> ValidatorSignature {
         ValidatorSignature {
             validator: self.id(),
-            signature: self.sign(Domain::Directory, directory_bytes),
+            signature: self.sign(directory_domain(directory_bytes), directory_bytes),
         }
     }
 }
@@ -314,13 +391,27 @@ impl ValidatorSignature {
     /// Whether the signature verifies over `directory_bytes` with the key it
     /// names (not whether that key is trusted: that is the caller's).
     pub fn verifies(&self, directory_bytes: &[u8]) -> bool {
-        self.validator
-            .verify(Domain::Directory, directory_bytes, &self.signature)
+        self.validator.verify(
+            directory_domain(directory_bytes),
+            directory_bytes,
+            &self.signature,
+        )
     }
 }
 
-/// A directory as it travels: its canonical bytes and the validators'
-/// signatures over them.
+/// The signature prefix of a directory body: by its version byte, so a
+/// signature over a version 3 body never verifies as one over version 4
+/// (bytes of another version fail to decode anyway).
+fn directory_domain(directory_bytes: &[u8]) -> Domain {
+    match directory_bytes.first() {
+        Some(&DIRECTORY_CHAIN_VERSION) => Domain::DirectoryV4,
+        _ => Domain::Directory,
+    }
+}
+
+/// A directory as it travels: its canonical bytes, the validator set
+/// hand-overs a client may need to reach the set that signed it, and the
+/// validators' signatures over the bytes.
 ///
 /// The signature list is not covered by any signature (validators sign
 /// independently, and a registry collects what it gets), so its order is kept
@@ -332,6 +423,12 @@ impl ValidatorSignature {
 pub struct SignedDirectory {
     /// The directory's canonical bytes ([`Directory::to_bytes`]).
     pub directory: Vec<u8>,
+    /// Validator set hand-overs, epochs consecutive and ascending, at most
+    /// [`MAX_VALIDATOR_SET_CHANGES`](crate::MAX_VALIDATOR_SET_CHANGES):
+    /// every change since genesis, or those after an epoch the client
+    /// knows. Each is signed by the set before it, so none needs the
+    /// directory's signatures. Empty: envelope version 1.
+    pub handovers: Vec<SignedValidatorSetChange>,
     /// Validators' signatures over `directory`.
     pub signatures: Vec<ValidatorSignature>,
 }
@@ -341,8 +438,20 @@ impl SignedDirectory {
     pub fn new(directory: &Directory) -> Self {
         SignedDirectory {
             directory: directory.to_bytes(),
+            handovers: Vec::new(),
             signatures: Vec::new(),
         }
+    }
+
+    /// This envelope carrying `handovers` (epochs consecutive and
+    /// ascending, at most [`MAX_VALIDATOR_SET_CHANGES`](crate::MAX_VALIDATOR_SET_CHANGES)).
+    pub fn with_handovers(
+        mut self,
+        handovers: Vec<SignedValidatorSetChange>,
+    ) -> Result<Self, FormatError> {
+        check_consecutive(&handovers)?;
+        self.handovers = handovers;
+        Ok(self)
     }
 
     /// Adds `key`'s signature, replacing an earlier one by the same validator.
@@ -368,8 +477,14 @@ impl SignedDirectory {
         let mut out = Vec::with_capacity(
             1 + 4 + self.directory.len() + 1 + self.signatures.len() * (32 + Signature::LEN),
         );
-        out.push(SIGNED_DIRECTORY_VERSION);
-        put_directory_bytes(&mut out, &self.directory);
+        if self.handovers.is_empty() {
+            out.push(SIGNED_DIRECTORY_VERSION);
+            put_directory_bytes(&mut out, &self.directory);
+        } else {
+            out.push(SIGNED_DIRECTORY_HANDOVER_VERSION);
+            put_directory_bytes(&mut out, &self.directory);
+            put_handovers(&mut out, &self.handovers);
+        }
         let count = put_small_count(
             &mut out,
             self.signatures.len(),
@@ -387,24 +502,23 @@ impl SignedDirectory {
     /// signatures checked out.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes);
-        r.version("signed directory", SIGNED_DIRECTORY_VERSION)?;
+        let version = r.u8()?;
         let directory = read_directory_bytes(&mut r)?;
-        let count = read_small_count(&mut r, "signatures", crate::MAX_DIRECTORY_SIGNATURES)?;
-        let mut signatures = Vec::with_capacity(count);
-        for _ in 0..count {
-            let validator = r.array::<32>()?;
-            check_public_key(&validator).map_err(|_| FormatError::Invalid {
-                field: "validator",
-                reason: "not a usable Ed25519 key",
-            })?;
-            signatures.push(ValidatorSignature {
-                validator: ValidatorId::from_checked(validator),
-                signature: Signature::from_bytes(r.array()?),
-            });
-        }
+        let handovers = match version {
+            SIGNED_DIRECTORY_VERSION => Vec::new(),
+            SIGNED_DIRECTORY_HANDOVER_VERSION => read_handovers(&mut r)?,
+            version => {
+                return Err(FormatError::UnsupportedVersion {
+                    object: "signed directory",
+                    version,
+                });
+            }
+        };
+        let signatures = read_signatures(&mut r, crate::MAX_DIRECTORY_SIGNATURES)?;
         r.finish()?;
         Ok(SignedDirectory {
             directory,
+            handovers,
             signatures,
         })
     }

@@ -98,8 +98,14 @@ pub(crate) enum Domain {
     DescriptorQuic,
     /// An operator signing its public profile.
     OperatorProfile,
-    /// A validator signing a directory document.
+    /// A validator signing a directory document (format 3, no chain
+    /// section).
     Directory,
+    /// A validator signing a directory document of format 4 (with a chain
+    /// section).
+    DirectoryV4,
+    /// A validator of the previous set signing a validator set hand-over.
+    ValidatorSetChange,
     /// A validator signing its vote (the relays and issuer key sets it saw
     /// published).
     Vote,
@@ -117,6 +123,8 @@ impl Domain {
             Domain::DescriptorQuic => b"openrelay descriptor v2 quic\0",
             Domain::OperatorProfile => b"openrelay operator profile v1\0",
             Domain::Directory => b"openrelay directory v3 validator\0",
+            Domain::DirectoryV4 => b"openrelay directory v4 validator\0",
+            Domain::ValidatorSetChange => b"openrelay validator set change v1\0",
             Domain::Vote => b"openrelay vote v2 validator\0",
             Domain::IssuerKeys => b"openrelay issuer keys v1\0",
         }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod chain;
 mod codec;
 mod descriptor;
 mod digest;
@@ -9,17 +10,20 @@ mod issuer_keys;
 mod keys;
 mod profile;
 mod proposal;
+mod validator_set;
 mod verify;
 pub mod vote;
 pub mod weight;
 
+pub use chain::{BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainSection};
 pub use descriptor::{
-    DESCRIPTOR_VERSION, DescriptorError, DescriptorFields, RelayDescriptor, SignError,
-    SignedDescriptor, endpoint_class,
+    DESCRIPTOR_CONTENT_HASH_PREFIX, DESCRIPTOR_VERSION, DescriptorError, DescriptorFields,
+    RelayDescriptor, SignError, SignedDescriptor, endpoint_class,
 };
 pub use digest::DigestSyntaxError;
 pub use directory::{
-    DIRECTORY_VERSION, Directory, DirectoryDigest, SIGNED_DIRECTORY_VERSION, SignedDirectory,
+    DIRECTORY_CHAIN_VERSION, DIRECTORY_VERSION, Directory, DirectoryDigest,
+    SIGNED_DIRECTORY_HANDOVER_VERSION, SIGNED_DIRECTORY_VERSION, SignedDirectory,
     ValidatorSignature,
 };
 pub use fields::{CountryCode, Network, Region};
@@ -42,10 +46,16 @@ pub use proposal::{PROPOSAL_VERSION, Proposal};
 /// The RNG traits [`RelayKey::generate`] and friends take, at the version
 /// they take them (`rand_core::OsRng` for real keys).
 pub use rand_core;
-pub use verify::{
-    DirectoryError, LastSeen, TrustConfig, TrustConfigError, VerifiedDirectory, VerifiedRelay,
-    verify_directory, verify_directory_bytes,
+pub use validator_set::{
+    MAX_VALIDATOR_SET_CHANGES, MAX_VALIDATORS, SignedValidatorSetChange, VALIDATOR_SET_VERSION,
+    ValidatorMember, ValidatorSet, ValidatorSetChange, more_than_two_thirds,
 };
+pub use verify::{
+    DirectoryError, LastSeen, Quorum, TrustConfig, TrustConfigError, VerifiedDirectory,
+    VerifiedRelay, verify_directory, verify_directory_bytes,
+};
+
+use openrelay_types::{ErrorKind, HasKind};
 
 /// How far another party's clock may run ahead of ours: a directory issued or
 /// a descriptor starting up to this many seconds in the future is accepted.
@@ -131,6 +141,15 @@ pub enum FormatError {
         /// The list.
         list: &'static str,
     },
+    /// A validator set's weights add up to more than `u128::MAX`.
+    #[error("validator weights add up to more than 2^128 - 1")]
+    WeightOverflow,
+}
+
+impl HasKind for FormatError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadInput
+    }
 }
 
 /// Whose signature a check was about.

@@ -8,26 +8,52 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openrelay_types::{KeyPin, RelayRole};
 
+use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection};
 use crate::descriptor::{DescriptorError, RelayDescriptor};
 use crate::directory::{Directory, DirectoryDigest, SignedDirectory};
 use crate::fields::{Network, Region};
 use crate::issuer_keys::IssuerKeySet;
 use crate::keys::{IssuerId, OperatorId, RelayId, ValidatorId};
 use crate::profile::OperatorProfile;
+use crate::validator_set::{SignedValidatorSetChange, ValidatorSet};
 use crate::{FormatError, MAX_CLOCK_SKEW_SECS, Signer};
+use openrelay_types::{ErrorKind, HasKind};
 
-/// Whom a client trusts to sign directories: `threshold` of `validators`
-/// (k of n), and how old a directory may be.
+/// How many of a validator set must sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Quorum {
+    /// At least this many distinct members, whatever their weights: the
+    /// k-of-n rule of a config's plain `validators`/`threshold`, which
+    /// applies to its genesis set only.
+    AtLeast(usize),
+    /// Members holding more than two thirds of the set's weight (exactly two
+    /// thirds is not enough): every set reached through a hand-over, and a
+    /// genesis set given with weights.
+    MoreThanTwoThirdsOfWeight,
+}
+
+/// Whom a client trusts to sign directories, and how old a directory may
+/// be: a genesis validator set with its [`Quorum`], and the latest set the
+/// client reached from it through verified hand-overs (the genesis set
+/// until then).
 ///
-/// Only constructed through [`TrustConfig::new`], which refuses settings that
-/// would accept an unsigned directory.
+/// Built from a config ([`TrustConfig::new`]: a plain validator list, equal
+/// weights, k of n; [`TrustConfig::genesis`]: a weighted set, more than two
+/// thirds), then moved forward with what verification proved
+/// ([`TrustConfig::advanced`]) or what the caller persisted of it
+/// ([`TrustConfig::resume`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustConfig {
-    validators: Vec<ValidatorId>,
-    threshold: usize,
+    // Shared, not copied: a trust config is cloned for every directory a
+    // process follows, and kept small inside the services' state.
+    genesis: Arc<ValidatorSet>,
+    genesis_quorum: Quorum,
+    current: Arc<ValidatorSet>,
     max_age_secs: u64,
 }
 
@@ -61,6 +87,25 @@ pub enum TrustConfigError {
     /// A configured validator key is not a usable Ed25519 key.
     #[error("validator key: {0}")]
     ValidatorKey(#[from] crate::KeyError),
+    /// The genesis validator set is not a valid set (empty, a weight of 0,
+    /// weights overflowing).
+    #[error("validator set: {0}")]
+    ValidatorSet(FormatError),
+    /// A persisted set to resume from is older than the set already
+    /// trusted, or of the same epoch with other members.
+    #[error("validator set of epoch {epoch} does not follow the trusted set of epoch {trusted}")]
+    NotNewer {
+        /// The set's epoch.
+        epoch: u64,
+        /// The trusted set's epoch.
+        trusted: u64,
+    },
+}
+
+impl HasKind for TrustConfigError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
 }
 
 impl TrustConfig {
@@ -78,11 +123,57 @@ impl TrustConfig {
         Self::new(validators, threshold, max_age_secs)
     }
 
-    /// `threshold` distinct signatures out of `validators` are required; a
-    /// directory older than `max_age_secs` is refused even when its own
-    /// `valid_until` has not passed. A majority threshold (`k > n/2`) is
-    /// recommended: then two conflicting directories cannot both be signed
-    /// unless some validator signs both.
+    /// A config's `[directory]` genesis set: `validators` by their pinned
+    /// keys, with `weights` (one per validator, in order) a weighted set
+    /// ([`TrustConfig::genesis`]: more than two thirds, `threshold`
+    /// unused), without them [`TrustConfig::new`] (equal weights,
+    /// `threshold` of them).
+    pub fn from_genesis_pins(
+        validators: &[openrelay_types::KeyPin],
+        threshold: usize,
+        weights: Option<&[u128]>,
+        max_age_secs: u64,
+    ) -> Result<Self, TrustConfigError> {
+        let Some(weights) = weights else {
+            return Self::from_pins(validators, threshold, max_age_secs);
+        };
+        if weights.len() != validators.len() {
+            return Err(TrustConfigError::ValidatorSet(FormatError::Invalid {
+                field: "weights",
+                reason: "one per validator",
+            }));
+        }
+        let members = validators
+            .iter()
+            .zip(weights)
+            .map(|(pin, &weight)| {
+                Ok(crate::ValidatorMember {
+                    validator: ValidatorId::try_from(*pin)?,
+                    weight,
+                })
+            })
+            .collect::<Result<Vec<_>, TrustConfigError>>()?;
+        let mut ids: Vec<ValidatorId> = members.iter().map(|m| m.validator).collect();
+        ids.sort();
+        if let Some(pair) = ids.windows(2).find(|w| w.first() == w.get(1))
+            && let Some(dup) = pair.first()
+        {
+            return Err(TrustConfigError::DuplicateValidator(*dup));
+        }
+        let set = ValidatorSet::new(0, members).map_err(TrustConfigError::ValidatorSet)?;
+        Self::genesis(set, max_age_secs)
+    }
+
+    /// A config's plain validator list: the genesis set (epoch 0) of
+    /// `validators` with equal weights, `threshold` distinct signatures of
+    /// which are required on a directory it signs ([`Quorum::AtLeast`], the
+    /// k-of-n rule of configs before the chain). A hand-over away from it
+    /// needs more than two thirds of its members, like every hand-over, and
+    /// every later set more than two thirds of its weight. A directory older
+    /// than `max_age_secs` is refused even when its own `valid_until` has
+    /// not passed. A majority threshold (`k > n/2`) is recommended: then two
+    /// conflicting directories cannot both be signed unless some validator
+    /// signs both.
     pub fn new(
         validators: impl IntoIterator<Item = ValidatorId>,
         threshold: usize,
@@ -109,33 +200,121 @@ impl TrustConfig {
                 validators: sorted.len(),
             });
         }
+        let set = ValidatorSet::equal_weights(0, sorted).map_err(TrustConfigError::ValidatorSet)?;
+        Self::with_genesis(set, Quorum::AtLeast(threshold), max_age_secs)
+    }
+
+    /// A weighted genesis set (epoch 0 of the chain, or any later set the
+    /// client was shipped with as a checkpoint): more than two thirds of
+    /// its weight signs directories and hand-overs.
+    pub fn genesis(set: ValidatorSet, max_age_secs: u64) -> Result<Self, TrustConfigError> {
+        Self::with_genesis(set, Quorum::MoreThanTwoThirdsOfWeight, max_age_secs)
+    }
+
+    fn with_genesis(
+        set: ValidatorSet,
+        quorum: Quorum,
+        max_age_secs: u64,
+    ) -> Result<Self, TrustConfigError> {
         if max_age_secs == 0 {
             return Err(TrustConfigError::ZeroMaxAge);
         }
+        let set = Arc::new(set);
         Ok(TrustConfig {
-            validators: sorted,
-            threshold,
+            genesis: Arc::clone(&set),
+            genesis_quorum: quorum,
+            current: set,
             max_age_secs,
         })
     }
 
-    /// The trusted validators, sorted.
-    pub fn validators(&self) -> &[ValidatorId] {
-        &self.validators
+    /// This trust moved forward to the set that signed `verified` (a
+    /// directory verified with this trust, or one moved forward from it):
+    /// what to verify the next directory with, so it need not carry the
+    /// hand-overs before that set. Persist
+    /// [`VerifiedDirectory::validator_set`] (`ValidatorSet::to_bytes`) to
+    /// keep it across restarts, and [`TrustConfig::resume`] from it.
+    pub fn advanced(&self, verified: &VerifiedDirectory) -> TrustConfig {
+        self.resume(verified.validator_set.clone())
+            .unwrap_or_else(|_| self.clone())
     }
 
-    /// How many distinct trusted validators must have signed.
+    /// This trust moved forward to `set`, a set the caller verified before
+    /// ([`VerifiedDirectory::validator_set`], persisted): accepted if its
+    /// epoch is above the trusted set's, or if it is the trusted set.
+    /// Anything else is [`TrustConfigError::NotNewer`]. Only pass what
+    /// verification returned: a set given here is trusted as it is.
+    pub fn resume(&self, set: ValidatorSet) -> Result<TrustConfig, TrustConfigError> {
+        if set.epoch() > self.current.epoch() || set == *self.current {
+            Ok(TrustConfig {
+                current: Arc::new(set),
+                ..self.clone()
+            })
+        } else {
+            Err(TrustConfigError::NotNewer {
+                epoch: set.epoch(),
+                trusted: self.current.epoch(),
+            })
+        }
+    }
+
+    /// The genesis set.
+    pub fn genesis_set(&self) -> &ValidatorSet {
+        &self.genesis
+    }
+
+    /// The set trusted now: the genesis set, or the latest reached.
+    pub fn validator_set(&self) -> &ValidatorSet {
+        &self.current
+    }
+
+    /// The rule for the set trusted now: the genesis quorum while that is
+    /// the genesis set, else more than two thirds of its weight.
+    pub fn quorum(&self) -> Quorum {
+        quorum_of(&self.current, &self.genesis, self.genesis_quorum)
+    }
+
+    /// The validators of the set trusted now, sorted.
+    pub fn validators(&self) -> Vec<ValidatorId> {
+        self.current.members().iter().map(|m| m.validator).collect()
+    }
+
+    /// How many distinct validators of the genesis set must sign under the
+    /// k-of-n rule ([`Quorum::AtLeast`]); for a weighted rule, the fewest
+    /// members that could hold more than two thirds of the trusted set's
+    /// weight.
     pub fn threshold(&self) -> usize {
-        self.threshold
+        match self.quorum() {
+            Quorum::AtLeast(k) => k,
+            Quorum::MoreThanTwoThirdsOfWeight => {
+                let mut weights: Vec<u128> =
+                    self.current.members().iter().map(|m| m.weight).collect();
+                weights.sort_unstable_by(|a, b| b.cmp(a));
+                let mut sum = 0u128;
+                weights
+                    .iter()
+                    .position(|w| {
+                        sum = sum.saturating_add(*w);
+                        self.current.is_more_than_two_thirds(sum)
+                    })
+                    .map_or(weights.len(), |i| i + 1)
+            }
+        }
     }
 
     /// The oldest directory accepted, in seconds since it was issued.
     pub fn max_age_secs(&self) -> u64 {
         self.max_age_secs
     }
+}
 
-    fn trusts(&self, validator: &ValidatorId) -> bool {
-        self.validators.binary_search(validator).is_ok()
+/// The quorum of `set`: the genesis rule for the genesis set itself, more
+/// than two thirds of the weight for any set reached by a hand-over.
+fn quorum_of(set: &ValidatorSet, genesis: &ValidatorSet, genesis_quorum: Quorum) -> Quorum {
+    if set == genesis {
+        genesis_quorum
+    } else {
+        Quorum::MoreThanTwoThirdsOfWeight
     }
 }
 
@@ -265,6 +444,114 @@ pub enum DirectoryError {
         /// The key.
         pin: KeyPin,
     },
+    /// Members of the signing set holding at most two thirds of its weight
+    /// signed the directory.
+    #[error(
+        "directory signed by {signed_weight} of the {total_weight} weight of validator set \
+         {epoch}; more than two thirds needed"
+    )]
+    UnderSignedWeight {
+        /// The set's epoch.
+        epoch: u64,
+        /// The weight of the members whose signature verified.
+        signed_weight: u128,
+        /// The set's total weight.
+        total_weight: u128,
+    },
+    /// A hand-over to `epoch` is signed by members of the previous set
+    /// holding at most two thirds of its weight (signatures by the new set
+    /// do not count).
+    #[error(
+        "hand-over to validator set {epoch} signed by {signed_weight} of the previous set's \
+         {total_weight}; more than two thirds needed"
+    )]
+    HandOverUnderSigned {
+        /// The new set's epoch.
+        epoch: u64,
+        /// The weight of the previous set's members whose signature verified.
+        signed_weight: u128,
+        /// The previous set's total weight.
+        total_weight: u128,
+    },
+    /// The hand-overs skip an epoch after the trusted set's: no chain of
+    /// signatures leads from what the client trusts to them.
+    #[error("hand-overs jump to validator set {found}; {expected} was expected")]
+    HandOverGap {
+        /// The epoch the next hand-over must have.
+        expected: u64,
+        /// The epoch found.
+        found: u64,
+    },
+    /// A hand-over names another set for the trusted epoch than the client
+    /// trusts: validators signed two sets for one epoch (a fork).
+    #[error("a hand-over names another validator set {epoch} than the one trusted")]
+    HandOverForked {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// A hand-over (or the directory, `epoch` being the directory's
+    /// validator epoch) reflects another deployment than the hand-over
+    /// before it, or a block not after it.
+    #[error("the chain anchor at validator set {epoch} does not follow the previous one")]
+    AnchorOutOfOrder {
+        /// The epoch of the set whose anchor breaks the order.
+        epoch: u64,
+    },
+    /// The envelope carries a hand-over beyond the set that signed the
+    /// directory: that set was replaced, so its signatures no longer count.
+    #[error("hand-over to validator set {epoch}, after the directory's set {directory_epoch}")]
+    HandOverAfterDirectory {
+        /// The hand-over's epoch.
+        epoch: u64,
+        /// The directory's validator epoch.
+        directory_epoch: u64,
+    },
+    /// The directory names a validator set older than the one the client
+    /// trusts: a replayed old set, or old keys signing after they left.
+    #[error("directory signed by validator set {epoch}, older than the trusted set {trusted}")]
+    ValidatorEpochBehind {
+        /// The directory's validator epoch.
+        epoch: u64,
+        /// The trusted set's epoch.
+        trusted: u64,
+    },
+    /// The directory names a validator set the hand-overs it carries do not
+    /// reach.
+    #[error("directory signed by validator set {epoch}; its hand-overs reach only {reached}")]
+    ValidatorEpochUnreached {
+        /// The directory's validator epoch.
+        epoch: u64,
+        /// The latest epoch reached.
+        reached: u64,
+    },
+    /// A descriptor advertises more bandwidth than its relay registered on
+    /// chain.
+    #[error("relay {relay} advertises more bandwidth than it registered on chain")]
+    BandwidthAboveChain {
+        /// The relay.
+        relay: RelayId,
+    },
+    /// An operator's listed relays register more bandwidth on chain than
+    /// its stake covers.
+    #[error("operator {operator} lists {registered_mbps} Mbit/s, its stake covers {covered_mbps}")]
+    OperatorNotCovered {
+        /// The operator.
+        operator: OperatorId,
+        /// The on-chain bandwidth of its listed relays, summed.
+        registered_mbps: u64,
+        /// What its stake covers.
+        covered_mbps: u64,
+    },
+}
+
+impl HasKind for DirectoryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DirectoryError::Malformed(_) => ErrorKind::BadInput,
+            // Everything else: the signed data does not prove what it must.
+            _ => ErrorKind::NotAuthenticated,
+        }
+    }
 }
 
 impl From<DescriptorError> for DirectoryError {
@@ -321,26 +608,156 @@ impl Directory {
             set.verify()
                 .map_err(|e| DirectoryError::BadSignature { which: e.which })?;
         }
+        if let Some(chain) = self.chain() {
+            check_chain_figures(self, chain)?;
+        }
         Ok(())
     }
 }
 
-/// Counts distinct trusted validators whose signature over `directory`
-/// verifies. Signatures by untrusted validators are skipped without any
-/// cryptography, and a validator already counted is not verified again, so
-/// padding the list costs an attacker more than it costs us.
-fn count_validators(signed: &SignedDirectory, trust: &TrustConfig) -> Vec<ValidatorId> {
-    let mut counted: Vec<ValidatorId> = Vec::with_capacity(trust.threshold);
-    for s in &signed.signatures {
-        if trust.trusts(&s.validator)
-            && !counted.contains(&s.validator)
-            && s.verifies(&signed.directory)
-        {
-            counted.push(s.validator);
+/// The chain section's rules a client can check without a node: every
+/// descriptor advertises at most what its relay registered on chain, and
+/// every operator's listed relays register at most what its stake covers
+/// (the contract's `isCovered`, on the listed relays; the format already
+/// made both lists name exactly the directory's operators and relays).
+fn check_chain_figures(directory: &Directory, chain: &ChainSection) -> Result<(), DirectoryError> {
+    let mut registered: std::collections::BTreeMap<OperatorId, u64> = Default::default();
+    for (signed, on_chain) in directory.descriptors().iter().zip(&chain.relays) {
+        let d = signed.descriptor();
+        if d.bandwidth_bps() > u64::from(on_chain.bandwidth_mbps).saturating_mul(BPS_PER_MBPS) {
+            return Err(DirectoryError::BandwidthAboveChain { relay: d.relay() });
+        }
+        let sum = registered.entry(d.operator()).or_default();
+        *sum = sum.saturating_add(u64::from(on_chain.bandwidth_mbps));
+    }
+    for operator in &chain.operators {
+        let registered_mbps = registered.get(&operator.operator).copied().unwrap_or(0);
+        if registered_mbps > operator.covered_mbps {
+            return Err(DirectoryError::OperatorNotCovered {
+                operator: operator.operator,
+                registered_mbps,
+                covered_mbps: operator.covered_mbps,
+            });
         }
     }
-    counted.sort();
-    counted
+    Ok(())
+}
+
+/// The set that signs a directory, reached from `trust`'s set through
+/// `handovers`, and the quorum it needs.
+///
+/// Hand-overs at or below the trusted epoch are history the client is past
+/// (one at the trusted epoch must name the trusted set, else
+/// [`DirectoryError::HandOverForked`]); the next must be exactly one epoch
+/// above, each signed by more than two thirds of the weight of the set
+/// before it, each at a later block of the same deployment. With
+/// `directory_epoch` (a format 4 directory) the walk must end exactly at
+/// that epoch.
+fn walk_handovers(
+    trust: &TrustConfig,
+    handovers: &[SignedValidatorSetChange],
+    directory_head: Option<(ChainAnchor, u64)>,
+) -> Result<(ValidatorSet, Quorum), DirectoryError> {
+    let mut set = ValidatorSet::clone(&trust.current);
+    let mut last_anchor: Option<ChainAnchor> = None;
+    for handover in handovers {
+        let change = handover.change();
+        let epoch = change.epoch();
+        if epoch < set.epoch() {
+            continue;
+        }
+        if epoch == set.epoch() {
+            if change.set() != &set {
+                return Err(DirectoryError::HandOverForked { epoch });
+            }
+            last_anchor = Some(*change.anchor());
+            continue;
+        }
+        let expected = set.epoch().saturating_add(1);
+        if epoch != expected {
+            return Err(DirectoryError::HandOverGap {
+                expected,
+                found: epoch,
+            });
+        }
+        if let Some((_, directory_epoch)) = directory_head
+            && epoch > directory_epoch
+        {
+            return Err(DirectoryError::HandOverAfterDirectory {
+                epoch,
+                directory_epoch,
+            });
+        }
+        if let Some(previous) = last_anchor
+            && !follows(&previous, change.anchor())
+        {
+            return Err(DirectoryError::AnchorOutOfOrder { epoch });
+        }
+        let (_, signed_weight) = set.signers(handover.signatures(), |s| handover.verifies(s));
+        if !set.is_more_than_two_thirds(signed_weight) {
+            return Err(DirectoryError::HandOverUnderSigned {
+                epoch,
+                signed_weight,
+                total_weight: set.total_weight(),
+            });
+        }
+        set = change.set().clone();
+        last_anchor = Some(*change.anchor());
+    }
+    if let Some((anchor, epoch)) = directory_head {
+        if epoch < set.epoch() {
+            return Err(DirectoryError::ValidatorEpochBehind {
+                epoch,
+                trusted: set.epoch(),
+            });
+        }
+        if epoch > set.epoch() {
+            return Err(DirectoryError::ValidatorEpochUnreached {
+                epoch,
+                reached: set.epoch(),
+            });
+        }
+        // The directory reflects a block no earlier than the hand-over to
+        // its signers (the same block is fine: the registry may build a
+        // directory at the block of the change).
+        if let Some(previous) = last_anchor
+            && !(previous.same_deployment(&anchor) && anchor.block_number >= previous.block_number)
+        {
+            return Err(DirectoryError::AnchorOutOfOrder { epoch });
+        }
+    }
+    let quorum = quorum_of(&set, &trust.genesis, trust.genesis_quorum);
+    Ok((set, quorum))
+}
+
+/// Whether `next` is a later block of `previous`'s deployment.
+fn follows(previous: &ChainAnchor, next: &ChainAnchor) -> bool {
+    previous.same_deployment(next) && next.block_number > previous.block_number
+}
+
+/// The members of `set` whose signature over the directory verifies (each
+/// counted once), checked against `quorum`.
+fn check_signers(
+    signed: &SignedDirectory,
+    set: &ValidatorSet,
+    quorum: Quorum,
+) -> Result<Vec<ValidatorId>, DirectoryError> {
+    let (signers, signed_weight) =
+        set.signers(&signed.signatures, |s| s.verifies(&signed.directory));
+    match quorum {
+        Quorum::AtLeast(needed) if signers.len() < needed => Err(DirectoryError::UnderSigned {
+            valid: signers.len(),
+            needed,
+        }),
+        Quorum::MoreThanTwoThirdsOfWeight if !set.is_more_than_two_thirds(signed_weight) => {
+            Err(DirectoryError::UnderSignedWeight {
+                epoch: set.epoch(),
+                signed_weight,
+                total_weight: set.total_weight(),
+            })
+        }
+        _ => Ok(signers),
+    }
 }
 
 /// Checks freshness against `now`: not issued in the future (beyond
@@ -400,16 +817,26 @@ fn check_not_rolled_back(
 /// client last accepted `last_seen` (`None` on first use).
 ///
 /// In order, and stopping at the first failure:
-/// 1. at least `trust.threshold()` distinct trusted validators signed the
-///    directory bytes ([`DirectoryError::UnderSigned`]); the bytes are parsed
-///    only after this;
-/// 2. the bytes are a well-formed directory ([`DirectoryError::Malformed`]);
-/// 3. it is fresh: not future-dated, not expired, not older than
+/// 1. the validator set that signs it is reached from the trusted set
+///    through the envelope's hand-overs (each signed by more than two
+///    thirds of the weight of the set before it; see `walk_handovers`),
+///    and it is the set the directory names (format 4; a format 3
+///    directory is signed by the set reached);
+/// 2. that set's quorum signed the directory bytes
+///    ([`DirectoryError::UnderSigned`] for the k-of-n genesis rule,
+///    [`DirectoryError::UnderSignedWeight`] otherwise); the bytes are
+///    parsed only after this (only their first bytes were read for the
+///    epoch);
+/// 3. the bytes are a well-formed directory ([`DirectoryError::Malformed`]);
+/// 4. it is fresh: not future-dated, not expired, not older than
 ///    `trust.max_age_secs()`;
-/// 4. it is not a rollback or an equivocation relative to `last_seen`;
-/// 5. its contents check out ([`Directory::check_contents`]).
+/// 5. it is not a rollback or an equivocation relative to `last_seen`;
+/// 6. its contents check out ([`Directory::check_contents`]).
 ///
-/// On success, store [`VerifiedDirectory::last_seen`] for the next call.
+/// On success, store [`VerifiedDirectory::last_seen`] for the next call,
+/// and verify the next directory with [`TrustConfig::advanced`] (or persist
+/// [`VerifiedDirectory::validator_set`]), so it need not carry the
+/// hand-overs this one did.
 pub fn verify_directory(
     signed: SignedDirectory,
     trust: &TrustConfig,
@@ -423,13 +850,9 @@ pub fn verify_directory(
         }
         .into());
     }
-    let signers = count_validators(&signed, trust);
-    if signers.len() < trust.threshold {
-        return Err(DirectoryError::UnderSigned {
-            valid: signers.len(),
-            needed: trust.threshold,
-        });
-    }
+    let head = Directory::peek_chain_head(&signed.directory)?;
+    let (validator_set, quorum) = walk_handovers(trust, &signed.handovers, head)?;
+    let signers = check_signers(&signed, &validator_set, quorum)?;
     let directory = Directory::from_bytes(&signed.directory)?;
     check_fresh(&directory, trust, now)?;
     let digest = signed.digest();
@@ -437,11 +860,14 @@ pub fn verify_directory(
         check_not_rolled_back(&directory, &digest, last)?;
     }
     directory.check_contents(now)?;
+    let selection_bandwidths = crate::weight::directory_selection_bandwidths(&directory);
     Ok(VerifiedDirectory {
         signed,
         directory,
         digest,
         signers,
+        validator_set,
+        selection_bandwidths,
     })
 }
 
@@ -463,9 +889,26 @@ pub struct VerifiedDirectory {
     directory: Directory,
     digest: DirectoryDigest,
     signers: Vec<ValidatorId>,
+    validator_set: ValidatorSet,
+    /// Per descriptor, in the directory's order:
+    /// [`crate::weight::directory_selection_bandwidths`].
+    selection_bandwidths: Vec<u64>,
 }
 
 impl VerifiedDirectory {
+    /// The validator set that signed this directory, reached through the
+    /// hand-overs it carried: persist it (`ValidatorSet::to_bytes`) and
+    /// verify later directories with [`TrustConfig::resume`] from it (or
+    /// [`TrustConfig::advanced`]), so they need not carry older hand-overs.
+    pub fn validator_set(&self) -> &ValidatorSet {
+        &self.validator_set
+    }
+
+    /// The chain section, if the directory has one.
+    pub fn chain(&self) -> Option<&ChainSection> {
+        self.directory.chain()
+    }
+
     /// What to remember for the next verification.
     pub fn last_seen(&self) -> LastSeen {
         LastSeen {
@@ -507,7 +950,8 @@ impl VerifiedDirectory {
         self.digest
     }
 
-    /// The trusted validators whose signatures were counted, sorted.
+    /// The validators of [`VerifiedDirectory::validator_set`] whose
+    /// signatures were counted, sorted.
     pub fn signers(&self) -> &[ValidatorId] {
         &self.signers
     }
@@ -524,7 +968,8 @@ impl VerifiedDirectory {
         self.directory
             .descriptors()
             .iter()
-            .filter_map(|d| self.view(d.descriptor()))
+            .enumerate()
+            .filter_map(|(i, d)| self.view(i, d.descriptor()))
     }
 
     /// The relays of one role.
@@ -537,9 +982,11 @@ impl VerifiedDirectory {
 
     /// The relay with id `relay`.
     pub fn relay(&self, relay: &RelayId) -> Option<VerifiedRelay<'_>> {
-        self.directory
-            .descriptor(relay)
-            .and_then(|d| self.view(d.descriptor()))
+        let descriptors = self.directory.descriptors();
+        let i = descriptors
+            .binary_search_by(|d| d.descriptor().relay().cmp(relay))
+            .ok()?;
+        self.view(i, descriptors.get(i)?.descriptor())
     }
 
     /// The relay whose QUIC key is `pin`: how a client checks that the relay
@@ -561,12 +1008,18 @@ impl VerifiedDirectory {
         self.directory.operator(operator).map(|p| p.profile())
     }
 
-    fn view<'a>(&'a self, descriptor: &'a RelayDescriptor) -> Option<VerifiedRelay<'a>> {
+    /// Descriptor `index` of the directory, with its operator's profile.
+    fn view<'a>(
+        &'a self,
+        index: usize,
+        descriptor: &'a RelayDescriptor,
+    ) -> Option<VerifiedRelay<'a>> {
         // Every descriptor's operator is present: `check_contents` checked.
         let operator = self.operator(&descriptor.operator())?;
         Some(VerifiedRelay {
             descriptor,
             operator,
+            selection_bandwidth_bps: self.selection_bandwidths.get(index).copied().unwrap_or(0),
         })
     }
 }
@@ -578,6 +1031,7 @@ pub struct VerifiedRelay<'a> {
     pub descriptor: &'a RelayDescriptor,
     /// Its operator's profile.
     pub operator: &'a OperatorProfile,
+    selection_bandwidth_bps: u64,
 }
 
 impl VerifiedRelay<'_> {
@@ -616,8 +1070,18 @@ impl VerifiedRelay<'_> {
         self.descriptor.network()
     }
 
-    /// Advertised bandwidth (bits per second), the selection weight.
+    /// Advertised bandwidth (bits per second).
     pub fn bandwidth_bps(&self) -> u64 {
         self.descriptor.bandwidth_bps()
+    }
+
+    /// The bandwidth path selection weighs the relay by (bits per second,
+    /// before the operator-share cap of a draw): in a directory with a chain
+    /// section, the advertised bandwidth clipped and scaled down so that the
+    /// operator's relays together weigh at most what its stake covers
+    /// ([`crate::weight::stake_capped_bandwidths`]); without one, the
+    /// advertised bandwidth clipped ([`crate::weight::clipped_bandwidth`]).
+    pub fn selection_bandwidth_bps(&self) -> u64 {
+        self.selection_bandwidth_bps
     }
 }

@@ -30,9 +30,17 @@
 //!   simulator): bandwidth no longer matters in a small network.
 //! - Identities are as cheap as claims: an adversary showing `K` operators,
 //!   each at the clip, still gets up to `K` times the cap (as much as its
-//!   relays' clipped bandwidth weighs against the honest relays'). Only
-//!   measured bandwidth or stake (later issues) bounds that; the cap only
-//!   stops a single claim from buying everything.
+//!   relays' clipped bandwidth weighs against the honest relays'). Stake
+//!   bounds that (rule 3); measured bandwidth will too (a later issue).
+//!
+//! 3. **Stake** (issue 13, item 5; directories with a chain section). An
+//!    operator's relays together weigh at most the bandwidth its on-chain
+//!    stake covers, split over them in proportion to their (clipped)
+//!    advertised bandwidth: each relay counts `min(advertised, its share of
+//!    the cover)` ([`stake_capped_bandwidths`]). Splitting does not pay: an
+//!    operator with stake for 1 Gbit/s weighs exactly 1 Gbit/s whether it
+//!    lists one relay or a thousand, and `K` operators weigh what their
+//!    stakes buy. Directories without a chain section keep rules 1 and 2.
 
 /// The most bandwidth (bits per second) a relay's claim counts for.
 pub const MAX_WEIGHTED_BANDWIDTH_BPS: u64 = 10_000_000_000;
@@ -45,6 +53,88 @@ pub const MAX_OPERATOR_SHARE: f64 = 0.1;
 /// [`MAX_WEIGHTED_BANDWIDTH_BPS`].
 pub fn clipped_bandwidth(advertised_bps: u64) -> u64 {
     advertised_bps.min(MAX_WEIGHTED_BANDWIDTH_BPS)
+}
+
+/// One operator's relays as selection counts them under rule 3: each
+/// relay's advertised bandwidth clipped ([`clipped_bandwidth`]), and, when
+/// they add up to more than `covered_bps` (what the operator's stake
+/// covers), scaled down so that they add up to exactly `covered_bps`, each
+/// in proportion to its clipped bandwidth (largest remainders get the
+/// rounding, the earlier relay on a tie, so the sum is exact and the
+/// result deterministic). Never more than a relay's clipped bandwidth.
+pub fn stake_capped_bandwidths(advertised_bps: &[u64], covered_bps: u128) -> Vec<u64> {
+    let clipped: Vec<u64> = advertised_bps
+        .iter()
+        .map(|&b| clipped_bandwidth(b))
+        .collect();
+    let total: u128 = clipped.iter().map(|&b| u128::from(b)).sum();
+    if total <= covered_bps {
+        return clipped;
+    }
+    // covered < total ≤ 20 000 · 10^10 here, so every product below is far
+    // from overflowing u128 and every share fits the relay's u64.
+    let mut shares: Vec<(u64, u128)> = clipped
+        .iter()
+        .map(|&b| {
+            let scaled = u128::from(b) * covered_bps;
+            (
+                u64::try_from(scaled / total).unwrap_or(u64::MAX),
+                scaled % total,
+            )
+        })
+        .collect();
+    let given: u128 = shares.iter().map(|&(w, _)| u128::from(w)).sum();
+    let left = usize::try_from(covered_bps.saturating_sub(given)).unwrap_or(usize::MAX);
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by(|&a, &b| shares[b].1.cmp(&shares[a].1).then(a.cmp(&b)));
+    for &i in order.iter().take(left) {
+        shares[i].0 += 1;
+    }
+    shares.into_iter().map(|(w, _)| w).collect()
+}
+
+/// Each descriptor's selection bandwidth (bits per second, before the
+/// operator-share cap of a draw), in the directory's order: with a chain
+/// section, rule 3 over each operator's relays with the cover the section
+/// gives it ([`stake_capped_bandwidths`]); without, rule 1
+/// ([`clipped_bandwidth`]). What [`crate::VerifiedRelay::selection_bandwidth_bps`]
+/// returns, and what the simulator reads a directory file with.
+pub fn directory_selection_bandwidths(directory: &crate::Directory) -> Vec<u64> {
+    let descriptors = directory.descriptors();
+    let Some(chain) = directory.chain() else {
+        return descriptors
+            .iter()
+            .map(|d| clipped_bandwidth(d.descriptor().bandwidth_bps()))
+            .collect();
+    };
+    let mut by_operator: std::collections::BTreeMap<crate::OperatorId, Vec<usize>> =
+        Default::default();
+    for (i, d) in descriptors.iter().enumerate() {
+        by_operator
+            .entry(d.descriptor().operator())
+            .or_default()
+            .push(i);
+    }
+    let mut out = vec![0; descriptors.len()];
+    for (operator, indices) in by_operator {
+        let covered_bps = chain.operator(&operator).map_or(0, |o| {
+            u128::from(o.covered_mbps) * u128::from(crate::BPS_PER_MBPS)
+        });
+        let advertised: Vec<u64> = indices
+            .iter()
+            .filter_map(|&i| descriptors.get(i))
+            .map(|d| d.descriptor().bandwidth_bps())
+            .collect();
+        for (&i, w) in indices
+            .iter()
+            .zip(stake_capped_bandwidths(&advertised, covered_bps))
+        {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = w;
+            }
+        }
+    }
+    out
 }
 
 /// The share cap that applies to a draw among `operators` operators:

@@ -131,8 +131,9 @@ fn unknown_versions_are_refused() {
             })
         );
     }
-    // Directory version 2 (before issuer key sets), 0 and anything newer.
-    for version in [0, 2, 4] {
+    // Directory version 2 (before issuer key sets), 0 and anything newer
+    // than 4 (the chain section).
+    for version in [0, 2, 5] {
         let mut b = directory(1).to_bytes();
         b[0] = version;
         assert_eq!(
@@ -676,10 +677,16 @@ fn the_largest_valid_directory_fits_the_size_limit() {
         .len();
     assert_eq!((smallest_descriptor, smallest_profile), (333, 111));
 
-    let header = 1 + 3 * 8 + 2 * 4;
-    let largest = header + MAX_RELAYS * largest_descriptor + MAX_OPERATORS * largest_profile;
+    let header = 1 + 3 * 8 + 3 * 4;
+    let key_sets = openrelay_directory::MAX_ISSUERS * openrelay_directory::MAX_SIGNED_KEY_SET_BYTES;
+    let largest =
+        header + MAX_RELAYS * largest_descriptor + MAX_OPERATORS * largest_profile + key_sets;
+    // Version 4 adds the anchor and epoch, two counts, and per operator its
+    // key, account, stake and cover, per relay its key and bandwidth.
+    let largest_with_chain =
+        largest + 68 + 8 + 2 * 4 + MAX_OPERATORS * (32 + 20 + 16 + 8) + MAX_RELAYS * (32 + 4);
     assert!(
-        largest <= MAX_DIRECTORY_BYTES,
-        "{largest} > {MAX_DIRECTORY_BYTES}"
+        largest_with_chain <= MAX_DIRECTORY_BYTES,
+        "{largest_with_chain} > {MAX_DIRECTORY_BYTES}"
     );
 }

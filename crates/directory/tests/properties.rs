@@ -7,9 +7,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::LazyLock;
 
 use openrelay_directory::{
-    CountryCode, DescriptorFields, Directory, Network, OperatorId, OperatorProfile, ProfileFields,
-    Region, RelayDescriptor, RelayId, Signature, SignedDescriptor, SignedDirectory,
-    SignedOperatorProfile, ValidatorId, ValidatorSignature,
+    ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields, Directory,
+    Network, OperatorId, OperatorProfile, ProfileFields, Region, RelayDescriptor, RelayId,
+    Signature, SignedDescriptor, SignedDirectory, SignedOperatorProfile, SignedValidatorSetChange,
+    ValidatorId, ValidatorMember, ValidatorSet, ValidatorSetChange, ValidatorSignature,
 };
 use openrelay_testkit::fixtures::*;
 use openrelay_types::{KeyPin, RelayRole};
@@ -161,6 +162,119 @@ prop_compose! {
     }
 }
 
+fn anchor_any() -> impl Strategy<Value = ChainAnchor> {
+    (
+        any::<u64>(),
+        any::<[u8; 20]>(),
+        any::<u64>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(
+            |(chain_id, contract, block_number, block_hash)| ChainAnchor {
+                chain_id,
+                contract,
+                block_number,
+                block_hash,
+            },
+        )
+}
+
+/// The chain figures of a directory's operators and relays, from random
+/// numbers (up to four of each, as [`directory_any`] makes).
+type ChainSeed = (ChainAnchor, u64, Vec<([u8; 20], u128, u64)>, Vec<u32>);
+
+fn chain_seed() -> impl Strategy<Value = ChainSeed> {
+    (
+        anchor_any(),
+        any::<u64>(),
+        proptest::collection::vec(any::<([u8; 20], u128, u64)>(), 4),
+        proptest::collection::vec(any::<u32>(), 4),
+    )
+}
+
+fn chain_section(seed: ChainSeed, directory: &Directory) -> ChainSection {
+    let (anchor, validator_epoch, operators, relays) = seed;
+    ChainSection {
+        anchor,
+        validator_epoch,
+        operators: directory
+            .operators()
+            .iter()
+            .zip(operators)
+            .map(|(p, (account, stake_wei, covered_mbps))| ChainOperator {
+                operator: p.profile().operator(),
+                account,
+                stake_wei,
+                covered_mbps,
+            })
+            .collect(),
+        relays: directory
+            .descriptors()
+            .iter()
+            .zip(relays)
+            .map(|(d, bandwidth_mbps)| ChainRelay {
+                relay: d.descriptor().relay(),
+                bandwidth_mbps,
+            })
+            .collect(),
+    }
+}
+
+prop_compose! {
+    /// A validator set of the fixtures' validators at `epoch`, weights that
+    /// cannot overflow.
+    fn validator_set_any(epoch: u64)(
+        members in proptest::collection::btree_map(0..POOL, 1..=u128::MAX / u128::from(POOL), 1..6),
+    ) -> ValidatorSet {
+        ValidatorSet::new(
+            epoch,
+            members
+                .into_iter()
+                .map(|(v, weight)| ValidatorMember { validator: VALIDATORS[usize::from(v)], weight })
+                .collect(),
+        )
+        .unwrap()
+    }
+}
+
+prop_compose! {
+    fn handover_any(epoch: u64)(
+        anchor in anchor_any(),
+        set in validator_set_any(epoch),
+        signatures in signatures_any(),
+    ) -> SignedValidatorSetChange {
+        let mut signed = SignedValidatorSetChange::new(ValidatorSetChange::new(anchor, set).unwrap());
+        for s in signatures {
+            signed.add_signature(s);
+        }
+        signed
+    }
+}
+
+fn handovers_any() -> impl Strategy<Value = Vec<SignedValidatorSetChange>> {
+    (1u64..u64::MAX - 4, 0usize..3).prop_flat_map(|(first, count)| {
+        (0..count as u64)
+            .map(|i| handover_any(first + i))
+            .collect::<Vec<_>>()
+    })
+}
+
+fn signatures_any() -> impl Strategy<Value = Vec<ValidatorSignature>> {
+    proptest::collection::vec((0..POOL, any::<[u8; 32]>()), 0..6).prop_map(|signatures| {
+        signatures
+            .into_iter()
+            .map(|(v, s)| {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&s);
+                ValidatorSignature {
+                    validator: VALIDATORS[usize::from(v)],
+                    signature: Signature::from_bytes(signature),
+                }
+            })
+            .collect()
+    })
+}
+
 prop_compose! {
     fn directory_any()(
         sequence in any::<u64>(),
@@ -169,6 +283,7 @@ prop_compose! {
         operators in proptest::collection::vec(profile_any(), 0..4),
         descriptors in proptest::collection::vec(signed_descriptor_any(), 0..4),
         key_sets in proptest::collection::vec(key_set_any(), 0..3),
+        chain in proptest::option::of(chain_seed()),
     ) -> Directory {
         let issued_at = issued_at.min(u64::MAX - lifetime);
         let mut operators = operators;
@@ -180,31 +295,30 @@ prop_compose! {
         let mut key_sets = key_sets;
         key_sets.sort_by_key(|s| s.key_set().issuer());
         key_sets.dedup_by_key(|s| s.key_set().issuer());
-        Directory::new(sequence, issued_at, issued_at + lifetime, operators, descriptors)
+        let directory = Directory::new(sequence, issued_at, issued_at + lifetime, operators, descriptors)
             .unwrap()
             .with_issuer_keys(key_sets)
-            .unwrap()
+            .unwrap();
+        match chain {
+            Some(seed) => {
+                let section = chain_section(seed, &directory);
+                directory.with_chain(section).unwrap()
+            }
+            None => directory,
+        }
     }
 }
 
 prop_compose! {
     fn signed_directory_any()(
         directory in directory_any(),
-        signatures in proptest::collection::vec((0..POOL, any::<[u8; 32]>()), 0..6),
+        handovers in handovers_any(),
+        signatures in signatures_any(),
     ) -> SignedDirectory {
         SignedDirectory {
             directory: directory.to_bytes(),
-            signatures: signatures
-                .into_iter()
-                .map(|(v, s)| {
-                    let mut signature = [0u8; 64];
-                    signature[..32].copy_from_slice(&s);
-                    ValidatorSignature {
-                        validator: VALIDATORS[usize::from(v)],
-                        signature: Signature::from_bytes(signature),
-                    }
-                })
-                .collect(),
+            handovers,
+            signatures,
         }
     }
 }
@@ -235,6 +349,15 @@ fn decode_all(bytes: &[u8]) {
         if let Ok(d) = Directory::from_bytes(&s.directory) {
             assert_eq!(d.to_bytes(), s.directory);
         }
+    }
+    if let Ok(set) = ValidatorSet::from_bytes(bytes) {
+        assert_eq!(set.to_bytes(), bytes);
+    }
+    if let Ok(change) = ValidatorSetChange::from_bytes(bytes) {
+        assert_eq!(change.to_bytes(), bytes);
+    }
+    if let Ok(signed) = SignedValidatorSetChange::from_bytes(bytes) {
+        assert_eq!(signed.to_bytes(), bytes);
     }
 }
 
@@ -324,6 +447,58 @@ proptest! {
     ) {
         decode_all(&mutate(signed.to_bytes(), &mutations));
         decode_all(&mutate(signed.directory.clone(), &mutations));
+    }
+
+    #[test]
+    fn hand_overs_and_sets_round_trip(handover in handover_any(7)) {
+        let bytes = handover.to_bytes();
+        let decoded = SignedValidatorSetChange::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(decoded.to_bytes(), bytes);
+        prop_assert_eq!(&decoded, &handover);
+        let set = handover.change().set();
+        prop_assert_eq!(&ValidatorSet::from_bytes(&set.to_bytes()).unwrap(), set);
+    }
+
+    #[test]
+    fn arbitrary_bytes_behind_chain_versions_never_panic(
+        version in prop_oneof![Just(1u8), Just(2u8), Just(4u8)],
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        // Directory 4, envelope 2, hand-over and set 1.
+        let mut input = vec![version];
+        input.extend_from_slice(&bytes);
+        decode_all(&input);
+    }
+
+    /// The chain's commitment changes with everything but the validity
+    /// window (issue 13, item 1): equal exactly when `same_except_validity`.
+    #[test]
+    fn content_hashes_are_equal_iff_same_except_validity(
+        a in descriptor_fields_any(),
+        b in descriptor_fields_any(),
+        pick in 0usize..4,
+        not_before in any::<u64>(),
+        lifetime in 1..=openrelay_directory::MAX_DESCRIPTOR_LIFETIME_SECS,
+    ) {
+        // Random pairs almost never agree, so also take `a` with one part of
+        // `b`: only its window, or one other field.
+        let mut mixed = a.clone();
+        match pick {
+            0 => {
+                mixed.not_before = not_before.min(u64::MAX - lifetime);
+                mixed.not_after = mixed.not_before + lifetime;
+            }
+            1 => mixed.bandwidth_bps = b.bandwidth_bps,
+            2 => mixed.endpoints = b.endpoints.clone(),
+            _ => mixed.software_version = b.software_version.clone(),
+        }
+        let a = RelayDescriptor::new(a).unwrap();
+        for other in [RelayDescriptor::new(mixed).unwrap(), RelayDescriptor::new(b).unwrap()] {
+            prop_assert_eq!(
+                a.content_hash() == other.content_hash(),
+                a.same_except_validity(&other)
+            );
+        }
     }
 
     #[test]

@@ -458,6 +458,7 @@ fn malformed_bytes_are_refused() {
     // signature count, as malformed.
     let garbage = SignedDirectory {
         directory: b"not a directory".to_vec(),
+        handovers: Vec::new(),
         signatures: Vec::new(),
     };
     let mut signed = garbage.clone();

@@ -75,11 +75,23 @@ pub struct DirectoryFollower {
     updates: watch::Sender<Option<Arc<VerifiedDirectory>>>,
 }
 
+/// The trust a `[directory]` section configures: its genesis validator
+/// set (weighted with `validator_weights`, else `threshold` of equal
+/// `validators`) and maximum age. Relays, the issuer and clients all start
+/// from it.
+pub fn trust_config(config: &DirectoryConfig) -> Result<TrustConfig, TrustConfigError> {
+    TrustConfig::from_genesis_pins(
+        &config.validators,
+        config.threshold,
+        config.weights().as_deref(),
+        config.max_age_secs,
+    )
+}
+
 impl DirectoryFollower {
     /// A follower of `config`'s registry and validators.
     pub fn new(config: &DirectoryConfig) -> Result<Self, FollowConfigError> {
-        let trust =
-            TrustConfig::from_pins(&config.validators, config.threshold, config.max_age_secs)?;
+        let trust = trust_config(config)?;
         Ok(Self::with_trust(
             RegistryClient::new(config.registry.addr, config.registry.key),
             trust,
@@ -98,7 +110,9 @@ impl DirectoryFollower {
         }
     }
 
-    /// The trust configuration directories are verified with.
+    /// The trust configuration directories are verified with (its genesis
+    /// set; each directory after the first is verified from the set the
+    /// last one proved, [`TrustConfig::advanced`]).
     pub fn trust(&self) -> &TrustConfig {
         &self.trust
     }
@@ -132,7 +146,13 @@ impl DirectoryFollower {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let last_seen = current.as_ref().map(|(_, seen)| *seen);
-        let verified = verify_directory_bytes(bytes, &self.trust, now, last_seen.as_ref())?;
+        // From the validator set the last directory proved (its hand-overs
+        // walked), so the next need not carry them again.
+        let trust = current.as_ref().map_or_else(
+            || self.trust.clone(),
+            |(directory, _)| self.trust.advanced(directory),
+        );
+        let verified = verify_directory_bytes(bytes, &trust, now, last_seen.as_ref())?;
         let seen = verified.last_seen();
         let verified = Arc::new(verified);
         let changed = last_seen != Some(seen);

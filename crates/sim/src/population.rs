@@ -336,6 +336,96 @@ impl Population {
         Self::from_toml(&text).map_err(|e| e.with_origin(&path.display().to_string()))
     }
 
+    /// The population a directory lists (`openrelay sim --directory FILE`):
+    /// one operator per listed operator (named by its key), its relays
+    /// weighted by what clients weigh them by
+    /// ([`openrelay_directory::weight::directory_selection_bandwidths`]:
+    /// clipped, and capped by stake in a directory with a chain section), in
+    /// Mbit/s. The adversary is `adversaries` (operator keys, `ed25519:…`),
+    /// or when none is given the operator whose relays weigh most (ties:
+    /// the lowest key): the single operator a client should fear most.
+    ///
+    /// `bytes` is a signed directory (as cached or served) or a bare
+    /// directory body. Signatures are **not** verified: the simulator
+    /// studies a population, it does not decide whom to trust.
+    pub fn from_directory(bytes: &[u8], adversaries: &[String]) -> Result<Self, PopulationError> {
+        use openrelay_directory::{Directory, OperatorId, SignedDirectory};
+        let malformed = |e: openrelay_directory::FormatError| {
+            PopulationError::field("directory", format!("not a directory: {e}"))
+        };
+        let directory = match SignedDirectory::from_bytes(bytes) {
+            Ok(signed) => Directory::from_bytes(&signed.directory).map_err(malformed)?,
+            Err(_) => Directory::from_bytes(bytes).map_err(malformed)?,
+        };
+        let weights = openrelay_directory::weight::directory_selection_bandwidths(&directory);
+        let mut operators: Vec<(OperatorId, Operator)> = directory
+            .operators()
+            .iter()
+            .map(|p| {
+                let id = p.profile().operator();
+                (
+                    id,
+                    Operator {
+                        name: id.to_string(),
+                        adversary: false,
+                        ingress: Vec::new(),
+                        egress: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for (signed, bps) in directory.descriptors().iter().zip(weights) {
+            let d = signed.descriptor();
+            // Sorted by operator id, as the directory lists them.
+            let Ok(i) = operators.binary_search_by(|(id, _)| id.cmp(&d.operator())) else {
+                continue;
+            };
+            let Some((_, op)) = operators.get_mut(i) else {
+                continue;
+            };
+            // Population bandwidths read as Mbit/s; a relay that weighs
+            // nothing is never drawn and is left out.
+            if bps > 0 {
+                let mbps = bps as f64 / 1e6;
+                match d.role() {
+                    openrelay_types::RelayRole::Ingress => op.ingress.push(mbps),
+                    openrelay_types::RelayRole::Egress => op.egress.push(mbps),
+                }
+            }
+        }
+        let mut operators: Vec<Operator> = operators.into_iter().map(|(_, op)| op).collect();
+        if adversaries.is_empty() {
+            let weight = |op: &Operator| op.ingress.iter().chain(&op.egress).sum::<f64>();
+            let heaviest = operators
+                .iter()
+                .enumerate()
+                .max_by(|(i, a), (j, b)| weight(a).total_cmp(&weight(b)).then(j.cmp(i)))
+                .map(|(i, _)| i);
+            if let Some(op) = heaviest.and_then(|i| operators.get_mut(i)) {
+                op.adversary = true;
+            }
+        }
+        for (n, key) in adversaries.iter().enumerate() {
+            let id = OperatorId::parse(key).map_err(|e| {
+                PopulationError::field(format!("--adversary[{}]", n + 1), e.to_string())
+            })?;
+            let name = id.to_string();
+            let op = operators
+                .iter_mut()
+                .find(|op| op.name == name)
+                .ok_or_else(|| {
+                    PopulationError::field(
+                        format!("--adversary[{}]", n + 1),
+                        format!("operator {name} is not listed in the directory"),
+                    )
+                })?;
+            op.adversary = true;
+        }
+        // Operators without relays carry no weight and no risk.
+        operators.retain(|op| !op.ingress.is_empty() || !op.egress.is_empty());
+        Population::new(operators)
+    }
+
     /// Parses a population file:
     ///
     /// ```toml

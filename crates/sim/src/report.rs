@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::error::{NoValidPath, SimError};
+use crate::error::{NoValidPath, PopulationError, SimError};
 use crate::exact::{PathOdds, path_odds, paths_to_target, prob_any, random_closed_form_paths};
 use crate::monte_carlo::{Estimate, estimate};
 use crate::policy::Policy;
@@ -25,6 +25,14 @@ pub enum PopulationSource {
     },
     /// A population file ([`Population::load`]).
     File(PathBuf),
+    /// A directory file ([`Population::from_directory`]) and the operator
+    /// keys the adversary controls (none: the heaviest operator).
+    Directory {
+        /// The file: a signed directory or a directory body.
+        path: PathBuf,
+        /// Operator keys (`ed25519:…`).
+        adversaries: Vec<String>,
+    },
     /// A population built in code.
     Given(Population),
 }
@@ -168,6 +176,15 @@ pub fn run(options: &SimOptions) -> Result<Report, SimError> {
             Some(*adversary_share),
         ),
         PopulationSource::File(path) => (Population::load(path)?, None),
+        PopulationSource::Directory { path, adversaries } => {
+            let bytes = std::fs::read(path).map_err(|source| PopulationError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let population = Population::from_directory(&bytes, adversaries)
+                .map_err(|e| e.with_origin(&path.display().to_string()))?;
+            (population, None)
+        }
         PopulationSource::Given(population) => (population.clone(), None),
     };
     let summary = population.summary();

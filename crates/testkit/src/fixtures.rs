@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 
 use openrelay_directory::{
-    CountryCode, DescriptorFields, Directory, Network, OperatorKey, OperatorProfile, ProfileFields,
-    QuicKey, Region, RelayDescriptor, RelayKey, SignedDescriptor, SignedDirectory,
-    SignedOperatorProfile, TrustConfig, ValidatorKey,
+    ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields, Directory,
+    Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region, RelayDescriptor,
+    RelayKey, SignedDescriptor, SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey,
 };
 
 use openrelay_types::{KeyPin, RelayRole};
@@ -155,6 +155,69 @@ pub fn directory_with(
 pub fn directory(sequence: u64) -> Directory {
     let (operators, descriptors) = network();
     directory_with(sequence, operators, descriptors)
+}
+
+/// The fixtures' chain: chain id 31337 (anvil's), a fixed contract address.
+pub fn chain_anchor(block_number: u64) -> ChainAnchor {
+    ChainAnchor {
+        chain_id: 31_337,
+        contract: [0x5f; 20],
+        block_number,
+        block_hash: [block_number as u8; 32],
+    }
+}
+
+/// A chain section for `directory` at `block_number`, signed by validator
+/// set `validator_epoch`, as an honest registry makes it: every relay
+/// registered on chain with its advertised bandwidth (in Mbit/s, rounded
+/// up), every operator's stake covering exactly its listed relays (at
+/// 10¹⁵ wei per Mbit/s), its account the operator's seed byte repeated.
+pub fn chain_section(
+    directory: &Directory,
+    block_number: u64,
+    validator_epoch: u64,
+) -> ChainSection {
+    let relays: Vec<ChainRelay> = directory
+        .descriptors()
+        .iter()
+        .map(|d| ChainRelay {
+            relay: d.descriptor().relay(),
+            bandwidth_mbps: u32::try_from(d.descriptor().bandwidth_bps().div_ceil(1_000_000))
+                .unwrap(),
+        })
+        .collect();
+    let operators = directory
+        .operators()
+        .iter()
+        .map(|p| {
+            let id = p.profile().operator();
+            let covered_mbps: u64 = directory
+                .descriptors()
+                .iter()
+                .zip(&relays)
+                .filter(|(d, _)| d.descriptor().operator() == id)
+                .map(|(_, r)| u64::from(r.bandwidth_mbps))
+                .sum();
+            ChainOperator {
+                operator: id,
+                account: [id.as_bytes()[0]; 20],
+                stake_wei: u128::from(covered_mbps) * 1_000_000_000_000_000,
+                covered_mbps,
+            }
+        })
+        .collect();
+    ChainSection {
+        anchor: chain_anchor(block_number),
+        validator_epoch,
+        operators,
+        relays,
+    }
+}
+
+/// `directory` with [`chain_section`] (a format 4 directory).
+pub fn with_chain(directory: Directory, block_number: u64, validator_epoch: u64) -> Directory {
+    let section = chain_section(&directory, block_number, validator_epoch);
+    directory.with_chain(section).unwrap()
 }
 
 /// `directory` signed by the validators with the given indices.

@@ -49,8 +49,19 @@ pub(crate) struct SimArgs {
     #[arg(long, value_name = "K")]
     sybil_identities: Option<usize>,
     /// A population file (TOML; see crates/sim/examples/population.toml).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "directory")]
     population: Option<PathBuf>,
+    /// The population a directory lists (a signed directory as the registry
+    /// serves it and clients cache it, or a directory body), weighted as
+    /// clients weigh it (stake-capped in a directory with a chain section).
+    /// Signatures are not checked.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["operators", "relays_per_operator", "adversary_share"])]
+    directory: Option<PathBuf>,
+    /// With --directory: an operator key (ed25519:…) the adversary controls;
+    /// repeat for colluding operators. Default: the operator whose relays
+    /// weigh most.
+    #[arg(long, value_name = "KEY", requires = "directory")]
+    adversary: Vec<String>,
     /// Also write the comparison as an SVG line plot to FILE.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -62,9 +73,13 @@ pub(crate) struct SimArgs {
 /// `openrelay sim`: maps flags to [`openrelay_sim::SimOptions`], prints
 /// the report, writes the plot.
 pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
-    let population = match args.population {
-        Some(path) => openrelay_sim::PopulationSource::File(path),
-        None => openrelay_sim::PopulationSource::Uniform {
+    let population = match (args.population, args.directory) {
+        (Some(path), _) => openrelay_sim::PopulationSource::File(path),
+        (None, Some(path)) => openrelay_sim::PopulationSource::Directory {
+            path,
+            adversaries: args.adversary,
+        },
+        (None, None) => openrelay_sim::PopulationSource::Uniform {
             operators: args.operators,
             relays_per_operator: args.relays_per_operator,
             adversary_share: args.adversary_share.unwrap_or(0.02),

@@ -1,0 +1,219 @@
+//! What a directory says about the chain it reflects (issue 13, items 2 and
+//! 5): the block it was built from, and for every listed operator and relay
+//! what the `RelayRegistry` contract holds about them at that block.
+//!
+//! Chain facts are plain bytes and integers here: this crate links no chain
+//! code (clients verify signed data, they do not talk to a node). The
+//! validators who sign a directory vouch that these numbers are the chain's
+//! at `anchor` (`openrelay_registry::validator` checks them against its own
+//! node); a client uses them to weight relays by stake ([`crate::weight`])
+//! and can cross-check them against a node of its own.
+
+use crate::FormatError;
+use crate::codec::{Reader, check_strictly_ascending, put_count_u32, read_list};
+use crate::descriptor::read_key;
+use crate::keys::{OperatorId, RelayId};
+
+/// Bits per second in one Mbit/s, the chain's bandwidth unit.
+pub const BPS_PER_MBPS: u64 = 1_000_000;
+
+/// A block of one deployment of the registry contract: what a directory, or
+/// a validator set hand-over, reflects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainAnchor {
+    /// The EVM chain id (EIP-155), so a directory of a test network never
+    /// passes for one of the real network.
+    pub chain_id: u64,
+    /// The registry contract's address.
+    pub contract: [u8; 20],
+    /// The block's number.
+    pub block_number: u64,
+    /// The block's hash.
+    pub block_hash: [u8; 32],
+}
+
+/// Encoded size of a [`ChainAnchor`].
+pub(crate) const ANCHOR_LEN: usize = 8 + 20 + 8 + 32;
+
+impl ChainAnchor {
+    /// Whether `other` is a block of the same deployment (chain and contract).
+    pub fn same_deployment(&self, other: &ChainAnchor) -> bool {
+        self.chain_id == other.chain_id && self.contract == other.contract
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.chain_id.to_be_bytes());
+        out.extend_from_slice(&self.contract);
+        out.extend_from_slice(&self.block_number.to_be_bytes());
+        out.extend_from_slice(&self.block_hash);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
+        Ok(ChainAnchor {
+            chain_id: r.u64()?,
+            contract: r.array()?,
+            block_number: r.u64()?,
+            block_hash: r.array()?,
+        })
+    }
+}
+
+/// One listed operator as the chain has it at the directory's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainOperator {
+    /// The operator's key (`operatorKey` on chain).
+    pub operator: OperatorId,
+    /// The EVM account the operator registered with (relays are stored
+    /// under `relayId(account, relayKey)`): what a client cross-checking
+    /// the directory against its own node looks up.
+    pub account: [u8; 20],
+    /// Its stake, in wei.
+    pub stake_wei: u128,
+    /// The bandwidth its stake covers, in Mbit/s: `stake / stakePerMbps`,
+    /// rounded down. Every listed relay of the operator together advertises
+    /// at most this on chain (checked by [`crate::Directory::check_contents`]),
+    /// and selection weights its relays by at most this
+    /// ([`crate::weight::stake_capped_bandwidths`]).
+    pub covered_mbps: u64,
+}
+
+const CHAIN_OPERATOR_LEN: usize = 32 + 20 + 16 + 8;
+
+/// One listed relay as the chain has it at the directory's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainRelay {
+    /// The relay's key (`relayKey` on chain).
+    pub relay: RelayId,
+    /// The bandwidth registered on chain (`bandwidthMbps`): the descriptor's
+    /// `bandwidth_bps` is at most this times [`BPS_PER_MBPS`].
+    pub bandwidth_mbps: u32,
+}
+
+const CHAIN_RELAY_LEN: usize = 32 + 4;
+
+/// A directory's chain section (directory format 4): the block it reflects,
+/// the validator set epoch whose signatures it needs, and the chain's
+/// figures for every listed operator and relay. Covered by the validators'
+/// signatures like the rest of the directory body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSection {
+    /// The block the directory reflects.
+    pub anchor: ChainAnchor,
+    /// The epoch of the validator set that signs this directory (0: the
+    /// genesis set).
+    pub validator_epoch: u64,
+    /// One entry per operator profile of the directory, the same operators
+    /// (sorted by operator id by [`crate::Directory::with_chain`]).
+    pub operators: Vec<ChainOperator>,
+    /// One entry per descriptor of the directory, the same relays (sorted
+    /// by relay id by [`crate::Directory::with_chain`]).
+    pub relays: Vec<ChainRelay>,
+}
+
+impl ChainSection {
+    /// Sorts both lists.
+    pub(crate) fn sort(&mut self) {
+        self.operators.sort_by_key(|o| o.operator);
+        self.relays.sort_by_key(|r| r.relay);
+    }
+
+    /// The entry of `operator`, if listed.
+    pub fn operator(&self, operator: &OperatorId) -> Option<&ChainOperator> {
+        self.operators
+            .binary_search_by(|o| o.operator.cmp(operator))
+            .ok()
+            .and_then(|i| self.operators.get(i))
+    }
+
+    /// The entry of `relay`, if listed.
+    pub fn relay(&self, relay: &RelayId) -> Option<&ChainRelay> {
+        self.relays
+            .binary_search_by(|r| r.relay.cmp(relay))
+            .ok()
+            .and_then(|i| self.relays.get(i))
+    }
+
+    /// Checks that the lists name exactly `operators` and `relays` (both
+    /// sorted, as the directory holds them), in the same order.
+    pub(crate) fn check_matches(
+        &self,
+        operators: impl ExactSizeIterator<Item = OperatorId>,
+        relays: impl ExactSizeIterator<Item = RelayId>,
+    ) -> Result<(), FormatError> {
+        check_strictly_ascending(&self.operators, "chain operators", |o| o.operator)?;
+        check_strictly_ascending(&self.relays, "chain relays", |r| r.relay)?;
+        if operators.len() != self.operators.len()
+            || !operators.zip(&self.operators).all(|(a, b)| a == b.operator)
+        {
+            return Err(FormatError::Invalid {
+                field: "chain operators",
+                reason: "must list exactly the directory's operators",
+            });
+        }
+        if relays.len() != self.relays.len() || !relays.zip(&self.relays).all(|(a, b)| a == b.relay)
+        {
+            return Err(FormatError::Invalid {
+                field: "chain relays",
+                reason: "must list exactly the directory's relays",
+            });
+        }
+        Ok(())
+    }
+
+    /// The fields that come before the profiles: the anchor and the epoch.
+    pub(crate) fn encode_head(&self, out: &mut Vec<u8>) {
+        self.anchor.encode(out);
+        out.extend_from_slice(&self.validator_epoch.to_be_bytes());
+    }
+
+    /// The lists, after the issuer key sets.
+    pub(crate) fn encode_lists(&self, out: &mut Vec<u8>) {
+        put_count_u32(out, self.operators.len());
+        for o in &self.operators {
+            out.extend_from_slice(o.operator.as_bytes());
+            out.extend_from_slice(&o.account);
+            out.extend_from_slice(&o.stake_wei.to_be_bytes());
+            out.extend_from_slice(&o.covered_mbps.to_be_bytes());
+        }
+        put_count_u32(out, self.relays.len());
+        for r in &self.relays {
+            out.extend_from_slice(r.relay.as_bytes());
+            out.extend_from_slice(&r.bandwidth_mbps.to_be_bytes());
+        }
+    }
+
+    /// Reads the lists (after [`ChainSection::encode_lists`]) into a section
+    /// with the head already read.
+    pub(crate) fn decode_lists(
+        r: &mut Reader<'_>,
+        anchor: ChainAnchor,
+        validator_epoch: u64,
+    ) -> Result<Self, FormatError> {
+        let operators = read_list(
+            r,
+            "chain operators",
+            crate::MAX_OPERATORS,
+            CHAIN_OPERATOR_LEN,
+            |r| {
+                Ok(ChainOperator {
+                    operator: OperatorId::from_checked(read_key(r, "chain operators")?),
+                    account: r.array()?,
+                    stake_wei: u128::from_be_bytes(r.array()?),
+                    covered_mbps: r.u64()?,
+                })
+            },
+        )?;
+        let relays = read_list(r, "chain relays", crate::MAX_RELAYS, CHAIN_RELAY_LEN, |r| {
+            Ok(ChainRelay {
+                relay: RelayId::from_checked(read_key(r, "chain relays")?),
+                bandwidth_mbps: r.u32()?,
+            })
+        })?;
+        Ok(ChainSection {
+            anchor,
+            validator_epoch,
+            operators,
+            relays,
+        })
+    }
+}
