@@ -399,7 +399,8 @@ impl DirectoryFeed {
     /// user's node (`directory.rpc`) and caches the directory.
     pub async fn fetch(&self, manager: &Arc<PathManager>) -> Result<RelayList, FetchError> {
         let bytes = self.fetch_through_path(manager).await?;
-        let verified = self.verify(SignedDirectory::from_bytes(&bytes)?, unix_now())?;
+        let signed = SignedDirectory::from_bytes(&bytes).map_err(DirectoryError::from)?;
+        let verified = self.verify(signed, unix_now())?;
         if let Some(rpc) = &self.rpc {
             self.cross_check(rpc, manager, &verified).await?;
         }

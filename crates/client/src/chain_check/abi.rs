@@ -6,7 +6,7 @@
 use sha3::Digest as _;
 
 /// keccak-256, the EVM's hash.
-pub(crate) fn keccak256(parts: &[&[u8]]) -> [u8; 32] {
+pub fn keccak256(parts: &[&[u8]]) -> [u8; 32] {
     let mut hash = sha3::Keccak256::new();
     for part in parts {
         hash.update(part);
@@ -15,20 +15,20 @@ pub(crate) fn keccak256(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// A function selector: the first 4 bytes of keccak-256 of the signature.
-pub(crate) fn selector(signature: &str) -> [u8; 4] {
+pub fn selector(signature: &str) -> [u8; 4] {
     let hash = keccak256(&[signature.as_bytes()]);
     [hash[0], hash[1], hash[2], hash[3]]
 }
 
 /// `operators(address)`: the public getter of the operator mapping.
-pub(crate) const OPERATORS: &str = "operators(address)";
+pub const OPERATORS: &str = "operators(address)";
 /// `isCovered(address)`: whether the stake covers all the operator's relays.
-pub(crate) const IS_COVERED: &str = "isCovered(address)";
+pub const IS_COVERED: &str = "isCovered(address)";
 /// `relays(bytes32)`: the public getter of the relay mapping.
-pub(crate) const RELAYS: &str = "relays(bytes32)";
+pub const RELAYS: &str = "relays(bytes32)";
 /// `coverFor(uint256)`: wei needed to cover that many Mbit/s; `coverFor(1)`
 /// is `stakePerMbps`, which `covered_mbps` is derived from.
-pub(crate) const COVER_FOR: &str = "coverFor(uint256)";
+pub const COVER_FOR: &str = "coverFor(uint256)";
 
 /// An address as an ABI word (left-padded with zeros).
 fn address_word(address: &[u8; 20]) -> [u8; 32] {
@@ -59,7 +59,7 @@ pub(crate) fn uint_word(n: u64) -> [u8; 32] {
 
 /// `relayId(operator, relayKey)` of the contract, computed locally:
 /// `keccak256(abi.encode(operator, relayKey))`.
-pub(crate) fn relay_id(operator: &[u8; 20], relay_key: &[u8; 32]) -> [u8; 32] {
+pub fn relay_id(operator: &[u8; 20], relay_key: &[u8; 32]) -> [u8; 32] {
     keccak256(&[&address_word(operator), relay_key])
 }
 

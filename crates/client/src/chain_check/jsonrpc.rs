@@ -395,11 +395,16 @@ mod tests {
             let mut request = vec![0u8; 4096];
             let _ = theirs.read(&mut request).await;
             theirs.write_all(&response).await.unwrap();
-            theirs
+            // Dropped: the client reads what was written, then the end.
         });
         let url: RpcUrl = "http://127.0.0.1:1".parse().unwrap();
-        let result = batch(&mut ours, &url, &calls(n)).await;
-        drop(server.await);
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            batch(&mut ours, &url, &calls(n)),
+        )
+        .await
+        .expect("answered or failed, not hung");
+        server.await.unwrap();
         result
     }
 
@@ -418,7 +423,7 @@ mod tests {
     #[tokio::test]
     async fn chunked_answers_decode() {
         let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
-            10\r\n[{\"jsonrpc\":\"2.0\r\n14\r\n\",\"id\":0,\"result\":7}]\r\n0\r\n\r\n";
+            10\r\n[{\"jsonrpc\":\"2.0\r\n15\r\n\",\"id\":0,\"result\":7}]\r\n0\r\n\r\n";
         assert_eq!(answer(response, 1).await.unwrap(), vec![Value::from(7)]);
     }
 
