@@ -310,6 +310,8 @@ impl DirectoryFeed {
         Ok(verified)
     }
 
+    /// Verifies and takes `bytes` as a fetch does, without the RPC check.
+    #[cfg(test)]
     fn accept(&self, bytes: &[u8], now: u64) -> Result<RelayList, DirectoryError> {
         let signed = SignedDirectory::from_bytes(bytes)?;
         self.accept_signed(signed, now)
