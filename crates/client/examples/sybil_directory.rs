@@ -17,9 +17,9 @@
 use std::net::SocketAddr;
 
 use openrelay_directory::{
-    ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields,
-    Directory, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region,
-    RelayDescriptor, RelayKey, SignedDescriptor,
+    ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields, Directory,
+    Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region, RelayDescriptor,
+    RelayKey, SignedDescriptor,
 };
 use openrelay_types::RelayRole;
 
@@ -84,8 +84,9 @@ impl Builder {
             })
             .unwrap();
             let quic_signature = quic.sign_descriptor(&descriptor);
-            self.descriptors
-                .push(SignedDescriptor::sign(descriptor, &relay_key, &key, quic_signature).unwrap());
+            self.descriptors.push(
+                SignedDescriptor::sign(descriptor, &relay_key, &key, quic_signature).unwrap(),
+            );
             self.relays.push(ChainRelay {
                 relay: relay_key.id(),
                 bandwidth_mbps: u32::try_from(mbps).unwrap(),
@@ -149,10 +150,11 @@ fn main() {
         let directory = population(adversary);
         std::fs::write(out.join(name), directory.to_bytes()).unwrap();
         println!(
-            "{}: {} relays; adversary operator {}",
+            "{}: {} relays; adversary operator {}; honest operator 1 {}",
             out.join(name).display(),
             directory.descriptors().len(),
-            OperatorKey::from_bytes(&seed(0x0a, 0)).id()
+            OperatorKey::from_bytes(&seed(0x0a, 0)).id(),
+            OperatorKey::from_bytes(&seed(0x0a, 1)).id()
         );
     }
 }

@@ -215,7 +215,10 @@ impl DirectoryFeed {
             rpc: config
                 .rpc
                 .as_deref()
-                .map(|url| url.parse().map(|url| RpcCheck::new(url, config.rpc_required)))
+                .map(|url| {
+                    url.parse()
+                        .map(|url| RpcCheck::new(url, config.rpc_required))
+                })
                 .transpose()?,
             rpc_confirmed: AtomicBool::new(false),
         })

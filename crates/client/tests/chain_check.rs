@@ -38,7 +38,10 @@ fn selectors_match_the_compiled_contract() {
         abi::selector(abi::IS_COVERED),
         RelayRegistry::isCoveredCall::SELECTOR
     );
-    assert_eq!(abi::selector(abi::RELAYS), RelayRegistry::relaysCall::SELECTOR);
+    assert_eq!(
+        abi::selector(abi::RELAYS),
+        RelayRegistry::relaysCall::SELECTOR
+    );
     assert_eq!(
         abi::selector(abi::COVER_FOR),
         RelayRegistry::coverForCall::SELECTOR
@@ -226,7 +229,11 @@ async fn a_directory_is_confirmed_or_refused_by_a_real_node() {
     // A stake one wei above the chain's.
     let mut inflated = section.clone();
     inflated.operators[1].stake_wei += 1;
-    let m = mismatch(chain.check(&verified(descriptors.clone(), inflated.clone())).await);
+    let m = mismatch(
+        chain
+            .check(&verified(descriptors.clone(), inflated.clone()))
+            .await,
+    );
     let operator = inflated.operators[1];
     assert_eq!(
         m,
@@ -267,7 +274,10 @@ async fn a_directory_is_confirmed_or_refused_by_a_real_node() {
     other_chain.anchor.chain_id = 1;
     assert!(matches!(
         mismatch(chain.check(&verified(descriptors, other_chain)).await),
-        Mismatch::ChainId { directory: 1, node: CHAIN_ID }
+        Mismatch::ChainId {
+            directory: 1,
+            node: CHAIN_ID
+        }
     ));
 }
 

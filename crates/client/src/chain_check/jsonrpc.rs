@@ -372,7 +372,10 @@ mod tests {
         let https = "https://node.example".parse::<RpcUrl>().unwrap_err();
         assert_eq!(https, RpcUrlError::Https);
         assert!(https.to_string().contains("http://"));
-        assert_eq!("ws://x:1".parse::<RpcUrl>().unwrap_err(), RpcUrlError::Scheme);
+        assert_eq!(
+            "ws://x:1".parse::<RpcUrl>().unwrap_err(),
+            RpcUrlError::Scheme
+        );
         assert_eq!(
             "http://u:p@x:1/".parse::<RpcUrl>().unwrap_err(),
             RpcUrlError::Extra
@@ -410,7 +413,8 @@ mod tests {
 
     #[tokio::test]
     async fn answers_in_any_order_are_matched_by_id() {
-        let body = br#"[{"jsonrpc":"2.0","id":1,"result":"0x2"},{"jsonrpc":"2.0","id":0,"result":"0x1"}]"#;
+        let body =
+            br#"[{"jsonrpc":"2.0","id":1,"result":"0x2"},{"jsonrpc":"2.0","id":0,"result":"0x1"}]"#;
         let response = [
             format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes(),
             body,
@@ -435,7 +439,8 @@ mod tests {
                 body.len()
             )
         };
-        let error = r#"[{"jsonrpc":"2.0","id":0,"error":{"code":-32000,"message":"missing trie node"}}]"#;
+        let error =
+            r#"[{"jsonrpc":"2.0","id":0,"error":{"code":-32000,"message":"missing trie node"}}]"#;
         assert!(matches!(
             answer(http(error).as_bytes(), 1).await,
             Err(RpcError::Call { .. })
@@ -449,7 +454,10 @@ mod tests {
             answer(http("{}").as_bytes(), 1).await,
             Err(RpcError::Json(_))
         ));
-        let huge = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", MAX_RESPONSE_BYTES + 1);
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            MAX_RESPONSE_BYTES + 1
+        );
         assert!(matches!(
             answer(huge.as_bytes(), 1).await,
             Err(RpcError::TooLarge)

@@ -105,7 +105,9 @@ pub enum Mismatch {
         node: u128,
     },
     /// The operator's stake does not cover its relays: none may be listed.
-    #[error("operator {operator}: its stake does not cover its relays on chain (isCovered is false)")]
+    #[error(
+        "operator {operator}: its stake does not cover its relays on chain (isCovered is false)"
+    )]
     NotCovered {
         /// The listed operator.
         operator: OperatorId,
@@ -220,7 +222,11 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     if digits.len() % 2 != 0 {
         return None;
     }
-    let nibble = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let nibble = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     digits
         .chunks(2)
         .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
@@ -252,7 +258,10 @@ struct RelayLookup {
 /// order [`judge`] reads their results: `eth_chainId`,
 /// `eth_getBlockByNumber`, `coverFor(1)`, then `operators` and `isCovered`
 /// per operator, then `relays` per relay.
-fn plan(directory: &VerifiedDirectory, section: &ChainSection) -> Result<(Vec<Call>, Vec<RelayLookup>), Mismatch> {
+fn plan(
+    directory: &VerifiedDirectory,
+    section: &ChainSection,
+) -> Result<(Vec<Call>, Vec<RelayLookup>), Mismatch> {
     let block = format!("0x{:x}", section.anchor.block_number);
     let to = hex(&section.anchor.contract);
     let eth_call = |data: Vec<u8>| Call {
@@ -271,8 +280,14 @@ fn plan(directory: &VerifiedDirectory, section: &ChainSection) -> Result<(Vec<Ca
         eth_call(abi::call_data(abi::COVER_FOR, abi::uint_word(1))),
     ];
     for operator in &section.operators {
-        calls.push(eth_call(abi::address_call(abi::OPERATORS, &operator.account)));
-        calls.push(eth_call(abi::address_call(abi::IS_COVERED, &operator.account)));
+        calls.push(eth_call(abi::address_call(
+            abi::OPERATORS,
+            &operator.account,
+        )));
+        calls.push(eth_call(abi::address_call(
+            abi::IS_COVERED,
+            &operator.account,
+        )));
     }
     let mut lookups = Vec::with_capacity(section.relays.len());
     for relay in directory.relays() {
@@ -306,7 +321,11 @@ fn returned(value: &Value, function: &'static str) -> Result<Vec<u8>, CheckError
 }
 
 /// Compares the node's `results` (in [`plan`]'s order) with `section`.
-fn judge(section: &ChainSection, lookups: &[RelayLookup], results: &[Value]) -> Result<(), CheckError> {
+fn judge(
+    section: &ChainSection,
+    lookups: &[RelayLookup],
+    results: &[Value],
+) -> Result<(), CheckError> {
     let mut results = results.iter();
     let mut next = |what| results.next().ok_or(CheckError::Malformed(what));
     let anchor = &section.anchor;
@@ -337,12 +356,18 @@ fn judge(section: &ChainSection, lookups: &[RelayLookup], results: &[Value]) -> 
         }
         .into());
     }
-    let stake_per_mbps = abi::decode_u128(abi::COVER_FOR, &returned(next("coverFor")?, abi::COVER_FOR)?)?
-        .filter(|n| *n > 0)
-        .ok_or(CheckError::Malformed(abi::COVER_FOR))?;
+    let stake_per_mbps = abi::decode_u128(
+        abi::COVER_FOR,
+        &returned(next("coverFor")?, abi::COVER_FOR)?,
+    )?
+    .filter(|n| *n > 0)
+    .ok_or(CheckError::Malformed(abi::COVER_FOR))?;
     for listed in &section.operators {
         let record = abi::decode_operator(&returned(next("operators")?, abi::OPERATORS)?)?;
-        let covered = abi::decode_bool(abi::IS_COVERED, &returned(next("isCovered")?, abi::IS_COVERED)?)?;
+        let covered = abi::decode_bool(
+            abi::IS_COVERED,
+            &returned(next("isCovered")?, abi::IS_COVERED)?,
+        )?;
         if record.operator_key != listed.operator.to_bytes() {
             return Err(Mismatch::OperatorKey {
                 operator: listed.operator,
@@ -467,7 +492,15 @@ impl RpcCheck {
             let (mut ours, theirs) = tokio::io::duplex(64 << 10);
             let _pump = openrelay_transport::task::AbortOnDrop(tokio::spawn(async move {
                 let (read, write) = tokio::io::split(theirs);
-                pump_halves(read, write, send, recv, Bytes::new(), &PumpCounters::default()).await;
+                pump_halves(
+                    read,
+                    write,
+                    send,
+                    recv,
+                    Bytes::new(),
+                    &PumpCounters::default(),
+                )
+                .await;
             }));
             self.check_on(&mut ours, directory).await
         };

@@ -107,26 +107,46 @@ fn each_misstated_fact_is_named() {
     };
     assert!(matches!(
         mismatch(with(&honest, 0, Value::from("0x1"))),
-        Mismatch::ChainId { directory: 31_337, node: 1 }
+        Mismatch::ChainId {
+            directory: 31_337,
+            node: 1
+        }
     ));
     assert!(matches!(
         mismatch(with(&honest, 1, json!({ "hash": hex(&[1; 32]) }))),
-        Mismatch::BlockHash { number: 42, node: Some(_), .. }
+        Mismatch::BlockHash {
+            number: 42,
+            node: Some(_),
+            ..
+        }
     ));
     assert!(matches!(
         mismatch(with(&honest, 1, Value::Null)),
         Mismatch::BlockHash { node: None, .. }
     ));
     let op = &section.operators[0];
-    let lower_stake = word_hex(&[op.operator.to_bytes(), [0; 32], uint(op.stake_wei - 1), uint(0), uint(1)]);
+    let lower_stake = word_hex(&[
+        op.operator.to_bytes(),
+        [0; 32],
+        uint(op.stake_wei - 1),
+        uint(0),
+        uint(1),
+    ]);
     let m = mismatch(with(&honest, 3, lower_stake));
     assert_eq!(
         m,
-        Mismatch::Stake { operator: op.operator, directory: op.stake_wei, node: Some(op.stake_wei - 1) }
+        Mismatch::Stake {
+            operator: op.operator,
+            directory: op.stake_wei,
+            node: Some(op.stake_wei - 1)
+        }
     );
     assert!(m.to_string().contains(&op.stake_wei.to_string()), "{m}");
     let other_key = word_hex(&[[7; 32], [0; 32], uint(op.stake_wei), uint(0), uint(1)]);
-    assert!(matches!(mismatch(with(&honest, 3, other_key)), Mismatch::OperatorKey { .. }));
+    assert!(matches!(
+        mismatch(with(&honest, 3, other_key)),
+        Mismatch::OperatorKey { .. }
+    ));
     assert!(matches!(
         mismatch(with(&honest, 4, word_hex(&[uint(0)]))),
         Mismatch::NotCovered { .. }
@@ -141,19 +161,35 @@ fn each_misstated_fact_is_named() {
     let chain = section.relay(&relay.id()).unwrap();
     let role = uint(u128::from(chain_role(relay.role())));
     let bandwidth = uint(u128::from(chain.bandwidth_mbps));
-    let m = mismatch(with(&honest, first_relay, word_hex(&[role, bandwidth, [9; 32]])));
+    let m = mismatch(with(
+        &honest,
+        first_relay,
+        word_hex(&[role, bandwidth, [9; 32]]),
+    ));
     assert!(matches!(m, Mismatch::DescriptorHash { relay: r, .. } if r == relay.id()));
     assert!(m.to_string().contains(&hex(&[9; 32])), "{m}");
     assert!(matches!(
-        mismatch(with(&honest, first_relay, word_hex(&[role, uint(1), relay.descriptor.content_hash()]))),
+        mismatch(with(
+            &honest,
+            first_relay,
+            word_hex(&[role, uint(1), relay.descriptor.content_hash()])
+        )),
         Mismatch::Bandwidth { node: 1, .. }
     ));
     assert!(matches!(
-        mismatch(with(&honest, first_relay, word_hex(&[uint(3), bandwidth, relay.descriptor.content_hash()]))),
+        mismatch(with(
+            &honest,
+            first_relay,
+            word_hex(&[uint(3), bandwidth, relay.descriptor.content_hash()])
+        )),
         Mismatch::Role { node: 3, .. }
     ));
     assert!(matches!(
-        mismatch(with(&honest, first_relay, word_hex(&[uint(0), uint(0), [0; 32]]))),
+        mismatch(with(
+            &honest,
+            first_relay,
+            word_hex(&[uint(0), uint(0), [0; 32]])
+        )),
         Mismatch::NotRegistered { .. }
     ));
 }
@@ -174,7 +210,11 @@ fn malformed_answers_are_not_mismatches() {
     }
     let section = directory.chain().unwrap();
     let (_, lookups) = plan(&directory, section).unwrap();
-    assert!(!judge(section, &lookups, &honest[..5]).unwrap_err().is_mismatch());
+    assert!(
+        !judge(section, &lookups, &honest[..5])
+            .unwrap_err()
+            .is_mismatch()
+    );
 }
 
 #[test]
