@@ -511,8 +511,8 @@ mod tests {
 
     use super::*;
 
-    fn feed(allow_special: bool, dir: &Path) -> DirectoryFeed {
-        let config = DirectoryConfig {
+    fn config(allow_special: bool) -> DirectoryConfig {
+        DirectoryConfig {
             registry: ServiceEndpoint {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 key: KeyPin::from(ValidatorKey::from_bytes(&[1; 32]).id()),
@@ -525,8 +525,29 @@ mod tests {
             dangerously_allow_special_purpose_endpoints: allow_special,
             rpc: None,
             rpc_required: false,
+        }
+    }
+
+    fn feed(allow_special: bool, dir: &Path) -> DirectoryFeed {
+        DirectoryFeed::new(&config(allow_special), dir).unwrap()
+    }
+
+    #[test]
+    fn an_rpc_url_must_be_plain_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |rpc: &str| DirectoryConfig {
+            rpc: Some(rpc.to_owned()),
+            rpc_required: true,
+            ..config(false)
         };
-        DirectoryFeed::new(&config, dir).unwrap()
+        let error = DirectoryFeed::new(&config("https://node.example"), dir.path()).unwrap_err();
+        assert!(matches!(
+            error,
+            DirectoryConfigError::Rpc(RpcUrlError::Https)
+        ));
+        assert!(error.to_string().starts_with("directory.rpc: "), "{error}");
+        let feed = DirectoryFeed::new(&config("http://10.0.0.1:8545"), dir.path()).unwrap();
+        assert!(feed.rpc.as_ref().unwrap().required());
     }
 
     /// The directory body of relays 1 and 2 (operator 1, ingress) and 3
