@@ -243,7 +243,11 @@ async fn a_directory_is_confirmed_or_refused_by_a_real_node() {
             node: Some(operator.stake_wei - 1),
         }
     );
-    eprintln!("refused: {m}");
+    assert!(
+        m.to_string()
+            .contains(&format!("stake of {} wei", operator.stake_wei)),
+        "{m}"
+    );
 
     // Relay 3 listed with a descriptor other than the one its operator
     // committed to (another region): same key, same bandwidth.
@@ -259,7 +263,7 @@ async fn a_directory_is_confirmed_or_refused_by_a_real_node() {
             && directory.ends_with(&hex(&swapped.descriptor().content_hash()))),
         "{m}"
     );
-    eprintln!("refused: {m}");
+    assert!(m.to_string().contains("descriptor hash"), "{m}");
 
     // A block hash the node's chain does not have at that height.
     let mut forked = section.clone();
