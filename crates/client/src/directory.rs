@@ -26,6 +26,7 @@
 
 use openrelay_types::error::{ErrorKind, HasKind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
 
+use crate::chain_check::jsonrpc::RpcUrlError;
+use crate::chain_check::{CheckError, RpcCheck};
 use crate::flow::TunnelError;
 use crate::manager::{DirectoryTimes, PathManager};
 use crate::relay::Relay;
@@ -59,6 +62,9 @@ pub enum DirectoryConfigError {
     /// twice), threshold and weights do not make a trust configuration.
     #[error("directory.validators: {0}")]
     Trust(#[from] TrustConfigError),
+    /// `directory.rpc` is not a usable node URL.
+    #[error("directory.rpc: {0}")]
+    Rpc(#[from] RpcUrlError),
 }
 
 impl HasKind for DirectoryConfigError {
@@ -84,6 +90,10 @@ pub enum FetchError {
     /// back, malformed): nothing changed.
     #[error(transparent)]
     Refused(#[from] DirectoryError),
+    /// The user's node contradicts the directory, or (with
+    /// `directory.rpc_required`) could not confirm it: nothing changed.
+    #[error(transparent)]
+    ChainCheck(#[from] CheckError),
 }
 
 impl HasKind for FetchError {
@@ -95,6 +105,7 @@ impl HasKind for FetchError {
             // Forged, under-signed, stale, rolled back or malformed: it did
             // not verify.
             FetchError::Refused(_) => ErrorKind::NotAuthenticated,
+            FetchError::ChainCheck(e) => e.kind(),
         }
     }
 }
@@ -120,6 +131,10 @@ pub struct DirectoryFeed {
     current: Mutex<Option<Arc<VerifiedDirectory>>>,
     refresh: Duration,
     dangerously_allow_special_purpose_endpoints: bool,
+    /// `directory.rpc`: the user's node, cross-checked through the relays.
+    rpc: Option<RpcCheck>,
+    /// Whether the node confirmed the directory in use.
+    rpc_confirmed: AtomicBool,
 }
 
 /// The relays of a verified directory, each at its first usable endpoint
@@ -197,6 +212,15 @@ impl DirectoryFeed {
             refresh: Duration::from_secs(config.refresh_secs),
             dangerously_allow_special_purpose_endpoints: config
                 .dangerously_allow_special_purpose_endpoints,
+            rpc: config
+                .rpc
+                .as_deref()
+                .map(|url| {
+                    url.parse()
+                        .map(|url| RpcCheck::new(url, config.rpc_required))
+                })
+                .transpose()?,
+            rpc_confirmed: AtomicBool::new(false),
         })
     }
 
@@ -225,14 +249,14 @@ impl DirectoryFeed {
         self.current().clone()
     }
 
-    /// Verifies `signed` at `now` after the last directory accepted, and
-    /// remembers it.
-    fn accept_signed(
+    /// Verifies `signed` at `now` after the last directory accepted,
+    /// without taking it yet.
+    fn verify(
         &self,
         signed: SignedDirectory,
         now: u64,
     ) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
-        let mut current = self.current();
+        let current = self.current();
         let last_seen = current.as_ref().map(|d| d.last_seen());
         // From the validator set the last directory proved (its hand-overs
         // walked), so the next need not carry them again; after a restart
@@ -240,8 +264,30 @@ impl DirectoryFeed {
         let trust = current
             .as_ref()
             .map_or_else(|| self.trust.clone(), |d| self.trust.advanced(d));
-        let verified = Arc::new(verify_directory(signed, &trust, now, last_seen.as_ref())?);
-        if verified.validator_set() != trust.validator_set() {
+        Ok(Arc::new(verify_directory(
+            signed,
+            &trust,
+            now,
+            last_seen.as_ref(),
+        )?))
+    }
+
+    /// Takes `verified` as the current directory (the rollback check of
+    /// the next is against it), persisting a validator set it moved to.
+    fn commit(&self, verified: &Arc<VerifiedDirectory>) {
+        let mut current = self.current();
+        // A newer one taken meanwhile (the issuer's copy, while this one
+        // was cross-checked) stays: taking this would roll it back.
+        if current
+            .as_ref()
+            .is_some_and(|c| c.sequence() > verified.sequence())
+        {
+            return;
+        }
+        let previous = current
+            .as_ref()
+            .map_or_else(|| self.trust.clone(), |d| self.trust.advanced(d));
+        if verified.validator_set() != previous.validator_set() {
             info!(
                 epoch = verified.validator_set().epoch(),
                 "followed validator set hand-overs"
@@ -252,10 +298,23 @@ impl DirectoryFeed {
                 "the validator set",
             );
         }
-        *current = Some(Arc::clone(&verified));
+        *current = Some(Arc::clone(verified));
+    }
+
+    /// Verifies `signed` at `now` after the last directory accepted, and
+    /// remembers it.
+    fn accept_signed(
+        &self,
+        signed: SignedDirectory,
+        now: u64,
+    ) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
+        let verified = self.verify(signed, now)?;
+        self.commit(&verified);
         Ok(verified)
     }
 
+    /// Verifies and takes `bytes` as a fetch does, without the RPC check.
+    #[cfg(test)]
     fn accept(&self, bytes: &[u8], now: u64) -> Result<RelayList, DirectoryError> {
         let signed = SignedDirectory::from_bytes(bytes)?;
         self.accept_signed(signed, now)
@@ -341,12 +400,64 @@ impl DirectoryFeed {
         }
     }
 
-    /// Fetches (through the relays), verifies and caches the directory.
+    /// Fetches (through the relays), verifies, cross-checks against the
+    /// user's node (`directory.rpc`) and caches the directory.
     pub async fn fetch(&self, manager: &Arc<PathManager>) -> Result<RelayList, FetchError> {
         let bytes = self.fetch_through_path(manager).await?;
-        let list = self.accept(&bytes, unix_now())?;
+        let signed = SignedDirectory::from_bytes(&bytes).map_err(DirectoryError::from)?;
+        let verified = self.verify(signed, unix_now())?;
+        if let Some(rpc) = &self.rpc {
+            self.cross_check(rpc, manager, &verified).await?;
+        }
+        self.commit(&verified);
         self.write_cache(&bytes);
-        Ok(list)
+        Ok(self.list(&verified))
+    }
+
+    /// Cross-checks `verified` against the node unless its chain facts are
+    /// those of the directory in use (a registry republishes the same block's
+    /// directory with a new sequence number and validity): a mismatch is an
+    /// error, so is an unusable node with `rpc_required`; otherwise an
+    /// unusable node is a warning and the directory is taken.
+    async fn cross_check(
+        &self,
+        rpc: &RpcCheck,
+        manager: &Arc<PathManager>,
+        verified: &VerifiedDirectory,
+    ) -> Result<(), CheckError> {
+        let Some(section) = verified.chain() else {
+            return Ok(());
+        };
+        let checked_before = self.current().as_ref().is_some_and(|current| {
+            current.chain() == Some(section)
+                && current
+                    .relays()
+                    .map(|r| r.descriptor.content_hash())
+                    .eq(verified.relays().map(|r| r.descriptor.content_hash()))
+        });
+        if checked_before && self.rpc_confirmed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match rpc.check_through(manager, verified).await {
+            Ok(()) => {
+                info!(
+                    block = section.anchor.block_number,
+                    "directory confirmed by the RPC node"
+                );
+                self.rpc_confirmed.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if e.is_mismatch() || rpc.required() => Err(e),
+            Err(e) => {
+                warn!(
+                    error = %e,
+                    "directory not cross-checked against the RPC node; used on the validators' \
+                     signatures alone (directory.rpc_required refuses it instead)"
+                );
+                self.rpc_confirmed.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+        }
     }
 
     /// Keeps `manager`'s relay list current: the cache at once, then a fetch
@@ -400,8 +511,8 @@ mod tests {
 
     use super::*;
 
-    fn feed(allow_special: bool, dir: &Path) -> DirectoryFeed {
-        let config = DirectoryConfig {
+    fn config(allow_special: bool) -> DirectoryConfig {
+        DirectoryConfig {
             registry: ServiceEndpoint {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 key: KeyPin::from(ValidatorKey::from_bytes(&[1; 32]).id()),
@@ -412,8 +523,31 @@ mod tests {
             max_age_secs: 3600,
             refresh_secs: 30,
             dangerously_allow_special_purpose_endpoints: allow_special,
+            rpc: None,
+            rpc_required: false,
+        }
+    }
+
+    fn feed(allow_special: bool, dir: &Path) -> DirectoryFeed {
+        DirectoryFeed::new(&config(allow_special), dir).unwrap()
+    }
+
+    #[test]
+    fn an_rpc_url_must_be_plain_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |rpc: &str| DirectoryConfig {
+            rpc: Some(rpc.to_owned()),
+            rpc_required: true,
+            ..config(false)
         };
-        DirectoryFeed::new(&config, dir).unwrap()
+        let error = DirectoryFeed::new(&config("https://node.example"), dir.path()).unwrap_err();
+        assert!(matches!(
+            error,
+            DirectoryConfigError::Rpc(RpcUrlError::Https)
+        ));
+        assert!(error.to_string().starts_with("directory.rpc: "), "{error}");
+        let feed = DirectoryFeed::new(&config("http://10.0.0.1:8545"), dir.path()).unwrap();
+        assert!(feed.rpc.as_ref().unwrap().required());
     }
 
     /// The directory body of relays 1 and 2 (operator 1, ingress) and 3

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod account;
 mod backoff;
+pub mod chain_check;
 pub mod control;
 pub mod controller;
 pub mod directory;

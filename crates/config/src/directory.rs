@@ -54,6 +54,17 @@ pub struct DirectoryConfig {
     /// Formerly `allow_special_purpose_endpoints`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dangerously_allow_special_purpose_endpoints: bool,
+    /// A client only: the JSON-RPC endpoint (`http://host:port[/path]`) of
+    /// a node of the user's own, reached through the relays, against which
+    /// every new directory with a chain section is cross-checked (issue 13;
+    /// `openrelay client --rpc URL`). A directory the node contradicts is
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<String>,
+    /// With `rpc`: a directory the node cannot confirm (unreachable, no
+    /// usable answer) is refused too, not only one it contradicts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rpc_required: bool,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -210,6 +210,8 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             max_age_secs: 7200,
             refresh_secs: 2,
             dangerously_allow_special_purpose_endpoints: true,
+            rpc: None,
+            rpc_required: false,
         });
     let mut egress_addrs = Vec::new();
     let mut entries = Vec::new();

@@ -22,6 +22,16 @@ pub(crate) struct ClientArgs {
     /// Also run the full-device VPN (the config's `[tun]`), as `up` does.
     #[arg(long)]
     tun: bool,
+    /// Cross-check every new directory against your own node's JSON-RPC
+    /// endpoint (`http://host:port[/path]`), reached through the relays
+    /// (the config's `[directory] rpc`). A directory the node contradicts
+    /// is refused.
+    #[arg(long, value_name = "URL")]
+    rpc: Option<String>,
+    /// With `--rpc` (or `[directory] rpc`): also refuse a directory the
+    /// node cannot confirm (unreachable, no usable answer).
+    #[arg(long)]
+    rpc_required: bool,
     /// Exit when standard input closes (used by `devnet` for its children).
     #[arg(long, hide = true)]
     exit_with_stdin: bool,
@@ -31,6 +41,21 @@ pub(crate) struct ClientArgs {
 pub(crate) fn run(args: ClientArgs) -> anyhow::Result<()> {
     let mut config = ClientConfig::load(&args.config)?;
     config.tun.enabled |= args.tun;
+    if args.rpc.is_some() || args.rpc_required {
+        let Some(directory) = config.directory.as_mut() else {
+            anyhow::bail!(
+                "--rpc and --rpc-required check the registry's directory; the config has no \
+                 [directory] section"
+            );
+        };
+        if let Some(url) = args.rpc {
+            directory.rpc = Some(url);
+        }
+        if directory.rpc.is_none() {
+            anyhow::bail!("--rpc-required needs --rpc URL (or [directory] rpc)");
+        }
+        directory.rpc_required |= args.rpc_required;
+    }
     args.path.apply(&mut config.path);
     config.path.validate()?;
     // ipstack's TCP streams block in place when dropped, which needs
