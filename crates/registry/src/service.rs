@@ -54,6 +54,7 @@ use openrelay_transport::service::Service;
 use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
+use crate::chain::{ChainView, votes_needed};
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
 
@@ -201,6 +202,10 @@ pub struct RegistryService {
     missing_since: Mutex<Option<u64>>,
     /// Since when the votes on a listed issuer's key set have been split.
     split_since: Mutex<Option<u64>>,
+    /// `[chain]`: the registry contract followed through the registry's
+    /// node, and the latest confirmed view of it (`None` until one).
+    chain: Option<openrelay_config::chain::ChainConfig>,
+    chain_view: Mutex<Option<ChainView>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -237,6 +242,8 @@ impl RegistryService {
             served: Mutex::new(served),
             missing_since: Mutex::new(None),
             split_since: Mutex::new(None),
+            chain: config.chain.clone(),
+            chain_view: Mutex::new(None),
         })
     }
 
@@ -249,6 +256,13 @@ impl RegistryService {
 
     /// Serves `service` and proposes directories until `shutdown`.
     pub async fn run(self: Arc<Self>, mut service: Service, shutdown: impl Future<Output = ()>) {
+        if let Some(chain) = self.chain.clone() {
+            let following = Arc::clone(&self);
+            service.spawn(crate::chain::follow(chain, move |view| {
+                debug!(block = view.snapshot().block_number, "chain block confirmed");
+                *lock(&following.chain_view) = Some(view);
+            }));
+        }
         let proposer = Arc::clone(&self);
         service.spawn(async move {
             loop {
@@ -260,6 +274,25 @@ impl RegistryService {
         });
         info!("registry serving");
         service.serve(self, shutdown).await.log("registry stopped");
+    }
+
+    /// The validators whose votes and signatures count, and how many votes
+    /// a proposal needs: with `[chain]` the chain's current set (the fewest
+    /// members holding more than two thirds of its weight), else the
+    /// config's.
+    fn validator_set(&self) -> (BTreeSet<ValidatorId>, usize) {
+        let on_chain = self.chain.as_ref().and_then(|_| {
+            lock(&self.chain_view)
+                .as_ref()
+                .and_then(ChainView::validator_set)
+        });
+        match on_chain {
+            Some(set) => (
+                set.members().iter().map(|m| m.validator).collect(),
+                votes_needed(&set),
+            ),
+            None => (self.validators.clone(), self.threshold),
+        }
     }
 
     /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).
@@ -290,12 +323,19 @@ impl RegistryService {
         if let Err(e) = self.registry.prune(now) {
             warn!(error = %e, "prune failed");
         }
-        let votes = self.fresh_votes(now);
-        if votes.len() < self.threshold {
+        let view = lock(&self.chain_view).clone();
+        if self.chain.is_some() && view.is_none() {
+            debug!("waiting for the chain's first confirmed block");
+            return;
+        }
+        let (validators, needed) = self.validator_set();
+        let mut votes = self.fresh_votes(now);
+        // Votes of validators who left the set no longer count.
+        votes.retain(|v| validators.contains(&v.vote().validator()));
+        if votes.len() < needed {
             debug!(
                 votes = votes.len(),
-                needed = self.threshold,
-                "waiting for validators' votes"
+                needed, "waiting for validators' votes"
             );
             return;
         }
@@ -305,12 +345,21 @@ impl RegistryService {
             return;
         }
         let valid_until = now.saturating_add(self.lifetime);
+        // With `[chain]`, exactly the elected relays the chain admits at the
+        // view's block, anchored there (validators check both).
+        let admit = |d: &openrelay_directory::RelayDescriptor| {
+            view.as_ref().is_none_or(|v| v.admit(d).is_ok())
+        };
         let assemble = |sequence| {
             self.registry
-                .assemble(&elected, sequence, now, valid_until)
+                .assemble_admitted(&elected, sequence, now, valid_until, admit)
                 .and_then(|(directory, relays)| {
                     let (directory, key_sets) =
                         self.registry.with_elected_key_sets(directory, &issuers)?;
+                    let directory = match &view {
+                        Some(view) => view.anchor_directory(directory)?,
+                        None => directory,
+                    };
                     Ok((directory, relays.len() + key_sets.len()))
                 })
         };
@@ -340,7 +389,11 @@ impl RegistryService {
         let fresh_enough = |d: &Directory| d.valid_until().saturating_sub(now) > self.lifetime / 2;
         if lock(&self.served)
             .as_ref()
-            .is_some_and(|s| same_contents(&s.directory, &candidate) && fresh_enough(&s.directory))
+            .is_some_and(|s| {
+                same_contents(&s.directory, &candidate)
+                    && same_chain_figures(&s.directory, &candidate)
+                    && fresh_enough(&s.directory)
+            })
         {
             *lock(&self.pending) = None;
             return;
@@ -348,6 +401,7 @@ impl RegistryService {
         let voters: BTreeSet<ValidatorId> = votes.iter().map(|v| v.vote().validator()).collect();
         if lock(&self.pending).as_ref().is_some_and(|p| {
             same_contents(&p.directory, &candidate)
+                && same_chain_figures(&p.directory, &candidate)
                 && p.voters == voters
                 && now.saturating_sub(p.created_at) < PROPOSAL_MAX_AGE_SECS
         }) {
@@ -461,7 +515,7 @@ impl RegistryService {
         let vote =
             SignedVote::from_bytes(body).map_err(|e| (400, format!("malformed vote: {e}")))?;
         let validator = vote.vote().validator();
-        if !self.validators.contains(&validator) {
+        if !self.validator_set().0.contains(&validator) {
             return Err((403, "not a configured validator".into()));
         }
         vote.verify().map_err(|e| (403, e.to_string()))?;
@@ -527,7 +581,8 @@ impl RegistryService {
         let digest = DirectoryDigest::from_bytes(digest.try_into().map_err(|_| bad("digest"))?);
         let signature: [u8; 64] = signature.try_into().map_err(|_| bad("signature"))?;
         let validator = ValidatorId::from_bytes(id).map_err(|_| bad("not a valid Ed25519 key"))?;
-        if !self.validators.contains(&validator) {
+        let (validators, needed) = self.validator_set();
+        if !validators.contains(&validator) {
             return Err((403, "not a configured validator".into()));
         }
         let signature = ValidatorSignature {
@@ -558,7 +613,7 @@ impl RegistryService {
                     return Ok(SignatureOutcome::Superseded);
                 };
                 p.envelope.add_signature(signature);
-                (p.envelope.signatures.len() >= self.threshold).then(|| p.envelope.clone())
+                (p.envelope.signatures.len() >= needed).then(|| p.envelope.clone())
             };
             let Some(envelope) = complete else {
                 return Ok(SignatureOutcome::Counted);
@@ -688,5 +743,21 @@ impl RequestHandler for RegistryService {
         _context: RequestContext,
     ) {
         self.serve_request(request, stream).await;
+    }
+}
+
+/// Whether two directories say the same about the chain apart from the
+/// block they are anchored at: the validator epoch, the operators' stakes
+/// and cover and the relays' registered bandwidth (a change of any of them
+/// is a reason for a new directory; a new block alone is not).
+fn same_chain_figures(a: &Directory, b: &Directory) -> bool {
+    match (a.chain(), b.chain()) {
+        (None, None) => true,
+        (Some(x), Some(y)) => {
+            x.validator_epoch == y.validator_epoch
+                && x.operators == y.operators
+                && x.relays == y.relays
+        }
+        _ => false,
     }
 }

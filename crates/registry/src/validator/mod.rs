@@ -45,7 +45,13 @@ use tracing::{debug, info, warn};
 use crate::publication::{self, Publication, reply};
 use crate::service::{Wanted, decode_wanted};
 use crate::{RedbStore, Registry, RegistryStore, StoreError};
-use check::{LastSigned, Refusal, Rules, Verdict, check_proposal};
+use crate::chain::ChainRing;
+use check::{LastSigned, Refusal, Rules, Verdict, check_proposal, check_proposal_on_chain};
+
+fn lock_ring(ring: &std::sync::Mutex<ChainRing>) -> std::sync::MutexGuard<'_, ChainRing> {
+    ring.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
 use openrelay_types::{ErrorKind, HasKind, unix_now};
@@ -92,6 +98,11 @@ pub struct Validator {
     registry: Arc<Registry<RedbStore>>,
     rules: Rules,
     poll: Duration,
+    /// `[chain]`: the registry contract, followed through this
+    /// validator's own node (never the registry's).
+    chain: Option<openrelay_config::chain::ChainConfig>,
+    /// Its recent confirmed blocks.
+    ring: std::sync::Mutex<ChainRing>,
 }
 
 /// What a vote says: the relays and the issuers' key sets.
@@ -118,7 +129,9 @@ impl Validator {
             .iter()
             .map(|pin| ValidatorId::try_from(*pin))
             .collect::<Result<_, _>>()?;
-        if !validators.contains(&key.id()) {
+        // With `[chain]` the configured list is the genesis set; a validator
+        // that joined on chain later is in the chain's set instead.
+        if config.chain.is_none() && !validators.contains(&key.id()) {
             return Err(ValidatorError::OwnKeyNotListed(key.id()));
         }
         let store = RedbStore::open(&config.state_dir.join(STORE_FILE))?;
@@ -134,6 +147,8 @@ impl Validator {
             key,
             registry: Arc::new(registry),
             poll: Duration::from_secs(config.poll_interval_secs),
+            chain: config.chain.clone(),
+            ring: std::sync::Mutex::new(ChainRing::default()),
         })
     }
 
@@ -168,6 +183,13 @@ impl Validator {
     ) {
         let validator = Arc::new(self);
         info!(validator = %validator.key.id(), "validator started");
+        if let Some(chain) = validator.chain.clone() {
+            let following = Arc::clone(&validator);
+            service.spawn(crate::chain::follow(chain, move |view| {
+                debug!(block = view.snapshot().block_number, "chain block confirmed");
+                lock_ring(&following.ring).push(view);
+            }));
+        }
         let publications = Arc::new(PublicationService(Arc::clone(&validator.registry)));
         let voting = Arc::clone(&validator);
         service.spawn(async move {
@@ -233,11 +255,20 @@ impl Validator {
         last: Option<&(View, u64)>,
         now: u64,
     ) -> Result<Option<(View, SignedVote)>, VoteError> {
-        let view: View = (
+        let valid_until = now.saturating_add(self.rules.max_lifetime_secs);
+        let entries = if self.chain.is_some() {
+            // Only relays this validator's own chain view admits: an
+            // unstaked relay is never elected. No vote before a block is
+            // confirmed.
+            let Some(chain) = lock_ring(&self.ring).latest().cloned() else {
+                return Ok(None);
+            };
             self.registry
-                .vote_entries(now, now.saturating_add(self.rules.max_lifetime_secs)),
-            self.registry.key_set_votes(now),
-        );
+                .vote_entries_admitted(now, valid_until, |d| chain.admit(d).is_ok())
+        } else {
+            self.registry.vote_entries(now, valid_until)
+        };
+        let view: View = (entries, self.registry.key_set_votes(now));
         let due = match last {
             Some((voted, at)) => {
                 (*voted != view || now.saturating_sub(*at) >= REVOTE_SECS) && now > *at
@@ -360,7 +391,22 @@ impl Validator {
             .map_err(|e| Checked::Refused(Refusal::Malformed(e), None))?;
         let digest = DirectoryDigest::of(&proposal.directory);
         let last = self.last_signed().map_err(Checked::Store)?;
-        match check_proposal(&proposal, &self.rules, last.as_ref(), now) {
+        let checked = if self.chain.is_some() {
+            let ring = lock_ring(&self.ring);
+            let own = |relay: &openrelay_directory::RelayId| {
+                self.registry
+                    .descriptor(relay)
+                    .map(|d| d.descriptor().clone())
+            };
+            let on_chain = check::OnChain {
+                ring: &ring,
+                own_descriptor: &own,
+            };
+            check_proposal_on_chain(&proposal, &self.rules, &on_chain, last.as_ref(), now)
+        } else {
+            check_proposal(&proposal, &self.rules, last.as_ref(), now)
+        };
+        match checked {
             // Ed25519 is deterministic: the same signature as the first time.
             Ok(Verdict::AlreadySigned) => Ok(Signing::Again(
                 digest,
