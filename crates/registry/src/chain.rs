@@ -292,16 +292,14 @@ impl ChainRing {
     /// The view of `anchor`'s block.
     pub fn lookup(&self, anchor: &ChainAnchor) -> AnchorLookup {
         let head = self.latest().map(|v| v.snapshot().block_number);
-        if let Some(view) = self
-            .views
-            .iter()
-            .find(|v| v.anchor() == *anchor)
-            .cloned()
-        {
+        if let Some(view) = self.views.iter().find(|v| v.anchor() == *anchor).cloned() {
             return AnchorLookup::Known(view);
         }
         match self.latest() {
-            Some(v) if v.anchor().same_deployment(anchor) && anchor.block_number > head.unwrap_or(0) => {
+            Some(v)
+                if v.anchor().same_deployment(anchor)
+                    && anchor.block_number > head.unwrap_or(0) =>
+            {
                 AnchorLookup::Ahead { head }
             }
             None => AnchorLookup::Ahead { head },

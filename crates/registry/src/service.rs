@@ -259,7 +259,10 @@ impl RegistryService {
         if let Some(chain) = self.chain.clone() {
             let following = Arc::clone(&self);
             service.spawn(crate::chain::follow(chain, move |view| {
-                debug!(block = view.snapshot().block_number, "chain block confirmed");
+                debug!(
+                    block = view.snapshot().block_number,
+                    "chain block confirmed"
+                );
                 *lock(&following.chain_view) = Some(view);
             }));
         }
@@ -333,10 +336,7 @@ impl RegistryService {
         // Votes of validators who left the set no longer count.
         votes.retain(|v| validators.contains(&v.vote().validator()));
         if votes.len() < needed {
-            debug!(
-                votes = votes.len(),
-                needed, "waiting for validators' votes"
-            );
+            debug!(votes = votes.len(), needed, "waiting for validators' votes");
             return;
         }
         let elected = tally(votes.iter().map(SignedVote::vote));
@@ -387,14 +387,11 @@ impl RegistryService {
             return;
         }
         let fresh_enough = |d: &Directory| d.valid_until().saturating_sub(now) > self.lifetime / 2;
-        if lock(&self.served)
-            .as_ref()
-            .is_some_and(|s| {
-                same_contents(&s.directory, &candidate)
-                    && same_chain_figures(&s.directory, &candidate)
-                    && fresh_enough(&s.directory)
-            })
-        {
+        if lock(&self.served).as_ref().is_some_and(|s| {
+            same_contents(&s.directory, &candidate)
+                && same_chain_figures(&s.directory, &candidate)
+                && fresh_enough(&s.directory)
+        }) {
             *lock(&self.pending) = None;
             return;
         }

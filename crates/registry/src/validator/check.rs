@@ -315,7 +315,9 @@ pub enum Refusal {
     Contents(#[from] DirectoryError),
     /// This validator follows the chain and the directory has no chain
     /// section.
-    #[error("the directory has no chain section; this validator signs only directories anchored on chain")]
+    #[error(
+        "the directory has no chain section; this validator signs only directories anchored on chain"
+    )]
     ChainSectionMissing,
     /// Anchored at a block above this validator's confirmed head (its node
     /// lags): retried next round.
@@ -328,7 +330,9 @@ pub enum Refusal {
     },
     /// Anchored at a block this validator did not confirm: older than the
     /// blocks it keeps, another fork, or another deployment.
-    #[error("anchored at block {block}, not one of this validator's recent confirmed blocks (head {head:?})")]
+    #[error(
+        "anchored at block {block}, not one of this validator's recent confirmed blocks (head {head:?})"
+    )]
     AnchorUnknown {
         /// The anchor's block.
         block: u64,
@@ -467,9 +471,8 @@ pub fn check_proposal_on_chain(
     }
     // An elected relay may be left out only if the chain does not admit
     // this validator's own copy of its descriptor at the anchor.
-    let omission_allowed = |relay: &RelayId| {
-        (chain.own_descriptor)(relay).is_some_and(|d| view.admit(&d).is_err())
-    };
+    let omission_allowed =
+        |relay: &RelayId| (chain.own_descriptor)(relay).is_some_and(|d| view.admit(&d).is_err());
     check_relays(&directory, &votes, &rules, omission_allowed).map_err(|e| match e {
         Refusal::OmittedRelay { relay, .. } => Refusal::ChainOmitted { relay },
         other => other,

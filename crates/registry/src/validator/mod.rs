@@ -42,10 +42,10 @@ use openrelay_transport::server::{RequestContext, RequestHandler, ServerStream, 
 use openrelay_transport::service::Service;
 use tracing::{debug, info, warn};
 
+use crate::chain::ChainRing;
 use crate::publication::{self, Publication, reply};
 use crate::service::{Wanted, decode_wanted};
 use crate::{RedbStore, Registry, RegistryStore, StoreError};
-use crate::chain::ChainRing;
 use check::{LastSigned, Refusal, Rules, Verdict, check_proposal, check_proposal_on_chain};
 
 fn lock_ring(ring: &std::sync::Mutex<ChainRing>) -> std::sync::MutexGuard<'_, ChainRing> {
@@ -186,7 +186,10 @@ impl Validator {
         if let Some(chain) = validator.chain.clone() {
             let following = Arc::clone(&validator);
             service.spawn(crate::chain::follow(chain, move |view| {
-                debug!(block = view.snapshot().block_number, "chain block confirmed");
+                debug!(
+                    block = view.snapshot().block_number,
+                    "chain block confirmed"
+                );
                 lock_ring(&following.ring).push(view);
             }));
         }
