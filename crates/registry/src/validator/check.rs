@@ -395,7 +395,7 @@ pub fn check_proposal(
     check_record(&directory, last, now)?;
     check_times(&directory, rules, now)?;
     let votes = check_votes(&proposal.votes, rules, now)?;
-    check_relays(&directory, &votes, rules, |_| true)?;
+    check_relays(&directory, &votes, rules, |_| false)?;
     check_key_sets(&directory, &votes, rules, now)?;
     directory.check_contents(now)?;
     Ok(Verdict::Sign { directory, digest })
