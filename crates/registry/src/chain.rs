@@ -289,6 +289,14 @@ impl ChainRing {
         self.views.back()
     }
 
+    /// The anchor of the block numbered `number`, if held.
+    pub fn anchor_at(&self, number: u64) -> Option<ChainAnchor> {
+        self.views
+            .iter()
+            .find(|v| v.snapshot().block_number == number)
+            .map(ChainView::anchor)
+    }
+
     /// The view of `anchor`'s block.
     pub fn lookup(&self, anchor: &ChainAnchor) -> AnchorLookup {
         let head = self.latest().map(|v| v.snapshot().block_number);

@@ -10,6 +10,7 @@
 //! | `GET /v1/proposal` | the directory waiting for validator signatures, with the votes it was built from (`docs/directory-format.md`, "Proposal") |
 //! | `POST /v1/signatures` | a validator's signature: 32-byte validator id, 32-byte SHA-256 of the directory signed, 64-byte signature |
 //! | `GET /v1/directory` | the newest directory signed by a threshold of validators |
+//! | `POST /v1/handovers` | with `[chain]`: a validator set hand-over (`SignedValidatorSetChange`) signed by members of the previous set, checked against this registry's chain view |
 //!
 //! A proposal lists exactly the relays most of the validators' current votes
 //! list ([`openrelay_directory::vote::tally`]), and exactly the issuer key
@@ -43,8 +44,8 @@ use openrelay_config::RegistryConfig;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
     Directory, DirectoryDigest, IssuerId, MAX_CLOCK_SKEW_SECS, Proposal, RelayId, Signature,
-    SignedDirectory, SignedIssuerKeySet, TrustConfig, TrustConfigError, ValidatorId,
-    ValidatorSignature, verify_directory,
+    SignedDirectory, SignedIssuerKeySet, SignedValidatorSetChange, TrustConfig, TrustConfigError,
+    ValidatorId, ValidatorSignature, verify_directory,
 };
 use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::TUNNELLED_MTU;
@@ -54,7 +55,7 @@ use openrelay_transport::service::Service;
 use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
-use crate::chain::{ChainView, votes_needed};
+use crate::chain::{ChainView, to_validator_set, votes_needed};
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
 
@@ -68,6 +69,9 @@ pub const PROPOSAL_MAX_AGE_SECS: u64 = 30;
 /// Length of a signature submission: validator id, directory digest,
 /// signature.
 pub const SIGNATURE_SUBMISSION_LEN: usize = 32 + 32 + 64;
+/// Most bytes of a hand-over submission: a change to the largest set, with
+/// every member of the previous set's signature (about 10 KB).
+pub const MAX_HANDOVER_BYTES: usize = 16 * 1024;
 /// How long the registry holds off proposing while the votes on a listed
 /// issuer's key set are split (see the module documentation).
 pub const KEY_SET_SPLIT_GRACE_SECS: u64 = 60;
@@ -206,6 +210,10 @@ pub struct RegistryService {
     /// node, and the latest confirmed view of it (`None` until one).
     chain: Option<openrelay_config::chain::ChainConfig>,
     chain_view: Mutex<Option<ChainView>>,
+    /// Hand-overs received, per epoch: the distinct changes validators
+    /// signed for it (at most [`openrelay_directory::MAX_VALIDATORS`]),
+    /// each with the verified signatures of members of the previous set.
+    handovers: Mutex<BTreeMap<u64, Vec<SignedValidatorSetChange>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -244,6 +252,7 @@ impl RegistryService {
             split_since: Mutex::new(None),
             chain: config.chain.clone(),
             chain_view: Mutex::new(None),
+            handovers: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -344,6 +353,17 @@ impl RegistryService {
         if self.key_set_votes_split(&votes, &issuers, now) {
             return;
         }
+        let handovers = match view.as_ref().map(|v| self.complete_handovers(v)) {
+            None => Vec::new(),
+            Some(Ok(handovers)) => handovers,
+            Some(Err(epoch)) => {
+                debug!(
+                    epoch,
+                    "waiting for the previous set's hand-over to the chain's validator set"
+                );
+                return;
+            }
+        };
         let valid_until = now.saturating_add(self.lifetime);
         // With `[chain]`, exactly the elected relays the chain admits at the
         // view's block, anchored there (validators check both).
@@ -423,7 +443,13 @@ impl RegistryService {
             votes = votes.len(),
             "new proposal"
         );
-        let envelope = SignedDirectory::new(&directory);
+        let envelope = match SignedDirectory::new(&directory).with_handovers(handovers) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                warn!(error = %e, "cannot attach the validator set hand-overs");
+                return;
+            }
+        };
         let encoded = Bytes::from(
             Proposal {
                 directory: envelope.directory.clone(),
@@ -504,6 +530,97 @@ impl RegistryService {
             "the votes on an issuer's key set have been split for over a minute; its keys leave the directory"
         );
         false
+    }
+
+    /// Every hand-over from the genesis set to `view`'s current set, each
+    /// signed by more than two thirds of the previous set's weight (as
+    /// clients walk them), or the first epoch that has none yet.
+    fn complete_handovers(&self, view: &ChainView) -> Result<Vec<SignedValidatorSetChange>, u64> {
+        let sets = &view.snapshot().validator_sets;
+        let held = lock(&self.handovers);
+        let mut complete = Vec::new();
+        for (epoch, pair) in (1u64..).zip(sets.windows(2)) {
+            let (Some(previous), Some(_)) = (pair.first(), pair.get(1)) else {
+                return Err(epoch);
+            };
+            let previous = to_validator_set(previous).ok_or(epoch)?;
+            let signed_weight = |h: &SignedValidatorSetChange| {
+                h.signatures()
+                    .iter()
+                    .filter_map(|s| previous.weight_of(&s.validator))
+                    .fold(0u128, u128::saturating_add)
+            };
+            let quorate = held
+                .get(&epoch)
+                .and_then(|candidates| {
+                    candidates
+                        .iter()
+                        .find(|h| previous.is_more_than_two_thirds(signed_weight(h)))
+                })
+                .ok_or(epoch)?;
+            complete.push(quorate.clone());
+        }
+        Ok(complete)
+    }
+
+    /// Takes a hand-over signed by members of the previous set: the change
+    /// must be the chain's (this registry's view: the set, its epoch and
+    /// the block of the change); each signature must be a member's of the
+    /// previous set and verify. Kept per change, signatures merged.
+    fn accept_handover(&self, body: &[u8]) -> Result<(), (u16, String)> {
+        let submitted = SignedValidatorSetChange::from_bytes(body)
+            .map_err(|e| (400, format!("malformed hand-over: {e}")))?;
+        let view = lock(&self.chain_view)
+            .clone()
+            .ok_or((503, "not following the chain (yet)".to_owned()))?;
+        let change = submitted.change();
+        let epoch = change.epoch();
+        let sets = &view.snapshot().validator_sets;
+        let index = usize::try_from(epoch).unwrap_or(usize::MAX);
+        let (Some(previous), Some(next)) = (
+            index.checked_sub(1).and_then(|i| sets.get(i)),
+            sets.get(index),
+        ) else {
+            return Err((
+                409,
+                format!("no set change of epoch {epoch} confirmed here"),
+            ));
+        };
+        let anchor = change.anchor();
+        if to_validator_set(next).as_ref() != Some(change.set())
+            || !anchor.same_deployment(&view.anchor())
+            || anchor.block_number != next.block_number
+        {
+            return Err((403, format!("not the chain's set change of epoch {epoch}")));
+        }
+        let previous = to_validator_set(previous)
+            .ok_or((409, format!("the set before epoch {epoch} is not usable")))?;
+        let valid: Vec<ValidatorSignature> = submitted
+            .signatures()
+            .iter()
+            .filter(|s| previous.weight_of(&s.validator).is_some() && submitted.verifies(s))
+            .copied()
+            .collect();
+        if valid.is_empty() {
+            return Err((403, "no signature of the previous set verifies".into()));
+        }
+        let mut held = lock(&self.handovers);
+        let candidates = held.entry(epoch).or_default();
+        let slot = match candidates.iter().position(|h| h.change() == change) {
+            Some(i) => candidates.get_mut(i),
+            None if candidates.len() < openrelay_directory::MAX_VALIDATORS => {
+                candidates.push(SignedValidatorSetChange::new(change.clone()));
+                candidates.last_mut()
+            }
+            None => return Err((429, "too many different changes for this epoch".into())),
+        };
+        if let Some(held) = slot {
+            for signature in valid {
+                held.add_signature(signature);
+            }
+        }
+        debug!(epoch, "validator set hand-over signature taken");
+        Ok(())
     }
 
     /// Takes a validator's vote; answers the relays it lists that this
@@ -725,6 +842,19 @@ impl RegistryService {
                     }
                     Ok(Err((status, why))) => reply(stream, status, &why, None).await,
                     Err(_) => reply(stream, 500, "signature failed", None).await,
+                }
+            }
+            (Method::POST, paths::HANDOVERS) if self.chain.is_some() => {
+                let Some(body) = server::read_body(&mut stream, MAX_HANDOVER_BYTES).await else {
+                    return reply(stream, 413, "body too large or cut off", None).await;
+                };
+                let service = Arc::clone(&self);
+                match tokio::task::spawn_blocking(move || service.accept_handover(&body)).await {
+                    Ok(Ok(())) => {
+                        server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
+                    }
+                    Ok(Err((status, why))) => reply(stream, status, &why, None).await,
+                    Err(_) => reply(stream, 500, "hand-over failed", None).await,
                 }
             }
             _ => reply(stream, 404, "unknown request", None).await,

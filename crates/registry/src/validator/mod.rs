@@ -118,6 +118,9 @@ struct Round {
     transient_since: Option<u64>,
     /// The last proposal refused for a lasting reason (warned once).
     refused: Option<DirectoryDigest>,
+    /// With `[chain]`: the hand-overs this validator signed, by epoch
+    /// (posted with every vote, so a restarted registry has them again).
+    handovers: std::collections::BTreeMap<u64, openrelay_directory::SignedValidatorSetChange>,
 }
 
 impl Validator {
@@ -241,6 +244,7 @@ impl Validator {
                 debug!(relays = view.0.len(), key_sets = view.1.len(), "voted");
                 round.last_vote = Some((view, now));
                 self.forward(registry, &wanted).await;
+                self.hand_over(registry, round).await;
             }
             // The registry holds a vote of this second already (a restart).
             Ok((409, _)) => debug!("vote not newer than the one the registry holds"),
@@ -248,6 +252,58 @@ impl Validator {
                 warn!(status, reply = %String::from_utf8_lossy(&reply).trim(), "vote not accepted");
             }
             Err(e) => warn!(error = %e, "cannot post the vote"),
+        }
+    }
+
+    /// Signs the hand-over to every set change its own node shows
+    /// confirmed (the change's block is in its ring) where it is a member
+    /// of the previous set, and posts every hand-over it signed.
+    async fn hand_over(&self, registry: &RegistryClient, round: &mut Round) {
+        if self.chain.is_none() {
+            return;
+        }
+        {
+            let ring = lock_ring(&self.ring);
+            let Some(latest) = ring.latest() else {
+                return;
+            };
+            let sets = &latest.snapshot().validator_sets;
+            for (epoch, pair) in (1u64..).zip(sets.windows(2)) {
+                if round.handovers.contains_key(&epoch) {
+                    continue;
+                }
+                let (Some(previous), Some(next)) = (pair.first(), pair.get(1)) else {
+                    continue;
+                };
+                let member = crate::chain::to_validator_set(previous)
+                    .is_some_and(|set| set.weight_of(&self.key.id()).is_some());
+                let Some(anchor) = ring.anchor_at(next.block_number) else {
+                    continue;
+                };
+                let change = crate::chain::to_validator_set(next)
+                    .and_then(|set| openrelay_directory::ValidatorSetChange::new(anchor, set).ok());
+                if let (true, Some(change)) = (member, change) {
+                    let mut signed = openrelay_directory::SignedValidatorSetChange::new(change);
+                    signed.sign(&self.key);
+                    info!(
+                        epoch,
+                        "signed the hand-over to the chain's new validator set"
+                    );
+                    round.handovers.insert(epoch, signed);
+                }
+            }
+        }
+        for (epoch, signed) in &round.handovers {
+            match registry
+                .call(http::Method::POST, paths::HANDOVERS, signed.to_bytes())
+                .await
+            {
+                Ok((204, _)) => debug!(epoch, "hand-over posted"),
+                Ok((status, reply)) => {
+                    warn!(epoch, status, reply = %String::from_utf8_lossy(&reply).trim(), "hand-over not accepted");
+                }
+                Err(e) => warn!(epoch, error = %e, "cannot post the hand-over"),
+            }
         }
     }
 

@@ -1,0 +1,603 @@
+//! Issue 13, items 2, 3 and 5: the registry and the validators on a real
+//! chain (anvil, the `RelayRegistry` contract deployed with the devnet
+//! parameters, operators and relays registered from funded accounts), as
+//! real `openrelay registry` / `openrelay validator` processes, each
+//! following the chain through the node itself.
+//!
+//! Attacks and what must happen:
+//! - a relay that publishes without being registered on chain: never
+//!   voted for, never listed;
+//! - a relay registered with another descriptor hash than the descriptor
+//!   it publishes (a descriptor swapped after registration): not listed;
+//! - a relay removed on chain: it leaves the next directory; a relay
+//!   registered mid-run joins it;
+//! - a malicious registry (the test plays it) that omits a staked relay,
+//!   adds an unregistered one, misstates an operator's stake or a relay's
+//!   registered bandwidth, or anchors at a block nobody confirmed: no
+//!   validator signs, each refusal is logged with its reason, and the
+//!   honest proposal before and after is signed (so the refusals were the
+//!   attacks').
+#![allow(clippy::unwrap_used)]
+
+use openrelay_testkit as kit;
+use openrelay_testkit::registry as registry_fixtures;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use bytes::Bytes;
+use kit::Proc;
+use openrelay_chain::anvil::Anvil;
+use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
+use openrelay_chain::operator::{Registry as ChainRegistry, Role, signing_provider};
+use openrelay_directory::vote::SignedVote;
+use openrelay_directory::{
+    ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, DirectoryDigest, Proposal,
+    SignedDescriptor, SignedOperatorProfile, TrustConfig, ValidatorId, verify_directory_bytes,
+};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
+use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+use openrelay_transport::identity::Identity;
+use openrelay_transport::limits::ServerLimits;
+use openrelay_transport::server::{
+    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
+};
+use openrelay_types::{RelayRole, unix_now};
+use registry_fixtures::*;
+
+const CHAIN_ID: u64 = 31_337;
+const ETHER: u128 = 1_000_000_000_000_000_000;
+/// The devnet's stake per Mbit/s (0.001 ETH).
+const STAKE_PER_MBPS: u128 = ETHER / 1_000;
+/// Every fixture relay advertises 1 Gbit/s.
+const RELAY_MBPS: u32 = 1_000;
+const PUBLICATION: &str = "descriptor_ttl_secs = 600\nmax_relays_per_operator = 4\nmax_relays = 8";
+
+/// A chain with the contract deployed, the three validators as its
+/// genesis set, and operators 0 and 1 registered (stakes in Mbit/s).
+struct Chain {
+    anvil: Anvil,
+    contract: Address,
+    operators: BTreeMap<u8, ChainRegistry>,
+}
+
+impl Chain {
+    async fn start(keys: &[ValidatorKeys], stakes_mbps: &[(u8, u128)]) -> Chain {
+        // A block every 2 s, polled every second: every confirmed block
+        // reaches each validator's ring (a poll interval at or above the
+        // block time could skip one; see `openrelay_registry::chain`).
+        let anvil = Anvil::start(CHAIN_ID, Some(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        let deployer = PrivateKeySigner::random();
+        anvil
+            .fund(deployer.address(), U256::from(1_000 * ETHER))
+            .await
+            .unwrap();
+        let genesis: Vec<GenesisValidator> = keys
+            .iter()
+            .map(|v| GenesisValidator {
+                account: PrivateKeySigner::random().address(),
+                key: v.key.id().to_bytes(),
+                stake: U256::from(2 * ETHER),
+            })
+            .collect();
+        let provider = signing_provider(anvil.endpoint().parse().unwrap(), deployer);
+        let contract = deploy(provider, &ChainParams::devnet(), &genesis)
+            .await
+            .unwrap();
+        let mut operators = BTreeMap::new();
+        for &(operator, mbps) in stakes_mbps {
+            let signer = PrivateKeySigner::random();
+            anvil
+                .fund(signer.address(), U256::from(100 * ETHER))
+                .await
+                .unwrap();
+            let registry = ChainRegistry::connect(
+                anvil.endpoint(),
+                CHAIN_ID,
+                contract,
+                signer,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            registry
+                .register_operator(
+                    operator_key(operator).id().to_bytes(),
+                    [0; 32],
+                    U256::from(mbps * STAKE_PER_MBPS),
+                )
+                .await
+                .unwrap();
+            operators.insert(operator, registry);
+        }
+        Chain {
+            anvil,
+            contract,
+            operators,
+        }
+    }
+
+    /// Registers `relay` under `operator` with its fixture descriptor's
+    /// content hash, or `hash` instead.
+    async fn register(&self, relay: u8, operator: u8, role: RelayRole, hash: Option<[u8; 32]>) {
+        let descriptor = SignedDescriptor::from_bytes(&descriptor(relay, operator, role)).unwrap();
+        let role = match role {
+            RelayRole::Ingress => Role::Ingress,
+            RelayRole::Egress => Role::Egress,
+        };
+        self.operators[&operator]
+            .register_relay(
+                relay_key(relay).id().to_bytes(),
+                role,
+                RELAY_MBPS,
+                hash.unwrap_or_else(|| descriptor.descriptor().content_hash()),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The `[chain]` section of a registry's or validator's config.
+    fn config(&self) -> String {
+        format!(
+            "[chain]\nrpc = \"{}\"\nchain_id = {CHAIN_ID}\ncontract = \"{}\"\nconfirmations = 1\npoll_interval_secs = 1\n",
+            self.anvil.endpoint(),
+            self.contract,
+        )
+    }
+
+    /// The account of operator `operator` (a made-up one if it is not
+    /// registered).
+    fn account(&self, operator: u8) -> [u8; 20] {
+        self.operators
+            .get(&operator)
+            .map_or([operator; 20], |o| o.account().into_array())
+    }
+
+    /// The anchor of the block `behind` blocks below the node's head.
+    async fn anchor(&self, behind: u64) -> ChainAnchor {
+        let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint().parse().unwrap());
+        let number = provider.get_block_number().await.unwrap() - behind;
+        let block = provider
+            .get_block_by_number(number.into())
+            .await
+            .unwrap()
+            .unwrap();
+        ChainAnchor {
+            chain_id: CHAIN_ID,
+            contract: self.contract.into_array(),
+            block_number: number,
+            block_hash: block.header.hash.0,
+        }
+    }
+}
+
+/// Starts validator `v` following `chain`, checking the registry at
+/// `registry` (TLS key `registry_key`).
+fn start_chain_validator(
+    v: &ValidatorKeys,
+    all: &[ValidatorKeys],
+    registry: std::net::SocketAddr,
+    registry_key: &str,
+    chain: &Chain,
+) -> Proc {
+    let config = v.dir.join("validator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\npoll_interval_secs = 1\n\
+             [registry]\naddr = \"{registry}\"\nkey = \"{registry_key}\"\n[publication]\n{PUBLICATION}\n[log]\nlevel = \"debug\"\nfile = {:?}\n{}",
+            v.dir.display(),
+            key_list(all),
+            v.dir.join("validator.log").display(),
+            chain.config(),
+        ),
+    )
+    .unwrap();
+    Proc::start(
+        &["validator", "--config", &config.display().to_string()],
+        &v.dir.join("stderr"),
+    )
+}
+
+fn start_chain_registry(dir: &Path, keys: &[ValidatorKeys], chain: &Chain) -> Proc {
+    let config = dir.join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\ndirectory_lifetime_secs = 3600\nproposal_interval_secs = 1\n[publication]\n{PUBLICATION}\n[log]\nlevel = \"debug\"\nfile = {:?}\n{}",
+            dir.join("registry").display(),
+            key_list(keys),
+            dir.join("registry.log").display(),
+            chain.config(),
+        ),
+    )
+    .unwrap();
+    Proc::start(
+        &["registry", "--config", &config.display().to_string()],
+        &dir.join("registry.stderr"),
+    )
+}
+
+/// Waits for a served directory that verifies for a client of the genesis
+/// set and lists exactly `relays`; its chain section.
+async fn served_listing(
+    registry: &RegistryClient,
+    trust: &TrustConfig,
+    relays: &[u8],
+    within: Duration,
+) -> ChainSection {
+    let mut want: Vec<_> = relays.iter().map(|r| relay_key(*r).id()).collect();
+    want.sort();
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Ok((200, bytes)) = registry
+            .call(http::Method::GET, paths::DIRECTORY, Vec::new())
+            .await
+        {
+            let verified = verify_directory_bytes(&bytes, trust, unix_now(), None).unwrap();
+            let listed: Vec<_> = verified.relays().map(|r| r.id()).collect();
+            if listed == want {
+                return verified.chain().unwrap().clone();
+            }
+            last = Some(listed);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no directory listing {relays:?} in time; last listed {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_lists_exactly_the_relays_staked_and_registered_on_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    // Operator 1 stakes for three relays (2, 3 and 5).
+    let chain = Chain::start(&keys, &[(0, 2_000), (1, 3_000)]).await;
+    chain.register(0, 0, RelayRole::Ingress, None).await;
+    chain.register(1, 0, RelayRole::Egress, None).await;
+    chain.register(2, 1, RelayRole::Ingress, None).await;
+    chain.register(3, 1, RelayRole::Egress, None).await;
+    // Relay 5's registered hash is not its descriptor's.
+    chain
+        .register(5, 1, RelayRole::Egress, Some([0xab; 32]))
+        .await;
+
+    let registry_proc = start_chain_registry(dir.path(), &keys, &chain);
+    let listen = registry_proc.ready_field("listen");
+    let registry_key = registry_proc.ready_field("key");
+    let validators: Vec<Proc> = keys
+        .iter()
+        .map(|v| start_chain_validator(v, &keys, listen.parse().unwrap(), &registry_key, &chain))
+        .collect();
+    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
+    let mut targets = vec![registry.clone()];
+    targets.extend(validators.iter().map(validator_client));
+    // Relay 4 (operator 0) publishes without being registered on chain.
+    let relays = [
+        (0, 0, RelayRole::Ingress),
+        (1, 0, RelayRole::Egress),
+        (2, 1, RelayRole::Ingress),
+        (3, 1, RelayRole::Egress),
+        (4, 0, RelayRole::Egress),
+        (5, 1, RelayRole::Egress),
+    ];
+    for (relay, operator, role) in relays {
+        publish(&targets, relay, operator, role).await;
+    }
+
+    let trust = TrustConfig::new(keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    let section = served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(60)).await;
+    assert_eq!(section.anchor.chain_id, CHAIN_ID);
+    assert_eq!(section.anchor.contract, chain.contract.into_array());
+    assert_eq!(section.validator_epoch, 0);
+    let stakes: BTreeMap<[u8; 20], (u128, u64)> = section
+        .operators
+        .iter()
+        .map(|o| (o.account, (o.stake_wei, o.covered_mbps)))
+        .collect();
+    assert_eq!(stakes[&chain.account(0)], (2 * ETHER, 2_000));
+    assert_eq!(stakes[&chain.account(1)], (3 * ETHER, 3_000));
+    assert!(
+        section
+            .relays
+            .iter()
+            .all(|r| r.bandwidth_mbps == RELAY_MBPS)
+    );
+
+    // Relay 1 removed on chain leaves; relay 4 registered mid-run joins.
+    chain.operators[&0]
+        .remove_relay(relay_key(1).id().to_bytes())
+        .await
+        .unwrap();
+    chain.register(4, 0, RelayRole::Egress, None).await;
+    served_listing(&registry, &trust, &[0, 2, 3, 4], Duration::from_secs(60)).await;
+    drop(validators);
+    drop(registry_proc);
+}
+
+/// The malicious registry: keeps the latest vote of each validator, records
+/// every signature (validator, digest), serves whatever proposal it is told.
+#[derive(Debug, Default)]
+struct Impostor {
+    votes: Mutex<BTreeMap<ValidatorId, SignedVote>>,
+    signatures: Mutex<Vec<(ValidatorId, DirectoryDigest)>>,
+    proposal: Mutex<Option<Vec<u8>>>,
+}
+
+impl RequestHandler for Impostor {
+    async fn handle(
+        self: Arc<Self>,
+        request: http::Request<()>,
+        mut stream: ServerStream,
+        _context: RequestContext,
+    ) {
+        if request.method() == http::Method::GET {
+            let proposal = self.proposal.lock().unwrap().clone();
+            let (status, body) = match proposal {
+                Some(p) => (http::StatusCode::OK, Bytes::from(p)),
+                None => (http::StatusCode::NOT_FOUND, Bytes::new()),
+            };
+            return server::respond(stream, status, body).await;
+        }
+        let body = server::read_body(&mut stream, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let path = request.uri().path();
+        if path == paths::VOTES
+            && let Ok(vote) = SignedVote::from_bytes(&body)
+        {
+            let validator = vote.vote().validator();
+            self.votes.lock().unwrap().insert(validator, vote);
+            return server::respond(stream, http::StatusCode::OK, Bytes::new()).await;
+        }
+        if path == paths::SIGNATURES && body.len() == 128 {
+            let validator = ValidatorId::from_bytes(body[..32].try_into().unwrap()).unwrap();
+            let digest = DirectoryDigest::from_bytes(body[32..64].try_into().unwrap());
+            self.signatures.lock().unwrap().push((validator, digest));
+        }
+        server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
+    }
+}
+
+impl Impostor {
+    fn signers(&self, digest: &DirectoryDigest) -> usize {
+        let mut who: Vec<ValidatorId> = self
+            .signatures
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, d)| d == digest)
+            .map(|(v, _)| *v)
+            .collect();
+        who.sort();
+        who.dedup();
+        who.len()
+    }
+
+    fn serve(&self, directory: &Directory) -> DirectoryDigest {
+        let bytes = directory.to_bytes();
+        let digest = DirectoryDigest::of(&bytes);
+        let votes = self.votes.lock().unwrap().values().cloned().collect();
+        *self.proposal.lock().unwrap() = Some(
+            Proposal {
+                directory: bytes,
+                votes,
+            }
+            .to_bytes(),
+        );
+        digest
+    }
+}
+
+/// Relays 0-3 as published, and relay 4 (published, not registered).
+struct Published {
+    descriptors: BTreeMap<u8, SignedDescriptor>,
+    profiles: BTreeMap<u8, SignedOperatorProfile>,
+}
+
+impl Published {
+    /// A directory of `relays` anchored at `anchor`, with the chain's
+    /// figures as `chain` registered them, edited by `edit`.
+    fn directory(
+        &self,
+        sequence: u64,
+        relays: &[u8],
+        anchor: ChainAnchor,
+        chain: &Chain,
+        edit: impl FnOnce(&mut ChainSection),
+    ) -> Directory {
+        let now = unix_now();
+        let descriptors: Vec<SignedDescriptor> =
+            relays.iter().map(|r| self.descriptors[r].clone()).collect();
+        let mut operators: Vec<u8> = relays.iter().map(|r| r / 2).collect();
+        operators.dedup();
+        let profiles = operators.iter().map(|o| self.profiles[o].clone()).collect();
+        let mut section = ChainSection {
+            anchor,
+            validator_epoch: 0,
+            operators: operators
+                .iter()
+                .map(|&o| ChainOperator {
+                    operator: operator_key(o).id(),
+                    account: chain.account(o),
+                    stake_wei: 2 * ETHER,
+                    covered_mbps: 2_000,
+                })
+                .collect(),
+            relays: relays
+                .iter()
+                .map(|&r| ChainRelay {
+                    relay: relay_key(r).id(),
+                    bandwidth_mbps: RELAY_MBPS,
+                })
+                .collect(),
+        };
+        edit(&mut section);
+        Directory::new(sequence, now, now + 3600, profiles, descriptors)
+            .unwrap()
+            .with_chain(section)
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malicious_registry_on_chain_gets_no_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let chain = Chain::start(&keys, &[(0, 2_000), (1, 2_000)]).await;
+    let relays = [
+        (0, 0, RelayRole::Ingress),
+        (1, 0, RelayRole::Egress),
+        (2, 1, RelayRole::Ingress),
+        (3, 1, RelayRole::Egress),
+    ];
+    for (relay, operator, role) in relays {
+        chain.register(relay, operator, role, None).await;
+    }
+    let identity = Identity::generate().unwrap();
+    let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
+    let endpoint = server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &identity,
+        &tuning,
+        ServerLimits::service(),
+    )
+    .unwrap();
+    let registry_addr = endpoint.local_addr().unwrap();
+    let impostor = Arc::new(Impostor::default());
+    let _serving = tokio::spawn(server::serve(
+        endpoint,
+        Arc::clone(&impostor),
+        Arc::new(ServerCounters::default()),
+        std::future::pending(),
+    ));
+    let registry_key = identity.pin().to_string();
+    let validators: Vec<Proc> = keys
+        .iter()
+        .map(|v| start_chain_validator(v, &keys, registry_addr, &registry_key, &chain))
+        .collect();
+    let targets: Vec<RegistryClient> = validators.iter().map(validator_client).collect();
+    let mut published = Published {
+        descriptors: BTreeMap::new(),
+        profiles: BTreeMap::new(),
+    };
+    // Relay 4 publishes to every validator but is not on chain.
+    for (relay, operator, role) in relays.into_iter().chain([(4, 2, RelayRole::Egress)]) {
+        let descriptor = descriptor(relay, operator, role);
+        let profile = profile(operator);
+        for target in &targets {
+            let status = post(target, paths::PROFILES, profile.clone()).await;
+            assert!(matches!(status, 204 | 409));
+            assert_eq!(
+                post(target, paths::DESCRIPTORS, descriptor.clone()).await,
+                204
+            );
+        }
+        published
+            .descriptors
+            .insert(relay, SignedDescriptor::from_bytes(&descriptor).unwrap());
+        published.profiles.insert(
+            operator,
+            SignedOperatorProfile::from_bytes(&profile).unwrap(),
+        );
+    }
+    // Every validator votes for the four staked relays, not relay 4.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let votes: Vec<SignedVote> = impostor.votes.lock().unwrap().values().cloned().collect();
+        if votes.len() == 3 && votes.iter().all(|v| v.vote().entries().len() == 4) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no votes for the relays: {votes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Signed when honest (at a block the validators confirmed: two below
+    // the head, one confirmation).
+    let mut sequence = 10;
+    let honest_signed = async |sequence: u64| {
+        let anchor = chain.anchor(2).await;
+        let honest = published.directory(sequence, &[0, 1, 2, 3], anchor, &chain, |_| {});
+        let digest = impostor.serve(&honest);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while impostor.signers(&digest) < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "the honest directory was not signed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    honest_signed(sequence).await;
+
+    type Edit = Box<dyn FnOnce(&mut ChainSection)>;
+    let attacks: Vec<(&str, &[u8], Edit)> = vec![
+        ("a staked relay left out", &[0, 1, 2], Box::new(|_| {})),
+        (
+            "an unregistered relay added",
+            &[0, 1, 2, 3, 4],
+            Box::new(|_| {}),
+        ),
+        (
+            "a stake misstated",
+            &[0, 1, 2, 3],
+            Box::new(|s| s.operators[0].stake_wei *= 10),
+        ),
+        (
+            "a relay's bandwidth misstated",
+            &[0, 1, 2, 3],
+            Box::new(|s| s.relays[0].bandwidth_mbps = 5_000),
+        ),
+        (
+            "a block nobody confirmed",
+            &[0, 1, 2, 3],
+            Box::new(|s| s.anchor.block_hash = [0xee; 32]),
+        ),
+    ];
+    for (name, listed, edit) in attacks {
+        sequence += 1;
+        let anchor = chain.anchor(2).await;
+        let attack = published.directory(sequence, listed, anchor, &chain, edit);
+        let digest = impostor.serve(&attack);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            impostor.signers(&digest),
+            0,
+            "{name}: the validators signed it"
+        );
+    }
+    sequence += 1;
+    honest_signed(sequence).await;
+
+    let logs: Vec<String> = keys
+        .iter()
+        .map(|v| std::fs::read_to_string(v.dir.join("validator.log")).unwrap())
+        .collect();
+    for reason in [
+        "is elected and admitted on chain at the anchor but left out",
+        "is listed but the chain does not admit it at the anchor",
+        "the chain section's operators differ from the chain's at the anchor",
+        "the chain section's relays differ from the chain's at the anchor",
+        "not one of this validator's recent confirmed blocks",
+    ] {
+        assert!(
+            logs.iter().all(|log| log.contains(reason)),
+            "a validator did not log {reason:?}"
+        );
+    }
+    drop(validators);
+}
