@@ -118,9 +118,13 @@ struct Round {
     transient_since: Option<u64>,
     /// The last proposal refused for a lasting reason (warned once).
     refused: Option<DirectoryDigest>,
-    /// With `[chain]`: the hand-overs this validator signed, by epoch
-    /// (posted with every vote, so a restarted registry has them again).
-    handovers: std::collections::BTreeMap<u64, openrelay_directory::SignedValidatorSetChange>,
+    /// With `[chain]`: the hand-overs this validator signed, by epoch,
+    /// with when the registry last took each (posted again every
+    /// [`REVOTE_SECS`], so a restarted registry has them again).
+    handovers: std::collections::BTreeMap<
+        u64,
+        (openrelay_directory::SignedValidatorSetChange, Option<u64>),
+    >,
 }
 
 impl Validator {
@@ -218,6 +222,7 @@ impl Validator {
             warn!(error = %e, "prune failed");
         }
         self.vote(registry, round, now).await;
+        self.hand_over(registry, round, now).await;
         self.sign_proposal(registry, round, now).await;
     }
 
@@ -244,7 +249,6 @@ impl Validator {
                 debug!(relays = view.0.len(), key_sets = view.1.len(), "voted");
                 round.last_vote = Some((view, now));
                 self.forward(registry, &wanted).await;
-                self.hand_over(registry, round).await;
             }
             // The registry holds a vote of this second already (a restart).
             Ok((409, _)) => debug!("vote not newer than the one the registry holds"),
@@ -258,7 +262,7 @@ impl Validator {
     /// Signs the hand-over to every set change its own node shows
     /// confirmed (the change's block is in its ring) where it is a member
     /// of the previous set, and posts every hand-over it signed.
-    async fn hand_over(&self, registry: &RegistryClient, round: &mut Round) {
+    async fn hand_over(&self, registry: &RegistryClient, round: &mut Round, now: u64) {
         if self.chain.is_none() {
             return;
         }
@@ -289,16 +293,22 @@ impl Validator {
                         epoch,
                         "signed the hand-over to the chain's new validator set"
                     );
-                    round.handovers.insert(epoch, signed);
+                    round.handovers.insert(epoch, (signed, None));
                 }
             }
         }
-        for (epoch, signed) in &round.handovers {
+        for (epoch, (signed, taken_at)) in &mut round.handovers {
+            if taken_at.is_some_and(|at| now.saturating_sub(at) < REVOTE_SECS) {
+                continue;
+            }
             match registry
                 .call(http::Method::POST, paths::HANDOVERS, signed.to_bytes())
                 .await
             {
-                Ok((204, _)) => debug!(epoch, "hand-over posted"),
+                Ok((204, _)) => {
+                    debug!(epoch, "hand-over posted");
+                    *taken_at = Some(now);
+                }
                 Ok((status, reply)) => {
                     warn!(epoch, status, reply = %String::from_utf8_lossy(&reply).trim(), "hand-over not accepted");
                 }
