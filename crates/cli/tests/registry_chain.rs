@@ -65,6 +65,8 @@ struct Chain {
     anvil: Anvil,
     contract: Address,
     operators: BTreeMap<u8, ChainRegistry>,
+    /// The genesis validators' EVM accounts (funded for gas).
+    validator_accounts: Vec<PrivateKeySigner>,
 }
 
 impl Chain {
@@ -80,10 +82,19 @@ impl Chain {
             .fund(deployer.address(), U256::from(1_000 * ETHER))
             .await
             .unwrap();
+        let validator_accounts: Vec<PrivateKeySigner> =
+            keys.iter().map(|_| PrivateKeySigner::random()).collect();
+        for account in &validator_accounts {
+            anvil
+                .fund(account.address(), U256::from(10 * ETHER))
+                .await
+                .unwrap();
+        }
         let genesis: Vec<GenesisValidator> = keys
             .iter()
-            .map(|v| GenesisValidator {
-                account: PrivateKeySigner::random().address(),
+            .zip(&validator_accounts)
+            .map(|(v, account)| GenesisValidator {
+                account: account.address(),
                 key: v.key.id().to_bytes(),
                 stake: U256::from(2 * ETHER),
             })
@@ -108,6 +119,7 @@ impl Chain {
             )
             .await
             .unwrap();
+
             registry
                 .register_operator(
                     operator_key(operator).id().to_bytes(),
@@ -122,7 +134,21 @@ impl Chain {
             anvil,
             contract,
             operators,
+            validator_accounts,
         }
+    }
+
+    /// The contract as `signer` sends to it.
+    async fn as_account(&self, signer: PrivateKeySigner) -> ChainRegistry {
+        ChainRegistry::connect(
+            self.anvil.endpoint(),
+            CHAIN_ID,
+            self.contract,
+            signer,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
     }
 
     /// Registers `relay` under `operator` with its fixture descriptor's
@@ -234,6 +260,18 @@ async fn served_listing(
     relays: &[u8],
     within: Duration,
 ) -> ChainSection {
+    served_at_epoch(registry, trust, relays, 0, within).await.0
+}
+
+/// [`served_listing`] for a directory signed by the set of `epoch`; also
+/// the envelope's hand-overs' epochs.
+async fn served_at_epoch(
+    registry: &RegistryClient,
+    trust: &TrustConfig,
+    relays: &[u8],
+    epoch: u64,
+    within: Duration,
+) -> (ChainSection, Vec<u64>) {
     let mut want: Vec<_> = relays.iter().map(|r| relay_key(*r).id()).collect();
     want.sort();
     let deadline = Instant::now() + within;
@@ -245,8 +283,15 @@ async fn served_listing(
         {
             let verified = verify_directory_bytes(&bytes, trust, unix_now(), None).unwrap();
             let listed: Vec<_> = verified.relays().map(|r| r.id()).collect();
-            if listed == want {
-                return verified.chain().unwrap().clone();
+            let section = verified.chain().unwrap().clone();
+            if listed == want && section.validator_epoch == epoch {
+                let handovers = verified
+                    .signed()
+                    .handovers
+                    .iter()
+                    .map(|h| h.change().epoch())
+                    .collect();
+                return (section, handovers);
             }
             last = Some(listed);
         }
@@ -610,4 +655,89 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
         );
     }
     drop(validators);
+}
+
+/// Item 4: a validator joins the set on chain (a join request, the join
+/// delay passed by time travel, every genesis member approving: more than
+/// two thirds of the weight); the members of the genesis set sign the
+/// hand-over once their nodes confirm the change, and the next directory,
+/// signed by the new set, carries it: a client that knows only the
+/// genesis set verifies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_joining_on_chain_is_handed_over_to_in_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 4);
+    let (genesis_keys, joiner) = keys.split_at(3);
+    let chain = Chain::start(genesis_keys, &[(0, 2_000), (1, 2_000)]).await;
+    let relays = [
+        (0, 0, RelayRole::Ingress),
+        (1, 0, RelayRole::Egress),
+        (2, 1, RelayRole::Ingress),
+        (3, 1, RelayRole::Egress),
+    ];
+    for (relay, operator, role) in relays {
+        chain.register(relay, operator, role, None).await;
+    }
+    let registry_proc = start_chain_registry(dir.path(), genesis_keys, &chain);
+    let listen = registry_proc.ready_field("listen");
+    let registry_key = registry_proc.ready_field("key");
+    let start = |v: &ValidatorKeys| {
+        start_chain_validator(
+            v,
+            genesis_keys,
+            listen.parse().unwrap(),
+            &registry_key,
+            &chain,
+        )
+    };
+    let mut validators: Vec<Proc> = genesis_keys.iter().map(start).collect();
+    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
+    let mut targets = vec![registry.clone()];
+    targets.extend(validators.iter().map(validator_client));
+    for (relay, operator, role) in relays {
+        publish(&targets, relay, operator, role).await;
+    }
+    let trust = TrustConfig::new(genesis_keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(60)).await;
+
+    // The fourth validator asks to join, runs, and hears from the relays.
+    let joiner_account = PrivateKeySigner::random();
+    chain
+        .anvil
+        .fund(joiner_account.address(), U256::from(10 * ETHER))
+        .await
+        .unwrap();
+    let joiner_address = joiner_account.address();
+    chain
+        .as_account(joiner_account)
+        .await
+        .validator_join(joiner[0].key.id().to_bytes(), U256::from(2 * ETHER))
+        .await
+        .unwrap();
+    validators.push(start(&joiner[0]));
+    let joined = validator_client(validators.last().unwrap());
+    for (relay, operator, role) in relays {
+        publish(std::slice::from_ref(&joined), relay, operator, role).await;
+    }
+    // The join delay (10 s on the devnet) passes by time travel.
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint().parse().unwrap());
+    let _: i64 = provider
+        .raw_request("evm_increaseTime".into(), (11u64,))
+        .await
+        .unwrap();
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    for account in &chain.validator_accounts {
+        chain
+            .as_account(account.clone())
+            .await
+            .approve_set_change(0, vec![joiner_address], Vec::new())
+            .await
+            .unwrap();
+    }
+    let (section, handovers) =
+        served_at_epoch(&registry, &trust, &[0, 1, 2, 3], 1, Duration::from_secs(90)).await;
+    assert_eq!(section.validator_epoch, 1);
+    assert_eq!(handovers, vec![1]);
+    drop(validators);
+    drop(registry_proc);
 }
