@@ -59,6 +59,14 @@ const STAKE_PER_MBPS: u128 = ETHER / 1_000;
 const RELAY_MBPS: u32 = 1_000;
 const PUBLICATION: &str = "descriptor_ttl_secs = 600\nmax_relays_per_operator = 4\nmax_relays = 8";
 
+/// Relays 0 and 1 of operator 0, 2 and 3 of operator 1.
+const FOUR_RELAYS: [(u8, u8, RelayRole); 4] = [
+    (0, 0, RelayRole::Ingress),
+    (1, 0, RelayRole::Egress),
+    (2, 1, RelayRole::Ingress),
+    (3, 1, RelayRole::Egress),
+];
+
 /// A chain with the contract deployed, the three validators as its
 /// genesis set, and operators 0 and 1 registered (stakes in Mbit/s).
 struct Chain {
@@ -136,6 +144,16 @@ impl Chain {
             operators,
             validator_accounts,
         }
+    }
+
+    /// Operators 0 and 1 staked for 2 Gbit/s each, with [`FOUR_RELAYS`]
+    /// registered.
+    async fn with_four_relays(keys: &[ValidatorKeys]) -> Chain {
+        let chain = Chain::start(keys, &[(0, 2_000), (1, 2_000)]).await;
+        for (relay, operator, role) in FOUR_RELAYS {
+            chain.register(relay, operator, role, None).await;
+        }
+        chain
     }
 
     /// The contract as `signer` sends to it.
@@ -500,16 +518,8 @@ impl Published {
 async fn a_malicious_registry_on_chain_gets_no_signature() {
     let dir = tempfile::tempdir().unwrap();
     let keys = validator_keys(dir.path(), 3);
-    let chain = Chain::start(&keys, &[(0, 2_000), (1, 2_000)]).await;
-    let relays = [
-        (0, 0, RelayRole::Ingress),
-        (1, 0, RelayRole::Egress),
-        (2, 1, RelayRole::Ingress),
-        (3, 1, RelayRole::Egress),
-    ];
-    for (relay, operator, role) in relays {
-        chain.register(relay, operator, role, None).await;
-    }
+    let chain = Chain::with_four_relays(&keys).await;
+    let relays = FOUR_RELAYS;
     let identity = Identity::generate().unwrap();
     let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
     let endpoint = server::bind(
@@ -668,16 +678,8 @@ async fn a_validator_joining_on_chain_is_handed_over_to_in_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let keys = validator_keys(dir.path(), 4);
     let (genesis_keys, joiner) = keys.split_at(3);
-    let chain = Chain::start(genesis_keys, &[(0, 2_000), (1, 2_000)]).await;
-    let relays = [
-        (0, 0, RelayRole::Ingress),
-        (1, 0, RelayRole::Egress),
-        (2, 1, RelayRole::Ingress),
-        (3, 1, RelayRole::Egress),
-    ];
-    for (relay, operator, role) in relays {
-        chain.register(relay, operator, role, None).await;
-    }
+    let chain = Chain::with_four_relays(genesis_keys).await;
+    let relays = FOUR_RELAYS;
     let registry_proc = start_chain_registry(dir.path(), genesis_keys, &chain);
     let listen = registry_proc.ready_field("listen");
     let registry_key = registry_proc.ready_field("key");

@@ -221,18 +221,11 @@ pub fn to_validator_set(set: &ChainValidatorSet) -> Option<ValidatorSet> {
 
 /// How many votes a proposal needs under `set`: the fewest members holding
 /// more than two thirds of its weight (votes are counted, not weighed, by
-/// the tally; a weighted set still needs its heavy members to vote).
+/// the tally; a weighted set still needs its heavy members to vote), as
+/// [`openrelay_directory::TrustConfig::threshold`] counts them.
 pub fn votes_needed(set: &ValidatorSet) -> usize {
-    let mut weights: Vec<u128> = set.members().iter().map(|m| m.weight).collect();
-    weights.sort_unstable_by(|a, b| b.cmp(a));
-    let mut sum = 0u128;
-    weights
-        .iter()
-        .position(|w| {
-            sum = sum.saturating_add(*w);
-            set.is_more_than_two_thirds(sum)
-        })
-        .map_or(weights.len(), |i| i + 1)
+    openrelay_directory::TrustConfig::genesis(set.clone(), u64::MAX)
+        .map_or(set.members().len(), |trust| trust.threshold())
 }
 
 /// Recent confirmed blocks a validator can check a proposal against, by

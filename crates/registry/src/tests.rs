@@ -682,7 +682,7 @@ mod proposals {
     };
 
     /// Validator 0's rules: three validators, threshold 2.
-    fn rules() -> Rules {
+    pub(super) fn rules() -> Rules {
         Rules {
             own: validators()[0].id(),
             validators: validators().iter().map(ValidatorKey::id).collect(),
@@ -1178,9 +1178,10 @@ mod on_chain {
     use openrelay_directory::vote::SignedVote;
     use openrelay_directory::{Directory, Proposal, SignedDescriptor};
 
+    use super::proposals::rules;
     use super::*;
     use crate::chain::{ChainRing, ChainView, NotAdmitted};
-    use crate::validator::check::{OnChain, Refusal, Rules, Verdict, check_proposal_on_chain};
+    use crate::validator::check::{OnChain, Refusal, Verdict, check_proposal_on_chain};
 
     /// 10^15 wei per Mbit/s (the devnet's 0.001 ETH).
     const STAKE_PER_MBPS: u64 = 1_000_000_000_000_000;
@@ -1261,16 +1262,6 @@ mod on_chain {
 
     fn view(snapshot: ChainSnapshot) -> ChainView {
         ChainView::new(Arc::new(snapshot), U256::from(STAKE_PER_MBPS))
-    }
-
-    fn rules() -> Rules {
-        Rules {
-            own: validators()[0].id(),
-            validators: validators().iter().map(ValidatorKey::id).collect(),
-            threshold: 2,
-            max_lifetime_secs: 2 * LIFETIME,
-            limits: limits(),
-        }
     }
 
     /// Every validator votes for what `chain` admits in `registry`.

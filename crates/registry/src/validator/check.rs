@@ -387,11 +387,9 @@ pub fn check_proposal(
     last: Option<&LastSigned>,
     now: u64,
 ) -> Result<Verdict, Refusal> {
-    let directory = Directory::from_bytes(&proposal.directory)?;
-    let digest = DirectoryDigest::of(&proposal.directory);
-    if last.is_some_and(|l| l.digest == digest) {
+    let Some((directory, digest)) = unsigned(proposal, last)? else {
         return Ok(Verdict::AlreadySigned);
-    }
+    };
     check_record(&directory, last, now)?;
     check_times(&directory, rules, now)?;
     let votes = check_votes(&proposal.votes, rules, now)?;
@@ -431,11 +429,9 @@ pub fn check_proposal_on_chain(
     last: Option<&LastSigned>,
     now: u64,
 ) -> Result<Verdict, Refusal> {
-    let directory = Directory::from_bytes(&proposal.directory)?;
-    let digest = DirectoryDigest::of(&proposal.directory);
-    if last.is_some_and(|l| l.digest == digest) {
+    let Some((directory, digest)) = unsigned(proposal, last)? else {
         return Ok(Verdict::AlreadySigned);
-    }
+    };
     let section = directory.chain().ok_or(Refusal::ChainSectionMissing)?;
     let view = match chain.ring.lookup(&section.anchor) {
         AnchorLookup::Known(view) => view,
@@ -494,6 +490,20 @@ pub fn check_proposal_on_chain(
     check_key_sets(&directory, &votes, &rules, now)?;
     directory.check_contents(now)?;
     Ok(Verdict::Sign { directory, digest })
+}
+
+/// The proposal's directory and digest, unless this validator signed
+/// exactly it last (`None`).
+fn unsigned(
+    proposal: &Proposal,
+    last: Option<&LastSigned>,
+) -> Result<Option<(Directory, DirectoryDigest)>, Refusal> {
+    let directory = Directory::from_bytes(&proposal.directory)?;
+    let digest = DirectoryDigest::of(&proposal.directory);
+    if last.is_some_and(|l| l.digest == digest) {
+        return Ok(None);
+    }
+    Ok(Some((directory, digest)))
 }
 
 fn check_record(directory: &Directory, last: Option<&LastSigned>, now: u64) -> Result<(), Refusal> {
