@@ -24,30 +24,21 @@ use openrelay_testkit::registry as registry_fixtures;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
-use bytes::Bytes;
 use kit::Proc;
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
 use openrelay_chain::operator::{Registry as ChainRegistry, Role, signing_provider};
-use openrelay_directory::vote::SignedVote;
 use openrelay_directory::{
-    ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, DirectoryDigest, Proposal,
-    SignedDescriptor, SignedOperatorProfile, TrustConfig, ValidatorId, verify_directory_bytes,
+    ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, SignedDescriptor,
+    SignedOperatorProfile, TrustConfig, verify_directory_bytes,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
-use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
-use openrelay_transport::identity::Identity;
-use openrelay_transport::limits::ServerLimits;
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
 use openrelay_types::{RelayRole, unix_now};
 use registry_fixtures::*;
 
@@ -389,80 +380,6 @@ async fn the_registry_lists_exactly_the_relays_staked_and_registered_on_chain() 
     drop(registry_proc);
 }
 
-/// The malicious registry: keeps the latest vote of each validator, records
-/// every signature (validator, digest), serves whatever proposal it is told.
-#[derive(Debug, Default)]
-struct Impostor {
-    votes: Mutex<BTreeMap<ValidatorId, SignedVote>>,
-    signatures: Mutex<Vec<(ValidatorId, DirectoryDigest)>>,
-    proposal: Mutex<Option<Vec<u8>>>,
-}
-
-impl RequestHandler for Impostor {
-    async fn handle(
-        self: Arc<Self>,
-        request: http::Request<()>,
-        mut stream: ServerStream,
-        _context: RequestContext,
-    ) {
-        if request.method() == http::Method::GET {
-            let proposal = self.proposal.lock().unwrap().clone();
-            let (status, body) = match proposal {
-                Some(p) => (http::StatusCode::OK, Bytes::from(p)),
-                None => (http::StatusCode::NOT_FOUND, Bytes::new()),
-            };
-            return server::respond(stream, status, body).await;
-        }
-        let body = server::read_body(&mut stream, 1 << 20)
-            .await
-            .unwrap_or_default();
-        let path = request.uri().path();
-        if path == paths::VOTES
-            && let Ok(vote) = SignedVote::from_bytes(&body)
-        {
-            let validator = vote.vote().validator();
-            self.votes.lock().unwrap().insert(validator, vote);
-            return server::respond(stream, http::StatusCode::OK, Bytes::new()).await;
-        }
-        if path == paths::SIGNATURES && body.len() == 128 {
-            let validator = ValidatorId::from_bytes(body[..32].try_into().unwrap()).unwrap();
-            let digest = DirectoryDigest::from_bytes(body[32..64].try_into().unwrap());
-            self.signatures.lock().unwrap().push((validator, digest));
-        }
-        server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
-    }
-}
-
-impl Impostor {
-    fn signers(&self, digest: &DirectoryDigest) -> usize {
-        let mut who: Vec<ValidatorId> = self
-            .signatures
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, d)| d == digest)
-            .map(|(v, _)| *v)
-            .collect();
-        who.sort();
-        who.dedup();
-        who.len()
-    }
-
-    fn serve(&self, directory: &Directory) -> DirectoryDigest {
-        let bytes = directory.to_bytes();
-        let digest = DirectoryDigest::of(&bytes);
-        let votes = self.votes.lock().unwrap().values().cloned().collect();
-        *self.proposal.lock().unwrap() = Some(
-            Proposal {
-                directory: bytes,
-                votes,
-            }
-            .to_bytes(),
-        );
-        digest
-    }
-}
-
 /// Relays 0-3 as published, and relay 4 (published, not registered).
 struct Published {
     descriptors: BTreeMap<u8, SignedDescriptor>,
@@ -520,24 +437,9 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
     let keys = validator_keys(dir.path(), 3);
     let chain = Chain::with_four_relays(&keys).await;
     let relays = FOUR_RELAYS;
-    let identity = Identity::generate().unwrap();
-    let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
-    let endpoint = server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &identity,
-        &tuning,
-        ServerLimits::service(),
-    )
-    .unwrap();
-    let registry_addr = endpoint.local_addr().unwrap();
-    let impostor = Arc::new(Impostor::default());
-    let _serving = tokio::spawn(server::serve(
-        endpoint,
-        Arc::clone(&impostor),
-        Arc::new(ServerCounters::default()),
-        std::future::pending(),
-    ));
-    let registry_key = identity.pin().to_string();
+    let server = VotingImpostor::start();
+    let impostor = &server.impostor;
+    let (registry_addr, registry_key) = (server.addr, server.key.clone());
     let validators: Vec<Proc> = keys
         .iter()
         .map(|v| start_chain_validator(v, &keys, registry_addr, &registry_key, &chain))
@@ -549,28 +451,22 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
     };
     // Relay 4 publishes to every validator but is not on chain.
     for (relay, operator, role) in relays.into_iter().chain([(4, 2, RelayRole::Egress)]) {
+        publish(&targets, relay, operator, role).await;
+        // The same contents (content hash) as published, maybe a second
+        // later: validators check contents, not their own copy's bytes.
         let descriptor = descriptor(relay, operator, role);
-        let profile = profile(operator);
-        for target in &targets {
-            let status = post(target, paths::PROFILES, profile.clone()).await;
-            assert!(matches!(status, 204 | 409));
-            assert_eq!(
-                post(target, paths::DESCRIPTORS, descriptor.clone()).await,
-                204
-            );
-        }
         published
             .descriptors
             .insert(relay, SignedDescriptor::from_bytes(&descriptor).unwrap());
         published.profiles.insert(
             operator,
-            SignedOperatorProfile::from_bytes(&profile).unwrap(),
+            SignedOperatorProfile::from_bytes(&profile(operator)).unwrap(),
         );
     }
     // Every validator votes for the four staked relays, not relay 4.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let votes: Vec<SignedVote> = impostor.votes.lock().unwrap().values().cloned().collect();
+        let votes = impostor.votes();
         if votes.len() == 3 && votes.iter().all(|v| v.vote().entries().len() == 4) {
             break;
         }
@@ -648,22 +544,16 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
     sequence += 1;
     honest_signed(sequence).await;
 
-    let logs: Vec<String> = keys
-        .iter()
-        .map(|v| std::fs::read_to_string(v.dir.join("validator.log")).unwrap())
-        .collect();
-    for reason in [
-        "is elected and admitted on chain at the anchor but left out",
-        "is listed but the chain does not admit it at the anchor",
-        "the chain section's operators differ from the chain's at the anchor",
-        "the chain section's relays differ from the chain's at the anchor",
-        "not one of this validator's recent confirmed blocks",
-    ] {
-        assert!(
-            logs.iter().all(|log| log.contains(reason)),
-            "a validator did not log {reason:?}"
-        );
-    }
+    assert_every_validator_logged(
+        &keys,
+        &[
+            "is elected and admitted on chain at the anchor but left out",
+            "is listed but the chain does not admit it at the anchor",
+            "the chain section's operators differ from the chain's at the anchor",
+            "the chain section's relays differ from the chain's at the anchor",
+            "not one of this validator's recent confirmed blocks",
+        ],
+    );
     drop(validators);
 }
 
