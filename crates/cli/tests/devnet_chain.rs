@@ -357,7 +357,9 @@ fn export_with_a_chain_is_refused_with_the_reason() {
     assert!(!out.status.success());
     assert!(
         out.stderr.contains("--export cannot be used with --chain")
-            && out.stderr.contains("run `openrelay devnet --chain`"),
+            && out
+                .stderr
+                .contains("exist only on the chain a running `openrelay devnet --chain` starts"),
         "{}",
         out.stderr
     );
