@@ -303,10 +303,8 @@ async fn change_the_chain(devnet: &Devnet, chain: &Chain) -> Changes {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devnet_on_a_chain_carries_traffic_and_operators_change_their_stake() {
-    let devnet = Devnet::start_with_args(3, "info", &["--chain"]);
-    let chain = Chain::read(&devnet);
+/// A download through the devnet's SOCKS5 proxy that must succeed.
+async fn download(devnet: &Devnet, what: &str) {
     let socks = devnet.socks.to_string();
     let url = format!("http://localhost:{}/bytes/300000", servers().http.port());
     fetch(
@@ -315,7 +313,14 @@ async fn devnet_on_a_chain_carries_traffic_and_operators_change_their_stake() {
         Duration::from_secs(10),
     )
     .await
-    .assert_ok("a download through the devnet on the chain");
+    .assert_ok(what);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_on_a_chain_carries_traffic_and_operators_change_their_stake() {
+    let devnet = Devnet::start_with_args(3, "info", &["--chain"]);
+    let chain = Chain::read(&devnet);
+    download(&devnet, "a download through the devnet on the chain").await;
 
     // What each relay publishes is what its operator registered: every
     // descriptor in the directory hashes to its relay's on-chain hash.
@@ -335,13 +340,7 @@ async fn devnet_on_a_chain_carries_traffic_and_operators_change_their_stake() {
 
     let _changes = change_the_chain(&devnet, &chain).await;
     // Traffic still flows.
-    fetch(
-        &["--socks5-hostname", &socks],
-        &url,
-        Duration::from_secs(10),
-    )
-    .await
-    .assert_ok("a download after the chain changes");
+    download(&devnet, "a download after the chain changes").await;
 }
 
 /// `--export` cannot write a chain that exists only while a devnet runs:
@@ -393,13 +392,5 @@ async fn the_directory_follows_the_devnet_chain() {
                 .is_some_and(|c| c.relays.len() == d.descriptors().len())
     })
     .await;
-    let socks = devnet.socks.to_string();
-    let url = format!("http://localhost:{}/bytes/300000", servers().http.port());
-    fetch(
-        &["--socks5-hostname", &socks],
-        &url,
-        Duration::from_secs(10),
-    )
-    .await
-    .assert_ok("a download on the chain-backed directory");
+    download(&devnet, "a download on the chain-backed directory").await;
 }

@@ -303,3 +303,49 @@ async fn register(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A descriptor may advertise at most what the chain registers: the
+    /// registered Mbit/s round up, and a bandwidth beyond the chain's field
+    /// is an error, not a wrapped number.
+    #[test]
+    fn registered_bandwidth_rounds_up_and_never_wraps() {
+        assert_eq!(mbps_of(1_000_000_000).unwrap(), 1000);
+        assert_eq!(mbps_of(1_000_001).unwrap(), 2);
+        assert_eq!(mbps_of(1).unwrap(), 1);
+        assert!(matches!(
+            mbps_of(u64::MAX),
+            Err(DevnetError::Bandwidth(u64::MAX))
+        ));
+    }
+
+    /// Without a registry there is nothing to put on a chain: refused
+    /// before anvil starts.
+    #[tokio::test]
+    async fn a_chain_needs_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::DevnetOptions {
+            operators: 2,
+            socks: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:1".parse().unwrap(),
+            state_dir: dir.path().to_owned(),
+            log_dir: None,
+            log_level: "info".into(),
+            registry: false,
+            path: Default::default(),
+            tokens: false,
+            client_netns: false,
+            dns_resolver: None,
+            key_rotation_secs: crate::DEVNET_KEY_ROTATION_SECS,
+        };
+        let mut plan = crate::plan(&options).unwrap();
+        assert!(matches!(
+            start(&mut plan).await,
+            Err(DevnetError::ChainNeedsRegistry)
+        ));
+    }
+}
