@@ -148,9 +148,17 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // Listening from here on: Ctrl-C while the chain is set up stops it
+    // (dropping it kills anvil) instead of killing this process and
+    // leaving anvil behind.
+    let shutdown = shutdown_signal(false);
+    tokio::pin!(shutdown);
     // Held until the devnet stops: dropping it kills anvil.
     let chain = match args.chain {
-        true => Some(openrelay_devnet::chain::start(&mut plan).await?),
+        true => tokio::select! {
+            chain = openrelay_devnet::chain::start(&mut plan) => Some(chain?),
+            () = &mut shutdown => return Ok(()),
+        },
         false => None,
     };
     let chain_lines = chain
@@ -176,7 +184,7 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
             ready(line);
             chain_lines.iter().for_each(|line| ready(line));
         },
-        shutdown_signal(false),
+        shutdown,
     )
     .await?;
     drop(chain);
