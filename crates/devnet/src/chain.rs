@@ -323,6 +323,19 @@ mod tests {
         ));
     }
 
+    /// Without anvil, `devnet --chain` says how to install it, as a
+    /// configuration problem (not a crash or a network error).
+    #[test]
+    fn missing_anvil_names_the_install_command() {
+        use openrelay_types::{ErrorKind, HasKind};
+        let error = DevnetError::from(openrelay_chain::anvil::AnvilError::NotInstalled);
+        assert!(
+            error.to_string().contains("npm ci --prefix contracts"),
+            "{error}"
+        );
+        assert_eq!(error.kind(), ErrorKind::Config);
+    }
+
     /// Without a registry there is nothing to put on a chain: refused
     /// before anvil starts.
     #[tokio::test]
