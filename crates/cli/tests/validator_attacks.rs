@@ -19,105 +19,16 @@ use openrelay_testkit as kit;
 use openrelay_testkit::registry as registry_fixtures;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kit::Proc;
 use openrelay_directory::vote::{SignedVote, tally};
-use openrelay_directory::{
-    Directory, DirectoryDigest, Proposal, SignedDescriptor, SignedOperatorProfile, ValidatorId,
-};
+use openrelay_directory::{Directory, DirectoryDigest, SignedDescriptor, SignedOperatorProfile};
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
-use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
-use openrelay_transport::identity::Identity;
-use openrelay_transport::limits::ServerLimits;
-use openrelay_transport::server::{
-    self, RequestContext, RequestHandler, ServerCounters, ServerStream,
-};
 use openrelay_types::RelayRole;
 use openrelay_types::unix_now;
 use registry_fixtures::*;
-
-/// The malicious registry: keeps the latest vote of each validator, records
-/// every signature (validator, digest), serves whatever proposal it is told.
-#[derive(Debug, Default)]
-struct Impostor {
-    votes: Mutex<BTreeMap<ValidatorId, SignedVote>>,
-    signatures: Mutex<Vec<(ValidatorId, DirectoryDigest)>>,
-    proposal: Mutex<Option<Vec<u8>>>,
-}
-
-impl RequestHandler for Impostor {
-    async fn handle(
-        self: Arc<Self>,
-        request: http::Request<()>,
-        mut stream: ServerStream,
-        _context: RequestContext,
-    ) {
-        let path = request.uri().path().to_owned();
-        if request.method() == http::Method::GET {
-            let proposal = self.proposal.lock().unwrap().clone();
-            return match proposal {
-                Some(p) => server::respond(stream, http::StatusCode::OK, Bytes::from(p)).await,
-                None => server::respond(stream, http::StatusCode::NOT_FOUND, Bytes::new()).await,
-            };
-        }
-        let body = server::read_body(&mut stream, 1 << 20)
-            .await
-            .unwrap_or_default();
-        match path.as_str() {
-            paths::VOTES => {
-                if let Ok(vote) = SignedVote::from_bytes(&body) {
-                    let validator = vote.vote().validator();
-                    self.votes.lock().unwrap().insert(validator, vote);
-                }
-                server::respond(stream, http::StatusCode::OK, Bytes::new()).await;
-            }
-            paths::SIGNATURES if body.len() == 128 => {
-                let validator = ValidatorId::from_bytes(body[..32].try_into().unwrap()).unwrap();
-                let digest = DirectoryDigest::from_bytes(body[32..64].try_into().unwrap());
-                self.signatures.lock().unwrap().push((validator, digest));
-                server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
-            }
-            // Publications forwarded or misdirected: taken and ignored.
-            _ => server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await,
-        }
-    }
-}
-
-impl Impostor {
-    fn signers(&self, digest: &DirectoryDigest) -> usize {
-        let signatures = self.signatures.lock().unwrap();
-        let mut who: Vec<ValidatorId> = signatures
-            .iter()
-            .filter(|(_, d)| d == digest)
-            .map(|(v, _)| *v)
-            .collect();
-        who.sort();
-        who.dedup();
-        who.len()
-    }
-
-    fn votes(&self) -> Vec<SignedVote> {
-        self.votes.lock().unwrap().values().cloned().collect()
-    }
-
-    /// Serves `directory` with the current votes; its digest.
-    fn serve(&self, directory: &Directory) -> DirectoryDigest {
-        let bytes = directory.to_bytes();
-        let digest = DirectoryDigest::of(&bytes);
-        *self.proposal.lock().unwrap() = Some(
-            Proposal {
-                directory: bytes,
-                votes: self.votes(),
-            }
-            .to_bytes(),
-        );
-        digest
-    }
-}
 
 const RELAYS: [(u8, u8, RelayRole); 4] = [
     (0, 0, RelayRole::Ingress),
@@ -154,7 +65,7 @@ impl Published {
 }
 
 /// Waits until `digest` has at least `at_least` signers.
-async fn signed_by(impostor: &Impostor, digest: &DirectoryDigest, at_least: usize) {
+async fn signed_by(impostor: &VotingImpostor, digest: &DirectoryDigest, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while impostor.signers(digest) < at_least {
         assert!(
@@ -166,7 +77,7 @@ async fn signed_by(impostor: &Impostor, digest: &DirectoryDigest, at_least: usiz
 }
 
 /// Serves `directory` for a few poll intervals: nobody may sign it.
-async fn refused(impostor: &Impostor, name: &str, directory: &Directory) {
+async fn refused(impostor: &VotingImpostor, name: &str, directory: &Directory) {
     let digest = impostor.serve(directory);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
@@ -180,24 +91,10 @@ async fn refused(impostor: &Impostor, name: &str, directory: &Directory) {
 async fn a_malicious_registry_gets_no_signature_on_any_attack() {
     let dir = tempfile::tempdir().unwrap();
     let keys = validator_keys(dir.path(), 3);
-    let identity = Identity::generate().unwrap();
-    let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
-    let endpoint = server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &identity,
-        &tuning,
-        ServerLimits::service(),
-    )
-    .unwrap();
-    let registry_addr = endpoint.local_addr().unwrap();
-    let impostor = Arc::new(Impostor::default());
-    let serving = tokio::spawn(server::serve(
-        endpoint,
-        Arc::clone(&impostor),
-        Arc::new(ServerCounters::default()),
-        std::future::pending(),
-    ));
-    let registry_key = identity.pin().to_string();
+    // The test is the registry.
+    let server = VotingImpostor::start();
+    let impostor = &server.impostor;
+    let (registry_addr, registry_key) = (server.addr, server.key.clone());
     let publication = "descriptor_ttl_secs = 600";
     let start =
         |v: &ValidatorKeys| start_validator(v, &keys, 2, registry_addr, &registry_key, publication);
@@ -256,47 +153,47 @@ async fn a_malicious_registry_gets_no_signature_on_any_attack() {
     let now = unix_now();
     let honest = published.directory(10, now, now + 3600, &all);
     let digest = impostor.serve(&honest);
-    signed_by(&impostor, &digest, 3).await;
+    signed_by(impostor, &digest, 3).await;
 
     let now = unix_now();
     refused(
-        &impostor,
+        impostor,
         "a second directory under sequence 10",
         &published.directory(10, now, now + 3000, &all),
     )
     .await;
     refused(
-        &impostor,
+        impostor,
         "sequence u64::MAX",
         &published.directory(u64::MAX, now, now + 3600, &all),
     )
     .await;
     refused(
-        &impostor,
+        impostor,
         "only the registry's own relay",
         &published.directory(11, now, now + 3600, &[9]),
     )
     .await;
     refused(
-        &impostor,
+        impostor,
         "one live relay left out",
         &published.directory(11, now, now + 3600, &[0, 1, 3]),
     )
     .await;
     refused(
-        &impostor,
+        impostor,
         "a relay the validators never saw",
         &published.directory(11, now, now + 3600, &[0, 1, 2, 3, 9]),
     )
     .await;
     refused(
-        &impostor,
+        impostor,
         "issued an hour ago",
         &published.directory(11, now - 3600, now + 60, &all),
     )
     .await;
     refused(
-        &impostor,
+        impostor,
         "valid for a week",
         &published.directory(11, now, now + 7 * 86_400, &all),
     )
@@ -306,35 +203,28 @@ async fn a_malicious_registry_gets_no_signature_on_any_attack() {
     drop(validators.remove(0));
     validators.insert(0, start(&keys[0]));
     refused(
-        &impostor,
+        impostor,
         "a second directory under sequence 10, after a restart",
         &published.directory(10, now, now + 2000, &all),
     )
     .await;
 
     // Each refusal was logged with its reason.
-    let logs: Vec<String> = keys
-        .iter()
-        .map(|v| std::fs::read_to_string(v.dir.join("validator.log")).unwrap())
-        .collect();
-    for reason in [
-        "sequence 10 was already signed with other contents",
-        "jumps beyond",
-        "is listed but only 0 of 3 votes list it",
-        "is left out but 3 of 3 votes list it",
-        "issued at",
-        "at most 7200 s signed",
-    ] {
-        assert!(
-            logs.iter().all(|log| log.contains(reason)),
-            "a validator did not log {reason:?}"
-        );
-    }
+    assert_every_validator_logged(
+        &keys,
+        &[
+            "sequence 10 was already signed with other contents",
+            "jumps beyond",
+            "is listed but only 0 of 3 votes list it",
+            "is left out but 3 of 3 votes list it",
+            "issued at",
+            "at most 7200 s signed",
+        ],
+    );
 
     // And an honest next directory is signed again.
     let now = unix_now();
     let next = published.directory(12, now, now + 3600, &all);
     let digest = impostor.serve(&next);
-    signed_by(&impostor, &digest, 3).await;
-    serving.abort();
+    signed_by(impostor, &digest, 3).await;
 }

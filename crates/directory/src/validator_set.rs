@@ -350,8 +350,9 @@ impl SignedValidatorSetChange {
         &self.signatures
     }
 
-    /// Whether `signature` verifies over this change with the key it names.
-    pub(crate) fn verifies(&self, signature: &ValidatorSignature) -> bool {
+    /// Whether `signature` verifies over this change with the key it names
+    /// (the registry checks each hand-over signature on receipt).
+    pub fn verifies(&self, signature: &ValidatorSignature) -> bool {
         signature
             .validator
             .verify(Domain::ValidatorSetChange, &self.body, &signature.signature)

@@ -15,3 +15,6 @@ pub const PROPOSAL: &str = "/v1/proposal";
 pub const SIGNATURES: &str = "/v1/signatures";
 /// The signed directory.
 pub const DIRECTORY: &str = "/v1/directory";
+/// Validator set hand-overs signed by members of the previous set
+/// (issue 13, item 4).
+pub const HANDOVERS: &str = "/v1/handovers";

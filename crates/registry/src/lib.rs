@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod chain;
 pub mod key_sets;
 pub mod keyfile;
 mod publication;
@@ -142,6 +143,9 @@ pub enum AssembleError {
     /// The contents do not make a valid directory.
     #[error("cannot assemble a directory: {0}")]
     Format(#[from] FormatError),
+    /// The directory cannot be anchored at the chain's block.
+    #[error("cannot anchor the directory on chain: {0}")]
+    Chain(#[from] chain::ChainSectionError),
 }
 
 /// What [`Registry::prune`] forgot.
@@ -528,12 +532,24 @@ impl<S: RegistryStore> Registry<S> {
     /// descriptor here is valid from now until at least `valid_until` (so
     /// it can be listed in a directory valid that long).
     pub fn vote_entries(&self, now: u64, valid_until: u64) -> Vec<VoteEntry> {
+        self.vote_entries_admitted(now, valid_until, |_| true)
+    }
+
+    /// [`Registry::vote_entries`] for the relays whose newest descriptor
+    /// here `admit` accepts (a validator on a chain votes only for relays
+    /// its own chain view admits).
+    pub fn vote_entries_admitted(
+        &self,
+        now: u64,
+        valid_until: u64,
+        admit: impl Fn(&openrelay_directory::RelayDescriptor) -> bool,
+    ) -> Vec<VoteEntry> {
         let index = self.index(now);
         let mut entries: Vec<VoteEntry> = index
             .live()
             .filter(|d| {
                 let f = d.signed.descriptor().fields();
-                f.not_before <= now && f.not_after >= valid_until
+                f.not_before <= now && f.not_after >= valid_until && admit(d.signed.descriptor())
             })
             .map(|d| VoteEntry {
                 relay: d.signed.descriptor().relay(),
@@ -562,6 +578,11 @@ impl<S: RegistryStore> Registry<S> {
             .collect()
     }
 
+    /// The descriptor of `relay` held here (live or not).
+    pub fn descriptor(&self, relay: &RelayId) -> Option<SignedDescriptor> {
+        self.index(0).relays.get(relay).map(|d| d.signed.clone())
+    }
+
     /// The signed profile and descriptor of `relay` as stored here, to
     /// forward to a registry that lacks them.
     pub fn publication_of(&self, relay: &RelayId) -> Option<(Vec<u8>, Vec<u8>)> {
@@ -585,6 +606,20 @@ impl<S: RegistryStore> Registry<S> {
         issued_at: u64,
         valid_until: u64,
     ) -> Result<(Directory, Vec<RelayId>), AssembleError> {
+        self.assemble_admitted(elected, sequence, issued_at, valid_until, |_| true)
+    }
+
+    /// [`Registry::assemble`] listing only the elected relays whose held
+    /// descriptor `admit` accepts (the chain's admission, issue 13); the
+    /// others are left out and not counted missing.
+    pub fn assemble_admitted(
+        &self,
+        elected: &BTreeMap<RelayId, Elected>,
+        sequence: u64,
+        issued_at: u64,
+        valid_until: u64,
+        admit: impl Fn(&openrelay_directory::RelayDescriptor) -> bool,
+    ) -> Result<(Directory, Vec<RelayId>), AssembleError> {
         let index = self.index(issued_at);
         let mut descriptors = Vec::with_capacity(elected.len());
         let mut missing = Vec::new();
@@ -594,6 +629,7 @@ impl<S: RegistryStore> Registry<S> {
                 index.is_live(relay) && f.not_before <= issued_at && f.not_after >= valid_until
             });
             match usable {
+                Some(d) if !admit(d.signed.descriptor()) => {}
                 Some(d) => descriptors.push(d.signed.clone()),
                 None => missing.push(*relay),
             }

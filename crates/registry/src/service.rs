@@ -10,6 +10,7 @@
 //! | `GET /v1/proposal` | the directory waiting for validator signatures, with the votes it was built from (`docs/directory-format.md`, "Proposal") |
 //! | `POST /v1/signatures` | a validator's signature: 32-byte validator id, 32-byte SHA-256 of the directory signed, 64-byte signature |
 //! | `GET /v1/directory` | the newest directory signed by a threshold of validators |
+//! | `POST /v1/handovers` | with `[chain]`: a validator set hand-over (`SignedValidatorSetChange`) signed by members of the previous set, checked against this registry's chain view |
 //!
 //! A proposal lists exactly the relays most of the validators' current votes
 //! list ([`openrelay_directory::vote::tally`]), and exactly the issuer key
@@ -43,8 +44,8 @@ use openrelay_config::RegistryConfig;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
     Directory, DirectoryDigest, IssuerId, MAX_CLOCK_SKEW_SECS, Proposal, RelayId, Signature,
-    SignedDirectory, SignedIssuerKeySet, TrustConfig, TrustConfigError, ValidatorId,
-    ValidatorSignature, verify_directory,
+    SignedDirectory, SignedIssuerKeySet, SignedValidatorSetChange, TrustConfig, TrustConfigError,
+    ValidatorId, ValidatorSignature, verify_directory,
 };
 use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::TUNNELLED_MTU;
@@ -54,6 +55,7 @@ use openrelay_transport::service::Service;
 use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
+use crate::chain::{ChainView, to_validator_set, votes_needed};
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
 
@@ -67,6 +69,9 @@ pub const PROPOSAL_MAX_AGE_SECS: u64 = 30;
 /// Length of a signature submission: validator id, directory digest,
 /// signature.
 pub const SIGNATURE_SUBMISSION_LEN: usize = 32 + 32 + 64;
+/// Most bytes of a hand-over submission: a change to the largest set, with
+/// every member of the previous set's signature (about 10 KB).
+pub const MAX_HANDOVER_BYTES: usize = 16 * 1024;
 /// How long the registry holds off proposing while the votes on a listed
 /// issuer's key set are split (see the module documentation).
 pub const KEY_SET_SPLIT_GRACE_SECS: u64 = 60;
@@ -201,6 +206,14 @@ pub struct RegistryService {
     missing_since: Mutex<Option<u64>>,
     /// Since when the votes on a listed issuer's key set have been split.
     split_since: Mutex<Option<u64>>,
+    /// `[chain]`: the registry contract followed through the registry's
+    /// node, and the latest confirmed view of it (`None` until one).
+    chain: Option<openrelay_config::chain::ChainConfig>,
+    chain_view: Mutex<Option<ChainView>>,
+    /// Hand-overs received, per epoch: the distinct changes validators
+    /// signed for it (at most [`openrelay_directory::MAX_VALIDATORS`]),
+    /// each with the verified signatures of members of the previous set.
+    handovers: Mutex<BTreeMap<u64, Vec<SignedValidatorSetChange>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -237,6 +250,9 @@ impl RegistryService {
             served: Mutex::new(served),
             missing_since: Mutex::new(None),
             split_since: Mutex::new(None),
+            chain: config.chain.clone(),
+            chain_view: Mutex::new(None),
+            handovers: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -249,6 +265,16 @@ impl RegistryService {
 
     /// Serves `service` and proposes directories until `shutdown`.
     pub async fn run(self: Arc<Self>, mut service: Service, shutdown: impl Future<Output = ()>) {
+        if let Some(chain) = self.chain.clone() {
+            let following = Arc::clone(&self);
+            service.spawn(crate::chain::follow(chain, move |view| {
+                debug!(
+                    block = view.snapshot().block_number,
+                    "chain block confirmed"
+                );
+                *lock(&following.chain_view) = Some(view);
+            }));
+        }
         let proposer = Arc::clone(&self);
         service.spawn(async move {
             loop {
@@ -260,6 +286,25 @@ impl RegistryService {
         });
         info!("registry serving");
         service.serve(self, shutdown).await.log("registry stopped");
+    }
+
+    /// The validators whose votes and signatures count, and how many votes
+    /// a proposal needs: with `[chain]` the chain's current set (the fewest
+    /// members holding more than two thirds of its weight), else the
+    /// config's.
+    fn validator_set(&self) -> (BTreeSet<ValidatorId>, usize) {
+        let on_chain = self.chain.as_ref().and_then(|_| {
+            lock(&self.chain_view)
+                .as_ref()
+                .and_then(ChainView::validator_set)
+        });
+        match on_chain {
+            Some(set) => (
+                set.members().iter().map(|m| m.validator).collect(),
+                votes_needed(&set),
+            ),
+            None => (self.validators.clone(), self.threshold),
+        }
     }
 
     /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).
@@ -290,13 +335,17 @@ impl RegistryService {
         if let Err(e) = self.registry.prune(now) {
             warn!(error = %e, "prune failed");
         }
-        let votes = self.fresh_votes(now);
-        if votes.len() < self.threshold {
-            debug!(
-                votes = votes.len(),
-                needed = self.threshold,
-                "waiting for validators' votes"
-            );
+        let view = lock(&self.chain_view).clone();
+        if self.chain.is_some() && view.is_none() {
+            debug!("waiting for the chain's first confirmed block");
+            return;
+        }
+        let (validators, needed) = self.validator_set();
+        let mut votes = self.fresh_votes(now);
+        // Votes of validators who left the set no longer count.
+        votes.retain(|v| validators.contains(&v.vote().validator()));
+        if votes.len() < needed {
+            debug!(votes = votes.len(), needed, "waiting for validators' votes");
             return;
         }
         let elected = tally(votes.iter().map(SignedVote::vote));
@@ -304,13 +353,33 @@ impl RegistryService {
         if self.key_set_votes_split(&votes, &issuers, now) {
             return;
         }
+        let handovers = match view.as_ref().map(|v| self.complete_handovers(v)) {
+            None => Vec::new(),
+            Some(Ok(handovers)) => handovers,
+            Some(Err(epoch)) => {
+                debug!(
+                    epoch,
+                    "waiting for the previous set's hand-over to the chain's validator set"
+                );
+                return;
+            }
+        };
         let valid_until = now.saturating_add(self.lifetime);
+        // With `[chain]`, exactly the elected relays the chain admits at the
+        // view's block, anchored there (validators check both).
+        let admit = |d: &openrelay_directory::RelayDescriptor| {
+            view.as_ref().is_none_or(|v| v.admit(d).is_ok())
+        };
         let assemble = |sequence| {
             self.registry
-                .assemble(&elected, sequence, now, valid_until)
+                .assemble_admitted(&elected, sequence, now, valid_until, admit)
                 .and_then(|(directory, relays)| {
                     let (directory, key_sets) =
                         self.registry.with_elected_key_sets(directory, &issuers)?;
+                    let directory = match &view {
+                        Some(view) => view.anchor_directory(directory)?,
+                        None => directory,
+                    };
                     Ok((directory, relays.len() + key_sets.len()))
                 })
         };
@@ -338,16 +407,18 @@ impl RegistryService {
             return;
         }
         let fresh_enough = |d: &Directory| d.valid_until().saturating_sub(now) > self.lifetime / 2;
-        if lock(&self.served)
-            .as_ref()
-            .is_some_and(|s| same_contents(&s.directory, &candidate) && fresh_enough(&s.directory))
-        {
+        if lock(&self.served).as_ref().is_some_and(|s| {
+            same_contents(&s.directory, &candidate)
+                && same_chain_figures(&s.directory, &candidate)
+                && fresh_enough(&s.directory)
+        }) {
             *lock(&self.pending) = None;
             return;
         }
         let voters: BTreeSet<ValidatorId> = votes.iter().map(|v| v.vote().validator()).collect();
         if lock(&self.pending).as_ref().is_some_and(|p| {
             same_contents(&p.directory, &candidate)
+                && same_chain_figures(&p.directory, &candidate)
                 && p.voters == voters
                 && now.saturating_sub(p.created_at) < PROPOSAL_MAX_AGE_SECS
         }) {
@@ -372,7 +443,13 @@ impl RegistryService {
             votes = votes.len(),
             "new proposal"
         );
-        let envelope = SignedDirectory::new(&directory);
+        let envelope = match SignedDirectory::new(&directory).with_handovers(handovers) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                warn!(error = %e, "cannot attach the validator set hand-overs");
+                return;
+            }
+        };
         let encoded = Bytes::from(
             Proposal {
                 directory: envelope.directory.clone(),
@@ -455,13 +532,104 @@ impl RegistryService {
         false
     }
 
+    /// Every hand-over from the genesis set to `view`'s current set, each
+    /// signed by more than two thirds of the previous set's weight (as
+    /// clients walk them), or the first epoch that has none yet.
+    fn complete_handovers(&self, view: &ChainView) -> Result<Vec<SignedValidatorSetChange>, u64> {
+        let sets = &view.snapshot().validator_sets;
+        let held = lock(&self.handovers);
+        let mut complete = Vec::new();
+        for (epoch, pair) in (1u64..).zip(sets.windows(2)) {
+            let (Some(previous), Some(_)) = (pair.first(), pair.get(1)) else {
+                return Err(epoch);
+            };
+            let previous = to_validator_set(previous).ok_or(epoch)?;
+            let signed_weight = |h: &SignedValidatorSetChange| {
+                h.signatures()
+                    .iter()
+                    .filter_map(|s| previous.weight_of(&s.validator))
+                    .fold(0u128, u128::saturating_add)
+            };
+            let quorate = held
+                .get(&epoch)
+                .and_then(|candidates| {
+                    candidates
+                        .iter()
+                        .find(|h| previous.is_more_than_two_thirds(signed_weight(h)))
+                })
+                .ok_or(epoch)?;
+            complete.push(quorate.clone());
+        }
+        Ok(complete)
+    }
+
+    /// Takes a hand-over signed by members of the previous set: the change
+    /// must be the chain's (this registry's view: the set, its epoch and
+    /// the block of the change); each signature must be a member's of the
+    /// previous set and verify. Kept per change, signatures merged.
+    fn accept_handover(&self, body: &[u8]) -> Result<(), (u16, String)> {
+        let submitted = SignedValidatorSetChange::from_bytes(body)
+            .map_err(|e| (400, format!("malformed hand-over: {e}")))?;
+        let view = lock(&self.chain_view)
+            .clone()
+            .ok_or((503, "not following the chain (yet)".to_owned()))?;
+        let change = submitted.change();
+        let epoch = change.epoch();
+        let sets = &view.snapshot().validator_sets;
+        let index = usize::try_from(epoch).unwrap_or(usize::MAX);
+        let (Some(previous), Some(next)) = (
+            index.checked_sub(1).and_then(|i| sets.get(i)),
+            sets.get(index),
+        ) else {
+            return Err((
+                409,
+                format!("no set change of epoch {epoch} confirmed here"),
+            ));
+        };
+        let anchor = change.anchor();
+        if to_validator_set(next).as_ref() != Some(change.set())
+            || !anchor.same_deployment(&view.anchor())
+            || anchor.block_number != next.block_number
+        {
+            return Err((403, format!("not the chain's set change of epoch {epoch}")));
+        }
+        let previous = to_validator_set(previous)
+            .ok_or((409, format!("the set before epoch {epoch} is not usable")))?;
+        let valid: Vec<ValidatorSignature> = submitted
+            .signatures()
+            .iter()
+            .filter(|s| previous.weight_of(&s.validator).is_some() && submitted.verifies(s))
+            .copied()
+            .collect();
+        if valid.is_empty() {
+            return Err((403, "no signature of the previous set verifies".into()));
+        }
+        let mut held = lock(&self.handovers);
+        let candidates = held.entry(epoch).or_default();
+        let slot = match candidates.iter().position(|h| h.change() == change) {
+            Some(i) => candidates.get_mut(i),
+            None if candidates.len() < openrelay_directory::MAX_VALIDATORS => {
+                candidates.push(SignedValidatorSetChange::new(change.clone()));
+                candidates.last_mut()
+            }
+            None => return Err((429, "too many different changes for this epoch".into())),
+        };
+        if let Some(held) = slot {
+            for signature in valid {
+                held.add_signature(signature);
+            }
+        }
+        debug!(epoch, "validator set hand-over signature taken");
+        Ok(())
+    }
+
     /// Takes a validator's vote; answers the relays it lists that this
     /// registry lacks.
     fn accept_vote(&self, body: &[u8], now: u64) -> Result<Vec<u8>, (u16, String)> {
         let vote =
             SignedVote::from_bytes(body).map_err(|e| (400, format!("malformed vote: {e}")))?;
         let validator = vote.vote().validator();
-        if !self.validators.contains(&validator) {
+        if !self.validator_set().0.contains(&validator) {
             return Err((403, "not a configured validator".into()));
         }
         vote.verify().map_err(|e| (403, e.to_string()))?;
@@ -527,7 +695,8 @@ impl RegistryService {
         let digest = DirectoryDigest::from_bytes(digest.try_into().map_err(|_| bad("digest"))?);
         let signature: [u8; 64] = signature.try_into().map_err(|_| bad("signature"))?;
         let validator = ValidatorId::from_bytes(id).map_err(|_| bad("not a valid Ed25519 key"))?;
-        if !self.validators.contains(&validator) {
+        let (validators, needed) = self.validator_set();
+        if !validators.contains(&validator) {
             return Err((403, "not a configured validator".into()));
         }
         let signature = ValidatorSignature {
@@ -558,7 +727,7 @@ impl RegistryService {
                     return Ok(SignatureOutcome::Superseded);
                 };
                 p.envelope.add_signature(signature);
-                (p.envelope.signatures.len() >= self.threshold).then(|| p.envelope.clone())
+                (p.envelope.signatures.len() >= needed).then(|| p.envelope.clone())
             };
             let Some(envelope) = complete else {
                 return Ok(SignatureOutcome::Counted);
@@ -675,6 +844,19 @@ impl RegistryService {
                     Err(_) => reply(stream, 500, "signature failed", None).await,
                 }
             }
+            (Method::POST, paths::HANDOVERS) if self.chain.is_some() => {
+                let Some(body) = server::read_body(&mut stream, MAX_HANDOVER_BYTES).await else {
+                    return reply(stream, 413, "body too large or cut off", None).await;
+                };
+                let service = Arc::clone(&self);
+                match tokio::task::spawn_blocking(move || service.accept_handover(&body)).await {
+                    Ok(Ok(())) => {
+                        server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
+                    }
+                    Ok(Err((status, why))) => reply(stream, status, &why, None).await,
+                    Err(_) => reply(stream, 500, "hand-over failed", None).await,
+                }
+            }
             _ => reply(stream, 404, "unknown request", None).await,
         }
     }
@@ -688,5 +870,21 @@ impl RequestHandler for RegistryService {
         _context: RequestContext,
     ) {
         self.serve_request(request, stream).await;
+    }
+}
+
+/// Whether two directories say the same about the chain apart from the
+/// block they are anchored at: the validator epoch, the operators' stakes
+/// and cover and the relays' registered bandwidth (a change of any of them
+/// is a reason for a new directory; a new block alone is not).
+fn same_chain_figures(a: &Directory, b: &Directory) -> bool {
+    match (a.chain(), b.chain()) {
+        (None, None) => true,
+        (Some(x), Some(y)) => {
+            x.validator_epoch == y.validator_epoch
+                && x.operators == y.operators
+                && x.relays == y.relays
+        }
+        _ => false,
     }
 }

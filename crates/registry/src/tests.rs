@@ -682,7 +682,7 @@ mod proposals {
     };
 
     /// Validator 0's rules: three validators, threshold 2.
-    fn rules() -> Rules {
+    pub(super) fn rules() -> Rules {
         Rules {
             own: validators()[0].id(),
             validators: validators().iter().map(ValidatorKey::id).collect(),
@@ -1161,5 +1161,454 @@ mod proposals {
             check_proposal(&listing(votes, vec![a]), &self::rules(), None, NOW),
             Err(Refusal::KeySetRule { .. })
         ));
+    }
+}
+
+/// The chain's admission and the validators' checks of a chain-anchored
+/// proposal (issue 13, items 2 and 3), as pure functions over a
+/// hand-built snapshot.
+mod on_chain {
+    use std::sync::Arc;
+
+    use alloy::primitives::{Address, B256, U256};
+    use openrelay_chain::follow::{
+        ChainSnapshot, OperatorState, RelayRef, RelayRole as ChainRole, RelayState,
+        ValidatorMember as ChainMember, ValidatorSet as ChainSet,
+    };
+    use openrelay_directory::vote::SignedVote;
+    use openrelay_directory::{Directory, Proposal, SignedDescriptor};
+
+    use super::proposals::rules;
+    use super::*;
+    use crate::chain::{ChainRing, ChainView, NotAdmitted};
+    use crate::validator::check::{OnChain, Refusal, Verdict, check_proposal_on_chain};
+
+    /// 10^15 wei per Mbit/s (the devnet's 0.001 ETH).
+    const STAKE_PER_MBPS: u64 = 1_000_000_000_000_000;
+    const CHAIN_ID: u64 = 31_337;
+
+    fn account(operator: u32) -> Address {
+        Address::repeat_byte(0x40 + operator as u8)
+    }
+
+    fn held(registry: &Registry<RedbStore>, relay: u32) -> RelayDescriptor {
+        registry
+            .descriptor(&relay_key(relay).id())
+            .unwrap()
+            .descriptor()
+            .clone()
+    }
+
+    /// The chain at `block` with both operators of `populated` registered
+    /// and staked for their relays (1,000 Mbit/s each), every relay
+    /// registered with its descriptor's hash, and the three validators as
+    /// the genesis set.
+    fn snapshot(registry: &Registry<RedbStore>, block: u64) -> ChainSnapshot {
+        let mut snapshot = ChainSnapshot {
+            chain_id: CHAIN_ID,
+            contract: Address::repeat_byte(0x5f),
+            block_number: block,
+            block_hash: B256::repeat_byte(block as u8),
+            operators: BTreeMap::new(),
+            operator_accounts: BTreeMap::new(),
+            relays: BTreeMap::new(),
+            validator_sets: vec![ChainSet {
+                epoch: 0,
+                block_number: 1,
+                members: validators()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| ChainMember {
+                        account: Address::repeat_byte(0x70 + i as u8),
+                        key: B256::from(v.id().to_bytes()),
+                        weight: U256::from(10u64).pow(U256::from(19u64)),
+                    })
+                    .collect(),
+            }],
+            validator_candidates: BTreeMap::new(),
+            validator_leaving: BTreeMap::new(),
+        };
+        for operator in 0..2 {
+            let key = B256::from(operator_key(operator).id().to_bytes());
+            snapshot.operators.insert(
+                account(operator),
+                OperatorState {
+                    operator_key: key,
+                    profile_hash: B256::ZERO,
+                    stake: U256::from(2_000u64 * STAKE_PER_MBPS),
+                    advertised_mbps: 2_000,
+                    relay_count: 2,
+                },
+            );
+            snapshot.operator_accounts.insert(key, account(operator));
+            for relay in [2 * operator, 2 * operator + 1] {
+                let d = held(registry, relay);
+                snapshot.relays.insert(
+                    RelayRef::new(account(operator), B256::from(d.relay().to_bytes())),
+                    RelayState {
+                        role: if relay % 2 == 0 {
+                            ChainRole::Ingress
+                        } else {
+                            ChainRole::Egress
+                        },
+                        bandwidth_mbps: 1_000,
+                        descriptor_hash: B256::from(d.content_hash()),
+                    },
+                );
+            }
+        }
+        snapshot
+    }
+
+    fn view(snapshot: ChainSnapshot) -> ChainView {
+        ChainView::new(Arc::new(snapshot), U256::from(STAKE_PER_MBPS))
+    }
+
+    /// Every validator votes for what `chain` admits in `registry`.
+    fn votes(registry: &Registry<RedbStore>, chain: &ChainView) -> Vec<SignedVote> {
+        let entries =
+            registry.vote_entries_admitted(NOW, NOW + LIFETIME, |d| chain.admit(d).is_ok());
+        validators()
+            .iter()
+            .map(|key| {
+                key.sign_vote(Vote::new(key.id(), NOW, entries.clone()).unwrap())
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// What an honest registry proposes at `chain`: the elected relays the
+    /// chain admits, anchored there.
+    fn honest(
+        registry: &Registry<RedbStore>,
+        chain: &ChainView,
+        votes: Vec<SignedVote>,
+    ) -> Proposal {
+        let elected = tally(votes.iter().map(SignedVote::vote));
+        let (directory, missing) = registry
+            .assemble_admitted(&elected, 7, NOW, NOW + LIFETIME, |d| chain.admit(d).is_ok())
+            .unwrap();
+        assert!(missing.is_empty());
+        let directory = chain.anchor_directory(directory).unwrap();
+        Proposal {
+            directory: directory.to_bytes(),
+            votes,
+        }
+    }
+
+    fn check(
+        proposal: &Proposal,
+        registry: &Registry<RedbStore>,
+        ring: &ChainRing,
+    ) -> Result<Verdict, Refusal> {
+        let own = |relay: &RelayId| registry.descriptor(relay).map(|d| d.descriptor().clone());
+        let on_chain = OnChain {
+            ring,
+            own_descriptor: &own,
+        };
+        check_proposal_on_chain(proposal, &rules(), &on_chain, None, NOW)
+    }
+
+    fn ring_of(views: impl IntoIterator<Item = ChainView>) -> ChainRing {
+        let mut ring = ChainRing::default();
+        for v in views {
+            ring.push(v);
+        }
+        ring
+    }
+
+    /// `directory` re-anchored with `section` edited by `edit`.
+    fn edited(
+        proposal: &Proposal,
+        edit: impl FnOnce(&mut openrelay_directory::ChainSection),
+    ) -> Proposal {
+        let d = Directory::from_bytes(&proposal.directory).unwrap();
+        let mut section = d.chain().unwrap().clone();
+        edit(&mut section);
+        let plain = Directory::new(
+            d.sequence(),
+            d.issued_at(),
+            d.valid_until(),
+            d.operators().to_vec(),
+            d.descriptors().to_vec(),
+        )
+        .unwrap();
+        Proposal {
+            directory: plain.with_chain(section).unwrap().to_bytes(),
+            votes: proposal.votes.clone(),
+        }
+    }
+
+    #[test]
+    fn the_chain_admits_only_registered_covered_matching_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let chain = view(snapshot(&registry, 10));
+        for relay in 0..4 {
+            chain.admit(&held(&registry, relay)).unwrap();
+        }
+        let d0 = held(&registry, 0);
+        // Not registered.
+        let mut s = snapshot(&registry, 10);
+        s.relays.remove(&RelayRef::new(
+            account(0),
+            B256::from(d0.relay().to_bytes()),
+        ));
+        assert_eq!(
+            view(s).admit(&d0),
+            Err(NotAdmitted::NotRegistered(d0.relay()))
+        );
+        // Registered under another operator's account (squatting).
+        let mut s = snapshot(&registry, 10);
+        let state = s
+            .relays
+            .remove(&RelayRef::new(
+                account(0),
+                B256::from(d0.relay().to_bytes()),
+            ))
+            .unwrap();
+        s.relays.insert(
+            RelayRef::new(account(1), B256::from(d0.relay().to_bytes())),
+            state,
+        );
+        assert_eq!(
+            view(s).admit(&d0),
+            Err(NotAdmitted::NotRegistered(d0.relay()))
+        );
+        // Another descriptor hash.
+        let mut s = snapshot(&registry, 10);
+        for r in s.relays.values_mut() {
+            r.descriptor_hash = B256::repeat_byte(9);
+        }
+        assert_eq!(
+            view(s).admit(&d0),
+            Err(NotAdmitted::DescriptorHashDiffers(d0.relay()))
+        );
+        // More bandwidth advertised than registered (1 Gbit/s > 999 Mbit/s).
+        let mut s = snapshot(&registry, 10);
+        for r in s.relays.values_mut() {
+            r.bandwidth_mbps = 999;
+        }
+        assert_eq!(
+            view(s).admit(&d0),
+            Err(NotAdmitted::BandwidthAboveChain(d0.relay()))
+        );
+        // Slashed below cover: none of the operator's relays.
+        let mut s = snapshot(&registry, 10);
+        s.operators.get_mut(&account(0)).unwrap().stake = U256::from(1_999u64 * STAKE_PER_MBPS);
+        let short = view(s);
+        assert_eq!(short.admit(&d0), Err(NotAdmitted::NotCovered(d0.relay())));
+        assert!(short.admit(&held(&registry, 2)).is_ok());
+        // An operator key nobody registered.
+        let mut s = snapshot(&registry, 10);
+        s.operator_accounts.clear();
+        assert_eq!(
+            view(s).admit(&d0),
+            Err(NotAdmitted::UnknownOperator(d0.operator()))
+        );
+    }
+
+    #[test]
+    fn an_honest_chain_anchored_proposal_is_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let chain = view(snapshot(&registry, 10));
+        let proposal = honest(&registry, &chain, votes(&registry, &chain));
+        let ring = ring_of([view(snapshot(&registry, 9)), chain.clone()]);
+        let Verdict::Sign { directory, .. } = check(&proposal, &registry, &ring).unwrap() else {
+            panic!("not signed");
+        };
+        let section = directory.chain().unwrap();
+        assert_eq!(section.anchor, chain.anchor());
+        assert_eq!(section.operators.len(), 2);
+        assert!(
+            section
+                .operators
+                .iter()
+                .all(|o| o.covered_mbps == 2_000
+                    && o.stake_wei == 2_000 * u128::from(STAKE_PER_MBPS))
+        );
+        assert!(section.relays.iter().all(|r| r.bandwidth_mbps == 1_000));
+    }
+
+    /// An unstaked relay (under-covered operator) is neither voted for nor
+    /// listed; listing it anyway is refused, and leaving it out is fine.
+    #[test]
+    fn a_relay_the_chain_does_not_admit_is_not_voted_for_and_may_not_be_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let full = view(snapshot(&registry, 10));
+        let mut s = snapshot(&registry, 10);
+        s.operators.get_mut(&account(1)).unwrap().stake = U256::ZERO;
+        let short = view(s);
+        let votes_short = votes(&registry, &short);
+        assert_eq!(
+            votes_short[0].vote().entries().len(),
+            2,
+            "operator 1's relays not voted for"
+        );
+        let ring = ring_of([short.clone()]);
+        // Honest: operator 1's relays are left out.
+        let proposal = honest(&registry, &short, votes_short);
+        assert!(matches!(
+            check(&proposal, &registry, &ring),
+            Ok(Verdict::Sign { .. })
+        ));
+        // Votes for everything (validators with another view), but the
+        // chain at the anchor does not admit operator 1's relays: the
+        // registry listing them is refused...
+        let all_votes = votes(&registry, &full);
+        let invented = {
+            let elected = tally(all_votes.iter().map(SignedVote::vote));
+            let (d, _) = registry.assemble(&elected, 7, NOW, NOW + LIFETIME).unwrap();
+            let section = full.section(&d).unwrap();
+            let section = openrelay_directory::ChainSection {
+                anchor: short.anchor(),
+                ..section
+            };
+            Proposal {
+                directory: d.with_chain(section).unwrap().to_bytes(),
+                votes: all_votes.clone(),
+            }
+        };
+        assert!(matches!(
+            check(&invented, &registry, &ring),
+            Err(Refusal::ChainInvented {
+                why: NotAdmitted::NotCovered(_),
+                ..
+            })
+        ));
+        // ...and leaving them out is what the chain says.
+        let honest_short = honest(&registry, &short, all_votes);
+        assert!(matches!(
+            check(&honest_short, &registry, &ring),
+            Ok(Verdict::Sign { .. })
+        ));
+    }
+
+    #[test]
+    fn a_registry_that_omits_an_admitted_relay_gets_no_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let chain = view(snapshot(&registry, 10));
+        let votes = votes(&registry, &chain);
+        let elected = tally(votes.iter().map(SignedVote::vote));
+        let (full, _) = registry.assemble(&elected, 7, NOW, NOW + LIFETIME).unwrap();
+        let left_out = held(&registry, 3).relay();
+        let kept: Vec<SignedDescriptor> = full
+            .descriptors()
+            .iter()
+            .filter(|d| d.descriptor().relay() != left_out)
+            .cloned()
+            .collect();
+        let d = Directory::new(7, NOW, NOW + LIFETIME, full.operators().to_vec(), kept).unwrap();
+        let proposal = Proposal {
+            directory: chain.anchor_directory(d).unwrap().to_bytes(),
+            votes,
+        };
+        assert_eq!(
+            check(&proposal, &registry, &ring_of([chain])).unwrap_err(),
+            Refusal::ChainOmitted { relay: left_out }
+        );
+    }
+
+    #[test]
+    fn misstated_chain_figures_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let chain = view(snapshot(&registry, 10));
+        let proposal = honest(&registry, &chain, votes(&registry, &chain));
+        let ring = ring_of([chain]);
+        let stake = edited(&proposal, |s| s.operators[0].stake_wei *= 2);
+        assert_eq!(
+            check(&stake, &registry, &ring).unwrap_err(),
+            Refusal::ChainFiguresDiffer { what: "operators" }
+        );
+        let bandwidth = edited(&proposal, |s| s.relays[0].bandwidth_mbps = 1_500);
+        assert_eq!(
+            check(&bandwidth, &registry, &ring).unwrap_err(),
+            Refusal::ChainFiguresDiffer { what: "relays" }
+        );
+        let epoch = edited(&proposal, |s| s.validator_epoch = 1);
+        assert_eq!(
+            check(&epoch, &registry, &ring).unwrap_err(),
+            Refusal::ChainFiguresDiffer {
+                what: "validator epoch"
+            }
+        );
+    }
+
+    #[test]
+    fn anchors_outside_the_ring_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let at = |block| view(snapshot(&registry, block));
+        let proposal_at = |block| {
+            let chain = at(block);
+            honest(&registry, &chain, votes(&registry, &chain))
+        };
+        let ring = ring_of((20..=40).map(at));
+        // Newer than this validator's head: transient.
+        let ahead = check(&proposal_at(41), &registry, &ring).unwrap_err();
+        assert_eq!(
+            ahead,
+            Refusal::AnchorAhead {
+                block: 41,
+                head: Some(40)
+            }
+        );
+        assert!(ahead.is_transient());
+        // Older than the ring: stale.
+        let stale = check(&proposal_at(24), &registry, &ring).unwrap_err();
+        assert_eq!(
+            stale,
+            Refusal::AnchorUnknown {
+                block: 24,
+                head: Some(40)
+            }
+        );
+        assert!(!stale.is_transient());
+        assert!(matches!(
+            check(&proposal_at(25), &registry, &ring),
+            Ok(Verdict::Sign { .. })
+        ));
+        // Another fork at a held height.
+        let forked = edited(&proposal_at(30), |s| s.anchor.block_hash = [0xee; 32]);
+        assert!(matches!(
+            check(&forked, &registry, &ring),
+            Err(Refusal::AnchorUnknown { block: 30, .. })
+        ));
+        // A directory without a chain section.
+        let plain = {
+            let chain = at(40);
+            let votes = votes(&registry, &chain);
+            let elected = tally(votes.iter().map(SignedVote::vote));
+            let (d, _) = registry.assemble(&elected, 7, NOW, NOW + LIFETIME).unwrap();
+            Proposal {
+                directory: d.to_bytes(),
+                votes,
+            }
+        };
+        assert_eq!(
+            check(&plain, &registry, &ring).unwrap_err(),
+            Refusal::ChainSectionMissing
+        );
+    }
+
+    /// With `[chain]`, the votes that count are the chain's set's: a vote
+    /// of a validator the chain does not list is refused.
+    #[test]
+    fn votes_of_validators_outside_the_chains_set_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let mut s = snapshot(&registry, 10);
+        // Validator 2 left the set on chain.
+        s.validator_sets[0].members.truncate(2);
+        let chain = view(s);
+        let proposal = honest(&registry, &chain, votes(&registry, &chain));
+        assert_eq!(
+            check(&proposal, &registry, &ring_of([chain])).unwrap_err(),
+            Refusal::UntrustedVote(validators()[2].id())
+        );
     }
 }

@@ -292,3 +292,165 @@ pub fn reissued(
     }
     signed.to_bytes()
 }
+
+/// A malicious registry the test plays: keeps the latest vote of each
+/// validator, records every signature (validator, digest) and serves
+/// whatever proposal it is told, with the votes it holds.
+#[derive(Debug, Default)]
+pub struct VotingImpostor {
+    votes: std::sync::Mutex<
+        std::collections::BTreeMap<
+            openrelay_directory::ValidatorId,
+            openrelay_directory::vote::SignedVote,
+        >,
+    >,
+    signatures: std::sync::Mutex<
+        Vec<(
+            openrelay_directory::ValidatorId,
+            openrelay_directory::DirectoryDigest,
+        )>,
+    >,
+    proposal: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+/// A [`VotingImpostor`] serving on a loopback port (stops when dropped).
+#[derive(Debug)]
+pub struct VotingImpostorServer {
+    /// The impostor.
+    pub impostor: std::sync::Arc<VotingImpostor>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its TLS key's pin, as validators' configs name it.
+    pub key: String,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for VotingImpostorServer {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+impl VotingImpostor {
+    /// Starts one on a free loopback port.
+    pub fn start() -> VotingImpostorServer {
+        use openrelay_transport::endpoint::{TUNNELLED_MTU, Tuning};
+        use openrelay_transport::limits::ServerLimits;
+        use openrelay_transport::server::{self, ServerCounters};
+        let identity = Identity::generate().unwrap();
+        let tuning = Tuning::relay(std::time::Duration::from_secs(30), TUNNELLED_MTU);
+        let endpoint = server::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &identity,
+            &tuning,
+            ServerLimits::service(),
+        )
+        .unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let impostor = std::sync::Arc::new(VotingImpostor::default());
+        let serving = tokio::spawn(server::serve(
+            endpoint,
+            std::sync::Arc::clone(&impostor),
+            std::sync::Arc::new(ServerCounters::default()),
+            std::future::pending(),
+        ));
+        VotingImpostorServer {
+            impostor,
+            addr,
+            key: identity.pin().to_string(),
+            serving,
+        }
+    }
+
+    /// How many distinct validators signed `digest`.
+    pub fn signers(&self, digest: &openrelay_directory::DirectoryDigest) -> usize {
+        let mut who: Vec<openrelay_directory::ValidatorId> = self
+            .signatures
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, d)| d == digest)
+            .map(|(v, _)| *v)
+            .collect();
+        who.sort();
+        who.dedup();
+        who.len()
+    }
+
+    /// The latest vote of each validator.
+    pub fn votes(&self) -> Vec<openrelay_directory::vote::SignedVote> {
+        self.votes.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Serves `directory` with the current votes; its digest.
+    pub fn serve(
+        &self,
+        directory: &openrelay_directory::Directory,
+    ) -> openrelay_directory::DirectoryDigest {
+        let bytes = directory.to_bytes();
+        let digest = openrelay_directory::DirectoryDigest::of(&bytes);
+        *self.proposal.lock().unwrap() = Some(
+            openrelay_directory::Proposal {
+                directory: bytes,
+                votes: self.votes(),
+            }
+            .to_bytes(),
+        );
+        digest
+    }
+}
+
+impl openrelay_transport::server::RequestHandler for VotingImpostor {
+    async fn handle(
+        self: std::sync::Arc<Self>,
+        request: http::Request<()>,
+        mut stream: openrelay_transport::server::ServerStream,
+        _context: openrelay_transport::server::RequestContext,
+    ) {
+        use bytes::Bytes;
+        use openrelay_transport::server;
+        if request.method() == http::Method::GET {
+            let proposal = self.proposal.lock().unwrap().clone();
+            let (status, body) = match proposal {
+                Some(p) => (http::StatusCode::OK, Bytes::from(p)),
+                None => (http::StatusCode::NOT_FOUND, Bytes::new()),
+            };
+            return server::respond(stream, status, body).await;
+        }
+        let body = server::read_body(&mut stream, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let path = request.uri().path();
+        if path == paths::VOTES
+            && let Ok(vote) = openrelay_directory::vote::SignedVote::from_bytes(&body)
+        {
+            let validator = vote.vote().validator();
+            self.votes.lock().unwrap().insert(validator, vote);
+            return server::respond(stream, http::StatusCode::OK, Bytes::new()).await;
+        }
+        if path == paths::SIGNATURES && body.len() == 128 {
+            let validator =
+                openrelay_directory::ValidatorId::from_bytes(body[..32].try_into().unwrap())
+                    .unwrap();
+            let digest =
+                openrelay_directory::DirectoryDigest::from_bytes(body[32..64].try_into().unwrap());
+            self.signatures.lock().unwrap().push((validator, digest));
+        }
+        // Publications forwarded or misdirected: taken and ignored.
+        server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
+    }
+}
+
+/// Asserts that every validator of `keys` logged each of `reasons`.
+pub fn assert_every_validator_logged(keys: &[ValidatorKeys], reasons: &[&str]) {
+    let logs: Vec<String> = keys
+        .iter()
+        .map(|v| std::fs::read_to_string(v.dir.join("validator.log")).unwrap())
+        .collect();
+    for reason in reasons {
+        assert!(
+            logs.iter().all(|log| log.contains(reason)),
+            "a validator did not log {reason:?}"
+        );
+    }
+}

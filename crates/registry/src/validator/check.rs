@@ -25,6 +25,17 @@
 //! 8. every signature inside verifies and every descriptor is valid over the
 //!    directory's life ([`Directory::check_contents`]).
 //!
+//!
+//! With `[chain]` (issue 13), also: the directory is anchored at a block
+//! this validator's own node confirmed (one of its last
+//! [`crate::chain::CHAIN_RING_BLOCKS`]); the votes and the threshold are
+//! those of the chain's validator set at that block; the relay list is
+//! exactly the elected relays the chain admits there
+//! ([`crate::chain::ChainView::admit`]: registered under the operator key
+//! the descriptor names, covered, descriptor hash and bandwidth as on
+//! chain); and the chain section's figures (operators' stakes and cover,
+//! relays' registered bandwidth, the validator epoch) are the chain's.
+//!
 //! A registry can therefore not get signatures on two directories with one
 //! sequence number, on a sequence from which no later directory could
 //! follow, on an old or overlong directory, or on a relay list or issuer
@@ -34,6 +45,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
+use crate::chain::{AnchorLookup, ChainRing, votes_needed};
 use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
@@ -301,6 +313,55 @@ pub enum Refusal {
     /// A signature or validity inside the directory is wrong.
     #[error("contents: {0}")]
     Contents(#[from] DirectoryError),
+    /// This validator follows the chain and the directory has no chain
+    /// section.
+    #[error(
+        "the directory has no chain section; this validator signs only directories anchored on chain"
+    )]
+    ChainSectionMissing,
+    /// Anchored at a block above this validator's confirmed head (its node
+    /// lags): retried next round.
+    #[error("anchored at block {block}, above this validator's confirmed head ({head:?})")]
+    AnchorAhead {
+        /// The anchor's block.
+        block: u64,
+        /// This validator's newest confirmed block.
+        head: Option<u64>,
+    },
+    /// Anchored at a block this validator did not confirm: older than the
+    /// blocks it keeps, another fork, or another deployment.
+    #[error(
+        "anchored at block {block}, not one of this validator's recent confirmed blocks (head {head:?})"
+    )]
+    AnchorUnknown {
+        /// The anchor's block.
+        block: u64,
+        /// This validator's newest confirmed block.
+        head: Option<u64>,
+    },
+    /// A listed relay the chain does not admit at the anchor.
+    #[error("relay {relay} is listed but the chain does not admit it at the anchor: {why}")]
+    ChainInvented {
+        /// The relay.
+        relay: RelayId,
+        /// Why not.
+        why: crate::chain::NotAdmitted,
+    },
+    /// An elected relay the chain admits at the anchor is left out.
+    #[error("relay {relay} is elected and admitted on chain at the anchor but left out")]
+    ChainOmitted {
+        /// The relay.
+        relay: RelayId,
+    },
+    /// The chain section's figures are not the chain's at the anchor.
+    #[error("the chain section's {what} differ from the chain's at the anchor")]
+    ChainFiguresDiffer {
+        /// `"operators"`, `"relays"` or `"validator epoch"`.
+        what: &'static str,
+    },
+    /// The chain has no usable validator set at the anchor.
+    #[error("no usable validator set on chain at the anchor")]
+    NoChainValidatorSet,
 }
 
 impl Refusal {
@@ -311,6 +372,7 @@ impl Refusal {
         matches!(
             self,
             Refusal::OwnVoteMissing
+                | Refusal::AnchorAhead { .. }
                 | Refusal::OmittedRelay { .. }
                 | Refusal::StaleDescriptor { .. }
                 | Refusal::OmittedKeySet { .. }
@@ -325,18 +387,123 @@ pub fn check_proposal(
     last: Option<&LastSigned>,
     now: u64,
 ) -> Result<Verdict, Refusal> {
-    let directory = Directory::from_bytes(&proposal.directory)?;
-    let digest = DirectoryDigest::of(&proposal.directory);
-    if last.is_some_and(|l| l.digest == digest) {
+    let Some((directory, digest)) = unsigned(proposal, last)? else {
         return Ok(Verdict::AlreadySigned);
-    }
+    };
     check_record(&directory, last, now)?;
     check_times(&directory, rules, now)?;
     let votes = check_votes(&proposal.votes, rules, now)?;
-    check_relays(&directory, &votes, rules)?;
+    check_relays(&directory, &votes, rules, |_| false)?;
     check_key_sets(&directory, &votes, rules, now)?;
     directory.check_contents(now)?;
     Ok(Verdict::Sign { directory, digest })
+}
+
+/// What a validator following the chain knows of it: its recent confirmed
+/// blocks, and whether the chain admits its own copy of a relay's
+/// descriptor (`None`: it holds none).
+pub struct OnChain<'a> {
+    /// Its recent confirmed blocks.
+    pub ring: &'a ChainRing,
+    /// This validator's own descriptor of a relay, if it holds one.
+    pub own_descriptor: &'a dyn Fn(&RelayId) -> Option<openrelay_directory::RelayDescriptor>,
+}
+
+impl std::fmt::Debug for OnChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnChain")
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`check_proposal`] for a validator following the chain (`[chain]`):
+/// the same checks, with the validator set of the chain at the anchor in
+/// place of the configured one, the relays restricted to those the chain
+/// admits at the anchor, and the chain section checked against the
+/// chain's figures (see the module documentation).
+pub fn check_proposal_on_chain(
+    proposal: &Proposal,
+    rules: &Rules,
+    chain: &OnChain<'_>,
+    last: Option<&LastSigned>,
+    now: u64,
+) -> Result<Verdict, Refusal> {
+    let Some((directory, digest)) = unsigned(proposal, last)? else {
+        return Ok(Verdict::AlreadySigned);
+    };
+    let section = directory.chain().ok_or(Refusal::ChainSectionMissing)?;
+    let view = match chain.ring.lookup(&section.anchor) {
+        AnchorLookup::Known(view) => view,
+        AnchorLookup::Ahead { head } => {
+            return Err(Refusal::AnchorAhead {
+                block: section.anchor.block_number,
+                head,
+            });
+        }
+        AnchorLookup::Unknown { head } => {
+            return Err(Refusal::AnchorUnknown {
+                block: section.anchor.block_number,
+                head,
+            });
+        }
+    };
+    let set = view.validator_set().ok_or(Refusal::NoChainValidatorSet)?;
+    let rules = Rules {
+        validators: set.members().iter().map(|m| m.validator).collect(),
+        threshold: votes_needed(&set),
+        ..rules.clone()
+    };
+    check_record(&directory, last, now)?;
+    check_times(&directory, &rules, now)?;
+    let votes = check_votes(&proposal.votes, &rules, now)?;
+    for signed in directory.descriptors() {
+        if let Err(why) = view.admit(signed.descriptor()) {
+            return Err(Refusal::ChainInvented {
+                relay: signed.descriptor().relay(),
+                why,
+            });
+        }
+    }
+    // An elected relay may be left out only if the chain does not admit
+    // this validator's own copy of its descriptor at the anchor.
+    let omission_allowed =
+        |relay: &RelayId| (chain.own_descriptor)(relay).is_some_and(|d| view.admit(&d).is_err());
+    check_relays(&directory, &votes, &rules, omission_allowed).map_err(|e| match e {
+        Refusal::OmittedRelay { relay, .. } => Refusal::ChainOmitted { relay },
+        other => other,
+    })?;
+    let expected = view
+        .section(&directory)
+        .map_err(|_| Refusal::ChainFiguresDiffer { what: "operators" })?;
+    if expected.validator_epoch != section.validator_epoch {
+        return Err(Refusal::ChainFiguresDiffer {
+            what: "validator epoch",
+        });
+    }
+    if expected.operators != section.operators {
+        return Err(Refusal::ChainFiguresDiffer { what: "operators" });
+    }
+    if expected.relays != section.relays {
+        return Err(Refusal::ChainFiguresDiffer { what: "relays" });
+    }
+    check_key_sets(&directory, &votes, &rules, now)?;
+    directory.check_contents(now)?;
+    Ok(Verdict::Sign { directory, digest })
+}
+
+/// The proposal's directory and digest, unless this validator signed
+/// exactly it last (`None`).
+fn unsigned(
+    proposal: &Proposal,
+    last: Option<&LastSigned>,
+) -> Result<Option<(Directory, DirectoryDigest)>, Refusal> {
+    let directory = Directory::from_bytes(&proposal.directory)?;
+    let digest = DirectoryDigest::of(&proposal.directory);
+    if last.is_some_and(|l| l.digest == digest) {
+        return Ok(None);
+    }
+    Ok(Some((directory, digest)))
 }
 
 fn check_record(directory: &Directory, last: Option<&LastSigned>, now: u64) -> Result<(), Refusal> {
@@ -437,10 +604,13 @@ fn check_votes<'a>(
     Ok(votes.iter().collect())
 }
 
+/// `omission_allowed`: an elected relay that may be left out (the chain
+/// does not admit it).
 fn check_relays(
     directory: &Directory,
     votes: &[&SignedVote],
     rules: &Rules,
+    omission_allowed: impl Fn(&RelayId) -> bool,
 ) -> Result<(), Refusal> {
     let of = votes.len();
     let elected = tally(votes.iter().map(|v| v.vote()));
@@ -480,7 +650,10 @@ fn check_relays(
         }
         *per_operator.entry(d.operator()).or_default() += 1;
     }
-    if let Some(relay) = elected.keys().find(|r| directory.descriptor(r).is_none()) {
+    if let Some(relay) = elected
+        .keys()
+        .find(|r| directory.descriptor(r).is_none() && !omission_allowed(r))
+    {
         return Err(Refusal::OmittedRelay {
             relay: *relay,
             votes: voted(relay),

@@ -42,10 +42,16 @@ use openrelay_transport::server::{RequestContext, RequestHandler, ServerStream, 
 use openrelay_transport::service::Service;
 use tracing::{debug, info, warn};
 
+use crate::chain::ChainRing;
 use crate::publication::{self, Publication, reply};
 use crate::service::{Wanted, decode_wanted};
 use crate::{RedbStore, Registry, RegistryStore, StoreError};
-use check::{LastSigned, Refusal, Rules, Verdict, check_proposal};
+use check::{LastSigned, Refusal, Rules, Verdict, check_proposal, check_proposal_on_chain};
+
+fn lock_ring(ring: &std::sync::Mutex<ChainRing>) -> std::sync::MutexGuard<'_, ChainRing> {
+    ring.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
 use openrelay_types::{ErrorKind, HasKind, unix_now};
@@ -92,6 +98,11 @@ pub struct Validator {
     registry: Arc<Registry<RedbStore>>,
     rules: Rules,
     poll: Duration,
+    /// `[chain]`: the registry contract, followed through this
+    /// validator's own node (never the registry's).
+    chain: Option<openrelay_config::chain::ChainConfig>,
+    /// Its recent confirmed blocks.
+    ring: std::sync::Mutex<ChainRing>,
 }
 
 /// What a vote says: the relays and the issuers' key sets.
@@ -107,6 +118,13 @@ struct Round {
     transient_since: Option<u64>,
     /// The last proposal refused for a lasting reason (warned once).
     refused: Option<DirectoryDigest>,
+    /// With `[chain]`: the hand-overs this validator signed, by epoch,
+    /// with when the registry last took each (posted again every
+    /// [`REVOTE_SECS`], so a restarted registry has them again).
+    handovers: std::collections::BTreeMap<
+        u64,
+        (openrelay_directory::SignedValidatorSetChange, Option<u64>),
+    >,
 }
 
 impl Validator {
@@ -118,7 +136,9 @@ impl Validator {
             .iter()
             .map(|pin| ValidatorId::try_from(*pin))
             .collect::<Result<_, _>>()?;
-        if !validators.contains(&key.id()) {
+        // With `[chain]` the configured list is the genesis set; a validator
+        // that joined on chain later is in the chain's set instead.
+        if config.chain.is_none() && !validators.contains(&key.id()) {
             return Err(ValidatorError::OwnKeyNotListed(key.id()));
         }
         let store = RedbStore::open(&config.state_dir.join(STORE_FILE))?;
@@ -134,6 +154,8 @@ impl Validator {
             key,
             registry: Arc::new(registry),
             poll: Duration::from_secs(config.poll_interval_secs),
+            chain: config.chain.clone(),
+            ring: std::sync::Mutex::new(ChainRing::default()),
         })
     }
 
@@ -168,6 +190,16 @@ impl Validator {
     ) {
         let validator = Arc::new(self);
         info!(validator = %validator.key.id(), "validator started");
+        if let Some(chain) = validator.chain.clone() {
+            let following = Arc::clone(&validator);
+            service.spawn(crate::chain::follow(chain, move |view| {
+                debug!(
+                    block = view.snapshot().block_number,
+                    "chain block confirmed"
+                );
+                lock_ring(&following.ring).push(view);
+            }));
+        }
         let publications = Arc::new(PublicationService(Arc::clone(&validator.registry)));
         let voting = Arc::clone(&validator);
         service.spawn(async move {
@@ -190,6 +222,7 @@ impl Validator {
             warn!(error = %e, "prune failed");
         }
         self.vote(registry, round, now).await;
+        self.hand_over(registry, round, now).await;
         self.sign_proposal(registry, round, now).await;
     }
 
@@ -226,6 +259,64 @@ impl Validator {
         }
     }
 
+    /// Signs the hand-over to every set change its own node shows
+    /// confirmed (the change's block is in its ring) where it is a member
+    /// of the previous set, and posts every hand-over it signed.
+    async fn hand_over(&self, registry: &RegistryClient, round: &mut Round, now: u64) {
+        if self.chain.is_none() {
+            return;
+        }
+        {
+            let ring = lock_ring(&self.ring);
+            let Some(latest) = ring.latest() else {
+                return;
+            };
+            let sets = &latest.snapshot().validator_sets;
+            for (epoch, pair) in (1u64..).zip(sets.windows(2)) {
+                if round.handovers.contains_key(&epoch) {
+                    continue;
+                }
+                let (Some(previous), Some(next)) = (pair.first(), pair.get(1)) else {
+                    continue;
+                };
+                let member = crate::chain::to_validator_set(previous)
+                    .is_some_and(|set| set.weight_of(&self.key.id()).is_some());
+                let Some(anchor) = ring.anchor_at(next.block_number) else {
+                    continue;
+                };
+                let change = crate::chain::to_validator_set(next)
+                    .and_then(|set| openrelay_directory::ValidatorSetChange::new(anchor, set).ok());
+                if let (true, Some(change)) = (member, change) {
+                    let mut signed = openrelay_directory::SignedValidatorSetChange::new(change);
+                    signed.sign(&self.key);
+                    info!(
+                        epoch,
+                        "signed the hand-over to the chain's new validator set"
+                    );
+                    round.handovers.insert(epoch, (signed, None));
+                }
+            }
+        }
+        for (epoch, (signed, taken_at)) in &mut round.handovers {
+            if taken_at.is_some_and(|at| now.saturating_sub(at) < REVOTE_SECS) {
+                continue;
+            }
+            match registry
+                .call(http::Method::POST, paths::HANDOVERS, signed.to_bytes())
+                .await
+            {
+                Ok((204, _)) => {
+                    debug!(epoch, "hand-over posted");
+                    *taken_at = Some(now);
+                }
+                Ok((status, reply)) => {
+                    warn!(epoch, status, reply = %String::from_utf8_lossy(&reply).trim(), "hand-over not accepted");
+                }
+                Err(e) => warn!(epoch, error = %e, "cannot post the hand-over"),
+            }
+        }
+    }
+
     /// This validator's signed vote at `now`, with its entries, unless its
     /// view is what it voted for `last` and that vote is recent.
     fn make_vote(
@@ -233,11 +324,20 @@ impl Validator {
         last: Option<&(View, u64)>,
         now: u64,
     ) -> Result<Option<(View, SignedVote)>, VoteError> {
-        let view: View = (
+        let valid_until = now.saturating_add(self.rules.max_lifetime_secs);
+        let entries = if self.chain.is_some() {
+            // Only relays this validator's own chain view admits: an
+            // unstaked relay is never elected. No vote before a block is
+            // confirmed.
+            let Some(chain) = lock_ring(&self.ring).latest().cloned() else {
+                return Ok(None);
+            };
             self.registry
-                .vote_entries(now, now.saturating_add(self.rules.max_lifetime_secs)),
-            self.registry.key_set_votes(now),
-        );
+                .vote_entries_admitted(now, valid_until, |d| chain.admit(d).is_ok())
+        } else {
+            self.registry.vote_entries(now, valid_until)
+        };
+        let view: View = (entries, self.registry.key_set_votes(now));
         let due = match last {
             Some((voted, at)) => {
                 (*voted != view || now.saturating_sub(*at) >= REVOTE_SECS) && now > *at
@@ -360,7 +460,22 @@ impl Validator {
             .map_err(|e| Checked::Refused(Refusal::Malformed(e), None))?;
         let digest = DirectoryDigest::of(&proposal.directory);
         let last = self.last_signed().map_err(Checked::Store)?;
-        match check_proposal(&proposal, &self.rules, last.as_ref(), now) {
+        let checked = if self.chain.is_some() {
+            let ring = lock_ring(&self.ring);
+            let own = |relay: &openrelay_directory::RelayId| {
+                self.registry
+                    .descriptor(relay)
+                    .map(|d| d.descriptor().clone())
+            };
+            let on_chain = check::OnChain {
+                ring: &ring,
+                own_descriptor: &own,
+            };
+            check_proposal_on_chain(&proposal, &self.rules, &on_chain, last.as_ref(), now)
+        } else {
+            check_proposal(&proposal, &self.rules, last.as_ref(), now)
+        };
+        match checked {
             // Ed25519 is deterministic: the same signature as the first time.
             Ok(Verdict::AlreadySigned) => Ok(Signing::Again(
                 digest,

@@ -1,0 +1,635 @@
+//! Issue 13, items 2, 3 and 5: the registry and the validators on a real
+//! chain (anvil, the `RelayRegistry` contract deployed with the devnet
+//! parameters, operators and relays registered from funded accounts), as
+//! real `openrelay registry` / `openrelay validator` processes, each
+//! following the chain through the node itself.
+//!
+//! Attacks and what must happen:
+//! - a relay that publishes without being registered on chain: never
+//!   voted for, never listed;
+//! - a relay registered with another descriptor hash than the descriptor
+//!   it publishes (a descriptor swapped after registration): not listed;
+//! - a relay removed on chain: it leaves the next directory; a relay
+//!   registered mid-run joins it;
+//! - a malicious registry (the test plays it) that omits a staked relay,
+//!   adds an unregistered one, misstates an operator's stake or a relay's
+//!   registered bandwidth, or anchors at a block nobody confirmed: no
+//!   validator signs, each refusal is logged with its reason, and the
+//!   honest proposal before and after is signed (so the refusals were the
+//!   attacks').
+#![allow(clippy::unwrap_used)]
+
+use openrelay_testkit as kit;
+use openrelay_testkit::registry as registry_fixtures;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use kit::Proc;
+use openrelay_chain::anvil::Anvil;
+use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
+use openrelay_chain::operator::{Registry as ChainRegistry, Role, signing_provider};
+use openrelay_directory::{
+    ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, SignedDescriptor,
+    SignedOperatorProfile, TrustConfig, verify_directory_bytes,
+};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::paths;
+use openrelay_types::{RelayRole, unix_now};
+use registry_fixtures::*;
+
+const CHAIN_ID: u64 = 31_337;
+const ETHER: u128 = 1_000_000_000_000_000_000;
+/// The devnet's stake per Mbit/s (0.001 ETH).
+const STAKE_PER_MBPS: u128 = ETHER / 1_000;
+/// Every fixture relay advertises 1 Gbit/s.
+const RELAY_MBPS: u32 = 1_000;
+const PUBLICATION: &str = "descriptor_ttl_secs = 600\nmax_relays_per_operator = 4\nmax_relays = 8";
+
+/// Relays 0 and 1 of operator 0, 2 and 3 of operator 1.
+const FOUR_RELAYS: [(u8, u8, RelayRole); 4] = [
+    (0, 0, RelayRole::Ingress),
+    (1, 0, RelayRole::Egress),
+    (2, 1, RelayRole::Ingress),
+    (3, 1, RelayRole::Egress),
+];
+
+/// A chain with the contract deployed, the three validators as its
+/// genesis set, and operators 0 and 1 registered (stakes in Mbit/s).
+struct Chain {
+    anvil: Anvil,
+    contract: Address,
+    operators: BTreeMap<u8, ChainRegistry>,
+    /// The genesis validators' EVM accounts (funded for gas).
+    validator_accounts: Vec<PrivateKeySigner>,
+}
+
+impl Chain {
+    async fn start(keys: &[ValidatorKeys], stakes_mbps: &[(u8, u128)]) -> Chain {
+        // A block every 2 s, polled every second: every confirmed block
+        // reaches each validator's ring (a poll interval at or above the
+        // block time could skip one; see `openrelay_registry::chain`).
+        let anvil = Anvil::start(CHAIN_ID, Some(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        let deployer = PrivateKeySigner::random();
+        anvil
+            .fund(deployer.address(), U256::from(1_000 * ETHER))
+            .await
+            .unwrap();
+        let validator_accounts: Vec<PrivateKeySigner> =
+            keys.iter().map(|_| PrivateKeySigner::random()).collect();
+        for account in &validator_accounts {
+            anvil
+                .fund(account.address(), U256::from(10 * ETHER))
+                .await
+                .unwrap();
+        }
+        let genesis: Vec<GenesisValidator> = keys
+            .iter()
+            .zip(&validator_accounts)
+            .map(|(v, account)| GenesisValidator {
+                account: account.address(),
+                key: v.key.id().to_bytes(),
+                stake: U256::from(2 * ETHER),
+            })
+            .collect();
+        let provider = signing_provider(anvil.endpoint().parse().unwrap(), deployer);
+        let contract = deploy(provider, &ChainParams::devnet(), &genesis)
+            .await
+            .unwrap();
+        let mut operators = BTreeMap::new();
+        for &(operator, mbps) in stakes_mbps {
+            let signer = PrivateKeySigner::random();
+            anvil
+                .fund(signer.address(), U256::from(100 * ETHER))
+                .await
+                .unwrap();
+            let registry = ChainRegistry::connect(
+                anvil.endpoint(),
+                CHAIN_ID,
+                contract,
+                signer,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+
+            registry
+                .register_operator(
+                    operator_key(operator).id().to_bytes(),
+                    [0; 32],
+                    U256::from(mbps * STAKE_PER_MBPS),
+                )
+                .await
+                .unwrap();
+            operators.insert(operator, registry);
+        }
+        Chain {
+            anvil,
+            contract,
+            operators,
+            validator_accounts,
+        }
+    }
+
+    /// Operators 0 and 1 staked for 2 Gbit/s each, with [`FOUR_RELAYS`]
+    /// registered.
+    async fn with_four_relays(keys: &[ValidatorKeys]) -> Chain {
+        let chain = Chain::start(keys, &[(0, 2_000), (1, 2_000)]).await;
+        for (relay, operator, role) in FOUR_RELAYS {
+            chain.register(relay, operator, role, None).await;
+        }
+        chain
+    }
+
+    /// The contract as `signer` sends to it.
+    async fn as_account(&self, signer: PrivateKeySigner) -> ChainRegistry {
+        ChainRegistry::connect(
+            self.anvil.endpoint(),
+            CHAIN_ID,
+            self.contract,
+            signer,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Registers `relay` under `operator` with its fixture descriptor's
+    /// content hash, or `hash` instead.
+    async fn register(&self, relay: u8, operator: u8, role: RelayRole, hash: Option<[u8; 32]>) {
+        let descriptor = SignedDescriptor::from_bytes(&descriptor(relay, operator, role)).unwrap();
+        let role = match role {
+            RelayRole::Ingress => Role::Ingress,
+            RelayRole::Egress => Role::Egress,
+        };
+        self.operators[&operator]
+            .register_relay(
+                relay_key(relay).id().to_bytes(),
+                role,
+                RELAY_MBPS,
+                hash.unwrap_or_else(|| descriptor.descriptor().content_hash()),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The `[chain]` section of a registry's or validator's config.
+    fn config(&self) -> String {
+        format!(
+            "[chain]\nrpc = \"{}\"\nchain_id = {CHAIN_ID}\ncontract = \"{}\"\nconfirmations = 1\npoll_interval_secs = 1\n",
+            self.anvil.endpoint(),
+            self.contract,
+        )
+    }
+
+    /// The account of operator `operator` (a made-up one if it is not
+    /// registered).
+    fn account(&self, operator: u8) -> [u8; 20] {
+        self.operators
+            .get(&operator)
+            .map_or([operator; 20], |o| o.account().into_array())
+    }
+
+    /// The anchor of the block `behind` blocks below the node's head.
+    async fn anchor(&self, behind: u64) -> ChainAnchor {
+        let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint().parse().unwrap());
+        let number = provider.get_block_number().await.unwrap() - behind;
+        let block = provider
+            .get_block_by_number(number.into())
+            .await
+            .unwrap()
+            .unwrap();
+        ChainAnchor {
+            chain_id: CHAIN_ID,
+            contract: self.contract.into_array(),
+            block_number: number,
+            block_hash: block.header.hash.0,
+        }
+    }
+}
+
+/// Starts validator `v` following `chain`, checking the registry at
+/// `registry` (TLS key `registry_key`).
+fn start_chain_validator(
+    v: &ValidatorKeys,
+    all: &[ValidatorKeys],
+    registry: std::net::SocketAddr,
+    registry_key: &str,
+    chain: &Chain,
+) -> Proc {
+    let config = v.dir.join("validator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\npoll_interval_secs = 1\n\
+             [registry]\naddr = \"{registry}\"\nkey = \"{registry_key}\"\n[publication]\n{PUBLICATION}\n[log]\nlevel = \"debug\"\nfile = {:?}\n{}",
+            v.dir.display(),
+            key_list(all),
+            v.dir.join("validator.log").display(),
+            chain.config(),
+        ),
+    )
+    .unwrap();
+    Proc::start(
+        &["validator", "--config", &config.display().to_string()],
+        &v.dir.join("stderr"),
+    )
+}
+
+fn start_chain_registry(dir: &Path, keys: &[ValidatorKeys], chain: &Chain) -> Proc {
+    let config = dir.join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\ndirectory_lifetime_secs = 3600\nproposal_interval_secs = 1\n[publication]\n{PUBLICATION}\n[log]\nlevel = \"debug\"\nfile = {:?}\n{}",
+            dir.join("registry").display(),
+            key_list(keys),
+            dir.join("registry.log").display(),
+            chain.config(),
+        ),
+    )
+    .unwrap();
+    Proc::start(
+        &["registry", "--config", &config.display().to_string()],
+        &dir.join("registry.stderr"),
+    )
+}
+
+/// Waits for a served directory that verifies for a client of the genesis
+/// set and lists exactly `relays`; its chain section.
+async fn served_listing(
+    registry: &RegistryClient,
+    trust: &TrustConfig,
+    relays: &[u8],
+    within: Duration,
+) -> ChainSection {
+    served_at_epoch(registry, trust, relays, 0, within).await.0
+}
+
+/// [`served_listing`] for a directory signed by the set of `epoch`; also
+/// the envelope's hand-overs' epochs.
+async fn served_at_epoch(
+    registry: &RegistryClient,
+    trust: &TrustConfig,
+    relays: &[u8],
+    epoch: u64,
+    within: Duration,
+) -> (ChainSection, Vec<u64>) {
+    let mut want: Vec<_> = relays.iter().map(|r| relay_key(*r).id()).collect();
+    want.sort();
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Ok((200, bytes)) = registry
+            .call(http::Method::GET, paths::DIRECTORY, Vec::new())
+            .await
+        {
+            let verified = verify_directory_bytes(&bytes, trust, unix_now(), None).unwrap();
+            let listed: Vec<_> = verified.relays().map(|r| r.id()).collect();
+            let section = verified.chain().unwrap().clone();
+            if listed == want && section.validator_epoch == epoch {
+                let handovers = verified
+                    .signed()
+                    .handovers
+                    .iter()
+                    .map(|h| h.change().epoch())
+                    .collect();
+                return (section, handovers);
+            }
+            last = Some(listed);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no directory listing {relays:?} in time; last listed {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_lists_exactly_the_relays_staked_and_registered_on_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    // Operator 1 stakes for three relays (2, 3 and 5).
+    let chain = Chain::start(&keys, &[(0, 2_000), (1, 3_000)]).await;
+    chain.register(0, 0, RelayRole::Ingress, None).await;
+    chain.register(1, 0, RelayRole::Egress, None).await;
+    chain.register(2, 1, RelayRole::Ingress, None).await;
+    chain.register(3, 1, RelayRole::Egress, None).await;
+    // Relay 5's registered hash is not its descriptor's.
+    chain
+        .register(5, 1, RelayRole::Egress, Some([0xab; 32]))
+        .await;
+
+    let registry_proc = start_chain_registry(dir.path(), &keys, &chain);
+    let listen = registry_proc.ready_field("listen");
+    let registry_key = registry_proc.ready_field("key");
+    let validators: Vec<Proc> = keys
+        .iter()
+        .map(|v| start_chain_validator(v, &keys, listen.parse().unwrap(), &registry_key, &chain))
+        .collect();
+    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
+    let mut targets = vec![registry.clone()];
+    targets.extend(validators.iter().map(validator_client));
+    // Relay 4 (operator 0) publishes without being registered on chain.
+    let relays = [
+        (0, 0, RelayRole::Ingress),
+        (1, 0, RelayRole::Egress),
+        (2, 1, RelayRole::Ingress),
+        (3, 1, RelayRole::Egress),
+        (4, 0, RelayRole::Egress),
+        (5, 1, RelayRole::Egress),
+    ];
+    for (relay, operator, role) in relays {
+        publish(&targets, relay, operator, role).await;
+    }
+
+    let trust = TrustConfig::new(keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    let section = served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(60)).await;
+    assert_eq!(section.anchor.chain_id, CHAIN_ID);
+    assert_eq!(section.anchor.contract, chain.contract.into_array());
+    assert_eq!(section.validator_epoch, 0);
+    let stakes: BTreeMap<[u8; 20], (u128, u64)> = section
+        .operators
+        .iter()
+        .map(|o| (o.account, (o.stake_wei, o.covered_mbps)))
+        .collect();
+    assert_eq!(stakes[&chain.account(0)], (2 * ETHER, 2_000));
+    assert_eq!(stakes[&chain.account(1)], (3 * ETHER, 3_000));
+    assert!(
+        section
+            .relays
+            .iter()
+            .all(|r| r.bandwidth_mbps == RELAY_MBPS)
+    );
+
+    // Relay 1 removed on chain leaves; relay 4 registered mid-run joins.
+    chain.operators[&0]
+        .remove_relay(relay_key(1).id().to_bytes())
+        .await
+        .unwrap();
+    chain.register(4, 0, RelayRole::Egress, None).await;
+    served_listing(&registry, &trust, &[0, 2, 3, 4], Duration::from_secs(60)).await;
+    drop(validators);
+    drop(registry_proc);
+}
+
+/// Relays 0-3 as published, and relay 4 (published, not registered).
+struct Published {
+    descriptors: BTreeMap<u8, SignedDescriptor>,
+    profiles: BTreeMap<u8, SignedOperatorProfile>,
+}
+
+impl Published {
+    /// A directory of `relays` anchored at `anchor`, with the chain's
+    /// figures as `chain` registered them, edited by `edit`.
+    fn directory(
+        &self,
+        sequence: u64,
+        relays: &[u8],
+        anchor: ChainAnchor,
+        chain: &Chain,
+        edit: impl FnOnce(&mut ChainSection),
+    ) -> Directory {
+        let now = unix_now();
+        let descriptors: Vec<SignedDescriptor> =
+            relays.iter().map(|r| self.descriptors[r].clone()).collect();
+        let mut operators: Vec<u8> = relays.iter().map(|r| r / 2).collect();
+        operators.dedup();
+        let profiles = operators.iter().map(|o| self.profiles[o].clone()).collect();
+        let mut section = ChainSection {
+            anchor,
+            validator_epoch: 0,
+            operators: operators
+                .iter()
+                .map(|&o| ChainOperator {
+                    operator: operator_key(o).id(),
+                    account: chain.account(o),
+                    stake_wei: 2 * ETHER,
+                    covered_mbps: 2_000,
+                })
+                .collect(),
+            relays: relays
+                .iter()
+                .map(|&r| ChainRelay {
+                    relay: relay_key(r).id(),
+                    bandwidth_mbps: RELAY_MBPS,
+                })
+                .collect(),
+        };
+        edit(&mut section);
+        Directory::new(sequence, now, now + 3600, profiles, descriptors)
+            .unwrap()
+            .with_chain(section)
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malicious_registry_on_chain_gets_no_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let chain = Chain::with_four_relays(&keys).await;
+    let relays = FOUR_RELAYS;
+    let server = VotingImpostor::start();
+    let impostor = &server.impostor;
+    let (registry_addr, registry_key) = (server.addr, server.key.clone());
+    let validators: Vec<Proc> = keys
+        .iter()
+        .map(|v| start_chain_validator(v, &keys, registry_addr, &registry_key, &chain))
+        .collect();
+    let targets: Vec<RegistryClient> = validators.iter().map(validator_client).collect();
+    let mut published = Published {
+        descriptors: BTreeMap::new(),
+        profiles: BTreeMap::new(),
+    };
+    // Relay 4 publishes to every validator but is not on chain.
+    for (relay, operator, role) in relays.into_iter().chain([(4, 2, RelayRole::Egress)]) {
+        publish(&targets, relay, operator, role).await;
+        // The same contents (content hash) as published, maybe a second
+        // later: validators check contents, not their own copy's bytes.
+        let descriptor = descriptor(relay, operator, role);
+        published
+            .descriptors
+            .insert(relay, SignedDescriptor::from_bytes(&descriptor).unwrap());
+        published.profiles.insert(
+            operator,
+            SignedOperatorProfile::from_bytes(&profile(operator)).unwrap(),
+        );
+    }
+    // Every validator votes for the four staked relays, not relay 4.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let votes = impostor.votes();
+        if votes.len() == 3 && votes.iter().all(|v| v.vote().entries().len() == 4) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no votes for the relays: {votes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Signed when honest (at the validators' confirmed head: one below the
+    // node's head, one confirmation).
+    let mut sequence = 10;
+    let honest_signed = async |sequence: u64| {
+        let anchor = chain.anchor(1).await;
+        let honest = published.directory(sequence, &[0, 1, 2, 3], anchor, &chain, |_| {});
+        let digest = impostor.serve(&honest);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while impostor.signers(&digest) < 3 {
+            if Instant::now() > deadline {
+                let refusals: Vec<String> = keys
+                    .iter()
+                    .flat_map(|v| {
+                        std::fs::read_to_string(v.dir.join("validator.log"))
+                            .unwrap()
+                            .lines()
+                            .filter(|l| l.contains("sign"))
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                panic!("the honest directory was not signed: {refusals:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    honest_signed(sequence).await;
+
+    type Edit = Box<dyn FnOnce(&mut ChainSection)>;
+    let attacks: Vec<(&str, &[u8], Edit)> = vec![
+        ("a staked relay left out", &[0, 1, 2], Box::new(|_| {})),
+        (
+            "an unregistered relay added",
+            &[0, 1, 2, 3, 4],
+            Box::new(|_| {}),
+        ),
+        (
+            "a stake misstated",
+            &[0, 1, 2, 3],
+            Box::new(|s| s.operators[0].stake_wei *= 10),
+        ),
+        (
+            "a relay's bandwidth misstated",
+            &[0, 1, 2, 3],
+            Box::new(|s| s.relays[0].bandwidth_mbps = 5_000),
+        ),
+        (
+            "a block nobody confirmed",
+            &[0, 1, 2, 3],
+            Box::new(|s| s.anchor.block_hash = [0xee; 32]),
+        ),
+    ];
+    for (name, listed, edit) in attacks {
+        sequence += 1;
+        let anchor = chain.anchor(1).await;
+        let attack = published.directory(sequence, listed, anchor, &chain, edit);
+        let digest = impostor.serve(&attack);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            impostor.signers(&digest),
+            0,
+            "{name}: the validators signed it"
+        );
+    }
+    sequence += 1;
+    honest_signed(sequence).await;
+
+    assert_every_validator_logged(
+        &keys,
+        &[
+            "is elected and admitted on chain at the anchor but left out",
+            "is listed but the chain does not admit it at the anchor",
+            "the chain section's operators differ from the chain's at the anchor",
+            "the chain section's relays differ from the chain's at the anchor",
+            "not one of this validator's recent confirmed blocks",
+        ],
+    );
+    drop(validators);
+}
+
+/// Item 4: a validator joins the set on chain (a join request, the join
+/// delay passed by time travel, every genesis member approving: more than
+/// two thirds of the weight); the members of the genesis set sign the
+/// hand-over once their nodes confirm the change, and the next directory,
+/// signed by the new set, carries it: a client that knows only the
+/// genesis set verifies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_joining_on_chain_is_handed_over_to_in_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 4);
+    let (genesis_keys, joiner) = keys.split_at(3);
+    let chain = Chain::with_four_relays(genesis_keys).await;
+    let relays = FOUR_RELAYS;
+    let registry_proc = start_chain_registry(dir.path(), genesis_keys, &chain);
+    let listen = registry_proc.ready_field("listen");
+    let registry_key = registry_proc.ready_field("key");
+    let start = |v: &ValidatorKeys| {
+        start_chain_validator(
+            v,
+            genesis_keys,
+            listen.parse().unwrap(),
+            &registry_key,
+            &chain,
+        )
+    };
+    let mut validators: Vec<Proc> = genesis_keys.iter().map(start).collect();
+    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
+    let mut targets = vec![registry.clone()];
+    targets.extend(validators.iter().map(validator_client));
+    for (relay, operator, role) in relays {
+        publish(&targets, relay, operator, role).await;
+    }
+    let trust = TrustConfig::new(genesis_keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(60)).await;
+
+    // The fourth validator asks to join, runs, and hears from the relays.
+    let joiner_account = PrivateKeySigner::random();
+    chain
+        .anvil
+        .fund(joiner_account.address(), U256::from(10 * ETHER))
+        .await
+        .unwrap();
+    let joiner_address = joiner_account.address();
+    chain
+        .as_account(joiner_account)
+        .await
+        .validator_join(joiner[0].key.id().to_bytes(), U256::from(2 * ETHER))
+        .await
+        .unwrap();
+    validators.push(start(&joiner[0]));
+    let joined = validator_client(validators.last().unwrap());
+    for (relay, operator, role) in relays {
+        publish(std::slice::from_ref(&joined), relay, operator, role).await;
+    }
+    // The join delay (10 s on the devnet) passes by time travel.
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint().parse().unwrap());
+    let _: i64 = provider
+        .raw_request("evm_increaseTime".into(), (11u64,))
+        .await
+        .unwrap();
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    for account in &chain.validator_accounts {
+        chain
+            .as_account(account.clone())
+            .await
+            .approve_set_change(0, vec![joiner_address], Vec::new())
+            .await
+            .unwrap();
+    }
+    let (section, handovers) =
+        served_at_epoch(&registry, &trust, &[0, 1, 2, 3], 1, Duration::from_secs(90)).await;
+    assert_eq!(section.validator_epoch, 1);
+    assert_eq!(handovers, vec![1]);
+    drop(validators);
+    drop(registry_proc);
+}
