@@ -369,7 +369,6 @@ fn export_with_a_chain_is_refused_with_the_reason() {
 /// chain, a relay whose registration (and stake) is withdrawn leaves it
 /// although it still publishes, and a relay registered mid-run joins it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the chain-backed registry (h-regchain)"]
 async fn the_directory_follows_the_devnet_chain() {
     let devnet = Devnet::start_with_args(3, "info", &["--chain"]);
     let chain = Chain::read(&devnet);
