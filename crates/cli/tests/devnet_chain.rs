@@ -133,6 +133,12 @@ fn field(line: &str, key: &str) -> String {
         .to_owned()
 }
 
+/// The command failed with `message`.
+fn assert_refused(out: &kit::Finished, message: &str) {
+    assert!(!out.status.success());
+    assert!(out.stderr.contains(message), "{}", out.stderr);
+}
+
 fn arg<'a>(args: &'a [String], flag: &str) -> &'a str {
     let at = args.iter().position(|a| a == flag).unwrap();
     &args[at + 1]
@@ -236,29 +242,19 @@ async fn change_the_chain(devnet: &Devnet, chain: &Chain) -> Changes {
     std::fs::write(&new_config, config.to_toml().unwrap()).unwrap();
     let new_args = register_args(&new_config);
     let added = relay_id(arg(&new_args, "--relay-key"));
+    let new_args: Vec<&str> = new_args.iter().map(String::as_str).collect();
 
     // Operator 1's stake covers exactly its 2000 Mbit/s: one more relay is
     // refused, and so is unstaking any of it.
-    let refused = chain.operator("register-relay", "operator-1", &{
-        let args: Vec<&str> = new_args.iter().map(String::as_str).collect();
-        args
-    });
-    assert!(!refused.status.success());
-    assert!(
-        refused.stderr.contains(
-            "stake 2 ETH covers 2000 Mbit/s; registering 1000 Mbit/s more needs 3 ETH in total"
-        ),
-        "{}",
-        refused.stderr
+    let refused = chain.operator("register-relay", "operator-1", &new_args);
+    assert_refused(
+        &refused,
+        "stake 2 ETH covers 2000 Mbit/s; registering 1000 Mbit/s more needs 3 ETH in total",
     );
     let refused = chain.operator("unstake", "operator-1", &["--amount", "0.5"]);
-    assert!(!refused.status.success());
-    assert!(
-        refused.stderr.contains(
-            "unstaking 0.5 ETH would leave 1.5 ETH, less than the 2 ETH covering the 2000 Mbit/s your relays advertise (remove or shrink relays first)"
-        ),
-        "{}",
-        refused.stderr
+    assert_refused(
+        &refused,
+        "unstaking 0.5 ETH would leave 1.5 ETH, less than the 2 ETH covering the 2000 Mbit/s your relays advertise (remove or shrink relays first)",
     );
     assert_eq!(chain.status("operator-1")["advertised_mbps"], 2000);
 
@@ -287,10 +283,7 @@ async fn change_the_chain(devnet: &Devnet, chain: &Chain) -> Changes {
     );
     let staked = chain.operator("stake", "operator-3", &["--amount", "1"]);
     assert!(staked.status.success(), "{}", staked.stderr);
-    let registered = chain.operator("register-relay", "operator-3", &{
-        let args: Vec<&str> = new_args.iter().map(String::as_str).collect();
-        args
-    });
+    let registered = chain.operator("register-relay", "operator-3", &new_args);
     assert!(registered.status.success(), "{}", registered.stderr);
     let status = chain.status("operator-3");
     assert_eq!(status["advertised_mbps"], 3000, "{status}");
