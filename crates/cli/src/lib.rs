@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an ingress or egress relay.
-    Relay(cmd::ServiceArgs),
+    Relay(cmd::relay::RelayArgs),
     /// Run the client: local SOCKS5 and HTTP proxies through two relays.
     Client(cmd::client::ClientArgs),
     /// Bring the full-device VPN up: start the client with `--tun` in the

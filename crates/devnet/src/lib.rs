@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod chain;
 pub mod netns;
 mod supervise;
 
@@ -68,6 +69,36 @@ pub enum DevnetError {
     /// A config could not be serialised.
     #[error(transparent)]
     Config(#[from] openrelay_config::ConfigError),
+    /// `--chain` without the registry: the chain is what the registry
+    /// follows.
+    #[error("--chain needs the registry and validators (drop --no-registry)")]
+    ChainNeedsRegistry,
+    /// anvil could not be started (or funded an account).
+    #[error("devnet chain: {0}")]
+    Anvil(#[from] openrelay_chain::anvil::AnvilError),
+    /// anvil printed an endpoint that is no URL.
+    #[error("devnet chain: anvil's endpoint {0} is not a URL")]
+    Rpc(String),
+    /// The registry contract could not be deployed.
+    #[error("devnet chain: {0}")]
+    Deploy(#[from] openrelay_chain::deploy::DeployError),
+    /// An EVM account key file could not be created or read.
+    #[error("devnet chain: {0}")]
+    AccountKey(#[from] openrelay_chain::operator::KeyFileError),
+    /// A relay's descriptor (whose hash the chain holds) could not be built.
+    #[error("devnet chain: a relay's descriptor: {0}")]
+    Descriptor(#[from] openrelay_registry::publisher::PublisherError),
+    /// A relay advertises more than the chain's bandwidth field holds.
+    #[error("devnet chain: {0} bit/s is more than the chain registers")]
+    Bandwidth(u64),
+    /// An operator or one of its relays could not be registered.
+    #[error("devnet chain: registering {operator}: {source}")]
+    Register {
+        /// `operator-<i>`.
+        operator: String,
+        /// Why.
+        source: Box<openrelay_chain::operator::OperatorError>,
+    },
 }
 
 /// What the user asked for.
@@ -654,10 +685,19 @@ impl HasKind for RunError {
 impl HasKind for DevnetError {
     fn kind(&self) -> ErrorKind {
         match self {
-            DevnetError::Operators(_) | DevnetError::Config(_) => ErrorKind::Config,
+            DevnetError::Operators(_)
+            | DevnetError::Config(_)
+            | DevnetError::ChainNeedsRegistry
+            | DevnetError::Bandwidth(_) => ErrorKind::Config,
             DevnetError::Identity(_) | DevnetError::KeyFile(_) | DevnetError::Io { .. } => {
                 ErrorKind::Local
             }
+            DevnetError::Anvil(e) => e.kind(),
+            DevnetError::Rpc(_) => ErrorKind::Unreachable,
+            DevnetError::Deploy(e) => e.kind(),
+            DevnetError::AccountKey(e) => e.kind(),
+            DevnetError::Descriptor(_) => ErrorKind::Config,
+            DevnetError::Register { source, .. } => source.kind(),
         }
     }
 }

@@ -154,6 +154,17 @@ impl Publisher {
         Ok(publisher)
     }
 
+    /// The commitment the chain's `descriptorHash` holds for this relay
+    /// (`openrelay operator register-relay --descriptor-hash`): the content
+    /// hash of the descriptor it publishes, the same for every
+    /// republication, since the hash leaves the validity window out (so
+    /// any valid window does here).
+    pub fn content_hash(&self) -> Result<[u8; 32], PublisherError> {
+        let mut fields = self.template.clone();
+        fields.not_after = fields.not_before.saturating_add(1);
+        Ok(field("country", RelayDescriptor::new(fields))?.content_hash())
+    }
+
     fn signed_profile(&self) -> Result<Vec<u8>, PublisherError> {
         let profile = field("operator_name", OperatorProfile::new(self.profile.clone()))?;
         Ok(field("operator_key_file", self.operator_key.sign_profile(profile))?.to_bytes())

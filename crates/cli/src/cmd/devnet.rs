@@ -61,6 +61,13 @@ pub(crate) struct DevnetArgs {
     /// each egress's /etc/resolv.conf).
     #[arg(long, value_name = "ADDR")]
     dns_resolver: Option<SocketAddr>,
+    /// Run the registry on a local EVM chain: start anvil (`npm ci --prefix
+    /// contracts` installs it), deploy the registry contract with the
+    /// validators as its genesis set, and register and stake every
+    /// operator and relay (docs/chain.md). The ready output adds the RPC
+    /// URL, the contract and each operator's account key file.
+    #[arg(long, conflicts_with = "no_registry")]
+    chain: bool,
     /// The client's path selection (devnet operators 1, 2, 3, ... are in
     /// NL, CH, SE, FR, IS, DE; every devnet relay is in "Localhost").
     #[command(flatten)]
@@ -78,6 +85,15 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
         filter: "warn".into(),
         file: None,
     })?;
+    if args.chain && args.export.is_some() {
+        anyhow::bail!(
+            "--export cannot be used with --chain: the contract and the operators' registrations \
+             exist only on the chain a running `openrelay devnet --chain` starts; run that (its \
+             ready output prints the RPC URL, the contract and the operators' key files), or \
+             deploy to your own node (docs/chain.md) and add its [chain] section to the exported \
+             registry and validator configs"
+        );
+    }
     let temporary;
     let state_dir = match (&args.state_dir, &args.export) {
         (Some(dir), _) => dir.clone(),
@@ -125,13 +141,30 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
         )?),
         _ => None,
     };
-    let plan = openrelay_devnet::plan(&options)?;
+    let mut plan = openrelay_devnet::plan(&options)?;
     if let Some(dir) = &args.export {
         for component in openrelay_devnet::export(&plan, dir)? {
             println!("wrote {}", component.config.display());
         }
         return Ok(());
     }
+    // Listening from here on: Ctrl-C while the chain is set up stops it
+    // (dropping it kills anvil) instead of killing this process and
+    // leaving anvil behind.
+    let shutdown = shutdown_signal(false);
+    tokio::pin!(shutdown);
+    // Held until the devnet stops: dropping it kills anvil.
+    let chain = match args.chain {
+        true => tokio::select! {
+            chain = openrelay_devnet::chain::start(&mut plan) => Some(chain?),
+            () = &mut shutdown => return Ok(()),
+        },
+        false => None,
+    };
+    let chain_lines = chain
+        .as_ref()
+        .map(openrelay_devnet::chain::DevnetChain::describe)
+        .unwrap_or_default();
     let exe = std::env::current_exe().context("cannot find the openrelay executable")?;
     let client_config = plan.client.clone();
     openrelay_devnet::run_plan(
@@ -147,9 +180,13 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
             )
             .await?)
         },
-        ready,
-        shutdown_signal(false),
+        |line| {
+            ready(line);
+            chain_lines.iter().for_each(|line| ready(line));
+        },
+        shutdown,
     )
     .await?;
+    drop(chain);
     Ok(())
 }

@@ -3,17 +3,84 @@
 use openrelay_config::{RelayCommon, RelayConfig};
 use openrelay_log::Role;
 use openrelay_transport::identity::Identity;
-use openrelay_types::RelayRole;
+use openrelay_types::{KeyPin, RelayRole};
 
 use crate::cmd::ServiceArgs;
 use crate::cmd::key::operator_pin;
 use crate::cmd::ledger;
 use crate::process::{init_logging, log_descriptor_limit, ready_service, runtime, shutdown_signal};
 
-/// Load config, init logging, run.
-pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
-    let config = RelayConfig::load(&args.config)?;
-    runtime(config.common().worker_threads)?.block_on(serve(config, args.exit_with_stdin))
+/// Flags of `openrelay relay`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RelayArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Print the hash of the descriptor this relay publishes (64 hex
+    /// digits, what the chain commits to) and exit: the value of
+    /// `openrelay operator register-relay --descriptor-hash`.
+    #[arg(long, conflicts_with = "register_args")]
+    descriptor_hash: bool,
+    /// Print the flags `openrelay operator register-relay` needs for this
+    /// relay (`--relay-key`, `--role`, `--mbps`, `--descriptor-hash`) and
+    /// exit.
+    #[arg(long)]
+    register_args: bool,
+}
+
+/// Load config, init logging, run (or print what the chain needs).
+pub(crate) fn run(args: RelayArgs) -> anyhow::Result<()> {
+    let mut config = RelayConfig::load(&args.service.config)?;
+    if args.descriptor_hash || args.register_args {
+        let (relay_key, role, mbps, hash) = registration(&mut config)?;
+        match args.register_args {
+            true => println!(
+                "--relay-key {relay_key} --role {role} --mbps {mbps} --descriptor-hash {hash}"
+            ),
+            false => println!("{hash}"),
+        }
+        return Ok(());
+    }
+    runtime(config.common().worker_threads)?.block_on(serve(config, args.service.exit_with_stdin))
+}
+
+/// What the chain registers for this relay: its relay key (the key that
+/// signs its descriptors, not its QUIC key), role, bandwidth in Mbit/s
+/// (rounded up: the descriptor may advertise at most what is registered)
+/// and the content hash of the descriptor its publisher builds.
+fn registration(
+    config: &mut RelayConfig,
+) -> anyhow::Result<(KeyPin, RelayRole, u64, alloy::primitives::B256)> {
+    resolve_operator_key(config.common_mut())?;
+    let role = match config {
+        RelayConfig::Ingress(_) => RelayRole::Ingress,
+        RelayConfig::Egress(_) => RelayRole::Egress,
+    };
+    let common = config.common();
+    let Some(publish) = &common.publish else {
+        anyhow::bail!("the config has no [publish] section: this relay publishes no descriptor");
+    };
+    // The descriptor names the address clients reach: a port the kernel
+    // picks at start-up is not known here.
+    anyhow::ensure!(
+        publish.endpoint.is_some() || common.listen.port() != 0,
+        "listen has port 0: the descriptor's endpoint is known only once the relay runs; set publish.endpoint (or a fixed listen port)"
+    );
+    let identity = Identity::load_or_create(&common.state_dir)?;
+    let publisher = openrelay_registry::publisher::Publisher::new(
+        publish,
+        role,
+        common.listen,
+        &identity,
+        &common.state_dir,
+    )?;
+    let hash = publisher.content_hash()?;
+    let relay_key = openrelay_registry::keyfile::relay_key(&common.state_dir)?;
+    Ok((
+        KeyPin::from(relay_key.id()),
+        role,
+        publish.bandwidth_bps.div_ceil(1_000_000),
+        alloy::primitives::B256::from(hash),
+    ))
 }
 
 /// Fills in the relay's `operator_key` from its publishing key file, and

@@ -1,0 +1,364 @@
+//! `openrelay devnet --chain`: a local EVM chain (anvil) for the devnet's
+//! registry. The registry contract is deployed with the devnet's validators
+//! as its genesis set, every operator gets an EVM account (a key file in its
+//! state directory) that registers its operator key, stakes exactly what its
+//! relays' bandwidth needs and registers each relay with the hash of the
+//! descriptor the relay will publish; the registry's and validators'
+//! configs get the chain's `[chain]` section.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
+use openrelay_chain::anvil::Anvil;
+use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
+use openrelay_chain::operator::{
+    DEFAULT_RPC_TIMEOUT, Registry, Role, create_key_file, load_key_file, signing_provider,
+};
+use openrelay_config::RelayConfig;
+use openrelay_config::chain::{ChainConfig, ContractAddress};
+use openrelay_registry::publisher::Publisher;
+use openrelay_transport::identity::Identity;
+use openrelay_types::{KeyPin, RelayRole};
+
+use crate::{DevnetError, DevnetPlan};
+
+/// The devnet chain's id (anvil's usual one).
+pub const DEVNET_CHAIN_ID: u64 = 31_337;
+/// A block a second: transactions are mined about as fast as on a busy
+/// chain, and the follower sees several blocks per directory.
+const BLOCK_TIME: Duration = Duration::from_secs(1);
+/// How long the devnet waits for one of its transactions to be mined.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(60);
+/// One ether in wei.
+const ETHER: u128 = 1_000_000_000_000_000_000;
+/// What every account gets beyond its stake: gas, and (for operators)
+/// room to stake more or register a relay by hand during the run.
+const SPARE_WEI: u128 = 100 * ETHER;
+/// An EVM account key file's name in an operator's or validator's state
+/// directory.
+pub const ACCOUNT_KEY_FILE: &str = "evm.key";
+
+/// A devnet operator's account on the chain.
+#[derive(Debug, Clone)]
+pub struct OperatorAccount {
+    /// `operator-<i>`.
+    pub name: String,
+    /// Its EVM account.
+    pub account: Address,
+    /// The account's key file (for `openrelay operator ... --key-file`).
+    pub key_file: PathBuf,
+    /// Its Ed25519 operator key.
+    pub operator_key: KeyPin,
+    /// What it staked (wei): the cover of its relays' bandwidth.
+    pub stake: U256,
+}
+
+/// The devnet's running chain; dropping it kills anvil.
+#[derive(Debug)]
+pub struct DevnetChain {
+    anvil: Anvil,
+    config: ChainConfig,
+    contract: Address,
+    operators: Vec<OperatorAccount>,
+}
+
+impl DevnetChain {
+    /// The `[chain]` section the registry and validators follow.
+    pub fn config(&self) -> &ChainConfig {
+        &self.config
+    }
+
+    /// The registry contract.
+    pub fn contract(&self) -> Address {
+        self.contract
+    }
+
+    /// The operators' accounts.
+    pub fn operators(&self) -> &[OperatorAccount] {
+        &self.operators
+    }
+
+    /// The node (to fund more accounts).
+    pub fn anvil(&self) -> &Anvil {
+        &self.anvil
+    }
+
+    /// The lines the devnet prints after its ready line: the chain, then
+    /// one per operator with the account's key file.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "chain rpc={} chain_id={} contract={}",
+            self.config.rpc, self.config.chain_id, self.contract
+        )];
+        lines.extend(self.operators.iter().map(|o| {
+            format!(
+                "operator name={} account={} key_file={} operator_key={}",
+                o.name,
+                o.account,
+                o.key_file.display(),
+                o.operator_key
+            )
+        }));
+        lines
+    }
+}
+
+/// The EVM account key at `path`, created on first use (a devnet state
+/// directory run again keeps its accounts; the chain is new each run).
+fn account_key(path: &Path) -> Result<PrivateKeySigner, DevnetError> {
+    if path.exists() {
+        return Ok(load_key_file(path)?);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| DevnetError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
+    }
+    Ok(create_key_file(path)?)
+}
+
+/// Mbit/s that cover `bps` (rounded up: a descriptor may advertise at most
+/// what the chain registers).
+fn mbps_of(bps: u64) -> Result<u32, DevnetError> {
+    u32::try_from(bps.div_ceil(1_000_000)).map_err(|_| DevnetError::Bandwidth(bps))
+}
+
+/// One relay as the chain registers it.
+struct ChainRelay {
+    key: [u8; 32],
+    role: Role,
+    mbps: u32,
+    descriptor_hash: [u8; 32],
+}
+
+/// The relay `config` as its publisher will describe it: its relay key,
+/// role, bandwidth and descriptor hash.
+fn chain_relay(config: &RelayConfig) -> Result<(KeyPin, RelayRole, u32, [u8; 32]), DevnetError> {
+    let (common, role) = match config {
+        RelayConfig::Ingress(relay) => (&relay.common, RelayRole::Ingress),
+        RelayConfig::Egress(relay) => (&relay.common, RelayRole::Egress),
+    };
+    let publish = common
+        .publish
+        .as_ref()
+        .ok_or(DevnetError::ChainNeedsRegistry)?;
+    let identity = Identity::load_or_create(&common.state_dir)?;
+    let publisher = Publisher::new(publish, role, common.listen, &identity, &common.state_dir)?;
+    let key = openrelay_registry::keyfile::relay_key(&common.state_dir)?;
+    Ok((
+        KeyPin::from(key.id()),
+        role,
+        mbps_of(publish.bandwidth_bps)?,
+        publisher.content_hash()?,
+    ))
+}
+
+/// Starts anvil, deploys the registry contract and registers the plan's
+/// operators and relays; writes `[chain]` into the plan's registry and
+/// validators.
+pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
+    if plan.registry.is_none() {
+        return Err(DevnetError::ChainNeedsRegistry);
+    }
+    let anvil = Anvil::start(DEVNET_CHAIN_ID, Some(BLOCK_TIME)).await?;
+    let params = ChainParams::devnet();
+    let spare = U256::from(SPARE_WEI);
+
+    let mut genesis = Vec::new();
+    for (_, validator) in &plan.validators {
+        let key = openrelay_registry::keyfile::load_or_create(&validator.state_dir)?;
+        let account = account_key(&validator.state_dir.join(ACCOUNT_KEY_FILE))?.address();
+        anvil.fund(account, spare).await?;
+        genesis.push(GenesisValidator {
+            account,
+            key: key.id().to_bytes(),
+            stake: params.min_validator_stake,
+        });
+    }
+    let url = anvil
+        .endpoint()
+        .parse()
+        .map_err(|_| DevnetError::Rpc(anvil.endpoint().to_owned()))?;
+    let deployer = PrivateKeySigner::random();
+    let stakes = genesis
+        .iter()
+        .fold(U256::ZERO, |sum, v| sum.saturating_add(v.stake));
+    anvil
+        .fund(deployer.address(), stakes.saturating_add(spare))
+        .await?;
+    let contract = deploy(signing_provider(url, deployer), &params, &genesis).await?;
+
+    // Each operator's relays, in the plan's order.
+    let mut operators: BTreeMap<String, (PathBuf, Vec<ChainRelay>)> = BTreeMap::new();
+    for (_, relay) in &plan.relays {
+        let common = relay.common();
+        let publish = common
+            .publish
+            .as_ref()
+            .ok_or(DevnetError::ChainNeedsRegistry)?;
+        let (key, role, mbps, descriptor_hash) = chain_relay(relay)?;
+        let role = match role {
+            RelayRole::Ingress => Role::Ingress,
+            RelayRole::Egress => Role::Egress,
+        };
+        operators
+            .entry(common.operator.clone())
+            .or_insert_with(|| (publish.operator_key_file.clone(), Vec::new()))
+            .1
+            .push(ChainRelay {
+                key: *key.as_bytes(),
+                role,
+                mbps,
+                descriptor_hash,
+            });
+    }
+    let mut registrations = tokio::task::JoinSet::new();
+    for (name, (operator_key_file, relays)) in operators {
+        let operator_key =
+            KeyPin::from(openrelay_registry::keyfile::operator_key(&operator_key_file)?.id());
+        // The EVM account's key next to the Ed25519 operator key.
+        let key_file = operator_key_file.with_file_name(ACCOUNT_KEY_FILE);
+        let signer = account_key(&key_file)?;
+        let mbps: u64 = relays.iter().map(|r| u64::from(r.mbps)).sum();
+        let stake = params.cover_for(mbps);
+        let account = OperatorAccount {
+            name,
+            account: signer.address(),
+            key_file,
+            operator_key,
+            stake,
+        };
+        anvil
+            .fund(account.account, stake.saturating_add(spare))
+            .await?;
+        let rpc = anvil.endpoint().to_owned();
+        registrations.spawn(async move {
+            register(&rpc, contract, signer, &account, &relays)
+                .await
+                .map_err(|source| DevnetError::Register {
+                    operator: account.name.clone(),
+                    source: Box::new(source),
+                })?;
+            Ok::<_, DevnetError>(account)
+        });
+    }
+    let mut accounts = Vec::new();
+    while let Some(done) = registrations.join_next().await {
+        let account = done.map_err(|e| DevnetError::Io {
+            what: "registering the devnet's operators".into(),
+            source: std::io::Error::other(e),
+        })??;
+        accounts.push(account);
+    }
+    accounts.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let config = ChainConfig {
+        rpc: anvil.endpoint().to_owned(),
+        chain_id: DEVNET_CHAIN_ID,
+        contract: ContractAddress(contract.into_array()),
+        // A fresh chain: nothing before its first block.
+        deployed_at_block: 0,
+        confirmations: 1,
+        poll_interval_secs: 1,
+    };
+    if let Some(registry) = &mut plan.registry {
+        registry.chain = Some(config.clone());
+    }
+    for (_, validator) in &mut plan.validators {
+        validator.chain = Some(config.clone());
+    }
+    Ok(DevnetChain {
+        anvil,
+        config,
+        contract,
+        operators: accounts,
+    })
+}
+
+/// Registers `account` as an operator staking its cover, then each of its
+/// relays.
+async fn register(
+    rpc: &str,
+    contract: Address,
+    signer: PrivateKeySigner,
+    account: &OperatorAccount,
+    relays: &[ChainRelay],
+) -> Result<(), openrelay_chain::operator::OperatorError> {
+    let registry = Registry::connect(rpc, DEVNET_CHAIN_ID, contract, signer, DEFAULT_RPC_TIMEOUT)
+        .await?
+        .confirm_within(CONFIRM_WITHIN);
+    // No profile commitment is checked yet (docs/chain.md, "Known
+    // limits"): the devnet registers none, as the CLI's default does.
+    registry
+        .register_operator(*account.operator_key.as_bytes(), [0; 32], account.stake)
+        .await?;
+    for relay in relays {
+        registry
+            .register_relay(relay.key, relay.role, relay.mbps, relay.descriptor_hash)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A descriptor may advertise at most what the chain registers: the
+    /// registered Mbit/s round up, and a bandwidth beyond the chain's field
+    /// is an error, not a wrapped number.
+    #[test]
+    fn registered_bandwidth_rounds_up_and_never_wraps() {
+        assert_eq!(mbps_of(1_000_000_000).unwrap(), 1000);
+        assert_eq!(mbps_of(1_000_001).unwrap(), 2);
+        assert_eq!(mbps_of(1).unwrap(), 1);
+        assert!(matches!(
+            mbps_of(u64::MAX),
+            Err(DevnetError::Bandwidth(u64::MAX))
+        ));
+    }
+
+    /// Without anvil, `devnet --chain` says how to install it, as a
+    /// configuration problem (not a crash or a network error).
+    #[test]
+    fn missing_anvil_names_the_install_command() {
+        use openrelay_types::{ErrorKind, HasKind};
+        let error = DevnetError::from(openrelay_chain::anvil::AnvilError::NotInstalled);
+        assert!(
+            error.to_string().contains("npm ci --prefix contracts"),
+            "{error}"
+        );
+        assert_eq!(error.kind(), ErrorKind::Config);
+    }
+
+    /// Without a registry there is nothing to put on a chain: refused
+    /// before anvil starts.
+    #[tokio::test]
+    async fn a_chain_needs_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::DevnetOptions {
+            operators: 2,
+            socks: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:1".parse().unwrap(),
+            state_dir: dir.path().to_owned(),
+            log_dir: None,
+            log_level: "info".into(),
+            registry: false,
+            path: Default::default(),
+            tokens: false,
+            client_netns: false,
+            dns_resolver: None,
+            key_rotation_secs: crate::DEVNET_KEY_ROTATION_SECS,
+        };
+        let mut plan = crate::plan(&options).unwrap();
+        assert!(matches!(
+            start(&mut plan).await,
+            Err(DevnetError::ChainNeedsRegistry)
+        ));
+    }
+}
