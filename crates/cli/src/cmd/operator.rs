@@ -71,7 +71,9 @@ enum OperatorCommand {
     RegisterRelay {
         #[command(flatten)]
         chain: ChainArgs,
-        /// The relay's public key (what `openrelay key --state-dir` prints).
+        /// The relay's descriptor-signing key (`relay.key` in its state
+        /// directory, not its QUIC key): `openrelay relay --config FILE
+        /// --register-args` prints it with the other flags.
         #[arg(long)]
         relay_key: KeyPin,
         /// ingress or egress.
