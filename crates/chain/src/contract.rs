@@ -13,3 +13,20 @@ alloy::sol!(
     RelayRegistry,
     "../../contracts/out/RelayRegistry.json"
 );
+
+/// The contract's number for a role (`ROLE_INGRESS` = 1, `ROLE_EGRESS` = 2).
+pub fn role_code(role: openrelay_types::RelayRole) -> u8 {
+    match role {
+        openrelay_types::RelayRole::Ingress => 1,
+        openrelay_types::RelayRole::Egress => 2,
+    }
+}
+
+/// The role the contract's number stands for.
+pub fn role_from_code(code: u8) -> Option<openrelay_types::RelayRole> {
+    match code {
+        1 => Some(openrelay_types::RelayRole::Ingress),
+        2 => Some(openrelay_types::RelayRole::Egress),
+        _ => None,
+    }
+}

@@ -18,6 +18,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use alloy::transports::http::reqwest::Url;
+use openrelay_types::RelayRole;
 
 use crate::contract::RelayRegistry::{self, RelayRegistryErrors, RelayRegistryInstance};
 use crate::deploy::ChainParams;
@@ -296,33 +297,6 @@ impl openrelay_types::HasKind for Refusal {
     }
 }
 
-/// A relay's role on the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// An ingress relay (1).
-    Ingress,
-    /// An egress relay (2).
-    Egress,
-}
-
-impl Role {
-    /// The contract's number for it.
-    pub fn code(self) -> u8 {
-        match self {
-            Role::Ingress => 1,
-            Role::Egress => 2,
-        }
-    }
-
-    fn from_code(code: u8) -> Option<Role> {
-        match code {
-            1 => Some(Role::Ingress),
-            2 => Some(Role::Egress),
-            _ => None,
-        }
-    }
-}
-
 /// A mined transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
@@ -340,7 +314,7 @@ pub struct RelayStatus {
     /// The relay key (the `RelayId` bytes).
     pub relay_key: [u8; 32],
     /// Its role.
-    pub role: Role,
+    pub role: RelayRole,
     /// Advertised bandwidth.
     pub bandwidth_mbps: u32,
     /// The commitment to its descriptor's content.
@@ -507,13 +481,13 @@ impl Registry {
     pub async fn register_relay(
         &self,
         relay_key: [u8; 32],
-        role: Role,
+        role: RelayRole,
         bandwidth_mbps: u32,
         descriptor_hash: [u8; 32],
     ) -> Result<Sent, OperatorError> {
         let call = self.contract.registerRelay(
             FixedBytes(relay_key),
-            role.code(),
+            crate::contract::role_code(role),
             bandwidth_mbps,
             FixedBytes(descriptor_hash),
         );
@@ -622,7 +596,7 @@ impl Registry {
                 .read(self.contract.relayId(self.account, key).call())
                 .await?;
             let relay = self.read(self.contract.relays(id).call()).await?;
-            if let Some(role) = Role::from_code(relay.role) {
+            if let Some(role) = crate::contract::role_from_code(relay.role) {
                 relays.push(RelayStatus {
                     relay_key: key.0,
                     role,

@@ -31,8 +31,8 @@ use alloy::sol_types::{SolCall, SolEvent};
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::contract::RelayRegistry::{self, RelayRegistryInstance};
 use openrelay_chain::deploy::{ChainParams, DeployError, GenesisValidator, deploy};
-use openrelay_chain::operator::{OperatorError, Refusal, Registry, Role, signing_provider};
-use openrelay_types::{ErrorKind, HasKind};
+use openrelay_chain::operator::{OperatorError, Refusal, Registry, signing_provider};
+use openrelay_types::{ErrorKind, HasKind, RelayRole};
 
 type Contract = RelayRegistryInstance<DynProvider>;
 
@@ -1099,11 +1099,11 @@ async fn operator_errors_say_what_to_do() {
     r.register_operator([1; 32], [2; 32], eth(500))
         .await
         .expect("register");
-    r.register_relay([10; 32], Role::Ingress, 500, [0; 32])
+    r.register_relay([10; 32], RelayRole::Ingress, 500, [0; 32])
         .await
         .expect("relay");
     let e = r
-        .register_relay([11; 32], Role::Egress, 1_000, [0; 32])
+        .register_relay([11; 32], RelayRole::Egress, 1_000, [0; 32])
         .await
         .expect_err("refused");
     assert_eq!(
@@ -1131,7 +1131,7 @@ async fn operator_errors_say_what_to_do() {
     );
 
     r.stake(eth(1_000)).await.expect("stake");
-    r.register_relay([11; 32], Role::Egress, 1_000, [3; 32])
+    r.register_relay([11; 32], RelayRole::Egress, 1_000, [3; 32])
         .await
         .expect("relay after staking");
     r.update_relay([10; 32], 200, [4; 32])
@@ -1171,11 +1171,11 @@ async fn operator_errors_say_what_to_do() {
             relays[0].bandwidth_mbps,
             relays[0].descriptor_hash
         ),
-        ([10; 32], Role::Ingress, 200, [4; 32])
+        ([10; 32], RelayRole::Ingress, 200, [4; 32])
     );
     assert_eq!(
         (relays[1].role, relays[1].bandwidth_mbps),
-        (Role::Egress, 1_000)
+        (RelayRole::Egress, 1_000)
     );
     r.remove_relay([11; 32]).await.expect("remove");
     assert_eq!(r.status().await.expect("status").relays.len(), 1);
@@ -1348,12 +1348,14 @@ async fn gas_of_each_operation() {
     table.push((
         "registerRelay (first)",
         gas(r
-            .register_relay([10; 32], Role::Ingress, 500, [3; 32])
+            .register_relay([10; 32], RelayRole::Ingress, 500, [3; 32])
             .await),
     ));
     table.push((
         "registerRelay (second)",
-        gas(r.register_relay([11; 32], Role::Egress, 500, [3; 32]).await),
+        gas(r
+            .register_relay([11; 32], RelayRole::Egress, 500, [3; 32])
+            .await),
     ));
     table.push((
         "updateRelay",

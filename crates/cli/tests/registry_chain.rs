@@ -32,7 +32,7 @@ use alloy::signers::local::PrivateKeySigner;
 use kit::Proc;
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
-use openrelay_chain::operator::{Registry as ChainRegistry, Role, signing_provider};
+use openrelay_chain::operator::{Registry as ChainRegistry, signing_provider};
 use openrelay_directory::{
     ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, SignedDescriptor,
     SignedOperatorProfile, TrustConfig, verify_directory_bytes,
@@ -164,10 +164,6 @@ impl Chain {
     /// content hash, or `hash` instead.
     async fn register(&self, relay: u8, operator: u8, role: RelayRole, hash: Option<[u8; 32]>) {
         let descriptor = SignedDescriptor::from_bytes(&descriptor(relay, operator, role)).unwrap();
-        let role = match role {
-            RelayRole::Ingress => Role::Ingress,
-            RelayRole::Egress => Role::Egress,
-        };
         self.operators[&operator]
             .register_relay(
                 relay_key(relay).id().to_bytes(),

@@ -16,7 +16,7 @@ use alloy::sol_types::SolCall;
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::contract::RelayRegistry;
 use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
-use openrelay_chain::operator::{Registry, Role, signing_provider};
+use openrelay_chain::operator::{Registry, signing_provider};
 use openrelay_client::chain_check::{CheckError, Mismatch, RpcCheck, abi};
 use openrelay_directory::{
     ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, SignedDescriptor,
@@ -118,10 +118,7 @@ async fn chain() -> Chain {
             registry
                 .register_relay(
                     fixtures::relay_key(relay).id().to_bytes(),
-                    match role {
-                        RelayRole::Ingress => Role::Ingress,
-                        RelayRole::Egress => Role::Egress,
-                    },
+                    role,
                     RELAY_MBPS,
                     descriptor.descriptor().content_hash(),
                 )

@@ -15,7 +15,7 @@ use alloy::signers::local::PrivateKeySigner;
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
 use openrelay_chain::operator::{
-    DEFAULT_RPC_TIMEOUT, Registry, Role, create_key_file, load_key_file, signing_provider,
+    DEFAULT_RPC_TIMEOUT, Registry, create_key_file, load_key_file, signing_provider,
 };
 use openrelay_config::RelayConfig;
 use openrelay_config::chain::{ChainConfig, ContractAddress};
@@ -130,7 +130,7 @@ fn mbps_of(bps: u64) -> Result<u32, DevnetError> {
 /// One relay as the chain registers it.
 struct ChainRelay {
     key: [u8; 32],
-    role: Role,
+    role: RelayRole,
     mbps: u32,
     descriptor_hash: [u8; 32],
 }
@@ -201,10 +201,6 @@ pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
             .as_ref()
             .ok_or(DevnetError::ChainNeedsRegistry)?;
         let (key, role, mbps, descriptor_hash) = chain_relay(relay)?;
-        let role = match role {
-            RelayRole::Ingress => Role::Ingress,
-            RelayRole::Egress => Role::Egress,
-        };
         operators
             .entry(common.operator.clone())
             .or_insert_with(|| (publish.operator_key_file.clone(), Vec::new()))

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use alloy::primitives::{Address, B256, U256};
+pub use openrelay_types::RelayRole;
 
 use crate::contract::RelayRegistry::{self, RelayRegistryEvents};
 
@@ -37,34 +38,6 @@ impl OperatorState {
         match stake_per_mbps.checked_mul(U256::from(self.advertised_mbps)) {
             Some(required) => self.stake >= required,
             None => false,
-        }
-    }
-}
-
-/// A relay's role (the contract's `ROLE_INGRESS` / `ROLE_EGRESS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RelayRole {
-    /// Role 1.
-    Ingress,
-    /// Role 2.
-    Egress,
-}
-
-impl RelayRole {
-    /// The role from its on-chain byte.
-    pub fn from_chain(role: u8) -> Option<RelayRole> {
-        match role {
-            1 => Some(RelayRole::Ingress),
-            2 => Some(RelayRole::Egress),
-            _ => None,
-        }
-    }
-
-    /// Its on-chain byte.
-    pub fn to_chain(self) -> u8 {
-        match self {
-            RelayRole::Ingress => 1,
-            RelayRole::Egress => 2,
         }
     }
 }
@@ -309,7 +282,7 @@ impl RegistryState {
 
     fn register_relay(&mut self, e: &RelayRegistry::RelayRegistered) -> Result<(), Inconsistency> {
         let at = RelayRef::new(e.operator, e.relayKey);
-        let role = RelayRole::from_chain(e.role).ok_or(Inconsistency::BadRole(e.role))?;
+        let role = crate::contract::role_from_code(e.role).ok_or(Inconsistency::BadRole(e.role))?;
         if self.relays.contains_key(&at) {
             return Err(Inconsistency::RelayExists(at));
         }

@@ -7,10 +7,10 @@ use std::time::Duration;
 use alloy::primitives::utils::parse_ether;
 use alloy::primitives::{Address, B256, U256};
 use openrelay_chain::operator::{
-    DEFAULT_CONFIRMATION_TIMEOUT, DEFAULT_RPC_TIMEOUT, OperatorStatus, Registry, Role, Sent,
+    DEFAULT_CONFIRMATION_TIMEOUT, DEFAULT_RPC_TIMEOUT, OperatorStatus, Registry, Sent,
     create_key_file, eth, load_key_file,
 };
-use openrelay_types::KeyPin;
+use openrelay_types::{KeyPin, RelayRole};
 
 use crate::process::runtime;
 
@@ -78,7 +78,7 @@ enum OperatorCommand {
         relay_key: KeyPin,
         /// ingress or egress.
         #[arg(long, value_parser = parse_role)]
-        role: Role,
+        role: RelayRole,
         /// Advertised bandwidth in Mbit/s.
         #[arg(long)]
         mbps: u32,
@@ -139,10 +139,10 @@ fn parse_eth(text: &str) -> Result<U256, String> {
     parse_ether(text).map_err(|e| format!("{text:?} is not an amount of ETH: {e}"))
 }
 
-fn parse_role(text: &str) -> Result<Role, String> {
+fn parse_role(text: &str) -> Result<RelayRole, String> {
     match text {
-        "ingress" => Ok(Role::Ingress),
-        "egress" => Ok(Role::Egress),
+        "ingress" => Ok(RelayRole::Ingress),
+        "egress" => Ok(RelayRole::Egress),
         _ => Err(format!("{text:?}: the role is ingress or egress")),
     }
 }
@@ -207,13 +207,6 @@ fn print_sent(sent: &Sent) {
     );
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Ingress => "ingress",
-        Role::Egress => "egress",
-    }
-}
-
 fn print_status(status: &OperatorStatus, json: bool) {
     let key = status.operator_key.map(KeyPin::from_ed25519);
     if json {
@@ -223,7 +216,7 @@ fn print_status(status: &OperatorStatus, json: bool) {
             .map(|relay| {
                 serde_json::json!({
                     "relay_key": KeyPin::from_ed25519(relay.relay_key).to_string(),
-                    "role": role_name(relay.role),
+                    "role": relay.role.to_string(),
                     "bandwidth_mbps": relay.bandwidth_mbps,
                     "descriptor_hash": B256::from(relay.descriptor_hash).to_string(),
                 })
@@ -264,7 +257,7 @@ fn print_status(status: &OperatorStatus, json: bool) {
         println!(
             "relay     {} {} {} Mbit/s",
             KeyPin::from_ed25519(relay.relay_key),
-            role_name(relay.role),
+            relay.role,
             relay.bandwidth_mbps
         );
     }
