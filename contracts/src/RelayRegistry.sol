@@ -96,8 +96,6 @@ contract RelayRegistry {
     Params private params_;
 
     mapping(address => Operator) public operators;
-    /// Which account holds an operator key (one account per key).
-    mapping(bytes32 => address) public operatorAccount;
     /// Relays by `relayId(operator account, relay key)`.
     mapping(bytes32 => Relay) public relays;
     mapping(address => Validator) public validators;
@@ -150,7 +148,6 @@ contract RelayRegistry {
     error BadParams();
     error ZeroKey();
     error AlreadyRegistered();
-    error KeyTaken();
     error NotOperator();
     error BadRole(uint8 role);
     error ZeroBandwidth();
@@ -229,15 +226,17 @@ contract RelayRegistry {
     // ---- operators and relays ----
 
     /// Registers the caller as an operator with Ed25519 key `operatorKey`
-    /// and the hash of its signed profile; the value sent is its stake.
+    /// and the commitment to its signed profile; the value sent is its
+    /// stake. Several accounts may name one key: the chain cannot check
+    /// Ed25519 possession, so uniqueness here would let anyone squat a
+    /// published key first. The operator's signed profile names the one
+    /// account whose relays count (docs/chain.md, "Operator keys").
     function registerOperator(bytes32 operatorKey, bytes32 profileHash) external payable {
         if (operatorKey == bytes32(0)) revert ZeroKey();
         Operator storage o = operators[msg.sender];
         if (o.operatorKey != bytes32(0)) revert AlreadyRegistered();
-        if (operatorAccount[operatorKey] != address(0)) revert KeyTaken();
         o.operatorKey = operatorKey;
         o.profileHash = profileHash;
-        operatorAccount[operatorKey] = msg.sender;
         emit OperatorRegistered(msg.sender, operatorKey, profileHash);
         if (msg.value > 0) {
             o.stake = msg.value;

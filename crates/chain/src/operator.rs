@@ -47,9 +47,6 @@ pub enum Refusal {
     /// The account (or the relay under it) is already registered.
     #[error("already registered")]
     AlreadyRegistered,
-    /// Another account registered this operator key.
-    #[error("another account has registered this operator key")]
-    KeyTaken,
     /// The account has not registered as an operator.
     #[error("this account is not a registered operator (register it first)")]
     NotOperator,
@@ -123,7 +120,6 @@ impl Refusal {
                 E::BadParams(_) => Refusal::BadParams,
                 E::ZeroKey(_) => Refusal::ZeroKey,
                 E::AlreadyRegistered(_) => Refusal::AlreadyRegistered,
-                E::KeyTaken(_) => Refusal::KeyTaken,
                 E::NotOperator(_) => Refusal::NotOperator,
                 E::BadRole(e) => Refusal::BadRole(e.role),
                 E::ZeroBandwidth(_) => Refusal::ZeroBandwidth,

@@ -7,6 +7,9 @@
 //! Attacks and what must happen:
 //! - a relay that publishes without being registered on chain: never
 //!   voted for, never listed;
+//! - an account that registers another operator's key (anyone may) and a
+//!   relay of that operator under it, staked: not listed, since the
+//!   operator's signed profile names its own account;
 //! - a relay registered with another descriptor hash than the descriptor
 //!   it publishes (a descriptor swapped after registration): not listed;
 //! - a relay removed on chain: it leaves the next directory; a relay
@@ -175,6 +178,13 @@ impl Chain {
             .unwrap();
     }
 
+    /// Publishes `relay` to `targets` with its operator's profile naming
+    /// the operator's account here (as a relay's `[publish]
+    /// operator_account` does).
+    async fn publish(&self, targets: &[RegistryClient], relay: u8, operator: u8, role: RelayRole) {
+        publish_naming(targets, relay, operator, role, Some(self.account(operator))).await;
+    }
+
     /// The `[chain]` section of a registry's or validator's config.
     fn config(&self) -> String {
         format!(
@@ -322,6 +332,35 @@ async fn the_registry_lists_exactly_the_relays_staked_and_registered_on_chain() 
     chain
         .register(5, 1, RelayRole::Egress, Some([0xab; 32]))
         .await;
+    // A squatter claims operator 0's published key with its own account,
+    // stakes plenty and registers relay 4 (operator 0's, published below,
+    // not registered by operator 0) with its true descriptor hash. Operator
+    // 0's profile names its own account, so none of this lists relay 4.
+    let squatter = PrivateKeySigner::random();
+    chain
+        .anvil
+        .fund(squatter.address(), U256::from(100 * ETHER))
+        .await
+        .unwrap();
+    let squatter = chain.as_account(squatter).await;
+    squatter
+        .register_operator(
+            operator_key(0).id().to_bytes(),
+            [0; 32],
+            U256::from(10_000 * STAKE_PER_MBPS),
+        )
+        .await
+        .unwrap();
+    let relay_4 = SignedDescriptor::from_bytes(&descriptor(4, 0, RelayRole::Egress)).unwrap();
+    squatter
+        .register_relay(
+            relay_key(4).id().to_bytes(),
+            RelayRole::Egress,
+            RELAY_MBPS,
+            relay_4.descriptor().content_hash(),
+        )
+        .await
+        .unwrap();
 
     let registry_proc = start_chain_registry(dir.path(), &keys, &chain);
     let listen = registry_proc.ready_field("listen");
@@ -333,7 +372,8 @@ async fn the_registry_lists_exactly_the_relays_staked_and_registered_on_chain() 
     let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
     let mut targets = vec![registry.clone()];
     targets.extend(validators.iter().map(validator_client));
-    // Relay 4 (operator 0) publishes without being registered on chain.
+    // Relay 4 (operator 0) publishes without being registered on chain by
+    // its operator (only by the squatter).
     let relays = [
         (0, 0, RelayRole::Ingress),
         (1, 0, RelayRole::Egress),
@@ -343,7 +383,7 @@ async fn the_registry_lists_exactly_the_relays_staked_and_registered_on_chain() 
         (5, 1, RelayRole::Egress),
     ];
     for (relay, operator, role) in relays {
-        publish(&targets, relay, operator, role).await;
+        chain.publish(&targets, relay, operator, role).await;
     }
 
     let trust = TrustConfig::new(keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
@@ -447,7 +487,7 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
     };
     // Relay 4 publishes to every validator but is not on chain.
     for (relay, operator, role) in relays.into_iter().chain([(4, 2, RelayRole::Egress)]) {
-        publish(&targets, relay, operator, role).await;
+        chain.publish(&targets, relay, operator, role).await;
         // The same contents (content hash) as published, maybe a second
         // later: validators check contents, not their own copy's bytes.
         let descriptor = descriptor(relay, operator, role);
@@ -456,7 +496,11 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
             .insert(relay, SignedDescriptor::from_bytes(&descriptor).unwrap());
         published.profiles.insert(
             operator,
-            SignedOperatorProfile::from_bytes(&profile(operator)).unwrap(),
+            SignedOperatorProfile::from_bytes(&profile_naming(
+                operator,
+                Some(chain.account(operator)),
+            ))
+            .unwrap(),
         );
     }
     // Every validator votes for the four staked relays, not relay 4.
@@ -583,7 +627,7 @@ async fn a_validator_joining_on_chain_is_handed_over_to_in_the_directory() {
     let mut targets = vec![registry.clone()];
     targets.extend(validators.iter().map(validator_client));
     for (relay, operator, role) in relays {
-        publish(&targets, relay, operator, role).await;
+        chain.publish(&targets, relay, operator, role).await;
     }
     let trust = TrustConfig::new(genesis_keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
     served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(60)).await;
@@ -605,7 +649,9 @@ async fn a_validator_joining_on_chain_is_handed_over_to_in_the_directory() {
     validators.push(start(&joiner[0]));
     let joined = validator_client(validators.last().unwrap());
     for (relay, operator, role) in relays {
-        publish(std::slice::from_ref(&joined), relay, operator, role).await;
+        chain
+            .publish(std::slice::from_ref(&joined), relay, operator, role)
+            .await;
     }
     // The join delay (10 s on the devnet) passes by time travel.
     let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint().parse().unwrap());

@@ -52,6 +52,7 @@ impl Builder {
                     name: format!("Operator {n}"),
                     contact: format!("mailto:ops{n}@example.org"),
                     jurisdiction: CountryCode::parse("DE").unwrap(),
+                    chain_account: None,
                     published_at: T0 - 86_400,
                 })
                 .unwrap(),

@@ -564,6 +564,8 @@ mod tests {
                         name: "Op".into(),
                         contact: "mailto:op@example.org".into(),
                         jurisdiction: CountryCode::parse("DE").unwrap(),
+                        // Chain-anchored bodies need it; others ignore it.
+                        chain_account: Some([0x40; 20]),
                         published_at: now - 60,
                     })
                     .unwrap(),

@@ -195,8 +195,19 @@ impl Chain {
     }
 }
 
+/// The directory of `descriptors` and `section`, its operators' profiles
+/// naming the accounts the section credits them with.
 fn verified(descriptors: Vec<SignedDescriptor>, section: ChainSection) -> VerifiedDirectory {
-    let (operators, _) = fixtures::network();
+    let operators = section
+        .operators
+        .iter()
+        .map(|listed| {
+            let i = (0..3u8)
+                .find(|&i| fixtures::operator_key(i).id() == listed.operator)
+                .unwrap();
+            fixtures::profile_naming(i, listed.account)
+        })
+        .collect();
     let directory: Directory = fixtures::directory_with(1, operators, descriptors)
         .with_chain(section)
         .unwrap();

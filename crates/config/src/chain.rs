@@ -20,7 +20,7 @@ pub struct ChainConfig {
     /// The chain's id (EIP-155): a node of another chain is refused.
     pub chain_id: u64,
     /// The registry contract's address, `0x` and 40 hex digits.
-    pub contract: ContractAddress,
+    pub contract: EvmAddress,
     /// The block the contract was deployed in: events are read from here.
     #[serde(default)]
     pub deployed_at_block: u64,
@@ -73,21 +73,22 @@ impl ChainConfig {
     }
 }
 
-/// A contract address: 20 bytes, written `0x` and 40 hex digits.
+/// An EVM address (a contract or an account): 20 bytes, written `0x` and
+/// 40 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ContractAddress(pub [u8; 20]);
+pub struct EvmAddress(pub [u8; 20]);
 
-/// Why a contract address does not parse.
+/// Why an EVM address does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a contract address is 0x and 40 hex digits, not {0:?}")]
-pub struct ContractAddressError(String);
+#[error("an EVM address is 0x and 40 hex digits, not {0:?}")]
+pub struct EvmAddressError(String);
 
-impl std::str::FromStr for ContractAddress {
-    type Err = ContractAddressError;
+impl std::str::FromStr for EvmAddress {
+    type Err = EvmAddressError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || ContractAddressError(text.chars().take(64).collect());
+        let bad = || EvmAddressError(text.chars().take(64).collect());
         let digits = text.strip_prefix("0x").ok_or_else(bad)?;
         if digits.len() != 40 {
             return Err(bad());
@@ -97,25 +98,25 @@ impl std::str::FromStr for ContractAddress {
             let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
             *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
         }
-        Ok(ContractAddress(bytes))
+        Ok(EvmAddress(bytes))
     }
 }
 
-impl TryFrom<String> for ContractAddress {
-    type Error = ContractAddressError;
+impl TryFrom<String> for EvmAddress {
+    type Error = EvmAddressError;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
         text.parse()
     }
 }
 
-impl From<ContractAddress> for String {
-    fn from(address: ContractAddress) -> String {
+impl From<EvmAddress> for String {
+    fn from(address: EvmAddress) -> String {
         address.to_string()
     }
 }
 
-impl std::fmt::Display for ContractAddress {
+impl std::fmt::Display for EvmAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("0x")?;
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -168,7 +169,7 @@ mod tests {
             assert!(err.contains(field), "{extra}: {err}");
         }
         for bad in ["5FbDB2315678afecb367f032d93F642f64180aa3", "0x12", "0xzz"] {
-            assert!(bad.parse::<ContractAddress>().is_err(), "{bad}");
+            assert!(bad.parse::<EvmAddress>().is_err(), "{bad}");
         }
     }
 }

@@ -18,7 +18,7 @@ use openrelay_chain::operator::{
     DEFAULT_RPC_TIMEOUT, Registry, create_key_file, load_key_file, signing_provider,
 };
 use openrelay_config::RelayConfig;
-use openrelay_config::chain::{ChainConfig, ContractAddress};
+use openrelay_config::chain::{ChainConfig, EvmAddress};
 use openrelay_registry::publisher::Publisher;
 use openrelay_transport::identity::Identity;
 use openrelay_types::{KeyPin, RelayRole};
@@ -136,8 +136,8 @@ struct ChainRelay {
 }
 
 /// The relay `config` as its publisher will describe it: its relay key,
-/// role, bandwidth and descriptor hash.
-fn chain_relay(config: &RelayConfig) -> Result<(KeyPin, RelayRole, u32, [u8; 32]), DevnetError> {
+/// role, bandwidth and descriptor hash, and its operator's profile hash.
+fn chain_relay(config: &RelayConfig) -> Result<(ChainRelay, [u8; 32]), DevnetError> {
     let (common, role) = match config {
         RelayConfig::Ingress(relay) => (&relay.common, RelayRole::Ingress),
         RelayConfig::Egress(relay) => (&relay.common, RelayRole::Egress),
@@ -149,12 +149,13 @@ fn chain_relay(config: &RelayConfig) -> Result<(KeyPin, RelayRole, u32, [u8; 32]
     let identity = Identity::load_or_create(&common.state_dir)?;
     let publisher = Publisher::new(publish, role, common.listen, &identity, &common.state_dir)?;
     let key = openrelay_registry::keyfile::relay_key(&common.state_dir)?;
-    Ok((
-        KeyPin::from(key.id()),
+    let relay = ChainRelay {
+        key: key.id().to_bytes(),
         role,
-        mbps_of(publish.bandwidth_bps)?,
-        publisher.content_hash()?,
-    ))
+        mbps: mbps_of(publish.bandwidth_bps)?,
+        descriptor_hash: publisher.content_hash()?,
+    };
+    Ok((relay, publisher.profile_hash()?))
 }
 
 /// Starts anvil, deploys the registry contract and registers the plan's
@@ -192,31 +193,37 @@ pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
         .await?;
     let contract = deploy(signing_provider(url, deployer), &params, &genesis).await?;
 
-    // Each operator's relays, in the plan's order.
-    let mut operators: BTreeMap<String, (PathBuf, Vec<ChainRelay>)> = BTreeMap::new();
+    // Each operator's EVM account (its key file next to the Ed25519
+    // operator key), which its relays' profiles name: registries list an
+    // operator's relays only from the account its signed profile names.
+    for (_, relay) in &mut plan.relays {
+        let publish = relay
+            .common_mut()
+            .publish
+            .as_mut()
+            .ok_or(DevnetError::ChainNeedsRegistry)?;
+        let key_file = publish.operator_key_file.with_file_name(ACCOUNT_KEY_FILE);
+        publish.operator_account = Some(EvmAddress(account_key(&key_file)?.address().into_array()));
+    }
+    // Each operator's profile hash and relays, in the plan's order.
+    let mut operators: BTreeMap<String, (PathBuf, [u8; 32], Vec<ChainRelay>)> = BTreeMap::new();
     for (_, relay) in &plan.relays {
         let common = relay.common();
         let publish = common
             .publish
             .as_ref()
             .ok_or(DevnetError::ChainNeedsRegistry)?;
-        let (key, role, mbps, descriptor_hash) = chain_relay(relay)?;
+        let (chain_relay, profile_hash) = chain_relay(relay)?;
         operators
             .entry(common.operator.clone())
-            .or_insert_with(|| (publish.operator_key_file.clone(), Vec::new()))
-            .1
-            .push(ChainRelay {
-                key: *key.as_bytes(),
-                role,
-                mbps,
-                descriptor_hash,
-            });
+            .or_insert_with(|| (publish.operator_key_file.clone(), profile_hash, Vec::new()))
+            .2
+            .push(chain_relay);
     }
     let mut registrations = tokio::task::JoinSet::new();
-    for (name, (operator_key_file, relays)) in operators {
+    for (name, (operator_key_file, profile_hash, relays)) in operators {
         let operator_key =
             KeyPin::from(openrelay_registry::keyfile::operator_key(&operator_key_file)?.id());
-        // The EVM account's key next to the Ed25519 operator key.
         let key_file = operator_key_file.with_file_name(ACCOUNT_KEY_FILE);
         let signer = account_key(&key_file)?;
         let mbps: u64 = relays.iter().map(|r| u64::from(r.mbps)).sum();
@@ -233,7 +240,7 @@ pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
             .await?;
         let rpc = anvil.endpoint().to_owned();
         registrations.spawn(async move {
-            register(&rpc, contract, signer, &account, &relays)
+            register(&rpc, contract, signer, &account, profile_hash, &relays)
                 .await
                 .map_err(|source| DevnetError::Register {
                     operator: account.name.clone(),
@@ -255,7 +262,7 @@ pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
     let config = ChainConfig {
         rpc: anvil.endpoint().to_owned(),
         chain_id: DEVNET_CHAIN_ID,
-        contract: ContractAddress(contract.into_array()),
+        contract: EvmAddress(contract.into_array()),
         // A fresh chain: nothing before its first block.
         deployed_at_block: 0,
         confirmations: 1,
@@ -282,15 +289,18 @@ async fn register(
     contract: Address,
     signer: PrivateKeySigner,
     account: &OperatorAccount,
+    profile_hash: [u8; 32],
     relays: &[ChainRelay],
 ) -> Result<(), openrelay_chain::operator::OperatorError> {
     let registry = Registry::connect(rpc, DEVNET_CHAIN_ID, contract, signer, DEFAULT_RPC_TIMEOUT)
         .await?
         .confirm_within(CONFIRM_WITHIN);
-    // No profile commitment is checked yet (docs/chain.md, "Known
-    // limits"): the devnet registers none, as the CLI's default does.
     registry
-        .register_operator(*account.operator_key.as_bytes(), [0; 32], account.stake)
+        .register_operator(
+            *account.operator_key.as_bytes(),
+            profile_hash,
+            account.stake,
+        )
         .await?;
     for relay in relays {
         registry

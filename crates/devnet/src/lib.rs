@@ -613,6 +613,8 @@ fn publish_config(
         city: DEVNET_CITY.to_owned(),
         network: network_of(octet),
         bandwidth_bps: DEVNET_BANDWIDTH,
+        // Set by `chain::start` when the devnet runs on a chain.
+        operator_account: None,
         endpoint: None,
         refresh_secs: 2,
         descriptor_lifetime_secs: 86_400,

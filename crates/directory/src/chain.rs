@@ -137,18 +137,32 @@ impl ChainSection {
     /// sorted, as the directory holds them), in the same order.
     pub(crate) fn check_matches(
         &self,
-        operators: impl ExactSizeIterator<Item = OperatorId>,
+        operators: impl ExactSizeIterator<Item = (OperatorId, Option<[u8; 20]>)>,
         relays: impl ExactSizeIterator<Item = RelayId>,
     ) -> Result<(), FormatError> {
         check_strictly_ascending(&self.operators, "chain operators", |o| o.operator)?;
         check_strictly_ascending(&self.relays, "chain relays", |r| r.relay)?;
-        if operators.len() != self.operators.len()
-            || !operators.zip(&self.operators).all(|(a, b)| a == b.operator)
-        {
+        if operators.len() != self.operators.len() {
             return Err(FormatError::Invalid {
                 field: "chain operators",
                 reason: "must list exactly the directory's operators",
             });
+        }
+        for ((operator, account), listed) in operators.zip(&self.operators) {
+            if operator != listed.operator {
+                return Err(FormatError::Invalid {
+                    field: "chain operators",
+                    reason: "must list exactly the directory's operators",
+                });
+            }
+            // Any account may register any operator key; only the one the
+            // operator's own signed profile names is its account.
+            if account != Some(listed.account) {
+                return Err(FormatError::Invalid {
+                    field: "chain operators",
+                    reason: "an operator's account must be the one its signed profile names",
+                });
+            }
         }
         if relays.len() != self.relays.len() || !relays.zip(&self.relays).all(|(a, b)| a == b.relay)
         {

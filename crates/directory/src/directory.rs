@@ -10,7 +10,7 @@ use crate::codec::{
 use crate::descriptor::{MIN_SIGNED_DESCRIPTOR_LEN, SignedDescriptor};
 use crate::issuer_keys::{MAX_ISSUERS, MIN_SIGNED_KEY_SET_LEN, SignedIssuerKeySet};
 use crate::keys::{Domain, IssuerId, Signature, ValidatorId, ValidatorKey};
-use crate::profile::{MIN_SIGNED_PROFILE_LEN, SignedOperatorProfile};
+use crate::profile::{MIN_SIGNED_PROFILE_LEN, OperatorProfile, SignedOperatorProfile};
 use crate::validator_set::{
     SignedValidatorSetChange, check_consecutive, put_handovers, read_handovers, read_signatures,
 };
@@ -194,7 +194,9 @@ impl Directory {
         check_strictly_ascending(&self.key_sets, "issuer key sets", |s| s.key_set().issuer())?;
         if let Some(chain) = &self.chain {
             chain.check_matches(
-                self.operators.iter().map(|p| p.profile().operator()),
+                self.operators
+                    .iter()
+                    .map(|p| (p.profile().operator(), p.profile().chain_account())),
                 self.descriptors.iter().map(|d| d.descriptor().relay()),
             )?;
         }
@@ -220,6 +222,14 @@ impl Directory {
     /// Operator profiles, sorted by operator id.
     pub fn operators(&self) -> &[SignedOperatorProfile] {
         &self.operators
+    }
+
+    /// The profile of `operator`, if listed.
+    pub fn operator_profile(&self, operator: OperatorId) -> Option<&OperatorProfile> {
+        self.operators
+            .binary_search_by_key(&operator, |p| p.profile().operator())
+            .ok()
+            .map(|i| self.operators[i].profile())
     }
 
     /// Descriptors, sorted by relay id.

@@ -39,8 +39,8 @@ pub use keys::{
 };
 pub use openrelay_policy::AddressClass;
 pub use profile::{
-    BadProfileSignature, OperatorProfile, PROFILE_VERSION, ProfileFields, ProfileSignError,
-    SignedOperatorProfile,
+    BadProfileSignature, OperatorProfile, PROFILE_CONTENT_HASH_PREFIX, PROFILE_VERSION,
+    PROFILE_VERSION_WITH_ACCOUNT, ProfileFields, ProfileSignError, SignedOperatorProfile,
 };
 pub use proposal::{PROPOSAL_VERSION, Proposal};
 /// The RNG traits [`RelayKey::generate`] and friends take, at the version

@@ -8,8 +8,16 @@ use crate::fields::{CountryCode, check_text};
 use crate::keys::{Domain, OperatorId, OperatorKey, Signature};
 use crate::{FormatError, Signer};
 
-/// The format version of operator profiles this crate reads and writes.
+/// The format version of operator profiles that name no chain account.
 pub const PROFILE_VERSION: u8 = 1;
+/// The format version of operator profiles that name the EVM account the
+/// operator stakes from (issue 13): version 1 with that account after the
+/// jurisdiction. Each profile has one encoding: version 2 exactly when it
+/// names an account.
+pub const PROFILE_VERSION_WITH_ACCOUNT: u8 = 2;
+/// Domain separation of [`OperatorProfile::content_hash`] (differs from
+/// every signature prefix: nothing signs a content hash).
+pub const PROFILE_CONTENT_HASH_PREFIX: &[u8] = b"openrelay operator profile content\0";
 
 /// The fields of an operator profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +32,12 @@ pub struct ProfileFields {
     pub contact: String,
     /// The country whose law the operator answers to (ISO 3166-1 alpha-2).
     pub jurisdiction: CountryCode,
+    /// The EVM account (20 bytes) the operator registered this key and
+    /// stakes from on the registry contract. A chain-backed registry lists
+    /// an operator's relays only from the account its signed profile
+    /// names, so an account that registers someone else's operator key on
+    /// chain (anyone can: the key is public) gains nothing.
+    pub chain_account: Option<[u8; 20]>,
     /// When the operator signed this version (Unix seconds), so a registry
     /// keeps the newest profile and refuses an older one replayed to it.
     pub published_at: u64,
@@ -73,6 +87,11 @@ impl OperatorProfile {
         self.fields.jurisdiction
     }
 
+    /// The EVM account the operator stakes from, if it names one.
+    pub fn chain_account(&self) -> Option<[u8; 20]> {
+        self.fields.chain_account
+    }
+
     /// When the operator signed it (Unix seconds).
     pub fn published_at(&self) -> u64 {
         self.fields.published_at
@@ -87,15 +106,40 @@ impl OperatorProfile {
         undated(self) == undated(other)
     }
 
+    /// The commitment the registry contract's `profileHash` holds for this
+    /// profile: SHA-256 of [`PROFILE_CONTENT_HASH_PREFIX`] then the
+    /// canonical bytes with `published_at` set to 0, so re-signing the same
+    /// profile later needs no transaction while any change of what it says
+    /// (the account included) does.
+    pub fn content_hash(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let undated = OperatorProfile {
+            fields: ProfileFields {
+                published_at: 0,
+                ..self.fields.clone()
+            },
+        };
+        let mut hash = sha2::Sha256::new();
+        hash.update(PROFILE_CONTENT_HASH_PREFIX);
+        hash.update(undated.to_bytes());
+        hash.finalize().into()
+    }
+
     /// The canonical bytes (`docs/directory-format.md`, "Operator profile").
     pub fn to_bytes(&self) -> Vec<u8> {
         let f = &self.fields;
-        let mut out = Vec::with_capacity(64 + f.name.len() + f.contact.len());
-        out.push(PROFILE_VERSION);
+        let mut out = Vec::with_capacity(84 + f.name.len() + f.contact.len());
+        out.push(match f.chain_account {
+            None => PROFILE_VERSION,
+            Some(_) => PROFILE_VERSION_WITH_ACCOUNT,
+        });
         out.extend_from_slice(f.operator.as_bytes());
         put_short_str(&mut out, &f.name);
         put_short_str(&mut out, &f.contact);
         f.jurisdiction.encode(&mut out);
+        if let Some(account) = &f.chain_account {
+            out.extend_from_slice(account);
+        }
         out.extend_from_slice(&f.published_at.to_be_bytes());
         out
     }
@@ -106,11 +150,25 @@ impl OperatorProfile {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        r.version("operator profile", PROFILE_VERSION)?;
+        let with_account = match r.u8()? {
+            PROFILE_VERSION => false,
+            PROFILE_VERSION_WITH_ACCOUNT => true,
+            version => {
+                return Err(FormatError::UnsupportedVersion {
+                    object: "operator profile",
+                    version,
+                });
+            }
+        };
         let operator = OperatorId::from_checked(read_key(r, "operator")?);
         let name = r.short_str("name", crate::MAX_NAME_LEN)?.to_owned();
         let contact = r.short_str("contact", crate::MAX_CONTACT_LEN)?.to_owned();
         let jurisdiction = CountryCode::decode(r)?;
+        let chain_account = if with_account {
+            Some(r.array::<20>()?)
+        } else {
+            None
+        };
         let published_at = r.u64()?;
         let profile = OperatorProfile {
             fields: ProfileFields {
@@ -118,6 +176,7 @@ impl OperatorProfile {
                 name,
                 contact,
                 jurisdiction,
+                chain_account,
                 published_at,
             },
         };

@@ -150,6 +150,18 @@ fn the_chain_section_must_list_exactly_the_directorys_operators_and_relays() {
             ..
         })
     ));
+    // An operator's account is the one its signed profile names: a section
+    // crediting the key to another account (one that registered the
+    // published key on chain: anyone can) is refused.
+    let mut section = good.chain().unwrap().clone();
+    section.operators[0].account = [0x66; 20];
+    assert!(matches!(
+        directory(1).with_chain(section),
+        Err(FormatError::Invalid {
+            field: "chain operators",
+            reason: "an operator's account must be the one its signed profile names",
+        })
+    ));
     // Hand-made bytes with a relay listed twice are refused by the decoder.
     let mut section = good.chain().unwrap().clone();
     section.relays[1] = section.relays[0];

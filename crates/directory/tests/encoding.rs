@@ -662,7 +662,9 @@ fn the_largest_valid_directory_fits_the_size_limit() {
         .to_bytes()
         .len();
     // The sizes `docs/directory-format.md` states.
-    assert_eq!((largest_descriptor, largest_profile), (698, 301));
+    // The fixture's profile names an account (version 2, 20 bytes more).
+    assert!(profile_fields(0).chain_account.is_some());
+    assert_eq!((largest_descriptor, largest_profile), (698, 321));
     let mut fields = descriptor_fields(0, 0, RelayRole::Ingress);
     fields.region.city = String::new();
     fields.software_version = "v".into();
@@ -670,6 +672,7 @@ fn the_largest_valid_directory_fits_the_size_limit() {
     let mut p = profile_fields(0);
     p.name = "n".into();
     p.contact = "c".into();
+    p.chain_account = None;
     let smallest_profile = operator_key(0)
         .sign_profile(OperatorProfile::new(p).unwrap())
         .unwrap()
@@ -689,4 +692,44 @@ fn the_largest_valid_directory_fits_the_size_limit() {
         largest_with_chain <= MAX_DIRECTORY_BYTES,
         "{largest_with_chain} > {MAX_DIRECTORY_BYTES}"
     );
+}
+
+#[test]
+fn a_profile_is_version_2_exactly_when_it_names_a_chain_account() {
+    let with = OperatorProfile::new(profile_fields(3)).unwrap();
+    let without = OperatorProfile::new(openrelay_directory::ProfileFields {
+        chain_account: None,
+        ..profile_fields(3)
+    })
+    .unwrap();
+    let (with_bytes, without_bytes) = (with.to_bytes(), without.to_bytes());
+    assert_eq!((with_bytes[0], without_bytes[0]), (2, 1));
+    assert_eq!(with_bytes.len(), without_bytes.len() + 20);
+    assert_eq!(OperatorProfile::from_bytes(&with_bytes).unwrap(), with);
+    assert_eq!(
+        OperatorProfile::from_bytes(&without_bytes).unwrap(),
+        without
+    );
+    assert_eq!(with.chain_account(), Some(chain_account(3)));
+    // Relabelled versions: one encoding per profile.
+    let mut relabelled = with_bytes.clone();
+    relabelled[0] = 1;
+    assert!(OperatorProfile::from_bytes(&relabelled).is_err());
+    let mut relabelled = without_bytes.clone();
+    relabelled[0] = 2;
+    assert!(OperatorProfile::from_bytes(&relabelled).is_err());
+    let mut future = with_bytes;
+    future[0] = 3;
+    assert!(matches!(
+        OperatorProfile::from_bytes(&future),
+        Err(FormatError::UnsupportedVersion { version: 3, .. })
+    ));
+    // The chain's commitment leaves the signing time out, and nothing else.
+    let later = OperatorProfile::new(openrelay_directory::ProfileFields {
+        published_at: profile_fields(3).published_at + 1,
+        ..profile_fields(3)
+    })
+    .unwrap();
+    assert_eq!(later.content_hash(), with.content_hash());
+    assert_ne!(without.content_hash(), with.content_hash());
 }

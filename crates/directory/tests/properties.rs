@@ -119,6 +119,7 @@ prop_compose! {
         name in text(openrelay_directory::MAX_NAME_LEN),
         contact in text(openrelay_directory::MAX_CONTACT_LEN),
         jurisdiction in country(),
+        chain_account in proptest::option::of(any::<[u8; 20]>()),
         published_at in any::<u64>(),
         sig in any::<[u8; 32]>(),
     ) -> SignedOperatorProfile {
@@ -130,6 +131,7 @@ prop_compose! {
                 name,
                 contact,
                 jurisdiction,
+                chain_account,
                 published_at,
             })
             .unwrap(),
@@ -181,13 +183,13 @@ fn anchor_any() -> impl Strategy<Value = ChainAnchor> {
 
 /// The chain figures of a directory's operators and relays, from random
 /// numbers (up to four of each, as [`directory_any`] makes).
-type ChainSeed = (ChainAnchor, u64, Vec<([u8; 20], u128, u64)>, Vec<u32>);
+type ChainSeed = (ChainAnchor, u64, Vec<(u128, u64)>, Vec<u32>);
 
 fn chain_seed() -> impl Strategy<Value = ChainSeed> {
     (
         anchor_any(),
         any::<u64>(),
-        proptest::collection::vec(any::<([u8; 20], u128, u64)>(), 4),
+        proptest::collection::vec(any::<(u128, u64)>(), 4),
         proptest::collection::vec(any::<u32>(), 4),
     )
 }
@@ -201,9 +203,11 @@ fn chain_section(seed: ChainSeed, directory: &Directory) -> ChainSection {
             .operators()
             .iter()
             .zip(operators)
-            .map(|(p, (account, stake_wei, covered_mbps))| ChainOperator {
+            .map(|(p, (stake_wei, covered_mbps))| ChainOperator {
                 operator: p.profile().operator(),
-                account,
+                // A chain directory lists only operators whose profile
+                // names their account (`directory_any` keeps only those).
+                account: p.profile().chain_account().unwrap_or_default(),
                 stake_wei,
                 covered_mbps,
             })
@@ -287,6 +291,9 @@ prop_compose! {
     ) -> Directory {
         let issued_at = issued_at.min(u64::MAX - lifetime);
         let mut operators = operators;
+        if chain.is_some() {
+            operators.retain(|p| p.profile().chain_account().is_some());
+        }
         operators.sort_by_key(|p| p.profile().operator());
         operators.dedup_by_key(|p| p.profile().operator());
         let mut descriptors = descriptors;

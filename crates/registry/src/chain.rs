@@ -7,7 +7,6 @@
 //! `stakePerMbps`; following the chain is [`follow`] (the registry's and
 //! each validator's own node, never another's).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,8 @@ use alloy::primitives::{Address, B256, U256};
 use openrelay_chain::follow::{ChainSnapshot, RelayRef, ValidatorSet as ChainValidatorSet};
 use openrelay_directory::{
     BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, FormatError,
-    OperatorId, RelayDescriptor, RelayId, ValidatorId, ValidatorMember, ValidatorSet,
+    OperatorId, OperatorProfile, RelayDescriptor, RelayId, ValidatorId, ValidatorMember,
+    ValidatorSet,
 };
 use openrelay_types::{ErrorKind, HasKind};
 
@@ -23,8 +23,15 @@ use openrelay_types::{ErrorKind, HasKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotAdmitted {
-    /// No operator account holds the descriptor's operator key.
-    #[error("operator {0} is not registered on chain")]
+    /// No profile of the descriptor's operator is at hand.
+    #[error("operator {0} has published no profile")]
+    NoProfile(OperatorId),
+    /// The operator's signed profile names no chain account.
+    #[error("operator {0}'s profile names no chain account (set [publish] operator_account)")]
+    ProfileNamesNoAccount(OperatorId),
+    /// The account the operator's profile names has not registered the
+    /// operator's key (another account registering it counts for nothing).
+    #[error("operator {0}'s account is not registered on chain with its key")]
     UnknownOperator(OperatorId),
     /// The operator has not registered this relay key.
     #[error("relay {0} is not registered on chain under its operator")]
@@ -96,20 +103,35 @@ impl ChainView {
         to_validator_set(self.snapshot.current_validator_set()?)
     }
 
-    /// The operator account holding `operator`'s key, and its stake and
-    /// the bandwidth it covers (Mbit/s, rounded down).
-    fn chain_operator(&self, operator: OperatorId) -> Option<(Address, ChainOperator)> {
-        let account = *self
+    /// The operator account that `profile` (signed by the operator key)
+    /// names, if it registered that key, with its stake and the bandwidth
+    /// it covers (Mbit/s, rounded down). Only the profile can say which
+    /// account is the operator's: any account may register any key.
+    fn chain_operator(
+        &self,
+        operator: OperatorId,
+        profile: Option<&OperatorProfile>,
+    ) -> Result<(Address, ChainOperator), NotAdmitted> {
+        let profile = profile
+            .filter(|p| p.operator() == operator)
+            .ok_or(NotAdmitted::NoProfile(operator))?;
+        let account = Address::from(
+            profile
+                .chain_account()
+                .ok_or(NotAdmitted::ProfileNamesNoAccount(operator))?,
+        );
+        let state = self
             .snapshot
-            .operator_accounts
-            .get(&B256::from(operator.to_bytes()))?;
-        let state = self.snapshot.operators.get(&account)?;
+            .operators
+            .get(&account)
+            .filter(|state| state.operator_key == B256::from(operator.to_bytes()))
+            .ok_or(NotAdmitted::UnknownOperator(operator))?;
         let covered_mbps = if self.stake_per_mbps.is_zero() {
             u64::MAX
         } else {
             u64::try_from(state.stake / self.stake_per_mbps).unwrap_or(u64::MAX)
         };
-        Some((
+        Ok((
             account,
             ChainOperator {
                 operator,
@@ -120,17 +142,20 @@ impl ChainView {
         ))
     }
 
-    /// Whether the chain admits `descriptor` here: its operator key is
-    /// registered, its relay key registered under that operator's account,
-    /// the operator's stake covers all its relays, the committed hash is
-    /// the descriptor's `content_hash()` and it advertises at most the
-    /// registered bandwidth. Returns the chain's figures for the relay.
-    pub fn admit(&self, descriptor: &RelayDescriptor) -> Result<ChainRelay, NotAdmitted> {
+    /// Whether the chain admits `descriptor` here, with `profile` the
+    /// signed profile of its operator held beside it: the profile names
+    /// the operator's account, that account registered the operator key,
+    /// the relay key is registered under that account, the account's stake
+    /// covers all its relays, the committed hash is the descriptor's
+    /// `content_hash()` and it advertises at most the registered
+    /// bandwidth. Returns the chain's figures for the relay.
+    pub fn admit(
+        &self,
+        descriptor: &RelayDescriptor,
+        profile: Option<&OperatorProfile>,
+    ) -> Result<ChainRelay, NotAdmitted> {
         let relay = descriptor.relay();
-        let operator = descriptor.operator();
-        let Some((account, _)) = self.chain_operator(operator) else {
-            return Err(NotAdmitted::UnknownOperator(operator));
-        };
+        let (account, _) = self.chain_operator(descriptor.operator(), profile)?;
         let on_chain = self
             .snapshot
             .relays
@@ -157,14 +182,16 @@ impl ChainView {
     pub fn section(&self, directory: &Directory) -> Result<ChainSection, ChainSectionError> {
         let mut relays = Vec::with_capacity(directory.descriptors().len());
         for signed in directory.descriptors() {
-            relays.push(self.admit(signed.descriptor())?);
+            let descriptor = signed.descriptor();
+            relays.push(self.admit(
+                descriptor,
+                directory.operator_profile(descriptor.operator()),
+            )?);
         }
         let mut operators = Vec::with_capacity(directory.operators().len());
-        for profile in directory.operators() {
-            let id = profile.profile().operator();
-            let (_, operator) = self
-                .chain_operator(id)
-                .ok_or(NotAdmitted::UnknownOperator(id))?;
+        for signed in directory.operators() {
+            let profile = signed.profile();
+            let (_, operator) = self.chain_operator(profile.operator(), Some(profile))?;
             operators.push(operator);
         }
         Ok(ChainSection {
@@ -307,18 +334,6 @@ impl ChainRing {
             Some(_) => AnchorLookup::Unknown { head },
         }
     }
-}
-
-/// Per relay key, the figures a directory's chain section would list for
-/// relays `view` admits among `descriptors`.
-pub fn admitted<'a>(
-    view: &ChainView,
-    descriptors: impl IntoIterator<Item = &'a RelayDescriptor>,
-) -> BTreeMap<RelayId, ChainRelay> {
-    descriptors
-        .into_iter()
-        .filter_map(|d| view.admit(d).ok().map(|r| (r.relay, r)))
-        .collect()
 }
 
 /// Follows the chain of `config` through its own node and hands every

@@ -17,8 +17,8 @@ use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{Elected, Vote, VoteEntry};
 use openrelay_directory::{
     AddressClass, BadKeySetSignature, BadProfileSignature, DescriptorError, Directory, FormatError,
-    OperatorId, RelayId, SignedDescriptor, SignedDirectory, SignedIssuerKeySet,
-    SignedOperatorProfile,
+    OperatorId, OperatorProfile, RelayDescriptor, RelayId, SignedDescriptor, SignedDirectory,
+    SignedIssuerKeySet, SignedOperatorProfile,
 };
 use openrelay_types::KeyPin;
 use tracing::warn;
@@ -196,7 +196,16 @@ struct Index {
     now: u64,
 }
 
+/// A relay's descriptor held by a registry, with its operator's profile if
+/// held (a chain-backed registry needs the profile to admit it).
+pub type HeldDescriptor = (RelayDescriptor, Option<OperatorProfile>);
+
 impl Index {
+    /// The profile held of `operator`.
+    fn profile(&self, operator: OperatorId) -> Option<&OperatorProfile> {
+        self.profiles.get(&operator).map(|p| p.signed.profile())
+    }
+
     /// Retires the relays whose TTL ran out by `now`.
     fn advance(&mut self, now: u64) {
         self.now = self.now.max(now);
@@ -532,24 +541,28 @@ impl<S: RegistryStore> Registry<S> {
     /// descriptor here is valid from now until at least `valid_until` (so
     /// it can be listed in a directory valid that long).
     pub fn vote_entries(&self, now: u64, valid_until: u64) -> Vec<VoteEntry> {
-        self.vote_entries_admitted(now, valid_until, |_| true)
+        self.vote_entries_admitted(now, valid_until, |_, _| true)
     }
 
     /// [`Registry::vote_entries`] for the relays whose newest descriptor
-    /// here `admit` accepts (a validator on a chain votes only for relays
-    /// its own chain view admits).
+    /// here `admit` accepts with its operator's profile held here (a
+    /// validator on a chain votes only for relays its own chain view
+    /// admits).
     pub fn vote_entries_admitted(
         &self,
         now: u64,
         valid_until: u64,
-        admit: impl Fn(&openrelay_directory::RelayDescriptor) -> bool,
+        admit: impl Fn(&RelayDescriptor, Option<&OperatorProfile>) -> bool,
     ) -> Vec<VoteEntry> {
         let index = self.index(now);
         let mut entries: Vec<VoteEntry> = index
             .live()
             .filter(|d| {
-                let f = d.signed.descriptor().fields();
-                f.not_before <= now && f.not_after >= valid_until && admit(d.signed.descriptor())
+                let descriptor = d.signed.descriptor();
+                let f = descriptor.fields();
+                f.not_before <= now
+                    && f.not_after >= valid_until
+                    && admit(descriptor, index.profile(descriptor.operator()))
             })
             .map(|d| VoteEntry {
                 relay: d.signed.descriptor().relay(),
@@ -578,9 +591,13 @@ impl<S: RegistryStore> Registry<S> {
             .collect()
     }
 
-    /// The descriptor of `relay` held here (live or not).
-    pub fn descriptor(&self, relay: &RelayId) -> Option<SignedDescriptor> {
-        self.index(0).relays.get(relay).map(|d| d.signed.clone())
+    /// The descriptor of `relay` held here (live or not), with its
+    /// operator's profile if held.
+    pub fn descriptor(&self, relay: &RelayId) -> Option<HeldDescriptor> {
+        let index = self.index(0);
+        let descriptor = index.relays.get(relay)?.signed.descriptor();
+        let profile = index.profile(descriptor.operator()).cloned();
+        Some((descriptor.clone(), profile))
     }
 
     /// The signed profile and descriptor of `relay` as stored here, to
@@ -606,19 +623,20 @@ impl<S: RegistryStore> Registry<S> {
         issued_at: u64,
         valid_until: u64,
     ) -> Result<(Directory, Vec<RelayId>), AssembleError> {
-        self.assemble_admitted(elected, sequence, issued_at, valid_until, |_| true)
+        self.assemble_admitted(elected, sequence, issued_at, valid_until, |_, _| true)
     }
 
     /// [`Registry::assemble`] listing only the elected relays whose held
-    /// descriptor `admit` accepts (the chain's admission, issue 13); the
-    /// others are left out and not counted missing.
+    /// descriptor `admit` accepts with its operator's held profile (the
+    /// chain's admission, issue 13); the others are left out and not
+    /// counted missing.
     pub fn assemble_admitted(
         &self,
         elected: &BTreeMap<RelayId, Elected>,
         sequence: u64,
         issued_at: u64,
         valid_until: u64,
-        admit: impl Fn(&openrelay_directory::RelayDescriptor) -> bool,
+        admit: impl Fn(&RelayDescriptor, Option<&OperatorProfile>) -> bool,
     ) -> Result<(Directory, Vec<RelayId>), AssembleError> {
         let index = self.index(issued_at);
         let mut descriptors = Vec::with_capacity(elected.len());
@@ -629,7 +647,11 @@ impl<S: RegistryStore> Registry<S> {
                 index.is_live(relay) && f.not_before <= issued_at && f.not_after >= valid_until
             });
             match usable {
-                Some(d) if !admit(d.signed.descriptor()) => {}
+                Some(d)
+                    if !admit(
+                        d.signed.descriptor(),
+                        index.profile(d.signed.descriptor().operator()),
+                    ) => {}
                 Some(d) => descriptors.push(d.signed.clone()),
                 None => missing.push(*relay),
             }

@@ -114,6 +114,7 @@ impl Publisher {
             name: config.operator_name.clone(),
             contact: config.operator_contact.clone(),
             jurisdiction: field("jurisdiction", CountryCode::parse(&config.jurisdiction))?,
+            chain_account: config.operator_account.map(|account| account.0),
             published_at: now,
         };
         let quic_pin: KeyPin = quic_key.pin();
@@ -163,6 +164,14 @@ impl Publisher {
         let mut fields = self.template.clone();
         fields.not_after = fields.not_before.saturating_add(1);
         Ok(field("country", RelayDescriptor::new(fields))?.content_hash())
+    }
+
+    /// The commitment the chain's `profileHash` holds for this relay's
+    /// operator (`openrelay operator register --profile-hash`): the
+    /// content hash of the profile it publishes, which leaves the signing
+    /// time out.
+    pub fn profile_hash(&self) -> Result<[u8; 32], PublisherError> {
+        Ok(field("operator_name", OperatorProfile::new(self.profile.clone()))?.content_hash())
     }
 
     fn signed_profile(&self) -> Result<Vec<u8>, PublisherError> {

@@ -367,8 +367,9 @@ impl RegistryService {
         let valid_until = now.saturating_add(self.lifetime);
         // With `[chain]`, exactly the elected relays the chain admits at the
         // view's block, anchored there (validators check both).
-        let admit = |d: &openrelay_directory::RelayDescriptor| {
-            view.as_ref().is_none_or(|v| v.admit(d).is_ok())
+        let admit = |d: &openrelay_directory::RelayDescriptor,
+                     p: Option<&openrelay_directory::OperatorProfile>| {
+            view.as_ref().is_none_or(|v| v.admit(d, p).is_ok())
         };
         let assemble = |sequence| {
             self.registry

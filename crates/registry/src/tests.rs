@@ -39,6 +39,8 @@ fn profile_at(i: u32, published_at: u64, name: &str) -> Vec<u8> {
         name: name.to_owned(),
         contact: format!("mailto:ops{i}@example.org"),
         jurisdiction: CountryCode::parse("DE").unwrap(),
+        // The account `chain_tests::account(i)` registers on chain.
+        chain_account: Some([0x40 + i as u8; 20]),
         published_at,
     };
     operator_key(i)
@@ -1192,11 +1194,21 @@ mod on_chain {
     }
 
     fn held(registry: &Registry<RedbStore>, relay: u32) -> RelayDescriptor {
-        registry
-            .descriptor(&relay_key(relay).id())
-            .unwrap()
-            .descriptor()
-            .clone()
+        held_with_profile(registry, relay).0
+    }
+
+    fn held_with_profile(registry: &Registry<RedbStore>, relay: u32) -> crate::HeldDescriptor {
+        registry.descriptor(&relay_key(relay).id()).unwrap()
+    }
+
+    /// Whether `chain` admits relay `relay` as `registry` holds it.
+    fn admit(
+        chain: &ChainView,
+        registry: &Registry<RedbStore>,
+        relay: u32,
+    ) -> Result<openrelay_directory::ChainRelay, NotAdmitted> {
+        let (descriptor, profile) = held_with_profile(registry, relay);
+        chain.admit(&descriptor, profile.as_ref())
     }
 
     /// The chain at `block` with both operators of `populated` registered
@@ -1210,7 +1222,6 @@ mod on_chain {
             block_number: block,
             block_hash: B256::repeat_byte(block as u8),
             operators: BTreeMap::new(),
-            operator_accounts: BTreeMap::new(),
             relays: BTreeMap::new(),
             validator_sets: vec![ChainSet {
                 epoch: 0,
@@ -1240,7 +1251,6 @@ mod on_chain {
                     relay_count: 2,
                 },
             );
-            snapshot.operator_accounts.insert(key, account(operator));
             for relay in [2 * operator, 2 * operator + 1] {
                 let d = held(registry, relay);
                 snapshot.relays.insert(
@@ -1267,7 +1277,7 @@ mod on_chain {
     /// Every validator votes for what `chain` admits in `registry`.
     fn votes(registry: &Registry<RedbStore>, chain: &ChainView) -> Vec<SignedVote> {
         let entries =
-            registry.vote_entries_admitted(NOW, NOW + LIFETIME, |d| chain.admit(d).is_ok());
+            registry.vote_entries_admitted(NOW, NOW + LIFETIME, |d, p| chain.admit(d, p).is_ok());
         validators()
             .iter()
             .map(|key| {
@@ -1286,7 +1296,9 @@ mod on_chain {
     ) -> Proposal {
         let elected = tally(votes.iter().map(SignedVote::vote));
         let (directory, missing) = registry
-            .assemble_admitted(&elected, 7, NOW, NOW + LIFETIME, |d| chain.admit(d).is_ok())
+            .assemble_admitted(&elected, 7, NOW, NOW + LIFETIME, |d, p| {
+                chain.admit(d, p).is_ok()
+            })
             .unwrap();
         assert!(missing.is_empty());
         let directory = chain.anchor_directory(directory).unwrap();
@@ -1301,7 +1313,7 @@ mod on_chain {
         registry: &Registry<RedbStore>,
         ring: &ChainRing,
     ) -> Result<Verdict, Refusal> {
-        let own = |relay: &RelayId| registry.descriptor(relay).map(|d| d.descriptor().clone());
+        let own = |relay: &RelayId| registry.descriptor(relay);
         let on_chain = OnChain {
             ring,
             own_descriptor: &own,
@@ -1345,7 +1357,7 @@ mod on_chain {
         let registry = populated(&dir);
         let chain = view(snapshot(&registry, 10));
         for relay in 0..4 {
-            chain.admit(&held(&registry, relay)).unwrap();
+            admit(&chain, &registry, relay).unwrap();
         }
         let d0 = held(&registry, 0);
         // Not registered.
@@ -1355,7 +1367,7 @@ mod on_chain {
             B256::from(d0.relay().to_bytes()),
         ));
         assert_eq!(
-            view(s).admit(&d0),
+            admit(&view(s), &registry, 0),
             Err(NotAdmitted::NotRegistered(d0.relay()))
         );
         // Registered under another operator's account (squatting).
@@ -1372,7 +1384,7 @@ mod on_chain {
             state,
         );
         assert_eq!(
-            view(s).admit(&d0),
+            admit(&view(s), &registry, 0),
             Err(NotAdmitted::NotRegistered(d0.relay()))
         );
         // Another descriptor hash.
@@ -1381,7 +1393,7 @@ mod on_chain {
             r.descriptor_hash = B256::repeat_byte(9);
         }
         assert_eq!(
-            view(s).admit(&d0),
+            admit(&view(s), &registry, 0),
             Err(NotAdmitted::DescriptorHashDiffers(d0.relay()))
         );
         // More bandwidth advertised than registered (1 Gbit/s > 999 Mbit/s).
@@ -1390,21 +1402,71 @@ mod on_chain {
             r.bandwidth_mbps = 999;
         }
         assert_eq!(
-            view(s).admit(&d0),
+            admit(&view(s), &registry, 0),
             Err(NotAdmitted::BandwidthAboveChain(d0.relay()))
         );
         // Slashed below cover: none of the operator's relays.
         let mut s = snapshot(&registry, 10);
         s.operators.get_mut(&account(0)).unwrap().stake = U256::from(1_999u64 * STAKE_PER_MBPS);
         let short = view(s);
-        assert_eq!(short.admit(&d0), Err(NotAdmitted::NotCovered(d0.relay())));
-        assert!(short.admit(&held(&registry, 2)).is_ok());
-        // An operator key nobody registered.
-        let mut s = snapshot(&registry, 10);
-        s.operator_accounts.clear();
         assert_eq!(
-            view(s).admit(&d0),
+            admit(&short, &registry, 0),
+            Err(NotAdmitted::NotCovered(d0.relay()))
+        );
+        assert!(admit(&short, &registry, 2).is_ok());
+        // The profile's account did not register the operator's key (it
+        // holds another, or none).
+        let mut s = snapshot(&registry, 10);
+        s.operators.get_mut(&account(0)).unwrap().operator_key = B256::repeat_byte(7);
+        assert_eq!(
+            admit(&view(s), &registry, 0),
             Err(NotAdmitted::UnknownOperator(d0.operator()))
+        );
+        let mut s = snapshot(&registry, 10);
+        s.operators.remove(&account(0));
+        assert_eq!(
+            admit(&view(s), &registry, 0),
+            Err(NotAdmitted::UnknownOperator(d0.operator()))
+        );
+        // Squatting the operator key: another account registers operator
+        // 0's key and relay 0 under it, staked. The profile names account
+        // 0, so the squatter's registration counts for nothing, and the
+        // real operator's own stays what is admitted.
+        let mut s = snapshot(&registry, 10);
+        let squatter = Address::repeat_byte(0x66);
+        let real = s.operators[&account(0)].clone();
+        s.operators.insert(squatter, real);
+        let relay_state =
+            s.relays[&RelayRef::new(account(0), B256::from(d0.relay().to_bytes()))].clone();
+        s.relays.insert(
+            RelayRef::new(squatter, B256::from(d0.relay().to_bytes())),
+            relay_state,
+        );
+        s.operators.get_mut(&account(0)).unwrap().stake = U256::ZERO;
+        assert_eq!(
+            admit(&view(s), &registry, 0),
+            Err(NotAdmitted::NotCovered(d0.relay()))
+        );
+        // A profile naming no account, or none held.
+        let (descriptor, profile) = held_with_profile(&registry, 0);
+        let unnamed = OperatorProfile::new(ProfileFields {
+            chain_account: None,
+            ..profile.unwrap().fields().clone()
+        })
+        .unwrap();
+        assert_eq!(
+            chain.admit(&descriptor, Some(&unnamed)),
+            Err(NotAdmitted::ProfileNamesNoAccount(d0.operator()))
+        );
+        assert_eq!(
+            chain.admit(&descriptor, None),
+            Err(NotAdmitted::NoProfile(d0.operator()))
+        );
+        // Another operator's profile is no profile of this one.
+        let (_, other) = held_with_profile(&registry, 2);
+        assert_eq!(
+            chain.admit(&descriptor, other.as_ref()),
+            Err(NotAdmitted::NoProfile(d0.operator()))
         );
     }
 

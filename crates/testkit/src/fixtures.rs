@@ -55,21 +55,38 @@ pub fn quic_pin(i: u8) -> KeyPin {
     quic_key(i).pin()
 }
 
-/// Operator `i`'s profile fields (published a day before [`T0`]).
+/// The EVM account operator `i`'s profile names (made up: fixtures are
+/// signed data, not a chain).
+pub fn chain_account(i: u8) -> [u8; 20] {
+    [0x40 ^ i; 20]
+}
+
+/// Operator `i`'s profile fields (published a day before [`T0`]), naming
+/// [`chain_account`]`(i)`.
 pub fn profile_fields(i: u8) -> ProfileFields {
     ProfileFields {
         operator: operator_key(i).id(),
         name: format!("Operator {i}"),
         contact: format!("mailto:ops{i}@example.org"),
         jurisdiction: CountryCode::parse(["DE", "NL", "CH", "IS"][usize::from(i % 4)]).unwrap(),
+        chain_account: Some(chain_account(i)),
         published_at: T0 - 86_400,
     }
 }
 
 /// Operator `i`'s signed profile.
 pub fn profile(i: u8) -> SignedOperatorProfile {
+    profile_naming(i, chain_account(i))
+}
+
+/// Operator `i`'s signed profile naming `account` as its chain account.
+pub fn profile_naming(i: u8, account: [u8; 20]) -> SignedOperatorProfile {
+    let fields = ProfileFields {
+        chain_account: Some(account),
+        ..profile_fields(i)
+    };
     operator_key(i)
-        .sign_profile(OperatorProfile::new(profile_fields(i)).unwrap())
+        .sign_profile(OperatorProfile::new(fields).unwrap())
         .unwrap()
 }
 
@@ -200,7 +217,7 @@ pub fn chain_section(
                 .sum();
             ChainOperator {
                 operator: id,
-                account: [id.as_bytes()[0]; 20],
+                account: p.profile().chain_account().unwrap_or_default(),
                 stake_wei: u128::from(covered_mbps) * 1_000_000_000_000_000,
                 covered_mbps,
             }

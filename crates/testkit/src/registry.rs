@@ -22,8 +22,15 @@ use crate::process::Proc;
 
 /// Operator `operator`'s signed profile, signed a minute ago.
 pub fn profile(operator: u8) -> Vec<u8> {
+    profile_naming(operator, None)
+}
+
+/// [`profile`] naming `chain_account` as the operator's EVM account (what
+/// a registry on a chain requires).
+pub fn profile_naming(operator: u8, chain_account: Option<[u8; 20]>) -> Vec<u8> {
     let fields = ProfileFields {
         jurisdiction: CountryCode::parse("NL").unwrap(),
+        chain_account,
         published_at: unix_now() - 60,
         ..crate::fixtures::profile_fields(operator)
     };
@@ -69,9 +76,21 @@ pub async fn post(client: &RegistryClient, path: &str, body: Vec<u8>) -> u16 {
 /// `relay` to each of `targets`; every answer must be 204 (a profile may
 /// also be 409: already stored).
 pub async fn publish(targets: &[RegistryClient], relay: u8, operator: u8, role: RelayRole) {
+    publish_naming(targets, relay, operator, role, None).await;
+}
+
+/// [`publish`] with the profile naming `chain_account` ([`profile_naming`]).
+pub async fn publish_naming(
+    targets: &[RegistryClient],
+    relay: u8,
+    operator: u8,
+    role: RelayRole,
+    chain_account: Option<[u8; 20]>,
+) {
     let descriptor = descriptor(relay, operator, role);
+    let profile = profile_naming(operator, chain_account);
     for target in targets {
-        let status = post(target, paths::PROFILES, profile(operator)).await;
+        let status = post(target, paths::PROFILES, profile.clone()).await;
         assert!(matches!(status, 204 | 409), "profile: {status}");
         assert_eq!(
             post(target, paths::DESCRIPTORS, descriptor.clone()).await,

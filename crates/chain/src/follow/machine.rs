@@ -296,7 +296,6 @@ impl ChainFollower {
             block_number: at.number,
             block_hash: at.hash,
             operators: state.operators.clone(),
-            operator_accounts: state.operator_accounts.clone(),
             relays: state.relays.clone(),
             validator_sets: state.validator_sets.clone(),
             validator_candidates: state.validator_candidates.clone(),

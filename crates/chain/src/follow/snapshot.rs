@@ -22,8 +22,6 @@ pub struct ChainSnapshot {
     pub block_hash: B256,
     /// Operators by account.
     pub operators: BTreeMap<Address, OperatorState>,
-    /// Which account holds each operator key.
-    pub operator_accounts: BTreeMap<B256, Address>,
     /// Relays by operator account and relay key.
     pub relays: BTreeMap<RelayRef, RelayState>,
     /// Every validator set since genesis, oldest first (epoch `i` at

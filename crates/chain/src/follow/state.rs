@@ -121,9 +121,8 @@ pub struct ValidatorCandidate {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Inconsistency {
-    /// `OperatorRegistered` for an account already registered, or for a
-    /// key another account holds.
-    #[error("operator {0} registered twice (or its key is taken)")]
+    /// `OperatorRegistered` for an account already registered.
+    #[error("operator {0} registered twice")]
     OperatorExists(Address),
     /// An operator event for an account that never registered.
     #[error("operator {0} is not registered")]
@@ -159,9 +158,6 @@ pub enum Inconsistency {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RegistryState {
     pub(crate) operators: BTreeMap<Address, OperatorState>,
-    /// Which account holds each operator key (the contract's
-    /// `operatorAccount`).
-    pub(crate) operator_accounts: BTreeMap<B256, Address>,
     pub(crate) relays: BTreeMap<RelayRef, RelayState>,
     pub(crate) validator_sets: Vec<ValidatorSet>,
     pub(crate) validator_candidates: BTreeMap<Address, ValidatorCandidate>,
@@ -179,12 +175,9 @@ impl RegistryState {
         use RelayRegistryEvents as E;
         match event {
             E::OperatorRegistered(e) => {
-                let taken = self.operators.contains_key(&e.operator)
-                    || self.operator_accounts.contains_key(&e.operatorKey);
-                if taken {
+                if self.operators.contains_key(&e.operator) {
                     return Err(Inconsistency::OperatorExists(e.operator));
                 }
-                self.operator_accounts.insert(e.operatorKey, e.operator);
                 self.operators.insert(
                     e.operator,
                     OperatorState {

@@ -140,7 +140,6 @@ fn assert_matches_scratch(follower: &ChainFollower, chain: &FakeChain) {
         }
     }
     assert_eq!(snapshot.operators, scratch.operators);
-    assert_eq!(snapshot.operator_accounts, scratch.operator_accounts);
     assert_eq!(snapshot.relays, scratch.relays);
     assert_eq!(snapshot.validator_sets, scratch.validator_sets);
     assert_eq!(snapshot.validator_candidates, scratch.validator_candidates);

@@ -38,7 +38,10 @@ enum OperatorCommand {
         /// if absent).
         #[arg(long)]
         operator_key_file: PathBuf,
-        /// Hash of the operator's signed profile (64 hex digits).
+        /// The commitment to the operator's profile (64 hex digits):
+        /// `openrelay relay --config FILE --operator-args` prints it with
+        /// the key file. The relays' `[publish] operator_account` must name
+        /// this account, or no registry lists them.
         #[arg(long, default_value_t = B256::ZERO)]
         profile_hash: B256,
         /// Stake sent with the registration, in ETH.

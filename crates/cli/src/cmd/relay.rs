@@ -18,38 +18,58 @@ pub(crate) struct RelayArgs {
     /// Print the hash of the descriptor this relay publishes (64 hex
     /// digits, what the chain commits to) and exit: the value of
     /// `openrelay operator register-relay --descriptor-hash`.
-    #[arg(long, conflicts_with = "register_args")]
+    #[arg(long, group = "chain_registration")]
     descriptor_hash: bool,
     /// Print the flags `openrelay operator register-relay` needs for this
     /// relay (`--relay-key`, `--role`, `--mbps`, `--descriptor-hash`) and
     /// exit.
-    #[arg(long)]
+    #[arg(long, group = "chain_registration")]
     register_args: bool,
+    /// Print the flags `openrelay operator register` needs for this
+    /// relay's operator (`--operator-key-file`, `--profile-hash`) and exit.
+    #[arg(long, group = "chain_registration")]
+    operator_args: bool,
 }
 
 /// Load config, init logging, run (or print what the chain needs).
 pub(crate) fn run(args: RelayArgs) -> anyhow::Result<()> {
     let mut config = RelayConfig::load(&args.service.config)?;
-    if args.descriptor_hash || args.register_args {
-        let (relay_key, role, mbps, hash) = registration(&mut config)?;
-        match args.register_args {
-            true => println!(
-                "--relay-key {relay_key} --role {role} --mbps {mbps} --descriptor-hash {hash}"
-            ),
-            false => println!("{hash}"),
+    if args.descriptor_hash || args.register_args || args.operator_args {
+        let r = registration(&mut config)?;
+        if args.descriptor_hash {
+            println!("{}", r.descriptor_hash);
+        } else if args.register_args {
+            println!(
+                "--relay-key {} --role {} --mbps {} --descriptor-hash {}",
+                r.relay_key, r.role, r.mbps, r.descriptor_hash
+            );
+        } else {
+            println!(
+                "--operator-key-file {} --profile-hash {}",
+                r.operator_key_file.display(),
+                r.profile_hash
+            );
         }
         return Ok(());
     }
     runtime(config.common().worker_threads)?.block_on(serve(config, args.service.exit_with_stdin))
 }
 
-/// What the chain registers for this relay: its relay key (the key that
-/// signs its descriptors, not its QUIC key), role, bandwidth in Mbit/s
-/// (rounded up: the descriptor may advertise at most what is registered)
-/// and the content hash of the descriptor its publisher builds.
-fn registration(
-    config: &mut RelayConfig,
-) -> anyhow::Result<(KeyPin, RelayRole, u64, alloy::primitives::B256)> {
+/// What the chain registers for this relay and its operator.
+struct Registration {
+    /// The key that signs its descriptors (not its QUIC key).
+    relay_key: KeyPin,
+    role: RelayRole,
+    /// Rounded up: the descriptor may advertise at most what is registered.
+    mbps: u64,
+    /// The content hash of the descriptor its publisher builds.
+    descriptor_hash: alloy::primitives::B256,
+    /// The content hash of its operator's profile.
+    profile_hash: alloy::primitives::B256,
+    operator_key_file: std::path::PathBuf,
+}
+
+fn registration(config: &mut RelayConfig) -> anyhow::Result<Registration> {
     resolve_operator_key(config.common_mut())?;
     let role = match config {
         RelayConfig::Ingress(_) => RelayRole::Ingress,
@@ -59,6 +79,14 @@ fn registration(
     let Some(publish) = &common.publish else {
         anyhow::bail!("the config has no [publish] section: this relay publishes no descriptor");
     };
+    // Registries on a chain list only relays whose operator's signed
+    // profile names the registering account.
+    anyhow::ensure!(
+        publish.operator_account.is_some(),
+        "[publish] has no operator_account: set it to the EVM account that registers and stakes \
+         for this operator (`openrelay operator new-key` prints it), or the registry never lists \
+         this relay"
+    );
     // The descriptor names the address clients reach: a port the kernel
     // picks at start-up is not known here.
     anyhow::ensure!(
@@ -73,14 +101,15 @@ fn registration(
         &identity,
         &common.state_dir,
     )?;
-    let hash = publisher.content_hash()?;
     let relay_key = openrelay_registry::keyfile::relay_key(&common.state_dir)?;
-    Ok((
-        KeyPin::from(relay_key.id()),
+    Ok(Registration {
+        relay_key: KeyPin::from(relay_key.id()),
         role,
-        publish.bandwidth_bps.div_ceil(1_000_000),
-        alloy::primitives::B256::from(hash),
-    ))
+        mbps: publish.bandwidth_bps.div_ceil(1_000_000),
+        descriptor_hash: publisher.content_hash()?.into(),
+        profile_hash: publisher.profile_hash()?.into(),
+        operator_key_file: publish.operator_key_file.clone(),
+    })
 }
 
 /// Fills in the relay's `operator_key` from its publishing key file, and

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chain::EvmAddress;
 use crate::{ConfigError, ServiceEndpoint};
 
 /// How a relay describes itself to a registry and the validators.
@@ -27,6 +28,13 @@ pub struct PublishConfig {
     pub operator_contact: String,
     /// The operator's jurisdiction (ISO 3166-1 alpha-2).
     pub jurisdiction: String,
+    /// The EVM account the operator registered its key and stakes from
+    /// (`openrelay operator register`). A chain-backed registry lists this
+    /// relay only if the operator's signed profile names it, so it is
+    /// required there and may be left out where the registry is not on a
+    /// chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_account: Option<EvmAddress>,
     /// Where the relay is (ISO 3166-1 alpha-2).
     pub country: String,
     /// Its city.

@@ -400,13 +400,14 @@ pub fn check_proposal(
 }
 
 /// What a validator following the chain knows of it: its recent confirmed
-/// blocks, and whether the chain admits its own copy of a relay's
-/// descriptor (`None`: it holds none).
+/// blocks, and its own copy of a relay's descriptor and of its operator's
+/// profile (`None`: it holds no descriptor).
 pub struct OnChain<'a> {
     /// Its recent confirmed blocks.
     pub ring: &'a ChainRing,
-    /// This validator's own descriptor of a relay, if it holds one.
-    pub own_descriptor: &'a dyn Fn(&RelayId) -> Option<openrelay_directory::RelayDescriptor>,
+    /// This validator's own descriptor of a relay and its operator's
+    /// profile, if it holds them.
+    pub own_descriptor: &'a dyn Fn(&RelayId) -> Option<crate::HeldDescriptor>,
 }
 
 impl std::fmt::Debug for OnChain<'_> {
@@ -458,17 +459,22 @@ pub fn check_proposal_on_chain(
     check_times(&directory, &rules, now)?;
     let votes = check_votes(&proposal.votes, &rules, now)?;
     for signed in directory.descriptors() {
-        if let Err(why) = view.admit(signed.descriptor()) {
+        let descriptor = signed.descriptor();
+        if let Err(why) = view.admit(
+            descriptor,
+            directory.operator_profile(descriptor.operator()),
+        ) {
             return Err(Refusal::ChainInvented {
-                relay: signed.descriptor().relay(),
+                relay: descriptor.relay(),
                 why,
             });
         }
     }
     // An elected relay may be left out only if the chain does not admit
     // this validator's own copy of its descriptor at the anchor.
-    let omission_allowed =
-        |relay: &RelayId| (chain.own_descriptor)(relay).is_some_and(|d| view.admit(&d).is_err());
+    let omission_allowed = |relay: &RelayId| {
+        (chain.own_descriptor)(relay).is_some_and(|(d, p)| view.admit(&d, p.as_ref()).is_err())
+    };
     check_relays(&directory, &votes, &rules, omission_allowed).map_err(|e| match e {
         Refusal::OmittedRelay { relay, .. } => Refusal::ChainOmitted { relay },
         other => other,

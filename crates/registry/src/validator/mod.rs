@@ -333,7 +333,7 @@ impl Validator {
                 return Ok(None);
             };
             self.registry
-                .vote_entries_admitted(now, valid_until, |d| chain.admit(d).is_ok())
+                .vote_entries_admitted(now, valid_until, |d, p| chain.admit(d, p).is_ok())
         } else {
             self.registry.vote_entries(now, valid_until)
         };
@@ -462,11 +462,7 @@ impl Validator {
         let last = self.last_signed().map_err(Checked::Store)?;
         let checked = if self.chain.is_some() {
             let ring = lock_ring(&self.ring);
-            let own = |relay: &openrelay_directory::RelayId| {
-                self.registry
-                    .descriptor(relay)
-                    .map(|d| d.descriptor().clone())
-            };
+            let own = |relay: &openrelay_directory::RelayId| self.registry.descriptor(relay);
             let on_chain = check::OnChain {
                 ring: &ring,
                 own_descriptor: &own,
