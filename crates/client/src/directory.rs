@@ -525,6 +525,7 @@ mod tests {
             dangerously_allow_special_purpose_endpoints: allow_special,
             rpc: None,
             rpc_required: false,
+            chain: None,
         }
     }
 

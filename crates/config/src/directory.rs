@@ -5,6 +5,7 @@
 use openrelay_types::KeyPin;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::EvmAddress;
 use crate::{ConfigError, ServiceEndpoint};
 
 /// The most relays a directory can list (`openrelay_directory::MAX_RELAYS`,
@@ -65,6 +66,23 @@ pub struct DirectoryConfig {
     /// usable answer) is refused too, not only one it contradicts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rpc_required: bool,
+    /// The registry contract the network lives on (issue 13),
+    /// `[directory.chain] chain_id = N` and `contract = "0x..."`: a
+    /// directory anchored at another deployment, or at none, is refused,
+    /// so validators cannot move users to a contract of their choosing
+    /// unnoticed. Left out, the validators' signatures decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainPin>,
+}
+
+/// A pinned registry deployment (`[directory.chain]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainPin {
+    /// The chain's id.
+    pub chain_id: u64,
+    /// The registry contract's address.
+    pub contract: EvmAddress,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -50,7 +50,9 @@ pub use client::{
     AccountConfig, ClientConfig, MIN_TUN_MTU, PathConfig, RelayEntry, TunConfig, TunDnsConfig,
 };
 pub use congestion::CongestionControl;
-pub use directory::{DirectoryConfig, MAX_ISSUERS_LIMIT, MAX_RELAYS_LIMIT, ValidatorWeight};
+pub use directory::{
+    ChainPin, DirectoryConfig, MAX_ISSUERS_LIMIT, MAX_RELAYS_LIMIT, ValidatorWeight,
+};
 pub use endpoints::ServiceEndpoint;
 pub use error::ConfigError;
 pub use issuer::{IssuerConfig, KeyPublishConfig, SettlementRelays};

@@ -377,6 +377,35 @@ fn a_genesis_set_can_carry_weights() {
     // The unweighted form is unchanged.
     let plain = ClientConfig::from_toml(&directory("threshold = 2")).unwrap();
     assert_eq!(plain.directory.unwrap().weights(), None);
+    // A pinned deployment.
+    let pinned = ClientConfig::from_toml(&directory(
+        "threshold = 2
+[directory.chain]
+chain_id = 1
+contract = \"0x00000000000000000000000000000000000000aa\"",
+    ))
+    .unwrap();
+    let pin = pinned.directory.unwrap().chain.unwrap();
+    assert_eq!((pin.chain_id, pin.contract.0[19]), (1, 0xaa));
+    for settings in [
+        "threshold = 2
+[directory.chain]
+chain_id = 1
+contract = \"0xaa\"",
+        "threshold = 2
+[directory.chain]
+chain_id = 1",
+        "threshold = 2
+[directory.chain]
+chain_id = 1
+contract = \"0x00000000000000000000000000000000000000aa\"
+rpc = \"x\"",
+    ] {
+        assert!(
+            ClientConfig::from_toml(&directory(settings)).is_err(),
+            "{settings}"
+        );
+    }
     for (settings, field) in [
         ("threshold = 1\nvalidator_weights = [1, 1]", "threshold"),
         ("validator_weights = [1]", "validator_weights"),

@@ -17,8 +17,9 @@ use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
 use openrelay_chain::operator::{
     DEFAULT_RPC_TIMEOUT, Registry, create_key_file, load_key_file, signing_provider,
 };
-use openrelay_config::RelayConfig;
 use openrelay_config::chain::{ChainConfig, EvmAddress};
+use openrelay_config::issuer::SettlementRelays;
+use openrelay_config::{ChainPin, DirectoryConfig, RelayConfig};
 use openrelay_registry::publisher::Publisher;
 use openrelay_transport::identity::Identity;
 use openrelay_types::{KeyPin, RelayRole};
@@ -270,6 +271,26 @@ pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
     };
     if let Some(registry) = &mut plan.registry {
         registry.chain = Some(config.clone());
+    }
+    // Everyone following the directory pins this deployment.
+    let pin = ChainPin {
+        chain_id: DEVNET_CHAIN_ID,
+        contract: config.contract,
+    };
+    let mut followers: Vec<&mut DirectoryConfig> = plan
+        .relays
+        .iter_mut()
+        .filter_map(|(_, relay)| relay.common_mut().directory.as_mut())
+        .chain(plan.client.directory.as_mut())
+        .collect();
+    if let Some(issuer) = &mut plan.issuer {
+        followers.extend(issuer.directory.as_mut());
+        if let Some(SettlementRelays::Directory(directory)) = &mut issuer.settlement {
+            followers.push(directory);
+        }
+    }
+    for directory in followers {
+        directory.chain = Some(pin);
     }
     for (_, validator) in &mut plan.validators {
         validator.chain = Some(config.clone());

@@ -243,6 +243,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             dangerously_allow_special_purpose_endpoints: true,
             rpc: None,
             rpc_required: false,
+            chain: None,
         });
     let mut egress_addrs = Vec::new();
     let mut entries = Vec::new();

@@ -51,7 +51,7 @@ pub use validator_set::{
     ValidatorMember, ValidatorSet, ValidatorSetChange, more_than_two_thirds,
 };
 pub use verify::{
-    DirectoryError, LastSeen, Quorum, TrustConfig, TrustConfigError, VerifiedDirectory,
+    Deployment, DirectoryError, LastSeen, Quorum, TrustConfig, TrustConfigError, VerifiedDirectory,
     VerifiedRelay, verify_directory, verify_directory_bytes,
 };
 

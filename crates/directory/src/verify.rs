@@ -55,6 +55,28 @@ pub struct TrustConfig {
     genesis_quorum: Quorum,
     current: Arc<ValidatorSet>,
     max_age_secs: u64,
+    /// The chain id and registry contract directories must be anchored
+    /// at, if pinned ([`TrustConfig::pinned_to_deployment`]).
+    deployment: Option<Deployment>,
+}
+
+/// A registry contract's deployment: its chain and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Deployment {
+    /// The chain's id.
+    pub chain_id: u64,
+    /// The registry contract's address.
+    pub contract: [u8; 20],
+}
+
+impl std::fmt::Display for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "contract 0x")?;
+        self.contract
+            .iter()
+            .try_for_each(|b| write!(f, "{b:02x}"))?;
+        write!(f, " on chain {}", self.chain_id)
+    }
 }
 
 /// Why a trust configuration is refused.
@@ -225,7 +247,19 @@ impl TrustConfig {
             genesis_quorum: quorum,
             current: set,
             max_age_secs,
+            deployment: None,
         })
+    }
+
+    /// This trust accepting only directories anchored at `deployment`:
+    /// a user who pins the network's registry contract notices if the
+    /// validators move it to another deployment (or serve one without a
+    /// chain section) instead of following them there.
+    pub fn pinned_to_deployment(self, deployment: Deployment) -> TrustConfig {
+        TrustConfig {
+            deployment: Some(deployment),
+            ..self
+        }
     }
 
     /// This trust moved forward to the set that signed `verified` (a
@@ -398,6 +432,18 @@ pub enum DirectoryError {
     Equivocation {
         /// The sequence number.
         sequence: u64,
+    },
+    /// Anchored at another registry deployment than the one pinned, or at
+    /// none (`found` is `None`: a directory without a chain section).
+    #[error("{}", match found {
+        Some(found) => format!("directory is anchored at {found}, not the pinned {expected}"),
+        None => format!("directory has no chain section; {expected} is pinned"),
+    })]
+    OtherDeployment {
+        /// The pinned deployment.
+        expected: Deployment,
+        /// The directory's.
+        found: Option<Deployment>,
     },
     /// A relay or operator signature inside the directory does not verify.
     #[error("bad signature by {which}")]
@@ -851,6 +897,15 @@ pub fn verify_directory(
         .into());
     }
     let head = Directory::peek_chain_head(&signed.directory)?;
+    if let Some(expected) = trust.deployment {
+        let found = head.map(|(anchor, _)| Deployment {
+            chain_id: anchor.chain_id,
+            contract: anchor.contract,
+        });
+        if found != Some(expected) {
+            return Err(DirectoryError::OtherDeployment { expected, found });
+        }
+    }
     let (validator_set, quorum) = walk_handovers(trust, &signed.handovers, head)?;
     let signers = check_signers(&signed, &validator_set, quorum)?;
     let directory = Directory::from_bytes(&signed.directory)?;

@@ -785,3 +785,43 @@ proptest! {
         prop_assert_eq!(stake_capped_bandwidths(&claims, u128::MAX), clipped);
     }
 }
+
+#[test]
+fn a_pinned_deployment_refuses_directories_anchored_elsewhere_or_nowhere() {
+    use openrelay_directory::Deployment;
+    let anchor = chain_anchor(100);
+    let pinned = Deployment {
+        chain_id: anchor.chain_id,
+        contract: anchor.contract,
+    };
+    let trust = trust(2, 3).pinned_to_deployment(pinned);
+    let at_pin = envelope(&chain_directory(1, 100, 0), Vec::new(), &[0, 1]);
+    verify_directory(at_pin, &trust, T0, None).unwrap();
+
+    // The same validators sign a directory of another contract, on another
+    // chain, and one without a chain section: all refused, naming both.
+    let mut elsewhere = chain_directory(2, 100, 0).chain().unwrap().clone();
+    elsewhere.anchor.contract = [0x66; 20];
+    let other_contract = directory(2).with_chain(elsewhere).unwrap();
+    let mut other = chain_directory(2, 100, 0).chain().unwrap().clone();
+    other.anchor.chain_id = 1;
+    let other_chain = directory(2).with_chain(other).unwrap();
+    for (directory, found) in [
+        (other_contract, Some([0x66; 20])),
+        (other_chain, Some(anchor.contract)),
+        (directory(2), None),
+    ] {
+        let signed = envelope(&directory, Vec::new(), &[0, 1, 2]);
+        let error = verify_directory(signed, &trust, T0, None).unwrap_err();
+        let DirectoryError::OtherDeployment {
+            expected,
+            found: got,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(*expected, pinned);
+        assert_eq!(got.map(|d| d.contract), found);
+        assert!(error.to_string().contains("pinned"), "{error}");
+    }
+}

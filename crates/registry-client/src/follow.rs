@@ -77,15 +77,22 @@ pub struct DirectoryFollower {
 
 /// The trust a `[directory]` section configures: its genesis validator
 /// set (weighted with `validator_weights`, else `threshold` of equal
-/// `validators`) and maximum age. Relays, the issuer and clients all start
-/// from it.
+/// `validators`), maximum age and pinned deployment (`[directory.chain]`).
+/// Relays, the issuer and clients all start from it.
 pub fn trust_config(config: &DirectoryConfig) -> Result<TrustConfig, TrustConfigError> {
-    TrustConfig::from_genesis_pins(
+    let trust = TrustConfig::from_genesis_pins(
         &config.validators,
         config.threshold,
         config.weights().as_deref(),
         config.max_age_secs,
-    )
+    )?;
+    Ok(match config.chain {
+        Some(pin) => trust.pinned_to_deployment(openrelay_directory::Deployment {
+            chain_id: pin.chain_id,
+            contract: pin.contract.0,
+        }),
+        None => trust,
+    })
 }
 
 impl DirectoryFollower {
