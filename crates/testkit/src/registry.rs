@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use openrelay_directory::{
-    CountryCode, DescriptorFields, OperatorProfile, ProfileFields, Region, ValidatorKey,
+    CountryCode, DescriptorFields, Directory, OperatorId, OperatorProfile, ProfileFields, Region,
+    SignedDescriptor, SignedOperatorProfile, ValidatorKey,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
@@ -67,11 +68,17 @@ pub async fn post(client: &RegistryClient, path: &str, body: Vec<u8>) -> u16 {
 
 /// Publishes operator `operator`'s profile and a fresh descriptor of
 /// `relay` to each of `targets`; every answer must be 204 (a profile may
-/// also be 409: already stored).
-pub async fn publish(targets: &[RegistryClient], relay: u8, operator: u8, role: RelayRole) {
+/// also be 409: already stored). The descriptor and profile published.
+pub async fn publish(
+    targets: &[RegistryClient],
+    relay: u8,
+    operator: u8,
+    role: RelayRole,
+) -> (Vec<u8>, Vec<u8>) {
     let descriptor = descriptor(relay, operator, role);
+    let profile = profile(operator);
     for target in targets {
-        let status = post(target, paths::PROFILES, profile(operator)).await;
+        let status = post(target, paths::PROFILES, profile.clone()).await;
         assert!(matches!(status, 204 | 409), "profile: {status}");
         assert_eq!(
             post(target, paths::DESCRIPTORS, descriptor.clone()).await,
@@ -79,6 +86,66 @@ pub async fn publish(targets: &[RegistryClient], relay: u8, operator: u8, role: 
             "descriptor of relay {relay} to {}",
             target.addr()
         );
+    }
+    (descriptor, profile)
+}
+
+/// The relays (descriptors) and their operators' profiles as published,
+/// by fixture number: what a malicious registry the test plays builds
+/// directories from.
+#[derive(Debug, Default)]
+pub struct Published {
+    descriptors: std::collections::BTreeMap<u8, SignedDescriptor>,
+    profiles: std::collections::BTreeMap<OperatorId, SignedOperatorProfile>,
+}
+
+impl Published {
+    /// [`publish`]es `relay` to `targets` and records it.
+    pub async fn publish(
+        &mut self,
+        targets: &[RegistryClient],
+        relay: u8,
+        operator: u8,
+        role: RelayRole,
+    ) {
+        let (descriptor, profile) = publish(targets, relay, operator, role).await;
+        self.record(relay, &descriptor, &profile);
+    }
+
+    /// Records a fresh descriptor of `relay` that nobody was sent (a relay
+    /// only the registry knows).
+    pub fn unpublished(&mut self, relay: u8, operator: u8, role: RelayRole) {
+        self.record(
+            relay,
+            &descriptor(relay, operator, role),
+            &profile(operator),
+        );
+    }
+
+    fn record(&mut self, relay: u8, descriptor: &[u8], profile: &[u8]) {
+        let descriptor = SignedDescriptor::from_bytes(descriptor).unwrap();
+        let profile = SignedOperatorProfile::from_bytes(profile).unwrap();
+        self.descriptors.insert(relay, descriptor);
+        self.profiles.insert(profile.profile().operator(), profile);
+    }
+
+    /// A directory of the recorded relays `relays`, with their operators'
+    /// profiles.
+    pub fn directory(
+        &self,
+        sequence: u64,
+        issued_at: u64,
+        valid_until: u64,
+        relays: &[u8],
+    ) -> Directory {
+        let descriptors: Vec<SignedDescriptor> =
+            relays.iter().map(|r| self.descriptors[r].clone()).collect();
+        let operators: std::collections::BTreeSet<OperatorId> = descriptors
+            .iter()
+            .map(|d| d.descriptor().operator())
+            .collect();
+        let profiles = operators.iter().map(|o| self.profiles[o].clone()).collect();
+        Directory::new(sequence, issued_at, valid_until, profiles, descriptors).unwrap()
     }
 }
 
@@ -269,8 +336,8 @@ pub async fn take_over_registry(devnet: &crate::devnet::Devnet) -> TakenOver {
     }
 }
 
-/// `directory`'s contents under a new sequence and validity, signed by
-/// `validators`.
+/// `directory`'s contents (its chain section too) under a new sequence and
+/// validity, signed by `validators`.
 pub fn reissued(
     directory: &openrelay_directory::Directory,
     validators: &[&ValidatorKey],
@@ -278,7 +345,7 @@ pub fn reissued(
     issued_at: u64,
     valid_until: u64,
 ) -> Vec<u8> {
-    let d = openrelay_directory::Directory::new(
+    let mut d = openrelay_directory::Directory::new(
         sequence,
         issued_at,
         valid_until,
@@ -286,6 +353,9 @@ pub fn reissued(
         directory.descriptors().to_vec(),
     )
     .unwrap();
+    if let Some(chain) = directory.chain() {
+        d = d.with_chain(chain.clone()).unwrap();
+    }
     let mut signed = openrelay_directory::SignedDirectory::new(&d);
     for key in validators {
         signed.sign(key);
