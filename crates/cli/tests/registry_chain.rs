@@ -36,13 +36,17 @@ use kit::Proc;
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
 use openrelay_chain::operator::{Registry as ChainRegistry, signing_provider};
+use openrelay_client::directory::{self as client_directory, DirectoryFeed};
+use openrelay_config::chain::EvmAddress;
+use openrelay_config::{ChainPin, DirectoryConfig, ServiceEndpoint};
 use openrelay_directory::{
-    ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, SignedDescriptor,
-    SignedOperatorProfile, TrustConfig, verify_directory_bytes,
+    ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, DirectoryError,
+    SignedDescriptor, SignedValidatorSetChange, TrustConfig, ValidatorId, ValidatorSet,
+    ValidatorSetChange, VerifiedDirectory, verify_directory_bytes,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
-use openrelay_types::{RelayRole, unix_now};
+use openrelay_types::{KeyPin, RelayRole, unix_now};
 use registry_fixtures::*;
 
 const CHAIN_ID: u64 = 31_337;
@@ -150,6 +154,55 @@ impl Chain {
         chain
     }
 
+    /// A new account with 10 ETH (for a validator's stake and gas).
+    async fn funded_account(&self) -> PrivateKeySigner {
+        let account = PrivateKeySigner::random();
+        self.anvil
+            .fund(account.address(), U256::from(10 * ETHER))
+            .await
+            .unwrap();
+        account
+    }
+
+    /// Moves the node's clock `secs` forward and mines a block: the
+    /// devnet's join and leave delays pass without waiting for them.
+    async fn time_travel(&self, secs: u64) {
+        let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint().parse().unwrap());
+        let _: i64 = provider
+            .raw_request("evm_increaseTime".into(), (secs,))
+            .await
+            .unwrap();
+        let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    }
+
+    /// Each of `approvers` approves the set change from `epoch` adding
+    /// `joins` and removing `leaves`, all at once (so in a block or two);
+    /// returns once every approval is mined. Exactly the approvals the
+    /// quorum needs: one more, mined after the change applied, would be
+    /// refused for the wrong epoch.
+    async fn approve(
+        &self,
+        approvers: &[&PrivateKeySigner],
+        epoch: u64,
+        joins: &[Address],
+        leaves: &[Address],
+    ) {
+        let mut approvals = tokio::task::JoinSet::new();
+        for approver in approvers {
+            let registry = self.as_account((*approver).clone()).await;
+            let (joins, leaves) = (joins.to_vec(), leaves.to_vec());
+            approvals.spawn(async move {
+                registry
+                    .approve_set_change(epoch, joins, leaves)
+                    .await
+                    .map(|_| ())
+            });
+        }
+        while let Some(approved) = approvals.join_next().await {
+            approved.unwrap().unwrap();
+        }
+    }
+
     /// The contract as `signer` sends to it.
     async fn as_account(&self, signer: PrivateKeySigner) -> ChainRegistry {
         ChainRegistry::connect(
@@ -185,6 +238,12 @@ impl Chain {
         publish_naming(targets, relay, operator, role, Some(self.account(operator))).await;
     }
 
+    /// What the test publishes, its profiles naming the operators'
+    /// accounts here.
+    fn published(&self) -> Published {
+        Published::naming((0..=2).map(|o| (o, self.account(o))).collect())
+    }
+
     /// The `[chain]` section of a registry's or validator's config.
     fn config(&self) -> String {
         format!(
@@ -217,6 +276,47 @@ impl Chain {
             block_number: number,
             block_hash: block.header.hash.0,
         }
+    }
+
+    /// A directory of the `published` relays `relays` anchored at `anchor`,
+    /// with the chain's figures as [`Chain::with_four_relays`] registered
+    /// them, edited by `edit`.
+    fn directory(
+        &self,
+        published: &Published,
+        sequence: u64,
+        relays: &[u8],
+        anchor: ChainAnchor,
+        edit: impl FnOnce(&mut ChainSection),
+    ) -> Directory {
+        let now = unix_now();
+        let mut operators: Vec<u8> = relays.iter().map(|r| r / 2).collect();
+        operators.dedup();
+        let mut section = ChainSection {
+            anchor,
+            validator_epoch: 0,
+            operators: operators
+                .iter()
+                .map(|&o| ChainOperator {
+                    operator: operator_key(o).id(),
+                    account: self.account(o),
+                    stake_wei: 2 * ETHER,
+                    covered_mbps: 2_000,
+                })
+                .collect(),
+            relays: relays
+                .iter()
+                .map(|&r| ChainRelay {
+                    relay: relay_key(r).id(),
+                    bandwidth_mbps: RELAY_MBPS,
+                })
+                .collect(),
+        };
+        edit(&mut section);
+        published
+            .directory(sequence, now, now + 3600, relays)
+            .with_chain(section)
+            .unwrap()
     }
 }
 
@@ -267,6 +367,38 @@ fn start_chain_registry(dir: &Path, keys: &[ValidatorKeys], chain: &Chain) -> Pr
     )
 }
 
+/// The client library's directory feed (as `openrelay client` takes
+/// directories) for the registry at `registry` (TLS key `registry_key`),
+/// trusting the genesis set `genesis` (2 of 3) and pinning `chain`'s
+/// deployment, with state in `state`.
+fn client_feed(
+    chain: &Chain,
+    genesis: &[ValidatorKeys],
+    registry: &str,
+    registry_key: &str,
+    state: &Path,
+) -> DirectoryFeed {
+    let config = DirectoryConfig {
+        registry: ServiceEndpoint {
+            addr: registry.parse().unwrap(),
+            key: registry_key.parse().unwrap(),
+        },
+        validators: genesis.iter().map(|v| KeyPin::from(v.key.id())).collect(),
+        threshold: 2,
+        validator_weights: None,
+        max_age_secs: 3600,
+        refresh_secs: 30,
+        dangerously_allow_special_purpose_endpoints: false,
+        rpc: None,
+        rpc_required: false,
+        chain: Some(ChainPin {
+            chain_id: CHAIN_ID,
+            contract: EvmAddress(chain.contract.into_array()),
+        }),
+    };
+    DirectoryFeed::new(&config, state).unwrap()
+}
+
 /// Waits for a served directory that verifies for a client of the genesis
 /// set and lists exactly `relays`; its chain section.
 async fn served_listing(
@@ -275,18 +407,19 @@ async fn served_listing(
     relays: &[u8],
     within: Duration,
 ) -> ChainSection {
-    served_at_epoch(registry, trust, relays, 0, within).await.0
+    let (verified, _) = served_at_epoch(registry, trust, relays, 0, within).await;
+    verified.chain().unwrap().clone()
 }
 
-/// [`served_listing`] for a directory signed by the set of `epoch`; also
-/// the envelope's hand-overs' epochs.
+/// [`served_listing`] for a directory signed by the set of `epoch`: the
+/// directory verified, and as served.
 async fn served_at_epoch(
     registry: &RegistryClient,
     trust: &TrustConfig,
     relays: &[u8],
     epoch: u64,
     within: Duration,
-) -> (ChainSection, Vec<u64>) {
+) -> (VerifiedDirectory, Vec<u8>) {
     let mut want: Vec<_> = relays.iter().map(|r| relay_key(*r).id()).collect();
     want.sort();
     let deadline = Instant::now() + within;
@@ -298,24 +431,29 @@ async fn served_at_epoch(
         {
             let verified = verify_directory_bytes(&bytes, trust, unix_now(), None).unwrap();
             let listed: Vec<_> = verified.relays().map(|r| r.id()).collect();
-            let section = verified.chain().unwrap().clone();
-            if listed == want && section.validator_epoch == epoch {
-                let handovers = verified
-                    .signed()
-                    .handovers
-                    .iter()
-                    .map(|h| h.change().epoch())
-                    .collect();
-                return (section, handovers);
+            let served_epoch = verified.chain().unwrap().validator_epoch;
+            if listed == want && served_epoch == epoch {
+                return (verified, bytes);
             }
-            last = Some(listed);
+            last = Some((listed, served_epoch));
         }
         assert!(
             Instant::now() < deadline,
-            "no directory listing {relays:?} in time; last listed {last:?}"
+            "no directory listing {relays:?} at validator epoch {epoch} in time; last \
+             (listed, epoch): {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The epochs of the hand-overs `verified`'s envelope carries.
+fn handover_epochs(verified: &VerifiedDirectory) -> Vec<u64> {
+    verified
+        .signed()
+        .handovers
+        .iter()
+        .map(|h| h.change().epoch())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,57 +554,6 @@ async fn the_registry_lists_exactly_the_relays_staked_and_registered_on_chain() 
     drop(registry_proc);
 }
 
-/// Relays 0-3 as published, and relay 4 (published, not registered).
-struct Published {
-    descriptors: BTreeMap<u8, SignedDescriptor>,
-    profiles: BTreeMap<u8, SignedOperatorProfile>,
-}
-
-impl Published {
-    /// A directory of `relays` anchored at `anchor`, with the chain's
-    /// figures as `chain` registered them, edited by `edit`.
-    fn directory(
-        &self,
-        sequence: u64,
-        relays: &[u8],
-        anchor: ChainAnchor,
-        chain: &Chain,
-        edit: impl FnOnce(&mut ChainSection),
-    ) -> Directory {
-        let now = unix_now();
-        let descriptors: Vec<SignedDescriptor> =
-            relays.iter().map(|r| self.descriptors[r].clone()).collect();
-        let mut operators: Vec<u8> = relays.iter().map(|r| r / 2).collect();
-        operators.dedup();
-        let profiles = operators.iter().map(|o| self.profiles[o].clone()).collect();
-        let mut section = ChainSection {
-            anchor,
-            validator_epoch: 0,
-            operators: operators
-                .iter()
-                .map(|&o| ChainOperator {
-                    operator: operator_key(o).id(),
-                    account: chain.account(o),
-                    stake_wei: 2 * ETHER,
-                    covered_mbps: 2_000,
-                })
-                .collect(),
-            relays: relays
-                .iter()
-                .map(|&r| ChainRelay {
-                    relay: relay_key(r).id(),
-                    bandwidth_mbps: RELAY_MBPS,
-                })
-                .collect(),
-        };
-        edit(&mut section);
-        Directory::new(sequence, now, now + 3600, profiles, descriptors)
-            .unwrap()
-            .with_chain(section)
-            .unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malicious_registry_on_chain_gets_no_signature() {
     let dir = tempfile::tempdir().unwrap();
@@ -481,27 +568,10 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
         .map(|v| start_chain_validator(v, &keys, registry_addr, &registry_key, &chain))
         .collect();
     let targets: Vec<RegistryClient> = validators.iter().map(validator_client).collect();
-    let mut published = Published {
-        descriptors: BTreeMap::new(),
-        profiles: BTreeMap::new(),
-    };
+    let mut published = chain.published();
     // Relay 4 publishes to every validator but is not on chain.
     for (relay, operator, role) in relays.into_iter().chain([(4, 2, RelayRole::Egress)]) {
-        chain.publish(&targets, relay, operator, role).await;
-        // The same contents (content hash) as published, maybe a second
-        // later: validators check contents, not their own copy's bytes.
-        let descriptor = descriptor(relay, operator, role);
-        published
-            .descriptors
-            .insert(relay, SignedDescriptor::from_bytes(&descriptor).unwrap());
-        published.profiles.insert(
-            operator,
-            SignedOperatorProfile::from_bytes(&profile_naming(
-                operator,
-                Some(chain.account(operator)),
-            ))
-            .unwrap(),
-        );
+        published.publish(&targets, relay, operator, role).await;
     }
     // Every validator votes for the four staked relays, not relay 4.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -522,7 +592,7 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
     let mut sequence = 10;
     let honest_signed = async |sequence: u64| {
         let anchor = chain.anchor(1).await;
-        let honest = published.directory(sequence, &[0, 1, 2, 3], anchor, &chain, |_| {});
+        let honest = chain.directory(&published, sequence, &[0, 1, 2, 3], anchor, |_| {});
         let digest = impostor.serve(&honest);
         let deadline = Instant::now() + Duration::from_secs(20);
         while impostor.signers(&digest) < 3 {
@@ -572,7 +642,7 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
     for (name, listed, edit) in attacks {
         sequence += 1;
         let anchor = chain.anchor(1).await;
-        let attack = published.directory(sequence, listed, anchor, &chain, edit);
+        let attack = chain.directory(&published, sequence, listed, anchor, edit);
         let digest = impostor.serve(&attack);
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(
@@ -597,81 +667,182 @@ async fn a_malicious_registry_on_chain_gets_no_signature() {
     drop(validators);
 }
 
-/// Item 4: a validator joins the set on chain (a join request, the join
-/// delay passed by time travel, every genesis member approving: more than
-/// two thirds of the weight); the members of the genesis set sign the
-/// hand-over once their nodes confirm the change, and the next directory,
-/// signed by the new set, carries it: a client that knows only the
-/// genesis set verifies it.
+/// Item 4, on the real chain: a client that starts from its genesis
+/// validator set follows three set changes. The genesis set is A, B and C;
+/// D joins (epoch 1), A leaves (epoch 2), E joins while B leaves (epoch 3):
+/// C is the only genesis member left, so the genesis set alone cannot
+/// verify the final directory. Each change waits out its delay by time
+/// travel and is approved on chain by more than two thirds of the previous
+/// set's weight; the validators' processes sign the hand-overs once their
+/// own nodes confirm each change and post them to the registry, which
+/// serves them with the directory of the new set.
+///
+/// Clients (the client library's directory feed, as `openrelay client`
+/// takes a directory): one with only the genesis set and no persisted set
+/// walks the three hand-overs; one that took the directory of epoch 1
+/// starts after a restart from the set it persisted, also when the registry
+/// serves only the later hand-overs (which a genesis client cannot follow).
+/// A forged hand-over (two thirds of epoch 2's weight, not more, handing
+/// over to a set of their own) is refused by the registry and, carried in
+/// an envelope, by the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_validator_joining_on_chain_is_handed_over_to_in_the_directory() {
+async fn a_client_follows_three_validator_set_changes_on_chain_from_its_genesis_set() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = validator_keys(dir.path(), 4);
-    let (genesis_keys, joiner) = keys.split_at(3);
+    let keys = validator_keys(dir.path(), 5);
+    let genesis_keys = &keys[..3];
     let chain = Chain::with_four_relays(genesis_keys).await;
-    let relays = FOUR_RELAYS;
     let registry_proc = start_chain_registry(dir.path(), genesis_keys, &chain);
     let listen = registry_proc.ready_field("listen");
     let registry_key = registry_proc.ready_field("key");
-    let start = |v: &ValidatorKeys| {
-        start_chain_validator(
-            v,
-            genesis_keys,
-            listen.parse().unwrap(),
-            &registry_key,
-            &chain,
-        )
-    };
-    let mut validators: Vec<Proc> = genesis_keys.iter().map(start).collect();
+    // D and E run from the start: nobody counts their votes until they
+    // join. A and B keep running after they leave: they still sign the
+    // hand-overs from the sets they were in.
+    let validators: Vec<Proc> = keys
+        .iter()
+        .map(|v| {
+            start_chain_validator(
+                v,
+                genesis_keys,
+                listen.parse().unwrap(),
+                &registry_key,
+                &chain,
+            )
+        })
+        .collect();
     let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
     let mut targets = vec![registry.clone()];
     targets.extend(validators.iter().map(validator_client));
-    for (relay, operator, role) in relays {
+    for (relay, operator, role) in FOUR_RELAYS {
         chain.publish(&targets, relay, operator, role).await;
     }
     let trust = TrustConfig::new(genesis_keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
     served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(60)).await;
 
-    // The fourth validator asks to join, runs, and hears from the relays.
-    let joiner_account = PrivateKeySigner::random();
-    chain
-        .anvil
-        .fund(joiner_account.address(), U256::from(10 * ETHER))
-        .await
-        .unwrap();
-    let joiner_address = joiner_account.address();
-    chain
-        .as_account(joiner_account)
-        .await
-        .validator_join(joiner[0].key.id().to_bytes(), U256::from(2 * ETHER))
-        .await
-        .unwrap();
-    validators.push(start(&joiner[0]));
-    let joined = validator_client(validators.last().unwrap());
-    for (relay, operator, role) in relays {
-        chain
-            .publish(std::slice::from_ref(&joined), relay, operator, role)
-            .await;
-    }
-    // The join delay (10 s on the devnet) passes by time travel.
-    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint().parse().unwrap());
-    let _: i64 = provider
-        .raw_request("evm_increaseTime".into(), (11u64,))
-        .await
-        .unwrap();
-    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
-    for account in &chain.validator_accounts {
+    // D and E ask to join, A and B to leave; the delays (10 s on the
+    // devnet) pass by time travel.
+    let [a, b, c] = <[PrivateKeySigner; 3]>::try_from(chain.validator_accounts.clone()).unwrap();
+    let (d, e) = (chain.funded_account().await, chain.funded_account().await);
+    for (account, joiner) in [(&d, &keys[3]), (&e, &keys[4])] {
         chain
             .as_account(account.clone())
             .await
-            .approve_set_change(0, vec![joiner_address], Vec::new())
+            .validator_join(joiner.key.id().to_bytes(), U256::from(2 * ETHER))
             .await
             .unwrap();
     }
-    let (section, handovers) =
+    for account in [&a, &b] {
+        chain
+            .as_account(account.clone())
+            .await
+            .validator_leave()
+            .await
+            .unwrap();
+    }
+    chain.time_travel(11).await;
+
+    // 1: D joins, approved by the whole genesis set (two of three equal
+    // stakes are 6666 bp, below the quorum).
+    chain.approve(&[&a, &b, &c], 0, &[d.address()], &[]).await;
+    let (first, first_bytes) =
         served_at_epoch(&registry, &trust, &[0, 1, 2, 3], 1, Duration::from_secs(90)).await;
-    assert_eq!(section.validator_epoch, 1);
-    assert_eq!(handovers, vec![1]);
+    assert_eq!(handover_epochs(&first), vec![1]);
+    // A client that takes it persists the set of epoch 1.
+    let after_first = tempfile::tempdir().unwrap();
+    let feed = |state: &Path| client_feed(&chain, genesis_keys, &listen, &registry_key, state);
+    feed(after_first.path()).accept_copy(&first_bytes).unwrap();
+    let persisted = std::fs::read(
+        after_first
+            .path()
+            .join(client_directory::VALIDATOR_SET_FILE),
+    )
+    .unwrap();
+    assert_eq!(ValidatorSet::from_bytes(&persisted).unwrap().epoch(), 1);
+
+    // 2: A leaves, approved by B, C and D (three quarters).
+    chain.approve(&[&b, &c, &d], 1, &[], &[a.address()]).await;
+    // 3: E joins and B leaves, approved by all of B, C and D.
+    chain
+        .approve(&[&b, &c, &d], 2, &[e.address()], &[b.address()])
+        .await;
+    let (last, last_bytes) =
+        served_at_epoch(&registry, &trust, &[0, 1, 2, 3], 3, Duration::from_secs(90)).await;
+    assert_eq!(handover_epochs(&last), vec![1, 2, 3]);
+    let members: Vec<ValidatorId> = last
+        .validator_set()
+        .members()
+        .iter()
+        .map(|m| m.validator)
+        .collect();
+    let mut expected: Vec<ValidatorId> = keys[2..].iter().map(|v| v.key.id()).collect();
+    expected.sort();
+    assert_eq!(members, expected, "the set of epoch 3 is C, D and E");
+
+    // A client of the genesis set alone, with no persisted set, walks the
+    // three hand-overs (and persists the set it reached).
+    let fresh = tempfile::tempdir().unwrap();
+    let taken = feed(fresh.path()).accept_copy(&last_bytes).unwrap();
+    assert_eq!(taken.validator_set(), last.validator_set());
+    let persisted = std::fs::read(fresh.path().join(client_directory::VALIDATOR_SET_FILE)).unwrap();
+    assert_eq!(ValidatorSet::from_bytes(&persisted).unwrap().epoch(), 3);
+    // Without the hand-overs the genesis set cannot verify it.
+    let envelope = |handovers: &[SignedValidatorSetChange]| {
+        let mut signed = last.signed().clone();
+        signed.handovers = handovers.to_vec();
+        signed.to_bytes()
+    };
+    let all = &last.signed().handovers;
+    let unwalked = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        feed(unwalked.path()).accept_copy(&envelope(&[])),
+        Err(DirectoryError::ValidatorEpochUnreached {
+            epoch: 3,
+            reached: 0
+        })
+    ));
+    // The client that persisted epoch 1, restarted, verifies it from that
+    // set, also with only the hand-overs after it; a genesis client cannot.
+    assert_eq!(
+        feed(after_first.path())
+            .accept_copy(&envelope(&all[1..]))
+            .unwrap()
+            .validator_set(),
+        last.validator_set()
+    );
+    assert!(matches!(
+        feed(unwalked.path()).accept_copy(&envelope(&all[1..])),
+        Err(DirectoryError::HandOverGap {
+            expected: 1,
+            found: 2
+        })
+    ));
+
+    // C and D, two thirds of epoch 2's weight but not more, sign a
+    // hand-over to a set of their own at the real change's block.
+    let own = ValidatorSet::equal_weights(3, [keys[2].key.id(), keys[3].key.id()]).unwrap();
+    let mut forged = SignedValidatorSetChange::new(
+        ValidatorSetChange::new(*all[2].change().anchor(), own).unwrap(),
+    );
+    forged.sign(&keys[2].key);
+    forged.sign(&keys[3].key);
+    let (status, reply) = registry
+        .call(http::Method::POST, paths::HANDOVERS, forged.to_bytes())
+        .await
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert_eq!(status, 403, "{reply}");
+    assert!(
+        reply.contains("not the chain's set change of epoch 3"),
+        "{reply}"
+    );
+    let forged_walk = [all[0].clone(), all[1].clone(), forged];
+    assert!(matches!(
+        feed(unwalked.path()).accept_copy(&envelope(&forged_walk)),
+        Err(DirectoryError::HandOverUnderSigned { epoch: 3, .. })
+    ));
+    // And the directory the registry serves still carries the real ones.
+    let (still, _) =
+        served_at_epoch(&registry, &trust, &[0, 1, 2, 3], 3, Duration::from_secs(10)).await;
+    assert_eq!(still.signed().handovers, last.signed().handovers);
     drop(validators);
     drop(registry_proc);
 }

@@ -18,14 +18,12 @@
 use openrelay_testkit as kit;
 use openrelay_testkit::registry as registry_fixtures;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kit::Proc;
 use openrelay_directory::vote::{SignedVote, tally};
-use openrelay_directory::{Directory, DirectoryDigest, SignedDescriptor, SignedOperatorProfile};
+use openrelay_directory::{Directory, DirectoryDigest};
 use openrelay_registry_client::RegistryClient;
-use openrelay_registry_client::paths;
 use openrelay_types::RelayRole;
 use openrelay_types::unix_now;
 use registry_fixtures::*;
@@ -36,33 +34,6 @@ const RELAYS: [(u8, u8, RelayRole); 4] = [
     (2, 1, RelayRole::Ingress),
     (3, 1, RelayRole::Egress),
 ];
-
-/// The relays (descriptor bytes) and profiles as published, by relay.
-struct Published {
-    descriptors: BTreeMap<u8, SignedDescriptor>,
-    profiles: BTreeMap<u8, SignedOperatorProfile>,
-}
-
-impl Published {
-    /// A directory of the relays `relays` (with their operators' profiles).
-    fn directory(
-        &self,
-        sequence: u64,
-        issued_at: u64,
-        valid_until: u64,
-        relays: &[u8],
-    ) -> Directory {
-        let descriptors: Vec<SignedDescriptor> =
-            relays.iter().map(|r| self.descriptors[r].clone()).collect();
-        let mut operators: Vec<u8> = relays
-            .iter()
-            .map(|r| if *r == 9 { 9 } else { r / 2 })
-            .collect();
-        operators.dedup();
-        let profiles = operators.iter().map(|o| self.profiles[o].clone()).collect();
-        Directory::new(sequence, issued_at, valid_until, profiles, descriptors).unwrap()
-    }
-}
 
 /// Waits until `digest` has at least `at_least` signers.
 async fn signed_by(impostor: &VotingImpostor, digest: &DirectoryDigest, at_least: usize) {
@@ -102,38 +73,12 @@ async fn a_malicious_registry_gets_no_signature_on_any_attack() {
     let targets: Vec<RegistryClient> = validators.iter().map(validator_client).collect();
 
     // The relays publish to every validator (not refreshed: a TTL of 10 min).
-    let mut published = Published {
-        descriptors: BTreeMap::new(),
-        profiles: BTreeMap::new(),
-    };
+    let mut published = Published::default();
     for (relay, operator, role) in RELAYS {
-        let descriptor = descriptor(relay, operator, role);
-        let profile = profile(operator);
-        for target in &targets {
-            let status = post(target, paths::PROFILES, profile.clone()).await;
-            assert!(matches!(status, 204 | 409));
-            assert_eq!(
-                post(target, paths::DESCRIPTORS, descriptor.clone()).await,
-                204
-            );
-        }
-        published
-            .descriptors
-            .insert(relay, SignedDescriptor::from_bytes(&descriptor).unwrap());
-        published.profiles.insert(
-            operator,
-            SignedOperatorProfile::from_bytes(&profile).unwrap(),
-        );
+        published.publish(&targets, relay, operator, role).await;
     }
     // The registry's own relay, which no validator ever saw.
-    published.profiles.insert(
-        9,
-        SignedOperatorProfile::from_bytes(&registry_fixtures::profile(9)).unwrap(),
-    );
-    published.descriptors.insert(
-        9,
-        SignedDescriptor::from_bytes(&descriptor(9, 9, RelayRole::Egress)).unwrap(),
-    );
+    published.unpublished(9, 9, RelayRole::Egress);
     // Every validator votes for the four relays.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -178,6 +178,24 @@ impl Served {
     }
 }
 
+/// Whether `pending`'s chain anchor is [`REANCHOR_BLOCKS`] or more below
+/// the registry's view: a validator that started after the anchor block
+/// never had it in its ring and refuses the proposal, so it is rebuilt at
+/// the view. Half the validators' ring, so a validator that is slow to
+/// fetch still finds the anchor in its ring while the proposal stands.
+pub(crate) fn anchor_left_behind(pending: &Directory, view: Option<&ChainView>) -> bool {
+    match (pending.chain(), view) {
+        (Some(section), Some(view)) => {
+            view.anchor().block_number
+                >= section.anchor.block_number.saturating_add(REANCHOR_BLOCKS)
+        }
+        _ => false,
+    }
+}
+
+/// See [`anchor_left_behind`].
+pub const REANCHOR_BLOCKS: u64 = (crate::chain::CHAIN_RING_BLOCKS / 2) as u64;
+
 /// What became of a validator's signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SignatureOutcome {
@@ -422,6 +440,7 @@ impl RegistryService {
                 && same_chain_figures(&p.directory, &candidate)
                 && p.voters == voters
                 && now.saturating_sub(p.created_at) < PROPOSAL_MAX_AGE_SECS
+                && !anchor_left_behind(&p.directory, view.as_ref())
         }) {
             return; // Validators are signing this one already.
         }

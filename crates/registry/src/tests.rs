@@ -1471,6 +1471,36 @@ mod on_chain {
     }
 
     #[test]
+    fn a_proposal_is_reanchored_once_its_block_is_half_a_ring_behind() {
+        use crate::service::{REANCHOR_BLOCKS, anchor_left_behind};
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let chain = view(snapshot(&registry, 10));
+        let proposal = honest(&registry, &chain, votes(&registry, &chain));
+        let directory = Directory::from_bytes(&proposal.directory).unwrap();
+        let at = |block| view(snapshot(&registry, block));
+        assert!(!anchor_left_behind(&directory, Some(&at(10))));
+        assert!(!anchor_left_behind(
+            &directory,
+            Some(&at(9 + REANCHOR_BLOCKS))
+        ));
+        assert!(anchor_left_behind(
+            &directory,
+            Some(&at(10 + REANCHOR_BLOCKS))
+        ));
+        assert!(!anchor_left_behind(&directory, None));
+        let plain = Directory::new(
+            directory.sequence(),
+            directory.issued_at(),
+            directory.valid_until(),
+            directory.operators().to_vec(),
+            directory.descriptors().to_vec(),
+        )
+        .unwrap();
+        assert!(!anchor_left_behind(&plain, Some(&at(100))));
+    }
+
+    #[test]
     fn an_honest_chain_anchored_proposal_is_signed() {
         let dir = tempfile::tempdir().unwrap();
         let registry = populated(&dir);

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use openrelay_directory::{
-    CountryCode, DescriptorFields, OperatorProfile, ProfileFields, Region, ValidatorKey,
+    CountryCode, DescriptorFields, Directory, OperatorId, OperatorProfile, ProfileFields, Region,
+    SignedDescriptor, SignedOperatorProfile, ValidatorKey,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
@@ -74,9 +75,14 @@ pub async fn post(client: &RegistryClient, path: &str, body: Vec<u8>) -> u16 {
 
 /// Publishes operator `operator`'s profile and a fresh descriptor of
 /// `relay` to each of `targets`; every answer must be 204 (a profile may
-/// also be 409: already stored).
-pub async fn publish(targets: &[RegistryClient], relay: u8, operator: u8, role: RelayRole) {
-    publish_naming(targets, relay, operator, role, None).await;
+/// also be 409: already stored). The descriptor and profile published.
+pub async fn publish(
+    targets: &[RegistryClient],
+    relay: u8,
+    operator: u8,
+    role: RelayRole,
+) -> (Vec<u8>, Vec<u8>) {
+    publish_naming(targets, relay, operator, role, None).await
 }
 
 /// [`publish`] with the profile naming `chain_account` ([`profile_naming`]).
@@ -86,7 +92,7 @@ pub async fn publish_naming(
     operator: u8,
     role: RelayRole,
     chain_account: Option<[u8; 20]>,
-) {
+) -> (Vec<u8>, Vec<u8>) {
     let descriptor = descriptor(relay, operator, role);
     let profile = profile_naming(operator, chain_account);
     for target in targets {
@@ -98,6 +104,79 @@ pub async fn publish_naming(
             "descriptor of relay {relay} to {}",
             target.addr()
         );
+    }
+    (descriptor, profile)
+}
+
+/// The relays (descriptors) and their operators' profiles as published,
+/// by fixture number: what a malicious registry the test plays builds
+/// directories from.
+#[derive(Debug, Default)]
+pub struct Published {
+    descriptors: std::collections::BTreeMap<u8, SignedDescriptor>,
+    profiles: std::collections::BTreeMap<OperatorId, SignedOperatorProfile>,
+    /// The chain account each operator's profile names (none if absent).
+    chain_accounts: std::collections::BTreeMap<u8, [u8; 20]>,
+}
+
+impl Published {
+    /// Nothing published yet; operator profiles will name the chain
+    /// accounts `chain_accounts` gives (operator → account).
+    pub fn naming(chain_accounts: std::collections::BTreeMap<u8, [u8; 20]>) -> Published {
+        Published {
+            chain_accounts,
+            ..Published::default()
+        }
+    }
+
+    /// [`publish`]es `relay` to `targets` and records it.
+    pub async fn publish(
+        &mut self,
+        targets: &[RegistryClient],
+        relay: u8,
+        operator: u8,
+        role: RelayRole,
+    ) {
+        let account = self.chain_accounts.get(&operator).copied();
+        let (descriptor, profile) = publish_naming(targets, relay, operator, role, account).await;
+        self.record(relay, &descriptor, &profile);
+    }
+
+    /// Records a fresh descriptor of `relay` that nobody was sent (a relay
+    /// only the registry knows).
+    pub fn unpublished(&mut self, relay: u8, operator: u8, role: RelayRole) {
+        let account = self.chain_accounts.get(&operator).copied();
+        self.record(
+            relay,
+            &descriptor(relay, operator, role),
+            &profile_naming(operator, account),
+        );
+    }
+
+    fn record(&mut self, relay: u8, descriptor: &[u8], profile: &[u8]) {
+        let descriptor = SignedDescriptor::from_bytes(descriptor).unwrap();
+        let profile = SignedOperatorProfile::from_bytes(profile).unwrap();
+        self.descriptors.insert(relay, descriptor);
+        self.profiles.insert(profile.profile().operator(), profile);
+    }
+
+    /// A directory of the recorded relays `relays`, with their operators'
+    /// profiles.
+    pub fn directory(
+        &self,
+        sequence: u64,
+        issued_at: u64,
+        valid_until: u64,
+        relays: &[u8],
+    ) -> Directory {
+        let descriptors: Vec<SignedDescriptor> =
+            relays.iter().map(|r| self.descriptors[r].clone()).collect();
+        let operators: std::collections::BTreeSet<OperatorId> = descriptors
+            .iter()
+            .map(|d| d.descriptor().operator())
+            .collect();
+        let profiles = operators.iter().map(|o| self.profiles[o].clone()).collect();
+        Directory::new(sequence, issued_at, valid_until, profiles, descriptors).unwrap()
     }
 }
 
@@ -288,8 +367,8 @@ pub async fn take_over_registry(devnet: &crate::devnet::Devnet) -> TakenOver {
     }
 }
 
-/// `directory`'s contents under a new sequence and validity, signed by
-/// `validators`.
+/// `directory`'s contents (its chain section too) under a new sequence and
+/// validity, signed by `validators`.
 pub fn reissued(
     directory: &openrelay_directory::Directory,
     validators: &[&ValidatorKey],
@@ -297,7 +376,7 @@ pub fn reissued(
     issued_at: u64,
     valid_until: u64,
 ) -> Vec<u8> {
-    let d = openrelay_directory::Directory::new(
+    let mut d = openrelay_directory::Directory::new(
         sequence,
         issued_at,
         valid_until,
@@ -305,6 +384,9 @@ pub fn reissued(
         directory.descriptors().to_vec(),
     )
     .unwrap();
+    if let Some(chain) = directory.chain() {
+        d = d.with_chain(chain.clone()).unwrap();
+    }
     let mut signed = openrelay_directory::SignedDirectory::new(&d);
     for key in validators {
         signed.sign(key);
