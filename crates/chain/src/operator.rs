@@ -15,6 +15,7 @@ use std::time::Duration;
 use alloy::contract::SolCallBuilder;
 use alloy::primitives::{Address, B256, FixedBytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use alloy::transports::http::reqwest::Url;
@@ -22,6 +23,12 @@ use openrelay_types::RelayRole;
 
 use crate::contract::RelayRegistry::{self, RelayRegistryErrors, RelayRegistryInstance};
 use crate::deploy::ChainParams;
+
+mod validator;
+
+pub use validator::{
+    PendingApproval, SetChangeApproval, SetChangeProblem, ValidatorEntry, ValidatorStatus,
+};
 
 /// Formats wei as ether without trailing zeros (`0.5 ETH`).
 pub fn eth(wei: U256) -> String {
@@ -245,6 +252,10 @@ pub enum OperatorError {
     /// The contract refused for another reason.
     #[error("the registry contract refused: {0}")]
     Refused(Refusal),
+    /// The contract refused a validator set change (`BadSetChange`); this
+    /// says why.
+    #[error("the registry contract refused the set change: {0}")]
+    SetChange(SetChangeProblem),
     /// The node refused the transaction (funds for gas, nonce) or the call
     /// failed otherwise.
     #[error("the transaction failed: {0}")]
@@ -282,6 +293,7 @@ impl openrelay_types::HasKind for OperatorError {
             | OperatorError::UnstakeBelowCover { .. }
             | OperatorError::UnstakeMoreThanStaked { .. }
             | OperatorError::Refused(_)
+            | OperatorError::SetChange(_)
             | OperatorError::Transaction(_)
             | OperatorError::Reverted(_) => ErrorKind::Refused,
             OperatorError::Receipt(_) | OperatorError::NotConfirmed { .. } => {
@@ -306,6 +318,16 @@ pub struct Sent {
     pub block: u64,
     /// Gas it used.
     pub gas_used: u64,
+}
+
+impl Sent {
+    fn from_receipt(receipt: &TransactionReceipt) -> Sent {
+        Sent {
+            tx: receipt.transaction_hash,
+            block: receipt.block_number.unwrap_or_default(),
+            gas_used: receipt.gas_used,
+        }
+    }
 }
 
 /// One of the operator's relays as the chain has it.
@@ -522,37 +544,6 @@ impl Registry {
         self.submit(self.contract.withdraw()).await
     }
 
-    /// Asks to join the validator set with Ed25519 key `validator_key`,
-    /// staking `stake`.
-    pub async fn validator_join(
-        &self,
-        validator_key: [u8; 32],
-        stake: U256,
-    ) -> Result<Sent, OperatorError> {
-        let call = self
-            .contract
-            .requestJoin(FixedBytes(validator_key))
-            .value(stake);
-        self.submit(call).await
-    }
-
-    /// Asks to leave the validator set.
-    pub async fn validator_leave(&self) -> Result<Sent, OperatorError> {
-        self.submit(self.contract.requestLeave()).await
-    }
-
-    /// Approves, as a member of the current set, the change from `epoch`
-    /// that adds `joins` and removes `leaves`.
-    pub async fn approve_set_change(
-        &self,
-        epoch: u64,
-        joins: Vec<Address>,
-        leaves: Vec<Address>,
-    ) -> Result<Sent, OperatorError> {
-        self.submit(self.contract.approveSetChange(epoch, joins, leaves))
-            .await
-    }
-
     /// This account's standing as an operator.
     pub async fn status(&self) -> Result<OperatorStatus, OperatorError> {
         let account = self.account;
@@ -635,11 +626,21 @@ impl Registry {
         })
     }
 
-    /// Sends a transaction and waits for its receipt.
+    /// Sends a transaction and waits for it to be mined.
     async fn submit<C: SolCall>(
         &self,
         call: SolCallBuilder<&DynProvider, C>,
     ) -> Result<Sent, OperatorError> {
+        self.submit_for_receipt(call)
+            .await
+            .map(|receipt| Sent::from_receipt(&receipt))
+    }
+
+    /// Sends a transaction and waits for its (successful) receipt.
+    async fn submit_for_receipt<C: SolCall>(
+        &self,
+        call: SolCallBuilder<&DynProvider, C>,
+    ) -> Result<TransactionReceipt, OperatorError> {
         let pending = self
             .bounded(call.send())
             .await?
@@ -655,11 +656,7 @@ impl Registry {
         if !receipt.status() {
             return Err(OperatorError::Reverted(receipt.transaction_hash));
         }
-        Ok(Sent {
-            tx: receipt.transaction_hash,
-            block: receipt.block_number.unwrap_or_default(),
-            gas_used: receipt.gas_used,
-        })
+        Ok(receipt)
     }
 
     /// Reads a view function.

@@ -179,3 +179,153 @@ async fn an_operator_stakes_registers_a_relay_and_reads_its_status() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_updates_a_relay_within_cover_and_removes_it() {
+    let anvil = Anvil::start(CHAIN_ID, None).await.unwrap();
+    let deployer = PrivateKeySigner::random();
+    anvil
+        .fund(deployer.address(), U256::from(100 * ETHER))
+        .await
+        .unwrap();
+    let genesis = [GenesisValidator {
+        account: deployer.address(),
+        key: [7; 32],
+        stake: U256::from(2 * ETHER),
+    }];
+    let provider = signing_provider(anvil.endpoint().parse().unwrap(), deployer);
+    let contract = deploy(provider, &ChainParams::devnet(), &genesis)
+        .await
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("evm.key");
+    let key_path = key_file.to_str().unwrap();
+    let out = run_openrelay(&["operator", "new-key", "--key-file", key_path], LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    anvil
+        .fund(out.stdout.trim().parse().unwrap(), U256::from(10 * ETHER))
+        .await
+        .unwrap();
+    let rpc = anvil.endpoint().to_owned();
+    let run = |sub: &str, extra: &[&str]| {
+        let mut args = vec![
+            "operator",
+            sub,
+            "--rpc",
+            &rpc,
+            "--chain-id",
+            "31337",
+            "--contract",
+            &contract,
+            "--key-file",
+            key_path,
+        ];
+        args.extend_from_slice(extra);
+        run_openrelay(&args, LIMIT)
+    };
+    let operator_key = dir.path().join("operator.key");
+    let out = run(
+        "register",
+        &[
+            "--operator-key-file",
+            operator_key.to_str().unwrap(),
+            "--stake",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let relay_dir = dir.path().join("relay");
+    let out = run_openrelay(&["key", "--state-dir", relay_dir.to_str().unwrap()], LIMIT);
+    let relay_key = out.stdout.trim().to_owned();
+    let out = run(
+        "register-relay",
+        &[
+            "--relay-key",
+            &relay_key,
+            "--role",
+            "ingress",
+            "--mbps",
+            "500",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+
+    let hash = format!("0x{}", "ab".repeat(32));
+    // Above what 1 ETH covers (1000 Mbit/s): refused, nothing changes.
+    let out = run(
+        "update-relay",
+        &[
+            "--relay-key",
+            &relay_key,
+            "--mbps",
+            "1500",
+            "--descriptor-hash",
+            &hash,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stderr.contains(
+            "stake 1 ETH covers 1000 Mbit/s; registering 1000 Mbit/s more needs 1.5 ETH in total"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = run(
+        "update-relay",
+        &[
+            "--relay-key",
+            &relay_key,
+            "--mbps",
+            "1000",
+            "--descriptor-hash",
+            &hash,
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("ok tx="), "{}", out.stdout);
+    let out = run("status", &["--json"]);
+    let status: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(status["advertised_mbps"], 1000);
+    assert_eq!(status["relays"][0]["bandwidth_mbps"], 1000);
+    assert_eq!(status["relays"][0]["descriptor_hash"], hash.as_str());
+
+    // A relay this operator never registered.
+    let other_dir = dir.path().join("other");
+    let out = run_openrelay(&["key", "--state-dir", other_dir.to_str().unwrap()], LIMIT);
+    let other_key = out.stdout.trim().to_owned();
+    for (sub, extra) in [
+        ("remove-relay", vec!["--relay-key", other_key.as_str()]),
+        (
+            "update-relay",
+            vec![
+                "--relay-key",
+                other_key.as_str(),
+                "--mbps",
+                "10",
+                "--descriptor-hash",
+                &hash,
+            ],
+        ),
+    ] {
+        let out = run(sub, &extra);
+        assert_eq!(out.status.code(), Some(1), "{sub}: {}", out.stdout);
+        assert!(
+            out.stderr
+                .contains("the registry contract refused: no such relay under this operator"),
+            "{sub}: {}",
+            out.stderr
+        );
+    }
+
+    let out = run("remove-relay", &["--relay-key", &relay_key]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = run("status", &["--json"]);
+    let status: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(status["advertised_mbps"], 0);
+    assert_eq!(status["relays"].as_array().unwrap().len(), 0);
+    // With no relay left, the whole stake may unbond.
+    let out = run("unstake", &["--amount", "1"]);
+    assert!(out.status.success(), "{}", out.stderr);
+}
