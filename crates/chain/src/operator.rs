@@ -17,7 +17,7 @@ use alloy::primitives::{Address, B256, FixedBytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
+use alloy::sol_types::{SolCall, SolEvent};
 use alloy::transports::http::reqwest::Url;
 use openrelay_types::RelayRole;
 
@@ -569,16 +569,13 @@ impl Registry {
     /// as the contract holds them now (removed ones left out).
     async fn relays(&self) -> Result<Vec<RelayStatus>, OperatorError> {
         let registered = self
-            .bounded(
+            .events(
                 self.contract
                     .RelayRegistered_filter()
-                    .topic1(self.account.into_word())
-                    .from_block(0)
-                    .query(),
+                    .topic1(self.account.into_word()),
             )
-            .await?
-            .map_err(|e| self.failed(e))?;
-        let mut keys: Vec<B256> = registered.iter().map(|(event, _)| event.relayKey).collect();
+            .await?;
+        let mut keys: Vec<B256> = registered.iter().map(|event| event.relayKey).collect();
         keys.sort();
         keys.dedup();
         let mut relays = Vec::new();
@@ -657,6 +654,18 @@ impl Registry {
             return Err(OperatorError::Reverted(receipt.transaction_hash));
         }
         Ok(receipt)
+    }
+
+    /// The contract's events `filter` selects, from the first block on.
+    async fn events<E: SolEvent>(
+        &self,
+        filter: alloy::contract::Event<&DynProvider, E>,
+    ) -> Result<Vec<E>, OperatorError> {
+        let found = self
+            .bounded(filter.from_block(0).query())
+            .await?
+            .map_err(|e| self.failed(e))?;
+        Ok(found.into_iter().map(|(event, _)| event).collect())
     }
 
     /// Reads a view function.

@@ -1,7 +1,8 @@
 //! `openrelay operator` against a real anvil with the registry deployed:
 //! a new key file, registration, stake, a relay the stake does not cover
 //! (and then does), unstaking below cover, status, and the errors for a
-//! wrong chain, an unreachable node and an https URL.
+//! wrong chain, an unreachable node and an https URL; a relay's bandwidth
+//! updated within cover (and refused beyond it), and removed.
 #![allow(clippy::unwrap_used)]
 
 use openrelay_testkit as kit;
@@ -20,8 +21,9 @@ const CHAIN_ID: u64 = 31_337;
 const ETHER: u128 = 1_000_000_000_000_000_000;
 const LIMIT: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_stakes_registers_a_relay_and_reads_its_status() {
+/// Anvil with the registry deployed (the devnet's parameters, one genesis
+/// validator); returns it and the contract's address.
+async fn deployed() -> (Anvil, String) {
     let anvil = Anvil::start(CHAIN_ID, None).await.unwrap();
     let deployer = PrivateKeySigner::random();
     anvil
@@ -38,39 +40,64 @@ async fn an_operator_stakes_registers_a_relay_and_reads_its_status() {
         .await
         .unwrap()
         .to_string();
+    (anvil, contract)
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("evm.key");
-    let key_path = key_file.to_str().unwrap();
-    let out = run_openrelay(&["operator", "new-key", "--key-file", key_path], LIMIT);
+/// `openrelay operator new-key` in `dir`; the account gets 10 ETH.
+async fn funded_key(anvil: &Anvil, dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let key_file = dir.join("evm.key");
+    let out = run_openrelay(
+        &[
+            "operator",
+            "new-key",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
     assert!(out.status.success(), "{}", out.stderr);
     let address = out.stdout.trim().to_owned();
+    anvil
+        .fund(address.parse().unwrap(), U256::from(10 * ETHER))
+        .await
+        .unwrap();
+    (key_file, address)
+}
+
+/// `openrelay operator <sub>` with the chain flags.
+fn operator_args<'a>(sub: &'a str, rpc: &'a str, contract: &'a str, key: &'a str) -> Vec<&'a str> {
+    vec![
+        "operator",
+        sub,
+        "--rpc",
+        rpc,
+        "--chain-id",
+        "31337",
+        "--contract",
+        contract,
+        "--key-file",
+        key,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_stakes_registers_a_relay_and_reads_its_status() {
+    let (anvil, contract) = deployed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, address) = funded_key(&anvil, dir.path()).await;
+    let key_path = key_file.to_str().unwrap();
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let again = run_openrelay(&["operator", "new-key", "--key-file", key_path], LIMIT);
     assert!(!again.status.success());
     assert!(again.stderr.contains("exists"), "{}", again.stderr);
-    anvil
-        .fund(address.parse().unwrap(), U256::from(10 * ETHER))
-        .await
-        .unwrap();
 
     let rpc = anvil.endpoint().to_owned();
     let chain = |sub: &str| -> Vec<String> {
-        [
-            "operator",
-            sub,
-            "--rpc",
-            &rpc,
-            "--chain-id",
-            "31337",
-            "--contract",
-            &contract,
-            "--key-file",
-            key_path,
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        operator_args(sub, &rpc, &contract, key_path)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     };
     let run = |mut args: Vec<String>, extra: &[&str]| {
         args.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -182,45 +209,13 @@ async fn an_operator_stakes_registers_a_relay_and_reads_its_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_updates_a_relay_within_cover_and_removes_it() {
-    let anvil = Anvil::start(CHAIN_ID, None).await.unwrap();
-    let deployer = PrivateKeySigner::random();
-    anvil
-        .fund(deployer.address(), U256::from(100 * ETHER))
-        .await
-        .unwrap();
-    let genesis = [GenesisValidator {
-        account: deployer.address(),
-        key: [7; 32],
-        stake: U256::from(2 * ETHER),
-    }];
-    let provider = signing_provider(anvil.endpoint().parse().unwrap(), deployer);
-    let contract = deploy(provider, &ChainParams::devnet(), &genesis)
-        .await
-        .unwrap()
-        .to_string();
+    let (anvil, contract) = deployed().await;
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("evm.key");
+    let (key_file, _) = funded_key(&anvil, dir.path()).await;
     let key_path = key_file.to_str().unwrap();
-    let out = run_openrelay(&["operator", "new-key", "--key-file", key_path], LIMIT);
-    assert!(out.status.success(), "{}", out.stderr);
-    anvil
-        .fund(out.stdout.trim().parse().unwrap(), U256::from(10 * ETHER))
-        .await
-        .unwrap();
     let rpc = anvil.endpoint().to_owned();
     let run = |sub: &str, extra: &[&str]| {
-        let mut args = vec![
-            "operator",
-            sub,
-            "--rpc",
-            &rpc,
-            "--chain-id",
-            "31337",
-            "--contract",
-            &contract,
-            "--key-file",
-            key_path,
-        ];
+        let mut args = operator_args(sub, &rpc, &contract, key_path);
         args.extend_from_slice(extra);
         run_openrelay(&args, LIMIT)
     };

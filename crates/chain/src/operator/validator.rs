@@ -216,15 +216,9 @@ impl Registry {
         let own = self.validator(self.account).await?;
 
         let requested = self
-            .bounded(
-                self.contract
-                    .ValidatorJoinRequested_filter()
-                    .from_block(0)
-                    .query(),
-            )
-            .await?
-            .map_err(|e| self.failed(e))?;
-        let mut joining: Vec<Address> = requested.iter().map(|(e, _)| e.validator).collect();
+            .events(self.contract.ValidatorJoinRequested_filter())
+            .await?;
+        let mut joining: Vec<Address> = requested.iter().map(|e| e.validator).collect();
         joining.sort();
         joining.dedup();
         let mut pending_joins = Vec::new();
@@ -237,17 +231,14 @@ impl Registry {
         }
 
         let approved = self
-            .bounded(
+            .events(
                 self.contract
                     .SetChangeApproved_filter()
-                    .topic1(U256::from(epoch))
-                    .from_block(0)
-                    .query(),
+                    .topic1(U256::from(epoch)),
             )
-            .await?
-            .map_err(|e| self.failed(e))?;
+            .await?;
         let mut approvals: Vec<PendingApproval> = Vec::new();
-        for (event, _) in approved {
+        for event in approved {
             match approvals.iter_mut().find(|a| a.change_id == event.proposal) {
                 Some(approval) => {
                     approval.approvers.push(event.validator);

@@ -82,9 +82,10 @@ enum OperatorCommand {
         #[arg(long, default_value_t = B256::ZERO)]
         descriptor_hash: B256,
     },
-    /// Change a registered relay's advertised bandwidth and descriptor
-    /// commitment (raising the bandwidth needs the stake to cover it;
-    /// lowering it always works).
+    /// Change a relay's advertised bandwidth and descriptor commitment.
+    ///
+    /// Raising the bandwidth needs the stake to cover it; lowering it always
+    /// works.
     UpdateRelay {
         #[command(flatten)]
         chain: ChainArgs,
@@ -99,8 +100,10 @@ enum OperatorCommand {
         #[arg(long)]
         descriptor_hash: B256,
     },
-    /// Remove a relay: the next directory drops it, and its bandwidth no
-    /// longer needs cover (unstake then frees the stake).
+    /// Remove a relay.
+    ///
+    /// The next directory drops it, and its bandwidth no longer needs cover
+    /// (`unstake` then frees the stake).
     RemoveRelay {
         #[command(flatten)]
         chain: ChainArgs,
@@ -175,18 +178,13 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
             mbps,
             descriptor_hash,
         } => {
-            chain
-                .connect()
-                .await?
-                .update_relay(*relay_key.as_bytes(), mbps, descriptor_hash.0)
-                .await?
+            let registry = chain.connect().await?;
+            let key = relay_key.as_bytes();
+            registry.update_relay(*key, mbps, descriptor_hash.0).await?
         }
         OperatorCommand::RemoveRelay { chain, relay_key } => {
-            chain
-                .connect()
-                .await?
-                .remove_relay(*relay_key.as_bytes())
-                .await?
+            let registry = chain.connect().await?;
+            registry.remove_relay(*relay_key.as_bytes()).await?
         }
         OperatorCommand::Status { chain, json } => {
             let status = chain.connect().await?.status().await?;

@@ -16,10 +16,12 @@ use crate::process::runtime;
 /// The subcommands of `openrelay validator`.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ValidatorCommand {
-    /// Ask to join the validator set with the validator's Ed25519 key (the
-    /// one `openrelay validator --config FILE --print-key` prints), staking
-    /// ETH from the account; after the join delay the current members
-    /// approve the change (`approve-set-change`).
+    /// Ask to join the validator set, staking ETH.
+    ///
+    /// Joins with the validator's Ed25519 key (the one `openrelay validator
+    /// --config FILE --print-key` prints); the account pays the stake. After
+    /// the join delay the current members approve the change
+    /// (`approve-set-change`).
     Join {
         #[command(flatten)]
         chain: ChainArgs,
@@ -29,23 +31,28 @@ pub(crate) enum ValidatorCommand {
         #[arg(long, value_parser = parse_eth)]
         stake: U256,
     },
-    /// Take back a join request no set change has applied yet; the stake
-    /// unbonds (`openrelay operator withdraw` pays it after the unbonding
-    /// delay).
+    /// Take back a join request no set change has applied yet.
+    ///
+    /// The stake unbonds: `openrelay operator withdraw` pays it after the
+    /// unbonding delay.
     WithdrawJoin {
         #[command(flatten)]
         chain: ChainArgs,
     },
-    /// Ask to leave the validator set; after the leave delay the members
-    /// approve the change, and the stake unbonds.
+    /// Ask to leave the validator set.
+    ///
+    /// After the leave delay the members approve the change (the leaving
+    /// member may too); its stake then unbonds.
     Leave {
         #[command(flatten)]
         chain: ChainArgs,
     },
-    /// As a member of the current set, approve the change that adds the
-    /// `--join` accounts and removes the `--leave` accounts (`status` lists
-    /// the requests and when each is ready). It applies when the approving
-    /// weight reaches the quorum.
+    /// Approve a validator set change, as a member of the current set.
+    ///
+    /// The change adds the `--join` accounts and removes the `--leave`
+    /// accounts (`status` lists the requests and when each is ready). It
+    /// applies when the approving weight reaches the quorum; the output
+    /// gives the change id and whether this approval applied it.
     ApproveSetChange {
         #[command(flatten)]
         chain: ChainArgs,
@@ -61,9 +68,11 @@ pub(crate) enum ValidatorCommand {
         #[arg(long = "leave", value_name = "ADDRESS")]
         leaves: Vec<Address>,
     },
-    /// Show the account's validator stake and standing, the current epoch
-    /// and set with weights, join and leave requests, and the approvals of
-    /// the current epoch.
+    /// Show the validator set and this account's place in it.
+    ///
+    /// The account's validator stake and standing, the current epoch and
+    /// set with weights, join and leave requests with the time each is
+    /// ready, and the approvals of the current epoch.
     Status {
         #[command(flatten)]
         chain: ChainArgs,
