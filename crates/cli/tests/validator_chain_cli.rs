@@ -210,6 +210,13 @@ async fn an_account_joins_the_validator_set_is_approved_and_leaves() {
         "{}",
         out.stdout
     );
+    let change_id = out
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("change "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_owned();
     let out = cli.validator("approve-set-change", &genesis_keys[0], &approve);
     refused(
         &out,
@@ -226,6 +233,28 @@ async fn an_account_joins_the_validator_set_is_approved_and_leaves() {
     assert_eq!(
         status["approvals"][0]["weight_wei"],
         (2 * ETHER).to_string()
+    );
+    assert_eq!(status["approvals"][0]["change_id"], change_id.as_str());
+    let out = cli.validator("status", &genesis_keys[1], &[]);
+    assert!(
+        out.stdout.contains(&format!(
+            "approval   {change_id} by 1 member(s), 2 ETH of the 4.0002 ETH needed"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "join       {joiner} {validator_key} stake 3 ETH from unix time {ready_at}, ready"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("validator  in the set at epoch 0, weight 2 ETH (stake 2 ETH)"),
+        "{}",
+        out.stdout
     );
     let out = cli.validator("approve-set-change", &genesis_keys[1], &approve);
     assert!(out.stdout.contains("not applied yet"), "{}", out.stdout);
