@@ -15,13 +15,20 @@ use std::time::Duration;
 use alloy::contract::SolCallBuilder;
 use alloy::primitives::{Address, B256, FixedBytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
+use alloy::sol_types::{SolCall, SolEvent};
 use alloy::transports::http::reqwest::Url;
 use openrelay_types::RelayRole;
 
 use crate::contract::RelayRegistry::{self, RelayRegistryErrors, RelayRegistryInstance};
 use crate::deploy::ChainParams;
+
+mod validator;
+
+pub use validator::{
+    PendingApproval, SetChangeApproval, SetChangeProblem, ValidatorEntry, ValidatorStatus,
+};
 
 /// Formats wei as ether without trailing zeros (`0.5 ETH`).
 pub fn eth(wei: U256) -> String {
@@ -241,6 +248,10 @@ pub enum OperatorError {
     /// The contract refused for another reason.
     #[error("the registry contract refused: {0}")]
     Refused(Refusal),
+    /// The contract refused a validator set change (`BadSetChange`); this
+    /// says why.
+    #[error("the registry contract refused the set change: {0}")]
+    SetChange(SetChangeProblem),
     /// The node refused the transaction (funds for gas, nonce) or the call
     /// failed otherwise.
     #[error("the transaction failed: {0}")]
@@ -278,6 +289,7 @@ impl openrelay_types::HasKind for OperatorError {
             | OperatorError::UnstakeBelowCover { .. }
             | OperatorError::UnstakeMoreThanStaked { .. }
             | OperatorError::Refused(_)
+            | OperatorError::SetChange(_)
             | OperatorError::Transaction(_)
             | OperatorError::Reverted(_) => ErrorKind::Refused,
             OperatorError::Receipt(_) | OperatorError::NotConfirmed { .. } => {
@@ -302,6 +314,16 @@ pub struct Sent {
     pub block: u64,
     /// Gas it used.
     pub gas_used: u64,
+}
+
+impl Sent {
+    fn from_receipt(receipt: &TransactionReceipt) -> Sent {
+        Sent {
+            tx: receipt.transaction_hash,
+            block: receipt.block_number.unwrap_or_default(),
+            gas_used: receipt.gas_used,
+        }
+    }
 }
 
 /// One of the operator's relays as the chain has it.
@@ -518,37 +540,6 @@ impl Registry {
         self.submit(self.contract.withdraw()).await
     }
 
-    /// Asks to join the validator set with Ed25519 key `validator_key`,
-    /// staking `stake`.
-    pub async fn validator_join(
-        &self,
-        validator_key: [u8; 32],
-        stake: U256,
-    ) -> Result<Sent, OperatorError> {
-        let call = self
-            .contract
-            .requestJoin(FixedBytes(validator_key))
-            .value(stake);
-        self.submit(call).await
-    }
-
-    /// Asks to leave the validator set.
-    pub async fn validator_leave(&self) -> Result<Sent, OperatorError> {
-        self.submit(self.contract.requestLeave()).await
-    }
-
-    /// Approves, as a member of the current set, the change from `epoch`
-    /// that adds `joins` and removes `leaves`.
-    pub async fn approve_set_change(
-        &self,
-        epoch: u64,
-        joins: Vec<Address>,
-        leaves: Vec<Address>,
-    ) -> Result<Sent, OperatorError> {
-        self.submit(self.contract.approveSetChange(epoch, joins, leaves))
-            .await
-    }
-
     /// This account's standing as an operator.
     pub async fn status(&self) -> Result<OperatorStatus, OperatorError> {
         let account = self.account;
@@ -574,16 +565,13 @@ impl Registry {
     /// as the contract holds them now (removed ones left out).
     async fn relays(&self) -> Result<Vec<RelayStatus>, OperatorError> {
         let registered = self
-            .bounded(
+            .events(
                 self.contract
                     .RelayRegistered_filter()
-                    .topic1(self.account.into_word())
-                    .from_block(0)
-                    .query(),
+                    .topic1(self.account.into_word()),
             )
-            .await?
-            .map_err(|e| self.failed(e))?;
-        let mut keys: Vec<B256> = registered.iter().map(|(event, _)| event.relayKey).collect();
+            .await?;
+        let mut keys: Vec<B256> = registered.iter().map(|event| event.relayKey).collect();
         keys.sort();
         keys.dedup();
         let mut relays = Vec::new();
@@ -631,11 +619,21 @@ impl Registry {
         })
     }
 
-    /// Sends a transaction and waits for its receipt.
+    /// Sends a transaction and waits for it to be mined.
     async fn submit<C: SolCall>(
         &self,
         call: SolCallBuilder<&DynProvider, C>,
     ) -> Result<Sent, OperatorError> {
+        self.submit_for_receipt(call)
+            .await
+            .map(|receipt| Sent::from_receipt(&receipt))
+    }
+
+    /// Sends a transaction and waits for its (successful) receipt.
+    async fn submit_for_receipt<C: SolCall>(
+        &self,
+        call: SolCallBuilder<&DynProvider, C>,
+    ) -> Result<TransactionReceipt, OperatorError> {
         let pending = self
             .bounded(call.send())
             .await?
@@ -651,11 +649,19 @@ impl Registry {
         if !receipt.status() {
             return Err(OperatorError::Reverted(receipt.transaction_hash));
         }
-        Ok(Sent {
-            tx: receipt.transaction_hash,
-            block: receipt.block_number.unwrap_or_default(),
-            gas_used: receipt.gas_used,
-        })
+        Ok(receipt)
+    }
+
+    /// The contract's events `filter` selects, from the first block on.
+    async fn events<E: SolEvent>(
+        &self,
+        filter: alloy::contract::Event<&DynProvider, E>,
+    ) -> Result<Vec<E>, OperatorError> {
+        let found = self
+            .bounded(filter.from_block(0).query())
+            .await?
+            .map_err(|e| self.failed(e))?;
+        Ok(found.into_iter().map(|(event, _)| event).collect())
     }
 
     /// Reads a view function.

@@ -31,7 +31,9 @@ use alloy::sol_types::{SolCall, SolEvent};
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::contract::RelayRegistry::{self, RelayRegistryInstance};
 use openrelay_chain::deploy::{ChainParams, DeployError, GenesisValidator, deploy};
-use openrelay_chain::operator::{OperatorError, Refusal, Registry, signing_provider};
+use openrelay_chain::operator::{
+    OperatorError, Refusal, Registry, SetChangeProblem, signing_provider,
+};
 use openrelay_types::{ErrorKind, HasKind, RelayRole};
 
 type Contract = RelayRegistryInstance<DynProvider>;
@@ -1192,9 +1194,30 @@ async fn operator_errors_say_what_to_do() {
         .approve_set_change(0, vec![alice.address()], vec![])
         .await
         .expect_err("refused");
-    assert_eq!(
-        e.to_string(),
-        "the registry contract refused: the set change is empty, lists an account twice, or includes a join or leave before its delay"
+    // The contract says only `BadSetChange`; the library names the
+    // account and the time.
+    assert!(
+        matches!(
+            &e,
+            OperatorError::SetChange(SetChangeProblem::JoinNotReady { account, ready_at, now })
+                if *account == alice.address() && now < ready_at
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().starts_with(&format!(
+            "the registry contract refused the set change: {} may join from unix time",
+            alice.address()
+        )),
+        "{e}"
+    );
+    let e = v0
+        .approve_set_change(0, vec![], vec![chain.validators[1].address()])
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(e, OperatorError::SetChange(SetChangeProblem::NotLeaving(_))),
+        "{e}"
     );
     let e = v0
         .approve_set_change(3, vec![alice.address()], vec![])
@@ -1369,7 +1392,8 @@ async fn gas_of_each_operation() {
         let v = registry(&chain, &chain.validators[i]).await;
         approvals.push(gas(v
             .approve_set_change(0, vec![alice.address()], vec![])
-            .await));
+            .await
+            .map(|approval| approval.sent)));
     }
     table.push(("approveSetChange (below quorum)", approvals[0]));
     table.push((

@@ -42,7 +42,9 @@ enum Command {
     Registry(cmd::ServiceArgs),
     /// Run the token issuer: OPAQUE accounts, Privacy Pass tokens (RFC 9578).
     Issuer(cmd::ServiceArgs),
-    /// Run a validator that checks and signs the registry's directories.
+    /// Run a validator that checks and signs the registry's directories
+    /// (`--config`), or join, leave and approve changes of the validator set
+    /// on the chain (subcommands).
     Validator(cmd::validator::ValidatorArgs),
     /// Show a running client's path, relays and open flows.
     Status(cmd::status::StatusArgs),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use openrelay_config::PathConfig;
 
 pub(crate) mod account;
+pub(crate) mod chain_args;
 pub(crate) mod client;
 pub(crate) mod devnet;
 pub(crate) mod down;
@@ -19,6 +20,7 @@ pub(crate) mod sim;
 pub(crate) mod status;
 pub(crate) mod up;
 pub(crate) mod validator;
+pub(crate) mod validator_chain;
 
 /// Path selection settings on the command line; each overrides the
 /// client config's `[path]` entry of the same name.

@@ -2,16 +2,12 @@
 //! (docs/chain.md): a key file, registration, stake, relays, status.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use alloy::primitives::utils::parse_ether;
-use alloy::primitives::{Address, B256, U256};
-use openrelay_chain::operator::{
-    DEFAULT_CONFIRMATION_TIMEOUT, DEFAULT_RPC_TIMEOUT, OperatorStatus, Registry, Sent,
-    create_key_file, eth, load_key_file,
-};
+use alloy::primitives::{B256, U256};
+use openrelay_chain::operator::{OperatorStatus, create_key_file, eth};
 use openrelay_types::{KeyPin, RelayRole};
 
+use super::chain_args::{ChainArgs, parse_eth, print_sent};
 use crate::process::runtime;
 
 /// Flags of `openrelay operator`.
@@ -89,6 +85,35 @@ enum OperatorCommand {
         #[arg(long, default_value_t = B256::ZERO)]
         descriptor_hash: B256,
     },
+    /// Change a relay's advertised bandwidth and descriptor commitment.
+    ///
+    /// Raising the bandwidth needs the stake to cover it; lowering it always
+    /// works.
+    UpdateRelay {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The relay's descriptor-signing key, as registered.
+        #[arg(long)]
+        relay_key: KeyPin,
+        /// The new advertised bandwidth in Mbit/s.
+        #[arg(long)]
+        mbps: u32,
+        /// The commitment to its new descriptor's content (64 hex digits):
+        /// `openrelay relay --config FILE --descriptor-hash`.
+        #[arg(long)]
+        descriptor_hash: B256,
+    },
+    /// Remove a relay.
+    ///
+    /// The next directory drops it, and its bandwidth no longer needs cover
+    /// (`unstake` then frees the stake).
+    RemoveRelay {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The relay's descriptor-signing key, as registered.
+        #[arg(long)]
+        relay_key: KeyPin,
+    },
     /// Show the account's stake, cover, relays and unbonding stake.
     Status {
         #[command(flatten)]
@@ -97,49 +122,6 @@ enum OperatorCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Where the registry is and who signs.
-#[derive(Debug, clap::Args)]
-struct ChainArgs {
-    /// The node's JSON-RPC URL (plain http://: your own node, or a local
-    /// proxy to one).
-    #[arg(long, value_name = "URL")]
-    rpc: String,
-    /// The chain id the node must serve.
-    #[arg(long)]
-    chain_id: u64,
-    /// The registry contract's address.
-    #[arg(long, value_name = "ADDRESS")]
-    contract: Address,
-    /// The EVM account key file (`openrelay operator new-key`).
-    #[arg(long, value_name = "PATH")]
-    key_file: PathBuf,
-    /// How long one RPC call may take.
-    #[arg(long, default_value_t = DEFAULT_RPC_TIMEOUT.as_secs())]
-    timeout_secs: u64,
-    /// How long to wait for a transaction to be mined.
-    #[arg(long, default_value_t = DEFAULT_CONFIRMATION_TIMEOUT.as_secs())]
-    confirm_secs: u64,
-}
-
-impl ChainArgs {
-    async fn connect(&self) -> anyhow::Result<Registry> {
-        let signer = load_key_file(&self.key_file)?;
-        Ok(Registry::connect(
-            &self.rpc,
-            self.chain_id,
-            self.contract,
-            signer,
-            Duration::from_secs(self.timeout_secs),
-        )
-        .await?
-        .confirm_within(Duration::from_secs(self.confirm_secs)))
-    }
-}
-
-fn parse_eth(text: &str) -> Result<U256, String> {
-    parse_ether(text).map_err(|e| format!("{text:?} is not an amount of ETH: {e}"))
 }
 
 fn parse_role(text: &str) -> Result<RelayRole, String> {
@@ -193,6 +175,20 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
                 .register_relay(*relay_key.as_bytes(), role, mbps, descriptor_hash.0)
                 .await?
         }
+        OperatorCommand::UpdateRelay {
+            chain,
+            relay_key,
+            mbps,
+            descriptor_hash,
+        } => {
+            let registry = chain.connect().await?;
+            let key = relay_key.as_bytes();
+            registry.update_relay(*key, mbps, descriptor_hash.0).await?
+        }
+        OperatorCommand::RemoveRelay { chain, relay_key } => {
+            let registry = chain.connect().await?;
+            registry.remove_relay(*relay_key.as_bytes()).await?
+        }
         OperatorCommand::Status { chain, json } => {
             let status = chain.connect().await?.status().await?;
             print_status(&status, json);
@@ -201,13 +197,6 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
     };
     print_sent(&sent);
     Ok(())
-}
-
-fn print_sent(sent: &Sent) {
-    println!(
-        "ok tx={} block={} gas={}",
-        sent.tx, sent.block, sent.gas_used
-    );
 }
 
 fn print_status(status: &OperatorStatus, json: bool) {

@@ -1,0 +1,65 @@
+//! The flags every command acting on the registry contract takes
+//! (`openrelay operator ...`, `openrelay validator join|leave|...`): where
+//! the node and the contract are, and which account signs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::primitives::utils::parse_ether;
+use alloy::primitives::{Address, U256};
+use openrelay_chain::operator::{
+    DEFAULT_CONFIRMATION_TIMEOUT, DEFAULT_RPC_TIMEOUT, Registry, Sent, load_key_file,
+};
+
+/// Where the registry is and who signs.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ChainArgs {
+    /// The node's JSON-RPC URL (plain http://: your own node, or a local
+    /// proxy to one).
+    #[arg(long, value_name = "URL")]
+    rpc: String,
+    /// The chain id the node must serve.
+    #[arg(long)]
+    chain_id: u64,
+    /// The registry contract's address.
+    #[arg(long, value_name = "ADDRESS")]
+    contract: Address,
+    /// The EVM account key file (`openrelay operator new-key`).
+    #[arg(long, value_name = "PATH")]
+    key_file: PathBuf,
+    /// How long one RPC call may take.
+    #[arg(long, default_value_t = DEFAULT_RPC_TIMEOUT.as_secs())]
+    timeout_secs: u64,
+    /// How long to wait for a transaction to be mined.
+    #[arg(long, default_value_t = DEFAULT_CONFIRMATION_TIMEOUT.as_secs())]
+    confirm_secs: u64,
+}
+
+impl ChainArgs {
+    /// Opens the contract on the checked chain with the account's key.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Registry> {
+        let signer = load_key_file(&self.key_file)?;
+        Ok(Registry::connect(
+            &self.rpc,
+            self.chain_id,
+            self.contract,
+            signer,
+            Duration::from_secs(self.timeout_secs),
+        )
+        .await?
+        .confirm_within(Duration::from_secs(self.confirm_secs)))
+    }
+}
+
+/// Parses an amount of ETH (`0.5`) into wei.
+pub(crate) fn parse_eth(text: &str) -> Result<U256, String> {
+    parse_ether(text).map_err(|e| format!("{text:?} is not an amount of ETH: {e}"))
+}
+
+/// The line a mined transaction prints.
+pub(crate) fn print_sent(sent: &Sent) {
+    println!(
+        "ok tx={} block={} gas={}",
+        sent.tx, sent.block, sent.gas_used
+    );
+}
