@@ -248,7 +248,10 @@ async fn a_chain_backed_registry_that_lies_changes_nothing() {
         bandwidth_mbps: 1_000,
     });
     let mut operators = current.operators().to_vec();
-    operators.push(SignedOperatorProfile::from_bytes(&registry_fixtures::profile(9)).unwrap());
+    operators.push(
+        SignedOperatorProfile::from_bytes(&registry_fixtures::profile_naming(9, Some([9; 20])))
+            .unwrap(),
+    );
     let mut descriptors = current.descriptors().to_vec();
     descriptors.push(
         SignedDescriptor::from_bytes(&registry_fixtures::descriptor(9, 9, RelayRole::Egress))
