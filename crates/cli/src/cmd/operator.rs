@@ -93,6 +93,12 @@ enum OperatorCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Read the relays' events from this block on: the contract's
+        /// deployment block (`deployed_at_block` in the registry's
+        /// `[chain]` config). Default: found on the chain (needs a node
+        /// that keeps old state).
+        #[arg(long, value_name = "BLOCK")]
+        from_block: Option<u64>,
     },
 }
 
@@ -190,8 +196,12 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
                 .register_relay(*relay_key.as_bytes(), role, mbps, descriptor_hash.0)
                 .await?
         }
-        OperatorCommand::Status { chain, json } => {
-            let status = chain.connect().await?.status().await?;
+        OperatorCommand::Status {
+            chain,
+            json,
+            from_block,
+        } => {
+            let status = chain.connect().await?.status(from_block).await?;
             print_status(&status, json);
             return Ok(());
         }
