@@ -772,7 +772,8 @@ impl Registry {
     }
 }
 
-/// A provider that signs with `signer` and asks the node for the nonce of
+/// A provider that signs with `signer`, reads answers of at most
+/// [`crate::rpc::DEFAULT_MAX_RESPONSE_BYTES`], and asks the node for the nonce of
 /// every transaction. Alloy's default nonce cache counts a transaction the
 /// node refused (a revert found while estimating gas) as sent, so the next
 /// one would carry a nonce gap and wait in the node's queue forever.
@@ -783,7 +784,10 @@ pub fn signing_provider(url: Url, signer: PrivateKeySigner) -> DynProvider {
         .with_simple_nonce_management()
         .fetch_chain_id()
         .wallet(signer)
-        .connect_http(url)
+        .connect_client(crate::rpc::bounded_client(
+            url,
+            crate::rpc::DEFAULT_MAX_RESPONSE_BYTES,
+        ))
         .erased()
 }
 

@@ -86,11 +86,7 @@ impl BoundedHttp {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(TransportErrorKind::custom)?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(TransportErrorKind::custom)? {
             if body.len().saturating_add(chunk.len()) > limit {
                 return Err(too_large());
             }

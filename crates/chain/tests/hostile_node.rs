@@ -374,7 +374,11 @@ async fn a_range_with_more_logs_than_a_poll_takes_is_fetched_in_smaller_ranges()
 /// A node in front of anvil that, like public and history-expiring nodes,
 /// refuses `eth_getLogs` over more than `max_range` blocks, without an
 /// upper block, or from below `first_block` (its history starts there).
-async fn limiting_node(anvil: &Anvil, first_block: u64, max_range: u64) -> (Url, tokio::task::JoinHandle<()>) {
+async fn limiting_node(
+    anvil: &Anvil,
+    first_block: u64,
+    max_range: u64,
+) -> (Url, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"))
         .parse()
@@ -388,9 +392,9 @@ async fn limiting_node(anvil: &Anvil, first_block: u64, max_range: u64) -> (Url,
                 while let Some(body) = read_request(&mut stream).await {
                     let call: Value = serde_json::from_slice(&body).expect("JSON-RPC");
                     let block = |field: &str| {
-                        call["params"][0][field].as_str().and_then(|n| {
-                            u64::from_str_radix(n.trim_start_matches("0x"), 16).ok()
-                        })
+                        call["params"][0][field]
+                            .as_str()
+                            .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok())
                     };
                     let refused = call["method"] == "eth_getLogs"
                         && match (block("fromBlock"), block("toBlock")) {
@@ -466,9 +470,13 @@ async fn operator_status_reads_events_from_the_deployment_block_in_bounded_range
         stake: ether * U256::from(2),
     }];
     let url: Url = anvil.endpoint().parse().expect("a URL");
-    let contract = deploy(signing_provider(url, deployer), &ChainParams::devnet(), &genesis)
-        .await
-        .expect("deploy");
+    let contract = deploy(
+        signing_provider(url, deployer),
+        &ChainParams::devnet(),
+        &genesis,
+    )
+    .await
+    .expect("deploy");
     let deployed = alloy::providers::Provider::get_block_number(&provider)
         .await
         .expect("head");

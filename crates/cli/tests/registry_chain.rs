@@ -673,8 +673,15 @@ async fn a_registry_started_before_its_node_waits_and_then_follows() {
     }
     // Several retries later: still running, still one message.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(kit::process::is_running(registry_proc.pid()), "the registry exited");
-    assert_eq!(count(waiting), 1, "one warning while waiting, not one per retry");
+    assert!(
+        kit::process::is_running(registry_proc.pid()),
+        "the registry exited"
+    );
+    assert_eq!(
+        count(waiting),
+        1,
+        "one warning while waiting, not one per retry"
+    );
     assert_eq!(count("following the registry contract"), 0);
 
     // The node comes up on the configured port.

@@ -917,7 +917,10 @@ fn load_handovers(
                 stored
             }
             Ok(_) => {
-                warn!(epoch, slot, "stored hand-over is not stored under its epoch and slot; skipped");
+                warn!(
+                    epoch,
+                    slot, "stored hand-over is not stored under its epoch and slot; skipped"
+                );
                 continue;
             }
             Err(e) => {
@@ -927,7 +930,10 @@ fn load_handovers(
         };
         let candidates = held.entry(epoch).or_default();
         if candidates.len() >= openrelay_directory::MAX_VALIDATORS {
-            warn!(epoch, slot, "more stored hand-overs for this epoch than validators; skipped");
+            warn!(
+                epoch,
+                slot, "more stored hand-overs for this epoch than validators; skipped"
+            );
             continue;
         }
         let mut verified = SignedValidatorSetChange::new(stored.change().clone());
@@ -935,14 +941,20 @@ fn load_handovers(
             if stored.verifies(signature) {
                 verified.add_signature(*signature);
             } else {
-                warn!(epoch, slot, "a stored hand-over signature does not verify; dropped");
+                warn!(
+                    epoch,
+                    slot, "a stored hand-over signature does not verify; dropped"
+                );
             }
         }
         candidates.push(verified);
     }
     let count: usize = held.values().map(Vec::len).sum();
     if count > 0 {
-        info!(handovers = count, "validator set hand-overs read back from the store");
+        info!(
+            handovers = count,
+            "validator set hand-overs read back from the store"
+        );
     }
     Ok(held)
 }
@@ -964,6 +976,7 @@ fn same_chain_figures(a: &Directory, b: &Directory) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod handover_persistence {
     use std::sync::Arc;
 
@@ -1040,7 +1053,8 @@ mod handover_persistence {
         let set = to_validator_set(&view.snapshot().validator_sets[1]).unwrap();
         let mut anchor = view.anchor();
         anchor.block_number = 2;
-        let mut handover = SignedValidatorSetChange::new(ValidatorSetChange::new(anchor, set).unwrap());
+        let mut handover =
+            SignedValidatorSetChange::new(ValidatorSetChange::new(anchor, set).unwrap());
         for key in &genesis {
             handover.sign(key);
         }
@@ -1049,7 +1063,10 @@ mod handover_persistence {
         *lock(&first.chain_view) = Some(view.clone());
         assert_eq!(first.complete_handovers(&view), Err(1));
         first.accept_handover(&handover.to_bytes()).unwrap();
-        assert_eq!(first.complete_handovers(&view).unwrap(), vec![handover.clone()]);
+        assert_eq!(
+            first.complete_handovers(&view).unwrap(),
+            vec![handover.clone()]
+        );
         drop(first);
 
         let restarted = service(&state, &genesis);
