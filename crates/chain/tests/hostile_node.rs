@@ -138,6 +138,15 @@ async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
     Some(buffer[header_end..header_end + length].to_vec())
 }
 
+/// Answers `200 OK` with the JSON `body`; whether the peer took it.
+async fn respond(stream: &mut TcpStream, body: &[u8]) -> bool {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(body).await.is_ok()
+}
+
 async fn serve(
     mut stream: TcpStream,
     mode: Arc<AtomicU8>,
@@ -220,13 +229,7 @@ async fn serve(
             _ => serde_json::to_vec(&answers[0]),
         }
         .expect("serialise");
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        if stream.write_all(head.as_bytes()).await.is_err()
-            || stream.write_all(&body).await.is_err()
-        {
+        if !respond(&mut stream, &body).await {
             return;
         }
     }
@@ -299,11 +302,11 @@ async fn more_logs_than_a_poll_takes_for_one_block_is_a_typed_error() {
     assert_eq!(follower.snapshots().borrow().as_deref(), Some(&*kept));
 }
 
-/// On a real chain, blocks holding more logs together than a poll takes
-/// are fetched in smaller ranges: following does not stall.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_range_with_more_logs_than_a_poll_takes_is_fetched_in_smaller_ranges() {
-    let anvil = Anvil::start(CHAIN_ID, None).await.expect("anvil");
+/// The contract deployed on `anvil` (one genesis validator), then an
+/// operator registered with `relays` relays of 10 Mbit/s (keys `0x40`,
+/// `0x41`, ...), a transaction and so a block each: the contract, the
+/// block it was deployed in and the operator's account.
+async fn deploy_with_relays(anvil: &Anvil, relays: u8) -> (Address, u64, PrivateKeySigner) {
     let deployer = PrivateKeySigner::random();
     let ether = U256::from(10u128.pow(18));
     anvil
@@ -316,13 +319,13 @@ async fn a_range_with_more_logs_than_a_poll_takes_is_fetched_in_smaller_ranges()
         stake: ether * U256::from(2),
     }];
     let url: Url = anvil.endpoint().parse().expect("a URL");
-    let contract = deploy(
-        signing_provider(url.clone(), deployer),
-        &ChainParams::devnet(),
-        &genesis,
-    )
-    .await
-    .expect("deploy");
+    let provider = signing_provider(url, deployer);
+    let contract = deploy(provider.clone(), &ChainParams::devnet(), &genesis)
+        .await
+        .expect("deploy");
+    let deployed = alloy::providers::Provider::get_block_number(&provider)
+        .await
+        .expect("head");
     let operator = PrivateKeySigner::random();
     anvil
         .fund(operator.address(), ether * U256::from(100))
@@ -332,7 +335,7 @@ async fn a_range_with_more_logs_than_a_poll_takes_is_fetched_in_smaller_ranges()
         anvil.endpoint(),
         CHAIN_ID,
         contract,
-        operator,
+        operator.clone(),
         Duration::from_secs(10),
     )
     .await
@@ -341,12 +344,22 @@ async fn a_range_with_more_logs_than_a_poll_takes_is_fetched_in_smaller_ranges()
         .register_operator([2; 32], [0; 32], ether * U256::from(10))
         .await
         .expect("register");
-    for tag in 0..4u8 {
+    for tag in 0..relays {
         registry
             .register_relay([0x40 + tag; 32], RelayRole::Egress, 10, [tag; 32])
             .await
             .expect("relay");
     }
+    (contract, deployed, operator)
+}
+
+/// On a real chain, blocks holding more logs together than a poll takes
+/// are fetched in smaller ranges: following does not stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_with_more_logs_than_a_poll_takes_is_fetched_in_smaller_ranges() {
+    let anvil = Anvil::start(CHAIN_ID, None).await.expect("anvil");
+    let url: Url = anvil.endpoint().parse().expect("a URL");
+    let (contract, _, _) = deploy_with_relays(&anvil, 4).await;
     let _: String = alloy::providers::Provider::raw_request(
         &alloy::providers::ProviderBuilder::new().connect_http(url.clone()),
         "evm_mine".into(),
@@ -423,13 +436,7 @@ async fn limiting_node(
                             .expect("anvil's body")
                             .to_vec()
                     };
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        answer.len()
-                    );
-                    if stream.write_all(head.as_bytes()).await.is_err()
-                        || stream.write_all(&answer).await.is_err()
-                    {
+                    if !respond(&mut stream, &answer).await {
                         return;
                     }
                 }
@@ -437,6 +444,14 @@ async fn limiting_node(
         }
     });
     (url, task)
+}
+
+/// Mines `blocks` blocks at once (`anvil_mine`).
+async fn mine(provider: &impl alloy::providers::Provider, blocks: u64) {
+    let _: Value = provider
+        .raw_request("anvil_mine".into(), (format!("{blocks:#x}"),))
+        .await
+        .expect("mine");
 }
 
 /// Item 2 of the follow-up to issue 13: `operator status` reads the
@@ -451,64 +466,9 @@ async fn operator_status_reads_events_from_the_deployment_block_in_bounded_range
         .connect_http(anvil.endpoint().parse().expect("a URL"));
     // A chain with history before the contract, and more blocks after its
     // deployment than one range.
-    let _: Value = alloy::providers::Provider::raw_request(
-        &provider,
-        "anvil_mine".into(),
-        (format!("{:#x}", 3 * LOG_RANGE_BLOCKS),),
-    )
-    .await
-    .expect("mine");
-    let deployer = PrivateKeySigner::random();
-    let ether = U256::from(10u128.pow(18));
-    anvil
-        .fund(deployer.address(), ether * U256::from(100))
-        .await
-        .expect("fund");
-    let genesis = [GenesisValidator {
-        account: PrivateKeySigner::random().address(),
-        key: [1; 32],
-        stake: ether * U256::from(2),
-    }];
-    let url: Url = anvil.endpoint().parse().expect("a URL");
-    let contract = deploy(
-        signing_provider(url, deployer),
-        &ChainParams::devnet(),
-        &genesis,
-    )
-    .await
-    .expect("deploy");
-    let deployed = alloy::providers::Provider::get_block_number(&provider)
-        .await
-        .expect("head");
-    let operator = PrivateKeySigner::random();
-    anvil
-        .fund(operator.address(), ether * U256::from(100))
-        .await
-        .expect("fund");
-    let direct = Registry::connect(
-        anvil.endpoint(),
-        CHAIN_ID,
-        contract,
-        operator.clone(),
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("connect");
-    direct
-        .register_operator([2; 32], [0; 32], ether * U256::from(10))
-        .await
-        .expect("register");
-    direct
-        .register_relay([0x41; 32], RelayRole::Egress, 10, [1; 32])
-        .await
-        .expect("relay");
-    let _: Value = alloy::providers::Provider::raw_request(
-        &provider,
-        "anvil_mine".into(),
-        (format!("{:#x}", 2 * LOG_RANGE_BLOCKS),),
-    )
-    .await
-    .expect("mine");
+    mine(&provider, 3 * LOG_RANGE_BLOCKS).await;
+    let (contract, deployed, operator) = deploy_with_relays(&anvil, 1).await;
+    mine(&provider, 2 * LOG_RANGE_BLOCKS).await;
 
     let (limited, node) = limiting_node(&anvil, deployed, LOG_RANGE_BLOCKS).await;
     let registry = Registry::connect(
@@ -524,7 +484,7 @@ async fn operator_status_reads_events_from_the_deployment_block_in_bounded_range
     for from_block in [Some(deployed), None] {
         let status = registry.status(from_block).await.expect("status");
         assert_eq!(status.relays.len(), 1, "{from_block:?}");
-        assert_eq!(status.relays[0].relay_key, [0x41; 32]);
+        assert_eq!(status.relays[0].relay_key, [0x40; 32]);
     }
     // From before the node's history: the node's refusal, as an error.
     registry.status(Some(0)).await.expect_err("history pruned");

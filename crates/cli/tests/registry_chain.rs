@@ -266,6 +266,26 @@ fn start_chain_registry_through(dir: &Path, keys: &[ValidatorKeys], chain_config
     )
 }
 
+/// Starts validators `keys` with `start` and publishes [`FOUR_RELAYS`] to
+/// them and to the registry at `listen`: the validators, the registry's
+/// client and a client's trust in `keys` (threshold 2).
+async fn with_validators_and_relays(
+    keys: &[ValidatorKeys],
+    start: impl Fn(&ValidatorKeys) -> Proc,
+    listen: &str,
+    registry_key: &str,
+) -> (Vec<Proc>, RegistryClient, TrustConfig) {
+    let validators: Vec<Proc> = keys.iter().map(start).collect();
+    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
+    let mut targets = vec![registry.clone()];
+    targets.extend(validators.iter().map(validator_client));
+    for (relay, operator, role) in FOUR_RELAYS {
+        publish(&targets, relay, operator, role).await;
+    }
+    let trust = TrustConfig::new(keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    (validators, registry, trust)
+}
+
 /// Waits for a served directory that verifies for a client of the genesis
 /// set and lists exactly `relays`; its chain section.
 async fn served_listing(
@@ -587,14 +607,8 @@ async fn a_validator_joining_on_chain_is_handed_over_to_in_the_directory() {
             &chain,
         )
     };
-    let mut validators: Vec<Proc> = genesis_keys.iter().map(start).collect();
-    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
-    let mut targets = vec![registry.clone()];
-    targets.extend(validators.iter().map(validator_client));
-    for (relay, operator, role) in relays {
-        publish(&targets, relay, operator, role).await;
-    }
-    let trust = TrustConfig::new(genesis_keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    let (mut validators, registry, trust) =
+        with_validators_and_relays(genesis_keys, start, &listen, &registry_key).await;
     served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(60)).await;
 
     // The fourth validator asks to join, runs, and hears from the relays.
@@ -703,17 +717,11 @@ async fn a_registry_started_before_its_node_waits_and_then_follows() {
             });
         }
     });
-    let validators: Vec<Proc> = keys
-        .iter()
-        .map(|v| start_chain_validator(v, &keys, listen.parse().unwrap(), &registry_key, &chain))
-        .collect();
-    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
-    let mut targets = vec![registry.clone()];
-    targets.extend(validators.iter().map(validator_client));
-    for (relay, operator, role) in FOUR_RELAYS {
-        publish(&targets, relay, operator, role).await;
-    }
-    let trust = TrustConfig::new(keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    let start = |v: &ValidatorKeys| {
+        start_chain_validator(v, &keys, listen.parse().unwrap(), &registry_key, &chain)
+    };
+    let (validators, registry, trust) =
+        with_validators_and_relays(&keys, start, &listen, &registry_key).await;
     served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(90)).await;
     assert_eq!(count("following the registry contract"), 1);
     drop(validators);
