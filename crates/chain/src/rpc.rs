@@ -94,6 +94,13 @@ impl BoundedHttp {
         }
         let status = response.status();
         if !status.is_success() {
+            // As alloy's transport: some nodes answer a JSON-RPC error (a
+            // revert) with an HTTP error status; it stays a JSON-RPC error.
+            if let Ok(packet) = serde_json::from_slice::<ResponsePacket>(&body)
+                && packet.is_error()
+            {
+                return Ok(packet);
+            }
             return Err(TransportErrorKind::http_error(
                 status.as_u16(),
                 start_of(&body),
