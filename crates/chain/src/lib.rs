@@ -5,3 +5,4 @@ pub mod contract;
 pub mod deploy;
 pub mod follow;
 pub mod operator;
+pub mod rpc;

@@ -272,6 +272,18 @@ pub enum OperatorError {
     /// The transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(B256),
+    /// The node cannot say in which block the contract was deployed (a
+    /// node keeping no old state).
+    #[error(
+        "cannot find the registry contract's deployment block at {url} (a node that keeps no old state cannot tell): pass --from-block (the `deployed_at_block` of the registry's [chain] config): {source}"
+    )]
+    DeploymentBlockUnknown {
+        /// The node.
+        url: String,
+        /// Why.
+        #[source]
+        source: alloy::transports::TransportError,
+    },
 }
 
 impl openrelay_types::HasKind for OperatorError {
@@ -281,7 +293,8 @@ impl openrelay_types::HasKind for OperatorError {
             OperatorError::HttpsUnsupported { .. }
             | OperatorError::BadUrl { .. }
             | OperatorError::WrongChain { .. }
-            | OperatorError::NoContract { .. } => ErrorKind::Config,
+            | OperatorError::NoContract { .. }
+            | OperatorError::DeploymentBlockUnknown { .. } => ErrorKind::Config,
             OperatorError::TimedOut { .. } | OperatorError::Unreachable { .. } => {
                 ErrorKind::Unreachable
             }
@@ -363,6 +376,11 @@ pub struct OperatorStatus {
     /// Slashing rewards it can withdraw now (wei).
     pub rewards: U256,
 }
+
+/// Most blocks one `eth_getLogs` spans when reading an operator's relays:
+/// public nodes refuse wider ranges (limits of 1,000 to 10,000 blocks are
+/// common) and a range's answer must stay small.
+pub const LOG_RANGE_BLOCKS: u64 = 1_000;
 
 /// How long one RPC call may take by default.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -540,8 +558,11 @@ impl Registry {
         self.submit(self.contract.withdraw()).await
     }
 
-    /// This account's standing as an operator.
-    pub async fn status(&self) -> Result<OperatorStatus, OperatorError> {
+    /// This account's standing as an operator. Its relays are read from
+    /// the contract's events from block `from_block` (its deployment
+    /// block; `None`: found on the chain, see [`Registry::deployment_block`])
+    /// in ranges of [`LOG_RANGE_BLOCKS`].
+    pub async fn status(&self, from_block: Option<u64>) -> Result<OperatorStatus, OperatorError> {
         let account = self.account;
         let operator = self.read(self.contract.operators(account).call()).await?;
         let unbonding = self.read(self.contract.unbonding(account).call()).await?;
@@ -554,21 +575,54 @@ impl Registry {
             advertised_mbps: operator.advertisedMbps,
             cover_required,
             covered: operator.stake >= cover_required,
-            relays: self.relays().await?,
+            relays: self.relays(from_block).await?,
             unbonding: unbonding.amount,
             unbonding_ready_at: (!unbonding.amount.is_zero()).then_some(unbonding.readyAt),
             rewards,
         })
     }
 
-    /// This operator's relays: the keys its `RelayRegistered` events name,
-    /// as the contract holds them now (removed ones left out).
-    async fn relays(&self) -> Result<Vec<RelayStatus>, OperatorError> {
+    /// The block the contract was deployed in: the first with code at its
+    /// address, found by bisection (about 25 `eth_getCode` calls on a
+    /// chain of tens of millions of blocks). Needs a node that keeps old
+    /// state (an archive node, anvil); otherwise
+    /// [`OperatorError::DeploymentBlockUnknown`].
+    pub async fn deployment_block(&self) -> Result<u64, OperatorError> {
+        let provider = self.contract.provider();
+        let address = *self.contract.address();
+        let head = self
+            .bounded(provider.get_block_number())
+            .await?
+            .map_err(|e| self.unreachable(e))?;
+        let (mut low, mut high) = (0, head);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let code = self
+                .bounded(provider.get_code_at(address).number(middle))
+                .await?
+                .map_err(|source| OperatorError::DeploymentBlockUnknown {
+                    url: self.url.clone(),
+                    source,
+                })?;
+            if code.is_empty() {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
+    /// This operator's relays: the keys its `RelayRegistered` events name
+    /// from `from_block` on, as the contract holds them now (removed ones
+    /// left out).
+    async fn relays(&self, from_block: Option<u64>) -> Result<Vec<RelayStatus>, OperatorError> {
         let registered = self
             .events(
                 self.contract
                     .RelayRegistered_filter()
                     .topic1(self.account.into_word()),
+                from_block,
             )
             .await?;
         let mut keys: Vec<B256> = registered.iter().map(|event| event.relayKey).collect();
@@ -652,16 +706,41 @@ impl Registry {
         Ok(receipt)
     }
 
-    /// The contract's events `filter` selects, from the first block on.
+    /// The contract's events `filter` selects from block `from_block` (the
+    /// deployment block; `None`: found on the chain) to the head, read in
+    /// ranges of [`LOG_RANGE_BLOCKS`] as public nodes require.
     async fn events<E: SolEvent>(
         &self,
         filter: alloy::contract::Event<&DynProvider, E>,
+        from_block: Option<u64>,
     ) -> Result<Vec<E>, OperatorError> {
-        let found = self
-            .bounded(filter.from_block(0).query())
+        let from = match from_block {
+            Some(block) => block,
+            None => self.deployment_block().await?,
+        };
+        let head = self
+            .bounded(self.contract.provider().get_block_number())
             .await?
-            .map_err(|e| self.failed(e))?;
-        Ok(found.into_iter().map(|(event, _)| event).collect())
+            .map_err(|e| self.unreachable(e))?;
+        let mut events = Vec::new();
+        let mut start = from;
+        while start <= head {
+            let end = head.min(start.saturating_add(LOG_RANGE_BLOCKS - 1));
+            let range = alloy::contract::Event::new(
+                filter.provider,
+                filter.filter.clone().from_block(start).to_block(end),
+            );
+            let found = self
+                .bounded(range.query())
+                .await?
+                .map_err(|e| self.failed(e))?;
+            events.extend(found.into_iter().map(|(event, _)| event));
+            start = end.saturating_add(1);
+            if end == u64::MAX {
+                break;
+            }
+        }
+        Ok(events)
     }
 
     /// Reads a view function.
@@ -703,7 +782,8 @@ impl Registry {
     }
 }
 
-/// A provider that signs with `signer` and asks the node for the nonce of
+/// A provider that signs with `signer`, reads answers of at most
+/// [`crate::rpc::DEFAULT_MAX_RESPONSE_BYTES`], and asks the node for the nonce of
 /// every transaction. Alloy's default nonce cache counts a transaction the
 /// node refused (a revert found while estimating gas) as sent, so the next
 /// one would carry a nonce gap and wait in the node's queue forever.
@@ -714,7 +794,10 @@ pub fn signing_provider(url: Url, signer: PrivateKeySigner) -> DynProvider {
         .with_simple_nonce_management()
         .fetch_chain_id()
         .wallet(signer)
-        .connect_http(url)
+        .connect_client(crate::rpc::bounded_client(
+            url,
+            crate::rpc::DEFAULT_MAX_RESPONSE_BYTES,
+        ))
         .erased()
 }
 

@@ -1144,7 +1144,7 @@ async fn operator_errors_say_what_to_do() {
         "{e}"
     );
 
-    let status = r.status().await.expect("status");
+    let status = r.status(None).await.expect("status");
     assert_eq!(status.account, alice.address());
     assert_eq!(status.operator_key, Some([1; 32]));
     assert_eq!(status.stake, eth(1_200));
@@ -1172,7 +1172,7 @@ async fn operator_errors_say_what_to_do() {
         (RelayRole::Egress, 1_000)
     );
     r.remove_relay([11; 32]).await.expect("remove");
-    assert_eq!(r.status().await.expect("status").relays.len(), 1);
+    assert_eq!(r.status(None).await.expect("status").relays.len(), 1);
 
     // Validator operations.
     let e = r

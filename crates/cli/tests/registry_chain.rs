@@ -246,9 +246,13 @@ impl Chain {
 
     /// The `[chain]` section of a registry's or validator's config.
     fn config(&self) -> String {
+        self.config_through(self.anvil.endpoint())
+    }
+
+    /// The `[chain]` section with the node at `rpc`.
+    fn config_through(&self, rpc: &str) -> String {
         format!(
-            "[chain]\nrpc = \"{}\"\nchain_id = {CHAIN_ID}\ncontract = \"{}\"\nconfirmations = 1\npoll_interval_secs = 1\n",
-            self.anvil.endpoint(),
+            "[chain]\nrpc = \"{rpc}\"\nchain_id = {CHAIN_ID}\ncontract = \"{}\"\nconfirmations = 1\npoll_interval_secs = 1\n",
             self.contract,
         )
     }
@@ -349,6 +353,11 @@ fn start_chain_validator(
 }
 
 fn start_chain_registry(dir: &Path, keys: &[ValidatorKeys], chain: &Chain) -> Proc {
+    start_chain_registry_through(dir, keys, &chain.config())
+}
+
+/// A registry whose config's `[chain]` section is `chain_config`.
+fn start_chain_registry_through(dir: &Path, keys: &[ValidatorKeys], chain_config: &str) -> Proc {
     let config = dir.join("registry.toml");
     std::fs::write(
         &config,
@@ -357,7 +366,7 @@ fn start_chain_registry(dir: &Path, keys: &[ValidatorKeys], chain: &Chain) -> Pr
             dir.join("registry").display(),
             key_list(keys),
             dir.join("registry.log").display(),
-            chain.config(),
+            chain_config,
         ),
     )
     .unwrap();
@@ -397,6 +406,28 @@ fn client_feed(
         }),
     };
     DirectoryFeed::new(&config, state).unwrap()
+}
+
+/// Starts validators `keys` with `start` and publishes [`FOUR_RELAYS`] to
+/// them and to the registry at `listen` (profiles naming `chain`'s
+/// accounts): the validators, the registry's client and a client's trust
+/// in `keys` (threshold 2).
+async fn with_validators_and_relays(
+    chain: &Chain,
+    keys: &[ValidatorKeys],
+    start: impl Fn(&ValidatorKeys) -> Proc,
+    listen: &str,
+    registry_key: &str,
+) -> (Vec<Proc>, RegistryClient, TrustConfig) {
+    let validators: Vec<Proc> = keys.iter().map(start).collect();
+    let registry = RegistryClient::new(listen.parse().unwrap(), registry_key.parse().unwrap());
+    let mut targets = vec![registry.clone()];
+    targets.extend(validators.iter().map(validator_client));
+    for (relay, operator, role) in FOUR_RELAYS {
+        chain.publish(&targets, relay, operator, role).await;
+    }
+    let trust = TrustConfig::new(keys.iter().map(|v| v.key.id()), 2, 3600).unwrap();
+    (validators, registry, trust)
 }
 
 /// Waits for a served directory that verifies for a client of the genesis
@@ -845,4 +876,80 @@ async fn a_client_follows_three_validator_set_changes_on_chain_from_its_genesis_
     assert_eq!(still.signed().handovers, last.signed().handovers);
     drop(validators);
     drop(registry_proc);
+}
+
+/// A registry started before its chain node is reachable waits, saying so
+/// once in its log, never exits, and follows the chain once the node comes
+/// up (here: a TCP forwarder to anvil starting on the configured port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_started_before_its_node_waits_and_then_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let chain = Chain::with_four_relays(&keys).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rpc = format!("http://127.0.0.1:{port}");
+    let registry_proc =
+        start_chain_registry_through(dir.path(), &keys, &chain.config_through(&rpc));
+    let listen = registry_proc.ready_field("listen");
+    let registry_key = registry_proc.ready_field("key");
+    let log = dir.path().join("registry.log");
+    let waiting = "waiting for the chain node and the registry contract";
+    let count = |needle: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(waiting) == 0 {
+        assert!(Instant::now() < deadline, "no waiting message in the log");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Several retries later: still running, still one message.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        kit::process::is_running(registry_proc.pid()),
+        "the registry exited"
+    );
+    assert_eq!(
+        count(waiting),
+        1,
+        "one warning while waiting, not one per retry"
+    );
+    assert_eq!(count("following the registry contract"), 0);
+
+    // The node comes up on the configured port.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let target: std::net::SocketAddr = chain
+        .anvil
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let forwarder = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let start = |v: &ValidatorKeys| {
+        start_chain_validator(v, &keys, listen.parse().unwrap(), &registry_key, &chain)
+    };
+    let (validators, registry, trust) =
+        with_validators_and_relays(&chain, &keys, start, &listen, &registry_key).await;
+    served_listing(&registry, &trust, &[0, 1, 2, 3], Duration::from_secs(90)).await;
+    assert_eq!(count("following the registry contract"), 1);
+    drop(validators);
+    drop(registry_proc);
+    forwarder.abort();
 }

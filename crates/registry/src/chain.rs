@@ -344,8 +344,8 @@ pub async fn follow(
     config: openrelay_config::chain::ChainConfig,
     sink: impl Fn(ChainView) + Send + 'static,
 ) {
-    use alloy::providers::{Provider as _, ProviderBuilder};
     use openrelay_chain::follow::{FeedError, FollowError, Follower, FollowerConfig, read_params};
+    use openrelay_chain::rpc::{DEFAULT_MAX_RESPONSE_BYTES, bounded_provider};
     let url = match config.rpc.parse() {
         Ok(url) => url,
         Err(e) => {
@@ -353,18 +353,31 @@ pub async fn follow(
             return;
         }
     };
-    let provider = ProviderBuilder::new().connect_http(url).erased();
+    // Every answer bounded in size: a hostile node cannot make the
+    // registry or a validator hold more (the follower bounds logs and
+    // blocks per poll, and each poll in time).
+    let provider = bounded_provider(url, DEFAULT_MAX_RESPONSE_BYTES);
     let contract = Address::from(config.contract.0);
     let poll = Duration::from_secs(config.poll_interval_secs);
-    let max_backoff = Duration::from_secs(60);
+    let mut follower_config =
+        FollowerConfig::new(config.chain_id, contract, config.deployed_at_block);
+    follower_config.confirmations = config.confirmations;
+    follower_config.poll_interval = poll;
+    let max_backoff = follower_config.max_backoff;
+    let read_within = follower_config.poll_timeout;
     let mut backoff = poll;
     let mut warned = false;
     let params = loop {
-        match read_params(&provider, contract).await {
+        let read = tokio::time::timeout(read_within, read_params(&provider, contract))
+            .await
+            .unwrap_or(Err(FollowError::Timeout(read_within)));
+        match read {
             Ok(params) => break params,
             Err(error) => {
-                if !warned {
-                    tracing::warn!(%error, kind = error.kind().name(), rpc = %config.rpc, "cannot read the registry contract yet; retrying with back-off");
+                if warned {
+                    tracing::debug!(%error, "still waiting for the chain node");
+                } else {
+                    tracing::warn!(%error, kind = error.kind().name(), rpc = %config.rpc, contract = %contract, "waiting for the chain node and the registry contract (node down, or contract not deployed yet); retrying with back-off");
                     warned = true;
                 }
                 tokio::time::sleep(backoff).await;
@@ -373,10 +386,6 @@ pub async fn follow(
         }
     };
     tracing::info!(contract = %contract, "following the registry contract");
-    let mut follower_config =
-        FollowerConfig::new(config.chain_id, contract, config.deployed_at_block);
-    follower_config.confirmations = config.confirmations;
-    follower_config.poll_interval = poll;
     let mut follower = Follower::new(provider, follower_config);
     let stake_per_mbps = params.stakePerMbps;
     let mut last: Option<B256> = None;
@@ -411,7 +420,9 @@ pub async fn follow(
             }
             Err(error) => {
                 if !failing {
-                    tracing::warn!(%error, kind = error.kind().name(), "following the chain failed; retrying with back-off");
+                    // The error names a bound an answer hit; the last
+                    // confirmed view stays in use.
+                    tracing::warn!(%error, kind = error.kind().name(), "following the chain failed; keeping the last confirmed block and retrying with back-off");
                     failing = true;
                 }
                 tokio::time::sleep(backoff).await;

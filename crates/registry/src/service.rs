@@ -231,6 +231,8 @@ pub struct RegistryService {
     /// Hand-overs received, per epoch: the distinct changes validators
     /// signed for it (at most [`openrelay_directory::MAX_VALIDATORS`]),
     /// each with the verified signatures of members of the previous set.
+    /// Written through to the store (under [`handover_slot`]) and read
+    /// back at start.
     handovers: Mutex<BTreeMap<u64, Vec<SignedValidatorSetChange>>>,
 }
 
@@ -257,7 +259,6 @@ impl RegistryService {
             .and_then(|bytes| SignedDirectory::from_bytes(&bytes).ok())
             .and_then(Served::of);
         Ok(RegistryService {
-            registry: Arc::new(registry),
             trust,
             validators: validators.into_iter().collect(),
             threshold: config.threshold,
@@ -270,7 +271,8 @@ impl RegistryService {
             split_since: Mutex::new(None),
             chain: config.chain.clone(),
             chain_view: Mutex::new(None),
-            handovers: Mutex::new(BTreeMap::new()),
+            handovers: Mutex::new(load_handovers(registry.store())?),
+            registry: Arc::new(registry),
         })
     }
 
@@ -626,18 +628,32 @@ impl RegistryService {
         }
         let mut held = lock(&self.handovers);
         let candidates = held.entry(epoch).or_default();
-        let slot = match candidates.iter().position(|h| h.change() == change) {
-            Some(i) => candidates.get_mut(i),
+        let index = match candidates.iter().position(|h| h.change() == change) {
+            Some(i) => i,
             None if candidates.len() < openrelay_directory::MAX_VALIDATORS => {
                 candidates.push(SignedValidatorSetChange::new(change.clone()));
-                candidates.last_mut()
+                candidates.len() - 1
             }
             None => return Err((429, "too many different changes for this epoch".into())),
         };
-        if let Some(held) = slot {
-            for signature in valid {
-                held.add_signature(signature);
-            }
+        let Some(kept) = candidates.get_mut(index) else {
+            return Err((500, "hand-over lost".into()));
+        };
+        let before = kept.signatures().len();
+        for signature in valid {
+            kept.add_signature(signature);
+        }
+        // Validators post their hand-overs again every round: written
+        // (durably, under the lock so writes of one slot keep their order)
+        // only when a signature is new.
+        if kept.signatures().len() != before {
+            let store = self.registry.store();
+            store
+                .put_handover(epoch, handover_slot(change), &kept.to_bytes())
+                .map_err(|e| {
+                    warn!(error = %e, epoch, "cannot store the validator set hand-over");
+                    (500, "cannot store the hand-over".to_owned())
+                })?;
         }
         debug!(epoch, "validator set hand-over signature taken");
         Ok(())
@@ -893,6 +909,76 @@ impl RequestHandler for RegistryService {
     }
 }
 
+/// Where a hand-over of `change` is stored within its epoch: the first 8
+/// bytes of the change's Keccak-256, so a slot never depends on what else
+/// was stored (or skipped as corrupt).
+fn handover_slot(change: &openrelay_directory::ValidatorSetChange) -> u64 {
+    let digest = alloy::primitives::keccak256(change.to_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// The hand-overs stored by an earlier run, per epoch. An entry that does
+/// not parse, names another epoch or slot, or is beyond an epoch's
+/// [`openrelay_directory::MAX_VALIDATORS`] changes is left out with a
+/// warning naming it, as is a signature that does not verify; the rest
+/// are kept. (Membership and weight are checked against the chain's sets
+/// when hand-overs are attached.)
+fn load_handovers(
+    store: &RedbStore,
+) -> Result<BTreeMap<u64, Vec<SignedValidatorSetChange>>, crate::StoreError> {
+    let mut held: BTreeMap<u64, Vec<SignedValidatorSetChange>> = BTreeMap::new();
+    for (epoch, slot, bytes) in store.handovers()? {
+        let stored = match SignedValidatorSetChange::from_bytes(&bytes) {
+            Ok(stored)
+                if stored.change().epoch() == epoch && handover_slot(stored.change()) == slot =>
+            {
+                stored
+            }
+            Ok(_) => {
+                warn!(
+                    epoch,
+                    slot, "stored hand-over is not stored under its epoch and slot; skipped"
+                );
+                continue;
+            }
+            Err(e) => {
+                warn!(epoch, slot, error = %e, "stored hand-over is corrupt; skipped (the validators post it again)");
+                continue;
+            }
+        };
+        let candidates = held.entry(epoch).or_default();
+        if candidates.len() >= openrelay_directory::MAX_VALIDATORS {
+            warn!(
+                epoch,
+                slot, "more stored hand-overs for this epoch than validators; skipped"
+            );
+            continue;
+        }
+        let mut verified = SignedValidatorSetChange::new(stored.change().clone());
+        for signature in stored.signatures() {
+            if stored.verifies(signature) {
+                verified.add_signature(*signature);
+            } else {
+                warn!(
+                    epoch,
+                    slot, "a stored hand-over signature does not verify; dropped"
+                );
+            }
+        }
+        candidates.push(verified);
+    }
+    let count: usize = held.values().map(Vec::len).sum();
+    if count > 0 {
+        info!(
+            handovers = count,
+            "validator set hand-overs read back from the store"
+        );
+    }
+    Ok(held)
+}
+
 /// Whether two directories say the same about the chain apart from the
 /// block they are anchored at: the validator epoch, the operators' stakes
 /// and cover and the relays' registered bandwidth (a change of any of them
@@ -906,5 +992,123 @@ fn same_chain_figures(a: &Directory, b: &Directory) -> bool {
                 && x.relays == y.relays
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod handover_persistence {
+    use std::sync::Arc;
+
+    use alloy::primitives::{Address, B256, Log, U256};
+    use alloy::sol_types::SolEvent;
+    use openrelay_chain::contract::RelayRegistry::ValidatorSetChanged;
+    use openrelay_chain::follow::{ChainBlock, ChainFollower, Fed};
+    use openrelay_directory::{
+        SignedValidatorSetChange, ValidatorKey, ValidatorSetChange, ValidatorSignature,
+    };
+
+    use super::*;
+    use crate::chain::ChainView;
+
+    const CONTRACT: Address = Address::repeat_byte(0xC0);
+
+    fn keys(from: u8, count: u8) -> Vec<ValidatorKey> {
+        (from..from + count)
+            .map(|i| ValidatorKey::from_bytes(&[i; 32]))
+            .collect()
+    }
+
+    /// The chain with the genesis set `genesis` (block 1) and the set
+    /// `next` (epoch 1, block 2), followed to block 2.
+    fn view(genesis: &[ValidatorKey], next: &[ValidatorKey]) -> ChainView {
+        let mut follower = ChainFollower::new(1, CONTRACT, 1, 0);
+        for (epoch, set) in [genesis, next].into_iter().enumerate() {
+            let event = ValidatorSetChanged {
+                epoch: epoch as u64,
+                members: set
+                    .iter()
+                    .map(|k| Address::from_slice(&k.id().to_bytes()[..20]))
+                    .collect(),
+                keys: set.iter().map(|k| B256::from(k.id().to_bytes())).collect(),
+                weights: vec![U256::from(1); set.len()],
+            };
+            let number = epoch as u64 + 1;
+            let fed = follower.feed(ChainBlock {
+                number,
+                hash: B256::from(U256::from(number)),
+                parent_hash: B256::from(U256::from(number - 1)),
+                logs: vec![Log {
+                    address: CONTRACT,
+                    data: event.encode_log_data(),
+                }],
+            });
+            assert!(matches!(fed, Ok(Fed::Applied { .. })), "{fed:?}");
+        }
+        ChainView::new(Arc::new(follower.snapshot().unwrap()), U256::from(1))
+    }
+
+    fn service(state: &std::path::Path, genesis: &[ValidatorKey]) -> RegistryService {
+        let pins: Vec<String> = genesis.iter().map(|k| format!("\"{}\"", k.id())).collect();
+        let config = RegistryConfig::from_toml(&format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {state:?}\nvalidators = [{}]\nthreshold = 2\n\
+             [chain]\nrpc = \"http://127.0.0.1:1\"\nchain_id = 1\ncontract = \"{CONTRACT}\"\n",
+            pins.join(", ")
+        ))
+        .unwrap();
+        RegistryService::new(&config).unwrap()
+    }
+
+    /// Item 3 of the follow-up to issue 13: a hand-over taken before a
+    /// restart is attached after it, though nobody posts it again (the
+    /// previous set's members may be gone); a corrupt stored entry is
+    /// skipped and the rest kept.
+    #[test]
+    fn hand_overs_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("registry");
+        let genesis = keys(1, 3);
+        let next = keys(4, 3);
+        let view = view(&genesis, &next);
+        let set = to_validator_set(&view.snapshot().validator_sets[1]).unwrap();
+        let mut anchor = view.anchor();
+        anchor.block_number = 2;
+        let mut handover =
+            SignedValidatorSetChange::new(ValidatorSetChange::new(anchor, set).unwrap());
+        for key in &genesis {
+            handover.sign(key);
+        }
+
+        let first = service(&state, &genesis);
+        *lock(&first.chain_view) = Some(view.clone());
+        assert_eq!(first.complete_handovers(&view), Err(1));
+        first.accept_handover(&handover.to_bytes()).unwrap();
+        assert_eq!(
+            first.complete_handovers(&view).unwrap(),
+            vec![handover.clone()]
+        );
+        drop(first);
+
+        let restarted = service(&state, &genesis);
+        *lock(&restarted.chain_view) = Some(view.clone());
+        assert_eq!(
+            restarted.complete_handovers(&view).unwrap(),
+            vec![handover.clone()],
+            "the hand-over is held after the restart"
+        );
+        // A corrupt entry and a forged signature in the store: skipped, the
+        // good hand-over kept.
+        let store = restarted.registry.store();
+        store.put_handover(1, 7, b"not a hand-over").unwrap();
+        let mut forged = handover.clone();
+        forged.add_signature(ValidatorSignature {
+            validator: keys(9, 1)[0].id(),
+            signature: handover.signatures()[0].signature,
+        });
+        let slot = handover_slot(handover.change());
+        store.put_handover(1, slot, &forged.to_bytes()).unwrap();
+        drop(restarted);
+        let again = service(&state, &genesis);
+        assert_eq!(again.complete_handovers(&view).unwrap(), vec![handover]);
     }
 }

@@ -25,6 +25,10 @@ const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("profil
 const KEY_SETS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("issuer_key_sets");
 /// Sequence number → signed directory.
 const DIRECTORIES: TableDefinition<u64, &[u8]> = TableDefinition::new("directories");
+/// (epoch, slot) → a validator set hand-over (`SignedValidatorSetChange`)
+/// as the registry holds it: a registry restarted after the previous
+/// set's members left can still prove the set's history to clients.
+const HANDOVERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("handovers");
 /// Small named values (the last proposed sequence, a validator's record).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Signed directories kept: the newest few (clients only ever fetch the
@@ -122,6 +126,12 @@ pub trait RegistryStore: Send + Sync {
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// A named value.
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores (or replaces) the signed hand-over in `slot` of `epoch`,
+    /// durably.
+    fn put_handover(&self, epoch: u64, slot: u64, signed: &[u8]) -> Result<(), StoreError>;
+    /// Every stored hand-over: epoch, slot and the signed change, by
+    /// epoch and slot.
+    fn handovers(&self) -> Result<Vec<(u64, u64, Vec<u8>)>, StoreError>;
 }
 
 /// A stored value: a time (u64 big-endian), then the bytes.
@@ -171,6 +181,7 @@ impl RedbStore {
             txn.open_table(KEY_SETS).map_err(StoreError::from_redb)?;
             txn.open_table(DIRECTORIES).map_err(StoreError::from_redb)?;
             txn.open_table(META).map_err(StoreError::from_redb)?;
+            txn.open_table(HANDOVERS).map_err(StoreError::from_redb)?;
         }
         txn.commit().map_err(StoreError::from_redb)?;
         Ok(RedbStore { db })
@@ -346,5 +357,24 @@ impl RegistryStore for RedbStore {
             .get(name)
             .map_err(StoreError::from_redb)?
             .map(|v| v.value().to_vec()))
+    }
+
+    fn put_handover(&self, epoch: u64, slot: u64, signed: &[u8]) -> Result<(), StoreError> {
+        self.write(true, |txn| {
+            txn.open_table(HANDOVERS)?.insert((epoch, slot), signed)?;
+            Ok(())
+        })
+    }
+
+    fn handovers(&self) -> Result<Vec<(u64, u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from_redb)?;
+        let table = txn.open_table(HANDOVERS).map_err(StoreError::from_redb)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(StoreError::from_redb)? {
+            let (key, value) = entry.map_err(StoreError::from_redb)?;
+            let (epoch, slot) = key.value();
+            out.push((epoch, slot, value.value().to_vec()));
+        }
+        Ok(out)
     }
 }

@@ -518,6 +518,12 @@ impl RegistryStore for CountingStore {
     fn put_directory(&self, sequence: u64, signed: &[u8]) -> Result<(), StoreError> {
         self.inner.put_directory(sequence, signed)
     }
+    fn put_handover(&self, epoch: u64, slot: u64, signed: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_handover(epoch, slot, signed)
+    }
+    fn handovers(&self) -> Result<Vec<(u64, u64, Vec<u8>)>, StoreError> {
+        self.inner.handovers()
+    }
     fn latest_directory(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         self.inner.latest_directory()
     }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::machine::{BlockRef, ChainBlock, ChainFollower, Fed, FeedError};
 use super::snapshot::ChainSnapshot;
 use crate::contract::RelayRegistry;
+use crate::rpc::ResponseTooLarge;
 
 /// How to follow the registry contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,11 @@ pub struct FollowerConfig {
     /// `eth_getLogs`), so a poll's work and response size are bounded while
     /// catching up.
     pub max_blocks_per_poll: u64,
+    /// Most of the contract's logs taken in one poll: a poll over more
+    /// fetches fewer blocks; one block with more is
+    /// `FollowError::TooManyLogs`. Each answer's size is bounded by the
+    /// transport ([`crate::rpc::bounded_provider`]).
+    pub max_logs_per_poll: usize,
     /// Pause between polls once caught up with the node's head.
     pub poll_interval: Duration,
     /// The longest pause between retries while the node fails.
@@ -46,7 +52,9 @@ impl FollowerConfig {
     /// blocks have not happened since the merge; finality, 2 epochs, is
     /// 64, which delays every change by 13 minutes), 100 blocks per poll,
     /// a poll every 2 s, back-off up to 60 s, a poll timing out after
-    /// 30 s.
+    /// 30 s, at most 10,000 logs a poll (a 30M-gas block holds well under
+    /// that many of the contract's events: each costs a transaction's
+    /// storage writes, tens of thousands of gas).
     pub fn new(chain_id: u64, contract: Address, deployment_block: u64) -> FollowerConfig {
         FollowerConfig {
             chain_id,
@@ -54,6 +62,7 @@ impl FollowerConfig {
             deployment_block,
             confirmations: 12,
             max_blocks_per_poll: 100,
+            max_logs_per_poll: 10_000,
             poll_interval: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
             poll_timeout: Duration::from_secs(30),
@@ -68,10 +77,27 @@ impl FollowerConfig {
 pub enum FollowError {
     /// The node could not be reached or answered with an error.
     #[error("chain node: {0}")]
-    Rpc(#[from] TransportError),
+    Rpc(#[source] TransportError),
     /// A contract call failed.
     #[error("registry contract call: {0}")]
-    Call(#[from] alloy::contract::Error),
+    Call(#[source] alloy::contract::Error),
+    /// An answer was longer than the transport's bound (for blocks, after
+    /// fetching them one at a time): the node is broken or hostile.
+    #[error(transparent)]
+    ResponseTooLarge(#[from] ResponseTooLarge),
+    /// The node returned more of the contract's logs than
+    /// `max_logs_per_poll` for one block (the follower fetches smaller
+    /// ranges, down to one block, before this): the node is broken or
+    /// hostile, or the bound is too low for this chain.
+    #[error(
+        "the node returned more than {limit} registry logs for block {block} alone (max_logs_per_poll; ranges are narrowed down to one block first)"
+    )]
+    TooManyLogs {
+        /// `max_logs_per_poll`.
+        limit: usize,
+        /// The block.
+        block: u64,
+    },
     /// A poll took longer than `poll_timeout`.
     #[error("the chain node did not answer within {0:?}")]
     Timeout(Duration),
@@ -109,6 +135,37 @@ pub enum FollowError {
     Feed(#[from] FeedError),
 }
 
+impl From<TransportError> for FollowError {
+    fn from(error: TransportError) -> FollowError {
+        match ResponseTooLarge::in_error(&error) {
+            Some(bound) => FollowError::ResponseTooLarge(bound),
+            None => FollowError::Rpc(error),
+        }
+    }
+}
+
+impl From<alloy::contract::Error> for FollowError {
+    fn from(error: alloy::contract::Error) -> FollowError {
+        match error {
+            alloy::contract::Error::TransportError(e) => match ResponseTooLarge::in_error(&e) {
+                Some(bound) => FollowError::ResponseTooLarge(bound),
+                None => FollowError::Call(alloy::contract::Error::TransportError(e)),
+            },
+            other => FollowError::Call(other),
+        }
+    }
+}
+
+impl FollowError {
+    /// Whether fetching fewer blocks may avoid it (an answer over a bound).
+    fn is_answer_bound(&self) -> bool {
+        matches!(
+            self,
+            FollowError::ResponseTooLarge(_) | FollowError::TooManyLogs { .. }
+        )
+    }
+}
+
 impl HasKind for FollowError {
     fn kind(&self) -> openrelay_types::ErrorKind {
         use openrelay_types::ErrorKind;
@@ -119,9 +176,10 @@ impl HasKind for FollowError {
             FollowError::Call(alloy::contract::Error::TransportError(_)) => ErrorKind::Unreachable,
             // No contract with that ABI at the configured address.
             FollowError::Call(_) | FollowError::WrongChain { .. } => ErrorKind::Config,
-            FollowError::WrongBlock { .. } | FollowError::LogOfAnotherBlock { .. } => {
-                ErrorKind::PeerMisbehaved
-            }
+            FollowError::WrongBlock { .. }
+            | FollowError::LogOfAnotherBlock { .. }
+            | FollowError::ResponseTooLarge(_)
+            | FollowError::TooManyLogs { .. } => ErrorKind::PeerMisbehaved,
             FollowError::Feed(e) => e.kind(),
         }
     }
@@ -172,6 +230,10 @@ pub struct Follower<P> {
     config: FollowerConfig,
     machine: ChainFollower,
     chain_checked: bool,
+    /// Blocks the next poll fetches at most: `max_blocks_per_poll`,
+    /// halved while answers hit a bound, doubled back after each poll
+    /// within them.
+    span: u64,
     snapshots: watch::Sender<Option<Arc<ChainSnapshot>>>,
 }
 
@@ -182,6 +244,7 @@ impl<P: Provider> Follower<P> {
         let machine = machine_for(&config);
         Follower {
             provider,
+            span: config.max_blocks_per_poll.max(1),
             config,
             machine,
             chain_checked: false,
@@ -279,9 +342,24 @@ impl<P: Provider> Follower<P> {
                 confirmed: self.machine.confirmed(),
             });
         }
-        let to = node_head.min(from.saturating_add(self.config.max_blocks_per_poll.max(1) - 1));
+        let fetched = loop {
+            let to = node_head.min(from.saturating_add(self.span - 1));
+            match self.fetch(from, to).await {
+                // Nothing is fed before both fetches succeed: retrying
+                // fewer blocks is safe.
+                Err(error) if error.is_answer_bound() && to > from => {
+                    self.span = (to - from).div_ceil(2);
+                    tracing::debug!(%error, blocks = self.span, "fetching fewer blocks per poll");
+                }
+                fetched => break fetched?,
+            }
+        };
+        self.span = self
+            .span
+            .saturating_mul(2)
+            .min(self.config.max_blocks_per_poll.max(1));
         let confirmed_before = self.machine.confirmed();
-        let fed = self.fetch_and_feed(from, to).await;
+        let fed = self.feed(fetched);
         if self.machine.confirmed() != confirmed_before {
             self.publish();
         }
@@ -294,11 +372,23 @@ impl<P: Provider> Follower<P> {
         })
     }
 
-    async fn fetch_and_feed(&mut self, from: u64, to: u64) -> Result<(u64, bool), FollowError> {
+    /// Blocks `from..=to` with the contract's logs in each.
+    async fn fetch(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(BlockHashes, Vec<alloy::primitives::Log>)>, FollowError> {
         let blocks = self.fetch_blocks(from, to).await?;
         let logs = self.fetch_logs(&blocks).await?;
+        Ok(blocks.into_iter().zip(logs).collect())
+    }
+
+    fn feed(
+        &mut self,
+        fetched: Vec<(BlockHashes, Vec<alloy::primitives::Log>)>,
+    ) -> Result<(u64, bool), FollowError> {
         let mut applied = 0;
-        for (block, logs) in blocks.into_iter().zip(logs) {
+        for (block, logs) in fetched {
             match self.machine.feed(ChainBlock {
                 number: block.number.to(),
                 hash: block.hash,
@@ -358,8 +448,16 @@ impl<P: Provider> Follower<P> {
         }
         batch.send().await?;
         let mut all = Vec::with_capacity(waiters.len());
+        let mut taken = 0usize;
         for (block, waiter) in blocks.iter().zip(waiters) {
             let mut logs = waiter.await?;
+            taken = taken.saturating_add(logs.len());
+            if taken > self.config.max_logs_per_poll {
+                return Err(FollowError::TooManyLogs {
+                    limit: self.config.max_logs_per_poll,
+                    block: block.number.to(),
+                });
+            }
             let other_block = logs
                 .iter()
                 .any(|log| log.block_hash != Some(block.hash) || log.removed);

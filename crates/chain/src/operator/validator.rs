@@ -203,8 +203,16 @@ impl Registry {
     }
 
     /// The validator set, this account's place in it, the join requests
-    /// and the approvals of the current epoch.
-    pub async fn validator_status(&self) -> Result<ValidatorStatus, OperatorError> {
+    /// and the approvals of the current epoch; events are read from block
+    /// `from_block` (the deployment block; `None`: found on the chain).
+    pub async fn validator_status(
+        &self,
+        from_block: Option<u64>,
+    ) -> Result<ValidatorStatus, OperatorError> {
+        let from_block = Some(match from_block {
+            Some(block) => block,
+            None => self.deployment_block().await?,
+        });
         let now = self.chain_time().await?;
         let epoch = self.read(self.contract.validatorEpoch().call()).await?;
         let active_weight = self.read(self.contract.activeWeight().call()).await?;
@@ -216,7 +224,7 @@ impl Registry {
         let own = self.validator(self.account).await?;
 
         let requested = self
-            .events(self.contract.ValidatorJoinRequested_filter())
+            .events(self.contract.ValidatorJoinRequested_filter(), from_block)
             .await?;
         let mut joining: Vec<Address> = requested.iter().map(|e| e.validator).collect();
         joining.sort();
@@ -235,6 +243,7 @@ impl Registry {
                 self.contract
                     .SetChangeApproved_filter()
                     .topic1(U256::from(epoch)),
+                from_block,
             )
             .await?;
         let mut approvals: Vec<PendingApproval> = Vec::new();

@@ -121,6 +121,12 @@ enum OperatorCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Read the relays' events from this block on: the contract's
+        /// deployment block (`deployed_at_block` in the registry's
+        /// `[chain]` config). Default: found on the chain (needs a node
+        /// that keeps old state).
+        #[arg(long, value_name = "BLOCK")]
+        from_block: Option<u64>,
     },
 }
 
@@ -189,8 +195,12 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
             let registry = chain.connect().await?;
             registry.remove_relay(*relay_key.as_bytes()).await?
         }
-        OperatorCommand::Status { chain, json } => {
-            let status = chain.connect().await?.status().await?;
+        OperatorCommand::Status {
+            chain,
+            json,
+            from_block,
+        } => {
+            let status = chain.connect().await?.status(from_block).await?;
             print_status(&status, json);
             return Ok(());
         }

@@ -79,6 +79,11 @@ pub(crate) enum ValidatorCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// The block the registry contract was deployed in (`[chain]
+        /// deployed_at_block`); events are read from there. Default: found
+        /// on the chain (needs a node that keeps old state).
+        #[arg(long, value_name = "BLOCK")]
+        from_block: Option<u64>,
     },
 }
 
@@ -156,8 +161,12 @@ async fn on_chain(command: ValidatorCommand) -> anyhow::Result<()> {
             print_approval(&approval, epoch);
             return Ok(());
         }
-        ValidatorCommand::Status { chain, json } => {
-            let status = chain.connect().await?.validator_status().await?;
+        ValidatorCommand::Status {
+            chain,
+            json,
+            from_block,
+        } => {
+            let status = chain.connect().await?.validator_status(from_block).await?;
             if json {
                 println!("{}", status_json(&status));
             } else {
