@@ -52,6 +52,19 @@ impl ChainArgs {
 }
 
 /// Parses an amount of ETH (`0.5`) into wei.
+/// How `status` reads and prints.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Read the contract's events from this block on: its deployment block
+    /// (`deployed_at_block` in a `[chain]` config). Default: found on the
+    /// chain (needs a node that keeps old state).
+    #[arg(long, value_name = "BLOCK")]
+    pub(crate) from_block: Option<u64>,
+}
+
 pub(crate) fn parse_eth(text: &str) -> Result<U256, String> {
     parse_ether(text).map_err(|e| format!("{text:?} is not an amount of ETH: {e}"))
 }

@@ -7,7 +7,7 @@ use alloy::primitives::{B256, U256};
 use openrelay_chain::operator::{OperatorStatus, create_key_file, eth};
 use openrelay_types::{KeyPin, RelayRole};
 
-use super::chain_args::{ChainArgs, parse_eth, print_sent};
+use super::chain_args::{ChainArgs, StatusArgs, parse_eth, print_sent};
 use crate::process::runtime;
 
 /// Flags of `openrelay operator`.
@@ -118,15 +118,8 @@ enum OperatorCommand {
     Status {
         #[command(flatten)]
         chain: ChainArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Read the relays' events from this block on: the contract's
-        /// deployment block (`deployed_at_block` in the registry's
-        /// `[chain]` config). Default: found on the chain (needs a node
-        /// that keeps old state).
-        #[arg(long, value_name = "BLOCK")]
-        from_block: Option<u64>,
+        #[command(flatten)]
+        status: StatusArgs,
     },
 }
 
@@ -197,8 +190,7 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
         }
         OperatorCommand::Status {
             chain,
-            json,
-            from_block,
+            status: StatusArgs { json, from_block },
         } => {
             let status = chain.connect().await?.status(from_block).await?;
             print_status(&status, json);

@@ -10,7 +10,7 @@ use openrelay_config::ValidatorConfig;
 use openrelay_directory::{ValidatorId, ValidatorKey};
 use openrelay_types::KeyPin;
 
-use super::chain_args::{ChainArgs, parse_eth, print_sent};
+use super::chain_args::{ChainArgs, StatusArgs, parse_eth, print_sent};
 use crate::process::runtime;
 
 /// The subcommands of `openrelay validator`.
@@ -76,14 +76,8 @@ pub(crate) enum ValidatorCommand {
     Status {
         #[command(flatten)]
         chain: ChainArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// The block the registry contract was deployed in (`[chain]
-        /// deployed_at_block`); events are read from there. Default: found
-        /// on the chain (needs a node that keeps old state).
-        #[arg(long, value_name = "BLOCK")]
-        from_block: Option<u64>,
+        #[command(flatten)]
+        status: StatusArgs,
     },
 }
 
@@ -163,8 +157,7 @@ async fn on_chain(command: ValidatorCommand) -> anyhow::Result<()> {
         }
         ValidatorCommand::Status {
             chain,
-            json,
-            from_block,
+            status: StatusArgs { json, from_block },
         } => {
             let status = chain.connect().await?.validator_status(from_block).await?;
             if json {
