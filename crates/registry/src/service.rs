@@ -193,7 +193,11 @@ pub(crate) fn anchor_left_behind(pending: &Directory, view: Option<&ChainView>) 
     }
 }
 
-/// See [`anchor_left_behind`].
+/// How far (in blocks) the registry's view may move past a pending
+/// proposal's anchor before the proposal is rebuilt at the view: half the
+/// validators' ring ([`crate::chain::CHAIN_RING_BLOCKS`]), so a validator
+/// that started after the anchor block signs the next one, and one slow to
+/// fetch still finds the anchor in its ring while the proposal stands.
 pub const REANCHOR_BLOCKS: u64 = (crate::chain::CHAIN_RING_BLOCKS / 2) as u64;
 
 /// What became of a validator's signature.
