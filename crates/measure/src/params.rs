@@ -63,20 +63,25 @@ pub struct MeasureParams {
     /// advertising more is held to this. Default 10 Gbit/s, the directory's
     /// clip (`openrelay_directory::weight::MAX_WEIGHTED_BANDWIDTH_BPS`).
     pub max_tested_bps: u64,
-    /// Validators that measure each relay per epoch, chosen by
-    /// [`assigned_measurers`]. Default 3 (FlashFlow's measurer count; the
-    /// low-median of three survives one liar). Bounds the cost: traffic
-    /// per relay per epoch is at most this × `measurement_seconds` × the
-    /// relay's capacity.
-    pub measurers_per_relay: u32,
+    /// `None` (the default): every validator tests every relay every
+    /// epoch, so the aggregate is over the whole set's weight and a
+    /// coalition under a third of it can neither move an aggregate nor get
+    /// an honest validator marked. `Some(m)`: only `m` validators per relay
+    /// and epoch, chosen by [`assigned_measurers`], which cuts the cost by
+    /// `V/m` but **weakens that guarantee to one per sample**: a coalition
+    /// holding a fraction `f` of the validators holds a majority of a
+    /// relay's sample with probability about `3f² − 2f³` for `m = 3`
+    /// (10 % at `f = 0.2`), and then sets that relay's figure for the epoch
+    /// and gets the honest measurer marked (docs/measurement.md, "Cost").
+    pub sampled_measurers_per_relay_weakens_quorum: Option<u32>,
     /// How long one capacity test runs, seconds. Default 5 (sbws sizes its
     /// downloads for 5 to 10 s; QUIC reaches 10 Gbit/s on a
     /// low-RTT path well within a second).
     pub measurement_seconds: u32,
     /// One epoch, seconds. Default 7,200 (two hours): a lying relay loses
-    /// its weight within two hours and its stake within six, at 0.21 % of
-    /// the network's capacity spent on measuring (docs/measurement.md,
-    /// "Cost").
+    /// its weight within two hours and its stake within six, at 0.07 % of
+    /// a relay's capacity per validator spent on measuring
+    /// (docs/measurement.md, "Cost").
     pub epoch_seconds: u32,
 }
 
@@ -93,7 +98,7 @@ impl Default for MeasureParams {
             unmeasured_weight_bps: 1_000,
             unmeasured_weight_cap_bps: 20_000_000,
             max_tested_bps: 10_000_000_000,
-            measurers_per_relay: 3,
+            sampled_measurers_per_relay_weakens_quorum: None,
             measurement_seconds: 5,
             epoch_seconds: 7_200,
         }
@@ -134,21 +139,30 @@ impl MeasureParams {
         distance > u128::from(aggregate_bps) * u128::from(self.deviation_tolerance_bps)
     }
 
-    /// The most capacity-test traffic one relay carries in one epoch,
-    /// bytes: `measurers_per_relay × measurement_seconds × max_tested_bps
-    /// / 8` (18.75 GB with the defaults). Validators never exceed it.
-    pub fn max_test_bytes_per_relay_per_epoch(&self) -> u128 {
-        u128::from(self.measurers_per_relay)
+    /// How many validators test each relay per epoch in a set of
+    /// `validators`.
+    pub fn measurers_per_relay(&self, validators: u32) -> u32 {
+        self.sampled_measurers_per_relay_weakens_quorum
+            .map_or(validators, |m| m.min(validators))
+    }
+
+    /// The most capacity-test traffic one relay carries in one epoch with
+    /// `validators` validators, bytes: measurers × `measurement_seconds` ×
+    /// `max_tested_bps` / 8 (6.25 GB per measurer with the defaults).
+    /// Validators never send more.
+    pub fn max_test_bytes_per_relay_per_epoch(&self, validators: u32) -> u128 {
+        u128::from(self.measurers_per_relay(validators))
             * u128::from(self.measurement_seconds)
             * u128::from(self.max_tested_bps)
             / 8
     }
 
-    /// The share of a relay's capacity that capacity tests use, basis
-    /// points: `measurers_per_relay × measurement_seconds / epoch_seconds`
-    /// (20.8 with the defaults, i.e. 0.21 %).
-    pub fn test_share_of_capacity_bps(&self) -> u128 {
-        u128::from(self.measurers_per_relay)
+    /// The share of a relay's capacity-time that capacity tests use with
+    /// `validators` validators, basis points: measurers ×
+    /// `measurement_seconds` / `epoch_seconds` (with the defaults 6.9 per
+    /// validator: 0.07 %, so 1.04 % for 15 validators).
+    pub fn test_share_of_capacity_bps(&self, validators: u32) -> u128 {
+        u128::from(self.measurers_per_relay(validators))
             * u128::from(self.measurement_seconds)
             * u128::from(BPS_WHOLE)
             / u128::from(self.epoch_seconds.max(1))
@@ -178,8 +192,10 @@ pub(crate) fn stake_bps(amount: u128, bps: u32) -> u128 {
     (amount / whole) * u128::from(bps) + (amount % whole) * u128::from(bps) / whole
 }
 
-/// The validators that measure `relay` in `epoch`: the
-/// [`MeasureParams::measurers_per_relay`] validators with the smallest
+/// The validators that measure `relay` in `epoch`: all of them (sorted)
+/// by default; with
+/// [`MeasureParams::sampled_measurers_per_relay_weakens_quorum`] set to
+/// `Some(m)`, the `m` validators with the smallest
 /// `SHA-256("openrelay measure assignment v1\0" ‖ seed ‖ epoch ‖ relay ‖
 /// validator)`, in that order. `seed` must be unknown to relays until the
 /// commitments of the previous epoch are in (the later parts take a block
@@ -204,11 +220,18 @@ pub fn assigned_measurers(
             (h.finalize().into(), *v)
         })
         .collect();
-    ranked.sort();
+    if params.sampled_measurers_per_relay_weakens_quorum.is_none() {
+        ranked.sort_by_key(|r| r.1);
+    } else {
+        ranked.sort();
+    }
     ranked.dedup_by(|a, b| a.1 == b.1);
     ranked
         .into_iter()
-        .take(params.measurers_per_relay as usize)
+        .take(
+            params.measurers_per_relay(u32::try_from(validators.len()).unwrap_or(u32::MAX))
+                as usize,
+        )
         .map(|(_, v)| v)
         .collect()
 }
@@ -228,14 +251,33 @@ mod tests {
         assert!(p.deviates(131, 100));
         assert!(p.deviates(69, 100));
         assert_eq!(stake_bps(u128::MAX, 10_000), u128::MAX);
-        assert_eq!(p.max_test_bytes_per_relay_per_epoch(), 18_750_000_000);
-        assert_eq!(p.test_share_of_capacity_bps(), 20);
+        assert_eq!(p.max_test_bytes_per_relay_per_epoch(15), 15 * 6_250_000_000);
+        assert_eq!(p.test_share_of_capacity_bps(15), 104);
+        let sampled = MeasureParams {
+            sampled_measurers_per_relay_weakens_quorum: Some(3),
+            ..MeasureParams::default()
+        };
+        assert_eq!(sampled.test_share_of_capacity_bps(15), 20);
+        assert_eq!(sampled.measurers_per_relay(2), 2);
         assert_eq!(stake_bps(1_000, 1_000), 100);
     }
 
     #[test]
-    fn assignment_is_deterministic_bounded_and_spread() {
-        let p = MeasureParams::default();
+    fn assignment_is_everyone_by_default_or_a_deterministic_spread_sample() {
+        let validators: Vec<ValidatorId> = (0..10).rev().map(|i| ValidatorId([i; 32])).collect();
+        let all = assigned_measurers(
+            &MeasureParams::default(),
+            &[1; 32],
+            5,
+            &RelayId([4; 32]),
+            &validators,
+        );
+        assert_eq!(all.len(), 10);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        let p = MeasureParams {
+            sampled_measurers_per_relay_weakens_quorum: Some(3),
+            ..MeasureParams::default()
+        };
         let validators: Vec<ValidatorId> = (0..10).map(|i| ValidatorId([i; 32])).collect();
         let relay = RelayId([42; 32]);
         let a = assigned_measurers(&p, &[1; 32], 5, &relay, &validators);

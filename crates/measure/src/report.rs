@@ -17,10 +17,9 @@ use sha2::{Digest as _, Sha256};
 /// derive it from block numbers). Verdicts advance one epoch at a time.
 pub type Epoch = u64;
 
-/// The most relays one reveal may report on. Each relay is measured by a
-/// few validators per epoch ([`crate::MeasureParams::measurers_per_relay`]),
-/// so even a validator measuring every relay of a 10,000-relay network
-/// stays well under this; the bound keeps a reveal under about 1 MiB.
+/// The most relays one reveal may report on: twice the 10,000-relay
+/// network the design is sized for, with every validator measuring every
+/// relay; the bound keeps a reveal under about 1 MiB.
 pub const MAX_RELAYS_PER_REVEAL: usize = 20_000;
 
 /// The most validators whose reports one epoch aggregates: the directory's
