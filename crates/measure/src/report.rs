@@ -196,6 +196,17 @@ impl Reveal {
         salt: [u8; 32],
     ) -> Result<Self, RevealError> {
         reports.sort_by_key(|a| a.relay);
+        Self::checked(epoch, validator, reports, salt)
+    }
+
+    /// The reveal, if its reports are sorted, distinct, few enough and
+    /// possible.
+    fn checked(
+        epoch: Epoch,
+        validator: ValidatorId,
+        reports: Vec<ValidatorReport>,
+        salt: [u8; 32],
+    ) -> Result<Self, RevealError> {
         check_reports(&reports)?;
         Ok(Self {
             epoch,
@@ -304,13 +315,7 @@ impl Reveal {
         if r.remaining() > 0 {
             return Err(RevealError::TrailingBytes(r.remaining()));
         }
-        check_reports(&reports)?;
-        Ok(Self {
-            epoch,
-            validator,
-            reports,
-            salt,
-        })
+        Self::checked(epoch, validator, reports, salt)
     }
 
     /// The commitment to publish before revealing.

@@ -73,6 +73,18 @@ fn all_report(epoch: Epoch, reports: &[ValidatorReport]) -> Vec<Reveal> {
         .collect()
 }
 
+/// Every validator of `three()` reports `reports` in `epoch`; the epoch applies.
+fn everyone(
+    state: &mut MeasureState,
+    epoch: Epoch,
+    reports: &[ValidatorReport],
+    relays: &BTreeMap<RelayId, RelayAdvert>,
+) -> EpochOutcome {
+    state
+        .apply_epoch(epoch, &three(), &all_report(epoch, reports), relays)
+        .expect("applies")
+}
+
 /// SplitMix64: a seeded noise source, so noisy runs are reproducible.
 struct Noise(u64);
 
@@ -102,28 +114,14 @@ fn a_relay_at_a_tenth_of_its_claim_is_slashed_after_exactly_n_epochs_and_weighs_
         assert_eq!(state.selection_bps(&r(1), GBPS), 20 * MBPS, "bootstrap");
         // Two honest epochs at full capacity: weighted by its claim.
         for epoch in 1..=2 {
-            let out = state
-                .apply_epoch(
-                    epoch,
-                    &three(),
-                    &all_report(epoch, &[reachable(r(1), GBPS)]),
-                    &relays,
-                )
-                .expect("applies");
+            let out = everyone(&mut state, epoch, &[reachable(r(1), GBPS)], &relays);
             assert_eq!(out.explanations[&r(1)].verdict, EpochVerdict::Passed);
             assert_eq!(state.selection_bps(&r(1), GBPS), GBPS);
         }
         // Then it throttles everyone to 10 %.
         for k in 1..=u64::from(n) {
             let epoch = 2 + k;
-            let out = state
-                .apply_epoch(
-                    epoch,
-                    &three(),
-                    &all_report(epoch, &[reachable(r(1), GBPS / 10)]),
-                    &relays,
-                )
-                .expect("applies");
+            let out = everyone(&mut state, epoch, &[reachable(r(1), GBPS / 10)], &relays);
             let e = &out.explanations[&r(1)];
             assert_eq!(e.verdict, EpochVerdict::Failed);
             assert_eq!(e.aggregate_bps, Some(GBPS / 10));
@@ -157,14 +155,7 @@ fn a_passing_epoch_resets_the_count() {
     let scripted = [GBPS / 10, GBPS, GBPS / 10, GBPS, GBPS / 10];
     for (i, &capacity) in scripted.iter().enumerate() {
         let epoch = i as u64 + 1;
-        let out = state
-            .apply_epoch(
-                epoch,
-                &three(),
-                &all_report(epoch, &[reachable(r(1), capacity)]),
-                &relays,
-            )
-            .expect("applies");
+        let out = everyone(&mut state, epoch, &[reachable(r(1), capacity)], &relays);
         assert!(out.relay_slashes.is_empty(), "epoch {epoch}");
     }
 }
@@ -309,26 +300,11 @@ fn marks_outside_the_window_are_forgotten() {
 fn a_relay_down_for_several_epochs_is_excluded_not_slashed_and_measured_again_when_back() {
     let mut state = MeasureState::new(MeasureParams::devnet());
     let relays = adverts(&[(r(1), GBPS)]);
-    let up = |state: &mut MeasureState, epoch| {
-        state
-            .apply_epoch(
-                epoch,
-                &three(),
-                &all_report(epoch, &[reachable(r(1), GBPS)]),
-                &relays,
-            )
-            .expect("applies")
-    };
+    let up =
+        |state: &mut MeasureState, epoch| everyone(state, epoch, &[reachable(r(1), GBPS)], &relays);
     up(&mut state, 1);
     for epoch in 2..=7 {
-        let out = state
-            .apply_epoch(
-                epoch,
-                &three(),
-                &all_report(epoch, &[unreachable(r(1))]),
-                &relays,
-            )
-            .expect("applies");
+        let out = everyone(&mut state, epoch, &[unreachable(r(1))], &relays);
         let e = &out.explanations[&r(1)];
         assert_eq!(e.verdict, EpochVerdict::Down);
         assert_eq!(e.liveness, Liveness::Down);
@@ -369,9 +345,7 @@ fn going_down_between_failing_epochs_does_not_dodge_the_slash() {
     let mut slashed = Vec::new();
     for (i, report) in script.iter().enumerate() {
         let epoch = i as u64 + 1;
-        let out = state
-            .apply_epoch(epoch, &three(), &all_report(epoch, &[*report]), &relays)
-            .expect("applies");
+        let out = everyone(&mut state, epoch, &[*report], &relays);
         slashed.extend(out.relay_slashes.iter().map(|_| epoch));
     }
     assert_eq!(slashed, vec![3]);
@@ -435,14 +409,7 @@ fn missing_reports_are_not_zeros_and_unmeasured_relays_get_the_bootstrap_weight(
 fn refused_epochs_change_nothing() {
     let mut state = MeasureState::new(MeasureParams::devnet());
     let relays = adverts(&[(r(1), GBPS)]);
-    state
-        .apply_epoch(
-            5,
-            &three(),
-            &all_report(5, &[reachable(r(1), GBPS / 10)]),
-            &relays,
-        )
-        .expect("applies");
+    everyone(&mut state, 5, &[reachable(r(1), GBPS / 10)], &relays);
     let bad = [
         (5, all_report(5, &[])),
         (6, all_report(7, &[])),
@@ -477,14 +444,7 @@ fn refused_epochs_change_nothing() {
         Err(ApplyError::TooManyValidators { .. })
     ));
     // Epoch 6 still applies, and the failing count survived the refusals.
-    let out = state
-        .apply_epoch(
-            6,
-            &three(),
-            &all_report(6, &[reachable(r(1), GBPS / 10)]),
-            &relays,
-        )
-        .expect("applies");
+    let out = everyone(&mut state, 6, &[reachable(r(1), GBPS / 10)], &relays);
     assert_eq!(out.relay_slashes.len(), 1);
 }
 
@@ -492,14 +452,12 @@ fn refused_epochs_change_nothing() {
 fn reports_on_relays_not_advertised_are_ignored() {
     let mut state = MeasureState::new(MeasureParams::devnet());
     let relays = adverts(&[(r(1), GBPS)]);
-    let out = state
-        .apply_epoch(
-            1,
-            &three(),
-            &all_report(1, &[reachable(r(1), GBPS), reachable(r(2), 0)]),
-            &relays,
-        )
-        .expect("applies");
+    let out = everyone(
+        &mut state,
+        1,
+        &[reachable(r(1), GBPS), reachable(r(2), 0)],
+        &relays,
+    );
     assert_eq!(out.ignored_reports, 3);
     assert!(!out.explanations.contains_key(&r(2)));
 }
