@@ -555,3 +555,80 @@ proptest! {
         prop_assert!(a.min(b) <= agg && agg <= a.max(b));
     }
 }
+
+fn arb_measurement() -> impl Strategy<Value = Measurement> {
+    prop_oneof![
+        Just(Measurement::Unreachable),
+        (0u64..=20 * GBPS).prop_map(|capacity_bps| Measurement::Reachable {
+            capacity_bps,
+            rtt_micros: 1_000,
+        }),
+    ]
+}
+
+proptest! {
+    /// Any sequence of epochs with any reports, weights and claims: the
+    /// machine never panics, is deterministic, and its explanations are
+    /// consistent (selection never above the claim, 0 when down, the
+    /// failing count always below N, slashes only on failing epochs).
+    #[test]
+    fn any_epochs_give_consistent_deterministic_verdicts(
+        weights in proptest::collection::vec(0u128..=u128::from(u64::MAX), 1..6),
+        claims in proptest::collection::vec(0u64..=20 * GBPS, 1..4),
+        epochs in proptest::collection::vec(
+            proptest::collection::vec(proptest::collection::vec(proptest::option::of(arb_measurement()), 4), 6),
+            1..8,
+        ),
+    ) {
+        let params = MeasureParams::devnet();
+        let n = params.failing_epochs_to_slash;
+        let validators: BTreeMap<ValidatorId, u128> =
+            weights.iter().enumerate().map(|(i, &w)| (v(i as u8), w)).collect();
+        let relays = adverts(
+            &claims.iter().enumerate().map(|(i, &c)| (r(i as u8), c)).collect::<Vec<_>>(),
+        );
+        let mut state = MeasureState::new(params);
+        for (e, by_validator) in epochs.iter().enumerate() {
+            let epoch = e as u64 * 3 + 1;
+            let reveals: Vec<Reveal> = validators
+                .keys()
+                .zip(by_validator)
+                .map(|(&validator, per_relay)| {
+                    let reports = claims
+                        .iter()
+                        .enumerate()
+                        .zip(per_relay)
+                        .filter_map(|((i, _), m)| {
+                            m.map(|measurement| ValidatorReport {
+                                relay: r(i as u8),
+                                probes_sent: 5,
+                                probes_answered: 5,
+                                measurement,
+                            })
+                        })
+                        .collect();
+                    reveal(epoch, validator, reports)
+                })
+                .collect();
+            let mut twin = state.clone();
+            let out = state.apply_epoch(epoch, &validators, &reveals, &relays).expect("applies");
+            let twin_out = twin.apply_epoch(epoch, &validators, &reveals, &relays).expect("applies");
+            prop_assert_eq!(&out, &twin_out);
+            for e in out.explanations.values() {
+                prop_assert!(e.selection_bps <= e.advertised_bps);
+                prop_assert!(e.consecutive_failing_epochs < n);
+                prop_assert_eq!(e.consecutive_failing_epochs + e.failing_epochs_until_slash, n);
+                if e.verdict == EpochVerdict::Down {
+                    prop_assert_eq!(e.selection_bps, 0);
+                }
+                if e.slashed {
+                    prop_assert_eq!(e.verdict, EpochVerdict::Failed);
+                }
+            }
+            prop_assert_eq!(
+                out.relay_slashes.len(),
+                out.explanations.values().filter(|e| e.slashed).count()
+            );
+        }
+    }
+}
