@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+mod aggregate;
+mod params;
+mod report;
+mod state;
+
+pub use aggregate::{WeightedCapacity, weighted_low_median};
+pub use params::{BPS_WHOLE, MeasureParams, assigned_measurers};
+pub use report::{
+    COMMITMENT_DOMAIN, Commitment, Epoch, MAX_RELAYS_PER_REVEAL, MAX_VALIDATORS, Measurement,
+    REVEAL_VERSION, RelayId, Reveal, RevealError, ValidatorId, ValidatorReport, verify_reveal,
+};
+pub use state::{
+    ApplyError, EpochOutcome, EpochVerdict, ExplainedReport, Explanation, Liveness, Mark,
+    MeasureState, MeasuredBandwidth, RelayAdvert, RelaySlash, ValidatorSlash,
+};
