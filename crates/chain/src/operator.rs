@@ -547,6 +547,23 @@ impl Registry {
         self.explain_cover(sent).await
     }
 
+    /// The role relay `relay_key` is registered with under this operator
+    /// (`None`: not registered).
+    pub async fn relay_role(
+        &self,
+        relay_key: [u8; 32],
+    ) -> Result<Option<RelayRole>, OperatorError> {
+        let id = self
+            .read(
+                self.contract
+                    .relayId(self.account, FixedBytes(relay_key))
+                    .call(),
+            )
+            .await?;
+        let relay = self.read(self.contract.relays(id).call()).await?;
+        Ok(crate::contract::role_from_code(relay.role))
+    }
+
     /// Removes a relay (its bandwidth no longer needs cover).
     pub async fn remove_relay(&self, relay_key: [u8; 32]) -> Result<Sent, OperatorError> {
         self.submit(self.contract.removeRelay(FixedBytes(relay_key)))

@@ -267,11 +267,35 @@ async fn an_operator_updates_a_relay_within_cover_and_removes_it() {
         "{}",
         out.stderr
     );
+    // The flags `relay --register-args` prints pass as they are, but the
+    // role cannot change.
     let out = run(
         "update-relay",
         &[
             "--relay-key",
             &relay_key,
+            "--role",
+            "egress",
+            "--mbps",
+            "1000",
+            "--descriptor-hash",
+            &hash,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("is registered as ingress, not egress: a relay's role cannot change"),
+        "{}",
+        out.stderr
+    );
+    let out = run(
+        "update-relay",
+        &[
+            "--relay-key",
+            &relay_key,
+            "--role",
+            "ingress",
             "--mbps",
             "1000",
             "--descriptor-hash",

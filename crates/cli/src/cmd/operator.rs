@@ -102,6 +102,11 @@ enum OperatorCommand {
         /// `openrelay relay --config FILE --descriptor-hash`.
         #[arg(long)]
         descriptor_hash: B256,
+        /// The role it is registered with (optional, so the output of
+        /// `openrelay relay --register-args` can be passed as it is); a
+        /// relay's role cannot change, so another one is refused.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<RelayRole>,
     },
     /// Remove a relay.
     ///
@@ -179,9 +184,19 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
             relay_key,
             mbps,
             descriptor_hash,
+            role,
         } => {
             let registry = chain.connect().await?;
             let key = relay_key.as_bytes();
+            if let Some(role) = role
+                && let Some(registered) = registry.relay_role(*key).await?
+            {
+                anyhow::ensure!(
+                    registered == role,
+                    "relay {relay_key} is registered as {registered}, not {role}: a relay's role \
+                     cannot change (remove-relay, then register-relay)"
+                );
+            }
             registry.update_relay(*key, mbps, descriptor_hash.0).await?
         }
         OperatorCommand::RemoveRelay { chain, relay_key } => {
