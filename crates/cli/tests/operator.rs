@@ -247,18 +247,15 @@ async fn an_operator_updates_a_relay_within_cover_and_removes_it() {
     assert!(out.status.success(), "{}", out.stderr);
 
     let hash = format!("0x{}", "ab".repeat(32));
+    // `update-relay` of the registered relay to `mbps`, with `extra` flags.
+    let update = |mbps: &str, extra: &[&str]| {
+        let mut args = vec!["--relay-key", &relay_key, "--mbps", mbps];
+        args.extend_from_slice(&["--descriptor-hash", &hash]);
+        args.extend_from_slice(extra);
+        run("update-relay", &args)
+    };
     // Above what 1 ETH covers (1000 Mbit/s): refused, nothing changes.
-    let out = run(
-        "update-relay",
-        &[
-            "--relay-key",
-            &relay_key,
-            "--mbps",
-            "1500",
-            "--descriptor-hash",
-            &hash,
-        ],
-    );
+    let out = update("1500", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
     assert!(
         out.stderr.contains(
@@ -269,19 +266,7 @@ async fn an_operator_updates_a_relay_within_cover_and_removes_it() {
     );
     // The flags `relay --register-args` prints pass as they are, but the
     // role cannot change.
-    let out = run(
-        "update-relay",
-        &[
-            "--relay-key",
-            &relay_key,
-            "--role",
-            "egress",
-            "--mbps",
-            "1000",
-            "--descriptor-hash",
-            &hash,
-        ],
-    );
+    let out = update("1000", &["--role", "egress"]);
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
     assert!(
         out.stderr
@@ -289,19 +274,7 @@ async fn an_operator_updates_a_relay_within_cover_and_removes_it() {
         "{}",
         out.stderr
     );
-    let out = run(
-        "update-relay",
-        &[
-            "--relay-key",
-            &relay_key,
-            "--role",
-            "ingress",
-            "--mbps",
-            "1000",
-            "--descriptor-hash",
-            &hash,
-        ],
-    );
+    let out = update("1000", &["--role", "ingress"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout.starts_with("ok tx="), "{}", out.stdout);
     let out = run("status", &["--json"]);
