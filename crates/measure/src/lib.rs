@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 mod aggregate;
+mod epoch;
 mod params;
 mod report;
 mod state;
 
 pub use aggregate::{WeightedCapacity, weighted_low_median};
+pub use epoch::{EpochMargins, EpochStep, EpochTiming, ReportFate, TimingError, ValidatorEpochs};
 pub use params::{BPS_WHOLE, MeasureParams, assigned_measurers};
 pub use report::{
     COMMITMENT_DOMAIN, Commitment, Epoch, MAX_RELAYS_PER_REVEAL, MAX_VALIDATORS, Measurement,
