@@ -15,5 +15,6 @@ pub use report::{
 };
 pub use state::{
     ApplyError, EpochOutcome, EpochVerdict, ExplainedReport, Explanation, Liveness, Mark,
-    MeasureState, MeasuredBandwidth, RelayAdvert, RelaySlash, ValidatorSlash,
+    MeasureState, MeasuredBandwidth, RelayAdvert, RelaySlash, SlashApproval, SnapshotError,
+    ValidatorSlash,
 };

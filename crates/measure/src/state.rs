@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{WeightedCapacity, weighted_low_median};
 use crate::params::{MeasureParams, stake_bps};
@@ -160,7 +160,7 @@ pub struct Explanation {
 }
 
 /// A relay's latest aggregate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeasuredBandwidth {
     /// The epoch it was measured in.
     pub epoch: Epoch,
@@ -225,6 +225,68 @@ pub struct EpochOutcome {
     pub ignored_reports: usize,
 }
 
+/// A slash one validator approves on chain after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "target")]
+pub enum SlashApproval {
+    /// Slash `amount` of the stake behind `relay` (its operator's account).
+    Relay {
+        /// The relay that kept failing.
+        relay: RelayId,
+        /// The amount, as [`RelaySlash::amount`].
+        amount: u128,
+    },
+    /// Slash `amount` of `validator`'s stake.
+    Validator {
+        /// The validator whose reports kept deviating.
+        validator: ValidatorId,
+        /// The amount, as [`ValidatorSlash::amount`].
+        amount: u128,
+    },
+}
+
+impl EpochOutcome {
+    /// The slashes `me` approves: a relay slash only if its own report was
+    /// on the majority side (so the contract pays the slash's reward to the
+    /// validators who found the relay short, never to one that said it
+    /// passed), and every validator slash but one of itself. Every honest
+    /// validator computes the same outcome from the same reveals and chain
+    /// block, so their approvals name the same amounts and reach quorum.
+    pub fn approvals(&self, me: ValidatorId) -> Vec<SlashApproval> {
+        let relays = self
+            .relay_slashes
+            .iter()
+            .filter(|s| s.majority.contains(&me))
+            .map(|s| SlashApproval::Relay {
+                relay: s.relay,
+                amount: s.amount,
+            });
+        let validators = self
+            .validator_slashes
+            .iter()
+            .filter(|s| s.validator != me)
+            .map(|s| SlashApproval::Validator {
+                validator: s.validator,
+                amount: s.amount,
+            });
+        relays
+            .chain(validators)
+            .filter(|a| a.amount() > 0)
+            .collect()
+    }
+}
+
+impl SlashApproval {
+    /// The amount to slash.
+    pub fn amount(&self) -> u128 {
+        match self {
+            SlashApproval::Relay { amount, .. } | SlashApproval::Validator { amount, .. } => {
+                *amount
+            }
+        }
+    }
+}
+
 /// Why an epoch was refused; the state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
@@ -262,7 +324,42 @@ pub enum ApplyError {
     },
 }
 
-#[derive(Debug, Clone, Default)]
+const SNAPSHOT_VERSION: u8 = 1;
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u8,
+    last_epoch: Option<Epoch>,
+    relays: &'a BTreeMap<RelayId, RelayTrack>,
+    marked_epochs: &'a BTreeMap<ValidatorId, BTreeSet<Epoch>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Snapshot {
+    version: u8,
+    last_epoch: Option<Epoch>,
+    relays: BTreeMap<RelayId, RelayTrack>,
+    marked_epochs: BTreeMap<ValidatorId, BTreeSet<Epoch>>,
+}
+
+/// Why [`MeasureState::restore`] refused its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not a snapshot's JSON.
+    #[error("measurement state is malformed at line {line}, column {column}")]
+    Malformed {
+        /// Where the parser stopped.
+        line: usize,
+        /// Where the parser stopped.
+        column: usize,
+    },
+    /// Written by another version.
+    #[error("measurement state version {0} is not known (expected 1)")]
+    Version(u8),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RelayTrack {
     consecutive_failing: u32,
     measured: Option<MeasuredBandwidth>,
@@ -291,6 +388,44 @@ impl MeasureState {
             marked_epochs: BTreeMap::new(),
             explanations: BTreeMap::new(),
         }
+    }
+
+    /// The state's durable part as bytes (JSON): the last applied epoch,
+    /// each relay's failing count, latest measurement and liveness, each
+    /// validator's marked epochs. Explanations are not kept (the next epoch
+    /// makes new ones; whoever serves them keeps the last ones itself).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let snapshot = SnapshotRef {
+            version: SNAPSHOT_VERSION,
+            last_epoch: self.last_epoch,
+            relays: &self.relays,
+            marked_epochs: &self.marked_epochs,
+        };
+        // Maps of plain data keyed by strings: serializing cannot fail.
+        serde_json::to_vec(&snapshot).unwrap_or_default()
+    }
+
+    /// A state from [`MeasureState::snapshot`]'s bytes, with `params`.
+    pub fn restore(params: MeasureParams, bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| SnapshotError::Malformed {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        if s.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version(s.version));
+        }
+        Ok(Self {
+            params,
+            last_epoch: s.last_epoch,
+            relays: s.relays,
+            marked_epochs: s.marked_epochs,
+            explanations: BTreeMap::new(),
+        })
+    }
+
+    /// The last epoch applied.
+    pub fn last_epoch(&self) -> Option<Epoch> {
+        self.last_epoch
     }
 
     /// The parameters.

@@ -238,6 +238,23 @@ fn a_validator_inflating_a_friend_is_marked_and_slashed_and_the_friend_is_still_
             }]
         );
         assert!(e.reports.iter().any(|x| x.validator == v(3) && x.marked));
+        if epoch == 2 {
+            // The honest pair approve both slashes (and share their
+            // rewards); the liar approves neither its friend's nor its own.
+            let both = vec![
+                SlashApproval::Relay {
+                    relay: friend,
+                    amount: 100,
+                },
+                SlashApproval::Validator {
+                    validator: v(3),
+                    amount: STAKE / 20,
+                },
+            ];
+            assert_eq!(out.approvals(v(1)), both);
+            assert_eq!(out.approvals(v(2)), both);
+            assert_eq!(out.approvals(v(3)), vec![]);
+        }
         relay_slashes.extend(out.relay_slashes.into_iter().map(|s| (epoch, s)));
         validator_slashes.extend(out.validator_slashes.into_iter().map(|s| (epoch, s)));
     }
@@ -631,4 +648,37 @@ proptest! {
             );
         }
     }
+}
+
+/// A restart between epochs changes nothing: the restored state slashes at
+/// the same epoch as the one that ran through.
+#[test]
+fn a_snapshot_restores_failing_counts_and_marks() {
+    let params = MeasureParams::devnet();
+    let relays = adverts(&[(r(7), GBPS)]);
+    let mut through = MeasureState::new(params.clone());
+    let mut restarted = MeasureState::new(params.clone());
+    for epoch in 1..=4 {
+        let reveals = vec![
+            reveal(epoch, v(1), vec![reachable(r(7), GBPS / 10)]),
+            reveal(epoch, v(2), vec![reachable(r(7), GBPS / 10)]),
+            reveal(epoch, v(3), vec![reachable(r(7), GBPS)]),
+        ];
+        let a = through.apply_epoch(epoch, &three(), &reveals, &relays);
+        restarted = MeasureState::restore(params.clone(), &restarted.snapshot()).expect("restores");
+        let b = restarted.apply_epoch(epoch, &three(), &reveals, &relays);
+        assert_eq!(a, b, "epoch {epoch}");
+    }
+    assert_eq!(restarted.last_epoch(), Some(4));
+    assert!(matches!(
+        MeasureState::restore(params.clone(), b"{}"),
+        Err(SnapshotError::Malformed { .. })
+    ));
+    let other = String::from_utf8(through.snapshot())
+        .expect("json")
+        .replace("\"version\":1", "\"version\":9");
+    assert_eq!(
+        MeasureState::restore(params, other.as_bytes()).map(|_| ()),
+        Err(SnapshotError::Version(9))
+    );
 }
