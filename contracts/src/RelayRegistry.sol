@@ -46,6 +46,12 @@ contract RelayRegistry {
         uint32 maxRelaysPerOperator;
         /// Most validators in the set.
         uint32 maxValidators;
+        /// Length of a measurement epoch, seconds: validators measure relays
+        /// and commit to their report during an epoch.
+        uint64 measureEpochSeconds;
+        /// Seconds at the start of epoch `e + 1` during which reports of `e`
+        /// are revealed; more than zero and less than an epoch.
+        uint64 revealWindowSeconds;
     }
 
     struct Operator {
@@ -92,6 +98,18 @@ contract RelayRegistry {
     uint16 private constant BPS = 10000;
     /// The least `quorumBps`: 6667 / 10000 > 2/3.
     uint16 public constant MIN_QUORUM_BPS = 6667;
+    /// Domain separation of report commitments: `openrelay-measure`'s
+    /// `COMMITMENT_DOMAIN` (crates/measure/src/report.rs).
+    bytes public constant COMMITMENT_DOMAIN = "openrelay measure commitment v1\x00";
+    /// The shortest reveal: version, epoch, validator key, count (0) and
+    /// salt (`openrelay-measure`'s canonical encoding).
+    uint256 public constant MIN_REVEAL_BYTES = 1 + 8 + 32 + 4 + 32;
+    /// The longest reveal: 20,000 entries of at most 53 bytes
+    /// (`MAX_RELAYS_PER_REVEAL`). Nothing longer is a reveal any reader
+    /// accepts, and every byte goes into the calldata and the event's data
+    /// that every registry and validator downloads (docs/chain.md,
+    /// "Measurement epochs").
+    uint256 public constant MAX_REVEAL_BYTES = MIN_REVEAL_BYTES + 20000 * 53;
 
     Params private params_;
 
@@ -116,6 +134,13 @@ contract RelayRegistry {
     mapping(bytes32 => uint256) public setChangeWeight;
     mapping(bytes32 => SlashVote) private slashVotes_;
     mapping(bytes32 => mapping(address => bool)) public slashApproved;
+
+    /// When measurement epoch 0 started: the deployment block's timestamp.
+    uint64 public immutable measureGenesis;
+    /// Report commitments by measurement epoch and validator account.
+    mapping(uint64 => mapping(address => bytes32)) public reportCommitments;
+    /// Whether that commitment has been revealed.
+    mapping(uint64 => mapping(address => bool)) public reportRevealed;
 
     event OperatorRegistered(address indexed operator, bytes32 operatorKey, bytes32 profileHash);
     event ProfileUpdated(address indexed operator, bytes32 profileHash);
@@ -144,6 +169,9 @@ contract RelayRegistry {
         uint256 stakeLeft,
         bytes32 evidence
     );
+    event ReportCommitted(uint64 indexed epoch, address indexed validator, bytes32 commitment);
+    /// `reveal` is the canonical report (`openrelay-measure`'s `Reveal`).
+    event ReportRevealed(uint64 indexed epoch, address indexed validator, bytes reveal);
 
     error BadParams();
     error ZeroKey();
@@ -167,6 +195,26 @@ contract RelayRegistry {
     error SetFull(uint32 max);
     error AlreadyApproved();
     error BadSlash();
+    error SlashAlreadyExecuted(bytes32 slash);
+    /// A commitment to measurement epoch `epoch` is accepted from `opensAt`
+    /// until before `closesAt` (chain time); it is `now`.
+    error CommitWindowClosed(uint64 epoch, uint64 opensAt, uint64 closesAt, uint64 now);
+    /// The reveal of epoch `epoch` is accepted from `opensAt` until before
+    /// `closesAt`; it is `now`.
+    error RevealWindowClosed(uint64 epoch, uint64 opensAt, uint64 closesAt, uint64 now);
+    error ZeroCommitment();
+    error AlreadyCommitted(uint64 epoch);
+    error NotCommitted(uint64 epoch);
+    error AlreadyRevealed(uint64 epoch);
+    /// `sha256(COMMITMENT_DOMAIN ‖ reveal)` is `revealHash`, not the
+    /// `commitment` made.
+    error CommitmentMismatch(uint64 epoch, bytes32 commitment, bytes32 revealHash);
+    /// The reveal's own epoch field says `revealEpoch`.
+    error RevealEpochMismatch(uint64 epoch, uint64 revealEpoch);
+    /// The reveal names `revealKey`; the sender's validator key is
+    /// `validatorKey`.
+    error RevealKeyMismatch(bytes32 validatorKey, bytes32 revealKey);
+    error RevealLength(uint256 length, uint256 minLength, uint256 maxLength);
 
     /// Deploys with `p` and the genesis validator set: `genesis[i]` with
     /// key `keys[i]` and stake `stakes[i]`, paid with this transaction.
@@ -177,9 +225,11 @@ contract RelayRegistry {
             p.quorumBps < MIN_QUORUM_BPS || p.quorumBps > BPS || uint256(p.slashBurnBps) + p.slashRewardBps != BPS
                 || p.stakePerMbps == 0 || p.maxRelaysPerOperator == 0 || p.maxValidators == 0
                 || genesis.length == 0 || genesis.length > p.maxValidators || genesis.length != keys.length
-                || genesis.length != stakes.length
+                || genesis.length != stakes.length || p.revealWindowSeconds == 0
+                || p.revealWindowSeconds >= p.measureEpochSeconds
         ) revert BadParams();
         params_ = p;
+        measureGenesis = uint64(block.timestamp);
         uint256 paid;
         for (uint256 i = 0; i < genesis.length; i++) {
             Validator storage v = validators[genesis[i]];
@@ -435,7 +485,7 @@ contract RelayRegistry {
         if (!me.active) revert NotValidator();
         bytes32 id = slashId(targetKind, target, amount, evidence);
         SlashVote storage vote = slashVotes_[id];
-        if (vote.executed) revert BadSlash();
+        if (vote.executed) revert SlashAlreadyExecuted(id);
         if (slashApproved[id][msg.sender]) revert AlreadyApproved();
         slashApproved[id][msg.sender] = true;
         vote.approvedWeight += me.weight;
@@ -447,7 +497,74 @@ contract RelayRegistry {
         }
     }
 
+    // ---- measurement epochs (docs/chain.md, "Measurement epochs") ----
+
+    /// The current measurement epoch: whole `measureEpochSeconds` since
+    /// `measureGenesis`.
+    function measureEpoch() public view returns (uint64) {
+        return (uint64(block.timestamp) - measureGenesis) / params_.measureEpochSeconds;
+    }
+
+    /// When measurement epoch `epoch` starts (chain time; the largest
+    /// uint64 for an epoch beyond it, so no epoch number reverts with an
+    /// overflow instead of its typed error).
+    function measureEpochStart(uint256 epoch) public view returns (uint64) {
+        return _saturated(uint256(measureGenesis) + epoch * params_.measureEpochSeconds);
+    }
+
+    /// The caller, a member of the current set, commits to its report of
+    /// the current measurement epoch: `commitment` is
+    /// `sha256(COMMITMENT_DOMAIN ‖ reveal)`. Once per validator and epoch,
+    /// and only during the epoch, so nobody commits after seeing another's
+    /// reveal.
+    function commitReport(uint64 epoch, bytes32 commitment) external {
+        if (!validators[msg.sender].active) revert NotValidator();
+        if (epoch != measureEpoch()) {
+            revert CommitWindowClosed(
+                epoch, measureEpochStart(epoch), measureEpochStart(uint256(epoch) + 1), uint64(block.timestamp)
+            );
+        }
+        if (commitment == bytes32(0)) revert ZeroCommitment();
+        mapping(address => bytes32) storage commitments = reportCommitments[epoch];
+        if (commitments[msg.sender] != bytes32(0)) revert AlreadyCommitted(epoch);
+        commitments[msg.sender] = commitment;
+        emit ReportCommitted(epoch, msg.sender, commitment);
+    }
+
+    /// The caller reveals the report it committed to for `epoch`, during the
+    /// first `revealWindowSeconds` of epoch `epoch + 1`. Checked here: the
+    /// length, the commitment, and that the reveal's epoch field (bytes
+    /// 1..9) is `epoch` and its validator field (bytes 9..41) the caller's
+    /// validator key; the rest of the encoding is checked by every reader
+    /// (`openrelay-measure`'s `verify_reveal`). Once.
+    function revealReport(uint64 epoch, bytes calldata reveal) external {
+        uint64 opensAt = measureEpochStart(uint256(epoch) + 1);
+        uint64 closesAt = _saturated(uint256(opensAt) + params_.revealWindowSeconds);
+        if (block.timestamp < opensAt || block.timestamp >= closesAt) {
+            revert RevealWindowClosed(epoch, opensAt, closesAt, uint64(block.timestamp));
+        }
+        bytes32 commitment = reportCommitments[epoch][msg.sender];
+        if (commitment == bytes32(0)) revert NotCommitted(epoch);
+        if (reportRevealed[epoch][msg.sender]) revert AlreadyRevealed(epoch);
+        if (reveal.length < MIN_REVEAL_BYTES || reveal.length > MAX_REVEAL_BYTES) {
+            revert RevealLength(reveal.length, MIN_REVEAL_BYTES, MAX_REVEAL_BYTES);
+        }
+        bytes32 revealHash = sha256(abi.encodePacked(COMMITMENT_DOMAIN, reveal));
+        if (revealHash != commitment) revert CommitmentMismatch(epoch, commitment, revealHash);
+        uint64 revealEpoch = uint64(bytes8(reveal[1:9]));
+        if (revealEpoch != epoch) revert RevealEpochMismatch(epoch, revealEpoch);
+        bytes32 key = validators[msg.sender].validatorKey;
+        bytes32 revealKey = bytes32(reveal[9:41]);
+        if (revealKey != key) revert RevealKeyMismatch(key, revealKey);
+        reportRevealed[epoch][msg.sender] = true;
+        emit ReportRevealed(epoch, msg.sender, reveal);
+    }
+
     // ---- internals ----
+
+    function _saturated(uint256 time) private pure returns (uint64) {
+        return time > type(uint64).max ? type(uint64).max : uint64(time);
+    }
 
     function _operator(address account) private view returns (Operator storage o) {
         o = operators[account];

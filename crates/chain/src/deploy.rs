@@ -50,6 +50,12 @@ pub struct ChainParams {
     pub max_relays_per_operator: u32,
     /// Most validators in the set (production: 100).
     pub max_validators: u32,
+    /// Length of a measurement epoch: validators measure relays and commit
+    /// to their reports during one (production: 2 hours; whole seconds).
+    pub measure_epoch: Duration,
+    /// The start of the next epoch during which reports are revealed
+    /// (production: 20 minutes; more than zero, less than an epoch).
+    pub reveal_window: Duration,
 }
 
 impl ChainParams {
@@ -67,12 +73,16 @@ impl ChainParams {
             slash_reward_bps: 2_000,
             max_relays_per_operator: 256,
             max_validators: 100,
+            measure_epoch: Duration::from_secs(2 * 60 * 60),
+            reveal_window: Duration::from_secs(20 * 60),
         }
     }
 
     /// The production rules with delays of seconds, for the devnet and
     /// tests: the same stake per Mbit/s (so the same errors), 1 ETH to
-    /// join the set, 60 s unbonding, 10 s join and leave delays.
+    /// join the set, 60 s unbonding, 10 s join and leave delays, 60 s
+    /// measurement epochs with a 20 s reveal window (tests choose shorter
+    /// ones with [`ChainParams::with_measure_epochs`]).
     pub fn devnet() -> ChainParams {
         ChainParams {
             min_validator_stake: U256::from(ETHER),
@@ -81,8 +91,18 @@ impl ChainParams {
             validator_leave_delay: Duration::from_secs(10),
             max_relays_per_operator: 64,
             max_validators: 32,
+            measure_epoch: Duration::from_secs(60),
+            reveal_window: Duration::from_secs(20),
             ..ChainParams::production()
         }
+    }
+
+    /// These parameters with measurement epochs of `epoch` and a reveal
+    /// window of `reveal_window`.
+    pub fn with_measure_epochs(mut self, epoch: Duration, reveal_window: Duration) -> ChainParams {
+        self.measure_epoch = epoch;
+        self.reveal_window = reveal_window;
+        self
     }
 
     /// Checks what the constructor would refuse, with the reason.
@@ -104,6 +124,14 @@ impl ChainParams {
         }
         if self.max_validators == 0 {
             return Err(DeployError::Zero("max_validators"));
+        }
+        let (epoch, window) = (self.measure_epoch.as_secs(), self.reveal_window.as_secs());
+        let whole = self.measure_epoch.subsec_nanos() == 0 && self.reveal_window.subsec_nanos() == 0;
+        if window == 0 || window >= epoch || !whole {
+            return Err(DeployError::MeasureEpochs {
+                epoch: self.measure_epoch,
+                reveal_window: self.reveal_window,
+            });
         }
         Ok(())
     }
@@ -127,6 +155,8 @@ impl From<&ChainParams> for RelayRegistry::Params {
             slashRewardBps: p.slash_reward_bps,
             maxRelaysPerOperator: p.max_relays_per_operator,
             maxValidators: p.max_validators,
+            measureEpochSeconds: p.measure_epoch.as_secs(),
+            revealWindowSeconds: p.reveal_window.as_secs(),
         }
     }
 }
@@ -144,6 +174,8 @@ impl From<RelayRegistry::Params> for ChainParams {
             slash_reward_bps: p.slashRewardBps,
             max_relays_per_operator: p.maxRelaysPerOperator,
             max_validators: p.maxValidators,
+            measure_epoch: Duration::from_secs(p.measureEpochSeconds),
+            reveal_window: Duration::from_secs(p.revealWindowSeconds),
         }
     }
 }
@@ -177,6 +209,17 @@ pub enum DeployError {
     /// A parameter that must be positive is zero.
     #[error("parameter {0} must not be zero")]
     Zero(&'static str),
+    /// The reveal window is not shorter than a measurement epoch, is zero,
+    /// or either is not whole seconds.
+    #[error(
+        "the reveal window ({reveal_window:?}) must be whole seconds, more than zero and less than a measurement epoch ({epoch:?})"
+    )]
+    MeasureEpochs {
+        /// The measurement epoch.
+        epoch: Duration,
+        /// The reveal window.
+        reveal_window: Duration,
+    },
     /// The genesis set is empty or larger than `max_validators`.
     #[error("the genesis set has {members} validators; it needs 1 to {max}")]
     GenesisSize {
@@ -210,6 +253,7 @@ impl openrelay_types::HasKind for DeployError {
             DeployError::Quorum(_)
             | DeployError::SlashShares { .. }
             | DeployError::Zero(_)
+            | DeployError::MeasureEpochs { .. }
             | DeployError::GenesisSize { .. }
             | DeployError::GenesisStake { .. } => ErrorKind::Config,
             DeployError::Refused(_) => ErrorKind::Refused,

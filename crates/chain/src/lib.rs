@@ -4,5 +4,6 @@ pub mod anvil;
 pub mod contract;
 pub mod deploy;
 pub mod follow;
+pub mod measure;
 pub mod operator;
 pub mod rpc;

@@ -113,9 +113,15 @@ pub enum Refusal {
     /// This account already approved.
     #[error("this account has already approved it")]
     AlreadyApproved,
-    /// A slash is malformed or already executed.
-    #[error("the slash is malformed or already executed")]
+    /// A slash is malformed (unknown target kind, zero amount).
+    #[error("the slash is malformed (unknown target kind or zero amount)")]
     BadSlash,
+    /// The slash (its id) has already been executed.
+    #[error("slash {0} has already been executed")]
+    SlashAlreadyExecuted(B256),
+    /// A measurement report's commitment or reveal was refused.
+    #[error("{0}")]
+    Report(crate::measure::ReportRefusal),
 }
 
 impl Refusal {
@@ -148,6 +154,8 @@ impl Refusal {
                 E::SetFull(e) => Refusal::SetFull(e.max),
                 E::AlreadyApproved(_) => Refusal::AlreadyApproved,
                 E::BadSlash(_) => Refusal::BadSlash,
+                E::SlashAlreadyExecuted(e) => Refusal::SlashAlreadyExecuted(e.slash),
+                other => Refusal::Report(crate::measure::ReportRefusal::decode(&other)?),
             },
         )
     }
@@ -330,7 +338,7 @@ pub struct Sent {
 }
 
 impl Sent {
-    fn from_receipt(receipt: &TransactionReceipt) -> Sent {
+    pub(crate) fn from_receipt(receipt: &TransactionReceipt) -> Sent {
         Sent {
             tx: receipt.transaction_hash,
             block: receipt.block_number.unwrap_or_default(),
@@ -393,12 +401,12 @@ pub const DEFAULT_CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(300);
 /// The registry contract on a checked chain, with the account that signs.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    contract: RelayRegistryInstance<DynProvider>,
-    account: Address,
+    pub(crate) contract: RelayRegistryInstance<DynProvider>,
+    pub(crate) account: Address,
     url: String,
     timeout: Duration,
     confirm_within: Duration,
-    params: ChainParams,
+    pub(crate) params: ChainParams,
 }
 
 impl Registry {
@@ -701,7 +709,7 @@ impl Registry {
     }
 
     /// Sends a transaction and waits for its (successful) receipt.
-    async fn submit_for_receipt<C: SolCall>(
+    pub(crate) async fn submit_for_receipt<C: SolCall>(
         &self,
         call: SolCallBuilder<&DynProvider, C>,
     ) -> Result<TransactionReceipt, OperatorError> {
@@ -761,14 +769,14 @@ impl Registry {
     }
 
     /// Reads a view function.
-    async fn read<T>(
+    pub(crate) async fn read<T>(
         &self,
         call: impl IntoFuture<Output = Result<T, alloy::contract::Error>>,
     ) -> Result<T, OperatorError> {
         self.bounded(call).await?.map_err(|e| self.failed(e))
     }
 
-    async fn bounded<T>(&self, call: impl IntoFuture<Output = T>) -> Result<T, OperatorError> {
+    pub(crate) async fn bounded<T>(&self, call: impl IntoFuture<Output = T>) -> Result<T, OperatorError> {
         tokio::time::timeout(self.timeout, call.into_future())
             .await
             .map_err(|_| OperatorError::TimedOut {
@@ -791,7 +799,7 @@ impl Registry {
         }
     }
 
-    fn unreachable(&self, source: alloy::transports::TransportError) -> OperatorError {
+    pub(crate) fn unreachable(&self, source: alloy::transports::TransportError) -> OperatorError {
         OperatorError::Unreachable {
             url: self.url.clone(),
             source,

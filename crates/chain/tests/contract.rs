@@ -18,7 +18,7 @@
 //! | replay a set-change or slash approval in a later epoch | proposal ids include the epoch: `WrongEpoch`, and old slash approvals do not count | `validator_set_changes`, `slash_approvals_do_not_carry_across_epochs` |
 //! | a set slashed to no weight, where any one member is a quorum | a change leaving a weightless set is refused | `a_set_change_may_not_leave_a_weightless_set` |
 //! | approve twice to double one's weight | `AlreadyApproved` | `validator_set_changes`, `slashing` |
-//! | execute one slash twice | `BadSlash` once executed | `slashing` |
+//! | execute one slash twice | `SlashAlreadyExecuted` once executed | `slashing` |
 //! | a non-validator approves | `NotValidator` | `validator_set_changes`, `slashing` |
 
 use std::time::Duration;
@@ -1001,11 +1001,17 @@ async fn slashing() {
             .expect("covered")
     );
     // Executed once.
+    let id = chain
+        .reader()
+        .slashId(OPERATOR, target, eth(300), key(0xEE))
+        .call()
+        .await
+        .expect("slash id");
     refuses(
         chain
             .validator(3)
             .approveSlash(OPERATOR, target, eth(300), key(0xEE)),
-        Refusal::BadSlash,
+        Refusal::SlashAlreadyExecuted(id),
     )
     .await;
     // The reward is withdrawable at once.

@@ -84,6 +84,8 @@ async fn deploy(anvil: &Anvil) -> Deployed {
         slashRewardBps: 5000,
         maxRelaysPerOperator: 10,
         maxValidators: 10,
+        measureEpochSeconds: 60,
+        revealWindowSeconds: 20,
     };
     let genesis: Vec<Address> = validator_signers.iter().map(|s| s.address()).collect();
     let keys: Vec<B256> = (1..=3u8).map(B256::repeat_byte).collect();

@@ -443,6 +443,7 @@ impl<P: Provider> Follower<P> {
         for block in blocks {
             let filter = Filter::new()
                 .address(self.config.contract)
+                .event_signature(super::state::state_events())
                 .at_block_hash(block.hash);
             waiters.push(batch.add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))?);
         }

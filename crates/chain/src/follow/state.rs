@@ -164,6 +164,32 @@ pub(crate) struct RegistryState {
     pub(crate) validator_leaving: BTreeMap<Address, u64>,
 }
 
+/// The events that change the registry's state: what the follower asks
+/// the node for. Measurement reports are left out: a reveal carries up to
+/// about 1 MiB, and one per validator per epoch would otherwise reach every
+/// poll.
+pub(crate) fn state_events() -> Vec<B256> {
+    use alloy::sol_types::SolEvent;
+    use RelayRegistry as R;
+    vec![
+        R::OperatorRegistered::SIGNATURE_HASH,
+        R::ProfileUpdated::SIGNATURE_HASH,
+        R::Staked::SIGNATURE_HASH,
+        R::UnstakeRequested::SIGNATURE_HASH,
+        R::Withdrawn::SIGNATURE_HASH,
+        R::RelayRegistered::SIGNATURE_HASH,
+        R::RelayUpdated::SIGNATURE_HASH,
+        R::RelayRemoved::SIGNATURE_HASH,
+        R::ValidatorJoinRequested::SIGNATURE_HASH,
+        R::ValidatorLeaveRequested::SIGNATURE_HASH,
+        R::JoinWithdrawn::SIGNATURE_HASH,
+        R::SetChangeApproved::SIGNATURE_HASH,
+        R::ValidatorSetChanged::SIGNATURE_HASH,
+        R::SlashApproved::SIGNATURE_HASH,
+        R::Slashed::SIGNATURE_HASH,
+    ]
+}
+
 impl RegistryState {
     /// Applies one event of block `block_number`. On an error the state
     /// is unchanged by this event (every check comes before any change).
@@ -258,7 +284,13 @@ impl RegistryState {
                 other => return Err(Inconsistency::BadSlashTarget(other)),
             },
             // Withdrawals, approvals: no state the registry lists.
-            E::Withdrawn(_) | E::SetChangeApproved(_) | E::SlashApproved(_) => {}
+            // Reports are read per measurement epoch (`crate::measure`); the
+            // follower does not even fetch them (`STATE_EVENTS`).
+            E::Withdrawn(_)
+            | E::SetChangeApproved(_)
+            | E::SlashApproved(_)
+            | E::ReportCommitted(_)
+            | E::ReportRevealed(_) => {}
         }
         Ok(())
     }

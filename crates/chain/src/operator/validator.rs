@@ -305,7 +305,7 @@ impl Registry {
     }
 
     /// The latest block's timestamp.
-    async fn chain_time(&self) -> Result<u64, OperatorError> {
+    pub(crate) async fn chain_time(&self) -> Result<u64, OperatorError> {
         let provider = self.contract.provider().clone();
         let block = self
             .bounded(provider.get_block_by_number(BlockNumberOrTag::Latest))
