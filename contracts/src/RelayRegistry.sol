@@ -104,12 +104,14 @@ contract RelayRegistry {
     /// The shortest reveal: version, epoch, validator key, count (0) and
     /// salt (`openrelay-measure`'s canonical encoding).
     uint256 public constant MIN_REVEAL_BYTES = 1 + 8 + 32 + 4 + 32;
-    /// The longest reveal: 20,000 entries of at most 53 bytes
-    /// (`MAX_RELAYS_PER_REVEAL`). Nothing longer is a reveal any reader
-    /// accepts, and every byte goes into the calldata and the event's data
-    /// that every registry and validator downloads (docs/chain.md,
-    /// "Measurement epochs").
-    uint256 public constant MAX_REVEAL_BYTES = MIN_REVEAL_BYTES + 20000 * 53;
+    /// The longest reveal: 10,000 entries of at most 53 bytes, a report on
+    /// every relay of the 10,000-relay network the design is sized for.
+    /// Every byte is calldata and event data that every registry and
+    /// validator downloads, and this is about the most one transaction
+    /// carries (17.6 M gas, above Ethereum's 2^24 per-transaction cap):
+    /// larger networks reveal off the chain (docs/chain.md, "Measurement
+    /// epochs").
+    uint256 public constant MAX_REVEAL_BYTES = MIN_REVEAL_BYTES + 10000 * 53;
 
     Params private params_;
 

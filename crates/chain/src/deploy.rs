@@ -126,7 +126,8 @@ impl ChainParams {
             return Err(DeployError::Zero("max_validators"));
         }
         let (epoch, window) = (self.measure_epoch.as_secs(), self.reveal_window.as_secs());
-        let whole = self.measure_epoch.subsec_nanos() == 0 && self.reveal_window.subsec_nanos() == 0;
+        let whole =
+            self.measure_epoch.subsec_nanos() == 0 && self.reveal_window.subsec_nanos() == 0;
         if window == 0 || window >= epoch || !whole {
             return Err(DeployError::MeasureEpochs {
                 epoch: self.measure_epoch,

@@ -705,7 +705,9 @@ impl Registry {
         ),
         EpochReadError,
     > {
-        let members = self.read(self.contract.activeSet().block(at).call()).await?;
+        let members = self
+            .read(self.contract.activeSet().block(at).call())
+            .await?;
         let max = self.params.max_validators;
         if usize::try_from(max).is_ok_and(|max| members.len() > max) {
             return Err(EpochReadError::SetTooLarge {
@@ -753,13 +755,11 @@ impl Registry {
         if log.address() != *self.contract.address() || !in_window || log.removed {
             return Ok(Err((None, RevealRefusal::NotThisEpochsEvent)));
         }
-        let event = match RelayRegistry::ReportRevealed::decode_raw_log(
-            log.topics(),
-            &log.data().data,
-        ) {
-            Ok(event) => event,
-            Err(e) => return Ok(Err((None, RevealRefusal::Undecodable(e.to_string())))),
-        };
+        let event =
+            match RelayRegistry::ReportRevealed::decode_raw_log(log.topics(), &log.data().data) {
+                Ok(event) => event,
+                Err(e) => return Ok(Err((None, RevealRefusal::Undecodable(e.to_string())))),
+            };
         let account = Some(event.validator);
         if event.epoch != epoch {
             return Ok(Err((account, RevealRefusal::NotThisEpochsEvent)));
@@ -781,13 +781,15 @@ impl Registry {
                     .call(),
             )
             .await?;
-        Ok(match verify_reveal(&Commitment(commitment.0), &event.reveal) {
-            Ok(reveal) if reveal.epoch() == epoch && reveal.validator() == key => {
-                Ok((event.validator, reveal))
-            }
-            Ok(_) => Err((account, RevealRefusal::WrongKeyOrEpoch)),
-            Err(e) => Err((account, RevealRefusal::Invalid(e))),
-        })
+        Ok(
+            match verify_reveal(&Commitment(commitment.0), &event.reveal) {
+                Ok(reveal) if reveal.epoch() == epoch && reveal.validator() == key => {
+                    Ok((event.validator, reveal))
+                }
+                Ok(_) => Err((account, RevealRefusal::WrongKeyOrEpoch)),
+                Err(e) => Err((account, RevealRefusal::Invalid(e))),
+            },
+        )
     }
 
     /// The relays registered at block `at`, read from their
@@ -816,8 +818,7 @@ impl Registry {
         let mut registered: Vec<(Address, B256)> = logs
             .iter()
             .filter_map(|log| {
-                RelayRegistry::RelayRegistered::decode_raw_log(log.topics(), &log.data().data)
-                    .ok()
+                RelayRegistry::RelayRegistered::decode_raw_log(log.topics(), &log.data().data).ok()
             })
             .map(|e| (e.operator, e.relayKey))
             .collect();

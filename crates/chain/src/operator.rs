@@ -776,7 +776,10 @@ impl Registry {
         self.bounded(call).await?.map_err(|e| self.failed(e))
     }
 
-    pub(crate) async fn bounded<T>(&self, call: impl IntoFuture<Output = T>) -> Result<T, OperatorError> {
+    pub(crate) async fn bounded<T>(
+        &self,
+        call: impl IntoFuture<Output = T>,
+    ) -> Result<T, OperatorError> {
         tokio::time::timeout(self.timeout, call.into_future())
             .await
             .map_err(|_| OperatorError::TimedOut {

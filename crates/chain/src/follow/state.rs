@@ -169,8 +169,8 @@ pub(crate) struct RegistryState {
 /// about 1 MiB, and one per validator per epoch would otherwise reach every
 /// poll.
 pub(crate) fn state_events() -> Vec<B256> {
-    use alloy::sol_types::SolEvent;
     use RelayRegistry as R;
+    use alloy::sol_types::SolEvent;
     vec![
         R::OperatorRegistered::SIGNATURE_HASH,
         R::ProfileUpdated::SIGNATURE_HASH,
