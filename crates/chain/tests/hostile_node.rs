@@ -384,14 +384,12 @@ async fn a_range_with_more_logs_than_a_poll_takes_is_fetched_in_smaller_ranges()
     assert_eq!(snapshot.validator_sets.len(), 1);
 }
 
-/// A node in front of anvil that, like public and history-expiring nodes,
-/// refuses `eth_getLogs` over more than `max_range` blocks, without an
-/// upper block, or from below `first_block` (its history starts there).
-async fn limiting_node(
-    anvil: &Anvil,
-    first_block: u64,
-    max_range: u64,
-) -> (Url, tokio::task::JoinHandle<()>) {
+/// How a proxy in front of anvil changes an answer: given the call and
+/// anvil's answer, the answer to give.
+type Tamper = Arc<dyn Fn(&Value, Value) -> Value + Send + Sync>;
+
+/// A node in front of anvil whose answers `tamper` may change.
+async fn proxy_node(anvil: &Anvil, tamper: Tamper) -> (Url, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"))
         .parse()
@@ -400,42 +398,22 @@ async fn limiting_node(
     let task = tokio::spawn(async move {
         let client = alloy::transports::http::reqwest::Client::new();
         while let Ok((mut stream, _)) = listener.accept().await {
-            let (client, upstream) = (client.clone(), upstream.clone());
+            let (client, upstream, tamper) =
+                (client.clone(), upstream.clone(), Arc::clone(&tamper));
             tokio::spawn(async move {
                 while let Some(body) = read_request(&mut stream).await {
                     let call: Value = serde_json::from_slice(&body).expect("JSON-RPC");
-                    let block = |field: &str| {
-                        call["params"][0][field]
-                            .as_str()
-                            .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok())
-                    };
-                    let refused = call["method"] == "eth_getLogs"
-                        && match (block("fromBlock"), block("toBlock")) {
-                            (Some(from), Some(to)) => {
-                                from < first_block || to.saturating_sub(from) >= max_range
-                            }
-                            _ => true,
-                        };
-                    let answer = if refused {
-                        serde_json::to_vec(&json!({
-                            "jsonrpc": "2.0",
-                            "id": call["id"],
-                            "error": {"code": -32000, "message": "block range too wide or history pruned"},
-                        }))
-                        .expect("serialise")
-                    } else {
-                        client
-                            .post(&upstream)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await
-                            .expect("anvil answers")
-                            .bytes()
-                            .await
-                            .expect("anvil's body")
-                            .to_vec()
-                    };
+                    let answer: Value = client
+                        .post(&upstream)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("anvil answers")
+                        .json()
+                        .await
+                        .expect("anvil's JSON");
+                    let answer = serde_json::to_vec(&tamper(&call, answer)).expect("serialise");
                     if !respond(&mut stream, &answer).await {
                         return;
                     }
@@ -444,6 +422,40 @@ async fn limiting_node(
         }
     });
     (url, task)
+}
+
+/// A node in front of anvil that, like public and history-expiring nodes,
+/// refuses `eth_getLogs` over more than `max_range` blocks, without an
+/// upper block, or from below `first_block` (its history starts there).
+async fn limiting_node(
+    anvil: &Anvil,
+    first_block: u64,
+    max_range: u64,
+) -> (Url, tokio::task::JoinHandle<()>) {
+    let tamper = move |call: &Value, answer: Value| {
+        let block = |field: &str| {
+            call["params"][0][field]
+                .as_str()
+                .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok())
+        };
+        let refused = call["method"] == "eth_getLogs"
+            && match (block("fromBlock"), block("toBlock")) {
+                (Some(from), Some(to)) => {
+                    from < first_block || to.saturating_sub(from) >= max_range
+                }
+                _ => true,
+            };
+        if refused {
+            json!({
+                "jsonrpc": "2.0",
+                "id": call["id"],
+                "error": {"code": -32000, "message": "block range too wide or history pruned"},
+            })
+        } else {
+            answer
+        }
+    };
+    proxy_node(anvil, Arc::new(tamper)).await
 }
 
 /// Mines `blocks` blocks at once (`anvil_mine`).
@@ -488,5 +500,155 @@ async fn operator_status_reads_events_from_the_deployment_block_in_bounded_range
     }
     // From before the node's history: the node's refusal, as an error.
     registry.status(Some(0)).await.expect_err("history pruned");
+    node.abort();
+}
+
+/// Issue 14, measurement epochs: a node that answers the `ReportRevealed`
+/// logs of an epoch with the real one plus duplicates, garbage, a length
+/// field claiming 2^255 bytes, logs of other blocks, contracts and epochs,
+/// truncated topics, and a forged reveal for a member that never committed.
+/// Reading the epoch neither panics nor fails: the real reveal counts and
+/// every forgery is listed as refused with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_reveal_logs_are_refused_not_fatal() {
+    use alloy::sol_types::SolEvent;
+    use openrelay_chain::contract::RelayRegistry::ReportRevealed;
+    use openrelay_chain::measure::RevealRefusal;
+    use openrelay_measure::{Measurement, RelayId, Reveal, ValidatorId, ValidatorReport};
+
+    let anvil = Anvil::start(CHAIN_ID, None).await.expect("anvil");
+    let ether = U256::from(10u128.pow(18));
+    let signers: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();
+    for s in &signers {
+        anvil
+            .fund(s.address(), ether * U256::from(100))
+            .await
+            .expect("fund");
+    }
+    let (deployer, honest, silent) = (&signers[0], &signers[1], &signers[2]);
+    let genesis: Vec<GenesisValidator> = [honest, silent]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| GenesisValidator {
+            account: s.address(),
+            key: [0xA0 + i as u8; 32],
+            stake: ether * U256::from(2),
+        })
+        .collect();
+    let params = ChainParams::devnet()
+        .with_measure_epochs(Duration::from_secs(600), Duration::from_secs(200));
+    let url: Url = anvil.endpoint().parse().expect("a URL");
+    let contract = deploy(
+        signing_provider(url.clone(), deployer.clone()),
+        &params,
+        &genesis,
+    )
+    .await
+    .expect("deploy");
+    let connect = |rpc: String, who: PrivateKeySigner| async move {
+        Registry::connect(&rpc, CHAIN_ID, contract, who, Duration::from_secs(30))
+            .await
+            .expect("connect")
+    };
+    let validator = connect(anvil.endpoint().to_owned(), honest.clone()).await;
+    let clock = validator.measure_clock().await.expect("clock");
+    let report = ValidatorReport {
+        relay: RelayId([0x10; 32]),
+        probes_sent: 10,
+        probes_answered: 10,
+        measurement: Measurement::Reachable {
+            capacity_bps: 1_000_000,
+            rtt_micros: 1_000,
+        },
+    };
+    let reveal = Reveal::new(0, ValidatorId([0xA0; 32]), vec![report], [7; 32]).expect("reveal");
+    validator
+        .commit_report(0, reveal.commitment())
+        .await
+        .expect("commit");
+    let at = |time: u64| {
+        let provider = alloy::providers::ProviderBuilder::new().connect_http(url.clone());
+        async move {
+            let _: Value = alloy::providers::Provider::raw_request(
+                &provider,
+                "evm_setNextBlockTimestamp".into(),
+                (time,),
+            )
+            .await
+            .expect("set time");
+            mine(&provider, 1).await;
+        }
+    };
+    at(clock.reveal_opens(0) + 5).await;
+    validator
+        .reveal_report(0, &reveal.to_bytes())
+        .await
+        .expect("reveal");
+    at(clock.reveal_closes(0)).await;
+
+    let silent_topic = silent.address().into_word();
+    let tamper = move |call: &Value, mut answer: Value| {
+        let asks_reveals = call["method"] == "eth_getLogs"
+            && call["params"][0]["topics"][0] == json!(ReportRevealed::SIGNATURE_HASH);
+        let Some(real) = answer["result"][0]
+            .as_object()
+            .filter(|_| asks_reveals)
+            .cloned()
+        else {
+            return answer;
+        };
+        let with = |field: &str, value: Value| {
+            let mut log = real.clone();
+            log.insert(field.to_owned(), value);
+            Value::Object(log)
+        };
+        let topics = real["topics"].as_array().cloned().unwrap_or_default();
+        let mut silent_topics = topics.clone();
+        silent_topics[2] = json!(silent_topic);
+        let mut other_epoch = topics.clone();
+        other_epoch[1] = json!(B256::from(U256::from(1)));
+        // ABI of `bytes`: offset 0x20, then a length of 2^255.
+        let huge = format!("0x{:064x}8{}", 0x20, "0".repeat(63));
+        answer["result"] = json!([
+            Value::Object(real.clone()),
+            Value::Object(real.clone()),
+            with("data", json!("0xdeadbeef")),
+            with("data", json!(huge)),
+            with("blockNumber", json!("0x1")),
+            with("address", json!(Address::repeat_byte(0xEE))),
+            with("topics", json!([topics[0]])),
+            with("topics", json!(other_epoch)),
+            with("topics", json!(silent_topics)),
+        ]);
+        answer
+    };
+    let (hostile, node) = proxy_node(&anvil, Arc::new(tamper)).await;
+    let reader = connect(hostile.to_string(), honest.clone()).await;
+    let read = reader
+        .epoch_reveals(0, None)
+        .await
+        .expect("read despite the node");
+    assert_eq!(read.verified(), vec![reveal]);
+    assert_eq!(read.reveals[0].account, honest.address());
+    let reasons: Vec<&RevealRefusal> = read.refused.iter().map(|r| &r.reason).collect();
+    assert_eq!(reasons.len(), 8, "{reasons:?}");
+    assert!(matches!(reasons[0], RevealRefusal::Duplicate));
+    assert!(matches!(reasons[1], RevealRefusal::Undecodable(_)));
+    assert!(matches!(reasons[2], RevealRefusal::Undecodable(_)));
+    assert!(matches!(reasons[3], RevealRefusal::NotThisEpochsEvent));
+    assert!(matches!(reasons[4], RevealRefusal::NotThisEpochsEvent));
+    assert!(matches!(reasons[5], RevealRefusal::Undecodable(_)));
+    assert!(matches!(reasons[6], RevealRefusal::NotThisEpochsEvent));
+    // A forged reveal for a member that committed nothing: the commitment
+    // on the chain (none) does not match.
+    assert!(
+        matches!(
+            reasons[7],
+            RevealRefusal::Invalid(openrelay_measure::RevealError::CommitmentMismatch)
+        ),
+        "{:?}",
+        reasons[7]
+    );
+    assert_eq!(read.refused[7].account, Some(silent.address()));
     node.abort();
 }
