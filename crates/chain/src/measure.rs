@@ -529,10 +529,8 @@ impl Registry {
         epoch: Epoch,
         commitment: Commitment,
     ) -> Result<Sent, OperatorError> {
-        let call = self.contract.commitReport(epoch, FixedBytes(commitment.0));
-        self.submit_for_receipt(call)
+        self.submit(self.contract.commitReport(epoch, FixedBytes(commitment.0)))
             .await
-            .map(|receipt| Sent::from_receipt(&receipt))
     }
 
     /// Reveals the report of `epoch` committed to earlier: `reveal_bytes`
@@ -543,12 +541,8 @@ impl Registry {
         epoch: Epoch,
         reveal_bytes: &[u8],
     ) -> Result<Sent, OperatorError> {
-        let call = self
-            .contract
-            .revealReport(epoch, Bytes::copy_from_slice(reveal_bytes));
-        self.submit_for_receipt(call)
-            .await
-            .map(|receipt| Sent::from_receipt(&receipt))
+        let reveal = Bytes::copy_from_slice(reveal_bytes);
+        self.submit(self.contract.revealReport(epoch, reveal)).await
     }
 
     /// Approves slashing `amount` wei from `operator`, the account of relay
@@ -587,9 +581,8 @@ impl Registry {
         amount: U256,
         evidence: B256,
     ) -> Result<SlashApproval, OperatorError> {
-        // The id is of the validator epoch the approval lands in; read
-        // before, it is the same unless a set change lands in between,
-        // which the receipt's `SlashApproved` event settles.
+        // The id includes the validator-set epoch the approval lands in:
+        // the receipt's `SlashApproved` event names it.
         let call = self.contract.approveSlash(kind, target, amount, evidence);
         let receipt = self.submit_for_receipt(call).await?;
         let slash_id = match receipt.decoded_log::<RelayRegistry::SlashApproved>() {

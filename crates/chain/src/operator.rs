@@ -699,7 +699,7 @@ impl Registry {
     }
 
     /// Sends a transaction and waits for it to be mined.
-    async fn submit<C: SolCall>(
+    pub(crate) async fn submit<C: SolCall>(
         &self,
         call: SolCallBuilder<&DynProvider, C>,
     ) -> Result<Sent, OperatorError> {

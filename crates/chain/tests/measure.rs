@@ -600,6 +600,10 @@ async fn slash_approvals_reach_quorum_move_stake_and_pay_approvers() {
     assert_eq!(executed.rewarded, eth(60));
     assert_eq!(executed.stake_left, eth(700));
     let contract = v[0].contract();
+    let rewards = |i: usize| {
+        let call = contract.rewards(net.validators[i].address());
+        async move { call.call().await.expect("rewards") }
+    };
     assert_eq!(
         contract
             .operators(alice.address())
@@ -610,24 +614,9 @@ async fn slash_approvals_reach_quorum_move_stake_and_pay_approvers() {
         eth(700)
     );
     for i in 0..3 {
-        assert_eq!(
-            contract
-                .rewards(net.validators[i].address())
-                .call()
-                .await
-                .expect("rewards"),
-            eth(20),
-            "approver {i} is paid its share"
-        );
+        assert_eq!(rewards(i).await, eth(20), "approver {i} is paid its share");
     }
-    assert_eq!(
-        contract
-            .rewards(net.validators[3].address())
-            .call()
-            .await
-            .expect("rewards"),
-        U256::ZERO
-    );
+    assert_eq!(rewards(3).await, U256::ZERO);
     assert_eq!(
         refusal(
             v[3].approve_relay_slash(epoch, &relay, alice.address(), amount)
@@ -663,11 +652,7 @@ async fn slash_approvals_reach_quorum_move_stake_and_pay_approvers() {
     );
     for i in 0..3 {
         assert_eq!(
-            contract
-                .rewards(net.validators[i].address())
-                .call()
-                .await
-                .expect("rewards"),
+            rewards(i).await,
             eth(20) + eth(100) / U256::from(3),
             "approver {i}: both slashes' shares"
         );
