@@ -36,6 +36,11 @@ const TARGET_VALIDATOR: u8 = 2;
 /// contract accepts one per validator, and a set has at most 100.
 pub const MAX_LOGS_PER_CALL: usize = 10_000;
 
+/// Most `RelayRegistered` events an epoch's reading takes: twenty times
+/// the 10,000-relay network the design is sized for (each is a few hundred
+/// bytes held while reading).
+pub const MAX_RELAY_REGISTRATIONS: usize = 200_000;
+
 /// Domain of a relay slash's evidence (BRIEF-14b: fixed between helpers).
 const RELAY_SLASH_DOMAIN: &[u8] = b"openrelay relay slash v1\0";
 /// Domain of a validator slash's evidence.
@@ -421,6 +426,14 @@ pub enum EpochReadError {
         /// The bound.
         source: crate::rpc::ResponseTooLarge,
     },
+    /// A `RelayRegistered` log does not decode (a broken or hostile node).
+    #[error("a RelayRegistered log (block {block:?}) does not decode: {source}")]
+    UndecodableLog {
+        /// The block the node said it is in.
+        block: Option<u64>,
+        /// Why.
+        source: alloy::sol_types::Error,
+    },
     /// The node's validator set is larger than the contract allows.
     #[error("the node reports a validator set of {members} members; the contract allows {max}")]
     SetTooLarge {
@@ -439,6 +452,7 @@ impl openrelay_types::HasKind for EpochReadError {
             EpochReadError::RevealWindowOpen { .. } => ErrorKind::Refused,
             EpochReadError::TooManyLogs { .. }
             | EpochReadError::ResponseTooLarge { .. }
+            | EpochReadError::UndecodableLog { .. }
             | EpochReadError::SetTooLarge { .. } => ErrorKind::PeerMisbehaved,
         }
     }
@@ -807,14 +821,20 @@ impl Registry {
         let filter = Filter::new()
             .address(*self.contract.address())
             .event_signature(RelayRegistry::RelayRegistered::SIGNATURE_HASH);
-        let logs = self.bounded_logs(&filter, from, at, usize::MAX).await?;
-        let mut registered: Vec<(Address, B256)> = logs
-            .iter()
-            .filter_map(|log| {
-                RelayRegistry::RelayRegistered::decode_raw_log(log.topics(), &log.data().data).ok()
-            })
-            .map(|e| (e.operator, e.relayKey))
-            .collect();
+        let logs = self
+            .bounded_logs(&filter, from, at, MAX_RELAY_REGISTRATIONS)
+            .await?;
+        let mut registered = Vec::with_capacity(logs.len());
+        for log in &logs {
+            // A relay left out would escape its verdict: a log that does not
+            // decode stops the reading instead.
+            let e = RelayRegistry::RelayRegistered::decode_raw_log(log.topics(), &log.data().data)
+                .map_err(|source| EpochReadError::UndecodableLog {
+                    block: log.block_number,
+                    source,
+                })?;
+            registered.push((e.operator, e.relayKey));
+        }
         registered.sort();
         registered.dedup();
         let block = BlockId::number(at);

@@ -512,7 +512,8 @@ async fn operator_status_reads_events_from_the_deployment_block_in_bounded_range
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_reveal_logs_are_refused_not_fatal() {
     use alloy::sol_types::SolEvent;
-    use openrelay_chain::contract::RelayRegistry::ReportRevealed;
+    use openrelay_chain::contract::RelayRegistry::{RelayRegistered, ReportRevealed};
+    use openrelay_chain::measure::EpochReadError;
     use openrelay_chain::measure::RevealRefusal;
     use openrelay_measure::{Measurement, RelayId, Reveal, ValidatorId, ValidatorReport};
 
@@ -552,6 +553,15 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
     };
     let validator = connect(anvil.endpoint().to_owned(), honest.clone()).await;
     let clock = validator.measure_clock().await.expect("clock");
+    let operator = connect(anvil.endpoint().to_owned(), deployer.clone()).await;
+    operator
+        .register_operator([2; 32], [0; 32], ether)
+        .await
+        .expect("operator");
+    operator
+        .register_relay([0x10; 32], RelayRole::Egress, 10, [0; 32])
+        .await
+        .expect("relay");
     let report = ValidatorReport {
         relay: RelayId([0x10; 32]),
         probes_sent: 10,
@@ -587,7 +597,17 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
     at(clock.reveal_closes(0)).await;
 
     let silent_topic = silent.address().into_word();
+    let break_registrations = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let broken = Arc::clone(&break_registrations);
     let tamper = move |call: &Value, mut answer: Value| {
+        let asks_registrations = call["method"] == "eth_getLogs"
+            && call["params"][0]["topics"][0] == json!(RelayRegistered::SIGNATURE_HASH);
+        if asks_registrations && broken.load(Ordering::SeqCst) {
+            if let Some(log) = answer["result"][0].as_object_mut() {
+                log.insert("data".to_owned(), json!("0x01"));
+            }
+            return answer;
+        }
         let asks_reveals = call["method"] == "eth_getLogs"
             && call["params"][0]["topics"][0] == json!(ReportRevealed::SIGNATURE_HASH);
         let Some(real) = answer["result"][0]
@@ -650,5 +670,15 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
         reasons[7]
     );
     assert_eq!(read.refused[7].account, Some(silent.address()));
+    assert_eq!(read.relays.len(), 1, "the relay and its advert");
+    // A registration that does not decode would leave a relay out of the
+    // epoch (and out of its slash): the reading stops with a typed error.
+    break_registrations.store(true, Ordering::SeqCst);
+    let e = reader
+        .epoch_reveals(0, None)
+        .await
+        .expect_err("undecodable");
+    assert!(matches!(e, EpochReadError::UndecodableLog { .. }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::PeerMisbehaved);
     node.abort();
 }
