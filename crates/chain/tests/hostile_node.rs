@@ -599,7 +599,28 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
     let silent_topic = silent.address().into_word();
     let break_registrations = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let broken = Arc::clone(&break_registrations);
+    // Reveal logs in answers to calls that did not ask for them alone: the
+    // follower's (it must not fetch reveals at all).
+    let unasked_reveals = Arc::new(AtomicU64::new(0));
+    let unasked = Arc::clone(&unasked_reveals);
     let tamper = move |call: &Value, mut answer: Value| {
+        let reveal_topic = json!(ReportRevealed::SIGNATURE_HASH);
+        // The follower batches its calls: an array of calls, one of answers
+        // in the same order.
+        let (calls, answers) = match (call, &answer) {
+            (Value::Array(calls), Value::Array(answers)) => (calls.clone(), answers.clone()),
+            _ => (vec![call.clone()], vec![answer.clone()]),
+        };
+        for (call, answer) in calls.iter().zip(&answers) {
+            if call["method"] == "eth_getLogs" && call["params"][0]["topics"][0] != reveal_topic {
+                let logs = answer["result"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let reveals = logs.iter().filter(|log| log["topics"][0] == reveal_topic);
+                unasked.fetch_add(reveals.count() as u64, Ordering::SeqCst);
+            }
+        }
         let asks_registrations = call["method"] == "eth_getLogs"
             && call["params"][0]["topics"][0] == json!(RelayRegistered::SIGNATURE_HASH);
         if asks_registrations && broken.load(Ordering::SeqCst) {
@@ -671,6 +692,26 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
     );
     assert_eq!(read.refused[7].account, Some(silent.address()));
     assert_eq!(read.relays.len(), 1, "the relay and its advert");
+    // The registry's follower, through the same node, follows the relay
+    // without fetching the reveal (up to 530 KB each).
+    let mut config = FollowerConfig::new(CHAIN_ID, contract, 0);
+    config.confirmations = 1;
+    let mut follower = Follower::new(bounded_provider(hostile.clone(), LIMIT), config);
+    for _ in 0..100 {
+        if follower.poll().await.expect("poll").caught_up {
+            break;
+        }
+    }
+    assert_eq!(
+        follower
+            .state()
+            .snapshot()
+            .expect("a snapshot")
+            .relays
+            .len(),
+        1
+    );
+    assert_eq!(unasked_reveals.load(Ordering::SeqCst), 0);
     // A registration that does not decode would leave a relay out of the
     // epoch (and out of its slash): the reading stops with a typed error.
     break_registrations.store(true, Ordering::SeqCst);
