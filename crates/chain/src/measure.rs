@@ -17,7 +17,8 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::{SolEvent, SolValue};
 use openrelay_measure::{
-    Commitment, Epoch, RelayAdvert, RelayId, Reveal, RevealError, ValidatorId, verify_reveal,
+    Commitment, Epoch, EpochTiming, RelayAdvert, RelayId, Reveal, RevealError, ValidatorId,
+    verify_reveal,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -46,18 +47,6 @@ const RELAY_SLASH_DOMAIN: &[u8] = b"openrelay relay slash v1\0";
 /// Domain of a validator slash's evidence.
 const VALIDATOR_SLASH_DOMAIN: &[u8] = b"openrelay validator slash v1\0";
 
-/// The measurement epochs' clock: the contract's `measureGenesis` and its
-/// two parameters, all in seconds of chain time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MeasureClock {
-    /// When epoch 0 started: the deployment block's timestamp.
-    pub genesis: u64,
-    /// `measureEpochSeconds`.
-    pub epoch_seconds: u64,
-    /// `revealWindowSeconds`.
-    pub reveal_window_seconds: u64,
-}
-
 /// Where chain time `now` stands in the measurement epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochPhase {
@@ -80,36 +69,13 @@ pub struct RevealPhase {
     pub closes_at: u64,
 }
 
-impl MeasureClock {
-    /// The epoch chain time `now` is in (0 before genesis, which no block
-    /// after the deployment is).
-    pub fn epoch_at(&self, now: u64) -> Epoch {
-        now.saturating_sub(self.genesis) / self.epoch_seconds.max(1)
-    }
-
-    /// When `epoch` starts (saturating at `u64::MAX`, as the contract).
-    pub fn epoch_start(&self, epoch: Epoch) -> u64 {
-        let start = u128::from(self.genesis) + u128::from(epoch) * u128::from(self.epoch_seconds);
-        u64::try_from(start).unwrap_or(u64::MAX)
-    }
-
-    /// When the reveal window of `epoch` opens: the start of `epoch + 1`.
-    pub fn reveal_opens(&self, epoch: Epoch) -> u64 {
-        self.epoch_start(epoch.saturating_add(1))
-    }
-
-    /// When the reveal window of `epoch` closes: a reveal needs a block
-    /// time before it.
-    pub fn reveal_closes(&self, epoch: Epoch) -> u64 {
-        self.reveal_opens(epoch)
-            .saturating_add(self.reveal_window_seconds)
-    }
-
-    /// Where `now` stands.
-    pub fn phase_at(&self, now: u64) -> EpochPhase {
-        let epoch = self.epoch_at(now);
+impl EpochPhase {
+    /// Where chain time `now` stands on `timing`'s clock. A time before
+    /// genesis (only a node that lies reports one) counts as epoch 0.
+    pub fn at(timing: &EpochTiming, now: u64) -> EpochPhase {
+        let epoch = timing.epoch_at(now).unwrap_or(0);
         let revealing = epoch.checked_sub(1).and_then(|previous| {
-            let closes_at = self.reveal_closes(previous);
+            let closes_at = timing.reveal_deadline(previous);
             (now < closes_at).then_some(RevealPhase {
                 epoch: previous,
                 closes_at,
@@ -118,7 +84,7 @@ impl MeasureClock {
         EpochPhase {
             now,
             epoch,
-            commit_closes_at: self.epoch_start(epoch.saturating_add(1)),
+            commit_closes_at: timing.end(epoch),
             revealing,
         }
     }
@@ -518,22 +484,24 @@ fn bps(mbps: u64) -> u128 {
 }
 
 impl Registry {
-    /// The measurement clock: `measureGenesis` and the parameters.
-    pub async fn measure_clock(&self) -> Result<MeasureClock, OperatorError> {
+    /// The measurement clock: `measureGenesis` and the parameters
+    /// (`openrelay-measure`'s [`EpochTiming`]).
+    pub async fn measure_timing(&self) -> Result<EpochTiming, OperatorError> {
         let genesis = self.read(self.contract.measureGenesis().call()).await?;
-        Ok(MeasureClock {
+        EpochTiming::new(
             genesis,
-            epoch_seconds: self.params.measure_epoch.as_secs(),
-            reveal_window_seconds: self.params.reveal_window.as_secs(),
-        })
+            self.params.measure_epoch.as_secs(),
+            self.params.reveal_window.as_secs(),
+        )
+        .map_err(OperatorError::MeasureTiming)
     }
 
     /// Where the chain stands in the measurement epochs, by its latest
     /// block's time (a transaction sent now lands in a later block, whose
     /// time is at least this).
     pub async fn measure_phase(&self) -> Result<EpochPhase, OperatorError> {
-        let clock = self.measure_clock().await?;
-        Ok(clock.phase_at(self.chain_time().await?))
+        let timing = self.measure_timing().await?;
+        Ok(EpochPhase::at(&timing, self.chain_time().await?))
     }
 
     /// Commits, as a member of the current set, to the report of `epoch`
@@ -635,8 +603,8 @@ impl Registry {
         epoch: Epoch,
         from_block: Option<u64>,
     ) -> Result<EpochReveals, EpochReadError> {
-        let clock = self.measure_clock().await?;
-        let (opens_at, closes_at) = (clock.reveal_opens(epoch), clock.reveal_closes(epoch));
+        let timing = self.measure_timing().await?;
+        let (opens_at, closes_at) = (timing.end(epoch), timing.reveal_deadline(epoch));
         let now = self.chain_time().await?;
         let Some(after) = self.first_block_at_or_after(closes_at).await? else {
             return Err(EpochReadError::RevealWindowOpen {
@@ -985,25 +953,14 @@ impl Registry {
 mod tests {
     use super::*;
 
-    fn clock() -> MeasureClock {
-        MeasureClock {
-            genesis: 1_000,
-            epoch_seconds: 60,
-            reveal_window_seconds: 20,
-        }
-    }
-
     #[test]
     fn phases_follow_the_chain_time() {
-        let c = clock();
-        assert_eq!(c.epoch_at(1_000), 0);
-        assert_eq!(c.epoch_at(1_059), 0);
-        assert_eq!(c.epoch_at(1_060), 1);
-        assert_eq!(c.epoch_at(0), 0, "before genesis");
-        let p = c.phase_at(1_010);
+        let timing = EpochTiming::new(1_000, 60, 20).expect("timing");
+        let phase = |now| EpochPhase::at(&timing, now);
+        let p = phase(1_010);
         assert_eq!((p.epoch, p.commit_closes_at, p.revealing), (0, 1_060, None));
-        let p = c.phase_at(1_079);
-        assert_eq!(p.epoch, 1);
+        let p = phase(1_079);
+        assert_eq!((p.epoch, p.commit_closes_at), (1, 1_120));
         assert_eq!(
             p.revealing,
             Some(RevealPhase {
@@ -1011,10 +968,8 @@ mod tests {
                 closes_at: 1_080
             })
         );
-        assert_eq!(c.phase_at(1_080).revealing, None, "the window is half-open");
-        assert_eq!(c.reveal_opens(0), 1_060);
-        assert_eq!(c.epoch_start(u64::MAX), u64::MAX, "saturates");
-        assert_eq!(c.reveal_closes(u64::MAX), u64::MAX);
+        assert_eq!(phase(1_080).revealing, None, "the window is half-open");
+        assert_eq!(phase(0).epoch, 0, "before genesis");
     }
 
     #[test]

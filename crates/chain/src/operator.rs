@@ -277,6 +277,10 @@ pub enum OperatorError {
         /// The time allowed.
         after: Duration,
     },
+    /// The contract's measurement clock is invalid (the node reports
+    /// parameters the contract refuses at deployment).
+    #[error("the registry contract's measurement clock is invalid: {0}")]
+    MeasureTiming(#[source] openrelay_measure::TimingError),
     /// The transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(B256),
@@ -303,6 +307,7 @@ impl openrelay_types::HasKind for OperatorError {
             | OperatorError::WrongChain { .. }
             | OperatorError::NoContract { .. }
             | OperatorError::DeploymentBlockUnknown { .. } => ErrorKind::Config,
+            OperatorError::MeasureTiming(_) => ErrorKind::PeerMisbehaved,
             OperatorError::TimedOut { .. } | OperatorError::Unreachable { .. } => {
                 ErrorKind::Unreachable
             }

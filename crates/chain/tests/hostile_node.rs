@@ -552,7 +552,7 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
             .expect("connect")
     };
     let validator = connect(anvil.endpoint().to_owned(), honest.clone()).await;
-    let clock = validator.measure_clock().await.expect("clock");
+    let clock = validator.measure_timing().await.expect("clock");
     let operator = connect(anvil.endpoint().to_owned(), deployer.clone()).await;
     operator
         .register_operator([2; 32], [0; 32], ether)
@@ -589,12 +589,12 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
             mine(&provider, 1).await;
         }
     };
-    at(clock.reveal_opens(0) + 5).await;
+    at(clock.end(0) + 5).await;
     validator
         .reveal_report(0, &reveal.to_bytes())
         .await
         .expect("reveal");
-    at(clock.reveal_closes(0)).await;
+    at(clock.reveal_deadline(0)).await;
 
     let silent_topic = silent.address().into_word();
     let break_registrations = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -227,15 +227,13 @@ async fn three_validators_commit_reveal_and_the_epoch_reads_back() {
     // Another operator registers alice's key 0x11 too: contested.
     let bob = net.operator(eth(1_000), &[(0x11, 10)]).await;
     let reader = net.validator(0).await;
-    let clock = reader.measure_clock().await.expect("clock");
-    assert_eq!(
-        (clock.epoch_seconds, clock.reveal_window_seconds),
-        (EPOCH, WINDOW)
-    );
+    let clock = reader.measure_timing().await.expect("clock");
+    assert_eq!(clock.epoch_seconds(), EPOCH);
+    assert_eq!(clock.reveal_deadline(0) - clock.end(0), WINDOW);
     let phase = reader.measure_phase().await.expect("phase");
     let epoch = phase.epoch;
     assert_eq!(epoch, 0);
-    assert_eq!(phase.commit_closes_at, clock.epoch_start(1));
+    assert_eq!(phase.commit_closes_at, clock.start(1));
     assert_eq!(phase.revealing, None);
 
     let reveals: Vec<Reveal> = (0..3)
@@ -256,7 +254,7 @@ async fn three_validators_commit_reveal_and_the_epoch_reads_back() {
             .await
             .expect("commit");
     }
-    net.goto(clock.reveal_opens(epoch) + 10).await;
+    net.goto(clock.end(epoch) + 10).await;
     let phase = reader.measure_phase().await.expect("phase");
     assert_eq!(phase.epoch, epoch + 1);
     assert_eq!(phase.revealing.map(|r| r.epoch), Some(epoch));
@@ -270,10 +268,10 @@ async fn three_validators_commit_reveal_and_the_epoch_reads_back() {
     // Not settled while the window is open.
     let e = reader.epoch_reveals(epoch, None).await.expect_err("open");
     assert!(
-        matches!(e, EpochReadError::RevealWindowOpen { epoch: 0, closes_at, .. } if closes_at == clock.reveal_closes(epoch)),
+        matches!(e, EpochReadError::RevealWindowOpen { epoch: 0, closes_at, .. } if closes_at == clock.reveal_deadline(epoch)),
         "{e}"
     );
-    net.goto(clock.reveal_closes(epoch)).await;
+    net.goto(clock.reveal_deadline(epoch)).await;
     let read = reader.epoch_reveals(epoch, None).await.expect("settled");
     assert_eq!(read.epoch, epoch);
     assert!(read.refused.is_empty(), "{:?}", read.refused);
@@ -345,7 +343,7 @@ async fn every_refusal_is_typed() {
         }
         v
     };
-    let clock = v[0].measure_clock().await.expect("clock");
+    let clock = v[0].measure_timing().await.expect("clock");
     let epoch = v[0].measure_phase().await.expect("phase").epoch;
     let good = reveal(epoch, validator_key(0), 1, &[0x10], 100);
 
@@ -374,7 +372,7 @@ async fn every_refusal_is_typed() {
             opens_at,
             now,
         } => {
-            assert_eq!((e, opens_at), (epoch + 1, clock.epoch_start(epoch + 1)));
+            assert_eq!((e, opens_at), (epoch + 1, clock.start(epoch + 1)));
             assert!(now < opens_at);
         }
         other => panic!("{other:?}"),
@@ -382,7 +380,7 @@ async fn every_refusal_is_typed() {
     match report_refusal(v[0].reveal_report(epoch, &good.to_bytes()).await) {
         ReportRefusal::RevealTooEarly {
             epoch: e, opens_at, ..
-        } => assert_eq!((e, opens_at), (epoch, clock.reveal_opens(epoch))),
+        } => assert_eq!((e, opens_at), (epoch, clock.end(epoch))),
         other => panic!("{other:?}"),
     }
     // Commitments for the checks of the reveal window.
@@ -403,14 +401,14 @@ async fn every_refusal_is_typed() {
         .await
         .expect("commit");
 
-    net.goto(clock.reveal_opens(epoch) + 10).await;
+    net.goto(clock.end(epoch) + 10).await;
     match report_refusal(v[5].commit_report(epoch, good.commitment()).await) {
         ReportRefusal::CommitTooLate {
             epoch: e,
             closed_at,
             now,
         } => {
-            assert_eq!((e, closed_at), (epoch, clock.epoch_start(epoch + 1)));
+            assert_eq!((e, closed_at), (epoch, clock.start(epoch + 1)));
             assert!(now >= closed_at);
         }
         other => panic!("{other:?}"),
@@ -472,14 +470,14 @@ async fn every_refusal_is_typed() {
         .await
         .expect("the committed reveal");
 
-    net.goto(clock.reveal_closes(epoch)).await;
+    net.goto(clock.reveal_deadline(epoch)).await;
     match report_refusal(v[4].reveal_report(epoch, &late.to_bytes()).await) {
         ReportRefusal::RevealTooLate {
             epoch: e,
             closed_at,
             now,
         } => {
-            assert_eq!((e, closed_at), (epoch, clock.reveal_closes(epoch)));
+            assert_eq!((e, closed_at), (epoch, clock.reveal_deadline(epoch)));
             assert!(now >= closed_at);
         }
         other => panic!("{other:?}"),
@@ -509,7 +507,7 @@ async fn copying_a_revealed_report_is_too_late() {
     let net = Net::start(4).await;
     let honest = net.validator(0).await;
     let copier = net.validator(1).await;
-    let clock = honest.measure_clock().await.expect("clock");
+    let clock = honest.measure_timing().await.expect("clock");
     let epoch = honest.measure_phase().await.expect("phase").epoch;
     let original = reveal(epoch, validator_key(0), 9, &[0x10, 0x20], 123);
     honest
@@ -523,7 +521,7 @@ async fn copying_a_revealed_report_is_too_late() {
         .await
         .expect("commit");
 
-    net.goto(clock.reveal_opens(epoch) + 5).await;
+    net.goto(clock.end(epoch) + 5).await;
     honest
         .reveal_report(epoch, &original.to_bytes())
         .await
@@ -672,7 +670,12 @@ fn relay_key(i: u32) -> [u8; 32] {
 async fn gas_of_commit_and_reveal() {
     let sizes = [4u32, 100, 1_000, 10_000];
     let net = Net::start(sizes.len()).await;
-    let clock = net.validator(0).await.measure_clock().await.expect("clock");
+    let clock = net
+        .validator(0)
+        .await
+        .measure_timing()
+        .await
+        .expect("clock");
     let epoch = 0;
     let mut reveals = Vec::new();
     let mut commits = Vec::new();
@@ -700,7 +703,7 @@ async fn gas_of_commit_and_reveal() {
         commits.push(sent.gas_used);
         reveals.push(reveal);
     }
-    net.goto(clock.reveal_opens(epoch) + 5).await;
+    net.goto(clock.end(epoch) + 5).await;
     println!("| operation | gas used |\n|---|---:|");
     println!("| commitReport | {} |", commits[0]);
     for (i, reveal) in reveals.iter().enumerate() {
