@@ -424,9 +424,9 @@ impl openrelay_types::HasKind for EpochReadError {
     }
 }
 
-/// The outcome of a slash approval.
+/// A slash approval sent (what to approve is `openrelay_measure::SlashApproval`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlashApproval {
+pub struct SlashApproved {
     /// The transaction.
     pub sent: Sent,
     /// The slash's id (`slashId`).
@@ -535,7 +535,7 @@ impl Registry {
         relay: &RelayId,
         operator: Address,
         amount: U256,
-    ) -> Result<SlashApproval, OperatorError> {
+    ) -> Result<SlashApproved, OperatorError> {
         let evidence = relay_slash_evidence(epoch, relay);
         self.approve_slash(TARGET_OPERATOR, operator, amount, evidence)
             .await
@@ -550,7 +550,7 @@ impl Registry {
         validator: &ValidatorId,
         account: Address,
         amount: U256,
-    ) -> Result<SlashApproval, OperatorError> {
+    ) -> Result<SlashApproved, OperatorError> {
         let evidence = validator_slash_evidence(epoch, validator);
         self.approve_slash(TARGET_VALIDATOR, account, amount, evidence)
             .await
@@ -562,7 +562,7 @@ impl Registry {
         target: Address,
         amount: U256,
         evidence: B256,
-    ) -> Result<SlashApproval, OperatorError> {
+    ) -> Result<SlashApproved, OperatorError> {
         // The id includes the validator-set epoch the approval lands in:
         // the receipt's `SlashApproved` event names it.
         let call = self.contract.approveSlash(kind, target, amount, evidence);
@@ -582,7 +582,7 @@ impl Registry {
                 rewarded: slashed.rewarded,
                 stake_left: slashed.stakeLeft,
             });
-        Ok(SlashApproval {
+        Ok(SlashApproved {
             sent: Sent::from_receipt(&receipt),
             slash_id,
             evidence,
