@@ -313,6 +313,7 @@ impl Chain {
                 .map(|&r| ChainRelay {
                     relay: relay_key(r).id(),
                     bandwidth_mbps: RELAY_MBPS,
+                    measured: None,
                 })
                 .collect(),
         };

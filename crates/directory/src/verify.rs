@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use openrelay_types::{KeyPin, RelayRole};
 
-use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection};
+use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection, RelayMeasurement};
 use crate::descriptor::{DescriptorError, RelayDescriptor};
 use crate::directory::{Directory, DirectoryDigest, SignedDirectory};
 use crate::fields::{Network, Region};
@@ -1075,6 +1075,13 @@ impl VerifiedDirectory {
             descriptor,
             operator,
             selection_bandwidth_bps: self.selection_bandwidths.get(index).copied().unwrap_or(0),
+            // The chain section lists the relays in the descriptors' order
+            // (`ChainSection::check_matches`).
+            measured: self
+                .directory
+                .chain()
+                .and_then(|c| c.relays.get(index))
+                .and_then(|r| r.measured),
         })
     }
 }
@@ -1087,6 +1094,7 @@ pub struct VerifiedRelay<'a> {
     /// Its operator's profile.
     pub operator: &'a OperatorProfile,
     selection_bandwidth_bps: u64,
+    measured: Option<RelayMeasurement>,
 }
 
 impl VerifiedRelay<'_> {
@@ -1132,11 +1140,19 @@ impl VerifiedRelay<'_> {
 
     /// The bandwidth path selection weighs the relay by (bits per second,
     /// before the operator-share cap of a draw): in a directory with a chain
-    /// section, the advertised bandwidth clipped and scaled down so that the
-    /// operator's relays together weigh at most what its stake covers
-    /// ([`crate::weight::stake_capped_bandwidths`]); without one, the
+    /// section, min(advertised, measured) (the bootstrap weight if never
+    /// measured) clipped and scaled down so that the operator's relays
+    /// together weigh at most what its stake covers
+    /// ([`crate::weight::directory_selection_bandwidths`]); without one, the
     /// advertised bandwidth clipped ([`crate::weight::clipped_bandwidth`]).
     pub fn selection_bandwidth_bps(&self) -> u64 {
         self.selection_bandwidth_bps
+    }
+
+    /// The relay's latest measured bandwidth and its epoch, as the
+    /// directory's chain section carries it (`None`: never measured, or a
+    /// directory without a chain section).
+    pub fn measured(&self) -> Option<RelayMeasurement> {
+        self.measured
     }
 }

@@ -10,7 +10,7 @@
 use std::fmt;
 
 use base64::Engine as _;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 /// A measurement epoch: a counter agreed on with the chain (the later parts
@@ -68,7 +68,27 @@ macro_rules! id32 {
                 s.collect_str(self)
             }
         }
+
+        // Read back from the form it prints in, so explanations can be
+        // stored and shown again (the registry's record, `operator status`).
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                parse_id(&text).map($name).ok_or_else(|| {
+                    serde::de::Error::custom("expected `ed25519:` and 32 bytes in base64url")
+                })
+            }
+        }
     };
+}
+
+/// The 32 bytes of an id printed as `ed25519:<base64url>`.
+fn parse_id(text: &str) -> Option<[u8; 32]> {
+    let b64 = text.strip_prefix("ed25519:")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .ok()?;
+    bytes.try_into().ok()
 }
 
 id32!(
@@ -82,7 +102,7 @@ id32!(
 );
 
 /// What a validator measured of one relay's capacity in one epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Measurement {
     /// The capacity test ran: the rate carried through the relay, and the

@@ -47,6 +47,10 @@ use openrelay_directory::{
     SignedDirectory, SignedIssuerKeySet, SignedValidatorSetChange, TrustConfig, TrustConfigError,
     ValidatorId, ValidatorSignature, verify_directory,
 };
+use openrelay_measure::{EpochOutcome, MeasureParams};
+use openrelay_registry_client::measurements::{
+    MAX_EXPLANATIONS_PER_PAGE, MeasurementsFilter, MeasurementsPage, MeasurementsQuery, QueryError,
+};
 use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_transport::identity::Identity;
@@ -56,6 +60,7 @@ use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
 use crate::chain::{ChainView, to_validator_set, votes_needed};
+use crate::measurements::{MeasurementRecord, RecordError};
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
 
@@ -238,6 +243,10 @@ pub struct RegistryService {
     /// Written through to the store (under [`handover_slot`]) and read
     /// back at start.
     handovers: Mutex<BTreeMap<u64, Vec<SignedValidatorSetChange>>>,
+    /// The settled measurement epochs (issue 14): which relays a
+    /// chain-backed directory lists and with which measured bandwidth,
+    /// and the explanations `GET /v1/measurements` serves.
+    measurements: Mutex<MeasurementRecord>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -276,6 +285,12 @@ impl RegistryService {
             chain: config.chain.clone(),
             chain_view: Mutex::new(None),
             handovers: Mutex::new(load_handovers(registry.store())?),
+            // The parameters only label the explanations and date epochs a
+            // record missed; the verdicts come in with each outcome.
+            measurements: Mutex::new(MeasurementRecord::load(
+                registry.store(),
+                MeasureParams::default(),
+            )?),
             registry: Arc::new(registry),
         })
     }
@@ -329,6 +344,63 @@ impl RegistryService {
             ),
             None => (self.validators.clone(), self.threshold),
         }
+    }
+
+    /// Records a settled measurement epoch's verdicts (`outcome`, of the
+    /// epoch that ended at `epoch_end_unix`), durably: from the next
+    /// proposal on, relays found down are left out and the others carry
+    /// their latest measurement.
+    pub fn record_epoch(
+        &self,
+        outcome: &EpochOutcome,
+        epoch_end_unix: u64,
+    ) -> Result<(), RecordError> {
+        lock(&self.measurements).record_epoch(self.registry.store(), outcome, epoch_end_unix)
+    }
+
+    /// The JSON of one page of `GET /v1/measurements` for `query`.
+    fn measurements_page(&self, query: Option<&str>) -> Result<Bytes, QueryError> {
+        let query = MeasurementsQuery::parse(query)?;
+        let after = query
+            .after
+            .map(|pin| openrelay_measure::RelayId(*pin.as_bytes()));
+        let operator_of = |relay: &openrelay_measure::RelayId| {
+            RelayId::from_bytes(relay.0)
+                .ok()
+                .and_then(|id| self.registry.descriptor(&id))
+                .map(|(d, _)| d.operator())
+        };
+        let record = lock(&self.measurements);
+        let include = |relay: &openrelay_measure::RelayId| {
+            after.is_none_or(|after| *relay > after)
+                && match query.filter {
+                    MeasurementsFilter::All => true,
+                    MeasurementsFilter::Relay(pin) => relay.0 == *pin.as_bytes(),
+                    MeasurementsFilter::Operator(pin) => operator_of(relay)
+                        .is_some_and(|operator| operator.as_bytes() == pin.as_bytes()),
+                }
+        };
+        let mut explanations: Vec<_> = record
+            .explanations(include)
+            .take(MAX_EXPLANATIONS_PER_PAGE + 1)
+            .cloned()
+            .collect();
+        let next_after = if explanations.len() > MAX_EXPLANATIONS_PER_PAGE {
+            explanations.truncate(MAX_EXPLANATIONS_PER_PAGE);
+            explanations.last().map(|e| e.relay)
+        } else {
+            None
+        };
+        let page = MeasurementsPage {
+            epoch: record.latest().map(|l| l.epoch),
+            epoch_ended_at: record.latest().map(|l| l.ended_at),
+            params: record.params().clone(),
+            explanations,
+            next_after,
+        };
+        // Serializing these plain types cannot fail; an empty body would
+        // only make the caller's parse fail, with a message.
+        Ok(Bytes::from(serde_json::to_vec(&page).unwrap_or_default()))
     }
 
     /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).
@@ -391,9 +463,15 @@ impl RegistryService {
         let valid_until = now.saturating_add(self.lifetime);
         // With `[chain]`, exactly the elected relays the chain admits at the
         // view's block, anchored there (validators check both).
+        // Measurements come from the chain's epochs: with `[chain]` a relay
+        // the settled epochs found down is left out, and every listed
+        // relay carries its latest measurement (validators check both
+        // against their own record).
+        let measurements = lock(&self.measurements);
         let admit = |d: &openrelay_directory::RelayDescriptor,
                      p: Option<&openrelay_directory::OperatorProfile>| {
-            view.as_ref().is_none_or(|v| v.admit(d, p).is_ok())
+            view.as_ref()
+                .is_none_or(|v| v.admit(d, p).is_ok() && !measurements.is_down(&d.relay()))
         };
         let assemble = |sequence| {
             self.registry
@@ -402,7 +480,7 @@ impl RegistryService {
                     let (directory, key_sets) =
                         self.registry.with_elected_key_sets(directory, &issuers)?;
                     let directory = match &view {
-                        Some(view) => view.anchor_directory(directory)?,
+                        Some(view) => view.anchor_directory(directory, &measurements)?,
                         None => directory,
                     };
                     Ok((directory, relays.len() + key_sets.len()))
@@ -833,6 +911,12 @@ impl RegistryService {
                 match served {
                     Some(bytes) => server::respond(stream, http::StatusCode::OK, bytes).await,
                     None => reply(stream, 404, "no directory signed yet", None).await,
+                }
+            }
+            (Method::GET, paths::MEASUREMENTS) => {
+                match self.measurements_page(request.uri().query()) {
+                    Ok(json) => server::respond(stream, http::StatusCode::OK, json).await,
+                    Err(why) => reply(stream, 400, &why.to_string(), None).await,
                 }
             }
             (Method::GET, paths::PROPOSAL) => {
