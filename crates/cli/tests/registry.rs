@@ -68,18 +68,22 @@ async fn served_directory(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = validator_keys(dir.path(), 3);
-    let registry_config = dir.path().join("registry.toml");
+/// Starts `openrelay registry` with its state in `state_dir`, `keys` as
+/// validators (threshold 2) and `extra` appended to its config; returns the
+/// process, its address and its key.
+fn start_registry(
+    dir: &std::path::Path,
+    state_dir: &std::path::Path,
+    keys: &[ValidatorKeys],
+    extra: &str,
+) -> (Proc, String, String) {
+    let registry_config = dir.join("registry.toml");
     std::fs::write(
         &registry_config,
         format!(
-            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\ndirectory_lifetime_secs = 3600\nproposal_interval_secs = 1\n[publication]\n{PUBLICATION}\n[log]\nlevel = \"debug\"\nfile = {:?}\n",
-            dir.path().join("registry").display(),
-            key_list(&keys),
-            dir.path().join("registry.log").display(),
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\ndirectory_lifetime_secs = 3600\nproposal_interval_secs = 1\n[publication]\n{PUBLICATION}\n{extra}",
+            state_dir.display(),
+            key_list(keys),
         ),
     )
     .unwrap();
@@ -89,12 +93,25 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
             "--config",
             &registry_config.display().to_string(),
         ],
-        &dir.path().join("registry.stderr"),
+        &dir.join("registry.stderr"),
     );
     let (listen, key) = (
         registry_proc.ready_field("listen"),
         registry_proc.ready_field("key"),
     );
+    (registry_proc, listen, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let log = format!(
+        "[log]\nlevel = \"debug\"\nfile = {:?}\n",
+        dir.path().join("registry.log").display()
+    );
+    let (registry_proc, listen, key) =
+        start_registry(dir.path(), &dir.path().join("registry"), &keys, &log);
     let validators: Vec<Proc> = keys
         .iter()
         .map(|v| start_validator(v, &keys, 2, listen.parse().unwrap(), &key, PUBLICATION))
@@ -293,28 +310,7 @@ async fn the_registry_explains_recorded_verdicts_and_the_operator_command_prints
         let mut record = MeasurementRecord::load(&store, MeasureParams::devnet()).unwrap();
         record.record_epoch(&store, &outcome, ended_at).unwrap();
     }
-    let registry_config = dir.path().join("registry.toml");
-    std::fs::write(
-        &registry_config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\ndirectory_lifetime_secs = 3600\nproposal_interval_secs = 1\n[publication]\n{PUBLICATION}\n",
-            state_dir.display(),
-            key_list(&keys),
-        ),
-    )
-    .unwrap();
-    let registry_proc = Proc::start(
-        &[
-            "registry",
-            "--config",
-            &registry_config.display().to_string(),
-        ],
-        &dir.path().join("registry.stderr"),
-    );
-    let (listen, key) = (
-        registry_proc.ready_field("listen"),
-        registry_proc.ready_field("key"),
-    );
+    let (registry_proc, listen, key) = start_registry(dir.path(), &state_dir, &keys, "");
     let registry = RegistryClient::new(listen.parse().unwrap(), key.parse().unwrap());
     publish(&[registry.clone()], 0, 0, RelayRole::Ingress).await;
     publish(&[registry.clone()], 1, 0, RelayRole::Egress).await;

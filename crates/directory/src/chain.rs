@@ -118,7 +118,7 @@ const MEASURED: u8 = 1;
 /// smallest one).
 const CHAIN_RELAY_LEN: usize = 32 + 4 + 1;
 
-/// A directory's chain section (directory format 4): the block it reflects,
+/// A directory's chain section (directory format 5, issue 14: with measurements): the block it reflects,
 /// the validator set epoch whose signatures it needs, and the chain's
 /// figures for every listed operator and relay. Covered by the validators'
 /// signatures like the rest of the directory body.
@@ -233,14 +233,16 @@ impl ChainSection {
     }
 
     /// Checks that no relay was measured in an epoch that ended after
-    /// `issued_at`: a measurement from the future is one no validator
-    /// could have recorded.
+    /// `issued_at` (beyond the clock skew tolerated between the chain's
+    /// block times and the registry's clock): a measurement from the
+    /// future is one no validator could have recorded.
     pub(crate) fn check_measured_before(&self, issued_at: u64) -> Result<(), FormatError> {
+        let latest = issued_at.saturating_add(crate::MAX_CLOCK_SKEW_SECS);
         if self
             .relays
             .iter()
             .filter_map(|r| r.measured)
-            .any(|m| m.measured_at > issued_at)
+            .any(|m| m.measured_at > latest)
         {
             return Err(FormatError::Invalid {
                 field: "chain relays",

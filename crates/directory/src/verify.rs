@@ -697,7 +697,7 @@ fn check_chain_figures(directory: &Directory, chain: &ChainSection) -> Result<()
 /// [`DirectoryError::HandOverForked`]); the next must be exactly one epoch
 /// above, each signed by more than two thirds of the weight of the set
 /// before it, each at a later block of the same deployment. With
-/// `directory_epoch` (a format 4 directory) the walk must end exactly at
+/// `directory_epoch` (a format 5 directory) the walk must end exactly at
 /// that epoch.
 fn walk_handovers(
     trust: &TrustConfig,
@@ -866,7 +866,7 @@ fn check_not_rolled_back(
 /// 1. the validator set that signs it is reached from the trusted set
 ///    through the envelope's hand-overs (each signed by more than two
 ///    thirds of the weight of the set before it; see `walk_handovers`),
-///    and it is the set the directory names (format 4; a format 3
+///    and it is the set the directory names (format 5; a format 3
 ///    directory is signed by the set reached);
 /// 2. that set's quorum signed the directory bytes
 ///    ([`DirectoryError::UnderSigned`] for the k-of-n genesis rule,

@@ -228,11 +228,11 @@ fn the_measurement_field_is_strict() {
         Err(FormatError::UnsupportedVersion { version: 4, .. })
     ));
     // A measurement of an epoch that ended after the directory was issued
-    // is one no validator could have recorded.
+    // (beyond the clock skew) is one no validator could have recorded.
     let later = Some(RelayMeasurement {
         measured_bps: 1,
         measured_epoch: 7,
-        measured_at: T0 + 1,
+        measured_at: T0 + openrelay_directory::MAX_CLOCK_SKEW_SECS + 1,
     });
     let dd = directory(1);
     let mut section = chain_section(&dd, 100, 0);

@@ -233,7 +233,11 @@ fn chain_section(seed: ChainSeed, directory: &Directory) -> ChainSection {
                 measured: measured.map(|(bps, epoch, at)| RelayMeasurement {
                     measured_bps: bps,
                     measured_epoch: epoch,
-                    measured_at: at.min(directory.issued_at()),
+                    measured_at: at.min(
+                        directory
+                            .issued_at()
+                            .saturating_add(openrelay_directory::MAX_CLOCK_SKEW_SECS),
+                    ),
                 }),
             })
             .collect(),

@@ -370,11 +370,11 @@ pub enum Refusal {
     /// what this validator's record of the settled epochs says, after its
     /// latest epoch or the one before (issue 14).
     #[error("measurements: {0}")]
-    MeasurementsDiffer(crate::measurements::Mismatch),
+    MeasurementsDiffer(Box<crate::measurements::Mismatch>),
     /// A relay's measurement is of an epoch this validator has not recorded
     /// yet: the registry recorded it first (an honest race at settlement).
     #[error("measurements ahead of this validator's record: {0}")]
-    MeasurementsAhead(crate::measurements::Mismatch),
+    MeasurementsAhead(Box<crate::measurements::Mismatch>),
 }
 
 impl Refusal {
@@ -477,9 +477,9 @@ pub fn check_proposal_on_chain(
     let record = chain.measurements;
     let measured_view = record.check(section).map_err(|m| {
         if m.is_ahead(record.latest()) {
-            Refusal::MeasurementsAhead(m)
+            Refusal::MeasurementsAhead(Box::new(m))
         } else {
-            Refusal::MeasurementsDiffer(m)
+            Refusal::MeasurementsDiffer(Box::new(m))
         }
     })?;
     for signed in directory.descriptors() {
