@@ -110,7 +110,7 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
         "[log]\nlevel = \"debug\"\nfile = {:?}\n",
         dir.path().join("registry.log").display()
     );
-    let (registry_proc, listen, key) =
+    let (_registry_proc, listen, key) =
         start_registry(dir.path(), &dir.path().join("registry"), &keys, &log);
     let validators: Vec<Proc> = keys
         .iter()
@@ -312,9 +312,9 @@ async fn the_registry_explains_recorded_verdicts_and_the_operator_command_prints
     }
     let (registry_proc, listen, key) = start_registry(dir.path(), &state_dir, &keys, "");
     let registry = RegistryClient::new(listen.parse().unwrap(), key.parse().unwrap());
-    publish(&[registry.clone()], 0, 0, RelayRole::Ingress).await;
-    publish(&[registry.clone()], 1, 0, RelayRole::Egress).await;
-    publish(&[registry.clone()], 2, 1, RelayRole::Ingress).await;
+    publish(std::slice::from_ref(&registry), 0, 0, RelayRole::Ingress).await;
+    publish(std::slice::from_ref(&registry), 1, 0, RelayRole::Egress).await;
+    publish(std::slice::from_ref(&registry), 2, 1, RelayRole::Ingress).await;
 
     // The JSON: everything, one relay, an operator's relays.
     let page = |path: String| {
