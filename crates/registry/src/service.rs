@@ -1200,3 +1200,75 @@ mod handover_persistence {
         assert_eq!(again.complete_handovers(&view).unwrap(), vec![handover]);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod measurements_endpoint {
+    use std::collections::BTreeMap;
+
+    use openrelay_directory::ValidatorKey;
+    use openrelay_measure::{MeasureParams, MeasureState, RelayAdvert};
+
+    use super::*;
+
+    fn service(state: &std::path::Path) -> RegistryService {
+        let pins: Vec<String> = (1..=3u8)
+            .map(|i| format!("\"{}\"", ValidatorKey::from_bytes(&[i; 32]).id()))
+            .collect();
+        let config = RegistryConfig::from_toml(&format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {state:?}\nvalidators = [{}]\nthreshold = 2\n",
+            pins.join(", ")
+        ))
+        .unwrap();
+        RegistryService::new(&config).unwrap()
+    }
+
+    /// 300 relays explained (none reported: every one unmeasured), in
+    /// pages of at most 256 that end where the next begins; the record
+    /// survives a restart; a repeated epoch is refused.
+    #[test]
+    fn explanations_are_served_in_bounded_pages_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = service(dir.path());
+        let adverts: BTreeMap<_, _> = (0..300u16)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..2].copy_from_slice(&i.to_be_bytes());
+                (
+                    openrelay_measure::RelayId(id),
+                    RelayAdvert {
+                        advertised_bps: 1_000_000_000,
+                        operator_stake: 1,
+                        operator_advertised_bps: 1_000_000_000,
+                    },
+                )
+            })
+            .collect();
+        let outcome = MeasureState::new(MeasureParams::devnet())
+            .apply_epoch(4, &BTreeMap::new(), &[], &adverts)
+            .unwrap();
+        first.record_epoch(&outcome, 1_000).unwrap();
+        assert!(matches!(
+            first.record_epoch(&outcome, 1_000),
+            Err(RecordError::EpochNotAfter { epoch: 4, last: 4 })
+        ));
+        drop(first);
+        let restarted = service(dir.path());
+        let page = |query: Option<&str>| -> MeasurementsPage {
+            serde_json::from_slice(&restarted.measurements_page(query).unwrap()).unwrap()
+        };
+        let one = page(None);
+        assert_eq!((one.epoch, one.epoch_ended_at), (Some(4), Some(1_000)));
+        assert_eq!(one.explanations.len(), MAX_EXPLANATIONS_PER_PAGE);
+        let after = one.next_after.unwrap();
+        assert_eq!(after, one.explanations.last().unwrap().relay);
+        let query = format!("after={}", openrelay_types::KeyPin::from_ed25519(after.0));
+        let two = page(Some(&query));
+        assert_eq!(two.explanations.len(), 300 - MAX_EXPLANATIONS_PER_PAGE);
+        assert_eq!(two.next_after, None);
+        let mut all: Vec<_> = one.explanations.iter().map(|e| e.relay).collect();
+        all.extend(two.explanations.iter().map(|e| e.relay));
+        assert_eq!(all, adverts.keys().copied().collect::<Vec<_>>());
+        assert!(restarted.measurements_page(Some("relay=nope")).is_err());
+    }
+}
