@@ -245,15 +245,9 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
 /// a slash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registry_explains_recorded_verdicts_and_the_operator_command_prints_them() {
-    use std::collections::BTreeMap;
-
-    use openrelay_measure::{
-        MeasureParams, MeasureState, Measurement, RelayAdvert, Reveal, ValidatorId as MeasurerId,
-        ValidatorReport,
-    };
-    use openrelay_registry::RedbStore;
-    use openrelay_registry::measurements::MeasurementRecord;
+    use openrelay_measure::ValidatorId as MeasurerId;
     use openrelay_registry_client::measurements::MeasurementsPage;
+    use openrelay_testkit::measure::{one_epoch, record_settled, relay_id as relay};
     use openrelay_types::KeyPin;
 
     let dir = tempfile::tempdir().unwrap();
@@ -262,54 +256,9 @@ async fn the_registry_explains_recorded_verdicts_and_the_operator_command_prints
     // One settled epoch, measured by three validators: relay 0 (operator
     // 0) carries a tenth of its 1 Gbit/s, relay 1 (operator 0) 900 Mbit/s,
     // relay 2 (operator 1) is unreachable.
-    let relay = |r: u8| openrelay_measure::RelayId(relay_key(r).id().to_bytes());
-    let carried = |r: u8| match r {
-        0 => Some(100_000_000),
-        1 => Some(900_000_000),
-        _ => None,
-    };
-    let measurers: BTreeMap<MeasurerId, u128> =
-        (1..=3).map(|i| (MeasurerId([i; 32]), 1_000)).collect();
-    let adverts: BTreeMap<_, _> = (0..3)
-        .map(|r| {
-            (
-                relay(r),
-                RelayAdvert {
-                    advertised_bps: 1_000_000_000,
-                    operator_stake: 2_000,
-                    operator_advertised_bps: 2_000_000_000,
-                },
-            )
-        })
-        .collect();
-    let reveals: Vec<Reveal> = measurers
-        .keys()
-        .map(|&m| {
-            let reports = (0..3)
-                .map(|r| ValidatorReport {
-                    relay: relay(r),
-                    probes_sent: 12,
-                    probes_answered: if carried(r).is_some() { 12 } else { 0 },
-                    measurement: carried(r).map_or(Measurement::Unreachable, |bps| {
-                        Measurement::Reachable {
-                            capacity_bps: bps + u64::from(m.0[0]) * 1_000_000,
-                            rtt_micros: 2_500,
-                        }
-                    }),
-                })
-                .collect();
-            Reveal::new(1, m, reports, [m.0[0]; 32]).unwrap()
-        })
-        .collect();
-    let outcome = MeasureState::new(MeasureParams::devnet())
-        .apply_epoch(1, &measurers, &reveals, &adverts)
-        .unwrap();
+    let outcome = one_epoch(&[(0, Some(100_000_000)), (1, Some(900_000_000)), (2, None)]);
     let ended_at = unix_now() - 30;
-    {
-        let store = RedbStore::open(&state_dir.join("registry.redb")).unwrap();
-        let mut record = MeasurementRecord::load(&store, MeasureParams::devnet()).unwrap();
-        record.record_epoch(&store, &outcome, ended_at).unwrap();
-    }
+    record_settled(&state_dir.join("registry.redb"), &outcome, ended_at);
     let (registry_proc, listen, key) = start_registry(dir.path(), &state_dir, &keys, "");
     let registry = RegistryClient::new(listen.parse().unwrap(), key.parse().unwrap());
     publish(std::slice::from_ref(&registry), 0, 0, RelayRole::Ingress).await;
