@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use openrelay_directory::{
-    Directory, SignedDirectory, TrustConfig, ValidatorKey, verify_directory,
+    Directory, SignedDirectory, TrustConfig, ValidatorKey, verify_directory, weight,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +12,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = Directory::from_bytes(data) {
         assert_eq!(d.to_bytes(), data);
         let _ = d.check_contents(1_750_000_000);
+        // Weights from any measurements and stakes: one per relay, never
+        // above its clipped claim.
+        let weights = weight::directory_selection_bandwidths(&d);
+        assert_eq!(weights.len(), d.descriptors().len());
+        for (w, s) in weights.iter().zip(d.descriptors()) {
+            assert!(*w <= weight::clipped_bandwidth(s.descriptor().bandwidth_bps()));
+        }
     }
     if let Ok(s) = SignedDirectory::from_bytes(data) {
         assert_eq!(s.to_bytes(), data);

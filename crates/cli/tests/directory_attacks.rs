@@ -246,6 +246,7 @@ async fn a_chain_backed_registry_that_lies_changes_nothing() {
     adding.relays.push(ChainRelay {
         relay: registry_fixtures::relay_key(9).id(),
         bandwidth_mbps: 1_000,
+        measured: None,
     });
     let mut operators = current.operators().to_vec();
     operators.push(

@@ -68,18 +68,22 @@ async fn served_directory(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = validator_keys(dir.path(), 3);
-    let registry_config = dir.path().join("registry.toml");
+/// Starts `openrelay registry` with its state in `state_dir`, `keys` as
+/// validators (threshold 2) and `extra` appended to its config; returns the
+/// process, its address and its key.
+fn start_registry(
+    dir: &std::path::Path,
+    state_dir: &std::path::Path,
+    keys: &[ValidatorKeys],
+    extra: &str,
+) -> (Proc, String, String) {
+    let registry_config = dir.join("registry.toml");
     std::fs::write(
         &registry_config,
         format!(
-            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\ndirectory_lifetime_secs = 3600\nproposal_interval_secs = 1\n[publication]\n{PUBLICATION}\n[log]\nlevel = \"debug\"\nfile = {:?}\n",
-            dir.path().join("registry").display(),
-            key_list(&keys),
-            dir.path().join("registry.log").display(),
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nvalidators = {}\nthreshold = 2\ndirectory_lifetime_secs = 3600\nproposal_interval_secs = 1\n[publication]\n{PUBLICATION}\n{extra}",
+            state_dir.display(),
+            key_list(keys),
         ),
     )
     .unwrap();
@@ -89,12 +93,25 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
             "--config",
             &registry_config.display().to_string(),
         ],
-        &dir.path().join("registry.stderr"),
+        &dir.join("registry.stderr"),
     );
     let (listen, key) = (
         registry_proc.ready_field("listen"),
         registry_proc.ready_field("key"),
     );
+    (registry_proc, listen, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let log = format!(
+        "[log]\nlevel = \"debug\"\nfile = {:?}\n",
+        dir.path().join("registry.log").display()
+    );
+    let (_registry_proc, listen, key) =
+        start_registry(dir.path(), &dir.path().join("registry"), &keys, &log);
     let validators: Vec<Proc> = keys
         .iter()
         .map(|v| start_validator(v, &keys, 2, listen.parse().unwrap(), &key, PUBLICATION))
@@ -219,4 +236,156 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
         let warnings = kit::logs::warnings(&log);
         assert!(warnings.is_empty(), "{warnings:#?}");
     }
+}
+
+/// Issue 14, item 4: a registry process serves the settled verdicts it
+/// recorded (read back from its store at start) as JSON, filtered and
+/// bounded, and `openrelay operator measurements` explains them per relay:
+/// every validator's report, the aggregate, the tolerance and how far from
+/// a slash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_explains_recorded_verdicts_and_the_operator_command_prints_them() {
+    use openrelay_measure::ValidatorId as MeasurerId;
+    use openrelay_registry_client::measurements::MeasurementsPage;
+    use openrelay_testkit::measure::{one_epoch, record_settled, relay_id as relay};
+    use openrelay_types::KeyPin;
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let state_dir = dir.path().join("registry");
+    // One settled epoch, measured by three validators: relay 0 (operator
+    // 0) carries a tenth of its 1 Gbit/s, relay 1 (operator 0) 900 Mbit/s,
+    // relay 2 (operator 1) is unreachable.
+    let outcome = one_epoch(&[(0, Some(100_000_000)), (1, Some(900_000_000)), (2, None)]);
+    let ended_at = unix_now() - 30;
+    record_settled(&state_dir.join("registry.redb"), &outcome, ended_at);
+    let (registry_proc, listen, key) = start_registry(dir.path(), &state_dir, &keys, "");
+    let registry = RegistryClient::new(listen.parse().unwrap(), key.parse().unwrap());
+    publish(std::slice::from_ref(&registry), 0, 0, RelayRole::Ingress).await;
+    publish(std::slice::from_ref(&registry), 1, 0, RelayRole::Egress).await;
+    publish(std::slice::from_ref(&registry), 2, 1, RelayRole::Ingress).await;
+
+    // The JSON: everything, one relay, an operator's relays.
+    let page = |path: String| {
+        let registry = registry.clone();
+        async move {
+            let (status, body) = registry
+                .call(http::Method::GET, &path, Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            serde_json::from_slice::<MeasurementsPage>(&body).unwrap()
+        }
+    };
+    let all = page(paths::MEASUREMENTS.to_owned()).await;
+    assert_eq!(all.epoch, Some(1));
+    assert_eq!(all.epoch_ended_at, Some(ended_at));
+    assert_eq!(all.next_after, None);
+    assert_eq!(
+        all.explanations,
+        outcome.explanations.values().cloned().collect::<Vec<_>>()
+    );
+    let relay_pin = |r: u8| KeyPin::from_ed25519(relay_key(r).id().to_bytes());
+    let operator_pin = |o: u8| KeyPin::from_ed25519(operator_key(o).id().to_bytes());
+    let one = page(format!("{}?relay={}", paths::MEASUREMENTS, relay_pin(2))).await;
+    assert_eq!(one.explanations.len(), 1);
+    assert_eq!(one.explanations[0].relay, relay(2));
+    let op0 = page(format!(
+        "{}?operator={}",
+        paths::MEASUREMENTS,
+        operator_pin(0)
+    ))
+    .await;
+    let listed: Vec<_> = op0.explanations.iter().map(|e| e.relay).collect();
+    let mut expected = vec![relay(0), relay(1)];
+    expected.sort();
+    assert_eq!(listed, expected);
+    // Bad queries: 400 naming the parameter.
+    for bad in ["?relay=nope", "?limit=10", "?relay=x&operator=y"] {
+        let (status, body) = registry
+            .call(
+                http::Method::GET,
+                &format!("{}{bad}", paths::MEASUREMENTS),
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{bad}: {}", String::from_utf8_lossy(&body));
+    }
+
+    // The operator's command, as text and as the registry's JSON.
+    let operator = |extra: &[&str]| {
+        let mut args = vec![
+            "operator".to_owned(),
+            "measurements".to_owned(),
+            "--registry".to_owned(),
+            listen.clone(),
+            "--registry-key".to_owned(),
+            key.clone(),
+            "--operator-key".to_owned(),
+            operator_pin(0).to_string(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let out = std::process::Command::new(kit::BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = operator(&[]);
+    assert!(text.contains("measured  epoch 1"), "{text}");
+    let r0 = relay_pin(0).to_string();
+    let at = text.find(&format!("relay     {r0} up")).expect(&text);
+    let block = &text[at..];
+    let block = &block[..block[1..].find("\nrelay ").map_or(block.len(), |i| i + 1)];
+    // Relay 0: the low-median of 101, 102 and 103 Mbit/s, failing against
+    // 800 Mbit/s (20 % tolerance), one more failing epoch slashes (N = 2).
+    assert!(block.contains("FAILED: aggregate 102.0 Mbit/s"), "{block}");
+    assert!(
+        block.contains("passes at 800.0 Mbit/s (20.0 % below"),
+        "{block}"
+    );
+    for m in 1..=3u8 {
+        let line = format!(
+            "validator {} weight 1000: {}.0 Mbit/s rtt 2.5 ms, echo 12/12",
+            MeasurerId([m; 32]),
+            100 + u32::from(m)
+        );
+        assert!(block.contains(&line), "{line} in {block}");
+    }
+    assert!(
+        block.contains("1 failing epoch(s) in a row; slashed after 1 more"),
+        "{block}"
+    );
+    assert!(
+        block.contains("weight: 102.0 Mbit/s (measured 102.0 Mbit/s in epoch 1)"),
+        "{block}"
+    );
+    // Relay 2 is another operator's: not shown.
+    assert!(!text.contains(&relay_pin(2).to_string()), "{text}");
+    let json: MeasurementsPage = serde_json::from_str(operator(&["--json"]).trim()).unwrap();
+    assert_eq!(json.explanations, op0.explanations);
+    // One relay of another operator, explained as down.
+    let out = std::process::Command::new(kit::BIN)
+        .args([
+            "operator",
+            "measurements",
+            "--registry",
+            &listen,
+            "--registry-key",
+            &key,
+            "--relay",
+            &relay_pin(2).to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("DOWN: not listed"), "{text}");
+    assert!(text.contains("unreachable, echo 0/12"), "{text}");
+    drop(registry_proc);
 }

@@ -313,6 +313,7 @@ impl Chain {
                 .map(|&r| ChainRelay {
                     relay: relay_key(r).id(),
                     bandwidth_mbps: RELAY_MBPS,
+                    measured: None,
                 })
                 .collect(),
         };
@@ -952,4 +953,73 @@ async fn a_registry_started_before_its_node_waits_and_then_follows() {
     drop(validators);
     drop(registry_proc);
     forwarder.abort();
+}
+
+/// Issue 14, item 3, end to end: with a settled epoch in the records of the
+/// registry and of every validator (written to their stores before they
+/// start, as after a restart), the registry leaves out the relay found
+/// down, carries every listed relay's measurement, the validators (checking
+/// against their own records) sign it, and a client's verified directory
+/// weighs the relay measured at a tenth of its claim at that tenth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_measurements_reach_the_signed_directory_and_its_weights() {
+    use openrelay_testkit::measure::{one_epoch, record_settled};
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = validator_keys(dir.path(), 3);
+    let chain = Chain::with_four_relays(&keys).await;
+    // Relay 0 (ingress, operator 0) carries a tenth of its 1 Gbit/s, relays
+    // 1 and 2 most of it, relay 3 (egress, operator 1) is down.
+    let outcome = one_epoch(&[
+        (0, Some(100_000_000)),
+        (1, Some(900_000_000)),
+        (2, Some(800_000_000)),
+        (3, None),
+    ]);
+    let ended_at = unix_now() - 30;
+    record_settled(
+        &dir.path().join("registry/registry.redb"),
+        &outcome,
+        ended_at,
+    );
+    for v in &keys {
+        record_settled(
+            &v.dir.join(openrelay_registry::validator::STORE_FILE),
+            &outcome,
+            ended_at,
+        );
+    }
+    let registry_proc = start_chain_registry(dir.path(), &keys, &chain);
+    let listen = registry_proc.ready_field("listen");
+    let registry_key = registry_proc.ready_field("key");
+    let (validators, registry, trust) = with_validators_and_relays(
+        &chain,
+        &keys,
+        |v| start_chain_validator(v, &keys, listen.parse().unwrap(), &registry_key, &chain),
+        &listen,
+        &registry_key,
+    )
+    .await;
+    // Relay 3 published and is staked, but it is down: not listed.
+    let (verified, _) =
+        served_at_epoch(&registry, &trust, &[0, 1, 2], 0, Duration::from_secs(60)).await;
+    let listed = |r: u8| {
+        verified
+            .relays()
+            .find(|x| x.id() == relay_key(r).id())
+            .unwrap()
+    };
+    // The low-median of the three reports (bps + 1, 2 and 3 Mbit/s).
+    for (r, bps) in [(0, 102_000_000), (1, 902_000_000), (2, 802_000_000)] {
+        let m = listed(r).measured().unwrap();
+        assert_eq!(
+            (m.measured_bps, m.measured_epoch, m.measured_at),
+            (bps, 1, ended_at),
+            "relay {r}"
+        );
+    }
+    assert_eq!(listed(0).selection_bandwidth_bps(), 102_000_000);
+    assert_eq!(listed(2).selection_bandwidth_bps(), 802_000_000);
+    drop(validators);
+    drop(registry_proc);
 }

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use openrelay_directory::{
     ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields, Directory,
     Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region, RelayDescriptor,
-    RelayKey, SignedDescriptor,
+    RelayKey, RelayMeasurement, SignedDescriptor,
 };
 use openrelay_types::RelayRole;
 
@@ -91,6 +91,12 @@ impl Builder {
             self.relays.push(ChainRelay {
                 relay: relay_key.id(),
                 bandwidth_mbps: u32::try_from(mbps).unwrap(),
+                // Measured at what it claims: the example is about stake.
+                measured: Some(RelayMeasurement {
+                    measured_bps: mbps * 1_000_000,
+                    measured_epoch: 1,
+                    measured_at: 0,
+                }),
             });
             total_mbps += mbps;
         }

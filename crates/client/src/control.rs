@@ -50,6 +50,13 @@ pub struct RelayStatus {
     pub country: Option<String>,
     /// Its city, when the relay list says.
     pub city: Option<String>,
+    /// Its latest measured bandwidth, bits per second, when the directory
+    /// carries one (issue 14).
+    #[serde(default)]
+    pub measured_bps: Option<u64>,
+    /// Seconds since the measurement epoch of `measured_bps` ended.
+    #[serde(default)]
+    pub measured_age_secs: Option<u64>,
 }
 
 /// What `openrelay status` shows.
@@ -228,6 +235,8 @@ mod tests {
                 address: "192.0.2.1:4433".parse().unwrap(),
                 country: Some("NL".into()),
                 city: None,
+                measured_bps: Some(80_000_000),
+                measured_age_secs: Some(95),
             }),
             egress: None,
             path_age_secs: Some(3),

@@ -178,13 +178,15 @@ impl Client {
     }
 }
 
-fn relay_status(relay: &relay::Relay) -> control::RelayStatus {
+fn relay_status(relay: &relay::Relay, now: u64) -> control::RelayStatus {
     control::RelayStatus {
         name: relay.name.clone(),
         operator: relay.operator.to_string(),
         address: relay.addr,
         country: relay.region.country.clone(),
         city: relay.region.city.clone(),
+        measured_bps: relay.measured.map(|m| m.measured_bps),
+        measured_age_secs: relay.measured.map(|m| now.saturating_sub(m.measured_at)),
     }
 }
 
@@ -192,21 +194,22 @@ fn relay_status(relay: &relay::Relay) -> control::RelayStatus {
 fn status(manager: &PathManager, wallet: Option<&wallet::Wallet>) -> control::Status {
     let snapshot = manager.snapshot();
     let path = snapshot.latest.as_ref();
+    let now = openrelay_types::unix_now();
     control::Status {
         state: match snapshot.state {
             manager::Connectivity::Connected => control::PathState::Connected,
             manager::Connectivity::Connecting => control::PathState::Connecting,
             manager::Connectivity::Disconnected => control::PathState::Disconnected,
         },
-        ingress: path.map(|p| relay_status(&p.ingress)),
-        egress: path.map(|p| relay_status(&p.egress)),
+        ingress: path.map(|p| relay_status(&p.ingress, now)),
+        egress: path.map(|p| relay_status(&p.egress, now)),
         path_age_secs: path.map(|p| p.age().as_secs()),
         live_paths: snapshot.live_paths,
         open_flows: snapshot.open_flows,
         token_balance: wallet.map(wallet::Wallet::balance),
         directory_age_secs: manager
             .directory_issued_at()
-            .map(|issued| openrelay_types::unix_now().saturating_sub(issued)),
+            .map(|issued| now.saturating_sub(issued)),
         no_path: snapshot.no_path.as_ref().map(ToString::to_string),
         next_attempt_secs: snapshot
             .next_attempt_in

@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use openrelay_config::RelayEntry;
-use openrelay_directory::{KeyError, Network, OperatorId, VerifiedRelay};
+use openrelay_directory::{KeyError, Network, OperatorId, RelayMeasurement, VerifiedRelay};
 use openrelay_types::error::{ErrorKind, HasKind};
 use openrelay_types::{KeyPin, RelayRole};
 
@@ -145,8 +145,13 @@ pub struct Relay {
     /// entry's `bandwidth_bps` ([`UNKNOWN_BANDWIDTH`] when not known); a
     /// directory relay's advertised bandwidth clipped, and in a directory
     /// with a chain section capped by its operator's stake
-    /// ([`VerifiedRelay::selection_bandwidth_bps`]; later also measured).
+    /// ([`VerifiedRelay::selection_bandwidth_bps`]; measured relays by at
+    /// most their measurement, unmeasured ones by the bootstrap weight).
     pub bandwidth_bps: u64,
+    /// Its latest measured bandwidth and when that epoch ended, as the
+    /// directory carries it (`None`: never measured, or not from a
+    /// chain-backed directory); `openrelay status` shows it.
+    pub measured: Option<RelayMeasurement>,
     /// Its QUIC address.
     pub addr: SocketAddr,
 }
@@ -192,6 +197,7 @@ impl Relay {
                 city: Some(region.city.clone()).filter(|c| !c.is_empty()),
             },
             bandwidth_bps: relay.selection_bandwidth_bps(),
+            measured: relay.measured(),
             addr,
         }
     }
@@ -273,6 +279,7 @@ pub fn from_config(entries: &[RelayEntry]) -> Result<Vec<Relay>, RelayConfigErro
                     city: entry.city.clone(),
                 },
                 bandwidth_bps: entry.bandwidth_bps.unwrap_or(UNKNOWN_BANDWIDTH),
+                measured: None,
                 addr: entry.addr,
             })
         })

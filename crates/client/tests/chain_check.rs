@@ -165,6 +165,7 @@ impl Chain {
             .map(|&(relay, _, _)| ChainRelay {
                 relay: fixtures::relay_key(relay).id(),
                 bandwidth_mbps: RELAY_MBPS,
+                measured: None,
             })
             .collect();
         ChainSection {

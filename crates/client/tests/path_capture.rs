@@ -35,6 +35,7 @@ fn relay(name: &str, role: RelayRole, operator: &str, bandwidth: u64) -> Relay {
             city: None,
         },
         bandwidth_bps: bandwidth,
+        measured: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
     }
 }

@@ -87,11 +87,38 @@ pub struct ChainRelay {
     /// The bandwidth registered on chain (`bandwidthMbps`): the descriptor's
     /// `bandwidth_bps` is at most this times [`BPS_PER_MBPS`].
     pub bandwidth_mbps: u32,
+    /// The relay's latest measured bandwidth as the validators' settled
+    /// measurement epochs decided it (issue 14), or `None` if it was never
+    /// measured (selection then gives it the bootstrap weight,
+    /// [`crate::weight`]).
+    pub measured: Option<RelayMeasurement>,
 }
 
-const CHAIN_RELAY_LEN: usize = 32 + 4;
+/// A relay's latest aggregated measurement (`openrelay_measure`'s
+/// stake-weighted low-median of an epoch in which it was up), as a
+/// directory carries it. Every validator signing the directory checked it
+/// against its own record of the settled epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RelayMeasurement {
+    /// The aggregate, bits per second.
+    pub measured_bps: u64,
+    /// The measurement epoch it was measured in.
+    pub measured_epoch: u64,
+    /// When that epoch ended (Unix seconds): the measurement's age is the
+    /// directory's (or the reader's) time minus this.
+    pub measured_at: u64,
+}
 
-/// A directory's chain section (directory format 4): the block it reflects,
+/// The measurement field's tag: never measured.
+const UNMEASURED: u8 = 0;
+/// The measurement field's tag: measured, three `u64` follow.
+const MEASURED: u8 = 1;
+
+/// Encoded size of a [`ChainRelay`] entry without a measurement (the
+/// smallest one).
+const CHAIN_RELAY_LEN: usize = 32 + 4 + 1;
+
+/// A directory's chain section (directory format 5, issue 14: with measurements): the block it reflects,
 /// the validator set epoch whose signatures it needs, and the chain's
 /// figures for every listed operator and relay. Covered by the validators'
 /// signatures like the rest of the directory body.
@@ -193,7 +220,36 @@ impl ChainSection {
         for r in &self.relays {
             out.extend_from_slice(r.relay.as_bytes());
             out.extend_from_slice(&r.bandwidth_mbps.to_be_bytes());
+            match &r.measured {
+                None => out.push(UNMEASURED),
+                Some(m) => {
+                    out.push(MEASURED);
+                    out.extend_from_slice(&m.measured_bps.to_be_bytes());
+                    out.extend_from_slice(&m.measured_epoch.to_be_bytes());
+                    out.extend_from_slice(&m.measured_at.to_be_bytes());
+                }
+            }
         }
+    }
+
+    /// Checks that no relay was measured in an epoch that ended after
+    /// `issued_at` (beyond the clock skew tolerated between the chain's
+    /// block times and the registry's clock): a measurement from the
+    /// future is one no validator could have recorded.
+    pub(crate) fn check_measured_before(&self, issued_at: u64) -> Result<(), FormatError> {
+        let latest = issued_at.saturating_add(crate::MAX_CLOCK_SKEW_SECS);
+        if self
+            .relays
+            .iter()
+            .filter_map(|r| r.measured)
+            .any(|m| m.measured_at > latest)
+        {
+            return Err(FormatError::Invalid {
+                field: "chain relays",
+                reason: "a measurement's epoch must end before the directory is issued",
+            });
+        }
+        Ok(())
     }
 
     /// Reads the lists (after [`ChainSection::encode_lists`]) into a section
@@ -221,6 +277,20 @@ impl ChainSection {
             Ok(ChainRelay {
                 relay: RelayId::from_checked(read_key(r, "chain relays")?),
                 bandwidth_mbps: r.u32()?,
+                measured: match r.u8()? {
+                    UNMEASURED => None,
+                    MEASURED => Some(RelayMeasurement {
+                        measured_bps: r.u64()?,
+                        measured_epoch: r.u64()?,
+                        measured_at: r.u64()?,
+                    }),
+                    _ => {
+                        return Err(FormatError::Invalid {
+                            field: "chain relays",
+                            reason: "measurement tag must be 0 (none) or 1 (measured)",
+                        });
+                    }
+                },
             })
         })?;
         Ok(ChainSection {

@@ -20,11 +20,13 @@ use crate::{FormatError, OperatorId, RelayId};
 /// issuer key sets after the descriptors, RFC 9576 §6). Still read and
 /// written: a directory without [`Directory::chain`] is encoded as version 3.
 pub const DIRECTORY_VERSION: u8 = 3;
-/// The format version of directory bodies with a chain section (issue 13):
-/// version 3's fields with the chain anchor and validator epoch after the
-/// times and the chain's operator and relay figures after the issuer key
-/// sets. Signed under its own prefix (`openrelay directory v4 validator\0`).
-pub const DIRECTORY_CHAIN_VERSION: u8 = 4;
+/// The format version of directory bodies with a chain section: version
+/// 3's fields with the chain anchor and validator epoch after the times and
+/// the chain's operator and relay figures after the issuer key sets (issue
+/// 13, version 4), each relay's entry ending in its measured bandwidth
+/// (issue 14, version 5; version 4 is no longer read). Signed under its own
+/// prefix (`openrelay directory v5 validator\0`).
+pub const DIRECTORY_CHAIN_VERSION: u8 = 5;
 /// The format version of the signed-directory envelope without validator
 /// set hand-overs.
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
@@ -199,6 +201,7 @@ impl Directory {
                     .map(|p| (p.profile().operator(), p.profile().chain_account())),
                 self.descriptors.iter().map(|d| d.descriptor().relay()),
             )?;
+            chain.check_measured_before(self.issued_at)?;
         }
         Ok(())
     }
@@ -410,11 +413,11 @@ impl ValidatorSignature {
 }
 
 /// The signature prefix of a directory body: by its version byte, so a
-/// signature over a version 3 body never verifies as one over version 4
+/// signature over a version 3 body never verifies as one over version 5
 /// (bytes of another version fail to decode anyway).
 fn directory_domain(directory_bytes: &[u8]) -> Domain {
     match directory_bytes.first() {
-        Some(&DIRECTORY_CHAIN_VERSION) => Domain::DirectoryV4,
+        Some(&DIRECTORY_CHAIN_VERSION) => Domain::DirectoryV5,
         _ => Domain::Directory,
     }
 }

@@ -101,9 +101,9 @@ pub(crate) enum Domain {
     /// A validator signing a directory document (format 3, no chain
     /// section).
     Directory,
-    /// A validator signing a directory document of format 4 (with a chain
-    /// section).
-    DirectoryV4,
+    /// A validator signing a directory document of format 5 (with a chain
+    /// section carrying measurements).
+    DirectoryV5,
     /// A validator of the previous set signing a validator set hand-over.
     ValidatorSetChange,
     /// A validator signing its vote (the relays and issuer key sets it saw
@@ -123,7 +123,7 @@ impl Domain {
             Domain::DescriptorQuic => b"openrelay descriptor v2 quic\0",
             Domain::OperatorProfile => b"openrelay operator profile v1\0",
             Domain::Directory => b"openrelay directory v3 validator\0",
-            Domain::DirectoryV4 => b"openrelay directory v4 validator\0",
+            Domain::DirectoryV5 => b"openrelay directory v5 validator\0",
             Domain::ValidatorSetChange => b"openrelay validator set change v1\0",
             Domain::Vote => b"openrelay vote v2 validator\0",
             Domain::IssuerKeys => b"openrelay issuer keys v1\0",

@@ -15,7 +15,9 @@ mod verify;
 pub mod vote;
 pub mod weight;
 
-pub use chain::{BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainSection};
+pub use chain::{
+    BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainSection, RelayMeasurement,
+};
 pub use descriptor::{
     DESCRIPTOR_CONTENT_HASH_PREFIX, DESCRIPTOR_VERSION, DescriptorError, DescriptorFields,
     RelayDescriptor, SignError, SignedDescriptor, endpoint_class,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use openrelay_types::{KeyPin, RelayRole};
 
-use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection};
+use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection, RelayMeasurement};
 use crate::descriptor::{DescriptorError, RelayDescriptor};
 use crate::directory::{Directory, DirectoryDigest, SignedDirectory};
 use crate::fields::{Network, Region};
@@ -697,7 +697,7 @@ fn check_chain_figures(directory: &Directory, chain: &ChainSection) -> Result<()
 /// [`DirectoryError::HandOverForked`]); the next must be exactly one epoch
 /// above, each signed by more than two thirds of the weight of the set
 /// before it, each at a later block of the same deployment. With
-/// `directory_epoch` (a format 4 directory) the walk must end exactly at
+/// `directory_epoch` (a format 5 directory) the walk must end exactly at
 /// that epoch.
 fn walk_handovers(
     trust: &TrustConfig,
@@ -866,7 +866,7 @@ fn check_not_rolled_back(
 /// 1. the validator set that signs it is reached from the trusted set
 ///    through the envelope's hand-overs (each signed by more than two
 ///    thirds of the weight of the set before it; see `walk_handovers`),
-///    and it is the set the directory names (format 4; a format 3
+///    and it is the set the directory names (format 5; a format 3
 ///    directory is signed by the set reached);
 /// 2. that set's quorum signed the directory bytes
 ///    ([`DirectoryError::UnderSigned`] for the k-of-n genesis rule,
@@ -1075,6 +1075,13 @@ impl VerifiedDirectory {
             descriptor,
             operator,
             selection_bandwidth_bps: self.selection_bandwidths.get(index).copied().unwrap_or(0),
+            // The chain section lists the relays in the descriptors' order
+            // (`ChainSection::check_matches`).
+            measured: self
+                .directory
+                .chain()
+                .and_then(|c| c.relays.get(index))
+                .and_then(|r| r.measured),
         })
     }
 }
@@ -1087,6 +1094,7 @@ pub struct VerifiedRelay<'a> {
     /// Its operator's profile.
     pub operator: &'a OperatorProfile,
     selection_bandwidth_bps: u64,
+    measured: Option<RelayMeasurement>,
 }
 
 impl VerifiedRelay<'_> {
@@ -1132,11 +1140,19 @@ impl VerifiedRelay<'_> {
 
     /// The bandwidth path selection weighs the relay by (bits per second,
     /// before the operator-share cap of a draw): in a directory with a chain
-    /// section, the advertised bandwidth clipped and scaled down so that the
-    /// operator's relays together weigh at most what its stake covers
-    /// ([`crate::weight::stake_capped_bandwidths`]); without one, the
+    /// section, min(advertised, measured) (the bootstrap weight if never
+    /// measured) clipped and scaled down so that the operator's relays
+    /// together weigh at most what its stake covers
+    /// ([`crate::weight::directory_selection_bandwidths`]); without one, the
     /// advertised bandwidth clipped ([`crate::weight::clipped_bandwidth`]).
     pub fn selection_bandwidth_bps(&self) -> u64 {
         self.selection_bandwidth_bps
+    }
+
+    /// The relay's latest measured bandwidth and its epoch, as the
+    /// directory's chain section carries it (`None`: never measured, or a
+    /// directory without a chain section).
+    pub fn measured(&self) -> Option<RelayMeasurement> {
+        self.measured
     }
 }

@@ -41,6 +41,16 @@
 //!    operator with stake for 1 Gbit/s weighs exactly 1 Gbit/s whether it
 //!    lists one relay or a thousand, and `K` operators weigh what their
 //!    stakes buy. Directories without a chain section keep rules 1 and 2.
+//!
+//! 4. **Measurement** (issue 14; directories with a chain section). Before
+//!    rule 3, a relay the validators measured counts for min(advertised,
+//!    measured), one never measured for the bootstrap weight
+//!    min(10 % of advertised, 20 Mbit/s)
+//!    ([`openrelay_measure::selection_bandwidth`], the one statement of
+//!    the rule, which the validators' verdicts explain with too). A claim
+//!    therefore buys nothing beyond what the relay was seen to carry, and
+//!    a fresh relay little until it is tested. Relays the validators find
+//!    down are not listed at all.
 
 /// The most bandwidth (bits per second) a relay's claim counts for.
 pub const MAX_WEIGHTED_BANDWIDTH_BPS: u64 = 10_000_000_000;
@@ -95,10 +105,12 @@ pub fn stake_capped_bandwidths(advertised_bps: &[u64], covered_bps: u128) -> Vec
 
 /// Each descriptor's selection bandwidth (bits per second, before the
 /// operator-share cap of a draw), in the directory's order: with a chain
-/// section, rule 3 over each operator's relays with the cover the section
-/// gives it ([`stake_capped_bandwidths`]); without, rule 1
-/// ([`clipped_bandwidth`]). What [`crate::VerifiedRelay::selection_bandwidth_bps`]
-/// returns, and what the simulator reads a directory file with.
+/// section, rule 4 ([`openrelay_measure::selection_bandwidth`] of the
+/// advertised and measured bandwidth) then rule 3 over each operator's
+/// relays with the cover the section gives it ([`stake_capped_bandwidths`]);
+/// without, rule 1 ([`clipped_bandwidth`]). What
+/// [`crate::VerifiedRelay::selection_bandwidth_bps`] returns, and what the
+/// simulator reads a directory file with.
 pub fn directory_selection_bandwidths(directory: &crate::Directory) -> Vec<u64> {
     let descriptors = directory.descriptors();
     let Some(chain) = directory.chain() else {
@@ -120,14 +132,20 @@ pub fn directory_selection_bandwidths(directory: &crate::Directory) -> Vec<u64> 
         let covered_bps = chain.operator(&operator).map_or(0, |o| {
             u128::from(o.covered_mbps) * u128::from(crate::BPS_PER_MBPS)
         });
-        let advertised: Vec<u64> = indices
+        // The chain section lists the relays in the descriptors' order.
+        let carried: Vec<u64> = indices
             .iter()
-            .filter_map(|&i| descriptors.get(i))
-            .map(|d| d.descriptor().bandwidth_bps())
+            .filter_map(|&i| Some((descriptors.get(i)?, chain.relays.get(i)?)))
+            .map(|(d, listed)| {
+                openrelay_measure::selection_bandwidth(
+                    d.descriptor().bandwidth_bps(),
+                    listed.measured.map(|m| m.measured_bps),
+                )
+            })
             .collect();
         for (&i, w) in indices
             .iter()
-            .zip(stake_capped_bandwidths(&advertised, covered_bps))
+            .zip(stake_capped_bandwidths(&carried, covered_bps))
         {
             if let Some(slot) = out.get_mut(i) {
                 *slot = w;

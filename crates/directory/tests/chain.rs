@@ -105,7 +105,7 @@ fn at_epoch_three() -> (
 }
 
 #[test]
-fn a_chain_directory_round_trips_and_is_version_4() {
+fn a_chain_directory_round_trips_and_is_version_5() {
     let d = chain_directory(1, 100, 0);
     let bytes = d.to_bytes();
     assert_eq!(bytes[0], openrelay_directory::DIRECTORY_CHAIN_VERSION);
@@ -172,8 +172,8 @@ fn the_chain_section_must_list_exactly_the_directorys_operators_and_relays() {
 }
 
 #[test]
-fn validators_sign_version_4_under_its_own_prefix() {
-    // A signature over the version 3 body does not verify over version 4
+fn validators_sign_version_5_under_its_own_prefix() {
+    // A signature over the version 3 body does not verify over version 5
     // bytes, and the reverse: each version has its prefix.
     let v4 = chain_directory(1, 100, 0).to_bytes();
     let v3 = directory(1).to_bytes();

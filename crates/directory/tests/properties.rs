@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 use openrelay_directory::{
     ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields, Directory,
     Network, OperatorId, OperatorProfile, ProfileFields, Region, RelayDescriptor, RelayId,
-    Signature, SignedDescriptor, SignedDirectory, SignedOperatorProfile, SignedValidatorSetChange,
-    ValidatorId, ValidatorMember, ValidatorSet, ValidatorSetChange, ValidatorSignature,
+    RelayMeasurement, Signature, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
+    SignedValidatorSetChange, ValidatorId, ValidatorMember, ValidatorSet, ValidatorSetChange,
+    ValidatorSignature,
 };
 use openrelay_testkit::fixtures::*;
 use openrelay_types::{KeyPin, RelayRole};
@@ -182,15 +183,25 @@ fn anchor_any() -> impl Strategy<Value = ChainAnchor> {
 }
 
 /// The chain figures of a directory's operators and relays, from random
-/// numbers (up to four of each, as [`directory_any`] makes).
-type ChainSeed = (ChainAnchor, u64, Vec<(u128, u64)>, Vec<u32>);
+/// numbers (up to four of each, as [`directory_any`] makes); a relay's
+/// measurement, if any, ends at most its random `u64` after genesis and is
+/// clamped to the directory's issue time.
+type ChainSeed = (
+    ChainAnchor,
+    u64,
+    Vec<(u128, u64)>,
+    Vec<(u32, Option<(u64, u64, u64)>)>,
+);
 
 fn chain_seed() -> impl Strategy<Value = ChainSeed> {
     (
         anchor_any(),
         any::<u64>(),
         proptest::collection::vec(any::<(u128, u64)>(), 4),
-        proptest::collection::vec(any::<u32>(), 4),
+        proptest::collection::vec(
+            (any::<u32>(), proptest::option::of(any::<(u64, u64, u64)>())),
+            4,
+        ),
     )
 }
 
@@ -216,9 +227,18 @@ fn chain_section(seed: ChainSeed, directory: &Directory) -> ChainSection {
             .descriptors()
             .iter()
             .zip(relays)
-            .map(|(d, bandwidth_mbps)| ChainRelay {
+            .map(|(d, (bandwidth_mbps, measured))| ChainRelay {
                 relay: d.descriptor().relay(),
                 bandwidth_mbps,
+                measured: measured.map(|(bps, epoch, at)| RelayMeasurement {
+                    measured_bps: bps,
+                    measured_epoch: epoch,
+                    measured_at: at.min(
+                        directory
+                            .issued_at()
+                            .saturating_add(openrelay_directory::MAX_CLOCK_SKEW_SECS),
+                    ),
+                }),
             })
             .collect(),
     }
@@ -468,10 +488,10 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_behind_chain_versions_never_panic(
-        version in prop_oneof![Just(1u8), Just(2u8), Just(4u8)],
+        version in prop_oneof![Just(1u8), Just(2u8), Just(4u8), Just(5u8)],
         bytes in proptest::collection::vec(any::<u8>(), 0..600),
     ) {
-        // Directory 4, envelope 2, hand-over and set 1.
+        // Directory 5 (and 4, refused), envelope 2, hand-over and set 1.
         let mut input = vec![version];
         input.extend_from_slice(&bytes);
         decode_all(&input);

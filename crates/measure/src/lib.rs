@@ -8,7 +8,10 @@ mod state;
 
 pub use aggregate::{WeightedCapacity, weighted_low_median};
 pub use epoch::{EpochMargins, EpochStep, EpochTiming, ReportFate, TimingError, ValidatorEpochs};
-pub use params::{BPS_WHOLE, MeasureParams, assigned_measurers};
+pub use params::{
+    BPS_WHOLE, MeasureParams, UNMEASURED_WEIGHT_BPS, UNMEASURED_WEIGHT_CAP_BPS, assigned_measurers,
+    selection_bandwidth, unmeasured_weight,
+};
 pub use report::{
     COMMITMENT_DOMAIN, Commitment, Epoch, MAX_RELAYS_PER_REVEAL, MAX_VALIDATORS, Measurement,
     REVEAL_VERSION, RelayId, Reveal, RevealError, ValidatorId, ValidatorReport, verify_reveal,

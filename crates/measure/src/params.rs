@@ -2,7 +2,7 @@
 //! (docs/measurement.md, "Parameters"), and the seeded choice of who
 //! measures whom.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::report::{Epoch, RelayId, ValidatorId};
@@ -13,7 +13,7 @@ pub const BPS_WHOLE: u32 = 10_000;
 
 /// The verdict parameters. [`MeasureParams::default`] is the production
 /// set; [`MeasureParams::devnet`] the short one tests and the devnet use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeasureParams {
     /// How far (basis points) the aggregate may fall below the advertised
     /// bandwidth before the epoch fails. Default 2,000 (20 %): measurement
@@ -52,13 +52,6 @@ pub struct MeasureParams {
     /// The share of a validator's stake one validator slash takes, basis
     /// points. Default 500 (5 %).
     pub validator_slash_bps: u32,
-    /// An unmeasured relay's selection weight, basis points of its
-    /// advertised bandwidth. Default 1,000 (10 %).
-    pub unmeasured_weight_bps: u32,
-    /// The most an unmeasured relay's selection weight can be, bits per
-    /// second. Default 20 Mbit/s: like Tor's cap on unmeasured relays, a
-    /// fresh relay cannot attract traffic with a claim before it is tested.
-    pub unmeasured_weight_cap_bps: u64,
     /// The most capacity a test checks, bits per second: a relay
     /// advertising more is held to this. Default 10 Gbit/s, the directory's
     /// clip (`openrelay_directory::weight::MAX_WEIGHTED_BANDWIDTH_BPS`).
@@ -95,8 +88,6 @@ impl Default for MeasureParams {
             marks_to_slash: 3,
             mark_window_epochs: 12,
             validator_slash_bps: 500,
-            unmeasured_weight_bps: 1_000,
-            unmeasured_weight_cap_bps: 20_000_000,
             max_tested_bps: 10_000_000_000,
             sampled_measurers_per_relay_weakens_quorum: None,
             measurement_seconds: 5,
@@ -167,11 +158,38 @@ impl MeasureParams {
             * u128::from(BPS_WHOLE)
             / u128::from(self.epoch_seconds.max(1))
     }
+}
 
-    /// A never-measured relay's selection bandwidth.
-    pub fn unmeasured_weight(&self, advertised_bps: u64) -> u64 {
-        mul_bps_floor(advertised_bps, self.unmeasured_weight_bps)
-            .min(self.unmeasured_weight_cap_bps)
+/// An unmeasured relay's selection weight, basis points of its advertised
+/// bandwidth: 10 %.
+pub const UNMEASURED_WEIGHT_BPS: u32 = 1_000;
+
+/// The most an unmeasured relay's selection weight can be, bits per second:
+/// 20 Mbit/s. Like Tor's cap on unmeasured relays (`MaxUnmeasuredBw`), a
+/// fresh relay cannot attract traffic with a claim before it is tested.
+pub const UNMEASURED_WEIGHT_CAP_BPS: u64 = 20_000_000;
+
+/// A never-measured relay's selection bandwidth (the bootstrap weight):
+/// min([`UNMEASURED_WEIGHT_BPS`] of `advertised_bps`,
+/// [`UNMEASURED_WEIGHT_CAP_BPS`]).
+pub fn unmeasured_weight(advertised_bps: u64) -> u64 {
+    mul_bps_floor(advertised_bps, UNMEASURED_WEIGHT_BPS).min(UNMEASURED_WEIGHT_CAP_BPS)
+}
+
+/// What path selection counts a listed relay for, bits per second, before
+/// the directory's clip and its operator's stake cover:
+/// min(advertised, measured) once measured, the bootstrap weight
+/// ([`unmeasured_weight`]) before.
+///
+/// The one statement of this rule: clients weigh directories with it
+/// (`openrelay_directory::weight`) and [`crate::MeasureState::selection_bps`]
+/// explains verdicts with it. It is not a [`MeasureParams`] field on
+/// purpose: every client applies it to every network's directories, so a
+/// network cannot choose another one.
+pub fn selection_bandwidth(advertised_bps: u64, measured_bps: Option<u64>) -> u64 {
+    match measured_bps {
+        Some(measured) => advertised_bps.min(measured),
+        None => unmeasured_weight(advertised_bps),
     }
 }
 
@@ -245,8 +263,17 @@ mod tests {
         let p = MeasureParams::default();
         assert_eq!(p.passing_bps(100_000_000), 80_000_000);
         assert_eq!(p.passing_bps(u64::MAX), 8_000_000_000);
-        assert_eq!(p.unmeasured_weight(100_000_000), 10_000_000);
-        assert_eq!(p.unmeasured_weight(10_000_000_000), 20_000_000);
+        assert_eq!(unmeasured_weight(100_000_000), 10_000_000);
+        assert_eq!(unmeasured_weight(10_000_000_000), 20_000_000);
+        assert_eq!(selection_bandwidth(100_000_000, None), 10_000_000);
+        assert_eq!(
+            selection_bandwidth(100_000_000, Some(10_000_000)),
+            10_000_000
+        );
+        assert_eq!(
+            selection_bandwidth(100_000_000, Some(500_000_000)),
+            100_000_000
+        );
         assert!(!p.deviates(130, 100));
         assert!(p.deviates(131, 100));
         assert!(p.deviates(69, 100));

@@ -69,12 +69,14 @@ macro_rules! id32 {
             }
         }
 
+        // Read back from the form it prints in, so explanations can be
+        // stored and shown again (the registry's record, `operator status`).
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                parse_id(&text)
-                    .map($name)
-                    .ok_or_else(|| serde::de::Error::custom("not an ed25519:<base64url> key"))
+                parse_id(&text).map($name).ok_or_else(|| {
+                    serde::de::Error::custom("expected `ed25519:` and 32 bytes in base64url")
+                })
             }
         }
     };
@@ -83,11 +85,10 @@ macro_rules! id32 {
 /// The 32 bytes of an id printed as `ed25519:<base64url>`.
 fn parse_id(text: &str) -> Option<[u8; 32]> {
     let b64 = text.strip_prefix("ed25519:")?;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(b64)
-        .ok()?
-        .try_into()
-        .ok()
+        .ok()?;
+    bytes.try_into().ok()
 }
 
 id32!(
@@ -101,7 +102,7 @@ id32!(
 );
 
 /// What a validator measured of one relay's capacity in one epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Measurement {
     /// The capacity test ran: the rate carried through the relay, and the

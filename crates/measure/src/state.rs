@@ -73,7 +73,7 @@ fn mul_div(a: u128, b: u128, c: u128) -> u128 {
 }
 
 /// A relay's liveness as the last reported epoch left it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Liveness {
     /// Never measured: selection gives it the bootstrap weight.
@@ -86,7 +86,7 @@ pub enum Liveness {
 }
 
 /// What one epoch decided about one relay's capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EpochVerdict {
     /// The aggregate reached the passing threshold.
@@ -100,7 +100,7 @@ pub enum EpochVerdict {
 }
 
 /// One validator's report as an explanation shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExplainedReport {
     /// Who reported.
     pub validator: ValidatorId,
@@ -119,7 +119,7 @@ pub struct ExplainedReport {
 
 /// Why a relay weighs what it weighs and how far it is from a slash:
 /// what `openrelay operator status` and the registry's dashboard JSON show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The relay.
     pub relay: RelayId,
@@ -446,8 +446,8 @@ impl MeasureState {
             Some(t) if t.down => 0,
             Some(RelayTrack {
                 measured: Some(m), ..
-            }) => advertised_bps.min(m.bps),
-            _ => self.params.unmeasured_weight(advertised_bps),
+            }) => crate::params::selection_bandwidth(advertised_bps, Some(m.bps)),
+            _ => crate::params::selection_bandwidth(advertised_bps, None),
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod call;
 pub mod follow;
+pub mod measurements;
 pub mod paths;
 
 pub use call::{CallError, RegistryClient};

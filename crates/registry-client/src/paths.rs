@@ -18,3 +18,7 @@ pub const DIRECTORY: &str = "/v1/directory";
 /// Validator set hand-overs signed by members of the previous set
 /// (issue 13, item 4).
 pub const HANDOVERS: &str = "/v1/handovers";
+/// The latest measurement verdicts and their explanations, JSON
+/// (issue 14, item 4): `?relay=`, `?operator=` and `?after=` (see
+/// [`crate::measurements`]).
+pub const MEASUREMENTS: &str = "/v1/measurements";

@@ -174,6 +174,9 @@ impl ChainView {
         Ok(ChainRelay {
             relay,
             bandwidth_mbps: on_chain.bandwidth_mbps,
+            // The registry's measurement record fills it in
+            // (`MeasurementRecord::annotate`).
+            measured: None,
         })
     }
 
@@ -202,9 +205,15 @@ impl ChainView {
         })
     }
 
-    /// `directory` with its chain section at this block (format 4).
-    pub fn anchor_directory(&self, directory: Directory) -> Result<Directory, ChainSectionError> {
-        let section = self.section(&directory)?;
+    /// `directory` with its chain section at this block and the relays'
+    /// measurements from `measurements` (format 5).
+    pub fn anchor_directory(
+        &self,
+        directory: Directory,
+        measurements: &crate::measurements::MeasurementRecord,
+    ) -> Result<Directory, ChainSectionError> {
+        let mut section = self.section(&directory)?;
+        measurements.annotate(&mut section);
         Ok(directory.with_chain(section)?)
     }
 }

@@ -3,6 +3,7 @@
 pub mod chain;
 pub mod key_sets;
 pub mod keyfile;
+pub mod measurements;
 mod publication;
 pub mod publisher;
 pub mod service;

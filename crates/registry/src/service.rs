@@ -47,6 +47,10 @@ use openrelay_directory::{
     SignedDirectory, SignedIssuerKeySet, SignedValidatorSetChange, TrustConfig, TrustConfigError,
     ValidatorId, ValidatorSignature, verify_directory,
 };
+use openrelay_measure::{EpochOutcome, MeasureParams};
+use openrelay_registry_client::measurements::{
+    MAX_EXPLANATIONS_PER_PAGE, MeasurementsFilter, MeasurementsPage, MeasurementsQuery, QueryError,
+};
 use openrelay_registry_client::paths;
 use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_transport::identity::Identity;
@@ -56,6 +60,7 @@ use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
 use crate::chain::{ChainView, to_validator_set, votes_needed};
+use crate::measurements::{MeasurementRecord, RecordError};
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
 
@@ -238,6 +243,10 @@ pub struct RegistryService {
     /// Written through to the store (under [`handover_slot`]) and read
     /// back at start.
     handovers: Mutex<BTreeMap<u64, Vec<SignedValidatorSetChange>>>,
+    /// The settled measurement epochs (issue 14): which relays a
+    /// chain-backed directory lists and with which measured bandwidth,
+    /// and the explanations `GET /v1/measurements` serves.
+    measurements: Mutex<MeasurementRecord>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -276,6 +285,12 @@ impl RegistryService {
             chain: config.chain.clone(),
             chain_view: Mutex::new(None),
             handovers: Mutex::new(load_handovers(registry.store())?),
+            // The parameters only label the explanations and date epochs a
+            // record missed; the verdicts come in with each outcome.
+            measurements: Mutex::new(MeasurementRecord::load(
+                registry.store(),
+                MeasureParams::default(),
+            )?),
             registry: Arc::new(registry),
         })
     }
@@ -329,6 +344,63 @@ impl RegistryService {
             ),
             None => (self.validators.clone(), self.threshold),
         }
+    }
+
+    /// Records a settled measurement epoch's verdicts (`outcome`, of the
+    /// epoch that ended at `epoch_end_unix`), durably: from the next
+    /// proposal on, relays found down are left out and the others carry
+    /// their latest measurement.
+    pub fn record_epoch(
+        &self,
+        outcome: &EpochOutcome,
+        epoch_end_unix: u64,
+    ) -> Result<(), RecordError> {
+        lock(&self.measurements).record_epoch(self.registry.store(), outcome, epoch_end_unix)
+    }
+
+    /// The JSON of one page of `GET /v1/measurements` for `query`.
+    fn measurements_page(&self, query: Option<&str>) -> Result<Bytes, QueryError> {
+        let query = MeasurementsQuery::parse(query)?;
+        let after = query
+            .after
+            .map(|pin| openrelay_measure::RelayId(*pin.as_bytes()));
+        let operator_of = |relay: &openrelay_measure::RelayId| {
+            RelayId::from_bytes(relay.0)
+                .ok()
+                .and_then(|id| self.registry.descriptor(&id))
+                .map(|(d, _)| d.operator())
+        };
+        let record = lock(&self.measurements);
+        let include = |relay: &openrelay_measure::RelayId| {
+            after.is_none_or(|after| *relay > after)
+                && match query.filter {
+                    MeasurementsFilter::All => true,
+                    MeasurementsFilter::Relay(pin) => relay.0 == *pin.as_bytes(),
+                    MeasurementsFilter::Operator(pin) => operator_of(relay)
+                        .is_some_and(|operator| operator.as_bytes() == pin.as_bytes()),
+                }
+        };
+        let mut explanations: Vec<_> = record
+            .explanations(include)
+            .take(MAX_EXPLANATIONS_PER_PAGE + 1)
+            .cloned()
+            .collect();
+        let next_after = if explanations.len() > MAX_EXPLANATIONS_PER_PAGE {
+            explanations.truncate(MAX_EXPLANATIONS_PER_PAGE);
+            explanations.last().map(|e| e.relay)
+        } else {
+            None
+        };
+        let page = MeasurementsPage {
+            epoch: record.latest().map(|l| l.epoch),
+            epoch_ended_at: record.latest().map(|l| l.ended_at),
+            params: record.params().clone(),
+            explanations,
+            next_after,
+        };
+        // Serializing these plain types cannot fail; an empty body would
+        // only make the caller's parse fail, with a message.
+        Ok(Bytes::from(serde_json::to_vec(&page).unwrap_or_default()))
     }
 
     /// The current votes (at most [`VOTE_MAX_AGE_SECS`] old).
@@ -391,9 +463,15 @@ impl RegistryService {
         let valid_until = now.saturating_add(self.lifetime);
         // With `[chain]`, exactly the elected relays the chain admits at the
         // view's block, anchored there (validators check both).
+        // Measurements come from the chain's epochs: with `[chain]` a relay
+        // the settled epochs found down is left out, and every listed
+        // relay carries its latest measurement (validators check both
+        // against their own record).
+        let measurements = lock(&self.measurements);
         let admit = |d: &openrelay_directory::RelayDescriptor,
                      p: Option<&openrelay_directory::OperatorProfile>| {
-            view.as_ref().is_none_or(|v| v.admit(d, p).is_ok())
+            view.as_ref()
+                .is_none_or(|v| v.admit(d, p).is_ok() && !measurements.is_down(&d.relay()))
         };
         let assemble = |sequence| {
             self.registry
@@ -402,7 +480,7 @@ impl RegistryService {
                     let (directory, key_sets) =
                         self.registry.with_elected_key_sets(directory, &issuers)?;
                     let directory = match &view {
-                        Some(view) => view.anchor_directory(directory)?,
+                        Some(view) => view.anchor_directory(directory, &measurements)?,
                         None => directory,
                     };
                     Ok((directory, relays.len() + key_sets.len()))
@@ -835,6 +913,12 @@ impl RegistryService {
                     None => reply(stream, 404, "no directory signed yet", None).await,
                 }
             }
+            (Method::GET, paths::MEASUREMENTS) => {
+                match self.measurements_page(request.uri().query()) {
+                    Ok(json) => server::respond(stream, http::StatusCode::OK, json).await,
+                    Err(why) => reply(stream, 400, &why.to_string(), None).await,
+                }
+            }
             (Method::GET, paths::PROPOSAL) => {
                 let pending = lock(&self.pending).as_ref().map(|p| p.encoded.clone());
                 match pending {
@@ -1114,5 +1198,77 @@ mod handover_persistence {
         drop(restarted);
         let again = service(&state, &genesis);
         assert_eq!(again.complete_handovers(&view).unwrap(), vec![handover]);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod measurements_endpoint {
+    use std::collections::BTreeMap;
+
+    use openrelay_directory::ValidatorKey;
+    use openrelay_measure::{MeasureParams, MeasureState, RelayAdvert};
+
+    use super::*;
+
+    fn service(state: &std::path::Path) -> RegistryService {
+        let pins: Vec<String> = (1..=3u8)
+            .map(|i| format!("\"{}\"", ValidatorKey::from_bytes(&[i; 32]).id()))
+            .collect();
+        let config = RegistryConfig::from_toml(&format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {state:?}\nvalidators = [{}]\nthreshold = 2\n",
+            pins.join(", ")
+        ))
+        .unwrap();
+        RegistryService::new(&config).unwrap()
+    }
+
+    /// 300 relays explained (none reported: every one unmeasured), in
+    /// pages of at most 256 that end where the next begins; the record
+    /// survives a restart; a repeated epoch is refused.
+    #[test]
+    fn explanations_are_served_in_bounded_pages_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = service(dir.path());
+        let adverts: BTreeMap<_, _> = (0..300u16)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..2].copy_from_slice(&i.to_be_bytes());
+                (
+                    openrelay_measure::RelayId(id),
+                    RelayAdvert {
+                        advertised_bps: 1_000_000_000,
+                        operator_stake: 1,
+                        operator_advertised_bps: 1_000_000_000,
+                    },
+                )
+            })
+            .collect();
+        let outcome = MeasureState::new(MeasureParams::devnet())
+            .apply_epoch(4, &BTreeMap::new(), &[], &adverts)
+            .unwrap();
+        first.record_epoch(&outcome, 1_000).unwrap();
+        assert!(matches!(
+            first.record_epoch(&outcome, 1_000),
+            Err(RecordError::EpochNotAfter { epoch: 4, last: 4 })
+        ));
+        drop(first);
+        let restarted = service(dir.path());
+        let page = |query: Option<&str>| -> MeasurementsPage {
+            serde_json::from_slice(&restarted.measurements_page(query).unwrap()).unwrap()
+        };
+        let one = page(None);
+        assert_eq!((one.epoch, one.epoch_ended_at), (Some(4), Some(1_000)));
+        assert_eq!(one.explanations.len(), MAX_EXPLANATIONS_PER_PAGE);
+        let after = one.next_after.unwrap();
+        assert_eq!(after, one.explanations.last().unwrap().relay);
+        let query = format!("after={}", openrelay_types::KeyPin::from_ed25519(after.0));
+        let two = page(Some(&query));
+        assert_eq!(two.explanations.len(), 300 - MAX_EXPLANATIONS_PER_PAGE);
+        assert_eq!(two.next_after, None);
+        let mut all: Vec<_> = one.explanations.iter().map(|e| e.relay).collect();
+        all.extend(two.explanations.iter().map(|e| e.relay));
+        assert_eq!(all, adverts.keys().copied().collect::<Vec<_>>());
+        assert!(restarted.measurements_page(Some("relay=nope")).is_err());
     }
 }

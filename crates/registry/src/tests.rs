@@ -1184,11 +1184,12 @@ mod on_chain {
         ValidatorMember as ChainMember, ValidatorSet as ChainSet,
     };
     use openrelay_directory::vote::SignedVote;
-    use openrelay_directory::{Directory, Proposal, SignedDescriptor};
+    use openrelay_directory::{Directory, Proposal, RelayMeasurement, SignedDescriptor};
 
     use super::proposals::rules;
     use super::*;
     use crate::chain::{ChainRing, ChainView, NotAdmitted};
+    use crate::measurements::MeasurementRecord;
     use crate::validator::check::{OnChain, Refusal, Verdict, check_proposal_on_chain};
 
     /// 10^15 wei per Mbit/s (the devnet's 0.001 ETH).
@@ -1300,18 +1301,33 @@ mod on_chain {
         chain: &ChainView,
         votes: Vec<SignedVote>,
     ) -> Proposal {
+        honest_measured(registry, chain, votes, &empty_record())
+    }
+
+    /// [`honest`] by a registry with `measurements` recorded: relays found
+    /// down left out, the others with their latest measurement.
+    pub(super) fn honest_measured(
+        registry: &Registry<RedbStore>,
+        chain: &ChainView,
+        votes: Vec<SignedVote>,
+        measurements: &MeasurementRecord,
+    ) -> Proposal {
         let elected = tally(votes.iter().map(SignedVote::vote));
         let (directory, missing) = registry
             .assemble_admitted(&elected, 7, NOW, NOW + LIFETIME, |d, p| {
-                chain.admit(d, p).is_ok()
+                chain.admit(d, p).is_ok() && !measurements.is_down(&d.relay())
             })
             .unwrap();
         assert!(missing.is_empty());
-        let directory = chain.anchor_directory(directory).unwrap();
+        let directory = chain.anchor_directory(directory, measurements).unwrap();
         Proposal {
             directory: directory.to_bytes(),
             votes,
         }
+    }
+
+    pub(super) fn empty_record() -> MeasurementRecord {
+        MeasurementRecord::new(openrelay_measure::MeasureParams::devnet())
     }
 
     fn check(
@@ -1319,10 +1335,21 @@ mod on_chain {
         registry: &Registry<RedbStore>,
         ring: &ChainRing,
     ) -> Result<Verdict, Refusal> {
+        check_measured(proposal, registry, ring, &empty_record())
+    }
+
+    /// [`check`] by a validator with `measurements` recorded.
+    pub(super) fn check_measured(
+        proposal: &Proposal,
+        registry: &Registry<RedbStore>,
+        ring: &ChainRing,
+        measurements: &MeasurementRecord,
+    ) -> Result<Verdict, Refusal> {
         let own = |relay: &RelayId| registry.descriptor(relay);
         let on_chain = OnChain {
             ring,
             own_descriptor: &own,
+            measurements,
         };
         check_proposal_on_chain(proposal, &rules(), &on_chain, None, NOW)
     }
@@ -1601,7 +1628,10 @@ mod on_chain {
             .collect();
         let d = Directory::new(7, NOW, NOW + LIFETIME, full.operators().to_vec(), kept).unwrap();
         let proposal = Proposal {
-            directory: chain.anchor_directory(d).unwrap().to_bytes(),
+            directory: chain
+                .anchor_directory(d, &empty_record())
+                .unwrap()
+                .to_bytes(),
             votes,
         };
         assert_eq!(
@@ -1708,5 +1738,346 @@ mod on_chain {
             check(&proposal, &registry, &ring_of([chain])).unwrap_err(),
             Refusal::UntrustedVote(validators()[2].id())
         );
+    }
+
+    /// Measured bandwidth in chain-backed proposals (issue 14, item 3):
+    /// records fed with outcomes of real `MeasureState` epochs over
+    /// reveals.
+    mod measured {
+        use std::collections::BTreeMap;
+
+        use openrelay_measure::{
+            EpochOutcome, MeasureParams, MeasureState, Measurement, RelayAdvert, Reveal,
+            ValidatorId as MeasurerId, ValidatorReport,
+        };
+
+        use super::*;
+        use crate::measurements::{Mismatch, View};
+
+        const MBPS: u64 = 1_000_000;
+        /// When epoch `e` ended: a minute per epoch, the last before `NOW`.
+        fn end_of(epoch: u64) -> u64 {
+            NOW - 60 * (10 - epoch)
+        }
+
+        fn measure_id(relay: u32) -> openrelay_measure::RelayId {
+            openrelay_measure::RelayId(relay_key(relay).id().to_bytes())
+        }
+
+        /// The verdicts of `epochs` epochs (from 1) in which all three
+        /// measurers report `carried(epoch, relay)` for relays 0 to 3
+        /// (`None`: unreachable), every relay advertising 1 Gbit/s.
+        fn outcomes(epochs: u64, carried: impl Fn(u64, u32) -> Option<u64>) -> Vec<EpochOutcome> {
+            let measurers: BTreeMap<MeasurerId, u128> =
+                (1..=3).map(|i| (MeasurerId([i; 32]), 100)).collect();
+            let adverts: BTreeMap<_, _> = (0..4)
+                .map(|r| {
+                    (
+                        measure_id(r),
+                        RelayAdvert {
+                            advertised_bps: 1_000 * MBPS,
+                            operator_stake: 2_000,
+                            operator_advertised_bps: 2_000 * u128::from(MBPS),
+                        },
+                    )
+                })
+                .collect();
+            let mut state = MeasureState::new(MeasureParams::devnet());
+            (1..=epochs)
+                .map(|epoch| {
+                    let reveals: Vec<Reveal> = measurers
+                        .keys()
+                        .map(|&m| {
+                            let reports = (0..4)
+                                .map(|r| ValidatorReport {
+                                    relay: measure_id(r),
+                                    probes_sent: 10,
+                                    probes_answered: if carried(epoch, r).is_some() {
+                                        10
+                                    } else {
+                                        0
+                                    },
+                                    measurement: carried(epoch, r).map_or(
+                                        Measurement::Unreachable,
+                                        |bps| Measurement::Reachable {
+                                            capacity_bps: bps,
+                                            rtt_micros: 1_000,
+                                        },
+                                    ),
+                                })
+                                .collect();
+                            Reveal::new(epoch, m, reports, [m.0[0]; 32]).unwrap()
+                        })
+                        .collect();
+                    state
+                        .apply_epoch(epoch, &measurers, &reveals, &adverts)
+                        .unwrap()
+                })
+                .collect()
+        }
+
+        /// A record (in its own store under `dir`) fed with `outcomes`.
+        fn record(dir: &tempfile::TempDir, outcomes: &[EpochOutcome]) -> MeasurementRecord {
+            let store = RedbStore::open(&dir.path().join("record.redb")).unwrap();
+            let mut record = MeasurementRecord::load(&store, MeasureParams::devnet()).unwrap();
+            for o in outcomes {
+                record.record_epoch(&store, o, end_of(o.epoch)).unwrap();
+            }
+            record
+        }
+
+        /// Relay 3 down, relay 2 carrying a tenth of its claim (slashed
+        /// after the second epoch with the devnet's N = 2), relays 0 and 1
+        /// carrying 900 Mbit/s.
+        fn two_epochs() -> Vec<EpochOutcome> {
+            outcomes(2, |_, r| match r {
+                3 => None,
+                2 => Some(100 * MBPS),
+                _ => Some(900 * MBPS),
+            })
+        }
+
+        /// A populated registry on a chain, and the records of the
+        /// registry and of a validator after [`two_epochs`].
+        struct Scene {
+            _dirs: [tempfile::TempDir; 3],
+            registry: Registry<RedbStore>,
+            chain: ChainView,
+            ring: ChainRing,
+            outcomes: Vec<EpochOutcome>,
+            at_registry: MeasurementRecord,
+            at_validator: MeasurementRecord,
+        }
+
+        fn scene() -> Scene {
+            let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+            let registry = populated(&dirs[0]);
+            let chain = view(snapshot(&registry, 10));
+            let ring = ring_of([chain.clone()]);
+            let outcomes = two_epochs();
+            let at_registry = record(&dirs[1], &outcomes);
+            let at_validator = record(&dirs[2], &outcomes);
+            Scene {
+                _dirs: dirs,
+                registry,
+                chain,
+                ring,
+                outcomes,
+                at_registry,
+                at_validator,
+            }
+        }
+
+        fn measurement_of(proposal: &Proposal, relay: u32) -> Option<Option<RelayMeasurement>> {
+            let d = Directory::from_bytes(&proposal.directory).unwrap();
+            d.chain()
+                .unwrap()
+                .relay(&relay_key(relay).id())
+                .map(|r| r.measured)
+        }
+
+        #[test]
+        fn an_honest_proposal_carries_the_settled_measurements_and_is_signed() {
+            let Scene {
+                _dirs: [_registry_dir, _record_dir, vdir],
+                registry,
+                chain,
+                ring,
+                outcomes,
+                at_registry,
+                at_validator,
+            } = scene();
+            assert_eq!(outcomes[1].relay_slashes.len(), 1, "relay 2 slashed");
+            let proposal =
+                honest_measured(&registry, &chain, votes(&registry, &chain), &at_registry);
+            // Relay 3 (down) is left out; the others carry epoch 2's
+            // aggregate and its end.
+            assert_eq!(measurement_of(&proposal, 3), None);
+            assert_eq!(
+                measurement_of(&proposal, 2),
+                Some(Some(RelayMeasurement {
+                    measured_bps: 100 * MBPS,
+                    measured_epoch: 2,
+                    measured_at: end_of(2),
+                }))
+            );
+            assert!(matches!(
+                check_measured(&proposal, &registry, &ring, &at_validator),
+                Ok(Verdict::Sign { .. })
+            ));
+            // The record survives a restart (its store reopened).
+            let reopened = record(&vdir, &[]);
+            assert_eq!(reopened.latest(), at_validator.latest());
+            assert!(matches!(
+                check_measured(&proposal, &registry, &ring, &reopened),
+                Ok(Verdict::Sign { .. })
+            ));
+            // Epochs are recorded once, in order.
+            let mut again = record(&vdir, &[]);
+            let other = tempfile::tempdir().unwrap();
+            let store = RedbStore::open(&other.path().join("x.redb")).unwrap();
+            assert!(matches!(
+                again.record_epoch(&store, &outcomes[0], end_of(1)),
+                Err(crate::measurements::RecordError::EpochNotAfter { epoch: 1, last: 2 })
+            ));
+        }
+
+        #[test]
+        fn a_registry_inflating_a_measurement_gets_no_signature() {
+            let Scene {
+                registry,
+                chain,
+                ring,
+                at_registry,
+                at_validator,
+                _dirs,
+                ..
+            } = scene();
+            let proposal =
+                honest_measured(&registry, &chain, votes(&registry, &chain), &at_registry);
+            // The slashed relay (2) back at its claim, or unmeasured (the
+            // bootstrap weight), or any figure not the aggregate.
+            let slashed = relay_key(2).id();
+            let index = |s: &openrelay_directory::ChainSection| {
+                s.relays.iter().position(|r| r.relay == slashed).unwrap()
+            };
+            for forged in [Some(1_000 * MBPS), None, Some(100 * MBPS + 1)] {
+                let lie = edited(&proposal, |s| {
+                    let i = index(s);
+                    s.relays[i].measured = forged.map(|bps| RelayMeasurement {
+                        measured_bps: bps,
+                        measured_epoch: 2,
+                        measured_at: end_of(2),
+                    });
+                });
+                let refusal = check_measured(&lie, &registry, &ring, &at_validator).unwrap_err();
+                assert!(
+                    matches!(
+                        &refusal,
+                        Refusal::MeasurementsDiffer(m)
+                            if matches!(**m, Mismatch::Differs { relay, .. } if relay == slashed)
+                    ),
+                    "{forged:?}: {refusal}"
+                );
+            }
+            // An older epoch's figure, or another age, is refused too.
+            let aged = edited(&proposal, |s| {
+                let i = index(s);
+                if let Some(m) = &mut s.relays[i].measured {
+                    m.measured_at -= 1;
+                }
+            });
+            assert!(matches!(
+                check_measured(&aged, &registry, &ring, &at_validator).unwrap_err(),
+                Refusal::MeasurementsDiffer(_)
+            ));
+        }
+
+        #[test]
+        fn a_registry_listing_a_down_relay_gets_no_signature() {
+            let Scene {
+                registry,
+                chain,
+                ring,
+                at_registry,
+                at_validator,
+                _dirs,
+                ..
+            } = scene();
+            // Down in both recorded epochs: even the grace does not list it.
+            let elected = tally(votes(&registry, &chain).iter().map(SignedVote::vote));
+            let (all, _) = registry
+                .assemble_admitted(&elected, 7, NOW, NOW + LIFETIME, |d, p| {
+                    chain.admit(d, p).is_ok()
+                })
+                .unwrap();
+            let listed = Proposal {
+                directory: chain
+                    .anchor_directory(all, &at_registry)
+                    .unwrap()
+                    .to_bytes(),
+                votes: votes(&registry, &chain),
+            };
+            assert_eq!(
+                check_measured(&listed, &registry, &ring, &at_validator).unwrap_err(),
+                Refusal::MeasurementsDiffer(Box::new(Mismatch::ListsDownRelay {
+                    relay: relay_key(3).id()
+                }))
+            );
+            // Leaving it out is what the record says; leaving out a relay
+            // that is up is still an omission.
+            let honest = honest_measured(&registry, &chain, votes(&registry, &chain), &at_registry);
+            assert!(check_measured(&honest, &registry, &ring, &at_validator).is_ok());
+            // A registry claiming relay 3 is down to a validator that saw it
+            // up (measured at 900 Mbit/s): an omission.
+            let up = outcomes(2, |_, r| Some(if r == 2 { 100 * MBPS } else { 900 * MBPS }));
+            let at_validator_up = record(&tempfile::tempdir().unwrap(), &up);
+            assert_eq!(
+                check_measured(&honest, &registry, &ring, &at_validator_up).unwrap_err(),
+                Refusal::ChainOmitted {
+                    relay: relay_key(3).id()
+                }
+            );
+        }
+
+        /// The grace at settlement: a validator that recorded epoch 2
+        /// accepts a proposal wholly from epoch 1's standings (a registry
+        /// one epoch behind), not one mixing the two; a proposal from an
+        /// epoch the validator has not recorded is refused as transient.
+        #[test]
+        fn one_epoch_of_grace_either_way_and_no_mixing() {
+            let dir = tempfile::tempdir().unwrap();
+            let registry = populated(&dir);
+            let chain = view(snapshot(&registry, 10));
+            let ring = ring_of([chain.clone()]);
+            // Epoch 1: all up at 900; epoch 2: relay 0 at 500, relay 3 down.
+            let both = outcomes(2, |epoch, r| match (epoch, r) {
+                (1, _) => Some(900 * MBPS),
+                (_, 3) => None,
+                (_, 0) => Some(500 * MBPS),
+                _ => Some(900 * MBPS),
+            });
+            let (ldir, adir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let lagging = record(&ldir, &both[..1]);
+            let ahead = record(&adir, &both);
+            let votes = votes(&registry, &chain);
+            // A registry one epoch behind: accepted by the validator ahead.
+            let behind = honest_measured(&registry, &chain, votes.clone(), &lagging);
+            assert_eq!(measurement_of(&behind, 3).map(|m| m.is_some()), Some(true));
+            let behind_section = Directory::from_bytes(&behind.directory)
+                .unwrap()
+                .chain()
+                .unwrap()
+                .clone();
+            assert_eq!(ahead.check(&behind_section), Ok(View::Previous));
+            assert!(check_measured(&behind, &registry, &ring, &ahead).is_ok());
+            // A registry ahead: the lagging validator refuses, transiently.
+            let current = honest_measured(&registry, &chain, votes, &ahead);
+            let refusal = check_measured(&current, &registry, &ring, &lagging).unwrap_err();
+            assert!(
+                matches!(refusal, Refusal::MeasurementsAhead(_)),
+                "{refusal}"
+            );
+            assert!(refusal.is_transient());
+            assert!(check_measured(&current, &registry, &ring, &ahead).is_ok());
+            // Mixing: epoch 1's figure for relay 0 (higher) with epoch 2's
+            // exclusion of relay 3.
+            let mixed = edited(&current, |s| {
+                let i = s
+                    .relays
+                    .iter()
+                    .position(|r| r.relay == relay_key(0).id())
+                    .unwrap();
+                s.relays[i].measured = Some(RelayMeasurement {
+                    measured_bps: 900 * MBPS,
+                    measured_epoch: 1,
+                    measured_at: end_of(1),
+                });
+            });
+            assert!(matches!(
+                check_measured(&mixed, &registry, &ring, &ahead).unwrap_err(),
+                Refusal::MeasurementsDiffer(_)
+            ));
+        }
     }
 }

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use openrelay_directory::{
     ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields, Directory,
     Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region, RelayDescriptor,
-    RelayKey, SignedDescriptor, SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey,
+    RelayKey, RelayMeasurement, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
+    TrustConfig, ValidatorKey,
 };
 
 use openrelay_types::{KeyPin, RelayRole};
@@ -187,8 +188,9 @@ pub fn chain_anchor(block_number: u64) -> ChainAnchor {
 /// A chain section for `directory` at `block_number`, signed by validator
 /// set `validator_epoch`, as an honest registry makes it: every relay
 /// registered on chain with its advertised bandwidth (in Mbit/s, rounded
-/// up), every operator's stake covering exactly its listed relays (at
-/// 10¹⁵ wei per Mbit/s), its account the operator's seed byte repeated.
+/// up) and measured at it (epoch 1, ended when the directory was issued),
+/// every operator's stake covering exactly its listed relays (at 10¹⁵ wei
+/// per Mbit/s), its account the operator's seed byte repeated.
 pub fn chain_section(
     directory: &Directory,
     block_number: u64,
@@ -201,6 +203,14 @@ pub fn chain_section(
             relay: d.descriptor().relay(),
             bandwidth_mbps: u32::try_from(d.descriptor().bandwidth_bps().div_ceil(1_000_000))
                 .unwrap(),
+            // Measured at its claim when the directory was issued, so that
+            // stake alone decides weights in tests about stake; tests about
+            // measurement set their own.
+            measured: Some(RelayMeasurement {
+                measured_bps: d.descriptor().bandwidth_bps(),
+                measured_epoch: 1,
+                measured_at: directory.issued_at(),
+            }),
         })
         .collect();
     let operators = directory

@@ -19,6 +19,7 @@ pub mod dns;
 pub mod egress;
 pub mod ingress;
 pub mod logs;
+pub mod measure;
 pub mod netns;
 pub mod process;
 pub mod registry;

@@ -1,14 +1,41 @@
 //! `openrelay operator`: an operator's account on the registry contract
-//! (docs/chain.md): a key file, registration, stake, relays, status.
+//! (docs/chain.md): a key file, registration, stake, relays, status; and
+//! its relays' measurement verdicts explained, from the registry
+//! (`GET /v1/measurements`, issue 14).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use alloy::primitives::{B256, U256};
 use openrelay_chain::operator::{OperatorStatus, create_key_file, eth};
 use openrelay_types::{KeyPin, RelayRole};
 
+use openrelay_measure::{EpochVerdict, Explanation, Liveness, Measurement};
+use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::measurements::{
+    MAX_PAGE_BYTES, MeasurementsFilter, MeasurementsPage, MeasurementsQuery,
+};
+
 use super::chain_args::{ChainArgs, StatusArgs, parse_eth, print_sent};
 use crate::process::runtime;
+
+/// Where the registry is, for its measurement verdicts.
+#[derive(Debug, clap::Args)]
+struct RegistryArgs {
+    /// The registry's address (`[registry] addr` of a validator's config,
+    /// or a relay's `[[publish.registry]]`).
+    #[arg(long, value_name = "ADDR", requires = "registry_key")]
+    registry: Option<SocketAddr>,
+    /// The registry's key pin (`ed25519:...`).
+    #[arg(long, value_name = "PIN", requires = "registry")]
+    registry_key: Option<KeyPin>,
+}
+
+impl RegistryArgs {
+    fn client(&self) -> Option<RegistryClient> {
+        Some(RegistryClient::new(self.registry?, self.registry_key?))
+    }
+}
 
 /// Flags of `openrelay operator`.
 #[derive(Debug, clap::Args)]
@@ -119,12 +146,33 @@ enum OperatorCommand {
         #[arg(long)]
         relay_key: KeyPin,
     },
-    /// Show the account's stake, cover, relays and unbonding stake.
+    /// Show the account's stake, cover, relays and unbonding stake; with
+    /// `--registry`, also each relay's measurement verdict explained (as
+    /// `measurements` shows it).
     Status {
         #[command(flatten)]
         chain: ChainArgs,
         #[command(flatten)]
         status: StatusArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Explain the measurement verdicts of an operator's relays (or of one
+    /// relay), from the registry: every validator's last report, the
+    /// aggregate, the tolerance, the failing epochs and how many more
+    /// would slash. No chain needed.
+    Measurements {
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// The operator whose relays to explain (`ed25519:...`).
+        #[arg(long, value_name = "PIN", required_unless_present = "relay")]
+        operator_key: Option<KeyPin>,
+        /// One relay to explain instead (its descriptor key).
+        #[arg(long, value_name = "PIN", conflicts_with = "operator_key")]
+        relay: Option<KeyPin>,
+        /// Print the registry's JSON (every page merged into one).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -143,12 +191,31 @@ pub(crate) fn run(args: OperatorArgs) -> anyhow::Result<()> {
         println!("{}", signer.address());
         return Ok(());
     }
+    if let OperatorCommand::Measurements {
+        registry,
+        operator_key,
+        relay,
+        json,
+    } = &args.command
+    {
+        let client = registry
+            .client()
+            .ok_or_else(|| anyhow::anyhow!("--registry and --registry-key are needed"))?;
+        let filter = match (relay, operator_key) {
+            (Some(relay), _) => MeasurementsFilter::Relay(*relay),
+            (None, Some(operator)) => MeasurementsFilter::Operator(*operator),
+            (None, None) => MeasurementsFilter::All,
+        };
+        let page = runtime(Some(1))?.block_on(fetch_measurements(&client, filter))?;
+        print_measurements(&page, *json)?;
+        return Ok(());
+    }
     runtime(Some(1))?.block_on(on_chain(args.command))
 }
 
 async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
     let sent = match command {
-        OperatorCommand::NewKey { .. } => return Ok(()),
+        OperatorCommand::NewKey { .. } | OperatorCommand::Measurements { .. } => return Ok(()),
         OperatorCommand::Register {
             chain,
             operator_key_file,
@@ -206,9 +273,17 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
         OperatorCommand::Status {
             chain,
             status: StatusArgs { json, from_block },
+            registry,
         } => {
             let status = chain.connect().await?.status(from_block).await?;
-            print_status(&status, json);
+            let measurements = match (registry.client(), status.operator_key) {
+                (Some(client), Some(key)) => {
+                    let filter = MeasurementsFilter::Operator(KeyPin::from_ed25519(key));
+                    Some(fetch_measurements(&client, filter).await?)
+                }
+                _ => None,
+            };
+            print_status(&status, json, measurements.as_ref())?;
             return Ok(());
         }
     };
@@ -216,7 +291,11 @@ async fn on_chain(command: OperatorCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_status(status: &OperatorStatus, json: bool) {
+fn print_status(
+    status: &OperatorStatus,
+    json: bool,
+    measurements: Option<&MeasurementsPage>,
+) -> anyhow::Result<()> {
     let key = status.operator_key.map(KeyPin::from_ed25519);
     if json {
         let relays: Vec<serde_json::Value> = status
@@ -242,9 +321,10 @@ fn print_status(status: &OperatorStatus, json: bool) {
             "unbonding_wei": status.unbonding.to_string(),
             "unbonding_ready_at": status.unbonding_ready_at,
             "rewards_wei": status.rewards.to_string(),
+            "measurements": measurements,
         });
         println!("{value}");
-        return;
+        return Ok(());
     }
     println!("account   {}", status.account);
     match key {
@@ -279,4 +359,149 @@ fn print_status(status: &OperatorStatus, json: bool) {
     if !status.rewards.is_zero() {
         println!("rewards   {}", eth(status.rewards));
     }
+    if let Some(page) = measurements {
+        print_measurements(page, false)?;
+    }
+    Ok(())
+}
+
+/// The most pages one command reads (20,000 relays at 256 a page is 79).
+const MAX_PAGES: usize = 100;
+
+/// Every page of the registry's explanations for `filter`, merged.
+async fn fetch_measurements(
+    client: &RegistryClient,
+    filter: MeasurementsFilter,
+) -> anyhow::Result<MeasurementsPage> {
+    let mut query = MeasurementsQuery {
+        filter,
+        after: None,
+    };
+    let mut merged: Option<MeasurementsPage> = None;
+    for _ in 0..MAX_PAGES {
+        let (status, body) = client
+            .call(http::Method::GET, &query.path(), Vec::new())
+            .await?;
+        anyhow::ensure!(
+            status == 200,
+            "the registry answered {status} to {}: {}",
+            query.path(),
+            String::from_utf8_lossy(&body).trim()
+        );
+        anyhow::ensure!(
+            body.len() <= MAX_PAGE_BYTES,
+            "the registry's page is {} bytes, more than {MAX_PAGE_BYTES}",
+            body.len()
+        );
+        let page: MeasurementsPage = serde_json::from_slice(&body)
+            .map_err(|e| anyhow::anyhow!("the registry's measurements do not parse: {e}"))?;
+        let next = page.next_after;
+        match &mut merged {
+            None => merged = Some(page),
+            Some(all) => all.explanations.extend(page.explanations),
+        }
+        match next {
+            Some(after) => query.after = Some(KeyPin::from_ed25519(after.0)),
+            None => {
+                return merged.ok_or_else(|| anyhow::anyhow!("no page"));
+            }
+        }
+    }
+    anyhow::bail!("the registry kept paging past {MAX_PAGES} pages")
+}
+
+fn mbit(bps: u64) -> String {
+    format!("{:.1} Mbit/s", bps as f64 / 1e6)
+}
+
+/// Prints each relay's latest verdict with every validator's report (or
+/// the page as JSON).
+fn print_measurements(page: &MeasurementsPage, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(page)?);
+        return Ok(());
+    }
+    match (page.epoch, page.epoch_ended_at) {
+        (Some(epoch), Some(ended)) => {
+            println!("measured  epoch {epoch} (ended at unix time {ended})");
+        }
+        _ => println!("measured  no measurement epoch settled yet"),
+    }
+    if page.explanations.is_empty() {
+        println!("          no verdict on these relays yet");
+    }
+    for e in &page.explanations {
+        print_explanation(e);
+    }
+    Ok(())
+}
+
+fn print_explanation(e: &Explanation) {
+    let liveness = match e.liveness {
+        Liveness::Unmeasured => "never measured",
+        Liveness::Up => "up",
+        Liveness::Down => "DOWN: not listed",
+    };
+    println!(
+        "relay     {} {liveness}, advertises {}, held to {}",
+        e.relay,
+        mbit(e.advertised_bps),
+        mbit(e.expected_bps)
+    );
+    let tolerance = f64::from(e.tolerance_bps) / 100.0;
+    let verdict = match (e.verdict, e.aggregate_bps) {
+        (EpochVerdict::Passed, Some(a)) => format!("passed: aggregate {}", mbit(a)),
+        (EpochVerdict::Failed, Some(a)) => format!("FAILED: aggregate {}", mbit(a)),
+        (EpochVerdict::Down, _) => "down (at least 2/3 of the weight found it unreachable)".into(),
+        _ => "not reported".into(),
+    };
+    println!(
+        "  epoch {}: {verdict}; passes at {} ({tolerance:.1} % below what it is held to)",
+        e.epoch,
+        mbit(e.passing_bps)
+    );
+    for r in &e.reports {
+        let measured = match r.measurement {
+            Measurement::Reachable {
+                capacity_bps,
+                rtt_micros,
+            } => format!(
+                "{} rtt {:.1} ms",
+                mbit(capacity_bps),
+                f64::from(rtt_micros) / 1000.0
+            ),
+            Measurement::Unreachable => "unreachable".into(),
+        };
+        println!(
+            "  validator {} weight {}: {measured}, echo {}/{}{}",
+            r.validator,
+            r.weight,
+            r.probes_answered,
+            r.probes_sent,
+            if r.marked {
+                " (MARKED: far from the aggregate)"
+            } else {
+                ""
+            }
+        );
+    }
+    let slash = if e.slashed {
+        "SLASHED this epoch".to_owned()
+    } else if e.consecutive_failing_epochs == 0 {
+        format!(
+            "not failing; {} failing epochs in a row would slash",
+            e.failing_epochs_until_slash
+        )
+    } else {
+        format!(
+            "{} failing epoch(s) in a row; slashed after {} more",
+            e.consecutive_failing_epochs, e.failing_epochs_until_slash
+        )
+    };
+    println!("  slash: {slash}");
+    let measured = e.measured.map_or_else(
+        || "never measured: bootstrap weight".to_owned(),
+        |m| format!("measured {} in epoch {}", mbit(m.bps), m.epoch),
+    );
+    println!("  weight: {} ({measured})", mbit(e.selection_bps));
 }

@@ -52,16 +52,7 @@ async fn show(state_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     }
     for (hop, relay) in [("ingress", &status.ingress), ("egress", &status.egress)] {
         if let Some(relay) = relay {
-            let region = match (&relay.country, &relay.city) {
-                (Some(country), Some(city)) => format!(", {city} {country}"),
-                (Some(country), None) => format!(", {country}"),
-                _ => String::new(),
-            };
-            let label = format!("{hop}:");
-            println!(
-                "{label:<11} {} (operator {}{region}) at {}",
-                relay.name, relay.operator, relay.address
-            );
+            println!("{}", hop_line(hop, relay));
         }
     }
     if let Some(age) = status.path_age_secs {
@@ -79,4 +70,54 @@ async fn show(state_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
         None => println!("directory:  relay list from the config file"),
     }
     Ok(())
+}
+
+/// One hop of the path: name, operator, region, address and, where the
+/// directory carries it, the measured bandwidth and its age.
+fn hop_line(hop: &str, relay: &openrelay_client::control::RelayStatus) -> String {
+    let region = match (&relay.country, &relay.city) {
+        (Some(country), Some(city)) => format!(", {city} {country}"),
+        (Some(country), None) => format!(", {country}"),
+        _ => String::new(),
+    };
+    let measured = match (relay.measured_bps, relay.measured_age_secs) {
+        (Some(bps), Some(age)) => {
+            format!(", measured {:.1} Mbit/s {age} s ago", bps as f64 / 1e6)
+        }
+        _ => String::new(),
+    };
+    let label = format!("{hop}:");
+    format!(
+        "{label:<11} {} (operator {}{region}{measured}) at {}",
+        relay.name, relay.operator, relay.address
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use openrelay_client::control::RelayStatus;
+
+    #[test]
+    fn a_hop_shows_its_measured_bandwidth_and_age_where_known() {
+        let mut relay = RelayStatus {
+            name: "egress-abc".into(),
+            operator: "op".into(),
+            address: "192.0.2.7:4433".parse().unwrap(),
+            country: Some("NL".into()),
+            city: None,
+            measured_bps: Some(87_500_000),
+            measured_age_secs: Some(420),
+        };
+        assert_eq!(
+            super::hop_line("egress", &relay),
+            "egress:     egress-abc (operator op, NL, measured 87.5 Mbit/s 420 s ago) at 192.0.2.7:4433"
+        );
+        relay.measured_bps = None;
+        relay.measured_age_secs = None;
+        assert_eq!(
+            super::hop_line("egress", &relay),
+            "egress:     egress-abc (operator op, NL) at 192.0.2.7:4433"
+        );
+    }
 }

@@ -25,6 +25,7 @@ fn relay(n: u8, role: RelayRole, operator: u8, network: Option<&str>) -> Relay {
         network: network.map(parse_network),
         region: Region::default(),
         bandwidth_bps: UNKNOWN_BANDWIDTH,
+        measured: None,
         addr: SocketAddr::from(([192, 0, 2, n], 4433)),
     }
 }

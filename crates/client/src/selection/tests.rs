@@ -33,6 +33,7 @@ fn relay(
             city: known(city),
         },
         bandwidth_bps: bandwidth,
+        measured: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
     }
 }

@@ -35,6 +35,9 @@
 //! the descriptor names, covered, descriptor hash and bandwidth as on
 //! chain); and the chain section's figures (operators' stakes and cover,
 //! relays' registered bandwidth, the validator epoch) are the chain's.
+//! And (issue 14) the relays' measurements are those of this validator's
+//! record of the settled epochs, with no relay listed that the record
+//! found down ([`crate::measurements`], with its grace of one epoch).
 //!
 //! A registry can therefore not get signatures on two directories with one
 //! sequence number, on a sequence from which no later directory could
@@ -49,11 +52,12 @@ use crate::chain::{AnchorLookup, ChainRing, votes_needed};
 use openrelay_config::PublicationLimits;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
-    AddressClass, Directory, DirectoryDigest, DirectoryError, FormatError, IssuerId,
+    AddressClass, ChainRelay, Directory, DirectoryDigest, DirectoryError, FormatError, IssuerId,
     MAX_CLOCK_SKEW_SECS, OperatorId, Proposal, RelayId, ValidatorId,
 };
 
 use crate::key_sets::{KeySetRule, check_key_set};
+use crate::measurements::{MeasurementRecord, Standing};
 use crate::service::VOTE_MAX_AGE_SECS;
 
 /// A registry may skip this many sequence numbers beyond one per second since
@@ -362,6 +366,15 @@ pub enum Refusal {
     /// The chain has no usable validator set at the anchor.
     #[error("no usable validator set on chain at the anchor")]
     NoChainValidatorSet,
+    /// The relays' measurements (or a listed relay found down) are not
+    /// what this validator's record of the settled epochs says, after its
+    /// latest epoch or the one before (issue 14).
+    #[error("measurements: {0}")]
+    MeasurementsDiffer(Box<crate::measurements::Mismatch>),
+    /// A relay's measurement is of an epoch this validator has not recorded
+    /// yet: the registry recorded it first (an honest race at settlement).
+    #[error("measurements ahead of this validator's record: {0}")]
+    MeasurementsAhead(Box<crate::measurements::Mismatch>),
 }
 
 impl Refusal {
@@ -376,6 +389,7 @@ impl Refusal {
                 | Refusal::OmittedRelay { .. }
                 | Refusal::StaleDescriptor { .. }
                 | Refusal::OmittedKeySet { .. }
+                | Refusal::MeasurementsAhead(_)
         )
     }
 }
@@ -408,6 +422,8 @@ pub struct OnChain<'a> {
     /// This validator's own descriptor of a relay and its operator's
     /// profile, if it holds them.
     pub own_descriptor: &'a dyn Fn(&RelayId) -> Option<crate::HeldDescriptor>,
+    /// Its record of the settled measurement epochs.
+    pub measurements: &'a MeasurementRecord,
 }
 
 impl std::fmt::Debug for OnChain<'_> {
@@ -458,6 +474,14 @@ pub fn check_proposal_on_chain(
     check_record(&directory, last, now)?;
     check_times(&directory, &rules, now)?;
     let votes = check_votes(&proposal.votes, &rules, now)?;
+    let record = chain.measurements;
+    let measured_view = record.check(section).map_err(|m| {
+        if m.is_ahead(record.latest()) {
+            Refusal::MeasurementsAhead(Box::new(m))
+        } else {
+            Refusal::MeasurementsDiffer(Box::new(m))
+        }
+    })?;
     for signed in directory.descriptors() {
         let descriptor = signed.descriptor();
         if let Err(why) = view.admit(
@@ -470,10 +494,13 @@ pub fn check_proposal_on_chain(
             });
         }
     }
-    // An elected relay may be left out only if the chain does not admit
-    // this validator's own copy of its descriptor at the anchor.
+    // An elected relay may be left out only if the settled measurements
+    // the proposal was built from found it down, or the chain does not
+    // admit this validator's own copy of its descriptor at the anchor.
     let omission_allowed = |relay: &RelayId| {
-        (chain.own_descriptor)(relay).is_some_and(|(d, p)| view.admit(&d, p.as_ref()).is_err())
+        record.standing(measured_view, relay) == Standing::Down
+            || (chain.own_descriptor)(relay)
+                .is_some_and(|(d, p)| view.admit(&d, p.as_ref()).is_err())
     };
     check_relays(&directory, &votes, &rules, omission_allowed).map_err(|e| match e {
         Refusal::OmittedRelay { relay, .. } => Refusal::ChainOmitted { relay },
@@ -490,7 +517,16 @@ pub fn check_proposal_on_chain(
     if expected.operators != section.operators {
         return Err(Refusal::ChainFiguresDiffer { what: "operators" });
     }
-    if expected.relays != section.relays {
+    // Measurements were checked against the record above.
+    let same_chain_figures =
+        |a: &ChainRelay, b: &ChainRelay| a.relay == b.relay && a.bandwidth_mbps == b.bandwidth_mbps;
+    if expected.relays.len() != section.relays.len()
+        || !expected
+            .relays
+            .iter()
+            .zip(&section.relays)
+            .all(|(a, b)| same_chain_figures(a, b))
+    {
         return Err(Refusal::ChainFiguresDiffer { what: "relays" });
     }
     check_key_sets(&directory, &votes, &rules, now)?;

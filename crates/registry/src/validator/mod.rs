@@ -43,10 +43,12 @@ use openrelay_transport::service::Service;
 use tracing::{debug, info, warn};
 
 use crate::chain::ChainRing;
+use crate::measurements::{MeasurementRecord, RecordError};
 use crate::publication::{self, Publication, reply};
 use crate::service::{Wanted, decode_wanted};
 use crate::{RedbStore, Registry, RegistryStore, StoreError};
 use check::{LastSigned, Refusal, Rules, Verdict, check_proposal, check_proposal_on_chain};
+use openrelay_measure::{EpochOutcome, MeasureParams};
 
 fn lock_ring(ring: &std::sync::Mutex<ChainRing>) -> std::sync::MutexGuard<'_, ChainRing> {
     ring.lock()
@@ -103,6 +105,9 @@ pub struct Validator {
     chain: Option<openrelay_config::chain::ChainConfig>,
     /// Its recent confirmed blocks.
     ring: std::sync::Mutex<ChainRing>,
+    /// Its own record of the settled measurement epochs (issue 14), which
+    /// proposals' measurements must match.
+    measurements: std::sync::Mutex<MeasurementRecord>,
 }
 
 /// What a vote says: the relays and the issuers' key sets.
@@ -143,6 +148,7 @@ impl Validator {
         }
         let store = RedbStore::open(&config.state_dir.join(STORE_FILE))?;
         let registry = Registry::open(store, config.publication.clone())?;
+        let measurements = MeasurementRecord::load(registry.store(), MeasureParams::default())?;
         Ok(Validator {
             rules: Rules {
                 own: key.id(),
@@ -156,7 +162,22 @@ impl Validator {
             poll: Duration::from_secs(config.poll_interval_secs),
             chain: config.chain.clone(),
             ring: std::sync::Mutex::new(ChainRing::default()),
+            measurements: std::sync::Mutex::new(measurements),
         })
+    }
+
+    /// Records a settled measurement epoch's verdicts (`outcome`, of the
+    /// epoch that ended at `epoch_end_unix`), durably: proposals are
+    /// checked against it from now on.
+    pub fn record_epoch(
+        &self,
+        outcome: &EpochOutcome,
+        epoch_end_unix: u64,
+    ) -> Result<(), RecordError> {
+        self.measurements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record_epoch(self.registry.store(), outcome, epoch_end_unix)
     }
 
     /// The validator's public key.
@@ -462,10 +483,15 @@ impl Validator {
         let last = self.last_signed().map_err(Checked::Store)?;
         let checked = if self.chain.is_some() {
             let ring = lock_ring(&self.ring);
+            let measurements = self
+                .measurements
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let own = |relay: &openrelay_directory::RelayId| self.registry.descriptor(relay);
             let on_chain = check::OnChain {
                 ring: &ring,
                 own_descriptor: &own,
+                measurements: &measurements,
             };
             check_proposal_on_chain(&proposal, &self.rules, &on_chain, last.as_ref(), now)
         } else {
