@@ -612,6 +612,13 @@ impl Registry {
         })
     }
 
+    /// The number of the node's latest block.
+    pub async fn head_block(&self) -> Result<u64, OperatorError> {
+        self.bounded(self.contract.provider().get_block_number())
+            .await?
+            .map_err(|e| self.unreachable(e))
+    }
+
     /// The block the contract was deployed in: the first with code at its
     /// address, found by bisection (about 25 `eth_getCode` calls on a
     /// chain of tens of millions of blocks). Needs a node that keeps old

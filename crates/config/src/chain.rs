@@ -32,6 +32,24 @@ pub struct ChainConfig {
     /// How often the node is asked for new blocks.
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: u64,
+    /// Which verdict parameters measurement epochs are judged with
+    /// (`openrelay_measure::MeasureParams`, docs/measurement.md). The
+    /// registry and every validator of a network must use the same, or
+    /// their outcomes, and so their directories and slashes, differ.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub verdicts: VerdictProfile,
+}
+
+/// A named set of verdict parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictProfile {
+    /// `MeasureParams::default()`: a public network.
+    #[default]
+    Production,
+    /// `MeasureParams::devnet()`: fewer failing epochs to a slash, for the
+    /// devnet and tests.
+    Devnet,
 }
 
 fn default_confirmations() -> u64 {

@@ -268,6 +268,7 @@ pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
         deployed_at_block: 0,
         confirmations: 1,
         poll_interval_secs: 1,
+        verdicts: openrelay_config::chain::VerdictProfile::Devnet,
     };
     if let Some(registry) = &mut plan.registry {
         registry.chain = Some(config.clone());

@@ -7,6 +7,7 @@ pub mod measurements;
 mod publication;
 pub mod publisher;
 pub mod service;
+pub mod settle;
 mod store;
 pub mod validator;
 

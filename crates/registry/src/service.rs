@@ -306,13 +306,21 @@ impl RegistryService {
     pub async fn run(self: Arc<Self>, mut service: Service, shutdown: impl Future<Output = ()>) {
         if let Some(chain) = self.chain.clone() {
             let following = Arc::clone(&self);
-            service.spawn(crate::chain::follow(chain, move |view| {
+            service.spawn(crate::chain::follow(chain.clone(), move |view| {
                 debug!(
                     block = view.snapshot().block_number,
                     "chain block confirmed"
                 );
                 *lock(&following.chain_view) = Some(view);
             }));
+            // Settling measurement epochs only reads the chain: the key
+            // signs nothing.
+            let recording = Arc::clone(&self);
+            service.spawn(crate::settle::run_recording(
+                chain,
+                Arc::clone(&self.registry),
+                move |outcome, ended_at| recording.record_epoch(outcome, ended_at),
+            ));
         }
         let proposer = Arc::clone(&self);
         service.spawn(async move {

@@ -213,13 +213,21 @@ impl Validator {
         info!(validator = %validator.key.id(), "validator started");
         if let Some(chain) = validator.chain.clone() {
             let following = Arc::clone(&validator);
-            service.spawn(crate::chain::follow(chain, move |view| {
+            service.spawn(crate::chain::follow(chain.clone(), move |view| {
                 debug!(
                     block = view.snapshot().block_number,
                     "chain block confirmed"
                 );
                 lock_ring(&following.ring).push(view);
             }));
+            // The settled epochs are what proposals' measurements are
+            // checked against; reading them signs nothing.
+            let recording = Arc::clone(&validator);
+            service.spawn(crate::settle::run_recording(
+                chain,
+                Arc::clone(&validator.registry),
+                move |outcome, ended_at| recording.record_epoch(outcome, ended_at),
+            ));
         }
         let publications = Arc::new(PublicationService(Arc::clone(&validator.registry)));
         let voting = Arc::clone(&validator);
