@@ -61,7 +61,7 @@ pub use log::LogConfig;
 pub use registry::{PublicationLimits, RegistryConfig};
 pub use relay::{
     AdmissionConfig, DenyEntry, EgressConfig, EgressRelayConfig, IngressConfig, IngressRelayConfig,
-    Net, PaymentConfig, PublishConfig, Relay, RelayCommon, RelayConfig,
+    Net, PaymentConfig, PublishConfig, Relay, RelayCommon, RelayConfig, ThrottleForTestsConfig,
 };
 pub use validator::ValidatorConfig;
 
