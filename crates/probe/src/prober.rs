@@ -28,8 +28,8 @@ use openrelay_client::access::AccessTokens;
 use openrelay_client::flow::{FlowError, open_tcp_on, open_udp_on};
 use openrelay_client::manager::PathListener;
 use openrelay_client::path::{BuildError, Path};
-use openrelay_client::relay::Relay;
-use openrelay_config::PathConfig;
+use openrelay_client::relay::{Relay, RelayConfigError};
+use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_measure::{Measurement, RelayId, ValidatorReport};
 use openrelay_wire::target::Target;
 use rand_core::{OsRng, RngCore as _};
@@ -97,6 +97,17 @@ pub struct ProbedRelay {
     pub id: RelayId,
     /// Address, key, operator: what a path needs.
     pub relay: Relay,
+}
+
+impl ProbedRelay {
+    /// A relay given as a client's `[[relay]]` entry (address, key, role,
+    /// operator), reported as `id`.
+    pub fn from_entry(entry: &RelayEntry, id: RelayId) -> Result<Self, RelayConfigError> {
+        Ok(ProbedRelay {
+            id,
+            relay: Relay::from_entry(entry)?,
+        })
+    }
 }
 
 /// Why a test measured no capacity (the report says `Unreachable`; this
