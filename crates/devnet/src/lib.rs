@@ -536,6 +536,7 @@ fn registry_plan(
                 publication: publication.clone(),
                 limits: Default::default(),
                 chain: None,
+                measure: None,
             },
         ));
     }
