@@ -61,7 +61,10 @@ fn assert_within_tenth(probe: &Probe, limit: u64) {
 
 /// A relay pair: an ingress (operator a) to an egress (operator b), each
 /// with `extra` sections.
-fn pair(ingress_extra: &str, egress_extra: &str) -> (Standalone, Standalone, ProbedRelay, ProbedRelay) {
+fn pair(
+    ingress_extra: &str,
+    egress_extra: &str,
+) -> (Standalone, Standalone, ProbedRelay, ProbedRelay) {
     let egress = loopback_egress(egress_extra);
     let ingress = ingress_to(egress.addr, ingress_extra);
     let (i, e) = (
@@ -74,7 +77,9 @@ fn pair(ingress_extra: &str, egress_extra: &str) -> (Standalone, Standalone, Pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unthrottled_relays_measure_reachable_with_echoes_answered() {
     let (_ingress, _egress, i, e) = pair("", "");
-    let prober = Prober::start(settings(PROBER_IP), None, None).await.unwrap();
+    let prober = Prober::start(settings(PROBER_IP), None, None)
+        .await
+        .unwrap();
     for probe in [
         prober.measure_egress(&e, &i.relay).await,
         prober.measure_ingress(&i, &e.relay).await,
@@ -93,7 +98,9 @@ async fn unthrottled_relays_measure_reachable_with_echoes_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_egress_and_ingress_measure_within_a_tenth_of_the_limit() {
     let throttle = throttle_for_tests(LIMIT_BPS, &[]);
-    let prober = Prober::start(settings(PROBER_IP), None, None).await.unwrap();
+    let prober = Prober::start(settings(PROBER_IP), None, None)
+        .await
+        .unwrap();
     {
         let (_ingress, _egress, i, e) = pair("", &throttle);
         assert_within_tenth(&prober.measure_egress(&e, &i.relay).await, LIMIT_BPS);
@@ -104,8 +111,13 @@ async fn a_throttled_egress_and_ingress_measure_within_a_tenth_of_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_relay_is_unreachable_with_the_hop_to_blame() {
-    let prober = Prober::start(settings(PROBER_IP), None, None).await.unwrap();
-    for (stopped, hop) in [(RelayRole::Egress, Hop::Egress), (RelayRole::Ingress, Hop::Ingress)] {
+    let prober = Prober::start(settings(PROBER_IP), None, None)
+        .await
+        .unwrap();
+    for (stopped, hop) in [
+        (RelayRole::Egress, Hop::Egress),
+        (RelayRole::Ingress, Hop::Ingress),
+    ] {
         let (ingress, egress, i, e) = pair("", "");
         match stopped {
             RelayRole::Egress => drop(egress),
@@ -135,7 +147,9 @@ async fn a_stopped_relay_is_unreachable_with_the_hop_to_blame() {
 async fn a_relay_exempting_the_validator_address_is_measured_at_its_throttled_rate() {
     let throttle = throttle_for_tests(LIMIT_BPS, &[VALIDATOR_IP]);
     let (_ingress, _egress, i, e) = pair(&throttle, "");
-    let prober = Prober::start(settings(PROBER_IP), None, None).await.unwrap();
+    let prober = Prober::start(settings(PROBER_IP), None, None)
+        .await
+        .unwrap();
     assert_within_tenth(&prober.measure_ingress(&i, &e.relay).await, LIMIT_BPS);
     let from_validator = Prober::start(settings(VALIDATOR_IP), None, None)
         .await

@@ -157,7 +157,9 @@ async fn main() {
                         RelayRole::Ingress => prober.measure_ingress(&i, &e.relay).await,
                     };
                     measured.push(match (probe.report.measurement, probe.rate) {
-                        (Measurement::Reachable { .. }, Some(rate)) => Some((rate.bps, rate.raw_bps)),
+                        (Measurement::Reachable { .. }, Some(rate)) => {
+                            Some((rate.bps, rate.raw_bps))
+                        }
                         _ => {
                             eprintln!("unreachable: {:?}", probe.failure);
                             None
@@ -182,8 +184,16 @@ async fn main() {
                         d.errors.push(error(*bps));
                         d.raw_errors.push(error(*raw));
                     }
-                    println!("{label}  {}  unreachable {}", summary(&d.errors), d.unreachable);
-                    println!("{:19}  without warm-up discount: {}", "", summary(&d.raw_errors));
+                    println!(
+                        "{label}  {}  unreachable {}",
+                        summary(&d.errors),
+                        d.unreachable
+                    );
+                    println!(
+                        "{:19}  without warm-up discount: {}",
+                        "",
+                        summary(&d.raw_errors)
+                    );
                     throttled_all.extend(d.errors);
                 }
                 None => {

@@ -200,7 +200,13 @@ impl Prober {
             .await
     }
 
-    async fn measure(&self, id: RelayId, ingress: &Relay, egress: &Relay, counted: Counted) -> Probe {
+    async fn measure(
+        &self,
+        id: RelayId,
+        ingress: &Relay,
+        egress: &Relay,
+        counted: Counted,
+    ) -> Probe {
         let mut rtts = Vec::new();
         let tested = self.test(ingress, egress, counted, &mut rtts).await;
         let (measurement, rate, failure) = match tested {
@@ -295,7 +301,11 @@ impl Prober {
 
     /// The capacity test: a CONNECT to the sink with a fresh ticket as its
     /// first bytes, read for the warm-up and the measurement.
-    async fn transfer(&self, path: &Arc<Path>, counted: Counted) -> Result<RateEstimate, ProbeFailure> {
+    async fn transfer(
+        &self,
+        path: &Arc<Path>,
+        counted: Counted,
+    ) -> Result<RateEstimate, ProbeFailure> {
         let settings = &self.settings;
         let length = settings.warmup + settings.measurement;
         // The sink sends a little longer than the prober reads, so the
@@ -353,7 +363,8 @@ impl Prober {
             }
         }
         let samples = log.finish();
-        capacity(&samples, settings.warmup)
-            .ok_or_else(|| ProbeFailure::EndedEarly(samples.last().map_or(Duration::ZERO, |s| s.at)))
+        capacity(&samples, settings.warmup).ok_or_else(|| {
+            ProbeFailure::EndedEarly(samples.last().map_or(Duration::ZERO, |s| s.at))
+        })
     }
 }

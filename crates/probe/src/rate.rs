@@ -134,7 +134,10 @@ mod tests {
     /// A transfer at `rate` bytes/s after a ramp: `burst` bytes at once,
     /// then nothing for `stall`, then steady.
     fn transfer(rate: u64, burst: u64, stall: Duration, total: Duration) -> Vec<Sample> {
-        let mut samples = vec![Sample { at: Duration::ZERO, bytes: burst }];
+        let mut samples = vec![Sample {
+            at: Duration::ZERO,
+            bytes: burst,
+        }];
         let mut at = stall;
         while at <= total {
             let steady = (at - stall).as_secs_f64() * rate as f64;
@@ -155,7 +158,10 @@ mod tests {
         let error = (estimate.bps as f64 - 100e6).abs() / 100e6;
         assert!(error < 0.001, "{estimate:?}");
         // Counted from the first byte, the burst and the stall distort it.
-        assert!(estimate.raw_bps.abs_diff(100_000_000) > 1_000_000, "{estimate:?}");
+        assert!(
+            estimate.raw_bps.abs_diff(100_000_000) > 1_000_000,
+            "{estimate:?}"
+        );
         assert_eq!(estimate.over, 2_500 * MS);
     }
 
@@ -165,7 +171,10 @@ mod tests {
         assert_eq!(capacity(&samples, 500 * MS), None);
         assert_eq!(capacity(&[], Duration::ZERO), None);
         // A single sample past the warm-up spans no time.
-        let one = [Sample { at: 600 * MS, bytes: 10 }];
+        let one = [Sample {
+            at: 600 * MS,
+            bytes: 10,
+        }];
         assert_eq!(capacity(&one, 500 * MS), None);
     }
 
@@ -173,7 +182,10 @@ mod tests {
     fn the_median_is_the_lower_middle() {
         assert_eq!(median_rtt_micros(&[]), None);
         assert_eq!(median_rtt_micros(&[3 * MS, MS, 2 * MS]), Some(2_000));
-        assert_eq!(median_rtt_micros(&[4 * MS, MS, 3 * MS, 2 * MS]), Some(2_000));
+        assert_eq!(
+            median_rtt_micros(&[4 * MS, MS, 3 * MS, 2 * MS]),
+            Some(2_000)
+        );
         assert_eq!(
             median_rtt_micros(&[Duration::from_secs(100_000)]),
             Some(u32::MAX)
@@ -188,7 +200,19 @@ mod tests {
         }
         let samples = log.finish();
         assert_eq!(samples.len(), 11);
-        assert_eq!(samples[1], Sample { at: 10 * MS, bytes: 10_000 });
-        assert_eq!(samples[10], Sample { at: 99 * MS, bytes: 99_000 });
+        assert_eq!(
+            samples[1],
+            Sample {
+                at: 10 * MS,
+                bytes: 10_000
+            }
+        );
+        assert_eq!(
+            samples[10],
+            Sample {
+                at: 99 * MS,
+                bytes: 99_000
+            }
+        );
     }
 }

@@ -149,7 +149,10 @@ mod tests {
             let slots = schedule.slots();
             assert_eq!(slots.len(), 10);
             for pair in slots.windows(2) {
-                assert!(pair[0].start + 5 * SECOND <= pair[1].start, "{seed}: {pair:?}");
+                assert!(
+                    pair[0].start + 5 * SECOND <= pair[1].start,
+                    "{seed}: {pair:?}"
+                );
             }
             assert!(slots[9].start + 5 * SECOND <= 60 * SECOND);
             let mut tested: Vec<_> = slots.iter().map(|s| s.relay).collect();

@@ -131,9 +131,7 @@ async fn send_for_ticket(mut stream: TcpStream, tickets: &Tickets) -> std::io::R
     let until = tokio::time::Instant::now() + send_for;
     // Until the prober closes (it stops reading when its test is over) or
     // the ticket's time is up.
-    let sending = async {
-        while stream.write_all(&data).await.is_ok() {}
-    };
+    let sending = async { while stream.write_all(&data).await.is_ok() {} };
     let _ = tokio::time::timeout_at(until, sending).await;
     Ok(())
 }

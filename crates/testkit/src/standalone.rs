@@ -46,7 +46,12 @@ impl Standalone {
 impl Standalone {
     /// This relay as a client's `[[relay]]` entry of `role`, its operator
     /// named `operator` (no operator key: no access tokens).
-    pub fn entry(&self, name: &str, role: openrelay_types::RelayRole, operator: &str) -> RelayEntry {
+    pub fn entry(
+        &self,
+        name: &str,
+        role: openrelay_types::RelayRole,
+        operator: &str,
+    ) -> RelayEntry {
         RelayEntry {
             name: name.to_owned(),
             role,
@@ -65,7 +70,10 @@ impl Standalone {
 /// A `[throttle_for_tests]` section: `bps` for everyone but
 /// `exempt_sources`.
 pub fn throttle_for_tests(bps: u64, exempt_sources: &[std::net::IpAddr]) -> String {
-    let exempt: Vec<String> = exempt_sources.iter().map(|ip| format!("\"{ip}\"")).collect();
+    let exempt: Vec<String> = exempt_sources
+        .iter()
+        .map(|ip| format!("\"{ip}\""))
+        .collect();
     format!(
         "[throttle_for_tests]\nbps = {bps}\nexempt_sources = [{}]\n",
         exempt.join(", ")

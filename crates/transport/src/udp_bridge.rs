@@ -157,9 +157,9 @@ where
                 return BridgeEnd::SocketError;
             }
             let forwarded = RECEIVE_STORAGE.with(|storage| match storage.try_borrow_mut() {
-                Ok(mut storage) => receive_and_forward(
-                    &socket, &state, &mut storage, &sender, &counters, throttle,
-                ),
+                Ok(mut storage) => {
+                    receive_and_forward(&socket, &state, &mut storage, &sender, &counters, throttle)
+                }
                 // Not reachable (nothing below awaits or calls back into a
                 // bridge), but a fresh buffer is correct where a panic is not.
                 Err(_) => receive_and_forward(
