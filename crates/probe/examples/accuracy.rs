@@ -17,7 +17,8 @@
 //!
 //! ROUNDS (default 4) rounds of 3 probers per relay; SECONDS (default 2,
 //! `MeasureParams::devnet().measurement_seconds`) counted per test after
-//! a one-second warm-up.
+//! a one-second warm-up; a third argument `egress` or `ingress` measures
+//! relays of that role only.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -113,6 +114,8 @@ async fn main() {
     let rounds: usize = args.next().map_or(4, |a| a.parse().expect("ROUNDS"));
     let seconds: u64 = args.next().map_or(2, |a| a.parse().expect("SECONDS"));
     let measurement = Duration::from_secs(seconds);
+    // Optional: only `egress` or `ingress` relays.
+    let only: Option<String> = args.next();
     let started = Instant::now();
 
     // Three validators, each probing from its own loopback address with
@@ -139,6 +142,12 @@ async fn main() {
 
     let mut throttled_all = Vec::new();
     for role in [RelayRole::Egress, RelayRole::Ingress] {
+        if only
+            .as_deref()
+            .is_some_and(|only| only != format!("{role:?}").to_lowercase())
+        {
+            continue;
+        }
         for limit in LIMITS {
             let throttle = limit.map_or(String::new(), |bps| throttle_for_tests(bps, &[]));
             let (ingress_extra, egress_extra) = match role {
