@@ -41,6 +41,9 @@ use crate::servers::{Echo, Sink};
 
 /// How often a transfer is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// How long the inner connection's close has to cross the tunnel before
+/// the outer connection closes.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
 /// Bytes of an echo probe: the secret, a sequence number, a nonce.
 const ECHO_PROBE_LEN: usize = 64;
 
@@ -258,6 +261,14 @@ impl Prober {
         let path = Arc::new(path);
         self.echoes(&path, rtts).await;
         let transferred = self.transfer(&path, counted).await;
+        // The inner connection's close travels in the tunnel: closing the
+        // outer connection at once could drop it, and the relay would go
+        // on forwarding the sink's data into the dead path until its idle
+        // timeout, taking capacity from whatever it carries next (the next
+        // test, in back-to-back benchmarks).
+        path.inner()
+            .close(quinn::VarInt::from_u32(0x100), b"measurement done");
+        tokio::time::sleep(CLOSE_GRACE).await;
         path.close("measurement done");
         transferred
     }
@@ -362,6 +373,9 @@ impl Prober {
                 break;
             }
         }
+        // The sink's data stops here, not when the connection closes.
+        flow.stream
+            .stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
         let samples = log.finish();
         capacity(&samples, settings.warmup).ok_or_else(|| {
             ProbeFailure::EndedEarly(samples.last().map_or(Duration::ZERO, |s| s.at))
