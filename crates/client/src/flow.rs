@@ -344,6 +344,25 @@ pub async fn open_tcp(
     })
 }
 
+/// Opens a TCP flow to `target` on `path` only (a validator's probe
+/// measures one given path): no other path is tried. `early_data` goes out
+/// with the request, as in [`open_tcp`].
+pub async fn open_tcp_on(
+    path: &Arc<Path>,
+    target: &Target,
+    early_data: &Bytes,
+) -> Result<TcpFlow, FlowError> {
+    let request = h3util::connect_tcp_request(target).map_err(RequestError::from)?;
+    match attempt(path, request, false, early_data).await {
+        Ok((stream, _)) => Ok(TcpFlow {
+            stream,
+            _path: path.hold(),
+        }),
+        Err(Attempt::Refused(refused)) => Err(refused),
+        Err(Attempt::Failed(e)) => Err(FlowError::Broken(e)),
+    }
+}
+
 /// A QUIC endpoint whose packets to `peer` cross the relays in a UDP flow,
 /// so the registry sees an egress relay, never the user; for fetching the
 /// directory, so allowed on the relays of an expired directory

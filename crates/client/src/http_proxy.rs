@@ -125,7 +125,7 @@ async fn handle(mut tcp: TcpStream, manager: Arc<PathManager>) {
                 return;
             }
             let (send, recv) = flow.stream.split();
-            tcp_pump::pump(tcp, send, recv, after, &PumpCounters::default()).await;
+            tcp_pump::pump(tcp, send, recv, after, &PumpCounters::default(), None).await;
         }
         Err(e) => {
             debug!(error = %e, "proxy request failed");

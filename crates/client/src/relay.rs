@@ -256,34 +256,37 @@ pub fn from_config(entries: &[RelayEntry]) -> Result<Vec<Relay>, RelayConfigErro
             });
         }
     }
-    entries
-        .iter()
-        .map(|entry| {
-            let operator = match entry.operator_key {
-                Some(pin) => Operator::Known(OperatorId::try_from(pin).map_err(|source| {
-                    RelayConfigError::OperatorKey {
-                        relay: entry.name.clone(),
-                        source,
-                    }
-                })?),
-                None => Operator::Unlisted(entry.operator.clone()),
-            };
-            Ok(Relay {
-                id: RelayId::from_pin(entry.key),
-                name: entry.name.clone(),
-                role: entry.role,
-                operator,
-                network: entry.network.as_deref().map(parse_network),
-                region: Region {
-                    country: entry.country.clone(),
-                    city: entry.city.clone(),
-                },
-                bandwidth_bps: entry.bandwidth_bps.unwrap_or(UNKNOWN_BANDWIDTH),
-                measured: None,
-                addr: entry.addr,
-            })
+    entries.iter().map(Relay::from_entry).collect()
+}
+
+impl Relay {
+    /// One `[[relay]]` entry's relay (see [`from_config`], which also
+    /// checks the entries against each other).
+    pub fn from_entry(entry: &RelayEntry) -> Result<Relay, RelayConfigError> {
+        let operator = match entry.operator_key {
+            Some(pin) => Operator::Known(OperatorId::try_from(pin).map_err(|source| {
+                RelayConfigError::OperatorKey {
+                    relay: entry.name.clone(),
+                    source,
+                }
+            })?),
+            None => Operator::Unlisted(entry.operator.clone()),
+        };
+        Ok(Relay {
+            id: RelayId::from_pin(entry.key),
+            name: entry.name.clone(),
+            role: entry.role,
+            operator,
+            network: entry.network.as_deref().map(parse_network),
+            region: Region {
+                country: entry.country.clone(),
+                city: entry.city.clone(),
+            },
+            bandwidth_bps: entry.bandwidth_bps.unwrap_or(UNKNOWN_BANDWIDTH),
+            measured: None,
+            addr: entry.addr,
         })
-        .collect()
+    }
 }
 
 /// A config's network label: `AS<number>` (any case) is that AS, as in

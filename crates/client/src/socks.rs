@@ -146,7 +146,7 @@ async fn connect(
             let bound = tcp.local_addr().unwrap_or(NO_ADDRESS);
             reply(&mut tcp, Reply::Succeeded, bound).await;
             let (send, recv) = flow.stream.split();
-            tcp_pump::pump(tcp, send, recv, early_data, &PumpCounters::default()).await;
+            tcp_pump::pump(tcp, send, recv, early_data, &PumpCounters::default(), None).await;
         }
         Err(e) => {
             debug!(error = %e, "socks connect failed");

@@ -36,6 +36,7 @@ mod error;
 pub mod issuer;
 pub mod limits;
 pub mod log;
+pub mod measure;
 pub mod registry;
 pub mod relay;
 mod renamed;
@@ -58,10 +59,11 @@ pub use error::ConfigError;
 pub use issuer::{IssuerConfig, KeyPublishConfig, SettlementRelays};
 pub use limits::LimitsConfig;
 pub use log::LogConfig;
+pub use measure::MeasureConfig;
 pub use registry::{PublicationLimits, RegistryConfig};
 pub use relay::{
     AdmissionConfig, DenyEntry, EgressConfig, EgressRelayConfig, IngressConfig, IngressRelayConfig,
-    Net, PaymentConfig, PublishConfig, Relay, RelayCommon, RelayConfig,
+    Net, PaymentConfig, PublishConfig, Relay, RelayCommon, RelayConfig, ThrottleForTestsConfig,
 };
 pub use validator::ValidatorConfig;
 

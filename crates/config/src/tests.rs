@@ -682,3 +682,64 @@ fn every_example_parses_and_round_trips() {
     }
     assert_eq!(seen, 6);
 }
+
+#[test]
+fn a_test_throttle_is_off_unless_its_section_is_there() {
+    let config = RelayConfig::from_toml(EGRESS_EXAMPLE).unwrap();
+    assert_eq!(config.common().throttle_for_tests, None);
+    let text = format!(
+        "{EGRESS_EXAMPLE}\n[throttle_for_tests]\nbps = 10000000\nexempt_sources = [\"192.0.2.7\"]\n"
+    );
+    let config = RelayConfig::from_toml(&text).unwrap();
+    let throttle = config.common().throttle_for_tests.clone().unwrap();
+    assert_eq!(throttle.bps, 10_000_000);
+    assert_eq!(
+        throttle.exempt_sources,
+        ["192.0.2.7".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        RelayConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+        config
+    );
+    for (bad, field) in [
+        ("bps = 1000", "throttle_for_tests.bps"),
+        (
+            "bps = 10000000\nexempt_sources = [\"nope\"]",
+            "exempt_sources",
+        ),
+        ("rate = 10000000", "unknown field `rate`, expected `bps`"),
+    ] {
+        let text = format!("{EGRESS_EXAMPLE}\n[throttle_for_tests]\n{bad}\n");
+        let error = RelayConfig::from_toml(&text).unwrap_err();
+        assert!(error.to_string().contains(field), "{bad}: {error}");
+    }
+}
+
+#[test]
+fn probes_never_leave_from_the_validators_service_address() {
+    let base =
+        VALIDATOR_EXAMPLE.replace("listen = \"0.0.0.0:4444\"", "listen = \"192.0.2.1:4444\"");
+    let with = |measure: &str| format!("{base}\n[measure]\n{measure}\n");
+    let config = ValidatorConfig::from_toml(&with("probe_bind = \"192.0.2.9\"")).unwrap();
+    let measure = config.measure.clone().unwrap();
+    assert_eq!(
+        measure.sink_ip(),
+        "192.0.2.9".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(
+        ValidatorConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+        config
+    );
+    for (bad, field) in [
+        ("probe_bind = \"192.0.2.1\"", "measure.probe_bind"),
+        (
+            "probe_bind = \"192.0.2.9\"\nsink_bind = \"192.0.2.1\"",
+            "measure.sink_bind",
+        ),
+        ("probe_bind = \"0.0.0.0\"", "measure.probe_bind"),
+    ] {
+        let error = ValidatorConfig::from_toml(&with(bad)).unwrap_err();
+        assert!(error.to_string().contains(field), "{bad}: {error}");
+        assert!(error.to_string().contains("must"), "{bad}: {error}");
+    }
+}

@@ -47,6 +47,10 @@ pub struct ValidatorConfig {
     /// registered and covered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<crate::chain::ChainConfig>,
+    /// Measuring relays (`[measure]`): the probes' source address, never
+    /// `listen`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<crate::MeasureConfig>,
 }
 
 fn default_poll_interval_secs() -> u64 {
@@ -74,6 +78,9 @@ impl ValidatorConfig {
         check_threshold(&self.validators, self.threshold)?;
         if let Some(chain) = &self.chain {
             chain.validate("chain")?;
+        }
+        if let Some(measure) = &self.measure {
+            measure.validate(self.listen)?;
         }
         for (field, value) in [
             ("poll_interval_secs", self.poll_interval_secs),

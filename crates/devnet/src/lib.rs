@@ -288,6 +288,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                 publish,
                 // Only where tokens are checked.
                 directory: followed.clone().filter(|_| options.tokens),
+                throttle_for_tests: None,
             };
             let config = match role {
                 RelayRole::Egress => {
@@ -535,6 +536,7 @@ fn registry_plan(
                 publication: publication.clone(),
                 limits: Default::default(),
                 chain: None,
+                measure: None,
             },
         ));
     }

@@ -240,10 +240,11 @@ pub(crate) async fn tcp(
     );
     shared.stats.tcp_flows.fetch_add(1, Ordering::Relaxed);
     let (send, recv) = stream.split();
+    let throttle = shared.throttle_for(&context);
     tokio::select! {
         // A paying session meters its own bytes (added to the totals when
         // it ends).
-        () = tcp_pump::pump(tcp, send, recv, Bytes::new(), session.as_ref().map_or(&shared.stats.tcp, |s| &s.tcp)) => {}
+        () = tcp_pump::pump(tcp, send, recv, Bytes::new(), session.as_ref().map_or(&shared.stats.tcp, |s| &s.tcp), throttle.as_deref()) => {}
         () = context.shutdown.wait() => {}
     }
 }
@@ -297,6 +298,7 @@ pub(crate) async fn udp(
         socket,
         settings.udp_idle_timeout,
         Arc::clone(session.as_ref().map_or(&shared.stats.udp, |s| &s.udp)),
+        shared.throttle_for(&context),
         context.shutdown.wait(),
     )
     .await;

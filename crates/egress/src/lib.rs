@@ -25,6 +25,7 @@ use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
 use openrelay_transport::service::Service;
 use openrelay_transport::tcp_pump::PumpCounters;
+use openrelay_transport::throttle_for_tests::ThrottleForTests;
 use openrelay_transport::udp_bridge::BridgeCounters;
 use openrelay_types::{ErrorKind, HasKind};
 use openrelay_wire::proxy_status::ProxyErrorType;
@@ -111,6 +112,8 @@ pub struct EgressSettings {
     pub congestion: openrelay_config::CongestionControl,
     /// Connection, stream and time limits.
     pub limits: ServerLimits,
+    /// A throughput limit for tests (`[throttle_for_tests]`); none by default.
+    pub throttle_for_tests: Option<openrelay_config::ThrottleForTestsConfig>,
 }
 
 impl EgressSettings {
@@ -156,6 +159,7 @@ impl EgressSettings {
             congestion: config.congestion,
             limits: ServerLimits::egress(egress.max_flows_per_connection)
                 .with_config(&config.limits),
+            throttle_for_tests: config.throttle_for_tests.clone(),
         })
     }
 }
@@ -237,6 +241,19 @@ pub(crate) struct Shared {
     pub(crate) resolver: Resolver,
     /// Shared by lookups and forwarded DNS queries.
     pub(crate) slots: Arc<LookupSlots>,
+    /// `[throttle_for_tests]`, if on.
+    pub(crate) throttle: Option<Arc<ThrottleForTests>>,
+}
+
+impl Shared {
+    /// The test throttle for flows of `context`'s connection (its peer is
+    /// an ingress), unless off or the peer is exempt.
+    pub(crate) fn throttle_for(&self, context: &RequestContext) -> Option<Arc<ThrottleForTests>> {
+        self.throttle
+            .as_ref()
+            .filter(|throttle| throttle.applies_to(context.connection.remote_address().ip()))
+            .cloned()
+    }
 }
 
 /// The lookup slots' name for the egress's own lookups (no client
@@ -327,6 +344,7 @@ impl Egress {
         }
         refuse_named_infrastructure(&self.settings, &self.resolver, &self.policy).await;
         let shared = Arc::new(Shared {
+            throttle: ThrottleForTests::start(self.settings.throttle_for_tests.as_ref()),
             settings: self.settings,
             stats: EgressStats::default(),
             payments: self.payments,

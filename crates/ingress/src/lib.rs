@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use h3::ext::Protocol;
-use openrelay_config::{CongestionControl, IngressRelayConfig};
+use openrelay_config::{CongestionControl, IngressRelayConfig, ThrottleForTestsConfig};
 use openrelay_log::Sensitive;
 use openrelay_transport::endpoint::{OUTER_MTU, Tuning};
 use openrelay_transport::identity::Identity;
 use openrelay_transport::limits::ServerLimits;
 use openrelay_transport::server::{self, RequestContext, RequestHandler, ServerStream, StartError};
 use openrelay_transport::service::Service;
+use openrelay_transport::throttle_for_tests::ThrottleForTests;
 use openrelay_transport::udp;
 use openrelay_transport::udp_bridge::{self, BridgeCounters};
 use openrelay_types::{ErrorKind, HasKind};
@@ -79,6 +80,8 @@ pub struct IngressSettings {
     pub congestion: CongestionControl,
     /// Connection, stream and time limits.
     pub limits: ServerLimits,
+    /// A throughput limit for tests (`[throttle_for_tests]`); none by default.
+    pub throttle_for_tests: Option<ThrottleForTestsConfig>,
 }
 
 impl IngressSettings {
@@ -112,6 +115,7 @@ impl IngressSettings {
             state_dir: config.state_dir.clone(),
             congestion: config.congestion,
             limits: ServerLimits::ingress().with_config(&config.limits),
+            throttle_for_tests: config.throttle_for_tests.clone(),
         })
     }
 
@@ -143,6 +147,7 @@ struct Shared {
     limiter: TunnelLimiter,
     stats: IngressStats,
     admission: Option<Arc<Admission>>,
+    throttle: Option<Arc<ThrottleForTests>>,
 }
 
 impl RequestHandler for Shared {
@@ -206,6 +211,7 @@ impl Ingress {
     pub async fn serve(mut self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::new(Shared {
             limiter: TunnelLimiter::new(self.settings.tunnels_per_address()),
+            throttle: ThrottleForTests::start(self.settings.throttle_for_tests.as_ref()),
             settings: self.settings,
             stats: IngressStats::default(),
             admission: self.admission,
@@ -408,6 +414,11 @@ async fn handle_request(
         return;
     }
     shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
+    let throttle = shared
+        .throttle
+        .as_ref()
+        .filter(|throttle| throttle.applies_to(context.connection.remote_address().ip()))
+        .cloned();
     let end = udp_bridge::run(
         &context.router,
         context.connection.clone(),
@@ -415,6 +426,7 @@ async fn handle_request(
         Arc::new(socket),
         shared.settings.tunnel_idle_timeout,
         Arc::clone(&shared.stats.bytes),
+        throttle,
         context.shutdown.wait(),
     )
     .await;

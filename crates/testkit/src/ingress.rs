@@ -156,6 +156,7 @@ pub fn start_ingress_of(
         state_dir: state_dir.to_owned(),
         congestion: Default::default(),
         limits: openrelay_transport::limits::ServerLimits::ingress(),
+        throttle_for_tests: None,
     };
     let ingress = Ingress::bind(settings, &identity).unwrap();
     let addr = ingress.local_addr().unwrap();

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use openrelay_config::RelayEntry;
 use openrelay_types::KeyPin;
 
 use crate::process::Proc;
@@ -40,6 +41,63 @@ impl Standalone {
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
+}
+
+impl Standalone {
+    /// This relay as a client's `[[relay]]` entry of `role`, its operator
+    /// named `operator` (no operator key: no access tokens).
+    pub fn entry(
+        &self,
+        name: &str,
+        role: openrelay_types::RelayRole,
+        operator: &str,
+    ) -> RelayEntry {
+        RelayEntry {
+            name: name.to_owned(),
+            role,
+            operator: operator.to_owned(),
+            operator_key: None,
+            addr: self.addr,
+            key: self.pin,
+            country: None,
+            city: None,
+            network: None,
+            bandwidth_bps: None,
+        }
+    }
+}
+
+/// A `[throttle_for_tests]` section: `bps` for everyone but
+/// `exempt_sources`.
+pub fn throttle_for_tests(bps: u64, exempt_sources: &[std::net::IpAddr]) -> String {
+    let exempt: Vec<String> = exempt_sources
+        .iter()
+        .map(|ip| format!("\"{ip}\""))
+        .collect();
+    format!(
+        "[throttle_for_tests]\nbps = {bps}\nexempt_sources = [{}]\n",
+        exempt.join(", ")
+    )
+}
+
+/// An egress that may reach loopback (a prober's sink on this machine);
+/// `extra` (sections only) is appended.
+pub fn loopback_egress(extra: &str) -> Standalone {
+    relay(
+        "egress",
+        &format!("[egress]\ndangerously_allow_networks = [\"127.0.0.0/8\"]\n{extra}"),
+        "info",
+    )
+}
+
+/// An ingress forwarding to `egress` only; `extra` (sections only) is
+/// appended.
+pub fn ingress_to(egress: SocketAddr, extra: &str) -> Standalone {
+    relay(
+        "ingress",
+        &format!("[ingress]\negress_relays = [\"{egress}\"]\n{extra}"),
+        "info",
+    )
 }
 
 /// A relay of `role` (`ingress` or `egress`) on 127.0.0.1 logging at

@@ -16,6 +16,7 @@ pub mod task;
 pub mod tcp_pump;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod throttle_for_tests;
 pub mod tls;
 pub mod tunnel_socket;
 pub mod udp;

@@ -13,6 +13,8 @@ use h3::quic::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::throttle_for_tests::ThrottleForTests;
+
 /// Read size per TCP read; a DATA frame carries at most this much.
 const CHUNK: usize = 64 * 1024;
 
@@ -72,16 +74,18 @@ pub struct PumpCounters {
 
 /// Runs until both directions finished or either failed. `initial` is sent
 /// into the stream before anything read from TCP (bytes the caller already
-/// read while parsing a proxy request).
+/// read while parsing a proxy request). With `throttle` (a relay's
+/// `[throttle_for_tests]`), every byte in either direction waits for it.
 pub async fn pump(
     tcp: TcpStream,
     send: impl StreamSend,
     recv: impl StreamRecv,
     initial: Bytes,
     counters: &PumpCounters,
+    throttle: Option<&ThrottleForTests>,
 ) {
     let (tcp_read, tcp_write) = tcp.into_split();
-    pump_halves(tcp_read, tcp_write, send, recv, initial, counters).await;
+    pump_halves(tcp_read, tcp_write, send, recv, initial, counters, throttle).await;
 }
 
 /// [`pump`] over any byte stream given as its two halves (e.g. a TCP
@@ -94,6 +98,7 @@ pub async fn pump_halves(
     mut recv: impl StreamRecv,
     initial: Bytes,
     counters: &PumpCounters,
+    throttle: Option<&ThrottleForTests>,
 ) {
     let stream_to_tcp = async {
         let mut gathered = BytesMut::with_capacity(CHUNK);
@@ -119,6 +124,9 @@ pub async fn pump_halves(
                 }
             }
             if !gathered.is_empty() {
+                if let Some(throttle) = throttle {
+                    throttle.take(gathered.len()).await;
+                }
                 tcp_write.write_all(&gathered).await.map_err(|_| ())?;
                 counters
                     .to_tcp
@@ -144,6 +152,9 @@ pub async fn pump_halves(
                     return Ok::<(), ()>(());
                 }
                 Ok(n) => {
+                    if let Some(throttle) = throttle {
+                        throttle.take(n).await;
+                    }
                     counters.from_tcp.fetch_add(n as u64, Ordering::Relaxed);
                     send.send_chunk(buf.split().freeze()).await?;
                 }

@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crate::datagrams::{DatagramRouter, DatagramSender, DatagramSink, RouteError};
+use crate::throttle_for_tests::ThrottleForTests;
 
 /// Room for one received message: a GRO burst is at most 64 KiB.
 const RECEIVE_BUFFER: usize = 65_536;
@@ -65,10 +66,18 @@ struct SocketSink {
     socket: Arc<UdpSocket>,
     clock: Arc<ActivityClock>,
     counters: Arc<BridgeCounters>,
+    throttle: Option<Arc<ThrottleForTests>>,
 }
 
 impl DatagramSink for SocketSink {
     fn deliver(&self, payload: Bytes) {
+        // A datagram cannot wait here (the connection's router hands it
+        // over): over the test throttle it is dropped, as a policer does.
+        if let Some(throttle) = &self.throttle
+            && !throttle.try_take(payload.len())
+        {
+            return;
+        }
         // try_send: a full socket buffer drops the datagram, as UDP does.
         if self.socket.try_send(&payload).is_ok() {
             self.clock.touch();
@@ -107,7 +116,10 @@ impl ActivityClock {
 /// Bridges request `stream` (already answered with 2xx) to `socket` until one
 /// side ends, the flow idles out, or `shutdown` resolves. The stream is
 /// borrowed: the caller keeps it (one copy per flow, not one per nested
-/// future).
+/// future). With `throttle` (a relay's `[throttle_for_tests]`), the socket
+/// is read only while the bucket is out of debt (shaping) and datagrams
+/// towards it beyond the rate are dropped (policing).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S>(
     router: &Arc<DatagramRouter>,
     connection: quinn::Connection,
@@ -115,6 +127,7 @@ pub async fn run<S>(
     socket: Arc<UdpSocket>,
     idle_timeout: Duration,
     counters: Arc<BridgeCounters>,
+    throttle: Option<Arc<ThrottleForTests>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<BridgeEnd, RouteError>
 where
@@ -127,6 +140,7 @@ where
         socket: Arc::clone(&socket),
         clock: Arc::clone(&clock),
         counters: Arc::clone(&counters),
+        throttle: throttle.clone(),
     });
     let _route = router.register(stream_id, sink.clone())?;
 
@@ -134,17 +148,28 @@ where
         let Ok(state) = quinn::udp::UdpSocketState::new((&*socket).into()) else {
             return BridgeEnd::SocketError;
         };
+        let throttle = throttle.as_deref();
         loop {
+            if let Some(throttle) = throttle {
+                throttle.ready().await;
+            }
             if socket.readable().await.is_err() {
                 return BridgeEnd::SocketError;
             }
             let forwarded = RECEIVE_STORAGE.with(|storage| match storage.try_borrow_mut() {
                 Ok(mut storage) => {
-                    receive_and_forward(&socket, &state, &mut storage, &sender, &counters)
+                    receive_and_forward(&socket, &state, &mut storage, &sender, &counters, throttle)
                 }
                 // Not reachable (nothing below awaits or calls back into a
                 // bridge), but a fresh buffer is correct where a panic is not.
-                Err(_) => receive_and_forward(&socket, &state, &mut Vec::new(), &sender, &counters),
+                Err(_) => receive_and_forward(
+                    &socket,
+                    &state,
+                    &mut Vec::new(),
+                    &sender,
+                    &counters,
+                    throttle,
+                ),
             });
             match forwarded {
                 Ok(true) => clock.touch(),
@@ -205,14 +230,15 @@ where
 
 /// Receives what `socket` holds (up to `RECEIVE_BATCH` messages, each a GRO
 /// burst of same-size datagrams `stride` apart: one syscall per burst, not
-/// per packet) into `storage` and sends every datagram to the client.
-/// `Ok(false)`: nothing was there after all.
+/// per packet) into `storage` and sends every datagram to the client,
+/// charging `throttle` for them. `Ok(false)`: nothing was there after all.
 fn receive_and_forward(
     socket: &UdpSocket,
     state: &quinn::udp::UdpSocketState,
     storage: &mut Vec<u8>,
     sender: &DatagramSender,
     counters: &BridgeCounters,
+    throttle: Option<&ThrottleForTests>,
 ) -> std::io::Result<bool> {
     if storage.len() < RECEIVE_BUFFER * RECEIVE_BATCH {
         storage.resize(RECEIVE_BUFFER * RECEIVE_BATCH, 0);
@@ -230,6 +256,9 @@ fn receive_and_forward(
         Err(e) => return Err(e),
     };
     for (buf, meta) in bufs.iter().zip(&meta).take(count) {
+        if let Some(throttle) = throttle {
+            throttle.charge(meta.len);
+        }
         let stride = meta.stride.max(1);
         for datagram in buf[..meta.len].chunks(stride) {
             counters

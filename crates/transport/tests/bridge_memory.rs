@@ -88,6 +88,7 @@ async fn idle_bridges_hold_no_receive_buffer() {
                         Arc::new(socket),
                         Duration::from_secs(600),
                         Arc::new(BridgeCounters::default()),
+                        None,
                         std::future::pending(),
                     )
                     .await;

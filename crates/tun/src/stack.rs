@@ -64,8 +64,16 @@ pub async fn run(
                         Ok(flow) => {
                             let (send, recv) = flow.stream.split();
                             let (read, write) = tokio::io::split(tcp);
-                            tcp_pump::pump_halves(read, write, send, recv, Bytes::new(), &counters)
-                                .await;
+                            tcp_pump::pump_halves(
+                                read,
+                                write,
+                                send,
+                                recv,
+                                Bytes::new(),
+                                &counters,
+                                None,
+                            )
+                            .await;
                         }
                         // Dropping the connection resets it (the app's
                         // handshake already completed with the stack).

@@ -499,6 +499,7 @@ impl RpcCheck {
                     recv,
                     Bytes::new(),
                     &PumpCounters::default(),
+                    None,
                 )
                 .await;
             }));

@@ -21,6 +21,7 @@ mod egress;
 mod ingress;
 mod payment;
 mod publish;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use egress::EgressConfig;
 pub use ingress::IngressConfig;
 pub use payment::PaymentConfig;
 pub use publish::PublishConfig;
+pub use throttle::{MIN_THROTTLE_BPS, ThrottleForTestsConfig};
 
 /// Fields of a relay file under their old names.
 const RENAMED: &[Renamed] = &[
@@ -103,6 +105,9 @@ pub struct RelayCommon {
     /// for their issuer (RFC 9576 §6 key consistency), whatever the issuer
     /// itself serves; without it they take the issuer's keys from the issuer.
     pub directory: Option<DirectoryConfig>,
+    /// A throughput limit for tests and benchmarks (`[throttle_for_tests]`);
+    /// none unless the section is present.
+    pub throttle_for_tests: Option<ThrottleForTestsConfig>,
 }
 
 /// The file's shape: `role` and a section per role (see the module docs).
@@ -131,6 +136,8 @@ struct RelayFile {
     publish: Option<PublishConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     directory: Option<DirectoryConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    throttle_for_tests: Option<ThrottleForTestsConfig>,
 }
 
 impl RelayFile {
@@ -151,6 +158,7 @@ impl RelayFile {
             egress,
             publish,
             directory,
+            throttle_for_tests,
         } = self;
         let common = RelayCommon {
             operator,
@@ -163,6 +171,7 @@ impl RelayFile {
             limits,
             publish,
             directory,
+            throttle_for_tests,
         };
         common.validate()?;
         match (role, ingress, egress) {
@@ -212,6 +221,7 @@ impl RelayFile {
             limits,
             publish,
             directory,
+            throttle_for_tests,
         } = config.common().clone();
         RelayFile {
             role,
@@ -227,6 +237,7 @@ impl RelayFile {
             egress,
             publish,
             directory,
+            throttle_for_tests,
         }
     }
 }
@@ -245,6 +256,9 @@ impl RelayCommon {
         }
         if let Some(directory) = &self.directory {
             directory.validate_at("directory")?;
+        }
+        if let Some(throttle) = &self.throttle_for_tests {
+            throttle.validate()?;
         }
         Ok(())
     }

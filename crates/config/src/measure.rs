@@ -1,0 +1,57 @@
+//! `[measure]` of a validator: how it measures relays (issue 14).
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+
+/// `[measure]`: where the validator's probes come from and where its sink
+/// and echo listen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureConfig {
+    /// The source address of the probes' paths. It must not be the
+    /// validator's published service address (`listen`): a relay that
+    /// knew the address probes come from could serve them fast and
+    /// everyone else slow. (With `listen` on an unspecified address the
+    /// published one is not known here: give relays another.)
+    pub probe_bind: IpAddr,
+    /// Where the prober's sink and echo listen (the egress under test
+    /// connects there); default: `probe_bind`. Not the service address
+    /// either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_bind: Option<IpAddr>,
+}
+
+impl MeasureConfig {
+    /// The sink's and echo's address.
+    pub fn sink_ip(&self) -> IpAddr {
+        self.sink_bind.unwrap_or(self.probe_bind)
+    }
+
+    pub(crate) fn validate(&self, listen: SocketAddr) -> Result<(), ConfigError> {
+        for (field, ip) in [
+            ("measure.probe_bind", self.probe_bind),
+            ("measure.sink_bind", self.sink_ip()),
+        ] {
+            if ip == listen.ip() {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!(
+                        "must not be the validator's published service address ({ip}, from \
+                         `listen`): relays would recognise probes by it"
+                    ),
+                ));
+            }
+            if ip.is_unspecified() {
+                return Err(ConfigError::invalid(
+                    field,
+                    "must be an address of this host, not unspecified (the probes' source \
+                     must be known to differ from the service address)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

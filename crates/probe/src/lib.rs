@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+pub mod prober;
+pub mod rate;
+pub mod schedule;
+pub mod servers;
+
+pub use prober::{Probe, ProbeFailure, ProbeSettings, ProbedRelay, Prober};
+pub use rate::RateEstimate;
+pub use schedule::{ProbePoll, ProbeSchedule, ScheduleError, Slot};
