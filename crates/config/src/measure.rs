@@ -1,6 +1,7 @@
 //! `[measure]` of a validator: how it measures relays (issue 14).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,9 +23,32 @@ pub struct MeasureConfig {
     /// either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_bind: Option<IpAddr>,
+    /// The validator's EVM account key (what `openrelay validator join`
+    /// registered): it commits and reveals the epoch's reports and
+    /// approves the slashes they lead to. Relative paths are under
+    /// `state_dir`; default `evm.key` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_file: Option<PathBuf>,
+    /// The directory the probes pick their relays and partner hops from,
+    /// fetched and verified as clients do it.
+    pub directory: crate::DirectoryConfig,
 }
 
+/// The default name of a validator's EVM account key file in its state
+/// directory.
+pub const ACCOUNT_KEY_FILE: &str = "evm.key";
+
 impl MeasureConfig {
+    /// The EVM account key file of a validator whose state directory is
+    /// `state_dir`.
+    pub fn account_key_file(&self, state_dir: &std::path::Path) -> PathBuf {
+        state_dir.join(
+            self.account_key_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(ACCOUNT_KEY_FILE)),
+        )
+    }
+
     /// The sink's and echo's address.
     pub fn sink_ip(&self) -> IpAddr {
         self.sink_bind.unwrap_or(self.probe_bind)

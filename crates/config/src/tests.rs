@@ -719,9 +719,18 @@ fn a_test_throttle_is_off_unless_its_section_is_there() {
 fn probes_never_leave_from_the_validators_service_address() {
     let base =
         VALIDATOR_EXAMPLE.replace("listen = \"0.0.0.0:4444\"", "listen = \"192.0.2.1:4444\"");
-    let with = |measure: &str| format!("{base}\n[measure]\n{measure}\n");
+    let with = |measure: &str| {
+        format!(
+            "{base}\n[measure]\n{measure}\n[measure.directory]\nvalidators = [\"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\"]\nthreshold = 1\n\
+             [measure.directory.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n"
+        )
+    };
     let config = ValidatorConfig::from_toml(&with("probe_bind = \"192.0.2.9\"")).unwrap();
     let measure = config.measure.clone().unwrap();
+    assert_eq!(
+        measure.account_key_file(std::path::Path::new("/state")),
+        std::path::Path::new("/state/evm.key")
+    );
     assert_eq!(
         measure.sink_ip(),
         "192.0.2.9".parse::<std::net::IpAddr>().unwrap()

@@ -7,6 +7,7 @@
 //! configs get the chain's `[chain]` section.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use openrelay_chain::operator::{
 };
 use openrelay_config::chain::{ChainConfig, EvmAddress};
 use openrelay_config::issuer::SettlementRelays;
-use openrelay_config::{ChainPin, DirectoryConfig, RelayConfig};
+use openrelay_config::{
+    ChainPin, DirectoryConfig, MeasureConfig, RelayConfig, ThrottleForTestsConfig,
+};
 use openrelay_registry::publisher::Publisher;
 use openrelay_transport::identity::Identity;
 use openrelay_types::{KeyPin, RelayRole};
@@ -39,8 +42,59 @@ const ETHER: u128 = 1_000_000_000_000_000_000;
 /// room to stake more or register a relay by hand during the run.
 const SPARE_WEI: u128 = 100 * ETHER;
 /// An EVM account key file's name in an operator's or validator's state
-/// directory.
-pub const ACCOUNT_KEY_FILE: &str = "evm.key";
+/// directory (where a measuring validator's `[measure]` looks by default).
+pub const ACCOUNT_KEY_FILE: &str = openrelay_config::measure::ACCOUNT_KEY_FILE;
+
+/// `--measure`: validators measure the relays in epochs of `epoch` (the
+/// reveal window is a quarter of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasureOptions {
+    /// The measurement epoch.
+    pub epoch: Duration,
+    /// Relays (by name) that carry less than they advertise: throttled to
+    /// these bits per second instead of [`MEASURED_RELAY_BPS`].
+    pub short_relays_for_tests: Vec<(String, u64)>,
+}
+
+/// What every relay of a measuring devnet advertises and carries: all of
+/// them share one machine, whose capacity (a debug build's, with every
+/// other component on the same cores) is neither known nor each relay's,
+/// so each is held to this by `[throttle_for_tests]`, well below what
+/// the machine carries for several tests at once. A relay that carries
+/// it is honest; one throttled lower (`short_relays_for_tests`) lies.
+pub const MEASURED_RELAY_BPS: u64 = 40_000_000;
+
+/// Holds every relay of a measuring devnet to [`MEASURED_RELAY_BPS`] (the
+/// short ones to less) and has it advertise that.
+fn hold_to_measured_capacity(
+    plan: &mut DevnetPlan,
+    measure: &MeasureOptions,
+) -> Result<(), DevnetError> {
+    for (name, _) in &measure.short_relays_for_tests {
+        if !plan.relays.iter().any(|(n, _)| n == name) {
+            return Err(DevnetError::UnknownRelay(name.clone()));
+        }
+    }
+    for (name, relay) in &mut plan.relays {
+        let carries = measure
+            .short_relays_for_tests
+            .iter()
+            .find(|(short, _)| short == name)
+            .map_or(MEASURED_RELAY_BPS, |(_, bps)| *bps);
+        let common = relay.common_mut();
+        common.throttle_for_tests = Some(ThrottleForTestsConfig {
+            bps: carries,
+            exempt_sources: Vec::new(),
+        });
+        if let Some(publish) = common.publish.as_mut() {
+            publish.bandwidth_bps = MEASURED_RELAY_BPS;
+        }
+    }
+    for entry in plan.client.relays.iter_mut() {
+        entry.bandwidth_bps = Some(MEASURED_RELAY_BPS);
+    }
+    Ok(())
+}
 
 /// A devnet operator's account on the chain.
 #[derive(Debug, Clone)]
@@ -162,12 +216,24 @@ fn chain_relay(config: &RelayConfig) -> Result<(ChainRelay, [u8; 32]), DevnetErr
 /// Starts anvil, deploys the registry contract and registers the plan's
 /// operators and relays; writes `[chain]` into the plan's registry and
 /// validators.
-pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
+pub async fn start(
+    plan: &mut DevnetPlan,
+    measure: Option<MeasureOptions>,
+) -> Result<DevnetChain, DevnetError> {
     if plan.registry.is_none() {
         return Err(DevnetError::ChainNeedsRegistry);
     }
+    if measure.is_some() && plan.issuer.is_some() {
+        return Err(DevnetError::MeasureNeedsNoTokens);
+    }
     let anvil = Anvil::start(DEVNET_CHAIN_ID, Some(BLOCK_TIME)).await?;
-    let params = ChainParams::devnet();
+    let params = match &measure {
+        Some(m) => {
+            hold_to_measured_capacity(plan, m)?;
+            ChainParams::devnet().with_measure_epochs(m.epoch, m.epoch / 4)
+        }
+        None => ChainParams::devnet(),
+    };
     let spare = U256::from(SPARE_WEI);
 
     let mut genesis = Vec::new();
@@ -293,8 +359,21 @@ pub async fn start(plan: &mut DevnetPlan) -> Result<DevnetChain, DevnetError> {
     for directory in followers {
         directory.chain = Some(pin);
     }
-    for (_, validator) in &mut plan.validators {
+    for (i, (_, validator)) in plan.validators.iter_mut().enumerate() {
         validator.chain = Some(config.clone());
+        if measure.is_some() {
+            validator.measure = Some(MeasureConfig {
+                probe_bind: IpAddr::V4(crate::probe_address(i + 1)),
+                sink_bind: None,
+                // The devnet's `evm.key` in the validator's state directory.
+                account_key_file: None,
+                directory: plan
+                    .client
+                    .directory
+                    .clone()
+                    .ok_or(DevnetError::ChainNeedsRegistry)?,
+            });
+        }
     }
     Ok(DevnetChain {
         anvil,

@@ -32,6 +32,12 @@ pub const ISSUER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 1);
 pub fn validator_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 6, u8::try_from(i).unwrap_or(u8::MAX))
 }
+/// Where validator `i` (from 1) sends its measurement probes from and runs
+/// its sink (`[measure]` with `--measure`): `127.0.7.i`, never its
+/// published `127.0.6.i`.
+pub fn probe_address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 7, u8::try_from(i).unwrap_or(u8::MAX))
+}
 /// The account the devnet creates for its client.
 pub const DEVNET_ACCOUNT: &str = "devnet";
 /// Validators in a devnet with `--registry`, and how many must sign.
@@ -73,6 +79,16 @@ pub enum DevnetError {
     /// follows.
     #[error("--chain needs the registry and validators (drop --no-registry)")]
     ChainNeedsRegistry,
+    /// `--measure` with the issuer: the validators' probes show no tokens
+    /// yet, so every relay would be found down.
+    #[error(
+        "--measure needs --no-tokens: validators' probes do not carry access and payment tokens \
+         yet, so relays that require them would be found down"
+    )]
+    MeasureNeedsNoTokens,
+    /// A relay named on the command line is not in the plan.
+    #[error("no devnet relay is named {0:?} (relays are ingress-<i> and egress-<i>)")]
+    UnknownRelay(String),
     /// anvil could not be started (or funded an account).
     #[error("devnet chain: {0}")]
     Anvil(#[from] openrelay_chain::anvil::AnvilError),
@@ -693,6 +709,8 @@ impl HasKind for DevnetError {
             DevnetError::Operators(_)
             | DevnetError::Config(_)
             | DevnetError::ChainNeedsRegistry
+            | DevnetError::MeasureNeedsNoTokens
+            | DevnetError::UnknownRelay(_)
             | DevnetError::Bandwidth(_) => ErrorKind::Config,
             DevnetError::Identity(_) | DevnetError::KeyFile(_) | DevnetError::Io { .. } => {
                 ErrorKind::Local

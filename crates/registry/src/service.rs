@@ -285,11 +285,16 @@ impl RegistryService {
             chain: config.chain.clone(),
             chain_view: Mutex::new(None),
             handovers: Mutex::new(load_handovers(registry.store())?),
-            // The parameters only label the explanations and date epochs a
+            // The parameters label the explanations and date epochs a
             // record missed; the verdicts come in with each outcome.
             measurements: Mutex::new(MeasurementRecord::load(
                 registry.store(),
-                MeasureParams::default(),
+                config
+                    .chain
+                    .as_ref()
+                    .map_or_else(MeasureParams::default, |c| {
+                        crate::settle::verdict_params(c.verdicts)
+                    }),
             )?),
             registry: Arc::new(registry),
         })

@@ -155,6 +155,11 @@ impl Settler {
         &self.timing
     }
 
+    /// The verdict parameters.
+    pub fn params(&self) -> &MeasureParams {
+        self.state.params()
+    }
+
     /// The chain connection (validators approve slashes through it).
     pub fn chain(&self) -> &Registry {
         &self.chain
@@ -239,7 +244,7 @@ pub async fn run_recording(
 
 /// Logs what became of recording settled `epoch`; one recorded before (a
 /// restart between recording and keeping the verdict state) is fine.
-fn log_recorded(epoch: Epoch, recorded: Result<(), RecordError>) {
+pub(crate) fn log_recorded(epoch: Epoch, recorded: Result<(), RecordError>) {
     match recorded {
         Ok(()) | Err(RecordError::EpochNotAfter { .. }) => {}
         Err(e) => warn!(epoch, error = %e, "measurement epoch not recorded"),

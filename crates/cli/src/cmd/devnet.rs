@@ -68,10 +68,36 @@ pub(crate) struct DevnetArgs {
     /// URL, the contract and each operator's account key file.
     #[arg(long, conflicts_with = "no_registry")]
     chain: bool,
+    /// With --chain: the validators measure every relay each epoch of
+    /// --measure-epoch-secs through ordinary paths, commit and reveal
+    /// their reports on the chain, and the directory carries the measured
+    /// bandwidth (docs/measurement.md). Needs --no-tokens for now.
+    #[arg(long, requires = "chain")]
+    measure: bool,
+    /// The measurement epoch with --measure (the reveal window is a
+    /// quarter of it): every validator tests every relay in it.
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "measure")]
+    measure_epoch_secs: u64,
+    /// With --measure: every relay advertises and carries 40 Mbit/s
+    /// (`[throttle_for_tests]`); this relay carries only BPS, less than it
+    /// advertises (a relay that lies, for tests). Repeatable.
+    #[arg(long, value_name = "NAME=BPS", requires = "measure", value_parser = parse_short_relay)]
+    short_relay_for_tests: Vec<(String, u64)>,
     /// The client's path selection (devnet operators 1, 2, 3, ... are in
     /// NL, CH, SE, FR, IS, DE; every devnet relay is in "Localhost").
     #[command(flatten)]
     path: PathArgs,
+}
+
+/// `NAME=BPS` of `--short-relay-for-tests`.
+fn parse_short_relay(text: &str) -> Result<(String, u64), String> {
+    let (name, bps) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=BPS (e.g. egress-1=4000000)"))?;
+    let bps = bps
+        .parse()
+        .map_err(|e| format!("{bps:?} is not a number of bits per second: {e}"))?;
+    Ok((name.to_owned(), bps))
 }
 
 /// Init logging, run (the devnet writes its components' configs itself).
@@ -156,7 +182,12 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
     // Held until the devnet stops: dropping it kills anvil.
     let chain = match args.chain {
         true => tokio::select! {
-            chain = openrelay_devnet::chain::start(&mut plan) => Some(chain?),
+            chain = openrelay_devnet::chain::start(&mut plan, args.measure.then_some(
+                openrelay_devnet::chain::MeasureOptions {
+                    epoch: std::time::Duration::from_secs(args.measure_epoch_secs),
+                    short_relays_for_tests: args.short_relay_for_tests.clone(),
+                },
+            )) => Some(chain?),
             () = &mut shutdown => return Ok(()),
         },
         false => None,

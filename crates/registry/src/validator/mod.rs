@@ -25,6 +25,9 @@
 //! lasts longer than [`TRANSIENT_GRACE_SECS`], and every other refusal, warn.
 
 pub mod check;
+mod measuring;
+
+pub use measuring::MeasuringError;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -105,6 +108,8 @@ pub struct Validator {
     chain: Option<openrelay_config::chain::ChainConfig>,
     /// Its recent confirmed blocks.
     ring: std::sync::Mutex<ChainRing>,
+    /// `[measure]` and the state directory its account key is under.
+    measure: Option<(openrelay_config::MeasureConfig, std::path::PathBuf)>,
     /// Its own record of the settled measurement epochs (issue 14), which
     /// proposals' measurements must match.
     measurements: std::sync::Mutex<MeasurementRecord>,
@@ -148,7 +153,13 @@ impl Validator {
         }
         let store = RedbStore::open(&config.state_dir.join(STORE_FILE))?;
         let registry = Registry::open(store, config.publication.clone())?;
-        let measurements = MeasurementRecord::load(registry.store(), MeasureParams::default())?;
+        let params = config
+            .chain
+            .as_ref()
+            .map_or_else(MeasureParams::default, |c| {
+                crate::settle::verdict_params(c.verdicts)
+            });
+        let measurements = MeasurementRecord::load(registry.store(), params)?;
         Ok(Validator {
             rules: Rules {
                 own: key.id(),
@@ -162,6 +173,10 @@ impl Validator {
             poll: Duration::from_secs(config.poll_interval_secs),
             chain: config.chain.clone(),
             ring: std::sync::Mutex::new(ChainRing::default()),
+            measure: config
+                .measure
+                .clone()
+                .map(|m| (m, config.state_dir.clone())),
             measurements: std::sync::Mutex::new(measurements),
         })
     }
@@ -223,11 +238,19 @@ impl Validator {
             // The settled epochs are what proposals' measurements are
             // checked against; reading them signs nothing.
             let recording = Arc::clone(&validator);
-            service.spawn(crate::settle::run_recording(
-                chain,
-                Arc::clone(&validator.registry),
-                move |outcome, ended_at| recording.record_epoch(outcome, ended_at),
-            ));
+            match validator.measure.clone() {
+                // A measuring validator settles in its measuring task.
+                Some((measure, state_dir)) => service.spawn(async move {
+                    if let Err(e) = measuring::run(recording, chain, measure, state_dir).await {
+                        warn!(error = %e, "not measuring relays");
+                    }
+                }),
+                None => service.spawn(crate::settle::run_recording(
+                    chain,
+                    Arc::clone(&validator.registry),
+                    move |outcome, ended_at| recording.record_epoch(outcome, ended_at),
+                )),
+            }
         }
         let publications = Arc::new(PublicationService(Arc::clone(&validator.registry)));
         let voting = Arc::clone(&validator);

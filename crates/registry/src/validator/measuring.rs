@@ -1,0 +1,311 @@
+//! A measuring validator's epochs (issue 14; docs/measurement.md,
+//! "Epochs"): with `[measure]`, a validator tests every relay of the
+//! directory once per epoch at random times through ordinary paths
+//! (`openrelay_probe`), commits to its reports before the epoch ends,
+//! reveals them after it, settles each epoch from the chain like everyone
+//! else, and approves the slashes the outcome names for it
+//! ([`openrelay_measure::EpochOutcome::approvals`]).
+//!
+//! One task does all of it in turn, so the validator's transactions never
+//! race each other for a nonce, and its tests never overlap (a test shares
+//! nothing with another, as the schedule promises).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use openrelay_chain::operator::{OperatorError, Refusal, Registry};
+use openrelay_client::relay::Relay;
+use openrelay_config::MeasureConfig;
+use openrelay_config::chain::ChainConfig;
+use openrelay_directory::VerifiedDirectory;
+use openrelay_measure::{
+    EpochMargins, EpochStep, Measurement, RelayId, SlashApproval, ValidatorEpochs, ValidatorId,
+    ValidatorReport,
+};
+use openrelay_probe::{ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
+use openrelay_registry_client::follow::DirectoryFollower;
+use openrelay_types::{HasKind as _, RelayRole, unix_now_millis};
+use rand_core::{OsRng, RngCore as _};
+use tracing::{debug, info, warn};
+
+use super::Validator;
+use crate::settle::{self, Settled};
+
+/// Longest wait between two looks at what is due.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Time each test is given in the schedule beyond its transfer: building
+/// the path (two handshakes) and closing it.
+const PATH_MARGIN: Duration = Duration::from_secs(3);
+
+/// Why measuring could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeasuringError {
+    /// The account key file.
+    #[error("measure.account_key_file {path}: {source}")]
+    AccountKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: openrelay_chain::operator::KeyFileError,
+    },
+    /// The directory the probes use.
+    #[error("measure.directory: {0}")]
+    Directory(#[from] openrelay_registry_client::follow::FollowConfigError),
+    /// The sink or echo could not listen.
+    #[error("measure.sink_bind: the prober's sink and echo cannot listen: {0}")]
+    Servers(#[source] std::io::Error),
+}
+
+/// Runs a measuring validator's epochs for as long as it runs (see the
+/// module documentation).
+pub(crate) async fn run(
+    validator: Arc<Validator>,
+    chain: ChainConfig,
+    measure: MeasureConfig,
+    state_dir: std::path::PathBuf,
+) -> Result<(), MeasuringError> {
+    let key_file = measure.account_key_file(&state_dir);
+    let signer = openrelay_chain::operator::load_key_file(&key_file).map_err(|source| {
+        MeasuringError::AccountKey {
+            path: key_file.clone(),
+            source,
+        }
+    })?;
+    let follower = Arc::new(DirectoryFollower::new(&measure.directory)?);
+    let following = Arc::clone(&follower);
+    let _follow = tokio::spawn(async move { following.run().await });
+    let mut settler = settle::connect_retrying(&chain, signer, &validator.registry).await;
+    let params = settler.params().clone();
+    let timing = *settler.timing();
+    let mut settings = ProbeSettings::new(
+        Duration::from_secs(u64::from(params.measurement_seconds)),
+        measure.sink_ip(),
+    );
+    settings.probe_bind = Some(measure.probe_bind);
+    // Every relay's test must fit one epoch; an echo not back within a
+    // second on a relay path is lost for liveness anyway.
+    settings.answer_timeout = Duration::from_secs(1);
+    // Paid and admitted as the relays require is the next step: today the
+    // prober shows no tokens (docs/measurement.md, "Not yet built").
+    let prober = Prober::start(settings, None, None)
+        .await
+        .map_err(MeasuringError::Servers)?;
+    let me = ValidatorId(validator.id().to_bytes());
+    let mut epochs = ValidatorEpochs::new(timing, EpochMargins::for_timing(&timing), me);
+    info!(account = %settler.chain().account(), "measuring relays");
+    loop {
+        let now = unix_now_millis();
+        if let Some(epoch) = epochs.needs_plan(now) {
+            let relays = follower.current();
+            let schedule = plan(&prober, &epochs, epoch, now, relays.as_deref());
+            epochs.plan(epoch, schedule, salt());
+        }
+        loop {
+            let step = match epochs.poll(unix_now_millis()) {
+                Ok(Some(step)) => step,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "this epoch's report cannot be made");
+                    break;
+                }
+            };
+            do_step(&mut epochs, &prober, &follower, settler.chain(), step).await;
+        }
+        while let Some(settled) = settle::settle_due(&mut settler, &validator.registry).await {
+            settle::log_recorded(
+                settled.outcome.epoch,
+                validator.record_epoch(&settled.outcome, settled.ended_at),
+            );
+            approve(settler.chain(), me, &settled).await;
+        }
+        let wait = epochs
+            .poll_timeout()
+            .map_or(TICK, |at| {
+                Duration::from_millis(at.saturating_sub(unix_now_millis()))
+            })
+            .min(TICK);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A fresh secret salt for an epoch's commitment.
+fn salt() -> [u8; 32] {
+    let mut salt = [0; 32];
+    OsRng.fill_bytes(&mut salt);
+    salt
+}
+
+/// The epoch's tests: every relay of the directory, at random times that
+/// end before the commitment.
+fn plan(
+    prober: &Prober,
+    epochs: &ValidatorEpochs,
+    epoch: u64,
+    now: u64,
+    directory: Option<&VerifiedDirectory>,
+) -> Vec<(u64, RelayId)> {
+    let Some(directory) = directory else {
+        warn!(epoch, "no directory yet: nothing to measure this epoch");
+        return Vec::new();
+    };
+    let relays: Vec<RelayId> = directory
+        .relays()
+        .map(|r| RelayId(r.id().to_bytes()))
+        .collect();
+    let (from, to) = epochs.test_window(epoch, now);
+    let test = prober.settings().test_time() + PATH_MARGIN;
+    let window = Duration::from_millis(to.saturating_sub(from));
+    // The seed is secret: a relay that knew it would know when it is tested.
+    match ProbeSchedule::new(OsRng.next_u64(), window, test, &relays) {
+        Ok(schedule) => schedule
+            .slots()
+            .iter()
+            .map(|slot| {
+                let at = from.saturating_add(u64::try_from(slot.start.as_millis()).unwrap_or(0));
+                (at, slot.relay)
+            })
+            .collect(),
+        Err(e) => {
+            warn!(epoch, error = %e, "this epoch's tests do not fit");
+            Vec::new()
+        }
+    }
+}
+
+async fn do_step(
+    epochs: &mut ValidatorEpochs,
+    prober: &Prober,
+    follower: &DirectoryFollower,
+    chain: &Registry,
+    step: EpochStep,
+) {
+    match step {
+        EpochStep::Measure { epoch, relay } => {
+            let report = test(prober, follower.current().as_deref(), relay).await;
+            epochs.measured(epoch, report);
+        }
+        EpochStep::Commit {
+            epoch,
+            commitment,
+            reports,
+        } => {
+            let landed = chain.commit_report(epoch, commitment).await;
+            match &landed {
+                Ok(_) => info!(epoch, reports, "measurement report committed"),
+                Err(e) => {
+                    warn!(epoch, error = %e, kind = %e.kind(), "measurement report not committed")
+                }
+            }
+            epochs.committed(epoch, landed.is_ok());
+        }
+        EpochStep::Reveal { epoch, reveal } => {
+            let landed = chain.reveal_report(epoch, &reveal).await;
+            match &landed {
+                Ok(_) => info!(epoch, bytes = reveal.len(), "measurement report revealed"),
+                Err(e) => {
+                    warn!(epoch, error = %e, kind = %e.kind(), "measurement report not revealed yet")
+                }
+            }
+            epochs.revealed(epoch, landed.is_ok());
+        }
+    }
+}
+
+/// Tests `relay` through a path with a partner hop of another operator and
+/// network from the directory (the fastest by its selection weight, so the
+/// partner is not the bottleneck).
+async fn test(
+    prober: &Prober,
+    directory: Option<&VerifiedDirectory>,
+    relay: RelayId,
+) -> ValidatorReport {
+    let unreachable = ValidatorReport {
+        relay,
+        probes_sent: 0,
+        probes_answered: 0,
+        measurement: Measurement::Unreachable,
+    };
+    let Some(directory) = directory else {
+        return unreachable;
+    };
+    let record = |r: &openrelay_directory::VerifiedRelay<'_>| {
+        r.endpoints()
+            .first()
+            .map(|addr| Relay::from_directory(r, *addr))
+    };
+    let Some(target) = directory
+        .relays()
+        .find(|r| r.id().to_bytes() == relay.0)
+        .and_then(|r| record(&r))
+    else {
+        // Gone from the directory since the plan: not this epoch's relay.
+        return unreachable;
+    };
+    let partner_role = match target.role {
+        RelayRole::Ingress => RelayRole::Egress,
+        RelayRole::Egress => RelayRole::Ingress,
+    };
+    let partner = directory
+        .relays_with_role(partner_role)
+        .filter_map(|r| record(&r))
+        .filter(|p| p.compatible_with(&target))
+        .max_by_key(|p| p.bandwidth_bps);
+    let Some(partner) = partner else {
+        warn!(relay = %target.name, "no partner hop of another operator to test it with");
+        return unreachable;
+    };
+    let probed = ProbedRelay {
+        id: relay,
+        relay: target,
+    };
+    let probe = match probed.relay.role {
+        RelayRole::Egress => prober.measure_egress(&probed, &partner).await,
+        RelayRole::Ingress => prober.measure_ingress(&probed, &partner).await,
+    };
+    match &probe.failure {
+        Some(failure) => info!(relay = %probed.relay.name, reason = %failure, "relay unreachable"),
+        None => debug!(relay = %probed.relay.name, report = ?probe.report, "relay measured"),
+    }
+    probe.report
+}
+
+/// Sends the approvals `me` owes for a settled epoch; one that another
+/// validator's approval already executed is fine.
+async fn approve(chain: &Registry, me: ValidatorId, settled: &Settled) {
+    let epoch = settled.outcome.epoch;
+    for approval in settled.outcome.approvals(me) {
+        let sent = match approval {
+            SlashApproval::Relay { relay, amount } => {
+                let Some(operator) = settled.operators.get(&relay) else {
+                    continue;
+                };
+                chain
+                    .approve_relay_slash(epoch, &relay, *operator, U256::from(amount))
+                    .await
+            }
+            SlashApproval::Validator { validator, amount } => {
+                let Some(account) = settled.reveals.accounts.get(&validator) else {
+                    continue;
+                };
+                chain
+                    .approve_validator_slash(epoch, &validator, *account, U256::from(amount))
+                    .await
+            }
+        };
+        match sent {
+            Ok(approved) => info!(
+                epoch,
+                ?approval,
+                executed = approved.executed.is_some(),
+                "slash approved"
+            ),
+            Err(OperatorError::Refused(
+                Refusal::AlreadyApproved | Refusal::SlashAlreadyExecuted(_),
+            )) => debug!(epoch, ?approval, "slash already approved or executed"),
+            Err(e) => warn!(epoch, ?approval, error = %e, kind = %e.kind(), "slash not approved"),
+        }
+    }
+}
