@@ -52,21 +52,19 @@ pub struct MeasureOptions {
     /// The measurement epoch.
     pub epoch: Duration,
     /// Relays (by name) that carry less than they advertise: throttled to
-    /// these bits per second instead of [`MEASURED_RELAY_BPS`].
+    /// these bits per second, below [`MEASURED_RELAY_BPS`].
     pub short_relays_for_tests: Vec<(String, u64)>,
 }
 
-/// What every relay of a measuring devnet advertises and carries: all of
-/// them share one machine, whose capacity (a debug build's, with every
-/// other component on the same cores) is neither known nor each relay's,
-/// so each is held to this by `[throttle_for_tests]`, well below what
-/// the machine carries for several tests at once. A relay that carries
-/// it is honest; one throttled lower (`short_relays_for_tests`) lies.
+/// What every relay of a measuring devnet advertises. They share one
+/// machine, which carries several times this for each relay at once even in
+/// a debug build, so an honest relay passes; a relay throttled below it
+/// (`short_relays_for_tests`) lies.
 pub const MEASURED_RELAY_BPS: u64 = 40_000_000;
 
-/// Holds every relay of a measuring devnet to [`MEASURED_RELAY_BPS`] (the
-/// short ones to less) and has it advertise that.
-fn hold_to_measured_capacity(
+/// Has every relay of a measuring devnet advertise [`MEASURED_RELAY_BPS`]
+/// and throttles the short ones to what they carry.
+fn advertise_measurable_bandwidth(
     plan: &mut DevnetPlan,
     measure: &MeasureOptions,
 ) -> Result<(), DevnetError> {
@@ -76,16 +74,15 @@ fn hold_to_measured_capacity(
         }
     }
     for (name, relay) in &mut plan.relays {
-        let carries = measure
+        let common = relay.common_mut();
+        common.throttle_for_tests = measure
             .short_relays_for_tests
             .iter()
             .find(|(short, _)| short == name)
-            .map_or(MEASURED_RELAY_BPS, |(_, bps)| *bps);
-        let common = relay.common_mut();
-        common.throttle_for_tests = Some(ThrottleForTestsConfig {
-            bps: carries,
-            exempt_sources: Vec::new(),
-        });
+            .map(|(_, bps)| ThrottleForTestsConfig {
+                bps: *bps,
+                exempt_sources: Vec::new(),
+            });
         if let Some(publish) = common.publish.as_mut() {
             publish.bandwidth_bps = MEASURED_RELAY_BPS;
         }
@@ -229,8 +226,9 @@ pub async fn start(
     let anvil = Anvil::start(DEVNET_CHAIN_ID, Some(BLOCK_TIME)).await?;
     let params = match &measure {
         Some(m) => {
-            hold_to_measured_capacity(plan, m)?;
-            ChainParams::devnet().with_measure_epochs(m.epoch, m.epoch / 4)
+            advertise_measurable_bandwidth(plan, m)?;
+            ChainParams::devnet()
+                .with_measure_epochs(m.epoch, Duration::from_secs(m.epoch.as_secs() / 4))
         }
         None => ChainParams::devnet(),
     };

@@ -90,16 +90,16 @@ pub enum DevnetError {
     #[error("no devnet relay is named {0:?} (relays are ingress-<i> and egress-<i>)")]
     UnknownRelay(String),
     /// anvil could not be started (or funded an account).
-    #[error("devnet chain: {0}")]
+    #[error("devnet chain: anvil")]
     Anvil(#[from] openrelay_chain::anvil::AnvilError),
     /// anvil printed an endpoint that is no URL.
     #[error("devnet chain: anvil's endpoint {0} is not a URL")]
     Rpc(String),
     /// The registry contract could not be deployed.
-    #[error("devnet chain: {0}")]
+    #[error("devnet chain: cannot deploy the registry contract")]
     Deploy(#[from] openrelay_chain::deploy::DeployError),
     /// An EVM account key file could not be created or read.
-    #[error("devnet chain: {0}")]
+    #[error("devnet chain: an account key file")]
     AccountKey(#[from] openrelay_chain::operator::KeyFileError),
     /// A relay's descriptor (whose hash the chain holds) could not be built.
     #[error("devnet chain: a relay's descriptor: {0}")]

@@ -78,9 +78,9 @@ pub(crate) struct DevnetArgs {
     /// quarter of it): every validator tests every relay in it.
     #[arg(long, value_name = "SECS", default_value_t = 120, requires = "measure")]
     measure_epoch_secs: u64,
-    /// With --measure: every relay advertises and carries 40 Mbit/s
-    /// (`[throttle_for_tests]`); this relay carries only BPS, less than it
-    /// advertises (a relay that lies, for tests). Repeatable.
+    /// With --measure: every relay advertises 40 Mbit/s; this relay is
+    /// throttled to BPS (`[throttle_for_tests]`), less than it advertises
+    /// (a relay that lies, for tests). Repeatable.
     #[arg(long, value_name = "NAME=BPS", requires = "measure", value_parser = parse_short_relay)]
     short_relay_for_tests: Vec<(String, u64)>,
     /// The client's path selection (devnet operators 1, 2, 3, ... are in

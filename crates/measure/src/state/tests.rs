@@ -682,3 +682,34 @@ fn a_snapshot_restores_failing_counts_and_marks() {
         Err(SnapshotError::Version(9))
     );
 }
+
+/// A relay that carries far more than it claims is measured at whatever
+/// each validator's link gives; those figures differ widely and all say
+/// "passes", so none is a mark.
+#[test]
+fn reports_above_the_claim_are_never_marks() {
+    let mut state = MeasureState::new(MeasureParams::devnet());
+    let relays = adverts(&[(r(7), 40 * MBPS)]);
+    let reveals = vec![
+        reveal(1, v(1), vec![reachable(r(7), 110 * MBPS)]),
+        reveal(1, v(2), vec![reachable(r(7), 330 * MBPS)]),
+        reveal(1, v(3), vec![reachable(r(7), 245 * MBPS)]),
+    ];
+    let out = state
+        .apply_epoch(1, &three(), &reveals, &relays)
+        .expect("applies");
+    assert_eq!(out.marks, vec![]);
+    assert_eq!(out.explanations[&r(7)].verdict, EpochVerdict::Passed);
+    assert_eq!(out.explanations[&r(7)].selection_bps, 40 * MBPS);
+    // Below the claim the usual rule holds: 20 against 40 is a mark.
+    let reveals = vec![
+        reveal(2, v(1), vec![reachable(r(7), 20 * MBPS)]),
+        reveal(2, v(2), vec![reachable(r(7), 330 * MBPS)]),
+        reveal(2, v(3), vec![reachable(r(7), 245 * MBPS)]),
+    ];
+    let out = state
+        .apply_epoch(2, &three(), &reveals, &relays)
+        .expect("applies");
+    assert_eq!(out.marks.len(), 1);
+    assert_eq!(out.marks[0].validator, v(1));
+}

@@ -248,11 +248,22 @@ async fn test(
         RelayRole::Ingress => RelayRole::Egress,
         RelayRole::Egress => RelayRole::Ingress,
     };
-    let partner = directory
+    // The partner must not be the bottleneck: the compatible relay the
+    // directory weighs most (by its measurement once it has one), a random
+    // one of those tied. Until relays are measured that may be a slow one:
+    // the low-median of several validators' picks absorbs one such test.
+    let partners: Vec<Relay> = directory
         .relays_with_role(partner_role)
         .filter_map(|r| record(&r))
         .filter(|p| p.compatible_with(&target))
-        .max_by_key(|p| p.bandwidth_bps);
+        .collect();
+    let best = partners.iter().map(|p| p.bandwidth_bps).max().unwrap_or(0);
+    let tied: Vec<&Relay> = partners
+        .iter()
+        .filter(|p| p.bandwidth_bps == best)
+        .collect();
+    let pick = usize::try_from(OsRng.next_u64() % tied.len().max(1) as u64).unwrap_or(0);
+    let partner = tied.get(pick).copied().cloned();
     let Some(partner) = partner else {
         warn!(relay = %target.name, "no partner hop of another operator to test it with");
         return unreachable;
