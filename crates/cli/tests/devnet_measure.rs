@@ -81,7 +81,16 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
             "egress-1=4000000",
         ],
     );
-    let lines = devnet.later_stdout();
+    // The chain's lines follow the ready line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let lines = devnet.later_stdout();
+        if lines.iter().filter(|l| l.starts_with("operator ")).count() == 3 {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "no chain lines: {lines:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let chain = lines.iter().find(|l| l.starts_with("chain ")).unwrap();
     let (rpc, contract): (String, Address) = (
         field(chain, "rpc"),
