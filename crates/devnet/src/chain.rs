@@ -462,7 +462,7 @@ mod tests {
         };
         let mut plan = crate::plan(&options).unwrap();
         assert!(matches!(
-            start(&mut plan).await,
+            start(&mut plan, None).await,
             Err(DevnetError::ChainNeedsRegistry)
         ));
     }
