@@ -196,8 +196,22 @@ async fn exported_components_start_in_any_order_and_a_new_account_downloads() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (ok, said) = account_action("login", &client_config, "newcomer");
-    assert!(ok && said.contains("tokens fetched"), "{said}");
+    // Login goes through the relays, which admit tunnels only once they
+    // hold the issuer's keys (started last but one, the issuer may have
+    // made them after the relays' last fetch): retry until they do.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, said) = account_action("login", &client_config, "newcomer");
+        if ok {
+            assert!(said.contains("tokens fetched"), "{said}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "account login kept failing: {said}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // The client builds its path once it has tokens, and carries traffic.
     let client = components.iter().find(|c| c.name == "client").unwrap();
