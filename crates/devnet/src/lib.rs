@@ -90,7 +90,7 @@ pub enum DevnetError {
     #[error("no devnet relay is named {0:?} (relays are ingress-<i> and egress-<i>)")]
     UnknownRelay(String),
     /// anvil could not be started (or funded an account).
-    #[error("devnet chain: anvil")]
+    #[error(transparent)]
     Anvil(#[from] openrelay_chain::anvil::AnvilError),
     /// anvil printed an endpoint that is no URL.
     #[error("devnet chain: anvil's endpoint {0} is not a URL")]
