@@ -183,35 +183,13 @@ async fn exported_components_start_in_any_order_and_a_new_account_downloads() {
     // puzzle), then a later login. The issuer may still be making its
     // first key: retry until it answers.
     let client_config = configs.join("client.toml");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, said) = account_action("register", &client_config, "newcomer");
-        if ok {
-            assert!(said.contains("logged in as newcomer"), "{said}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "account register kept failing: {said}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let said = account_action_until_ok("register", &client_config).await;
+    assert!(said.contains("logged in as newcomer"), "{said}");
     // Login goes through the relays, which admit tunnels only once they
     // hold the issuer's keys (started last but one, the issuer may have
     // made them after the relays' last fetch): retry until they do.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, said) = account_action("login", &client_config, "newcomer");
-        if ok {
-            assert!(said.contains("tokens fetched"), "{said}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "account login kept failing: {said}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let said = account_action_until_ok("login", &client_config).await;
+    assert!(said.contains("tokens fetched"), "{said}");
 
     // The client builds its path once it has tokens, and carries traffic.
     let client = components.iter().find(|c| c.name == "client").unwrap();
@@ -289,5 +267,22 @@ fn an_export_keeps_the_keys_its_configs_pin() {
         );
         let pinned = client.relays.iter().find(|r| r.name == name).unwrap().key;
         assert_eq!(key.stdout.trim(), pinned.to_string(), "{name}");
+    }
+}
+
+/// `openrelay account <action>` for "newcomer", retried for up to a minute
+/// until it succeeds; what it said then.
+async fn account_action_until_ok(action: &str, client_config: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, said) = account_action(action, client_config, "newcomer");
+        if ok {
+            return said;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "account {action} kept failing: {said}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
