@@ -1,11 +1,19 @@
-//! `openrelay devnet --chain --measure` (issue 14): three validators test
+//! `openrelay devnet --chain --measure` (issue 14): four validators test
 //! every relay each epoch through ordinary paths, commit and reveal their
-//! reports on the chain, and settle each epoch from it. A relay that
-//! advertises 40 Mbit/s but carries 4 (`--short-relay-for-tests`) weighs
-//! what it carries from its first measured epoch on and is slashed on chain
-//! after `failing_epochs_to_slash` (2 on the devnet); the honest relays are
-//! neither slashed nor weighed down. Needs anvil (`npm ci --prefix
-//! contracts`). Takes about five minutes (epochs of 90 s).
+//! reports on the chain, and settle each epoch from it. (Four: slashes need
+//! more than 2/3 of the validators' stake to approve, so one liar in three
+//! could block every slash; one in four cannot.)
+//!
+//! The attack: operator-1's ingress advertises 40 Mbit/s but carries 4
+//! (`--short-relay-for-tests`) to everyone but the validators' published
+//! addresses, and the fourth validator reports it at its claim whatever it
+//! measures (`--misreporting-validator-for-tests`, a validator inflating a
+//! friend). The relay weighs what it carries from its first measured epoch
+//! on and is slashed on chain after `failing_epochs_to_slash` (2 on the
+//! devnet); the lying validator is slashed for its marks
+//! (`marks_to_slash`, 2); the honest relays never fail an epoch, and the
+//! honest validators and operators keep their stakes. Needs anvil (`npm ci
+//! --prefix contracts`). Takes about five minutes (epochs of 90 s).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use openrelay_testkit as kit;
@@ -20,8 +28,13 @@ use openrelay_config::ValidatorConfig;
 const CHAIN_ID: u64 = 31_337;
 const MBPS: f64 = 1_000_000.0;
 /// Settling the epoch after the first measured one, with room for a slow
-/// start: at most four epochs of 90 s and the reveal windows.
-const SLASH_WITHIN: Duration = Duration::from_secs(480);
+/// start and a first epoch whose low results are not conclusive (the
+/// partners are not proven yet): at most five epochs of 90 s and the reveal
+/// windows.
+const SLASH_WITHIN: Duration = Duration::from_secs(570);
+/// What the short relay carries, and what the lying validator reports.
+const SHORT_BPS: &str = "4000000";
+const CLAIMED_BPS: f64 = 40.0 * MBPS;
 
 /// A field `key=value` of a devnet stdout line.
 fn field(line: &str, key: &str) -> String {
@@ -66,19 +79,44 @@ async fn stake(rpc: &str, contract: Address, operator: &Operator) -> U256 {
     chain.status(Some(0)).await.unwrap().stake
 }
 
+/// Every validator's stake, by its Ed25519 key (read with any account).
+async fn validator_stakes(
+    rpc: &str,
+    contract: Address,
+    reader: &Operator,
+) -> std::collections::BTreeMap<[u8; 32], U256> {
+    let signer = load_key_file(std::path::Path::new(&reader.key_file)).unwrap();
+    let chain = Registry::connect(rpc, CHAIN_ID, contract, signer, DEFAULT_RPC_TIMEOUT)
+        .await
+        .unwrap();
+    let status = chain.validator_status(Some(0)).await.unwrap();
+    status.set.iter().map(|v| (v.key, v.stake)).collect()
+}
+
+/// The key of the devnet's last validator, the one that misreports.
+fn liar_key(devnet: &Devnet) -> [u8; 32] {
+    let config = ValidatorConfig::load(&devnet.state_dir.join("configs/validator-4.toml")).unwrap();
+    let key = openrelay_registry::keyfile::load_or_create(&config.state_dir).unwrap();
+    key.id().to_bytes()
+}
+
 #[test]
 fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_honest_ones_are_not() {
     let devnet = Devnet::start_with_args(
         3,
         "info",
         &[
+            "--validators",
+            "4",
             "--chain",
             "--no-tokens",
             "--measure",
             "--measure-epoch-secs",
             "90",
             "--short-relay-for-tests",
-            "egress-1=4000000",
+            &format!("ingress-1={SHORT_BPS}"),
+            "--misreporting-validator-for-tests",
+            "ingress-1=40000000",
         ],
     );
     // The chain's lines follow the ready line.
@@ -117,6 +155,9 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
         .iter()
         .map(|o| runtime.block_on(stake(&rpc, contract, o)))
         .collect();
+    let validator_stakes_before = runtime.block_on(validator_stakes(&rpc, contract, &operators[0]));
+    assert_eq!(validator_stakes_before.len(), 4);
+    let liar = liar_key(&devnet);
 
     // The short relay: operator-1's relay measured far below its claim.
     let deadline = Instant::now() + SLASH_WITHIN;
@@ -128,6 +169,14 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
             explanations(&registry, &operators[0])
         );
         std::thread::sleep(Duration::from_secs(5));
+        for honest in &operators[1..] {
+            for e in explanations(&registry, honest)["explanations"]
+                .as_array()
+                .unwrap()
+            {
+                assert_ne!(e["verdict"], "failed", "{}: {e}", honest.name);
+            }
+        }
         let page = explanations(&registry, &operators[0]);
         let Some(short) = page["explanations"]
             .as_array()
@@ -143,6 +192,11 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
             continue;
         };
         let epoch = short["epoch"].as_u64().unwrap();
+        // The liar's inflated report is marked; no honest report is.
+        for report in short["reports"].as_array().unwrap() {
+            let inflated = report["measurement"]["capacity_bps"].as_f64() == Some(CLAIMED_BPS);
+            assert_eq!(report["marked"] == true, inflated, "{short}");
+        }
         // From its first measured epoch on, selection counts what it
         // carries, not what it claims.
         let weight = short["selection_bps"].as_f64().unwrap();
@@ -172,6 +226,25 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
             Instant::now() < deadline,
             "operator-1's stake is {now}, expected {} - {slashed}",
             stakes_before[0]
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // The lying validator lost stake for its marks; the honest ones did not.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = runtime.block_on(validator_stakes(&rpc, contract, &operators[0]));
+        let changed: Vec<&[u8; 32]> = now
+            .iter()
+            .filter(|(key, stake)| validator_stakes_before[*key] != **stake)
+            .map(|(key, _)| key)
+            .collect();
+        if changed == [&liar] {
+            assert!(now[&liar] < validator_stakes_before[&liar]);
+            break;
+        }
+        assert!(
+            changed.iter().all(|key| **key == liar) && Instant::now() < deadline,
+            "validator stakes {now:?}, before {validator_stakes_before:?}, liar {liar:?}"
         );
         std::thread::sleep(Duration::from_secs(2));
     }

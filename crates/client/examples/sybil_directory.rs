@@ -45,6 +45,9 @@ impl Builder {
     fn operator(&mut self, n: u32, relays: &[(RelayRole, u64)]) {
         let key = OperatorKey::from_bytes(&seed(0x0a, n));
         let id = key.id();
+        // The chain section lists an operator only under the account its
+        // signed profile names.
+        let account = [u8::try_from(n % 251).unwrap(); 20];
         self.profiles.push(
             key.sign_profile(
                 OperatorProfile::new(ProfileFields {
@@ -52,7 +55,7 @@ impl Builder {
                     name: format!("Operator {n}"),
                     contact: format!("mailto:ops{n}@example.org"),
                     jurisdiction: CountryCode::parse("DE").unwrap(),
-                    chain_account: None,
+                    chain_account: Some(account),
                     published_at: T0 - 86_400,
                 })
                 .unwrap(),
@@ -102,7 +105,7 @@ impl Builder {
         }
         self.operators.push(ChainOperator {
             operator: id,
-            account: [u8::try_from(n % 251).unwrap(); 20],
+            account,
             stake_wei: u128::from(total_mbps) * STAKE_PER_MBPS,
             covered_mbps: total_mbps,
         });

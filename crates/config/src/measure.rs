@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use openrelay_types::KeyPin;
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
@@ -32,6 +33,31 @@ pub struct MeasureConfig {
     /// The directory the probes pick their relays and partner hops from,
     /// fetched and verified as clients do it.
     pub directory: crate::DirectoryConfig,
+    /// Relays (by relay id, `ed25519:...`, as `openrelay operator status`
+    /// shows it) the validator trusts to be the partner hop of its tests:
+    /// its own, provisioned to carry more than any relay it tests. They
+    /// must be listed in the directory like any relay, or the relays under
+    /// test would refuse them (an ingress forwards only to listed egresses)
+    /// or recognise the probes by them. Empty: partners are picked from
+    /// the directory by what they are known to carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<KeyPin>,
+    /// **Tests only, dishonest**: the validator reports these relays at
+    /// these capacities whatever it measures (a validator inflating a
+    /// friend), so tests can show that the verdict still fails the relay
+    /// and penalises the validator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misreport_for_tests: Vec<MisreportForTests>,
+}
+
+/// One relay a dishonest test validator misreports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MisreportForTests {
+    /// The relay's id.
+    pub relay: KeyPin,
+    /// The capacity reported, bits per second.
+    pub capacity_bps: u64,
 }
 
 /// The default name of a validator's EVM account key file in its state

@@ -752,3 +752,30 @@ fn probes_never_leave_from_the_validators_service_address() {
         assert!(error.to_string().contains("must"), "{bad}: {error}");
     }
 }
+
+/// `[measure] partners` are relay ids; a test validator's misreports say
+/// what they are in their name and survive a round trip.
+#[test]
+fn measuring_partners_are_relay_ids() {
+    let base =
+        VALIDATOR_EXAMPLE.replace("listen = \"0.0.0.0:4444\"", "listen = \"192.0.2.1:4444\"");
+    let relay = "ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw";
+    let with = |extra: &str| {
+        format!(
+            "{base}\n[measure]\nprobe_bind = \"192.0.2.9\"\n{extra}\n[measure.directory]\nvalidators = [\"{relay}\"]\nthreshold = 1\n\
+             [measure.directory.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"{relay}\"\n"
+        )
+    };
+    let config = ValidatorConfig::from_toml(&with(&format!(
+        "partners = [\"{relay}\"]\nmisreport_for_tests = [{{ relay = \"{relay}\", capacity_bps = 40000000 }}]"
+    )))
+    .unwrap();
+    let measure = config.measure.clone().unwrap();
+    assert_eq!(measure.partners, vec![relay.parse().unwrap()]);
+    assert_eq!(measure.misreport_for_tests[0].capacity_bps, 40_000_000);
+    assert_eq!(
+        ValidatorConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+        config
+    );
+    assert!(ValidatorConfig::from_toml(&with("partners = [\"egress-1\"]")).is_err());
+}

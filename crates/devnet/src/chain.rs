@@ -21,7 +21,8 @@ use openrelay_chain::operator::{
 use openrelay_config::chain::{ChainConfig, EvmAddress};
 use openrelay_config::issuer::SettlementRelays;
 use openrelay_config::{
-    ChainPin, DirectoryConfig, MeasureConfig, RelayConfig, ThrottleForTestsConfig,
+    ChainPin, DirectoryConfig, MeasureConfig, MisreportForTests, RelayConfig,
+    ThrottleForTestsConfig,
 };
 use openrelay_registry::publisher::Publisher;
 use openrelay_transport::identity::Identity;
@@ -52,8 +53,13 @@ pub struct MeasureOptions {
     /// The measurement epoch.
     pub epoch: Duration,
     /// Relays (by name) that carry less than they advertise: throttled to
-    /// these bits per second, below [`MEASURED_RELAY_BPS`].
+    /// these bits per second, below [`MEASURED_RELAY_BPS`], except for the
+    /// validators' published addresses (a relay that serves the
+    /// validators it knows fast and everyone else slow).
     pub short_relays_for_tests: Vec<(String, u64)>,
+    /// Relays (by name) the devnet's last validator reports at these bits
+    /// per second whatever it measures (a validator inflating a friend).
+    pub misreports_for_tests: Vec<(String, u64)>,
 }
 
 /// What every relay of a measuring devnet advertises. They share one
@@ -68,11 +74,19 @@ fn advertise_measurable_bandwidth(
     plan: &mut DevnetPlan,
     measure: &MeasureOptions,
 ) -> Result<(), DevnetError> {
-    for (name, _) in &measure.short_relays_for_tests {
+    let named = measure
+        .short_relays_for_tests
+        .iter()
+        .chain(&measure.misreports_for_tests);
+    for (name, _) in named {
         if !plan.relays.iter().any(|(n, _)| n == name) {
             return Err(DevnetError::UnknownRelay(name.clone()));
         }
     }
+    // What a relay can know of the validators: their published addresses.
+    let validators: Vec<IpAddr> = (1..=plan.validators.len())
+        .map(|i| IpAddr::V4(crate::validator_address(i)))
+        .collect();
     for (name, relay) in &mut plan.relays {
         let common = relay.common_mut();
         common.throttle_for_tests = measure
@@ -81,7 +95,7 @@ fn advertise_measurable_bandwidth(
             .find(|(short, _)| short == name)
             .map(|(_, bps)| ThrottleForTestsConfig {
                 bps: *bps,
-                exempt_sources: Vec::new(),
+                exempt_sources: validators.clone(),
             });
         if let Some(publish) = common.publish.as_mut() {
             publish.bandwidth_bps = MEASURED_RELAY_BPS;
@@ -357,6 +371,11 @@ pub async fn start(
     for directory in followers {
         directory.chain = Some(pin);
     }
+    let misreports = match &measure {
+        Some(m) => misreports_for_tests(plan, &m.misreports_for_tests)?,
+        None => Vec::new(),
+    };
+    let last = plan.validators.len();
     for (i, (_, validator)) in plan.validators.iter_mut().enumerate() {
         validator.chain = Some(config.clone());
         if measure.is_some() {
@@ -370,6 +389,12 @@ pub async fn start(
                     .directory
                     .clone()
                     .ok_or(DevnetError::ChainNeedsRegistry)?,
+                partners: Vec::new(),
+                misreport_for_tests: if i + 1 == last {
+                    misreports.clone()
+                } else {
+                    Vec::new()
+                },
             });
         }
     }
@@ -379,6 +404,29 @@ pub async fn start(
         contract,
         operators: accounts,
     })
+}
+
+/// The relays of `named` by their relay ids, misreported at the given
+/// bits per second.
+fn misreports_for_tests(
+    plan: &DevnetPlan,
+    named: &[(String, u64)],
+) -> Result<Vec<MisreportForTests>, DevnetError> {
+    named
+        .iter()
+        .map(|(name, bps)| {
+            let (_, relay) = plan
+                .relays
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| DevnetError::UnknownRelay(name.clone()))?;
+            let key = openrelay_registry::keyfile::relay_key(&relay.common().state_dir)?;
+            Ok(MisreportForTests {
+                relay: KeyPin::from(key.id()),
+                capacity_bps: *bps,
+            })
+        })
+        .collect()
 }
 
 /// Registers `account` as an operator staking its cover, then each of its
@@ -454,6 +502,7 @@ mod tests {
             log_dir: None,
             log_level: "info".into(),
             registry: false,
+            validators: crate::DEFAULT_VALIDATORS,
             path: Default::default(),
             tokens: false,
             client_netns: false,

@@ -40,10 +40,16 @@ pub fn probe_address(i: usize) -> Ipv4Addr {
 }
 /// The account the devnet creates for its client.
 pub const DEVNET_ACCOUNT: &str = "devnet";
-/// Validators in a devnet with `--registry`, and how many must sign.
-pub const VALIDATORS: usize = 3;
-/// Signatures a devnet directory needs.
-pub const THRESHOLD: usize = 2;
+/// Validators in a devnet with a registry, unless `--validators` says
+/// otherwise.
+pub const DEFAULT_VALIDATORS: usize = 3;
+/// The most validators a devnet runs (each has its own addresses).
+pub const MAX_VALIDATORS: usize = 20;
+
+/// Signatures a devnet directory of `validators` needs: a majority.
+pub fn threshold(validators: usize) -> usize {
+    validators / 2 + 1
+}
 
 /// Destinations a devnet's egresses may reach besides loopback: the
 /// benchmarking range (RFC 2544), where tests put the servers that a client
@@ -58,6 +64,9 @@ pub enum DevnetError {
     /// At least two operators are needed for a path of two operators.
     #[error("--operators must be between 2 and 250, got {0}")]
     Operators(usize),
+    /// The validators need addresses of their own.
+    #[error("--validators must be between 1 and {MAX_VALIDATORS}, got {0}")]
+    Validators(usize),
     /// Keys could not be created.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -135,6 +144,8 @@ pub struct DevnetOptions {
     /// Run a registry and validators; relays publish, the client reads the
     /// signed directory (instead of a relay list in its config).
     pub registry: bool,
+    /// How many validators (with `registry`); a majority signs directories.
+    pub validators: usize,
     /// The client's path selection settings.
     pub path: PathConfig,
     /// The client runs with its full-device VPN in a network namespace
@@ -208,6 +219,9 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
     if !(2..=250).contains(&n) {
         return Err(DevnetError::Operators(n));
     }
+    if !(1..=MAX_VALIDATORS).contains(&options.validators) {
+        return Err(DevnetError::Validators(options.validators));
+    }
     options.path.validate()?;
     // The issuer's identity key (clients pin it; with a registry it signs
     // the issuer's key set, which the registry and validators recognise).
@@ -252,7 +266,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         .map(|(registry, validators, _)| DirectoryConfig {
             registry: registry.clone(),
             validators: validators.clone(),
-            threshold: THRESHOLD,
+            threshold: threshold(options.validators),
             validator_weights: None,
             max_age_secs: 7200,
             refresh_secs: 2,
@@ -524,7 +538,7 @@ fn registry_plan(
     let mut validator_pins = Vec::new();
     let mut validator_tls = Vec::new();
     let mut dirs = Vec::new();
-    for i in 1..=VALIDATORS {
+    for i in 1..=options.validators {
         let name = format!("validator-{i}");
         let state_dir = options.state_dir.join(&name);
         let key = openrelay_registry::keyfile::load_or_create(&state_dir)?;
@@ -545,7 +559,7 @@ fn registry_plan(
                     key: registry_pin,
                 },
                 validators: validator_pins.clone(),
-                threshold: THRESHOLD,
+                threshold: threshold(options.validators),
                 log: log_config(options, &name),
                 poll_interval_secs: 1,
                 max_directory_lifetime_secs: 7200,
@@ -561,7 +575,7 @@ fn registry_plan(
         state_dir,
         log: log_config(options, "registry"),
         validators: validator_pins.clone(),
-        threshold: THRESHOLD,
+        threshold: threshold(options.validators),
         directory_lifetime_secs: 3600,
         proposal_interval_secs: 1,
         publication,
@@ -707,6 +721,7 @@ impl HasKind for DevnetError {
     fn kind(&self) -> ErrorKind {
         match self {
             DevnetError::Operators(_)
+            | DevnetError::Validators(_)
             | DevnetError::Config(_)
             | DevnetError::ChainNeedsRegistry
             | DevnetError::MeasureNeedsNoTokens
@@ -830,6 +845,7 @@ mod tests {
             log_dir: None,
             log_level: "info".into(),
             registry: false,
+            validators: DEFAULT_VALIDATORS,
             path: PathConfig::default(),
             tokens: false,
             client_netns: false,
@@ -972,5 +988,29 @@ mod tests {
             plan(&options(dir.path(), 1)),
             Err(DevnetError::Operators(1))
         ));
+    }
+
+    /// Four validators: four validator configs, and directories need three
+    /// signatures (a majority); none or too many are refused.
+    #[test]
+    fn the_validators_are_counted_and_a_majority_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut four = options(dir.path(), 2);
+        four.registry = true;
+        four.validators = 4;
+        let plan = plan(&four).unwrap();
+        assert_eq!(plan.validators.len(), 4);
+        for (_, validator) in &plan.validators {
+            assert_eq!(validator.threshold, 3);
+        }
+        assert_eq!(threshold(3), 2);
+        for bad in [0, MAX_VALIDATORS + 1] {
+            let mut options = four.clone();
+            options.validators = bad;
+            assert!(matches!(
+                super::plan(&options),
+                Err(DevnetError::Validators(n)) if n == bad
+            ));
+        }
     }
 }

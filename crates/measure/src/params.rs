@@ -37,7 +37,7 @@ pub struct MeasureParams {
     /// validators that approve the slash (docs/chain.md).
     pub relay_slash_bps: u32,
     /// How far (basis points of the aggregate) a reachable report may be
-    /// from the aggregate before it is a mark against its validator.
+    /// above the aggregate before it is a mark against its validator.
     /// Default 3,000 (30 %): three times the honest error bound, so honest
     /// noise is not marked; FlashFlow bounds a cheating relay's inflation
     /// at 1.33×, and a validator inflating a friend by more than that is
@@ -123,11 +123,16 @@ impl MeasureParams {
         mul_bps_ceil(self.expected_bps(advertised_bps), keep)
     }
 
-    /// Whether a reachable report of `capacity_bps` deviates from
-    /// `aggregate_bps` by more than the deviation tolerance.
-    pub fn deviates(&self, capacity_bps: u64, aggregate_bps: u64) -> bool {
-        let distance = u128::from(capacity_bps.abs_diff(aggregate_bps)) * u128::from(BPS_WHOLE);
-        distance > u128::from(aggregate_bps) * u128::from(self.deviation_tolerance_bps)
+    /// Whether a reachable report of `capacity_bps` lies above
+    /// `aggregate_bps` by more than the deviation tolerance. Only reports
+    /// above the aggregate are marks (docs/measurement.md, "Verdicts"): a
+    /// low report cannot move a low-median a minority does not hold, while
+    /// honest reports fall low for reasons that are not the validator's
+    /// (another validator's test of the relay at the same moment, a relay
+    /// serving that validator worse on purpose).
+    pub fn inflates(&self, capacity_bps: u64, aggregate_bps: u64) -> bool {
+        let above = u128::from(capacity_bps.saturating_sub(aggregate_bps)) * u128::from(BPS_WHOLE);
+        above > u128::from(aggregate_bps) * u128::from(self.deviation_tolerance_bps)
     }
 
     /// How many validators test each relay per epoch in a set of
@@ -274,9 +279,10 @@ mod tests {
             selection_bandwidth(100_000_000, Some(500_000_000)),
             100_000_000
         );
-        assert!(!p.deviates(130, 100));
-        assert!(p.deviates(131, 100));
-        assert!(p.deviates(69, 100));
+        assert!(!p.inflates(130, 100));
+        assert!(p.inflates(131, 100));
+        assert!(!p.inflates(69, 100));
+        assert!(!p.inflates(0, 100));
         assert_eq!(stake_bps(u128::MAX, 10_000), u128::MAX);
         assert_eq!(p.max_test_bytes_per_relay_per_epoch(15), 15 * 6_250_000_000);
         assert_eq!(p.test_share_of_capacity_bps(15), 104);

@@ -112,8 +112,8 @@ pub struct ExplainedReport {
     pub probes_answered: u32,
     /// What it measured.
     pub measurement: Measurement,
-    /// Whether this report was marked (farther than the deviation
-    /// tolerance from the aggregate).
+    /// Whether this report was marked (above the aggregate by more than
+    /// the deviation tolerance, both capped at what the relay is held to).
     pub marked: bool,
 }
 
@@ -586,7 +586,7 @@ impl MeasureState {
             let expected = params.expected_bps(advert.advertised_bps);
             for r in &mut reports {
                 if let Measurement::Reachable { capacity_bps, .. } = r.measurement
-                    && params.deviates(capacity_bps.min(expected), aggregate.min(expected))
+                    && params.inflates(capacity_bps.min(expected), aggregate.min(expected))
                 {
                     r.marked = true;
                     outcome.marks.push(Mark {

@@ -140,12 +140,18 @@ impl Devnet {
                 .pids
                 .insert(name.to_owned(), pid.trim().parse().unwrap());
         }
-        // Relays and the client, plus a registry and 3 validators unless
-        // --no-registry, and the token issuer unless --no-tokens.
+        // Relays and the client, plus a registry and its validators (3
+        // unless --validators says otherwise) unless --no-registry, and the
+        // token issuer unless --no-tokens.
+        let validators = extra
+            .iter()
+            .position(|a| *a == "--validators")
+            .and_then(|at| extra.get(at + 1))
+            .map_or(3, |n| n.parse::<usize>().unwrap());
         let registry = if extra.contains(&"--no-registry") {
             0
         } else {
-            4
+            1 + validators
         };
         let extra_components = registry + usize::from(!extra.contains(&"--no-tokens"));
         assert_eq!(

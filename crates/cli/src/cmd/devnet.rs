@@ -19,6 +19,12 @@ pub(crate) struct DevnetArgs {
     /// three regions).
     #[arg(long, default_value_t = 3)]
     operators: usize,
+    /// Number of validators (with the registry); a majority of them signs
+    /// each directory. Slashes need more than 2/3 of their stake to
+    /// approve (docs/chain.md), so three validators tolerate no liar for
+    /// slashing and four tolerate one.
+    #[arg(long, default_value_t = openrelay_devnet::DEFAULT_VALIDATORS)]
+    validators: usize,
     /// The client's SOCKS5 listen address.
     #[arg(long, default_value = "127.0.0.1:1080")]
     socks: SocketAddr,
@@ -79,18 +85,26 @@ pub(crate) struct DevnetArgs {
     #[arg(long, value_name = "SECS", default_value_t = 120, requires = "measure")]
     measure_epoch_secs: u64,
     /// With --measure: every relay advertises 40 Mbit/s; this relay is
-    /// throttled to BPS (`[throttle_for_tests]`), less than it advertises
-    /// (a relay that lies, for tests). Repeatable.
-    #[arg(long, value_name = "NAME=BPS", requires = "measure", value_parser = parse_short_relay)]
+    /// throttled to BPS (`[throttle_for_tests]`), less than it advertises,
+    /// except towards the validators' published addresses (a relay that
+    /// lies, and serves the validators it knows fast, for tests).
+    /// Repeatable.
+    #[arg(long, value_name = "NAME=BPS", requires = "measure", value_parser = parse_name_bps)]
     short_relay_for_tests: Vec<(String, u64)>,
+    /// With --measure: the devnet's last validator reports this relay at
+    /// BPS whatever it measures (`[measure] misreport_for_tests`: a
+    /// validator inflating a friend, for tests). Repeatable.
+    #[arg(long, value_name = "NAME=BPS", requires = "measure", value_parser = parse_name_bps)]
+    misreporting_validator_for_tests: Vec<(String, u64)>,
     /// The client's path selection (devnet operators 1, 2, 3, ... are in
     /// NL, CH, SE, FR, IS, DE; every devnet relay is in "Localhost").
     #[command(flatten)]
     path: PathArgs,
 }
 
-/// `NAME=BPS` of `--short-relay-for-tests`.
-fn parse_short_relay(text: &str) -> Result<(String, u64), String> {
+/// `NAME=BPS` of `--short-relay-for-tests` and
+/// `--misreporting-validator-for-tests`.
+fn parse_name_bps(text: &str) -> Result<(String, u64), String> {
     let (name, bps) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not NAME=BPS (e.g. egress-1=4000000)"))?;
@@ -149,6 +163,7 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
         log_dir,
         log_level: args.log_level.clone(),
         registry: !args.no_registry,
+        validators: args.validators,
         tokens: !args.no_tokens,
         key_rotation_secs: args.key_rotation_secs,
         client_netns: args.client_netns.is_some(),
@@ -186,6 +201,7 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
                 openrelay_devnet::chain::MeasureOptions {
                     epoch: std::time::Duration::from_secs(args.measure_epoch_secs),
                     short_relays_for_tests: args.short_relay_for_tests.clone(),
+                    misreports_for_tests: args.misreporting_validator_for_tests.clone(),
                 },
             )) => Some(chain?),
             () = &mut shutdown => return Ok(()),

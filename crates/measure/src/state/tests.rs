@@ -687,7 +687,7 @@ fn a_snapshot_restores_failing_counts_and_marks() {
 /// each validator's link gives; those figures differ widely and all say
 /// "passes", so none is a mark.
 #[test]
-fn reports_above_the_claim_are_never_marks() {
+fn only_reports_above_the_aggregate_and_below_the_claim_are_marks() {
     let mut state = MeasureState::new(MeasureParams::devnet());
     let relays = adverts(&[(r(7), 40 * MBPS)]);
     let reveals = vec![
@@ -701,7 +701,9 @@ fn reports_above_the_claim_are_never_marks() {
     assert_eq!(out.marks, vec![]);
     assert_eq!(out.explanations[&r(7)].verdict, EpochVerdict::Passed);
     assert_eq!(out.explanations[&r(7)].selection_bps, 40 * MBPS);
-    // Below the claim the usual rule holds: 20 against 40 is a mark.
+    // A report below the aggregate is never a mark: 20 against 40 says
+    // the validator's test got less (another validator's test at the same
+    // moment, a relay serving it worse), and cannot move the low-median.
     let reveals = vec![
         reveal(2, v(1), vec![reachable(r(7), 20 * MBPS)]),
         reveal(2, v(2), vec![reachable(r(7), 330 * MBPS)]),
@@ -710,6 +712,17 @@ fn reports_above_the_claim_are_never_marks() {
     let out = state
         .apply_epoch(2, &three(), &reveals, &relays)
         .expect("applies");
+    assert_eq!(out.marks, vec![]);
+    // Above the aggregate and below the claim the rule holds: 40 against
+    // an aggregate of 4 is a mark.
+    let reveals = vec![
+        reveal(3, v(1), vec![reachable(r(7), 4 * MBPS)]),
+        reveal(3, v(2), vec![reachable(r(7), 2 * MBPS)]),
+        reveal(3, v(3), vec![reachable(r(7), 40 * MBPS)]),
+    ];
+    let out = state
+        .apply_epoch(3, &three(), &reveals, &relays)
+        .expect("applies");
     assert_eq!(out.marks.len(), 1);
-    assert_eq!(out.marks[0].validator, v(1));
+    assert_eq!(out.marks[0].validator, v(3));
 }

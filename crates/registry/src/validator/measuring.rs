@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::partner::{self, PartnerKnowledge};
 use alloy::primitives::U256;
 use openrelay_chain::operator::{OperatorError, Refusal, Registry};
 use openrelay_client::relay::Relay;
@@ -20,8 +21,8 @@ use openrelay_config::MeasureConfig;
 use openrelay_config::chain::ChainConfig;
 use openrelay_directory::VerifiedDirectory;
 use openrelay_measure::{
-    EpochMargins, EpochStep, Measurement, RelayId, SlashApproval, ValidatorEpochs, ValidatorId,
-    ValidatorReport,
+    EpochMargins, EpochStep, MeasureParams, Measurement, RelayId, SlashApproval, ValidatorEpochs,
+    ValidatorId, ValidatorReport,
 };
 use openrelay_probe::{ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
 use openrelay_registry_client::follow::DirectoryFollower;
@@ -95,12 +96,20 @@ pub(crate) async fn run(
         .map_err(MeasuringError::Servers)?;
     let me = ValidatorId(validator.id().to_bytes());
     let mut epochs = ValidatorEpochs::new(timing, EpochMargins::for_timing(&timing), me);
+    let mut tester = Tester {
+        prober: &prober,
+        follower: &follower,
+        params: &params,
+        measure: &measure,
+        knowledge: PartnerKnowledge::default(),
+    };
     info!(account = %settler.chain().account(), "measuring relays");
     loop {
         let now = unix_now_millis();
         if let Some(epoch) = epochs.needs_plan(now) {
             let relays = follower.current();
             let schedule = plan(&prober, &epochs, epoch, now, relays.as_deref());
+            tester.knowledge.forget_before(epoch);
             epochs.plan(epoch, schedule, salt());
         }
         loop {
@@ -112,7 +121,7 @@ pub(crate) async fn run(
                     break;
                 }
             };
-            do_step(&mut epochs, &prober, &follower, settler.chain(), step).await;
+            do_step(&mut epochs, &mut tester, settler.chain(), step).await;
         }
         while let Some(settled) = settle::settle_due(&mut settler, &validator.registry).await {
             settle::log_recorded(
@@ -177,15 +186,15 @@ fn plan(
 
 async fn do_step(
     epochs: &mut ValidatorEpochs,
-    prober: &Prober,
-    follower: &DirectoryFollower,
+    tester: &mut Tester<'_>,
     chain: &Registry,
     step: EpochStep,
 ) {
     match step {
         EpochStep::Measure { epoch, relay } => {
-            let report = test(prober, follower.current().as_deref(), relay).await;
-            epochs.measured(epoch, report);
+            if let Some(report) = tester.test(epoch, relay).await {
+                epochs.measured(epoch, report);
+            }
         }
         EpochStep::Commit {
             epoch,
@@ -214,73 +223,104 @@ async fn do_step(
     }
 }
 
-/// Tests `relay` through a path with a partner hop of another operator and
-/// network from the directory (the fastest by its selection weight, so the
-/// partner is not the bottleneck).
-async fn test(
-    prober: &Prober,
-    directory: Option<&VerifiedDirectory>,
-    relay: RelayId,
-) -> ValidatorReport {
-    let unreachable = ValidatorReport {
-        relay,
-        probes_sent: 0,
-        probes_answered: 0,
-        measurement: Measurement::Unreachable,
-    };
-    let Some(directory) = directory else {
-        return unreachable;
-    };
-    let record = |r: &openrelay_directory::VerifiedRelay<'_>| {
-        r.endpoints()
-            .first()
-            .map(|addr| Relay::from_directory(r, *addr))
-    };
-    let Some(target) = directory
-        .relays()
-        .find(|r| r.id().to_bytes() == relay.0)
-        .and_then(|r| record(&r))
-    else {
+/// What a validator's tests need besides the relay to test.
+struct Tester<'a> {
+    prober: &'a Prober,
+    follower: &'a DirectoryFollower,
+    params: &'a MeasureParams,
+    measure: &'a MeasureConfig,
+    knowledge: PartnerKnowledge,
+}
+
+impl Tester<'_> {
+    /// Tests `relay` through a path with a partner hop of another operator
+    /// and network ([`partner::choose`]); `None` when the test says nothing
+    /// about the relay ([`partner::conclusive`]) or it left the directory.
+    async fn test(&mut self, epoch: u64, relay: RelayId) -> Option<ValidatorReport> {
+        let unreachable = ValidatorReport {
+            relay,
+            probes_sent: 0,
+            probes_answered: 0,
+            measurement: Measurement::Unreachable,
+        };
+        let Some(directory) = self.follower.current() else {
+            return Some(unreachable);
+        };
+        let candidates: Vec<(RelayId, Relay, u64)> = directory
+            .relays()
+            .filter_map(|r| {
+                let addr = r.endpoints().first()?;
+                let id = RelayId(r.id().to_bytes());
+                Some((id, Relay::from_directory(&r, *addr), r.bandwidth_bps()))
+            })
+            .collect();
         // Gone from the directory since the plan: not this epoch's relay.
-        return unreachable;
-    };
-    let partner_role = match target.role {
-        RelayRole::Ingress => RelayRole::Egress,
-        RelayRole::Egress => RelayRole::Ingress,
-    };
-    // The partner must not be the bottleneck: the compatible relay the
-    // directory weighs most (by its measurement once it has one), a random
-    // one of those tied. Until relays are measured that may be a slow one:
-    // the low-median of several validators' picks absorbs one such test.
-    let partners: Vec<Relay> = directory
-        .relays_with_role(partner_role)
-        .filter_map(|r| record(&r))
-        .filter(|p| p.compatible_with(&target))
-        .collect();
-    let best = partners.iter().map(|p| p.bandwidth_bps).max().unwrap_or(0);
-    let tied: Vec<&Relay> = partners
-        .iter()
-        .filter(|p| p.bandwidth_bps == best)
-        .collect();
-    let pick = usize::try_from(OsRng.next_u64() % tied.len().max(1) as u64).unwrap_or(0);
-    let partner = tied.get(pick).copied().cloned();
-    let Some(partner) = partner else {
-        warn!(relay = %target.name, "no partner hop of another operator to test it with");
-        return unreachable;
-    };
-    let probed = ProbedRelay {
-        id: relay,
-        relay: target,
-    };
-    let probe = match probed.relay.role {
-        RelayRole::Egress => prober.measure_egress(&probed, &partner).await,
-        RelayRole::Ingress => prober.measure_ingress(&probed, &partner).await,
-    };
-    match &probe.failure {
-        Some(failure) => info!(relay = %probed.relay.name, reason = %failure, "relay unreachable"),
-        None => debug!(relay = %probed.relay.name, report = ?probe.report, "relay measured"),
+        let (_, target, advertised) = candidates.iter().find(|(id, ..)| *id == relay)?.clone();
+        let passing = self.params.passing_bps(advertised);
+        let partners: Vec<(RelayId, Relay)> = candidates
+            .into_iter()
+            .map(|(id, relay, _)| (id, relay))
+            .collect();
+        let mut pick = |n: usize| usize::try_from(OsRng.next_u64() % n.max(1) as u64).unwrap_or(0);
+        let Some(partner) = partner::choose(
+            &target,
+            passing,
+            &partners,
+            &self.measure.partners,
+            &self.knowledge,
+            epoch,
+            &mut pick,
+        ) else {
+            warn!(relay = %target.name, "no partner hop of another operator to test it with");
+            return None;
+        };
+        let role = target.role;
+        let probed = ProbedRelay {
+            id: relay,
+            relay: target,
+        };
+        let probe = match role {
+            RelayRole::Egress => self.prober.measure_egress(&probed, &partner.relay).await,
+            RelayRole::Ingress => self.prober.measure_ingress(&probed, &partner.relay).await,
+        };
+        let mut report = probe.report;
+        if let Measurement::Reachable { capacity_bps, .. } = report.measurement {
+            self.knowledge.carried(epoch, partner.id, capacity_bps);
+        }
+        let name = &probed.relay.name;
+        if let Some(lie) = self
+            .measure
+            .misreport_for_tests
+            .iter()
+            .find(|m| m.relay.as_bytes() == &relay.0)
+        {
+            warn!(relay = %name, capacity_bps = lie.capacity_bps, "misreporting, as configured for tests");
+            report.measurement = Measurement::Reachable {
+                capacity_bps: lie.capacity_bps,
+                rtt_micros: 1_000,
+            };
+            report.probes_answered = report.probes_sent;
+            return Some(report);
+        }
+        let failure = probe.failure.as_ref();
+        if !partner::conclusive(role, partner.basis, &report.measurement, failure, passing) {
+            info!(
+                relay = %name,
+                partner = %partner.relay.name,
+                measured = ?report.measurement,
+                failure = failure.map(tracing::field::display),
+                "inconclusive: the partner hop or this validator may be at fault; no report \
+                 for this relay this epoch"
+            );
+            return None;
+        }
+        self.knowledge.measured(epoch, relay, &report.measurement);
+        match failure {
+            Some(failure) => info!(relay = %name, reason = %failure, "relay unreachable"),
+            None => debug!(relay = %name, report = ?report, "relay measured"),
+        }
+        Some(report)
     }
-    probe.report
 }
 
 /// Sends the approvals `me` owes for a settled epoch; one that another

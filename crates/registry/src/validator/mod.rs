@@ -26,6 +26,7 @@
 
 pub mod check;
 mod measuring;
+mod partner;
 
 pub use measuring::MeasuringError;
 
