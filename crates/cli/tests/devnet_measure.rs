@@ -73,7 +73,6 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
         "info",
         &[
             "--chain",
-            "--no-tokens",
             "--measure",
             "--measure-epoch-secs",
             "90",

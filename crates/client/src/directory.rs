@@ -35,6 +35,7 @@ use openrelay_directory::{
     Directory, DirectoryError, SignedDirectory, TrustConfig, TrustConfigError, ValidatorSet,
     VerifiedDirectory, endpoint_class, verify_directory,
 };
+pub use openrelay_registry_client::follow::VerifiedDirectorySource;
 use openrelay_registry_client::paths;
 use openrelay_registry_client::{CallError, RegistryClient};
 use openrelay_transport::endpoint::TUNNELLED_MTU;
@@ -197,6 +198,16 @@ fn resume_trust(genesis: TrustConfig, file: &Path) -> TrustConfig {
     }
 }
 
+impl VerifiedDirectorySource for DirectoryFeed {
+    fn verified(&self) -> Option<Arc<VerifiedDirectory>> {
+        DirectoryFeed::verified(self)
+    }
+
+    fn accept_copy(&self, bytes: &[u8]) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
+        DirectoryFeed::accept_copy(self, bytes)
+    }
+}
+
 impl DirectoryFeed {
     /// A feed for `config`, caching in `state_dir`.
     pub fn new(config: &DirectoryConfig, state_dir: &Path) -> Result<Self, DirectoryConfigError> {
@@ -248,6 +259,7 @@ impl DirectoryFeed {
     pub fn verified(&self) -> Option<Arc<VerifiedDirectory>> {
         self.current().clone()
     }
+
 
     /// Verifies `signed` at `now` after the last directory accepted,
     /// without taking it yet.
@@ -320,6 +332,7 @@ impl DirectoryFeed {
         self.accept_signed(signed, now)
             .map(|verified| self.list(&verified))
     }
+
 
     /// Verifies a directory someone else handed over (the issuer's copy),
     /// as a fetched one, and caches it: its validators' signatures, not who

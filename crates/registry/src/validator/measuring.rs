@@ -23,13 +23,16 @@ use openrelay_measure::{
     EpochMargins, EpochStep, Measurement, RelayId, SlashApproval, ValidatorEpochs, ValidatorId,
     ValidatorReport,
 };
-use openrelay_probe::{ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
+use openrelay_client::directory::VerifiedDirectorySource;
+use openrelay_probe::tokens::ProbeAccount;
+use openrelay_probe::{ProbeFailure, ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
 use openrelay_registry_client::follow::DirectoryFollower;
 use openrelay_types::{HasKind as _, RelayRole, unix_now_millis};
 use rand_core::{OsRng, RngCore as _};
 use tracing::{debug, info, warn};
 
 use super::Validator;
+use super::probe_stocking::ProbeStocking;
 use crate::settle::{self, Settled};
 
 /// Longest wait between two looks at what is due.
@@ -57,6 +60,9 @@ pub enum MeasuringError {
     /// The sink or echo could not listen.
     #[error("measure.sink_bind: the prober's sink and echo cannot listen: {0}")]
     Servers(#[source] std::io::Error),
+    /// The probes' account (`[measure.account]`) could not be opened.
+    #[error("measure.account: {0}")]
+    ProbeAccount(#[from] openrelay_probe::tokens::ProbeAccountError),
 }
 
 /// Runs a measuring validator's epochs for as long as it runs (see the
@@ -88,11 +94,20 @@ pub(crate) async fn run(
     // Every relay's test must fit one epoch; an echo not back within a
     // second on a relay path is lost for liveness anyway.
     settings.answer_timeout = Duration::from_secs(1);
-    // Paid and admitted as the relays require is the next step: today the
-    // prober shows no tokens (docs/measurement.md, "Not yet built").
-    let prober = Prober::start(settings, None, None)
+    // With `[measure.account]` the probes show tokens and pay as clients'
+    // paths do, checked against the directory the validator follows.
+    let tokens = measure
+        .account
+        .as_ref()
+        .map(|account| {
+            let directory: Arc<dyn VerifiedDirectorySource> = Arc::clone(&follower) as _;
+            ProbeAccount::open(account, &state_dir, directory).map(Arc::new)
+        })
+        .transpose()?;
+    let prober = Prober::start(settings, tokens.as_ref().map(|t| Arc::clone(t.account())))
         .await
         .map_err(MeasuringError::Servers)?;
+    let mut stocking = ProbeStocking::default();
     let me = ValidatorId(validator.id().to_bytes());
     let mut epochs = ValidatorEpochs::new(timing, EpochMargins::for_timing(&timing), me);
     info!(account = %settler.chain().account(), "measuring relays");
@@ -101,6 +116,10 @@ pub(crate) async fn run(
         if let Some(epoch) = epochs.needs_plan(now) {
             let relays = follower.current();
             let schedule = plan(&prober, &epochs, epoch, now, relays.as_deref());
+            if let (Some(tokens), Some(directory)) = (&tokens, &relays) {
+                let (_, until) = epochs.test_window(epoch, now);
+                stocking.start(tokens, &prober, directory, &schedule, until);
+            }
             epochs.plan(epoch, schedule, salt());
         }
         loop {
@@ -184,8 +203,12 @@ async fn do_step(
 ) {
     match step {
         EpochStep::Measure { epoch, relay } => {
-            let report = test(prober, follower.current().as_deref(), relay).await;
-            epochs.measured(epoch, report);
+            // A test that could not show a token is no report (see
+            // `ProbeFailure::NoToken`): the relay keeps whatever the other
+            // validators find.
+            if let Some(report) = test(prober, follower.current().as_deref(), relay).await {
+                epochs.measured(epoch, report);
+            }
         }
         EpochStep::Commit {
             epoch,
@@ -221,13 +244,13 @@ async fn test(
     prober: &Prober,
     directory: Option<&VerifiedDirectory>,
     relay: RelayId,
-) -> ValidatorReport {
-    let unreachable = ValidatorReport {
+) -> Option<ValidatorReport> {
+    let unreachable = Some(ValidatorReport {
         relay,
         probes_sent: 0,
         probes_answered: 0,
         measurement: Measurement::Unreachable,
-    };
+    });
     let Some(directory) = directory else {
         return unreachable;
     };
@@ -277,6 +300,11 @@ async fn test(
         RelayRole::Ingress => prober.measure_ingress(&probed, &partner).await,
     };
     match &probe.failure {
+        Some(failure @ ProbeFailure::NoToken(_)) => warn!(
+            relay = %probed.relay.name,
+            reason = %failure,
+            "relay not tested for want of a token: no report on it this epoch"
+        ),
         Some(failure) => info!(relay = %probed.relay.name, reason = %failure, "relay unreachable"),
         None => debug!(relay = %probed.relay.name, report = ?probe.report, "relay measured"),
     }

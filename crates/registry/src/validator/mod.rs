@@ -26,6 +26,7 @@
 
 pub mod check;
 mod measuring;
+mod probe_stocking;
 
 pub use measuring::MeasuringError;
 
