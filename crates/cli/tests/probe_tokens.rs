@@ -96,7 +96,11 @@ fn assert_no_token(probe: &Probe, missing: MissingToken) {
         "{:?}",
         probe.failure
     );
-    assert!(probe.report.is_none(), "a test without a token is no report: {:?}", probe.report);
+    assert!(
+        probe.report.is_none(),
+        "a test without a token is no report: {:?}",
+        probe.report
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +218,11 @@ async fn probes_show_tokens_checked_against_the_directory_and_a_test_without_one
             carried_bps: 40_000_000,
         })
         .collect();
-    assert_eq!(tests[0].partners.len(), 1, "egress-1's partner is ingress-2 only");
+    assert_eq!(
+        tests[0].partners.len(),
+        1,
+        "egress-1's partner is ingress-2 only"
+    );
     let need = tokens_for_plan(account.account(), &tests, settings().test_time());
     // Access for operator 2 (egress-1's partner) and operator 1 (ingress-1),
     // payment for egress-1 and egress-2 (ingress-1's partner), two each.
@@ -294,7 +302,12 @@ async fn probes_show_tokens_checked_against_the_directory_and_a_test_without_one
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = run_openrelay(
-            &["ledger", "--config", egress_config.to_str().unwrap(), "--json"],
+            &[
+                "ledger",
+                "--config",
+                egress_config.to_str().unwrap(),
+                "--json",
+            ],
             Duration::from_secs(10),
         );
         let redeemed = serde_json::from_str::<serde_json::Value>(out.stdout.trim())
@@ -338,7 +351,10 @@ async fn probes_show_tokens_checked_against_the_directory_and_a_test_without_one
         }
     };
     assert!(
-        matches!(error, Err(ProbeAccountError::Account(AccountError::UnlistedKey { .. }))),
+        matches!(
+            error,
+            Err(ProbeAccountError::Account(AccountError::UnlistedKey { .. }))
+        ),
         "{error:?}"
     );
     assert_eq!(refused.account().wallet().balance(), 0);

@@ -391,7 +391,9 @@ impl Account {
             .epoch_keys()
             .map_err(|_| AccountError::NoKey)?;
         if let Some(feed) = &self.directory {
-            return self.consistent_key(feed.as_ref(), client, &offered, now).await;
+            return self
+                .consistent_key(feed.as_ref(), client, &offered, now)
+                .await;
         }
         offered
             .into_iter()

@@ -260,7 +260,6 @@ impl DirectoryFeed {
         self.current().clone()
     }
 
-
     /// Verifies `signed` at `now` after the last directory accepted,
     /// without taking it yet.
     fn verify(
@@ -332,7 +331,6 @@ impl DirectoryFeed {
         self.accept_signed(signed, now)
             .map(|verified| self.list(&verified))
     }
-
 
     /// Verifies a directory someone else handed over (the issuer's copy),
     /// as a fetched one, and caches it: its validators' signatures, not who

@@ -783,16 +783,35 @@ fn a_probe_account_defaults_its_password_file_and_refuses_bad_names() {
     ))
     .unwrap();
     assert_eq!(
-        own.measure.unwrap().account.unwrap().password_file(std::path::Path::new("/state")),
+        own.measure
+            .unwrap()
+            .account
+            .unwrap()
+            .password_file(std::path::Path::new("/state")),
         std::path::Path::new("/secrets/probe")
     );
     let long = "v".repeat(65);
     for (bad, field) in [
-        ("issuer_name = \"\"\nusername = \"v\"", "measure.account.issuer_name"),
-        ("issuer_name = \"i.example\"\nusername = \"\"", "measure.account.username"),
-        ("issuer_name = \"i.example\"\nusername = \"a b\"", "measure.account.username"),
-        (&format!("issuer_name = \"i.example\"\nusername = \"{long}\""), "measure.account.username"),
-        ("issuer_name = \"i.example\"\nusername = \"v\"\npassword_file = \"\"", "measure.account.password_file"),
+        (
+            "issuer_name = \"\"\nusername = \"v\"",
+            "measure.account.issuer_name",
+        ),
+        (
+            "issuer_name = \"i.example\"\nusername = \"\"",
+            "measure.account.username",
+        ),
+        (
+            "issuer_name = \"i.example\"\nusername = \"a b\"",
+            "measure.account.username",
+        ),
+        (
+            &format!("issuer_name = \"i.example\"\nusername = \"{long}\""),
+            "measure.account.username",
+        ),
+        (
+            "issuer_name = \"i.example\"\nusername = \"v\"\npassword_file = \"\"",
+            "measure.account.password_file",
+        ),
         ("issuer_name = \"i.example\"", "username"),
     ] {
         let error = ValidatorConfig::from_toml(&with(bad)).unwrap_err();

@@ -101,7 +101,10 @@ async fn accounts_sessions_quota_and_tokens() {
     }
     // A measuring validator's probe account named in `account_quotas`
     // has its larger quota, and no more.
-    client.register(ISSUER, "prober", "probe horse").await.unwrap();
+    client
+        .register(ISSUER, "prober", "probe horse")
+        .await
+        .unwrap();
     let prober = client.login(ISSUER, "prober", "probe horse").await.unwrap();
     let fetched = client
         .fetch_tokens(&prober, &keys[0].key, &challenge, 5)

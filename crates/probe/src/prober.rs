@@ -26,11 +26,11 @@ use std::time::Duration;
 use bytes::{Buf as _, Bytes};
 use openrelay_client::access::AccessTokens as _;
 use openrelay_client::account::Account;
-use openrelay_client::manager::PathListener as _;
-use openrelay_client::stocking::Payments;
 use openrelay_client::flow::{FlowError, open_tcp_on, open_udp_on};
+use openrelay_client::manager::PathListener as _;
 use openrelay_client::path::{BuildError, Path};
 use openrelay_client::relay::{Relay, RelayConfigError};
+use openrelay_client::stocking::Payments;
 use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_measure::{Measurement, RelayId, ValidatorReport};
 use openrelay_wire::target::Target;
@@ -291,14 +291,7 @@ impl Prober {
             .account
             .as_ref()
             .map(|a| a.as_ref() as &dyn openrelay_client::access::AccessTokens);
-        let built = Path::build(
-            ingress,
-            egress,
-            settings.probe_bind,
-            &settings.path,
-            access,
-        )
-        .await;
+        let built = Path::build(ingress, egress, settings.probe_bind, &settings.path, access).await;
         let mut path = match built {
             Ok(path) => path,
             // The ingress wants a token and the prober has no account:

@@ -76,12 +76,18 @@ pub enum ProbeAccountError {
     /// The wallet.
     #[error("the prober's wallet: {0}")]
     Wallet(#[from] WalletError),
-    /// Registering or logging in.
+    /// Registering or logging in (boxed: a login's error is large).
     #[error("the prober's account: {0}")]
-    Login(#[from] LoginError),
+    Login(Box<LoginError>),
     /// Reaching the issuer, checking its keys, fetching.
     #[error("the prober's tokens: {0}")]
     Account(#[from] AccountError),
+}
+
+impl From<LoginError> for ProbeAccountError {
+    fn from(error: LoginError) -> Self {
+        ProbeAccountError::Login(Box::new(error))
+    }
 }
 
 impl HasKind for ProbeAccountError {
@@ -121,7 +127,7 @@ pub fn partner_candidates(target: &Relay, relays: &[Relay]) -> Vec<Relay> {
         .filter(|r| r.role == partner_role && r.compatible_with(target))
         .cloned()
         .collect();
-    partners.sort_by(|a, b| b.bandwidth_bps.cmp(&a.bandwidth_bps));
+    partners.sort_by_key(|p| std::cmp::Reverse(p.bandwidth_bps));
     partners.truncate(MAX_COVERED_PARTNERS);
     partners
 }
@@ -151,11 +157,11 @@ pub fn tokens_for_plan(
     test_time: Duration,
 ) -> Vec<(TokenChallenge, usize)> {
     let mut need: Vec<(TokenChallenge, usize)> = Vec::new();
-    let mut add = |pool: TokenChallenge, count: usize| match need.iter_mut().find(|(p, _)| *p == pool)
-    {
-        Some((_, have)) => *have = have.saturating_add(count),
-        None => need.push((pool, count)),
-    };
+    let mut add =
+        |pool: TokenChallenge, count: usize| match need.iter_mut().find(|(p, _)| *p == pool) {
+            Some((_, have)) => *have = have.saturating_add(count),
+            None => need.push((pool, count)),
+        };
     for test in tests {
         let payments = payments_per_test(test.carried_bps, test_time);
         let (ingresses, egresses): (Vec<&Relay>, Vec<&Relay>) = match test.target.role {
@@ -243,7 +249,10 @@ impl ProbeAccount {
     /// from the issuer (see the module documentation), logging in (and
     /// on the very first start registering) as needed, and again when
     /// the issuer forgot the session. Returns the tokens added.
-    pub async fn stock(&self, need: &[(TokenChallenge, usize)]) -> Result<usize, ProbeAccountError> {
+    pub async fn stock(
+        &self,
+        need: &[(TokenChallenge, usize)],
+    ) -> Result<usize, ProbeAccountError> {
         // Tokens under keys the directory no longer lists are dropped
         // first: they would be refused, or single the prober out.
         self.account.enforce_listing();
@@ -283,14 +292,30 @@ impl ProbeAccount {
     async fn sign_in(&self, client: &IssuerClient) -> Result<Session, ProbeAccountError> {
         let secret = AccountSecret::load_or_create(&self.password_file)?;
         let register = !secret.registered();
-        let signed = sign_in(&self.account, client, &self.username, secret.password(), register).await;
+        let signed = sign_in(
+            &self.account,
+            client,
+            &self.username,
+            secret.password(),
+            register,
+        )
+        .await;
         let session = match signed {
             // An earlier registration with this password landed but its
             // answer was lost: the account is ours if the login works.
             Err(LoginError::Register {
                 source: IssuerClientError::Taken,
                 ..
-            }) => sign_in(&self.account, client, &self.username, secret.password(), false).await?,
+            }) => {
+                sign_in(
+                    &self.account,
+                    client,
+                    &self.username,
+                    secret.password(),
+                    false,
+                )
+                .await?
+            }
             signed => signed?,
         };
         if register {

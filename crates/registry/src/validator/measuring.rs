@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use openrelay_chain::operator::{OperatorError, Refusal, Registry};
+use openrelay_client::directory::VerifiedDirectorySource;
 use openrelay_client::relay::Relay;
 use openrelay_config::MeasureConfig;
 use openrelay_config::chain::ChainConfig;
@@ -23,7 +24,6 @@ use openrelay_measure::{
     EpochMargins, EpochStep, Measurement, RelayId, SlashApproval, ValidatorEpochs, ValidatorId,
     ValidatorReport,
 };
-use openrelay_client::directory::VerifiedDirectorySource;
 use openrelay_probe::tokens::ProbeAccount;
 use openrelay_probe::{ProbeFailure, ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
 use openrelay_registry_client::follow::DirectoryFollower;
