@@ -22,14 +22,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kit::devnet::{issuer_with_own_keys, start_exported as start};
 use kit::{Proc, run_openrelay};
 use openrelay_client::access::AccessTokens as _;
 use openrelay_client::account::AccountError;
 use openrelay_client::directory::VerifiedDirectorySource;
 use openrelay_client::relay::Relay;
-use openrelay_config::{
-    ClientConfig, IssuerConfig, ProbeAccountConfig, RelayConfig, ThrottleForTestsConfig,
-};
+use openrelay_config::{ClientConfig, ProbeAccountConfig, RelayConfig, ThrottleForTestsConfig};
 use openrelay_measure::{Measurement, RelayId};
 use openrelay_probe::tokens::{
     PlannedTest, ProbeAccount, ProbeAccountError, partner_candidates, tokens_for_plan,
@@ -40,19 +39,6 @@ use openrelay_registry_client::follow::DirectoryFollower;
 /// The throttled relays' rate: far below what debug relays carry here.
 const LIMIT_BPS: u64 = 20_000_000;
 const PROBER_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_port(ip: Ipv4Addr) -> u16 {
-    std::net::UdpSocket::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(subcommand: &str, config: &Path) -> Proc {
-    let stderr = config.with_extension("stderr");
-    Proc::start(&[subcommand, "--config", config.to_str().unwrap()], &stderr)
-}
 
 /// Rewrites relay `name`'s exported config to be throttled to LIMIT_BPS.
 fn throttle(configs: &Path, name: &str) {
@@ -112,35 +98,13 @@ async fn probes_show_tokens_checked_against_the_directory_and_a_test_without_one
     let configs = kit::export_devnet(dir.path(), &["--log-level", "debug"]);
     throttle(&configs, "egress-1");
     throttle(&configs, "ingress-1");
-    let issuer_config = IssuerConfig::load(&configs.join("issuer.toml")).unwrap();
     let client = ClientConfig::load(&configs.join("client.toml")).unwrap();
     let issuer = client.account.clone().unwrap();
 
     // An issuer holding the issuer's identity (its pin matches) but token
     // keys of its own, listed nowhere.
-    let rogue_state = dir.path().join("rogue");
-    std::fs::create_dir_all(&rogue_state).unwrap();
-    std::fs::copy(
-        issuer_config.state_dir.join("identity.key"),
-        rogue_state.join("identity.key"),
-    )
-    .unwrap();
-    let rogue_ip = Ipv4Addr::new(127, 0, 5, 3);
-    let rogue_addr = SocketAddr::from((rogue_ip, free_port(rogue_ip)));
-    let rogue_path = configs.join("rogue.toml");
-    let rogue_config = IssuerConfig {
-        listen: rogue_addr,
-        state_dir: rogue_state,
-        publish: None,
-        directory: None,
-        settlement: None,
-        log: openrelay_config::LogConfig {
-            level: "debug".into(),
-            file: Some(dir.path().join("logs/rogue.log")),
-        },
-        ..issuer_config.clone()
-    };
-    std::fs::write(&rogue_path, rogue_config.to_toml().unwrap()).unwrap();
+    let (rogue_path, rogue_addr) =
+        issuer_with_own_keys(&configs, dir.path(), Ipv4Addr::new(127, 0, 5, 3));
 
     let _registry = start("registry", &configs.join("registry.toml"));
     let _validators: Vec<Proc> = (1..=3)
