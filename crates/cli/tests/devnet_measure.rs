@@ -109,7 +109,6 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
             "--validators",
             "4",
             "--chain",
-            "--no-tokens",
             "--measure",
             "--measure-epoch-secs",
             "90",

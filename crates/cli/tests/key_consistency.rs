@@ -26,6 +26,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kit::devnet::{free_udp_port, issuer_with_own_keys, start_exported as start};
 use kit::{Devnet, Proc, account, fetch, run_openrelay, servers};
 use openrelay_config::{ClientConfig, IssuerConfig, RelayCommon, RelayConfig, ServiceEndpoint};
 use openrelay_directory::{
@@ -45,15 +46,6 @@ use openrelay_wire::target::Target;
 use registry_fixtures::*;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A free UDP port on `ip`.
-fn free_port(ip: Ipv4Addr) -> u16 {
-    std::net::UdpSocket::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The signed directory the registry serves now, if any.
 async fn served(registry: &RegistryClient) -> Option<Vec<u8>> {
@@ -171,12 +163,6 @@ async fn pay(
     Some((answer.status, proxy_status))
 }
 
-/// Starts `openrelay <subcommand> --config <config>`.
-fn start(subcommand: &str, config: &Path) -> Proc {
-    let stderr = config.with_extension("stderr");
-    Proc::start(&[subcommand, "--config", config.to_str().unwrap()], &stderr)
-}
-
 /// `openrelay account <action> --config <config> --username <user>`.
 fn account_at(action: &[&str], config: &Path, username: &str) -> (bool, String) {
     let mut args = action.to_vec();
@@ -216,29 +202,9 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
 
     // The second issuer: the issuer's identity (so clients' and relays' pins
     // match), keys of its own, publishing nothing.
+    let (rogue_path, rogue_addr) =
+        issuer_with_own_keys(&configs, dir.path(), Ipv4Addr::new(127, 0, 5, 2));
     let rogue_state = dir.path().join("rogue");
-    std::fs::create_dir_all(&rogue_state).unwrap();
-    std::fs::copy(
-        issuer_config.state_dir.join("identity.key"),
-        rogue_state.join("identity.key"),
-    )
-    .unwrap();
-    let rogue_ip = Ipv4Addr::new(127, 0, 5, 2);
-    let rogue_addr = SocketAddr::from((rogue_ip, free_port(rogue_ip)));
-    let rogue_config = IssuerConfig {
-        listen: rogue_addr,
-        state_dir: rogue_state.clone(),
-        publish: None,
-        directory: None,
-        settlement: None,
-        log: openrelay_config::LogConfig {
-            level: "debug".into(),
-            file: Some(dir.path().join("logs/rogue.log")),
-        },
-        ..issuer_config.clone()
-    };
-    let rogue_path = configs.join("rogue.toml");
-    std::fs::write(&rogue_path, rogue_config.to_toml().unwrap()).unwrap();
 
     // Ingress 1 and egress 1 follow the directory, but ask the second
     // issuer for keys (it lists its own); a third relay is configured as
@@ -282,7 +248,7 @@ async fn keys_the_directory_does_not_list_are_refused_by_relays_and_clients() {
     today.common = RelayCommon {
         listen: SocketAddr::from((
             Ipv4Addr::new(127, 0, 1, 1),
-            free_port(Ipv4Addr::new(127, 0, 1, 1)),
+            free_udp_port(Ipv4Addr::new(127, 0, 1, 1)),
         )),
         state_dir: dir.path().join("ingress-today"),
         directory: None,

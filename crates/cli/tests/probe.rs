@@ -42,7 +42,7 @@ fn probed(relay: &Standalone, role: RelayRole, name: &str, operator: &str) -> Pr
 }
 
 fn capacity(probe: &Probe) -> u64 {
-    match probe.report.measurement {
+    match probe.report.as_ref().unwrap().measurement {
         Measurement::Reachable { capacity_bps, .. } => capacity_bps,
         Measurement::Unreachable => panic!("unreachable: {:?}", probe.failure),
     }
@@ -77,18 +77,22 @@ fn pair(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unthrottled_relays_measure_reachable_with_echoes_answered() {
     let (_ingress, _egress, i, e) = pair("", "");
-    let prober = Prober::start(settings(PROBER_IP), None, None)
-        .await
-        .unwrap();
+    let prober = Prober::start(settings(PROBER_IP), None).await.unwrap();
     for probe in [
         prober.measure_egress(&e, &i.relay).await,
         prober.measure_ingress(&i, &e.relay).await,
     ] {
         // Loopback through two debug relays carries tens of Mbit/s at least.
         assert!(capacity(&probe) > 2 * LIMIT_BPS, "{:?}", probe.rate);
-        assert_eq!(probe.report.probes_sent, 5);
-        assert_eq!(probe.report.probes_answered, 5, "{:?}", probe.rtts);
-        let Measurement::Reachable { rtt_micros, .. } = probe.report.measurement else {
+        assert_eq!(probe.report.as_ref().unwrap().probes_sent, 5);
+        assert_eq!(
+            probe.report.as_ref().unwrap().probes_answered,
+            5,
+            "{:?}",
+            probe.rtts
+        );
+        let Measurement::Reachable { rtt_micros, .. } = probe.report.as_ref().unwrap().measurement
+        else {
             unreachable!()
         };
         assert!(rtt_micros > 0);
@@ -98,9 +102,7 @@ async fn unthrottled_relays_measure_reachable_with_echoes_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_egress_and_ingress_measure_within_a_tenth_of_the_limit() {
     let throttle = throttle_for_tests(LIMIT_BPS, &[]);
-    let prober = Prober::start(settings(PROBER_IP), None, None)
-        .await
-        .unwrap();
+    let prober = Prober::start(settings(PROBER_IP), None).await.unwrap();
     {
         let (_ingress, _egress, i, e) = pair("", &throttle);
         assert_within_tenth(&prober.measure_egress(&e, &i.relay).await, LIMIT_BPS);
@@ -111,9 +113,7 @@ async fn a_throttled_egress_and_ingress_measure_within_a_tenth_of_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_relay_is_unreachable_with_the_hop_to_blame() {
-    let prober = Prober::start(settings(PROBER_IP), None, None)
-        .await
-        .unwrap();
+    let prober = Prober::start(settings(PROBER_IP), None).await.unwrap();
     for (stopped, hop) in [
         (RelayRole::Egress, Hop::Egress),
         (RelayRole::Ingress, Hop::Ingress),
@@ -127,8 +127,11 @@ async fn a_stopped_relay_is_unreachable_with_the_hop_to_blame() {
             RelayRole::Egress => prober.measure_egress(&e, &i.relay).await,
             RelayRole::Ingress => prober.measure_ingress(&i, &e.relay).await,
         };
-        assert_eq!(probe.report.measurement, Measurement::Unreachable);
-        assert_eq!(probe.report.probes_answered, 0);
+        assert_eq!(
+            probe.report.as_ref().unwrap().measurement,
+            Measurement::Unreachable
+        );
+        assert_eq!(probe.report.as_ref().unwrap().probes_answered, 0);
         match &probe.failure {
             Some(ProbeFailure::Path(BuildError::Handshake { hop: blamed, .. })) => {
                 assert_eq!(blamed, &hop)
@@ -147,13 +150,9 @@ async fn a_stopped_relay_is_unreachable_with_the_hop_to_blame() {
 async fn a_relay_exempting_the_validator_address_is_measured_at_its_throttled_rate() {
     let throttle = throttle_for_tests(LIMIT_BPS, &[VALIDATOR_IP]);
     let (_ingress, _egress, i, e) = pair(&throttle, "");
-    let prober = Prober::start(settings(PROBER_IP), None, None)
-        .await
-        .unwrap();
+    let prober = Prober::start(settings(PROBER_IP), None).await.unwrap();
     assert_within_tenth(&prober.measure_ingress(&i, &e.relay).await, LIMIT_BPS);
-    let from_validator = Prober::start(settings(VALIDATOR_IP), None, None)
-        .await
-        .unwrap();
+    let from_validator = Prober::start(settings(VALIDATOR_IP), None).await.unwrap();
     let served = capacity(&from_validator.measure_ingress(&i, &e.relay).await);
     assert!(
         served > LIMIT_BPS * 3 / 2,

@@ -60,7 +60,7 @@ use tracing::{debug, warn};
 
 use crate::access::AccessTokens;
 pub use crate::access::MissingAccess;
-use crate::directory::DirectoryFeed;
+use crate::directory::VerifiedDirectorySource;
 use crate::flow::{FlowError, TunnelError, UdpFlowHold};
 use crate::path::{InnerRequests, Path};
 use crate::relay::Relay;
@@ -197,9 +197,10 @@ pub struct Account {
     wallet: Arc<Wallet>,
     /// Wakes the refill loop when a pool ran dry.
     ran_dry: tokio::sync::Notify,
-    /// The directory the issuer's keys are checked against (RFC 9576 §6);
-    /// `None`: no check (a relay list in the config).
-    directory: Option<Arc<DirectoryFeed>>,
+    /// The directory the issuer's keys are checked against (RFC 9576 §6):
+    /// a client's feed, a validator's follower; `None`: no check (a relay
+    /// list in the config).
+    directory: Option<Arc<dyn VerifiedDirectorySource>>,
     /// The listing last enforced on the wallet (its directory's digest).
     enforced: std::sync::Mutex<Option<openrelay_directory::DirectoryDigest>>,
 }
@@ -217,8 +218,10 @@ impl Account {
     }
 
     /// This account with the issuer's keys checked against `directory`'s
-    /// verified directory (RFC 9576 §6), if there is one.
-    pub fn checked_against(mut self, directory: Option<Arc<DirectoryFeed>>) -> Self {
+    /// verified directory (RFC 9576 §6), if there is one: a client's
+    /// `DirectoryFeed`, or the follower of a server that holds tokens (a
+    /// measuring validator's prober).
+    pub fn checked_against(mut self, directory: Option<Arc<dyn VerifiedDirectorySource>>) -> Self {
         self.directory = directory;
         self
     }
@@ -388,7 +391,9 @@ impl Account {
             .epoch_keys()
             .map_err(|_| AccountError::NoKey)?;
         if let Some(feed) = &self.directory {
-            return self.consistent_key(feed, client, &offered, now).await;
+            return self
+                .consistent_key(feed.as_ref(), client, &offered, now)
+                .await;
         }
         offered
             .into_iter()
@@ -408,7 +413,7 @@ impl Account {
     /// only tokens under listed keys.
     async fn consistent_key(
         &self,
-        feed: &DirectoryFeed,
+        feed: &dyn VerifiedDirectorySource,
         client: &IssuerClient,
         offered: &[EpochKey],
         now: u64,
@@ -463,7 +468,7 @@ impl Account {
     /// verify.
     async fn issuer_copy(
         &self,
-        feed: &DirectoryFeed,
+        feed: &dyn VerifiedDirectorySource,
         client: &IssuerClient,
     ) -> Option<Arc<openrelay_directory::VerifiedDirectory>> {
         let bytes = match client.signed_directory().await {

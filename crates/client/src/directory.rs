@@ -35,6 +35,7 @@ use openrelay_directory::{
     Directory, DirectoryError, SignedDirectory, TrustConfig, TrustConfigError, ValidatorSet,
     VerifiedDirectory, endpoint_class, verify_directory,
 };
+pub use openrelay_registry_client::follow::VerifiedDirectorySource;
 use openrelay_registry_client::paths;
 use openrelay_registry_client::{CallError, RegistryClient};
 use openrelay_transport::endpoint::TUNNELLED_MTU;
@@ -194,6 +195,16 @@ fn resume_trust(genesis: TrustConfig, file: &Path) -> TrustConfig {
             warn!(error = %e, "persisted validator set ignored");
             genesis
         }
+    }
+}
+
+impl VerifiedDirectorySource for DirectoryFeed {
+    fn verified(&self) -> Option<Arc<VerifiedDirectory>> {
+        DirectoryFeed::verified(self)
+    }
+
+    fn accept_copy(&self, bytes: &[u8]) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
+        DirectoryFeed::accept_copy(self, bytes)
     }
 }
 

@@ -106,7 +106,11 @@ impl Client {
                     settings.clone(),
                     Arc::new(wallet::Wallet::open(&config.state_dir)?),
                 )
-                .checked_against(directory.clone()),
+                .checked_against(
+                    directory
+                        .clone()
+                        .map(|feed| feed as Arc<dyn directory::VerifiedDirectorySource>),
+                ),
             )),
             None => None,
         };

@@ -32,7 +32,7 @@ use openrelay_types::error::{ErrorKind, HasKind};
 use openrelay_types::unix_now;
 
 use crate::account::{Account, AccountError, IssuerLink, REFILL_MAX_TOKENS};
-use crate::directory::{DirectoryConfigError, DirectoryFeed};
+use crate::directory::{DirectoryConfigError, DirectoryFeed, VerifiedDirectorySource};
 use crate::manager::{PathManager, RefillPathError};
 use crate::relay::{Relay, RelayConfigError};
 use crate::wallet::{Wallet, WalletError};
@@ -111,8 +111,8 @@ pub enum LoginError {
         /// Why.
         source: IssuerClientError,
     },
-    /// The devnet account's password could not be made or kept.
-    #[error("cannot keep the devnet account's password in {path}: {source}")]
+    /// A self-created account's password could not be made or kept.
+    #[error("cannot keep the account's password in {path}: {source}")]
     Secret {
         /// The secret file.
         path: PathBuf,
@@ -175,7 +175,8 @@ impl AccountSetup {
         };
         let wallet = Wallet::open(&config.state_dir)?;
         Ok(AccountSetup {
-            account: Account::new(settings, Arc::new(wallet)).checked_against(feed),
+            account: Account::new(settings, Arc::new(wallet))
+                .checked_against(feed.map(|f| f as Arc<dyn VerifiedDirectorySource>)),
             relays,
         })
     }
@@ -223,30 +224,17 @@ impl AccountSetup {
             ),
             None => (account.connect_issuer_directly().await?, DIRECT.to_owned()),
         };
-        let issuer_name = &account.config().issuer_name;
         if route == Route::Register {
             progress("registering: solving the issuer's registration puzzle takes a moment");
-            link.client
-                .register(issuer_name, username, password)
-                .await
-                .map_err(|source| LoginError::Register {
-                    username: username.to_owned(),
-                    source,
-                })?;
         }
-        let session = link
-            .client
-            .login(issuer_name, username, password)
-            .await
-            .map_err(|source| LoginError::LogIn {
-                username: username.to_owned(),
-                source,
-            })?;
-        // The issuer ends the session when it wants; a refused refill then
-        // clears it from the wallet.
-        account
-            .wallet()
-            .set_session(session.bearer().to_owned(), u64::MAX)?;
+        let session = sign_in(
+            account,
+            &link.client,
+            username,
+            password,
+            route == Route::Register,
+        )
+        .await?;
         // A batch for every pool the client keeps (access per ingress
         // operator, payment per egress), so the first paths need no refill;
         // through the relays at most what a refill fetches (the path's
@@ -378,24 +366,125 @@ pub async fn devnet_login(
         return Ok(());
     }
     let setup = AccountSetup::open(config)?;
-    let path = config.state_dir.join(DEVNET_SECRET_FILE);
-    let secret_error = |source| LoginError::Secret {
-        path: path.clone(),
-        source,
-    };
-    let (password, route) = match std::fs::read_to_string(&path) {
-        Ok(password) => (password, Route::Direct),
-        Err(_) => {
-            let password = openrelay_tokens::b64::encode(&random_bytes().map_err(secret_error)?);
-            openrelay_transport::identity::write_secret_file(&path, password.as_bytes())
-                .map_err(secret_error)?;
-            (password, Route::Register)
-        }
+    let secret = AccountSecret::load_or_create(&config.state_dir.join(DEVNET_SECRET_FILE))?;
+    let route = match secret.registered() {
+        true => Route::Direct,
+        false => Route::Register,
     };
     setup
-        .log_in(config, username, &password, route, progress)
+        .log_in(config, username, secret.password(), route, progress)
         .await?;
-    Ok(())
+    secret.mark_registered()
+}
+
+/// Registers `username` (when `register`) and logs it in at the issuer
+/// `client` reaches, keeping the session in `account`'s wallet (the issuer
+/// ends the session when it wants; a refused refill then clears it).
+pub async fn sign_in(
+    account: &Account,
+    client: &IssuerClient,
+    username: &str,
+    password: &str,
+    register: bool,
+) -> Result<Session, LoginError> {
+    let issuer_name = &account.config().issuer_name;
+    if register {
+        client
+            .register(issuer_name, username, password)
+            .await
+            .map_err(|source| LoginError::Register {
+                username: username.to_owned(),
+                source,
+            })?;
+    }
+    let session = client
+        .login(issuer_name, username, password)
+        .await
+        .map_err(|source| LoginError::LogIn {
+            username: username.to_owned(),
+            source,
+        })?;
+    account
+        .wallet()
+        .set_session(session.bearer().to_owned(), u64::MAX)?;
+    Ok(session)
+}
+
+/// The password of an account a program creates for itself (the devnet's
+/// client, a measuring validator's prober): random, kept in a secret file
+/// (mode 0600). Until the issuer confirmed the registration it is kept
+/// under `<file>.pending`, so a registration that failed half-way (the
+/// issuer down, the answer lost) is tried again with the same password
+/// rather than leaving a file whose account does not exist.
+#[derive(Debug)]
+pub struct AccountSecret {
+    path: PathBuf,
+    password: String,
+    registered: bool,
+}
+
+impl AccountSecret {
+    /// The password in `path`, else the pending one, else a new pending
+    /// one.
+    pub fn load_or_create(path: &std::path::Path) -> Result<Self, LoginError> {
+        let secret_error = |source| LoginError::Secret {
+            path: path.to_owned(),
+            source,
+        };
+        if let Ok(password) = std::fs::read_to_string(path) {
+            return Ok(AccountSecret {
+                path: path.to_owned(),
+                password,
+                registered: true,
+            });
+        }
+        let pending = Self::pending_path(path);
+        let password = match std::fs::read_to_string(&pending) {
+            Ok(password) => password,
+            Err(_) => {
+                let password =
+                    openrelay_tokens::b64::encode(&random_bytes().map_err(secret_error)?);
+                openrelay_transport::identity::write_secret_file(&pending, password.as_bytes())
+                    .map_err(secret_error)?;
+                password
+            }
+        };
+        Ok(AccountSecret {
+            path: path.to_owned(),
+            password,
+            registered: false,
+        })
+    }
+
+    fn pending_path(path: &std::path::Path) -> PathBuf {
+        let mut pending = path.as_os_str().to_owned();
+        pending.push(".pending");
+        PathBuf::from(pending)
+    }
+
+    /// The password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// Whether the issuer confirmed the account's registration.
+    pub fn registered(&self) -> bool {
+        self.registered
+    }
+
+    /// Keeps the password as the registered account's (after the issuer
+    /// confirmed the registration).
+    pub fn mark_registered(&self) -> Result<(), LoginError> {
+        if self.registered {
+            return Ok(());
+        }
+        std::fs::rename(Self::pending_path(&self.path), &self.path).map_err(|source| {
+            LoginError::Secret {
+                path: self.path.clone(),
+                source,
+            }
+        })
+    }
 }
 
 fn random_bytes() -> std::io::Result<[u8; 24]> {

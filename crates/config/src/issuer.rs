@@ -50,6 +50,16 @@ pub struct IssuerConfig {
     /// The period of `tokens_per_period`.
     #[serde(default = "default_token_period_secs")]
     pub token_period_secs: u64,
+    /// Accounts allowed another number of tokens per `token_period_secs`
+    /// than `tokens_per_period`, by name: measuring validators' probe
+    /// accounts (`[measure.account] username`), which test every relay
+    /// every epoch and need about 3 tokens per relay per epoch
+    /// (docs/measurement.md, "Tokens on probes"). The issuer's operator
+    /// adds a name once the validator's operator asked for it; until the
+    /// validator registered it, anyone could, so a name here whose
+    /// registration the validator then finds taken must be renamed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_quotas: BTreeMap<String, u32>,
     /// How long a login session may request tokens.
     #[serde(default = "default_session_lifetime_secs")]
     pub session_lifetime_secs: u64,
@@ -174,6 +184,14 @@ impl IssuerConfig {
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        for (username, quota) in &self.account_quotas {
+            if username.is_empty() || *quota == 0 {
+                return Err(ConfigError::invalid(
+                    format!("account_quotas.{username}"),
+                    "names an account and allows it at least 1 token per period",
+                ));
             }
         }
         if self.key_rotation_secs > MAX_KEY_ROTATION_SECS {

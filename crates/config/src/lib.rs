@@ -59,7 +59,7 @@ pub use error::ConfigError;
 pub use issuer::{IssuerConfig, KeyPublishConfig, SettlementRelays};
 pub use limits::LimitsConfig;
 pub use log::LogConfig;
-pub use measure::{MeasureConfig, MisreportForTests};
+pub use measure::{MeasureConfig, MisreportForTests, ProbeAccountConfig};
 pub use registry::{PublicationLimits, RegistryConfig};
 pub use relay::{
     AdmissionConfig, DenyEntry, EgressConfig, EgressRelayConfig, IngressConfig, IngressRelayConfig,

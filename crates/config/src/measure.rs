@@ -48,6 +48,12 @@ pub struct MeasureConfig {
     /// and penalises the validator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub misreport_for_tests: Vec<MisreportForTests>,
+    /// `[measure.account]`: the probes' account at a token issuer, so they
+    /// show access tokens and pay egresses as any client's paths do.
+    /// Absent: the probes carry no tokens (only relays that require none
+    /// can be measured; the others are not reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<ProbeAccountConfig>,
 }
 
 /// One relay a dishonest test validator misreports.
@@ -58,6 +64,74 @@ pub struct MisreportForTests {
     pub relay: KeyPin,
     /// The capacity reported, bits per second.
     pub capacity_bps: u64,
+}
+
+/// `[measure.account]`: the account a measuring validator's probes take
+/// their tokens from. The validator creates it itself at the first start
+/// (a random password kept in `password_file`) and logs in afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeAccountConfig {
+    /// The issuer's address and the key its TLS handshake must prove.
+    pub issuer: crate::ServiceEndpoint,
+    /// The issuer's name in token challenges (the relays' `issuer_name`).
+    pub issuer_name: String,
+    /// The account's name at the issuer (the issuer's operator grants it
+    /// a validator's quota by this name: `[issuer] account_quotas`).
+    pub username: String,
+    /// The account's password; written (mode 0600) at the first start.
+    /// Relative paths are under `state_dir`; default
+    /// `probe-account.secret` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The default name of a measuring validator's probe account password
+/// file in its state directory.
+pub const PROBE_PASSWORD_FILE: &str = "probe-account.secret";
+
+/// The longest account name an issuer takes (`openrelay_issuer_client::MAX_USERNAME`).
+const MAX_USERNAME: usize = 64;
+
+impl ProbeAccountConfig {
+    /// The password file of a validator whose state directory is
+    /// `state_dir`.
+    pub fn password_file(&self, state_dir: &std::path::Path) -> PathBuf {
+        state_dir.join(
+            self.password_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(PROBE_PASSWORD_FILE)),
+        )
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !crate::issuer::is_server_name(&self.issuer_name) {
+            return Err(ConfigError::invalid(
+                "measure.account.issuer_name",
+                "must be a server name (host or host:port), the relays' issuer_name",
+            ));
+        }
+        let username_ok = !self.username.is_empty()
+            && self.username.len() <= MAX_USERNAME
+            && self.username.bytes().all(|b| b.is_ascii_graphic());
+        if !username_ok {
+            return Err(ConfigError::invalid(
+                "measure.account.username",
+                format!("must be 1 to {MAX_USERNAME} printable ASCII characters without spaces"),
+            ));
+        }
+        if self
+            .password_file
+            .as_deref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.ends_with(".."))
+        {
+            return Err(ConfigError::invalid(
+                "measure.account.password_file",
+                "must name a file",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The default name of a validator's EVM account key file in its state
@@ -101,6 +175,9 @@ impl MeasureConfig {
                      must be known to differ from the service address)",
                 ));
             }
+        }
+        if let Some(account) = &self.account {
+            account.validate()?;
         }
         Ok(())
     }

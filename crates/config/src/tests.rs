@@ -779,3 +779,69 @@ fn measuring_partners_are_relay_ids() {
     );
     assert!(ValidatorConfig::from_toml(&with("partners = [\"egress-1\"]")).is_err());
 }
+
+#[test]
+fn a_probe_account_defaults_its_password_file_and_refuses_bad_names() {
+    let base =
+        VALIDATOR_EXAMPLE.replace("listen = \"0.0.0.0:4444\"", "listen = \"192.0.2.1:4444\"");
+    let with = |account: &str| {
+        format!(
+            "{base}\n[measure]\nprobe_bind = \"192.0.2.9\"\n[measure.directory]\nvalidators = [\"ed25519:PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw\"]\nthreshold = 1\n\
+             [measure.directory.registry]\naddr = \"192.0.2.1:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n\
+             [measure.account]\n{account}\n[measure.account.issuer]\naddr = \"192.0.2.2:4443\"\nkey = \"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"\n"
+        )
+    };
+    let config = ValidatorConfig::from_toml(&with(
+        "issuer_name = \"issuer.example\"\nusername = \"validator-7\"",
+    ))
+    .unwrap();
+    let account = config.measure.as_ref().unwrap().account.clone().unwrap();
+    assert_eq!(account.username, "validator-7");
+    assert_eq!(
+        account.password_file(std::path::Path::new("/state")),
+        std::path::Path::new("/state/probe-account.secret")
+    );
+    assert_eq!(
+        ValidatorConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+        config
+    );
+    let own = ValidatorConfig::from_toml(&with(
+        "issuer_name = \"issuer.example\"\nusername = \"v\"\npassword_file = \"/secrets/probe\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        own.measure
+            .unwrap()
+            .account
+            .unwrap()
+            .password_file(std::path::Path::new("/state")),
+        std::path::Path::new("/secrets/probe")
+    );
+    let long = "v".repeat(65);
+    for (bad, field) in [
+        (
+            "issuer_name = \"\"\nusername = \"v\"",
+            "measure.account.issuer_name",
+        ),
+        (
+            "issuer_name = \"i.example\"\nusername = \"\"",
+            "measure.account.username",
+        ),
+        (
+            "issuer_name = \"i.example\"\nusername = \"a b\"",
+            "measure.account.username",
+        ),
+        (
+            &format!("issuer_name = \"i.example\"\nusername = \"{long}\""),
+            "measure.account.username",
+        ),
+        (
+            "issuer_name = \"i.example\"\nusername = \"v\"\npassword_file = \"\"",
+            "measure.account.password_file",
+        ),
+        ("issuer_name = \"i.example\"", "username"),
+    ] {
+        let error = ValidatorConfig::from_toml(&with(bad)).unwrap_err();
+        assert!(error.to_string().contains(field), "{bad}: {error}");
+    }
+}

@@ -18,6 +18,7 @@ use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
 use openrelay_chain::operator::{
     DEFAULT_RPC_TIMEOUT, Registry, create_key_file, load_key_file, signing_provider,
 };
+use openrelay_config::ProbeAccountConfig;
 use openrelay_config::chain::{ChainConfig, EvmAddress};
 use openrelay_config::issuer::SettlementRelays;
 use openrelay_config::{
@@ -234,9 +235,6 @@ pub async fn start(
     if plan.registry.is_none() {
         return Err(DevnetError::ChainNeedsRegistry);
     }
-    if measure.is_some() && plan.issuer.is_some() {
-        return Err(DevnetError::MeasureNeedsNoTokens);
-    }
     let anvil = Anvil::start(DEVNET_CHAIN_ID, Some(BLOCK_TIME)).await?;
     let params = match &measure {
         Some(m) => {
@@ -395,6 +393,16 @@ pub async fn start(
                 } else {
                     Vec::new()
                 },
+                // With the issuer, the probes take tokens from an account
+                // of their own there, as the client does (the validator
+                // registers it at its first start; the devnet issuer's
+                // quota covers it).
+                account: plan.client.account.as_ref().map(|a| ProbeAccountConfig {
+                    issuer: a.issuer.clone(),
+                    issuer_name: a.issuer_name.clone(),
+                    username: format!("validator-{}-probes", i + 1),
+                    password_file: None,
+                }),
             });
         }
     }

@@ -88,13 +88,6 @@ pub enum DevnetError {
     /// follows.
     #[error("--chain needs the registry and validators (drop --no-registry)")]
     ChainNeedsRegistry,
-    /// `--measure` with the issuer: the validators' probes show no tokens
-    /// yet, so every relay would be found down.
-    #[error(
-        "--measure needs --no-tokens: validators' probes do not carry access and payment tokens \
-         yet, so relays that require them would be found down"
-    )]
-    MeasureNeedsNoTokens,
     /// A relay named on the command line is not in the plan.
     #[error("no devnet relay is named {0:?} (relays are ingress-<i> and egress-<i>)")]
     UnknownRelay(String),
@@ -482,8 +475,12 @@ fn issuer_plan(options: &DevnetOptions) -> Result<IssuerConfig, DevnetError> {
         issuer_name: listen.to_string(),
         log: log_config(options, "issuer"),
         key_rotation_secs: options.key_rotation_secs,
+        // Enough for the client and every measuring validator's probes
+        // (about 3 tokens per relay per epoch), so no account is named in
+        // `account_quotas`.
         tokens_per_period: 1_000_000,
         token_period_secs: 24 * 3600,
+        account_quotas: Default::default(),
         session_lifetime_secs: 30 * 24 * 3600,
         registration_puzzle_bits: DEVNET_PUZZLE_BITS,
         // Set once the relays are planned.
@@ -724,7 +721,6 @@ impl HasKind for DevnetError {
             | DevnetError::Validators(_)
             | DevnetError::Config(_)
             | DevnetError::ChainNeedsRegistry
-            | DevnetError::MeasureNeedsNoTokens
             | DevnetError::UnknownRelay(_)
             | DevnetError::Bandwidth(_) => ErrorKind::Config,
             DevnetError::Identity(_) | DevnetError::KeyFile(_) | DevnetError::Io { .. } => {

@@ -682,15 +682,22 @@ impl IssuerService {
             return (status, headers, body);
         }
         let period = now / self.config.token_period_secs;
-        let limit = u64::from(self.config.tokens_per_period);
-        match self.store.take_token(&username, period, limit) {
+        // A measuring validator's probe account may be allowed more
+        // (`account_quotas`): it tests every relay every epoch.
+        let limit = self
+            .config
+            .account_quotas
+            .get(&username)
+            .copied()
+            .unwrap_or(self.config.tokens_per_period);
+        match self.store.take_token(&username, period, u64::from(limit)) {
             Ok(Quota::Granted) => {}
             Ok(Quota::Exhausted) => {
                 return text(
                     http::StatusCode::TOO_MANY_REQUESTS,
                     format!(
-                        "token quota exhausted: {} tokens per {} seconds",
-                        self.config.tokens_per_period, self.config.token_period_secs
+                        "token quota exhausted: {limit} tokens per {} seconds",
+                        self.config.token_period_secs
                     ),
                 );
             }

@@ -16,7 +16,8 @@ const ISSUER: &str = "issuer.test";
 
 fn config(state_dir: &std::path::Path, tokens_per_period: u32) -> IssuerConfig {
     IssuerConfig::from_toml(&format!(
-        "listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\nissuer_name = \"{ISSUER}\"\ntokens_per_period = {tokens_per_period}\nregistration_puzzle_bits = 8\n"
+        "listen = \"127.0.0.1:0\"\nstate_dir = {state_dir:?}\nissuer_name = \"{ISSUER}\"\ntokens_per_period = {tokens_per_period}\nregistration_puzzle_bits = 8\n\
+         [account_quotas]\nprober = 5\n"
     ))
     .unwrap()
 }
@@ -97,6 +98,27 @@ async fn accounts_sessions_quota_and_tokens() {
             assert!(message.contains("3 tokens per 86400 seconds"), "{message}")
         }
         other => panic!("expected the quota, got {other:?}"),
+    }
+    // A measuring validator's probe account named in `account_quotas`
+    // has its larger quota, and no more.
+    client
+        .register(ISSUER, "prober", "probe horse")
+        .await
+        .unwrap();
+    let prober = client.login(ISSUER, "prober", "probe horse").await.unwrap();
+    let fetched = client
+        .fetch_tokens(&prober, &keys[0].key, &challenge, 5)
+        .await
+        .unwrap();
+    assert_eq!(fetched.len(), 5);
+    match client
+        .fetch_tokens(&prober, &keys[0].key, &challenge, 1)
+        .await
+    {
+        Err(IssuerClientError::QuotaExhausted(message)) => {
+            assert!(message.contains("5 tokens per 86400 seconds"), "{message}")
+        }
+        other => panic!("expected the larger quota's end, got {other:?}"),
     }
     // Another account has its own quota; a session from a failed login has none.
     client

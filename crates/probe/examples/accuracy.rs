@@ -127,7 +127,7 @@ async fn main() {
             probe_bind: Some(ip),
             ..ProbeSettings::new(measurement, ip)
         };
-        probers.push(Prober::start(settings, None, None).await.unwrap());
+        probers.push(Prober::start(settings, None).await.unwrap());
     }
     let warmup = probers[0].settings().warmup;
     let baseline = loopback_baseline(warmup, measurement).await;
@@ -165,8 +165,9 @@ async fn main() {
                         RelayRole::Egress => prober.measure_egress(&e, &i.relay).await,
                         RelayRole::Ingress => prober.measure_ingress(&i, &e.relay).await,
                     };
-                    measured.push(match (probe.report.measurement, probe.rate) {
-                        (Measurement::Reachable { .. }, Some(rate)) => {
+                    let measurement = probe.report.map(|r| r.measurement);
+                    measured.push(match (measurement, probe.rate) {
+                        (Some(Measurement::Reachable { .. }), Some(rate)) => {
                             Some((rate.bps, rate.raw_bps))
                         }
                         _ => {

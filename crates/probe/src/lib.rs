@@ -4,7 +4,8 @@ pub mod prober;
 pub mod rate;
 pub mod schedule;
 pub mod servers;
+pub mod tokens;
 
-pub use prober::{Probe, ProbeFailure, ProbeSettings, ProbedRelay, Prober};
+pub use prober::{MissingToken, Probe, ProbeFailure, ProbeSettings, ProbedRelay, Prober};
 pub use rate::RateEstimate;
 pub use schedule::{ProbePoll, ProbeSchedule, ScheduleError, Slot};

@@ -24,11 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf as _, Bytes};
-use openrelay_client::access::AccessTokens;
+use openrelay_client::access::AccessTokens as _;
+use openrelay_client::account::Account;
 use openrelay_client::flow::{FlowError, open_tcp_on, open_udp_on};
-use openrelay_client::manager::PathListener;
+use openrelay_client::manager::PathListener as _;
 use openrelay_client::path::{BuildError, Path};
 use openrelay_client::relay::{Relay, RelayConfigError};
+use openrelay_client::stocking::Payments;
 use openrelay_config::{PathConfig, RelayEntry};
 use openrelay_measure::{Measurement, RelayId, ValidatorReport};
 use openrelay_wire::target::Target;
@@ -113,11 +115,27 @@ impl ProbedRelay {
     }
 }
 
-/// Why a test measured no capacity (the report says `Unreachable`; this
-/// stays for logs and explanations).
+/// Which token a test could not show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingToken {
+    /// An access token for the ingress's operator.
+    Access,
+    /// A payment token for the egress.
+    Payment,
+}
+
+/// Why a test measured no capacity (the report says `Unreachable`, except
+/// for [`ProbeFailure::NoToken`]; this stays for logs and explanations).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeFailure {
+    /// The prober had no token to show (its wallet held none for this
+    /// ingress's operator or this egress, or it has no account and the
+    /// ingress asks for one). Says nothing about the relay: such a test is
+    /// **not a report** ([`Probe::report`] is `None`), or an issuer outage
+    /// would have every relay found down and excluded network-wide.
+    #[error("no {0:?} token to show: the relay was not tested")]
+    NoToken(MissingToken),
     /// No path could be built through the relays.
     #[error("no path: {0}")]
     Path(#[from] BuildError),
@@ -144,8 +162,9 @@ enum Counted {
 /// One test's result: the report, and what it rests on.
 #[derive(Debug)]
 pub struct Probe {
-    /// What goes into the validator's reveal.
-    pub report: ValidatorReport,
+    /// What goes into the validator's reveal; `None` when the test could
+    /// not show a token ([`ProbeFailure::NoToken`]): no report at all.
+    pub report: Option<ValidatorReport>,
     /// Why the capacity is `Unreachable`, if it is.
     pub failure: Option<ProbeFailure>,
     /// The transfer's numbers, when it ran.
@@ -159,31 +178,45 @@ pub struct Probe {
 #[derive(Debug)]
 pub struct Prober {
     settings: ProbeSettings,
-    access: Option<Arc<dyn AccessTokens>>,
-    payer: Option<Arc<dyn PathListener>>,
+    account: Option<Arc<Account>>,
     sink: Sink,
     echo: Echo,
 }
 
 impl Prober {
-    /// Starts the sink and the echo. `access` gives the ingress its access
-    /// token and `payer` pays the egress of each test path, as for any
-    /// client (an `Account` and `stocking::Payments` over it); `None`
-    /// where the relays ask for neither.
+    /// Starts the sink and the echo. With `account`, each test path shows
+    /// the ingress an access token from its wallet and pays the egress
+    /// (`stocking::Payments`), as any client's browsing path; `None` where
+    /// the relays ask for neither.
     pub async fn start(
         settings: ProbeSettings,
-        access: Option<Arc<dyn AccessTokens>>,
-        payer: Option<Arc<dyn PathListener>>,
+        account: Option<Arc<Account>>,
     ) -> std::io::Result<Prober> {
         let sink = Sink::bind(settings.sink_ip).await?;
         let echo = Echo::bind(settings.sink_ip).await?;
         Ok(Prober {
             settings,
-            access,
-            payer,
+            account,
             sink,
             echo,
         })
+    }
+
+    /// The account the tests take their tokens from, if any.
+    pub fn account(&self) -> Option<&Arc<Account>> {
+        self.account.as_ref()
+    }
+
+    /// Which token a test through `ingress` and `egress` lacks, if any:
+    /// asked before the path is built, so a test the wallet cannot pay
+    /// for never reaches the relays.
+    fn missing_token(&self, ingress: &Relay, egress: &Relay) -> Option<MissingToken> {
+        let account = self.account.as_ref()?;
+        if account.held_for(ingress) == 0 {
+            return Some(MissingToken::Access);
+        }
+        let payment = account.payment_challenge(egress);
+        (account.wallet().count(&payment) == 0).then_some(MissingToken::Payment)
     }
 
     /// The settings.
@@ -214,25 +247,29 @@ impl Prober {
         let tested = self.test(ingress, egress, counted, &mut rtts).await;
         let (measurement, rate, failure) = match tested {
             Ok(rate) => (
-                Measurement::Reachable {
+                Some(Measurement::Reachable {
                     capacity_bps: rate.bps,
                     rtt_micros: median_rtt_micros(&rtts).unwrap_or(0),
-                },
+                }),
                 Some(rate),
                 None,
             ),
+            Err(failure @ ProbeFailure::NoToken(_)) => {
+                debug!(relay = %id, error = %failure, "relay not tested");
+                (None, None, Some(failure))
+            }
             Err(failure) => {
                 debug!(relay = %id, error = %failure, "relay measured unreachable");
-                (Measurement::Unreachable, None, Some(failure))
+                (Some(Measurement::Unreachable), None, Some(failure))
             }
         };
         Probe {
-            report: ValidatorReport {
+            report: measurement.map(|measurement| ValidatorReport {
                 relay: id,
                 probes_sent: self.settings.echo_probes,
                 probes_answered: u32::try_from(rtts.len()).unwrap_or(u32::MAX),
                 measurement,
-            },
+            }),
             failure,
             rate,
             rtts,
@@ -247,15 +284,28 @@ impl Prober {
         rtts: &mut Vec<Duration>,
     ) -> Result<RateEstimate, ProbeFailure> {
         let settings = &self.settings;
-        let mut path = Path::build(
-            ingress,
-            egress,
-            settings.probe_bind,
-            &settings.path,
-            self.access.as_deref(),
-        )
-        .await?;
-        if let Some(task) = self.payer.as_ref().and_then(|p| p.path_built(&path)) {
+        if let Some(missing) = self.missing_token(ingress, egress) {
+            return Err(ProbeFailure::NoToken(missing));
+        }
+        let access = self
+            .account
+            .as_ref()
+            .map(|a| a.as_ref() as &dyn openrelay_client::access::AccessTokens);
+        let built = Path::build(ingress, egress, settings.probe_bind, &settings.path, access).await;
+        let mut path = match built {
+            Ok(path) => path,
+            // The ingress wants a token and the prober has no account:
+            // not the relay's failure. With an account the token shown was
+            // checked against the directory's keys, as clients' are: a relay
+            // refusing it refuses clients too, and is reported.
+            Err(BuildError::AccessRefused { .. }) if self.account.is_none() => {
+                return Err(ProbeFailure::NoToken(MissingToken::Access));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(account) = &self.account
+            && let Some(task) = Payments(Arc::clone(account)).path_built(&path)
+        {
             path.attach(task);
         }
         let path = Arc::new(path);

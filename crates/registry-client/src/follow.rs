@@ -65,6 +65,32 @@ impl FollowError {
     }
 }
 
+/// Where a holder of tokens checks an issuer's keys (RFC 9576 §6 key
+/// consistency): the validator-signed directory verified now, and a copy
+/// someone else hands over (the issuer's), verified as any before it is
+/// taken. A client's feed and a server's [`DirectoryFollower`] are both
+/// one, so a validator's prober checks its issuer exactly as clients do.
+pub trait VerifiedDirectorySource: std::fmt::Debug + Send + Sync {
+    /// The last directory verified, however old (what it lists was shown
+    /// to everyone), if any.
+    fn verified(&self) -> Option<Arc<VerifiedDirectory>>;
+
+    /// Verifies `bytes` (a signed directory handed over by someone else:
+    /// its validators' signatures make it trustworthy, not who sent it)
+    /// after the last one taken, and takes it.
+    fn accept_copy(&self, bytes: &[u8]) -> Result<Arc<VerifiedDirectory>, DirectoryError>;
+}
+
+impl VerifiedDirectorySource for DirectoryFollower {
+    fn verified(&self) -> Option<Arc<VerifiedDirectory>> {
+        self.current()
+    }
+
+    fn accept_copy(&self, bytes: &[u8]) -> Result<Arc<VerifiedDirectory>, DirectoryError> {
+        self.accept(bytes, unix_now())
+    }
+}
+
 /// The directory a server follows.
 #[derive(Debug)]
 pub struct DirectoryFollower {

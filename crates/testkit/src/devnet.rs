@@ -308,3 +308,56 @@ fn keep_logs(log_dir: &Path) {
     }
     eprintln!("logs kept in {}", kept.display());
 }
+
+/// Starts `openrelay <subcommand> --config <config>` of an exported devnet,
+/// its stderr beside the config.
+pub fn start_exported(subcommand: &str, config: &Path) -> crate::Proc {
+    let stderr = config.with_extension("stderr");
+    crate::Proc::start(&[subcommand, "--config", config.to_str().unwrap()], &stderr)
+}
+
+/// A free UDP port on `ip`.
+pub fn free_udp_port(ip: std::net::Ipv4Addr) -> u16 {
+    std::net::UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A second issuer beside an exported devnet's (`<configs>/issuer.toml`):
+/// the issuer's identity, so every pin matches, but token keys of its own,
+/// publishing nothing and following no directory: an issuer showing some
+/// users keys nobody else sees (RFC 9576 §6). Its state is `<dir>/rogue`,
+/// its log `<dir>/logs/rogue.log`, its config `<configs>/rogue.toml`, and
+/// it listens on `ip`. The config's path and the address.
+pub fn issuer_with_own_keys(
+    configs: &Path,
+    dir: &Path,
+    ip: std::net::Ipv4Addr,
+) -> (PathBuf, SocketAddr) {
+    let issuer = openrelay_config::IssuerConfig::load(&configs.join("issuer.toml")).unwrap();
+    let state = dir.join("rogue");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::copy(
+        issuer.state_dir.join("identity.key"),
+        state.join("identity.key"),
+    )
+    .unwrap();
+    let addr = SocketAddr::from((ip, free_udp_port(ip)));
+    let rogue = openrelay_config::IssuerConfig {
+        listen: addr,
+        state_dir: state,
+        publish: None,
+        directory: None,
+        settlement: None,
+        log: openrelay_config::LogConfig {
+            level: "debug".into(),
+            file: Some(dir.join("logs/rogue.log")),
+        },
+        ..issuer
+    };
+    let path = configs.join("rogue.toml");
+    std::fs::write(&path, rogue.to_toml().unwrap()).unwrap();
+    (path, addr)
+}

@@ -77,7 +77,8 @@ pub(crate) struct DevnetArgs {
     /// With --chain: the validators measure every relay each epoch of
     /// --measure-epoch-secs through ordinary paths, commit and reveal
     /// their reports on the chain, and the directory carries the measured
-    /// bandwidth (docs/measurement.md). Needs --no-tokens for now.
+    /// bandwidth (docs/measurement.md). With the issuer (the default) each
+    /// validator's probes take tokens from an account of their own there.
     #[arg(long, requires = "chain")]
     measure: bool,
     /// The measurement epoch with --measure (the reveal window is a

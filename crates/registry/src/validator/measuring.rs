@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::partner::{self, PartnerKnowledge};
 use alloy::primitives::U256;
 use openrelay_chain::operator::{OperatorError, Refusal, Registry};
+use openrelay_client::directory::VerifiedDirectorySource;
 use openrelay_client::relay::Relay;
 use openrelay_config::MeasureConfig;
 use openrelay_config::chain::ChainConfig;
@@ -24,6 +25,7 @@ use openrelay_measure::{
     EpochMargins, EpochStep, MeasureParams, Measurement, RelayId, SlashApproval, ValidatorEpochs,
     ValidatorId, ValidatorReport,
 };
+use openrelay_probe::tokens::ProbeAccount;
 use openrelay_probe::{ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
 use openrelay_registry_client::follow::DirectoryFollower;
 use openrelay_types::{HasKind as _, RelayRole, unix_now_millis};
@@ -31,6 +33,7 @@ use rand_core::{OsRng, RngCore as _};
 use tracing::{debug, info, warn};
 
 use super::Validator;
+use super::probe_stocking::ProbeStocking;
 use crate::settle::{self, Settled};
 
 /// Longest wait between two looks at what is due.
@@ -58,6 +61,9 @@ pub enum MeasuringError {
     /// The sink or echo could not listen.
     #[error("measure.sink_bind: the prober's sink and echo cannot listen: {0}")]
     Servers(#[source] std::io::Error),
+    /// The probes' account (`[measure.account]`) could not be opened.
+    #[error("measure.account: {0}")]
+    ProbeAccount(#[from] openrelay_probe::tokens::ProbeAccountError),
 }
 
 /// Runs a measuring validator's epochs for as long as it runs (see the
@@ -89,11 +95,20 @@ pub(crate) async fn run(
     // Every relay's test must fit one epoch; an echo not back within a
     // second on a relay path is lost for liveness anyway.
     settings.answer_timeout = Duration::from_secs(1);
-    // Paid and admitted as the relays require is the next step: today the
-    // prober shows no tokens (docs/measurement.md, "Not yet built").
-    let prober = Prober::start(settings, None, None)
+    // With `[measure.account]` the probes show tokens and pay as clients'
+    // paths do, checked against the directory the validator follows.
+    let tokens = measure
+        .account
+        .as_ref()
+        .map(|account| {
+            let directory: Arc<dyn VerifiedDirectorySource> = Arc::clone(&follower) as _;
+            ProbeAccount::open(account, &state_dir, directory).map(Arc::new)
+        })
+        .transpose()?;
+    let prober = Prober::start(settings, tokens.as_ref().map(|t| Arc::clone(t.account())))
         .await
         .map_err(MeasuringError::Servers)?;
+    let mut stocking = ProbeStocking::default();
     let me = ValidatorId(validator.id().to_bytes());
     let mut epochs = ValidatorEpochs::new(timing, EpochMargins::for_timing(&timing), me);
     let mut tester = Tester {
@@ -110,6 +125,10 @@ pub(crate) async fn run(
             let relays = follower.current();
             let schedule = plan(&prober, &epochs, epoch, now, relays.as_deref());
             tester.knowledge.forget_before(epoch);
+            if let (Some(tokens), Some(directory)) = (&tokens, &relays) {
+                let (_, until) = epochs.test_window(epoch, now);
+                stocking.start(tokens, &prober, directory, &schedule, until);
+            }
             epochs.plan(epoch, schedule, salt());
         }
         loop {
@@ -283,11 +302,21 @@ impl Tester<'_> {
             RelayRole::Egress => self.prober.measure_egress(&probed, &partner.relay).await,
             RelayRole::Ingress => self.prober.measure_ingress(&probed, &partner.relay).await,
         };
-        let mut report = probe.report;
+        let name = &probed.relay.name;
+        // A test that could not show a token is no report
+        // (`ProbeFailure::NoToken`): the relay keeps whatever the other
+        // validators find.
+        let Some(mut report) = probe.report else {
+            warn!(
+                relay = %name,
+                reason = probe.failure.as_ref().map(tracing::field::display),
+                "relay not tested for want of a token: no report on it this epoch"
+            );
+            return None;
+        };
         if let Measurement::Reachable { capacity_bps, .. } = report.measurement {
             self.knowledge.carried(epoch, partner.id, capacity_bps);
         }
-        let name = &probed.relay.name;
         if let Some(lie) = self
             .measure
             .misreport_for_tests

@@ -27,6 +27,7 @@
 pub mod check;
 mod measuring;
 mod partner;
+mod probe_stocking;
 
 pub use measuring::MeasuringError;
 
