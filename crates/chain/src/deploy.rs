@@ -16,6 +16,10 @@ use crate::operator::{Refusal, eth};
 /// One ether in wei.
 const ETHER: u128 = 1_000_000_000_000_000_000;
 const DAY: u64 = 24 * 60 * 60;
+/// The largest validator set in production.
+#[allow(clippy::cast_possible_truncation)] // checked below
+const MAX_SET: u32 = openrelay_measure::MAX_VALIDATORS as u32;
+const _: () = assert!(MAX_SET as usize == openrelay_measure::MAX_VALIDATORS);
 /// 10_000 basis points make the whole.
 pub const BPS: u16 = 10_000;
 /// The least quorum the contract accepts: 6667 bp, more than 2/3.
@@ -72,7 +76,10 @@ impl ChainParams {
             slash_burn_bps: 8_000,
             slash_reward_bps: 2_000,
             max_relays_per_operator: 256,
-            max_validators: 100,
+            // As many as a directory carries signatures of and an epoch's
+            // verdicts aggregate (`openrelay_measure::MAX_VALIDATORS`): a
+            // larger set could be neither settled nor handed over.
+            max_validators: MAX_SET,
             measure_epoch: Duration::from_secs(2 * 60 * 60),
             reveal_window: Duration::from_secs(20 * 60),
         }

@@ -2,12 +2,14 @@
 
 mod aggregate;
 mod epoch;
+mod lane;
 mod params;
 mod report;
 mod state;
 
 pub use aggregate::{WeightedCapacity, weighted_low_median};
 pub use epoch::{EpochMargins, EpochStep, EpochTiming, ReportFate, TimingError, ValidatorEpochs};
+pub use lane::{TestLanes, test_lanes};
 pub use params::{
     BPS_WHOLE, MeasureParams, UNMEASURED_WEIGHT_BPS, UNMEASURED_WEIGHT_CAP_BPS, assigned_measurers,
     selection_bandwidth, unmeasured_weight,

@@ -8,4 +8,4 @@ pub mod tokens;
 
 pub use prober::{MissingToken, Probe, ProbeFailure, ProbeSettings, ProbedRelay, Prober};
 pub use rate::RateEstimate;
-pub use schedule::{ProbePoll, ProbeSchedule, ScheduleError, Slot};
+pub use schedule::{Lane, ProbeSchedule, ScheduleError, Slot};

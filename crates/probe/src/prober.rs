@@ -61,6 +61,9 @@ pub struct ProbeSettings {
     /// How long an echo probe waits for its answer, and a transfer for its
     /// first byte or its next one.
     pub answer_timeout: Duration,
+    /// The echo probes' time together: no probe is sent or waited for
+    /// beyond it, so a test's length is bounded however many are lost.
+    pub echo_time: Duration,
     /// The source address of the prober's paths (`[measure] probe_bind`):
     /// never the validator's published service address, so a relay cannot
     /// tell probes by a known validator address. `None`: the system's
@@ -74,13 +77,15 @@ pub struct ProbeSettings {
 
 impl ProbeSettings {
     /// Defaults for `measurement` (a second of warm-up, five echoes of
-    /// up to two seconds each), the prober's own servers on `sink_ip`.
+    /// up to two seconds each, ten seconds for all of them), the prober's
+    /// own servers on `sink_ip`.
     pub fn new(measurement: Duration, sink_ip: IpAddr) -> Self {
         ProbeSettings {
             warmup: Duration::from_secs(1),
             measurement,
             echo_probes: 5,
             answer_timeout: Duration::from_secs(2),
+            echo_time: Duration::from_secs(10),
             probe_bind: None,
             sink_ip,
             path: PathConfig::default(),
@@ -90,7 +95,7 @@ impl ProbeSettings {
     /// The longest one test takes once its path is built (for schedules:
     /// add the path's handshakes).
     pub fn test_time(&self) -> Duration {
-        self.answer_timeout * (self.echo_probes + 1) + self.warmup + self.measurement
+        self.echo_time + self.answer_timeout + self.warmup + self.measurement
     }
 }
 
@@ -244,7 +249,10 @@ impl Prober {
         counted: Counted,
     ) -> Probe {
         let mut rtts = Vec::new();
-        let tested = self.test(ingress, egress, counted, &mut rtts).await;
+        let mut sent = 0;
+        let tested = self
+            .test(ingress, egress, counted, &mut sent, &mut rtts)
+            .await;
         let (measurement, rate, failure) = match tested {
             Ok(rate) => (
                 Some(Measurement::Reachable {
@@ -266,7 +274,7 @@ impl Prober {
         Probe {
             report: measurement.map(|measurement| ValidatorReport {
                 relay: id,
-                probes_sent: self.settings.echo_probes,
+                probes_sent: sent,
                 probes_answered: u32::try_from(rtts.len()).unwrap_or(u32::MAX),
                 measurement,
             }),
@@ -281,6 +289,7 @@ impl Prober {
         ingress: &Relay,
         egress: &Relay,
         counted: Counted,
+        sent: &mut u32,
         rtts: &mut Vec<Duration>,
     ) -> Result<RateEstimate, ProbeFailure> {
         let settings = &self.settings;
@@ -309,7 +318,7 @@ impl Prober {
             path.attach(task);
         }
         let path = Arc::new(path);
-        self.echoes(&path, rtts).await;
+        *sent = self.echoes(&path, rtts).await;
         let transferred = self.transfer(&path, counted).await;
         // The inner connection's close travels in the tunnel: closing the
         // outer connection at once could drop it, and the relay would go
@@ -323,18 +332,24 @@ impl Prober {
         transferred
     }
 
-    /// Sends the echo probes one after another, each waiting for its
-    /// answer; records the round trips of those answered.
-    async fn echoes(&self, path: &Arc<Path>, rtts: &mut Vec<Duration>) {
+    /// Sends the echo probes one after another within `echo_time`, each
+    /// waiting for its answer; records the round trips of those answered
+    /// and says how many were sent.
+    async fn echoes(&self, path: &Arc<Path>, rtts: &mut Vec<Duration>) -> u32 {
+        let deadline = Instant::now() + self.settings.echo_time;
         let target = Target::from_socket_addr(self.echo.addr());
         let mut flow = match open_udp_on(path, &target).await {
             Ok(flow) => flow,
             Err(e) => {
                 debug!(error = %e, "no echo flow");
-                return;
+                return 0;
             }
         };
+        let mut sent_probes = 0;
         for sequence in 0..self.settings.echo_probes {
+            if Instant::now() >= deadline {
+                break;
+            }
             let mut probe = [0u8; ECHO_PROBE_LEN];
             let secret = self.echo.secret();
             probe[..secret.len()].copy_from_slice(&secret);
@@ -344,7 +359,9 @@ impl Prober {
             if flow.sender.send(&probe).is_err() {
                 continue;
             }
-            let answer = tokio::time::timeout_at(sent + self.settings.answer_timeout, async {
+            sent_probes += 1;
+            let wait_until = deadline.min(sent + self.settings.answer_timeout);
+            let answer = tokio::time::timeout_at(wait_until, async {
                 // Late answers of earlier probes are skipped.
                 while let Some(answer) = flow.incoming.recv().await {
                     if answer[..] == probe[..] {
@@ -358,6 +375,7 @@ impl Prober {
                 rtts.push(sent.elapsed());
             }
         }
+        sent_probes
     }
 
     /// The capacity test: a CONNECT to the sink with a fresh ticket as its

@@ -9,7 +9,13 @@
 //! points, sorted, and test `i` (relays in a random order) starts at point
 //! `i` plus the `i` tests before it. The seed is the validator's secret for
 //! the epoch: a relay that knew it would know when it is tested.
+//!
+//! A measuring validator places each relay's test in its lane
+//! ([`ProbeSchedule::in_lanes`], lanes from
+//! [`openrelay_measure::test_lanes`]), so that no two validators test one
+//! relay at once; within a lane, the same uniform placement.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use openrelay_measure::RelayId;
@@ -18,18 +24,18 @@ use openrelay_measure::RelayId;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
-    /// The tests do not fit in the epoch one after another.
+    /// The tests of a lane do not fit in it one after another.
     #[error(
-        "{relays} tests of {test:?} do not fit in an epoch of {epoch:?}; measure fewer relays \
-         per validator (sampled measurers) or shorten the tests"
+        "{relays} tests of {test:?} do not fit in {window:?}; measure fewer relays per validator \
+         (sampled measurers), lengthen the epoch or shorten the tests"
     )]
     DoesNotFit {
-        /// Relays to test.
+        /// Relays to test in the lane.
         relays: usize,
         /// Each test's length (with its margin).
         test: Duration,
-        /// The epoch's length.
-        epoch: Duration,
+        /// The lane's length.
+        window: Duration,
     },
 }
 
@@ -42,23 +48,20 @@ pub struct Slot {
     pub start: Duration,
 }
 
-/// What to do now, from [`ProbeSchedule::poll`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbePoll {
-    /// Test this relay now (its slot has begun).
-    Run(Slot),
-    /// Nothing is due before this time (from the epoch's start).
-    WaitUntil(Duration),
-    /// Every test of the epoch has been handed out.
-    Done,
+/// A part of the epoch and the relays tested in it
+/// ([`openrelay_measure::test_lanes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lane {
+    /// From when to when (from the epoch's start) its tests run.
+    pub window: Range<Duration>,
+    /// The relays tested in it.
+    pub relays: Vec<RelayId>,
 }
 
-/// The tests of one epoch, in time order, and how many were handed out.
+/// The tests of one epoch, in time order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSchedule {
     slots: Vec<Slot>,
-    test: Duration,
-    next: usize,
 }
 
 impl ProbeSchedule {
@@ -71,63 +74,55 @@ impl ProbeSchedule {
         test: Duration,
         relays: &[RelayId],
     ) -> Result<Self, ScheduleError> {
-        let busy = u32::try_from(relays.len())
-            .ok()
-            .and_then(|n| test.checked_mul(n));
-        let free = busy.and_then(|busy| epoch.checked_sub(busy));
-        let Some(free) = free else {
-            return Err(ScheduleError::DoesNotFit {
-                relays: relays.len(),
-                test,
-                epoch,
-            });
+        let whole = Lane {
+            window: Duration::ZERO..epoch,
+            relays: relays.to_vec(),
         };
+        Self::in_lanes(seed, test, &[whole])
+    }
+
+    /// Places each lane's tests within the lane as [`ProbeSchedule::new`]
+    /// places them in an epoch. Lanes are expected not to overlap (tests of
+    /// overlapping lanes may).
+    pub fn in_lanes(seed: u64, test: Duration, lanes: &[Lane]) -> Result<Self, ScheduleError> {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let mut order = relays.to_vec();
-        rng.shuffle(&mut order);
-        let free_nanos = u64::try_from(free.as_nanos()).unwrap_or(u64::MAX);
-        let mut cuts: Vec<u64> = order.iter().map(|_| rng.u64(..=free_nanos)).collect();
-        cuts.sort_unstable();
-        let slots = order
-            .into_iter()
-            .zip(cuts)
-            .enumerate()
-            .map(|(i, (relay, cut))| Slot {
-                relay,
-                // `i` tests fit (checked above), so this cannot overflow.
-                start: Duration::from_nanos(cut) + test * i as u32,
-            })
-            .collect();
-        Ok(ProbeSchedule {
-            slots,
-            test,
-            next: 0,
-        })
+        let mut slots = Vec::new();
+        for lane in lanes {
+            let window = lane.window.end.saturating_sub(lane.window.start);
+            let busy = u32::try_from(lane.relays.len())
+                .ok()
+                .and_then(|n| test.checked_mul(n));
+            let Some(free) = busy.and_then(|busy| window.checked_sub(busy)) else {
+                return Err(ScheduleError::DoesNotFit {
+                    relays: lane.relays.len(),
+                    test,
+                    window,
+                });
+            };
+            let mut order = lane.relays.clone();
+            rng.shuffle(&mut order);
+            let free_nanos = u64::try_from(free.as_nanos()).unwrap_or(u64::MAX);
+            let mut cuts: Vec<u64> = order.iter().map(|_| rng.u64(..=free_nanos)).collect();
+            cuts.sort_unstable();
+            slots.extend(
+                order
+                    .into_iter()
+                    .zip(cuts)
+                    .enumerate()
+                    .map(|(i, (relay, cut))| Slot {
+                        relay,
+                        // `i` tests fit (checked above), so this cannot overflow.
+                        start: lane.window.start + Duration::from_nanos(cut) + test * i as u32,
+                    }),
+            );
+        }
+        slots.sort_by_key(|slot| slot.start);
+        Ok(ProbeSchedule { slots })
     }
 
     /// Every test, in time order.
     pub fn slots(&self) -> &[Slot] {
         &self.slots
-    }
-
-    /// Each test's length.
-    pub fn test(&self) -> Duration {
-        self.test
-    }
-
-    /// What is due at `now` (from the epoch's start): a test whose start
-    /// has come, handed out once; a test whose whole slot has passed
-    /// (the driver was late by more than a test) is still handed out, the
-    /// driver deciding whether to run it late.
-    pub fn poll(&mut self, now: Duration) -> ProbePoll {
-        match self.slots.get(self.next) {
-            None => ProbePoll::Done,
-            Some(slot) if slot.start <= now => {
-                self.next += 1;
-                ProbePoll::Run(*slot)
-            }
-            Some(slot) => ProbePoll::WaitUntil(slot.start),
-        }
     }
 }
 
@@ -193,30 +188,45 @@ mod tests {
         assert_eq!(starts, [0, 3, 6, 9].map(|s| s * SECOND));
     }
 
-    /// The driver's view, on a fake clock: each test is handed out once,
-    /// at or after its start, in order; between them the schedule says how
-    /// long to sleep.
+    /// Lanes keep their tests inside them; a lane too short says which.
     #[test]
-    fn poll_hands_out_each_test_once_at_its_time() {
-        let mut schedule = ProbeSchedule::new(3, 60 * SECOND, 2 * SECOND, &relays(6)).unwrap();
-        let expected = schedule.slots().to_vec();
-        let mut now = Duration::ZERO;
-        let mut ran = Vec::new();
-        loop {
-            match schedule.poll(now) {
-                ProbePoll::Run(slot) => {
-                    assert!(slot.start <= now);
-                    ran.push(slot);
-                    now += 2 * SECOND; // the test runs
-                }
-                ProbePoll::WaitUntil(at) => {
-                    assert!(at > now);
-                    now = at;
-                }
-                ProbePoll::Done => break,
+    fn each_lane_s_tests_stay_in_the_lane() {
+        let lanes = [
+            Lane {
+                window: Duration::ZERO..20 * SECOND,
+                relays: relays(2),
+            },
+            Lane {
+                window: 20 * SECOND..40 * SECOND,
+                relays: (10..13).map(|i| RelayId([i; 32])).collect(),
+            },
+        ];
+        for seed in 0..200 {
+            let schedule = ProbeSchedule::in_lanes(seed, 5 * SECOND, &lanes).unwrap();
+            assert_eq!(schedule.slots().len(), 5);
+            for slot in schedule.slots() {
+                let lane = lanes
+                    .iter()
+                    .find(|l| l.relays.contains(&slot.relay))
+                    .unwrap();
+                assert!(lane.window.start <= slot.start, "{seed}: {slot:?}");
+                assert!(
+                    slot.start + 5 * SECOND <= lane.window.end,
+                    "{seed}: {slot:?}"
+                );
+            }
+            for pair in schedule.slots().windows(2) {
+                assert!(pair[0].start + 5 * SECOND <= pair[1].start, "{seed}");
             }
         }
-        assert_eq!(ran, expected);
-        assert_eq!(schedule.poll(now), ProbePoll::Done);
+        let error = ProbeSchedule::in_lanes(1, 7 * SECOND, &lanes).unwrap_err();
+        assert_eq!(
+            error,
+            ScheduleError::DoesNotFit {
+                relays: 3,
+                test: 7 * SECOND,
+                window: 20 * SECOND
+            }
+        );
     }
 }

@@ -22,11 +22,11 @@ use openrelay_config::MeasureConfig;
 use openrelay_config::chain::ChainConfig;
 use openrelay_directory::VerifiedDirectory;
 use openrelay_measure::{
-    EpochMargins, EpochStep, MeasureParams, Measurement, RelayId, SlashApproval, ValidatorEpochs,
-    ValidatorId, ValidatorReport,
+    EpochMargins, EpochStep, MeasureParams, Measurement, RelayId, SlashApproval, TestLanes,
+    ValidatorEpochs, ValidatorId, ValidatorReport, test_lanes,
 };
 use openrelay_probe::tokens::ProbeAccount;
-use openrelay_probe::{ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
+use openrelay_probe::{Lane, ProbeSchedule, ProbeSettings, ProbedRelay, Prober};
 use openrelay_registry_client::follow::DirectoryFollower;
 use openrelay_types::{HasKind as _, RelayRole, unix_now_millis};
 use rand_core::{OsRng, RngCore as _};
@@ -92,9 +92,11 @@ pub(crate) async fn run(
         measure.sink_ip(),
     );
     settings.probe_bind = Some(measure.probe_bind);
-    // Every relay's test must fit one epoch; an echo not back within a
-    // second on a relay path is lost for liveness anyway.
+    // Every relay's test must fit its lane: an echo not back within a
+    // second on a relay path is lost for liveness anyway, and five echoes
+    // take a few round trips.
     settings.answer_timeout = Duration::from_secs(1);
+    settings.echo_time = Duration::from_secs(1);
     // With `[measure.account]` the probes show tokens and pay as clients'
     // paths do, checked against the directory the validator follows.
     let tokens = measure
@@ -123,7 +125,7 @@ pub(crate) async fn run(
         let now = unix_now_millis();
         if let Some(epoch) = epochs.needs_plan(now) {
             let relays = follower.current();
-            let schedule = plan(&prober, &epochs, epoch, now, relays.as_deref());
+            let schedule = plan(&prober, &epochs, epoch, now, relays.as_deref(), me);
             tester.knowledge.forget_before(epoch);
             if let (Some(tokens), Some(directory)) = (&tokens, &relays) {
                 let (_, until) = epochs.test_window(epoch, now);
@@ -166,14 +168,18 @@ fn salt() -> [u8; 32] {
     salt
 }
 
-/// The epoch's tests: every relay of the directory, at random times that
-/// end before the commitment.
+/// The epoch's tests: every relay of the directory, each in its lane
+/// ([`test_lanes`]: no two validators test one relay at once), at random
+/// times in the lane that end before the commitment. Planned late (the
+/// validator started mid-epoch), lanes already past are skipped and a lane
+/// under way keeps the tests that still fit.
 fn plan(
     prober: &Prober,
     epochs: &ValidatorEpochs,
     epoch: u64,
     now: u64,
     directory: Option<&VerifiedDirectory>,
+    me: ValidatorId,
 ) -> Vec<(u64, RelayId)> {
     let Some(directory) = directory else {
         warn!(epoch, "no directory yet: nothing to measure this epoch");
@@ -183,11 +189,55 @@ fn plan(
         .relays()
         .map(|r| RelayId(r.id().to_bytes()))
         .collect();
+    let validators: Vec<ValidatorId> = directory
+        .validator_set()
+        .members()
+        .iter()
+        .map(|m| ValidatorId(m.validator.to_bytes()))
+        .collect();
     let (from, to) = epochs.test_window(epoch, now);
+    let epoch_start = epochs.timing().start(epoch).saturating_mul(1_000);
     let test = prober.settings().test_time() + PATH_MARGIN;
-    let window = Duration::from_millis(to.saturating_sub(from));
+    let test_ms = u64::try_from(test.as_millis()).unwrap_or(u64::MAX).max(1);
+    // A validator the directory does not list yet tests in one lane, the
+    // whole window.
+    let lanes = test_lanes(epoch, &relays, &validators, &me).unwrap_or_else(|| TestLanes {
+        lanes: 1,
+        lane_of: relays.iter().map(|r| (*r, 0)).collect(),
+    });
+    let width = to.saturating_sub(epoch_start) / u64::from(lanes.lanes.max(1));
+    let mut skipped = 0usize;
+    let parts: Vec<Lane> = (0..lanes.lanes)
+        .filter_map(|lane| {
+            let lane_start = epoch_start.saturating_add(width.saturating_mul(u64::from(lane)));
+            let lane_end = lane_start.saturating_add(width).min(to);
+            let mut tested: Vec<RelayId> = lanes
+                .lane_of
+                .iter()
+                .filter(|(_, l)| *l == lane)
+                .map(|(r, _)| *r)
+                .collect();
+            let begin = lane_start.max(from);
+            let room = usize::try_from(lane_end.saturating_sub(begin) / test_ms).unwrap_or(0);
+            skipped += tested.len().saturating_sub(room);
+            tested.truncate(room);
+            let at = |ms: u64| Duration::from_millis(ms.saturating_sub(from));
+            (!tested.is_empty()).then(|| Lane {
+                window: at(begin)..at(lane_end),
+                relays: tested,
+            })
+        })
+        .collect();
+    if skipped > 0 {
+        warn!(
+            epoch,
+            skipped,
+            lanes = lanes.lanes,
+            "some relays' lanes have passed or are too short for their tests: not tested this epoch"
+        );
+    }
     // The seed is secret: a relay that knew it would know when it is tested.
-    match ProbeSchedule::new(OsRng.next_u64(), window, test, &relays) {
+    match ProbeSchedule::in_lanes(OsRng.next_u64(), test, &parts) {
         Ok(schedule) => schedule
             .slots()
             .iter()
