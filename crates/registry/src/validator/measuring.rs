@@ -129,7 +129,14 @@ pub(crate) async fn run(
             tester.knowledge.forget_before(epoch);
             if let (Some(tokens), Some(directory)) = (&tokens, &relays) {
                 let (_, until) = epochs.test_window(epoch, now);
-                stocking.start(tokens, &prober, directory, &schedule, until);
+                stocking.start(
+                    tokens,
+                    &prober,
+                    directory,
+                    &schedule,
+                    &measure.partners,
+                    until,
+                );
             }
             epochs.plan(epoch, schedule, salt());
         }

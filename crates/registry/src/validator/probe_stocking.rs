@@ -19,7 +19,7 @@ use openrelay_measure::RelayId;
 use openrelay_probe::Prober;
 use openrelay_probe::tokens::{PlannedTest, ProbeAccount, partner_candidates, tokens_for_plan};
 use openrelay_transport::backoff::Backoff;
-use openrelay_types::{HasKind as _, unix_now_millis};
+use openrelay_types::{HasKind as _, KeyPin, unix_now_millis};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -50,12 +50,13 @@ impl ProbeStocking {
         prober: &Prober,
         directory: &VerifiedDirectory,
         schedule: &[(u64, RelayId)],
+        trusted: &[KeyPin],
         until_ms: u64,
     ) {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        let tests = planned_tests(directory, schedule);
+        let tests = planned_tests(directory, schedule, trusted);
         let need = tokens_for_plan(tokens.account(), &tests, prober.settings().test_time());
         let tokens = Arc::clone(tokens);
         self.task = Some(tokio::spawn(async move {
@@ -93,8 +94,14 @@ impl ProbeStocking {
 }
 
 /// The planned tests of `schedule` with their partner candidates, from
-/// `directory`'s relays at their first endpoint (as the tests reach them).
-fn planned_tests(directory: &VerifiedDirectory, schedule: &[(u64, RelayId)]) -> Vec<PlannedTest> {
+/// `directory`'s relays at their first endpoint (as the tests reach them):
+/// those the directory weighs most, and the validator's own (`trusted`,
+/// `[measure] partners`), which its partner choice prefers.
+fn planned_tests(
+    directory: &VerifiedDirectory,
+    schedule: &[(u64, RelayId)],
+    trusted: &[KeyPin],
+) -> Vec<PlannedTest> {
     let records: Vec<(RelayId, Relay, u64)> = directory
         .relays()
         .filter_map(|r| {
@@ -111,8 +118,18 @@ fn planned_tests(directory: &VerifiedDirectory, schedule: &[(u64, RelayId)]) -> 
         .iter()
         .filter_map(|(_, id)| {
             let (_, target, carried_bps) = records.iter().find(|(i, _, _)| i == id)?;
+            let mut partners = partner_candidates(target, &relays);
+            for (own, relay, _) in &records {
+                let fits = relay.role != target.role && relay.compatible_with(target);
+                if fits
+                    && trusted.iter().any(|pin| pin.as_bytes() == &own.0)
+                    && !partners.iter().any(|p| p.id == relay.id)
+                {
+                    partners.push(relay.clone());
+                }
+            }
             Some(PlannedTest {
-                partners: partner_candidates(target, &relays),
+                partners,
                 target: target.clone(),
                 carried_bps: *carried_bps,
             })
