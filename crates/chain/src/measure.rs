@@ -9,7 +9,7 @@
 //! reveals (`revealReport`); after that anyone settles `e` by reading its
 //! `ReportRevealed` events ([`Registry::epoch_reveals`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256, keccak256};
@@ -41,6 +41,36 @@ pub const MAX_LOGS_PER_CALL: usize = 10_000;
 /// the 10,000-relay network the design is sized for (each is a few hundred
 /// bytes held while reading).
 pub const MAX_RELAY_REGISTRATIONS: usize = 200_000;
+
+/// The relays registered so far, as [`Registry::epoch_reveals`] learns them
+/// from `RelayRegistered` events: the first reading reads from the
+/// deployment, each later one only the blocks since the last (so an epoch's
+/// settlement does not re-read the chain's whole history). A pair kept here
+/// is only a candidate: its registration is read at the settlement block,
+/// so a relay removed since, or registered in a block a reorg dropped, or
+/// after an earlier settlement block, is left out there.
+#[derive(Debug, Clone, Default)]
+pub struct KnownRegistrations {
+    pairs: BTreeSet<(Address, FixedBytes<32>)>,
+    read_through: Option<u64>,
+}
+
+impl KnownRegistrations {
+    /// The last block read, if any.
+    pub fn read_through(&self) -> Option<u64> {
+        self.read_through
+    }
+
+    /// How many (operator, relay key) registrations are known.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether none is known.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
 
 /// Domain of a relay slash's evidence (BRIEF-14b: fixed between helpers).
 const RELAY_SLASH_DOMAIN: &[u8] = b"openrelay relay slash v1\0";
@@ -595,13 +625,15 @@ impl Registry {
     /// with the validator set's weights and the relays' adverts at the
     /// settlement block ([`EpochReveals::settlement_block`]). Relays are
     /// found from their `RelayRegistered` events from `from_block` (the
-    /// deployment block; `None`: found on the chain). The state is read at
+    /// deployment block; `None`: found on the chain), read only since the
+    /// last reading into `known` (a fresh one reads them all). The state is read at
     /// the settlement block, so the node must still hold it (an archive
     /// node, or one read within its state history: 128 blocks on geth).
     pub async fn epoch_reveals(
         &self,
         epoch: Epoch,
         from_block: Option<u64>,
+        known: &mut KnownRegistrations,
     ) -> Result<EpochReveals, EpochReadError> {
         let timing = self.measure_timing().await?;
         let (opens_at, closes_at) = (timing.end(epoch), timing.reveal_deadline(epoch));
@@ -652,7 +684,7 @@ impl Registry {
                 }
             }
         }
-        let (relays, contested_relays) = self.relays_at(settlement, from_block).await?;
+        let (relays, contested_relays) = self.relays_at(settlement, from_block, known).await?;
         Ok(EpochReveals {
             epoch,
             reveal_closed_at: closes_at,
@@ -767,14 +799,15 @@ impl Registry {
         )
     }
 
-    /// The relays registered at block `at`, read from their
-    /// `RelayRegistered` events from `from_block` on: uncontested keys,
-    /// and keys several operators registered.
+    /// The relays registered at block `at`, found from their
+    /// `RelayRegistered` events (from `from_block` on, those not in `known`
+    /// yet): uncontested keys, and keys several operators registered.
     #[allow(clippy::type_complexity, reason = "two maps, used once")]
     async fn relays_at(
         &self,
         at: u64,
         from_block: Option<u64>,
+        known: &mut KnownRegistrations,
     ) -> Result<
         (
             BTreeMap<RelayId, ChainRelay>,
@@ -782,29 +815,33 @@ impl Registry {
         ),
         EpochReadError,
     > {
-        let from = match from_block {
-            Some(block) => block,
-            None => self.deployment_block().await?,
+        let from = match (known.read_through, from_block) {
+            (Some(read), _) => read.saturating_add(1),
+            (None, Some(block)) => block,
+            (None, None) => self.deployment_block().await?,
         };
-        let filter = Filter::new()
-            .address(*self.contract.address())
-            .event_signature(RelayRegistry::RelayRegistered::SIGNATURE_HASH);
-        let logs = self
-            .bounded_logs(&filter, from, at, MAX_RELAY_REGISTRATIONS)
-            .await?;
-        let mut registered = Vec::with_capacity(logs.len());
-        for log in &logs {
-            // A relay left out would escape its verdict: a log that does not
-            // decode stops the reading instead.
-            let e = RelayRegistry::RelayRegistered::decode_raw_log(log.topics(), &log.data().data)
-                .map_err(|source| EpochReadError::UndecodableLog {
-                    block: log.block_number,
-                    source,
-                })?;
-            registered.push((e.operator, e.relayKey));
+        if from <= at {
+            let filter = Filter::new()
+                .address(*self.contract.address())
+                .event_signature(RelayRegistry::RelayRegistered::SIGNATURE_HASH);
+            let budget = MAX_RELAY_REGISTRATIONS.saturating_sub(known.pairs.len());
+            let logs = self.bounded_logs(&filter, from, at, budget).await?;
+            let mut added = Vec::with_capacity(logs.len());
+            for log in &logs {
+                // A relay left out would escape its verdict: a log that does
+                // not decode stops the reading (and nothing of it is kept).
+                let e =
+                    RelayRegistry::RelayRegistered::decode_raw_log(log.topics(), &log.data().data)
+                        .map_err(|source| EpochReadError::UndecodableLog {
+                            block: log.block_number,
+                            source,
+                        })?;
+                added.push((e.operator, e.relayKey));
+            }
+            known.pairs.extend(added);
+            known.read_through = Some(at);
         }
-        registered.sort();
-        registered.dedup();
+        let registered = known.pairs.clone();
         let block = BlockId::number(at);
         let mut operators = BTreeMap::new();
         let mut by_key: BTreeMap<RelayId, Vec<ChainRelay>> = BTreeMap::new();

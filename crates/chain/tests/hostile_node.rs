@@ -17,6 +17,7 @@ use alloy::transports::http::reqwest::Url;
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
 use openrelay_chain::follow::{FollowError, Follower, FollowerConfig};
+use openrelay_chain::measure::KnownRegistrations;
 use openrelay_chain::operator::{Registry, signing_provider};
 use openrelay_chain::rpc::{ResponseTooLarge, bounded_provider};
 use openrelay_types::{ErrorKind, HasKind, RelayRole};
@@ -666,7 +667,7 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
     let (hostile, node) = proxy_node(&anvil, Arc::new(tamper)).await;
     let reader = connect(hostile.to_string(), honest.clone()).await;
     let read = reader
-        .epoch_reveals(0, None)
+        .epoch_reveals(0, None, &mut KnownRegistrations::default())
         .await
         .expect("read despite the node");
     assert_eq!(read.verified(), vec![reveal]);
@@ -716,7 +717,7 @@ async fn garbage_reveal_logs_are_refused_not_fatal() {
     // epoch (and out of its slash): the reading stops with a typed error.
     break_registrations.store(true, Ordering::SeqCst);
     let e = reader
-        .epoch_reveals(0, None)
+        .epoch_reveals(0, None, &mut KnownRegistrations::default())
         .await
         .expect_err("undecodable");
     assert!(matches!(e, EpochReadError::UndecodableLog { .. }), "{e}");

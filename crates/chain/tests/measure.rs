@@ -26,7 +26,8 @@ use openrelay_chain::anvil::Anvil;
 use openrelay_chain::contract::RelayRegistry;
 use openrelay_chain::deploy::{ChainParams, DeployError, GenesisValidator, deploy};
 use openrelay_chain::measure::{
-    EpochReadError, ReportRefusal, relay_slash_evidence, validator_slash_evidence,
+    EpochReadError, KnownRegistrations, ReportRefusal, relay_slash_evidence,
+    validator_slash_evidence,
 };
 use openrelay_chain::operator::{OperatorError, Refusal, Registry, Sent, signing_provider};
 use openrelay_measure::{
@@ -266,14 +267,22 @@ async fn three_validators_commit_reveal_and_the_epoch_reads_back() {
             .expect("reveal");
     }
     // Not settled while the window is open.
-    let e = reader.epoch_reveals(epoch, None).await.expect_err("open");
+    let mut known = KnownRegistrations::default();
+    let e = reader
+        .epoch_reveals(epoch, None, &mut known)
+        .await
+        .expect_err("open");
     assert!(
         matches!(e, EpochReadError::RevealWindowOpen { epoch: 0, closes_at, .. } if closes_at == clock.reveal_deadline(epoch)),
         "{e}"
     );
     net.goto(clock.reveal_deadline(epoch)).await;
-    let read = reader.epoch_reveals(epoch, None).await.expect("settled");
+    let read = reader
+        .epoch_reveals(epoch, None, &mut known)
+        .await
+        .expect("settled");
     assert_eq!(read.epoch, epoch);
+    assert_eq!(known.read_through(), Some(read.settlement_block));
     assert!(read.refused.is_empty(), "{:?}", read.refused);
     assert_eq!(read.verified(), reveals);
     let accounts: Vec<Address> = read.reveals.iter().map(|r| r.account).collect();
@@ -329,6 +338,29 @@ async fn three_validators_commit_reveal_and_the_epoch_reads_back() {
         .get(&RelayId([0x10; 32]))
         .expect("explained");
     assert_eq!(explained.reports.len(), 3);
+
+    // The next epoch reads only the registrations since: a relay registered
+    // in it is found, and the first epoch read again with what is known
+    // now still leaves it out (it was not registered at that block).
+    let carol = net.operator(U256::from(ETHER), &[(0x12, 100)]).await;
+    net.goto(clock.reveal_deadline(epoch + 1)).await;
+    let next = reader
+        .epoch_reveals(epoch + 1, None, &mut known)
+        .await
+        .expect("settled");
+    assert_eq!(known.read_through(), Some(next.settlement_block));
+    assert_eq!(known.len(), 4, "alice's two, bob's one, carol's one");
+    assert_eq!(
+        next.relays.get(&RelayId([0x12; 32])).map(|r| r.operator),
+        Some(carol.address())
+    );
+    assert!(next.relays.contains_key(&RelayId([0x10; 32])));
+    let again = reader
+        .epoch_reveals(epoch, None, &mut known)
+        .await
+        .expect("settled");
+    assert_eq!(again.relays, read.relays);
+    assert_eq!(again.contested_relays, read.contested_relays);
 }
 
 /// Item 2 (refusals): each rule of `commitReport` and `revealReport`, as
@@ -491,7 +523,10 @@ async fn every_refusal_is_typed() {
     .to_string();
     assert!(message.contains("closed at unix time 100"), "{message}");
 
-    let read = v[0].epoch_reveals(epoch, None).await.expect("settled");
+    let read = v[0]
+        .epoch_reveals(epoch, None, &mut KnownRegistrations::default())
+        .await
+        .expect("settled");
     let accounts: Vec<Address> = read.reveals.iter().map(|r| r.account).collect();
     assert_eq!(
         accounts,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
-use openrelay_chain::measure::{ChainRelay, EpochReadError, EpochReveals};
+use openrelay_chain::measure::{ChainRelay, EpochReadError, EpochReveals, KnownRegistrations};
 use openrelay_chain::operator::{OperatorError, Registry};
 use openrelay_config::chain::{ChainConfig, VerdictProfile};
 use openrelay_measure::{
@@ -120,6 +120,9 @@ pub struct Settled {
 pub struct Settler {
     chain: Registry,
     from_block: u64,
+    /// The relays' registrations read so far (each settlement reads only
+    /// the blocks since the last).
+    registrations: KnownRegistrations,
     confirmations: u64,
     timing: EpochTiming,
     state: MeasureState,
@@ -144,6 +147,7 @@ impl Settler {
         Ok(Settler {
             chain,
             from_block,
+            registrations: KnownRegistrations::default(),
             confirmations,
             timing,
             state,
@@ -191,7 +195,7 @@ impl Settler {
     ) -> Result<Settled, SettleError> {
         let reveals = self
             .chain
-            .epoch_reveals(epoch, Some(self.from_block))
+            .epoch_reveals(epoch, Some(self.from_block), &mut self.registrations)
             .await?;
         let head = self.chain.head_block().await?;
         let confirmations = head.saturating_sub(reveals.settlement_block);
