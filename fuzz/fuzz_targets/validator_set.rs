@@ -46,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
                     validator_epoch: signed.change().epoch(),
                     operators: vec![],
                     relays: vec![],
+                    releases: vec![],
                 })
             })
             .expect("a valid directory");

@@ -316,6 +316,7 @@ impl Chain {
                     measured: None,
                 })
                 .collect(),
+            releases: Vec::new(),
         };
         edit(&mut section);
         published

@@ -82,7 +82,7 @@ impl Builder {
                 network: Network::Asn(64_500 + r),
                 bandwidth_bps: mbps * MBPS,
                 software_version: "openrelay 0.1.0".to_owned(),
-                software_measurement: None,
+                attestation: None,
                 not_before: T0 - 3600,
                 not_after: T0 + 86_400,
             })
@@ -124,6 +124,7 @@ impl Builder {
                 validator_epoch: 0,
                 operators: self.operators,
                 relays: self.relays,
+                releases: Vec::new(),
             })
             .unwrap()
     }

@@ -612,7 +612,7 @@ mod tests {
                     network: Network::Asn(64_500 + u32::from(n)),
                     bandwidth_bps: 1_000_000,
                     software_version: "openrelay 0.1.0".into(),
-                    software_measurement: None,
+                    attestation: None,
                     not_before: now - 60,
                     not_after: now + 86_400,
                 })

@@ -178,6 +178,7 @@ impl Chain {
             validator_epoch: 0,
             operators,
             relays,
+            releases: Vec::new(),
         }
     }
 

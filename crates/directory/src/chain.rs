@@ -118,9 +118,61 @@ const MEASURED: u8 = 1;
 /// smallest one).
 const CHAIN_RELAY_LEN: usize = 32 + 4 + 1;
 
-/// A directory's chain section (directory format 5, issue 14: with measurements): the block it reflects,
-/// the validator set epoch whose signatures it needs, and the chain's
-/// figures for every listed operator and relay. Covered by the validators'
+/// The most releases a directory lists (approved and revoked together).
+pub const MAX_RELEASES: usize = 256;
+/// The most launch measurements one release lists (one per platform and
+/// image variant).
+pub const MAX_RELEASE_MEASUREMENTS: usize = 16;
+/// The length of a launch measurement: SHA-384 sized, the largest the
+/// platforms report (SEV-SNP launch digest, TDX MRTD); shorter ones (SGX
+/// MRENCLAVE) are zero-padded on the right.
+pub const MEASUREMENT_LEN: usize = 48;
+
+/// Where a release stands after the validators' vote (`ReleaseRegistry`
+/// on chain): only these two are listed, a rejected or undecided release
+/// is simply absent (and so refused, like an unknown one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleaseStatus {
+    /// Approved by a 2/3 stake supermajority of validators who rebuilt it.
+    Approved,
+    /// Approved once, then revoked by a later vote: clients refuse it.
+    Revoked,
+}
+
+const RELEASE_APPROVED: u8 = 1;
+const RELEASE_REVOKED: u8 = 2;
+
+/// One launch measurement of a release: what a TEE running it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReleaseMeasurement {
+    /// The platform's code (`openrelay_attest::Platform::code`).
+    pub platform: u8,
+    /// The measurement, [`MEASUREMENT_LEN`] bytes.
+    pub value: [u8; MEASUREMENT_LEN],
+}
+
+/// A voted release as the chain has it at the directory's block.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChainRelease {
+    /// The release's id: SHA-256 of its signed provenance statement
+    /// (`openrelay_release`), what validators voted on.
+    pub release_id: [u8; 32],
+    /// SHA-256 of the release binary.
+    pub binary_sha256: [u8; 32],
+    /// Approved or revoked.
+    pub status: ReleaseStatus,
+    /// Its launch measurements, strictly ascending, 1 to
+    /// [`MAX_RELEASE_MEASUREMENTS`].
+    pub measurements: Vec<ReleaseMeasurement>,
+}
+
+/// Encoded size of the smallest [`ChainRelease`] (one measurement).
+const CHAIN_RELEASE_MIN_LEN: usize = 32 + 32 + 1 + 1 + 1 + MEASUREMENT_LEN;
+
+/// A directory's chain section (directory format 6, issue 15: with releases): the block it reflects,
+/// the validator set epoch whose signatures it needs, the chain's
+/// figures for every listed operator and relay, and the releases the
+/// validators voted on. Covered by the validators'
 /// signatures like the rest of the directory body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainSection {
@@ -135,6 +187,9 @@ pub struct ChainSection {
     /// One entry per descriptor of the directory, the same relays (sorted
     /// by relay id by [`crate::Directory::with_chain`]).
     pub relays: Vec<ChainRelay>,
+    /// The approved and revoked releases (sorted by release id by
+    /// [`crate::Directory::with_chain`]), at most [`MAX_RELEASES`].
+    pub releases: Vec<ChainRelease>,
 }
 
 impl ChainSection {
@@ -142,6 +197,57 @@ impl ChainSection {
     pub(crate) fn sort(&mut self) {
         self.operators.sort_by_key(|o| o.operator);
         self.relays.sort_by_key(|r| r.relay);
+        self.releases.sort_by_key(|r| r.release_id);
+        for release in &mut self.releases {
+            release.measurements.sort();
+        }
+    }
+
+    /// The release whose launch measurements include `platform`'s
+    /// `measurement` (zero-padded to [`MEASUREMENT_LEN`]), approved or
+    /// revoked; `None` when no voted release has it.
+    pub fn release_measured_as(&self, platform: u8, measurement: &[u8]) -> Option<&ChainRelease> {
+        let mut value = [0u8; MEASUREMENT_LEN];
+        let len = measurement.len();
+        if len > MEASUREMENT_LEN {
+            return None;
+        }
+        value[..len].copy_from_slice(measurement);
+        let wanted = ReleaseMeasurement { platform, value };
+        // Revoked wins if a measurement were listed twice: refusing is safe.
+        self.releases
+            .iter()
+            .filter(|r| r.measurements.binary_search(&wanted).is_ok())
+            .max_by_key(|r| r.status == ReleaseStatus::Revoked)
+    }
+
+    /// Checks the releases list: strictly ascending ids, at most
+    /// [`MAX_RELEASES`], each with 1 to [`MAX_RELEASE_MEASUREMENTS`]
+    /// strictly ascending measurements.
+    pub(crate) fn check_releases(&self) -> Result<(), FormatError> {
+        if self.releases.len() > MAX_RELEASES {
+            return Err(FormatError::TooLarge {
+                what: "chain releases",
+                limit: MAX_RELEASES,
+            });
+        }
+        check_strictly_ascending(&self.releases, "chain releases", |r| r.release_id)?;
+        for release in &self.releases {
+            if release.measurements.is_empty() {
+                return Err(FormatError::Invalid {
+                    field: "chain releases",
+                    reason: "a release lists at least one measurement",
+                });
+            }
+            if release.measurements.len() > MAX_RELEASE_MEASUREMENTS {
+                return Err(FormatError::TooLarge {
+                    what: "release measurements",
+                    limit: MAX_RELEASE_MEASUREMENTS,
+                });
+            }
+            check_strictly_ascending(&release.measurements, "release measurements", |m| *m)?;
+        }
+        Ok(())
     }
 
     /// The entry of `operator`, if listed.
@@ -230,6 +336,21 @@ impl ChainSection {
                 }
             }
         }
+        put_count_u32(out, self.releases.len());
+        for release in &self.releases {
+            out.extend_from_slice(&release.release_id);
+            out.extend_from_slice(&release.binary_sha256);
+            out.push(match release.status {
+                ReleaseStatus::Approved => RELEASE_APPROVED,
+                ReleaseStatus::Revoked => RELEASE_REVOKED,
+            });
+            // At most MAX_RELEASE_MEASUREMENTS (16), checked on construction.
+            out.push(u8::try_from(release.measurements.len()).unwrap_or(u8::MAX));
+            for m in &release.measurements {
+                out.push(m.platform);
+                out.extend_from_slice(&m.value);
+            }
+        }
     }
 
     /// Checks that no relay was measured in an epoch that ended after
@@ -293,11 +414,56 @@ impl ChainSection {
                 },
             })
         })?;
-        Ok(ChainSection {
+        let releases = read_list(
+            r,
+            "chain releases",
+            MAX_RELEASES,
+            CHAIN_RELEASE_MIN_LEN,
+            decode_release,
+        )?;
+        let section = ChainSection {
             anchor,
             validator_epoch,
             operators,
             relays,
-        })
+            releases,
+        };
+        section.check_releases()?;
+        Ok(section)
     }
+}
+
+fn decode_release(r: &mut Reader<'_>) -> Result<ChainRelease, FormatError> {
+    let release_id = r.array()?;
+    let binary_sha256 = r.array()?;
+    let status = match r.u8()? {
+        RELEASE_APPROVED => ReleaseStatus::Approved,
+        RELEASE_REVOKED => ReleaseStatus::Revoked,
+        _ => {
+            return Err(FormatError::Invalid {
+                field: "chain releases",
+                reason: "status must be 1 (approved) or 2 (revoked)",
+            });
+        }
+    };
+    let count = usize::from(r.u8()?);
+    if count > MAX_RELEASE_MEASUREMENTS {
+        return Err(FormatError::TooLarge {
+            what: "release measurements",
+            limit: MAX_RELEASE_MEASUREMENTS,
+        });
+    }
+    let mut measurements = Vec::with_capacity(count);
+    for _ in 0..count {
+        measurements.push(ReleaseMeasurement {
+            platform: r.u8()?,
+            value: r.array()?,
+        });
+    }
+    Ok(ChainRelease {
+        release_id,
+        binary_sha256,
+        status,
+        measurements,
+    })
 }

@@ -7,6 +7,14 @@
 //! (issue 11, item 8): proof that the relay holds the key it asks clients to
 //! pin, so nobody can claim another relay's key and lock it out of the
 //! registry.
+//!
+//! Version 3 (issue 15, item 4) replaces the self-declared software
+//! measurement with the relay's TEE attestation evidence, carried after the
+//! validity window and, like it, outside the content hash: evidence is
+//! refreshed with every republication (it binds `not_before`), so putting
+//! it under the chain's commitment would need a transaction per refresh.
+//! This crate carries the evidence as opaque bounded bytes; what it proves
+//! is `openrelay_attest`'s to check (the client does, per candidate relay).
 
 use std::net::SocketAddr;
 
@@ -24,17 +32,62 @@ use crate::keys::{
 use crate::{FormatError, MAX_CLOCK_SKEW_SECS, Signer};
 
 /// The format version of descriptor bodies this crate reads and writes.
-pub const DESCRIPTOR_VERSION: u8 = 2;
+pub const DESCRIPTOR_VERSION: u8 = 3;
 
 /// The domain prefix of [`RelayDescriptor::content_hash`] (one NUL, last,
 /// like the signature prefixes, and none of them: a content hash is never
 /// a signed message).
-pub const DESCRIPTOR_CONTENT_HASH_PREFIX: &[u8] = b"openrelay descriptor v2 content\0";
+pub const DESCRIPTOR_CONTENT_HASH_PREFIX: &[u8] = b"openrelay descriptor v3 content\0";
+
+/// The largest attestation evidence a descriptor carries, bytes: an
+/// SEV-SNP report with its VCEK and ASK certificates is about 4 KiB, a DCAP
+/// quote with its PCK chain about 5 KiB and its collateral (TCB info, QE
+/// identity, CRLs and their chains) another 10 to 15 KiB.
+pub const MAX_ATTESTATION_EVIDENCE_LEN: usize = 32 * 1024;
 
 const ROLE_INGRESS: u8 = 1;
 const ROLE_EGRESS: u8 = 2;
-const MEASUREMENT_NONE: u8 = 0;
-const MEASUREMENT_SHA256: u8 = 1;
+const ATTESTATION_NONE: u8 = 0;
+const ATTESTATION_EVIDENCE: u8 = 1;
+
+/// A relay's TEE attestation evidence (`openrelay_attest::Evidence`'s
+/// encoding), unparsed: 1 to [`MAX_ATTESTATION_EVIDENCE_LEN`] bytes. The
+/// relay and operator sign it with the descriptor, but what makes it
+/// evidence is the platform's own signature inside, over report data that
+/// binds the descriptor's relay id, QUIC key pin and `not_before`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AttestationEvidence(Vec<u8>);
+
+impl AttestationEvidence {
+    /// Wraps encoded evidence; refuses none or more than
+    /// [`MAX_ATTESTATION_EVIDENCE_LEN`] bytes.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, FormatError> {
+        if bytes.is_empty() {
+            return Err(FormatError::Invalid {
+                field: "attestation",
+                reason: "evidence must not be empty",
+            });
+        }
+        if bytes.len() > MAX_ATTESTATION_EVIDENCE_LEN {
+            return Err(FormatError::TooLarge {
+                what: "attestation evidence",
+                limit: MAX_ATTESTATION_EVIDENCE_LEN,
+            });
+        }
+        Ok(AttestationEvidence(bytes))
+    }
+
+    /// The encoded evidence.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AttestationEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AttestationEvidence({} bytes)", self.0.len())
+    }
+}
 
 /// The fields of a relay descriptor, as an operator fills them in. Turned into
 /// a [`RelayDescriptor`] by [`RelayDescriptor::new`], which checks them.
@@ -63,10 +116,11 @@ pub struct DescriptorFields {
     pub bandwidth_bps: u64,
     /// The software the relay runs, e.g. `openrelay 0.1.0`.
     pub software_version: String,
-    /// SHA-256 of the relay's software build, for validators that compare it
-    /// with reproducible builds (SPEC: "software measurement"); `None` until
-    /// remote attestation exists.
-    pub software_measurement: Option<[u8; 32]>,
+    /// Evidence from the relay's TEE of the software it runs, bound to
+    /// `relay`, `quic_pin` and `not_before` (SPEC: "Verifiable software");
+    /// `None` for a relay without a TEE. Outside the content hash, like the
+    /// validity window.
+    pub attestation: Option<AttestationEvidence>,
     /// Valid from (Unix seconds, inclusive).
     pub not_before: u64,
     /// Valid until (Unix seconds, exclusive); after `not_before`, at most
@@ -204,20 +258,33 @@ impl RelayDescriptor {
             && now < self.fields.not_after
     }
 
-    /// Whether `other` says the same as `self` apart from its validity window:
-    /// a relay refreshing its descriptor changes only the window, and a
+    /// Whether `other` says the same as `self` apart from its freshness
+    /// (validity window and attestation evidence, which binds the window's
+    /// start): a relay refreshing its descriptor changes only those, and a
     /// registry need not issue a new directory for that.
-    pub fn same_except_validity(&self, other: &RelayDescriptor) -> bool {
+    pub fn same_except_freshness(&self, other: &RelayDescriptor) -> bool {
         let window = |d: &RelayDescriptor| DescriptorFields {
             not_before: 0,
             not_after: 0,
+            attestation: None,
             ..d.fields.clone()
         };
         window(self) == window(other)
     }
 
+    /// The attestation evidence, if the relay has a TEE.
+    pub fn attestation(&self) -> Option<&AttestationEvidence> {
+        self.fields.attestation.as_ref()
+    }
+
+    /// The window's start, which attestation evidence binds as its
+    /// freshness value.
+    pub fn not_before(&self) -> u64 {
+        self.fields.not_before
+    }
+
     /// What the relay's QUIC/TLS key signs (the domain prefix
-    /// `openrelay descriptor v2 quic\0`, then the canonical bytes): sign this
+    /// `openrelay descriptor v3 quic\0`, then the canonical bytes): sign this
     /// with the key of [`DescriptorFields::quic_pin`] and pass the signature
     /// to [`SignedDescriptor::sign`].
     pub fn quic_key_message(&self) -> Vec<u8> {
@@ -227,18 +294,19 @@ impl RelayDescriptor {
     /// The commitment the chain stores for this relay (`descriptorHash` of
     /// `RelayRegistry.sol`): SHA-256 of the prefix
     /// [`DESCRIPTOR_CONTENT_HASH_PREFIX`], then the canonical bytes without
-    /// the validity window (`not_before`, `not_after`, the last 16 bytes).
+    /// their freshness (the validity window and the attestation evidence,
+    /// the last fields).
     ///
     /// Everything else (keys, role, endpoints, QUIC key, region, network,
-    /// bandwidth, software) changes it, so a registry lists a descriptor
-    /// only as the operator committed to it on chain; the window does not,
-    /// so a relay refreshes its descriptor without a transaction. Equal for
-    /// two descriptors exactly when [`RelayDescriptor::same_except_validity`]
-    /// (property-tested).
+    /// bandwidth, software version) changes it, so a registry lists a
+    /// descriptor only as the operator committed to it on chain; freshness
+    /// does not, so a relay refreshes its descriptor and evidence without a
+    /// transaction. Equal for two descriptors exactly when
+    /// [`RelayDescriptor::same_except_freshness`] (property-tested).
     pub fn content_hash(&self) -> [u8; 32] {
         use sha2::Digest as _;
         let mut body = Vec::with_capacity(256);
-        self.encode_without_validity(&mut body);
+        self.encode_committed(&mut body);
         let mut hash = sha2::Sha256::new();
         hash.update(DESCRIPTOR_CONTENT_HASH_PREFIX);
         hash.update(&body);
@@ -248,15 +316,26 @@ impl RelayDescriptor {
     /// The canonical bytes (`docs/directory-format.md`, "Relay descriptor").
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        self.encode_without_validity(&mut out);
+        self.encode_committed(&mut out);
         out.extend_from_slice(&self.fields.not_before.to_be_bytes());
         out.extend_from_slice(&self.fields.not_after.to_be_bytes());
+        match &self.fields.attestation {
+            None => out.push(ATTESTATION_NONE),
+            Some(evidence) => {
+                out.push(ATTESTATION_EVIDENCE);
+                // At most MAX_ATTESTATION_EVIDENCE_LEN (32 KiB), checked on
+                // construction.
+                let len = u16::try_from(evidence.0.len()).unwrap_or(u16::MAX);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&evidence.0);
+            }
+        }
         out
     }
 
-    /// Every field of the canonical bytes but the last two (the validity
-    /// window), in order.
-    fn encode_without_validity(&self, out: &mut Vec<u8>) {
+    /// Every field of the canonical bytes but the freshness ones (the
+    /// validity window and the attestation evidence), in order.
+    fn encode_committed(&self, out: &mut Vec<u8>) {
         let f = &self.fields;
         out.push(DESCRIPTOR_VERSION);
         out.extend_from_slice(f.relay.as_bytes());
@@ -272,13 +351,6 @@ impl RelayDescriptor {
         f.network.encode(out);
         out.extend_from_slice(&f.bandwidth_bps.to_be_bytes());
         crate::codec::put_short_str(out, &f.software_version);
-        match &f.software_measurement {
-            None => out.push(MEASUREMENT_NONE),
-            Some(digest) => {
-                out.push(MEASUREMENT_SHA256);
-                out.extend_from_slice(digest);
-            }
-        }
     }
 
     /// Parses canonical bytes; anything else (trailing bytes included) is
@@ -319,18 +391,27 @@ impl RelayDescriptor {
         let software_version = r
             .short_str("software_version", crate::MAX_SOFTWARE_VERSION_LEN)?
             .to_owned();
-        let software_measurement = match r.u8()? {
-            MEASUREMENT_NONE => None,
-            MEASUREMENT_SHA256 => Some(r.array()?),
+        let not_before = r.u64()?;
+        let not_after = r.u64()?;
+        let attestation = match r.u8()? {
+            ATTESTATION_NONE => None,
+            ATTESTATION_EVIDENCE => {
+                let len = usize::from(r.u16()?);
+                if len > MAX_ATTESTATION_EVIDENCE_LEN {
+                    return Err(FormatError::TooLarge {
+                        what: "attestation evidence",
+                        limit: MAX_ATTESTATION_EVIDENCE_LEN,
+                    });
+                }
+                Some(AttestationEvidence::new(r.bytes(len)?.to_vec())?)
+            }
             _ => {
                 return Err(FormatError::Invalid {
-                    field: "software_measurement",
-                    reason: "unknown kind",
+                    field: "attestation",
+                    reason: "tag must be 0 (none) or 1 (evidence)",
                 });
             }
         };
-        let not_before = r.u64()?;
-        let not_after = r.u64()?;
         let descriptor = RelayDescriptor {
             fields: DescriptorFields {
                 relay: RelayId::from_checked(relay),
@@ -342,7 +423,7 @@ impl RelayDescriptor {
                 network,
                 bandwidth_bps,
                 software_version,
-                software_measurement,
+                attestation,
                 not_before,
                 not_after,
             },
@@ -647,4 +728,4 @@ impl SignedDescriptor {
 /// The smallest possible signed descriptor, to bound allocations for a count
 /// read from untrusted input.
 pub(crate) const MIN_SIGNED_DESCRIPTOR_LEN: usize =
-    1 + 32 + 32 + 1 + 1 + 7 + 32 + 2 + 1 + 5 + 8 + 2 + 1 + 8 + 8 + 3 * Signature::LEN;
+    1 + 32 + 32 + 1 + 1 + 7 + 32 + 2 + 1 + 5 + 8 + 2 + 8 + 8 + 1 + 3 * Signature::LEN;

@@ -24,9 +24,10 @@ pub const DIRECTORY_VERSION: u8 = 3;
 /// 3's fields with the chain anchor and validator epoch after the times and
 /// the chain's operator and relay figures after the issuer key sets (issue
 /// 13, version 4), each relay's entry ending in its measured bandwidth
-/// (issue 14, version 5; version 4 is no longer read). Signed under its own
-/// prefix (`openrelay directory v5 validator\0`).
-pub const DIRECTORY_CHAIN_VERSION: u8 = 5;
+/// (issue 14, version 5), and the voted releases after the relays (issue
+/// 15, version 6; versions 4 and 5 are no longer read). Signed under its
+/// own prefix (`openrelay directory v6 validator\0`).
+pub const DIRECTORY_CHAIN_VERSION: u8 = 6;
 /// The format version of the signed-directory envelope without validator
 /// set hand-overs.
 pub const SIGNED_DIRECTORY_VERSION: u8 = 1;
@@ -202,6 +203,7 @@ impl Directory {
                 self.descriptors.iter().map(|d| d.descriptor().relay()),
             )?;
             chain.check_measured_before(self.issued_at)?;
+            chain.check_releases()?;
         }
         Ok(())
     }
@@ -417,7 +419,7 @@ impl ValidatorSignature {
 /// (bytes of another version fail to decode anyway).
 fn directory_domain(directory_bytes: &[u8]) -> Domain {
     match directory_bytes.first() {
-        Some(&DIRECTORY_CHAIN_VERSION) => Domain::DirectoryV5,
+        Some(&DIRECTORY_CHAIN_VERSION) => Domain::DirectoryChain,
         _ => Domain::Directory,
     }
 }

@@ -101,9 +101,9 @@ pub(crate) enum Domain {
     /// A validator signing a directory document (format 3, no chain
     /// section).
     Directory,
-    /// A validator signing a directory document of format 5 (with a chain
-    /// section carrying measurements).
-    DirectoryV5,
+    /// A validator signing a directory document of format 6 (with a chain
+    /// section carrying measurements and releases).
+    DirectoryChain,
     /// A validator of the previous set signing a validator set hand-over.
     ValidatorSetChange,
     /// A validator signing its vote (the relays and issuer key sets it saw
@@ -118,12 +118,12 @@ impl Domain {
         match self {
             // Each prefix names the version of the object it signs, so a
             // signature over one version's bytes never verifies for another.
-            Domain::DescriptorRelay => b"openrelay descriptor v2 relay\0",
-            Domain::DescriptorOperator => b"openrelay descriptor v2 operator\0",
-            Domain::DescriptorQuic => b"openrelay descriptor v2 quic\0",
+            Domain::DescriptorRelay => b"openrelay descriptor v3 relay\0",
+            Domain::DescriptorOperator => b"openrelay descriptor v3 operator\0",
+            Domain::DescriptorQuic => b"openrelay descriptor v3 quic\0",
             Domain::OperatorProfile => b"openrelay operator profile v1\0",
             Domain::Directory => b"openrelay directory v3 validator\0",
-            Domain::DirectoryV5 => b"openrelay directory v5 validator\0",
+            Domain::DirectoryChain => b"openrelay directory v6 validator\0",
             Domain::ValidatorSetChange => b"openrelay validator set change v1\0",
             Domain::Vote => b"openrelay vote v2 validator\0",
             Domain::IssuerKeys => b"openrelay issuer keys v1\0",

@@ -16,11 +16,14 @@ pub mod vote;
 pub mod weight;
 
 pub use chain::{
-    BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainSection, RelayMeasurement,
+    BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainRelease, ChainSection,
+    MAX_RELEASE_MEASUREMENTS, MAX_RELEASES, MEASUREMENT_LEN, RelayMeasurement, ReleaseMeasurement,
+    ReleaseStatus,
 };
 pub use descriptor::{
-    DESCRIPTOR_CONTENT_HASH_PREFIX, DESCRIPTOR_VERSION, DescriptorError, DescriptorFields,
-    RelayDescriptor, SignError, SignedDescriptor, endpoint_class,
+    AttestationEvidence, DESCRIPTOR_CONTENT_HASH_PREFIX, DESCRIPTOR_VERSION, DescriptorError,
+    DescriptorFields, MAX_ATTESTATION_EVIDENCE_LEN, RelayDescriptor, SignError, SignedDescriptor,
+    endpoint_class,
 };
 pub use digest::DigestSyntaxError;
 pub use directory::{

@@ -200,10 +200,11 @@ fn the_measurement_field_is_strict() {
     let d = measured_directory(&[measured(1), None, measured(u64::MAX), None]);
     let bytes = d.to_bytes();
     assert_eq!(bytes[0], DIRECTORY_CHAIN_VERSION);
-    assert_eq!(DIRECTORY_CHAIN_VERSION, 5);
+    assert_eq!(DIRECTORY_CHAIN_VERSION, 6);
     assert_eq!(Directory::from_bytes(&bytes).unwrap(), d);
-    // The last relay's entry ends the body: key, u32 bandwidth, tag 0.
-    let tag_at = bytes.len() - 1;
+    // The last relay's entry ends the relays: key, u32 bandwidth, tag 0;
+    // then the (empty) releases' count.
+    let tag_at = bytes.len() - 1 - 4;
     assert_eq!(bytes[tag_at], 0);
     for tag in [2u8, 0xff] {
         let mut bad = bytes.clone();

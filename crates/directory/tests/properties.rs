@@ -7,11 +7,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::LazyLock;
 
 use openrelay_directory::{
-    ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields, Directory,
-    Network, OperatorId, OperatorProfile, ProfileFields, Region, RelayDescriptor, RelayId,
-    RelayMeasurement, Signature, SignedDescriptor, SignedDirectory, SignedOperatorProfile,
-    SignedValidatorSetChange, ValidatorId, ValidatorMember, ValidatorSet, ValidatorSetChange,
-    ValidatorSignature,
+    AttestationEvidence, ChainAnchor, ChainOperator, ChainRelay, ChainRelease, ChainSection,
+    CountryCode, DescriptorFields, Directory, Network, OperatorId, OperatorProfile, ProfileFields,
+    Region, RelayDescriptor, RelayId, RelayMeasurement, ReleaseMeasurement, ReleaseStatus,
+    Signature, SignedDescriptor, SignedDirectory, SignedOperatorProfile, SignedValidatorSetChange,
+    ValidatorId, ValidatorMember, ValidatorSet, ValidatorSetChange, ValidatorSignature,
 };
 use openrelay_testkit::fixtures::*;
 use openrelay_types::{KeyPin, RelayRole};
@@ -76,7 +76,7 @@ prop_compose! {
         network in network_label(),
         bandwidth_bps in 1u64..,
         software_version in "[ -~]{0,62}[!-~]".prop_filter("no leading space", |s| !s.starts_with(' ')),
-        software_measurement in any::<Option<[u8; 32]>>(),
+        attestation in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..64)),
         not_before in any::<u64>(),
         lifetime in 1..=openrelay_directory::MAX_DESCRIPTOR_LIFETIME_SECS,
     ) -> DescriptorFields {
@@ -90,7 +90,7 @@ prop_compose! {
             network,
             bandwidth_bps,
             software_version,
-            software_measurement,
+            attestation: attestation.map(|bytes| AttestationEvidence::new(bytes).unwrap()),
             not_before: not_before.min(u64::MAX - lifetime),
             not_after: not_before.min(u64::MAX - lifetime) + lifetime,
         }
@@ -191,7 +191,42 @@ type ChainSeed = (
     u64,
     Vec<(u128, u64)>,
     Vec<(u32, Option<(u64, u64, u64)>)>,
+    Vec<ChainRelease>,
 );
+
+/// Up to four releases with distinct ids, each with 1 to 3 measurements.
+fn releases_any() -> impl Strategy<Value = Vec<ChainRelease>> {
+    let measurement = (any::<u8>(), any::<u8>()).prop_map(|(platform, fill)| ReleaseMeasurement {
+        platform,
+        value: [fill; openrelay_directory::MEASUREMENT_LEN],
+    });
+    proptest::collection::btree_map(
+        any::<[u8; 32]>(),
+        (
+            any::<[u8; 32]>(),
+            any::<bool>(),
+            proptest::collection::btree_set(measurement, 1..=3),
+        ),
+        0..=4,
+    )
+    .prop_map(|releases| {
+        releases
+            .into_iter()
+            .map(
+                |(release_id, (binary_sha256, revoked, measurements))| ChainRelease {
+                    release_id,
+                    binary_sha256,
+                    status: if revoked {
+                        ReleaseStatus::Revoked
+                    } else {
+                        ReleaseStatus::Approved
+                    },
+                    measurements: measurements.into_iter().collect(),
+                },
+            )
+            .collect()
+    })
+}
 
 fn chain_seed() -> impl Strategy<Value = ChainSeed> {
     (
@@ -202,11 +237,12 @@ fn chain_seed() -> impl Strategy<Value = ChainSeed> {
             (any::<u32>(), proptest::option::of(any::<(u64, u64, u64)>())),
             4,
         ),
+        releases_any(),
     )
 }
 
 fn chain_section(seed: ChainSeed, directory: &Directory) -> ChainSection {
-    let (anchor, validator_epoch, operators, relays) = seed;
+    let (anchor, validator_epoch, operators, relays, releases) = seed;
     ChainSection {
         anchor,
         validator_epoch,
@@ -241,6 +277,7 @@ fn chain_section(seed: ChainSeed, directory: &Directory) -> ChainSection {
                 }),
             })
             .collect(),
+        releases,
     }
 }
 
@@ -498,12 +535,13 @@ proptest! {
     }
 
     /// The chain's commitment changes with everything but the validity
-    /// window (issue 13, item 1): equal exactly when `same_except_validity`.
+    /// window and the attestation evidence (issues 13 and 15): equal
+    /// exactly when `same_except_freshness`.
     #[test]
-    fn content_hashes_are_equal_iff_same_except_validity(
+    fn content_hashes_are_equal_iff_same_except_freshness(
         a in descriptor_fields_any(),
         b in descriptor_fields_any(),
-        pick in 0usize..4,
+        pick in 0usize..5,
         not_before in any::<u64>(),
         lifetime in 1..=openrelay_directory::MAX_DESCRIPTOR_LIFETIME_SECS,
     ) {
@@ -517,13 +555,14 @@ proptest! {
             }
             1 => mixed.bandwidth_bps = b.bandwidth_bps,
             2 => mixed.endpoints = b.endpoints.clone(),
+            3 => mixed.attestation = b.attestation.clone(),
             _ => mixed.software_version = b.software_version.clone(),
         }
         let a = RelayDescriptor::new(a).unwrap();
         for other in [RelayDescriptor::new(mixed).unwrap(), RelayDescriptor::new(b).unwrap()] {
             prop_assert_eq!(
                 a.content_hash() == other.content_hash(),
-                a.same_except_validity(&other)
+                a.same_except_freshness(&other)
             );
         }
     }

@@ -1,9 +1,9 @@
-//! Test vectors (`tests/vectors/directory-v5.json`): keys from fixed seeds,
+//! Test vectors (`tests/vectors/directory-v6.json`): keys from fixed seeds,
 //! the fields of profiles, descriptors and an issuer key set (with the token
 //! key of RFC 9578 Appendix A.2), their canonical bytes and signatures, a
 //! directory (format 3) and its validator-signed envelope, a vote and a
 //! proposal; and (`chain`, issue 13) the descriptors' content hashes, the
-//! same directory with a chain section (format 4), a validator set
+//! same directory with a chain section (format 6, with releases), a validator set
 //! hand-over signed by the genesis set, and the envelope (version 2) that
 //! carries it, signed by the new set.
 //!
@@ -38,7 +38,7 @@ const NOW: u64 = ISSUED_AT + 600;
 const MAX_AGE: u64 = 6 * 3600;
 
 fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory-v5.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory-v6.json")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -128,7 +128,7 @@ fn inputs() -> Inputs {
                 network: Network::Asn(64_496),
                 bandwidth_bps: 10_000_000_000,
                 software_version: "openrelay 0.1.0".into(),
-                software_measurement: None,
+                attestation: None,
                 not_before: ISSUED_AT - 3600,
                 not_after: ISSUED_AT + 86_400,
             },
@@ -150,7 +150,9 @@ fn inputs() -> Inputs {
                 network: Network::Label("Example Hosting".into()),
                 bandwidth_bps: 2_500_000_000,
                 software_version: "openrelay 0.1.0".into(),
-                software_measurement: Some(std::array::from_fn(|i| i as u8)),
+                attestation: Some(
+                    openrelay_directory::AttestationEvidence::new((0..=63).collect()).unwrap(),
+                ),
                 not_before: ISSUED_AT - 600,
                 not_after: ISSUED_AT + 2 * 86_400,
             },
@@ -255,7 +257,7 @@ fn generate() -> String {
             "network": network_json(&f.network),
             "bandwidth_bps": f.bandwidth_bps,
             "software_version": f.software_version,
-            "software_measurement": f.software_measurement.map(|m| hex(&m)),
+            "attestation": f.attestation.as_ref().map(|e| hex(e.as_bytes())),
             "not_before": f.not_before,
             "not_after": f.not_after,
             "body": hex(signed.body()),
@@ -416,6 +418,33 @@ fn chain_vectors(inputs: &Inputs, directory: &Directory) -> Value {
     // measured (the fixture measures every relay at its claim).
     let mut section = openrelay_testkit::fixtures::chain_section(directory, 1000, 1);
     section.relays[0].measured = None;
+    // Both release statuses (issue 15).
+    section.releases = vec![
+        openrelay_directory::ChainRelease {
+            release_id: [0xa1; 32],
+            binary_sha256: [0xb1; 32],
+            status: openrelay_directory::ReleaseStatus::Approved,
+            measurements: vec![
+                openrelay_directory::ReleaseMeasurement {
+                    platform: 1,
+                    value: [0xc1; 48],
+                },
+                openrelay_directory::ReleaseMeasurement {
+                    platform: 0x7f,
+                    value: [0xc2; 48],
+                },
+            ],
+        },
+        openrelay_directory::ChainRelease {
+            release_id: [0xa2; 32],
+            binary_sha256: [0xb2; 32],
+            status: openrelay_directory::ReleaseStatus::Revoked,
+            measurements: vec![openrelay_directory::ReleaseMeasurement {
+                platform: 0x7f,
+                value: [0xc3; 48],
+            }],
+        },
+    ];
     let chain_directory = directory.clone().with_chain(section).unwrap();
     let set = epoch_one(inputs);
     let change =
@@ -460,6 +489,15 @@ fn chain_vectors(inputs: &Inputs, directory: &Directory) -> Value {
                     "measured_epoch": m.measured_epoch,
                     "measured_at": m.measured_at,
                 })),
+            })).collect::<Vec<_>>(),
+            "releases": section.releases.iter().map(|r| json!({
+                "release_id": hex(&r.release_id),
+                "binary_sha256": hex(&r.binary_sha256),
+                "status": format!("{:?}", r.status),
+                "measurements": r.measurements.iter().map(|m| json!({
+                    "platform": m.platform,
+                    "value": hex(&m.value),
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "body": hex(&chain_directory.to_bytes()),
             "sha256": chain_directory.digest().to_string(),

@@ -224,10 +224,10 @@ fn refreshing_changes_only_the_validity_window() {
         RelayDescriptor::new(a).unwrap(),
         RelayDescriptor::new(b).unwrap(),
     );
-    assert!(a.same_except_validity(&b));
+    assert!(a.same_except_freshness(&b));
     let mut c = b.fields().clone();
     c.bandwidth_bps += 1;
-    assert!(!a.same_except_validity(&RelayDescriptor::new(c).unwrap()));
+    assert!(!a.same_except_freshness(&RelayDescriptor::new(c).unwrap()));
 }
 
 #[test]

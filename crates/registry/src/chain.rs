@@ -202,6 +202,7 @@ impl ChainView {
             validator_epoch: self.validator_epoch(),
             operators,
             relays,
+            releases: Vec::new(),
         })
     }
 

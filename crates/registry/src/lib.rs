@@ -699,7 +699,7 @@ pub fn same_contents(a: &Directory, b: &Directory) -> bool {
         && a.descriptors()
             .iter()
             .zip(b.descriptors())
-            .all(|(x, y)| x.descriptor().same_except_validity(y.descriptor()))
+            .all(|(x, y)| x.descriptor().same_except_freshness(y.descriptor()))
         && a.operators()
             .iter()
             .zip(b.operators())

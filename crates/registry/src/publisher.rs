@@ -131,7 +131,7 @@ impl Publisher {
             network,
             bandwidth_bps: config.bandwidth_bps,
             software_version: format!("openrelay {}", env!("CARGO_PKG_VERSION")),
-            software_measurement: None,
+            attestation: None,
             not_before: now,
             not_after: now,
         };

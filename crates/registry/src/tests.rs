@@ -68,7 +68,7 @@ fn fields(relay: u32, operator: u32, role: RelayRole) -> DescriptorFields {
         network: Network::Asn(64_500 + relay),
         bandwidth_bps: 1_000_000_000,
         software_version: "openrelay 0.1.0".to_owned(),
-        software_measurement: None,
+        attestation: None,
         not_before: NOW - 3600,
         not_after: NOW + 86_400,
     }

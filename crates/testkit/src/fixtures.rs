@@ -110,7 +110,7 @@ pub fn descriptor_fields(relay: u8, operator: u8, role: RelayRole) -> Descriptor
         network: Network::Asn(64_500 + u32::from(relay)),
         bandwidth_bps: 1_000_000_000,
         software_version: "openrelay 0.1.0".to_owned(),
-        software_measurement: None,
+        attestation: None,
         not_before: T0 - 3600,
         not_after: T0 + 86_400,
     }
@@ -238,10 +238,11 @@ pub fn chain_section(
         validator_epoch,
         operators,
         relays,
+        releases: Vec::new(),
     }
 }
 
-/// `directory` with [`chain_section`] (a format 4 directory).
+/// `directory` with [`chain_section`] (a format 6 directory).
 pub fn with_chain(directory: Directory, block_number: u64, validator_epoch: u64) -> Directory {
     let section = chain_section(&directory, block_number, validator_epoch);
     directory.with_chain(section).unwrap()
