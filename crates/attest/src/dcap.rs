@@ -19,11 +19,15 @@ fn status(status: TcbStatus) -> DcapTcbStatus {
         TcbStatus::UpToDate => DcapTcbStatus::UpToDate,
         TcbStatus::SWHardeningNeeded => DcapTcbStatus::SWHardeningNeeded,
         TcbStatus::ConfigurationNeeded => DcapTcbStatus::ConfigurationNeeded,
-        TcbStatus::ConfigurationAndSWHardeningNeeded => DcapTcbStatus::ConfigurationAndSWHardeningNeeded,
+        TcbStatus::ConfigurationAndSWHardeningNeeded => {
+            DcapTcbStatus::ConfigurationAndSWHardeningNeeded
+        }
         TcbStatus::OutOfDate => DcapTcbStatus::OutOfDate,
         TcbStatus::OutOfDateConfigurationNeeded => DcapTcbStatus::OutOfDateConfigurationNeeded,
         TcbStatus::TDRelaunchAdvised => DcapTcbStatus::TDRelaunchAdvised,
-        TcbStatus::TDRelaunchAdvisedConfigurationNeeded => DcapTcbStatus::TDRelaunchAdvisedConfigurationNeeded,
+        TcbStatus::TDRelaunchAdvisedConfigurationNeeded => {
+            DcapTcbStatus::TDRelaunchAdvisedConfigurationNeeded
+        }
         TcbStatus::Revoked => DcapTcbStatus::Revoked,
     }
 }
@@ -52,7 +56,11 @@ pub(crate) fn verify(
             reason: format!("{e:#}"),
         })?;
 
-    let quote_platform = if claims.report.is_sgx() { Platform::Sgx } else { Platform::Tdx };
+    let quote_platform = if claims.report.is_sgx() {
+        Platform::Sgx
+    } else {
+        Platform::Tdx
+    };
     if quote_platform != platform {
         return Err(AttestError::DcapWrongQuoteType {
             expected: platform,
@@ -79,7 +87,14 @@ pub(crate) fn verify(
     Ok(Verified {
         platform,
         measurement,
-        tcb: format!("Intel {} TCB status {found}", if platform == Platform::Sgx { "SGX" } else { "TDX" }),
+        tcb: format!(
+            "Intel {} TCB status {found}",
+            if platform == Platform::Sgx {
+                "SGX"
+            } else {
+                "TDX"
+            }
+        ),
         advisories: claims.tcb.advisory_ids,
         tdx_registers,
     })
@@ -100,7 +115,12 @@ fn check_tcb(
             found,
         });
     }
-    let accepted = |id: &str| policy.accepted_advisories.iter().any(|a| a.eq_ignore_ascii_case(id));
+    let accepted = |id: &str| {
+        policy
+            .accepted_advisories
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(id))
+    };
     if let Some(advisory) = advisories.iter().find(|id| !accepted(id)) {
         return Err(AttestError::DcapAdvisoryNotAccepted {
             platform,
@@ -127,7 +147,11 @@ fn td(r: &dcap_qvl::quote::TDReport10) -> ([u8; 64], Measurement, Option<TdxRegi
         .chain_update(r.rt_mr1)
         .chain_update(r.rt_mr2)
         .finalize();
-    (r.report_data, Measurement::TdxMrtdRtmr012(digest.into()), Some(registers))
+    (
+        r.report_data,
+        Measurement::TdxMrtdRtmr012(digest.into()),
+        Some(registers),
+    )
 }
 
 #[cfg(test)]
@@ -177,7 +201,15 @@ mod tests {
         ));
         policy.accepted_advisories = ids.clone();
         assert_eq!(check_tcb(Platform::Sgx, found, &ids, &policy), Ok(()));
-        assert_eq!(check_tcb(Platform::Sgx, DcapTcbStatus::UpToDate, &[], &DcapPolicy::default()), Ok(()));
+        assert_eq!(
+            check_tcb(
+                Platform::Sgx,
+                DcapTcbStatus::UpToDate,
+                &[],
+                &DcapPolicy::default()
+            ),
+            Ok(())
+        );
     }
 
     #[test]

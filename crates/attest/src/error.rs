@@ -7,10 +7,12 @@ use crate::snp::SnpProduct;
 /// Lowercase hex of `bytes`, for error messages.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Decoding [`crate::Evidence`] from untrusted bytes failed.
@@ -198,7 +200,9 @@ pub enum AttestError {
         report: Vec<u8>,
     },
     /// The VCEK was derived for another TCB than the report's REPORTED_TCB.
-    #[error("SEV-SNP VCEK certifies {component} SVN {vcek}, the report's REPORTED_TCB says {report}")]
+    #[error(
+        "SEV-SNP VCEK certifies {component} SVN {vcek}, the report's REPORTED_TCB says {report}"
+    )]
     SnpTcbMismatch {
         /// Which TCB component.
         component: &'static str,
@@ -262,7 +266,9 @@ pub enum AttestError {
         found: crate::DcapTcbStatus,
     },
     /// The TCB level carries an advisory the policy has not accepted.
-    #[error("{platform} TCB has advisory {advisory}, which the policy does not accept (accepted: {accepted:?})")]
+    #[error(
+        "{platform} TCB has advisory {advisory}, which the policy does not accept (accepted: {accepted:?})"
+    )]
     DcapAdvisoryNotAccepted {
         /// The evidence's platform.
         platform: Platform,

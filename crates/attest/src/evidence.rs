@@ -52,7 +52,9 @@ pub enum Platform {
 }
 
 impl Platform {
-    fn tag(self) -> u8 {
+    /// The platform's byte in evidence and in directories' release
+    /// measurements (`openrelay_directory::ReleaseMeasurement::platform`).
+    pub fn code(self) -> u8 {
         match self {
             Self::SevSnp => 1,
             Self::Tdx => 2,
@@ -176,7 +178,10 @@ impl Evidence {
                     c.qe_identity_issuer_chain.as_bytes(),
                     c.qe_identity.as_bytes(),
                     &c.qe_identity_signature,
-                    c.pck_certificate_chain.as_deref().unwrap_or_default().as_bytes(),
+                    c.pck_certificate_chain
+                        .as_deref()
+                        .unwrap_or_default()
+                        .as_bytes(),
                 ]
             }
             Self::InsecureSimulated(e) => {
@@ -186,7 +191,7 @@ impl Evidence {
         let len = 2 + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
         let mut out = Vec::with_capacity(len);
         out.push(EVIDENCE_FORMAT_VERSION);
-        out.push(self.platform().tag());
+        out.push(self.platform().code());
         for part in parts {
             // Parts are bounded by MAX_EVIDENCE_LEN (< 4 GiB) on decode; an
             // encoder handed a larger part writes a length the decoder refuses.
@@ -231,7 +236,7 @@ impl Evidence {
                 })
             }
         };
-        
+
         Ok(match platform {
             Platform::SevSnp => {
                 expect_parts(4)?;

@@ -57,6 +57,8 @@ pub fn verify(
         Evidence::SevSnp(e) => snp::verify(e, expected_report_data, &policy.sev_snp),
         Evidence::Tdx(e) => dcap::verify(platform, e, expected_report_data, &policy.tdx, now_unix),
         Evidence::Sgx(e) => dcap::verify(platform, e, expected_report_data, &policy.sgx, now_unix),
-        Evidence::InsecureSimulated(e) => simulated::verify(e, expected_report_data, policy.insecure_simulated_root),
+        Evidence::InsecureSimulated(e) => {
+            simulated::verify(e, expected_report_data, policy.insecure_simulated_root)
+        }
     }
 }

@@ -27,6 +27,12 @@ impl InsecureSimulatedTee {
         Self { key }
     }
 
+    /// A simulated TEE signing with the Ed25519 key of this 32-byte seed
+    /// (the devnet keeps it in a file).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self::new(SigningKey::from_bytes(&seed))
+    }
+
     /// The public key a devnet policy names as `insecure_simulated_root`.
     pub fn root(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
@@ -56,7 +62,8 @@ pub(crate) fn verify(
             found: evidence.signer,
         });
     }
-    let key = VerifyingKey::from_bytes(&trusted).map_err(|_| AttestError::InsecureSimulatedSignatureInvalid)?;
+    let key = VerifyingKey::from_bytes(&trusted)
+        .map_err(|_| AttestError::InsecureSimulatedSignatureInvalid)?;
     key.verify_strict(
         &signed_message(&evidence.measurement, &evidence.report_data),
         &Signature::from_bytes(&evidence.signature),

@@ -101,16 +101,16 @@ impl SnpProduct {
 }
 
 const ARK_MILAN_SHA256: [u8; 32] = [
-    105, 208, 99, 180, 83, 68, 210, 106, 46, 148, 225, 244, 33, 13, 228, 158, 245, 85, 48, 130, 135, 212, 193, 116,
-    68, 92, 149, 99, 154, 84, 11, 205,
+    105, 208, 99, 180, 83, 68, 210, 106, 46, 148, 225, 244, 33, 13, 228, 158, 245, 85, 48, 130,
+    135, 212, 193, 116, 68, 92, 149, 99, 154, 84, 11, 205,
 ];
 const ARK_GENOA_SHA256: [u8; 32] = [
-    76, 101, 152, 209, 156, 24, 113, 156, 93, 253, 74, 125, 51, 95, 103, 78, 91, 254, 29, 143, 128, 12, 234, 44,
-    242, 112, 193, 13, 16, 61, 178, 241,
+    76, 101, 152, 209, 156, 24, 113, 156, 93, 253, 74, 125, 51, 95, 103, 78, 91, 254, 29, 143, 128,
+    12, 234, 44, 242, 112, 193, 13, 16, 61, 178, 241,
 ];
 const ARK_TURIN_SHA256: [u8; 32] = [
-    31, 8, 65, 97, 164, 75, 182, 217, 55, 120, 169, 4, 135, 125, 72, 25, 202, 250, 93, 5, 239, 65, 147, 178, 222,
-    217, 221, 156, 115, 221, 63, 106,
+    31, 8, 65, 97, 164, 75, 182, 217, 55, 120, 169, 4, 135, 125, 72, 25, 202, 250, 93, 5, 239, 65,
+    147, 178, 222, 217, 221, 156, 115, 221, 63, 106,
 ];
 
 /// VCEK extensions (VCEK specification 57230, table "VCEK Certificate Extensions").
@@ -217,13 +217,19 @@ pub(crate) fn verify(
 
 /// ECDSA P-384/SHA-384 over the report's first 0x2A0 bytes exactly as the
 /// firmware wrote them (not a re-encoding of the parsed fields).
-fn verify_report_signature(report: &[u8; SNP_REPORT_LEN], vcek_sec1: &[u8]) -> Result<(), AttestError> {
+fn verify_report_signature(
+    report: &[u8; SNP_REPORT_LEN],
+    vcek_sec1: &[u8],
+) -> Result<(), AttestError> {
     let (signed, signature) = report.split_at(SIGNED_LEN);
     let (r, rest) = signature.split_at(SIG_COMPONENT_LEN);
     let s = &rest[..SIG_COMPONENT_LEN];
     // Little-endian and zero-padded to 72 bytes; ring wants r || s big-endian.
     let mut fixed = [0u8; 2 * P384_SCALAR_LEN];
-    for (component, out) in [r, s].into_iter().zip(fixed.chunks_exact_mut(P384_SCALAR_LEN)) {
+    for (component, out) in [r, s]
+        .into_iter()
+        .zip(fixed.chunks_exact_mut(P384_SCALAR_LEN))
+    {
         if component[P384_SCALAR_LEN..].iter().any(|&b| b != 0) {
             return Err(AttestError::SnpReportSignatureInvalid);
         }
@@ -258,10 +264,15 @@ fn components(tcb: &SnpTcb) -> [(&'static str, &'static str, u8); 5] {
 /// The VCEK is derived from the chip's secret and the TCB; its extensions
 /// say which chip and which TCB. They must be the report's, or a VCEK
 /// issued for an old, vulnerable TCB (or another chip) vouches for it.
-fn check_vcek_matches_report(vcek_der: &[u8], report: &AttestationReport) -> Result<(), AttestError> {
-    let cert = x509_cert::Certificate::from_der(vcek_der).map_err(|e| AttestError::SnpCertificateMalformed {
-        cert: "VCEK",
-        reason: e.to_string(),
+fn check_vcek_matches_report(
+    vcek_der: &[u8],
+    report: &AttestationReport,
+) -> Result<(), AttestError> {
+    let cert = x509_cert::Certificate::from_der(vcek_der).map_err(|e| {
+        AttestError::SnpCertificateMalformed {
+            cert: "VCEK",
+            reason: e.to_string(),
+        }
     })?;
     let extensions = cert.tbs_certificate.extensions.unwrap_or_default();
     let extension = |name: &'static str, oid: &'static str| {
@@ -269,7 +280,10 @@ fn check_vcek_matches_report(vcek_der: &[u8], report: &AttestationReport) -> Res
             .iter()
             .find(|e| e.extn_id.to_string() == oid)
             .map(|e| e.extn_value.as_bytes())
-            .ok_or(AttestError::SnpVcekExtensionMissing { extension: name, oid })
+            .ok_or(AttestError::SnpVcekExtensionMissing {
+                extension: name,
+                oid,
+            })
     };
 
     // hwID: the raw chip id (Milan, Genoa: 64 bytes; Turin: its first 8).
@@ -278,7 +292,9 @@ fn check_vcek_matches_report(vcek_der: &[u8], report: &AttestationReport) -> Res
         Ok(inner) if hw_id.len() != report.chip_id.len() => inner.as_bytes().to_vec(),
         _ => hw_id.to_vec(),
     };
-    let (head, tail) = report.chip_id.split_at(hw_id.len().min(report.chip_id.len()));
+    let (head, tail) = report
+        .chip_id
+        .split_at(hw_id.len().min(report.chip_id.len()));
     if hw_id.is_empty() || hw_id != head || tail.iter().any(|&b| b != 0) {
         return Err(AttestError::SnpChipIdMismatch {
             vcek: hw_id,
@@ -308,7 +324,11 @@ fn check_vcek_matches_report(vcek_der: &[u8], report: &AttestationReport) -> Res
 }
 
 /// The policy's checks of the (authenticated) report's fields.
-fn check_guest(product: SnpProduct, report: &AttestationReport, policy: &SnpPolicy) -> Result<(), AttestError> {
+fn check_guest(
+    product: SnpProduct,
+    report: &AttestationReport,
+    policy: &SnpPolicy,
+) -> Result<(), AttestError> {
     if report.policy.debug_allowed() {
         return Err(AttestError::SnpDebugAllowed);
     }
@@ -318,11 +338,21 @@ fn check_guest(product: SnpProduct, report: &AttestationReport, policy: &SnpPoli
             found: report.vmpl,
         });
     }
-    check_minimum_tcb(product, &tcb(&report.reported_tcb), &product.minimum_tcb(policy))
+    check_minimum_tcb(
+        product,
+        &tcb(&report.reported_tcb),
+        &product.minimum_tcb(policy),
+    )
 }
 
-fn check_minimum_tcb(product: SnpProduct, reported: &SnpTcb, minimum: &SnpTcb) -> Result<(), AttestError> {
-    for ((component, _, found), (_, _, min)) in components(reported).into_iter().zip(components(minimum)) {
+fn check_minimum_tcb(
+    product: SnpProduct,
+    reported: &SnpTcb,
+    minimum: &SnpTcb,
+) -> Result<(), AttestError> {
+    for ((component, _, found), (_, _, min)) in
+        components(reported).into_iter().zip(components(minimum))
+    {
         if found < min {
             return Err(AttestError::SnpTcbBelowMinimum {
                 product,
@@ -351,7 +381,10 @@ mod tests {
     #[test]
     fn the_sample_vcek_matches_the_sample_report() {
         assert_eq!(check_vcek_matches_report(VCEK, &report()), Ok(()));
-        assert_eq!(check_guest(SnpProduct::Milan, &report(), &SnpPolicy::default()), Ok(()));
+        assert_eq!(
+            check_guest(SnpProduct::Milan, &report(), &SnpPolicy::default()),
+            Ok(())
+        );
     }
 
     #[test]

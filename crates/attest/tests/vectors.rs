@@ -59,7 +59,9 @@ fn dcap(quote: &[u8], json: &[u8]) -> DcapEvidence {
 /// The report data inside a quote: SGX's REPORTDATA at body offset 320,
 /// TDX's at body offset 520, after the 48-byte header.
 fn quote_report_data(quote: &[u8], body_offset: usize) -> [u8; 64] {
-    quote[body_offset..body_offset + 64].try_into().expect("64 bytes")
+    quote[body_offset..body_offset + 64]
+        .try_into()
+        .expect("64 bytes")
 }
 
 fn sgx_report_data() -> [u8; 64] {
@@ -103,7 +105,10 @@ fn the_real_snp_report_verifies() {
     .expect("the sample verifies");
     assert_eq!(verified.platform, Platform::SevSnp);
     let launch_digest: [u8; 48] = snp_report()[0x90..0xC0].try_into().expect("48 bytes");
-    assert_eq!(verified.measurement, Measurement::SnpLaunchDigest(launch_digest));
+    assert_eq!(
+        verified.measurement,
+        Measurement::SnpLaunchDigest(launch_digest)
+    );
     assert!(verified.tcb.contains("Milan"), "{}", verified.tcb);
 }
 
@@ -116,7 +121,13 @@ fn the_real_snp_report_verifies_with_the_ask_sent_along() {
         ask_der: Some(ask),
         ..snp_evidence()
     };
-    verify(&Evidence::SevSnp(evidence), &snp_report_data(), &Policy::default(), 0).expect("verifies");
+    verify(
+        &Evidence::SevSnp(evidence),
+        &snp_report_data(),
+        &Policy::default(),
+        0,
+    )
+    .expect("verifies");
 }
 
 #[test]
@@ -125,7 +136,12 @@ fn snp_flipped_signature_byte_is_refused() {
         let mut evidence = snp_evidence();
         evidence.report[at] ^= 0x01;
         assert_eq!(
-            verify(&Evidence::SevSnp(evidence), &snp_report_data(), &Policy::default(), 0),
+            verify(
+                &Evidence::SevSnp(evidence),
+                &snp_report_data(),
+                &Policy::default(),
+                0
+            ),
             Err(AttestError::SnpReportSignatureInvalid),
             "byte {at:#x}"
         );
@@ -137,7 +153,12 @@ fn snp_changed_measurement_is_refused() {
     let mut evidence = snp_evidence();
     evidence.report[0x90] ^= 0x80;
     assert_eq!(
-        verify(&Evidence::SevSnp(evidence), &snp_report_data(), &Policy::default(), 0),
+        verify(
+            &Evidence::SevSnp(evidence),
+            &snp_report_data(),
+            &Policy::default(),
+            0
+        ),
         Err(AttestError::SnpReportSignatureInvalid)
     );
 }
@@ -152,7 +173,12 @@ fn snp_ask_of_another_product_is_refused() {
         ..snp_evidence()
     };
     assert!(matches!(
-        verify(&Evidence::SevSnp(evidence), &snp_report_data(), &Policy::default(), 0),
+        verify(
+            &Evidence::SevSnp(evidence),
+            &snp_report_data(),
+            &Policy::default(),
+            0
+        ),
         Err(AttestError::SnpAskNotSignedByArk {
             product: SnpProduct::Milan,
             ..
@@ -167,7 +193,12 @@ fn snp_vcek_under_another_products_root_is_refused() {
         ..snp_evidence()
     };
     assert!(matches!(
-        verify(&Evidence::SevSnp(evidence), &snp_report_data(), &Policy::default(), 0),
+        verify(
+            &Evidence::SevSnp(evidence),
+            &snp_report_data(),
+            &Policy::default(),
+            0
+        ),
         Err(AttestError::SnpVcekNotSignedByAsk {
             product: SnpProduct::Genoa,
             ..
@@ -184,7 +215,12 @@ fn snp_vcek_of_another_chip_is_refused() {
         ..snp_evidence()
     };
     assert_eq!(
-        verify(&Evidence::SevSnp(turin.clone()), &snp_report_data(), &Policy::default(), 0),
+        verify(
+            &Evidence::SevSnp(turin.clone()),
+            &snp_report_data(),
+            &Policy::default(),
+            0
+        ),
         Err(AttestError::SnpReportSignatureInvalid)
     );
     // And under the product the report claims, its chain does not verify.
@@ -193,7 +229,12 @@ fn snp_vcek_of_another_chip_is_refused() {
         ..turin
     };
     assert!(matches!(
-        verify(&Evidence::SevSnp(milan), &snp_report_data(), &Policy::default(), 0),
+        verify(
+            &Evidence::SevSnp(milan),
+            &snp_report_data(),
+            &Policy::default(),
+            0
+        ),
         Err(AttestError::SnpVcekNotSignedByAsk { .. })
     ));
 }
@@ -231,7 +272,12 @@ fn snp_outdated_tcb_is_refused_below_the_minimum_and_accepted_at_it() {
     };
     let evidence = Evidence::SevSnp(snp_evidence());
     assert_eq!(
-        verify(&evidence, &snp_report_data(), &policy(SnpTcb { snp: 9, ..at }), 0),
+        verify(
+            &evidence,
+            &snp_report_data(),
+            &policy(SnpTcb { snp: 9, ..at }),
+            0
+        ),
         Err(AttestError::SnpTcbBelowMinimum {
             product: SnpProduct::Milan,
             component: "snp",
@@ -240,7 +286,15 @@ fn snp_outdated_tcb_is_refused_below_the_minimum_and_accepted_at_it() {
         })
     );
     assert_eq!(
-        verify(&evidence, &snp_report_data(), &policy(SnpTcb { microcode: 116, ..at }), 0),
+        verify(
+            &evidence,
+            &snp_report_data(),
+            &policy(SnpTcb {
+                microcode: 116,
+                ..at
+            }),
+            0
+        ),
         Err(AttestError::SnpTcbBelowMinimum {
             product: SnpProduct::Milan,
             component: "microcode",
@@ -260,7 +314,12 @@ fn snp_disabled_by_policy_is_refused() {
     let mut policy = Policy::default();
     policy.sev_snp.enabled = false;
     assert_eq!(
-        verify(&Evidence::SevSnp(snp_evidence()), &snp_report_data(), &policy, 0),
+        verify(
+            &Evidence::SevSnp(snp_evidence()),
+            &snp_report_data(),
+            &policy,
+            0
+        ),
         Err(AttestError::PlatformDisabled {
             platform: Platform::SevSnp
         })
@@ -274,7 +333,12 @@ fn snp_garbage_certificates_are_refused() {
         ..snp_evidence()
     };
     assert!(matches!(
-        verify(&Evidence::SevSnp(evidence), &snp_report_data(), &Policy::default(), 0),
+        verify(
+            &Evidence::SevSnp(evidence),
+            &snp_report_data(),
+            &Policy::default(),
+            0
+        ),
         Err(AttestError::SnpCertificateMalformed { cert: "VCEK", .. })
     ));
 }
@@ -291,7 +355,10 @@ fn the_real_tdx_quote_verifies() {
     )
     .expect("the sample verifies under the default policy");
     assert_eq!(verified.platform, Platform::Tdx);
-    assert!(matches!(verified.measurement, Measurement::TdxMrtdRtmr012(_)));
+    assert!(matches!(
+        verified.measurement,
+        Measurement::TdxMrtdRtmr012(_)
+    ));
     let registers = verified.tdx_registers.expect("TDX registers");
     assert_eq!(&registers.mrtd[..], &TDX_QUOTE[48 + 136..48 + 184]);
     assert!(verified.tcb.contains("UpToDate"), "{}", verified.tcb);
@@ -300,8 +367,13 @@ fn the_real_tdx_quote_verifies() {
 #[test]
 fn the_real_sgx_quote_verifies_when_its_status_and_advisories_are_accepted() {
     let evidence = Evidence::Sgx(dcap(SGX_QUOTE, SGX_COLLATERAL));
-    let verified = verify(&evidence, &sgx_report_data(), &sgx_sample_policy(), SAMPLE_NOW)
-        .expect("the sample verifies under a policy that accepts it");
+    let verified = verify(
+        &evidence,
+        &sgx_report_data(),
+        &sgx_sample_policy(),
+        SAMPLE_NOW,
+    )
+    .expect("the sample verifies under a policy that accepts it");
     assert_eq!(verified.platform, Platform::Sgx);
     let mr_enclave: [u8; 32] = SGX_QUOTE[48 + 64..48 + 96].try_into().expect("32 bytes");
     assert_eq!(verified.measurement, Measurement::SgxMrEnclave(mr_enclave));
@@ -309,7 +381,12 @@ fn the_real_sgx_quote_verifies_when_its_status_and_advisories_are_accepted() {
 
     // The default policy accepts neither its status nor its advisories.
     assert_eq!(
-        verify(&evidence, &sgx_report_data(), &Policy::default(), SAMPLE_NOW),
+        verify(
+            &evidence,
+            &sgx_report_data(),
+            &Policy::default(),
+            SAMPLE_NOW
+        ),
         Err(AttestError::DcapTcbStatusNotAccepted {
             platform: Platform::Sgx,
             accepted: vec![DcapTcbStatus::UpToDate, DcapTcbStatus::SWHardeningNeeded],
@@ -325,7 +402,10 @@ fn dcap_tcb_not_up_to_date_is_refused_unless_the_allow_list_admits_it() {
     // enough: each advisory must be listed too.
     let evidence = Evidence::Sgx(dcap(SGX_QUOTE, SGX_COLLATERAL));
     let mut policy = Policy::default();
-    policy.sgx.accepted_statuses.push(DcapTcbStatus::ConfigurationAndSWHardeningNeeded);
+    policy
+        .sgx
+        .accepted_statuses
+        .push(DcapTcbStatus::ConfigurationAndSWHardeningNeeded);
     assert_eq!(
         verify(&evidence, &sgx_report_data(), &policy, SAMPLE_NOW),
         Err(AttestError::DcapAdvisoryNotAccepted {
@@ -342,7 +422,13 @@ fn dcap_tcb_not_up_to_date_is_refused_unless_the_allow_list_admits_it() {
         verify(&evidence, &sgx_report_data(), &tdx_only, SAMPLE_NOW),
         Err(AttestError::DcapTcbStatusNotAccepted { .. })
     ));
-    verify(&evidence, &sgx_report_data(), &sgx_sample_policy(), SAMPLE_NOW).expect("admitted");
+    verify(
+        &evidence,
+        &sgx_report_data(),
+        &sgx_sample_policy(),
+        SAMPLE_NOW,
+    )
+    .expect("admitted");
 }
 
 #[test]
@@ -367,13 +453,31 @@ fn dcap_advisory_not_in_the_allow_list_is_refused() {
 #[test]
 fn dcap_flipped_signature_byte_is_refused() {
     for (platform, quote, json, at, expected, policy) in [
-        (Platform::Sgx, SGX_QUOTE, SGX_COLLATERAL, SGX_QUOTE_SIGNATURE_AT, sgx_report_data(), sgx_sample_policy()),
-        (Platform::Tdx, TDX_QUOTE, TDX_COLLATERAL, TDX_QUOTE_SIGNATURE_AT, tdx_report_data(), Policy::default()),
+        (
+            Platform::Sgx,
+            SGX_QUOTE,
+            SGX_COLLATERAL,
+            SGX_QUOTE_SIGNATURE_AT,
+            sgx_report_data(),
+            sgx_sample_policy(),
+        ),
+        (
+            Platform::Tdx,
+            TDX_QUOTE,
+            TDX_COLLATERAL,
+            TDX_QUOTE_SIGNATURE_AT,
+            tdx_report_data(),
+            Policy::default(),
+        ),
     ] {
         for offset in [0, 31, 63] {
             let mut evidence = dcap(quote, json);
             evidence.quote[at + offset] ^= 0x01;
-            let evidence = if platform == Platform::Sgx { Evidence::Sgx(evidence) } else { Evidence::Tdx(evidence) };
+            let evidence = if platform == Platform::Sgx {
+                Evidence::Sgx(evidence)
+            } else {
+                Evidence::Tdx(evidence)
+            };
             let result = verify(&evidence, &expected, &policy, SAMPLE_NOW);
             assert!(
                 matches!(&result, Err(AttestError::DcapQuoteRejected { platform: p, .. }) if *p == platform),
@@ -388,7 +492,12 @@ fn dcap_changed_report_body_is_refused() {
     let mut evidence = dcap(TDX_QUOTE, TDX_COLLATERAL);
     evidence.quote[48 + 136] ^= 0x01; // MRTD
     assert!(matches!(
-        verify(&Evidence::Tdx(evidence), &tdx_report_data(), &Policy::default(), SAMPLE_NOW),
+        verify(
+            &Evidence::Tdx(evidence),
+            &tdx_report_data(),
+            &Policy::default(),
+            SAMPLE_NOW
+        ),
         Err(AttestError::DcapQuoteRejected { .. })
     ));
 }
@@ -399,23 +508,51 @@ fn dcap_wrong_chain_is_refused() {
     let mut evidence = dcap(TDX_QUOTE, TDX_COLLATERAL);
     let pem_at = find(&evidence.quote, b"-----BEGIN CERTIFICATE-----").expect("the PCK chain");
     let body = pem_at + 28 + 64 * 10;
-    evidence.quote[body] = if evidence.quote[body] == b'A' { b'B' } else { b'A' };
-    let result = verify(&Evidence::Tdx(evidence), &tdx_report_data(), &Policy::default(), SAMPLE_NOW);
-    assert!(matches!(result, Err(AttestError::DcapQuoteRejected { .. })), "{result:?}");
+    evidence.quote[body] = if evidence.quote[body] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let result = verify(
+        &Evidence::Tdx(evidence),
+        &tdx_report_data(),
+        &Policy::default(),
+        SAMPLE_NOW,
+    );
+    assert!(
+        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
+        "{result:?}"
+    );
 
     // Collateral (TCB info, QE identity, CRLs) of another platform.
     let evidence = DcapEvidence {
         quote: TDX_QUOTE.to_vec(),
         collateral: collateral(SGX_COLLATERAL),
     };
-    let result = verify(&Evidence::Tdx(evidence), &tdx_report_data(), &Policy::default(), SAMPLE_NOW);
-    assert!(matches!(result, Err(AttestError::DcapQuoteRejected { .. })), "{result:?}");
+    let result = verify(
+        &Evidence::Tdx(evidence),
+        &tdx_report_data(),
+        &Policy::default(),
+        SAMPLE_NOW,
+    );
+    assert!(
+        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
+        "{result:?}"
+    );
 
     // Collateral whose TCB info signature is not Intel's.
     let mut evidence = dcap(TDX_QUOTE, TDX_COLLATERAL);
     evidence.collateral.tcb_info_signature[5] ^= 1;
-    let result = verify(&Evidence::Tdx(evidence), &tdx_report_data(), &Policy::default(), SAMPLE_NOW);
-    assert!(matches!(result, Err(AttestError::DcapQuoteRejected { .. })), "{result:?}");
+    let result = verify(
+        &Evidence::Tdx(evidence),
+        &tdx_report_data(),
+        &Policy::default(),
+        SAMPLE_NOW,
+    );
+    assert!(
+        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -426,7 +563,10 @@ fn dcap_expired_collateral_is_refused() {
         &Policy::default(),
         AFTER_SAMPLE_EXPIRY,
     );
-    assert!(matches!(result, Err(AttestError::DcapQuoteRejected { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -480,8 +620,15 @@ fn dcap_disabled_by_policy_is_refused() {
     let mut policy = Policy::default();
     policy.tdx.enabled = false;
     assert_eq!(
-        verify(&Evidence::Tdx(dcap(TDX_QUOTE, TDX_COLLATERAL)), &tdx_report_data(), &policy, SAMPLE_NOW),
-        Err(AttestError::PlatformDisabled { platform: Platform::Tdx })
+        verify(
+            &Evidence::Tdx(dcap(TDX_QUOTE, TDX_COLLATERAL)),
+            &tdx_report_data(),
+            &policy,
+            SAMPLE_NOW
+        ),
+        Err(AttestError::PlatformDisabled {
+            platform: Platform::Tdx
+        })
     );
 }
 
@@ -510,7 +657,10 @@ fn real_evidence_round_trips_and_fits_the_bound() {
     ] {
         let bytes = evidence.to_bytes();
         println!("evidence_sizes: {name}: {} bytes encoded", bytes.len());
-        assert!(bytes.len() * 3 < openrelay_attest::MAX_EVIDENCE_LEN, "{name}");
+        assert!(
+            bytes.len() * 3 < openrelay_attest::MAX_EVIDENCE_LEN,
+            "{name}"
+        );
         assert_eq!(Evidence::from_bytes(&bytes), Ok(evidence), "{name}");
     }
 }

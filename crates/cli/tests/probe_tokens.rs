@@ -15,6 +15,7 @@
 //!   prober's account and no token is fetched.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use openrelay_client::attestation::AttestationVerdict;
 use openrelay_testkit as kit;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -136,7 +137,7 @@ async fn probes_show_tokens_checked_against_the_directory_and_a_test_without_one
         .map(|r| {
             (
                 RelayId(r.id().to_bytes()),
-                Relay::from_directory(&r, r.endpoints()[0]),
+                Relay::from_directory(&r, r.endpoints()[0], AttestationVerdict::NotChecked),
             )
         })
         .collect();

@@ -489,7 +489,7 @@ impl<T: Moment> PathController<T> {
     /// A changed list ends a back-off: relays that were not there may work.
     /// Returns whether the list changed.
     pub fn relays(&mut self, relays: Vec<Relay>, times: Option<DirectoryTimes>) -> bool {
-        let changed = self.plan.candidates() != relays.as_slice();
+        let changed = self.plan.listed() != relays.as_slice();
         self.plan.set_candidates(relays);
         self.directory = times;
         if changed {

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openrelay_config::DirectoryConfig;
+use openrelay_config::{AttestationMode, DirectoryConfig, TrustPolicyConfig};
 use openrelay_directory::{
     Directory, DirectoryError, SignedDirectory, TrustConfig, TrustConfigError, ValidatorSet,
     VerifiedDirectory, endpoint_class, verify_directory,
@@ -42,6 +42,7 @@ use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
 
+use crate::attestation::{AttestationVerdict, judge};
 use crate::chain_check::jsonrpc::RpcUrlError;
 use crate::chain_check::{CheckError, RpcCheck};
 use crate::flow::TunnelError;
@@ -136,12 +137,22 @@ pub struct DirectoryFeed {
     rpc: Option<RpcCheck>,
     /// Whether the node confirmed the directory in use.
     rpc_confirmed: AtomicBool,
+    /// `[trust.tee]` when `[trust] attestation` is not `off`: each listed
+    /// relay's evidence is judged under it ([`crate::attestation::judge`]).
+    attestation: Option<openrelay_attest::Policy>,
 }
 
 /// The relays of a verified directory, each at its first usable endpoint
-/// ([`Relay::from_directory`]). A relay with no usable endpoint (only
-/// special-purpose addresses, unless `allow_special` is set) is left out.
-fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<Relay> {
+/// ([`Relay::from_directory`]), with its attestation judged under `tee` at
+/// `now` (not checked without a policy). A relay with no usable endpoint
+/// (only special-purpose addresses, unless `allow_special` is set) is left
+/// out.
+fn relay_entries(
+    directory: &VerifiedDirectory,
+    allow_special: bool,
+    tee: Option<&openrelay_attest::Policy>,
+    now: u64,
+) -> Vec<Relay> {
     let usable = |addr: &&std::net::SocketAddr| allow_special || endpoint_class(addr).is_none();
     let mut skipped = 0usize;
     let entries: Vec<Relay> = directory
@@ -151,7 +162,11 @@ fn relay_entries(directory: &VerifiedDirectory, allow_special: bool) -> Vec<Rela
                 skipped += 1;
                 return None;
             };
-            Some(Relay::from_directory(&relay, *addr))
+            let attestation = match tee {
+                Some(policy) => judge(&relay, directory.chain(), policy, now),
+                None => AttestationVerdict::NotChecked,
+            };
+            Some(Relay::from_directory(&relay, *addr, attestation))
         })
         .collect();
     if skipped > 0 {
@@ -232,13 +247,26 @@ impl DirectoryFeed {
                 })
                 .transpose()?,
             rpc_confirmed: AtomicBool::new(false),
+            attestation: None,
         })
+    }
+
+    /// This feed judging every relay's attestation under `trust` (unless
+    /// `trust.attestation` is `off`).
+    pub fn judging_attestation(mut self, trust: &TrustPolicyConfig) -> Self {
+        self.attestation = (trust.attestation != AttestationMode::Off).then(|| trust.tee.clone());
+        self
     }
 
     fn list(&self, verified: &VerifiedDirectory) -> RelayList {
         let issued_at = verified.issued_at();
         RelayList {
-            relays: relay_entries(verified, self.dangerously_allow_special_purpose_endpoints),
+            relays: relay_entries(
+                verified,
+                self.dangerously_allow_special_purpose_endpoints,
+                self.attestation.as_ref(),
+                unix_now(),
+            ),
             times: DirectoryTimes {
                 issued_at,
                 usable_until: verified

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod account;
+pub mod attestation;
 mod backoff;
 pub mod chain_check;
 pub mod control;
@@ -94,10 +95,10 @@ impl Client {
         let http = listen("http", config.http).await?;
         let control = control::bind(&config.state_dir).await?;
         let directory = match &config.directory {
-            Some(settings) => Some(Arc::new(directory::DirectoryFeed::new(
-                settings,
-                &config.state_dir,
-            )?)),
+            Some(settings) => Some(Arc::new(
+                directory::DirectoryFeed::new(settings, &config.state_dir)?
+                    .judging_attestation(&config.trust),
+            )),
             None => None,
         };
         let account = match &config.account {

@@ -30,7 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use openrelay_config::{ClientConfig, PathConfig};
+use openrelay_config::{ClientConfig, PathConfig, TrustPolicyConfig};
 use openrelay_types::RelayRole;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -147,7 +147,7 @@ pub struct PathManager {
 }
 
 /// What the user asked of path selection, from the config.
-fn plan_config(path: &PathConfig) -> PlanConfig {
+fn plan_config(path: &PathConfig, trust: &TrustPolicyConfig) -> PlanConfig {
     let region = match (&path.egress_country, &path.egress_city, &path.home_country) {
         (Some(country), Some(city), _) => EgressRegion::City {
             country: country.clone(),
@@ -163,6 +163,7 @@ fn plan_config(path: &PathConfig) -> PlanConfig {
         region,
         rotation: Duration::from_secs(path.rotation_secs),
         per_site: path.per_site,
+        attestation: trust.attestation,
     }
 }
 
@@ -196,7 +197,7 @@ impl PathManager {
     ) -> Self {
         let controller = PathController::new(
             relays,
-            plan_config(&config.path),
+            plan_config(&config.path, &config.trust),
             Duration::from_secs(config.path.failed_relay_quarantine_secs),
             fastrand::Rng::new(),
         );

@@ -16,6 +16,8 @@ use openrelay_directory::{KeyError, Network, OperatorId, RelayMeasurement, Verif
 use openrelay_types::error::{ErrorKind, HasKind};
 use openrelay_types::{KeyPin, RelayRole};
 
+use crate::attestation::AttestationVerdict;
+
 /// Bandwidth given to relays whose bandwidth is not known (config entries
 /// without `bandwidth_bps`): every such relay weighs the same.
 pub const UNKNOWN_BANDWIDTH: u64 = 1;
@@ -154,6 +156,10 @@ pub struct Relay {
     pub measured: Option<RelayMeasurement>,
     /// Its QUIC address.
     pub addr: SocketAddr,
+    /// Whether it proved, with TEE evidence, that it runs an approved
+    /// release ([`crate::attestation::judge`]); `[trust] attestation`
+    /// decides what selection makes of it.
+    pub attestation: AttestationVerdict,
 }
 
 impl Relay {
@@ -174,10 +180,14 @@ impl Relay {
     }
 
     /// The record of a verified directory's relay reached at `addr` (one of
-    /// its endpoints): named by its role and the start of its relay id,
-    /// operated by the operator whose key signed it (names can be claimed
-    /// by anyone; keys cannot).
-    pub fn from_directory(relay: &VerifiedRelay<'_>, addr: SocketAddr) -> Self {
+    /// its endpoints), with its attestation verdict: named by its role and
+    /// the start of its relay id, operated by the operator whose key signed
+    /// it (names can be claimed by anyone; keys cannot).
+    pub fn from_directory(
+        relay: &VerifiedRelay<'_>,
+        addr: SocketAddr,
+        attestation: AttestationVerdict,
+    ) -> Self {
         let id = relay.id().to_string();
         let short: String = id
             .strip_prefix("ed25519:")
@@ -199,6 +209,7 @@ impl Relay {
             bandwidth_bps: relay.selection_bandwidth_bps(),
             measured: relay.measured(),
             addr,
+            attestation,
         }
     }
 }
@@ -285,6 +296,8 @@ impl Relay {
             bandwidth_bps: entry.bandwidth_bps.unwrap_or(UNKNOWN_BANDWIDTH),
             measured: None,
             addr: entry.addr,
+            // A config entry has no descriptor, so no evidence.
+            attestation: AttestationVerdict::NoEvidence,
         })
     }
 }

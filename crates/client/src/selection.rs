@@ -137,13 +137,51 @@ pub enum SelectionError {
         /// Why.
         reason: NoPathReason,
     },
+    /// `[trust] attestation = "require"` left no path: the admitted
+    /// (attested) relays make none, and the others were refused. The
+    /// client fails closed rather than use an unattested relay.
+    #[error(
+        "no path of attested relays ({reason}); attestation = \"require\" refused {}",
+        RefusedList(refused)
+    )]
+    NoAttestedPath {
+        /// Why the attested relays make no path.
+        reason: NoPathReason,
+        /// Every relay refused, with why.
+        refused: Vec<RefusedRelay>,
+    },
+}
+
+/// A relay `[trust] attestation = "require"` refused, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedRelay {
+    /// Its name.
+    pub name: String,
+    /// Ingress or egress.
+    pub role: RelayRole,
+    /// Its attestation verdict (not attested).
+    pub verdict: crate::attestation::AttestationVerdict,
+}
+
+struct RefusedList<'a>(&'a [RefusedRelay]);
+
+impl fmt::Display for RefusedList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "; " };
+            write!(f, "{separator}{} ({}): {}", r.name, r.role, r.verdict)?;
+        }
+        Ok(())
+    }
 }
 
 impl HasKind for SelectionError {
     fn kind(&self) -> ErrorKind {
         match self {
             // No pair of relays the rules allow is usable: none to reach.
-            SelectionError::NoPath { .. } => ErrorKind::Unreachable,
+            SelectionError::NoPath { .. } | SelectionError::NoAttestedPath { .. } => {
+                ErrorKind::Unreachable
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! tenth as often as its measured peers (seeded, so reproducible).
 #![allow(clippy::unwrap_used)]
 
+use openrelay_client::attestation::AttestationVerdict;
 use openrelay_client::relay::Relay;
 use openrelay_client::selection::{EgressRegion, choose};
 use openrelay_directory::{RelayMeasurement, verify_directory};
@@ -46,7 +47,7 @@ fn relays(first_bps: Option<u64>) -> Vec<Relay> {
     let verified = verify_directory(signed(&d, &[0, 1]), &trust(2, 3), NOW, None).unwrap();
     verified
         .relays()
-        .map(|r| Relay::from_directory(&r, r.endpoints()[0]))
+        .map(|r| Relay::from_directory(&r, r.endpoints()[0], AttestationVerdict::NotChecked))
         .collect()
 }
 

@@ -48,7 +48,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use client::{
-    AccountConfig, ClientConfig, MIN_TUN_MTU, PathConfig, RelayEntry, TunConfig, TunDnsConfig,
+    AccountConfig, AttestationMode, ClientConfig, MIN_TUN_MTU, PathConfig, RelayEntry,
+    TrustPolicyConfig, TunConfig, TunDnsConfig,
 };
 pub use congestion::CongestionControl;
 pub use directory::{

@@ -428,6 +428,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             enabled: options.client_netns,
             ..openrelay_config::TunConfig::default()
         },
+        trust: openrelay_config::TrustPolicyConfig::default(),
         account: issuer
             .as_ref()
             .zip(issuer_endpoint)

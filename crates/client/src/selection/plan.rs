@@ -38,10 +38,13 @@ use std::time::Duration;
 
 use openrelay_types::RelayRole;
 
+use openrelay_config::AttestationMode;
+
 use super::{
-    EgressRegion, PathChoice, Pool, RefillChoiceError, Relay, RelayId, SelectionError, SiteKey,
-    choose_refill, pick_ingress, pick_weighted,
+    EgressRegion, PathChoice, Pool, RefillChoiceError, RefusedRelay, Relay, RelayId,
+    SelectionError, SiteKey, choose_refill, pick_ingress, pick_weighted,
 };
+use crate::attestation::admit;
 
 /// How long new flows keep using one path: ten minutes, long enough that a
 /// path's handshakes are amortised over many flows, short enough that one
@@ -95,6 +98,9 @@ pub struct PlanConfig {
     pub rotation: Duration,
     /// Give every site (registrable domain) its own egress.
     pub per_site: bool,
+    /// `[trust] attestation`: which relays may be used at all
+    /// ([`crate::attestation::admit`]).
+    pub attestation: AttestationMode,
 }
 
 impl Default for PlanConfig {
@@ -103,6 +109,7 @@ impl Default for PlanConfig {
             region: EgressRegion::Any,
             rotation: DEFAULT_ROTATION,
             per_site: false,
+            attestation: AttestationMode::Off,
         }
     }
 }
@@ -136,7 +143,12 @@ enum Verdict {
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub struct PathPlan<T> {
+    /// Every relay of the list, as set.
+    listed: Vec<Relay>,
+    /// Those `config.attestation` admits: paths are drawn from these.
     candidates: Vec<Relay>,
+    /// Those it does not, kept to say why when no path is left.
+    refused: Vec<Relay>,
     config: PlanConfig,
     /// Relay id → excluded until then (exclusive).
     excluded: BTreeMap<RelayId, T>,
@@ -150,9 +162,12 @@ pub struct PathPlan<T> {
 
 impl<T: Moment> PathPlan<T> {
     /// A plan over `candidates`, drawing from `rng`.
-    pub fn new(candidates: Vec<Relay>, config: PlanConfig, rng: fastrand::Rng) -> Self {
+    pub fn new(listed: Vec<Relay>, config: PlanConfig, rng: fastrand::Rng) -> Self {
+        let admission = admit(&listed, config.attestation);
         PathPlan {
-            candidates,
+            listed,
+            candidates: admission.admitted,
+            refused: admission.refused,
             config,
             excluded: BTreeMap::new(),
             shared: None,
@@ -162,17 +177,52 @@ impl<T: Moment> PathPlan<T> {
         }
     }
 
-    /// The relays the plan chooses from.
+    /// The relays the plan chooses from: the list's relays that
+    /// `[trust] attestation` admits.
     pub fn candidates(&self) -> &[Relay] {
         &self.candidates
     }
 
+    /// Every relay of the list, admitted or not.
+    pub fn listed(&self) -> &[Relay] {
+        &self.listed
+    }
+
     /// Replaces the relays (a new directory). Kept paths are checked against
     /// the new list when next asked for: one whose relays left, or changed so
-    /// that they break a rule, is repaired or replaced; others stay, so a
-    /// directory refresh does not move every site.
-    pub fn set_candidates(&mut self, candidates: Vec<Relay>) {
-        self.candidates = candidates;
+    /// that they break a rule (or are no longer admitted), is repaired or
+    /// replaced; others stay, so a directory refresh does not move every
+    /// site.
+    pub fn set_candidates(&mut self, listed: Vec<Relay>) {
+        let admission = admit(&listed, self.config.attestation);
+        self.listed = listed;
+        self.candidates = admission.admitted;
+        self.refused = admission.refused;
+    }
+
+    /// `error` from drawing among the admitted relays, naming each relay
+    /// attestation refused when it is `require` that left no path.
+    fn explain(&self, error: SelectionError) -> SelectionError {
+        match error {
+            SelectionError::NoPath { reason }
+                if self.config.attestation == AttestationMode::Require
+                    && !self.refused.is_empty() =>
+            {
+                SelectionError::NoAttestedPath {
+                    reason,
+                    refused: self
+                        .refused
+                        .iter()
+                        .map(|r| RefusedRelay {
+                            name: r.name.clone(),
+                            role: r.role,
+                            verdict: r.attestation.clone(),
+                        })
+                        .collect(),
+                }
+            }
+            other => other,
+        }
     }
 
     /// The settings.
@@ -188,7 +238,12 @@ impl<T: Moment> PathPlan<T> {
             self.shared = None;
             self.sites.clear();
         }
+        let attestation_changed = config.attestation != self.config.attestation;
         self.config = config;
+        if attestation_changed {
+            let listed = std::mem::take(&mut self.listed);
+            self.set_candidates(listed);
+        }
     }
 
     /// Keeps relay `id` (of either role) out of every path until `until`
@@ -270,7 +325,9 @@ impl<T: Moment> PathPlan<T> {
     pub fn current(&mut self, now: T) -> Result<PlannedPath<T>, SelectionError> {
         self.excluded.retain(|_, until| now < *until);
         let kept = self.shared.clone();
-        let path = self.renew(kept.as_ref(), now, None)?;
+        let path = self
+            .renew(kept.as_ref(), now, None)
+            .map_err(|e| self.explain(e))?;
         self.shared = Some(path.clone());
         Ok(path)
     }
@@ -293,7 +350,9 @@ impl<T: Moment> PathPlan<T> {
         let rotation = self.config.rotation;
         self.sites.retain(|_, p| now.since(p.chosen_at) < rotation);
         let kept = self.sites.get(site).cloned();
-        let path = self.renew(kept.as_ref(), now, Some(site))?;
+        let path = self
+            .renew(kept.as_ref(), now, Some(site))
+            .map_err(|e| self.explain(e))?;
         self.sites.insert(site.clone(), path.clone());
         Ok(path)
     }

@@ -35,6 +35,7 @@ fn relay(
         bandwidth_bps: bandwidth,
         measured: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
+        attestation: crate::attestation::AttestationVerdict::NotChecked,
     }
 }
 
@@ -232,6 +233,8 @@ fn rules_hold_and_errors_are_exact_over_thousands_of_seeded_runs() {
                     NoPathReason::NoCompatiblePair { .. } => {}
                 }
             }
+            // `choose` never judges attestation (the plan does).
+            Err(e @ SelectionError::NoAttestedPath { .. }) => panic!("{e}, seed {seed}"),
         }
     }
     // Both outcomes are well represented.
@@ -606,6 +609,8 @@ fn embedded_relay_entries_become_relays_with_unknown_networks() {
     let candidates = crate::relay::from_config(&entries).unwrap();
     let mut expected = relay("in-a", INGRESS, "a", "", "", "", UNKNOWN_BANDWIDTH);
     expected.id = RelayId::from_pin(key_of("in-a"));
+    // An entry has no descriptor, so no attestation evidence.
+    expected.attestation = crate::attestation::AttestationVerdict::NoEvidence;
     assert_eq!(candidates[0], expected);
     // An unknown network conflicts with nothing: the only pair left is
     // the one the operator rule allows.

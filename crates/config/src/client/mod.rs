@@ -3,6 +3,7 @@
 //! account and the full-device VPN.
 
 mod account;
+mod trust;
 mod tun;
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ use crate::renamed::{self, Renamed};
 use crate::{ConfigError, CongestionControl, DirectoryConfig, LogConfig};
 
 pub use account::AccountConfig;
+pub use trust::{AttestationMode, TrustPolicyConfig};
 pub use tun::{MIN_TUN_MTU, TunConfig, TunDnsConfig};
 
 /// Fields of a client file under their old names.
@@ -94,6 +96,10 @@ pub struct ClientConfig {
     /// absent: no tokens (relays that require them refuse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountConfig>,
+    /// What relays must prove beyond the directory's signatures (remote
+    /// attestation).
+    #[serde(default)]
+    pub trust: TrustPolicyConfig,
 }
 
 fn default_client_worker_threads() -> usize {

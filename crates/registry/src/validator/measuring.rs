@@ -10,6 +10,8 @@
 //! race each other for a nonce, and its tests never overlap (a test shares
 //! nothing with another, as the schedule promises).
 
+// Validators measure every listed relay, attested or not.
+use openrelay_client::attestation::AttestationVerdict::NotChecked;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -327,7 +329,11 @@ impl Tester<'_> {
             .filter_map(|r| {
                 let addr = r.endpoints().first()?;
                 let id = RelayId(r.id().to_bytes());
-                Some((id, Relay::from_directory(&r, *addr), r.bandwidth_bps()))
+                Some((
+                    id,
+                    Relay::from_directory(&r, *addr, NotChecked),
+                    r.bandwidth_bps(),
+                ))
             })
             .collect();
         // Gone from the directory since the plan: not this epoch's relay.
