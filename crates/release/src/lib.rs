@@ -18,10 +18,13 @@
 pub mod build;
 pub mod dsse;
 pub mod elf;
+#[cfg(feature = "testing")]
+pub mod fixture;
 pub mod inputs;
 pub mod manifest;
 pub mod measurement;
 pub mod verify;
 
 pub use manifest::{Manifest, ManifestError, ReleaseId};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use verify::{Report, verify};
