@@ -50,10 +50,13 @@ impl openrelay_types::HasKind for AnvilError {
 }
 
 /// Where the anvil binary is: `OPENRELAY_ANVIL`, else `anvil` on PATH,
-/// else the one `npm ci --prefix contracts` installs in this checkout: the
-/// platform package's binary itself, not npm's `.bin/anvil` node wrapper,
-/// which forwards SIGTERM but not the SIGKILL of `kill_on_drop`, so the
-/// real anvil would outlive us.
+/// else the one `npm ci --prefix contracts` installs in the checkout our
+/// executable was built in (found by walking up from the executable, which
+/// lives in the checkout's `target/`; not from a compile-time path, which
+/// would put the build directory into release binaries and make them differ
+/// between checkouts: docs/releases.md): the platform package's binary
+/// itself, not npm's `.bin/anvil` node wrapper, which forwards SIGTERM but
+/// not the SIGKILL of `kill_on_drop`, so the real anvil would outlive us.
 pub fn binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("OPENRELAY_ANVIL") {
         return Some(PathBuf::from(path));
@@ -64,8 +67,11 @@ pub fn binary() -> Option<PathBuf> {
             .find(|candidate| candidate.is_file())
     });
     on_path.or_else(|| {
-        let packages = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../contracts/node_modules/@foundry-rs");
+        let exe = std::env::current_exe().ok()?;
+        let packages = exe
+            .ancestors()
+            .map(|dir| dir.join("contracts/node_modules/@foundry-rs"))
+            .find(|candidate| candidate.is_dir())?;
         std::fs::read_dir(packages)
             .ok()?
             .filter_map(Result::ok)

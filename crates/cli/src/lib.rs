@@ -58,6 +58,9 @@ enum Command {
     /// Simulate collusion: the probability that some path has its ingress
     /// and egress held by one adversary, exactly and by Monte Carlo.
     Sim(cmd::sim::SimArgs),
+    /// Reproducible releases: build one with its signed manifest, verify a
+    /// manifest by rebuilding from source, sign one (docs/releases.md).
+    Release(cmd::release::ReleaseArgs),
 }
 
 /// Runs the command line; the binary's `main` calls only this.
@@ -92,5 +95,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(args) => cmd::ledger::run(args),
         Command::Operator(args) => cmd::operator::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Release(args) => cmd::release::run(args),
     }
 }

@@ -231,10 +231,16 @@ pub struct Finished {
 
 /// Runs `openrelay <args>` to completion (at most `limit`, else panics).
 pub fn run_openrelay(args: &[&str], limit: Duration) -> Finished {
+    run_openrelay_with_env(args, &[], limit)
+}
+
+/// [`run_openrelay`] with `env` added to (or replacing in) its environment.
+pub fn run_openrelay_with_env(args: &[&str], env: &[(&str, &Path)], limit: Duration) -> Finished {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())

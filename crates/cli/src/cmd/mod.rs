@@ -16,6 +16,7 @@ pub(crate) mod ledger;
 pub(crate) mod operator;
 pub(crate) mod registry;
 pub(crate) mod relay;
+pub(crate) mod release;
 pub(crate) mod sim;
 pub(crate) mod status;
 pub(crate) mod up;
