@@ -14,7 +14,7 @@ use std::fmt;
 use openrelay_attest::{AttestError, Binding, Evidence, EvidenceDecodeError, Platform, Policy};
 use openrelay_config::AttestationMode;
 use openrelay_directory::{ChainSection, ReleaseStatus, VerifiedRelay};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::relay::Relay;
 use crate::selection::{EgressRegion, choose};
@@ -92,7 +92,7 @@ impl fmt::Display for AttestationVerdict {
 }
 
 /// A hop's attestation in `openrelay status` (the control API's JSON).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttestationSummary {
     /// The TEE platform, where evidence names one.
     pub platform: Option<String>,

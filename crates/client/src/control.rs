@@ -57,6 +57,9 @@ pub struct RelayStatus {
     /// Seconds since the measurement epoch of `measured_bps` ended.
     #[serde(default)]
     pub measured_age_secs: Option<u64>,
+    /// Its TEE platform, release and the client's verdict (issue 15).
+    #[serde(default)]
+    pub attestation: Option<crate::attestation::AttestationSummary>,
 }
 
 /// What `openrelay status` shows.

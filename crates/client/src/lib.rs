@@ -192,6 +192,7 @@ fn relay_status(relay: &relay::Relay, now: u64) -> control::RelayStatus {
         city: relay.region.city.clone(),
         measured_bps: relay.measured.map(|m| m.measured_bps),
         measured_age_secs: relay.measured.map(|m| now.saturating_sub(m.measured_at)),
+        attestation: Some(relay.attestation.summary()),
     }
 }
 

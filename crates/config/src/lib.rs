@@ -64,7 +64,8 @@ pub use measure::{MeasureConfig, MisreportForTests, ProbeAccountConfig};
 pub use registry::{PublicationLimits, RegistryConfig};
 pub use relay::{
     AdmissionConfig, DenyEntry, EgressConfig, EgressRelayConfig, IngressConfig, IngressRelayConfig,
-    Net, PaymentConfig, PublishConfig, Relay, RelayCommon, RelayConfig, ThrottleForTestsConfig,
+    Net, PaymentConfig, PublishConfig, Relay, RelayAttestationConfig, RelayCommon, RelayConfig,
+    ThrottleForTestsConfig,
 };
 pub use validator::ValidatorConfig;
 

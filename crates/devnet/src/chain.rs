@@ -516,6 +516,8 @@ mod tests {
             client_netns: false,
             dns_resolver: None,
             key_rotation_secs: crate::DEVNET_KEY_ROTATION_SECS,
+            attestation: Default::default(),
+            unapproved_build_relays_for_tests: Vec::new(),
         };
         let mut plan = crate::plan(&options).unwrap();
         assert!(matches!(

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openrelay_config::{
-    AccountConfig, AdmissionConfig, ClientConfig, DirectoryConfig, EgressConfig, IngressConfig,
-    IssuerConfig, KeyPublishConfig, LogConfig, PathConfig, PaymentConfig, PublicationLimits,
-    PublishConfig, RegistryConfig, Relay, RelayCommon, RelayConfig, RelayEntry, ServiceEndpoint,
-    SettlementRelays, ValidatorConfig,
+    AccountConfig, AdmissionConfig, AttestationMode, ClientConfig, DirectoryConfig, EgressConfig,
+    IngressConfig, IssuerConfig, KeyPublishConfig, LogConfig, PathConfig, PaymentConfig,
+    PublicationLimits, PublishConfig, RegistryConfig, Relay, RelayAttestationConfig, RelayCommon,
+    RelayConfig, RelayEntry, ServiceEndpoint, SettlementRelays, ValidatorConfig,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_transport::identity::{Identity, IdentityError};
@@ -61,6 +61,9 @@ pub const DEVNET_INTERNET: ipnet::IpNet =
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DevnetError {
+    /// The devnet's simulated TEE key.
+    #[error(transparent)]
+    Tee(#[from] openrelay_registry::relay_tee::RelayTeeError),
     /// At least two operators are needed for a path of two operators.
     #[error("--operators must be between 2 and 250, got {0}")]
     Operators(usize),
@@ -154,6 +157,50 @@ pub struct DevnetOptions {
     /// short to watch rotations happen). With a registry, the publication
     /// rules allow keys this short.
     pub key_rotation_secs: u64,
+    /// The client's `[trust] attestation`. Every devnet relay publishes
+    /// evidence from the devnet's insecure simulated TEE (a key in the
+    /// state directory, [`INSECURE_SIMULATED_TEE_KEY_FILE`]) measuring its
+    /// executable, and the client trusts that key.
+    pub attestation: AttestationMode,
+    /// Relays (by name, e.g. `egress-2`) whose simulated TEE measures a
+    /// modified build: software no vote approved.
+    pub unapproved_build_relays_for_tests: Vec<String>,
+}
+
+/// The devnet's insecure simulated TEE key, in the state directory: 32
+/// random bytes in hex, created on first use. It proves nothing (anyone
+/// with the file signs any measurement); a devnet client trusts it as
+/// `[trust.tee] insecure_simulated_root`.
+pub const INSECURE_SIMULATED_TEE_KEY_FILE: &str = "insecure-simulated-tee.key";
+
+/// The devnet's simulated TEE, its key created on first use (mode 0600).
+fn insecure_simulated_tee(options: &DevnetOptions) -> Result<(PathBuf, [u8; 32]), DevnetError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = options.state_dir.join(INSECURE_SIMULATED_TEE_KEY_FILE);
+    let io = |what: &str, source| DevnetError::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    };
+    if !path.exists() {
+        std::fs::create_dir_all(&options.state_dir)
+            .map_err(|e| io("creating the directory of", e))?;
+        let mut seed = [0u8; 32];
+        openrelay_directory::rand_core::RngCore::fill_bytes(
+            &mut openrelay_directory::rand_core::OsRng,
+            &mut seed,
+        );
+        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(hex.as_bytes()))
+            .map_err(|e| io("writing", e))?;
+    }
+    let root = openrelay_registry::relay_tee::insecure_simulated_root(&path)?;
+    Ok((path, root))
 }
 
 /// The devnet issuer's key rotation by default: a week, as in production.
@@ -216,6 +263,7 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         return Err(DevnetError::Validators(options.validators));
     }
     options.path.validate()?;
+    let (tee_key_file, tee_root) = insecure_simulated_tee(options)?;
     // The issuer's identity key (clients pin it; with a registry it signs
     // the issuer's key set, which the registry and validators recognise).
     let issuer_pin = match options.tokens {
@@ -295,6 +343,12 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
                     validators.clone(),
                     i,
                     octet,
+                    RelayAttestationConfig::InsecureSimulated {
+                        key_file: tee_key_file.clone(),
+                        measure_modified_build_for_tests: options
+                            .unapproved_build_relays_for_tests
+                            .contains(&name),
+                    },
                 )?),
                 None => None,
             };
@@ -428,7 +482,13 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
             enabled: options.client_netns,
             ..openrelay_config::TunConfig::default()
         },
-        trust: openrelay_config::TrustPolicyConfig::default(),
+        trust: openrelay_config::TrustPolicyConfig {
+            attestation: options.attestation,
+            tee: openrelay_attest::Policy {
+                insecure_simulated_root: Some(tee_root),
+                ..openrelay_attest::Policy::default()
+            },
+        },
         account: issuer
             .as_ref()
             .zip(issuer_endpoint)
@@ -445,6 +505,14 @@ pub fn plan(options: &DevnetOptions) -> Result<DevnetPlan, DevnetError> {
         Some((config, validators, _)) => (Some(config), validators),
         None => (None, Vec::new()),
     };
+    // Without a registry no relay publishes, so none has evidence to alter.
+    if let Some(name) = options
+        .unapproved_build_relays_for_tests
+        .iter()
+        .find(|name| registry.is_none() || !relays.iter().any(|(n, _)| n == *name))
+    {
+        return Err(DevnetError::UnknownRelay(name.clone()));
+    }
     Ok(DevnetPlan {
         issuer,
         registry,
@@ -630,6 +698,7 @@ fn publish_config(
     validators: Vec<ServiceEndpoint>,
     operator: usize,
     octet: u8,
+    attestation: RelayAttestationConfig,
 ) -> Result<PublishConfig, DevnetError> {
     let operator_key_file = operator_key_file(options, operator);
     let country = country_of(operator);
@@ -649,6 +718,7 @@ fn publish_config(
         endpoint: None,
         refresh_secs: 2,
         descriptor_lifetime_secs: 86_400,
+        attestation,
     })
 }
 
@@ -724,9 +794,10 @@ impl HasKind for DevnetError {
             | DevnetError::ChainNeedsRegistry
             | DevnetError::UnknownRelay(_)
             | DevnetError::Bandwidth(_) => ErrorKind::Config,
-            DevnetError::Identity(_) | DevnetError::KeyFile(_) | DevnetError::Io { .. } => {
-                ErrorKind::Local
-            }
+            DevnetError::Identity(_)
+            | DevnetError::KeyFile(_)
+            | DevnetError::Io { .. }
+            | DevnetError::Tee(_) => ErrorKind::Local,
             DevnetError::Anvil(e) => e.kind(),
             DevnetError::Rpc(_) => ErrorKind::Unreachable,
             DevnetError::Deploy(e) => e.kind(),
@@ -848,6 +919,8 @@ mod tests {
             client_netns: false,
             dns_resolver: None,
             key_rotation_secs: DEVNET_KEY_ROTATION_SECS,
+            attestation: AttestationMode::default(),
+            unapproved_build_relays_for_tests: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod keyfile;
 pub mod measurements;
 mod publication;
 pub mod publisher;
+pub mod relay_tee;
 pub mod service;
 pub mod settle;
 mod store;

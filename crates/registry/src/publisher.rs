@@ -22,6 +22,7 @@ use openrelay_types::{KeyPin, RelayRole};
 use tracing::{debug, warn};
 
 use crate::keyfile::{self, KeyFileError};
+use crate::relay_tee::{RelayTee, RelayTeeError};
 
 /// Why the publisher could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,9 @@ pub enum PublisherError {
     /// The relay's QUIC identity cannot sign.
     #[error("the relay's QUIC key: {0}")]
     Identity(#[from] openrelay_transport::identity::IdentityError),
+    /// The relay's TEE.
+    #[error(transparent)]
+    Tee(#[from] RelayTeeError),
     /// A `[publish]` field does not fit the descriptor format.
     #[error("publish.{field}: {reason}")]
     Field {
@@ -78,6 +82,8 @@ pub struct Publisher {
     template: DescriptorFields,
     lifetime: u64,
     refresh: Duration,
+    /// The TEE whose evidence each descriptor carries, if any.
+    tee: Option<RelayTee>,
 }
 
 fn field<T, E: std::fmt::Display>(
@@ -148,6 +154,7 @@ impl Publisher {
             template,
             lifetime: config.descriptor_lifetime_secs,
             refresh: Duration::from_secs(config.refresh_secs),
+            tee: RelayTee::from_config(&config.attestation)?,
         };
         // Check the fields once now, so a bad config fails at start-up.
         publisher.signed_profile()?;
@@ -184,6 +191,12 @@ impl Publisher {
         // A little slack for the registry's clock.
         fields.not_before = now.saturating_sub(60);
         fields.not_after = now.saturating_add(self.lifetime);
+        // Fresh evidence for every descriptor: it binds this `not_before`.
+        fields.attestation = self
+            .tee
+            .as_ref()
+            .map(|tee| tee.evidence(fields.relay.to_bytes(), fields.quic_pin, fields.not_before))
+            .transpose()?;
         let descriptor = field("country", RelayDescriptor::new(fields))?;
         let quic_signature =
             Signature::from_bytes(self.quic_key.sign(&descriptor.quic_key_message())?);

@@ -132,7 +132,9 @@ pub fn last_commit_time(root: &Path) -> Result<u64, InputsError> {
 
 /// The clean environment of a build of `request` (also the one `rustc -vV`
 /// runs in for the inputs), and the prefixes it remaps.
-pub fn environment(request: &BuildRequest) -> Result<(Vec<(String, String)>, Vec<String>), BuildError> {
+pub fn environment(
+    request: &BuildRequest,
+) -> Result<(Vec<(String, String)>, Vec<String>), BuildError> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let from_env_or_home = |var: &str, dir: &str| {
         std::env::var_os(var)
@@ -201,7 +203,10 @@ pub fn environment(request: &BuildRequest) -> Result<(Vec<(String, String)>, Vec
         ("CARGO_ENCODED_RUSTFLAGS".into(), rustflags.join("\u{1f}")),
         ("CFLAGS".into(), cflags.clone()),
         ("CXXFLAGS".into(), cflags),
-        ("SOURCE_DATE_EPOCH".into(), request.source_date_epoch.to_string()),
+        (
+            "SOURCE_DATE_EPOCH".into(),
+            request.source_date_epoch.to_string(),
+        ),
         ("TZ".into(), "UTC".into()),
         ("LC_ALL".into(), "C".into()),
         ("CARGO_TERM_COLOR".into(), "never".into()),
@@ -222,7 +227,11 @@ pub fn environment(request: &BuildRequest) -> Result<(Vec<(String, String)>, Vec
 pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     let (env, remapped) = environment(request)?;
     let inputs = inputs::collect(&request.checkout, &env)?;
-    let target = inputs.toolchain.host().ok_or(BuildError::NoHost)?.to_owned();
+    let target = inputs
+        .toolchain
+        .host()
+        .ok_or(BuildError::NoHost)?
+        .to_owned();
     tracing::info!(
         checkout = %request.checkout.display(),
         files = inputs.files.len(),

@@ -38,7 +38,8 @@ pub const BUILD_TYPE_REPRODUCIBLE: &str =
 pub const BUILD_TYPE_UNREPRODUCED_INSECURE_DEVNET: &str =
     "https://example.invalid/openrelay/docs/releases.md#unreproduced-binary-insecure-devnet-v1";
 /// The builder: this crate's build (docs/releases.md).
-pub const BUILDER_ID: &str = "https://example.invalid/openrelay/docs/releases.md#openrelay-release-build";
+pub const BUILDER_ID: &str =
+    "https://example.invalid/openrelay/docs/releases.md#openrelay-release-build";
 /// The largest manifest we read. The real release lists ~1,000 input files
 /// (~150 KB of statement, a third more as base64): 16 MiB leaves room for
 /// growth and still bounds what a hostile manifest costs.

@@ -97,10 +97,38 @@ pub(crate) struct DevnetArgs {
     /// validator inflating a friend, for tests). Repeatable.
     #[arg(long, value_name = "NAME=BPS", requires = "measure", value_parser = parse_name_bps)]
     misreporting_validator_for_tests: Vec<(String, u64)>,
+    /// The client's `[trust] attestation`: every devnet relay publishes
+    /// evidence from the devnet's insecure simulated TEE; with --chain the
+    /// validators vote on the devnet's release, and attested relays are
+    /// those measuring it.
+    #[arg(long, value_enum, default_value_t = AttestationArg::Prefer)]
+    attestation: AttestationArg,
+    /// This relay's simulated TEE measures a modified build (software no
+    /// vote approved): a `require` client refuses it. Repeatable.
+    #[arg(long, value_name = "NAME", conflicts_with = "no_registry")]
+    unapproved_build_relay_for_tests: Vec<String>,
     /// The client's path selection (devnet operators 1, 2, 3, ... are in
     /// NL, CH, SE, FR, IS, DE; every devnet relay is in "Localhost").
     #[command(flatten)]
     path: PathArgs,
+}
+
+/// `--attestation`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AttestationArg {
+    Off,
+    Prefer,
+    Require,
+}
+
+impl From<AttestationArg> for openrelay_config::AttestationMode {
+    fn from(arg: AttestationArg) -> Self {
+        match arg {
+            AttestationArg::Off => Self::Off,
+            AttestationArg::Prefer => Self::Prefer,
+            AttestationArg::Require => Self::Require,
+        }
+    }
 }
 
 /// `NAME=BPS` of `--short-relay-for-tests` and
@@ -174,6 +202,8 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
             args.path.apply(&mut path);
             path
         },
+        attestation: args.attestation.into(),
+        unapproved_build_relays_for_tests: args.unapproved_build_relay_for_tests.clone(),
     };
     // The link must exist before the plan picks ports on its addresses.
     let _netns = match (&args.client_netns, &args.export) {

@@ -73,7 +73,8 @@ async fn show(state_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// One hop of the path: name, operator, region, address and, where the
-/// directory carries it, the measured bandwidth and its age.
+/// directory carries it, the measured bandwidth and its age; then its
+/// attestation (platform, release, verdict).
 fn hop_line(hop: &str, relay: &openrelay_client::control::RelayStatus) -> String {
     let region = match (&relay.country, &relay.city) {
         (Some(country), Some(city)) => format!(", {city} {country}"),
@@ -86,9 +87,19 @@ fn hop_line(hop: &str, relay: &openrelay_client::control::RelayStatus) -> String
         }
         _ => String::new(),
     };
+    let attestation = relay.attestation.as_ref().map_or_else(String::new, |a| {
+        let platform = a
+            .platform
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" on {p}"));
+        let release = a.release.as_ref().map_or_else(String::new, |r| {
+            format!(", release {}", r.get(..16).unwrap_or(r))
+        });
+        format!("; attestation: {}{platform}{release}", a.verdict)
+    });
     let label = format!("{hop}:");
     format!(
-        "{label:<11} {} (operator {}{region}{measured}) at {}",
+        "{label:<11} {} (operator {}{region}{measured}) at {}{attestation}",
         relay.name, relay.operator, relay.address
     )
 }
@@ -108,6 +119,7 @@ mod tests {
             city: None,
             measured_bps: Some(87_500_000),
             measured_age_secs: Some(420),
+            attestation: None,
         };
         assert_eq!(
             super::hop_line("egress", &relay),
@@ -119,5 +131,35 @@ mod tests {
             super::hop_line("egress", &relay),
             "egress:     egress-abc (operator op, NL) at 192.0.2.7:4433"
         );
+    }
+
+    #[test]
+    fn a_hop_shows_its_platform_release_and_verdict() {
+        use openrelay_client::attestation::AttestationSummary;
+        let mut relay = RelayStatus {
+            name: "ingress-1".into(),
+            operator: "op".into(),
+            address: "192.0.2.7:4433".parse().unwrap(),
+            country: None,
+            city: None,
+            measured_bps: None,
+            measured_age_secs: None,
+            attestation: Some(AttestationSummary {
+                platform: Some("sev-snp".into()),
+                release: Some("ab".repeat(32)),
+                verdict: "attested".into(),
+            }),
+        };
+        assert_eq!(
+            super::hop_line("ingress", &relay),
+            "ingress:    ingress-1 (operator op) at 192.0.2.7:4433; attestation: attested on \
+             sev-snp, release abababababababab"
+        );
+        relay.attestation = Some(AttestationSummary {
+            platform: None,
+            release: None,
+            verdict: "no evidence".into(),
+        });
+        assert!(super::hop_line("ingress", &relay).ends_with("; attestation: no evidence"));
     }
 }

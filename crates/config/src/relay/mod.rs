@@ -37,7 +37,7 @@ pub use deny::{DenyEntry, Net};
 pub use egress::EgressConfig;
 pub use ingress::IngressConfig;
 pub use payment::PaymentConfig;
-pub use publish::PublishConfig;
+pub use publish::{PublishConfig, RelayAttestationConfig};
 pub use throttle::{MIN_THROTTLE_BPS, ThrottleForTestsConfig};
 
 /// Fields of a relay file under their old names.

@@ -52,6 +52,34 @@ pub struct PublishConfig {
     /// Each descriptor is valid this long (longer than a directory lives).
     #[serde(default = "default_descriptor_lifetime_secs")]
     pub descriptor_lifetime_secs: u64,
+    /// `[publish.attestation]`: the TEE whose evidence each descriptor
+    /// carries (default: none).
+    #[serde(default)]
+    pub attestation: RelayAttestationConfig,
+}
+
+/// Where a relay's attestation evidence comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "platform", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RelayAttestationConfig {
+    /// No TEE: descriptors carry no evidence (clients with `[trust]
+    /// attestation = "require"` do not use the relay).
+    #[default]
+    None,
+    /// No TEE either: a key stands in for one and signs the SHA-384 of the
+    /// relay's own executable as its measurement. Proves nothing (whoever
+    /// holds the key signs anything); for the devnet and CI, whose clients
+    /// name the key as `[trust.tee] insecure_simulated_root`.
+    InsecureSimulated {
+        /// The simulated TEE's key: a file holding its 32-byte Ed25519 seed
+        /// as 64 hex digits.
+        key_file: PathBuf,
+        /// Measure the executable with one byte appended, as a relay
+        /// running a modified build would be measured (tests of clients
+        /// refusing unapproved software).
+        #[serde(default)]
+        measure_modified_build_for_tests: bool,
+    },
 }
 
 fn default_refresh_secs() -> u64 {
