@@ -30,6 +30,9 @@ pub enum AnvilError {
         /// Why.
         source: std::io::Error,
     },
+    /// Its state directory could not be created.
+    #[error("cannot create a state directory for anvil: {0}")]
+    StateCache(std::io::Error),
     /// It did not say where it listens within the time allowed.
     #[error("anvil did not start listening within {0:?}")]
     NotReady(Duration),
@@ -43,7 +46,7 @@ impl openrelay_types::HasKind for AnvilError {
         use openrelay_types::ErrorKind;
         match self {
             AnvilError::NotInstalled => ErrorKind::Config,
-            AnvilError::Spawn { .. } => ErrorKind::Local,
+            AnvilError::Spawn { .. } | AnvilError::StateCache(_) => ErrorKind::Local,
             AnvilError::NotReady(_) | AnvilError::Rpc(_) => ErrorKind::Unreachable,
         }
     }
@@ -84,8 +87,14 @@ pub fn binary() -> Option<PathBuf> {
 /// A running anvil, killed on drop.
 #[derive(Debug)]
 pub struct Anvil {
+    // Dropped first: killed before its state directory is removed.
     child: Child,
     endpoint: String,
+    /// Where anvil persists historical states (`--cache-path`), removed on
+    /// drop. Its default, `~/.foundry/anvil/tmp`, is cleaned only on a
+    /// graceful exit, never after `kill_on_drop`'s SIGKILL: every devnet
+    /// and chain test left up to gigabytes there.
+    _state_cache: tempfile::TempDir,
 }
 
 impl Anvil {
@@ -94,9 +103,15 @@ impl Anvil {
     /// `None`).
     pub async fn start(chain_id: u64, block_time: Option<Duration>) -> Result<Anvil, AnvilError> {
         let path = binary().ok_or(AnvilError::NotInstalled)?;
+        let state_cache = tempfile::Builder::new()
+            .prefix("openrelay-anvil-")
+            .tempdir()
+            .map_err(AnvilError::StateCache)?;
         let mut command = Command::new(&path);
         command
             .args(["--host", "127.0.0.1", "--port", "0", "--accounts", "0"])
+            .arg("--cache-path")
+            .arg(state_cache.path())
             .args(["--chain-id", &chain_id.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -130,6 +145,7 @@ impl Anvil {
             Ok(Some(addr)) => Ok(Anvil {
                 child,
                 endpoint: format!("http://{addr}"),
+                _state_cache: state_cache,
             }),
             _ => Err(AnvilError::NotReady(READY_WITHIN)),
         }

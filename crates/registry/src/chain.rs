@@ -13,9 +13,9 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, U256};
 use openrelay_chain::follow::{ChainSnapshot, RelayRef, ValidatorSet as ChainValidatorSet};
 use openrelay_directory::{
-    BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainSection, Directory, FormatError,
-    OperatorId, OperatorProfile, RelayDescriptor, RelayId, ValidatorId, ValidatorMember,
-    ValidatorSet,
+    BPS_PER_MBPS, ChainAnchor, ChainOperator, ChainRelay, ChainRelease, ChainSection, Directory,
+    FormatError, OperatorId, OperatorProfile, RelayDescriptor, RelayId, ValidatorId,
+    ValidatorMember, ValidatorSet,
 };
 use openrelay_types::{ErrorKind, HasKind};
 
@@ -59,6 +59,9 @@ impl HasKind for NotAdmitted {
 pub struct ChainView {
     snapshot: Arc<ChainSnapshot>,
     stake_per_mbps: U256,
+    /// The approved and revoked releases of the release contract at the
+    /// snapshot's block (issue 15), sorted as a directory lists them.
+    releases: Arc<Vec<ChainRelease>>,
 }
 
 fn saturate_u128(value: U256) -> u128 {
@@ -71,7 +74,24 @@ impl ChainView {
         ChainView {
             snapshot,
             stake_per_mbps,
+            releases: Arc::default(),
         }
+    }
+
+    /// This view with the release contract's releases at its block (only
+    /// approved and revoked ones are listed; any order).
+    pub fn with_releases(mut self, mut releases: Vec<ChainRelease>) -> ChainView {
+        releases.sort_by_key(|r| r.release_id);
+        for release in &mut releases {
+            release.measurements.sort();
+        }
+        self.releases = Arc::new(releases);
+        self
+    }
+
+    /// The releases a directory anchored here lists.
+    pub fn releases(&self) -> &[ChainRelease] {
+        &self.releases
     }
 
     /// The snapshot.
@@ -202,7 +222,7 @@ impl ChainView {
             validator_epoch: self.validator_epoch(),
             operators,
             relays,
-            releases: Vec::new(),
+            releases: self.releases.to_vec(),
         })
     }
 

@@ -1664,6 +1664,55 @@ mod on_chain {
                 what: "validator epoch"
             }
         );
+        // Issue 15: a release the chain does not list as approved.
+        let release = edited(&proposal, |s| {
+            s.releases.push(openrelay_directory::ChainRelease {
+                release_id: [7; 32],
+                binary_sha256: [8; 32],
+                status: openrelay_directory::ReleaseStatus::Approved,
+                measurements: vec![openrelay_directory::ReleaseMeasurement {
+                    platform: 1,
+                    value: [9; 48],
+                }],
+            });
+        });
+        assert_eq!(
+            check(&release, &registry, &ring).unwrap_err(),
+            Refusal::ChainFiguresDiffer { what: "releases" }
+        );
+    }
+
+    /// Issue 15: the validator's view lists a revoked release; a registry
+    /// leaving it out, or listing it as approved, gets no signature.
+    #[test]
+    fn a_registry_that_hides_a_revocation_gets_no_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let revoked = openrelay_directory::ChainRelease {
+            release_id: [7; 32],
+            binary_sha256: [8; 32],
+            status: openrelay_directory::ReleaseStatus::Revoked,
+            measurements: vec![openrelay_directory::ReleaseMeasurement {
+                platform: 1,
+                value: [9; 48],
+            }],
+        };
+        let chain = view(snapshot(&registry, 10)).with_releases(vec![revoked]);
+        let proposal = honest(&registry, &chain, votes(&registry, &chain));
+        let ring = ring_of([chain]);
+        assert!(matches!(
+            check(&proposal, &registry, &ring),
+            Ok(Verdict::Sign { .. })
+        ));
+        for edit in [
+            (|s: &mut openrelay_directory::ChainSection| s.releases.clear()) as fn(&mut _),
+            |s| s.releases[0].status = openrelay_directory::ReleaseStatus::Approved,
+        ] {
+            assert_eq!(
+                check(&edited(&proposal, edit), &registry, &ring).unwrap_err(),
+                Refusal::ChainFiguresDiffer { what: "releases" }
+            );
+        }
     }
 
     #[test]

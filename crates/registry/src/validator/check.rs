@@ -529,6 +529,12 @@ pub fn check_proposal_on_chain(
     {
         return Err(Refusal::ChainFiguresDiffer { what: "relays" });
     }
+    // The releases clients trust relays' software by (issue 15): a
+    // registry adding one the validators did not approve, or dropping a
+    // revocation, gets no signature.
+    if expected.releases != section.releases {
+        return Err(Refusal::ChainFiguresDiffer { what: "releases" });
+    }
     check_key_sets(&directory, &votes, &rules, now)?;
     directory.check_contents(now)?;
     Ok(Verdict::Sign { directory, digest })
