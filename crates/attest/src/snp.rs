@@ -134,7 +134,7 @@ pub(crate) fn verify(
     policy: &SnpPolicy,
 ) -> Result<Verified, AttestError> {
     let product = evidence.product;
-    let report = AttestationReport::from_bytes(&evidence.report).map_err(|e| {
+    let report = AttestationReport::from_bytes(&evidence.report[..]).map_err(|e| {
         AttestError::SnpReportMalformed {
             reason: e.to_string(),
         }

@@ -39,7 +39,7 @@ fn snp_report_data() -> [u8; 64] {
 fn snp_evidence() -> SevSnpEvidence {
     SevSnpEvidence {
         product: SnpProduct::Milan,
-        report: snp_report(),
+        report: Box::new(snp_report()),
         vcek_der: VCEK_MILAN.to_vec(),
         ask_der: None,
     }
@@ -639,6 +639,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // ---------------------------------------------------------------- encoding
 
 #[test]
+#[allow(clippy::print_stdout)] // The sizes MAX_EVIDENCE_LEN's documentation quotes.
 fn real_evidence_round_trips_and_fits_the_bound() {
     let ask = sev::certs::snp::builtin::milan::ask()
         .and_then(|c| c.to_der())
