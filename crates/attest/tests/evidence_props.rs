@@ -143,6 +143,21 @@ proptest! {
 }
 
 #[test]
+fn a_trailing_well_formed_part_is_refused() {
+    let (tee, _) = policy_with_root();
+    let mut encoded = tee.evidence(&[0; 64], &[0; 48]).to_bytes();
+    encoded.extend_from_slice(&0u32.to_be_bytes());
+    assert!(matches!(
+        Evidence::from_bytes(&encoded),
+        Err(EvidenceDecodeError::WrongPartCount {
+            expected: 4,
+            found: 5,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn oversized_evidence_is_refused_before_parsing() {
     let (tee, _) = policy_with_root();
     let mut encoded = tee.evidence(&[0; 64], &[0; 48]).to_bytes();
