@@ -228,7 +228,12 @@ fn verify_report_signature(
 ) -> Result<(), AttestError> {
     let (signed, signature) = report.split_at(SIGNED_LEN);
     let (r, rest) = signature.split_at(SIG_COMPONENT_LEN);
-    let s = &rest[..SIG_COMPONENT_LEN];
+    let (s, reserved) = rest.split_at(SIG_COMPONENT_LEN);
+    // The rest of the signature block is reserved (zero): refusing anything
+    // else keeps the unsigned bytes of the evidence from varying.
+    if reserved.iter().any(|&b| b != 0) {
+        return Err(AttestError::SnpReportSignatureInvalid);
+    }
     // Little-endian and zero-padded to 72 bytes; ring wants r || s big-endian.
     let mut fixed = [0u8; 2 * P384_SCALAR_LEN];
     for (component, out) in [r, s]

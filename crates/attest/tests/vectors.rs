@@ -6,6 +6,7 @@ use openrelay_attest::{
     AttestError, Binding, DcapEvidence, DcapPolicy, DcapTcbStatus, Evidence, Measurement, Platform,
     Policy, QuoteCollateralV3, SevSnpEvidence, SnpProduct, SnpTcb, report_data, verify,
 };
+use proptest::prelude::*;
 
 const SNP_REPORT: &[u8] = include_bytes!("vectors/sev/report_milan.bin");
 const VCEK_MILAN: &[u8] = include_bytes!("vectors/sev/vcek_milan.der");
@@ -640,5 +641,26 @@ fn real_evidence_round_trips_and_fits_the_bound() {
             "{name}"
         );
         assert_eq!(Evidence::from_bytes(&bytes), Ok(evidence), "{name}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any change to the real SEV-SNP evidence's bytes (report, VCEK,
+    /// product) either fails to decode or fails to verify: no byte of it
+    /// is unchecked.
+    #[test]
+    fn changed_real_snp_evidence_never_verifies(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..4)
+    ) {
+        let mut bytes = Evidence::SevSnp(snp_evidence()).to_bytes();
+        let len = bytes.len();
+        for (at, x) in flips {
+            bytes[at.index(len)] ^= x;
+        }
+        if let Ok(evidence) = Evidence::from_bytes(&bytes) {
+            prop_assert!(verify(&evidence, &snp_report_data(), &Policy::default(), 0).is_err());
+        }
     }
 }
