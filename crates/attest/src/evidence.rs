@@ -23,19 +23,20 @@ pub const EVIDENCE_FORMAT_VERSION: u8 = 1;
 
 /// The largest encoded evidence accepted.
 ///
-/// Real sizes (`cargo test -p openrelay-attest --test vectors -- --nocapture
-/// evidence_sizes` prints them for the vectors in `tests/vectors/`):
-/// - SEV-SNP: report 1,184 + VCEK 1,360 (+ ASK 1,600) DER: 2,567 bytes
-///   encoded, 4,200 with the ASK.
-/// - TDX: a quote with its PCK chain (5,006) + collateral (CRLs, TCB info,
-///   QE identity and their issuer chains: 14,300 bytes in binary; the JSON
-///   form is larger since it hex-encodes): about 19,400 bytes encoded.
-/// - SGX: quote 4,600 + collateral 12,500: about 17,100 bytes encoded.
+/// Real sizes, encoded (`cargo test -p openrelay-attest --test vectors
+/// real_evidence -- --nocapture` prints them for `tests/vectors/`):
+/// - SEV-SNP: report 1,184 + VCEK 1,360 (DER): 2,563 bytes; 4,240 with
+///   the Milan ASK (1,677) sent along. The ARK is never sent.
+/// - SGX: quote 4,600 (with its PCK chain, certification data type 5) +
+///   collateral 12,151 (two CRLs, TCB info and QE identity JSON with their
+///   signatures and PEM issuer chains): 16,797 bytes.
+/// - TDX: quote 5,006 + collateral 12,166: 17,218 bytes.
 ///
-/// Intel's TCB info grows by a few hundred bytes with every TCB recovery
-/// (one level per recovery, kept for years), so DCAP evidence is the
-/// largest; 64 KiB leaves more than three times the largest sample while
-/// keeping a directory of thousands of relays' descriptors bounded.
+/// DCAP evidence is the largest, and Intel's TCB info grows by a few
+/// hundred bytes with every TCB recovery (one level per recovery, kept for
+/// years), and with TDX module identities: 64 KiB leaves more than three
+/// times the largest sample while bounding what a directory of thousands
+/// of relays costs to hold and check.
 pub const MAX_EVIDENCE_LEN: usize = 64 * 1024;
 
 /// The kind of trusted execution environment that produced evidence.
@@ -92,8 +93,9 @@ impl fmt::Display for Platform {
 pub struct SevSnpEvidence {
     /// The EPYC generation whose ARK roots the chain.
     pub product: SnpProduct,
-    /// The attestation report exactly as the firmware returned it.
-    pub report: [u8; SNP_REPORT_LEN],
+    /// The attestation report exactly as the firmware returned it (boxed:
+    /// it is most of the evidence's size).
+    pub report: Box<[u8; SNP_REPORT_LEN]>,
     /// The chip's VCEK certificate for the reported TCB (from AMD's KDS).
     pub vcek_der: Vec<u8>,
     /// The ASK, if the relay sends one; otherwise the product's built-in ASK.
@@ -161,7 +163,7 @@ impl Evidence {
                     product_tag = e.product.tag();
                     &product_tag
                 }),
-                &e.report,
+                &e.report[..],
                 &e.vcek_der,
                 e.ask_der.as_deref().unwrap_or_default(),
             ],
@@ -244,7 +246,7 @@ impl Evidence {
                 let ask = parts[3];
                 Self::SevSnp(SevSnpEvidence {
                     product: SnpProduct::from_tag(product)?,
-                    report: fixed_part(platform, "report", parts[1])?,
+                    report: Box::new(fixed_part(platform, "report", parts[1])?),
                     vcek_der: parts[2].to_vec(),
                     ask_der: (!ask.is_empty()).then(|| ask.to_vec()),
                 })

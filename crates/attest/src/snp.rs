@@ -128,13 +128,27 @@ fn certificate<T>(cert: &'static str, parsed: std::io::Result<T>) -> Result<T, A
     })
 }
 
+/// The ARK in `pem`, if it is the one pinned for `product`.
+fn pinned_ark(product: SnpProduct, pem: &[u8]) -> Result<Certificate, AttestError> {
+    let ark = certificate("ARK", Certificate::from_pem(pem))?;
+    let found: [u8; 32] = Sha256::digest(certificate("ARK", ark.to_der())?).into();
+    if found != product.pinned_ark_sha256() {
+        return Err(AttestError::SnpArkNotPinned {
+            product,
+            expected: product.pinned_ark_sha256(),
+            found,
+        });
+    }
+    Ok(ark)
+}
+
 pub(crate) fn verify(
     evidence: &SevSnpEvidence,
     expected_report_data: &[u8; 64],
     policy: &SnpPolicy,
 ) -> Result<Verified, AttestError> {
     let product = evidence.product;
-    let report = AttestationReport::from_bytes(&evidence.report).map_err(|e| {
+    let report = AttestationReport::from_bytes(&evidence.report[..]).map_err(|e| {
         AttestError::SnpReportMalformed {
             reason: e.to_string(),
         }
@@ -161,16 +175,7 @@ pub(crate) fn verify(
 
     // The chain: the pinned ARK signs itself and the ASK; the ASK signs the VCEK.
     let (ark_pem, builtin_ask_pem) = product.builtin_pem();
-    let ark = certificate("ARK", Certificate::from_pem(ark_pem))?;
-    let ark_der = certificate("ARK", ark.to_der())?;
-    let found: [u8; 32] = Sha256::digest(&ark_der).into();
-    if found != product.pinned_ark_sha256() {
-        return Err(AttestError::SnpArkNotPinned {
-            product,
-            expected: product.pinned_ark_sha256(),
-            found,
-        });
-    }
+    let ark = pinned_ark(product, ark_pem)?;
     let ask = match &evidence.ask_der {
         Some(der) => certificate("ASK", Certificate::from_der(der))?,
         None => certificate("ASK", Certificate::from_pem(builtin_ask_pem))?,
@@ -223,7 +228,12 @@ fn verify_report_signature(
 ) -> Result<(), AttestError> {
     let (signed, signature) = report.split_at(SIGNED_LEN);
     let (r, rest) = signature.split_at(SIG_COMPONENT_LEN);
-    let s = &rest[..SIG_COMPONENT_LEN];
+    let (s, reserved) = rest.split_at(SIG_COMPONENT_LEN);
+    // The rest of the signature block is reserved (zero): refusing anything
+    // else keeps the unsigned bytes of the evidence from varying.
+    if reserved.iter().any(|&b| b != 0) {
+        return Err(AttestError::SnpReportSignatureInvalid);
+    }
     // Little-endian and zero-padded to 72 bytes; ring wants r || s big-endian.
     let mut fixed = [0u8; 2 * P384_SCALAR_LEN];
     for (component, out) in [r, s]
@@ -385,6 +395,26 @@ mod tests {
             check_guest(SnpProduct::Milan, &report(), &SnpPolicy::default()),
             Ok(())
         );
+    }
+
+    #[test]
+    fn each_products_built_in_ark_is_the_pinned_one_and_no_other() {
+        let products = [SnpProduct::Milan, SnpProduct::Genoa, SnpProduct::Turin];
+        for product in products {
+            assert!(
+                pinned_ark(product, product.builtin_pem().0).is_ok(),
+                "{product}"
+            );
+            for other in products.into_iter().filter(|&p| p != product) {
+                assert!(
+                    matches!(
+                        pinned_ark(product, other.builtin_pem().0),
+                        Err(AttestError::SnpArkNotPinned { .. })
+                    ),
+                    "{other}'s ARK as {product}'s"
+                );
+            }
+        }
     }
 
     #[test]

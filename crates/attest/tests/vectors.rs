@@ -6,6 +6,7 @@ use openrelay_attest::{
     AttestError, Binding, DcapEvidence, DcapPolicy, DcapTcbStatus, Evidence, Measurement, Platform,
     Policy, QuoteCollateralV3, SevSnpEvidence, SnpProduct, SnpTcb, report_data, verify,
 };
+use proptest::prelude::*;
 
 const SNP_REPORT: &[u8] = include_bytes!("vectors/sev/report_milan.bin");
 const VCEK_MILAN: &[u8] = include_bytes!("vectors/sev/vcek_milan.der");
@@ -39,7 +40,7 @@ fn snp_report_data() -> [u8; 64] {
 fn snp_evidence() -> SevSnpEvidence {
     SevSnpEvidence {
         product: SnpProduct::Milan,
-        report: snp_report(),
+        report: Box::new(snp_report()),
         vcek_der: VCEK_MILAN.to_vec(),
         ask_der: None,
     }
@@ -487,19 +488,32 @@ fn dcap_flipped_signature_byte_is_refused() {
     }
 }
 
+/// TDX evidence that must be refused by dcap-qvl's checks, under a policy
+/// that accepts the unchanged sample.
+fn assert_tdx_quote_rejected(evidence: DcapEvidence, now: u64) {
+    let result = verify(
+        &Evidence::Tdx(evidence),
+        &tdx_report_data(),
+        &Policy::default(),
+        now,
+    );
+    assert!(
+        matches!(
+            result,
+            Err(AttestError::DcapQuoteRejected {
+                platform: Platform::Tdx,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
 #[test]
 fn dcap_changed_report_body_is_refused() {
     let mut evidence = dcap(TDX_QUOTE, TDX_COLLATERAL);
     evidence.quote[48 + 136] ^= 0x01; // MRTD
-    assert!(matches!(
-        verify(
-            &Evidence::Tdx(evidence),
-            &tdx_report_data(),
-            &Policy::default(),
-            SAMPLE_NOW
-        ),
-        Err(AttestError::DcapQuoteRejected { .. })
-    ));
+    assert_tdx_quote_rejected(evidence, SAMPLE_NOW);
 }
 
 #[test]
@@ -513,60 +527,24 @@ fn dcap_wrong_chain_is_refused() {
     } else {
         b'A'
     };
-    let result = verify(
-        &Evidence::Tdx(evidence),
-        &tdx_report_data(),
-        &Policy::default(),
-        SAMPLE_NOW,
-    );
-    assert!(
-        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
-        "{result:?}"
-    );
+    assert_tdx_quote_rejected(evidence, SAMPLE_NOW);
 
     // Collateral (TCB info, QE identity, CRLs) of another platform.
     let evidence = DcapEvidence {
         quote: TDX_QUOTE.to_vec(),
         collateral: collateral(SGX_COLLATERAL),
     };
-    let result = verify(
-        &Evidence::Tdx(evidence),
-        &tdx_report_data(),
-        &Policy::default(),
-        SAMPLE_NOW,
-    );
-    assert!(
-        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
-        "{result:?}"
-    );
+    assert_tdx_quote_rejected(evidence, SAMPLE_NOW);
 
     // Collateral whose TCB info signature is not Intel's.
     let mut evidence = dcap(TDX_QUOTE, TDX_COLLATERAL);
     evidence.collateral.tcb_info_signature[5] ^= 1;
-    let result = verify(
-        &Evidence::Tdx(evidence),
-        &tdx_report_data(),
-        &Policy::default(),
-        SAMPLE_NOW,
-    );
-    assert!(
-        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
-        "{result:?}"
-    );
+    assert_tdx_quote_rejected(evidence, SAMPLE_NOW);
 }
 
 #[test]
 fn dcap_expired_collateral_is_refused() {
-    let result = verify(
-        &Evidence::Tdx(dcap(TDX_QUOTE, TDX_COLLATERAL)),
-        &tdx_report_data(),
-        &Policy::default(),
-        AFTER_SAMPLE_EXPIRY,
-    );
-    assert!(
-        matches!(result, Err(AttestError::DcapQuoteRejected { .. })),
-        "{result:?}"
-    );
+    assert_tdx_quote_rejected(dcap(TDX_QUOTE, TDX_COLLATERAL), AFTER_SAMPLE_EXPIRY);
 }
 
 #[test]
@@ -639,6 +617,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // ---------------------------------------------------------------- encoding
 
 #[test]
+#[allow(clippy::print_stdout)] // The sizes MAX_EVIDENCE_LEN's documentation quotes.
 fn real_evidence_round_trips_and_fits_the_bound() {
     let ask = sev::certs::snp::builtin::milan::ask()
         .and_then(|c| c.to_der())
@@ -662,5 +641,26 @@ fn real_evidence_round_trips_and_fits_the_bound() {
             "{name}"
         );
         assert_eq!(Evidence::from_bytes(&bytes), Ok(evidence), "{name}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any change to the real SEV-SNP evidence's bytes (report, VCEK,
+    /// product) either fails to decode or fails to verify: no byte of it
+    /// is unchecked.
+    #[test]
+    fn changed_real_snp_evidence_never_verifies(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..4)
+    ) {
+        let mut bytes = Evidence::SevSnp(snp_evidence()).to_bytes();
+        let len = bytes.len();
+        for (at, x) in flips {
+            bytes[at.index(len)] ^= x;
+        }
+        if let Ok(evidence) = Evidence::from_bytes(&bytes) {
+            prop_assert!(verify(&evidence, &snp_report_data(), &Policy::default(), 0).is_err());
+        }
     }
 }
