@@ -75,7 +75,11 @@ fn build_verify_and_sign_through_the_cli() {
     let second = build("home-bob", &b, "b", &[]);
     assert_eq!(field(&first, "sha256:"), field(&second, "sha256:"));
     assert_eq!(field(&first, "release id:"), field(&second, "release id:"));
-    let pin = field(&first, "signed by:").split_whitespace().next().unwrap().to_owned();
+    let pin = field(&first, "signed by:")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     assert!(pin.starts_with("ed25519:"), "{pin}");
     let manifest = r.join("out-a/openrelay.manifest.json");
     assert!(r.join("out-a/fixture").is_file());
@@ -100,7 +104,11 @@ fn build_verify_and_sign_through_the_cli() {
     // Against the second checkout, with the release key trusted.
     let out = verify(&b, &["--trusted-key", &pin]);
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("binary: rebuilt bit-identical"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("binary: rebuilt bit-identical"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("signatures: ok"), "{}", out.stdout);
     // Without trusted keys it still matches, and says nothing was checked.
     let out = verify(&b, &[]);
@@ -109,17 +117,42 @@ fn build_verify_and_sign_through_the_cli() {
 
     // A key that did not sign: non-zero.
     let other = r.join("keys/other.key");
-    let signed_other = release(&r.join("home-dave"), &["sign", path(&r.join("out-b/openrelay.manifest.json")), "--key", path(&other)]);
+    let signed_other = release(
+        &r.join("home-dave"),
+        &[
+            "sign",
+            path(&r.join("out-b/openrelay.manifest.json")),
+            "--key",
+            path(&other),
+        ],
+    );
     assert!(signed_other.status.success(), "{}", signed_other.stderr);
-    let other_pin = field(&signed_other, "signed by:").split_whitespace().next().unwrap().to_owned();
+    let other_pin = field(&signed_other, "signed by:")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     let out = verify(&b, &["--trusted-key", &other_pin]);
     assert!(!out.status.success());
     assert!(out.stdout.contains("signatures: FAILED"), "{}", out.stdout);
 
     // A second release key signs: both now verify, and two are required.
-    let out = release(&r.join("home-dave"), &["sign", path(&manifest), "--key", path(&other)]);
+    let out = release(
+        &r.join("home-dave"),
+        &["sign", path(&manifest), "--key", path(&other)],
+    );
     assert!(out.status.success(), "{}", out.stderr);
-    let out = verify(&b, &["--trusted-key", &pin, "--trusted-key", &other_pin, "--required-signatures", "2"]);
+    let out = verify(
+        &b,
+        &[
+            "--trusted-key",
+            &pin,
+            "--trusted-key",
+            &other_pin,
+            "--required-signatures",
+            "2",
+        ],
+    );
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
 
     // One byte changed in a source file: non-zero, the file named.
@@ -127,12 +160,19 @@ fn build_verify_and_sign_through_the_cli() {
     std::fs::write(&src, MAIN_RS.replacen("hello", "hellp", 1)).unwrap();
     let out = verify(&b, &[]);
     assert!(!out.status.success());
-    assert!(out.stdout.contains("changed: file:src/main.rs"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("changed: file:src/main.rs"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stderr.contains("does not verify"), "{}", out.stderr);
 
     // A manifest that is not one: a clear error.
     std::fs::write(r.join("junk.json"), b"{\"payload\": 1}").unwrap();
-    let out = release(&r.join("home-carol"), &["verify", path(&r.join("junk.json")), "--source", path(&a)]);
+    let out = release(
+        &r.join("home-carol"),
+        &["verify", path(&r.join("junk.json")), "--source", path(&a)],
+    );
     assert!(!out.status.success());
     assert!(out.stderr.contains("not a DSSE envelope"), "{}", out.stderr);
 }

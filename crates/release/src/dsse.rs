@@ -89,7 +89,8 @@ pub fn verifies(
     let Ok(signature) = Signature::from_slice(&bytes) else {
         return false;
     };
-    key.verify_strict(&pae(payload_type, body), &signature).is_ok()
+    key.verify_strict(&pae(payload_type, body), &signature)
+        .is_ok()
 }
 
 #[cfg(test)]

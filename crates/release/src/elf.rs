@@ -102,8 +102,16 @@ mod tests {
 
     #[test]
     fn diff_names_changed_added_and_removed_sections() {
-        let expected = [section(".text", 10, 1), section(".rodata", 5, 2), section(".a", 1, 3)];
-        let actual = [section(".text", 10, 1), section(".rodata", 5, 9), section(".b", 2, 4)];
+        let expected = [
+            section(".text", 10, 1),
+            section(".rodata", 5, 2),
+            section(".a", 1, 3),
+        ];
+        let actual = [
+            section(".text", 10, 1),
+            section(".rodata", 5, 9),
+            section(".b", 2, 4),
+        ];
         let names: Vec<_> = diff(&expected, &actual)
             .into_iter()
             .map(|d| (d.name, d.expected_size, d.actual_size))

@@ -68,4 +68,3 @@ pub fn fixture(dir: &Path, main_rs: &str, build_rs: Option<&str>) -> PathBuf {
     }
     dir.to_owned()
 }
-

@@ -70,7 +70,9 @@ pub enum InputsError {
     #[error("{0}: file name is not UTF-8")]
     NonUtf8Path(PathBuf),
     /// No rust-toolchain.toml: a release must pin its compiler.
-    #[error("{0}: no rust-toolchain.toml with a toolchain.channel; a reproducible build needs a pinned toolchain")]
+    #[error(
+        "{0}: no rust-toolchain.toml with a toolchain.channel; a reproducible build needs a pinned toolchain"
+    )]
     UnpinnedToolchain(PathBuf),
 }
 
@@ -120,16 +122,20 @@ fn git_files(root: &Path) -> Result<Option<Vec<String>>, InputsError> {
         return Ok(None);
     }
     let out = run(
-        Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]),
+        Command::new("git").arg("-C").arg(root).args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ]),
         "git ls-files -z --cached --others --exclude-standard",
     )?;
     let mut names = Vec::new();
     for raw in out.split(|&b| b == 0).filter(|s| !s.is_empty()) {
-        let name = std::str::from_utf8(raw)
-            .map_err(|_| InputsError::NonUtf8Path(root.join(String::from_utf8_lossy(raw).as_ref())))?;
+        let name = std::str::from_utf8(raw).map_err(|_| {
+            InputsError::NonUtf8Path(root.join(String::from_utf8_lossy(raw).as_ref()))
+        })?;
         names.push(name.to_owned());
     }
     // `--cached` lists a file twice while it has merge conflicts.
@@ -189,7 +195,11 @@ fn toolchain(root: &Path, env: &[(String, String)]) -> Result<Toolchain, InputsE
         })
         .ok_or_else(|| InputsError::UnpinnedToolchain(path.clone()))?;
     let mut rustc = Command::new("rustc");
-    rustc.arg("-vV").current_dir(root).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    rustc
+        .arg("-vV")
+        .current_dir(root)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)));
     let out = run(&mut rustc, "rustc -vV")?;
     Ok(Toolchain {
         channel,

@@ -25,6 +25,6 @@ pub mod manifest;
 pub mod measurement;
 pub mod verify;
 
-pub use manifest::{Manifest, ManifestError, ReleaseId};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use manifest::{Manifest, ManifestError, ReleaseId};
 pub use verify::{Report, verify};

@@ -38,7 +38,8 @@ pub const BUILD_TYPE_REPRODUCIBLE: &str =
 pub const BUILD_TYPE_UNREPRODUCED_INSECURE_DEVNET: &str =
     "https://example.invalid/openrelay/docs/releases.md#unreproduced-binary-insecure-devnet-v1";
 /// The builder: this crate's build (docs/releases.md).
-pub const BUILDER_ID: &str = "https://example.invalid/openrelay/docs/releases.md#openrelay-release-build";
+pub const BUILDER_ID: &str =
+    "https://example.invalid/openrelay/docs/releases.md#openrelay-release-build";
 /// The largest manifest we read. The real release lists ~1,000 input files
 /// (~150 KB of statement, a third more as base64): 16 MiB leaves room for
 /// growth and still bounds what a hostile manifest costs.
@@ -602,7 +603,14 @@ fn check_statement(statement: &Statement) -> Result<(), ManifestError> {
     }
     match definition.build_type.as_str() {
         BUILD_TYPE_REPRODUCIBLE => {
-            serde_json::from_value::<ExternalParameters>(definition.external_parameters.clone())?;
+            let external: ExternalParameters =
+                serde_json::from_value(definition.external_parameters.clone())?;
+            // `verify` rebuilds with this profile only.
+            expect(
+                "externalParameters.profile",
+                &external.profile,
+                crate::build::PROFILE,
+            )?;
             serde_json::from_value::<InternalParameters>(definition.internal_parameters.clone())?;
             let mut seen = std::collections::BTreeSet::new();
             for dependency in &definition.resolved_dependencies {

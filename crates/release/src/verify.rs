@@ -33,13 +33,17 @@ impl Report {
     /// asked for, which [`Report`]'s display says loudly), equal inputs, and
     /// a bit-identical rebuild.
     pub fn passed(&self) -> bool {
-        self.signatures_ok() && self.inputs.is_empty() && matches!(self.binary, BinaryVerdict::Matches)
+        self.signatures_ok()
+            && self.inputs.is_empty()
+            && matches!(self.binary, BinaryVerdict::Matches)
     }
 
     fn signatures_ok(&self) -> bool {
         match &self.signatures {
             SignatureCheck::NotChecked { .. } => self.required_signatures == 0,
-            SignatureCheck::Checked { signed_by, .. } => signed_by.len() >= self.required_signatures.max(1),
+            SignatureCheck::Checked { signed_by, .. } => {
+                signed_by.len() >= self.required_signatures.max(1)
+            }
         }
     }
 }
@@ -93,7 +97,9 @@ pub enum BinaryVerdict {
 #[non_exhaustive]
 pub enum VerifyError {
     /// The manifest is of a binary that was never reproduced.
-    #[error("the manifest describes an unreproduced binary (buildType {0}): there is nothing to rebuild")]
+    #[error(
+        "the manifest describes an unreproduced binary (buildType {0}): there is nothing to rebuild"
+    )]
     Unreproduced(String),
     /// Collecting inputs or building failed.
     #[error(transparent)]
@@ -136,8 +142,8 @@ pub fn verify(
         source_date_epoch: internal.source_date_epoch,
         work_dir: work_dir.to_owned(),
     };
-    let (env, _) = build::environment(&request)?;
-    let ours = inputs::collect(checkout, &env).map_err(BuildError::from)?;
+    let env = build::environment(&request)?;
+    let ours = inputs::collect(checkout, &env.vars).map_err(BuildError::from)?;
     let mut report = Report {
         release_id: manifest.release_id(),
         signatures: manifest.check_signatures(trusted),
@@ -244,7 +250,12 @@ impl fmt::Display for Report {
                 }
             }
             if let Some((theirs, ours)) = &self.inputs.toolchain {
-                writeln!(f, "  toolchain changed:\n    manifest: {}\n    here:     {}", oneline(theirs), oneline(ours))?;
+                writeln!(
+                    f,
+                    "  toolchain changed:\n    manifest: {}\n    here:     {}",
+                    oneline(theirs),
+                    oneline(ours)
+                )?;
             }
         }
         match &self.binary {
@@ -262,7 +273,8 @@ impl fmt::Display for Report {
                     rebuilt.display()
                 )?;
                 for s in sections {
-                    let size = |s: Option<u64>| s.map_or("absent".to_owned(), |n| format!("{n} bytes"));
+                    let size =
+                        |s: Option<u64>| s.map_or("absent".to_owned(), |n| format!("{n} bytes"));
                     writeln!(
                         f,
                         "  section {} differs: manifest {}, rebuilt {}",

@@ -139,7 +139,9 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         manifest.sign(key);
         print_signer(&key.verifying_key());
     }
-    let out = args.out.unwrap_or_else(|| source.join("target/release-out"));
+    let out = args
+        .out
+        .unwrap_or_else(|| source.join("target/release-out"));
     std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
     let (name, _) = manifest.subject();
     let binary = out.join(name);
@@ -167,7 +169,11 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         .unwrap_or(usize::from(!trusted.is_empty()));
     let report = openrelay_release::verify(&manifest, &source, &trusted, required, &work_dir)?;
     print!("{report}");
-    anyhow::ensure!(report.passed(), "the release does not verify against {}", source.display());
+    anyhow::ensure!(
+        report.passed(),
+        "the release does not verify against {}",
+        source.display()
+    );
     Ok(())
 }
 
@@ -210,7 +216,8 @@ fn read_manifest(path: &Path) -> anyhow::Result<Manifest> {
 fn write_manifest(path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     // Written beside and renamed, so a reader never sees half a manifest.
     let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, manifest.to_json()).with_context(|| format!("{}", partial.display()))?;
+    std::fs::write(&partial, manifest.to_json())
+        .with_context(|| format!("{}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("{}", path.display()))?;
     Ok(())
 }

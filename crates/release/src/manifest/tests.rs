@@ -72,14 +72,24 @@ fn the_statement_is_in_toto_with_slsa_provenance() {
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
     let definition = &statement["predicate"]["buildDefinition"];
     assert_eq!(definition["externalParameters"]["package"], "p");
-    assert_eq!(definition["internalParameters"]["sourceDateEpoch"], 1_700_000_000);
-    assert_eq!(definition["resolvedDependencies"][0]["uri"], "file:Cargo.lock");
+    assert_eq!(
+        definition["internalParameters"]["sourceDateEpoch"],
+        1_700_000_000
+    );
+    assert_eq!(
+        definition["resolvedDependencies"][0]["uri"],
+        "file:Cargo.lock"
+    );
     assert_eq!(definition["resolvedDependencies"][2]["name"], "toolchain");
     assert_eq!(
         statement["predicate"]["runDetails"]["byproducts"][0]["name"],
         "measurement/insecure-simulated"
     );
-    assert!(statement["predicate"]["runDetails"].get("metadata").is_none());
+    assert!(
+        statement["predicate"]["runDetails"]
+            .get("metadata")
+            .is_none()
+    );
 }
 
 #[test]
@@ -106,7 +116,10 @@ fn signatures_are_checked_against_trusted_keys_only() {
             signed_by: vec![dsse::key_id(&key.verifying_key())]
         }
     );
-    assert_eq!(m.check_signatures(&[]), SignatureCheck::NotChecked { present: 2 });
+    assert_eq!(
+        m.check_signatures(&[]),
+        SignatureCheck::NotChecked { present: 2 }
+    );
     // Signing does not change what is voted on.
     assert_eq!(m.release_id(), manifest().release_id());
 }
@@ -144,12 +157,18 @@ fn a_flipped_byte_in_a_signature_or_payload_fails() {
 fn malformed_manifests_are_refused_with_a_reason() {
     let m = manifest();
     let too_big = vec![b' '; MAX_MANIFEST_BYTES + 1];
-    assert!(matches!(Manifest::parse(&too_big), Err(ManifestError::TooLarge { .. })));
+    assert!(matches!(
+        Manifest::parse(&too_big),
+        Err(ManifestError::TooLarge { .. })
+    ));
     let mut envelope = m.envelope().clone();
     envelope.payload_type = "application/json".to_owned();
     assert!(matches!(
         Manifest::parse(&serde_json::to_vec(&envelope).unwrap()),
-        Err(ManifestError::Unexpected { field: "payloadType", .. })
+        Err(ManifestError::Unexpected {
+            field: "payloadType",
+            ..
+        })
     ));
     let with = |edit: &dyn Fn(&mut Statement)| {
         let mut statement = m.statement().clone();
@@ -158,7 +177,10 @@ fn malformed_manifests_are_refused_with_a_reason() {
         envelope.payload = dsse::encode_base64(&serde_json::to_vec(&statement).unwrap());
         Manifest::parse(&serde_json::to_vec(&envelope).unwrap())
     };
-    assert!(matches!(with(&|s| s.subject.clear()), Err(ManifestError::Subject)));
+    assert!(matches!(
+        with(&|s| s.subject.clear()),
+        Err(ManifestError::Subject)
+    ));
     assert!(matches!(
         with(&|s| {
             s.subject[0]
@@ -169,12 +191,18 @@ fn malformed_manifests_are_refused_with_a_reason() {
     ));
     assert!(matches!(
         with(&|s| s.predicate.build_definition.build_type = "x".to_owned()),
-        Err(ManifestError::Unexpected { field: "buildType", .. })
+        Err(ManifestError::Unexpected {
+            field: "buildType",
+            ..
+        })
     ));
     assert!(matches!(
         with(&|s| {
             let first = s.predicate.build_definition.resolved_dependencies[0].clone();
-            s.predicate.build_definition.resolved_dependencies.push(first);
+            s.predicate
+                .build_definition
+                .resolved_dependencies
+                .push(first);
         }),
         Err(ManifestError::DuplicateInput(_))
     ));
@@ -227,5 +255,16 @@ proptest! {
             // Whatever parses, round-trips.
             prop_assert_eq!(Manifest::parse(&parsed.to_json()).unwrap(), parsed);
         }
+    }
+}
+
+#[test]
+fn the_fuzz_seeds_parse() {
+    for seed in [
+        include_bytes!("../../../../fuzz/seeds/release_manifest/devnet.json").as_slice(),
+        include_bytes!("../../../../fuzz/seeds/release_manifest/reproducible.json").as_slice(),
+    ] {
+        let m = Manifest::parse(seed).unwrap();
+        assert_eq!(m.sections().len(), 1);
     }
 }
