@@ -130,11 +130,18 @@ pub fn last_commit_time(root: &Path) -> Result<u64, InputsError> {
         })
 }
 
-/// The clean environment of a build of `request` (also the one `rustc -vV`
-/// runs in for the inputs), and the prefixes it remaps.
-pub fn environment(
-    request: &BuildRequest,
-) -> Result<(Vec<(String, String)>, Vec<String>), BuildError> {
+/// The clean environment of a build.
+#[derive(Debug, Clone)]
+pub struct BuildEnvironment {
+    /// The variables cargo (and `rustc -vV` for the inputs) runs with.
+    pub vars: Vec<(String, String)>,
+    /// What the builder's directories are called inside the binary.
+    pub remapped_prefixes: Vec<String>,
+}
+
+/// The clean environment of a build of `request` (creating its `HOME` and
+/// target directory).
+pub fn environment(request: &BuildRequest) -> Result<BuildEnvironment, BuildError> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let from_env_or_home = |var: &str, dir: &str| {
         std::env::var_os(var)
@@ -219,13 +226,19 @@ pub fn environment(
     ]
     .map(str::to_owned)
     .to_vec();
-    Ok((env, remapped))
+    Ok(BuildEnvironment {
+        vars: env,
+        remapped_prefixes: remapped,
+    })
 }
 
 /// Builds `request` reproducibly and makes its (unsigned) manifest. Cargo's
 /// output goes to our standard error.
 pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
-    let (env, remapped) = environment(request)?;
+    let BuildEnvironment {
+        vars: env,
+        remapped_prefixes: remapped,
+    } = environment(request)?;
     let inputs = inputs::collect(&request.checkout, &env)?;
     let target = inputs
         .toolchain

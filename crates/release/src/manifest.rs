@@ -603,7 +603,14 @@ fn check_statement(statement: &Statement) -> Result<(), ManifestError> {
     }
     match definition.build_type.as_str() {
         BUILD_TYPE_REPRODUCIBLE => {
-            serde_json::from_value::<ExternalParameters>(definition.external_parameters.clone())?;
+            let external: ExternalParameters =
+                serde_json::from_value(definition.external_parameters.clone())?;
+            // `verify` rebuilds with this profile only.
+            expect(
+                "externalParameters.profile",
+                &external.profile,
+                crate::build::PROFILE,
+            )?;
             serde_json::from_value::<InternalParameters>(definition.internal_parameters.clone())?;
             let mut seen = std::collections::BTreeSet::new();
             for dependency in &definition.resolved_dependencies {

@@ -142,8 +142,8 @@ pub fn verify(
         source_date_epoch: internal.source_date_epoch,
         work_dir: work_dir.to_owned(),
     };
-    let (env, _) = build::environment(&request)?;
-    let ours = inputs::collect(checkout, &env).map_err(BuildError::from)?;
+    let env = build::environment(&request)?;
+    let ours = inputs::collect(checkout, &env.vars).map_err(BuildError::from)?;
     let mut report = Report {
         release_id: manifest.release_id(),
         signatures: manifest.check_signatures(trusted),

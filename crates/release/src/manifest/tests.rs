@@ -257,3 +257,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_fuzz_seeds_parse() {
+    for seed in [
+        include_bytes!("../../../../fuzz/seeds/release_manifest/devnet.json").as_slice(),
+        include_bytes!("../../../../fuzz/seeds/release_manifest/reproducible.json").as_slice(),
+    ] {
+        let m = Manifest::parse(seed).unwrap();
+        assert_eq!(m.sections().len(), 1);
+    }
+}
