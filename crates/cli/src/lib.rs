@@ -33,7 +33,7 @@ enum Command {
     /// wallet balance.
     Account(cmd::account::AccountArgs),
     /// Run a complete local network: relays of several operators and a client.
-    Devnet(cmd::devnet::DevnetArgs),
+    Devnet(Box<cmd::devnet::DevnetArgs>),
     /// Print a relay's public key (what clients pin), or an operator's,
     /// creating it if needed.
     Key(cmd::key::KeyArgs),
@@ -86,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => cmd::up::run(args),
         Command::Down(args) => cmd::down::run(args),
         Command::Account(args) => cmd::account::run(args),
-        Command::Devnet(args) => cmd::devnet::run(args),
+        Command::Devnet(args) => cmd::devnet::run(*args),
         Command::Key(args) => cmd::key::run(args),
         Command::Registry(args) => cmd::registry::run(args),
         Command::Issuer(args) => cmd::issuer::run(args),

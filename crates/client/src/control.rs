@@ -240,6 +240,11 @@ mod tests {
                 city: None,
                 measured_bps: Some(80_000_000),
                 measured_age_secs: Some(95),
+                attestation: Some(crate::attestation::AttestationSummary {
+                    platform: Some("sev-snp".into()),
+                    release: Some("ab".repeat(32)),
+                    verdict: "attested".into(),
+                }),
             }),
             egress: None,
             path_age_secs: Some(3),
