@@ -502,6 +502,11 @@ impl ReleaseVotes {
         ))
     }
 
+    /// The chain's time: its latest block's.
+    pub async fn chain_time(&self) -> Result<u64, ReleaseError> {
+        Ok(self.registry.chain_time().await?)
+    }
+
     /// How many ballots were opened (their numbers are 1 to this).
     pub async fn ballot_count(&self) -> Result<u64, ReleaseError> {
         Ok(self
