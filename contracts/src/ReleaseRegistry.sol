@@ -13,8 +13,9 @@ import {RelayRegistry} from "./RelayRegistry.sol";
 /// the set's weight (more than 2/3), rejected when rejecting weight does,
 /// undecided otherwise. The minority and the validators that committed
 /// without revealing lose `voteSlashBps` of their stake to the majority.
-/// An approved release is revoked through the same vote; a rejected or
-/// revoked release stays listed as such forever.
+/// An approved release is revoked through the same vote; a revoked
+/// release stays listed as such forever, a rejected one until other
+/// content is proposed under its id.
 ///
 /// Deployed by `RelayRegistry`'s constructor, which fixes this contract as
 /// the only caller of its `settleReleaseVote` hook (the validators' stake
@@ -178,7 +179,8 @@ contract ReleaseRegistry {
     /// statement) whose binary hashes to `binarySha256` and whose TEE
     /// launch measurements are `measurements` (1 to 16 entries of platform
     /// byte ‖ 48-byte value). The value sent is the bond. A known id is
-    /// refused, except one whose last ballot was undecided.
+    /// refused, except one whose last ballot was undecided, or one
+    /// rejected with other content (a binary hash or measurements).
     function propose(bytes32 releaseId, bytes32 binarySha256, bytes calldata measurements)
         external
         payable
@@ -186,7 +188,15 @@ contract ReleaseRegistry {
     {
         if (releaseId == bytes32(0) || binarySha256 == bytes32(0)) revert ZeroRelease();
         Release storage r = releases_[releaseId];
-        if (r.status != Status.Unknown && r.status != Status.Undecided) revert ReleaseKnown(releaseId, r.status);
+        // A rejection is final for what was rejected, not for the id:
+        // otherwise anyone could propose a published release id first with
+        // a wrong binary or measurements, have it rejected, and so bar the
+        // real release for good. Different content under a rejected id is
+        // a new vote (a new bond); the same content is refused.
+        bool retry = r.status == Status.Undecided
+            || (r.status == Status.Rejected
+                && (r.binarySha256 != binarySha256 || keccak256(r.measurements) != keccak256(measurements)));
+        if (r.status != Status.Unknown && !retry) revert ReleaseKnown(releaseId, r.status);
         uint256 n = measurements.length;
         if (n == 0 || n % MEASUREMENT_BYTES != 0 || n / MEASUREMENT_BYTES > MAX_MEASUREMENTS) {
             revert BadMeasurements(n);

@@ -13,7 +13,8 @@
 //! | copy another validator's commitment, reveal its vote once public | the commitment names the voter: the copy's reveal is `CommitmentMismatch` | `votes_are_validators_only_once_and_in_their_phase` |
 //! | commit late (after seeing reveals), reveal early or late | `CommitPhaseOver`, `NotRevealPhase` | `votes_are_validators_only_once_and_in_their_phase` |
 //! | settle before the reveal phase ends, or twice | `TooEarly`, `AlreadySettled` | `settlement_rules` |
-//! | re-propose a known release (to reset a rejection or a revocation) | `ReleaseKnown` | `settlement_rules`, `revocation` |
+//! | re-propose a known release (to reset a rejection or a revocation) | `ReleaseKnown` (a rejection is final for its content, a revocation for the id) | `settlement_rules`, `revocation` |
+//! | bar a published release: propose its id first with a wrong binary, have it rejected | other content under a rejected id is a new vote | `settlement_rules` |
 //! | propose oversized or malformed measurements | `BadMeasurements` (and refused before sending in Rust) | `proposals_are_bonded_and_bounded` |
 //! | spam proposals for free | exact bond (`WrongBond`), lost to the majority on rejection | `proposals_are_bonded_and_bounded`, `the_minority_pays_the_majority` |
 //! | a minority of 1/3+ of the weight forces an outcome | it only blocks: undecided, no one slashed for voting; re-proposable | `a_blocking_third_leaves_it_undecided` |
@@ -511,6 +512,24 @@ async fn settlement_rules() {
             ..
         }
     ));
+    // A griefer who proposed a published release id first, with a wrong
+    // binary, cannot bar the real release: other content under a rejected
+    // id is a new vote.
+    let (_, real) = maintainer
+        .propose(release(2), [4; 32], &measurements())
+        .await
+        .expect("the real content under a rejected id");
+    chain
+        .vote(real, &[(0, true, true), (1, true, true), (2, true, true)])
+        .await;
+    maintainer.settle(real).await.expect("settle");
+    let record = maintainer
+        .release(release(2), None)
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(record.status, ReleaseStatus::Approved);
+    assert_eq!(record.binary_sha256, [4; 32]);
     // The history stays readable at the earlier block.
     let then = maintainer
         .read_releases(Some(approved_at))
