@@ -370,7 +370,7 @@ pub fn encode_measurements(measurements: &[Measurement]) -> Result<Vec<u8>, Meas
 
 /// Decodes [`encode_measurements`]' bytes (from the chain: untrusted).
 pub fn decode_measurements(bytes: &[u8]) -> Result<Vec<Measurement>, MeasurementsError> {
-    if bytes.len() % MEASUREMENT_BYTES != 0 {
+    if !bytes.len().is_multiple_of(MEASUREMENT_BYTES) {
         return Err(MeasurementsError::Length(bytes.len()));
     }
     let count = bytes.len() / MEASUREMENT_BYTES;

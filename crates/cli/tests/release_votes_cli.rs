@@ -175,8 +175,7 @@ async fn a_maintainer_proposes_and_anyone_lists() {
         2,
         "--measurement",
     );
-    let many: Vec<&str> = std::iter::repeat(["--measurement", measurement.as_str()])
-        .take(17)
+    let many: Vec<&str> = std::iter::repeat_n(["--measurement", measurement.as_str()], 17)
         .flatten()
         .collect();
     let mut args = vec![

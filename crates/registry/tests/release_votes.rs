@@ -188,10 +188,10 @@ async fn validators_approve_their_binary_reject_another_and_the_dissenter_pays()
     };
     assert_eq!(stake(3).await, U256::from(2 * ETHER - ETHER / 5));
     let bond = params.release.proposal_bond;
-    for i in 0..3 {
+    for (i, validator) in validators.iter().enumerate().take(3) {
         assert_eq!(stake(i).await, U256::from(2 * ETHER));
         let rewards = registry
-            .rewards(validators[i].address())
+            .rewards(validator.address())
             .call()
             .await
             .expect("rewards");
