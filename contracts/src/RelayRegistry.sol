@@ -543,17 +543,7 @@ contract RelayRegistry {
                 TARGET_VALIDATOR, losers[i], taken, paying ? 0 : taken, paying ? taken : 0, v.stake, evidence
             );
         }
-        uint256 weight;
-        for (uint256 i = 0; i < winners.length; i++) {
-            weight += validators[winners[i]].weight;
-        }
-        uint256 paid;
-        for (uint256 i = 0; i < winners.length; i++) {
-            uint256 share = weight == 0 ? 0 : pool * validators[winners[i]].weight / weight;
-            rewards[winners[i]] += share;
-            paid += share;
-        }
-        totalBurnt += pool - paid;
+        totalBurnt += pool - _payByWeight(winners, pool);
     }
 
     // ---- measurement epochs (docs/chain.md, "Measurement epochs") ----
@@ -745,18 +735,24 @@ contract RelayRegistry {
         uint256 burnt = taken * params_.slashBurnBps / BPS;
         uint256 rewarded = taken - burnt;
         totalBurnt += burnt;
-        uint256 weight;
-        for (uint256 i = 0; i < approvers.length; i++) {
-            weight += validators[approvers[i]].weight;
-        }
-        uint256 paid;
-        for (uint256 i = 0; i < approvers.length; i++) {
-            uint256 share = weight == 0 ? 0 : rewarded * validators[approvers[i]].weight / weight;
-            rewards[approvers[i]] += share;
-            paid += share;
-        }
+        uint256 paid = _payByWeight(approvers, rewarded);
         // Rounding dust is burnt too.
         totalBurnt += rewarded - paid;
         emit Slashed(targetKind, target, taken, burnt + rewarded - paid, paid, stakeLeft, evidence);
+    }
+
+    /// Credits `amount` to `to` by their quorum weights (`rewards`);
+    /// returns what was paid (rounding leaves dust for the caller).
+    function _payByWeight(address[] memory to, uint256 amount) private returns (uint256 paid) {
+        uint256 weight;
+        for (uint256 i = 0; i < to.length; i++) {
+            weight += validators[to[i]].weight;
+        }
+        if (weight == 0) return 0;
+        for (uint256 i = 0; i < to.length; i++) {
+            uint256 share = amount * validators[to[i]].weight / weight;
+            rewards[to[i]] += share;
+            paid += share;
+        }
     }
 }

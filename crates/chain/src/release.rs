@@ -396,6 +396,18 @@ pub fn vote_commitment(ballot: u64, voter: Address, approve: bool, salt: [u8; 32
     keccak256((B256::from(domain), ballot, voter, approve, B256::from(salt)).abi_encode())
 }
 
+/// The transaction and the ballot it opened (from its event `E`).
+fn opened<E: alloy::sol_types::SolEvent>(
+    receipt: &alloy::rpc::types::TransactionReceipt,
+    ballot: impl Fn(&E) -> u64,
+) -> Result<(Sent, u64), ReleaseError> {
+    let id = receipt
+        .decoded_log::<E>()
+        .map(|e| ballot(&e.data))
+        .ok_or(ReleaseError::NoBallotEvent(receipt.transaction_hash))?;
+    Ok((Sent::from_receipt(receipt), id))
+}
+
 /// The release contract beside a [`Registry`], with its signing account.
 #[derive(Debug, Clone)]
 pub struct ReleaseVotes {
@@ -444,11 +456,7 @@ impl ReleaseVotes {
             .propose(FixedBytes(release_id), FixedBytes(binary_sha256), encoded)
             .value(self.params().proposal_bond);
         let receipt = self.submit(call).await?;
-        let ballot = receipt
-            .decoded_log::<ReleaseRegistry::ReleaseProposed>()
-            .map(|e| e.ballot)
-            .ok_or(ReleaseError::NoBallotEvent(receipt.transaction_hash))?;
-        Ok((Sent::from_receipt(&receipt), ballot))
+        opened(&receipt, |e: &ReleaseRegistry::ReleaseProposed| e.ballot)
     }
 
     /// Proposes revoking approved release `release_id`, paying the bond;
@@ -462,11 +470,7 @@ impl ReleaseVotes {
             .proposeRevocation(FixedBytes(release_id))
             .value(self.params().proposal_bond);
         let receipt = self.submit(call).await?;
-        let ballot = receipt
-            .decoded_log::<ReleaseRegistry::RevocationProposed>()
-            .map(|e| e.ballot)
-            .ok_or(ReleaseError::NoBallotEvent(receipt.transaction_hash))?;
-        Ok((Sent::from_receipt(&receipt), ballot))
+        opened(&receipt, |e: &ReleaseRegistry::RevocationProposed| e.ballot)
     }
 
     /// Commits to voting `approve` on `ballot` with the secret `salt`

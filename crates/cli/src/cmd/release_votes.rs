@@ -5,15 +5,13 @@
 //! their status.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use alloy::primitives::{Address, B256, FixedBytes};
-use alloy::signers::local::PrivateKeySigner;
-use openrelay_chain::operator::{DEFAULT_RPC_TIMEOUT, Registry, eth};
+use alloy::primitives::{B256, FixedBytes};
+use openrelay_chain::operator::eth;
 use openrelay_chain::release::{MAX_MEASUREMENTS, Measurement, ReleaseRecord};
 use sha2::{Digest as _, Sha256};
 
-use super::chain_args::{ChainArgs, print_sent};
+use super::chain_args::{ChainArgs, NodeArgs, print_sent};
 use crate::process::runtime;
 
 /// Flags of `openrelay release-votes`.
@@ -60,22 +58,11 @@ enum ReleaseVotesCommand {
     },
     /// List every release on the chain with its status (no key needed).
     List {
-        /// The node's JSON-RPC URL (plain http://).
-        #[arg(long, value_name = "URL")]
-        rpc: String,
-        /// The chain id the node must serve.
-        #[arg(long)]
-        chain_id: u64,
-        /// The registry contract's address (the release contract is found
-        /// from it).
-        #[arg(long, value_name = "ADDRESS")]
-        contract: Address,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Read at this block (default: the latest).
         #[arg(long, value_name = "BLOCK")]
         at_block: Option<u64>,
-        /// How long one RPC call may take.
-        #[arg(long, default_value_t = DEFAULT_RPC_TIMEOUT.as_secs())]
-        timeout_secs: u64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -139,23 +126,13 @@ async fn on_chain(command: ReleaseVotesCommand) -> anyhow::Result<()> {
             print_ballot(ballot, &votes).await?;
         }
         ReleaseVotesCommand::List {
-            rpc,
-            chain_id,
-            contract,
+            node,
             at_block,
-            timeout_secs,
             json,
         } => {
-            // Reading signs nothing: any key opens the contract.
-            let registry = Registry::connect(
-                &rpc,
-                chain_id,
-                contract,
-                PrivateKeySigner::random(),
-                Duration::from_secs(timeout_secs),
-            )
-            .await?;
-            let releases = registry
+            let releases = node
+                .connect_reading()
+                .await?
                 .release_votes()
                 .await?
                 .read_releases(at_block)
