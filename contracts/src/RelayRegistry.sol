@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
 pragma solidity 0.8.30;
 
+import {ReleaseRegistry} from "./ReleaseRegistry.sol";
+
 /// @title openrelay's relay registry: operators, relays, stake and validators.
 /// @notice The source of truth the registry service follows (issue 13).
 /// Operators stake in proportion to the bandwidth their relays advertise;
@@ -139,6 +141,9 @@ contract RelayRegistry {
 
     /// When measurement epoch 0 started: the deployment block's timestamp.
     uint64 public immutable measureGenesis;
+    /// The release votes (docs/chain.md, "Release votes"), deployed with
+    /// this contract: the only caller of `settleReleaseVote`.
+    ReleaseRegistry public immutable releaseRegistry;
     /// Report commitments by measurement epoch and validator account.
     mapping(uint64 => mapping(address => bytes32)) public reportCommitments;
     /// Whether that commitment has been revealed.
@@ -217,12 +222,19 @@ contract RelayRegistry {
     /// `validatorKey`.
     error RevealKeyMismatch(bytes32 validatorKey, bytes32 revealKey);
     error RevealLength(uint256 length, uint256 minLength, uint256 maxLength);
+    error NotReleaseRegistry();
 
     /// Deploys with `p` and the genesis validator set: `genesis[i]` with
-    /// key `keys[i]` and stake `stakes[i]`, paid with this transaction.
-    constructor(Params memory p, address[] memory genesis, bytes32[] memory keys, uint256[] memory stakes)
-        payable
-    {
+    /// key `keys[i]` and stake `stakes[i]`, paid with this transaction, and
+    /// the release votes with `releaseParams` (created here, so the hook's
+    /// one authorised caller is fixed before anyone can call it).
+    constructor(
+        Params memory p,
+        address[] memory genesis,
+        bytes32[] memory keys,
+        uint256[] memory stakes,
+        ReleaseRegistry.Params memory releaseParams
+    ) payable {
         if (
             p.quorumBps < MIN_QUORUM_BPS || p.quorumBps > BPS || uint256(p.slashBurnBps) + p.slashRewardBps != BPS
                 || p.stakePerMbps == 0 || p.maxRelaysPerOperator == 0 || p.maxValidators == 0
@@ -247,6 +259,7 @@ contract RelayRegistry {
             paid += stakes[i];
         }
         if (paid != msg.value) revert BadParams();
+        releaseRegistry = new ReleaseRegistry(releaseParams, p.quorumBps);
         emit ValidatorSetChanged(0, genesis, keys, stakes);
     }
 
@@ -499,6 +512,40 @@ contract RelayRegistry {
         }
     }
 
+    // ---- release votes (docs/chain.md, "Release votes") ----
+
+    /// The hook of `ReleaseRegistry.settle`, which alone may call it: each
+    /// of `losers` (validators that voted against the outcome or committed
+    /// without revealing) loses `slashBps` of its bonded validator stake;
+    /// `refund` of the value sent (the proposal's bond) is credited to
+    /// `refundTo`, and the rest with the slashed stake to `winners` by
+    /// weight (`rewards`); with no winners, or as rounding dust, it is
+    /// burnt. The stake lives here, so the release contract slashes
+    /// through this one function, not through approvals.
+    function settleReleaseVote(
+        address[] calldata losers,
+        uint16 slashBps,
+        address[] calldata winners,
+        address refundTo,
+        uint256 refund,
+        bytes32 evidence
+    ) external payable {
+        if (msg.sender != address(releaseRegistry)) revert NotReleaseRegistry();
+        if (refund > 0) rewards[refundTo] += refund;
+        uint256 pool = msg.value - refund;
+        bool paying = winners.length > 0;
+        for (uint256 i = 0; i < losers.length; i++) {
+            Validator storage v = validators[losers[i]];
+            uint256 taken = v.stake * slashBps / BPS;
+            v.stake -= taken;
+            pool += taken;
+            emit Slashed(
+                TARGET_VALIDATOR, losers[i], taken, paying ? 0 : taken, paying ? taken : 0, v.stake, evidence
+            );
+        }
+        totalBurnt += pool - _payByWeight(winners, pool);
+    }
+
     // ---- measurement epochs (docs/chain.md, "Measurement epochs") ----
 
     /// The current measurement epoch: whole `measureEpochSeconds` since
@@ -688,18 +735,24 @@ contract RelayRegistry {
         uint256 burnt = taken * params_.slashBurnBps / BPS;
         uint256 rewarded = taken - burnt;
         totalBurnt += burnt;
-        uint256 weight;
-        for (uint256 i = 0; i < approvers.length; i++) {
-            weight += validators[approvers[i]].weight;
-        }
-        uint256 paid;
-        for (uint256 i = 0; i < approvers.length; i++) {
-            uint256 share = weight == 0 ? 0 : rewarded * validators[approvers[i]].weight / weight;
-            rewards[approvers[i]] += share;
-            paid += share;
-        }
+        uint256 paid = _payByWeight(approvers, rewarded);
         // Rounding dust is burnt too.
         totalBurnt += rewarded - paid;
         emit Slashed(targetKind, target, taken, burnt + rewarded - paid, paid, stakeLeft, evidence);
+    }
+
+    /// Credits `amount` to `to` by their quorum weights (`rewards`);
+    /// returns what was paid (rounding leaves dust for the caller).
+    function _payByWeight(address[] memory to, uint256 amount) private returns (uint256 paid) {
+        uint256 weight;
+        for (uint256 i = 0; i < to.length; i++) {
+            weight += validators[to[i]].weight;
+        }
+        if (weight == 0) return 0;
+        for (uint256 i = 0; i < to.length; i++) {
+            uint256 share = amount * validators[to[i]].weight / weight;
+            rewards[to[i]] += share;
+            paid += share;
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, FixedBytes, U256};
 use alloy::providers::Provider;
 
-use crate::contract::RelayRegistry;
+use crate::contract::{RelayRegistry, ReleaseRegistry};
 use crate::operator::{Refusal, eth};
 
 /// One ether in wei.
@@ -60,6 +60,72 @@ pub struct ChainParams {
     /// The start of the next epoch during which reports are revealed
     /// (production: 20 minutes; more than zero, less than an epoch).
     pub reveal_window: Duration,
+    /// The release votes' parameters (`ReleaseRegistry.Params`, deployed
+    /// with the registry).
+    pub release: ReleaseVoteParams,
+}
+
+/// The release votes' parameters (docs/chain.md, "Release votes"): the
+/// quorum is the registry's `quorum_bps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseVoteParams {
+    /// Wei a proposal or a revocation locks, lost to the majority if the
+    /// ballot rejects it (production: 1 ETH).
+    pub proposal_bond: U256,
+    /// From a proposal to the end of its commit phase (production: 3 days,
+    /// a rebuild and a human look; whole seconds).
+    pub commit_phase: Duration,
+    /// From the end of the commit phase to the end of the reveal phase
+    /// (production: 1 day; whole seconds).
+    pub reveal_phase: Duration,
+    /// Share of its stake, in basis points, a validator loses for voting
+    /// against the outcome or committing without revealing (production:
+    /// 1000, 10 %).
+    pub vote_slash_bps: u16,
+}
+
+impl ReleaseVoteParams {
+    /// The parameters for a public chain.
+    pub fn production() -> ReleaseVoteParams {
+        ReleaseVoteParams {
+            proposal_bond: U256::from(ETHER),
+            commit_phase: Duration::from_secs(3 * DAY),
+            reveal_phase: Duration::from_secs(DAY),
+            vote_slash_bps: 1_000,
+        }
+    }
+
+    /// The devnet's: 0.1 ETH bond, 20 s phases.
+    pub fn devnet() -> ReleaseVoteParams {
+        ReleaseVoteParams {
+            proposal_bond: U256::from(ETHER / 10),
+            commit_phase: Duration::from_secs(20),
+            reveal_phase: Duration::from_secs(20),
+            ..ReleaseVoteParams::production()
+        }
+    }
+}
+
+impl From<&ReleaseVoteParams> for ReleaseRegistry::Params {
+    fn from(p: &ReleaseVoteParams) -> ReleaseRegistry::Params {
+        ReleaseRegistry::Params {
+            proposalBond: p.proposal_bond,
+            commitSeconds: p.commit_phase.as_secs(),
+            revealSeconds: p.reveal_phase.as_secs(),
+            voteSlashBps: p.vote_slash_bps,
+        }
+    }
+}
+
+impl From<crate::contract::votes::ReleaseRegistry::Params> for ReleaseVoteParams {
+    fn from(p: crate::contract::votes::ReleaseRegistry::Params) -> ReleaseVoteParams {
+        ReleaseVoteParams {
+            proposal_bond: p.proposalBond,
+            commit_phase: Duration::from_secs(p.commitSeconds),
+            reveal_phase: Duration::from_secs(p.revealSeconds),
+            vote_slash_bps: p.voteSlashBps,
+        }
+    }
 }
 
 impl ChainParams {
@@ -82,6 +148,7 @@ impl ChainParams {
             max_validators: MAX_SET,
             measure_epoch: Duration::from_secs(2 * 60 * 60),
             reveal_window: Duration::from_secs(20 * 60),
+            release: ReleaseVoteParams::production(),
         }
     }
 
@@ -100,6 +167,7 @@ impl ChainParams {
             max_validators: 32,
             measure_epoch: Duration::from_secs(60),
             reveal_window: Duration::from_secs(20),
+            release: ReleaseVoteParams::devnet(),
             ..ChainParams::production()
         }
     }
@@ -109,6 +177,14 @@ impl ChainParams {
     pub fn with_measure_epochs(mut self, epoch: Duration, reveal_window: Duration) -> ChainParams {
         self.measure_epoch = epoch;
         self.reveal_window = reveal_window;
+        self
+    }
+
+    /// These parameters with release votes' phases of `commit` and
+    /// `reveal`.
+    pub fn with_release_phases(mut self, commit: Duration, reveal: Duration) -> ChainParams {
+        self.release.commit_phase = commit;
+        self.release.reveal_phase = reveal;
         self
     }
 
@@ -141,6 +217,17 @@ impl ChainParams {
                 reveal_window: self.reveal_window,
             });
         }
+        let r = &self.release;
+        let whole = r.commit_phase.subsec_nanos() == 0 && r.reveal_phase.subsec_nanos() == 0;
+        if r.commit_phase.as_secs() == 0 || r.reveal_phase.as_secs() == 0 || !whole {
+            return Err(DeployError::ReleasePhases {
+                commit: r.commit_phase,
+                reveal: r.reveal_phase,
+            });
+        }
+        if r.vote_slash_bps > BPS {
+            return Err(DeployError::VoteSlash(r.vote_slash_bps));
+        }
         Ok(())
     }
 
@@ -169,8 +256,12 @@ impl From<&ChainParams> for RelayRegistry::Params {
     }
 }
 
-impl From<RelayRegistry::Params> for ChainParams {
-    fn from(p: RelayRegistry::Params) -> ChainParams {
+impl ChainParams {
+    /// The parameters as the two contracts hold them.
+    pub fn from_contracts(
+        p: RelayRegistry::Params,
+        release: crate::contract::votes::ReleaseRegistry::Params,
+    ) -> ChainParams {
         ChainParams {
             stake_per_mbps: p.stakePerMbps,
             min_validator_stake: p.minValidatorStake,
@@ -184,6 +275,7 @@ impl From<RelayRegistry::Params> for ChainParams {
             max_validators: p.maxValidators,
             measure_epoch: Duration::from_secs(p.measureEpochSeconds),
             reveal_window: Duration::from_secs(p.revealWindowSeconds),
+            release: release.into(),
         }
     }
 }
@@ -228,6 +320,19 @@ pub enum DeployError {
         /// The reveal window.
         reveal_window: Duration,
     },
+    /// A release-vote phase is zero or not whole seconds.
+    #[error(
+        "the release votes' commit phase ({commit:?}) and reveal phase ({reveal:?}) must be whole seconds, more than zero"
+    )]
+    ReleasePhases {
+        /// The commit phase.
+        commit: Duration,
+        /// The reveal phase.
+        reveal: Duration,
+    },
+    /// The vote slash is more than the whole.
+    #[error("vote_slash_bps {0} is more than {BPS}")]
+    VoteSlash(u16),
     /// The genesis set is empty or larger than `max_validators`.
     #[error("the genesis set has {members} validators; it needs 1 to {max}")]
     GenesisSize {
@@ -262,6 +367,8 @@ impl openrelay_types::HasKind for DeployError {
             | DeployError::SlashShares { .. }
             | DeployError::Zero(_)
             | DeployError::MeasureEpochs { .. }
+            | DeployError::ReleasePhases { .. }
+            | DeployError::VoteSlash(_)
             | DeployError::GenesisSize { .. }
             | DeployError::GenesisStake { .. } => ErrorKind::Config,
             DeployError::Refused(_) => ErrorKind::Refused,
@@ -272,7 +379,8 @@ impl openrelay_types::HasKind for DeployError {
 
 /// Deploys `RelayRegistry` with `params` and `genesis` (epoch 0) from the
 /// provider's default sender, which pays the genesis stakes; returns the
-/// contract's address.
+/// contract's address. Its constructor deploys the release votes
+/// (`ReleaseRegistry`, at `releaseRegistry()`: [`crate::release`]).
 pub async fn deploy<P: Provider>(
     provider: P,
     params: &ChainParams,
@@ -305,6 +413,7 @@ pub async fn deploy<P: Provider>(
         genesis.iter().map(|v| v.account).collect(),
         genesis.iter().map(|v| FixedBytes(v.key)).collect(),
         genesis.iter().map(|v| v.stake).collect(),
+        (&params.release).into(),
     )
     .value(total)
     .deploy()

@@ -6,4 +6,5 @@ pub mod deploy;
 pub mod follow;
 pub mod measure;
 pub mod operator;
+pub mod release;
 pub mod rpc;

@@ -458,10 +458,13 @@ impl Registry {
                 chain_id,
             });
         }
-        registry.params = registry
-            .read(registry.contract.params().call())
-            .await?
-            .into();
+        let params = registry.read(registry.contract.params().call()).await?;
+        let release = registry
+            .read(registry.contract.releaseRegistry().call())
+            .await?;
+        let release = crate::contract::votes::ReleaseRegistry::new(release, provider);
+        let release = registry.read(release.params().call()).await?;
+        registry.params = ChainParams::from_contracts(params, release);
         Ok(registry)
     }
 
@@ -729,6 +732,14 @@ impl Registry {
             .bounded(call.send())
             .await?
             .map_err(|e| self.failed(e))?;
+        self.confirm(pending).await
+    }
+
+    /// Waits for a sent transaction's (successful) receipt.
+    pub(crate) async fn confirm(
+        &self,
+        pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+    ) -> Result<TransactionReceipt, OperatorError> {
         let tx = *pending.tx_hash();
         let receipt = tokio::time::timeout(self.confirm_within, pending.get_receipt())
             .await
@@ -800,7 +811,7 @@ impl Registry {
             })
     }
 
-    fn failed(&self, error: alloy::contract::Error) -> OperatorError {
+    pub(crate) fn failed(&self, error: alloy::contract::Error) -> OperatorError {
         if let Some(refusal) = Refusal::decode(&error) {
             return OperatorError::Refused(refusal);
         }

@@ -259,7 +259,20 @@ fn gas_cost(receipt: &TransactionReceipt) -> U256 {
 #[tokio::test]
 async fn deployment_checks_parameters_and_announces_the_genesis_set() {
     let chain = Chain::start().await;
-    let onchain: ChainParams = chain.reader().params().call().await.expect("params").into();
+    let release = chain
+        .reader()
+        .releaseRegistry()
+        .call()
+        .await
+        .expect("release registry");
+    let release = openrelay_chain::contract::votes::ReleaseRegistry::new(
+        release,
+        chain.reader().provider().clone(),
+    );
+    let onchain = ChainParams::from_contracts(
+        chain.reader().params().call().await.expect("params"),
+        release.params().call().await.expect("release params"),
+    );
     assert_eq!(onchain, chain.params);
     let genesis = chain
         .reader()
@@ -330,6 +343,7 @@ async fn deployment_checks_parameters_and_announces_the_genesis_set() {
                 vec![account],
                 vec![key(1)],
                 vec![eth(2_000)],
+                (&params.release).into(),
             )
             .value(paid)
             .deploy()

@@ -90,14 +90,21 @@ async fn deploy(anvil: &Anvil) -> Deployed {
     let genesis: Vec<Address> = validator_signers.iter().map(|s| s.address()).collect();
     let keys: Vec<B256> = (1..=3u8).map(B256::repeat_byte).collect();
     let stakes = vec![U256::from(VALIDATOR_STAKE); 3];
-    let receipt = RelayRegistry::deploy_builder(&provider, params, genesis, keys, stakes)
-        .value(U256::from(3 * VALIDATOR_STAKE))
-        .send()
-        .await
-        .expect("send deployment")
-        .get_receipt()
-        .await
-        .expect("deployed");
+    let receipt = RelayRegistry::deploy_builder(
+        &provider,
+        params,
+        genesis,
+        keys,
+        stakes,
+        (&openrelay_chain::deploy::ReleaseVoteParams::devnet()).into(),
+    )
+    .value(U256::from(3 * VALIDATOR_STAKE))
+    .send()
+    .await
+    .expect("send deployment")
+    .get_receipt()
+    .await
+    .expect("deployed");
     let contract = receipt.contract_address.expect("a contract address");
     let block = receipt.block_number.expect("mined");
     let validators = validator_signers

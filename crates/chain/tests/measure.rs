@@ -209,6 +209,7 @@ async fn measure_parameters_are_checked() {
             vec![Address::repeat_byte(1)],
             vec![B256::repeat_byte(1)],
             vec![eth(1_000)],
+            (&ChainParams::devnet().release).into(),
         )
         .value(eth(1_000))
         .deploy()

@@ -55,6 +55,9 @@ enum Command {
     /// An operator's account on the registry contract: key file, stake,
     /// relays, status (docs/chain.md).
     Operator(cmd::operator::OperatorArgs),
+    /// Releases on the chain: propose one (or its revocation) for the
+    /// validators' vote, list them with their status (docs/chain.md).
+    ReleaseVotes(cmd::release_votes::ReleaseVotesArgs),
     /// Simulate collusion: the probability that some path has its ingress
     /// and egress held by one adversary, exactly and by Monte Carlo.
     Sim(cmd::sim::SimArgs),
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => cmd::status::run(args),
         Command::Ledger(args) => cmd::ledger::run(args),
         Command::Operator(args) => cmd::operator::run(args),
+        Command::ReleaseVotes(args) => cmd::release_votes::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Release(args) => cmd::release::run(args),
     }

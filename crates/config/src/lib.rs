@@ -67,7 +67,7 @@ pub use relay::{
     Net, PaymentConfig, PublishConfig, Relay, RelayAttestationConfig, RelayCommon, RelayConfig,
     ThrottleForTestsConfig,
 };
-pub use validator::ValidatorConfig;
+pub use validator::{ReleaseCheckConfig, ReleaseVotesConfig, ValidatorConfig};
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()

@@ -845,3 +845,43 @@ fn a_probe_account_defaults_its_password_file_and_refuses_bad_names() {
         assert!(error.to_string().contains(field), "{bad}: {error}");
     }
 }
+
+/// `[release_votes]` needs `[chain]`, names its checks as what they are,
+/// and sends with the validator's one account.
+#[test]
+fn release_votes_need_a_chain_and_one_account() {
+    let chain = "[chain]\nrpc = \"http://127.0.0.1:8545\"\nchain_id = 31337\ncontract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n";
+    let with = |votes: &str| format!("{VALIDATOR_EXAMPLE}\n{chain}\n[release_votes]\n{votes}\n");
+    let config =
+        ValidatorConfig::from_toml(&with("check = \"own_binary_insecure_devnet\"")).unwrap();
+    let votes = config.release_votes.clone().unwrap();
+    assert_eq!(
+        votes.check,
+        crate::ReleaseCheckConfig::OwnBinaryInsecureDevnet
+    );
+    assert_eq!(
+        config.release_votes_key_file(),
+        Some(config.state_dir.join("evm.key"))
+    );
+    assert_eq!(
+        ValidatorConfig::from_toml(&config.to_toml().unwrap()).unwrap(),
+        config
+    );
+    let dissent = ValidatorConfig::from_toml(&with(
+        "check = \"reject_all_for_tests\"\naccount_key_file = \"votes.key\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        dissent.release_votes_key_file(),
+        Some(dissent.state_dir.join("votes.key"))
+    );
+    let error = ValidatorConfig::from_toml(&with("check = \"trust_me\"")).unwrap_err();
+    assert!(
+        error.to_string().contains("own_binary_insecure_devnet"),
+        "{error}"
+    );
+    let without_chain =
+        format!("{VALIDATOR_EXAMPLE}\n[release_votes]\ncheck = \"own_binary_insecure_devnet\"\n");
+    let error = ValidatorConfig::from_toml(&without_chain).unwrap_err();
+    assert!(error.to_string().contains("needs [chain]"), "{error}");
+}

@@ -51,6 +51,44 @@ pub struct ValidatorConfig {
     /// `listen`'s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measure: Option<crate::MeasureConfig>,
+    /// Voting on releases (`[release_votes]`, docs/chain.md "Release
+    /// votes"): needs `[chain]`. Absent: the validator does not vote (and
+    /// does not commit, so it is never slashed for a vote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_votes: Option<ReleaseVotesConfig>,
+}
+
+/// `[release_votes]`: how a validator decides on proposed releases. It
+/// commits, reveals and settles through the chain of `[chain]` with its
+/// EVM account (the one in the validator set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseVotesConfig {
+    /// How a proposal is judged.
+    pub check: ReleaseCheckConfig,
+    /// The validator's EVM account key. Relative paths are under
+    /// `state_dir`; default: `[measure]`'s `account_key_file`, else
+    /// `evm.key` there. With `[measure]` it must be the same file: one
+    /// account sends all of a validator's transactions, in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_file: Option<PathBuf>,
+}
+
+/// How a validator judges a proposed release. The real check, rebuilding
+/// the release from source with `openrelay release verify` against the
+/// manifest whose `ReleaseId` is proposed (looked up in a manifests
+/// directory), is not in this build yet: it plugs in as another
+/// `ReleaseCheck` in `openrelay_registry::validator::release_votes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseCheckConfig {
+    /// **Insecure, devnet only**: approve iff the proposed binary's
+    /// SHA-256 is that of the validator's own executable. It proves
+    /// nothing about reproducibility (the devnet runs one binary).
+    OwnBinaryInsecureDevnet,
+    /// **Tests only, dishonest**: reject every proposal (a validator
+    /// voting against the majority, to show it loses stake).
+    RejectAllForTests,
 }
 
 fn default_poll_interval_secs() -> u64 {
@@ -63,6 +101,17 @@ fn default_max_directory_lifetime_secs() -> u64 {
 crate::config_file!(ValidatorConfig, RENAMED, "a validator");
 
 impl ValidatorConfig {
+    /// The EVM account key file release votes are sent with, if the
+    /// validator votes on releases.
+    pub fn release_votes_key_file(&self) -> Option<PathBuf> {
+        let votes = self.release_votes.as_ref()?;
+        Some(match (&votes.account_key_file, &self.measure) {
+            (Some(file), _) => self.state_dir.join(file),
+            (None, Some(measure)) => measure.account_key_file(&self.state_dir),
+            (None, None) => self.state_dir.join(crate::measure::ACCOUNT_KEY_FILE),
+        })
+    }
+
     /// Only `state_dir` of a validator config file, which may be unfinished:
     /// a new validator prints its key (`--print-key`) before the file can
     /// list it among `validators`.
@@ -81,6 +130,21 @@ impl ValidatorConfig {
         }
         if let Some(measure) = &self.measure {
             measure.validate(self.listen)?;
+        }
+        if self.release_votes.is_some() && self.chain.is_none() {
+            return Err(ConfigError::invalid(
+                "release_votes",
+                "needs [chain]: votes are transactions on the registry's chain",
+            ));
+        }
+        if let (Some(votes), Some(measure)) = (&self.release_votes, &self.measure)
+            && votes.account_key_file.is_some()
+            && votes.account_key_file != measure.account_key_file
+        {
+            return Err(ConfigError::invalid(
+                "release_votes.account_key_file",
+                "must be [measure]'s account_key_file (or left out): a validator has one account",
+            ));
         }
         for (field, value) in [
             ("poll_interval_secs", self.poll_interval_secs),

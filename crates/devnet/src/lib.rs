@@ -633,6 +633,7 @@ fn registry_plan(
                 limits: Default::default(),
                 chain: None,
                 measure: None,
+                release_votes: None,
             },
         ));
     }

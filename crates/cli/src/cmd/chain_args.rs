@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use alloy::primitives::utils::parse_ether;
 use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
 use openrelay_chain::operator::{
     DEFAULT_CONFIRMATION_TIMEOUT, DEFAULT_RPC_TIMEOUT, Registry, Sent, load_key_file,
 };
 
-/// Where the registry is and who signs.
+/// Where the registry is.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ChainArgs {
+pub(crate) struct NodeArgs {
     /// The node's JSON-RPC URL (plain http://: your own node, or a local
     /// proxy to one).
     #[arg(long, value_name = "URL")]
@@ -24,12 +25,39 @@ pub(crate) struct ChainArgs {
     /// The registry contract's address.
     #[arg(long, value_name = "ADDRESS")]
     contract: Address,
-    /// The EVM account key file (`openrelay operator new-key`).
-    #[arg(long, value_name = "PATH")]
-    key_file: PathBuf,
     /// How long one RPC call may take.
     #[arg(long, default_value_t = DEFAULT_RPC_TIMEOUT.as_secs())]
     timeout_secs: u64,
+}
+
+impl NodeArgs {
+    /// Opens the contract on the checked chain, signing with `signer`.
+    async fn connect_as(&self, signer: PrivateKeySigner) -> anyhow::Result<Registry> {
+        Ok(Registry::connect(
+            &self.rpc,
+            self.chain_id,
+            self.contract,
+            signer,
+            Duration::from_secs(self.timeout_secs),
+        )
+        .await?)
+    }
+
+    /// Opens the contract to read it: no key (a throwaway one, never
+    /// used to send).
+    pub(crate) async fn connect_reading(&self) -> anyhow::Result<Registry> {
+        self.connect_as(PrivateKeySigner::random()).await
+    }
+}
+
+/// Where the registry is and who signs.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ChainArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The EVM account key file (`openrelay operator new-key`).
+    #[arg(long, value_name = "PATH")]
+    key_file: PathBuf,
     /// How long to wait for a transaction to be mined.
     #[arg(long, default_value_t = DEFAULT_CONFIRMATION_TIMEOUT.as_secs())]
     confirm_secs: u64,
@@ -39,15 +67,11 @@ impl ChainArgs {
     /// Opens the contract on the checked chain with the account's key.
     pub(crate) async fn connect(&self) -> anyhow::Result<Registry> {
         let signer = load_key_file(&self.key_file)?;
-        Ok(Registry::connect(
-            &self.rpc,
-            self.chain_id,
-            self.contract,
-            signer,
-            Duration::from_secs(self.timeout_secs),
-        )
-        .await?
-        .confirm_within(Duration::from_secs(self.confirm_secs)))
+        Ok(self
+            .node
+            .connect_as(signer)
+            .await?
+            .confirm_within(Duration::from_secs(self.confirm_secs)))
     }
 }
 

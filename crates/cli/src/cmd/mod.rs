@@ -17,6 +17,7 @@ pub(crate) mod operator;
 pub(crate) mod registry;
 pub(crate) mod relay;
 pub(crate) mod release;
+pub(crate) mod release_votes;
 pub(crate) mod sim;
 pub(crate) mod status;
 pub(crate) mod up;

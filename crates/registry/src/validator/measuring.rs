@@ -75,6 +75,7 @@ pub(crate) async fn run(
     chain: ChainConfig,
     measure: MeasureConfig,
     state_dir: std::path::PathBuf,
+    mut release_voter: Option<super::release_votes::LazyVoter>,
 ) -> Result<(), MeasuringError> {
     let key_file = measure.account_key_file(&state_dir);
     let signer = openrelay_chain::operator::load_key_file(&key_file).map_err(|source| {
@@ -159,6 +160,9 @@ pub(crate) async fn run(
                 validator.record_epoch(&settled.outcome, settled.ended_at),
             );
             approve(settler.chain(), me, &settled).await;
+        }
+        if let Some(voter) = release_voter.as_mut() {
+            voter.tick(settler.chain()).await;
         }
         let wait = epochs
             .poll_timeout()

@@ -28,6 +28,7 @@ pub mod check;
 mod measuring;
 mod partner;
 mod probe_stocking;
+pub mod release_votes;
 
 pub use measuring::MeasuringError;
 
@@ -115,6 +116,9 @@ pub struct Validator {
     /// Its own record of the settled measurement epochs (issue 14), which
     /// proposals' measurements must match.
     measurements: std::sync::Mutex<MeasurementRecord>,
+    /// `[release_votes]`: its check and the account key file it votes
+    /// with.
+    release_votes: Option<(openrelay_config::ReleaseCheckConfig, std::path::PathBuf)>,
 }
 
 /// What a vote says: the relays and the issuers' key sets.
@@ -180,6 +184,11 @@ impl Validator {
                 .clone()
                 .map(|m| (m, config.state_dir.clone())),
             measurements: std::sync::Mutex::new(measurements),
+            release_votes: config
+                .release_votes
+                .as_ref()
+                .zip(config.release_votes_key_file())
+                .map(|(votes, file)| (votes.check, file)),
         })
     }
 
@@ -237,21 +246,30 @@ impl Validator {
                 );
                 lock_ring(&following.ring).push(view);
             }));
+            let voter = validator.release_voter();
             // The settled epochs are what proposals' measurements are
             // checked against; reading them signs nothing.
             let recording = Arc::clone(&validator);
             match validator.measure.clone() {
-                // A measuring validator settles in its measuring task.
+                // A measuring validator settles (and votes on releases) in
+                // its measuring task.
                 Some((measure, state_dir)) => service.spawn(async move {
-                    if let Err(e) = measuring::run(recording, chain, measure, state_dir).await {
+                    if let Err(e) =
+                        measuring::run(recording, chain, measure, state_dir, voter).await
+                    {
                         warn!(error = %e, "not measuring relays");
                     }
                 }),
-                None => service.spawn(crate::settle::run_recording(
-                    chain,
-                    Arc::clone(&validator.registry),
-                    move |outcome, ended_at| recording.record_epoch(outcome, ended_at),
-                )),
+                None => {
+                    if let Some(voter) = voter {
+                        service.spawn(release_votes::run(chain.clone(), voter));
+                    }
+                    service.spawn(crate::settle::run_recording(
+                        chain,
+                        Arc::clone(&validator.registry),
+                        move |outcome, ended_at| recording.record_epoch(outcome, ended_at),
+                    ));
+                }
             }
         }
         let publications = Arc::new(PublicationService(Arc::clone(&validator.registry)));
@@ -267,6 +285,20 @@ impl Validator {
             .serve(publications, shutdown)
             .await
             .log("validator stopped");
+    }
+
+    /// The release voter of `[release_votes]`, if it can start (why not is
+    /// logged: the validator runs on without voting, and so is never
+    /// slashed for a vote).
+    fn release_voter(&self) -> Option<release_votes::LazyVoter> {
+        let (check, key_file) = self.release_votes.clone()?;
+        match release_votes::prepare(&key_file, check) {
+            Ok((signer, check)) => Some(release_votes::LazyVoter::new(signer, check, self.poll)),
+            Err(e) => {
+                warn!(error = %e, "not voting on releases");
+                None
+            }
+        }
     }
 
     async fn round(self: &Arc<Self>, registry: &RegistryClient, round: &mut Round) {
