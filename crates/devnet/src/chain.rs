@@ -18,12 +18,13 @@ use openrelay_chain::deploy::{ChainParams, GenesisValidator, deploy};
 use openrelay_chain::operator::{
     DEFAULT_RPC_TIMEOUT, Registry, create_key_file, load_key_file, signing_provider,
 };
+use openrelay_chain::release::ReleaseError;
 use openrelay_config::ProbeAccountConfig;
 use openrelay_config::chain::{ChainConfig, EvmAddress};
 use openrelay_config::issuer::SettlementRelays;
 use openrelay_config::{
-    ChainPin, DirectoryConfig, MeasureConfig, MisreportForTests, RelayConfig,
-    ThrottleForTestsConfig,
+    ChainPin, DirectoryConfig, MeasureConfig, MisreportForTests, RelayConfig, ReleaseCheckConfig,
+    ReleaseVotesConfig, ThrottleForTestsConfig,
 };
 use openrelay_registry::publisher::Publisher;
 use openrelay_transport::identity::Identity;
@@ -130,6 +131,25 @@ pub struct DevnetChain {
     config: ChainConfig,
     contract: Address,
     operators: Vec<OperatorAccount>,
+    release: DevnetRelease,
+}
+
+/// The devnet's release vote (issue 15): the devnet proposes the binary it
+/// runs, and its validators vote on it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReleaseOptions {
+    /// The last validator rejects every release (`[release_votes] check =
+    /// "reject_all_for_tests"`): a validator voting against the majority.
+    pub dissenting_validator_for_tests: bool,
+}
+
+/// What the devnet proposed.
+#[derive(Debug, Clone, Copy)]
+pub struct DevnetRelease {
+    /// The release id (SHA-256 of its statement).
+    pub release_id: [u8; 32],
+    /// The ballot deciding it.
+    pub ballot: u64,
 }
 
 impl DevnetChain {
@@ -169,7 +189,22 @@ impl DevnetChain {
                 o.operator_key
             )
         }));
+        let id: String = self
+            .release
+            .release_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        lines.push(format!(
+            "release id={id} ballot={}",
+            self.release.ballot
+        ));
         lines
+    }
+
+    /// The devnet's release proposal.
+    pub fn release(&self) -> DevnetRelease {
+        self.release
     }
 }
 
@@ -231,6 +266,7 @@ fn chain_relay(config: &RelayConfig) -> Result<(ChainRelay, [u8; 32]), DevnetErr
 pub async fn start(
     plan: &mut DevnetPlan,
     measure: Option<MeasureOptions>,
+    releases: ReleaseOptions,
 ) -> Result<DevnetChain, DevnetError> {
     if plan.registry.is_none() {
         return Err(DevnetError::ChainNeedsRegistry);
@@ -269,6 +305,7 @@ pub async fn start(
         .fund(deployer.address(), stakes.saturating_add(spare))
         .await?;
     let contract = deploy(signing_provider(url, deployer), &params, &genesis).await?;
+    let release = propose_devnet_release(&anvil, contract, &params).await?;
 
     // Each operator's EVM account (its key file next to the Ed25519
     // operator key), which its relays' profiles name: registries list an
@@ -376,6 +413,15 @@ pub async fn start(
     let last = plan.validators.len();
     for (i, (_, validator)) in plan.validators.iter_mut().enumerate() {
         validator.chain = Some(config.clone());
+        validator.release_votes = Some(ReleaseVotesConfig {
+            check: if releases.dissenting_validator_for_tests && i + 1 == last {
+                ReleaseCheckConfig::RejectAllForTests
+            } else {
+                ReleaseCheckConfig::OwnBinaryInsecureDevnet
+            },
+            // The devnet's `evm.key`, as for measurements.
+            account_key_file: None,
+        });
         if measure.is_some() {
             validator.measure = Some(MeasureConfig {
                 probe_bind: IpAddr::V4(crate::probe_address(i + 1)),
@@ -411,7 +457,64 @@ pub async fn start(
         config,
         contract,
         operators: accounts,
+        release,
     })
+}
+
+/// Proposes the binary the devnet runs as a release: an unreproduced
+/// manifest of it (nothing is rebuilt on a devnet), whose one measurement
+/// is what every devnet relay's simulated TEE reports for it. The
+/// validators' `own_binary_insecure_devnet` check approves it.
+async fn propose_devnet_release(
+    anvil: &Anvil,
+    contract: Address,
+    params: &ChainParams,
+) -> Result<DevnetRelease, DevnetError> {
+    let exe = std::env::current_exe().map_err(|source| DevnetError::Io {
+        what: "finding the openrelay executable".into(),
+        source,
+    })?;
+    let manifest = openrelay_release::Manifest::for_unreproduced_binary_insecure_devnet(&exe)?;
+    let measurement = openrelay_release::measurement::insecure_simulated_measurement(
+        &std::fs::read(&exe).map_err(|source| DevnetError::Io {
+            what: format!("reading {}", exe.display()),
+            source,
+        })?,
+    );
+    let proposer = PrivateKeySigner::random();
+    anvil
+        .fund(
+            proposer.address(),
+            params
+                .release
+                .proposal_bond
+                .saturating_add(U256::from(SPARE_WEI)),
+        )
+        .await?;
+    let votes = Registry::connect(
+        anvil.endpoint(),
+        DEVNET_CHAIN_ID,
+        contract,
+        proposer,
+        DEFAULT_RPC_TIMEOUT,
+    )
+    .await
+    .map_err(ReleaseError::Chain)?
+    .release_votes()
+    .await
+    .map_err(ReleaseError::Chain)?;
+    let release_id = manifest.release_id().0;
+    let (_, ballot) = votes
+        .propose(
+            release_id,
+            manifest.subject().1,
+            &[(
+                openrelay_attest::Platform::InsecureSimulated.code(),
+                measurement,
+            )],
+        )
+        .await?;
+    Ok(DevnetRelease { release_id, ballot })
 }
 
 /// The relays of `named` by their relay ids, misreported at the given
@@ -521,7 +624,7 @@ mod tests {
         };
         let mut plan = crate::plan(&options).unwrap();
         assert!(matches!(
-            start(&mut plan, None).await,
+            start(&mut plan, None, ReleaseOptions::default()).await,
             Err(DevnetError::ChainNeedsRegistry)
         ));
     }

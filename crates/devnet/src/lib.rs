@@ -61,6 +61,12 @@ pub const DEVNET_INTERNET: ipnet::IpNet =
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DevnetError {
+    /// The devnet's release manifest.
+    #[error("the devnet's release manifest: {0}")]
+    Manifest(#[from] openrelay_release::ManifestError),
+    /// Proposing the devnet's release.
+    #[error("proposing the devnet's release: {0}")]
+    ReleaseVote(#[from] openrelay_chain::release::ReleaseError),
     /// The devnet's simulated TEE key.
     #[error(transparent)]
     Tee(#[from] openrelay_registry::relay_tee::RelayTeeError),
@@ -800,6 +806,8 @@ impl HasKind for DevnetError {
             | DevnetError::Io { .. }
             | DevnetError::Tee(_) => ErrorKind::Local,
             DevnetError::Anvil(e) => e.kind(),
+            DevnetError::Manifest(_) => ErrorKind::Local,
+            DevnetError::ReleaseVote(e) => e.kind(),
             DevnetError::Rpc(_) => ErrorKind::Unreachable,
             DevnetError::Deploy(e) => e.kind(),
             DevnetError::AccountKey(e) => e.kind(),

@@ -84,6 +84,8 @@ impl ChainView {
         releases.sort_by_key(|r| r.release_id);
         for release in &mut releases {
             release.measurements.sort();
+            // A directory lists each measurement once.
+            release.measurements.dedup();
         }
         self.releases = Arc::new(releases);
         self
@@ -418,6 +420,7 @@ pub async fn follow(
     tracing::info!(contract = %contract, "following the registry contract");
     let mut follower = Follower::new(provider, follower_config);
     let stake_per_mbps = params.stakePerMbps;
+    let mut releases = ReleaseReader::default();
     let mut last: Option<B256> = None;
     let mut failing = false;
     backoff = poll;
@@ -437,8 +440,21 @@ pub async fn follow(
                     && confirmed != last
                     && let Some(snapshot) = follower.state().snapshot()
                 {
-                    last = confirmed;
-                    sink(ChainView::new(Arc::new(snapshot), stake_per_mbps));
+                    // A view without its block's releases would make
+                    // directories the validators refuse: retried at the
+                    // next poll instead.
+                    match releases.at(&config, snapshot.block_number).await {
+                        Ok(listed) => {
+                            last = confirmed;
+                            sink(
+                                ChainView::new(Arc::new(snapshot), stake_per_mbps)
+                                    .with_releases(listed),
+                            );
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, kind = error.kind().name(), "cannot read the release contract; retrying");
+                        }
+                    }
                 }
                 if polled.caught_up {
                     tokio::time::sleep(poll).await;
@@ -459,5 +475,78 @@ pub async fn follow(
                 backoff = backoff.saturating_mul(2).min(max_backoff);
             }
         }
+    }
+}
+
+/// Reads the release contract's releases at a block (issue 15), through a
+/// read-only connection opened on first use.
+#[derive(Default)]
+struct ReleaseReader {
+    votes: Option<openrelay_chain::release::ReleaseVotes>,
+}
+
+impl ReleaseReader {
+    /// The approved and revoked releases at `block`, as a directory lists
+    /// them (rejected, undecided and open ones are not listed: a client
+    /// refuses them like unknown ones).
+    async fn at(
+        &mut self,
+        config: &openrelay_config::chain::ChainConfig,
+        block: u64,
+    ) -> Result<Vec<ChainRelease>, openrelay_chain::release::ReleaseError> {
+        use openrelay_chain::release::ReleaseStatus as OnChain;
+        let votes = match self.votes.take() {
+            Some(votes) => votes,
+            None => {
+                // Reads only: the key signs nothing.
+                let reader = openrelay_chain::operator::Registry::connect(
+                    &config.rpc,
+                    config.chain_id,
+                    Address::from(config.contract.0),
+                    alloy::signers::local::PrivateKeySigner::random(),
+                    openrelay_chain::operator::DEFAULT_RPC_TIMEOUT,
+                )
+                .await
+                .map_err(openrelay_chain::release::ReleaseError::Chain)?;
+                reader
+                    .release_votes()
+                    .await
+                    .map_err(openrelay_chain::release::ReleaseError::Chain)?
+            }
+        };
+        let read = votes.read_releases(Some(block)).await;
+        self.votes = Some(votes);
+        let mut listed: Vec<ChainRelease> = read?
+            .into_iter()
+            .filter_map(|r| {
+                let status = match r.status {
+                    OnChain::Approved => openrelay_directory::ReleaseStatus::Approved,
+                    OnChain::Revoked => openrelay_directory::ReleaseStatus::Revoked,
+                    OnChain::Proposed | OnChain::Rejected | OnChain::Undecided => return None,
+                };
+                Some(ChainRelease {
+                    release_id: r.release_id,
+                    binary_sha256: r.binary_sha256,
+                    status,
+                    measurements: r
+                        .measurements
+                        .into_iter()
+                        .map(
+                            |(platform, value)| openrelay_directory::ReleaseMeasurement {
+                                platform,
+                                value,
+                            },
+                        )
+                        .collect(),
+                })
+            })
+            .collect();
+        // The most a directory carries: the newest releases (the contract
+        // lists them oldest first).
+        let excess = listed
+            .len()
+            .saturating_sub(openrelay_directory::MAX_RELEASES);
+        listed.drain(..excess);
+        Ok(listed)
     }
 }

@@ -103,6 +103,12 @@ pub(crate) struct DevnetArgs {
     /// those measuring it.
     #[arg(long, value_enum, default_value_t = AttestationArg::Prefer)]
     attestation: AttestationArg,
+    /// With --chain: the last validator votes against every release
+    /// (`[release_votes] check = "reject_all_for_tests"`) and loses stake
+    /// to the majority; use 4 validators so one dissenter is no blocking
+    /// third.
+    #[arg(long, requires = "chain")]
+    dissenting_validator_for_tests: bool,
     /// This relay's simulated TEE measures a modified build (software no
     /// vote approved): a `require` client refuses it. Repeatable.
     #[arg(long, value_name = "NAME", conflicts_with = "no_registry")]
@@ -234,7 +240,9 @@ async fn serve(args: DevnetArgs) -> anyhow::Result<()> {
                     short_relays_for_tests: args.short_relay_for_tests.clone(),
                     misreports_for_tests: args.misreporting_validator_for_tests.clone(),
                 },
-            )) => Some(chain?),
+            ), openrelay_devnet::chain::ReleaseOptions {
+                dissenting_validator_for_tests: args.dissenting_validator_for_tests,
+            }) => Some(chain?),
             () = &mut shutdown => return Ok(()),
         },
         false => None,
