@@ -195,10 +195,7 @@ impl DevnetChain {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        lines.push(format!(
-            "release id={id} ballot={}",
-            self.release.ballot
-        ));
+        lines.push(format!("release id={id} ballot={}", self.release.ballot));
         lines
     }
 

@@ -844,7 +844,15 @@ pub async fn run_plan(
     let prepare = async move {
         if let Some(directory) = &client_config.directory {
             let issuer = client_config.account.as_ref().map(|a| a.issuer.key);
-            full_directory(directory, relay_count, issuer).await;
+            // A client that requires attested relays has no path before
+            // the validators approve the devnet's release (a vote of about
+            // 45 s on the devnet's chain).
+            let approved_release_needed = plan.client.trust.attestation == AttestationMode::Require
+                && plan
+                    .validators
+                    .iter()
+                    .any(|(_, v)| v.release_votes.is_some());
+            full_directory(directory, relay_count, issuer, approved_release_needed).await;
         }
         prepare_client.await
     };
@@ -870,16 +878,23 @@ pub async fn run_plan(
     Ok(())
 }
 
-/// Waits (up to 20 s) until the registry serves a directory listing all
-/// `relays` of the devnet and, with tokens, the key set of `issuer`, so its
-/// client starts on the whole network rather than on the first relays to
-/// publish, and with relays that know the issuer's keys. (A real network
+/// Waits (up to 20 s, or 120 s for an approved release) until the registry
+/// serves a directory listing all `relays` of the devnet, with tokens the
+/// key set of `issuer`, and if `approved_release` an approved release, so
+/// its client starts on the whole network rather than on the first relays
+/// to publish, and with relays that know the issuer's keys. (A real network
 /// has no such moment; its clients start on whatever the current directory
 /// lists.)
-async fn full_directory(directory: &DirectoryConfig, relays: usize, issuer: Option<KeyPin>) {
+async fn full_directory(
+    directory: &DirectoryConfig,
+    relays: usize,
+    issuer: Option<KeyPin>,
+    approved_release: bool,
+) {
     let registry = RegistryClient::new(directory.registry.addr, directory.registry.key);
     let issuer = issuer.and_then(|pin| openrelay_directory::IssuerId::try_from(pin).ok());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let wait = Duration::from_secs(if approved_release { 120 } else { 20 });
+    let deadline = tokio::time::Instant::now() + wait;
     while tokio::time::Instant::now() < deadline {
         let complete = registry
             .call(
@@ -895,6 +910,12 @@ async fn full_directory(directory: &DirectoryConfig, relays: usize, issuer: Opti
             .is_some_and(|d| {
                 d.descriptors().len() >= relays
                     && issuer.is_none_or(|issuer| d.key_set(&issuer).is_some())
+                    && (!approved_release
+                        || d.chain().is_some_and(|c| {
+                            c.releases
+                                .iter()
+                                .any(|r| r.status == openrelay_directory::ReleaseStatus::Approved)
+                        }))
             });
         if complete {
             // The relays take the listed keys at their next directory fetch.
@@ -904,7 +925,7 @@ async fn full_directory(directory: &DirectoryConfig, relays: usize, issuer: Opti
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tracing::warn!(
-        "the directory does not list every devnet relay (and the issuer's keys) yet; starting the client anyway"
+        "the directory does not list every devnet relay (and the issuer's keys, and an approved release where the client requires attested relays) yet; starting the client anyway"
     );
 }
 

@@ -1091,6 +1091,8 @@ fn same_chain_figures(a: &Directory, b: &Directory) -> bool {
             x.validator_epoch == y.validator_epoch
                 && x.operators == y.operators
                 && x.relays == y.relays
+                // A release approved or revoked is news for every client.
+                && x.releases == y.releases
         }
         _ => false,
     }

@@ -70,8 +70,10 @@ impl AsRef<Path> for OpenrelayBin {
     }
 }
 
-/// How long a devnet (or a component) may take to print its `ready` line.
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long a devnet (or a component) may take to print its `ready` line: a
+/// devnet whose client requires attested relays waits for the release vote
+/// (about a minute on its chain) before it starts the client.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Sends `signal` (`TERM`, `KILL`, ...) to one process. Uses kill(1): the
 /// workspace forbids `unsafe`, and this needs no extra crate.
