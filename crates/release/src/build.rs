@@ -184,7 +184,15 @@ pub fn environment(request: &BuildRequest) -> Result<BuildEnvironment, BuildErro
             .to_str()
             .ok_or_else(|| BuildError::NonUtf8Path(from.clone()))?;
         rustflags.push(format!("--remap-path-prefix={from}={to}"));
-        cflags.push(format!("-ffile-prefix-map={from}={to}"));
+        // CFLAGS is split at whitespace (cc-rs), so a path with a space
+        // cannot be mapped there: it would become two broken arguments and
+        // fail every C build. Only C sources and objects carry such paths
+        // into a binary, and ours has C only under CARGO_HOME (ring) and
+        // the build directory, so a checkout path with a space is safe to
+        // leave out; a build directory with one is not (docs/releases.md).
+        if !from.contains(char::is_whitespace) {
+            cflags.push(format!("-ffile-prefix-map={from}={to}"));
+        }
     }
     let path_string = |p: &Path| {
         p.to_str()
