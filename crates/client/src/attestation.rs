@@ -6,7 +6,7 @@
 //! names as approved and not revoked.
 //!
 //! The verdict is made once per relay when a directory is accepted
-//! ([`judge`]), carried on the client's [`Relay`](crate::Relay) record, and
+//! ([`judge`]), carried on the client's [`Relay`] record, and
 //! used by selection (`[trust] attestation`) and `openrelay status`.
 
 use std::fmt;

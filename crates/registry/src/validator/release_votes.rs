@@ -4,7 +4,7 @@
 //! reveals during the reveal phase and settles once it is over.
 //!
 //! **No state to lose.** A vote's salt is derived from the validator's
-//! account key and the ballot ([`ReleaseVoter::salt`]): secret to everyone
+//! account key and the ballot (`ReleaseVoter::salt`): secret to everyone
 //! else, and the same after a restart, so a validator that committed and
 //! then restarted still reveals (committing without revealing is slashed).
 //! The vote revealed is the one whose commitment matches the chain's, not
