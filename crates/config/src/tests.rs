@@ -885,3 +885,24 @@ fn release_votes_need_a_chain_and_one_account() {
     let error = ValidatorConfig::from_toml(&without_chain).unwrap_err();
     assert!(error.to_string().contains("needs [chain]"), "{error}");
 }
+
+/// Issue 15: `[trust]` with its attestation mode and the TEE policy; the
+/// default is `prefer` with the strict policy (no simulated TEE), and a
+/// misspelt mode is named.
+#[test]
+fn trust_takes_an_attestation_mode_and_a_tee_policy() {
+    let client = ClientConfig::from_toml(CLIENT_EXAMPLE).unwrap();
+    assert_eq!(client.trust.attestation, crate::AttestationMode::Prefer);
+    assert_eq!(client.trust.tee.insecure_simulated_root, None);
+    let text = format!(
+        "{CLIENT_EXAMPLE}\n[trust]\nattestation = \"require\"\n[trust.tee]\n\
+         insecure_simulated_root = \"{}\"\ntdx.accepted_advisories = [\"INTEL-SA-00615\"]\n",
+        "ab".repeat(32)
+    );
+    let client = ClientConfig::from_toml(&text).unwrap();
+    assert_eq!(client.trust.attestation, crate::AttestationMode::Require);
+    assert_eq!(client.trust.tee.insecure_simulated_root, Some([0xab; 32]));
+    assert_eq!(client.trust.tee.tdx.accepted_advisories, ["INTEL-SA-00615"]);
+    let text = format!("{CLIENT_EXAMPLE}\n[trust]\nattestation = \"required\"\n");
+    expect_field(ClientConfig::from_toml(&text).unwrap_err(), "attestation");
+}
