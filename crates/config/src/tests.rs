@@ -875,6 +875,26 @@ fn release_votes_need_a_chain_and_one_account() {
         dissent.release_votes_key_file(),
         Some(dissent.state_dir.join("votes.key"))
     );
+    // The real check needs its manifests, a checkout and trusted keys.
+    let rebuild = ValidatorConfig::from_toml(&with(
+        "check = \"rebuild\"\nmanifests_dir = \"/srv/manifests\"\nsource_dir = \"/srv/openrelay\"\n\
+         trusted_release_keys = [\"ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]",
+    ))
+    .unwrap();
+    let votes = rebuild.release_votes.unwrap();
+    assert_eq!(votes.check, crate::ReleaseCheckConfig::Rebuild);
+    assert_eq!(votes.required_release_signatures, 1);
+    for (missing, field) in [
+        (
+            "manifests_dir = \"/m\"\nsource_dir = \"/s\"",
+            "trusted_release_keys",
+        ),
+        ("source_dir = \"/s\"", "manifests_dir"),
+    ] {
+        let error = ValidatorConfig::from_toml(&with(&format!("check = \"rebuild\"\n{missing}")))
+            .unwrap_err();
+        expect_field(error, field);
+    }
     let error = ValidatorConfig::from_toml(&with("check = \"trust_me\"")).unwrap_err();
     assert!(
         error.to_string().contains("own_binary_insecure_devnet"),

@@ -72,13 +72,30 @@ pub struct ReleaseVotesConfig {
     /// account sends all of a validator's transactions, in turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_key_file: Option<PathBuf>,
+    /// With `check = "rebuild"`: where the release manifests are
+    /// (`openrelay.manifest.json` files as `openrelay release build`
+    /// writes them, any file names); the one whose release id is proposed
+    /// is rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests_dir: Option<PathBuf>,
+    /// With `check = "rebuild"`: the source checkout of the release
+    /// (checked out at the release's commit by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_dir: Option<PathBuf>,
+    /// With `check = "rebuild"`: the release keys whose signatures count.
+    #[serde(default)]
+    pub trusted_release_keys: Vec<openrelay_types::KeyPin>,
+    /// With `check = "rebuild"`: how many of them must have signed.
+    #[serde(default = "default_required_release_signatures")]
+    pub required_release_signatures: usize,
 }
 
-/// How a validator judges a proposed release. The real check, rebuilding
-/// the release from source with `openrelay release verify` against the
-/// manifest whose `ReleaseId` is proposed (looked up in a manifests
-/// directory), is not in this build yet: it plugs in as another
-/// `ReleaseCheck` in `openrelay_registry::validator::release_votes`.
+fn default_required_release_signatures() -> usize {
+    1
+}
+
+/// How a validator judges a proposed release (`ReleaseCheck` in
+/// `openrelay_registry::validator::release_votes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseCheckConfig {
@@ -86,6 +103,12 @@ pub enum ReleaseCheckConfig {
     /// SHA-256 is that of the validator's own executable. It proves
     /// nothing about reproducibility (the devnet runs one binary).
     OwnBinaryInsecureDevnet,
+    /// Rebuild the release from `source_dir` with the manifest of its id
+    /// from `manifests_dir` (`openrelay release verify`): approve a
+    /// bit-identical rebuild with enough trusted signatures whose binary
+    /// and measurements are the proposal's, reject otherwise, abstain
+    /// while no manifest is at hand or the rebuild runs.
+    Rebuild,
     /// **Tests only, dishonest**: reject every proposal (a validator
     /// voting against the majority, to show it loses stake).
     RejectAllForTests,
@@ -136,6 +159,32 @@ impl ValidatorConfig {
                 "release_votes",
                 "needs [chain]: votes are transactions on the registry's chain",
             ));
+        }
+        if let Some(votes) = &self.release_votes
+            && votes.check == ReleaseCheckConfig::Rebuild
+        {
+            for (field, missing) in [
+                ("release_votes.manifests_dir", votes.manifests_dir.is_none()),
+                ("release_votes.source_dir", votes.source_dir.is_none()),
+                (
+                    "release_votes.trusted_release_keys",
+                    votes.trusted_release_keys.is_empty(),
+                ),
+            ] {
+                if missing {
+                    return Err(ConfigError::invalid(
+                        field,
+                        "is needed with check = \"rebuild\"",
+                    ));
+                }
+            }
+            if !(1..=votes.trusted_release_keys.len()).contains(&votes.required_release_signatures)
+            {
+                return Err(ConfigError::invalid(
+                    "release_votes.required_release_signatures",
+                    "must be between 1 and the number of trusted_release_keys",
+                ));
+            }
         }
         if let (Some(votes), Some(measure)) = (&self.release_votes, &self.measure)
             && votes.account_key_file.is_some()

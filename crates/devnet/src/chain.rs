@@ -418,6 +418,10 @@ pub async fn start(
             },
             // The devnet's `evm.key`, as for measurements.
             account_key_file: None,
+            manifests_dir: None,
+            source_dir: None,
+            trusted_release_keys: Vec::new(),
+            required_release_signatures: 1,
         });
         if measure.is_some() {
             validator.measure = Some(MeasureConfig {

@@ -118,7 +118,11 @@ pub struct Validator {
     measurements: std::sync::Mutex<MeasurementRecord>,
     /// `[release_votes]`: its check and the account key file it votes
     /// with.
-    release_votes: Option<(openrelay_config::ReleaseCheckConfig, std::path::PathBuf)>,
+    release_votes: Option<(
+        openrelay_config::ReleaseVotesConfig,
+        std::path::PathBuf,
+        std::path::PathBuf,
+    )>,
 }
 
 /// What a vote says: the relays and the issuers' key sets.
@@ -188,7 +192,7 @@ impl Validator {
                 .release_votes
                 .as_ref()
                 .zip(config.release_votes_key_file())
-                .map(|(votes, file)| (votes.check, file)),
+                .map(|(votes, file)| (votes.clone(), file, config.state_dir.clone())),
         })
     }
 
@@ -291,8 +295,8 @@ impl Validator {
     /// logged: the validator runs on without voting, and so is never
     /// slashed for a vote).
     fn release_voter(&self) -> Option<release_votes::LazyVoter> {
-        let (check, key_file) = self.release_votes.clone()?;
-        match release_votes::prepare(&key_file, check) {
+        let (votes, key_file, state_dir) = self.release_votes.clone()?;
+        match release_votes::prepare(&key_file, &votes, &state_dir) {
             Ok((signer, check)) => Some(release_votes::LazyVoter::new(signer, check, self.poll)),
             Err(e) => {
                 warn!(error = %e, "not voting on releases");

@@ -19,7 +19,7 @@ use openrelay_chain::release::{
     BallotKind, BallotOutcome, BallotRecord, ReleaseError, ReleaseRecord, ReleaseRefusal,
     ReleaseVotes, vote_commitment,
 };
-use openrelay_config::ReleaseCheckConfig;
+use openrelay_config::{ReleaseCheckConfig, ReleaseVotesConfig};
 use sha2::{Digest as _, Sha256};
 use tracing::{debug, info, warn};
 
@@ -103,14 +103,184 @@ impl ReleaseCheck for RejectAllForTests {
     }
 }
 
-/// The check `[release_votes] check` names.
-pub fn check_from_config(check: ReleaseCheckConfig) -> std::io::Result<Box<dyn ReleaseCheck>> {
-    Ok(match check {
+/// The check `[release_votes]` names (a rebuild works in
+/// `state_dir/release-rebuild`).
+pub fn check_from_config(
+    votes: &ReleaseVotesConfig,
+    state_dir: &Path,
+) -> std::io::Result<Box<dyn ReleaseCheck>> {
+    Ok(match votes.check {
         ReleaseCheckConfig::OwnBinaryInsecureDevnet => {
             Box::new(OwnBinaryInsecureDevnet::of_current_exe()?)
         }
         ReleaseCheckConfig::RejectAllForTests => Box::new(RejectAllForTests),
+        ReleaseCheckConfig::Rebuild => {
+            let missing = |field| std::io::Error::other(format!("{field} is needed"));
+            Box::new(RebuildFromSource::new(
+                votes
+                    .manifests_dir
+                    .clone()
+                    .ok_or_else(|| missing("manifests_dir"))?,
+                votes
+                    .source_dir
+                    .clone()
+                    .ok_or_else(|| missing("source_dir"))?,
+                state_dir.join("release-rebuild"),
+                votes
+                    .trusted_release_keys
+                    .iter()
+                    .map(|pin| {
+                        openrelay_release::VerifyingKey::from_bytes(pin.as_bytes()).map_err(|_| {
+                            std::io::Error::other("a trusted release key is no Ed25519 key")
+                        })
+                    })
+                    .collect::<std::io::Result<_>>()?,
+                votes.required_release_signatures,
+            ))
+        }
     })
+}
+
+/// Votes by rebuilding (issue 15): the manifest whose release id is
+/// proposed, from `manifests_dir`, rebuilt from `source_dir` with
+/// `openrelay_release::verify`. Approves a bit-identical rebuild with
+/// enough trusted signatures, and only if the proposal's binary hash and
+/// every measurement it lists are the manifest's (a proposer attaching a
+/// foreign measurement to a good binary would otherwise get it approved
+/// for a TEE image nobody built). Rejects a mismatch; abstains while no
+/// manifest is at hand or the rebuild (minutes) runs on its own thread.
+#[derive(Debug)]
+pub struct RebuildFromSource {
+    manifests_dir: std::path::PathBuf,
+    source_dir: std::path::PathBuf,
+    work_dir: std::path::PathBuf,
+    trusted: Vec<openrelay_release::VerifyingKey>,
+    required: usize,
+    /// Decisions by release id, and the one rebuild running (one at a
+    /// time: a build takes every core).
+    state: std::sync::Arc<std::sync::Mutex<RebuildState>>,
+}
+
+#[derive(Debug, Default)]
+struct RebuildState {
+    decided: std::collections::HashMap<[u8; 32], Decision>,
+    running: Option<[u8; 32]>,
+}
+
+/// Most manifest files looked at in `manifests_dir`.
+const MAX_MANIFEST_FILES: usize = 256;
+
+impl RebuildFromSource {
+    /// A check rebuilding in `work_dir`.
+    pub fn new(
+        manifests_dir: std::path::PathBuf,
+        source_dir: std::path::PathBuf,
+        work_dir: std::path::PathBuf,
+        trusted: Vec<openrelay_release::VerifyingKey>,
+        required: usize,
+    ) -> Self {
+        RebuildFromSource {
+            manifests_dir,
+            source_dir,
+            work_dir,
+            trusted,
+            required,
+            state: std::sync::Arc::default(),
+        }
+    }
+
+    /// The manifest of `release_id` in the manifests directory.
+    fn manifest(&self, release_id: [u8; 32]) -> Option<openrelay_release::Manifest> {
+        let entries = std::fs::read_dir(&self.manifests_dir).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .take(MAX_MANIFEST_FILES)
+            .filter(|e| {
+                e.metadata().is_ok_and(|m| {
+                    m.is_file() && m.len() <= openrelay_release::manifest::MAX_MANIFEST_BYTES as u64
+                })
+            })
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|bytes| openrelay_release::Manifest::parse(&bytes).ok())
+            .find(|m| m.release_id().0 == release_id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RebuildState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether `release` proposes what `manifest` describes: its binary, and
+/// only measurements the manifest lists.
+fn proposal_matches(release: &ReleaseRecord, manifest: &openrelay_release::Manifest) -> bool {
+    let simulated = (
+        openrelay_attest::Platform::InsecureSimulated.code(),
+        manifest.insecure_simulated_measurement(),
+    );
+    manifest.subject().1 == release.binary_sha256
+        && release
+            .measurements
+            .iter()
+            .all(|(platform, value)| (*platform, Some(*value)) == simulated)
+}
+
+impl ReleaseCheck for RebuildFromSource {
+    fn decide(&self, release: &ReleaseRecord) -> Decision {
+        let id = release.release_id;
+        let Some(manifest) = self.manifest(id) else {
+            debug!("release vote: no manifest of the proposed release id at hand; abstaining");
+            return Decision::Abstain;
+        };
+        // Before the cache: one id may be proposed again with another
+        // binary or measurements after a rejection.
+        if !proposal_matches(release, &manifest) {
+            warn!(
+                "release vote: the proposal's binary or measurements are not its manifest's; rejecting"
+            );
+            return Decision::Reject;
+        }
+        let mut state = self.lock();
+        if let Some(decision) = state.decided.get(&id) {
+            return *decision;
+        }
+        if state.running.is_some() {
+            return Decision::Abstain;
+        }
+        state.running = Some(id);
+        drop(state);
+        let (source, work, trusted, required, shared) = (
+            self.source_dir.clone(),
+            self.work_dir.clone(),
+            self.trusted.clone(),
+            self.required,
+            self.state.clone(),
+        );
+        info!("release vote: rebuilding the proposed release from source");
+        std::thread::spawn(move || {
+            let verdict = openrelay_release::verify(&manifest, &source, &trusted, required, &work);
+            let mut state = shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.running = None;
+            match verdict {
+                Ok(report) => {
+                    let decision = if report.passed() {
+                        Decision::Approve
+                    } else {
+                        Decision::Reject
+                    };
+                    info!(approve = report.passed(), "release vote: rebuild compared");
+                    state.decided.insert(id, decision);
+                }
+                // The build could not run (disk, toolchain): no verdict on
+                // the release; tried again at the next step.
+                Err(error) => warn!(%error, "release vote: the rebuild failed to run"),
+            }
+        });
+        Decision::Abstain
+    }
 }
 
 /// What one step did, for logs and tests.
@@ -299,7 +469,8 @@ pub enum ReleaseVotingError {
 /// The account key and the check of `[release_votes]`.
 pub(crate) fn prepare(
     key_file: &Path,
-    check: ReleaseCheckConfig,
+    votes: &ReleaseVotesConfig,
+    state_dir: &Path,
 ) -> Result<(PrivateKeySigner, Box<dyn ReleaseCheck>), ReleaseVotingError> {
     let signer = openrelay_chain::operator::load_key_file(key_file).map_err(|source| {
         ReleaseVotingError::AccountKey {
@@ -309,7 +480,7 @@ pub(crate) fn prepare(
     })?;
     Ok((
         signer,
-        check_from_config(check).map_err(ReleaseVotingError::Check)?,
+        check_from_config(votes, state_dir).map_err(ReleaseVotingError::Check)?,
     ))
 }
 
