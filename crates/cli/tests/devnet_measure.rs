@@ -229,7 +229,10 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
         std::thread::sleep(Duration::from_secs(2));
     }
     // The lying validator lost stake for its marks; the honest ones did not.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Its first marked epoch can be one after the relay's first failing one
+    // (a validator's first epoch may have no directory yet), so its slash
+    // may come up to an epoch and a reveal window after the relay's.
+    let deadline = Instant::now() + Duration::from_secs(200);
     loop {
         let now = runtime.block_on(validator_stakes(&rpc, contract, &operators[0]));
         let changed: Vec<&[u8; 32]> = now
