@@ -476,12 +476,13 @@ async fn propose_devnet_release(
         source,
     })?;
     let manifest = openrelay_release::Manifest::for_unreproduced_binary_insecure_devnet(&exe)?;
-    let measurement = openrelay_release::measurement::insecure_simulated_measurement(
-        &std::fs::read(&exe).map_err(|source| DevnetError::Io {
-            what: format!("reading {}", exe.display()),
-            source,
-        })?,
-    );
+    // The manifest already measured the executable it read.
+    let measurement = manifest
+        .insecure_simulated_measurement()
+        .ok_or_else(|| DevnetError::Io {
+            what: "the devnet manifest lists no insecure-simulated measurement".into(),
+            source: std::io::Error::other("missing byproduct"),
+        })?;
     let proposer = PrivateKeySigner::random();
     anvil
         .fund(
