@@ -159,10 +159,17 @@ fn worker_threads_must_be_positive() {
         RelayConfig::from_toml(&relay).unwrap_err(),
         "worker_threads",
     );
-    let client = CLIENT_EXAMPLE.replace("worker_threads = 1", "worker_threads = 0");
+    let client = format!("worker_threads = 0\n{CLIENT_EXAMPLE}");
     expect_field(
         ClientConfig::from_toml(&client).unwrap_err(),
         "worker_threads",
+    );
+    assert!(
+        ClientConfig::from_toml(CLIENT_EXAMPLE)
+            .unwrap()
+            .worker_threads
+            >= 1,
+        "the client defaults to one thread per core"
     );
     assert_eq!(
         egress(EGRESS_EXAMPLE).common.worker_threads,

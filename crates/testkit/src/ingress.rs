@@ -181,7 +181,15 @@ pub struct Answer {
     pub headers: http::HeaderMap,
     /// On 200: sends one payload through the tunnel.
     pub sender: Option<DatagramSender>,
-    _keep: Option<(quinn::Connection, quinn::Endpoint)>,
+    keep: (quinn::Connection, quinn::Endpoint),
+}
+
+impl Answer {
+    /// The client's connection to the ingress (its HTTP datagrams carry
+    /// what the egress sends back).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.keep.0
+    }
 }
 
 /// Sends connect-udp for `egress` to `ingress`, with `authorization` if given.
@@ -228,6 +236,6 @@ pub async fn connect_udp(
         status,
         headers: response.headers().clone(),
         sender,
-        _keep: Some((connection, quic)),
+        keep: (connection, quic),
     }
 }

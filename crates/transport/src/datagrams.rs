@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
 use openrelay_wire::datagram::{self, UDP_PAYLOAD_CONTEXT};
 use tokio::sync::mpsc;
 
@@ -18,6 +19,14 @@ use tokio::sync::mpsc;
 pub trait DatagramSink: Send + Sync + 'static {
     /// Takes one payload.
     fn deliver(&self, payload: Bytes);
+
+    /// Takes payloads that arrived together, in order. A sink that can pass
+    /// them on in one operation (a UDP socket with GSO) overrides this.
+    fn deliver_batch(&self, payloads: &[Bytes]) {
+        for payload in payloads {
+            self.deliver(payload.clone());
+        }
+    }
 }
 
 impl DatagramSink for mpsc::Sender<Bytes> {
@@ -114,31 +123,72 @@ impl DatagramRouter {
     /// unknown context ID (RFC 9298 §4: may be dropped) or name no registered
     /// request (RFC 9297 §2.1: may be dropped) are dropped.
     pub fn dispatch(&self, datagram: Bytes) {
-        let (quarter_stream_id, offset) = match datagram::decode(&datagram) {
-            Ok(d) if d.context_id == UDP_PAYLOAD_CONTEXT => {
-                (d.quarter_stream_id, datagram.len() - d.payload.len())
+        self.dispatch_batch(std::iter::once(datagram));
+    }
+
+    /// Delivers datagrams that arrived together: each run of consecutive
+    /// payloads for one request reaches its sink in one
+    /// [`DatagramSink::deliver_batch`]. Payloads are slices of the
+    /// datagrams, not copies. Dropped as in [`Self::dispatch`].
+    pub fn dispatch_batch(&self, datagrams: impl IntoIterator<Item = Bytes>) {
+        let mut run: Vec<Bytes> = Vec::new();
+        let mut run_id = None;
+        // The sink is looked up per run and called without the lock held.
+        let flush = |run: &mut Vec<Bytes>, id: Option<u64>| {
+            let sink = id.and_then(|id| match self.routes.read() {
+                Ok(routes) => routes.get(&id).cloned(),
+                Err(_) => None,
+            });
+            if let Some(sink) = sink
+                && !run.is_empty()
+            {
+                sink.deliver_batch(run);
             }
-            Ok(_) | Err(_) => return,
+            run.clear();
         };
-        let sink = match self.routes.read() {
-            Ok(routes) => routes.get(&quarter_stream_id).cloned(),
-            Err(_) => None,
-        };
-        if let Some(sink) = sink {
-            sink.deliver(datagram.slice(offset..));
+        for datagram in datagrams {
+            let (quarter_stream_id, offset) = match datagram::decode(&datagram) {
+                Ok(d) if d.context_id == UDP_PAYLOAD_CONTEXT => {
+                    (d.quarter_stream_id, datagram.len() - d.payload.len())
+                }
+                Ok(_) | Err(_) => continue,
+            };
+            if run_id != Some(quarter_stream_id) {
+                flush(&mut run, run_id);
+                run_id = Some(quarter_stream_id);
+            }
+            run.push(datagram.slice(offset..));
         }
+        flush(&mut run, run_id);
     }
 
     /// Reads `connection`'s datagrams until it closes; returns why it closed.
+    /// What has arrived by the time one datagram is read is dispatched with
+    /// it (up to [`DISPATCH_BATCH`]), so sinks can batch their sends.
     pub async fn run(self: Arc<Self>, connection: quinn::Connection) -> quinn::ConnectionError {
+        let mut batch = Vec::with_capacity(DISPATCH_BATCH);
         loop {
             match connection.read_datagram().await {
-                Ok(datagram) => self.dispatch(datagram),
+                Ok(datagram) => batch.push(datagram),
                 Err(e) => return e,
             }
+            // Already received: ready at once, or nothing more is queued.
+            while batch.len() < DISPATCH_BATCH {
+                match connection.read_datagram().now_or_never() {
+                    Some(Ok(datagram)) => batch.push(datagram),
+                    // An error is returned by the next read above.
+                    Some(Err(_)) | None => break,
+                }
+            }
+            self.dispatch_batch(batch.drain(..));
         }
     }
 }
+
+/// Most datagrams [`DatagramRouter::run`] takes from its connection before
+/// dispatching them: one GSO send's worth (quinn-udp sends at most 64
+/// segments in one system call).
+pub const DISPATCH_BATCH: usize = 64;
 
 /// Frames payloads as HTTP datagrams of one request, context 0.
 #[derive(Debug, Clone)]
@@ -165,10 +215,42 @@ impl DatagramSender {
     /// `TooLarge`; the caller decides whether that is an error (for
     /// tunnelled QUIC it is a lost packet).
     pub fn send(&self, payload: &[u8]) -> Result<(), quinn::SendDatagramError> {
-        let mut buf = BytesMut::with_capacity(self.header.len() + payload.len());
-        buf.put_slice(&self.header);
-        buf.put_slice(payload);
-        self.connection.send_datagram(buf.freeze())
+        self.send_segments(payload, payload.len())
+    }
+
+    /// Queues every `segment`-byte piece of `contents` (the last may be
+    /// shorter) as one payload: a GSO burst as received (GRO) or as a QUIC
+    /// endpoint hands it over. The framed datagrams share one allocation,
+    /// and each payload is copied once, next to its header, which quinn
+    /// needs contiguous. A payload too large for the path is dropped
+    /// (`TooLarge`, reported once the rest is queued); any other error
+    /// stops at once.
+    pub fn send_segments(
+        &self,
+        contents: &[u8],
+        segment: usize,
+    ) -> Result<(), quinn::SendDatagramError> {
+        let segment = segment.max(1);
+        let count = contents.len().div_ceil(segment);
+        let mut buf = BytesMut::with_capacity(count.max(1) * self.header.len() + contents.len());
+        let mut result = Ok(());
+        // `chunks` yields nothing for an empty slice, but an empty payload
+        // is a datagram too (a zero-length UDP datagram).
+        let payloads = contents
+            .chunks(segment)
+            .chain(contents.is_empty().then_some(contents));
+        for payload in payloads {
+            buf.put_slice(&self.header);
+            buf.put_slice(payload);
+            match self.connection.send_datagram(buf.split().freeze()) {
+                Ok(()) => {}
+                Err(quinn::SendDatagramError::TooLarge) => {
+                    result = Err(quinn::SendDatagramError::TooLarge);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        result
     }
 }
 
@@ -200,6 +282,43 @@ mod tests {
         assert_eq!(rx8.try_recv().unwrap(), Bytes::from_static(b"two"));
         assert!(rx4.try_recv().is_err());
         assert!(rx8.try_recv().is_err());
+    }
+
+    /// Records each batch it is handed.
+    #[derive(Default)]
+    struct Batches(std::sync::Mutex<Vec<Vec<Bytes>>>);
+
+    impl DatagramSink for Batches {
+        fn deliver(&self, payload: Bytes) {
+            self.deliver_batch(&[payload]);
+        }
+
+        fn deliver_batch(&self, payloads: &[Bytes]) {
+            self.0.lock().unwrap().push(payloads.to_vec());
+        }
+    }
+
+    #[test]
+    fn consecutive_datagrams_of_one_request_reach_its_sink_together() {
+        let router = DatagramRouter::new();
+        let (four, eight) = (Arc::new(Batches::default()), Arc::new(Batches::default()));
+        let _r4 = router.register(4, four.clone()).unwrap();
+        let _r8 = router.register(8, eight.clone()).unwrap();
+        router.dispatch_batch([
+            framed(1, 0, b"a"),
+            framed(1, 0, b"b"),
+            framed(1, 7, b"unknown context: skipped"),
+            framed(1, 0, b"c"),
+            framed(2, 0, b"d"),
+            framed(9, 0, b"no such stream"),
+            framed(1, 0, b"e"),
+        ]);
+        let b = Bytes::from_static;
+        assert_eq!(
+            *four.0.lock().unwrap(),
+            [vec![b(b"a"), b(b"b"), b(b"c")], vec![b(b"e")]]
+        );
+        assert_eq!(*eight.0.lock().unwrap(), [vec![b(b"d")]]);
     }
 
     #[test]

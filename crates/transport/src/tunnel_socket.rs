@@ -17,6 +17,10 @@ use tokio::sync::mpsc;
 
 use crate::datagrams::DatagramSender;
 
+/// Packets the inner endpoint may pass in one send: quinn's own cap (a
+/// connection hands at most 10 segments to one transmit).
+const TRANSMIT_SEGMENTS: usize = 10;
+
 /// A virtual UDP socket inside a connect-udp tunnel.
 pub struct TunnelSocket {
     sender: DatagramSender,
@@ -49,8 +53,8 @@ impl TunnelSocket {
         }
     }
 
-    fn send_one(&self, packet: &[u8]) -> io::Result<()> {
-        match self.sender.send(packet) {
+    fn send(&self, contents: &[u8], segment: usize) -> io::Result<()> {
+        match self.sender.send_segments(contents, segment) {
             // Too large: cannot happen at INNER_MTU, but a peer's smaller
             // datagram limit would make it plain packet loss.
             // Lost: the outer connection is gone; the path manager notices and
@@ -80,13 +84,14 @@ impl AsyncUdpSocket for TunnelSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        match transmit.segment_size {
-            Some(size) if size > 0 && size < transmit.contents.len() => transmit
-                .contents
-                .chunks(size)
-                .try_for_each(|segment| self.send_one(segment)),
-            _ => self.send_one(transmit.contents),
-        }
+        let segment = transmit.segment_size.unwrap_or(transmit.contents.len());
+        self.send(transmit.contents, segment)
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        // The endpoint may hand over a GSO-style batch of packets; each
+        // becomes a datagram, framed in one allocation (`send_segments`).
+        TRANSMIT_SEGMENTS
     }
 
     fn poll_recv(

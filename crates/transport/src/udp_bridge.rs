@@ -36,7 +36,16 @@ thread_local! {
     /// (a buffer per flow cost 256 KiB each, 256 MiB for a connection's
     /// 1,024 flows).
     static RECEIVE_STORAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+
+    /// Where a bridge lays out a GSO send of the client's datagrams, shared
+    /// by the bridges of a thread as `RECEIVE_STORAGE` is (a send is
+    /// synchronous too).
+    static SEND_STORAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Most payload bytes in one GSO send: the UDP length field bounds the
+/// whole burst (64 KiB less the IP and UDP headers).
+const GSO_BYTES: usize = 65_000;
 
 /// How a bridged flow ended; reported as an aggregate, never with addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,27 +73,89 @@ pub struct BridgeCounters {
 
 struct SocketSink {
     socket: Arc<UdpSocket>,
+    state: Arc<quinn::udp::UdpSocketState>,
+    /// The socket's peer (it is connected): GSO sends name it.
+    peer: std::net::SocketAddr,
     clock: Arc<ActivityClock>,
     counters: Arc<BridgeCounters>,
     throttle: Option<Arc<ThrottleForTests>>,
 }
 
+impl SocketSink {
+    /// Whether the test throttle lets `len` bytes pass. A datagram cannot
+    /// wait here (the connection's router hands it over): over the rate it
+    /// is dropped, as a policer does.
+    fn admits(&self, len: usize) -> bool {
+        self.throttle.as_ref().is_none_or(|t| t.try_take(len))
+    }
+
+    fn sent(&self, bytes: usize) {
+        self.clock.touch();
+        self.counters
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Sends `payloads` (each admitted already) in as few system calls as
+    /// GSO allows: each run of equal-sized payloads, the last of a run
+    /// possibly shorter (UDP_SEGMENT's rule), goes out in one send.
+    fn send_gso(&self, payloads: &[&Bytes], storage: &mut Vec<u8>) {
+        let max_segments = self.state.max_gso_segments().max(1);
+        let mut rest = payloads;
+        while let Some(first) = rest.first() {
+            let size = first.len().max(1);
+            let mut count = 1;
+            while count < rest.len()
+                && count < max_segments
+                && (count + 1) * size <= GSO_BYTES
+                && rest[count - 1].len() == size
+                && rest[count].len() <= size
+            {
+                count += 1;
+            }
+            let (burst, tail) = rest.split_at(count);
+            rest = tail;
+            if let [one] = burst {
+                // try_send: a full socket buffer drops the datagram, as UDP does.
+                if self.socket.try_send(one).is_ok() {
+                    self.sent(one.len());
+                }
+                continue;
+            }
+            storage.clear();
+            for payload in burst {
+                storage.extend_from_slice(payload);
+            }
+            let transmit = quinn::udp::Transmit {
+                destination: self.peer,
+                ecn: None,
+                contents: storage,
+                segment_size: Some(size),
+                src_ip: None,
+            };
+            let sent = self.socket.try_io(Interest::WRITABLE, || {
+                self.state.send((&*self.socket).into(), &transmit)
+            });
+            if sent.is_ok() {
+                self.sent(storage.len());
+            }
+        }
+    }
+}
+
 impl DatagramSink for SocketSink {
     fn deliver(&self, payload: Bytes) {
-        // A datagram cannot wait here (the connection's router hands it
-        // over): over the test throttle it is dropped, as a policer does.
-        if let Some(throttle) = &self.throttle
-            && !throttle.try_take(payload.len())
-        {
-            return;
-        }
-        // try_send: a full socket buffer drops the datagram, as UDP does.
-        if self.socket.try_send(&payload).is_ok() {
-            self.clock.touch();
-            self.counters
-                .bytes_out
-                .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        }
+        self.deliver_batch(std::slice::from_ref(&payload));
+    }
+
+    fn deliver_batch(&self, payloads: &[Bytes]) {
+        let admitted: Vec<&Bytes> = payloads.iter().filter(|p| self.admits(p.len())).collect();
+        SEND_STORAGE.with(|storage| match storage.try_borrow_mut() {
+            Ok(mut storage) => self.send_gso(&admitted, &mut storage),
+            // Not reachable (a send does not call back into a bridge), but
+            // a fresh buffer is correct where a panic is not.
+            Err(_) => self.send_gso(&admitted, &mut Vec::new()),
+        });
     }
 }
 
@@ -136,8 +207,18 @@ where
     let stream_id = stream.id().into_inner();
     let sender = DatagramSender::new(connection, stream_id)?;
     let clock = Arc::new(ActivityClock::new());
+    // GRO on receives and GSO on sends (quinn-udp enables and detects both).
+    let (Ok(state), Ok(peer)) = (
+        quinn::udp::UdpSocketState::new((&*socket).into()),
+        socket.peer_addr(),
+    ) else {
+        return Ok(BridgeEnd::SocketError);
+    };
+    let state = Arc::new(state);
     let sink = Arc::new(SocketSink {
         socket: Arc::clone(&socket),
+        state: Arc::clone(&state),
+        peer,
         clock: Arc::clone(&clock),
         counters: Arc::clone(&counters),
         throttle: throttle.clone(),
@@ -145,9 +226,6 @@ where
     let _route = router.register(stream_id, sink.clone())?;
 
     let socket_to_client = async {
-        let Ok(state) = quinn::udp::UdpSocketState::new((&*socket).into()) else {
-            return BridgeEnd::SocketError;
-        };
         let throttle = throttle.as_deref();
         loop {
             if let Some(throttle) = throttle {
@@ -259,15 +337,12 @@ fn receive_and_forward(
         if let Some(throttle) = throttle {
             throttle.charge(meta.len);
         }
-        let stride = meta.stride.max(1);
-        for datagram in buf[..meta.len].chunks(stride) {
-            counters
-                .bytes_in
-                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-            // Too large for the client's path or connection gone: drop it,
-            // as a router would; the far side's transport recovers.
-            let _ = sender.send(datagram);
-        }
+        counters
+            .bytes_in
+            .fetch_add(meta.len as u64, Ordering::Relaxed);
+        // Too large for the client's path or connection gone: drop it, as
+        // a router would; the far side's transport recovers.
+        let _ = sender.send_segments(&buf[..meta.len], meta.stride);
     }
     Ok(true)
 }

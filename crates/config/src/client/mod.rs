@@ -73,8 +73,11 @@ pub struct ClientConfig {
     /// Local address of the QUIC socket towards the ingress (default: any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind: Option<IpAddr>,
-    /// Threads running the client (default 1: one path is driven by one task,
-    /// and a single thread avoids cross-thread wake-ups on every packet).
+    /// Threads running the client (default: one per core). With two or more
+    /// the inner connection's crypto (towards the egress) and the outer's
+    /// (towards the ingress) run on different cores; 1 runs everything on
+    /// one thread (no cross-thread wake-ups, for machines shared by many
+    /// processes, such as a devnet).
     #[serde(default = "default_client_worker_threads")]
     pub worker_threads: usize,
     /// Logging.
@@ -103,7 +106,7 @@ pub struct ClientConfig {
 }
 
 fn default_client_worker_threads() -> usize {
-    1
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 fn default_socks() -> SocketAddr {
