@@ -110,6 +110,8 @@ impl SocketSink {
                 && (count + 1) * size <= GSO_BYTES
                 && rest[count - 1].len() == size
                 && rest[count].len() <= size
+                // An empty datagram would vanish as a burst's last segment.
+                && !rest[count].is_empty()
             {
                 count += 1;
             }
