@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::datagrams::DatagramRouter;
+use crate::early_datagrams::EarlyLimits;
 use crate::endpoint::{self, Tuning, log_connection_stats};
 use crate::error_kind;
 use crate::h3guard::{self, RequestDeadlines};
@@ -249,7 +250,9 @@ async fn connection<H: RequestHandler>(
     let Some((connection, mut h3_connection)) = established else {
         return;
     };
-    let router = DatagramRouter::new();
+    // A client may send a connect-udp request's datagrams before its
+    // response (RFC 9298 §5): they wait for the request's admission.
+    let router = DatagramRouter::holding_early(EarlyLimits::RELAY);
     let datagram_task = tokio::spawn(Arc::clone(&router).run(connection.clone()));
     let context = RequestContext {
         connection: connection.clone(),
@@ -417,19 +420,29 @@ async fn request<H: RequestHandler>(
     deadlines: RequestDeadlines,
     requests: Arc<OpenRequests>,
 ) {
-    let (handling, _open) = match resolving.await {
+    let (handling, _open, router, stream_id) = match resolving.await {
         Ok(Ok((request, stream))) => {
             let open = requests.open(&context.connection);
             // A CONNECT stream is a tunnel: no end in time.
             if request.method() == http::Method::CONNECT {
                 deadlines.exempt(stream.id().into_inner());
             }
-            (handler.handle(request, Box::new(stream), context), open)
+            let stream_id = stream.id().into_inner();
+            let router = Arc::clone(&context.router);
+            (
+                handler.handle(request, Box::new(stream), context),
+                open,
+                router,
+                stream_id,
+            )
         }
         Ok(Err(e)) => return debug!(error = error_kind::stream(&e), "malformed request"),
         Err(_) => return debug!("request head timed out"),
     };
     handling.await;
+    // Whatever the request sent ahead of its admission and was not
+    // forwarded (it was refused) is dropped now, not at its expiry.
+    router.discard_early(stream_id);
 }
 
 /// Answers `stream` with `status` and, if given, a Proxy-Status naming
