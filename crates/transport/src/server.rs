@@ -329,19 +329,44 @@ async fn establish(
     limits: &ServerLimits,
     deadlines: RequestDeadlines,
 ) -> Option<(quinn::Connection, Box<h3guard::ServerConnection>)> {
+    // 0.5-RTT (RFC 9001 §4.1.1): HTTP/3 starts before the handshake
+    // completes, so our SETTINGS leave with the handshake's last flight. A
+    // client must see them before its first extended CONNECT or datagram
+    // (RFC 9220 §3, RFC 9297 §2.1.1); sent once the client's Finished is
+    // in, they cost every connection a round trip. Nothing but SETTINGS is
+    // sent early (requests are read once the handshake is done; clients
+    // get no 0-RTT, resumption being off), and the address still counts
+    // only once the handshake has proved it.
+    let handshake = async {
+        let (connection, handshake_done) = match connecting.into_0rtt() {
+            Ok((connection, done)) => (connection, Some(done)),
+            // Never for an incoming connection (quinn), but if so: wait.
+            Err(connecting) => (connecting.await?, None),
+        };
+        let h3_connection = h3guard::server(&connection, deadlines).await;
+        if let Some(done) = handshake_done {
+            done.await;
+        }
+        // A handshake that failed closed the connection.
+        if let Some(e) = connection.close_reason() {
+            return Err(e);
+        }
+        Ok((connection, h3_connection))
+    };
     // Dropping the attempt on timeout closes it (quinn closes a connection
     // no handle refers to).
-    let connection = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => {
-            debug!(error = error_kind::quic(&e), "handshake failed");
-            return None;
-        }
-        Err(_) => {
-            debug!("handshake timed out");
-            return None;
-        }
-    };
+    let (connection, h3_connection) =
+        match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+            Ok(Ok(established)) => established,
+            Ok(Err(e)) => {
+                debug!(error = error_kind::quic(&e), "handshake failed");
+                return None;
+            }
+            Err(_) => {
+                debug!("handshake timed out");
+                return None;
+            }
+        };
     // The handshake proved the address: it counts from now on.
     if let Err(refusal) = permit.established() {
         counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +378,7 @@ async fn establish(
         return None;
     }
     counters.connections.fetch_add(1, Ordering::Relaxed);
-    match h3guard::server(&connection, deadlines).await {
+    match h3_connection {
         Ok(h3_connection) => Some((connection, Box::new(h3_connection))),
         Err(e) => {
             debug!(error = error_kind::connection(&e), "HTTP/3 setup failed");
