@@ -350,8 +350,9 @@ async fn start_h3(
 }
 
 /// The outer half of a path: the QUIC connection to the ingress and the
-/// connect-udp tunnel through it to the egress (RFC 9298), not yet
-/// carrying anything.
+/// connect-udp tunnel requested through it to the egress (RFC 9298), not
+/// yet carrying anything, its answer perhaps not yet in
+/// ([`Tunnel::admitted`]).
 struct Tunnel {
     endpoint: quinn::Endpoint,
     connection: quinn::Connection,
@@ -363,12 +364,16 @@ struct Tunnel {
     incoming: mpsc::Receiver<Bytes>,
     /// The h3 driver and the datagram router.
     tasks: Vec<JoinHandle<()>>,
+    /// What to tell the user if the ingress refuses the token shown.
+    access_hint: &'static str,
 }
 
 impl Tunnel {
     /// Connects to `ingress` (a fresh UDP socket, so successive paths share
     /// no source port the ingress could link) and asks it for a tunnel to
-    /// `egress`, showing an access token of `access` (if any).
+    /// `egress`, showing an access token of `access` (if any). Returns as
+    /// soon as the request is sent: the tunnel's datagrams may follow it
+    /// at once (RFC 9298 §5), its answer is [`Tunnel::admitted`].
     async fn open(
         ingress: &Relay,
         egress: &Relay,
@@ -387,7 +392,7 @@ impl Tunnel {
         let client_config = endpoint::client_config(ingress.pin(), &tuning)?;
         let server_name = ingress.addr.ip().to_string();
         let mut shown = Err(MissingAccess::NoAccount);
-        let (connection, requests, mut tasks, stream, route, incoming, response) =
+        let (connection, requests, tasks, stream, route, incoming) =
             with_timeout(limit, Hop::Ingress, ingress, async {
                 let connection = endpoint
                     .connect_with(client_config, ingress.addr, &server_name)?
@@ -412,48 +417,49 @@ impl Tunnel {
                         .headers_mut()
                         .insert(http::header::AUTHORIZATION, value);
                 }
-                let mut stream = requests.send_request(request).await?;
+                let stream = requests.send_request(request).await?;
                 let (tx, incoming) = mpsc::channel::<Bytes>(TUNNEL_QUEUE);
                 let route = router.register(stream.id().into_inner(), Arc::new(tx))?;
-                let response = stream.recv_response().await?;
-                Ok((
-                    connection, requests, tasks, stream, route, incoming, response,
-                ))
+                Ok((connection, requests, tasks, stream, route, incoming))
             })
             .await?;
+        Ok(Tunnel {
+            endpoint,
+            connection,
+            requests,
+            stream,
+            route,
+            incoming,
+            tasks,
+            access_hint: shown
+                .err()
+                .map_or("the token shown was refused", MissingAccess::hint),
+        })
+    }
+
+    /// Waits for the ingress's answer to the tunnel request: `Ok` if it
+    /// admitted the tunnel, else why not (the caller abandons the tunnel).
+    async fn admitted(&mut self, ingress: &Relay, limit: Duration) -> Result<(), BuildError> {
+        let stream = &mut self.stream;
+        let response = with_timeout(limit, Hop::Ingress, ingress, async {
+            Ok(stream.recv_response().await?)
+        })
+        .await?;
         let status = response.status();
         if status.is_success() {
-            return Ok(Tunnel {
-                endpoint,
-                connection,
-                requests,
-                stream,
-                route,
-                incoming,
-                tasks,
-            });
-        }
-        let (reason, error): (&[u8], _) = if status == http::StatusCode::UNAUTHORIZED {
-            let error = BuildError::AccessRefused {
+            Ok(())
+        } else if status == http::StatusCode::UNAUTHORIZED {
+            Err(BuildError::AccessRefused {
                 relay: ingress.name.clone(),
                 details: proxy_status_details(&response),
-                hint: shown
-                    .err()
-                    .map_or("the token shown was refused", MissingAccess::hint),
-            };
-            (b"no access", error)
+                hint: self.access_hint,
+            })
         } else {
-            let error = BuildError::TunnelRefused {
+            Err(BuildError::TunnelRefused {
                 relay: ingress.name.clone(),
                 status: status.as_u16(),
-            };
-            (b"tunnel refused", error)
-        };
-        connection.close(quinn::VarInt::from_u32(0x100), reason);
-        for task in tasks.drain(..) {
-            task.abort();
+            })
         }
-        Err(error)
     }
 
     /// Gives the tunnel up (the inner connection could not be set up).
@@ -479,18 +485,17 @@ struct Inner {
 }
 
 impl Inner {
-    /// Connects to `egress` through `tunnel`, whose datagrams (`incoming`)
-    /// it takes.
+    /// Connects to `egress` through a tunnel: its datagrams go out through
+    /// `sender` and come in on `incoming`; `local` is the outer socket's
+    /// address.
     async fn connect(
-        tunnel: &Tunnel,
+        sender: DatagramSender,
         incoming: mpsc::Receiver<Bytes>,
+        local: std::net::SocketAddr,
         egress: &Relay,
         config: &PathConfig,
     ) -> Result<Inner, BuildError> {
-        let sender =
-            DatagramSender::new(tunnel.connection.clone(), tunnel.stream.id().into_inner())?;
-        let socket =
-            TunnelSocket::new(sender, incoming, tunnel.endpoint.local_addr()?, egress.addr);
+        let socket = TunnelSocket::new(sender, incoming, local, egress.addr);
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             None,
@@ -530,7 +535,12 @@ impl Inner {
 impl Path {
     /// Builds a path through `ingress` to `egress`: the tunnel
     /// (`Tunnel::open`, showing the ingress an access token of `access`,
-    /// if any), then the inner connection in it (`Inner::connect`).
+    /// if any) and the inner connection in it (`Inner::connect`), whose
+    /// handshake starts right behind the tunnel request, before the
+    /// ingress answers it (RFC 9298 §5: a client MAY send datagrams
+    /// optimistically; the ingress holds them until it admits the tunnel,
+    /// and drops them if it refuses). That saves the round trip to the
+    /// ingress the answer took.
     /// Nobody pays the egress: whoever wants to hears of the path once it
     /// is built and runs its payer with [`Path::attach`].
     pub async fn build(
@@ -542,10 +552,33 @@ impl Path {
     ) -> Result<Path, BuildError> {
         let mut tunnel = Tunnel::open(ingress, egress, bind, config, access).await?;
         let incoming = std::mem::replace(&mut tunnel.incoming, mpsc::channel(1).1);
-        let inner = match Inner::connect(&tunnel, incoming, egress, config).await {
-            Ok(inner) => inner,
+        let socket =
+            DatagramSender::new(tunnel.connection.clone(), tunnel.stream.id().into_inner())
+                .map_err(BuildError::from)
+                .and_then(|sender| Ok((sender, tunnel.endpoint.local_addr()?)));
+        let (sender, local) = match socket {
+            Ok(socket) => socket,
             Err(e) => {
-                tunnel.abandon(b"egress unreachable").await;
+                tunnel.abandon(b"local failure").await;
+                return Err(e);
+            }
+        };
+        let limit = Duration::from_millis(config.handshake_timeout_ms);
+        // A refusal ends the inner handshake at once (its endpoint is
+        // dropped with the future).
+        let built = tokio::try_join!(
+            tunnel.admitted(ingress, limit),
+            Inner::connect(sender, incoming, local, egress, config),
+        );
+        let inner = match built {
+            Ok(((), inner)) => inner,
+            Err(e) => {
+                let reason: &[u8] = match &e {
+                    BuildError::AccessRefused { .. } => b"no access",
+                    BuildError::TunnelRefused { .. } => b"tunnel refused",
+                    _ => b"egress unreachable",
+                };
+                tunnel.abandon(reason).await;
                 return Err(e);
             }
         };

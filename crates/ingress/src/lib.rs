@@ -384,6 +384,10 @@ async fn handle_request(
     let socket = async {
         let socket = udp::bind(udp::local_for(shared.settings.outbound_bind, egress))?;
         socket.connect(egress).await?;
+        // The datagrams held since before admission go out the moment the
+        // bridge starts, through `try_send`, which fails on a socket whose
+        // writability the runtime has not yet seen.
+        socket.writable().await?;
         Ok::<_, std::io::Error>(socket)
     };
     let socket = match socket.await {

@@ -198,6 +198,32 @@ pub async fn connect_udp(
     egress: SocketAddr,
     authorization: Option<&str>,
 ) -> Answer {
+    connect_udp_with_early(ingress, egress, authorization, &[]).await
+}
+
+/// Datagrams a connect-udp client sends before the response
+/// ([`connect_udp_with_early`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Early<'a> {
+    /// `payload` on the request's own stream, before the request is sent.
+    BeforeRequest(&'a [u8]),
+    /// `payload` right behind the request, before its response (RFC 9298 §5).
+    AfterRequest(&'a [u8]),
+    /// `payload` on request stream `stream_id`, which is never opened.
+    NeverRequested(u64, &'a [u8]),
+    /// A pause before the request is sent (so that what was sent before
+    /// arrives first).
+    PauseBeforeRequest(Duration),
+}
+
+/// [`connect_udp`], sending `early` datagrams before the response arrives.
+/// The request is the connection's first (stream 0).
+pub async fn connect_udp_with_early(
+    ingress: &RunningIngress,
+    egress: SocketAddr,
+    authorization: Option<&str>,
+    early: &[Early<'_>],
+) -> Answer {
     let quic = udp::endpoint(udp::local_for(None, ingress.addr), None).unwrap();
     let tuning = Tuning::client(Duration::from_secs(10), Duration::from_secs(2), OUTER_MTU);
     let config = endpoint::client_config(ingress.pin, &tuning).unwrap();
@@ -221,8 +247,28 @@ pub async fn connect_udp(
             .headers_mut()
             .insert(http::header::AUTHORIZATION, value.parse().unwrap());
     }
+    let send = |stream_id: u64, payload: &[u8]| {
+        DatagramSender::new(connection.clone(), stream_id)
+            .unwrap()
+            .send(payload)
+            .unwrap();
+    };
+    for datagram in early {
+        match *datagram {
+            Early::BeforeRequest(payload) => send(0, payload),
+            Early::NeverRequested(stream_id, payload) => send(stream_id, payload),
+            Early::PauseBeforeRequest(pause) => tokio::time::sleep(pause).await,
+            Early::AfterRequest(_) => {}
+        }
+    }
     let mut stream = requests.send_request(request).await.unwrap();
     let stream_id = stream.id().into_inner();
+    assert_eq!(stream_id, 0, "the connection's first request");
+    for datagram in early {
+        if let Early::AfterRequest(payload) = *datagram {
+            send(stream_id, payload);
+        }
+    }
     let response = stream.recv_response().await.unwrap();
     let status = response.status();
     let sender = (status == http::StatusCode::OK)

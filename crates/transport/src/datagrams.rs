@@ -7,12 +7,15 @@
 //! one request. Payloads are sliced out of the received buffer, not copied.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use openrelay_wire::datagram::{self, UDP_PAYLOAD_CONTEXT};
 use tokio::sync::mpsc;
+
+use crate::early_datagrams::{EarlyDatagrams, EarlyLimits};
 
 /// Receives the payloads of one request's datagrams. Must not block: a sink
 /// that cannot take a datagram drops it, as a UDP socket would.
@@ -54,6 +57,9 @@ type Routes = RwLock<HashMap<u64, Arc<dyn DatagramSink>>>;
 #[derive(Default)]
 pub struct DatagramRouter {
     routes: Routes,
+    /// Datagrams for requests without a route yet, if this router holds
+    /// them ([`DatagramRouter::holding_early`]).
+    early: Option<Mutex<EarlyDatagrams>>,
 }
 
 impl std::fmt::Debug for DatagramRouter {
@@ -81,9 +87,43 @@ impl Drop for Route {
 }
 
 impl DatagramRouter {
-    /// An empty router.
+    /// An empty router; datagrams for requests without a route are dropped.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// An empty router that holds datagrams for requests without a route
+    /// yet within `limits`, for the route registered when the request is
+    /// admitted ([`crate::early_datagrams`]; RFC 9297 §2.1, RFC 9298 §5).
+    pub fn holding_early(limits: EarlyLimits) -> Arc<Self> {
+        Arc::new(DatagramRouter {
+            routes: Routes::default(),
+            early: Some(Mutex::new(EarlyDatagrams::new(limits))),
+        })
+    }
+
+    fn early(&self) -> Option<std::sync::MutexGuard<'_, EarlyDatagrams>> {
+        let early = self.early.as_ref()?;
+        Some(
+            early
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Drops the datagrams held for request stream `stream_id`: it was
+    /// refused (or is over), and nothing it sent early may be forwarded.
+    pub fn discard_early(&self, stream_id: u64) {
+        if let (Ok(quarter_stream_id), Some(mut early)) =
+            (datagram::quarter_stream_id(stream_id), self.early())
+        {
+            early.discard(quarter_stream_id);
+        }
+    }
+
+    /// Datagrams held now for requests without a route.
+    pub fn early_len(&self) -> usize {
+        self.early().map_or(0, |early| early.len())
     }
 
     /// Sends the datagrams of request stream `stream_id` to `sink` until the
@@ -102,6 +142,13 @@ impl DatagramRouter {
         if routes.contains_key(&quarter_stream_id) {
             return Err(RouteError::Duplicate(stream_id));
         }
+        // Delivered under the routes' lock, so none of the request's later
+        // datagrams overtakes them.
+        if let Some(mut early) = self.early() {
+            for payload in early.take(quarter_stream_id, Instant::now()) {
+                sink.deliver(payload);
+            }
+        }
         routes.insert(quarter_stream_id, sink);
         Ok(Route {
             router: Arc::clone(self),
@@ -119,9 +166,10 @@ impl DatagramRouter {
         self.len() == 0
     }
 
-    /// Delivers one received datagram. Datagrams that do not parse, carry an
-    /// unknown context ID (RFC 9298 §4: may be dropped) or name no registered
-    /// request (RFC 9297 §2.1: may be dropped) are dropped.
+    /// Delivers one received datagram. Datagrams that do not parse or carry
+    /// an unknown context ID (RFC 9298 §4: may be dropped) are dropped;
+    /// those that name no registered request (RFC 9297 §2.1: dropped, or
+    /// held briefly) are held if this router holds early datagrams.
     pub fn dispatch(&self, datagram: Bytes) {
         self.dispatch_batch(std::iter::once(datagram));
     }
@@ -135,14 +183,28 @@ impl DatagramRouter {
         let mut run_id = None;
         // The sink is looked up per run and called without the lock held.
         let flush = |run: &mut Vec<Bytes>, id: Option<u64>| {
-            let sink = id.and_then(|id| match self.routes.read() {
-                Ok(routes) => routes.get(&id).cloned(),
-                Err(_) => None,
-            });
-            if let Some(sink) = sink
-                && !run.is_empty()
-            {
-                sink.deliver_batch(run);
+            let Some(id) = id.filter(|_| !run.is_empty()) else {
+                return;
+            };
+            let routes = self
+                .routes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match routes.get(&id).cloned() {
+                Some(sink) => {
+                    drop(routes);
+                    sink.deliver_batch(run);
+                }
+                // Held under the routes' lock: a route registered meanwhile
+                // would otherwise never see them.
+                None => {
+                    if let Some(mut early) = self.early() {
+                        let now = Instant::now();
+                        for payload in run.iter() {
+                            early.hold(id, payload, now);
+                        }
+                    }
+                }
             }
             run.clear();
         };
@@ -330,6 +392,27 @@ mod tests {
         drop(route);
         assert!(router.is_empty());
         router.dispatch(framed(0, 0, b"late"));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn early_datagrams_wait_for_their_route_or_are_discarded() {
+        let router = DatagramRouter::holding_early(EarlyLimits::RELAY);
+        router.dispatch(framed(1, 0, b"early"));
+        router.dispatch(framed(2, 0, b"refused"));
+        assert_eq!(router.early_len(), 2);
+        router.discard_early(8);
+        let (tx, mut rx) = mpsc::channel(4);
+        let _route = router.register(4, Arc::new(tx)).unwrap();
+        router.dispatch(framed(1, 0, b"later"));
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"early"));
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"later"));
+        assert_eq!(router.early_len(), 0);
+        // Without holding, a datagram ahead of its route is gone.
+        let plain = DatagramRouter::new();
+        plain.dispatch(framed(1, 0, b"early"));
+        let (tx, mut rx) = mpsc::channel(4);
+        let _route = plain.register(4, Arc::new(tx)).unwrap();
         assert!(rx.try_recv().is_err());
     }
 

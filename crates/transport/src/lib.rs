@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod call;
 pub mod congestion;
 pub mod datagrams;
+pub mod early_datagrams;
 pub mod endpoint;
 pub mod error_kind;
 pub mod h3guard;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::datagrams::DatagramRouter;
+use crate::early_datagrams::EarlyLimits;
 use crate::endpoint::{self, Tuning, log_connection_stats};
 use crate::error_kind;
 use crate::h3guard::{self, RequestDeadlines};
@@ -249,7 +250,9 @@ async fn connection<H: RequestHandler>(
     let Some((connection, mut h3_connection)) = established else {
         return;
     };
-    let router = DatagramRouter::new();
+    // A client may send a connect-udp request's datagrams before its
+    // response (RFC 9298 §5): they wait for the request's admission.
+    let router = DatagramRouter::holding_early(EarlyLimits::RELAY);
     let datagram_task = tokio::spawn(Arc::clone(&router).run(connection.clone()));
     let context = RequestContext {
         connection: connection.clone(),
@@ -326,19 +329,44 @@ async fn establish(
     limits: &ServerLimits,
     deadlines: RequestDeadlines,
 ) -> Option<(quinn::Connection, Box<h3guard::ServerConnection>)> {
+    // 0.5-RTT (RFC 9001 §4.1.1): HTTP/3 starts before the handshake
+    // completes, so our SETTINGS leave with the handshake's last flight. A
+    // client must see them before its first extended CONNECT or datagram
+    // (RFC 9220 §3, RFC 9297 §2.1.1); sent once the client's Finished is
+    // in, they cost every connection a round trip. Nothing but SETTINGS is
+    // sent early (requests are read once the handshake is done; clients
+    // get no 0-RTT, resumption being off), and the address still counts
+    // only once the handshake has proved it.
+    let handshake = async {
+        let (connection, handshake_done) = match connecting.into_0rtt() {
+            Ok((connection, done)) => (connection, Some(done)),
+            // Never for an incoming connection (quinn), but if so: wait.
+            Err(connecting) => (connecting.await?, None),
+        };
+        let h3_connection = h3guard::server(&connection, deadlines).await;
+        if let Some(done) = handshake_done {
+            done.await;
+        }
+        // A handshake that failed closed the connection.
+        if let Some(e) = connection.close_reason() {
+            return Err(e);
+        }
+        Ok((connection, h3_connection))
+    };
     // Dropping the attempt on timeout closes it (quinn closes a connection
     // no handle refers to).
-    let connection = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => {
-            debug!(error = error_kind::quic(&e), "handshake failed");
-            return None;
-        }
-        Err(_) => {
-            debug!("handshake timed out");
-            return None;
-        }
-    };
+    let (connection, h3_connection) =
+        match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+            Ok(Ok(established)) => established,
+            Ok(Err(e)) => {
+                debug!(error = error_kind::quic(&e), "handshake failed");
+                return None;
+            }
+            Err(_) => {
+                debug!("handshake timed out");
+                return None;
+            }
+        };
     // The handshake proved the address: it counts from now on.
     if let Err(refusal) = permit.established() {
         counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -350,7 +378,7 @@ async fn establish(
         return None;
     }
     counters.connections.fetch_add(1, Ordering::Relaxed);
-    match h3guard::server(&connection, deadlines).await {
+    match h3_connection {
         Ok(h3_connection) => Some((connection, Box::new(h3_connection))),
         Err(e) => {
             debug!(error = error_kind::connection(&e), "HTTP/3 setup failed");
@@ -417,19 +445,29 @@ async fn request<H: RequestHandler>(
     deadlines: RequestDeadlines,
     requests: Arc<OpenRequests>,
 ) {
-    let (handling, _open) = match resolving.await {
+    let (handling, _open, router, stream_id) = match resolving.await {
         Ok(Ok((request, stream))) => {
             let open = requests.open(&context.connection);
             // A CONNECT stream is a tunnel: no end in time.
             if request.method() == http::Method::CONNECT {
                 deadlines.exempt(stream.id().into_inner());
             }
-            (handler.handle(request, Box::new(stream), context), open)
+            let stream_id = stream.id().into_inner();
+            let router = Arc::clone(&context.router);
+            (
+                handler.handle(request, Box::new(stream), context),
+                open,
+                router,
+                stream_id,
+            )
         }
         Ok(Err(e)) => return debug!(error = error_kind::stream(&e), "malformed request"),
         Err(_) => return debug!("request head timed out"),
     };
     handling.await;
+    // Whatever the request sent ahead of its admission and was not
+    // forwarded (it was refused) is dropped now, not at its expiry.
+    router.discard_early(stream_id);
 }
 
 /// Answers `stream` with `status` and, if given, a Proxy-Status naming
