@@ -34,11 +34,10 @@ use std::time::{Duration, Instant};
 use openrelay_client::attestation::AttestationVerdict;
 use openrelay_client::relay::Relay;
 use openrelay_directory::{
-    AttestationEvidence, ChainAnchor, ChainOperator, ChainRelay, ChainSection, CountryCode,
-    DescriptorFields, Directory, MAX_RELAYS, Network, OperatorKey, OperatorProfile, ProfileFields,
-    QuicKey, Region, RelayDescriptor, RelayKey, RelayMeasurement, SignedDescriptor,
-    SignedDirectory, SignedOperatorProfile, TrustConfig, ValidatorKey, VerifiedDirectory,
-    verify_directory_bytes,
+    AttestationEvidence, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields,
+    Directory, MAX_RELAYS, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region,
+    RelayDescriptor, RelayKey, RelayMeasurement, SignedDescriptor, SignedDirectory,
+    SignedOperatorProfile, TrustConfig, ValidatorKey, VerifiedDirectory, verify_directory_bytes,
 };
 use openrelay_types::RelayRole;
 
@@ -105,7 +104,7 @@ fn descriptor(i: u32, attested: bool) -> SignedDescriptor {
         Ipv4Addr::new(45, b.wrapping_add(1), c, d.max(1)),
         443,
     ))];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         endpoints.push(SocketAddr::from((
             Ipv6Addr::new(
                 0x2a01,
@@ -124,7 +123,7 @@ fn descriptor(i: u32, attested: bool) -> SignedDescriptor {
     let fields = DescriptorFields {
         relay: relay.id(),
         operator: operator_key(operator).id(),
-        role: if i % 2 == 0 {
+        role: if i.is_multiple_of(2) {
             RelayRole::Ingress
         } else {
             RelayRole::Egress
@@ -187,7 +186,7 @@ fn envelope(range: std::ops::Range<u32>, attested: bool) -> Vec<u8> {
         profile,
     );
     let descriptors = par_map(range, |i| {
-        descriptor(i, attested && i % ATTESTED_EVERY == 0)
+        descriptor(i, attested && i.is_multiple_of(ATTESTED_EVERY))
     });
     let directory =
         Directory::new(1, ISSUED_AT, ISSUED_AT + 3 * 3_600, operators, descriptors).unwrap();
@@ -226,12 +225,7 @@ fn envelope(range: std::ops::Range<u32>, attested: bool) -> Vec<u8> {
         .collect();
     let directory = directory
         .with_chain(ChainSection {
-            anchor: ChainAnchor {
-                chain_id: 1,
-                contract: [0x5f; 20],
-                block_number: 21_000_000,
-                block_hash: [7; 32],
-            },
+            anchor: openrelay_testkit::fixtures::chain_anchor(21_000_000),
             validator_epoch: 0,
             operators,
             relays,
@@ -392,10 +386,10 @@ fn diff_estimates(shards: &[Vec<u8>]) -> DiffEstimates {
         let directory = Directory::from_bytes(&signed.directory).unwrap();
         for (i, d) in directory.descriptors().iter().enumerate() {
             let len = d.to_bytes().len() + INDEX;
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 e.half_resigned += len;
             }
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 e.two_percent += len;
             }
         }

@@ -171,8 +171,9 @@ pub enum BuildError {
         hop: Hop,
         /// The relay's name.
         relay: String,
-        /// Which signature failed.
-        source: DirectoryError,
+        /// Which signature failed (boxed: a rare error, kept out of
+        /// every `Result` a path returns).
+        source: Box<DirectoryError>,
     },
 }
 
@@ -574,7 +575,7 @@ impl Path {
                 .map_err(|source| BuildError::BadListing {
                     hop,
                     relay: relay.name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         let mut tunnel = Tunnel::open(ingress, egress, bind, config, access).await?;

@@ -104,9 +104,9 @@ async fn a_relay_with_a_forged_signature_is_never_on_a_path() {
             BuildError::BadListing {
                 hop,
                 relay: relay(forged).name,
-                source: DirectoryError::BadSignature {
+                source: Box::new(DirectoryError::BadSignature {
                     which: Signer::Relay(relay_key(forged).id()),
-                },
+                }),
             }
         );
         // Blamed on the forged hop, so the controller excludes that relay.
