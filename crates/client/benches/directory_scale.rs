@@ -267,6 +267,9 @@ fn relay_list(verified: &VerifiedDirectory) -> Vec<Relay> {
 struct Figures {
     bytes: usize,
     verify: Duration,
+    /// Decoding the envelope and the body alone, measured apart (part of
+    /// what `verify` includes).
+    decode: Duration,
     /// Resident memory added by holding the verified directories and the
     /// relay lists (after the fetched bytes were dropped).
     held: usize,
@@ -296,10 +299,18 @@ fn hold(files: &[String]) {
     let (before, _) = resident();
     let mut bytes = 0;
     let mut verify = Duration::ZERO;
+    let mut decode = Duration::ZERO;
     let mut held = Vec::with_capacity(files.len());
     for file in files {
         let envelope = std::fs::read(file).unwrap();
         bytes += envelope.len();
+        // Decoding alone (what verification does besides the quorum's
+        // signatures and the listing checks), dropped before measuring.
+        let start = Instant::now();
+        let signed = SignedDirectory::from_bytes(&envelope).unwrap();
+        drop(Directory::from_bytes(&signed.directory).unwrap());
+        decode += start.elapsed();
+        drop(signed);
         let start = Instant::now();
         let verified = verify_directory_bytes(&envelope, &trust, NOW, None).unwrap();
         verify += start.elapsed();
@@ -309,8 +320,9 @@ fn hold(files: &[String]) {
     }
     let (after, peak) = resident();
     println!(
-        "{bytes} {} {} {}",
+        "{bytes} {} {} {} {}",
         verify.as_nanos(),
+        decode.as_nanos(),
         after.saturating_sub(before),
         peak.saturating_sub(before)
     );
@@ -349,12 +361,13 @@ fn measure(shards: Vec<Vec<u8>>) -> Figures {
         .split_whitespace()
         .map(|n| n.parse().unwrap())
         .collect();
-    let [bytes, verify_ns, held, peak] = numbers[..] else {
+    let [bytes, verify_ns, decode_ns, held, peak] = numbers[..] else {
         panic!("unexpected output {line:?}");
     };
     Figures {
         bytes: bytes as usize,
         verify: Duration::from_nanos(verify_ns as u64),
+        decode: Duration::from_nanos(decode_ns as u64),
         held: held as usize,
         peak: peak as usize,
     }
@@ -424,8 +437,16 @@ fn main() {
          {RELAYS_PER_OPERATOR} relays, chain section with measurements"
     );
     println!(
-        "{:>8} {:>9} {:>12} {:>10} {:>10} {:>11} {:>12} {:>10}",
-        "relays", "evidence", "bytes", "MiB", "verify ms", "held MiB", "peak MiB", "100M s"
+        "{:>8} {:>9} {:>12} {:>10} {:>10} {:>10} {:>11} {:>12} {:>10}",
+        "relays",
+        "evidence",
+        "bytes",
+        "MiB",
+        "verify ms",
+        "decode ms",
+        "held MiB",
+        "peak MiB",
+        "100M s"
     );
     let mut at_100k = None;
     for &n in sizes {
@@ -437,12 +458,13 @@ fn main() {
             let diffs = diff_estimates(&shards);
             let f = measure(shards);
             println!(
-                "{:>8} {:>9} {:>12} {:>10.2} {:>10.1} {:>11.2} {:>12.2} {:>10.2}{}",
+                "{:>8} {:>9} {:>12} {:>10.2} {:>10.1} {:>10.1} {:>11.2} {:>12.2} {:>10.2}{}",
                 n,
                 if attested { "1 in 4" } else { "none" },
                 f.bytes,
                 mib(f.bytes),
                 f.verify.as_secs_f64() * 1e3,
+                f.decode.as_secs_f64() * 1e3,
                 mib(f.held),
                 mib(f.peak),
                 f.bytes as f64 * 8.0 / LINK_BITS_PER_SEC,
