@@ -47,6 +47,7 @@ fn directory(n: usize) -> Vec<Relay> {
             measured: None,
             addr: std::net::SocketAddr::from(([192, 0, 2, 1], 4433)),
             attestation: openrelay_client::attestation::AttestationVerdict::NotChecked,
+            listing: None,
         })
         .collect()
 }

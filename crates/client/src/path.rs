@@ -13,6 +13,7 @@ use bytes::Bytes;
 use openrelay_config::PathConfig;
 
 use crate::relay::Relay;
+use openrelay_directory::DirectoryError;
 use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route, RouteError};
 use openrelay_transport::endpoint::{self, INNER_MTU, OUTER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
@@ -158,6 +159,22 @@ pub enum BuildError {
     /// Local setup failed (socket, TLS config).
     #[error("local setup failed: {0}")]
     Local(Arc<LocalFailure>),
+    /// The relay's own signatures over what the directory says of it (its
+    /// descriptor by the relay, its operator and its QUIC key; its
+    /// operator's profile) do not verify, though the directory's validators
+    /// signed it: refused before any packet is sent to it, and excluded
+    /// like a relay that failed (checked once per directory,
+    /// `ListedRelay::check_signatures`).
+    #[error("{hop:?} relay {relay}: its directory listing does not verify: {source}")]
+    BadListing {
+        /// The hop.
+        hop: Hop,
+        /// The relay's name.
+        relay: String,
+        /// Which signature failed (boxed: a rare error, kept out of
+        /// every `Result` a path returns).
+        source: Box<DirectoryError>,
+    },
 }
 
 impl HasKind for BuildError {
@@ -167,6 +184,7 @@ impl HasKind for BuildError {
             BuildError::AccessRefused { .. } => ErrorKind::NotAuthenticated,
             BuildError::TunnelRefused { .. } => ErrorKind::Refused,
             BuildError::Local(failure) => failure.kind(),
+            BuildError::BadListing { .. } => ErrorKind::NotAuthenticated,
         }
     }
 }
@@ -220,6 +238,14 @@ impl PartialEq for BuildError {
                 },
             ) => relay == r && status == s,
             (Local(a), Local(b)) => std::mem::discriminant(&**a) == std::mem::discriminant(&**b),
+            (
+                BadListing { hop, relay, source },
+                BadListing {
+                    hop: h,
+                    relay: r,
+                    source: s,
+                },
+            ) => hop == h && relay == r && source == s,
             _ => false,
         }
     }
@@ -229,7 +255,7 @@ impl BuildError {
     /// The hop to blame.
     pub fn hop(&self) -> Option<Hop> {
         match self {
-            BuildError::Handshake { hop, .. } => Some(*hop),
+            BuildError::Handshake { hop, .. } | BuildError::BadListing { hop, .. } => Some(*hop),
             BuildError::TunnelRefused { .. } => Some(Hop::Ingress),
             BuildError::AccessRefused { .. } => None,
             BuildError::Local(_) => None,
@@ -550,6 +576,18 @@ impl Path {
         config: &PathConfig,
         access: Option<&dyn AccessTokens>,
     ) -> Result<Path, BuildError> {
+        // Before anything is sent: both relays' own signatures, which the
+        // client checks of the relays it uses only (docs/directory-format.md,
+        // "Verifying a directory").
+        for (relay, hop) in [(ingress, Hop::Ingress), (egress, Hop::Egress)] {
+            relay
+                .check_listing()
+                .map_err(|source| BuildError::BadListing {
+                    hop,
+                    relay: relay.name.clone(),
+                    source: Box::new(source),
+                })?;
+        }
         let mut tunnel = Tunnel::open(ingress, egress, bind, config, access).await?;
         let incoming = std::mem::replace(&mut tunnel.incoming, mpsc::channel(1).1);
         let socket =

@@ -12,7 +12,9 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use openrelay_config::RelayEntry;
-use openrelay_directory::{KeyError, Network, OperatorId, RelayMeasurement, VerifiedRelay};
+use openrelay_directory::{
+    DirectoryError, KeyError, ListedRelay, Network, OperatorId, RelayMeasurement, VerifiedRelay,
+};
 use openrelay_types::error::{ErrorKind, HasKind};
 use openrelay_types::{KeyPin, RelayRole};
 
@@ -160,12 +162,26 @@ pub struct Relay {
     /// release ([`crate::attestation::judge`]); `[trust] attestation`
     /// decides what selection makes of it.
     pub attestation: AttestationVerdict,
+    /// The directory listing it (`None`: a config entry): its own
+    /// signatures are checked through it before its first use
+    /// ([`Relay::check_listing`]).
+    pub listing: Option<ListedRelay>,
 }
 
 impl Relay {
     /// The key the relay's TLS handshake must prove.
     pub fn pin(&self) -> KeyPin {
         self.id.pin()
+    }
+
+    /// Checks, before the relay's first use, the signatures a client leaves
+    /// unchecked when it accepts a directory (the relay's descriptor by the
+    /// relay, its operator and its QUIC key; the operator's profile);
+    /// cached in the directory. A config entry has nothing to check.
+    pub fn check_listing(&self) -> Result<(), DirectoryError> {
+        self.listing
+            .as_ref()
+            .map_or(Ok(()), ListedRelay::check_signatures)
     }
 
     /// Whether `self` and `other` may be the two hops of one path: different
@@ -210,6 +226,7 @@ impl Relay {
             measured: relay.measured(),
             addr,
             attestation,
+            listing: Some(relay.listed()),
         }
     }
 }
@@ -298,6 +315,7 @@ impl Relay {
             addr: entry.addr,
             // A config entry has no descriptor, so no evidence.
             attestation: AttestationVerdict::NoEvidence,
+            listing: None,
         })
     }
 }

@@ -38,6 +38,7 @@ fn relay(name: &str, role: RelayRole, operator: &str, bandwidth: u64) -> Relay {
         measured: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
         attestation: openrelay_client::attestation::AttestationVerdict::NotChecked,
+        listing: None,
     }
 }
 

@@ -636,10 +636,19 @@ impl SignedDescriptor {
     }
 
     /// Checks the three signatures (relay's, operator's, QUIC key's), then
-    /// that `now` (Unix seconds) is inside the validity window. What the registry runs when a relay
-    /// publishes, and what clients run on every descriptor of a directory.
+    /// that `now` (Unix seconds) is inside the validity window. What the
+    /// registry runs when a relay publishes, and validators on every
+    /// descriptor of a directory before they sign it (clients check the
+    /// window of every descriptor, the signatures of those they use:
+    /// [`crate::VerifiedDirectory::check_relay_signatures`]).
     pub fn verify(&self, now: u64) -> Result<(), DescriptorError> {
         self.verify_signatures()?;
+        self.check_valid_at(now)
+    }
+
+    /// Checks only that `now` (Unix seconds) is inside the validity
+    /// window, `not_before` up to the clock skew ahead.
+    pub fn check_valid_at(&self, now: u64) -> Result<(), DescriptorError> {
         let d = &self.descriptor;
         if now.saturating_add(MAX_CLOCK_SKEW_SECS) < d.fields.not_before {
             return Err(DescriptorError::NotYetValid {

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use openrelay_types::{KeyPin, RelayRole};
 
@@ -269,7 +269,7 @@ impl TrustConfig {
     /// [`VerifiedDirectory::validator_set`] (`ValidatorSet::to_bytes`) to
     /// keep it across restarts, and [`TrustConfig::resume`] from it.
     pub fn advanced(&self, verified: &VerifiedDirectory) -> TrustConfig {
-        self.resume(verified.validator_set.clone())
+        self.resume(verified.validator_set().clone())
             .unwrap_or_else(|_| self.clone())
     }
 
@@ -490,6 +490,14 @@ pub enum DirectoryError {
         /// The key.
         pin: KeyPin,
     },
+    /// A relay's signatures were asked for
+    /// ([`VerifiedDirectory::check_relay_signatures`]) that the directory
+    /// does not list.
+    #[error("relay {relay} is not listed in the directory")]
+    RelayNotListed {
+        /// The relay.
+        relay: RelayId,
+    },
     /// Members of the signing set holding at most two thirds of its weight
     /// signed the directory.
     #[error(
@@ -617,21 +625,37 @@ impl From<DescriptorError> for DirectoryError {
 impl Directory {
     /// Checks everything inside the directory that does not depend on who
     /// signed it or on what the client saw before: every operator profile's
-    /// signature; for every descriptor, that its operator's profile is
-    /// present, both signatures, its validity at `now` and over the
-    /// directory's whole validity; that no QUIC key appears twice; and every
-    /// issuer key set's signature.
+    /// signature and every descriptor's three signatures, then
+    /// [`Directory::check_listing`].
     ///
-    /// Validators run this before signing; clients through
-    /// [`verify_directory`]. The first failure refuses the whole directory: a
-    /// validator-signed document with a bad entry means a validator did not
-    /// check, and dropping the entry silently would hide that.
+    /// Validators run this before signing (and a registry before it
+    /// proposes); clients check the listing of every relay but the
+    /// signatures only of the relays they use
+    /// ([`VerifiedDirectory::check_relay_signatures`]). The first failure
+    /// refuses the whole directory: a validator-signed document with a bad
+    /// entry means a validator did not check, and dropping the entry
+    /// silently would hide that.
     pub fn check_contents(&self, now: u64) -> Result<(), DirectoryError> {
         for profile in self.operators() {
             profile
                 .verify()
                 .map_err(|e| DirectoryError::BadSignature { which: e.which })?;
         }
+        for signed in self.descriptors() {
+            signed.verify_signatures()?;
+        }
+        self.check_listing(now)
+    }
+
+    /// Everything [`Directory::check_contents`] checks except the
+    /// signatures of the profiles and descriptors: for every descriptor,
+    /// that its operator's profile is present, its validity at `now` and
+    /// over the directory's whole validity; that no QUIC key appears
+    /// twice; every issuer key set's signature (at most
+    /// [`MAX_ISSUERS`](crate::MAX_ISSUERS)); the chain section's figures.
+    /// Cheap (no signature per relay): what a client checks of every relay
+    /// when it accepts a directory.
+    pub fn check_listing(&self, now: u64) -> Result<(), DirectoryError> {
         let mut pins = HashSet::with_capacity(self.descriptors().len());
         for signed in self.descriptors() {
             let d = signed.descriptor();
@@ -641,7 +665,7 @@ impl Directory {
                     operator: d.operator(),
                 });
             }
-            signed.verify(now)?;
+            signed.check_valid_at(now)?;
             let f = d.fields();
             if f.not_before > self.issued_at() || f.not_after < self.valid_until() {
                 return Err(DirectoryError::DescriptorOutlivedByDirectory { relay: d.relay() });
@@ -877,7 +901,20 @@ fn check_not_rolled_back(
 /// 4. it is fresh: not future-dated, not expired, not older than
 ///    `trust.max_age_secs()`;
 /// 5. it is not a rollback or an equivocation relative to `last_seen`;
-/// 6. its contents check out ([`Directory::check_contents`]).
+/// 6. every relay's listing checks out ([`Directory::check_listing`]:
+///    operators present, validity windows, distinct QUIC keys, issuer key
+///    sets, chain figures).
+///
+/// The profiles' and descriptors' own signatures are **not** checked here
+/// but when a relay is first used
+/// ([`VerifiedDirectory::check_relay_signatures`], cached): at 100 000
+/// relays they are 300 000 signatures, seconds of work, and the quorum's
+/// signatures already cover every byte of every descriptor, which each
+/// validator checked in full ([`Directory::check_contents`]) before
+/// signing. Checking a relay's own signatures before connecting to it
+/// still refuses a relay the validators signed without checking: a
+/// client never puts on a path a relay whose key, operator and QUIC key
+/// did not all sign what the directory says of it.
 ///
 /// On success, store [`VerifiedDirectory::last_seen`] for the next call,
 /// and verify the next directory with [`TrustConfig::advanced`] (or persist
@@ -914,15 +951,25 @@ pub fn verify_directory(
     if let Some(last) = last_seen {
         check_not_rolled_back(&directory, &digest, last)?;
     }
-    directory.check_contents(now)?;
+    directory.check_listing(now)?;
     let selection_bandwidths = crate::weight::directory_selection_bandwidths(&directory);
+    let relay_signatures = std::iter::repeat_with(OnceLock::new)
+        .take(directory.descriptors().len())
+        .collect();
+    let profile_signatures = std::iter::repeat_with(OnceLock::new)
+        .take(directory.operators().len())
+        .collect();
     Ok(VerifiedDirectory {
-        signed,
-        directory,
-        digest,
-        signers,
-        validator_set,
-        selection_bandwidths,
+        inner: Arc::new(Verified {
+            relay_signatures,
+            profile_signatures,
+            signed,
+            directory,
+            digest,
+            signers,
+            validator_set,
+            selection_bandwidths,
+        }),
     })
 }
 
@@ -937,9 +984,16 @@ pub fn verify_directory_bytes(
 }
 
 /// A directory that passed [`verify_directory`]: the relays in it, each with
-/// its operator's profile, ready for path selection.
+/// its operator's profile, ready for path selection. Cloning it shares it
+/// (the relay records a client makes of it keep it, [`ListedRelay`]).
 #[derive(Debug, Clone)]
 pub struct VerifiedDirectory {
+    inner: Arc<Verified>,
+}
+
+/// What a [`VerifiedDirectory`] holds.
+#[derive(Debug)]
+struct Verified {
     signed: SignedDirectory,
     directory: Directory,
     digest: DirectoryDigest,
@@ -948,6 +1002,13 @@ pub struct VerifiedDirectory {
     /// Per descriptor, in the directory's order:
     /// [`crate::weight::directory_selection_bandwidths`].
     selection_bandwidths: Vec<u64>,
+    /// Per descriptor, in the directory's order: whether its three
+    /// signatures verified, once checked
+    /// ([`VerifiedDirectory::check_relay_signatures`]).
+    relay_signatures: Vec<OnceLock<bool>>,
+    /// Per operator profile, in the directory's order: whether its
+    /// signature verified, once checked.
+    profile_signatures: Vec<OnceLock<bool>>,
 }
 
 impl VerifiedDirectory {
@@ -956,71 +1017,72 @@ impl VerifiedDirectory {
     /// verify later directories with [`TrustConfig::resume`] from it (or
     /// [`TrustConfig::advanced`]), so they need not carry older hand-overs.
     pub fn validator_set(&self) -> &ValidatorSet {
-        &self.validator_set
+        &self.inner.validator_set
     }
 
     /// The chain section, if the directory has one.
     pub fn chain(&self) -> Option<&ChainSection> {
-        self.directory.chain()
+        self.inner.directory.chain()
     }
 
     /// What to remember for the next verification.
     pub fn last_seen(&self) -> LastSeen {
         LastSeen {
-            sequence: self.directory.sequence(),
-            issued_at: self.directory.issued_at(),
-            digest: self.digest,
+            sequence: self.inner.directory.sequence(),
+            issued_at: self.inner.directory.issued_at(),
+            digest: self.inner.digest,
         }
     }
 
     /// The envelope as received, to cache (`to_bytes`) and re-verify on load
     /// with [`VerifiedDirectory::last_seen`].
     pub fn signed(&self) -> &SignedDirectory {
-        &self.signed
+        &self.inner.signed
     }
 
     /// The parsed directory.
     pub fn directory(&self) -> &Directory {
-        &self.directory
+        &self.inner.directory
     }
 
     /// Sequence number.
     pub fn sequence(&self) -> u64 {
-        self.directory.sequence()
+        self.inner.directory.sequence()
     }
 
     /// Issue time (Unix seconds).
     pub fn issued_at(&self) -> u64 {
-        self.directory.issued_at()
+        self.inner.directory.issued_at()
     }
 
     /// End of validity (Unix seconds, exclusive): until then a client may
     /// work from this directory when the registry is unreachable.
     pub fn valid_until(&self) -> u64 {
-        self.directory.valid_until()
+        self.inner.directory.valid_until()
     }
 
     /// SHA-256 of the directory bytes.
     pub fn digest(&self) -> DirectoryDigest {
-        self.digest
+        self.inner.digest
     }
 
     /// The validators of [`VerifiedDirectory::validator_set`] whose
     /// signatures were counted, sorted.
     pub fn signers(&self) -> &[ValidatorId] {
-        &self.signers
+        &self.inner.signers
     }
 
     /// Whether this directory would still pass the freshness checks at `now`
     /// (not expired, not older than `trust` allows): for a client deciding
     /// whether its cached directory is still usable.
     pub fn check_fresh(&self, trust: &TrustConfig, now: u64) -> Result<(), DirectoryError> {
-        check_fresh(&self.directory, trust, now)
+        check_fresh(&self.inner.directory, trust, now)
     }
 
     /// Every relay, sorted by relay id.
     pub fn relays(&self) -> impl Iterator<Item = VerifiedRelay<'_>> + '_ {
-        self.directory
+        self.inner
+            .directory
             .descriptors()
             .iter()
             .enumerate()
@@ -1037,11 +1099,63 @@ impl VerifiedDirectory {
 
     /// The relay with id `relay`.
     pub fn relay(&self, relay: &RelayId) -> Option<VerifiedRelay<'_>> {
-        let descriptors = self.directory.descriptors();
+        let descriptors = self.inner.directory.descriptors();
         let i = descriptors
             .binary_search_by(|d| d.descriptor().relay().cmp(relay))
             .ok()?;
         self.view(i, descriptors.get(i)?.descriptor())
+    }
+
+    /// Checks, once per relay (the answer is cached), the signatures
+    /// [`verify_directory`] left for when a relay is used: the relay's
+    /// descriptor signed by the relay, its operator and its QUIC key, and
+    /// its operator's profile signed by the operator. A client calls this
+    /// before it first connects to the relay and never uses a relay for
+    /// which it fails ([`DirectoryError::BadSignature`], naming the
+    /// signer; [`DirectoryError::RelayNotListed`] for a relay the
+    /// directory does not list).
+    pub fn check_relay_signatures(&self, relay: &RelayId) -> Result<(), DirectoryError> {
+        let descriptors = self.inner.directory.descriptors();
+        let not_listed = || DirectoryError::RelayNotListed { relay: *relay };
+        let index = descriptors
+            .binary_search_by(|d| d.descriptor().relay().cmp(relay))
+            .map_err(|_| not_listed())?;
+        let signed = descriptors.get(index).ok_or_else(not_listed)?;
+        let operator = signed.descriptor().operator();
+        let operators = self.inner.directory.operators();
+        let profile_index = operators
+            .binary_search_by(|p| p.profile().operator().cmp(&operator))
+            .map_err(|_| not_listed())?;
+        let profile = operators.get(profile_index).ok_or_else(not_listed)?;
+        let profile_ok = *self
+            .inner
+            .profile_signatures
+            .get(profile_index)
+            .ok_or_else(not_listed)?
+            .get_or_init(|| profile.verify().is_ok());
+        if !profile_ok {
+            return Err(DirectoryError::BadSignature {
+                which: Signer::OperatorProfile(operator),
+            });
+        }
+        let descriptor_ok = *self
+            .inner
+            .relay_signatures
+            .get(index)
+            .ok_or_else(not_listed)?
+            .get_or_init(|| signed.verify_signatures().is_ok());
+        if descriptor_ok {
+            Ok(())
+        } else {
+            // Not cached: which signature failed. Rare (a relay the
+            // validators signed without checking), and then only once per
+            // attempt to use it.
+            Err(signed
+                .verify_signatures()
+                .map_or_else(DirectoryError::from, |()| DirectoryError::BadSignature {
+                    which: Signer::Relay(*relay),
+                }))
+        }
     }
 
     /// The relay whose QUIC key is `pin`: how a client checks that the relay
@@ -1055,12 +1169,12 @@ impl VerifiedDirectory {
     /// only keys a client may use and a relay may accept for that issuer),
     /// if it lists any.
     pub fn issuer_keys(&self, issuer: &IssuerId) -> Option<&IssuerKeySet> {
-        self.directory.key_set(issuer).map(|s| s.key_set())
+        self.inner.directory.key_set(issuer).map(|s| s.key_set())
     }
 
     /// The profile of `operator`.
     pub fn operator(&self, operator: &OperatorId) -> Option<&OperatorProfile> {
-        self.directory.operator(operator).map(|p| p.profile())
+        self.inner.directory.operator(operator).map(|p| p.profile())
     }
 
     /// Descriptor `index` of the directory, with its operator's profile.
@@ -1072,12 +1186,19 @@ impl VerifiedDirectory {
         // Every descriptor's operator is present: `check_contents` checked.
         let operator = self.operator(&descriptor.operator())?;
         Some(VerifiedRelay {
+            directory: self,
             descriptor,
             operator,
-            selection_bandwidth_bps: self.selection_bandwidths.get(index).copied().unwrap_or(0),
+            selection_bandwidth_bps: self
+                .inner
+                .selection_bandwidths
+                .get(index)
+                .copied()
+                .unwrap_or(0),
             // The chain section lists the relays in the descriptors' order
             // (`ChainSection::check_matches`).
             measured: self
+                .inner
                 .directory
                 .chain()
                 .and_then(|c| c.relays.get(index))
@@ -1086,9 +1207,13 @@ impl VerifiedDirectory {
     }
 }
 
-/// One relay of a verified directory, with its operator's profile.
-#[derive(Debug, Clone, Copy)]
+/// One relay of a verified directory, with its operator's profile. The
+/// directory's quorum vouches for its listing; its own signatures are
+/// checked when it is used
+/// ([`VerifiedDirectory::check_relay_signatures`]).
+#[derive(Clone, Copy)]
 pub struct VerifiedRelay<'a> {
+    directory: &'a VerifiedDirectory,
     /// The relay's descriptor.
     pub descriptor: &'a RelayDescriptor,
     /// Its operator's profile.
@@ -1098,6 +1223,16 @@ pub struct VerifiedRelay<'a> {
 }
 
 impl VerifiedRelay<'_> {
+    /// This relay, owned (sharing the directory): what a client's relay
+    /// record keeps to check the relay's own signatures when it is first
+    /// used.
+    pub fn listed(&self) -> ListedRelay {
+        ListedRelay {
+            directory: self.directory.clone(),
+            relay: self.id(),
+        }
+    }
+
     /// The relay's id.
     pub fn id(&self) -> RelayId {
         self.descriptor.relay()
@@ -1154,5 +1289,65 @@ impl VerifiedRelay<'_> {
     /// directory without a chain section).
     pub fn measured(&self) -> Option<RelayMeasurement> {
         self.measured
+    }
+}
+
+/// The relay, not the directory it points into.
+impl std::fmt::Debug for VerifiedRelay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedRelay")
+            .field("descriptor", self.descriptor)
+            .field("operator", self.operator)
+            .field("selection_bandwidth_bps", &self.selection_bandwidth_bps)
+            .field("measured", &self.measured)
+            .finish()
+    }
+}
+
+/// A relay of a [`VerifiedDirectory`], owned: the directory (shared, not
+/// copied) and the relay's id. A client's relay record carries it, and
+/// checks the relay's own signatures through it before the relay's first
+/// use ([`ListedRelay::check_signatures`]).
+#[derive(Clone)]
+pub struct ListedRelay {
+    directory: VerifiedDirectory,
+    relay: RelayId,
+}
+
+impl ListedRelay {
+    /// [`VerifiedDirectory::check_relay_signatures`] for this relay
+    /// (cached in the directory: checked once however many records and
+    /// paths share it).
+    pub fn check_signatures(&self) -> Result<(), DirectoryError> {
+        self.directory.check_relay_signatures(&self.relay)
+    }
+
+    /// The relay's id.
+    pub fn relay(&self) -> RelayId {
+        self.relay
+    }
+
+    /// The sequence number of the directory that lists it.
+    pub fn sequence(&self) -> u64 {
+        self.directory.sequence()
+    }
+}
+
+/// The same relay of the same directory (one verification, shared).
+impl PartialEq for ListedRelay {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.directory.inner, &other.directory.inner) && self.relay == other.relay
+    }
+}
+
+impl Eq for ListedRelay {}
+
+/// The relay and the directory's sequence, not the whole directory.
+impl std::fmt::Debug for ListedRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListedRelay")
+            .field("relay", &self.relay)
+            .field("sequence", &self.sequence())
+            .finish()
     }
 }

@@ -15,6 +15,30 @@ fn verify(signed: SignedDirectory, trust: &TrustConfig) -> Result<(), DirectoryE
     verify_directory(signed, trust, NOW, None).map(|_| ())
 }
 
+/// What validators and a client make of `signed`, whose relay 1 carries a
+/// bad signature the validators signed anyway: a validator refuses the
+/// whole directory before signing (`check_contents`); a client accepts
+/// the listing, refuses relay 1 when it would first use it (cached: the
+/// same answer again), and every other relay passes. Returns the refusal.
+fn refused_by_validators_and_on_use(signed: SignedDirectory) -> DirectoryError {
+    let forged = relay_key(1).id();
+    let at_validators = Directory::from_bytes(&signed.directory)
+        .unwrap()
+        .check_contents(NOW)
+        .unwrap_err();
+    let verified = verify_directory(signed, &trust(2, 3), NOW, None).unwrap();
+    let on_use = verified.check_relay_signatures(&forged).unwrap_err();
+    assert_eq!(at_validators, on_use);
+    assert_eq!(
+        verified.check_relay_signatures(&forged),
+        Err(on_use.clone())
+    );
+    for relay in verified.relays().filter(|r| r.id() != forged) {
+        assert_eq!(relay.listed().check_signatures(), Ok(()), "{}", relay.id());
+    }
+    on_use
+}
+
 /// A directory of the fixture network, with `descriptor` replacing relay
 /// `replaced`'s, signed by validators 0 and 1 (trust: 2 of 3). Validators
 /// signing does not launder a bad descriptor.
@@ -75,7 +99,7 @@ fn a_well_formed_directory_verifies_and_lists_its_relays() {
 }
 
 #[test]
-fn forged_relay_signature_is_refused() {
+fn forged_relay_signature_is_refused_by_validators_and_on_first_use() {
     // The relay signature of relay 1's descriptor, made by relay 2's key.
     let honest = descriptor(1, 1, RelayRole::Egress);
     let mut other_fields = descriptor_fields(1, 1, RelayRole::Egress);
@@ -90,15 +114,15 @@ fn forged_relay_signature_is_refused() {
         *honest.quic_signature(),
     );
     assert_eq!(
-        verify(with_descriptor(1, forged), &trust(2, 3)),
-        Err(DirectoryError::BadSignature {
+        refused_by_validators_and_on_use(with_descriptor(1, forged)),
+        DirectoryError::BadSignature {
             which: Signer::Relay(relay_key(1).id())
-        })
+        }
     );
 }
 
 #[test]
-fn forged_operator_signature_is_refused() {
+fn forged_operator_signature_is_refused_by_validators_and_on_first_use() {
     let honest = descriptor(1, 1, RelayRole::Egress);
     let mut bad = *honest.operator_signature().as_bytes();
     bad[10] ^= 0x01;
@@ -109,15 +133,15 @@ fn forged_operator_signature_is_refused() {
         *honest.quic_signature(),
     );
     assert_eq!(
-        verify(with_descriptor(1, forged), &trust(2, 3)),
-        Err(DirectoryError::BadSignature {
+        refused_by_validators_and_on_use(with_descriptor(1, forged)),
+        DirectoryError::BadSignature {
             which: Signer::Operator(operator_key(1).id())
-        })
+        }
     );
 }
 
 #[test]
-fn a_relay_cannot_claim_an_operator_that_did_not_sign() {
+fn a_relay_cannot_claim_an_operator_that_did_not_sign_nor_be_used_under_it() {
     // Relay 1 names operator 0, but operator 1 signed (over its own version).
     let fields = descriptor_fields(1, 0, RelayRole::Egress);
     let claimed = RelayDescriptor::new(fields).unwrap();
@@ -137,9 +161,21 @@ fn a_relay_cannot_claim_an_operator_that_did_not_sign() {
         quic_key(1).sign_descriptor(&claimed),
     );
     assert_eq!(
-        verify(with_descriptor(1, forged), &trust(2, 3)),
-        Err(DirectoryError::BadSignature {
+        refused_by_validators_and_on_use(with_descriptor(1, forged)),
+        DirectoryError::BadSignature {
             which: Signer::Operator(operator_key(0).id())
+        }
+    );
+}
+
+#[test]
+fn the_signatures_of_a_relay_not_listed_are_not_vouched_for() {
+    let verified =
+        verify_directory(signed(&directory(1), &[0, 1]), &trust(2, 3), NOW, None).unwrap();
+    assert_eq!(
+        verified.check_relay_signatures(&relay_key(9).id()),
+        Err(DirectoryError::RelayNotListed {
+            relay: relay_key(9).id()
         })
     );
 }
@@ -158,7 +194,7 @@ fn a_descriptor_whose_operator_has_no_profile_is_refused() {
 }
 
 #[test]
-fn forged_operator_profile_is_refused() {
+fn forged_operator_profile_is_refused_by_validators_and_on_first_use() {
     let (mut operators, descriptors) = network();
     // Operator 1's profile with operator 2's signature over its own profile.
     operators[1] = openrelay_directory::SignedOperatorProfile::from_parts(
@@ -167,10 +203,10 @@ fn forged_operator_profile_is_refused() {
     );
     let signed = signed(&directory_with(1, operators, descriptors), &[0, 1]);
     assert_eq!(
-        verify(signed, &trust(2, 3)),
-        Err(DirectoryError::BadSignature {
+        refused_by_validators_and_on_use(signed),
+        DirectoryError::BadSignature {
             which: Signer::OperatorProfile(operator_key(1).id())
-        })
+        }
     );
 }
 

@@ -7,7 +7,7 @@ use openrelay_directory::weight::{
     MAX_OPERATOR_SHARE, MAX_WEIGHTED_BANDWIDTH_BPS, cap_shares, clipped_bandwidth, effective_cap,
 };
 use openrelay_directory::{
-    DescriptorError, DirectoryError, FormatError, Proposal, RelayDescriptor, SignError,
+    DescriptorError, Directory, DirectoryError, FormatError, Proposal, RelayDescriptor, SignError,
     SignedDescriptor, Signer, verify_directory,
 };
 use openrelay_testkit::fixtures::*;
@@ -171,11 +171,21 @@ fn the_quic_key_must_sign_the_descriptor_that_pins_it() {
     let (operators, mut descriptors) = network();
     descriptors[3] = forged;
     let signed = signed(&directory_with(1, operators, descriptors), &[0, 1]);
+    // Validators refuse it for the signature; a client, which checks a
+    // relay's signatures only when it uses it, for the listing: relay 1's
+    // key listed twice.
     assert_eq!(
-        verify_directory(signed, &trust(2, 3), NOW, None).unwrap_err(),
+        Directory::from_bytes(&signed.directory)
+            .unwrap()
+            .check_contents(NOW)
+            .unwrap_err(),
         DirectoryError::BadSignature {
             which: Signer::QuicKey(relay_key(3).id())
         }
+    );
+    assert_eq!(
+        verify_directory(signed, &trust(2, 3), NOW, None).unwrap_err(),
+        DirectoryError::DuplicatePin { pin: quic_pin(1) }
     );
     // A relay signature cannot stand in for the QUIC key's (other prefix).
     let honest = descriptor(1, 1, RelayRole::Egress);

@@ -28,6 +28,7 @@ fn relay(n: u8, role: RelayRole, operator: u8, network: Option<&str>) -> Relay {
         measured: None,
         addr: SocketAddr::from(([192, 0, 2, n], 4433)),
         attestation: crate::attestation::AttestationVerdict::NotChecked,
+        listing: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn relay(
         measured: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
         attestation: crate::attestation::AttestationVerdict::NotChecked,
+        listing: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn relay(n: u8, role: RelayRole, operator: u8, measured_bps: Option<u64>) -> (Re
         }),
         addr: SocketAddr::from(([192, 0, 2, n], 4433)),
         attestation: openrelay_client::attestation::AttestationVerdict::NotChecked,
+        listing: None,
     };
     (RelayId([n; 32]), relay)
 }
