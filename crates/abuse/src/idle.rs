@@ -156,15 +156,20 @@ pub async fn measure(
                 failed.fetch_add(units as u64, Ordering::Relaxed);
                 return;
             };
-            let flows = futures_util::future::join_all((0..units).map(|_| async {
-                let (send, mut recv) = connection.request(&head).await.ok()?;
-                match h3raw::response_head(&mut recv, Duration::from_secs(20)).await {
-                    Ok(true) => Some((send, recv)),
-                    _ => None,
-                }
+            // A target that refuses a flow may also withhold the stream
+            // credit for the next: every flow has a deadline.
+            let flows = futures_util::future::join_all((0..units).map(|_| {
+                tokio::time::timeout(Duration::from_secs(20), async {
+                    let (send, mut recv) = connection.request(&head).await.ok()?;
+                    match h3raw::response_accepted(&mut recv, Duration::from_secs(20)).await {
+                        Ok(true) => Some((send, recv)),
+                        _ => None,
+                    }
+                })
             }))
             .await;
-            let streams: Vec<_> = flows.into_iter().flatten().collect();
+            let flows = flows.into_iter().map(|flow| flow.ok().flatten());
+            let streams: Vec<_> = flows.flatten().collect();
             if datagram_per_flow {
                 for (send, _) in &streams {
                     if let Ok(sender) =

@@ -279,7 +279,7 @@ impl Tunnel {
             Arc::clone(&router).run(outer.connection.clone()),
         ));
         let opened = async {
-            if !h3raw::response_head(&mut recv, PROBE_LIMIT).await? {
+            if !h3raw::response_accepted(&mut recv, PROBE_LIMIT).await? {
                 return Err(ProbeError::NoResponse);
             }
             let sender = DatagramSender::new(outer.connection.clone(), stream_id)
