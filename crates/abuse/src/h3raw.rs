@@ -231,11 +231,15 @@ pub fn status_is_success(section: &[u8]) -> bool {
         return false;
     };
     if first & 0xc0 == 0xc0 {
-        let index = openrelay_wire::qpack::decode_integer(line, 6).ok().flatten();
+        let index = openrelay_wire::qpack::decode_integer(line, 6)
+            .ok()
+            .flatten();
         return matches!(index, Some((25 | 64 | 65, _)));
     }
     if first & 0xf0 == 0x50 {
-        let Some((index, used)) = openrelay_wire::qpack::decode_integer(line, 4).ok().flatten()
+        let Some((index, used)) = openrelay_wire::qpack::decode_integer(line, 4)
+            .ok()
+            .flatten()
         else {
             return false;
         };
@@ -315,8 +319,26 @@ mod tests {
         assert!(!status_is_success(&[0, 0, 0xc0 | 28]));
         assert!(!status_is_success(&[0, 0, 0xc0 | 27]));
         // A literal with the static `:status` name (index 24) and a value.
-        assert!(status_is_success(&[0, 0, 0x5f, 24 - 15, 3, b'2', b'0', b'2']));
-        assert!(!status_is_success(&[0, 0, 0x5f, 24 - 15, 3, b'4', b'2', b'9']));
+        assert!(status_is_success(&[
+            0,
+            0,
+            0x5f,
+            24 - 15,
+            3,
+            b'2',
+            b'0',
+            b'2'
+        ]));
+        assert!(!status_is_success(&[
+            0,
+            0,
+            0x5f,
+            24 - 15,
+            3,
+            b'4',
+            b'2',
+            b'9'
+        ]));
         // Not a status line first, or nothing at all.
         assert!(!status_is_success(&[0, 0, 0xc0 | 1]));
         assert!(!status_is_success(&[0, 0]));

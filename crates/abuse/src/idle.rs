@@ -77,7 +77,10 @@ impl IdleReport {
         if self.opened == 0 {
             return 0.0;
         }
-        let ticks = self.opened_at.cpu_ticks.saturating_sub(self.baseline.cpu_ticks);
+        let ticks = self
+            .opened_at
+            .cpu_ticks
+            .saturating_sub(self.baseline.cpu_ticks);
         ticks as f64 / monitor::TICKS_PER_SECOND / self.opened as f64
     }
 }

@@ -95,7 +95,9 @@ impl TunnelReport {
     /// Ingress CPU seconds per tunnel set up (handshake and request).
     pub fn cpu_per_tunnel(&self) -> f64 {
         per(
-            self.set_up.cpu_ticks.saturating_sub(self.baseline.cpu_ticks),
+            self.set_up
+                .cpu_ticks
+                .saturating_sub(self.baseline.cpu_ticks),
             self.opened,
         ) / monitor::TICKS_PER_SECOND
     }

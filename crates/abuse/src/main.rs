@@ -14,14 +14,14 @@ use clap::{Parser, Subcommand};
 use openrelay_abuse::attack::{Attack, Plan};
 use openrelay_abuse::idle::{self, IdleOptions};
 use openrelay_abuse::load;
-use openrelay_config::RelayConfig;
-use openrelay_tokens::header::build_authorization;
-use openrelay_tokens::{EpochKey, IssuerDirectory, SigningKey, TokenChallenge, issuance};
-use openrelay_transport::limits::ServerLimits;
 use openrelay_abuse::monitor::{self, Timed};
 use openrelay_abuse::probe::{self, Prober, Via};
 use openrelay_abuse::run::{self, Phase, PhaseOptions};
 use openrelay_abuse::target::{self, Role, Started, Target};
+use openrelay_config::RelayConfig;
+use openrelay_tokens::header::build_authorization;
+use openrelay_tokens::{EpochKey, IssuerDirectory, SigningKey, TokenChallenge, issuance};
+use openrelay_transport::limits::ServerLimits;
 use openrelay_types::KeyPin;
 
 /// openrelay's torture harness.
@@ -650,8 +650,8 @@ async fn load(mut args: LoadArgs) -> anyhow::Result<()> {
     let tunnels = load::tunnels(ingress, &tunnel_load, ingress_proc.pid()).await?;
     drop(perf);
     drop(started);
-    let met = tunnels.up_after_hold as usize >= args.tunnels
-        && tunnels.legit_ok == tunnels.legit_tried;
+    let met =
+        tunnels.up_after_hold as usize >= args.tunnels && tunnels.legit_ok == tunnels.legit_tried;
     println!(
         "set up {} ({} failed{}) in {:.1} s: {:.0} tunnels/s; {} still up after {:.0} s, {} keep-alive echoes received",
         tunnels.opened,
@@ -684,7 +684,9 @@ async fn load(mut args: LoadArgs) -> anyhow::Result<()> {
         "ingress CPU {:.2} ms per new tunnel (handshake + request); {:.0}% of a core holding them; generator {:.2} ms per tunnel",
         tunnels.cpu_per_tunnel() * 1e3,
         tunnels.hold_cpu_percent(),
-        tunnels.generator_setup_ticks as f64 / monitor::TICKS_PER_SECOND / tunnels.opened.max(1) as f64
+        tunnels.generator_setup_ticks as f64
+            / monitor::TICKS_PER_SECOND
+            / tunnels.opened.max(1) as f64
             * 1e3,
     );
     println!(

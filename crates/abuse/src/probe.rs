@@ -150,7 +150,8 @@ impl Prober {
             .via
             .ok_or(ProbeError::Setup("no egress to tunnel to"))?;
         let endpoint = h3raw::client_endpoint(self.source)?;
-        let tunnel = Tunnel::open(&endpoint, &self.target, via, &[], Duration::from_secs(1)).await?;
+        let tunnel =
+            Tunnel::open(&endpoint, &self.target, via, &[], Duration::from_secs(1)).await?;
         tunnel.close();
         Ok(())
     }
@@ -293,11 +294,7 @@ impl Tunnel {
                 Arc::new(quinn::TokioRuntime),
             )
             .map_err(RawError::Io)?;
-            let tuning = Tuning::client(
-                PROBE_LIMIT.max(keep_alive * 3),
-                keep_alive,
-                INNER_MTU,
-            );
+            let tuning = Tuning::client(PROBE_LIMIT.max(keep_alive * 3), keep_alive, INNER_MTU);
             let config = endpoint::client_config(via.key, &tuning).map_err(RawError::Tls)?;
             let connecting = inner_endpoint
                 .connect_with(config, via.addr, &via.addr.ip().to_string())
@@ -310,16 +307,14 @@ impl Tunnel {
         }
         .await;
         match opened {
-            Ok((inner_endpoint, inner)) => {
-                Ok(Tunnel {
-                    outer,
-                    _route: route,
-                    _request: (send, recv),
-                    reader,
-                    _inner_endpoint: inner_endpoint,
-                    inner,
-                })
-            }
+            Ok((inner_endpoint, inner)) => Ok(Tunnel {
+                outer,
+                _route: route,
+                _request: (send, recv),
+                reader,
+                _inner_endpoint: inner_endpoint,
+                inner,
+            }),
             Err(e) => {
                 outer.close();
                 Err(e)

@@ -88,7 +88,11 @@ fn gate(c: &mut Criterion) {
         return;
     };
     let now = openrelay_types::unix_now();
-    gate.set_keys(vec![EpochKey::new(signing.public().clone(), now - 10, 3600)]);
+    gate.set_keys(vec![EpochKey::new(
+        signing.public().clone(),
+        now - 10,
+        3600,
+    )]);
     let mint = || {
         let (request, pending) = issuance::request(signing.public(), digest).ok()?;
         pending.finalize(&signing.sign(&request).ok()?).ok()
@@ -111,9 +115,13 @@ fn gate(c: &mut Criterion) {
     let mut counter = 0u64;
     group.bench_function("spend_redb", |b| {
         b.iter(|| {
+            // Spread over the key space as real spend keys (SHA-256) are.
             counter += 1;
             let mut key = [0u8; 32];
-            key[..8].copy_from_slice(&counter.to_le_bytes());
+            for (i, word) in key.chunks_mut(8).enumerate() {
+                let mixed = (counter ^ i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                word.copy_from_slice(&(mixed ^ (mixed >> 29)).to_le_bytes());
+            }
             runtime.block_on(store.spend(SpendKey(key), now + 3600, now))
         })
     });
