@@ -201,16 +201,72 @@ pub async fn response_head(
     recv: &mut quinn::RecvStream,
     limit: Duration,
 ) -> Result<bool, RawError> {
+    Ok(read_head(recv, limit).await?.is_some())
+}
+
+/// As [`response_head`], and whether the response is a success (2xx): a
+/// refused request is answered too.
+pub async fn response_accepted(
+    recv: &mut quinn::RecvStream,
+    limit: Duration,
+) -> Result<bool, RawError> {
+    Ok(read_head(recv, limit)
+        .await?
+        .is_some_and(|head| status_is_success(&head)))
+}
+
+/// Whether an encoded field section's first line is a 2xx `:status` (RFC
+/// 9114 §4.3.2: pseudo-header fields come first), as servers without a
+/// dynamic table send it: an indexed static line (RFC 9204 §4.5.2;
+/// Appendix A: 25 is 200, 64 204, 65 206) or a literal with a static
+/// `:status` name reference (§4.5.4, indices 24-28, 63-71) and a plain
+/// value. Anything else (a Huffman-coded value included) counts as not
+/// a success.
+pub fn status_is_success(section: &[u8]) -> bool {
+    // Required Insert Count and Delta Base: zero without a dynamic table.
+    let Some(line) = section.get(2..) else {
+        return false;
+    };
+    let Some(&first) = line.first() else {
+        return false;
+    };
+    if first & 0xc0 == 0xc0 {
+        let index = openrelay_wire::qpack::decode_integer(line, 6)
+            .ok()
+            .flatten();
+        return matches!(index, Some((25 | 64 | 65, _)));
+    }
+    if first & 0xf0 == 0x50 {
+        let Some((index, used)) = openrelay_wire::qpack::decode_integer(line, 4)
+            .ok()
+            .flatten()
+        else {
+            return false;
+        };
+        let is_status = matches!(index, 24..=28 | 63..=71);
+        let value = line.get(used..).unwrap_or_default();
+        // A plain (not Huffman) 3-byte string value starting with '2'.
+        return is_status && value.first() == Some(&3) && value.get(1) == Some(&b'2');
+    }
+    false
+}
+
+/// The payload of the first HEADERS frame of a response stream; `None` if
+/// the stream ended first.
+async fn read_head(
+    recv: &mut quinn::RecvStream,
+    limit: Duration,
+) -> Result<Option<Vec<u8>>, RawError> {
     let mut reader = FrameReader::default();
     tokio::time::timeout(limit, async {
         loop {
             match recv.read_chunk(16 * 1024, true).await? {
-                None => return Ok(false),
+                None => return Ok(None),
                 Some(chunk) => {
                     reader.push(chunk.bytes);
-                    while let Some((frame_type, _)) = reader.next_frame() {
+                    while let Some((frame_type, payload)) = reader.next_frame() {
                         if frame_type == frame_type::HEADERS {
-                            return Ok(true);
+                            return Ok(Some(payload));
                         }
                     }
                 }
@@ -254,6 +310,47 @@ impl FrameReader {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn only_a_2xx_status_is_a_success() {
+        // Indexed static lines (RFC 9204 Appendix A): 200, 204; 503, 404.
+        assert!(status_is_success(&[0, 0, 0xc0 | 25]));
+        assert!(status_is_success(&[0, 0, 0xff, 64 - 63]));
+        assert!(!status_is_success(&[0, 0, 0xc0 | 28]));
+        assert!(!status_is_success(&[0, 0, 0xc0 | 27]));
+        // A literal with the static `:status` name (index 24) and a value.
+        assert!(status_is_success(&[
+            0,
+            0,
+            0x5f,
+            24 - 15,
+            3,
+            b'2',
+            b'0',
+            b'2'
+        ]));
+        assert!(!status_is_success(&[
+            0,
+            0,
+            0x5f,
+            24 - 15,
+            3,
+            b'4',
+            b'2',
+            b'9'
+        ]));
+        // Not a status line first, or nothing at all.
+        assert!(!status_is_success(&[0, 0, 0xc0 | 1]));
+        assert!(!status_is_success(&[0, 0]));
+        assert!(!status_is_success(&[]));
+    }
+
+    proptest! {
+        #[test]
+        fn any_section_is_classified_without_panicking(section in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = status_is_success(&section);
+        }
+    }
 
     #[test]
     fn frames_split_again() {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use openrelay_transport::datagrams::DatagramSender;
 use openrelay_wire::masque;
 use openrelay_wire::target::Target as WireTarget;
 use tokio::sync::{Mutex, Semaphore};
@@ -33,6 +34,9 @@ pub struct IdleOptions {
     pub flows_per_connection: usize,
     /// Quiet time before the loaded reading.
     pub settle: Duration,
+    /// Egress: send one datagram on each flow once it is open, so each
+    /// flow carries traffic to its destination.
+    pub datagram_per_flow: bool,
 }
 
 /// What the idle units cost.
@@ -50,6 +54,8 @@ pub struct IdleReport {
     pub open_secs: f64,
     /// The target before the first unit was opened.
     pub baseline: Sample,
+    /// The target when the last unit was opened.
+    pub opened_at: Sample,
     /// The target with every unit open and idle.
     pub loaded: Sample,
     /// The target a few seconds after every unit was closed.
@@ -63,6 +69,19 @@ impl IdleReport {
             return 0.0;
         }
         self.loaded.rss.saturating_sub(self.baseline.rss) as f64 / self.opened as f64
+    }
+
+    /// CPU seconds the target spent per unit opened (handshakes, requests
+    /// and sockets, while they were being opened).
+    pub fn cpu_per_unit(&self) -> f64 {
+        if self.opened == 0 {
+            return 0.0;
+        }
+        let ticks = self
+            .opened_at
+            .cpu_ticks
+            .saturating_sub(self.baseline.cpu_ticks);
+        ticks as f64 / monitor::TICKS_PER_SECOND / self.opened as f64
     }
 }
 
@@ -122,6 +141,7 @@ pub async fn measure(
         let endpoint = endpoints[i % endpoints.len()].clone();
         let (target, head, held) = (target.clone(), Arc::clone(&head), Arc::clone(&held));
         let (opened, failed) = (Arc::clone(&opened), Arc::clone(&failed));
+        let datagram_per_flow = options.datagram_per_flow && target.role == Role::Egress;
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
@@ -139,15 +159,29 @@ pub async fn measure(
                 failed.fetch_add(units as u64, Ordering::Relaxed);
                 return;
             };
-            let flows = futures_util::future::join_all((0..units).map(|_| async {
-                let (send, mut recv) = connection.request(&head).await.ok()?;
-                match h3raw::response_head(&mut recv, Duration::from_secs(20)).await {
-                    Ok(true) => Some((send, recv)),
-                    _ => None,
-                }
+            // A target that refuses a flow may also withhold the stream
+            // credit for the next: every flow has a deadline.
+            let flows = futures_util::future::join_all((0..units).map(|_| {
+                tokio::time::timeout(Duration::from_secs(20), async {
+                    let (send, mut recv) = connection.request(&head).await.ok()?;
+                    match h3raw::response_accepted(&mut recv, Duration::from_secs(20)).await {
+                        Ok(true) => Some((send, recv)),
+                        _ => None,
+                    }
+                })
             }))
             .await;
-            let streams: Vec<_> = flows.into_iter().flatten().collect();
+            let flows = flows.into_iter().map(|flow| flow.ok().flatten());
+            let streams: Vec<_> = flows.flatten().collect();
+            if datagram_per_flow {
+                for (send, _) in &streams {
+                    if let Ok(sender) =
+                        DatagramSender::new(connection.connection.clone(), u64::from(send.id()))
+                    {
+                        let _ = sender.send(b"openrelay-abuse flow");
+                    }
+                }
+            }
             opened.fetch_add(streams.len() as u64, Ordering::Relaxed);
             failed.fetch_add((units - streams.len()) as u64, Ordering::Relaxed);
             held.lock().await.push((connection, streams));
@@ -157,6 +191,7 @@ pub async fn measure(
         let _ = task.await;
     }
     let open_secs = started.elapsed().as_secs_f64();
+    let opened_at = monitor::sample(pid).ok_or(IdleError::NoProcess(pid))?;
     tokio::time::sleep(options.settle).await;
     let loaded = monitor::sample(pid).ok_or(IdleError::NoProcess(pid))?;
     for (connection, _) in held.lock().await.drain(..) {
@@ -170,6 +205,7 @@ pub async fn measure(
         failed: failed.load(Ordering::Relaxed),
         open_secs,
         baseline,
+        opened_at,
         loaded,
         closed: monitor::sample(pid),
     })

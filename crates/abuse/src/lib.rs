@@ -3,6 +3,7 @@
 pub mod attack;
 pub mod h3raw;
 pub mod idle;
+pub mod load;
 pub mod monitor;
 pub mod probe;
 pub mod run;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Clock ticks per second of `/proc/PID/stat` times: USER_HZ, which Linux
 /// fixes at 100 for what it shows userspace.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub const TICKS_PER_SECOND: f64 = 100.0;
 
 /// One reading of a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

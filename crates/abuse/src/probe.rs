@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openrelay_transport::call::PinnedConnection;
-use openrelay_transport::datagrams::{DatagramRouter, DatagramSender};
+use openrelay_transport::datagrams::{DatagramRouter, DatagramSender, Route};
 use openrelay_transport::endpoint::{self, INNER_MTU, Tuning};
 use openrelay_transport::tunnel_socket::TunnelSocket;
 use openrelay_types::KeyPin;
@@ -149,47 +149,11 @@ impl Prober {
         let via = self
             .via
             .ok_or(ProbeError::Setup("no egress to tunnel to"))?;
-        let (endpoint, outer) = self.raw().await?;
-        let authority = self.target.addr.to_string();
-        let path = masque::udp_path(&WireTarget::from_socket_addr(via.addr));
-        let head = h3raw::headers_frame(&h3raw::connect_udp_fields(&authority, &path));
-        let (send, mut recv) = outer.request(&head).await?;
-        let router = DatagramRouter::new();
-        let (tx, rx) = mpsc::channel::<Bytes>(256);
-        let stream_id = u64::from(send.id());
-        let _route = router
-            .register(stream_id, Arc::new(tx))
-            .map_err(|_| ProbeError::Setup("no route"))?;
-        let reader = tokio::spawn(Arc::clone(&router).run(outer.connection.clone()));
-        let result = async {
-            if !h3raw::response_head(&mut recv, PROBE_LIMIT).await? {
-                return Err(ProbeError::NoResponse);
-            }
-            let sender = DatagramSender::new(outer.connection.clone(), stream_id)
-                .map_err(|_| ProbeError::Setup("no sender"))?;
-            let local = endpoint.local_addr().map_err(RawError::Io)?;
-            let socket = TunnelSocket::new(sender, rx, local, via.addr);
-            let inner = quinn::Endpoint::new_with_abstract_socket(
-                quinn::EndpointConfig::default(),
-                None,
-                Arc::new(socket),
-                Arc::new(quinn::TokioRuntime),
-            )
-            .map_err(RawError::Io)?;
-            let tuning = Tuning::client(PROBE_LIMIT, Duration::from_secs(1), INNER_MTU);
-            let config = endpoint::client_config(via.key, &tuning).map_err(RawError::Tls)?;
-            let connecting = inner
-                .connect_with(config, via.addr, &via.addr.ip().to_string())
-                .map_err(RawError::Connect)?;
-            let connection = connecting.await.map_err(ProbeError::Inner)?;
-            connection.close(quinn::VarInt::from_u32(0x100), b"probe done");
-            Ok(())
-        }
-        .await;
-        reader.abort();
-        drop(send);
-        outer.close();
-        result
+        let endpoint = h3raw::client_endpoint(self.source)?;
+        let tunnel =
+            Tunnel::open(&endpoint, &self.target, via, &[], Duration::from_secs(1)).await?;
+        tunnel.close();
+        Ok(())
     }
 
     /// CONNECT to the echo server and one echoed message.
@@ -250,6 +214,124 @@ impl Prober {
         } else {
             Err(ProbeError::Status(response.status))
         }
+    }
+}
+
+/// A client's path through an ingress: a connect-udp tunnel (RFC 9298) on
+/// its own outer connection to an egress relay, and a pinned QUIC
+/// connection with that egress inside the tunnel's datagrams, which pings
+/// the egress every `keep_alive` (each ping and its acknowledgement cross
+/// the ingress: a keep-alive echo).
+#[derive(Debug)]
+pub struct Tunnel {
+    outer: RawConnection,
+    /// The request stream; dropping it would end the tunnel.
+    _request: (quinn::SendStream, quinn::RecvStream),
+    reader: AbortOnDrop,
+    /// The tunnel's entry in the router's table.
+    _route: Route,
+    /// The inner connection's endpoint (on the tunnel's socket).
+    _inner_endpoint: quinn::Endpoint,
+    /// The QUIC connection with the egress inside the tunnel.
+    pub inner: quinn::Connection,
+}
+
+/// A task aborted when this is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<quinn::ConnectionError>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Tunnel {
+    /// Opens a tunnel from `endpoint` through the ingress `ingress` to
+    /// `via`, with `extra` request fields (e.g. a token's `authorization`),
+    /// and the inner connection's handshake, within [`PROBE_LIMIT`] each.
+    pub async fn open(
+        endpoint: &quinn::Endpoint,
+        ingress: &Target,
+        via: Via,
+        extra: &[(&str, &str)],
+        keep_alive: Duration,
+    ) -> Result<Self, ProbeError> {
+        let outer = RawConnection::connect(
+            endpoint,
+            ingress.addr,
+            ingress.key,
+            ingress.role.mtu(),
+            PROBE_LIMIT,
+        )
+        .await?;
+        let authority = ingress.addr.to_string();
+        let path = masque::udp_path(&WireTarget::from_socket_addr(via.addr));
+        let mut fields = h3raw::connect_udp_fields(&authority, &path);
+        fields.extend_from_slice(extra);
+        let (send, mut recv) = outer.request(&h3raw::headers_frame(&fields)).await?;
+        let router = DatagramRouter::new();
+        let (tx, rx) = mpsc::channel::<Bytes>(256);
+        let stream_id = u64::from(send.id());
+        let route = router
+            .register(stream_id, Arc::new(tx))
+            .map_err(|_| ProbeError::Setup("no route"))?;
+        let reader = AbortOnDrop(tokio::spawn(
+            Arc::clone(&router).run(outer.connection.clone()),
+        ));
+        let opened = async {
+            if !h3raw::response_accepted(&mut recv, PROBE_LIMIT).await? {
+                return Err(ProbeError::NoResponse);
+            }
+            let sender = DatagramSender::new(outer.connection.clone(), stream_id)
+                .map_err(|_| ProbeError::Setup("no sender"))?;
+            let local = endpoint.local_addr().map_err(RawError::Io)?;
+            let socket = TunnelSocket::new(sender, rx, local, via.addr);
+            let inner_endpoint = quinn::Endpoint::new_with_abstract_socket(
+                quinn::EndpointConfig::default(),
+                None,
+                Arc::new(socket),
+                Arc::new(quinn::TokioRuntime),
+            )
+            .map_err(RawError::Io)?;
+            let tuning = Tuning::client(PROBE_LIMIT.max(keep_alive * 3), keep_alive, INNER_MTU);
+            let config = endpoint::client_config(via.key, &tuning).map_err(RawError::Tls)?;
+            let connecting = inner_endpoint
+                .connect_with(config, via.addr, &via.addr.ip().to_string())
+                .map_err(RawError::Connect)?;
+            let inner = tokio::time::timeout(PROBE_LIMIT, connecting)
+                .await
+                .map_err(|_| ProbeError::Timeout)?
+                .map_err(ProbeError::Inner)?;
+            Ok((inner_endpoint, inner))
+        }
+        .await;
+        match opened {
+            Ok((inner_endpoint, inner)) => Ok(Tunnel {
+                outer,
+                _route: route,
+                _request: (send, recv),
+                reader,
+                _inner_endpoint: inner_endpoint,
+                inner,
+            }),
+            Err(e) => {
+                outer.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the inner connection (and so the tunnel) is still up.
+    pub fn is_up(&self) -> bool {
+        self.inner.close_reason().is_none() && !self.reader.0.is_finished()
+    }
+
+    /// Closes the inner connection, then the outer one.
+    pub fn close(&self) {
+        self.inner
+            .close(quinn::VarInt::from_u32(0x100), b"probe done");
+        self.outer.close();
     }
 }
 
