@@ -46,7 +46,7 @@ fn directory(n: usize) -> Vec<Relay> {
             bandwidth_bps: 10_000_000 * (1 + (i as u64 * 7919) % 1000),
             measured: None,
             addr: std::net::SocketAddr::from(([192, 0, 2, 1], 4433)),
-            attestation: openrelay_client::attestation::AttestationVerdict::NotChecked,
+            attestation: openrelay_client::attestation::AttestationVerdict::NotChecked.into(),
             listing: None,
         })
         .collect()

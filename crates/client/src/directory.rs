@@ -42,7 +42,7 @@ use openrelay_transport::endpoint::TUNNELLED_MTU;
 use openrelay_types::unix_now;
 use tracing::{debug, info, warn};
 
-use crate::attestation::{AttestationVerdict, judge};
+use crate::attestation::{AttestationVerdict, DirectoryJudge, VerdictCache};
 use crate::chain_check::jsonrpc::RpcUrlError;
 use crate::chain_check::{CheckError, RpcCheck};
 use crate::flow::TunnelError;
@@ -137,21 +137,24 @@ pub struct DirectoryFeed {
     rpc: Option<RpcCheck>,
     /// Whether the node confirmed the directory in use.
     rpc_confirmed: AtomicBool,
-    /// `[trust.tee]` when `[trust] attestation` is not `off`: each listed
-    /// relay's evidence is judged under it ([`crate::attestation::judge`]).
-    attestation: Option<openrelay_attest::Policy>,
+    /// `[trust.tee]` when `[trust] attestation` is not `off`: a listed
+    /// relay's evidence is judged under it when selection first considers
+    /// the relay ([`DirectoryJudge`]).
+    attestation: Option<Arc<openrelay_attest::Policy>>,
+    /// Verdicts kept across directories.
+    verdicts: Arc<VerdictCache>,
 }
 
 /// The relays of a verified directory, each at its first usable endpoint
-/// ([`Relay::from_directory`]), with its attestation judged under `tee` at
-/// `now` (not checked without a policy). A relay with no usable endpoint
+/// ([`Relay::from_directory`]), with its attestation to be judged by
+/// `judge` when first asked for (not checked without one). A relay with no
+/// usable endpoint
 /// (only special-purpose addresses, unless `allow_special` is set) is left
 /// out.
 fn relay_entries(
     directory: &VerifiedDirectory,
     allow_special: bool,
-    tee: Option<&openrelay_attest::Policy>,
-    now: u64,
+    judge: Option<&Arc<DirectoryJudge>>,
 ) -> Vec<Relay> {
     let usable = |addr: &&std::net::SocketAddr| allow_special || endpoint_class(addr).is_none();
     let mut skipped = 0usize;
@@ -162,9 +165,9 @@ fn relay_entries(
                 skipped += 1;
                 return None;
             };
-            let attestation = match tee {
-                Some(policy) => judge(&relay, directory.chain(), policy, now),
-                None => AttestationVerdict::NotChecked,
+            let attestation = match judge {
+                Some(judge) => judge.attestation(&relay),
+                None => AttestationVerdict::NotChecked.into(),
             };
             Some(Relay::from_directory(&relay, *addr, attestation))
         })
@@ -248,24 +251,33 @@ impl DirectoryFeed {
                 .transpose()?,
             rpc_confirmed: AtomicBool::new(false),
             attestation: None,
+            verdicts: Arc::new(VerdictCache::new()),
         })
     }
 
     /// This feed judging every relay's attestation under `trust` (unless
     /// `trust.attestation` is `off`).
     pub fn judging_attestation(mut self, trust: &TrustPolicyConfig) -> Self {
-        self.attestation = (trust.attestation != AttestationMode::Off).then(|| trust.tee.clone());
+        self.attestation =
+            (trust.attestation != AttestationMode::Off).then(|| Arc::new(trust.tee.clone()));
         self
     }
 
     fn list(&self, verified: &VerifiedDirectory) -> RelayList {
         let issued_at = verified.issued_at();
+        let judge = self.attestation.as_ref().map(|policy| {
+            DirectoryJudge::new(
+                verified.clone(),
+                Arc::clone(policy),
+                unix_now(),
+                Arc::clone(&self.verdicts),
+            )
+        });
         RelayList {
             relays: relay_entries(
                 verified,
                 self.dangerously_allow_special_purpose_endpoints,
-                self.attestation.as_ref(),
-                unix_now(),
+                judge.as_ref(),
             ),
             times: DirectoryTimes {
                 issued_at,

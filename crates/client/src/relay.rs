@@ -18,7 +18,7 @@ use openrelay_directory::{
 use openrelay_types::error::{ErrorKind, HasKind};
 use openrelay_types::{KeyPin, RelayRole};
 
-use crate::attestation::AttestationVerdict;
+use crate::attestation::{Attestation, AttestationVerdict};
 
 /// Bandwidth given to relays whose bandwidth is not known (config entries
 /// without `bandwidth_bps`): every such relay weighs the same.
@@ -159,9 +159,10 @@ pub struct Relay {
     /// Its QUIC address.
     pub addr: SocketAddr,
     /// Whether it proved, with TEE evidence, that it runs an approved
-    /// release ([`crate::attestation::judge`]); `[trust] attestation`
-    /// decides what selection makes of it.
-    pub attestation: AttestationVerdict,
+    /// release ([`crate::attestation::judge`]), judged when selection
+    /// first considers the relay; `[trust] attestation` decides what
+    /// selection makes of it.
+    pub attestation: Attestation,
     /// The directory listing it (`None`: a config entry): its own
     /// signatures are checked through it before its first use
     /// ([`Relay::check_listing`]).
@@ -202,7 +203,7 @@ impl Relay {
     pub fn from_directory(
         relay: &VerifiedRelay<'_>,
         addr: SocketAddr,
-        attestation: AttestationVerdict,
+        attestation: impl Into<Attestation>,
     ) -> Self {
         let id = relay.id().to_string();
         let short: String = id
@@ -225,7 +226,7 @@ impl Relay {
             bandwidth_bps: relay.selection_bandwidth_bps(),
             measured: relay.measured(),
             addr,
-            attestation,
+            attestation: attestation.into(),
             listing: Some(relay.listed()),
         }
     }
@@ -314,7 +315,7 @@ impl Relay {
             measured: None,
             addr: entry.addr,
             // A config entry has no descriptor, so no evidence.
-            attestation: AttestationVerdict::NoEvidence,
+            attestation: AttestationVerdict::NoEvidence.into(),
             listing: None,
         })
     }

@@ -8,9 +8,13 @@
 use std::time::Duration;
 
 use openrelay_attest::{Binding, InsecureSimulatedTee, Platform, Policy, report_data};
-use openrelay_client::attestation::{AttestationRefusal, AttestationVerdict, admit, judge};
+use std::sync::Arc;
+
+use openrelay_client::attestation::{
+    AttestationRefusal, AttestationVerdict, DirectoryJudge, VerdictCache, admit, judge,
+};
 use openrelay_client::relay::Relay;
-use openrelay_client::selection::{PathPlan, PlanConfig, SelectionError};
+use openrelay_client::selection::{EgressRegion, PathPlan, PlanConfig, SelectionError, choose};
 use openrelay_config::AttestationMode;
 use openrelay_directory::{
     AttestationEvidence, ChainRelease, MEASUREMENT_LEN, ReleaseMeasurement, ReleaseStatus,
@@ -75,13 +79,27 @@ fn evidence_for(
 /// A chain-backed directory of `relays` (id, role, what it carries), one
 /// operator each, listing an approved and a revoked release.
 fn directory(relays: &[(u8, RelayRole, Carries)]) -> VerifiedDirectory {
+    let with_operators: Vec<_> = relays.iter().map(|&(n, role, c)| (n, n, role, c)).collect();
+    directory_of_operators(&with_operators)
+}
+
+/// As [`directory`], with relay `n` run by operator `o` for each
+/// `(n, o, role, carries)`.
+fn directory_of_operators(relays: &[(u8, u8, RelayRole, Carries)]) -> VerifiedDirectory {
     let mut profiles = Vec::new();
     let mut descriptors = Vec::new();
-    for &(n, role, carries) in relays {
-        profiles.push(profile(n));
-        let mut fields = descriptor_fields(n, n, role);
+    for &(n, operator, role, carries) in relays {
+        if !profiles
+            .iter()
+            .any(|p: &openrelay_directory::SignedOperatorProfile| {
+                p.profile().operator() == profile(operator).profile().operator()
+            })
+        {
+            profiles.push(profile(operator));
+        }
+        let mut fields = descriptor_fields(n, operator, role);
         fields.attestation = evidence_for(n, &fields, carries);
-        descriptors.push(sign(fields, n, n));
+        descriptors.push(sign(fields, n, operator));
     }
     profiles.sort_by_key(|p| p.profile().operator());
     descriptors.sort_by_key(|d| d.descriptor().relay());
@@ -128,7 +146,7 @@ fn verdict_of(relays: &[Relay], n: u8) -> AttestationVerdict {
         .find(|r| r.pin() == quic_pin(n))
         .unwrap()
         .attestation
-        .clone()
+        .verdict()
 }
 
 #[test]
@@ -258,4 +276,155 @@ fn require_uses_attested_relays_only_and_fails_closed_naming_each_refusal() {
         pins(&admit(&without, AttestationMode::Off).admitted),
         pins(&without)
     );
+}
+
+/// The relay records a directory feed makes: each judged lazily through
+/// `cache`.
+fn lazy_relays(directory: &VerifiedDirectory, cache: &Arc<VerdictCache>) -> Vec<Relay> {
+    let judge = DirectoryJudge::new(directory.clone(), Arc::new(policy()), T0, Arc::clone(cache));
+    directory
+        .relays()
+        .map(|r| Relay::from_directory(&r, r.endpoints()[0], judge.attestation(&r)))
+        .collect()
+}
+
+/// Issue 16: accepting a directory judges none of its relays; a path judges
+/// the relays it drew (here each draw lands on an attested relay, so two);
+/// a refresh with the same evidence judges nothing again.
+#[test]
+fn accepting_judges_nothing_and_a_path_judges_only_its_draws() {
+    let listed: Vec<_> = (1..=40u8)
+        .map(|n| {
+            let role = if n % 2 == 0 {
+                RelayRole::Egress
+            } else {
+                RelayRole::Ingress
+            };
+            (n, role, Carries::Measuring(APPROVED))
+        })
+        .collect();
+    let d = directory(&listed);
+    let cache = Arc::new(VerdictCache::new());
+    let relays = lazy_relays(&d, &cache);
+    let mut require = plan(relays, AttestationMode::Require);
+    assert_eq!(cache.judgements(), 0, "accepting judged relays");
+    let path = require.current(Duration::ZERO).unwrap();
+    assert!(path.choice.ingress.attestation.is_attested());
+    assert!(path.choice.egress.attestation.is_attested());
+    assert_eq!(
+        cache.judgements(),
+        2,
+        "a path judged more than its two draws"
+    );
+    // The status output shows each hop's verdict.
+    assert_eq!(path.choice.egress.attestation.summary().verdict, "attested");
+
+    // The same directory again (a refresh with unchanged evidence): the
+    // hops' verdicts come from the cache.
+    let again = lazy_relays(&d, &cache);
+    let mut refreshed = PathPlan::new(
+        again,
+        PlanConfig {
+            attestation: AttestationMode::Require,
+            ..PlanConfig::default()
+        },
+        fastrand::Rng::with_seed(7),
+    );
+    let same = refreshed.current(Duration::ZERO).unwrap();
+    assert_eq!(same.choice.egress.pin(), path.choice.egress.pin());
+    assert_eq!(cache.judgements(), 2, "unchanged evidence judged again");
+}
+
+/// Refused relays drawn are judged and dropped, and `require` names them
+/// when no attested path is left; lazily judged, a draw judges at most one
+/// relay per draw it makes.
+#[test]
+fn lazy_require_skips_refused_relays_and_names_them() {
+    use Carries::*;
+    let d = directory(&[
+        (1, RelayRole::Ingress, Measuring(REVOKED)),
+        (3, RelayRole::Ingress, Nothing),
+        (5, RelayRole::Ingress, Measuring(APPROVED)),
+        (7, RelayRole::Egress, Measuring(UNKNOWN)),
+        (9, RelayRole::Egress, Measuring(APPROVED)),
+        (11, RelayRole::Egress, Garbage),
+    ]);
+    let cache = Arc::new(VerdictCache::new());
+    let mut require = plan(lazy_relays(&d, &cache), AttestationMode::Require);
+    for i in 0..20 {
+        let path = require.current(Duration::from_secs(i * 3600)).unwrap();
+        assert_eq!(path.choice.ingress.pin(), quic_pin(5));
+        assert_eq!(path.choice.egress.pin(), quic_pin(9));
+    }
+    // Each relay is judged at most once however many paths are drawn.
+    assert!(cache.judgements() <= 6, "{}", cache.judgements());
+    let only_refused = directory(&[
+        (1, RelayRole::Ingress, Measuring(REVOKED)),
+        (3, RelayRole::Ingress, Nothing),
+        (7, RelayRole::Egress, Measuring(UNKNOWN)),
+    ]);
+    let mut closed = plan(lazy_relays(&only_refused, &cache), AttestationMode::Require);
+    let error = closed.current(Duration::ZERO).unwrap_err();
+    let SelectionError::NoAttestedPath { refused, .. } = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(refused.len(), 3, "{error}");
+    // `prefer` falls back to every relay when the attested make no path.
+    let mut prefer = plan(lazy_relays(&only_refused, &cache), AttestationMode::Prefer);
+    assert!(prefer.current(Duration::ZERO).is_ok());
+}
+
+mod lazy_matches_eager {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn carries(kind: u8) -> Carries {
+        match kind % 4 {
+            0 => Carries::Nothing,
+            1 => Carries::Measuring(REVOKED),
+            _ => Carries::Measuring(APPROVED),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Issue 16: for random lists (roles, operators, evidence) and
+        /// seeds, a lazily judged plan's path uses only relays the eager
+        /// rule (`admit` over relays judged up front) admits, and finds a
+        /// path exactly when the eager rule's relays make one.
+        #[test]
+        fn lazy_and_eager_selection_use_the_same_relays(
+            spec in proptest::collection::vec((any::<bool>(), 0u8..4, any::<u8>()), 2..10),
+            seed in any::<u64>(),
+            require in any::<bool>(),
+        ) {
+            let listed: Vec<_> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, &(egress, operator, kind))| {
+                    let role = if egress { RelayRole::Egress } else { RelayRole::Ingress };
+                    (i as u8 * 2 + 1, 100 + operator, role, carries(kind))
+                })
+                .collect();
+            let d = directory_of_operators(&listed);
+            let mode = if require { AttestationMode::Require } else { AttestationMode::Prefer };
+            let eager = admit(&relays(&d, &policy()), mode).admitted;
+            let eager_ok = choose(&eager, &EgressRegion::Any, |_| false, &mut fastrand::Rng::with_seed(0)).is_ok();
+            let cache = Arc::new(VerdictCache::new());
+            let mut lazy = PathPlan::new(
+                lazy_relays(&d, &cache),
+                PlanConfig { attestation: mode, ..PlanConfig::default() },
+                fastrand::Rng::with_seed(seed),
+            );
+            match lazy.current(Duration::ZERO) {
+                Ok(path) => {
+                    prop_assert!(eager_ok);
+                    for hop in [&path.choice.ingress, &path.choice.egress] {
+                        prop_assert!(eager.iter().any(|r| r.pin() == hop.pin()), "{} not admitted", hop.name);
+                    }
+                }
+                Err(error) => prop_assert!(!eager_ok, "lazy failed where eager finds a path: {}", error),
+            }
+        }
+    }
 }

@@ -37,7 +37,7 @@ fn relay(name: &str, role: RelayRole, operator: &str, bandwidth: u64) -> Relay {
         bandwidth_bps: bandwidth,
         measured: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
-        attestation: openrelay_client::attestation::AttestationVerdict::NotChecked,
+        attestation: openrelay_client::attestation::AttestationVerdict::NotChecked.into(),
         listing: None,
     }
 }

@@ -27,7 +27,7 @@ fn relay(n: u8, role: RelayRole, operator: u8, network: Option<&str>) -> Relay {
         bandwidth_bps: UNKNOWN_BANDWIDTH,
         measured: None,
         addr: SocketAddr::from(([192, 0, 2, n], 4433)),
-        attestation: crate::attestation::AttestationVerdict::NotChecked,
+        attestation: crate::attestation::AttestationVerdict::NotChecked.into(),
         listing: None,
     }
 }

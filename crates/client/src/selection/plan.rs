@@ -31,6 +31,35 @@
 //!   [`EgressRegion::Near`], isolation outranks proximity: an unused egress
 //!   at home, else an unused egress elsewhere, else the least-loaded egress
 //!   at home.
+//! * **Attestation, judged lazily** ([`PlanConfig::attestation`]). With
+//!   `require`, paths use only attested relays; with `prefer`, only attested
+//!   relays while they make a path (in any region, before exclusions), else
+//!   every relay; the same rule as [`crate::attestation::admit`], without
+//!   judging every relay of the list first (5 ms each for SEV-SNP evidence:
+//!   535 s at 100,000 relays). A relay is judged when a draw lands on it: a
+//!   refused relay leaves the candidates and the draw is repeated without
+//!   it. The egress is drawn first and judged; then the ingress, among
+//!   those compatible with that egress, is drawn and judged; an egress left
+//!   without a compatible ingress drops out of the pool and the egress is
+//!   drawn again. Why this draws as filtering first would: a draw by
+//!   weight that is repeated without a refused relay until it lands on an
+//!   admitted one picks each admitted relay `a` with probability
+//!   `w(a) / Σ_{admitted} w` (rejection sampling), which is the draw among
+//!   the admitted relays alone, for the egress over the admitted egresses
+//!   with an admitted compatible ingress, and for the ingress over the
+//!   admitted ingresses compatible with it. One difference is left: an
+//!   operator's share cap ([`super::selection_weights`]) is computed over
+//!   the relays still in the draw, which include those not judged yet, so
+//!   where the cap binds an admitted relay's weight can differ from the
+//!   weight filtering first gives it (the cap still bounds every operator's
+//!   share of the draw). The relays a path can use are exactly those
+//!   filtering first allows (`lazy_and_eager_selection_use_the_same_relays`
+//!   in the tests). At most [`MAX_JUDGEMENTS_PER_SELECTION`] relays are
+//!   judged per selection; past that the selection draws only among relays
+//!   already judged attested; if they make no path, `require` fails
+//!   ([`SelectionError::NoAttestedPath`]) and `prefer` uses every relay for
+//!   that selection only. Verdicts are kept, so the next selection goes on
+//!   where this one stopped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,7 +73,12 @@ use super::{
     EgressRegion, PathChoice, Pool, RefillChoiceError, RefusedRelay, Relay, RelayId,
     SelectionError, SiteKey, choose_refill, pick_ingress, pick_weighted,
 };
-use crate::attestation::admit;
+
+/// How many relays one selection (a path, a repaired ingress, a refill
+/// path) judges at most: at about 5 ms per SEV-SNP relay, a third of a
+/// second. Each refused relay leaves the candidates for good, so later
+/// selections go on where one stopped.
+pub const MAX_JUDGEMENTS_PER_SELECTION: usize = 64;
 
 /// How long new flows keep using one path: ten minutes, long enough that a
 /// path's handshakes are amortised over many flows, short enough that one
@@ -98,8 +132,9 @@ pub struct PlanConfig {
     pub rotation: Duration,
     /// Give every site (registrable domain) its own egress.
     pub per_site: bool,
-    /// `[trust] attestation`: which relays may be used at all
-    /// ([`crate::attestation::admit`]).
+    /// `[trust] attestation`: which relays may be used at all (the rule of
+    /// [`crate::attestation::admit`], judged lazily: see the
+    /// [module documentation](self)).
     pub attestation: AttestationMode,
 }
 
@@ -145,10 +180,15 @@ enum Verdict {
 pub struct PathPlan<T> {
     /// Every relay of the list, as set.
     listed: Vec<Relay>,
-    /// Those `config.attestation` admits: paths are drawn from these.
+    /// Those `config.attestation` has not refused (yet): paths are drawn
+    /// from these, and a relay drawn is judged before it is used.
     candidates: Vec<Relay>,
-    /// Those it does not, kept to say why when no path is left.
+    /// Those judged and refused, kept to say why when no path is left.
     refused: Vec<Relay>,
+    /// With `prefer`: whether the attested relays make a path (in any
+    /// region, before exclusions), once known. `Some(false)`: every relay
+    /// is a candidate.
+    attested_make_a_path: Option<bool>,
     config: PlanConfig,
     /// Relay id → excluded until then (exclusive).
     excluded: BTreeMap<RelayId, T>,
@@ -163,22 +203,25 @@ pub struct PathPlan<T> {
 impl<T: Moment> PathPlan<T> {
     /// A plan over `candidates`, drawing from `rng`.
     pub fn new(listed: Vec<Relay>, config: PlanConfig, rng: fastrand::Rng) -> Self {
-        let admission = admit(&listed, config.attestation);
-        PathPlan {
-            listed,
-            candidates: admission.admitted,
-            refused: admission.refused,
+        let mut plan = PathPlan {
+            listed: Vec::new(),
+            candidates: Vec::new(),
+            refused: Vec::new(),
+            attested_make_a_path: None,
             config,
             excluded: BTreeMap::new(),
             shared: None,
             sites: BTreeMap::new(),
             rng,
             last_generation: 0,
-        }
+        };
+        plan.set_candidates(listed);
+        plan
     }
 
     /// The relays the plan chooses from: the list's relays that
-    /// `[trust] attestation` admits.
+    /// `[trust] attestation` has not refused (those not judged yet
+    /// included).
     pub fn candidates(&self) -> &[Relay] {
         &self.candidates
     }
@@ -194,10 +237,145 @@ impl<T: Moment> PathPlan<T> {
     /// replaced; others stay, so a directory refresh does not move every
     /// site.
     pub fn set_candidates(&mut self, listed: Vec<Relay>) {
-        let admission = admit(&listed, self.config.attestation);
         self.listed = listed;
-        self.candidates = admission.admitted;
-        self.refused = admission.refused;
+        self.attested_make_a_path = None;
+        self.refused.clear();
+        self.candidates = self.listed.clone();
+        if self.judging() {
+            // Verdicts already made (a relay record kept from the last
+            // list, a config entry) are used at once; nothing is judged.
+            let (refused, candidates) = std::mem::take(&mut self.candidates)
+                .into_iter()
+                .partition(|r| r.attestation.known().is_some_and(|v| !v.is_attested()));
+            self.candidates = candidates;
+            self.refused = refused;
+        }
+    }
+
+    /// Whether relays are judged before use: `[trust] attestation` is not
+    /// `off`, and not `prefer` with attested relays known to make no path.
+    fn judging(&self) -> bool {
+        match self.config.attestation {
+            AttestationMode::Off => false,
+            AttestationMode::Prefer => self.attested_make_a_path != Some(false),
+            AttestationMode::Require => true,
+        }
+    }
+
+    /// Whether `relay`, a candidate a draw landed on, may be used: judged
+    /// now if it was not yet (one of `budget`'s judgements); a refused
+    /// relay leaves the candidates.
+    fn admits(&mut self, relay: &Relay, budget: &mut usize) -> bool {
+        if !self.judging() {
+            return true;
+        }
+        let verdict = match relay.attestation.known() {
+            Some(verdict) => verdict,
+            // Draws past the budget skip relays not judged yet
+            // ([`PathPlan::skipped`]).
+            None if *budget == 0 => return false,
+            None => {
+                *budget -= 1;
+                relay.attestation.verdict()
+            }
+        };
+        if verdict.is_attested() {
+            return true;
+        }
+        self.candidates
+            .retain(|c| !(c.id == relay.id && c.role == relay.role));
+        self.refused.push(relay.clone());
+        false
+    }
+
+    /// Whether a draw at `now` (`None`: before exclusions) leaves `relay`
+    /// out: excluded, or not judged yet once the judgement `budget` is
+    /// spent.
+    fn skipped(&self, relay: &Relay, now: Option<T>, budget: usize) -> bool {
+        now.is_some_and(|now| self.is_excluded(&relay.id, now))
+            || (budget == 0 && self.judging() && relay.attestation.known().is_none())
+    }
+
+    /// Runs `select` (a draw that judges what it lands on) with a fresh
+    /// judgement budget, and when it fails: with `require`, judges the
+    /// candidates not judged yet (within the budget) so that the error
+    /// names them; with `prefer`, finds out whether the attested relays make
+    /// a path at all and, if not, draws again from every relay (for good;
+    /// for this selection only when the budget ran out before that was
+    /// known).
+    fn judged<R, E>(
+        &mut self,
+        mut select: impl FnMut(&mut Self, &mut usize) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut budget = MAX_JUDGEMENTS_PER_SELECTION;
+        let error = match select(self, &mut budget) {
+            Ok(found) => return Ok(found),
+            Err(error) => error,
+        };
+        if !self.judging() {
+            return Err(error);
+        }
+        match self.config.attestation {
+            AttestationMode::Require => {
+                self.judge_remaining(&mut budget);
+                Err(error)
+            }
+            AttestationMode::Prefer => match self.probe_attested_path(&mut budget) {
+                Some(true) => Err(error),
+                Some(false) => {
+                    self.attested_make_a_path = Some(false);
+                    self.candidates = self.listed.clone();
+                    select(self, &mut budget)
+                }
+                None => {
+                    let judged_so_far =
+                        std::mem::replace(&mut self.candidates, self.listed.clone());
+                    self.attested_make_a_path = Some(false);
+                    let found = select(self, &mut budget);
+                    self.attested_make_a_path = None;
+                    self.candidates = judged_so_far;
+                    found
+                }
+            },
+            AttestationMode::Off => Err(error),
+        }
+    }
+
+    /// Judges candidates not judged yet, within `budget`.
+    fn judge_remaining(&mut self, budget: &mut usize) {
+        let unjudged: Vec<Relay> = self
+            .candidates
+            .iter()
+            .filter(|c| c.attestation.known().is_none())
+            .take(*budget)
+            .cloned()
+            .collect();
+        for relay in unjudged {
+            self.admits(&relay, budget);
+        }
+    }
+
+    /// With `prefer`: whether the attested relays make a path in any
+    /// region, before exclusions (found by a lazy draw; remembered), or
+    /// `None` if `budget` ran out first.
+    fn probe_attested_path(&mut self, budget: &mut usize) -> Option<bool> {
+        if let Some(known) = self.attested_make_a_path {
+            return Some(known);
+        }
+        // Only whether a pair exists matters: any seed gives the same
+        // answer, and the plan's own generator is not advanced.
+        let rng = std::mem::replace(&mut self.rng, fastrand::Rng::with_seed(0));
+        let found = self.draw_judged(&EgressRegion::Any, None, None, budget);
+        self.rng = rng;
+        match found {
+            Ok(_) => {
+                self.attested_make_a_path = Some(true);
+                Some(true)
+            }
+            // Relays not judged were skipped: not known.
+            Err(_) if *budget == 0 => None,
+            Err(_) => Some(false),
+        }
     }
 
     /// `error` from drawing among the admitted relays, naming each relay
@@ -216,7 +394,7 @@ impl<T: Moment> PathPlan<T> {
                         .map(|r| RefusedRelay {
                             name: r.name.clone(),
                             role: r.role,
-                            verdict: r.attestation.clone(),
+                            verdict: r.attestation.verdict(),
                         })
                         .collect(),
                 }
@@ -369,19 +547,24 @@ impl<T: Moment> PathPlan<T> {
         now: T,
     ) -> Result<PathChoice, RefillChoiceError> {
         self.excluded.retain(|_, until| now < *until);
-        let PathPlan {
-            candidates,
-            excluded,
-            rng,
-            ..
-        } = self;
-        choose_refill(
-            candidates,
-            browsing,
-            has_access,
-            |c| excluded.contains_key(&c.id),
-            rng,
-        )
+        // The whole path is drawn again when a hop is refused (a refill
+        // path is not kept; its draw need not be sequential).
+        self.judged(|plan, budget| {
+            loop {
+                let mut rng = plan.rng.clone();
+                let choice = choose_refill(
+                    &plan.candidates,
+                    browsing,
+                    &has_access,
+                    |c| plan.skipped(c, Some(now), *budget),
+                    &mut rng,
+                )?;
+                plan.rng = rng;
+                if plan.admits(&choice.egress, budget) && plan.admits(&choice.ingress, budget) {
+                    return Ok(choice);
+                }
+            }
+        })
     }
 
     /// The path kept for `site`, if any, without checking it (status).
@@ -427,25 +610,42 @@ impl<T: Moment> PathPlan<T> {
     /// ingress, drawn by weight as in [`super::choose`]; `None` if no usable
     /// ingress fits.
     fn repair_ingress(&mut self, path: &PlannedPath<T>, now: T) -> Option<PlannedPath<T>> {
-        let egress = self.find(RelayRole::Egress, &path.choice.egress.id)?;
-        let usable: Vec<&Relay> = self
-            .candidates
-            .iter()
-            .filter(|c| c.role == RelayRole::Ingress && !self.is_excluded(&c.id, now))
-            .collect();
-        // The candidates stay borrowed while drawing: draw from a copy of
-        // the generator's state and store it back.
-        let mut rng = self.rng.clone();
-        let choice = PathChoice {
-            ingress: pick_ingress(&usable, egress, &mut rng)?.clone(),
-            egress: egress.clone(),
-        };
-        self.rng = rng;
+        let egress = self
+            .find(RelayRole::Egress, &path.choice.egress.id)?
+            .clone();
+        let mut budget = MAX_JUDGEMENTS_PER_SELECTION;
+        let ingress = self.draw_ingress(&egress, Some(now), &mut budget)?;
         Some(PlannedPath {
-            choice,
+            choice: PathChoice { ingress, egress },
             chosen_at: path.chosen_at,
             generation: self.next_generation(),
         })
+    }
+
+    /// An ingress compatible with `egress`, drawn by weight among the
+    /// usable ones at `now` as in [`super::choose`] and judged, drawn again
+    /// without it while it is refused; `None` when none is left.
+    fn draw_ingress(
+        &mut self,
+        egress: &Relay,
+        now: Option<T>,
+        budget: &mut usize,
+    ) -> Option<Relay> {
+        loop {
+            let usable: Vec<&Relay> = self
+                .candidates
+                .iter()
+                .filter(|c| c.role == RelayRole::Ingress && !self.skipped(c, now, *budget))
+                .collect();
+            // The candidates stay borrowed while drawing: draw from a copy
+            // of the generator's state and store it back.
+            let mut rng = self.rng.clone();
+            let ingress = pick_ingress(&usable, egress, &mut rng)?.clone();
+            self.rng = rng;
+            if self.admits(&ingress, budget) {
+                return Some(ingress);
+            }
+        }
     }
 
     /// `kept` if still valid at `now`, else `kept` with a new ingress if
@@ -489,54 +689,78 @@ impl<T: Moment> PathPlan<T> {
         now: T,
         load: Option<&HashMap<RelayId, usize>>,
     ) -> Result<PlannedPath<T>, SelectionError> {
-        // Borrow the fields apart: the pools borrow the candidates while
-        // the random source is drawn from.
-        let PathPlan {
-            candidates,
-            config,
-            excluded,
-            rng,
-            ..
-        } = self;
-        let is_excluded = |c: &Relay| excluded.get(&c.id).is_some_and(|until| now < *until);
-        let pools = Pool::preferred(candidates, &config.region, &is_excluded)?;
-        let choice = match load {
-            None => {
-                let pool = &pools[0];
-                pool.complete(pick_weighted(&pool.egresses, rng), rng)?
-            }
-            Some(load) => {
-                let load_of = |e: &Relay| load.get(&e.id).copied().unwrap_or(0);
-                let unused = pools.iter().find_map(|pool| {
-                    let unused: Vec<_> = pool
-                        .egresses
-                        .iter()
-                        .copied()
-                        .filter(|e| load_of(e) == 0)
-                        .collect();
-                    (!unused.is_empty()).then_some((pool, unused))
-                });
-                let (pool, egresses) = match unused {
-                    Some(found) => found,
-                    None => {
-                        let pool = &pools[0];
-                        let least = pool.egresses.iter().map(|e| load_of(e)).min().unwrap_or(0);
-                        let tier = pool
-                            .egresses
-                            .iter()
-                            .copied()
-                            .filter(|e| load_of(e) == least)
-                            .collect();
-                        (pool, tier)
-                    }
-                };
-                pool.complete(pick_weighted(&egresses, rng), rng)?
-            }
-        };
+        let region = self.config.region.clone();
+        let choice =
+            self.judged(|plan, budget| plan.draw_judged(&region, Some(now), load, budget))?;
         Ok(PlannedPath {
             choice,
             chosen_at: now,
             generation: self.next_generation(),
         })
     }
+
+    /// A path in `region` at `now` (`None`: before exclusions), its egress
+    /// drawn as [`PathPlan::draw`] says and judged, then its ingress
+    /// ([`PathPlan::draw_ingress`]); each drawn again while refused (see
+    /// the [module documentation](self)).
+    fn draw_judged(
+        &mut self,
+        region: &EgressRegion,
+        now: Option<T>,
+        load: Option<&HashMap<RelayId, usize>>,
+        budget: &mut usize,
+    ) -> Result<PathChoice, SelectionError> {
+        loop {
+            let egress = {
+                let skipped = |c: &Relay| self.skipped(c, now, *budget);
+                let pools = Pool::preferred(&self.candidates, region, &skipped)?;
+                let mut rng = self.rng.clone();
+                let egress = pick_egress(&pools, load, &mut rng).clone();
+                self.rng = rng;
+                egress
+            };
+            if !self.admits(&egress, budget) {
+                continue;
+            }
+            // No compatible ingress left: the egress drops out of the
+            // pool (which keeps only egresses with one), draw again.
+            if let Some(ingress) = self.draw_ingress(&egress, now, budget) {
+                return Ok(PathChoice { ingress, egress });
+            }
+        }
+    }
+}
+
+/// The egress of a fresh path from `pools` (most preferred first, none
+/// empty): with `load` (per-site isolation), among those no live site uses
+/// in the most preferred pool that has one, else among the least-loaded
+/// of the most preferred pool; by weight.
+fn pick_egress<'a>(
+    pools: &[Pool<'a>],
+    load: Option<&HashMap<RelayId, usize>>,
+    rng: &mut fastrand::Rng,
+) -> &'a Relay {
+    let Some(load) = load else {
+        return pick_weighted(&pools[0].egresses, rng);
+    };
+    let load_of = |e: &Relay| load.get(&e.id).copied().unwrap_or(0);
+    let unused = pools.iter().find_map(|pool| {
+        let unused: Vec<_> = pool
+            .egresses
+            .iter()
+            .copied()
+            .filter(|e| load_of(e) == 0)
+            .collect();
+        (!unused.is_empty()).then_some(unused)
+    });
+    let egresses = unused.unwrap_or_else(|| {
+        let pool = &pools[0];
+        let least = pool.egresses.iter().map(|e| load_of(e)).min().unwrap_or(0);
+        pool.egresses
+            .iter()
+            .copied()
+            .filter(|e| load_of(e) == least)
+            .collect()
+    });
+    pick_weighted(&egresses, rng)
 }

@@ -35,7 +35,7 @@ fn relay(
         bandwidth_bps: bandwidth,
         measured: None,
         addr: "192.0.2.1:4433".parse().unwrap(),
-        attestation: crate::attestation::AttestationVerdict::NotChecked,
+        attestation: crate::attestation::AttestationVerdict::NotChecked.into(),
         listing: None,
     }
 }
@@ -611,7 +611,7 @@ fn embedded_relay_entries_become_relays_with_unknown_networks() {
     let mut expected = relay("in-a", INGRESS, "a", "", "", "", UNKNOWN_BANDWIDTH);
     expected.id = RelayId::from_pin(key_of("in-a"));
     // An entry has no descriptor, so no attestation evidence.
-    expected.attestation = crate::attestation::AttestationVerdict::NoEvidence;
+    expected.attestation = crate::attestation::AttestationVerdict::NoEvidence.into();
     assert_eq!(candidates[0], expected);
     // An unknown network conflicts with nothing: the only pair left is
     // the one the operator rule allows.

@@ -26,7 +26,7 @@ fn relay(n: u8, role: RelayRole, operator: u8, measured_bps: Option<u64>) -> (Re
             measured_at: 1_700_000_000,
         }),
         addr: SocketAddr::from(([192, 0, 2, n], 4433)),
-        attestation: openrelay_client::attestation::AttestationVerdict::NotChecked,
+        attestation: openrelay_client::attestation::AttestationVerdict::NotChecked.into(),
         listing: None,
     };
     (RelayId([n; 32]), relay)
