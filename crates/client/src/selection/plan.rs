@@ -249,6 +249,25 @@ impl<T: Moment> PathPlan<T> {
                 .partition(|r| r.attestation.known().is_some_and(|v| !v.is_attested()));
             self.candidates = candidates;
             self.refused = refused;
+            // With every verdict known (config entries, a list judged
+            // before), `prefer` is decided at once, as filtering first does.
+            let all_known = self
+                .candidates
+                .iter()
+                .all(|c| c.attestation.known().is_some());
+            if self.config.attestation == AttestationMode::Prefer && all_known {
+                let attested_make_a_path = super::choose(
+                    &self.candidates,
+                    &EgressRegion::Any,
+                    |_| false,
+                    &mut fastrand::Rng::with_seed(0),
+                )
+                .is_ok();
+                self.attested_make_a_path = Some(attested_make_a_path);
+                if !attested_make_a_path {
+                    self.candidates = self.listed.clone();
+                }
+            }
         }
     }
 
