@@ -413,8 +413,12 @@ impl DirectoryJudge {
     }
 
     /// The attestation of `relay` (of this judge's directory), judged when
-    /// first asked for.
+    /// first asked for; a relay without evidence is known to have none at
+    /// once (nothing to verify), so selection never draws it to find out.
     pub fn attestation(self: &Arc<Self>, relay: &VerifiedRelay<'_>) -> Attestation {
+        if relay.descriptor.attestation().is_none() {
+            return AttestationVerdict::NoEvidence.into();
+        }
         Attestation(State::Deferred {
             judge: Arc::clone(self),
             relay: relay.id(),
