@@ -758,7 +758,7 @@ async fn load(mut args: LoadArgs) -> anyhow::Result<()> {
         verdict(flows.opened as usize >= args.flows)
     );
     // 3. Tunnels admitted with tokens, one each (verification and a spend
-    // in the ingress's redb set per tunnel).
+    // in the ingress's spent set, redb or Redis as its config says).
     let admitted = match &args.token_ingress_config {
         Some(config) => {
             let minting = std::time::Instant::now();

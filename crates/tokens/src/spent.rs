@@ -4,6 +4,7 @@
 //!
 //! - `RedbSpentTokens` (feature `redb`, which relays enable; clients do not
 //!   link redb): embedded, one file, the default for a single relay;
+//!   concurrent spends share one durable write transaction (group commit);
 //! - `RedisSpentTokens` (feature `redis`): one Redis server shared by a fleet
 //!   of relays, so a token spent at one is refused at all (`SET key 1 NX EXAT`).
 //!
@@ -69,14 +70,19 @@ pub enum SpentError {
     #[cfg(feature = "redb")]
     #[error("double-spend store: cannot create its directory")]
     Directory(#[source] std::io::Error),
-    /// The embedded store (redb) failed.
+    /// The embedded store (redb) failed. Shared: a failed group commit
+    /// fails every spend of its batch with the same error.
     #[cfg(feature = "redb")]
     #[error("double-spend store (redb)")]
-    Redb(#[source] redb::Error),
-    /// A spend's blocking task died (a bug or a panic in the store).
+    Redb(#[source] std::sync::Arc<redb::Error>),
+    /// The embedded store's writer thread could not be started.
     #[cfg(feature = "redb")]
-    #[error("double-spend store: its task ended")]
-    Task(#[source] tokio::task::JoinError),
+    #[error("double-spend store: cannot start its writer thread")]
+    WriterStart(#[source] std::io::Error),
+    /// The embedded store's writer thread ended (a bug or a panic in it).
+    #[cfg(feature = "redb")]
+    #[error("double-spend store: its writer thread ended")]
+    WriterGone,
     /// The shared store (Redis) failed or refused.
     #[cfg(feature = "redis")]
     #[error("double-spend store (Redis)")]
@@ -91,7 +97,7 @@ impl SpentError {
     /// A redb error of any of its operations.
     #[cfg(feature = "redb")]
     pub(crate) fn redb(error: impl Into<redb::Error>) -> Self {
-        SpentError::Redb(error.into())
+        SpentError::Redb(std::sync::Arc::new(error.into()))
     }
 }
 
@@ -106,7 +112,9 @@ impl openrelay_types::HasKind for SpentError {
             #[cfg(feature = "redb")]
             SpentError::Redb(_) => ErrorKind::Storage,
             #[cfg(feature = "redb")]
-            SpentError::Task(_) => ErrorKind::Internal,
+            SpentError::WriterStart(_) => ErrorKind::Local,
+            #[cfg(feature = "redb")]
+            SpentError::WriterGone => ErrorKind::Internal,
             #[cfg(feature = "redis")]
             SpentError::Redis(_) => ErrorKind::Storage,
             #[cfg(feature = "redis")]

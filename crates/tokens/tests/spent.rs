@@ -177,3 +177,94 @@ async fn spend_entries_expire_within_the_longest_key_lifetime() {
         "ttl {ttl}"
     );
 }
+
+/// Runs every task of `tasks` at once (each spends its keys in order, all
+/// tasks concurrently on a multi-threaded runtime) and counts, per key, the
+/// spends that were admitted.
+fn admitted_per_key(
+    store: std::sync::Arc<dyn SpentTokens>,
+    tasks: Vec<Vec<u8>>,
+    now: u64,
+) -> std::collections::HashMap<u8, usize> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let handles: Vec<_> = tasks
+            .into_iter()
+            .map(|keys| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut admitted = Vec::new();
+                    for n in keys {
+                        if store.spend(key(n), now + 100, now).await.unwrap() {
+                            admitted.push(n);
+                        }
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let mut counts = std::collections::HashMap::new();
+        for handle in handles {
+            for n in handle.await.unwrap() {
+                *counts.entry(n).or_insert(0) += 1;
+            }
+        }
+        counts
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Group commit: many tasks spending overlapping sets of tokens at once
+    /// (so batches hold several spends, duplicates among them) admit each
+    /// token exactly once, and every admitted spend is on disk: a reopened
+    /// store refuses them all.
+    #[test]
+    fn concurrent_redb_spends_admit_each_token_exactly_once(
+        tasks in proptest::collection::vec(proptest::collection::vec(0u8..48, 1..40), 2..24),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spent.redb");
+        let distinct: std::collections::BTreeSet<u8> = tasks.iter().flatten().copied().collect();
+        let store = RedbSpentTokens::open(&path).unwrap();
+        let counts = admitted_per_key(std::sync::Arc::new(store.clone()), tasks, 1000);
+        for n in &distinct {
+            proptest::prop_assert_eq!(counts.get(n).copied(), Some(1), "token {}", n);
+        }
+        proptest::prop_assert_eq!(counts.len(), distinct.len());
+        proptest::prop_assert_eq!(store.len().unwrap(), distinct.len() as u64);
+        drop(store);
+
+        let reopened = RedbSpentTokens::open(&path).unwrap();
+        let again = admitted_per_key(
+            std::sync::Arc::new(reopened),
+            vec![distinct.iter().copied().collect()],
+            1001,
+        );
+        proptest::prop_assert!(again.is_empty(), "admitted again after restart: {:?}", again);
+    }
+}
+
+/// Spends of one token racing in the same instant, so that they share a
+/// batch: one admitted, and the same through a shared Redis.
+#[test]
+fn racing_spends_of_one_token_admit_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbSpentTokens::open(&dir.path().join("spent.redb")).unwrap();
+    let tasks = vec![vec![7u8; 4]; 64];
+    let counts = admitted_per_key(std::sync::Arc::new(redb), tasks.clone(), 1000);
+    assert_eq!(counts.get(&7), Some(&1), "redb");
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = RedisSpentTokens::new(&server.url()).unwrap();
+    let now = openrelay_types::unix_now();
+    let counts = admitted_per_key(std::sync::Arc::new(redis), tasks, now);
+    assert_eq!(counts.get(&7), Some(&1), "redis");
+}
