@@ -120,7 +120,7 @@ async fn fail(stream: ServerStream, error: FlowError, shared: &Shared) {
         }
         _ => {
             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-            log_flow_error(&error);
+            log_flow_error(&error, shared);
         }
     }
     server::respond_error(

@@ -2,6 +2,7 @@
 
 mod connect;
 mod dns;
+mod failure_log;
 mod host;
 pub mod ledger;
 pub mod meter;
@@ -243,6 +244,8 @@ pub(crate) struct Shared {
     pub(crate) slots: Arc<LookupSlots>,
     /// `[throttle_for_tests]`, if on.
     pub(crate) throttle: Option<Arc<ThrottleForTests>>,
+    /// Which flow failures are logged.
+    pub(crate) failures: std::sync::Mutex<failure_log::FailureTally>,
 }
 
 impl Shared {
@@ -351,6 +354,7 @@ impl Egress {
             policy: self.policy,
             resolver: self.resolver,
             slots: self.slots,
+            failures: std::sync::Mutex::new(failure_log::FailureTally::new(failure_log::INTERVAL)),
         });
         info!(payments = shared.payments.is_some(), "egress relay serving");
         let served = self.service.serve(Arc::clone(&shared), shutdown).await;
@@ -453,6 +457,19 @@ pub(crate) fn log_refusal(reason: &'static str) {
     debug!(reason, "request refused");
 }
 
-pub(crate) fn log_flow_error(error: &FlowError) {
-    warn!(kind = error.kind_name(), "flow failed");
+/// Logs a flow failure, at most one line per kind per
+/// [`failure_log::INTERVAL`] with the failures since the last one.
+pub(crate) fn log_flow_error(error: &FlowError, shared: &Shared) {
+    let kind = error.kind_name();
+    let count = shared
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .record(kind, std::time::Instant::now());
+    if let Some(count) = count {
+        warn!(
+            kind,
+            count, "flows failed (count: since the last line of this kind)"
+        );
+    }
 }

@@ -29,7 +29,13 @@
 //! neither reset on drop nor stop a stream while a read is in flight (its
 //! `stop_sending` then panics); this module implements the traits on quinn
 //! directly, in h3-quinn's shape.
+//!
+//! It also sends DATA payloads without copying them ([`lending_payload`]):
+//! h3 hands a backend each frame as a `WriteBuf` whose payload is readable
+//! only as `&[u8]`, which quinn's `poll_write` would copy into a new
+//! `Bytes` before copying it again into a packet.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -453,10 +459,93 @@ impl Drop for GuardedRecvStream {
     }
 }
 
+// ---------------------------------------------------------------------------
+// DATA payloads without a copy
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    /// The payload [`lending_payload`] lends to the `send_data` it polls.
+    static LENT_PAYLOAD: Cell<Option<Bytes>> = const { Cell::new(None) };
+}
+
+/// Runs `send`, an h3 `send_data(payload.clone())` on a guarded stream, so
+/// that quinn gets `payload` itself instead of a copy of it.
+///
+/// h3 0.0.8 gives a backend no way to take a frame's payload out of its
+/// `WriteBuf`, so the payload is lent beside it: for the one synchronous
+/// first poll in which h3 hands the frame to [`GuardedSendStream`], a
+/// thread-local holds a clone of `payload`; the stream uses it only if the
+/// frame's payload is that same memory (same address and length: the same
+/// bytes, as `Bytes` are immutable), and copies otherwise.
+pub async fn lending_payload<F: Future>(payload: Bytes, send: F) -> F::Output {
+    let mut send = std::pin::pin!(send);
+    let mut lent = Some(payload);
+    std::future::poll_fn(|cx| {
+        let Some(payload) = lent.take() else {
+            return send.as_mut().poll(cx);
+        };
+        LENT_PAYLOAD.set(Some(payload));
+        let poll = send.as_mut().poll(cx);
+        // Not taken if h3 did not reach the transport in this poll.
+        LENT_PAYLOAD.take();
+        poll
+    })
+    .await
+}
+
+/// `data` as a copy of its header and its payload: `lent` itself if the
+/// payload is `lent`'s memory, else a copy.
+fn write_chunks(mut data: WriteBuf<Bytes>, lent: Option<Bytes>) -> [Bytes; 2] {
+    // `WriteBuf::chunk` is the encoded header first, then the payload.
+    let head = Bytes::copy_from_slice(data.chunk());
+    data.advance(head.len());
+    let rest = data.remaining();
+    let payload = match lent {
+        Some(lent) if lent.len() == rest && data.chunk().as_ptr() == lent.as_ptr() => lent,
+        _ => data.copy_to_bytes(rest),
+    };
+    [head, payload]
+}
+
+/// What h3 handed a send stream, as quinn takes it: the frame header (or
+/// stream type, copied: a few bytes) and the payload, lent or copied.
+struct PendingWrite {
+    chunks: [Bytes; 2],
+    /// The first chunk not yet fully written.
+    next: usize,
+}
+
+impl PendingWrite {
+    /// `data`, with the payload lent to this poll if it is that payload.
+    fn new(data: WriteBuf<Bytes>) -> Self {
+        PendingWrite {
+            chunks: write_chunks(data, LENT_PAYLOAD.take()),
+            next: 0,
+        }
+    }
+
+    /// Hands quinn what is left; ready when all of it is in its send
+    /// buffer.
+    fn poll_write(
+        &mut self,
+        stream: &mut quinn::SendStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), quinn::WriteError>> {
+        while self.chunks[self.next..].iter().any(|c| !c.is_empty()) {
+            // A fresh future per poll loses nothing: quinn's write is one
+            // `poll_fn` over the stream's state.
+            let write = stream.write_chunks(&mut self.chunks[self.next..]);
+            let written = ready!(std::pin::pin!(write).poll(cx))?;
+            self.next += written.chunks;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// A send stream.
 pub struct GuardedSendStream {
     stream: quinn::SendStream,
-    writing: Option<WriteBuf<Bytes>>,
+    writing: Option<PendingWrite>,
     /// Something was handed to the stream.
     wrote: bool,
     /// Finished or reset.
@@ -490,12 +579,8 @@ impl GuardedSendStream {
 
 impl quic::SendStream<Bytes> for GuardedSendStream {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
-        if let Some(data) = &mut self.writing {
-            while data.has_remaining() {
-                let written = ready!(Pin::new(&mut self.stream).poll_write(cx, data.chunk()))
-                    .map_err(convert_write_error)?;
-                data.advance(written);
-            }
+        if let Some(pending) = &mut self.writing {
+            ready!(pending.poll_write(&mut self.stream, cx)).map_err(convert_write_error)?;
         }
         self.writing = None;
         Poll::Ready(Ok(()))
@@ -511,7 +596,7 @@ impl quic::SendStream<Bytes> for GuardedSendStream {
             });
         }
         self.wrote = true;
-        self.writing = Some(data.into());
+        self.writing = Some(PendingWrite::new(data.into()));
         Ok(())
     }
 
@@ -1048,4 +1133,77 @@ pub async fn server(
             Some(deadlines),
         ))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use h3::proto::frame::Frame;
+
+    fn data_frame(payload: &Bytes) -> WriteBuf<Bytes> {
+        WriteBuf::from(Frame::Data(payload.clone()))
+    }
+
+    /// RFC 9114 §7.2.1: type 0x00, then the payload length.
+    fn data_header(len: usize) -> Vec<u8> {
+        let mut header = vec![0x00];
+        openrelay_wire::varint::encode(len as u64, &mut header).unwrap();
+        header
+    }
+
+    #[test]
+    fn a_lent_payload_goes_to_quinn_itself_beside_its_frame_header() {
+        let payload = Bytes::from(vec![7u8; 20_000]);
+        let [head, body] = write_chunks(data_frame(&payload), Some(payload.clone()));
+        assert_eq!(head.as_ref(), data_header(payload.len()).as_slice());
+        assert_eq!(body.as_ptr(), payload.as_ptr(), "the payload was copied");
+        assert_eq!(body, payload);
+    }
+
+    #[test]
+    fn equal_bytes_elsewhere_are_not_taken_for_the_payload() {
+        let payload = Bytes::from(vec![1u8, 2, 3]);
+        let twin = Bytes::from(payload.to_vec());
+        let [head, body] = write_chunks(data_frame(&payload), Some(twin.clone()));
+        assert_eq!(head.as_ref(), data_header(3).as_slice());
+        assert_eq!(body, payload);
+        assert_ne!(body.as_ptr(), twin.as_ptr());
+        // Nor a prefix of the payload (same address, shorter).
+        let prefix = payload.slice(..2);
+        let [_, body] = write_chunks(data_frame(&payload), Some(prefix));
+        assert_eq!(body, payload);
+        assert_ne!(body.as_ptr(), payload.as_ptr());
+    }
+
+    #[test]
+    fn frames_without_a_lent_payload_are_copied_whole() {
+        for len in [0, 1, 63, 64, 16_383, 16_384, 70_000] {
+            let payload = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            let [head, body] = write_chunks(data_frame(&payload), None);
+            let mut expected = data_header(len);
+            expected.extend_from_slice(&payload);
+            assert_eq!([head, body].concat(), expected, "length {len}");
+        }
+    }
+
+    #[tokio::test]
+    async fn lending_lends_only_to_the_first_poll_and_leaves_nothing_behind() {
+        let payload = Bytes::from(vec![9u8; 4096]);
+        let written = lending_payload(payload.clone(), async {
+            PendingWrite::new(data_frame(&payload)).chunks
+        })
+        .await;
+        assert_eq!(written[1].as_ptr(), payload.as_ptr());
+        // A write after a wait gets no loan (the thread may be another).
+        let written = lending_payload(payload.clone(), async {
+            tokio::task::yield_now().await;
+            PendingWrite::new(data_frame(&payload)).chunks
+        })
+        .await;
+        assert_ne!(written[1].as_ptr(), payload.as_ptr());
+        assert_eq!(written[1], payload);
+        assert!(LENT_PAYLOAD.take().is_none());
+    }
 }

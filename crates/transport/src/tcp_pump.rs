@@ -7,16 +7,29 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::io::IoSlice;
+
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use h3::quic::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::h3guard;
 use crate::throttle_for_tests::ThrottleForTests;
 
 /// Read size per TCP read; a DATA frame carries at most this much.
 const CHUNK: usize = 64 * 1024;
+
+/// Reads at least this large go to quinn in the buffer they were read into
+/// ([`h3guard::lending_payload`]); smaller ones are copied out and the
+/// buffer reused. quinn holds what it sends until it is acknowledged, and a
+/// read's slice keeps its whole `CHUNK` allocation alive: lending only large
+/// reads keeps that at most 4× the unacknowledged bytes.
+const LEND_AT_LEAST: usize = CHUNK / 4;
+
+/// Received chunks gathered into one vectored TCP write at most.
+const MAX_GATHERED_CHUNKS: usize = 64;
 
 /// The receiving half of a CONNECT stream (client or server side).
 pub trait StreamRecv: Send {
@@ -48,7 +61,8 @@ macro_rules! impl_stream_halves {
 
         impl<S: SendStream<Bytes> + Send> StreamSend for h3::$stream::RequestStream<S, Bytes> {
             async fn send_chunk(&mut self, data: Bytes) -> Result<(), ()> {
-                self.send_data(data).await.map_err(|_| ())
+                let send = self.send_data(data.clone());
+                h3guard::lending_payload(data, send).await.map_err(|_| ())
             }
             async fn finish_stream(&mut self) {
                 let _ = self.finish().await;
@@ -101,11 +115,13 @@ pub async fn pump_halves(
     throttle: Option<&ThrottleForTests>,
 ) {
     let stream_to_tcp = async {
-        let mut gathered = BytesMut::with_capacity(CHUNK);
+        // Received chunks are slices of quinn's packets; they go to TCP as
+        // they are, in one vectored write, not copied into one buffer.
+        let mut gathered = Vec::with_capacity(MAX_GATHERED_CHUNKS);
         loop {
             let mut finished = match recv.recv_chunk().await {
                 Ok(Some(data)) => {
-                    gathered.extend_from_slice(&data);
+                    gathered.push(data);
                     false
                 }
                 Ok(None) => true,
@@ -115,24 +131,25 @@ pub async fn pump_halves(
             // costs a syscall. Gather what has already arrived into one write
             // (recv_data keeps its state in the stream, so polling it once
             // without waiting loses nothing).
-            while !finished && gathered.len() < CHUNK {
+            while !finished && gathered.len() < MAX_GATHERED_CHUNKS {
                 match recv.recv_chunk().now_or_never() {
-                    Some(Ok(Some(data))) => gathered.extend_from_slice(&data),
+                    Some(Ok(Some(data))) => gathered.push(data),
                     Some(Ok(None)) => finished = true,
                     Some(Err(())) => return Err(()),
                     None => break,
                 }
             }
-            if !gathered.is_empty() {
+            let len: usize = gathered.iter().map(Bytes::len).sum();
+            if len > 0 {
                 if let Some(throttle) = throttle {
-                    throttle.take(gathered.len()).await;
+                    throttle.take(len).await;
                 }
-                tcp_write.write_all(&gathered).await.map_err(|_| ())?;
-                counters
-                    .to_tcp
-                    .fetch_add(gathered.len() as u64, Ordering::Relaxed);
-                gathered.clear();
+                write_all_chunks(&mut tcp_write, &mut gathered)
+                    .await
+                    .map_err(|_| ())?;
+                counters.to_tcp.fetch_add(len as u64, Ordering::Relaxed);
             }
+            gathered.clear();
             if finished {
                 let _ = tcp_write.shutdown().await;
                 return Ok::<(), ()>(());
@@ -156,7 +173,14 @@ pub async fn pump_halves(
                         throttle.take(n).await;
                     }
                     counters.from_tcp.fetch_add(n as u64, Ordering::Relaxed);
-                    send.send_chunk(buf.split().freeze()).await?;
+                    let chunk = if n >= LEND_AT_LEAST {
+                        buf.split().freeze()
+                    } else {
+                        let chunk = Bytes::copy_from_slice(&buf);
+                        buf.clear();
+                        chunk
+                    };
+                    send.send_chunk(chunk).await?;
                 }
                 Err(_) => {
                     send.reset_connect_error();
@@ -166,4 +190,28 @@ pub async fn pump_halves(
         }
     };
     let _ = tokio::try_join!(stream_to_tcp, tcp_to_stream);
+}
+
+/// Writes all of `chunks` with vectored writes (one system call for all of
+/// them where the writer supports it), consuming them.
+async fn write_all_chunks(
+    writer: &mut (impl AsyncWrite + Unpin),
+    chunks: &mut [Bytes],
+) -> std::io::Result<()> {
+    let mut next = 0;
+    while next < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[next..].iter().map(|c| IoSlice::new(c)).collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while next < chunks.len() && written >= chunks[next].len() {
+            written -= chunks[next].len();
+            next += 1;
+        }
+        if written > 0 {
+            chunks[next].advance(written);
+        }
+    }
+    Ok(())
 }
