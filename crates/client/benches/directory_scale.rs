@@ -12,10 +12,7 @@
 //! SEV-SNP report with its VCEK; random bytes, so it does not compress,
 //! as the VCEK's signature and key do not).
 //!
-//! A directory holds at most `MAX_RELAYS` (20 000) descriptors today, so
-//! 100 000 relays are measured as five directories of 20 000, each signed
-//! and verified on its own, the figures summed: what one directory of
-//! 100 000 would cost if the limits allowed it, plus four headers.
+//! Each size is one directory (`MAX_RELAYS` is 100 000).
 //!
 //! Run with `bench/directory-scale` (`cargo bench -p openrelay-client
 //! --bench directory_scale`; `-- --quick` stops at 10 000).
@@ -35,7 +32,7 @@ use openrelay_client::attestation::AttestationVerdict;
 use openrelay_client::relay::Relay;
 use openrelay_directory::{
     AttestationEvidence, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields,
-    Directory, MAX_RELAYS, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region,
+    Directory, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region,
     RelayDescriptor, RelayKey, RelayMeasurement, SignedDescriptor, SignedDirectory,
     SignedOperatorProfile, TrustConfig, ValidatorKey, VerifiedDirectory, verify_directory_bytes,
 };
@@ -431,7 +428,6 @@ fn main() {
     } else {
         &[1_000, 10_000, 100_000]
     };
-    let shard = u32::try_from(MAX_RELAYS).unwrap();
     println!(
         "directory scale: {VALIDATORS} validators ({THRESHOLD} needed), one operator per \
          {RELAYS_PER_OPERATOR} relays, chain section with measurements"
@@ -451,14 +447,11 @@ fn main() {
     let mut at_100k = None;
     for &n in sizes {
         for attested in [false, true] {
-            let shards: Vec<Vec<u8>> = (0..n.div_ceil(shard))
-                .map(|s| envelope(s * shard..((s + 1) * shard).min(n), attested))
-                .collect();
-            let pieces = shards.len();
+            let shards = vec![envelope(0..n, attested)];
             let diffs = diff_estimates(&shards);
             let f = measure(shards);
             println!(
-                "{:>8} {:>9} {:>12} {:>10.2} {:>10.1} {:>10.1} {:>11.2} {:>12.2} {:>10.2}{}",
+                "{:>8} {:>9} {:>12} {:>10.2} {:>10.1} {:>10.1} {:>11.2} {:>12.2} {:>10.2}",
                 n,
                 if attested { "1 in 4" } else { "none" },
                 f.bytes,
@@ -468,11 +461,6 @@ fn main() {
                 mib(f.held),
                 mib(f.peak),
                 f.bytes as f64 * 8.0 / LINK_BITS_PER_SEC,
-                if pieces > 1 {
-                    format!("  ({pieces} directories of {shard})")
-                } else {
-                    String::new()
-                },
             );
             println!(
                 "{:>8} {:>9} diff estimate KiB: today's refresh {:.0}, 2 % churn {:.0}, \

@@ -419,9 +419,9 @@ fn relays_are_bounded_per_operator_and_in_all() {
         .unwrap();
 }
 
-/// Issue 11, item 8: before, 20,001 live descriptors made every proposal
-/// fail (`TooLarge`) forever. Now the 20,001st is refused at publication
-/// and the directory of the 20,000 assembles.
+/// Issue 11, item 8: before, one live descriptor more than a directory can
+/// list made every proposal fail (`TooLarge`) forever. Now the 100,001st is
+/// refused at publication and the directory of the 100,000 assembles.
 #[test]
 fn the_registry_never_holds_more_relays_than_a_directory_can_list() {
     let dir = tempfile::tempdir().unwrap();
