@@ -3,6 +3,7 @@
 mod chain;
 mod codec;
 mod descriptor;
+mod diff;
 mod digest;
 mod directory;
 mod fields;
@@ -24,6 +25,10 @@ pub use descriptor::{
     AttestationEvidence, DESCRIPTOR_CONTENT_HASH_PREFIX, DESCRIPTOR_VERSION, DescriptorError,
     DescriptorFields, MAX_ATTESTATION_EVIDENCE_LEN, RelayDescriptor, SignError, SignedDescriptor,
     endpoint_class,
+};
+pub use diff::{
+    DIFF_VERSION, DiffError, DiffOp, DirectoryDiff, MAX_DIFF_OPS, MAX_DIFF_RESULT_BYTES,
+    SignedDirectoryDigest,
 };
 pub use digest::DigestSyntaxError;
 pub use directory::{
