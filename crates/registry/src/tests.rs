@@ -466,6 +466,48 @@ fn the_registry_never_holds_more_relays_than_a_directory_can_list() {
     assert!(missing.is_empty());
 }
 
+/// The listed descriptor of relay 0 in a directory assembled at `now`.
+fn listed_bytes<S: RegistryStore>(registry: &Registry<S>, now: u64) -> Option<Vec<u8>> {
+    let (directory, _) = registry
+        .assemble(&everything(registry, now), 1, now, now + LIFETIME)
+        .unwrap();
+    directory
+        .descriptor(&relay_key(0).id())
+        .map(SignedDescriptor::to_bytes)
+}
+
+/// Stable descriptors (issue 16, item 4): a relay republishing unchanged
+/// every minute leaves its listed bytes unchanged; a changed descriptor
+/// replaces them at once; a relay that stops publishing leaves after the
+/// TTL.
+#[test]
+fn a_relay_republishing_unchanged_keeps_its_listed_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = populated(&dir);
+    let first = listed_bytes(&registry, NOW).unwrap();
+    let mut f = fields(0, 0, RelayRole::Ingress);
+    let mut now = NOW;
+    for _ in 0..5 {
+        now += 60;
+        f.not_before = now;
+        f.not_after = now + 86_400;
+        registry
+            .publish_descriptor(&sign_with(f.clone(), 0, 0, 0), now)
+            .unwrap();
+        assert_eq!(listed_bytes(&registry, now).unwrap(), first);
+    }
+    // Changed content: listed from the next directory on.
+    now += 60;
+    f.not_before = now;
+    f.bandwidth_bps /= 2;
+    let changed = sign_with(f.clone(), 0, 0, 0);
+    registry.publish_descriptor(&changed, now).unwrap();
+    assert_eq!(listed_bytes(&registry, now).unwrap(), changed);
+    // Silent from now on: still listed within the TTL, gone after it.
+    assert_eq!(listed_bytes(&registry, now + TTL - 1).unwrap(), changed);
+    assert_eq!(listed_bytes(&registry, now + TTL), None);
+}
+
 /// A store that counts how often everything stored is read back.
 #[derive(Debug)]
 struct CountingStore {
@@ -687,6 +729,7 @@ mod proposals {
     use super::*;
     use crate::validator::check::{
         FIRST_SEQUENCE_LIMIT, LastSigned, Refusal, Rules, SEQUENCE_SLACK, Verdict, check_proposal,
+        check_proposal_with_own,
     };
 
     /// Validator 0's rules: three validators, threshold 2.
@@ -1014,6 +1057,46 @@ mod proposals {
             "{r}"
         );
         assert!(r.is_transient());
+    }
+
+    /// Rule 5, relaxed for stable descriptors: the same stale listing
+    /// passes a validator whose own fresh copy says the same, and not once
+    /// the relay's descriptor changed.
+    #[test]
+    fn an_older_descriptor_saying_the_same_as_the_fresh_one_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = populated(&dir);
+        let old = honest(&registry, 7);
+        let mut fresh = fields(0, 0, RelayRole::Ingress);
+        fresh.not_before = NOW - 3600 + TTL + 1;
+        registry
+            .publish_descriptor(&sign_with(fresh.clone(), 0, 0, 0), NOW)
+            .unwrap();
+        let stable = Proposal {
+            directory: old.directory.clone(),
+            votes: signed_votes(&registry, &[0, 1, 2]),
+        };
+        let own = |relay: &RelayId| registry.descriptor(relay);
+        assert!(matches!(
+            check_proposal_with_own(&stable, &rules(), &own, None, NOW),
+            Ok(Verdict::Sign { .. })
+        ));
+        // The relay changed what it says (its bandwidth): the old listing
+        // is stale again.
+        fresh.not_before += 1;
+        fresh.bandwidth_bps /= 2;
+        registry
+            .publish_descriptor(&sign_with(fresh, 0, 0, 0), NOW)
+            .unwrap();
+        let changed = Proposal {
+            directory: old.directory,
+            votes: signed_votes(&registry, &[0, 1, 2]),
+        };
+        let r = check_proposal_with_own(&changed, &rules(), &own, None, NOW).unwrap_err();
+        assert!(
+            matches!(r, Refusal::StaleDescriptor { relay, .. } if relay == relay_key(0).id()),
+            "{r}"
+        );
     }
 
     #[test]
