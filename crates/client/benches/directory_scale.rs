@@ -12,10 +12,7 @@
 //! SEV-SNP report with its VCEK; random bytes, so it does not compress,
 //! as the VCEK's signature and key do not).
 //!
-//! A directory holds at most `MAX_RELAYS` (20 000) descriptors today, so
-//! 100 000 relays are measured as five directories of 20 000, each signed
-//! and verified on its own, the figures summed: what one directory of
-//! 100 000 would cost if the limits allowed it, plus four headers.
+//! Each size is one directory (`MAX_RELAYS` is 100 000).
 //!
 //! Accepting the list uses `[trust] attestation = "prefer"` (the default):
 //! no relay is judged then; the time to the first path and the number of
@@ -43,8 +40,8 @@ use openrelay_client::selection::{PathPlan, PlanConfig};
 use openrelay_config::AttestationMode;
 use openrelay_directory::{
     AttestationEvidence, ChainOperator, ChainRelay, ChainSection, CountryCode, DescriptorFields,
-    Directory, MAX_RELAYS, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey, Region,
-    RelayDescriptor, RelayKey, RelayMeasurement, SignedDescriptor, SignedDirectory,
+    Directory, DirectoryDiff, Network, OperatorKey, OperatorProfile, ProfileFields, QuicKey,
+    Region, RelayDescriptor, RelayKey, RelayMeasurement, SignedDescriptor, SignedDirectory,
     SignedOperatorProfile, TrustConfig, ValidatorKey, VerifiedDirectory, verify_directory_bytes,
 };
 use openrelay_types::RelayRole;
@@ -106,8 +103,10 @@ fn profile(i: u32) -> SignedOperatorProfile {
         .unwrap()
 }
 
-/// Relay `i`, signed by its key, its operator's and its QUIC key.
-fn descriptor(i: u32, attested: bool) -> SignedDescriptor {
+/// Relay `i`, signed by its key, its operator's and its QUIC key; re-signed
+/// `resigned` times (each a minute later, with new evidence, as a relay
+/// whose descriptor changed).
+fn descriptor(i: u32, attested: bool, resigned: u64) -> SignedDescriptor {
     let relay = RelayKey::from_bytes(&secret(0x0b, i));
     let quic = QuicKey::from_bytes(&secret(0x0d, i));
     let operator = i / RELAYS_PER_OPERATOR;
@@ -150,7 +149,7 @@ fn descriptor(i: u32, attested: bool) -> SignedDescriptor {
         bandwidth_bps: 100_000_000 * u64::from(1 + i % 100),
         software_version: "openrelay 0.1.0".to_owned(),
         attestation: attested.then(|| {
-            let mut state = u64::from(i) | 1;
+            let mut state = (u64::from(i) << 8 | resigned) | 1;
             let bytes = (0..SEV_SNP_EVIDENCE_LEN)
                 .map(|_| {
                     // xorshift: incompressible filler of the right size.
@@ -162,8 +161,8 @@ fn descriptor(i: u32, attested: bool) -> SignedDescriptor {
                 .collect();
             AttestationEvidence::new(bytes).unwrap()
         }),
-        not_before: ISSUED_AT - 3_600,
-        not_after: ISSUED_AT + 86_400,
+        not_before: ISSUED_AT - 3_600 + 60 * resigned,
+        not_after: ISSUED_AT + 86_400 + 60 * resigned,
     };
     let descriptor = RelayDescriptor::new(fields).unwrap();
     let quic_signature = quic.sign_descriptor(&descriptor);
@@ -190,18 +189,34 @@ fn par_map<T: Send>(range: std::ops::Range<u32>, f: impl Fn(u32) -> T + Sync) ->
     })
 }
 
-/// The signed envelope of relays `range` (a format 6 directory with every
-/// relay measured), every fourth attested if `attested`.
-fn envelope(range: std::ops::Range<u32>, attested: bool) -> Vec<u8> {
-    let operators = par_map(
-        range.start / RELAYS_PER_OPERATOR..range.end.div_ceil(RELAYS_PER_OPERATOR),
-        profile,
-    );
-    let descriptors = par_map(range, |i| {
-        descriptor(i, attested && i.is_multiple_of(ATTESTED_EVERY))
+/// The operators and descriptors of relays `0..n`, every fourth attested if
+/// `attested`.
+fn network(n: u32, attested: bool) -> (Vec<SignedOperatorProfile>, Vec<SignedDescriptor>) {
+    let operators = par_map(0..n.div_ceil(RELAYS_PER_OPERATOR), profile);
+    let descriptors = par_map(0..n, |i| {
+        descriptor(i, attested && i.is_multiple_of(ATTESTED_EVERY), 0)
     });
-    let directory =
-        Directory::new(1, ISSUED_AT, ISSUED_AT + 3 * 3_600, operators, descriptors).unwrap();
+    (operators, descriptors)
+}
+
+/// The signed envelope listing `descriptors` (a format 6 directory with
+/// every relay measured in `epoch`), issued a minute after its predecessor
+/// for each `sequence`.
+fn envelope(
+    operators: Vec<SignedOperatorProfile>,
+    descriptors: Vec<SignedDescriptor>,
+    sequence: u64,
+    epoch: u64,
+) -> Vec<u8> {
+    let issued_at = ISSUED_AT + 60 * (sequence - 1);
+    let directory = Directory::new(
+        sequence,
+        issued_at,
+        issued_at + 3 * 3_600,
+        operators,
+        descriptors,
+    )
+    .unwrap();
     let mut covered: std::collections::HashMap<_, u64> = Default::default();
     let relays = directory
         .descriptors()
@@ -214,9 +229,13 @@ fn envelope(range: std::ops::Range<u32>, attested: bool) -> Vec<u8> {
                 relay: d.relay(),
                 bandwidth_mbps: u32::try_from(mbps).unwrap(),
                 measured: Some(RelayMeasurement {
-                    measured_bps: d.bandwidth_bps() / 2,
-                    measured_epoch: 41,
-                    measured_at: ISSUED_AT - 600,
+                    // Each epoch measures every relay anew (a figure that
+                    // moves by a few per cent).
+                    measured_bps: d.bandwidth_bps() / 2
+                        + epoch * 1_000
+                        + u64::from(d.relay().as_bytes()[0]),
+                    measured_epoch: epoch,
+                    measured_at: ISSUED_AT - 600 + 60 * (epoch - 41),
                 }),
             }
         })
@@ -419,43 +438,59 @@ fn measure(shards: Vec<Vec<u8>>) -> Figures {
     }
 }
 
-/// What a diff between consecutive directories would carry, estimated at
-/// the granularity of entries (a changed descriptor or chain relay entry
-/// in full, plus a 4-byte index; no diff format exists yet), bytes:
-/// today's refresh (relays re-sign every 60 s with a new validity window,
-/// a client refreshes every 30 s: half the descriptors are new bytes),
-/// a refresh where 2 % of relays change (what keeping descriptors whose
-/// content did not change would leave), and a measurement epoch's end
-/// (every chain relay entry's measurement changes).
-struct DiffEstimates {
-    half_resigned: usize,
+/// Real diffs (`DirectoryDiff`) from a directory to its successor a
+/// minute later: where 2 % of relays changed their descriptor (what stable
+/// descriptors leave of a refresh: a relay republishing unchanged keeps
+/// its listed descriptor), and at a measurement epoch's end (every chain
+/// relay entry's measurement changes, no descriptor does); with the time a
+/// client takes to apply each to its held bytes (verifying the result is
+/// the "verify" column).
+struct Diffs {
     two_percent: usize,
+    two_percent_apply: Duration,
     epoch_end: usize,
+    epoch_end_apply: Duration,
 }
 
-fn diff_estimates(shards: &[Vec<u8>]) -> DiffEstimates {
-    const INDEX: usize = 4;
-    let mut e = DiffEstimates {
-        half_resigned: 0,
-        two_percent: 0,
-        epoch_end: 0,
-    };
-    for shard in shards {
-        let signed = SignedDirectory::from_bytes(shard).unwrap();
-        let directory = Directory::from_bytes(&signed.directory).unwrap();
-        for (i, d) in directory.descriptors().iter().enumerate() {
-            let len = d.to_bytes().len() + INDEX;
-            if i.is_multiple_of(2) {
-                e.half_resigned += len;
-            }
+fn diffs(
+    held: &[u8],
+    operators: &[SignedOperatorProfile],
+    descriptors: &[SignedDescriptor],
+    attested: bool,
+) -> Diffs {
+    let churned = descriptors
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
             if i.is_multiple_of(50) {
-                e.two_percent += len;
+                let i = u32::try_from(i).unwrap();
+                descriptor(i, attested && i.is_multiple_of(ATTESTED_EVERY), 1)
+            } else {
+                d.clone()
             }
-        }
-        // A chain relay entry with a measurement: key, u32, tag, 3 × u64.
-        e.epoch_end += directory.descriptors().len() * (32 + 4 + 1 + 24 + INDEX);
+        })
+        .collect();
+    let churn = envelope(operators.to_vec(), churned, 2, 41);
+    let epoch = envelope(operators.to_vec(), descriptors.to_vec(), 2, 42);
+    let measure = |next: &[u8]| {
+        let diff = DirectoryDiff::between(held, next).unwrap().to_bytes();
+        let start = Instant::now();
+        let applied = DirectoryDiff::from_bytes(&diff)
+            .unwrap()
+            .apply(held)
+            .unwrap();
+        let apply = start.elapsed();
+        assert_eq!(applied, next);
+        (diff.len(), apply)
+    };
+    let (two_percent, two_percent_apply) = measure(&churn);
+    let (epoch_end, epoch_end_apply) = measure(&epoch);
+    Diffs {
+        two_percent,
+        two_percent_apply,
+        epoch_end,
+        epoch_end_apply,
     }
-    e
 }
 
 fn mib(bytes: usize) -> f64 {
@@ -477,7 +512,6 @@ fn main() {
     } else {
         &[1_000, 10_000, 100_000]
     };
-    let shard = u32::try_from(MAX_RELAYS).unwrap();
     println!(
         "directory scale: {VALIDATORS} validators ({THRESHOLD} needed), one operator per \
          {RELAYS_PER_OPERATOR} relays, chain section with measurements"
@@ -495,16 +529,16 @@ fn main() {
         "100M s"
     );
     let mut at_100k = None;
+    let mut diffs_at_100k = None;
     for &n in sizes {
         for attested in [false, true] {
-            let shards: Vec<Vec<u8>> = (0..n.div_ceil(shard))
-                .map(|s| envelope(s * shard..((s + 1) * shard).min(n), attested))
-                .collect();
-            let pieces = shards.len();
-            let diffs = diff_estimates(&shards);
-            let f = measure(shards);
+            let (operators, descriptors) = network(n, attested);
+            let held = envelope(operators.clone(), descriptors.clone(), 1, 41);
+            let d = diffs(&held, &operators, &descriptors, attested);
+            drop((operators, descriptors));
+            let f = measure(vec![held]);
             println!(
-                "{:>8} {:>9} {:>12} {:>10.2} {:>10.1} {:>10.1} {:>11.2} {:>12.2} {:>10.2}{}",
+                "{:>8} {:>9} {:>12} {:>10.2} {:>10.1} {:>10.1} {:>11.2} {:>12.2} {:>10.2}",
                 n,
                 if attested { "1 in 4" } else { "none" },
                 f.bytes,
@@ -514,20 +548,18 @@ fn main() {
                 mib(f.held),
                 mib(f.peak),
                 f.bytes as f64 * 8.0 / LINK_BITS_PER_SEC,
-                if pieces > 1 {
-                    format!("  ({pieces} directories of {shard})")
-                } else {
-                    String::new()
-                },
             );
             println!(
-                "{:>8} {:>9} diff estimate KiB: today's refresh {:.0}, 2 % churn {:.0}, \
-                 epoch end {:.0}",
+                "{:>8} {:>9} diff KiB: 2 % churn {:.1} (apply {:.0} ms, 100M {:.3} s), \
+                 epoch end {:.1} (apply {:.0} ms, 100M {:.3} s)",
                 "",
                 "",
-                diffs.half_resigned as f64 / 1024.0,
-                diffs.two_percent as f64 / 1024.0,
-                diffs.epoch_end as f64 / 1024.0,
+                d.two_percent as f64 / 1024.0,
+                d.two_percent_apply.as_secs_f64() * 1e3,
+                d.two_percent as f64 * 8.0 / LINK_BITS_PER_SEC,
+                d.epoch_end as f64 / 1024.0,
+                d.epoch_end_apply.as_secs_f64() * 1e3,
+                d.epoch_end as f64 * 8.0 / LINK_BITS_PER_SEC,
             );
             println!(
                 "{:>8} {:>9} attestation = \"prefer\": first path {:.1} ms, {} relays judged \
@@ -545,6 +577,7 @@ fn main() {
             );
             if n == 100_000 && !attested {
                 at_100k = Some(f);
+                diffs_at_100k = Some(d);
             }
         }
     }
@@ -555,10 +588,19 @@ fn main() {
     if let Some(f) = at_100k {
         println!("targets at 100 000 relays (no evidence):");
         println!(
-            "  refresh download {:.0} KiB <= 100 KiB: {} (no diffs: a refresh is the whole directory)",
+            "  full download {:.0} KiB <= 100 KiB: {} (a client without a held directory)",
             f.bytes as f64 / 1024.0,
             verdict(f.bytes <= TARGET_DOWNLOAD_BYTES)
         );
+        if let Some(d) = &diffs_at_100k {
+            for (what, bytes) in [("2 % churn", d.two_percent), ("epoch end", d.epoch_end)] {
+                println!(
+                    "  refresh download (diff, {what}) {:.1} KiB <= 100 KiB: {}",
+                    bytes as f64 / 1024.0,
+                    verdict(bytes <= TARGET_DOWNLOAD_BYTES)
+                );
+            }
+        }
         println!(
             "  verification {:.0} ms <= 200 ms: {}",
             f.verify.as_secs_f64() * 1e3,

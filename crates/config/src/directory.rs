@@ -11,7 +11,7 @@ use crate::{ConfigError, ServiceEndpoint};
 /// The most relays a directory can list (`openrelay_directory::MAX_RELAYS`,
 /// which depends on this crate, not the other way round; a test there checks
 /// that the two agree).
-pub const MAX_RELAYS_LIMIT: usize = 20_000;
+pub const MAX_RELAYS_LIMIT: usize = 100_000;
 /// The most issuers a directory lists key sets of
 /// (`openrelay_directory::MAX_ISSUERS`; a test there checks they agree).
 pub const MAX_ISSUERS_LIMIT: usize = 64;

@@ -293,8 +293,8 @@ fn publication_limits_are_checked_and_named() {
     );
     for (from, to, field) in [
         (
-            "max_relays = 20000",
-            "max_relays = 20001",
+            "max_relays = 100000",
+            "max_relays = 100001",
             "publication.max_relays",
         ),
         (

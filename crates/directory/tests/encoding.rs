@@ -716,7 +716,7 @@ fn the_largest_valid_directory_fits_the_size_limit() {
     let attested_relays_that_fit = (MAX_DIRECTORY_BYTES
         - (largest_with_chain - MAX_RELAYS * largest_descriptor))
         / largest_attested;
-    assert_eq!(attested_relays_that_fit, 483);
+    assert_eq!(attested_relays_that_fit, 2_708);
 }
 
 #[test]

@@ -17,10 +17,11 @@ use sha2::{Digest as _, Sha256};
 /// derive it from block numbers). Verdicts advance one epoch at a time.
 pub type Epoch = u64;
 
-/// The most relays one reveal may report on: twice the 10,000-relay
-/// network the design is sized for, with every validator measuring every
-/// relay; the bound keeps a reveal under about 1 MiB.
-pub const MAX_RELAYS_PER_REVEAL: usize = 20_000;
+/// The most relays one reveal may report on: a directory's
+/// 100,000 relays (issue 16), every validator measuring every relay; the
+/// bound keeps a reveal under about 5.1 MiB (53 bytes per report), which
+/// only the off-chain path carries beyond 10,000 reports (docs/chain.md).
+pub const MAX_RELAYS_PER_REVEAL: usize = 100_000;
 
 /// The most validators whose reports one epoch aggregates: the directory's
 /// bound on a validator set (64).

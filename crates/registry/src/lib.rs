@@ -164,7 +164,14 @@ pub struct Pruned {
 
 #[derive(Debug, Clone)]
 struct StoredDescriptor {
+    /// The newest publication: liveness and votes follow it.
     signed: SignedDescriptor,
+    /// An earlier publication saying the same (`same_except_freshness`)
+    /// that directories keep listing while its window covers theirs, so a
+    /// relay re-signing unchanged every minute changes no directory bytes
+    /// (`None`: the newest is listed). Not stored: after a restart the
+    /// newest is listed once.
+    listed: Option<SignedDescriptor>,
     /// Live until then: the last publication plus the TTL, capped at the
     /// descriptor's `not_after`. Kept after that (not live) until
     /// `not_after`, so a replay of it cannot bring the relay back.
@@ -174,6 +181,18 @@ struct StoredDescriptor {
 impl StoredDescriptor {
     fn not_before(&self) -> u64 {
         self.signed.descriptor().fields().not_before
+    }
+
+    /// What a directory valid over `[issued_at, valid_until]` lists: the
+    /// listed publication while its window covers that, else the newest.
+    fn for_directory(&self, issued_at: u64, valid_until: u64) -> &SignedDescriptor {
+        self.listed
+            .as_ref()
+            .filter(|l| {
+                let f = l.descriptor().fields();
+                f.not_before <= issued_at && f.not_after >= valid_until
+            })
+            .unwrap_or(&self.signed)
     }
 }
 
@@ -302,6 +321,7 @@ impl<S: RegistryStore> Registry<S> {
                 Ok(signed) if signed.descriptor().relay().as_bytes() == &entry.key => {
                     index.insert(StoredDescriptor {
                         signed,
+                        listed: None,
                         expires_at: entry.time,
                     });
                 }
@@ -451,9 +471,21 @@ impl<S: RegistryStore> Registry<S> {
         let expires_at = now
             .saturating_add(self.limits.descriptor_ttl_secs)
             .min(descriptor.fields().not_after);
+        // A live relay republishing the same content keeps what is listed.
+        let listed = index
+            .relays
+            .get(&relay)
+            .filter(|_| index.is_live(&relay))
+            .map(|old| old.listed.as_ref().unwrap_or(&old.signed))
+            .filter(|l| l.descriptor().same_except_freshness(descriptor))
+            .cloned();
         self.store
             .put_descriptor(relay.as_bytes(), &signed.to_bytes(), expires_at)?;
-        index.insert(StoredDescriptor { signed, expires_at });
+        index.insert(StoredDescriptor {
+            signed,
+            listed,
+            expires_at,
+        });
         Ok(relay)
     }
 
@@ -641,22 +673,34 @@ impl<S: RegistryStore> Registry<S> {
         valid_until: u64,
         admit: impl Fn(&RelayDescriptor, Option<&OperatorProfile>) -> bool,
     ) -> Result<(Directory, Vec<RelayId>), AssembleError> {
-        let index = self.index(issued_at);
+        let mut index = self.index(issued_at);
         let mut descriptors = Vec::with_capacity(elected.len());
         let mut missing = Vec::new();
         for relay in elected.keys() {
-            let usable = index.relays.get(relay).filter(|d| {
-                let f = d.signed.descriptor().fields();
-                index.is_live(relay) && f.not_before <= issued_at && f.not_after >= valid_until
-            });
+            let usable = index
+                .relays
+                .get(relay)
+                .filter(|_| index.is_live(relay))
+                .map(|d| d.for_directory(issued_at, valid_until))
+                .filter(|d| {
+                    let f = d.descriptor().fields();
+                    f.not_before <= issued_at && f.not_after >= valid_until
+                });
             match usable {
-                Some(d)
-                    if !admit(
-                        d.signed.descriptor(),
-                        index.profile(d.signed.descriptor().operator()),
-                    ) => {}
-                Some(d) => descriptors.push(d.signed.clone()),
+                Some(d) if !admit(d.descriptor(), index.profile(d.descriptor().operator())) => {}
+                Some(d) => descriptors.push(d.clone()),
                 None => missing.push(*relay),
+            }
+        }
+        // A listed publication whose window ran short gives way to the
+        // newest, which stays listed from now on while unchanged.
+        for stored in index.relays.values_mut() {
+            if stored
+                .listed
+                .as_ref()
+                .is_some_and(|l| l.descriptor().fields().not_after < valid_until)
+            {
+                stored.listed = None;
             }
         }
         let operators: BTreeSet<OperatorId> = descriptors

@@ -419,9 +419,9 @@ fn relays_are_bounded_per_operator_and_in_all() {
         .unwrap();
 }
 
-/// Issue 11, item 8: before, 20,001 live descriptors made every proposal
-/// fail (`TooLarge`) forever. Now the 20,001st is refused at publication
-/// and the directory of the 20,000 assembles.
+/// Issue 11, item 8: before, one live descriptor more than a directory can
+/// list made every proposal fail (`TooLarge`) forever. Now the 100,001st is
+/// refused at publication and the directory of the 100,000 assembles.
 #[test]
 fn the_registry_never_holds_more_relays_than_a_directory_can_list() {
     let dir = tempfile::tempdir().unwrap();
@@ -464,6 +464,48 @@ fn the_registry_never_holds_more_relays_than_a_directory_can_list() {
         "{publishing:?}"
     );
     assert!(missing.is_empty());
+}
+
+/// The listed descriptor of relay 0 in a directory assembled at `now`.
+fn listed_bytes<S: RegistryStore>(registry: &Registry<S>, now: u64) -> Option<Vec<u8>> {
+    let (directory, _) = registry
+        .assemble(&everything(registry, now), 1, now, now + LIFETIME)
+        .unwrap();
+    directory
+        .descriptor(&relay_key(0).id())
+        .map(SignedDescriptor::to_bytes)
+}
+
+/// Stable descriptors (issue 16, item 4): a relay republishing unchanged
+/// every minute leaves its listed bytes unchanged; a changed descriptor
+/// replaces them at once; a relay that stops publishing leaves after the
+/// TTL.
+#[test]
+fn a_relay_republishing_unchanged_keeps_its_listed_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = populated(&dir);
+    let first = listed_bytes(&registry, NOW).unwrap();
+    let mut f = fields(0, 0, RelayRole::Ingress);
+    let mut now = NOW;
+    for _ in 0..5 {
+        now += 60;
+        f.not_before = now;
+        f.not_after = now + 86_400;
+        registry
+            .publish_descriptor(&sign_with(f.clone(), 0, 0, 0), now)
+            .unwrap();
+        assert_eq!(listed_bytes(&registry, now).unwrap(), first);
+    }
+    // Changed content: listed from the next directory on.
+    now += 60;
+    f.not_before = now;
+    f.bandwidth_bps /= 2;
+    let changed = sign_with(f.clone(), 0, 0, 0);
+    registry.publish_descriptor(&changed, now).unwrap();
+    assert_eq!(listed_bytes(&registry, now).unwrap(), changed);
+    // Silent from now on: still listed within the TTL, gone after it.
+    assert_eq!(listed_bytes(&registry, now + TTL - 1).unwrap(), changed);
+    assert_eq!(listed_bytes(&registry, now + TTL), None);
 }
 
 /// A store that counts how often everything stored is read back.
@@ -687,6 +729,7 @@ mod proposals {
     use super::*;
     use crate::validator::check::{
         FIRST_SEQUENCE_LIMIT, LastSigned, Refusal, Rules, SEQUENCE_SLACK, Verdict, check_proposal,
+        check_proposal_with_own,
     };
 
     /// Validator 0's rules: three validators, threshold 2.
@@ -992,8 +1035,11 @@ mod proposals {
         assert_eq!(refusal(&p, None), Refusal::BadVote(validators()[1].id()));
     }
 
+    /// Rule 5: a descriptor older than the votes allow is refused, unless
+    /// it says the same as the validator's own fresh copy (stable
+    /// descriptors), and again once the relay's descriptor changed.
     #[test]
-    fn descriptors_older_than_the_votes_allow_are_refused() {
+    fn descriptors_older_than_the_votes_allow_are_refused_unless_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let registry = populated(&dir);
         let old = honest(&registry, 7);
@@ -1002,10 +1048,10 @@ mod proposals {
         let mut fresh = fields(0, 0, RelayRole::Ingress);
         fresh.not_before = NOW - 3600 + TTL + 1;
         registry
-            .publish_descriptor(&sign_with(fresh, 0, 0, 0), NOW)
+            .publish_descriptor(&sign_with(fresh.clone(), 0, 0, 0), NOW)
             .unwrap();
         let stale = Proposal {
-            directory: old.directory,
+            directory: old.directory.clone(),
             votes: signed_votes(&registry, &[0, 1, 2]),
         };
         let r = refusal(&stale, None);
@@ -1014,6 +1060,27 @@ mod proposals {
             "{r}"
         );
         assert!(r.is_transient());
+        let own = |relay: &RelayId| registry.descriptor(relay);
+        assert!(matches!(
+            check_proposal_with_own(&stale, &rules(), &own, None, NOW),
+            Ok(Verdict::Sign { .. })
+        ));
+        // The relay changed what it says (its bandwidth): the old listing
+        // is stale again.
+        fresh.not_before += 1;
+        fresh.bandwidth_bps /= 2;
+        registry
+            .publish_descriptor(&sign_with(fresh, 0, 0, 0), NOW)
+            .unwrap();
+        let changed = Proposal {
+            directory: old.directory,
+            votes: signed_votes(&registry, &[0, 1, 2]),
+        };
+        let r = check_proposal_with_own(&changed, &rules(), &own, None, NOW).unwrap_err();
+        assert!(
+            matches!(r, Refusal::StaleDescriptor { relay, .. } if relay == relay_key(0).id()),
+            "{r}"
+        );
     }
 
     #[test]

@@ -14,8 +14,13 @@
 //! 4. it carries at least `threshold` distinct, fresh, correctly signed
 //!    votes of trusted validators, this validator's own among them;
 //! 5. it lists exactly the relays those votes elect ([`tally`]), each with a
-//!    descriptor no older than the votes say (less a TTL of tolerance), the
-//!    profiles of their operators and nothing else;
+//!    descriptor no older than the votes say (less a TTL of tolerance) or,
+//!    older, saying the same as this validator's own fresh copy (a stable
+//!    descriptor: the registry keeps listing a relay's descriptor while the
+//!    relay republishes it unchanged, so directories and their diffs do not
+//!    change with every re-signing; liveness still follows the newest
+//!    publication, so a relay that stops publishing leaves after the TTL),
+//!    the profiles of their operators and nothing else;
 //! 6. it keeps the publication rules (operator and total limits,
 //!    special-purpose endpoints);
 //! 7. it lists exactly the issuer key sets those votes elect
@@ -401,13 +406,26 @@ pub fn check_proposal(
     last: Option<&LastSigned>,
     now: u64,
 ) -> Result<Verdict, Refusal> {
+    check_proposal_with_own(proposal, rules, &|_| None, last, now)
+}
+
+/// [`check_proposal`] accepting stable descriptors (rule 5): an elected
+/// relay's descriptor older than the votes' newest less a TTL passes if it
+/// says the same as `own_descriptor`'s copy, itself fresh.
+pub fn check_proposal_with_own(
+    proposal: &Proposal,
+    rules: &Rules,
+    own_descriptor: &dyn Fn(&RelayId) -> Option<crate::HeldDescriptor>,
+    last: Option<&LastSigned>,
+    now: u64,
+) -> Result<Verdict, Refusal> {
     let Some((directory, digest)) = unsigned(proposal, last)? else {
         return Ok(Verdict::AlreadySigned);
     };
     check_record(&directory, last, now)?;
     check_times(&directory, rules, now)?;
     let votes = check_votes(&proposal.votes, rules, now)?;
-    check_relays(&directory, &votes, rules, |_| false)?;
+    check_relays(&directory, &votes, rules, own_descriptor, |_| false)?;
     check_key_sets(&directory, &votes, rules, now)?;
     directory.check_contents(now)?;
     Ok(Verdict::Sign { directory, digest })
@@ -502,7 +520,14 @@ pub fn check_proposal_on_chain(
             || (chain.own_descriptor)(relay)
                 .is_some_and(|(d, p)| view.admit(&d, p.as_ref()).is_err())
     };
-    check_relays(&directory, &votes, &rules, omission_allowed).map_err(|e| match e {
+    check_relays(
+        &directory,
+        &votes,
+        &rules,
+        chain.own_descriptor,
+        omission_allowed,
+    )
+    .map_err(|e| match e {
         Refusal::OmittedRelay { relay, .. } => Refusal::ChainOmitted { relay },
         other => other,
     })?;
@@ -658,8 +683,17 @@ fn check_relays(
     directory: &Directory,
     votes: &[&SignedVote],
     rules: &Rules,
+    own_descriptor: &dyn Fn(&RelayId) -> Option<crate::HeldDescriptor>,
     omission_allowed: impl Fn(&RelayId) -> bool,
 ) -> Result<(), Refusal> {
+    let ttl = rules.limits.descriptor_ttl_secs;
+    // The same content as this validator's own copy, which the votes do
+    // not find stale: the older window says nothing the newest does not.
+    let unchanged = |d: &openrelay_directory::RelayDescriptor, newest: u64| {
+        own_descriptor(&d.relay()).is_some_and(|(own, _)| {
+            own.fields().not_before.saturating_add(ttl) >= newest && own.same_except_freshness(d)
+        })
+    };
     let of = votes.len();
     let elected = tally(votes.iter().map(|v| v.vote()));
     let voted = |relay: &RelayId| {
@@ -680,7 +714,9 @@ fn check_relays(
             });
         };
         let not_before = d.fields().not_before;
-        if not_before.saturating_add(rules.limits.descriptor_ttl_secs) < e.newest_not_before {
+        if not_before.saturating_add(ttl) < e.newest_not_before
+            && !unchanged(d, e.newest_not_before)
+        {
             return Err(Refusal::StaleDescriptor {
                 relay,
                 not_before,

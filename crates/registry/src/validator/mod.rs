@@ -53,7 +53,9 @@ use crate::measurements::{MeasurementRecord, RecordError};
 use crate::publication::{self, Publication, reply};
 use crate::service::{Wanted, decode_wanted};
 use crate::{RedbStore, Registry, RegistryStore, StoreError};
-use check::{LastSigned, Refusal, Rules, Verdict, check_proposal, check_proposal_on_chain};
+use check::{
+    LastSigned, Refusal, Rules, Verdict, check_proposal_on_chain, check_proposal_with_own,
+};
 use openrelay_measure::{EpochOutcome, MeasureParams};
 
 fn lock_ring(ring: &std::sync::Mutex<ChainRing>) -> std::sync::MutexGuard<'_, ChainRing> {
@@ -550,13 +552,13 @@ impl Validator {
             .map_err(|e| Checked::Refused(Refusal::Malformed(e), None))?;
         let digest = DirectoryDigest::of(&proposal.directory);
         let last = self.last_signed().map_err(Checked::Store)?;
+        let own = |relay: &openrelay_directory::RelayId| self.registry.descriptor(relay);
         let checked = if self.chain.is_some() {
             let ring = lock_ring(&self.ring);
             let measurements = self
                 .measurements
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let own = |relay: &openrelay_directory::RelayId| self.registry.descriptor(relay);
             let on_chain = check::OnChain {
                 ring: &ring,
                 own_descriptor: &own,
@@ -564,7 +566,7 @@ impl Validator {
             };
             check_proposal_on_chain(&proposal, &self.rules, &on_chain, last.as_ref(), now)
         } else {
-            check_proposal(&proposal, &self.rules, last.as_ref(), now)
+            check_proposal_with_own(&proposal, &self.rules, &own, last.as_ref(), now)
         };
         match checked {
             // Ed25519 is deterministic: the same signature as the first time.
