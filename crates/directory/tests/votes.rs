@@ -93,7 +93,7 @@ fn a_forged_or_misattributed_vote_is_refused() {
 
 #[test]
 fn the_largest_vote_is_what_the_format_document_says() {
-    assert_eq!(openrelay_directory::vote::MAX_SIGNED_VOTE_BYTES, 804_209);
+    assert_eq!(openrelay_directory::vote::MAX_SIGNED_VOTE_BYTES, 4_004_209);
 }
 
 #[test]
