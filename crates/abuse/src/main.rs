@@ -592,6 +592,30 @@ fn mint_for(config: &std::path::Path, count: usize) -> anyhow::Result<Vec<String
         .collect()
 }
 
+/// One line on a relay's memory and descriptors before a load, under it and
+/// after it closed, with the resident bytes each unit (tunnel, flow) cost.
+fn print_footprint(
+    role: &str,
+    under: &str,
+    [before, loaded]: [&monitor::Sample; 2],
+    closed: Option<&monitor::Sample>,
+    bytes_per_unit: f64,
+    unit: &str,
+) {
+    println!(
+        "{role} RSS {} MiB before, {} MiB with {under} (peak {} MiB), {} MiB after closing: {:.2} KiB per {unit}; descriptors {} -> {}",
+        run::mib(before.rss),
+        run::mib(loaded.rss),
+        run::mib(loaded.hwm),
+        closed
+            .map(|c| run::mib(c.rss))
+            .unwrap_or_else(|| "?".into()),
+        bytes_per_unit / 1024.0,
+        before.fds,
+        loaded.fds,
+    );
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "MET" } else { "MISSED" }
 }
@@ -667,18 +691,13 @@ async fn load(mut args: LoadArgs) -> anyhow::Result<()> {
         tunnels.hold_secs,
         tunnels.echoes,
     );
-    println!(
-        "ingress RSS {} MiB before, {} MiB with the tunnels held (peak {} MiB), {} MiB after closing: {:.1} KiB per tunnel; descriptors {} -> {}",
-        run::mib(tunnels.baseline.rss),
-        run::mib(tunnels.held.rss),
-        run::mib(tunnels.held.hwm),
-        tunnels
-            .closed
-            .map(|c| run::mib(c.rss))
-            .unwrap_or_else(|| "?".into()),
-        tunnels.rss_per_tunnel() / 1024.0,
-        tunnels.baseline.fds,
-        tunnels.held.fds,
+    print_footprint(
+        "ingress",
+        "the tunnels held",
+        [&tunnels.baseline, &tunnels.held],
+        tunnels.closed.as_ref(),
+        tunnels.rss_per_tunnel(),
+        "tunnel",
     );
     println!(
         "ingress CPU {:.2} ms per new tunnel (handshake + request); {:.0}% of a core holding them; generator {:.2} ms per tunnel",
@@ -735,18 +754,13 @@ async fn load(mut args: LoadArgs) -> anyhow::Result<()> {
         flows.open_secs,
         flows.opened as f64 / flows.open_secs.max(1e-9)
     );
-    println!(
-        "egress RSS {} MiB before, {} MiB with the flows open (peak {} MiB), {} MiB after closing: {:.2} KiB per flow; descriptors {} -> {}",
-        run::mib(flows.baseline.rss),
-        run::mib(flows.loaded.rss),
-        run::mib(flows.loaded.hwm),
-        flows
-            .closed
-            .map(|c| run::mib(c.rss))
-            .unwrap_or_else(|| "?".into()),
-        flows.per_unit() / 1024.0,
-        flows.baseline.fds,
-        flows.loaded.fds,
+    print_footprint(
+        "egress",
+        "the flows open",
+        [&flows.baseline, &flows.loaded],
+        flows.closed.as_ref(),
+        flows.per_unit(),
+        "flow",
     );
     println!(
         "egress CPU {:.1} µs per new flow (its share of the inner connection's handshake, request, socket, datagram)",

@@ -57,11 +57,12 @@ async fn assert_tunnel_works(answer: &Answer, egress: &FakeEgress) {
 #[tokio::test]
 async fn tokens_gate_the_tunnel_on_one_ingress() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("issuer-directory.json");
+    let TokenIngress {
+        epoch,
+        egress,
+        ingress,
+    } = start_token_ingress(dir.path()).await;
     let key = issuer_key();
-    let epoch = write_directory(&keys, key);
-    let egress = FakeEgress::start().await;
-    let ingress = start_ingress(egress.addr(), Some(admission(keys, None)), dir.path());
 
     // No token: 401 with a challenge for this issuer and its current key.
     let answer = connect_udp(&ingress, egress.addr(), None).await;

@@ -28,11 +28,10 @@ async fn everything(egress: &FakeEgress) -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn early_datagrams_reach_the_egress_byte_exact_once_the_token_is_admitted() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("issuer-directory.json");
+    let TokenIngress {
+        egress, ingress, ..
+    } = start_token_ingress(dir.path()).await;
     let key = issuer_key();
-    write_directory(&keys, key);
-    let egress = FakeEgress::start().await;
-    let ingress = start_ingress(egress.addr(), Some(admission(keys, None)), dir.path());
     let authorization = build_authorization(&token(key, &ingress.challenge()));
 
     // An inner QUIC Initial is padded to 1200 bytes; one datagram may even
@@ -60,11 +59,10 @@ async fn early_datagrams_reach_the_egress_byte_exact_once_the_token_is_admitted(
 #[tokio::test]
 async fn a_refused_request_forwards_none_of_its_early_datagrams() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("issuer-directory.json");
+    let TokenIngress {
+        egress, ingress, ..
+    } = start_token_ingress(dir.path()).await;
     let key = issuer_key();
-    write_directory(&keys, key);
-    let egress = FakeEgress::start().await;
-    let ingress = start_ingress(egress.addr(), Some(admission(keys, None)), dir.path());
     let mut forged = token(key, &ingress.challenge());
     forged.authenticator[3] ^= 0x10;
     let early = [

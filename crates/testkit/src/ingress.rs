@@ -132,6 +132,31 @@ pub fn start_ingress(
     start_ingress_of(operator(), egress, admission, state_dir)
 }
 
+/// An ingress admitting tokens of the local [`issuer_key`] (its key set
+/// written under `dir`), forwarding to a fresh stand-in egress.
+pub async fn start_token_ingress(dir: &Path) -> TokenIngress {
+    let keys = dir.join("issuer-directory.json");
+    let epoch = write_directory(&keys, issuer_key());
+    let egress = FakeEgress::start().await;
+    let ingress = start_ingress(egress.addr(), Some(admission(keys, None)), dir);
+    TokenIngress {
+        epoch,
+        egress,
+        ingress,
+    }
+}
+
+/// What [`start_token_ingress`] started.
+#[derive(Debug)]
+pub struct TokenIngress {
+    /// The issuer key the ingress accepts tokens of.
+    pub epoch: openrelay_tokens::EpochKey,
+    /// Where it forwards.
+    pub egress: FakeEgress,
+    /// The ingress.
+    pub ingress: RunningIngress,
+}
+
 /// An ingress of `operator` (e.g. a second one of a fleet, or the same
 /// relay restarted).
 pub fn start_ingress_of(
