@@ -121,7 +121,7 @@ impl Held {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_under_signed_stale_and_replayed_directories_change_nothing() {
     let devnet = Devnet::start(3);
-    wait_for(&devnet, "directory updated", 1).await;
+    devnet.client_refreshed_directory().await;
 
     // Take the registry's place, with its key, at its address.
     let taken = take_over_registry(&devnet).await;
@@ -142,6 +142,9 @@ async fn forged_under_signed_stale_and_replayed_directories_change_nothing() {
     taken.impostor.serve(newer.clone());
     wait_for(&devnet, "directory updated", updates + 1).await;
     let held = Held::once_cached(&devnet, &taken, &newer).await;
+    // Issue 16: it came as a diff from the directory held.
+    let update = held.last_update.as_deref().unwrap_or_default();
+    assert!(update.contains("from_diff=true"), "{update}");
 
     let next = current.sequence() + 2;
     let mut forged = SignedDirectory::from_bytes(&reissued(
@@ -183,8 +186,15 @@ async fn forged_under_signed_stale_and_replayed_directories_change_nothing() {
             "is older than the last accepted",
         ),
     ];
+    // Each as the whole directory and as a diff from the one held (a
+    // diff is only bytes: what it makes is verified as a directory).
     for (name, bytes, error) in attacks {
-        held.refuses(&devnet, &taken, name, bytes, error).await;
+        for diffs_off in [true, false] {
+            taken.impostor.diffs_off(diffs_off);
+            let name = format!("{name}{}", if diffs_off { "" } else { " as a diff" });
+            held.refuses(&devnet, &taken, &name, bytes.clone(), error)
+                .await;
+        }
     }
 }
 
@@ -199,7 +209,7 @@ async fn forged_under_signed_stale_and_replayed_directories_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_backed_registry_that_lies_changes_nothing() {
     let devnet = Devnet::start_with_args(3, "info", &["--chain"]);
-    wait_for(&devnet, "directory updated", 1).await;
+    devnet.client_refreshed_directory().await;
     let taken = take_over_registry(&devnet).await;
     let (current, genuine) = (&taken.current, &taken.genuine);
     let section = current.chain().expect("a chain-anchored directory").clone();

@@ -67,7 +67,7 @@ async fn an_expired_directory_stops_paths_with_a_clear_error_until_a_fresh_one_a
     let devnet = Devnet::start(3);
     let socks = devnet.socks.to_string();
     let url = format!("http://localhost:{}/bytes/10000", servers().http.port());
-    wait_for(&devnet, "directory updated", 1, Duration::from_secs(30)).await;
+    devnet.client_refreshed_directory().await;
 
     // Take the registry's place, with its key, at its address.
     let taken = take_over_registry(&devnet).await;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use kit::Proc;
 use openrelay_directory::{
-    DirectoryDigest, SignedDirectory, TrustConfig, ValidatorId, ValidatorKey,
-    verify_directory_bytes,
+    DirectoryDiff, DirectoryDigest, SignedDirectory, SignedDirectoryDigest, TrustConfig,
+    ValidatorId, ValidatorKey, verify_directory_bytes,
 };
 use openrelay_registry_client::RegistryClient;
 use openrelay_registry_client::paths;
@@ -172,6 +172,12 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
     assert_eq!(post(&registry, paths::SIGNATURES, gone).await, 410);
     let forged = submission(&keys[0].key, served.digest(), b"other bytes");
     assert_eq!(post(&registry, paths::SIGNATURES, forged).await, 403);
+    // The first directory as the registry now stores and serves it (with
+    // every signature): a client holding it gets later ones as diffs.
+    let (_, first_bytes) = registry
+        .call(http::Method::GET, paths::DIRECTORY, Vec::new())
+        .await
+        .unwrap();
 
     // Replays: the descriptor just published again, and an older one: 409.
     // (A second later than the last refresh, so the first is newer.)
@@ -229,6 +235,42 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
         served_directory(&registry, &targets, &trust, |n| n == 3, &RELAYS[..3]).await;
     assert_eq!(relays, 3);
     assert!(second > first, "sequence {second} after {first}");
+
+    // Issue 16: the diff from the first directory makes the one served,
+    // which verifies as any; the held newest gets 204; a directory the
+    // registry does not keep gets 404 (the client fetches it whole); a
+    // malformed base 400.
+    let diff_from = |bytes: &[u8]| {
+        format!(
+            "{}?from={}",
+            paths::DIRECTORY_DIFF,
+            SignedDirectoryDigest::of(bytes)
+        )
+    };
+    let get = |path: String| {
+        let registry = registry.clone();
+        async move {
+            registry
+                .call(http::Method::GET, &path, Vec::new())
+                .await
+                .unwrap()
+        }
+    };
+    let (status, diff) = get(diff_from(&first_bytes)).await;
+    assert_eq!(status, 200);
+    let made = DirectoryDiff::from_bytes(&diff)
+        .unwrap()
+        .apply(&first_bytes)
+        .unwrap();
+    let verified = verify_directory_bytes(&made, &trust, unix_now(), None).unwrap();
+    assert!(verified.sequence() >= second);
+    let (_, newest) = get(paths::DIRECTORY.to_owned()).await;
+    assert_eq!(get(diff_from(&newest)).await.0, 204);
+    assert_eq!(get(diff_from(b"a directory never served")).await.0, 404);
+    for malformed in ["", "?from=12", "?to=00", "?from=zz"] {
+        let path = format!("{}{malformed}", paths::DIRECTORY_DIFF);
+        assert_eq!(get(path).await.0, 400, "{malformed}");
+    }
 
     // Item 21: nothing a validator met here was a real problem.
     for v in &keys {

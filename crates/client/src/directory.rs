@@ -23,6 +23,12 @@
 //! over (`GET /v1/directory` on the issuer, when the client checks the
 //! issuer's token keys against the directory, RFC 9576 §6) is verified the
 //! same way ([`DirectoryFeed::accept_copy`]).
+//!
+//! A refresh first asks for the diff from the directory held (issue 16:
+//! at 100,000 relays a directory is tens of MiB, a diff a few hundred KiB):
+//! the result of applying it must be the bytes the diff names, and is then
+//! verified exactly as a whole directory. Whatever goes wrong with the diff
+//! (none for that base, a bad one), the whole directory is fetched instead.
 
 use openrelay_types::error::{ErrorKind, HasKind};
 use std::path::{Path, PathBuf};
@@ -32,8 +38,9 @@ use std::time::Duration;
 
 use openrelay_config::{AttestationMode, DirectoryConfig, TrustPolicyConfig};
 use openrelay_directory::{
-    Directory, DirectoryError, SignedDirectory, TrustConfig, TrustConfigError, ValidatorSet,
-    VerifiedDirectory, endpoint_class, verify_directory,
+    DiffError, Directory, DirectoryDiff, DirectoryError, FormatError, SignedDirectory,
+    SignedDirectoryDigest, TrustConfig, TrustConfigError, ValidatorSet, VerifiedDirectory,
+    endpoint_class, verify_directory,
 };
 pub use openrelay_registry_client::follow::VerifiedDirectorySource;
 use openrelay_registry_client::paths;
@@ -110,6 +117,49 @@ impl HasKind for FetchError {
             FetchError::ChainCheck(e) => e.kind(),
         }
     }
+}
+
+/// Why a refresh did not use a diff (it fetches the whole directory).
+#[derive(Debug, thiserror::Error)]
+enum NoDiff {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("registry answered HTTP {0}")]
+    Status(u16),
+    #[error("the registry's diff: {0}")]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Apply(#[from] DiffError),
+}
+
+/// What a refresh got from the registry.
+enum Fetched {
+    /// The newest directory's bytes, and how many crossed the network
+    /// (a diff's, when `from_diff`).
+    Directory {
+        bytes: Vec<u8>,
+        transferred: usize,
+        from_diff: bool,
+    },
+    /// The directory held is the newest.
+    Unchanged,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// A newer directory was taken; `transferred` bytes crossed the
+    /// network for its `bytes`.
+    Taken {
+        /// Whether it was made from a diff to the directory held.
+        from_diff: bool,
+        /// Bytes fetched.
+        transferred: usize,
+        /// The directory's size.
+        bytes: usize,
+    },
+    /// The directory held is the newest.
+    Unchanged,
 }
 
 /// A verified relay list.
@@ -428,33 +478,92 @@ impl DirectoryFeed {
         }
     }
 
-    /// Fetches the directory through a path of `manager` (also on the relays
-    /// of an expired directory: what comes back is verified on its own).
-    async fn fetch_through_path(&self, manager: &Arc<PathManager>) -> Result<Vec<u8>, FetchError> {
+    /// Fetches the newest directory through a path of `manager` (also on
+    /// the relays of an expired directory: what comes back is verified on
+    /// its own): as a diff from the one held where the registry has one.
+    async fn fetch_through_path(&self, manager: &Arc<PathManager>) -> Result<Fetched, FetchError> {
         let (endpoint, _hold) =
             crate::flow::directory_tunnel_endpoint(manager, self.registry.addr()).await?;
-        let result = self
-            .registry
-            .call_via(
-                &endpoint,
-                TUNNELLED_MTU,
-                http::Method::GET,
-                paths::DIRECTORY,
-                Vec::new(),
-            )
-            .await;
+        // The cache holds the bytes of the directory in use (written as it
+        // is taken), so nothing this size stays in memory between refreshes.
+        let held = match self.current().is_some() {
+            true => std::fs::read(&self.cache).ok(),
+            false => None,
+        };
+        let result = async {
+            if let Some(held) = held {
+                match self.fetch_diff(&endpoint, &held).await {
+                    Ok(fetched) => return Ok(fetched),
+                    Err(NoDiff::Status(404)) => {
+                        debug!("no diff from the directory held; fetching the whole directory");
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "directory diff not used; fetching the whole directory");
+                    }
+                }
+            }
+            let (status, bytes) = self.get(&endpoint, paths::DIRECTORY).await?;
+            match status {
+                200 => Ok(Fetched::Directory {
+                    transferred: bytes.len(),
+                    bytes,
+                    from_diff: false,
+                }),
+                status => Err(FetchError::Status(status)),
+            }
+        }
+        .await;
         endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
-        match result {
-            Ok((200, bytes)) => Ok(bytes),
-            Ok((status, _)) => Err(FetchError::Status(status)),
-            Err(e) => Err(e.into()),
+        result
+    }
+
+    /// The diff from `held` to the newest directory, applied.
+    async fn fetch_diff(&self, endpoint: &quinn::Endpoint, held: &[u8]) -> Result<Fetched, NoDiff> {
+        let path = format!(
+            "{}?from={}",
+            paths::DIRECTORY_DIFF,
+            SignedDirectoryDigest::of(held)
+        );
+        match self.get(endpoint, &path).await? {
+            (200, diff) => Ok(Fetched::Directory {
+                bytes: DirectoryDiff::from_bytes(&diff)?.apply(held)?,
+                transferred: diff.len(),
+                from_diff: true,
+            }),
+            (204, _) => Ok(Fetched::Unchanged),
+            (status, _) => Err(NoDiff::Status(status)),
         }
     }
 
+    /// `GET path` at the registry over `endpoint`.
+    async fn get(
+        &self,
+        endpoint: &quinn::Endpoint,
+        path: &str,
+    ) -> Result<(u16, Vec<u8>), CallError> {
+        self.registry
+            .call_via(endpoint, TUNNELLED_MTU, http::Method::GET, path, Vec::new())
+            .await
+    }
+
     /// Fetches (through the relays), verifies, cross-checks against the
-    /// user's node (`directory.rpc`) and caches the directory.
-    pub async fn fetch(&self, manager: &Arc<PathManager>) -> Result<RelayList, FetchError> {
-        let bytes = self.fetch_through_path(manager).await?;
+    /// user's node (`directory.rpc`) and caches the newest directory; the
+    /// relay list in use and what the refresh did.
+    pub async fn fetch(
+        &self,
+        manager: &Arc<PathManager>,
+    ) -> Result<(RelayList, Refresh), FetchError> {
+        let (bytes, transferred, from_diff) = match self.fetch_through_path(manager).await? {
+            Fetched::Directory {
+                bytes,
+                transferred,
+                from_diff,
+            } => (bytes, transferred, from_diff),
+            Fetched::Unchanged => match self.verified() {
+                Some(current) => return Ok((self.list(&current), Refresh::Unchanged)),
+                None => return Err(FetchError::Status(204)),
+            },
+        };
         let signed = SignedDirectory::from_bytes(&bytes).map_err(DirectoryError::from)?;
         let verified = self.verify(signed, unix_now())?;
         if let Some(rpc) = &self.rpc {
@@ -462,7 +571,12 @@ impl DirectoryFeed {
         }
         self.commit(&verified);
         self.write_cache(&bytes);
-        Ok(self.list(&verified))
+        let refresh = Refresh::Taken {
+            from_diff,
+            transferred,
+            bytes: bytes.len(),
+        };
+        Ok((self.list(&verified), refresh))
     }
 
     /// Cross-checks `verified` against the node unless its chain facts are
@@ -522,8 +636,20 @@ impl DirectoryFeed {
         }
         loop {
             match self.fetch(&manager).await {
-                Ok(list) => {
-                    info!(relays = list.relays.len(), "directory updated");
+                Ok((list, refresh)) => {
+                    match refresh {
+                        Refresh::Taken {
+                            from_diff,
+                            transferred,
+                            bytes,
+                        } => info!(
+                            relays = list.relays.len(),
+                            from_diff, transferred, bytes, "directory updated"
+                        ),
+                        Refresh::Unchanged => {
+                            info!(relays = list.relays.len(), "directory unchanged");
+                        }
+                    }
                     usable_until = Some(list.times.usable_until);
                     manager.set_relays(list.relays, Some(list.times));
                 }

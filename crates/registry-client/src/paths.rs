@@ -15,6 +15,9 @@ pub const PROPOSAL: &str = "/v1/proposal";
 pub const SIGNATURES: &str = "/v1/signatures";
 /// The signed directory.
 pub const DIRECTORY: &str = "/v1/directory";
+/// The diff from a held signed directory to the newest (issue 16):
+/// `?from=` and the held directory's SHA-256, hex.
+pub const DIRECTORY_DIFF: &str = "/v1/directory/diff";
 /// Validator set hand-overs signed by members of the previous set
 /// (issue 13, item 4).
 pub const HANDOVERS: &str = "/v1/handovers";

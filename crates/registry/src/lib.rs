@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod chain;
+mod diffs;
 pub mod key_sets;
 pub mod keyfile;
 pub mod measurements;

@@ -10,6 +10,7 @@
 //! | `GET /v1/proposal` | the directory waiting for validator signatures, with the votes it was built from (`docs/directory-format.md`, "Proposal") |
 //! | `POST /v1/signatures` | a validator's signature: 32-byte validator id, 32-byte SHA-256 of the directory signed, 64-byte signature |
 //! | `GET /v1/directory` | the newest directory signed by a threshold of validators |
+//! | `GET /v1/directory/diff?from=<hex SHA-256 of a signed directory>` | 200 the diff from that directory to the newest (`registry::diffs`: made once per served directory, only from the 8 kept ones); 204 it is the newest; 404 no diff from it (fetch the whole directory); 400 a malformed `from` |
 //! | `POST /v1/handovers` | with `[chain]`: a validator set hand-over (`SignedValidatorSetChange`) signed by members of the previous set, checked against this registry's chain view |
 //!
 //! A proposal lists exactly the relays most of the validators' current votes
@@ -44,8 +45,8 @@ use openrelay_config::RegistryConfig;
 use openrelay_directory::vote::{SignedVote, tally, tally_issuers};
 use openrelay_directory::{
     Directory, DirectoryDigest, IssuerId, MAX_CLOCK_SKEW_SECS, Proposal, RelayId, Signature,
-    SignedDirectory, SignedIssuerKeySet, SignedValidatorSetChange, TrustConfig, TrustConfigError,
-    ValidatorId, ValidatorSignature, verify_directory,
+    SignedDirectory, SignedDirectoryDigest, SignedIssuerKeySet, SignedValidatorSetChange,
+    TrustConfig, TrustConfigError, ValidatorId, ValidatorSignature, verify_directory,
 };
 use openrelay_measure::{EpochOutcome, MeasureParams};
 use openrelay_registry_client::measurements::{
@@ -60,6 +61,7 @@ use openrelay_types::{ErrorKind, HasKind, unix_now};
 use tracing::{debug, info, warn};
 
 use crate::chain::{ChainView, to_validator_set, votes_needed};
+use crate::diffs::{DiffAnswer, DirectoryDiffs};
 use crate::measurements::{MeasurementRecord, RecordError};
 use crate::publication::{self, Publication, reply};
 use crate::{RedbStore, Registry, RegistryStore, same_contents};
@@ -169,18 +171,31 @@ struct Served {
     directory: Directory,
     digest: DirectoryDigest,
     encoded: Bytes,
+    /// SHA-256 of `encoded`: what a client holding it names to get a diff.
+    encoded_digest: SignedDirectoryDigest,
 }
 
 impl Served {
     fn of(envelope: SignedDirectory) -> Option<Served> {
         let directory = Directory::from_bytes(&envelope.directory).ok()?;
+        let encoded = Bytes::from(envelope.to_bytes());
         Some(Served {
             digest: envelope.digest(),
-            encoded: Bytes::from(envelope.to_bytes()),
+            encoded_digest: SignedDirectoryDigest::of(&encoded),
+            encoded,
             directory,
             envelope,
         })
     }
+}
+
+/// The base a diff request names: `from=` and 64 hex digits, nothing else.
+fn diff_base(query: Option<&str>) -> Result<SignedDirectoryDigest, &'static str> {
+    query
+        .and_then(|q| q.strip_prefix("from="))
+        .ok_or("the query must be from=<SHA-256 of the held signed directory, hex>")?
+        .parse()
+        .map_err(|_| "from must be 64 hex digits")
 }
 
 /// Whether `pending`'s chain anchor is [`REANCHOR_BLOCKS`] or more below
@@ -228,6 +243,8 @@ pub struct RegistryService {
     votes: Mutex<BTreeMap<ValidatorId, SignedVote>>,
     pending: Mutex<Option<Pending>>,
     served: Mutex<Option<Served>>,
+    /// Diffs to the served directory from the kept ones.
+    diffs: DirectoryDiffs,
     /// Since when elected relays could not be listed (no usable descriptor
     /// here), for a warning if it lasts.
     missing_since: Mutex<Option<u64>>,
@@ -271,6 +288,10 @@ impl RegistryService {
             .latest()?
             .and_then(|bytes| SignedDirectory::from_bytes(&bytes).ok())
             .and_then(Served::of);
+        let diffs = DirectoryDiffs::load(
+            registry.store(),
+            served.as_ref().map(|s| s.directory.sequence()),
+        )?;
         Ok(RegistryService {
             trust,
             validators: validators.into_iter().collect(),
@@ -280,6 +301,7 @@ impl RegistryService {
             votes: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(None),
             served: Mutex::new(served),
+            diffs,
             missing_since: Mutex::new(None),
             split_since: Mutex::new(None),
             chain: config.chain.clone(),
@@ -878,7 +900,11 @@ impl RegistryService {
                 *pending = None;
             }
             drop(pending);
-            *lock(&self.served) = Served::of(envelope);
+            let served = Served::of(envelope);
+            if let Some(served) = &served {
+                self.diffs.recorded(sequence, served.encoded_digest);
+            }
+            *lock(&self.served) = served;
             return Ok(SignatureOutcome::Counted);
         }
         let served = lock(&self.served)
@@ -900,6 +926,9 @@ impl RegistryService {
             if let Some(s) = served.as_mut().filter(|s| s.digest == digest) {
                 s.envelope.add_signature(signature);
                 s.encoded = Bytes::from(s.envelope.to_bytes());
+                s.encoded_digest = SignedDirectoryDigest::of(&s.encoded);
+                self.diffs
+                    .recorded(s.directory.sequence(), s.encoded_digest);
             }
         }
         Ok(SignatureOutcome::AlreadyServed)
@@ -924,6 +953,35 @@ impl RegistryService {
                 match served {
                     Some(bytes) => server::respond(stream, http::StatusCode::OK, bytes).await,
                     None => reply(stream, 404, "no directory signed yet", None).await,
+                }
+            }
+            (Method::GET, paths::DIRECTORY_DIFF) => {
+                let from = match diff_base(request.uri().query()) {
+                    Ok(from) => from,
+                    Err(why) => return reply(stream, 400, why, None).await,
+                };
+                let served = lock(&self.served)
+                    .as_ref()
+                    .map(|s| (s.encoded_digest, s.encoded.clone()));
+                let Some((to, encoded)) = served else {
+                    return reply(stream, 404, "no directory signed yet", None).await;
+                };
+                match self.diffs.answer(&self.registry, from, to, encoded).await {
+                    DiffAnswer::Diff(bytes) => {
+                        server::respond(stream, http::StatusCode::OK, bytes).await;
+                    }
+                    DiffAnswer::Current => {
+                        server::respond(stream, http::StatusCode::NO_CONTENT, Bytes::new()).await;
+                    }
+                    DiffAnswer::NoBase => {
+                        reply(
+                            stream,
+                            404,
+                            "no diff from that directory; fetch the whole directory",
+                            None,
+                        )
+                        .await;
+                    }
                 }
             }
             (Method::GET, paths::MEASUREMENTS) => {

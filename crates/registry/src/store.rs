@@ -31,9 +31,10 @@ const DIRECTORIES: TableDefinition<u64, &[u8]> = TableDefinition::new("directori
 const HANDOVERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("handovers");
 /// Small named values (the last proposed sequence, a validator's record).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Signed directories kept: the newest few (clients only ever fetch the
-/// newest; older ones are kept for an operator looking into a problem).
-const DIRECTORIES_KEPT: u64 = 8;
+/// Signed directories kept: the newest few. Clients that hold one of them
+/// get the newest as a diff from it (`crate::diffs`); an operator looking
+/// into a problem finds them here.
+pub(crate) const DIRECTORIES_KEPT: u64 = 8;
 
 /// A storage failure (the store's own message; no relay data in it).
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +123,8 @@ pub trait RegistryStore: Send + Sync {
     fn put_directory(&self, sequence: u64, signed: &[u8]) -> Result<(), StoreError>;
     /// The signed directory with the highest sequence number.
     fn latest_directory(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// The signed directory `sequence`, if it is still kept.
+    fn directory(&self, sequence: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a named value, durably: it is on disk when this returns.
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// A named value.
@@ -341,6 +344,13 @@ impl RegistryStore for RedbStore {
         let table = txn.open_table(DIRECTORIES).map_err(StoreError::from_redb)?;
         let last = table.last().map_err(StoreError::from_redb)?;
         Ok(last.map(|(sequence, signed)| (sequence.value(), signed.value().to_vec())))
+    }
+
+    fn directory(&self, sequence: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from_redb)?;
+        let table = txn.open_table(DIRECTORIES).map_err(StoreError::from_redb)?;
+        let signed = table.get(sequence).map_err(StoreError::from_redb)?;
+        Ok(signed.map(|signed| signed.value().to_vec()))
     }
 
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {

@@ -577,6 +577,9 @@ impl RegistryStore for CountingStore {
     fn latest_directory(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         self.inner.latest_directory()
     }
+    fn directory(&self, sequence: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.directory(sequence)
+    }
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.inner.put_meta(name, value)
     }

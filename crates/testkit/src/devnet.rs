@@ -200,6 +200,24 @@ impl Devnet {
         std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default()
     }
 
+    /// Waits up to 30 s until the client refreshed its directory through
+    /// its path at least once (taking a newer one, or finding the one it
+    /// holds is the newest).
+    pub async fn client_refreshed_directory(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = self.log("client");
+            if log.contains("directory updated") || log.contains("directory unchanged") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the client never refreshed its directory"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Every log file: (component name, text).
     pub fn logs(&self) -> Vec<(String, String)> {
         let mut logs: Vec<(String, String)> = std::fs::read_dir(&self.log_dir)

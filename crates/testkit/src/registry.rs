@@ -257,26 +257,66 @@ pub fn validator_client(proc: &Proc) -> RegistryClient {
 }
 
 /// A registry stand-in that answers every request with the bytes it is
-/// told to serve.
+/// told to serve, and, while diffs are on, `GET /v1/directory/diff` with
+/// the diff from any directory it served (or the client held at the
+/// take-over) to those bytes: a hostile registry may send either.
 #[derive(Debug, Default)]
-pub struct Impostor(pub std::sync::Mutex<Vec<u8>>);
+pub struct Impostor {
+    serving: std::sync::Mutex<Vec<u8>>,
+    /// Every directory served before, and the client's at the take-over.
+    known: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Whether diff requests get diffs (else 404, as from an old registry).
+    diffs_off: std::sync::atomic::AtomicBool,
+}
 
 impl openrelay_transport::server::RequestHandler for Impostor {
     fn handle(
         self: std::sync::Arc<Self>,
-        _request: http::Request<()>,
+        request: http::Request<()>,
         stream: openrelay_transport::server::ServerStream,
         _context: openrelay_transport::server::RequestContext,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let body = bytes::Bytes::from(self.0.lock().unwrap().clone());
-        openrelay_transport::server::respond(stream, http::StatusCode::OK, body)
+        use openrelay_directory::{DirectoryDiff, SignedDirectoryDigest};
+        let serving = self.serving.lock().unwrap().clone();
+        let (status, body) = if request.uri().path() != paths::DIRECTORY_DIFF {
+            (http::StatusCode::OK, serving)
+        } else {
+            let from: Option<SignedDirectoryDigest> = request
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("from="))
+                .and_then(|d| d.parse().ok());
+            let known = self.known.lock().unwrap();
+            let base = known
+                .iter()
+                .find(|b| Some(SignedDirectoryDigest::of(b)) == from);
+            match base {
+                _ if self.diffs_off.load(std::sync::atomic::Ordering::Relaxed) => {
+                    (http::StatusCode::NOT_FOUND, Vec::new())
+                }
+                Some(base) => (
+                    http::StatusCode::OK,
+                    DirectoryDiff::between(base, &serving).unwrap().to_bytes(),
+                ),
+                None => (http::StatusCode::NOT_FOUND, Vec::new()),
+            }
+        };
+        openrelay_transport::server::respond(stream, status, bytes::Bytes::from(body))
     }
 }
 
 impl Impostor {
-    /// Serves `bytes` from now on.
+    /// Serves `bytes` from now on (what it served before stays a base for
+    /// diffs).
     pub fn serve(&self, bytes: Vec<u8>) {
-        *self.0.lock().unwrap() = bytes;
+        let old = std::mem::replace(&mut *self.serving.lock().unwrap(), bytes);
+        self.known.lock().unwrap().push(old);
+    }
+
+    /// Answers diff requests with 404 (`off`) or with diffs.
+    pub fn diffs_off(&self, off: bool) {
+        self.diffs_off
+            .store(off, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -338,6 +378,7 @@ pub async fn take_over_registry(devnet: &crate::devnet::Devnet) -> TakenOver {
     )
     .unwrap();
     let impostor = std::sync::Arc::new(Impostor::default());
+    impostor.known.lock().unwrap().push(genuine.clone());
     let tuning = Tuning::relay(Duration::from_secs(30), TUNNELLED_MTU);
     // The kernel may take a moment to release the dead registry's port.
     let mut tries = 0;
