@@ -9,7 +9,14 @@ use openrelay_directory::{
 
 fuzz_target!(|data: &[u8]| {
     // Whatever decodes is canonical: it re-encodes to exactly the input.
+    // The decoder clients use under a quorum's signatures (key checks
+    // deferred) accepts at least what the strict one does, the same way.
+    let deferred = Directory::from_quorum_signed_bytes_deferring_key_checks(data);
+    if let Ok(d) = &deferred {
+        assert_eq!(d.to_bytes(), data);
+    }
     if let Ok(d) = Directory::from_bytes(data) {
+        assert_eq!(deferred.as_ref().ok(), Some(&d));
         assert_eq!(d.to_bytes(), data);
         let _ = d.check_contents(1_750_000_000);
         // Weights from any measurements and stakes: one per relay, never

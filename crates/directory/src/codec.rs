@@ -25,11 +25,43 @@ pub(crate) fn decode_exact<T>(
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    key_checks: KeyChecks,
+}
+
+/// Whether a decoder checks that each public key it reads is a usable
+/// Ed25519 point (canonical, large order): decompressing a point is most of
+/// what decoding a large directory costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyChecks {
+    /// Every key, as it is read.
+    Strict,
+    /// None: for bytes a quorum of validators signed, each of which decoded
+    /// them strictly. A key is still checked where it is used (signature
+    /// verification refuses an unusable key).
+    DeferredToUse,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            key_checks: KeyChecks::Strict,
+        }
+    }
+
+    /// A reader that leaves key checks to where keys are used
+    /// ([`KeyChecks::DeferredToUse`]).
+    pub(crate) fn deferring_key_checks(buf: &'a [u8]) -> Self {
+        Reader {
+            key_checks: KeyChecks::DeferredToUse,
+            ..Reader::new(buf)
+        }
+    }
+
+    /// Whether keys read are checked.
+    pub(crate) fn key_checks(&self) -> KeyChecks {
+        self.key_checks
     }
 
     /// Bytes consumed so far.

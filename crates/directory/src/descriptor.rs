@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use openrelay_types::{KeyPin, RelayRole};
 
-use crate::codec::{Reader, check_strictly_ascending, decode_exact};
+use crate::codec::{KeyChecks, Reader, check_strictly_ascending, decode_exact};
 use crate::fields::{
     Network, Region, check_endpoint, check_software_version, decode_endpoint, encode_endpoint,
     endpoint_key,
@@ -150,11 +150,11 @@ impl RelayDescriptor {
     pub fn new(mut fields: DescriptorFields) -> Result<Self, FormatError> {
         fields.endpoints.sort_by_key(endpoint_key);
         let descriptor = RelayDescriptor { fields };
-        descriptor.check()?;
+        descriptor.check(KeyChecks::Strict)?;
         Ok(descriptor)
     }
 
-    fn check(&self) -> Result<(), FormatError> {
+    fn check(&self, key_checks: KeyChecks) -> Result<(), FormatError> {
         let f = &self.fields;
         if f.relay.as_bytes() == f.operator.as_bytes() {
             return Err(FormatError::Invalid {
@@ -176,10 +176,7 @@ impl RelayDescriptor {
         }
         f.endpoints.iter().try_for_each(check_endpoint)?;
         check_strictly_ascending(&f.endpoints, "endpoints", endpoint_key)?;
-        check_public_key(f.quic_pin.as_bytes()).map_err(|_| FormatError::Invalid {
-            field: "quic_pin",
-            reason: "not a usable Ed25519 key",
-        })?;
+        check_key(f.quic_pin.as_bytes(), "quic_pin", key_checks)?;
         f.region.check()?;
         f.network.check()?;
         if f.bandwidth_bps == 0 {
@@ -429,7 +426,7 @@ impl RelayDescriptor {
             },
         };
         // The same checks as `new`, without sorting: unsorted input is refused.
-        descriptor.check()?;
+        descriptor.check(r.key_checks())?;
         Ok(descriptor)
     }
 }
@@ -458,11 +455,21 @@ impl RelayDescriptor {
 /// Reads a public key and checks that it is usable (canonical, large order).
 pub(crate) fn read_key(r: &mut Reader<'_>, field: &'static str) -> Result<[u8; 32], FormatError> {
     let bytes = r.array::<32>()?;
-    check_public_key(&bytes).map_err(|_| FormatError::Invalid {
-        field,
-        reason: "not a usable Ed25519 key",
-    })?;
+    check_key(&bytes, field, r.key_checks())?;
     Ok(bytes)
+}
+
+/// Checks that `bytes` are a usable public key, unless `checks` defers it.
+fn check_key(bytes: &[u8; 32], field: &'static str, checks: KeyChecks) -> Result<(), FormatError> {
+    match checks {
+        KeyChecks::Strict => check_public_key(bytes)
+            .map(drop)
+            .map_err(|_| FormatError::Invalid {
+                field,
+                reason: "not a usable Ed25519 key",
+            }),
+        KeyChecks::DeferredToUse => Ok(()),
+    }
 }
 
 /// Why a signed descriptor is not acceptable now.

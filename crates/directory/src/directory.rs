@@ -302,13 +302,29 @@ impl Directory {
 
     /// Parses canonical bytes (no signature is checked).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
-        if bytes.len() > crate::MAX_DIRECTORY_BYTES {
+        Self::decode(Reader::new(bytes))
+    }
+
+    /// [`Directory::from_bytes`] without checking that the relays',
+    /// operators', QUIC and issuers' keys are usable Ed25519 points (at
+    /// 100,000 relays that is most of the decoding time): only for bytes a
+    /// quorum of validators signed, each of which decoded them strictly
+    /// ([`crate::verify_directory`] checks the quorum first). A key is
+    /// checked where it is used: a signature by an unusable key never
+    /// verifies, and a QUIC pin that is no key matches no relay.
+    pub fn from_quorum_signed_bytes_deferring_key_checks(
+        bytes: &[u8],
+    ) -> Result<Self, FormatError> {
+        Self::decode(Reader::deferring_key_checks(bytes))
+    }
+
+    fn decode(mut r: Reader<'_>) -> Result<Self, FormatError> {
+        if r.remaining() > crate::MAX_DIRECTORY_BYTES {
             return Err(FormatError::TooLarge {
                 what: "directory",
                 limit: crate::MAX_DIRECTORY_BYTES,
             });
         }
-        let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != DIRECTORY_VERSION && version != DIRECTORY_CHAIN_VERSION {
             return Err(FormatError::UnsupportedVersion {

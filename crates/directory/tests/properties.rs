@@ -402,8 +402,13 @@ fn decode_all(bytes: &[u8]) {
     if let Ok(p) = SignedOperatorProfile::from_bytes(bytes) {
         assert_eq!(p.to_bytes(), bytes);
     }
+    let deferred = Directory::from_quorum_signed_bytes_deferring_key_checks(bytes);
+    if let Ok(d) = &deferred {
+        assert_eq!(d.to_bytes(), bytes);
+    }
     if let Ok(d) = Directory::from_bytes(bytes) {
         assert_eq!(d.to_bytes(), bytes);
+        assert_eq!(deferred.as_ref().ok(), Some(&d));
     }
     if let Ok(k) = openrelay_directory::SignedIssuerKeySet::from_bytes(bytes) {
         assert_eq!(k.to_bytes(), bytes);
@@ -486,6 +491,10 @@ proptest! {
         prop_assert_eq!(decoded.to_bytes(), bytes);
         let directory = Directory::from_bytes(&decoded.directory).unwrap();
         prop_assert_eq!(directory.to_bytes(), decoded.directory.clone());
+        prop_assert_eq!(
+            Directory::from_quorum_signed_bytes_deferring_key_checks(&decoded.directory).unwrap(),
+            directory
+        );
         prop_assert_eq!(decoded, signed);
     }
 

@@ -654,3 +654,42 @@ fn trust_configs_that_would_accept_too_little_are_refused() {
         (2, 3, 60)
     );
 }
+
+/// Issue 16: clients decode a quorum-signed directory without checking
+/// every key is a usable Ed25519 point (most of the decoding time at
+/// 100,000 relays). A directory whose relay pins a QUIC "key" that is no
+/// point is refused by validators, who decode strictly; signed anyway by a
+/// quorum, a client accepts the listing and refuses that relay when it
+/// would first use it, every other relay passing.
+#[test]
+fn an_unusable_key_under_a_quorum_is_refused_by_validators_and_on_first_use() {
+    let not_a_point = (2u8..)
+        .map(|i| {
+            let mut bytes = [0u8; 32];
+            bytes[0] = i;
+            bytes
+        })
+        .find(|b| openrelay_directory::RelayId::from_bytes(*b).is_err())
+        .unwrap();
+    let mut signed = signed(&directory(7), &[0, 1]);
+    let pin = *quic_pin(1).as_bytes();
+    let at = signed.directory.windows(32).position(|w| w == pin).unwrap();
+    signed.directory[at..at + 32].copy_from_slice(&not_a_point);
+    signed.signatures = [0, 1]
+        .map(|v| validator_key(v).sign_directory_bytes(&signed.directory))
+        .to_vec();
+
+    assert!(matches!(
+        Directory::from_bytes(&signed.directory),
+        Err(FormatError::Invalid {
+            field: "quic_pin",
+            ..
+        })
+    ));
+    let verified = verify_directory(signed, &trust(2, 3), NOW, None).unwrap();
+    let bad = relay_key(1).id();
+    assert!(verified.check_relay_signatures(&bad).is_err());
+    for relay in verified.relays().filter(|r| r.id() != bad) {
+        assert_eq!(relay.listed().check_signatures(), Ok(()), "{}", relay.id());
+    }
+}
