@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -25,8 +25,29 @@ pub fn set_socket_mark(mark: u32) {
     SOCKET_MARK.store(mark, Ordering::Relaxed);
 }
 
+/// Keeps the kernel's UDP GRO static keys enabled for the life of the
+/// process. quinn-udp probes GSO and GRO on two throwaway IPv6 sockets each
+/// time it takes a socket (every endpoint, every bridged flow). Enabling
+/// GRO on the only UDP socket that has it, and closing it again, switches a
+/// kernel static key on and off: a patch of kernel text on every core,
+/// about 0.2 ms each time here (194 of the 223 µs a flow's socket state
+/// cost; `docs/BENCHMARKS.md`, "Scale of one relay"). One loopback socket
+/// with GRO, never read and never closed, keeps the keys on.
+fn hold_gro_static_keys() {
+    static HOLDER: OnceLock<Option<std::net::UdpSocket>> = OnceLock::new();
+    HOLDER.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, 0))
+            .or_else(|_| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)))
+            .ok()?;
+        // Enables GRO on it (and is the one probe this costs).
+        quinn::udp::UdpSocketState::new((&socket).into()).ok()?;
+        Some(socket)
+    });
+}
+
 /// A non-blocking UDP socket bound to `addr`, with large buffers.
 pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    hold_gro_static_keys();
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         // Dual-stack is the OS default on Linux; be explicit so behaviour
