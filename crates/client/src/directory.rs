@@ -563,10 +563,17 @@ impl DirectoryFeed {
                 transferred,
                 from_diff,
             } => (bytes, transferred, from_diff),
-            Fetched::Unchanged => match self.verified() {
-                Some(current) => return Ok((self.list(&current), Refresh::Unchanged)),
-                None => return Err(FetchError::Status(204)),
-            },
+            Fetched::Unchanged => {
+                let Some(current) = self.verified() else {
+                    return Err(FetchError::Status(204));
+                };
+                // The one held may not be cross-checked yet (a copy the
+                // issuer handed over, or the node was unusable before).
+                if let Some(rpc) = &self.rpc {
+                    self.cross_check(rpc, manager, &current).await?;
+                }
+                return Ok((self.list(&current), Refresh::Unchanged));
+            }
         };
         let signed = SignedDirectory::from_bytes(&bytes).map_err(DirectoryError::from)?;
         let verified = self.verify(signed, unix_now())?;
