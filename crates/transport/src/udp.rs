@@ -29,10 +29,10 @@ pub fn set_socket_mark(mark: u32) {
 /// process. quinn-udp probes GSO and GRO on two throwaway IPv6 sockets each
 /// time it takes a socket (every endpoint, every bridged flow). Enabling
 /// GRO on the only UDP socket that has it, and closing it again, switches a
-/// kernel static key on and off: a patch of kernel text on every core,
-/// about 0.2 ms each time here (194 of the 223 µs a flow's socket state
-/// cost; `docs/BENCHMARKS.md`, "Scale of one relay"). One loopback socket
-/// with GRO, never read and never closed, keeps the keys on.
+/// kernel static key on and off: a patch of kernel text on every core.
+/// Taking a socket cost 226–258 µs here, 23 µs with the keys held
+/// (`docs/BENCHMARKS.md`, "Scale of one relay"). One loopback socket with
+/// GRO, never read and never closed, keeps the keys on.
 fn hold_gro_static_keys() {
     static HOLDER: OnceLock<Option<std::net::UdpSocket>> = OnceLock::new();
     HOLDER.get_or_init(|| {
