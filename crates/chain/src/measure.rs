@@ -596,7 +596,7 @@ impl Registry {
         // The id includes the validator-set epoch the approval lands in:
         // the receipt's `SlashApproved` event names it.
         let call = self.contract.approveSlash(kind, target, amount, evidence);
-        let receipt = self.submit_for_receipt(call).await?;
+        let receipt = self.submit_approval_for_receipt(call).await?;
         let slash_id = match receipt.decoded_log::<RelayRegistry::SlashApproved>() {
             Some(approved) => approved.slash,
             None => {

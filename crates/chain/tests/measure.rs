@@ -693,6 +693,40 @@ async fn slash_approvals_reach_quorum_move_stake_and_pay_approvers() {
     }
 }
 
+/// Approvals sent at the same moment, each estimated before any landed:
+/// the one that reaches the quorum executes the slash instead of running
+/// out of gas (on the devnet three validators approved at once and the
+/// third approval reverted, so the slash was never taken).
+#[tokio::test]
+async fn simultaneous_approvals_still_execute_the_slash() {
+    let net = Net::start(4).await;
+    let alice = net.operator(eth(1_000), &[(0x10, 500)]).await;
+    let relay = RelayId([0x10; 32]);
+    let (a, b, c) = (
+        net.validator(0).await,
+        net.validator(1).await,
+        net.validator(2).await,
+    );
+    let (operator, amount) = (alice.address(), eth(300));
+    let (a, b, c) = tokio::join!(
+        a.approve_relay_slash(5, &relay, operator, amount),
+        b.approve_relay_slash(5, &relay, operator, amount),
+        c.approve_relay_slash(5, &relay, operator, amount),
+    );
+    let executed: Vec<_> = [a, b, c]
+        .into_iter()
+        .map(|approval| approval.expect("approve").executed)
+        .collect();
+    assert_eq!(
+        executed.iter().filter(|e| e.is_some()).count(),
+        1,
+        "{executed:?}"
+    );
+    let reader = net.validator(3).await;
+    let operator = reader.contract().operators(alice.address()).call().await;
+    assert_eq!(operator.expect("operator").stake, eth(700));
+}
+
 /// A relay key as operators make them: 32 random-looking bytes (zero bytes
 /// are cheaper calldata, so sequential keys would understate the gas).
 fn relay_key(i: u32) -> [u8; 32] {

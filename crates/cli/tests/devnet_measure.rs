@@ -71,6 +71,42 @@ fn explanations(registry: &(String, String), operator: &Operator) -> serde_json:
     serde_json::from_str(&run.stdout).unwrap()
 }
 
+/// The short relay's latest explanation among `page`'s (the one measured
+/// below 10 Mbit/s), if it has been measured so.
+fn short_relay(page: &serde_json::Value) -> Option<serde_json::Value> {
+    page["explanations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["aggregate_bps"]
+                .as_f64()
+                .is_some_and(|bps| bps < 10.0 * MBPS)
+        })
+        .cloned()
+}
+
+/// One line per epoch of an explanation: each report's figure (Mbit/s, or
+/// "down") and whether it was marked, for failure messages.
+fn summary(e: &serde_json::Value) -> String {
+    let reports: Vec<String> = e["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let figure = r["measurement"]["capacity_bps"]
+                .as_f64()
+                .map_or("down".to_owned(), |bps| format!("{:.2}", bps / MBPS));
+            let marked = if r["marked"] == true { " marked" } else { "" };
+            format!(
+                "{}…={figure}{marked}",
+                &r["validator"].as_str().unwrap()[8..14]
+            )
+        })
+        .collect();
+    format!("epoch {}: {}", e["epoch"], reports.join(", "))
+}
+
 async fn stake(rpc: &str, contract: Address, operator: &Operator) -> U256 {
     let signer = load_key_file(std::path::Path::new(&operator.key_file)).unwrap();
     let chain = Registry::connect(rpc, CHAIN_ID, contract, signer, DEFAULT_RPC_TIMEOUT)
@@ -161,6 +197,8 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
     // The short relay: operator-1's relay measured far below its claim.
     let deadline = Instant::now() + SLASH_WITHIN;
     let mut first_failed = None;
+    // The short relay's reports by epoch, for failure messages.
+    let mut history = std::collections::BTreeMap::new();
     let slashed_epoch = loop {
         assert!(
             Instant::now() < deadline,
@@ -176,25 +214,21 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
                 assert_ne!(e["verdict"], "failed", "{}: {e}", honest.name);
             }
         }
-        let page = explanations(&registry, &operators[0]);
-        let Some(short) = page["explanations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| {
-                e["aggregate_bps"]
-                    .as_f64()
-                    .is_some_and(|bps| bps < 10.0 * MBPS)
-            })
-            .cloned()
-        else {
+        let Some(short) = short_relay(&explanations(&registry, &operators[0])) else {
             continue;
         };
         let epoch = short["epoch"].as_u64().unwrap();
-        // The liar's inflated report is marked; no honest report is.
-        for report in short["reports"].as_array().unwrap() {
-            let inflated = report["measurement"]["capacity_bps"].as_f64() == Some(CLAIMED_BPS);
-            assert_eq!(report["marked"] == true, inflated, "{short}");
+        history.insert(epoch, summary(&short));
+        // No honest report is marked; the liar's inflated one is whenever
+        // two honest validators (half of the set's weight, what a mark
+        // needs) reported.
+        let reports = short["reports"].as_array().unwrap();
+        let inflated =
+            |r: &serde_json::Value| r["measurement"]["capacity_bps"].as_f64() == Some(CLAIMED_BPS);
+        let honest = reports.iter().filter(|r| !inflated(r)).count();
+        for report in reports {
+            let marked = report["marked"] == true;
+            assert_eq!(marked, inflated(report) && honest >= 2, "{short}");
         }
         // From its first measured epoch on, selection counts what it
         // carries, not what it claims.
@@ -230,9 +264,11 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
     }
     // The lying validator lost stake for its marks; the honest ones did not.
     // Its first marked epoch can be one after the relay's first failing one
-    // (a validator's first epoch may have no directory yet), so its slash
-    // may come up to an epoch and a reveal window after the relay's.
-    let deadline = Instant::now() + Duration::from_secs(200);
+    // (a validator's first epoch may have no directory yet), and an epoch
+    // in which fewer than two honest validators reported on the relay
+    // marks nobody, so its slash may come up to two epochs and a reveal
+    // window after the relay's.
+    let deadline = Instant::now() + Duration::from_secs(290);
     loop {
         let now = runtime.block_on(validator_stakes(&rpc, contract, &operators[0]));
         let changed: Vec<&[u8; 32]> = now
@@ -244,9 +280,13 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
             assert!(now[&liar] < validator_stakes_before[&liar]);
             break;
         }
+        if let Some(short) = short_relay(&explanations(&registry, &operators[0])) {
+            history.insert(short["epoch"].as_u64().unwrap(), summary(&short));
+        }
         assert!(
             changed.iter().all(|key| **key == liar) && Instant::now() < deadline,
-            "validator stakes {now:?}, before {validator_stakes_before:?}, liar {liar:?}"
+            "validator stakes {now:?}, before {validator_stakes_before:?}, liar {liar:?}; \
+             the short relay's reports: {history:#?}"
         );
         std::thread::sleep(Duration::from_secs(2));
     }

@@ -123,7 +123,7 @@ async fn probes_show_tokens_checked_against_the_directory_and_a_test_without_one
     let follower = Arc::new(DirectoryFollower::new(client.directory.as_ref().unwrap()).unwrap());
     let deadline = Instant::now() + Duration::from_secs(90);
     let directory = loop {
-        if let Ok(directory) = follower.refresh().await
+        if let Ok((directory, _)) = follower.refresh().await
             && directory.relays().count() == 4
             && directory.directory().key_sets().len() == 1
         {

@@ -18,6 +18,7 @@ use openrelay_directory::{
     ValidatorId, ValidatorKey, verify_directory_bytes,
 };
 use openrelay_registry_client::RegistryClient;
+use openrelay_registry_client::follow::{DirectoryFollower, Refresh};
 use openrelay_registry_client::paths;
 use openrelay_types::RelayRole;
 use openrelay_types::unix_now;
@@ -271,6 +272,35 @@ async fn validators_sign_what_the_registry_serves_and_bad_publications_are_refus
         let path = format!("{}{malformed}", paths::DIRECTORY_DIFF);
         assert_eq!(get(path).await.0, 400, "{malformed}");
     }
+    // Relays, the issuer and validators follow by diffs too: a follower
+    // holding the first directory takes the next from a diff, and then
+    // hears it is unchanged (or takes a newer one from a diff again).
+    let follower =
+        DirectoryFollower::with_trust(registry.clone(), trust.clone(), Duration::from_secs(60));
+    follower.accept(&first_bytes, unix_now()).unwrap();
+    let (followed, refresh) = follower.refresh().await.unwrap();
+    assert!(
+        matches!(
+            refresh,
+            Refresh::Taken {
+                from_diff: true,
+                ..
+            }
+        ),
+        "{refresh:?}"
+    );
+    assert!(followed.sequence() >= second);
+    let (_, refresh) = follower.refresh().await.unwrap();
+    assert!(
+        !matches!(
+            refresh,
+            Refresh::Taken {
+                from_diff: false,
+                ..
+            }
+        ),
+        "{refresh:?}"
+    );
 
     // Item 21: nothing a validator met here was a real problem.
     for v in &keys {

@@ -26,7 +26,7 @@ pub const DIRECTORY_VERSION: u8 = 3;
 /// 13, version 4), each relay's entry ending in its measured bandwidth
 /// (issue 14, version 5), and the voted releases after the relays (issue
 /// 15, version 6; versions 4 and 5 are no longer read). Signed under its
-/// own prefix (`openrelay directory v6 validator\0`).
+/// own prefix (`openrelay directory v6 digest validator\0`).
 pub const DIRECTORY_CHAIN_VERSION: u8 = 6;
 /// The format version of the signed-directory envelope without validator
 /// set hand-overs.
@@ -408,12 +408,13 @@ impl ValidatorKey {
     }
 
     /// Signs a directory's canonical bytes (as [`Directory::to_bytes`] gives
-    /// them, or as received and decoded), under the prefix of their format
-    /// version.
+    /// them, or as received and decoded): their digest, under the prefix of
+    /// their format version.
     pub fn sign_directory_bytes(&self, directory_bytes: &[u8]) -> ValidatorSignature {
+        let message = DirectoryMessage::of(directory_bytes);
         ValidatorSignature {
             validator: self.id(),
-            signature: self.sign(directory_domain(directory_bytes), directory_bytes),
+            signature: self.sign(message.domain, message.digest.as_bytes()),
         }
     }
 }
@@ -422,21 +423,38 @@ impl ValidatorSignature {
     /// Whether the signature verifies over `directory_bytes` with the key it
     /// names (not whether that key is trusted: that is the caller's).
     pub fn verifies(&self, directory_bytes: &[u8]) -> bool {
-        self.validator.verify(
-            directory_domain(directory_bytes),
-            directory_bytes,
-            &self.signature,
-        )
+        self.verifies_message(&DirectoryMessage::of(directory_bytes))
+    }
+
+    /// [`ValidatorSignature::verifies`] over a message hashed once for all
+    /// the signatures of a directory.
+    pub(crate) fn verifies_message(&self, message: &DirectoryMessage) -> bool {
+        self.validator
+            .verify(message.domain, message.digest.as_bytes(), &self.signature)
     }
 }
 
-/// The signature prefix of a directory body: by its version byte, so a
-/// signature over a version 3 body never verifies as one over version 5
-/// (bytes of another version fail to decode anyway).
-fn directory_domain(directory_bytes: &[u8]) -> Domain {
-    match directory_bytes.first() {
-        Some(&DIRECTORY_CHAIN_VERSION) => Domain::DirectoryChain,
-        _ => Domain::Directory,
+/// What validators sign for a directory body (docs/directory-format.md,
+/// "Signatures"): the prefix of its format version (by its version byte,
+/// so a signature over a version 3 body never verifies as one over
+/// version 6) and the SHA-256 of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirectoryMessage {
+    domain: Domain,
+    /// The body's digest, as [`SignedDirectory::digest`] gives it.
+    pub(crate) digest: DirectoryDigest,
+}
+
+impl DirectoryMessage {
+    pub(crate) fn of(directory_bytes: &[u8]) -> Self {
+        let domain = match directory_bytes.first() {
+            Some(&DIRECTORY_CHAIN_VERSION) => Domain::DirectoryChain,
+            _ => Domain::Directory,
+        };
+        DirectoryMessage {
+            domain,
+            digest: DirectoryDigest::of(directory_bytes),
+        }
     }
 }
 

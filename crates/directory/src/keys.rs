@@ -98,11 +98,11 @@ pub(crate) enum Domain {
     DescriptorQuic,
     /// An operator signing its public profile.
     OperatorProfile,
-    /// A validator signing a directory document (format 3, no chain
-    /// section).
+    /// A validator signing the digest of a directory document (format 3,
+    /// no chain section).
     Directory,
-    /// A validator signing a directory document of format 6 (with a chain
-    /// section carrying measurements and releases).
+    /// A validator signing the digest of a directory document of format 6
+    /// (with a chain section carrying measurements and releases).
     DirectoryChain,
     /// A validator of the previous set signing a validator set hand-over.
     ValidatorSetChange,
@@ -122,8 +122,11 @@ impl Domain {
             Domain::DescriptorOperator => b"openrelay descriptor v3 operator\0",
             Domain::DescriptorQuic => b"openrelay descriptor v3 quic\0",
             Domain::OperatorProfile => b"openrelay operator profile v1\0",
-            Domain::Directory => b"openrelay directory v3 validator\0",
-            Domain::DirectoryChain => b"openrelay directory v6 validator\0",
+            // Directories: the SHA-256 of the body, not the body (a
+            // client verifies a quorum over one hash of the body, not
+            // one SHA-512 of it per signature).
+            Domain::Directory => b"openrelay directory v3 digest validator\0",
+            Domain::DirectoryChain => b"openrelay directory v6 digest validator\0",
             Domain::ValidatorSetChange => b"openrelay validator set change v1\0",
             Domain::Vote => b"openrelay vote v2 validator\0",
             Domain::IssuerKeys => b"openrelay issuer keys v1\0",

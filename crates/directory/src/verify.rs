@@ -14,7 +14,7 @@ use openrelay_types::{KeyPin, RelayRole};
 
 use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection, RelayMeasurement};
 use crate::descriptor::{DescriptorError, RelayDescriptor};
-use crate::directory::{Directory, DirectoryDigest, SignedDirectory};
+use crate::directory::{Directory, DirectoryDigest, DirectoryMessage, SignedDirectory};
 use crate::fields::{Network, Region};
 use crate::issuer_keys::IssuerKeySet;
 use crate::keys::{IssuerId, OperatorId, RelayId, ValidatorId};
@@ -809,11 +809,11 @@ fn follows(previous: &ChainAnchor, next: &ChainAnchor) -> bool {
 /// counted once), checked against `quorum`.
 fn check_signers(
     signed: &SignedDirectory,
+    message: &DirectoryMessage,
     set: &ValidatorSet,
     quorum: Quorum,
 ) -> Result<Vec<ValidatorId>, DirectoryError> {
-    let (signers, signed_weight) =
-        set.signers(&signed.signatures, |s| s.verifies(&signed.directory));
+    let (signers, signed_weight) = set.signers(&signed.signatures, |s| s.verifies_message(message));
     match quorum {
         Quorum::AtLeast(needed) if signers.len() < needed => Err(DirectoryError::UnderSigned {
             valid: signers.len(),
@@ -944,12 +944,13 @@ pub fn verify_directory(
         }
     }
     let (validator_set, quorum) = walk_handovers(trust, &signed.handovers, head)?;
-    let signers = check_signers(&signed, &validator_set, quorum)?;
+    let message = DirectoryMessage::of(&signed.directory);
+    let signers = check_signers(&signed, &message, &validator_set, quorum)?;
     // The quorum signed these bytes, each validator having decoded them
     // strictly: key checks wait for each key's use.
     let directory = Directory::from_quorum_signed_bytes_deferring_key_checks(&signed.directory)?;
     check_fresh(&directory, trust, now)?;
-    let digest = signed.digest();
+    let digest = message.digest;
     if let Some(last) = last_seen {
         check_not_rolled_back(&directory, &digest, last)?;
     }

@@ -141,7 +141,7 @@ impl KeySource {
                 issuer,
                 issuer_name,
             } => {
-                let directory = follower.refresh().await?;
+                let (directory, _) = follower.refresh().await?;
                 return Ok(listed_keys(&directory, issuer, issuer_name)?);
             }
             KeySource::Issuer(issuer) => issuer,

@@ -46,8 +46,9 @@ pub enum RelayListing {
     Nobody,
     /// Configured keys per operator name.
     Configured(HashMap<String, HashSet<KeyPin>>),
-    /// The validator-signed directory.
-    Directory(DirectoryWatch),
+    /// The validator-signed directory (boxed: a follower is larger than
+    /// the other listings).
+    Directory(Box<DirectoryWatch>),
 }
 
 impl RelayListing {
@@ -61,8 +62,8 @@ impl RelayListing {
                     .map(|(operator, keys)| (operator.clone(), keys.iter().copied().collect()))
                     .collect(),
             ),
-            Some(SettlementRelays::Directory(config)) => RelayListing::Directory(DirectoryWatch(
-                DirectoryFollower::new(config).map_err(|e| ListingError(e.0))?,
+            Some(SettlementRelays::Directory(config)) => RelayListing::Directory(Box::new(
+                DirectoryWatch(DirectoryFollower::new(config).map_err(|e| ListingError(e.0))?),
             )),
         })
     }
@@ -185,7 +186,7 @@ mod tests {
             trust(2, 3),
             std::time::Duration::from_secs(30),
         ));
-        let listing = RelayListing::Directory(watch);
+        let listing = RelayListing::Directory(Box::new(watch));
         let RelayListing::Directory(watch) = &listing else {
             unreachable!()
         };

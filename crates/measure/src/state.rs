@@ -18,7 +18,16 @@
 //!   [`MeasureParams::failing_epochs_to_slash`]-th consecutive failure is a
 //!   [`RelaySlash`] (and the count starts again); a passing epoch resets
 //!   the count. Every reachable report farther than the deviation
-//!   tolerance from the aggregate is a [`Mark`] on its validator.
+//!   tolerance above the aggregate is a [`Mark`] on its validator, when
+//!   the other reports (those the aggregate stands on) hold at least half
+//!   of the set's weight: a mark accuses a validator of lying, and an
+//!   aggregate of fewer reports may be one test that found the relay busy
+//!   (another validator's test through it as a partner hop), which would
+//!   mark the validator that measured it right. (Two thirds would need
+//!   every honest validator to report on the relay to mark a liar, which
+//!   the devnet rarely saw; half still needs a coalition under a third to
+//!   be joined by more than a sixth of the set's honest weight measuring
+//!   the same depressed figure to mark an honest validator.)
 //!
 //! Everything is integer arithmetic over `BTreeMap`s: the same inputs give
 //! the same outcome on every validator.
@@ -523,9 +532,13 @@ impl MeasureState {
             marks: Vec::new(),
             ignored_reports,
         };
+        let set_weight = validators
+            .values()
+            .fold(0u128, |sum, w| sum.saturating_add(*w));
         for (relay, advert) in relays {
             let reports = by_relay.remove(relay).unwrap_or_default();
-            let explanation = self.judge_relay(epoch, *relay, advert, reports, &mut outcome);
+            let explanation =
+                self.judge_relay(epoch, *relay, advert, reports, set_weight, &mut outcome);
             self.explanations.insert(*relay, explanation.clone());
             outcome.explanations.insert(*relay, explanation);
         }
@@ -539,6 +552,7 @@ impl MeasureState {
         relay: RelayId,
         advert: &RelayAdvert,
         mut reports: Vec<ExplainedReport>,
+        set_weight: u128,
         outcome: &mut EpochOutcome,
     ) -> Explanation {
         let params = &self.params;
@@ -584,17 +598,30 @@ impl MeasureState {
             // it every figure says the same (it passes), and how far above
             // depends on the measurer's own link and load, not its honesty.
             let expected = params.expected_bps(advert.advertised_bps);
-            for r in &mut reports {
-                if let Measurement::Reachable { capacity_bps, .. } = r.measurement
-                    && params.inflates(capacity_bps.min(expected), aggregate.min(expected))
+            // The figure of a report that inflates the aggregate.
+            let inflated_bps = |r: &ExplainedReport| match r.measurement {
+                Measurement::Reachable { capacity_bps, .. }
+                    if params.inflates(capacity_bps.min(expected), aggregate.min(expected)) =>
                 {
-                    r.marked = true;
-                    outcome.marks.push(Mark {
-                        validator: r.validator,
-                        relay,
-                        reported_bps: capacity_bps,
-                        aggregate_bps: aggregate,
-                    });
+                    Some(capacity_bps)
+                }
+                _ => None,
+            };
+            let agreeing_weight = reports
+                .iter()
+                .filter(|r| inflated_bps(r).is_none())
+                .fold(0u128, |sum, r| sum.saturating_add(r.weight));
+            if agreeing_weight.saturating_mul(2) >= set_weight {
+                for r in &mut reports {
+                    if let Some(reported_bps) = inflated_bps(r) {
+                        r.marked = true;
+                        outcome.marks.push(Mark {
+                            validator: r.validator,
+                            relay,
+                            reported_bps,
+                            aggregate_bps: aggregate,
+                        });
+                    }
                 }
             }
             if aggregate >= passing_bps {

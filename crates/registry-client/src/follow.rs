@@ -2,7 +2,9 @@
 //! network's servers (relays, the token issuer): fetched directly (they are
 //! not users to hide), verified as clients verify it (k of n validators,
 //! freshness, no rollback; `openrelay_directory::verify_directory`) and
-//! refreshed. A refused or failed fetch keeps the last good directory.
+//! refreshed, as a diff from the one held where the registry has one
+//! (`GET /v1/directory/diff`; the result is verified as a whole
+//! directory). A refused or failed fetch keeps the last good directory.
 //! Clients have their own feed, which fetches through the relays.
 
 use std::sync::{Arc, Mutex};
@@ -10,8 +12,8 @@ use std::time::Duration;
 
 use openrelay_config::DirectoryConfig;
 use openrelay_directory::{
-    DirectoryError, LastSeen, TrustConfig, TrustConfigError, VerifiedDirectory,
-    verify_directory_bytes,
+    DiffError, DirectoryDiff, DirectoryError, FormatError, LastSeen, SignedDirectoryDigest,
+    TrustConfig, TrustConfigError, VerifiedDirectory, verify_directory_bytes,
 };
 use openrelay_transport::backoff::Backoff;
 use openrelay_types::{ErrorKind, HasKind, unix_now};
@@ -57,6 +59,53 @@ impl HasKind for FollowError {
     }
 }
 
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// A directory was fetched and taken (by a server's follower, the
+    /// same one again when the registry keeps no diff from it);
+    /// `transferred` bytes crossed the network for its `bytes`.
+    Taken {
+        /// Whether it was made from a diff to the directory held.
+        from_diff: bool,
+        /// Bytes fetched.
+        transferred: usize,
+        /// The directory's size.
+        bytes: usize,
+    },
+    /// The directory held is the newest.
+    Unchanged,
+}
+
+/// Why a refresh did not use a diff (it fetches the whole directory
+/// instead): clients' and servers' refreshes alike.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoDiff {
+    /// The registry could not be asked.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// It answered neither a diff (200) nor "unchanged" (204): 404 when it
+    /// keeps no diff from the directory held.
+    #[error("registry answered HTTP {0}")]
+    Status(u16),
+    /// The diff does not decode.
+    #[error("the registry's diff: {0}")]
+    Format(#[from] FormatError),
+    /// The diff does not apply to the directory held.
+    #[error(transparent)]
+    Apply(#[from] DiffError),
+    /// The directory held (the diff's base) could not be read.
+    #[error("the directory held, the diff's base: {0}")]
+    Base(std::io::Error),
+    /// "Unchanged", but the directory held is no longer fresh.
+    #[error("the directory held: {0}")]
+    Held(DirectoryError),
+    /// What the diff made does not verify.
+    #[error("directory refused: {0}")]
+    Refused(#[from] DirectoryError),
+}
+
 impl FollowError {
     /// Whether the registry has simply signed no directory yet (a network
     /// starting up): no problem to warn about.
@@ -97,8 +146,18 @@ pub struct DirectoryFollower {
     registry: RegistryClient,
     trust: TrustConfig,
     refresh: Duration,
-    current: Mutex<Option<(Arc<VerifiedDirectory>, LastSeen)>>,
+    current: Mutex<Option<Held>>,
     updates: watch::Sender<Option<Arc<VerifiedDirectory>>>,
+}
+
+/// The directory a follower holds.
+#[derive(Debug, Clone)]
+struct Held {
+    directory: Arc<VerifiedDirectory>,
+    seen: LastSeen,
+    /// The digest of the envelope as the registry served it: the base a
+    /// diff names.
+    envelope: SignedDirectoryDigest,
 }
 
 /// The trust a `[directory]` section configures: its genesis validator
@@ -152,11 +211,14 @@ impl DirectoryFollower {
 
     /// The last directory verified, however old.
     pub fn current(&self) -> Option<Arc<VerifiedDirectory>> {
+        self.held().map(|held| held.directory)
+    }
+
+    fn held(&self) -> Option<Held> {
         self.current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|(directory, _)| Arc::clone(directory))
+            .clone()
     }
 
     /// The last directory verified, if it is still fresh at `now` (not past
@@ -178,18 +240,22 @@ impl DirectoryFollower {
             .current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let last_seen = current.as_ref().map(|(_, seen)| *seen);
+        let last_seen = current.as_ref().map(|held| held.seen);
         // From the validator set the last directory proved (its hand-overs
         // walked), so the next need not carry them again.
         let trust = current.as_ref().map_or_else(
             || self.trust.clone(),
-            |(directory, _)| self.trust.advanced(directory),
+            |held| self.trust.advanced(&held.directory),
         );
         let verified = verify_directory_bytes(bytes, &trust, now, last_seen.as_ref())?;
         let seen = verified.last_seen();
         let verified = Arc::new(verified);
         let changed = last_seen != Some(seen);
-        *current = Some((Arc::clone(&verified), seen));
+        *current = Some(Held {
+            directory: Arc::clone(&verified),
+            seen,
+            envelope: SignedDirectoryDigest::of(bytes),
+        });
         drop(current);
         if changed {
             self.updates.send_replace(Some(Arc::clone(&verified)));
@@ -197,8 +263,21 @@ impl DirectoryFollower {
         Ok(verified)
     }
 
-    /// Fetches the registry's directory once, verifies and keeps it.
-    pub async fn refresh(&self) -> Result<Arc<VerifiedDirectory>, FollowError> {
+    /// Fetches the registry's directory once, verifies and keeps it: as a
+    /// diff from the one held where the registry has one. The directory
+    /// held after it, and what the refresh did.
+    pub async fn refresh(&self) -> Result<(Arc<VerifiedDirectory>, Refresh), FollowError> {
+        if let Some(held) = self.held() {
+            match self.refresh_by_diff(held).await {
+                Ok(refreshed) => return Ok(refreshed),
+                Err(NoDiff::Status(404)) => {
+                    debug!("no diff from the directory held; fetching the whole directory");
+                }
+                Err(e) => {
+                    debug!(error = %e, "directory diff not used; fetching the whole directory")
+                }
+            }
+        }
         let (status, bytes) = self
             .registry
             .call(http::Method::GET, paths::DIRECTORY, Vec::new())
@@ -206,7 +285,47 @@ impl DirectoryFollower {
         if status != 200 {
             return Err(FollowError::Status(status));
         }
-        Ok(self.accept(&bytes, unix_now())?)
+        let directory = self.accept(&bytes, unix_now())?;
+        let refresh = Refresh::Taken {
+            from_diff: false,
+            transferred: bytes.len(),
+            bytes: bytes.len(),
+        };
+        Ok((directory, refresh))
+    }
+
+    /// The diff from `held` to the registry's directory, applied, verified
+    /// and kept; `held` itself when the registry says it is the newest and
+    /// it is still fresh.
+    async fn refresh_by_diff(
+        &self,
+        held: Held,
+    ) -> Result<(Arc<VerifiedDirectory>, Refresh), NoDiff> {
+        let path = format!("{}?from={}", paths::DIRECTORY_DIFF, held.envelope);
+        match self
+            .registry
+            .call(http::Method::GET, &path, Vec::new())
+            .await?
+        {
+            (200, diff) => {
+                let base = held.directory.signed().to_bytes();
+                let bytes = DirectoryDiff::from_bytes(&diff)?.apply(&base)?;
+                let directory = self.accept(&bytes, unix_now())?;
+                let refresh = Refresh::Taken {
+                    from_diff: true,
+                    transferred: diff.len(),
+                    bytes: bytes.len(),
+                };
+                Ok((directory, refresh))
+            }
+            (204, _) => {
+                held.directory
+                    .check_fresh(&self.trust, unix_now())
+                    .map_err(NoDiff::Held)?;
+                Ok((held.directory, Refresh::Unchanged))
+            }
+            (status, _) => Err(NoDiff::Status(status)),
+        }
     }
 
     /// Keeps the directory current (forever; abort to stop): a fetch every
@@ -221,7 +340,12 @@ impl DirectoryFollower {
         loop {
             let first = self.current().is_none();
             let delay = match self.refresh().await {
-                Ok(directory) => {
+                Ok((directory, refresh)) => {
+                    debug!(
+                        sequence = directory.sequence(),
+                        ?refresh,
+                        "directory refreshed"
+                    );
                     if first {
                         info!(
                             sequence = directory.sequence(),

@@ -178,7 +178,7 @@ impl Registry {
         let call = self
             .contract
             .approveSetChange(epoch, joins.clone(), leaves.clone());
-        let receipt = match self.submit_for_receipt(call).await {
+        let receipt = match self.submit_approval_for_receipt(call).await {
             Err(OperatorError::Refused(Refusal::BadSetChange)) => {
                 return Err(match self.set_change_problem(&joins, &leaves).await? {
                     Some(problem) => OperatorError::SetChange(problem),

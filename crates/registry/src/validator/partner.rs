@@ -7,11 +7,13 @@
 //!   its own relays, listed in the directory like any other so the relay
 //!   under test cannot tell the path from a client's) when one is
 //!   compatible with the relay under test; else a directory relay known to
-//!   carry at least what the relay under test must pass at; else the one
-//!   known to carry most. Known means the validator's own evidence of this
-//!   or the last epoch (a relay it measured, or one that carried one of its
-//!   tests as a partner), else the directory's measurement. Ties are broken
-//!   at random, so a relay cannot know which partner its tests will use.
+//!   carry at least what the relay under test must pass at; else one
+//!   nothing is known of; else the one known to carry most. Known means
+//!   the validator's own measurement of this or the last epoch, else the
+//!   higher of the directory's measurement and what it carried as a
+//!   partner of the validator's tests ([`PartnerKnowledge`]). Ties are
+//!   broken at random, so a relay cannot know which partner its tests
+//!   will use.
 //! * **Which results count** ([`conclusive`]): a result below what the
 //!   relay must pass at, or a failure, says nothing about the relay under
 //!   test when the partner is not proven to carry that much (or the
@@ -31,10 +33,28 @@ use openrelay_types::{KeyPin, RelayRole};
 /// What one validator knows of relays' capacities from its own tests.
 #[derive(Debug, Default)]
 pub(crate) struct PartnerKnowledge {
-    /// Per relay: the epoch of the latest evidence and the capacity it
-    /// shows (0: unreachable). A partner's entry is a lower bound: what it
-    /// carried.
-    own: HashMap<RelayId, (u64, u64)>,
+    /// Per relay: the validator's latest evidence.
+    own: HashMap<RelayId, Evidence>,
+}
+
+/// One validator's evidence of a relay's capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Evidence {
+    /// The epoch it is from.
+    epoch: u64,
+    /// The capacity it shows, bits per second (0: unreachable).
+    bps: u64,
+    /// Whether it is a conclusive test of the relay itself (what it
+    /// carries), or only what it carried as a partner (at least that:
+    /// the test's other hop may have been the slower).
+    measured: bool,
+}
+
+impl Evidence {
+    /// Whether it still counts in `epoch`: from this or the last epoch.
+    fn recent(&self, epoch: u64) -> bool {
+        self.epoch.saturating_add(1) >= epoch
+    }
 }
 
 impl PartnerKnowledge {
@@ -44,34 +64,55 @@ impl PartnerKnowledge {
             Measurement::Reachable { capacity_bps, .. } => *capacity_bps,
             Measurement::Unreachable => 0,
         };
-        self.own.insert(relay, (epoch, bps));
+        self.own.insert(
+            relay,
+            Evidence {
+                epoch,
+                bps,
+                measured: true,
+            },
+        );
     }
 
     /// `partner` carried `bps` in a test of `epoch`: it carries at least
-    /// that now (an older, lower figure is replaced).
+    /// that. A lower bound never lowers what recent evidence showed (the
+    /// partner of a short relay carries only what the short relay lets
+    /// through; taking that as its capacity would leave the next test
+    /// of that short relay without a proven partner, and unreported).
     pub(crate) fn carried(&mut self, epoch: u64, partner: RelayId, bps: u64) {
-        let entry = self.own.entry(partner).or_insert((epoch, bps));
-        *entry = if entry.0 == epoch {
-            (epoch, entry.1.max(bps))
-        } else {
-            (epoch, bps)
+        let new = Evidence {
+            epoch,
+            bps,
+            measured: false,
         };
+        let entry = self.own.entry(partner).or_insert(new);
+        if !entry.recent(epoch) {
+            *entry = new;
+        } else if bps > entry.bps {
+            *entry = Evidence {
+                bps,
+                epoch: entry.epoch.max(epoch),
+                ..*entry
+            };
+        }
     }
 
     /// Drops evidence older than the epoch before `epoch`.
     pub(crate) fn forget_before(&mut self, epoch: u64) {
-        self.own
-            .retain(|_, (seen, _)| seen.saturating_add(1) >= epoch);
+        self.own.retain(|_, evidence| evidence.recent(epoch));
     }
 
-    /// What `relay` is known to carry: the validator's own evidence of this
-    /// or the last epoch, else the directory's measurement of it.
+    /// What `relay` is known to carry: the validator's own measurement of
+    /// this or the last epoch; else the directory's measurement of it, or
+    /// what the validator saw it carry as a partner, whichever is higher
+    /// (the partner's figure is only a lower bound).
     fn known_bps(&self, epoch: u64, id: &RelayId, relay: &Relay) -> Option<u64> {
-        self.own
-            .get(id)
-            .filter(|(seen, _)| seen.saturating_add(1) >= epoch)
-            .map(|(_, bps)| *bps)
-            .or(relay.measured.map(|m| m.measured_bps))
+        let directory = relay.measured.map(|m| m.measured_bps);
+        match self.own.get(id).filter(|e| e.recent(epoch)) {
+            Some(e) if e.measured => Some(e.bps),
+            Some(e) => Some(directory.map_or(e.bps, |d| d.max(e.bps))),
+            None => directory,
+        }
     }
 }
 
@@ -145,10 +186,16 @@ pub(crate) fn choose(
     if !sufficient.is_empty() {
         return draw(sufficient, PartnerBasis::KnownSufficient);
     }
-    let best = compatible.iter().map(|(_, _, k)| k.unwrap_or(0)).max()?;
+    // Nothing is known to carry enough: a relay nothing is known of may
+    // (most do), one known to carry less will not. Taking the "best
+    // known" short relay first made a short relay the partner of every
+    // test in a validator's first measured epoch on the devnet, and none
+    // of them counted.
+    let rank = |known: Option<u64>| known.unwrap_or(u64::MAX);
+    let best = compatible.iter().map(|(_, _, k)| rank(*k)).max()?;
     let tied: Vec<_> = compatible
         .iter()
-        .filter(|(_, _, k)| k.unwrap_or(0) == best)
+        .filter(|(_, _, k)| rank(*k) == best)
         .collect();
     draw(tied, PartnerBasis::Unproven)
 }

@@ -333,3 +333,73 @@ fn failures_are_blamed_on_the_hop_that_failed() {
         ));
     }
 }
+
+/// What a relay carried as the partner of a short relay (the short one's
+/// rate) is a lower bound: it neither lowers this validator's measurement
+/// of it nor the directory's, so the short relay's next test still has a
+/// proven partner and counts.
+#[test]
+fn carrying_a_short_relay_s_test_does_not_make_a_partner_unproven() {
+    let (_, target) = relay(1, RelayRole::Ingress, 0, None);
+    let measured_here = relay(2, RelayRole::Egress, 1, None);
+    let measured_by_all = relay(3, RelayRole::Egress, 2, Some(100 * MBPS));
+    let mut knowledge = PartnerKnowledge::default();
+    knowledge.measured(
+        EPOCH - 1,
+        measured_here.0,
+        &Measurement::Reachable {
+            capacity_bps: 100 * MBPS,
+            rtt_micros: 1,
+        },
+    );
+    for partner in [&measured_here, &measured_by_all] {
+        knowledge.carried(EPOCH, partner.0, 4 * MBPS);
+        let chosen = choose(
+            &target,
+            NEEDED,
+            std::slice::from_ref(partner),
+            &[],
+            &knowledge,
+            EPOCH,
+            &mut first(),
+        );
+        assert_eq!(chosen.unwrap().basis, PartnerBasis::KnownSufficient);
+    }
+    // A higher figure carried does raise it; evidence two epochs old is gone.
+    knowledge.carried(EPOCH, measured_here.0, 120 * MBPS);
+    assert_eq!(
+        knowledge.known_bps(EPOCH + 1, &measured_here.0, &measured_here.1),
+        Some(120 * MBPS)
+    );
+    assert_eq!(
+        knowledge.known_bps(EPOCH + 2, &measured_here.0, &measured_here.1),
+        None
+    );
+}
+
+/// With nothing known to carry enough, a relay nothing is known of comes
+/// before one known to carry too little (which would bottleneck the test).
+#[test]
+fn an_unknown_partner_comes_before_one_known_too_slow() {
+    let (_, target) = relay(1, RelayRole::Egress, 0, None);
+    let short = relay(2, RelayRole::Ingress, 1, None);
+    let unknown = relay(3, RelayRole::Ingress, 2, None);
+    let mut knowledge = PartnerKnowledge::default();
+    knowledge.carried(EPOCH, short.0, 4 * MBPS);
+    let candidates = [short, unknown];
+    for at in 0..2 {
+        let chosen = choose(
+            &target,
+            NEEDED,
+            &candidates,
+            &[],
+            &knowledge,
+            EPOCH,
+            &mut |n| at % n,
+        );
+        assert_eq!(
+            names(chosen),
+            Some(("ingress-3".into(), PartnerBasis::Unproven))
+        );
+    }
+}
