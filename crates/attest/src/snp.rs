@@ -196,6 +196,9 @@ pub(crate) fn verify(
         })?;
 
     verify_report_signature(&evidence.report, vcek.public_key_sec1())?;
+    if let Some(der) = &evidence.ask_der {
+        check_outer_algorithm("ASK", &parse_x509("ASK", der)?)?;
+    }
     check_vcek_matches_report(&evidence.vcek_der, &report)?;
 
     check_guest(product, &report, policy)?;
@@ -274,16 +277,38 @@ fn components(tcb: &SnpTcb) -> [(&'static str, &'static str, u8); 5] {
 /// The VCEK is derived from the chip's secret and the TCB; its extensions
 /// say which chip and which TCB. They must be the report's, or a VCEK
 /// issued for an old, vulnerable TCB (or another chip) vouches for it.
+fn parse_x509(cert: &'static str, der: &[u8]) -> Result<x509_cert::Certificate, AttestError> {
+    x509_cert::Certificate::from_der(der).map_err(|e| AttestError::SnpCertificateMalformed {
+        cert,
+        reason: e.to_string(),
+    })
+}
+
+/// RFC 5280 §4.1.1.2: a certificate's outer signature algorithm must be
+/// the one its signed part names. It lies outside what the issuer signed,
+/// so without this its bytes could be changed at will and the evidence
+/// would still verify (the property test
+/// `changed_real_snp_evidence_never_verifies` found a flipped tag in the
+/// VCEK's RSASSA-PSS parameters).
+fn check_outer_algorithm(
+    cert: &'static str,
+    parsed: &x509_cert::Certificate,
+) -> Result<(), AttestError> {
+    if parsed.signature_algorithm != parsed.tbs_certificate.signature {
+        return Err(AttestError::SnpCertificateMalformed {
+            cert,
+            reason: "its signature algorithm differs from the one its signed part names".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn check_vcek_matches_report(
     vcek_der: &[u8],
     report: &AttestationReport,
 ) -> Result<(), AttestError> {
-    let cert = x509_cert::Certificate::from_der(vcek_der).map_err(|e| {
-        AttestError::SnpCertificateMalformed {
-            cert: "VCEK",
-            reason: e.to_string(),
-        }
-    })?;
+    let cert = parse_x509("VCEK", vcek_der)?;
+    check_outer_algorithm("VCEK", &cert)?;
     let extensions = cert.tbs_certificate.extensions.unwrap_or_default();
     let extension = |name: &'static str, oid: &'static str| {
         extensions

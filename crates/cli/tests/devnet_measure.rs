@@ -8,7 +8,8 @@
 //! (`--short-relay-for-tests`) to everyone but the validators' published
 //! addresses, and the fourth validator reports it at its claim whatever it
 //! measures (`--misreporting-validator-for-tests`, a validator inflating a
-//! friend). The relay weighs what it carries from its first measured epoch
+//! friend; operator-1 stakes twice its cover, so its relays stay listed
+//! after a slash). The relay weighs what it carries from its first measured epoch
 //! on and is slashed on chain after `failing_epochs_to_slash` (2 on the
 //! devnet); the lying validator is slashed for its marks
 //! (`marks_to_slash`, 2); the honest relays never fail an epoch, and the
@@ -107,11 +108,15 @@ fn summary(e: &serde_json::Value) -> String {
     format!("epoch {}: {}", e["epoch"], reports.join(", "))
 }
 
-async fn stake(rpc: &str, contract: Address, operator: &Operator) -> U256 {
+async fn operator_chain(rpc: &str, contract: Address, operator: &Operator) -> Registry {
     let signer = load_key_file(std::path::Path::new(&operator.key_file)).unwrap();
-    let chain = Registry::connect(rpc, CHAIN_ID, contract, signer, DEFAULT_RPC_TIMEOUT)
+    Registry::connect(rpc, CHAIN_ID, contract, signer, DEFAULT_RPC_TIMEOUT)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn stake(rpc: &str, contract: Address, operator: &Operator) -> U256 {
+    let chain = operator_chain(rpc, contract, operator).await;
     chain.status(Some(0)).await.unwrap().stake
 }
 
@@ -186,6 +191,16 @@ fn a_relay_carrying_a_tenth_of_its_claim_weighs_that_at_once_and_is_slashed_hone
         validator.registry.key.to_string(),
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Operator-1 stakes twice its relays' cover, as a careful operator
+    // would: a slash then leaves its relays listed, so the short relay is
+    // still measured (and lied about) after its first slash. With exactly
+    // its cover, the first slash unlists both its relays, and the liar's
+    // second mark may never come.
+    runtime.block_on(async {
+        let chain = operator_chain(&rpc, contract, &operators[0]).await;
+        let cover = chain.status(Some(0)).await.unwrap().stake;
+        chain.stake(cover).await.unwrap();
+    });
     let stakes_before: Vec<U256> = operators
         .iter()
         .map(|o| runtime.block_on(stake(&rpc, contract, o)))
