@@ -209,10 +209,8 @@ fn relay_entries(
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
-/// crash never leaves half a file; a failure is logged (the next fetch
-/// tries again).
-/// Writes `bytes` to `path` through a temporary file and a rename;
-/// whether that worked (a failure is logged).
+/// crash never leaves half a file; whether that worked (a failure is
+/// logged, and the next fetch tries again).
 fn write_atomically(path: &Path, bytes: &[u8], what: &str) -> bool {
     let temporary = path.with_extension("tmp");
     let written = std::fs::write(&temporary, bytes)
