@@ -156,8 +156,10 @@ async fn forged_under_signed_stale_and_replayed_directories_change_nothing() {
     ))
     .unwrap();
     // One bit of content changed after signing (e.g. a relay slipped in).
-    let middle = forged.directory.len() / 2;
-    forged.directory[middle] ^= 1;
+    let mut changed = forged.directory.to_vec();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 1;
+    forged.directory = changed.into();
     let attacks = [
         (
             "forged",

@@ -439,8 +439,8 @@ impl DirectoryFeed {
     /// expired), so a client whose directory expired while it was off can
     /// recover. Anything else wrong with it and it is ignored.
     pub fn load_cache(&self) -> Option<RelayList> {
-        let bytes = std::fs::read(&self.cache).ok()?;
-        let signed = match SignedDirectory::from_bytes(&bytes) {
+        let bytes = bytes::Bytes::from(std::fs::read(&self.cache).ok()?);
+        let signed = match SignedDirectory::from_shared(&bytes) {
             Ok(signed) => signed,
             Err(e) => {
                 warn!(error = %e, "cached directory refused");
@@ -571,7 +571,9 @@ impl DirectoryFeed {
                 return Ok((self.list(&current), Refresh::Unchanged));
             }
         };
-        let signed = SignedDirectory::from_bytes(&bytes).map_err(DirectoryError::from)?;
+        // Shared, not copied: the directory keeps views of these bytes.
+        let bytes = bytes::Bytes::from(bytes);
+        let signed = SignedDirectory::from_shared(&bytes).map_err(DirectoryError::from)?;
         let verified = self.verify(signed, unix_now())?;
         if let Some(rpc) = &self.rpc {
             self.cross_check(rpc, manager, &verified).await?;
@@ -1008,13 +1010,13 @@ mod tests {
         let mut four = set.clone();
         four[1 + 32 + 1 + "issuer.example:4450".len() + 8] = 4;
         let signed = SignedDirectory::from_bytes(&good).unwrap();
-        let mut body = signed.directory.clone();
+        let mut body = signed.directory.to_vec();
         // Replace the empty list of key sets (a u32 0) by one entry.
         body.truncate(body.len() - 4);
         body.extend_from_slice(&1u32.to_be_bytes());
         body.extend_from_slice(&four);
         let mut forged = SignedDirectory {
-            directory: body,
+            directory: body.into(),
             handovers: Vec::new(),
             signatures: Vec::new(),
         };

@@ -47,8 +47,8 @@ fn descriptor_at(
     SignedDescriptor::from_parts(
         honest.descriptor().clone(),
         Signature::from_bytes(bad),
-        *honest.operator_signature(),
-        *honest.quic_signature(),
+        honest.operator_signature(),
+        honest.quic_signature(),
     )
 }
 

@@ -4,6 +4,8 @@
 //! alternative encodings; every read is bounds-checked and returns
 //! [`FormatError::Truncated`] instead of panicking.
 
+use bytes::Bytes;
+
 use crate::FormatError;
 use crate::keys::Signature;
 
@@ -24,6 +26,10 @@ pub(crate) fn decode_exact<T>(
 #[derive(Debug)]
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
+    /// What `buf` is a view of, when the caller holds it shared: then a
+    /// part kept by value ([`Reader::kept_since`]) is a view too, not a
+    /// copy (a directory's descriptors keep their bytes).
+    shared: Option<&'a Bytes>,
     pos: usize,
     key_checks: KeyChecks,
 }
@@ -45,17 +51,26 @@ impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader {
             buf,
+            shared: None,
             pos: 0,
             key_checks: KeyChecks::Strict,
         }
     }
 
+    /// A reader over shared bytes: parts kept by value share them.
+    pub(crate) fn shared(bytes: &'a Bytes) -> Self {
+        Reader {
+            shared: Some(bytes),
+            ..Reader::new(bytes)
+        }
+    }
+
     /// A reader that leaves key checks to where keys are used
     /// ([`KeyChecks::DeferredToUse`]).
-    pub(crate) fn deferring_key_checks(buf: &'a [u8]) -> Self {
+    pub(crate) fn deferring_key_checks(self) -> Self {
         Reader {
             key_checks: KeyChecks::DeferredToUse,
-            ..Reader::new(buf)
+            ..self
         }
     }
 
@@ -77,6 +92,17 @@ impl<'a> Reader<'a> {
     /// The bytes consumed since `start` (a value returned by `position`).
     pub(crate) fn consumed_since(&self, start: usize) -> &'a [u8] {
         self.buf.get(start..self.pos).unwrap_or_default()
+    }
+
+    /// The bytes consumed since `start`, to keep: a view of the shared
+    /// bytes when the reader has them, else a copy.
+    pub(crate) fn kept_since(&self, start: usize) -> Bytes {
+        match self.shared {
+            Some(shared) if start <= self.pos && self.pos <= shared.len() => {
+                shared.slice(start..self.pos)
+            }
+            _ => Bytes::copy_from_slice(self.consumed_since(start)),
+        }
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
@@ -287,7 +313,7 @@ pub(crate) use one_signed;
 /// Reads a directory's bytes behind their `u32` length, refusing more than
 /// [`MAX_DIRECTORY_BYTES`](crate::MAX_DIRECTORY_BYTES) before reading them
 /// (the envelope and the proposal carry a directory this way).
-pub(crate) fn read_directory_bytes(r: &mut Reader<'_>) -> Result<Vec<u8>, FormatError> {
+pub(crate) fn read_directory_bytes(r: &mut Reader<'_>) -> Result<Bytes, FormatError> {
     let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
     if len > crate::MAX_DIRECTORY_BYTES {
         return Err(FormatError::TooLarge {
@@ -295,7 +321,9 @@ pub(crate) fn read_directory_bytes(r: &mut Reader<'_>) -> Result<Vec<u8>, Format
             limit: crate::MAX_DIRECTORY_BYTES,
         });
     }
-    Ok(r.bytes(len)?.to_vec())
+    let start = r.position();
+    r.bytes(len)?;
+    Ok(r.kept_since(start))
 }
 
 /// Reads a `u8` count of at most `limit` entries.

@@ -18,6 +18,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use openrelay_types::{KeyPin, RelayRole};
 
 use crate::codec::{KeyChecks, Reader, check_strictly_ascending, decode_exact};
@@ -556,12 +557,15 @@ impl QuicKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedDescriptor {
     descriptor: RelayDescriptor,
-    /// `descriptor.to_bytes()`, kept so verification does not re-encode.
-    body: Vec<u8>,
-    relay_signature: Signature,
-    operator_signature: Signature,
-    quic_signature: Signature,
+    /// The canonical bytes, kept so neither verification nor encoding
+    /// re-encodes: `descriptor.to_bytes()`, then the relay's, the
+    /// operator's and the QUIC key's signatures. A view of a directory's
+    /// bytes when decoded from them, not a copy.
+    bytes: Bytes,
 }
+
+/// The three signatures at the end of a signed descriptor's bytes.
+const SIGNATURES_LEN: usize = 3 * Signature::LEN;
 
 impl SignedDescriptor {
     /// Signs `descriptor` with the relay and operator keys and adds
@@ -597,14 +601,26 @@ impl SignedDescriptor {
         operator_signature: Signature,
         quic_signature: Signature,
     ) -> Self {
-        let body = descriptor.to_bytes();
+        let mut bytes = descriptor.to_bytes();
+        bytes.reserve_exact(SIGNATURES_LEN);
+        for signature in [relay_signature, operator_signature, quic_signature] {
+            bytes.extend_from_slice(signature.as_bytes());
+        }
         SignedDescriptor {
             descriptor,
-            body,
-            relay_signature,
-            operator_signature,
-            quic_signature,
+            bytes: Bytes::from(bytes),
         }
+    }
+
+    /// Signature `which` (0: relay, 1: operator, 2: QUIC key) from the
+    /// end of the bytes.
+    fn signature(&self, which: usize) -> Signature {
+        let at = self.body().len() + which * Signature::LEN;
+        let mut out = [0u8; Signature::LEN];
+        if let Some(bytes) = self.bytes.get(at..at + Signature::LEN) {
+            out.copy_from_slice(bytes);
+        }
+        Signature::from_bytes(out)
     }
 
     /// The descriptor (its signatures unchecked unless this came out of
@@ -614,32 +630,34 @@ impl SignedDescriptor {
     }
 
     /// The relay's signature.
-    pub fn relay_signature(&self) -> &Signature {
-        &self.relay_signature
+    pub fn relay_signature(&self) -> Signature {
+        self.signature(0)
     }
 
     /// The operator's signature.
-    pub fn operator_signature(&self) -> &Signature {
-        &self.operator_signature
+    pub fn operator_signature(&self) -> Signature {
+        self.signature(1)
     }
 
     /// The QUIC key's signature (proof of possession of `quic_pin`).
-    pub fn quic_signature(&self) -> &Signature {
-        &self.quic_signature
+    pub fn quic_signature(&self) -> Signature {
+        self.signature(2)
     }
 
     fn quic_signature_verifies(&self) -> bool {
         verify(
             self.descriptor.fields.quic_pin.as_bytes(),
             Domain::DescriptorQuic,
-            &self.body,
-            &self.quic_signature,
+            self.body(),
+            &self.quic_signature(),
         )
     }
 
     /// The canonical bytes both signatures cover.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        self.bytes
+            .get(..self.bytes.len().saturating_sub(SIGNATURES_LEN))
+            .unwrap_or_default()
     }
 
     /// Checks the three signatures (relay's, operator's, QUIC key's), then
@@ -677,18 +695,19 @@ impl SignedDescriptor {
     /// Checks the three signatures only.
     pub fn verify_signatures(&self) -> Result<(), DescriptorError> {
         let d = &self.descriptor;
-        if !d
-            .relay()
-            .verify(Domain::DescriptorRelay, &self.body, &self.relay_signature)
-        {
+        if !d.relay().verify(
+            Domain::DescriptorRelay,
+            self.body(),
+            &self.relay_signature(),
+        ) {
             return Err(DescriptorError::BadSignature {
                 which: Signer::Relay(d.relay()),
             });
         }
         if !d.operator().verify(
             Domain::DescriptorOperator,
-            &self.body,
-            &self.operator_signature,
+            self.body(),
+            &self.operator_signature(),
         ) {
             return Err(DescriptorError::BadSignature {
                 which: Signer::Operator(d.operator()),
@@ -705,16 +724,11 @@ impl SignedDescriptor {
     /// The canonical bytes: the body, the relay's signature, the
     /// operator's, the QUIC key's.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 3 * Signature::LEN);
-        self.encode(&mut out);
-        out
+        self.bytes.to_vec()
     }
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.body);
-        out.extend_from_slice(self.relay_signature.as_bytes());
-        out.extend_from_slice(self.operator_signature.as_bytes());
-        out.extend_from_slice(self.quic_signature.as_bytes());
+        out.extend_from_slice(&self.bytes);
     }
 
     /// Parses a signed descriptor (signatures unchecked: call `verify`).
@@ -725,18 +739,12 @@ impl SignedDescriptor {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
         let start = r.position();
         let descriptor = RelayDescriptor::decode(r)?;
-        // The decoder accepts only canonical bytes, so these are exactly
+        // The decoder accepts only canonical bytes, so the body is exactly
         // `descriptor.to_bytes()` (property-tested and fuzzed).
-        let body = r.consumed_since(start).to_vec();
-        let relay_signature = Signature::from_bytes(r.array()?);
-        let operator_signature = Signature::from_bytes(r.array()?);
-        let quic_signature = Signature::from_bytes(r.array()?);
+        r.bytes(SIGNATURES_LEN)?;
         Ok(SignedDescriptor {
             descriptor,
-            body,
-            relay_signature,
-            operator_signature,
-            quic_signature,
+            bytes: r.kept_since(start),
         })
     }
 }

@@ -3,6 +3,8 @@
 //! "Proposal"). Nothing in it is signed as a whole: the directory is what
 //! validators sign, each vote carries its own validator's signature.
 
+use bytes::Bytes;
+
 use crate::FormatError;
 use crate::codec::{
     Reader, put_directory_bytes, put_small_count, read_directory_bytes, read_small_count,
@@ -17,7 +19,7 @@ pub const PROPOSAL_VERSION: u8 = 1;
 pub struct Proposal {
     /// The directory's canonical bytes ([`crate::Directory::to_bytes`]), not
     /// parsed by [`Proposal::from_bytes`].
-    pub directory: Vec<u8>,
+    pub directory: Bytes,
     /// The validators' votes the directory was built from, in any order
     /// (at most [`MAX_DIRECTORY_SIGNATURES`](crate::MAX_DIRECTORY_SIGNATURES)).
     pub votes: Vec<SignedVote>,

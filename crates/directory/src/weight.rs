@@ -112,6 +112,17 @@ pub fn stake_capped_bandwidths(advertised_bps: &[u64], covered_bps: u128) -> Vec
 /// [`crate::VerifiedRelay::selection_bandwidth_bps`] returns, and what the
 /// simulator reads a directory file with.
 pub fn directory_selection_bandwidths(directory: &crate::Directory) -> Vec<u64> {
+    selection_bandwidths_by_operator(directory, &directory.descriptor_operators())
+}
+
+/// [`directory_selection_bandwidths`] given
+/// [`crate::Directory::descriptor_operators`] (which verification has
+/// already computed). A descriptor whose operator has no profile is
+/// covered by nothing, so weighs 0.
+pub(crate) fn selection_bandwidths_by_operator(
+    directory: &crate::Directory,
+    descriptor_operators: &[Option<u32>],
+) -> Vec<u64> {
     let descriptors = directory.descriptors();
     let Some(chain) = directory.chain() else {
         return descriptors
@@ -119,17 +130,29 @@ pub fn directory_selection_bandwidths(directory: &crate::Directory) -> Vec<u64> 
             .map(|d| clipped_bandwidth(d.descriptor().bandwidth_bps()))
             .collect();
     };
-    let mut by_operator: std::collections::BTreeMap<crate::OperatorId, Vec<usize>> =
-        Default::default();
-    for (i, d) in descriptors.iter().enumerate() {
-        by_operator
-            .entry(d.descriptor().operator())
-            .or_default()
-            .push(i);
+    // The descriptors' indices grouped by operator, in one array: the
+    // chain section lists the operators in the profiles' order, and the
+    // last group holds descriptors without a profile.
+    let unlisted = chain.operators.len();
+    let group = |operator: &Option<u32>| operator.map_or(unlisted, |o| o as usize).min(unlisted);
+    let mut starts = vec![0usize; unlisted + 2];
+    for operator in descriptor_operators {
+        starts[group(operator) + 1] += 1;
+    }
+    for g in 1..starts.len() {
+        starts[g] += starts[g - 1];
+    }
+    let mut grouped = vec![0usize; descriptor_operators.len()];
+    let mut next = starts.clone();
+    for (i, operator) in descriptor_operators.iter().enumerate() {
+        let slot = &mut next[group(operator)];
+        grouped[*slot] = i;
+        *slot += 1;
     }
     let mut out = vec![0; descriptors.len()];
-    for (operator, indices) in by_operator {
-        let covered_bps = chain.operator(&operator).map_or(0, |o| {
+    for (g, bounds) in starts.windows(2).enumerate() {
+        let indices = &grouped[bounds[0]..bounds[1]];
+        let covered_bps = chain.operators.get(g).map_or(0, |o| {
             u128::from(o.covered_mbps) * u128::from(crate::BPS_PER_MBPS)
         });
         // The chain section lists the relays in the descriptors' order.

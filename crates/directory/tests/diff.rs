@@ -148,7 +148,9 @@ fn a_diff_to_a_forged_directory_is_refused_by_verification() {
     // The same signatures over a body with another sequence number (the
     // last byte of the `u64` after the version byte).
     let mut forged = SignedDirectory::from_bytes(&held).unwrap();
-    forged.directory[8] ^= 1;
+    let mut changed = forged.directory.to_vec();
+    changed[8] ^= 1;
+    forged.directory = changed.into();
     let forged = forged.to_bytes();
     let diff = DirectoryDiff::between(&held, &forged).unwrap();
     assert!(diff.to_bytes().len() < 200, "{}", diff.to_bytes().len());

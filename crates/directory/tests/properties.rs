@@ -380,7 +380,7 @@ prop_compose! {
         signatures in signatures_any(),
     ) -> SignedDirectory {
         SignedDirectory {
-            directory: directory.to_bytes(),
+            directory: directory.to_bytes().into(),
             handovers,
             signatures,
         }
@@ -402,7 +402,9 @@ fn decode_all(bytes: &[u8]) {
     if let Ok(p) = SignedOperatorProfile::from_bytes(bytes) {
         assert_eq!(p.to_bytes(), bytes);
     }
-    let deferred = Directory::from_quorum_signed_bytes_deferring_key_checks(bytes);
+    let deferred = Directory::from_quorum_signed_bytes_deferring_key_checks(
+        &bytes::Bytes::copy_from_slice(bytes),
+    );
     if let Ok(d) = &deferred {
         assert_eq!(d.to_bytes(), bytes);
     }
@@ -519,7 +521,7 @@ proptest! {
         mutations in proptest::collection::vec(mutation(), 1..4),
     ) {
         decode_all(&mutate(signed.to_bytes(), &mutations));
-        decode_all(&mutate(signed.directory.clone(), &mutations));
+        decode_all(&mutate(signed.directory.to_vec(), &mutations));
     }
 
     #[test]

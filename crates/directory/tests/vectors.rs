@@ -324,7 +324,7 @@ fn generate() -> String {
         )
         .unwrap();
     let proposal = Proposal {
-        directory: directory.to_bytes(),
+        directory: directory.to_bytes().into(),
         votes: vec![vote.clone()],
     };
     let chain = chain_vectors(&inputs, &directory);

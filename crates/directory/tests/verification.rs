@@ -110,8 +110,8 @@ fn forged_relay_signature_is_refused_by_validators_and_on_first_use() {
     let forged = SignedDescriptor::from_parts(
         honest.descriptor().clone(),
         forged_sig,
-        *honest.operator_signature(),
-        *honest.quic_signature(),
+        honest.operator_signature(),
+        honest.quic_signature(),
     );
     assert_eq!(
         refused_by_validators_and_on_use(with_descriptor(1, forged)),
@@ -128,9 +128,9 @@ fn forged_operator_signature_is_refused_by_validators_and_on_first_use() {
     bad[10] ^= 0x01;
     let forged = SignedDescriptor::from_parts(
         honest.descriptor().clone(),
-        *honest.relay_signature(),
+        honest.relay_signature(),
         openrelay_directory::Signature::from_bytes(bad),
-        *honest.quic_signature(),
+        honest.quic_signature(),
     );
     assert_eq!(
         refused_by_validators_and_on_use(with_descriptor(1, forged)),
@@ -157,7 +157,7 @@ fn a_relay_cannot_claim_an_operator_that_did_not_sign_nor_be_used_under_it() {
     let forged = SignedDescriptor::from_parts(
         claimed.clone(),
         relay_key(1).sign_descriptor(&claimed).unwrap(),
-        *signed_by_1.operator_signature(),
+        signed_by_1.operator_signature(),
         quic_key(1).sign_descriptor(&claimed),
     );
     assert_eq!(
@@ -493,7 +493,7 @@ fn malformed_bytes_are_refused() {
     // A validator-signed body that is not a directory: refused after the
     // signature count, as malformed.
     let garbage = SignedDirectory {
-        directory: b"not a directory".to_vec(),
+        directory: b"not a directory".to_vec().into(),
         handovers: Vec::new(),
         signatures: Vec::new(),
     };
@@ -575,9 +575,9 @@ fn a_single_descriptor_with_a_forged_signature_is_refused() {
     // Both signatures swapped: each is by the right key, for the wrong purpose.
     let swapped = SignedDescriptor::from_parts(
         d.descriptor().clone(),
-        *d.operator_signature(),
-        *d.relay_signature(),
-        *d.quic_signature(),
+        d.operator_signature(),
+        d.relay_signature(),
+        d.quic_signature(),
     );
     assert_eq!(
         swapped.verify(NOW),
@@ -590,9 +590,9 @@ fn a_single_descriptor_with_a_forged_signature_is_refused() {
     fields.bandwidth_bps *= 10;
     let inflated = SignedDescriptor::from_parts(
         RelayDescriptor::new(fields).unwrap(),
-        *d.relay_signature(),
-        *d.operator_signature(),
-        *d.quic_signature(),
+        d.relay_signature(),
+        d.operator_signature(),
+        d.quic_signature(),
     );
     assert!(matches!(
         inflated.verify(NOW),
@@ -674,7 +674,9 @@ fn an_unusable_key_under_a_quorum_is_refused_by_validators_and_on_first_use() {
     let mut signed = signed(&directory(7), &[0, 1]);
     let pin = *quic_pin(1).as_bytes();
     let at = signed.directory.windows(32).position(|w| w == pin).unwrap();
-    signed.directory[at..at + 32].copy_from_slice(&not_a_point);
+    let mut changed = signed.directory.to_vec();
+    changed[at..at + 32].copy_from_slice(&not_a_point);
+    signed.directory = changed.into();
     signed.signatures = [0, 1]
         .map(|v| validator_key(v).sign_directory_bytes(&signed.directory))
         .to_vec();

@@ -120,7 +120,7 @@ fn tally_elects_the_relays_most_votes_list() {
 fn a_proposal_round_trips_and_bounds_its_parts() {
     let directory = directory(7).to_bytes();
     let proposal = Proposal {
-        directory: directory.clone(),
+        directory: directory.clone().into(),
         votes: vec![vote(0, &[0, 1]), vote(1, &[2, 3])],
     };
     let bytes = proposal.to_bytes();
@@ -191,9 +191,9 @@ fn the_quic_key_must_sign_the_descriptor_that_pins_it() {
     let honest = descriptor(1, 1, RelayRole::Egress);
     let swapped = SignedDescriptor::from_parts(
         honest.descriptor().clone(),
-        *honest.relay_signature(),
-        *honest.operator_signature(),
-        *honest.relay_signature(),
+        honest.relay_signature(),
+        honest.operator_signature(),
+        honest.relay_signature(),
     );
     assert!(swapped.verify(NOW).is_err());
 }

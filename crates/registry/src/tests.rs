@@ -774,7 +774,7 @@ mod proposals {
             .unwrap();
         assert!(missing.is_empty());
         Proposal {
-            directory: directory.to_bytes(),
+            directory: directory.to_bytes().into(),
             votes,
         }
     }
@@ -782,7 +782,7 @@ mod proposals {
     /// `proposal` with its directory replaced by `directory`.
     fn with(proposal: &Proposal, directory: &Directory) -> Proposal {
         Proposal {
-            directory: directory.to_bytes(),
+            directory: directory.to_bytes().into(),
             votes: proposal.votes.clone(),
         }
     }
@@ -1129,9 +1129,9 @@ mod proposals {
         bad[0] ^= 1;
         descriptors[0] = SignedDescriptor::from_parts(
             honest_one.descriptor().clone(),
-            *honest_one.relay_signature(),
+            honest_one.relay_signature(),
             openrelay_directory::Signature::from_bytes(bad),
-            *honest_one.quic_signature(),
+            honest_one.quic_signature(),
         );
         let forged =
             Directory::new(7, NOW, NOW + LIFETIME, d.operators().to_vec(), descriptors).unwrap();
@@ -1187,7 +1187,7 @@ mod proposals {
                 .with_issuer_keys(sets)
                 .unwrap();
             Proposal {
-                directory: d.to_bytes(),
+                directory: d.to_bytes().into(),
                 votes,
             }
         };
@@ -1399,7 +1399,7 @@ mod on_chain {
         assert!(missing.is_empty());
         let directory = chain.anchor_directory(directory, measurements).unwrap();
         Proposal {
-            directory: directory.to_bytes(),
+            directory: directory.to_bytes().into(),
             votes,
         }
     }
@@ -1457,7 +1457,7 @@ mod on_chain {
         )
         .unwrap();
         Proposal {
-            directory: plain.with_chain(section).unwrap().to_bytes(),
+            directory: plain.with_chain(section).unwrap().to_bytes().into(),
             votes: proposal.votes.clone(),
         }
     }
@@ -1670,7 +1670,7 @@ mod on_chain {
                 ..section
             };
             Proposal {
-                directory: d.with_chain(section).unwrap().to_bytes(),
+                directory: d.with_chain(section).unwrap().to_bytes().into(),
                 votes: all_votes.clone(),
             }
         };
@@ -1709,7 +1709,8 @@ mod on_chain {
             directory: chain
                 .anchor_directory(d, &empty_record())
                 .unwrap()
-                .to_bytes(),
+                .to_bytes()
+                .into(),
             votes,
         };
         assert_eq!(
@@ -1840,7 +1841,7 @@ mod on_chain {
             let elected = tally(votes.iter().map(SignedVote::vote));
             let (d, _) = registry.assemble(&elected, 7, NOW, NOW + LIFETIME).unwrap();
             Proposal {
-                directory: d.to_bytes(),
+                directory: d.to_bytes().into(),
                 votes,
             }
         };
@@ -2122,7 +2123,8 @@ mod on_chain {
                 directory: chain
                     .anchor_directory(all, &at_registry)
                     .unwrap()
-                    .to_bytes(),
+                    .to_bytes()
+                    .into(),
                 votes: votes(&registry, &chain),
             };
             assert_eq!(

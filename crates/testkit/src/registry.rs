@@ -533,7 +533,7 @@ impl VotingImpostor {
         let digest = openrelay_directory::DirectoryDigest::of(&bytes);
         *self.proposal.lock().unwrap() = Some(
             openrelay_directory::Proposal {
-                directory: bytes,
+                directory: bytes.into(),
                 votes: self.votes(),
             }
             .to_bytes(),

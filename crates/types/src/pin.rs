@@ -40,6 +40,16 @@ impl KeyPin {
         &self.0
     }
 
+    /// Appends the first ten characters of the key's base64url form (what
+    /// `Display` writes after `ed25519:`) to `out`: enough to tell relays
+    /// apart in names and logs. Encodes 9 of the 32 bytes (ten characters
+    /// need only the first 60 bits) instead of formatting the whole key.
+    pub fn push_abbreviated(&self, out: &mut String) {
+        // 9 bytes are 12 characters, no padding.
+        URL_SAFE_NO_PAD.encode_string(&self.0[..9], out);
+        out.truncate(out.len().saturating_sub(2));
+    }
+
     /// The DER SubjectPublicKeyInfo that a certificate for this key carries.
     pub fn spki_der(&self) -> Vec<u8> {
         let mut der = Vec::with_capacity(44);
@@ -114,6 +124,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn an_abbreviated_pin_is_the_start_of_the_printed_one(raw in proptest::prelude::any::<[u8; 32]>()) {
+            let pin = KeyPin::from_ed25519(raw);
+            let mut short = String::from("x-");
+            pin.push_abbreviated(&mut short);
+            let printed = pin.to_string();
+            proptest::prop_assert_eq!(short, format!("x-{}", &printed["ed25519:".len()..][..10]));
+        }
+
         #[test]
         fn key_pins_round_trip(raw in proptest::array::uniform32(0u8..)) {
             let pin = KeyPin::from_ed25519(raw);

@@ -12,11 +12,18 @@ pub enum RelayRole {
     Egress,
 }
 
-impl std::fmt::Display for RelayRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl RelayRole {
+    /// `ingress` or `egress`, as `Display` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             RelayRole::Ingress => "ingress",
             RelayRole::Egress => "egress",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for RelayRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
