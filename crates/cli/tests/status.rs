@@ -120,3 +120,62 @@ async fn the_requested_egress_country_is_used_and_shown() {
         assert!(text.stdout.contains("Localhost SE"), "{}", text.stdout);
     }
 }
+
+/// A client whose relays are its config's builds its path as it starts
+/// (`openrelay client` announces readiness once a path works), before any
+/// flow asks: the cold start's first request waits only for what is left
+/// of the build.
+#[test]
+fn a_started_client_builds_its_path_before_the_first_flow() {
+    use kit::standalone::{ingress_to, loopback_egress};
+    use openrelay_types::RelayRole;
+
+    let egress = loopback_egress("");
+    let ingress = ingress_to(egress.addr, "");
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let entry = |relay: &kit::standalone::Standalone,
+                 name: &str,
+                 role: RelayRole,
+                 operator: &str| {
+        let e = relay.entry(name, role, operator);
+        format!(
+            "[[relay]]\nname = \"{}\"\nrole = \"{}\"\noperator = \"{}\"\naddr = \"{}\"\nkey = \"{}\"\n",
+            e.name, role, e.operator, e.addr, e.key
+        )
+    };
+    let config = dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\nsocks = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n{}{}",
+            state_dir.display(),
+            entry(&ingress, "ingress-a", RelayRole::Ingress, "a"),
+            entry(&egress, "egress-b", RelayRole::Egress, "b"),
+        ),
+    )
+    .unwrap();
+    let _client = kit::Proc::start(
+        &["client", "--config", config.to_str().unwrap()],
+        &dir.path().join("client.stderr"),
+    );
+    let state = state_dir.display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let out = run_openrelay(
+            &["status", "--state-dir", &state, "--json"],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "status failed: {}", out.stderr);
+        let status: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        if status["state"] == "connected" || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["state"], "connected", "{status}");
+    assert_eq!(status["live_paths"].as_u64(), Some(1), "{status}");
+    assert_eq!(status["open_flows"].as_u64(), Some(0), "{status}");
+    assert_eq!(status["ingress"]["name"], "ingress-a", "{status}");
+    assert_eq!(status["egress"]["name"], "egress-b", "{status}");
+}
