@@ -37,6 +37,17 @@ fn first() -> impl FnMut(usize) -> usize {
     |_| 0
 }
 
+/// [`choose`] for `target` needing [`NEEDED`], with no trusted relays.
+fn choose_untrusted(
+    target: &Relay,
+    candidates: &[(RelayId, Relay)],
+    knowledge: &PartnerKnowledge,
+    epoch: u64,
+    pick: &mut dyn FnMut(usize) -> usize,
+) -> Option<Partner> {
+    choose(target, NEEDED, candidates, &[], knowledge, epoch, pick)
+}
+
 fn names(partner: Option<Partner>) -> Option<(String, PartnerBasis)> {
     partner.map(|p| (p.relay.name, p.basis))
 }
@@ -49,15 +60,7 @@ fn never_the_relay_s_own_operator_nor_its_role() {
         relay(3, RelayRole::Egress, 1, Some(100 * MBPS)),
     ];
     let knowledge = PartnerKnowledge::default();
-    let chosen = choose(
-        &target,
-        NEEDED,
-        &candidates,
-        &[],
-        &knowledge,
-        EPOCH,
-        &mut first(),
-    );
+    let chosen = choose_untrusted(&target, &candidates, &knowledge, EPOCH, &mut first());
     assert!(chosen.is_none(), "{chosen:?}");
 }
 
@@ -71,15 +74,7 @@ fn a_partner_known_too_slow_is_passed_over_for_one_known_fast_enough() {
     ];
     let knowledge = PartnerKnowledge::default();
     for at in 0..3 {
-        let chosen = choose(
-            &target,
-            NEEDED,
-            &candidates,
-            &[],
-            &knowledge,
-            EPOCH,
-            &mut |n| at % n,
-        );
+        let chosen = choose_untrusted(&target, &candidates, &knowledge, EPOCH, &mut |n| at % n);
         assert_eq!(
             names(chosen),
             Some(("egress-3".into(), PartnerBasis::KnownSufficient))
@@ -97,15 +92,7 @@ fn own_evidence_proves_a_partner_before_the_directory_measures_it() {
         relay(3, RelayRole::Ingress, 2, None),
     ];
     let mut knowledge = PartnerKnowledge::default();
-    let unproven = choose(
-        &target,
-        NEEDED,
-        &candidates,
-        &[],
-        &knowledge,
-        EPOCH,
-        &mut first(),
-    );
+    let unproven = choose_untrusted(&target, &candidates, &knowledge, EPOCH, &mut first());
     assert_eq!(unproven.unwrap().basis, PartnerBasis::Unproven);
 
     // Relay 3 carried another test at 120 Mbit/s; relay 2 was measured
@@ -119,15 +106,7 @@ fn own_evidence_proves_a_partner_before_the_directory_measures_it() {
             rtt_micros: 1,
         },
     );
-    let chosen = choose(
-        &target,
-        NEEDED,
-        &candidates,
-        &[],
-        &knowledge,
-        EPOCH,
-        &mut first(),
-    );
+    let chosen = choose_untrusted(&target, &candidates, &knowledge, EPOCH, &mut first());
     assert_eq!(
         names(chosen),
         Some(("ingress-3".into(), PartnerBasis::KnownSufficient))
@@ -135,15 +114,7 @@ fn own_evidence_proves_a_partner_before_the_directory_measures_it() {
 
     // Evidence older than the last epoch is forgotten.
     knowledge.forget_before(EPOCH + 2);
-    let later = choose(
-        &target,
-        NEEDED,
-        &candidates,
-        &[],
-        &knowledge,
-        EPOCH + 2,
-        &mut first(),
-    );
+    let later = choose_untrusted(&target, &candidates, &knowledge, EPOCH + 2, &mut first());
     assert_eq!(later.unwrap().basis, PartnerBasis::Unproven);
 }
 
@@ -154,15 +125,7 @@ fn fresh_own_evidence_outranks_the_directory() {
     let candidates = [relay(2, RelayRole::Egress, 1, Some(100 * MBPS))];
     let mut knowledge = PartnerKnowledge::default();
     knowledge.measured(EPOCH, candidates[0].0, &Measurement::Unreachable);
-    let chosen = choose(
-        &target,
-        NEEDED,
-        &candidates,
-        &[],
-        &knowledge,
-        EPOCH,
-        &mut first(),
-    );
+    let chosen = choose_untrusted(&target, &candidates, &knowledge, EPOCH, &mut first());
     assert_eq!(chosen.unwrap().basis, PartnerBasis::Unproven);
 }
 
@@ -217,17 +180,7 @@ fn every_tied_partner_can_be_drawn() {
         .collect();
     let knowledge = PartnerKnowledge::default();
     let drawn: std::collections::BTreeSet<String> = (0..4)
-        .filter_map(|at| {
-            choose(
-                &target,
-                NEEDED,
-                &candidates,
-                &[],
-                &knowledge,
-                EPOCH,
-                &mut |n| at % n,
-            )
-        })
+        .filter_map(|at| choose_untrusted(&target, &candidates, &knowledge, EPOCH, &mut |n| at % n))
         .map(|p| p.relay.name)
         .collect();
     assert_eq!(drawn.len(), 4, "{drawn:?}");
@@ -354,11 +307,9 @@ fn carrying_a_short_relay_s_test_does_not_make_a_partner_unproven() {
     );
     for partner in [&measured_here, &measured_by_all] {
         knowledge.carried(EPOCH, partner.0, 4 * MBPS);
-        let chosen = choose(
+        let chosen = choose_untrusted(
             &target,
-            NEEDED,
             std::slice::from_ref(partner),
-            &[],
             &knowledge,
             EPOCH,
             &mut first(),
@@ -388,15 +339,7 @@ fn an_unknown_partner_comes_before_one_known_too_slow() {
     knowledge.carried(EPOCH, short.0, 4 * MBPS);
     let candidates = [short, unknown];
     for at in 0..2 {
-        let chosen = choose(
-            &target,
-            NEEDED,
-            &candidates,
-            &[],
-            &knowledge,
-            EPOCH,
-            &mut |n| at % n,
-        );
+        let chosen = choose_untrusted(&target, &candidates, &knowledge, EPOCH, &mut |n| at % n);
         assert_eq!(
             names(chosen),
             Some(("ingress-3".into(), PartnerBasis::Unproven))
