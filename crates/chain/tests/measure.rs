@@ -123,6 +123,20 @@ impl Net {
             .expect("evm_mine");
     }
 
+    /// Moves chain time `secs` on and mines a block there.
+    async fn advance(&self, secs: u64) {
+        let provider =
+            ProviderBuilder::new().connect_http(self.anvil.endpoint().parse().expect("url"));
+        let _: serde_json::Value = provider
+            .raw_request("evm_increaseTime".into(), (secs,))
+            .await
+            .expect("evm_increaseTime");
+        let _: serde_json::Value = provider
+            .raw_request("evm_mine".into(), ())
+            .await
+            .expect("evm_mine");
+    }
+
     /// A registered operator staking `stake` with relays `(key byte, Mbit/s)`.
     async fn operator(&self, stake: U256, relays: &[(u8, u32)]) -> PrivateKeySigner {
         let who = self.account().await;
@@ -725,6 +739,53 @@ async fn simultaneous_approvals_still_execute_the_slash() {
     let reader = net.validator(3).await;
     let operator = reader.contract().operators(alice.address()).call().await;
     assert_eq!(operator.expect("operator").stake, eth(700));
+}
+
+/// The same race for a set change: three of four members approve a join
+/// at the same moment, each estimated before any landed; the approval that
+/// reaches the quorum applies the change instead of running out of gas
+/// (the change rewrites the set, which costs more than an approval).
+#[tokio::test]
+async fn simultaneous_approvals_still_apply_the_set_change() {
+    let net = Net::start(4).await;
+    let joiner = net.account().await;
+    net.registry(&joiner)
+        .await
+        .validator_join([0x55; 32], eth(1_000))
+        .await
+        .expect("join request");
+    let delay = ChainParams::devnet().validator_join_delay.as_secs();
+    net.advance(delay + 1).await;
+    let (a, b, c) = (
+        net.validator(0).await,
+        net.validator(1).await,
+        net.validator(2).await,
+    );
+    let join = vec![joiner.address()];
+    let (a, b, c) = tokio::join!(
+        a.approve_set_change(0, join.clone(), vec![]),
+        b.approve_set_change(0, join.clone(), vec![]),
+        c.approve_set_change(0, join.clone(), vec![]),
+    );
+    let applied: Vec<bool> = [a, b, c]
+        .into_iter()
+        .map(|approval| approval.expect("approve").applied)
+        .collect();
+    assert_eq!(
+        applied.iter().filter(|&&applied| applied).count(),
+        1,
+        "{applied:?}"
+    );
+    let reader = net.validator(3).await;
+    let epoch = reader
+        .contract()
+        .validatorEpoch()
+        .call()
+        .await
+        .expect("epoch");
+    assert_eq!(epoch, 1);
+    let set = reader.contract().activeSet().call().await.expect("set");
+    assert!(set.contains(&joiner.address()), "{set:?}");
 }
 
 /// A relay key as operators make them: 32 random-looking bytes (zero bytes
