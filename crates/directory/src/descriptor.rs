@@ -57,12 +57,19 @@ const ATTESTATION_EVIDENCE: u8 = 1;
 /// evidence is the platform's own signature inside, over report data that
 /// binds the descriptor's relay id, QUIC key pin and `not_before`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AttestationEvidence(Vec<u8>);
+pub struct AttestationEvidence(Bytes);
 
 impl AttestationEvidence {
     /// Wraps encoded evidence; refuses none or more than
     /// [`MAX_ATTESTATION_EVIDENCE_LEN`] bytes.
     pub fn new(bytes: Vec<u8>) -> Result<Self, FormatError> {
+        Self::checked(Bytes::from(bytes))
+    }
+
+    /// [`AttestationEvidence::new`] for bytes held shared (a view of a
+    /// directory's bytes when decoded from them: evidence is kilobytes per
+    /// relay, so a copy would double what a client holds of it).
+    fn checked(bytes: Bytes) -> Result<Self, FormatError> {
         if bytes.is_empty() {
             return Err(FormatError::Invalid {
                 field: "attestation",
@@ -401,7 +408,9 @@ impl RelayDescriptor {
                         limit: MAX_ATTESTATION_EVIDENCE_LEN,
                     });
                 }
-                Some(AttestationEvidence::new(r.bytes(len)?.to_vec())?)
+                let start = r.position();
+                r.bytes(len)?;
+                Some(AttestationEvidence::checked(r.kept_since(start))?)
             }
             _ => {
                 return Err(FormatError::Invalid {
