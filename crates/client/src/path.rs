@@ -588,7 +588,11 @@ impl Path {
                     source: Box::new(source),
                 })?;
         }
+        // Each phase's time, for the cold start's accounting (a debug
+        // line; docs/BENCHMARKS.md "Cold start").
+        let started = std::time::Instant::now();
         let mut tunnel = Tunnel::open(ingress, egress, bind, config, access).await?;
+        let opened = started.elapsed();
         let incoming = std::mem::replace(&mut tunnel.incoming, mpsc::channel(1).1);
         let socket =
             DatagramSender::new(tunnel.connection.clone(), tunnel.stream.id().into_inner())
@@ -605,11 +609,25 @@ impl Path {
         // A refusal ends the inner handshake at once (its endpoint is
         // dropped with the future).
         let built = tokio::try_join!(
-            tunnel.admitted(ingress, limit),
-            Inner::connect(sender, incoming, local, egress, config),
+            async {
+                tunnel.admitted(ingress, limit).await?;
+                Ok(started.elapsed())
+            },
+            async {
+                let inner = Inner::connect(sender, incoming, local, egress, config).await?;
+                Ok((inner, started.elapsed()))
+            },
         );
         let inner = match built {
-            Ok(((), inner)) => inner,
+            Ok((admitted, (inner, connected))) => {
+                tracing::debug!(
+                    outer_us = opened.as_micros() as u64,
+                    admitted_us = admitted.as_micros() as u64,
+                    inner_us = connected.as_micros() as u64,
+                    "path phases (since the build started): outer connection and request sent, tunnel admitted, inner connection up"
+                );
+                inner
+            }
             Err(e) => {
                 let reason: &[u8] = match &e {
                     BuildError::AccessRefused { .. } => b"no access",
