@@ -170,6 +170,17 @@ impl Anvil {
         Ok(())
     }
 
+    /// Moves the chain's clock `seconds` forward and mines a block there
+    /// (anvil's `evm_increaseTime`, then `evm_mine`).
+    pub async fn advance(&self, seconds: u64) -> Result<(), AnvilError> {
+        let provider = ProviderBuilder::new().connect_http(self.url());
+        let _: serde_json::Value = provider
+            .raw_request("evm_increaseTime".into(), (seconds,))
+            .await?;
+        let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await?;
+        Ok(())
+    }
+
     fn url(&self) -> alloy::transports::http::reqwest::Url {
         // Made from a socket address printed by anvil: always a valid URL.
         self.endpoint

@@ -124,15 +124,7 @@ impl Chain {
 
     /// Moves the chain's clock forward by `seconds` and mines a block.
     async fn advance(&self, seconds: u64) {
-        let provider = self.reader().provider().clone();
-        let _: serde_json::Value = provider
-            .raw_request("evm_increaseTime".into(), (seconds,))
-            .await
-            .expect("evm_increaseTime");
-        let _: serde_json::Value = provider
-            .raw_request("evm_mine".into(), ())
-            .await
-            .expect("evm_mine");
+        self.anvil.advance(seconds).await.expect("advance");
     }
 
     async fn balance(&self, account: Address) -> U256 {

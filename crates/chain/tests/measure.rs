@@ -125,16 +125,7 @@ impl Net {
 
     /// Moves chain time `secs` on and mines a block there.
     async fn advance(&self, secs: u64) {
-        let provider =
-            ProviderBuilder::new().connect_http(self.anvil.endpoint().parse().expect("url"));
-        let _: serde_json::Value = provider
-            .raw_request("evm_increaseTime".into(), (secs,))
-            .await
-            .expect("evm_increaseTime");
-        let _: serde_json::Value = provider
-            .raw_request("evm_mine".into(), ())
-            .await
-            .expect("evm_mine");
+        self.anvil.advance(secs).await.expect("advance");
     }
 
     /// A registered operator staking `stake` with relays `(key byte, Mbit/s)`.

@@ -28,7 +28,7 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, FixedBytes, U256};
-use alloy::providers::{DynProvider, Provider};
+use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use openrelay_chain::anvil::Anvil;
 use openrelay_chain::contract::RelayRegistry::{self, RelayRegistryInstance};
@@ -117,15 +117,7 @@ impl Chain {
     }
 
     async fn advance(&self, seconds: u64) {
-        let provider = self.registry(&self.validators[0]).provider().clone();
-        let _: serde_json::Value = provider
-            .raw_request("evm_increaseTime".into(), (seconds,))
-            .await
-            .expect("evm_increaseTime");
-        let _: serde_json::Value = provider
-            .raw_request("evm_mine".into(), ())
-            .await
-            .expect("evm_mine");
+        self.anvil.advance(seconds).await.expect("advance");
     }
 
     async fn stake(&self, i: usize) -> U256 {
