@@ -125,7 +125,7 @@ async fn probes_show_tokens_checked_against_the_directory_and_a_test_without_one
     let directory = loop {
         if let Ok((directory, _)) = follower.refresh().await
             && directory.relays().count() == 4
-            && directory.directory().key_sets().len() == 1
+            && directory.key_sets().len() == 1
         {
             break directory;
         }

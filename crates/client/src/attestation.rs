@@ -173,7 +173,7 @@ pub fn judge(
     policy: &Policy,
     now: u64,
 ) -> AttestationVerdict {
-    let Some(evidence) = relay.descriptor.attestation() else {
+    let Some(evidence) = relay.descriptor().attestation() else {
         return AttestationVerdict::NoEvidence;
     };
     let evidence = match Evidence::from_bytes(evidence.as_bytes()) {
@@ -220,7 +220,7 @@ fn expected_report_data(relay: &VerifiedRelay<'_>) -> [u8; 64] {
     openrelay_attest::report_data(&Binding {
         relay_id: relay.id().to_bytes(),
         key_pin: *relay.quic_pin().as_bytes(),
-        not_before: relay.descriptor.not_before(),
+        not_before: relay.descriptor().not_before(),
     })
 }
 
@@ -416,7 +416,7 @@ impl DirectoryJudge {
     /// first asked for; a relay without evidence is known to have none at
     /// once (nothing to verify), so selection never draws it to find out.
     pub fn attestation(self: &Arc<Self>, relay: &VerifiedRelay<'_>) -> Attestation {
-        if relay.descriptor.attestation().is_none() {
+        if relay.descriptor().attestation().is_none() {
             return AttestationVerdict::NoEvidence.into();
         }
         Attestation(State::Deferred {
@@ -428,7 +428,7 @@ impl DirectoryJudge {
     fn inputs(&self, relay: &VerifiedRelay<'_>) -> VerdictInputs {
         VerdictInputs {
             binding: expected_report_data(relay),
-            evidence: relay.descriptor.attestation().map(|e| {
+            evidence: relay.descriptor().attestation().map(|e| {
                 let digest = ring::digest::digest(&ring::digest::SHA256, e.as_bytes());
                 let mut out = [0u8; 32];
                 out.copy_from_slice(digest.as_ref());

@@ -611,7 +611,7 @@ impl<T: Moment> PathController<T> {
     }
 
     /// The relay list.
-    pub fn relay_list(&self) -> &[Relay] {
+    pub fn relay_list(&self) -> impl Iterator<Item = &Relay> + '_ {
         self.plan.candidates()
     }
 
@@ -746,9 +746,10 @@ impl<T: Moment> PathController<T> {
 }
 
 /// The ingress addresses of a relay list.
-fn ingress_addresses(relays: &[Relay]) -> impl Iterator<Item = SocketAddr> + '_ {
+fn ingress_addresses<'a>(
+    relays: impl Iterator<Item = &'a Relay> + 'a,
+) -> impl Iterator<Item = SocketAddr> + 'a {
     relays
-        .iter()
         .filter(|r| r.role == RelayRole::Ingress)
         .map(|r| r.addr)
 }

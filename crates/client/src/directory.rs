@@ -606,8 +606,8 @@ impl DirectoryFeed {
             current.chain() == Some(section)
                 && current
                     .relays()
-                    .map(|r| r.descriptor.content_hash())
-                    .eq(verified.relays().map(|r| r.descriptor.content_hash()))
+                    .map(|r| r.descriptor().content_hash())
+                    .eq(verified.relays().map(|r| r.descriptor().content_hash()))
         });
         if checked_before && self.rpc_confirmed.load(Ordering::Relaxed) {
             return Ok(());

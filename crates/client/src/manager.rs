@@ -423,7 +423,6 @@ impl PathManager {
         };
         controller
             .relay_list()
-            .iter()
             .filter(|r| r.role == RelayRole::Ingress)
             .map(|r| access.held_for(r))
             .sum()
@@ -572,7 +571,7 @@ impl PathManager {
 
     /// The relays new paths are chosen from.
     pub fn relays(&self) -> Vec<Relay> {
-        self.lock().controller.relay_list().to_vec()
+        self.lock().controller.relay_list().cloned().collect()
     }
 
     /// When the last browsing path was established.

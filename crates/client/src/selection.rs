@@ -60,6 +60,7 @@ pub mod plan;
 pub mod site;
 
 use openrelay_types::error::{ErrorKind, HasKind};
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -265,7 +266,7 @@ fn no_path(reason: NoPathReason) -> SelectionError {
 /// it, each by bandwidth as described in the [module documentation](self),
 /// never an `excluded` relay.
 pub fn choose(
-    candidates: &[Relay],
+    candidates: &[impl Borrow<Relay>],
     region: &EgressRegion,
     excluded: impl Fn(&Relay) -> bool,
     rng: &mut fastrand::Rng,
@@ -313,7 +314,7 @@ impl HasKind for RefillChoiceError {
 /// path; the region does not apply (no destination is reached). Drawn by
 /// bandwidth like [`choose`], in the first of these tiers that has a pair.
 pub fn choose_refill(
-    candidates: &[Relay],
+    candidates: &[impl Borrow<Relay>],
     browsing: &[PathChoice],
     has_access: impl Fn(&Relay) -> bool,
     excluded: impl Fn(&Relay) -> bool,
@@ -333,6 +334,7 @@ pub fn choose_refill(
     let usable = |role: RelayRole, extra: &dyn Fn(&Relay) -> bool| {
         candidates
             .iter()
+            .map(Borrow::borrow)
             .any(|c| c.role == role && !excluded(c) && !extra(c))
     };
     if !usable(RelayRole::Egress, &browsing_egress) {
@@ -385,7 +387,7 @@ impl<'a> Pool<'a> {
     /// a valid path) and then the pool for any egress; otherwise the one
     /// pool of the region. The error is the last pool's when none is valid.
     fn preferred(
-        candidates: &'a [Relay],
+        candidates: &'a [impl Borrow<Relay>],
         region: &EgressRegion,
         excluded: &dyn Fn(&Relay) -> bool,
     ) -> Result<Vec<Pool<'a>>, SelectionError> {
@@ -403,15 +405,15 @@ impl<'a> Pool<'a> {
     }
 
     fn strict(
-        candidates: &'a [Relay],
+        candidates: &'a [impl Borrow<Relay>],
         region: &EgressRegion,
         excluded: &dyn Fn(&Relay) -> bool,
     ) -> Result<Pool<'a>, SelectionError> {
-        let ingress_listed = candidates.iter().filter(|c| c.role == RelayRole::Ingress);
+        let candidates = candidates.iter().map(Borrow::borrow);
+        let ingress_listed = candidates.clone().filter(|c| c.role == RelayRole::Ingress);
         let ingresses: Vec<_> = ingress_listed.clone().filter(|c| !excluded(c)).collect();
-        let egress_listed = candidates
-            .iter()
-            .filter(|c| c.role == RelayRole::Egress && region.contains(c));
+        let egress_listed =
+            candidates.filter(|c| c.role == RelayRole::Egress && region.contains(c));
         let usable_egresses: Vec<_> = egress_listed.clone().filter(|c| !excluded(c)).collect();
         if ingresses.is_empty() {
             return Err(no_path(NoPathReason::NoIngress {
@@ -504,17 +506,21 @@ pub fn selection_weights(relays: &[&Relay]) -> Vec<f64> {
     let mut operators: Vec<&Operator> = relays.iter().map(|r| &r.operator).collect();
     operators.sort_unstable();
     operators.dedup();
-    let group = |r: &Relay| operators.binary_search(&&r.operator).unwrap_or(0);
+    // Each relay's operator, found once (a draw at 100,000 relays is
+    // 50,000 of them).
+    let groups: Vec<usize> = relays
+        .iter()
+        .map(|r| operators.binary_search(&&r.operator).unwrap_or(0))
+        .collect();
     let mut masses = vec![0.0; operators.len()];
-    for (relay, weight) in relays.iter().zip(&clipped) {
-        masses[group(relay)] += weight;
+    for (&g, weight) in groups.iter().zip(&clipped) {
+        masses[g] += weight;
     }
     let capped = cap_shares(&masses, MAX_OPERATOR_SHARE);
-    relays
+    groups
         .iter()
         .zip(&clipped)
-        .map(|(relay, weight)| {
-            let g = group(relay);
+        .map(|(&g, weight)| {
             if masses[g] > 0.0 {
                 weight * capped[g] / masses[g]
             } else {

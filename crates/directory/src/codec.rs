@@ -21,6 +21,19 @@ pub(crate) fn decode_exact<T>(
     Ok(value)
 }
 
+/// [`decode_exact`] over shared bytes a quorum signed
+/// ([`Reader::shared`], [`Reader::deferring_key_checks`]): parts kept by
+/// value are views of `bytes`, and key checks wait for each key's use.
+pub(crate) fn decode_exact_quorum_signed_shared<T>(
+    bytes: &Bytes,
+    decode: impl FnOnce(&mut Reader<'_>) -> Result<T, FormatError>,
+) -> Result<T, FormatError> {
+    let mut r = Reader::shared(bytes).deferring_key_checks();
+    let value = decode(&mut r)?;
+    r.finish()?;
+    Ok(value)
+}
+
 /// A cursor over untrusted bytes. Every method either consumes exactly what
 /// it returns or fails without panicking.
 #[derive(Debug)]
@@ -208,14 +221,23 @@ pub(crate) fn check_strictly_ascending<T, K: Ord>(
 ) -> Result<(), FormatError> {
     for pair in items.windows(2) {
         if let [a, b] = pair {
-            match key(a).cmp(&key(b)) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Err(FormatError::Duplicate { list }),
-                std::cmp::Ordering::Greater => return Err(FormatError::Unsorted { list }),
-            }
+            check_ascending_pair(&key(a), &key(b), list)?;
         }
     }
     Ok(())
+}
+
+/// That `next` comes strictly after `previous` in `list`.
+pub(crate) fn check_ascending_pair<K: Ord>(
+    previous: &K,
+    next: &K,
+    list: &'static str,
+) -> Result<(), FormatError> {
+    match previous.cmp(next) {
+        std::cmp::Ordering::Less => Ok(()),
+        std::cmp::Ordering::Equal => Err(FormatError::Duplicate { list }),
+        std::cmp::Ordering::Greater => Err(FormatError::Unsorted { list }),
+    }
 }
 
 /// A canonical value, the exact bytes it was encoded as, and one signature
@@ -357,6 +379,19 @@ pub(crate) fn put_small_count(out: &mut Vec<u8>, len: usize, limit: usize) -> us
 /// Reads a `u32` count of at most `limit` entries, then the entries with
 /// `decode`; entries are at least `min_len` bytes, which bounds what is
 /// reserved for a forged count.
+/// A list's element count (4 bytes), at most `limit`.
+pub(crate) fn read_count(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    limit: usize,
+) -> Result<usize, FormatError> {
+    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+    if count > limit {
+        return Err(FormatError::TooLarge { what, limit });
+    }
+    Ok(count)
+}
+
 pub(crate) fn read_list<'a, T>(
     r: &mut Reader<'a>,
     what: &'static str,
@@ -364,10 +399,7 @@ pub(crate) fn read_list<'a, T>(
     min_len: usize,
     decode: impl Fn(&mut Reader<'a>) -> Result<T, FormatError>,
 ) -> Result<Vec<T>, FormatError> {
-    let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
-    if count > limit {
-        return Err(FormatError::TooLarge { what, limit });
-    }
+    let count = read_count(r, what, limit)?;
     let mut items = Vec::with_capacity(bounded_capacity(count, r.remaining(), min_len));
     for _ in 0..count {
         items.push(decode(r)?);

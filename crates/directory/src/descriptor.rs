@@ -683,22 +683,8 @@ impl SignedDescriptor {
     /// Checks only that `now` (Unix seconds) is inside the validity
     /// window, `not_before` up to the clock skew ahead.
     pub fn check_valid_at(&self, now: u64) -> Result<(), DescriptorError> {
-        let d = &self.descriptor;
-        if now.saturating_add(MAX_CLOCK_SKEW_SECS) < d.fields.not_before {
-            return Err(DescriptorError::NotYetValid {
-                relay: d.relay(),
-                not_before: d.fields.not_before,
-                now,
-            });
-        }
-        if now >= d.fields.not_after {
-            return Err(DescriptorError::Expired {
-                relay: d.relay(),
-                not_after: d.fields.not_after,
-                now,
-            });
-        }
-        Ok(())
+        let f = &self.descriptor.fields;
+        check_window_at(f.relay, f.not_before, f.not_after, now)
     }
 
     /// Checks the three signatures only.
@@ -745,6 +731,14 @@ impl SignedDescriptor {
         decode_exact(bytes, Self::decode)
     }
 
+    /// [`SignedDescriptor::from_bytes`] for a descriptor of a directory a
+    /// quorum signed (see
+    /// [`crate::Directory::from_quorum_signed_bytes_deferring_key_checks`]):
+    /// a view of `bytes`, key checks left to each key's use.
+    pub(crate) fn from_quorum_signed_shared(bytes: &Bytes) -> Result<Self, FormatError> {
+        crate::codec::decode_exact_quorum_signed_shared(bytes, Self::decode)
+    }
+
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, FormatError> {
         let start = r.position();
         let descriptor = RelayDescriptor::decode(r)?;
@@ -762,3 +756,27 @@ impl SignedDescriptor {
 /// read from untrusted input.
 pub(crate) const MIN_SIGNED_DESCRIPTOR_LEN: usize =
     1 + 32 + 32 + 1 + 1 + 7 + 32 + 2 + 1 + 5 + 8 + 2 + 8 + 8 + 1 + 3 * Signature::LEN;
+
+/// [`SignedDescriptor::check_valid_at`] for `relay`'s validity window.
+pub(crate) fn check_window_at(
+    relay: RelayId,
+    not_before: u64,
+    not_after: u64,
+    now: u64,
+) -> Result<(), DescriptorError> {
+    if now.saturating_add(MAX_CLOCK_SKEW_SECS) < not_before {
+        return Err(DescriptorError::NotYetValid {
+            relay,
+            not_before,
+            now,
+        });
+    }
+    if now >= not_after {
+        return Err(DescriptorError::Expired {
+            relay,
+            not_after,
+            now,
+        });
+    }
+    Ok(())
+}

@@ -2,12 +2,14 @@
 //! profiles of their operators, a sequence number and times, signed by a
 //! threshold of validators rather than by the registry alone.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use crate::chain::{ChainAnchor, ChainSection};
 use crate::codec::{
-    Reader, check_strictly_ascending, put_count_u32, put_directory_bytes, put_small_count,
-    read_directory_bytes, read_list,
+    Reader, check_ascending_pair, check_strictly_ascending, put_count_u32, put_directory_bytes,
+    put_small_count, read_count, read_directory_bytes, read_list,
 };
 use crate::descriptor::{MIN_SIGNED_DESCRIPTOR_LEN, SignedDescriptor};
 use crate::issuer_keys::{MAX_ISSUERS, MIN_SIGNED_KEY_SET_LEN, SignedIssuerKeySet};
@@ -16,6 +18,8 @@ use crate::profile::{MIN_SIGNED_PROFILE_LEN, OperatorProfile, SignedOperatorProf
 use crate::validator_set::{
     SignedValidatorSetChange, check_consecutive, put_handovers, read_handovers, read_signatures,
 };
+use openrelay_types::KeyPin;
+
 use crate::{FormatError, OperatorId, RelayId};
 
 /// The format version of directory bodies without a chain section (3:
@@ -164,6 +168,22 @@ impl Directory {
     }
 
     fn check(&self) -> Result<(), FormatError> {
+        if self.descriptors.len() > crate::MAX_RELAYS {
+            return Err(FormatError::TooLarge {
+                what: "descriptors",
+                limit: crate::MAX_RELAYS,
+            });
+        }
+        check_strictly_ascending(&self.descriptors, "descriptors", |d| d.descriptor().relay())?;
+        self.check_with_relays(self.descriptors.iter().map(|d| d.descriptor().relay()))
+    }
+
+    /// [`Directory::check`]'s rules but those on the descriptors' count and
+    /// order, with `relays` the descriptors' relay ids in order.
+    fn check_with_relays(
+        &self,
+        relays: impl ExactSizeIterator<Item = RelayId>,
+    ) -> Result<(), FormatError> {
         if self.valid_until <= self.issued_at {
             return Err(FormatError::Invalid {
                 field: "valid_until",
@@ -182,12 +202,6 @@ impl Directory {
                 limit: crate::MAX_OPERATORS,
             });
         }
-        if self.descriptors.len() > crate::MAX_RELAYS {
-            return Err(FormatError::TooLarge {
-                what: "descriptors",
-                limit: crate::MAX_RELAYS,
-            });
-        }
         if self.key_sets.len() > MAX_ISSUERS {
             return Err(FormatError::TooLarge {
                 what: "issuer key sets",
@@ -195,14 +209,13 @@ impl Directory {
             });
         }
         check_strictly_ascending(&self.operators, "operators", |p| p.profile().operator())?;
-        check_strictly_ascending(&self.descriptors, "descriptors", |d| d.descriptor().relay())?;
         check_strictly_ascending(&self.key_sets, "issuer key sets", |s| s.key_set().issuer())?;
         if let Some(chain) = &self.chain {
             chain.check_matches(
                 self.operators
                     .iter()
                     .map(|p| (p.profile().operator(), p.profile().chain_account())),
-                self.descriptors.iter().map(|d| d.descriptor().relay()),
+                relays,
             )?;
             chain.check_measured_before(self.issued_at)?;
             chain.check_releases()?;
@@ -265,21 +278,60 @@ impl Directory {
             .and_then(|i| self.operators.get(i))
     }
 
-    /// For each descriptor, in order, the index in [`Directory::operators`]
-    /// of its operator's profile (`None`: not listed, which
-    /// [`Directory::check_listing`] refuses): one hash lookup per relay
-    /// instead of a search of the profiles at every use.
-    pub(crate) fn descriptor_operators(&self) -> Vec<Option<u32>> {
-        let index: std::collections::HashMap<OperatorId, u32> = self
-            .operators
-            .iter()
-            .zip(0u32..)
-            .map(|(p, i)| (p.profile().operator(), i))
-            .collect();
+    /// What the listing checks and the selection weights need of each
+    /// descriptor, in order.
+    pub(crate) fn listed_descriptors(&self) -> Vec<ListedDescriptor> {
+        let operators = operator_indices(&self.operators);
         self.descriptors
             .iter()
-            .map(|d| index.get(&d.descriptor().operator()).copied())
+            .map(|d| ListedDescriptor::of(d, &operators))
             .collect()
+    }
+
+    /// [`Directory::from_quorum_signed_bytes_deferring_key_checks`]
+    /// without keeping the descriptors (at 100,000 relays they are 43 MiB
+    /// parsed): each is decoded, checked against the format's rules, and
+    /// dropped. What is kept of it is what the listing checks need
+    /// ([`ListedDescriptor`]) and where its bytes lie in `bytes`. The
+    /// directory returned has no descriptors.
+    pub(crate) fn from_quorum_signed_bytes_listing_descriptors(
+        bytes: &Bytes,
+    ) -> Result<DecodedListing, FormatError> {
+        let mut r = Reader::shared(bytes).deferring_key_checks();
+        let (directory, (listed, ranges)) =
+            Self::decode_around_descriptors(&mut r, |r, profiles| {
+                let operators = operator_indices(profiles);
+                let count = read_count(r, "descriptors", crate::MAX_RELAYS)?;
+                let capacity =
+                    crate::codec::bounded_capacity(count, r.remaining(), MIN_SIGNED_DESCRIPTOR_LEN);
+                let mut listed: Vec<ListedDescriptor> = Vec::with_capacity(capacity);
+                let mut ranges = Vec::with_capacity(capacity);
+                for _ in 0..count {
+                    let start = r.position();
+                    let descriptor = SignedDescriptor::decode(r)?;
+                    let range = u32::try_from(start)
+                        .ok()
+                        .zip(u32::try_from(r.position()).ok())
+                        .ok_or(FormatError::TooLarge {
+                            what: "directory",
+                            limit: crate::MAX_DIRECTORY_BYTES,
+                        })?;
+                    let entry = ListedDescriptor::of(&descriptor, &operators);
+                    if let Some(last) = listed.last() {
+                        check_ascending_pair(&last.relay, &entry.relay, "descriptors")?;
+                    }
+                    listed.push(entry);
+                    ranges.push(range.0..range.1);
+                }
+                Ok((listed, ranges))
+            })?;
+        r.finish()?;
+        directory.check_with_relays(listed.iter().map(|l| l.relay))?;
+        Ok(DecodedListing {
+            directory_without_descriptors: directory,
+            listed,
+            descriptor_ranges: ranges,
+        })
     }
 
     /// The descriptor of `relay`, if present.
@@ -340,6 +392,34 @@ impl Directory {
     }
 
     fn decode(mut r: Reader<'_>) -> Result<Self, FormatError> {
+        let (mut directory, descriptors) = Self::decode_around_descriptors(&mut r, |r, _| {
+            let descriptors = read_list(
+                r,
+                "descriptors",
+                crate::MAX_RELAYS,
+                MIN_SIGNED_DESCRIPTOR_LEN,
+                SignedDescriptor::decode,
+            )?;
+            check_strictly_ascending(&descriptors, "descriptors", |d| d.descriptor().relay())?;
+            Ok(descriptors)
+        })?;
+        r.finish()?;
+        directory.descriptors = descriptors;
+        directory.check()?;
+        Ok(directory)
+    }
+
+    /// Decodes a directory's fields, its descriptors through
+    /// `read_descriptors` (given the operators' profiles, which come
+    /// before them); the directory returned has no descriptors and is not
+    /// checked yet.
+    fn decode_around_descriptors<'a, D>(
+        r: &mut Reader<'a>,
+        read_descriptors: impl FnOnce(
+            &mut Reader<'a>,
+            &[SignedOperatorProfile],
+        ) -> Result<D, FormatError>,
+    ) -> Result<(Self, D), FormatError> {
         if r.remaining() > crate::MAX_DIRECTORY_BYTES {
             return Err(FormatError::TooLarge {
                 what: "directory",
@@ -357,52 +437,101 @@ impl Directory {
         let issued_at = r.u64()?;
         let valid_until = r.u64()?;
         let chain_head = if version == DIRECTORY_CHAIN_VERSION {
-            Some((ChainAnchor::decode(&mut r)?, r.u64()?))
+            Some((ChainAnchor::decode(r)?, r.u64()?))
         } else {
             None
         };
         let operators = read_list(
-            &mut r,
+            r,
             "operators",
             crate::MAX_OPERATORS,
             MIN_SIGNED_PROFILE_LEN,
             SignedOperatorProfile::decode,
         )?;
         check_strictly_ascending(&operators, "operators", |p| p.profile().operator())?;
-        let descriptors = read_list(
-            &mut r,
-            "descriptors",
-            crate::MAX_RELAYS,
-            MIN_SIGNED_DESCRIPTOR_LEN,
-            SignedDescriptor::decode,
-        )?;
-        check_strictly_ascending(&descriptors, "descriptors", |d| d.descriptor().relay())?;
+        let descriptors = read_descriptors(r, &operators)?;
         let key_sets = read_list(
-            &mut r,
+            r,
             "issuer key sets",
             MAX_ISSUERS,
             MIN_SIGNED_KEY_SET_LEN,
             SignedIssuerKeySet::decode,
         )?;
         let chain = chain_head
-            .map(|(anchor, epoch)| ChainSection::decode_lists(&mut r, anchor, epoch).map(Box::new))
+            .map(|(anchor, epoch)| ChainSection::decode_lists(r, anchor, epoch).map(Box::new))
             .transpose()?;
-        r.finish()?;
-        Self::checked(
+        let directory = Directory {
             sequence,
             issued_at,
             valid_until,
             operators,
-            descriptors,
+            descriptors: Vec::new(),
             key_sets,
             chain,
-        )
+        };
+        Ok((directory, descriptors))
     }
 
     /// SHA-256 of [`Directory::to_bytes`].
     pub fn digest(&self) -> DirectoryDigest {
         DirectoryDigest::of(&self.to_bytes())
     }
+}
+
+/// A directory decoded without keeping its descriptors
+/// ([`Directory::from_quorum_signed_bytes_listing_descriptors`]).
+pub(crate) struct DecodedListing {
+    pub(crate) directory_without_descriptors: Directory,
+    /// What the listing checks need of each descriptor, in order.
+    pub(crate) listed: Vec<ListedDescriptor>,
+    /// Where each descriptor's bytes (with its signatures) lie in the
+    /// decoded bytes, in order.
+    pub(crate) descriptor_ranges: Vec<std::ops::Range<u32>>,
+}
+
+/// What the listing checks ([`Directory::check_listing`]) and the
+/// selection weights need of one descriptor: the same rules then run on a
+/// parsed directory and on one a client decodes without keeping its
+/// descriptors ([`Directory::from_quorum_signed_bytes_listing_descriptors`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ListedDescriptor {
+    pub(crate) relay: RelayId,
+    pub(crate) operator: OperatorId,
+    /// The index of the operator's profile in [`Directory::operators`]
+    /// (`None`: not listed, which the listing checks refuse).
+    pub(crate) operator_index: Option<u32>,
+    pub(crate) not_before: u64,
+    pub(crate) not_after: u64,
+    pub(crate) quic_pin: KeyPin,
+    pub(crate) bandwidth_bps: u64,
+}
+
+impl ListedDescriptor {
+    /// What is listed of `signed`, its operator found in `operators`
+    /// ([`operator_indices`]).
+    fn of(signed: &SignedDescriptor, operators: &HashMap<OperatorId, u32>) -> Self {
+        let d = signed.descriptor();
+        let f = d.fields();
+        ListedDescriptor {
+            relay: f.relay,
+            operator: f.operator,
+            operator_index: operators.get(&f.operator).copied(),
+            not_before: f.not_before,
+            not_after: f.not_after,
+            quic_pin: f.quic_pin,
+            bandwidth_bps: f.bandwidth_bps,
+        }
+    }
+}
+
+/// Each profile's index by operator id: one hash lookup per relay instead of
+/// a search of the profiles at every use.
+fn operator_indices(profiles: &[SignedOperatorProfile]) -> HashMap<OperatorId, u32> {
+    profiles
+        .iter()
+        .zip(0u32..)
+        .map(|(p, i)| (p.profile().operator(), i))
+        .collect()
 }
 
 crate::digest::sha256_digest!(

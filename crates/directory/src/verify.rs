@@ -12,10 +12,12 @@ use std::sync::{Arc, OnceLock};
 use openrelay_types::{KeyPin, RelayRole};
 
 use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection, RelayMeasurement};
-use crate::descriptor::{DescriptorError, RelayDescriptor};
-use crate::directory::{Directory, DirectoryDigest, DirectoryMessage, SignedDirectory};
+use crate::descriptor::{DescriptorError, RelayDescriptor, SignedDescriptor, check_window_at};
+use crate::directory::{
+    DecodedListing, Directory, DirectoryDigest, DirectoryMessage, ListedDescriptor, SignedDirectory,
+};
 use crate::fields::{Network, Region};
-use crate::issuer_keys::IssuerKeySet;
+use crate::issuer_keys::{IssuerKeySet, SignedIssuerKeySet};
 use crate::keys::{IssuerId, OperatorId, RelayId, ValidatorId};
 use crate::profile::OperatorProfile;
 use crate::validator_set::{SignedValidatorSetChange, ValidatorSet};
@@ -655,34 +657,27 @@ impl Directory {
     /// Cheap (no signature per relay): what a client checks of every relay
     /// when it accepts a directory.
     pub fn check_listing(&self, now: u64) -> Result<(), DirectoryError> {
-        self.check_listing_indexing_operators(now).map(drop)
+        self.check_listed(&self.listed_descriptors(), now)
     }
 
-    /// [`Directory::check_listing`], returning what it found on the way:
-    /// for each descriptor, in order, the index of its operator's profile
-    /// in [`Directory::operators`] (what [`VerifiedDirectory`] keeps, so
-    /// that no later step searches the profiles per relay again: at
-    /// 100,000 relays each search was milliseconds of every step).
-    fn check_listing_indexing_operators(
-        &self,
-        now: u64,
-    ) -> Result<Vec<Option<u32>>, DirectoryError> {
-        let descriptor_operators = self.descriptor_operators();
-        let mut pins = Vec::with_capacity(self.descriptors().len());
-        for (signed, operator) in self.descriptors().iter().zip(&descriptor_operators) {
-            let d = signed.descriptor();
-            if operator.is_none() {
+    /// [`Directory::check_listing`] with `listed` what the listing says
+    /// of each descriptor, in order (of this directory's descriptors, or of
+    /// those it was decoded without:
+    /// [`Directory::from_quorum_signed_bytes_listing_descriptors`]).
+    fn check_listed(&self, listed: &[ListedDescriptor], now: u64) -> Result<(), DirectoryError> {
+        let mut pins = Vec::with_capacity(listed.len());
+        for d in listed {
+            if d.operator_index.is_none() {
                 return Err(DirectoryError::UnknownOperator {
-                    relay: d.relay(),
-                    operator: d.operator(),
+                    relay: d.relay,
+                    operator: d.operator,
                 });
             }
-            signed.check_valid_at(now)?;
-            let f = d.fields();
-            if f.not_before > self.issued_at() || f.not_after < self.valid_until() {
-                return Err(DirectoryError::DescriptorOutlivedByDirectory { relay: d.relay() });
+            check_window_at(d.relay, d.not_before, d.not_after, now)?;
+            if d.not_before > self.issued_at() || d.not_after < self.valid_until() {
+                return Err(DirectoryError::DescriptorOutlivedByDirectory { relay: d.relay });
             }
-            pins.push(f.quic_pin);
+            pins.push(d.quic_pin);
         }
         // Sorted rather than hashed: no hash of attacker-chosen keys, and
         // faster at 100,000 keys.
@@ -695,9 +690,9 @@ impl Directory {
                 .map_err(|e| DirectoryError::BadSignature { which: e.which })?;
         }
         if let Some(chain) = self.chain() {
-            check_chain_figures(self, &descriptor_operators, chain)?;
+            check_chain_figures(listed, chain)?;
         }
-        Ok(descriptor_operators)
+        Ok(())
     }
 }
 
@@ -706,25 +701,20 @@ impl Directory {
 /// every operator's listed relays register at most what its stake covers
 /// (the contract's `isCovered`, on the listed relays; the format already
 /// made both lists name exactly the directory's operators, in the
-/// profiles' order, and relays). `descriptor_operators`:
-/// [`Directory::descriptor_operators`].
+/// profiles' order, and relays).
 fn check_chain_figures(
-    directory: &Directory,
-    descriptor_operators: &[Option<u32>],
+    listed: &[ListedDescriptor],
     chain: &ChainSection,
 ) -> Result<(), DirectoryError> {
     let mut registered = vec![0u64; chain.operators.len()];
-    for ((signed, on_chain), operator) in directory
-        .descriptors()
-        .iter()
-        .zip(&chain.relays)
-        .zip(descriptor_operators)
-    {
-        let d = signed.descriptor();
-        if d.bandwidth_bps() > u64::from(on_chain.bandwidth_mbps).saturating_mul(BPS_PER_MBPS) {
-            return Err(DirectoryError::BandwidthAboveChain { relay: d.relay() });
+    for (d, on_chain) in listed.iter().zip(&chain.relays) {
+        if d.bandwidth_bps > u64::from(on_chain.bandwidth_mbps).saturating_mul(BPS_PER_MBPS) {
+            return Err(DirectoryError::BandwidthAboveChain { relay: d.relay });
         }
-        if let Some(sum) = operator.and_then(|o| registered.get_mut(o as usize)) {
+        if let Some(sum) = d
+            .operator_index
+            .and_then(|o| registered.get_mut(o as usize))
+        {
             *sum = sum.saturating_add(u64::from(on_chain.bandwidth_mbps));
         }
     }
@@ -975,19 +965,25 @@ pub fn verify_directory(
     let signers = check_signers(&signed, &message, &validator_set, quorum)?;
     // The quorum signed these bytes, each validator having decoded them
     // strictly: key checks wait for each key's use.
-    let directory = Directory::from_quorum_signed_bytes_deferring_key_checks(&signed.directory)?;
+    let DecodedListing {
+        directory_without_descriptors: directory,
+        listed,
+        descriptor_ranges,
+    } = Directory::from_quorum_signed_bytes_listing_descriptors(&signed.directory)?;
     check_fresh(&directory, trust, now)?;
     let digest = message.digest;
     if let Some(last) = last_seen {
         check_not_rolled_back(&directory, &digest, last)?;
     }
-    let descriptor_operators = directory.check_listing_indexing_operators(now)?;
+    directory.check_listed(&listed, now)?;
     let selection_bandwidths =
-        crate::weight::selection_bandwidths_by_operator(&directory, &descriptor_operators);
-    let descriptor_operators = descriptor_operators.into_iter().flatten().collect();
+        crate::weight::selection_bandwidths_of_listed(directory.chain(), &listed);
+    // Every descriptor's operator is listed (checked above).
+    let descriptor_operators = listed.iter().filter_map(|d| d.operator_index).collect();
     let relay_signatures = std::iter::repeat_with(OnceLock::new)
-        .take(directory.descriptors().len())
+        .take(listed.len())
         .collect();
+    drop(listed);
     let profile_signatures = std::iter::repeat_with(OnceLock::new)
         .take(directory.operators().len())
         .collect();
@@ -996,7 +992,9 @@ pub fn verify_directory(
             relay_signatures,
             profile_signatures,
             signed,
-            directory,
+            directory_without_descriptors: directory,
+            descriptor_ranges,
+            pins: OnceLock::new(),
             digest,
             signers,
             validator_set,
@@ -1019,6 +1017,11 @@ pub fn verify_directory_bytes(
 /// A directory that passed [`verify_directory`]: the relays in it, each with
 /// its operator's profile, ready for path selection. Cloning it shares it
 /// (the relay records a client makes of it keep it, [`ListedRelay`]).
+///
+/// It keeps the directory's bytes and where each descriptor lies in them,
+/// not the parsed descriptors (at 100,000 relays those were 43 MiB beside
+/// the 41 MiB of bytes): a relay is decoded from the bytes when it is
+/// looked at ([`VerifiedDirectory::relays`], [`VerifiedDirectory::relay`]).
 #[derive(Debug, Clone)]
 pub struct VerifiedDirectory {
     inner: Arc<Verified>,
@@ -1028,7 +1031,15 @@ pub struct VerifiedDirectory {
 #[derive(Debug)]
 struct Verified {
     signed: SignedDirectory,
-    directory: Directory,
+    /// The parsed directory, its descriptors taken out
+    /// ([`Verified::descriptor_ranges`] says where they are).
+    directory_without_descriptors: Directory,
+    /// Per descriptor, in the directory's order (sorted by relay id): its
+    /// bytes' place in `signed.directory`.
+    descriptor_ranges: Vec<std::ops::Range<u32>>,
+    /// The descriptors' indices sorted by QUIC pin, made at the first
+    /// [`VerifiedDirectory::relay_by_pin`] (a client never asks).
+    pins: OnceLock<Vec<(KeyPin, u32)>>,
     digest: DirectoryDigest,
     signers: Vec<ValidatorId>,
     validator_set: ValidatorSet,
@@ -1059,14 +1070,14 @@ impl VerifiedDirectory {
 
     /// The chain section, if the directory has one.
     pub fn chain(&self) -> Option<&ChainSection> {
-        self.inner.directory.chain()
+        self.inner.directory_without_descriptors.chain()
     }
 
     /// What to remember for the next verification.
     pub fn last_seen(&self) -> LastSeen {
         LastSeen {
-            sequence: self.inner.directory.sequence(),
-            issued_at: self.inner.directory.issued_at(),
+            sequence: self.inner.directory_without_descriptors.sequence(),
+            issued_at: self.inner.directory_without_descriptors.issued_at(),
             digest: self.inner.digest,
         }
     }
@@ -1077,25 +1088,25 @@ impl VerifiedDirectory {
         &self.inner.signed
     }
 
-    /// The parsed directory.
-    pub fn directory(&self) -> &Directory {
-        &self.inner.directory
+    /// The issuers' signed token key sets.
+    pub fn key_sets(&self) -> &[SignedIssuerKeySet] {
+        self.inner.directory_without_descriptors.key_sets()
     }
 
     /// Sequence number.
     pub fn sequence(&self) -> u64 {
-        self.inner.directory.sequence()
+        self.inner.directory_without_descriptors.sequence()
     }
 
     /// Issue time (Unix seconds).
     pub fn issued_at(&self) -> u64 {
-        self.inner.directory.issued_at()
+        self.inner.directory_without_descriptors.issued_at()
     }
 
     /// End of validity (Unix seconds, exclusive): until then a client may
     /// work from this directory when the registry is unreachable.
     pub fn valid_until(&self) -> u64 {
-        self.inner.directory.valid_until()
+        self.inner.directory_without_descriptors.valid_until()
     }
 
     /// SHA-256 of the directory bytes.
@@ -1113,17 +1124,17 @@ impl VerifiedDirectory {
     /// (not expired, not older than `trust` allows): for a client deciding
     /// whether its cached directory is still usable.
     pub fn check_fresh(&self, trust: &TrustConfig, now: u64) -> Result<(), DirectoryError> {
-        check_fresh(&self.inner.directory, trust, now)
+        check_fresh(&self.inner.directory_without_descriptors, trust, now)
     }
 
-    /// Every relay, sorted by relay id.
+    /// How many relays the directory lists.
+    pub fn relay_count(&self) -> usize {
+        self.inner.descriptor_ranges.len()
+    }
+
+    /// Every relay, sorted by relay id (each decoded as it is reached).
     pub fn relays(&self) -> impl Iterator<Item = VerifiedRelay<'_>> + '_ {
-        self.inner
-            .directory
-            .descriptors()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| self.view(i, d.descriptor()))
+        (0..self.relay_count()).filter_map(|i| self.view(i))
     }
 
     /// The relays of one role.
@@ -1136,11 +1147,36 @@ impl VerifiedDirectory {
 
     /// The relay with id `relay`.
     pub fn relay(&self, relay: &RelayId) -> Option<VerifiedRelay<'_>> {
-        let descriptors = self.inner.directory.descriptors();
-        let i = descriptors
-            .binary_search_by(|d| d.descriptor().relay().cmp(relay))
-            .ok()?;
-        self.view(i, descriptors.get(i)?.descriptor())
+        self.view(self.index_of(relay)?)
+    }
+
+    /// The index of `relay`'s descriptor, found by its id where every
+    /// descriptor's bytes start (after the version byte), without decoding.
+    fn index_of(&self, relay: &RelayId) -> Option<usize> {
+        let body = &self.inner.signed.directory;
+        self.inner
+            .descriptor_ranges
+            .binary_search_by(|range| {
+                let start = range.start as usize + 1;
+                body.get(start..start + 32)
+                    .unwrap_or_default()
+                    .cmp(relay.as_bytes().as_slice())
+            })
+            .ok()
+    }
+
+    /// The signed descriptor at `index`, decoded from the directory's bytes
+    /// (a view of them). The quorum signed the bytes and they decoded when
+    /// the directory was verified, so this fails only for an index out of
+    /// range.
+    fn descriptor_at(&self, index: usize) -> Option<SignedDescriptor> {
+        let range = self.inner.descriptor_ranges.get(index)?;
+        let bytes = self
+            .inner
+            .signed
+            .directory
+            .slice(range.start as usize..range.end as usize);
+        SignedDescriptor::from_quorum_signed_shared(&bytes).ok()
     }
 
     /// Checks, once per relay (the answer is cached), the signatures
@@ -1152,12 +1188,9 @@ impl VerifiedDirectory {
     /// signer; [`DirectoryError::RelayNotListed`] for a relay the
     /// directory does not list).
     pub fn check_relay_signatures(&self, relay: &RelayId) -> Result<(), DirectoryError> {
-        let descriptors = self.inner.directory.descriptors();
         let not_listed = || DirectoryError::RelayNotListed { relay: *relay };
-        let index = descriptors
-            .binary_search_by(|d| d.descriptor().relay().cmp(relay))
-            .map_err(|_| not_listed())?;
-        let signed = descriptors.get(index).ok_or_else(not_listed)?;
+        let index = self.index_of(relay).ok_or_else(not_listed)?;
+        let signed = self.descriptor_at(index).ok_or_else(not_listed)?;
         let operator = signed.descriptor().operator();
         let profile_index = *self
             .inner
@@ -1166,7 +1199,7 @@ impl VerifiedDirectory {
             .ok_or_else(not_listed)? as usize;
         let profile = self
             .inner
-            .directory
+            .directory_without_descriptors
             .operators()
             .get(profile_index)
             .ok_or_else(not_listed)?;
@@ -1203,38 +1236,54 @@ impl VerifiedDirectory {
 
     /// The relay whose QUIC key is `pin`: how a client checks that the relay
     /// a path uses is in the directory with the key it pins (unique within a
-    /// verified directory).
+    /// verified directory). The first call decodes every relay to index
+    /// them by pin.
     pub fn relay_by_pin(&self, pin: &KeyPin) -> Option<VerifiedRelay<'_>> {
-        self.relays().find(|r| r.quic_pin() == *pin)
+        let pins = self.inner.pins.get_or_init(|| {
+            let mut pins: Vec<(KeyPin, u32)> = (0..self.relay_count())
+                .filter_map(|i| {
+                    let index = u32::try_from(i).ok()?;
+                    Some((self.descriptor_at(i)?.descriptor().quic_pin(), index))
+                })
+                .collect();
+            pins.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            pins
+        });
+        let found = pins
+            .binary_search_by(|(p, _)| p.as_bytes().cmp(pin.as_bytes()))
+            .ok()?;
+        self.view(pins.get(found)?.1 as usize)
     }
 
     /// The token keys the directory lists for `issuer` (RFC 9576 §6: the
     /// only keys a client may use and a relay may accept for that issuer),
     /// if it lists any.
     pub fn issuer_keys(&self, issuer: &IssuerId) -> Option<&IssuerKeySet> {
-        self.inner.directory.key_set(issuer).map(|s| s.key_set())
+        self.inner
+            .directory_without_descriptors
+            .key_set(issuer)
+            .map(|s| s.key_set())
     }
 
     /// The profile of `operator`.
     pub fn operator(&self, operator: &OperatorId) -> Option<&OperatorProfile> {
-        self.inner.directory.operator(operator).map(|p| p.profile())
+        self.inner
+            .directory_without_descriptors
+            .operator(operator)
+            .map(|p| p.profile())
     }
 
-    /// Descriptor `index` of the directory, with its operator's profile.
-    fn view<'a>(
-        &'a self,
-        index: usize,
-        descriptor: &'a RelayDescriptor,
-    ) -> Option<VerifiedRelay<'a>> {
-        let operator = self
-            .inner
-            .directory
+    /// Descriptor `index` of the directory, decoded, with its operator's
+    /// profile.
+    fn view(&self, index: usize) -> Option<VerifiedRelay<'_>> {
+        let directory = &self.inner.directory_without_descriptors;
+        let operator = directory
             .operators()
             .get(*self.inner.descriptor_operators.get(index)? as usize)?
             .profile();
         Some(VerifiedRelay {
             directory: self,
-            descriptor,
+            signed: self.descriptor_at(index)?,
             operator,
             selection_bandwidth_bps: self
                 .inner
@@ -1244,9 +1293,7 @@ impl VerifiedDirectory {
                 .unwrap_or(0),
             // The chain section lists the relays in the descriptors' order
             // (`ChainSection::check_matches`).
-            measured: self
-                .inner
-                .directory
+            measured: directory
                 .chain()
                 .and_then(|c| c.relays.get(index))
                 .and_then(|r| r.measured),
@@ -1258,11 +1305,11 @@ impl VerifiedDirectory {
 /// directory's quorum vouches for its listing; its own signatures are
 /// checked when it is used
 /// ([`VerifiedDirectory::check_relay_signatures`]).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct VerifiedRelay<'a> {
     directory: &'a VerifiedDirectory,
-    /// The relay's descriptor.
-    pub descriptor: &'a RelayDescriptor,
+    /// The relay's descriptor, decoded from the directory's bytes.
+    signed: SignedDescriptor,
     /// Its operator's profile.
     pub operator: &'a OperatorProfile,
     selection_bandwidth_bps: u64,
@@ -1270,6 +1317,11 @@ pub struct VerifiedRelay<'a> {
 }
 
 impl VerifiedRelay<'_> {
+    /// The relay's descriptor.
+    pub fn descriptor(&self) -> &RelayDescriptor {
+        self.signed.descriptor()
+    }
+
     /// This relay, owned (sharing the directory): what a client's relay
     /// record keeps to check the relay's own signatures when it is first
     /// used.
@@ -1282,42 +1334,42 @@ impl VerifiedRelay<'_> {
 
     /// The relay's id.
     pub fn id(&self) -> RelayId {
-        self.descriptor.relay()
+        self.descriptor().relay()
     }
 
     /// The operator's id: path selection never pairs two relays that share it.
     pub fn operator_id(&self) -> OperatorId {
-        self.descriptor.operator()
+        self.descriptor().operator()
     }
 
     /// Ingress or egress.
     pub fn role(&self) -> RelayRole {
-        self.descriptor.role()
+        self.descriptor().role()
     }
 
     /// Where to reach it.
     pub fn endpoints(&self) -> &[SocketAddr] {
-        self.descriptor.endpoints()
+        self.descriptor().endpoints()
     }
 
     /// The QUIC/TLS key to pin.
     pub fn quic_pin(&self) -> KeyPin {
-        self.descriptor.quic_pin()
+        self.descriptor().quic_pin()
     }
 
     /// Country and city.
     pub fn region(&self) -> &Region {
-        self.descriptor.region()
+        self.descriptor().region()
     }
 
     /// Network: path selection never pairs two relays of one network.
     pub fn network(&self) -> &Network {
-        self.descriptor.network()
+        self.descriptor().network()
     }
 
     /// Advertised bandwidth (bits per second).
     pub fn bandwidth_bps(&self) -> u64 {
-        self.descriptor.bandwidth_bps()
+        self.descriptor().bandwidth_bps()
     }
 
     /// The bandwidth path selection weighs the relay by (bits per second,
@@ -1343,7 +1395,7 @@ impl VerifiedRelay<'_> {
 impl std::fmt::Debug for VerifiedRelay<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifiedRelay")
-            .field("descriptor", self.descriptor)
+            .field("descriptor", self.descriptor())
             .field("operator", self.operator)
             .field("selection_bandwidth_bps", &self.selection_bandwidth_bps)
             .field("measured", &self.measured)

@@ -112,22 +112,20 @@ pub fn stake_capped_bandwidths(advertised_bps: &[u64], covered_bps: u128) -> Vec
 /// [`crate::VerifiedRelay::selection_bandwidth_bps`] returns, and what the
 /// simulator reads a directory file with.
 pub fn directory_selection_bandwidths(directory: &crate::Directory) -> Vec<u64> {
-    selection_bandwidths_by_operator(directory, &directory.descriptor_operators())
+    selection_bandwidths_of_listed(directory.chain(), &directory.listed_descriptors())
 }
 
-/// [`directory_selection_bandwidths`] given
-/// [`crate::Directory::descriptor_operators`] (which verification has
-/// already computed). A descriptor whose operator has no profile is
-/// covered by nothing, so weighs 0.
-pub(crate) fn selection_bandwidths_by_operator(
-    directory: &crate::Directory,
-    descriptor_operators: &[Option<u32>],
+/// [`directory_selection_bandwidths`] of the descriptors as `listed`, in
+/// order, with the directory's `chain` section. A descriptor whose
+/// operator has no profile is covered by nothing, so weighs 0.
+pub(crate) fn selection_bandwidths_of_listed(
+    chain: Option<&crate::ChainSection>,
+    listed: &[crate::directory::ListedDescriptor],
 ) -> Vec<u64> {
-    let descriptors = directory.descriptors();
-    let Some(chain) = directory.chain() else {
-        return descriptors
+    let Some(chain) = chain else {
+        return listed
             .iter()
-            .map(|d| clipped_bandwidth(d.descriptor().bandwidth_bps()))
+            .map(|d| clipped_bandwidth(d.bandwidth_bps))
             .collect();
     };
     // The descriptors' indices grouped by operator, in one array: the
@@ -136,20 +134,20 @@ pub(crate) fn selection_bandwidths_by_operator(
     let unlisted = chain.operators.len();
     let group = |operator: &Option<u32>| operator.map_or(unlisted, |o| o as usize).min(unlisted);
     let mut starts = vec![0usize; unlisted + 2];
-    for operator in descriptor_operators {
-        starts[group(operator) + 1] += 1;
+    for d in listed {
+        starts[group(&d.operator_index) + 1] += 1;
     }
     for g in 1..starts.len() {
         starts[g] += starts[g - 1];
     }
-    let mut grouped = vec![0usize; descriptor_operators.len()];
+    let mut grouped = vec![0usize; listed.len()];
     let mut next = starts.clone();
-    for (i, operator) in descriptor_operators.iter().enumerate() {
-        let slot = &mut next[group(operator)];
+    for (i, d) in listed.iter().enumerate() {
+        let slot = &mut next[group(&d.operator_index)];
         grouped[*slot] = i;
         *slot += 1;
     }
-    let mut out = vec![0; descriptors.len()];
+    let mut out = vec![0; listed.len()];
     for (g, bounds) in starts.windows(2).enumerate() {
         let indices = &grouped[bounds[0]..bounds[1]];
         let covered_bps = chain.operators.get(g).map_or(0, |o| {
@@ -158,11 +156,11 @@ pub(crate) fn selection_bandwidths_by_operator(
         // The chain section lists the relays in the descriptors' order.
         let carried: Vec<u64> = indices
             .iter()
-            .filter_map(|&i| Some((descriptors.get(i)?, chain.relays.get(i)?)))
-            .map(|(d, listed)| {
+            .filter_map(|&i| Some((listed.get(i)?, chain.relays.get(i)?)))
+            .map(|(d, on_chain)| {
                 openrelay_measure::selection_bandwidth(
-                    d.descriptor().bandwidth_bps(),
-                    listed.measured.map(|m| m.measured_bps),
+                    d.bandwidth_bps,
+                    on_chain.measured.map(|m| m.measured_bps),
                 )
             })
             .collect();

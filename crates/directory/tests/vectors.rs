@@ -637,7 +637,7 @@ fn stored_vectors_decode_and_verify() {
         .zip(chain["content_hashes"].as_array().unwrap())
     {
         assert_eq!(
-            hex(&relay.descriptor.content_hash()),
+            hex(&relay.descriptor().content_hash()),
             hash["content_hash"].as_str().unwrap()
         );
     }

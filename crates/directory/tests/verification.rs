@@ -695,3 +695,80 @@ fn an_unusable_key_under_a_quorum_is_refused_by_validators_and_on_first_use() {
         assert_eq!(relay.listed().check_signatures(), Ok(()), "{}", relay.id());
     }
 }
+
+/// A verified directory keeps where each descriptor lies in its bytes, not
+/// the parsed descriptors: each relay decoded from there is exactly the
+/// directory's descriptor, found in order, by id and by QUIC pin, with or
+/// without a chain section.
+#[test]
+fn a_verified_directory_decodes_each_relay_from_its_bytes_as_listed() {
+    for directory in [directory(1), with_chain(directory(1), 100, 0)] {
+        let verified =
+            verify_directory(signed(&directory, &[0, 1]), &trust(2, 3), NOW, None).unwrap();
+        let listed = directory.descriptors();
+        assert_eq!(verified.relay_count(), listed.len());
+        let decoded: Vec<RelayDescriptor> =
+            verified.relays().map(|r| r.descriptor().clone()).collect();
+        let expected: Vec<RelayDescriptor> =
+            listed.iter().map(|d| d.descriptor().clone()).collect();
+        assert_eq!(decoded, expected);
+        for d in listed {
+            let d = d.descriptor();
+            assert_eq!(verified.relay(&d.relay()).unwrap().descriptor(), d);
+            assert_eq!(
+                verified.relay_by_pin(&d.quic_pin()).unwrap().id(),
+                d.relay()
+            );
+            assert_eq!(verified.check_relay_signatures(&d.relay()), Ok(()));
+        }
+        let unlisted = relay_key(99).id();
+        assert!(verified.relay(&unlisted).is_none());
+        assert!(verified.relay_by_pin(&quic_pin(99)).is_none());
+        assert_eq!(
+            verified.check_relay_signatures(&unlisted),
+            Err(DirectoryError::RelayNotListed { relay: unlisted })
+        );
+    }
+}
+
+/// The decoder verification uses (which keeps no descriptors) accepts
+/// exactly the bodies the full decoder accepts: every byte of a chain
+/// directory flipped in turn, and the result signed by the quorum (so the
+/// decoder is reached), is refused as malformed exactly when the full
+/// decoder (keys deferred alike) refuses it, and for the same reason.
+#[test]
+fn verification_refuses_as_malformed_exactly_the_bodies_that_do_not_decode() {
+    let body = with_chain(directory(1), 100, 0).to_bytes();
+    for i in 0..body.len() {
+        let mut mutated = body.clone();
+        mutated[i] ^= 0xff;
+        let decoded = Directory::from_quorum_signed_bytes_deferring_key_checks(
+            &bytes::Bytes::copy_from_slice(&mutated),
+        );
+        let signatures = [0, 1]
+            .map(|v| validator_key(v).sign_directory_bytes(&mutated))
+            .to_vec();
+        let verified = verify_directory(
+            SignedDirectory {
+                directory: mutated.into(),
+                handovers: Vec::new(),
+                signatures,
+            },
+            &trust(2, 3),
+            NOW,
+            None,
+        );
+        match (decoded, verified) {
+            (Err(expected), Err(DirectoryError::Malformed(found))) => {
+                assert_eq!(found, expected, "byte {i}");
+            }
+            (Ok(_), Err(DirectoryError::Malformed(found))) => {
+                panic!("byte {i}: decodes, but verification found it malformed: {found}")
+            }
+            (Err(expected), Ok(_)) => panic!("byte {i}: {expected}, but it verified"),
+            // Refused before the body is decoded (the mutation hit the
+            // header's epoch or anchor), or for its contents.
+            _ => {}
+        }
+    }
+}

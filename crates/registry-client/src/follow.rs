@@ -349,7 +349,7 @@ impl DirectoryFollower {
                     if first {
                         info!(
                             sequence = directory.sequence(),
-                            relays = directory.relays().count(),
+                            relays = directory.relay_count(),
                             "validator-signed directory received"
                         );
                     }

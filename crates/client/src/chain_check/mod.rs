@@ -305,7 +305,7 @@ fn plan(
         lookups.push(RelayLookup {
             relay: id,
             role: relay.role(),
-            content_hash: relay.descriptor.content_hash(),
+            content_hash: relay.descriptor().content_hash(),
             bandwidth_mbps,
         });
     }

@@ -45,7 +45,7 @@ fn honest_answers(directory: &VerifiedDirectory, section: &ChainSection) -> Vec<
         answers.push(word_hex(&[
             uint(u128::from(chain_role(relay.role()))),
             uint(u128::from(chain.bandwidth_mbps)),
-            relay.descriptor.content_hash(),
+            relay.descriptor().content_hash(),
         ]));
     }
     answers
@@ -172,7 +172,7 @@ fn each_misstated_fact_is_named() {
         mismatch(with(
             &honest,
             first_relay,
-            word_hex(&[role, uint(1), relay.descriptor.content_hash()])
+            word_hex(&[role, uint(1), relay.descriptor().content_hash()])
         )),
         Mismatch::Bandwidth { node: 1, .. }
     ));
@@ -180,7 +180,7 @@ fn each_misstated_fact_is_named() {
         mismatch(with(
             &honest,
             first_relay,
-            word_hex(&[uint(3), bandwidth, relay.descriptor.content_hash()])
+            word_hex(&[uint(3), bandwidth, relay.descriptor().content_hash()])
         )),
         Mismatch::Role { node: 3, .. }
     ));

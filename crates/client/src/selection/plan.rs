@@ -61,7 +61,7 @@
 //!   that selection only. Verdicts are kept, so the next selection goes on
 //!   where this one stopped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -178,13 +178,15 @@ enum Verdict {
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub struct PathPlan<T> {
-    /// Every relay of the list, as set.
+    /// Every relay of the list, as set. Paths are drawn from those
+    /// `config.attestation` has not refused (yet)
+    /// ([`PathPlan::candidates`]), and a relay drawn is judged before it is
+    /// used. Held once: at 100,000 relays a copy of the list is 48 MiB.
     listed: Vec<Relay>,
-    /// Those `config.attestation` has not refused (yet): paths are drawn
-    /// from these, and a relay drawn is judged before it is used.
-    candidates: Vec<Relay>,
-    /// Those judged and refused, kept to say why when no path is left.
-    refused: Vec<Relay>,
+    /// The id and role of each relay of the list judged and refused: no
+    /// longer a candidate while relays are judged, and named when no path
+    /// is left.
+    refused: HashSet<(RelayId, RelayRole)>,
     /// With `prefer`: whether the attested relays make a path (in any
     /// region, before exclusions), once known. `Some(false)`: every relay
     /// is a candidate.
@@ -205,8 +207,7 @@ impl<T: Moment> PathPlan<T> {
     pub fn new(listed: Vec<Relay>, config: PlanConfig, rng: fastrand::Rng) -> Self {
         let mut plan = PathPlan {
             listed: Vec::new(),
-            candidates: Vec::new(),
-            refused: Vec::new(),
+            refused: HashSet::new(),
             attested_make_a_path: None,
             config,
             excluded: BTreeMap::new(),
@@ -222,8 +223,16 @@ impl<T: Moment> PathPlan<T> {
     /// The relays the plan chooses from: the list's relays that
     /// `[trust] attestation` has not refused (those not judged yet
     /// included).
-    pub fn candidates(&self) -> &[Relay] {
-        &self.candidates
+    pub fn candidates(&self) -> impl Iterator<Item = &Relay> + '_ {
+        self.listed.iter().filter(|r| self.is_candidate(r))
+    }
+
+    /// Whether `relay` of the list is one of [`PathPlan::candidates`]:
+    /// every relay unless relays are judged, then every relay not refused.
+    fn is_candidate(&self, relay: &Relay) -> bool {
+        self.refused.is_empty()
+            || !self.judging()
+            || !self.refused.contains(&(relay.id, relay.role))
     }
 
     /// Every relay of the list, admitted or not.
@@ -240,34 +249,44 @@ impl<T: Moment> PathPlan<T> {
         self.listed = listed;
         self.attested_make_a_path = None;
         self.refused.clear();
-        self.candidates = self.listed.clone();
         if self.judging() {
             // Verdicts already made (a relay record kept from the last
             // list, a config entry) are used at once; nothing is judged.
-            let (refused, candidates) = std::mem::take(&mut self.candidates)
-                .into_iter()
-                .partition(|r| r.attestation.known().is_some_and(|v| !v.is_attested()));
-            self.candidates = candidates;
-            self.refused = refused;
+            let mut all_known = true;
+            for relay in &self.listed {
+                match relay.attestation.known() {
+                    Some(verdict) if !verdict.is_attested() => {
+                        self.refused.insert((relay.id, relay.role));
+                    }
+                    Some(_) => {}
+                    None => all_known = false,
+                }
+            }
             // With every verdict known (config entries, a list judged
-            // before), `prefer` is decided at once, as filtering first does.
-            let all_known = self
-                .candidates
-                .iter()
-                .all(|c| c.attestation.known().is_some());
+            // before), `prefer` is decided at once, as filtering first does;
+            // if the attested relays make no path, every relay is a
+            // candidate (`judging` is then false).
             if self.config.attestation == AttestationMode::Prefer && all_known {
+                let candidates: Vec<&Relay> = self.candidates().collect();
                 let attested_make_a_path = super::choose(
-                    &self.candidates,
+                    &candidates,
                     &EgressRegion::Any,
                     |_| false,
                     &mut fastrand::Rng::with_seed(0),
                 )
                 .is_ok();
-                self.attested_make_a_path = Some(attested_make_a_path);
-                if !attested_make_a_path {
-                    self.candidates = self.listed.clone();
-                }
+                self.prefer_attested_relays(attested_make_a_path);
             }
+        }
+    }
+
+    /// With `prefer`, records whether the attested relays make a path;
+    /// if not, every relay is a candidate until the list or the settings
+    /// change, and the refusals are forgotten (they name nothing then).
+    fn prefer_attested_relays(&mut self, attested_make_a_path: bool) {
+        self.attested_make_a_path = Some(attested_make_a_path);
+        if !attested_make_a_path {
+            self.refused = HashSet::new();
         }
     }
 
@@ -301,9 +320,7 @@ impl<T: Moment> PathPlan<T> {
         if verdict.is_attested() {
             return true;
         }
-        self.candidates
-            .retain(|c| !(c.id == relay.id && c.role == relay.role));
-        self.refused.push(relay.clone());
+        self.refused.insert((relay.id, relay.role));
         false
     }
 
@@ -342,17 +359,14 @@ impl<T: Moment> PathPlan<T> {
             AttestationMode::Prefer => match self.probe_attested_path(&mut budget) {
                 Some(true) => Err(error),
                 Some(false) => {
-                    self.attested_make_a_path = Some(false);
-                    self.candidates = self.listed.clone();
+                    self.prefer_attested_relays(false);
                     select(self, &mut budget)
                 }
                 None => {
-                    let judged_so_far =
-                        std::mem::replace(&mut self.candidates, self.listed.clone());
+                    // Every relay is a candidate for this selection only.
                     self.attested_make_a_path = Some(false);
                     let found = select(self, &mut budget);
                     self.attested_make_a_path = None;
-                    self.candidates = judged_so_far;
                     found
                 }
             },
@@ -363,8 +377,7 @@ impl<T: Moment> PathPlan<T> {
     /// Judges candidates not judged yet, within `budget`.
     fn judge_remaining(&mut self, budget: &mut usize) {
         let unjudged: Vec<Relay> = self
-            .candidates
-            .iter()
+            .candidates()
             .filter(|c| c.attestation.known().is_none())
             .take(*budget)
             .cloned()
@@ -388,7 +401,7 @@ impl<T: Moment> PathPlan<T> {
         self.rng = rng;
         match found {
             Ok(_) => {
-                self.attested_make_a_path = Some(true);
+                self.prefer_attested_relays(true);
                 Some(true)
             }
             // Relays not judged were skipped: not known.
@@ -408,8 +421,9 @@ impl<T: Moment> PathPlan<T> {
                 SelectionError::NoAttestedPath {
                     reason,
                     refused: self
-                        .refused
+                        .listed
                         .iter()
+                        .filter(|r| self.refused.contains(&(r.id, r.role)))
                         .map(|r| RefusedRelay {
                             name: r.name.clone(),
                             role: r.role,
@@ -571,8 +585,9 @@ impl<T: Moment> PathPlan<T> {
         self.judged(|plan, budget| {
             loop {
                 let mut rng = plan.rng.clone();
+                let candidates: Vec<&Relay> = plan.candidates().collect();
                 let choice = choose_refill(
-                    &plan.candidates,
+                    &candidates,
                     browsing,
                     &has_access,
                     |c| plan.skipped(c, Some(now), *budget),
@@ -593,9 +608,7 @@ impl<T: Moment> PathPlan<T> {
 
     /// The relay of `role` with `id` in the current list.
     pub fn find(&self, role: RelayRole, id: &RelayId) -> Option<&Relay> {
-        self.candidates
-            .iter()
-            .find(|c| c.role == role && c.id == *id)
+        self.candidates().find(|c| c.role == role && c.id == *id)
     }
 
     fn verdict(&self, path: &PlannedPath<T>, now: T) -> Verdict {
@@ -652,8 +665,7 @@ impl<T: Moment> PathPlan<T> {
     ) -> Option<Relay> {
         loop {
             let usable: Vec<&Relay> = self
-                .candidates
-                .iter()
+                .candidates()
                 .filter(|c| c.role == RelayRole::Ingress && !self.skipped(c, now, *budget))
                 .collect();
             // The candidates stay borrowed while drawing: draw from a copy
@@ -732,7 +744,8 @@ impl<T: Moment> PathPlan<T> {
         loop {
             let egress = {
                 let skipped = |c: &Relay| self.skipped(c, now, *budget);
-                let pools = Pool::preferred(&self.candidates, region, &skipped)?;
+                let candidates: Vec<&Relay> = self.candidates().collect();
+                let pools = Pool::preferred(&candidates, region, &skipped)?;
                 let mut rng = self.rng.clone();
                 let egress = pick_egress(&pools, load, &mut rng).clone();
                 self.rng = rng;
