@@ -40,7 +40,7 @@ fn directory(n: usize) -> Vec<Relay> {
             operator: Operator::Unlisted(format!("operator-{}", i / 4)),
             network: Some(parse_network(&format!("AS{}", 64_500 + i / 8))),
             region: Region {
-                country: Some(COUNTRIES[i % COUNTRIES.len()].to_owned()),
+                country: Some(COUNTRIES[i % COUNTRIES.len()].into()),
                 city: None,
             },
             bandwidth_bps: 10_000_000 * (1 + (i as u64 * 7919) % 1000),

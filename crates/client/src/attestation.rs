@@ -240,7 +240,14 @@ pub struct Attestation(State);
 
 #[derive(Clone)]
 enum State {
-    Judged(AttestationVerdict),
+    /// [`AttestationVerdict::NoEvidence`] and
+    /// [`AttestationVerdict::NotChecked`], most relays' verdicts, held
+    /// without an allocation.
+    NoEvidence,
+    NotChecked,
+    /// Any other verdict, shared by the record's clones (a client holds one
+    /// record per relay: at 100,000 relays every byte of it is 100 kB).
+    Judged(Arc<AttestationVerdict>),
     /// Judged through `judge` when first asked for.
     Deferred {
         judge: Arc<DirectoryJudge>,
@@ -253,16 +260,26 @@ impl Attestation {
     /// the answer in the judge's [`VerdictCache`]).
     pub fn verdict(&self) -> AttestationVerdict {
         match &self.0 {
-            State::Judged(verdict) => verdict.clone(),
             State::Deferred { judge, relay } => judge.verdict(relay),
+            _ => self.judged().unwrap_or(AttestationVerdict::NotChecked),
         }
     }
 
     /// The verdict if it is known, without judging.
     pub fn known(&self) -> Option<AttestationVerdict> {
         match &self.0 {
-            State::Judged(verdict) => Some(verdict.clone()),
             State::Deferred { judge, relay } => judge.cached(relay),
+            _ => self.judged(),
+        }
+    }
+
+    /// The verdict it was made with (`None`: deferred).
+    fn judged(&self) -> Option<AttestationVerdict> {
+        match &self.0 {
+            State::NoEvidence => Some(AttestationVerdict::NoEvidence),
+            State::NotChecked => Some(AttestationVerdict::NotChecked),
+            State::Judged(verdict) => Some(AttestationVerdict::clone(verdict)),
+            State::Deferred { .. } => None,
         }
     }
 
@@ -280,7 +297,11 @@ impl Attestation {
 
 impl From<AttestationVerdict> for Attestation {
     fn from(verdict: AttestationVerdict) -> Self {
-        Attestation(State::Judged(verdict))
+        Attestation(match verdict {
+            AttestationVerdict::NoEvidence => State::NoEvidence,
+            AttestationVerdict::NotChecked => State::NotChecked,
+            verdict => State::Judged(Arc::new(verdict)),
+        })
     }
 }
 
@@ -288,11 +309,11 @@ impl From<AttestationVerdict> for Attestation {
 impl PartialEq for Attestation {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
-            (State::Judged(a), State::Judged(b)) => a == b,
             (State::Deferred { judge: a, relay: x }, State::Deferred { judge: b, relay: y }) => {
                 Arc::ptr_eq(a, b) && x == y
             }
-            _ => false,
+            (State::Deferred { .. }, _) | (_, State::Deferred { .. }) => false,
+            _ => self.judged() == other.judged(),
         }
     }
 }

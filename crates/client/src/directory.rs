@@ -55,7 +55,7 @@ use crate::chain_check::jsonrpc::RpcUrlError;
 use crate::chain_check::{CheckError, RpcCheck};
 use crate::flow::TunnelError;
 use crate::manager::{DirectoryTimes, PathManager};
-use crate::relay::Relay;
+use crate::relay::{PlaceNames, Relay};
 
 /// The cached directory's file name in the state directory.
 pub const CACHE_FILE: &str = "directory.bin";
@@ -183,6 +183,7 @@ fn relay_entries(
 ) -> Vec<Relay> {
     let usable = |addr: &&std::net::SocketAddr| allow_special || endpoint_class(addr).is_none();
     let mut skipped = 0usize;
+    let mut places = PlaceNames::default();
     let entries: Vec<Relay> = directory
         .relays()
         .filter_map(|relay| {
@@ -194,7 +195,12 @@ fn relay_entries(
                 Some(judge) => judge.attestation(&relay),
                 None => AttestationVerdict::NotChecked.into(),
             };
-            Some(Relay::from_directory(&relay, *addr, attestation))
+            Some(Relay::from_directory_sharing(
+                &relay,
+                *addr,
+                attestation,
+                &mut places,
+            ))
         })
         .collect();
     if skipped > 0 {

@@ -8,8 +8,10 @@
 //! known by its key or explicitly [`Operator::Unlisted`] (a config entry
 //! without `operator_key`), an unknown network or place is `None`.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openrelay_config::RelayEntry;
 use openrelay_directory::{
@@ -100,13 +102,32 @@ impl fmt::Display for Operator {
     }
 }
 
-/// Where a relay is, as far as known.
+/// Where a relay is, as far as known. The names are shared
+/// ([`PlaceNames`]): a client holds one record per relay.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Region {
     /// ISO 3166-1 alpha-2 country code (compared case-insensitively).
-    pub country: Option<String>,
+    pub country: Option<Arc<str>>,
     /// City name (compared case-insensitively).
-    pub city: Option<String>,
+    pub city: Option<Arc<str>>,
+}
+
+/// The country and city names of the relay records made from one
+/// directory, each held once: at 100,000 relays that is one allocation
+/// per place instead of two per relay.
+#[derive(Debug, Default)]
+pub struct PlaceNames(HashSet<Arc<str>>);
+
+impl PlaceNames {
+    /// `name`, shared with every record that names it.
+    fn shared(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(name) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
 }
 
 impl Region {
@@ -205,6 +226,17 @@ impl Relay {
         addr: SocketAddr,
         attestation: impl Into<Attestation>,
     ) -> Self {
+        Self::from_directory_sharing(relay, addr, attestation, &mut PlaceNames::default())
+    }
+
+    /// [`Relay::from_directory`], the names of places shared through
+    /// `places` with the other records made from the directory.
+    pub fn from_directory_sharing(
+        relay: &VerifiedRelay<'_>,
+        addr: SocketAddr,
+        attestation: impl Into<Attestation>,
+        places: &mut PlaceNames,
+    ) -> Self {
         // `<role>-<first ten characters of the relay id>`, built in one
         // allocation: a client builds 100,000 of these per directory.
         let role = relay.role();
@@ -220,8 +252,8 @@ impl Relay {
             operator: Operator::Known(relay.operator_id()),
             network: Some(relay.network().clone()),
             region: Region {
-                country: Some(region.country.to_string()),
-                city: (!region.city.is_empty()).then(|| region.city.clone()),
+                country: Some(places.shared(region.country.as_str())),
+                city: (!region.city.is_empty()).then(|| places.shared(&region.city)),
             },
             bandwidth_bps: relay.selection_bandwidth_bps(),
             measured: relay.measured(),
@@ -308,8 +340,8 @@ impl Relay {
             operator,
             network: entry.network.as_deref().map(parse_network),
             region: Region {
-                country: entry.country.clone(),
-                city: entry.city.clone(),
+                country: entry.country.as_deref().map(Arc::from),
+                city: entry.city.as_deref().map(Arc::from),
             },
             bandwidth_bps: entry.bandwidth_bps.unwrap_or(UNKNOWN_BANDWIDTH),
             measured: None,

@@ -31,7 +31,7 @@ fn relay(name: &str, role: RelayRole, operator: &str, bandwidth: u64) -> Relay {
             "net-{name}"
         ))),
         region: Region {
-            country: Some("DE".to_owned()),
+            country: Some("DE".into()),
             city: None,
         },
         bandwidth_bps: bandwidth,

@@ -29,8 +29,8 @@ fn relay(
         operator: op(operator),
         network: known(network).map(|n| crate::relay::parse_network(&n)),
         region: crate::relay::Region {
-            country: known(country),
-            city: known(city),
+            country: known(country).map(Into::into),
+            city: known(city).map(Into::into),
         },
         bandwidth_bps: bandwidth,
         measured: None,
