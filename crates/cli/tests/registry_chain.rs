@@ -483,6 +483,7 @@ async fn served_at_epoch(
 fn handover_epochs(verified: &VerifiedDirectory) -> Vec<u64> {
     verified
         .signed()
+        .unwrap()
         .handovers
         .iter()
         .map(|h| h.change().epoch())
@@ -819,11 +820,11 @@ async fn a_client_follows_three_validator_set_changes_on_chain_from_its_genesis_
     assert_eq!(ValidatorSet::from_bytes(&persisted).unwrap().epoch(), 3);
     // Without the hand-overs the genesis set cannot verify it.
     let envelope = |handovers: &[SignedValidatorSetChange]| {
-        let mut signed = last.signed().clone();
+        let mut signed = last.signed().unwrap();
         signed.handovers = handovers.to_vec();
         signed.to_bytes()
     };
-    let all = &last.signed().handovers;
+    let all = &last.signed().unwrap().handovers;
     let unwalked = tempfile::tempdir().unwrap();
     assert!(matches!(
         feed(unwalked.path()).accept_copy(&envelope(&[])),
@@ -875,7 +876,10 @@ async fn a_client_follows_three_validator_set_changes_on_chain_from_its_genesis_
     // And the directory the registry serves still carries the real ones.
     let (still, _) =
         served_at_epoch(&registry, &trust, &[0, 1, 2, 3], 3, Duration::from_secs(10)).await;
-    assert_eq!(still.signed().handovers, last.signed().handovers);
+    assert_eq!(
+        still.signed().unwrap().handovers,
+        last.signed().unwrap().handovers
+    );
     drop(validators);
     drop(registry_proc);
 }

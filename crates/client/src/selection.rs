@@ -61,7 +61,7 @@ pub mod site;
 
 use openrelay_types::error::{ErrorKind, HasKind};
 use std::borrow::Borrow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use openrelay_types::RelayRole;
@@ -143,13 +143,16 @@ pub enum SelectionError {
     /// client fails closed rather than use an unattested relay.
     #[error(
         "no path of attested relays ({reason}); attestation = \"require\" refused {}",
-        RefusedList(refused)
+        RefusedList { named: refused, unnamed: *unnamed }
     )]
     NoAttestedPath {
         /// Why the attested relays make no path.
         reason: NoPathReason,
-        /// Every relay refused, with why.
+        /// The relays refused, with why: the first
+        /// [`MAX_NAMED_REFUSALS`] of the list.
         refused: Vec<RefusedRelay>,
+        /// How many more were refused.
+        unnamed: usize,
     },
 }
 
@@ -164,13 +167,25 @@ pub struct RefusedRelay {
     pub verdict: crate::attestation::AttestationVerdict,
 }
 
-struct RefusedList<'a>(&'a [RefusedRelay]);
+/// The refused relays a [`SelectionError::NoAttestedPath`] names; the
+/// others are counted. At 100,000 relays without evidence `require`
+/// refuses them all, and an error naming each would be megabytes, logged
+/// at every attempt.
+pub const MAX_NAMED_REFUSALS: usize = 16;
+
+struct RefusedList<'a> {
+    named: &'a [RefusedRelay],
+    unnamed: usize,
+}
 
 impl fmt::Display for RefusedList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, r) in self.0.iter().enumerate() {
+        for (i, r) in self.named.iter().enumerate() {
             let separator = if i == 0 { "" } else { "; " };
             write!(f, "{separator}{} ({}): {}", r.name, r.role, r.verdict)?;
+        }
+        if self.unnamed > 0 {
+            write!(f, "; and {} more", self.unnamed)?;
         }
         Ok(())
     }
@@ -503,14 +518,15 @@ pub fn selection_weights(relays: &[&Relay]) -> Vec<f64> {
         .iter()
         .map(|r| clipped_bandwidth(r.bandwidth_bps) as f64)
         .collect();
-    let mut operators: Vec<&Operator> = relays.iter().map(|r| &r.operator).collect();
-    operators.sort_unstable();
-    operators.dedup();
-    // Each relay's operator, found once (a draw at 100,000 relays is
-    // 50,000 of them).
+    // Each relay's operator, numbered as first seen: one hash lookup per
+    // relay (a draw at 100,000 relays is among 50,000 of them).
+    let mut operators: HashMap<&Operator, usize> = HashMap::new();
     let groups: Vec<usize> = relays
         .iter()
-        .map(|r| operators.binary_search(&&r.operator).unwrap_or(0))
+        .map(|r| {
+            let next = operators.len();
+            *operators.entry(&r.operator).or_insert(next)
+        })
         .collect();
     let mut masses = vec![0.0; operators.len()];
     for (&g, weight) in groups.iter().zip(&clipped) {

@@ -14,7 +14,9 @@ use openrelay_client::attestation::{
     AttestationRefusal, AttestationVerdict, DirectoryJudge, VerdictCache, admit, judge,
 };
 use openrelay_client::relay::Relay;
-use openrelay_client::selection::{EgressRegion, PathPlan, PlanConfig, SelectionError, choose};
+use openrelay_client::selection::{
+    EgressRegion, MAX_NAMED_REFUSALS, PathPlan, PlanConfig, SelectionError, choose,
+};
 use openrelay_config::AttestationMode;
 use openrelay_directory::{
     AttestationEvidence, ChainRelease, MEASUREMENT_LEN, ReleaseMeasurement, ReleaseStatus,
@@ -427,4 +429,35 @@ mod lazy_matches_eager {
             }
         }
     }
+}
+
+/// With many relays refused, `require`'s error names the first
+/// `MAX_NAMED_REFUSALS` and counts the rest: at 100,000 relays without
+/// evidence it would otherwise name them all, megabytes logged at every
+/// attempt.
+#[test]
+fn a_require_error_names_a_bounded_number_of_refusals() {
+    let count = u8::try_from(MAX_NAMED_REFUSALS).unwrap() + 4;
+    let listed: Vec<(u8, RelayRole, Carries)> = (1..=count)
+        .map(|n| {
+            let role = if n % 2 == 0 {
+                RelayRole::Ingress
+            } else {
+                RelayRole::Egress
+            };
+            (n, role, Carries::Nothing)
+        })
+        .collect();
+    let d = directory(&listed);
+    let mut require = plan(relays(&d, &policy()), AttestationMode::Require);
+    let error = require.current(Duration::ZERO).unwrap_err();
+    let SelectionError::NoAttestedPath {
+        refused, unnamed, ..
+    } = &error
+    else {
+        panic!("{error}");
+    };
+    assert_eq!(refused.len(), MAX_NAMED_REFUSALS);
+    assert_eq!(*unnamed, 4);
+    assert!(error.to_string().ends_with("; and 4 more"), "{error}");
 }

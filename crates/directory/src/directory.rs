@@ -634,6 +634,11 @@ pub struct SignedDirectory {
 }
 
 impl SignedDirectory {
+    /// Where the directory's bytes start in the envelope's encoding
+    /// ([`SignedDirectory::to_bytes`]): after the version byte and the
+    /// bytes' 4-byte length.
+    pub(crate) const BODY_OFFSET: u64 = 5;
+
     /// An envelope for `directory` with no signatures yet.
     pub fn new(directory: &Directory) -> Self {
         SignedDirectory {

@@ -61,8 +61,8 @@ pub use validator_set::{
     ValidatorMember, ValidatorSet, ValidatorSetChange, more_than_two_thirds,
 };
 pub use verify::{
-    Deployment, DirectoryError, LastSeen, ListedRelay, Quorum, TrustConfig, TrustConfigError,
-    VerifiedDirectory, VerifiedRelay, verify_directory, verify_directory_bytes,
+    BodyFileError, Deployment, DirectoryError, LastSeen, ListedRelay, Quorum, TrustConfig,
+    TrustConfigError, VerifiedDirectory, VerifiedRelay, verify_directory, verify_directory_bytes,
 };
 
 use openrelay_types::{ErrorKind, HasKind};

@@ -7,7 +7,7 @@
 //! holding one means every check below passed.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use openrelay_types::{KeyPin, RelayRole};
 
@@ -991,7 +991,7 @@ pub fn verify_directory(
         inner: Arc::new(Verified {
             relay_signatures,
             profile_signatures,
-            signed,
+            body: RwLock::new(Body::InMemory(signed)),
             directory_without_descriptors: directory,
             descriptor_ranges,
             pins: OnceLock::new(),
@@ -1030,7 +1030,9 @@ pub struct VerifiedDirectory {
 /// What a [`VerifiedDirectory`] holds.
 #[derive(Debug)]
 struct Verified {
-    signed: SignedDirectory,
+    /// The envelope with the body, or the file the body is kept in
+    /// ([`VerifiedDirectory::keep_body_in`]).
+    body: RwLock<Body>,
     /// The parsed directory, its descriptors taken out
     /// ([`Verified::descriptor_ranges`] says where they are).
     directory_without_descriptors: Directory,
@@ -1083,9 +1085,71 @@ impl VerifiedDirectory {
     }
 
     /// The envelope as received, to cache (`to_bytes`) and re-verify on load
-    /// with [`VerifiedDirectory::last_seen`].
-    pub fn signed(&self) -> &SignedDirectory {
-        &self.inner.signed
+    /// with [`VerifiedDirectory::last_seen`]; `None` once its body is kept
+    /// only in a file ([`VerifiedDirectory::keep_body_in`]).
+    pub fn signed(&self) -> Option<SignedDirectory> {
+        match &*self.body() {
+            Body::InMemory(signed) => Some(signed.clone()),
+            Body::InFile(_) => None,
+        }
+    }
+
+    fn body(&self) -> std::sync::RwLockReadGuard<'_, Body> {
+        self.inner
+            .body
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps the body only in `file` from now on, which must hold this
+    /// directory's envelope as it was verified (the client's cache file,
+    /// written from the same bytes): at 100,000 relays that frees the
+    /// 41 MiB the body takes in memory. A relay is then read from the file
+    /// when it is looked at and checked against a digest kept for it (16
+    /// bytes a relay), so a file changed underneath yields no relay, never
+    /// another one. Refused, the body staying in memory, if the file does
+    /// not hold the envelope ([`BodyFileError`]).
+    pub fn keep_body_in(&self, file: std::fs::File) -> Result<(), BodyFileError> {
+        let mut body = self
+            .inner
+            .body
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Body::InMemory(signed) = &*body else {
+            return Ok(());
+        };
+        let in_memory = &signed.directory;
+        let offset = SignedDirectory::BODY_OFFSET;
+        let mut in_file = vec![0; in_memory.len().min(1 << 20)];
+        for (i, chunk) in in_memory.chunks(in_file.len().max(1)).enumerate() {
+            let read = in_file.get_mut(..chunk.len()).unwrap_or_default();
+            std::os::unix::fs::FileExt::read_exact_at(
+                &file,
+                read,
+                offset + (i * (1 << 20)) as u64,
+            )?;
+            if read != chunk {
+                return Err(BodyFileError::Differs);
+            }
+        }
+        let digests = self
+            .inner
+            .descriptor_ranges
+            .iter()
+            .map(|r| {
+                descriptor_digest(
+                    in_memory
+                        .get(r.start as usize..r.end as usize)
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        *body = Body::InFile(BodyFile {
+            file,
+            offset,
+            digests,
+        });
+        Ok(())
     }
 
     /// The issuers' signed token key sets.
@@ -1147,19 +1211,23 @@ impl VerifiedDirectory {
 
     /// The relay with id `relay`.
     pub fn relay(&self, relay: &RelayId) -> Option<VerifiedRelay<'_>> {
+        // The search reads ids unchecked; what it finds is checked (a body
+        // in a file changed underneath could mislead it).
         self.view(self.index_of(relay)?)
+            .filter(|found| found.id() == *relay)
     }
 
     /// The index of `relay`'s descriptor, found by its id where every
     /// descriptor's bytes start (after the version byte), without decoding.
     fn index_of(&self, relay: &RelayId) -> Option<usize> {
-        let body = &self.inner.signed.directory;
+        let body = self.body();
         self.inner
             .descriptor_ranges
             .binary_search_by(|range| {
-                let start = range.start as usize + 1;
-                body.get(start..start + 32)
+                let start = range.start + 1;
+                body.bytes(start..start + 32)
                     .unwrap_or_default()
+                    .as_ref()
                     .cmp(relay.as_bytes().as_slice())
             })
             .ok()
@@ -1170,12 +1238,14 @@ impl VerifiedDirectory {
     /// the directory was verified, so this fails only for an index out of
     /// range.
     fn descriptor_at(&self, index: usize) -> Option<SignedDescriptor> {
-        let range = self.inner.descriptor_ranges.get(index)?;
-        let bytes = self
-            .inner
-            .signed
-            .directory
-            .slice(range.start as usize..range.end as usize);
+        let range = self.inner.descriptor_ranges.get(index)?.clone();
+        let body = self.body();
+        let bytes = body.bytes(range)?;
+        if let Body::InFile(file) = &*body
+            && file.digests.get(index) != Some(&descriptor_digest(&bytes))
+        {
+            return None;
+        }
         SignedDescriptor::from_quorum_signed_shared(&bytes).ok()
     }
 
@@ -1190,7 +1260,10 @@ impl VerifiedDirectory {
     pub fn check_relay_signatures(&self, relay: &RelayId) -> Result<(), DirectoryError> {
         let not_listed = || DirectoryError::RelayNotListed { relay: *relay };
         let index = self.index_of(relay).ok_or_else(not_listed)?;
-        let signed = self.descriptor_at(index).ok_or_else(not_listed)?;
+        let signed = self
+            .descriptor_at(index)
+            .filter(|d| d.descriptor().relay() == *relay)
+            .ok_or_else(not_listed)?;
         let operator = signed.descriptor().operator();
         let profile_index = *self
             .inner
@@ -1299,6 +1372,72 @@ impl VerifiedDirectory {
                 .and_then(|r| r.measured),
         })
     }
+}
+
+/// Where a verified directory's body is.
+#[derive(Debug)]
+enum Body {
+    /// The envelope as received, body and all.
+    InMemory(SignedDirectory),
+    /// Only in a file ([`VerifiedDirectory::keep_body_in`]).
+    InFile(BodyFile),
+}
+
+impl Body {
+    /// The body's bytes in `range`: a view of them in memory, or read from
+    /// the file (`None` if that fails).
+    fn bytes(&self, range: std::ops::Range<u32>) -> Option<bytes::Bytes> {
+        match self {
+            Body::InMemory(signed) => {
+                let range = range.start as usize..range.end as usize;
+                signed.directory.get(range.clone())?;
+                Some(signed.directory.slice(range))
+            }
+            Body::InFile(file) => {
+                let mut read = vec![0; range.len()];
+                std::os::unix::fs::FileExt::read_exact_at(
+                    &file.file,
+                    &mut read,
+                    file.offset + u64::from(range.start),
+                )
+                .ok()?;
+                Some(read.into())
+            }
+        }
+    }
+}
+
+/// A body kept in a file.
+#[derive(Debug)]
+struct BodyFile {
+    file: std::fs::File,
+    /// Where the body starts in the file.
+    offset: u64,
+    /// Per descriptor, in the directory's order: [`descriptor_digest`] of
+    /// its bytes as verified.
+    digests: Vec<[u8; 16]>,
+}
+
+/// The first 16 bytes of SHA-256 of a descriptor's bytes (with its
+/// signatures): what a descriptor read back from a file must match.
+fn descriptor_digest(bytes: &[u8]) -> [u8; 16] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut first = [0; 16];
+    first.copy_from_slice(&digest[..16]);
+    first
+}
+
+/// Why [`VerifiedDirectory::keep_body_in`] kept the body in memory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyFileError {
+    /// The file could not be read.
+    #[error("reading the directory file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file does not hold the verified envelope's body.
+    #[error("the directory file does not hold the verified directory")]
+    Differs,
 }
 
 /// One relay of a verified directory, with its operator's profile. The

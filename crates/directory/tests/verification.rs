@@ -90,7 +90,7 @@ fn a_well_formed_directory_verifies_and_lists_its_relays() {
     assert_eq!(last.sequence, 7);
     assert_eq!(last.digest, directory(7).digest());
     let again = verify_directory_bytes(
-        &verified.signed().to_bytes(),
+        &verified.signed().unwrap().to_bytes(),
         &trust(2, 3),
         NOW,
         Some(&last),
@@ -771,4 +771,85 @@ fn verification_refuses_as_malformed_exactly_the_bodies_that_do_not_decode() {
             _ => {}
         }
     }
+}
+
+/// A verified directory whose body is kept only in the file it was read
+/// from (a client's cache) lists the same relays, reading each back when
+/// it is looked at; a relay whose bytes change in the file underneath is
+/// then no relay at all, never another one, and the others read back as
+/// they were;
+/// a file that does not hold the directory is refused and the body stays
+/// in memory.
+#[test]
+fn a_body_kept_in_a_file_serves_the_same_relays_and_refuses_a_changed_one() {
+    use std::io::{Seek, SeekFrom, Write};
+    let other_envelope = signed(&with_chain(directory(2), 100, 0), &[0, 1]).to_bytes();
+    let directory = with_chain(directory(1), 100, 0);
+    let envelope = signed(&directory, &[0, 1]).to_bytes();
+    let verify = || verify_directory_bytes(&envelope, &trust(2, 3), NOW, None).unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(&envelope).unwrap();
+
+    let other = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(other.path(), other_envelope).unwrap();
+    let verified = verify();
+    assert!(matches!(
+        verified.keep_body_in(std::fs::File::open(other.path()).unwrap()),
+        Err(openrelay_directory::BodyFileError::Differs)
+    ));
+    assert!(verified.signed().is_some(), "the body stays in memory");
+
+    verified
+        .keep_body_in(std::fs::File::open(file.path()).unwrap())
+        .unwrap();
+    assert!(verified.signed().is_none(), "the body is only in the file");
+    let listed = directory.descriptors();
+    let decoded: Vec<RelayDescriptor> = verified.relays().map(|r| r.descriptor().clone()).collect();
+    let expected: Vec<RelayDescriptor> = listed.iter().map(|d| d.descriptor().clone()).collect();
+    assert_eq!(decoded, expected);
+    for d in listed {
+        let d = d.descriptor();
+        assert_eq!(verified.relay(&d.relay()).unwrap().descriptor(), d);
+        assert_eq!(verified.check_relay_signatures(&d.relay()), Ok(()));
+    }
+
+    // The second relay's bytes change in the file: its relay id is copied
+    // over by the first relay's (a file edited to list the first twice).
+    let first = listed[0].to_bytes();
+    let second = listed[1].to_bytes();
+    let body_start = 5;
+    let directory_bytes = directory.to_bytes();
+    let at = |bytes: &[u8]| {
+        directory_bytes
+            .windows(bytes.len())
+            .position(|w| w == bytes)
+            .unwrap()
+    };
+    let second_at = body_start + at(&second);
+    file.as_file_mut()
+        .seek(SeekFrom::Start(second_at as u64 + 1))
+        .unwrap();
+    file.as_file_mut().write_all(&first[1..33]).unwrap();
+    file.as_file_mut().flush().unwrap();
+    let changed = listed[1].descriptor().relay();
+    assert!(verified.relay(&changed).is_none());
+    assert_eq!(
+        verified.check_relay_signatures(&changed),
+        Err(DirectoryError::RelayNotListed { relay: changed })
+    );
+    // Every other relay is still read back as it was.
+    let others: Vec<RelayDescriptor> = verified.relays().map(|r| r.descriptor().clone()).collect();
+    let mut expected = expected;
+    expected.remove(1);
+    assert_eq!(others, expected);
+    // A lookup by id may now miss a relay whose search passes the changed
+    // bytes (the first relay's, whose id they carry), but never finds
+    // another relay; one whose search does not pass them is found.
+    for d in listed {
+        let id = d.descriptor().relay();
+        assert!(verified.relay(&id).is_none_or(|r| r.id() == id));
+    }
+    let last = listed[listed.len() - 1].descriptor().relay();
+    assert_eq!(verified.relay(&last).unwrap().id(), last);
+    assert_eq!(verified.check_relay_signatures(&last), Ok(()));
 }

@@ -893,10 +893,11 @@ impl IssuerService {
             ),
             (Method::GET, paths::REGISTER_PUZZLE) => self.puzzle(unix_now()),
             (Method::GET, paths::SIGNED_DIRECTORY) => {
+                // A follower keeps its directory's body in memory.
                 let copy = self
                     .consistency
                     .as_ref()
-                    .and_then(|(follower, _)| follower.current());
+                    .and_then(|(follower, _)| follower.current()?.signed());
                 match copy {
                     Some(directory) => (
                         StatusCode::OK,
@@ -904,7 +905,7 @@ impl IssuerService {
                             http::header::CONTENT_TYPE,
                             "application/octet-stream".to_owned(),
                         )],
-                        Bytes::from(directory.signed().to_bytes()),
+                        Bytes::from(directory.to_bytes()),
                     ),
                     None => text(
                         StatusCode::NOT_FOUND,

@@ -98,6 +98,10 @@ pub enum NoDiff {
     /// The directory held (the diff's base) could not be read.
     #[error("the directory held, the diff's base: {0}")]
     Base(std::io::Error),
+    /// The directory held keeps its body only in a file
+    /// (`VerifiedDirectory::keep_body_in`; a follower never has it do so).
+    #[error("the directory held has no body in memory to apply the diff to")]
+    NoBase,
     /// "Unchanged", but the directory held is no longer fresh.
     #[error("the directory held: {0}")]
     Held(DirectoryError),
@@ -308,7 +312,7 @@ impl DirectoryFollower {
             .await?
         {
             (200, diff) => {
-                let base = held.directory.signed().to_bytes();
+                let base = held.directory.signed().ok_or(NoDiff::NoBase)?.to_bytes();
                 let bytes = DirectoryDiff::from_bytes(&diff)?.apply(&base)?;
                 let directory = self.accept(&bytes, unix_now())?;
                 let refresh = Refresh::Taken {

@@ -70,8 +70,8 @@ use openrelay_types::RelayRole;
 use openrelay_config::AttestationMode;
 
 use super::{
-    EgressRegion, PathChoice, Pool, RefillChoiceError, RefusedRelay, Relay, RelayId,
-    SelectionError, SiteKey, choose_refill, pick_ingress, pick_weighted,
+    EgressRegion, MAX_NAMED_REFUSALS, PathChoice, Pool, RefillChoiceError, RefusedRelay, Relay,
+    RelayId, SelectionError, SiteKey, choose_refill, pick_ingress, pick_weighted,
 };
 
 /// How many relays one selection (a path, a repaired ingress, a refill
@@ -418,18 +418,21 @@ impl<T: Moment> PathPlan<T> {
                 if self.config.attestation == AttestationMode::Require
                     && !self.refused.is_empty() =>
             {
+                let refused: Vec<RefusedRelay> = self
+                    .listed
+                    .iter()
+                    .filter(|r| self.refused.contains(&(r.id, r.role)))
+                    .take(MAX_NAMED_REFUSALS)
+                    .map(|r| RefusedRelay {
+                        name: r.name.clone(),
+                        role: r.role,
+                        verdict: r.attestation.verdict(),
+                    })
+                    .collect();
                 SelectionError::NoAttestedPath {
                     reason,
-                    refused: self
-                        .listed
-                        .iter()
-                        .filter(|r| self.refused.contains(&(r.id, r.role)))
-                        .map(|r| RefusedRelay {
-                            name: r.name.clone(),
-                            role: r.role,
-                            verdict: r.attestation.verdict(),
-                        })
-                        .collect(),
+                    unnamed: self.refused.len().saturating_sub(refused.len()),
+                    refused,
                 }
             }
             other => other,
