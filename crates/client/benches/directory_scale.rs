@@ -292,18 +292,17 @@ fn relay_list(verified: &VerifiedDirectory, cache: &Arc<VerdictCache>) -> Vec<Re
         Arc::clone(cache),
     );
     let mut places = PlaceNames::default();
-    verified
-        .relays()
-        .filter_map(|r| {
-            let addr = *r.endpoints().first()?;
-            Some(Relay::from_directory_sharing(
-                &r,
-                addr,
-                judge.attestation(&r),
-                &mut places,
-            ))
-        })
-        .collect()
+    let mut list = Vec::with_capacity(verified.relay_count());
+    list.extend(verified.relays().filter_map(|r| {
+        let addr = *r.endpoints().first()?;
+        Some(Relay::from_directory_sharing(
+            &r,
+            addr,
+            judge.attestation(&r),
+            &mut places,
+        ))
+    }));
+    list
 }
 
 struct Figures {

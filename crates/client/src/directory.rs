@@ -189,25 +189,25 @@ fn relay_entries(
     let usable = |addr: &&std::net::SocketAddr| allow_special || endpoint_class(addr).is_none();
     let mut skipped = 0usize;
     let mut places = PlaceNames::default();
-    let entries: Vec<Relay> = directory
-        .relays()
-        .filter_map(|relay| {
-            let Some(addr) = relay.endpoints().iter().find(usable) else {
-                skipped += 1;
-                return None;
-            };
-            let attestation = match judge {
-                Some(judge) => judge.attestation(&relay),
-                None => AttestationVerdict::NotChecked.into(),
-            };
-            Some(Relay::from_directory_sharing(
-                &relay,
-                *addr,
-                attestation,
-                &mut places,
-            ))
-        })
-        .collect();
+    // One allocation of the final size: grown by doubling, the copies left
+    // behind (tens of MiB at 100,000 relays) stayed resident.
+    let mut entries: Vec<Relay> = Vec::with_capacity(directory.relay_count());
+    entries.extend(directory.relays().filter_map(|relay| {
+        let Some(addr) = relay.endpoints().iter().find(usable) else {
+            skipped += 1;
+            return None;
+        };
+        let attestation = match judge {
+            Some(judge) => judge.attestation(&relay),
+            None => AttestationVerdict::NotChecked.into(),
+        };
+        Some(Relay::from_directory_sharing(
+            &relay,
+            *addr,
+            attestation,
+            &mut places,
+        ))
+    }));
     if skipped > 0 {
         warn!(
             relays = skipped,

@@ -298,39 +298,40 @@ impl Directory {
         bytes: &Bytes,
     ) -> Result<DecodedListing, FormatError> {
         let mut r = Reader::shared(bytes).deferring_key_checks();
-        let (directory, (listed, ranges)) =
+        let (directory, (listed, places)) =
             Self::decode_around_descriptors(&mut r, |r, profiles| {
                 let operators = operator_indices(profiles);
                 let count = read_count(r, "descriptors", crate::MAX_RELAYS)?;
                 let capacity =
                     crate::codec::bounded_capacity(count, r.remaining(), MIN_SIGNED_DESCRIPTOR_LEN);
                 let mut listed: Vec<ListedDescriptor> = Vec::with_capacity(capacity);
-                let mut ranges = Vec::with_capacity(capacity);
+                let position = |r: &Reader<'_>| {
+                    u32::try_from(r.position()).map_err(|_| FormatError::TooLarge {
+                        what: "directory",
+                        limit: crate::MAX_DIRECTORY_BYTES,
+                    })
+                };
+                // The descriptors lie back to back: each starts where the
+                // last ended.
+                let mut starts = Vec::with_capacity(capacity.saturating_add(1));
+                starts.push(position(r)?);
                 for _ in 0..count {
-                    let start = r.position();
                     let descriptor = SignedDescriptor::decode(r)?;
-                    let range = u32::try_from(start)
-                        .ok()
-                        .zip(u32::try_from(r.position()).ok())
-                        .ok_or(FormatError::TooLarge {
-                            what: "directory",
-                            limit: crate::MAX_DIRECTORY_BYTES,
-                        })?;
+                    starts.push(position(r)?);
                     let entry = ListedDescriptor::of(&descriptor, &operators);
                     if let Some(last) = listed.last() {
                         check_ascending_pair(&last.relay, &entry.relay, "descriptors")?;
                     }
                     listed.push(entry);
-                    ranges.push(range.0..range.1);
                 }
-                Ok((listed, ranges))
+                Ok((listed, DescriptorPlaces { starts }))
             })?;
         r.finish()?;
         directory.check_with_relays(listed.iter().map(|l| l.relay))?;
         Ok(DecodedListing {
             directory_without_descriptors: directory,
             listed,
-            descriptor_ranges: ranges,
+            descriptor_places: places,
         })
     }
 
@@ -485,8 +486,39 @@ pub(crate) struct DecodedListing {
     /// What the listing checks need of each descriptor, in order.
     pub(crate) listed: Vec<ListedDescriptor>,
     /// Where each descriptor's bytes (with its signatures) lie in the
-    /// decoded bytes, in order.
-    pub(crate) descriptor_ranges: Vec<std::ops::Range<u32>>,
+    /// decoded bytes.
+    pub(crate) descriptor_places: DescriptorPlaces,
+}
+
+/// Where each descriptor of a directory lies in its bytes, in order: the
+/// descriptors lie back to back, so one offset per descriptor and the end
+/// (4 bytes a relay).
+#[derive(Debug)]
+pub(crate) struct DescriptorPlaces {
+    /// Each descriptor's start, then where the last ends.
+    starts: Vec<u32>,
+}
+
+impl DescriptorPlaces {
+    /// How many descriptors.
+    pub(crate) fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    /// Where descriptor `index` starts, for each descriptor in order.
+    pub(crate) fn starts(&self) -> &[u32] {
+        self.starts.get(..self.len()).unwrap_or_default()
+    }
+
+    /// Where descriptor `index`'s bytes lie.
+    pub(crate) fn get(&self, index: usize) -> Option<std::ops::Range<u32>> {
+        Some(*self.starts.get(index)?..*self.starts.get(index.checked_add(1)?)?)
+    }
+
+    /// Where each descriptor's bytes lie, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = std::ops::Range<u32>> + '_ {
+        self.starts.windows(2).map(|w| w[0]..w[1])
+    }
 }
 
 /// What the listing checks ([`Directory::check_listing`]) and the

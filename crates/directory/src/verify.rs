@@ -7,6 +7,7 @@
 //! holding one means every check below passed.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use openrelay_types::{KeyPin, RelayRole};
@@ -14,7 +15,8 @@ use openrelay_types::{KeyPin, RelayRole};
 use crate::chain::{BPS_PER_MBPS, ChainAnchor, ChainSection, RelayMeasurement};
 use crate::descriptor::{DescriptorError, RelayDescriptor, SignedDescriptor, check_window_at};
 use crate::directory::{
-    DecodedListing, Directory, DirectoryDigest, DirectoryMessage, ListedDescriptor, SignedDirectory,
+    DecodedListing, DescriptorPlaces, Directory, DirectoryDigest, DirectoryMessage,
+    ListedDescriptor, SignedDirectory,
 };
 use crate::fields::{Network, Region};
 use crate::issuer_keys::{IssuerKeySet, SignedIssuerKeySet};
@@ -499,6 +501,15 @@ pub enum DirectoryError {
         /// The relay.
         relay: RelayId,
     },
+    /// A relay's bytes, kept in a file
+    /// ([`VerifiedDirectory::keep_body_in`]), no longer read back as they
+    /// were verified (the file was changed underneath): the relay is not
+    /// used.
+    #[error("relay {index} of the directory no longer reads back from its file as verified")]
+    RelayUnreadable {
+        /// The relay's place in the directory's order.
+        index: usize,
+    },
     /// Members of the signing set holding at most two thirds of its weight
     /// signed the directory.
     #[error(
@@ -968,7 +979,7 @@ pub fn verify_directory(
     let DecodedListing {
         directory_without_descriptors: directory,
         listed,
-        descriptor_ranges,
+        descriptor_places,
     } = Directory::from_quorum_signed_bytes_listing_descriptors(&signed.directory)?;
     check_fresh(&directory, trust, now)?;
     let digest = message.digest;
@@ -980,7 +991,7 @@ pub fn verify_directory(
         crate::weight::selection_bandwidths_of_listed(directory.chain(), &listed);
     // Every descriptor's operator is listed (checked above).
     let descriptor_operators = listed.iter().filter_map(|d| d.operator_index).collect();
-    let relay_signatures = std::iter::repeat_with(OnceLock::new)
+    let relay_signatures = std::iter::repeat_with(|| AtomicU8::new(UNCHECKED))
         .take(listed.len())
         .collect();
     drop(listed);
@@ -993,7 +1004,7 @@ pub fn verify_directory(
             profile_signatures,
             body: RwLock::new(Body::InMemory(signed)),
             directory_without_descriptors: directory,
-            descriptor_ranges,
+            descriptor_places,
             pins: OnceLock::new(),
             digest,
             signers,
@@ -1034,11 +1045,11 @@ struct Verified {
     /// ([`VerifiedDirectory::keep_body_in`]).
     body: RwLock<Body>,
     /// The parsed directory, its descriptors taken out
-    /// ([`Verified::descriptor_ranges`] says where they are).
+    /// ([`Verified::descriptor_places`] says where they are).
     directory_without_descriptors: Directory,
     /// Per descriptor, in the directory's order (sorted by relay id): its
     /// bytes' place in `signed.directory`.
-    descriptor_ranges: Vec<std::ops::Range<u32>>,
+    descriptor_places: DescriptorPlaces,
     /// The descriptors' indices sorted by QUIC pin, made at the first
     /// [`VerifiedDirectory::relay_by_pin`] (a client never asks).
     pins: OnceLock<Vec<(KeyPin, u32)>>,
@@ -1055,7 +1066,7 @@ struct Verified {
     /// Per descriptor, in the directory's order: whether its three
     /// signatures verified, once checked
     /// ([`VerifiedDirectory::check_relay_signatures`]).
-    relay_signatures: Vec<OnceLock<bool>>,
+    relay_signatures: Vec<AtomicU8>,
     /// Per operator profile, in the directory's order: whether its
     /// signature verified, once checked.
     profile_signatures: Vec<OnceLock<bool>>,
@@ -1134,7 +1145,7 @@ impl VerifiedDirectory {
         }
         let digests = self
             .inner
-            .descriptor_ranges
+            .descriptor_places
             .iter()
             .map(|r| {
                 descriptor_digest(
@@ -1193,7 +1204,7 @@ impl VerifiedDirectory {
 
     /// How many relays the directory lists.
     pub fn relay_count(&self) -> usize {
-        self.inner.descriptor_ranges.len()
+        self.inner.descriptor_places.len()
     }
 
     /// Every relay, sorted by relay id (each decoded as it is reached).
@@ -1222,9 +1233,10 @@ impl VerifiedDirectory {
     fn index_of(&self, relay: &RelayId) -> Option<usize> {
         let body = self.body();
         self.inner
-            .descriptor_ranges
-            .binary_search_by(|range| {
-                let start = range.start + 1;
+            .descriptor_places
+            .starts()
+            .binary_search_by(|start| {
+                let start = start + 1;
                 body.bytes(start..start + 32)
                     .unwrap_or_default()
                     .as_ref()
@@ -1238,7 +1250,7 @@ impl VerifiedDirectory {
     /// the directory was verified, so this fails only for an index out of
     /// range.
     fn descriptor_at(&self, index: usize) -> Option<SignedDescriptor> {
-        let range = self.inner.descriptor_ranges.get(index)?.clone();
+        let range = self.inner.descriptor_places.get(index)?;
         let body = self.body();
         let bytes = body.bytes(range)?;
         if let Body::InFile(file) = &*body
@@ -1260,41 +1272,60 @@ impl VerifiedDirectory {
     pub fn check_relay_signatures(&self, relay: &RelayId) -> Result<(), DirectoryError> {
         let not_listed = || DirectoryError::RelayNotListed { relay: *relay };
         let index = self.index_of(relay).ok_or_else(not_listed)?;
-        let signed = self
-            .descriptor_at(index)
-            .filter(|d| d.descriptor().relay() == *relay)
-            .ok_or_else(not_listed)?;
+        match self.check_relay_signatures_at(index) {
+            // The search reads ids unchecked (a body in a file changed
+            // underneath could mislead it): what it found is checked.
+            Ok(found) if found == *relay => Ok(()),
+            Ok(_) | Err(DirectoryError::RelayUnreadable { .. }) => Err(not_listed()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`VerifiedDirectory::check_relay_signatures`] for the relay at
+    /// `index`; its id if they verify.
+    fn check_relay_signatures_at(&self, index: usize) -> Result<RelayId, DirectoryError> {
+        let unreadable = || DirectoryError::RelayUnreadable { index };
+        let signed = self.descriptor_at(index).ok_or_else(unreadable)?;
+        let relay = &signed.descriptor().relay();
         let operator = signed.descriptor().operator();
         let profile_index = *self
             .inner
             .descriptor_operators
             .get(index)
-            .ok_or_else(not_listed)? as usize;
+            .ok_or_else(unreadable)? as usize;
         let profile = self
             .inner
             .directory_without_descriptors
             .operators()
             .get(profile_index)
-            .ok_or_else(not_listed)?;
+            .ok_or_else(unreadable)?;
         let profile_ok = *self
             .inner
             .profile_signatures
             .get(profile_index)
-            .ok_or_else(not_listed)?
+            .ok_or_else(unreadable)?
             .get_or_init(|| profile.verify().is_ok());
         if !profile_ok {
             return Err(DirectoryError::BadSignature {
                 which: Signer::OperatorProfile(operator),
             });
         }
-        let descriptor_ok = *self
+        let checked = self
             .inner
             .relay_signatures
             .get(index)
-            .ok_or_else(not_listed)?
-            .get_or_init(|| signed.verify_signatures().is_ok());
+            .ok_or_else(unreadable)?;
+        // Two first uses at once may both check: the same answer.
+        let descriptor_ok = match checked.load(Ordering::Relaxed) {
+            UNCHECKED => {
+                let ok = signed.verify_signatures().is_ok();
+                checked.store(if ok { VERIFIED } else { REFUSED }, Ordering::Relaxed);
+                ok
+            }
+            state => state == VERIFIED,
+        };
         if descriptor_ok {
-            Ok(())
+            Ok(*relay)
         } else {
             // Not cached: which signature failed. Rare (a relay the
             // validators signed without checking), and then only once per
@@ -1356,6 +1387,7 @@ impl VerifiedDirectory {
             .profile();
         Some(VerifiedRelay {
             directory: self,
+            index: u32::try_from(index).ok()?,
             signed: self.descriptor_at(index)?,
             operator,
             selection_bandwidth_bps: self
@@ -1373,6 +1405,12 @@ impl VerifiedDirectory {
         })
     }
 }
+
+/// A relay's signatures, per [`Verified::relay_signatures`]: one byte a
+/// relay, not a `OnceLock<bool>`'s eight.
+const UNCHECKED: u8 = 0;
+const VERIFIED: u8 = 1;
+const REFUSED: u8 = 2;
 
 /// Where a verified directory's body is.
 #[derive(Debug)]
@@ -1447,6 +1485,8 @@ pub enum BodyFileError {
 #[derive(Clone)]
 pub struct VerifiedRelay<'a> {
     directory: &'a VerifiedDirectory,
+    /// Its place in the directory's order.
+    index: u32,
     /// The relay's descriptor, decoded from the directory's bytes.
     signed: SignedDescriptor,
     /// Its operator's profile.
@@ -1467,7 +1507,7 @@ impl VerifiedRelay<'_> {
     pub fn listed(&self) -> ListedRelay {
         ListedRelay {
             directory: self.directory.clone(),
-            relay: self.id(),
+            index: self.index,
         }
     }
 
@@ -1543,26 +1583,26 @@ impl std::fmt::Debug for VerifiedRelay<'_> {
 }
 
 /// A relay of a [`VerifiedDirectory`], owned: the directory (shared, not
-/// copied) and the relay's id. A client's relay record carries it, and
-/// checks the relay's own signatures through it before the relay's first
-/// use ([`ListedRelay::check_signatures`]).
+/// copied) and the relay's place in it (16 bytes: a client keeps one per
+/// relay). A client's relay record carries it, and checks the relay's own
+/// signatures through it before the relay's first use
+/// ([`ListedRelay::check_signatures`]).
 #[derive(Clone)]
 pub struct ListedRelay {
     directory: VerifiedDirectory,
-    relay: RelayId,
+    /// The relay's place in the directory's order.
+    index: u32,
 }
 
 impl ListedRelay {
     /// [`VerifiedDirectory::check_relay_signatures`] for this relay
     /// (cached in the directory: checked once however many records and
-    /// paths share it).
+    /// paths share it); [`DirectoryError::RelayUnreadable`] if its bytes
+    /// no longer read back from the directory's file.
     pub fn check_signatures(&self) -> Result<(), DirectoryError> {
-        self.directory.check_relay_signatures(&self.relay)
-    }
-
-    /// The relay's id.
-    pub fn relay(&self) -> RelayId {
-        self.relay
+        self.directory
+            .check_relay_signatures_at(self.index as usize)
+            .map(drop)
     }
 
     /// The sequence number of the directory that lists it.
@@ -1574,7 +1614,7 @@ impl ListedRelay {
 /// The same relay of the same directory (one verification, shared).
 impl PartialEq for ListedRelay {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.directory.inner, &other.directory.inner) && self.relay == other.relay
+        Arc::ptr_eq(&self.directory.inner, &other.directory.inner) && self.index == other.index
     }
 }
 
@@ -1584,7 +1624,7 @@ impl Eq for ListedRelay {}
 impl std::fmt::Debug for ListedRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListedRelay")
-            .field("relay", &self.relay)
+            .field("index", &self.index)
             .field("sequence", &self.sequence())
             .finish()
     }

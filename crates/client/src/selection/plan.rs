@@ -61,7 +61,7 @@
 //!   that selection only. Verdicts are kept, so the next selection goes on
 //!   where this one stopped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -183,10 +183,14 @@ pub struct PathPlan<T> {
     /// ([`PathPlan::candidates`]), and a relay drawn is judged before it is
     /// used. Held once: at 100,000 relays a copy of the list is 48 MiB.
     listed: Vec<Relay>,
-    /// The id and role of each relay of the list judged and refused: no
-    /// longer a candidate while relays are judged, and named when no path
-    /// is left.
-    refused: HashSet<(RelayId, RelayRole)>,
+    /// Per relay of the list, in its order: whether it was judged and
+    /// refused (no longer a candidate while relays are judged, and named
+    /// when no path is left). Empty: none is. A flag per relay, not a set
+    /// of ids: at 100,000 relays without evidence `prefer` refuses most of
+    /// them before it knows whether the attested make a path.
+    refused: Vec<bool>,
+    /// How many of `refused` are set.
+    refused_count: usize,
     /// With `prefer`: whether the attested relays make a path (in any
     /// region, before exclusions), once known. `Some(false)`: every relay
     /// is a candidate.
@@ -207,7 +211,8 @@ impl<T: Moment> PathPlan<T> {
     pub fn new(listed: Vec<Relay>, config: PlanConfig, rng: fastrand::Rng) -> Self {
         let mut plan = PathPlan {
             listed: Vec::new(),
-            refused: HashSet::new(),
+            refused: Vec::new(),
+            refused_count: 0,
             attested_make_a_path: None,
             config,
             excluded: BTreeMap::new(),
@@ -224,15 +229,36 @@ impl<T: Moment> PathPlan<T> {
     /// `[trust] attestation` has not refused (those not judged yet
     /// included).
     pub fn candidates(&self) -> impl Iterator<Item = &Relay> + '_ {
-        self.listed.iter().filter(|r| self.is_candidate(r))
+        let judging = self.refused_count > 0 && self.judging();
+        self.listed
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !(judging && self.is_refused(*i)))
+            .map(|(_, relay)| relay)
     }
 
-    /// Whether `relay` of the list is one of [`PathPlan::candidates`]:
-    /// every relay unless relays are judged, then every relay not refused.
-    fn is_candidate(&self, relay: &Relay) -> bool {
-        self.refused.is_empty()
-            || !self.judging()
-            || !self.refused.contains(&(relay.id, relay.role))
+    /// Whether relay `index` of the list was judged and refused.
+    fn is_refused(&self, index: usize) -> bool {
+        self.refused.get(index).copied().unwrap_or(false)
+    }
+
+    /// Records that relay `index` of the list was judged and refused.
+    fn refuse(&mut self, index: usize) {
+        if self.refused.len() != self.listed.len() {
+            self.refused = vec![false; self.listed.len()];
+        }
+        if let Some(flag) = self.refused.get_mut(index)
+            && !*flag
+        {
+            *flag = true;
+            self.refused_count += 1;
+        }
+    }
+
+    /// Forgets every refusal.
+    fn forget_refusals(&mut self) {
+        self.refused = Vec::new();
+        self.refused_count = 0;
     }
 
     /// Every relay of the list, admitted or not.
@@ -248,19 +274,25 @@ impl<T: Moment> PathPlan<T> {
     pub fn set_candidates(&mut self, listed: Vec<Relay>) {
         self.listed = listed;
         self.attested_make_a_path = None;
-        self.refused.clear();
+        self.forget_refusals();
         if self.judging() {
             // Verdicts already made (a relay record kept from the last
             // list, a config entry) are used at once; nothing is judged.
             let mut all_known = true;
-            for relay in &self.listed {
-                match relay.attestation.known() {
-                    Some(verdict) if !verdict.is_attested() => {
-                        self.refused.insert((relay.id, relay.role));
+            let refused: Vec<bool> = self
+                .listed
+                .iter()
+                .map(|relay| match relay.attestation.known() {
+                    Some(verdict) => !verdict.is_attested(),
+                    None => {
+                        all_known = false;
+                        false
                     }
-                    Some(_) => {}
-                    None => all_known = false,
-                }
+                })
+                .collect();
+            self.refused_count = refused.iter().filter(|&&r| r).count();
+            if self.refused_count > 0 {
+                self.refused = refused;
             }
             // With every verdict known (config entries, a list judged
             // before), `prefer` is decided at once, as filtering first does;
@@ -286,7 +318,7 @@ impl<T: Moment> PathPlan<T> {
     fn prefer_attested_relays(&mut self, attested_make_a_path: bool) {
         self.attested_make_a_path = Some(attested_make_a_path);
         if !attested_make_a_path {
-            self.refused = HashSet::new();
+            self.forget_refusals();
         }
     }
 
@@ -320,7 +352,13 @@ impl<T: Moment> PathPlan<T> {
         if verdict.is_attested() {
             return true;
         }
-        self.refused.insert((relay.id, relay.role));
+        if let Some(index) = self
+            .listed
+            .iter()
+            .position(|c| c.id == relay.id && c.role == relay.role)
+        {
+            self.refuse(index);
+        }
         false
     }
 
@@ -416,12 +454,14 @@ impl<T: Moment> PathPlan<T> {
         match error {
             SelectionError::NoPath { reason }
                 if self.config.attestation == AttestationMode::Require
-                    && !self.refused.is_empty() =>
+                    && self.refused_count > 0 =>
             {
                 let refused: Vec<RefusedRelay> = self
                     .listed
                     .iter()
-                    .filter(|r| self.refused.contains(&(r.id, r.role)))
+                    .enumerate()
+                    .filter(|(i, _)| self.is_refused(*i))
+                    .map(|(_, r)| r)
                     .take(MAX_NAMED_REFUSALS)
                     .map(|r| RefusedRelay {
                         name: r.name.clone(),
@@ -431,7 +471,7 @@ impl<T: Moment> PathPlan<T> {
                     .collect();
                 SelectionError::NoAttestedPath {
                     reason,
-                    unnamed: self.refused.len().saturating_sub(refused.len()),
+                    unnamed: self.refused_count.saturating_sub(refused.len()),
                     refused,
                 }
             }
