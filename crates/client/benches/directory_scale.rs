@@ -640,8 +640,15 @@ fn main() {
                 );
             }
         }
+        let verification = f.verify.saturating_sub(f.listing);
         println!(
-            "  verification {:.0} ms <= 200 ms: {}",
+            "  verification (verify_directory) {:.0} ms <= 200 ms: {}",
+            verification.as_secs_f64() * 1e3,
+            verdict(verification <= TARGET_VERIFY)
+        );
+        println!(
+            "  accepting in all (verification, relay list, path plan, body to file) {:.0} ms \
+             <= 200 ms: {}",
             f.verify.as_secs_f64() * 1e3,
             verdict(f.verify <= TARGET_VERIFY)
         );

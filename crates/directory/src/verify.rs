@@ -1119,7 +1119,8 @@ impl VerifiedDirectory {
     /// when it is looked at and checked against a digest kept for it (16
     /// bytes a relay), so a file changed underneath yields no relay, never
     /// another one. Refused, the body staying in memory, if the file does
-    /// not hold the envelope ([`BodyFileError`]).
+    /// not begin and end as the body does ([`BodyFileError::Differs`]: it
+    /// holds another directory).
     pub fn keep_body_in(&self, file: std::fs::File) -> Result<(), BodyFileError> {
         let mut body = self
             .inner
@@ -1131,15 +1132,19 @@ impl VerifiedDirectory {
         };
         let in_memory = &signed.directory;
         let offset = SignedDirectory::BODY_OFFSET;
-        let mut in_file = vec![0; in_memory.len().min(1 << 20)];
-        for (i, chunk) in in_memory.chunks(in_file.len().max(1)).enumerate() {
-            let read = in_file.get_mut(..chunk.len()).unwrap_or_default();
+        // The body's start (format version, sequence, times: another
+        // directory differs there) and its end; every relay read back is
+        // checked against its digest besides.
+        let edge = in_memory.len().min(4096);
+        let (start, end) = (0..edge, in_memory.len() - edge..in_memory.len());
+        for range in [start, end] {
+            let mut read = vec![0; range.len()];
             std::os::unix::fs::FileExt::read_exact_at(
                 &file,
-                read,
-                offset + (i * (1 << 20)) as u64,
+                &mut read,
+                offset + range.start as u64,
             )?;
-            if read != chunk {
+            if in_memory.get(range) != Some(read.as_slice()) {
                 return Err(BodyFileError::Differs);
             }
         }
