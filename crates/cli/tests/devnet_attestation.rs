@@ -26,11 +26,7 @@ const CHAIN_ID: u64 = 31_337;
 
 /// A field `key=value` of a devnet stdout line starting with `prefix`.
 fn line_field(devnet: &Devnet, prefix: &str, key: &str) -> String {
-    let lines = devnet.later_stdout();
-    let line = lines
-        .iter()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:?}"));
+    let line = devnet.later_line(prefix, Duration::from_secs(10));
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .unwrap()

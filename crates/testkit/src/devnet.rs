@@ -172,6 +172,21 @@ impl Devnet {
         self.stdout_rest.lock().unwrap().clone()
     }
 
+    /// The first line after the ready line that starts with `prefix`,
+    /// waiting up to `limit` for it: a thread of its own reads those lines,
+    /// and under load it lags behind the ready line.
+    pub fn later_line(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let lines = self.later_stdout();
+            if let Some(line) = lines.iter().find(|l| l.starts_with(prefix)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no {prefix:?} line in {lines:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A component's pid, from `devnet.pids`.
     pub fn component_pid(&self, name: &str) -> u32 {
         *self
