@@ -142,6 +142,11 @@ async fn the_client_runs_on_the_validator_signed_directory() {
     // ... and the client stops choosing it: every rotation draws a fresh
     // path from the directory, and none is built through the dead egress
     // (a build through it would fail and be logged). Flows keep working.
+    // A path drawn from the old list just before the update may still be
+    // in its handshake with the dead egress: let it fail first (two
+    // handshake timeouts, `path.handshake_timeout_ms` = 2 s; it failed
+    // the check once under load).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let after_update = client_log().len();
     let deadline = Instant::now() + Duration::from_secs(30);
     while client_log()[after_update..]
