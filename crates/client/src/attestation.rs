@@ -260,8 +260,10 @@ impl Attestation {
     /// the answer in the judge's [`VerdictCache`]).
     pub fn verdict(&self) -> AttestationVerdict {
         match &self.0 {
+            State::NoEvidence => AttestationVerdict::NoEvidence,
+            State::NotChecked => AttestationVerdict::NotChecked,
+            State::Judged(verdict) => AttestationVerdict::clone(verdict),
             State::Deferred { judge, relay } => judge.verdict(relay),
-            _ => self.judged().unwrap_or(AttestationVerdict::NotChecked),
         }
     }
 
@@ -269,17 +271,7 @@ impl Attestation {
     pub fn known(&self) -> Option<AttestationVerdict> {
         match &self.0 {
             State::Deferred { judge, relay } => judge.cached(relay),
-            _ => self.judged(),
-        }
-    }
-
-    /// The verdict it was made with (`None`: deferred).
-    fn judged(&self) -> Option<AttestationVerdict> {
-        match &self.0 {
-            State::NoEvidence => Some(AttestationVerdict::NoEvidence),
-            State::NotChecked => Some(AttestationVerdict::NotChecked),
-            State::Judged(verdict) => Some(AttestationVerdict::clone(verdict)),
-            State::Deferred { .. } => None,
+            _ => Some(self.verdict()),
         }
     }
 
@@ -313,7 +305,8 @@ impl PartialEq for Attestation {
                 Arc::ptr_eq(a, b) && x == y
             }
             (State::Deferred { .. }, _) | (_, State::Deferred { .. }) => false,
-            _ => self.judged() == other.judged(),
+            // Neither deferred: `verdict` judges nothing.
+            _ => self.verdict() == other.verdict(),
         }
     }
 }

@@ -15,7 +15,14 @@ pub(crate) fn decode_exact<T>(
     bytes: &[u8],
     decode: impl FnOnce(&mut Reader<'_>) -> Result<T, FormatError>,
 ) -> Result<T, FormatError> {
-    let mut r = Reader::new(bytes);
+    decode_whole(Reader::new(bytes), decode)
+}
+
+/// One whole value from `r`: trailing bytes are an error.
+fn decode_whole<'a, T>(
+    mut r: Reader<'a>,
+    decode: impl FnOnce(&mut Reader<'a>) -> Result<T, FormatError>,
+) -> Result<T, FormatError> {
     let value = decode(&mut r)?;
     r.finish()?;
     Ok(value)
@@ -28,10 +35,7 @@ pub(crate) fn decode_exact_quorum_signed_shared<T>(
     bytes: &Bytes,
     decode: impl FnOnce(&mut Reader<'_>) -> Result<T, FormatError>,
 ) -> Result<T, FormatError> {
-    let mut r = Reader::shared(bytes).deferring_key_checks();
-    let value = decode(&mut r)?;
-    r.finish()?;
-    Ok(value)
+    decode_whole(Reader::shared(bytes).deferring_key_checks(), decode)
 }
 
 /// A cursor over untrusted bytes. Every method either consumes exactly what

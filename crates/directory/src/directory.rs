@@ -505,7 +505,7 @@ impl DescriptorPlaces {
         self.starts.len().saturating_sub(1)
     }
 
-    /// Where descriptor `index` starts, for each descriptor in order.
+    /// Where each descriptor starts, in order.
     pub(crate) fn starts(&self) -> &[u32] {
         self.starts.get(..self.len()).unwrap_or_default()
     }

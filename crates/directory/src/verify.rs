@@ -1047,8 +1047,8 @@ struct Verified {
     /// The parsed directory, its descriptors taken out
     /// ([`Verified::descriptor_places`] says where they are).
     directory_without_descriptors: Directory,
-    /// Per descriptor, in the directory's order (sorted by relay id): its
-    /// bytes' place in `signed.directory`.
+    /// Per descriptor, in the directory's order (sorted by relay id): where
+    /// its bytes lie in the body.
     descriptor_places: DescriptorPlaces,
     /// The descriptors' indices sorted by QUIC pin, made at the first
     /// [`VerifiedDirectory::relay_by_pin`] (a client never asks).
@@ -1251,9 +1251,10 @@ impl VerifiedDirectory {
     }
 
     /// The signed descriptor at `index`, decoded from the directory's bytes
-    /// (a view of them). The quorum signed the bytes and they decoded when
-    /// the directory was verified, so this fails only for an index out of
-    /// range.
+    /// (a view of them in memory, or read back from the file and checked
+    /// against its digest). The quorum signed the bytes and they decoded
+    /// when the directory was verified, so this fails only for an index out
+    /// of range or a file that no longer reads back as verified.
     fn descriptor_at(&self, index: usize) -> Option<SignedDescriptor> {
         let range = self.inner.descriptor_places.get(index)?;
         let body = self.body();
